@@ -1,0 +1,262 @@
+//! Regular files and block devices, with O_DIRECT.
+
+use super::{check_req, io_err, split_invalid, DevError, Device, DeviceInfo, DeviceKind};
+use crate::io::{Engine, EngineChoice, IoReq, DEFAULT_ALIGN};
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+/// How to open a [`FileDevice`].
+#[derive(Debug, Clone)]
+pub struct OpenOptions {
+    /// Open read-only (block devices are then not opened exclusively).
+    pub read_only: bool,
+    /// Create a sparse regular file of this size if the path does not exist.
+    pub create_size: Option<u64>,
+    /// Which I/O engine to use.
+    pub engine: EngineChoice,
+    /// Bypass the page cache (falls back to buffered I/O only where the
+    /// filesystem refuses O_DIRECT; [`DeviceInfo::direct`] then says so).
+    pub direct: bool,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        Self {
+            read_only: false,
+            create_size: None,
+            engine: EngineChoice::Auto,
+            direct: true,
+        }
+    }
+}
+
+/// A regular file or a block device.
+#[derive(Debug)]
+pub struct FileDevice {
+    file: File,
+    info: DeviceInfo,
+    engine: Engine,
+}
+
+/// BLKDISCARD = _IO(0x12, 119) on the common Linux architectures.
+const BLKDISCARD: libc::c_ulong = 0x1277;
+
+impl FileDevice {
+    /// Open (or with `create_size`, create) a file or block device.
+    pub fn open(path: impl AsRef<Path>, opts: &OpenOptions) -> Result<Self, DevError> {
+        let path = path.as_ref();
+        let open_err = |e: io::Error| map_open_err(path, opts.read_only, e);
+        let engine = Engine::new(opts.engine).map_err(|e| io_err_path(path, "open", e))?;
+        let meta = match std::fs::metadata(path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => match opts.create_size {
+                Some(size) => {
+                    create_sparse(path, size).map_err(open_err)?;
+                    std::fs::metadata(path).map_err(open_err)?
+                }
+                None => {
+                    return Err(DevError::NotFound {
+                        path: path.to_path_buf(),
+                    })
+                }
+            },
+            Err(e) => return Err(open_err(e)),
+        };
+        let ft = meta.file_type();
+        let block = ft.is_block_device();
+        if !block && !ft.is_file() {
+            return Err(DevError::NotADevice {
+                path: path.to_path_buf(),
+            });
+        }
+        let mut flags = 0;
+        if block && !opts.read_only {
+            flags |= libc::O_EXCL;
+        }
+        let try_open = |direct: bool| {
+            let mut o = std::fs::OpenOptions::new();
+            o.read(true).write(!opts.read_only);
+            o.custom_flags(flags | if direct { libc::O_DIRECT } else { 0 });
+            o.open(path)
+        };
+        let (file, direct) = match try_open(opts.direct) {
+            Ok(f) => (f, opts.direct),
+            // Some filesystems refuse O_DIRECT: fall back and say so in info.
+            Err(e) if opts.direct && e.raw_os_error() == Some(libc::EINVAL) => {
+                (try_open(false).map_err(open_err)?, false)
+            }
+            Err(e) => return Err(open_err(e)),
+        };
+        let (size, logical, physical) = if block {
+            block_geometry(&file).map_err(|e| io_err_path(path, "ioctl", e))?
+        } else {
+            (meta.len(), DEFAULT_ALIGN as u32, DEFAULT_ALIGN as u32)
+        };
+        let info = DeviceInfo {
+            path: Some(path.to_path_buf()),
+            kind: if block {
+                DeviceKind::Block
+            } else {
+                DeviceKind::File
+            },
+            size,
+            logical_sector: logical.max(512),
+            physical_sector: physical.max(logical).max(512),
+            direct,
+            discard: true,
+            engine: engine.name(),
+            read_only: opts.read_only,
+        };
+        Ok(Self { file, info, engine })
+    }
+
+    /// The open file (for locking and ownership changes).
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+}
+
+fn create_sparse(path: &Path, size: u64) -> io::Result<()> {
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)?;
+    f.set_len(size)?;
+    f.sync_all()
+}
+
+fn block_geometry(file: &File) -> io::Result<(u64, u32, u32)> {
+    let logical = rustix::fs::ioctl_blksszget(file)?;
+    let physical = rustix::fs::ioctl_blkpbszget(file)?;
+    let size = rustix::fs::seek(file, rustix::fs::SeekFrom::End(0))?;
+    Ok((size, logical, physical))
+}
+
+fn io_err_path(path: &Path, op: &'static str, source: io::Error) -> DevError {
+    DevError::Io {
+        op,
+        device: path.display().to_string(),
+        offset: 0,
+        source,
+    }
+}
+
+fn map_open_err(path: &Path, read_only: bool, e: io::Error) -> DevError {
+    match e.raw_os_error() {
+        Some(libc::ENOENT) => DevError::NotFound {
+            path: path.to_path_buf(),
+        },
+        Some(libc::EBUSY) => DevError::Busy {
+            path: path.to_path_buf(),
+        },
+        Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::EROFS) => {
+            let m = std::fs::metadata(path).ok();
+            DevError::PermissionDenied {
+                path: path.to_path_buf(),
+                need: if read_only { "read" } else { "read-write" },
+                mode: m.as_ref().map_or(0, |m| m.mode() & 0o7777),
+                uid: m.as_ref().map_or(0, |m| m.uid()),
+                gid: m.as_ref().map_or(0, |m| m.gid()),
+                euid: rustix::process::geteuid().as_raw(),
+            }
+        }
+        _ => io_err_path(path, "open", e),
+    }
+}
+
+impl Device for FileDevice {
+    fn info(&self) -> &DeviceInfo {
+        &self.info
+    }
+
+    fn submit(&self, mut reqs: Vec<IoReq>) -> Vec<IoReq> {
+        if split_invalid(&self.info, &mut reqs) {
+            return self.engine.submit(self.file.as_raw_fd(), reqs);
+        }
+        // Some were invalid: run only the valid ones, keep the order.
+        let mut valid = Vec::new();
+        let mut slots = Vec::with_capacity(reqs.len());
+        for r in reqs {
+            if r.result.is_some() {
+                slots.push(Some(r));
+            } else {
+                valid.push(r);
+                slots.push(None);
+            }
+        }
+        let mut done = self.engine.submit(self.file.as_raw_fd(), valid).into_iter();
+        slots
+            .into_iter()
+            .filter_map(|s| s.or_else(|| done.next()))
+            .collect()
+    }
+
+    fn flush(&self) -> Result<(), DevError> {
+        self.engine
+            .flush(self.file.as_raw_fd())
+            .map_err(|e| io_err(&self.info, "flush", 0, e))
+    }
+
+    fn discard(&self, offset: u64, len: u64) -> Result<(), DevError> {
+        if self.info.read_only {
+            return Err(DevError::ReadOnly {
+                device: self.info.name(),
+            });
+        }
+        let Ok(l) = usize::try_from(len) else {
+            return Err(DevError::OutOfRange {
+                device: self.info.name(),
+                offset,
+                len: usize::MAX,
+                size: self.info.size,
+            });
+        };
+        check_req(&self.info, offset, l)?;
+        if len == 0 {
+            return Ok(());
+        }
+        let r = match self.info.kind {
+            DeviceKind::Block => {
+                let range: [u64; 2] = [offset, len];
+                // SAFETY: BLKDISCARD reads two u64 (start, length) from the pointer,
+                // which points to a live local array.
+                let rc =
+                    unsafe { libc::ioctl(self.file.as_raw_fd(), BLKDISCARD as _, range.as_ptr()) };
+                if rc == 0 {
+                    Ok(())
+                } else {
+                    Err(io::Error::last_os_error())
+                }
+            }
+            _ => rustix::fs::fallocate(
+                &self.file,
+                rustix::fs::FallocateFlags::PUNCH_HOLE | rustix::fs::FallocateFlags::KEEP_SIZE,
+                offset,
+                len,
+            )
+            .map_err(io::Error::from),
+        };
+        match r {
+            Ok(()) => Ok(()),
+            // Discard is advisory: devices without support are fine.
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EOPNOTSUPP) | Some(libc::ENOTTY) | Some(libc::EINVAL)
+                ) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(io_err(&self.info, "discard", offset, e)),
+        }
+    }
+}
+
+/// The canonical form of a device path (symlinks resolved) for comparisons.
+#[allow(dead_code)]
+pub fn canonical(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+}

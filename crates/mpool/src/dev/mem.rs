@@ -1,0 +1,83 @@
+//! A device in memory.
+
+use super::{split_invalid, DevError, Device, DeviceInfo, DeviceKind};
+use crate::io::{IoKind, IoReq};
+use std::sync::RwLock;
+
+/// A device backed by a byte vector; flush is a no-op.
+#[derive(Debug)]
+pub struct MemDevice {
+    data: RwLock<Vec<u8>>,
+    info: DeviceInfo,
+}
+
+impl MemDevice {
+    /// A zeroed device of `size` bytes with the given sector size.
+    pub fn new(size: u64, sector: u32) -> Self {
+        Self::from_image(vec![0; size as usize], sector)
+    }
+
+    /// A device holding `image`.
+    pub fn from_image(image: Vec<u8>, sector: u32) -> Self {
+        let sector = sector.max(512);
+        let info = DeviceInfo {
+            path: None,
+            kind: DeviceKind::Memory,
+            size: image.len() as u64,
+            logical_sector: sector,
+            physical_sector: sector,
+            direct: true,
+            discard: true,
+            engine: "memory",
+            read_only: false,
+        };
+        Self {
+            data: RwLock::new(image),
+            info,
+        }
+    }
+
+    /// A copy of the whole image.
+    pub fn image(&self) -> Vec<u8> {
+        self.data.read().map(|d| d.clone()).unwrap_or_default()
+    }
+}
+
+impl Device for MemDevice {
+    fn info(&self) -> &DeviceInfo {
+        &self.info
+    }
+
+    fn submit(&self, mut reqs: Vec<IoReq>) -> Vec<IoReq> {
+        split_invalid(&self.info, &mut reqs);
+        let mut data = match self.data.write() {
+            Ok(d) => d,
+            Err(p) => p.into_inner(),
+        };
+        for r in reqs.iter_mut().filter(|r| r.result.is_none()) {
+            // check_req in split_invalid guarantees the range is inside the image.
+            let off = r.offset as usize;
+            let len = r.buf.len();
+            match r.kind {
+                IoKind::Read => r.buf.copy_from_slice(&data[off..off + len]),
+                IoKind::Write => data[off..off + len].copy_from_slice(&r.buf),
+            }
+            r.result = Some(Ok(()));
+        }
+        reqs
+    }
+
+    fn flush(&self) -> Result<(), DevError> {
+        Ok(())
+    }
+
+    fn discard(&self, offset: u64, len: u64) -> Result<(), DevError> {
+        super::check_req(&self.info, offset, len as usize)?;
+        let mut data = match self.data.write() {
+            Ok(d) => d,
+            Err(p) => p.into_inner(),
+        };
+        data[offset as usize..(offset + len) as usize].fill(0);
+        Ok(())
+    }
+}

@@ -1,0 +1,316 @@
+//! The device layer: one [`Device`] trait over regular files, block devices,
+//! memory and a fault-injecting device used by the crash tests.
+//!
+//! Every I/O is a whole [`AlignedBuf`] at an offset aligned to the device's
+//! logical sector size. Requests are batched: [`Device::submit`] takes a
+//! vector of requests (the buffers move in) and returns it with each result
+//! filled in. Writes are durable only after [`Device::flush`].
+
+mod fault;
+mod file;
+mod mem;
+
+pub use fault::{CrashMode, FaultDevice, FaultStats};
+pub use file::{FileDevice, OpenOptions};
+pub use mem::MemDevice;
+
+use crate::io::{AlignedBuf, IoKind, IoReq};
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// What kind of storage a device is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceKind {
+    /// A regular file (sparse is fine).
+    File,
+    /// A block device.
+    Block,
+    /// Memory only (tests, examples).
+    Memory,
+    /// Memory with injected faults and crash simulation (tests).
+    Fault,
+}
+
+impl fmt::Display for DeviceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::File => "file",
+            Self::Block => "block",
+            Self::Memory => "memory",
+            Self::Fault => "fault",
+        })
+    }
+}
+
+/// Static facts about an open device.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DeviceInfo {
+    /// Path it was opened from (none for memory devices).
+    pub path: Option<PathBuf>,
+    /// What it is.
+    pub kind: DeviceKind,
+    /// Size in bytes.
+    pub size: u64,
+    /// Logical sector size: the alignment of every offset and length.
+    pub logical_sector: u32,
+    /// Physical sector size: the unit a device writes atomically at best.
+    pub physical_sector: u32,
+    /// Whether I/O bypasses the page cache.
+    pub direct: bool,
+    /// Whether the device supports discard.
+    pub discard: bool,
+    /// Name of the I/O engine batches go through.
+    pub engine: &'static str,
+    /// Opened read-only.
+    pub read_only: bool,
+}
+
+impl DeviceInfo {
+    /// The path as text, or `<memory>`.
+    pub fn name(&self) -> String {
+        match &self.path {
+            Some(p) => p.display().to_string(),
+            None => format!("<{}>", self.kind),
+        }
+    }
+}
+
+/// Errors of the device layer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DevError {
+    /// An I/O system call failed.
+    #[error("{op} failed on {device} at offset {offset}: {source}")]
+    Io {
+        /// read, write, flush, discard or open.
+        op: &'static str,
+        /// Device name.
+        device: String,
+        /// Byte offset.
+        offset: u64,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// Offset or length is not a multiple of the logical sector size.
+    #[error("unaligned I/O on {device}: offset {offset} length {len} (alignment {align})")]
+    Unaligned {
+        /// Device name.
+        device: String,
+        /// Byte offset.
+        offset: u64,
+        /// Length.
+        len: usize,
+        /// Required alignment.
+        align: u32,
+    },
+    /// The range runs past the end of the device.
+    #[error("I/O past the end of {device}: offset {offset} length {len}, device size {size}")]
+    OutOfRange {
+        /// Device name.
+        device: String,
+        /// Byte offset.
+        offset: u64,
+        /// Length.
+        len: usize,
+        /// Device size.
+        size: u64,
+    },
+    /// A write to a device opened read-only.
+    #[error("{device} is open read-only")]
+    ReadOnly {
+        /// Device name.
+        device: String,
+    },
+    /// The path does not exist.
+    #[error("{path}: no such file or device")]
+    NotFound {
+        /// The path.
+        path: PathBuf,
+    },
+    /// Permission denied, with what was needed and what the file allows.
+    #[error("permission denied: {path} needs {need} access (mode {mode:04o}, owner uid {uid} gid {gid}; this process is uid {euid})")]
+    PermissionDenied {
+        /// The path.
+        path: PathBuf,
+        /// "read" or "read-write".
+        need: &'static str,
+        /// File mode bits.
+        mode: u32,
+        /// Owner uid.
+        uid: u32,
+        /// Owner gid.
+        gid: u32,
+        /// This process' effective uid.
+        euid: u32,
+    },
+    /// The device is in use (mounted, or opened exclusively elsewhere).
+    #[error("{path} is busy: mounted, or in use by another program")]
+    Busy {
+        /// The path.
+        path: PathBuf,
+    },
+    /// The path is neither a regular file nor a block device.
+    #[error("{path} is not a regular file or block device")]
+    NotADevice {
+        /// The path.
+        path: PathBuf,
+    },
+    /// The simulated machine has crashed (fault device): no I/O reaches it.
+    #[error("device crashed (simulated) after operation {after_op}")]
+    Crashed {
+        /// The number of the last operation that completed.
+        after_op: u64,
+    },
+}
+
+impl DevError {
+    /// True for errors a caller may see on healthy hardware only through faults
+    /// (EIO and friends), as opposed to misuse.
+    pub fn is_media_error(&self) -> bool {
+        matches!(self, DevError::Io { .. } | DevError::Crashed { .. })
+    }
+}
+
+/// The storage seam. Implementations: [`FileDevice`] (files and block
+/// devices), [`MemDevice`], [`FaultDevice`].
+pub trait Device: Send + Sync + fmt::Debug {
+    /// Static facts: size, sector sizes, kind.
+    fn info(&self) -> &DeviceInfo;
+
+    /// Perform a batch of reads and writes; every request comes back with its
+    /// result set. The order of completion within a batch is unspecified.
+    fn submit(&self, reqs: Vec<IoReq>) -> Vec<IoReq>;
+
+    /// Make every completed write durable.
+    fn flush(&self) -> Result<(), DevError>;
+
+    /// Tell the device the range holds no data (best effort; a no-op where unsupported).
+    fn discard(&self, offset: u64, len: u64) -> Result<(), DevError>;
+
+    /// Size in bytes.
+    fn size(&self) -> u64 {
+        self.info().size
+    }
+
+    /// Logical sector size: alignment of offsets and lengths.
+    fn sector(&self) -> u32 {
+        self.info().logical_sector
+    }
+
+    /// A zeroed buffer of `len` bytes rounded up to the sector size.
+    fn alloc_buf(&self, len: usize) -> AlignedBuf {
+        AlignedBuf::new(len, self.sector() as usize)
+    }
+
+    /// Read `buf.len()` bytes at `offset` into `buf`.
+    fn read_at(&self, offset: u64, buf: &mut AlignedBuf) -> Result<(), DevError> {
+        let req = IoReq::read(offset, std::mem::take(buf));
+        one(self, req, buf)
+    }
+
+    /// Write all of `buf` at `offset` (not durable until [`Device::flush`]).
+    fn write_at(&self, offset: u64, buf: &mut AlignedBuf) -> Result<(), DevError> {
+        let req = IoReq::write(offset, std::mem::take(buf));
+        one(self, req, buf)
+    }
+}
+
+fn one<D: Device + ?Sized>(dev: &D, req: IoReq, back: &mut AlignedBuf) -> Result<(), DevError> {
+    let (kind, offset) = (req.kind, req.offset);
+    let mut out = dev.submit(vec![req]);
+    let Some(mut r) = out.pop() else {
+        return Err(io_err(
+            dev.info(),
+            "submit",
+            offset,
+            io::Error::other("engine returned no completion"),
+        ));
+    };
+    *back = std::mem::take(&mut r.buf);
+    r.take_result()
+        .map_err(|e| from_req_err(dev.info(), kind, offset, e))
+}
+
+/// Shared, thread-safe device handle.
+pub type DeviceRef = Arc<dyn Device>;
+
+/// Check that a request is aligned and in range.
+pub(crate) fn check_req(info: &DeviceInfo, offset: u64, len: usize) -> Result<(), DevError> {
+    let align = u64::from(info.logical_sector);
+    if offset % align != 0 || (len as u64) % align != 0 {
+        return Err(DevError::Unaligned {
+            device: info.name(),
+            offset,
+            len,
+            align: info.logical_sector,
+        });
+    }
+    if offset
+        .checked_add(len as u64)
+        .is_none_or(|end| end > info.size)
+    {
+        return Err(DevError::OutOfRange {
+            device: info.name(),
+            offset,
+            len,
+            size: info.size,
+        });
+    }
+    Ok(())
+}
+
+/// Turn a request's `io::Error` into a [`DevError`]; errors the device layer
+/// already typed travel inside `io::Error` with [`DevError`] as payload.
+pub fn from_req_err(info: &DeviceInfo, kind: IoKind, offset: u64, e: io::Error) -> DevError {
+    match e.downcast::<DevError>() {
+        Ok(d) => d,
+        Err(e) => {
+            let op = match kind {
+                IoKind::Read => "read",
+                IoKind::Write => "write",
+            };
+            io_err(info, op, offset, e)
+        }
+    }
+}
+
+pub(crate) fn io_err(
+    info: &DeviceInfo,
+    op: &'static str,
+    offset: u64,
+    source: io::Error,
+) -> DevError {
+    DevError::Io {
+        op,
+        device: info.name(),
+        offset,
+        source,
+    }
+}
+
+/// Wrap a typed device error so it can travel as a request result.
+pub(crate) fn wrap(e: DevError) -> io::Error {
+    io::Error::other(e)
+}
+
+/// Validate each request of a batch; invalid ones get their error, valid
+/// ones are returned for the engine.
+pub(crate) fn split_invalid(info: &DeviceInfo, reqs: &mut [IoReq]) -> bool {
+    let mut all_ok = true;
+    for r in reqs.iter_mut() {
+        if let Err(e) = check_req(info, r.offset, r.buf.len()) {
+            r.result = Some(Err(wrap(e)));
+            all_ok = false;
+        } else if r.kind == IoKind::Write && info.read_only {
+            r.result = Some(Err(wrap(DevError::ReadOnly {
+                device: info.name(),
+            })));
+            all_ok = false;
+        }
+    }
+    all_ok
+}

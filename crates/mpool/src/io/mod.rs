@@ -1,0 +1,192 @@
+//! I/O engines: io_uring (batched, buffer-owning) and pread/pwrite.
+//!
+//! Requests own their buffers: a batch of [`IoReq`] moves into
+//! [`Engine::submit`] and comes back with every request's result filled in.
+//! The call returns only when every request has completed, so the kernel never
+//! holds a pointer into memory the caller could drop.
+
+mod buf;
+mod sync;
+mod uring;
+
+pub use buf::{round_up, AlignedBuf, DEFAULT_ALIGN, MIN_ALIGN};
+
+use std::fmt;
+use std::io;
+use std::os::fd::RawFd;
+use std::str::FromStr;
+
+/// What a request does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoKind {
+    /// Fill the buffer from the device.
+    Read,
+    /// Write the buffer to the device.
+    Write,
+}
+
+/// One read or write of a whole buffer at a byte offset.
+#[derive(Debug)]
+pub struct IoReq {
+    /// Read or write.
+    pub kind: IoKind,
+    /// Byte offset on the device.
+    pub offset: u64,
+    /// The buffer: read into, or written from. Moves back with the result.
+    pub buf: AlignedBuf,
+    /// Set by the engine: `Some(Ok(()))` when the whole buffer was transferred.
+    pub result: Option<io::Result<()>>,
+}
+
+impl IoReq {
+    /// A read of `buf.len()` bytes at `offset`.
+    pub fn read(offset: u64, buf: AlignedBuf) -> Self {
+        Self {
+            kind: IoKind::Read,
+            offset,
+            buf,
+            result: None,
+        }
+    }
+
+    /// A write of `buf` at `offset`.
+    pub fn write(offset: u64, buf: AlignedBuf) -> Self {
+        Self {
+            kind: IoKind::Write,
+            offset,
+            buf,
+            result: None,
+        }
+    }
+
+    /// Take the result, treating a missing one as an engine bug reported as an error.
+    pub fn take_result(&mut self) -> io::Result<()> {
+        self.result
+            .take()
+            .unwrap_or_else(|| Err(io::Error::other("request was not completed by the engine")))
+    }
+}
+
+/// Which engine to use, as configured (`io_engine = auto|uring|sync`, `MPOOL_IO_ENGINE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineChoice {
+    /// io_uring when the kernel allows it, a plain system call for a lone small I/O.
+    #[default]
+    Auto,
+    /// io_uring for every request (fails to open if io_uring is unavailable).
+    Uring,
+    /// pread/pwrite for every request.
+    Sync,
+}
+
+impl EngineChoice {
+    /// The choice from `MPOOL_IO_ENGINE`, or `Auto` when unset.
+    ///
+    /// An unparsable value is an error, never silently ignored.
+    pub fn from_env() -> Result<Self, String> {
+        match std::env::var("MPOOL_IO_ENGINE") {
+            Ok(v) => v.parse(),
+            Err(_) => Ok(Self::Auto),
+        }
+    }
+}
+
+impl FromStr for EngineChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "auto" => Ok(Self::Auto),
+            "uring" | "io_uring" => Ok(Self::Uring),
+            "sync" | "pread" => Ok(Self::Sync),
+            other => Err(format!(
+                "unknown I/O engine '{other}' (expected auto, uring or sync)"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for EngineChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Auto => "auto",
+            Self::Uring => "uring",
+            Self::Sync => "sync",
+        })
+    }
+}
+
+/// A single I/O at most this large goes through a plain system call in `Auto`
+/// mode: for a lone small request pread/pwrite is far cheaper than a ring
+/// round trip (see DESIGN.md, device layer measurements).
+pub const AUTO_SYNC_MAX_BYTES: usize = 256 * 1024;
+
+/// A resolved engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Engine {
+    choice: EngineChoice,
+    uring: bool,
+}
+
+impl Engine {
+    /// Resolve a choice by probing io_uring. `Uring` fails when the kernel refuses it.
+    pub fn new(choice: EngineChoice) -> io::Result<Self> {
+        let avail = uring::available();
+        match choice {
+            EngineChoice::Sync => Ok(Self { choice, uring: false }),
+            EngineChoice::Auto => Ok(Self { choice, uring: avail }),
+            EngineChoice::Uring if avail => Ok(Self { choice, uring: true }),
+            EngineChoice::Uring => Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "io_uring is not available here (kernel, seccomp or io_uring_disabled); use io_engine=sync or auto",
+            )),
+        }
+    }
+
+    /// The engine configured through `MPOOL_IO_ENGINE` (default `auto`).
+    pub fn from_env() -> io::Result<Self> {
+        let choice =
+            EngineChoice::from_env().map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        Self::new(choice)
+    }
+
+    /// The configured choice.
+    pub fn choice(&self) -> EngineChoice {
+        self.choice
+    }
+
+    /// Name of the engine that batches go through: `io_uring` or `sync`.
+    pub fn name(&self) -> &'static str {
+        if self.uring {
+            "io_uring"
+        } else {
+            "sync"
+        }
+    }
+
+    /// Perform every request against `fd`; each comes back with its result set.
+    pub fn submit(&self, fd: RawFd, mut reqs: Vec<IoReq>) -> Vec<IoReq> {
+        let use_uring = self.uring
+            && !(self.choice == EngineChoice::Auto
+                && reqs.len() == 1
+                && reqs
+                    .first()
+                    .is_some_and(|r| r.buf.len() <= AUTO_SYNC_MAX_BYTES));
+        if use_uring {
+            uring::submit(fd, &mut reqs);
+        } else {
+            sync::submit(fd, &mut reqs);
+        }
+        reqs
+    }
+
+    /// Make every completed write to `fd` durable (fdatasync).
+    pub fn flush(&self, fd: RawFd) -> io::Result<()> {
+        sync::fdatasync(fd)
+    }
+}
+
+/// True when this process may use io_uring.
+pub fn uring_available() -> bool {
+    uring::available()
+}

@@ -1,0 +1,216 @@
+//! The io_uring engine: one ring per thread, batched submission.
+//!
+//! A batch is pushed onto the calling thread's ring as far as it has room,
+//! submitted with one system call, and refilled as completions arrive, so a
+//! large mblock write keeps up to [`RING_ENTRIES`] requests in flight. Short
+//! transfers are resubmitted for the remainder. The function returns only
+//! after every request it pushed has completed.
+
+use super::{IoKind, IoReq};
+use io_uring::{opcode, types, IoUring};
+use std::cell::RefCell;
+use std::io;
+use std::os::fd::RawFd;
+use std::sync::OnceLock;
+
+/// Submission queue depth of each thread's ring.
+pub(super) const RING_ENTRIES: u32 = 256;
+
+thread_local! {
+    static RING: RefCell<Option<IoUring>> = const { RefCell::new(None) };
+}
+
+/// Probe once per process whether io_uring can be set up and runs a NOP.
+pub(super) fn available() -> bool {
+    static AVAIL: OnceLock<bool> = OnceLock::new();
+    *AVAIL.get_or_init(|| {
+        let Ok(mut ring) = IoUring::new(4) else {
+            return false;
+        };
+        let nop = opcode::Nop::new().build().user_data(7);
+        // SAFETY: a NOP references no memory.
+        if unsafe { ring.submission().push(&nop) }.is_err() {
+            return false;
+        }
+        if ring.submit_and_wait(1).is_err() {
+            return false;
+        }
+        let ok = ring
+            .completion()
+            .next()
+            .is_some_and(|c| c.user_data() == 7 && c.result() >= 0);
+        ok
+    })
+}
+
+/// Per-request progress: bytes already transferred.
+struct Progress {
+    done: usize,
+}
+
+pub(super) fn submit(fd: RawFd, reqs: &mut [IoReq]) {
+    if reqs.is_empty() {
+        return;
+    }
+    let res = RING.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            *slot = Some(IoUring::new(RING_ENTRIES)?);
+        }
+        let Some(ring) = slot.as_mut() else {
+            return Err(io::Error::other("io_uring ring missing"));
+        };
+        let r = run(ring, fd, reqs);
+        if r.is_err() {
+            // A ring that failed mid-batch may hold state we cannot trust: drop it
+            // (run() has already reaped or leaked every in-flight buffer).
+            *slot = None;
+        }
+        r
+    });
+    if let Err(e) = res {
+        for r in reqs.iter_mut().filter(|r| r.result.is_none()) {
+            r.result = Some(Err(io::Error::new(e.kind(), e.to_string())));
+        }
+    }
+}
+
+fn sqe(fd: RawFd, r: &mut IoReq, p: &Progress, idx: usize) -> io_uring::squeue::Entry {
+    let len = (r.buf.len() - p.done) as u32;
+    let off = r.offset + p.done as u64;
+    // The pointer stays valid: the buffer is owned by `reqs`, which the caller
+    // cannot touch until run() has reaped this request's completion.
+    match r.kind {
+        IoKind::Read => {
+            // SAFETY: p.done <= buf.len(), so the pointer stays inside the allocation.
+            let ptr = unsafe { r.buf.as_mut_ptr().add(p.done) };
+            opcode::Read::new(types::Fd(fd), ptr, len)
+                .offset(off)
+                .build()
+                .user_data(idx as u64)
+        }
+        IoKind::Write => {
+            // SAFETY: as above.
+            let ptr = unsafe { r.buf.as_ptr().add(p.done) };
+            opcode::Write::new(types::Fd(fd), ptr, len)
+                .offset(off)
+                .build()
+                .user_data(idx as u64)
+        }
+    }
+}
+
+fn run(ring: &mut IoUring, fd: RawFd, reqs: &mut [IoReq]) -> io::Result<()> {
+    let mut progress: Vec<Progress> = reqs.iter().map(|_| Progress { done: 0 }).collect();
+    // Requests still to be pushed (indices), in order.
+    let mut queue: std::collections::VecDeque<usize> = (0..reqs.len())
+        .filter(|&i| !reqs[i].buf.is_empty())
+        .collect();
+    for r in reqs.iter_mut().filter(|r| r.buf.is_empty()) {
+        r.result = Some(Ok(()));
+    }
+    let mut inflight = 0usize;
+    let bound = reqs.len().saturating_mul(64).max(1024);
+    let mut rounds = 0usize;
+    while !queue.is_empty() || inflight > 0 {
+        rounds += 1;
+        if rounds > bound {
+            return fail_inflight(
+                ring,
+                reqs,
+                inflight,
+                io::Error::other("io_uring made no progress"),
+            );
+        }
+        {
+            let mut sq = ring.submission();
+            while let Some(&i) = queue.front() {
+                if sq.is_full() {
+                    break;
+                }
+                let (Some(r), Some(p)) = (reqs.get_mut(i), progress.get(i)) else {
+                    break;
+                };
+                let e = sqe(fd, r, p, i);
+                // SAFETY: the entry points into r.buf, which outlives the request
+                // (see sqe); the entry itself is copied into the ring.
+                if unsafe { sq.push(&e) }.is_err() {
+                    break;
+                }
+                queue.pop_front();
+                inflight += 1;
+            }
+        }
+        match ring.submit_and_wait(1) {
+            Ok(_) => {}
+            Err(e)
+                if e.raw_os_error() == Some(libc::EINTR)
+                    || e.raw_os_error() == Some(libc::EBUSY) => {}
+            Err(e) => return fail_inflight(ring, reqs, inflight, e),
+        }
+        for c in ring.completion() {
+            let i = c.user_data() as usize;
+            inflight = inflight.saturating_sub(1);
+            let (Some(r), Some(p)) = (reqs.get_mut(i), progress.get_mut(i)) else {
+                continue;
+            };
+            let res = c.result();
+            if res < 0 {
+                if res == -libc::EINTR || res == -libc::EAGAIN {
+                    queue.push_back(i);
+                } else {
+                    r.result = Some(Err(io::Error::from_raw_os_error(-res)));
+                }
+            } else if res == 0 {
+                r.result = Some(Err(match r.kind {
+                    IoKind::Read => io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!(
+                            "read past end of device at offset {}",
+                            r.offset + p.done as u64
+                        ),
+                    ),
+                    IoKind::Write => {
+                        io::Error::new(io::ErrorKind::WriteZero, "device accepted no bytes")
+                    }
+                }));
+            } else {
+                p.done += res as usize;
+                if p.done >= r.buf.len() {
+                    r.result = Some(Ok(()));
+                } else {
+                    queue.push_back(i);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The ring broke with requests in flight. Wait for them if the kernel lets
+/// us; if it does not, leak their buffers rather than free memory the kernel
+/// may still write into.
+fn fail_inflight(
+    ring: &mut IoUring,
+    reqs: &mut [IoReq],
+    mut inflight: usize,
+    err: io::Error,
+) -> io::Result<()> {
+    let mut tries = 0;
+    while inflight > 0 && tries < 100 {
+        tries += 1;
+        if ring.submit_and_wait(inflight).is_err() {
+            break;
+        }
+        for c in ring.completion() {
+            inflight = inflight.saturating_sub(1);
+            let _ = c;
+        }
+    }
+    if inflight > 0 {
+        for r in reqs.iter_mut().filter(|r| r.result.is_none()) {
+            std::mem::forget(std::mem::take(&mut r.buf));
+        }
+    }
+    Err(err)
+}

@@ -1,0 +1,10 @@
+//! mpool: a userspace object storage media pool.
+//!
+//! mpool stores write-once objects (mblocks), record logs (mlogs) and
+//! metadata containers (MDCs) on raw block devices or plain files, in one
+//! pool that can span media classes. See `README.md` and `docs/`.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+#![warn(missing_docs)]
+
+pub mod dev;
+pub mod io;
