@@ -274,11 +274,10 @@ fn apply(img: &mut [u8], off: u64, data: &[u8]) {
     }
 }
 
-fn eio(what: &str, off: u64) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::Other,
-        format!("injected EIO on {what} at offset {off}"),
-    )
+/// An injected media error: a real EIO, so callers see what a failing disk
+/// gives them (the device name, operation and offset travel in [`DevError::Io`]).
+fn eio() -> io::Error {
+    io::Error::from_raw_os_error(libc::EIO)
 }
 
 impl State {
@@ -323,7 +322,7 @@ impl Device for FaultDevice {
             r.result = Some(match r.kind {
                 IoKind::Read => {
                     if op_fails || st.fail_reads.iter().any(|x| overlaps(x, r.offset, len)) {
-                        Err(eio("read", r.offset))
+                        Err(eio())
                     } else {
                         r.buf.copy_from_slice(&st.live[off..off + len]);
                         st.stats.reads += 1;
@@ -332,7 +331,7 @@ impl Device for FaultDevice {
                 }
                 IoKind::Write => {
                     if op_fails || st.fail_writes.iter().any(|x| overlaps(x, r.offset, len)) {
-                        Err(eio("write", r.offset))
+                        Err(eio())
                     } else {
                         let target = st.misdirect.take().unwrap_or(r.offset);
                         let t = target as usize;
@@ -353,7 +352,7 @@ impl Device for FaultDevice {
         let mut st = self.lock();
         let n = st.begin()?;
         if st.fail_ops.contains(&n) {
-            return Err(super::io_err(&self.info, "flush", 0, eio("flush", 0)));
+            return Err(super::io_err(&self.info, "flush", 0, eio()));
         }
         let pending = std::mem::take(&mut st.pending);
         for (off, data) in &pending {

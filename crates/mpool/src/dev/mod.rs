@@ -241,7 +241,7 @@ pub type DeviceRef = Arc<dyn Device>;
 /// Check that a request is aligned and in range.
 pub(crate) fn check_req(info: &DeviceInfo, offset: u64, len: usize) -> Result<(), DevError> {
     let align = u64::from(info.logical_sector);
-    if offset % align != 0 || (len as u64) % align != 0 {
+    if !offset.is_multiple_of(align) || !(len as u64).is_multiple_of(align) {
         return Err(DevError::Unaligned {
             device: info.name(),
             offset,
