@@ -50,7 +50,7 @@ pub enum CrashMode {
 /// Counters of a fault device.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FaultStats {
-    /// Operations performed (or attempted once crashed).
+    /// Operations performed (refused ones after a crash are not counted).
     pub ops: u64,
     /// Read requests completed.
     pub reads: u64,
@@ -284,8 +284,10 @@ impl State {
     /// Count an operation; Err when the machine is (now) down or the op is set to fail.
     fn begin(&mut self) -> Result<u64, DevError> {
         if self.crashed {
+            // No operation completes once crashed, so `ops` is the last one
+            // that did (crash_after(n) armed late may be below it).
             return Err(DevError::Crashed {
-                after_op: self.crash_after.unwrap_or(self.stats.ops),
+                after_op: self.stats.ops,
             });
         }
         let n = self.stats.ops + 1;
@@ -365,7 +367,10 @@ impl Device for FaultDevice {
     fn discard(&self, offset: u64, len: u64) -> Result<(), DevError> {
         super::check_req(&self.info, offset, len as usize)?;
         let mut st = self.lock();
-        st.begin()?;
+        let n = st.begin()?;
+        if st.fail_ops.contains(&n) {
+            return Err(super::io_err(&self.info, "discard", offset, eio()));
+        }
         // A discard is a write of zeroes that may be lost like any other.
         let zero = vec![0u8; len as usize];
         apply(&mut st.live, offset, &zero);
