@@ -1,1 +1,133 @@
-fn main() {}
+//! `mpool`: the management command of mpool pools (LVM-like verbs).
+
+mod cmd_pool;
+mod demo;
+mod fmt;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Manage mpool object storage media pools.
+///
+/// Devices are block devices or plain files. Sizes accept units: 4096,
+/// 64KiB, 64K, 512M, 1G, 2TiB (binary), or 10MB, 1GB (decimal).
+#[derive(Parser, Debug)]
+#[command(name = "mpool", version, about, long_about = None, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Create a pool on a capacity device (and optionally a staging device), and activate it.
+    Create(cmd_pool::CreateArgs),
+    /// Destroy a pool: erase its superblocks on every member device.
+    Destroy {
+        /// Pool name or UUID.
+        pool: String,
+    },
+    /// List active pools with their space, label and health.
+    List {
+        /// Only these pools.
+        pools: Vec<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// Also show member devices and more properties.
+        #[arg(short, long)]
+        verbose: bool,
+    },
+    /// Find pools on block devices, known device files and the given paths.
+    Scan {
+        /// Extra files or devices to examine.
+        paths: Vec<PathBuf>,
+        /// Activate every complete pool found.
+        #[arg(long)]
+        activate: bool,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make a pool openable by name (records its devices in the run directory).
+    Activate {
+        /// Pool name or UUID.
+        pool: String,
+    },
+    /// Forget an active pool's devices (refused while the pool is open).
+    Deactivate {
+        /// Pool name or UUID.
+        pool: String,
+    },
+    /// Rename an inactive pool.
+    Rename {
+        /// Current name or UUID.
+        old: String,
+        /// New name.
+        new: String,
+    },
+    /// Add a media class to a pool, on a new device.
+    Add(cmd_pool::AddArgs),
+    /// Show pool properties.
+    Get {
+        /// Pool name or UUID.
+        pool: String,
+        /// Properties to show (default: all).
+        props: Vec<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set pool properties: uid, gid, mode, label, spare_capacity, spare_staging.
+    Set {
+        /// Pool name or UUID.
+        pool: String,
+        /// prop=value pairs.
+        #[arg(required = true)]
+        assignments: Vec<String>,
+    },
+    /// Create a file-backed pool in the current directory and exercise it.
+    Demo(demo::DemoArgs),
+}
+
+fn main() -> ExitCode {
+    // SAFETY: called first thing in main, before any thread exists; restores
+    // the default SIGPIPE action so `mpool list | head` ends quietly like
+    // other Unix tools instead of failing on a closed pipe.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    let cli = Cli::parse();
+    let r = match cli.cmd {
+        Cmd::Create(a) => cmd_pool::create(a),
+        Cmd::Destroy { pool } => cmd_pool::destroy(&pool),
+        Cmd::List {
+            pools,
+            json,
+            verbose,
+        } => cmd_pool::list(&pools, json, verbose),
+        Cmd::Scan {
+            paths,
+            activate,
+            json,
+        } => cmd_pool::scan(&paths, activate, json),
+        Cmd::Activate { pool } => cmd_pool::activate(&pool),
+        Cmd::Deactivate { pool } => cmd_pool::deactivate(&pool),
+        Cmd::Rename { old, new } => cmd_pool::rename(&old, &new),
+        Cmd::Add(a) => cmd_pool::add(a),
+        Cmd::Get { pool, props, json } => cmd_pool::get(&pool, &props, json),
+        Cmd::Set { pool, assignments } => cmd_pool::set(&pool, &assignments),
+        Cmd::Demo(a) => demo::run(a),
+    };
+    match r {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("mpool: error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

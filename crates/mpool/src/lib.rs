@@ -7,4 +7,14 @@
 #![warn(missing_docs)]
 
 pub mod dev;
+pub mod error;
 pub mod io;
+pub mod omf;
+pub mod pool;
+pub mod rundir;
+pub mod sb;
+pub mod scan;
+
+pub use error::{Error, Result};
+pub use omf::sb::MediaClass;
+pub use pool::{CreateOptions, DeviceSpec, OpenOptions, Pool};

@@ -256,7 +256,6 @@ impl Device for FileDevice {
 }
 
 /// The canonical form of a device path (symlinks resolved) for comparisons.
-#[allow(dead_code)]
 pub fn canonical(path: &Path) -> PathBuf {
     std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
 }

@@ -11,7 +11,7 @@ mod file;
 mod mem;
 
 pub use fault::{CrashMode, FaultDevice, FaultStats};
-pub use file::{FileDevice, OpenOptions};
+pub use file::{canonical, FileDevice, OpenOptions};
 pub use mem::MemDevice;
 
 use crate::io::{AlignedBuf, IoKind, IoReq};

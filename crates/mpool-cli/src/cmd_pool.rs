@@ -1,0 +1,486 @@
+//! Pool lifecycle verbs.
+
+use crate::fmt::{human, parse_gid, parse_mode, parse_uid, print_json, table};
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use mpool::pool::{self, parse_size, DeviceSpec, PoolProps, DEFAULT_ZONE_SIZE, PROPERTIES};
+use mpool::{rundir, scan as mscan, CreateOptions, MediaClass, OpenOptions, Pool};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+fn size_arg(s: &str) -> Result<u64, String> {
+    parse_size(s).map_err(|e| e.to_string())
+}
+
+#[derive(Args, Debug)]
+pub struct CreateArgs {
+    /// Pool name: up to 31 of [-_.A-Za-z0-9], not starting with '-'.
+    name: String,
+    /// Capacity device: a block device or a file.
+    device: PathBuf,
+    /// Create DEVICE as a sparse file of this size.
+    #[arg(long, value_parser = size_arg)]
+    size: Option<u64>,
+    /// Staging device (optional fast media class).
+    #[arg(long)]
+    staging: Option<PathBuf>,
+    /// Create the staging device as a sparse file of this size.
+    #[arg(long, value_parser = size_arg, requires = "staging")]
+    staging_size: Option<u64>,
+    /// Mblock (zone) size of the capacity class, a power of two (default 32MiB).
+    #[arg(long, value_parser = size_arg)]
+    mblock_size: Option<u64>,
+    /// Mblock (zone) size of the staging class (default: as capacity).
+    #[arg(long, value_parser = size_arg, requires = "staging")]
+    staging_mblock_size: Option<u64>,
+    /// Owner of the member devices (name or number; default: you).
+    #[arg(long)]
+    uid: Option<String>,
+    /// Group of the member devices (name or number; default: your group).
+    #[arg(long)]
+    gid: Option<String>,
+    /// Permission bits of the member devices, octal (default 0660).
+    #[arg(long)]
+    mode: Option<String>,
+    /// Free-form label (up to 63 bytes).
+    #[arg(long, default_value = "")]
+    label: String,
+    /// Discard (TRIM) the devices first.
+    #[arg(long)]
+    discard: bool,
+    /// Overwrite a filesystem, LVM or inactive-pool signature.
+    #[arg(long)]
+    force: bool,
+    /// Print the new pool's properties as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn create(a: CreateArgs) -> Result<ExitCode> {
+    let zone = a.mblock_size.unwrap_or(DEFAULT_ZONE_SIZE);
+    let cap = DeviceSpec {
+        path: a.device.clone(),
+        create_size: a.size,
+        zone_size: zone,
+    };
+    let staging = a.staging.as_ref().map(|p| DeviceSpec {
+        path: p.clone(),
+        create_size: a.staging_size,
+        zone_size: a.staging_mblock_size.unwrap_or(zone),
+    });
+    let opts = CreateOptions {
+        staging,
+        uid: a.uid.as_deref().map(parse_uid).transpose()?,
+        gid: a.gid.as_deref().map(parse_gid).transpose()?,
+        mode: a.mode.as_deref().map(parse_mode).transpose()?,
+        label: a.label.clone(),
+        discard: a.discard,
+        force: a.force,
+        activate: true,
+        open: OpenOptions::default(),
+    };
+    let p = Pool::create(&a.name, &cap, &opts)?;
+    let props = p.props();
+    if a.json {
+        print_json(&props)?;
+    } else {
+        println!("created pool '{}' ({})", props.name, props.uuid);
+        for d in &props.devices {
+            println!("  {:<9} {}  {}", d.class.to_string(), d.path, human(d.size));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn destroy(name: &str) -> Result<ExitCode> {
+    pool::destroy(name)?;
+    println!("destroyed pool '{name}'");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Properties of an active pool without locking it (works while it is open elsewhere).
+fn inspect(name: &str) -> mpool::Result<Pool> {
+    Pool::open(
+        name,
+        &OpenOptions {
+            inspect: true,
+            ..Default::default()
+        },
+    )
+}
+
+#[derive(serde::Serialize)]
+struct ListEntry {
+    name: String,
+    uuid: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    props: Option<PoolProps>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+pub fn list(names: &[String], json: bool, verbose: bool) -> Result<ExitCode> {
+    let active = rundir::list_active()?;
+    let mut missing = Vec::new();
+    let mut chosen = Vec::new();
+    if names.is_empty() {
+        chosen = active.clone();
+    } else {
+        for n in names {
+            match active
+                .iter()
+                .find(|a| &a.name == n || a.uuid.eq_ignore_ascii_case(n))
+            {
+                Some(a) => chosen.push(a.clone()),
+                None => missing.push(n.clone()),
+            }
+        }
+    }
+    let entries: Vec<ListEntry> = chosen
+        .iter()
+        .map(|a| match inspect(&a.uuid) {
+            Ok(p) => ListEntry {
+                name: a.name.clone(),
+                uuid: a.uuid.clone(),
+                props: Some(p.props()),
+                error: None,
+            },
+            Err(e) => ListEntry {
+                name: a.name.clone(),
+                uuid: a.uuid.clone(),
+                props: None,
+                error: Some(e.to_string()),
+            },
+        })
+        .collect();
+    if json {
+        print_json(&entries)?;
+    } else if entries.is_empty() && missing.is_empty() {
+        println!("no active pools (create one with `mpool create`, or find existing ones with `mpool scan --activate`)");
+    } else {
+        let rows = entries
+            .iter()
+            .map(|e| match &e.props {
+                Some(p) => {
+                    let sum =
+                        |f: fn(&pool::ClassUsage) -> u64| p.classes.iter().map(f).sum::<u64>();
+                    let mut row = vec![
+                        p.name.clone(),
+                        human(sum(|c| c.size)),
+                        human(sum(|c| c.used)),
+                        human(sum(|c| c.free)),
+                        p.classes
+                            .iter()
+                            .map(|c| c.class.to_string())
+                            .collect::<Vec<_>>()
+                            .join(","),
+                        if p.label.is_empty() {
+                            "-".into()
+                        } else {
+                            p.label.clone()
+                        },
+                        p.health.clone(),
+                    ];
+                    if verbose {
+                        row.insert(1, p.uuid.clone());
+                    }
+                    row
+                }
+                None => {
+                    let mut row = vec![
+                        e.name.clone(),
+                        "-".into(),
+                        "-".into(),
+                        "-".into(),
+                        "-".into(),
+                        "-".into(),
+                        format!("unavailable: {}", e.error.clone().unwrap_or_default()),
+                    ];
+                    if verbose {
+                        row.insert(1, e.uuid.clone());
+                    }
+                    row
+                }
+            })
+            .collect();
+        let mut header = vec!["name", "size", "used", "free", "classes", "label", "health"];
+        if verbose {
+            header.insert(1, "uuid");
+        }
+        if !entries.is_empty() {
+            println!("{}", table(&header, rows));
+        }
+        if verbose {
+            for p in entries.iter().filter_map(|e| e.props.as_ref()) {
+                println!(
+                    "\n{}: uid {} gid {} mode {} generation {}",
+                    p.name, p.uid, p.gid, p.mode, p.generation
+                );
+                let rows = p
+                    .classes
+                    .iter()
+                    .map(|c| {
+                        let d = p.devices.iter().find(|d| d.class == c.class);
+                        vec![
+                            c.class.to_string(),
+                            d.map_or_else(|| "-".into(), |d| d.path.clone()),
+                            d.map_or_else(
+                                || "-".into(),
+                                |d| {
+                                    format!(
+                                        "{} {}{}",
+                                        d.kind,
+                                        d.engine,
+                                        if d.direct { "" } else { " buffered" }
+                                    )
+                                },
+                            ),
+                            human(c.zone_size),
+                            human(c.size),
+                            human(c.used),
+                            human(c.spare),
+                            human(c.free),
+                        ]
+                    })
+                    .collect();
+                println!(
+                    "{}",
+                    table(
+                        &["class", "device", "kind", "mblock", "size", "used", "spare", "free"],
+                        rows
+                    )
+                );
+            }
+        }
+    }
+    for m in &missing {
+        eprintln!("mpool: error: no active pool '{m}'");
+    }
+    Ok(if missing.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+pub fn scan(paths: &[PathBuf], activate: bool, json: bool) -> Result<ExitCode> {
+    let rep = mscan::scan(paths)?;
+    let mut activated = Vec::new();
+    let mut failed = Vec::new();
+    if activate {
+        for p in rep
+            .pools
+            .iter()
+            .filter(|p| !p.active && p.missing.is_empty())
+        {
+            match pool::activate(&p.uuid) {
+                Ok(_) => activated.push(p.name.clone()),
+                Err(e) => failed.push(format!("{}: {e}", p.name)),
+            }
+        }
+    }
+    if json {
+        print_json(
+            &serde_json::json!({ "report": rep, "activated": activated, "activation_errors": failed }),
+        )?;
+    } else {
+        if rep.pools.is_empty() {
+            println!(
+                "no pools found ({} devices and files examined)",
+                rep.examined
+            );
+        } else {
+            let rows = rep
+                .pools
+                .iter()
+                .map(|p| {
+                    let state = if p.active || activated.contains(&p.name) {
+                        "active"
+                    } else {
+                        "inactive"
+                    };
+                    let total = p.devices.len() + p.missing.len();
+                    vec![
+                        p.name.clone(),
+                        p.uuid.clone(),
+                        state.to_string(),
+                        format!("{}/{}", p.devices.len(), total),
+                        p.devices
+                            .iter()
+                            .map(|d| format!("{}:{}", d.class, d.path.display()))
+                            .collect::<Vec<_>>()
+                            .join(" "),
+                    ]
+                })
+                .collect();
+            println!(
+                "{}",
+                table(&["name", "uuid", "state", "devices", "members"], rows)
+            );
+        }
+        for p in rep.pools.iter().filter(|p| !p.missing.is_empty()) {
+            println!(
+                "pool '{}' is incomplete: {} {} device(s) not found",
+                p.name,
+                p.missing.len(),
+                p.missing
+                    .iter()
+                    .map(|m| m.class.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            );
+        }
+        for (p, why) in &rep.unreadable {
+            eprintln!("mpool: warning: cannot read {}: {why}", p.display());
+        }
+        if rep.skipped_block_devices > 0 {
+            eprintln!("note: {} block device(s) could not be opened (busy or no permission) and were skipped", rep.skipped_block_devices);
+        }
+        for a in &activated {
+            println!("activated pool '{a}'");
+        }
+        for f in &failed {
+            eprintln!("mpool: error: could not activate {f}");
+        }
+    }
+    Ok(
+        if failed.is_empty() && rep.unreadable.iter().all(|(p, _)| !paths.contains(p)) {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        },
+    )
+}
+
+pub fn activate(name: &str) -> Result<ExitCode> {
+    let e = pool::activate(name)?;
+    println!("activated pool '{}' ({})", e.name, e.uuid);
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn deactivate(name: &str) -> Result<ExitCode> {
+    pool::deactivate(name)?;
+    println!("deactivated pool '{name}'");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn rename(old: &str, new: &str) -> Result<ExitCode> {
+    pool::rename(old, new)?;
+    println!("renamed pool '{old}' to '{new}'");
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args, Debug)]
+pub struct AddArgs {
+    /// Pool name or UUID.
+    pool: String,
+    /// The new device: a block device or a file.
+    device: PathBuf,
+    /// Media class of the new device.
+    #[arg(long, value_parser = |s: &str| s.parse::<MediaClass>())]
+    class: MediaClass,
+    /// Create DEVICE as a sparse file of this size.
+    #[arg(long, value_parser = size_arg)]
+    size: Option<u64>,
+    /// Mblock (zone) size of the new class (default: as the capacity class).
+    #[arg(long, value_parser = size_arg)]
+    mblock_size: Option<u64>,
+    /// Overwrite a filesystem, LVM or inactive-pool signature.
+    #[arg(long)]
+    force: bool,
+}
+
+pub fn add(a: AddArgs) -> Result<ExitCode> {
+    let p = Pool::open(&a.pool, &OpenOptions::default())?;
+    let zone = match a.mblock_size {
+        Some(z) => z,
+        None => p
+            .superblock()
+            .members
+            .iter()
+            .find(|m| m.class == MediaClass::Capacity)
+            .map_or(DEFAULT_ZONE_SIZE, |m| m.zone_size),
+    };
+    p.add(
+        a.class,
+        &DeviceSpec {
+            path: a.device.clone(),
+            create_size: a.size,
+            zone_size: zone,
+        },
+        a.force,
+    )?;
+    println!(
+        "added {} class on {} to pool '{}'",
+        a.class,
+        a.device.display(),
+        p.name()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn get(name: &str, props: &[String], json: bool) -> Result<ExitCode> {
+    for p in props {
+        if !PROPERTIES.contains(&p.as_str()) {
+            bail!("unknown property '{p}' (known: {})", PROPERTIES.join(", "));
+        }
+    }
+    let p = inspect(name)?;
+    let names: Vec<&str> = if props.is_empty() {
+        PROPERTIES.to_vec()
+    } else {
+        props.iter().map(String::as_str).collect()
+    };
+    let mut pairs = Vec::new();
+    for n in &names {
+        pairs.push((n.to_string(), p.get(n)?));
+    }
+    if json {
+        let m: serde_json::Map<String, serde_json::Value> = pairs
+            .into_iter()
+            .map(|(k, v)| {
+                let val = match v.parse::<u64>() {
+                    Ok(n) if k != "mode" => serde_json::Value::from(n),
+                    _ => serde_json::Value::String(v),
+                };
+                (k, val)
+            })
+            .collect();
+        print_json(&m)?;
+    } else {
+        println!(
+            "{}",
+            table(
+                &["property", "value"],
+                pairs.into_iter().map(|(k, v)| vec![k, v]).collect()
+            )
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn set(name: &str, assignments: &[String]) -> Result<ExitCode> {
+    let mut kv = Vec::new();
+    for a in assignments {
+        let Some((k, v)) = a.split_once('=') else {
+            bail!(
+                "'{a}' is not prop=value (settable: {})",
+                pool::SETTABLE.join(", ")
+            );
+        };
+        let v = match k {
+            "uid" => parse_uid(v)?.to_string(),
+            "gid" => parse_gid(v)?.to_string(),
+            "mode" => format!("{:o}", parse_mode(v)?),
+            _ => v.to_string(),
+        };
+        kv.push((k.to_string(), v));
+    }
+    let p = Pool::open(name, &OpenOptions::default())
+        .with_context(|| format!("opening pool '{name}'"))?;
+    p.set(&kv)?;
+    for (k, v) in &kv {
+        println!("{name}: {k}={v}");
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,116 @@
+//! Output helpers: human sizes, tables, JSON.
+
+use comfy_table::{presets::NOTHING, Cell, CellAlignment, Table};
+
+/// Bytes as text with binary units: `512 B`, `64.0 MiB`, `1.5 GiB`.
+pub fn human(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    format!("{v:.1} {}", UNITS[u])
+}
+
+/// A plain, aligned table with a header row; numeric-looking columns right-aligned.
+pub fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut t = Table::new();
+    t.load_preset(NOTHING);
+    t.set_header(header.iter().map(|h| Cell::new(h.to_uppercase())));
+    let numeric: Vec<bool> = (0..header.len())
+        .map(|i| {
+            !rows.is_empty()
+                && rows.iter().all(|r| {
+                    r.get(i).is_some_and(|c| {
+                        c.chars().next().is_some_and(|ch| ch.is_ascii_digit()) || c == "-"
+                    })
+                })
+        })
+        .collect();
+    for r in rows {
+        t.add_row(r.into_iter().enumerate().map(|(i, c)| {
+            let cell = Cell::new(c);
+            if numeric.get(i).copied().unwrap_or(false) {
+                cell.set_alignment(CellAlignment::Right)
+            } else {
+                cell
+            }
+        }));
+    }
+    let s = t.to_string();
+    s.lines().map(str::trim_end).collect::<Vec<_>>().join("\n")
+}
+
+/// Print a value as pretty JSON.
+pub fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+/// Parse a uid: a number or a user name from /etc/passwd.
+pub fn parse_uid(s: &str) -> anyhow::Result<u32> {
+    lookup(s, "/etc/passwd", "user")
+}
+
+/// Parse a gid: a number or a group name from /etc/group.
+pub fn parse_gid(s: &str) -> anyhow::Result<u32> {
+    lookup(s, "/etc/group", "group")
+}
+
+fn lookup(s: &str, file: &str, what: &str) -> anyhow::Result<u32> {
+    if let Ok(n) = s.parse::<u32>() {
+        return Ok(n);
+    }
+    let text = std::fs::read_to_string(file).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split(':');
+            let name = f.next()?;
+            let id = f.nth(1)?;
+            (name == s).then(|| id.parse::<u32>().ok()).flatten()
+        })
+        .next()
+        .ok_or_else(|| {
+            anyhow::anyhow!("unknown {what} '{s}' (give a name from {file} or a number)")
+        })
+}
+
+/// Parse an octal mode such as `0660` or `660`.
+pub fn parse_mode(s: &str) -> anyhow::Result<u32> {
+    let m = u32::from_str_radix(s.trim_start_matches("0o"), 8)
+        .map_err(|_| anyhow::anyhow!("bad mode '{s}' (octal, e.g. 0660)"))?;
+    anyhow::ensure!(
+        m <= 0o7777,
+        "bad mode '{s}' (octal permission bits, at most 7777)"
+    );
+    Ok(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn human_sizes() {
+        assert_eq!(human(0), "0 B");
+        assert_eq!(human(1023), "1023 B");
+        assert_eq!(human(1024), "1.0 KiB");
+        assert_eq!(human(3 << 29), "1.5 GiB");
+    }
+
+    #[test]
+    fn ids_and_modes() {
+        assert_eq!(parse_uid("0").unwrap(), 0);
+        assert_eq!(parse_uid("root").unwrap(), 0);
+        assert!(parse_uid("no-such-user-xyz").is_err());
+        assert_eq!(parse_mode("0660").unwrap(), 0o660);
+        assert_eq!(parse_mode("755").unwrap(), 0o755);
+        assert!(parse_mode("999").is_err());
+        assert!(parse_mode("17777").is_err());
+    }
+}

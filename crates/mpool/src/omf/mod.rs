@@ -1,0 +1,3 @@
+//! On-media formats. Every byte here is described in `docs/format.md`.
+
+pub mod sb;

@@ -1,0 +1,566 @@
+//! Superblock encoding (format version 1). See `docs/format.md`, "Superblock".
+
+use std::fmt;
+use uuid::Uuid;
+
+/// Bytes of one superblock copy.
+pub const SB_SIZE: usize = 4096;
+/// Byte offsets of the two copies on every device.
+pub const SB_OFFSETS: [u64; 2] = [0, 32 * 1024];
+/// Magic at offset 0 of every copy.
+pub const SB_MAGIC: [u8; 8] = *b"MPOOLSB\0";
+/// The format version this code writes.
+pub const SB_VERSION: u16 = 1;
+/// Most member devices a pool can have.
+pub const MAX_MEMBERS: usize = 8;
+/// Longest pool name.
+pub const NAME_MAX: usize = 31;
+/// Longest label.
+pub const LABEL_MAX: usize = 63;
+
+const OFF_VERSION: usize = 8;
+const OFF_LEN: usize = 10;
+const OFF_FLAGS: usize = 12;
+const OFF_GEN: usize = 16;
+const OFF_POOL_UUID: usize = 24;
+const OFF_DEV_UUID: usize = 40;
+const OFF_NAME: usize = 56;
+const OFF_CLASS: usize = 88;
+const OFF_COPY: usize = 89;
+const OFF_SECTOR: usize = 92;
+const OFF_DEV_SIZE: usize = 96;
+const OFF_ZONE: usize = 104;
+const OFF_CTIME: usize = 112;
+const OFF_UID: usize = 120;
+const OFF_GID: usize = 124;
+const OFF_MODE: usize = 128;
+const OFF_SPARE: usize = 132;
+const OFF_NMEMBERS: usize = 134;
+const OFF_LABEL: usize = 136;
+const OFF_MDC0: usize = 200;
+const OFF_MEMBERS: usize = 216;
+const MEMBER_SIZE: usize = 32;
+const OFF_CRC: usize = SB_SIZE - 4;
+
+/// A media class: where objects are placed.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum MediaClass {
+    /// The required bulk class.
+    Capacity,
+    /// The optional fast class.
+    Staging,
+}
+
+impl MediaClass {
+    /// Every class, in on-media code order.
+    pub const ALL: [MediaClass; 2] = [MediaClass::Capacity, MediaClass::Staging];
+
+    /// On-media code.
+    pub fn code(self) -> u8 {
+        match self {
+            MediaClass::Capacity => 0,
+            MediaClass::Staging => 1,
+        }
+    }
+
+    /// From an on-media code.
+    pub fn from_code(c: u8) -> Option<Self> {
+        match c {
+            0 => Some(MediaClass::Capacity),
+            1 => Some(MediaClass::Staging),
+            _ => None,
+        }
+    }
+
+    /// Index into per-class arrays.
+    pub fn index(self) -> usize {
+        self.code() as usize
+    }
+}
+
+impl fmt::Display for MediaClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            MediaClass::Capacity => "capacity",
+            MediaClass::Staging => "staging",
+        })
+    }
+}
+
+impl std::str::FromStr for MediaClass {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "capacity" | "cap" => Ok(MediaClass::Capacity),
+            "staging" | "stage" => Ok(MediaClass::Staging),
+            _ => Err(format!(
+                "unknown media class '{s}' (expected capacity or staging)"
+            )),
+        }
+    }
+}
+
+/// One member device as every superblock lists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Member {
+    /// The device's identity (its superblock's `dev_uuid`).
+    pub dev_uuid: Uuid,
+    /// Its media class.
+    pub class: MediaClass,
+    /// Its zone (mblock) size in bytes.
+    pub zone_size: u64,
+    /// Its usable size in bytes when added.
+    pub size: u64,
+}
+
+/// Where MDC0 lives: two logs of `zones` zones each, starting at zone
+/// `zone` of the capacity device (0 = not yet created).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct Mdc0Loc {
+    /// First zone of log A; log B follows it.
+    pub zone: u32,
+    /// Zones per log.
+    pub zones: u32,
+}
+
+/// A decoded superblock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Superblock {
+    /// Bumped by every update of the pool's superblocks.
+    pub generation: u64,
+    /// The pool's identity.
+    pub pool_uuid: Uuid,
+    /// This device's identity.
+    pub dev_uuid: Uuid,
+    /// The pool name.
+    pub name: String,
+    /// This device's media class.
+    pub class: MediaClass,
+    /// Logical sector size the pool was created with.
+    pub sector: u32,
+    /// Device size in bytes at create.
+    pub dev_size: u64,
+    /// Zone (mblock) size of this device's class.
+    pub zone_size: u64,
+    /// Creation time, seconds since the epoch.
+    pub ctime: u64,
+    /// Owner uid applied to member devices.
+    pub uid: u32,
+    /// Owner gid applied to member devices.
+    pub gid: u32,
+    /// Permission bits applied to member devices.
+    pub mode: u32,
+    /// Spare percentage per media class (indexed by [`MediaClass::index`]).
+    pub spare_pct: [u8; 2],
+    /// Free-form label.
+    pub label: String,
+    /// Location of MDC0 (capacity device).
+    pub mdc0: Mdc0Loc,
+    /// Every member device of the pool.
+    pub members: Vec<Member>,
+}
+
+/// Why a superblock copy could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SbError {
+    /// Fewer bytes than a superblock.
+    #[error("superblock truncated: {0} bytes")]
+    Truncated(usize),
+    /// No mpool magic: this is not an mpool superblock.
+    #[error("no mpool superblock magic")]
+    NoMagic,
+    /// Checksum mismatch.
+    #[error("superblock checksum mismatch (stored {stored:#010x}, computed {computed:#010x})")]
+    BadCrc {
+        /// Stored value.
+        stored: u32,
+        /// Computed value.
+        computed: u32,
+    },
+    /// Written by a newer or unknown format.
+    #[error("unsupported superblock format version {0} (this mpool reads version {SB_VERSION})")]
+    Version(u16),
+    /// A field holds an impossible value.
+    #[error("invalid superblock field {field}: {why}")]
+    Field {
+        /// Field name.
+        field: &'static str,
+        /// What is wrong.
+        why: String,
+    },
+}
+
+fn get<const N: usize>(b: &[u8], off: usize) -> [u8; N] {
+    let mut a = [0u8; N];
+    if let Some(s) = b.get(off..off + N) {
+        a.copy_from_slice(s);
+    }
+    a
+}
+fn u16_at(b: &[u8], off: usize) -> u16 {
+    u16::from_le_bytes(get(b, off))
+}
+fn u32_at(b: &[u8], off: usize) -> u32 {
+    u32::from_le_bytes(get(b, off))
+}
+fn u64_at(b: &[u8], off: usize) -> u64 {
+    u64::from_le_bytes(get(b, off))
+}
+fn put(b: &mut [u8], off: usize, v: &[u8]) {
+    if let Some(s) = b.get_mut(off..off + v.len()) {
+        s.copy_from_slice(v);
+    }
+}
+
+fn str_field(b: &[u8], off: usize, max: usize, field: &'static str) -> Result<String, SbError> {
+    let raw = b
+        .get(off..off + max + 1)
+        .ok_or(SbError::Truncated(b.len()))?;
+    let end = raw
+        .iter()
+        .position(|&c| c == 0)
+        .ok_or_else(|| SbError::Field {
+            field,
+            why: "not NUL-terminated".into(),
+        })?;
+    if raw[end..].iter().any(|&c| c != 0) {
+        return Err(SbError::Field {
+            field,
+            why: "bytes after the terminator".into(),
+        });
+    }
+    String::from_utf8(raw[..end].to_vec()).map_err(|_| SbError::Field {
+        field,
+        why: "not UTF-8".into(),
+    })
+}
+
+/// Check a pool name: 1..=31 of `[-_.A-Za-z0-9]`, not starting with `-`.
+pub fn validate_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("a pool name must not be empty".into());
+    }
+    if name.len() > NAME_MAX {
+        return Err(format!(
+            "pool name '{name}' is {} characters long; at most {NAME_MAX} are allowed",
+            name.len()
+        ));
+    }
+    if name.starts_with('-') {
+        return Err(format!("pool name '{name}' must not start with '-'"));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        return Err(format!(
+            "pool name '{name}' contains '{c}'; only letters, digits, '-', '_' and '.' are allowed"
+        ));
+    }
+    if name == "." || name == ".." {
+        return Err(format!("pool name '{name}' is reserved"));
+    }
+    Ok(())
+}
+
+/// Check a label: at most 63 bytes of printable UTF-8 without NUL.
+pub fn validate_label(label: &str) -> Result<(), String> {
+    if label.len() > LABEL_MAX {
+        return Err(format!(
+            "label is {} bytes long; at most {LABEL_MAX} are allowed",
+            label.len()
+        ));
+    }
+    if label.chars().any(|c| c.is_control()) {
+        return Err("label must not contain control characters".into());
+    }
+    Ok(())
+}
+
+/// Smallest and largest zone size.
+pub const ZONE_MIN: u64 = 64 * 1024;
+/// Largest zone size.
+pub const ZONE_MAX: u64 = 1 << 30;
+
+impl Superblock {
+    /// Encode copy `copy` (0 or 1) into exactly [`SB_SIZE`] bytes.
+    pub fn encode(&self, copy: u8) -> [u8; SB_SIZE] {
+        let mut b = [0u8; SB_SIZE];
+        put(&mut b, 0, &SB_MAGIC);
+        put(&mut b, OFF_VERSION, &SB_VERSION.to_le_bytes());
+        put(&mut b, OFF_LEN, &(SB_SIZE as u16).to_le_bytes());
+        put(&mut b, OFF_FLAGS, &0u32.to_le_bytes());
+        put(&mut b, OFF_GEN, &self.generation.to_le_bytes());
+        put(&mut b, OFF_POOL_UUID, self.pool_uuid.as_bytes());
+        put(&mut b, OFF_DEV_UUID, self.dev_uuid.as_bytes());
+        let name = self.name.as_bytes();
+        put(&mut b, OFF_NAME, &name[..name.len().min(NAME_MAX)]);
+        b[OFF_CLASS] = self.class.code();
+        b[OFF_COPY] = copy;
+        put(&mut b, OFF_SECTOR, &self.sector.to_le_bytes());
+        put(&mut b, OFF_DEV_SIZE, &self.dev_size.to_le_bytes());
+        put(&mut b, OFF_ZONE, &self.zone_size.to_le_bytes());
+        put(&mut b, OFF_CTIME, &self.ctime.to_le_bytes());
+        put(&mut b, OFF_UID, &self.uid.to_le_bytes());
+        put(&mut b, OFF_GID, &self.gid.to_le_bytes());
+        put(&mut b, OFF_MODE, &self.mode.to_le_bytes());
+        put(&mut b, OFF_SPARE, &self.spare_pct);
+        put(
+            &mut b,
+            OFF_NMEMBERS,
+            &(self.members.len().min(MAX_MEMBERS) as u16).to_le_bytes(),
+        );
+        let label = self.label.as_bytes();
+        put(&mut b, OFF_LABEL, &label[..label.len().min(LABEL_MAX)]);
+        put(&mut b, OFF_MDC0, &self.mdc0.zone.to_le_bytes());
+        put(&mut b, OFF_MDC0 + 4, &self.mdc0.zones.to_le_bytes());
+        for (i, m) in self.members.iter().take(MAX_MEMBERS).enumerate() {
+            let o = OFF_MEMBERS + i * MEMBER_SIZE;
+            put(&mut b, o, m.dev_uuid.as_bytes());
+            b[o + 16] = m.class.code();
+            put(
+                &mut b,
+                o + 20,
+                &m.zone_size.trailing_zeros().to_le_bytes(),
+            );
+            put(&mut b, o + 24, &m.size.to_le_bytes());
+        }
+        let crc = crc32c::crc32c(&b[..OFF_CRC]);
+        put(&mut b, OFF_CRC, &crc.to_le_bytes());
+        b
+    }
+
+    /// Decode and validate one copy. Never panics, whatever the bytes.
+    pub fn decode(b: &[u8]) -> Result<(Superblock, u8), SbError> {
+        if b.len() < SB_SIZE {
+            if b.get(..8) == Some(&SB_MAGIC[..]) || b.len() < 8 {
+                return Err(SbError::Truncated(b.len()));
+            }
+            return Err(SbError::NoMagic);
+        }
+        if get::<8>(b, 0) != SB_MAGIC {
+            return Err(SbError::NoMagic);
+        }
+        let stored = u32_at(b, OFF_CRC);
+        let computed = crc32c::crc32c(&b[..OFF_CRC]);
+        if stored != computed {
+            return Err(SbError::BadCrc { stored, computed });
+        }
+        let version = u16_at(b, OFF_VERSION);
+        if version != SB_VERSION {
+            return Err(SbError::Version(version));
+        }
+        let field = |field: &'static str, why: String| SbError::Field { field, why };
+        if usize::from(u16_at(b, OFF_LEN)) != SB_SIZE {
+            return Err(field(
+                "length",
+                format!("{} (expected {SB_SIZE})", u16_at(b, OFF_LEN)),
+            ));
+        }
+        let copy = b[OFF_COPY];
+        if copy > 1 {
+            return Err(field("copy", format!("{copy}")));
+        }
+        let class = MediaClass::from_code(b[OFF_CLASS])
+            .ok_or_else(|| field("class", format!("code {}", b[OFF_CLASS])))?;
+        let name = str_field(b, OFF_NAME, NAME_MAX, "name")?;
+        validate_name(&name).map_err(|e| field("name", e))?;
+        let label = str_field(b, OFF_LABEL, LABEL_MAX, "label")?;
+        let sector = u32_at(b, OFF_SECTOR);
+        if !sector.is_power_of_two() || !(512..=65536).contains(&sector) {
+            return Err(field("sector", format!("{sector}")));
+        }
+        let zone_size = u64_at(b, OFF_ZONE);
+        if !zone_size.is_power_of_two() || !(ZONE_MIN..=ZONE_MAX).contains(&zone_size) {
+            return Err(field("zone_size", format!("{zone_size}")));
+        }
+        let dev_size = u64_at(b, OFF_DEV_SIZE);
+        if dev_size < zone_size.saturating_mul(2) {
+            return Err(field(
+                "dev_size",
+                format!("{dev_size} is smaller than two zones"),
+            ));
+        }
+        let nmembers = usize::from(u16_at(b, OFF_NMEMBERS));
+        if nmembers == 0 || nmembers > MAX_MEMBERS {
+            return Err(field("members", format!("count {nmembers}")));
+        }
+        let mut members = Vec::with_capacity(nmembers);
+        for i in 0..nmembers {
+            let o = OFF_MEMBERS + i * MEMBER_SIZE;
+            let mclass = MediaClass::from_code(b[o + 16])
+                .ok_or_else(|| field("member class", format!("code {}", b[o + 16])))?;
+            let shift = u32_at(b, o + 20);
+            if !(16..=30).contains(&shift) {
+                return Err(field("member zone size", format!("2^{shift}")));
+            }
+            members.push(Member {
+                dev_uuid: Uuid::from_bytes(get(b, o)),
+                class: mclass,
+                zone_size: 1u64 << shift,
+                size: u64_at(b, o + 24),
+            });
+        }
+        let dev_uuid = Uuid::from_bytes(get(b, OFF_DEV_UUID));
+        if !members.iter().any(|m| m.dev_uuid == dev_uuid) {
+            return Err(field("members", "this device is not listed".into()));
+        }
+        let spare_pct: [u8; 2] = get(b, OFF_SPARE);
+        if spare_pct.iter().any(|&p| p > 99) {
+            return Err(field("spare_pct", format!("{spare_pct:?}")));
+        }
+        let sb = Superblock {
+            generation: u64_at(b, OFF_GEN),
+            pool_uuid: Uuid::from_bytes(get(b, OFF_POOL_UUID)),
+            dev_uuid,
+            name,
+            class,
+            sector,
+            dev_size,
+            zone_size,
+            ctime: u64_at(b, OFF_CTIME),
+            uid: u32_at(b, OFF_UID),
+            gid: u32_at(b, OFF_GID),
+            mode: u32_at(b, OFF_MODE),
+            spare_pct,
+            label,
+            mdc0: Mdc0Loc {
+                zone: u32_at(b, OFF_MDC0),
+                zones: u32_at(b, OFF_MDC0 + 4),
+            },
+            members,
+        };
+        Ok((sb, copy))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn sample() -> Superblock {
+        let dev = Uuid::from_u128(2);
+        Superblock {
+            generation: 7,
+            pool_uuid: Uuid::from_u128(1),
+            dev_uuid: dev,
+            name: "pool-1.a_b".into(),
+            class: MediaClass::Capacity,
+            sector: 4096,
+            dev_size: 1 << 30,
+            zone_size: 1 << 20,
+            ctime: 1_700_000_000,
+            uid: 1000,
+            gid: 1001,
+            mode: 0o660,
+            spare_pct: [5, 10],
+            label: "ssd tier".into(),
+            mdc0: Mdc0Loc { zone: 1, zones: 1 },
+            members: vec![
+                Member {
+                    dev_uuid: dev,
+                    class: MediaClass::Capacity,
+                    zone_size: 1 << 20,
+                    size: 1 << 30,
+                },
+                Member {
+                    dev_uuid: Uuid::from_u128(3),
+                    class: MediaClass::Staging,
+                    zone_size: 1 << 16,
+                    size: 1 << 26,
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn round_trip_both_copies() {
+        let sb = sample();
+        for copy in 0..2 {
+            let b = sb.encode(copy);
+            let (d, c) = Superblock::decode(&b).unwrap();
+            assert_eq!(d, sb);
+            assert_eq!(c, copy);
+        }
+    }
+
+    #[test]
+    fn every_single_bit_flip_is_caught() {
+        let b = sample().encode(0);
+        // Flip each bit of the header and a sample of the rest: never accepted as a different superblock.
+        for byte in (0..SB_SIZE).filter(|i| *i < 512 || i % 61 == 0) {
+            for bit in 0..8 {
+                let mut c = b;
+                c[byte] ^= 1 << bit;
+                match Superblock::decode(&c) {
+                    Err(SbError::BadCrc { .. }) | Err(SbError::NoMagic) => {}
+                    other => panic!("flip at {byte}:{bit} gave {other:?}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn truncated_zeroed_and_foreign() {
+        let b = sample().encode(0);
+        assert_eq!(Superblock::decode(&b[..100]), Err(SbError::Truncated(100)));
+        assert_eq!(Superblock::decode(&[0u8; SB_SIZE]), Err(SbError::NoMagic));
+        assert_eq!(Superblock::decode(&[]), Err(SbError::Truncated(0)));
+        assert_eq!(Superblock::decode(&[0xffu8; 10]), Err(SbError::NoMagic));
+    }
+
+    fn recrc(b: &mut [u8; SB_SIZE]) {
+        let crc = crc32c::crc32c(&b[..OFF_CRC]);
+        b[OFF_CRC..].copy_from_slice(&crc.to_le_bytes());
+    }
+
+    #[test]
+    fn future_version_refused() {
+        let mut b = sample().encode(0);
+        b[OFF_VERSION..OFF_VERSION + 2].copy_from_slice(&2u16.to_le_bytes());
+        recrc(&mut b);
+        assert_eq!(Superblock::decode(&b), Err(SbError::Version(2)));
+    }
+
+    #[test]
+    fn invalid_fields_with_valid_crc_refused() {
+        let cases: Vec<(usize, Vec<u8>, &str)> = vec![
+            (OFF_CLASS, vec![9], "class"),
+            (OFF_COPY, vec![2], "copy"),
+            (OFF_NAME, vec![b'-'], "name"),
+            (OFF_NAME, vec![b'a'; 32], "name"),
+            (OFF_SECTOR, 100u32.to_le_bytes().to_vec(), "sector"),
+            (OFF_ZONE, 3000u64.to_le_bytes().to_vec(), "zone_size"),
+            (OFF_DEV_SIZE, 10u64.to_le_bytes().to_vec(), "dev_size"),
+            (OFF_NMEMBERS, 0u16.to_le_bytes().to_vec(), "members"),
+            (OFF_NMEMBERS, 9u16.to_le_bytes().to_vec(), "members"),
+            (OFF_SPARE, vec![100], "spare_pct"),
+            (OFF_DEV_UUID, vec![0xee; 16], "members"),
+            (OFF_LABEL, vec![0xff, 0xfe], "label"),
+            (OFF_LEN, 512u16.to_le_bytes().to_vec(), "length"),
+        ];
+        for (off, bytes, field) in cases {
+            let mut b = sample().encode(0);
+            b[off..off + bytes.len()].copy_from_slice(&bytes);
+            recrc(&mut b);
+            match Superblock::decode(&b) {
+                Err(SbError::Field { field: f, .. }) => assert_eq!(f, field, "at {off}"),
+                other => panic!("{field}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn names() {
+        for ok in ["a", "pool-1", "A.b_c", &"x".repeat(31)] {
+            validate_name(ok).unwrap();
+        }
+        for bad in ["", "-x", "a/b", "a b", "ä", &"x".repeat(32), ".", ".."] {
+            assert!(validate_name(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,309 @@
+//! Superblock I/O on a device: read both copies, pick the newest valid one,
+//! write one copy at a time, wipe, and recognise foreign signatures.
+
+use crate::dev::{DevError, Device};
+use crate::omf::sb::{SbError, Superblock, SB_OFFSETS, SB_SIZE};
+use std::fmt;
+
+/// What reading a device's two superblock copies found.
+#[derive(Debug, Clone)]
+pub struct SbRead {
+    /// Each copy's decode result.
+    pub copies: [Result<Superblock, SbError>; 2],
+}
+
+impl SbRead {
+    /// The newest valid copy (highest generation), if any.
+    pub fn best(&self) -> Option<&Superblock> {
+        self.copies
+            .iter()
+            .filter_map(|c| c.as_ref().ok())
+            .max_by_key(|s| s.generation)
+    }
+
+    /// True when neither copy carries the mpool magic.
+    pub fn is_blank(&self) -> bool {
+        self.copies
+            .iter()
+            .all(|c| matches!(c, Err(SbError::NoMagic)))
+    }
+
+    /// Copies that are not valid or older than the best, with why.
+    pub fn damaged(&self) -> Vec<(usize, String)> {
+        let best = self.best().map(|b| b.generation);
+        self.copies
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| match c {
+                Err(e) => Some((i, e.to_string())),
+                Ok(s) if Some(s.generation) != best => {
+                    Some((i, format!("stale (generation {})", s.generation)))
+                }
+                Ok(_) => None,
+            })
+            .collect()
+    }
+}
+
+fn sb_buf(dev: &dyn Device) -> crate::io::AlignedBuf {
+    dev.alloc_buf(SB_SIZE)
+}
+
+/// Read and decode both copies. Device errors are errors; bad bytes are not.
+pub fn read(dev: &dyn Device) -> Result<SbRead, DevError> {
+    let mut out: [Result<Superblock, SbError>; 2] = [Err(SbError::NoMagic), Err(SbError::NoMagic)];
+    for (i, off) in SB_OFFSETS.iter().enumerate() {
+        if off + SB_SIZE as u64 > dev.size() {
+            out[i] = Err(SbError::Truncated(dev.size().saturating_sub(*off) as usize));
+            continue;
+        }
+        let mut b = sb_buf(dev);
+        dev.read_at(*off, &mut b)?;
+        out[i] = match Superblock::decode(&b[..SB_SIZE]) {
+            Ok((sb, copy)) if usize::from(copy) == i => Ok(sb),
+            Ok((_, copy)) => Err(SbError::Field {
+                field: "copy",
+                why: format!("copy {copy} found at the place of copy {i}"),
+            }),
+            Err(e) => Err(e),
+        };
+    }
+    Ok(SbRead { copies: out })
+}
+
+/// Write both copies, one at a time, each followed by a flush: a crash at any
+/// point leaves at least one valid copy, old or new.
+pub fn write(dev: &dyn Device, sb: &Superblock) -> Result<(), DevError> {
+    for (i, off) in SB_OFFSETS.iter().enumerate() {
+        let mut b = sb_buf(dev);
+        b[..SB_SIZE].copy_from_slice(&sb.encode(i as u8));
+        dev.write_at(*off, &mut b)?;
+        dev.flush()?;
+    }
+    Ok(())
+}
+
+/// Zero both copies (destroy).
+pub fn wipe(dev: &dyn Device) -> Result<(), DevError> {
+    for off in SB_OFFSETS {
+        let mut b = sb_buf(dev);
+        dev.write_at(off, &mut b)?;
+    }
+    dev.flush()
+}
+
+/// A signature found on a device that `create` must not overwrite without `--force`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Signature {
+    /// An mpool superblock (of the named pool).
+    Mpool {
+        /// Pool name.
+        name: String,
+        /// Pool UUID.
+        uuid: uuid::Uuid,
+    },
+    /// mpool magic with no valid copy.
+    MpoolDamaged,
+    /// ext2/3/4.
+    Ext,
+    /// XFS.
+    Xfs,
+    /// Btrfs.
+    Btrfs,
+    /// An LVM physical volume.
+    Lvm,
+    /// Linux swap.
+    Swap,
+    /// A partition table (MBR or GPT).
+    PartitionTable,
+}
+
+impl fmt::Display for Signature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Signature::Mpool { name, uuid } => write!(f, "mpool pool '{name}' ({uuid})"),
+            Signature::MpoolDamaged => f.write_str("a damaged mpool superblock"),
+            Signature::Ext => f.write_str("an ext2/3/4 filesystem"),
+            Signature::Xfs => f.write_str("an XFS filesystem"),
+            Signature::Btrfs => f.write_str("a Btrfs filesystem"),
+            Signature::Lvm => f.write_str("an LVM physical volume"),
+            Signature::Swap => f.write_str("a swap area"),
+            Signature::PartitionTable => f.write_str("a partition table"),
+        }
+    }
+}
+
+/// Bytes read from the start of a device to look for signatures.
+const PROBE_BYTES: usize = 128 * 1024;
+
+/// Look for any known signature in the first 128 KiB.
+pub fn probe(dev: &dyn Device) -> Result<Option<Signature>, DevError> {
+    let sbr = read(dev)?;
+    if let Some(sb) = sbr.best() {
+        return Ok(Some(Signature::Mpool {
+            name: sb.name.clone(),
+            uuid: sb.pool_uuid,
+        }));
+    }
+    if !sbr.is_blank() {
+        return Ok(Some(Signature::MpoolDamaged));
+    }
+    let n = (PROBE_BYTES as u64).min(dev.size()) as usize;
+    let n = n - n % dev.sector() as usize;
+    if n == 0 {
+        return Ok(None);
+    }
+    let mut b = dev.alloc_buf(n);
+    dev.read_at(0, &mut b)?;
+    Ok(probe_bytes(&b[..n]))
+}
+
+/// Signature detection over raw bytes from offset 0.
+pub fn probe_bytes(b: &[u8]) -> Option<Signature> {
+    let at = |off: usize, magic: &[u8]| b.get(off..off + magic.len()) == Some(magic);
+    if at(0x438, &[0x53, 0xEF]) {
+        return Some(Signature::Ext);
+    }
+    if at(0, b"XFSB") {
+        return Some(Signature::Xfs);
+    }
+    if at(65536 + 0x40, b"_BHRfS_M") {
+        return Some(Signature::Btrfs);
+    }
+    if (0..4).any(|s| at(s * 512, b"LABELONE") && at(s * 512 + 24, b"LVM2 001")) {
+        return Some(Signature::Lvm);
+    }
+    if at(4096 - 10, b"SWAPSPACE2") || at(4096 - 10, b"SWAP-SPACE") {
+        return Some(Signature::Swap);
+    }
+    if at(512, b"EFI PART") || at(510, &[0x55, 0xAA]) {
+        return Some(Signature::PartitionTable);
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dev::{CrashMode, FaultDevice, MemDevice};
+    use crate::omf::sb::{Mdc0Loc, MediaClass, Member};
+    use uuid::Uuid;
+
+    fn sb(gen: u64) -> Superblock {
+        let dev = Uuid::from_u128(9);
+        Superblock {
+            generation: gen,
+            pool_uuid: Uuid::from_u128(8),
+            dev_uuid: dev,
+            name: "p".into(),
+            class: MediaClass::Capacity,
+            sector: 4096,
+            dev_size: 8 << 20,
+            zone_size: 1 << 20,
+            ctime: 0,
+            uid: 0,
+            gid: 0,
+            mode: 0o600,
+            spare_pct: [0, 0],
+            label: String::new(),
+            mdc0: Mdc0Loc::default(),
+            members: vec![Member {
+                dev_uuid: dev,
+                class: MediaClass::Capacity,
+                zone_size: 1 << 20,
+                size: 8 << 20,
+            }],
+        }
+    }
+
+    #[test]
+    fn newest_valid_copy_wins_and_each_corrupted_copy_case() {
+        let dev = MemDevice::new(8 << 20, 4096);
+        assert!(read(&dev).unwrap().is_blank());
+        write(&dev, &sb(1)).unwrap();
+        write(&dev, &sb(2)).unwrap();
+        let r = read(&dev).unwrap();
+        assert_eq!(r.best().unwrap().generation, 2);
+        assert!(r.damaged().is_empty());
+        // Copy 0 corrupt: copy 1 wins.
+        let mut z = dev.alloc_buf(4096);
+        z[100] = 1;
+        let mut c0 = dev.alloc_buf(4096);
+        dev.read_at(0, &mut c0).unwrap();
+        c0[200] ^= 0x10;
+        dev.write_at(0, &mut c0).unwrap();
+        let r = read(&dev).unwrap();
+        assert_eq!(r.best().unwrap().generation, 2);
+        assert_eq!(r.damaged().len(), 1);
+        // Copy 1 zeroed too: nothing valid, not blank either.
+        dev.write_at(SB_OFFSETS[1], &mut dev.alloc_buf(4096))
+            .unwrap();
+        let r = read(&dev).unwrap();
+        assert!(r.best().is_none());
+        assert!(!r.is_blank());
+        assert_eq!(probe(&dev).unwrap(), Some(Signature::MpoolDamaged));
+        // Old generation in copy 0, new in copy 1: newest wins.
+        let dev = MemDevice::new(8 << 20, 4096);
+        write(&dev, &sb(5)).unwrap();
+        let mut b = dev.alloc_buf(4096);
+        b[..SB_SIZE].copy_from_slice(&sb(6).encode(1));
+        dev.write_at(SB_OFFSETS[1], &mut b).unwrap();
+        assert_eq!(read(&dev).unwrap().best().unwrap().generation, 6);
+        // A copy stored at the other copy's place is refused.
+        b[..SB_SIZE].copy_from_slice(&sb(7).encode(1));
+        dev.write_at(SB_OFFSETS[0], &mut b).unwrap();
+        let r = read(&dev).unwrap();
+        assert!(r.copies[0].is_err());
+        assert_eq!(r.best().unwrap().generation, 6);
+        wipe(&dev).unwrap();
+        assert!(read(&dev).unwrap().is_blank());
+    }
+
+    #[test]
+    fn crash_at_every_point_of_an_update_leaves_old_or_new() {
+        let base = FaultDevice::new(1 << 20, 512);
+        write(&base, &sb(1)).unwrap();
+        let img = base.durable_image();
+        for point in 0..5 {
+            for mode in [
+                CrashMode::DropAll,
+                CrashMode::KeepAll,
+                CrashMode::Random {
+                    keep: 0.5,
+                    tear: 1.0,
+                    seed: point,
+                },
+            ] {
+                let d = FaultDevice::from_image(img.clone(), 512);
+                d.crash_after(point);
+                let _ = write(&d, &sb(2));
+                let after = d.reboot(mode);
+                let g = read(&after).unwrap().best().map(|s| s.generation);
+                assert!(
+                    g == Some(1) || g == Some(2),
+                    "point {point} {mode:?}: {g:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn foreign_signatures() {
+        let mut b = vec![0u8; 128 * 1024];
+        assert_eq!(probe_bytes(&b), None);
+        b[0x438] = 0x53;
+        b[0x439] = 0xEF;
+        assert_eq!(probe_bytes(&b), Some(Signature::Ext));
+        let mut b = vec![0u8; 128 * 1024];
+        b[512..520].copy_from_slice(b"LABELONE");
+        b[536..544].copy_from_slice(b"LVM2 001");
+        assert_eq!(probe_bytes(&b), Some(Signature::Lvm));
+        let mut b = vec![0u8; 128 * 1024];
+        b[65600..65608].copy_from_slice(b"_BHRfS_M");
+        assert_eq!(probe_bytes(&b), Some(Signature::Btrfs));
+        let mut b = vec![0u8; 8192];
+        b[4086..4096].copy_from_slice(b"SWAPSPACE2");
+        assert_eq!(probe_bytes(&b), Some(Signature::Swap));
+        assert_eq!(probe_bytes(b"XFSB"), Some(Signature::Xfs));
+    }
+}

@@ -1,0 +1,175 @@
+//! Finding pools: read superblocks from block devices and known files.
+
+use crate::dev::{DevError, FileDevice, OpenOptions};
+use crate::error::Result;
+use crate::io::EngineChoice;
+use crate::omf::sb::{MediaClass, Member};
+use crate::rundir;
+use crate::sb;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// A device found holding an mpool superblock.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScannedDevice {
+    /// Path.
+    pub path: PathBuf,
+    /// Media class.
+    pub class: MediaClass,
+    /// Device UUID.
+    pub uuid: String,
+    /// Superblock generation.
+    pub generation: u64,
+    /// `ok`, or which copy is damaged.
+    pub health: String,
+}
+
+/// A pool found by scanning.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScannedPool {
+    /// Name (from the newest superblock).
+    pub name: String,
+    /// UUID.
+    pub uuid: String,
+    /// Devices found.
+    pub devices: Vec<ScannedDevice>,
+    /// Members listed in the superblock but not found.
+    pub missing: Vec<Member>,
+    /// Recorded in the run directory.
+    pub active: bool,
+}
+
+/// What a scan saw.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct ScanReport {
+    /// Pools found.
+    pub pools: Vec<ScannedPool>,
+    /// Devices and files examined.
+    pub examined: usize,
+    /// Paths that could not be read, with why (only paths named explicitly
+    /// or listed in the configuration; unreadable block devices are counted).
+    pub unreadable: Vec<(PathBuf, String)>,
+    /// Block devices skipped because they could not be opened (busy, no permission).
+    pub skipped_block_devices: usize,
+}
+
+/// Block devices listed in /sys/class/block with a non-zero size.
+pub fn block_devices() -> Vec<PathBuf> {
+    let Ok(rd) = std::fs::read_dir("/sys/class/block") else {
+        return Vec::new();
+    };
+    let mut out: Vec<PathBuf> = rd
+        .flatten()
+        .filter(|e| {
+            std::fs::read_to_string(e.path().join("size"))
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok())
+                .is_some_and(|n| n > 0)
+        })
+        .map(|e| Path::new("/dev").join(e.file_name()))
+        .filter(|p| p.exists())
+        .collect();
+    out.sort();
+    out
+}
+
+/// Scan block devices, `extra` paths and the configured device list.
+pub fn scan(extra: &[PathBuf]) -> Result<ScanReport> {
+    let mut rep = ScanReport::default();
+    let mut seen = std::collections::HashSet::new();
+    let mut cands: Vec<(PathBuf, bool)> = Vec::new();
+    for p in extra.iter().cloned().chain(rundir::known_paths()) {
+        cands.push((p, true));
+    }
+    for p in block_devices() {
+        cands.push((p, false));
+    }
+    let active = rundir::list_active()?;
+    let mut pools: BTreeMap<String, ScannedPool> = BTreeMap::new();
+    let mut newest: BTreeMap<String, crate::omf::sb::Superblock> = BTreeMap::new();
+    for (path, named) in cands {
+        let canon = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
+        if !seen.insert(canon.clone()) {
+            continue;
+        }
+        rep.examined += 1;
+        let o = OpenOptions {
+            read_only: true,
+            create_size: None,
+            engine: EngineChoice::Sync,
+            direct: true,
+        };
+        let dev = match FileDevice::open(&canon, &o) {
+            Ok(d) => d,
+            Err(e) => {
+                if named {
+                    rep.unreadable.push((path, e.to_string()));
+                } else {
+                    rep.skipped_block_devices += 1;
+                }
+                continue;
+            }
+        };
+        let r = match sb::read(&dev) {
+            Ok(r) => r,
+            Err(DevError::OutOfRange { .. }) => continue,
+            Err(e) => {
+                if named {
+                    rep.unreadable.push((path, e.to_string()));
+                } else {
+                    rep.skipped_block_devices += 1;
+                }
+                continue;
+            }
+        };
+        let Some(s) = r.best().cloned() else { continue };
+        let damaged = r.damaged();
+        let health = if damaged.is_empty() {
+            "ok".to_string()
+        } else {
+            damaged
+                .iter()
+                .map(|(i, w)| format!("copy {i}: {w}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        let key = s.pool_uuid.to_string();
+        let entry = pools.entry(key.clone()).or_insert_with(|| ScannedPool {
+            name: s.name.clone(),
+            uuid: key.clone(),
+            devices: Vec::new(),
+            missing: Vec::new(),
+            active: active.iter().any(|a| a.uuid == key),
+        });
+        entry.devices.push(ScannedDevice {
+            path: canon,
+            class: s.class,
+            uuid: s.dev_uuid.to_string(),
+            generation: s.generation,
+            health,
+        });
+        let n = newest.entry(key).or_insert_with(|| s.clone());
+        if s.generation > n.generation {
+            *n = s;
+        }
+    }
+    for (k, p) in pools.iter_mut() {
+        if let Some(n) = newest.get(k) {
+            p.name = n.name.clone();
+            p.missing = n
+                .members
+                .iter()
+                .filter(|m| !p.devices.iter().any(|d| d.uuid == m.dev_uuid.to_string()))
+                .copied()
+                .collect();
+            // Devices of the pool that the newest superblock no longer lists are leftovers.
+            p.devices
+                .retain(|d| n.members.iter().any(|m| m.dev_uuid.to_string() == d.uuid));
+        }
+        p.devices.sort_by_key(|d| d.class);
+    }
+    rep.pools = pools.into_values().collect();
+    rep.pools.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(rep)
+}
