@@ -361,6 +361,28 @@ impl Superblock {
                 format!("{} (expected {SB_SIZE})", u16_at(b, OFF_LEN)),
             ));
         }
+        // Reserved bytes are zero in version 1: anything else is not ours to guess at.
+        let reserved_zero = |r: std::ops::Range<usize>| b.get(r).is_some_and(|x| x.iter().all(|&c| c == 0));
+        let nmembers_raw = usize::from(u16_at(b, OFF_NMEMBERS));
+        if nmembers_raw == 0 || nmembers_raw > MAX_MEMBERS {
+            return Err(field("members", format!("count {nmembers_raw}")));
+        }
+        let members_ok = (0..MAX_MEMBERS).all(|i| {
+            let o = OFF_MEMBERS + i * MEMBER_SIZE;
+            if i < nmembers_raw {
+                reserved_zero(o + 17..o + 20)
+            } else {
+                reserved_zero(o..o + MEMBER_SIZE)
+            }
+        });
+        if u32_at(b, OFF_FLAGS) != 0
+            || !reserved_zero(OFF_COPY + 1..OFF_SECTOR)
+            || !reserved_zero(OFF_MDC0 + 8..OFF_MEMBERS)
+            || !reserved_zero(OFF_MEMBERS + MAX_MEMBERS * MEMBER_SIZE..OFF_CRC)
+            || !members_ok
+        {
+            return Err(field("reserved", "reserved bytes are not zero".into()));
+        }
         let copy = b[OFF_COPY];
         if copy > 1 {
             return Err(field("copy", format!("{copy}")));
@@ -542,6 +564,11 @@ mod tests {
             (OFF_DEV_UUID, vec![0xee; 16], "members"),
             (OFF_LABEL, vec![0xff, 0xfe], "label"),
             (OFF_LEN, 512u16.to_le_bytes().to_vec(), "length"),
+            (OFF_FLAGS, vec![1], "reserved"),
+            (90, vec![1], "reserved"),
+            (OFF_MEMBERS + 17, vec![1], "reserved"),
+            (OFF_MEMBERS + 2 * MEMBER_SIZE, vec![1], "reserved"),
+            (OFF_CRC - 1, vec![1], "reserved"),
         ];
         for (off, bytes, field) in cases {
             let mut b = sample().encode(0);
@@ -550,6 +577,26 @@ mod tests {
             match Superblock::decode(&b) {
                 Err(SbError::Field { field: f, .. }) => assert_eq!(f, field, "at {off}"),
                 other => panic!("{field}: {other:?}"),
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// Random bytes, and valid superblocks with random bytes overwritten and the
+        /// checksum fixed up, never panic; whatever decodes encodes back identically.
+        #[test]
+        fn decode_never_panics_and_round_trips(
+            noise in proptest::collection::vec(proptest::num::u8::ANY, 0..5000),
+            edits in proptest::collection::vec((0usize..SB_SIZE, proptest::num::u8::ANY), 0..8),
+        ) {
+            let _ = Superblock::decode(&noise);
+            let mut b = sample().encode(1);
+            for (o, v) in edits {
+                b[o] = v;
+            }
+            recrc(&mut b);
+            if let Ok((sb, copy)) = Superblock::decode(&b) {
+                proptest::prop_assert_eq!(&sb.encode(copy)[..], &b[..]);
             }
         }
     }
