@@ -14,11 +14,13 @@ pub struct ReadmeDoctests;
 pub mod dev;
 pub mod error;
 pub mod io;
+pub mod objid;
 pub mod omf;
 pub mod pool;
 pub mod rundir;
 pub mod sb;
 pub mod scan;
+pub mod smap;
 
 pub use error::{Error, Result};
 pub use omf::sb::MediaClass;

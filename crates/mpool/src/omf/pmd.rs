@@ -1,0 +1,278 @@
+//! Pool-metadata records, stored in MDC0 and MDC1..N. See `docs/format.md`,
+//! "Pool metadata". Each record is one mlog record (the mlog checksums it).
+
+use crate::objid::ObjectId;
+use crate::omf::sb::MediaClass;
+
+/// A pool-metadata record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PmdRecord {
+    /// MDC0: MDC number `index` lives in two logs of `zones` zones at
+    /// `zone_a` and `zone_b` on the capacity device.
+    MdcLoc {
+        /// 1..=255.
+        index: u8,
+        /// First zone of log A.
+        zone_a: u32,
+        /// First zone of log B.
+        zone_b: u32,
+        /// Zones per log.
+        zones: u32,
+    },
+    /// MDC0: the user root MDC.
+    RootMdc {
+        /// Its object ID.
+        id: ObjectId,
+    },
+    /// MDC1..N: uniquifiers below `next` may have been handed out.
+    UniqCkpt {
+        /// The checkpoint.
+        next: u64,
+    },
+    /// MDC1..N: a committed mblock.
+    Mblock {
+        /// ID.
+        id: ObjectId,
+        /// Media class.
+        class: MediaClass,
+        /// Its zone.
+        zone: u32,
+        /// Bytes written.
+        len: u32,
+        /// CRC-32C of the content.
+        crc: u32,
+    },
+    /// MDC1..N: a committed mlog, or a committed user MDC (two logs).
+    Mlog {
+        /// ID (type mlog or mdc).
+        id: ObjectId,
+        /// Media class.
+        class: MediaClass,
+        /// First zone (log A for an MDC).
+        zone: u32,
+        /// First zone of log B (MDC), or 0 for an mlog.
+        zone_b: u32,
+        /// Zones per log.
+        zones: u32,
+    },
+    /// MDC1..N: an object was deleted.
+    Delete {
+        /// ID.
+        id: ObjectId,
+    },
+}
+
+const T_MDCLOC: u8 = 1;
+const T_ROOT: u8 = 2;
+const T_UNIQ: u8 = 3;
+const T_MBLOCK: u8 = 4;
+const T_MLOG: u8 = 5;
+const T_DELETE: u8 = 6;
+
+/// Why a record could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("bad pool-metadata record: {0}")]
+pub struct PmdDecodeError(pub String);
+
+fn u32_at(b: &[u8], o: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(o..o + 4)?.try_into().ok()?))
+}
+fn u64_at(b: &[u8], o: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(b.get(o..o + 8)?.try_into().ok()?))
+}
+
+impl PmdRecord {
+    /// Encode.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(24);
+        match *self {
+            PmdRecord::MdcLoc {
+                index,
+                zone_a,
+                zone_b,
+                zones,
+            } => {
+                v.push(T_MDCLOC);
+                v.push(index);
+                v.extend_from_slice(&zone_a.to_le_bytes());
+                v.extend_from_slice(&zone_b.to_le_bytes());
+                v.extend_from_slice(&zones.to_le_bytes());
+            }
+            PmdRecord::RootMdc { id } => {
+                v.push(T_ROOT);
+                v.extend_from_slice(&id.raw().to_le_bytes());
+            }
+            PmdRecord::UniqCkpt { next } => {
+                v.push(T_UNIQ);
+                v.extend_from_slice(&next.to_le_bytes());
+            }
+            PmdRecord::Mblock {
+                id,
+                class,
+                zone,
+                len,
+                crc,
+            } => {
+                v.push(T_MBLOCK);
+                v.push(class.code());
+                v.extend_from_slice(&id.raw().to_le_bytes());
+                v.extend_from_slice(&zone.to_le_bytes());
+                v.extend_from_slice(&len.to_le_bytes());
+                v.extend_from_slice(&crc.to_le_bytes());
+            }
+            PmdRecord::Mlog {
+                id,
+                class,
+                zone,
+                zone_b,
+                zones,
+            } => {
+                v.push(T_MLOG);
+                v.push(class.code());
+                v.extend_from_slice(&id.raw().to_le_bytes());
+                v.extend_from_slice(&zone.to_le_bytes());
+                v.extend_from_slice(&zone_b.to_le_bytes());
+                v.extend_from_slice(&zones.to_le_bytes());
+            }
+            PmdRecord::Delete { id } => {
+                v.push(T_DELETE);
+                v.extend_from_slice(&id.raw().to_le_bytes());
+            }
+        }
+        v
+    }
+
+    /// Decode; never panics. Lengths must be exact.
+    pub fn decode(b: &[u8]) -> Result<PmdRecord, PmdDecodeError> {
+        let err =
+            |w: &str| PmdDecodeError(format!("{w} ({} bytes, type {:?})", b.len(), b.first()));
+        let id_at = |o: usize| -> Result<ObjectId, PmdDecodeError> {
+            let raw = u64_at(b, o).ok_or_else(|| err("short"))?;
+            ObjectId::from_raw(raw).ok_or_else(|| err("invalid object ID"))
+        };
+        let class_at = |o: usize| -> Result<MediaClass, PmdDecodeError> {
+            b.get(o)
+                .copied()
+                .and_then(MediaClass::from_code)
+                .ok_or_else(|| err("invalid media class"))
+        };
+        let exact = |n: usize| {
+            if b.len() == n {
+                Ok(())
+            } else {
+                Err(err("wrong length"))
+            }
+        };
+        let short = || err("short");
+        match b.first().copied() {
+            Some(T_MDCLOC) => {
+                exact(14)?;
+                let index = b.get(1).copied().ok_or_else(short)?;
+                if index == 0 {
+                    return Err(err("MDC index 0"));
+                }
+                Ok(PmdRecord::MdcLoc {
+                    index,
+                    zone_a: u32_at(b, 2).ok_or_else(short)?,
+                    zone_b: u32_at(b, 6).ok_or_else(short)?,
+                    zones: u32_at(b, 10).ok_or_else(short)?,
+                })
+            }
+            Some(T_ROOT) => {
+                exact(9)?;
+                Ok(PmdRecord::RootMdc { id: id_at(1)? })
+            }
+            Some(T_UNIQ) => {
+                exact(9)?;
+                Ok(PmdRecord::UniqCkpt {
+                    next: u64_at(b, 1).ok_or_else(short)?,
+                })
+            }
+            Some(T_MBLOCK) => {
+                exact(22)?;
+                Ok(PmdRecord::Mblock {
+                    class: class_at(1)?,
+                    id: id_at(2)?,
+                    zone: u32_at(b, 10).ok_or_else(short)?,
+                    len: u32_at(b, 14).ok_or_else(short)?,
+                    crc: u32_at(b, 18).ok_or_else(short)?,
+                })
+            }
+            Some(T_MLOG) => {
+                exact(22)?;
+                Ok(PmdRecord::Mlog {
+                    class: class_at(1)?,
+                    id: id_at(2)?,
+                    zone: u32_at(b, 10).ok_or_else(short)?,
+                    zone_b: u32_at(b, 14).ok_or_else(short)?,
+                    zones: u32_at(b, 18).ok_or_else(short)?,
+                })
+            }
+            Some(T_DELETE) => {
+                exact(9)?;
+                Ok(PmdRecord::Delete { id: id_at(1)? })
+            }
+            _ => Err(err("unknown type")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::objid::ObjType;
+
+    #[test]
+    fn round_trip_and_refusals() {
+        let id = ObjectId::new(ObjType::Mblock, 3, 99);
+        let recs = [
+            PmdRecord::MdcLoc {
+                index: 2,
+                zone_a: 5,
+                zone_b: 7,
+                zones: 2,
+            },
+            PmdRecord::RootMdc {
+                id: ObjectId::new(ObjType::Mdc, 1, 1),
+            },
+            PmdRecord::UniqCkpt { next: 1 << 40 },
+            PmdRecord::Mblock {
+                id,
+                class: MediaClass::Staging,
+                zone: 9,
+                len: 12345,
+                crc: 0xdead_beef,
+            },
+            PmdRecord::Mlog {
+                id: ObjectId::new(ObjType::Mlog, 3, 5),
+                class: MediaClass::Capacity,
+                zone: 10,
+                zone_b: 0,
+                zones: 3,
+            },
+            PmdRecord::Delete { id },
+        ];
+        for r in recs {
+            let b = r.encode();
+            assert_eq!(PmdRecord::decode(&b).unwrap(), r);
+            assert!(PmdRecord::decode(&b[..b.len() - 1]).is_err());
+            let mut longer = b.clone();
+            longer.push(0);
+            assert!(PmdRecord::decode(&longer).is_err());
+        }
+        assert!(PmdRecord::decode(&[]).is_err());
+        assert!(PmdRecord::decode(&[99]).is_err());
+        let mut bad = recs[3].encode();
+        bad[1] = 7;
+        assert!(PmdRecord::decode(&bad).is_err());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn decode_never_panics(b in proptest::collection::vec(proptest::num::u8::ANY, 0..40)) {
+            if let Ok(r) = PmdRecord::decode(&b) {
+                proptest::prop_assert_eq!(r.encode(), b);
+            }
+        }
+    }
+}

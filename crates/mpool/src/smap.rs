@@ -1,0 +1,390 @@
+//! The space map: which zones of each media class are free.
+//!
+//! Not persisted: at open it is rebuilt from the committed objects, so zones
+//! held by uncommitted objects come back after a crash. Each class' zones are
+//! split into regions, each behind its own lock; an allocation starts at a
+//! region chosen by a rotating cursor, so threads rarely meet on one lock.
+
+use crate::omf::sb::MediaClass;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+/// Zones per region.
+const REGION_ZONES: u32 = 4096;
+
+#[derive(Debug)]
+struct Region {
+    /// First zone of the region.
+    base: u32,
+    /// Zones in the region.
+    len: u32,
+    /// One bit per zone, set when in use.
+    used: Vec<u64>,
+    /// Zones free in the region.
+    free: u32,
+    /// Where the next search starts (zone offset within the region).
+    hint: u32,
+}
+
+impl Region {
+    fn is_used(&self, z: u32) -> bool {
+        self.used
+            .get((z / 64) as usize)
+            .is_some_and(|w| w & (1 << (z % 64)) != 0)
+    }
+
+    fn set(&mut self, z: u32, on: bool) -> bool {
+        let Some(w) = self.used.get_mut((z / 64) as usize) else {
+            return false;
+        };
+        let bit = 1u64 << (z % 64);
+        let was = *w & bit != 0;
+        if was == on {
+            return false;
+        }
+        if on {
+            *w |= bit;
+            self.free -= 1;
+        } else {
+            *w &= !bit;
+            self.free += 1;
+        }
+        true
+    }
+
+    /// A run of `n` free zones inside this region, from the hint on, wrapping.
+    fn find(&self, n: u32) -> Option<u32> {
+        if self.free < n || n == 0 || n > self.len {
+            return None;
+        }
+        let mut start = self.hint.min(self.len);
+        for _pass in 0..2 {
+            let mut run = 0;
+            let mut z = start;
+            while z < self.len {
+                if self.is_used(z) {
+                    run = 0;
+                } else {
+                    run += 1;
+                    if run == n {
+                        return Some(z + 1 - n);
+                    }
+                }
+                z += 1;
+            }
+            start = 0;
+        }
+        None
+    }
+}
+
+/// Errors of the space map.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SmapError {
+    /// No room left in the class (beyond its spare).
+    #[error("no space left in the {class} media class ({free} zones free, {spare} held as spare, {want} wanted)")]
+    NoSpace {
+        /// The class.
+        class: MediaClass,
+        /// Free zones.
+        free: u64,
+        /// Spare zones.
+        spare: u64,
+        /// Zones wanted.
+        want: u32,
+    },
+    /// A zone outside the class, or in the reserved area.
+    #[error("zone {zone} is outside the {class} class' zones {first}..{end}")]
+    BadZone {
+        /// The class.
+        class: MediaClass,
+        /// The zone.
+        zone: u32,
+        /// First allocatable zone.
+        first: u32,
+        /// One past the last zone.
+        end: u32,
+    },
+    /// A zone claimed twice (rebuilding from metadata found two owners).
+    #[error("zone {zone} of the {class} class is already in use")]
+    InUse {
+        /// The class.
+        class: MediaClass,
+        /// The zone.
+        zone: u32,
+    },
+    /// A zone freed that was not in use.
+    #[error("zone {zone} of the {class} class was not in use")]
+    NotInUse {
+        /// The class.
+        class: MediaClass,
+        /// The zone.
+        zone: u32,
+    },
+}
+
+/// Free space of one media class.
+#[derive(Debug)]
+pub struct ClassMap {
+    class: MediaClass,
+    first: u32,
+    end: u32,
+    regions: Vec<Mutex<Region>>,
+    spare_zones: AtomicU64,
+    free: AtomicU64,
+    cursor: AtomicUsize,
+}
+
+fn lock(m: &Mutex<Region>) -> MutexGuard<'_, Region> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+impl ClassMap {
+    /// Zones `first..end` are allocatable; `spare_pct` of them are held back.
+    pub fn new(class: MediaClass, first: u32, end: u32, spare_pct: u8) -> Self {
+        let mut regions = Vec::new();
+        let mut base = first;
+        while base < end {
+            let len = (end - base).min(REGION_ZONES);
+            regions.push(Mutex::new(Region {
+                base,
+                len,
+                used: vec![0; len.div_ceil(64) as usize],
+                free: len,
+                hint: 0,
+            }));
+            base += len;
+        }
+        let total = u64::from(end.saturating_sub(first));
+        ClassMap {
+            class,
+            first,
+            end,
+            regions,
+            spare_zones: AtomicU64::new(total * u64::from(spare_pct) / 100),
+            free: AtomicU64::new(total),
+            cursor: AtomicUsize::new(0),
+        }
+    }
+
+    /// Change the spare percentage.
+    pub fn set_spare_pct(&self, pct: u8) {
+        self.spare_zones
+            .store(self.total() * u64::from(pct) / 100, Ordering::Relaxed);
+    }
+
+    /// Allocatable zones in all.
+    pub fn total(&self) -> u64 {
+        u64::from(self.end.saturating_sub(self.first))
+    }
+
+    /// Zones free (including spare).
+    pub fn free(&self) -> u64 {
+        self.free.load(Ordering::Relaxed)
+    }
+
+    /// Zones held back as spare.
+    pub fn spare(&self) -> u64 {
+        self.spare_zones.load(Ordering::Relaxed)
+    }
+
+    /// Zones in use.
+    pub fn used(&self) -> u64 {
+        self.total() - self.free()
+    }
+
+    /// Allocate `n` contiguous zones (an mblock takes 1; an mlog may take more).
+    pub fn alloc(&self, n: u32) -> Result<u32, SmapError> {
+        let nospace = || SmapError::NoSpace {
+            class: self.class,
+            free: self.free(),
+            spare: self.spare(),
+            want: n,
+        };
+        // Reserve the count first so concurrent allocations never dip into the spare.
+        let want = u64::from(n);
+        let mut cur = self.free.load(Ordering::Relaxed);
+        loop {
+            if cur < want + self.spare() {
+                return Err(nospace());
+            }
+            match self.free.compare_exchange_weak(
+                cur,
+                cur - want,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(v) => cur = v,
+            }
+        }
+        let nr = self.regions.len();
+        let start = self.cursor.fetch_add(1, Ordering::Relaxed) % nr.max(1);
+        for i in 0..nr {
+            let Some(r) = self.regions.get((start + i) % nr) else {
+                continue;
+            };
+            let mut g = lock(r);
+            if let Some(off) = g.find(n) {
+                for z in off..off + n {
+                    g.set(z, true);
+                }
+                g.hint = off + n;
+                return Ok(g.base + off);
+            }
+        }
+        self.free.fetch_add(want, Ordering::AcqRel);
+        Err(nospace())
+    }
+
+    fn region_of(&self, zone: u32) -> Result<&Mutex<Region>, SmapError> {
+        if zone < self.first || zone >= self.end {
+            return Err(SmapError::BadZone {
+                class: self.class,
+                zone,
+                first: self.first,
+                end: self.end,
+            });
+        }
+        self.regions
+            .get(((zone - self.first) / REGION_ZONES) as usize)
+            .ok_or(SmapError::BadZone {
+                class: self.class,
+                zone,
+                first: self.first,
+                end: self.end,
+            })
+    }
+
+    /// Mark zones `zone..zone+n` used (rebuilding from metadata at open).
+    pub fn claim(&self, zone: u32, n: u32) -> Result<(), SmapError> {
+        for z in zone..zone.saturating_add(n) {
+            let r = self.region_of(z)?;
+            let mut g = lock(r);
+            let base = g.base;
+            if !g.set(z - base, true) {
+                return Err(SmapError::InUse {
+                    class: self.class,
+                    zone: z,
+                });
+            }
+            self.free.fetch_sub(1, Ordering::AcqRel);
+        }
+        Ok(())
+    }
+
+    /// Return zones `zone..zone+n`.
+    pub fn release(&self, zone: u32, n: u32) -> Result<(), SmapError> {
+        for z in zone..zone.saturating_add(n) {
+            let r = self.region_of(z)?;
+            let mut g = lock(r);
+            let base = g.base;
+            if !g.set(z - base, false) {
+                return Err(SmapError::NotInUse {
+                    class: self.class,
+                    zone: z,
+                });
+            }
+            self.free.fetch_add(1, Ordering::AcqRel);
+        }
+        Ok(())
+    }
+
+    /// Whether a zone is in use.
+    pub fn is_used(&self, zone: u32) -> bool {
+        self.region_of(zone).is_ok_and(|r| {
+            let g = lock(r);
+            let base = g.base;
+            g.is_used(zone - base)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+    use std::sync::Arc;
+
+    #[test]
+    fn alloc_until_spare_then_nospace() {
+        let m = ClassMap::new(MediaClass::Capacity, 3, 103, 10);
+        let mut got = HashSet::new();
+        for _ in 0..90 {
+            let z = m.alloc(1).unwrap();
+            assert!((3..103).contains(&z));
+            assert!(got.insert(z));
+        }
+        assert!(matches!(
+            m.alloc(1),
+            Err(SmapError::NoSpace {
+                free: 10,
+                spare: 10,
+                ..
+            })
+        ));
+        m.set_spare_pct(0);
+        assert!(m.alloc(10).is_err() || m.free() == 0);
+    }
+
+    #[test]
+    fn contiguous_runs_claim_release() {
+        let m = ClassMap::new(MediaClass::Staging, 1, 20, 0);
+        let a = m.alloc(4).unwrap();
+        for z in a..a + 4 {
+            assert!(m.is_used(z));
+        }
+        assert_eq!(
+            m.claim(a, 1),
+            Err(SmapError::InUse {
+                class: MediaClass::Staging,
+                zone: a
+            })
+        );
+        m.release(a, 4).unwrap();
+        assert_eq!(
+            m.release(a, 1),
+            Err(SmapError::NotInUse {
+                class: MediaClass::Staging,
+                zone: a
+            })
+        );
+        assert!(matches!(m.claim(0, 1), Err(SmapError::BadZone { .. })));
+        assert!(matches!(m.claim(20, 1), Err(SmapError::BadZone { .. })));
+        assert_eq!(m.free(), 19);
+    }
+
+    #[test]
+    fn threads_never_share_a_zone() {
+        let m = Arc::new(ClassMap::new(
+            MediaClass::Capacity,
+            1,
+            1 + 3 * REGION_ZONES + 17,
+            0,
+        ));
+        let hs: Vec<_> = (0..8)
+            .map(|_| {
+                let m = Arc::clone(&m);
+                std::thread::spawn(move || {
+                    let mut v = Vec::new();
+                    while let Ok(z) = m.alloc(1) {
+                        v.push(z);
+                    }
+                    v
+                })
+            })
+            .collect();
+        let mut all = HashSet::new();
+        for h in hs {
+            for z in h.join().unwrap() {
+                assert!(all.insert(z), "zone {z} handed out twice");
+            }
+        }
+        assert_eq!(all.len() as u64, m.total());
+        assert_eq!(m.free(), 0);
+    }
+}
