@@ -16,6 +16,10 @@ use std::sync::OnceLock;
 /// Submission queue depth of each thread's ring.
 pub(super) const RING_ENTRIES: u32 = 256;
 
+/// Largest transfer of one submission entry: 1 GiB, aligned for any sector
+/// size and below Linux's per-call limit (0x7ffff000).
+const MAX_SQE_BYTES: usize = 1 << 30;
+
 thread_local! {
     static RING: RefCell<Option<IoUring>> = const { RefCell::new(None) };
 }
@@ -76,7 +80,10 @@ pub(super) fn submit(fd: RawFd, reqs: &mut [IoReq]) {
 }
 
 fn sqe(fd: RawFd, r: &mut IoReq, p: &Progress, idx: usize) -> io_uring::squeue::Entry {
-    let len = (r.buf.len() - p.done) as u32;
+    // One SQE moves at most MAX_SQE_BYTES; the rest is resubmitted like a short
+    // transfer. (A bare `as u32` would wrap: 4 GiB left became a 0-byte I/O,
+    // reported as "device accepted no bytes".)
+    let len = (r.buf.len() - p.done).min(MAX_SQE_BYTES) as u32;
     let off = r.offset + p.done as u64;
     // The pointer stays valid: the buffer is owned by `reqs`, which the caller
     // cannot touch until run() has reaped this request's completion.
