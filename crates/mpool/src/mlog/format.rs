@@ -1,0 +1,436 @@
+//! On-media framing of an mlog (see `docs/format.md`, section "Mlog").
+//!
+//! Every decoder here takes arbitrary bytes and never panics: lengths are
+//! checked, slices are taken with `get`, arithmetic is checked.
+
+/// Size of the used part of a log header block.
+pub const LOG_HDR_LEN: usize = 64;
+/// Magic of a log header block: `MPLOGHD1`.
+pub const LOG_HDR_MAGIC: u64 = u64::from_le_bytes(*b"MPLOGHD1");
+/// Format version of the log header and framing.
+pub const LOG_VERSION: u32 = 1;
+/// Size of the header at the start of every log data block.
+pub const BLK_HDR_LEN: u64 = 32;
+/// Magic of a log data block header: `MLB1`.
+pub const BLK_MAGIC: u32 = u32::from_le_bytes(*b"MLB1");
+/// Size of a record header.
+pub const REC_HDR_LEN: u64 = 36;
+/// Smallest supported block (sector) size.
+pub const MIN_BLOCK: u64 = 512;
+
+fn le_u32(b: &[u8], at: usize) -> Option<u32> {
+    let s = b.get(at..at.checked_add(4)?)?;
+    Some(u32::from_le_bytes(s.try_into().ok()?))
+}
+
+fn le_u64(b: &[u8], at: usize) -> Option<u64> {
+    let s = b.get(at..at.checked_add(8)?)?;
+    Some(u64::from_le_bytes(s.try_into().ok()?))
+}
+
+fn put_u32(b: &mut [u8], at: usize, v: u32) {
+    if let Some(s) = b.get_mut(at..at + 4) {
+        s.copy_from_slice(&v.to_le_bytes());
+    }
+}
+
+fn put_u64(b: &mut [u8], at: usize, v: u64) {
+    if let Some(s) = b.get_mut(at..at + 8) {
+        s.copy_from_slice(&v.to_le_bytes());
+    }
+}
+
+/// One of the two header blocks at the start of a log's extent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogHeader {
+    /// Log identifier (chosen by the owner; also seeds every record checksum).
+    pub log_id: u64,
+    /// Generation: raised by every erase.
+    pub gen: u64,
+    /// Epoch: raised by every open-for-append (and reset to 1 by an erase).
+    pub epoch: u32,
+    /// Block size (the device's logical sector size) in bytes.
+    pub block_size: u32,
+    /// Number of data blocks after the two header blocks.
+    pub nblocks: u64,
+}
+
+/// Why a header block was rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeaderFault {
+    /// The block is shorter than a header.
+    Short,
+    /// Wrong magic (not an mlog header, or never written).
+    Magic,
+    /// Unknown format version.
+    Version(u32),
+    /// Checksum mismatch (torn write or bit rot).
+    Checksum,
+}
+
+impl LogHeader {
+    /// The `(gen, epoch)` order in which the newest header wins.
+    pub fn order(&self) -> (u64, u32) {
+        (self.gen, self.epoch)
+    }
+
+    /// Encode into the first [`LOG_HDR_LEN`] bytes of `out` (the rest of the
+    /// block is left as is; callers pass a zeroed block).
+    pub fn encode(&self, out: &mut [u8]) {
+        let Some(h) = out.get_mut(..LOG_HDR_LEN) else {
+            return;
+        };
+        h.fill(0);
+        put_u64(h, 0, LOG_HDR_MAGIC);
+        put_u32(h, 8, LOG_VERSION);
+        put_u64(h, 16, self.log_id);
+        put_u64(h, 24, self.gen);
+        put_u32(h, 32, self.epoch);
+        put_u32(h, 36, self.block_size);
+        put_u64(h, 40, self.nblocks);
+        let crc = crc32c::crc32c(h);
+        put_u32(h, 12, crc);
+    }
+
+    /// Decode and verify a header block.
+    pub fn decode(b: &[u8]) -> Result<LogHeader, HeaderFault> {
+        let h = b.get(..LOG_HDR_LEN).ok_or(HeaderFault::Short)?;
+        if le_u64(h, 0) != Some(LOG_HDR_MAGIC) {
+            return Err(HeaderFault::Magic);
+        }
+        let version = le_u32(h, 8).ok_or(HeaderFault::Short)?;
+        if version != LOG_VERSION {
+            return Err(HeaderFault::Version(version));
+        }
+        let stored = le_u32(h, 12).ok_or(HeaderFault::Short)?;
+        let mut tmp = [0u8; LOG_HDR_LEN];
+        tmp.copy_from_slice(h);
+        put_u32(&mut tmp, 12, 0);
+        if crc32c::crc32c(&tmp) != stored {
+            return Err(HeaderFault::Checksum);
+        }
+        Ok(LogHeader {
+            log_id: le_u64(h, 16).ok_or(HeaderFault::Short)?,
+            gen: le_u64(h, 24).ok_or(HeaderFault::Short)?,
+            epoch: le_u32(h, 32).ok_or(HeaderFault::Short)?,
+            block_size: le_u32(h, 36).ok_or(HeaderFault::Short)?,
+            nblocks: le_u64(h, 40).ok_or(HeaderFault::Short)?,
+        })
+    }
+}
+
+/// The header at the start of every log data block. It never changes while
+/// the block belongs to one generation: rewrites of a partly filled block
+/// write the same bytes again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockHeader {
+    /// Log identifier.
+    pub log_id: u64,
+    /// Generation of the log when the block was first written.
+    pub gen: u64,
+    /// Index of the block in the data area.
+    pub block_no: u32,
+    /// Offset in the block of the first record header that starts in it, or
+    /// 0 when none does (a record's payload fills the rest of the block).
+    pub first_rec: u32,
+}
+
+impl BlockHeader {
+    /// Encode into the first [`BLK_HDR_LEN`] bytes of `out`.
+    pub fn encode(&self, out: &mut [u8]) {
+        let Some(h) = out.get_mut(..BLK_HDR_LEN as usize) else {
+            return;
+        };
+        put_u32(h, 0, BLK_MAGIC);
+        put_u32(h, 4, 0);
+        put_u64(h, 8, self.log_id);
+        put_u64(h, 16, self.gen);
+        put_u32(h, 24, self.block_no);
+        put_u32(h, 28, self.first_rec);
+        let crc = crc32c::crc32c(h);
+        put_u32(h, 4, crc);
+    }
+
+    /// Decode and verify (magic and checksum) a block header.
+    pub fn decode(b: &[u8]) -> Option<BlockHeader> {
+        let h = b.get(..BLK_HDR_LEN as usize)?;
+        if le_u32(h, 0)? != BLK_MAGIC {
+            return None;
+        }
+        let stored = le_u32(h, 4)?;
+        let mut tmp = [0u8; BLK_HDR_LEN as usize];
+        tmp.copy_from_slice(h);
+        put_u32(&mut tmp, 4, 0);
+        if crc32c::crc32c(&tmp) != stored {
+            return None;
+        }
+        Some(BlockHeader {
+            log_id: le_u64(h, 8)?,
+            gen: le_u64(h, 16)?,
+            block_no: le_u32(h, 24)?,
+            first_rec: le_u32(h, 28)?,
+        })
+    }
+}
+
+/// The header in front of every record's payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordHeader {
+    /// CRC-32C over the log id (8 bytes LE), header bytes 4..36 and the payload.
+    pub crc: u32,
+    /// Payload length in bytes.
+    pub len: u32,
+    /// Log generation the record was written in.
+    pub gen: u64,
+    /// Sequence number of the record in its generation (0, 1, 2, ...).
+    pub seq: u64,
+    /// Epoch (open-for-append count) the record was written in.
+    pub epoch: u32,
+    /// Flush set ("batch") number within the epoch, from 1.
+    pub fseq: u32,
+    /// `seq` minus the `seq` of the first record of the same flush set.
+    pub bdelta: u32,
+}
+
+impl RecordHeader {
+    /// Sequence number of the first record of this record's flush set.
+    pub fn batch_first(&self) -> u64 {
+        self.seq.saturating_sub(u64::from(self.bdelta))
+    }
+
+    /// Encode into `out[..36]` with `crc` as given.
+    pub fn encode(&self, out: &mut [u8]) {
+        put_u32(out, 0, self.crc);
+        put_u32(out, 4, self.len);
+        put_u64(out, 8, self.gen);
+        put_u64(out, 16, self.seq);
+        put_u32(out, 24, self.epoch);
+        put_u32(out, 28, self.fseq);
+        put_u32(out, 32, self.bdelta);
+    }
+
+    /// Decode the fields (no checksum verification: see [`record_crc`]).
+    pub fn decode(b: &[u8]) -> Option<RecordHeader> {
+        let h = b.get(..REC_HDR_LEN as usize)?;
+        Some(RecordHeader {
+            crc: le_u32(h, 0)?,
+            len: le_u32(h, 4)?,
+            gen: le_u64(h, 8)?,
+            seq: le_u64(h, 16)?,
+            epoch: le_u32(h, 24)?,
+            fseq: le_u32(h, 28)?,
+            bdelta: le_u32(h, 32)?,
+        })
+    }
+
+    /// The checksum state after the header (continue it over the payload
+    /// with `crc32c::crc32c_append`).
+    pub fn crc_start(&self, log_id: u64) -> u32 {
+        let mut h = [0u8; REC_HDR_LEN as usize];
+        self.encode(&mut h);
+        let c = crc32c::crc32c(&log_id.to_le_bytes());
+        crc32c::crc32c_append(c, &h[4..])
+    }
+}
+
+/// The checksum of a record: over the log id, header bytes 4..36 and the payload.
+pub fn record_crc(log_id: u64, hdr: &RecordHeader, payload: &[u8]) -> u32 {
+    crc32c::crc32c_append(hdr.crc_start(log_id), payload)
+}
+
+/// Geometry of a log's data area: `nblocks` blocks of `bs` bytes. Positions
+/// are byte offsets in the data area, block headers included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Geom {
+    /// Block size.
+    pub bs: u64,
+    /// Number of data blocks.
+    pub nblocks: u64,
+}
+
+impl Geom {
+    /// Bytes in the data area.
+    pub fn size(&self) -> u64 {
+        self.bs.saturating_mul(self.nblocks)
+    }
+
+    /// Where the header of the next record goes when the log ends at `p`: at
+    /// `p`, or past the next block header when `p` is on a block boundary or
+    /// the block has no room for a record header (the rest is padding).
+    pub fn hdr_pos(&self, p: u64) -> Option<u64> {
+        let r = p % self.bs;
+        if r == 0 {
+            p.checked_add(BLK_HDR_LEN)
+        } else if self.bs - r < REC_HDR_LEN {
+            (p - r).checked_add(self.bs)?.checked_add(BLK_HDR_LEN)
+        } else {
+            Some(p)
+        }
+    }
+
+    /// The end of a record whose header is at `h` and whose payload is `len`
+    /// bytes (payload skips block headers). None on overflow.
+    pub fn rec_end(&self, h: u64, len: u64) -> Option<u64> {
+        let mut p = h.checked_add(REC_HDR_LEN)?;
+        let per_block = self.bs - BLK_HDR_LEN;
+        let mut left = len;
+        // First the rest of the header's block.
+        let r = p % self.bs;
+        if left > 0 && r != 0 {
+            let take = (self.bs - r).min(left);
+            p = p.checked_add(take)?;
+            left -= take;
+        }
+        if left > 0 {
+            // p is on a block boundary now.
+            let full = (left - 1) / per_block;
+            let last = left - full * per_block;
+            p = p.checked_add(full.checked_mul(self.bs)?)?;
+            p = p.checked_add(BLK_HDR_LEN + last)?;
+        }
+        Some(p)
+    }
+
+    /// The `first_rec` field of the block in which a record ending at `end`
+    /// (not at the block's start) ends.
+    pub fn first_rec_after(&self, end: u64) -> u32 {
+        let mut r = end % self.bs;
+        if r == 0 {
+            r = self.bs;
+        }
+        if self.bs - r >= REC_HDR_LEN {
+            r as u32
+        } else {
+            0
+        }
+    }
+
+    /// The largest payload that fits in an empty log.
+    pub fn max_record(&self) -> u64 {
+        let h = BLK_HDR_LEN;
+        let first = self.bs - h - REC_HDR_LEN;
+        first + self.nblocks.saturating_sub(1) * (self.bs - BLK_HDR_LEN)
+    }
+}
+
+/// Where a record's payload lies: `(block, offset in block, length)` pieces.
+pub fn payload_pieces(g: &Geom, h: u64, len: u64) -> impl Iterator<Item = (u64, usize, usize)> {
+    let bs = g.bs;
+    let mut p = h.saturating_add(REC_HDR_LEN);
+    let mut left = len;
+    std::iter::from_fn(move || {
+        if left == 0 {
+            return None;
+        }
+        let mut r = p % bs;
+        if r == 0 {
+            p = p.saturating_add(BLK_HDR_LEN);
+            r = BLK_HDR_LEN;
+        }
+        let take = (bs - r).min(left);
+        let out = (p / bs, r as usize, take as usize);
+        p = p.saturating_add(take);
+        left -= take;
+        Some(out)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn header_round_trip_and_corruption() {
+        let h = LogHeader {
+            log_id: 7,
+            gen: 3,
+            epoch: 9,
+            block_size: 4096,
+            nblocks: 100,
+        };
+        let mut b = vec![0u8; 512];
+        h.encode(&mut b);
+        assert_eq!(LogHeader::decode(&b), Ok(h));
+        b[30] ^= 1;
+        assert_eq!(LogHeader::decode(&b), Err(HeaderFault::Checksum));
+        assert_eq!(LogHeader::decode(&[0u8; 10]), Err(HeaderFault::Short));
+        assert_eq!(LogHeader::decode(&[0u8; 512]), Err(HeaderFault::Magic));
+    }
+
+    #[test]
+    fn block_header_round_trip() {
+        let h = BlockHeader {
+            log_id: 1,
+            gen: 2,
+            block_no: 3,
+            first_rec: 32,
+        };
+        let mut b = [0u8; 64];
+        h.encode(&mut b);
+        assert_eq!(BlockHeader::decode(&b), Some(h));
+        b[17] ^= 0x80;
+        assert_eq!(BlockHeader::decode(&b), None);
+    }
+
+    #[test]
+    fn geometry_pads_and_spans() {
+        let g = Geom {
+            bs: 512,
+            nblocks: 10,
+        };
+        assert_eq!(g.hdr_pos(0), Some(32));
+        assert_eq!(g.hdr_pos(100), Some(100));
+        assert_eq!(g.hdr_pos(512 - 36), Some(512 - 36));
+        assert_eq!(g.hdr_pos(512 - 35), Some(512 + 32));
+        // A record that exactly fills the first block.
+        let fill = 512 - 32 - 36;
+        assert_eq!(g.rec_end(32, fill), Some(512));
+        assert_eq!(g.rec_end(32, fill + 1), Some(512 + 32 + 1));
+        assert_eq!(g.rec_end(32, fill + 480), Some(1024));
+        assert_eq!(g.rec_end(32, fill + 481), Some(1024 + 33));
+        let pieces: Vec<_> = payload_pieces(&g, 32, fill + 481).collect();
+        assert_eq!(pieces, vec![(0, 68, 444), (1, 32, 480), (2, 32, 1)]);
+        assert_eq!(g.max_record(), 444 + 9 * 480);
+    }
+
+    proptest! {
+        #[test]
+        fn record_header_round_trip(len in any::<u32>(), gen in any::<u64>(), seq in any::<u64>(),
+                                     epoch in any::<u32>(), fseq in any::<u32>(), bdelta in any::<u32>(),
+                                     payload in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let mut h = RecordHeader { crc: 0, len, gen, seq, epoch, fseq, bdelta };
+            h.crc = record_crc(5, &h, &payload);
+            let mut b = [0u8; 36];
+            h.encode(&mut b);
+            let d = RecordHeader::decode(&b).unwrap();
+            prop_assert_eq!(d, h);
+            prop_assert_eq!(record_crc(5, &d, &payload), d.crc);
+            prop_assert_ne!(record_crc(6, &d, &payload), d.crc);
+        }
+
+        #[test]
+        fn pieces_cover_payload(bs in prop_oneof![Just(512u64), Just(4096u64)], start in 0u64..20000, len in 0u64..20000) {
+            let g = Geom { bs, nblocks: 1000 };
+            let h = g.hdr_pos(start).unwrap();
+            let end = g.rec_end(h, len).unwrap();
+            let total: usize = payload_pieces(&g, h, len).map(|(_, _, n)| n).sum();
+            prop_assert_eq!(total as u64, len);
+            if let Some((b, off, n)) = payload_pieces(&g, h, len).last() {
+                prop_assert_eq!(b * bs + off as u64 + n as u64, end);
+            } else {
+                prop_assert_eq!(end, h + 36);
+            }
+            for (_, off, n) in payload_pieces(&g, h, len) {
+                prop_assert!(off as u64 >= BLK_HDR_LEN && off + n <= bs as usize);
+            }
+        }
+
+        #[test]
+        fn decoders_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = LogHeader::decode(&bytes);
+            let _ = BlockHeader::decode(&bytes);
+            let _ = RecordHeader::decode(&bytes);
+        }
+    }
+}

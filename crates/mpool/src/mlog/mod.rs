@@ -1,0 +1,903 @@
+//! The mlog engine: a crash-safe record log in a byte extent of a device.
+//!
+//! An [`Mlog`] lives in a sector-aligned extent. Its first two blocks are
+//! header blocks (ping-pong copies, newest valid wins), the rest is the data
+//! area, a sequence of log blocks of the device's logical sector size, each
+//! starting with a 32-byte block header. Records of any size are framed with
+//! a 36-byte header (checksum, length, generation, sequence number, epoch,
+//! flush set) and may span blocks. The exact bytes and the recovery rules are
+//! in `docs/format.md` ("Mlog").
+//!
+//! Appends are buffered in memory and written in flush sets ("batches")
+//! through [`Device::submit`], followed by a device flush. Sync appends from
+//! many threads share flushes (group commit): one thread at a time is the
+//! flusher; it writes everything appended so far and flushes; the others wait
+//! until their own record is durable, and the next flusher takes everything
+//! that accumulated meanwhile.
+//!
+//! # Crash safety in brief
+//!
+//! - Bytes of a flushed record are never changed: a flush rewrites the
+//!   partly filled tail block with exactly the same bytes in front of the new
+//!   records (block headers carry no per-flush state), so a torn rewrite can
+//!   only damage records that were not yet acknowledged.
+//! - Each open for append raises the epoch in a header block (written and
+//!   flushed before any record of the new epoch), and an erase raises the
+//!   generation. A record is accepted only if its checksum verifies, it has
+//!   the log's generation, the next sequence number, an epoch no lower than
+//!   its predecessor's and a consecutive flush set number. Stale records left
+//!   past the end by an earlier epoch or generation can therefore never join
+//!   the log, whatever pieces of later writes land.
+//! - The first record that fails ends the log, unless a valid record found
+//!   past it proves that the failed one was durable (it sits in a flush set
+//!   that was flushed before a later one was written): that is corruption,
+//!   reported as [`MlogError::Corrupt`] by readers, and appends are refused.
+
+pub mod format;
+mod scan;
+
+pub use scan::ScanResult;
+
+use crate::dev::{DevError, Device};
+use crate::io::{AlignedBuf, IoReq};
+use format::{
+    payload_pieces, BlockHeader, Geom, LogHeader, RecordHeader, BLK_HDR_LEN, REC_HDR_LEN,
+};
+use scan::{follows, parse_at, Blocks, DevBlocks, Parsed, SliceBlocks};
+use std::ops::Range;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+
+/// Errors of the mlog engine.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MlogError {
+    /// The device failed.
+    #[error(transparent)]
+    Dev(#[from] DevError),
+    /// The record does not fit in the space left; erase the log.
+    #[error("log full: record needs {need} bytes, {free} bytes left")]
+    LogFull {
+        /// Bytes the record needs (with framing).
+        need: u64,
+        /// Bytes left in the log.
+        free: u64,
+    },
+    /// The record is larger than an empty log could hold.
+    #[error("record of {len} bytes is larger than the largest record the log can hold ({max})")]
+    RecordTooLarge {
+        /// Record length.
+        len: u64,
+        /// Largest record the log can hold.
+        max: u64,
+    },
+    /// A record or block that must be valid is not (bit rot, overwritten).
+    #[error("corrupt log at offset {offset}: {reason}")]
+    Corrupt {
+        /// Byte offset in the log's data area.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Neither header block holds a valid header for this log.
+    #[error("no valid mlog header: {reason}")]
+    NoHeader {
+        /// What was found.
+        reason: String,
+    },
+    /// The extent cannot hold a log on this device.
+    #[error("bad mlog extent {start}..{end}: {reason}")]
+    BadExtent {
+        /// Extent start.
+        start: u64,
+        /// Extent end.
+        end: u64,
+        /// Why.
+        reason: String,
+    },
+    /// An earlier write or flush of this log failed; reopen the log.
+    #[error("log unusable after an earlier I/O failure ({reason}); reopen it")]
+    Failed {
+        /// The earlier failure.
+        reason: String,
+    },
+}
+
+/// Result of mlog operations.
+pub type Result<T, E = MlogError> = std::result::Result<T, E>;
+
+/// A record's log sequence number: its index in the current generation
+/// (0 for the first record after create or erase).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Lsn(pub u64);
+
+/// An async append is written (and flushed) once this many bytes are pending.
+const ASYNC_FLUSH_BYTES: u64 = 1 << 20;
+/// Largest single write request of a flush.
+const MAX_REQ_BYTES: usize = 64 * 1024;
+
+#[derive(Debug)]
+struct State {
+    gen: u64,
+    /// Epoch of records appended now.
+    epoch: u32,
+    /// Whether a header with (gen, epoch) is durable.
+    hdr_durable: bool,
+    /// Slot (0 or 1) of the newest valid header.
+    newest_slot: u8,
+    next_seq: u64,
+    /// Flush set that appends join now.
+    fseq: u32,
+    /// Seq of the first record of the open flush set.
+    batch_first: Option<u64>,
+    /// End of the appended records (position in the data area).
+    end: u64,
+    /// Image of blocks `buf_block..` up to the block holding `end`.
+    buf: Vec<u8>,
+    buf_block: u64,
+    /// Records before this position are written and flushed.
+    written_end: u64,
+    /// Records with seq below this are durable.
+    durable_seq: u64,
+    flushing: bool,
+    failed: Option<String>,
+    corrupt: Option<(u64, String)>,
+}
+
+/// A record log on a device extent. `Send + Sync`: share it (e.g. in an
+/// `Arc`) between threads; sync appends from several threads share flushes.
+#[derive(Debug)]
+pub struct Mlog {
+    dev: Arc<dyn Device>,
+    id: u64,
+    /// Device offset of the extent (header block 0).
+    start: u64,
+    geom: Geom,
+    st: Mutex<State>,
+    cv: Condvar,
+}
+
+fn check_extent(dev: &dyn Device, extent: &Range<u64>) -> Result<Geom> {
+    let bs = u64::from(dev.sector());
+    let bad = |reason: &str| MlogError::BadExtent {
+        start: extent.start,
+        end: extent.end,
+        reason: reason.to_string(),
+    };
+    if !extent.start.is_multiple_of(bs) || !extent.end.is_multiple_of(bs) {
+        return Err(bad("not aligned to the device's sector size"));
+    }
+    if extent.end > dev.size() || extent.start >= extent.end {
+        return Err(bad("empty or past the end of the device"));
+    }
+    let blocks = (extent.end - extent.start) / bs;
+    if blocks < 3 {
+        return Err(bad("too small: needs at least 3 blocks"));
+    }
+    let nblocks = blocks - 2;
+    if nblocks > u64::from(u32::MAX) {
+        return Err(bad("too large: at most 2^32-1 data blocks"));
+    }
+    Ok(Geom { bs, nblocks })
+}
+
+impl Mlog {
+    /// Format a new, empty log (generation 1) in `extent` and open it.
+    pub fn create(dev: Arc<dyn Device>, extent: Range<u64>, id: u64) -> Result<Mlog> {
+        let geom = check_extent(dev.as_ref(), &extent)?;
+        let hdr = LogHeader {
+            log_id: id,
+            gen: 1,
+            epoch: 1,
+            block_size: geom.bs as u32,
+            nblocks: geom.nblocks,
+        };
+        let bs = geom.bs as usize;
+        let mut reqs = Vec::new();
+        for slot in 0..2u64 {
+            let mut b = dev.alloc_buf(bs);
+            hdr.encode(&mut b);
+            reqs.push(IoReq::write(extent.start + slot * geom.bs, b));
+        }
+        submit_all(dev.as_ref(), reqs)?;
+        dev.flush()?;
+        Ok(Mlog::from_parts(dev, id, extent.start, geom, hdr, 0, None))
+    }
+
+    /// Open an existing log: find the newest valid header, run the recovery
+    /// scan and position appends after the last valid record.
+    ///
+    /// A log whose scan found corruption opens anyway: readers return its
+    /// valid records and then [`MlogError::Corrupt`]; appends are refused
+    /// until the log is erased.
+    pub fn open(dev: Arc<dyn Device>, extent: Range<u64>, id: u64) -> Result<Mlog> {
+        let geom = check_extent(dev.as_ref(), &extent)?;
+        let (hdr, slot) = read_header(dev.as_ref(), extent.start, geom, id)?;
+        let base = extent.start + 2 * geom.bs;
+        let mut src = DevBlocks::new(dev.as_ref(), base, geom, geom.nblocks);
+        let res = scan::scan(&mut src, &geom, id, hdr.gen)?;
+        let mut log = Mlog::from_parts(dev, id, extent.start, geom, hdr, slot, Some(&res));
+        // The tail block's bytes before the end are rewritten by the next flush.
+        let st = log.st.get_mut().map_err(|_| MlogError::Failed {
+            reason: "lock poisoned".into(),
+        })?;
+        if st.end % geom.bs != 0 {
+            let tb = st.end / geom.bs;
+            let mut b = log.dev.alloc_buf(geom.bs as usize);
+            log.dev.read_at(base + tb * geom.bs, &mut b)?;
+            let keep = (st.end % geom.bs) as usize;
+            st.buf = b.to_vec();
+            if let Some(rest) = st.buf.get_mut(keep..) {
+                rest.fill(0);
+            }
+        }
+        Ok(log)
+    }
+
+    fn from_parts(
+        dev: Arc<dyn Device>,
+        id: u64,
+        start: u64,
+        geom: Geom,
+        hdr: LogHeader,
+        slot: u8,
+        scan: Option<&ScanResult>,
+    ) -> Mlog {
+        let (end, next_seq, epoch, hdr_durable, corrupt) = match scan {
+            None => (0, 0, hdr.epoch, true, None),
+            Some(s) => (
+                s.end,
+                s.last.map_or(0, |l| l.seq.saturating_add(1)),
+                hdr.epoch.max(s.max_epoch).saturating_add(1),
+                false,
+                s.corrupt.clone(),
+            ),
+        };
+        let st = State {
+            gen: hdr.gen,
+            epoch,
+            hdr_durable,
+            newest_slot: slot,
+            next_seq,
+            fseq: 1,
+            batch_first: None,
+            end,
+            buf: Vec::new(),
+            buf_block: end / geom.bs,
+            written_end: end,
+            durable_seq: next_seq,
+            flushing: false,
+            failed: None,
+            corrupt,
+        };
+        Mlog {
+            dev,
+            id,
+            start,
+            geom,
+            st: Mutex::new(st),
+            cv: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        match self.st.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    fn base(&self) -> u64 {
+        self.start + 2 * self.geom.bs
+    }
+
+    /// The log's identifier.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The device the log lives on.
+    pub fn device(&self) -> &Arc<dyn Device> {
+        &self.dev
+    }
+
+    /// The current generation.
+    pub fn gen(&self) -> u64 {
+        self.lock().gen
+    }
+
+    /// Bytes of the data area in use (records, framing, padding), including
+    /// appends not yet flushed.
+    pub fn len(&self) -> u64 {
+        self.lock().end
+    }
+
+    /// True when the log holds no record.
+    pub fn is_empty(&self) -> bool {
+        self.lock().next_seq == 0
+    }
+
+    /// Number of records in the log (including appends not yet flushed).
+    pub fn records(&self) -> u64 {
+        self.lock().next_seq
+    }
+
+    /// Bytes of the data area (the most [`Mlog::len`] can reach).
+    pub fn capacity(&self) -> u64 {
+        self.geom.size()
+    }
+
+    /// The largest record an empty log can hold.
+    pub fn max_record(&self) -> u64 {
+        self.geom.max_record()
+    }
+
+    /// The corruption the open scan found, if any: `(offset, reason)`.
+    pub fn corruption(&self) -> Option<(u64, String)> {
+        self.lock().corrupt.clone()
+    }
+
+    /// Append one record. With `sync`, returns only once the record (and
+    /// every record before it) is durable.
+    pub fn append(&self, record: &[u8], sync: bool) -> Result<Lsn> {
+        self.append_v(&[record], sync)
+    }
+
+    /// Append one record made of the concatenation of `parts`.
+    pub fn append_v(&self, parts: &[&[u8]], sync: bool) -> Result<Lsn> {
+        let len: u64 = parts.iter().map(|p| p.len() as u64).sum();
+        let max = self.geom.max_record().min(u64::from(u32::MAX));
+        if len > max {
+            return Err(MlogError::RecordTooLarge { len, max });
+        }
+        let mut g = self.lock();
+        usable(&g)?;
+        let seq = self.encode(&mut g, parts, len)?;
+        if sync || g.end.saturating_sub(g.written_end) >= ASYNC_FLUSH_BYTES {
+            let (_g, r) = self.wait_durable(g, seq);
+            r?;
+        }
+        Ok(Lsn(seq))
+    }
+
+    /// Write every appended record and make it durable.
+    pub fn flush(&self) -> Result<()> {
+        let g = self.lock();
+        if let Some(f) = &g.failed {
+            return Err(MlogError::Failed { reason: f.clone() });
+        }
+        if g.next_seq == 0 || g.durable_seq >= g.next_seq {
+            return Ok(());
+        }
+        let seq = g.next_seq - 1;
+        let (_g, r) = self.wait_durable(g, seq);
+        r
+    }
+
+    /// Same as [`Mlog::flush`].
+    pub fn sync(&self) -> Result<()> {
+        self.flush()
+    }
+
+    /// Erase the log: every record goes away. The generation rises to at
+    /// least `min_gen` (and at least by one). Pending appends are flushed
+    /// first. Durable when it returns.
+    pub fn erase(&self, min_gen: u64) -> Result<u64> {
+        let mut g = self.lock();
+        if let Some(f) = &g.failed {
+            return Err(MlogError::Failed { reason: f.clone() });
+        }
+        if g.corrupt.is_none() && g.next_seq > 0 && g.durable_seq < g.next_seq {
+            let seq = g.next_seq - 1;
+            let (g2, r) = self.wait_durable(g, seq);
+            g = g2;
+            r?;
+        }
+        while g.flushing {
+            g = match self.cv.wait(g) {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+        }
+        let gen = g.gen.saturating_add(1).max(min_gen);
+        let hdr = LogHeader {
+            log_id: self.id,
+            gen,
+            epoch: 1,
+            block_size: self.geom.bs as u32,
+            nblocks: self.geom.nblocks,
+        };
+        // Both copies, one at a time, each followed by a flush.
+        let first = 1 - g.newest_slot;
+        let r = (|| -> Result<()> {
+            for slot in [first, 1 - first] {
+                self.write_header(slot, &hdr)?;
+                self.dev.flush()?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = r {
+            g.failed = Some(e.to_string());
+            return Err(e);
+        }
+        g.gen = gen;
+        g.epoch = 1;
+        g.hdr_durable = true;
+        g.newest_slot = 1 - first;
+        g.next_seq = 0;
+        g.fseq = 1;
+        g.batch_first = None;
+        g.end = 0;
+        g.buf.clear();
+        g.buf_block = 0;
+        g.written_end = 0;
+        g.durable_seq = 0;
+        g.corrupt = None;
+        Ok(gen)
+    }
+
+    /// A reader over every record from the start (flushes pending appends
+    /// first, so it sees them).
+    pub fn reader(&self) -> Result<MlogReader<'_>> {
+        self.flush()?;
+        let g = self.lock();
+        let end = g.written_end;
+        let limit = end.div_ceil(self.geom.bs);
+        Ok(MlogReader {
+            src: DevBlocks::new(self.dev.as_ref(), self.base(), self.geom, limit),
+            geom: self.geom,
+            id: self.id,
+            gen: g.gen,
+            end,
+            pos: 0,
+            prev: None,
+            corrupt: g.corrupt.clone(),
+            done: false,
+        })
+    }
+
+    /// A reader positioned after the first `skip` records.
+    pub fn seek_read(&self, skip: u64) -> Result<MlogReader<'_>> {
+        let mut r = self.reader()?;
+        r.seek(skip)?;
+        Ok(r)
+    }
+
+    fn write_header(&self, slot: u8, hdr: &LogHeader) -> Result<()> {
+        let mut b = self.dev.alloc_buf(self.geom.bs as usize);
+        hdr.encode(&mut b);
+        self.dev
+            .write_at(self.start + u64::from(slot) * self.geom.bs, &mut b)?;
+        Ok(())
+    }
+
+    /// Frame a record into the buffer; returns its seq.
+    fn encode(&self, st: &mut State, parts: &[&[u8]], len: u64) -> Result<u64> {
+        let g = self.geom;
+        let bs = g.bs;
+        let free = g.size().saturating_sub(st.end);
+        let full = || MlogError::LogFull {
+            need: len + REC_HDR_LEN,
+            free,
+        };
+        let h = g.hdr_pos(st.end).ok_or_else(full)?;
+        let end = g.rec_end(h, len).ok_or_else(full)?;
+        if end > g.size() {
+            return Err(full());
+        }
+        let seq = st.next_seq;
+        let bdelta = match st.batch_first {
+            Some(f) => u32::try_from(seq - f).map_err(|_| full())?,
+            None => 0,
+        };
+        let mut hdr = RecordHeader {
+            crc: 0,
+            len: len as u32,
+            gen: st.gen,
+            seq,
+            epoch: st.epoch,
+            fseq: st.fseq,
+            bdelta,
+        };
+        let mut crc = hdr.crc_start(self.id);
+        for p in parts {
+            crc = crc32c::crc32c_append(crc, p);
+        }
+        hdr.crc = crc;
+        let need = ((end.div_ceil(bs) - st.buf_block) * bs) as usize;
+        if st.buf.len() < need {
+            st.buf.resize(need, 0);
+        }
+        let hb = h / bs;
+        let blk_hdr = |st: &mut State, b: u64, first_rec: u32| {
+            let bh = BlockHeader {
+                log_id: self.id,
+                gen: st.gen,
+                block_no: b as u32,
+                first_rec,
+            };
+            let o = ((b - st.buf_block) * bs) as usize;
+            if let Some(s) = st.buf.get_mut(o..) {
+                bh.encode(s);
+            }
+        };
+        if st.end <= hb * bs {
+            blk_hdr(st, hb, BLK_HDR_LEN as u32);
+        }
+        let o = (h - st.buf_block * bs) as usize;
+        if let Some(s) = st.buf.get_mut(o..o + REC_HDR_LEN as usize) {
+            hdr.encode(s);
+        }
+        let last_block = (end - 1) / bs;
+        let mut cur = Cursor {
+            parts,
+            i: 0,
+            off: 0,
+        };
+        for (b, off, n) in payload_pieces(&g, h, len) {
+            if b != hb {
+                let first = if b == last_block {
+                    g.first_rec_after(end)
+                } else {
+                    0
+                };
+                blk_hdr(st, b, first);
+            }
+            let o = ((b - st.buf_block) * bs) as usize + off;
+            if let Some(dst) = st.buf.get_mut(o..o + n) {
+                cur.copy_to(dst);
+            }
+        }
+        st.next_seq += 1;
+        st.end = end;
+        if st.batch_first.is_none() {
+            st.batch_first = Some(seq);
+        }
+        Ok(seq)
+    }
+
+    /// Wait until record `seq` is durable, becoming the flusher when nobody is.
+    fn wait_durable<'a>(
+        &'a self,
+        mut g: MutexGuard<'a, State>,
+        seq: u64,
+    ) -> (MutexGuard<'a, State>, Result<()>) {
+        loop {
+            if g.durable_seq > seq {
+                return (g, Ok(()));
+            }
+            if let Some(f) = &g.failed {
+                let e = MlogError::Failed { reason: f.clone() };
+                return (g, Err(e));
+            }
+            if !g.flushing {
+                let (g2, r) = self.flush_once(g);
+                g = g2;
+                if let Err(e) = r {
+                    return (g, Err(e));
+                }
+                continue;
+            }
+            g = match self.cv.wait(g) {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+        }
+    }
+
+    /// Write everything appended so far as one flush set, then flush.
+    fn flush_once<'a>(
+        &'a self,
+        mut g: MutexGuard<'a, State>,
+    ) -> (MutexGuard<'a, State>, Result<()>) {
+        let snap_end = g.end;
+        let snap_seq = g.next_seq;
+        if snap_end == g.written_end {
+            g.durable_seq = g.durable_seq.max(snap_seq);
+            return (g, Ok(()));
+        }
+        g.flushing = true;
+        let bs = self.geom.bs;
+        let first_block = g.buf_block;
+        let nbytes = ((snap_end.div_ceil(bs) - first_block) * bs) as usize;
+        let data: Vec<u8> = g.buf.get(..nbytes).unwrap_or(&[]).to_vec();
+        let hdr = (!g.hdr_durable).then(|| {
+            (
+                1 - g.newest_slot,
+                LogHeader {
+                    log_id: self.id,
+                    gen: g.gen,
+                    epoch: g.epoch,
+                    block_size: bs as u32,
+                    nblocks: self.geom.nblocks,
+                },
+            )
+        });
+        // Close the flush set: later appends join the next one.
+        if g.batch_first.is_some() {
+            g.fseq = g.fseq.saturating_add(1);
+            g.batch_first = None;
+        }
+        drop(g);
+        let r = (|| -> Result<()> {
+            if let Some((slot, h)) = &hdr {
+                self.write_header(*slot, h)?;
+                self.dev.flush()?;
+            }
+            let base = self.base() + first_block * bs;
+            let reqs = data
+                .chunks(MAX_REQ_BYTES)
+                .enumerate()
+                .map(|(i, c)| {
+                    IoReq::write(
+                        base + (i * MAX_REQ_BYTES) as u64,
+                        AlignedBuf::from_slice(c, bs as usize),
+                    )
+                })
+                .collect();
+            submit_all(self.dev.as_ref(), reqs)?;
+            self.dev.flush()?;
+            Ok(())
+        })();
+        let mut g = self.lock();
+        g.flushing = false;
+        match &r {
+            Ok(()) => {
+                if let Some((slot, _)) = hdr {
+                    g.hdr_durable = true;
+                    g.newest_slot = slot;
+                }
+                g.written_end = snap_end;
+                g.durable_seq = g.durable_seq.max(snap_seq);
+                let nb = snap_end / bs;
+                let drop_bytes = ((nb - g.buf_block) * bs) as usize;
+                let n = drop_bytes.min(g.buf.len());
+                g.buf.drain(..n);
+                g.buf_block = nb;
+            }
+            Err(e) => g.failed = Some(e.to_string()),
+        }
+        self.cv.notify_all();
+        (g, r)
+    }
+}
+
+impl Drop for Mlog {
+    fn drop(&mut self) {
+        // Best effort: a clean close makes async appends durable.
+        let _ = self.flush();
+    }
+}
+
+fn usable(g: &State) -> Result<()> {
+    if let Some(f) = &g.failed {
+        return Err(MlogError::Failed { reason: f.clone() });
+    }
+    if let Some((offset, reason)) = &g.corrupt {
+        return Err(MlogError::Corrupt {
+            offset: *offset,
+            reason: reason.clone(),
+        });
+    }
+    Ok(())
+}
+
+struct Cursor<'a> {
+    parts: &'a [&'a [u8]],
+    i: usize,
+    off: usize,
+}
+
+impl Cursor<'_> {
+    fn copy_to(&mut self, mut dst: &mut [u8]) {
+        while !dst.is_empty() {
+            let Some(p) = self.parts.get(self.i) else {
+                return;
+            };
+            let src = p.get(self.off..).unwrap_or(&[]);
+            if src.is_empty() {
+                self.i += 1;
+                self.off = 0;
+                continue;
+            }
+            let n = src.len().min(dst.len());
+            let (d, rest) = dst.split_at_mut(n);
+            d.copy_from_slice(&src[..n]);
+            dst = rest;
+            self.off += n;
+        }
+    }
+}
+
+fn submit_all(dev: &dyn Device, reqs: Vec<IoReq>) -> Result<()> {
+    let info = dev.info();
+    for mut r in dev.submit(reqs) {
+        let (kind, off) = (r.kind, r.offset);
+        r.take_result()
+            .map_err(|e| crate::dev::from_req_err(info, kind, off, e))?;
+    }
+    Ok(())
+}
+
+/// Read both header blocks and pick the newest valid one for `id`.
+fn read_header(dev: &dyn Device, start: u64, geom: Geom, id: u64) -> Result<(LogHeader, u8)> {
+    let mut best: Option<(LogHeader, u8)> = None;
+    let mut why = Vec::new();
+    for slot in 0..2u8 {
+        let mut b = dev.alloc_buf(geom.bs as usize);
+        dev.read_at(start + u64::from(slot) * geom.bs, &mut b)?;
+        match LogHeader::decode(&b) {
+            Ok(h) if h.log_id != id => {
+                why.push(format!("copy {slot}: log id {} not {id}", h.log_id))
+            }
+            Ok(h) if u64::from(h.block_size) != geom.bs || h.nblocks != geom.nblocks => {
+                why.push(format!(
+                    "copy {slot}: geometry {}x{} does not match the extent ({}x{})",
+                    h.block_size, h.nblocks, geom.bs, geom.nblocks
+                ))
+            }
+            Ok(h) => {
+                if best.is_none_or(|(b, _)| h.order() > b.order()) {
+                    best = Some((h, slot));
+                }
+            }
+            Err(f) => why.push(format!("copy {slot}: {f:?}")),
+        }
+    }
+    best.ok_or_else(|| MlogError::NoHeader {
+        reason: why.join("; "),
+    })
+}
+
+/// An iterator over a log's records, from the start. Yields owned records;
+/// a record that fails verification yields [`MlogError::Corrupt`] and ends
+/// the iteration, as does a device error.
+pub struct MlogReader<'a> {
+    src: DevBlocks<'a>,
+    geom: Geom,
+    id: u64,
+    gen: u64,
+    end: u64,
+    pos: u64,
+    prev: Option<RecordHeader>,
+    corrupt: Option<(u64, String)>,
+    done: bool,
+}
+
+impl MlogReader<'_> {
+    /// Back to the first record.
+    pub fn rewind(&mut self) {
+        self.pos = 0;
+        self.prev = None;
+        self.done = false;
+    }
+
+    /// Skip the next `n` records (fewer if the log ends first).
+    pub fn seek(&mut self, n: u64) -> Result<()> {
+        for _ in 0..n {
+            match self.step(false) {
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(e),
+                None => break,
+            }
+        }
+        Ok(())
+    }
+
+    /// The next record with its sequence number.
+    pub fn next_record(&mut self) -> Option<Result<(Lsn, Vec<u8>)>> {
+        self.step(true)
+    }
+
+    fn step(&mut self, want: bool) -> Option<Result<(Lsn, Vec<u8>)>> {
+        if self.done {
+            return None;
+        }
+        if self.pos >= self.end {
+            self.done = true;
+            return self
+                .corrupt
+                .take()
+                .map(|(offset, reason)| Err(MlogError::Corrupt { offset, reason }));
+        }
+        let bs = self.geom.bs;
+        let bad = |pos: u64, reason: &str| MlogError::Corrupt {
+            offset: pos,
+            reason: reason.to_string(),
+        };
+        let Some(h) = self.geom.hdr_pos(self.pos) else {
+            self.done = true;
+            return Some(Err(bad(self.pos, "position overflow")));
+        };
+        let fresh = self.pos <= (h / bs) * bs;
+        let r = parse_at(&mut self.src, &self.geom, self.id, self.gen, h, fresh, want);
+        match r {
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+            Ok(Parsed::Good { hdr, end, payload }) => {
+                if !follows(self.prev.as_ref(), &hdr) || end > self.end {
+                    self.done = true;
+                    return Some(Err(bad(self.pos, "record out of sequence")));
+                }
+                self.prev = Some(hdr);
+                self.pos = end;
+                Some(Ok((Lsn(hdr.seq), payload.unwrap_or_default())))
+            }
+            Ok(Parsed::Bad(reason)) => {
+                self.done = true;
+                Some(Err(bad(self.pos, reason)))
+            }
+        }
+    }
+}
+
+impl Iterator for MlogReader<'_> {
+    type Item = Result<Vec<u8>>;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.step(true).map(|r| r.map(|(_, d)| d))
+    }
+}
+
+/// Decode a log image (both header blocks followed by the data area, as
+/// laid out on a device with `sector`-byte blocks) without a device: the
+/// header, the recovery scan and every record. For fuzzing and tools; never
+/// panics on any input.
+pub fn decode_image(image: &[u8], sector: u32, id: u64) -> Result<(ScanResult, Vec<Vec<u8>>)> {
+    let bs = u64::from(sector.max(512));
+    let slot = |i: u64| image.get((i * bs) as usize..((i + 1) * bs) as usize);
+    let mut best: Option<LogHeader> = None;
+    for i in 0..2 {
+        if let Some(Ok(h)) = slot(i).map(LogHeader::decode) {
+            if h.log_id == id && best.is_none_or(|b| h.order() > b.order()) {
+                best = Some(h);
+            }
+        }
+    }
+    let hdr = best.ok_or_else(|| MlogError::NoHeader {
+        reason: "no valid header copy".into(),
+    })?;
+    let data = image.get((2 * bs) as usize..).unwrap_or(&[]);
+    let geom = Geom {
+        bs,
+        nblocks: (data.len() as u64 / bs).min(hdr.nblocks),
+    };
+    let mut src = SliceBlocks { data, bs };
+    let res = scan::scan(&mut src, &geom, id, hdr.gen)?;
+    let mut out = Vec::new();
+    let mut pos = 0;
+    let mut prev = None;
+    while pos < res.end {
+        let Some(h) = geom.hdr_pos(pos) else { break };
+        let fresh = pos <= (h / bs) * bs;
+        match parse_at(
+            &mut src as &mut dyn Blocks,
+            &geom,
+            id,
+            hdr.gen,
+            h,
+            fresh,
+            true,
+        )? {
+            Parsed::Good {
+                hdr: rh,
+                end,
+                payload,
+            } if follows(prev.as_ref(), &rh) => {
+                out.push(payload.unwrap_or_default());
+                prev = Some(rh);
+                pos = end;
+            }
+            _ => {
+                return Err(MlogError::Corrupt {
+                    offset: pos,
+                    reason: "record changed between scan and read".into(),
+                })
+            }
+        }
+    }
+    Ok((res, out))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,1 @@
+//! Torture harness (WIP).
