@@ -31,8 +31,15 @@ enum Cmd {
     Device(dev::DeviceArgs),
 }
 
-fn main() -> Result<()> {
-    let cli = Cli::parse();
+fn main() {
+    // Errors are for people: the message chain, no backtrace.
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("mpool-bench: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
     let rep = match &cli.cmd {
         Cmd::Device(a) => dev::run(a)?,
     };
