@@ -1,8 +1,11 @@
 //! The pool-level error type.
 
 use crate::dev::DevError;
+use crate::mlog::MlogError;
+use crate::objid::{ObjType, ObjectId};
 use crate::omf::sb::{MediaClass, SbError};
 use crate::sb::Signature;
+use crate::smap::SmapError;
 use std::io;
 use std::path::PathBuf;
 
@@ -111,6 +114,76 @@ pub enum Error {
     /// The pool was opened read-only.
     #[error("pool '{0}' is open read-only")]
     ReadOnly(String),
+    /// An mlog or MDC error (pool metadata or a user log).
+    #[error(transparent)]
+    Mlog(#[from] MlogError),
+    /// An MDC error (pool metadata or a user MDC).
+    #[error(transparent)]
+    Mdc(#[from] crate::mdc::MdcError),
+    /// Pool metadata that contradicts itself or the media.
+    #[error("corrupt pool metadata: {0}")]
+    Corrupt(String),
+    /// No space left in a media class.
+    #[error(transparent)]
+    NoSpace(SmapError),
+    /// No such object (never existed, aborted or deleted).
+    #[error("no object {0}")]
+    NotFound(ObjectId),
+    /// The object is committed: it cannot be written, aborted or committed again.
+    #[error("object {0} is committed")]
+    Committed(ObjectId),
+    /// The object is not committed yet: it cannot be read or deleted.
+    #[error("object {0} is not committed")]
+    NotCommitted(ObjectId),
+    /// The ID names an object of another type.
+    #[error("object {id} is a {}, not a {expected}", id.ty())]
+    WrongType {
+        /// The ID.
+        id: ObjectId,
+        /// What the call works on.
+        expected: ObjType,
+    },
+    /// A write past the mblock's capacity.
+    #[error("mblock {id} is full: the write would grow it to {want} bytes; it holds {cap}")]
+    MblockFull {
+        /// The mblock.
+        id: ObjectId,
+        /// Length the write needed.
+        want: u64,
+        /// Its capacity.
+        cap: u64,
+    },
+    /// A read outside the written content.
+    #[error("read of {len} bytes at offset {offset} is outside mblock {id} ({size} bytes)")]
+    ReadOutOfRange {
+        /// The mblock.
+        id: ObjectId,
+        /// Offset.
+        offset: u64,
+        /// Length.
+        len: u64,
+        /// Its content length.
+        size: u64,
+    },
+    /// Content does not match the checksum stored at commit.
+    #[error("mblock {id}: content checksum {computed:#010x} does not match {stored:#010x} recorded at commit")]
+    ChecksumMismatch {
+        /// The mblock.
+        id: ObjectId,
+        /// Recorded at commit.
+        stored: u32,
+        /// Computed now.
+        computed: u32,
+    },
+    /// The object is open (an mlog or MDC handle is alive).
+    #[error("object {0} is open; close it first")]
+    ObjectBusy(ObjectId),
+    /// An MDC is full even after compaction.
+    #[error("metadata container MDC{mdc} is full even after compaction")]
+    MetadataFull {
+        /// Which MDC.
+        mdc: u8,
+    },
     /// A file of mpool's own (run directory, configuration).
     #[error("{path}: {source}")]
     File {

@@ -6,13 +6,19 @@ use crate::dev::{
 };
 use crate::error::{Error, Result};
 use crate::io::EngineChoice;
+use crate::mdc::Mdc;
+use crate::mlog::Mlog;
+use crate::objid::{ObjType, ObjectId};
 use crate::omf::sb::{
     validate_label, validate_name, Mdc0Loc, MediaClass, Member, Superblock, MAX_MEMBERS, ZONE_MAX,
     ZONE_MIN,
 };
+pub use crate::pmd::ObjectProps;
+use crate::pmd::{ClassDev, Layout, Pmd};
 use crate::rundir::{self, ActiveEntry};
 use crate::sb::{self, Signature};
 use crate::scan;
+use crate::smap::ClassMap;
 use serde::Serialize;
 use std::fs::TryLockError;
 use std::path::{Path, PathBuf};
@@ -126,6 +132,7 @@ struct MemberDev {
 
 #[derive(Debug)]
 struct PoolInner {
+    pmd: Option<Pmd>,
     name: String,
     uuid: Uuid,
     read_only: bool,
@@ -337,6 +344,16 @@ pub fn parse_size(s: &str) -> Result<u64> {
     Ok(v as u64)
 }
 
+/// A media class of an open pool: its device, zone size and (empty) space map.
+fn class_dev(dev: DeviceRef, class: MediaClass, zone_size: u64, spare_pct: u8) -> ClassDev {
+    let zones = u32::try_from(dev.size() / zone_size).unwrap_or(u32::MAX);
+    ClassDev {
+        map: ClassMap::new(class, SB_ZONES as u32, zones, spare_pct),
+        dev,
+        zone_size,
+    }
+}
+
 /// Check a device for `create`/`add`: size, signatures, other pools.
 fn vet_device(
     dev: &dyn Device,
@@ -377,6 +394,14 @@ fn vet_device(
         }
     }
     Ok(())
+}
+
+fn check_type(id: ObjectId, ty: ObjType) -> Result<()> {
+    if id.ty() == ty {
+        Ok(())
+    } else {
+        Err(Error::WrongType { id, expected: ty })
+    }
 }
 
 fn apply_ownership(path: &Path, uid: u32, gid: u32, mode: u32) -> Result<()> {
@@ -505,7 +530,19 @@ impl Pool {
             },
             members: members.clone(),
         };
-        // Staging first, capacity last: the capacity superblock is the commit point.
+        // Pool metadata first; then the superblocks, staging first and capacity
+        // last: the capacity superblock is the commit point of the create.
+        let mut classes: [Option<ClassDev>; 2] = [None, None];
+        for (d, _, class, zone) in &devs {
+            classes[class.index()] = Some(class_dev(d.clone() as DeviceRef, *class, *zone, 0));
+        }
+        Pmd::format(
+            classes,
+            Layout {
+                mdc0_zone: base.mdc0.zone,
+                mdc0_zones: base.mdc0.zones,
+            },
+        )?;
         for ((d, path, class, zone), m) in devs.iter().zip(&members).rev() {
             let s = Superblock {
                 dev_uuid: m.dev_uuid,
@@ -536,25 +573,19 @@ impl Pool {
                 activated: now(),
             })?;
         }
-        let member_devs = devs
-            .into_iter()
-            .zip(&members)
-            .map(|((d, path, class, zone), m)| MemberDev {
-                path: Some(path),
-                dev: d.clone() as DeviceRef,
-                class,
-                dev_uuid: m.dev_uuid,
-                zone_size: zone,
-                damaged: Vec::new(),
-            })
-            .collect();
-        rundir::write_holder(&pool_uuid.to_string());
-        Ok(Pool::from_parts(base, member_devs, false))
+        drop(devs);
+        Pool::open_paths(&paths, &opts.open)
     }
 
-    fn from_parts(sb: Superblock, members: Vec<MemberDev>, read_only: bool) -> Pool {
+    fn from_parts(
+        sb: Superblock,
+        members: Vec<MemberDev>,
+        read_only: bool,
+        pmd: Option<Pmd>,
+    ) -> Pool {
         Pool {
             inner: Arc::new(PoolInner {
+                pmd,
                 name: sb.name.clone(),
                 uuid: sb.pool_uuid,
                 read_only,
@@ -652,7 +683,29 @@ impl Pool {
             });
         }
         members.sort_by_key(|m| m.class);
-        let pool = Pool::from_parts(newest, members, read_only);
+        // The pool metadata (replayed unless only inspecting: replay may write).
+        let pmd = if opts.inspect {
+            None
+        } else {
+            let mut classes: [Option<ClassDev>; 2] = [None, None];
+            for m in &members {
+                classes[m.class.index()] = Some(class_dev(
+                    Arc::clone(&m.dev),
+                    m.class,
+                    m.zone_size,
+                    newest.spare_pct[m.class.index()],
+                ));
+            }
+            Some(Pmd::open(
+                classes,
+                Layout {
+                    mdc0_zone: newest.mdc0.zone,
+                    mdc0_zones: newest.mdc0.zones,
+                },
+                read_only,
+            )?)
+        };
+        let pool = Pool::from_parts(newest, members, read_only, pmd);
         if !read_only {
             rundir::write_holder(&uuid.to_string());
             pool.repair_superblocks()?;
@@ -747,28 +800,33 @@ impl Pool {
         lock(&self.inner.members)
             .iter()
             .map(|m| {
-                let zones_total = m.dev.size() / m.zone_size;
-                let reserved = SB_ZONES
-                    + if m.class == MediaClass::Capacity {
-                        2 * u64::from(sb.mdc0.zones)
-                    } else {
-                        0
+                let (zones, used_z, free_z, spare_z) =
+                    match self.inner.pmd.as_ref().and_then(|p| p.space(m.class)) {
+                        Some(x) => x,
+                        None => {
+                            // Inspecting only: what the superblock tells (the metadata is not replayed).
+                            let zones = (m.dev.size() / m.zone_size).saturating_sub(SB_ZONES);
+                            let used_z = if m.class == MediaClass::Capacity {
+                                2 * u64::from(sb.mdc0.zones)
+                            } else {
+                                0
+                            };
+                            (
+                                zones,
+                                used_z,
+                                zones.saturating_sub(used_z),
+                                zones * u64::from(sb.spare_pct[m.class.index()]) / 100,
+                            )
+                        }
                     };
-                let zones = zones_total.saturating_sub(reserved);
-                let spare = zones * u64::from(sb.spare_pct[m.class.index()]) / 100 * m.zone_size;
-                let used = 2
-                    * u64::from(sb.mdc0.zones)
-                    * m.zone_size
-                    * u64::from(m.class == MediaClass::Capacity);
-                let avail = zones * m.zone_size;
                 ClassUsage {
                     class: m.class,
                     zone_size: m.zone_size,
                     size: m.dev.size(),
                     zones,
-                    used,
-                    spare,
-                    free: avail.saturating_sub(spare),
+                    used: used_z * m.zone_size,
+                    spare: spare_z * m.zone_size,
+                    free: free_z.saturating_sub(spare_z) * m.zone_size,
                 }
             })
             .collect()
@@ -922,7 +980,7 @@ impl Pool {
                 }
             }
         }
-        let (uid, gid, mode) = (sb.uid, sb.gid, sb.mode);
+        let (uid, gid, mode, spare) = (sb.uid, sb.gid, sb.mode, sb.spare_pct);
         self.update_sb(move |s| {
             *s = Superblock {
                 generation: s.generation,
@@ -931,6 +989,11 @@ impl Pool {
             };
             Ok(())
         })?;
+        if let Some(p) = self.inner.pmd.as_ref() {
+            for c in MediaClass::ALL {
+                p.set_spare(c, spare[c.index()]);
+            }
+        }
         for p in self.device_paths() {
             apply_ownership(&p, uid, gid, mode)?;
         }
@@ -1004,6 +1067,17 @@ impl Pool {
                 ..news
             },
         )?;
+        if let Some(p) = self.inner.pmd.as_ref() {
+            p.add_class(
+                class,
+                class_dev(
+                    d.clone() as DeviceRef,
+                    class,
+                    spec.zone_size,
+                    sb0.spare_pct[class.index()],
+                ),
+            )?;
+        }
         lock(&self.inner.members).push(MemberDev {
             path: Some(spec.path.clone()),
             dev: d.clone() as DeviceRef,
@@ -1026,6 +1100,153 @@ impl Pool {
             rundir::write_active(&ent)?;
         }
         Ok(())
+    }
+
+    fn pmd(&self) -> Result<&Pmd> {
+        self.inner.pmd.as_ref().ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "pool '{}' was opened for inspection only",
+                self.inner.name
+            ))
+        })
+    }
+
+    /// Allocate an mblock in `class`. It holds up to one zone (the class'
+    /// mblock size) and vanishes on a crash until committed.
+    pub fn mblock_alloc(&self, class: MediaClass) -> Result<ObjectId> {
+        self.pmd()?.mblock_alloc(class)
+    }
+
+    /// Append `data` to an uncommitted mblock (any length; large writes go
+    /// to the device as many requests in flight).
+    pub fn mblock_write(&self, id: ObjectId, data: &[u8]) -> Result<()> {
+        self.pmd()?.mblock_write(id, data)
+    }
+
+    /// Commit: the data is flushed, then the commit record (with the content
+    /// CRC) is made durable. Returns when the mblock is durable and immutable.
+    pub fn mblock_commit(&self, id: ObjectId) -> Result<ObjectProps> {
+        self.pmd()?.mblock_commit(id)
+    }
+
+    /// Discard an uncommitted mblock.
+    pub fn mblock_abort(&self, id: ObjectId) -> Result<()> {
+        check_type(id, ObjType::Mblock)?;
+        self.pmd()?.abort(id)
+    }
+
+    /// Delete a committed mblock: durable before its zone can be reused.
+    pub fn mblock_delete(&self, id: ObjectId) -> Result<()> {
+        check_type(id, ObjType::Mblock)?;
+        self.pmd()?.delete(id)
+    }
+
+    /// Read `buf.len()` bytes at `offset` of a committed mblock.
+    pub fn mblock_read(&self, id: ObjectId, offset: u64, buf: &mut [u8]) -> Result<()> {
+        self.pmd()?.mblock_read(id, offset, buf)
+    }
+
+    /// Properties of any object, committed or not (`find`).
+    pub fn object_props(&self, id: ObjectId) -> Result<ObjectProps> {
+        self.pmd()?.props(id)
+    }
+
+    /// Every committed object, sorted by ID.
+    pub fn objects(&self) -> Result<Vec<ObjectProps>> {
+        self.pmd()?.objects()
+    }
+
+    /// Number of committed objects.
+    pub fn object_count(&self) -> Result<u64> {
+        Ok(self.pmd()?.count())
+    }
+
+    /// Verify a committed mblock's content against the CRC recorded at commit.
+    pub fn mblock_verify(&self, id: ObjectId) -> Result<()> {
+        self.pmd()?.verify(id)
+    }
+
+    /// Allocate a user mlog of at least `capacity` bytes (whole zones) in `class`.
+    pub fn mlog_alloc(&self, class: MediaClass, capacity: u64) -> Result<ObjectId> {
+        self.pmd()?.log_alloc(ObjType::Mlog, class, capacity)
+    }
+
+    /// Commit a user mlog: it survives crashes from now on.
+    pub fn mlog_commit(&self, id: ObjectId) -> Result<ObjectProps> {
+        check_type(id, ObjType::Mlog)?;
+        self.pmd()?.log_commit(id)
+    }
+
+    /// Discard an uncommitted user mlog.
+    pub fn mlog_abort(&self, id: ObjectId) -> Result<()> {
+        check_type(id, ObjType::Mlog)?;
+        self.pmd()?.abort(id)
+    }
+
+    /// Delete a committed user mlog (refused while a handle is open).
+    pub fn mlog_delete(&self, id: ObjectId) -> Result<()> {
+        check_type(id, ObjType::Mlog)?;
+        self.pmd()?.delete(id)
+    }
+
+    /// Open a user mlog. Every caller shares one handle per mlog.
+    pub fn mlog_open(&self, id: ObjectId) -> Result<Arc<Mlog>> {
+        self.pmd()?.mlog_open(id)
+    }
+
+    /// Allocate a user MDC whose two logs hold at least `capacity` bytes each.
+    pub fn mdc_alloc(&self, class: MediaClass, capacity: u64) -> Result<ObjectId> {
+        self.pmd()?.log_alloc(ObjType::Mdc, class, capacity)
+    }
+
+    /// Commit a user MDC.
+    pub fn mdc_commit(&self, id: ObjectId) -> Result<ObjectProps> {
+        check_type(id, ObjType::Mdc)?;
+        self.pmd()?.log_commit(id)
+    }
+
+    /// Discard an uncommitted user MDC.
+    pub fn mdc_abort(&self, id: ObjectId) -> Result<()> {
+        check_type(id, ObjType::Mdc)?;
+        self.pmd()?.abort(id)
+    }
+
+    /// Delete a committed user MDC (refused while a handle is open).
+    pub fn mdc_delete(&self, id: ObjectId) -> Result<()> {
+        check_type(id, ObjType::Mdc)?;
+        self.pmd()?.delete(id)
+    }
+
+    /// Open a user MDC. Every caller shares one handle per MDC.
+    pub fn mdc_open(&self, id: ObjectId) -> Result<Arc<Mdc>> {
+        self.pmd()?.mdc_open(id)
+    }
+
+    /// The user root MDC: where a client keeps its own metadata, found by
+    /// this fixed call (created with the pool).
+    pub fn root_mdc(&self) -> Result<Arc<Mdc>> {
+        let p = self.pmd()?;
+        p.mdc_open(p.root())
+    }
+
+    /// The root MDC's object ID.
+    pub fn root_mdc_id(&self) -> Result<ObjectId> {
+        Ok(self.pmd()?.root())
+    }
+
+    /// Compact every pool-metadata MDC now (normally done in the background).
+    pub fn compact_metadata(&self) -> Result<()> {
+        self.pmd()?.compact_all()
+    }
+
+    /// Pool-metadata MDCs: (index, records, live objects, bytes used, capacity).
+    pub fn metadata_stats(&self) -> Result<Vec<(u8, u64, u64, u64, u64)>> {
+        Ok(self.pmd()?.mdc_stats())
+    }
+
+    /// Background compactions done since open.
+    pub fn compactions(&self) -> Result<u64> {
+        Ok(self.pmd()?.compactions())
     }
 
     /// Close the pool (also done on drop of the last clone).

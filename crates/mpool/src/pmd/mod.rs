@@ -1,0 +1,1201 @@
+//! Pool metadata: the object table kept in MDC0 and MDC1..N, the uniquifier,
+//! compaction, and the object operations (mblocks, user mlogs, user MDCs).
+//!
+//! MDC0 lists MDC1..N and the user root MDC. Each object record lives in the
+//! MDC its ID names, so metadata work on different objects spreads over N
+//! independent logs, each behind its own locks. The space map is rebuilt at
+//! open from the committed objects.
+
+pub(crate) mod mblock;
+
+use crate::dev::DeviceRef;
+use crate::error::{Error, Result};
+use crate::mdc::{Mdc, MdcError};
+use crate::mlog::{Mlog, MlogError};
+use crate::objid::{ObjType, ObjectId, UNIQ_MAX};
+use crate::omf::pmd::PmdRecord;
+use crate::omf::sb::MediaClass;
+use crate::smap::ClassMap;
+use mblock::WriteState;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{
+    Arc, Condvar, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak,
+};
+use std::time::Duration;
+
+/// Uniquifiers reserved by one checkpoint record.
+pub const UNIQ_STEP: u64 = 1024;
+/// Log ID of MDC0's logs.
+const MDC0_LOG_ID: u64 = 0x4d44_4330; // "MDC0"
+/// The MDC compacts in the background when its log is this full...
+const COMPACT_FILL_PCT: u64 = 50;
+/// ...and at least this share of its records are garbage.
+const COMPACT_GARBAGE_PCT: u64 = 50;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+fn rlock<T>(m: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    match m.read() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+fn wlock<T>(m: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    match m.write() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+/// A committed object, as kept in memory (16 bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Obj {
+    zone: u32,
+    /// Mblock: content length. Mlog/MDC: zones per log.
+    a: u32,
+    /// Mblock: content CRC. MDC: zone of log B. Mlog: 0.
+    b: u32,
+    class: u8,
+}
+
+impl Obj {
+    fn class(&self) -> MediaClass {
+        MediaClass::from_code(self.class).unwrap_or(MediaClass::Capacity)
+    }
+
+    fn zones(&self, ty: ObjType) -> Vec<(u32, u32)> {
+        match ty {
+            ObjType::Mblock => vec![(self.zone, 1)],
+            ObjType::Mlog => vec![(self.zone, self.a)],
+            ObjType::Mdc => vec![(self.zone, self.a), (self.b, self.a)],
+        }
+    }
+
+    fn record(&self, id: ObjectId) -> PmdRecord {
+        match id.ty() {
+            ObjType::Mblock => PmdRecord::Mblock {
+                id,
+                class: self.class(),
+                zone: self.zone,
+                len: self.a,
+                crc: self.b,
+            },
+            ObjType::Mlog => PmdRecord::Mlog {
+                id,
+                class: self.class(),
+                zone: self.zone,
+                zone_b: 0,
+                zones: self.a,
+            },
+            ObjType::Mdc => PmdRecord::Mlog {
+                id,
+                class: self.class(),
+                zone: self.zone,
+                zone_b: self.b,
+                zones: self.a,
+            },
+        }
+    }
+}
+
+/// An object allocated but not committed: it vanishes on a crash.
+#[derive(Debug)]
+enum Pending {
+    Mblock {
+        class: MediaClass,
+        zone: u32,
+        ws: WriteState,
+    },
+    Log {
+        class: MediaClass,
+        zone: u32,
+        zone_b: u32,
+        zones: u32,
+    },
+}
+
+/// Properties of an object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ObjectProps {
+    /// ID.
+    pub id: ObjectId,
+    /// Type.
+    #[serde(rename = "type")]
+    pub ty: ObjType,
+    /// Media class.
+    pub class: MediaClass,
+    /// Bytes written (mblock) or log capacity in bytes (mlog, MDC per log).
+    pub len: u64,
+    /// Bytes the object can hold (mblock: its zone size).
+    pub capacity: u64,
+    /// Committed (durable and, for mblocks, immutable).
+    pub committed: bool,
+    /// CRC-32C of the content (committed mblocks).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crc: Option<u32>,
+    /// First zone.
+    pub zone: u32,
+}
+
+#[derive(Debug)]
+struct Shard {
+    index: u8,
+    mdc: RwLock<Mdc>,
+    objs: RwLock<HashMap<u64, Obj>>,
+    /// (next uniquifier to hand out, durable checkpoint: all handed out are below it).
+    uniq: Mutex<(u64, u64)>,
+    /// Records in the active log (live and garbage).
+    records: AtomicU64,
+    /// Zones per log and first zones, for `check` and stats.
+    loc: (u32, u32, u32),
+}
+
+/// One media class of the pool.
+#[derive(Debug)]
+pub(crate) struct ClassDev {
+    pub dev: DeviceRef,
+    pub zone_size: u64,
+    pub map: ClassMap,
+}
+
+impl ClassDev {
+    fn off(&self, zone: u32) -> u64 {
+        u64::from(zone) * self.zone_size
+    }
+    fn extent(&self, zone: u32, zones: u32) -> std::ops::Range<u64> {
+        self.off(zone)..self.off(zone) + u64::from(zones) * self.zone_size
+    }
+}
+
+/// Where the pool metadata lives, as the superblock says.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Layout {
+    /// First zone of MDC0 log A (log B follows).
+    pub mdc0_zone: u32,
+    /// Zones per MDC0 log.
+    pub mdc0_zones: u32,
+}
+
+/// Sizing of MDC1..N for a new pool.
+pub(crate) fn mdc_plan(cap_zones: u64, zone_size: u64) -> (u8, u32) {
+    // N grows with the pool up to 4; each log gets 1/256 of the capacity
+    // spread over 2N logs, at least one zone.
+    let n = (cap_zones / 64).clamp(1, 4) as u8;
+    let bytes = cap_zones * zone_size / 256 / (2 * u64::from(n));
+    let zones = bytes.div_ceil(zone_size).clamp(1, 1 << 16) as u32;
+    (n, zones)
+}
+
+#[derive(Debug)]
+struct Inner {
+    classes: [OnceLock<ClassDev>; 2],
+    /// Held open for the pool's lifetime (MDC0 changes only at create).
+    _mdc0: Mdc,
+    shards: Vec<Shard>,
+    pending: Mutex<HashMap<u64, Arc<Mutex<Option<Pending>>>>>,
+    open_logs: Mutex<HashMap<u64, Weak<Mlog>>>,
+    open_mdcs: Mutex<HashMap<u64, Weak<Mdc>>>,
+    root: ObjectId,
+    cursor: AtomicUsize,
+    read_only: bool,
+    wake: (Mutex<bool>, Condvar),
+    compactions: AtomicU64,
+}
+
+/// The pool metadata and object operations of an open pool.
+#[derive(Debug)]
+pub(crate) struct Pmd {
+    inner: Arc<Inner>,
+    compactor: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+fn data_err(id: ObjectId, e: mblock::DataError) -> Error {
+    match e {
+        mblock::DataError::Full { want, cap } => Error::MblockFull { id, want, cap },
+        mblock::DataError::Dev(d) => Error::Dev(d),
+    }
+}
+
+/// Every record of an MDC's active log.
+fn mdc_records(mdc: &Mdc) -> Result<Vec<Vec<u8>>> {
+    let mut out = Vec::new();
+    for r in mdc.reader()? {
+        out.push(r?);
+    }
+    Ok(out)
+}
+
+fn decode(shard: u8, rec: &[u8]) -> Result<PmdRecord> {
+    PmdRecord::decode(rec).map_err(|e| Error::Corrupt(format!("MDC{shard}: {e}")))
+}
+
+impl Pmd {
+    /// Format the metadata of a new pool: MDC0, MDC1..N, the user root MDC.
+    /// The superblocks are written after this returns: they are the commit point.
+    pub(crate) fn format(classes: [Option<ClassDev>; 2], layout: Layout) -> Result<()> {
+        let cap = classes[0]
+            .as_ref()
+            .ok_or(Error::NoSuchClass(MediaClass::Capacity))?;
+        let m0 = layout.mdc0_zone;
+        let z0 = layout.mdc0_zones;
+        cap.map.claim(m0, 2 * z0)?;
+        let mdc0 = Mdc::create(
+            Arc::clone(&cap.dev),
+            cap.extent(m0, z0),
+            cap.extent(m0 + z0, z0),
+            MDC0_LOG_ID,
+        )?;
+        let (n, zones) = mdc_plan(cap.map.total() + u64::from(m0 + 2 * z0), cap.zone_size);
+        let mut first: Option<Mdc> = None;
+        for i in 1..=n {
+            let a = cap.map.alloc(zones)?;
+            let b = cap.map.alloc(zones)?;
+            let m = Mdc::create(
+                Arc::clone(&cap.dev),
+                cap.extent(a, zones),
+                cap.extent(b, zones),
+                u64::from(i),
+            )?;
+            m.append(&PmdRecord::UniqCkpt { next: 1 }.encode(), false)?;
+            mdc0.append(
+                &PmdRecord::MdcLoc {
+                    index: i,
+                    zone_a: a,
+                    zone_b: b,
+                    zones,
+                }
+                .encode(),
+                false,
+            )?;
+            if i == 1 {
+                first = Some(m);
+            } else {
+                m.sync()?;
+            }
+        }
+        // The user root MDC: object 1 of MDC1, two single-zone logs.
+        let first = first.ok_or_else(|| Error::Corrupt("no MDC1".into()))?;
+        let root = ObjectId::new(ObjType::Mdc, 1, 0);
+        let (ra, rb) = (cap.map.alloc(1)?, cap.map.alloc(1)?);
+        Mdc::create(
+            Arc::clone(&cap.dev),
+            cap.extent(ra, 1),
+            cap.extent(rb, 1),
+            root.raw(),
+        )?
+        .sync()?;
+        first.append(
+            &PmdRecord::Mlog {
+                id: root,
+                class: MediaClass::Capacity,
+                zone: ra,
+                zone_b: rb,
+                zones: 1,
+            }
+            .encode(),
+            true,
+        )?;
+        mdc0.append(&PmdRecord::RootMdc { id: root }.encode(), true)?;
+        Ok(())
+    }
+
+    /// Open the metadata: replay MDC0 and MDC1..N, rebuild the space map.
+    pub(crate) fn open(
+        classes: [Option<ClassDev>; 2],
+        layout: Layout,
+        read_only: bool,
+    ) -> Result<Pmd> {
+        let cap = classes[0]
+            .as_ref()
+            .ok_or(Error::NoSuchClass(MediaClass::Capacity))?;
+        let (m0, z0) = (layout.mdc0_zone, layout.mdc0_zones);
+        cap.map.claim(m0, 2 * z0)?;
+        let mdc0 = Mdc::open(
+            Arc::clone(&cap.dev),
+            cap.extent(m0, z0),
+            cap.extent(m0 + z0, z0),
+            MDC0_LOG_ID,
+        )?;
+        let mut locs = Vec::new();
+        let mut root = None;
+        for rec in mdc_records(&mdc0)? {
+            match decode(0, &rec)? {
+                PmdRecord::MdcLoc {
+                    index,
+                    zone_a,
+                    zone_b,
+                    zones,
+                } => locs.push((index, zone_a, zone_b, zones)),
+                PmdRecord::RootMdc { id } => root = Some(id),
+                other => {
+                    return Err(Error::Corrupt(format!(
+                        "MDC0 holds an object record: {other:?}"
+                    )))
+                }
+            }
+        }
+        locs.sort_by_key(|l| l.0);
+        if locs.is_empty()
+            || locs
+                .iter()
+                .enumerate()
+                .any(|(i, l)| usize::from(l.0) != i + 1)
+        {
+            return Err(Error::Corrupt(format!(
+                "MDC0 lists MDCs {:?}, expected 1..N",
+                locs.iter().map(|l| l.0).collect::<Vec<_>>()
+            )));
+        }
+        let root = root.ok_or_else(|| Error::Corrupt("MDC0 names no root MDC".into()))?;
+        // Open and replay the shards (in parallel: each is an independent log).
+        let replayed: Vec<Result<Shard>> = std::thread::scope(|s| {
+            let hs: Vec<_> =
+                locs.iter()
+                    .map(|&(index, a, b, zones)| {
+                        let dev = Arc::clone(&cap.dev);
+                        let (ea, eb) = (cap.extent(a, zones), cap.extent(b, zones));
+                        s.spawn(move || -> Result<Shard> {
+                            let mdc = Mdc::open(dev, ea, eb, u64::from(index))?;
+                            let recs = mdc_records(&mdc)?;
+                            let mut objs: HashMap<u64, Obj> = HashMap::new();
+                            let mut ckpt = 0u64;
+                            let mut max_uniq = 0u64;
+                            for rec in &recs {
+                                match decode(index, rec)? {
+                                    PmdRecord::UniqCkpt { next } => ckpt = ckpt.max(next),
+                                    PmdRecord::Mblock {
+                                        id,
+                                        class,
+                                        zone,
+                                        len,
+                                        crc,
+                                    } => {
+                                        max_uniq = max_uniq.max(id.uniq());
+                                        objs.insert(
+                                            id.raw(),
+                                            Obj {
+                                                zone,
+                                                a: len,
+                                                b: crc,
+                                                class: class.code(),
+                                            },
+                                        );
+                                    }
+                                    PmdRecord::Mlog {
+                                        id,
+                                        class,
+                                        zone,
+                                        zone_b,
+                                        zones,
+                                    } => {
+                                        max_uniq = max_uniq.max(id.uniq());
+                                        objs.insert(
+                                            id.raw(),
+                                            Obj {
+                                                zone,
+                                                a: zones,
+                                                b: zone_b,
+                                                class: class.code(),
+                                            },
+                                        );
+                                    }
+                                    PmdRecord::Delete { id } => {
+                                        objs.remove(&id.raw());
+                                    }
+                                    other => {
+                                        return Err(Error::Corrupt(format!(
+                                            "MDC{index} holds an MDC0 record: {other:?}"
+                                        )))
+                                    }
+                                }
+                            }
+                            if let Some(bad) = objs.keys().find(|k| {
+                                ObjectId::from_raw(**k).is_none_or(|id| id.mdc() != index)
+                            }) {
+                                return Err(Error::Corrupt(format!(
+                                    "MDC{index} holds object {bad:#x} of another MDC"
+                                )));
+                            }
+                            let next = ckpt.max(max_uniq + 1);
+                            Ok(Shard {
+                                index,
+                                mdc: RwLock::new(mdc),
+                                records: AtomicU64::new(recs.len() as u64),
+                                objs: RwLock::new(objs),
+                                // Skip to the checkpoint: IDs below it may have been handed out before the crash.
+                                uniq: Mutex::new((next, next)),
+                                loc: (a, b, zones),
+                            })
+                        })
+                    })
+                    .collect();
+            hs.into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(Error::Corrupt("replay thread panicked".into())))
+                })
+                .collect()
+        });
+        let mut shards = Vec::with_capacity(replayed.len());
+        for s in replayed {
+            shards.push(s?);
+        }
+        // Rebuild the space map.
+        for s in &shards {
+            cap.map
+                .claim(s.loc.0, s.loc.2)
+                .map_err(|e| Error::Corrupt(format!("MDC{} log A: {e}", s.index)))?;
+            cap.map
+                .claim(s.loc.1, s.loc.2)
+                .map_err(|e| Error::Corrupt(format!("MDC{} log B: {e}", s.index)))?;
+            for (id, o) in rlock(&s.objs).iter() {
+                let id = ObjectId::from_raw(*id)
+                    .ok_or_else(|| Error::Corrupt(format!("bad object ID {id:#x}")))?;
+                let c = classes[o.class().index()].as_ref().ok_or_else(|| {
+                    Error::Corrupt(format!(
+                        "object {id} is in the {} class, which the pool lacks",
+                        o.class()
+                    ))
+                })?;
+                for (z, n) in o.zones(id.ty()) {
+                    c.map
+                        .claim(z, n)
+                        .map_err(|e| Error::Corrupt(format!("object {id}: {e}")))?;
+                }
+            }
+        }
+        let [c0, c1] = classes;
+        let inner = Arc::new(Inner {
+            classes: [
+                c0.map_or_else(OnceLock::new, OnceLock::from),
+                c1.map_or_else(OnceLock::new, OnceLock::from),
+            ],
+            _mdc0: mdc0,
+            shards,
+            pending: Mutex::new(HashMap::new()),
+            open_logs: Mutex::new(HashMap::new()),
+            open_mdcs: Mutex::new(HashMap::new()),
+            root,
+            cursor: AtomicUsize::new(0),
+            read_only,
+            wake: (Mutex::new(false), Condvar::new()),
+            compactions: AtomicU64::new(0),
+        });
+        let compactor = if read_only {
+            None
+        } else {
+            Some(spawn_compactor(Arc::downgrade(&inner)))
+        };
+        Ok(Pmd {
+            inner,
+            compactor: Mutex::new(compactor),
+        })
+    }
+
+    /// Zones in use, free and spare per class.
+    pub(crate) fn space(&self, class: MediaClass) -> Option<(u64, u64, u64, u64)> {
+        let c = self.inner.classes[class.index()].get()?;
+        Some((c.map.total(), c.map.used(), c.map.free(), c.map.spare()))
+    }
+
+    pub(crate) fn set_spare(&self, class: MediaClass, pct: u8) {
+        if let Some(c) = self.inner.classes[class.index()].get() {
+            c.map.set_spare_pct(pct);
+        }
+    }
+
+    /// Make a new media class usable at once (`mpool add`).
+    pub(crate) fn add_class(&self, class: MediaClass, c: ClassDev) -> Result<()> {
+        self.inner.classes[class.index()]
+            .set(c)
+            .map_err(|_| Error::ClassExists(class))
+    }
+
+    /// Compactions done since open.
+    pub(crate) fn compactions(&self) -> u64 {
+        self.inner.compactions.load(Ordering::Relaxed)
+    }
+
+    /// Number of committed objects.
+    pub(crate) fn count(&self) -> u64 {
+        self.inner
+            .shards
+            .iter()
+            .map(|s| rlock(&s.objs).len() as u64)
+            .sum()
+    }
+
+    /// Compact every MDC now.
+    pub(crate) fn compact_all(&self) -> Result<()> {
+        for s in &self.inner.shards {
+            self.inner.compact(s)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Pmd {
+    fn drop(&mut self) {
+        {
+            let (m, cv) = &self.inner.wake;
+            *lock(m) = true;
+            cv.notify_all();
+        }
+        if let Some(h) = lock(&self.compactor).take() {
+            let _ = h.join();
+        }
+    }
+}
+
+fn spawn_compactor(w: Weak<Inner>) -> std::thread::JoinHandle<()> {
+    std::thread::Builder::new()
+        .name("mpool-compactor".into())
+        .spawn(move || loop {
+            let Some(inner) = w.upgrade() else { return };
+            {
+                let (m, cv) = &inner.wake;
+                let g = lock(m);
+                if *g {
+                    return;
+                }
+                let (g, _) = match cv.wait_timeout(g, Duration::from_millis(500)) {
+                    Ok(x) => x,
+                    Err(p) => p.into_inner(),
+                };
+                if *g {
+                    return;
+                }
+            }
+            for s in &inner.shards {
+                if inner.wants_compaction(s) {
+                    if let Err(e) = inner.compact(s) {
+                        tracing::warn!("background compaction of MDC{} failed: {e}", s.index);
+                    }
+                }
+            }
+        })
+        .unwrap_or_else(|_| std::thread::spawn(|| {}))
+}
+
+impl Inner {
+    fn class(&self, class: MediaClass) -> Result<&ClassDev> {
+        self.classes[class.index()]
+            .get()
+            .ok_or(Error::NoSuchClass(class))
+    }
+
+    fn shard(&self, id: ObjectId) -> Result<&Shard> {
+        self.shards
+            .get(usize::from(id.mdc()).wrapping_sub(1))
+            .ok_or(Error::NotFound(id))
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        if self.read_only {
+            return Err(Error::ReadOnly("pool".into()));
+        }
+        Ok(())
+    }
+
+    fn wants_compaction(&self, s: &Shard) -> bool {
+        let mdc = rlock(&s.mdc);
+        let u = mdc.usage();
+        let (used, cap) = (u.len, u.capacity);
+        let recs = s.records.load(Ordering::Relaxed);
+        let live = rlock(&s.objs).len() as u64 + 1;
+        cap > 0
+            && used * 100 >= cap * COMPACT_FILL_PCT
+            && recs > 0
+            && (recs - live.min(recs)) * 100 >= recs * COMPACT_GARBAGE_PCT
+    }
+
+    /// Rewrite an MDC as its live records: crash-safe (an MDC compaction).
+    fn compact(&self, s: &Shard) -> Result<()> {
+        let mdc = wlock(&s.mdc);
+        let objs = rlock(&s.objs);
+        let ckpt = lock(&s.uniq).1;
+        mdc.cstart()?;
+        mdc.append(&PmdRecord::UniqCkpt { next: ckpt }.encode(), false)?;
+        for (raw, o) in objs.iter() {
+            let id = ObjectId::from_raw(*raw)
+                .ok_or_else(|| Error::Corrupt(format!("bad object ID {raw:#x}")))?;
+            mdc.append(&o.record(id).encode(), false)?;
+        }
+        mdc.cend()?;
+        s.records.store(objs.len() as u64 + 1, Ordering::Relaxed);
+        self.compactions.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Append a record to a shard's MDC durably and apply `then` to the object
+    /// table while still excluding compaction. Compacts and retries once when
+    /// the log is full.
+    fn log(
+        &self,
+        s: &Shard,
+        rec: PmdRecord,
+        then: impl FnOnce(&mut HashMap<u64, Obj>),
+    ) -> Result<()> {
+        let bytes = rec.encode();
+        let mut then = Some(then);
+        for attempt in 0..2 {
+            {
+                let mdc = rlock(&s.mdc);
+                match mdc.append(&bytes, true) {
+                    Ok(_) => {
+                        s.records.fetch_add(1, Ordering::Relaxed);
+                        if let Some(f) = then.take() {
+                            f(&mut wlock(&s.objs));
+                        }
+                        drop(mdc);
+                        if self.wants_compaction(s) {
+                            let (m, cv) = &self.wake;
+                            drop(lock(m));
+                            cv.notify_all();
+                        }
+                        return Ok(());
+                    }
+                    Err(MdcError::Mlog(MlogError::LogFull { .. })) if attempt == 0 => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            self.compact(s)?;
+        }
+        Err(Error::MetadataFull { mdc: s.index })
+    }
+
+    /// A new ID in the next shard; a checkpoint is made durable first when needed.
+    fn new_id(&self, ty: ObjType) -> Result<ObjectId> {
+        let n = self.shards.len().max(1);
+        let s = self
+            .shards
+            .get(self.cursor.fetch_add(1, Ordering::Relaxed) % n)
+            .ok_or_else(|| Error::Corrupt("no MDCs".into()))?;
+        let mut u = lock(&s.uniq);
+        if u.0 >= UNIQ_MAX {
+            return Err(Error::Corrupt(format!(
+                "MDC{} has used every object ID",
+                s.index
+            )));
+        }
+        if u.0 >= u.1 {
+            let next = u.0 + UNIQ_STEP;
+            self.log(s, PmdRecord::UniqCkpt { next }, |_| {})?;
+            u.1 = next;
+        }
+        let id = ObjectId::new(ty, s.index, u.0);
+        u.0 += 1;
+        Ok(id)
+    }
+}
+
+/// Allocation and lifecycle of objects.
+impl Pmd {
+    fn pending(&self, id: ObjectId) -> Option<Arc<Mutex<Option<Pending>>>> {
+        lock(&self.inner.pending).get(&id.raw()).cloned()
+    }
+
+    fn committed(&self, id: ObjectId) -> Result<Option<Obj>> {
+        Ok(rlock(&self.inner.shard(id)?.objs).get(&id.raw()).copied())
+    }
+
+    fn expect_type(id: ObjectId, ty: ObjType) -> Result<()> {
+        if id.ty() != ty {
+            return Err(Error::WrongType { id, expected: ty });
+        }
+        Ok(())
+    }
+
+    /// Allocate an mblock in `class`.
+    pub(crate) fn mblock_alloc(&self, class: MediaClass) -> Result<ObjectId> {
+        self.inner.check_writable()?;
+        let c = self.inner.class(class)?;
+        let zone = c.map.alloc(1)?;
+        let id = match self.inner.new_id(ObjType::Mblock) {
+            Ok(id) => id,
+            Err(e) => {
+                let _ = c.map.release(zone, 1);
+                return Err(e);
+            }
+        };
+        let ws = WriteState::new(Arc::clone(&c.dev), c.off(zone), c.zone_size);
+        lock(&self.inner.pending).insert(
+            id.raw(),
+            Arc::new(Mutex::new(Some(Pending::Mblock { class, zone, ws }))),
+        );
+        Ok(id)
+    }
+
+    /// Append to an uncommitted mblock.
+    pub(crate) fn mblock_write(&self, id: ObjectId, data: &[u8]) -> Result<()> {
+        Self::expect_type(id, ObjType::Mblock)?;
+        let Some(p) = self.pending(id) else {
+            return Err(if self.committed(id)?.is_some() {
+                Error::Committed(id)
+            } else {
+                Error::NotFound(id)
+            });
+        };
+        let mut g = lock(&p);
+        match g.as_mut() {
+            Some(Pending::Mblock { ws, .. }) => ws.append(data).map_err(|e| data_err(id, e)),
+            Some(Pending::Log { .. }) => Err(Error::WrongType {
+                id,
+                expected: ObjType::Mblock,
+            }),
+            // Committed or aborted by another thread meanwhile.
+            None => Err(if self.committed(id)?.is_some() {
+                Error::Committed(id)
+            } else {
+                Error::NotFound(id)
+            }),
+        }
+    }
+
+    /// Commit an mblock: data flushed, then the commit record made durable.
+    pub(crate) fn mblock_commit(&self, id: ObjectId) -> Result<ObjectProps> {
+        Self::expect_type(id, ObjType::Mblock)?;
+        self.inner.check_writable()?;
+        let Some(p) = self.pending(id) else {
+            return Err(if self.committed(id)?.is_some() {
+                Error::Committed(id)
+            } else {
+                Error::NotFound(id)
+            });
+        };
+        let mut g = lock(&p);
+        let Some(Pending::Mblock { class, zone, ws }) = g.as_mut() else {
+            return Err(if self.committed(id)?.is_some() {
+                Error::Committed(id)
+            } else {
+                Error::NotFound(id)
+            });
+        };
+        ws.finish().map_err(|e| data_err(id, e))?;
+        let len = u32::try_from(ws.written)
+            .map_err(|_| Error::Corrupt("mblock longer than 4 GiB".into()))?;
+        let obj = Obj {
+            zone: *zone,
+            a: len,
+            b: ws.crc,
+            class: class.code(),
+        };
+        let s = self.inner.shard(id)?;
+        self.inner.log(s, obj.record(id), |m| {
+            m.insert(id.raw(), obj);
+        })?;
+        *g = None;
+        drop(g);
+        lock(&self.inner.pending).remove(&id.raw());
+        self.props(id)
+    }
+
+    /// Discard an uncommitted object (mblock, mlog or MDC).
+    pub(crate) fn abort(&self, id: ObjectId) -> Result<()> {
+        let Some(p) = self.pending(id) else {
+            return Err(if self.committed(id)?.is_some() {
+                Error::Committed(id)
+            } else {
+                Error::NotFound(id)
+            });
+        };
+        let mut g = lock(&p);
+        let Some(pend) = g.take() else {
+            return Err(Error::NotFound(id));
+        };
+        lock(&self.inner.pending).remove(&id.raw());
+        drop(g);
+        match pend {
+            Pending::Mblock { class, zone, .. } => self.inner.class(class)?.map.release(zone, 1)?,
+            Pending::Log {
+                class,
+                zone,
+                zone_b,
+                zones,
+            } => {
+                let c = self.inner.class(class)?;
+                c.map.release(zone, zones)?;
+                if id.ty() == ObjType::Mdc {
+                    c.map.release(zone_b, zones)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Delete a committed object: its record is durable before its zones can be reused.
+    pub(crate) fn delete(&self, id: ObjectId) -> Result<()> {
+        self.inner.check_writable()?;
+        if id == self.inner.root {
+            return Err(Error::InvalidArgument(
+                "the root MDC cannot be deleted".into(),
+            ));
+        }
+        if self.pending(id).is_some() {
+            return Err(Error::NotCommitted(id));
+        }
+        let busy = match id.ty() {
+            ObjType::Mlog => lock(&self.inner.open_logs)
+                .get(&id.raw())
+                .is_some_and(|w| w.strong_count() > 0),
+            ObjType::Mdc => lock(&self.inner.open_mdcs)
+                .get(&id.raw())
+                .is_some_and(|w| w.strong_count() > 0),
+            ObjType::Mblock => false,
+        };
+        if busy {
+            return Err(Error::ObjectBusy(id));
+        }
+        let s = self.inner.shard(id)?;
+        let mut removed = None;
+        if !rlock(&s.objs).contains_key(&id.raw()) {
+            return Err(Error::NotFound(id));
+        }
+        self.inner.log(s, PmdRecord::Delete { id }, |m| {
+            removed = m.remove(&id.raw())
+        })?;
+        let Some(o) = removed else {
+            return Err(Error::NotFound(id));
+        };
+        let c = self.inner.class(o.class())?;
+        for (z, n) in o.zones(id.ty()) {
+            c.map.release(z, n)?;
+        }
+        Ok(())
+    }
+
+    /// Read from a committed mblock at any offset inside its content.
+    pub(crate) fn mblock_read(&self, id: ObjectId, offset: u64, buf: &mut [u8]) -> Result<()> {
+        Self::expect_type(id, ObjType::Mblock)?;
+        let Some(o) = self.committed(id)? else {
+            return Err(if self.pending(id).is_some() {
+                Error::NotCommitted(id)
+            } else {
+                Error::NotFound(id)
+            });
+        };
+        let len = u64::from(o.a);
+        if offset
+            .checked_add(buf.len() as u64)
+            .is_none_or(|end| end > len)
+        {
+            return Err(Error::ReadOutOfRange {
+                id,
+                offset,
+                len: buf.len() as u64,
+                size: len,
+            });
+        }
+        let c = self.inner.class(o.class())?;
+        mblock::read(c.dev.as_ref(), c.off(o.zone), len, offset, buf)?;
+        Ok(())
+    }
+
+    /// Properties of any object, committed or not.
+    pub(crate) fn props(&self, id: ObjectId) -> Result<ObjectProps> {
+        if let Some(o) = self.committed(id)? {
+            return self.obj_props(id, &o);
+        }
+        let Some(p) = self.pending(id) else {
+            return Err(Error::NotFound(id));
+        };
+        let g = lock(&p);
+        match g.as_ref() {
+            Some(Pending::Mblock { class, zone, ws }) => Ok(ObjectProps {
+                id,
+                ty: ObjType::Mblock,
+                class: *class,
+                len: ws.written,
+                capacity: ws.cap,
+                committed: false,
+                crc: None,
+                zone: *zone,
+            }),
+            Some(Pending::Log {
+                class, zone, zones, ..
+            }) => {
+                let zs = self.inner.class(*class)?.zone_size;
+                Ok(ObjectProps {
+                    id,
+                    ty: id.ty(),
+                    class: *class,
+                    len: 0,
+                    capacity: u64::from(*zones) * zs,
+                    committed: false,
+                    crc: None,
+                    zone: *zone,
+                })
+            }
+            None => Err(Error::NotFound(id)),
+        }
+    }
+
+    fn obj_props(&self, id: ObjectId, o: &Obj) -> Result<ObjectProps> {
+        let zs = self.inner.class(o.class())?.zone_size;
+        Ok(match id.ty() {
+            ObjType::Mblock => ObjectProps {
+                id,
+                ty: ObjType::Mblock,
+                class: o.class(),
+                len: u64::from(o.a),
+                capacity: zs,
+                committed: true,
+                crc: Some(o.b),
+                zone: o.zone,
+            },
+            ty => ObjectProps {
+                id,
+                ty,
+                class: o.class(),
+                len: 0,
+                capacity: u64::from(o.a) * zs,
+                committed: true,
+                crc: None,
+                zone: o.zone,
+            },
+        })
+    }
+
+    /// Every committed object (sorted by ID).
+    pub(crate) fn objects(&self) -> Result<Vec<ObjectProps>> {
+        let mut out = Vec::new();
+        for s in &self.inner.shards {
+            let objs: Vec<(u64, Obj)> = rlock(&s.objs).iter().map(|(k, v)| (*k, *v)).collect();
+            for (raw, o) in objs {
+                let id = ObjectId::from_raw(raw)
+                    .ok_or_else(|| Error::Corrupt(format!("bad object ID {raw:#x}")))?;
+                out.push(self.obj_props(id, &o)?);
+            }
+        }
+        out.sort_by_key(|p| p.id);
+        Ok(out)
+    }
+
+    /// Verify the content CRC of a committed mblock.
+    pub(crate) fn verify(&self, id: ObjectId) -> Result<()> {
+        let Some(o) = self.committed(id)? else {
+            return Err(Error::NotFound(id));
+        };
+        if id.ty() != ObjType::Mblock {
+            return Ok(());
+        }
+        let c = self.inner.class(o.class())?;
+        let crc = mblock::content_crc(c.dev.as_ref(), c.off(o.zone), u64::from(o.a))?;
+        if crc != o.b {
+            return Err(Error::ChecksumMismatch {
+                id,
+                stored: o.b,
+                computed: crc,
+            });
+        }
+        Ok(())
+    }
+
+    /// Allocate a user mlog (`ty` Mlog) or MDC (`ty` Mdc) of at least `capacity` bytes per log.
+    pub(crate) fn log_alloc(
+        &self,
+        ty: ObjType,
+        class: MediaClass,
+        capacity: u64,
+    ) -> Result<ObjectId> {
+        self.inner.check_writable()?;
+        let c = self.inner.class(class)?;
+        let zones = u32::try_from(capacity.max(1).div_ceil(c.zone_size))
+            .map_err(|_| Error::InvalidArgument(format!("log capacity {capacity} is too large")))?;
+        let zone = c.map.alloc(zones)?;
+        let zone_b = if ty == ObjType::Mdc {
+            match c.map.alloc(zones) {
+                Ok(z) => z,
+                Err(e) => {
+                    let _ = c.map.release(zone, zones);
+                    return Err(e.into());
+                }
+            }
+        } else {
+            0
+        };
+        let release = || {
+            let _ = c.map.release(zone, zones);
+            if ty == ObjType::Mdc {
+                let _ = c.map.release(zone_b, zones);
+            }
+        };
+        let id = match self.inner.new_id(ty) {
+            Ok(id) => id,
+            Err(e) => {
+                release();
+                return Err(e);
+            }
+        };
+        // Format the log(s) now so that an open after commit finds them.
+        let made: Result<()> = match ty {
+            ObjType::Mdc => Mdc::create(
+                Arc::clone(&c.dev),
+                c.extent(zone, zones),
+                c.extent(zone_b, zones),
+                id.raw(),
+            )
+            .and_then(|m| m.sync())
+            .map_err(Error::from),
+            _ => Mlog::create(Arc::clone(&c.dev), c.extent(zone, zones), id.raw())
+                .and_then(|m| m.sync())
+                .map_err(Error::from),
+        };
+        if let Err(e) = made {
+            release();
+            return Err(e);
+        }
+        lock(&self.inner.pending).insert(
+            id.raw(),
+            Arc::new(Mutex::new(Some(Pending::Log {
+                class,
+                zone,
+                zone_b,
+                zones,
+            }))),
+        );
+        Ok(id)
+    }
+
+    /// Commit a user mlog or MDC.
+    pub(crate) fn log_commit(&self, id: ObjectId) -> Result<ObjectProps> {
+        self.inner.check_writable()?;
+        let Some(p) = self.pending(id) else {
+            return Err(if self.committed(id)?.is_some() {
+                Error::Committed(id)
+            } else {
+                Error::NotFound(id)
+            });
+        };
+        let mut g = lock(&p);
+        let Some(Pending::Log {
+            class,
+            zone,
+            zone_b,
+            zones,
+        }) = g.as_ref()
+        else {
+            return Err(Error::WrongType {
+                id,
+                expected: ObjType::Mlog,
+            });
+        };
+        let obj = Obj {
+            zone: *zone,
+            a: *zones,
+            b: *zone_b,
+            class: class.code(),
+        };
+        self.inner.log(self.inner.shard(id)?, obj.record(id), |m| {
+            m.insert(id.raw(), obj);
+        })?;
+        *g = None;
+        drop(g);
+        lock(&self.inner.pending).remove(&id.raw());
+        self.props(id)
+    }
+
+    /// Open a user mlog (committed or not). One shared handle per mlog.
+    pub(crate) fn mlog_open(&self, id: ObjectId) -> Result<Arc<Mlog>> {
+        Self::expect_type(id, ObjType::Mlog)?;
+        let mut open = lock(&self.inner.open_logs);
+        if let Some(m) = open.get(&id.raw()).and_then(Weak::upgrade) {
+            return Ok(m);
+        }
+        let (class, zone, zones) = self.log_place(id)?;
+        let c = self.inner.class(class)?;
+        let m = Arc::new(Mlog::open(
+            Arc::clone(&c.dev),
+            c.extent(zone, zones),
+            id.raw(),
+        )?);
+        open.insert(id.raw(), Arc::downgrade(&m));
+        Ok(m)
+    }
+
+    /// Open a user MDC (committed or not). One shared handle per MDC.
+    pub(crate) fn mdc_open(&self, id: ObjectId) -> Result<Arc<Mdc>> {
+        Self::expect_type(id, ObjType::Mdc)?;
+        let mut open = lock(&self.inner.open_mdcs);
+        if let Some(m) = open.get(&id.raw()).and_then(Weak::upgrade) {
+            return Ok(m);
+        }
+        let (class, zone, zones) = self.log_place(id)?;
+        let zone_b = match self.committed(id)? {
+            Some(o) => o.b,
+            None => match self.pending(id).as_ref().map(|p| {
+                lock(p).as_ref().map(|x| match x {
+                    Pending::Log { zone_b, .. } => *zone_b,
+                    Pending::Mblock { .. } => 0,
+                })
+            }) {
+                Some(Some(z)) => z,
+                _ => return Err(Error::NotFound(id)),
+            },
+        };
+        let c = self.inner.class(class)?;
+        let m = Arc::new(Mdc::open(
+            Arc::clone(&c.dev),
+            c.extent(zone, zones),
+            c.extent(zone_b, zones),
+            id.raw(),
+        )?);
+        open.insert(id.raw(), Arc::downgrade(&m));
+        Ok(m)
+    }
+
+    fn log_place(&self, id: ObjectId) -> Result<(MediaClass, u32, u32)> {
+        if let Some(o) = self.committed(id)? {
+            return Ok((o.class(), o.zone, o.a));
+        }
+        let Some(p) = self.pending(id) else {
+            return Err(Error::NotFound(id));
+        };
+        let g = lock(&p);
+        match g.as_ref() {
+            Some(Pending::Log {
+                class, zone, zones, ..
+            }) => Ok((*class, *zone, *zones)),
+            _ => Err(Error::NotFound(id)),
+        }
+    }
+
+    /// The user root MDC's ID.
+    pub(crate) fn root(&self) -> ObjectId {
+        self.inner.root
+    }
+
+    /// Every MDC's state, for `check` and stats: (index, records, live objects, used, capacity).
+    pub(crate) fn mdc_stats(&self) -> Vec<(u8, u64, u64, u64, u64)> {
+        self.inner
+            .shards
+            .iter()
+            .map(|s| {
+                let u = rlock(&s.mdc).usage();
+                let (used, cap) = (u.len, u.capacity);
+                (
+                    s.index,
+                    s.records.load(Ordering::Relaxed),
+                    rlock(&s.objs).len() as u64,
+                    used,
+                    cap,
+                )
+            })
+            .collect()
+    }
+}
+
+impl From<crate::smap::SmapError> for Error {
+    fn from(e: crate::smap::SmapError) -> Self {
+        match e {
+            crate::smap::SmapError::NoSpace { .. } => Error::NoSpace(e),
+            other => Error::Corrupt(other.to_string()),
+        }
+    }
+}
