@@ -1,1 +1,372 @@
-//! Metadata containers (WIP).
+//! Metadata containers: a pair of mlogs with compaction.
+//!
+//! An [`Mdc`] keeps a client's metadata in one of two mlogs (the *active*
+//! log). To compact, the client calls [`Mdc::cstart`] (the other log is
+//! erased with a generation above the active one's and becomes the log that
+//! appends go to), appends its compacted state, and calls [`Mdc::cend`],
+//! which appends an end-of-compaction marker (CEND) and syncs. From then on
+//! the new log is the active one.
+//!
+//! Every MDC record is one mlog record: a one-byte tag (`0x44` 'D' for
+//! client data, `0x43` 'C' followed by `MDCCEND1` for the marker) and the
+//! client's bytes. [`Mdc::open`] picks the active log: of the logs that hold
+//! a CEND marker, the one with the higher generation. A log without a marker
+//! is an unfinished compaction (or an erased one) and never wins, so a crash
+//! at any point of a compaction leaves exactly the old state or exactly the
+//! new one. Open then erases the other log if it holds anything.
+
+use crate::dev::Device;
+use crate::mlog::{Lsn, Mlog, MlogError, MlogReader};
+use std::ops::Range;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Tag of a client record.
+pub const TAG_DATA: u8 = 0x44;
+/// Tag of the end-of-compaction marker.
+pub const TAG_CEND: u8 = 0x43;
+/// The bytes of an end-of-compaction marker record.
+pub const CEND_RECORD: &[u8; 9] = b"CMDCCEND1";
+
+/// Errors of metadata containers.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MdcError {
+    /// An error of one of the two logs.
+    #[error(transparent)]
+    Mlog(#[from] MlogError),
+    /// Neither log holds a completed state.
+    #[error("not an MDC: neither log holds an end-of-compaction marker ({reason})")]
+    NotAnMdc {
+        /// What was found.
+        reason: String,
+    },
+    /// A record of the active log has an unknown tag.
+    #[error("bad MDC record {index} in log {log}: {reason}")]
+    BadRecord {
+        /// Mlog id of the log.
+        log: u64,
+        /// Index of the record in the log.
+        index: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// `cend` without `cstart`, or `cstart` twice.
+    #[error("compaction protocol: {0}")]
+    Protocol(&'static str),
+}
+
+/// Result of MDC operations.
+pub type Result<T, E = MdcError> = std::result::Result<T, E>;
+
+#[derive(Debug)]
+struct State {
+    /// Index of the log appends go to.
+    cur: usize,
+    /// Compaction started and not ended.
+    compacting: bool,
+}
+
+/// A metadata container. `Send + Sync`; the client serializes compaction
+/// (`cstart` .. `cend`) with its own appends.
+#[derive(Debug)]
+pub struct Mdc {
+    logs: [Mlog; 2],
+    st: Mutex<State>,
+}
+
+/// Space use of the log appends go to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MdcUsage {
+    /// Bytes in use.
+    pub len: u64,
+    /// Bytes available in total.
+    pub capacity: u64,
+    /// Records in the log (markers included).
+    pub records: u64,
+}
+
+fn log_ids(id: u64) -> [u64; 2] {
+    [id, !id]
+}
+
+/// What a log holds, for the choice of the active log.
+struct Census {
+    has_cend: bool,
+    records: u64,
+    err: Option<MlogError>,
+}
+
+fn census(log: &Mlog) -> Census {
+    let mut c = Census {
+        has_cend: false,
+        records: 0,
+        err: None,
+    };
+    let rd = match log.reader() {
+        Ok(r) => r,
+        Err(e) => {
+            c.err = Some(e);
+            return c;
+        }
+    };
+    for r in rd {
+        match r {
+            Ok(rec) => {
+                c.records += 1;
+                if rec.as_slice() == CEND_RECORD {
+                    c.has_cend = true;
+                }
+            }
+            Err(e) => {
+                c.err = Some(e);
+                break;
+            }
+        }
+    }
+    c
+}
+
+impl Mdc {
+    /// Create an MDC on two extents of `dev`: log A holds an empty state
+    /// (just a marker), log B is empty.
+    pub fn create(
+        dev: Arc<dyn Device>,
+        extent_a: Range<u64>,
+        extent_b: Range<u64>,
+        id: u64,
+    ) -> Result<Mdc> {
+        let ids = log_ids(id);
+        let b = Mlog::create(dev.clone(), extent_b, ids[1])?;
+        let a = Mlog::create(dev, extent_a, ids[0])?;
+        a.append(CEND_RECORD, true)?;
+        Ok(Mdc {
+            logs: [a, b],
+            st: Mutex::new(State {
+                cur: 0,
+                compacting: false,
+            }),
+        })
+    }
+
+    /// Open an MDC: pick the active log, erase the other if it holds anything.
+    pub fn open(
+        dev: Arc<dyn Device>,
+        extent_a: Range<u64>,
+        extent_b: Range<u64>,
+        id: u64,
+    ) -> Result<Mdc> {
+        let ids = log_ids(id);
+        let a = Mlog::open(dev.clone(), extent_a, ids[0]);
+        let b = Mlog::open(dev, extent_b, ids[1]);
+        // A log without a valid header can only be the one being erased.
+        let (a, b) = match (a, b) {
+            (Ok(a), Ok(b)) => (a, b),
+            (Err(e), _) | (_, Err(e)) => return Err(e.into()),
+        };
+        let logs = [a, b];
+        let cs = [census(&logs[0]), census(&logs[1])];
+        let active = match (cs[0].has_cend, cs[1].has_cend) {
+            (true, true) => {
+                if logs[1].gen() > logs[0].gen() {
+                    1
+                } else {
+                    0
+                }
+            }
+            (true, false) => 0,
+            (false, true) => 1,
+            (false, false) => {
+                let [c0, c1] = cs;
+                if let Some(e) = c0.err.or(c1.err) {
+                    return Err(e.into());
+                }
+                return Err(MdcError::NotAnMdc {
+                    reason: format!(
+                        "log A gen {} with {} records, log B gen {} with {} records",
+                        logs[0].gen(),
+                        c0.records,
+                        logs[1].gen(),
+                        c1.records
+                    ),
+                });
+            }
+        };
+        let other = 1 - active;
+        if cs[other].records > 0 || cs[other].err.is_some() || logs[other].corruption().is_some() {
+            let g = logs[active].gen().saturating_add(1);
+            logs[other].erase(g)?;
+        }
+        Ok(Mdc {
+            logs,
+            st: Mutex::new(State {
+                cur: active,
+                compacting: false,
+            }),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        match self.st.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    fn cur(&self) -> &Mlog {
+        let i = self.lock().cur;
+        &self.logs[i]
+    }
+
+    /// Append a client record (durable on return with `sync`).
+    pub fn append(&self, rec: &[u8], sync: bool) -> Result<Lsn> {
+        Ok(self.cur().append_v(&[&[TAG_DATA], rec], sync)?)
+    }
+
+    /// Make every appended record durable.
+    pub fn sync(&self) -> Result<()> {
+        Ok(self.cur().sync()?)
+    }
+
+    /// Space use of the log appends go to.
+    pub fn usage(&self) -> MdcUsage {
+        let l = self.cur();
+        MdcUsage {
+            len: l.len(),
+            capacity: l.capacity(),
+            records: l.records(),
+        }
+    }
+
+    /// Which log (0 = A, 1 = B) appends go to, and whether a compaction is open.
+    pub fn active(&self) -> (usize, bool) {
+        let g = self.lock();
+        (g.cur, g.compacting)
+    }
+
+    /// Start a compaction: erase the other log with a generation above the
+    /// active one's; appends go to it from now on. The client then appends
+    /// its compacted state and calls [`Mdc::cend`].
+    pub fn cstart(&self) -> Result<()> {
+        let mut g = self.lock();
+        if g.compacting {
+            return Err(MdcError::Protocol("cstart during a compaction"));
+        }
+        let cur = &self.logs[g.cur];
+        cur.sync()?;
+        let other = 1 - g.cur;
+        self.logs[other].erase(cur.gen().saturating_add(1))?;
+        g.cur = other;
+        g.compacting = true;
+        Ok(())
+    }
+
+    /// End a compaction: append the end-of-compaction marker and sync. From
+    /// then on (and after any crash) the new log is the active one.
+    pub fn cend(&self) -> Result<()> {
+        let mut g = self.lock();
+        if !g.compacting {
+            return Err(MdcError::Protocol("cend without cstart"));
+        }
+        self.logs[g.cur].append(CEND_RECORD, true)?;
+        g.compacting = false;
+        Ok(())
+    }
+
+    /// A reader over the client records of the log appends go to.
+    pub fn reader(&self) -> Result<MdcReader<'_>> {
+        let l = self.cur();
+        Ok(MdcReader {
+            inner: l.reader()?,
+            log: l.id(),
+            index: 0,
+        })
+    }
+}
+
+/// An iterator over an MDC's client records (markers skipped).
+pub struct MdcReader<'a> {
+    inner: MlogReader<'a>,
+    log: u64,
+    index: u64,
+}
+
+impl MdcReader<'_> {
+    /// Back to the first record.
+    pub fn rewind(&mut self) {
+        self.inner.rewind();
+        self.index = 0;
+    }
+}
+
+impl Iterator for MdcReader<'_> {
+    type Item = Result<Vec<u8>>;
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            let rec = match self.inner.next()? {
+                Ok(r) => r,
+                Err(e) => return Some(Err(e.into())),
+            };
+            let index = self.index;
+            self.index += 1;
+            match rec.split_first() {
+                Some((&TAG_DATA, rest)) => return Some(Ok(rest.to_vec())),
+                _ if rec.as_slice() == CEND_RECORD => continue,
+                _ => {
+                    return Some(Err(MdcError::BadRecord {
+                        log: self.log,
+                        index,
+                        reason: "unknown record tag".into(),
+                    }))
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dev::{CrashMode, FaultDevice};
+
+    fn read(m: &Mdc) -> Vec<Vec<u8>> {
+        m.reader().unwrap().map(|r| r.unwrap()).collect()
+    }
+
+    #[test]
+    fn compaction_switches_logs() {
+        let f = Arc::new(FaultDevice::new(1 << 20, 512));
+        let d: Arc<dyn Device> = f.clone();
+        let (a, b) = (0..(256 << 10), (256 << 10)..(512 << 10));
+        let m = Mdc::create(d.clone(), a.clone(), b.clone(), 11).unwrap();
+        for i in 0..10u8 {
+            m.append(&[i; 20], i % 2 == 0).unwrap();
+        }
+        m.sync().unwrap();
+        assert_eq!(read(&m).len(), 10);
+        m.cstart().unwrap();
+        assert!(matches!(m.cstart(), Err(MdcError::Protocol(_))));
+        m.append(b"compacted", false).unwrap();
+        m.cend().unwrap();
+        m.append(b"later", true).unwrap();
+        assert_eq!(read(&m), vec![b"compacted".to_vec(), b"later".to_vec()]);
+        assert_eq!(m.active(), (1, false));
+        drop(m);
+        let m = Mdc::open(d.clone(), a.clone(), b.clone(), 11).unwrap();
+        assert_eq!(read(&m), vec![b"compacted".to_vec(), b"later".to_vec()]);
+        assert!(matches!(m.cend(), Err(MdcError::Protocol(_))));
+        // Unfinished compaction: the old state stays.
+        m.cstart().unwrap();
+        m.append(b"half", true).unwrap();
+        drop(m);
+        let m = Mdc::open(Arc::new(f.reboot(CrashMode::KeepAll)), a, b, 11).unwrap();
+        assert_eq!(read(&m), vec![b"compacted".to_vec(), b"later".to_vec()]);
+        assert_eq!(m.active(), (1, false));
+        assert!(m.usage().len > 0);
+    }
+
+    #[test]
+    fn open_of_garbage_is_an_error() {
+        let d: Arc<dyn Device> = Arc::new(FaultDevice::new(1 << 20, 512));
+        assert!(Mdc::open(d, 0..(256 << 10), (256 << 10)..(512 << 10), 1).is_err());
+    }
+}
