@@ -344,6 +344,183 @@ pub fn parse_size(s: &str) -> Result<u64> {
     Ok(v as u64)
 }
 
+/// Build an open pool from its member devices: check they form one complete
+/// pool, then replay its metadata (unless `replay` is false: inspection).
+fn assemble(
+    devs: Vec<(Option<PathBuf>, DeviceRef)>,
+    read_only: bool,
+    replay: bool,
+) -> Result<Pool> {
+    let mut found = Vec::new();
+    for (p, d) in devs {
+        let name = p
+            .as_ref()
+            .map_or_else(|| d.info().name(), |p| p.display().to_string());
+        let r = sb::read(d.as_ref())?;
+        let Some(s) = r.best().cloned() else {
+            let source = r
+                .copies
+                .iter()
+                .find_map(|c| c.as_ref().err().cloned())
+                .unwrap_or(crate::omf::sb::SbError::NoMagic);
+            return Err(Error::Superblock {
+                device: name,
+                source,
+            });
+        };
+        let damaged = r.damaged();
+        found.push((p, name, d, s, damaged));
+    }
+    let Some((_, _, _, first, _)) = found.first() else {
+        return Err(Error::InvalidArgument("no devices given".into()));
+    };
+    let uuid = first.pool_uuid;
+    if let Some((_, n, _, s, _)) = found.iter().find(|f| f.3.pool_uuid != uuid) {
+        return Err(Error::InvalidArgument(format!(
+            "{n} belongs to pool '{}' ({}), not to pool '{}' ({uuid})",
+            s.name, s.pool_uuid, first.name
+        )));
+    }
+    // The newest superblock of the pool speaks for it.
+    let newest = found
+        .iter()
+        .map(|f| &f.3)
+        .max_by_key(|s| s.generation)
+        .cloned()
+        .unwrap_or_else(|| first.clone());
+    let missing = newest
+        .members
+        .iter()
+        .filter(|m| !found.iter().any(|f| f.3.dev_uuid == m.dev_uuid))
+        .count();
+    if missing > 0 {
+        return Err(Error::Incomplete {
+            name: newest.name.clone(),
+            missing,
+        });
+    }
+    let mut members = Vec::new();
+    for (p, _, d, s, mut damaged) in found {
+        if s.generation != newest.generation {
+            damaged.push((
+                0,
+                format!(
+                    "superblock generation {} behind {}",
+                    s.generation, newest.generation
+                ),
+            ));
+        }
+        members.push(MemberDev {
+            path: p,
+            dev: d,
+            class: s.class,
+            dev_uuid: s.dev_uuid,
+            zone_size: s.zone_size,
+            damaged,
+        });
+    }
+    members.sort_by_key(|m| m.class);
+    let pmd = if replay {
+        let mut classes: [Option<ClassDev>; 2] = [None, None];
+        for m in &members {
+            classes[m.class.index()] = Some(class_dev(
+                Arc::clone(&m.dev),
+                m.class,
+                m.zone_size,
+                newest.spare_pct[m.class.index()],
+            ));
+        }
+        Some(Pmd::open(
+            classes,
+            Layout {
+                mdc0_zone: newest.mdc0.zone,
+                mdc0_zones: newest.mdc0.zones,
+            },
+            read_only,
+        )?)
+    } else {
+        None
+    };
+    let pool = Pool::from_parts(newest, members, read_only, pmd);
+    if !read_only {
+        pool.repair_superblocks()?;
+    }
+    Ok(pool)
+}
+
+/// Owner and permissions applied to member devices.
+#[derive(Debug, Clone, Copy)]
+struct Owner {
+    uid: u32,
+    gid: u32,
+    mode: u32,
+}
+
+/// Write a new pool onto open devices: pool metadata first, then the
+/// superblocks, staging first and capacity last (the capacity superblock is
+/// the commit point of the create).
+fn format_pool(
+    pool_uuid: Uuid,
+    name: &str,
+    devs: &[(DeviceRef, MediaClass, u64)],
+    owner: Owner,
+    label: &str,
+) -> Result<()> {
+    let members: Vec<Member> = devs
+        .iter()
+        .map(|(d, class, zone)| Member {
+            dev_uuid: Uuid::new_v4(),
+            class: *class,
+            zone_size: *zone,
+            size: d.size(),
+        })
+        .collect();
+    let base = Superblock {
+        generation: 1,
+        pool_uuid,
+        dev_uuid: Uuid::nil(),
+        name: name.to_string(),
+        class: MediaClass::Capacity,
+        sector: 0,
+        dev_size: 0,
+        zone_size: 0,
+        ctime: now(),
+        uid: owner.uid,
+        gid: owner.gid,
+        mode: owner.mode,
+        spare_pct: [0, 0],
+        label: label.to_string(),
+        mdc0: Mdc0Loc {
+            zone: SB_ZONES as u32,
+            zones: MDC0_ZONES,
+        },
+        members: members.clone(),
+    };
+    let mut classes: [Option<ClassDev>; 2] = [None, None];
+    for (d, class, zone) in devs {
+        classes[class.index()] = Some(class_dev(Arc::clone(d), *class, *zone, 0));
+    }
+    Pmd::format(
+        classes,
+        Layout {
+            mdc0_zone: base.mdc0.zone,
+            mdc0_zones: base.mdc0.zones,
+        },
+    )?;
+    for ((d, class, zone), m) in devs.iter().zip(&members).rev() {
+        let s = Superblock {
+            dev_uuid: m.dev_uuid,
+            class: *class,
+            sector: d.sector(),
+            dev_size: d.size(),
+            zone_size: *zone,
+            ..base.clone()
+        };
+        sb::write(d.as_ref(), &s)?;
+    }
+    Ok(())
+}
+
 /// A media class of an open pool: its device, zone size and (empty) space map.
 fn class_dev(dev: DeviceRef, class: MediaClass, zone_size: u64, spare_pct: u8) -> ClassDev {
     let zones = u32::try_from(dev.size() / zone_size).unwrap_or(u32::MAX);
@@ -488,15 +665,6 @@ impl Pool {
             return Err(e);
         }
         let pool_uuid = Uuid::new_v4();
-        let members: Vec<Member> = devs
-            .iter()
-            .map(|(d, _, class, zone)| Member {
-                dev_uuid: Uuid::new_v4(),
-                class: *class,
-                zone_size: *zone,
-                size: d.size(),
-            })
-            .collect();
         for (d, _, _, _) in &devs {
             lock_member(d, false, name, &pool_uuid)?;
         }
@@ -505,16 +673,7 @@ impl Pool {
                 d.discard(0, d.size() - d.size() % u64::from(d.sector()))?;
             }
         }
-        let base = Superblock {
-            generation: 1,
-            pool_uuid,
-            dev_uuid: Uuid::nil(),
-            name: name.to_string(),
-            class: MediaClass::Capacity,
-            sector: 0,
-            dev_size: 0,
-            zone_size: 0,
-            ctime: now(),
+        let owner = Owner {
             uid: opts
                 .uid
                 .unwrap_or_else(|| rustix::process::geteuid().as_raw()),
@@ -522,38 +681,15 @@ impl Pool {
                 .gid
                 .unwrap_or_else(|| rustix::process::getegid().as_raw()),
             mode: opts.mode.unwrap_or(0o660),
-            spare_pct: [0, 0],
-            label: opts.label.clone(),
-            mdc0: Mdc0Loc {
-                zone: SB_ZONES as u32,
-                zones: MDC0_ZONES,
-            },
-            members: members.clone(),
         };
-        // Pool metadata first; then the superblocks, staging first and capacity
-        // last: the capacity superblock is the commit point of the create.
-        let mut classes: [Option<ClassDev>; 2] = [None, None];
-        for (d, _, class, zone) in &devs {
-            classes[class.index()] = Some(class_dev(d.clone() as DeviceRef, *class, *zone, 0));
-        }
-        Pmd::format(
-            classes,
-            Layout {
-                mdc0_zone: base.mdc0.zone,
-                mdc0_zones: base.mdc0.zones,
-            },
-        )?;
-        for ((d, path, class, zone), m) in devs.iter().zip(&members).rev() {
-            let s = Superblock {
-                dev_uuid: m.dev_uuid,
-                class: *class,
-                sector: d.sector(),
-                dev_size: d.size(),
-                zone_size: *zone,
-                ..base.clone()
-            };
-            sb::write(d.as_ref(), &s)?;
-            apply_ownership(path, base.uid, base.gid, base.mode)?;
+        let on: Vec<(DeviceRef, MediaClass, u64)> = devs
+            .iter()
+            .map(|(d, _, c, z)| (d.clone() as DeviceRef, *c, *z))
+            .collect();
+        format_pool(pool_uuid, name, &on, owner, &opts.label)?;
+        drop(on); // the handles (and the locks they hold) go before the reopen below
+        for (_, path, _, _) in &devs {
+            apply_ownership(path, owner.uid, owner.gid, owner.mode)?;
         }
         let paths: Vec<PathBuf> = devs.iter().map(|(_, p, _, _)| p.clone()).collect();
         let file_paths: Vec<PathBuf> = devs
@@ -606,111 +742,88 @@ impl Pool {
     /// Open the pool whose member devices are `paths` (all of them).
     pub fn open_paths(paths: &[PathBuf], opts: &OpenOptions) -> Result<Pool> {
         let engine = opts.engine()?;
-        let mut devs = Vec::new();
-        for p in paths {
-            let d = open_file_dev(p, None, opts.read_only || opts.inspect, engine)?;
-            let r = sb::read(d.as_ref())?;
-            let Some(s) = r.best().cloned() else {
-                let source = r
-                    .copies
-                    .iter()
-                    .find_map(|c| c.as_ref().err().cloned())
-                    .unwrap_or(crate::omf::sb::SbError::NoMagic);
-                return Err(Error::Superblock {
-                    device: p.display().to_string(),
-                    source,
-                });
-            };
-            devs.push((p.clone(), d, s, r.damaged()));
-        }
-        let Some((_, _, first, _)) = devs.first() else {
-            return Err(Error::InvalidArgument("no devices given".into()));
-        };
-        // The newest superblock of the pool speaks for it.
-        let uuid = first.pool_uuid;
-        if let Some((p, _, s, _)) = devs.iter().find(|(_, _, s, _)| s.pool_uuid != uuid) {
-            return Err(Error::InvalidArgument(format!(
-                "{} belongs to pool '{}' ({}), not to pool '{}' ({uuid})",
-                p.display(),
-                s.name,
-                s.pool_uuid,
-                first.name
-            )));
-        }
-        let newest = devs
-            .iter()
-            .map(|(_, _, s, _)| s)
-            .max_by_key(|s| s.generation)
-            .cloned()
-            .unwrap_or_else(|| first.clone());
-        let missing = newest
-            .members
-            .iter()
-            .filter(|m| !devs.iter().any(|(_, _, s, _)| s.dev_uuid == m.dev_uuid))
-            .count();
-        if missing > 0 {
-            return Err(Error::Incomplete {
-                name: newest.name.clone(),
-                missing,
-            });
-        }
         let read_only = opts.read_only || opts.inspect;
+        let mut files = Vec::new();
+        for p in paths {
+            files.push((p.clone(), open_file_dev(p, None, read_only, engine)?));
+        }
         if !opts.inspect {
-            for (_, d, _, _) in &devs {
-                lock_member(d, read_only, &newest.name, &uuid)?;
+            // Lock first, so that no other writer changes what we then read.
+            let hint = files
+                .iter()
+                .find_map(|(_, d)| sb::read(d.as_ref()).ok().and_then(|r| r.best().cloned()));
+            let (name, uuid) = hint.map_or_else(
+                || (String::from("?"), Uuid::nil()),
+                |h| (h.name, h.pool_uuid),
+            );
+            for (_, d) in &files {
+                lock_member(d, read_only, &name, &uuid)?;
             }
         }
-        let mut members = Vec::new();
-        for (p, d, s, damaged) in devs {
-            let stale = s.generation != newest.generation;
-            let mut damaged = damaged;
-            if stale {
-                damaged.push((
-                    0,
-                    format!(
-                        "superblock generation {} behind {}",
-                        s.generation, newest.generation
-                    ),
-                ));
-            }
-            members.push(MemberDev {
-                path: Some(p),
-                dev: d.clone() as DeviceRef,
-                class: s.class,
-                dev_uuid: s.dev_uuid,
-                zone_size: s.zone_size,
-                damaged,
-            });
-        }
-        members.sort_by_key(|m| m.class);
-        // The pool metadata (replayed unless only inspecting: replay may write).
-        let pmd = if opts.inspect {
-            None
-        } else {
-            let mut classes: [Option<ClassDev>; 2] = [None, None];
-            for m in &members {
-                classes[m.class.index()] = Some(class_dev(
-                    Arc::clone(&m.dev),
-                    m.class,
-                    m.zone_size,
-                    newest.spare_pct[m.class.index()],
-                ));
-            }
-            Some(Pmd::open(
-                classes,
-                Layout {
-                    mdc0_zone: newest.mdc0.zone,
-                    mdc0_zones: newest.mdc0.zones,
-                },
-                read_only,
-            )?)
-        };
-        let pool = Pool::from_parts(newest, members, read_only, pmd);
+        let devs = files
+            .into_iter()
+            .map(|(p, d)| (Some(p), d as DeviceRef))
+            .collect();
+        let pool = assemble(devs, read_only, !opts.inspect)?;
         if !read_only {
-            rundir::write_holder(&uuid.to_string());
-            pool.repair_superblocks()?;
+            rundir::write_holder(&pool.uuid().to_string());
         }
         Ok(pool)
+    }
+
+    /// Create a pool on devices that are already open (memory, fault-injecting
+    /// or files opened by the caller): no signature checks, ownership, locks or
+    /// run directory. Returns the pool UUID; open it with [`Pool::open_on`].
+    pub fn format_on(
+        name: &str,
+        devs: &[(DeviceRef, MediaClass, u64)],
+        label: &str,
+    ) -> Result<Uuid> {
+        validate_name(name).map_err(Error::InvalidName)?;
+        validate_label(label).map_err(Error::InvalidArgument)?;
+        if devs.first().map(|d| d.1) != Some(MediaClass::Capacity)
+            || devs.len() > 2
+            || (devs.len() == 2 && devs[1].1 != MediaClass::Staging)
+        {
+            return Err(Error::InvalidArgument(
+                "devices must be a capacity device, optionally followed by a staging device".into(),
+            ));
+        }
+        for (d, class, zone) in devs {
+            check_zone_size(*zone)?;
+            let min = min_size(*class, *zone);
+            if d.size() < min {
+                return Err(Error::TooSmall {
+                    device: d.info().name(),
+                    size: d.size(),
+                    min,
+                    class: *class,
+                    zone_size: *zone,
+                });
+            }
+        }
+        let uuid = Uuid::new_v4();
+        format_pool(
+            uuid,
+            name,
+            devs,
+            Owner {
+                uid: 0,
+                gid: 0,
+                mode: 0o600,
+            },
+            label,
+        )?;
+        Ok(uuid)
+    }
+
+    /// Open a pool on devices that are already open (see [`Pool::format_on`]).
+    pub fn open_on(devs: Vec<DeviceRef>, read_only: bool) -> Result<Pool> {
+        assemble(
+            devs.into_iter().map(|d| (None, d)).collect(),
+            read_only,
+            true,
+        )
     }
 
     /// Rewrite superblocks of members that had a damaged or stale copy.
