@@ -818,7 +818,7 @@ impl MlogReader<'_> {
             Ok(Parsed::Good { hdr, end, payload }) => {
                 if !follows(self.prev.as_ref(), &hdr) || end > self.end {
                     self.done = true;
-                    return Some(Err(bad(self.pos, "record out of sequence")));
+                    return Some(Err(bad(h, "record out of sequence")));
                 }
                 self.prev = Some(hdr);
                 self.pos = end;
@@ -826,7 +826,7 @@ impl MlogReader<'_> {
             }
             Ok(Parsed::Bad(reason)) => {
                 self.done = true;
-                Some(Err(bad(self.pos, reason)))
+                Some(Err(bad(h, reason)))
             }
         }
     }

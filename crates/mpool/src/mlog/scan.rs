@@ -119,6 +119,22 @@ pub(crate) fn parse_at(
     fresh: bool,
     want: bool,
 ) -> Result<Parsed, MlogError> {
+    parse_at_mode(src, g, log_id, gen, h, fresh, want, true)
+}
+
+/// [`parse_at`], optionally without checking block headers (`strict`
+/// false: only the record's own checksum and generation count).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn parse_at_mode(
+    src: &mut dyn Blocks,
+    g: &Geom,
+    log_id: u64,
+    gen: u64,
+    h: u64,
+    fresh: bool,
+    want: bool,
+    strict: bool,
+) -> Result<Parsed, MlogError> {
     let bs = g.bs;
     let b0 = h / bs;
     let off = (h % bs) as usize;
@@ -126,7 +142,7 @@ pub(crate) fn parse_at(
         let Some(blk) = src.block(b0)? else {
             return Ok(Parsed::Bad("record header past the end of the log"));
         };
-        if fresh && !block_ok(blk, log_id, gen, b0, BLK_HDR_LEN as u32) {
+        if strict && fresh && !block_ok(blk, log_id, gen, b0, BLK_HDR_LEN as u32) {
             return Ok(Parsed::Bad("bad block header"));
         }
         let Some(hb) = off
@@ -159,7 +175,7 @@ pub(crate) fn parse_at(
         let Some(blk) = src.block(b)? else {
             return Ok(Parsed::Bad("record payload past the end of the log"));
         };
-        if b != b0 {
+        if strict && b != b0 {
             let first = if b == last_block {
                 g.first_rec_after(end)
             } else {
@@ -236,6 +252,33 @@ pub struct ScanResult {
     pub corrupt: Option<(u64, String)>,
 }
 
+/// Follow records from position `q` (a record boundary) while they decode,
+/// calling `seen` for each; returns where the walk stopped.
+fn walk(
+    src: &mut dyn Blocks,
+    g: &Geom,
+    log_id: u64,
+    gen: u64,
+    mut q: u64,
+    strict: bool,
+    seen: &mut dyn FnMut(&RecordHeader),
+) -> Result<u64, MlogError> {
+    while let Some(h) = g.hdr_pos(q) {
+        if h.saturating_add(REC_HDR_LEN) > g.size() {
+            break;
+        }
+        let fresh = q <= (h / g.bs) * g.bs;
+        match parse_at_mode(src, g, log_id, gen, h, fresh, false, strict)? {
+            Parsed::Good { hdr, end, .. } => {
+                seen(&hdr);
+                q = end;
+            }
+            Parsed::Bad(_) => break,
+        }
+    }
+    Ok(q)
+}
+
 /// The recovery scan: follow the chain of records from the start while each
 /// verifies and follows its predecessor; then look past the stop for valid
 /// records that prove the stop is corruption rather than a crash.
@@ -277,9 +320,55 @@ pub(crate) fn scan(
             }
         }
     }
-    // Look past the stop.
+    // Look past the stop for valid records of this generation.
+    let bad_at = g.hdr_pos(p).unwrap_or(p);
     let mut corrupt = None;
-    let stop_block = g.hdr_pos(p).map_or(g.nblocks, |h| h / bs);
+    let mut seen = |hdr: &RecordHeader| {
+        max_epoch = max_epoch.max(hdr.epoch);
+        if corrupt.is_none() && proves_corruption(last.as_ref(), hdr) {
+            corrupt = Some((
+                bad_at,
+                format!(
+                    "{why}, but a later valid record (seq {}, epoch {}, flush set {}) proves it was durable",
+                    hdr.seq, hdr.epoch, hdr.fseq
+                ),
+            ));
+        }
+    };
+    // 1. Along the chain itself, ignoring block headers (a bad block header
+    //    must not hide the records after it).
+    walk(src, g, log_id, gen, p, false, &mut seen)?;
+    // 2. At every byte of the rest of the stop block (the failed record's
+    //    length is unknown), with a cheap filter before the checksum.
+    let stop_block = bad_at / bs;
+    let min_seq = last.map_or(0, |l| l.seq.saturating_add(1));
+    let mut q = bad_at.saturating_add(1);
+    while q / bs == stop_block && q.saturating_add(REC_HDR_LEN) <= g.size() {
+        let r = q % bs;
+        if r < BLK_HDR_LEN || bs - r < REC_HDR_LEN {
+            q += 1;
+            continue;
+        }
+        let plausible = {
+            let Some(blk) = src.block(stop_block)? else {
+                break;
+            };
+            blk.get(r as usize..(r + REC_HDR_LEN) as usize)
+                .and_then(RecordHeader::decode)
+                .is_some_and(|h| h.gen == gen && h.seq >= min_seq)
+        };
+        if plausible {
+            if let Parsed::Good { hdr, end, .. } =
+                parse_at_mode(src, g, log_id, gen, q, false, false, false)?
+            {
+                seen(&hdr);
+                walk(src, g, log_id, gen, end, false, &mut seen)?;
+                break;
+            }
+        }
+        q += 1;
+    }
+    // 3. From every later block whose header names a first record.
     let mut b = stop_block.saturating_add(1);
     while b < g.nblocks {
         let first = {
@@ -300,29 +389,15 @@ pub(crate) fn scan(
                 }
             }
         };
-        let mut q = b * bs + u64::from(first);
-        while let Some(h) = g.hdr_pos(q) {
-            if h.saturating_add(REC_HDR_LEN) > g.size() {
-                break;
-            }
-            let fresh = q <= (h / bs) * bs;
-            match parse_at(src, g, log_id, gen, h, fresh, false)? {
-                Parsed::Good { hdr, end, .. } => {
-                    max_epoch = max_epoch.max(hdr.epoch);
-                    if corrupt.is_none() && proves_corruption(last.as_ref(), &hdr) {
-                        corrupt = Some((
-                            p,
-                            format!(
-                                "{why}, but a later valid record (seq {}, epoch {}, flush set {}) proves it was durable",
-                                hdr.seq, hdr.epoch, hdr.fseq
-                            ),
-                        ));
-                    }
-                    q = end;
-                }
-                Parsed::Bad(_) => break,
-            }
-        }
+        let q = walk(
+            src,
+            g,
+            log_id,
+            gen,
+            b * bs + u64::from(first),
+            true,
+            &mut seen,
+        )?;
         let next = g.hdr_pos(q).map_or(g.nblocks, |h| h / bs + 1);
         b = next.max(b + 1);
     }
