@@ -8,8 +8,10 @@
 //! model of what the workload saw acknowledged.
 
 pub mod mlog;
+pub mod pool;
 
 pub use self::mlog::{run_mlog, MlogTortureConfig};
+pub use self::pool::{run_pool, PoolTortureConfig};
 
 use std::fmt;
 

@@ -1,0 +1,478 @@
+//! The pool torture: random mblock alloc/write/commit/abort/delete and
+//! user-mlog appends from several threads on a fault-injecting device, a
+//! crash at a chosen device operation, a reboot that loses or tears unflushed
+//! writes, a reopen, and a check against a model of what was acknowledged:
+//!
+//! - every committed mblock readable bit-exact, with its recorded CRC;
+//! - every uncommitted one gone; no deleted object back;
+//! - no object ID reused (new IDs after recovery are unseen);
+//! - space accounting exact: used zones = metadata zones + live objects (a
+//!   zone claimed twice fails the open, and counts as a violation);
+//! - the user mlog holds a prefix of what was appended, at least up to the
+//!   last acknowledged sync append;
+//! - the pool works after recovery: a new mblock commits and survives a reopen.
+
+use super::{mix, TortureReport, Violation};
+use crate::dev::{CrashMode, DeviceRef, FaultDevice};
+use crate::objid::{ObjType, ObjectId};
+use crate::omf::sb::MediaClass;
+use crate::pool::Pool;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+/// Settings of a pool torture run.
+#[derive(Debug, Clone)]
+pub struct PoolTortureConfig {
+    /// Seed of everything random.
+    pub seed: u64,
+    /// Crash points to replay in total.
+    pub crash_points: u64,
+    /// Worker threads (1..=8).
+    pub threads: usize,
+    /// Operations per thread per workload instance.
+    pub ops_per_thread: usize,
+    /// Zones of the capacity device (64 KiB each).
+    pub zones: u64,
+    /// Sector sizes to exercise, alternating between instances.
+    pub sectors: Vec<u32>,
+}
+
+impl Default for PoolTortureConfig {
+    fn default() -> Self {
+        Self {
+            seed: 1,
+            crash_points: 500,
+            threads: 4,
+            ops_per_thread: 24,
+            zones: 72,
+            sectors: vec![512, 4096],
+        }
+    }
+}
+
+const ZONE: u64 = 64 * 1024;
+/// Crash points replayed per workload instance before a new one is drawn.
+const POINTS_PER_INSTANCE: u64 = 40;
+
+/// Deterministic content of an mblock (from the run seed and its ID).
+fn content(seed: u64, id: ObjectId, len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + 8);
+    let mut x = mix(seed ^ id.raw());
+    while out.len() < len {
+        x = mix(x);
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+fn mlog_record(seed: u64, i: u64) -> Vec<u8> {
+    let len = 1 + (mix(seed ^ 0x6d6c_6f67 ^ i) % 700) as usize;
+    let mut r = content(seed ^ 0x5eed, ObjectId::new(ObjType::Mlog, 1, i + 1), len);
+    r[..len.min(8)].copy_from_slice(&i.to_le_bytes()[..len.min(8)]);
+    r
+}
+
+/// What one thread saw acknowledged.
+#[derive(Debug, Default)]
+struct Seen {
+    handed: Vec<ObjectId>,
+    committed: HashMap<ObjectId, usize>,
+    deleted: HashSet<ObjectId>,
+    /// Commits whose outcome is unknown (the call failed at the crash), one per thread at most.
+    commit_unknown: Vec<(ObjectId, usize)>,
+    /// Deletes whose outcome is unknown.
+    delete_unknown: Vec<ObjectId>,
+    /// User-mlog records appended (attempted) and the count a sync acknowledged.
+    mlog_attempted: u64,
+    mlog_durable: u64,
+}
+
+/// One workload thread.
+fn worker(
+    pool: &Pool,
+    seed: u64,
+    t: usize,
+    ops: usize,
+    mlog: Option<ObjectId>,
+    seen: &Mutex<Seen>,
+) {
+    let mut rng = StdRng::seed_from_u64(mix(seed ^ (t as u64 + 1)));
+    let mut mine: Vec<ObjectId> = Vec::new();
+    let lock = || match seen.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    };
+    for _ in 0..ops {
+        let roll = rng.random_range(0..100);
+        if roll < 55 {
+            let Ok(id) = pool.mblock_alloc(MediaClass::Capacity) else {
+                return;
+            };
+            lock().handed.push(id);
+            let len = match rng.random_range(0..4) {
+                0 => rng.random_range(1..600),
+                1 => rng.random_range(1..ZONE as usize),
+                2 => ZONE as usize,
+                _ => rng.random_range(4000..20_000),
+            };
+            let data = content(seed, id, len);
+            // Write in one or several pieces.
+            let mut at = 0;
+            while at < len {
+                let n = if rng.random_bool(0.5) {
+                    len - at
+                } else {
+                    rng.random_range(1..=len - at)
+                };
+                if pool.mblock_write(id, &data[at..at + n]).is_err() {
+                    return;
+                }
+                at += n;
+            }
+            match rng.random_range(0..10) {
+                0 => {
+                    if pool.mblock_abort(id).is_err() {
+                        return;
+                    }
+                }
+                1 => {} // left uncommitted: must vanish
+                _ => match pool.mblock_commit(id) {
+                    Ok(_) => {
+                        lock().committed.insert(id, len);
+                        mine.push(id);
+                    }
+                    Err(_) => {
+                        lock().commit_unknown.push((id, len));
+                        return;
+                    }
+                },
+            }
+        } else if roll < 80 {
+            if mine.is_empty() {
+                continue;
+            }
+            let id = mine.swap_remove(rng.random_range(0..mine.len()));
+            match pool.mblock_delete(id) {
+                Ok(()) => {
+                    lock().deleted.insert(id);
+                }
+                Err(_) => {
+                    lock().delete_unknown.push(id);
+                    return;
+                }
+            }
+        } else if let Some(mid) = mlog {
+            if t != 0 {
+                continue; // one appender keeps the expected order exact
+            }
+            let Ok(log) = pool.mlog_open(mid) else { return };
+            let sync = rng.random_bool(0.6);
+            let i = lock().mlog_attempted;
+            lock().mlog_attempted = i + 1;
+            match log.append(&mlog_record(seed, i), sync) {
+                Ok(_) if sync => lock().mlog_durable = i + 1,
+                Ok(_) => {}
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+struct Instance {
+    seed: u64,
+    sector: u32,
+    image: Vec<u8>,
+    mlog: ObjectId,
+    base_used: u64,
+}
+
+fn make_instance(seed: u64, sector: u32, zones: u64) -> Result<Instance, String> {
+    let dev = Arc::new(FaultDevice::new(zones * ZONE, sector));
+    let d: DeviceRef = dev.clone();
+    Pool::format_on(
+        "torture",
+        &[(Arc::clone(&d), MediaClass::Capacity, ZONE)],
+        "",
+    )
+    .map_err(|e| format!("format: {e}"))?;
+    let pool = Pool::open_on(vec![Arc::clone(&d)], false).map_err(|e| format!("open: {e}"))?;
+    let mlog = pool
+        .mlog_alloc(MediaClass::Capacity, ZONE)
+        .map_err(|e| format!("mlog alloc: {e}"))?;
+    pool.mlog_commit(mlog)
+        .map_err(|e| format!("mlog commit: {e}"))?;
+    let base_used = pool.usage().first().map_or(0, |u| u.used / ZONE);
+    drop(pool);
+    Ok(Instance {
+        seed,
+        sector,
+        image: dev.durable_image(),
+        mlog,
+        base_used,
+    })
+}
+
+/// Run the workload on a copy of the instance, crashing after `point`
+/// operations (None: no crash). Returns the device and what was seen.
+fn run_once(
+    inst: &Instance,
+    cfg: &PoolTortureConfig,
+    point: Option<u64>,
+) -> Result<(Arc<FaultDevice>, Seen), String> {
+    let dev = Arc::new(FaultDevice::from_image(inst.image.clone(), inst.sector));
+    let d: DeviceRef = dev.clone();
+    let pool =
+        Pool::open_on(vec![d], false).map_err(|e| format!("open before the workload: {e}"))?;
+    if let Some(p) = point {
+        dev.crash_after(dev.stats().ops + p);
+    }
+    let seen = Mutex::new(Seen::default());
+    std::thread::scope(|s| {
+        for t in 0..cfg.threads {
+            let (pool, seen) = (&pool, &seen);
+            s.spawn(move || {
+                worker(
+                    pool,
+                    inst.seed,
+                    t,
+                    cfg.ops_per_thread,
+                    Some(inst.mlog),
+                    seen,
+                )
+            });
+        }
+    });
+    drop(pool);
+    Ok((dev, seen.into_inner().unwrap_or_else(|p| p.into_inner())))
+}
+
+/// Check a rebooted device against what the workload saw. Returns what is wrong.
+fn check(inst: &Instance, dev: FaultDevice, seen: &Seen) -> Vec<String> {
+    let mut bad = Vec::new();
+    let d: DeviceRef = Arc::new(dev);
+    let pool = match Pool::open_on(vec![Arc::clone(&d)], false) {
+        Ok(p) => p,
+        Err(e) => return vec![format!("the pool does not open after the crash: {e}")],
+    };
+    let objs = match pool.objects() {
+        Ok(o) => o,
+        Err(e) => return vec![format!("listing objects failed: {e}")],
+    };
+    let mut present = HashSet::new();
+    let mut mblocks = 0u64;
+    for o in &objs {
+        if o.ty != ObjType::Mblock {
+            continue;
+        }
+        mblocks += 1;
+        present.insert(o.id);
+        let expected_len = if let Some(l) = seen.committed.get(&o.id) {
+            if seen.deleted.contains(&o.id) {
+                bad.push(format!("deleted mblock {} is back", o.id));
+                continue;
+            }
+            *l
+        } else if let Some((_, l)) = seen.commit_unknown.iter().find(|(id, _)| *id == o.id) {
+            *l
+        } else {
+            bad.push(format!(
+                "mblock {} was never committed, yet it exists",
+                o.id
+            ));
+            continue;
+        };
+        if o.len != expected_len as u64 {
+            bad.push(format!(
+                "mblock {} has length {}, committed with {expected_len}",
+                o.id, o.len
+            ));
+            continue;
+        }
+        let want = content(inst.seed, o.id, expected_len);
+        if o.crc != Some(crc32c::crc32c(&want)) {
+            bad.push(format!(
+                "mblock {}: recorded CRC differs from the committed content's",
+                o.id
+            ));
+        }
+        let mut got = vec![0u8; expected_len];
+        match pool.mblock_read(o.id, 0, &mut got) {
+            Ok(()) if got == want => {}
+            Ok(()) => bad.push(format!(
+                "mblock {}: content differs from what was committed",
+                o.id
+            )),
+            Err(e) => bad.push(format!("mblock {}: read failed: {e}", o.id)),
+        }
+    }
+    for (id, _) in &seen.committed {
+        if !seen.deleted.contains(id) && !seen.delete_unknown.contains(id) && !present.contains(id)
+        {
+            bad.push(format!("committed mblock {id} is missing"));
+        }
+    }
+    // Space: metadata zones + one zone per live mblock, exactly.
+    let used = pool.usage().first().map_or(0, |u| u.used / ZONE);
+    if used != inst.base_used + mblocks {
+        bad.push(format!(
+            "space accounting: {used} zones in use, expected {} (metadata) + {mblocks} (mblocks)",
+            inst.base_used
+        ));
+    }
+    // The user mlog: a prefix of what was appended, at least up to the last acknowledged sync.
+    match pool.mlog_open(inst.mlog) {
+        Ok(log) => match log.reader() {
+            Ok(rd) => {
+                let mut n = 0u64;
+                for r in rd {
+                    match r {
+                        Ok(rec) if n < seen.mlog_attempted && rec == mlog_record(inst.seed, n) => {
+                            n += 1
+                        }
+                        Ok(_) => {
+                            bad.push(format!(
+                                "user mlog record {n} is not what was appended (or is extra)"
+                            ));
+                            break;
+                        }
+                        Err(e) => {
+                            bad.push(format!("user mlog read failed at record {n}: {e}"));
+                            break;
+                        }
+                    }
+                }
+                if n < seen.mlog_durable {
+                    bad.push(format!(
+                        "user mlog holds {n} records; {} were acknowledged durable",
+                        seen.mlog_durable
+                    ));
+                }
+            }
+            Err(e) => bad.push(format!("user mlog reader failed: {e}")),
+        },
+        Err(e) => bad.push(format!("user mlog does not open: {e}")),
+    }
+    // No ID reused, and the pool works: a new mblock commits and survives a reopen.
+    let handed: HashSet<ObjectId> = seen.handed.iter().copied().collect();
+    let mut fresh = None;
+    for _ in 0..3 {
+        match pool.mblock_alloc(MediaClass::Capacity) {
+            Ok(id) if handed.contains(&id) => {
+                bad.push(format!("object ID {id} handed out again after recovery"))
+            }
+            Ok(id) => fresh = Some(id),
+            Err(crate::Error::NoSpace(_)) => {}
+            Err(e) => bad.push(format!("alloc after recovery failed: {e}")),
+        }
+    }
+    if let Some(id) = fresh {
+        let data = content(inst.seed ^ 1, id, 3000);
+        if let Err(e) = pool
+            .mblock_write(id, &data)
+            .and_then(|_| pool.mblock_commit(id).map(|_| ()))
+        {
+            bad.push(format!("commit after recovery failed: {e}"));
+        } else {
+            drop(pool);
+            match Pool::open_on(vec![Arc::clone(&d)], false) {
+                Ok(p) => {
+                    let mut got = vec![0u8; data.len()];
+                    if p.mblock_read(id, 0, &mut got)
+                        .map(|_| got != data)
+                        .unwrap_or(true)
+                    {
+                        bad.push(format!(
+                            "mblock {id} committed after recovery did not survive a reopen"
+                        ));
+                    }
+                }
+                Err(e) => bad.push(format!("second reopen failed: {e}")),
+            }
+        }
+    }
+    bad
+}
+
+/// Run the pool torture. `progress(done, total)` is called as crash points complete.
+pub fn run_pool(cfg: &PoolTortureConfig, progress: &mut dyn FnMut(u64, u64)) -> TortureReport {
+    let mut cfg = cfg.clone();
+    cfg.threads = cfg.threads.clamp(1, 8);
+    if cfg.sectors.is_empty() {
+        cfg.sectors = vec![512, 4096];
+    }
+    let mut rep = TortureReport::default();
+    let mut done = 0u64;
+    let mut w = 0u64;
+    while done < cfg.crash_points {
+        let iseed = mix(cfg.seed ^ w.wrapping_mul(0x1000_0001));
+        let sector = cfg.sectors[(w as usize) % cfg.sectors.len()];
+        w += 1;
+        let viol = |what: String, point: Option<u64>, mode: String| Violation {
+            seed: iseed,
+            sector,
+            crash_point: point,
+            mode,
+            what,
+            threads: cfg.threads,
+        };
+        let inst = match make_instance(iseed, sector, cfg.zones) {
+            Ok(i) => i,
+            Err(e) => {
+                rep.add(viol(e, None, "-".into()));
+                done += 1;
+                continue;
+            }
+        };
+        // A full run without a crash: counts the operations, and must check clean.
+        let total_ops = match run_once(&inst, &cfg, None) {
+            Ok((dev, seen)) => {
+                let ops = dev.stats().ops;
+                for what in check(&inst, dev.reboot(CrashMode::DropAll), &seen) {
+                    rep.add(viol(what, None, "clean shutdown".into()));
+                }
+                ops
+            }
+            Err(e) => {
+                rep.add(viol(e, None, "-".into()));
+                done += 1;
+                continue;
+            }
+        };
+        rep.instances.push((iseed, sector, total_ops));
+        let n = POINTS_PER_INSTANCE.min(cfg.crash_points - done);
+        let mut prng = StdRng::seed_from_u64(iseed ^ 0xc0ffee);
+        for k in 0..n {
+            // Sweep the start densely, sample the rest (thread timing varies the op count).
+            let point = if total_ops <= n {
+                k
+            } else {
+                prng.random_range(0..=total_ops + total_ops / 10)
+            };
+            let mode = match k % 3 {
+                0 => CrashMode::DropAll,
+                1 => CrashMode::KeepAll,
+                _ => CrashMode::Random {
+                    keep: 0.5,
+                    tear: 0.5,
+                    seed: mix(iseed ^ k),
+                },
+            };
+            let mode_s = format!("{mode:?}");
+            match run_once(&inst, &cfg, Some(point)) {
+                Ok((dev, seen)) => {
+                    for what in check(&inst, dev.reboot(mode), &seen) {
+                        rep.add(viol(what, Some(point), mode_s.clone()));
+                    }
+                }
+                Err(e) => rep.add(viol(e, Some(point), mode_s)),
+            }
+            rep.crash_points += 1;
+            done += 1;
+            progress(done, cfg.crash_points);
+        }
+    }
+    rep
+}
