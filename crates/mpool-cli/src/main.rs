@@ -1,8 +1,10 @@
 //! `mpool`: the management command of mpool pools (LVM-like verbs).
 
+mod cmd_obj;
 mod cmd_pool;
 mod demo;
 mod fmt;
+mod torture;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -87,8 +89,25 @@ enum Cmd {
         #[arg(required = true)]
         assignments: Vec<String>,
     },
+    /// Mblocks: write-once objects.
+    #[command(subcommand)]
+    Mblock(cmd_obj::MblockCmd),
+    /// User mlogs (and MDCs): record logs.
+    #[command(subcommand)]
+    Mlog(cmd_obj::MlogCmd),
+    /// Verify every committed mblock against its recorded checksum, every log record, the superblocks.
+    Check {
+        /// Pool name or UUID.
+        pool: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Create a file-backed pool in the current directory and exercise it.
     Demo(demo::DemoArgs),
+    /// Developer tool: randomized crash sweeps against a model.
+    #[command(subcommand)]
+    Torture(torture::TortureCmd),
 }
 
 fn main() -> ExitCode {
@@ -118,7 +137,11 @@ fn main() -> ExitCode {
         Cmd::Add(a) => cmd_pool::add(a),
         Cmd::Get { pool, props, json } => cmd_pool::get(&pool, &props, json),
         Cmd::Set { pool, assignments } => cmd_pool::set(&pool, &assignments),
+        Cmd::Mblock(c) => cmd_obj::mblock(c),
+        Cmd::Mlog(c) => cmd_obj::mlog(c),
+        Cmd::Check { pool, json } => cmd_obj::check(&pool, json),
         Cmd::Demo(a) => demo::run(a),
+        Cmd::Torture(c) => torture::run(c),
     };
     match r {
         Ok(code) => code,

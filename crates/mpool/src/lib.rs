@@ -11,6 +11,7 @@
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
 
+pub mod check;
 pub mod dev;
 pub mod error;
 pub mod io;

@@ -345,7 +345,8 @@ pub fn parse_size(s: &str) -> Result<u64> {
 }
 
 /// Build an open pool from its member devices: check they form one complete
-/// pool, then replay its metadata (unless `replay` is false: inspection).
+/// pool, then replay its metadata (best effort when `replay` is false:
+/// inspection without a lock).
 fn assemble(
     devs: Vec<(Option<PathBuf>, DeviceRef)>,
     read_only: bool,
@@ -420,26 +421,25 @@ fn assemble(
         });
     }
     members.sort_by_key(|m| m.class);
-    let pmd = if replay {
-        let mut classes: [Option<ClassDev>; 2] = [None, None];
-        for m in &members {
-            classes[m.class.index()] = Some(class_dev(
-                Arc::clone(&m.dev),
-                m.class,
-                m.zone_size,
-                newest.spare_pct[m.class.index()],
-            ));
-        }
-        Some(Pmd::open(
-            classes,
-            Layout {
-                mdc0_zone: newest.mdc0.zone,
-                mdc0_zones: newest.mdc0.zones,
-            },
-            read_only,
-        )?)
-    } else {
-        None
+    let mut classes: [Option<ClassDev>; 2] = [None, None];
+    for m in &members {
+        classes[m.class.index()] = Some(class_dev(
+            Arc::clone(&m.dev),
+            m.class,
+            m.zone_size,
+            newest.spare_pct[m.class.index()],
+        ));
+    }
+    let layout = Layout {
+        mdc0_zone: newest.mdc0.zone,
+        mdc0_zones: newest.mdc0.zones,
+    };
+    let pmd = match Pmd::open(classes, layout, read_only) {
+        Ok(p) => Some(p),
+        // Inspecting (no lock, possibly while a writer works): the metadata is
+        // replayed read-only when it can be; otherwise the superblock speaks.
+        Err(_) if !replay => None,
+        Err(e) => return Err(e),
     };
     let pool = Pool::from_parts(newest, members, read_only, pmd);
     if !read_only {

@@ -1,0 +1,438 @@
+//! Object tools: `mblock`, `mlog`, `check`.
+
+use crate::fmt::{human, print_json, table};
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use mpool::pool::parse_size;
+use mpool::{MediaClass, ObjType, ObjectId, ObjectProps, OpenOptions, Pool};
+use std::io::{BufRead, Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+fn class_arg(s: &str) -> Result<MediaClass, String> {
+    s.parse()
+}
+
+fn id_arg(s: &str) -> Result<ObjectId, String> {
+    s.parse()
+}
+
+fn size_arg(s: &str) -> Result<u64, String> {
+    parse_size(s).map_err(|e| e.to_string())
+}
+
+fn open(pool: &str, read_only: bool) -> Result<Pool> {
+    Pool::open(
+        pool,
+        &OpenOptions {
+            read_only,
+            ..Default::default()
+        },
+    )
+    .with_context(|| format!("opening pool '{pool}'"))
+}
+
+/// Mblock subcommands.
+#[derive(Subcommand, Debug)]
+pub enum MblockCmd {
+    /// List committed mblocks.
+    List {
+        /// Pool name or UUID.
+        pool: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one object's properties.
+    Stat {
+        /// Pool name or UUID.
+        pool: String,
+        /// Object ID.
+        #[arg(value_parser = id_arg)]
+        id: ObjectId,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a file (or standard input) into a new mblock and commit it; prints its ID.
+    Write {
+        /// Pool name or UUID.
+        pool: String,
+        /// Input file (default: standard input).
+        file: Option<PathBuf>,
+        /// Media class.
+        #[arg(long, default_value = "capacity", value_parser = class_arg)]
+        class: MediaClass,
+    },
+    /// Write an mblock's content to standard output or a file.
+    Read {
+        /// Pool name or UUID.
+        pool: String,
+        /// Object ID.
+        #[arg(value_parser = id_arg)]
+        id: ObjectId,
+        /// Output file (default: standard output).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Start at this byte.
+        #[arg(long, default_value = "0", value_parser = size_arg_zero)]
+        offset: u64,
+        /// Read at most this many bytes.
+        #[arg(long, value_parser = size_arg)]
+        length: Option<u64>,
+    },
+    /// Delete committed mblocks.
+    Delete {
+        /// Pool name or UUID.
+        pool: String,
+        /// Object IDs.
+        #[arg(required = true, value_parser = id_arg)]
+        ids: Vec<ObjectId>,
+    },
+}
+
+fn size_arg_zero(s: &str) -> Result<u64, String> {
+    if s.trim() == "0" {
+        return Ok(0);
+    }
+    size_arg(s)
+}
+
+fn props_row(p: &ObjectProps) -> Vec<String> {
+    vec![
+        p.id.to_string(),
+        p.ty.to_string(),
+        p.class.to_string(),
+        p.len.to_string(),
+        human(p.capacity),
+        p.crc.map_or_else(|| "-".into(), |c| format!("{c:08x}")),
+        if p.committed {
+            "yes".into()
+        } else {
+            "no".into()
+        },
+    ]
+}
+
+const PROPS_HEADER: [&str; 7] = [
+    "id",
+    "type",
+    "class",
+    "length",
+    "capacity",
+    "crc32c",
+    "committed",
+];
+
+pub fn mblock(cmd: MblockCmd) -> Result<ExitCode> {
+    match cmd {
+        MblockCmd::List { pool, json } => {
+            let p = open(&pool, true)?;
+            let objs: Vec<ObjectProps> = p
+                .objects()?
+                .into_iter()
+                .filter(|o| o.ty == ObjType::Mblock)
+                .collect();
+            if json {
+                print_json(&objs)?;
+            } else if objs.is_empty() {
+                println!("no mblocks in pool '{pool}'");
+            } else {
+                println!(
+                    "{}",
+                    table(&PROPS_HEADER, objs.iter().map(props_row).collect())
+                );
+            }
+        }
+        MblockCmd::Stat { pool, id, json } => {
+            let p = open(&pool, true)?;
+            let props = p.object_props(id)?;
+            if json {
+                print_json(&props)?;
+            } else {
+                println!("{}", table(&PROPS_HEADER, vec![props_row(&props)]));
+            }
+        }
+        MblockCmd::Write { pool, file, class } => {
+            let p = open(&pool, false)?;
+            let id = p.mblock_alloc(class)?;
+            let r = (|| -> Result<()> {
+                let mut input: Box<dyn Read> = match &file {
+                    Some(f) => Box::new(
+                        std::fs::File::open(f)
+                            .with_context(|| format!("opening {}", f.display()))?,
+                    ),
+                    None => Box::new(std::io::stdin().lock()),
+                };
+                let mut buf = vec![0u8; 4 << 20];
+                loop {
+                    let n = input.read(&mut buf).context("reading input")?;
+                    if n == 0 {
+                        break;
+                    }
+                    p.mblock_write(id, &buf[..n])?;
+                }
+                p.mblock_commit(id)?;
+                Ok(())
+            })();
+            if let Err(e) = r {
+                let _ = p.mblock_abort(id);
+                return Err(e);
+            }
+            println!("{id}");
+        }
+        MblockCmd::Read {
+            pool,
+            id,
+            output,
+            offset,
+            length,
+        } => {
+            let p = open(&pool, true)?;
+            let props = p.object_props(id)?;
+            if !props.committed {
+                bail!("mblock {id} is not committed yet");
+            }
+            if offset > props.len {
+                bail!(
+                    "offset {offset} is past the end of mblock {id} ({} bytes)",
+                    props.len
+                );
+            }
+            let end = length.map_or(props.len, |l| (offset + l).min(props.len));
+            let mut out: Box<dyn Write> = match &output {
+                Some(f) => Box::new(
+                    std::fs::File::create(f)
+                        .with_context(|| format!("creating {}", f.display()))?,
+                ),
+                None => Box::new(std::io::stdout().lock()),
+            };
+            let mut pos = offset;
+            let mut buf = vec![0u8; 4 << 20];
+            while pos < end {
+                let n = ((end - pos) as usize).min(buf.len());
+                p.mblock_read(id, pos, &mut buf[..n])?;
+                out.write_all(&buf[..n])?;
+                pos += n as u64;
+            }
+            out.flush()?;
+        }
+        MblockCmd::Delete { pool, ids } => {
+            let p = open(&pool, false)?;
+            for id in ids {
+                p.mblock_delete(id)?;
+                println!("deleted {id}");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Mlog subcommands.
+#[derive(Subcommand, Debug)]
+pub enum MlogCmd {
+    /// List user mlogs and MDCs (the root MDC included).
+    List {
+        /// Pool name or UUID.
+        pool: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Create and commit a user mlog; prints its ID.
+    Create {
+        /// Pool name or UUID.
+        pool: String,
+        /// Capacity (rounded up to whole mblocks).
+        #[arg(long, default_value = "1MiB", value_parser = size_arg)]
+        capacity: u64,
+        /// Media class.
+        #[arg(long, default_value = "capacity", value_parser = class_arg)]
+        class: MediaClass,
+    },
+    /// Append records: each argument, or each line of standard input.
+    Append(AppendArgs),
+    /// Print an mlog's (or MDC's) records.
+    Dump {
+        /// Pool name or UUID.
+        pool: String,
+        /// Object ID (mlog or MDC).
+        #[arg(value_parser = id_arg)]
+        id: ObjectId,
+        /// Print records as hex.
+        #[arg(long)]
+        hex: bool,
+        /// Print JSON (records as hex).
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct AppendArgs {
+    /// Pool name or UUID.
+    pool: String,
+    /// Object ID of the mlog.
+    #[arg(value_parser = id_arg)]
+    id: ObjectId,
+    /// Records (default: each line of standard input).
+    records: Vec<String>,
+    /// Do not wait for the records to be durable (a final sync is still done).
+    #[arg(long)]
+    no_sync: bool,
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn printable(b: &[u8]) -> String {
+    match std::str::from_utf8(b) {
+        Ok(s) if !s.chars().any(|c| c.is_control() && c != '\t') => s.to_string(),
+        _ => format!("0x{}", hex(b)),
+    }
+}
+
+pub fn mlog(cmd: MlogCmd) -> Result<ExitCode> {
+    match cmd {
+        MlogCmd::List { pool, json } => {
+            let p = open(&pool, true)?;
+            let root = p.root_mdc_id()?;
+            let objs: Vec<ObjectProps> = p
+                .objects()?
+                .into_iter()
+                .filter(|o| o.ty != ObjType::Mblock)
+                .collect();
+            if json {
+                print_json(&serde_json::json!({ "root_mdc": root, "logs": objs }))?;
+            } else {
+                let rows = objs
+                    .iter()
+                    .map(|o| {
+                        let mut r = props_row(o);
+                        r[3] = if o.id == root {
+                            "root MDC".into()
+                        } else {
+                            "-".into()
+                        };
+                        r.remove(5);
+                        r
+                    })
+                    .collect();
+                println!(
+                    "{}",
+                    table(
+                        &["id", "type", "class", "note", "capacity", "committed"],
+                        rows
+                    )
+                );
+            }
+        }
+        MlogCmd::Create {
+            pool,
+            capacity,
+            class,
+        } => {
+            let p = open(&pool, false)?;
+            let id = p.mlog_alloc(class, capacity)?;
+            if let Err(e) = p.mlog_commit(id) {
+                let _ = p.mlog_abort(id);
+                return Err(e.into());
+            }
+            println!("{id}");
+        }
+        MlogCmd::Append(a) => {
+            let p = open(&a.pool, false)?;
+            let log = p.mlog_open(a.id)?;
+            let mut n = 0u64;
+            if a.records.is_empty() {
+                for line in std::io::stdin().lock().lines() {
+                    log.append(line?.as_bytes(), !a.no_sync)?;
+                    n += 1;
+                }
+            } else {
+                for r in &a.records {
+                    log.append(r.as_bytes(), !a.no_sync)?;
+                    n += 1;
+                }
+            }
+            log.sync()?;
+            println!(
+                "appended {n} record(s) to {}; the log holds {} of {} bytes",
+                a.id,
+                log.len(),
+                log.capacity()
+            );
+        }
+        MlogCmd::Dump {
+            pool,
+            id,
+            hex: as_hex,
+            json,
+        } => {
+            let p = open(&pool, true)?;
+            let recs: Vec<Vec<u8>> = match id.ty() {
+                ObjType::Mlog => p.mlog_open(id)?.reader()?.collect::<Result<_, _>>()?,
+                ObjType::Mdc => p.mdc_open(id)?.reader()?.collect::<Result<_, _>>()?,
+                ObjType::Mblock => bail!("{id} is an mblock; use `mpool mblock read`"),
+            };
+            if json {
+                print_json(&recs.iter().map(|r| hex(r)).collect::<Vec<_>>())?;
+            } else {
+                for (i, r) in recs.iter().enumerate() {
+                    println!(
+                        "{i:6} {:6}  {}",
+                        r.len(),
+                        if as_hex { hex(r) } else { printable(r) }
+                    );
+                }
+                eprintln!("{} record(s)", recs.len());
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn check(pool: &str, json: bool) -> Result<ExitCode> {
+    let p = open(pool, false)?;
+    let bar = if json {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(0)
+    };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} checking [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    let rep = p.check(&mut |done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    })?;
+    bar.finish_and_clear();
+    if json {
+        print_json(&rep)?;
+    } else {
+        println!(
+            "checked pool '{pool}': {} mblock(s), {} of content, {} mlog(s), {} MDC(s), {} log record(s), {} metadata record(s)",
+            rep.mblocks,
+            human(rep.bytes),
+            rep.mlogs,
+            rep.mdcs,
+            rep.log_records,
+            rep.metadata_records
+        );
+        for pr in &rep.problems {
+            println!("PROBLEM {}: {}", pr.object, pr.problem);
+        }
+        println!("{} problem(s)", rep.problems.len());
+    }
+    Ok(if rep.problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
