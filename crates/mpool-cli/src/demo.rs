@@ -102,28 +102,19 @@ pub fn run(a: DemoArgs) -> Result<ExitCode> {
         );
     }
     for d in p.props().devices {
+        let direct = if d.direct { ", O_DIRECT" } else { "" };
         println!(
-            "  {:<9} {} ({}, {} sectors, engine {}{})",
+            "  {:<9} {} ({}, {}-byte sectors, engine {}{direct})",
             d.class.to_string(),
             d.path,
             human(d.size),
             d.sector,
-            d.engine,
-            if d.direct { ", O_DIRECT" } else { "" }
+            d.engine
         );
     }
 
     step(&mut n, "space per media class");
-    for u in p.usage() {
-        println!(
-            "  {:<9} {} zones of {}: used {}, free {}",
-            u.class.to_string(),
-            u.zones,
-            human(u.zone_size),
-            human(u.used),
-            human(u.free)
-        );
-    }
+    print_space(&p);
 
     step(
         &mut n,
@@ -136,7 +127,93 @@ pub fn run(a: DemoArgs) -> Result<ExitCode> {
     println!("  label = {}", p.get("label")?);
     println!("  spare_staging = {}%", p.get("spare_staging")?);
     let gen = p.superblock().generation;
-    println!("  superblock generation now {gen} (each update writes both copies on every device, one at a time)");
+    println!("  superblock generation now {gen} (every update writes both copies on every device, one at a time)");
+
+    step(&mut n, "mblocks: allocate, write, commit, read back");
+    let mut kept = Vec::new();
+    let shapes = [
+        (MediaClass::Capacity, 3 << 20),
+        (MediaClass::Staging, 200_000),
+        (MediaClass::Capacity, 4096 + 17),
+    ];
+    for (i, (class, len)) in shapes.into_iter().enumerate() {
+        let data = pattern(i as u64 + unix_now(), len);
+        let id = p.mblock_alloc(class)?;
+        // Two pieces of odd sizes: an mblock takes writes of any length.
+        let cut = len / 3 + 1;
+        p.mblock_write(id, &data[..cut])?;
+        p.mblock_write(id, &data[cut..])?;
+        let props = p.mblock_commit(id)?;
+        let mut back = vec![0u8; len];
+        p.mblock_read(id, 0, &mut back)?;
+        anyhow::ensure!(back == data, "mblock {id} read back differs");
+        let mut mid = [0u8; 10];
+        p.mblock_read(id, (len / 2) as u64, &mut mid)?;
+        anyhow::ensure!(
+            mid[..] == data[len / 2..len / 2 + 10],
+            "unaligned read of {id} differs"
+        );
+        let crc = props.crc.unwrap_or(0);
+        println!("  {id}  {:<9} {:>8} bytes, crc32c {crc:08x}: committed; read back whole and at offset {}: identical", class.to_string(), props.len, len / 2);
+        kept.push((id, data));
+    }
+    let scratch = p.mblock_alloc(MediaClass::Capacity)?;
+    p.mblock_write(scratch, b"never committed")?;
+    p.mblock_abort(scratch)?;
+    println!("  {scratch}  allocated, written, aborted: its zone is free again");
+    let (gone, _) = kept.remove(2);
+    p.mblock_delete(gone)?;
+    println!("  {gone}  deleted (the delete is durable before its zone can be reused)");
+    match p.mblock_write(kept[0].0, b"more") {
+        Err(e) => println!("  a write to a committed mblock is refused: {e}"),
+        Ok(()) => anyhow::bail!("a committed mblock accepted a write"),
+    }
+
+    step(
+        &mut n,
+        "a user mlog: append records (synced ones share flushes), read them back",
+    );
+    let log_id = p.mlog_alloc(MediaClass::Staging, 1 << 20)?;
+    p.mlog_commit(log_id)?;
+    let log = p.mlog_open(log_id)?;
+    for i in 0..5 {
+        log.append(
+            format!("event {i}: something happened").as_bytes(),
+            i % 2 == 0,
+        )?;
+    }
+    log.sync()?;
+    let recs: Vec<Vec<u8>> = log.reader()?.collect::<Result<_, _>>()?;
+    let first = recs
+        .first()
+        .map(|r| String::from_utf8_lossy(r).to_string())
+        .unwrap_or_default();
+    println!(
+        "  mlog {log_id}: {} records, {} of {} bytes used; the first is {first:?}",
+        recs.len(),
+        log.len(),
+        log.capacity()
+    );
+    drop(log);
+
+    step(
+        &mut n,
+        "the root MDC: where a client keeps its own metadata",
+    );
+    let root = p.root_mdc()?;
+    root.append(format!("demo run at {}", unix_now()).as_bytes(), true)?;
+    let runs: Vec<Vec<u8>> = root.reader()?.collect::<Result<_, _>>()?;
+    let last = runs
+        .last()
+        .map(|r| String::from_utf8_lossy(r).to_string())
+        .unwrap_or_default();
+    println!(
+        "  root MDC {} holds {} record(s), one per demo run so far; the last is {last:?}",
+        p.root_mdc_id()?,
+        runs.len()
+    );
+    drop(root);
+    print_space(&p);
 
     step(
         &mut n,
@@ -163,20 +240,84 @@ pub fn run(a: DemoArgs) -> Result<ExitCode> {
         p.superblock().generation == gen,
         "generation changed across reopen"
     );
+    for (id, data) in &kept {
+        let mut back = vec![0u8; data.len()];
+        p.mblock_read(*id, 0, &mut back)?;
+        anyhow::ensure!(&back == data, "mblock {id} changed across the reopen");
+    }
+    anyhow::ensure!(
+        matches!(p.object_props(gone), Err(mpool::Error::NotFound(_))),
+        "the deleted mblock came back"
+    );
+    anyhow::ensure!(
+        matches!(p.object_props(scratch), Err(mpool::Error::NotFound(_))),
+        "the aborted mblock came back"
+    );
+    println!("  reopened by name: {} committed mblocks read back identical; the deleted and the aborted one are gone", kept.len());
     println!(
-        "  reopened by name; generation {gen}, classes {:?}",
-        p.classes()
-            .iter()
-            .map(MediaClass::to_string)
-            .collect::<Vec<_>>()
+        "  the pool holds {} object(s), from every demo run",
+        p.object_count()?
+    );
+
+    step(
+        &mut n,
+        "check: every mblock against the checksum recorded at its commit, every log record",
+    );
+    let rep = p.check(&mut |_, _| {})?;
+    println!(
+        "  {} mblock(s) ({}), {} mlog(s), {} MDC(s), {} metadata record(s): {} problem(s)",
+        rep.mblocks,
+        human(rep.bytes),
+        rep.mlogs,
+        rep.mdcs,
+        rep.metadata_records,
+        rep.problems.len()
+    );
+    anyhow::ensure!(
+        rep.problems.is_empty(),
+        "check found problems: {:?}",
+        rep.problems
     );
 
     println!("\nThe pool '{}' stays active on:", p.name());
     for d in p.device_paths() {
         println!("  {}", d.display());
     }
-    println!("Try: mpool list -v | mpool get {0} | mpool deactivate {0} && mpool scan {1} | mpool destroy {0}", a.name, cap.display());
+    println!(
+        "Try:  mpool list -v     mpool mblock list {0}     mpool mlog dump {0} {log_id}",
+        a.name
+    );
+    println!(
+        "      mpool get {0}     mpool check {0}           mpool destroy {0}",
+        a.name
+    );
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_space(p: &Pool) {
+    for u in p.usage() {
+        println!(
+            "  {:<9} {:>4} zones of {}: used {:>9}, free {:>10}",
+            u.class.to_string(),
+            u.zones,
+            human(u.zone_size),
+            human(u.used),
+            human(u.free)
+        );
+    }
+}
+
+/// Reproducible bytes that are not all alike.
+fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
 }
 
 fn unix_now() -> u64 {
