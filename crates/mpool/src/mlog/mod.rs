@@ -112,6 +112,12 @@ pub struct Lsn(pub u64);
 
 /// An async append is written (and flushed) once this many bytes are pending.
 const ASYNC_FLUSH_BYTES: u64 = 1 << 20;
+/// The last flush set number of an epoch.
+#[cfg(not(test))]
+const MAX_FSEQ: u32 = u32::MAX - 1;
+/// Small in unit tests, so that they cross epochs often.
+#[cfg(test)]
+const MAX_FSEQ: u32 = 5;
 /// Largest single write request of a flush.
 const MAX_REQ_BYTES: usize = 64 * 1024;
 
@@ -612,10 +618,18 @@ impl Mlog {
                 },
             )
         });
-        // Close the flush set: later appends join the next one.
+        // Close the flush set: later appends join the next one. Before the
+        // flush set number runs out, move to a new epoch instead (its header
+        // is written by the next flush, before its records).
         if g.batch_first.is_some() {
-            g.fseq = g.fseq.saturating_add(1);
             g.batch_first = None;
+            if g.fseq >= MAX_FSEQ {
+                g.epoch = g.epoch.saturating_add(1);
+                g.fseq = 1;
+                g.hdr_durable = false;
+            } else {
+                g.fseq += 1;
+            }
         }
         drop(g);
         let r = (|| -> Result<()> {
@@ -642,9 +656,11 @@ impl Mlog {
         g.flushing = false;
         match &r {
             Ok(()) => {
-                if let Some((slot, _)) = hdr {
-                    g.hdr_durable = true;
+                if let Some((slot, h)) = hdr {
                     g.newest_slot = slot;
+                    if (h.gen, h.epoch) == (g.gen, g.epoch) {
+                        g.hdr_durable = true;
+                    }
                 }
                 g.written_end = snap_end;
                 g.durable_seq = g.durable_seq.max(snap_seq);

@@ -214,12 +214,34 @@ fn seek_read_and_rewind() {
     assert!(rd.next().is_none());
 }
 
+/// A device whose flush takes a while, like a real one: sync appends from
+/// many threads must then share flushes.
+#[derive(Debug)]
+struct SlowFlush(Arc<FaultDevice>);
+
+impl Device for SlowFlush {
+    fn info(&self) -> &crate::dev::DeviceInfo {
+        self.0.info()
+    }
+    fn submit(&self, reqs: Vec<IoReq>) -> Vec<IoReq> {
+        self.0.submit(reqs)
+    }
+    fn flush(&self) -> Result<(), DevError> {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        self.0.flush()
+    }
+    fn discard(&self, offset: u64, len: u64) -> Result<(), DevError> {
+        self.0.discard(offset, len)
+    }
+}
+
 #[test]
 fn group_commit_eight_threads() {
     let f = fault(4 << 20, 4096);
     let ext = 0..(4 << 20);
-    let log = Arc::new(Mlog::create(as_dev(&f), ext.clone(), 8).unwrap());
-    let per = 60usize;
+    let slow: Arc<dyn Device> = Arc::new(SlowFlush(f.clone()));
+    let log = Arc::new(Mlog::create(slow, ext.clone(), 8).unwrap());
+    let per = 40usize;
     std::thread::scope(|s| {
         for t in 0..8usize {
             let log = log.clone();
@@ -233,8 +255,8 @@ fn group_commit_eight_threads() {
         }
     });
     let st = f.stats();
-    // Shared flushes: fewer flushes than sync appends.
-    assert!(st.flushes < 8 * per as u64 + 2, "flushes {}", st.flushes);
+    // Shared flushes: far fewer flushes than sync appends.
+    assert!(st.flushes < (8 * per as u64) / 2, "flushes {}", st.flushes);
     drop(log);
     let log = Mlog::open(Arc::new(f.reboot(CrashMode::DropAll)), ext, 8).unwrap();
     let mut next = [0usize; 8];
