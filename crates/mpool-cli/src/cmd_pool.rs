@@ -419,6 +419,21 @@ pub fn add(a: AddArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Properties whose values are numbers in `get --json`.
+const NUMERIC_PROPS: &[&str] = &[
+    "uid",
+    "gid",
+    "spare_capacity",
+    "spare_staging",
+    "generation",
+    "ctime",
+    "size",
+    "used",
+    "free",
+    "mblocksize_capacity",
+    "mblocksize_staging",
+];
+
 pub fn get(name: &str, props: &[String], json: bool) -> Result<ExitCode> {
     for p in props {
         if !PROPERTIES.contains(&p.as_str()) {
@@ -439,8 +454,10 @@ pub fn get(name: &str, props: &[String], json: bool) -> Result<ExitCode> {
         let m: serde_json::Map<String, serde_json::Value> = pairs
             .into_iter()
             .map(|(k, v)| {
+                // Only numeric properties become numbers: a label or name
+                // such as "12345" stays a string.
                 let val = match v.parse::<u64>() {
-                    Ok(n) if k != "mode" => serde_json::Value::from(n),
+                    Ok(n) if NUMERIC_PROPS.contains(&k.as_str()) => serde_json::Value::from(n),
                     _ => serde_json::Value::String(v),
                 };
                 (k, val)
