@@ -273,7 +273,8 @@ pub fn scan(paths: &[PathBuf], activate: bool, json: bool) -> Result<ExitCode> {
             .iter()
             .filter(|p| !p.active && p.missing.is_empty())
         {
-            match pool::activate(&p.uuid) {
+            let paths: Vec<PathBuf> = p.devices.iter().map(|d| d.path.clone()).collect();
+            match pool::activate_paths(&paths) {
                 Ok(_) => activated.push(p.name.clone()),
                 Err(e) => failed.push(format!("{}: {e}", p.name)),
             }

@@ -1439,14 +1439,25 @@ pub fn activate(name_or_uuid: &str) -> Result<ActiveEntry> {
         return Ok(a);
     }
     let (paths, _) = locate(name_or_uuid)?;
+    activate_paths(&paths)
+}
+
+/// Record the pool whose member devices are `paths` (all of them) in the run
+/// directory: for devices a scan found at paths named on its command line,
+/// which `locate` (known files and block devices only) would not find again.
+/// File devices are remembered so later scans find them.
+pub fn activate_paths(paths: &[PathBuf]) -> Result<ActiveEntry> {
     let pool = Pool::open_paths(
-        &paths,
+        paths,
         &OpenOptions {
             read_only: true,
             engine: Some(EngineChoice::Sync),
             inspect: true,
         },
     )?;
+    if let Some(a) = rundir::find_active(&pool.uuid().to_string())? {
+        return Ok(a);
+    }
     if let Some(a) = rundir::find_active(pool.name())? {
         return Err(Error::PoolExists {
             name: pool.name().into(),
@@ -1462,6 +1473,12 @@ pub fn activate(name_or_uuid: &str) -> Result<ActiveEntry> {
             .collect(),
         activated: now(),
     };
+    let files: Vec<PathBuf> = lock(&pool.inner.members)
+        .iter()
+        .filter(|m| m.dev.info().kind == DeviceKind::File)
+        .filter_map(|m| m.path.clone())
+        .collect();
+    rundir::remember_paths(&files)?;
     rundir::write_active(&ent)?;
     Ok(ent)
 }
