@@ -673,6 +673,11 @@ impl Pool {
                 d.discard(0, d.size() - d.size() % u64::from(d.sector()))?;
             }
         }
+        if opts.force {
+            for (d, _, _, _) in &devs {
+                sb::wipe_signatures(d.as_ref())?;
+            }
+        }
         let owner = Owner {
             uid: opts
                 .uid
@@ -1165,6 +1170,9 @@ impl Pool {
             zone_size: spec.zone_size,
             size: d.size(),
         };
+        if force {
+            sb::wipe_signatures(d.as_ref())?;
+        }
         // The new device gets its superblock first; the others then list it.
         let mut news = sb0.clone();
         news.generation += 1;

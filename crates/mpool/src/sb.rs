@@ -158,6 +158,21 @@ pub fn probe(dev: &dyn Device) -> Result<Option<Signature>, DevError> {
     Ok(probe_bytes(&b[..n]))
 }
 
+/// Zero the area `probe` examines (the first 128 KiB), so that no foreign
+/// signature outside the superblock copies (a Btrfs superblock at 64 KiB)
+/// survives a forced `create` or `add`. Only for a device joining a pool:
+/// nothing of the pool lives there yet but the superblocks written after.
+pub fn wipe_signatures(dev: &dyn Device) -> Result<(), DevError> {
+    let n = (PROBE_BYTES as u64).min(dev.size()) as usize;
+    let n = n - n % dev.sector() as usize;
+    if n == 0 {
+        return Ok(());
+    }
+    let mut b = dev.alloc_buf(n);
+    dev.write_at(0, &mut b)?;
+    dev.flush()
+}
+
 /// Signature detection over raw bytes from offset 0.
 pub fn probe_bytes(b: &[u8]) -> Option<Signature> {
     let at = |off: usize, magic: &[u8]| b.get(off..off + magic.len()) == Some(magic);
