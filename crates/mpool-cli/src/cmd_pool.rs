@@ -19,19 +19,19 @@ pub struct CreateArgs {
     /// Capacity device: a block device or a file.
     device: PathBuf,
     /// Create DEVICE as a sparse file of this size.
-    #[arg(long, value_parser = size_arg)]
+    #[arg(long, allow_hyphen_values = true, value_parser = size_arg)]
     size: Option<u64>,
     /// Staging device (optional fast media class).
     #[arg(long)]
     staging: Option<PathBuf>,
     /// Create the staging device as a sparse file of this size.
-    #[arg(long, value_parser = size_arg, requires = "staging")]
+    #[arg(long, allow_hyphen_values = true, value_parser = size_arg, requires = "staging")]
     staging_size: Option<u64>,
     /// Mblock (zone) size of the capacity class, a power of two (default 32MiB).
-    #[arg(long, value_parser = size_arg)]
+    #[arg(long, allow_hyphen_values = true, value_parser = size_arg)]
     mblock_size: Option<u64>,
     /// Mblock (zone) size of the staging class (default: as capacity).
-    #[arg(long, value_parser = size_arg, requires = "staging")]
+    #[arg(long, allow_hyphen_values = true, value_parser = size_arg, requires = "staging")]
     staging_mblock_size: Option<u64>,
     /// Owner of the member devices (name or number; default: you).
     #[arg(long)]
@@ -381,10 +381,10 @@ pub struct AddArgs {
     #[arg(long, value_parser = |s: &str| s.parse::<MediaClass>())]
     class: MediaClass,
     /// Create DEVICE as a sparse file of this size.
-    #[arg(long, value_parser = size_arg)]
+    #[arg(long, allow_hyphen_values = true, value_parser = size_arg)]
     size: Option<u64>,
     /// Mblock (zone) size of the new class (default: as the capacity class).
-    #[arg(long, value_parser = size_arg)]
+    #[arg(long, allow_hyphen_values = true, value_parser = size_arg)]
     mblock_size: Option<u64>,
     /// Overwrite a filesystem, LVM or inactive-pool signature.
     #[arg(long)]
