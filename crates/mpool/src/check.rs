@@ -49,7 +49,7 @@ impl Pool {
                 problem: health,
             });
         }
-        rep.metadata_records = self.metadata_stats()?.iter().map(|m| m.1).sum();
+        rep.metadata_records = self.metadata_stats()?.iter().map(|m| m.records).sum();
         let objs = self.objects()?;
         let total: u64 = objs
             .iter()

@@ -19,7 +19,7 @@ pub mod mdc;
 pub mod mlog;
 pub mod objid;
 pub mod omf;
-mod pmd;
+pub mod pmd;
 pub mod pool;
 pub mod rundir;
 pub mod sb;

@@ -1360,8 +1360,8 @@ impl Pool {
         self.pmd()?.compact_all()
     }
 
-    /// Pool-metadata MDCs: (index, records, live objects, bytes used, capacity).
-    pub fn metadata_stats(&self) -> Result<Vec<(u8, u64, u64, u64, u64)>> {
+    /// State of each pool-metadata MDC.
+    pub fn metadata_stats(&self) -> Result<Vec<crate::pmd::MdcStats>> {
         Ok(self.pmd()?.mdc_stats())
     }
 

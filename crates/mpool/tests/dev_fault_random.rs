@@ -65,13 +65,13 @@ fn random_crash_images() {
         assert_eq!(img, dev.reboot(mode).live_image());
 
         let mut fates = Vec::new();
-        for w in 0..N {
+        for (w, write) in writes.iter().enumerate() {
             let off = w * WRITE;
             let mut landed = 0;
             for p in 0..WRITE / PIECE {
                 let r = off + p * PIECE..off + (p + 1) * PIECE;
                 let got = &img[r.clone()];
-                let new = &writes[w][p * PIECE..(p + 1) * PIECE];
+                let new = &write[p * PIECE..(p + 1) * PIECE];
                 if got == new {
                     landed += 1;
                 } else {
@@ -151,11 +151,11 @@ fn tear_only_splits_whole_pieces() {
             tear: 1.0,
             seed,
         });
-        for w in 0..N {
+        for (w, write) in writes.iter().enumerate() {
             for p in 0..WRITE / PIECE {
                 let at = w * WRITE + p * PIECE;
                 let got = &img[at..at + PIECE];
-                let landed = got == &writes[w][p * PIECE..(p + 1) * PIECE];
+                let landed = got == &write[p * PIECE..(p + 1) * PIECE];
                 assert!(landed || got == &base[at..at + PIECE]);
                 seen[at / PIECE][usize::from(landed)] = true;
             }

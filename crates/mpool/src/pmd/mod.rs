@@ -120,6 +120,21 @@ enum Pending {
     },
 }
 
+/// State of one pool-metadata MDC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct MdcStats {
+    /// MDC number (1..N).
+    pub index: u8,
+    /// Records in its active log (live and superseded).
+    pub records: u64,
+    /// Live objects it holds.
+    pub objects: u64,
+    /// Bytes used in its active log.
+    pub used: u64,
+    /// Bytes its active log can hold.
+    pub capacity: u64,
+}
+
 /// Properties of an object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ObjectProps {
@@ -199,8 +214,10 @@ struct Inner {
     _mdc0: Mdc,
     shards: Vec<Shard>,
     pending: Mutex<HashMap<u64, Arc<Mutex<Option<Pending>>>>>,
-    open_logs: Mutex<HashMap<u64, Weak<Mlog>>>,
-    open_mdcs: Mutex<HashMap<u64, Weak<Mdc>>>,
+    /// One handle per user log for the pool's lifetime: a second instance of
+    /// the same log would not see the first one's buffered appends.
+    open_logs: Mutex<HashMap<u64, Arc<Mlog>>>,
+    open_mdcs: Mutex<HashMap<u64, Arc<Mdc>>>,
     root: ObjectId,
     cursor: AtomicUsize,
     read_only: bool,
@@ -553,6 +570,20 @@ impl Drop for Pmd {
     }
 }
 
+/// Drop the pool's cached handle of a log unless a caller still holds one
+/// (then the log is busy: true).
+fn release_handle<T>(cache: &Mutex<HashMap<u64, Arc<T>>>, id: ObjectId) -> bool {
+    let mut c = lock(cache);
+    match c.get(&id.raw()) {
+        Some(h) if Arc::strong_count(h) > 1 => true,
+        Some(_) => {
+            c.remove(&id.raw());
+            false
+        }
+        None => false,
+    }
+}
+
 fn spawn_compactor(w: Weak<Inner>) -> std::thread::JoinHandle<()> {
     std::thread::Builder::new()
         .name("mpool-compactor".into())
@@ -798,6 +829,14 @@ impl Pmd {
 
     /// Discard an uncommitted object (mblock, mlog or MDC).
     pub(crate) fn abort(&self, id: ObjectId) -> Result<()> {
+        let busy = match id.ty() {
+            ObjType::Mlog => release_handle(&self.inner.open_logs, id),
+            ObjType::Mdc => release_handle(&self.inner.open_mdcs, id),
+            ObjType::Mblock => false,
+        };
+        if busy {
+            return Err(Error::ObjectBusy(id));
+        }
         let Some(p) = self.pending(id) else {
             return Err(if self.committed(id)?.is_some() {
                 Error::Committed(id)
@@ -840,13 +879,10 @@ impl Pmd {
         if self.pending(id).is_some() {
             return Err(Error::NotCommitted(id));
         }
+        // A log is busy while a caller holds its handle (the pool's cache holds one).
         let busy = match id.ty() {
-            ObjType::Mlog => lock(&self.inner.open_logs)
-                .get(&id.raw())
-                .is_some_and(|w| w.strong_count() > 0),
-            ObjType::Mdc => lock(&self.inner.open_mdcs)
-                .get(&id.raw())
-                .is_some_and(|w| w.strong_count() > 0),
+            ObjType::Mlog => release_handle(&self.inner.open_logs, id),
+            ObjType::Mdc => release_handle(&self.inner.open_mdcs, id),
             ObjType::Mblock => false,
         };
         if busy {
@@ -1105,8 +1141,8 @@ impl Pmd {
     pub(crate) fn mlog_open(&self, id: ObjectId) -> Result<Arc<Mlog>> {
         Self::expect_type(id, ObjType::Mlog)?;
         let mut open = lock(&self.inner.open_logs);
-        if let Some(m) = open.get(&id.raw()).and_then(Weak::upgrade) {
-            return Ok(m);
+        if let Some(m) = open.get(&id.raw()) {
+            return Ok(Arc::clone(m));
         }
         let (class, zone, zones) = self.log_place(id)?;
         let c = self.inner.class(class)?;
@@ -1115,7 +1151,7 @@ impl Pmd {
             c.extent(zone, zones),
             id.raw(),
         )?);
-        open.insert(id.raw(), Arc::downgrade(&m));
+        open.insert(id.raw(), Arc::clone(&m));
         Ok(m)
     }
 
@@ -1123,8 +1159,8 @@ impl Pmd {
     pub(crate) fn mdc_open(&self, id: ObjectId) -> Result<Arc<Mdc>> {
         Self::expect_type(id, ObjType::Mdc)?;
         let mut open = lock(&self.inner.open_mdcs);
-        if let Some(m) = open.get(&id.raw()).and_then(Weak::upgrade) {
-            return Ok(m);
+        if let Some(m) = open.get(&id.raw()) {
+            return Ok(Arc::clone(m));
         }
         let (class, zone, zones) = self.log_place(id)?;
         let zone_b = match self.committed(id)? {
@@ -1146,7 +1182,7 @@ impl Pmd {
             c.extent(zone_b, zones),
             id.raw(),
         )?);
-        open.insert(id.raw(), Arc::downgrade(&m));
+        open.insert(id.raw(), Arc::clone(&m));
         Ok(m)
     }
 
@@ -1171,21 +1207,20 @@ impl Pmd {
         self.inner.root
     }
 
-    /// Every MDC's state, for `check` and stats: (index, records, live objects, used, capacity).
-    pub(crate) fn mdc_stats(&self) -> Vec<(u8, u64, u64, u64, u64)> {
+    /// Every MDC's state, for `check` and stats.
+    pub(crate) fn mdc_stats(&self) -> Vec<MdcStats> {
         self.inner
             .shards
             .iter()
             .map(|s| {
                 let u = rlock(&s.mdc).usage();
-                let (used, cap) = (u.len, u.capacity);
-                (
-                    s.index,
-                    s.records.load(Ordering::Relaxed),
-                    rlock(&s.objs).len() as u64,
-                    used,
-                    cap,
-                )
+                MdcStats {
+                    index: s.index,
+                    records: s.records.load(Ordering::Relaxed),
+                    objects: rlock(&s.objs).len() as u64,
+                    used: u.len,
+                    capacity: u.capacity,
+                }
             })
             .collect()
     }

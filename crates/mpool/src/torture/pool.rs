@@ -11,6 +11,9 @@
 //! - the user mlog holds a prefix of what was appended, at least up to the
 //!   last acknowledged sync append;
 //! - the pool works after recovery: a new mblock commits and survives a reopen.
+//!
+//! Some operations compact the pool metadata, so crashes land inside MDC
+//! compactions as well.
 
 use super::{mix, TortureReport, Violation};
 use crate::dev::{CrashMode, DeviceRef, FaultDevice};
@@ -164,6 +167,11 @@ fn worker(
                     return;
                 }
             }
+        } else if roll >= 96 {
+            // Compact the pool metadata now: crashes land inside compactions too.
+            if pool.compact_metadata().is_err() {
+                return;
+            }
         } else if let Some(mid) = mlog {
             if t != 0 {
                 continue; // one appender keeps the expected order exact
@@ -308,7 +316,7 @@ fn check(inst: &Instance, dev: FaultDevice, seen: &Seen) -> Vec<String> {
             Err(e) => bad.push(format!("mblock {}: read failed: {e}", o.id)),
         }
     }
-    for (id, _) in &seen.committed {
+    for id in seen.committed.keys() {
         if !seen.deleted.contains(id) && !seen.delete_unknown.contains(id) && !present.contains(id)
         {
             bad.push(format!("committed mblock {id} is missing"));
