@@ -30,6 +30,10 @@ impl Blocks for SliceBlocks<'_> {
     }
 }
 
+/// The recovery scan stops looking for valid records past the end after
+/// this many bytes of blocks that hold none of the generation.
+pub(crate) const RESYNC_GAP: u64 = 4 << 20;
+
 /// How many blocks a device read fetches at once.
 const WINDOW_BYTES: u64 = 256 * 1024;
 
@@ -368,11 +372,22 @@ pub(crate) fn scan(
         }
         q += 1;
     }
-    // 3. From every later block whose header names a first record.
+    // 3. From every later block whose header names a first record, until
+    //    RESYNC_GAP bytes of blocks in a row belong to no record of this
+    //    generation (past the furthest write of the generation, only a flush
+    //    set lost in a crash can leave such a gap, and it ends the log anyway).
     let mut b = stop_block.saturating_add(1);
+    let mut gap = 0u64;
     while b < g.nblocks {
+        if gap.saturating_mul(bs) >= RESYNC_GAP {
+            break;
+        }
         let first = {
             let Some(blk) = src.block(b)? else { break };
+            match BlockHeader::decode(blk) {
+                Some(bh) if bh.log_id == log_id && bh.gen == gen => gap = 0,
+                _ => gap += 1,
+            }
             match BlockHeader::decode(blk) {
                 Some(bh)
                     if bh.log_id == log_id

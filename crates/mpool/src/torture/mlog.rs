@@ -26,6 +26,7 @@
 use super::{mix, TortureReport, Violation};
 use crate::dev::{CrashMode, Device, FaultDevice};
 use crate::mdc::Mdc;
+use crate::mlog::format::{Geom, REC_HDR_LEN};
 use crate::mlog::{Lsn, Mlog, MlogError};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -70,6 +71,8 @@ const MDC_B: std::ops::Range<u64> = (3 << 19)..(2 << 20);
 const LOG_ID: u64 = 0x6d6c_6f67;
 const MDC_ID: u64 = 0x006d_6463;
 const POST_RECORD: &[u8] = b"\xffpost-recovery record";
+// Records appended after recovery start with 0xff: no workload thread has
+// that number.
 
 /// One round of mlog appends, as the workload saw it.
 #[derive(Debug, Default, Clone)]
@@ -426,11 +429,27 @@ fn verify(g: FaultDevice, lm: &LogModel, mm: &MdcModel, threads: usize) -> Resul
     let mgot = read_mdc(&mdc)?;
     check_mdc(mm, &mgot)?;
     // Append after recovery, reboot, and look again.
-    let log_post = match log.append(POST_RECORD, true) {
-        Ok(_) => true,
-        Err(MlogError::LogFull { .. }) => false,
-        Err(e) => return Err(format!("append after recovery: {e}")),
+    // First a record that fills the block up to its end exactly (a stale
+    // record of the crashed flush set may sit right after it), then a short
+    // one, all synced.
+    let mut posts = Vec::new();
+    let geom = Geom {
+        bs: u64::from(g.sector()),
+        nblocks: log.capacity() / u64::from(g.sector()),
     };
+    let fill = geom.hdr_pos(log.len()).map_or(0, |h| {
+        let r = h % geom.bs;
+        (geom.bs - r).saturating_sub(REC_HDR_LEN)
+    });
+    let mut fill_rec = POST_RECORD.to_vec();
+    fill_rec.resize((fill as usize).max(POST_RECORD.len()), 0xee);
+    for r in [fill_rec, POST_RECORD.to_vec()] {
+        match log.append(&r, true) {
+            Ok(_) => posts.push(r),
+            Err(MlogError::LogFull { .. }) => break,
+            Err(e) => return Err(format!("append after recovery: {e}")),
+        }
+    }
     let mdc_post = match mdc.append(POST_RECORD, true) {
         Ok(_) => true,
         Err(crate::mdc::MdcError::Mlog(MlogError::LogFull { .. })) => false,
@@ -442,9 +461,7 @@ fn verify(g: FaultDevice, lm: &LogModel, mm: &MdcModel, threads: usize) -> Resul
     let log = Mlog::open(h.clone(), LOG_EXT, LOG_ID).map_err(|e| format!("second open: {e}"))?;
     let again = read_log(&log)?;
     let mut want: Vec<Vec<u8>> = got.into_iter().map(|(_, r)| r).collect();
-    if log_post {
-        want.push(POST_RECORD.to_vec());
-    }
+    want.extend(posts);
     if again.into_iter().map(|(_, r)| r).collect::<Vec<_>>() != want {
         return Err(
             "after recovery, append + sync + reopen does not show the log plus the new record"
