@@ -1,0 +1,12 @@
+//! Pool-metadata record decoder: arbitrary bytes never panic, and whatever
+//! decodes encodes back to exactly the same bytes.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use mpool::omf::pmd::PmdRecord;
+
+fuzz_target!(|data: &[u8]| {
+    if let Ok(r) = PmdRecord::decode(data) {
+        assert_eq!(r.encode(), data);
+    }
+});
