@@ -322,11 +322,7 @@ impl Superblock {
             let o = OFF_MEMBERS + i * MEMBER_SIZE;
             put(&mut b, o, m.dev_uuid.as_bytes());
             b[o + 16] = m.class.code();
-            put(
-                &mut b,
-                o + 20,
-                &m.zone_size.trailing_zeros().to_le_bytes(),
-            );
+            put(&mut b, o + 20, &m.zone_size.trailing_zeros().to_le_bytes());
             put(&mut b, o + 24, &m.size.to_le_bytes());
         }
         let crc = crc32c::crc32c(&b[..OFF_CRC]);
@@ -362,7 +358,8 @@ impl Superblock {
             ));
         }
         // Reserved bytes are zero in version 1: anything else is not ours to guess at.
-        let reserved_zero = |r: std::ops::Range<usize>| b.get(r).is_some_and(|x| x.iter().all(|&c| c == 0));
+        let reserved_zero =
+            |r: std::ops::Range<usize>| b.get(r).is_some_and(|x| x.iter().all(|&c| c == 0));
         let nmembers_raw = usize::from(u16_at(b, OFF_NMEMBERS));
         if nmembers_raw == 0 || nmembers_raw > MAX_MEMBERS {
             return Err(field("members", format!("count {nmembers_raw}")));
