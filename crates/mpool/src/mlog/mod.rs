@@ -187,12 +187,16 @@ fn check_extent(dev: &dyn Device, extent: &Range<u64>) -> Result<Geom> {
 }
 
 impl Mlog {
-    /// Format a new, empty log (generation 1) in `extent` and open it.
+    /// Format a new, empty log in `extent` and open it.
+    ///
+    /// The first generation is random (below 2^48), so that records an
+    /// earlier log with the same id left in the extent are never taken for
+    /// this log's.
     pub fn create(dev: Arc<dyn Device>, extent: Range<u64>, id: u64) -> Result<Mlog> {
         let geom = check_extent(dev.as_ref(), &extent)?;
         let hdr = LogHeader {
             log_id: id,
-            gen: 1,
+            gen: 1 + (rand::random::<u64>() >> 16),
             epoch: 1,
             block_size: geom.bs as u32,
             nblocks: geom.nblocks,

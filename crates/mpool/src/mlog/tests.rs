@@ -395,3 +395,22 @@ mod hostile {
         }
     }
 }
+
+#[test]
+fn create_over_an_old_log_with_the_same_id_starts_empty() {
+    let f = fault(64 << 10, 512);
+    let ext = 0..(64 << 10);
+    let log = Mlog::create(as_dev(&f), ext.clone(), 5).unwrap();
+    for i in 0..10 {
+        log.append(&rec(i, 300), true).unwrap();
+    }
+    drop(log);
+    let log = Mlog::create(as_dev(&f), ext.clone(), 5).unwrap();
+    assert!(all(&log).is_empty());
+    drop(log);
+    let log = Mlog::open(as_dev(&f), ext, 5).unwrap();
+    assert!(all(&log).is_empty());
+    assert!(log.corruption().is_none());
+    log.append(b"new", true).unwrap();
+    assert_eq!(all(&log), vec![b"new".to_vec()]);
+}
