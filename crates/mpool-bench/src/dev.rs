@@ -291,7 +291,7 @@ fn context(path: &Path, args: &DeviceArgs, fio_bin: Option<&Path>) -> Vec<(Strin
 }
 
 /// The mount (source, fstype) holding `path`: the longest matching mount point.
-fn mount_of(path: &Path) -> Option<(String, String)> {
+pub(crate) fn mount_of(path: &Path) -> Option<(String, String)> {
     let abs = std::fs::canonicalize(path).ok()?;
     let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
     mounts

@@ -89,6 +89,9 @@ pub struct FioJob {
     pub limit: Limit,
     /// Start of the region, in bytes.
     pub offset: u64,
+    /// With several jobs: job i starts at `offset + i * offset_increment`
+    /// (0: every job covers the same region).
+    pub offset_increment: u64,
 }
 
 impl FioJob {
@@ -116,6 +119,7 @@ impl FioJob {
             size,
             limit,
             offset: 0,
+            offset_increment: 0,
         }
     }
 
@@ -141,6 +145,9 @@ impl FioJob {
             "--fallocate=none".into(),
             "--output-format=json".into(),
         ];
+        if self.offset_increment > 0 {
+            a.push(format!("--offset_increment={}", self.offset_increment));
+        }
         if self.fdatasync > 0 {
             a.push(format!("--fdatasync={}", self.fdatasync));
         }
@@ -181,6 +188,8 @@ pub struct FioResult {
     pub read: DirStats,
     /// Write side.
     pub write: DirStats,
+    /// fdatasync latency (median, 99th percentile, ns), when fio synced.
+    pub sync_lat: Option<(f64, f64)>,
     /// The command that ran, for the report.
     pub command: String,
 }
@@ -225,6 +234,10 @@ pub fn parse(text: &str) -> Result<FioResult> {
     Ok(FioResult {
         read: dir_stats(job, "read")?,
         write: dir_stats(job, "write")?,
+        sync_lat: job
+            .get("sync")
+            .and_then(|s| s.get("lat_ns"))
+            .and_then(|l| Some((percentile(l, "50")?, percentile(l, "99")?))),
         command: String::new(),
     })
 }

@@ -4,9 +4,14 @@
 //! counterpart, in the same run, with the same block size and queue depth,
 //! and reports the ratio mpool/fio. See BENCHMARKS.md for the method.
 
+mod churn;
+mod common;
 mod dev;
 mod fio;
+mod mblock;
+mod mlog;
 mod report;
+mod scale;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -29,6 +34,17 @@ struct Cli {
 enum Cmd {
     /// The Device layer (sync and uring engines) against fio on one file.
     Device(dev::DeviceArgs),
+    /// Sync mlog appends (group commit) against fio write+fdatasync / O_SYNC.
+    Mlog(mlog::MlogArgs),
+    /// Pool mblock writes and 4 KiB random reads against fio on the pool file.
+    Mblock(mblock::MblockArgs),
+    /// Object churn (alloc, write, commit, delete) against files with fsync.
+    Churn(churn::ChurnArgs),
+    /// Pool::open time and memory per object with N committed mblocks.
+    Scale(scale::ScaleArgs),
+    /// (internal) Open a pool in a fresh process and report time and memory.
+    #[command(hide = true)]
+    ScaleOpen(scale::OpenChildArgs),
 }
 
 fn main() {
@@ -40,13 +56,36 @@ fn main() {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    let rep = match &cli.cmd {
-        Cmd::Device(a) => dev::run(a)?,
+    let (text, json) = match &cli.cmd {
+        Cmd::Device(a) => {
+            let r = dev::run(a)?;
+            (r.text(), r.json())
+        }
+        Cmd::Mlog(a) => {
+            let r = mlog::run(a)?;
+            (r.text(), r.json())
+        }
+        Cmd::Scale(a) => {
+            let r = scale::run(a)?;
+            (r.text(), r.json())
+        }
+        Cmd::ScaleOpen(a) => {
+            let v = scale::open_child(a)?;
+            (v.to_string(), v)
+        }
+        Cmd::Churn(a) => {
+            let r = churn::run(a)?;
+            (r.text(), r.json())
+        }
+        Cmd::Mblock(a) => {
+            let r = mblock::run(a)?;
+            (r.text(), r.json())
+        }
     };
     if cli.json {
-        println!("{}", serde_json::to_string_pretty(&rep.json())?);
+        println!("{}", serde_json::to_string_pretty(&json)?);
     } else {
-        print!("{}", rep.text());
+        print!("{text}");
     }
     Ok(())
 }

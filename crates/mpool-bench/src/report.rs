@@ -190,6 +190,74 @@ impl Report {
     }
 }
 
+/// A titled table of any columns, with its JSON form and notes: the pool
+/// workloads (mlog, mblock, churn, scale) report through this.
+#[derive(Debug, Clone, Default)]
+pub struct Table {
+    /// Title line.
+    pub title: String,
+    /// Facts about the run.
+    pub context: Vec<(String, String)>,
+    /// Column names.
+    pub header: Vec<String>,
+    /// Rows of cells, as printed.
+    pub rows: Vec<Vec<String>>,
+    /// The same rows as JSON objects (raw numbers).
+    pub json_rows: Vec<Value>,
+    /// Lines printed under the table (targets met or missed, breakdowns).
+    pub notes: Vec<String>,
+}
+
+impl Table {
+    /// The human-readable table.
+    pub fn text(&self) -> String {
+        let mut out = format!("{}\n", self.title);
+        for (k, v) in &self.context {
+            out.push_str(&format!("  {k}: {v}\n"));
+        }
+        out.push('\n');
+        let h: Vec<&str> = self.header.iter().map(String::as_str).collect();
+        out.push_str(&render_table(&h, &self.rows));
+        if !self.notes.is_empty() {
+            out.push('\n');
+            for n in &self.notes {
+                out.push_str(&format!("{n}\n"));
+            }
+        }
+        out
+    }
+
+    /// The machine-readable form.
+    pub fn json(&self) -> Value {
+        let ctx: serde_json::Map<String, Value> = self
+            .context
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
+        json!({
+            "title": self.title,
+            "context": ctx,
+            "rows": self.json_rows,
+            "notes": self.notes,
+        })
+    }
+}
+
+/// Format IOPS or ops/s compactly (`61.8k`).
+pub fn fmt_rate(v: f64) -> String {
+    iops(v)
+}
+
+/// Format nanoseconds as microseconds.
+pub fn fmt_us(ns: f64) -> String {
+    us(ns)
+}
+
+/// Format a ratio, or `-`.
+pub fn fmt_ratio(r: Option<f64>) -> String {
+    r.map_or("-".into(), |x| format!("{x:.2}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,423 @@
+//! `mpool-bench mblock`: whole-mblock sequential writes and 4 KiB random
+//! reads at queue depth 1 and 32 through the Pool API, next to fio on the
+//! same (preallocated) pool file.
+//!
+//! - seqwrite: alloc, 1 MiB `mblock_write`s until the mblock is full, commit;
+//!   repeated. When the pool runs out of free zones the oldest mblock is
+//!   deleted, outside the timed part. fio: `--rw=write --bs=1m
+//!   --ioengine=io_uring --iodepth=1 --fdatasync=<writes per mblock>` (one
+//!   flush per mblock, like commit), run on the file just before the pool is
+//!   created on it.
+//! - randread: a random committed mblock and a random 4 KiB-aligned offset in
+//!   it, `mblock_read` of 4 KiB. The Pool API reads one range per call, so
+//!   queue depth 32 is 32 threads. fio: `--rw=randread --bs=4k
+//!   --ioengine=io_uring --iodepth=1|32` over the pool's zones, and, for depth
+//!   32, also `--ioengine=psync --numjobs=32` (the same shape as 32 threads).
+
+use crate::common::{self, histogram};
+use crate::fio::{self, FioEngine, FioJob, Limit};
+use crate::report::{fmt_rate, fmt_ratio, fmt_us, Table};
+use anyhow::{anyhow, bail, Context, Result};
+use mpool::{CreateOptions, DeviceSpec, MediaClass, ObjectId, OpenOptions, Pool};
+use serde_json::json;
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Options of the mblock workload.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MblockArgs {
+    /// Directory for the pool file (created there, removed after).
+    #[arg(long, default_value = ".")]
+    pub dir: PathBuf,
+    /// Size of the pool file (preallocated: every byte written once).
+    #[arg(long, default_value = "2G", value_parser = crate::dev::parse_size)]
+    pub size: u64,
+    /// Mblock (zone) size.
+    #[arg(long, default_value = "32M", value_parser = crate::dev::parse_size)]
+    pub mblock_size: u64,
+    /// Size of each mblock_write.
+    #[arg(long, default_value = "1M", value_parser = crate::dev::parse_size)]
+    pub write_size: u64,
+    /// Seconds per case and side.
+    #[arg(long, default_value_t = 5)]
+    pub runtime: u64,
+    /// Threads for the queue-depth-32 read case.
+    #[arg(long, default_value_t = 32)]
+    pub qd: usize,
+    /// Alternate mpool and fio this many times in the write case.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: u32,
+    /// Measure mpool only.
+    #[arg(long)]
+    pub no_fio: bool,
+}
+
+/// One side's figures.
+#[derive(Debug, Clone, Copy, Default)]
+struct Fig {
+    iops: f64,
+    bw: f64,
+    p50: f64,
+    p99: f64,
+}
+
+impl Fig {
+    fn json(&self) -> serde_json::Value {
+        json!({ "iops": self.iops, "bw_bytes": self.bw, "p50_ns": self.p50, "p99_ns": self.p99 })
+    }
+}
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
+
+fn fio_fig(bin: &Path, job: &FioJob, write: bool) -> Result<Fig> {
+    let r = fio::run(bin, job)?;
+    let d = if write { r.write } else { r.read };
+    if d.ios == 0 {
+        bail!("fio did no I/O: {}", r.command);
+    }
+    Ok(Fig {
+        iops: d.iops,
+        bw: d.bw_bytes,
+        p50: d.p50_ns,
+        p99: d.p99_ns,
+    })
+}
+
+/// State of the sequential-write case across its slices.
+struct SeqState {
+    live: VecDeque<ObjectId>,
+    max_live: usize,
+    h: hdrhistogram::Histogram<u64>,
+    writes: u64,
+    busy: Duration,
+}
+
+/// Sequential whole-mblock writes for `runtime` (timed: alloc, writes,
+/// commit; deletes of old mblocks to make room are not timed).
+fn seqwrite(pool: &Pool, args: &MblockArgs, runtime: Duration, st: &mut SeqState) -> Result<()> {
+    let data: Vec<u8> = (0..args.write_size).map(|i| (i % 251) as u8).collect();
+    let per = (args.mblock_size / args.write_size).max(1);
+    let SeqState {
+        live,
+        max_live,
+        h,
+        writes,
+        busy,
+    } = st;
+    let max_live = *max_live;
+    let start = Instant::now();
+    while start.elapsed() < runtime {
+        if live.len() >= max_live {
+            if let Some(old) = live.pop_front() {
+                pool.mblock_delete(old)?;
+            }
+        }
+        let t0 = Instant::now();
+        let id = pool.mblock_alloc(MediaClass::Capacity)?;
+        for _ in 0..per {
+            let t = Instant::now();
+            pool.mblock_write(id, &data)?;
+            h.record((t.elapsed().as_nanos() as u64).max(1))?;
+            *writes += 1;
+        }
+        pool.mblock_commit(id)?;
+        *busy += t0.elapsed();
+        live.push_back(id);
+    }
+    Ok(())
+}
+
+/// 4 KiB random reads of committed mblocks from `threads` threads.
+fn randread(
+    pool: &Pool,
+    ids: &[ObjectId],
+    len: u64,
+    threads: usize,
+    runtime: Duration,
+) -> Result<Fig> {
+    let blocks = (len / 4096).max(1);
+    let start = Instant::now();
+    let results: Vec<Result<(u64, hdrhistogram::Histogram<u64>)>> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..threads)
+            .map(|t| {
+                let pool = pool.clone();
+                s.spawn(move || -> Result<(u64, hdrhistogram::Histogram<u64>)> {
+                    let mut rng =
+                        Rng(0x9E37_79B9_7F4A_7C15
+                            ^ (t as u64 + 1).wrapping_mul(0x1234_5678_9ABC_DEF1));
+                    let mut h = histogram();
+                    let mut buf = vec![0u8; 4096];
+                    let mut n = 0u64;
+                    while start.elapsed() < runtime {
+                        let id = ids[(rng.next() % ids.len() as u64) as usize];
+                        let off = (rng.next() % blocks) * 4096;
+                        let t0 = Instant::now();
+                        pool.mblock_read(id, off, &mut buf)?;
+                        h.record((t0.elapsed().as_nanos() as u64).max(1))?;
+                        n += 1;
+                    }
+                    Ok((n, h))
+                })
+            })
+            .collect();
+        hs.into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow!("reader thread panicked")))
+            })
+            .collect()
+    });
+    let secs = start.elapsed().as_secs_f64();
+    let mut h = histogram();
+    let mut n = 0;
+    for r in results {
+        let (k, hh) = r?;
+        n += k;
+        h.add(&hh)?;
+    }
+    Ok(Fig {
+        iops: n as f64 / secs,
+        bw: (n * 4096) as f64 / secs,
+        p50: h.value_at_quantile(0.5) as f64,
+        p99: h.value_at_quantile(0.99) as f64,
+    })
+}
+
+/// Run the mblock workload.
+pub fn run(args: &MblockArgs) -> Result<Table> {
+    let fio_bin = if args.no_fio {
+        None
+    } else {
+        Some(fio::find_fio()?)
+    };
+    let dir = common::scratch_env(&args.dir)?;
+    let zone = args.mblock_size;
+    if args.write_size == 0
+        || !args.write_size.is_multiple_of(4096)
+        || !zone.is_multiple_of(args.write_size)
+    {
+        bail!("--write-size must be a multiple of 4K that divides --mblock-size");
+    }
+    let size = args.size / zone * zone;
+    if size < 16 * zone {
+        bail!("--size must hold at least 16 mblocks");
+    }
+    let path = dir.join("mpool-bench-mblock.dat");
+    let name = common::pool_name("mblock");
+    common::forget_pool(&name, &path);
+    common::prefill(&path, size)?;
+    // fio's sequential writes go to a second preallocated file on the same
+    // filesystem (writing the pool file would destroy the pool), alternating
+    // with mpool's; its reads go to the pool file itself.
+    let fio_path = dir.join("mpool-bench-mblock-fio.dat");
+    let fio_size = (1u64 << 30).min(size);
+    if fio_bin.is_some() {
+        common::prefill(&fio_path, fio_size)?;
+    }
+    let runtime = args.runtime.max(1);
+    let rt = Duration::from_secs(runtime);
+    let mut t = Table {
+        title: "mpool-bench mblock: Pool mblock writes and 4 KiB reads vs fio, same pool file"
+            .into(),
+        context: common::context(&path, fio_bin.as_deref()),
+        header: [
+            "case",
+            "reference",
+            "mpool IOPS",
+            "ref IOPS",
+            "mpool/ref",
+            "mpool MiB/s",
+            "ref MiB/s",
+            "mpool p50 us",
+            "mpool p99 us",
+            "ref p50 us",
+            "ref p99 us",
+        ]
+        .map(String::from)
+        .to_vec(),
+        ..Table::default()
+    };
+    t.context.push((
+        "pool".into(),
+        format!(
+            "{} MiB file, preallocated; mblock size {} MiB; engine auto",
+            size >> 20,
+            zone >> 20
+        ),
+    ));
+    t.context
+        .push(("runtime".into(), format!("{runtime} s per case and side")));
+    let push = |t: &mut Table, case: &str, refname: &str, m: Fig, f: Option<Fig>| {
+        let ratio = f.filter(|f| f.iops > 0.0).map(|f| m.iops / f.iops);
+        let o = |v: Option<f64>, g: fn(f64) -> String| v.map_or("-".into(), g);
+        let mib = |v: f64| format!("{:.0}", v / (1 << 20) as f64);
+        t.rows.push(vec![
+            case.into(),
+            refname.into(),
+            fmt_rate(m.iops),
+            o(f.map(|f| f.iops), fmt_rate),
+            fmt_ratio(ratio),
+            mib(m.bw),
+            o(f.map(|f| f.bw), mib),
+            fmt_us(m.p50),
+            fmt_us(m.p99),
+            o(f.map(|f| f.p50), fmt_us),
+            o(f.map(|f| f.p99), fmt_us),
+        ]);
+        t.json_rows.push(json!({
+            "case": case, "reference": refname, "mpool": m.json(),
+            "fio": f.map(|f| f.json()), "ratio": ratio,
+        }));
+        if let Some(r) = ratio {
+            t.notes.push(format!(
+                "{case} vs {refname}: {r:.2} (target >= 0.95: {})",
+                if r >= 0.95 { "met" } else { "MISSED" }
+            ));
+        }
+    };
+    let res = (|| -> Result<()> {
+        let writes_per = zone / args.write_size;
+        let pool = Pool::create(
+            &name,
+            &DeviceSpec {
+                path: path.clone(),
+                create_size: Some(size),
+                zone_size: zone,
+            },
+            &CreateOptions {
+                force: true,
+                ..CreateOptions::default()
+            },
+        )
+        .context("creating the pool")?;
+        drop(pool);
+        let pool = Pool::open(&name, &OpenOptions::default()).context("opening the pool")?;
+        let free = pool
+            .usage()
+            .iter()
+            .find(|u| u.class == MediaClass::Capacity)
+            .map_or(0, |u| u.free);
+        let mut st = SeqState {
+            live: VecDeque::new(),
+            max_live: free.saturating_sub(1).max(1) as usize,
+            h: histogram(),
+            writes: 0,
+            busy: Duration::ZERO,
+        };
+        let rounds = args.rounds.max(1);
+        let slice = (runtime as f64 / f64::from(rounds)).max(1.0);
+        let mut fs = Vec::new();
+        for r in 1..=rounds {
+            eprintln!("seqwrite round {r}/{rounds}: mpool, fio ...");
+            seqwrite(&pool, args, Duration::from_secs_f64(slice), &mut st)?;
+            if let Some(bin) = &fio_bin {
+                let mut j = FioJob::new(
+                    &fio_path,
+                    "write",
+                    args.write_size,
+                    1,
+                    FioEngine::IoUring,
+                    fio_size,
+                    Limit::Seconds(slice.round() as u64),
+                );
+                j.fdatasync = writes_per as u32;
+                fs.push(fio_fig(bin, &j, true)?);
+            }
+        }
+        let secs = st.busy.as_secs_f64();
+        let m = Fig {
+            iops: st.writes as f64 / secs,
+            bw: (st.writes * args.write_size) as f64 / secs,
+            p50: st.h.value_at_quantile(0.5) as f64,
+            p99: st.h.value_at_quantile(0.99) as f64,
+        };
+        let fio_seq = (!fs.is_empty()).then(|| {
+            let k = fs.len() as f64;
+            Fig {
+                iops: fs.iter().map(|f| f.iops).sum::<f64>() / k,
+                bw: fs.iter().map(|f| f.bw).sum::<f64>() / k,
+                p50: fs.iter().map(|f| f.p50).sum::<f64>() / k,
+                p99: fs.iter().map(|f| f.p99).sum::<f64>() / k,
+            }
+        });
+        push(
+            &mut t,
+            &format!(
+                "seqwrite {}k, commit per {} MiB",
+                args.write_size >> 10,
+                zone >> 20
+            ),
+            &format!("fio io_uring qd1 fdatasync={writes_per}"),
+            m,
+            fio_seq,
+        );
+        let live = st.live;
+        let ids: Vec<ObjectId> = live.iter().copied().collect();
+        if ids.is_empty() {
+            bail!("no mblock was committed");
+        }
+        let rd = |engine: FioEngine, qd: u32, jobs: u32| -> Result<Option<Fig>> {
+            let Some(bin) = &fio_bin else { return Ok(None) };
+            let mut j = FioJob::new(
+                &path,
+                "randread",
+                4096,
+                qd,
+                engine,
+                size - zone,
+                Limit::Seconds(runtime),
+            );
+            j.offset = zone;
+            j.numjobs = jobs;
+            Ok(Some(fio_fig(bin, &j, false)?))
+        };
+        eprintln!("randread qd1: mpool, fio ...");
+        let m1 = randread(&pool, &ids, zone, 1, rt)?;
+        let f1 = rd(FioEngine::IoUring, 1, 1)?;
+        push(
+            &mut t,
+            "randread 4k qd1 (1 thread)",
+            "fio io_uring qd1",
+            m1,
+            f1,
+        );
+        eprintln!("randread qd{}: mpool, fio ...", args.qd);
+        let m32 = randread(&pool, &ids, zone, args.qd, rt)?;
+        let f32 = rd(FioEngine::IoUring, args.qd as u32, 1)?;
+        let p32 = rd(FioEngine::Psync, 1, args.qd as u32)?;
+        let case = format!("randread 4k qd{0} ({0} threads)", args.qd);
+        push(
+            &mut t,
+            &case,
+            &format!("fio io_uring qd{}", args.qd),
+            m32,
+            f32,
+        );
+        push(
+            &mut t,
+            &case,
+            &format!("fio psync numjobs={}", args.qd),
+            m32,
+            p32,
+        );
+        t.context.push((
+            "mblocks read".into(),
+            format!("{} committed mblocks of {} MiB", ids.len(), zone >> 20),
+        ));
+        drop(pool);
+        Ok(())
+    })();
+    common::forget_pool(&name, &path);
+    let _ = std::fs::remove_file(&fio_path);
+    res?;
+    Ok(t)
+}

@@ -1,0 +1,372 @@
+//! `mpool-bench mlog`: sync appends of 4 KiB records to one mlog from 1, 2,
+//! 4 and 8 threads (group commit), against fio's 4 KiB O_DIRECT writes with
+//! `--fdatasync=1` and with `--sync=1` on the same file and thread counts.
+//!
+//! The mlog lives in a preallocated file (every byte written once, so no
+//! holes), opened with O_DIRECT through `FileDevice` (engine auto) and
+//! wrapped in a counting device that also yields the per-append breakdown:
+//! device writes, bytes and flushes per append and where the time goes.
+//! fio job i of N writes its own region (1/N of the file,
+//! `--offset_increment`), sequentially, one `psync` write at a time.
+
+use crate::common::{self, Counting, Snap};
+use crate::fio::{self, FioEngine, FioJob, Limit};
+use crate::report::{fmt_rate, fmt_ratio, fmt_us, Table};
+use anyhow::{bail, Context, Result};
+use mpool::dev::{Device, FileDevice, OpenOptions};
+use mpool::io::EngineChoice;
+use mpool::mlog::{Mlog, MlogError};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Options of the mlog workload.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MlogArgs {
+    /// Directory for the test file (created there, removed after).
+    #[arg(long, default_value = ".")]
+    pub dir: PathBuf,
+    /// Size of the preallocated file holding the mlog (and fio's regions).
+    #[arg(long, default_value = "1G", value_parser = crate::dev::parse_size)]
+    pub size: u64,
+    /// Record size in bytes (fio's block size).
+    #[arg(long, default_value = "4K", value_parser = crate::dev::parse_size)]
+    pub record: u64,
+    /// Thread counts (fio numjobs), comma separated.
+    #[arg(long, default_value = "1,2,4,8", value_delimiter = ',')]
+    pub threads: Vec<usize>,
+    /// Seconds per thread count and side, split over --rounds slices.
+    #[arg(long, default_value_t = 4)]
+    pub runtime: u64,
+    /// Alternate mpool, fio fdatasync and fio O_SYNC this many times per
+    /// thread count (each slice runtime/rounds long), so that all three see
+    /// the same background load of a shared disk.
+    #[arg(long, default_value_t = 2)]
+    pub rounds: u32,
+    /// Measure mpool only.
+    #[arg(long)]
+    pub no_fio: bool,
+    /// Keep the preallocated file (a later run reuses it).
+    #[arg(long)]
+    pub keep_file: bool,
+}
+
+/// What the mpool side measured for one thread count.
+#[derive(Debug, Clone, Copy)]
+struct Measured {
+    appends: u64,
+    secs: f64,
+    p50: f64,
+    p99: f64,
+    dev: Snap,
+}
+
+impl Measured {
+    /// All slices as one run; percentiles are the means of the slices'.
+    fn merge(v: &[Measured]) -> Measured {
+        let k = v.len().max(1) as f64;
+        let mut dev = Snap::default();
+        for m in v {
+            dev = dev.plus(&m.dev);
+        }
+        Measured {
+            appends: v.iter().map(|m| m.appends).sum(),
+            secs: v.iter().map(|m| m.secs).sum(),
+            p50: v.iter().map(|m| m.p50).sum::<f64>() / k,
+            p99: v.iter().map(|m| m.p99).sum::<f64>() / k,
+            dev,
+        }
+    }
+}
+
+impl FioSide {
+    /// Equal-length slices: the mean of each figure.
+    fn mean(v: &[FioSide]) -> Option<FioSide> {
+        if v.is_empty() {
+            return None;
+        }
+        let k = v.len() as f64;
+        Some(FioSide {
+            iops: v.iter().map(|f| f.iops).sum::<f64>() / k,
+            p50: v.iter().map(|f| f.p50).sum::<f64>() / k,
+            p99: v.iter().map(|f| f.p99).sum::<f64>() / k,
+        })
+    }
+}
+
+fn mpool_case(
+    log: &Arc<Mlog>,
+    c: &Counting,
+    threads: usize,
+    rec: usize,
+    runtime: Duration,
+) -> Result<Measured> {
+    let before = c.c.snap();
+    let start = Instant::now();
+    let results: Vec<Result<(u64, hdrhistogram::Histogram<u64>)>> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..threads)
+            .map(|t| {
+                let log = Arc::clone(log);
+                s.spawn(move || -> Result<(u64, hdrhistogram::Histogram<u64>)> {
+                    let mut h = common::histogram();
+                    let data: Vec<u8> = (0..rec).map(|i| (i as u8) ^ (t as u8)).collect();
+                    let mut n = 0u64;
+                    while start.elapsed() < runtime {
+                        let t0 = Instant::now();
+                        match log.append(&data, true) {
+                            Ok(_) => {}
+                            Err(e @ MlogError::LogFull { .. }) => {
+                                bail!("{e}: use a larger --size or a shorter --runtime")
+                            }
+                            Err(e) => return Err(e).context("mlog append"),
+                        }
+                        h.record((t0.elapsed().as_nanos() as u64).max(1))?;
+                        n += 1;
+                    }
+                    Ok((n, h))
+                })
+            })
+            .collect();
+        hs.into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| bail!("append thread panicked")))
+            .collect()
+    });
+    let secs = start.elapsed().as_secs_f64();
+    let dev = c.c.snap().since(&before);
+    let mut hist = common::histogram();
+    let mut appends = 0;
+    for r in results {
+        let (n, h) = r?;
+        appends += n;
+        hist.add(&h)?;
+    }
+    Ok(Measured {
+        appends,
+        secs,
+        p50: hist.value_at_quantile(0.5) as f64,
+        p99: hist.value_at_quantile(0.99) as f64,
+        dev,
+    })
+}
+
+/// fio's figures: IOPS, p50 and p99 per write including its sync (ns).
+#[derive(Debug, Clone, Copy)]
+struct FioSide {
+    iops: f64,
+    p50: f64,
+    p99: f64,
+}
+
+fn fio_case(
+    bin: &Path,
+    path: &Path,
+    size: u64,
+    bs: u64,
+    threads: usize,
+    fdatasync: bool,
+    runtime: u64,
+) -> Result<FioSide> {
+    let region = (size / threads as u64) / bs * bs;
+    let mut job = FioJob::new(
+        path,
+        "write",
+        bs,
+        1,
+        FioEngine::Psync,
+        region,
+        Limit::Seconds(runtime),
+    );
+    job.name = format!(
+        "mlog-ref-{}-{threads}",
+        if fdatasync { "fdatasync" } else { "osync" }
+    );
+    job.numjobs = threads as u32;
+    job.offset_increment = region;
+    if fdatasync {
+        job.fdatasync = 1;
+    } else {
+        job.sync = true;
+    }
+    let r = fio::run(bin, &job)?;
+    if r.write.ios == 0 {
+        bail!("fio did no I/O: {}", r.command);
+    }
+    // With --fdatasync=1 fio's write latency excludes the fdatasync that
+    // follows: add the medians (and the 99th percentiles) of both.
+    let (s50, s99) = if fdatasync {
+        r.sync_lat.unwrap_or((0.0, 0.0))
+    } else {
+        (0.0, 0.0)
+    };
+    Ok(FioSide {
+        iops: r.write.iops,
+        p50: r.write.p50_ns + s50,
+        p99: r.write.p99_ns + s99,
+    })
+}
+
+/// Run the mlog workload.
+pub fn run(args: &MlogArgs) -> Result<Table> {
+    let fio_bin = if args.no_fio {
+        None
+    } else {
+        Some(fio::find_fio()?)
+    };
+    let dir = common::scratch_env(&args.dir)?;
+    if args.threads.is_empty() || args.threads.contains(&0) {
+        bail!("--threads needs positive counts");
+    }
+    let size = args.size / (1 << 20) * (1 << 20);
+    if size < (64 << 20) {
+        bail!("--size must be at least 64M");
+    }
+    if args.record == 0 || !args.record.is_multiple_of(512) {
+        bail!("--record must be a positive multiple of 512 (fio's O_DIRECT block size)");
+    }
+    let path = dir.join("mpool-bench-mlog.dat");
+    common::prefill(&path, size)?;
+    let runtime = args.runtime.max(1);
+    let mut t = Table {
+        title: format!(
+            "mpool-bench mlog: sync append of {} B records vs fio write+fdatasync / O_SYNC, same file",
+            args.record
+        ),
+        context: common::context(&path, fio_bin.as_deref()),
+        header: [
+            "threads", "mpool IOPS", "fio fdsync IOPS", "mpool/fdsync", "fio O_SYNC IOPS", "mpool/osync",
+            "mpool p50 us", "mpool p99 us", "fdsync p50 us", "fdsync p99 us", "osync p50 us", "osync p99 us",
+            "writes/app", "KiB/app", "flushes/app", "flush ms/s", "write ms/s",
+        ]
+        .map(String::from)
+        .to_vec(),
+        ..Table::default()
+    };
+    t.context
+        .push(("size".into(), format!("{} MiB, preallocated", size >> 20)));
+    t.context
+        .push(("runtime".into(), format!("{runtime} s per thread count and side, in {} alternating rounds (percentiles: mean over rounds)", args.rounds.max(1))));
+    t.context.push((
+        "method".into(),
+        "mpool: Mlog::create on the whole file (FileDevice, O_DIRECT, engine auto), N threads append(rec, sync=true); \
+         fio: --rw=write --ioengine=psync --direct=1 (--fdatasync=1 | --sync=1) --numjobs=N, job i on its own 1/N of the file; \
+         fdsync latency = write + fdatasync percentiles added"
+            .into(),
+    ));
+    let res = (|| -> Result<()> {
+        let file: Arc<dyn Device> = Arc::new(FileDevice::open(
+            &path,
+            &OpenOptions {
+                engine: EngineChoice::Auto,
+                ..OpenOptions::default()
+            },
+        )?);
+        let counting = Arc::new(Counting::new(file));
+        let dev: Arc<dyn Device> = counting.clone();
+        let log = Arc::new(Mlog::create(dev, 0..size, 0x6d6c_6f67)?);
+        let mut one_thread = None;
+        let rounds = args.rounds.max(1);
+        let slice = (runtime as f64 / f64::from(rounds)).max(1.0);
+        for &n in &args.threads {
+            let mut ms = Vec::new();
+            let (mut fds, mut oss) = (Vec::new(), Vec::new());
+            for round in 1..=rounds {
+                log.erase(0)?;
+                eprintln!("mlog {n} thread(s), round {round}/{rounds}: mpool, fio --fdatasync=1, fio --sync=1 ...");
+                ms.push(mpool_case(
+                    &log,
+                    &counting,
+                    n,
+                    args.record as usize,
+                    Duration::from_secs_f64(slice),
+                )?);
+                if let Some(bin) = &fio_bin {
+                    let secs = slice.round() as u64;
+                    fds.push(fio_case(bin, &path, size, args.record, n, true, secs)?);
+                    oss.push(fio_case(bin, &path, size, args.record, n, false, secs)?);
+                }
+            }
+            let m = Measured::merge(&ms);
+            let (fd, os) = (FioSide::mean(&fds), FioSide::mean(&oss));
+            let iops = m.appends as f64 / m.secs;
+            let per = |x: u64| x as f64 / m.appends.max(1) as f64;
+            let r_fd = fd.map(|f| iops / f.iops);
+            let r_os = os.map(|f| iops / f.iops);
+            if n == 1 {
+                one_thread = Some((iops, m, fd));
+            }
+            let o = |v: Option<f64>, f: fn(f64) -> String| v.map_or("-".into(), f);
+            t.rows.push(vec![
+                n.to_string(),
+                fmt_rate(iops),
+                o(fd.map(|f| f.iops), fmt_rate),
+                fmt_ratio(r_fd),
+                o(os.map(|f| f.iops), fmt_rate),
+                fmt_ratio(r_os),
+                fmt_us(m.p50),
+                fmt_us(m.p99),
+                o(fd.map(|f| f.p50), fmt_us),
+                o(fd.map(|f| f.p99), fmt_us),
+                o(os.map(|f| f.p50), fmt_us),
+                o(os.map(|f| f.p99), fmt_us),
+                format!("{:.2}", per(m.dev.writes)),
+                format!("{:.1}", per(m.dev.write_bytes) / 1024.0),
+                format!("{:.2}", per(m.dev.flushes)),
+                format!("{:.0}", m.dev.flush_ns as f64 / 1e6 / m.secs),
+                format!("{:.0}", m.dev.write_ns as f64 / 1e6 / m.secs),
+            ]);
+            t.json_rows.push(json!({
+                "threads": n,
+                "mpool": { "iops": iops, "appends": m.appends, "p50_ns": m.p50, "p99_ns": m.p99 },
+                "fio_fdatasync": fd.map(|f| json!({ "iops": f.iops, "p50_ns": f.p50, "p99_ns": f.p99 })),
+                "fio_osync": os.map(|f| json!({ "iops": f.iops, "p50_ns": f.p50, "p99_ns": f.p99 })),
+                "ratio_fdatasync": r_fd,
+                "ratio_osync": r_os,
+                "per_append": {
+                    "device_writes": per(m.dev.writes),
+                    "submits": per(m.dev.submits),
+                    "bytes_written": per(m.dev.write_bytes),
+                    "flushes": per(m.dev.flushes),
+                    "flush_ns": per(m.dev.flush_ns),
+                    "write_ns": per(m.dev.write_ns),
+                },
+            }));
+            if let (Some(f), Some(o)) = (fd, os) {
+                let best = f.iops.max(o.iops);
+                if n > 1 {
+                    t.notes.push(format!(
+                        "{n} threads: mpool {} vs fio per-write sync best {} ({:.2}x): group commit {}",
+                        fmt_rate(iops),
+                        fmt_rate(best),
+                        iops / best,
+                        if iops > best { "wins" } else { "does NOT win" }
+                    ));
+                }
+            }
+        }
+        if let Some((iops, m, Some(fd))) = one_thread {
+            let r = iops / fd.iops;
+            t.notes.insert(
+                0,
+                format!(
+                    "1 thread: mpool/fio(fdatasync) = {r:.2} (target >= 0.90: {}); per append the mlog did {:.2} device writes of {:.1} KiB in all and {:.2} flushes; \
+                     flush {:.0} us + write {:.0} us of the {:.0} us mean append",
+                    if r >= 0.9 { "met" } else { "MISSED" },
+                    m.dev.writes as f64 / m.appends as f64,
+                    m.dev.write_bytes as f64 / m.appends as f64 / 1024.0,
+                    m.dev.flushes as f64 / m.appends as f64,
+                    m.dev.flush_ns as f64 / m.appends as f64 / 1e3,
+                    m.dev.write_ns as f64 / m.appends as f64 / 1e3,
+                    m.secs * 1e6 / m.appends as f64,
+                ),
+            );
+        }
+        t.notes.push("writes/app, KiB/app, flushes/app: device operations per append (counting device); flush/write ms/s: time inside fdatasync / write submits per second of run, summed over threads".into());
+        Ok(())
+    })();
+    if !args.keep_file {
+        let _ = std::fs::remove_file(&path);
+    }
+    res?;
+    Ok(t)
+}
