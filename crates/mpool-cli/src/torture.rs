@@ -28,6 +28,23 @@ pub struct MlogArgs {
     /// Appending threads (1..=14).
     #[arg(long, default_value_t = 4)]
     pub threads: usize,
+    /// Replay one crash point, as a violation names it:
+    /// INSTANCE_SEED:SECTOR:CRASH_POINT (with the same --threads).
+    #[arg(long, value_parser = parse_replay)]
+    pub replay: Option<(u64, u32, u64)>,
+}
+
+fn parse_replay(s: &str) -> Result<(u64, u32, u64), String> {
+    let bad = || format!("expected INSTANCE_SEED:SECTOR:CRASH_POINT, got '{s}'");
+    let mut it = s.split(':');
+    let (Some(a), Some(b), Some(c), None) = (it.next(), it.next(), it.next(), it.next()) else {
+        return Err(bad());
+    };
+    Ok((
+        a.parse().map_err(|_| bad())?,
+        b.parse().map_err(|_| bad())?,
+        c.parse().map_err(|_| bad())?,
+    ))
 }
 
 /// Run a torture subcommand. The last line of stdout is
@@ -51,6 +68,7 @@ fn run_mlog_cmd(a: MlogArgs) -> anyhow::Result<ExitCode> {
         seed,
         crash_points: a.crash_points,
         threads: a.threads,
+        replay: a.replay,
         ..Default::default()
     };
     let start = Instant::now();
@@ -68,6 +86,13 @@ fn run_mlog_cmd(a: MlogArgs) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     for v in &rep.details {
         writeln!(out, "{v}")?;
+        if let Some(p) = v.crash_point {
+            writeln!(
+                out,
+                "  reproduce: mpool torture mlog --threads {} --replay {}:{}:{p}",
+                v.threads, v.seed, v.sector
+            )?;
+        }
     }
     if rep.violations > rep.details.len() as u64 {
         writeln!(

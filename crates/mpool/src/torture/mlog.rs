@@ -48,6 +48,9 @@ pub struct MlogTortureConfig {
     pub mdc_steps: usize,
     /// Sector sizes to exercise, alternating between instances.
     pub sectors: Vec<u32>,
+    /// Replay one crash point only: `(instance seed, sector, crash point)`,
+    /// as a [`Violation`] names them. `crash_points` is ignored then.
+    pub replay: Option<(u64, u32, u64)>,
 }
 
 impl Default for MlogTortureConfig {
@@ -60,6 +63,7 @@ impl Default for MlogTortureConfig {
             records_per_round: 8,
             mdc_steps: 30,
             sectors: vec![512, 4096],
+            replay: None,
         }
     }
 }
@@ -520,8 +524,13 @@ pub fn run_mlog(cfg: &MlogTortureConfig, progress: &mut dyn FnMut(u64, u64)) -> 
     if cfg.sectors.is_empty() {
         cfg.sectors = vec![512, 4096];
     }
-    let total = cfg.crash_points;
     let mut rep = TortureReport::default();
+    if let Some((seed, sector, p)) = cfg.replay {
+        replay_one(&cfg, seed, sector, p, &mut rep);
+        progress(1, 1);
+        return rep;
+    }
+    let total = cfg.crash_points;
     let mut done = 0u64;
     let mut w = 0u64;
     while done < total {
@@ -587,6 +596,30 @@ pub fn run_mlog(cfg: &MlogTortureConfig, progress: &mut dyn FnMut(u64, u64)) -> 
     rep
 }
 
+/// Replay crash point `p` of the instance `(seed, sector)`.
+fn replay_one(cfg: &MlogTortureConfig, seed: u64, sector: u32, p: u64, rep: &mut TortureReport) {
+    let inst = Instance { cfg, seed, sector };
+    let mode = crash_mode(seed, p);
+    let viol = |what: String| Violation {
+        seed,
+        sector,
+        crash_point: Some(p),
+        mode: mode_name(&mode),
+        what,
+        threads: cfg.threads,
+    };
+    let Some(f) = inst.setup() else {
+        rep.add(viol("create failed".into()));
+        return;
+    };
+    f.crash_after(f.stats().ops + p);
+    let (lm, mm) = inst.workload(&f);
+    if let Err(e) = verify(f.reboot(mode), &lm, &mm, cfg.threads) {
+        rep.add(viol(e));
+    }
+    rep.crash_points = 1;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -601,6 +634,7 @@ mod tests {
             records_per_round: 5,
             mdc_steps: 20,
             sectors: vec![512, 4096],
+            replay: None,
         };
         let rep = run_mlog(&cfg, &mut |_, _| {});
         for v in &rep.details {

@@ -39,8 +39,8 @@ impl fmt::Display for Violation {
             .map_or_else(|| "none".to_string(), |p| p.to_string());
         write!(
             f,
-            "violation: {} [instance seed {} sector {} crash point {} reboot {}; reproduce: mpool torture mlog --seed {} --threads {} (see the instance seed)]",
-            self.what, self.seed, self.sector, point, self.mode, self.seed, self.threads
+            "violation: {} [instance seed {} sector {} crash point {} reboot {} threads {}]",
+            self.what, self.seed, self.sector, point, self.mode, self.threads
         )
     }
 }
