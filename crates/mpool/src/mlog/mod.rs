@@ -151,6 +151,11 @@ struct State {
 
 /// A record log on a device extent. `Send + Sync`: share it (e.g. in an
 /// `Arc`) between threads; sync appends from several threads share flushes.
+///
+/// Open a log once: two handles on one extent would each append from what
+/// they saw at open (and dropping a handle flushes its pending appends).
+/// Typical use, e.g. for a benchmark: `Mlog::create(Arc::new(file_device),
+/// zone_start..zone_end, id)`, then `append(rec, true)` from N threads.
 #[derive(Debug)]
 pub struct Mlog {
     dev: Arc<dyn Device>,
