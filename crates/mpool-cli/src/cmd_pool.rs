@@ -174,6 +174,7 @@ pub fn list(names: &[String], json: bool, verbose: bool) -> Result<ExitCode> {
                             .map(|c| c.class.to_string())
                             .collect::<Vec<_>>()
                             .join(","),
+                        p.objects.map_or_else(|| "-".into(), |n| n.to_string()),
                         if p.label.is_empty() {
                             "-".into()
                         } else {
@@ -194,6 +195,7 @@ pub fn list(names: &[String], json: bool, verbose: bool) -> Result<ExitCode> {
                         "-".into(),
                         "-".into(),
                         "-".into(),
+                        "-".into(),
                         format!("unavailable: {}", e.error.clone().unwrap_or_default()),
                     ];
                     if verbose {
@@ -203,7 +205,9 @@ pub fn list(names: &[String], json: bool, verbose: bool) -> Result<ExitCode> {
                 }
             })
             .collect();
-        let mut header = vec!["name", "size", "used", "free", "classes", "label", "health"];
+        let mut header = vec![
+            "name", "size", "used", "free", "classes", "objects", "label", "health",
+        ];
         if verbose {
             header.insert(1, "uuid");
         }

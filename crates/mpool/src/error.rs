@@ -136,7 +136,7 @@ pub enum Error {
     #[error("object {0} is not committed")]
     NotCommitted(ObjectId),
     /// The ID names an object of another type.
-    #[error("object {id} is a {}, not a {expected}", id.ty())]
+    #[error("object {id} is of type {}, not {expected}", id.ty())]
     WrongType {
         /// The ID.
         id: ObjectId,

@@ -190,6 +190,8 @@ pub struct PoolProps {
     pub ctime: u64,
     /// Health: `ok`, or what is wrong.
     pub health: String,
+    /// Committed objects (mblocks, mlogs, MDCs), when the metadata was read.
+    pub objects: Option<u64>,
     /// Usage per class.
     pub classes: Vec<ClassUsage>,
     /// Member devices.
@@ -1006,6 +1008,7 @@ impl Pool {
             generation: sb.generation,
             ctime: sb.ctime,
             health: self.health(),
+            objects: self.inner.pmd.as_ref().map(Pmd::count),
             classes: self.usage(),
             devices,
         }
