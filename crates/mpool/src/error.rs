@@ -153,6 +153,9 @@ pub enum Error {
         /// Its capacity.
         cap: u64,
     },
+    /// An earlier write of this uncommitted mblock failed: abort it.
+    #[error("an earlier write of mblock {0} failed; it can only be aborted")]
+    WriteFailed(ObjectId),
     /// A read outside the written content.
     #[error("read of {len} bytes at offset {offset} is outside mblock {id} ({size} bytes)")]
     ReadOutOfRange {

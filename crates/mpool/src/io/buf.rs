@@ -50,11 +50,33 @@ impl AlignedBuf {
         Self { ptr, len, align }
     }
 
-    /// A buffer holding a copy of `data`, zero-padded up to `align`.
+        /// A buffer holding a copy of `data`, zero-padded up to `align`.
+    ///
+    /// Only the padding is zeroed: the copy initialises the rest, which
+    /// saves a pass over large buffers.
     pub fn from_slice(data: &[u8], align: usize) -> Self {
-        let mut b = Self::new(data.len(), align);
-        b[..data.len()].copy_from_slice(data);
-        b
+        let align = align.max(MIN_ALIGN).next_power_of_two();
+        let len = round_up(data.len(), align);
+        if len == 0 {
+            return Self::empty(align);
+        }
+        let layout = match Layout::from_size_align(len, align) {
+            Ok(l) => l,
+            Err(_) => alloc::handle_alloc_error(Layout::new::<u8>()),
+        };
+        // SAFETY: layout has a non-zero size.
+        let raw = unsafe { alloc::alloc(layout) };
+        let Some(ptr) = NonNull::new(raw) else {
+            alloc::handle_alloc_error(layout)
+        };
+        // SAFETY: the allocation holds `len >= data.len()` bytes and cannot
+        // overlap `data`; the tail `data.len()..len` is then zeroed, so every
+        // byte is initialised before any slice of the buffer exists.
+        unsafe {
+            std::ptr::copy_nonoverlapping(data.as_ptr(), ptr.as_ptr(), data.len());
+            std::ptr::write_bytes(ptr.as_ptr().add(data.len()), 0, len - data.len());
+        }
+        Self { ptr, len, align }
     }
 
     /// An empty buffer (no allocation).

@@ -26,8 +26,10 @@ pub(crate) struct WriteState {
     pub on_dev: u64,
     /// Accepted bytes not yet on the device (less than a sector after each write).
     pub tail: Vec<u8>,
-    /// CRC-32C of the accepted bytes.
+        /// CRC-32C of the accepted bytes.
     pub crc: u32,
+    /// A write failed: the device content is not what was accepted.
+    pub failed: bool,
 }
 
 /// Errors of the data path (wrapped by the pool error).
@@ -37,6 +39,36 @@ pub(crate) enum DataError {
     Full { want: u64, cap: u64 },
     #[error(transparent)]
     Dev(#[from] DevError),
+    #[error("an earlier write of this mblock failed; abort it")]
+    Failed,
+}
+
+/// Chunk buffers kept for reuse across writes (at most this many).
+const SPARE_BUFS: usize = 64;
+
+static SPARES: std::sync::Mutex<Vec<AlignedBuf>> = std::sync::Mutex::new(Vec::new());
+
+/// A buffer of `n` bytes aligned to `sector`: a reused chunk buffer when `n`
+/// is a whole chunk (its old bytes are all overwritten by the caller), else new.
+fn take_buf(n: usize, sector: usize) -> AlignedBuf {
+    if n == IO_CHUNK && sector <= crate::io::DEFAULT_ALIGN {
+        if let Some(b) = SPARES.lock().ok().and_then(|mut v| v.pop()) {
+            return b;
+        }
+        return AlignedBuf::new(n, crate::io::DEFAULT_ALIGN);
+    }
+    AlignedBuf::new(n, sector)
+}
+
+/// Keep whole-chunk buffers of completed requests for the next writes.
+fn give_bufs(done: Vec<IoReq>) {
+    if let Ok(mut v) = SPARES.lock() {
+        for r in done {
+            if r.buf.len() == IO_CHUNK && r.buf.align() == crate::io::DEFAULT_ALIGN && v.len() < SPARE_BUFS {
+                v.push(r.buf);
+            }
+        }
+    }
 }
 
 fn submit_all(dev: &dyn Device, reqs: Vec<IoReq>) -> Result<Vec<IoReq>, DevError> {
@@ -51,19 +83,14 @@ fn submit_all(dev: &dyn Device, reqs: Vec<IoReq>) -> Result<Vec<IoReq>, DevError
 
 impl WriteState {
     pub fn new(dev: DeviceRef, base: u64, cap: u64) -> Self {
-        WriteState {
-            dev,
-            base,
-            cap,
-            written: 0,
-            on_dev: 0,
-            tail: Vec::new(),
-            crc: 0,
-        }
+        WriteState { dev, base, cap, written: 0, on_dev: 0, tail: Vec::new(), crc: 0, failed: false }
     }
 
     /// Append `data`: whole sectors go to the device now.
     pub fn append(&mut self, data: &[u8]) -> Result<(), DataError> {
+        if self.failed {
+            return Err(DataError::Failed);
+        }
         let want = self.written + data.len() as u64;
         if want > self.cap {
             return Err(DataError::Full {
@@ -86,7 +113,7 @@ impl WriteState {
                 break;
             }
             let n = whole.min(IO_CHUNK);
-            let mut buf = AlignedBuf::new(n, sector);
+            let mut buf = take_buf(n, sector);
             let from_pending = pending.len().min(n);
             buf[..from_pending].copy_from_slice(&pending[..from_pending]);
             pending.drain(..from_pending);
@@ -98,11 +125,13 @@ impl WriteState {
         }
         let bytes: u64 = reqs.iter().map(|r| r.buf.len() as u64).sum();
         if !reqs.is_empty() {
-            if let Err(e) = submit_all(self.dev.as_ref(), reqs) {
-                // Nothing of this call counts as accepted; the caller should abort.
-                self.crc = 0;
-                self.tail = pending;
-                return Err(e.into());
+            match submit_all(self.dev.as_ref(), reqs) {
+                Ok(done) => give_bufs(done),
+                Err(e) => {
+                    // Some of the data may be missing on the device: only abort is left.
+                    self.failed = true;
+                    return Err(e.into());
+                }
             }
         }
         self.on_dev += bytes;
@@ -113,6 +142,9 @@ impl WriteState {
 
     /// Write the partial last sector (zero-padded) and flush the device.
     pub fn finish(&mut self) -> Result<(), DataError> {
+        if self.failed {
+            return Err(DataError::Failed);
+        }
         if !self.tail.is_empty() {
             let sector = self.dev.sector() as usize;
             let buf = AlignedBuf::from_slice(&self.tail, sector);

@@ -236,6 +236,7 @@ fn data_err(id: ObjectId, e: mblock::DataError) -> Error {
     match e {
         mblock::DataError::Full { want, cap } => Error::MblockFull { id, want, cap },
         mblock::DataError::Dev(d) => Error::Dev(d),
+        mblock::DataError::Failed => Error::WriteFailed(id),
     }
 }
 
