@@ -25,6 +25,17 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use uuid::Uuid;
 
+/// One read of [`Pool::mblock_read_batch`].
+#[derive(Debug)]
+pub struct MblockRead<'a> {
+    /// The mblock (committed).
+    pub id: ObjectId,
+    /// Byte offset in its content.
+    pub offset: u64,
+    /// Where the bytes go; its length is the length read.
+    pub buf: &'a mut [u8],
+}
+
 /// Default zone (mblock) size: 32 MiB.
 pub const DEFAULT_ZONE_SIZE: u64 = 32 << 20;
 /// Zones reserved at the start of every device (superblocks).
@@ -1268,6 +1279,13 @@ impl Pool {
     /// Read `buf.len()` bytes at `offset` of a committed mblock.
     pub fn mblock_read(&self, id: ObjectId, offset: u64, buf: &mut [u8]) -> Result<()> {
         self.pmd()?.mblock_read(id, offset, buf)
+    }
+
+    /// Several reads of committed mblocks at once: with io_uring all of them
+    /// are in flight together (a multi-get keeps the device's queue full from
+    /// one thread). Every read is checked before any I/O is issued.
+    pub fn mblock_read_batch(&self, reads: &mut [MblockRead<'_>]) -> Result<()> {
+        self.pmd()?.mblock_read_batch(reads)
     }
 
     /// Properties of any object, committed or not (`find`).

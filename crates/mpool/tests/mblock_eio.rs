@@ -18,9 +18,15 @@ fn eio_on_mblock_write_and_read() {
     let id = pool.mblock_alloc(MediaClass::Capacity).unwrap();
     let zone = u64::from(pool.object_props(id).unwrap().zone);
     fault.fail_writes(zone * ZONE..(zone + 1) * ZONE);
-    assert!(matches!(pool.mblock_write(id, &[7u8; 10_000]), Err(Error::Dev(_))));
+    assert!(matches!(
+        pool.mblock_write(id, &[7u8; 10_000]),
+        Err(Error::Dev(_))
+    ));
     fault.clear_failures();
-    assert!(matches!(pool.mblock_write(id, &[7u8; 10]), Err(Error::WriteFailed(_))));
+    assert!(matches!(
+        pool.mblock_write(id, &[7u8; 10]),
+        Err(Error::WriteFailed(_))
+    ));
     assert!(matches!(pool.mblock_commit(id), Err(Error::WriteFailed(_))));
     pool.mblock_abort(id).unwrap();
 
@@ -30,14 +36,20 @@ fn eio_on_mblock_write_and_read() {
     let z = u64::from(pool.object_props(ok).unwrap().zone);
     fault.fail_reads(z * ZONE..z * ZONE + 4096);
     let mut b = vec![0u8; 100];
-    assert!(matches!(pool.mblock_read(ok, 0, &mut b), Err(Error::Dev(_))));
+    assert!(matches!(
+        pool.mblock_read(ok, 0, &mut b),
+        Err(Error::Dev(_))
+    ));
     assert!(matches!(pool.mblock_verify(ok), Err(Error::Dev(_))));
     fault.clear_failures();
     pool.mblock_read(ok, 4000, &mut b).unwrap();
     assert!(b.iter().all(|&x| x == 9));
     // Bit rot in the content is caught by the scrub.
     fault.flip_bit(z * ZONE + 17, 3);
-    assert!(matches!(pool.mblock_verify(ok), Err(Error::ChecksumMismatch { .. })));
+    assert!(matches!(
+        pool.mblock_verify(ok),
+        Err(Error::ChecksumMismatch { .. })
+    ));
     let rep = pool.check(&mut |_, _| {}).unwrap();
     assert_eq!(rep.problems.len(), 1, "{:?}", rep.problems);
 }

@@ -182,7 +182,8 @@ pub trait Device: Send + Sync + fmt::Debug {
     fn info(&self) -> &DeviceInfo;
 
     /// Perform a batch of reads and writes; every request comes back with its
-    /// result set. The order of completion within a batch is unspecified.
+    /// result set, in the order given. The order in which the device carries
+    /// them out within a batch is unspecified.
     fn submit(&self, reqs: Vec<IoReq>) -> Vec<IoReq>;
 
     /// Make every completed write durable.

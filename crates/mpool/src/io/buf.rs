@@ -50,7 +50,7 @@ impl AlignedBuf {
         Self { ptr, len, align }
     }
 
-        /// A buffer holding a copy of `data`, zero-padded up to `align`.
+    /// A buffer holding a copy of `data`, zero-padded up to `align`.
     ///
     /// Only the padding is zeroed: the copy initialises the rest, which
     /// saves a pass over large buffers.

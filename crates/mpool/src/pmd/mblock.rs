@@ -26,7 +26,7 @@ pub(crate) struct WriteState {
     pub on_dev: u64,
     /// Accepted bytes not yet on the device (less than a sector after each write).
     pub tail: Vec<u8>,
-        /// CRC-32C of the accepted bytes.
+    /// CRC-32C of the accepted bytes.
     pub crc: u32,
     /// A write failed: the device content is not what was accepted.
     pub failed: bool,
@@ -64,7 +64,10 @@ fn take_buf(n: usize, sector: usize) -> AlignedBuf {
 fn give_bufs(done: Vec<IoReq>) {
     if let Ok(mut v) = SPARES.lock() {
         for r in done {
-            if r.buf.len() == IO_CHUNK && r.buf.align() == crate::io::DEFAULT_ALIGN && v.len() < SPARE_BUFS {
+            if r.buf.len() == IO_CHUNK
+                && r.buf.align() == crate::io::DEFAULT_ALIGN
+                && v.len() < SPARE_BUFS
+            {
                 v.push(r.buf);
             }
         }
@@ -83,7 +86,16 @@ fn submit_all(dev: &dyn Device, reqs: Vec<IoReq>) -> Result<Vec<IoReq>, DevError
 
 impl WriteState {
     pub fn new(dev: DeviceRef, base: u64, cap: u64) -> Self {
-        WriteState { dev, base, cap, written: 0, on_dev: 0, tail: Vec::new(), crc: 0, failed: false }
+        WriteState {
+            dev,
+            base,
+            cap,
+            written: 0,
+            on_dev: 0,
+            tail: Vec::new(),
+            crc: 0,
+            failed: false,
+        }
     }
 
     /// Append `data`: whole sectors go to the device now.
@@ -161,6 +173,15 @@ impl WriteState {
     }
 }
 
+/// One read of [`read_many`]: `buf.len()` bytes at `offset` of the mblock
+/// whose zone starts at byte `base` and whose content is `len` bytes long.
+pub(crate) struct Span<'a> {
+    pub base: u64,
+    pub len: u64,
+    pub offset: u64,
+    pub buf: &'a mut [u8],
+}
+
 /// Read `buf.len()` bytes at `offset` of an mblock whose zone starts at
 /// `base` and whose content is `len` bytes long. Any offset and length
 /// inside the content; the aligned I/O around it is done here.
@@ -171,35 +192,61 @@ pub(crate) fn read(
     offset: u64,
     buf: &mut [u8],
 ) -> Result<(), DevError> {
-    if buf.is_empty() {
+    read_many(
+        dev,
+        &mut [Span {
+            base,
+            len,
+            offset,
+            buf,
+        }],
+    )
+}
+
+/// Several reads (of one device) as one batch of aligned requests: with
+/// io_uring they are all in flight at once. The caller checked each span
+/// lies inside its mblock's content.
+pub(crate) fn read_many(dev: &dyn Device, spans: &mut [Span<'_>]) -> Result<(), DevError> {
+    let sector = u64::from(dev.sector());
+    let mut reqs = Vec::new();
+    let mut owner = Vec::new();
+    for (i, sp) in spans.iter().enumerate() {
+        if sp.buf.is_empty() {
+            continue;
+        }
+        let start = sp.offset / sector * sector;
+        let end = (sp.offset + sp.buf.len() as u64).div_ceil(sector) * sector;
+        let end = end
+            .min(sp.len.div_ceil(sector) * sector)
+            .max(start + sector);
+        let mut pos = start;
+        while pos < end {
+            let n = ((end - pos) as usize).min(IO_CHUNK);
+            reqs.push(IoReq::read(
+                sp.base + pos,
+                AlignedBuf::new(n, sector as usize),
+            ));
+            owner.push(i);
+            pos += n as u64;
+        }
+    }
+    if reqs.is_empty() {
         return Ok(());
     }
-    let sector = u64::from(dev.sector());
-    let start = offset / sector * sector;
-    let end = (offset + buf.len() as u64).div_ceil(sector) * sector;
-    let end = end.min(len.div_ceil(sector) * sector).max(start + sector);
-    let mut reqs = Vec::new();
-    let mut pos = start;
-    while pos < end {
-        let n = ((end - pos) as usize).min(IO_CHUNK);
-        reqs.push(IoReq::read(base + pos, AlignedBuf::new(n, sector as usize)));
-        pos += n as u64;
-    }
+    // Requests come back in the order they were given.
     let out = submit_all(dev, reqs)?;
-    let mut copied = 0usize;
-    for r in out {
-        let rel = r.offset - base; // byte position of this request in the mblock
-        let lo = offset.max(rel);
-        let hi = (offset + buf.len() as u64).min(rel + r.buf.len() as u64);
+    for (r, i) in out.into_iter().zip(owner) {
+        let Some(sp) = spans.get_mut(i) else { continue };
+        let rel = r.offset - sp.base; // byte position of this request in the mblock
+        let lo = sp.offset.max(rel);
+        let hi = (sp.offset + sp.buf.len() as u64).min(rel + r.buf.len() as u64);
         if lo >= hi {
             continue;
         }
         let src = &r.buf[(lo - rel) as usize..(hi - rel) as usize];
-        let dst_at = (lo - offset) as usize;
-        buf[dst_at..dst_at + src.len()].copy_from_slice(src);
-        copied += src.len();
+        let at = (lo - sp.offset) as usize;
+        sp.buf[at..at + src.len()].copy_from_slice(src);
     }
-    debug_assert_eq!(copied, buf.len());
     Ok(())
 }
 

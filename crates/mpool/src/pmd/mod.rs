@@ -934,6 +934,50 @@ impl Pmd {
         Ok(())
     }
 
+    /// Several reads of committed mblocks as one batch per device.
+    pub(crate) fn mblock_read_batch(
+        &self,
+        reads: &mut [crate::pool::MblockRead<'_>],
+    ) -> Result<()> {
+        let mut per_class: [Vec<mblock::Span<'_>>; 2] = [Vec::new(), Vec::new()];
+        for r in reads.iter_mut() {
+            Self::expect_type(r.id, ObjType::Mblock)?;
+            let Some(o) = self.committed(r.id)? else {
+                return Err(if self.pending(r.id).is_some() {
+                    Error::NotCommitted(r.id)
+                } else {
+                    Error::NotFound(r.id)
+                });
+            };
+            let len = u64::from(o.a);
+            if r.offset
+                .checked_add(r.buf.len() as u64)
+                .is_none_or(|end| end > len)
+            {
+                return Err(Error::ReadOutOfRange {
+                    id: r.id,
+                    offset: r.offset,
+                    len: r.buf.len() as u64,
+                    size: len,
+                });
+            }
+            let c = self.inner.class(o.class())?;
+            per_class[o.class().index()].push(mblock::Span {
+                base: c.off(o.zone),
+                len,
+                offset: r.offset,
+                buf: &mut *r.buf,
+            });
+        }
+        for class in MediaClass::ALL {
+            let spans = &mut per_class[class.index()];
+            if !spans.is_empty() {
+                mblock::read_many(self.inner.class(class)?.dev.as_ref(), spans)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Properties of any object, committed or not.
     pub(crate) fn props(&self, id: ObjectId) -> Result<ObjectProps> {
         if let Some(o) = self.committed(id)? {
