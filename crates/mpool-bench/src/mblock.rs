@@ -36,8 +36,9 @@ pub struct MblockArgs {
     /// Mblock (zone) size.
     #[arg(long, default_value = "32M", value_parser = crate::dev::parse_size)]
     pub mblock_size: u64,
-    /// Size of each mblock_write.
-    #[arg(long, default_value = "1M", value_parser = crate::dev::parse_size)]
+    /// Size of each mblock_write (default: a whole mblock in one call, which
+    /// the pool splits into 1 MiB requests all in flight at once).
+    #[arg(long, default_value = "32M", value_parser = crate::dev::parse_size)]
     pub write_size: u64,
     /// Seconds per case and side.
     #[arg(long, default_value_t = 5)]
@@ -127,13 +128,56 @@ fn seqwrite(pool: &Pool, args: &MblockArgs, runtime: Duration, st: &mut SeqState
             let t = Instant::now();
             pool.mblock_write(id, &data)?;
             h.record((t.elapsed().as_nanos() as u64).max(1))?;
-            *writes += 1;
+            // Counted in 1 MiB writes, the unit of the fio job beside it.
+            *writes += args.write_size.div_ceil(1 << 20);
         }
         pool.mblock_commit(id)?;
         *busy += t0.elapsed();
         live.push_back(id);
     }
     Ok(())
+}
+
+/// 4 KiB random reads of committed mblocks through `Pool::mblock_read_batch`:
+/// `threads` threads each keep batches of `qd / threads` reads in flight, so
+/// about `qd` reads are in flight in all (latency per batch).
+fn randread_batch(pool: &Pool, ids: &[ObjectId], len: u64, qd: usize, threads: usize, runtime: Duration) -> Result<Fig> {
+    let blocks = (len / 4096).max(1);
+    let per = (qd / threads.max(1)).max(1);
+    let start = Instant::now();
+    let results: Vec<Result<(u64, hdrhistogram::Histogram<u64>)>> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..threads.max(1))
+            .map(|t| {
+                s.spawn(move || -> Result<(u64, hdrhistogram::Histogram<u64>)> {
+                    let mut rng = Rng(0x5151_7A7A_0101_2323 ^ (t as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                    let mut h = histogram();
+                    let mut bufs = vec![vec![0u8; 4096]; per];
+                    let mut n = 0u64;
+                    while start.elapsed() < runtime {
+                        let mut reads: Vec<mpool::MblockRead<'_>> = bufs
+                            .iter_mut()
+                            .map(|b| mpool::MblockRead { id: ids[(rng.next() % ids.len() as u64) as usize], offset: (rng.next() % blocks) * 4096, buf: b })
+                            .collect();
+                        let t0 = Instant::now();
+                        pool.mblock_read_batch(&mut reads)?;
+                        h.record((t0.elapsed().as_nanos() as u64).max(1))?;
+                        n += reads.len() as u64;
+                    }
+                    Ok((n, h))
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(anyhow!("reader thread panicked")))).collect()
+    });
+    let secs = start.elapsed().as_secs_f64();
+    let mut h = histogram();
+    let mut n = 0;
+    for r in results {
+        let (k, hh) = r?;
+        n += k;
+        h.add(&hh)?;
+    }
+    Ok(Fig { iops: n as f64 / secs, bw: (n * 4096) as f64 / secs, p50: h.value_at_quantile(0.5) as f64, p99: h.value_at_quantile(0.99) as f64 })
 }
 
 /// 4 KiB random reads of committed mblocks from `threads` threads.
@@ -285,7 +329,6 @@ pub fn run(args: &MblockArgs) -> Result<Table> {
         }
     };
     let res = (|| -> Result<()> {
-        let writes_per = zone / args.write_size;
         let pool = Pool::create(
             &name,
             &DeviceSpec {
@@ -308,7 +351,7 @@ pub fn run(args: &MblockArgs) -> Result<Table> {
             .map_or(0, |u| u.free);
         let mut st = SeqState {
             live: VecDeque::new(),
-            max_live: free.saturating_sub(1).max(1) as usize,
+            max_live: (free / zone).saturating_sub(1).max(1) as usize,
             h: histogram(),
             writes: 0,
             busy: Duration::ZERO,
@@ -320,23 +363,26 @@ pub fn run(args: &MblockArgs) -> Result<Table> {
             eprintln!("seqwrite round {r}/{rounds}: mpool, fio ...");
             seqwrite(&pool, args, Duration::from_secs_f64(slice), &mut st)?;
             if let Some(bin) = &fio_bin {
+                // 1 MiB writes with as many in flight as one mpool call has
+                // (a whole mblock: 32), one fdatasync per mblock like commit.
+                let depth = (args.write_size >> 20).clamp(1, 32) as u32;
                 let mut j = FioJob::new(
                     &fio_path,
                     "write",
-                    args.write_size,
-                    1,
+                    1 << 20,
+                    depth,
                     FioEngine::IoUring,
                     fio_size,
                     Limit::Seconds(slice.round() as u64),
                 );
-                j.fdatasync = writes_per as u32;
+                j.fdatasync = (zone >> 20).max(1) as u32;
                 fs.push(fio_fig(bin, &j, true)?);
             }
         }
         let secs = st.busy.as_secs_f64();
         let m = Fig {
             iops: st.writes as f64 / secs,
-            bw: (st.writes * args.write_size) as f64 / secs,
+            bw: (st.writes << 20) as f64 / secs,
             p50: st.h.value_at_quantile(0.5) as f64,
             p99: st.h.value_at_quantile(0.99) as f64,
         };
@@ -351,12 +397,8 @@ pub fn run(args: &MblockArgs) -> Result<Table> {
         });
         push(
             &mut t,
-            &format!(
-                "seqwrite {}k, commit per {} MiB",
-                args.write_size >> 10,
-                zone >> 20
-            ),
-            &format!("fio io_uring qd1 fdatasync={writes_per}"),
+            &format!("seqwrite: {} MiB per mblock_write, commit per {} MiB (1 MiB units, latency per call)", args.write_size >> 20, zone >> 20),
+            &format!("fio io_uring bs=1m qd{} fdatasync={}", (args.write_size >> 20).clamp(1, 32), (zone >> 20).max(1)),
             m,
             fio_seq,
         );
@@ -394,6 +436,12 @@ pub fn run(args: &MblockArgs) -> Result<Table> {
         let m32 = randread(&pool, &ids, zone, args.qd, rt)?;
         let f32 = rd(FioEngine::IoUring, args.qd as u32, 1)?;
         let p32 = rd(FioEngine::Psync, 1, args.qd as u32)?;
+        for bt in [1usize, 4] {
+            eprintln!("randread qd{} batched, {bt} thread(s): mpool ...", args.qd);
+            let mb = randread_batch(&pool, &ids, zone, args.qd, bt, rt)?;
+            let case = format!("randread 4k qd{} ({bt} thread(s) x batches of {} via mblock_read_batch)", args.qd, args.qd / bt);
+            push(&mut t, &case, &format!("fio io_uring qd{}", args.qd), mb, f32);
+        }
         let case = format!("randread 4k qd{0} ({0} threads)", args.qd);
         push(
             &mut t,

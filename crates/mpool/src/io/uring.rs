@@ -148,7 +148,10 @@ fn run(ring: &mut IoUring, fd: RawFd, reqs: &mut [IoReq]) -> io::Result<()> {
                 inflight += 1;
             }
         }
-        match ring.submit_and_wait(1) {
+        // With nothing left to push, wait for every request in flight in one
+        // system call; otherwise wake at the first completion to refill.
+        let want = if queue.is_empty() { inflight.max(1) } else { 1 };
+        match ring.submit_and_wait(want) {
             Ok(_) => {}
             Err(e)
                 if e.raw_os_error() == Some(libc::EINTR)
