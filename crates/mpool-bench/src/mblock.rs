@@ -141,7 +141,14 @@ fn seqwrite(pool: &Pool, args: &MblockArgs, runtime: Duration, st: &mut SeqState
 /// 4 KiB random reads of committed mblocks through `Pool::mblock_read_batch`:
 /// `threads` threads each keep batches of `qd / threads` reads in flight, so
 /// about `qd` reads are in flight in all (latency per batch).
-fn randread_batch(pool: &Pool, ids: &[ObjectId], len: u64, qd: usize, threads: usize, runtime: Duration) -> Result<Fig> {
+fn randread_batch(
+    pool: &Pool,
+    ids: &[ObjectId],
+    len: u64,
+    qd: usize,
+    threads: usize,
+    runtime: Duration,
+) -> Result<Fig> {
     let blocks = (len / 4096).max(1);
     let per = (qd / threads.max(1)).max(1);
     let start = Instant::now();
@@ -149,14 +156,20 @@ fn randread_batch(pool: &Pool, ids: &[ObjectId], len: u64, qd: usize, threads: u
         let hs: Vec<_> = (0..threads.max(1))
             .map(|t| {
                 s.spawn(move || -> Result<(u64, hdrhistogram::Histogram<u64>)> {
-                    let mut rng = Rng(0x5151_7A7A_0101_2323 ^ (t as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                    let mut rng =
+                        Rng(0x5151_7A7A_0101_2323
+                            ^ (t as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
                     let mut h = histogram();
                     let mut bufs = vec![vec![0u8; 4096]; per];
                     let mut n = 0u64;
                     while start.elapsed() < runtime {
                         let mut reads: Vec<mpool::MblockRead<'_>> = bufs
                             .iter_mut()
-                            .map(|b| mpool::MblockRead { id: ids[(rng.next() % ids.len() as u64) as usize], offset: (rng.next() % blocks) * 4096, buf: b })
+                            .map(|b| mpool::MblockRead {
+                                id: ids[(rng.next() % ids.len() as u64) as usize],
+                                offset: (rng.next() % blocks) * 4096,
+                                buf: b,
+                            })
                             .collect();
                         let t0 = Instant::now();
                         pool.mblock_read_batch(&mut reads)?;
@@ -167,7 +180,12 @@ fn randread_batch(pool: &Pool, ids: &[ObjectId], len: u64, qd: usize, threads: u
                 })
             })
             .collect();
-        hs.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(anyhow!("reader thread panicked")))).collect()
+        hs.into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow!("reader thread panicked")))
+            })
+            .collect()
     });
     let secs = start.elapsed().as_secs_f64();
     let mut h = histogram();
@@ -177,7 +195,12 @@ fn randread_batch(pool: &Pool, ids: &[ObjectId], len: u64, qd: usize, threads: u
         n += k;
         h.add(&hh)?;
     }
-    Ok(Fig { iops: n as f64 / secs, bw: (n * 4096) as f64 / secs, p50: h.value_at_quantile(0.5) as f64, p99: h.value_at_quantile(0.99) as f64 })
+    Ok(Fig {
+        iops: n as f64 / secs,
+        bw: (n * 4096) as f64 / secs,
+        p50: h.value_at_quantile(0.5) as f64,
+        p99: h.value_at_quantile(0.99) as f64,
+    })
 }
 
 /// 4 KiB random reads of committed mblocks from `threads` threads.
@@ -439,8 +462,18 @@ pub fn run(args: &MblockArgs) -> Result<Table> {
         for bt in [1usize, 4] {
             eprintln!("randread qd{} batched, {bt} thread(s): mpool ...", args.qd);
             let mb = randread_batch(&pool, &ids, zone, args.qd, bt, rt)?;
-            let case = format!("randread 4k qd{} ({bt} thread(s) x batches of {} via mblock_read_batch)", args.qd, args.qd / bt);
-            push(&mut t, &case, &format!("fio io_uring qd{}", args.qd), mb, f32);
+            let case = format!(
+                "randread 4k qd{} ({bt} thread(s) x batches of {} via mblock_read_batch)",
+                args.qd,
+                args.qd / bt
+            );
+            push(
+                &mut t,
+                &case,
+                &format!("fio io_uring qd{}", args.qd),
+                mb,
+                f32,
+            );
         }
         let case = format!("randread 4k qd{0} ({0} threads)", args.qd);
         push(
