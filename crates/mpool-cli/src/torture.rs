@@ -1,7 +1,9 @@
 //! `mpool torture ...`: randomized crash sweeps (developer tools).
 
 use clap::{Args, Subcommand};
-use mpool::torture::{run_mlog, run_pool, MlogTortureConfig, PoolTortureConfig, TortureReport};
+use mpool::torture::{
+    run_mlog, run_pool, MlogTortureConfig, PoolTortureConfig, TortureReport, Violation,
+};
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -95,9 +97,22 @@ fn run_mlog_cmd(a: MlogArgs) -> anyhow::Result<ExitCode> {
         replay: a.replay,
         ..Default::default()
     };
+    let rep = run_mlog(&cfg, &mut progress_printer());
+    report(&rep, |v| {
+        v.crash_point.map(|p| {
+            format!(
+                "mpool torture mlog --threads {} --replay {}:{}:{p}",
+                v.threads, v.seed, v.sector
+            )
+        })
+    })
+}
+
+/// A progress callback printing to stderr every 2 s and at the end.
+fn progress_printer() -> impl FnMut(u64, u64) {
     let start = Instant::now();
     let mut last = Instant::now();
-    let mut progress = |done: u64, total: u64| {
+    move |done: u64, total: u64| {
         if last.elapsed() >= Duration::from_secs(2) || done == total {
             last = Instant::now();
             eprintln!(
@@ -105,17 +120,20 @@ fn run_mlog_cmd(a: MlogArgs) -> anyhow::Result<ExitCode> {
                 start.elapsed().as_secs_f64()
             );
         }
-    };
-    let rep = run_mlog(&cfg, &mut progress);
+    }
+}
+
+/// Print every violation with how to reproduce it, then the closing line
+/// `crash_points=K violations=V`; exit code 1 when V > 0.
+fn report(
+    rep: &TortureReport,
+    reproduce: impl Fn(&Violation) -> Option<String>,
+) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     for v in &rep.details {
         writeln!(out, "{v}")?;
-        if let Some(p) = v.crash_point {
-            writeln!(
-                out,
-                "  reproduce: mpool torture mlog --threads {} --replay {}:{}:{p}",
-                v.threads, v.seed, v.sector
-            )?;
+        if let Some(cmd) = reproduce(v) {
+            writeln!(out, "  reproduce: {cmd}")?;
         }
     }
     if rep.violations > rep.details.len() as u64 {
@@ -157,49 +175,13 @@ fn run_pool_cmd(a: PoolArgs) -> anyhow::Result<ExitCode> {
         ops_per_thread: a.ops,
         ..Default::default()
     };
-    let start = Instant::now();
-    let mut last = Instant::now();
-    let mut progress = |done: u64, total: u64| {
-        if last.elapsed() >= Duration::from_secs(2) || done == total {
-            last = Instant::now();
-            eprintln!(
-                "  {done}/{total} crash points ({:.0}s)",
-                start.elapsed().as_secs_f64()
-            );
-        }
-    };
-    let rep = run_pool(&cfg, &mut progress);
-    print_pool_report(&rep, seed, &a)
-}
-
-fn print_pool_report(rep: &TortureReport, seed: u64, a: &PoolArgs) -> anyhow::Result<ExitCode> {
-    let mut out = std::io::stdout().lock();
-    for v in &rep.details {
-        let point = v
-            .crash_point
-            .map_or_else(|| "none".to_string(), |p| p.to_string());
-        writeln!(
-            out,
-            "violation: {} [instance seed {} sector {} crash point {point} reboot {}; reproduce: mpool torture pool --seed {seed} --threads {} --ops {}]",
-            v.what, v.seed, v.sector, v.mode, a.threads, a.ops
-        )?;
-    }
-    if rep.violations > rep.details.len() as u64 {
-        writeln!(
-            out,
-            "({} more violations not shown)",
-            rep.violations - rep.details.len() as u64
-        )?;
-    }
-    writeln!(
-        out,
-        "crash_points={} violations={}",
-        rep.crash_points, rep.violations
-    )?;
-    out.flush()?;
-    Ok(if rep.violations > 0 {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
+    let rep = run_pool(&cfg, &mut progress_printer());
+    // Thread timing varies the interleaving, so the run seed reproduces the
+    // instances and crash points, not always the exact schedule.
+    report(&rep, |_| {
+        Some(format!(
+            "mpool torture pool --seed {seed} --threads {} --ops {}",
+            a.threads, a.ops
+        ))
     })
 }

@@ -36,6 +36,16 @@ pub struct CheckReport {
     pub problems: Vec<CheckProblem>,
 }
 
+/// Read a log through, counting its records; the first bad one is the error.
+fn count<E: Into<Error>>(reader: impl Iterator<Item = Result<Vec<u8>, E>>) -> Result<u64, Error> {
+    let mut n = 0u64;
+    for rec in reader {
+        rec.map_err(Into::into)?;
+        n += 1;
+    }
+    Ok(n)
+}
+
 impl Pool {
     /// Verify the whole pool. `progress(done_bytes, total_bytes)` is called as
     /// mblock content is read. Problems are collected, not returned as errors;
@@ -73,35 +83,15 @@ impl Pool {
                     done += o.len;
                     progress(done, total);
                 }
-                ObjType::Mlog => {
-                    rep.mlogs += 1;
-                    let r = self.mlog_open(o.id).and_then(|log| {
-                        let mut n = 0u64;
-                        for rec in log.reader()? {
-                            rec?;
-                            n += 1;
-                        }
-                        Ok(n)
-                    });
-                    match r {
-                        Ok(n) => rep.log_records += n,
-                        Err(e) => rep.problems.push(CheckProblem {
-                            object: o.id.to_string(),
-                            problem: e.to_string(),
-                        }),
-                    }
-                }
-                ObjType::Mdc => {
-                    rep.mdcs += 1;
-                    let r = self.mdc_open(o.id).and_then(|mdc| {
-                        let mut n = 0u64;
-                        for rec in mdc.reader()? {
-                            rec?;
-                            n += 1;
-                        }
-                        Ok(n)
-                    });
-                    match r {
+                ObjType::Mlog | ObjType::Mdc => {
+                    let records = if o.ty == ObjType::Mlog {
+                        rep.mlogs += 1;
+                        self.mlog_open(o.id).and_then(|log| count(log.reader()?))
+                    } else {
+                        rep.mdcs += 1;
+                        self.mdc_open(o.id).and_then(|mdc| count(mdc.reader()?))
+                    };
+                    match records {
                         Ok(n) => rep.log_records += n,
                         Err(e) => rep.problems.push(CheckProblem {
                             object: o.id.to_string(),

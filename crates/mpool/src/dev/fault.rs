@@ -96,17 +96,7 @@ impl FaultDevice {
     /// A device whose durable (and live) contents are `image`.
     pub fn from_image(image: Vec<u8>, sector: u32) -> Self {
         let sector = sector.max(512);
-        let info = DeviceInfo {
-            path: None,
-            kind: DeviceKind::Fault,
-            size: image.len() as u64,
-            logical_sector: sector,
-            physical_sector: sector,
-            direct: true,
-            discard: true,
-            engine: "memory",
-            read_only: false,
-        };
+        let info = DeviceInfo::in_memory(DeviceKind::Fault, image.len() as u64, sector);
         let st = State {
             live: image.clone(),
             durable: image,

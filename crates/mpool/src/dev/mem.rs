@@ -20,17 +20,7 @@ impl MemDevice {
     /// A device holding `image`.
     pub fn from_image(image: Vec<u8>, sector: u32) -> Self {
         let sector = sector.max(512);
-        let info = DeviceInfo {
-            path: None,
-            kind: DeviceKind::Memory,
-            size: image.len() as u64,
-            logical_sector: sector,
-            physical_sector: sector,
-            direct: true,
-            discard: true,
-            engine: "memory",
-            read_only: false,
-        };
+        let info = DeviceInfo::in_memory(DeviceKind::Memory, image.len() as u64, sector);
         Self {
             data: RwLock::new(image),
             info,

@@ -69,6 +69,21 @@ pub struct DeviceInfo {
 }
 
 impl DeviceInfo {
+    /// Facts of a device that lives in memory (memory and fault devices).
+    pub(crate) fn in_memory(kind: DeviceKind, size: u64, sector: u32) -> Self {
+        DeviceInfo {
+            path: None,
+            kind,
+            size,
+            logical_sector: sector,
+            physical_sector: sector,
+            direct: true,
+            discard: true,
+            engine: "memory",
+            read_only: false,
+        }
+    }
+
     /// The path as text, or `<memory>`.
     pub fn name(&self) -> String {
         match &self.path {

@@ -733,6 +733,24 @@ impl Pmd {
         lock(&self.inner.pending).get(&id.raw()).cloned()
     }
 
+    /// Why an object is not pending: committed meanwhile, or no such object.
+    fn gone(&self, id: ObjectId) -> Result<Error> {
+        Ok(if self.committed(id)?.is_some() {
+            Error::Committed(id)
+        } else {
+            Error::NotFound(id)
+        })
+    }
+
+    /// Why an object is not committed: still pending, or no such object.
+    fn unread(&self, id: ObjectId) -> Error {
+        if self.pending(id).is_some() {
+            Error::NotCommitted(id)
+        } else {
+            Error::NotFound(id)
+        }
+    }
+
     fn committed(&self, id: ObjectId) -> Result<Option<Obj>> {
         Ok(rlock(&self.inner.shard(id)?.objs).get(&id.raw()).copied())
     }
@@ -768,11 +786,7 @@ impl Pmd {
     pub(crate) fn mblock_write(&self, id: ObjectId, data: &[u8]) -> Result<()> {
         Self::expect_type(id, ObjType::Mblock)?;
         let Some(p) = self.pending(id) else {
-            return Err(if self.committed(id)?.is_some() {
-                Error::Committed(id)
-            } else {
-                Error::NotFound(id)
-            });
+            return Err(self.gone(id)?);
         };
         let mut g = lock(&p);
         match g.as_mut() {
@@ -782,11 +796,7 @@ impl Pmd {
                 expected: ObjType::Mblock,
             }),
             // Committed or aborted by another thread meanwhile.
-            None => Err(if self.committed(id)?.is_some() {
-                Error::Committed(id)
-            } else {
-                Error::NotFound(id)
-            }),
+            None => Err(self.gone(id)?),
         }
     }
 
@@ -795,19 +805,11 @@ impl Pmd {
         Self::expect_type(id, ObjType::Mblock)?;
         self.inner.check_writable()?;
         let Some(p) = self.pending(id) else {
-            return Err(if self.committed(id)?.is_some() {
-                Error::Committed(id)
-            } else {
-                Error::NotFound(id)
-            });
+            return Err(self.gone(id)?);
         };
         let mut g = lock(&p);
         let Some(Pending::Mblock { class, zone, ws }) = g.as_mut() else {
-            return Err(if self.committed(id)?.is_some() {
-                Error::Committed(id)
-            } else {
-                Error::NotFound(id)
-            });
+            return Err(self.gone(id)?);
         };
         ws.finish().map_err(|e| data_err(id, e))?;
         let len = u32::try_from(ws.written)
@@ -839,11 +841,7 @@ impl Pmd {
             return Err(Error::ObjectBusy(id));
         }
         let Some(p) = self.pending(id) else {
-            return Err(if self.committed(id)?.is_some() {
-                Error::Committed(id)
-            } else {
-                Error::NotFound(id)
-            });
+            return Err(self.gone(id)?);
         };
         let mut g = lock(&p);
         let Some(pend) = g.take() else {
@@ -911,11 +909,7 @@ impl Pmd {
     pub(crate) fn mblock_read(&self, id: ObjectId, offset: u64, buf: &mut [u8]) -> Result<()> {
         Self::expect_type(id, ObjType::Mblock)?;
         let Some(o) = self.committed(id)? else {
-            return Err(if self.pending(id).is_some() {
-                Error::NotCommitted(id)
-            } else {
-                Error::NotFound(id)
-            });
+            return Err(self.unread(id));
         };
         let len = u64::from(o.a);
         if offset
@@ -943,11 +937,7 @@ impl Pmd {
         for r in reads.iter_mut() {
             Self::expect_type(r.id, ObjType::Mblock)?;
             let Some(o) = self.committed(r.id)? else {
-                return Err(if self.pending(r.id).is_some() {
-                    Error::NotCommitted(r.id)
-                } else {
-                    Error::NotFound(r.id)
-                });
+                return Err(self.unread(r.id));
             };
             let len = u64::from(o.a);
             if r.offset
@@ -1148,11 +1138,7 @@ impl Pmd {
     pub(crate) fn log_commit(&self, id: ObjectId) -> Result<ObjectProps> {
         self.inner.check_writable()?;
         let Some(p) = self.pending(id) else {
-            return Err(if self.committed(id)?.is_some() {
-                Error::Committed(id)
-            } else {
-                Error::NotFound(id)
-            });
+            return Err(self.gone(id)?);
         };
         let mut g = lock(&p);
         let Some(Pending::Log {
