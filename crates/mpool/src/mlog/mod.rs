@@ -118,6 +118,8 @@ const MAX_FSEQ: u32 = u32::MAX - 1;
 /// Small in unit tests, so that they cross epochs often.
 #[cfg(test)]
 const MAX_FSEQ: u32 = 5;
+/// Most times a would-be flusher yields to let other appenders join its flush set.
+const GATHER_YIELDS: u32 = 4;
 /// Largest single write request of a flush.
 const MAX_REQ_BYTES: usize = 64 * 1024;
 
@@ -576,6 +578,8 @@ impl Mlog {
         mut g: MutexGuard<'a, State>,
         seq: u64,
     ) -> (MutexGuard<'a, State>, Result<()>) {
+        let mut yields = 0u32;
+        let mut seen_end = u64::MAX;
         loop {
             if g.durable_seq > seq {
                 return (g, Ok(()));
@@ -585,6 +589,19 @@ impl Mlog {
                 return (g, Err(e));
             }
             if !g.flushing {
+                // Group commit: before closing the flush set, let threads that
+                // are runnable (often the ones just woken by the previous
+                // flush) append and join it. Yield again only while each
+                // yield brought in new records, at most GATHER_YIELDS times;
+                // a lone appender pays one yield, about a microsecond.
+                if yields < GATHER_YIELDS && g.end != seen_end {
+                    yields += 1;
+                    seen_end = g.end;
+                    drop(g);
+                    std::thread::yield_now();
+                    g = self.lock();
+                    continue;
+                }
                 let (g2, r) = self.flush_once(g);
                 g = g2;
                 if let Err(e) = r {
