@@ -163,8 +163,13 @@ struct Shard {
     index: u8,
     mdc: RwLock<Mdc>,
     objs: RwLock<HashMap<u64, Obj>>,
-    /// (next uniquifier to hand out, durable checkpoint: all handed out are below it).
-    uniq: Mutex<(u64, u64)>,
+    /// The next uniquifier to hand out.
+    uniq: Mutex<u64>,
+    /// The durable checkpoint: every uniquifier handed out is below it. An
+    /// atomic, set while the checkpoint's append still excludes compaction,
+    /// so that compaction reads it without the `uniq` lock (lock order: a
+    /// thread holding `uniq` may take `mdc`, never the other way round).
+    ckpt: AtomicU64,
     /// Records in the active log (live and garbage).
     records: AtomicU64,
     /// Zones per log and first zones, for `check` and stats.
@@ -447,7 +452,8 @@ impl Pmd {
                                 records: AtomicU64::new(recs.len() as u64),
                                 objs: RwLock::new(objs),
                                 // Skip to the checkpoint: IDs below it may have been handed out before the crash.
-                                uniq: Mutex::new((next, next)),
+                                uniq: Mutex::new(next),
+                                ckpt: AtomicU64::new(next),
                                 loc: (a, b, zones),
                             })
                         })
@@ -651,7 +657,7 @@ impl Inner {
     fn compact(&self, s: &Shard) -> Result<()> {
         let mdc = wlock(&s.mdc);
         let objs = rlock(&s.objs);
-        let ckpt = lock(&s.uniq).1;
+        let ckpt = s.ckpt.load(Ordering::Acquire);
         mdc.cstart()?;
         mdc.append(&PmdRecord::UniqCkpt { next: ckpt }.encode(), false)?;
         for (raw, o) in objs.iter() {
@@ -710,19 +716,22 @@ impl Inner {
             .get(self.cursor.fetch_add(1, Ordering::Relaxed) % n)
             .ok_or_else(|| Error::Corrupt("no MDCs".into()))?;
         let mut u = lock(&s.uniq);
-        if u.0 >= UNIQ_MAX {
+        if *u >= UNIQ_MAX {
             return Err(Error::Corrupt(format!(
                 "MDC{} has used every object ID",
                 s.index
             )));
         }
-        if u.0 >= u.1 {
-            let next = u.0 + UNIQ_STEP;
-            self.log(s, PmdRecord::UniqCkpt { next }, |_| {})?;
-            u.1 = next;
+        if *u >= s.ckpt.load(Ordering::Acquire) {
+            let next = *u + UNIQ_STEP;
+            // Published before the append stops excluding compaction, so a
+            // compaction right after it writes this checkpoint, not the old one.
+            self.log(s, PmdRecord::UniqCkpt { next }, |_| {
+                s.ckpt.store(next, Ordering::Release)
+            })?;
         }
-        let id = ObjectId::new(ty, s.index, u.0);
-        u.0 += 1;
+        let id = ObjectId::new(ty, s.index, *u);
+        *u += 1;
         Ok(id)
     }
 }
