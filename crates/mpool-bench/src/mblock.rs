@@ -149,16 +149,49 @@ fn randread_batch(
     threads: usize,
     runtime: Duration,
 ) -> Result<Fig> {
+    read_load(
+        pool,
+        ids,
+        len,
+        threads,
+        (qd / threads.max(1)).max(1),
+        true,
+        runtime,
+    )
+}
+
+/// 4 KiB random reads of committed mblocks from `threads` threads, one
+/// `mblock_read` at a time.
+fn randread(
+    pool: &Pool,
+    ids: &[ObjectId],
+    len: u64,
+    threads: usize,
+    runtime: Duration,
+) -> Result<Fig> {
+    read_load(pool, ids, len, threads, 1, false, runtime)
+}
+
+/// `threads` threads reading `per` random 4 KiB blocks of committed mblocks
+/// per call, through `mblock_read_batch` (`batch`) or `mblock_read`.
+fn read_load(
+    pool: &Pool,
+    ids: &[ObjectId],
+    len: u64,
+    threads: usize,
+    per: usize,
+    batch: bool,
+    runtime: Duration,
+) -> Result<Fig> {
     let blocks = (len / 4096).max(1);
-    let per = (qd / threads.max(1)).max(1);
     let start = Instant::now();
     let results: Vec<Result<(u64, hdrhistogram::Histogram<u64>)>> = std::thread::scope(|s| {
         let hs: Vec<_> = (0..threads.max(1))
             .map(|t| {
                 s.spawn(move || -> Result<(u64, hdrhistogram::Histogram<u64>)> {
                     let mut rng =
-                        Rng(0x5151_7A7A_0101_2323
-                            ^ (t as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                        Rng(0x9E37_79B9_7F4A_7C15
+                            ^ (t as u64 + 1).wrapping_mul(0x1234_5678_9ABC_DEF1));
                     let mut h = histogram();
                     let mut bufs = vec![vec![0u8; 4096]; per];
                     let mut n = 0u64;
@@ -172,65 +205,15 @@ fn randread_batch(
                             })
                             .collect();
                         let t0 = Instant::now();
-                        pool.mblock_read_batch(&mut reads)?;
+                        if batch {
+                            pool.mblock_read_batch(&mut reads)?;
+                        } else {
+                            for r in reads.iter_mut() {
+                                pool.mblock_read(r.id, r.offset, r.buf)?;
+                            }
+                        }
                         h.record((t0.elapsed().as_nanos() as u64).max(1))?;
                         n += reads.len() as u64;
-                    }
-                    Ok((n, h))
-                })
-            })
-            .collect();
-        hs.into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(anyhow!("reader thread panicked")))
-            })
-            .collect()
-    });
-    let secs = start.elapsed().as_secs_f64();
-    let mut h = histogram();
-    let mut n = 0;
-    for r in results {
-        let (k, hh) = r?;
-        n += k;
-        h.add(&hh)?;
-    }
-    Ok(Fig {
-        iops: n as f64 / secs,
-        bw: (n * 4096) as f64 / secs,
-        p50: h.value_at_quantile(0.5) as f64,
-        p99: h.value_at_quantile(0.99) as f64,
-    })
-}
-
-/// 4 KiB random reads of committed mblocks from `threads` threads.
-fn randread(
-    pool: &Pool,
-    ids: &[ObjectId],
-    len: u64,
-    threads: usize,
-    runtime: Duration,
-) -> Result<Fig> {
-    let blocks = (len / 4096).max(1);
-    let start = Instant::now();
-    let results: Vec<Result<(u64, hdrhistogram::Histogram<u64>)>> = std::thread::scope(|s| {
-        let hs: Vec<_> = (0..threads)
-            .map(|t| {
-                let pool = pool.clone();
-                s.spawn(move || -> Result<(u64, hdrhistogram::Histogram<u64>)> {
-                    let mut rng =
-                        Rng(0x9E37_79B9_7F4A_7C15
-                            ^ (t as u64 + 1).wrapping_mul(0x1234_5678_9ABC_DEF1));
-                    let mut h = histogram();
-                    let mut buf = vec![0u8; 4096];
-                    let mut n = 0u64;
-                    while start.elapsed() < runtime {
-                        let id = ids[(rng.next() % ids.len() as u64) as usize];
-                        let off = (rng.next() % blocks) * 4096;
-                        let t0 = Instant::now();
-                        pool.mblock_read(id, off, &mut buf)?;
-                        h.record((t0.elapsed().as_nanos() as u64).max(1))?;
-                        n += 1;
                     }
                     Ok((n, h))
                 })

@@ -202,6 +202,16 @@ pub(crate) struct Layout {
     pub mdc0_zones: u32,
 }
 
+/// Claim MDC0's zones in the space map; the byte extents of its two logs.
+fn mdc0_extents(
+    cap: &ClassDev,
+    layout: Layout,
+) -> Result<(std::ops::Range<u64>, std::ops::Range<u64>)> {
+    let (m0, z0) = (layout.mdc0_zone, layout.mdc0_zones);
+    cap.map.claim(m0, 2 * z0)?;
+    Ok((cap.extent(m0, z0), cap.extent(m0 + z0, z0)))
+}
+
 /// Sizing of MDC1..N for a new pool.
 pub(crate) fn mdc_plan(cap_zones: u64, zone_size: u64) -> (u8, u32) {
     // N grows with the pool up to 4; each log gets 1/256 of the capacity
@@ -265,16 +275,12 @@ impl Pmd {
         let cap = classes[0]
             .as_ref()
             .ok_or(Error::NoSuchClass(MediaClass::Capacity))?;
-        let m0 = layout.mdc0_zone;
-        let z0 = layout.mdc0_zones;
-        cap.map.claim(m0, 2 * z0)?;
-        let mdc0 = Mdc::create(
-            Arc::clone(&cap.dev),
-            cap.extent(m0, z0),
-            cap.extent(m0 + z0, z0),
-            MDC0_LOG_ID,
-        )?;
-        let (n, zones) = mdc_plan(cap.map.total() + u64::from(m0 + 2 * z0), cap.zone_size);
+        let (a0, b0) = mdc0_extents(cap, layout)?;
+        let mdc0 = Mdc::create(Arc::clone(&cap.dev), a0, b0, MDC0_LOG_ID)?;
+        let (n, zones) = mdc_plan(
+            cap.map.total() + u64::from(layout.mdc0_zone + 2 * layout.mdc0_zones),
+            cap.zone_size,
+        );
         let mut first: Option<Mdc> = None;
         for i in 1..=n {
             let a = cap.map.alloc(zones)?;
@@ -337,14 +343,8 @@ impl Pmd {
         let cap = classes[0]
             .as_ref()
             .ok_or(Error::NoSuchClass(MediaClass::Capacity))?;
-        let (m0, z0) = (layout.mdc0_zone, layout.mdc0_zones);
-        cap.map.claim(m0, 2 * z0)?;
-        let mdc0 = Mdc::open(
-            Arc::clone(&cap.dev),
-            cap.extent(m0, z0),
-            cap.extent(m0 + z0, z0),
-            MDC0_LOG_ID,
-        )?;
+        let (a0, b0) = mdc0_extents(cap, layout)?;
+        let mdc0 = Mdc::open(Arc::clone(&cap.dev), a0, b0, MDC0_LOG_ID)?;
         let mut locs = Vec::new();
         let mut root = None;
         for rec in mdc_records(&mdc0)? {
