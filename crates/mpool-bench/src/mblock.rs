@@ -155,7 +155,7 @@ fn randread_batch(
         len,
         threads,
         (qd / threads.max(1)).max(1),
-        true,
+        Mode::Batch,
         runtime,
     )
 }
@@ -169,18 +169,43 @@ fn randread(
     threads: usize,
     runtime: Duration,
 ) -> Result<Fig> {
-    read_load(pool, ids, len, threads, 1, false, runtime)
+    read_load(pool, ids, len, threads, 1, Mode::Single, runtime)
+}
+
+/// 4 KiB random reads of committed mblocks from one thread, as lists of
+/// `list` reads through `Pool::mblock_read_queued` with `qd` in flight (a
+/// queue refilled as each read completes, like fio's iodepth).
+fn randread_queued(
+    pool: &Pool,
+    ids: &[ObjectId],
+    len: u64,
+    qd: usize,
+    list: usize,
+    runtime: Duration,
+) -> Result<Fig> {
+    read_load(pool, ids, len, 1, list, Mode::Queued(qd), runtime)
+}
+
+/// How a reader thread issues its reads.
+#[derive(Debug, Clone, Copy)]
+enum Mode {
+    /// One `mblock_read` per read.
+    Single,
+    /// All of a call's reads at once through `mblock_read_batch`.
+    Batch,
+    /// A call's reads through `mblock_read_queued` at this depth.
+    Queued(usize),
 }
 
 /// `threads` threads reading `per` random 4 KiB blocks of committed mblocks
-/// per call, through `mblock_read_batch` (`batch`) or `mblock_read`.
+/// per call, the way `mode` says.
 fn read_load(
     pool: &Pool,
     ids: &[ObjectId],
     len: u64,
     threads: usize,
     per: usize,
-    batch: bool,
+    mode: Mode,
     runtime: Duration,
 ) -> Result<Fig> {
     let blocks = (len / 4096).max(1);
@@ -205,11 +230,13 @@ fn read_load(
                             })
                             .collect();
                         let t0 = Instant::now();
-                        if batch {
-                            pool.mblock_read_batch(&mut reads)?;
-                        } else {
-                            for r in reads.iter_mut() {
-                                pool.mblock_read(r.id, r.offset, r.buf)?;
+                        match mode {
+                            Mode::Batch => pool.mblock_read_batch(&mut reads)?,
+                            Mode::Queued(qd) => pool.mblock_read_queued(&mut reads, qd)?,
+                            Mode::Single => {
+                                for r in reads.iter_mut() {
+                                    pool.mblock_read(r.id, r.offset, r.buf)?;
+                                }
                             }
                         }
                         h.record((t0.elapsed().as_nanos() as u64).max(1))?;
@@ -442,6 +469,18 @@ pub fn run(args: &MblockArgs) -> Result<Table> {
         let m32 = randread(&pool, &ids, zone, args.qd, rt)?;
         let f32 = rd(FioEngine::IoUring, args.qd as u32, 1)?;
         let p32 = rd(FioEngine::Psync, 1, args.qd as u32)?;
+        eprintln!("randread qd{} queued: mpool ...", args.qd);
+        let mq = randread_queued(&pool, &ids, zone, args.qd, 1024, rt)?;
+        push(
+            &mut t,
+            &format!(
+                "randread 4k qd{} (1 thread, lists of 1024 via mblock_read_queued)",
+                args.qd
+            ),
+            &format!("fio io_uring qd{}", args.qd),
+            mq,
+            f32,
+        );
         for bt in [1usize, 4] {
             eprintln!("randread qd{} batched, {bt} thread(s): mpool ...", args.qd);
             let mb = randread_batch(&pool, &ids, zone, args.qd, bt, rt)?;

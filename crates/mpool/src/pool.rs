@@ -1285,7 +1285,14 @@ impl Pool {
     /// are in flight together (a multi-get keeps the device's queue full from
     /// one thread). Every read is checked before any I/O is issued.
     pub fn mblock_read_batch(&self, reads: &mut [MblockRead<'_>]) -> Result<()> {
-        self.pmd()?.mblock_read_batch(reads)
+        self.pmd()?.mblock_read_batch(reads, usize::MAX)
+    }
+
+    /// As [`Pool::mblock_read_batch`], with at most `depth` device requests
+    /// in flight at a time, refilled as each completes: a long list of reads
+    /// becomes a queue of that depth (what fio calls `--iodepth`).
+    pub fn mblock_read_queued(&self, reads: &mut [MblockRead<'_>], depth: usize) -> Result<()> {
+        self.pmd()?.mblock_read_batch(reads, depth.max(1))
     }
 
     /// Properties of any object, committed or not (`find`).

@@ -94,3 +94,50 @@ fn batched_reads_match_single_reads() {
         Err(Error::NotCommitted(_))
     ));
 }
+
+#[test]
+fn queued_reads_on_a_file_match_the_content() {
+    let d = tempfile::tempdir().unwrap();
+    let file = mpool::dev::FileDevice::open(
+        d.path().join("cap.img"),
+        &mpool::dev::OpenOptions {
+            create_size: Some(64 * ZONE),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let dev: DeviceRef = Arc::new(file);
+    Pool::format_on("rq", &[(Arc::clone(&dev), MediaClass::Capacity, ZONE)], "").unwrap();
+    let pool = Pool::open_on(vec![dev], false).unwrap();
+    let mut blocks = Vec::new();
+    for i in 0..8u64 {
+        let data: Vec<u8> = (0..ZONE)
+            .map(|j| (j as u8).wrapping_mul(i as u8 + 1))
+            .collect();
+        let id = pool.mblock_alloc(MediaClass::Capacity).unwrap();
+        pool.mblock_write(id, &data).unwrap();
+        pool.mblock_commit(id).unwrap();
+        blocks.push((id, data));
+    }
+    for depth in [1usize, 4, 32] {
+        let mut bufs = vec![vec![0u8; 4096]; 200];
+        let picks: Vec<(usize, u64)> = (0..200u64)
+            .map(|k| ((k * 7 % 8) as usize, (k * 13 % 16) * 4096))
+            .collect();
+        let mut reads: Vec<MblockRead<'_>> = picks
+            .iter()
+            .zip(bufs.iter_mut())
+            .map(|(p, b)| MblockRead {
+                id: blocks[p.0].0,
+                offset: p.1,
+                buf: b,
+            })
+            .collect();
+        pool.mblock_read_queued(&mut reads, depth).unwrap();
+        drop(reads);
+        for (p, b) in picks.iter().zip(&bufs) {
+            let at = p.1 as usize;
+            assert_eq!(&b[..], &blocks[p.0].1[at..at + 4096], "depth {depth}");
+        }
+    }
+}

@@ -172,9 +172,13 @@ impl Device for FileDevice {
         &self.info
     }
 
-    fn submit(&self, mut reqs: Vec<IoReq>) -> Vec<IoReq> {
+    fn submit(&self, reqs: Vec<IoReq>) -> Vec<IoReq> {
+        self.submit_depth(reqs, usize::MAX)
+    }
+
+    fn submit_depth(&self, mut reqs: Vec<IoReq>, depth: usize) -> Vec<IoReq> {
         if split_invalid(&self.info, &mut reqs) {
-            return self.engine.submit(self.file.as_raw_fd(), reqs);
+            return self.engine.submit_depth(self.file.as_raw_fd(), reqs, depth);
         }
         // Some were invalid: run only the valid ones, keep the order.
         let mut valid = Vec::new();
@@ -187,7 +191,10 @@ impl Device for FileDevice {
                 slots.push(None);
             }
         }
-        let mut done = self.engine.submit(self.file.as_raw_fd(), valid).into_iter();
+        let mut done = self
+            .engine
+            .submit_depth(self.file.as_raw_fd(), valid, depth)
+            .into_iter();
         slots
             .into_iter()
             .filter_map(|s| s.or_else(|| done.next()))

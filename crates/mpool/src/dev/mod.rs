@@ -201,6 +201,14 @@ pub trait Device: Send + Sync + fmt::Debug {
     /// them out within a batch is unspecified.
     fn submit(&self, reqs: Vec<IoReq>) -> Vec<IoReq>;
 
+    /// As [`Device::submit`], keeping at most `depth` requests in flight at
+    /// a time: a long batch becomes a queue of that depth, refilled as each
+    /// request completes. Devices without a queue ignore the bound.
+    fn submit_depth(&self, reqs: Vec<IoReq>, depth: usize) -> Vec<IoReq> {
+        let _ = depth;
+        self.submit(reqs)
+    }
+
     /// Make every completed write durable.
     fn flush(&self) -> Result<(), DevError>;
 

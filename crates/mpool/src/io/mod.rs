@@ -165,7 +165,14 @@ impl Engine {
     }
 
     /// Perform every request against `fd`; each comes back with its result set.
-    pub fn submit(&self, fd: RawFd, mut reqs: Vec<IoReq>) -> Vec<IoReq> {
+    pub fn submit(&self, fd: RawFd, reqs: Vec<IoReq>) -> Vec<IoReq> {
+        self.submit_depth(fd, reqs, usize::MAX)
+    }
+
+    /// As [`Engine::submit`], with at most `depth` requests in flight at a
+    /// time (io_uring refills as each completes, like a queue of that depth;
+    /// the sync engine runs one at a time anyway).
+    pub fn submit_depth(&self, fd: RawFd, mut reqs: Vec<IoReq>, depth: usize) -> Vec<IoReq> {
         let use_uring = self.uring
             && !(self.choice == EngineChoice::Auto
                 && reqs.len() == 1
@@ -173,7 +180,7 @@ impl Engine {
                     .first()
                     .is_some_and(|r| r.buf.len() <= AUTO_SYNC_MAX_BYTES));
         if use_uring {
-            uring::submit(fd, &mut reqs);
+            uring::submit(fd, &mut reqs, depth);
         } else {
             sync::submit(fd, &mut reqs);
         }

@@ -52,7 +52,7 @@ struct Progress {
     done: usize,
 }
 
-pub(super) fn submit(fd: RawFd, reqs: &mut [IoReq]) {
+pub(super) fn submit(fd: RawFd, reqs: &mut [IoReq], depth: usize) {
     if reqs.is_empty() {
         return;
     }
@@ -64,7 +64,7 @@ pub(super) fn submit(fd: RawFd, reqs: &mut [IoReq]) {
         let Some(ring) = slot.as_mut() else {
             return Err(io::Error::other("io_uring ring missing"));
         };
-        let r = run(ring, fd, reqs);
+        let r = run(ring, fd, reqs, depth.max(1));
         if r.is_err() {
             // A ring that failed mid-batch may hold state we cannot trust: drop it
             // (run() has already reaped or leaked every in-flight buffer).
@@ -107,7 +107,8 @@ fn sqe(fd: RawFd, r: &mut IoReq, p: &Progress, idx: usize) -> io_uring::squeue::
     }
 }
 
-fn run(ring: &mut IoUring, fd: RawFd, reqs: &mut [IoReq]) -> io::Result<()> {
+/// Keep at most `depth` requests in flight, refilling as each completes.
+fn run(ring: &mut IoUring, fd: RawFd, reqs: &mut [IoReq], depth: usize) -> io::Result<()> {
     let mut progress: Vec<Progress> = reqs.iter().map(|_| Progress { done: 0 }).collect();
     // Requests still to be pushed (indices), in order.
     let mut queue: std::collections::VecDeque<usize> = (0..reqs.len())
@@ -132,7 +133,7 @@ fn run(ring: &mut IoUring, fd: RawFd, reqs: &mut [IoReq]) -> io::Result<()> {
         {
             let mut sq = ring.submission();
             while let Some(&i) = queue.front() {
-                if sq.is_full() {
+                if sq.is_full() || inflight >= depth {
                     break;
                 }
                 let (Some(r), Some(p)) = (reqs.get_mut(i), progress.get(i)) else {

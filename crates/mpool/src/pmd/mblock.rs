@@ -75,7 +75,15 @@ fn give_bufs(done: Vec<IoReq>) {
 }
 
 fn submit_all(dev: &dyn Device, reqs: Vec<IoReq>) -> Result<Vec<IoReq>, DevError> {
-    let mut out = dev.submit(reqs);
+    submit_all_depth(dev, reqs, usize::MAX)
+}
+
+fn submit_all_depth(
+    dev: &dyn Device,
+    reqs: Vec<IoReq>,
+    depth: usize,
+) -> Result<Vec<IoReq>, DevError> {
+    let mut out = dev.submit_depth(reqs, depth);
     for r in out.iter_mut() {
         let (kind, off) = (r.kind, r.offset);
         r.take_result()
@@ -200,13 +208,18 @@ pub(crate) fn read(
             offset,
             buf,
         }],
+        usize::MAX,
     )
 }
 
 /// Several reads (of one device) as one batch of aligned requests: with
 /// io_uring they are all in flight at once. The caller checked each span
 /// lies inside its mblock's content.
-pub(crate) fn read_many(dev: &dyn Device, spans: &mut [Span<'_>]) -> Result<(), DevError> {
+pub(crate) fn read_many(
+    dev: &dyn Device,
+    spans: &mut [Span<'_>],
+    depth: usize,
+) -> Result<(), DevError> {
     let sector = u64::from(dev.sector());
     let mut reqs = Vec::new();
     let mut owner = Vec::new();
@@ -234,7 +247,7 @@ pub(crate) fn read_many(dev: &dyn Device, spans: &mut [Span<'_>]) -> Result<(), 
         return Ok(());
     }
     // Requests come back in the order they were given.
-    let out = submit_all(dev, reqs)?;
+    let out = submit_all_depth(dev, reqs, depth)?;
     for (r, i) in out.into_iter().zip(owner) {
         let Some(sp) = spans.get_mut(i) else { continue };
         let rel = r.offset - sp.base; // byte position of this request in the mblock

@@ -941,6 +941,7 @@ impl Pmd {
     pub(crate) fn mblock_read_batch(
         &self,
         reads: &mut [crate::pool::MblockRead<'_>],
+        depth: usize,
     ) -> Result<()> {
         let mut per_class: [Vec<mblock::Span<'_>>; 2] = [Vec::new(), Vec::new()];
         for r in reads.iter_mut() {
@@ -971,7 +972,7 @@ impl Pmd {
         for class in MediaClass::ALL {
             let spans = &mut per_class[class.index()];
             if !spans.is_empty() {
-                mblock::read_many(self.inner.class(class)?.dev.as_ref(), spans)?;
+                mblock::read_many(self.inner.class(class)?.dev.as_ref(), spans, depth)?;
             }
         }
         Ok(())
