@@ -256,3 +256,16 @@ impl Device for Counting {
         self.inner.discard(offset, len)
     }
 }
+
+/// xorshift64*: cheap reproducible offsets and picks for random workloads.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next value.
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}

@@ -90,17 +90,7 @@ const CASES: [Case; 3] = [
     },
 ];
 
-/// xorshift64*: offsets for random reads.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-}
+use crate::common::Rng;
 
 fn open(path: &Path, engine: EngineChoice, create: Option<u64>) -> Result<FileDevice> {
     let dev = FileDevice::open(
@@ -259,30 +249,18 @@ fn fio_case(
     })
 }
 
-/// Facts that explain the numbers: filesystem, device, kernel, CPUs.
+/// Facts that explain the numbers: the common ones, plus size and runtime.
 fn context(path: &Path, args: &DeviceArgs, fio_bin: Option<&Path>) -> Vec<(String, String)> {
-    let mut c = vec![("file".to_string(), path.display().to_string())];
-    c.push(("size".into(), format!("{} MiB", args.size >> 20)));
-    c.push((
-        "runtime".into(),
-        format!("{} s per case and side", args.runtime),
-    ));
-    if let Some((src, fstype)) = mount_of(path) {
-        c.push(("filesystem".into(), format!("{fstype} on {src}")));
-    }
-    if let Ok(k) = std::fs::read_to_string("/proc/sys/kernel/osrelease") {
-        c.push(("kernel".into(), k.trim().to_string()));
-    }
-    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-    c.push(("cpus".into(), cpus.to_string()));
-    if let Some(f) = fio_bin {
-        if let Ok(o) = std::process::Command::new(f).arg("--version").output() {
-            c.push((
-                "fio".into(),
-                String::from_utf8_lossy(&o.stdout).trim().to_string(),
-            ));
-        }
-    }
+    let mut c = crate::common::context(path, fio_bin);
+    let at = 1.min(c.len()); // after "file", where these rows always stood
+    c.insert(at, ("size".into(), format!("{} MiB", args.size >> 20)));
+    c.insert(
+        at + 1,
+        (
+            "runtime".into(),
+            format!("{} s per case and side", args.runtime),
+        ),
+    );
     c.push((
         "method".into(),
         "mpool then fio, same file/region/bs/depth, O_DIRECT; mpool QD32 = batches of 32 through Device::submit".into(),

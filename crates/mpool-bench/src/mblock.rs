@@ -69,15 +69,7 @@ impl Fig {
     }
 }
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-}
+use crate::common::Rng;
 
 fn fio_fig(bin: &Path, job: &FioJob, write: bool) -> Result<Fig> {
     let r = fio::run(bin, job)?;
