@@ -237,7 +237,7 @@ pub(crate) fn read_many(
             let n = ((end - pos) as usize).min(IO_CHUNK);
             reqs.push(IoReq::read(
                 sp.base + pos,
-                AlignedBuf::new(n, sector as usize),
+                AlignedBuf::scratch(n, sector as usize),
             ));
             owner.push(i);
             pos += n as u64;
