@@ -431,6 +431,7 @@ const NUMERIC_PROPS: &[&str] = &[
     "spare_capacity",
     "spare_staging",
     "generation",
+    "format_version",
     "ctime",
     "size",
     "used",

@@ -33,6 +33,7 @@ fn json_outputs() {
     assert_eq!(v["name"], "js");
     assert_eq!(v["label"], "j");
     assert_eq!(v["generation"], 1);
+    assert_eq!(v["format_version"], 2, "new pools are format version 2");
     let uuid = v["uuid"].as_str().unwrap().to_string();
     assert_eq!(uuid.len(), 36);
     let devs = v["devices"].as_array().unwrap();
@@ -57,6 +58,7 @@ fn json_outputs() {
         "spare_capacity",
         "spare_staging",
         "generation",
+        "format_version",
         "ctime",
     ] {
         assert!(p[k].is_u64(), "{k}: {p}");

@@ -227,6 +227,13 @@ impl Mdc {
         Ok(self.cur().sync()?)
     }
 
+    /// [`Mlog::open_tail`] of the active log: records from it on were in
+    /// the flush set in flight, if any, when the MDC was last closed or
+    /// crashed. `None` once a compaction has made a new log active.
+    pub fn open_tail(&self) -> Option<Lsn> {
+        self.cur().open_tail()
+    }
+
     /// Space use of the log appends go to.
     pub fn usage(&self) -> MdcUsage {
         let l = self.cur();
@@ -298,18 +305,19 @@ impl MdcReader<'_> {
     }
 }
 
-impl Iterator for MdcReader<'_> {
-    type Item = Result<Vec<u8>>;
-    fn next(&mut self) -> Option<Self::Item> {
+impl MdcReader<'_> {
+    /// The next client record with its position (the [`Lsn`] of its mlog
+    /// record in the active log).
+    pub fn next_record(&mut self) -> Option<Result<(Lsn, Vec<u8>)>> {
         loop {
-            let rec = match self.inner.next()? {
+            let (lsn, rec) = match self.inner.next_record()? {
                 Ok(r) => r,
                 Err(e) => return Some(Err(e.into())),
             };
             let index = self.index;
             self.index += 1;
             match rec.split_first() {
-                Some((&TAG_DATA, rest)) => return Some(Ok(rest.to_vec())),
+                Some((&TAG_DATA, rest)) => return Some(Ok((lsn, rest.to_vec()))),
                 _ if rec.as_slice() == CEND_RECORD => continue,
                 _ => {
                     return Some(Err(MdcError::BadRecord {
@@ -320,6 +328,13 @@ impl Iterator for MdcReader<'_> {
                 }
             }
         }
+    }
+}
+
+impl Iterator for MdcReader<'_> {
+    type Item = Result<Vec<u8>>;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.next_record().map(|r| r.map(|(_, rec)| rec))
     }
 }
 

@@ -197,6 +197,8 @@ pub struct PoolProps {
     pub spare_staging: u8,
     /// Superblock generation.
     pub generation: u64,
+    /// On-media format version (docs/format.md, "Version history").
+    pub format_version: u16,
     /// Creation time (seconds since the epoch).
     pub ctime: u64,
     /// Health: `ok`, or what is wrong.
@@ -250,6 +252,7 @@ pub const PROPERTIES: &[&str] = &[
     "spare_capacity",
     "spare_staging",
     "generation",
+    "format_version",
     "ctime",
     "health",
     "size",
@@ -447,7 +450,7 @@ fn assemble(
         mdc0_zone: newest.mdc0.zone,
         mdc0_zones: newest.mdc0.zones,
     };
-    let pmd = match Pmd::open(classes, layout, read_only) {
+    let pmd = match Pmd::open(classes, layout, read_only, newest.version >= 2) {
         Ok(p) => Some(p),
         // Inspecting (no lock, possibly while a writer works): the metadata is
         // replayed read-only when it can be; otherwise the superblock speaks.
@@ -489,6 +492,7 @@ fn format_pool(
         })
         .collect();
     let base = Superblock {
+        version: crate::omf::sb::SB_VERSION,
         generation: 1,
         pool_uuid,
         dev_uuid: Uuid::nil(),
@@ -1017,6 +1021,7 @@ impl Pool {
             spare_capacity: sb.spare_pct[0],
             spare_staging: sb.spare_pct[1],
             generation: sb.generation,
+            format_version: sb.version,
             ctime: sb.ctime,
             health: self.health(),
             objects: self.inner.pmd.as_ref().map(Pmd::count),
@@ -1040,6 +1045,7 @@ impl Pool {
             "spare_capacity" => p.spare_capacity.to_string(),
             "spare_staging" => p.spare_staging.to_string(),
             "generation" => p.generation.to_string(),
+            "format_version" => p.format_version.to_string(),
             "ctime" => p.ctime.to_string(),
             "health" => p.health,
             "size" => sum(|u| u.size),
@@ -1270,10 +1276,32 @@ impl Pool {
         self.pmd()?.abort(id)
     }
 
-    /// Delete a committed mblock: durable before its zone can be reused.
+    /// Delete a committed mblock: durable when this returns (a crash can
+    /// never bring it back), and only then is its zone free for reuse.
     pub fn mblock_delete(&self, id: ObjectId) -> Result<()> {
         check_type(id, ObjType::Mblock)?;
-        self.pmd()?.delete(id)
+        self.pmd()?.delete(id, true)
+    }
+
+    /// Delete a committed mblock without waiting for the delete to be
+    /// durable: it is gone for readers at once, and its record rides on the
+    /// next flush of its metadata log (a later commit or durable delete in
+    /// the same log, [`Pool::sync`], a compaction, the background thread
+    /// within about 100 ms, or closing the pool). Until then a crash brings
+    /// it back whole, never partly; its zone is not reused before the
+    /// delete is durable. For engines that delete many objects whose loss
+    /// they record elsewhere (an LSM-tree's compaction inputs): one flush
+    /// serves many deletes. [`Pool::sync`] makes every deferred delete
+    /// durable.
+    pub fn mblock_delete_deferred(&self, id: ObjectId) -> Result<()> {
+        check_type(id, ObjType::Mblock)?;
+        self.pmd()?.delete(id, false)
+    }
+
+    /// Make every deferred delete durable ([`Pool::mblock_delete_deferred`]);
+    /// their zones are then free.
+    pub fn sync(&self) -> Result<()> {
+        self.pmd()?.sync()
     }
 
     /// Read `buf.len()` bytes at `offset` of a committed mblock.
@@ -1335,7 +1363,7 @@ impl Pool {
     /// Delete a committed user mlog (refused while a handle is open).
     pub fn mlog_delete(&self, id: ObjectId) -> Result<()> {
         check_type(id, ObjType::Mlog)?;
-        self.pmd()?.delete(id)
+        self.pmd()?.delete(id, true)
     }
 
     /// Open a user mlog. Every caller shares one handle per mlog.
@@ -1363,7 +1391,7 @@ impl Pool {
     /// Delete a committed user MDC (refused while a handle is open).
     pub fn mdc_delete(&self, id: ObjectId) -> Result<()> {
         check_type(id, ObjType::Mdc)?;
-        self.pmd()?.delete(id)
+        self.pmd()?.delete(id, true)
     }
 
     /// Open a user MDC. Every caller shares one handle per MDC.

@@ -207,6 +207,7 @@ mod tests {
     fn sb(gen: u64) -> Superblock {
         let dev = Uuid::from_u128(9);
         Superblock {
+            version: crate::omf::sb::SB_VERSION,
             generation: gen,
             pool_uuid: Uuid::from_u128(8),
             dev_uuid: dev,

@@ -184,9 +184,12 @@ mod cache {
     /// Bytes kept per thread at most.
     pub(super) const MAX_BYTES: usize = 4 << 20;
 
+    /// Free allocations of one (length, alignment).
+    type FreeList = ((usize, usize), Vec<NonNull<u8>>);
+
     /// Free lists by (length, alignment); few distinct shapes occur.
     struct Lists {
-        lists: Vec<((usize, usize), Vec<NonNull<u8>>)>,
+        lists: Vec<FreeList>,
         bytes: usize,
     }
 

@@ -149,6 +149,8 @@ struct State {
     flushing: bool,
     failed: Option<String>,
     corrupt: Option<(u64, String)>,
+    /// First record of the last flush set the open scan found.
+    open_tail: Option<u64>,
 }
 
 /// A record log on a device extent. `Send + Sync`: share it (e.g. in an
@@ -285,6 +287,7 @@ impl Mlog {
             flushing: false,
             failed: None,
             corrupt,
+            open_tail: scan.and_then(|s| s.last.map(|l| l.batch_first())),
         };
         Mlog {
             dev,
@@ -346,6 +349,15 @@ impl Mlog {
     /// The largest record an empty log can hold.
     pub fn max_record(&self) -> u64 {
         self.geom.max_record()
+    }
+
+    /// The first record of the flush set that was the log's last when it
+    /// was opened: from it up to the end the open found, records may have
+    /// been written without their flush ever completing (a crash in
+    /// flight). Every earlier record was durable before any of these was
+    /// written. `None` for a log that was created, empty, or erased since.
+    pub fn open_tail(&self) -> Option<Lsn> {
+        self.lock().open_tail.map(Lsn)
     }
 
     /// The corruption the open scan found, if any: `(offset, reason)`.
@@ -441,6 +453,7 @@ impl Mlog {
         g.hdr_durable = true;
         g.newest_slot = 1 - first;
         g.next_seq = 0;
+        g.open_tail = None;
         g.fseq = 1;
         g.batch_first = None;
         g.end = 0;

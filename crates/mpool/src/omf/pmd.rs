@@ -41,6 +41,11 @@ pub enum PmdRecord {
         len: u32,
         /// CRC-32C of the content.
         crc: u32,
+        /// The content was flushed together with this record rather than
+        /// before it (type 7, format version 2): while the record is in its
+        /// log's last flush set, replay verifies the content against `crc`
+        /// and drops a commit whose content did not land.
+        shared_flush: bool,
     },
     /// MDC1..N: a committed mlog, or a committed user MDC (two logs).
     Mlog {
@@ -68,6 +73,7 @@ const T_UNIQ: u8 = 3;
 const T_MBLOCK: u8 = 4;
 const T_MLOG: u8 = 5;
 const T_DELETE: u8 = 6;
+const T_MBLOCK_SHARED: u8 = 7;
 
 /// Why a record could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -112,8 +118,13 @@ impl PmdRecord {
                 zone,
                 len,
                 crc,
+                shared_flush,
             } => {
-                v.push(T_MBLOCK);
+                v.push(if shared_flush {
+                    T_MBLOCK_SHARED
+                } else {
+                    T_MBLOCK
+                });
                 v.push(class.code());
                 v.extend_from_slice(&id.raw().to_le_bytes());
                 v.extend_from_slice(&zone.to_le_bytes());
@@ -188,7 +199,7 @@ impl PmdRecord {
                     next: u64_at(b, 1).ok_or_else(short)?,
                 })
             }
-            Some(T_MBLOCK) => {
+            Some(t @ (T_MBLOCK | T_MBLOCK_SHARED)) => {
                 exact(22)?;
                 Ok(PmdRecord::Mblock {
                     class: class_at(1)?,
@@ -196,6 +207,7 @@ impl PmdRecord {
                     zone: u32_at(b, 10).ok_or_else(short)?,
                     len: u32_at(b, 14).ok_or_else(short)?,
                     crc: u32_at(b, 18).ok_or_else(short)?,
+                    shared_flush: t == T_MBLOCK_SHARED,
                 })
             }
             Some(T_MLOG) => {
@@ -242,6 +254,15 @@ mod tests {
                 zone: 9,
                 len: 12345,
                 crc: 0xdead_beef,
+                shared_flush: false,
+            },
+            PmdRecord::Mblock {
+                id,
+                class: MediaClass::Capacity,
+                zone: 11,
+                len: 1,
+                crc: 7,
+                shared_flush: true,
             },
             PmdRecord::Mlog {
                 id: ObjectId::new(ObjType::Mlog, 3, 5),
@@ -262,6 +283,9 @@ mod tests {
         }
         assert!(PmdRecord::decode(&[]).is_err());
         assert!(PmdRecord::decode(&[99]).is_err());
+        assert!(PmdRecord::decode(&[8]).is_err());
+        assert_eq!(recs[3].encode()[0], 4);
+        assert_eq!(recs[4].encode()[0], 7);
         let mut bad = recs[3].encode();
         bad[1] = 7;
         assert!(PmdRecord::decode(&bad).is_err());

@@ -1,4 +1,4 @@
-//! Superblock encoding (format version 1). See `docs/format.md`, "Superblock".
+//! Superblock encoding (format versions 1 and 2). See `docs/format.md`, "Superblock".
 
 use std::fmt;
 use uuid::Uuid;
@@ -9,8 +9,15 @@ pub const SB_SIZE: usize = 4096;
 pub const SB_OFFSETS: [u64; 2] = [0, 32 * 1024];
 /// Magic at offset 0 of every copy.
 pub const SB_MAGIC: [u8; 8] = *b"MPOOLSB\0";
-/// The format version this code writes.
-pub const SB_VERSION: u16 = 1;
+/// The format version this code gives new pools (it reads 1 and 2).
+///
+/// Version 2 adds the pool-metadata record type 7 (an mblock commit whose
+/// content shares its record's flush). A pool keeps the version it was
+/// created with: superblock rewrites preserve it, and a version-1 pool is
+/// committed to the version-1 way, so older code keeps opening it.
+pub const SB_VERSION: u16 = 2;
+/// The oldest format version this code reads.
+pub const SB_VERSION_MIN: u16 = 1;
 /// Most member devices a pool can have.
 pub const MAX_MEMBERS: usize = 8;
 /// Longest pool name.
@@ -129,6 +136,8 @@ pub struct Mdc0Loc {
 /// A decoded superblock.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Superblock {
+    /// Format version of the pool ([`SB_VERSION_MIN`]..=[`SB_VERSION`]).
+    pub version: u16,
     /// Bumped by every update of the pool's superblocks.
     pub generation: u64,
     /// The pool's identity.
@@ -182,7 +191,7 @@ pub enum SbError {
         computed: u32,
     },
     /// Written by a newer or unknown format.
-    #[error("unsupported superblock format version {0} (this mpool reads version {SB_VERSION})")]
+    #[error("unsupported superblock format version {0} (this mpool reads versions {SB_VERSION_MIN} to {SB_VERSION})")]
     Version(u16),
     /// A field holds an impossible value.
     #[error("invalid superblock field {field}: {why}")]
@@ -291,7 +300,7 @@ impl Superblock {
     pub fn encode(&self, copy: u8) -> [u8; SB_SIZE] {
         let mut b = [0u8; SB_SIZE];
         put(&mut b, 0, &SB_MAGIC);
-        put(&mut b, OFF_VERSION, &SB_VERSION.to_le_bytes());
+        put(&mut b, OFF_VERSION, &self.version.to_le_bytes());
         put(&mut b, OFF_LEN, &(SB_SIZE as u16).to_le_bytes());
         put(&mut b, OFF_FLAGS, &0u32.to_le_bytes());
         put(&mut b, OFF_GEN, &self.generation.to_le_bytes());
@@ -347,7 +356,7 @@ impl Superblock {
             return Err(SbError::BadCrc { stored, computed });
         }
         let version = u16_at(b, OFF_VERSION);
-        if version != SB_VERSION {
+        if !(SB_VERSION_MIN..=SB_VERSION).contains(&version) {
             return Err(SbError::Version(version));
         }
         let field = |field: &'static str, why: String| SbError::Field { field, why };
@@ -433,6 +442,7 @@ impl Superblock {
             return Err(field("spare_pct", format!("{spare_pct:?}")));
         }
         let sb = Superblock {
+            version,
             generation: u64_at(b, OFF_GEN),
             pool_uuid: Uuid::from_bytes(get(b, OFF_POOL_UUID)),
             dev_uuid,
@@ -464,6 +474,7 @@ mod tests {
     pub(crate) fn sample() -> Superblock {
         let dev = Uuid::from_u128(2);
         Superblock {
+            version: SB_VERSION,
             generation: 7,
             pool_uuid: Uuid::from_u128(1),
             dev_uuid: dev,
@@ -538,11 +549,21 @@ mod tests {
     }
 
     #[test]
-    fn future_version_refused() {
-        let mut b = sample().encode(0);
-        b[OFF_VERSION..OFF_VERSION + 2].copy_from_slice(&2u16.to_le_bytes());
-        recrc(&mut b);
-        assert_eq!(Superblock::decode(&b), Err(SbError::Version(2)));
+    fn future_and_unknown_versions_refused_older_kept() {
+        for v in [0u16, SB_VERSION + 1, u16::MAX] {
+            let mut b = sample().encode(0);
+            b[OFF_VERSION..OFF_VERSION + 2].copy_from_slice(&v.to_le_bytes());
+            recrc(&mut b);
+            assert_eq!(Superblock::decode(&b), Err(SbError::Version(v)));
+        }
+        // A version-1 superblock decodes as version 1 and is written back as such.
+        let old = Superblock {
+            version: 1,
+            ..sample()
+        };
+        let b = old.encode(1);
+        assert_eq!(u16_at(&b, OFF_VERSION), 1);
+        assert_eq!(Superblock::decode(&b).map(|s| s.0.version), Ok(1));
     }
 
     #[test]

@@ -160,8 +160,9 @@ impl WriteState {
         Ok(())
     }
 
-    /// Write the partial last sector (zero-padded) and flush the device.
-    pub fn finish(&mut self) -> Result<(), DataError> {
+    /// Write the partial last sector (zero-padded); with `flush`, then flush
+    /// the device.
+    pub fn finish(&mut self, flush: bool) -> Result<(), DataError> {
         if self.failed {
             return Err(DataError::Failed);
         }
@@ -176,7 +177,9 @@ impl WriteState {
             self.on_dev += n;
             self.tail.clear();
         }
-        self.dev.flush()?;
+        if flush {
+            self.dev.flush()?;
+        }
         Ok(())
     }
 }
@@ -315,7 +318,7 @@ mod tests {
                 all.extend_from_slice(&data);
                 assert!(w.tail.len() < sector as usize);
             }
-            w.finish().unwrap();
+            w.finish(true).unwrap();
             assert_eq!(w.crc, crc32c::crc32c(&all));
             let len = all.len() as u64;
             assert_eq!(content_crc(dev.as_ref(), base, len).unwrap(), w.crc);

@@ -11,7 +11,7 @@ pub(crate) mod mblock;
 use crate::dev::DeviceRef;
 use crate::error::{Error, Result};
 use crate::mdc::{Mdc, MdcError};
-use crate::mlog::{Mlog, MlogError};
+use crate::mlog::{Lsn, Mlog, MlogError};
 use crate::objid::{ObjType, ObjectId, UNIQ_MAX};
 use crate::omf::pmd::PmdRecord;
 use crate::omf::sb::MediaClass;
@@ -19,7 +19,7 @@ use crate::smap::ClassMap;
 use mblock::WriteState;
 use serde::Serialize;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{
     Arc, Condvar, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak,
 };
@@ -33,6 +33,10 @@ const MDC0_LOG_ID: u64 = 0x4d44_4330; // "MDC0"
 const COMPACT_FILL_PCT: u64 = 50;
 /// ...and at least this share of its records are garbage.
 const COMPACT_GARBAGE_PCT: u64 = 50;
+/// The background thread looks at every MDC this often: deferred deletes
+/// become durable within about this long, and an MDC idle for this long
+/// with shared-flush commits in its last flush set is sealed.
+const TICK: Duration = Duration::from_millis(100);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     match m.lock() {
@@ -85,6 +89,7 @@ impl Obj {
                 zone: self.zone,
                 len: self.a,
                 crc: self.b,
+                shared_flush: false,
             },
             ObjType::Mlog => PmdRecord::Mlog {
                 id,
@@ -174,6 +179,13 @@ struct Shard {
     records: AtomicU64,
     /// Zones per log and first zones, for `check` and stats.
     loc: (u32, u32, u32),
+    /// Zones of deferred deletes whose record is not known durable yet:
+    /// returned to the space map by the next sync of this MDC.
+    awaiting: Mutex<Vec<(MediaClass, u32, u32)>>,
+    /// Appends so far (the background thread tells an idle MDC by it).
+    appends: AtomicU64,
+    /// A shared-flush commit record may be in the last flush set.
+    unsealed: AtomicBool,
 }
 
 /// One media class of the pool.
@@ -236,6 +248,8 @@ struct Inner {
     root: ObjectId,
     cursor: AtomicUsize,
     read_only: bool,
+    /// Commit capacity-class mblocks with one flush (format version 2).
+    shared_commits: bool,
     wake: (Mutex<bool>, Condvar),
     compactions: AtomicU64,
 }
@@ -262,6 +276,123 @@ fn mdc_records(mdc: &Mdc) -> Result<Vec<Vec<u8>>> {
         out.push(r?);
     }
     Ok(out)
+}
+
+/// What replaying one of MDC1..N found.
+struct Replayed {
+    objs: HashMap<u64, Obj>,
+    records: u64,
+    ckpt: u64,
+    max_uniq: u64,
+    /// Shared-flush mblock commits in the log's last flush set.
+    tail_commits: Vec<ObjectId>,
+}
+
+/// Replay an MDC's records in order, streaming (no copy of the whole log).
+fn replay(index: u8, mdc: &Mdc) -> Result<Replayed> {
+    let tail = mdc.open_tail().unwrap_or(Lsn(u64::MAX));
+    let mut r = Replayed {
+        objs: HashMap::new(),
+        records: 0,
+        ckpt: 0,
+        max_uniq: 0,
+        tail_commits: Vec::new(),
+    };
+    let mut rd = mdc.reader()?;
+    while let Some(rec) = rd.next_record() {
+        let (lsn, rec) = rec?;
+        r.records += 1;
+        match decode(index, &rec)? {
+            PmdRecord::UniqCkpt { next } => r.ckpt = r.ckpt.max(next),
+            PmdRecord::Mblock {
+                id,
+                class,
+                zone,
+                len,
+                crc,
+                shared_flush,
+            } => {
+                r.max_uniq = r.max_uniq.max(id.uniq());
+                if shared_flush && lsn >= tail {
+                    r.tail_commits.push(id);
+                }
+                r.objs.insert(
+                    id.raw(),
+                    Obj {
+                        zone,
+                        a: len,
+                        b: crc,
+                        class: class.code(),
+                    },
+                );
+            }
+            PmdRecord::Mlog {
+                id,
+                class,
+                zone,
+                zone_b,
+                zones,
+            } => {
+                r.max_uniq = r.max_uniq.max(id.uniq());
+                r.objs.insert(
+                    id.raw(),
+                    Obj {
+                        zone,
+                        a: zones,
+                        b: zone_b,
+                        class: class.code(),
+                    },
+                );
+            }
+            PmdRecord::Delete { id } => {
+                r.objs.remove(&id.raw());
+            }
+            other => {
+                return Err(Error::Corrupt(format!(
+                    "MDC{index} holds an MDC0 record: {other:?}"
+                )))
+            }
+        }
+    }
+    Ok(r)
+}
+
+/// Of the shared-flush commits in an MDC's last flush set, those whose
+/// content does not match its record: the crash came before the flush that
+/// would have made both durable, so the commit never returned and is
+/// dropped. A commit whose content cannot be read is kept (nothing proves
+/// it incomplete; `check` reports the read error).
+fn unfinished_commits(
+    index: u8,
+    classes: &[Option<ClassDev>; 2],
+    objs: &HashMap<u64, Obj>,
+    tail: &[ObjectId],
+) -> Vec<ObjectId> {
+    let mut bad = Vec::new();
+    for id in tail {
+        let Some(o) = objs.get(&id.raw()) else {
+            continue; // deleted later in the same flush set
+        };
+        let Some(c) = classes[o.class().index()].as_ref() else {
+            continue; // the open fails on the missing class below
+        };
+        match mblock::content_crc(c.dev.as_ref(), c.off(o.zone), u64::from(o.a)) {
+            Ok(crc) if crc == o.b => {}
+            Ok(crc) => {
+                tracing::warn!(
+                    "MDC{index}: mblock {id} was being committed at a crash and its content \
+                     did not land (CRC {crc:#010x}, recorded {:#010x}): the commit is dropped",
+                    o.b
+                );
+                bad.push(*id);
+            }
+            Err(e) => tracing::warn!(
+                "MDC{index}: mblock {id} was being committed at a crash; its content \
+                 cannot be read to verify it ({e}); it is kept"
+            ),
+        }
+    }
+    bad
 }
 
 fn decode(shard: u8, rec: &[u8]) -> Result<PmdRecord> {
@@ -335,10 +466,13 @@ impl Pmd {
     }
 
     /// Open the metadata: replay MDC0 and MDC1..N, rebuild the space map.
+    /// `shared_commits`: the pool's format (version 2) allows mblock
+    /// commits whose content shares its record's flush.
     pub(crate) fn open(
         classes: [Option<ClassDev>; 2],
         layout: Layout,
         read_only: bool,
+        shared_commits: bool,
     ) -> Result<Pmd> {
         let cap = classes[0]
             .as_ref()
@@ -383,78 +517,51 @@ impl Pmd {
                     .map(|&(index, a, b, zones)| {
                         let dev = Arc::clone(&cap.dev);
                         let (ea, eb) = (cap.extent(a, zones), cap.extent(b, zones));
+                        let classes = &classes;
                         s.spawn(move || -> Result<Shard> {
                             let mdc = Mdc::open(dev, ea, eb, u64::from(index))?;
-                            let recs = mdc_records(&mdc)?;
-                            let mut objs: HashMap<u64, Obj> = HashMap::new();
-                            let mut ckpt = 0u64;
-                            let mut max_uniq = 0u64;
-                            for rec in &recs {
-                                match decode(index, rec)? {
-                                    PmdRecord::UniqCkpt { next } => ckpt = ckpt.max(next),
-                                    PmdRecord::Mblock {
-                                        id,
-                                        class,
-                                        zone,
-                                        len,
-                                        crc,
-                                    } => {
-                                        max_uniq = max_uniq.max(id.uniq());
-                                        objs.insert(
-                                            id.raw(),
-                                            Obj {
-                                                zone,
-                                                a: len,
-                                                b: crc,
-                                                class: class.code(),
-                                            },
-                                        );
-                                    }
-                                    PmdRecord::Mlog {
-                                        id,
-                                        class,
-                                        zone,
-                                        zone_b,
-                                        zones,
-                                    } => {
-                                        max_uniq = max_uniq.max(id.uniq());
-                                        objs.insert(
-                                            id.raw(),
-                                            Obj {
-                                                zone,
-                                                a: zones,
-                                                b: zone_b,
-                                                class: class.code(),
-                                            },
-                                        );
-                                    }
-                                    PmdRecord::Delete { id } => {
-                                        objs.remove(&id.raw());
-                                    }
-                                    other => {
-                                        return Err(Error::Corrupt(format!(
-                                            "MDC{index} holds an MDC0 record: {other:?}"
-                                        )))
-                                    }
-                                }
-                            }
-                            if let Some(bad) = objs.keys().find(|k| {
+                            let mut r = replay(index, &mdc)?;
+                            if let Some(bad) = r.objs.keys().find(|k| {
                                 ObjectId::from_raw(**k).is_none_or(|id| id.mdc() != index)
                             }) {
                                 return Err(Error::Corrupt(format!(
                                     "MDC{index} holds object {bad:#x} of another MDC"
                                 )));
                             }
-                            let next = ckpt.max(max_uniq + 1);
+                            let dropped =
+                                unfinished_commits(index, classes, &r.objs, &r.tail_commits);
+                            for id in &dropped {
+                                r.objs.remove(&id.raw());
+                            }
+                            if !read_only && !dropped.is_empty() {
+                                // Durable before anything else is appended: from
+                                // now on these records are no longer in the last
+                                // flush set, and must not count as commits.
+                                for id in &dropped {
+                                    mdc.append(&PmdRecord::Delete { id: *id }.encode(), false)?;
+                                }
+                                mdc.sync()?;
+                                r.records += dropped.len() as u64;
+                            }
+                            let next = r.ckpt.max(r.max_uniq + 1);
+                            // Verified commits left in the last flush set are
+                            // sealed by the background thread (one flush), so the
+                            // next open need not read them again; the appends
+                            // above sealed them already.
+                            let unsealed =
+                                !read_only && !r.tail_commits.is_empty() && dropped.is_empty();
                             Ok(Shard {
                                 index,
                                 mdc: RwLock::new(mdc),
-                                records: AtomicU64::new(recs.len() as u64),
-                                objs: RwLock::new(objs),
+                                records: AtomicU64::new(r.records),
+                                objs: RwLock::new(r.objs),
                                 // Skip to the checkpoint: IDs below it may have been handed out before the crash.
                                 uniq: Mutex::new(next),
                                 ckpt: AtomicU64::new(next),
                                 loc: (a, b, zones),
+                                awaiting: Mutex::new(Vec::new()),
+                                appends: AtomicU64::new(0),
+                                unsealed: AtomicBool::new(unsealed),
                             })
                         })
                     })
@@ -508,6 +615,7 @@ impl Pmd {
             root,
             cursor: AtomicUsize::new(0),
             read_only,
+            shared_commits,
             wake: (Mutex::new(false), Condvar::new()),
             compactions: AtomicU64::new(0),
         });
@@ -555,6 +663,15 @@ impl Pmd {
             .sum()
     }
 
+    /// Make every deferred delete durable (and free its zones).
+    pub(crate) fn sync(&self) -> Result<()> {
+        self.inner.check_writable()?;
+        for s in &self.inner.shards {
+            self.inner.sync_shard(s, false)?;
+        }
+        Ok(())
+    }
+
     /// Compact every MDC now.
     pub(crate) fn compact_all(&self) -> Result<()> {
         for s in &self.inner.shards {
@@ -574,6 +691,15 @@ impl Drop for Pmd {
         if let Some(h) = lock(&self.compactor).take() {
             let _ = h.join();
         }
+        // A clean close leaves deferred deletes durable and no shared-flush
+        // commit for the next open to verify.
+        if !self.inner.read_only {
+            for s in &self.inner.shards {
+                if let Err(e) = self.inner.sync_shard(s, true) {
+                    tracing::warn!("closing MDC{}: {e}", s.index);
+                }
+            }
+        }
     }
 }
 
@@ -591,29 +717,48 @@ fn release_handle<T>(cache: &Mutex<HashMap<u64, Arc<T>>>, id: ObjectId) -> bool 
     }
 }
 
+/// The zones of a shard's deferred deletes appended so far.
+fn take_awaiting(s: &Shard) -> Vec<(MediaClass, u32, u32)> {
+    std::mem::take(&mut *lock(&s.awaiting))
+}
+
 fn spawn_compactor(w: Weak<Inner>) -> std::thread::JoinHandle<()> {
     std::thread::Builder::new()
         .name("mpool-compactor".into())
-        .spawn(move || loop {
-            let Some(inner) = w.upgrade() else { return };
-            {
-                let (m, cv) = &inner.wake;
-                let g = lock(m);
-                if *g {
-                    return;
+        .spawn(move || {
+            // Appends per MDC at the previous tick: unchanged means idle.
+            let mut seen: Vec<u64> = Vec::new();
+            loop {
+                let Some(inner) = w.upgrade() else { return };
+                {
+                    let (m, cv) = &inner.wake;
+                    let g = lock(m);
+                    if *g {
+                        return;
+                    }
+                    let (g, _) = match cv.wait_timeout(g, TICK) {
+                        Ok(x) => x,
+                        Err(p) => p.into_inner(),
+                    };
+                    if *g {
+                        return;
+                    }
                 }
-                let (g, _) = match cv.wait_timeout(g, Duration::from_millis(500)) {
-                    Ok(x) => x,
-                    Err(p) => p.into_inner(),
-                };
-                if *g {
-                    return;
-                }
-            }
-            for s in &inner.shards {
-                if inner.wants_compaction(s) {
-                    if let Err(e) = inner.compact(s) {
-                        tracing::warn!("background compaction of MDC{} failed: {e}", s.index);
+                seen.resize(inner.shards.len(), u64::MAX);
+                for (s, last) in inner.shards.iter().zip(seen.iter_mut()) {
+                    let now = s.appends.load(Ordering::Relaxed);
+                    let idle = now == *last;
+                    *last = now;
+                    let seal = idle && s.unsealed.load(Ordering::Relaxed);
+                    if seal || !lock(&s.awaiting).is_empty() {
+                        if let Err(e) = inner.sync_shard(s, seal) {
+                            tracing::warn!("background sync of MDC{} failed: {e}", s.index);
+                        }
+                    }
+                    if inner.wants_compaction(s) {
+                        if let Err(e) = inner.compact(s) {
+                            tracing::warn!("background compaction of MDC{} failed: {e}", s.index);
+                        }
                     }
                 }
             }
@@ -658,40 +803,107 @@ impl Inner {
         let mdc = wlock(&s.mdc);
         let objs = rlock(&s.objs);
         let ckpt = s.ckpt.load(Ordering::Acquire);
-        mdc.cstart()?;
-        mdc.append(&PmdRecord::UniqCkpt { next: ckpt }.encode(), false)?;
-        for (raw, o) in objs.iter() {
-            let id = ObjectId::from_raw(*raw)
-                .ok_or_else(|| Error::Corrupt(format!("bad object ID {raw:#x}")))?;
-            mdc.append(&o.record(id).encode(), false)?;
+        // Every deferred delete so far is in the old log and absent from
+        // `objs`: once the new log is durable, its zones are free.
+        let done = take_awaiting(s);
+        let r = (|| -> Result<()> {
+            mdc.cstart()?;
+            mdc.append(&PmdRecord::UniqCkpt { next: ckpt }.encode(), false)?;
+            for (raw, o) in objs.iter() {
+                let id = ObjectId::from_raw(*raw)
+                    .ok_or_else(|| Error::Corrupt(format!("bad object ID {raw:#x}")))?;
+                mdc.append(&o.record(id).encode(), false)?;
+            }
+            mdc.cend()?;
+            Ok(())
+        })();
+        if let Err(e) = r {
+            lock(&s.awaiting).extend(done);
+            return Err(e);
         }
-        mdc.cend()?;
+        // The new log holds no shared-flush records.
+        s.unsealed.store(false, Ordering::Relaxed);
         s.records.store(objs.len() as u64 + 1, Ordering::Relaxed);
+        s.appends.fetch_add(1, Ordering::Relaxed);
         self.compactions.fetch_add(1, Ordering::Relaxed);
+        drop(objs);
+        drop(mdc);
+        self.release(done);
         Ok(())
     }
 
-    /// Append a record to a shard's MDC durably and apply `then` to the object
-    /// table while still excluding compaction. Compacts and retries once when
-    /// the log is full.
+    /// Return zones of durable deletes to their space maps.
+    fn release(&self, zones: Vec<(MediaClass, u32, u32)>) {
+        for (class, z, n) in zones {
+            if let Ok(c) = self.class(class) {
+                if let Err(e) = c.map.release(z, n) {
+                    tracing::warn!("releasing zones {z}+{n} of a deleted object: {e}");
+                }
+            }
+        }
+    }
+
+    /// Make an MDC's appends durable; then the zones of its deferred
+    /// deletes are free. With `seal`, also end a last flush set holding
+    /// shared-flush commits (a checkpoint record, synced).
+    fn sync_shard(&self, s: &Shard, seal: bool) -> Result<()> {
+        if seal && s.unsealed.swap(false, Ordering::Relaxed) {
+            let next = s.ckpt.load(Ordering::Acquire);
+            if let Err(e) = self.log(s, PmdRecord::UniqCkpt { next }, true, |_| {}) {
+                s.unsealed.store(true, Ordering::Relaxed);
+                return Err(e);
+            }
+            return Ok(());
+        }
+        // Always sync, even with nothing awaiting here: another thread's
+        // sync append may have taken deletes that are not durable yet, and
+        // the log's sync waits for every record appended before it.
+        let done = take_awaiting(s);
+        let r = rlock(&s.mdc).sync();
+        match r {
+            Ok(()) => {
+                self.release(done);
+                Ok(())
+            }
+            Err(e) => {
+                lock(&s.awaiting).extend(done);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Append a record to a shard's MDC (durably with `sync`) and apply
+    /// `then` to the object table while still excluding compaction.
+    /// Compacts and retries once when the log is full. A sync append also
+    /// makes every deferred delete appended before it durable, and frees
+    /// their zones.
     fn log(
         &self,
         s: &Shard,
         rec: PmdRecord,
+        sync: bool,
         then: impl FnOnce(&mut HashMap<u64, Obj>),
     ) -> Result<()> {
         let bytes = rec.encode();
         let mut then = Some(then);
+        // Taken before the append: these records precede ours in the log.
+        let done = if sync { take_awaiting(s) } else { Vec::new() };
+        let give_back = |e: Error| {
+            lock(&s.awaiting).extend(done.iter().copied());
+            e
+        };
         for attempt in 0..2 {
             {
                 let mdc = rlock(&s.mdc);
-                match mdc.append(&bytes, true) {
+                match mdc.append(&bytes, sync) {
                     Ok(_) => {
                         s.records.fetch_add(1, Ordering::Relaxed);
+                        s.appends.fetch_add(1, Ordering::Relaxed);
                         if let Some(f) = then.take() {
                             f(&mut wlock(&s.objs));
                         }
                         drop(mdc);
+                        self.release(done);
                         if self.wants_compaction(s) {
                             let (m, cv) = &self.wake;
                             drop(lock(m));
@@ -700,12 +912,12 @@ impl Inner {
                         return Ok(());
                     }
                     Err(MdcError::Mlog(MlogError::LogFull { .. })) if attempt == 0 => {}
-                    Err(e) => return Err(e.into()),
+                    Err(e) => return Err(give_back(e.into())),
                 }
             }
-            self.compact(s)?;
+            self.compact(s).map_err(give_back)?;
         }
-        Err(Error::MetadataFull { mdc: s.index })
+        Err(give_back(Error::MetadataFull { mdc: s.index }))
     }
 
     /// A new ID in the next shard; a checkpoint is made durable first when needed.
@@ -726,7 +938,7 @@ impl Inner {
             let next = *u + UNIQ_STEP;
             // Published before the append stops excluding compaction, so a
             // compaction right after it writes this checkpoint, not the old one.
-            self.log(s, PmdRecord::UniqCkpt { next }, |_| {
+            self.log(s, PmdRecord::UniqCkpt { next }, true, |_| {
                 s.ckpt.store(next, Ordering::Release)
             })?;
         }
@@ -820,7 +1032,13 @@ impl Pmd {
         let Some(Pending::Mblock { class, zone, ws }) = g.as_mut() else {
             return Err(self.gone(id)?);
         };
-        ws.finish().map_err(|e| data_err(id, e))?;
+        // The pool metadata lives on the capacity device: there, the flush
+        // that makes the commit record durable makes the content durable
+        // too, and replay verifies the content of commits in a log's last
+        // flush set (docs/format.md, "Transactions"). Elsewhere the content
+        // is flushed first.
+        let shared = self.inner.shared_commits && *class == MediaClass::Capacity;
+        ws.finish(!shared).map_err(|e| data_err(id, e))?;
         let len = u32::try_from(ws.written)
             .map_err(|_| Error::Corrupt("mblock longer than 4 GiB".into()))?;
         let obj = Obj {
@@ -829,10 +1047,21 @@ impl Pmd {
             b: ws.crc,
             class: class.code(),
         };
+        let rec = PmdRecord::Mblock {
+            id,
+            class: *class,
+            zone: *zone,
+            len,
+            crc: ws.crc,
+            shared_flush: shared,
+        };
         let s = self.inner.shard(id)?;
-        self.inner.log(s, obj.record(id), |m| {
+        self.inner.log(s, rec, true, |m| {
             m.insert(id.raw(), obj);
         })?;
+        if shared {
+            s.unsealed.store(true, Ordering::Relaxed);
+        }
         *g = None;
         drop(g);
         lock(&self.inner.pending).remove(&id.raw());
@@ -876,8 +1105,13 @@ impl Pmd {
         Ok(())
     }
 
-    /// Delete a committed object: its record is durable before its zones can be reused.
-    pub(crate) fn delete(&self, id: ObjectId) -> Result<()> {
+    /// Delete a committed object: its record is durable before its zones
+    /// can be reused. With `durable`, before this returns; otherwise the
+    /// record rides on the MDC's next flush (a later sync append to it,
+    /// [`Pmd::sync`], a compaction, the background thread within
+    /// [`TICK`], or the close), and a crash before then brings the object
+    /// back whole. Either way it is gone for readers at once.
+    pub(crate) fn delete(&self, id: ObjectId, durable: bool) -> Result<()> {
         self.inner.check_writable()?;
         if id == self.inner.root {
             return Err(Error::InvalidArgument(
@@ -901,15 +1135,23 @@ impl Pmd {
         if !rlock(&s.objs).contains_key(&id.raw()) {
             return Err(Error::NotFound(id));
         }
-        self.inner.log(s, PmdRecord::Delete { id }, |m| {
-            removed = m.remove(&id.raw())
+        self.inner.log(s, PmdRecord::Delete { id }, durable, |m| {
+            removed = m.remove(&id.raw());
+            if let (Some(o), false) = (removed, durable) {
+                // Under the append's exclusion of compaction: a compaction
+                // either sees these zones here or the delete in its old log.
+                lock(&s.awaiting)
+                    .extend(o.zones(id.ty()).into_iter().map(|(z, n)| (o.class(), z, n)));
+            }
         })?;
         let Some(o) = removed else {
             return Err(Error::NotFound(id));
         };
-        let c = self.inner.class(o.class())?;
-        for (z, n) in o.zones(id.ty()) {
-            c.map.release(z, n)?;
+        if durable {
+            let c = self.inner.class(o.class())?;
+            for (z, n) in o.zones(id.ty()) {
+                c.map.release(z, n)?;
+            }
         }
         Ok(())
     }
@@ -1169,9 +1411,10 @@ impl Pmd {
             b: *zone_b,
             class: class.code(),
         };
-        self.inner.log(self.inner.shard(id)?, obj.record(id), |m| {
-            m.insert(id.raw(), obj);
-        })?;
+        self.inner
+            .log(self.inner.shard(id)?, obj.record(id), true, |m| {
+                m.insert(id.raw(), obj);
+            })?;
         *g = None;
         drop(g);
         lock(&self.inner.pending).remove(&id.raw());

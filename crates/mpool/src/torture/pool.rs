@@ -4,13 +4,17 @@
 //! writes, a reopen, and a check against a model of what was acknowledged:
 //!
 //! - every committed mblock readable bit-exact, with its recorded CRC;
-//! - every uncommitted one gone; no deleted object back;
+//! - every uncommitted one gone; no deleted object back (a deferred delete
+//!   may be undone by a crash until a `Pool::sync` after it returned, or
+//!   the pool was closed; the object is then back whole);
 //! - no object ID reused (new IDs after recovery are unseen);
 //! - space accounting exact: used zones = metadata zones + live objects (a
 //!   zone claimed twice fails the open, and counts as a violation);
 //! - the user mlog holds a prefix of what was appended, at least up to the
 //!   last acknowledged sync append;
-//! - the pool works after recovery: a new mblock commits and survives a reopen.
+//! - the pool works after recovery: a new mblock commits and survives a
+//!   reopen, and that reopen shows exactly the objects of the first plus
+//!   the new one (what recovery dropped stays dropped).
 //!
 //! Some operations compact the pool metadata, so crashes land inside MDC
 //! compactions as well.
@@ -88,6 +92,8 @@ struct Seen {
     commit_unknown: Vec<(ObjectId, usize)>,
     /// Deletes whose outcome is unknown.
     delete_unknown: Vec<ObjectId>,
+    /// Deferred deletes not yet followed by a `Pool::sync` of their thread.
+    deferred: HashSet<ObjectId>,
     /// User-mlog records appended (attempted) and the count a sync acknowledged.
     mlog_attempted: u64,
     mlog_durable: u64,
@@ -104,6 +110,8 @@ fn worker(
 ) {
     let mut rng = StdRng::seed_from_u64(mix(seed ^ (t as u64 + 1)));
     let mut mine: Vec<ObjectId> = Vec::new();
+    // This thread's deferred deletes since its last sync.
+    let mut undone: Vec<ObjectId> = Vec::new();
     let lock = || match seen.lock() {
         Ok(g) => g,
         Err(p) => p.into_inner(),
@@ -158,7 +166,17 @@ fn worker(
                 continue;
             }
             let id = mine.swap_remove(rng.random_range(0..mine.len()));
-            match pool.mblock_delete(id) {
+            let deferred = rng.random_bool(0.5);
+            let r = if deferred {
+                pool.mblock_delete_deferred(id)
+            } else {
+                pool.mblock_delete(id)
+            };
+            match r {
+                Ok(()) if deferred => {
+                    lock().deferred.insert(id);
+                    undone.push(id);
+                }
                 Ok(()) => {
                     lock().deleted.insert(id);
                 }
@@ -166,6 +184,16 @@ fn worker(
                     lock().delete_unknown.push(id);
                     return;
                 }
+            }
+        } else if (92..96).contains(&roll) {
+            // Make this thread's deferred deletes durable.
+            if pool.sync().is_err() {
+                return;
+            }
+            let mut g = lock();
+            for id in undone.drain(..) {
+                g.deferred.remove(&id);
+                g.deleted.insert(id);
             }
         } else if roll >= 96 {
             // Compact the pool metadata now: crashes land inside compactions too.
@@ -258,7 +286,8 @@ fn run_once(
 }
 
 /// Check a rebooted device against what the workload saw. Returns what is wrong.
-fn check(inst: &Instance, dev: FaultDevice, seen: &Seen) -> Vec<String> {
+/// `clean`: the pool was closed before the crash, so deferred deletes are durable.
+fn check(inst: &Instance, dev: FaultDevice, seen: &Seen, clean: bool) -> Vec<String> {
     let mut bad = Vec::new();
     let d: DeviceRef = Arc::new(dev);
     let pool = match Pool::open_on(vec![Arc::clone(&d)], false) {
@@ -280,6 +309,13 @@ fn check(inst: &Instance, dev: FaultDevice, seen: &Seen) -> Vec<String> {
         let expected_len = if let Some(l) = seen.committed.get(&o.id) {
             if seen.deleted.contains(&o.id) {
                 bad.push(format!("deleted mblock {} is back", o.id));
+                continue;
+            }
+            if clean && seen.deferred.contains(&o.id) {
+                bad.push(format!(
+                    "mblock {} deleted (deferred) before a clean close is back",
+                    o.id
+                ));
                 continue;
             }
             *l
@@ -317,7 +353,10 @@ fn check(inst: &Instance, dev: FaultDevice, seen: &Seen) -> Vec<String> {
         }
     }
     for id in seen.committed.keys() {
-        if !seen.deleted.contains(id) && !seen.delete_unknown.contains(id) && !present.contains(id)
+        if !seen.deleted.contains(id)
+            && !seen.delete_unknown.contains(id)
+            && !seen.deferred.contains(id)
+            && !present.contains(id)
         {
             bad.push(format!("committed mblock {id} is missing"));
         }
@@ -363,6 +402,7 @@ fn check(inst: &Instance, dev: FaultDevice, seen: &Seen) -> Vec<String> {
         },
         Err(e) => bad.push(format!("user mlog does not open: {e}")),
     }
+    let first: HashSet<ObjectId> = objs.iter().map(|o| o.id).collect();
     // No ID reused, and the pool works: a new mblock commits and survives a reopen.
     let handed: HashSet<ObjectId> = seen.handed.iter().copied().collect();
     let mut fresh = None;
@@ -387,6 +427,20 @@ fn check(inst: &Instance, dev: FaultDevice, seen: &Seen) -> Vec<String> {
             drop(pool);
             match Pool::open_on(vec![Arc::clone(&d)], false) {
                 Ok(p) => {
+                    let mut want = first.clone();
+                    want.insert(id);
+                    match p.objects() {
+                        Ok(o) => {
+                            let now: HashSet<ObjectId> = o.iter().map(|o| o.id).collect();
+                            for x in now.difference(&want) {
+                                bad.push(format!("object {x} appeared at the second reopen"));
+                            }
+                            for x in want.difference(&now) {
+                                bad.push(format!("object {x} vanished at the second reopen"));
+                            }
+                        }
+                        Err(e) => bad.push(format!("listing at the second reopen failed: {e}")),
+                    }
                     let mut got = vec![0u8; data.len()];
                     if p.mblock_read(id, 0, &mut got)
                         .map(|_| got != data)
@@ -438,7 +492,7 @@ pub fn run_pool(cfg: &PoolTortureConfig, progress: &mut dyn FnMut(u64, u64)) -> 
         let total_ops = match run_once(&inst, &cfg, None) {
             Ok((dev, seen)) => {
                 let ops = dev.stats().ops;
-                for what in check(&inst, dev.reboot(CrashMode::DropAll), &seen) {
+                for what in check(&inst, dev.reboot(CrashMode::DropAll), &seen, true) {
                     rep.add(viol(what, None, "clean shutdown".into()));
                 }
                 ops
@@ -471,7 +525,7 @@ pub fn run_pool(cfg: &PoolTortureConfig, progress: &mut dyn FnMut(u64, u64)) -> 
             let mode_s = format!("{mode:?}");
             match run_once(&inst, &cfg, Some(point)) {
                 Ok((dev, seen)) => {
-                    for what in check(&inst, dev.reboot(mode), &seen) {
+                    for what in check(&inst, dev.reboot(mode), &seen, false) {
                         rep.add(viol(what, Some(point), mode_s.clone()));
                     }
                 }
