@@ -176,28 +176,45 @@ impl Device for FileDevice {
         self.submit_depth(reqs, usize::MAX)
     }
 
-    fn submit_depth(&self, mut reqs: Vec<IoReq>, depth: usize) -> Vec<IoReq> {
+    fn submit_depth(&self, reqs: Vec<IoReq>, depth: usize) -> Vec<IoReq> {
+        self.submit_each(reqs, depth, &mut |_, _| {})
+    }
+
+    fn submit_each(
+        &self,
+        mut reqs: Vec<IoReq>,
+        depth: usize,
+        done: &mut dyn FnMut(usize, &IoReq),
+    ) -> Vec<IoReq> {
+        let fd = self.file.as_raw_fd();
         if split_invalid(&self.info, &mut reqs) {
-            return self.engine.submit_depth(self.file.as_raw_fd(), reqs, depth);
+            return self.engine.submit_each(fd, reqs, depth, done);
         }
         // Some were invalid: run only the valid ones, keep the order.
         let mut valid = Vec::new();
         let mut slots = Vec::with_capacity(reqs.len());
-        for r in reqs {
+        let mut index = Vec::new();
+        for (i, r) in reqs.into_iter().enumerate() {
             if r.result.is_some() {
+                done(i, &r);
                 slots.push(Some(r));
             } else {
+                index.push(i);
                 valid.push(r);
                 slots.push(None);
             }
         }
-        let mut done = self
+        let mut ran = self
             .engine
-            .submit_depth(self.file.as_raw_fd(), valid, depth)
+            .submit_each(fd, valid, depth, &mut |k, r| {
+                if let Some(&i) = index.get(k) {
+                    done(i, r);
+                }
+            })
             .into_iter();
         slots
             .into_iter()
-            .filter_map(|s| s.or_else(|| done.next()))
+            .filter_map(|s| s.or_else(|| ran.next()))
             .collect()
     }
 

@@ -209,6 +209,23 @@ pub trait Device: Send + Sync + fmt::Debug {
         self.submit(reqs)
     }
 
+    /// As [`Device::submit_depth`], calling `done(index, request)` once
+    /// for each request as soon as its result is set, so that a caller can
+    /// consume a read while later ones are still in flight. Devices without
+    /// a queue call it for each request after the batch.
+    fn submit_each(
+        &self,
+        reqs: Vec<IoReq>,
+        depth: usize,
+        done: &mut dyn FnMut(usize, &IoReq),
+    ) -> Vec<IoReq> {
+        let out = self.submit_depth(reqs, depth);
+        for (i, r) in out.iter().enumerate() {
+            done(i, r);
+        }
+        out
+    }
+
     /// Make every completed write durable.
     fn flush(&self) -> Result<(), DevError>;
 

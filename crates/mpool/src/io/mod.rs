@@ -172,7 +172,21 @@ impl Engine {
     /// As [`Engine::submit`], with at most `depth` requests in flight at a
     /// time (io_uring refills as each completes, like a queue of that depth;
     /// the sync engine runs one at a time anyway).
-    pub fn submit_depth(&self, fd: RawFd, mut reqs: Vec<IoReq>, depth: usize) -> Vec<IoReq> {
+    pub fn submit_depth(&self, fd: RawFd, reqs: Vec<IoReq>, depth: usize) -> Vec<IoReq> {
+        self.submit_each(fd, reqs, depth, &mut |_, _| {})
+    }
+
+    /// As [`Engine::submit_depth`], calling `done(index, request)` once for
+    /// each request as soon as its result is set (in completion order), so
+    /// the caller can use a read's data while later ones are still in
+    /// flight.
+    pub fn submit_each(
+        &self,
+        fd: RawFd,
+        mut reqs: Vec<IoReq>,
+        depth: usize,
+        done: &mut dyn FnMut(usize, &IoReq),
+    ) -> Vec<IoReq> {
         let use_uring = self.uring
             && !(self.choice == EngineChoice::Auto
                 && reqs.len() == 1
@@ -180,9 +194,9 @@ impl Engine {
                     .first()
                     .is_some_and(|r| r.buf.len() <= AUTO_SYNC_MAX_BYTES));
         if use_uring {
-            uring::submit(fd, &mut reqs, depth);
+            uring::submit(fd, &mut reqs, depth, done);
         } else {
-            sync::submit(fd, &mut reqs);
+            sync::submit(fd, &mut reqs, done);
         }
         reqs
     }

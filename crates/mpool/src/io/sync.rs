@@ -11,13 +11,14 @@ fn borrow(fd: RawFd) -> BorrowedFd<'static> {
 }
 
 /// Perform each request in turn with positioned system calls.
-pub(super) fn submit(fd: RawFd, reqs: &mut [IoReq]) {
+pub(super) fn submit(fd: RawFd, reqs: &mut [IoReq], done: &mut dyn FnMut(usize, &IoReq)) {
     let fd = borrow(fd);
-    for r in reqs.iter_mut() {
+    for (i, r) in reqs.iter_mut().enumerate() {
         r.result = Some(match r.kind {
             IoKind::Read => read_full(fd, r.offset, &mut r.buf),
             IoKind::Write => write_full(fd, r.offset, &r.buf),
         });
+        done(i, r);
     }
 }
 

@@ -75,7 +75,12 @@ struct Progress {
     done: usize,
 }
 
-pub(super) fn submit(fd: RawFd, reqs: &mut [IoReq], depth: usize) {
+pub(super) fn submit(
+    fd: RawFd,
+    reqs: &mut [IoReq],
+    depth: usize,
+    done: &mut dyn FnMut(usize, &IoReq),
+) {
     if reqs.is_empty() {
         return;
     }
@@ -87,7 +92,7 @@ pub(super) fn submit(fd: RawFd, reqs: &mut [IoReq], depth: usize) {
         let Some(ring) = slot.as_mut() else {
             return Err(io::Error::other("io_uring ring missing"));
         };
-        let r = run(ring, fd, reqs, depth.max(1));
+        let r = run(ring, fd, reqs, depth.max(1), done);
         if r.is_err() {
             // A ring that failed mid-batch may hold state we cannot trust: drop it
             // (run() has already reaped or leaked every in-flight buffer).
@@ -96,8 +101,11 @@ pub(super) fn submit(fd: RawFd, reqs: &mut [IoReq], depth: usize) {
         r
     });
     if let Err(e) = res {
-        for r in reqs.iter_mut().filter(|r| r.result.is_none()) {
-            r.result = Some(Err(io::Error::new(e.kind(), e.to_string())));
+        for (i, r) in reqs.iter_mut().enumerate() {
+            if r.result.is_none() {
+                r.result = Some(Err(io::Error::new(e.kind(), e.to_string())));
+                done(i, r);
+            }
         }
     }
 }
@@ -131,14 +139,23 @@ fn sqe(fd: RawFd, r: &mut IoReq, p: &Progress, idx: usize) -> io_uring::squeue::
 }
 
 /// Keep at most `depth` requests in flight, refilling as each completes.
-fn run(ring: &mut IoUring, fd: RawFd, reqs: &mut [IoReq], depth: usize) -> io::Result<()> {
+fn run(
+    ring: &mut IoUring,
+    fd: RawFd,
+    reqs: &mut [IoReq],
+    depth: usize,
+    done: &mut dyn FnMut(usize, &IoReq),
+) -> io::Result<()> {
     let mut progress: Vec<Progress> = reqs.iter().map(|_| Progress { done: 0 }).collect();
     // Requests still to be pushed (indices), in order.
     let mut queue: std::collections::VecDeque<usize> = (0..reqs.len())
         .filter(|&i| !reqs[i].buf.is_empty())
         .collect();
-    for r in reqs.iter_mut().filter(|r| r.buf.is_empty()) {
-        r.result = Some(Ok(()));
+    for (i, r) in reqs.iter_mut().enumerate() {
+        if r.buf.is_empty() {
+            r.result = Some(Ok(()));
+            done(i, r);
+        }
     }
     let mut inflight = 0usize;
     let bound = reqs.len().saturating_mul(64).max(1024);
@@ -203,6 +220,7 @@ fn run(ring: &mut IoUring, fd: RawFd, reqs: &mut [IoReq], depth: usize) -> io::R
                     queue.push_back(i);
                 } else {
                     r.result = Some(Err(io::Error::from_raw_os_error(-res)));
+                    done(i, r);
                 }
             } else if res == 0 {
                 r.result = Some(Err(match r.kind {
@@ -217,10 +235,12 @@ fn run(ring: &mut IoUring, fd: RawFd, reqs: &mut [IoReq], depth: usize) -> io::R
                         io::Error::new(io::ErrorKind::WriteZero, "device accepted no bytes")
                     }
                 }));
+                done(i, r);
             } else {
                 p.done += res as usize;
                 if p.done >= r.buf.len() {
                     r.result = Some(Ok(()));
+                    done(i, r);
                 } else {
                     queue.push_back(i);
                 }

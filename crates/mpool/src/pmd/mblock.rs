@@ -249,19 +249,29 @@ pub(crate) fn read_many(
     if reqs.is_empty() {
         return Ok(());
     }
-    // Requests come back in the order they were given.
-    let out = submit_all_depth(dev, reqs, depth)?;
-    for (r, i) in out.into_iter().zip(owner) {
-        let Some(sp) = spans.get_mut(i) else { continue };
+    // Each read's bytes are copied out as it completes, while later ones
+    // are still in flight; a failed read fails the whole call below.
+    let out = dev.submit_each(reqs, depth, &mut |k, r| {
+        if !matches!(r.result, Some(Ok(()))) {
+            return;
+        }
+        let Some(sp) = owner.get(k).and_then(|&i| spans.get_mut(i)) else {
+            return;
+        };
         let rel = r.offset - sp.base; // byte position of this request in the mblock
         let lo = sp.offset.max(rel);
         let hi = (sp.offset + sp.buf.len() as u64).min(rel + r.buf.len() as u64);
         if lo >= hi {
-            continue;
+            return;
         }
         let src = &r.buf[(lo - rel) as usize..(hi - rel) as usize];
         let at = (lo - sp.offset) as usize;
         sp.buf[at..at + src.len()].copy_from_slice(src);
+    });
+    for mut r in out {
+        let (kind, off) = (r.kind, r.offset);
+        r.take_result()
+            .map_err(|e| from_req_err(dev.info(), kind, off, e))?;
     }
     Ok(())
 }
