@@ -190,6 +190,9 @@ pub struct FioResult {
     pub write: DirStats,
     /// fdatasync latency (median, 99th percentile, ns), when fio synced.
     pub sync_lat: Option<(f64, f64)>,
+    /// CPUs fio kept busy (its `usr_cpu + sys_cpu`, percent of one CPU, / 100;
+    /// per job for grouped multi-job runs).
+    pub cpus: f64,
     /// The command that ran, for the report.
     pub command: String,
 }
@@ -238,6 +241,8 @@ pub fn parse(text: &str) -> Result<FioResult> {
             .get("sync")
             .and_then(|s| s.get("lat_ns"))
             .and_then(|l| Some((percentile(l, "50")?, percentile(l, "99")?))),
+        cpus: (num(job, &["usr_cpu"]).unwrap_or(0.0) + num(job, &["sys_cpu"]).unwrap_or(0.0))
+            / 100.0,
         command: String::new(),
     })
 }
@@ -298,7 +303,7 @@ mod tests {
   "fio version" : "fio-3.33",
   "jobs" : [
     {
-      "jobname" : "x", "error" : 0,
+      "jobname" : "x", "error" : 0, "usr_cpu" : 12.5, "sys_cpu" : 50.0,
       "read" : {
         "io_bytes" : 409600, "bw_bytes" : 2048000, "iops" : 500.5, "total_ios" : 100,
         "clat_ns" : { "mean" : 1500.0, "percentile" : { "50.000000" : 1400, "99.000000" : 9000 } },
@@ -324,6 +329,7 @@ mod tests {
         assert_eq!(r.read.clat_mean_ns, 1500.0);
         assert_eq!(r.write.iops, 0.0);
         assert_eq!(r.write.p99_ns, 0.0);
+        assert_eq!(r.cpus, 0.625);
     }
 
     #[test]

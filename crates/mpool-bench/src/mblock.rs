@@ -61,11 +61,14 @@ struct Fig {
     bw: f64,
     p50: f64,
     p99: f64,
+    /// CPUs busy on average while it ran (user + system time / wall time);
+    /// 0 where not measured.
+    cpu: f64,
 }
 
 impl Fig {
     fn json(&self) -> serde_json::Value {
-        json!({ "iops": self.iops, "bw_bytes": self.bw, "p50_ns": self.p50, "p99_ns": self.p99 })
+        json!({ "iops": self.iops, "bw_bytes": self.bw, "p50_ns": self.p50, "p99_ns": self.p99, "cpus": self.cpu })
     }
 }
 
@@ -82,6 +85,7 @@ fn fio_fig(bin: &Path, job: &FioJob, write: bool) -> Result<Fig> {
         bw: d.bw_bytes,
         p50: d.p50_ns,
         p99: d.p99_ns,
+        cpu: r.cpus,
     })
 }
 
@@ -201,6 +205,7 @@ fn read_load(
     runtime: Duration,
 ) -> Result<Fig> {
     let blocks = (len / 4096).max(1);
+    let cpu0 = common::cpu_seconds();
     let start = Instant::now();
     let results: Vec<Result<(u64, hdrhistogram::Histogram<u64>)>> = std::thread::scope(|s| {
         let hs: Vec<_> = (0..threads.max(1))
@@ -246,6 +251,7 @@ fn read_load(
             .collect()
     });
     let secs = start.elapsed().as_secs_f64();
+    let cpu = (common::cpu_seconds() - cpu0) / secs;
     let mut h = histogram();
     let mut n = 0;
     for r in results {
@@ -258,6 +264,7 @@ fn read_load(
         bw: (n * 4096) as f64 / secs,
         p50: h.value_at_quantile(0.5) as f64,
         p99: h.value_at_quantile(0.99) as f64,
+        cpu,
     })
 }
 
@@ -310,6 +317,8 @@ pub fn run(args: &MblockArgs) -> Result<Table> {
             "mpool p99 us",
             "ref p50 us",
             "ref p99 us",
+            "mpool CPUs",
+            "ref CPUs",
         ]
         .map(String::from)
         .to_vec(),
@@ -329,6 +338,13 @@ pub fn run(args: &MblockArgs) -> Result<Table> {
         let ratio = f.filter(|f| f.iops > 0.0).map(|f| m.iops / f.iops);
         let o = |v: Option<f64>, g: fn(f64) -> String| v.map_or("-".into(), g);
         let mib = |v: f64| format!("{:.0}", v / (1 << 20) as f64);
+        let cpus = |v: f64| {
+            if v > 0.0 {
+                format!("{v:.2}")
+            } else {
+                "-".into()
+            }
+        };
         t.rows.push(vec![
             case.into(),
             refname.into(),
@@ -341,6 +357,8 @@ pub fn run(args: &MblockArgs) -> Result<Table> {
             fmt_us(m.p99),
             o(f.map(|f| f.p50), fmt_us),
             o(f.map(|f| f.p99), fmt_us),
+            cpus(m.cpu),
+            o(f.map(|f| f.cpu), cpus),
         ]);
         t.json_rows.push(json!({
             "case": case, "reference": refname, "mpool": m.json(),
@@ -384,9 +402,13 @@ pub fn run(args: &MblockArgs) -> Result<Table> {
         let rounds = args.rounds.max(1);
         let slice = (runtime as f64 / f64::from(rounds)).max(1.0);
         let mut fs = Vec::new();
+        let (mut cpu, mut wall) = (0.0, 0.0);
         for r in 1..=rounds {
             eprintln!("seqwrite round {r}/{rounds}: mpool, fio ...");
+            let (c0, w0) = (common::cpu_seconds(), Instant::now());
             seqwrite(&pool, args, Duration::from_secs_f64(slice), &mut st)?;
+            cpu += common::cpu_seconds() - c0;
+            wall += w0.elapsed().as_secs_f64();
             if let Some(bin) = &fio_bin {
                 // 1 MiB writes with as many in flight as one mpool call has
                 // (a whole mblock: 32), one fdatasync per mblock like commit.
@@ -410,6 +432,7 @@ pub fn run(args: &MblockArgs) -> Result<Table> {
             bw: (st.writes << 20) as f64 / secs,
             p50: st.h.value_at_quantile(0.5) as f64,
             p99: st.h.value_at_quantile(0.99) as f64,
+            cpu: cpu / wall.max(1e-9),
         };
         let fio_seq = (!fs.is_empty()).then(|| {
             let k = fs.len() as f64;
@@ -418,6 +441,7 @@ pub fn run(args: &MblockArgs) -> Result<Table> {
                 bw: fs.iter().map(|f| f.bw).sum::<f64>() / k,
                 p50: fs.iter().map(|f| f.p50).sum::<f64>() / k,
                 p99: fs.iter().map(|f| f.p99).sum::<f64>() / k,
+                cpu: fs.iter().map(|f| f.cpu).sum::<f64>() / k,
             }
         });
         push(
