@@ -163,7 +163,17 @@ pub fn run(a: DemoArgs) -> Result<ExitCode> {
     println!("  {scratch}  allocated, written, aborted: its zone is free again");
     let (gone, _) = kept.remove(2);
     p.mblock_delete(gone)?;
-    println!("  {gone}  deleted (the delete is durable before its zone can be reused)");
+    println!("  {gone}  deleted (durable when the call returns; only then is its zone free)");
+    let lazy = p.mblock_alloc(MediaClass::Capacity)?;
+    p.mblock_write(lazy, b"short-lived")?;
+    p.mblock_commit(lazy)?;
+    p.mblock_delete_deferred(lazy)?;
+    anyhow::ensure!(
+        matches!(p.object_props(lazy), Err(mpool::Error::NotFound(_))),
+        "a deferred delete left the mblock visible"
+    );
+    p.sync()?;
+    println!("  {lazy}  deleted deferred: gone at once, durable with the next metadata flush (here Pool::sync); its zone is reused only after that");
     match p.mblock_write(kept[0].0, b"more") {
         Err(e) => println!("  a write to a committed mblock is refused: {e}"),
         Ok(()) => anyhow::bail!("a committed mblock accepted a write"),
@@ -253,7 +263,11 @@ pub fn run(a: DemoArgs) -> Result<ExitCode> {
         matches!(p.object_props(scratch), Err(mpool::Error::NotFound(_))),
         "the aborted mblock came back"
     );
-    println!("  reopened by name: {} committed mblocks read back identical; the deleted and the aborted one are gone", kept.len());
+    anyhow::ensure!(
+        matches!(p.object_props(lazy), Err(mpool::Error::NotFound(_))),
+        "the deferred-deleted mblock came back"
+    );
+    println!("  reopened by name: {} committed mblocks read back identical; the deleted ones and the aborted one are gone", kept.len());
     println!(
         "  the pool holds {} object(s), from every demo run",
         p.object_count()?
