@@ -1,5 +1,6 @@
 //! Regular files and block devices, with O_DIRECT.
 
+use super::flush::{FlushGate, FlushStats};
 use super::{check_req, io_err, split_invalid, DevError, Device, DeviceInfo, DeviceKind};
 use crate::io::{Engine, EngineChoice, IoReq, DEFAULT_ALIGN};
 use std::fs::File;
@@ -39,6 +40,8 @@ pub struct FileDevice {
     file: File,
     info: DeviceInfo,
     engine: Engine,
+    /// Concurrent flushes share `fdatasync` calls.
+    gate: FlushGate,
 }
 
 /// BLKDISCARD = _IO(0x12, 119) on the common Linux architectures.
@@ -110,12 +113,23 @@ impl FileDevice {
             engine: engine.name(),
             read_only: opts.read_only,
         };
-        Ok(Self { file, info, engine })
+        Ok(Self {
+            file,
+            info,
+            engine,
+            gate: FlushGate::default(),
+        })
     }
 
     /// The open file (for locking and ownership changes).
     pub fn file(&self) -> &File {
         &self.file
+    }
+
+    /// Flush calls so far and the `fdatasync` calls that served them
+    /// (concurrent flushes share one).
+    pub fn flush_stats(&self) -> FlushStats {
+        self.gate.stats()
     }
 }
 
@@ -219,8 +233,9 @@ impl Device for FileDevice {
     }
 
     fn flush(&self) -> Result<(), DevError> {
-        self.engine
-            .flush(self.file.as_raw_fd())
+        let fd = self.file.as_raw_fd();
+        self.gate
+            .flush(|| self.engine.flush(fd))
             .map_err(|e| io_err(&self.info, "flush", 0, e))
     }
 

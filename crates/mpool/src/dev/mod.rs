@@ -8,10 +8,12 @@
 
 mod fault;
 mod file;
+mod flush;
 mod mem;
 
 pub use fault::{CrashMode, FaultDevice, FaultStats};
 pub use file::{canonical, FileDevice, OpenOptions};
+pub use flush::FlushStats;
 pub use mem::MemDevice;
 
 use crate::io::{AlignedBuf, IoKind, IoReq};

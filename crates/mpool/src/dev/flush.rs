@@ -1,0 +1,195 @@
+//! Shared flushes: concurrent flush calls on one device share syncs.
+//!
+//! A pool has several metadata logs on its capacity device (MDC1..N, user
+//! mlogs), and each commit syncs its own log: without sharing, N threads
+//! committing to N logs make N `fdatasync` calls of the same file, one
+//! after another, each as long as the others (the device writes back its
+//! cache once either way). With the gate, a flush that finds one running
+//! waits for it and then shares the next one with everybody else who
+//! arrived meanwhile: group commit across every log of the device.
+//!
+//! The rule that keeps it correct: a call returns success only once a sync
+//! that *began after the call began* has completed, so every write that
+//! completed before the call is covered. A failed sync fails every call
+//! that relied on it (each sharer sees the error, where separate
+//! `fdatasync` calls would report a write-back error to one caller only).
+
+use std::io;
+use std::sync::{Condvar, Mutex, MutexGuard};
+
+/// Counters of a [`FlushGate`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlushStats {
+    /// Flush calls.
+    pub calls: u64,
+    /// Syncs performed for them.
+    pub syncs: u64,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Syncs begun so far (the number of the newest).
+    begun: u64,
+    /// The number of the newest sync that completed.
+    done: u64,
+    running: bool,
+    /// The newest failed sync: its number and error.
+    failed: Option<(u64, Option<i32>, io::ErrorKind, String)>,
+    stats: FlushStats,
+}
+
+/// Lets concurrent flushes of one device share syncs.
+#[derive(Debug, Default)]
+pub(crate) struct FlushGate {
+    st: Mutex<State>,
+    cv: Condvar,
+}
+
+impl FlushGate {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        match self.st.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    /// Make every write completed before this call durable, with `sync`
+    /// run by this thread or shared with concurrent callers.
+    pub(crate) fn flush(&self, sync: impl Fn() -> io::Result<()>) -> io::Result<()> {
+        let mut g = self.lock();
+        g.stats.calls += 1;
+        // The first sync to begin from now on covers this call.
+        let need = g.begun + 1;
+        loop {
+            if g.done >= need {
+                return match &g.failed {
+                    Some((n, raw, kind, msg)) if *n >= need => Err(match raw {
+                        Some(code) => io::Error::from_raw_os_error(*code),
+                        None => io::Error::new(*kind, msg.clone()),
+                    }),
+                    _ => Ok(()),
+                };
+            }
+            if g.running {
+                g = match self.cv.wait(g) {
+                    Ok(g) => g,
+                    Err(p) => p.into_inner(),
+                };
+                continue;
+            }
+            g.running = true;
+            g.begun += 1;
+            g.stats.syncs += 1;
+            let n = g.begun;
+            drop(g);
+            let r = sync();
+            g = self.lock();
+            g.running = false;
+            g.done = n;
+            if let Err(e) = &r {
+                g.failed = Some((n, e.raw_os_error(), e.kind(), e.to_string()));
+            }
+            self.cv.notify_all();
+        }
+    }
+
+    /// Calls and syncs so far.
+    pub(crate) fn stats(&self) -> FlushStats {
+        self.lock().stats
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    #[test]
+    fn every_call_is_covered_by_a_sync_begun_after_it_and_syncs_are_shared() {
+        let gate = Arc::new(FlushGate::default());
+        // Syncs run one at a time: `started` numbers them, `finished` is
+        // the number of the newest completed one.
+        let started = Arc::new(AtomicU64::new(0));
+        let finished = Arc::new(AtomicU64::new(0));
+        let hs: Vec<_> = (0..8)
+            .map(|_| {
+                let (gate, started, finished) = (
+                    Arc::clone(&gate),
+                    Arc::clone(&started),
+                    Arc::clone(&finished),
+                );
+                std::thread::spawn(move || {
+                    for _ in 0..25 {
+                        let before = started.load(Ordering::SeqCst);
+                        gate.flush(|| {
+                            let n = started.fetch_add(1, Ordering::SeqCst) + 1;
+                            std::thread::sleep(Duration::from_millis(2));
+                            finished.store(n, Ordering::SeqCst);
+                            Ok(())
+                        })
+                        .unwrap();
+                        assert!(
+                            finished.load(Ordering::SeqCst) > before,
+                            "returned before a sync begun after the call completed"
+                        );
+                    }
+                })
+            })
+            .collect();
+        for h in hs {
+            h.join().unwrap();
+        }
+        let s = gate.stats();
+        assert_eq!(s.calls, 200);
+        assert_eq!(s.syncs, started.load(Ordering::SeqCst));
+        assert!(
+            s.syncs < s.calls / 2,
+            "8 threads flushing at once shared too few syncs: {s:?}"
+        );
+    }
+
+    #[test]
+    fn a_failed_sync_fails_every_call_that_relied_on_it() {
+        let gate = FlushGate::default();
+        let fail = AtomicU64::new(1);
+        let r = gate.flush(|| {
+            if fail.load(Ordering::SeqCst) == 1 {
+                Err(io::Error::from_raw_os_error(libc::EIO))
+            } else {
+                Ok(())
+            }
+        });
+        assert_eq!(r.unwrap_err().raw_os_error(), Some(libc::EIO));
+        // The next call needs a new sync, which succeeds.
+        fail.store(0, Ordering::SeqCst);
+        gate.flush(|| Ok(())).unwrap();
+
+        // Concurrent callers that share a failing sync all see the error.
+        let gate = Arc::new(FlushGate::default());
+        let errors = Arc::new(AtomicU64::new(0));
+        let hs: Vec<_> = (0..6)
+            .map(|_| {
+                let (gate, errors) = (Arc::clone(&gate), Arc::clone(&errors));
+                std::thread::spawn(move || {
+                    let r = gate.flush(|| {
+                        std::thread::sleep(Duration::from_millis(20));
+                        Err(io::Error::from_raw_os_error(libc::EIO))
+                    });
+                    if r.is_err() {
+                        errors.fetch_add(1, Ordering::SeqCst);
+                    }
+                })
+            })
+            .collect();
+        for h in hs {
+            h.join().unwrap();
+        }
+        assert_eq!(
+            errors.load(Ordering::SeqCst),
+            6,
+            "a sharer missed the error"
+        );
+    }
+}
