@@ -28,7 +28,7 @@
 //! flushes per operation.
 
 use crate::common::{self, histogram, Counting};
-use crate::fio::{self, FioEngine, FioJob, Limit};
+use crate::fio::{self, FioJob};
 use crate::report::{fmt_rate, fmt_ratio, fmt_us, Table};
 use anyhow::{anyhow, bail, Context, Result};
 use mpool::dev::{Device, DeviceRef, FileDevice, OpenOptions as DevOpenOptions};
@@ -78,23 +78,7 @@ fn floor(
     threads: usize,
     secs: u64,
 ) -> Result<f64> {
-    let region = (file_size / threads as u64) / obj * obj;
-    if region < obj {
-        bail!("the fio file is too small for {threads} jobs");
-    }
-    let mut job = FioJob::new(
-        file,
-        "write",
-        obj,
-        1,
-        FioEngine::Psync,
-        region,
-        Limit::Seconds(secs.max(1)),
-    );
-    job.name = format!("churn-floor-{threads}");
-    job.numjobs = threads as u32;
-    job.offset_increment = region;
-    job.fdatasync = 1;
+    let job = FioJob::durable_writes(file, file_size, obj, threads, true, secs)?;
     let r = fio::run(bin, &job)?;
     if r.write.ios == 0 {
         bail!("fio did no I/O: {}", r.command);

@@ -123,6 +123,49 @@ impl FioJob {
         }
     }
 
+    /// Durable sequential writes: `threads` psync jobs, each writing `bs`
+    /// at a time in its own region of `size / threads` bytes of `path`,
+    /// each write followed by an fdatasync (`fdatasync`) or made with
+    /// O_SYNC. The reference for any "write, then make it durable" loop.
+    pub fn durable_writes(
+        path: &Path,
+        size: u64,
+        bs: u64,
+        threads: usize,
+        fdatasync: bool,
+        secs: u64,
+    ) -> Result<Self> {
+        let threads = threads.max(1);
+        let region = (size / threads as u64) / bs * bs;
+        if region < bs {
+            bail!(
+                "{} is too small for {threads} fio jobs of {bs}-byte writes",
+                path.display()
+            );
+        }
+        let mut job = FioJob::new(
+            path,
+            "write",
+            bs,
+            1,
+            FioEngine::Psync,
+            region,
+            Limit::Seconds(secs.max(1)),
+        );
+        job.name = format!(
+            "durable-writes-{}-{threads}",
+            if fdatasync { "fdatasync" } else { "osync" }
+        );
+        job.numjobs = threads as u32;
+        job.offset_increment = region;
+        if fdatasync {
+            job.fdatasync = 1;
+        } else {
+            job.sync = true;
+        }
+        Ok(job)
+    }
+
     /// The command-line arguments for this job.
     pub fn args(&self) -> Vec<String> {
         let mut a = vec![

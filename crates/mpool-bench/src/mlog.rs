@@ -10,7 +10,7 @@
 //! `--offset_increment`), sequentially, one `psync` write at a time.
 
 use crate::common::{self, Counting, Snap};
-use crate::fio::{self, FioEngine, FioJob, Limit};
+use crate::fio::{self, FioJob};
 use crate::report::{fmt_rate, fmt_ratio, fmt_us, Table};
 use anyhow::{bail, Context, Result};
 use mpool::dev::{Device, FileDevice, OpenOptions};
@@ -167,27 +167,7 @@ fn fio_case(
     fdatasync: bool,
     runtime: u64,
 ) -> Result<FioSide> {
-    let region = (size / threads as u64) / bs * bs;
-    let mut job = FioJob::new(
-        path,
-        "write",
-        bs,
-        1,
-        FioEngine::Psync,
-        region,
-        Limit::Seconds(runtime),
-    );
-    job.name = format!(
-        "mlog-ref-{}-{threads}",
-        if fdatasync { "fdatasync" } else { "osync" }
-    );
-    job.numjobs = threads as u32;
-    job.offset_increment = region;
-    if fdatasync {
-        job.fdatasync = 1;
-    } else {
-        job.sync = true;
-    }
+    let job = FioJob::durable_writes(path, size, bs, threads, fdatasync, runtime)?;
     let r = fio::run(bin, &job)?;
     if r.write.ios == 0 {
         bail!("fio did no I/O: {}", r.command);
