@@ -187,6 +187,15 @@ pub enum Error {
         /// Which MDC.
         mdc: u8,
     },
+    /// A compaction of an MDC failed where its outcome on the media is
+    /// unknown; the MDC takes no more records until the pool is reopened.
+    #[error("metadata container MDC{mdc} failed ({reason}); reopen the pool")]
+    MetadataFailed {
+        /// Which MDC.
+        mdc: u8,
+        /// What failed.
+        reason: String,
+    },
     /// A file of mpool's own (run directory, configuration).
     #[error("{path}: {source}")]
     File {

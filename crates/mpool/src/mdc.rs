@@ -279,6 +279,21 @@ impl Mdc {
         Ok(())
     }
 
+    /// Abandon a compaction before [`Mdc::cend`] was tried: appends go to
+    /// the old log again, which holds everything it did before `cstart`
+    /// (the new log, without its end marker, is never taken at open and is
+    /// erased by the next `cstart`). After a failed `cend` the marker may
+    /// be on the media, so this is refused then.
+    pub fn cabort(&self) -> Result<()> {
+        let mut g = self.lock();
+        if !g.compacting {
+            return Err(MdcError::Protocol("cabort without cstart"));
+        }
+        g.cur = 1 - g.cur;
+        g.compacting = false;
+        Ok(())
+    }
+
     /// A reader over the client records of the log appends go to.
     pub fn reader(&self) -> Result<MdcReader<'_>> {
         let l = self.cur();

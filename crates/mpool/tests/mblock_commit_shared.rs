@@ -179,3 +179,101 @@ fn staging_commits_flush_content_first() {
         "a capacity commit takes one flush"
     );
 }
+
+/// A device image where an mblock's commit record landed but its content
+/// did not, with a committed `keep` beside it.
+fn record_without_content() -> (Vec<u8>, mpool::ObjectId, mpool::ObjectId) {
+    let len = 40_960;
+    for k in 0..12u64 {
+        let dev = fresh_pool();
+        let pool = open(&dev, false);
+        let keep = pool.mblock_alloc(MediaClass::Capacity).unwrap();
+        pool.mblock_write(keep, &pattern(1000, 1)).unwrap();
+        pool.mblock_commit(keep).unwrap();
+        let id = pool.mblock_alloc(MediaClass::Capacity).unwrap();
+        pool.mblock_write(id, &pattern(len, 2)).unwrap();
+        let zone = pool.object_props(id).unwrap().zone;
+        dev.crash_after(dev.stats().ops + k);
+        if pool.mblock_commit(id).is_ok() {
+            continue;
+        }
+        drop(pool);
+        let after = Arc::new(dev.reboot(CrashMode::KeepAll));
+        if open(&after, true).object_props(id).is_err() {
+            continue; // the record did not land either
+        }
+        after.poke(u64::from(zone) * ZONE, &vec![0u8; len]);
+        return (after.durable_image(), id, keep);
+    }
+    panic!("no crash point left a commit record without its content");
+}
+
+#[test]
+fn a_crash_inside_the_recovery_that_drops_a_commit_keeps_it_dropped() {
+    let (img, id, keep) = record_without_content();
+    let mut crashed_inside = 0;
+    for k in 0..40u64 {
+        for mode in [
+            CrashMode::DropAll,
+            CrashMode::KeepAll,
+            CrashMode::Random {
+                keep: 0.5,
+                tear: 0.5,
+                seed: k,
+            },
+        ] {
+            let dev = Arc::new(FaultDevice::from_image(img.clone(), 512));
+            dev.crash_after(k);
+            let d: DeviceRef = dev.clone();
+            match Pool::open_on(vec![d], false) {
+                Ok(p) => drop(p),
+                Err(_) => crashed_inside += 1,
+            }
+            let after = Arc::new(dev.reboot(mode));
+            let p = open(&after, false);
+            assert!(
+                p.object_props(id).is_err(),
+                "crash point {k} {mode:?}: the dropped commit is back"
+            );
+            assert!(p.object_props(keep).is_ok(), "crash point {k}: lost {keep}");
+            // More work, another reopen: still gone.
+            let more = p.mblock_alloc(MediaClass::Capacity).unwrap();
+            p.mblock_write(more, &pattern(512, 9)).unwrap();
+            p.mblock_commit(more).unwrap();
+            drop(p);
+            let p = open(&after, false);
+            assert!(
+                p.object_props(id).is_err(),
+                "crash point {k} {mode:?}: back later"
+            );
+            assert!(p.object_props(more).is_ok());
+        }
+    }
+    assert!(
+        crashed_inside > 0,
+        "no crash point fell inside the recovery"
+    );
+}
+
+#[test]
+fn a_commit_that_failed_writing_its_record_holds_its_zone_until_reopen() {
+    let dev = fresh_pool();
+    let pool = open(&dev, false);
+    let id = pool.mblock_alloc(MediaClass::Capacity).unwrap();
+    pool.mblock_write(id, &pattern(4096, 8)).unwrap();
+    let used = pool.usage()[0].used;
+    dev.crash_after(dev.stats().ops); // the record's write fails
+    assert!(pool.mblock_commit(id).is_err());
+    pool.mblock_abort(id).unwrap();
+    assert_eq!(
+        pool.usage()[0].used,
+        used,
+        "the zone of a commit in doubt was freed for reuse"
+    );
+    drop(pool);
+    for mode in [CrashMode::DropAll, CrashMode::KeepAll] {
+        let p = open(&Arc::new(dev.reboot(mode)), false);
+        let live = p.objects().unwrap().iter().filter(|o| o.id == id).count() as u64;
+        assert_eq!(p.usage()[0].used, used - ZONE + live * ZONE);
+    }
+}

@@ -11,8 +11,10 @@
 //! The rule that keeps it correct: a call returns success only once a sync
 //! that *began after the call began* has completed, so every write that
 //! completed before the call is covered. A failed sync fails every call
-//! that relied on it (each sharer sees the error, where separate
-//! `fdatasync` calls would report a write-back error to one caller only).
+//! that relied on it, and every later one: Linux reports a write-back error
+//! to one `fdatasync` only, after which a sync can succeed although writes
+//! were lost, so once a sync failed no later flush of the device is trusted
+//! (the pool must be reopened, which replays what is really on the media).
 
 use std::io;
 use std::sync::{Condvar, Mutex, MutexGuard};
@@ -61,14 +63,14 @@ impl FlushGate {
         // The first sync to begin from now on covers this call.
         let need = g.begun + 1;
         loop {
+            if let Some((_, raw, kind, msg)) = &g.failed {
+                return Err(match raw {
+                    Some(code) => io::Error::from_raw_os_error(*code),
+                    None => io::Error::new(*kind, msg.clone()),
+                });
+            }
             if g.done >= need {
-                return match &g.failed {
-                    Some((n, raw, kind, msg)) if *n >= need => Err(match raw {
-                        Some(code) => io::Error::from_raw_os_error(*code),
-                        None => io::Error::new(*kind, msg.clone()),
-                    }),
-                    _ => Ok(()),
-                };
+                return Ok(());
             }
             if g.running {
                 g = match self.cv.wait(g) {
@@ -82,7 +84,9 @@ impl FlushGate {
             g.stats.syncs += 1;
             let n = g.begun;
             drop(g);
-            let r = sync();
+            // A sync that panics counts as failed, so waiters never hang.
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(&sync))
+                .unwrap_or_else(|_| Err(io::Error::other("flush panicked")));
             g = self.lock();
             g.running = false;
             g.done = n;
@@ -162,9 +166,18 @@ mod tests {
             }
         });
         assert_eq!(r.unwrap_err().raw_os_error(), Some(libc::EIO));
-        // The next call needs a new sync, which succeeds.
+        // Sticky: a later sync could succeed although writes were lost.
         fail.store(0, Ordering::SeqCst);
-        gate.flush(|| Ok(())).unwrap();
+        assert_eq!(
+            gate.flush(|| Ok(())).unwrap_err().raw_os_error(),
+            Some(libc::EIO)
+        );
+        // A panicking sync fails its callers instead of hanging them.
+        let gate2 = FlushGate::default();
+        assert!(gate2
+            .flush(|| -> io::Result<()> { panic!("boom") })
+            .is_err());
+        assert!(gate2.flush(|| Ok(())).is_err());
 
         // Concurrent callers that share a failing sync all see the error.
         let gate = Arc::new(FlushGate::default());

@@ -30,6 +30,10 @@ pub(crate) struct WriteState {
     pub crc: u32,
     /// A write failed: the device content is not what was accepted.
     pub failed: bool,
+    /// A commit failed after its record was handed to the metadata log:
+    /// the record may be durable, so the zone stays claimed until reopen
+    /// (when replay says whether the commit happened) even if aborted.
+    pub hold_zone: bool,
 }
 
 /// Errors of the data path (wrapped by the pool error).
@@ -103,6 +107,7 @@ impl WriteState {
             tail: Vec::new(),
             crc: 0,
             failed: false,
+            hold_zone: false,
         }
     }
 

@@ -186,6 +186,9 @@ struct Shard {
     appends: AtomicU64,
     /// A shared-flush commit record may be in the last flush set.
     unsealed: AtomicBool,
+    /// Set when a compaction failed with its outcome unknown: the MDC takes
+    /// no more records until the pool is reopened.
+    broken: Mutex<Option<String>>,
 }
 
 /// One media class of the pool.
@@ -289,7 +292,8 @@ struct Replayed {
 }
 
 /// Replay an MDC's records in order, streaming (no copy of the whole log).
-fn replay(index: u8, mdc: &Mdc) -> Result<Replayed> {
+/// `shared_commits`: the pool's format allows type-7 records.
+fn replay(index: u8, mdc: &Mdc, shared_commits: bool) -> Result<Replayed> {
     let tail = mdc.open_tail().unwrap_or(Lsn(u64::MAX));
     let mut r = Replayed {
         objs: HashMap::new(),
@@ -312,6 +316,11 @@ fn replay(index: u8, mdc: &Mdc) -> Result<Replayed> {
                 crc,
                 shared_flush,
             } => {
+                if shared_flush && !shared_commits {
+                    return Err(Error::Corrupt(format!(
+                        "MDC{index}: a one-flush commit record (type 7) in a format-1 pool"
+                    )));
+                }
                 r.max_uniq = r.max_uniq.max(id.uniq());
                 if shared_flush && lsn >= tail {
                     r.tail_commits.push(id);
@@ -357,6 +366,35 @@ fn replay(index: u8, mdc: &Mdc) -> Result<Replayed> {
     Ok(r)
 }
 
+/// Rewrite an MDC as the checkpoint and one record per object of `objs`
+/// (an MDC compaction: a crash leaves exactly the old or the new state).
+/// A failure before the end marker was tried abandons the compaction (the
+/// old log stays in use); a failure of the end marker itself leaves the
+/// outcome unknown: `Err(Ok(e))` for the first, `Err(Err(e))` for the second.
+fn compact_mdc(
+    mdc: &Mdc,
+    objs: &HashMap<u64, Obj>,
+    ckpt: u64,
+) -> std::result::Result<(), std::result::Result<Error, Error>> {
+    mdc.cstart().map_err(|e| Ok(e.into()))?;
+    let body = (|| -> Result<()> {
+        mdc.append(&PmdRecord::UniqCkpt { next: ckpt }.encode(), false)?;
+        for (raw, o) in objs {
+            let id = ObjectId::from_raw(*raw)
+                .ok_or_else(|| Error::Corrupt(format!("bad object ID {raw:#x}")))?;
+            mdc.append(&o.record(id).encode(), false)?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = body {
+        return Err(match mdc.cabort() {
+            Ok(()) => Ok(e),
+            Err(_) => Err(e),
+        });
+    }
+    mdc.cend().map_err(|e| Err(e.into()))
+}
+
 /// Of the shared-flush commits in an MDC's last flush set, those whose
 /// content does not match its record: the crash came before the flush that
 /// would have made both durable, so the commit never returned and is
@@ -376,7 +414,19 @@ fn unfinished_commits(
         let Some(c) = classes[o.class().index()].as_ref() else {
             continue; // the open fails on the missing class below
         };
-        match mblock::content_crc(c.dev.as_ref(), c.off(o.zone), u64::from(o.a)) {
+        if u64::from(o.a) > c.zone_size || c.off(o.zone).saturating_add(c.zone_size) > c.dev.size()
+        {
+            continue; // not a zone of this device: the open fails on it below
+        }
+        // A read error may pass: try again before giving up on the check.
+        let mut got = mblock::content_crc(c.dev.as_ref(), c.off(o.zone), u64::from(o.a));
+        for _ in 0..2 {
+            if got.is_ok() {
+                break;
+            }
+            got = mblock::content_crc(c.dev.as_ref(), c.off(o.zone), u64::from(o.a));
+        }
+        match got {
             Ok(crc) if crc == o.b => {}
             Ok(crc) => {
                 tracing::warn!(
@@ -386,6 +436,8 @@ fn unfinished_commits(
                 );
                 bad.push(*id);
             }
+            // Kept: a read error is no evidence that the commit did not
+            // finish. Its reads report the error and `check` lists it.
             Err(e) => tracing::warn!(
                 "MDC{index}: mblock {id} was being committed at a crash; its content \
                  cannot be read to verify it ({e}); it is kept"
@@ -520,7 +572,7 @@ impl Pmd {
                         let classes = &classes;
                         s.spawn(move || -> Result<Shard> {
                             let mdc = Mdc::open(dev, ea, eb, u64::from(index))?;
-                            let mut r = replay(index, &mdc)?;
+                            let mut r = replay(index, &mdc, shared_commits)?;
                             if let Some(bad) = r.objs.keys().find(|k| {
                                 ObjectId::from_raw(**k).is_none_or(|id| id.mdc() != index)
                             }) {
@@ -533,23 +585,25 @@ impl Pmd {
                             for id in &dropped {
                                 r.objs.remove(&id.raw());
                             }
-                            if !read_only && !dropped.is_empty() {
-                                // Durable before anything else is appended: from
-                                // now on these records are no longer in the last
-                                // flush set, and must not count as commits.
-                                for id in &dropped {
-                                    mdc.append(&PmdRecord::Delete { id: *id }.encode(), false)?;
-                                }
-                                mdc.sync()?;
-                                r.records += dropped.len() as u64;
-                            }
                             let next = r.ckpt.max(r.max_uniq + 1);
-                            // Verified commits left in the last flush set are
-                            // sealed by the background thread (one flush), so the
-                            // next open need not read them again; the appends
-                            // above sealed them already.
-                            let unsealed =
-                                !read_only && !r.tail_commits.is_empty() && dropped.is_empty();
+                            if !read_only && !dropped.is_empty() {
+                                // Before anything else is appended, and all at
+                                // once: once a record of the dropped commits is
+                                // no longer in the last flush set it would count.
+                                // A compaction rewrites the live objects only
+                                // (as type 4) and is all-or-nothing.
+                                compact_mdc(&mdc, &r.objs, next).map_err(|e| match e {
+                                    Ok(e) | Err(e) => e,
+                                })?;
+                                r.records = r.objs.len() as u64 + 1;
+                            } else if !read_only && !r.tail_commits.is_empty() {
+                                // Seal now: the commits just verified may have
+                                // been read from a volatile cache; this flush
+                                // makes them durable before anyone reads them,
+                                // and the next open need not read them again.
+                                mdc.append(&PmdRecord::UniqCkpt { next }.encode(), true)?;
+                                r.records += 1;
+                            }
                             Ok(Shard {
                                 index,
                                 mdc: RwLock::new(mdc),
@@ -561,7 +615,8 @@ impl Pmd {
                                 loc: (a, b, zones),
                                 awaiting: Mutex::new(Vec::new()),
                                 appends: AtomicU64::new(0),
-                                unsealed: AtomicBool::new(unsealed),
+                                unsealed: AtomicBool::new(false),
+                                broken: Mutex::new(None),
                             })
                         })
                     })
@@ -805,21 +860,23 @@ impl Inner {
         let ckpt = s.ckpt.load(Ordering::Acquire);
         // Every deferred delete so far is in the old log and absent from
         // `objs`: once the new log is durable, its zones are free.
+        if let Some(why) = lock(&s.broken).clone() {
+            return Err(Error::MetadataFailed {
+                mdc: s.index,
+                reason: why,
+            });
+        }
         let done = take_awaiting(s);
-        let r = (|| -> Result<()> {
-            mdc.cstart()?;
-            mdc.append(&PmdRecord::UniqCkpt { next: ckpt }.encode(), false)?;
-            for (raw, o) in objs.iter() {
-                let id = ObjectId::from_raw(*raw)
-                    .ok_or_else(|| Error::Corrupt(format!("bad object ID {raw:#x}")))?;
-                mdc.append(&o.record(id).encode(), false)?;
-            }
-            mdc.cend()?;
-            Ok(())
-        })();
-        if let Err(e) = r {
+        if let Err(e) = compact_mdc(&mdc, &objs, ckpt) {
             lock(&s.awaiting).extend(done);
-            return Err(e);
+            return Err(match e {
+                // Abandoned: the old log is still the one in use.
+                Ok(e) => e,
+                Err(e) => {
+                    *lock(&s.broken) = Some(format!("compaction ended in doubt: {e}"));
+                    e
+                }
+            });
         }
         // The new log holds no shared-flush records.
         s.unsealed.store(false, Ordering::Relaxed);
@@ -884,6 +941,12 @@ impl Inner {
         sync: bool,
         then: impl FnOnce(&mut HashMap<u64, Obj>),
     ) -> Result<()> {
+        if let Some(why) = lock(&s.broken).clone() {
+            return Err(Error::MetadataFailed {
+                mdc: s.index,
+                reason: why,
+            });
+        }
         let bytes = rec.encode();
         let mut then = Some(then);
         // Taken before the append: these records precede ours in the log.
@@ -1056,9 +1119,17 @@ impl Pmd {
             shared_flush: shared,
         };
         let s = self.inner.shard(id)?;
-        self.inner.log(s, rec, true, |m| {
+        if let Err(e) = self.inner.log(s, rec, true, |m| {
             m.insert(id.raw(), obj);
-        })?;
+        }) {
+            if !matches!(e, Error::MetadataFull { .. } | Error::MetadataFailed { .. }) {
+                // The record may have reached the media: only abort is
+                // left, and the zone is not reused before a reopen says.
+                ws.failed = true;
+                ws.hold_zone = true;
+            }
+            return Err(e);
+        }
         if shared {
             s.unsealed.store(true, Ordering::Relaxed);
         }
@@ -1088,6 +1159,7 @@ impl Pmd {
         lock(&self.inner.pending).remove(&id.raw());
         drop(g);
         match pend {
+            Pending::Mblock { ws, .. } if ws.hold_zone => {}
             Pending::Mblock { class, zone, .. } => self.inner.class(class)?.map.release(zone, 1)?,
             Pending::Log {
                 class,
