@@ -38,21 +38,12 @@ impl AlignedBuf {
         if len == 0 {
             return Self::empty(align);
         }
-        if let Some(ptr) = cache::take(len, align) {
-            // SAFETY: a cached allocation holds `len` bytes (see cache::take);
-            // it is zeroed here, as a fresh one would be.
+        let (ptr, reused) = allocate(len, align, true);
+        if reused {
+            // SAFETY: the allocation holds `len` bytes; a reused one is
+            // zeroed here, as a fresh one was by the allocator.
             unsafe { std::ptr::write_bytes(ptr.as_ptr(), 0, len) };
-            return Self { ptr, len, align };
         }
-        let layout = match Layout::from_size_align(len, align) {
-            Ok(l) => l,
-            Err(_) => alloc::handle_alloc_error(Layout::new::<u8>()),
-        };
-        // SAFETY: layout has a non-zero size (len > 0 checked above).
-        let raw = unsafe { alloc::alloc_zeroed(layout) };
-        let Some(ptr) = NonNull::new(raw) else {
-            alloc::handle_alloc_error(layout)
-        };
         Self { ptr, len, align }
     }
 
@@ -63,10 +54,11 @@ impl AlignedBuf {
     pub fn scratch(len: usize, align: usize) -> Self {
         let align = align.max(MIN_ALIGN).next_power_of_two();
         let len = round_up(len, align);
-        match cache::take(len, align) {
-            Some(ptr) if len > 0 => Self { ptr, len, align },
-            _ => Self::new(len, align),
+        if len == 0 {
+            return Self::empty(align);
         }
+        let (ptr, _) = allocate(len, align, true);
+        Self { ptr, len, align }
     }
 
     /// A buffer holding a copy of `data`, zero-padded up to `align`.
@@ -79,21 +71,7 @@ impl AlignedBuf {
         if len == 0 {
             return Self::empty(align);
         }
-        let ptr = match cache::take(len, align) {
-            Some(p) => p,
-            None => {
-                let layout = match Layout::from_size_align(len, align) {
-                    Ok(l) => l,
-                    Err(_) => alloc::handle_alloc_error(Layout::new::<u8>()),
-                };
-                // SAFETY: layout has a non-zero size.
-                let raw = unsafe { alloc::alloc(layout) };
-                let Some(ptr) = NonNull::new(raw) else {
-                    alloc::handle_alloc_error(layout)
-                };
-                ptr
-            }
-        };
+        let (ptr, _) = allocate(len, align, false);
         // SAFETY: the allocation holds `len >= data.len()` bytes and cannot
         // overlap `data`; the tail `data.len()..len` is then zeroed, so every
         // byte is initialised before any slice of the buffer exists.
@@ -143,6 +121,33 @@ impl AlignedBuf {
     pub fn zero(&mut self) {
         self.fill(0);
     }
+}
+
+/// An allocation of `len` bytes (non-zero, a multiple of `align`) aligned
+/// to `align`, and whether it was reused: a reused one comes from this
+/// thread's cache with the bytes of its last use (initialised, not zero); a
+/// new one comes from the global allocator, zeroed with `zeroed`, else
+/// uninitialised for a caller that writes every byte before reading any.
+fn allocate(len: usize, align: usize, zeroed: bool) -> (NonNull<u8>, bool) {
+    if let Some(ptr) = cache::take(len, align) {
+        return (ptr, true);
+    }
+    let layout = match Layout::from_size_align(len, align) {
+        Ok(l) => l,
+        Err(_) => alloc::handle_alloc_error(Layout::new::<u8>()),
+    };
+    // SAFETY: layout has a non-zero size (callers pass len > 0).
+    let raw = unsafe {
+        if zeroed {
+            alloc::alloc_zeroed(layout)
+        } else {
+            alloc::alloc(layout)
+        }
+    };
+    let Some(ptr) = NonNull::new(raw) else {
+        alloc::handle_alloc_error(layout)
+    };
+    (ptr, false)
 }
 
 impl Default for AlignedBuf {
@@ -339,6 +344,14 @@ mod tests {
             assert_eq!(&c[..3], b"abc");
             assert!(c[3..].iter().all(|&x| x == 0));
         }
+        // A scratch buffer reuses a dropped one without zeroing it.
+        let mut a = AlignedBuf::new(4096, 4096);
+        a.fill(7);
+        let p = a.as_ptr();
+        drop(a);
+        let s = AlignedBuf::scratch(4096, 4096);
+        assert_eq!((s.as_ptr(), s.len()), (p, 4096));
+        assert!(AlignedBuf::scratch(0, 4096).is_empty());
         // Another shape never gets this one's memory, and big buffers are not kept.
         let a = AlignedBuf::new(8192, 512);
         assert_eq!(a.as_ptr() as usize % 512, 0);
