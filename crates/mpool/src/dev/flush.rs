@@ -35,8 +35,8 @@ struct State {
     /// The number of the newest sync that completed.
     done: u64,
     running: bool,
-    /// The newest failed sync: its number and error.
-    failed: Option<(u64, Option<i32>, io::ErrorKind, String)>,
+    /// The error of the sync that failed; every flush after it fails too.
+    failed: Option<(Option<i32>, io::ErrorKind, String)>,
     stats: FlushStats,
 }
 
@@ -63,7 +63,7 @@ impl FlushGate {
         // The first sync to begin from now on covers this call.
         let need = g.begun + 1;
         loop {
-            if let Some((_, raw, kind, msg)) = &g.failed {
+            if let Some((raw, kind, msg)) = &g.failed {
                 return Err(match raw {
                     Some(code) => io::Error::from_raw_os_error(*code),
                     None => io::Error::new(*kind, msg.clone()),
@@ -91,7 +91,7 @@ impl FlushGate {
             g.running = false;
             g.done = n;
             if let Err(e) = &r {
-                g.failed = Some((n, e.raw_os_error(), e.kind(), e.to_string()));
+                g.failed = Some((e.raw_os_error(), e.kind(), e.to_string()));
             }
             self.cv.notify_all();
         }
