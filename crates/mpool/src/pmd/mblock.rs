@@ -79,21 +79,19 @@ fn give_bufs(done: Vec<IoReq>) {
 }
 
 fn submit_all(dev: &dyn Device, reqs: Vec<IoReq>) -> Result<Vec<IoReq>, DevError> {
-    submit_all_depth(dev, reqs, usize::MAX)
+    let mut out = dev.submit(reqs);
+    check_results(dev, &mut out)?;
+    Ok(out)
 }
 
-fn submit_all_depth(
-    dev: &dyn Device,
-    reqs: Vec<IoReq>,
-    depth: usize,
-) -> Result<Vec<IoReq>, DevError> {
-    let mut out = dev.submit_depth(reqs, depth);
-    for r in out.iter_mut() {
+/// The first failed request of a completed batch, as a device error.
+fn check_results(dev: &dyn Device, done: &mut [IoReq]) -> Result<(), DevError> {
+    for r in done {
         let (kind, off) = (r.kind, r.offset);
         r.take_result()
             .map_err(|e| from_req_err(dev.info(), kind, off, e))?;
     }
-    Ok(out)
+    Ok(())
 }
 
 impl WriteState {
@@ -256,7 +254,7 @@ pub(crate) fn read_many(
     }
     // Each read's bytes are copied out as it completes, while later ones
     // are still in flight; a failed read fails the whole call below.
-    let out = dev.submit_each(reqs, depth, &mut |k, r| {
+    let mut out = dev.submit_each(reqs, depth, &mut |k, r| {
         if !matches!(r.result, Some(Ok(()))) {
             return;
         }
@@ -273,12 +271,7 @@ pub(crate) fn read_many(
         let at = (lo - sp.offset) as usize;
         sp.buf[at..at + src.len()].copy_from_slice(src);
     });
-    for mut r in out {
-        let (kind, off) = (r.kind, r.offset);
-        r.take_result()
-            .map_err(|e| from_req_err(dev.info(), kind, off, e))?;
-    }
-    Ok(())
+    check_results(dev, &mut out)
 }
 
 /// CRC-32C of an mblock's whole content, read back from the device.

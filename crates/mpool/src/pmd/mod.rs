@@ -191,6 +191,19 @@ struct Shard {
     broken: Mutex<Option<String>>,
 }
 
+impl Shard {
+    /// Refuse work on an MDC whose compaction ended in doubt.
+    fn check_broken(&self) -> Result<()> {
+        match lock(&self.broken).as_ref() {
+            Some(why) => Err(Error::MetadataFailed {
+                mdc: self.index,
+                reason: why.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
 /// One media class of the pool.
 #[derive(Debug)]
 pub(crate) struct ClassDev {
@@ -366,17 +379,31 @@ fn replay(index: u8, mdc: &Mdc, shared_commits: bool) -> Result<Replayed> {
     Ok(r)
 }
 
+/// How a compaction failed.
+enum CompactError {
+    /// Before the end marker was tried: the old log is still the one in use.
+    Abandoned(Error),
+    /// The end marker itself failed: which log a reopen takes is unknown.
+    InDoubt(Error),
+}
+
+impl From<CompactError> for Error {
+    fn from(e: CompactError) -> Error {
+        match e {
+            CompactError::Abandoned(e) | CompactError::InDoubt(e) => e,
+        }
+    }
+}
+
 /// Rewrite an MDC as the checkpoint and one record per object of `objs`
 /// (an MDC compaction: a crash leaves exactly the old or the new state).
-/// A failure before the end marker was tried abandons the compaction (the
-/// old log stays in use); a failure of the end marker itself leaves the
-/// outcome unknown: `Err(Ok(e))` for the first, `Err(Err(e))` for the second.
 fn compact_mdc(
     mdc: &Mdc,
     objs: &HashMap<u64, Obj>,
     ckpt: u64,
-) -> std::result::Result<(), std::result::Result<Error, Error>> {
-    mdc.cstart().map_err(|e| Ok(e.into()))?;
+) -> std::result::Result<(), CompactError> {
+    mdc.cstart()
+        .map_err(|e| CompactError::Abandoned(e.into()))?;
     let body = (|| -> Result<()> {
         mdc.append(&PmdRecord::UniqCkpt { next: ckpt }.encode(), false)?;
         for (raw, o) in objs {
@@ -388,11 +415,11 @@ fn compact_mdc(
     })();
     if let Err(e) = body {
         return Err(match mdc.cabort() {
-            Ok(()) => Ok(e),
-            Err(_) => Err(e),
+            Ok(()) => CompactError::Abandoned(e),
+            Err(_) => CompactError::InDoubt(e),
         });
     }
-    mdc.cend().map_err(|e| Err(e.into()))
+    mdc.cend().map_err(|e| CompactError::InDoubt(e.into()))
 }
 
 /// Of the shared-flush commits in an MDC's last flush set, those whose
@@ -418,15 +445,9 @@ fn unfinished_commits(
         {
             continue; // not a zone of this device: the open fails on it below
         }
-        // A read error may pass: try again before giving up on the check.
-        let mut got = mblock::content_crc(c.dev.as_ref(), c.off(o.zone), u64::from(o.a));
-        for _ in 0..2 {
-            if got.is_ok() {
-                break;
-            }
-            got = mblock::content_crc(c.dev.as_ref(), c.off(o.zone), u64::from(o.a));
-        }
-        match got {
+        // A read error may pass: three tries before giving up on the check.
+        let read = || mblock::content_crc(c.dev.as_ref(), c.off(o.zone), u64::from(o.a));
+        match read().or_else(|_| read()).or_else(|_| read()) {
             Ok(crc) if crc == o.b => {}
             Ok(crc) => {
                 tracing::warn!(
@@ -592,9 +613,7 @@ impl Pmd {
                                 // no longer in the last flush set it would count.
                                 // A compaction rewrites the live objects only
                                 // (as type 4) and is all-or-nothing.
-                                compact_mdc(&mdc, &r.objs, next).map_err(|e| match e {
-                                    Ok(e) | Err(e) => e,
-                                })?;
+                                compact_mdc(&mdc, &r.objs, next).map_err(Error::from)?;
                                 r.records = r.objs.len() as u64 + 1;
                             } else if !read_only && !r.tail_commits.is_empty() {
                                 // Seal now: the commits just verified may have
@@ -858,25 +877,16 @@ impl Inner {
         let mdc = wlock(&s.mdc);
         let objs = rlock(&s.objs);
         let ckpt = s.ckpt.load(Ordering::Acquire);
+        s.check_broken()?;
         // Every deferred delete so far is in the old log and absent from
         // `objs`: once the new log is durable, its zones are free.
-        if let Some(why) = lock(&s.broken).clone() {
-            return Err(Error::MetadataFailed {
-                mdc: s.index,
-                reason: why,
-            });
-        }
         let done = take_awaiting(s);
         if let Err(e) = compact_mdc(&mdc, &objs, ckpt) {
             lock(&s.awaiting).extend(done);
-            return Err(match e {
-                // Abandoned: the old log is still the one in use.
-                Ok(e) => e,
-                Err(e) => {
-                    *lock(&s.broken) = Some(format!("compaction ended in doubt: {e}"));
-                    e
-                }
-            });
+            if let CompactError::InDoubt(e) = &e {
+                *lock(&s.broken) = Some(format!("compaction ended in doubt: {e}"));
+            }
+            return Err(e.into());
         }
         // The new log holds no shared-flush records.
         s.unsealed.store(false, Ordering::Relaxed);
@@ -941,12 +951,7 @@ impl Inner {
         sync: bool,
         then: impl FnOnce(&mut HashMap<u64, Obj>),
     ) -> Result<()> {
-        if let Some(why) = lock(&s.broken).clone() {
-            return Err(Error::MetadataFailed {
-                mdc: s.index,
-                reason: why,
-            });
-        }
+        s.check_broken()?;
         let bytes = rec.encode();
         let mut then = Some(then);
         // Taken before the append: these records precede ours in the log.
@@ -1110,14 +1115,10 @@ impl Pmd {
             b: ws.crc,
             class: class.code(),
         };
-        let rec = PmdRecord::Mblock {
-            id,
-            class: *class,
-            zone: *zone,
-            len,
-            crc: ws.crc,
-            shared_flush: shared,
-        };
+        let mut rec = obj.record(id);
+        if let PmdRecord::Mblock { shared_flush, .. } = &mut rec {
+            *shared_flush = shared;
+        }
         let s = self.inner.shard(id)?;
         if let Err(e) = self.inner.log(s, rec, true, |m| {
             m.insert(id.raw(), obj);
