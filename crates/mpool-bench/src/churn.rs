@@ -79,11 +79,7 @@ fn floor(
     secs: u64,
 ) -> Result<f64> {
     let job = FioJob::durable_writes(file, file_size, obj, threads, true, secs)?;
-    let r = fio::run(bin, &job)?;
-    if r.write.ios == 0 {
-        bail!("fio did no I/O: {}", r.command);
-    }
-    Ok(r.write.iops)
+    Ok(fio::run_moving(bin, &job, true)?.1.iops)
 }
 
 /// One of the four sides.
@@ -259,9 +255,8 @@ pub fn run(args: &ChurnArgs) -> Result<Table> {
         common::prefill(&fio_path, fio_size)?;
     }
     let rounds = args.rounds.max(1);
-    let mut threads = args.threads.clone();
-    threads.retain(|&t| t > 0);
-    if threads.is_empty() || threads.iter().any(|&t| t > 64) {
+    let threads = &args.threads;
+    if threads.is_empty() || threads.iter().any(|&t| t == 0 || t > 64) {
         bail!("--threads takes counts from 1 to 64");
     }
     let slice_len =
@@ -328,7 +323,7 @@ pub fn run(args: &ChurnArgs) -> Result<Table> {
                 fsdir: &fsdir,
                 seq: &seq,
             };
-            for &n in &threads {
+            for &n in threads {
                 let mut hs: Vec<_> = Side::ALL.iter().map(|_| histogram()).collect();
                 let mut figs = [Fig::default(); 4];
                 let mut floors = Vec::new();
@@ -417,14 +412,14 @@ pub fn run(args: &ChurnArgs) -> Result<Table> {
         let file: DeviceRef = Arc::new(FileDevice::open(&path, &DevOpenOptions::default())?);
         let c = Arc::new(Counting::new(file));
         let pool = Pool::open_on(vec![c.clone() as Arc<dyn Device>], false)?;
+        let env = Env {
+            pool: &pool,
+            data: &data,
+            buf: &buf,
+            fsdir: &fsdir,
+            seq: &seq,
+        };
         for side in [Side::MpoolDeferred, Side::MpoolDurable] {
-            let env = Env {
-                pool: &pool,
-                data: &data,
-                buf: &buf,
-                fsdir: &fsdir,
-                seq: &seq,
-            };
             let before = c.c.snap();
             let mut hb = histogram();
             let b = slice(&env, side, 1, Duration::from_secs(2), &mut hb)?;

@@ -236,11 +236,7 @@ fn fio_case(
         size,
         Limit::Seconds(runtime),
     );
-    let r = fio::run(fio_bin, &job)?;
-    let d = if case.write { r.write } else { r.read };
-    if d.ios == 0 {
-        bail!("fio did no I/O: {}", r.command);
-    }
+    let (_, d) = fio::run_moving(fio_bin, &job, case.write)?;
     Ok(Side {
         iops: d.iops,
         bw_bytes: d.bw_bytes,

@@ -260,6 +260,18 @@ pub fn run(fio: &Path, job: &FioJob) -> Result<FioResult> {
     Ok(r)
 }
 
+/// Run a job that must move data one way (writes with `write`, else
+/// reads): its result and that direction's figures. A run that moved no
+/// data is an error, never a figure of zero.
+pub fn run_moving(fio: &Path, job: &FioJob, write: bool) -> Result<(FioResult, DirStats)> {
+    let r = run(fio, job)?;
+    let d = if write { r.write } else { r.read };
+    if d.ios == 0 {
+        bail!("fio did no I/O: {}", r.command);
+    }
+    Ok((r, d))
+}
+
 /// Parse fio's `--output-format=json` text (anything before the first `{`,
 /// such as warnings, is skipped).
 pub fn parse(text: &str) -> Result<FioResult> {

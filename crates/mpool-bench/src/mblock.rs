@@ -75,11 +75,7 @@ impl Fig {
 use crate::common::Rng;
 
 fn fio_fig(bin: &Path, job: &FioJob, write: bool) -> Result<Fig> {
-    let r = fio::run(bin, job)?;
-    let d = if write { r.write } else { r.read };
-    if d.ios == 0 {
-        bail!("fio did no I/O: {}", r.command);
-    }
+    let (r, d) = fio::run_moving(bin, job, write)?;
     Ok(Fig {
         iops: d.iops,
         bw: d.bw_bytes,
