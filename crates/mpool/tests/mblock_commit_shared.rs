@@ -29,26 +29,56 @@ fn open(dev: &Arc<FaultDevice>, read_only: bool) -> Pool {
     Pool::open_on(vec![d], read_only).unwrap()
 }
 
+/// Content length of the commit that crashes: whole sectors, so the commit
+/// writes only its record.
+const LEN: usize = 40_960;
+
+/// A pool with a committed `keep` and an mblock `id` of [`LEN`] bytes
+/// written, crashed `k` device operations into `id`'s commit and rebooted
+/// with every write kept.
+struct Crashed {
+    after: Arc<FaultDevice>,
+    committed: bool,
+    id: mpool::ObjectId,
+    keep: mpool::ObjectId,
+    zone: u32,
+}
+
+fn crash_in_commit(k: u64) -> Crashed {
+    let dev = fresh_pool();
+    let pool = open(&dev, false);
+    // One commit first, so the log's header and checkpoint are durable.
+    let keep = pool.mblock_alloc(MediaClass::Capacity).unwrap();
+    pool.mblock_write(keep, &pattern(1000, 1)).unwrap();
+    pool.mblock_commit(keep).unwrap();
+    let id = pool.mblock_alloc(MediaClass::Capacity).unwrap();
+    pool.mblock_write(id, &pattern(LEN, 2)).unwrap();
+    let zone = pool.object_props(id).unwrap().zone;
+    dev.crash_after(dev.stats().ops + k);
+    let committed = pool.mblock_commit(id).is_ok();
+    drop(pool);
+    Crashed {
+        after: Arc::new(dev.reboot(CrashMode::KeepAll)),
+        committed,
+        id,
+        keep,
+        zone,
+    }
+}
+
 #[test]
 fn commit_record_without_its_content_is_dropped_for_good() {
-    let len = 40_960; // whole sectors: the commit writes only its record
+    let len = LEN;
     let mut record_landed = 0;
     let mut committed = 0;
     for k in 0..12u64 {
-        let dev = fresh_pool();
-        let pool = open(&dev, false);
-        // One commit first, so the log's header and checkpoint are durable.
-        let keep = pool.mblock_alloc(MediaClass::Capacity).unwrap();
-        pool.mblock_write(keep, &pattern(1000, 1)).unwrap();
-        pool.mblock_commit(keep).unwrap();
-        let id = pool.mblock_alloc(MediaClass::Capacity).unwrap();
-        pool.mblock_write(id, &pattern(len, 2)).unwrap();
-        let zone = pool.object_props(id).unwrap().zone;
-        dev.crash_after(dev.stats().ops + k);
-        let ok = pool.mblock_commit(id).is_ok();
-        drop(pool);
-        // Every write reached the media except the content's.
-        let after = Arc::new(dev.reboot(CrashMode::KeepAll));
+        let Crashed {
+            after,
+            committed: ok,
+            id,
+            keep,
+            zone,
+        } = crash_in_commit(k);
         if ok {
             committed += 1;
             let p = open(&after, false);
@@ -183,27 +213,13 @@ fn staging_commits_flush_content_first() {
 /// A device image where an mblock's commit record landed but its content
 /// did not, with a committed `keep` beside it.
 fn record_without_content() -> (Vec<u8>, mpool::ObjectId, mpool::ObjectId) {
-    let len = 40_960;
     for k in 0..12u64 {
-        let dev = fresh_pool();
-        let pool = open(&dev, false);
-        let keep = pool.mblock_alloc(MediaClass::Capacity).unwrap();
-        pool.mblock_write(keep, &pattern(1000, 1)).unwrap();
-        pool.mblock_commit(keep).unwrap();
-        let id = pool.mblock_alloc(MediaClass::Capacity).unwrap();
-        pool.mblock_write(id, &pattern(len, 2)).unwrap();
-        let zone = pool.object_props(id).unwrap().zone;
-        dev.crash_after(dev.stats().ops + k);
-        if pool.mblock_commit(id).is_ok() {
-            continue;
+        let c = crash_in_commit(k);
+        if c.committed || open(&c.after, true).object_props(c.id).is_err() {
+            continue; // finished, or the record did not land either
         }
-        drop(pool);
-        let after = Arc::new(dev.reboot(CrashMode::KeepAll));
-        if open(&after, true).object_props(id).is_err() {
-            continue; // the record did not land either
-        }
-        after.poke(u64::from(zone) * ZONE, &vec![0u8; len]);
-        return (after.durable_image(), id, keep);
+        c.after.poke(u64::from(c.zone) * ZONE, &vec![0u8; LEN]);
+        return (c.after.durable_image(), c.id, c.keep);
     }
     panic!("no crash point left a commit record without its content");
 }
@@ -276,4 +292,43 @@ fn a_commit_that_failed_writing_its_record_holds_its_zone_until_reopen() {
         let live = p.objects().unwrap().iter().filter(|o| o.id == id).count() as u64;
         assert_eq!(p.usage()[0].used, used - ZONE + live * ZONE);
     }
+}
+
+#[test]
+fn a_one_flush_commit_record_in_a_format_1_pool_is_corruption() {
+    // A format-2 pool with a one-flush commit, then its superblocks
+    // rewritten as format 1: format 1 has no such records, so the open
+    // refuses the pool rather than guess what the record means.
+    let dev = fresh_pool();
+    let pool = open(&dev, false);
+    let id = pool.mblock_alloc(MediaClass::Capacity).unwrap();
+    pool.mblock_write(id, &pattern(2000, 3)).unwrap();
+    pool.mblock_commit(id).unwrap();
+    drop(pool);
+    let d: DeviceRef = dev.clone();
+    let read = mpool::sb::read(d.as_ref()).unwrap();
+    let mut sb = read.copies[0].clone().unwrap();
+    assert_eq!(sb.version, 2);
+    sb.version = 1;
+    mpool::sb::write(d.as_ref(), &sb).unwrap();
+    match Pool::open_on(vec![Arc::clone(&d)], true) {
+        Err(mpool::Error::Corrupt(why)) => assert!(why.contains("type 7"), "{why}"),
+        other => panic!("expected a corruption error, got {:?}", other.map(|_| ())),
+    }
+}
+
+#[test]
+fn an_unreadable_commit_in_the_last_flush_set_is_kept_and_reads_report_it() {
+    // A read error is no evidence that the commit did not finish: the
+    // object stays, and its reads report the error instead of data.
+    let c = (0..12u64)
+        .map(crash_in_commit)
+        .find(|c| !c.committed && open(&c.after, true).object_props(c.id).is_ok())
+        .expect("a crash point that leaves the record on the media");
+    let base = u64::from(c.zone) * ZONE;
+    c.after.fail_reads(base..base + LEN as u64);
+    let p = open(&c.after, false);
+    assert!(p.object_props(c.id).is_ok(), "unverifiable commit dropped");
+    assert!(p.mblock_read(c.id, 0, &mut [0u8; 16]).is_err());
+    assert!(p.object_props(c.keep).is_ok());
 }
