@@ -332,3 +332,44 @@ fn an_unreadable_commit_in_the_last_flush_set_is_kept_and_reads_report_it() {
     assert!(p.mblock_read(c.id, 0, &mut [0u8; 16]).is_err());
     assert!(p.object_props(c.keep).is_ok());
 }
+
+#[test]
+fn a_compaction_whose_end_marker_failed_stops_its_mdc_until_reopen() {
+    // Which log a reopen takes is unknown once the end marker's write or
+    // flush failed: the MDC must take no more records, not append to a log
+    // that may be abandoned.
+    let dev = fresh_pool();
+    let pool = open(&dev, false);
+    let id = pool.mblock_alloc(MediaClass::Capacity).unwrap();
+    pool.mblock_write(id, &pattern(3000, 4)).unwrap();
+    pool.mblock_commit(id).unwrap();
+    drop(pool);
+    let img = dev.durable_image();
+    // Count a compaction's operations on one copy of the pool...
+    let probe = Arc::new(FaultDevice::from_image(img.clone(), 512));
+    let p = open(&probe, false);
+    let before = probe.stats().ops;
+    p.compact_metadata().unwrap();
+    let ops = probe.stats().ops - before;
+    drop(p);
+    // ...and fail the last one (inside `cend`) on another.
+    let dev = Arc::new(FaultDevice::from_image(img, 512));
+    let p = open(&dev, false);
+    dev.fail_op(dev.stats().ops + ops);
+    assert!(p.compact_metadata().is_err());
+    dev.clear_failures();
+    let more = p.mblock_alloc(MediaClass::Capacity);
+    let r = more.and_then(|m| {
+        p.mblock_write(m, &pattern(100, 5))?;
+        p.mblock_commit(m).map(|_| ())
+    });
+    assert!(
+        matches!(r, Err(mpool::Error::MetadataFailed { .. })),
+        "the MDC took a record after a compaction in doubt: {r:?}"
+    );
+    drop(p);
+    let p = open(&Arc::new(dev.reboot(CrashMode::KeepAll)), false);
+    let mut got = vec![0u8; 3000];
+    p.mblock_read(id, 0, &mut got).unwrap();
+    assert_eq!(got, pattern(3000, 4));
+}
