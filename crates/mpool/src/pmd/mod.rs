@@ -668,6 +668,12 @@ impl Pmd {
                         o.class()
                     ))
                 })?;
+                if id.ty() == ObjType::Mblock && u64::from(o.a) > c.zone_size {
+                    return Err(Error::Corrupt(format!(
+                        "mblock {id} is {} bytes long; its zone holds {}",
+                        o.a, c.zone_size
+                    )));
+                }
                 for (z, n) in o.zones(id.ty()) {
                     c.map
                         .claim(z, n)
@@ -1588,6 +1594,55 @@ impl From<crate::smap::SmapError> for Error {
         match e {
             crate::smap::SmapError::NoSpace { .. } => Error::NoSpace(e),
             other => Error::Corrupt(other.to_string()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dev::MemDevice;
+
+    #[test]
+    fn an_mblock_longer_than_its_zone_fails_the_open() {
+        let zone = 64 * 1024u64;
+        let dev: DeviceRef = Arc::new(MemDevice::new(72 * zone, 512));
+        let class = || {
+            Some(ClassDev {
+                dev: Arc::clone(&dev),
+                zone_size: zone,
+                map: ClassMap::new(MediaClass::Capacity, 1, 72, 0),
+            })
+        };
+        let layout = Layout {
+            mdc0_zone: 1,
+            mdc0_zones: 1,
+        };
+        Pmd::format([class(), None], layout).unwrap();
+        let pmd = Pmd::open([class(), None], layout, false, true).unwrap();
+        let index = pmd.inner.shards[0].index;
+        let rec = |len: u32| PmdRecord::Mblock {
+            id: ObjectId::new(ObjType::Mblock, index, 5000),
+            class: MediaClass::Capacity,
+            zone: 60,
+            len,
+            crc: 0,
+            shared_flush: false,
+        };
+        rlock(&pmd.inner.shards[0].mdc)
+            .append(&rec(zone as u32).encode(), true)
+            .unwrap();
+        drop(pmd);
+        // A whole zone is fine.
+        let pmd = Pmd::open([class(), None], layout, false, true).unwrap();
+        let s = &pmd.inner.shards[0];
+        rlock(&s.mdc)
+            .append(&rec(zone as u32 + 1).encode(), true)
+            .unwrap();
+        drop(pmd);
+        match Pmd::open([class(), None], layout, false, true) {
+            Err(Error::Corrupt(why)) => assert!(why.contains("its zone holds"), "{why}"),
+            other => panic!("expected a corruption error, got {other:?}"),
         }
     }
 }
