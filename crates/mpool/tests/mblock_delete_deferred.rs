@@ -152,3 +152,32 @@ fn zones_are_not_reused_before_the_delete_is_durable() {
     p.mblock_read(id, 0, &mut got).unwrap();
     assert_eq!(&got, b"new");
 }
+
+#[test]
+fn bad_requests_get_typed_errors_and_change_nothing() {
+    let (dev, pool) = setup();
+    let id = commit(&pool, 1000, 3);
+    let pending = pool.mblock_alloc(MediaClass::Capacity).unwrap();
+    assert!(matches!(
+        pool.mblock_delete_deferred(pending),
+        Err(Error::NotCommitted(_))
+    ));
+    let log = pool.mlog_alloc(MediaClass::Capacity, ZONE).unwrap();
+    pool.mlog_commit(log).unwrap();
+    assert!(matches!(
+        pool.mblock_delete_deferred(log),
+        Err(Error::WrongType { .. })
+    ));
+    pool.mblock_abort(pending).unwrap();
+    drop(pool);
+    let d: DeviceRef = dev.clone();
+    let ro = Pool::open_on(vec![d], true).unwrap();
+    assert!(matches!(
+        ro.mblock_delete_deferred(id),
+        Err(Error::ReadOnly(_))
+    ));
+    assert!(matches!(ro.sync(), Err(Error::ReadOnly(_))));
+    drop(ro);
+    let p = reopen(&dev, CrashMode::DropAll);
+    assert!(p.object_props(id).is_ok() && p.object_props(log).is_ok());
+}
