@@ -18,7 +18,8 @@ use crate::common::{self, histogram};
 use crate::fio::{self, FioEngine, FioJob, Limit};
 use crate::report::{fmt_rate, fmt_ratio, fmt_us, Table};
 use anyhow::{anyhow, bail, Context, Result};
-use mpool::{CreateOptions, DeviceSpec, MediaClass, ObjectId, OpenOptions, Pool};
+use mpool::io::AlignedBuf;
+use mpool::{AlignedRead, CreateOptions, DeviceSpec, MediaClass, ObjectId, OpenOptions, Pool};
 use serde_json::json;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -46,7 +47,8 @@ pub struct MblockArgs {
     /// Threads for the queue-depth-32 read case.
     #[arg(long, default_value_t = 32)]
     pub qd: usize,
-    /// Alternate mpool and fio this many times in the write case.
+    /// Alternate mpool and fio this many times in the write case and the
+    /// queued read cases.
     #[arg(long, default_value_t = 3)]
     pub rounds: u32,
     /// Measure mpool only.
@@ -67,6 +69,22 @@ struct Fig {
 }
 
 impl Fig {
+    /// The mean of several runs of one case; `None` for none.
+    fn mean(figs: &[Fig]) -> Option<Fig> {
+        if figs.is_empty() {
+            return None;
+        }
+        let k = figs.len() as f64;
+        let avg = |f: fn(&Fig) -> f64| figs.iter().map(f).sum::<f64>() / k;
+        Some(Fig {
+            iops: avg(|f| f.iops),
+            bw: avg(|f| f.bw),
+            p50: avg(|f| f.p50),
+            p99: avg(|f| f.p99),
+            cpu: avg(|f| f.cpu),
+        })
+    }
+
     fn json(&self) -> serde_json::Value {
         json!({ "iops": self.iops, "bw_bytes": self.bw, "p50_ns": self.p50, "p99_ns": self.p99, "cpus": self.cpu })
     }
@@ -165,17 +183,26 @@ fn randread(
 }
 
 /// 4 KiB random reads of committed mblocks from one thread, as lists of
-/// `list` reads through `Pool::mblock_read_queued` with `qd` in flight (a
-/// queue refilled as each read completes, like fio's iodepth).
+/// `list` reads with `qd` in flight (a queue refilled as each read
+/// completes, like fio's iodepth): into the caller's aligned buffers
+/// through `Pool::mblock_read_aligned` when `aligned`, else into plain
+/// byte buffers through `Pool::mblock_read_queued` (read into bounce
+/// buffers, then copied).
 fn randread_queued(
     pool: &Pool,
     ids: &[ObjectId],
     len: u64,
     qd: usize,
     list: usize,
+    aligned: bool,
     runtime: Duration,
 ) -> Result<Fig> {
-    read_load(pool, ids, len, 1, list, Mode::Queued(qd), runtime)
+    let mode = if aligned {
+        Mode::Aligned(qd)
+    } else {
+        Mode::Queued(qd)
+    };
+    read_load(pool, ids, len, 1, list, mode, runtime)
 }
 
 /// How a reader thread issues its reads.
@@ -187,6 +214,9 @@ enum Mode {
     Batch,
     /// A call's reads through `mblock_read_queued` at this depth.
     Queued(usize),
+    /// A call's reads into aligned buffers through `mblock_read_aligned`
+    /// at this depth.
+    Aligned(usize),
 }
 
 /// `threads` threads reading `per` random 4 KiB blocks of committed mblocks
@@ -212,8 +242,26 @@ fn read_load(
                             ^ (t as u64 + 1).wrapping_mul(0x1234_5678_9ABC_DEF1));
                     let mut h = histogram();
                     let mut bufs = vec![vec![0u8; 4096]; per];
+                    let mut abufs: Vec<AlignedBuf> =
+                        (0..per).map(|_| AlignedBuf::new(4096, 4096)).collect();
                     let mut n = 0u64;
                     while start.elapsed() < runtime {
+                        if let Mode::Aligned(qd) = mode {
+                            let reads: Vec<AlignedRead> = abufs
+                                .drain(..)
+                                .map(|buf| AlignedRead {
+                                    id: ids[(rng.next() % ids.len() as u64) as usize],
+                                    offset: (rng.next() % blocks) * 4096,
+                                    buf,
+                                })
+                                .collect();
+                            let t0 = Instant::now();
+                            let done = pool.mblock_read_aligned(reads, qd)?;
+                            h.record((t0.elapsed().as_nanos() as u64).max(1))?;
+                            n += done.len() as u64;
+                            abufs.extend(done.into_iter().map(|r| r.buf));
+                            continue;
+                        }
                         let mut reads: Vec<mpool::MblockRead<'_>> = bufs
                             .iter_mut()
                             .map(|b| mpool::MblockRead {
@@ -225,7 +273,9 @@ fn read_load(
                         let t0 = Instant::now();
                         match mode {
                             Mode::Batch => pool.mblock_read_batch(&mut reads)?,
-                            Mode::Queued(qd) => pool.mblock_read_queued(&mut reads, qd)?,
+                            Mode::Queued(qd) | Mode::Aligned(qd) => {
+                                pool.mblock_read_queued(&mut reads, qd)?
+                            }
                             Mode::Single => {
                                 for r in reads.iter_mut() {
                                     pool.mblock_read(r.id, r.offset, r.buf)?;
@@ -430,16 +480,7 @@ pub fn run(args: &MblockArgs) -> Result<Table> {
             p99: st.h.value_at_quantile(0.99) as f64,
             cpu: cpu / wall.max(1e-9),
         };
-        let fio_seq = (!fs.is_empty()).then(|| {
-            let k = fs.len() as f64;
-            Fig {
-                iops: fs.iter().map(|f| f.iops).sum::<f64>() / k,
-                bw: fs.iter().map(|f| f.bw).sum::<f64>() / k,
-                p50: fs.iter().map(|f| f.p50).sum::<f64>() / k,
-                p99: fs.iter().map(|f| f.p99).sum::<f64>() / k,
-                cpu: fs.iter().map(|f| f.cpu).sum::<f64>() / k,
-            }
-        });
+        let fio_seq = Fig::mean(&fs);
         push(
             &mut t,
             &format!("seqwrite: {} MiB per mblock_write, commit per {} MiB (1 MiB units, latency per call)", args.write_size >> 20, zone >> 20),
@@ -479,18 +520,43 @@ pub fn run(args: &MblockArgs) -> Result<Table> {
         );
         eprintln!("randread qd{}: mpool, fio ...", args.qd);
         let m32 = randread(&pool, &ids, zone, args.qd, rt)?;
-        let f32 = rd(FioEngine::IoUring, args.qd as u32, 1)?;
         let p32 = rd(FioEngine::Psync, 1, args.qd as u32)?;
-        eprintln!("randread qd{} queued: mpool ...", args.qd);
-        let mq = randread_queued(&pool, &ids, zone, args.qd, 1024, rt)?;
+        // The queue-depth target: the two queued forms and fio alternate,
+        // `rounds` times, so that drift of the device between runs falls
+        // on all three alike.
+        let (mut ma, mut mq, mut fq) = (Vec::new(), Vec::new(), Vec::new());
+        for r in 1..=rounds {
+            eprintln!(
+                "randread qd{} queued round {r}/{rounds}: mpool aligned, mpool copied, fio ...",
+                args.qd
+            );
+            ma.push(randread_queued(&pool, &ids, zone, args.qd, 1024, true, rt)?);
+            mq.push(randread_queued(
+                &pool, &ids, zone, args.qd, 1024, false, rt,
+            )?);
+            if let Some(f) = rd(FioEngine::IoUring, args.qd as u32, 1)? {
+                fq.push(f);
+            }
+        }
+        let f32 = Fig::mean(&fq);
         push(
             &mut t,
             &format!(
-                "randread 4k qd{} (1 thread, lists of 1024 via mblock_read_queued)",
+                "randread 4k qd{} (1 thread, lists of 1024 into aligned buffers via mblock_read_aligned)",
                 args.qd
             ),
             &format!("fio io_uring qd{}", args.qd),
-            mq,
+            Fig::mean(&ma).context("no aligned read round")?,
+            f32,
+        );
+        push(
+            &mut t,
+            &format!(
+                "randread 4k qd{} (1 thread, lists of 1024 into byte slices via mblock_read_queued)",
+                args.qd
+            ),
+            &format!("fio io_uring qd{}", args.qd),
+            Fig::mean(&mq).context("no queued read round")?,
             f32,
         );
         for bt in [1usize, 4] {

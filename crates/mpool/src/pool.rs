@@ -5,7 +5,7 @@ use crate::dev::{
     DevError, Device, DeviceKind, DeviceRef, FileDevice, OpenOptions as DevOpenOptions,
 };
 use crate::error::{Error, Result};
-use crate::io::EngineChoice;
+use crate::io::{AlignedBuf, EngineChoice};
 use crate::mdc::Mdc;
 use crate::mlog::Mlog;
 use crate::objid::{ObjType, ObjectId};
@@ -34,6 +34,18 @@ pub struct MblockRead<'a> {
     pub offset: u64,
     /// Where the bytes go; its length is the length read.
     pub buf: &'a mut [u8],
+}
+
+/// One read of [`Pool::mblock_read_aligned`]: the buffer moves in and
+/// comes back filled.
+#[derive(Debug)]
+pub struct AlignedRead {
+    /// The mblock (committed).
+    pub id: ObjectId,
+    /// Byte offset in its content.
+    pub offset: u64,
+    /// Where the bytes go; its length is the length read.
+    pub buf: AlignedBuf,
 }
 
 /// Default zone (mblock) size: 32 MiB.
@@ -1321,6 +1333,28 @@ impl Pool {
     /// becomes a queue of that depth (what fio calls `--iodepth`).
     pub fn mblock_read_queued(&self, reads: &mut [MblockRead<'_>], depth: usize) -> Result<()> {
         self.pmd()?.mblock_read_batch(reads, depth.max(1))
+    }
+
+    /// Reads of committed mblocks into owned aligned buffers, with at most
+    /// `depth` device requests in flight: the zero-copy form of
+    /// [`Pool::mblock_read_queued`] for a caller that keeps its own aligned
+    /// buffers (a storage engine's block cache).
+    ///
+    /// A read whose offset is a multiple of the pool's sector size, into a
+    /// buffer aligned at least that much, goes from the device straight into
+    /// its buffer; any other is read through a bounce buffer and copied.
+    /// A buffer may run past the end of the content up to the next multiple
+    /// of its alignment (so a whole mblock reads into one buffer), and those
+    /// bytes come back zero; past that, or past the mblock's zone, the read
+    /// is refused with [`Error::ReadOutOfRange`]. Every read is checked
+    /// before any I/O is issued. The buffers come back in the order given;
+    /// on an I/O error they are dropped with the batch.
+    pub fn mblock_read_aligned(
+        &self,
+        reads: Vec<AlignedRead>,
+        depth: usize,
+    ) -> Result<Vec<AlignedRead>> {
+        self.pmd()?.mblock_read_aligned(reads, depth.max(1))
     }
 
     /// Properties of any object, committed or not (`find`).

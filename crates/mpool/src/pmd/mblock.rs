@@ -274,6 +274,26 @@ pub(crate) fn read_many(
     check_results(dev, &mut out)
 }
 
+/// Read each buffer whole at its device offset, straight into it (offsets
+/// and buffers are sector-aligned), with at most `depth` in flight; the
+/// buffers come back in the order given.
+pub(crate) fn read_into(
+    dev: &dyn Device,
+    bufs: Vec<(u64, AlignedBuf)>,
+    depth: usize,
+) -> Result<Vec<AlignedBuf>, DevError> {
+    if bufs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let reqs = bufs
+        .into_iter()
+        .map(|(off, buf)| IoReq::read(off, buf))
+        .collect();
+    let mut out = dev.submit_depth(reqs, depth);
+    check_results(dev, &mut out)?;
+    Ok(out.into_iter().map(|r| r.buf).collect())
+}
+
 /// CRC-32C of an mblock's whole content, read back from the device.
 pub(crate) fn content_crc(dev: &dyn Device, base: u64, len: u64) -> Result<u32, DevError> {
     let mut crc = 0;

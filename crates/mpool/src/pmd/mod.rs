@@ -10,6 +10,7 @@ pub(crate) mod mblock;
 
 use crate::dev::DeviceRef;
 use crate::error::{Error, Result};
+use crate::io::AlignedBuf;
 use crate::mdc::{Mdc, MdcError};
 use crate::mlog::{Lsn, Mlog, MlogError};
 use crate::objid::{ObjType, ObjectId, UNIQ_MAX};
@@ -1297,6 +1298,94 @@ impl Pmd {
             }
         }
         Ok(())
+    }
+
+    /// Reads of committed mblocks into owned aligned buffers, with at
+    /// most `depth` device requests in flight; see
+    /// [`crate::Pool::mblock_read_aligned`]. Every read is checked before
+    /// any I/O is issued.
+    pub(crate) fn mblock_read_aligned(
+        &self,
+        mut reads: Vec<crate::pool::AlignedRead>,
+        depth: usize,
+    ) -> Result<Vec<crate::pool::AlignedRead>> {
+        // Per read: its class and zone base, and its content length.
+        let mut at = Vec::with_capacity(reads.len());
+        for r in &reads {
+            Self::expect_type(r.id, ObjType::Mblock)?;
+            let Some(o) = self.committed(r.id)? else {
+                return Err(self.unread(r.id));
+            };
+            let len = u64::from(o.a);
+            let c = self.inner.class(o.class())?;
+            // The buffer may run past the content up to the next multiple
+            // of its own alignment (a whole mblock fits one buffer), and
+            // never past the zone.
+            let limit = len
+                .div_ceil(r.buf.align() as u64)
+                .saturating_mul(r.buf.align() as u64)
+                .min(c.zone_size);
+            if r.offset
+                .checked_add(r.buf.len() as u64)
+                .is_none_or(|end| end > limit)
+            {
+                return Err(Error::ReadOutOfRange {
+                    id: r.id,
+                    offset: r.offset,
+                    len: r.buf.len() as u64,
+                    size: len,
+                });
+            }
+            at.push((o.class(), c.off(o.zone), len));
+        }
+        for class in MediaClass::ALL {
+            let mine: Vec<usize> = (0..reads.len())
+                .filter(|&i| at.get(i).is_some_and(|a| a.0 == class))
+                .collect();
+            if mine.is_empty() {
+                continue;
+            }
+            let dev = self.inner.class(class)?.dev.as_ref();
+            let sector = u64::from(dev.sector());
+            // Sector-aligned reads go straight into their buffers; the
+            // others through bounce buffers and a copy.
+            let (direct, bounce): (Vec<usize>, Vec<usize>) = mine.into_iter().partition(|&i| {
+                reads[i].offset.is_multiple_of(sector) && reads[i].buf.align() as u64 >= sector
+            });
+            let bufs: Vec<(u64, AlignedBuf)> = direct
+                .iter()
+                .map(|&i| (at[i].1 + reads[i].offset, std::mem::take(&mut reads[i].buf)))
+                .collect();
+            let bufs = mblock::read_into(dev, bufs, depth)?;
+            for (&i, b) in direct.iter().zip(bufs) {
+                reads[i].buf = b;
+            }
+            let mut bounced = vec![false; reads.len()];
+            for &i in &bounce {
+                bounced[i] = true;
+            }
+            let mut spans: Vec<mblock::Span<'_>> = Vec::new();
+            for (i, r) in reads.iter_mut().enumerate() {
+                if !bounced[i] {
+                    continue;
+                }
+                let (_, base, len) = at[i];
+                let inside = (len.saturating_sub(r.offset) as usize).min(r.buf.len());
+                spans.push(mblock::Span {
+                    base,
+                    len,
+                    offset: r.offset,
+                    buf: &mut r.buf[..inside],
+                });
+            }
+            mblock::read_many(dev, &mut spans, depth)?;
+        }
+        // Bytes past the content read as zeros, whatever the media holds there.
+        for (r, &(_, _, len)) in reads.iter_mut().zip(&at) {
+            let inside = (len.saturating_sub(r.offset) as usize).min(r.buf.len());
+            r.buf[inside..].fill(0);
+        }
+        Ok(reads)
     }
 
     /// Properties of any object, committed or not.
