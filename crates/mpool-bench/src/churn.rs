@@ -1,7 +1,9 @@
 //! `mpool-bench churn`: object churn. mpool: `mblock_alloc`, one 1 MiB
-//! `mblock_write`, `mblock_commit`, then a delete, repeated. The user's
-//! alternative on the same filesystem, in the same run: create a file,
-//! write 1 MiB with O_DIRECT, fsync it and its directory, unlink it.
+//! `mblock_write_aligned` (from the thread's aligned buffer, like the
+//! filesystem side's O_DIRECT write), `mblock_commit`, then a delete,
+//! repeated. The user's alternative on the same filesystem, in the same
+//! run: create a file, write 1 MiB with O_DIRECT, fsync it and its
+//! directory, unlink it.
 //!
 //! Deletes come in two strengths, and each side runs both:
 //! - *deferred*: mpool's `mblock_delete_deferred` (durable with the
@@ -133,17 +135,17 @@ struct Fig {
     secs: f64,
 }
 
-/// One mpool object's life.
-fn mpool_op(pool: &Pool, data: &[u8], deferred: bool) -> Result<()> {
+/// One mpool object's life; the buffer comes back for the next.
+fn mpool_op(pool: &Pool, buf: AlignedBuf, deferred: bool) -> Result<AlignedBuf> {
     let id = pool.mblock_alloc(MediaClass::Capacity)?;
-    pool.mblock_write(id, data)?;
+    let buf = pool.mblock_write_aligned(id, buf)?;
     pool.mblock_commit(id)?;
     if deferred {
         pool.mblock_delete_deferred(id)?;
     } else {
         pool.mblock_delete(id)?;
     }
-    Ok(())
+    Ok(buf)
 }
 
 /// One file's life.
@@ -168,7 +170,6 @@ fn fs_op(d: &File, p: &Path, buf: &AlignedBuf, fsync_unlink: bool) -> Result<()>
 /// Everything one side needs.
 struct Env<'a> {
     pool: &'a Pool,
-    data: &'a [u8],
     buf: &'a AlignedBuf,
     fsdir: &'a Path,
     seq: &'a AtomicU64,
@@ -191,11 +192,12 @@ fn slice(
                     let d = File::open(env.fsdir)
                         .with_context(|| format!("opening {}", env.fsdir.display()))?;
                     let mut ops = 0;
+                    let mut mine = env.buf.clone();
                     while start.elapsed() < rt {
                         let t = Instant::now();
                         match side {
-                            Side::MpoolDeferred => mpool_op(env.pool, env.data, true)?,
-                            Side::MpoolDurable => mpool_op(env.pool, env.data, false)?,
+                            Side::MpoolDeferred => mine = mpool_op(env.pool, mine, true)?,
+                            Side::MpoolDurable => mine = mpool_op(env.pool, mine, false)?,
                             Side::FsUnlink | Side::FsUnlinkFsync => {
                                 let n = env.seq.fetch_add(1, Ordering::Relaxed);
                                 let p = env.fsdir.join(format!("obj-{n}"));
@@ -318,7 +320,6 @@ pub fn run(args: &ChurnArgs) -> Result<Table> {
             let pool = Pool::open(&name, &OpenOptions::default())?;
             let env = Env {
                 pool: &pool,
-                data: &data,
                 buf: &buf,
                 fsdir: &fsdir,
                 seq: &seq,
@@ -414,7 +415,6 @@ pub fn run(args: &ChurnArgs) -> Result<Table> {
         let pool = Pool::open_on(vec![c.clone() as Arc<dyn Device>], false)?;
         let env = Env {
             pool: &pool,
-            data: &data,
             buf: &buf,
             fsdir: &fsdir,
             seq: &seq,

@@ -1276,6 +1276,18 @@ impl Pool {
         self.pmd()?.mblock_write(id, data)
     }
 
+    /// Append all of `buf` to an uncommitted mblock, as
+    /// [`Pool::mblock_write`], and hand the buffer back for reuse. When
+    /// the mblock's content so far is a whole number of sectors and the
+    /// buffer is aligned at least to the pool's sector size, the device
+    /// writes straight from the buffer, in one request (no copy); otherwise
+    /// its bytes are copied as by `mblock_write`. Its length is its
+    /// [`AlignedBuf::len`], a multiple of its alignment; for a shorter last
+    /// piece use `mblock_write`. On an error the buffer is dropped.
+    pub fn mblock_write_aligned(&self, id: ObjectId, buf: AlignedBuf) -> Result<AlignedBuf> {
+        self.pmd()?.mblock_write_buf(id, buf)
+    }
+
     /// Commit: the data is flushed, then the commit record (with the content
     /// CRC) is made durable. Returns when the mblock is durable and immutable.
     pub fn mblock_commit(&self, id: ObjectId) -> Result<ObjectProps> {

@@ -163,6 +163,43 @@ impl WriteState {
         Ok(())
     }
 
+    /// Append all of `buf`: straight from it, in one request, when nothing
+    /// is pending and it is aligned for the device (no copy); else as
+    /// [`WriteState::append`]. The buffer comes back for reuse.
+    pub fn append_buf(&mut self, buf: AlignedBuf) -> Result<AlignedBuf, DataError> {
+        let sector = self.dev.sector() as usize;
+        if !self.tail.is_empty() || buf.align() < sector || buf.is_empty() {
+            self.append(&buf)?;
+            return Ok(buf);
+        }
+        if self.failed {
+            return Err(DataError::Failed);
+        }
+        let want = self.written + buf.len() as u64;
+        if want > self.cap {
+            return Err(DataError::Full {
+                want,
+                cap: self.cap,
+            });
+        }
+        self.crc = crc32c::crc32c_append(self.crc, &buf);
+        let n = buf.len() as u64;
+        // Nothing pending: the content on the device ends where it ends.
+        let req = IoReq::write(self.base + self.on_dev, buf);
+        match submit_all(self.dev.as_ref(), vec![req]) {
+            Ok(mut done) => {
+                self.on_dev += n;
+                self.written = want;
+                Ok(done.pop().map(|r| r.buf).unwrap_or_default())
+            }
+            Err(e) => {
+                // Some of the data may be missing on the device: only abort is left.
+                self.failed = true;
+                Err(e.into())
+            }
+        }
+    }
+
     /// Write the partial last sector (zero-padded); with `flush`, then flush
     /// the device.
     pub fn finish(&mut self, flush: bool) -> Result<(), DataError> {

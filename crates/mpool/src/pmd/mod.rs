@@ -1080,13 +1080,28 @@ impl Pmd {
 
     /// Append to an uncommitted mblock.
     pub(crate) fn mblock_write(&self, id: ObjectId, data: &[u8]) -> Result<()> {
+        self.with_writer(id, |ws| ws.append(data))
+    }
+
+    /// Append an owned aligned buffer to an uncommitted mblock, with no
+    /// copy where it can; the buffer comes back.
+    pub(crate) fn mblock_write_buf(&self, id: ObjectId, buf: AlignedBuf) -> Result<AlignedBuf> {
+        self.with_writer(id, |ws| ws.append_buf(buf))
+    }
+
+    /// Run `f` on the write state of uncommitted mblock `id`.
+    fn with_writer<T>(
+        &self,
+        id: ObjectId,
+        f: impl FnOnce(&mut WriteState) -> std::result::Result<T, mblock::DataError>,
+    ) -> Result<T> {
         Self::expect_type(id, ObjType::Mblock)?;
         let Some(p) = self.pending(id) else {
             return Err(self.gone(id)?);
         };
         let mut g = lock(&p);
         match g.as_mut() {
-            Some(Pending::Mblock { ws, .. }) => ws.append(data).map_err(|e| data_err(id, e)),
+            Some(Pending::Mblock { ws, .. }) => f(ws).map_err(|e| data_err(id, e)),
             Some(Pending::Log { .. }) => Err(Error::WrongType {
                 id,
                 expected: ObjType::Mblock,
