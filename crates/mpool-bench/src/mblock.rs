@@ -2,17 +2,21 @@
 //! reads at queue depth 1 and 32 through the Pool API, next to fio on the
 //! same (preallocated) pool file.
 //!
-//! - seqwrite: alloc, 1 MiB `mblock_write`s until the mblock is full, commit;
-//!   repeated. When the pool runs out of free zones the oldest mblock is
-//!   deleted, outside the timed part. fio: `--rw=write --bs=1m
-//!   --ioengine=io_uring --iodepth=1 --fdatasync=<writes per mblock>` (one
-//!   flush per mblock, like commit), run on the file just before the pool is
-//!   created on it.
-//! - randread: a random committed mblock and a random 4 KiB-aligned offset in
-//!   it, `mblock_read` of 4 KiB. The Pool API reads one range per call, so
-//!   queue depth 32 is 32 threads. fio: `--rw=randread --bs=4k
-//!   --ioengine=io_uring --iodepth=1|32` over the pool's zones, and, for depth
-//!   32, also `--ioengine=psync --numjobs=32` (the same shape as 32 threads).
+//! - seqwrite: alloc, `mblock_write_aligned` of the whole mblock from an
+//!   aligned buffer (no copy, like fio's own buffers), commit; repeated.
+//!   When the pool runs out of free zones the oldest mblock is deleted,
+//!   outside the timed part. fio: `--rw=write --bs=1m --ioengine=io_uring
+//!   --iodepth=32 --fdatasync=<writes per mblock>` (one flush per mblock,
+//!   like commit) on a second preallocated file, alternating in rounds.
+//! - randread: a random committed mblock and a random 4 KiB-aligned offset
+//!   in it. Depth 1: one `mblock_read` per read. Depth 32, each form of the
+//!   API: an `MblockReader` kept full (the form closest to fio's
+//!   `--iodepth`), lists of 1024 through `mblock_read_aligned` (zero copy)
+//!   and `mblock_read_queued` (byte slices: bounce buffers and a copy),
+//!   these three alternating with fio in rounds; then `mblock_read_batch`
+//!   from 1 and 4 threads, and 32 threads of `mblock_read`. fio:
+//!   `--rw=randread --bs=4k --ioengine=io_uring --iodepth=1|32` over the
+//!   pool's zones, and, for 32 threads, `--ioengine=psync --numjobs=32`.
 
 use crate::common::{self, histogram};
 use crate::fio::{self, FioEngine, FioJob, Limit};
@@ -116,6 +120,9 @@ struct SeqState {
 /// commit; deletes of old mblocks to make room are not timed).
 fn seqwrite(pool: &Pool, args: &MblockArgs, runtime: Duration, st: &mut SeqState) -> Result<()> {
     let data: Vec<u8> = (0..args.write_size).map(|i| (i % 251) as u8).collect();
+    // Written from an aligned buffer, as fio writes from its own: straight
+    // to the device, no copy.
+    let mut buf = Some(AlignedBuf::from_slice(&data, 4096));
     let per = (args.mblock_size / args.write_size).max(1);
     let SeqState {
         live,
@@ -136,7 +143,8 @@ fn seqwrite(pool: &Pool, args: &MblockArgs, runtime: Duration, st: &mut SeqState
         let id = pool.mblock_alloc(MediaClass::Capacity)?;
         for _ in 0..per {
             let t = Instant::now();
-            pool.mblock_write(id, &data)?;
+            let b = buf.take().context("write buffer lost")?;
+            buf = Some(pool.mblock_write_aligned(id, b)?);
             h.record((t.elapsed().as_nanos() as u64).max(1))?;
             // Counted in 1 MiB writes, the unit of the fio job beside it.
             *writes += args.write_size.div_ceil(1 << 20);
@@ -205,6 +213,19 @@ fn randread_queued(
     read_load(pool, ids, len, 1, list, mode, runtime)
 }
 
+/// 4 KiB random reads of committed mblocks from one thread through an
+/// `MblockReader` of depth `qd`, kept full (like fio's iodepth: a read is
+/// issued as soon as one completes, into the buffer it returned).
+fn randread_stream(
+    pool: &Pool,
+    ids: &[ObjectId],
+    len: u64,
+    qd: usize,
+    runtime: Duration,
+) -> Result<Fig> {
+    read_load(pool, ids, len, 1, qd, Mode::Stream(qd), runtime)
+}
+
 /// How a reader thread issues its reads.
 #[derive(Debug, Clone, Copy)]
 enum Mode {
@@ -217,6 +238,9 @@ enum Mode {
     /// A call's reads into aligned buffers through `mblock_read_aligned`
     /// at this depth.
     Aligned(usize),
+    /// An `MblockReader` of this depth kept full: a read is pushed as soon
+    /// as one completes, with the completed one's buffer (latency per read).
+    Stream(usize),
 }
 
 /// `threads` threads reading `per` random 4 KiB blocks of committed mblocks
@@ -245,6 +269,34 @@ fn read_load(
                     let mut abufs: Vec<AlignedBuf> =
                         (0..per).map(|_| AlignedBuf::new(4096, 4096)).collect();
                     let mut n = 0u64;
+                    if let Mode::Stream(qd) = mode {
+                        let mut rd = pool.mblock_reader(qd)?;
+                        let mut sent: std::collections::HashMap<usize, Instant> =
+                            std::collections::HashMap::new();
+                        let mut spare: Vec<AlignedBuf> =
+                            (0..qd).map(|_| AlignedBuf::new(4096, 4096)).collect();
+                        while start.elapsed() < runtime {
+                            while let Some(buf) = spare.pop() {
+                                sent.insert(buf.as_ptr() as usize, Instant::now());
+                                rd.push(AlignedRead {
+                                    id: ids[(rng.next() % ids.len() as u64) as usize],
+                                    offset: (rng.next() % blocks) * 4096,
+                                    buf,
+                                })?;
+                            }
+                            let Some(done) = rd.next() else { break };
+                            let done = done?;
+                            if let Some(t0) = sent.remove(&(done.buf.as_ptr() as usize)) {
+                                h.record((t0.elapsed().as_nanos() as u64).max(1))?;
+                            }
+                            spare.push(done.buf);
+                            n += 1;
+                        }
+                        for done in rd {
+                            done?;
+                        }
+                        return Ok((n, h));
+                    }
                     while start.elapsed() < runtime {
                         if let Mode::Aligned(qd) = mode {
                             let reads: Vec<AlignedRead> = abufs
@@ -273,7 +325,7 @@ fn read_load(
                         let t0 = Instant::now();
                         match mode {
                             Mode::Batch => pool.mblock_read_batch(&mut reads)?,
-                            Mode::Queued(qd) | Mode::Aligned(qd) => {
+                            Mode::Queued(qd) | Mode::Aligned(qd) | Mode::Stream(qd) => {
                                 pool.mblock_read_queued(&mut reads, qd)?
                             }
                             Mode::Single => {
@@ -483,7 +535,7 @@ pub fn run(args: &MblockArgs) -> Result<Table> {
         let fio_seq = Fig::mean(&fs);
         push(
             &mut t,
-            &format!("seqwrite: {} MiB per mblock_write, commit per {} MiB (1 MiB units, latency per call)", args.write_size >> 20, zone >> 20),
+            &format!("seqwrite: {} MiB per mblock_write_aligned, commit per {} MiB (1 MiB units, latency per call)", args.write_size >> 20, zone >> 20),
             &format!("fio io_uring bs=1m qd{} fdatasync={}", (args.write_size >> 20).clamp(1, 32), (zone >> 20).max(1)),
             m,
             fio_seq,
@@ -524,12 +576,13 @@ pub fn run(args: &MblockArgs) -> Result<Table> {
         // The queue-depth target: the two queued forms and fio alternate,
         // `rounds` times, so that drift of the device between runs falls
         // on all three alike.
-        let (mut ma, mut mq, mut fq) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut ms, mut ma, mut mq, mut fq) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for r in 1..=rounds {
             eprintln!(
-                "randread qd{} queued round {r}/{rounds}: mpool aligned, mpool copied, fio ...",
+                "randread qd{} queued round {r}/{rounds}: mpool reader, mpool aligned, mpool copied, fio ...",
                 args.qd
             );
+            ms.push(randread_stream(&pool, &ids, zone, args.qd, rt)?);
             ma.push(randread_queued(&pool, &ids, zone, args.qd, 1024, true, rt)?);
             mq.push(randread_queued(
                 &pool, &ids, zone, args.qd, 1024, false, rt,
@@ -539,6 +592,16 @@ pub fn run(args: &MblockArgs) -> Result<Table> {
             }
         }
         let f32 = Fig::mean(&fq);
+        push(
+            &mut t,
+            &format!(
+                "randread 4k qd{0} (1 thread, MblockReader of depth {0} kept full, aligned buffers)",
+                args.qd
+            ),
+            &format!("fio io_uring qd{}", args.qd),
+            Fig::mean(&ms).context("no reader round")?,
+            f32,
+        );
         push(
             &mut t,
             &format!(

@@ -30,5 +30,5 @@ pub mod torture;
 pub use error::{Error, Result};
 pub use objid::{ObjType, ObjectId};
 pub use omf::sb::MediaClass;
-pub use pool::{AlignedRead, MblockRead, ObjectProps};
+pub use pool::{AlignedRead, MblockRead, MblockReader, ObjectProps};
 pub use pool::{CreateOptions, DeviceSpec, OpenOptions, Pool};

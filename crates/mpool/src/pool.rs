@@ -13,8 +13,8 @@ use crate::omf::sb::{
     validate_label, validate_name, Mdc0Loc, MediaClass, Member, Superblock, MAX_MEMBERS, ZONE_MAX,
     ZONE_MIN,
 };
-pub use crate::pmd::ObjectProps;
 use crate::pmd::{ClassDev, Layout, Pmd};
+pub use crate::pmd::{MblockReader, ObjectProps};
 use crate::rundir::{self, ActiveEntry};
 use crate::sb::{self, Signature};
 use crate::scan;
@@ -1367,6 +1367,15 @@ impl Pool {
         depth: usize,
     ) -> Result<Vec<AlignedRead>> {
         self.pmd()?.mblock_read_aligned(reads, depth.max(1))
+    }
+
+    /// A reader that keeps up to `depth` (1 to 256) reads of committed
+    /// mblocks in flight across calls, into the caller's aligned buffers:
+    /// push reads as they are known, take completed ones as they come, and
+    /// the device's queue never drains between batches. See
+    /// [`MblockReader`].
+    pub fn mblock_reader(&self, depth: usize) -> Result<MblockReader<'_>> {
+        Ok(MblockReader::new(self.pmd()?, depth))
     }
 
     /// Properties of any object, committed or not (`find`).

@@ -232,6 +232,10 @@ impl Device for FileDevice {
             .collect()
     }
 
+    fn queue_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.engine.is_uring().then(|| self.file.as_raw_fd())
+    }
+
     fn flush(&self) -> Result<(), DevError> {
         let fd = self.file.as_raw_fd();
         self.gate

@@ -228,6 +228,14 @@ pub trait Device: Send + Sync + fmt::Debug {
         out
     }
 
+    /// A descriptor an io_uring [`crate::io::Queue`] may read from
+    /// directly with aligned requests, when the device is a file or block
+    /// device whose engine is io_uring; `None` otherwise (callers then go
+    /// through [`Device::submit`]).
+    fn queue_fd(&self) -> Option<std::os::fd::RawFd> {
+        None
+    }
+
     /// Make every completed write durable.
     fn flush(&self) -> Result<(), DevError>;
 

@@ -201,9 +201,79 @@ impl Engine {
         reqs
     }
 
+    /// True when batches go through io_uring.
+    pub fn is_uring(&self) -> bool {
+        self.uring
+    }
+
     /// Make every completed write to `fd` durable (fdatasync).
     pub fn flush(&self, fd: RawFd) -> io::Result<()> {
         sync::fdatasync(fd)
+    }
+}
+
+/// A queue of requests that outlive a call, on an io_uring ring of its own:
+/// requests are pushed one at a time and reaped as they complete, so a
+/// caller can keep a device's queue full without ever draining it (what
+/// fio's `--iodepth` does). Each request owns its buffer while in flight;
+/// dropping the queue waits for every request still in flight.
+///
+/// The ring is set up for a single issuer, so the queue stays on the thread
+/// that made it (it is not `Send`).
+pub struct Queue {
+    inner: uring::Queue,
+    _one_thread: std::marker::PhantomData<*const ()>,
+}
+
+impl Queue {
+    /// A queue of at most `depth` requests in flight (1 to 256); fails
+    /// where io_uring is unavailable.
+    pub fn new(depth: usize) -> io::Result<Self> {
+        if !uring::available() {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "io_uring is not available here",
+            ));
+        }
+        Ok(Self {
+            inner: uring::Queue::new(depth)?,
+            _one_thread: std::marker::PhantomData,
+        })
+    }
+
+    /// The most requests in flight at once.
+    pub fn depth(&self) -> usize {
+        self.inner.depth()
+    }
+
+    /// Requests pushed and not yet reaped.
+    pub fn in_flight(&self) -> usize {
+        self.inner.in_flight()
+    }
+
+    /// Queue `req` against `fd` under `tag`; it reaches the kernel with
+    /// the next [`Queue::reap`]. The request comes back when the queue is
+    /// full or its buffer is empty. Offsets and buffers must suit `fd`
+    /// (aligned for O_DIRECT).
+    pub fn push(&mut self, fd: RawFd, req: IoReq, tag: u64) -> Result<(), IoReq> {
+        self.inner.push(fd, req, tag)
+    }
+
+    /// Submit what was pushed and wait until at least `min` requests have
+    /// completed (fewer when fewer are in flight; 0 only submits). Each
+    /// completed request, its result set, is appended to `out` with its tag.
+    /// An error means the ring itself failed.
+    pub fn reap(&mut self, min: usize, out: &mut Vec<(u64, IoReq)>) -> io::Result<()> {
+        self.inner.reap(min, out)
+    }
+}
+
+impl fmt::Debug for Queue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Queue")
+            .field("depth", &self.depth())
+            .field("in_flight", &self.in_flight())
+            .finish()
     }
 }
 

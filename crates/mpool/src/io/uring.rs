@@ -214,40 +214,44 @@ fn run(
             let (Some(r), Some(p)) = (reqs.get_mut(i), progress.get_mut(i)) else {
                 continue;
             };
-            let res = c.result();
-            if res < 0 {
-                if res == -libc::EINTR || res == -libc::EAGAIN {
-                    queue.push_back(i);
-                } else {
-                    r.result = Some(Err(io::Error::from_raw_os_error(-res)));
-                    done(i, r);
-                }
-            } else if res == 0 {
-                r.result = Some(Err(match r.kind {
-                    IoKind::Read => io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        format!(
-                            "read past end of device at offset {}",
-                            r.offset + p.done as u64
-                        ),
-                    ),
-                    IoKind::Write => {
-                        io::Error::new(io::ErrorKind::WriteZero, "device accepted no bytes")
-                    }
-                }));
+            if settle(r, p, c.result()) {
                 done(i, r);
             } else {
-                p.done += res as usize;
-                if p.done >= r.buf.len() {
-                    r.result = Some(Ok(()));
-                    done(i, r);
-                } else {
-                    queue.push_back(i);
-                }
+                queue.push_back(i);
             }
         }
     }
     Ok(())
+}
+
+/// Account completion `res` of request `r`: true when it is finished (its
+/// result set: done, failed, or a device that moved no bytes), false when
+/// the rest must be submitted again (a short transfer, EINTR, EAGAIN).
+fn settle(r: &mut IoReq, p: &mut Progress, res: i32) -> bool {
+    if res < 0 {
+        if res == -libc::EINTR || res == -libc::EAGAIN {
+            return false;
+        }
+        r.result = Some(Err(io::Error::from_raw_os_error(-res)));
+    } else if res == 0 {
+        r.result = Some(Err(match r.kind {
+            IoKind::Read => io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "read past end of device at offset {}",
+                    r.offset + p.done as u64
+                ),
+            ),
+            IoKind::Write => io::Error::new(io::ErrorKind::WriteZero, "device accepted no bytes"),
+        }));
+    } else {
+        p.done += res as usize;
+        if p.done < r.buf.len() {
+            return false;
+        }
+        r.result = Some(Ok(()));
+    }
+    true
 }
 
 /// The ring broke with requests in flight. Wait for them if the kernel lets
@@ -276,4 +280,142 @@ fn fail_inflight(
         }
     }
     Err(err)
+}
+
+/// A ring of its own whose requests outlive a call: pushed one at a time,
+/// reaped as they complete (see [`super::Queue`]).
+pub(super) struct Queue {
+    ring: IoUring,
+    /// Requests in flight by slot (the SQE's user data), with the file and
+    /// the bytes already moved.
+    slots: Vec<Option<(RawFd, IoReq, Progress, u64)>>,
+    free: Vec<usize>,
+    /// Entries pushed but not yet handed to the kernel.
+    unsubmitted: usize,
+}
+
+impl Queue {
+    pub(super) fn new(depth: usize) -> io::Result<Self> {
+        let depth = depth.clamp(1, RING_ENTRIES as usize);
+        Ok(Self {
+            ring: new_ring(depth as u32)?,
+            slots: (0..depth).map(|_| None).collect(),
+            free: (0..depth).rev().collect(),
+            unsubmitted: 0,
+        })
+    }
+
+    pub(super) fn depth(&self) -> usize {
+        self.slots.len()
+    }
+
+    pub(super) fn in_flight(&self) -> usize {
+        self.slots.len() - self.free.len()
+    }
+
+    /// Queue `req` on `fd` under `tag`; it reaches the kernel with the next
+    /// [`Queue::reap`]. With every slot taken the request comes back.
+    pub(super) fn push(&mut self, fd: RawFd, req: IoReq, tag: u64) -> Result<(), IoReq> {
+        if req.buf.is_empty() {
+            return Err(req);
+        }
+        let Some(slot) = self.free.pop() else {
+            return Err(req);
+        };
+        self.slots[slot] = Some((fd, req, Progress { done: 0 }, tag));
+        if self.queue_slot(slot).is_err() {
+            // Not expected: the ring has an entry for every slot.
+            self.free.push(slot);
+            if let Some((_, req, _, _)) = self.slots[slot].take() {
+                return Err(req);
+            }
+        }
+        Ok(())
+    }
+
+    /// Put the submission entry of `slot`'s next transfer on the ring.
+    fn queue_slot(&mut self, slot: usize) -> Result<(), ()> {
+        let Some(Some((fd, req, p, _))) = self.slots.get_mut(slot) else {
+            return Err(());
+        };
+        let e = sqe(*fd, req, p, slot);
+        // SAFETY: the entry points into the slot's buffer, which stays in
+        // `self.slots` until its completion is reaped (or, if the ring
+        // breaks, is leaked by Drop rather than freed).
+        unsafe { self.ring.submission().push(&e) }.map_err(|_| ())?;
+        self.unsubmitted += 1;
+        Ok(())
+    }
+
+    /// Hand queued entries to the kernel and wait until at least `min`
+    /// requests have completed (fewer if fewer are in flight); completed
+    /// requests, their result set, go to `out` with their tags.
+    pub(super) fn reap(&mut self, min: usize, out: &mut Vec<(u64, IoReq)>) -> io::Result<()> {
+        let mut got = 0usize;
+        loop {
+            let want = if got >= min {
+                0
+            } else {
+                (min - got).min(self.in_flight())
+            };
+            if want == 0 && self.unsubmitted == 0 {
+                return Ok(());
+            }
+            match self.ring.submit_and_wait(want) {
+                Ok(n) => self.unsubmitted = self.unsubmitted.saturating_sub(n),
+                Err(e)
+                    if e.raw_os_error() == Some(libc::EINTR)
+                        || e.raw_os_error() == Some(libc::EBUSY) => {}
+                Err(e) => return Err(e),
+            }
+            let cqes: Vec<(usize, i32)> = self
+                .ring
+                .completion()
+                .map(|c| (c.user_data() as usize, c.result()))
+                .collect();
+            for (slot, res) in cqes {
+                let Some(Some((_, req, p, _))) = self.slots.get_mut(slot) else {
+                    continue;
+                };
+                if settle(req, p, res) {
+                    if let Some((_, req, _, tag)) = self.slots[slot].take() {
+                        self.free.push(slot);
+                        out.push((tag, req));
+                        got += 1;
+                    }
+                } else if self.queue_slot(slot).is_err() {
+                    if let Some((_, mut req, _, tag)) = self.slots[slot].take() {
+                        req.result = Some(Err(io::Error::other("io_uring queue full")));
+                        self.free.push(slot);
+                        out.push((tag, req));
+                        got += 1;
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Queue {
+    /// Wait for every request in flight; if the ring no longer answers,
+    /// leak their buffers rather than free memory the kernel may still
+    /// write into.
+    fn drop(&mut self) {
+        let mut out = Vec::new();
+        let mut tries = 0;
+        while self.in_flight() > 0 && tries < 100 {
+            tries += 1;
+            out.clear();
+            if self.reap(self.in_flight(), &mut out).is_err() {
+                break;
+            }
+        }
+        if self.in_flight() > 0 {
+            for s in self.slots.iter_mut() {
+                if let Some((_, req, _, _)) = s.take() {
+                    std::mem::forget(req.buf);
+                }
+            }
+        }
+    }
 }

@@ -331,6 +331,13 @@ pub(crate) fn read_into(
     Ok(out.into_iter().map(|r| r.buf).collect())
 }
 
+/// Zero the bytes of `buf` (read at `offset` of an mblock whose content is
+/// `len` bytes long) that lie past the content, whatever the media held.
+pub(crate) fn zero_past_content(buf: &mut [u8], offset: u64, len: u64) {
+    let inside = (len.saturating_sub(offset) as usize).min(buf.len());
+    buf[inside..].fill(0);
+}
+
 /// CRC-32C of an mblock's whole content, read back from the device.
 pub(crate) fn content_crc(dev: &dyn Device, base: u64, len: u64) -> Result<u32, DevError> {
     let mut crc = 0;

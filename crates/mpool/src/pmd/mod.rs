@@ -7,6 +7,8 @@
 //! open from the committed objects.
 
 pub(crate) mod mblock;
+mod reader;
+pub use reader::MblockReader;
 
 use crate::dev::DeviceRef;
 use crate::error::{Error, Result};
@@ -1315,6 +1317,43 @@ impl Pmd {
         Ok(())
     }
 
+    /// Where aligned read `r` goes: its mblock's class, the byte offset of
+    /// its zone, and its content length. The buffer may run past the
+    /// content up to the next multiple of its own alignment (a whole
+    /// mblock fits one buffer), never past the zone.
+    pub(crate) fn aligned_target(
+        &self,
+        r: &crate::pool::AlignedRead,
+    ) -> Result<(MediaClass, u64, u64)> {
+        Self::expect_type(r.id, ObjType::Mblock)?;
+        let Some(o) = self.committed(r.id)? else {
+            return Err(self.unread(r.id));
+        };
+        let len = u64::from(o.a);
+        let c = self.inner.class(o.class())?;
+        let limit = len
+            .div_ceil(r.buf.align() as u64)
+            .saturating_mul(r.buf.align() as u64)
+            .min(c.zone_size);
+        if r.offset
+            .checked_add(r.buf.len() as u64)
+            .is_none_or(|end| end > limit)
+        {
+            return Err(Error::ReadOutOfRange {
+                id: r.id,
+                offset: r.offset,
+                len: r.buf.len() as u64,
+                size: len,
+            });
+        }
+        Ok((o.class(), c.off(o.zone), len))
+    }
+
+    /// The device of media class `class`.
+    pub(crate) fn class_dev(&self, class: MediaClass) -> Result<&DeviceRef> {
+        Ok(&self.inner.class(class)?.dev)
+    }
+
     /// Reads of committed mblocks into owned aligned buffers, with at
     /// most `depth` device requests in flight; see
     /// [`crate::Pool::mblock_read_aligned`]. Every read is checked before
@@ -1325,34 +1364,10 @@ impl Pmd {
         depth: usize,
     ) -> Result<Vec<crate::pool::AlignedRead>> {
         // Per read: its class and zone base, and its content length.
-        let mut at = Vec::with_capacity(reads.len());
-        for r in &reads {
-            Self::expect_type(r.id, ObjType::Mblock)?;
-            let Some(o) = self.committed(r.id)? else {
-                return Err(self.unread(r.id));
-            };
-            let len = u64::from(o.a);
-            let c = self.inner.class(o.class())?;
-            // The buffer may run past the content up to the next multiple
-            // of its own alignment (a whole mblock fits one buffer), and
-            // never past the zone.
-            let limit = len
-                .div_ceil(r.buf.align() as u64)
-                .saturating_mul(r.buf.align() as u64)
-                .min(c.zone_size);
-            if r.offset
-                .checked_add(r.buf.len() as u64)
-                .is_none_or(|end| end > limit)
-            {
-                return Err(Error::ReadOutOfRange {
-                    id: r.id,
-                    offset: r.offset,
-                    len: r.buf.len() as u64,
-                    size: len,
-                });
-            }
-            at.push((o.class(), c.off(o.zone), len));
-        }
+        let at = reads
+            .iter()
+            .map(|r| self.aligned_target(r))
+            .collect::<Result<Vec<_>>>()?;
         for class in MediaClass::ALL {
             let mine: Vec<usize> = (0..reads.len())
                 .filter(|&i| at.get(i).is_some_and(|a| a.0 == class))
@@ -1395,10 +1410,8 @@ impl Pmd {
             }
             mblock::read_many(dev, &mut spans, depth)?;
         }
-        // Bytes past the content read as zeros, whatever the media holds there.
         for (r, &(_, _, len)) in reads.iter_mut().zip(&at) {
-            let inside = (len.saturating_sub(r.offset) as usize).min(r.buf.len());
-            r.buf[inside..].fill(0);
+            mblock::zero_past_content(&mut r.buf, r.offset, len);
         }
         Ok(reads)
     }

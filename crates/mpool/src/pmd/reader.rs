@@ -1,0 +1,232 @@
+//! A reader that keeps a queue of mblock reads in flight across calls.
+//!
+//! [`crate::Pool::mblock_read_queued`] keeps `depth` reads in flight while
+//! one call lasts and drains the queue before it returns. A storage engine
+//! reading a stream of blocks (a scan, a compaction, a prefetcher) wants the
+//! queue never to drain: it pushes reads as it learns of them and takes
+//! completed ones as they come. [`MblockReader`] does that on an io_uring
+//! queue of its own: a read pushed goes to the device from the caller's
+//! buffer, and [`Iterator::next`] hands it back when it completed.
+
+use super::Pmd;
+use crate::dev::{from_req_err, DevError};
+use crate::error::{Error, Result};
+use crate::io::{IoKind, IoReq, Queue};
+use crate::objid::ObjectId;
+use crate::omf::sb::MediaClass;
+use crate::pool::AlignedRead;
+use std::collections::VecDeque;
+
+/// What the reader remembers of a read in flight.
+#[derive(Debug, Clone, Copy)]
+struct Flight {
+    id: ObjectId,
+    offset: u64,
+    class: MediaClass,
+    /// The mblock's content length.
+    len: u64,
+}
+
+/// Reads of committed mblocks into the caller's aligned buffers, kept in
+/// flight across calls; completed reads come back in completion order.
+/// Made by [`crate::Pool::mblock_reader`].
+///
+/// A read whose offset is a multiple of the pool's sector size, into a
+/// buffer aligned at least that much, on a file or block device with the
+/// io_uring engine, goes from the device straight into its buffer and stays
+/// in flight until it completes; any other read is done when it is pushed
+/// (as [`crate::Pool::mblock_read_aligned`] does it) and waits, complete,
+/// for [`Iterator::next`]. The rules on ranges are those of
+/// `mblock_read_aligned`.
+///
+/// The reader stays on the thread that made it (its ring is set up for a
+/// single issuer). Dropping it waits for the reads still in flight.
+#[derive(Debug)]
+pub struct MblockReader<'a> {
+    pmd: &'a Pmd,
+    queue: Option<Queue>,
+    depth: usize,
+    /// Reads in flight, by tag.
+    flights: Vec<Option<Flight>>,
+    free: Vec<usize>,
+    /// Completed reads not yet taken.
+    ready: VecDeque<Result<AlignedRead>>,
+    reaped: Vec<(u64, IoReq)>,
+}
+
+impl<'a> MblockReader<'a> {
+    pub(crate) fn new(pmd: &'a Pmd, depth: usize) -> Self {
+        let depth = depth.clamp(1, 256);
+        // Without io_uring every read is done when pushed.
+        let queue = Queue::new(depth).ok();
+        Self {
+            pmd,
+            queue,
+            depth,
+            flights: vec![None; depth],
+            free: (0..depth).rev().collect(),
+            ready: VecDeque::new(),
+            reaped: Vec::new(),
+        }
+    }
+
+    /// The most reads in flight at once.
+    pub fn depth(&self) -> usize {
+        self.depth
+    }
+
+    /// Reads pushed and not yet taken with [`Iterator::next`]
+    /// (in flight or complete).
+    pub fn pending(&self) -> usize {
+        self.depth - self.free.len() + self.ready.len()
+    }
+
+    /// True when no read is in flight or waiting to be taken.
+    pub fn is_idle(&self) -> bool {
+        self.pending() == 0
+    }
+
+    /// Queue a read. It is checked now: a read of an object that is not a
+    /// committed mblock, or outside it, is refused here (its buffer is
+    /// dropped). With `depth` reads in flight this first waits for some
+    /// to complete. Device errors come back through
+    /// [`Iterator::next`], each with its read.
+    pub fn push(&mut self, read: AlignedRead) -> Result<()> {
+        let (class, base, len) = self.pmd.aligned_target(&read)?;
+        let dev = self.pmd.class_dev(class)?;
+        let sector = u64::from(dev.sector());
+        let fd = dev.queue_fd();
+        let direct = read.offset.is_multiple_of(sector) && read.buf.align() as u64 >= sector;
+        let (Some(fd), true, true) = (fd, direct, self.queue.is_some()) else {
+            let done = self
+                .pmd
+                .mblock_read_aligned(vec![read], 1)
+                .and_then(|mut v| v.pop().ok_or_else(|| Error::Corrupt("read lost".into())));
+            self.ready.push_back(done);
+            return Ok(());
+        };
+        while self.free.is_empty() {
+            self.reap(self.depth.div_ceil(4))?;
+        }
+        let (Some(tag), Some(q)) = (self.free.pop(), self.queue.as_mut()) else {
+            return Err(Error::Corrupt("reader queue lost".into()));
+        };
+        let flight = Flight {
+            id: read.id,
+            offset: read.offset,
+            class,
+            len,
+        };
+        match q.push(fd, IoReq::read(base + read.offset, read.buf), tag as u64) {
+            Ok(()) => {
+                self.flights[tag] = Some(flight);
+                Ok(())
+            }
+            Err(req) => {
+                // Not expected (a slot was free): read it now instead.
+                self.free.push(tag);
+                let done = self
+                    .pmd
+                    .mblock_read_aligned(
+                        vec![AlignedRead {
+                            id: flight.id,
+                            offset: flight.offset,
+                            buf: req.buf,
+                        }],
+                        1,
+                    )
+                    .and_then(|mut v| v.pop().ok_or_else(|| Error::Corrupt("read lost".into())));
+                self.ready.push_back(done);
+                Ok(())
+            }
+        }
+    }
+
+    /// Hand pushed reads to the device now, without waiting (they are also
+    /// handed over by [`Iterator::next`] and by a `push` that finds the
+    /// queue full).
+    pub fn submit(&mut self) -> Result<()> {
+        self.reap(0)
+    }
+
+    /// Submit, wait for `min` completions, move them to `ready`.
+    fn reap(&mut self, min: usize) -> Result<()> {
+        let Some(q) = self.queue.as_mut() else {
+            return Ok(());
+        };
+        self.reaped.clear();
+        let res = q.reap(min, &mut self.reaped);
+        for (tag, mut req) in self.reaped.drain(..) {
+            let tag = tag as usize;
+            let Some(f) = self.flights.get_mut(tag).and_then(Option::take) else {
+                continue;
+            };
+            self.free.push(tag);
+            let done = match req.take_result() {
+                Ok(()) => {
+                    let mut buf = req.buf;
+                    super::mblock::zero_past_content(&mut buf, f.offset, f.len);
+                    Ok(AlignedRead {
+                        id: f.id,
+                        offset: f.offset,
+                        buf,
+                    })
+                }
+                Err(e) => self
+                    .pmd
+                    .class_dev(f.class)
+                    .map(|d| Error::Dev(from_req_err(d.info(), IoKind::Read, req.offset, e)))
+                    .and_then(Err),
+            };
+            self.ready.push_back(done);
+        }
+        let Err(e) = res else {
+            return Ok(());
+        };
+        // The ring itself failed: give it up (dropping it waits for what
+        // it can). Reads still in flight come back as errors; later ones
+        // are done when pushed.
+        self.queue = None;
+        let lost = |e: &std::io::Error| {
+            Error::Dev(DevError::Io {
+                op: "read",
+                device: "io_uring queue".into(),
+                offset: 0,
+                source: std::io::Error::new(e.kind(), e.to_string()),
+            })
+        };
+        for (tag, f) in self.flights.iter_mut().enumerate() {
+            if f.take().is_some() {
+                self.free.push(tag);
+                self.ready.push_back(Err(lost(&e)));
+            }
+        }
+        Err(lost(&e))
+    }
+}
+
+/// Completed reads, in completion order.
+impl Iterator for MblockReader<'_> {
+    type Item = Result<AlignedRead>;
+
+    /// A completed read, waiting for one if none is: `None` when nothing
+    /// is pending. When it has to wait, it waits for a quarter of the reads
+    /// in flight (at least one) to complete, so that one wake-up serves
+    /// several reads (the queue is refilled meanwhile by the caller's
+    /// pushes). A read that failed comes back as its error, buffer dropped.
+    fn next(&mut self) -> Option<Result<AlignedRead>> {
+        if self.ready.is_empty() {
+            let in_flight = self.depth - self.free.len();
+            if in_flight == 0 {
+                return None;
+            }
+            if let Err(e) = self.reap((in_flight / 4).max(1)) {
+                // Every read in flight is now in `ready` as an error.
+                if self.ready.is_empty() {
+                    return Some(Err(e));
+                }
+            }
+        }
+        self.ready.pop_front()
+    }
+}
