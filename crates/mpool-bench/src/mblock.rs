@@ -592,36 +592,31 @@ pub fn run(args: &MblockArgs) -> Result<Table> {
             }
         }
         let f32 = Fig::mean(&fq);
-        push(
-            &mut t,
-            &format!(
-                "randread 4k qd{0} (1 thread, MblockReader of depth {0} kept full, aligned buffers)",
-                args.qd
+        for (how, figs) in [
+            (
+                format!(
+                    "MblockReader of depth {} kept full, aligned buffers",
+                    args.qd
+                ),
+                &ms,
             ),
-            &format!("fio io_uring qd{}", args.qd),
-            Fig::mean(&ms).context("no reader round")?,
-            f32,
-        );
-        push(
-            &mut t,
-            &format!(
-                "randread 4k qd{} (1 thread, lists of 1024 into aligned buffers via mblock_read_aligned)",
-                args.qd
+            (
+                "lists of 1024 into aligned buffers via mblock_read_aligned".to_string(),
+                &ma,
             ),
-            &format!("fio io_uring qd{}", args.qd),
-            Fig::mean(&ma).context("no aligned read round")?,
-            f32,
-        );
-        push(
-            &mut t,
-            &format!(
-                "randread 4k qd{} (1 thread, lists of 1024 into byte slices via mblock_read_queued)",
-                args.qd
+            (
+                "lists of 1024 into byte slices via mblock_read_queued".to_string(),
+                &mq,
             ),
-            &format!("fio io_uring qd{}", args.qd),
-            Fig::mean(&mq).context("no queued read round")?,
-            f32,
-        );
+        ] {
+            push(
+                &mut t,
+                &format!("randread 4k qd{} (1 thread, {how})", args.qd),
+                &format!("fio io_uring qd{}", args.qd),
+                Fig::mean(figs).context("no queued read round")?,
+                f32,
+            );
+        }
         for bt in [1usize, 4] {
             eprintln!("randread qd{} batched, {bt} thread(s): mpool ...", args.qd);
             let mb = randread_batch(&pool, &ids, zone, args.qd, bt, rt)?;

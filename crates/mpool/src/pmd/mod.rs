@@ -1255,25 +1255,42 @@ impl Pmd {
 
     /// Read from a committed mblock at any offset inside its content.
     pub(crate) fn mblock_read(&self, id: ObjectId, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let (class, base, len) = self.read_target(id, offset, buf.len(), 1)?;
+        mblock::read(self.class_dev(class)?.as_ref(), base, len, offset, buf)?;
+        Ok(())
+    }
+
+    /// Where a read of `n` bytes at `offset` of mblock `id` goes: the
+    /// mblock's class, the byte offset of its zone, and its content
+    /// length. The read must lie inside the content, except that it may
+    /// run past the end up to the next multiple of `slack` (1: not at
+    /// all), never past the zone.
+    fn read_target(
+        &self,
+        id: ObjectId,
+        offset: u64,
+        n: usize,
+        slack: u64,
+    ) -> Result<(MediaClass, u64, u64)> {
         Self::expect_type(id, ObjType::Mblock)?;
         let Some(o) = self.committed(id)? else {
             return Err(self.unread(id));
         };
         let len = u64::from(o.a);
-        if offset
-            .checked_add(buf.len() as u64)
-            .is_none_or(|end| end > len)
-        {
+        let c = self.inner.class(o.class())?;
+        let limit = len
+            .div_ceil(slack.max(1))
+            .saturating_mul(slack.max(1))
+            .min(c.zone_size);
+        if offset.checked_add(n as u64).is_none_or(|end| end > limit) {
             return Err(Error::ReadOutOfRange {
                 id,
                 offset,
-                len: buf.len() as u64,
+                len: n as u64,
                 size: len,
             });
         }
-        let c = self.inner.class(o.class())?;
-        mblock::read(c.dev.as_ref(), c.off(o.zone), len, offset, buf)?;
-        Ok(())
+        Ok((o.class(), c.off(o.zone), len))
     }
 
     /// Several reads of committed mblocks as one batch per device.
@@ -1284,25 +1301,9 @@ impl Pmd {
     ) -> Result<()> {
         let mut per_class: [Vec<mblock::Span<'_>>; 2] = [Vec::new(), Vec::new()];
         for r in reads.iter_mut() {
-            Self::expect_type(r.id, ObjType::Mblock)?;
-            let Some(o) = self.committed(r.id)? else {
-                return Err(self.unread(r.id));
-            };
-            let len = u64::from(o.a);
-            if r.offset
-                .checked_add(r.buf.len() as u64)
-                .is_none_or(|end| end > len)
-            {
-                return Err(Error::ReadOutOfRange {
-                    id: r.id,
-                    offset: r.offset,
-                    len: r.buf.len() as u64,
-                    size: len,
-                });
-            }
-            let c = self.inner.class(o.class())?;
-            per_class[o.class().index()].push(mblock::Span {
-                base: c.off(o.zone),
+            let (class, base, len) = self.read_target(r.id, r.offset, r.buf.len(), 1)?;
+            per_class[class.index()].push(mblock::Span {
+                base,
                 len,
                 offset: r.offset,
                 buf: &mut *r.buf,
@@ -1325,28 +1326,7 @@ impl Pmd {
         &self,
         r: &crate::pool::AlignedRead,
     ) -> Result<(MediaClass, u64, u64)> {
-        Self::expect_type(r.id, ObjType::Mblock)?;
-        let Some(o) = self.committed(r.id)? else {
-            return Err(self.unread(r.id));
-        };
-        let len = u64::from(o.a);
-        let c = self.inner.class(o.class())?;
-        let limit = len
-            .div_ceil(r.buf.align() as u64)
-            .saturating_mul(r.buf.align() as u64)
-            .min(c.zone_size);
-        if r.offset
-            .checked_add(r.buf.len() as u64)
-            .is_none_or(|end| end > limit)
-        {
-            return Err(Error::ReadOutOfRange {
-                id: r.id,
-                offset: r.offset,
-                len: r.buf.len() as u64,
-                size: len,
-            });
-        }
-        Ok((o.class(), c.off(o.zone), len))
+        self.read_target(r.id, r.offset, r.buf.len(), r.buf.align() as u64)
     }
 
     /// The device of media class `class`.
