@@ -151,3 +151,33 @@ fn full_and_failed_writes_are_refused() {
     assert!(matches!(err, Error::WriteFailed(_)), "{err:?}");
     pool.mblock_abort(id).unwrap();
 }
+
+#[test]
+fn a_failed_commit_leaves_the_mblock_writable_at_the_right_offset() {
+    // The staging class flushes its content inside the commit: make that
+    // flush fail after the partial last sector was written.
+    let (_cap, stg, pool) = setup();
+    for aligned_next in [false, true] {
+        let id = pool.mblock_alloc(MediaClass::Staging).unwrap();
+        let a = pattern(100, 1);
+        pool.mblock_write(id, &a).unwrap();
+        let ops = stg.stats().ops;
+        stg.fail_op(ops + 2); // the tail sector's write, then the flush
+        let err = pool.mblock_commit(id).unwrap_err();
+        assert!(matches!(err, Error::Dev(_)), "{err:?}");
+        stg.clear_failures();
+        let b = pattern(4096, 2);
+        if aligned_next {
+            pool.mblock_write_aligned(id, aligned(&b, 512)).unwrap();
+        } else {
+            pool.mblock_write(id, &b).unwrap();
+        }
+        let props = pool.mblock_commit(id).unwrap();
+        let all: Vec<u8> = [&a[..], &b].concat();
+        assert_eq!(props.len, all.len() as u64);
+        assert_eq!(props.crc, Some(crc32c::crc32c(&all)));
+        assert!(read_all(&pool, id, all.len()) == all, "content read back");
+    }
+    let report = pool.check(&mut |_, _| {}).unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
+}

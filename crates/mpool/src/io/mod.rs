@@ -254,7 +254,9 @@ impl Queue {
     /// Queue `req` against `fd` under `tag`; it reaches the kernel with
     /// the next [`Queue::reap`]. The request comes back when the queue is
     /// full or its buffer is empty. Offsets and buffers must suit `fd`
-    /// (aligned for O_DIRECT).
+    /// (aligned for O_DIRECT), and `fd` must stay open, naming the same
+    /// file, until the request has been reaped: the kernel takes its own
+    /// reference only when the request is submitted.
     pub fn push(&mut self, fd: RawFd, req: IoReq, tag: u64) -> Result<(), IoReq> {
         self.inner.push(fd, req, tag)
     }

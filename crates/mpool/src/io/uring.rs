@@ -71,9 +71,17 @@ fn new_ring(entries: u32) -> io::Result<IoUring> {
 }
 
 /// Per-request progress: bytes already transferred.
+#[derive(Default)]
 struct Progress {
     done: usize,
+    /// Completions that asked to be retried (EINTR, EAGAIN) in a row.
+    retries: u32,
 }
+
+/// A request retried this many times in a row without moving a byte fails
+/// with its last error (a descriptor that keeps saying EAGAIN, such as a
+/// non-blocking pipe, must not spin forever).
+const MAX_RETRIES: u32 = 1000;
 
 pub(super) fn submit(
     fd: RawFd,
@@ -146,7 +154,7 @@ fn run(
     depth: usize,
     done: &mut dyn FnMut(usize, &IoReq),
 ) -> io::Result<()> {
-    let mut progress: Vec<Progress> = reqs.iter().map(|_| Progress { done: 0 }).collect();
+    let mut progress: Vec<Progress> = reqs.iter().map(|_| Progress::default()).collect();
     // Requests still to be pushed (indices), in order.
     let mut queue: std::collections::VecDeque<usize> = (0..reqs.len())
         .filter(|&i| !reqs[i].buf.is_empty())
@@ -229,7 +237,8 @@ fn run(
 /// the rest must be submitted again (a short transfer, EINTR, EAGAIN).
 fn settle(r: &mut IoReq, p: &mut Progress, res: i32) -> bool {
     if res < 0 {
-        if res == -libc::EINTR || res == -libc::EAGAIN {
+        if (res == -libc::EINTR || res == -libc::EAGAIN) && p.retries < MAX_RETRIES {
+            p.retries += 1;
             return false;
         }
         r.result = Some(Err(io::Error::from_raw_os_error(-res)));
@@ -245,6 +254,7 @@ fn settle(r: &mut IoReq, p: &mut Progress, res: i32) -> bool {
             IoKind::Write => io::Error::new(io::ErrorKind::WriteZero, "device accepted no bytes"),
         }));
     } else {
+        p.retries = 0;
         p.done += res as usize;
         if p.done < r.buf.len() {
             return false;
@@ -322,7 +332,7 @@ impl Queue {
         let Some(slot) = self.free.pop() else {
             return Err(req);
         };
-        self.slots[slot] = Some((fd, req, Progress { done: 0 }, tag));
+        self.slots[slot] = Some((fd, req, Progress::default(), tag));
         if self.queue_slot(slot).is_err() {
             // Not expected: the ring has an entry for every slot.
             self.free.push(slot);
@@ -401,16 +411,8 @@ impl Drop for Queue {
     /// leak their buffers rather than free memory the kernel may still
     /// write into.
     fn drop(&mut self) {
-        let mut out = Vec::new();
-        let mut tries = 0;
-        while self.in_flight() > 0 && tries < 100 {
-            tries += 1;
-            out.clear();
-            if self.reap(self.in_flight(), &mut out).is_err() {
-                break;
-            }
-        }
-        if self.in_flight() > 0 {
+        // `reap` returns Ok only once all of them completed.
+        if self.reap(self.in_flight(), &mut Vec::new()).is_err() && self.in_flight() > 0 {
             for s in self.slots.iter_mut() {
                 if let Some((_, req, _, _)) = s.take() {
                     std::mem::forget(req.buf);

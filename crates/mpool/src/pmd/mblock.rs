@@ -201,7 +201,9 @@ impl WriteState {
     }
 
     /// Write the partial last sector (zero-padded); with `flush`, then flush
-    /// the device.
+    /// the device. The partial sector stays pending in memory: if the
+    /// commit that called this fails and the mblock is written further, the
+    /// next append rewrites that sector with the new bytes after the old.
     pub fn finish(&mut self, flush: bool) -> Result<(), DataError> {
         if self.failed {
             return Err(DataError::Failed);
@@ -209,13 +211,10 @@ impl WriteState {
         if !self.tail.is_empty() {
             let sector = self.dev.sector() as usize;
             let buf = AlignedBuf::from_slice(&self.tail, sector);
-            let n = buf.len() as u64;
             submit_all(
                 self.dev.as_ref(),
                 vec![IoReq::write(self.base + self.on_dev, buf)],
             )?;
-            self.on_dev += n;
-            self.tail.clear();
         }
         if flush {
             self.dev.flush()?;

@@ -41,6 +41,10 @@ struct Flight {
 ///
 /// The reader stays on the thread that made it (its ring is set up for a
 /// single issuer). Dropping it waits for the reads still in flight.
+///
+/// As with every read, the caller keeps an mblock from being deleted while
+/// it reads it: a read still in flight when its mblock is deleted and its
+/// zone written again may return the new bytes.
 #[derive(Debug)]
 pub struct MblockReader<'a> {
     pmd: &'a Pmd,
@@ -96,28 +100,33 @@ impl<'a> MblockReader<'a> {
         let dev = self.pmd.class_dev(class)?;
         let sector = u64::from(dev.sector());
         let fd = dev.queue_fd();
-        let direct = read.offset.is_multiple_of(sector) && read.buf.align() as u64 >= sector;
-        let (Some(fd), true, true) = (fd, direct, self.queue.is_some()) else {
-            let done = self
-                .pmd
-                .mblock_read_aligned(vec![read], 1)
-                .and_then(|mut v| v.pop().ok_or_else(|| Error::Corrupt("read lost".into())));
-            self.ready.push_back(done);
+        let at = base + read.offset;
+        let direct = read.offset.is_multiple_of(sector)
+            && read.buf.align() as u64 >= sector
+            && !read.buf.is_empty()
+            && at.saturating_add(read.buf.len() as u64) <= dev.size();
+        // A free slot, waiting for a quarter of the queue if there is none
+        // (if the ring fails meanwhile, the queue is given up and the
+        // reads in flight come back as errors).
+        while direct && self.queue.is_some() && self.free.is_empty() {
+            let _ = self.reap(self.depth.div_ceil(4));
+        }
+        let (Some(fd), true, Some(tag)) = (fd, direct, self.free.last().copied()) else {
+            self.read_now(read);
             return Ok(());
         };
-        while self.free.is_empty() {
-            self.reap(self.depth.div_ceil(4))?;
-        }
-        let (Some(tag), Some(q)) = (self.free.pop(), self.queue.as_mut()) else {
-            return Err(Error::Corrupt("reader queue lost".into()));
+        let Some(q) = self.queue.as_mut() else {
+            self.read_now(read);
+            return Ok(());
         };
+        self.free.pop();
         let flight = Flight {
             id: read.id,
             offset: read.offset,
             class,
             len,
         };
-        match q.push(fd, IoReq::read(base + read.offset, read.buf), tag as u64) {
+        match q.push(fd, IoReq::read(at, read.buf), tag as u64) {
             Ok(()) => {
                 self.flights[tag] = Some(flight);
                 Ok(())
@@ -125,21 +134,23 @@ impl<'a> MblockReader<'a> {
             Err(req) => {
                 // Not expected (a slot was free): read it now instead.
                 self.free.push(tag);
-                let done = self
-                    .pmd
-                    .mblock_read_aligned(
-                        vec![AlignedRead {
-                            id: flight.id,
-                            offset: flight.offset,
-                            buf: req.buf,
-                        }],
-                        1,
-                    )
-                    .and_then(|mut v| v.pop().ok_or_else(|| Error::Corrupt("read lost".into())));
-                self.ready.push_back(done);
+                self.read_now(AlignedRead {
+                    id: flight.id,
+                    offset: flight.offset,
+                    buf: req.buf,
+                });
                 Ok(())
             }
         }
+    }
+
+    /// Do `read` synchronously; it waits, complete, in `ready`.
+    fn read_now(&mut self, read: AlignedRead) {
+        let done = self
+            .pmd
+            .mblock_read_aligned(vec![read], 1)
+            .and_then(|mut v| v.pop().ok_or_else(|| Error::Corrupt("read lost".into())));
+        self.ready.push_back(done);
     }
 
     /// Hand pushed reads to the device now, without waiting (they are also
