@@ -363,6 +363,44 @@ mod tests {
     }
 
     #[test]
+    fn abandoned_compaction_goes_back_to_the_old_log() {
+        let f = Arc::new(FaultDevice::new(1 << 20, 512));
+        let d: Arc<dyn Device> = f.clone();
+        let (a, b) = (0..(256 << 10), (256 << 10)..(512 << 10));
+        let m = Mdc::create(d.clone(), a.clone(), b.clone(), 12).unwrap();
+        assert!(matches!(m.cabort(), Err(MdcError::Protocol(_))));
+        for i in 0..5u8 {
+            m.append(&[i; 30], true).unwrap();
+        }
+        let before = m.active();
+        m.cstart().unwrap();
+        m.append(b"compacted, then abandoned", true).unwrap();
+        m.cabort().unwrap();
+        assert!(matches!(m.cabort(), Err(MdcError::Protocol(_))));
+        assert!(matches!(m.cend(), Err(MdcError::Protocol(_))));
+        assert_eq!(m.active(), before, "appends go to the old log again");
+        m.append(b"after", true).unwrap();
+        let mut want: Vec<Vec<u8>> = (0..5u8).map(|i| vec![i; 30]).collect();
+        want.push(b"after".to_vec());
+        assert_eq!(read(&m), want);
+        // Across a crash (unflushed writes lost or kept) the old log, with
+        // what came after the abandoned compaction, is what opens.
+        drop(m);
+        for mode in [CrashMode::DropAll, CrashMode::KeepAll] {
+            let d2: Arc<dyn Device> = Arc::new(f.reboot(mode));
+            let m = Mdc::open(d2, a.clone(), b.clone(), 12).unwrap();
+            assert_eq!(read(&m), want);
+            assert_eq!(m.active(), before);
+        }
+        // A later compaction reuses the abandoned log and completes.
+        let m = Mdc::open(d, a, b, 12).unwrap();
+        m.cstart().unwrap();
+        m.append(b"compacted", true).unwrap();
+        m.cend().unwrap();
+        assert_eq!(read(&m), vec![b"compacted".to_vec()]);
+    }
+
+    #[test]
     fn compaction_switches_logs() {
         let f = Arc::new(FaultDevice::new(1 << 20, 512));
         let d: Arc<dyn Device> = f.clone();
