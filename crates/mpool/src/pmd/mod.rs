@@ -1700,6 +1700,96 @@ mod tests {
     use super::*;
     use crate::dev::MemDevice;
 
+    /// A compaction failing at any one device operation: before its end
+    /// marker it is abandoned and the MDC is back on its old log, which
+    /// holds every record and takes new ones, across a crash; a failed end
+    /// marker leaves it in doubt, and a reopen then finds the old state or
+    /// the new one, whole.
+    #[test]
+    fn a_compaction_failing_anywhere_is_abandoned_or_in_doubt() {
+        use crate::dev::{CrashMode, FaultDevice};
+        let (a, b) = (0..(4 << 20), (4 << 20)..(8 << 20));
+        let old: Vec<Vec<u8>> = (0..10u8).map(|i| vec![i; 50]).collect();
+        // Enough objects that their records fill more than one async flush
+        // (1 MiB), so the body writes before the end marker.
+        let objs: HashMap<u64, Obj> = (0..30_000u64)
+            .map(|n| {
+                let id = ObjectId::new(ObjType::Mblock, 1, 100 + n);
+                let o = Obj {
+                    zone: 5,
+                    a: 4096,
+                    b: 0,
+                    class: MediaClass::Capacity.code(),
+                };
+                (id.raw(), o)
+            })
+            .collect();
+        let read = |m: &Mdc| -> Vec<Vec<u8>> { m.reader().unwrap().map(|r| r.unwrap()).collect() };
+        let setup = || {
+            let f = Arc::new(FaultDevice::new(8 << 20, 4096));
+            let d: DeviceRef = f.clone();
+            let mdc = Mdc::create(d, a.clone(), b.clone(), 3).unwrap();
+            for r in &old {
+                mdc.append(r, true).unwrap();
+            }
+            (f, mdc)
+        };
+        let (f, mdc) = setup();
+        let ops = f.stats().ops;
+        assert!(compact_mdc(&mdc, &objs, 1000).is_ok());
+        let total = f.stats().ops - ops;
+        let new_len = read(&mdc).len();
+        assert_eq!(new_len, objs.len() + 1);
+        let (mut abandoned, mut in_doubt) = (0, 0);
+        for p in 1..=total {
+            let (f, mdc) = setup();
+            let active = mdc.active();
+            f.fail_op(f.stats().ops + p);
+            let res = compact_mdc(&mdc, &objs, 1000);
+            f.clear_failures();
+            match res {
+                Ok(()) => {}
+                Err(CompactError::Abandoned(_)) => {
+                    abandoned += 1;
+                    assert_eq!(mdc.active(), active, "op {p}: back on the old log");
+                    mdc.append(b"after", true).unwrap();
+                    let mut want = old.clone();
+                    want.push(b"after".to_vec());
+                    assert_eq!(read(&mdc), want, "op {p}");
+                    drop(mdc);
+                    let m = Mdc::open(
+                        Arc::new(f.reboot(CrashMode::DropAll)),
+                        a.clone(),
+                        b.clone(),
+                        3,
+                    )
+                    .unwrap();
+                    assert_eq!(read(&m), want, "op {p}: after a crash");
+                }
+                Err(CompactError::InDoubt(_)) => {
+                    in_doubt += 1;
+                    drop(mdc);
+                    let m = Mdc::open(
+                        Arc::new(f.reboot(CrashMode::DropAll)),
+                        a.clone(),
+                        b.clone(),
+                        3,
+                    )
+                    .unwrap();
+                    let got = read(&m);
+                    assert!(
+                        got == old || got.len() == new_len,
+                        "op {p}: old or new state"
+                    );
+                }
+            }
+        }
+        assert!(
+            abandoned >= 3 && in_doubt >= 1,
+            "{abandoned} abandoned, {in_doubt} in doubt of {total}"
+        );
+    }
+
     #[test]
     fn an_mblock_longer_than_its_zone_fails_the_open() {
         let zone = 64 * 1024u64;
