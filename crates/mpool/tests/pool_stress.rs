@@ -1,11 +1,13 @@
 //! Eight threads mix every object operation on one pool (mblock alloc, write,
-//! commit, abort, delete, read; user mlog and MDC appends), with metadata
+//! commit, abort, delete, read, reads kept in flight by an `MblockReader`;
+//! user mlog and MDC appends), with metadata
 //! logs small enough that compaction runs throughout. At the end, and again
 //! after a reopen: every committed mblock reads back bit-exact, deleted and
 //! aborted ones are gone, space accounting is exact, `check` is clean.
 
 use mpool::dev::{DeviceRef, MemDevice};
-use mpool::{Error, MediaClass, ObjType, ObjectId, Pool};
+use mpool::io::AlignedBuf;
+use mpool::{AlignedRead, Error, MediaClass, ObjType, ObjectId, Pool};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
@@ -113,7 +115,34 @@ fn eight_threads_mixing_everything() {
                                 assert!(matches!(pool.mblock_delete(id), Err(Error::NotFound(_))));
                                 dead.lock().unwrap().push(id);
                             }
-                            70..=84 if !mine.is_empty() => {
+                            70..=76 if !mine.is_empty() => {
+                                // Several aligned reads of mine kept in flight.
+                                let mut rd = pool.mblock_reader(4).unwrap();
+                                let mut want = HashMap::new();
+                                for _ in 0..rng.random_range(1..8) {
+                                    let (id, len) = mine[rng.random_range(0..mine.len())];
+                                    let off = 4096 * rng.random_range(0..len.div_ceil(4096)) as u64;
+                                    let buf = AlignedBuf::new(4096, 4096);
+                                    if want.insert((id, off), len).is_none() {
+                                        rd.push(AlignedRead {
+                                            id,
+                                            offset: off,
+                                            buf,
+                                        })
+                                        .unwrap();
+                                    }
+                                }
+                                for r in rd {
+                                    let r = r.unwrap();
+                                    let len = want.remove(&(r.id, r.offset)).unwrap();
+                                    let off = r.offset as usize;
+                                    let n = (len - off).min(4096);
+                                    assert!(r.buf[..n] == content(r.id, len)[off..off + n]);
+                                    assert!(r.buf[n..].iter().all(|&b| b == 0));
+                                }
+                                assert!(want.is_empty());
+                            }
+                            77..=84 if !mine.is_empty() => {
                                 let (id, len) = mine[rng.random_range(0..mine.len())];
                                 let off = rng.random_range(0..len);
                                 let n = rng.random_range(1..=len - off);
