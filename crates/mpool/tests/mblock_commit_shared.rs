@@ -5,6 +5,8 @@
 //! the content's writes lost) and check the commit is dropped, stays
 //! dropped, and that finished commits are never dropped.
 
+mod pool_common;
+
 use mpool::dev::{CrashMode, DeviceRef, FaultDevice};
 use mpool::{MediaClass, Pool};
 use std::sync::Arc;
@@ -179,17 +181,7 @@ fn staging_commits_flush_content_first() {
     // content is flushed before its record (the version-1 way).
     let cap = Arc::new(FaultDevice::new(72 * ZONE, 512));
     let stg = Arc::new(FaultDevice::new(32 * ZONE, 512));
-    let (c, s): (DeviceRef, DeviceRef) = (cap.clone(), stg.clone());
-    Pool::format_on(
-        "two",
-        &[
-            (c.clone(), MediaClass::Capacity, ZONE),
-            (s.clone(), MediaClass::Staging, ZONE),
-        ],
-        "",
-    )
-    .unwrap();
-    let pool = Pool::open_on(vec![c, s], false).unwrap();
+    let pool = pool_common::two_class_pool("two", cap.clone(), stg.clone(), ZONE);
     let id = pool.mblock_alloc(MediaClass::Staging).unwrap();
     pool.mblock_write(id, &pattern(4096, 6)).unwrap();
     let before = stg.stats().flushes;

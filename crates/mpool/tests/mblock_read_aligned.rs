@@ -5,7 +5,9 @@
 //! media holds; a bad read fails the call before any I/O; device errors
 //! are typed.
 
-use mpool::dev::{Device, DeviceRef, FaultDevice};
+mod pool_common;
+
+use mpool::dev::{Device, FaultDevice};
 use mpool::io::AlignedBuf;
 use mpool::{AlignedRead, Error, MediaClass, ObjectId, Pool};
 use std::sync::Arc;
@@ -27,17 +29,7 @@ struct Setup {
 fn setup() -> Setup {
     let cap = Arc::new(FaultDevice::new(48 * ZONE, 4096));
     let stg = Arc::new(FaultDevice::new(16 * ZONE, 512));
-    let (c, s): (DeviceRef, DeviceRef) = (cap.clone(), stg.clone());
-    Pool::format_on(
-        "aligned",
-        &[
-            (c.clone(), MediaClass::Capacity, ZONE),
-            (s.clone(), MediaClass::Staging, ZONE),
-        ],
-        "",
-    )
-    .unwrap();
-    let pool = Pool::open_on(vec![c, s], false).unwrap();
+    let pool = pool_common::two_class_pool("aligned", cap.clone(), stg.clone(), ZONE);
     Setup { cap, stg, pool }
 }
 

@@ -4,6 +4,8 @@
 //! past the content zero; bad reads are refused at push; device errors
 //! come back with their read; dropping a busy reader waits for it.
 
+mod pool_common;
+
 use mpool::dev::{Device, DeviceRef, FaultDevice, FileDevice, MemDevice, OpenOptions};
 use mpool::io::{AlignedBuf, EngineChoice, IoReq, Queue};
 use mpool::{AlignedRead, Error, MediaClass, ObjectId, Pool};
@@ -36,17 +38,8 @@ fn file_pool(dir: &std::path::Path) -> (Arc<FileDevice>, Pool) {
     };
     let file = Arc::new(FileDevice::open(dir.join("pool.img"), &opts).unwrap());
     let stg: DeviceRef = Arc::new(MemDevice::new(4 * ZONE, 512));
-    let cap: DeviceRef = file.clone();
-    Pool::format_on(
-        "reader",
-        &[
-            (cap.clone(), MediaClass::Capacity, ZONE),
-            (stg.clone(), MediaClass::Staging, ZONE),
-        ],
-        "",
-    )
-    .unwrap();
-    (file, Pool::open_on(vec![cap, stg], false).unwrap())
+    let pool = pool_common::two_class_pool("reader", file.clone(), stg, ZONE);
+    (file, pool)
 }
 
 fn commit(pool: &Pool, class: MediaClass, data: &[u8]) -> ObjectId {

@@ -4,6 +4,8 @@
 //! mixed with byte writes, on both media classes, the content, its
 //! checksum and its durability are those of `mblock_write`.
 
+mod pool_common;
+
 use mpool::dev::{CrashMode, DeviceRef, FaultDevice};
 use mpool::io::AlignedBuf;
 use mpool::{Error, MediaClass, ObjectId, Pool};
@@ -20,17 +22,7 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
 fn setup() -> (Arc<FaultDevice>, Arc<FaultDevice>, Pool) {
     let cap = Arc::new(FaultDevice::new(16 * ZONE, 4096));
     let stg = Arc::new(FaultDevice::new(4 * ZONE, 512));
-    let (c, s): (DeviceRef, DeviceRef) = (cap.clone(), stg.clone());
-    Pool::format_on(
-        "wal",
-        &[
-            (c.clone(), MediaClass::Capacity, ZONE),
-            (s.clone(), MediaClass::Staging, ZONE),
-        ],
-        "",
-    )
-    .unwrap();
-    let pool = Pool::open_on(vec![c, s], false).unwrap();
+    let pool = pool_common::two_class_pool("wal", cap.clone(), stg.clone(), ZONE);
     (cap, stg, pool)
 }
 

@@ -109,18 +109,24 @@ impl WriteState {
         }
     }
 
-    /// Append `data`: whole sectors go to the device now.
-    pub fn append(&mut self, data: &[u8]) -> Result<(), DataError> {
-        if self.failed {
-            return Err(DataError::Failed);
-        }
-        let want = self.written + data.len() as u64;
+    /// The mblock's length after appending `n` more bytes, if they fit.
+    fn room(&self, n: usize) -> Result<u64, DataError> {
+        let want = self.written + n as u64;
         if want > self.cap {
             return Err(DataError::Full {
                 want,
                 cap: self.cap,
             });
         }
+        Ok(want)
+    }
+
+    /// Append `data`: whole sectors go to the device now.
+    pub fn append(&mut self, data: &[u8]) -> Result<(), DataError> {
+        if self.failed {
+            return Err(DataError::Failed);
+        }
+        let want = self.room(data.len())?;
         self.crc = crc32c::crc32c_append(self.crc, data);
         let sector = self.dev.sector() as usize;
         let mut src: &[u8] = data;
@@ -175,13 +181,7 @@ impl WriteState {
         if self.failed {
             return Err(DataError::Failed);
         }
-        let want = self.written + buf.len() as u64;
-        if want > self.cap {
-            return Err(DataError::Full {
-                want,
-                cap: self.cap,
-            });
-        }
+        let want = self.room(buf.len())?;
         self.crc = crc32c::crc32c_append(self.crc, &buf);
         let n = buf.len() as u64;
         // Nothing pending: the content on the device ends where it ends.

@@ -1734,6 +1734,16 @@ mod tests {
             }
             (f, mdc)
         };
+        // The MDC as a crash that loses every unflushed write leaves it.
+        let crashed = |f: &FaultDevice| -> Mdc {
+            Mdc::open(
+                Arc::new(f.reboot(CrashMode::DropAll)),
+                a.clone(),
+                b.clone(),
+                3,
+            )
+            .unwrap()
+        };
         let (f, mdc) = setup();
         let ops = f.stats().ops;
         assert!(compact_mdc(&mdc, &objs, 1000).is_ok());
@@ -1757,26 +1767,12 @@ mod tests {
                     want.push(b"after".to_vec());
                     assert_eq!(read(&mdc), want, "op {p}");
                     drop(mdc);
-                    let m = Mdc::open(
-                        Arc::new(f.reboot(CrashMode::DropAll)),
-                        a.clone(),
-                        b.clone(),
-                        3,
-                    )
-                    .unwrap();
-                    assert_eq!(read(&m), want, "op {p}: after a crash");
+                    assert_eq!(read(&crashed(&f)), want, "op {p}: after a crash");
                 }
                 Err(CompactError::InDoubt(_)) => {
                     in_doubt += 1;
                     drop(mdc);
-                    let m = Mdc::open(
-                        Arc::new(f.reboot(CrashMode::DropAll)),
-                        a.clone(),
-                        b.clone(),
-                        3,
-                    )
-                    .unwrap();
-                    let got = read(&m);
+                    let got = read(&crashed(&f));
                     assert!(
                         got == old || got.len() == new_len,
                         "op {p}: old or new state"
