@@ -92,6 +92,8 @@ pub struct FioJob {
     /// With several jobs: job i starts at `offset + i * offset_increment`
     /// (0: every job covers the same region).
     pub offset_increment: u64,
+    /// io_uring with registered buffers (`--fixedbufs=1`).
+    pub fixedbufs: bool,
 }
 
 impl FioJob {
@@ -120,6 +122,7 @@ impl FioJob {
             limit,
             offset: 0,
             offset_increment: 0,
+            fixedbufs: false,
         }
     }
 
@@ -190,6 +193,9 @@ impl FioJob {
         ];
         if self.offset_increment > 0 {
             a.push(format!("--offset_increment={}", self.offset_increment));
+        }
+        if self.fixedbufs {
+            a.push("--fixedbufs=1".into());
         }
         if self.fdatasync > 0 {
             a.push(format!("--fdatasync={}", self.fdatasync));

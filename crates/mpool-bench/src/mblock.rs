@@ -215,15 +215,17 @@ fn randread_queued(
 
 /// 4 KiB random reads of committed mblocks from one thread through an
 /// `MblockReader` of depth `qd`, kept full (like fio's iodepth: a read is
-/// issued as soon as one completes, into the buffer it returned).
+/// issued as soon as one completes, into the buffer it returned); with
+/// `registered`, into buffers registered with the reader's ring.
 fn randread_stream(
     pool: &Pool,
     ids: &[ObjectId],
     len: u64,
     qd: usize,
+    registered: bool,
     runtime: Duration,
 ) -> Result<Fig> {
-    read_load(pool, ids, len, 1, qd, Mode::Stream(qd), runtime)
+    read_load(pool, ids, len, 1, qd, Mode::Stream(qd, registered), runtime)
 }
 
 /// How a reader thread issues its reads.
@@ -240,7 +242,7 @@ enum Mode {
     Aligned(usize),
     /// An `MblockReader` of this depth kept full: a read is pushed as soon
     /// as one completes, with the completed one's buffer (latency per read).
-    Stream(usize),
+    Stream(usize, bool),
 }
 
 /// `threads` threads reading `per` random 4 KiB blocks of committed mblocks
@@ -269,12 +271,18 @@ fn read_load(
                     let mut abufs: Vec<AlignedBuf> =
                         (0..per).map(|_| AlignedBuf::new(4096, 4096)).collect();
                     let mut n = 0u64;
-                    if let Mode::Stream(qd) = mode {
+                    if let Mode::Stream(qd, registered) = mode {
                         let mut rd = pool.mblock_reader(qd)?;
                         let mut sent: std::collections::HashMap<usize, Instant> =
                             std::collections::HashMap::new();
-                        let mut spare: Vec<AlignedBuf> =
-                            (0..qd).map(|_| AlignedBuf::new(4096, 4096)).collect();
+                        let mut spare: Vec<AlignedBuf> = if registered {
+                            if !rd.register_buffers(qd, 4096)? {
+                                bail!("the reader's buffers could not be registered");
+                            }
+                            (0..qd).filter_map(|_| rd.take_buf()).collect()
+                        } else {
+                            (0..qd).map(|_| AlignedBuf::new(4096, 4096)).collect()
+                        };
                         while start.elapsed() < runtime {
                             while let Some(buf) = spare.pop() {
                                 sent.insert(buf.as_ptr() as usize, Instant::now());
@@ -325,7 +333,7 @@ fn read_load(
                         let t0 = Instant::now();
                         match mode {
                             Mode::Batch => pool.mblock_read_batch(&mut reads)?,
-                            Mode::Queued(qd) | Mode::Aligned(qd) | Mode::Stream(qd) => {
+                            Mode::Queued(qd) | Mode::Aligned(qd) | Mode::Stream(qd, _) => {
                                 pool.mblock_read_queued(&mut reads, qd)?
                             }
                             Mode::Single => {
@@ -545,21 +553,24 @@ pub fn run(args: &MblockArgs) -> Result<Table> {
         if ids.is_empty() {
             bail!("no mblock was committed");
         }
-        let rd = |engine: FioEngine, qd: u32, jobs: u32| -> Result<Option<Fig>> {
-            let Some(bin) = &fio_bin else { return Ok(None) };
-            let mut j = FioJob::new(
-                &path,
-                "randread",
-                4096,
-                qd,
-                engine,
-                size - zone,
-                Limit::Seconds(runtime),
-            );
-            j.offset = zone;
-            j.numjobs = jobs;
-            Ok(Some(fio_fig(bin, &j, false)?))
-        };
+        let rd_fixed =
+            |engine: FioEngine, qd: u32, jobs: u32, fixed: bool| -> Result<Option<Fig>> {
+                let Some(bin) = &fio_bin else { return Ok(None) };
+                let mut j = FioJob::new(
+                    &path,
+                    "randread",
+                    4096,
+                    qd,
+                    engine,
+                    size - zone,
+                    Limit::Seconds(runtime),
+                );
+                j.offset = zone;
+                j.numjobs = jobs;
+                j.fixedbufs = fixed;
+                Ok(Some(fio_fig(bin, &j, false)?))
+            };
+        let rd = |engine: FioEngine, qd: u32, jobs: u32| rd_fixed(engine, qd, jobs, false);
         eprintln!("randread qd1: mpool, fio ...");
         let m1 = randread(&pool, &ids, zone, 1, rt)?;
         let f1 = rd(FioEngine::IoUring, 1, 1)?;
@@ -577,12 +588,14 @@ pub fn run(args: &MblockArgs) -> Result<Table> {
         // `rounds` times, so that drift of the device between runs falls
         // on all three alike.
         let (mut ms, mut ma, mut mq, mut fq) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut mr, mut fr) = (Vec::new(), Vec::new());
         for r in 1..=rounds {
             eprintln!(
-                "randread qd{} queued round {r}/{rounds}: mpool reader, mpool aligned, mpool copied, fio ...",
+                "randread qd{} queued round {r}/{rounds}: mpool reader (registered, own buffers), mpool aligned, mpool copied, fio, fio fixedbufs ...",
                 args.qd
             );
-            ms.push(randread_stream(&pool, &ids, zone, args.qd, rt)?);
+            mr.push(randread_stream(&pool, &ids, zone, args.qd, true, rt)?);
+            ms.push(randread_stream(&pool, &ids, zone, args.qd, false, rt)?);
             ma.push(randread_queued(&pool, &ids, zone, args.qd, 1024, true, rt)?);
             mq.push(randread_queued(
                 &pool, &ids, zone, args.qd, 1024, false, rt,
@@ -590,12 +603,34 @@ pub fn run(args: &MblockArgs) -> Result<Table> {
             if let Some(f) = rd(FioEngine::IoUring, args.qd as u32, 1)? {
                 fq.push(f);
             }
+            if let Some(f) = rd_fixed(FioEngine::IoUring, args.qd as u32, 1, true)? {
+                fr.push(f);
+            }
         }
         let f32 = Fig::mean(&fq);
+        let mr = Fig::mean(&mr).context("no registered reader round")?;
+        let how = format!(
+            "randread 4k qd{0} (1 thread, MblockReader of depth {0} kept full, registered buffers)",
+            args.qd
+        );
+        push(
+            &mut t,
+            &how,
+            &format!("fio io_uring qd{}", args.qd),
+            mr,
+            f32,
+        );
+        push(
+            &mut t,
+            &how,
+            &format!("fio io_uring qd{} fixedbufs", args.qd),
+            mr,
+            Fig::mean(&fr),
+        );
         for (how, figs) in [
             (
                 format!(
-                    "MblockReader of depth {} kept full, aligned buffers",
+                    "MblockReader of depth {} kept full, own aligned buffers",
                     args.qd
                 ),
                 &ms,

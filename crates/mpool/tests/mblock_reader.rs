@@ -262,3 +262,85 @@ fn io_queue_reads_tags_short_files_and_drop() {
     q.reap(0, &mut Vec::new()).unwrap();
     drop(q);
 }
+
+#[test]
+fn registered_buffers_are_handed_out_reused_and_read_into() {
+    if !uring() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (_file, pool) = file_pool(dir.path());
+    let data = pattern(300_000, 4);
+    let id = commit(&pool, MediaClass::Capacity, &data);
+    let mut rd = pool.mblock_reader(4).unwrap();
+    let registered = rd.register_buffers(3, 4096).unwrap();
+    assert!(registered, "io_uring registers 12 KiB of buffers");
+    assert!(rd.register_buffers(3, 4096).is_err(), "once per reader");
+    let bufs: Vec<AlignedBuf> = (0..3).map(|_| rd.take_buf().unwrap()).collect();
+    assert!(rd.take_buf().is_none(), "all three are in use");
+    for (k, buf) in bufs.into_iter().enumerate() {
+        assert_eq!(buf.len(), 4096);
+        let offset = 8192 * k as u64;
+        rd.push(AlignedRead { id, offset, buf }).unwrap();
+    }
+    let mut back = Vec::new();
+    for r in rd.by_ref() {
+        let r = r.unwrap();
+        let off = r.offset as usize;
+        assert!(r.buf[..] == data[off..off + 4096], "content at {off}");
+        back.push(r.buf);
+    }
+    assert_eq!(back.len(), 3);
+    // Dropped, on another thread too, a buffer is free again.
+    let one = back.pop().unwrap();
+    std::thread::spawn(move || drop(one)).join().unwrap();
+    let again = rd.take_buf().expect("a dropped buffer is free again");
+    drop(back);
+    rd.push(AlignedRead {
+        id,
+        offset: 299_008,
+        buf: again,
+    })
+    .unwrap();
+    let r = rd.next().unwrap().unwrap();
+    assert!(r.buf[..992] == data[299_008..]);
+    assert!(r.buf[992..].iter().all(|&b| b == 0));
+    // Buffers outlive their reader.
+    drop(rd);
+    assert_eq!(r.buf.len(), 4096);
+}
+
+#[test]
+fn io_queue_fixed_buffers() {
+    if !uring() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f.img");
+    let content: Vec<u8> = pattern(64 * 1024, 8);
+    std::fs::write(&path, &content).unwrap();
+    let f = std::fs::File::open(&path).unwrap();
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&f);
+    let mut q = Queue::new(4).unwrap();
+    assert!(q.take_buf().is_none(), "nothing registered yet");
+    q.register_buffers(2, 8192, 4096).unwrap();
+    assert!(q.register_buffers(2, 8192, 4096).is_err());
+    let (a, b) = (q.take_buf().unwrap(), q.take_buf().unwrap());
+    assert!(q.take_buf().is_none());
+    q.push(fd, IoReq::read(8192, a), 1).unwrap();
+    q.push(fd, IoReq::read(40960, b), 2).unwrap();
+    // A plain buffer on the same queue goes as an ordinary read.
+    q.push(fd, IoReq::read(0, AlignedBuf::new(4096, 4096)), 3)
+        .unwrap();
+    let mut out = Vec::new();
+    while q.in_flight() > 0 {
+        q.reap(1, &mut out).unwrap();
+    }
+    out.sort_by_key(|(t, _)| *t);
+    for (tag, mut req) in out {
+        req.take_result().unwrap();
+        let off = req.offset as usize;
+        let n = req.buf.len();
+        assert!(req.buf[..] == content[off..off + n], "tag {tag}");
+    }
+}

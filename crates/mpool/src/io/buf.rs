@@ -9,6 +9,7 @@ use std::alloc::{self, Layout};
 use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::ptr::NonNull;
+use std::sync::{Arc, Mutex};
 
 /// The smallest alignment any buffer gets.
 pub const MIN_ALIGN: usize = 512;
@@ -20,6 +21,9 @@ pub struct AlignedBuf {
     ptr: NonNull<u8>,
     len: usize,
     align: usize,
+    /// The arena this buffer is a slot of (its memory goes back there on
+    /// drop), or `None` for memory of its own.
+    arena: Option<Arc<Arena>>,
 }
 
 // SAFETY: AlignedBuf uniquely owns its allocation (like Vec<u8>); no interior
@@ -44,7 +48,12 @@ impl AlignedBuf {
             // zeroed here, as a fresh one was by the allocator.
             unsafe { std::ptr::write_bytes(ptr.as_ptr(), 0, len) };
         }
-        Self { ptr, len, align }
+        Self {
+            ptr,
+            len,
+            align,
+            arena: None,
+        }
     }
 
     /// A buffer of `len` bytes rounded up to `align` whose content is
@@ -58,7 +67,12 @@ impl AlignedBuf {
             return Self::empty(align);
         }
         let (ptr, _) = allocate(len, align, true);
-        Self { ptr, len, align }
+        Self {
+            ptr,
+            len,
+            align,
+            arena: None,
+        }
     }
 
     /// A buffer holding a copy of `data`, zero-padded up to `align`.
@@ -79,7 +93,12 @@ impl AlignedBuf {
             std::ptr::copy_nonoverlapping(data.as_ptr(), ptr.as_ptr(), data.len());
             std::ptr::write_bytes(ptr.as_ptr().add(data.len()), 0, len - data.len());
         }
-        Self { ptr, len, align }
+        Self {
+            ptr,
+            len,
+            align,
+            arena: None,
+        }
     }
 
     /// An empty buffer (no allocation).
@@ -89,6 +108,7 @@ impl AlignedBuf {
             ptr: NonNull::dangling(),
             len: 0,
             align,
+            arena: None,
         }
     }
 
@@ -120,6 +140,107 @@ impl AlignedBuf {
     /// Zero every byte.
     pub fn zero(&mut self) {
         self.fill(0);
+    }
+
+    /// The arena this buffer is a slot of, if any.
+    pub(crate) fn arena(&self) -> Option<&Arc<Arena>> {
+        self.arena.as_ref()
+    }
+}
+
+/// One allocation cut into equal aligned slots, handed out as
+/// [`AlignedBuf`]s whose memory returns to the arena when dropped. An
+/// io_uring ring can register the whole allocation once and then read and
+/// write its slots without pinning their pages for every request (see
+/// [`super::Queue::register_buffers`]). The allocation lives until the
+/// arena and every buffer cut from it are gone.
+pub(crate) struct Arena {
+    base: NonNull<u8>,
+    slot: usize,
+    count: usize,
+    align: usize,
+    /// Indexes of the slots not handed out.
+    free: Mutex<Vec<usize>>,
+}
+
+// SAFETY: the arena owns its allocation; slots are handed out to one
+// buffer at a time (the free list is behind a mutex), so no two owners
+// alias a slot, and the base pointer itself is only read.
+unsafe impl Send for Arena {}
+// SAFETY: as above; shared access only reads the immutable fields or
+// locks the free list.
+unsafe impl Sync for Arena {}
+
+impl Arena {
+    /// `count` slots of `len` bytes (rounded up to `align`), zeroed.
+    pub(crate) fn new(count: usize, len: usize, align: usize) -> Option<Arc<Self>> {
+        let align = align.max(MIN_ALIGN).next_power_of_two();
+        let slot = round_up(len.max(1), align);
+        let total = slot.checked_mul(count.max(1))?;
+        let layout = Layout::from_size_align(total, align).ok()?;
+        // SAFETY: the layout has a non-zero size.
+        let base = NonNull::new(unsafe { alloc::alloc_zeroed(layout) })?;
+        Some(Arc::new(Self {
+            base,
+            slot,
+            count: count.max(1),
+            align,
+            free: Mutex::new((0..count.max(1)).rev().collect()),
+        }))
+    }
+
+    /// A free slot as a buffer, if any is left.
+    pub(crate) fn take(self: &Arc<Self>) -> Option<AlignedBuf> {
+        let i = self.free.lock().ok()?.pop()?;
+        // SAFETY: i < count, so the slot lies inside the allocation.
+        let ptr = unsafe { NonNull::new_unchecked(self.base.as_ptr().add(i * self.slot)) };
+        Some(AlignedBuf {
+            ptr,
+            len: self.slot,
+            align: self.align,
+            arena: Some(Arc::clone(self)),
+        })
+    }
+
+    /// Address and length of the whole allocation.
+    pub(crate) fn span(&self) -> (*mut u8, usize) {
+        (self.base.as_ptr(), self.slot * self.count)
+    }
+
+    /// Byte offset of `ptr` in the allocation, when it lies inside it.
+    pub(crate) fn offset_of(&self, ptr: *const u8) -> Option<usize> {
+        let off = (ptr as usize).checked_sub(self.base.as_ptr() as usize)?;
+        (off < self.slot * self.count).then_some(off)
+    }
+
+    fn give_back(&self, ptr: NonNull<u8>) {
+        if let Some(off) = self.offset_of(ptr.as_ptr()) {
+            if let Ok(mut f) = self.free.lock() {
+                f.push(off / self.slot);
+            }
+        }
+    }
+}
+
+impl Drop for Arena {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with this size and alignment, and no
+        // buffer refers to it any more (each holds an Arc of the arena).
+        unsafe {
+            alloc::dealloc(
+                self.base.as_ptr(),
+                Layout::from_size_align_unchecked(self.slot * self.count, self.align),
+            )
+        };
+    }
+}
+
+impl fmt::Debug for Arena {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Arena")
+            .field("slot", &self.slot)
+            .field("count", &self.count)
+            .finish()
     }
 }
 
@@ -159,6 +280,10 @@ impl Default for AlignedBuf {
 impl Drop for AlignedBuf {
     fn drop(&mut self) {
         if self.len == 0 {
+            return;
+        }
+        if let Some(a) = self.arena.take() {
+            a.give_back(self.ptr);
             return;
         }
         if cache::give(self.ptr, self.len, self.align) {

@@ -9,6 +9,7 @@ mod buf;
 mod sync;
 mod uring;
 
+pub(crate) use buf::Arena;
 pub use buf::{round_up, AlignedBuf, DEFAULT_ALIGN, MIN_ALIGN};
 
 use std::fmt;
@@ -259,6 +260,26 @@ impl Queue {
     /// reference only when the request is submitted.
     pub fn push(&mut self, fd: RawFd, req: IoReq, tag: u64) -> Result<(), IoReq> {
         self.inner.push(fd, req, tag)
+    }
+
+    /// Cut `count` buffers of `len` bytes (aligned to `align`) from one
+    /// allocation and register it with the ring: requests on these buffers
+    /// (see [`Queue::take_buf`]) go as fixed-buffer reads and writes, which
+    /// spare the kernel pinning each buffer's pages for each request (fio's
+    /// `--fixedbufs`). Fails if buffers are registered already or the
+    /// kernel refuses (for instance over `RLIMIT_MEMLOCK`).
+    pub fn register_buffers(&mut self, count: usize, len: usize, align: usize) -> io::Result<()> {
+        let arena = buf::Arena::new(count, len, align).ok_or_else(|| {
+            io::Error::new(io::ErrorKind::OutOfMemory, "cannot allocate the buffers")
+        })?;
+        self.inner.register(arena)
+    }
+
+    /// A free registered buffer (see [`Queue::register_buffers`]): `None`
+    /// when none are registered or all are in use. Dropped anywhere, it
+    /// becomes free again.
+    pub fn take_buf(&self) -> Option<AlignedBuf> {
+        self.inner.take_buf()
     }
 
     /// Submit what was pushed and wait until at least `min` requests have

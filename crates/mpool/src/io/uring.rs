@@ -6,12 +6,13 @@
 //! transfers are resubmitted for the remainder. The function returns only
 //! after every request it pushed has completed.
 
+use super::buf::Arena;
 use super::{IoKind, IoReq};
 use io_uring::{opcode, types, IoUring};
 use std::cell::RefCell;
 use std::io;
 use std::os::fd::RawFd;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 /// Submission queue depth of each thread's ring.
 pub(super) const RING_ENTRIES: u32 = 256;
@@ -118,7 +119,15 @@ pub(super) fn submit(
     }
 }
 
-fn sqe(fd: RawFd, r: &mut IoReq, p: &Progress, idx: usize) -> io_uring::squeue::Entry {
+/// The submission entry for the rest of request `r`; with `fixed`, its
+/// buffer lies in the ring's registered buffer of that index.
+fn sqe(
+    fd: RawFd,
+    r: &mut IoReq,
+    p: &Progress,
+    idx: usize,
+    fixed: Option<u16>,
+) -> io_uring::squeue::Entry {
     // One SQE moves at most MAX_SQE_BYTES; the rest is resubmitted like a short
     // transfer. (A bare `as u32` would wrap: 4 GiB left became a 0-byte I/O,
     // reported as "device accepted no bytes".)
@@ -130,18 +139,28 @@ fn sqe(fd: RawFd, r: &mut IoReq, p: &Progress, idx: usize) -> io_uring::squeue::
         IoKind::Read => {
             // SAFETY: p.done <= buf.len(), so the pointer stays inside the allocation.
             let ptr = unsafe { r.buf.as_mut_ptr().add(p.done) };
-            opcode::Read::new(types::Fd(fd), ptr, len)
-                .offset(off)
-                .build()
-                .user_data(idx as u64)
+            match fixed {
+                Some(i) => opcode::ReadFixed::new(types::Fd(fd), ptr, len, i)
+                    .offset(off)
+                    .build(),
+                None => opcode::Read::new(types::Fd(fd), ptr, len)
+                    .offset(off)
+                    .build(),
+            }
+            .user_data(idx as u64)
         }
         IoKind::Write => {
             // SAFETY: as above.
             let ptr = unsafe { r.buf.as_ptr().add(p.done) };
-            opcode::Write::new(types::Fd(fd), ptr, len)
-                .offset(off)
-                .build()
-                .user_data(idx as u64)
+            match fixed {
+                Some(i) => opcode::WriteFixed::new(types::Fd(fd), ptr, len, i)
+                    .offset(off)
+                    .build(),
+                None => opcode::Write::new(types::Fd(fd), ptr, len)
+                    .offset(off)
+                    .build(),
+            }
+            .user_data(idx as u64)
         }
     }
 }
@@ -187,7 +206,7 @@ fn run(
                 let (Some(r), Some(p)) = (reqs.get_mut(i), progress.get(i)) else {
                     break;
                 };
-                let e = sqe(fd, r, p, i);
+                let e = sqe(fd, r, p, i, None);
                 // SAFETY: the entry points into r.buf, which outlives the request
                 // (see sqe); the entry itself is copied into the ring.
                 if unsafe { sq.push(&e) }.is_err() {
@@ -302,6 +321,9 @@ pub(super) struct Queue {
     free: Vec<usize>,
     /// Entries pushed but not yet handed to the kernel.
     unsubmitted: usize,
+    /// The arena registered with the ring as its buffer 0 (declared after
+    /// the ring: dropped after it, so the memory outlives the registration).
+    fixed: Option<Arc<Arena>>,
 }
 
 impl Queue {
@@ -312,7 +334,35 @@ impl Queue {
             slots: (0..depth).map(|_| None).collect(),
             free: (0..depth).rev().collect(),
             unsubmitted: 0,
+            fixed: None,
         })
+    }
+
+    pub(super) fn take_buf(&self) -> Option<super::AlignedBuf> {
+        self.fixed.as_ref()?.take()
+    }
+
+    /// Register `arena` as the ring's buffer 0: requests whose buffers are
+    /// its slots then go as READ_FIXED/WRITE_FIXED, without pinning their
+    /// pages each time. Once only.
+    pub(super) fn register(&mut self, arena: Arc<Arena>) -> io::Result<()> {
+        if self.fixed.is_some() {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "buffers are already registered with this queue",
+            ));
+        }
+        let (base, len) = arena.span();
+        let iov = libc::iovec {
+            iov_base: base.cast(),
+            iov_len: len,
+        };
+        // SAFETY: the iovec describes the arena's live allocation, which
+        // `self.fixed` keeps alive until after the ring is closed (field
+        // order), so the kernel never holds a registration of freed memory.
+        unsafe { self.ring.submitter().register_buffers(&[iov]) }?;
+        self.fixed = Some(arena);
+        Ok(())
     }
 
     pub(super) fn depth(&self) -> usize {
@@ -348,7 +398,12 @@ impl Queue {
         let Some(Some((fd, req, p, _))) = self.slots.get_mut(slot) else {
             return Err(());
         };
-        let e = sqe(*fd, req, p, slot);
+        // A slot of the registered arena goes as a fixed-buffer request.
+        let fixed = match (&self.fixed, req.buf.arena()) {
+            (Some(mine), Some(its)) if Arc::ptr_eq(mine, its) => Some(0),
+            _ => None,
+        };
+        let e = sqe(*fd, req, p, slot, fixed);
         // SAFETY: the entry points into the slot's buffer, which stays in
         // `self.slots` until its completion is reaped (or, if the ring
         // breaks, is leaked by Drop rather than freed).

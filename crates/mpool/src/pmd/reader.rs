@@ -11,7 +11,7 @@
 use super::Pmd;
 use crate::dev::{from_req_err, DevError};
 use crate::error::{Error, Result};
-use crate::io::{IoKind, IoReq, Queue};
+use crate::io::{AlignedBuf, Arena, IoKind, IoReq, Queue};
 use crate::objid::ObjectId;
 use crate::omf::sb::MediaClass;
 use crate::pool::AlignedRead;
@@ -56,6 +56,10 @@ pub struct MblockReader<'a> {
     /// Completed reads not yet taken.
     ready: VecDeque<Result<AlignedRead>>,
     reaped: Vec<(u64, IoReq)>,
+    /// Buffers of [`MblockReader::register_buffers`] when the ring could
+    /// not register them (they are then plain memory).
+    plain: Option<std::sync::Arc<Arena>>,
+    bufs_set: bool,
 }
 
 impl<'a> MblockReader<'a> {
@@ -71,6 +75,50 @@ impl<'a> MblockReader<'a> {
             free: (0..depth).rev().collect(),
             ready: VecDeque::new(),
             reaped: Vec::new(),
+            plain: None,
+            bufs_set: false,
+        }
+    }
+
+    /// Set up `count` read buffers of `len` bytes each (rounded up to the
+    /// pool's largest sector size), handed out by
+    /// [`MblockReader::take_buf`] and free again when dropped. They are
+    /// one allocation registered with the reader's ring, so reads into them
+    /// skip pinning their pages for each read (fio's `--fixedbufs`); that
+    /// is worth about 5 % at 4 KiB and queue depth 32. Returns whether they
+    /// are registered: where io_uring is missing or refuses (for instance
+    /// over `RLIMIT_MEMLOCK`), they are plain buffers, and reads work the
+    /// same. Once per reader.
+    pub fn register_buffers(&mut self, count: usize, len: usize) -> Result<bool> {
+        if self.bufs_set {
+            return Err(Error::InvalidArgument(
+                "this reader's buffers are set up already".into(),
+            ));
+        }
+        self.bufs_set = true;
+        let align = [MediaClass::Capacity, MediaClass::Staging]
+            .into_iter()
+            .filter_map(|c| self.pmd.class_dev(c).ok())
+            .map(|d| d.sector() as usize)
+            .fold(crate::io::DEFAULT_ALIGN, usize::max);
+        if let Some(q) = self.queue.as_mut() {
+            if q.register_buffers(count, len, align).is_ok() {
+                return Ok(true);
+            }
+        }
+        self.plain = Some(Arena::new(count, len, align).ok_or_else(|| {
+            Error::InvalidArgument(format!("cannot allocate {count} buffers of {len} bytes"))
+        })?);
+        Ok(false)
+    }
+
+    /// A free buffer of those set up by [`MblockReader::register_buffers`]:
+    /// `None` when none were set up or all are in use.
+    pub fn take_buf(&self) -> Option<AlignedBuf> {
+        match (&self.queue, &self.plain) {
+            (_, Some(a)) => a.take(),
+            (Some(q), None) => q.take_buf(),
+            (None, None) => None,
         }
     }
 
