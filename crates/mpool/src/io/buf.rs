@@ -486,6 +486,41 @@ mod tests {
     }
 
     #[test]
+    fn arena_slots_are_distinct_aligned_and_come_back() {
+        let a = Arena::new(3, 1000, 4096).unwrap();
+        let bufs: Vec<AlignedBuf> = (0..3).map(|_| a.take().unwrap()).collect();
+        assert!(a.take().is_none());
+        let (base, total) = a.span();
+        assert_eq!(total, 3 * 4096);
+        let mut starts: Vec<usize> = bufs.iter().map(|b| b.as_ptr() as usize).collect();
+        starts.sort();
+        starts.dedup();
+        assert_eq!(starts.len(), 3);
+        for b in &bufs {
+            assert_eq!(b.len(), 4096);
+            assert_eq!(b.as_ptr() as usize % 4096, 0);
+            assert!(a.offset_of(b.as_ptr()).is_some());
+            assert!(b.iter().all(|&x| x == 0));
+        }
+        assert!(a.offset_of(base.wrapping_add(total)).is_none());
+        let mut bufs = bufs;
+        let mut one = bufs.pop().unwrap();
+        one.fill(9);
+        let p = one.as_ptr();
+        drop(one);
+        let again = a.take().unwrap();
+        assert_eq!(again.as_ptr(), p, "a dropped slot is handed out again");
+        // A clone is plain memory, not a slot.
+        let c = again.clone();
+        assert!(c.arena().is_none());
+        assert!(a.offset_of(c.as_ptr()).is_none());
+        // The buffers keep the memory alive after the arena handle is gone.
+        drop(a);
+        assert!(again.iter().all(|&x| x == 9));
+        drop(bufs);
+    }
+
+    #[test]
     fn empty_and_small_alignment_raised() {
         let b = AlignedBuf::new(0, 4096);
         assert!(b.is_empty());
