@@ -273,6 +273,9 @@ fn registered_buffers_are_handed_out_reused_and_read_into() {
     let data = pattern(300_000, 4);
     let id = commit(&pool, MediaClass::Capacity, &data);
     let mut rd = pool.mblock_reader(4).unwrap();
+    assert!(rd.take_buf().is_none(), "none set up yet");
+    assert!(rd.register_buffers(0, 4096).is_err());
+    assert!(rd.register_buffers(3, usize::MAX).is_err());
     let registered = rd.register_buffers(3, 4096).unwrap();
     assert!(registered, "io_uring registers 12 KiB of buffers");
     assert!(rd.register_buffers(3, 4096).is_err(), "once per reader");

@@ -26,7 +26,7 @@ pub struct AlignedBuf {
     arena: Option<Arc<Arena>>,
 }
 
-// SAFETY: AlignedBuf uniquely owns its allocation (like Vec<u8>); no interior
+// SAFETY: AlignedBuf uniquely owns its allocation or arena slot (like Vec<u8>); no interior
 // aliasing exists, so moving it or sharing `&AlignedBuf` across threads is sound.
 unsafe impl Send for AlignedBuf {}
 // SAFETY: shared references only permit reads of plain bytes.
@@ -172,20 +172,25 @@ unsafe impl Send for Arena {}
 unsafe impl Sync for Arena {}
 
 impl Arena {
-    /// `count` slots of `len` bytes (rounded up to `align`), zeroed.
+    /// `count` slots of `len` bytes (rounded up to `align`), zeroed;
+    /// `None` for no slots, empty slots, sizes that overflow, or no memory.
     pub(crate) fn new(count: usize, len: usize, align: usize) -> Option<Arc<Self>> {
-        let align = align.max(MIN_ALIGN).next_power_of_two();
-        let slot = round_up(len.max(1), align);
-        let total = slot.checked_mul(count.max(1))?;
+        if count == 0 || len == 0 {
+            return None;
+        }
+        let align = align.max(MIN_ALIGN).checked_next_power_of_two()?;
+        let slot = len.checked_next_multiple_of(align)?;
+        let total = slot.checked_mul(count)?;
         let layout = Layout::from_size_align(total, align).ok()?;
-        // SAFETY: the layout has a non-zero size.
+        // SAFETY: the layout has a non-zero size (count, len > 0, and the
+        // rounding above cannot wrap to zero: it is checked).
         let base = NonNull::new(unsafe { alloc::alloc_zeroed(layout) })?;
         Some(Arc::new(Self {
             base,
             slot,
-            count: count.max(1),
+            count,
             align,
-            free: Mutex::new((0..count.max(1)).rev().collect()),
+            free: Mutex::new((0..count).rev().collect()),
         }))
     }
 
@@ -487,6 +492,10 @@ mod tests {
 
     #[test]
     fn arena_slots_are_distinct_aligned_and_come_back() {
+        assert!(Arena::new(0, 4096, 4096).is_none());
+        assert!(Arena::new(1, 0, 4096).is_none());
+        assert!(Arena::new(1, usize::MAX, 4096).is_none(), "rounding overflows");
+        assert!(Arena::new(usize::MAX, 4096, 4096).is_none(), "size overflows");
         let a = Arena::new(3, 1000, 4096).unwrap();
         let bufs: Vec<AlignedBuf> = (0..3).map(|_| a.take().unwrap()).collect();
         assert!(a.take().is_none());

@@ -266,18 +266,35 @@ impl Queue {
     /// allocation and register it with the ring: requests on these buffers
     /// (see [`Queue::take_buf`]) go as fixed-buffer reads and writes, which
     /// spare the kernel pinning each buffer's pages for each request (fio's
-    /// `--fixedbufs`). Fails if buffers are registered already or the
-    /// kernel refuses (for instance over `RLIMIT_MEMLOCK`).
+    /// `--fixedbufs`). Fails if buffers are registered already, for no or
+    /// empty buffers, or when the kernel refuses (over `RLIMIT_MEMLOCK`,
+    /// or more than 1 GiB in all).
     pub fn register_buffers(&mut self, count: usize, len: usize, align: usize) -> io::Result<()> {
+        if self.inner.is_registered() {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "buffers are already registered with this queue",
+            ));
+        }
         let arena = buf::Arena::new(count, len, align).ok_or_else(|| {
-            io::Error::new(io::ErrorKind::OutOfMemory, "cannot allocate the buffers")
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("cannot allocate {count} buffers of {len} bytes"),
+            )
         })?;
+        self.register_arena(arena)
+    }
+
+    /// Register an arena made by the caller (see
+    /// [`Queue::register_buffers`]).
+    pub(crate) fn register_arena(&mut self, arena: std::sync::Arc<Arena>) -> io::Result<()> {
         self.inner.register(arena)
     }
 
     /// A free registered buffer (see [`Queue::register_buffers`]): `None`
     /// when none are registered or all are in use. Dropped anywhere, it
-    /// becomes free again.
+    /// becomes free again. A buffer handed out again holds the bytes of
+    /// its last use.
     pub fn take_buf(&self) -> Option<AlignedBuf> {
         self.inner.take_buf()
     }

@@ -338,6 +338,10 @@ impl Queue {
         })
     }
 
+    pub(super) fn is_registered(&self) -> bool {
+        self.fixed.is_some()
+    }
+
     pub(super) fn take_buf(&self) -> Option<super::AlignedBuf> {
         self.fixed.as_ref()?.take()
     }
@@ -346,7 +350,7 @@ impl Queue {
     /// its slots then go as READ_FIXED/WRITE_FIXED, without pinning their
     /// pages each time. Once only.
     pub(super) fn register(&mut self, arena: Arc<Arena>) -> io::Result<()> {
-        if self.fixed.is_some() {
+        if self.is_registered() {
             return Err(io::Error::new(
                 io::ErrorKind::AlreadyExists,
                 "buffers are already registered with this queue",
@@ -359,7 +363,9 @@ impl Queue {
         };
         // SAFETY: the iovec describes the arena's live allocation, which
         // `self.fixed` keeps alive until after the ring is closed (field
-        // order), so the kernel never holds a registration of freed memory.
+        // order); by then no request is in flight (Drop waits for them or
+        // leaks their buffers, and with them the arena), so nothing can
+        // reach the memory through the registration once it is freed.
         unsafe { self.ring.submitter().register_buffers(&[iov]) }?;
         self.fixed = Some(arena);
         Ok(())

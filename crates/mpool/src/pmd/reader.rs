@@ -56,10 +56,9 @@ pub struct MblockReader<'a> {
     /// Completed reads not yet taken.
     ready: VecDeque<Result<AlignedRead>>,
     reaped: Vec<(u64, IoReq)>,
-    /// Buffers of [`MblockReader::register_buffers`] when the ring could
-    /// not register them (they are then plain memory).
-    plain: Option<std::sync::Arc<Arena>>,
-    bufs_set: bool,
+    /// The buffers of [`MblockReader::register_buffers`] (registered with
+    /// the ring when it allowed, plain memory otherwise).
+    bufs: Option<std::sync::Arc<Arena>>,
 }
 
 impl<'a> MblockReader<'a> {
@@ -75,51 +74,49 @@ impl<'a> MblockReader<'a> {
             free: (0..depth).rev().collect(),
             ready: VecDeque::new(),
             reaped: Vec::new(),
-            plain: None,
-            bufs_set: false,
+            bufs: None,
         }
     }
 
-    /// Set up `count` read buffers of `len` bytes each (rounded up to the
-    /// pool's largest sector size), handed out by
+    /// Set up `count` read buffers of `len` bytes each (rounded up to a
+    /// multiple of 4 KiB, or of a larger sector size of the pool), handed
+    /// out by
     /// [`MblockReader::take_buf`] and free again when dropped. They are
     /// one allocation registered with the reader's ring, so reads into them
     /// skip pinning their pages for each read (fio's `--fixedbufs`); that
     /// is worth about 5 % at 4 KiB and queue depth 32. Returns whether they
     /// are registered: where io_uring is missing or refuses (for instance
-    /// over `RLIMIT_MEMLOCK`), they are plain buffers, and reads work the
-    /// same. Once per reader.
+    /// over `RLIMIT_MEMLOCK`, or for more than 1 GiB in all), they are
+    /// plain buffers, and reads work the same. Once per reader.
     pub fn register_buffers(&mut self, count: usize, len: usize) -> Result<bool> {
-        if self.bufs_set {
+        if self.bufs.is_some() {
             return Err(Error::InvalidArgument(
                 "this reader's buffers are set up already".into(),
             ));
         }
-        self.bufs_set = true;
         let align = [MediaClass::Capacity, MediaClass::Staging]
             .into_iter()
             .filter_map(|c| self.pmd.class_dev(c).ok())
             .map(|d| d.sector() as usize)
             .fold(crate::io::DEFAULT_ALIGN, usize::max);
-        if let Some(q) = self.queue.as_mut() {
-            if q.register_buffers(count, len, align).is_ok() {
-                return Ok(true);
-            }
-        }
-        self.plain = Some(Arena::new(count, len, align).ok_or_else(|| {
-            Error::InvalidArgument(format!("cannot allocate {count} buffers of {len} bytes"))
-        })?);
-        Ok(false)
+        let arena = Arena::new(count, len, align).ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "cannot set up {count} buffers of {len} bytes (none, empty, too large, or no memory)"
+            ))
+        })?;
+        let registered = self
+            .queue
+            .as_mut()
+            .is_some_and(|q| q.register_arena(std::sync::Arc::clone(&arena)).is_ok());
+        self.bufs = Some(arena);
+        Ok(registered)
     }
 
     /// A free buffer of those set up by [`MblockReader::register_buffers`]:
-    /// `None` when none were set up or all are in use.
+    /// `None` when none were set up or all are in use. A buffer handed out
+    /// again holds the bytes of its last use.
     pub fn take_buf(&self) -> Option<AlignedBuf> {
-        match (&self.queue, &self.plain) {
-            (_, Some(a)) => a.take(),
-            (Some(q), None) => q.take_buf(),
-            (None, None) => None,
-        }
+        self.bufs.as_ref()?.take()
     }
 
     /// The most reads in flight at once.
