@@ -494,8 +494,14 @@ mod tests {
     fn arena_slots_are_distinct_aligned_and_come_back() {
         assert!(Arena::new(0, 4096, 4096).is_none());
         assert!(Arena::new(1, 0, 4096).is_none());
-        assert!(Arena::new(1, usize::MAX, 4096).is_none(), "rounding overflows");
-        assert!(Arena::new(usize::MAX, 4096, 4096).is_none(), "size overflows");
+        assert!(
+            Arena::new(1, usize::MAX, 4096).is_none(),
+            "rounding overflows"
+        );
+        assert!(
+            Arena::new(usize::MAX, 4096, 4096).is_none(),
+            "size overflows"
+        );
         let a = Arena::new(3, 1000, 4096).unwrap();
         let bufs: Vec<AlignedBuf> = (0..3).map(|_| a.take().unwrap()).collect();
         assert!(a.take().is_none());
