@@ -32,7 +32,7 @@
 use crate::common::{self, histogram, Counting};
 use crate::fio::{self, FioJob};
 use crate::report::{fmt_rate, fmt_ratio, fmt_us, Table};
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use mpool::dev::{Device, DeviceRef, FileDevice, OpenOptions as DevOpenOptions};
 use mpool::io::AlignedBuf;
 use mpool::{CreateOptions, DeviceSpec, MediaClass, OpenOptions, Pool};
@@ -184,47 +184,30 @@ fn slice(
     h: &mut hdrhistogram::Histogram<u64>,
 ) -> Result<Fig> {
     let start = Instant::now();
-    let res: Vec<Result<(u64, hdrhistogram::Histogram<u64>)>> = std::thread::scope(|s| {
-        let hs: Vec<_> = (0..threads.max(1))
-            .map(|_| {
-                s.spawn(move || -> Result<(u64, hdrhistogram::Histogram<u64>)> {
-                    let mut h = histogram();
-                    let d = File::open(env.fsdir)
-                        .with_context(|| format!("opening {}", env.fsdir.display()))?;
-                    let mut ops = 0;
-                    let mut mine = env.buf.clone();
-                    while start.elapsed() < rt {
-                        let t = Instant::now();
-                        match side {
-                            Side::MpoolDeferred => mine = mpool_op(env.pool, mine, true)?,
-                            Side::MpoolDurable => mine = mpool_op(env.pool, mine, false)?,
-                            Side::FsUnlink | Side::FsUnlinkFsync => {
-                                let n = env.seq.fetch_add(1, Ordering::Relaxed);
-                                let p = env.fsdir.join(format!("obj-{n}"));
-                                fs_op(&d, &p, env.buf, side == Side::FsUnlinkFsync)?;
-                            }
-                        }
-                        h.record((t.elapsed().as_nanos() as u64).max(1))?;
-                        ops += 1;
-                    }
-                    Ok((ops, h))
-                })
-            })
-            .collect();
-        hs.into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(anyhow!("churn thread panicked")))
-            })
-            .collect()
-    });
+    let (ops, hh) = common::in_threads(threads, "churn", |_| {
+        let mut h = histogram();
+        let d =
+            File::open(env.fsdir).with_context(|| format!("opening {}", env.fsdir.display()))?;
+        let mut ops = 0;
+        let mut mine = env.buf.clone();
+        while start.elapsed() < rt {
+            let t = Instant::now();
+            match side {
+                Side::MpoolDeferred => mine = mpool_op(env.pool, mine, true)?,
+                Side::MpoolDurable => mine = mpool_op(env.pool, mine, false)?,
+                Side::FsUnlink | Side::FsUnlinkFsync => {
+                    let n = env.seq.fetch_add(1, Ordering::Relaxed);
+                    let p = env.fsdir.join(format!("obj-{n}"));
+                    fs_op(&d, &p, env.buf, side == Side::FsUnlinkFsync)?;
+                }
+            }
+            h.record((t.elapsed().as_nanos() as u64).max(1))?;
+            ops += 1;
+        }
+        Ok((ops, h))
+    })?;
     let secs = start.elapsed().as_secs_f64();
-    let mut ops = 0;
-    for r in res {
-        let (n, hh) = r?;
-        ops += n;
-        h.add(&hh)?;
-    }
+    h.add(&hh)?;
     Ok(Fig { ops, secs })
 }
 

@@ -89,6 +89,32 @@ pub fn histogram() -> Histogram<u64> {
     Histogram::<u64>::new_with_bounds(1, 600_000_000_000, 3).expect("constant bounds are valid")
 }
 
+/// Run `work(t)` for t in `0..threads` on scoped threads, each returning
+/// its operation count and latency histogram: the total count and the
+/// merged histogram. A panicking thread is an error naming `what`.
+pub fn in_threads<F>(threads: usize, what: &str, work: F) -> Result<(u64, Histogram<u64>)>
+where
+    F: Fn(usize) -> Result<(u64, Histogram<u64>)> + Sync,
+{
+    let work = &work;
+    let results: Vec<Result<(u64, Histogram<u64>)>> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..threads.max(1))
+            .map(|t| s.spawn(move || work(t)))
+            .collect();
+        hs.into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| bail!("{what} thread panicked")))
+            .collect()
+    });
+    let mut total = 0;
+    let mut hist = histogram();
+    for r in results {
+        let (n, h) = r?;
+        total += n;
+        hist.add(&h)?;
+    }
+    Ok((total, hist))
+}
+
 /// Facts that explain the numbers: file, filesystem, kernel, CPUs, fio.
 pub fn context(path: &Path, fio_bin: Option<&Path>) -> Vec<(String, String)> {
     let mut c = vec![("file".to_string(), path.display().to_string())];

@@ -21,7 +21,7 @@
 use crate::common::{self, histogram};
 use crate::fio::{self, FioEngine, FioJob, Limit};
 use crate::report::{fmt_rate, fmt_ratio, fmt_us, Table};
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{bail, Context, Result};
 use mpool::io::AlignedBuf;
 use mpool::{AlignedRead, CreateOptions, DeviceSpec, MediaClass, ObjectId, OpenOptions, Pool};
 use serde_json::json;
@@ -259,112 +259,91 @@ fn read_load(
     let blocks = (len / 4096).max(1);
     let cpu0 = common::cpu_seconds();
     let start = Instant::now();
-    let results: Vec<Result<(u64, hdrhistogram::Histogram<u64>)>> = std::thread::scope(|s| {
-        let hs: Vec<_> = (0..threads.max(1))
-            .map(|t| {
-                s.spawn(move || -> Result<(u64, hdrhistogram::Histogram<u64>)> {
-                    let mut rng =
-                        Rng(0x9E37_79B9_7F4A_7C15
-                            ^ (t as u64 + 1).wrapping_mul(0x1234_5678_9ABC_DEF1));
-                    let mut h = histogram();
-                    let mut bufs = vec![vec![0u8; 4096]; per];
-                    let mut abufs: Vec<AlignedBuf> =
-                        (0..per).map(|_| AlignedBuf::new(4096, 4096)).collect();
-                    let mut n = 0u64;
-                    if let Mode::Stream(qd, registered) = mode {
-                        let mut rd = pool.mblock_reader(qd)?;
-                        let mut sent: std::collections::HashMap<usize, Instant> =
-                            std::collections::HashMap::new();
-                        let mut spare: Vec<AlignedBuf> = if registered {
-                            if !rd.register_buffers(qd, 4096)? {
-                                bail!("the reader's buffers could not be registered");
-                            }
-                            (0..qd).filter_map(|_| rd.take_buf()).collect()
-                        } else {
-                            (0..qd).map(|_| AlignedBuf::new(4096, 4096)).collect()
-                        };
-                        while start.elapsed() < runtime {
-                            while let Some(buf) = spare.pop() {
-                                sent.insert(buf.as_ptr() as usize, Instant::now());
-                                rd.push(AlignedRead {
-                                    id: ids[(rng.next() % ids.len() as u64) as usize],
-                                    offset: (rng.next() % blocks) * 4096,
-                                    buf,
-                                })?;
-                            }
-                            let Some(done) = rd.next() else { break };
-                            let done = done?;
-                            if let Some(t0) = sent.remove(&(done.buf.as_ptr() as usize)) {
-                                h.record((t0.elapsed().as_nanos() as u64).max(1))?;
-                            }
-                            spare.push(done.buf);
-                            n += 1;
-                        }
-                        for done in rd {
-                            done?;
-                        }
-                        return Ok((n, h));
-                    }
-                    while start.elapsed() < runtime {
-                        if let Mode::Aligned(qd) = mode {
-                            let reads: Vec<AlignedRead> = abufs
-                                .drain(..)
-                                .map(|buf| AlignedRead {
-                                    id: ids[(rng.next() % ids.len() as u64) as usize],
-                                    offset: (rng.next() % blocks) * 4096,
-                                    buf,
-                                })
-                                .collect();
-                            let t0 = Instant::now();
-                            let done = pool.mblock_read_aligned(reads, qd)?;
-                            h.record((t0.elapsed().as_nanos() as u64).max(1))?;
-                            n += done.len() as u64;
-                            abufs.extend(done.into_iter().map(|r| r.buf));
-                            continue;
-                        }
-                        let mut reads: Vec<mpool::MblockRead<'_>> = bufs
-                            .iter_mut()
-                            .map(|b| mpool::MblockRead {
-                                id: ids[(rng.next() % ids.len() as u64) as usize],
-                                offset: (rng.next() % blocks) * 4096,
-                                buf: b,
-                            })
-                            .collect();
-                        let t0 = Instant::now();
-                        match mode {
-                            Mode::Batch => pool.mblock_read_batch(&mut reads)?,
-                            Mode::Queued(qd) | Mode::Aligned(qd) | Mode::Stream(qd, _) => {
-                                pool.mblock_read_queued(&mut reads, qd)?
-                            }
-                            Mode::Single => {
-                                for r in reads.iter_mut() {
-                                    pool.mblock_read(r.id, r.offset, r.buf)?;
-                                }
-                            }
-                        }
-                        h.record((t0.elapsed().as_nanos() as u64).max(1))?;
-                        n += reads.len() as u64;
-                    }
-                    Ok((n, h))
+    let (n, h) = common::in_threads(threads, "reader", |t| {
+        let mut rng =
+            Rng(0x9E37_79B9_7F4A_7C15 ^ (t as u64 + 1).wrapping_mul(0x1234_5678_9ABC_DEF1));
+        let mut h = histogram();
+        let mut bufs = vec![vec![0u8; 4096]; per];
+        let mut abufs: Vec<AlignedBuf> = (0..per).map(|_| AlignedBuf::new(4096, 4096)).collect();
+        let mut n = 0u64;
+        if let Mode::Stream(qd, registered) = mode {
+            let mut rd = pool.mblock_reader(qd)?;
+            let mut sent: std::collections::HashMap<usize, Instant> =
+                std::collections::HashMap::new();
+            let mut spare: Vec<AlignedBuf> = if registered {
+                if !rd.register_buffers(qd, 4096)? {
+                    bail!("the reader's buffers could not be registered");
+                }
+                (0..qd).filter_map(|_| rd.take_buf()).collect()
+            } else {
+                (0..qd).map(|_| AlignedBuf::new(4096, 4096)).collect()
+            };
+            while start.elapsed() < runtime {
+                while let Some(buf) = spare.pop() {
+                    sent.insert(buf.as_ptr() as usize, Instant::now());
+                    rd.push(AlignedRead {
+                        id: ids[(rng.next() % ids.len() as u64) as usize],
+                        offset: (rng.next() % blocks) * 4096,
+                        buf,
+                    })?;
+                }
+                let Some(done) = rd.next() else { break };
+                let done = done?;
+                if let Some(t0) = sent.remove(&(done.buf.as_ptr() as usize)) {
+                    h.record((t0.elapsed().as_nanos() as u64).max(1))?;
+                }
+                spare.push(done.buf);
+                n += 1;
+            }
+            for done in rd {
+                done?;
+            }
+            return Ok((n, h));
+        }
+        while start.elapsed() < runtime {
+            if let Mode::Aligned(qd) = mode {
+                let reads: Vec<AlignedRead> = abufs
+                    .drain(..)
+                    .map(|buf| AlignedRead {
+                        id: ids[(rng.next() % ids.len() as u64) as usize],
+                        offset: (rng.next() % blocks) * 4096,
+                        buf,
+                    })
+                    .collect();
+                let t0 = Instant::now();
+                let done = pool.mblock_read_aligned(reads, qd)?;
+                h.record((t0.elapsed().as_nanos() as u64).max(1))?;
+                n += done.len() as u64;
+                abufs.extend(done.into_iter().map(|r| r.buf));
+                continue;
+            }
+            let mut reads: Vec<mpool::MblockRead<'_>> = bufs
+                .iter_mut()
+                .map(|b| mpool::MblockRead {
+                    id: ids[(rng.next() % ids.len() as u64) as usize],
+                    offset: (rng.next() % blocks) * 4096,
+                    buf: b,
                 })
-            })
-            .collect();
-        hs.into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(anyhow!("reader thread panicked")))
-            })
-            .collect()
-    });
+                .collect();
+            let t0 = Instant::now();
+            match mode {
+                Mode::Batch => pool.mblock_read_batch(&mut reads)?,
+                Mode::Queued(qd) | Mode::Aligned(qd) | Mode::Stream(qd, _) => {
+                    pool.mblock_read_queued(&mut reads, qd)?
+                }
+                Mode::Single => {
+                    for r in reads.iter_mut() {
+                        pool.mblock_read(r.id, r.offset, r.buf)?;
+                    }
+                }
+            }
+            h.record((t0.elapsed().as_nanos() as u64).max(1))?;
+            n += reads.len() as u64;
+        }
+        Ok((n, h))
+    })?;
     let secs = start.elapsed().as_secs_f64();
     let cpu = (common::cpu_seconds() - cpu0) / secs;
-    let mut h = histogram();
-    let mut n = 0;
-    for r in results {
-        let (k, hh) = r?;
-        n += k;
-        h.add(&hh)?;
-    }
     Ok(Fig {
         iops: n as f64 / secs,
         bw: (n * 4096) as f64 / secs,

@@ -104,43 +104,26 @@ fn mpool_case(
 ) -> Result<Measured> {
     let before = c.c.snap();
     let start = Instant::now();
-    let results: Vec<Result<(u64, hdrhistogram::Histogram<u64>)>> = std::thread::scope(|s| {
-        let hs: Vec<_> = (0..threads)
-            .map(|t| {
-                let log = Arc::clone(log);
-                s.spawn(move || -> Result<(u64, hdrhistogram::Histogram<u64>)> {
-                    let mut h = common::histogram();
-                    let data: Vec<u8> = (0..rec).map(|i| (i as u8) ^ (t as u8)).collect();
-                    let mut n = 0u64;
-                    while start.elapsed() < runtime {
-                        let t0 = Instant::now();
-                        match log.append(&data, true) {
-                            Ok(_) => {}
-                            Err(e @ MlogError::LogFull { .. }) => {
-                                bail!("{e}: use a larger --size or a shorter --runtime")
-                            }
-                            Err(e) => return Err(e).context("mlog append"),
-                        }
-                        h.record((t0.elapsed().as_nanos() as u64).max(1))?;
-                        n += 1;
-                    }
-                    Ok((n, h))
-                })
-            })
-            .collect();
-        hs.into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| bail!("append thread panicked")))
-            .collect()
-    });
+    let (appends, hist) = common::in_threads(threads, "append", |t| {
+        let mut h = common::histogram();
+        let data: Vec<u8> = (0..rec).map(|i| (i as u8) ^ (t as u8)).collect();
+        let mut n = 0u64;
+        while start.elapsed() < runtime {
+            let t0 = Instant::now();
+            match log.append(&data, true) {
+                Ok(_) => {}
+                Err(e @ MlogError::LogFull { .. }) => {
+                    bail!("{e}: use a larger --size or a shorter --runtime")
+                }
+                Err(e) => return Err(e).context("mlog append"),
+            }
+            h.record((t0.elapsed().as_nanos() as u64).max(1))?;
+            n += 1;
+        }
+        Ok((n, h))
+    })?;
     let secs = start.elapsed().as_secs_f64();
     let dev = c.c.snap().since(&before);
-    let mut hist = common::histogram();
-    let mut appends = 0;
-    for r in results {
-        let (n, h) = r?;
-        appends += n;
-        hist.add(&h)?;
-    }
     Ok(Measured {
         appends,
         secs,
