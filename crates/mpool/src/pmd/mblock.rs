@@ -330,6 +330,18 @@ pub(crate) fn read_into(
     Ok(out.into_iter().map(|r| r.buf).collect())
 }
 
+/// Whether `buf` can be read straight from the device at byte `at`:
+/// a sector-aligned offset, a buffer aligned at least to the sector (its
+/// length then is too), not empty, and inside the device. Otherwise it is
+/// read through a bounce buffer ([`read_many`]).
+pub(crate) fn direct_read_ok(dev: &dyn Device, at: u64, buf: &AlignedBuf) -> bool {
+    let sector = u64::from(dev.sector());
+    at.is_multiple_of(sector)
+        && buf.align() as u64 >= sector
+        && !buf.is_empty()
+        && at.saturating_add(buf.len() as u64) <= dev.size()
+}
+
 /// Zero the bytes of `buf` (read at `offset` of an mblock whose content is
 /// `len` bytes long) that lie past the content, whatever the media held.
 pub(crate) fn zero_past_content(buf: &mut [u8], offset: u64, len: u64) {

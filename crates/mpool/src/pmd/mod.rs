@@ -1348,35 +1348,29 @@ impl Pmd {
             .iter()
             .map(|r| self.aligned_target(r))
             .collect::<Result<Vec<_>>>()?;
+        // Reads go straight into their buffers where they can, the others
+        // through bounce buffers and a copy.
+        let mut direct = vec![false; reads.len()];
         for class in MediaClass::ALL {
-            let mine: Vec<usize> = (0..reads.len())
-                .filter(|&i| at.get(i).is_some_and(|a| a.0 == class))
-                .collect();
-            if mine.is_empty() {
+            if !at.iter().any(|a| a.0 == class) {
                 continue;
             }
-            let dev = self.inner.class(class)?.dev.as_ref();
-            let sector = u64::from(dev.sector());
-            // Sector-aligned reads go straight into their buffers; the
-            // others through bounce buffers and a copy.
-            let (direct, bounce): (Vec<usize>, Vec<usize>) = mine.into_iter().partition(|&i| {
-                reads[i].offset.is_multiple_of(sector) && reads[i].buf.align() as u64 >= sector
-            });
-            let bufs: Vec<(u64, AlignedBuf)> = direct
-                .iter()
-                .map(|&i| (at[i].1 + reads[i].offset, std::mem::take(&mut reads[i].buf)))
-                .collect();
-            let bufs = mblock::read_into(dev, bufs, depth)?;
-            for (&i, b) in direct.iter().zip(bufs) {
-                reads[i].buf = b;
+            let dev = self.class_dev(class)?.as_ref();
+            let (mut taken, mut bufs) = (Vec::new(), Vec::new());
+            for (i, r) in reads.iter_mut().enumerate() {
+                let pos = at[i].1 + r.offset;
+                if at[i].0 == class && mblock::direct_read_ok(dev, pos, &r.buf) {
+                    direct[i] = true;
+                    taken.push(i);
+                    bufs.push((pos, std::mem::take(&mut r.buf)));
+                }
             }
-            let mut bounced = vec![false; reads.len()];
-            for &i in &bounce {
-                bounced[i] = true;
+            for (i, b) in taken.into_iter().zip(mblock::read_into(dev, bufs, depth)?) {
+                reads[i].buf = b;
             }
             let mut spans: Vec<mblock::Span<'_>> = Vec::new();
             for (i, r) in reads.iter_mut().enumerate() {
-                if !bounced[i] {
+                if direct[i] || at[i].0 != class {
                     continue;
                 }
                 let (_, base, len) = at[i];

@@ -143,13 +143,9 @@ impl<'a> MblockReader<'a> {
     pub fn push(&mut self, read: AlignedRead) -> Result<()> {
         let (class, base, len) = self.pmd.aligned_target(&read)?;
         let dev = self.pmd.class_dev(class)?;
-        let sector = u64::from(dev.sector());
         let fd = dev.queue_fd();
         let at = base + read.offset;
-        let direct = read.offset.is_multiple_of(sector)
-            && read.buf.align() as u64 >= sector
-            && !read.buf.is_empty()
-            && at.saturating_add(read.buf.len() as u64) <= dev.size();
+        let direct = super::mblock::direct_read_ok(dev.as_ref(), at, &read.buf);
         // A free slot, waiting for a quarter of the queue if there is none
         // (if the ring fails meanwhile, the queue is given up and the
         // reads in flight come back as errors).
