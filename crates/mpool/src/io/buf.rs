@@ -229,14 +229,10 @@ impl Arena {
 
 impl Drop for Arena {
     fn drop(&mut self) {
-        // SAFETY: allocated in `new` with this size and alignment, and no
-        // buffer refers to it any more (each holds an Arc of the arena).
-        unsafe {
-            alloc::dealloc(
-                self.base.as_ptr(),
-                Layout::from_size_align_unchecked(self.slot * self.count, self.align),
-            )
-        };
+        // SAFETY: allocated in `new` from the global allocator with this
+        // size and alignment, and no buffer refers to it any more (each
+        // holds an Arc of the arena).
+        unsafe { cache::free(self.base, self.slot * self.count, self.align) };
     }
 }
 

@@ -321,6 +321,8 @@ pub(super) struct Queue {
     free: Vec<usize>,
     /// Entries pushed but not yet handed to the kernel.
     unsubmitted: usize,
+    /// Completions taken off the ring, kept to be reused by every reap.
+    cqes: Vec<(usize, i32)>,
     /// The arena registered with the ring as its buffer 0 (declared after
     /// the ring: dropped after it, so the memory outlives the registration).
     fixed: Option<Arc<Arena>>,
@@ -334,6 +336,7 @@ impl Queue {
             slots: (0..depth).map(|_| None).collect(),
             free: (0..depth).rev().collect(),
             unsubmitted: 0,
+            cqes: Vec::with_capacity(depth),
             fixed: None,
         })
     }
@@ -439,12 +442,15 @@ impl Queue {
                         || e.raw_os_error() == Some(libc::EBUSY) => {}
                 Err(e) => return Err(e),
             }
-            let cqes: Vec<(usize, i32)> = self
-                .ring
-                .completion()
-                .map(|c| (c.user_data() as usize, c.result()))
-                .collect();
-            for (slot, res) in cqes {
+            // Taken off the ring first: handling them pushes resubmissions.
+            let mut cqes = std::mem::take(&mut self.cqes);
+            cqes.clear();
+            cqes.extend(
+                self.ring
+                    .completion()
+                    .map(|c| (c.user_data() as usize, c.result())),
+            );
+            for &(slot, res) in &cqes {
                 let Some(Some((_, req, p, _))) = self.slots.get_mut(slot) else {
                     continue;
                 };
@@ -463,6 +469,7 @@ impl Queue {
                     }
                 }
             }
+            self.cqes = cqes;
         }
     }
 }
