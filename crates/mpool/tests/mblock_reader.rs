@@ -210,16 +210,23 @@ fn dropping_a_busy_reader_waits_for_its_reads() {
     assert!(r.buf[..] == data[..4096]);
 }
 
+/// A file in a fresh directory holding `len` bytes of pattern `seed`,
+/// open for reading (buffered: the queue needs no O_DIRECT).
+fn file_of(len: usize, seed: u8) -> (tempfile::TempDir, std::fs::File, Vec<u8>) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("q.img");
+    let content = pattern(len, seed);
+    std::fs::write(&path, &content).unwrap();
+    let f = std::fs::File::open(&path).unwrap();
+    (dir, f, content)
+}
+
 #[test]
 fn io_queue_reads_tags_short_files_and_drop() {
     if !uring() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("q.img");
-    let content: Vec<u8> = pattern(64 * 1024, 5);
-    std::fs::write(&path, &content).unwrap();
-    let f = std::fs::File::open(&path).unwrap();
+    let (_dir, f, content) = file_of(64 * 1024, 5);
     let fd = std::os::fd::AsRawFd::as_raw_fd(&f);
     let mut q = Queue::new(4).unwrap();
     assert_eq!(q.depth(), 4);
@@ -318,11 +325,7 @@ fn io_queue_fixed_buffers() {
     if !uring() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("f.img");
-    let content: Vec<u8> = pattern(64 * 1024, 8);
-    std::fs::write(&path, &content).unwrap();
-    let f = std::fs::File::open(&path).unwrap();
+    let (_dir, f, content) = file_of(64 * 1024, 8);
     let fd = std::os::fd::AsRawFd::as_raw_fd(&f);
     let mut q = Queue::new(4).unwrap();
     assert!(q.take_buf().is_none(), "nothing registered yet");
