@@ -78,8 +78,9 @@ fn give_bufs(done: Vec<IoReq>) {
     }
 }
 
-fn submit_all(dev: &dyn Device, reqs: Vec<IoReq>) -> Result<Vec<IoReq>, DevError> {
-    let mut out = dev.submit(reqs);
+/// Run a batch, at most `depth` in flight; the first failure is the error.
+fn submit_all(dev: &dyn Device, reqs: Vec<IoReq>, depth: usize) -> Result<Vec<IoReq>, DevError> {
+    let mut out = dev.submit_depth(reqs, depth);
     check_results(dev, &mut out)?;
     Ok(out)
 }
@@ -154,7 +155,7 @@ impl WriteState {
         }
         let bytes: u64 = reqs.iter().map(|r| r.buf.len() as u64).sum();
         if !reqs.is_empty() {
-            match submit_all(self.dev.as_ref(), reqs) {
+            match submit_all(self.dev.as_ref(), reqs, usize::MAX) {
                 Ok(done) => give_bufs(done),
                 Err(e) => {
                     // Some of the data may be missing on the device: only abort is left.
@@ -186,7 +187,7 @@ impl WriteState {
         let n = buf.len() as u64;
         // Nothing pending: the content on the device ends where it ends.
         let req = IoReq::write(self.base + self.on_dev, buf);
-        match submit_all(self.dev.as_ref(), vec![req]) {
+        match submit_all(self.dev.as_ref(), vec![req], usize::MAX) {
             Ok(mut done) => {
                 self.on_dev += n;
                 self.written = want;
@@ -211,10 +212,8 @@ impl WriteState {
         if !self.tail.is_empty() {
             let sector = self.dev.sector() as usize;
             let buf = AlignedBuf::from_slice(&self.tail, sector);
-            submit_all(
-                self.dev.as_ref(),
-                vec![IoReq::write(self.base + self.on_dev, buf)],
-            )?;
+            let req = IoReq::write(self.base + self.on_dev, buf);
+            submit_all(self.dev.as_ref(), vec![req], usize::MAX)?;
         }
         if flush {
             self.dev.flush()?;
@@ -325,8 +324,7 @@ pub(crate) fn read_into(
         .into_iter()
         .map(|(off, buf)| IoReq::read(off, buf))
         .collect();
-    let mut out = dev.submit_depth(reqs, depth);
-    check_results(dev, &mut out)?;
+    let out = submit_all(dev, reqs, depth)?;
     Ok(out.into_iter().map(|r| r.buf).collect())
 }
 
