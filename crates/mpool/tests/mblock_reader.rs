@@ -230,6 +230,12 @@ fn io_queue_reads_tags_short_files_and_drop() {
     let fd = std::os::fd::AsRawFd::as_raw_fd(&f);
     let mut q = Queue::new(4).unwrap();
     assert_eq!(q.depth(), 4);
+    // An empty buffer comes back at once: there is nothing to read.
+    let back = q
+        .push(fd, IoReq::read(0, AlignedBuf::empty(4096)), 8)
+        .unwrap_err();
+    assert!(back.buf.is_empty());
+    assert_eq!(q.in_flight(), 0);
     for k in 0..4u64 {
         q.push(
             fd,
