@@ -1,11 +1,11 @@
 //! The pool-level error type.
 
 use crate::dev::DevError;
+use crate::format::superblock::{MediaClass, SuperblockError};
 use crate::mlog::MlogError;
 use crate::objid::{ObjType, ObjectId};
-use crate::omf::sb::{MediaClass, SbError};
-use crate::sb::Signature;
-use crate::smap::SmapError;
+use crate::space_map::SpaceMapError;
+use crate::superblock::Signature;
 use std::io;
 use std::path::PathBuf;
 
@@ -26,7 +26,7 @@ pub enum Error {
         device: String,
         /// Why.
         #[source]
-        source: SbError,
+        source: SuperblockError,
     },
     /// A bad pool name.
     #[error("{0}")]
@@ -125,7 +125,7 @@ pub enum Error {
     Corrupt(String),
     /// No space left in a media class.
     #[error(transparent)]
-    NoSpace(SmapError),
+    NoSpace(SpaceMapError),
     /// No such object (never existed, aborted or deleted).
     #[error("no object {0}")]
     NotFound(ObjectId),

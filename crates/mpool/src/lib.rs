@@ -11,24 +11,24 @@
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
 
+pub mod catalog;
 pub mod check;
 pub mod dev;
 pub mod error;
+pub mod format;
 pub mod io;
 pub mod mdc;
 pub mod mlog;
 pub mod objid;
-pub mod omf;
-pub mod pmd;
 pub mod pool;
 pub mod rundir;
-pub mod sb;
 pub mod scan;
-pub mod smap;
+pub mod space_map;
+pub mod superblock;
 pub mod torture;
 
 pub use error::{Error, Result};
+pub use format::superblock::MediaClass;
 pub use objid::{ObjType, ObjectId};
-pub use omf::sb::MediaClass;
 pub use pool::{AlignedRead, MblockRead, MblockReader, ObjectProps};
 pub use pool::{CreateOptions, DeviceSpec, OpenOptions, Pool};

@@ -1,24 +1,24 @@
 //! Pools: create, open, properties, media classes, and the lifecycle verbs
 //! (destroy, activate, deactivate, rename) that act on whole pools.
 
+use crate::catalog::{Catalog, ClassDev, Layout};
+pub use crate::catalog::{MblockReader, ObjectProps};
 use crate::dev::{
     DevError, Device, DeviceKind, DeviceRef, FileDevice, OpenOptions as DevOpenOptions,
 };
 use crate::error::{Error, Result};
+use crate::format::superblock::{
+    validate_label, validate_name, Mdc0Loc, MediaClass, Member, Superblock, MAX_MEMBERS, ZONE_MAX,
+    ZONE_MIN,
+};
 use crate::io::{AlignedBuf, EngineChoice};
 use crate::mdc::Mdc;
 use crate::mlog::Mlog;
 use crate::objid::{ObjType, ObjectId};
-use crate::omf::sb::{
-    validate_label, validate_name, Mdc0Loc, MediaClass, Member, Superblock, MAX_MEMBERS, ZONE_MAX,
-    ZONE_MIN,
-};
-use crate::pmd::{ClassDev, Layout, Pmd};
-pub use crate::pmd::{MblockReader, ObjectProps};
 use crate::rundir::{self, ActiveEntry};
-use crate::sb::{self, Signature};
 use crate::scan;
-use crate::smap::ClassMap;
+use crate::space_map::ClassMap;
+use crate::superblock::{self, Signature};
 use serde::Serialize;
 use std::fs::TryLockError;
 use std::path::{Path, PathBuf};
@@ -155,7 +155,7 @@ struct MemberDev {
 
 #[derive(Debug)]
 struct PoolInner {
-    pmd: Option<Pmd>,
+    pmd: Option<Catalog>,
     name: String,
     uuid: Uuid,
     read_only: bool,
@@ -385,13 +385,13 @@ fn assemble(
         let name = p
             .as_ref()
             .map_or_else(|| d.info().name(), |p| p.display().to_string());
-        let r = sb::read(d.as_ref())?;
+        let r = superblock::read(d.as_ref())?;
         let Some(s) = r.best().cloned() else {
             let source = r
                 .copies
                 .iter()
                 .find_map(|c| c.as_ref().err().cloned())
-                .unwrap_or(crate::omf::sb::SbError::NoMagic);
+                .unwrap_or(crate::format::superblock::SuperblockError::NoMagic);
             return Err(Error::Superblock {
                 device: name,
                 source,
@@ -462,7 +462,7 @@ fn assemble(
         mdc0_zone: newest.mdc0.zone,
         mdc0_zones: newest.mdc0.zones,
     };
-    let pmd = match Pmd::open(classes, layout, read_only, newest.version >= 2) {
+    let pmd = match Catalog::open(classes, layout, read_only, newest.version >= 2) {
         Ok(p) => Some(p),
         // Inspecting (no lock, possibly while a writer works): the metadata is
         // replayed read-only when it can be; otherwise the superblock speaks.
@@ -504,7 +504,7 @@ fn format_pool(
         })
         .collect();
     let base = Superblock {
-        version: crate::omf::sb::SB_VERSION,
+        version: crate::format::superblock::SB_VERSION,
         generation: 1,
         pool_uuid,
         dev_uuid: Uuid::nil(),
@@ -529,7 +529,7 @@ fn format_pool(
     for (d, class, zone) in devs {
         classes[class.index()] = Some(class_dev(Arc::clone(d), *class, *zone, 0));
     }
-    Pmd::format(
+    Catalog::format(
         classes,
         Layout {
             mdc0_zone: base.mdc0.zone,
@@ -545,7 +545,7 @@ fn format_pool(
             zone_size: *zone,
             ..base.clone()
         };
-        sb::write(d.as_ref(), &s)?;
+        superblock::write(d.as_ref(), &s)?;
     }
     Ok(())
 }
@@ -578,7 +578,7 @@ fn vet_device(
             zone_size: zone,
         });
     }
-    if let Some(sig) = sb::probe(dev)? {
+    if let Some(sig) = superblock::probe(dev)? {
         if let Signature::Mpool { name, uuid } = &sig {
             if let Some(a) = rundir::find_active(&uuid.to_string())? {
                 return Err(Error::InOtherPool {
@@ -704,7 +704,7 @@ impl Pool {
         }
         if opts.force {
             for (d, _, _, _) in &devs {
-                sb::wipe_signatures(d.as_ref())?;
+                superblock::wipe_signatures(d.as_ref())?;
             }
         }
         let owner = Owner {
@@ -751,7 +751,7 @@ impl Pool {
         sb: Superblock,
         members: Vec<MemberDev>,
         read_only: bool,
-        pmd: Option<Pmd>,
+        pmd: Option<Catalog>,
     ) -> Pool {
         Pool {
             inner: Arc::new(PoolInner {
@@ -783,9 +783,11 @@ impl Pool {
         }
         if !opts.inspect {
             // Lock first, so that no other writer changes what we then read.
-            let hint = files
-                .iter()
-                .find_map(|(_, d)| sb::read(d.as_ref()).ok().and_then(|r| r.best().cloned()));
+            let hint = files.iter().find_map(|(_, d)| {
+                superblock::read(d.as_ref())
+                    .ok()
+                    .and_then(|r| r.best().cloned())
+            });
             let (name, uuid) = hint.map_or_else(
                 || (String::from("?"), Uuid::nil()),
                 |h| (h.name, h.pool_uuid),
@@ -873,7 +875,7 @@ impl Pool {
                 zone_size: m.zone_size,
                 ..sb.clone()
             };
-            sb::write(m.dev.as_ref(), &s)?;
+            superblock::write(m.dev.as_ref(), &s)?;
             m.damaged.clear();
         }
         Ok(())
@@ -898,7 +900,7 @@ impl Pool {
                 zone_size: m.zone_size,
                 ..next.clone()
             };
-            sb::write(m.dev.as_ref(), &s)?;
+            superblock::write(m.dev.as_ref(), &s)?;
         }
         *cur = next;
         Ok(())
@@ -1036,7 +1038,7 @@ impl Pool {
             format_version: sb.version,
             ctime: sb.ctime,
             health: self.health(),
-            objects: self.inner.pmd.as_ref().map(Pmd::count),
+            objects: self.inner.pmd.as_ref().map(Catalog::count),
             classes: self.usage(),
             devices,
         }
@@ -1174,7 +1176,7 @@ impl Pool {
             EngineChoice::from_env().unwrap_or_default(),
         )?;
         let vet = (|| {
-            if let Some(Signature::Mpool { name, uuid }) = sb::probe(d.as_ref())? {
+            if let Some(Signature::Mpool { name, uuid }) = superblock::probe(d.as_ref())? {
                 if uuid == self.uuid() {
                     return Err(Error::InvalidArgument(format!(
                         "{path} is already a device of pool '{name}'"
@@ -1203,13 +1205,13 @@ impl Pool {
             size: d.size(),
         };
         if force {
-            sb::wipe_signatures(d.as_ref())?;
+            superblock::wipe_signatures(d.as_ref())?;
         }
         // The new device gets its superblock first; the others then list it.
         let mut news = sb0.clone();
         news.generation += 1;
         news.members.push(m);
-        sb::write(
+        superblock::write(
             d.as_ref(),
             &Superblock {
                 dev_uuid: m.dev_uuid,
@@ -1255,7 +1257,7 @@ impl Pool {
         Ok(())
     }
 
-    fn pmd(&self) -> Result<&Pmd> {
+    fn pmd(&self) -> Result<&Catalog> {
         self.inner.pmd.as_ref().ok_or_else(|| {
             Error::InvalidArgument(format!(
                 "pool '{}' was opened for inspection only",
@@ -1472,7 +1474,7 @@ impl Pool {
     }
 
     /// State of each pool-metadata MDC.
-    pub fn metadata_stats(&self) -> Result<Vec<crate::pmd::MdcStats>> {
+    pub fn metadata_stats(&self) -> Result<Vec<crate::catalog::MdcStats>> {
         Ok(self.pmd()?.mdc_stats())
     }
 
@@ -1544,7 +1546,7 @@ pub fn destroy(name_or_uuid: &str) -> Result<()> {
     let members = lock(&pool.inner.members);
     // Capacity last: until then the pool is still recognisable as incomplete.
     for m in members.iter().rev() {
-        sb::wipe(m.dev.as_ref())?;
+        superblock::wipe(m.dev.as_ref())?;
     }
     drop(members);
     rundir::remove_active(&name)?;

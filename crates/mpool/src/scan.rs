@@ -2,10 +2,10 @@
 
 use crate::dev::{DevError, FileDevice, OpenOptions};
 use crate::error::Result;
+use crate::format::superblock::{MediaClass, Member};
 use crate::io::EngineChoice;
-use crate::omf::sb::{MediaClass, Member};
 use crate::rundir;
-use crate::sb;
+use crate::superblock;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -87,7 +87,7 @@ pub fn scan(extra: &[PathBuf]) -> Result<ScanReport> {
     }
     let active = rundir::list_active()?;
     let mut pools: BTreeMap<String, ScannedPool> = BTreeMap::new();
-    let mut newest: BTreeMap<String, crate::omf::sb::Superblock> = BTreeMap::new();
+    let mut newest: BTreeMap<String, crate::format::superblock::Superblock> = BTreeMap::new();
     for (path, named) in cands {
         let canon = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
         if !seen.insert(canon.clone()) {
@@ -111,7 +111,7 @@ pub fn scan(extra: &[PathBuf]) -> Result<ScanReport> {
                 continue;
             }
         };
-        let r = match sb::read(&dev) {
+        let r = match superblock::read(&dev) {
             Ok(r) => r,
             Err(DevError::OutOfRange { .. }) => continue,
             Err(e) => {

@@ -298,11 +298,11 @@ fn a_one_flush_commit_record_in_a_format_1_pool_is_corruption() {
     pool.mblock_commit(id).unwrap();
     drop(pool);
     let d: DeviceRef = dev.clone();
-    let read = mpool::sb::read(d.as_ref()).unwrap();
+    let read = mpool::superblock::read(d.as_ref()).unwrap();
     let mut sb = read.copies[0].clone().unwrap();
     assert_eq!(sb.version, 2);
     sb.version = 1;
-    mpool::sb::write(d.as_ref(), &sb).unwrap();
+    mpool::superblock::write(d.as_ref(), &sb).unwrap();
     match Pool::open_on(vec![Arc::clone(&d)], true) {
         Err(mpool::Error::Corrupt(why)) => assert!(why.contains("type 7"), "{why}"),
         other => panic!("expected a corruption error, got {:?}", other.map(|_| ())),

@@ -21,8 +21,8 @@
 
 use super::{mix, TortureReport, Violation};
 use crate::dev::{CrashMode, DeviceRef, FaultDevice};
+use crate::format::superblock::MediaClass;
 use crate::objid::{ObjType, ObjectId};
-use crate::omf::sb::MediaClass;
 use crate::pool::Pool;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

@@ -175,7 +175,7 @@ pub struct Superblock {
 /// Why a superblock copy could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum SbError {
+pub enum SuperblockError {
     /// Fewer bytes than a superblock.
     #[error("superblock truncated: {0} bytes")]
     Truncated(usize),
@@ -225,24 +225,29 @@ fn put(b: &mut [u8], off: usize, v: &[u8]) {
     }
 }
 
-fn str_field(b: &[u8], off: usize, max: usize, field: &'static str) -> Result<String, SbError> {
+fn str_field(
+    b: &[u8],
+    off: usize,
+    max: usize,
+    field: &'static str,
+) -> Result<String, SuperblockError> {
     let raw = b
         .get(off..off + max + 1)
-        .ok_or(SbError::Truncated(b.len()))?;
+        .ok_or(SuperblockError::Truncated(b.len()))?;
     let end = raw
         .iter()
         .position(|&c| c == 0)
-        .ok_or_else(|| SbError::Field {
+        .ok_or_else(|| SuperblockError::Field {
             field,
             why: "not NUL-terminated".into(),
         })?;
     if raw[end..].iter().any(|&c| c != 0) {
-        return Err(SbError::Field {
+        return Err(SuperblockError::Field {
             field,
             why: "bytes after the terminator".into(),
         });
     }
-    String::from_utf8(raw[..end].to_vec()).map_err(|_| SbError::Field {
+    String::from_utf8(raw[..end].to_vec()).map_err(|_| SuperblockError::Field {
         field,
         why: "not UTF-8".into(),
     })
@@ -340,26 +345,26 @@ impl Superblock {
     }
 
     /// Decode and validate one copy. Never panics, whatever the bytes.
-    pub fn decode(b: &[u8]) -> Result<(Superblock, u8), SbError> {
+    pub fn decode(b: &[u8]) -> Result<(Superblock, u8), SuperblockError> {
         if b.len() < SB_SIZE {
             if b.get(..8) == Some(&SB_MAGIC[..]) || b.len() < 8 {
-                return Err(SbError::Truncated(b.len()));
+                return Err(SuperblockError::Truncated(b.len()));
             }
-            return Err(SbError::NoMagic);
+            return Err(SuperblockError::NoMagic);
         }
         if get::<8>(b, 0) != SB_MAGIC {
-            return Err(SbError::NoMagic);
+            return Err(SuperblockError::NoMagic);
         }
         let stored = u32_at(b, OFF_CRC);
         let computed = crc32c::crc32c(&b[..OFF_CRC]);
         if stored != computed {
-            return Err(SbError::BadCrc { stored, computed });
+            return Err(SuperblockError::BadCrc { stored, computed });
         }
         let version = u16_at(b, OFF_VERSION);
         if !(SB_VERSION_MIN..=SB_VERSION).contains(&version) {
-            return Err(SbError::Version(version));
+            return Err(SuperblockError::Version(version));
         }
-        let field = |field: &'static str, why: String| SbError::Field { field, why };
+        let field = |field: &'static str, why: String| SuperblockError::Field { field, why };
         if usize::from(u16_at(b, OFF_LEN)) != SB_SIZE {
             return Err(field(
                 "length",
@@ -527,7 +532,7 @@ mod tests {
                 let mut c = b;
                 c[byte] ^= 1 << bit;
                 match Superblock::decode(&c) {
-                    Err(SbError::BadCrc { .. }) | Err(SbError::NoMagic) => {}
+                    Err(SuperblockError::BadCrc { .. }) | Err(SuperblockError::NoMagic) => {}
                     other => panic!("flip at {byte}:{bit} gave {other:?}"),
                 }
             }
@@ -537,10 +542,19 @@ mod tests {
     #[test]
     fn truncated_zeroed_and_foreign() {
         let b = sample().encode(0);
-        assert_eq!(Superblock::decode(&b[..100]), Err(SbError::Truncated(100)));
-        assert_eq!(Superblock::decode(&[0u8; SB_SIZE]), Err(SbError::NoMagic));
-        assert_eq!(Superblock::decode(&[]), Err(SbError::Truncated(0)));
-        assert_eq!(Superblock::decode(&[0xffu8; 10]), Err(SbError::NoMagic));
+        assert_eq!(
+            Superblock::decode(&b[..100]),
+            Err(SuperblockError::Truncated(100))
+        );
+        assert_eq!(
+            Superblock::decode(&[0u8; SB_SIZE]),
+            Err(SuperblockError::NoMagic)
+        );
+        assert_eq!(Superblock::decode(&[]), Err(SuperblockError::Truncated(0)));
+        assert_eq!(
+            Superblock::decode(&[0xffu8; 10]),
+            Err(SuperblockError::NoMagic)
+        );
     }
 
     fn recrc(b: &mut [u8; SB_SIZE]) {
@@ -554,7 +568,7 @@ mod tests {
             let mut b = sample().encode(0);
             b[OFF_VERSION..OFF_VERSION + 2].copy_from_slice(&v.to_le_bytes());
             recrc(&mut b);
-            assert_eq!(Superblock::decode(&b), Err(SbError::Version(v)));
+            assert_eq!(Superblock::decode(&b), Err(SuperblockError::Version(v)));
         }
         // A version-1 superblock decodes as version 1 and is written back as such.
         let old = Superblock {
@@ -593,7 +607,7 @@ mod tests {
             b[off..off + bytes.len()].copy_from_slice(&bytes);
             recrc(&mut b);
             match Superblock::decode(&b) {
-                Err(SbError::Field { field: f, .. }) => assert_eq!(f, field, "at {off}"),
+                Err(SuperblockError::Field { field: f, .. }) => assert_eq!(f, field, "at {off}"),
                 other => panic!("{field}: {other:?}"),
             }
         }

@@ -3,12 +3,12 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mpool::omf::sb::{Superblock, SB_SIZE};
+use mpool::format::superblock::{Superblock, SB_SIZE};
 
 fuzz_target!(|data: &[u8]| {
     if let Ok((sb, copy)) = Superblock::decode(data) {
         let again = sb.encode(copy);
         assert_eq!(&again[..], &data[..SB_SIZE]);
     }
-    let _ = mpool::sb::probe_bytes(data);
+    let _ = mpool::superblock::probe_bytes(data);
 });

@@ -3,10 +3,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mpool::omf::pmd::PmdRecord;
+use mpool::format::record::CatalogRecord;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(r) = PmdRecord::decode(data) {
+    if let Ok(r) = CatalogRecord::decode(data) {
         assert_eq!(r.encode(), data);
     }
 });

@@ -12,13 +12,13 @@ pub use reader::MblockReader;
 
 use crate::dev::DeviceRef;
 use crate::error::{Error, Result};
+use crate::format::record::CatalogRecord;
+use crate::format::superblock::MediaClass;
 use crate::io::AlignedBuf;
 use crate::mdc::{Mdc, MdcError};
 use crate::mlog::{Lsn, Mlog, MlogError};
 use crate::objid::{ObjType, ObjectId, UNIQ_MAX};
-use crate::omf::pmd::PmdRecord;
-use crate::omf::sb::MediaClass;
-use crate::smap::ClassMap;
+use crate::space_map::ClassMap;
 use mblock::WriteState;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -84,9 +84,9 @@ impl Obj {
         }
     }
 
-    fn record(&self, id: ObjectId) -> PmdRecord {
+    fn record(&self, id: ObjectId) -> CatalogRecord {
         match id.ty() {
-            ObjType::Mblock => PmdRecord::Mblock {
+            ObjType::Mblock => CatalogRecord::Mblock {
                 id,
                 class: self.class(),
                 zone: self.zone,
@@ -94,14 +94,14 @@ impl Obj {
                 crc: self.b,
                 shared_flush: false,
             },
-            ObjType::Mlog => PmdRecord::Mlog {
+            ObjType::Mlog => CatalogRecord::Mlog {
                 id,
                 class: self.class(),
                 zone: self.zone,
                 zone_b: 0,
                 zones: self.a,
             },
-            ObjType::Mdc => PmdRecord::Mlog {
+            ObjType::Mdc => CatalogRecord::Mlog {
                 id,
                 class: self.class(),
                 zone: self.zone,
@@ -275,7 +275,7 @@ struct Inner {
 
 /// The pool metadata and object operations of an open pool.
 #[derive(Debug)]
-pub(crate) struct Pmd {
+pub(crate) struct Catalog {
     inner: Arc<Inner>,
     compactor: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -323,8 +323,8 @@ fn replay(index: u8, mdc: &Mdc, shared_commits: bool) -> Result<Replayed> {
         let (lsn, rec) = rec?;
         r.records += 1;
         match decode(index, &rec)? {
-            PmdRecord::UniqCkpt { next } => r.ckpt = r.ckpt.max(next),
-            PmdRecord::Mblock {
+            CatalogRecord::UniqCkpt { next } => r.ckpt = r.ckpt.max(next),
+            CatalogRecord::Mblock {
                 id,
                 class,
                 zone,
@@ -351,7 +351,7 @@ fn replay(index: u8, mdc: &Mdc, shared_commits: bool) -> Result<Replayed> {
                     },
                 );
             }
-            PmdRecord::Mlog {
+            CatalogRecord::Mlog {
                 id,
                 class,
                 zone,
@@ -369,7 +369,7 @@ fn replay(index: u8, mdc: &Mdc, shared_commits: bool) -> Result<Replayed> {
                     },
                 );
             }
-            PmdRecord::Delete { id } => {
+            CatalogRecord::Delete { id } => {
                 r.objs.remove(&id.raw());
             }
             other => {
@@ -408,7 +408,7 @@ fn compact_mdc(
     mdc.cstart()
         .map_err(|e| CompactError::Abandoned(e.into()))?;
     let body = (|| -> Result<()> {
-        mdc.append(&PmdRecord::UniqCkpt { next: ckpt }.encode(), false)?;
+        mdc.append(&CatalogRecord::UniqCkpt { next: ckpt }.encode(), false)?;
         for (raw, o) in objs {
             let id = ObjectId::from_raw(*raw)
                 .ok_or_else(|| Error::Corrupt(format!("bad object ID {raw:#x}")))?;
@@ -471,11 +471,11 @@ fn unfinished_commits(
     bad
 }
 
-fn decode(shard: u8, rec: &[u8]) -> Result<PmdRecord> {
-    PmdRecord::decode(rec).map_err(|e| Error::Corrupt(format!("MDC{shard}: {e}")))
+fn decode(shard: u8, rec: &[u8]) -> Result<CatalogRecord> {
+    CatalogRecord::decode(rec).map_err(|e| Error::Corrupt(format!("MDC{shard}: {e}")))
 }
 
-impl Pmd {
+impl Catalog {
     /// Format the metadata of a new pool: MDC0, MDC1..N, the user root MDC.
     /// The superblocks are written after this returns: they are the commit point.
     pub(crate) fn format(classes: [Option<ClassDev>; 2], layout: Layout) -> Result<()> {
@@ -498,9 +498,9 @@ impl Pmd {
                 cap.extent(b, zones),
                 u64::from(i),
             )?;
-            m.append(&PmdRecord::UniqCkpt { next: 1 }.encode(), false)?;
+            m.append(&CatalogRecord::UniqCkpt { next: 1 }.encode(), false)?;
             mdc0.append(
-                &PmdRecord::MdcLoc {
+                &CatalogRecord::MdcLoc {
                     index: i,
                     zone_a: a,
                     zone_b: b,
@@ -527,7 +527,7 @@ impl Pmd {
         )?
         .sync()?;
         first.append(
-            &PmdRecord::Mlog {
+            &CatalogRecord::Mlog {
                 id: root,
                 class: MediaClass::Capacity,
                 zone: ra,
@@ -537,7 +537,7 @@ impl Pmd {
             .encode(),
             true,
         )?;
-        mdc0.append(&PmdRecord::RootMdc { id: root }.encode(), true)?;
+        mdc0.append(&CatalogRecord::RootMdc { id: root }.encode(), true)?;
         Ok(())
     }
 
@@ -549,7 +549,7 @@ impl Pmd {
         layout: Layout,
         read_only: bool,
         shared_commits: bool,
-    ) -> Result<Pmd> {
+    ) -> Result<Catalog> {
         let cap = classes[0]
             .as_ref()
             .ok_or(Error::NoSuchClass(MediaClass::Capacity))?;
@@ -559,13 +559,13 @@ impl Pmd {
         let mut root = None;
         for rec in mdc_records(&mdc0)? {
             match decode(0, &rec)? {
-                PmdRecord::MdcLoc {
+                CatalogRecord::MdcLoc {
                     index,
                     zone_a,
                     zone_b,
                     zones,
                 } => locs.push((index, zone_a, zone_b, zones)),
-                PmdRecord::RootMdc { id } => root = Some(id),
+                CatalogRecord::RootMdc { id } => root = Some(id),
                 other => {
                     return Err(Error::Corrupt(format!(
                         "MDC0 holds an object record: {other:?}"
@@ -623,7 +623,7 @@ impl Pmd {
                                 // been read from a volatile cache; this flush
                                 // makes them durable before anyone reads them,
                                 // and the next open need not read them again.
-                                mdc.append(&PmdRecord::UniqCkpt { next }.encode(), true)?;
+                                mdc.append(&CatalogRecord::UniqCkpt { next }.encode(), true)?;
                                 r.records += 1;
                             }
                             Ok(Shard {
@@ -707,7 +707,7 @@ impl Pmd {
         } else {
             Some(spawn_compactor(Arc::downgrade(&inner)))
         };
-        Ok(Pmd {
+        Ok(Catalog {
             inner,
             compactor: Mutex::new(compactor),
         })
@@ -764,7 +764,7 @@ impl Pmd {
     }
 }
 
-impl Drop for Pmd {
+impl Drop for Catalog {
     fn drop(&mut self) {
         {
             let (m, cv) = &self.inner.wake;
@@ -925,7 +925,7 @@ impl Inner {
     fn sync_shard(&self, s: &Shard, seal: bool) -> Result<()> {
         if seal && s.unsealed.swap(false, Ordering::Relaxed) {
             let next = s.ckpt.load(Ordering::Acquire);
-            if let Err(e) = self.log(s, PmdRecord::UniqCkpt { next }, true, |_| {}) {
+            if let Err(e) = self.log(s, CatalogRecord::UniqCkpt { next }, true, |_| {}) {
                 s.unsealed.store(true, Ordering::Relaxed);
                 return Err(e);
             }
@@ -956,7 +956,7 @@ impl Inner {
     fn log(
         &self,
         s: &Shard,
-        rec: PmdRecord,
+        rec: CatalogRecord,
         sync: bool,
         then: impl FnOnce(&mut HashMap<u64, Obj>),
     ) -> Result<()> {
@@ -1015,7 +1015,7 @@ impl Inner {
             let next = *u + UNIQ_STEP;
             // Published before the append stops excluding compaction, so a
             // compaction right after it writes this checkpoint, not the old one.
-            self.log(s, PmdRecord::UniqCkpt { next }, true, |_| {
+            self.log(s, CatalogRecord::UniqCkpt { next }, true, |_| {
                 s.ckpt.store(next, Ordering::Release)
             })?;
         }
@@ -1026,7 +1026,7 @@ impl Inner {
 }
 
 /// Allocation and lifecycle of objects.
-impl Pmd {
+impl Catalog {
     fn pending(&self, id: ObjectId) -> Option<Arc<Mutex<Option<Pending>>>> {
         lock(&self.inner.pending).get(&id.raw()).cloned()
     }
@@ -1140,7 +1140,7 @@ impl Pmd {
             class: class.code(),
         };
         let mut rec = obj.record(id);
-        if let PmdRecord::Mblock { shared_flush, .. } = &mut rec {
+        if let CatalogRecord::Mblock { shared_flush, .. } = &mut rec {
             *shared_flush = shared;
         }
         let s = self.inner.shard(id)?;
@@ -1205,7 +1205,7 @@ impl Pmd {
     /// Delete a committed object: its record is durable before its zones
     /// can be reused. With `durable`, before this returns; otherwise the
     /// record rides on the MDC's next flush (a later sync append to it,
-    /// [`Pmd::sync`], a compaction, the background thread within
+    /// [`Catalog::sync`], a compaction, the background thread within
     /// [`TICK`], or the close), and a crash before then brings the object
     /// back whole. Either way it is gone for readers at once.
     pub(crate) fn delete(&self, id: ObjectId, durable: bool) -> Result<()> {
@@ -1232,15 +1232,16 @@ impl Pmd {
         if !rlock(&s.objs).contains_key(&id.raw()) {
             return Err(Error::NotFound(id));
         }
-        self.inner.log(s, PmdRecord::Delete { id }, durable, |m| {
-            removed = m.remove(&id.raw());
-            if let (Some(o), false) = (removed, durable) {
-                // Under the append's exclusion of compaction: a compaction
-                // either sees these zones here or the delete in its old log.
-                lock(&s.awaiting)
-                    .extend(o.zones(id.ty()).into_iter().map(|(z, n)| (o.class(), z, n)));
-            }
-        })?;
+        self.inner
+            .log(s, CatalogRecord::Delete { id }, durable, |m| {
+                removed = m.remove(&id.raw());
+                if let (Some(o), false) = (removed, durable) {
+                    // Under the append's exclusion of compaction: a compaction
+                    // either sees these zones here or the delete in its old log.
+                    lock(&s.awaiting)
+                        .extend(o.zones(id.ty()).into_iter().map(|(z, n)| (o.class(), z, n)));
+                }
+            })?;
         let Some(o) = removed else {
             return Err(Error::NotFound(id));
         };
@@ -1680,10 +1681,10 @@ impl Pmd {
     }
 }
 
-impl From<crate::smap::SmapError> for Error {
-    fn from(e: crate::smap::SmapError) -> Self {
+impl From<crate::space_map::SpaceMapError> for Error {
+    fn from(e: crate::space_map::SpaceMapError) -> Self {
         match e {
-            crate::smap::SmapError::NoSpace { .. } => Error::NoSpace(e),
+            crate::space_map::SpaceMapError::NoSpace { .. } => Error::NoSpace(e),
             other => Error::Corrupt(other.to_string()),
         }
     }
@@ -1795,10 +1796,10 @@ mod tests {
             mdc0_zone: 1,
             mdc0_zones: 1,
         };
-        Pmd::format([class(), None], layout).unwrap();
-        let pmd = Pmd::open([class(), None], layout, false, true).unwrap();
+        Catalog::format([class(), None], layout).unwrap();
+        let pmd = Catalog::open([class(), None], layout, false, true).unwrap();
         let index = pmd.inner.shards[0].index;
-        let rec = |len: u32| PmdRecord::Mblock {
+        let rec = |len: u32| CatalogRecord::Mblock {
             id: ObjectId::new(ObjType::Mblock, index, 5000),
             class: MediaClass::Capacity,
             zone: 60,
@@ -1811,13 +1812,13 @@ mod tests {
             .unwrap();
         drop(pmd);
         // A whole zone is fine.
-        let pmd = Pmd::open([class(), None], layout, false, true).unwrap();
+        let pmd = Catalog::open([class(), None], layout, false, true).unwrap();
         let s = &pmd.inner.shards[0];
         rlock(&s.mdc)
             .append(&rec(zone as u32 + 1).encode(), true)
             .unwrap();
         drop(pmd);
-        match Pmd::open([class(), None], layout, false, true) {
+        match Catalog::open([class(), None], layout, false, true) {
             Err(Error::Corrupt(why)) => assert!(why.contains("its zone holds"), "{why}"),
             other => panic!("expected a corruption error, got {other:?}"),
         }

@@ -1,4 +1,4 @@
 //! On-media formats. Every byte here is described in `docs/format.md`.
 
-pub mod pmd;
-pub mod sb;
+pub mod record;
+pub mod superblock;

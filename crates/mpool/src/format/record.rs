@@ -1,12 +1,12 @@
 //! Pool-metadata records, stored in MDC0 and MDC1..N. See `docs/format.md`,
 //! "Pool metadata". Each record is one mlog record (the mlog checksums it).
 
+use crate::format::superblock::MediaClass;
 use crate::objid::ObjectId;
-use crate::omf::sb::MediaClass;
 
 /// A pool-metadata record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PmdRecord {
+pub enum CatalogRecord {
     /// MDC0: MDC number `index` lives in two logs of `zones` zones at
     /// `zone_a` and `zone_b` on the capacity device.
     MdcLoc {
@@ -78,7 +78,7 @@ const T_MBLOCK_SHARED: u8 = 7;
 /// Why a record could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("bad pool-metadata record: {0}")]
-pub struct PmdDecodeError(pub String);
+pub struct RecordDecodeError(pub String);
 
 fn u32_at(b: &[u8], o: usize) -> Option<u32> {
     Some(u32::from_le_bytes(b.get(o..o + 4)?.try_into().ok()?))
@@ -87,12 +87,12 @@ fn u64_at(b: &[u8], o: usize) -> Option<u64> {
     Some(u64::from_le_bytes(b.get(o..o + 8)?.try_into().ok()?))
 }
 
-impl PmdRecord {
+impl CatalogRecord {
     /// Encode.
     pub fn encode(&self) -> Vec<u8> {
         let mut v = Vec::with_capacity(24);
         match *self {
-            PmdRecord::MdcLoc {
+            CatalogRecord::MdcLoc {
                 index,
                 zone_a,
                 zone_b,
@@ -104,15 +104,15 @@ impl PmdRecord {
                 v.extend_from_slice(&zone_b.to_le_bytes());
                 v.extend_from_slice(&zones.to_le_bytes());
             }
-            PmdRecord::RootMdc { id } => {
+            CatalogRecord::RootMdc { id } => {
                 v.push(T_ROOT);
                 v.extend_from_slice(&id.raw().to_le_bytes());
             }
-            PmdRecord::UniqCkpt { next } => {
+            CatalogRecord::UniqCkpt { next } => {
                 v.push(T_UNIQ);
                 v.extend_from_slice(&next.to_le_bytes());
             }
-            PmdRecord::Mblock {
+            CatalogRecord::Mblock {
                 id,
                 class,
                 zone,
@@ -131,7 +131,7 @@ impl PmdRecord {
                 v.extend_from_slice(&len.to_le_bytes());
                 v.extend_from_slice(&crc.to_le_bytes());
             }
-            PmdRecord::Mlog {
+            CatalogRecord::Mlog {
                 id,
                 class,
                 zone,
@@ -145,7 +145,7 @@ impl PmdRecord {
                 v.extend_from_slice(&zone_b.to_le_bytes());
                 v.extend_from_slice(&zones.to_le_bytes());
             }
-            PmdRecord::Delete { id } => {
+            CatalogRecord::Delete { id } => {
                 v.push(T_DELETE);
                 v.extend_from_slice(&id.raw().to_le_bytes());
             }
@@ -154,14 +154,14 @@ impl PmdRecord {
     }
 
     /// Decode; never panics. Lengths must be exact.
-    pub fn decode(b: &[u8]) -> Result<PmdRecord, PmdDecodeError> {
+    pub fn decode(b: &[u8]) -> Result<CatalogRecord, RecordDecodeError> {
         let err =
-            |w: &str| PmdDecodeError(format!("{w} ({} bytes, type {:?})", b.len(), b.first()));
-        let id_at = |o: usize| -> Result<ObjectId, PmdDecodeError> {
+            |w: &str| RecordDecodeError(format!("{w} ({} bytes, type {:?})", b.len(), b.first()));
+        let id_at = |o: usize| -> Result<ObjectId, RecordDecodeError> {
             let raw = u64_at(b, o).ok_or_else(|| err("short"))?;
             ObjectId::from_raw(raw).ok_or_else(|| err("invalid object ID"))
         };
-        let class_at = |o: usize| -> Result<MediaClass, PmdDecodeError> {
+        let class_at = |o: usize| -> Result<MediaClass, RecordDecodeError> {
             b.get(o)
                 .copied()
                 .and_then(MediaClass::from_code)
@@ -182,7 +182,7 @@ impl PmdRecord {
                 if index == 0 {
                     return Err(err("MDC index 0"));
                 }
-                Ok(PmdRecord::MdcLoc {
+                Ok(CatalogRecord::MdcLoc {
                     index,
                     zone_a: u32_at(b, 2).ok_or_else(short)?,
                     zone_b: u32_at(b, 6).ok_or_else(short)?,
@@ -191,17 +191,17 @@ impl PmdRecord {
             }
             Some(T_ROOT) => {
                 exact(9)?;
-                Ok(PmdRecord::RootMdc { id: id_at(1)? })
+                Ok(CatalogRecord::RootMdc { id: id_at(1)? })
             }
             Some(T_UNIQ) => {
                 exact(9)?;
-                Ok(PmdRecord::UniqCkpt {
+                Ok(CatalogRecord::UniqCkpt {
                     next: u64_at(b, 1).ok_or_else(short)?,
                 })
             }
             Some(t @ (T_MBLOCK | T_MBLOCK_SHARED)) => {
                 exact(22)?;
-                Ok(PmdRecord::Mblock {
+                Ok(CatalogRecord::Mblock {
                     class: class_at(1)?,
                     id: id_at(2)?,
                     zone: u32_at(b, 10).ok_or_else(short)?,
@@ -212,7 +212,7 @@ impl PmdRecord {
             }
             Some(T_MLOG) => {
                 exact(22)?;
-                Ok(PmdRecord::Mlog {
+                Ok(CatalogRecord::Mlog {
                     class: class_at(1)?,
                     id: id_at(2)?,
                     zone: u32_at(b, 10).ok_or_else(short)?,
@@ -222,7 +222,7 @@ impl PmdRecord {
             }
             Some(T_DELETE) => {
                 exact(9)?;
-                Ok(PmdRecord::Delete { id: id_at(1)? })
+                Ok(CatalogRecord::Delete { id: id_at(1)? })
             }
             _ => Err(err("unknown type")),
         }
@@ -238,17 +238,17 @@ mod tests {
     fn round_trip_and_refusals() {
         let id = ObjectId::new(ObjType::Mblock, 3, 99);
         let recs = [
-            PmdRecord::MdcLoc {
+            CatalogRecord::MdcLoc {
                 index: 2,
                 zone_a: 5,
                 zone_b: 7,
                 zones: 2,
             },
-            PmdRecord::RootMdc {
+            CatalogRecord::RootMdc {
                 id: ObjectId::new(ObjType::Mdc, 1, 1),
             },
-            PmdRecord::UniqCkpt { next: 1 << 40 },
-            PmdRecord::Mblock {
+            CatalogRecord::UniqCkpt { next: 1 << 40 },
+            CatalogRecord::Mblock {
                 id,
                 class: MediaClass::Staging,
                 zone: 9,
@@ -256,7 +256,7 @@ mod tests {
                 crc: 0xdead_beef,
                 shared_flush: false,
             },
-            PmdRecord::Mblock {
+            CatalogRecord::Mblock {
                 id,
                 class: MediaClass::Capacity,
                 zone: 11,
@@ -264,37 +264,37 @@ mod tests {
                 crc: 7,
                 shared_flush: true,
             },
-            PmdRecord::Mlog {
+            CatalogRecord::Mlog {
                 id: ObjectId::new(ObjType::Mlog, 3, 5),
                 class: MediaClass::Capacity,
                 zone: 10,
                 zone_b: 0,
                 zones: 3,
             },
-            PmdRecord::Delete { id },
+            CatalogRecord::Delete { id },
         ];
         for r in recs {
             let b = r.encode();
-            assert_eq!(PmdRecord::decode(&b).unwrap(), r);
-            assert!(PmdRecord::decode(&b[..b.len() - 1]).is_err());
+            assert_eq!(CatalogRecord::decode(&b).unwrap(), r);
+            assert!(CatalogRecord::decode(&b[..b.len() - 1]).is_err());
             let mut longer = b.clone();
             longer.push(0);
-            assert!(PmdRecord::decode(&longer).is_err());
+            assert!(CatalogRecord::decode(&longer).is_err());
         }
-        assert!(PmdRecord::decode(&[]).is_err());
-        assert!(PmdRecord::decode(&[99]).is_err());
-        assert!(PmdRecord::decode(&[8]).is_err());
+        assert!(CatalogRecord::decode(&[]).is_err());
+        assert!(CatalogRecord::decode(&[99]).is_err());
+        assert!(CatalogRecord::decode(&[8]).is_err());
         assert_eq!(recs[3].encode()[0], 4);
         assert_eq!(recs[4].encode()[0], 7);
         let mut bad = recs[3].encode();
         bad[1] = 7;
-        assert!(PmdRecord::decode(&bad).is_err());
+        assert!(CatalogRecord::decode(&bad).is_err());
     }
 
     proptest::proptest! {
         #[test]
         fn decode_never_panics(b in proptest::collection::vec(proptest::num::u8::ANY, 0..40)) {
-            if let Ok(r) = PmdRecord::decode(&b) {
+            if let Ok(r) = CatalogRecord::decode(&b) {
                 proptest::prop_assert_eq!(r.encode(), b);
             }
         }

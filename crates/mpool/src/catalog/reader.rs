@@ -8,12 +8,12 @@
 //! queue of its own: a read pushed goes to the device from the caller's
 //! buffer, and [`Iterator::next`] hands it back when it completed.
 
-use super::Pmd;
+use super::Catalog;
 use crate::dev::{from_req_err, DevError};
 use crate::error::{Error, Result};
+use crate::format::superblock::MediaClass;
 use crate::io::{AlignedBuf, Arena, IoKind, IoReq, Queue};
 use crate::objid::ObjectId;
-use crate::omf::sb::MediaClass;
 use crate::pool::AlignedRead;
 use std::collections::VecDeque;
 
@@ -47,7 +47,7 @@ struct Flight {
 /// zone written again may return the new bytes.
 #[derive(Debug)]
 pub struct MblockReader<'a> {
-    pmd: &'a Pmd,
+    pmd: &'a Catalog,
     queue: Option<Queue>,
     depth: usize,
     /// Reads in flight, by tag.
@@ -62,7 +62,7 @@ pub struct MblockReader<'a> {
 }
 
 impl<'a> MblockReader<'a> {
-    pub(crate) fn new(pmd: &'a Pmd, depth: usize) -> Self {
+    pub(crate) fn new(pmd: &'a Catalog, depth: usize) -> Self {
         let depth = depth.clamp(1, 256);
         // Without io_uring every read is done when pushed.
         let queue = Queue::new(depth).ok();

@@ -5,7 +5,7 @@
 //! split into regions, each behind its own lock; an allocation starts at a
 //! region chosen by a rotating cursor, so threads rarely meet on one lock.
 
-use crate::omf::sb::MediaClass;
+use crate::format::superblock::MediaClass;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
@@ -81,7 +81,7 @@ impl Region {
 /// Errors of the space map.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum SmapError {
+pub enum SpaceMapError {
     /// No room left in the class (beyond its spare).
     #[error("no space left in the {class} media class ({free} zones free, {spare} held as spare, {want} wanted)")]
     NoSpace {
@@ -198,8 +198,8 @@ impl ClassMap {
     }
 
     /// Allocate `n` contiguous zones (an mblock takes 1; an mlog may take more).
-    pub fn alloc(&self, n: u32) -> Result<u32, SmapError> {
-        let nospace = || SmapError::NoSpace {
+    pub fn alloc(&self, n: u32) -> Result<u32, SpaceMapError> {
+        let nospace = || SpaceMapError::NoSpace {
             class: self.class,
             free: self.free(),
             spare: self.spare(),
@@ -241,9 +241,9 @@ impl ClassMap {
         Err(nospace())
     }
 
-    fn region_of(&self, zone: u32) -> Result<&Mutex<Region>, SmapError> {
+    fn region_of(&self, zone: u32) -> Result<&Mutex<Region>, SpaceMapError> {
         if zone < self.first || zone >= self.end {
-            return Err(SmapError::BadZone {
+            return Err(SpaceMapError::BadZone {
                 class: self.class,
                 zone,
                 first: self.first,
@@ -252,7 +252,7 @@ impl ClassMap {
         }
         self.regions
             .get(((zone - self.first) / REGION_ZONES) as usize)
-            .ok_or(SmapError::BadZone {
+            .ok_or(SpaceMapError::BadZone {
                 class: self.class,
                 zone,
                 first: self.first,
@@ -261,13 +261,13 @@ impl ClassMap {
     }
 
     /// Mark zones `zone..zone+n` used (rebuilding from metadata at open).
-    pub fn claim(&self, zone: u32, n: u32) -> Result<(), SmapError> {
+    pub fn claim(&self, zone: u32, n: u32) -> Result<(), SpaceMapError> {
         for z in zone..zone.saturating_add(n) {
             let r = self.region_of(z)?;
             let mut g = lock(r);
             let base = g.base;
             if !g.set(z - base, true) {
-                return Err(SmapError::InUse {
+                return Err(SpaceMapError::InUse {
                     class: self.class,
                     zone: z,
                 });
@@ -278,13 +278,13 @@ impl ClassMap {
     }
 
     /// Return zones `zone..zone+n`.
-    pub fn release(&self, zone: u32, n: u32) -> Result<(), SmapError> {
+    pub fn release(&self, zone: u32, n: u32) -> Result<(), SpaceMapError> {
         for z in zone..zone.saturating_add(n) {
             let r = self.region_of(z)?;
             let mut g = lock(r);
             let base = g.base;
             if !g.set(z - base, false) {
-                return Err(SmapError::NotInUse {
+                return Err(SpaceMapError::NotInUse {
                     class: self.class,
                     zone: z,
                 });
@@ -321,7 +321,7 @@ mod tests {
         }
         assert!(matches!(
             m.alloc(1),
-            Err(SmapError::NoSpace {
+            Err(SpaceMapError::NoSpace {
                 free: 10,
                 spare: 10,
                 ..
@@ -340,7 +340,7 @@ mod tests {
         }
         assert_eq!(
             m.claim(a, 1),
-            Err(SmapError::InUse {
+            Err(SpaceMapError::InUse {
                 class: MediaClass::Staging,
                 zone: a
             })
@@ -348,13 +348,13 @@ mod tests {
         m.release(a, 4).unwrap();
         assert_eq!(
             m.release(a, 1),
-            Err(SmapError::NotInUse {
+            Err(SpaceMapError::NotInUse {
                 class: MediaClass::Staging,
                 zone: a
             })
         );
-        assert!(matches!(m.claim(0, 1), Err(SmapError::BadZone { .. })));
-        assert!(matches!(m.claim(20, 1), Err(SmapError::BadZone { .. })));
+        assert!(matches!(m.claim(0, 1), Err(SpaceMapError::BadZone { .. })));
+        assert!(matches!(m.claim(20, 1), Err(SpaceMapError::BadZone { .. })));
         assert_eq!(m.free(), 19);
     }
 

@@ -2,17 +2,17 @@
 //! write one copy at a time, wipe, and recognise foreign signatures.
 
 use crate::dev::{DevError, Device};
-use crate::omf::sb::{SbError, Superblock, SB_OFFSETS, SB_SIZE};
+use crate::format::superblock::{Superblock, SuperblockError, SB_OFFSETS, SB_SIZE};
 use std::fmt;
 
 /// What reading a device's two superblock copies found.
 #[derive(Debug, Clone)]
-pub struct SbRead {
+pub struct SuperblockRead {
     /// Each copy's decode result.
-    pub copies: [Result<Superblock, SbError>; 2],
+    pub copies: [Result<Superblock, SuperblockError>; 2],
 }
 
-impl SbRead {
+impl SuperblockRead {
     /// The newest valid copy (highest generation), if any.
     pub fn best(&self) -> Option<&Superblock> {
         self.copies
@@ -25,7 +25,7 @@ impl SbRead {
     pub fn is_blank(&self) -> bool {
         self.copies
             .iter()
-            .all(|c| matches!(c, Err(SbError::NoMagic)))
+            .all(|c| matches!(c, Err(SuperblockError::NoMagic)))
     }
 
     /// Copies that are not valid or older than the best, with why.
@@ -50,25 +50,28 @@ fn sb_buf(dev: &dyn Device) -> crate::io::AlignedBuf {
 }
 
 /// Read and decode both copies. Device errors are errors; bad bytes are not.
-pub fn read(dev: &dyn Device) -> Result<SbRead, DevError> {
-    let mut out: [Result<Superblock, SbError>; 2] = [Err(SbError::NoMagic), Err(SbError::NoMagic)];
+pub fn read(dev: &dyn Device) -> Result<SuperblockRead, DevError> {
+    let mut out: [Result<Superblock, SuperblockError>; 2] =
+        [Err(SuperblockError::NoMagic), Err(SuperblockError::NoMagic)];
     for (i, off) in SB_OFFSETS.iter().enumerate() {
         if off + SB_SIZE as u64 > dev.size() {
-            out[i] = Err(SbError::Truncated(dev.size().saturating_sub(*off) as usize));
+            out[i] = Err(SuperblockError::Truncated(
+                dev.size().saturating_sub(*off) as usize
+            ));
             continue;
         }
         let mut b = sb_buf(dev);
         dev.read_at(*off, &mut b)?;
         out[i] = match Superblock::decode(&b[..SB_SIZE]) {
             Ok((sb, copy)) if usize::from(copy) == i => Ok(sb),
-            Ok((_, copy)) => Err(SbError::Field {
+            Ok((_, copy)) => Err(SuperblockError::Field {
                 field: "copy",
                 why: format!("copy {copy} found at the place of copy {i}"),
             }),
             Err(e) => Err(e),
         };
     }
-    Ok(SbRead { copies: out })
+    Ok(SuperblockRead { copies: out })
 }
 
 /// Write both copies, one at a time, each followed by a flush: a crash at any
@@ -201,13 +204,13 @@ pub fn probe_bytes(b: &[u8]) -> Option<Signature> {
 mod tests {
     use super::*;
     use crate::dev::{CrashMode, FaultDevice, MemDevice};
-    use crate::omf::sb::{Mdc0Loc, MediaClass, Member};
+    use crate::format::superblock::{Mdc0Loc, MediaClass, Member};
     use uuid::Uuid;
 
     fn sb(gen: u64) -> Superblock {
         let dev = Uuid::from_u128(9);
         Superblock {
-            version: crate::omf::sb::SB_VERSION,
+            version: crate::format::superblock::SB_VERSION,
             generation: gen,
             pool_uuid: Uuid::from_u128(8),
             dev_uuid: dev,
