@@ -32,7 +32,7 @@ pub fn pool_name(workload: &str) -> String {
 /// Forget a pool created by a benchmark (its run directory entry and the
 /// device list line) and remove its file.
 pub fn forget_pool(name: &str, path: &Path) {
-    let _ = mpool::pool::deactivate(name);
+    let _ = mpool::admin::deactivate(name);
     let _ = std::fs::remove_file(path);
 }
 

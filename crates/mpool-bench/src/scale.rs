@@ -181,7 +181,10 @@ pub fn run(args: &ScaleArgs) -> Result<Table> {
     let res = (|| -> Result<()> {
         // Reuse a kept pool with the same object count.
         let reuse = full_path.exists()
-            && mpool::rundir::find_active(&full).ok().flatten().is_some()
+            && mpool::admin::rundir::find_active(&full)
+                .ok()
+                .flatten()
+                .is_some()
             && Pool::open(&full, &OpenOptions::default())
                 .and_then(|p| p.object_count())
                 .ok()

@@ -3,8 +3,9 @@
 use crate::fmt::{human, parse_gid, parse_mode, parse_uid, print_json, table};
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use mpool::admin::{self, rundir, scan as mscan};
 use mpool::pool::{self, parse_size, DeviceSpec, PoolProps, DEFAULT_ZONE_SIZE, PROPERTIES};
-use mpool::{rundir, scan as mscan, CreateOptions, MediaClass, OpenOptions, Pool};
+use mpool::{CreateOptions, MediaClass, OpenOptions, Pool};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -93,7 +94,7 @@ pub fn create(a: CreateArgs) -> Result<ExitCode> {
 }
 
 pub fn destroy(name: &str) -> Result<ExitCode> {
-    pool::destroy(name)?;
+    admin::destroy(name)?;
     println!("destroyed pool '{name}'");
     Ok(ExitCode::SUCCESS)
 }
@@ -278,7 +279,7 @@ pub fn scan(paths: &[PathBuf], activate: bool, json: bool) -> Result<ExitCode> {
             .filter(|p| !p.active && p.missing.is_empty())
         {
             let paths: Vec<PathBuf> = p.devices.iter().map(|d| d.path.clone()).collect();
-            match pool::activate_paths(&paths) {
+            match admin::activate_paths(&paths) {
                 Ok(_) => activated.push(p.name.clone()),
                 Err(e) => failed.push(format!("{}: {e}", p.name)),
             }
@@ -358,19 +359,19 @@ pub fn scan(paths: &[PathBuf], activate: bool, json: bool) -> Result<ExitCode> {
 }
 
 pub fn activate(name: &str) -> Result<ExitCode> {
-    let e = pool::activate(name)?;
+    let e = admin::activate(name)?;
     println!("activated pool '{}' ({})", e.name, e.uuid);
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn deactivate(name: &str) -> Result<ExitCode> {
-    pool::deactivate(name)?;
+    admin::deactivate(name)?;
     println!("deactivated pool '{name}'");
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn rename(old: &str, new: &str) -> Result<ExitCode> {
-    pool::rename(old, new)?;
+    admin::rename(old, new)?;
     println!("renamed pool '{old}' to '{new}'");
     Ok(ExitCode::SUCCESS)
 }

@@ -3,8 +3,8 @@
 use crate::fmt::human;
 use anyhow::{Context, Result};
 use clap::Args;
-use mpool::pool::{self, DeviceSpec};
-use mpool::{rundir, CreateOptions, MediaClass, OpenOptions, Pool};
+use mpool::admin::{self, rundir, scan};
+use mpool::{CreateOptions, DeviceSpec, MediaClass, OpenOptions, Pool};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -44,13 +44,13 @@ fn open_or_create(name: &str, cap: &Path, stg: &Path) -> Result<(Pool, bool)> {
     }
     if cap.exists() {
         // A pool from an earlier demo that was deactivated: find it again.
-        let rep = mpool::scan::scan(&[cap.to_path_buf(), stg.to_path_buf()])?;
+        let rep = scan::scan(&[cap.to_path_buf(), stg.to_path_buf()])?;
         if let Some(found) = rep.pools.iter().find(|p| {
             p.devices
                 .iter()
                 .any(|d| std::fs::canonicalize(cap).ok().as_ref() == Some(&d.path))
         }) {
-            pool::activate(&found.uuid)?;
+            admin::activate(&found.uuid)?;
             return Ok((Pool::open(&found.uuid, &OpenOptions::default())?, false));
         }
         anyhow::bail!(
@@ -231,8 +231,8 @@ pub fn run(a: DemoArgs) -> Result<ExitCode> {
     );
     let uuid = p.uuid().to_string();
     drop(p);
-    pool::deactivate(&a.name)?;
-    let rep = mpool::scan::scan(&[cap.clone(), stg.clone()])?;
+    admin::deactivate(&a.name)?;
+    let rep = scan::scan(&[cap.clone(), stg.clone()])?;
     let found = rep
         .pools
         .iter()
@@ -244,7 +244,7 @@ pub fn run(a: DemoArgs) -> Result<ExitCode> {
         found.devices.len(),
         found.missing.is_empty()
     );
-    pool::activate(&uuid)?;
+    admin::activate(&uuid)?;
     let p = Pool::open(&a.name, &OpenOptions::default())?;
     anyhow::ensure!(
         p.superblock().generation == gen,

@@ -11,6 +11,7 @@
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
 
+pub mod admin;
 pub mod catalog;
 pub mod check;
 pub mod dev;
@@ -21,8 +22,6 @@ pub mod mdc;
 pub mod mlog;
 pub mod objid;
 pub mod pool;
-pub mod rundir;
-pub mod scan;
 pub mod space_map;
 pub mod superblock;
 pub mod torture;

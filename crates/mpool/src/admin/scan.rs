@@ -1,10 +1,10 @@
 //! Finding pools: read superblocks from block devices and known files.
 
+use super::rundir;
 use crate::dev::{DevError, FileDevice, OpenOptions};
 use crate::error::Result;
 use crate::format::superblock::{MediaClass, Member};
 use crate::io::EngineChoice;
-use crate::rundir;
 use crate::superblock;
 use serde::Serialize;
 use std::collections::BTreeMap;

@@ -1,0 +1,12 @@
+//! Administration of pools as LVM does it for volume groups: the run
+//! directory of active pools ([`rundir`]), finding pools on devices
+//! ([`scan`]), the lifecycle verbs on whole pools, found by name or UUID
+//! ([`destroy`], [`activate`], [`deactivate`], [`rename`]), and the owner
+//! and permissions of member devices.
+
+mod lifecycle;
+pub(crate) mod ownership;
+pub mod rundir;
+pub mod scan;
+
+pub use lifecycle::{activate, activate_paths, deactivate, destroy, rename};

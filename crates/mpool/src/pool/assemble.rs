@@ -1,0 +1,269 @@
+//! Opening a pool: opening and locking its member devices, assembling one
+//! complete pool from them, and keeping their superblocks in step (repair
+//! of damaged copies, updates written to every member).
+
+use super::options::{OpenOptions, SB_ZONES};
+use super::{lock, MemberDev, Pool};
+use crate::admin::rundir;
+use crate::catalog::{Catalog, ClassDev, Layout};
+use crate::dev::{Device, DeviceRef, FileDevice, OpenOptions as DevOpenOptions};
+use crate::error::{Error, Result};
+use crate::format::superblock::{MediaClass, Superblock};
+use crate::io::EngineChoice;
+use crate::space_map::ClassMap;
+use crate::superblock;
+use std::fs::TryLockError;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// Open a member device by path (creating a sparse file of `create_size`).
+pub(super) fn open_file_dev(
+    path: &Path,
+    create_size: Option<u64>,
+    read_only: bool,
+    engine: EngineChoice,
+) -> Result<Arc<FileDevice>> {
+    let o = DevOpenOptions {
+        read_only,
+        create_size,
+        engine,
+        direct: true,
+    };
+    Ok(Arc::new(FileDevice::open(path, &o)?))
+}
+
+/// Take the pool lock on a member device: exclusive for writers, shared for readers.
+pub(super) fn lock_member(f: &FileDevice, read_only: bool, name: &str, uuid: &Uuid) -> Result<()> {
+    let r = if read_only {
+        f.file().try_lock_shared()
+    } else {
+        f.file().try_lock()
+    };
+    match r {
+        Ok(()) => Ok(()),
+        Err(TryLockError::WouldBlock) => Err(Error::PoolBusy {
+            name: name.to_string(),
+            pid: rundir::read_holder(&uuid.to_string()),
+        }),
+        Err(TryLockError::Error(e)) => {
+            Err(Error::file(f.info().path.clone().unwrap_or_default(), e))
+        }
+    }
+}
+
+/// Build an open pool from its member devices: check they form one complete
+/// pool, then replay its metadata (best effort when `replay` is false:
+/// inspection without a lock).
+fn assemble(
+    devs: Vec<(Option<PathBuf>, DeviceRef)>,
+    read_only: bool,
+    replay: bool,
+) -> Result<Pool> {
+    let mut found = Vec::new();
+    for (p, d) in devs {
+        let name = p
+            .as_ref()
+            .map_or_else(|| d.info().name(), |p| p.display().to_string());
+        let r = superblock::read(d.as_ref())?;
+        let Some(s) = r.best().cloned() else {
+            let source = r
+                .copies
+                .iter()
+                .find_map(|c| c.as_ref().err().cloned())
+                .unwrap_or(crate::format::superblock::SuperblockError::NoMagic);
+            return Err(Error::Superblock {
+                device: name,
+                source,
+            });
+        };
+        let damaged = r.damaged();
+        found.push((p, name, d, s, damaged));
+    }
+    let Some((_, _, _, first, _)) = found.first() else {
+        return Err(Error::InvalidArgument("no devices given".into()));
+    };
+    let uuid = first.pool_uuid;
+    if let Some((_, n, _, s, _)) = found.iter().find(|f| f.3.pool_uuid != uuid) {
+        return Err(Error::InvalidArgument(format!(
+            "{n} belongs to pool '{}' ({}), not to pool '{}' ({uuid})",
+            s.name, s.pool_uuid, first.name
+        )));
+    }
+    // The newest superblock of the pool speaks for it.
+    let newest = found
+        .iter()
+        .map(|f| &f.3)
+        .max_by_key(|s| s.generation)
+        .cloned()
+        .unwrap_or_else(|| first.clone());
+    let missing = newest
+        .members
+        .iter()
+        .filter(|m| !found.iter().any(|f| f.3.dev_uuid == m.dev_uuid))
+        .count();
+    if missing > 0 {
+        return Err(Error::Incomplete {
+            name: newest.name.clone(),
+            missing,
+        });
+    }
+    let mut members = Vec::new();
+    for (p, _, d, s, mut damaged) in found {
+        if s.generation != newest.generation {
+            damaged.push((
+                0,
+                format!(
+                    "superblock generation {} behind {}",
+                    s.generation, newest.generation
+                ),
+            ));
+        }
+        members.push(MemberDev {
+            path: p,
+            dev: d,
+            class: s.class,
+            dev_uuid: s.dev_uuid,
+            zone_size: s.zone_size,
+            damaged,
+        });
+    }
+    members.sort_by_key(|m| m.class);
+    let mut classes: [Option<ClassDev>; 2] = [None, None];
+    for m in &members {
+        classes[m.class.index()] = Some(class_dev(
+            Arc::clone(&m.dev),
+            m.class,
+            m.zone_size,
+            newest.spare_pct[m.class.index()],
+        ));
+    }
+    let layout = Layout {
+        mdc0_zone: newest.mdc0.zone,
+        mdc0_zones: newest.mdc0.zones,
+    };
+    let pmd = match Catalog::open(classes, layout, read_only, newest.version >= 2) {
+        Ok(p) => Some(p),
+        // Inspecting (no lock, possibly while a writer works): the metadata is
+        // replayed read-only when it can be; otherwise the superblock speaks.
+        Err(_) if !replay => None,
+        Err(e) => return Err(e),
+    };
+    let pool = Pool::from_parts(newest, members, read_only, pmd);
+    if !read_only {
+        pool.repair_superblocks()?;
+    }
+    Ok(pool)
+}
+
+/// A media class of an open pool: its device, zone size and (empty) space map.
+pub(super) fn class_dev(
+    dev: DeviceRef,
+    class: MediaClass,
+    zone_size: u64,
+    spare_pct: u8,
+) -> ClassDev {
+    let zones = u32::try_from(dev.size() / zone_size).unwrap_or(u32::MAX);
+    ClassDev {
+        map: ClassMap::new(class, SB_ZONES as u32, zones, spare_pct),
+        dev,
+        zone_size,
+    }
+}
+
+impl Pool {
+    /// Open an active pool by name or UUID.
+    pub fn open(name_or_uuid: &str, opts: &OpenOptions) -> Result<Pool> {
+        let Some(ent) = rundir::find_active(name_or_uuid)? else {
+            return Err(Error::PoolNotFound(name_or_uuid.to_string()));
+        };
+        Self::open_paths(&ent.devices, opts)
+    }
+
+    /// Open the pool whose member devices are `paths` (all of them).
+    pub fn open_paths(paths: &[PathBuf], opts: &OpenOptions) -> Result<Pool> {
+        let engine = opts.engine()?;
+        let read_only = opts.read_only || opts.inspect;
+        let mut files = Vec::new();
+        for p in paths {
+            files.push((p.clone(), open_file_dev(p, None, read_only, engine)?));
+        }
+        if !opts.inspect {
+            // Lock first, so that no other writer changes what we then read.
+            let hint = files.iter().find_map(|(_, d)| {
+                superblock::read(d.as_ref())
+                    .ok()
+                    .and_then(|r| r.best().cloned())
+            });
+            let (name, uuid) = hint.map_or_else(
+                || (String::from("?"), Uuid::nil()),
+                |h| (h.name, h.pool_uuid),
+            );
+            for (_, d) in &files {
+                lock_member(d, read_only, &name, &uuid)?;
+            }
+        }
+        let devs = files
+            .into_iter()
+            .map(|(p, d)| (Some(p), d as DeviceRef))
+            .collect();
+        let pool = assemble(devs, read_only, !opts.inspect)?;
+        if !read_only {
+            rundir::write_holder(&pool.uuid().to_string());
+        }
+        Ok(pool)
+    }
+
+    /// Open a pool on devices that are already open (see [`Pool::format_on`]).
+    pub fn open_on(devs: Vec<DeviceRef>, read_only: bool) -> Result<Pool> {
+        assemble(
+            devs.into_iter().map(|d| (None, d)).collect(),
+            read_only,
+            true,
+        )
+    }
+
+    /// Rewrite superblocks of members that had a damaged or stale copy.
+    fn repair_superblocks(&self) -> Result<()> {
+        let sb = lock(&self.inner.sb).clone();
+        let mut members = lock(&self.inner.members);
+        for m in members.iter_mut().filter(|m| !m.damaged.is_empty()) {
+            let s = Superblock {
+                dev_uuid: m.dev_uuid,
+                class: m.class,
+                sector: m.dev.sector(),
+                dev_size: m.dev.size(),
+                zone_size: m.zone_size,
+                ..sb.clone()
+            };
+            superblock::write(m.dev.as_ref(), &s)?;
+            m.damaged.clear();
+        }
+        Ok(())
+    }
+
+    /// Write the pool superblock (after `f` changed it) to every member, one at a time.
+    pub(crate) fn update_sb(&self, f: impl FnOnce(&mut Superblock) -> Result<()>) -> Result<()> {
+        if self.inner.read_only {
+            return Err(Error::ReadOnly(self.inner.name.clone()));
+        }
+        let mut cur = lock(&self.inner.sb);
+        let mut next = cur.clone();
+        f(&mut next)?;
+        next.generation += 1;
+        let members = lock(&self.inner.members);
+        for m in members.iter().rev() {
+            let s = Superblock {
+                dev_uuid: m.dev_uuid,
+                class: m.class,
+                sector: m.dev.sector(),
+                dev_size: m.dev.size(),
+                zone_size: m.zone_size,
+                ..next.clone()
+            };
+            superblock::write(m.dev.as_ref(), &s)?;
+        }
+        *cur = next;
+        Ok(())
+    }
+}

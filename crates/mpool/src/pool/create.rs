@@ -1,0 +1,438 @@
+//! Making a pool: formatting new member devices, adding a media class to an
+//! open pool, and vetting a device before either writes to it.
+
+use super::assemble::{class_dev, lock_member, open_file_dev};
+use super::options::{
+    CreateOptions, DeviceSpec, MDC0_ZONES, MIN_CAPACITY_ZONES, MIN_STAGING_ZONES, SB_ZONES,
+};
+use super::{lock, now, MemberDev, Pool};
+use crate::admin::ownership::apply_ownership;
+use crate::admin::rundir::{self, ActiveEntry};
+use crate::catalog::{Catalog, ClassDev, Layout};
+use crate::dev::{Device, DeviceKind, DeviceRef};
+use crate::error::{Error, Result};
+use crate::format::superblock::{
+    validate_label, validate_name, Mdc0Loc, MediaClass, Member, Superblock, MAX_MEMBERS, ZONE_MAX,
+    ZONE_MIN,
+};
+use crate::io::EngineChoice;
+use crate::superblock::{self, Signature};
+use std::path::PathBuf;
+use std::sync::Arc;
+use uuid::Uuid;
+
+fn check_zone_size(z: u64) -> Result<()> {
+    if !z.is_power_of_two() || !(ZONE_MIN..=ZONE_MAX).contains(&z) {
+        return Err(Error::InvalidArgument(format!(
+            "mblock size {z} must be a power of two from {} KiB to {} MiB",
+            ZONE_MIN >> 10,
+            ZONE_MAX >> 20
+        )));
+    }
+    Ok(())
+}
+
+fn min_size(class: MediaClass, zone: u64) -> u64 {
+    zone * match class {
+        MediaClass::Capacity => MIN_CAPACITY_ZONES,
+        MediaClass::Staging => MIN_STAGING_ZONES,
+    }
+}
+
+/// Owner and permissions applied to member devices.
+#[derive(Debug, Clone, Copy)]
+struct Owner {
+    uid: u32,
+    gid: u32,
+    mode: u32,
+}
+
+/// Write a new pool onto open devices: pool metadata first, then the
+/// superblocks, staging first and capacity last (the capacity superblock is
+/// the commit point of the create).
+fn format_pool(
+    pool_uuid: Uuid,
+    name: &str,
+    devs: &[(DeviceRef, MediaClass, u64)],
+    owner: Owner,
+    label: &str,
+) -> Result<()> {
+    let members: Vec<Member> = devs
+        .iter()
+        .map(|(d, class, zone)| Member {
+            dev_uuid: Uuid::new_v4(),
+            class: *class,
+            zone_size: *zone,
+            size: d.size(),
+        })
+        .collect();
+    let base = Superblock {
+        version: crate::format::superblock::SB_VERSION,
+        generation: 1,
+        pool_uuid,
+        dev_uuid: Uuid::nil(),
+        name: name.to_string(),
+        class: MediaClass::Capacity,
+        sector: 0,
+        dev_size: 0,
+        zone_size: 0,
+        ctime: now(),
+        uid: owner.uid,
+        gid: owner.gid,
+        mode: owner.mode,
+        spare_pct: [0, 0],
+        label: label.to_string(),
+        mdc0: Mdc0Loc {
+            zone: SB_ZONES as u32,
+            zones: MDC0_ZONES,
+        },
+        members: members.clone(),
+    };
+    let mut classes: [Option<ClassDev>; 2] = [None, None];
+    for (d, class, zone) in devs {
+        classes[class.index()] = Some(class_dev(Arc::clone(d), *class, *zone, 0));
+    }
+    Catalog::format(
+        classes,
+        Layout {
+            mdc0_zone: base.mdc0.zone,
+            mdc0_zones: base.mdc0.zones,
+        },
+    )?;
+    for ((d, class, zone), m) in devs.iter().zip(&members).rev() {
+        let s = Superblock {
+            dev_uuid: m.dev_uuid,
+            class: *class,
+            sector: d.sector(),
+            dev_size: d.size(),
+            zone_size: *zone,
+            ..base.clone()
+        };
+        superblock::write(d.as_ref(), &s)?;
+    }
+    Ok(())
+}
+
+/// Check a device for `create`/`add`: size, signatures, other pools.
+fn vet_device(
+    dev: &dyn Device,
+    path: &str,
+    class: MediaClass,
+    zone: u64,
+    force: bool,
+) -> Result<()> {
+    let min = min_size(class, zone);
+    if dev.size() < min {
+        return Err(Error::TooSmall {
+            device: path.to_string(),
+            size: dev.size(),
+            min,
+            class,
+            zone_size: zone,
+        });
+    }
+    if let Some(sig) = superblock::probe(dev)? {
+        if let Signature::Mpool { name, uuid } = &sig {
+            if let Some(a) = rundir::find_active(&uuid.to_string())? {
+                return Err(Error::InOtherPool {
+                    device: format!("{path} (active)"),
+                    pool: a.name,
+                });
+            }
+            if !force {
+                return Err(Error::InOtherPool {
+                    device: path.to_string(),
+                    pool: name.clone(),
+                });
+            }
+        } else if !force {
+            return Err(Error::Signature {
+                device: path.to_string(),
+                sig,
+            });
+        }
+    }
+    Ok(())
+}
+
+impl Pool {
+    /// Create a pool named `name` on `capacity` (and `opts.staging`).
+    ///
+    /// Refuses, changing nothing on any device: a bad name, a name already
+    /// active, a missing or too-small device, a device holding a pool,
+    /// filesystem or LVM signature (unless `force`), the same device twice.
+    pub fn create(name: &str, capacity: &DeviceSpec, opts: &CreateOptions) -> Result<Pool> {
+        validate_name(name).map_err(Error::InvalidName)?;
+        validate_label(&opts.label).map_err(Error::InvalidArgument)?;
+        let engine = opts.open.engine()?;
+        if let Some(a) = rundir::find_active(name)? {
+            return Err(Error::PoolExists {
+                name: name.into(),
+                detail: format!("active, uuid {}", a.uuid),
+            });
+        }
+        let mut specs = vec![(capacity, MediaClass::Capacity)];
+        if let Some(s) = &opts.staging {
+            specs.push((s, MediaClass::Staging));
+        }
+        for (s, _) in &specs {
+            check_zone_size(s.zone_size)?;
+        }
+        if let [(a, _), (b, _)] = specs.as_slice() {
+            if crate::dev::canonical(&a.path) == crate::dev::canonical(&b.path) {
+                return Err(Error::InvalidArgument(format!(
+                    "{} is given as both capacity and staging device",
+                    a.path.display()
+                )));
+            }
+        }
+        if let Some(m) = opts.mode {
+            if m > 0o7777 {
+                return Err(Error::InvalidArgument(format!(
+                    "mode {m:o} is not a permission mode"
+                )));
+            }
+        }
+        // Check everything before writing anything. Files we create are removed on refusal.
+        let mut created: Vec<PathBuf> = Vec::new();
+        let mut devs = Vec::new();
+        let res = (|| -> Result<()> {
+            for (s, class) in &specs {
+                let existed = s.path.exists();
+                if existed && s.create_size.is_some() {
+                    let meta = std::fs::metadata(&s.path).map_err(|e| Error::file(&s.path, e))?;
+                    if meta.is_file() && Some(meta.len()) != s.create_size {
+                        return Err(Error::InvalidArgument(format!(
+                            "{} exists with size {}; omit --size to use it as it is",
+                            s.path.display(),
+                            meta.len()
+                        )));
+                    }
+                }
+                let d = open_file_dev(&s.path, s.create_size, false, engine)?;
+                if !existed {
+                    created.push(s.path.clone());
+                }
+                vet_device(
+                    d.as_ref(),
+                    &s.path.display().to_string(),
+                    *class,
+                    s.zone_size,
+                    opts.force,
+                )?;
+                devs.push((Arc::clone(&d), s.path.clone(), *class, s.zone_size));
+            }
+            Ok(())
+        })();
+        if let Err(e) = res {
+            drop(devs);
+            for p in created {
+                let _ = std::fs::remove_file(p);
+            }
+            return Err(e);
+        }
+        let pool_uuid = Uuid::new_v4();
+        for (d, _, _, _) in &devs {
+            lock_member(d, false, name, &pool_uuid)?;
+        }
+        if opts.discard {
+            for (d, _, _, _) in &devs {
+                d.discard(0, d.size() - d.size() % u64::from(d.sector()))?;
+            }
+        }
+        if opts.force {
+            for (d, _, _, _) in &devs {
+                superblock::wipe_signatures(d.as_ref())?;
+            }
+        }
+        let owner = Owner {
+            uid: opts
+                .uid
+                .unwrap_or_else(|| rustix::process::geteuid().as_raw()),
+            gid: opts
+                .gid
+                .unwrap_or_else(|| rustix::process::getegid().as_raw()),
+            mode: opts.mode.unwrap_or(0o660),
+        };
+        let on: Vec<(DeviceRef, MediaClass, u64)> = devs
+            .iter()
+            .map(|(d, _, c, z)| (d.clone() as DeviceRef, *c, *z))
+            .collect();
+        format_pool(pool_uuid, name, &on, owner, &opts.label)?;
+        drop(on); // the handles (and the locks they hold) go before the reopen below
+        for (_, path, _, _) in &devs {
+            apply_ownership(path, owner.uid, owner.gid, owner.mode)?;
+        }
+        let paths: Vec<PathBuf> = devs.iter().map(|(_, p, _, _)| p.clone()).collect();
+        let file_paths: Vec<PathBuf> = devs
+            .iter()
+            .filter(|(d, ..)| d.info().kind == DeviceKind::File)
+            .map(|(_, p, ..)| p.clone())
+            .collect();
+        rundir::remember_paths(&file_paths)?;
+        if opts.activate {
+            rundir::write_active(&ActiveEntry {
+                name: name.to_string(),
+                uuid: pool_uuid.to_string(),
+                devices: paths
+                    .iter()
+                    .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()))
+                    .collect(),
+                activated: now(),
+            })?;
+        }
+        drop(devs);
+        Pool::open_paths(&paths, &opts.open)
+    }
+
+    /// Create a pool on devices that are already open (memory, fault-injecting
+    /// or files opened by the caller): no signature checks, ownership, locks or
+    /// run directory. Returns the pool UUID; open it with [`Pool::open_on`].
+    pub fn format_on(
+        name: &str,
+        devs: &[(DeviceRef, MediaClass, u64)],
+        label: &str,
+    ) -> Result<Uuid> {
+        validate_name(name).map_err(Error::InvalidName)?;
+        validate_label(label).map_err(Error::InvalidArgument)?;
+        if devs.first().map(|d| d.1) != Some(MediaClass::Capacity)
+            || devs.len() > 2
+            || (devs.len() == 2 && devs[1].1 != MediaClass::Staging)
+        {
+            return Err(Error::InvalidArgument(
+                "devices must be a capacity device, optionally followed by a staging device".into(),
+            ));
+        }
+        for (d, class, zone) in devs {
+            check_zone_size(*zone)?;
+            let min = min_size(*class, *zone);
+            if d.size() < min {
+                return Err(Error::TooSmall {
+                    device: d.info().name(),
+                    size: d.size(),
+                    min,
+                    class: *class,
+                    zone_size: *zone,
+                });
+            }
+        }
+        let uuid = Uuid::new_v4();
+        format_pool(
+            uuid,
+            name,
+            devs,
+            Owner {
+                uid: 0,
+                gid: 0,
+                mode: 0o600,
+            },
+            label,
+        )?;
+        Ok(uuid)
+    }
+
+    /// Add a media class on `spec`'s device. Usable at once.
+    pub fn add(&self, class: MediaClass, spec: &DeviceSpec, force: bool) -> Result<()> {
+        if self.inner.read_only {
+            return Err(Error::ReadOnly(self.inner.name.clone()));
+        }
+        check_zone_size(spec.zone_size)?;
+        if self.classes().contains(&class) {
+            return Err(Error::ClassExists(class));
+        }
+        let sb0 = self.superblock();
+        if sb0.members.len() >= MAX_MEMBERS {
+            return Err(Error::InvalidArgument(format!(
+                "a pool has at most {MAX_MEMBERS} devices"
+            )));
+        }
+        let path = spec.path.display().to_string();
+        let existed = spec.path.exists();
+        let d = open_file_dev(
+            &spec.path,
+            spec.create_size,
+            false,
+            EngineChoice::from_env().unwrap_or_default(),
+        )?;
+        let vet = (|| {
+            if let Some(Signature::Mpool { name, uuid }) = superblock::probe(d.as_ref())? {
+                if uuid == self.uuid() {
+                    return Err(Error::InvalidArgument(format!(
+                        "{path} is already a device of pool '{name}'"
+                    )));
+                }
+                if rundir::find_active(&uuid.to_string())?.is_some() || !force {
+                    return Err(Error::InOtherPool {
+                        device: path.clone(),
+                        pool: name,
+                    });
+                }
+            }
+            vet_device(d.as_ref(), &path, class, spec.zone_size, force)?;
+            lock_member(&d, false, self.name(), &self.uuid())
+        })();
+        if let Err(e) = vet {
+            if !existed {
+                let _ = std::fs::remove_file(&spec.path);
+            }
+            return Err(e);
+        }
+        let m = Member {
+            dev_uuid: Uuid::new_v4(),
+            class,
+            zone_size: spec.zone_size,
+            size: d.size(),
+        };
+        if force {
+            superblock::wipe_signatures(d.as_ref())?;
+        }
+        // The new device gets its superblock first; the others then list it.
+        let mut news = sb0.clone();
+        news.generation += 1;
+        news.members.push(m);
+        superblock::write(
+            d.as_ref(),
+            &Superblock {
+                dev_uuid: m.dev_uuid,
+                class,
+                sector: d.sector(),
+                dev_size: d.size(),
+                zone_size: spec.zone_size,
+                ..news
+            },
+        )?;
+        if let Some(p) = self.inner.pmd.as_ref() {
+            p.add_class(
+                class,
+                class_dev(
+                    d.clone() as DeviceRef,
+                    class,
+                    spec.zone_size,
+                    sb0.spare_pct[class.index()],
+                ),
+            )?;
+        }
+        lock(&self.inner.members).push(MemberDev {
+            path: Some(spec.path.clone()),
+            dev: d.clone() as DeviceRef,
+            class,
+            dev_uuid: m.dev_uuid,
+            zone_size: spec.zone_size,
+            damaged: Vec::new(),
+        });
+        self.update_sb(|s| {
+            s.members.push(m);
+            Ok(())
+        })?;
+        apply_ownership(&spec.path, sb0.uid, sb0.gid, sb0.mode)?;
+        if d.info().kind == DeviceKind::File {
+            rundir::remember_paths(std::slice::from_ref(&spec.path))?;
+        }
+        if let Some(mut ent) = rundir::find_active(&self.uuid().to_string())? {
+            ent.devices
+                .push(std::fs::canonicalize(&spec.path).unwrap_or_else(|_| spec.path.clone()));
+            rundir::write_active(&ent)?;
+        }
+        Ok(())
+    }
+}

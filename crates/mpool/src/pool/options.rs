@@ -1,0 +1,133 @@
+//! How to open and create a pool: [`OpenOptions`], [`CreateOptions`],
+//! [`DeviceSpec`], and the zone constants of a pool's layout.
+
+use crate::error::{Error, Result};
+use crate::io::EngineChoice;
+use std::path::PathBuf;
+
+/// Default zone (mblock) size: 32 MiB.
+pub const DEFAULT_ZONE_SIZE: u64 = 32 << 20;
+/// Zones reserved at the start of every device (superblocks).
+pub const SB_ZONES: u64 = 1;
+/// Zones per MDC0 log.
+pub const MDC0_ZONES: u32 = 1;
+/// Fewest zones a capacity device may have.
+pub const MIN_CAPACITY_ZONES: u64 = 8;
+/// Fewest zones a staging device may have.
+pub const MIN_STAGING_ZONES: u64 = 4;
+
+/// Parse a size: `4096`, `64KiB`, `64K`, `1G`, `1.5GiB`, `10MB` (decimal with B).
+pub fn parse_size(s: &str) -> Result<u64> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let bad = || {
+        Error::InvalidArgument(format!(
+            "bad size '{s}' (examples: 4096, 64KiB, 512M, 1G, 2TiB)"
+        ))
+    };
+    let n: f64 = num.parse().map_err(|_| bad())?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "t" | "tib" => 1 << 40,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
+        _ => return Err(bad()),
+    };
+    let v = n * mult as f64;
+    if !v.is_finite() || v < 1.0 || v > u64::MAX as f64 || (unit.is_empty() && num.contains('.')) {
+        return Err(bad());
+    }
+    Ok(v as u64)
+}
+
+/// How to open a pool.
+#[derive(Debug, Clone, Default)]
+pub struct OpenOptions {
+    /// Open read-only: shared lock, no writes.
+    pub read_only: bool,
+    /// I/O engine; `None` reads `MPOOL_IO_ENGINE` (default auto).
+    pub engine: Option<EngineChoice>,
+    /// Inspect only: read-only, take no lock, repair nothing (for `list`
+    /// and `get` while another process has the pool open).
+    pub inspect: bool,
+}
+
+impl OpenOptions {
+    /// The engine asked for, or the one `MPOOL_IO_ENGINE` names.
+    pub(super) fn engine(&self) -> Result<EngineChoice> {
+        match self.engine {
+            Some(e) => Ok(e),
+            None => EngineChoice::from_env()
+                .map_err(|e| Error::InvalidArgument(format!("MPOOL_IO_ENGINE: {e}"))),
+        }
+    }
+}
+
+/// A device given to `create` or `add`.
+#[derive(Debug, Clone)]
+pub struct DeviceSpec {
+    /// File or block device path.
+    pub path: PathBuf,
+    /// Create a sparse file of this size when the path does not exist.
+    pub create_size: Option<u64>,
+    /// Zone (mblock) size for this device's class.
+    pub zone_size: u64,
+}
+
+impl DeviceSpec {
+    /// An existing device with the default zone size.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            create_size: None,
+            zone_size: DEFAULT_ZONE_SIZE,
+        }
+    }
+}
+
+/// How to create a pool.
+#[derive(Debug, Clone)]
+pub struct CreateOptions {
+    /// The optional staging device.
+    pub staging: Option<DeviceSpec>,
+    /// Owner uid (default: this process' effective uid).
+    pub uid: Option<u32>,
+    /// Owner gid (default: this process' effective gid).
+    pub gid: Option<u32>,
+    /// Permission bits (default 0660).
+    pub mode: Option<u32>,
+    /// Free-form label.
+    pub label: String,
+    /// Discard every device before use.
+    pub discard: bool,
+    /// Overwrite foreign signatures (a filesystem, LVM, an inactive pool).
+    pub force: bool,
+    /// Record the pool in the run directory so it opens by name (default true).
+    pub activate: bool,
+    /// Open options for the returned pool.
+    pub open: OpenOptions,
+}
+
+impl Default for CreateOptions {
+    fn default() -> Self {
+        Self {
+            staging: None,
+            uid: None,
+            gid: None,
+            mode: None,
+            label: String::new(),
+            discard: false,
+            force: false,
+            activate: true,
+            open: OpenOptions::default(),
+        }
+    }
+}

@@ -1,0 +1,328 @@
+//! What `mpool get`/`set` show and change: [`PoolProps`], [`DeviceProps`],
+//! [`ClassUsage`], properties by name, and health.
+
+use super::options::SB_ZONES;
+use super::{lock, Pool};
+use crate::admin::ownership::apply_ownership;
+use crate::catalog::Catalog;
+use crate::dev::DeviceKind;
+use crate::error::{Error, Result};
+use crate::format::superblock::{validate_label, MediaClass, Superblock};
+use serde::Serialize;
+
+/// Space of one media class.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ClassUsage {
+    /// The class.
+    pub class: MediaClass,
+    /// Zone (mblock) size.
+    pub zone_size: u64,
+    /// Device bytes.
+    pub size: u64,
+    /// Zones that can hold objects (excludes reserved zones).
+    pub zones: u64,
+    /// Bytes in use (objects and pool metadata).
+    pub used: u64,
+    /// Bytes held back as spare.
+    pub spare: u64,
+    /// Bytes that can still be allocated.
+    pub free: u64,
+}
+
+/// Properties of a pool, as `mpool get` shows them.
+#[derive(Debug, Clone, Serialize)]
+pub struct PoolProps {
+    /// Name.
+    pub name: String,
+    /// UUID.
+    pub uuid: String,
+    /// Label.
+    pub label: String,
+    /// Owner uid.
+    pub uid: u32,
+    /// Owner gid.
+    pub gid: u32,
+    /// Mode, octal text.
+    pub mode: String,
+    /// Spare percentage of the capacity class.
+    pub spare_capacity: u8,
+    /// Spare percentage of the staging class.
+    pub spare_staging: u8,
+    /// Superblock generation.
+    pub generation: u64,
+    /// On-media format version (docs/format.md, "Version history").
+    pub format_version: u16,
+    /// Creation time (seconds since the epoch).
+    pub ctime: u64,
+    /// Health: `ok`, or what is wrong.
+    pub health: String,
+    /// Committed objects (mblocks, mlogs, MDCs), when the metadata was read.
+    pub objects: Option<u64>,
+    /// Usage per class.
+    pub classes: Vec<ClassUsage>,
+    /// Member devices.
+    pub devices: Vec<DeviceProps>,
+}
+
+/// One member device, as `mpool list -v` and `get` show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceProps {
+    /// Path (or `<memory>`).
+    pub path: String,
+    /// Class.
+    pub class: MediaClass,
+    /// File or block device.
+    pub kind: DeviceKind,
+    /// Bytes.
+    pub size: u64,
+    /// Logical sector size.
+    pub sector: u32,
+    /// Whether I/O bypasses the page cache.
+    pub direct: bool,
+    /// I/O engine.
+    pub engine: String,
+    /// Device UUID.
+    pub uuid: String,
+}
+
+/// Names of the settable properties.
+pub const SETTABLE: &[&str] = &[
+    "uid",
+    "gid",
+    "mode",
+    "label",
+    "spare_capacity",
+    "spare_staging",
+];
+/// Names of every property `get` knows.
+pub const PROPERTIES: &[&str] = &[
+    "name",
+    "uuid",
+    "label",
+    "uid",
+    "gid",
+    "mode",
+    "spare_capacity",
+    "spare_staging",
+    "generation",
+    "format_version",
+    "ctime",
+    "health",
+    "size",
+    "used",
+    "free",
+    "mblocksize_capacity",
+    "mblocksize_staging",
+    "devices",
+];
+
+impl Pool {
+    /// Space per media class.
+    pub fn usage(&self) -> Vec<ClassUsage> {
+        let sb = lock(&self.inner.sb).clone();
+        lock(&self.inner.members)
+            .iter()
+            .map(|m| {
+                let (zones, used_z, free_z, spare_z) =
+                    match self.inner.pmd.as_ref().and_then(|p| p.space(m.class)) {
+                        Some(x) => x,
+                        None => {
+                            // Inspecting only: what the superblock tells (the metadata is not replayed).
+                            let zones = (m.dev.size() / m.zone_size).saturating_sub(SB_ZONES);
+                            let used_z = if m.class == MediaClass::Capacity {
+                                2 * u64::from(sb.mdc0.zones)
+                            } else {
+                                0
+                            };
+                            (
+                                zones,
+                                used_z,
+                                zones.saturating_sub(used_z),
+                                zones * u64::from(sb.spare_pct[m.class.index()]) / 100,
+                            )
+                        }
+                    };
+                ClassUsage {
+                    class: m.class,
+                    zone_size: m.zone_size,
+                    size: m.dev.size(),
+                    zones,
+                    used: used_z * m.zone_size,
+                    spare: spare_z * m.zone_size,
+                    free: free_z.saturating_sub(spare_z) * m.zone_size,
+                }
+            })
+            .collect()
+    }
+
+    /// Health: `ok`, or what is wrong.
+    pub fn health(&self) -> String {
+        let members = lock(&self.inner.members);
+        let bad: Vec<String> = members
+            .iter()
+            .flat_map(|m| {
+                let name = m
+                    .path
+                    .as_ref()
+                    .map_or_else(|| m.dev.info().name(), |p| p.display().to_string());
+                m.damaged
+                    .iter()
+                    .map(move |(i, why)| format!("{name} superblock copy {i}: {why}"))
+            })
+            .collect();
+        if bad.is_empty() {
+            "ok".into()
+        } else {
+            format!("degraded ({})", bad.join("; "))
+        }
+    }
+
+    /// Every property.
+    pub fn props(&self) -> PoolProps {
+        let sb = lock(&self.inner.sb).clone();
+        let devices = lock(&self.inner.members)
+            .iter()
+            .map(|m| {
+                let i = m.dev.info();
+                DeviceProps {
+                    path: m
+                        .path
+                        .as_ref()
+                        .map_or_else(|| i.name(), |p| p.display().to_string()),
+                    class: m.class,
+                    kind: i.kind,
+                    size: i.size,
+                    sector: i.logical_sector,
+                    direct: i.direct,
+                    engine: i.engine.to_string(),
+                    uuid: m.dev_uuid.to_string(),
+                }
+            })
+            .collect();
+        PoolProps {
+            name: sb.name.clone(),
+            uuid: sb.pool_uuid.to_string(),
+            label: sb.label.clone(),
+            uid: sb.uid,
+            gid: sb.gid,
+            mode: format!("{:04o}", sb.mode),
+            spare_capacity: sb.spare_pct[0],
+            spare_staging: sb.spare_pct[1],
+            generation: sb.generation,
+            format_version: sb.version,
+            ctime: sb.ctime,
+            health: self.health(),
+            objects: self.inner.pmd.as_ref().map(Catalog::count),
+            classes: self.usage(),
+            devices,
+        }
+    }
+
+    /// One property's value as text.
+    pub fn get(&self, prop: &str) -> Result<String> {
+        let p = self.props();
+        let class = |c: MediaClass| p.classes.iter().find(|u| u.class == c).cloned();
+        let sum = |f: fn(&ClassUsage) -> u64| p.classes.iter().map(f).sum::<u64>().to_string();
+        Ok(match prop {
+            "name" => p.name,
+            "uuid" => p.uuid,
+            "label" => p.label,
+            "uid" => p.uid.to_string(),
+            "gid" => p.gid.to_string(),
+            "mode" => p.mode,
+            "spare_capacity" => p.spare_capacity.to_string(),
+            "spare_staging" => p.spare_staging.to_string(),
+            "generation" => p.generation.to_string(),
+            "format_version" => p.format_version.to_string(),
+            "ctime" => p.ctime.to_string(),
+            "health" => p.health,
+            "size" => sum(|u| u.size),
+            "used" => sum(|u| u.used),
+            "free" => sum(|u| u.free),
+            "mblocksize_capacity" => {
+                class(MediaClass::Capacity).map_or_else(|| "-".into(), |u| u.zone_size.to_string())
+            }
+            "mblocksize_staging" => {
+                class(MediaClass::Staging).map_or_else(|| "-".into(), |u| u.zone_size.to_string())
+            }
+            "devices" => p
+                .devices
+                .iter()
+                .map(|d| format!("{}:{}", d.class, d.path))
+                .collect::<Vec<_>>()
+                .join(","),
+            other => {
+                return Err(Error::UnknownProperty {
+                    name: other.into(),
+                    known: PROPERTIES.join(", "),
+                })
+            }
+        })
+    }
+
+    /// Set properties (`uid`, `gid`, `mode`, `label`, `spare_capacity`,
+    /// `spare_staging`). All are checked before any is written; ownership
+    /// is applied to every member device.
+    pub fn set(&self, props: &[(String, String)]) -> Result<()> {
+        let mut sb = lock(&self.inner.sb).clone();
+        for (k, v) in props {
+            let bad = |why: &str| Error::InvalidArgument(format!("{k}={v}: {why}"));
+            match k.as_str() {
+                "uid" => sb.uid = v.parse().map_err(|_| bad("not a numeric uid"))?,
+                "gid" => sb.gid = v.parse().map_err(|_| bad("not a numeric gid"))?,
+                "mode" => {
+                    let m = u32::from_str_radix(v.trim_start_matches("0o"), 8)
+                        .map_err(|_| bad("not an octal mode"))?;
+                    if m > 0o7777 {
+                        return Err(bad("not a permission mode"));
+                    }
+                    sb.mode = m;
+                }
+                "label" => {
+                    validate_label(v).map_err(|e| bad(&e))?;
+                    sb.label = v.clone();
+                }
+                "spare_capacity" | "spare_staging" => {
+                    let pct: u8 = v
+                        .trim_end_matches('%')
+                        .parse()
+                        .map_err(|_| bad("not a percentage 0..99"))?;
+                    if pct > 99 {
+                        return Err(bad("not a percentage 0..99"));
+                    }
+                    sb.spare_pct[usize::from(k == "spare_staging")] = pct;
+                }
+                other if PROPERTIES.contains(&other) => {
+                    return Err(Error::InvalidArgument(format!(
+                        "property '{other}' is read-only (settable: {})",
+                        SETTABLE.join(", ")
+                    )))
+                }
+                other => {
+                    return Err(Error::UnknownProperty {
+                        name: other.into(),
+                        known: SETTABLE.join(", "),
+                    })
+                }
+            }
+        }
+        let (uid, gid, mode, spare) = (sb.uid, sb.gid, sb.mode, sb.spare_pct);
+        self.update_sb(move |s| {
+            *s = Superblock {
+                generation: s.generation,
+                members: s.members.clone(),
+                ..sb
+            };
+            Ok(())
+        })?;
+        if let Some(p) = self.inner.pmd.as_ref() {
+            for c in MediaClass::ALL {
+                p.set_spare(c, spare[c.index()]);
+            }
+        }
+        for p in self.device_paths() {
+            apply_ownership(&p, uid, gid, mode)?;
+        }
+        Ok(())
+    }
+}
