@@ -1,10 +1,12 @@
 //! Pool lifecycle verbs.
 
-use crate::fmt::{human, parse_gid, parse_mode, parse_uid, print_json, table};
+use crate::fmt::{human, parse_gid, parse_uid, print_json, table};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use mpool::admin::{self, rundir, scan as mscan};
-use mpool::pool::{self, parse_size, DeviceSpec, PoolProps, DEFAULT_ZONE_SIZE, PROPERTIES};
+use mpool::pool::{
+    self, parse_mode, parse_size, DeviceSpec, PoolProps, DEFAULT_ZONE_SIZE, PROPERTIES,
+};
 use mpool::{CreateOptions, MediaClass, OpenOptions, Pool};
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -80,17 +80,6 @@ fn lookup(s: &str, file: &str, what: &str) -> anyhow::Result<u32> {
         })
 }
 
-/// Parse an octal mode such as `0660` or `660`.
-pub fn parse_mode(s: &str) -> anyhow::Result<u32> {
-    let m = u32::from_str_radix(s.trim_start_matches("0o"), 8)
-        .map_err(|_| anyhow::anyhow!("bad mode '{s}' (octal, e.g. 0660)"))?;
-    anyhow::ensure!(
-        m <= 0o7777,
-        "bad mode '{s}' (octal permission bits, at most 7777)"
-    );
-    Ok(m)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,13 +93,9 @@ mod tests {
     }
 
     #[test]
-    fn ids_and_modes() {
+    fn ids() {
         assert_eq!(parse_uid("0").unwrap(), 0);
         assert_eq!(parse_uid("root").unwrap(), 0);
         assert!(parse_uid("no-such-user-xyz").is_err());
-        assert_eq!(parse_mode("0660").unwrap(), 0o660);
-        assert_eq!(parse_mode("755").unwrap(), 0o755);
-        assert!(parse_mode("999").is_err());
-        assert!(parse_mode("17777").is_err());
     }
 }

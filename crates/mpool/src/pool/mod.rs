@@ -14,7 +14,7 @@ pub use options::{
     CreateOptions, DeviceSpec, OpenOptions, DEFAULT_ZONE_SIZE, MDC0_ZONES, MIN_CAPACITY_ZONES,
     MIN_STAGING_ZONES, SB_ZONES,
 };
-pub use properties::{ClassUsage, DeviceProps, PoolProps, PROPERTIES, SETTABLE};
+pub use properties::{parse_mode, ClassUsage, DeviceProps, PoolProps, PROPERTIES, SETTABLE};
 
 use crate::admin::rundir;
 use crate::catalog::Catalog;

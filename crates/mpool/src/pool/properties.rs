@@ -1,5 +1,5 @@
 //! What `mpool get`/`set` show and change: [`PoolProps`], [`DeviceProps`],
-//! [`ClassUsage`], properties by name, and health.
+//! [`ClassUsage`], properties by name, health, and the mode parser.
 
 use super::options::SB_ZONES;
 use super::{lock, Pool};
@@ -115,6 +115,18 @@ pub const PROPERTIES: &[&str] = &[
     "mblocksize_staging",
     "devices",
 ];
+
+/// Parse a permission mode in octal: `0660`, `660` or `0o660`; refuses
+/// anything that is not octal or is above `7777`.
+pub fn parse_mode(s: &str) -> Result<u32> {
+    let bad = |why: &str| Error::InvalidArgument(format!("bad mode '{s}' ({why})"));
+    let m =
+        u32::from_str_radix(s.trim_start_matches("0o"), 8).map_err(|_| bad("octal, e.g. 0660"))?;
+    if m > 0o7777 {
+        return Err(bad("octal permission bits, at most 7777"));
+    }
+    Ok(m)
+}
 
 impl Pool {
     /// Space per media class.
@@ -270,14 +282,7 @@ impl Pool {
             match k.as_str() {
                 "uid" => sb.uid = v.parse().map_err(|_| bad("not a numeric uid"))?,
                 "gid" => sb.gid = v.parse().map_err(|_| bad("not a numeric gid"))?,
-                "mode" => {
-                    let m = u32::from_str_radix(v.trim_start_matches("0o"), 8)
-                        .map_err(|_| bad("not an octal mode"))?;
-                    if m > 0o7777 {
-                        return Err(bad("not a permission mode"));
-                    }
-                    sb.mode = m;
-                }
+                "mode" => sb.mode = parse_mode(v)?,
                 "label" => {
                     validate_label(v).map_err(|e| bad(&e))?;
                     sb.label = v.clone();
@@ -324,5 +329,24 @@ impl Pool {
             apply_ownership(&p, uid, gid, mode)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_mode;
+
+    #[test]
+    fn modes() {
+        assert_eq!(parse_mode("0660").ok(), Some(0o660));
+        assert_eq!(parse_mode("755").ok(), Some(0o755));
+        assert_eq!(parse_mode("0o7777").ok(), Some(0o7777));
+        for bad in ["999", "17777", "8", "rw", ""] {
+            let e = parse_mode(bad).err().map(|e| e.to_string());
+            assert!(
+                e.as_deref().is_some_and(|e| e.contains("bad mode")),
+                "{bad}: {e:?}"
+            );
+        }
     }
 }
