@@ -20,8 +20,8 @@ pub struct DeviceArgs {
     /// Directory for the test file (it is created there and removed after).
     #[arg(long, default_value = ".")]
     pub dir: PathBuf,
-    /// Size of the test file (e.g. 1G, 512M, 4096).
-    #[arg(long, default_value = "1G", value_parser = parse_size)]
+    /// Size of the test file (e.g. 1G, 512M, 4096; see `mpool::size`).
+    #[arg(long, default_value = "1G", value_parser = mpool::size::parse_size)]
     pub size: u64,
     /// Seconds per case and side.
     #[arg(long, default_value_t = 5)]
@@ -35,25 +35,6 @@ pub struct DeviceArgs {
     /// Keep the test file afterwards (a later run reuses it without refilling).
     #[arg(long)]
     pub keep_file: bool,
-}
-
-/// Parse a byte size: a number with an optional k/m/g/t suffix (powers of 1024).
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim().to_ascii_lowercase();
-    let t = t.trim_end_matches("ib").trim_end_matches('b');
-    let (num, mul) = match t.char_indices().last() {
-        Some((i, 'k')) => (&t[..i], 1u64 << 10),
-        Some((i, 'm')) => (&t[..i], 1 << 20),
-        Some((i, 'g')) => (&t[..i], 1 << 30),
-        Some((i, 't')) => (&t[..i], 1 << 40),
-        _ => (t, 1),
-    };
-    let n: u64 = num
-        .trim()
-        .parse()
-        .map_err(|_| format!("bad size '{s}' (examples: 1G, 512M, 65536)"))?;
-    n.checked_mul(mul)
-        .ok_or_else(|| format!("size '{s}' is too large"))
 }
 
 /// One workload case.
@@ -379,18 +360,6 @@ pub fn run(args: &DeviceArgs) -> Result<Report> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes() {
-        assert_eq!(parse_size("1G"), Ok(1 << 30));
-        assert_eq!(parse_size("512m"), Ok(512 << 20));
-        assert_eq!(parse_size("64KiB"), Ok(64 << 10));
-        assert_eq!(parse_size("4096"), Ok(4096));
-        assert_eq!(parse_size("2 GB"), Ok(2 << 30));
-        assert!(parse_size("x").is_err());
-        assert!(parse_size("").is_err());
-        assert!(parse_size("99999999999T").is_err());
-    }
 
     #[test]
     fn mpool_case_runs_on_a_small_file() {

@@ -1,10 +1,9 @@
 //! Object tools: `mblock`, `mlog`, `check`.
 
-use crate::fmt::{human, print_json, table};
+use crate::fmt::{human, print_json, size_arg, table};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use mpool::pool::parse_size;
 use mpool::{MediaClass, ObjType, ObjectId, ObjectProps, OpenOptions, Pool};
 use std::io::{BufRead, Read, Write};
 use std::path::PathBuf;
@@ -16,10 +15,6 @@ fn class_arg(s: &str) -> Result<MediaClass, String> {
 
 fn id_arg(s: &str) -> Result<ObjectId, String> {
     s.parse()
-}
-
-fn size_arg(s: &str) -> Result<u64, String> {
-    parse_size(s).map_err(|e| e.to_string())
 }
 
 fn open(pool: &str, read_only: bool) -> Result<Pool> {
@@ -76,9 +71,17 @@ pub enum MblockCmd {
         #[arg(short, long)]
         output: Option<PathBuf>,
         /// Start at this byte.
+        ///
+        /// SIZE: 4096, 64KiB, 512M, 1G, 1GiB. KiB, MiB, GiB, TiB and the bare
+        /// K, M, G, T are powers of 1024; KB, MB, GB, TB are powers of 1000
+        /// (10MB is 10,000,000 bytes).
         #[arg(long, default_value = "0", value_parser = size_arg_zero)]
         offset: u64,
         /// Read at most this many bytes.
+        ///
+        /// SIZE: 4096, 64KiB, 512M, 1G, 1GiB. KiB, MiB, GiB, TiB and the bare
+        /// K, M, G, T are powers of 1024; KB, MB, GB, TB are powers of 1000
+        /// (10MB is 10,000,000 bytes).
         #[arg(long, value_parser = size_arg)]
         length: Option<u64>,
     },
@@ -245,6 +248,10 @@ pub enum MlogCmd {
         /// Pool name or UUID.
         pool: String,
         /// Capacity (rounded up to whole mblocks).
+        ///
+        /// SIZE: 4096, 64KiB, 512M, 1G, 1GiB. KiB, MiB, GiB, TiB and the bare
+        /// K, M, G, T are powers of 1024; KB, MB, GB, TB are powers of 1000
+        /// (10MB is 10,000,000 bytes).
         #[arg(long, default_value = "1MiB", value_parser = size_arg)]
         capacity: u64,
         /// Media class.

@@ -1,19 +1,13 @@
 //! Pool lifecycle verbs.
 
-use crate::fmt::{human, parse_gid, parse_uid, print_json, table};
+use crate::fmt::{human, parse_gid, parse_uid, print_json, size_arg, table};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use mpool::admin::{self, rundir, scan as mscan};
-use mpool::pool::{
-    self, parse_mode, parse_size, DeviceSpec, PoolProps, DEFAULT_ZONE_SIZE, PROPERTIES,
-};
+use mpool::pool::{self, parse_mode, DeviceSpec, PoolProps, DEFAULT_ZONE_SIZE, PROPERTIES};
 use mpool::{CreateOptions, MediaClass, OpenOptions, Pool};
 use std::path::PathBuf;
 use std::process::ExitCode;
-
-fn size_arg(s: &str) -> Result<u64, String> {
-    parse_size(s).map_err(|e| e.to_string())
-}
 
 #[derive(Args, Debug)]
 pub struct CreateArgs {
@@ -22,18 +16,34 @@ pub struct CreateArgs {
     /// Capacity device: a block device or a file.
     device: PathBuf,
     /// Create DEVICE as a sparse file of this size.
+    ///
+    /// SIZE: 4096, 64KiB, 512M, 1G, 1GiB. KiB, MiB, GiB, TiB and the bare
+    /// K, M, G, T are powers of 1024; KB, MB, GB, TB are powers of 1000
+    /// (10MB is 10,000,000 bytes).
     #[arg(long, allow_hyphen_values = true, value_parser = size_arg)]
     size: Option<u64>,
     /// Staging device (optional fast media class).
     #[arg(long)]
     staging: Option<PathBuf>,
     /// Create the staging device as a sparse file of this size.
+    ///
+    /// SIZE: 4096, 64KiB, 512M, 1G, 1GiB. KiB, MiB, GiB, TiB and the bare
+    /// K, M, G, T are powers of 1024; KB, MB, GB, TB are powers of 1000
+    /// (10MB is 10,000,000 bytes).
     #[arg(long, allow_hyphen_values = true, value_parser = size_arg, requires = "staging")]
     staging_size: Option<u64>,
     /// Mblock (zone) size of the capacity class, a power of two (default 32MiB).
+    ///
+    /// SIZE: 4096, 64KiB, 512M, 1G, 1GiB. KiB, MiB, GiB, TiB and the bare
+    /// K, M, G, T are powers of 1024; KB, MB, GB, TB are powers of 1000
+    /// (10MB is 10,000,000 bytes).
     #[arg(long, allow_hyphen_values = true, value_parser = size_arg)]
     mblock_size: Option<u64>,
     /// Mblock (zone) size of the staging class (default: as capacity).
+    ///
+    /// SIZE: 4096, 64KiB, 512M, 1G, 1GiB. KiB, MiB, GiB, TiB and the bare
+    /// K, M, G, T are powers of 1024; KB, MB, GB, TB are powers of 1000
+    /// (10MB is 10,000,000 bytes).
     #[arg(long, allow_hyphen_values = true, value_parser = size_arg, requires = "staging")]
     staging_mblock_size: Option<u64>,
     /// Owner of the member devices (name or number; default: you).
@@ -388,9 +398,17 @@ pub struct AddArgs {
     #[arg(long, value_parser = |s: &str| s.parse::<MediaClass>())]
     class: MediaClass,
     /// Create DEVICE as a sparse file of this size.
+    ///
+    /// SIZE: 4096, 64KiB, 512M, 1G, 1GiB. KiB, MiB, GiB, TiB and the bare
+    /// K, M, G, T are powers of 1024; KB, MB, GB, TB are powers of 1000
+    /// (10MB is 10,000,000 bytes).
     #[arg(long, allow_hyphen_values = true, value_parser = size_arg)]
     size: Option<u64>,
     /// Mblock (zone) size of the new class (default: as the capacity class).
+    ///
+    /// SIZE: 4096, 64KiB, 512M, 1G, 1GiB. KiB, MiB, GiB, TiB and the bare
+    /// K, M, G, T are powers of 1024; KB, MB, GB, TB are powers of 1000
+    /// (10MB is 10,000,000 bytes).
     #[arg(long, allow_hyphen_values = true, value_parser = size_arg)]
     mblock_size: Option<u64>,
     /// Overwrite a filesystem, LVM or inactive-pool signature.

@@ -80,6 +80,11 @@ fn lookup(s: &str, file: &str, what: &str) -> anyhow::Result<u32> {
         })
 }
 
+/// A size argument, parsed by [`mpool::size::parse_size`].
+pub fn size_arg(s: &str) -> Result<u64, String> {
+    mpool::size::parse_size(s).map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

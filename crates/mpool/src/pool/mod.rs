@@ -9,7 +9,6 @@ mod options;
 mod properties;
 
 pub use crate::catalog::{MblockReader, ObjectProps};
-pub use options::parse_size;
 pub use options::{
     CreateOptions, DeviceSpec, OpenOptions, DEFAULT_ZONE_SIZE, MDC0_ZONES, MIN_CAPACITY_ZONES,
     MIN_STAGING_ZONES, SB_ZONES,

@@ -16,38 +16,6 @@ pub const MIN_CAPACITY_ZONES: u64 = 8;
 /// Fewest zones a staging device may have.
 pub const MIN_STAGING_ZONES: u64 = 4;
 
-/// Parse a size: `4096`, `64KiB`, `64K`, `1G`, `1.5GiB`, `10MB` (decimal with B).
-pub fn parse_size(s: &str) -> Result<u64> {
-    let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let bad = || {
-        Error::InvalidArgument(format!(
-            "bad size '{s}' (examples: 4096, 64KiB, 512M, 1G, 2TiB)"
-        ))
-    };
-    let n: f64 = num.parse().map_err(|_| bad())?;
-    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kib" => 1 << 10,
-        "m" | "mib" => 1 << 20,
-        "g" | "gib" => 1 << 30,
-        "t" | "tib" => 1 << 40,
-        "kb" => 1_000,
-        "mb" => 1_000_000,
-        "gb" => 1_000_000_000,
-        "tb" => 1_000_000_000_000,
-        _ => return Err(bad()),
-    };
-    let v = n * mult as f64;
-    if !v.is_finite() || v < 1.0 || v > u64::MAX as f64 || (unit.is_empty() && num.contains('.')) {
-        return Err(bad());
-    }
-    Ok(v as u64)
-}
-
 /// How to open a pool.
 #[derive(Debug, Clone, Default)]
 pub struct OpenOptions {
