@@ -153,7 +153,7 @@ fn fs_op(d: &File, p: &Path, buf: &AlignedBuf, fsync_unlink: bool) -> Result<()>
     let f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
-        .custom_flags(libc::O_DIRECT)
+        .custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32)
         .open(p)
         .with_context(|| format!("creating {}", p.display()))?;
     f.write_all_at(buf, 0)?;

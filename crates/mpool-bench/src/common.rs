@@ -285,17 +285,10 @@ impl Device for Counting {
 
 /// CPU time (user + system) this process has used so far, in seconds.
 pub fn cpu_seconds() -> f64 {
-    let mut ru = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-    // SAFETY: getrusage fills the struct it is given; RUSAGE_SELF is valid.
-    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, ru.as_mut_ptr()) };
-    if rc != 0 {
-        return 0.0;
-    }
-    // SAFETY: getrusage succeeded, so the struct is initialised (and it was
-    // zeroed before, so every field is a valid integer either way).
-    let ru = unsafe { ru.assume_init() };
-    let t = |v: libc::timeval| v.tv_sec as f64 + v.tv_usec as f64 / 1e6;
-    t(ru.ru_utime) + t(ru.ru_stime)
+    // CLOCK_PROCESS_CPUTIME_ID: user + system time of every thread, as
+    // getrusage(RUSAGE_SELF) sums it.
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    t.tv_sec as f64 + t.tv_nsec as f64 / 1e9
 }
 
 /// xorshift64*: cheap reproducible offsets and picks for random workloads.

@@ -52,32 +52,35 @@ pub fn print_json<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Parse a uid: a number or a user name from /etc/passwd.
+/// Parse a uid: a number or a user name, looked up through the system's
+/// user database (`getpwnam_r`, so NSS sources such as LDAP or sssd count).
 pub fn parse_uid(s: &str) -> anyhow::Result<u32> {
-    lookup(s, "/etc/passwd", "user")
+    lookup(s, "user", |name| {
+        nix::unistd::User::from_name(name).map(|u| u.map(|u| u.uid.as_raw()))
+    })
 }
 
-/// Parse a gid: a number or a group name from /etc/group.
+/// Parse a gid: a number or a group name, looked up through the system's
+/// group database (`getgrnam_r`).
 pub fn parse_gid(s: &str) -> anyhow::Result<u32> {
-    lookup(s, "/etc/group", "group")
+    lookup(s, "group", |name| {
+        nix::unistd::Group::from_name(name).map(|g| g.map(|g| g.gid.as_raw()))
+    })
 }
 
-fn lookup(s: &str, file: &str, what: &str) -> anyhow::Result<u32> {
+fn lookup(
+    s: &str,
+    what: &str,
+    by_name: impl FnOnce(&str) -> nix::Result<Option<u32>>,
+) -> anyhow::Result<u32> {
     if let Ok(n) = s.parse::<u32>() {
         return Ok(n);
     }
-    let text = std::fs::read_to_string(file).unwrap_or_default();
-    text.lines()
-        .filter_map(|l| {
-            let mut f = l.split(':');
-            let name = f.next()?;
-            let id = f.nth(1)?;
-            (name == s).then(|| id.parse::<u32>().ok()).flatten()
-        })
-        .next()
-        .ok_or_else(|| {
-            anyhow::anyhow!("unknown {what} '{s}' (give a name from {file} or a number)")
-        })
+    match by_name(s) {
+        Ok(Some(id)) => Ok(id),
+        Ok(None) => anyhow::bail!("unknown {what} '{s}' (give a {what} name or a number)"),
+        Err(e) => anyhow::bail!("looking up {what} '{s}': {e}"),
+    }
 }
 
 /// A size argument, parsed by [`mpool::size::parse_size`].
@@ -102,5 +105,9 @@ mod tests {
         assert_eq!(parse_uid("0").unwrap(), 0);
         assert_eq!(parse_uid("root").unwrap(), 0);
         assert!(parse_uid("no-such-user-xyz").is_err());
+        assert_eq!(parse_gid("0").unwrap(), 0);
+        assert_eq!(parse_gid("root").unwrap(), 0);
+        assert!(parse_gid("no-such-group-xyz").is_err());
+        assert!(parse_uid("nul\0name").is_err());
     }
 }

@@ -126,7 +126,6 @@ fn create_on_existing_file_and_mblock_default() {
     assert_eq!(p["size"], 320u64 << 20);
     // Defaults: mode 0660, owner is us.
     assert_eq!(p["mode"], "0660");
-    // SAFETY: no preconditions.
-    assert_eq!(p["uid"], unsafe { libc::geteuid() });
+    assert_eq!(p["uid"], rustix::process::geteuid().as_raw());
     sb.ok(&["destroy", "deflt"]);
 }

@@ -260,8 +260,7 @@ pub fn poke(path: impl AsRef<Path>, offset: u64, bytes: &[u8]) {
 }
 
 pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() == 0 }
+    rustix::process::geteuid().is_root()
 }
 
 /// A program on PATH, if present.

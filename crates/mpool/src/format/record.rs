@@ -1,6 +1,7 @@
 //! Pool-metadata records, stored in MDC0 and MDC1..N. See `docs/format.md`,
 //! "Pool metadata". Each record is one mlog record (the mlog checksums it).
 
+use crate::format::codec::{Reader, Short, Writer};
 use crate::format::superblock::MediaClass;
 use crate::objid::ObjectId;
 
@@ -80,17 +81,22 @@ const T_MBLOCK_SHARED: u8 = 7;
 #[error("bad pool-metadata record: {0}")]
 pub struct RecordDecodeError(pub String);
 
-fn u32_at(b: &[u8], o: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(o..o + 4)?.try_into().ok()?))
-}
-fn u64_at(b: &[u8], o: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(o..o + 8)?.try_into().ok()?))
-}
+/// The longest record.
+const MAX_LEN: usize = 22;
 
 impl CatalogRecord {
     /// Encode.
     pub fn encode(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(24);
+        let mut b = [0u8; MAX_LEN];
+        let mut w = Writer::new(&mut b);
+        // Every record fits in MAX_LEN bytes.
+        let written = self.put(&mut w);
+        debug_assert_eq!(written, Ok(()));
+        let n = w.pos();
+        b.get(..n).unwrap_or_default().to_vec()
+    }
+
+    fn put(&self, w: &mut Writer<'_>) -> Result<(), Short> {
         match *self {
             CatalogRecord::MdcLoc {
                 index,
@@ -98,19 +104,17 @@ impl CatalogRecord {
                 zone_b,
                 zones,
             } => {
-                v.push(T_MDCLOC);
-                v.push(index);
-                v.extend_from_slice(&zone_a.to_le_bytes());
-                v.extend_from_slice(&zone_b.to_le_bytes());
-                v.extend_from_slice(&zones.to_le_bytes());
+                w.u8(T_MDCLOC)?
+                    .u8(index)?
+                    .u32(zone_a)?
+                    .u32(zone_b)?
+                    .u32(zones)?;
             }
             CatalogRecord::RootMdc { id } => {
-                v.push(T_ROOT);
-                v.extend_from_slice(&id.raw().to_le_bytes());
+                w.u8(T_ROOT)?.u64(id.raw())?;
             }
             CatalogRecord::UniqCkpt { next } => {
-                v.push(T_UNIQ);
-                v.extend_from_slice(&next.to_le_bytes());
+                w.u8(T_UNIQ)?.u64(next)?;
             }
             CatalogRecord::Mblock {
                 id,
@@ -120,16 +124,17 @@ impl CatalogRecord {
                 crc,
                 shared_flush,
             } => {
-                v.push(if shared_flush {
+                let t = if shared_flush {
                     T_MBLOCK_SHARED
                 } else {
                     T_MBLOCK
-                });
-                v.push(class.code());
-                v.extend_from_slice(&id.raw().to_le_bytes());
-                v.extend_from_slice(&zone.to_le_bytes());
-                v.extend_from_slice(&len.to_le_bytes());
-                v.extend_from_slice(&crc.to_le_bytes());
+                };
+                w.u8(t)?
+                    .u8(class.code())?
+                    .u64(id.raw())?
+                    .u32(zone)?
+                    .u32(len)?
+                    .u32(crc)?;
             }
             CatalogRecord::Mlog {
                 id,
@@ -138,35 +143,33 @@ impl CatalogRecord {
                 zone_b,
                 zones,
             } => {
-                v.push(T_MLOG);
-                v.push(class.code());
-                v.extend_from_slice(&id.raw().to_le_bytes());
-                v.extend_from_slice(&zone.to_le_bytes());
-                v.extend_from_slice(&zone_b.to_le_bytes());
-                v.extend_from_slice(&zones.to_le_bytes());
+                w.u8(T_MLOG)?
+                    .u8(class.code())?
+                    .u64(id.raw())?
+                    .u32(zone)?
+                    .u32(zone_b)?
+                    .u32(zones)?;
             }
             CatalogRecord::Delete { id } => {
-                v.push(T_DELETE);
-                v.extend_from_slice(&id.raw().to_le_bytes());
+                w.u8(T_DELETE)?.u64(id.raw())?;
             }
         }
-        v
+        Ok(())
     }
 
     /// Decode; never panics. Lengths must be exact.
     pub fn decode(b: &[u8]) -> Result<CatalogRecord, RecordDecodeError> {
         let err =
             |w: &str| RecordDecodeError(format!("{w} ({} bytes, type {:?})", b.len(), b.first()));
-        let id_at = |o: usize| -> Result<ObjectId, RecordDecodeError> {
-            let raw = u64_at(b, o).ok_or_else(|| err("short"))?;
+        let short = |_: Short| err("short");
+        let id = |r: &mut Reader<'_>| -> Result<ObjectId, RecordDecodeError> {
+            let raw = r.u64().map_err(short)?;
             ObjectId::from_raw(raw).ok_or_else(|| err("invalid object ID"))
         };
-        let class_at = |o: usize| -> Result<MediaClass, RecordDecodeError> {
-            b.get(o)
-                .copied()
-                .and_then(MediaClass::from_code)
-                .ok_or_else(|| err("invalid media class"))
+        let class = |r: &mut Reader<'_>| -> Result<MediaClass, RecordDecodeError> {
+            MediaClass::from_code(r.u8().map_err(short)?).ok_or_else(|| err("invalid media class"))
         };
+        let u32 = |r: &mut Reader<'_>| r.u32().map_err(short);
         let exact = |n: usize| {
             if b.len() == n {
                 Ok(())
@@ -174,55 +177,56 @@ impl CatalogRecord {
                 Err(err("wrong length"))
             }
         };
-        let short = || err("short");
-        match b.first().copied() {
+        let mut r = Reader::new(b);
+        let r = &mut r;
+        match r.u8().ok() {
             Some(T_MDCLOC) => {
                 exact(14)?;
-                let index = b.get(1).copied().ok_or_else(short)?;
+                let index = r.u8().map_err(short)?;
                 if index == 0 {
                     return Err(err("MDC index 0"));
                 }
                 Ok(CatalogRecord::MdcLoc {
                     index,
-                    zone_a: u32_at(b, 2).ok_or_else(short)?,
-                    zone_b: u32_at(b, 6).ok_or_else(short)?,
-                    zones: u32_at(b, 10).ok_or_else(short)?,
+                    zone_a: u32(r)?,
+                    zone_b: u32(r)?,
+                    zones: u32(r)?,
                 })
             }
             Some(T_ROOT) => {
                 exact(9)?;
-                Ok(CatalogRecord::RootMdc { id: id_at(1)? })
+                Ok(CatalogRecord::RootMdc { id: id(r)? })
             }
             Some(T_UNIQ) => {
                 exact(9)?;
                 Ok(CatalogRecord::UniqCkpt {
-                    next: u64_at(b, 1).ok_or_else(short)?,
+                    next: r.u64().map_err(short)?,
                 })
             }
             Some(t @ (T_MBLOCK | T_MBLOCK_SHARED)) => {
                 exact(22)?;
                 Ok(CatalogRecord::Mblock {
-                    class: class_at(1)?,
-                    id: id_at(2)?,
-                    zone: u32_at(b, 10).ok_or_else(short)?,
-                    len: u32_at(b, 14).ok_or_else(short)?,
-                    crc: u32_at(b, 18).ok_or_else(short)?,
+                    class: class(r)?,
+                    id: id(r)?,
+                    zone: u32(r)?,
+                    len: u32(r)?,
+                    crc: u32(r)?,
                     shared_flush: t == T_MBLOCK_SHARED,
                 })
             }
             Some(T_MLOG) => {
                 exact(22)?;
                 Ok(CatalogRecord::Mlog {
-                    class: class_at(1)?,
-                    id: id_at(2)?,
-                    zone: u32_at(b, 10).ok_or_else(short)?,
-                    zone_b: u32_at(b, 14).ok_or_else(short)?,
-                    zones: u32_at(b, 18).ok_or_else(short)?,
+                    class: class(r)?,
+                    id: id(r)?,
+                    zone: u32(r)?,
+                    zone_b: u32(r)?,
+                    zones: u32(r)?,
                 })
             }
             Some(T_DELETE) => {
                 exact(9)?;
-                Ok(CatalogRecord::Delete { id: id_at(1)? })
+                Ok(CatalogRecord::Delete { id: id(r)? })
             }
             _ => Err(err("unknown type")),
         }

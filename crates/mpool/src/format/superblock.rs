@@ -1,5 +1,6 @@
 //! Superblock encoding (format versions 1 and 2). See `docs/format.md`, "Superblock".
 
+use crate::format::codec::{Reader, Short, Writer};
 use std::fmt;
 use uuid::Uuid;
 
@@ -203,25 +204,10 @@ pub enum SuperblockError {
     },
 }
 
-fn get<const N: usize>(b: &[u8], off: usize) -> [u8; N] {
-    let mut a = [0u8; N];
-    if let Some(s) = b.get(off..off + N) {
-        a.copy_from_slice(s);
-    }
-    a
-}
-fn u16_at(b: &[u8], off: usize) -> u16 {
-    u16::from_le_bytes(get(b, off))
-}
-fn u32_at(b: &[u8], off: usize) -> u32 {
-    u32::from_le_bytes(get(b, off))
-}
-fn u64_at(b: &[u8], off: usize) -> u64 {
-    u64::from_le_bytes(get(b, off))
-}
-fn put(b: &mut [u8], off: usize, v: &[u8]) {
-    if let Some(s) = b.get_mut(off..off + v.len()) {
-        s.copy_from_slice(v);
+/// A field past the end of the bytes given: they are a truncated superblock.
+impl From<Short> for SuperblockError {
+    fn from(e: Short) -> Self {
+        SuperblockError::Truncated(e.len)
     }
 }
 
@@ -304,43 +290,47 @@ impl Superblock {
     /// Encode copy `copy` (0 or 1) into exactly [`SB_SIZE`] bytes.
     pub fn encode(&self, copy: u8) -> [u8; SB_SIZE] {
         let mut b = [0u8; SB_SIZE];
-        put(&mut b, 0, &SB_MAGIC);
-        put(&mut b, OFF_VERSION, &self.version.to_le_bytes());
-        put(&mut b, OFF_LEN, &(SB_SIZE as u16).to_le_bytes());
-        put(&mut b, OFF_FLAGS, &0u32.to_le_bytes());
-        put(&mut b, OFF_GEN, &self.generation.to_le_bytes());
-        put(&mut b, OFF_POOL_UUID, self.pool_uuid.as_bytes());
-        put(&mut b, OFF_DEV_UUID, self.dev_uuid.as_bytes());
-        let name = self.name.as_bytes();
-        put(&mut b, OFF_NAME, &name[..name.len().min(NAME_MAX)]);
-        b[OFF_CLASS] = self.class.code();
-        b[OFF_COPY] = copy;
-        put(&mut b, OFF_SECTOR, &self.sector.to_le_bytes());
-        put(&mut b, OFF_DEV_SIZE, &self.dev_size.to_le_bytes());
-        put(&mut b, OFF_ZONE, &self.zone_size.to_le_bytes());
-        put(&mut b, OFF_CTIME, &self.ctime.to_le_bytes());
-        put(&mut b, OFF_UID, &self.uid.to_le_bytes());
-        put(&mut b, OFF_GID, &self.gid.to_le_bytes());
-        put(&mut b, OFF_MODE, &self.mode.to_le_bytes());
-        put(&mut b, OFF_SPARE, &self.spare_pct);
-        put(
-            &mut b,
-            OFF_NMEMBERS,
-            &(self.members.len().min(MAX_MEMBERS) as u16).to_le_bytes(),
-        );
-        let label = self.label.as_bytes();
-        put(&mut b, OFF_LABEL, &label[..label.len().min(LABEL_MAX)]);
-        put(&mut b, OFF_MDC0, &self.mdc0.zone.to_le_bytes());
-        put(&mut b, OFF_MDC0 + 4, &self.mdc0.zones.to_le_bytes());
-        for (i, m) in self.members.iter().take(MAX_MEMBERS).enumerate() {
-            let o = OFF_MEMBERS + i * MEMBER_SIZE;
-            put(&mut b, o, m.dev_uuid.as_bytes());
-            b[o + 16] = m.class.code();
-            put(&mut b, o + 20, &m.zone_size.trailing_zeros().to_le_bytes());
-            put(&mut b, o + 24, &m.size.to_le_bytes());
-        }
-        let crc = crc32c::crc32c(&b[..OFF_CRC]);
-        put(&mut b, OFF_CRC, &crc.to_le_bytes());
+        let fields = |b: &mut [u8]| -> Result<(), Short> {
+            let mut w = Writer::new(b);
+            w.bytes(&SB_MAGIC)?;
+            w.seek(OFF_VERSION).u16(self.version)?;
+            w.seek(OFF_LEN).u16(SB_SIZE as u16)?;
+            w.seek(OFF_FLAGS).u32(0)?;
+            w.seek(OFF_GEN).u64(self.generation)?;
+            w.seek(OFF_POOL_UUID).bytes(self.pool_uuid.as_bytes())?;
+            w.seek(OFF_DEV_UUID).bytes(self.dev_uuid.as_bytes())?;
+            let name = self.name.as_bytes();
+            w.seek(OFF_NAME).bytes(&name[..name.len().min(NAME_MAX)])?;
+            w.seek(OFF_CLASS).u8(self.class.code())?;
+            w.seek(OFF_COPY).u8(copy)?;
+            w.seek(OFF_SECTOR).u32(self.sector)?;
+            w.seek(OFF_DEV_SIZE).u64(self.dev_size)?;
+            w.seek(OFF_ZONE).u64(self.zone_size)?;
+            w.seek(OFF_CTIME).u64(self.ctime)?;
+            w.seek(OFF_UID).u32(self.uid)?;
+            w.seek(OFF_GID).u32(self.gid)?;
+            w.seek(OFF_MODE).u32(self.mode)?;
+            w.seek(OFF_SPARE).bytes(&self.spare_pct)?;
+            w.seek(OFF_NMEMBERS)
+                .u16(self.members.len().min(MAX_MEMBERS) as u16)?;
+            let label = self.label.as_bytes();
+            w.seek(OFF_LABEL)
+                .bytes(&label[..label.len().min(LABEL_MAX)])?;
+            w.seek(OFF_MDC0).u32(self.mdc0.zone)?.u32(self.mdc0.zones)?;
+            for (i, m) in self.members.iter().take(MAX_MEMBERS).enumerate() {
+                let o = OFF_MEMBERS + i * MEMBER_SIZE;
+                w.seek(o).bytes(m.dev_uuid.as_bytes())?;
+                w.seek(o + 16).u8(m.class.code())?;
+                w.seek(o + 20).u32(m.zone_size.trailing_zeros())?;
+                w.seek(o + 24).u64(m.size)?;
+            }
+            let crc = crc32c::crc32c(b.get(..OFF_CRC).unwrap_or_default());
+            Writer::at(b, OFF_CRC).u32(crc)?;
+            Ok(())
+        };
+        // Every field lies at a constant offset inside the block.
+        let written = fields(&mut b);
+        debug_assert_eq!(written, Ok(()));
         b
     }
 
@@ -352,29 +342,30 @@ impl Superblock {
             }
             return Err(SuperblockError::NoMagic);
         }
-        if get::<8>(b, 0) != SB_MAGIC {
+        let at = |off: usize| Reader::at(b, off);
+        if at(0).array::<8>()? != SB_MAGIC {
             return Err(SuperblockError::NoMagic);
         }
-        let stored = u32_at(b, OFF_CRC);
+        let stored = at(OFF_CRC).u32()?;
         let computed = crc32c::crc32c(&b[..OFF_CRC]);
         if stored != computed {
             return Err(SuperblockError::BadCrc { stored, computed });
         }
-        let version = u16_at(b, OFF_VERSION);
+        let version = at(OFF_VERSION).u16()?;
         if !(SB_VERSION_MIN..=SB_VERSION).contains(&version) {
             return Err(SuperblockError::Version(version));
         }
         let field = |field: &'static str, why: String| SuperblockError::Field { field, why };
-        if usize::from(u16_at(b, OFF_LEN)) != SB_SIZE {
+        if usize::from(at(OFF_LEN).u16()?) != SB_SIZE {
             return Err(field(
                 "length",
-                format!("{} (expected {SB_SIZE})", u16_at(b, OFF_LEN)),
+                format!("{} (expected {SB_SIZE})", at(OFF_LEN).u16()?),
             ));
         }
         // Reserved bytes are zero in version 1: anything else is not ours to guess at.
         let reserved_zero =
             |r: std::ops::Range<usize>| b.get(r).is_some_and(|x| x.iter().all(|&c| c == 0));
-        let nmembers_raw = usize::from(u16_at(b, OFF_NMEMBERS));
+        let nmembers_raw = usize::from(at(OFF_NMEMBERS).u16()?);
         if nmembers_raw == 0 || nmembers_raw > MAX_MEMBERS {
             return Err(field("members", format!("count {nmembers_raw}")));
         }
@@ -386,7 +377,7 @@ impl Superblock {
                 reserved_zero(o..o + MEMBER_SIZE)
             }
         });
-        if u32_at(b, OFF_FLAGS) != 0
+        if at(OFF_FLAGS).u32()? != 0
             || !reserved_zero(OFF_COPY + 1..OFF_SECTOR)
             || !reserved_zero(OFF_MDC0 + 8..OFF_MEMBERS)
             || !reserved_zero(OFF_MEMBERS + MAX_MEMBERS * MEMBER_SIZE..OFF_CRC)
@@ -403,22 +394,22 @@ impl Superblock {
         let name = str_field(b, OFF_NAME, NAME_MAX, "name")?;
         validate_name(&name).map_err(|e| field("name", e))?;
         let label = str_field(b, OFF_LABEL, LABEL_MAX, "label")?;
-        let sector = u32_at(b, OFF_SECTOR);
+        let sector = at(OFF_SECTOR).u32()?;
         if !sector.is_power_of_two() || !(512..=65536).contains(&sector) {
             return Err(field("sector", format!("{sector}")));
         }
-        let zone_size = u64_at(b, OFF_ZONE);
+        let zone_size = at(OFF_ZONE).u64()?;
         if !zone_size.is_power_of_two() || !(ZONE_MIN..=ZONE_MAX).contains(&zone_size) {
             return Err(field("zone_size", format!("{zone_size}")));
         }
-        let dev_size = u64_at(b, OFF_DEV_SIZE);
+        let dev_size = at(OFF_DEV_SIZE).u64()?;
         if dev_size < zone_size.saturating_mul(2) {
             return Err(field(
                 "dev_size",
                 format!("{dev_size} is smaller than two zones"),
             ));
         }
-        let nmembers = usize::from(u16_at(b, OFF_NMEMBERS));
+        let nmembers = usize::from(at(OFF_NMEMBERS).u16()?);
         if nmembers == 0 || nmembers > MAX_MEMBERS {
             return Err(field("members", format!("count {nmembers}")));
         }
@@ -427,44 +418,44 @@ impl Superblock {
             let o = OFF_MEMBERS + i * MEMBER_SIZE;
             let mclass = MediaClass::from_code(b[o + 16])
                 .ok_or_else(|| field("member class", format!("code {}", b[o + 16])))?;
-            let shift = u32_at(b, o + 20);
+            let shift = at(o + 20).u32()?;
             if !(16..=30).contains(&shift) {
                 return Err(field("member zone size", format!("2^{shift}")));
             }
             members.push(Member {
-                dev_uuid: Uuid::from_bytes(get(b, o)),
+                dev_uuid: Uuid::from_bytes(at(o).array()?),
                 class: mclass,
                 zone_size: 1u64 << shift,
-                size: u64_at(b, o + 24),
+                size: at(o + 24).u64()?,
             });
         }
-        let dev_uuid = Uuid::from_bytes(get(b, OFF_DEV_UUID));
+        let dev_uuid = Uuid::from_bytes(at(OFF_DEV_UUID).array()?);
         if !members.iter().any(|m| m.dev_uuid == dev_uuid) {
             return Err(field("members", "this device is not listed".into()));
         }
-        let spare_pct: [u8; 2] = get(b, OFF_SPARE);
+        let spare_pct: [u8; 2] = at(OFF_SPARE).array()?;
         if spare_pct.iter().any(|&p| p > 99) {
             return Err(field("spare_pct", format!("{spare_pct:?}")));
         }
         let sb = Superblock {
             version,
-            generation: u64_at(b, OFF_GEN),
-            pool_uuid: Uuid::from_bytes(get(b, OFF_POOL_UUID)),
+            generation: at(OFF_GEN).u64()?,
+            pool_uuid: Uuid::from_bytes(at(OFF_POOL_UUID).array()?),
             dev_uuid,
             name,
             class,
             sector,
             dev_size,
             zone_size,
-            ctime: u64_at(b, OFF_CTIME),
-            uid: u32_at(b, OFF_UID),
-            gid: u32_at(b, OFF_GID),
-            mode: u32_at(b, OFF_MODE),
+            ctime: at(OFF_CTIME).u64()?,
+            uid: at(OFF_UID).u32()?,
+            gid: at(OFF_GID).u32()?,
+            mode: at(OFF_MODE).u32()?,
             spare_pct,
             label,
             mdc0: Mdc0Loc {
-                zone: u32_at(b, OFF_MDC0),
-                zones: u32_at(b, OFF_MDC0 + 4),
+                zone: at(OFF_MDC0).u32()?,
+                zones: at(OFF_MDC0 + 4).u32()?,
             },
             members,
         };
@@ -576,7 +567,7 @@ mod tests {
             ..sample()
         };
         let b = old.encode(1);
-        assert_eq!(u16_at(&b, OFF_VERSION), 1);
+        assert_eq!(Reader::at(&b, OFF_VERSION).u16(), Ok(1));
         assert_eq!(Superblock::decode(&b).map(|s| s.0.version), Ok(1));
     }
 

@@ -1,7 +1,10 @@
 //! On-media framing of an mlog (see `docs/format.md`, section "Mlog").
 //!
 //! Every decoder here takes arbitrary bytes and never panics: lengths are
-//! checked, slices are taken with `get`, arithmetic is checked.
+//! checked, slices are taken with `get`, arithmetic is checked; fields are
+//! read and written with the shared little-endian codec.
+
+use crate::format::codec::{Reader, Short, Writer};
 
 /// Size of the used part of a log header block.
 pub const LOG_HDR_LEN: usize = 64;
@@ -17,28 +20,6 @@ pub const BLK_MAGIC: u32 = u32::from_le_bytes(*b"MLB1");
 pub const REC_HDR_LEN: u64 = 36;
 /// Smallest supported block (sector) size.
 pub const MIN_BLOCK: u64 = 512;
-
-fn le_u32(b: &[u8], at: usize) -> Option<u32> {
-    let s = b.get(at..at.checked_add(4)?)?;
-    Some(u32::from_le_bytes(s.try_into().ok()?))
-}
-
-fn le_u64(b: &[u8], at: usize) -> Option<u64> {
-    let s = b.get(at..at.checked_add(8)?)?;
-    Some(u64::from_le_bytes(s.try_into().ok()?))
-}
-
-fn put_u32(b: &mut [u8], at: usize, v: u32) {
-    if let Some(s) = b.get_mut(at..at + 4) {
-        s.copy_from_slice(&v.to_le_bytes());
-    }
-}
-
-fn put_u64(b: &mut [u8], at: usize, v: u64) {
-    if let Some(s) = b.get_mut(at..at + 8) {
-        s.copy_from_slice(&v.to_le_bytes());
-    }
-}
 
 /// One of the two header blocks at the start of a log's extent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +49,12 @@ pub enum HeaderFault {
     Checksum,
 }
 
+impl From<Short> for HeaderFault {
+    fn from(_: Short) -> Self {
+        HeaderFault::Short
+    }
+}
+
 impl LogHeader {
     /// The `(gen, epoch)` order in which the newest header wins.
     pub fn order(&self) -> (u64, u32) {
@@ -81,40 +68,48 @@ impl LogHeader {
             return;
         };
         h.fill(0);
-        put_u64(h, 0, LOG_HDR_MAGIC);
-        put_u32(h, 8, LOG_VERSION);
-        put_u64(h, 16, self.log_id);
-        put_u64(h, 24, self.gen);
-        put_u32(h, 32, self.epoch);
-        put_u32(h, 36, self.block_size);
-        put_u64(h, 40, self.nblocks);
-        let crc = crc32c::crc32c(h);
-        put_u32(h, 12, crc);
+        // `h` is exactly one header long: every field fits.
+        let written = (|| -> Result<(), Short> {
+            Writer::new(h)
+                .u64(LOG_HDR_MAGIC)?
+                .u32(LOG_VERSION)?
+                .u32(0)? // checksum, below
+                .u64(self.log_id)?
+                .u64(self.gen)?
+                .u32(self.epoch)?
+                .u32(self.block_size)?
+                .u64(self.nblocks)?;
+            let crc = crc32c::crc32c(h);
+            Writer::at(h, 12).u32(crc)?;
+            Ok(())
+        })();
+        debug_assert_eq!(written, Ok(()));
     }
 
     /// Decode and verify a header block.
     pub fn decode(b: &[u8]) -> Result<LogHeader, HeaderFault> {
         let h = b.get(..LOG_HDR_LEN).ok_or(HeaderFault::Short)?;
-        if le_u64(h, 0) != Some(LOG_HDR_MAGIC) {
+        let mut r = Reader::new(h);
+        if r.u64()? != LOG_HDR_MAGIC {
             return Err(HeaderFault::Magic);
         }
-        let version = le_u32(h, 8).ok_or(HeaderFault::Short)?;
+        let version = r.u32()?;
         if version != LOG_VERSION {
             return Err(HeaderFault::Version(version));
         }
-        let stored = le_u32(h, 12).ok_or(HeaderFault::Short)?;
+        let stored = r.u32()?;
         let mut tmp = [0u8; LOG_HDR_LEN];
         tmp.copy_from_slice(h);
-        put_u32(&mut tmp, 12, 0);
+        Writer::at(&mut tmp, 12).u32(0)?;
         if crc32c::crc32c(&tmp) != stored {
             return Err(HeaderFault::Checksum);
         }
         Ok(LogHeader {
-            log_id: le_u64(h, 16).ok_or(HeaderFault::Short)?,
-            gen: le_u64(h, 24).ok_or(HeaderFault::Short)?,
-            epoch: le_u32(h, 32).ok_or(HeaderFault::Short)?,
-            block_size: le_u32(h, 36).ok_or(HeaderFault::Short)?,
-            nblocks: le_u64(h, 40).ok_or(HeaderFault::Short)?,
+            log_id: r.u64()?,
+            gen: r.u64()?,
+            epoch: r.u32()?,
+            block_size: r.u32()?,
+            nblocks: r.u64()?,
         })
     }
 }
@@ -141,34 +136,41 @@ impl BlockHeader {
         let Some(h) = out.get_mut(..BLK_HDR_LEN as usize) else {
             return;
         };
-        put_u32(h, 0, BLK_MAGIC);
-        put_u32(h, 4, 0);
-        put_u64(h, 8, self.log_id);
-        put_u64(h, 16, self.gen);
-        put_u32(h, 24, self.block_no);
-        put_u32(h, 28, self.first_rec);
-        let crc = crc32c::crc32c(h);
-        put_u32(h, 4, crc);
+        // `h` is exactly one header long: every field fits.
+        let written = (|| -> Result<(), Short> {
+            Writer::new(h)
+                .u32(BLK_MAGIC)?
+                .u32(0)? // checksum, below
+                .u64(self.log_id)?
+                .u64(self.gen)?
+                .u32(self.block_no)?
+                .u32(self.first_rec)?;
+            let crc = crc32c::crc32c(h);
+            Writer::at(h, 4).u32(crc)?;
+            Ok(())
+        })();
+        debug_assert_eq!(written, Ok(()));
     }
 
     /// Decode and verify (magic and checksum) a block header.
     pub fn decode(b: &[u8]) -> Option<BlockHeader> {
         let h = b.get(..BLK_HDR_LEN as usize)?;
-        if le_u32(h, 0)? != BLK_MAGIC {
+        let mut r = Reader::new(h);
+        if r.u32().ok()? != BLK_MAGIC {
             return None;
         }
-        let stored = le_u32(h, 4)?;
+        let stored = r.u32().ok()?;
         let mut tmp = [0u8; BLK_HDR_LEN as usize];
         tmp.copy_from_slice(h);
-        put_u32(&mut tmp, 4, 0);
+        Writer::at(&mut tmp, 4).u32(0).ok()?;
         if crc32c::crc32c(&tmp) != stored {
             return None;
         }
         Some(BlockHeader {
-            log_id: le_u64(h, 8)?,
-            gen: le_u64(h, 16)?,
-            block_no: le_u32(h, 24)?,
-            first_rec: le_u32(h, 28)?,
+            log_id: r.u64().ok()?,
+            gen: r.u64().ok()?,
+            block_no: r.u32().ok()?,
+            first_rec: r.u32().ok()?,
         })
     }
 }
@@ -198,28 +200,38 @@ impl RecordHeader {
         self.seq.saturating_sub(u64::from(self.bdelta))
     }
 
-    /// Encode into `out[..36]` with `crc` as given.
+    /// Encode into `out[..36]` with `crc` as given (nothing when `out` is
+    /// shorter).
     pub fn encode(&self, out: &mut [u8]) {
-        put_u32(out, 0, self.crc);
-        put_u32(out, 4, self.len);
-        put_u64(out, 8, self.gen);
-        put_u64(out, 16, self.seq);
-        put_u32(out, 24, self.epoch);
-        put_u32(out, 28, self.fseq);
-        put_u32(out, 32, self.bdelta);
+        let Some(h) = out.get_mut(..REC_HDR_LEN as usize) else {
+            return;
+        };
+        // `h` is exactly one header long: every field fits.
+        let written = (|| -> Result<(), Short> {
+            Writer::new(h)
+                .u32(self.crc)?
+                .u32(self.len)?
+                .u64(self.gen)?
+                .u64(self.seq)?
+                .u32(self.epoch)?
+                .u32(self.fseq)?
+                .u32(self.bdelta)?;
+            Ok(())
+        })();
+        debug_assert_eq!(written, Ok(()));
     }
 
     /// Decode the fields (no checksum verification: see [`record_crc`]).
     pub fn decode(b: &[u8]) -> Option<RecordHeader> {
-        let h = b.get(..REC_HDR_LEN as usize)?;
+        let mut r = Reader::new(b.get(..REC_HDR_LEN as usize)?);
         Some(RecordHeader {
-            crc: le_u32(h, 0)?,
-            len: le_u32(h, 4)?,
-            gen: le_u64(h, 8)?,
-            seq: le_u64(h, 16)?,
-            epoch: le_u32(h, 24)?,
-            fseq: le_u32(h, 28)?,
-            bdelta: le_u32(h, 32)?,
+            crc: r.u32().ok()?,
+            len: r.u32().ok()?,
+            gen: r.u64().ok()?,
+            seq: r.u64().ok()?,
+            epoch: r.u32().ok()?,
+            fseq: r.u32().ok()?,
+            bdelta: r.u32().ok()?,
         })
     }
 
