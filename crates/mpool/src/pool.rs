@@ -1,6 +1,7 @@
 //! Pools: create, open, properties, media classes, and the lifecycle verbs
 //! (destroy, activate, deactivate, rename) that act on whole pools.
 
+pub use crate::catalog::{AlignedRead, MblockRead};
 use crate::catalog::{Catalog, ClassDev, Layout};
 pub use crate::catalog::{MblockReader, ObjectProps};
 use crate::dev::{
@@ -24,29 +25,6 @@ use std::fs::TryLockError;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use uuid::Uuid;
-
-/// One read of [`Pool::mblock_read_batch`].
-#[derive(Debug)]
-pub struct MblockRead<'a> {
-    /// The mblock (committed).
-    pub id: ObjectId,
-    /// Byte offset in its content.
-    pub offset: u64,
-    /// Where the bytes go; its length is the length read.
-    pub buf: &'a mut [u8],
-}
-
-/// One read of [`Pool::mblock_read_aligned`]: the buffer moves in and
-/// comes back filled.
-#[derive(Debug)]
-pub struct AlignedRead {
-    /// The mblock (committed).
-    pub id: ObjectId,
-    /// Byte offset in its content.
-    pub offset: u64,
-    /// Where the bytes go; its length is the length read.
-    pub buf: AlignedBuf,
-}
 
 /// Default zone (mblock) size: 32 MiB.
 pub const DEFAULT_ZONE_SIZE: u64 = 32 << 20;
