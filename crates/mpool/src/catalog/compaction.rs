@@ -3,7 +3,7 @@
 use super::object::Obj;
 use super::shard::{take_awaiting, Shard};
 use super::{lock, rlock, wlock, Inner};
-use crate::error::{Error, Result};
+use crate::error::{invariant_broken, Error, Result};
 use crate::format::record::CatalogRecord;
 use crate::mdc::Mdc;
 use crate::objid::ObjectId;
@@ -44,7 +44,7 @@ pub(super) fn compact_mdc(
         mdc.append(&CatalogRecord::UniqCkpt { next: ckpt }.encode(), false)?;
         for (raw, o) in objs {
             let id = ObjectId::from_raw(*raw)
-                .ok_or_else(|| Error::Corrupt(format!("bad object ID {raw:#x}")))?;
+                .ok_or_else(|| invariant_broken(format!("object table key {raw:#x}")))?;
             mdc.append(&o.record(id).encode(), false)?;
         }
         Ok(())
@@ -94,8 +94,7 @@ impl Inner {
         self.compactions.fetch_add(1, Ordering::Relaxed);
         drop(objs);
         drop(mdc);
-        self.release(done);
-        Ok(())
+        self.release(done)
     }
 }
 
@@ -127,7 +126,7 @@ mod tests {
                     zone: 5,
                     a: 4096,
                     b: 0,
-                    class: MediaClass::Capacity.code(),
+                    class: MediaClass::Capacity,
                 };
                 (id.raw(), o)
             })

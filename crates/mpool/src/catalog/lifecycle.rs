@@ -4,7 +4,7 @@
 use super::mblock::{self, WriteState};
 use super::object::{Obj, ObjectProps, Pending};
 use super::{lock, rlock, Catalog};
-use crate::error::{Error, Result};
+use crate::error::{ensure_invariant, invariant_broken, Error, Result};
 use crate::format::record::CatalogRecord;
 use crate::format::superblock::MediaClass;
 use crate::io::AlignedBuf;
@@ -77,10 +77,11 @@ impl Catalog {
         self.inner.check_writable()?;
         let c = self.inner.class(class)?;
         let zone = c.map.alloc(1)?;
+        c.check_alloc(zone, 1)?;
         let id = match self.inner.new_id(ObjType::Mblock) {
             Ok(id) => id,
             Err(e) => {
-                let _ = c.map.release(zone, 1);
+                c.map.release(zone, 1)?;
                 return Err(e);
             }
         };
@@ -143,13 +144,22 @@ impl Catalog {
         // is flushed first.
         let shared = self.inner.shared_commits && *class == MediaClass::Capacity;
         ws.finish(!shared).map_err(|e| data_err(id, e))?;
-        let len = u32::try_from(ws.written)
-            .map_err(|_| Error::Corrupt("mblock longer than 4 GiB".into()))?;
+        // Writes past the zone were refused, and a zone is at most ZONE_MAX
+        // (below 4 GiB): the length fits its record and its zone.
+        ensure_invariant!(
+            ws.written <= ws.cap && ws.cap == self.inner.class(*class)?.zone_size,
+            "mblock {id}: {} bytes written into a {}-byte zone",
+            ws.written,
+            ws.cap
+        );
+        let len = u32::try_from(ws.written).map_err(|_| {
+            invariant_broken(format!("mblock {id}: length {} exceeds 4 GiB", ws.written))
+        })?;
         let obj = Obj {
             zone: *zone,
             a: len,
             b: ws.crc,
-            class: class.code(),
+            class: *class,
         };
         let mut rec = obj.record(id);
         if let CatalogRecord::Mblock { shared_flush, .. } = &mut rec {
@@ -278,27 +288,33 @@ impl Catalog {
         let zones = u32::try_from(capacity.max(1).div_ceil(c.zone_size))
             .map_err(|_| Error::InvalidArgument(format!("log capacity {capacity} is too large")))?;
         let zone = c.map.alloc(zones)?;
+        c.check_alloc(zone, zones)?;
         let zone_b = if ty == ObjType::Mdc {
             match c.map.alloc(zones) {
-                Ok(z) => z,
+                Ok(z) => {
+                    c.check_alloc(z, zones)?;
+                    z
+                }
                 Err(e) => {
-                    let _ = c.map.release(zone, zones);
+                    c.map.release(zone, zones)?;
                     return Err(e.into());
                 }
             }
         } else {
             0
         };
-        let release = || {
-            let _ = c.map.release(zone, zones);
+        // The pair of the allocations above, on every failure below.
+        let release = || -> Result<()> {
+            c.map.release(zone, zones)?;
             if ty == ObjType::Mdc {
-                let _ = c.map.release(zone_b, zones);
+                c.map.release(zone_b, zones)?;
             }
+            Ok(())
         };
         let id = match self.inner.new_id(ty) {
             Ok(id) => id,
             Err(e) => {
-                release();
+                release()?;
                 return Err(e);
             }
         };
@@ -317,7 +333,7 @@ impl Catalog {
                 .map_err(Error::from),
         };
         if let Err(e) = made {
-            release();
+            release()?;
             return Err(e);
         }
         lock(&self.inner.pending).insert(
@@ -355,7 +371,7 @@ impl Catalog {
             zone: *zone,
             a: *zones,
             b: *zone_b,
-            class: class.code(),
+            class: *class,
         };
         self.inner
             .log(self.inner.shard(id)?, obj.record(id), true, |m| {

@@ -34,7 +34,7 @@ pub use read::{AlignedRead, MblockRead};
 pub use shard::MdcStats;
 
 use crate::dev::DeviceRef;
-use crate::error::{Error, Result};
+use crate::error::{ensure_invariant, invariant_broken, Error, Result};
 use crate::format::record::CatalogRecord;
 use crate::format::superblock::MediaClass;
 use crate::mdc::Mdc;
@@ -90,6 +90,18 @@ impl ClassDev {
     }
     fn extent(&self, zone: u32, zones: u32) -> std::ops::Range<u64> {
         self.off(zone)..self.off(zone) + u64::from(zones) * self.zone_size
+    }
+    /// The postcondition of an allocation of zones `zone..zone+n`: in use
+    /// in the class' space map and inside its device.
+    fn check_alloc(&self, zone: u32, n: u32) -> Result<()> {
+        ensure_invariant!(
+            n > 0
+                && (zone..zone.saturating_add(n)).all(|z| self.map.is_used(z))
+                && self.extent(zone, n).end <= self.dev.size(),
+            "zones {zone}+{n} allocated outside the class or its device ({} bytes)",
+            self.dev.size()
+        );
+        Ok(())
     }
 }
 
@@ -190,7 +202,7 @@ impl Catalog {
             }
         }
         // The user root MDC: object 1 of MDC1, two single-zone logs.
-        let first = first.ok_or_else(|| Error::Corrupt("no MDC1".into()))?;
+        let first = first.ok_or_else(|| invariant_broken(format!("mdc_plan gave {n} MDCs")))?;
         let root = ObjectId::new(ObjType::Mdc, 1, 0);
         let (ra, rb) = (cap.map.alloc(1)?, cap.map.alloc(1)?);
         Mdc::create(
@@ -262,65 +274,73 @@ impl Catalog {
         let root = root.ok_or_else(|| Error::Corrupt("MDC0 names no root MDC".into()))?;
         // Open and replay the shards (in parallel: each is an independent log).
         let replayed: Vec<Result<Shard>> = std::thread::scope(|s| {
-            let hs: Vec<_> =
-                locs.iter()
-                    .map(|&(index, a, b, zones)| {
-                        let dev = Arc::clone(&cap.dev);
-                        let (ea, eb) = (cap.extent(a, zones), cap.extent(b, zones));
-                        let classes = &classes;
-                        s.spawn(move || -> Result<Shard> {
-                            let mdc = Mdc::open(dev, ea, eb, u64::from(index))?;
-                            let mut r = replay(index, &mdc, shared_commits)?;
-                            if let Some(bad) = r.objs.keys().find(|k| {
-                                ObjectId::from_raw(**k).is_none_or(|id| id.mdc() != index)
-                            }) {
-                                return Err(Error::Corrupt(format!(
-                                    "MDC{index} holds object {bad:#x} of another MDC"
-                                )));
-                            }
-                            let dropped =
-                                unfinished_commits(index, classes, &r.objs, &r.tail_commits);
-                            for id in &dropped {
-                                r.objs.remove(&id.raw());
-                            }
-                            let next = r.ckpt.max(r.max_uniq + 1);
-                            if !read_only && !dropped.is_empty() {
-                                // Before anything else is appended, and all at
-                                // once: once a record of the dropped commits is
-                                // no longer in the last flush set it would count.
-                                // A compaction rewrites the live objects only
-                                // (as type 4) and is all-or-nothing.
-                                compact_mdc(&mdc, &r.objs, next).map_err(Error::from)?;
-                                r.records = r.objs.len() as u64 + 1;
-                            } else if !read_only && !r.tail_commits.is_empty() {
-                                // Seal now: the commits just verified may have
-                                // been read from a volatile cache; this flush
-                                // makes them durable before anyone reads them,
-                                // and the next open need not read them again.
-                                mdc.append(&CatalogRecord::UniqCkpt { next }.encode(), true)?;
-                                r.records += 1;
-                            }
-                            Ok(Shard {
-                                index,
-                                mdc: RwLock::new(mdc),
-                                records: AtomicU64::new(r.records),
-                                objs: RwLock::new(r.objs),
-                                // Skip to the checkpoint: IDs below it may have been handed out before the crash.
-                                uniq: Mutex::new(next),
-                                ckpt: AtomicU64::new(next),
-                                loc: (a, b, zones),
-                                awaiting: Mutex::new(Vec::new()),
-                                appends: AtomicU64::new(0),
-                                unsealed: AtomicBool::new(false),
-                                broken: Mutex::new(None),
-                            })
+            let hs: Vec<_> = locs
+                .iter()
+                .map(|&(index, a, b, zones)| {
+                    let dev = Arc::clone(&cap.dev);
+                    let (ea, eb) = (cap.extent(a, zones), cap.extent(b, zones));
+                    let classes = &classes;
+                    s.spawn(move || -> Result<Shard> {
+                        let mdc = Mdc::open(dev, ea, eb, u64::from(index))?;
+                        let mut r = replay(index, &mdc, shared_commits)?;
+                        if let Some(bad) = r
+                            .objs
+                            .keys()
+                            .find(|k| ObjectId::from_raw(**k).is_none_or(|id| id.mdc() != index))
+                        {
+                            return Err(Error::Corrupt(format!(
+                                "MDC{index} holds object {bad:#x} of another MDC"
+                            )));
+                        }
+                        let dropped = unfinished_commits(index, classes, &r.objs, &r.tail_commits);
+                        for id in &dropped {
+                            r.objs.remove(&id.raw());
+                        }
+                        let next = r.ckpt.max(r.max_uniq + 1);
+                        // The ID counter starts above every ID replayed.
+                        ensure_invariant!(
+                            r.objs
+                                .keys()
+                                .all(|k| ObjectId::from_raw(*k).is_some_and(|id| id.uniq() < next)),
+                            "MDC{index}: the ID counter {next} is not above every ID replayed"
+                        );
+                        if !read_only && !dropped.is_empty() {
+                            // Before anything else is appended, and all at
+                            // once: once a record of the dropped commits is
+                            // no longer in the last flush set it would count.
+                            // A compaction rewrites the live objects only
+                            // (as type 4) and is all-or-nothing.
+                            compact_mdc(&mdc, &r.objs, next).map_err(Error::from)?;
+                            r.records = r.objs.len() as u64 + 1;
+                        } else if !read_only && !r.tail_commits.is_empty() {
+                            // Seal now: the commits just verified may have
+                            // been read from a volatile cache; this flush
+                            // makes them durable before anyone reads them,
+                            // and the next open need not read them again.
+                            mdc.append(&CatalogRecord::UniqCkpt { next }.encode(), true)?;
+                            r.records += 1;
+                        }
+                        Ok(Shard {
+                            index,
+                            mdc: RwLock::new(mdc),
+                            records: AtomicU64::new(r.records),
+                            objs: RwLock::new(r.objs),
+                            // Skip to the checkpoint: IDs below it may have been handed out before the crash.
+                            uniq: Mutex::new(next),
+                            ckpt: AtomicU64::new(next),
+                            loc: (a, b, zones),
+                            awaiting: Mutex::new(Vec::new()),
+                            appends: AtomicU64::new(0),
+                            unsealed: AtomicBool::new(false),
+                            broken: Mutex::new(None),
                         })
                     })
-                    .collect();
+                })
+                .collect();
             hs.into_iter()
                 .map(|h| {
                     h.join()
-                        .unwrap_or_else(|_| Err(Error::Corrupt("replay thread panicked".into())))
+                        .unwrap_or_else(|_| Err(invariant_broken("an MDC replay thread panicked")))
                 })
                 .collect()
         });
@@ -337,8 +357,9 @@ impl Catalog {
                 .claim(s.loc.1, s.loc.2)
                 .map_err(|e| Error::Corrupt(format!("MDC{} log B: {e}", s.index)))?;
             for (id, o) in rlock(&s.objs).iter() {
+                // Replay refused an ID of another MDC or of no valid type.
                 let id = ObjectId::from_raw(*id)
-                    .ok_or_else(|| Error::Corrupt(format!("bad object ID {id:#x}")))?;
+                    .ok_or_else(|| invariant_broken(format!("object table key {id:#x}")))?;
                 let c = classes[o.class().index()].as_ref().ok_or_else(|| {
                     Error::Corrupt(format!(
                         "object {id} is in the {} class, which the pool lacks",

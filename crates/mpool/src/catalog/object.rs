@@ -3,7 +3,7 @@
 
 use super::mblock::WriteState;
 use super::{lock, rlock, Catalog};
-use crate::error::{Error, Result};
+use crate::error::{invariant_broken, Error, Result};
 use crate::format::record::CatalogRecord;
 use crate::format::superblock::MediaClass;
 use crate::objid::{ObjType, ObjectId};
@@ -17,12 +17,17 @@ pub(super) struct Obj {
     pub(super) a: u32,
     /// Mblock: content CRC. MDC: zone of log B. Mlog: 0.
     pub(super) b: u32,
-    pub(super) class: u8,
+    /// Its media class (a [`MediaClass`], not a code: an unknown class
+    /// code is rejected when a record is decoded and cannot get here).
+    pub(super) class: MediaClass,
 }
+
+// The table holds one of these per object.
+const _: () = assert!(std::mem::size_of::<Obj>() <= 16);
 
 impl Obj {
     pub(super) fn class(&self) -> MediaClass {
-        MediaClass::from_code(self.class).unwrap_or(MediaClass::Capacity)
+        self.class
     }
 
     pub(super) fn zones(&self, ty: ObjType) -> Vec<(u32, u32)> {
@@ -173,7 +178,7 @@ impl Catalog {
             let objs: Vec<(u64, Obj)> = rlock(&s.objs).iter().map(|(k, v)| (*k, *v)).collect();
             for (raw, o) in objs {
                 let id = ObjectId::from_raw(raw)
-                    .ok_or_else(|| Error::Corrupt(format!("bad object ID {raw:#x}")))?;
+                    .ok_or_else(|| invariant_broken(format!("object table key {raw:#x}")))?;
                 out.push(self.obj_props(id, &o)?);
             }
         }

@@ -3,7 +3,7 @@
 
 use super::{mblock, Catalog};
 use crate::dev::DeviceRef;
-use crate::error::{Error, Result};
+use crate::error::{ensure_invariant, Error, Result};
 use crate::format::superblock::MediaClass;
 use crate::io::AlignedBuf;
 use crate::objid::{ObjType, ObjectId};
@@ -57,6 +57,13 @@ impl Catalog {
         };
         let len = u64::from(o.a);
         let c = self.inner.class(o.class())?;
+        // The pair of the check at commit (and at open): the content fits
+        // its zone, so a read inside the content stays inside the zone.
+        ensure_invariant!(
+            len <= c.zone_size,
+            "mblock {id}: {len} bytes recorded in a {}-byte zone",
+            c.zone_size
+        );
         let limit = len
             .div_ceil(slack.max(1))
             .saturating_mul(slack.max(1))

@@ -70,7 +70,7 @@ pub(super) fn replay(index: u8, mdc: &Mdc, shared_commits: bool) -> Result<Repla
                         zone,
                         a: len,
                         b: crc,
-                        class: class.code(),
+                        class,
                     },
                 );
             }
@@ -88,7 +88,7 @@ pub(super) fn replay(index: u8, mdc: &Mdc, shared_commits: bool) -> Result<Repla
                         zone,
                         a: zones,
                         b: zone_b,
-                        class: class.code(),
+                        class,
                     },
                 );
             }

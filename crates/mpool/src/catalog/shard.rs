@@ -3,7 +3,7 @@
 
 use super::object::Obj;
 use super::{lock, rlock, wlock, Catalog, ClassDev, Inner, UNIQ_STEP};
-use crate::error::{Error, Result};
+use crate::error::{ensure_invariant, invariant_broken, Error, Result};
 use crate::format::record::CatalogRecord;
 use crate::format::superblock::MediaClass;
 use crate::mdc::{Mdc, MdcError};
@@ -95,14 +95,23 @@ impl Inner {
     }
 
     /// Return zones of durable deletes to their space maps.
-    pub(super) fn release(&self, zones: Vec<(MediaClass, u32, u32)>) {
+    /// Each was allocated or claimed once and is released once: a failure
+    /// is a bug, reported after every other zone is returned.
+    pub(super) fn release(&self, zones: Vec<(MediaClass, u32, u32)>) -> Result<()> {
+        let mut first = Ok(());
         for (class, z, n) in zones {
-            if let Ok(c) = self.class(class) {
-                if let Err(e) = c.map.release(z, n) {
-                    tracing::warn!("releasing zones {z}+{n} of a deleted object: {e}");
-                }
+            let r = match self.classes[class.index()].get() {
+                Some(c) => c.map.release(z, n),
+                None => Err(invariant_broken(format!(
+                    "zones {z}+{n} of a deleted object are in the {class} class, \
+                     which the pool lacks"
+                ))),
+            };
+            if first.is_ok() {
+                first = r;
             }
         }
+        first
     }
 
     /// Make an MDC's appends durable; then the zones of its deferred
@@ -123,10 +132,7 @@ impl Inner {
         let done = take_awaiting(s);
         let r = rlock(&s.mdc).sync();
         match r {
-            Ok(()) => {
-                self.release(done);
-                Ok(())
-            }
+            Ok(()) => self.release(done),
             Err(e) => {
                 lock(&s.awaiting).extend(done);
                 Err(e.into())
@@ -166,13 +172,14 @@ impl Inner {
                             f(&mut wlock(&s.objs));
                         }
                         drop(mdc);
-                        self.release(done);
+                        // A failure is a bug (the append itself is done).
+                        let released = self.release(done);
                         if self.wants_compaction(s) {
                             let (m, cv) = &self.wake;
                             drop(lock(m));
                             cv.notify_all();
                         }
-                        return Ok(());
+                        return released;
                     }
                     Err(MdcError::Mlog(MlogError::LogFull { .. })) if attempt == 0 => {}
                     Err(e) => return Err(give_back(e.into())),
@@ -189,13 +196,10 @@ impl Inner {
         let s = self
             .shards
             .get(self.cursor.fetch_add(1, Ordering::Relaxed) % n)
-            .ok_or_else(|| Error::Corrupt("no MDCs".into()))?;
+            .ok_or_else(|| invariant_broken("an open pool with no MDCs"))?;
         let mut u = lock(&s.uniq);
         if *u >= UNIQ_MAX {
-            return Err(Error::Corrupt(format!(
-                "MDC{} has used every object ID",
-                s.index
-            )));
+            return Err(Error::IdsExhausted { mdc: s.index });
         }
         if *u >= s.ckpt.load(Ordering::Acquire) {
             let next = *u + UNIQ_STEP;
@@ -205,6 +209,14 @@ impl Inner {
                 s.ckpt.store(next, Ordering::Release)
             })?;
         }
+        // Every ID handed out is below the durable checkpoint: a reopen
+        // after a crash never hands it out again.
+        ensure_invariant!(
+            *u < s.ckpt.load(Ordering::Acquire),
+            "MDC{}: ID {} handed out at or above the checkpoint",
+            s.index,
+            *u
+        );
         let id = ObjectId::new(ty, s.index, *u);
         *u += 1;
         Ok(id)
