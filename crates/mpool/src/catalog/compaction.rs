@@ -14,6 +14,8 @@ use std::sync::atomic::Ordering;
 const COMPACT_FILL_PCT: u64 = 50;
 /// ...and at least this share of its records are garbage.
 const COMPACT_GARBAGE_PCT: u64 = 50;
+const _: () = assert!(COMPACT_FILL_PCT > 0 && COMPACT_FILL_PCT <= 100);
+const _: () = assert!(COMPACT_GARBAGE_PCT > 0 && COMPACT_GARBAGE_PCT <= 100);
 
 /// How a compaction failed.
 pub(super) enum CompactError {

@@ -56,6 +56,11 @@ use std::sync::{
 pub const UNIQ_STEP: u64 = 1024;
 /// Log ID of MDC0's logs.
 const MDC0_LOG_ID: u64 = 0x4d44_4330; // "MDC0"
+                                      // A checkpoint reserves some IDs, and fewer than an MDC can name.
+const _: () = assert!(UNIQ_STEP > 0 && UNIQ_STEP < crate::objid::UNIQ_MAX);
+// MDC0's log ID is none of MDC1..N's (their index) and no object's (type
+// code 0 is no object type), so a log is never taken for another.
+const _: () = assert!(MDC0_LOG_ID > u8::MAX as u64 && MDC0_LOG_ID & 0xf == 0);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     match m.lock() {
@@ -124,6 +129,14 @@ fn mdc0_extents(
     Ok((cap.extent(m0, z0), cap.extent(m0 + z0, z0)))
 }
 
+/// Refuse devices whose sectors are too large for the superblock layout.
+fn check_sectors(classes: &[Option<ClassDev>; 2]) -> Result<()> {
+    for c in classes.iter().flatten() {
+        crate::superblock::check_sector(c.dev.as_ref())?;
+    }
+    Ok(())
+}
+
 /// Sizing of MDC1..N for a new pool.
 pub(crate) fn mdc_plan(cap_zones: u64, zone_size: u64) -> (u8, u32) {
     // N grows with the pool up to 4; each log gets 1/256 of the capacity
@@ -165,6 +178,7 @@ impl Catalog {
     /// Format the metadata of a new pool: MDC0, MDC1..N, the user root MDC.
     /// The superblocks are written after this returns: they are the commit point.
     pub(crate) fn format(classes: [Option<ClassDev>; 2], layout: Layout) -> Result<()> {
+        check_sectors(&classes)?;
         let cap = classes[0]
             .as_ref()
             .ok_or(Error::NoSuchClass(MediaClass::Capacity))?;
@@ -236,6 +250,7 @@ impl Catalog {
         read_only: bool,
         shared_commits: bool,
     ) -> Result<Catalog> {
+        check_sectors(&classes)?;
         let cap = classes[0]
             .as_ref()
             .ok_or(Error::NoSuchClass(MediaClass::Capacity))?;
@@ -422,6 +437,7 @@ impl Catalog {
 
     /// Make a new media class usable at once (`mpool add`).
     pub(crate) fn add_class(&self, class: MediaClass, c: ClassDev) -> Result<()> {
+        crate::superblock::check_sector(c.dev.as_ref())?;
         self.inner.classes[class.index()]
             .set(c)
             .map_err(|_| Error::ClassExists(class))
@@ -494,6 +510,35 @@ impl From<crate::space_map::SpaceMapError> for Error {
 mod tests {
     use super::*;
     use crate::dev::MemDevice;
+
+    #[test]
+    fn a_device_with_too_large_sectors_is_refused_by_name() {
+        use crate::format::superblock::SECTOR_MAX;
+        let zone = 1u64 << 20;
+        let dev: DeviceRef = Arc::new(MemDevice::new(16 * zone, SECTOR_MAX * 2));
+        let class = || {
+            Some(ClassDev {
+                dev: Arc::clone(&dev),
+                zone_size: zone,
+                map: ClassMap::new(MediaClass::Capacity, 1, 16, 0),
+            })
+        };
+        let layout = Layout {
+            mdc0_zone: 1,
+            mdc0_zones: 1,
+        };
+        for r in [
+            Catalog::format([class(), None], layout).map(|_| ()),
+            Catalog::open([class(), None], layout, false, true).map(|_| ()),
+        ] {
+            match r {
+                Err(e @ Error::SectorTooLarge { .. }) => {
+                    assert!(e.to_string().contains(&format!("{}-byte", SECTOR_MAX * 2)));
+                }
+                other => panic!("expected SectorTooLarge, got {other:?}"),
+            }
+        }
+    }
 
     #[test]
     fn an_mblock_longer_than_its_zone_fails_the_open() {

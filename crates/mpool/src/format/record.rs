@@ -67,6 +67,16 @@ pub enum CatalogRecord {
     },
 }
 
+/// The longest encoded record (an mblock or mlog record: type, class, ID,
+/// three 32-bit fields).
+pub const RECORD_MAX_LEN: usize = 1 + 1 + 8 + 4 + 4 + 4;
+// A record, with its MDC tag byte and the mlog's block and record headers,
+// fits one block of the smallest sector size.
+const _: () = assert!(
+    crate::mlog::format::BLK_HDR_LEN + crate::mlog::format::REC_HDR_LEN + 1 + RECORD_MAX_LEN as u64
+        <= crate::format::superblock::SECTOR_MIN as u64
+);
+
 const T_MDCLOC: u8 = 1;
 const T_ROOT: u8 = 2;
 const T_UNIQ: u8 = 3;
@@ -90,7 +100,7 @@ fn u64_at(b: &[u8], o: usize) -> Option<u64> {
 impl CatalogRecord {
     /// Encode.
     pub fn encode(&self) -> Vec<u8> {
-        let mut v = Vec::with_capacity(24);
+        let mut v = Vec::with_capacity(RECORD_MAX_LEN);
         match *self {
             CatalogRecord::MdcLoc {
                 index,
@@ -150,6 +160,11 @@ impl CatalogRecord {
                 v.extend_from_slice(&id.raw().to_le_bytes());
             }
         }
+        debug_assert!(
+            v.len() <= RECORD_MAX_LEN,
+            "{self:?} encodes to {} bytes",
+            v.len()
+        );
         v
     }
 
