@@ -154,6 +154,8 @@ impl Inner {
     ) -> Result<()> {
         s.check_broken()?;
         let bytes = rec.encode();
+        // What is written is what replay will read back.
+        debug_assert_eq!(CatalogRecord::decode(&bytes).ok(), Some(rec));
         let mut then = Some(then);
         // Taken before the append: these records precede ours in the log.
         let done = if sync { take_awaiting(s) } else { Vec::new() };
