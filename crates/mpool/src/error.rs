@@ -196,6 +196,28 @@ pub enum Error {
         /// What failed.
         reason: String,
     },
+    /// A broken internal invariant: a bug in mpool, never a fault of the
+    /// media or of the caller. Debug builds and tests panic instead (see
+    /// [`invariant_broken`]); release builds return this.
+    #[error("internal error (a bug in mpool): {0}")]
+    Internal(String),
+    /// An MDC has handed out every object ID it can name.
+    #[error("MDC{mdc} has handed out every object ID")]
+    IdsExhausted {
+        /// Which MDC.
+        mdc: u8,
+    },
+    /// A device whose logical sector is larger than mpool's layout allows:
+    /// its superblock copies would overlap.
+    #[error("{device} has {sector}-byte logical sectors; mpool supports at most {max}")]
+    SectorTooLarge {
+        /// Device name.
+        device: String,
+        /// Its logical sector size.
+        sector: u32,
+        /// The largest supported.
+        max: u32,
+    },
     /// A file of mpool's own (run directory, configuration).
     #[error("{path}: {source}")]
     File {
@@ -207,11 +229,74 @@ pub enum Error {
     },
 }
 
+/// A broken invariant `what`: a bug. Panics in debug builds and tests, so
+/// that the bug is found where it happens; in release builds logs it and
+/// returns [`Error::Internal`] for the caller to propagate (never to
+/// discard, never to report as media corruption).
+#[track_caller]
+pub(crate) fn invariant_broken(what: impl Into<String>) -> Error {
+    let what = what.into();
+    if cfg!(debug_assertions) {
+        panic!("internal invariant broken (a bug in mpool): {what}");
+    }
+    internal(what)
+}
+
+/// The release-build half of [`invariant_broken`]: the typed error.
+pub(crate) fn internal(what: String) -> Error {
+    tracing::error!("internal invariant broken (a bug in mpool): {what}");
+    Error::Internal(what)
+}
+
+/// Check an invariant: when `cond` is false, return early with
+/// [`invariant_broken`] (a panic in debug builds, [`Error::Internal`] in
+/// release builds). The message is `format!` arguments.
+macro_rules! ensure_invariant {
+    ($cond:expr, $($msg:tt)+) => {
+        if !$cond {
+            return Err($crate::error::invariant_broken(format!($($msg)+)).into());
+        }
+    };
+}
+pub(crate) use ensure_invariant;
+
 impl Error {
     pub(crate) fn file(path: impl Into<PathBuf>, source: io::Error) -> Self {
         Error::File {
             path: path.into(),
             source,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    #[should_panic(expected = "a bug in mpool")]
+    fn a_broken_invariant_panics_in_debug_builds() {
+        let _ = invariant_broken("test");
+    }
+
+    #[test]
+    fn a_broken_invariant_is_a_typed_internal_error_in_release_builds() {
+        let e = internal("zone 7 freed twice".into());
+        assert!(matches!(&e, Error::Internal(w) if w == "zone 7 freed twice"));
+        assert_eq!(
+            e.to_string(),
+            "internal error (a bug in mpool): zone 7 freed twice"
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "a bug in mpool")]
+    fn ensure_invariant_panics_when_false_in_debug_builds() {
+        fn f(n: u32) -> Result<u32> {
+            ensure_invariant!(n < 4, "{n} is not below 4");
+            Ok(n)
+        }
+        assert_eq!(f(3).ok(), Some(3));
+        let _ = f(5);
     }
 }

@@ -85,7 +85,11 @@ impl ObjectId {
 
     /// The object's type.
     pub fn ty(self) -> ObjType {
-        ObjType::from_code(self.0 & 0xf).unwrap_or(ObjType::Mblock)
+        // Every ID is made by `new` or a checked `from_raw`: its type code
+        // is valid (the fallback is unreachable; debug builds check).
+        let ty = ObjType::from_code(self.0 & 0xf);
+        debug_assert!(ty.is_some(), "object ID {:#x} has no valid type", self.0);
+        ty.unwrap_or(ObjType::Mblock)
     }
 
     /// The MDC that owns it (1..=255).

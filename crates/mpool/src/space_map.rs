@@ -5,6 +5,7 @@
 //! split into regions, each behind its own lock; an allocation starts at a
 //! region chosen by a rotating cursor, so threads rarely meet on one lock.
 
+use crate::error::invariant_broken;
 use crate::format::superblock::MediaClass;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
@@ -231,9 +232,12 @@ impl ClassMap {
             let mut g = lock(r);
             if let Some(off) = g.find(n) {
                 for z in off..off + n {
-                    g.set(z, true);
+                    let was_free = g.set(z, true);
+                    debug_assert!(was_free, "zone {} handed out twice", g.base + z);
                 }
                 g.hint = off + n;
+                // Postcondition: the run lies inside the class.
+                debug_assert!(g.base + off >= self.first && g.base + off + n <= self.end);
                 return Ok(g.base + off);
             }
         }
@@ -277,13 +281,43 @@ impl ClassMap {
         Ok(())
     }
 
-    /// Return zones `zone..zone+n`.
-    pub fn release(&self, zone: u32, n: u32) -> Result<(), SpaceMapError> {
-        for z in zone..zone.saturating_add(n) {
+    /// Return zones `zone..zone+n`, allocated or claimed earlier. Every
+    /// allocation is paired with one release: a release that fails (zones
+    /// outside the class, or not in use: a double free) is a bug of the
+    /// caller, reported by [`invariant_broken`] (a panic in debug builds,
+    /// [`crate::Error::Internal`] in release builds) and never discarded.
+    #[track_caller]
+    pub fn release(&self, zone: u32, n: u32) -> crate::Result<()> {
+        self.try_release(zone, n)
+            .map_err(|e| invariant_broken(format!("releasing zones {zone}+{n}: {e}")))
+    }
+
+    /// The checked half of [`ClassMap::release`]: what is wrong with the
+    /// release, if anything. Nothing changes unless every zone is in use.
+    pub fn try_release(&self, zone: u32, n: u32) -> Result<(), SpaceMapError> {
+        let end = zone.checked_add(n).ok_or(SpaceMapError::BadZone {
+            class: self.class,
+            zone: u32::MAX,
+            first: self.first,
+            end: self.end,
+        })?;
+        for z in zone..end {
+            let r = self.region_of(z)?;
+            let g = lock(r);
+            let base = g.base;
+            if !g.is_used(z - base) {
+                return Err(SpaceMapError::NotInUse {
+                    class: self.class,
+                    zone: z,
+                });
+            }
+        }
+        for z in zone..end {
             let r = self.region_of(z)?;
             let mut g = lock(r);
             let base = g.base;
             if !g.set(z - base, false) {
+                // Freed by another thread since the check: a double free.
                 return Err(SpaceMapError::NotInUse {
                     class: self.class,
                     zone: z,
@@ -347,7 +381,7 @@ mod tests {
         );
         m.release(a, 4).unwrap();
         assert_eq!(
-            m.release(a, 1),
+            m.try_release(a, 1),
             Err(SpaceMapError::NotInUse {
                 class: MediaClass::Staging,
                 zone: a
@@ -356,6 +390,54 @@ mod tests {
         assert!(matches!(m.claim(0, 1), Err(SpaceMapError::BadZone { .. })));
         assert!(matches!(m.claim(20, 1), Err(SpaceMapError::BadZone { .. })));
         assert_eq!(m.free(), 19);
+    }
+
+    #[test]
+    fn every_misuse_of_release_is_caught_and_changes_nothing() {
+        let m = ClassMap::new(MediaClass::Capacity, 2, 40, 0);
+        let a = m.alloc(3).unwrap();
+        let free = m.free();
+        // A double free, also of a run only partly in use.
+        m.release(a + 1, 1).unwrap();
+        assert!(matches!(
+            m.try_release(a, 3),
+            Err(SpaceMapError::NotInUse { zone, .. }) if zone == a + 1
+        ));
+        assert!(m.is_used(a) && m.is_used(a + 2), "nothing released");
+        assert_eq!(m.free(), free + 1);
+        // Out of range: before the first zone, past the end, wrapping.
+        assert!(matches!(
+            m.try_release(1, 1),
+            Err(SpaceMapError::BadZone { .. })
+        ));
+        m.claim(39, 1).unwrap();
+        assert!(matches!(
+            m.try_release(39, 2),
+            Err(SpaceMapError::BadZone { .. })
+        ));
+        assert!(m.is_used(39), "nothing released");
+        m.release(39, 1).unwrap();
+        assert!(matches!(
+            m.try_release(u32::MAX, 2),
+            Err(SpaceMapError::BadZone { .. })
+        ));
+        assert_eq!(m.free(), free + 1);
+    }
+
+    #[test]
+    #[should_panic(expected = "a bug in mpool")]
+    fn a_double_free_panics_in_debug_builds() {
+        let m = ClassMap::new(MediaClass::Capacity, 1, 10, 0);
+        let z = m.alloc(1).unwrap();
+        m.release(z, 1).unwrap();
+        let _ = m.release(z, 1);
+    }
+
+    #[test]
+    #[should_panic(expected = "a bug in mpool")]
+    fn an_out_of_range_release_panics_in_debug_builds() {
+        let m = ClassMap::new(MediaClass::Capacity, 1, 10, 0);
+        let _ = m.release(10, 1);
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! write one copy at a time, wipe, and recognise foreign signatures.
 
 use crate::dev::{DevError, Device};
-use crate::format::superblock::{Superblock, SuperblockError, SB_OFFSETS, SB_SIZE};
+use crate::error::Error;
+use crate::format::superblock::{Superblock, SuperblockError, SB_OFFSETS, SB_SIZE, SECTOR_MAX};
 use std::fmt;
 
 /// What reading a device's two superblock copies found.
@@ -49,6 +50,31 @@ fn sb_buf(dev: &dyn Device) -> crate::io::AlignedBuf {
     dev.alloc_buf(SB_SIZE)
 }
 
+/// Refuse a device whose logical sector is larger than [`SECTOR_MAX`]: on
+/// it, writing superblock copy 0 (a whole sector) would overwrite copy 1.
+pub fn check_sector(dev: &dyn Device) -> Result<(), Error> {
+    if dev.sector() > SECTOR_MAX {
+        return Err(Error::SectorTooLarge {
+            device: dev.info().name(),
+            sector: dev.sector(),
+            max: SECTOR_MAX,
+        });
+    }
+    Ok(())
+}
+
+/// The error of a superblock write on a device [`check_sector`] refuses:
+/// copy 1's offset is not a multiple of its sector size. Returned before
+/// anything is written, so that copy 0 never overwrites copy 1.
+fn unaligned_copy(dev: &dyn Device) -> Option<DevError> {
+    (dev.sector() > SECTOR_MAX).then(|| DevError::Unaligned {
+        device: dev.info().name(),
+        offset: SB_OFFSETS[1],
+        len: SB_SIZE,
+        align: dev.sector(),
+    })
+}
+
 /// Read and decode both copies. Device errors are errors; bad bytes are not.
 pub fn read(dev: &dyn Device) -> Result<SuperblockRead, DevError> {
     let mut out: [Result<Superblock, SuperblockError>; 2] =
@@ -60,9 +86,13 @@ pub fn read(dev: &dyn Device) -> Result<SuperblockRead, DevError> {
             ));
             continue;
         }
-        let mut b = sb_buf(dev);
-        dev.read_at(*off, &mut b)?;
-        out[i] = match Superblock::decode(&b[..SB_SIZE]) {
+        // The copy's place rounded out to whole sectors: the copy itself
+        // for every sector size mpool accepts; a larger one (refused at
+        // create and open) still reads, so that a probe tells what it holds.
+        let within = (*off % u64::from(dev.sector())) as usize;
+        let mut b = dev.alloc_buf(within + SB_SIZE);
+        dev.read_at(*off - within as u64, &mut b)?;
+        out[i] = match Superblock::decode(&b[within..within + SB_SIZE]) {
             Ok((sb, copy)) if usize::from(copy) == i => Ok(sb),
             Ok((_, copy)) => Err(SuperblockError::Field {
                 field: "copy",
@@ -76,7 +106,12 @@ pub fn read(dev: &dyn Device) -> Result<SuperblockRead, DevError> {
 
 /// Write both copies, one at a time, each followed by a flush: a crash at any
 /// point leaves at least one valid copy, old or new.
+/// A device with sectors larger than [`SECTOR_MAX`] is refused before
+/// anything is written.
 pub fn write(dev: &dyn Device, sb: &Superblock) -> Result<(), DevError> {
+    if let Some(e) = unaligned_copy(dev) {
+        return Err(e);
+    }
     for (i, off) in SB_OFFSETS.iter().enumerate() {
         let mut b = sb_buf(dev);
         b[..SB_SIZE].copy_from_slice(&sb.encode(i as u8));
@@ -88,6 +123,9 @@ pub fn write(dev: &dyn Device, sb: &Superblock) -> Result<(), DevError> {
 
 /// Zero both copies (destroy).
 pub fn wipe(dev: &dyn Device) -> Result<(), DevError> {
+    if let Some(e) = unaligned_copy(dev) {
+        return Err(e);
+    }
     for off in SB_OFFSETS {
         let mut b = sb_buf(dev);
         dev.write_at(off, &mut b)?;
@@ -204,7 +242,7 @@ pub fn probe_bytes(b: &[u8]) -> Option<Signature> {
 mod tests {
     use super::*;
     use crate::dev::{CrashMode, FaultDevice, MemDevice};
-    use crate::format::superblock::{Mdc0Loc, MediaClass, Member};
+    use crate::format::superblock::{Mdc0Loc, MediaClass, Member, SECTOR_MAX};
     use uuid::Uuid;
 
     fn sb(gen: u64) -> Superblock {
@@ -233,6 +271,29 @@ mod tests {
                 size: 8 << 20,
             }],
         }
+    }
+
+    #[test]
+    fn a_device_with_sectors_above_the_copy_distance_is_refused_untouched() {
+        let big = SECTOR_MAX * 2;
+        let dev = MemDevice::new(8 << 20, big);
+        match check_sector(&dev) {
+            Err(Error::SectorTooLarge { sector, max, .. }) => {
+                assert_eq!((sector, max), (big, SECTOR_MAX));
+            }
+            other => panic!("expected SectorTooLarge, got {other:?}"),
+        }
+        assert!(check_sector(&MemDevice::new(8 << 20, SECTOR_MAX)).is_ok());
+        // Nothing is written: copy 0 cannot overwrite copy 1.
+        assert!(matches!(
+            write(&dev, &sb(1)),
+            Err(DevError::Unaligned { align, .. }) if align == big
+        ));
+        assert!(wipe(&dev).is_err());
+        // It still reads (blank), so that `create` gets to the clear error.
+        let r = read(&dev).unwrap();
+        assert!(r.is_blank());
+        assert_eq!(probe(&dev).unwrap(), None);
     }
 
     #[test]

@@ -68,6 +68,16 @@ pub enum CatalogRecord {
     },
 }
 
+/// The longest encoded record (an mblock or mlog record: type, class, ID,
+/// three 32-bit fields).
+pub const RECORD_MAX_LEN: usize = 1 + 1 + 8 + 4 + 4 + 4;
+// A record, with its MDC tag byte and the mlog's block and record headers,
+// fits one block of the smallest sector size.
+const _: () = assert!(
+    crate::mlog::format::BLK_HDR_LEN + crate::mlog::format::REC_HDR_LEN + 1 + RECORD_MAX_LEN as u64
+        <= crate::format::superblock::SECTOR_MIN as u64
+);
+
 const T_MDCLOC: u8 = 1;
 const T_ROOT: u8 = 2;
 const T_UNIQ: u8 = 3;
@@ -81,15 +91,12 @@ const T_MBLOCK_SHARED: u8 = 7;
 #[error("bad pool-metadata record: {0}")]
 pub struct RecordDecodeError(pub String);
 
-/// The longest record.
-const MAX_LEN: usize = 22;
-
 impl CatalogRecord {
     /// Encode.
     pub fn encode(&self) -> Vec<u8> {
-        let mut b = [0u8; MAX_LEN];
+        let mut b = [0u8; RECORD_MAX_LEN];
         let mut w = Writer::new(&mut b);
-        // Every record fits in MAX_LEN bytes.
+        // Every record fits in RECORD_MAX_LEN bytes.
         let written = self.put(&mut w);
         debug_assert_eq!(written, Ok(()));
         let n = w.pos();

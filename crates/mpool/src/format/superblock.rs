@@ -8,6 +8,24 @@ use uuid::Uuid;
 pub const SB_SIZE: usize = 4096;
 /// Byte offsets of the two copies on every device.
 pub const SB_OFFSETS: [u64; 2] = [0, 32 * 1024];
+/// Smallest logical sector size of a device.
+pub const SECTOR_MIN: u32 = 512;
+/// Largest logical sector size of a device: the distance between the two
+/// copies, so that a copy written as whole sectors never reaches the other
+/// and copy 1's offset is a multiple of every accepted sector size.
+pub const SECTOR_MAX: u32 = (SB_OFFSETS[1] - SB_OFFSETS[0]) as u32;
+const _: () = assert!(SECTOR_MIN.is_power_of_two() && SECTOR_MAX.is_power_of_two());
+const _: () = assert!(SECTOR_MIN <= SECTOR_MAX);
+// Copy 0, rounded up to the largest sector, ends at or before copy 1; both
+// copy offsets are aligned for every accepted sector size.
+const _: () = assert!(
+    SB_OFFSETS[0] + (SB_SIZE as u64).div_ceil(SECTOR_MAX as u64) * SECTOR_MAX as u64
+        <= SB_OFFSETS[1]
+);
+const _: () = assert!(SB_OFFSETS[0].is_multiple_of(SECTOR_MAX as u64));
+const _: () = assert!(SB_OFFSETS[1].is_multiple_of(SECTOR_MAX as u64));
+// A superblock is whole sectors of the smallest size.
+const _: () = assert!(SB_SIZE.is_multiple_of(SECTOR_MIN as usize));
 /// Magic at offset 0 of every copy.
 pub const SB_MAGIC: [u8; 8] = *b"MPOOLSB\0";
 /// The format version this code gives new pools (it reads 1 and 2).
@@ -49,6 +67,13 @@ const OFF_MDC0: usize = 200;
 const OFF_MEMBERS: usize = 216;
 const MEMBER_SIZE: usize = 32;
 const OFF_CRC: usize = SB_SIZE - 4;
+// The fields do not overlap and fit the superblock ahead of its CRC (so
+// that `put` never falls outside the buffer).
+const _: () = assert!(OFF_NAME + NAME_MAX <= OFF_CLASS);
+const _: () = assert!(OFF_LABEL + LABEL_MAX <= OFF_MDC0);
+const _: () = assert!(OFF_MDC0 + 8 <= OFF_MEMBERS);
+const _: () = assert!(OFF_MEMBERS + MAX_MEMBERS * MEMBER_SIZE <= OFF_CRC);
+const _: () = assert!(SB_SIZE <= u16::MAX as usize);
 
 /// A media class: where objects are placed.
 #[derive(
@@ -285,6 +310,17 @@ pub fn validate_label(label: &str) -> Result<(), String> {
 pub const ZONE_MIN: u64 = 64 * 1024;
 /// Largest zone size.
 pub const ZONE_MAX: u64 = 1 << 30;
+const _: () = assert!(ZONE_MIN.is_power_of_two() && ZONE_MAX.is_power_of_two());
+const _: () = assert!(ZONE_MIN <= ZONE_MAX);
+// The superblock zone (the first zone, of at least ZONE_MIN bytes) holds
+// both copies, each rounded up to the largest sector.
+const _: () = assert!(
+    SB_OFFSETS[1] + (SB_SIZE as u64).div_ceil(SECTOR_MAX as u64) * SECTOR_MAX as u64 <= ZONE_MIN
+);
+// Zones are whole sectors of every accepted size.
+const _: () = assert!(ZONE_MIN.is_multiple_of(SECTOR_MAX as u64));
+// An mblock's length (at most a zone) fits its record's 32-bit field.
+const _: () = assert!(ZONE_MAX <= u32::MAX as u64);
 
 impl Superblock {
     /// Encode copy `copy` (0 or 1) into exactly [`SB_SIZE`] bytes.
@@ -395,7 +431,7 @@ impl Superblock {
         validate_name(&name).map_err(|e| field("name", e))?;
         let label = str_field(b, OFF_LABEL, LABEL_MAX, "label")?;
         let sector = at(OFF_SECTOR).u32()?;
-        if !sector.is_power_of_two() || !(512..=65536).contains(&sector) {
+        if !sector.is_power_of_two() || !(SECTOR_MIN..=SECTOR_MAX).contains(&sector) {
             return Err(field("sector", format!("{sector}")));
         }
         let zone_size = at(OFF_ZONE).u64()?;

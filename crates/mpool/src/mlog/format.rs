@@ -20,6 +20,11 @@ pub const BLK_MAGIC: u32 = u32::from_le_bytes(*b"MLB1");
 pub const REC_HDR_LEN: u64 = 36;
 /// Smallest supported block (sector) size.
 pub const MIN_BLOCK: u64 = 512;
+// A block is a sector: the smallest block is the smallest sector, and a
+// log's header and a block's header each fit one.
+const _: () = assert!(MIN_BLOCK == crate::format::superblock::SECTOR_MIN as u64);
+const _: () = assert!(LOG_HDR_LEN as u64 <= MIN_BLOCK);
+const _: () = assert!(BLK_HDR_LEN + REC_HDR_LEN < MIN_BLOCK);
 
 /// One of the two header blocks at the start of a log's extent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

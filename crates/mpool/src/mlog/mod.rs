@@ -122,6 +122,8 @@ const MAX_FSEQ: u32 = 5;
 const GATHER_YIELDS: u32 = 4;
 /// Largest single write request of a flush.
 const MAX_REQ_BYTES: usize = 64 * 1024;
+// Requests split at this size stay whole sectors of every accepted size.
+const _: () = assert!(MAX_REQ_BYTES.is_multiple_of(crate::format::superblock::SECTOR_MAX as usize));
 
 #[derive(Debug)]
 struct State {

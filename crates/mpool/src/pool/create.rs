@@ -121,6 +121,7 @@ fn vet_device(
     zone: u64,
     force: bool,
 ) -> Result<()> {
+    crate::superblock::check_sector(dev)?;
     let min = min_size(class, zone);
     if dev.size() < min {
         return Err(Error::TooSmall {

@@ -8,7 +8,7 @@ mod create;
 mod options;
 mod properties;
 
-pub use crate::catalog::{MblockReader, ObjectProps};
+pub use crate::catalog::{AlignedRead, MblockRead, MblockReader, ObjectProps};
 pub use options::{
     CreateOptions, DeviceSpec, OpenOptions, DEFAULT_ZONE_SIZE, MDC0_ZONES, MIN_CAPACITY_ZONES,
     MIN_STAGING_ZONES, SB_ZONES,
@@ -27,29 +27,6 @@ use crate::objid::{ObjType, ObjectId};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use uuid::Uuid;
-
-/// One read of [`Pool::mblock_read_batch`].
-#[derive(Debug)]
-pub struct MblockRead<'a> {
-    /// The mblock (committed).
-    pub id: ObjectId,
-    /// Byte offset in its content.
-    pub offset: u64,
-    /// Where the bytes go; its length is the length read.
-    pub buf: &'a mut [u8],
-}
-
-/// One read of [`Pool::mblock_read_aligned`]: the buffer moves in and
-/// comes back filled.
-#[derive(Debug)]
-pub struct AlignedRead {
-    /// The mblock (committed).
-    pub id: ObjectId,
-    /// Byte offset in its content.
-    pub offset: u64,
-    /// Where the bytes go; its length is the length read.
-    pub buf: AlignedBuf,
-}
 
 /// One member device of an open pool.
 #[derive(Debug)]

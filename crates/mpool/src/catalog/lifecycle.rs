@@ -1,0 +1,455 @@
+//! Object lifecycle: allocate, write, commit, abort, delete, and opening
+//! user logs.
+
+use super::mblock::{self, WriteState};
+use super::object::{Obj, ObjectProps, Pending};
+use super::{lock, rlock, Catalog};
+use crate::error::{ensure_invariant, invariant_broken, Error, Result};
+use crate::format::record::CatalogRecord;
+use crate::format::superblock::MediaClass;
+use crate::io::AlignedBuf;
+use crate::mdc::Mdc;
+use crate::mlog::Mlog;
+use crate::objid::{ObjType, ObjectId};
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+
+pub(super) fn data_err(id: ObjectId, e: mblock::DataError) -> Error {
+    match e {
+        mblock::DataError::Full { want, cap } => Error::MblockFull { id, want, cap },
+        mblock::DataError::Dev(d) => Error::Dev(d),
+        mblock::DataError::Failed => Error::WriteFailed(id),
+    }
+}
+
+/// Drop the pool's cached handle of a log unless a caller still holds one
+/// (then the log is busy: true).
+pub(super) fn release_handle<T>(cache: &Mutex<HashMap<u64, Arc<T>>>, id: ObjectId) -> bool {
+    let mut c = lock(cache);
+    match c.get(&id.raw()) {
+        Some(h) if Arc::strong_count(h) > 1 => true,
+        Some(_) => {
+            c.remove(&id.raw());
+            false
+        }
+        None => false,
+    }
+}
+
+/// Allocation and lifecycle of objects.
+impl Catalog {
+    pub(super) fn pending(&self, id: ObjectId) -> Option<Arc<Mutex<Option<Pending>>>> {
+        lock(&self.inner.pending).get(&id.raw()).cloned()
+    }
+
+    /// Why an object is not pending: committed meanwhile, or no such object.
+    pub(super) fn gone(&self, id: ObjectId) -> Result<Error> {
+        Ok(if self.committed(id)?.is_some() {
+            Error::Committed(id)
+        } else {
+            Error::NotFound(id)
+        })
+    }
+
+    /// Why an object is not committed: still pending, or no such object.
+    pub(super) fn unread(&self, id: ObjectId) -> Error {
+        if self.pending(id).is_some() {
+            Error::NotCommitted(id)
+        } else {
+            Error::NotFound(id)
+        }
+    }
+
+    pub(super) fn committed(&self, id: ObjectId) -> Result<Option<Obj>> {
+        Ok(rlock(&self.inner.shard(id)?.objs).get(&id.raw()).copied())
+    }
+
+    pub(super) fn expect_type(id: ObjectId, ty: ObjType) -> Result<()> {
+        if id.ty() != ty {
+            return Err(Error::WrongType { id, expected: ty });
+        }
+        Ok(())
+    }
+
+    /// Allocate an mblock in `class`.
+    pub(crate) fn mblock_alloc(&self, class: MediaClass) -> Result<ObjectId> {
+        self.inner.check_writable()?;
+        let c = self.inner.class(class)?;
+        let zone = c.map.alloc(1)?;
+        c.check_alloc(zone, 1)?;
+        let id = match self.inner.new_id(ObjType::Mblock) {
+            Ok(id) => id,
+            Err(e) => {
+                c.map.release(zone, 1)?;
+                return Err(e);
+            }
+        };
+        let ws = WriteState::new(Arc::clone(&c.dev), c.off(zone), c.zone_size);
+        lock(&self.inner.pending).insert(
+            id.raw(),
+            Arc::new(Mutex::new(Some(Pending::Mblock { class, zone, ws }))),
+        );
+        Ok(id)
+    }
+
+    /// Append to an uncommitted mblock.
+    pub(crate) fn mblock_write(&self, id: ObjectId, data: &[u8]) -> Result<()> {
+        self.with_writer(id, |ws| ws.append(data))
+    }
+
+    /// Append an owned aligned buffer to an uncommitted mblock, with no
+    /// copy where it can; the buffer comes back.
+    pub(crate) fn mblock_write_buf(&self, id: ObjectId, buf: AlignedBuf) -> Result<AlignedBuf> {
+        self.with_writer(id, |ws| ws.append_buf(buf))
+    }
+
+    /// Run `f` on the write state of uncommitted mblock `id`.
+    pub(super) fn with_writer<T>(
+        &self,
+        id: ObjectId,
+        f: impl FnOnce(&mut WriteState) -> std::result::Result<T, mblock::DataError>,
+    ) -> Result<T> {
+        Self::expect_type(id, ObjType::Mblock)?;
+        let Some(p) = self.pending(id) else {
+            return Err(self.gone(id)?);
+        };
+        let mut g = lock(&p);
+        match g.as_mut() {
+            Some(Pending::Mblock { ws, .. }) => f(ws).map_err(|e| data_err(id, e)),
+            Some(Pending::Log { .. }) => Err(Error::WrongType {
+                id,
+                expected: ObjType::Mblock,
+            }),
+            // Committed or aborted by another thread meanwhile.
+            None => Err(self.gone(id)?),
+        }
+    }
+
+    /// Commit an mblock: data flushed, then the commit record made durable.
+    pub(crate) fn mblock_commit(&self, id: ObjectId) -> Result<ObjectProps> {
+        Self::expect_type(id, ObjType::Mblock)?;
+        self.inner.check_writable()?;
+        let Some(p) = self.pending(id) else {
+            return Err(self.gone(id)?);
+        };
+        let mut g = lock(&p);
+        let Some(Pending::Mblock { class, zone, ws }) = g.as_mut() else {
+            return Err(self.gone(id)?);
+        };
+        // The pool metadata lives on the capacity device: there, the flush
+        // that makes the commit record durable makes the content durable
+        // too, and replay verifies the content of commits in a log's last
+        // flush set (docs/format.md, "Transactions"). Elsewhere the content
+        // is flushed first.
+        let shared = self.inner.shared_commits && *class == MediaClass::Capacity;
+        ws.finish(!shared).map_err(|e| data_err(id, e))?;
+        // Writes past the zone were refused, and a zone is at most ZONE_MAX
+        // (below 4 GiB): the length fits its record and its zone.
+        ensure_invariant!(
+            ws.written <= ws.cap && ws.cap == self.inner.class(*class)?.zone_size,
+            "mblock {id}: {} bytes written into a {}-byte zone",
+            ws.written,
+            ws.cap
+        );
+        let len = u32::try_from(ws.written).map_err(|_| {
+            invariant_broken(format!("mblock {id}: length {} exceeds 4 GiB", ws.written))
+        })?;
+        let obj = Obj {
+            zone: *zone,
+            a: len,
+            b: ws.crc,
+            class: *class,
+        };
+        let mut rec = obj.record(id);
+        if let CatalogRecord::Mblock { shared_flush, .. } = &mut rec {
+            *shared_flush = shared;
+        }
+        let s = self.inner.shard(id)?;
+        if let Err(e) = self.inner.log(s, rec, true, |m| {
+            m.insert(id.raw(), obj);
+        }) {
+            if !matches!(e, Error::MetadataFull { .. } | Error::MetadataFailed { .. }) {
+                // The record may have reached the media: only abort is
+                // left, and the zone is not reused before a reopen says.
+                ws.failed = true;
+                ws.hold_zone = true;
+            }
+            return Err(e);
+        }
+        if shared {
+            s.unsealed.store(true, Ordering::Relaxed);
+        }
+        *g = None;
+        drop(g);
+        lock(&self.inner.pending).remove(&id.raw());
+        self.props(id)
+    }
+
+    /// Discard an uncommitted object (mblock, mlog or MDC).
+    pub(crate) fn abort(&self, id: ObjectId) -> Result<()> {
+        let busy = match id.ty() {
+            ObjType::Mlog => release_handle(&self.inner.open_logs, id),
+            ObjType::Mdc => release_handle(&self.inner.open_mdcs, id),
+            ObjType::Mblock => false,
+        };
+        if busy {
+            return Err(Error::ObjectBusy(id));
+        }
+        let Some(p) = self.pending(id) else {
+            return Err(self.gone(id)?);
+        };
+        let mut g = lock(&p);
+        let Some(pend) = g.take() else {
+            return Err(Error::NotFound(id));
+        };
+        lock(&self.inner.pending).remove(&id.raw());
+        drop(g);
+        match pend {
+            Pending::Mblock { ws, .. } if ws.hold_zone => {}
+            Pending::Mblock { class, zone, .. } => self.inner.class(class)?.map.release(zone, 1)?,
+            Pending::Log {
+                class,
+                zone,
+                zone_b,
+                zones,
+            } => {
+                let c = self.inner.class(class)?;
+                c.map.release(zone, zones)?;
+                if id.ty() == ObjType::Mdc {
+                    c.map.release(zone_b, zones)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Delete a committed object: its record is durable before its zones
+    /// can be reused. With `durable`, before this returns; otherwise the
+    /// record rides on the MDC's next flush (a later sync append to it,
+    /// [`Catalog::sync`], a compaction, the background thread within
+    /// `background::TICK`, or the close), and a crash before then brings the object
+    /// back whole. Either way it is gone for readers at once.
+    pub(crate) fn delete(&self, id: ObjectId, durable: bool) -> Result<()> {
+        self.inner.check_writable()?;
+        if id == self.inner.root {
+            return Err(Error::InvalidArgument(
+                "the root MDC cannot be deleted".into(),
+            ));
+        }
+        if self.pending(id).is_some() {
+            return Err(Error::NotCommitted(id));
+        }
+        // A log is busy while a caller holds its handle (the pool's cache holds one).
+        let busy = match id.ty() {
+            ObjType::Mlog => release_handle(&self.inner.open_logs, id),
+            ObjType::Mdc => release_handle(&self.inner.open_mdcs, id),
+            ObjType::Mblock => false,
+        };
+        if busy {
+            return Err(Error::ObjectBusy(id));
+        }
+        let s = self.inner.shard(id)?;
+        let mut removed = None;
+        if !rlock(&s.objs).contains_key(&id.raw()) {
+            return Err(Error::NotFound(id));
+        }
+        self.inner
+            .log(s, CatalogRecord::Delete { id }, durable, |m| {
+                removed = m.remove(&id.raw());
+                if let (Some(o), false) = (removed, durable) {
+                    // Under the append's exclusion of compaction: a compaction
+                    // either sees these zones here or the delete in its old log.
+                    lock(&s.awaiting)
+                        .extend(o.zones(id.ty()).into_iter().map(|(z, n)| (o.class(), z, n)));
+                }
+            })?;
+        let Some(o) = removed else {
+            return Err(Error::NotFound(id));
+        };
+        if durable {
+            let c = self.inner.class(o.class())?;
+            for (z, n) in o.zones(id.ty()) {
+                c.map.release(z, n)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Allocate a user mlog (`ty` Mlog) or MDC (`ty` Mdc) of at least `capacity` bytes per log.
+    pub(crate) fn log_alloc(
+        &self,
+        ty: ObjType,
+        class: MediaClass,
+        capacity: u64,
+    ) -> Result<ObjectId> {
+        self.inner.check_writable()?;
+        let c = self.inner.class(class)?;
+        let zones = u32::try_from(capacity.max(1).div_ceil(c.zone_size))
+            .map_err(|_| Error::InvalidArgument(format!("log capacity {capacity} is too large")))?;
+        let zone = c.map.alloc(zones)?;
+        c.check_alloc(zone, zones)?;
+        let zone_b = if ty == ObjType::Mdc {
+            match c.map.alloc(zones) {
+                Ok(z) => {
+                    c.check_alloc(z, zones)?;
+                    z
+                }
+                Err(e) => {
+                    c.map.release(zone, zones)?;
+                    return Err(e.into());
+                }
+            }
+        } else {
+            0
+        };
+        // The pair of the allocations above, on every failure below.
+        let release = || -> Result<()> {
+            c.map.release(zone, zones)?;
+            if ty == ObjType::Mdc {
+                c.map.release(zone_b, zones)?;
+            }
+            Ok(())
+        };
+        let id = match self.inner.new_id(ty) {
+            Ok(id) => id,
+            Err(e) => {
+                release()?;
+                return Err(e);
+            }
+        };
+        // Format the log(s) now so that an open after commit finds them.
+        let made: Result<()> = match ty {
+            ObjType::Mdc => Mdc::create(
+                Arc::clone(&c.dev),
+                c.extent(zone, zones),
+                c.extent(zone_b, zones),
+                id.raw(),
+            )
+            .and_then(|m| m.sync())
+            .map_err(Error::from),
+            _ => Mlog::create(Arc::clone(&c.dev), c.extent(zone, zones), id.raw())
+                .and_then(|m| m.sync())
+                .map_err(Error::from),
+        };
+        if let Err(e) = made {
+            release()?;
+            return Err(e);
+        }
+        lock(&self.inner.pending).insert(
+            id.raw(),
+            Arc::new(Mutex::new(Some(Pending::Log {
+                class,
+                zone,
+                zone_b,
+                zones,
+            }))),
+        );
+        Ok(id)
+    }
+
+    /// Commit a user mlog or MDC.
+    pub(crate) fn log_commit(&self, id: ObjectId) -> Result<ObjectProps> {
+        self.inner.check_writable()?;
+        let Some(p) = self.pending(id) else {
+            return Err(self.gone(id)?);
+        };
+        let mut g = lock(&p);
+        let Some(Pending::Log {
+            class,
+            zone,
+            zone_b,
+            zones,
+        }) = g.as_ref()
+        else {
+            return Err(Error::WrongType {
+                id,
+                expected: ObjType::Mlog,
+            });
+        };
+        let obj = Obj {
+            zone: *zone,
+            a: *zones,
+            b: *zone_b,
+            class: *class,
+        };
+        self.inner
+            .log(self.inner.shard(id)?, obj.record(id), true, |m| {
+                m.insert(id.raw(), obj);
+            })?;
+        *g = None;
+        drop(g);
+        lock(&self.inner.pending).remove(&id.raw());
+        self.props(id)
+    }
+
+    /// Open a user mlog (committed or not). One shared handle per mlog.
+    pub(crate) fn mlog_open(&self, id: ObjectId) -> Result<Arc<Mlog>> {
+        Self::expect_type(id, ObjType::Mlog)?;
+        let mut open = lock(&self.inner.open_logs);
+        if let Some(m) = open.get(&id.raw()) {
+            return Ok(Arc::clone(m));
+        }
+        let (class, zone, zones) = self.log_place(id)?;
+        let c = self.inner.class(class)?;
+        let m = Arc::new(Mlog::open(
+            Arc::clone(&c.dev),
+            c.extent(zone, zones),
+            id.raw(),
+        )?);
+        open.insert(id.raw(), Arc::clone(&m));
+        Ok(m)
+    }
+
+    /// Open a user MDC (committed or not). One shared handle per MDC.
+    pub(crate) fn mdc_open(&self, id: ObjectId) -> Result<Arc<Mdc>> {
+        Self::expect_type(id, ObjType::Mdc)?;
+        let mut open = lock(&self.inner.open_mdcs);
+        if let Some(m) = open.get(&id.raw()) {
+            return Ok(Arc::clone(m));
+        }
+        let (class, zone, zones) = self.log_place(id)?;
+        let zone_b = match self.committed(id)? {
+            Some(o) => o.b,
+            None => match self.pending(id).as_ref().map(|p| {
+                lock(p).as_ref().map(|x| match x {
+                    Pending::Log { zone_b, .. } => *zone_b,
+                    Pending::Mblock { .. } => 0,
+                })
+            }) {
+                Some(Some(z)) => z,
+                _ => return Err(Error::NotFound(id)),
+            },
+        };
+        let c = self.inner.class(class)?;
+        let m = Arc::new(Mdc::open(
+            Arc::clone(&c.dev),
+            c.extent(zone, zones),
+            c.extent(zone_b, zones),
+            id.raw(),
+        )?);
+        open.insert(id.raw(), Arc::clone(&m));
+        Ok(m)
+    }
+
+    pub(super) fn log_place(&self, id: ObjectId) -> Result<(MediaClass, u32, u32)> {
+        if let Some(o) = self.committed(id)? {
+            return Ok((o.class(), o.zone, o.a));
+        }
+        let Some(p) = self.pending(id) else {
+            return Err(Error::NotFound(id));
+        };
+        let g = lock(&p);
+        match g.as_ref() {
+            Some(Pending::Log {
+                class, zone, zones, ..
+            }) => Ok((*class, *zone, *zones)),
+            _ => Err(Error::NotFound(id)),
+        }
+    }
+
+    /// The user root MDC's ID.
+    pub(crate) fn root(&self) -> ObjectId {
+        self.inner.root
+    }
+}

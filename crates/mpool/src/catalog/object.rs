@@ -1,0 +1,188 @@
+//! An object of the catalog: the committed record kept in memory, the
+//! pending (uncommitted) state, and the properties reported for both.
+
+use super::mblock::WriteState;
+use super::{lock, rlock, Catalog};
+use crate::error::{invariant_broken, Error, Result};
+use crate::format::record::CatalogRecord;
+use crate::format::superblock::MediaClass;
+use crate::objid::{ObjType, ObjectId};
+use serde::Serialize;
+
+/// A committed object, as kept in memory (16 bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Obj {
+    pub(super) zone: u32,
+    /// Mblock: content length. Mlog/MDC: zones per log.
+    pub(super) a: u32,
+    /// Mblock: content CRC. MDC: zone of log B. Mlog: 0.
+    pub(super) b: u32,
+    /// Its media class (a [`MediaClass`], not a code: an unknown class
+    /// code is rejected when a record is decoded and cannot get here).
+    pub(super) class: MediaClass,
+}
+
+// The table holds one of these per object.
+const _: () = assert!(std::mem::size_of::<Obj>() <= 16);
+
+impl Obj {
+    pub(super) fn class(&self) -> MediaClass {
+        self.class
+    }
+
+    pub(super) fn zones(&self, ty: ObjType) -> Vec<(u32, u32)> {
+        match ty {
+            ObjType::Mblock => vec![(self.zone, 1)],
+            ObjType::Mlog => vec![(self.zone, self.a)],
+            ObjType::Mdc => vec![(self.zone, self.a), (self.b, self.a)],
+        }
+    }
+
+    pub(super) fn record(&self, id: ObjectId) -> CatalogRecord {
+        match id.ty() {
+            ObjType::Mblock => CatalogRecord::Mblock {
+                id,
+                class: self.class(),
+                zone: self.zone,
+                len: self.a,
+                crc: self.b,
+                shared_flush: false,
+            },
+            ObjType::Mlog => CatalogRecord::Mlog {
+                id,
+                class: self.class(),
+                zone: self.zone,
+                zone_b: 0,
+                zones: self.a,
+            },
+            ObjType::Mdc => CatalogRecord::Mlog {
+                id,
+                class: self.class(),
+                zone: self.zone,
+                zone_b: self.b,
+                zones: self.a,
+            },
+        }
+    }
+}
+
+/// An object allocated but not committed: it vanishes on a crash.
+#[derive(Debug)]
+pub(super) enum Pending {
+    Mblock {
+        class: MediaClass,
+        zone: u32,
+        ws: WriteState,
+    },
+    Log {
+        class: MediaClass,
+        zone: u32,
+        zone_b: u32,
+        zones: u32,
+    },
+}
+
+/// Properties of an object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ObjectProps {
+    /// ID.
+    pub id: ObjectId,
+    /// Type.
+    #[serde(rename = "type")]
+    pub ty: ObjType,
+    /// Media class.
+    pub class: MediaClass,
+    /// Bytes written (mblock) or log capacity in bytes (mlog, MDC per log).
+    pub len: u64,
+    /// Bytes the object can hold (mblock: its zone size).
+    pub capacity: u64,
+    /// Committed (durable and, for mblocks, immutable).
+    pub committed: bool,
+    /// CRC-32C of the content (committed mblocks).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crc: Option<u32>,
+    /// First zone.
+    pub zone: u32,
+}
+
+impl Catalog {
+    /// Properties of any object, committed or not.
+    pub(crate) fn props(&self, id: ObjectId) -> Result<ObjectProps> {
+        if let Some(o) = self.committed(id)? {
+            return self.obj_props(id, &o);
+        }
+        let Some(p) = self.pending(id) else {
+            return Err(Error::NotFound(id));
+        };
+        let g = lock(&p);
+        match g.as_ref() {
+            Some(Pending::Mblock { class, zone, ws }) => Ok(ObjectProps {
+                id,
+                ty: ObjType::Mblock,
+                class: *class,
+                len: ws.written,
+                capacity: ws.cap,
+                committed: false,
+                crc: None,
+                zone: *zone,
+            }),
+            Some(Pending::Log {
+                class, zone, zones, ..
+            }) => {
+                let zs = self.inner.class(*class)?.zone_size;
+                Ok(ObjectProps {
+                    id,
+                    ty: id.ty(),
+                    class: *class,
+                    len: 0,
+                    capacity: u64::from(*zones) * zs,
+                    committed: false,
+                    crc: None,
+                    zone: *zone,
+                })
+            }
+            None => Err(Error::NotFound(id)),
+        }
+    }
+
+    pub(super) fn obj_props(&self, id: ObjectId, o: &Obj) -> Result<ObjectProps> {
+        let zs = self.inner.class(o.class())?.zone_size;
+        Ok(match id.ty() {
+            ObjType::Mblock => ObjectProps {
+                id,
+                ty: ObjType::Mblock,
+                class: o.class(),
+                len: u64::from(o.a),
+                capacity: zs,
+                committed: true,
+                crc: Some(o.b),
+                zone: o.zone,
+            },
+            ty => ObjectProps {
+                id,
+                ty,
+                class: o.class(),
+                len: 0,
+                capacity: u64::from(o.a) * zs,
+                committed: true,
+                crc: None,
+                zone: o.zone,
+            },
+        })
+    }
+
+    /// Every committed object (sorted by ID).
+    pub(crate) fn objects(&self) -> Result<Vec<ObjectProps>> {
+        let mut out = Vec::new();
+        for s in &self.inner.shards {
+            let objs: Vec<(u64, Obj)> = rlock(&s.objs).iter().map(|(k, v)| (*k, *v)).collect();
+            for (raw, o) in objs {
+                let id = ObjectId::from_raw(raw)
+                    .ok_or_else(|| invariant_broken(format!("object table key {raw:#x}")))?;
+                out.push(self.obj_props(id, &o)?);
+            }
+        }
+        out.sort_by_key(|p| p.id);
+        Ok(out)
+    }
+}

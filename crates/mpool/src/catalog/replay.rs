@@ -1,0 +1,156 @@
+//! Replay of one of MDC1..N at open, and the check of the shared-flush
+//! commits in its last flush set.
+
+use super::mblock;
+use super::object::Obj;
+use super::ClassDev;
+use crate::error::{Error, Result};
+use crate::format::record::CatalogRecord;
+use crate::mdc::Mdc;
+use crate::mlog::Lsn;
+use crate::objid::ObjectId;
+use std::collections::HashMap;
+
+/// Every record of an MDC's active log.
+pub(super) fn mdc_records(mdc: &Mdc) -> Result<Vec<Vec<u8>>> {
+    let mut out = Vec::new();
+    for r in mdc.reader()? {
+        out.push(r?);
+    }
+    Ok(out)
+}
+
+/// What replaying one of MDC1..N found.
+pub(super) struct Replayed {
+    pub(super) objs: HashMap<u64, Obj>,
+    pub(super) records: u64,
+    pub(super) ckpt: u64,
+    pub(super) max_uniq: u64,
+    /// Shared-flush mblock commits in the log's last flush set.
+    pub(super) tail_commits: Vec<ObjectId>,
+}
+
+/// Replay an MDC's records in order, streaming (no copy of the whole log).
+/// `shared_commits`: the pool's format allows type-7 records.
+pub(super) fn replay(index: u8, mdc: &Mdc, shared_commits: bool) -> Result<Replayed> {
+    let tail = mdc.open_tail().unwrap_or(Lsn(u64::MAX));
+    let mut r = Replayed {
+        objs: HashMap::new(),
+        records: 0,
+        ckpt: 0,
+        max_uniq: 0,
+        tail_commits: Vec::new(),
+    };
+    let mut rd = mdc.reader()?;
+    while let Some(rec) = rd.next_record() {
+        let (lsn, rec) = rec?;
+        r.records += 1;
+        match decode(index, &rec)? {
+            CatalogRecord::UniqCkpt { next } => r.ckpt = r.ckpt.max(next),
+            CatalogRecord::Mblock {
+                id,
+                class,
+                zone,
+                len,
+                crc,
+                shared_flush,
+            } => {
+                if shared_flush && !shared_commits {
+                    return Err(Error::Corrupt(format!(
+                        "MDC{index}: a one-flush commit record (type 7) in a format-1 pool"
+                    )));
+                }
+                r.max_uniq = r.max_uniq.max(id.uniq());
+                if shared_flush && lsn >= tail {
+                    r.tail_commits.push(id);
+                }
+                r.objs.insert(
+                    id.raw(),
+                    Obj {
+                        zone,
+                        a: len,
+                        b: crc,
+                        class,
+                    },
+                );
+            }
+            CatalogRecord::Mlog {
+                id,
+                class,
+                zone,
+                zone_b,
+                zones,
+            } => {
+                r.max_uniq = r.max_uniq.max(id.uniq());
+                r.objs.insert(
+                    id.raw(),
+                    Obj {
+                        zone,
+                        a: zones,
+                        b: zone_b,
+                        class,
+                    },
+                );
+            }
+            CatalogRecord::Delete { id } => {
+                r.objs.remove(&id.raw());
+            }
+            other => {
+                return Err(Error::Corrupt(format!(
+                    "MDC{index} holds an MDC0 record: {other:?}"
+                )))
+            }
+        }
+    }
+    Ok(r)
+}
+
+/// Of the shared-flush commits in an MDC's last flush set, those whose
+/// content does not match its record: the crash came before the flush that
+/// would have made both durable, so the commit never returned and is
+/// dropped. A commit whose content cannot be read is kept (nothing proves
+/// it incomplete; `check` reports the read error).
+pub(super) fn unfinished_commits(
+    index: u8,
+    classes: &[Option<ClassDev>; 2],
+    objs: &HashMap<u64, Obj>,
+    tail: &[ObjectId],
+) -> Vec<ObjectId> {
+    let mut bad = Vec::new();
+    for id in tail {
+        let Some(o) = objs.get(&id.raw()) else {
+            continue; // deleted later in the same flush set
+        };
+        let Some(c) = classes[o.class().index()].as_ref() else {
+            continue; // the open fails on the missing class below
+        };
+        if u64::from(o.a) > c.zone_size || c.off(o.zone).saturating_add(c.zone_size) > c.dev.size()
+        {
+            continue; // not a zone of this device: the open fails on it below
+        }
+        // A read error may pass: three tries before giving up on the check.
+        let read = || mblock::content_crc(c.dev.as_ref(), c.off(o.zone), u64::from(o.a));
+        match read().or_else(|_| read()).or_else(|_| read()) {
+            Ok(crc) if crc == o.b => {}
+            Ok(crc) => {
+                tracing::warn!(
+                    "MDC{index}: mblock {id} was being committed at a crash and its content \
+                     did not land (CRC {crc:#010x}, recorded {:#010x}): the commit is dropped",
+                    o.b
+                );
+                bad.push(*id);
+            }
+            // Kept: a read error is no evidence that the commit did not
+            // finish. Its reads report the error and `check` lists it.
+            Err(e) => tracing::warn!(
+                "MDC{index}: mblock {id} was being committed at a crash; its content \
+                 cannot be read to verify it ({e}); it is kept"
+            ),
+        }
+    }
+    bad
+}
+
+pub(super) fn decode(shard: u8, rec: &[u8]) -> Result<CatalogRecord> {
+    CatalogRecord::decode(rec).map_err(|e| Error::Corrupt(format!("MDC{shard}: {e}")))
+}

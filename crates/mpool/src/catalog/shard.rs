@@ -1,0 +1,246 @@
+//! One of MDC1..N: its log, object table, uniquifier and deferred
+//! deletes, and the appends that change them.
+
+use super::object::Obj;
+use super::{lock, rlock, wlock, Catalog, ClassDev, Inner, UNIQ_STEP};
+use crate::error::{ensure_invariant, invariant_broken, Error, Result};
+use crate::format::record::CatalogRecord;
+use crate::format::superblock::MediaClass;
+use crate::mdc::{Mdc, MdcError};
+use crate::mlog::MlogError;
+use crate::objid::{ObjType, ObjectId, UNIQ_MAX};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, RwLock};
+
+/// State of one pool-metadata MDC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct MdcStats {
+    /// MDC number (1..N).
+    pub index: u8,
+    /// Records in its active log (live and superseded).
+    pub records: u64,
+    /// Live objects it holds.
+    pub objects: u64,
+    /// Bytes used in its active log.
+    pub used: u64,
+    /// Bytes its active log can hold.
+    pub capacity: u64,
+}
+
+#[derive(Debug)]
+pub(super) struct Shard {
+    pub(super) index: u8,
+    pub(super) mdc: RwLock<Mdc>,
+    pub(super) objs: RwLock<HashMap<u64, Obj>>,
+    /// The next uniquifier to hand out.
+    pub(super) uniq: Mutex<u64>,
+    /// The durable checkpoint: every uniquifier handed out is below it. An
+    /// atomic, set while the checkpoint's append still excludes compaction,
+    /// so that compaction reads it without the `uniq` lock (lock order: a
+    /// thread holding `uniq` may take `mdc`, never the other way round).
+    pub(super) ckpt: AtomicU64,
+    /// Records in the active log (live and garbage).
+    pub(super) records: AtomicU64,
+    /// Zones per log and first zones, for `check` and stats.
+    pub(super) loc: (u32, u32, u32),
+    /// Zones of deferred deletes whose record is not known durable yet:
+    /// returned to the space map by the next sync of this MDC.
+    pub(super) awaiting: Mutex<Vec<(MediaClass, u32, u32)>>,
+    /// Appends so far (the background thread tells an idle MDC by it).
+    pub(super) appends: AtomicU64,
+    /// A shared-flush commit record may be in the last flush set.
+    pub(super) unsealed: AtomicBool,
+    /// Set when a compaction failed with its outcome unknown: the MDC takes
+    /// no more records until the pool is reopened.
+    pub(super) broken: Mutex<Option<String>>,
+}
+
+impl Shard {
+    /// Refuse work on an MDC whose compaction ended in doubt.
+    pub(super) fn check_broken(&self) -> Result<()> {
+        match lock(&self.broken).as_ref() {
+            Some(why) => Err(Error::MetadataFailed {
+                mdc: self.index,
+                reason: why.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The zones of a shard's deferred deletes appended so far.
+pub(super) fn take_awaiting(s: &Shard) -> Vec<(MediaClass, u32, u32)> {
+    std::mem::take(&mut *lock(&s.awaiting))
+}
+impl Inner {
+    pub(super) fn class(&self, class: MediaClass) -> Result<&ClassDev> {
+        self.classes[class.index()]
+            .get()
+            .ok_or(Error::NoSuchClass(class))
+    }
+
+    pub(super) fn shard(&self, id: ObjectId) -> Result<&Shard> {
+        self.shards
+            .get(usize::from(id.mdc()).wrapping_sub(1))
+            .ok_or(Error::NotFound(id))
+    }
+
+    pub(super) fn check_writable(&self) -> Result<()> {
+        if self.read_only {
+            return Err(Error::ReadOnly("pool".into()));
+        }
+        Ok(())
+    }
+
+    /// Return zones of durable deletes to their space maps.
+    /// Each was allocated or claimed once and is released once: a failure
+    /// is a bug, reported after every other zone is returned.
+    pub(super) fn release(&self, zones: Vec<(MediaClass, u32, u32)>) -> Result<()> {
+        let mut first = Ok(());
+        for (class, z, n) in zones {
+            let r = match self.classes[class.index()].get() {
+                Some(c) => c.map.release(z, n),
+                None => Err(invariant_broken(format!(
+                    "zones {z}+{n} of a deleted object are in the {class} class, \
+                     which the pool lacks"
+                ))),
+            };
+            if first.is_ok() {
+                first = r;
+            }
+        }
+        first
+    }
+
+    /// Make an MDC's appends durable; then the zones of its deferred
+    /// deletes are free. With `seal`, also end a last flush set holding
+    /// shared-flush commits (a checkpoint record, synced).
+    pub(super) fn sync_shard(&self, s: &Shard, seal: bool) -> Result<()> {
+        if seal && s.unsealed.swap(false, Ordering::Relaxed) {
+            let next = s.ckpt.load(Ordering::Acquire);
+            if let Err(e) = self.log(s, CatalogRecord::UniqCkpt { next }, true, |_| {}) {
+                s.unsealed.store(true, Ordering::Relaxed);
+                return Err(e);
+            }
+            return Ok(());
+        }
+        // Always sync, even with nothing awaiting here: another thread's
+        // sync append may have taken deletes that are not durable yet, and
+        // the log's sync waits for every record appended before it.
+        let done = take_awaiting(s);
+        let r = rlock(&s.mdc).sync();
+        match r {
+            Ok(()) => self.release(done),
+            Err(e) => {
+                lock(&s.awaiting).extend(done);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Append a record to a shard's MDC (durably with `sync`) and apply
+    /// `then` to the object table while still excluding compaction.
+    /// Compacts and retries once when the log is full. A sync append also
+    /// makes every deferred delete appended before it durable, and frees
+    /// their zones.
+    pub(super) fn log(
+        &self,
+        s: &Shard,
+        rec: CatalogRecord,
+        sync: bool,
+        then: impl FnOnce(&mut HashMap<u64, Obj>),
+    ) -> Result<()> {
+        s.check_broken()?;
+        let bytes = rec.encode();
+        // What is written is what replay will read back.
+        debug_assert_eq!(CatalogRecord::decode(&bytes).ok(), Some(rec));
+        let mut then = Some(then);
+        // Taken before the append: these records precede ours in the log.
+        let done = if sync { take_awaiting(s) } else { Vec::new() };
+        let give_back = |e: Error| {
+            lock(&s.awaiting).extend(done.iter().copied());
+            e
+        };
+        for attempt in 0..2 {
+            {
+                let mdc = rlock(&s.mdc);
+                match mdc.append(&bytes, sync) {
+                    Ok(_) => {
+                        s.records.fetch_add(1, Ordering::Relaxed);
+                        s.appends.fetch_add(1, Ordering::Relaxed);
+                        if let Some(f) = then.take() {
+                            f(&mut wlock(&s.objs));
+                        }
+                        drop(mdc);
+                        // A failure is a bug (the append itself is done).
+                        let released = self.release(done);
+                        if self.wants_compaction(s) {
+                            let (m, cv) = &self.wake;
+                            drop(lock(m));
+                            cv.notify_all();
+                        }
+                        return released;
+                    }
+                    Err(MdcError::Mlog(MlogError::LogFull { .. })) if attempt == 0 => {}
+                    Err(e) => return Err(give_back(e.into())),
+                }
+            }
+            self.compact(s).map_err(give_back)?;
+        }
+        Err(give_back(Error::MetadataFull { mdc: s.index }))
+    }
+
+    /// A new ID in the next shard; a checkpoint is made durable first when needed.
+    pub(super) fn new_id(&self, ty: ObjType) -> Result<ObjectId> {
+        let n = self.shards.len().max(1);
+        let s = self
+            .shards
+            .get(self.cursor.fetch_add(1, Ordering::Relaxed) % n)
+            .ok_or_else(|| invariant_broken("an open pool with no MDCs"))?;
+        let mut u = lock(&s.uniq);
+        if *u >= UNIQ_MAX {
+            return Err(Error::IdsExhausted { mdc: s.index });
+        }
+        if *u >= s.ckpt.load(Ordering::Acquire) {
+            let next = *u + UNIQ_STEP;
+            // Published before the append stops excluding compaction, so a
+            // compaction right after it writes this checkpoint, not the old one.
+            self.log(s, CatalogRecord::UniqCkpt { next }, true, |_| {
+                s.ckpt.store(next, Ordering::Release)
+            })?;
+        }
+        // Every ID handed out is below the durable checkpoint: a reopen
+        // after a crash never hands it out again.
+        ensure_invariant!(
+            *u < s.ckpt.load(Ordering::Acquire),
+            "MDC{}: ID {} handed out at or above the checkpoint",
+            s.index,
+            *u
+        );
+        let id = ObjectId::new(ty, s.index, *u);
+        *u += 1;
+        Ok(id)
+    }
+}
+
+impl Catalog {
+    /// Every MDC's state, for `check` and stats.
+    pub(crate) fn mdc_stats(&self) -> Vec<MdcStats> {
+        self.inner
+            .shards
+            .iter()
+            .map(|s| {
+                let u = rlock(&s.mdc).usage();
+                MdcStats {
+                    index: s.index,
+                    records: s.records.load(Ordering::Relaxed),
+                    objects: rlock(&s.objs).len() as u64,
+                    used: u.len,
+                    capacity: u.capacity,
+                }
+            })
+            .collect()
+    }
+}
