@@ -18,6 +18,7 @@ pub mod dev;
 pub mod error;
 pub mod format;
 pub mod io;
+mod lock;
 pub mod mdc;
 pub mod mlog;
 pub mod objid;

@@ -206,10 +206,7 @@ impl Mdc {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        match self.st.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        }
+        crate::lock::lock(&self.st)
     }
 
     fn cur(&self) -> &Mlog {

@@ -8,7 +8,7 @@
 use crate::error::invariant_broken;
 use crate::format::superblock::MediaClass;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 
 /// Zones per region.
 const REGION_ZONES: u32 = 4096;
@@ -137,12 +137,7 @@ pub struct ClassMap {
     cursor: AtomicUsize,
 }
 
-fn lock(m: &Mutex<Region>) -> MutexGuard<'_, Region> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    }
-}
+use crate::lock::lock;
 
 impl ClassMap {
     /// Zones `first..end` are allocatable; `spare_pct` of them are held back.

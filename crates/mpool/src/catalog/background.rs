@@ -25,10 +25,7 @@ pub(super) fn spawn_compactor(w: Weak<Inner>) -> std::thread::JoinHandle<()> {
                     if *g {
                         return;
                     }
-                    let (g, _) = match cv.wait_timeout(g, TICK) {
-                        Ok(x) => x,
-                        Err(p) => p.into_inner(),
-                    };
+                    let (g, _) = crate::lock::wait_timeout(cv, g, TICK);
                     if *g {
                         return;
                     }

@@ -48,9 +48,7 @@ use replay::{decode, mdc_records, replay, unfinished_commits};
 use shard::Shard;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{
-    Arc, Condvar, Mutex, MutexGuard, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard,
-};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, RwLock};
 
 /// Uniquifiers reserved by one checkpoint record.
 pub const UNIQ_STEP: u64 = 1024;
@@ -62,24 +60,7 @@ const _: () = assert!(UNIQ_STEP > 0 && UNIQ_STEP < crate::objid::UNIQ_MAX);
 // code 0 is no object type), so a log is never taken for another.
 const _: () = assert!(MDC0_LOG_ID > u8::MAX as u64 && MDC0_LOG_ID & 0xf == 0);
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    }
-}
-fn rlock<T>(m: &RwLock<T>) -> RwLockReadGuard<'_, T> {
-    match m.read() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    }
-}
-fn wlock<T>(m: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
-    match m.write() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    }
-}
+use crate::lock::{lock, read as rlock, write as wlock};
 
 /// One media class of the pool.
 #[derive(Debug)]

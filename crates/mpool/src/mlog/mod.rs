@@ -302,10 +302,7 @@ impl Mlog {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        match self.st.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        }
+        crate::lock::lock(&self.st)
     }
 
     fn base(&self) -> u64 {
@@ -424,10 +421,7 @@ impl Mlog {
             r?;
         }
         while g.flushing {
-            g = match self.cv.wait(g) {
-                Ok(g) => g,
-                Err(p) => p.into_inner(),
-            };
+            g = crate::lock::wait(&self.cv, g);
         }
         let gen = g.gen.saturating_add(1).max(min_gen);
         let hdr = LogHeader {
@@ -624,10 +618,7 @@ impl Mlog {
                 }
                 continue;
             }
-            g = match self.cv.wait(g) {
-                Ok(g) => g,
-                Err(p) => p.into_inner(),
-            };
+            g = crate::lock::wait(&self.cv, g);
         }
     }
 

@@ -25,7 +25,7 @@ use crate::mdc::Mdc;
 use crate::mlog::Mlog;
 use crate::objid::{ObjType, ObjectId};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use uuid::Uuid;
 
 /// One member device of an open pool.
@@ -63,12 +63,7 @@ pub(crate) fn now() -> u64 {
 }
 
 /// Lock, even if a panicking holder poisoned the lock.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    }
-}
+use crate::lock::lock;
 
 fn check_type(id: ObjectId, ty: ObjType) -> Result<()> {
     if id.ty() == ty {

@@ -112,10 +112,7 @@ fn worker(
     let mut mine: Vec<ObjectId> = Vec::new();
     // This thread's deferred deletes since its last sync.
     let mut undone: Vec<ObjectId> = Vec::new();
-    let lock = || match seen.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    };
+    let lock = || crate::lock::lock(seen);
     for _ in 0..ops {
         let roll = rng.random_range(0..100);
         if roll < 55 {
