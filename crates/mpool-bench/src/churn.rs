@@ -51,10 +51,10 @@ pub struct ChurnArgs {
     #[arg(long, default_value = ".")]
     pub dir: PathBuf,
     /// Size of the pool file (preallocated).
-    #[arg(long, default_value = "1G", value_parser = mpool::size::parse_size)]
+    #[arg(long, default_value = "1G", value_parser = mpool_cli::size::parse_size)]
     pub size: u64,
     /// Object size (and the pool's mblock size).
-    #[arg(long, default_value = "1M", value_parser = mpool::size::parse_size)]
+    #[arg(long, default_value = "1M", value_parser = mpool_cli::size::parse_size)]
     pub object: u64,
     /// Seconds per side and thread count, split over --rounds alternating slices.
     #[arg(long, default_value_t = 8)]

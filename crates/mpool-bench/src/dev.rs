@@ -20,8 +20,8 @@ pub struct DeviceArgs {
     /// Directory for the test file (it is created there and removed after).
     #[arg(long, default_value = ".")]
     pub dir: PathBuf,
-    /// Size of the test file (e.g. 1G, 512M, 4096; see `mpool::size`).
-    #[arg(long, default_value = "1G", value_parser = mpool::size::parse_size)]
+    /// Size of the test file (e.g. 1G, 512M, 4096; see `mpool_cli::size`).
+    #[arg(long, default_value = "1G", value_parser = mpool_cli::size::parse_size)]
     pub size: u64,
     /// Seconds per case and side.
     #[arg(long, default_value_t = 5)]

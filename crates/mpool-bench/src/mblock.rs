@@ -36,14 +36,14 @@ pub struct MblockArgs {
     #[arg(long, default_value = ".")]
     pub dir: PathBuf,
     /// Size of the pool file (preallocated: every byte written once).
-    #[arg(long, default_value = "2G", value_parser = mpool::size::parse_size)]
+    #[arg(long, default_value = "2G", value_parser = mpool_cli::size::parse_size)]
     pub size: u64,
     /// Mblock (zone) size.
-    #[arg(long, default_value = "32M", value_parser = mpool::size::parse_size)]
+    #[arg(long, default_value = "32M", value_parser = mpool_cli::size::parse_size)]
     pub mblock_size: u64,
     /// Size of each mblock_write (default: a whole mblock in one call, which
     /// the pool splits into 1 MiB requests all in flight at once).
-    #[arg(long, default_value = "32M", value_parser = mpool::size::parse_size)]
+    #[arg(long, default_value = "32M", value_parser = mpool_cli::size::parse_size)]
     pub write_size: u64,
     /// Seconds per case and side.
     #[arg(long, default_value_t = 5)]

@@ -28,10 +28,10 @@ pub struct MlogArgs {
     #[arg(long, default_value = ".")]
     pub dir: PathBuf,
     /// Size of the preallocated file holding the mlog (and fio's regions).
-    #[arg(long, default_value = "1G", value_parser = mpool::size::parse_size)]
+    #[arg(long, default_value = "1G", value_parser = mpool_cli::size::parse_size)]
     pub size: u64,
     /// Record size in bytes (fio's block size).
-    #[arg(long, default_value = "4K", value_parser = mpool::size::parse_size)]
+    #[arg(long, default_value = "4K", value_parser = mpool_cli::size::parse_size)]
     pub record: u64,
     /// Thread counts (fio numjobs), comma separated.
     #[arg(long, default_value = "1,2,4,8", value_delimiter = ',')]

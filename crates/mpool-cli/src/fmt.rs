@@ -83,9 +83,9 @@ fn lookup(
     }
 }
 
-/// A size argument, parsed by [`mpool::size::parse_size`].
+/// A size argument, parsed by [`mpool_cli::size::parse_size`].
 pub fn size_arg(s: &str) -> Result<u64, String> {
-    mpool::size::parse_size(s).map_err(|e| e.to_string())
+    mpool_cli::size::parse_size(s)
 }
 
 #[cfg(test)]

@@ -23,7 +23,6 @@ pub mod mdc;
 pub mod mlog;
 pub mod objid;
 pub mod pool;
-pub mod size;
 pub mod space_map;
 pub mod superblock;
 pub mod torture;

@@ -1,7 +1,6 @@
-//! Byte sizes as people type them, for the command line and the benchmarks:
-//! one parser, built on the `bytesize` crate.
-
-use crate::error::{Error, Result};
+//! Byte sizes as people type them, for the command line and the benchmarks
+//! (which use this crate's library for it): one parser, built on the
+//! `bytesize` crate. The mpool library itself takes sizes as numbers.
 
 /// Parse a size: `4096`, `64KiB`, `512M`, `1G`, `1.5GiB`, `10MB`.
 ///
@@ -11,12 +10,8 @@ use crate::error::{Error, Result};
 /// always read it; `bytesize` alone would read it as decimal. Case and a
 /// space before the unit do not matter. Refuses zero, a fraction of a byte
 /// (`1.5`) and sizes that do not fit in 64 bits.
-pub fn parse_size(s: &str) -> Result<u64> {
-    let bad = || {
-        Error::InvalidArgument(format!(
-            "bad size '{s}' (examples: 4096, 64KiB, 512M, 1G, 1GiB, 10MB)"
-        ))
-    };
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let bad = || format!("bad size '{s}' (examples: 4096, 64KiB, 512M, 1G, 1GiB, 10MB)");
     let t = s.trim();
     let binary = t
         .strip_suffix(|c: char| "KMGTPEkmgtpe".contains(c))
