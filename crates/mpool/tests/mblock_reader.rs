@@ -56,7 +56,7 @@ fn every_read_comes_back_once_with_its_content() {
     }
     let dir = tempfile::tempdir().unwrap();
     let (file, pool) = file_pool(dir.path());
-    assert!(file.queue_fd().is_some());
+    assert!(file.queue(8).depth() == 8);
     let mut blocks: HashMap<ObjectId, Vec<u8>> = HashMap::new();
     for (i, class) in [
         MediaClass::Capacity,
@@ -227,26 +227,23 @@ fn io_queue_reads_tags_short_files_and_drop() {
         return;
     }
     let (_dir, f, content) = file_of(64 * 1024, 5);
-    let fd = std::os::fd::AsRawFd::as_raw_fd(&f);
-    let mut q = Queue::new(4).unwrap();
+    let mut q = Queue::for_file(&f, 4).unwrap();
+    // The queue holds the file open itself.
+    drop(f);
     assert_eq!(q.depth(), 4);
     // An empty buffer comes back at once: there is nothing to read.
     let back = q
-        .push(fd, IoReq::read(0, AlignedBuf::empty(4096)), 8)
+        .push(IoReq::read(0, AlignedBuf::empty(4096)), 8)
         .unwrap_err();
     assert!(back.buf.is_empty());
     assert_eq!(q.in_flight(), 0);
     for k in 0..4u64 {
-        q.push(
-            fd,
-            IoReq::read(k * 8192, AlignedBuf::new(4096, 4096)),
-            100 + k,
-        )
-        .unwrap();
+        q.push(IoReq::read(k * 8192, AlignedBuf::new(4096, 4096)), 100 + k)
+            .unwrap();
     }
     // Full: the fifth comes back.
     let back = q
-        .push(fd, IoReq::read(0, AlignedBuf::new(4096, 4096)), 9)
+        .push(IoReq::read(0, AlignedBuf::new(4096, 4096)), 9)
         .unwrap_err();
     assert_eq!(back.buf.len(), 4096);
     let mut out = Vec::new();
@@ -261,7 +258,7 @@ fn io_queue_reads_tags_short_files_and_drop() {
         assert!(req.buf[..] == content[off..off + 4096]);
     }
     // Past the end of the file: an error, not a hang.
-    q.push(fd, IoReq::read(1 << 20, AlignedBuf::new(4096, 4096)), 1)
+    q.push(IoReq::read(1 << 20, AlignedBuf::new(4096, 4096)), 1)
         .unwrap();
     let mut out = Vec::new();
     q.reap(1, &mut out).unwrap();
@@ -269,7 +266,7 @@ fn io_queue_reads_tags_short_files_and_drop() {
     assert!(req.take_result().is_err());
     // Dropped with requests in flight.
     for k in 0..4u64 {
-        q.push(fd, IoReq::read(k * 4096, AlignedBuf::new(4096, 4096)), k)
+        q.push(IoReq::read(k * 4096, AlignedBuf::new(4096, 4096)), k)
             .unwrap();
     }
     q.reap(0, &mut Vec::new()).unwrap();
@@ -332,17 +329,18 @@ fn io_queue_fixed_buffers() {
         return;
     }
     let (_dir, f, content) = file_of(64 * 1024, 8);
-    let fd = std::os::fd::AsRawFd::as_raw_fd(&f);
-    let mut q = Queue::new(4).unwrap();
+    let mut q = Queue::for_file(&f, 4).unwrap();
+    // The queue holds the file open itself.
+    drop(f);
     assert!(q.take_buf().is_none(), "nothing registered yet");
     q.register_buffers(2, 8192, 4096).unwrap();
     assert!(q.register_buffers(2, 8192, 4096).is_err());
     let (a, b) = (q.take_buf().unwrap(), q.take_buf().unwrap());
     assert!(q.take_buf().is_none());
-    q.push(fd, IoReq::read(8192, a), 1).unwrap();
-    q.push(fd, IoReq::read(40960, b), 2).unwrap();
+    q.push(IoReq::read(8192, a), 1).unwrap();
+    q.push(IoReq::read(40960, b), 2).unwrap();
     // A plain buffer on the same queue goes as an ordinary read.
-    q.push(fd, IoReq::read(0, AlignedBuf::new(4096, 4096)), 3)
+    q.push(IoReq::read(0, AlignedBuf::new(4096, 4096)), 3)
         .unwrap();
     let mut out = Vec::new();
     while q.in_flight() > 0 {
