@@ -227,15 +227,17 @@ impl Batch<'_> {
                 Err(_) => break,
             }
             for c in self.ring.completion() {
-                // Only completions of entries this batch pushed can be on
-                // the ring (it is never shared): count them all.
+                // Only a completion of a request in flight settles it; any
+                // other (a bug) is ignored here, so that no buffer the
+                // kernel still holds is counted as free.
                 if let Some(p) = usize::try_from(c.user_data())
                     .ok()
                     .and_then(|i| self.progress.get_mut(i))
+                    .filter(|p| p.in_flight)
                 {
                     p.in_flight = false;
+                    self.inflight = self.inflight.saturating_sub(1);
                 }
-                self.inflight = self.inflight.saturating_sub(1);
             }
         }
         self.inflight == 0
