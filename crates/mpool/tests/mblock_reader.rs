@@ -1,12 +1,13 @@
 //! `MblockReader`: reads kept in flight across calls on an io_uring queue
-//! of its own (file devices), or done at push (memory and fault devices,
-//! unaligned reads); every read comes back once, with its content, bytes
+//! of its own (file devices), or served at push through the device's own
+//! read path (memory and fault devices, with their faults; unaligned reads);
+//! every read comes back once, with its content, bytes
 //! past the content zero; bad reads are refused at push; device errors
 //! come back with their read; dropping a busy reader waits for it.
 
 mod pool_common;
 
-use mpool::dev::{Device, DeviceRef, FaultDevice, FileDevice, MemDevice, OpenOptions};
+use mpool::dev::{DevError, Device, DeviceRef, FaultDevice, FileDevice, MemDevice, OpenOptions};
 use mpool::io::{AlignedBuf, EngineChoice, IoReq, Queue};
 use mpool::{AlignedRead, Error, MediaClass, ObjectId, Pool};
 use std::collections::HashMap;
@@ -56,7 +57,7 @@ fn every_read_comes_back_once_with_its_content() {
     }
     let dir = tempfile::tempdir().unwrap();
     let (file, pool) = file_pool(dir.path());
-    assert!(file.queue_fd().is_some());
+    assert!(file.queue(8).depth() == 8);
     let mut blocks: HashMap<ObjectId, Vec<u8>> = HashMap::new();
     for (i, class) in [
         MediaClass::Capacity,
@@ -227,26 +228,23 @@ fn io_queue_reads_tags_short_files_and_drop() {
         return;
     }
     let (_dir, f, content) = file_of(64 * 1024, 5);
-    let fd = std::os::fd::AsRawFd::as_raw_fd(&f);
-    let mut q = Queue::new(4).unwrap();
+    let mut q = Queue::for_file(&f, 4).unwrap();
+    // The queue holds the file open itself.
+    drop(f);
     assert_eq!(q.depth(), 4);
     // An empty buffer comes back at once: there is nothing to read.
     let back = q
-        .push(fd, IoReq::read(0, AlignedBuf::empty(4096)), 8)
+        .push(IoReq::read(0, AlignedBuf::empty(4096)), 8)
         .unwrap_err();
     assert!(back.buf.is_empty());
     assert_eq!(q.in_flight(), 0);
     for k in 0..4u64 {
-        q.push(
-            fd,
-            IoReq::read(k * 8192, AlignedBuf::new(4096, 4096)),
-            100 + k,
-        )
-        .unwrap();
+        q.push(IoReq::read(k * 8192, AlignedBuf::new(4096, 4096)), 100 + k)
+            .unwrap();
     }
     // Full: the fifth comes back.
     let back = q
-        .push(fd, IoReq::read(0, AlignedBuf::new(4096, 4096)), 9)
+        .push(IoReq::read(0, AlignedBuf::new(4096, 4096)), 9)
         .unwrap_err();
     assert_eq!(back.buf.len(), 4096);
     let mut out = Vec::new();
@@ -261,7 +259,7 @@ fn io_queue_reads_tags_short_files_and_drop() {
         assert!(req.buf[..] == content[off..off + 4096]);
     }
     // Past the end of the file: an error, not a hang.
-    q.push(fd, IoReq::read(1 << 20, AlignedBuf::new(4096, 4096)), 1)
+    q.push(IoReq::read(1 << 20, AlignedBuf::new(4096, 4096)), 1)
         .unwrap();
     let mut out = Vec::new();
     q.reap(1, &mut out).unwrap();
@@ -269,7 +267,7 @@ fn io_queue_reads_tags_short_files_and_drop() {
     assert!(req.take_result().is_err());
     // Dropped with requests in flight.
     for k in 0..4u64 {
-        q.push(fd, IoReq::read(k * 4096, AlignedBuf::new(4096, 4096)), k)
+        q.push(IoReq::read(k * 4096, AlignedBuf::new(4096, 4096)), k)
             .unwrap();
     }
     q.reap(0, &mut Vec::new()).unwrap();
@@ -332,17 +330,18 @@ fn io_queue_fixed_buffers() {
         return;
     }
     let (_dir, f, content) = file_of(64 * 1024, 8);
-    let fd = std::os::fd::AsRawFd::as_raw_fd(&f);
-    let mut q = Queue::new(4).unwrap();
+    let mut q = Queue::for_file(&f, 4).unwrap();
+    // The queue holds the file open itself.
+    drop(f);
     assert!(q.take_buf().is_none(), "nothing registered yet");
     q.register_buffers(2, 8192, 4096).unwrap();
     assert!(q.register_buffers(2, 8192, 4096).is_err());
     let (a, b) = (q.take_buf().unwrap(), q.take_buf().unwrap());
     assert!(q.take_buf().is_none());
-    q.push(fd, IoReq::read(8192, a), 1).unwrap();
-    q.push(fd, IoReq::read(40960, b), 2).unwrap();
+    q.push(IoReq::read(8192, a), 1).unwrap();
+    q.push(IoReq::read(40960, b), 2).unwrap();
     // A plain buffer on the same queue goes as an ordinary read.
-    q.push(fd, IoReq::read(0, AlignedBuf::new(4096, 4096)), 3)
+    q.push(IoReq::read(0, AlignedBuf::new(4096, 4096)), 3)
         .unwrap();
     let mut out = Vec::new();
     while q.in_flight() > 0 {
@@ -354,5 +353,135 @@ fn io_queue_fixed_buffers() {
         let off = req.offset as usize;
         let n = req.buf.len();
         assert!(req.buf[..] == content[off..off + n], "tag {tag}");
+    }
+}
+
+/// Queued reads go through the device's own read path on a fault device:
+/// they are counted by it, an injected EIO comes back from the reader as
+/// that read's error (the others are fine), and after a crash every read
+/// fails with the crash.
+#[test]
+fn fault_device_faults_reach_queued_reads() {
+    let dev = Arc::new(FaultDevice::new(24 * ZONE, 4096));
+    let d: DeviceRef = dev.clone();
+    Pool::format_on("rdq", &[(d.clone(), MediaClass::Capacity, ZONE)], "").unwrap();
+    let pool = Pool::open_on(vec![d], false).unwrap();
+    let data = pattern(64 * 1024, 6);
+    let id = commit(&pool, MediaClass::Capacity, &data);
+    let base = u64::from(pool.object_props(id).unwrap().zone) * ZONE;
+    let mut rd = pool.mblock_reader(8).unwrap();
+    let push = |rd: &mut mpool::MblockReader<'_>, k: u64| {
+        rd.push(AlignedRead {
+            id,
+            offset: k * 4096,
+            buf: AlignedBuf::new(4096, 4096),
+        })
+        .unwrap()
+    };
+    // Healthy: every read served by the device itself.
+    let before = dev.stats().reads;
+    for k in 0..6 {
+        push(&mut rd, k);
+    }
+    let mut n = 0;
+    for r in rd.by_ref() {
+        let r = r.unwrap();
+        let off = r.offset as usize;
+        assert!(r.buf[..] == data[off..off + 4096], "content at {off}");
+        n += 1;
+    }
+    assert_eq!(n, 6);
+    assert_eq!(dev.stats().reads, before + 6, "the device served them");
+    // EIO on one 4 KiB block of the mblock.
+    dev.fail_reads(base + 8192..base + 12288);
+    for k in 0..6 {
+        push(&mut rd, k);
+    }
+    let (mut ok, mut eio) = (0, 0);
+    for r in rd.by_ref() {
+        match r {
+            Ok(r) => {
+                assert_ne!(r.offset, 8192);
+                let off = r.offset as usize;
+                assert!(r.buf[..] == data[off..off + 4096], "content at {off}");
+                ok += 1;
+            }
+            Err(Error::Dev(DevError::Io {
+                op, offset, source, ..
+            })) => {
+                assert_eq!((op, offset), ("read", base + 8192));
+                assert_eq!(source.raw_os_error(), Some(5), "EIO: {source}");
+                eio += 1;
+            }
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!((ok, eio), (5, 1));
+    // A crash: every queued read fails with it.
+    dev.clear_failures();
+    dev.crash_now();
+    for k in 0..3 {
+        push(&mut rd, k);
+    }
+    let crashed = rd
+        .by_ref()
+        .filter(|r| matches!(r, Err(Error::Dev(DevError::Crashed { .. }))))
+        .count();
+    assert_eq!(crashed, 3);
+    assert!(rd.is_idle());
+}
+
+/// The queue of a file device checks requests like `Device::submit`: a
+/// misaligned or out-of-range read completes at once with its typed error.
+#[test]
+fn file_device_queue_checks_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    for engine in [EngineChoice::Sync, EngineChoice::Auto, EngineChoice::Uring] {
+        if engine == EngineChoice::Uring && !uring() {
+            continue;
+        }
+        let opts = OpenOptions {
+            create_size: Some(1 << 20),
+            engine,
+            ..Default::default()
+        };
+        let file = FileDevice::open(dir.path().join(format!("q-{engine}.img")), &opts).unwrap();
+        let mut w = file.alloc_buf(8192);
+        w.fill(0x5A);
+        file.write_at(4096, &mut w).unwrap();
+        let mut q = file.queue(4);
+        q.push(IoReq::read(4096, AlignedBuf::new(8192, 4096)), 1)
+            .unwrap();
+        q.push(IoReq::read(100, AlignedBuf::new(4096, 4096)), 2)
+            .unwrap();
+        q.push(IoReq::read(1 << 20, AlignedBuf::new(4096, 4096)), 3)
+            .unwrap();
+        let mut out = Vec::new();
+        while q.in_flight() > 0 {
+            q.reap(1, &mut out).unwrap();
+        }
+        out.sort_by_key(|(t, _)| *t);
+        let mut res: Vec<_> = out
+            .into_iter()
+            .map(|(_, mut r)| {
+                let (k, o) = (r.kind, r.offset);
+                let res = r.take_result();
+                (
+                    r,
+                    res.map_err(|e| mpool::dev::from_req_err(file.info(), k, o, e)),
+                )
+            })
+            .collect();
+        let (r1, res1) = res.remove(0);
+        res1.unwrap();
+        assert!(r1.buf.iter().all(|&b| b == 0x5A), "{engine}");
+        assert!(
+            matches!(res[0].1, Err(DevError::Unaligned { .. })),
+            "{engine}"
+        );
+        assert!(
+            matches!(res[1].1, Err(DevError::OutOfRange { .. })),
+            "{engine}"
+        );
     }
 }

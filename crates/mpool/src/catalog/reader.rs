@@ -4,15 +4,17 @@
 //! one call lasts and drains the queue before it returns. A storage engine
 //! reading a stream of blocks (a scan, a compaction, a prefetcher) wants the
 //! queue never to drain: it pushes reads as it learns of them and takes
-//! completed ones as they come. [`MblockReader`] does that on an io_uring
-//! queue of its own: a read pushed goes to the device from the caller's
-//! buffer, and [`Iterator::next`] hands it back when it completed.
+//! completed ones as they come. [`MblockReader`] does that on a queue of
+//! each device it reads from ([`crate::dev::Device::queue`]: an io_uring
+//! queue of its own on a file device): a read pushed goes to the device
+//! into the caller's buffer, and [`Iterator::next`] hands it back when it
+//! completed.
 
 use super::Catalog;
-use crate::dev::{from_req_err, DevError};
+use crate::dev::{from_req_err, DevError, DevQueue};
 use crate::error::{Error, Result};
 use crate::format::superblock::MediaClass;
-use crate::io::{AlignedBuf, Arena, IoKind, IoReq, Queue};
+use crate::io::{AlignedBuf, Arena, IoKind, IoReq};
 use crate::objid::ObjectId;
 use crate::pool::AlignedRead;
 use std::collections::VecDeque;
@@ -32,23 +34,26 @@ struct Flight {
 /// Made by [`crate::Pool::mblock_reader`].
 ///
 /// A read whose offset is a multiple of the pool's sector size, into a
-/// buffer aligned at least that much, on a file or block device with the
-/// io_uring engine, goes from the device straight into its buffer and stays
-/// in flight until it completes; any other read is done when it is pushed
-/// (as [`crate::Pool::mblock_read_aligned`] does it) and waits, complete,
-/// for [`Iterator::next`]. The rules on ranges are those of
-/// `mblock_read_aligned`.
+/// buffer aligned at least that much, goes to its device's queue
+/// ([`crate::dev::Device::queue`]): on a file or block device with the
+/// io_uring engine it goes from the device straight into its buffer and
+/// stays in flight until it completes; other devices serve it through
+/// their own read path (with a fault device's faults). Any other read is
+/// done when it is pushed (as [`crate::Pool::mblock_read_aligned`] does
+/// it) and waits, complete, for [`Iterator::next`]. The rules on ranges
+/// are those of `mblock_read_aligned`.
 ///
-/// The reader stays on the thread that made it (its ring is set up for a
-/// single issuer). Dropping it waits for the reads still in flight.
+/// The reader stays on the thread that made it (its rings are set up for
+/// a single issuer). Dropping it waits for the reads still in flight.
 ///
 /// As with every read, the caller keeps an mblock from being deleted while
 /// it reads it: a read still in flight when its mblock is deleted and its
 /// zone written again may return the new bytes.
-#[derive(Debug)]
 pub struct MblockReader<'a> {
     pmd: &'a Catalog,
-    queue: Option<Queue>,
+    /// A queue per media class read so far (`None`: given up after it
+    /// failed; that class's reads are then done when pushed).
+    queues: Vec<(MediaClass, Option<Box<dyn DevQueue + 'a>>)>,
     depth: usize,
     /// Reads in flight, by tag.
     flights: Vec<Option<Flight>>,
@@ -61,21 +66,52 @@ pub struct MblockReader<'a> {
     bufs: Option<std::sync::Arc<Arena>>,
 }
 
+impl std::fmt::Debug for MblockReader<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MblockReader")
+            .field("depth", &self.depth)
+            .field("pending", &self.pending())
+            .finish()
+    }
+}
+
 impl<'a> MblockReader<'a> {
     pub(crate) fn new(pmd: &'a Catalog, depth: usize) -> Self {
         let depth = depth.clamp(1, 256);
-        // Without io_uring every read is done when pushed.
-        let queue = Queue::new(depth).ok();
-        Self {
+        let mut rd = Self {
             pmd,
-            queue,
+            queues: Vec::with_capacity(2),
             depth,
             flights: vec![None; depth],
             free: (0..depth).rev().collect(),
             ready: VecDeque::new(),
             reaped: Vec::new(),
             bufs: None,
-        }
+        };
+        // The capacity device's queue now (its ring set up before the
+        // first read); another class's when it is first read.
+        rd.queue_of(MediaClass::Capacity);
+        rd
+    }
+
+    /// The queue of `class`'s device, made on first use (with the
+    /// reader's buffers registered); `None` when it was given up or the
+    /// class has no device.
+    fn queue_of(&mut self, class: MediaClass) -> Option<&mut Box<dyn DevQueue + 'a>> {
+        let i = match self.queues.iter().position(|(c, _)| *c == class) {
+            Some(i) => i,
+            None => {
+                let pmd: &'a Catalog = self.pmd;
+                let dev = pmd.class_dev(class).ok()?;
+                let mut q = dev.queue(self.depth);
+                if let Some(a) = &self.bufs {
+                    q.register_arena(a);
+                }
+                self.queues.push((class, Some(q)));
+                self.queues.len() - 1
+            }
+        };
+        self.queues.get_mut(i).and_then(|(_, q)| q.as_mut())
     }
 
     /// Set up `count` read buffers of `len` bytes each (rounded up to a
@@ -104,10 +140,10 @@ impl<'a> MblockReader<'a> {
                 "cannot set up {count} buffers of {len} bytes (none, empty, too large, or no memory)"
             ))
         })?;
-        let registered = self
-            .queue
-            .as_mut()
-            .is_some_and(|q| q.register_arena(std::sync::Arc::clone(&arena)).is_ok());
+        let mut registered = false;
+        for q in self.queues.iter_mut().filter_map(|(_, q)| q.as_mut()) {
+            registered |= q.register_arena(&arena);
+        }
         self.bufs = Some(arena);
         Ok(registered)
     }
@@ -143,46 +179,54 @@ impl<'a> MblockReader<'a> {
     pub fn push(&mut self, read: AlignedRead) -> Result<()> {
         let (class, base, len) = self.pmd.aligned_target(&read)?;
         let dev = self.pmd.class_dev(class)?;
-        let fd = dev.queue_fd();
         let at = base + read.offset;
-        let direct = super::mblock::direct_read_ok(dev.as_ref(), at, &read.buf);
+        if !super::mblock::direct_read_ok(dev.as_ref(), at, &read.buf) {
+            self.read_now(read);
+            return Ok(());
+        }
         // A free slot, waiting for a quarter of the queue if there is none
-        // (if the ring fails meanwhile, the queue is given up and the
-        // reads in flight come back as errors).
-        while direct && self.queue.is_some() && self.free.is_empty() {
+        // (if a queue fails meanwhile, it is given up and its reads in
+        // flight come back as errors, which frees their slots).
+        while self.free.is_empty() {
+            if self.in_queues() == 0 {
+                break;
+            }
             let _ = self.reap(self.depth.div_ceil(4));
         }
-        let (Some(fd), true, Some(tag)) = (fd, direct, self.free.last().copied()) else {
+        let Some(tag) = self.free.last().copied() else {
             self.read_now(read);
             return Ok(());
         };
-        let Some(q) = self.queue.as_mut() else {
+        let Some(q) = self.queue_of(class) else {
             self.read_now(read);
             return Ok(());
         };
-        self.free.pop();
-        let flight = Flight {
-            id: read.id,
-            offset: read.offset,
-            class,
-            len,
-        };
-        match q.push(fd, IoReq::read(at, read.buf), tag as u64) {
+        match q.push(IoReq::read(at, read.buf), tag as u64) {
             Ok(()) => {
-                self.flights[tag] = Some(flight);
+                self.free.pop();
+                self.flights[tag] = Some(Flight {
+                    id: read.id,
+                    offset: read.offset,
+                    class,
+                    len,
+                });
                 Ok(())
             }
             Err(req) => {
                 // Not expected (a slot was free): read it now instead.
-                self.free.push(tag);
                 self.read_now(AlignedRead {
-                    id: flight.id,
-                    offset: flight.offset,
+                    id: read.id,
+                    offset: read.offset,
                     buf: req.buf,
                 });
                 Ok(())
             }
         }
+    }
+
+    /// Reads in the device queues (pushed, not yet reaped).
+    fn in_queues(&self) -> usize {
+        self.depth - self.free.len()
     }
 
     /// Do `read` synchronously; it waits, complete, in `ready`.
@@ -201,59 +245,83 @@ impl<'a> MblockReader<'a> {
         self.reap(0)
     }
 
-    /// Submit, wait for `min` completions, move them to `ready`.
+    /// Submit, wait for `min` completions (over all queues), move them
+    /// to `ready`.
     fn reap(&mut self, min: usize) -> Result<()> {
-        let Some(q) = self.queue.as_mut() else {
-            return Ok(());
-        };
-        self.reaped.clear();
-        let res = q.reap(min, &mut self.reaped);
-        for (tag, mut req) in self.reaped.drain(..) {
-            let tag = tag as usize;
-            let Some(f) = self.flights.get_mut(tag).and_then(Option::take) else {
+        let mut want = min;
+        let mut failed = None;
+        for i in 0..self.queues.len() {
+            let mut reaped = std::mem::take(&mut self.reaped);
+            reaped.clear();
+            let Some((class, Some(q))) = self.queues.get_mut(i) else {
+                self.reaped = reaped;
                 continue;
             };
-            self.free.push(tag);
-            let done = match req.take_result() {
-                Ok(()) => {
-                    let mut buf = req.buf;
-                    super::mblock::zero_past_content(&mut buf, f.offset, f.len);
-                    Ok(AlignedRead {
-                        id: f.id,
-                        offset: f.offset,
-                        buf,
-                    })
-                }
-                Err(e) => self
-                    .pmd
-                    .class_dev(f.class)
-                    .map(|d| Error::Dev(from_req_err(d.info(), IoKind::Read, req.offset, e)))
-                    .and_then(Err),
-            };
-            self.ready.push_back(done);
+            let class = *class;
+            let res = q.reap(want.min(q.in_flight()), &mut reaped);
+            want = want.saturating_sub(reaped.len());
+            for (tag, req) in reaped.drain(..) {
+                self.complete(tag, req);
+            }
+            self.reaped = reaped;
+            if let Err(e) = res {
+                failed = Some(self.give_up(i, class, &e));
+            }
         }
-        let Err(e) = res else {
-            return Ok(());
+        failed.map_or(Ok(()), Err)
+    }
+
+    /// Read `tag` completed as `req`: it waits in `ready`.
+    fn complete(&mut self, tag: u64, mut req: IoReq) {
+        let Some(tag) = usize::try_from(tag).ok() else {
+            return;
         };
-        // The ring itself failed: give it up (dropping it waits for what
-        // it can). Reads still in flight come back as errors; later ones
-        // are done when pushed.
-        self.queue = None;
-        let lost = |e: &std::io::Error| {
+        let Some(f) = self.flights.get_mut(tag).and_then(Option::take) else {
+            return;
+        };
+        self.free.push(tag);
+        let done = match req.take_result() {
+            Ok(()) => {
+                let mut buf = req.buf;
+                super::mblock::zero_past_content(&mut buf, f.offset, f.len);
+                Ok(AlignedRead {
+                    id: f.id,
+                    offset: f.offset,
+                    buf,
+                })
+            }
+            Err(e) => self
+                .pmd
+                .class_dev(f.class)
+                .map(|d| Error::Dev(from_req_err(d.info(), IoKind::Read, req.offset, e)))
+                .and_then(Err),
+        };
+        self.ready.push_back(done);
+    }
+
+    /// Queue `i` (of `class`) failed with `e`: give it up (dropping it
+    /// waits for what it can). Its reads still in flight come back as
+    /// errors; later ones of that class are done when pushed.
+    fn give_up(&mut self, i: usize, class: MediaClass, e: &std::io::Error) -> Error {
+        if let Some((_, q)) = self.queues.get_mut(i) {
+            *q = None;
+        }
+        let lost = || {
             Error::Dev(DevError::Io {
                 op: "read",
-                device: "io_uring queue".into(),
+                device: "I/O queue".into(),
                 offset: 0,
                 source: std::io::Error::new(e.kind(), e.to_string()),
             })
         };
         for (tag, f) in self.flights.iter_mut().enumerate() {
-            if f.take().is_some() {
+            if f.is_some_and(|f| f.class == class) {
+                *f = None;
                 self.free.push(tag);
-                self.ready.push_back(Err(lost(&e)));
+                self.ready.push_back(Err(lost()));
             }
         }
-        Err(lost(&e))
+        lost()
     }
 }
 
@@ -268,7 +336,7 @@ impl Iterator for MblockReader<'_> {
     /// pushes). A read that failed comes back as its error, buffer dropped.
     fn next(&mut self) -> Option<Result<AlignedRead>> {
         if self.ready.is_empty() {
-            let in_flight = self.depth - self.free.len();
+            let in_flight = self.in_queues();
             if in_flight == 0 {
                 return None;
             }

@@ -1,13 +1,17 @@
 //! Regular files and block devices, with O_DIRECT.
 
 use super::flush::{FlushGate, FlushStats};
-use super::{check_req, io_err, split_invalid, DevError, Device, DeviceInfo, DeviceKind};
-use crate::io::{Engine, EngineChoice, IoReq, DEFAULT_ALIGN};
+use super::{
+    check_req, io_err, split_invalid, DevError, DevQueue, Device, DeviceInfo, DeviceKind,
+    SubmitQueue,
+};
+use crate::io::{Arena, Engine, EngineChoice, IoReq, Queue, DEFAULT_ALIGN};
 use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// How to open a [`FileDevice`].
 #[derive(Debug, Clone)]
@@ -200,7 +204,7 @@ impl Device for FileDevice {
         depth: usize,
         done: &mut dyn FnMut(usize, &IoReq),
     ) -> Vec<IoReq> {
-        let fd = self.file.as_raw_fd();
+        let fd = self.file.as_fd();
         if split_invalid(&self.info, &mut reqs) {
             return self.engine.submit_each(fd, reqs, depth, done);
         }
@@ -232,12 +236,23 @@ impl Device for FileDevice {
             .collect()
     }
 
-    fn queue_fd(&self) -> Option<std::os::fd::RawFd> {
-        self.engine.is_uring().then(|| self.file.as_raw_fd())
+    fn queue(&self, depth: usize) -> Box<dyn DevQueue + '_> {
+        if self.engine.is_uring() {
+            // The ring reads straight into the caller's buffers; where it
+            // cannot be set up, requests go through submit instead.
+            if let Ok(q) = Queue::for_file(&self.file, depth) {
+                return Box::new(UringQueue {
+                    q,
+                    info: &self.info,
+                    ready: Vec::new(),
+                });
+            }
+        }
+        Box::new(SubmitQueue::new(self, depth))
     }
 
     fn flush(&self) -> Result<(), DevError> {
-        let fd = self.file.as_raw_fd();
+        let fd = self.file.as_fd();
         self.gate
             .flush(|| self.engine.flush(fd))
             .map_err(|e| io_err(&self.info, "flush", 0, e))
@@ -301,4 +316,44 @@ impl Device for FileDevice {
 /// The canonical form of a device path (symlinks resolved) for comparisons.
 pub fn canonical(path: &Path) -> PathBuf {
     std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+/// The queue of a file device on io_uring: requests go from the caller's
+/// buffers to the file with no copy, on a ring of the queue's own.
+struct UringQueue<'a> {
+    q: Queue,
+    info: &'a DeviceInfo,
+    /// Invalid requests, complete with their error, waiting for a reap.
+    ready: Vec<(u64, IoReq)>,
+}
+
+impl DevQueue for UringQueue<'_> {
+    fn depth(&self) -> usize {
+        self.q.depth()
+    }
+
+    fn in_flight(&self) -> usize {
+        self.q.in_flight() + self.ready.len()
+    }
+
+    fn push(&mut self, mut req: IoReq, tag: u64) -> Result<(), IoReq> {
+        if req.buf.is_empty() || self.in_flight() >= self.depth() {
+            return Err(req);
+        }
+        if !split_invalid(self.info, std::slice::from_mut(&mut req)) {
+            self.ready.push((tag, req));
+            return Ok(());
+        }
+        self.q.push(req, tag)
+    }
+
+    fn reap(&mut self, min: usize, out: &mut Vec<(u64, IoReq)>) -> io::Result<()> {
+        let early = self.ready.len();
+        out.append(&mut self.ready);
+        self.q.reap(min.saturating_sub(early), out)
+    }
+
+    fn register_arena(&mut self, arena: &Arc<Arena>) -> bool {
+        self.q.register_arena(Arc::clone(arena)).is_ok()
+    }
 }

@@ -19,7 +19,7 @@
 use std::io;
 use std::sync::{Condvar, Mutex, MutexGuard};
 
-/// Counters of a [`FlushGate`].
+/// Counters of the flush gate of a device (concurrent flushes that share one `fdatasync`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct FlushStats {
     /// Flush calls.

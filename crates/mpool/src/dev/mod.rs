@@ -16,7 +16,7 @@ pub use file::{canonical, FileDevice, OpenOptions};
 pub use flush::FlushStats;
 pub use mem::MemDevice;
 
-use crate::io::{AlignedBuf, IoKind, IoReq};
+use crate::io::{AlignedBuf, Arena, IoKind, IoReq};
 use std::fmt;
 use std::io;
 use std::path::PathBuf;
@@ -228,12 +228,15 @@ pub trait Device: Send + Sync + fmt::Debug {
         out
     }
 
-    /// A descriptor an io_uring [`crate::io::Queue`] may read from
-    /// directly with aligned requests, when the device is a file or block
-    /// device whose engine is io_uring; `None` otherwise (callers then go
-    /// through [`Device::submit`]).
-    fn queue_fd(&self) -> Option<std::os::fd::RawFd> {
-        None
+    /// A queue of at most `depth` requests (1 to 256) kept in flight
+    /// across calls on this device: pushed one at a time, reaped as they
+    /// complete (see [`DevQueue`]). A file or block device with the
+    /// io_uring engine hands out an io_uring [`crate::io::Queue`] of its
+    /// own; the default queue serves each request when it is pushed,
+    /// through [`Device::submit`] (so a [`FaultDevice`] injects its faults
+    /// into queued requests too), and hands it back at the next reap.
+    fn queue(&self, depth: usize) -> Box<dyn DevQueue + '_> {
+        Box::new(SubmitQueue::new(self, depth))
     }
 
     /// Make every completed write durable.
@@ -267,6 +270,86 @@ pub trait Device: Send + Sync + fmt::Debug {
     fn write_at(&self, offset: u64, buf: &mut AlignedBuf) -> Result<(), DevError> {
         let req = IoReq::write(offset, std::mem::take(buf));
         one(self, req, buf)
+    }
+}
+
+/// Requests kept in flight across calls on one device (made by
+/// [`Device::queue`]). Requests are checked like those of
+/// [`Device::submit`]; an invalid one completes at once with its error.
+/// Dropping the queue waits for the requests still in flight.
+pub trait DevQueue {
+    /// The most requests in flight at once.
+    fn depth(&self) -> usize;
+
+    /// Requests pushed and not yet reaped.
+    fn in_flight(&self) -> usize;
+
+    /// Queue `req` under `tag`; it is handed to the device at the latest
+    /// with the next [`DevQueue::reap`]. The request comes back when the
+    /// queue is full or its buffer is empty.
+    fn push(&mut self, req: IoReq, tag: u64) -> Result<(), IoReq>;
+
+    /// Hand pushed requests to the device and wait until at least `min`
+    /// have completed (fewer when fewer are in flight; 0 only submits).
+    /// Each completed request, its result set, is appended to `out` with
+    /// its tag. An error means the queue itself failed: the requests
+    /// still in flight are lost, and the queue should be dropped.
+    fn reap(&mut self, min: usize, out: &mut Vec<(u64, IoReq)>) -> io::Result<()>;
+
+    /// Register `arena` with the queue, so that requests on its buffers
+    /// skip per-request pinning (io_uring fixed buffers). False when the
+    /// queue has no use for it or refuses; requests work the same.
+    fn register_arena(&mut self, arena: &Arc<Arena>) -> bool {
+        let _ = arena;
+        false
+    }
+}
+
+/// The default [`DevQueue`]: each request is carried out through
+/// [`Device::submit`] when it is pushed, and waits, complete, for a reap.
+struct SubmitQueue<'a, D: Device + ?Sized> {
+    dev: &'a D,
+    depth: usize,
+    done: Vec<(u64, IoReq)>,
+}
+
+impl<'a, D: Device + ?Sized> SubmitQueue<'a, D> {
+    fn new(dev: &'a D, depth: usize) -> Self {
+        Self {
+            dev,
+            depth: depth.clamp(1, 256),
+            done: Vec::new(),
+        }
+    }
+}
+
+impl<D: Device + ?Sized> DevQueue for SubmitQueue<'_, D> {
+    fn depth(&self) -> usize {
+        self.depth
+    }
+
+    fn in_flight(&self) -> usize {
+        self.done.len()
+    }
+
+    fn push(&mut self, req: IoReq, tag: u64) -> Result<(), IoReq> {
+        if req.buf.is_empty() || self.done.len() >= self.depth {
+            return Err(req);
+        }
+        let (kind, offset) = (req.kind, req.offset);
+        let r = self.dev.submit(vec![req]).pop().unwrap_or_else(|| IoReq {
+            kind,
+            offset,
+            buf: AlignedBuf::default(),
+            result: Some(Err(io::Error::other("device returned no completion"))),
+        });
+        self.done.push((tag, r));
+        Ok(())
+    }
+
+    fn reap(&mut self, _min: usize, out: &mut Vec<(u64, IoReq)>) -> io::Result<()> {
+        out.append(&mut self.done);
+        Ok(())
     }
 }
 

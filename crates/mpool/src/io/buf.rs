@@ -154,7 +154,10 @@ impl AlignedBuf {
 /// write its slots without pinning their pages for every request (see
 /// [`super::Queue::register_buffers`]). The allocation lives until the
 /// arena and every buffer cut from it are gone.
-pub(crate) struct Arena {
+///
+/// Opaque outside the crate: a device queue ([`crate::dev::DevQueue`])
+/// is handed one to register.
+pub struct Arena {
     base: NonNull<u8>,
     slot: usize,
     count: usize,

@@ -9,12 +9,12 @@ mod buf;
 mod sync;
 mod uring;
 
-pub(crate) use buf::Arena;
-pub use buf::{round_up, AlignedBuf, DEFAULT_ALIGN, MIN_ALIGN};
+pub use buf::{round_up, AlignedBuf, Arena, DEFAULT_ALIGN, MIN_ALIGN};
+pub use uring::StrayCompletion;
 
 use std::fmt;
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::str::FromStr;
 
 /// What a request does.
@@ -166,14 +166,14 @@ impl Engine {
     }
 
     /// Perform every request against `fd`; each comes back with its result set.
-    pub fn submit(&self, fd: RawFd, reqs: Vec<IoReq>) -> Vec<IoReq> {
+    pub fn submit(&self, fd: BorrowedFd<'_>, reqs: Vec<IoReq>) -> Vec<IoReq> {
         self.submit_depth(fd, reqs, usize::MAX)
     }
 
     /// As [`Engine::submit`], with at most `depth` requests in flight at a
     /// time (io_uring refills as each completes, like a queue of that depth;
     /// the sync engine runs one at a time anyway).
-    pub fn submit_depth(&self, fd: RawFd, reqs: Vec<IoReq>, depth: usize) -> Vec<IoReq> {
+    pub fn submit_depth(&self, fd: BorrowedFd<'_>, reqs: Vec<IoReq>, depth: usize) -> Vec<IoReq> {
         self.submit_each(fd, reqs, depth, &mut |_, _| {})
     }
 
@@ -181,9 +181,14 @@ impl Engine {
     /// each request as soon as its result is set (in completion order), so
     /// the caller can use a read's data while later ones are still in
     /// flight.
+    ///
+    /// `done` may panic: the requests still in flight are then waited for
+    /// (or, if the ring fails, their buffers leaked) before the panic goes
+    /// on, and the thread's ring is replaced, so no later batch sees their
+    /// completions.
     pub fn submit_each(
         &self,
-        fd: RawFd,
+        fd: BorrowedFd<'_>,
         mut reqs: Vec<IoReq>,
         depth: usize,
         done: &mut dyn FnMut(usize, &IoReq),
@@ -208,15 +213,17 @@ impl Engine {
     }
 
     /// Make every completed write to `fd` durable (fdatasync).
-    pub fn flush(&self, fd: RawFd) -> io::Result<()> {
+    pub fn flush(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
         sync::fdatasync(fd)
     }
 }
 
-/// A queue of requests that outlive a call, on an io_uring ring of its own:
+/// A queue of requests to one file that outlive a call, on an io_uring ring
+/// of its own:
 /// requests are pushed one at a time and reaped as they complete, so a
 /// caller can keep a device's queue full without ever draining it (what
-/// fio's `--iodepth` does). Each request owns its buffer while in flight;
+/// fio's `--iodepth` does). Each request owns its buffer while in flight,
+/// and the queue owns its descriptor of the file (closed after the ring);
 /// dropping the queue waits for every request still in flight.
 ///
 /// The ring is set up for a single issuer, so the queue stays on the thread
@@ -227,9 +234,10 @@ pub struct Queue {
 }
 
 impl Queue {
-    /// A queue of at most `depth` requests in flight (1 to 256); fails
-    /// where io_uring is unavailable.
-    pub fn new(depth: usize) -> io::Result<Self> {
+    /// A queue of at most `depth` requests in flight (1 to 256) to the
+    /// file `fd`, which the queue keeps open; fails where io_uring is
+    /// unavailable.
+    pub fn new(fd: OwnedFd, depth: usize) -> io::Result<Self> {
         if !uring::available() {
             return Err(io::Error::new(
                 io::ErrorKind::Unsupported,
@@ -237,9 +245,15 @@ impl Queue {
             ));
         }
         Ok(Self {
-            inner: uring::Queue::new(depth)?,
+            inner: uring::Queue::new(fd, depth)?,
             _one_thread: std::marker::PhantomData,
         })
+    }
+
+    /// A queue to `file` (see [`Queue::new`]) on a descriptor of its own
+    /// (a duplicate: same open file, same flags such as O_DIRECT).
+    pub fn for_file(file: &impl AsFd, depth: usize) -> io::Result<Self> {
+        Self::new(file.as_fd().try_clone_to_owned()?, depth)
     }
 
     /// The most requests in flight at once.
@@ -252,14 +266,12 @@ impl Queue {
         self.inner.in_flight()
     }
 
-    /// Queue `req` against `fd` under `tag`; it reaches the kernel with
-    /// the next [`Queue::reap`]. The request comes back when the queue is
-    /// full or its buffer is empty. Offsets and buffers must suit `fd`
-    /// (aligned for O_DIRECT), and `fd` must stay open, naming the same
-    /// file, until the request has been reaped: the kernel takes its own
-    /// reference only when the request is submitted.
-    pub fn push(&mut self, fd: RawFd, req: IoReq, tag: u64) -> Result<(), IoReq> {
-        self.inner.push(fd, req, tag)
+    /// Queue `req` against the queue's file under `tag`; it reaches the
+    /// kernel with the next [`Queue::reap`]. The request comes back when
+    /// the queue is full or its buffer is empty. Offsets and buffers must
+    /// suit the file (aligned for O_DIRECT), or the request fails.
+    pub fn push(&mut self, req: IoReq, tag: u64) -> Result<(), IoReq> {
+        self.inner.push(req, tag)
     }
 
     /// Cut `count` buffers of `len` bytes (aligned to `align`) from one
@@ -302,7 +314,8 @@ impl Queue {
     /// Submit what was pushed and wait until at least `min` requests have
     /// completed (fewer when fewer are in flight; 0 only submits). Each
     /// completed request, its result set, is appended to `out` with its tag.
-    /// An error means the ring itself failed.
+    /// An error means the ring itself failed (or, a bug, returned a
+    /// completion for no request in flight: [`StrayCompletion`]).
     pub fn reap(&mut self, min: usize, out: &mut Vec<(u64, IoReq)>) -> io::Result<()> {
         self.inner.reap(min, out)
     }

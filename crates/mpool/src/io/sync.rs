@@ -2,17 +2,10 @@
 
 use super::{IoKind, IoReq};
 use std::io;
-use std::os::fd::{BorrowedFd, RawFd};
-
-fn borrow(fd: RawFd) -> BorrowedFd<'static> {
-    // SAFETY: callers pass the descriptor of a file they keep open for the
-    // whole call; the borrow never escapes the engine function.
-    unsafe { BorrowedFd::borrow_raw(fd) }
-}
+use std::os::fd::BorrowedFd;
 
 /// Perform each request in turn with positioned system calls.
-pub(super) fn submit(fd: RawFd, reqs: &mut [IoReq], done: &mut dyn FnMut(usize, &IoReq)) {
-    let fd = borrow(fd);
+pub(super) fn submit(fd: BorrowedFd<'_>, reqs: &mut [IoReq], done: &mut dyn FnMut(usize, &IoReq)) {
     for (i, r) in reqs.iter_mut().enumerate() {
         r.result = Some(match r.kind {
             IoKind::Read => read_full(fd, r.offset, &mut r.buf),
@@ -63,9 +56,9 @@ fn write_full(fd: BorrowedFd<'_>, mut off: u64, mut buf: &[u8]) -> io::Result<()
 }
 
 /// fdatasync, retried on EINTR.
-pub(super) fn fdatasync(fd: RawFd) -> io::Result<()> {
+pub(super) fn fdatasync(fd: BorrowedFd<'_>) -> io::Result<()> {
     loop {
-        match rustix::fs::fdatasync(borrow(fd)) {
+        match rustix::fs::fdatasync(fd) {
             Err(rustix::io::Errno::INTR) => continue,
             r => return r.map_err(Into::into),
         }

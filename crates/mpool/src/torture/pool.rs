@@ -292,11 +292,65 @@ fn run_once(
     Ok((dev, seen.into_inner().unwrap_or_else(|p| p.into_inner())))
 }
 
+enum QueuedErr {
+    /// The read failed.
+    Read(crate::error::Error),
+    /// The reader misbehaved.
+    Bad(String),
+}
+
+/// Read mblock `o` (`len` bytes of content) through an
+/// [`crate::MblockReader`]: first with an EIO injected into the device
+/// under its first sector, which must come back from the reader as that
+/// read's error, then cleanly. Bytes past the content must read as zero.
+fn read_queued(
+    pool: &Pool,
+    dev: &FaultDevice,
+    o: &crate::pool::ObjectProps,
+    len: usize,
+) -> Result<Vec<u8>, QueuedErr> {
+    let mut rd = pool.mblock_reader(4).map_err(QueuedErr::Read)?;
+    let read = || crate::pool::AlignedRead {
+        id: o.id,
+        offset: 0,
+        buf: crate::io::AlignedBuf::new(len, 4096),
+    };
+    let base = u64::from(o.zone) * ZONE;
+    dev.fail_reads(base..base + 1);
+    let pushed = rd.push(read());
+    let injected = rd.next();
+    dev.clear_failures();
+    pushed.map_err(QueuedErr::Read)?;
+    match injected {
+        Some(Err(crate::error::Error::Dev(crate::dev::DevError::Io { source, .. })))
+            if source.raw_os_error() == Some(libc::EIO) => {}
+        other => {
+            return Err(QueuedErr::Bad(format!(
+                "mblock {}: an EIO injected under a queued read did not surface: {:?}",
+                o.id,
+                other.map(|r| r.map(|_| ()))
+            )))
+        }
+    }
+    rd.push(read()).map_err(QueuedErr::Read)?;
+    let buf = match rd.next() {
+        Some(Ok(r)) => r.buf,
+        Some(Err(e)) => return Err(QueuedErr::Read(e)),
+        None => return Err(QueuedErr::Bad(format!("mblock {}: queued read lost", o.id))),
+    };
+    if buf.get(len..).is_some_and(|t| t.iter().all(|&b| b == 0)) {
+        Ok(buf.get(..len).map(<[u8]>::to_vec).unwrap_or_default())
+    } else {
+        Ok(Vec::new()) // reported as differing content
+    }
+}
+
 /// Check a rebooted device against what the workload saw. Returns what is wrong.
 /// `clean`: the pool was closed before the crash, so deferred deletes are durable.
 fn check(inst: &Instance, dev: FaultDevice, seen: &Seen, clean: bool) -> Vec<String> {
     let mut bad = Vec::new();
-    let d: DeviceRef = Arc::new(dev);
+    let dev = Arc::new(dev);
+    let d: DeviceRef = dev.clone();
     let pool = match Pool::open_on(vec![Arc::clone(&d)], false) {
         Ok(p) => p,
         Err(e) => return vec![format!("the pool does not open after the crash: {e}")],
@@ -349,12 +403,22 @@ fn check(inst: &Instance, dev: FaultDevice, seen: &Seen, clean: bool) -> Vec<Str
                 o.id
             ));
         }
-        // Read back as bytes, or into an aligned buffer (the zero-copy
+        // Read back as bytes, into an aligned buffer (the zero-copy
         // path; the buffer runs past the content to a whole 4 KiB, and
-        // those bytes must read as zero).
-        let got = if o.id.raw() % 2 == 0 {
+        // those bytes must read as zero), or through an MblockReader (its
+        // device queue, with an EIO injected first).
+        let got = if o.id.raw() % 3 == 0 {
             let mut got = vec![0u8; expected_len];
             pool.mblock_read(o.id, 0, &mut got).map(|()| got)
+        } else if o.id.raw() % 3 == 1 {
+            match read_queued(&pool, &dev, o, expected_len) {
+                Ok(got) => Ok(got),
+                Err(QueuedErr::Read(e)) => Err(e),
+                Err(QueuedErr::Bad(what)) => {
+                    bad.push(what);
+                    continue;
+                }
+            }
         } else {
             let read = crate::pool::AlignedRead {
                 id: o.id,
