@@ -234,7 +234,11 @@ impl<'a> MblockReader<'a> {
         let done = self
             .pmd
             .mblock_read_aligned(vec![read], 1)
-            .and_then(|mut v| v.pop().ok_or_else(|| Error::Corrupt("read lost".into())));
+            .and_then(|mut v| {
+                v.pop().ok_or_else(|| {
+                    crate::error::invariant_broken("a read of one request returned no request")
+                })
+            });
         self.ready.push_back(done);
     }
 

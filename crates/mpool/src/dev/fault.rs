@@ -116,10 +116,7 @@ impl FaultDevice {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        match self.st.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        }
+        crate::lock::lock(&self.st)
     }
 
     /// Crash once `n` operations have completed: operation `n + 1` and every

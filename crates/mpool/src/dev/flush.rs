@@ -49,10 +49,7 @@ pub(crate) struct FlushGate {
 
 impl FlushGate {
     fn lock(&self) -> MutexGuard<'_, State> {
-        match self.st.lock() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        }
+        crate::lock::lock(&self.st)
     }
 
     /// Make every write completed before this call durable, with `sync`
@@ -73,10 +70,7 @@ impl FlushGate {
                 return Ok(());
             }
             if g.running {
-                g = match self.cv.wait(g) {
-                    Ok(g) => g,
-                    Err(p) => p.into_inner(),
-                };
+                g = crate::lock::wait(&self.cv, g);
                 continue;
             }
             g.running = true;

@@ -40,10 +40,7 @@ impl Device for MemDevice {
 
     fn submit(&self, mut reqs: Vec<IoReq>) -> Vec<IoReq> {
         split_invalid(&self.info, &mut reqs);
-        let mut data = match self.data.write() {
-            Ok(d) => d,
-            Err(p) => p.into_inner(),
-        };
+        let mut data = crate::lock::write(&self.data);
         for r in reqs.iter_mut().filter(|r| r.result.is_none()) {
             // check_req in split_invalid guarantees the range is inside the image.
             let off = r.offset as usize;
@@ -63,10 +60,7 @@ impl Device for MemDevice {
 
     fn discard(&self, offset: u64, len: u64) -> Result<(), DevError> {
         super::check_req(&self.info, offset, len as usize)?;
-        let mut data = match self.data.write() {
-            Ok(d) => d,
-            Err(p) => p.into_inner(),
-        };
+        let mut data = crate::lock::write(&self.data);
         data[offset as usize..(offset + len) as usize].fill(0);
         Ok(())
     }
