@@ -4,7 +4,9 @@ use crate::fmt::{human, parse_gid, parse_uid, print_json, size_arg, table};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use mpool::admin::{self, rundir, scan as mscan};
-use mpool::pool::{self, parse_mode, DeviceSpec, PoolProps, DEFAULT_ZONE_SIZE, PROPERTIES};
+use mpool::{
+    parse_mode, ClassUsage, DeviceSpec, PoolProps, DEFAULT_ZONE_SIZE, PROPERTIES, SETTABLE,
+};
 use mpool::{CreateOptions, MediaClass, OpenOptions, Pool};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -175,8 +177,7 @@ pub fn list(names: &[String], json: bool, verbose: bool) -> Result<ExitCode> {
             .iter()
             .map(|e| match &e.props {
                 Some(p) => {
-                    let sum =
-                        |f: fn(&pool::ClassUsage) -> u64| p.classes.iter().map(f).sum::<u64>();
+                    let sum = |f: fn(&ClassUsage) -> u64| p.classes.iter().map(f).sum::<u64>();
                     let mut row = vec![
                         p.name.clone(),
                         human(sum(|c| c.size)),
@@ -509,7 +510,7 @@ pub fn set(name: &str, assignments: &[String]) -> Result<ExitCode> {
         let Some((k, v)) = a.split_once('=') else {
             bail!(
                 "'{a}' is not prop=value (settable: {})",
-                pool::SETTABLE.join(", ")
+                SETTABLE.join(", ")
             );
         };
         let v = match k {

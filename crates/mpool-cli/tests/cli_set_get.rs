@@ -17,7 +17,7 @@ fn get_and_set_properties() {
 
     // get: every property, as a table and as JSON.
     let o = sb.ok(&["get", "props"]);
-    for k in mpool::pool::PROPERTIES {
+    for k in mpool::PROPERTIES {
         assert!(
             o.stdout.lines().any(|l| l.trim_start().starts_with(k)),
             "{k} missing:\n{}",
@@ -25,7 +25,7 @@ fn get_and_set_properties() {
         );
     }
     let p = sb.props("props");
-    assert_eq!(p.as_object().unwrap().len(), mpool::pool::PROPERTIES.len());
+    assert_eq!(p.as_object().unwrap().len(), mpool::PROPERTIES.len());
     assert_eq!(p["name"], "props");
     assert_eq!(p["generation"], 1);
     assert_eq!(p["mblocksize_capacity"], 1u64 << 20);

@@ -11,24 +11,49 @@
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
 
+/// Declares modules that are public with the `internals` feature (test
+/// tooling: the torture harnesses, the CLI's developer commands, the
+/// benchmarks' device-level runs, the fuzz targets) and private otherwise,
+/// as raft-engine does with its `internals` feature.
+macro_rules! internals {
+    ($($name:ident;)*) => {$(
+        #[cfg(feature = "internals")]
+        pub mod $name;
+        #[cfg(not(feature = "internals"))]
+        mod $name;
+    )*};
+}
+
 pub mod admin;
-pub mod catalog;
-pub mod check;
-pub mod dev;
-pub mod error;
-pub mod format;
-pub mod io;
+mod catalog;
+mod check;
+mod error;
 mod lock;
-pub mod mdc;
-pub mod mlog;
-pub mod objid;
-pub mod pool;
-pub mod space_map;
-pub mod superblock;
+mod objid;
+mod pool;
+mod space_map;
+internals! {
+    dev;
+    format;
+    io;
+    mdc;
+    mlog;
+    superblock;
+}
+#[cfg(feature = "internals")]
 pub mod torture;
 
+pub use catalog::MdcStats;
+pub use check::{CheckProblem, CheckReport};
+pub use dev::DevError;
 pub use error::{Error, Result};
-pub use format::superblock::MediaClass;
+pub use format::superblock::{MediaClass, SuperblockError};
+pub use io::AlignedBuf;
+pub use mdc::{Mdc, MdcError};
+pub use mlog::{Mlog, MlogError};
 pub use objid::{ObjType, ObjectId};
+pub use pool::{parse_mode, ClassUsage, DeviceProps, PoolProps, PROPERTIES, SETTABLE};
 pub use pool::{AlignedRead, MblockRead, MblockReader, ObjectProps};
-pub use pool::{CreateOptions, DeviceSpec, OpenOptions, Pool};
+pub use pool::{CreateOptions, DeviceSpec, OpenOptions, Pool, DEFAULT_ZONE_SIZE};
+pub use space_map::SpaceMapError;
+pub use superblock::Signature;

@@ -14,6 +14,10 @@
 //! is an unfinished compaction (or an erased one) and never wins, so a crash
 //! at any point of a compaction leaves exactly the old state or exactly the
 //! new one. Open then erases the other log if it holds anything.
+// Items here that only the tooling of the `internals` feature uses (the
+// benchmarks' raw engine runs, the crash tests, the fuzz targets) are not
+// dead code in a build without it.
+#![cfg_attr(not(feature = "internals"), allow(dead_code, unused_imports))]
 
 use crate::dev::Device;
 use crate::mlog::{Lsn, Mlog, MlogError, MlogReader};

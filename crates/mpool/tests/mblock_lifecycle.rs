@@ -1,7 +1,7 @@
 //! Mblocks: alloc, write, commit, read at any offset, abort, delete, typed
 //! errors for misuse, and everything as it was after a reopen.
 
-use mpool::pool::DeviceSpec;
+use mpool::DeviceSpec;
 use mpool::{CreateOptions, Error, MediaClass, OpenOptions, Pool};
 
 fn setup() -> (tempfile::TempDir, DeviceSpec) {

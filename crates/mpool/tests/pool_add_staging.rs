@@ -2,7 +2,7 @@
 //! asked for, a class the pool lacks is a typed error, and after a reopen
 //! everything is where it was put.
 
-use mpool::pool::DeviceSpec;
+use mpool::DeviceSpec;
 use mpool::{CreateOptions, Error, MediaClass, OpenOptions, Pool};
 
 #[test]

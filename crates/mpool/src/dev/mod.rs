@@ -5,15 +5,23 @@
 //! logical sector size. Requests are batched: [`Device::submit`] takes a
 //! vector of requests (the buffers move in) and returns it with each result
 //! filled in. Writes are durable only after [`Device::flush`].
+// Items here that only the tooling of the `internals` feature uses (the
+// benchmarks' raw engine runs, the crash tests, the fuzz targets) are not
+// dead code in a build without it.
+#![cfg_attr(not(feature = "internals"), allow(dead_code, unused_imports))]
 
+#[cfg(any(test, feature = "internals"))]
 mod fault;
 mod file;
 mod flush;
+#[cfg(any(test, feature = "internals"))]
 mod mem;
 
+#[cfg(any(test, feature = "internals"))]
 pub use fault::{CrashMode, FaultDevice, FaultStats};
 pub use file::{canonical, FileDevice, OpenOptions};
 pub use flush::FlushStats;
+#[cfg(any(test, feature = "internals"))]
 pub use mem::MemDevice;
 
 use crate::io::{AlignedBuf, Arena, IoKind, IoReq};

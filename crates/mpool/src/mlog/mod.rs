@@ -32,6 +32,10 @@
 //!   past it proves that the failed one was durable (it sits in a flush set
 //!   that was flushed before a later one was written): that is corruption,
 //!   reported as [`MlogError::Corrupt`] by readers, and appends are refused.
+// Items here that only the tooling of the `internals` feature uses (the
+// benchmarks' raw engine runs, the crash tests, the fuzz targets) are not
+// dead code in a build without it.
+#![cfg_attr(not(feature = "internals"), allow(dead_code, unused_imports))]
 
 pub mod format;
 mod scan;

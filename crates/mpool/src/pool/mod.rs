@@ -9,10 +9,7 @@ mod options;
 mod properties;
 
 pub use crate::catalog::{AlignedRead, MblockRead, MblockReader, ObjectProps};
-pub use options::{
-    CreateOptions, DeviceSpec, OpenOptions, DEFAULT_ZONE_SIZE, MDC0_ZONES, MIN_CAPACITY_ZONES,
-    MIN_STAGING_ZONES, SB_ZONES,
-};
+pub use options::{CreateOptions, DeviceSpec, OpenOptions, DEFAULT_ZONE_SIZE};
 pub use properties::{parse_mode, ClassUsage, DeviceProps, PoolProps, PROPERTIES, SETTABLE};
 
 use crate::admin::rundir;
