@@ -215,6 +215,8 @@ impl Pool {
     }
 
     /// Open a pool on devices that are already open (see [`Pool::format_on`]).
+    /// With the `internals` feature only.
+    #[cfg(feature = "internals")]
     pub fn open_on(devs: Vec<DeviceRef>, read_only: bool) -> Result<Pool> {
         assemble(
             devs.into_iter().map(|d| (None, d)).collect(),

@@ -289,6 +289,8 @@ impl Pool {
     /// Create a pool on devices that are already open (memory, fault-injecting
     /// or files opened by the caller): no signature checks, ownership, locks or
     /// run directory. Returns the pool UUID; open it with [`Pool::open_on`].
+    /// With the `internals` feature only.
+    #[cfg(feature = "internals")]
     pub fn format_on(
         name: &str,
         devs: &[(DeviceRef, MediaClass, u64)],
@@ -341,7 +343,7 @@ impl Pool {
         if self.classes().contains(&class) {
             return Err(Error::ClassExists(class));
         }
-        let sb0 = self.superblock();
+        let sb0 = self.sb();
         if sb0.members.len() >= MAX_MEMBERS {
             return Err(Error::InvalidArgument(format!(
                 "a pool has at most {MAX_MEMBERS} devices"

@@ -99,12 +99,21 @@ impl Pool {
         self.inner.uuid
     }
 
-    /// A copy of the current pool superblock (as the capacity device holds it).
+    /// A copy of the current pool superblock (as the capacity device holds
+    /// it). With the `internals` feature only: the on-media codec is not
+    /// part of the public API.
+    #[cfg(feature = "internals")]
     pub fn superblock(&self) -> Superblock {
+        self.sb()
+    }
+
+    pub(crate) fn sb(&self) -> Superblock {
         lock(&self.inner.sb).clone()
     }
 
-    /// The device of a media class.
+    /// The device of a media class. With the `internals` feature only: a
+    /// library user never writes to a member device behind the pool's back.
+    #[cfg(feature = "internals")]
     pub fn device(&self, class: MediaClass) -> Result<DeviceRef> {
         lock(&self.inner.members)
             .iter()
