@@ -1,0 +1,152 @@
+//! A pool on a real block device (a 128 MiB loop device): create, list,
+//! deactivate, scan (found through /sys/class/block, not the file list),
+//! activate, destroy. Needs root and a loop device; skipped otherwise.
+
+use crate::common;
+use common::*;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::process::Command;
+
+/// Detaches the loop device and restores its node's owner and mode.
+struct Loop {
+    dev: String,
+    uid: u32,
+    gid: u32,
+    mode: u32,
+}
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let _ = std::os::unix::fs::chown(&self.dev, Some(self.uid), Some(self.gid));
+        let _ = std::fs::set_permissions(&self.dev, std::fs::Permissions::from_mode(self.mode));
+        let _ = Command::new("losetup").args(["-d", &self.dev]).status();
+    }
+}
+
+fn attach(backing: &std::path::Path) -> Option<Loop> {
+    let o = Command::new(which("losetup")?)
+        .args(["--find", "--show"])
+        .arg(backing)
+        .output()
+        .ok()?;
+    if !o.status.success() {
+        eprintln!("losetup: {}", String::from_utf8_lossy(&o.stderr));
+        return None;
+    }
+    let dev = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    let m = std::fs::metadata(&dev).ok()?;
+    Some(Loop {
+        dev,
+        uid: m.uid(),
+        gid: m.gid(),
+        mode: m.mode() & 0o7777,
+    })
+}
+
+#[test]
+fn pool_on_a_loop_device() {
+    if !is_root() {
+        eprintln!("SKIPPED: needs root and a loop device");
+        return;
+    }
+    let sb = Sandbox::new();
+    sparse(sb.path("backing.img"), 128 << 20);
+    let Some(lo) = attach(&sb.path("backing.img")) else {
+        eprintln!("SKIPPED: needs root and a loop device (losetup failed)");
+        return;
+    };
+    let dev = lo.dev.clone();
+    // A name no other test uses: scans see every block device on the machine.
+    let name = format!("loop-test-{}", std::process::id());
+
+    // Too small for 32 MiB mblocks: refused, device unchanged.
+    let before = fingerprint(&dev);
+    sb.fail_with(&["create", &name, &dev], &[&dev, "at least"]);
+    sb.fail_with(&["create", &name, &dev, "--size", "64MiB"], &[]);
+    assert_unchanged(&dev, &before, "refused create on the loop device");
+
+    sb.ok(&[
+        "create",
+        &name,
+        &dev,
+        "--mblock-size",
+        "1MiB",
+        "--mode",
+        "0640",
+        "--label",
+        "loopy",
+    ]);
+    assert_eq!(std::fs::metadata(&dev).unwrap().mode() & 0o7777, 0o640);
+    // Block devices are found by scanning, not remembered in the file list.
+    assert!(!sb.known_paths().contains(&dev), "{:?}", sb.known_paths());
+    let v = sb.json(&["list", "--json", "-v"]);
+    let p = &v[0]["props"];
+    assert_eq!(p["name"], name.as_str());
+    assert_eq!(p["label"], "loopy");
+    assert_eq!(p["devices"][0]["kind"], "block");
+    assert_eq!(p["devices"][0]["path"], dev.as_str());
+    assert_eq!(p["classes"][0]["size"], 128u64 << 20);
+    let o = sb.ok(&["list", "-v"]);
+    assert!(o.stdout.contains(&dev), "{}", o.all());
+
+    sb.ok(&["deactivate", &name]);
+    assert!(sb.active_names().is_empty());
+    let v = sb.json(&["scan", "--json"]);
+    let hit = v["report"]["pools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name.as_str())
+        .unwrap_or_else(|| panic!("scan did not find the pool on {dev}: {v}"))
+        .clone();
+    assert_eq!(hit["active"], false);
+    assert_eq!(hit["devices"][0]["path"], dev.as_str());
+    sb.ok(&["activate", &name]);
+    assert_eq!(sb.props(&name)["label"], "loopy");
+
+    // Deactivate, rename, scan --activate under the new name.
+    sb.ok(&["deactivate", &name]);
+    let renamed = format!("{name}-r");
+    sb.ok(&["rename", &name, &renamed]);
+    let v = sb.json(&["scan", "--activate", "--json"]);
+    assert!(
+        v["activated"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a == renamed.as_str()),
+        "{v}"
+    );
+    sb.ok(&["set", &renamed, "label=renamed"]);
+
+    // A pool device cannot be taken by another create, even with --force.
+    sparse(sb.path("other.img"), 64 << 20);
+    let before = fingerprint(&dev);
+    sb.fail_with(
+        &[
+            "create",
+            "other",
+            &sb.p("other.img"),
+            "--mblock-size",
+            "1MiB",
+            "--staging",
+            &dev,
+            "--force",
+        ],
+        &["belongs to pool"],
+    );
+    assert_unchanged(&dev, &before, "create on an active pool's loop device");
+
+    sb.ok(&["destroy", &renamed]);
+    assert!(sb.active_names().is_empty());
+    let v = sb.json(&["scan", "--json"]);
+    assert!(
+        !v["report"]["pools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == renamed.as_str()),
+        "{v}"
+    );
+    drop(lo);
+}
