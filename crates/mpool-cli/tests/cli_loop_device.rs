@@ -2,7 +2,7 @@
 //! deactivate, scan (found through /sys/class/block, not the file list),
 //! activate, destroy. Needs root and a loop device; skipped otherwise.
 
-use crate::common;
+mod common;
 use common::*;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::process::Command;
