@@ -1,0 +1,124 @@
+//! The JSON outputs (create, list, scan, get) parse and carry the fields
+//! scripts rely on, with the right types.
+
+use crate::common;
+use common::*;
+
+#[test]
+fn json_outputs() {
+    let sb = Sandbox::new();
+    // Empty states.
+    assert_eq!(sb.json(&["list", "--json"]), serde_json::json!([]));
+    let v = sb.json(&["scan", "--json"]);
+    assert_eq!(v["activated"], serde_json::json!([]));
+    assert!(v["report"]["examined"].is_u64());
+    assert!(v["report"]["unreadable"].is_array());
+
+    let v = sb.json(&[
+        "create",
+        "js",
+        &sb.p("c.img"),
+        "--size",
+        "64MiB",
+        "--mblock-size",
+        "1MiB",
+        "--staging",
+        &sb.p("s.img"),
+        "--staging-size",
+        "16MiB",
+        "--label",
+        "j",
+        "--json",
+    ]);
+    assert_eq!(v["name"], "js");
+    assert_eq!(v["label"], "j");
+    assert_eq!(v["generation"], 1);
+    assert_eq!(v["format_version"], 2, "new pools are format version 2");
+    let uuid = v["uuid"].as_str().unwrap().to_string();
+    assert_eq!(uuid.len(), 36);
+    let devs = v["devices"].as_array().unwrap();
+    assert_eq!(devs.len(), 2);
+    for d in devs {
+        assert_eq!(d["kind"], "file");
+        assert!(d["sector"].as_u64().unwrap() >= 512);
+        assert!(d["engine"].is_string());
+        assert!(d["direct"].is_boolean());
+        assert_eq!(d["uuid"].as_str().unwrap().len(), 36);
+    }
+
+    // list: entries with props; classes with numeric space fields.
+    let v = sb.json(&["list", "--json"]);
+    let e = &v[0];
+    assert_eq!(e["uuid"], uuid.as_str());
+    assert!(e.get("error").is_none());
+    let p = &e["props"];
+    for k in [
+        "uid",
+        "gid",
+        "spare_capacity",
+        "spare_staging",
+        "generation",
+        "format_version",
+        "ctime",
+    ] {
+        assert!(p[k].is_u64(), "{k}: {p}");
+    }
+    assert!(p["mode"].is_string());
+    for c in p["classes"].as_array().unwrap() {
+        for k in ["zone_size", "size", "zones", "used", "spare", "free"] {
+            assert!(c[k].is_u64(), "{k}: {c}");
+        }
+    }
+    // list NAME --json / -v --json.
+    assert_eq!(sb.json(&["list", "js", "--json"])[0]["name"], "js");
+    assert_eq!(sb.json(&["list", &uuid, "--json", "-v"])[0]["name"], "js");
+
+    // get: numbers are numbers, mode and names are strings.
+    let g = sb.props("js");
+    assert!(g["size"].is_u64() && g["free"].is_u64() && g["used"].is_u64());
+    assert_eq!(g["mode"], "0660");
+    assert_eq!(g["uuid"], uuid.as_str());
+    let sum: u64 = p["classes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["free"].as_u64().unwrap())
+        .sum();
+    assert_eq!(g["free"].as_u64().unwrap(), sum);
+    // A numeric-looking label stays a string.
+    sb.ok(&["set", "js", "label=12345"]);
+    assert_eq!(sb.json(&["get", "js", "label", "--json"])["label"], "12345");
+    let g = sb.json(&["get", "js", "label", "mode", "--json"]);
+    assert_eq!(g.as_object().unwrap().len(), 2);
+    // So does a numeric pool name; "-" for an absent class stays a string.
+    sb.create_small("2024", "n.img");
+    let g = sb.json(&["get", "2024", "name", "mblocksize_staging", "uid", "--json"]);
+    assert_eq!(g["name"], "2024");
+    assert_eq!(g["mblocksize_staging"], "-");
+    assert!(g["uid"].is_u64());
+    sb.ok(&["destroy", "2024"]);
+
+    // scan: devices with class, path, generation, health.
+    sb.ok(&["deactivate", "js"]);
+    let v = sb.json(&["scan", "--json"]);
+    let pool = v["report"]["pools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["uuid"] == uuid.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(pool["active"], false);
+    for d in pool["devices"].as_array().unwrap() {
+        assert!(d["class"].is_string() && d["path"].is_string());
+        assert_eq!(d["generation"], 2);
+        assert_eq!(d["health"], "ok");
+    }
+    // unreadable named paths are reported as [path, why].
+    let o = sb.run(&["scan", &sb.p("nope.img"), "--json"]);
+    assert!(!o.status.success());
+    let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    let u = &v["report"]["unreadable"][0];
+    assert_eq!(u[0], sb.p("nope.img").as_str());
+    assert!(u[1].as_str().unwrap().contains("no such file"), "{v}");
+}

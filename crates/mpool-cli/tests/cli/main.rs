@@ -1,0 +1,23 @@
+//! Tests of the `mpool` command, one behaviour per module, linked as one test
+//! binary. Every test runs the command through `common::Sandbox`, which gives
+//! each child its own MPOOL_RUNDIR and MPOOL_CONFIG, so the tests share this
+//! process safely. `cli_loop_device` is a binary of its own: its pool is on a
+//! loop device, which every `scan --activate` here would see and activate.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod add_staging;
+mod create_list_destroy;
+mod demo;
+mod json;
+mod lock;
+mod mblock;
+mod mlog;
+mod permissions;
+mod refusals;
+mod rename;
+mod scan_activate;
+mod set_get;
+mod signatures;
+mod torture;

@@ -1,0 +1,12 @@
+//! Mblock tests on pools over memory and fault devices, one behaviour per
+//! module, linked as one test binary.
+
+mod pool_common;
+
+mod commit_shared;
+mod delete_deferred;
+mod eio;
+mod read_aligned;
+mod read_batch;
+mod reader;
+mod write_aligned;

@@ -1,0 +1,7 @@
+//! Mlog and MDC tests, one behaviour per module, linked as one test binary.
+
+mod bitflip;
+mod crash_sweep;
+mod eio;
+mod file_device;
+mod mdc_compaction_crash;

@@ -1,0 +1,9 @@
+//! Pool-level tests (metadata compaction, crash sweeps, stress, the
+//! version-1 golden image), one behaviour per module, linked as one test
+//! binary.
+
+mod alloc_compact_race;
+mod compaction_fail;
+mod crash_sweep;
+mod format_golden_v1;
+mod stress;
