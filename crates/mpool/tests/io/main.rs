@@ -10,4 +10,5 @@ mod discard;
 mod each;
 mod invalid;
 mod open;
+mod panic;
 mod threads;

@@ -5,7 +5,7 @@
 //! batch credited to them. A callback that submits a batch of its own on
 //! the same thread works too.
 
-mod io_common;
+use crate::io_common;
 
 use io_common::{engines, open_new, pattern, req_result, scratch};
 use mpool::dev::{Device, FileDevice};
