@@ -123,7 +123,8 @@ impl fmt::Display for EngineChoice {
 
 /// A single I/O at most this large goes through a plain system call in `Auto`
 /// mode: for a lone small request pread/pwrite is far cheaper than a ring
-/// round trip (see DESIGN.md, device layer measurements).
+/// round trip (on a memory-backed file fio measured pread at QD1 in 0.7 us,
+/// io_uring at QD1 in 20 us: the kernel hands such requests to a worker).
 pub const AUTO_SYNC_MAX_BYTES: usize = 256 * 1024;
 
 /// A resolved engine.
