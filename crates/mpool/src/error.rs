@@ -4,6 +4,9 @@
 //! [`MetadataError`] for the pool's metadata (MDCs, mlogs); [`StorageError`]
 //! for the devices and their space. [`Error`] holds any of them, plus bad
 //! arguments and internal errors (bugs), and is what the pool API returns.
+//!
+//! Messages state what happened; they carry no command-line hints (the
+//! `mpool` command adds its own).
 
 use crate::dev::DevError;
 use crate::format::superblock::{MediaClass, SuperblockError};
@@ -61,7 +64,7 @@ pub enum PoolError {
     #[error("{0}")]
     InvalidName(String),
     /// No pool by that name or UUID (or it is not activated).
-    #[error("no pool '{0}' found (is it activated? try `mpool scan --activate`)")]
+    #[error("no pool '{0}' found")]
     NotFound(String),
     /// The name is taken.
     #[error("a pool named '{name}' already exists ({detail})")]
@@ -80,10 +83,10 @@ pub enum PoolError {
         pid: Option<u32>,
     },
     /// The pool must be inactive for this.
-    #[error("pool '{0}' is active; deactivate it first (`mpool deactivate {0}`)")]
+    #[error("pool '{0}' is active")]
     Active(String),
     /// The device carries a signature and `force` was not given.
-    #[error("{device} holds {sig}; refusing to overwrite it without --force")]
+    #[error("{device} holds {sig}; refusing to overwrite it")]
     Signature {
         /// Device path.
         device: String,
@@ -375,6 +378,27 @@ mod tests {
         assert!(
             matches!(e, Error::Storage(StorageError::NoSpace(_))),
             "{e:?}"
+        );
+    }
+
+    #[test]
+    fn messages_name_no_cli_commands_or_options() {
+        let errs: [Error; 3] = [
+            PoolError::NotFound("tank".into()).into(),
+            PoolError::Active("tank".into()).into(),
+            PoolError::Signature {
+                device: "/dev/x".into(),
+                sig: Signature::Ext,
+            }
+            .into(),
+        ];
+        for e in errs {
+            let m = e.to_string();
+            assert!(!m.contains("mpool ") && !m.contains("--"), "{m}");
+        }
+        assert_eq!(
+            Error::from(PoolError::NotFound("tank".into())).to_string(),
+            "no pool 'tank' found"
         );
     }
 
