@@ -42,7 +42,7 @@ pub enum Error {
     InvalidArgument(String),
     /// A broken internal invariant: a bug in mpool, never a fault of the
     /// media or of the caller. Debug builds and tests panic instead (see
-    /// [`invariant_broken`]); release builds return this.
+    /// `invariant_broken`); release builds return this.
     #[error("internal error (a bug in mpool): {0}")]
     Internal(String),
 }

@@ -487,8 +487,9 @@ impl Drop for Catalog {
 /// Space-map errors that reach the pool's caller: no space, and claims
 /// that fail while the map is rebuilt from the metadata at open (two
 /// objects on one zone, a zone outside its class: the media contradicts
-/// itself). A failed release never comes here: it is a broken invariant
-/// ([`crate::space_map::ClassMap::release`]).
+/// itself). No space is a [`StorageError`], a failed claim corrupt
+/// metadata ([`MetadataError::Corrupt`]). A failed release never comes
+/// here: it is a broken invariant (`ClassMap::release`).
 impl From<crate::space_map::SpaceMapError> for Error {
     fn from(e: crate::space_map::SpaceMapError) -> Self {
         match e {
