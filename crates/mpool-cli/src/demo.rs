@@ -169,7 +169,10 @@ pub fn run(a: DemoArgs) -> Result<ExitCode> {
     p.mblock_commit(lazy)?;
     p.mblock_delete_deferred(lazy)?;
     anyhow::ensure!(
-        matches!(p.object_props(lazy), Err(mpool::Error::NotFound(_))),
+        matches!(
+            p.object_props(lazy),
+            Err(mpool::Error::Object(mpool::ObjectError::NotFound(_)))
+        ),
         "a deferred delete left the mblock visible"
     );
     p.sync()?;
@@ -256,15 +259,24 @@ pub fn run(a: DemoArgs) -> Result<ExitCode> {
         anyhow::ensure!(&back == data, "mblock {id} changed across the reopen");
     }
     anyhow::ensure!(
-        matches!(p.object_props(gone), Err(mpool::Error::NotFound(_))),
+        matches!(
+            p.object_props(gone),
+            Err(mpool::Error::Object(mpool::ObjectError::NotFound(_)))
+        ),
         "the deleted mblock came back"
     );
     anyhow::ensure!(
-        matches!(p.object_props(scratch), Err(mpool::Error::NotFound(_))),
+        matches!(
+            p.object_props(scratch),
+            Err(mpool::Error::Object(mpool::ObjectError::NotFound(_)))
+        ),
         "the aborted mblock came back"
     );
     anyhow::ensure!(
-        matches!(p.object_props(lazy), Err(mpool::Error::NotFound(_))),
+        matches!(
+            p.object_props(lazy),
+            Err(mpool::Error::Object(mpool::ObjectError::NotFound(_)))
+        ),
         "the deferred-deleted mblock came back"
     );
     println!("  reopened by name: {} committed mblocks read back identical; the deleted ones and the aborted one are gone", kept.len());

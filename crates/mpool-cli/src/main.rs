@@ -151,7 +151,40 @@ fn main() -> ExitCode {
             for cause in e.chain().skip(1) {
                 eprintln!("  caused by: {cause}");
             }
+            if let Some(h) = hint(&e) {
+                eprintln!("mpool: hint: {h}");
+            }
             ExitCode::FAILURE
         }
+    }
+}
+
+/// What the user can do about a typed library error, for the line after the
+/// message: the library's messages name no commands or options, the hints
+/// that do live here. Every error exits with status 1.
+fn hint(e: &anyhow::Error) -> Option<String> {
+    use mpool::{Error, MetadataError, PoolError};
+    let err = e.chain().find_map(|c| c.downcast_ref::<Error>())?;
+    match err {
+        Error::Pool(PoolError::NotFound(_)) => {
+            Some("is it activated? try `mpool scan --activate`".into())
+        }
+        Error::Pool(PoolError::Active(name)) => {
+            Some(format!("deactivate it first: `mpool deactivate {name}`"))
+        }
+        Error::Pool(PoolError::Signature { .. }) => {
+            Some("nothing is overwritten without --force; use --force to overwrite it".into())
+        }
+        // The message names the sector size and the limit; no option changes it.
+        Error::Pool(PoolError::SectorTooLarge { .. }) => None,
+        Error::Metadata(MetadataError::IdsExhausted { .. }) => Some(
+            "object IDs are never reused; this metadata container cannot create more objects"
+                .into(),
+        ),
+        Error::Internal(_) => Some(
+            "this is a bug in mpool, not a fault of the device or of the command; please report it"
+                .into(),
+        ),
+        _ => None,
     }
 }

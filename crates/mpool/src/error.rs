@@ -1,7 +1,16 @@
-//! The pool-level error type.
+//! The pool-level error types, one per family of operations (as redb's
+//! `error.rs` does): [`PoolError`] for finding, creating, opening and
+//! administering pools; [`ObjectError`] for operations on one object;
+//! [`MetadataError`] for the pool's metadata (MDCs, mlogs); [`StorageError`]
+//! for the devices and their space. [`Error`] holds any of them, plus bad
+//! arguments and internal errors (bugs), and is what the pool API returns.
+//!
+//! Messages state what happened; they carry no command-line hints (the
+//! `mpool` command adds its own).
 
 use crate::dev::DevError;
 use crate::format::superblock::{MediaClass, SuperblockError};
+use crate::mdc::MdcError;
 use crate::mlog::MlogError;
 use crate::objid::{ObjType, ObjectId};
 use crate::space_map::SpaceMapError;
@@ -12,13 +21,36 @@ use std::path::PathBuf;
 /// Result with the pool-level [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Errors of pool management and the pool API.
+/// Any error of the pool API: one of the families, a bad argument, or a bug.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A device-layer error.
+    /// Finding, creating, opening or administering a pool.
     #[error(transparent)]
-    Dev(#[from] DevError),
+    Pool(#[from] PoolError),
+    /// An operation on one object (mblock, mlog, MDC).
+    #[error(transparent)]
+    Object(#[from] ObjectError),
+    /// The pool's metadata, or a log or MDC reached through the pool.
+    #[error(transparent)]
+    Metadata(#[from] MetadataError),
+    /// A device, or the space on it.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// A bad argument (size, property value, option combination).
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// A broken internal invariant: a bug in mpool, never a fault of the
+    /// media or of the caller. Debug builds and tests panic instead (see
+    /// `invariant_broken`); release builds return this.
+    #[error("internal error (a bug in mpool): {0}")]
+    Internal(String),
+}
+
+/// Errors of finding, creating, opening and administering pools.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PoolError {
     /// A superblock that cannot be used.
     #[error("{device}: {source}")]
     Superblock {
@@ -31,15 +63,12 @@ pub enum Error {
     /// A bad pool name.
     #[error("{0}")]
     InvalidName(String),
-    /// A bad argument (size, property value, option combination).
-    #[error("{0}")]
-    InvalidArgument(String),
-    /// No pool by that name or UUID.
-    #[error("no pool '{0}' found (is it activated? try `mpool scan --activate`)")]
-    PoolNotFound(String),
+    /// No pool by that name or UUID (or it is not activated).
+    #[error("no pool '{0}' found")]
+    NotFound(String),
     /// The name is taken.
     #[error("a pool named '{name}' already exists ({detail})")]
-    PoolExists {
+    Exists {
         /// The name.
         name: String,
         /// Where.
@@ -47,17 +76,17 @@ pub enum Error {
     },
     /// Another process has the pool open.
     #[error("pool '{name}' is open by {}", match pid { Some(p) => format!("process {p}"), None => "another process".to_string() })]
-    PoolBusy {
+    Busy {
         /// Pool name.
         name: String,
         /// The holder, when known.
         pid: Option<u32>,
     },
     /// The pool must be inactive for this.
-    #[error("pool '{0}' is active; deactivate it first (`mpool deactivate {0}`)")]
-    PoolActive(String),
+    #[error("pool '{0}' is active")]
+    Active(String),
     /// The device carries a signature and `force` was not given.
-    #[error("{device} holds {sig}; refusing to overwrite it without --force")]
+    #[error("{device} holds {sig}; refusing to overwrite it")]
     Signature {
         /// Device path.
         device: String,
@@ -85,6 +114,17 @@ pub enum Error {
         class: MediaClass,
         /// Zone size asked for.
         zone_size: u64,
+    },
+    /// A device whose logical sector is larger than mpool's layout allows:
+    /// its superblock copies would overlap.
+    #[error("{device} has {sector}-byte logical sectors; mpool supports at most {max}")]
+    SectorTooLarge {
+        /// Device name.
+        device: String,
+        /// Its logical sector size.
+        sector: u32,
+        /// The largest supported.
+        max: u32,
     },
     /// Some member devices of the pool were not found.
     #[error("pool '{name}' is incomplete: {missing} member device(s) not found")]
@@ -114,18 +154,21 @@ pub enum Error {
     /// The pool was opened read-only.
     #[error("pool '{0}' is open read-only")]
     ReadOnly(String),
-    /// An mlog or MDC error (pool metadata or a user log).
-    #[error(transparent)]
-    Mlog(#[from] MlogError),
-    /// An MDC error (pool metadata or a user MDC).
-    #[error(transparent)]
-    Mdc(#[from] crate::mdc::MdcError),
-    /// Pool metadata that contradicts itself or the media.
-    #[error("corrupt pool metadata: {0}")]
-    Corrupt(String),
-    /// No space left in a media class.
-    #[error(transparent)]
-    NoSpace(SpaceMapError),
+    /// A file of mpool's own (run directory, configuration).
+    #[error("{path}: {source}")]
+    File {
+        /// The path.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Errors of operations on one object: an mblock, a user mlog or MDC.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ObjectError {
     /// No such object (never existed, aborted or deleted).
     #[error("no object {0}")]
     NotFound(ObjectId),
@@ -180,53 +223,74 @@ pub enum Error {
     },
     /// The object is open (an mlog or MDC handle is alive).
     #[error("object {0} is open; close it first")]
-    ObjectBusy(ObjectId),
+    Busy(ObjectId),
+}
+
+/// Errors of the pool's metadata, and of logs and MDCs reached through the
+/// pool.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MetadataError {
+    /// Pool metadata that contradicts itself or the media.
+    #[error("corrupt pool metadata: {0}")]
+    Corrupt(String),
     /// An MDC is full even after compaction.
     #[error("metadata container MDC{mdc} is full even after compaction")]
-    MetadataFull {
+    Full {
         /// Which MDC.
         mdc: u8,
     },
     /// A compaction of an MDC failed where its outcome on the media is
     /// unknown; the MDC takes no more records until the pool is reopened.
     #[error("metadata container MDC{mdc} failed ({reason}); reopen the pool")]
-    MetadataFailed {
+    Failed {
         /// Which MDC.
         mdc: u8,
         /// What failed.
         reason: String,
     },
-    /// A broken internal invariant: a bug in mpool, never a fault of the
-    /// media or of the caller. Debug builds and tests panic instead (see
-    /// [`invariant_broken`]); release builds return this.
-    #[error("internal error (a bug in mpool): {0}")]
-    Internal(String),
     /// An MDC has handed out every object ID it can name.
     #[error("MDC{mdc} has handed out every object ID")]
     IdsExhausted {
         /// Which MDC.
         mdc: u8,
     },
-    /// A device whose logical sector is larger than mpool's layout allows:
-    /// its superblock copies would overlap.
-    #[error("{device} has {sector}-byte logical sectors; mpool supports at most {max}")]
-    SectorTooLarge {
-        /// Device name.
-        device: String,
-        /// Its logical sector size.
-        sector: u32,
-        /// The largest supported.
-        max: u32,
-    },
-    /// A file of mpool's own (run directory, configuration).
-    #[error("{path}: {source}")]
-    File {
-        /// The path.
-        path: PathBuf,
-        /// The OS error.
-        #[source]
-        source: io::Error,
-    },
+    /// An mlog error (pool metadata or a user log).
+    #[error(transparent)]
+    Mlog(#[from] MlogError),
+    /// An MDC error (pool metadata or a user MDC).
+    #[error(transparent)]
+    Mdc(#[from] MdcError),
+}
+
+/// Errors of the devices and of the space on them.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// A device-layer error.
+    #[error(transparent)]
+    Dev(#[from] DevError),
+    /// No space left in a media class.
+    #[error(transparent)]
+    NoSpace(SpaceMapError),
+}
+
+impl From<DevError> for Error {
+    fn from(e: DevError) -> Self {
+        Error::Storage(StorageError::Dev(e))
+    }
+}
+
+impl From<MlogError> for Error {
+    fn from(e: MlogError) -> Self {
+        Error::Metadata(MetadataError::Mlog(e))
+    }
+}
+
+impl From<MdcError> for Error {
+    fn from(e: MdcError) -> Self {
+        Error::Metadata(MetadataError::Mdc(e))
+    }
 }
 
 /// A broken invariant `what`: a bug. Panics in debug builds and tests, so
@@ -262,10 +326,11 @@ pub(crate) use ensure_invariant;
 
 impl Error {
     pub(crate) fn file(path: impl Into<PathBuf>, source: io::Error) -> Self {
-        Error::File {
+        PoolError::File {
             path: path.into(),
             source,
         }
+        .into()
     }
 }
 
@@ -286,6 +351,54 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "internal error (a bug in mpool): zone 7 freed twice"
+        );
+    }
+
+    #[test]
+    fn layer_errors_convert_into_their_family() {
+        let dev = DevError::Unaligned {
+            device: "d".into(),
+            offset: 1,
+            len: 2,
+            align: 512,
+        };
+        let msg = dev.to_string();
+        let e = Error::from(dev);
+        assert!(matches!(e, Error::Storage(StorageError::Dev(_))), "{e:?}");
+        // The family is transparent: the message is the layer's own.
+        assert_eq!(e.to_string(), msg);
+
+        let full = SpaceMapError::NoSpace {
+            class: MediaClass::Capacity,
+            free: 0,
+            spare: 1,
+            want: 2,
+        };
+        let e = Error::from(full);
+        assert!(
+            matches!(e, Error::Storage(StorageError::NoSpace(_))),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn messages_name_no_cli_commands_or_options() {
+        let errs: [Error; 3] = [
+            PoolError::NotFound("tank".into()).into(),
+            PoolError::Active("tank".into()).into(),
+            PoolError::Signature {
+                device: "/dev/x".into(),
+                sig: Signature::Ext,
+            }
+            .into(),
+        ];
+        for e in errs {
+            let m = e.to_string();
+            assert!(!m.contains("mpool ") && !m.contains("--"), "{m}");
+        }
+        assert_eq!(
+            Error::from(PoolError::NotFound("tank".into())).to_string(),
+            "no pool 'tank' found"
         );
     }
 

@@ -46,7 +46,7 @@ pub mod torture;
 pub use catalog::MdcStats;
 pub use check::{CheckProblem, CheckReport};
 pub use dev::DevError;
-pub use error::{Error, Result};
+pub use error::{Error, MetadataError, ObjectError, PoolError, Result, StorageError};
 pub use format::superblock::{MediaClass, SuperblockError};
 pub use io::AlignedBuf;
 pub use mdc::{Mdc, MdcError};

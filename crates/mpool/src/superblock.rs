@@ -2,7 +2,7 @@
 //! write one copy at a time, wipe, and recognise foreign signatures.
 
 use crate::dev::{DevError, Device};
-use crate::error::Error;
+use crate::error::{Error, PoolError};
 use crate::format::superblock::{Superblock, SuperblockError, SB_OFFSETS, SB_SIZE, SECTOR_MAX};
 use std::fmt;
 
@@ -54,11 +54,11 @@ fn sb_buf(dev: &dyn Device) -> crate::io::AlignedBuf {
 /// it, writing superblock copy 0 (a whole sector) would overwrite copy 1.
 pub fn check_sector(dev: &dyn Device) -> Result<(), Error> {
     if dev.sector() > SECTOR_MAX {
-        return Err(Error::SectorTooLarge {
+        return Err(PoolError::SectorTooLarge {
             device: dev.info().name(),
             sector: dev.sector(),
             max: SECTOR_MAX,
-        });
+        }.into());
     }
     Ok(())
 }
@@ -278,7 +278,7 @@ mod tests {
         let big = SECTOR_MAX * 2;
         let dev = MemDevice::new(8 << 20, big);
         match check_sector(&dev) {
-            Err(Error::SectorTooLarge { sector, max, .. }) => {
+            Err(Error::Pool(PoolError::SectorTooLarge { sector, max, .. })) => {
                 assert_eq!((sector, max), (big, SECTOR_MAX));
             }
             other => panic!("expected SectorTooLarge, got {other:?}"),

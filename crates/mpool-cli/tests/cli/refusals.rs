@@ -336,3 +336,37 @@ fn refused_create_removes_the_files_it_made() {
     assert!(sb.active_names().is_empty());
     assert!(sb.known_paths().is_empty());
 }
+
+#[test]
+fn hints_follow_the_message_on_their_own_line() {
+    let sb = Sandbox::new();
+    let o = sb.fail_with(&["destroy", "nosuch"], &["no pool 'nosuch' found"]);
+    assert!(
+        o.stderr
+            .contains("\nmpool: hint: is it activated? try `mpool scan --activate`"),
+        "{}",
+        o.all()
+    );
+    sb.create_small("live", "live.img");
+    let o = sb.fail_with(&["rename", "live", "other"], &["pool 'live' is active"]);
+    assert!(
+        o.stderr
+            .contains("\nmpool: hint: deactivate it first: `mpool deactivate live`"),
+        "{}",
+        o.all()
+    );
+    sparse(sb.path("fs.img"), 64 << 20);
+    poke(sb.path("fs.img"), 0x438, &[0x53, 0xEF]);
+    let o = sb.fail_with(
+        &["create", "p", &sb.p("fs.img"), "--mblock-size", "1MiB"],
+        &["ext2/3/4 filesystem; refusing to overwrite it"],
+    );
+    assert!(
+        o.stderr.contains("\nmpool: hint: ") && o.stderr.contains("use --force to overwrite it"),
+        "{}",
+        o.all()
+    );
+    // An error without a hint ends with its message.
+    let o = sb.fail_with(&["get", "live", "nosuchprop"], &["unknown property"]);
+    assert!(!o.stderr.contains("hint:"), "{}", o.all());
+}

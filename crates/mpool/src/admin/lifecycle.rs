@@ -4,7 +4,7 @@
 use super::rundir::{self, ActiveEntry};
 use super::scan;
 use crate::dev::{DevError, DeviceKind};
-use crate::error::{Error, Result};
+use crate::error::{Error, PoolError, Result, StorageError};
 use crate::format::superblock::validate_name;
 use crate::io::EngineChoice;
 use crate::pool::{now, OpenOptions, Pool};
@@ -23,24 +23,26 @@ fn locate(name_or_uuid: &str) -> Result<(Vec<PathBuf>, bool)> {
         .filter(|p| p.name == name_or_uuid || p.uuid.eq_ignore_ascii_case(name_or_uuid))
         .collect();
     match hits.as_slice() {
-        [] => Err(Error::PoolNotFound(name_or_uuid.to_string())),
+        [] => Err(PoolError::NotFound(name_or_uuid.to_string()).into()),
         [p] => {
             if !p.missing.is_empty() {
-                return Err(Error::Incomplete {
+                return Err(PoolError::Incomplete {
                     name: p.name.clone(),
                     missing: p.missing.len(),
-                });
+                }
+                .into());
             }
             Ok((p.devices.iter().map(|d| d.path.clone()).collect(), false))
         }
-        many => Err(Error::Ambiguous(format!(
+        many => Err(PoolError::Ambiguous(format!(
             "{} pools are named '{name_or_uuid}' ({}); name one by UUID",
             many.len(),
             many.iter()
                 .map(|p| p.uuid.as_str())
                 .collect::<Vec<_>>()
                 .join(", ")
-        ))),
+        ))
+        .into()),
     }
 }
 
@@ -92,10 +94,11 @@ pub fn activate_paths(paths: &[PathBuf]) -> Result<ActiveEntry> {
         return Ok(a);
     }
     if let Some(a) = rundir::find_active(pool.name())? {
-        return Err(Error::PoolExists {
+        return Err(PoolError::Exists {
             name: pool.name().into(),
             detail: format!("another pool with that name is active, uuid {}", a.uuid),
-        });
+        }
+        .into());
     }
     let ent = ActiveEntry {
         name: pool.name().to_string(),
@@ -120,7 +123,7 @@ pub fn activate_paths(paths: &[PathBuf]) -> Result<ActiveEntry> {
 /// Remove an active pool from the run directory. Refused while it is open.
 pub fn deactivate(name_or_uuid: &str) -> Result<()> {
     let Some(a) = rundir::find_active(name_or_uuid)? else {
-        return Err(Error::PoolNotFound(name_or_uuid.to_string()));
+        return Err(PoolError::NotFound(name_or_uuid.to_string()).into());
     };
     // Taking the write lock proves nobody has it open.
     let pool = Pool::open_paths(
@@ -133,9 +136,9 @@ pub fn deactivate(name_or_uuid: &str) -> Result<()> {
     );
     match pool {
         Ok(_)
-        | Err(Error::Dev(DevError::NotFound { .. }))
-        | Err(Error::Incomplete { .. })
-        | Err(Error::Superblock { .. }) => {}
+        | Err(Error::Storage(StorageError::Dev(DevError::NotFound { .. })))
+        | Err(Error::Pool(PoolError::Incomplete { .. }))
+        | Err(Error::Pool(PoolError::Superblock { .. })) => {}
         Err(e) => return Err(e),
     }
     rundir::remove_active(&a.name)
@@ -143,22 +146,24 @@ pub fn deactivate(name_or_uuid: &str) -> Result<()> {
 
 /// Rename an inactive pool.
 pub fn rename(old: &str, new: &str) -> Result<()> {
-    validate_name(new).map_err(Error::InvalidName)?;
+    validate_name(new).map_err(PoolError::InvalidName)?;
     if rundir::find_active(old)?.is_some() {
-        return Err(Error::PoolActive(old.to_string()));
+        return Err(PoolError::Active(old.to_string()).into());
     }
     if let Some(a) = rundir::find_active(new)? {
-        return Err(Error::PoolExists {
+        return Err(PoolError::Exists {
             name: new.into(),
             detail: format!("active, uuid {}", a.uuid),
-        });
+        }
+        .into());
     }
     let rep = scan::scan(&[])?;
     if let Some(p) = rep.pools.iter().find(|p| p.name == new) {
-        return Err(Error::PoolExists {
+        return Err(PoolError::Exists {
             name: new.into(),
             detail: format!("uuid {}", p.uuid),
-        });
+        }
+        .into());
     }
     let (paths, _) = locate(old)?;
     let pool = Pool::open_paths(

@@ -4,7 +4,9 @@
 use super::mblock::{self, WriteState};
 use super::object::{Obj, ObjectProps, Pending};
 use super::{lock, rlock, Catalog};
-use crate::error::{ensure_invariant, invariant_broken, Error, Result};
+use crate::error::{
+    ensure_invariant, invariant_broken, Error, MetadataError, ObjectError, Result, StorageError,
+};
 use crate::format::record::CatalogRecord;
 use crate::format::superblock::MediaClass;
 use crate::io::AlignedBuf;
@@ -17,9 +19,9 @@ use std::sync::{Arc, Mutex};
 
 pub(super) fn data_err(id: ObjectId, e: mblock::DataError) -> Error {
     match e {
-        mblock::DataError::Full { want, cap } => Error::MblockFull { id, want, cap },
-        mblock::DataError::Dev(d) => Error::Dev(d),
-        mblock::DataError::Failed => Error::WriteFailed(id),
+        mblock::DataError::Full { want, cap } => ObjectError::MblockFull { id, want, cap }.into(),
+        mblock::DataError::Dev(d) => StorageError::Dev(d).into(),
+        mblock::DataError::Failed => ObjectError::WriteFailed(id).into(),
     }
 }
 
@@ -46,18 +48,18 @@ impl Catalog {
     /// Why an object is not pending: committed meanwhile, or no such object.
     pub(super) fn gone(&self, id: ObjectId) -> Result<Error> {
         Ok(if self.committed(id)?.is_some() {
-            Error::Committed(id)
+            ObjectError::Committed(id).into()
         } else {
-            Error::NotFound(id)
+            ObjectError::NotFound(id).into()
         })
     }
 
     /// Why an object is not committed: still pending, or no such object.
     pub(super) fn unread(&self, id: ObjectId) -> Error {
         if self.pending(id).is_some() {
-            Error::NotCommitted(id)
+            ObjectError::NotCommitted(id).into()
         } else {
-            Error::NotFound(id)
+            ObjectError::NotFound(id).into()
         }
     }
 
@@ -67,7 +69,7 @@ impl Catalog {
 
     pub(super) fn expect_type(id: ObjectId, ty: ObjType) -> Result<()> {
         if id.ty() != ty {
-            return Err(Error::WrongType { id, expected: ty });
+            return Err(ObjectError::WrongType { id, expected: ty }.into());
         }
         Ok(())
     }
@@ -117,10 +119,11 @@ impl Catalog {
         let mut g = lock(&p);
         match g.as_mut() {
             Some(Pending::Mblock { ws, .. }) => f(ws).map_err(|e| data_err(id, e)),
-            Some(Pending::Log { .. }) => Err(Error::WrongType {
+            Some(Pending::Log { .. }) => Err(ObjectError::WrongType {
                 id,
                 expected: ObjType::Mblock,
-            }),
+            }
+            .into()),
             // Committed or aborted by another thread meanwhile.
             None => Err(self.gone(id)?),
         }
@@ -169,7 +172,11 @@ impl Catalog {
         if let Err(e) = self.inner.log(s, rec, true, |m| {
             m.insert(id.raw(), obj);
         }) {
-            if !matches!(e, Error::MetadataFull { .. } | Error::MetadataFailed { .. }) {
+            if !matches!(
+                e,
+                Error::Metadata(MetadataError::Full { .. })
+                    | Error::Metadata(MetadataError::Failed { .. })
+            ) {
                 // The record may have reached the media: only abort is
                 // left, and the zone is not reused before a reopen says.
                 ws.failed = true;
@@ -194,14 +201,14 @@ impl Catalog {
             ObjType::Mblock => false,
         };
         if busy {
-            return Err(Error::ObjectBusy(id));
+            return Err(ObjectError::Busy(id).into());
         }
         let Some(p) = self.pending(id) else {
             return Err(self.gone(id)?);
         };
         let mut g = lock(&p);
         let Some(pend) = g.take() else {
-            return Err(Error::NotFound(id));
+            return Err(ObjectError::NotFound(id).into());
         };
         lock(&self.inner.pending).remove(&id.raw());
         drop(g);
@@ -238,7 +245,7 @@ impl Catalog {
             ));
         }
         if self.pending(id).is_some() {
-            return Err(Error::NotCommitted(id));
+            return Err(ObjectError::NotCommitted(id).into());
         }
         // A log is busy while a caller holds its handle (the pool's cache holds one).
         let busy = match id.ty() {
@@ -247,12 +254,12 @@ impl Catalog {
             ObjType::Mblock => false,
         };
         if busy {
-            return Err(Error::ObjectBusy(id));
+            return Err(ObjectError::Busy(id).into());
         }
         let s = self.inner.shard(id)?;
         let mut removed = None;
         if !rlock(&s.objs).contains_key(&id.raw()) {
-            return Err(Error::NotFound(id));
+            return Err(ObjectError::NotFound(id).into());
         }
         self.inner
             .log(s, CatalogRecord::Delete { id }, durable, |m| {
@@ -265,7 +272,7 @@ impl Catalog {
                 }
             })?;
         let Some(o) = removed else {
-            return Err(Error::NotFound(id));
+            return Err(ObjectError::NotFound(id).into());
         };
         if durable {
             let c = self.inner.class(o.class())?;
@@ -362,10 +369,11 @@ impl Catalog {
             zones,
         }) = g.as_ref()
         else {
-            return Err(Error::WrongType {
+            return Err(ObjectError::WrongType {
                 id,
                 expected: ObjType::Mlog,
-            });
+            }
+            .into());
         };
         let obj = Obj {
             zone: *zone,
@@ -418,7 +426,7 @@ impl Catalog {
                 })
             }) {
                 Some(Some(z)) => z,
-                _ => return Err(Error::NotFound(id)),
+                _ => return Err(ObjectError::NotFound(id).into()),
             },
         };
         let c = self.inner.class(class)?;
@@ -437,14 +445,14 @@ impl Catalog {
             return Ok((o.class(), o.zone, o.a));
         }
         let Some(p) = self.pending(id) else {
-            return Err(Error::NotFound(id));
+            return Err(ObjectError::NotFound(id).into());
         };
         let g = lock(&p);
         match g.as_ref() {
             Some(Pending::Log {
                 class, zone, zones, ..
             }) => Ok((*class, *zone, *zones)),
-            _ => Err(Error::NotFound(id)),
+            _ => Err(ObjectError::NotFound(id).into()),
         }
     }
 

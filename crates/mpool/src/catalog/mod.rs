@@ -34,7 +34,9 @@ pub use read::{AlignedRead, MblockRead};
 pub use shard::MdcStats;
 
 use crate::dev::DeviceRef;
-use crate::error::{ensure_invariant, invariant_broken, Error, Result};
+use crate::error::{
+    ensure_invariant, invariant_broken, Error, MetadataError, PoolError, Result, StorageError,
+};
 use crate::format::record::CatalogRecord;
 use crate::format::superblock::MediaClass;
 use crate::mdc::Mdc;
@@ -162,7 +164,7 @@ impl Catalog {
         check_sectors(&classes)?;
         let cap = classes[0]
             .as_ref()
-            .ok_or(Error::NoSuchClass(MediaClass::Capacity))?;
+            .ok_or(PoolError::NoSuchClass(MediaClass::Capacity))?;
         let (a0, b0) = mdc0_extents(cap, layout)?;
         let mdc0 = Mdc::create(Arc::clone(&cap.dev), a0, b0, MDC0_LOG_ID)?;
         let (n, zones) = mdc_plan(
@@ -234,7 +236,7 @@ impl Catalog {
         check_sectors(&classes)?;
         let cap = classes[0]
             .as_ref()
-            .ok_or(Error::NoSuchClass(MediaClass::Capacity))?;
+            .ok_or(PoolError::NoSuchClass(MediaClass::Capacity))?;
         let (a0, b0) = mdc0_extents(cap, layout)?;
         let mdc0 = Mdc::open(Arc::clone(&cap.dev), a0, b0, MDC0_LOG_ID)?;
         let mut locs = Vec::new();
@@ -249,9 +251,10 @@ impl Catalog {
                 } => locs.push((index, zone_a, zone_b, zones)),
                 CatalogRecord::RootMdc { id } => root = Some(id),
                 other => {
-                    return Err(Error::Corrupt(format!(
+                    return Err(MetadataError::Corrupt(format!(
                         "MDC0 holds an object record: {other:?}"
-                    )))
+                    ))
+                    .into())
                 }
             }
         }
@@ -262,12 +265,13 @@ impl Catalog {
                 .enumerate()
                 .any(|(i, l)| usize::from(l.0) != i + 1)
         {
-            return Err(Error::Corrupt(format!(
+            return Err(MetadataError::Corrupt(format!(
                 "MDC0 lists MDCs {:?}, expected 1..N",
                 locs.iter().map(|l| l.0).collect::<Vec<_>>()
-            )));
+            ))
+            .into());
         }
-        let root = root.ok_or_else(|| Error::Corrupt("MDC0 names no root MDC".into()))?;
+        let root = root.ok_or_else(|| MetadataError::Corrupt("MDC0 names no root MDC".into()))?;
         // Open and replay the shards (in parallel: each is an independent log).
         let replayed: Vec<Result<Shard>> = std::thread::scope(|s| {
             let hs: Vec<_> = locs
@@ -284,9 +288,10 @@ impl Catalog {
                             .keys()
                             .find(|k| ObjectId::from_raw(**k).is_none_or(|id| id.mdc() != index))
                         {
-                            return Err(Error::Corrupt(format!(
+                            return Err(MetadataError::Corrupt(format!(
                                 "MDC{index} holds object {bad:#x} of another MDC"
-                            )));
+                            ))
+                            .into());
                         }
                         let dropped = unfinished_commits(index, classes, &r.objs, &r.tail_commits);
                         for id in &dropped {
@@ -348,30 +353,31 @@ impl Catalog {
         for s in &shards {
             cap.map
                 .claim(s.loc.0, s.loc.2)
-                .map_err(|e| Error::Corrupt(format!("MDC{} log A: {e}", s.index)))?;
+                .map_err(|e| MetadataError::Corrupt(format!("MDC{} log A: {e}", s.index)))?;
             cap.map
                 .claim(s.loc.1, s.loc.2)
-                .map_err(|e| Error::Corrupt(format!("MDC{} log B: {e}", s.index)))?;
+                .map_err(|e| MetadataError::Corrupt(format!("MDC{} log B: {e}", s.index)))?;
             for (id, o) in rlock(&s.objs).iter() {
                 // Replay refused an ID of another MDC or of no valid type.
                 let id = ObjectId::from_raw(*id)
                     .ok_or_else(|| invariant_broken(format!("object table key {id:#x}")))?;
                 let c = classes[o.class().index()].as_ref().ok_or_else(|| {
-                    Error::Corrupt(format!(
+                    MetadataError::Corrupt(format!(
                         "object {id} is in the {} class, which the pool lacks",
                         o.class()
                     ))
                 })?;
                 if id.ty() == ObjType::Mblock && u64::from(o.a) > c.zone_size {
-                    return Err(Error::Corrupt(format!(
+                    return Err(MetadataError::Corrupt(format!(
                         "mblock {id} is {} bytes long; its zone holds {}",
                         o.a, c.zone_size
-                    )));
+                    ))
+                    .into());
                 }
                 for (z, n) in o.zones(id.ty()) {
                     c.map
                         .claim(z, n)
-                        .map_err(|e| Error::Corrupt(format!("object {id}: {e}")))?;
+                        .map_err(|e| MetadataError::Corrupt(format!("object {id}: {e}")))?;
                 }
             }
         }
@@ -421,7 +427,7 @@ impl Catalog {
         crate::superblock::check_sector(c.dev.as_ref())?;
         self.inner.classes[class.index()]
             .set(c)
-            .map_err(|_| Error::ClassExists(class))
+            .map_err(|_| PoolError::ClassExists(class).into())
     }
 
     /// Compactions done since open.
@@ -481,13 +487,14 @@ impl Drop for Catalog {
 /// Space-map errors that reach the pool's caller: no space, and claims
 /// that fail while the map is rebuilt from the metadata at open (two
 /// objects on one zone, a zone outside its class: the media contradicts
-/// itself). A failed release never comes here: it is a broken invariant
-/// ([`crate::space_map::ClassMap::release`]).
+/// itself). No space is a [`StorageError`], a failed claim corrupt
+/// metadata ([`MetadataError::Corrupt`]). A failed release never comes
+/// here: it is a broken invariant (`ClassMap::release`).
 impl From<crate::space_map::SpaceMapError> for Error {
     fn from(e: crate::space_map::SpaceMapError) -> Self {
         match e {
-            crate::space_map::SpaceMapError::NoSpace { .. } => Error::NoSpace(e),
-            other => Error::Corrupt(other.to_string()),
+            crate::space_map::SpaceMapError::NoSpace { .. } => StorageError::NoSpace(e).into(),
+            other => MetadataError::Corrupt(other.to_string()).into(),
         }
     }
 }
@@ -518,7 +525,7 @@ mod tests {
             Catalog::open([class(), None], layout, false, true).map(|_| ()),
         ] {
             match r {
-                Err(e @ Error::SectorTooLarge { .. }) => {
+                Err(e @ Error::Pool(PoolError::SectorTooLarge { .. })) => {
                     assert!(e.to_string().contains(&format!("{}-byte", SECTOR_MAX * 2)));
                 }
                 other => panic!("expected SectorTooLarge, got {other:?}"),
@@ -564,7 +571,9 @@ mod tests {
             .unwrap();
         drop(pmd);
         match Catalog::open([class(), None], layout, false, true) {
-            Err(Error::Corrupt(why)) => assert!(why.contains("its zone holds"), "{why}"),
+            Err(Error::Metadata(MetadataError::Corrupt(why))) => {
+                assert!(why.contains("its zone holds"), "{why}")
+            }
             other => panic!("expected a corruption error, got {other:?}"),
         }
     }

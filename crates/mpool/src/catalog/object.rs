@@ -3,7 +3,7 @@
 
 use super::mblock::WriteState;
 use super::{lock, rlock, Catalog};
-use crate::error::{invariant_broken, Error, Result};
+use crate::error::{invariant_broken, ObjectError, Result};
 use crate::format::record::CatalogRecord;
 use crate::format::superblock::MediaClass;
 use crate::objid::{ObjType, ObjectId};
@@ -112,7 +112,7 @@ impl Catalog {
             return self.obj_props(id, &o);
         }
         let Some(p) = self.pending(id) else {
-            return Err(Error::NotFound(id));
+            return Err(ObjectError::NotFound(id).into());
         };
         let g = lock(&p);
         match g.as_ref() {
@@ -141,7 +141,7 @@ impl Catalog {
                     zone: *zone,
                 })
             }
-            None => Err(Error::NotFound(id)),
+            None => Err(ObjectError::NotFound(id).into()),
         }
     }
 

@@ -3,7 +3,7 @@
 
 use super::{mblock, Catalog};
 use crate::dev::DeviceRef;
-use crate::error::{ensure_invariant, Error, Result};
+use crate::error::{ensure_invariant, ObjectError, Result};
 use crate::format::superblock::MediaClass;
 use crate::io::AlignedBuf;
 use crate::objid::{ObjType, ObjectId};
@@ -69,12 +69,13 @@ impl Catalog {
             .saturating_mul(slack.max(1))
             .min(c.zone_size);
         if offset.checked_add(n as u64).is_none_or(|end| end > limit) {
-            return Err(Error::ReadOutOfRange {
+            return Err(ObjectError::ReadOutOfRange {
                 id,
                 offset,
                 len: n as u64,
                 size: len,
-            });
+            }
+            .into());
         }
         Ok((o.class(), c.off(o.zone), len))
     }
@@ -176,7 +177,7 @@ impl Catalog {
     /// Verify the content CRC of a committed mblock.
     pub(crate) fn verify(&self, id: ObjectId) -> Result<()> {
         let Some(o) = self.committed(id)? else {
-            return Err(Error::NotFound(id));
+            return Err(ObjectError::NotFound(id).into());
         };
         if id.ty() != ObjType::Mblock {
             return Ok(());
@@ -184,11 +185,12 @@ impl Catalog {
         let c = self.inner.class(o.class())?;
         let crc = mblock::content_crc(c.dev.as_ref(), c.off(o.zone), u64::from(o.a))?;
         if crc != o.b {
-            return Err(Error::ChecksumMismatch {
+            return Err(ObjectError::ChecksumMismatch {
                 id,
                 stored: o.b,
                 computed: crc,
-            });
+            }
+            .into());
         }
         Ok(())
     }

@@ -12,7 +12,7 @@
 
 use super::Catalog;
 use crate::dev::{from_req_err, DevError, DevQueue};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, StorageError};
 use crate::format::superblock::MediaClass;
 use crate::io::{AlignedBuf, Arena, IoKind, IoReq};
 use crate::objid::ObjectId;
@@ -297,7 +297,14 @@ impl<'a> MblockReader<'a> {
             Err(e) => self
                 .pmd
                 .class_dev(f.class)
-                .map(|d| Error::Dev(from_req_err(d.info(), IoKind::Read, req.offset, e)))
+                .map(|d| {
+                    Error::Storage(StorageError::Dev(from_req_err(
+                        d.info(),
+                        IoKind::Read,
+                        req.offset,
+                        e,
+                    )))
+                })
                 .and_then(Err),
         };
         self.ready.push_back(done);
@@ -311,12 +318,13 @@ impl<'a> MblockReader<'a> {
             *q = None;
         }
         let lost = || {
-            Error::Dev(DevError::Io {
+            StorageError::Dev(DevError::Io {
                 op: "read",
                 device: "I/O queue".into(),
                 offset: 0,
                 source: std::io::Error::new(e.kind(), e.to_string()),
             })
+            .into()
         };
         for (tag, f) in self.flights.iter_mut().enumerate() {
             if f.is_some_and(|f| f.class == class) {

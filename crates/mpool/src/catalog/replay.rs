@@ -4,7 +4,7 @@
 use super::mblock;
 use super::object::Obj;
 use super::ClassDev;
-use crate::error::{Error, Result};
+use crate::error::{MetadataError, Result};
 use crate::format::record::CatalogRecord;
 use crate::mdc::Mdc;
 use crate::mlog::Lsn;
@@ -56,9 +56,10 @@ pub(super) fn replay(index: u8, mdc: &Mdc, shared_commits: bool) -> Result<Repla
                 shared_flush,
             } => {
                 if shared_flush && !shared_commits {
-                    return Err(Error::Corrupt(format!(
+                    return Err(MetadataError::Corrupt(format!(
                         "MDC{index}: a one-flush commit record (type 7) in a format-1 pool"
-                    )));
+                    ))
+                    .into());
                 }
                 r.max_uniq = r.max_uniq.max(id.uniq());
                 if shared_flush && lsn >= tail {
@@ -96,9 +97,10 @@ pub(super) fn replay(index: u8, mdc: &Mdc, shared_commits: bool) -> Result<Repla
                 r.objs.remove(&id.raw());
             }
             other => {
-                return Err(Error::Corrupt(format!(
+                return Err(MetadataError::Corrupt(format!(
                     "MDC{index} holds an MDC0 record: {other:?}"
-                )))
+                ))
+                .into())
             }
         }
     }
@@ -152,5 +154,6 @@ pub(super) fn unfinished_commits(
 }
 
 pub(super) fn decode(shard: u8, rec: &[u8]) -> Result<CatalogRecord> {
-    CatalogRecord::decode(rec).map_err(|e| Error::Corrupt(format!("MDC{shard}: {e}")))
+    CatalogRecord::decode(rec)
+        .map_err(|e| MetadataError::Corrupt(format!("MDC{shard}: {e}")).into())
 }

@@ -3,7 +3,9 @@
 
 use super::object::Obj;
 use super::{lock, rlock, wlock, Catalog, ClassDev, Inner, UNIQ_STEP};
-use crate::error::{ensure_invariant, invariant_broken, Error, Result};
+use crate::error::{
+    ensure_invariant, invariant_broken, Error, MetadataError, ObjectError, PoolError, Result,
+};
 use crate::format::record::CatalogRecord;
 use crate::format::superblock::MediaClass;
 use crate::mdc::{Mdc, MdcError};
@@ -61,10 +63,11 @@ impl Shard {
     /// Refuse work on an MDC whose compaction ended in doubt.
     pub(super) fn check_broken(&self) -> Result<()> {
         match lock(&self.broken).as_ref() {
-            Some(why) => Err(Error::MetadataFailed {
+            Some(why) => Err(MetadataError::Failed {
                 mdc: self.index,
                 reason: why.clone(),
-            }),
+            }
+            .into()),
             None => Ok(()),
         }
     }
@@ -78,18 +81,18 @@ impl Inner {
     pub(super) fn class(&self, class: MediaClass) -> Result<&ClassDev> {
         self.classes[class.index()]
             .get()
-            .ok_or(Error::NoSuchClass(class))
+            .ok_or(PoolError::NoSuchClass(class).into())
     }
 
     pub(super) fn shard(&self, id: ObjectId) -> Result<&Shard> {
         self.shards
             .get(usize::from(id.mdc()).wrapping_sub(1))
-            .ok_or(Error::NotFound(id))
+            .ok_or(ObjectError::NotFound(id).into())
     }
 
     pub(super) fn check_writable(&self) -> Result<()> {
         if self.read_only {
-            return Err(Error::ReadOnly("pool".into()));
+            return Err(PoolError::ReadOnly("pool".into()).into());
         }
         Ok(())
     }
@@ -189,7 +192,7 @@ impl Inner {
             }
             self.compact(s).map_err(give_back)?;
         }
-        Err(give_back(Error::MetadataFull { mdc: s.index }))
+        Err(give_back(MetadataError::Full { mdc: s.index }.into()))
     }
 
     /// A new ID in the next shard; a checkpoint is made durable first when needed.
@@ -201,7 +204,7 @@ impl Inner {
             .ok_or_else(|| invariant_broken("an open pool with no MDCs"))?;
         let mut u = lock(&s.uniq);
         if *u >= UNIQ_MAX {
-            return Err(Error::IdsExhausted { mdc: s.index });
+            return Err(MetadataError::IdsExhausted { mdc: s.index }.into());
         }
         if *u >= s.ckpt.load(Ordering::Acquire) {
             let next = *u + UNIQ_STEP;

@@ -7,7 +7,7 @@ use super::{lock, MemberDev, Pool};
 use crate::admin::rundir;
 use crate::catalog::{Catalog, ClassDev, Layout};
 use crate::dev::{Device, DeviceRef, FileDevice, OpenOptions as DevOpenOptions};
-use crate::error::{Error, Result};
+use crate::error::{Error, PoolError, Result};
 use crate::format::superblock::{MediaClass, Superblock};
 use crate::io::EngineChoice;
 use crate::space_map::ClassMap;
@@ -42,10 +42,11 @@ pub(super) fn lock_member(f: &FileDevice, read_only: bool, name: &str, uuid: &Uu
     };
     match r {
         Ok(()) => Ok(()),
-        Err(TryLockError::WouldBlock) => Err(Error::PoolBusy {
+        Err(TryLockError::WouldBlock) => Err(PoolError::Busy {
             name: name.to_string(),
             pid: rundir::read_holder(&uuid.to_string()),
-        }),
+        }
+        .into()),
         Err(TryLockError::Error(e)) => {
             Err(Error::file(f.info().path.clone().unwrap_or_default(), e))
         }
@@ -72,10 +73,11 @@ fn assemble(
                 .iter()
                 .find_map(|c| c.as_ref().err().cloned())
                 .unwrap_or(crate::format::superblock::SuperblockError::NoMagic);
-            return Err(Error::Superblock {
+            return Err(PoolError::Superblock {
                 device: name,
                 source,
-            });
+            }
+            .into());
         };
         let damaged = r.damaged();
         found.push((p, name, d, s, damaged));
@@ -103,10 +105,11 @@ fn assemble(
         .filter(|m| !found.iter().any(|f| f.3.dev_uuid == m.dev_uuid))
         .count();
     if missing > 0 {
-        return Err(Error::Incomplete {
+        return Err(PoolError::Incomplete {
             name: newest.name.clone(),
             missing,
-        });
+        }
+        .into());
     }
     let mut members = Vec::new();
     for (p, _, d, s, mut damaged) in found {
@@ -175,7 +178,7 @@ impl Pool {
     /// Open an active pool by name or UUID.
     pub fn open(name_or_uuid: &str, opts: &OpenOptions) -> Result<Pool> {
         let Some(ent) = rundir::find_active(name_or_uuid)? else {
-            return Err(Error::PoolNotFound(name_or_uuid.to_string()));
+            return Err(PoolError::NotFound(name_or_uuid.to_string()).into());
         };
         Self::open_paths(&ent.devices, opts)
     }
@@ -247,7 +250,7 @@ impl Pool {
     /// Write the pool superblock (after `f` changed it) to every member, one at a time.
     pub(crate) fn update_sb(&self, f: impl FnOnce(&mut Superblock) -> Result<()>) -> Result<()> {
         if self.inner.read_only {
-            return Err(Error::ReadOnly(self.inner.name.clone()));
+            return Err(PoolError::ReadOnly(self.inner.name.clone()).into());
         }
         let mut cur = lock(&self.inner.sb);
         let mut next = cur.clone();

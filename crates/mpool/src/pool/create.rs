@@ -10,7 +10,7 @@ use crate::admin::ownership::apply_ownership;
 use crate::admin::rundir::{self, ActiveEntry};
 use crate::catalog::{Catalog, ClassDev, Layout};
 use crate::dev::{Device, DeviceKind, DeviceRef};
-use crate::error::{Error, Result};
+use crate::error::{Error, PoolError, Result};
 use crate::format::superblock::{
     validate_label, validate_name, Mdc0Loc, MediaClass, Member, Superblock, MAX_MEMBERS, ZONE_MAX,
     ZONE_MIN,
@@ -124,33 +124,37 @@ fn vet_device(
     crate::superblock::check_sector(dev)?;
     let min = min_size(class, zone);
     if dev.size() < min {
-        return Err(Error::TooSmall {
+        return Err(PoolError::TooSmall {
             device: path.to_string(),
             size: dev.size(),
             min,
             class,
             zone_size: zone,
-        });
+        }
+        .into());
     }
     if let Some(sig) = superblock::probe(dev)? {
         if let Signature::Mpool { name, uuid } = &sig {
             if let Some(a) = rundir::find_active(&uuid.to_string())? {
-                return Err(Error::InOtherPool {
+                return Err(PoolError::InOtherPool {
                     device: format!("{path} (active)"),
                     pool: a.name,
-                });
+                }
+                .into());
             }
             if !force {
-                return Err(Error::InOtherPool {
+                return Err(PoolError::InOtherPool {
                     device: path.to_string(),
                     pool: name.clone(),
-                });
+                }
+                .into());
             }
         } else if !force {
-            return Err(Error::Signature {
+            return Err(PoolError::Signature {
                 device: path.to_string(),
                 sig,
-            });
+            }
+            .into());
         }
     }
     Ok(())
@@ -163,14 +167,15 @@ impl Pool {
     /// active, a missing or too-small device, a device holding a pool,
     /// filesystem or LVM signature (unless `force`), the same device twice.
     pub fn create(name: &str, capacity: &DeviceSpec, opts: &CreateOptions) -> Result<Pool> {
-        validate_name(name).map_err(Error::InvalidName)?;
+        validate_name(name).map_err(PoolError::InvalidName)?;
         validate_label(&opts.label).map_err(Error::InvalidArgument)?;
         let engine = opts.open.engine()?;
         if let Some(a) = rundir::find_active(name)? {
-            return Err(Error::PoolExists {
+            return Err(PoolError::Exists {
                 name: name.into(),
                 detail: format!("active, uuid {}", a.uuid),
-            });
+            }
+            .into());
         }
         let mut specs = vec![(capacity, MediaClass::Capacity)];
         if let Some(s) = &opts.staging {
@@ -296,7 +301,7 @@ impl Pool {
         devs: &[(DeviceRef, MediaClass, u64)],
         label: &str,
     ) -> Result<Uuid> {
-        validate_name(name).map_err(Error::InvalidName)?;
+        validate_name(name).map_err(PoolError::InvalidName)?;
         validate_label(label).map_err(Error::InvalidArgument)?;
         if devs.first().map(|d| d.1) != Some(MediaClass::Capacity)
             || devs.len() > 2
@@ -310,13 +315,14 @@ impl Pool {
             check_zone_size(*zone)?;
             let min = min_size(*class, *zone);
             if d.size() < min {
-                return Err(Error::TooSmall {
+                return Err(PoolError::TooSmall {
                     device: d.info().name(),
                     size: d.size(),
                     min,
                     class: *class,
                     zone_size: *zone,
-                });
+                }
+                .into());
             }
         }
         let uuid = Uuid::new_v4();
@@ -337,11 +343,11 @@ impl Pool {
     /// Add a media class on `spec`'s device. Usable at once.
     pub fn add(&self, class: MediaClass, spec: &DeviceSpec, force: bool) -> Result<()> {
         if self.inner.read_only {
-            return Err(Error::ReadOnly(self.inner.name.clone()));
+            return Err(PoolError::ReadOnly(self.inner.name.clone()).into());
         }
         check_zone_size(spec.zone_size)?;
         if self.classes().contains(&class) {
-            return Err(Error::ClassExists(class));
+            return Err(PoolError::ClassExists(class).into());
         }
         let sb0 = self.sb();
         if sb0.members.len() >= MAX_MEMBERS {
@@ -365,10 +371,11 @@ impl Pool {
                     )));
                 }
                 if rundir::find_active(&uuid.to_string())?.is_some() || !force {
-                    return Err(Error::InOtherPool {
+                    return Err(PoolError::InOtherPool {
                         device: path.clone(),
                         pool: name,
-                    });
+                    }
+                    .into());
                 }
             }
             vet_device(d.as_ref(), &path, class, spec.zone_size, force)?;

@@ -15,7 +15,7 @@ pub use properties::{parse_mode, ClassUsage, DeviceProps, PoolProps, PROPERTIES,
 use crate::admin::rundir;
 use crate::catalog::Catalog;
 use crate::dev::DeviceRef;
-use crate::error::{Error, Result};
+use crate::error::{Error, ObjectError, PoolError, Result};
 use crate::format::superblock::{MediaClass, Superblock};
 use crate::io::AlignedBuf;
 use crate::mdc::Mdc;
@@ -66,7 +66,7 @@ fn check_type(id: ObjectId, ty: ObjType) -> Result<()> {
     if id.ty() == ty {
         Ok(())
     } else {
-        Err(Error::WrongType { id, expected: ty })
+        Err(ObjectError::WrongType { id, expected: ty }.into())
     }
 }
 
@@ -119,7 +119,7 @@ impl Pool {
             .iter()
             .find(|m| m.class == class)
             .map(|m| Arc::clone(&m.dev))
-            .ok_or(Error::NoSuchClass(class))
+            .ok_or(PoolError::NoSuchClass(class).into())
     }
 
     /// Member devices, capacity first, with their paths when opened by path.
@@ -246,7 +246,7 @@ impl Pool {
     /// A buffer may run past the end of the content up to the next multiple
     /// of its alignment (so a whole mblock reads into one buffer), and those
     /// bytes come back zero; past that, or past the mblock's zone, the read
-    /// is refused with [`Error::ReadOutOfRange`]. Every read is checked
+    /// is refused with [`ObjectError::ReadOutOfRange`]. Every read is checked
     /// before any I/O is issued. The buffers come back in the order given;
     /// on an I/O error they are dropped with the batch.
     pub fn mblock_read_aligned(

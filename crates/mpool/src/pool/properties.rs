@@ -6,7 +6,7 @@ use super::{lock, Pool};
 use crate::admin::ownership::apply_ownership;
 use crate::catalog::Catalog;
 use crate::dev::DeviceKind;
-use crate::error::{Error, Result};
+use crate::error::{Error, PoolError, Result};
 use crate::format::superblock::{validate_label, MediaClass, Superblock};
 use serde::Serialize;
 
@@ -264,10 +264,11 @@ impl Pool {
                 .collect::<Vec<_>>()
                 .join(","),
             other => {
-                return Err(Error::UnknownProperty {
+                return Err(PoolError::UnknownProperty {
                     name: other.into(),
                     known: PROPERTIES.join(", "),
-                })
+                }
+                .into())
             }
         })
     }
@@ -304,10 +305,11 @@ impl Pool {
                     )))
                 }
                 other => {
-                    return Err(Error::UnknownProperty {
+                    return Err(PoolError::UnknownProperty {
                         name: other.into(),
                         known: SETTABLE.join(", "),
-                    })
+                    }
+                    .into())
                 }
             }
         }

@@ -322,8 +322,9 @@ fn read_queued(
     dev.clear_failures();
     pushed.map_err(QueuedErr::Read)?;
     match injected {
-        Some(Err(crate::error::Error::Dev(crate::dev::DevError::Io { source, .. })))
-            if source.raw_os_error() == Some(libc::EIO) => {}
+        Some(Err(crate::error::Error::Storage(crate::error::StorageError::Dev(
+            crate::dev::DevError::Io { source, .. },
+        )))) if source.raw_os_error() == Some(libc::EIO) => {}
         other => {
             return Err(QueuedErr::Bad(format!(
                 "mblock {}: an EIO injected under a queued read did not surface: {:?}",
@@ -508,7 +509,7 @@ fn check(inst: &Instance, dev: FaultDevice, seen: &Seen, clean: bool) -> Vec<Str
                 bad.push(format!("object ID {id} handed out again after recovery"))
             }
             Ok(id) => fresh = Some(id),
-            Err(crate::Error::NoSpace(_)) => {}
+            Err(crate::Error::Storage(crate::error::StorageError::NoSpace(_))) => {}
             Err(e) => bad.push(format!("alloc after recovery failed: {e}")),
         }
     }

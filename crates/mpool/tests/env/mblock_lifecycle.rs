@@ -2,7 +2,7 @@
 //! errors for misuse, and everything as it was after a reopen.
 
 use mpool::DeviceSpec;
-use mpool::{CreateOptions, Error, MediaClass, OpenOptions, Pool};
+use mpool::{CreateOptions, Error, MediaClass, ObjectError, OpenOptions, Pool, PoolError};
 
 fn setup() -> (tempfile::TempDir, DeviceSpec) {
     let d = tempfile::tempdir().unwrap();
@@ -32,11 +32,11 @@ fn mblock_lifecycle_and_reopen() {
     let id = pool.mblock_alloc(MediaClass::Capacity).unwrap();
     assert!(matches!(
         pool.mblock_read(id, 0, &mut [0u8; 1]),
-        Err(Error::NotCommitted(_))
+        Err(Error::Object(ObjectError::NotCommitted(_)))
     ));
     assert!(matches!(
         pool.mblock_delete(id),
-        Err(Error::NotCommitted(_))
+        Err(Error::Object(ObjectError::NotCommitted(_)))
     ));
     let a = data(100_000, 1);
     pool.mblock_write(id, &a[..777]).unwrap();
@@ -47,38 +47,50 @@ fn mblock_lifecycle_and_reopen() {
     assert_eq!(p.crc, Some(crc32c::crc32c(&a)));
     assert!(matches!(
         pool.mblock_write(id, b"x"),
-        Err(Error::Committed(_))
+        Err(Error::Object(ObjectError::Committed(_)))
     ));
-    assert!(matches!(pool.mblock_commit(id), Err(Error::Committed(_))));
-    assert!(matches!(pool.mblock_abort(id), Err(Error::Committed(_))));
+    assert!(matches!(
+        pool.mblock_commit(id),
+        Err(Error::Object(ObjectError::Committed(_)))
+    ));
+    assert!(matches!(
+        pool.mblock_abort(id),
+        Err(Error::Object(ObjectError::Committed(_)))
+    ));
     let mut buf = vec![0u8; 5000];
     pool.mblock_read(id, 4093, &mut buf).unwrap();
     assert_eq!(&buf[..], &a[4093..9093]);
     assert!(matches!(
         pool.mblock_read(id, 99_999, &mut [0u8; 2]),
-        Err(Error::ReadOutOfRange { .. })
+        Err(Error::Object(ObjectError::ReadOutOfRange { .. }))
     ));
     assert!(matches!(
         pool.mblock_write(id, &vec![0u8; 2 << 20]),
-        Err(Error::Committed(_))
+        Err(Error::Object(ObjectError::Committed(_)))
     ));
 
     let full = pool.mblock_alloc(MediaClass::Capacity).unwrap();
     assert!(matches!(
         pool.mblock_write(full, &vec![0u8; (1 << 20) + 1]),
-        Err(Error::MblockFull { .. })
+        Err(Error::Object(ObjectError::MblockFull { .. }))
     ));
     pool.mblock_abort(full).unwrap();
-    assert!(matches!(pool.mblock_abort(full), Err(Error::NotFound(_))));
+    assert!(matches!(
+        pool.mblock_abort(full),
+        Err(Error::Object(ObjectError::NotFound(_)))
+    ));
 
     let gone = pool.mblock_alloc(MediaClass::Capacity).unwrap();
     pool.mblock_write(gone, b"bye").unwrap();
     pool.mblock_commit(gone).unwrap();
     pool.mblock_delete(gone).unwrap();
-    assert!(matches!(pool.mblock_delete(gone), Err(Error::NotFound(_))));
+    assert!(matches!(
+        pool.mblock_delete(gone),
+        Err(Error::Object(ObjectError::NotFound(_)))
+    ));
     assert!(matches!(
         pool.mblock_alloc(MediaClass::Staging),
-        Err(Error::NoSuchClass(MediaClass::Staging))
+        Err(Error::Pool(PoolError::NoSuchClass(MediaClass::Staging)))
     ));
     let uncommitted = pool.mblock_alloc(MediaClass::Capacity).unwrap();
     pool.mblock_write(uncommitted, b"lost on close").unwrap();

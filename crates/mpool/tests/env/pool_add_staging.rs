@@ -3,7 +3,7 @@
 //! everything is where it was put.
 
 use mpool::DeviceSpec;
-use mpool::{CreateOptions, Error, MediaClass, OpenOptions, Pool};
+use mpool::{CreateOptions, Error, MediaClass, OpenOptions, Pool, PoolError};
 
 #[test]
 fn staging_added_to_an_open_pool_is_usable_at_once() {
@@ -19,11 +19,11 @@ fn staging_added_to_an_open_pool_is_usable_at_once() {
     let pool = Pool::create("st", &cap, &CreateOptions::default()).unwrap();
     assert!(matches!(
         pool.mblock_alloc(MediaClass::Staging),
-        Err(Error::NoSuchClass(MediaClass::Staging))
+        Err(Error::Pool(PoolError::NoSuchClass(MediaClass::Staging)))
     ));
     assert!(matches!(
         pool.mlog_alloc(MediaClass::Staging, 1 << 20),
-        Err(Error::NoSuchClass(MediaClass::Staging))
+        Err(Error::Pool(PoolError::NoSuchClass(MediaClass::Staging)))
     ));
 
     let stg = DeviceSpec {
@@ -57,7 +57,7 @@ fn staging_added_to_an_open_pool_is_usable_at_once() {
     assert_eq!(used, 3 * (256 << 10));
     assert!(matches!(
         pool.add(MediaClass::Staging, &stg, false),
-        Err(Error::ClassExists(MediaClass::Staging))
+        Err(Error::Pool(PoolError::ClassExists(MediaClass::Staging)))
     ));
     drop(pool);
 

@@ -146,7 +146,9 @@ fn rot_after_a_clean_close_is_reported_not_dropped() {
     assert!(pool.object_props(id).is_ok(), "acknowledged commit dropped");
     assert!(matches!(
         pool.mblock_verify(id),
-        Err(mpool::Error::ChecksumMismatch { .. })
+        Err(mpool::Error::Object(
+            mpool::ObjectError::ChecksumMismatch { .. }
+        ))
     ));
 }
 
@@ -304,7 +306,9 @@ fn a_one_flush_commit_record_in_a_format_1_pool_is_corruption() {
     sb.version = 1;
     mpool::superblock::write(d.as_ref(), &sb).unwrap();
     match Pool::open_on(vec![Arc::clone(&d)], true) {
-        Err(mpool::Error::Corrupt(why)) => assert!(why.contains("type 7"), "{why}"),
+        Err(mpool::Error::Metadata(mpool::MetadataError::Corrupt(why))) => {
+            assert!(why.contains("type 7"), "{why}")
+        }
         other => panic!("expected a corruption error, got {:?}", other.map(|_| ())),
     }
 }
@@ -356,7 +360,10 @@ fn a_compaction_whose_end_marker_failed_stops_its_mdc_until_reopen() {
         p.mblock_commit(m).map(|_| ())
     });
     assert!(
-        matches!(r, Err(mpool::Error::MetadataFailed { .. })),
+        matches!(
+            r,
+            Err(mpool::Error::Metadata(mpool::MetadataError::Failed { .. }))
+        ),
         "the MDC took a record after a compaction in doubt: {r:?}"
     );
     drop(p);

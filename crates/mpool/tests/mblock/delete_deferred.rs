@@ -5,7 +5,7 @@
 //! gone.
 
 use mpool::dev::{CrashMode, DeviceRef, FaultDevice};
-use mpool::{Error, MediaClass, ObjectId, Pool};
+use mpool::{Error, MediaClass, ObjectError, ObjectId, Pool, PoolError, StorageError};
 use std::sync::Arc;
 
 const ZONE: u64 = 64 * 1024;
@@ -50,12 +50,15 @@ fn deferred_delete_is_gone_at_once_and_frees_its_zone_when_durable() {
     );
     assert!(matches!(
         pool.mblock_read(id, 0, &mut [0u8; 1]),
-        Err(Error::NotFound(_))
+        Err(Error::Object(ObjectError::NotFound(_)))
     ));
-    assert!(matches!(pool.mblock_delete(id), Err(Error::NotFound(_))));
+    assert!(matches!(
+        pool.mblock_delete(id),
+        Err(Error::Object(ObjectError::NotFound(_)))
+    ));
     assert!(matches!(
         pool.mblock_delete_deferred(id),
-        Err(Error::NotFound(_))
+        Err(Error::Object(ObjectError::NotFound(_)))
     ));
     assert_eq!(
         pool.usage()[0].used,
@@ -128,12 +131,12 @@ fn zones_are_not_reused_before_the_delete_is_durable() {
     let ids: Vec<ObjectId> = (0..n).map(|i| commit(&pool, 100, i as u8)).collect();
     assert!(matches!(
         pool.mblock_alloc(MediaClass::Capacity),
-        Err(Error::NoSpace(_))
+        Err(Error::Storage(StorageError::NoSpace(_)))
     ));
     pool.mblock_delete_deferred(ids[0]).unwrap();
     // Unless the background thread got there first, the pool is still full.
     match pool.mblock_alloc(MediaClass::Capacity) {
-        Err(Error::NoSpace(_)) => {}
+        Err(Error::Storage(StorageError::NoSpace(_))) => {}
         Ok(id) => {
             pool.mblock_abort(id).unwrap();
             assert!(reopen(&dev, CrashMode::DropAll)
@@ -160,13 +163,13 @@ fn bad_requests_get_typed_errors_and_change_nothing() {
     let pending = pool.mblock_alloc(MediaClass::Capacity).unwrap();
     assert!(matches!(
         pool.mblock_delete_deferred(pending),
-        Err(Error::NotCommitted(_))
+        Err(Error::Object(ObjectError::NotCommitted(_)))
     ));
     let log = pool.mlog_alloc(MediaClass::Capacity, ZONE).unwrap();
     pool.mlog_commit(log).unwrap();
     assert!(matches!(
         pool.mblock_delete_deferred(log),
-        Err(Error::WrongType { .. })
+        Err(Error::Object(ObjectError::WrongType { .. }))
     ));
     pool.mblock_abort(pending).unwrap();
     drop(pool);
@@ -174,9 +177,12 @@ fn bad_requests_get_typed_errors_and_change_nothing() {
     let ro = Pool::open_on(vec![d], true).unwrap();
     assert!(matches!(
         ro.mblock_delete_deferred(id),
-        Err(Error::ReadOnly(_))
+        Err(Error::Pool(PoolError::ReadOnly(_)))
     ));
-    assert!(matches!(ro.sync(), Err(Error::ReadOnly(_))));
+    assert!(matches!(
+        ro.sync(),
+        Err(Error::Pool(PoolError::ReadOnly(_)))
+    ));
     drop(ro);
     let p = reopen(&dev, CrashMode::DropAll);
     assert!(p.object_props(id).is_ok() && p.object_props(log).is_ok());

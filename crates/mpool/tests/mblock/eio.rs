@@ -3,7 +3,7 @@
 //! failed read is a device error, never data.
 
 use mpool::dev::{DeviceRef, FaultDevice};
-use mpool::{Error, MediaClass, Pool};
+use mpool::{Error, MediaClass, ObjectError, Pool, StorageError};
 use std::sync::Arc;
 
 const ZONE: u64 = 64 * 1024;
@@ -20,14 +20,17 @@ fn eio_on_mblock_write_and_read() {
     fault.fail_writes(zone * ZONE..(zone + 1) * ZONE);
     assert!(matches!(
         pool.mblock_write(id, &[7u8; 10_000]),
-        Err(Error::Dev(_))
+        Err(Error::Storage(StorageError::Dev(_)))
     ));
     fault.clear_failures();
     assert!(matches!(
         pool.mblock_write(id, &[7u8; 10]),
-        Err(Error::WriteFailed(_))
+        Err(Error::Object(ObjectError::WriteFailed(_)))
     ));
-    assert!(matches!(pool.mblock_commit(id), Err(Error::WriteFailed(_))));
+    assert!(matches!(
+        pool.mblock_commit(id),
+        Err(Error::Object(ObjectError::WriteFailed(_)))
+    ));
     pool.mblock_abort(id).unwrap();
 
     let ok = pool.mblock_alloc(MediaClass::Capacity).unwrap();
@@ -38,9 +41,12 @@ fn eio_on_mblock_write_and_read() {
     let mut b = vec![0u8; 100];
     assert!(matches!(
         pool.mblock_read(ok, 0, &mut b),
-        Err(Error::Dev(_))
+        Err(Error::Storage(StorageError::Dev(_)))
     ));
-    assert!(matches!(pool.mblock_verify(ok), Err(Error::Dev(_))));
+    assert!(matches!(
+        pool.mblock_verify(ok),
+        Err(Error::Storage(StorageError::Dev(_)))
+    ));
     fault.clear_failures();
     pool.mblock_read(ok, 4000, &mut b).unwrap();
     assert!(b.iter().all(|&x| x == 9));
@@ -48,7 +54,7 @@ fn eio_on_mblock_write_and_read() {
     fault.flip_bit(z * ZONE + 17, 3);
     assert!(matches!(
         pool.mblock_verify(ok),
-        Err(Error::ChecksumMismatch { .. })
+        Err(Error::Object(ObjectError::ChecksumMismatch { .. }))
     ));
     let rep = pool.check(&mut |_, _| {}).unwrap();
     assert_eq!(rep.problems.len(), 1, "{:?}", rep.problems);

@@ -9,7 +9,7 @@ use crate::pool_common;
 
 use mpool::dev::{Device, FaultDevice};
 use mpool::io::AlignedBuf;
-use mpool::{AlignedRead, Error, MediaClass, ObjectId, Pool};
+use mpool::{AlignedRead, Error, MediaClass, ObjectError, ObjectId, Pool, StorageError};
 use std::sync::Arc;
 
 const ZONE: u64 = 64 * 1024;
@@ -138,24 +138,27 @@ fn a_bad_read_fails_the_call_before_any_io() {
     let bad: Vec<(AlignedRead, Expect)> = vec![
         // Past the content rounded up to the buffer's alignment (12288).
         (read(id, 8192, 8192, 4096), |e| {
-            matches!(e, Error::ReadOutOfRange { size: 10_000, .. })
+            matches!(
+                e,
+                Error::Object(ObjectError::ReadOutOfRange { size: 10_000, .. })
+            )
         }),
         // Starting past it.
         (read(id, 12_288, 4096, 4096), |e| {
-            matches!(e, Error::ReadOutOfRange { .. })
+            matches!(e, Error::Object(ObjectError::ReadOutOfRange { .. }))
         }),
         // Past the zone, however aligned the buffer.
         (read(id, 0, 2 * ZONE as usize, 2 * ZONE as usize), |e| {
-            matches!(e, Error::ReadOutOfRange { .. })
+            matches!(e, Error::Object(ObjectError::ReadOutOfRange { .. }))
         }),
         (read(id, u64::MAX - 100, 4096, 4096), |e| {
-            matches!(e, Error::ReadOutOfRange { .. })
+            matches!(e, Error::Object(ObjectError::ReadOutOfRange { .. }))
         }),
         (read(pending, 0, 4096, 4096), |e| {
-            matches!(e, Error::NotCommitted(_))
+            matches!(e, Error::Object(ObjectError::NotCommitted(_)))
         }),
         (read(mlog, 0, 4096, 4096), |e| {
-            matches!(e, Error::WrongType { .. })
+            matches!(e, Error::Object(ObjectError::WrongType { .. }))
         }),
     ];
     for (r, want) in bad {
@@ -173,7 +176,10 @@ fn a_bad_read_fails_the_call_before_any_io() {
         .pool
         .mblock_read_aligned(vec![read(id, 0, 4096, 4096)], 4)
         .unwrap_err();
-    assert!(matches!(err, Error::NotFound(_)), "{err:?}");
+    assert!(
+        matches!(err, Error::Object(ObjectError::NotFound(_))),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -188,7 +194,10 @@ fn device_errors_are_reported() {
             .pool
             .mblock_read_aligned(vec![read(id, 0, 4096, 4096), read(id, off, 4096, align)], 4)
             .unwrap_err();
-        assert!(matches!(err, Error::Dev(_)), "{err:?}");
+        assert!(
+            matches!(err, Error::Storage(StorageError::Dev(_))),
+            "{err:?}"
+        );
     }
     s.cap.clear_failures();
     let out = s

@@ -3,7 +3,7 @@
 //! before any I/O, with the same typed errors as a single read.
 
 use mpool::dev::{DeviceRef, MemDevice};
-use mpool::{Error, MblockRead, MediaClass, Pool};
+use mpool::{Error, MblockRead, MediaClass, ObjectError, Pool};
 use std::sync::Arc;
 
 const ZONE: u64 = 64 * 1024;
@@ -81,7 +81,7 @@ fn batched_reads_match_single_reads() {
     ];
     assert!(matches!(
         pool.mblock_read_batch(&mut bad),
-        Err(Error::ReadOutOfRange { .. })
+        Err(Error::Object(ObjectError::ReadOutOfRange { .. }))
     ));
     let open = pool.mblock_alloc(MediaClass::Capacity).unwrap();
     let mut c = [0u8; 1];
@@ -91,7 +91,7 @@ fn batched_reads_match_single_reads() {
             offset: 0,
             buf: &mut c
         }]),
-        Err(Error::NotCommitted(_))
+        Err(Error::Object(ObjectError::NotCommitted(_)))
     ));
 }
 

@@ -9,7 +9,7 @@ use crate::pool_common;
 
 use mpool::dev::{DevError, Device, DeviceRef, FaultDevice, FileDevice, MemDevice, OpenOptions};
 use mpool::io::{AlignedBuf, EngineChoice, IoReq, Queue};
-use mpool::{AlignedRead, Error, MediaClass, ObjectId, Pool};
+use mpool::{AlignedRead, Error, MediaClass, ObjectError, ObjectId, Pool, StorageError};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -148,11 +148,11 @@ fn bad_reads_are_refused_at_push_and_the_reader_goes_on() {
     };
     assert!(matches!(
         rd.push(read(id, 53_248)),
-        Err(Error::ReadOutOfRange { .. })
+        Err(Error::Object(ObjectError::ReadOutOfRange { .. }))
     ));
     assert!(matches!(
         rd.push(read(pending, 0)),
-        Err(Error::NotCommitted(_))
+        Err(Error::Object(ObjectError::NotCommitted(_)))
     ));
     assert!(rd.is_idle());
     // A device error comes back with its read; the others are fine.
@@ -170,7 +170,7 @@ fn bad_reads_are_refused_at_push_and_the_reader_goes_on() {
                 assert!(r.buf[..] == data[off..off + 4096]);
                 ok += 1;
             }
-            Err(Error::Dev(_)) => failed += 1,
+            Err(Error::Storage(StorageError::Dev(_))) => failed += 1,
             Err(e) => panic!("unexpected {e:?}"),
         }
     }
@@ -406,9 +406,9 @@ fn fault_device_faults_reach_queued_reads() {
                 assert!(r.buf[..] == data[off..off + 4096], "content at {off}");
                 ok += 1;
             }
-            Err(Error::Dev(DevError::Io {
+            Err(Error::Storage(StorageError::Dev(DevError::Io {
                 op, offset, source, ..
-            })) => {
+            }))) => {
                 assert_eq!((op, offset), ("read", base + 8192));
                 assert_eq!(source.raw_os_error(), Some(5), "EIO: {source}");
                 eio += 1;
@@ -425,7 +425,12 @@ fn fault_device_faults_reach_queued_reads() {
     }
     let crashed = rd
         .by_ref()
-        .filter(|r| matches!(r, Err(Error::Dev(DevError::Crashed { .. }))))
+        .filter(|r| {
+            matches!(
+                r,
+                Err(Error::Storage(StorageError::Dev(DevError::Crashed { .. })))
+            )
+        })
         .count();
     assert_eq!(crashed, 3);
     assert!(rd.is_idle());

@@ -8,7 +8,7 @@ use crate::pool_common;
 
 use mpool::dev::{CrashMode, DeviceRef, FaultDevice};
 use mpool::io::AlignedBuf;
-use mpool::{Error, MediaClass, ObjectId, Pool};
+use mpool::{Error, MediaClass, ObjectError, ObjectId, Pool, StorageError};
 use std::sync::Arc;
 
 const ZONE: u64 = 4 << 20;
@@ -102,7 +102,10 @@ fn committed_aligned_content_survives_a_crash() {
     let s: DeviceRef = Arc::new(stg.reboot(CrashMode::DropAll));
     let pool = Pool::open_on(vec![c, s], false).unwrap();
     assert!(read_all(&pool, id, a.len()) == a);
-    assert!(matches!(pool.object_props(gone), Err(Error::NotFound(_))));
+    assert!(matches!(
+        pool.object_props(gone),
+        Err(Error::Object(ObjectError::NotFound(_)))
+    ));
 }
 
 #[test]
@@ -113,21 +116,30 @@ fn full_and_failed_writes_are_refused() {
     let err = pool
         .mblock_write_aligned(id, AlignedBuf::new(2 * ZONE as usize, 4096))
         .unwrap_err();
-    assert!(matches!(err, Error::MblockFull { .. }), "{err:?}");
+    assert!(
+        matches!(err, Error::Object(ObjectError::MblockFull { .. })),
+        "{err:?}"
+    );
     assert_eq!(cap.stats().writes, before, "nothing written");
     // Not an mblock, not pending, committed.
     let ml = pool.mlog_alloc(MediaClass::Capacity, ZONE).unwrap();
     let err = pool
         .mblock_write_aligned(ml, AlignedBuf::new(4096, 4096))
         .unwrap_err();
-    assert!(matches!(err, Error::WrongType { .. }), "{err:?}");
+    assert!(
+        matches!(err, Error::Object(ObjectError::WrongType { .. })),
+        "{err:?}"
+    );
     pool.mblock_write_aligned(id, AlignedBuf::new(4096, 4096))
         .unwrap();
     pool.mblock_commit(id).unwrap();
     let err = pool
         .mblock_write_aligned(id, AlignedBuf::new(4096, 4096))
         .unwrap_err();
-    assert!(matches!(err, Error::Committed(_)), "{err:?}");
+    assert!(
+        matches!(err, Error::Object(ObjectError::Committed(_))),
+        "{err:?}"
+    );
     // A device error fails the mblock: later writes are refused; abort works.
     let id = pool.mblock_alloc(MediaClass::Capacity).unwrap();
     let base = u64::from(pool.object_props(id).unwrap().zone) * ZONE;
@@ -135,12 +147,18 @@ fn full_and_failed_writes_are_refused() {
     let err = pool
         .mblock_write_aligned(id, AlignedBuf::new(8192, 4096))
         .unwrap_err();
-    assert!(matches!(err, Error::Dev(_)), "{err:?}");
+    assert!(
+        matches!(err, Error::Storage(StorageError::Dev(_))),
+        "{err:?}"
+    );
     cap.clear_failures();
     let err = pool
         .mblock_write_aligned(id, AlignedBuf::new(4096, 4096))
         .unwrap_err();
-    assert!(matches!(err, Error::WriteFailed(_)), "{err:?}");
+    assert!(
+        matches!(err, Error::Object(ObjectError::WriteFailed(_))),
+        "{err:?}"
+    );
     pool.mblock_abort(id).unwrap();
 }
 
@@ -156,7 +174,10 @@ fn a_failed_commit_leaves_the_mblock_writable_at_the_right_offset() {
         let ops = stg.stats().ops;
         stg.fail_op(ops + 2); // the tail sector's write, then the flush
         let err = pool.mblock_commit(id).unwrap_err();
-        assert!(matches!(err, Error::Dev(_)), "{err:?}");
+        assert!(
+            matches!(err, Error::Storage(StorageError::Dev(_))),
+            "{err:?}"
+        );
         stg.clear_failures();
         let b = pattern(4096, 2);
         if aligned_next {

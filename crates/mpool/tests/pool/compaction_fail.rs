@@ -6,7 +6,7 @@
 //! across a reopen and across a crash.
 
 use mpool::dev::{CrashMode, DeviceRef, FaultDevice};
-use mpool::{Error, MediaClass, ObjectId, Pool};
+use mpool::{Error, MediaClass, MetadataError, ObjectId, Pool};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -82,11 +82,11 @@ fn a_compaction_failing_anywhere_loses_nothing() {
                     Ok(_) => {
                         live.insert(id, b"after".to_vec());
                     }
-                    Err(Error::MetadataFailed { .. }) => failed_mdc = true,
+                    Err(Error::Metadata(MetadataError::Failed { .. })) => failed_mdc = true,
                     Err(e) => panic!("op {p}: commit after the failed compaction: {e:?}"),
                 }
             }
-            Err(Error::MetadataFailed { .. }) => failed_mdc = true,
+            Err(Error::Metadata(MetadataError::Failed { .. })) => failed_mdc = true,
             Err(e) => panic!("op {p}: alloc after the failed compaction: {e:?}"),
         }
         if failed_mdc {

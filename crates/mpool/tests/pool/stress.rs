@@ -7,7 +7,7 @@
 
 use mpool::dev::{DeviceRef, MemDevice};
 use mpool::io::AlignedBuf;
-use mpool::{AlignedRead, Error, MediaClass, ObjType, ObjectId, Pool};
+use mpool::{AlignedRead, Error, MediaClass, ObjType, ObjectError, ObjectId, Pool, StorageError};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
@@ -36,7 +36,10 @@ fn verify(pool: &Pool, live: &HashMap<ObjectId, usize>, dead: &[ObjectId], base_
     }
     for id in dead {
         assert!(
-            matches!(pool.object_props(*id), Err(Error::NotFound(_))),
+            matches!(
+                pool.object_props(*id),
+                Err(Error::Object(ObjectError::NotFound(_)))
+            ),
             "{id} should be gone"
         );
     }
@@ -93,7 +96,7 @@ fn eight_threads_mixing_everything() {
                             0..=44 => {
                                 let id = match pool.mblock_alloc(MediaClass::Capacity) {
                                     Ok(id) => id,
-                                    Err(Error::NoSpace(_)) => continue,
+                                    Err(Error::Storage(StorageError::NoSpace(_))) => continue,
                                     Err(e) => panic!("alloc: {e}"),
                                 };
                                 let len = rng.random_range(1..=ZONE as usize);
@@ -112,7 +115,10 @@ fn eight_threads_mixing_everything() {
                             45..=69 if !mine.is_empty() => {
                                 let (id, _) = mine.swap_remove(rng.random_range(0..mine.len()));
                                 pool.mblock_delete(id).unwrap();
-                                assert!(matches!(pool.mblock_delete(id), Err(Error::NotFound(_))));
+                                assert!(matches!(
+                                    pool.mblock_delete(id),
+                                    Err(Error::Object(ObjectError::NotFound(_)))
+                                ));
                                 dead.lock().unwrap().push(id);
                             }
                             70..=76 if !mine.is_empty() => {
