@@ -35,7 +35,7 @@ struct Flight {
 ///
 /// A read whose offset is a multiple of the pool's sector size, into a
 /// buffer aligned at least that much, goes to its device's queue
-/// ([`crate::dev::Device::queue`]): on a file or block device with the
+/// (the device layer's queue of reads in flight): on a file or block device with the
 /// io_uring engine it goes from the device straight into its buffer and
 /// stays in flight until it completes; other devices serve it through
 /// their own read path (with a fault device's faults). Any other read is

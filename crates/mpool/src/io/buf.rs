@@ -35,7 +35,7 @@ unsafe impl Sync for AlignedBuf {}
 impl AlignedBuf {
     /// A zeroed buffer of `len` bytes rounded up to `align`.
     ///
-    /// `align` is raised to [`MIN_ALIGN`] and must be a power of two.
+    /// `align` is raised to 512 (the smallest sector) and must be a power of two.
     pub fn new(len: usize, align: usize) -> Self {
         let align = align.max(MIN_ALIGN).next_power_of_two();
         let len = round_up(len, align);
