@@ -318,11 +318,6 @@ impl Mlog {
         self.id
     }
 
-    /// The device the log lives on.
-    pub fn device(&self) -> &Arc<dyn Device> {
-        &self.dev
-    }
-
     /// The current generation.
     pub fn gen(&self) -> u64 {
         self.lock().gen
