@@ -15,7 +15,7 @@ pub use properties::{parse_mode, ClassUsage, DeviceProps, PoolProps, PROPERTIES,
 use crate::admin::rundir;
 use crate::catalog::Catalog;
 use crate::dev::DeviceRef;
-use crate::error::{Error, ObjectError, PoolError, Result};
+use crate::error::{Error, ObjectError, Result};
 use crate::format::superblock::{MediaClass, Superblock};
 use crate::io::AlignedBuf;
 use crate::mdc::Mdc;
@@ -119,7 +119,7 @@ impl Pool {
             .iter()
             .find(|m| m.class == class)
             .map(|m| Arc::clone(&m.dev))
-            .ok_or(PoolError::NoSuchClass(class).into())
+            .ok_or(crate::error::PoolError::NoSuchClass(class).into())
     }
 
     /// Member devices, capacity first, with their paths when opened by path.
