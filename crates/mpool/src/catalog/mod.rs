@@ -39,7 +39,7 @@ use crate::format::record::CatalogRecord;
 use crate::format::superblock::MediaClass;
 use crate::mdc::Mdc;
 use crate::mlog::Mlog;
-use crate::objid::{ObjType, ObjectId};
+use crate::objid::{MdcId, ObjType, ObjectId};
 use crate::space_map::ClassMap;
 use background::spawn_compactor;
 use compaction::compact_mdc;
@@ -139,7 +139,7 @@ struct Inner {
     /// the same log would not see the first one's buffered appends.
     open_logs: Mutex<HashMap<u64, Arc<Mlog>>>,
     open_mdcs: Mutex<HashMap<u64, Arc<Mdc>>>,
-    root: ObjectId,
+    root: MdcId,
     cursor: AtomicUsize,
     read_only: bool,
     /// Commit capacity-class mblocks with one flush (format version 2).
@@ -268,6 +268,9 @@ impl Catalog {
             )));
         }
         let root = root.ok_or_else(|| Error::Corrupt("MDC0 names no root MDC".into()))?;
+        let root = MdcId::try_from(root).map_err(|_| {
+            Error::Corrupt(format!("MDC0 names {root}, not an MDC, as the root MDC"))
+        })?;
         // Open and replay the shards (in parallel: each is an independent log).
         let replayed: Vec<Result<Shard>> = std::thread::scope(|s| {
             let hs: Vec<_> = locs
@@ -482,7 +485,7 @@ impl Drop for Catalog {
 /// that fail while the map is rebuilt from the metadata at open (two
 /// objects on one zone, a zone outside its class: the media contradicts
 /// itself). A failed release never comes here: it is a broken invariant
-/// ([`crate::space_map::ClassMap::release`]).
+/// (`ClassMap::release`).
 impl From<crate::space_map::SpaceMapError> for Error {
     fn from(e: crate::space_map::SpaceMapError) -> Self {
         match e {
