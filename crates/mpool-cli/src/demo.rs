@@ -241,7 +241,7 @@ pub fn run(a: DemoArgs) -> Result<ExitCode> {
         "close, deactivate, find it again by scanning, activate, reopen",
     );
     let uuid = p.uuid().to_string();
-    drop(p);
+    p.close()?;
     admin::deactivate(&a.name)?;
     let rep = scan::scan(&[cap.clone(), stg.clone()])?;
     let found = rep

@@ -345,9 +345,34 @@ impl Pool {
         Ok(self.pmd()?.compactions())
     }
 
-    /// Close the pool (also done on drop of the last clone).
-    pub fn close(self) {
-        drop(self);
+    /// Close the pool and report what failed. When this is the last clone
+    /// of the handle: the background thread is stopped, every deferred
+    /// delete is made durable (and the metadata logs are left with nothing
+    /// for the next open to verify), and the pool is closed, even when a
+    /// step fails. The first error is returned: a failed flush of the
+    /// metadata, or, for a background thread that had panicked (a bug in
+    /// mpool), [`Error::Internal`] in release builds and a panic in debug
+    /// builds. While other clones are alive, the deferred deletes are made
+    /// durable ([`Pool::sync`]) and the pool stays open until the last
+    /// clone is closed or dropped. A read-only pool has nothing to sync.
+    ///
+    /// Dropping the last clone does the same, best effort: errors are
+    /// logged, not returned.
+    pub fn close(self) -> Result<()> {
+        let inner = match Arc::try_unwrap(self.inner) {
+            Ok(inner) => inner,
+            Err(shared) => {
+                return match shared.pmd.as_ref() {
+                    Some(pmd) if !shared.read_only => pmd.sync(),
+                    _ => Ok(()),
+                };
+            }
+        };
+        let mut inner = inner;
+        let r = inner.pmd.take().map_or(Ok(()), Catalog::close);
+        // The run directory's holder entry is cleared once the metadata is closed.
+        drop(inner);
+        r
     }
 }
 

@@ -241,7 +241,7 @@ fn make_instance(seed: u64, sector: u32, zones: u64) -> Result<Instance, String>
     pool.mlog_commit(mlog)
         .map_err(|e| format!("mlog commit: {e}"))?;
     let base_used = pool.usage().first().map_or(0, |u| u.used / ZONE);
-    drop(pool);
+    pool.close().map_err(|e| format!("close: {e}"))?;
     Ok(Instance {
         seed,
         sector,
@@ -281,7 +281,12 @@ fn run_once(
             });
         }
     });
-    drop(pool);
+    // Without a crash the close must succeed; after one it fails, as the
+    // device does.
+    let closed = pool.close();
+    if point.is_none() {
+        closed.map_err(|e| format!("close after the workload: {e}"))?;
+    }
     Ok((dev, seen.into_inner().unwrap_or_else(|p| p.into_inner())))
 }
 
