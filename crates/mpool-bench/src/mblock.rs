@@ -11,10 +11,11 @@
 //! - randread: a random committed mblock and a random 4 KiB-aligned offset
 //!   in it. Depth 1: one `mblock_read` per read. Depth 32, each form of the
 //!   API: an `MblockReader` kept full (the form closest to fio's
-//!   `--iodepth`), lists of 1024 through `mblock_read_aligned` (zero copy)
-//!   and `mblock_read_queued` (byte slices: bounce buffers and a copy),
-//!   these three alternating with fio in rounds; then `mblock_read_batch`
-//!   from 1 and 4 threads, and 32 threads of `mblock_read`. fio:
+//!   `--iodepth`), lists of 1024 pushed through an `MblockReader` and
+//!   drained (zero copy) and through `mblock_read_batch` at depth 32 (byte
+//!   slices: bounce buffers and a copy), these three alternating with fio
+//!   in rounds; then `mblock_read_batch` with whole batches in flight from
+//!   1 and 4 threads, and 32 threads of `mblock_read`. fio:
 //!   `--rw=randread --bs=4k --ioengine=io_uring --iodepth=1|32` over the
 //!   pool's zones, and, for 32 threads, `--ioengine=psync --numjobs=32`.
 
@@ -23,7 +24,7 @@ use crate::fio::{self, FioEngine, FioJob, Limit};
 use crate::report::{fmt_rate, fmt_ratio, fmt_us, Table};
 use anyhow::{bail, Context, Result};
 use mpool::io::AlignedBuf;
-use mpool::{AlignedRead, CreateOptions, DeviceSpec, MediaClass, ObjectId, OpenOptions, Pool};
+use mpool::{AlignedRead, CreateOptions, DeviceSpec, MblockId, MediaClass, OpenOptions, Pool};
 use serde_json::json;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -109,7 +110,7 @@ fn fio_fig(bin: &Path, job: &FioJob, write: bool) -> Result<Fig> {
 
 /// State of the sequential-write case across its slices.
 struct SeqState {
-    live: VecDeque<ObjectId>,
+    live: VecDeque<MblockId>,
     max_live: usize,
     h: hdrhistogram::Histogram<u64>,
     writes: u64,
@@ -161,7 +162,7 @@ fn seqwrite(pool: &Pool, args: &MblockArgs, runtime: Duration, st: &mut SeqState
 /// about `qd` reads are in flight in all (latency per batch).
 fn randread_batch(
     pool: &Pool,
-    ids: &[ObjectId],
+    ids: &[MblockId],
     len: u64,
     qd: usize,
     threads: usize,
@@ -182,7 +183,7 @@ fn randread_batch(
 /// `mblock_read` at a time.
 fn randread(
     pool: &Pool,
-    ids: &[ObjectId],
+    ids: &[MblockId],
     len: u64,
     threads: usize,
     runtime: Duration,
@@ -193,12 +194,13 @@ fn randread(
 /// 4 KiB random reads of committed mblocks from one thread, as lists of
 /// `list` reads with `qd` in flight (a queue refilled as each read
 /// completes, like fio's iodepth): into the caller's aligned buffers
-/// through `Pool::mblock_read_aligned` when `aligned`, else into plain
-/// byte buffers through `Pool::mblock_read_queued` (read into bounce
-/// buffers, then copied).
+/// through an `MblockReader` (every read of the list pushed, then all
+/// taken) when `aligned`, else into plain byte buffers through
+/// `Pool::mblock_read_batch` at depth `qd` (read into bounce buffers, then
+/// copied).
 fn randread_queued(
     pool: &Pool,
-    ids: &[ObjectId],
+    ids: &[MblockId],
     len: u64,
     qd: usize,
     list: usize,
@@ -219,7 +221,7 @@ fn randread_queued(
 /// `registered`, into buffers registered with the reader's ring.
 fn randread_stream(
     pool: &Pool,
-    ids: &[ObjectId],
+    ids: &[MblockId],
     len: u64,
     qd: usize,
     registered: bool,
@@ -235,10 +237,10 @@ enum Mode {
     Single,
     /// All of a call's reads at once through `mblock_read_batch`.
     Batch,
-    /// A call's reads through `mblock_read_queued` at this depth.
+    /// A call's reads through `mblock_read_batch` at this depth.
     Queued(usize),
-    /// A call's reads into aligned buffers through `mblock_read_aligned`
-    /// at this depth.
+    /// A call's reads into aligned buffers, pushed through an
+    /// `MblockReader` of this depth and all taken before the next call.
     Aligned(usize),
     /// An `MblockReader` of this depth kept full: a read is pushed as soon
     /// as one completes, with the completed one's buffer (latency per read).
@@ -249,7 +251,7 @@ enum Mode {
 /// per call, the way `mode` says.
 fn read_load(
     pool: &Pool,
-    ids: &[ObjectId],
+    ids: &[MblockId],
     len: u64,
     threads: usize,
     per: usize,
@@ -300,21 +302,28 @@ fn read_load(
             }
             return Ok((n, h));
         }
+        let mut list_reader = match mode {
+            Mode::Aligned(qd) => Some(pool.mblock_reader(qd)?),
+            _ => None,
+        };
         while start.elapsed() < runtime {
-            if let Mode::Aligned(qd) = mode {
-                let reads: Vec<AlignedRead> = abufs
-                    .drain(..)
-                    .map(|buf| AlignedRead {
+            if let Some(rd) = list_reader.as_mut() {
+                let t0 = Instant::now();
+                let mut count = 0usize;
+                for buf in abufs.drain(..) {
+                    rd.push(AlignedRead {
                         id: ids[(rng.next() % ids.len() as u64) as usize],
                         offset: (rng.next() % blocks) * 4096,
                         buf,
-                    })
-                    .collect();
-                let t0 = Instant::now();
-                let done = pool.mblock_read_aligned(reads, qd)?;
+                    })?;
+                    count += 1;
+                }
+                for _ in 0..count {
+                    let done = rd.next().context("a read of the list was lost")??;
+                    abufs.push(done.buf);
+                }
                 h.record((t0.elapsed().as_nanos() as u64).max(1))?;
-                n += done.len() as u64;
-                abufs.extend(done.into_iter().map(|r| r.buf));
+                n += count as u64;
                 continue;
             }
             let mut reads: Vec<mpool::MblockRead<'_>> = bufs
@@ -327,9 +336,12 @@ fn read_load(
                 .collect();
             let t0 = Instant::now();
             match mode {
-                Mode::Batch => pool.mblock_read_batch(&mut reads)?,
+                Mode::Batch => {
+                    let depth = reads.len();
+                    pool.mblock_read_batch(&mut reads, depth)?
+                }
                 Mode::Queued(qd) | Mode::Aligned(qd) | Mode::Stream(qd, _) => {
-                    pool.mblock_read_queued(&mut reads, qd)?
+                    pool.mblock_read_batch(&mut reads, qd)?
                 }
                 Mode::Single => {
                     for r in reads.iter_mut() {
@@ -528,7 +540,7 @@ pub fn run(args: &MblockArgs) -> Result<Table> {
             fio_seq,
         );
         let live = st.live;
-        let ids: Vec<ObjectId> = live.iter().copied().collect();
+        let ids: Vec<MblockId> = live.iter().copied().collect();
         if ids.is_empty() {
             bail!("no mblock was committed");
         }
@@ -615,11 +627,11 @@ pub fn run(args: &MblockArgs) -> Result<Table> {
                 &ms,
             ),
             (
-                "lists of 1024 into aligned buffers via mblock_read_aligned".to_string(),
+                "lists of 1024 into aligned buffers via MblockReader".to_string(),
                 &ma,
             ),
             (
-                "lists of 1024 into byte slices via mblock_read_queued".to_string(),
+                "lists of 1024 into byte slices via mblock_read_batch".to_string(),
                 &mq,
             ),
         ] {

@@ -124,7 +124,7 @@ fn fill(pool: &Pool, objects: u64, threads: usize) -> Result<f64> {
                 s.spawn(move || -> Result<()> {
                     while next.fetch_add(1, Ordering::Relaxed) < objects {
                         let id = pool.mblock_alloc(MediaClass::Capacity)?;
-                        pool.mblock_write(id, &id.raw().to_le_bytes())?;
+                        pool.mblock_write(id, &id.object_id().raw().to_le_bytes())?;
                         pool.mblock_commit(id)?;
                         done.fetch_add(1, Ordering::Relaxed);
                     }

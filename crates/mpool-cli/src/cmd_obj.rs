@@ -4,7 +4,9 @@ use crate::fmt::{human, print_json, size_arg, table};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
-use mpool::{MediaClass, ObjType, ObjectId, ObjectProps, OpenOptions, Pool};
+use mpool::{
+    MblockId, MdcId, MediaClass, MlogId, ObjType, ObjectId, ObjectProps, OpenOptions, Pool,
+};
 use std::io::{BufRead, Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -13,7 +15,10 @@ fn class_arg(s: &str) -> Result<MediaClass, String> {
     s.parse()
 }
 
-fn id_arg(s: &str) -> Result<ObjectId, String> {
+/// An object ID of type `T` ([`ObjectId`] for any object): the ID of an
+/// object of another type is refused as it is parsed, with a message that
+/// names both types.
+fn id_arg<T: std::str::FromStr<Err = String>>(s: &str) -> Result<T, String> {
     s.parse()
 }
 
@@ -44,7 +49,7 @@ pub enum MblockCmd {
         /// Pool name or UUID.
         pool: String,
         /// Object ID.
-        #[arg(value_parser = id_arg)]
+        #[arg(value_parser = id_arg::<ObjectId>)]
         id: ObjectId,
         /// Print JSON.
         #[arg(long)]
@@ -64,9 +69,9 @@ pub enum MblockCmd {
     Read {
         /// Pool name or UUID.
         pool: String,
-        /// Object ID.
-        #[arg(value_parser = id_arg)]
-        id: ObjectId,
+        /// Mblock ID.
+        #[arg(value_parser = id_arg::<MblockId>)]
+        id: MblockId,
         /// Output file (default: standard output).
         #[arg(short, long)]
         output: Option<PathBuf>,
@@ -89,9 +94,9 @@ pub enum MblockCmd {
     Delete {
         /// Pool name or UUID.
         pool: String,
-        /// Object IDs.
-        #[arg(required = true, value_parser = id_arg)]
-        ids: Vec<ObjectId>,
+        /// Mblock IDs.
+        #[arg(required = true, value_parser = id_arg::<MblockId>)]
+        ids: Vec<MblockId>,
     },
 }
 
@@ -265,7 +270,7 @@ pub enum MlogCmd {
         /// Pool name or UUID.
         pool: String,
         /// Object ID (mlog or MDC).
-        #[arg(value_parser = id_arg)]
+        #[arg(value_parser = id_arg::<ObjectId>)]
         id: ObjectId,
         /// Print records as hex.
         #[arg(long)]
@@ -281,8 +286,8 @@ pub struct AppendArgs {
     /// Pool name or UUID.
     pool: String,
     /// Object ID of the mlog.
-    #[arg(value_parser = id_arg)]
-    id: ObjectId,
+    #[arg(value_parser = id_arg::<MlogId>)]
+    id: MlogId,
     /// Records (default: each line of standard input).
     records: Vec<String>,
     /// Do not wait for the records to be durable (a final sync is still done).
@@ -318,7 +323,7 @@ pub fn mlog(cmd: MlogCmd) -> Result<ExitCode> {
                     .iter()
                     .map(|o| {
                         let mut r = props_row(o);
-                        r[3] = if o.id == root {
+                        r[3] = if o.id == root.object_id() {
                             "root MDC".into()
                         } else {
                             "-".into()
@@ -380,8 +385,14 @@ pub fn mlog(cmd: MlogCmd) -> Result<ExitCode> {
         } => {
             let p = open(&pool, true)?;
             let recs: Vec<Vec<u8>> = match id.ty() {
-                ObjType::Mlog => p.mlog_open(id)?.reader()?.collect::<Result<_, _>>()?,
-                ObjType::Mdc => p.mdc_open(id)?.reader()?.collect::<Result<_, _>>()?,
+                ObjType::Mlog => p
+                    .mlog_open(MlogId::try_from(id)?)?
+                    .reader()?
+                    .collect::<Result<_, _>>()?,
+                ObjType::Mdc => p
+                    .mdc_open(MdcId::try_from(id)?)?
+                    .reader()?
+                    .collect::<Result<_, _>>()?,
                 ObjType::Mblock => bail!("{id} is an mblock; use `mpool mblock read`"),
             };
             if json {

@@ -4,7 +4,7 @@ use crate::fmt::human;
 use anyhow::{Context, Result};
 use clap::Args;
 use mpool::admin::{self, rundir, scan};
-use mpool::{CreateOptions, DeviceSpec, MediaClass, OpenOptions, Pool};
+use mpool::{CreateOptions, DeviceSpec, MblockId, MediaClass, MlogId, OpenOptions, Pool};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -188,6 +188,17 @@ pub fn run(a: DemoArgs) -> Result<ExitCode> {
     );
     let log_id = p.mlog_alloc(MediaClass::Staging, 1 << 20)?;
     p.mlog_commit(log_id)?;
+    // IDs are typed: parsed back as an mlog's, the ID is the same; where an
+    // mblock's is expected it is refused.
+    let text = log_id.to_string();
+    anyhow::ensure!(
+        text.parse::<MlogId>().map_err(anyhow::Error::msg)? == log_id,
+        "mlog ID {text} does not parse back"
+    );
+    match text.parse::<MblockId>() {
+        Ok(_) => anyhow::bail!("mlog ID {text} parsed as an mblock's"),
+        Err(why) => println!("  typed IDs: {why}"),
+    }
     let log = p.mlog_open(log_id)?;
     for i in 0..5 {
         log.append(
@@ -233,7 +244,7 @@ pub fn run(a: DemoArgs) -> Result<ExitCode> {
         "close, deactivate, find it again by scanning, activate, reopen",
     );
     let uuid = p.uuid().to_string();
-    drop(p);
+    p.close()?;
     admin::deactivate(&a.name)?;
     let rep = scan::scan(&[cap.clone(), stg.clone()])?;
     let found = rep

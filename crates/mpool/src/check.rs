@@ -4,7 +4,7 @@
 //! pool: every MDC record is decoded and checked at replay.
 
 use crate::error::Error;
-use crate::objid::ObjType;
+use crate::objid::{MblockId, MdcId, MlogId, ObjType};
 use crate::pool::Pool;
 use serde::Serialize;
 
@@ -72,7 +72,7 @@ impl Pool {
             match o.ty {
                 ObjType::Mblock => {
                     rep.mblocks += 1;
-                    match self.mblock_verify(o.id) {
+                    match MblockId::try_from(o.id).and_then(|id| self.mblock_verify(id)) {
                         Ok(()) => {}
                         Err(e) => rep.problems.push(CheckProblem {
                             object: o.id.to_string(),
@@ -86,10 +86,14 @@ impl Pool {
                 ObjType::Mlog | ObjType::Mdc => {
                     let records = if o.ty == ObjType::Mlog {
                         rep.mlogs += 1;
-                        self.mlog_open(o.id).and_then(|log| count(log.reader()?))
+                        MlogId::try_from(o.id)
+                            .and_then(|id| self.mlog_open(id))
+                            .and_then(|log| count(log.reader()?))
                     } else {
                         rep.mdcs += 1;
-                        self.mdc_open(o.id).and_then(|mdc| count(mdc.reader()?))
+                        MdcId::try_from(o.id)
+                            .and_then(|id| self.mdc_open(id))
+                            .and_then(|mdc| count(mdc.reader()?))
                     };
                     match records {
                         Ok(n) => rep.log_records += n,

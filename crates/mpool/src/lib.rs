@@ -51,7 +51,7 @@ pub use format::superblock::{MediaClass, SuperblockError};
 pub use io::AlignedBuf;
 pub use mdc::{Mdc, MdcError};
 pub use mlog::{Mlog, MlogError};
-pub use objid::{ObjType, ObjectId};
+pub use objid::{MblockId, MdcId, MlogId, ObjType, ObjectId};
 pub use pool::{parse_mode, ClassUsage, DeviceProps, PoolProps, PROPERTIES, SETTABLE};
 pub use pool::{AlignedRead, MblockRead, MblockReader, ObjectProps};
 pub use pool::{CreateOptions, DeviceSpec, OpenOptions, Pool, DEFAULT_ZONE_SIZE};

@@ -67,7 +67,7 @@ impl From<ObjectId> for String {
 }
 
 impl ObjectId {
-    /// Compose an ID. `mdc` is 1..=255, `uniq` at most [`UNIQ_MAX`].
+    /// Compose an ID. `mdc` is 1..=255, `uniq` at most `UNIQ_MAX` (2^52 - 1).
     pub fn new(ty: ObjType, mdc: u8, uniq: u64) -> Self {
         ObjectId((uniq & UNIQ_MAX) << 12 | u64::from(mdc) << 4 | ty.code())
     }
@@ -125,6 +125,97 @@ impl FromStr for ObjectId {
     }
 }
 
+/// Typed object IDs: an [`ObjectId`] known, at compile time, to name an
+/// object of one type. The pool's calls on one type of object take its
+/// typed ID, so an mblock's ID cannot be passed to an mlog call.
+macro_rules! typed_id {
+    ($(#[$doc:meta])* $name:ident, $ty:expr, $what:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+        #[serde(into = "String")]
+        pub struct $name(ObjectId);
+
+        impl $name {
+            /// The type of object this ID names.
+            pub const TYPE: ObjType = $ty;
+
+            /// The untyped ID.
+            pub fn object_id(self) -> ObjectId {
+                self.0
+            }
+
+            /// Wrap an ID the catalog made for an object of this type.
+            pub(crate) fn new_unchecked(id: ObjectId) -> Self {
+                debug_assert_eq!(id.ty(), $ty, "object ID {id} is not of type {}", $ty);
+                $name(id)
+            }
+        }
+
+        impl From<$name> for ObjectId {
+            fn from(id: $name) -> ObjectId {
+                id.0
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(id: $name) -> String {
+                id.to_string()
+            }
+        }
+
+        /// Fails with [`crate::ObjectError::WrongType`] when the ID names an
+        /// object of another type.
+        impl TryFrom<ObjectId> for $name {
+            type Error = crate::error::Error;
+            fn try_from(id: ObjectId) -> Result<Self, crate::error::Error> {
+                if id.ty() == $ty {
+                    Ok($name(id))
+                } else {
+                    Err(crate::error::ObjectError::WrongType { id, expected: $ty }.into())
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(&self.0, f)
+            }
+        }
+
+        /// Parses an [`ObjectId`], then checks its type: the ID of an
+        /// object of another type is refused with a message that names
+        /// both types.
+        impl FromStr for $name {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                let id: ObjectId = s.parse()?;
+                $name::try_from(id).map_err(|_| {
+                    format!("{id} is an {}, not {}", id.ty(), $what)
+                })
+            }
+        }
+    };
+}
+
+typed_id!(
+    /// The ID of an mblock.
+    MblockId,
+    ObjType::Mblock,
+    "an mblock"
+);
+typed_id!(
+    /// The ID of a user mlog.
+    MlogId,
+    ObjType::Mlog,
+    "an mlog"
+);
+typed_id!(
+    /// The ID of a user MDC.
+    MdcId,
+    ObjType::Mdc,
+    "an MDC"
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,5 +232,53 @@ mod tests {
         assert!("zz".parse::<ObjectId>().is_err());
         assert!(ObjectId::from_raw(0x15).is_none()); // type 5
         assert!(ObjectId::from_raw(0x001).is_none()); // MDC 0
+    }
+
+    #[test]
+    fn typed_ids_round_trip_through_text_and_object_ids() {
+        let raw = ObjectId::new(ObjType::Mblock, 3, 99);
+        let id = MblockId::try_from(raw).unwrap();
+        assert_eq!(id.object_id(), raw);
+        assert_eq!(ObjectId::from(id), raw);
+        assert_eq!(id.to_string(), raw.to_string());
+        assert_eq!(id.to_string().parse::<MblockId>().unwrap(), id);
+        assert_eq!(raw.raw().to_string().parse::<MblockId>().unwrap(), id);
+        assert_eq!(
+            serde_json::to_string(&id).unwrap(),
+            serde_json::to_string(&raw).unwrap()
+        );
+        let log = MlogId::try_from(ObjectId::new(ObjType::Mlog, 1, 7)).unwrap();
+        assert_eq!(log.to_string().parse::<MlogId>().unwrap(), log);
+        let mdc = MdcId::try_from(ObjectId::new(ObjType::Mdc, 1, 8)).unwrap();
+        assert_eq!(mdc.to_string().parse::<MdcId>().unwrap(), mdc);
+        assert_eq!(MdcId::TYPE, ObjType::Mdc);
+    }
+
+    #[test]
+    fn a_typed_id_of_another_type_is_refused() {
+        let raw = ObjectId::new(ObjType::Mlog, 2, 5);
+        match MblockId::try_from(raw) {
+            Err(crate::error::Error::Object(crate::error::ObjectError::WrongType {
+                id,
+                expected,
+            })) => {
+                assert_eq!((id, expected), (raw, ObjType::Mblock));
+            }
+            other => panic!("expected WrongType, got {other:?}"),
+        }
+        let e = raw.to_string().parse::<MblockId>().unwrap_err();
+        assert_eq!(e, format!("{raw} is an mlog, not an mblock"));
+        let e = raw.to_string().parse::<MdcId>().unwrap_err();
+        assert_eq!(e, format!("{raw} is an mlog, not an MDC"));
+        let mb = ObjectId::new(ObjType::Mblock, 2, 5).to_string();
+        assert_eq!(
+            mb.parse::<MlogId>().unwrap_err(),
+            format!("{mb} is an mblock, not an mlog")
+        );
+        // Not an ID at all: the untyped parser's message.
+        assert!("zz"
+            .parse::<MlogId>()
+            .unwrap_err()
+            .contains("not an object ID"));
     }
 }

@@ -116,3 +116,33 @@ fn crc(d: &[u8]) -> u64 {
     }
     u64::from(!c)
 }
+
+/// An mlog's ID given where an mblock's is expected is refused as it is
+/// parsed, with a message that names both types; an mblock's ID given to
+/// `mlog append` likewise.
+#[test]
+fn an_id_of_another_type_is_refused_by_type() {
+    let sb = Sandbox::new();
+    sb.create_small("ty", "cap.img");
+    let log = sb
+        .ok(&["mlog", "create", "ty", "--capacity", "1MiB"])
+        .stdout
+        .trim()
+        .to_string();
+    let want = format!("{log} is an mlog, not an mblock");
+    sb.fail_with(&["mblock", "read", "ty", &log], &[&want]);
+    sb.fail_with(&["mblock", "delete", "ty", &log], &[&want]);
+    std::fs::write(sb.path("in.bin"), b"x").unwrap();
+    let mb = sb
+        .ok(&["mblock", "write", "ty", &sb.p("in.bin")])
+        .stdout
+        .trim()
+        .to_string();
+    let want = format!("{mb} is an mblock, not an mlog");
+    sb.fail_with(&["mlog", "append", "ty", &mb, "r"], &[&want]);
+    // Stat takes any object.
+    assert_eq!(
+        sb.json(&["mblock", "stat", "ty", &log, "--json"])["type"],
+        "mlog"
+    );
+}

@@ -57,7 +57,7 @@ fn mlog_create_append_dump_list() {
     );
     sb.fail_with(
         &["mlog", "append", "ml", "0x0000000000000011", "x"],
-        &["of type mblock, not mlog"],
+        &["0x0000000000000011 is an mblock, not an mlog"],
     );
     sb.fail_with(
         &["mlog", "append", "ml", "0x0000000000999012", "x"],

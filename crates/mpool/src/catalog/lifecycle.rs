@@ -12,7 +12,7 @@ use crate::format::superblock::MediaClass;
 use crate::io::AlignedBuf;
 use crate::mdc::Mdc;
 use crate::mlog::Mlog;
-use crate::objid::{ObjType, ObjectId};
+use crate::objid::{MdcId, ObjType, ObjectId};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -239,7 +239,7 @@ impl Catalog {
     /// back whole. Either way it is gone for readers at once.
     pub(crate) fn delete(&self, id: ObjectId, durable: bool) -> Result<()> {
         self.inner.check_writable()?;
-        if id == self.inner.root {
+        if id == self.inner.root.object_id() {
             return Err(Error::InvalidArgument(
                 "the root MDC cannot be deleted".into(),
             ));
@@ -457,7 +457,7 @@ impl Catalog {
     }
 
     /// The user root MDC's ID.
-    pub(crate) fn root(&self) -> ObjectId {
+    pub(crate) fn root(&self) -> MdcId {
         self.inner.root
     }
 }

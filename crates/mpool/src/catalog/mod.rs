@@ -41,7 +41,7 @@ use crate::format::record::CatalogRecord;
 use crate::format::superblock::MediaClass;
 use crate::mdc::Mdc;
 use crate::mlog::Mlog;
-use crate::objid::{ObjType, ObjectId};
+use crate::objid::{MdcId, ObjType, ObjectId};
 use crate::space_map::ClassMap;
 use background::spawn_compactor;
 use compaction::compact_mdc;
@@ -141,7 +141,7 @@ struct Inner {
     /// the same log would not see the first one's buffered appends.
     open_logs: Mutex<HashMap<u64, Arc<Mlog>>>,
     open_mdcs: Mutex<HashMap<u64, Arc<Mdc>>>,
-    root: ObjectId,
+    root: MdcId,
     cursor: AtomicUsize,
     read_only: bool,
     /// Commit capacity-class mblocks with one flush (format version 2).
@@ -155,6 +155,8 @@ struct Inner {
 pub(crate) struct Catalog {
     inner: Arc<Inner>,
     compactor: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// Set once closed ([`Catalog::close`] or the drop).
+    closed: AtomicBool,
 }
 
 impl Catalog {
@@ -272,6 +274,9 @@ impl Catalog {
             .into());
         }
         let root = root.ok_or_else(|| MetadataError::Corrupt("MDC0 names no root MDC".into()))?;
+        let root = MdcId::try_from(root).map_err(|_| {
+            MetadataError::Corrupt(format!("MDC0 names {root}, not an MDC, as the root MDC"))
+        })?;
         // Open and replay the shards (in parallel: each is an independent log).
         let replayed: Vec<Result<Shard>> = std::thread::scope(|s| {
             let hs: Vec<_> = locs
@@ -407,6 +412,7 @@ impl Catalog {
         Ok(Catalog {
             inner,
             compactor: Mutex::new(compactor),
+            closed: AtomicBool::new(false),
         })
     }
 
@@ -462,24 +468,58 @@ impl Catalog {
     }
 }
 
-impl Drop for Catalog {
-    fn drop(&mut self) {
+impl Catalog {
+    /// Close: stop the background thread, then make every deferred delete
+    /// durable and seal the logs. Every step is tried; the first error
+    /// comes back. A background thread that panicked is a bug:
+    /// [`invariant_broken`] (a panic in debug builds, [`Error::Internal`]
+    /// in release builds).
+    pub(crate) fn close(self) -> Result<()> {
+        let (panicked, first) = self.shutdown();
+        if panicked {
+            return Err(invariant_broken(
+                "the background thread of the pool metadata panicked",
+            ));
+        }
+        first.map_or(Ok(()), Err)
+        // The drop that follows finds it closed.
+    }
+
+    /// [`Catalog::close`] behind a shared reference, once: whether the
+    /// background thread had panicked, and the first error of the syncs.
+    fn shutdown(&self) -> (bool, Option<Error>) {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return (false, None);
+        }
         {
             let (m, cv) = &self.inner.wake;
             *lock(m) = true;
             cv.notify_all();
         }
-        if let Some(h) = lock(&self.compactor).take() {
-            let _ = h.join();
-        }
+        let panicked = lock(&self.compactor)
+            .take()
+            .is_some_and(|h| h.join().is_err());
         // A clean close leaves deferred deletes durable and no shared-flush
         // commit for the next open to verify.
+        let mut first = None;
         if !self.inner.read_only {
             for s in &self.inner.shards {
                 if let Err(e) = self.inner.sync_shard(s, true) {
                     tracing::warn!("closing MDC{}: {e}", s.index);
+                    first.get_or_insert(e);
                 }
             }
+        }
+        (panicked, first)
+    }
+}
+
+/// The best effort of [`Catalog::close`] for a catalog that was dropped:
+/// errors are logged (a sync's by `shutdown`).
+impl Drop for Catalog {
+    fn drop(&mut self) {
+        if self.shutdown().0 {
+            tracing::error!("the background thread of the pool metadata panicked");
         }
     }
 }

@@ -6,25 +6,25 @@ use crate::dev::DeviceRef;
 use crate::error::{ensure_invariant, ObjectError, Result};
 use crate::format::superblock::MediaClass;
 use crate::io::AlignedBuf;
-use crate::objid::{ObjType, ObjectId};
+use crate::objid::{MblockId, ObjType, ObjectId};
 
 /// One read of [`crate::Pool::mblock_read_batch`].
 #[derive(Debug)]
 pub struct MblockRead<'a> {
     /// The mblock (committed).
-    pub id: ObjectId,
+    pub id: MblockId,
     /// Byte offset in its content.
     pub offset: u64,
     /// Where the bytes go; its length is the length read.
     pub buf: &'a mut [u8],
 }
 
-/// One read of [`crate::Pool::mblock_read_aligned`]: the buffer moves in and
-/// comes back filled.
+/// One read of an [`crate::MblockReader`]: the buffer moves in and comes
+/// back filled.
 #[derive(Debug)]
 pub struct AlignedRead {
     /// The mblock (committed).
-    pub id: ObjectId,
+    pub id: MblockId,
     /// Byte offset in its content.
     pub offset: u64,
     /// Where the bytes go; its length is the length read.
@@ -88,7 +88,8 @@ impl Catalog {
     ) -> Result<()> {
         let mut per_class: [Vec<mblock::Span<'_>>; 2] = [Vec::new(), Vec::new()];
         for r in reads.iter_mut() {
-            let (class, base, len) = self.read_target(r.id, r.offset, r.buf.len(), 1)?;
+            let (class, base, len) =
+                self.read_target(r.id.object_id(), r.offset, r.buf.len(), 1)?;
             per_class[class.index()].push(mblock::Span {
                 base,
                 len,
@@ -110,7 +111,12 @@ impl Catalog {
     /// content up to the next multiple of its own alignment (a whole
     /// mblock fits one buffer), never past the zone.
     pub(crate) fn aligned_target(&self, r: &AlignedRead) -> Result<(MediaClass, u64, u64)> {
-        self.read_target(r.id, r.offset, r.buf.len(), r.buf.align() as u64)
+        self.read_target(
+            r.id.object_id(),
+            r.offset,
+            r.buf.len(),
+            r.buf.align() as u64,
+        )
     }
 
     /// The device of media class `class`.
@@ -119,9 +125,14 @@ impl Catalog {
     }
 
     /// Reads of committed mblocks into owned aligned buffers, with at
-    /// most `depth` device requests in flight; see
-    /// [`crate::Pool::mblock_read_aligned`]. Every read is checked before
-    /// any I/O is issued.
+    /// most `depth` device requests in flight: the reads an
+    /// [`crate::MblockReader`] does when they are pushed (those it cannot
+    /// hand to a device queue). A read whose offset is a multiple of the
+    /// device's sector size, into a buffer aligned at least that much,
+    /// goes from the device straight into its buffer; any other is read
+    /// through a bounce buffer and copied. Bytes of a buffer past the
+    /// content come back zero. Every read is checked before any I/O is
+    /// issued.
     pub(crate) fn mblock_read_aligned(
         &self,
         mut reads: Vec<AlignedRead>,

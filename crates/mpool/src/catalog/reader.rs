@@ -1,6 +1,6 @@
 //! A reader that keeps a queue of mblock reads in flight across calls.
 //!
-//! [`crate::Pool::mblock_read_queued`] keeps `depth` reads in flight while
+//! [`crate::Pool::mblock_read_batch`] keeps `depth` reads in flight while
 //! one call lasts and drains the queue before it returns. A storage engine
 //! reading a stream of blocks (a scan, a compaction, a prefetcher) wants the
 //! queue never to drain: it pushes reads as it learns of them and takes
@@ -15,14 +15,14 @@ use crate::dev::{from_req_err, DevError, DevQueue};
 use crate::error::{Error, Result, StorageError};
 use crate::format::superblock::MediaClass;
 use crate::io::{AlignedBuf, Arena, IoKind, IoReq};
-use crate::objid::ObjectId;
+use crate::objid::MblockId;
 use crate::pool::AlignedRead;
 use std::collections::VecDeque;
 
 /// What the reader remembers of a read in flight.
 #[derive(Debug, Clone, Copy)]
 struct Flight {
-    id: ObjectId,
+    id: MblockId,
     offset: u64,
     class: MediaClass,
     /// The mblock's content length.
@@ -39,9 +39,14 @@ struct Flight {
 /// io_uring engine it goes from the device straight into its buffer and
 /// stays in flight until it completes; other devices serve it through
 /// their own read path (with a fault device's faults). Any other read is
-/// done when it is pushed (as [`crate::Pool::mblock_read_aligned`] does
-/// it) and waits, complete, for [`Iterator::next`]. The rules on ranges
-/// are those of `mblock_read_aligned`.
+/// done when it is pushed, through a bounce buffer and a copy, and waits,
+/// complete, for [`Iterator::next`].
+///
+/// A buffer may run past the end of the content up to the next multiple
+/// of its alignment (so a whole mblock reads into one buffer), and those
+/// bytes come back zero; past that, or past the mblock's zone, the read
+/// is refused by [`MblockReader::push`] with
+/// [`crate::ObjectError::ReadOutOfRange`], before any I/O.
 ///
 /// The reader stays on the thread that made it (its rings are set up for
 /// a single issuer). Dropping it waits for the reads still in flight.

@@ -15,12 +15,12 @@ pub use properties::{parse_mode, ClassUsage, DeviceProps, PoolProps, PROPERTIES,
 use crate::admin::rundir;
 use crate::catalog::Catalog;
 use crate::dev::DeviceRef;
-use crate::error::{Error, ObjectError, Result};
+use crate::error::{Error, Result};
 use crate::format::superblock::{MediaClass, Superblock};
 use crate::io::AlignedBuf;
 use crate::mdc::Mdc;
 use crate::mlog::Mlog;
-use crate::objid::{ObjType, ObjectId};
+use crate::objid::{MblockId, MdcId, MlogId, ObjType, ObjectId};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use uuid::Uuid;
@@ -61,14 +61,6 @@ pub(crate) fn now() -> u64 {
 
 /// Lock, even if a panicking holder poisoned the lock.
 use crate::lock::lock;
-
-fn check_type(id: ObjectId, ty: ObjType) -> Result<()> {
-    if id.ty() == ty {
-        Ok(())
-    } else {
-        Err(ObjectError::WrongType { id, expected: ty }.into())
-    }
-}
 
 impl Pool {
     fn from_parts(
@@ -154,14 +146,14 @@ impl Pool {
 
     /// Allocate an mblock in `class`. It holds up to one zone (the class'
     /// mblock size) and vanishes on a crash until committed.
-    pub fn mblock_alloc(&self, class: MediaClass) -> Result<ObjectId> {
-        self.pmd()?.mblock_alloc(class)
+    pub fn mblock_alloc(&self, class: MediaClass) -> Result<MblockId> {
+        self.pmd()?.mblock_alloc(class).map(MblockId::new_unchecked)
     }
 
     /// Append `data` to an uncommitted mblock (any length; large writes go
     /// to the device as many requests in flight).
-    pub fn mblock_write(&self, id: ObjectId, data: &[u8]) -> Result<()> {
-        self.pmd()?.mblock_write(id, data)
+    pub fn mblock_write(&self, id: MblockId, data: &[u8]) -> Result<()> {
+        self.pmd()?.mblock_write(id.object_id(), data)
     }
 
     /// Append all of `buf` to an uncommitted mblock, as
@@ -172,27 +164,25 @@ impl Pool {
     /// its bytes are copied as by `mblock_write`. Its length is its
     /// [`AlignedBuf::len`], a multiple of its alignment; for a shorter last
     /// piece use `mblock_write`. On an error the buffer is dropped.
-    pub fn mblock_write_aligned(&self, id: ObjectId, buf: AlignedBuf) -> Result<AlignedBuf> {
-        self.pmd()?.mblock_write_buf(id, buf)
+    pub fn mblock_write_aligned(&self, id: MblockId, buf: AlignedBuf) -> Result<AlignedBuf> {
+        self.pmd()?.mblock_write_buf(id.object_id(), buf)
     }
 
     /// Commit: the data is flushed, then the commit record (with the content
     /// CRC) is made durable. Returns when the mblock is durable and immutable.
-    pub fn mblock_commit(&self, id: ObjectId) -> Result<ObjectProps> {
-        self.pmd()?.mblock_commit(id)
+    pub fn mblock_commit(&self, id: MblockId) -> Result<ObjectProps> {
+        self.pmd()?.mblock_commit(id.object_id())
     }
 
     /// Discard an uncommitted mblock.
-    pub fn mblock_abort(&self, id: ObjectId) -> Result<()> {
-        check_type(id, ObjType::Mblock)?;
-        self.pmd()?.abort(id)
+    pub fn mblock_abort(&self, id: MblockId) -> Result<()> {
+        self.pmd()?.abort(id.object_id())
     }
 
     /// Delete a committed mblock: durable when this returns (a crash can
     /// never bring it back), and only then is its zone free for reuse.
-    pub fn mblock_delete(&self, id: ObjectId) -> Result<()> {
-        check_type(id, ObjType::Mblock)?;
-        self.pmd()?.delete(id, true)
+    pub fn mblock_delete(&self, id: MblockId) -> Result<()> {
+        self.pmd()?.delete(id.object_id(), true)
     }
 
     /// Delete a committed mblock without waiting for the delete to be
@@ -205,9 +195,8 @@ impl Pool {
     /// they record elsewhere (an LSM-tree's compaction inputs): one flush
     /// serves many deletes. [`Pool::sync`] makes every deferred delete
     /// durable.
-    pub fn mblock_delete_deferred(&self, id: ObjectId) -> Result<()> {
-        check_type(id, ObjType::Mblock)?;
-        self.pmd()?.delete(id, false)
+    pub fn mblock_delete_deferred(&self, id: MblockId) -> Result<()> {
+        self.pmd()?.delete(id.object_id(), false)
     }
 
     /// Make every deferred delete durable ([`Pool::mblock_delete_deferred`]);
@@ -217,58 +206,47 @@ impl Pool {
     }
 
     /// Read `buf.len()` bytes at `offset` of a committed mblock.
-    pub fn mblock_read(&self, id: ObjectId, offset: u64, buf: &mut [u8]) -> Result<()> {
-        self.pmd()?.mblock_read(id, offset, buf)
-    }
-
-    /// Several reads of committed mblocks at once: with io_uring all of them
-    /// are in flight together (a multi-get keeps the device's queue full from
-    /// one thread). Every read is checked before any I/O is issued.
-    pub fn mblock_read_batch(&self, reads: &mut [MblockRead<'_>]) -> Result<()> {
-        self.pmd()?.mblock_read_batch(reads, usize::MAX)
-    }
-
-    /// As [`Pool::mblock_read_batch`], with at most `depth` device requests
-    /// in flight at a time, refilled as each completes: a long list of reads
-    /// becomes a queue of that depth (what fio calls `--iodepth`).
-    pub fn mblock_read_queued(&self, reads: &mut [MblockRead<'_>], depth: usize) -> Result<()> {
-        self.pmd()?.mblock_read_batch(reads, depth.max(1))
-    }
-
-    /// Reads of committed mblocks into owned aligned buffers, with at most
-    /// `depth` device requests in flight: the zero-copy form of
-    /// [`Pool::mblock_read_queued`] for a caller that keeps its own aligned
-    /// buffers (a storage engine's block cache).
     ///
-    /// A read whose offset is a multiple of the pool's sector size, into a
-    /// buffer aligned at least that much, goes from the device straight into
-    /// its buffer; any other is read through a bounce buffer and copied.
-    /// A buffer may run past the end of the content up to the next multiple
-    /// of its alignment (so a whole mblock reads into one buffer), and those
-    /// bytes come back zero; past that, or past the mblock's zone, the read
-    /// is refused with [`ObjectError::ReadOutOfRange`]. Every read is checked
-    /// before any I/O is issued. The buffers come back in the order given;
-    /// on an I/O error they are dropped with the batch.
-    pub fn mblock_read_aligned(
-        &self,
-        reads: Vec<AlignedRead>,
-        depth: usize,
-    ) -> Result<Vec<AlignedRead>> {
-        self.pmd()?.mblock_read_aligned(reads, depth.max(1))
+    /// The pool has three ways to read: this one, for one read into a byte
+    /// slice; [`Pool::mblock_read_batch`], for many reads into byte slices
+    /// with a bounded number in flight; and [`Pool::mblock_reader`], for
+    /// reads into the caller's aligned buffers (zero copy) kept in flight
+    /// across calls.
+    pub fn mblock_read(&self, id: MblockId, offset: u64, buf: &mut [u8]) -> Result<()> {
+        self.pmd()?.mblock_read(id.object_id(), offset, buf)
+    }
+
+    /// Several reads of committed mblocks into byte slices, with at most
+    /// `depth` device requests in flight at a time, refilled as each
+    /// completes: a long list of reads becomes a queue of that depth (what
+    /// fio calls `--iodepth`); `reads.len()` puts all of them in flight at
+    /// once (a multi-get keeps the device's queue full from one thread).
+    /// A `depth` of 0 is refused with [`Error::InvalidArgument`]. Every
+    /// read is checked before any I/O is issued. The bytes go through
+    /// aligned buffers of the pool's and are copied; for reads into the
+    /// caller's own aligned buffers (no copy) use [`Pool::mblock_reader`].
+    pub fn mblock_read_batch(&self, reads: &mut [MblockRead<'_>], depth: usize) -> Result<()> {
+        if depth == 0 {
+            return Err(Error::InvalidArgument(
+                "a batch of mblock reads needs a depth of at least 1".into(),
+            ));
+        }
+        self.pmd()?.mblock_read_batch(reads, depth)
     }
 
     /// A reader that keeps up to `depth` (1 to 256) reads of committed
-    /// mblocks in flight across calls, into the caller's aligned buffers:
-    /// push reads as they are known, take completed ones as they come, and
-    /// the device's queue never drains between batches. See
-    /// [`MblockReader`].
+    /// mblocks in flight across calls, into the caller's aligned buffers
+    /// (zero copy where the offset and buffer are aligned): push reads as
+    /// they are known, take completed ones as they come, and the device's
+    /// queue never drains between batches. See [`MblockReader`].
     pub fn mblock_reader(&self, depth: usize) -> Result<MblockReader<'_>> {
         Ok(MblockReader::new(self.pmd()?, depth))
     }
 
-    /// Properties of any object, committed or not (`find`).
-    pub fn object_props(&self, id: ObjectId) -> Result<ObjectProps> {
-        self.pmd()?.props(id)
+    /// Properties of any object, committed or not (`find`): takes an
+    /// [`ObjectId`] or any typed ID.
+    pub fn object_props(&self, id: impl Into<ObjectId>) -> Result<ObjectProps> {
+        self.pmd()?.props(id.into())
     }
 
     /// Every committed object, sorted by ID.
@@ -282,75 +260,73 @@ impl Pool {
     }
 
     /// Verify a committed mblock's content against the CRC recorded at commit.
-    pub fn mblock_verify(&self, id: ObjectId) -> Result<()> {
-        self.pmd()?.verify(id)
+    pub fn mblock_verify(&self, id: MblockId) -> Result<()> {
+        self.pmd()?.verify(id.object_id())
     }
 
     /// Allocate a user mlog of at least `capacity` bytes (whole zones) in `class`.
-    pub fn mlog_alloc(&self, class: MediaClass, capacity: u64) -> Result<ObjectId> {
-        self.pmd()?.log_alloc(ObjType::Mlog, class, capacity)
+    pub fn mlog_alloc(&self, class: MediaClass, capacity: u64) -> Result<MlogId> {
+        self.pmd()?
+            .log_alloc(ObjType::Mlog, class, capacity)
+            .map(MlogId::new_unchecked)
     }
 
     /// Commit a user mlog: it survives crashes from now on.
-    pub fn mlog_commit(&self, id: ObjectId) -> Result<ObjectProps> {
-        check_type(id, ObjType::Mlog)?;
-        self.pmd()?.log_commit(id)
+    pub fn mlog_commit(&self, id: MlogId) -> Result<ObjectProps> {
+        self.pmd()?.log_commit(id.object_id())
     }
 
     /// Discard an uncommitted user mlog.
-    pub fn mlog_abort(&self, id: ObjectId) -> Result<()> {
-        check_type(id, ObjType::Mlog)?;
-        self.pmd()?.abort(id)
+    pub fn mlog_abort(&self, id: MlogId) -> Result<()> {
+        self.pmd()?.abort(id.object_id())
     }
 
     /// Delete a committed user mlog (refused while a handle is open).
-    pub fn mlog_delete(&self, id: ObjectId) -> Result<()> {
-        check_type(id, ObjType::Mlog)?;
-        self.pmd()?.delete(id, true)
+    pub fn mlog_delete(&self, id: MlogId) -> Result<()> {
+        self.pmd()?.delete(id.object_id(), true)
     }
 
     /// Open a user mlog. Every caller shares one handle per mlog.
-    pub fn mlog_open(&self, id: ObjectId) -> Result<Arc<Mlog>> {
-        self.pmd()?.mlog_open(id)
+    pub fn mlog_open(&self, id: MlogId) -> Result<Arc<Mlog>> {
+        self.pmd()?.mlog_open(id.object_id())
     }
 
     /// Allocate a user MDC whose two logs hold at least `capacity` bytes each.
-    pub fn mdc_alloc(&self, class: MediaClass, capacity: u64) -> Result<ObjectId> {
-        self.pmd()?.log_alloc(ObjType::Mdc, class, capacity)
+    pub fn mdc_alloc(&self, class: MediaClass, capacity: u64) -> Result<MdcId> {
+        self.pmd()?
+            .log_alloc(ObjType::Mdc, class, capacity)
+            .map(MdcId::new_unchecked)
     }
 
     /// Commit a user MDC.
-    pub fn mdc_commit(&self, id: ObjectId) -> Result<ObjectProps> {
-        check_type(id, ObjType::Mdc)?;
-        self.pmd()?.log_commit(id)
+    pub fn mdc_commit(&self, id: MdcId) -> Result<ObjectProps> {
+        self.pmd()?.log_commit(id.object_id())
     }
 
     /// Discard an uncommitted user MDC.
-    pub fn mdc_abort(&self, id: ObjectId) -> Result<()> {
-        check_type(id, ObjType::Mdc)?;
-        self.pmd()?.abort(id)
+    pub fn mdc_abort(&self, id: MdcId) -> Result<()> {
+        self.pmd()?.abort(id.object_id())
     }
 
     /// Delete a committed user MDC (refused while a handle is open).
-    pub fn mdc_delete(&self, id: ObjectId) -> Result<()> {
-        check_type(id, ObjType::Mdc)?;
-        self.pmd()?.delete(id, true)
+    pub fn mdc_delete(&self, id: MdcId) -> Result<()> {
+        self.pmd()?.delete(id.object_id(), true)
     }
 
     /// Open a user MDC. Every caller shares one handle per MDC.
-    pub fn mdc_open(&self, id: ObjectId) -> Result<Arc<Mdc>> {
-        self.pmd()?.mdc_open(id)
+    pub fn mdc_open(&self, id: MdcId) -> Result<Arc<Mdc>> {
+        self.pmd()?.mdc_open(id.object_id())
     }
 
     /// The user root MDC: where a client keeps its own metadata, found by
     /// this fixed call (created with the pool).
     pub fn root_mdc(&self) -> Result<Arc<Mdc>> {
         let p = self.pmd()?;
-        p.mdc_open(p.root())
+        p.mdc_open(p.root().object_id())
     }
 
     /// The root MDC's object ID.
-    pub fn root_mdc_id(&self) -> Result<ObjectId> {
+    pub fn root_mdc_id(&self) -> Result<MdcId> {
         Ok(self.pmd()?.root())
     }
 
@@ -369,9 +345,34 @@ impl Pool {
         Ok(self.pmd()?.compactions())
     }
 
-    /// Close the pool (also done on drop of the last clone).
-    pub fn close(self) {
-        drop(self);
+    /// Close the pool and report what failed. When this is the last clone
+    /// of the handle: the background thread is stopped, every deferred
+    /// delete is made durable (and the metadata logs are left with nothing
+    /// for the next open to verify), and the pool is closed, even when a
+    /// step fails. The first error is returned: a failed flush of the
+    /// metadata, or, for a background thread that had panicked (a bug in
+    /// mpool), [`Error::Internal`] in release builds and a panic in debug
+    /// builds. While other clones are alive, the deferred deletes are made
+    /// durable ([`Pool::sync`]) and the pool stays open until the last
+    /// clone is closed or dropped. A read-only pool has nothing to sync.
+    ///
+    /// Dropping the last clone does the same, best effort: errors are
+    /// logged, not returned.
+    pub fn close(self) -> Result<()> {
+        let inner = match Arc::try_unwrap(self.inner) {
+            Ok(inner) => inner,
+            Err(shared) => {
+                return match shared.pmd.as_ref() {
+                    Some(pmd) if !shared.read_only => pmd.sync(),
+                    _ => Ok(()),
+                };
+            }
+        };
+        let mut inner = inner;
+        let r = inner.pmd.take().map_or(Ok(()), Catalog::close);
+        // The run directory's holder entry is cleared once the metadata is closed.
+        drop(inner);
+        r
     }
 }
 

@@ -22,7 +22,7 @@
 use super::{mix, TortureReport, Violation};
 use crate::dev::{CrashMode, DeviceRef, FaultDevice};
 use crate::format::superblock::MediaClass;
-use crate::objid::{ObjType, ObjectId};
+use crate::objid::{MblockId, MlogId, ObjType, ObjectId};
 use crate::pool::Pool;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -100,18 +100,11 @@ struct Seen {
 }
 
 /// One workload thread.
-fn worker(
-    pool: &Pool,
-    seed: u64,
-    t: usize,
-    ops: usize,
-    mlog: Option<ObjectId>,
-    seen: &Mutex<Seen>,
-) {
+fn worker(pool: &Pool, seed: u64, t: usize, ops: usize, mlog: Option<MlogId>, seen: &Mutex<Seen>) {
     let mut rng = StdRng::seed_from_u64(mix(seed ^ (t as u64 + 1)));
-    let mut mine: Vec<ObjectId> = Vec::new();
+    let mut mine: Vec<MblockId> = Vec::new();
     // This thread's deferred deletes since its last sync.
-    let mut undone: Vec<ObjectId> = Vec::new();
+    let mut undone: Vec<MblockId> = Vec::new();
     let lock = || crate::lock::lock(seen);
     for _ in 0..ops {
         let roll = rng.random_range(0..100);
@@ -119,14 +112,14 @@ fn worker(
             let Ok(id) = pool.mblock_alloc(MediaClass::Capacity) else {
                 return;
             };
-            lock().handed.push(id);
+            lock().handed.push(id.object_id());
             let len = match rng.random_range(0..4) {
                 0 => rng.random_range(1..600),
                 1 => rng.random_range(1..ZONE as usize),
                 2 => ZONE as usize,
                 _ => rng.random_range(4000..20_000),
             };
-            let data = content(seed, id, len);
+            let data = content(seed, id.object_id(), len);
             // Write in one or several pieces; some whole 4 KiB pieces from
             // an aligned buffer (straight to the device when nothing is
             // pending, copied behind a pending partial sector otherwise).
@@ -159,11 +152,11 @@ fn worker(
                 1 => {} // left uncommitted: must vanish
                 _ => match pool.mblock_commit(id) {
                     Ok(_) => {
-                        lock().committed.insert(id, len);
+                        lock().committed.insert(id.object_id(), len);
                         mine.push(id);
                     }
                     Err(_) => {
-                        lock().commit_unknown.push((id, len));
+                        lock().commit_unknown.push((id.object_id(), len));
                         return;
                     }
                 },
@@ -181,14 +174,14 @@ fn worker(
             };
             match r {
                 Ok(()) if deferred => {
-                    lock().deferred.insert(id);
+                    lock().deferred.insert(id.object_id());
                     undone.push(id);
                 }
                 Ok(()) => {
-                    lock().deleted.insert(id);
+                    lock().deleted.insert(id.object_id());
                 }
                 Err(_) => {
-                    lock().delete_unknown.push(id);
+                    lock().delete_unknown.push(id.object_id());
                     return;
                 }
             }
@@ -199,8 +192,8 @@ fn worker(
             }
             let mut g = lock();
             for id in undone.drain(..) {
-                g.deferred.remove(&id);
-                g.deleted.insert(id);
+                g.deferred.remove(&id.object_id());
+                g.deleted.insert(id.object_id());
             }
         } else if roll >= 96 {
             // Compact the pool metadata now: crashes land inside compactions too.
@@ -228,7 +221,7 @@ struct Instance {
     seed: u64,
     sector: u32,
     image: Vec<u8>,
-    mlog: ObjectId,
+    mlog: MlogId,
     base_used: u64,
 }
 
@@ -248,7 +241,7 @@ fn make_instance(seed: u64, sector: u32, zones: u64) -> Result<Instance, String>
     pool.mlog_commit(mlog)
         .map_err(|e| format!("mlog commit: {e}"))?;
     let base_used = pool.usage().first().map_or(0, |u| u.used / ZONE);
-    drop(pool);
+    pool.close().map_err(|e| format!("close: {e}"))?;
     Ok(Instance {
         seed,
         sector,
@@ -288,7 +281,12 @@ fn run_once(
             });
         }
     });
-    drop(pool);
+    // Without a crash the close must succeed; after one it fails, as the
+    // device does.
+    let closed = pool.close();
+    if point.is_none() {
+        closed.map_err(|e| format!("close after the workload: {e}"))?;
+    }
     Ok((dev, seen.into_inner().unwrap_or_else(|p| p.into_inner())))
 }
 
@@ -306,12 +304,13 @@ enum QueuedErr {
 fn read_queued(
     pool: &Pool,
     dev: &FaultDevice,
+    id: MblockId,
     o: &crate::pool::ObjectProps,
     len: usize,
 ) -> Result<Vec<u8>, QueuedErr> {
     let mut rd = pool.mblock_reader(4).map_err(QueuedErr::Read)?;
     let read = || crate::pool::AlignedRead {
-        id: o.id,
+        id,
         offset: 0,
         buf: crate::io::AlignedBuf::new(len, 4096),
     };
@@ -346,6 +345,17 @@ fn read_queued(
     }
 }
 
+/// One aligned read through a fresh [`crate::MblockReader`]: the buffer
+/// back filled (empty if the reader lost it).
+fn read_one(pool: &Pool, read: crate::pool::AlignedRead) -> crate::Result<crate::io::AlignedBuf> {
+    let mut rd = pool.mblock_reader(8)?;
+    rd.push(read)?;
+    match rd.next() {
+        Some(r) => r.map(|r| r.buf),
+        None => Ok(crate::io::AlignedBuf::default()),
+    }
+}
+
 /// Check a rebooted device against what the workload saw. Returns what is wrong.
 /// `clean`: the pool was closed before the crash, so deferred deletes are durable.
 fn check(inst: &Instance, dev: FaultDevice, seen: &Seen, clean: bool) -> Vec<String> {
@@ -368,6 +378,10 @@ fn check(inst: &Instance, dev: FaultDevice, seen: &Seen, clean: bool) -> Vec<Str
         }
         mblocks += 1;
         present.insert(o.id);
+        let Ok(mid) = MblockId::try_from(o.id) else {
+            bad.push(format!("object {} is listed as an mblock", o.id));
+            continue;
+        };
         let expected_len = if let Some(l) = seen.committed.get(&o.id) {
             if seen.deleted.contains(&o.id) {
                 bad.push(format!("deleted mblock {} is back", o.id));
@@ -410,9 +424,9 @@ fn check(inst: &Instance, dev: FaultDevice, seen: &Seen, clean: bool) -> Vec<Str
         // device queue, with an EIO injected first).
         let got = if o.id.raw() % 3 == 0 {
             let mut got = vec![0u8; expected_len];
-            pool.mblock_read(o.id, 0, &mut got).map(|()| got)
+            pool.mblock_read(mid, 0, &mut got).map(|()| got)
         } else if o.id.raw() % 3 == 1 {
-            match read_queued(&pool, &dev, o, expected_len) {
+            match read_queued(&pool, &dev, mid, o, expected_len) {
                 Ok(got) => Ok(got),
                 Err(QueuedErr::Read(e)) => Err(e),
                 Err(QueuedErr::Bad(what)) => {
@@ -422,12 +436,11 @@ fn check(inst: &Instance, dev: FaultDevice, seen: &Seen, clean: bool) -> Vec<Str
             }
         } else {
             let read = crate::pool::AlignedRead {
-                id: o.id,
+                id: mid,
                 offset: 0,
                 buf: crate::io::AlignedBuf::new(expected_len, 4096),
             };
-            pool.mblock_read_aligned(vec![read], 8).map(|mut v| {
-                let buf = v.pop().map(|r| r.buf).unwrap_or_default();
+            read_one(&pool, read).map(|buf| {
                 if buf
                     .get(expected_len..)
                     .is_some_and(|t| t.iter().all(|&b| b == 0))
@@ -505,7 +518,7 @@ fn check(inst: &Instance, dev: FaultDevice, seen: &Seen, clean: bool) -> Vec<Str
     let mut fresh = None;
     for _ in 0..3 {
         match pool.mblock_alloc(MediaClass::Capacity) {
-            Ok(id) if handed.contains(&id) => {
+            Ok(id) if handed.contains(&id.object_id()) => {
                 bad.push(format!("object ID {id} handed out again after recovery"))
             }
             Ok(id) => fresh = Some(id),
@@ -514,7 +527,7 @@ fn check(inst: &Instance, dev: FaultDevice, seen: &Seen, clean: bool) -> Vec<Str
         }
     }
     if let Some(id) = fresh {
-        let data = content(inst.seed ^ 1, id, 3000);
+        let data = content(inst.seed ^ 1, id.object_id(), 3000);
         if let Err(e) = pool
             .mblock_write(id, &data)
             .and_then(|_| pool.mblock_commit(id).map(|_| ()))
@@ -525,7 +538,7 @@ fn check(inst: &Instance, dev: FaultDevice, seen: &Seen, clean: bool) -> Vec<Str
             match Pool::open_on(vec![Arc::clone(&d)], false) {
                 Ok(p) => {
                     let mut want = first.clone();
-                    want.insert(id);
+                    want.insert(id.object_id());
                     match p.objects() {
                         Ok(o) => {
                             let now: HashSet<ObjectId> = o.iter().map(|o| o.id).collect();

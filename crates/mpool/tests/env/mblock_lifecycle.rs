@@ -100,8 +100,10 @@ fn mblock_lifecycle_and_reopen() {
     let objs = pool.objects().unwrap();
     assert!(objs
         .iter()
-        .any(|o| o.id == id && o.committed && o.len == a.len() as u64));
-    assert!(!objs.iter().any(|o| o.id == gone || o.id == uncommitted));
+        .any(|o| o.id == id.object_id() && o.committed && o.len == a.len() as u64));
+    assert!(!objs
+        .iter()
+        .any(|o| o.id == gone.object_id() || o.id == uncommitted.object_id()));
     let mut all = vec![0u8; a.len()];
     pool.mblock_read(id, 0, &mut all).unwrap();
     assert_eq!(all, a);

@@ -41,8 +41,8 @@ const LEN: usize = 40_960;
 struct Crashed {
     after: Arc<FaultDevice>,
     committed: bool,
-    id: mpool::ObjectId,
-    keep: mpool::ObjectId,
+    id: mpool::MblockId,
+    keep: mpool::MblockId,
     zone: u32,
 }
 
@@ -118,7 +118,7 @@ fn commit_record_without_its_content_is_dropped_for_good() {
         );
         assert!(p.object_props(more).is_ok());
         let ids: Vec<_> = p.objects().unwrap().iter().map(|o| o.id).collect();
-        assert!(!ids.contains(&id));
+        assert!(!ids.contains(&id.object_id()));
         p.compact_metadata().unwrap();
         drop(p);
         assert!(open(&after, false).object_props(id).is_err());
@@ -206,7 +206,7 @@ fn staging_commits_flush_content_first() {
 
 /// A device image where an mblock's commit record landed but its content
 /// did not, with a committed `keep` beside it.
-fn record_without_content() -> (Vec<u8>, mpool::ObjectId, mpool::ObjectId) {
+fn record_without_content() -> (Vec<u8>, mpool::MblockId, mpool::MblockId) {
     for k in 0..12u64 {
         let c = crash_in_commit(k);
         if c.committed || open(&c.after, true).object_props(c.id).is_err() {
@@ -283,7 +283,12 @@ fn a_commit_that_failed_writing_its_record_holds_its_zone_until_reopen() {
     drop(pool);
     for mode in [CrashMode::DropAll, CrashMode::KeepAll] {
         let p = open(&Arc::new(dev.reboot(mode)), false);
-        let live = p.objects().unwrap().iter().filter(|o| o.id == id).count() as u64;
+        let live = p
+            .objects()
+            .unwrap()
+            .iter()
+            .filter(|o| o.id == id.object_id())
+            .count() as u64;
         assert_eq!(p.usage()[0].used, used - ZONE + live * ZONE);
     }
 }

@@ -5,7 +5,7 @@
 //! gone.
 
 use mpool::dev::{CrashMode, DeviceRef, FaultDevice};
-use mpool::{Error, MediaClass, ObjectError, ObjectId, Pool, PoolError, StorageError};
+use mpool::{Error, MblockId, MediaClass, ObjectError, Pool, PoolError, StorageError};
 use std::sync::Arc;
 
 const ZONE: u64 = 64 * 1024;
@@ -24,7 +24,7 @@ fn setup() -> (Arc<FaultDevice>, Pool) {
     (dev, pool)
 }
 
-fn commit(pool: &Pool, len: usize, seed: u8) -> ObjectId {
+fn commit(pool: &Pool, len: usize, seed: u8) -> MblockId {
     let id = pool.mblock_alloc(MediaClass::Capacity).unwrap();
     pool.mblock_write(id, &pattern(len, seed)).unwrap();
     pool.mblock_commit(id).unwrap();
@@ -84,9 +84,12 @@ fn deferred_delete_is_gone_at_once_and_frees_its_zone_when_durable() {
 fn a_later_durable_operation_in_the_same_log_carries_it() {
     let (dev, pool) = setup();
     // IDs go round-robin over the pool's MDCs; find two in one MDC.
-    let ids: Vec<ObjectId> = (0..8).map(|i| commit(&pool, 5000, i)).collect();
+    let ids: Vec<MblockId> = (0..8).map(|i| commit(&pool, 5000, i)).collect();
     let a = ids[0];
-    let b = *ids[1..].iter().find(|x| x.mdc() == a.mdc()).unwrap();
+    let b = *ids[1..]
+        .iter()
+        .find(|x| x.object_id().mdc() == a.object_id().mdc())
+        .unwrap();
     pool.mblock_delete_deferred(a).unwrap();
     pool.mblock_delete(b).unwrap();
     let p = reopen(&dev, CrashMode::DropAll);
@@ -128,7 +131,7 @@ fn zones_are_not_reused_before_the_delete_is_durable() {
     let (dev, pool) = setup();
     let free = pool.usage()[0].free;
     let n = (free / ZONE) as usize;
-    let ids: Vec<ObjectId> = (0..n).map(|i| commit(&pool, 100, i as u8)).collect();
+    let ids: Vec<MblockId> = (0..n).map(|i| commit(&pool, 100, i as u8)).collect();
     assert!(matches!(
         pool.mblock_alloc(MediaClass::Capacity),
         Err(Error::Storage(StorageError::NoSpace(_)))
@@ -167,8 +170,9 @@ fn bad_requests_get_typed_errors_and_change_nothing() {
     ));
     let log = pool.mlog_alloc(MediaClass::Capacity, ZONE).unwrap();
     pool.mlog_commit(log).unwrap();
+    // An mlog's ID does not become an mblock's: the call cannot be made.
     assert!(matches!(
-        pool.mblock_delete_deferred(log),
+        MblockId::try_from(log.object_id()),
         Err(Error::Object(ObjectError::WrongType { .. }))
     ));
     pool.mblock_abort(pending).unwrap();

@@ -1,15 +1,15 @@
-//! Zero-copy mblock reads into owned aligned buffers
-//! (`Pool::mblock_read_aligned`): aligned and unaligned offsets on both
-//! media classes read the content exactly; a buffer may run past the
-//! content up to its alignment and those bytes come back zero whatever the
-//! media holds; a bad read fails the call before any I/O; device errors
-//! are typed.
+//! Zero-copy mblock reads into owned aligned buffers through an
+//! `MblockReader` (`Pool::mblock_reader`): aligned and unaligned offsets on
+//! both media classes read the content exactly, each buffer coming back;
+//! a buffer may run past the content up to its alignment and those bytes
+//! come back zero whatever the media holds; a bad read is refused by
+//! `push` before any I/O; device errors are typed, each with its read.
 
 use crate::pool_common;
 
 use mpool::dev::{Device, FaultDevice};
 use mpool::io::AlignedBuf;
-use mpool::{AlignedRead, Error, MediaClass, ObjectError, ObjectId, Pool, StorageError};
+use mpool::{AlignedRead, Error, MblockId, MediaClass, ObjectError, Pool, StorageError};
 use std::sync::Arc;
 
 const ZONE: u64 = 64 * 1024;
@@ -33,7 +33,7 @@ fn setup() -> Setup {
     Setup { cap, stg, pool }
 }
 
-fn commit(pool: &Pool, class: MediaClass, data: &[u8]) -> ObjectId {
+fn commit(pool: &Pool, class: MediaClass, data: &[u8]) -> MblockId {
     let id = pool.mblock_alloc(class).unwrap();
     pool.mblock_write(id, data).unwrap();
     pool.mblock_commit(id).unwrap();
@@ -43,10 +43,29 @@ fn commit(pool: &Pool, class: MediaClass, data: &[u8]) -> ObjectId {
 /// What a refused read's error must match.
 type Expect = fn(&Error) -> bool;
 
-fn read(id: ObjectId, offset: u64, len: usize, align: usize) -> AlignedRead {
+fn read(id: MblockId, offset: u64, len: usize, align: usize) -> AlignedRead {
     let mut buf = AlignedBuf::new(len, align);
     buf.fill(0xEE); // whatever the buffer held must not survive the read
     AlignedRead { id, offset, buf }
+}
+
+/// Push every read through a reader of depth `depth` and take them all:
+/// completed reads (in completion order) and the errors of failed ones.
+fn read_all(pool: &Pool, reads: Vec<AlignedRead>, depth: usize) -> Vec<mpool::Result<AlignedRead>> {
+    let mut rd = pool.mblock_reader(depth).unwrap();
+    for r in reads {
+        rd.push(r).unwrap();
+    }
+    let out: Vec<_> = rd.by_ref().collect();
+    assert!(rd.is_idle());
+    out
+}
+
+/// The one read of `r`, through a reader.
+fn read_one(pool: &Pool, r: AlignedRead) -> AlignedRead {
+    let mut out = read_all(pool, vec![r], 8);
+    assert_eq!(out.len(), 1);
+    out.pop().unwrap().unwrap()
 }
 
 #[test]
@@ -57,7 +76,7 @@ fn aligned_and_unaligned_reads_return_the_content() {
     let ida = commit(&s.pool, MediaClass::Capacity, &a);
     let idb = commit(&s.pool, MediaClass::Staging, &b);
     // (id, content, offset, len, buffer alignment)
-    let cases: Vec<(ObjectId, &[u8], u64, usize, usize)> = vec![
+    let cases: Vec<(MblockId, &[u8], u64, usize, usize)> = vec![
         (ida, &a, 0, 4096, 4096),      // straight into the buffer
         (ida, &a, 8192, 16384, 4096),  // several sectors
         (ida, &a, 4096, 4096, 512),    // buffer aligned less than a sector: bounce
@@ -73,12 +92,21 @@ fn aligned_and_unaligned_reads_return_the_content() {
         .map(|c| read(c.0, c.2, c.3, c.4))
         .collect::<Vec<_>>();
     let ptrs: Vec<*const u8> = reads.iter().map(|r| r.buf.as_ptr()).collect();
-    let out = s.pool.mblock_read_aligned(reads, 4).unwrap();
+    let out = read_all(&s.pool, reads, 4);
     assert_eq!(out.len(), cases.len());
-    for ((c, r), p) in cases.iter().zip(&out).zip(&ptrs) {
+    let mut seen = vec![false; cases.len()];
+    for r in out {
+        let r = r.unwrap();
+        // Reads come back in completion order: each buffer is its own.
+        let i = ptrs
+            .iter()
+            .position(|p| *p == r.buf.as_ptr())
+            .expect("each buffer comes back");
+        assert!(!seen[i], "a buffer came back twice");
+        seen[i] = true;
+        let c = &cases[i];
         assert_eq!(r.id, c.0);
         assert_eq!(r.offset, c.2);
-        assert_eq!(r.buf.as_ptr(), *p, "each buffer comes back, in order");
         let off = c.2 as usize;
         let inside = (c.1.len() - off).min(r.buf.len());
         assert!(
@@ -88,12 +116,11 @@ fn aligned_and_unaligned_reads_return_the_content() {
         );
         assert!(r.buf[inside..].iter().all(|&x| x == 0), "padding is zero");
     }
-    // An empty list does nothing.
-    assert!(s
-        .pool
-        .mblock_read_aligned(Vec::new(), 32)
-        .unwrap()
-        .is_empty());
+    assert!(seen.iter().all(|&x| x));
+    // A reader given nothing has nothing to give.
+    let mut rd = s.pool.mblock_reader(32).unwrap();
+    assert!(rd.is_idle());
+    assert!(rd.next().is_none());
 }
 
 #[test]
@@ -111,29 +138,24 @@ fn bytes_past_the_content_read_zero_whatever_the_media_holds() {
     s.cap.flush().unwrap();
     // A 16 KiB-aligned buffer may cover the content rounded up to 16 KiB:
     // 6 KiB past the content, partly past its last sector.
-    let out = s
-        .pool
-        .mblock_read_aligned(vec![read(id, 0, 16384, 16384)], 8)
-        .unwrap();
-    assert!(out[0].buf[..10_000] == data[..], "content read back");
-    assert!(out[0].buf[10_000..].iter().all(|&x| x == 0));
+    let out = read_one(&s.pool, read(id, 0, 16384, 16384));
+    assert!(out.buf[..10_000] == data[..], "content read back");
+    assert!(out.buf[10_000..].iter().all(|&x| x == 0));
     // The same range at an unaligned offset goes through a bounce buffer.
-    let out = s
-        .pool
-        .mblock_read_aligned(vec![read(id, 9_000, 1024, 512)], 8)
-        .unwrap();
-    assert!(out[0].buf[..1000] == data[9_000..], "content read back");
-    assert!(out[0].buf[1000..].iter().all(|&x| x == 0));
+    let out = read_one(&s.pool, read(id, 9_000, 1024, 512));
+    assert!(out.buf[..1000] == data[9_000..], "content read back");
+    assert!(out.buf[1000..].iter().all(|&x| x == 0));
 }
 
 #[test]
-fn a_bad_read_fails_the_call_before_any_io() {
+fn a_bad_read_is_refused_before_any_io() {
     let s = setup();
     let data = pattern(10_000, 9);
     let id = commit(&s.pool, MediaClass::Capacity, &data);
     let pending = s.pool.mblock_alloc(MediaClass::Capacity).unwrap();
     s.pool.mblock_write(pending, &data).unwrap();
     let mlog = s.pool.mlog_alloc(MediaClass::Capacity, ZONE).unwrap();
+    let mut rd = s.pool.mblock_reader(4).unwrap();
     let before = (s.cap.stats().reads, s.stg.stats().reads);
     let bad: Vec<(AlignedRead, Expect)> = vec![
         // Past the content rounded up to the buffer's alignment (12288).
@@ -157,29 +179,30 @@ fn a_bad_read_fails_the_call_before_any_io() {
         (read(pending, 0, 4096, 4096), |e| {
             matches!(e, Error::Object(ObjectError::NotCommitted(_)))
         }),
-        (read(mlog, 0, 4096, 4096), |e| {
-            matches!(e, Error::Object(ObjectError::WrongType { .. }))
-        }),
     ];
     for (r, want) in bad {
-        let good = read(id, 0, 4096, 4096);
-        let err = s.pool.mblock_read_aligned(vec![good, r], 4).unwrap_err();
+        let err = rd.push(r).unwrap_err();
         assert!(want(&err), "{err:?}");
+        assert!(rd.is_idle(), "a refused read is not pending");
     }
+    // An mlog's ID does not become an mblock's: no read of it can be made.
+    let err = MblockId::try_from(mlog.object_id()).unwrap_err();
+    assert!(
+        matches!(err, Error::Object(ObjectError::WrongType { .. })),
+        "{err:?}"
+    );
     assert_eq!(
         (s.cap.stats().reads, s.stg.stats().reads),
         before,
         "nothing was read"
     );
     s.pool.mblock_delete(id).unwrap();
-    let err = s
-        .pool
-        .mblock_read_aligned(vec![read(id, 0, 4096, 4096)], 4)
-        .unwrap_err();
+    let err = rd.push(read(id, 0, 4096, 4096)).unwrap_err();
     assert!(
         matches!(err, Error::Object(ObjectError::NotFound(_))),
         "{err:?}"
     );
+    assert!(rd.next().is_none());
 }
 
 #[test]
@@ -190,22 +213,26 @@ fn device_errors_are_reported() {
     let base = u64::from(s.pool.object_props(id).unwrap().zone) * ZONE;
     s.cap.fail_reads(base + 4096..base + 8192);
     for (off, align) in [(4096, 4096), (4000, 4096), (4096, 512)] {
-        let err = s
-            .pool
-            .mblock_read_aligned(vec![read(id, 0, 4096, 4096), read(id, off, 4096, align)], 4)
-            .unwrap_err();
+        let out = read_all(
+            &s.pool,
+            vec![read(id, 0, 4096, 4096), read(id, off, 4096, align)],
+            4,
+        );
+        assert_eq!(out.len(), 2, "each read comes back");
+        let (ok, err): (Vec<_>, Vec<_>) = out.into_iter().partition(|r| r.is_ok());
+        assert_eq!(err.len(), 1, "the read over the fault fails: {err:?}");
         assert!(
-            matches!(err, Error::Storage(StorageError::Dev(_))),
+            matches!(err[0], Err(Error::Storage(StorageError::Dev(_)))),
             "{err:?}"
         );
+        let good = ok.into_iter().next().unwrap().unwrap();
+        assert_eq!(good.offset, 0);
+        assert!(good.buf[..] == data[..4096], "the other read is intact");
     }
     s.cap.clear_failures();
-    let out = s
-        .pool
-        .mblock_read_aligned(vec![read(id, 4096, 4096, 4096)], 4)
-        .unwrap();
+    let out = read_one(&s.pool, read(id, 4096, 4096, 4096));
     assert!(
-        out[0].buf[..] == data[4096..8192],
+        out.buf[..] == data[4096..8192],
         "read after the fault cleared"
     );
 }

@@ -58,7 +58,8 @@ fn batched_reads_match_single_reads() {
             buf: b,
         })
         .collect();
-    pool.mblock_read_batch(&mut reads).unwrap();
+    let depth = reads.len();
+    pool.mblock_read_batch(&mut reads, depth).unwrap();
     drop(reads);
     for (s, b) in spans.iter().zip(&bufs) {
         assert_eq!(&b[..], &blocks[s.0].1[s.1..s.1 + s.2], "span {s:?}");
@@ -80,17 +81,20 @@ fn batched_reads_match_single_reads() {
         },
     ];
     assert!(matches!(
-        pool.mblock_read_batch(&mut bad),
+        pool.mblock_read_batch(&mut bad, 2),
         Err(Error::Object(ObjectError::ReadOutOfRange { .. }))
     ));
     let open = pool.mblock_alloc(MediaClass::Capacity).unwrap();
     let mut c = [0u8; 1];
     assert!(matches!(
-        pool.mblock_read_batch(&mut [MblockRead {
-            id: open,
-            offset: 0,
-            buf: &mut c
-        }]),
+        pool.mblock_read_batch(
+            &mut [MblockRead {
+                id: open,
+                offset: 0,
+                buf: &mut c
+            }],
+            1
+        ),
         Err(Error::Object(ObjectError::NotCommitted(_)))
     ));
 }
@@ -133,11 +137,33 @@ fn queued_reads_on_a_file_match_the_content() {
                 buf: b,
             })
             .collect();
-        pool.mblock_read_queued(&mut reads, depth).unwrap();
+        pool.mblock_read_batch(&mut reads, depth).unwrap();
         drop(reads);
         for (p, b) in picks.iter().zip(&bufs) {
             let at = p.1 as usize;
             assert_eq!(&b[..], &blocks[p.0].1[at..at + 4096], "depth {depth}");
         }
     }
+}
+
+#[test]
+fn a_batch_of_depth_zero_is_refused() {
+    let cap: DeviceRef = Arc::new(MemDevice::new(64 * ZONE, 4096));
+    Pool::format_on("rz", &[(Arc::clone(&cap), MediaClass::Capacity, ZONE)], "").unwrap();
+    let pool = Pool::open_on(vec![cap], false).unwrap();
+    let id = pool.mblock_alloc(MediaClass::Capacity).unwrap();
+    pool.mblock_write(id, &[5u8; 100]).unwrap();
+    pool.mblock_commit(id).unwrap();
+    let mut b = [0u8; 10];
+    let mut reads = [MblockRead {
+        id,
+        offset: 0,
+        buf: &mut b,
+    }];
+    assert!(matches!(
+        pool.mblock_read_batch(&mut reads, 0),
+        Err(Error::InvalidArgument(_))
+    ));
+    pool.mblock_read_batch(&mut reads, 1).unwrap();
+    assert_eq!(b, [5u8; 10]);
 }

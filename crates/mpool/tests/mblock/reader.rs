@@ -9,7 +9,7 @@ use crate::pool_common;
 
 use mpool::dev::{DevError, Device, DeviceRef, FaultDevice, FileDevice, MemDevice, OpenOptions};
 use mpool::io::{AlignedBuf, EngineChoice, IoReq, Queue};
-use mpool::{AlignedRead, Error, MediaClass, ObjectError, ObjectId, Pool, StorageError};
+use mpool::{AlignedRead, Error, MblockId, MediaClass, ObjectError, Pool, StorageError};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -43,7 +43,7 @@ fn file_pool(dir: &std::path::Path) -> (Arc<FileDevice>, Pool) {
     (file, pool)
 }
 
-fn commit(pool: &Pool, class: MediaClass, data: &[u8]) -> ObjectId {
+fn commit(pool: &Pool, class: MediaClass, data: &[u8]) -> MblockId {
     let id = pool.mblock_alloc(class).unwrap();
     pool.mblock_write(id, data).unwrap();
     pool.mblock_commit(id).unwrap();
@@ -58,7 +58,7 @@ fn every_read_comes_back_once_with_its_content() {
     let dir = tempfile::tempdir().unwrap();
     let (file, pool) = file_pool(dir.path());
     assert!(file.queue(8).depth() == 8);
-    let mut blocks: HashMap<ObjectId, Vec<u8>> = HashMap::new();
+    let mut blocks: HashMap<MblockId, Vec<u8>> = HashMap::new();
     for (i, class) in [
         MediaClass::Capacity,
         MediaClass::Capacity,
@@ -71,7 +71,7 @@ fn every_read_comes_back_once_with_its_content() {
         let data = pattern(300_000 + i * 12_345, i as u8);
         blocks.insert(commit(&pool, class, &data), data);
     }
-    let ids: Vec<ObjectId> = {
+    let ids: Vec<MblockId> = {
         let mut v: Vec<_> = blocks.keys().copied().collect();
         v.sort();
         v
@@ -79,10 +79,10 @@ fn every_read_comes_back_once_with_its_content() {
     let mut rd = pool.mblock_reader(8).unwrap();
     assert_eq!(rd.depth(), 8);
     assert!(rd.next().is_none(), "nothing pushed, nothing to wait for");
-    let mut want: HashMap<(ObjectId, u64), usize> = HashMap::new();
+    let mut want: HashMap<(MblockId, u64), usize> = HashMap::new();
     let mut got = 0usize;
     let mut x = 12345u64;
-    let check = |r: AlignedRead, want: &mut HashMap<(ObjectId, u64), usize>| {
+    let check = |r: AlignedRead, want: &mut HashMap<(MblockId, u64), usize>| {
         let len = want.remove(&(r.id, r.offset)).expect("a read pushed once");
         assert_eq!(r.buf.len(), len);
         let data = &blocks[&r.id];

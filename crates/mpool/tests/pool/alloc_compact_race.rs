@@ -3,7 +3,7 @@
 //! the checkpoint. A watchdog turns a deadlock into a failure, not a hang.
 
 use mpool::dev::{DeviceRef, MemDevice};
-use mpool::{MediaClass, ObjectId, Pool};
+use mpool::{MblockId, MediaClass, Pool};
 use std::collections::HashSet;
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
@@ -21,10 +21,10 @@ fn checkpoint_writes_race_compaction_without_deadlock() {
             "",
         )
         .unwrap();
-        let mut seen = HashSet::<ObjectId>::new();
+        let mut seen = HashSet::<MblockId>::new();
         for _round in 0..40 {
             let pool = Pool::open_on(vec![Arc::clone(&dev)], false).unwrap();
-            let ids: Vec<ObjectId> = std::thread::scope(|s| {
+            let ids: Vec<MblockId> = std::thread::scope(|s| {
                 let p = &pool;
                 s.spawn(move || {
                     for _ in 0..20 {

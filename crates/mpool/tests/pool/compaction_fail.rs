@@ -6,13 +6,13 @@
 //! across a reopen and across a crash.
 
 use mpool::dev::{CrashMode, DeviceRef, FaultDevice};
-use mpool::{Error, MediaClass, MetadataError, ObjectId, Pool};
+use mpool::{Error, MblockId, MediaClass, MetadataError, Pool};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 const ZONE: u64 = 64 * 1024;
 
-fn setup(dev: &Arc<FaultDevice>) -> (Pool, BTreeMap<ObjectId, Vec<u8>>) {
+fn setup(dev: &Arc<FaultDevice>) -> (Pool, BTreeMap<MblockId, Vec<u8>>) {
     let d: DeviceRef = dev.clone();
     Pool::format_on("cfail", &[(d.clone(), MediaClass::Capacity, ZONE)], "").unwrap();
     let pool = Pool::open_on(vec![d], false).unwrap();
@@ -33,13 +33,13 @@ fn setup(dev: &Arc<FaultDevice>) -> (Pool, BTreeMap<ObjectId, Vec<u8>>) {
     (pool, live)
 }
 
-fn verify(pool: &Pool, live: &BTreeMap<ObjectId, Vec<u8>>) {
-    let ids: Vec<ObjectId> = pool
+fn verify(pool: &Pool, live: &BTreeMap<MblockId, Vec<u8>>) {
+    let ids: Vec<MblockId> = pool
         .objects()
         .unwrap()
         .iter()
         .filter(|o| o.ty == mpool::ObjType::Mblock)
-        .map(|o| o.id)
+        .map(|o| MblockId::try_from(o.id).unwrap())
         .collect();
     assert_eq!(ids, live.keys().copied().collect::<Vec<_>>());
     for (id, data) in live {

@@ -45,14 +45,15 @@ fn check_contents(pool: &Pool) {
     assert_eq!(lens, vec![100, 5000, 65536], "committed mblocks");
     for o in objs.iter().filter(|o| o.ty == ObjType::Mblock) {
         let mut got = vec![0u8; o.len as usize];
-        pool.mblock_read(o.id, 0, &mut got).unwrap();
+        pool.mblock_read(o.id.try_into().unwrap(), 0, &mut got)
+            .unwrap();
         assert_eq!(got, pattern(o.len as usize), "content of {}", o.id);
         assert_eq!(o.crc, Some(crc32c::crc32c(&got)));
     }
     let logs: Vec<_> = objs.iter().filter(|o| o.ty == ObjType::Mlog).collect();
     assert_eq!(logs.len(), 1, "one user mlog");
     let recs: Vec<Vec<u8>> = pool
-        .mlog_open(logs[0].id)
+        .mlog_open(logs[0].id.try_into().unwrap())
         .unwrap()
         .reader()
         .unwrap()

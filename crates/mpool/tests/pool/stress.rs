@@ -7,7 +7,7 @@
 
 use mpool::dev::{DeviceRef, MemDevice};
 use mpool::io::AlignedBuf;
-use mpool::{AlignedRead, Error, MediaClass, ObjType, ObjectError, ObjectId, Pool, StorageError};
+use mpool::{AlignedRead, Error, MblockId, MediaClass, ObjType, ObjectError, Pool, StorageError};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::HashMap;
@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex};
 
 const ZONE: u64 = 64 * 1024;
 
-fn content(id: ObjectId, len: usize) -> Vec<u8> {
-    let mut x = id.raw() | 1;
+fn content(id: MblockId, len: usize) -> Vec<u8> {
+    let mut x = id.object_id().raw() | 1;
     (0..len)
         .map(|_| {
             x ^= x << 13;
@@ -27,7 +27,7 @@ fn content(id: ObjectId, len: usize) -> Vec<u8> {
         .collect()
 }
 
-fn verify(pool: &Pool, live: &HashMap<ObjectId, usize>, dead: &[ObjectId], base_used: u64) {
+fn verify(pool: &Pool, live: &HashMap<MblockId, usize>, dead: &[MblockId], base_used: u64) {
     for (id, len) in live {
         let mut b = vec![0u8; *len];
         pool.mblock_read(*id, 0, &mut b).unwrap();
@@ -72,8 +72,8 @@ fn eight_threads_mixing_everything() {
     pool.mdc_commit(mdc).unwrap();
     let base_used = pool.usage()[0].used / ZONE;
 
-    let live = Mutex::new(HashMap::<ObjectId, usize>::new());
-    let dead = Mutex::new(Vec::<ObjectId>::new());
+    let live = Mutex::new(HashMap::<MblockId, usize>::new());
+    let dead = Mutex::new(Vec::<MblockId>::new());
     let appended = Mutex::new(0u64);
     let done = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|s| {
@@ -90,7 +90,7 @@ fn eight_threads_mixing_everything() {
                 let (pool, live, dead, appended) = (&pool, &live, &dead, &appended);
                 s.spawn(move || {
                     let mut rng = StdRng::seed_from_u64(t);
-                    let mut mine: Vec<(ObjectId, usize)> = Vec::new();
+                    let mut mine: Vec<(MblockId, usize)> = Vec::new();
                     for _ in 0..250 {
                         match rng.random_range(0..100) {
                             0..=44 => {
