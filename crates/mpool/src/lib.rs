@@ -1,8 +1,141 @@
 //! mpool: a userspace object storage media pool.
 //!
-//! mpool stores write-once objects (mblocks), record logs (mlogs) and
-//! metadata containers (MDCs) on raw block devices or plain files, in one
-//! pool that can span media classes. See `README.md` and `docs/`.
+//! mpool gives storage engines built on immutable data (LSM-trees, log
+//! stores, event streams) the objects they need, on raw block devices or
+//! plain files, bypassing the page cache:
+//!
+//! - an **mblock** is a write-once container of bytes: allocate, append,
+//!   commit (durable and immutable from then on), read at any offset,
+//!   delete. An mblock that was never committed vanishes on a crash.
+//! - an **mlog** is a record log: append records (each durable on return
+//!   when asked, threads sharing device flushes), read them back in order,
+//!   erase and start again.
+//! - an **MDC** (metadata container) is a pair of mlogs with compaction, for
+//!   a client's own small, crash-safe metadata. Every pool has a root MDC
+//!   where a client finds its way back to its objects after a restart.
+//!
+//! A [`Pool`] spans one or two media classes ([`MediaClass::Capacity`],
+//! required, and [`MediaClass::Staging`], a faster device). Each device is
+//! cut into zones of the pool's mblock size; an mblock takes one zone.
+//!
+//! # A first program
+//!
+//! ```
+//! use mpool::{CreateOptions, DeviceSpec, MediaClass, OpenOptions, Pool};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = std::env::temp_dir().join(format!("mpool-first-{}", std::process::id()));
+//! std::fs::create_dir_all(&dir)?;
+//! // Pools opened by name are recorded in a run directory and a list of
+//! // device files; keep this program's to itself.
+//! std::env::set_var("MPOOL_RUNDIR", dir.join("run"));
+//! std::env::set_var("MPOOL_CONFIG", dir.join("devices"));
+//!
+//! // A pool on a 64 MiB file, with 1 MiB mblocks.
+//! let spec = DeviceSpec {
+//!     path: dir.join("pool.img"),
+//!     create_size: Some(64 << 20),
+//!     zone_size: 1 << 20,
+//! };
+//! let pool = Pool::create("first", &spec, &CreateOptions::default())?;
+//!
+//! // Write an object in pieces, commit it, read part of it back.
+//! let id = pool.mblock_alloc(MediaClass::Capacity)?;
+//! pool.mblock_write(id, b"hello, ")?;
+//! pool.mblock_write(id, b"world")?;
+//! let props = pool.mblock_commit(id)?; // durable and immutable from here
+//! assert_eq!(props.len, 12);
+//! let mut word = [0u8; 5];
+//! pool.mblock_read(id, 7, &mut word)?;
+//! assert_eq!(&word, b"world");
+//!
+//! // Remember it in the root MDC, durably (`true`: sync).
+//! pool.root_mdc()?.append(id.to_string().as_bytes(), true)?;
+//! pool.close()?; // reports any error of the final flush
+//!
+//! // Later, in any process: open by name, find the object again.
+//! let pool = Pool::open("first", &OpenOptions::default())?;
+//! let roots = pool.root_mdc()?.reader()?.collect::<Result<Vec<_>, _>>()?;
+//! let id: mpool::MblockId = std::str::from_utf8(&roots[0])?.parse()?;
+//! let mut all = vec![0u8; 12];
+//! pool.mblock_read(id, 0, &mut all)?;
+//! assert_eq!(&all, b"hello, world");
+//! pool.mblock_delete(id)?; // durable on return; the zone is free again
+//! pool.close()?;
+//!
+//! mpool::admin::destroy("first")?; // erase the pool's superblocks
+//! std::fs::remove_dir_all(&dir)?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # The API in one page
+//!
+//! **Pools.** [`Pool::create`] formats devices ([`DeviceSpec`]: a file,
+//! created at `create_size` if missing, or a block device) and
+//! [`CreateOptions`] sets the owner, mode, label and a staging device.
+//! [`Pool::open`] opens an active pool by name or UUID ([`OpenOptions`]:
+//! read-only, I/O engine). A `Pool` is `Send + Sync` and cheap to clone:
+//! share it between threads. [`Pool::close`] flushes what is pending and
+//! reports the outcome; dropping the last handle does the same silently.
+//! Properties: [`Pool::props`], [`Pool::get`] and [`Pool::set`] by name
+//! ([`PROPERTIES`], [`SETTABLE`]), [`Pool::usage`] per media class,
+//! [`Pool::check`] to verify every checksum. The LVM-like verbs on whole
+//! pools (destroy, activate, deactivate, rename, scan) are in [`admin`].
+//!
+//! **Object IDs** are typed: [`MblockId`], [`MlogId`] and [`MdcId`] are
+//! what the calls for each kind take, so one cannot be passed for another;
+//! [`ObjectId`] names any object (listings, [`Pool::object_props`]). All
+//! print and parse as `0x` and 16 hex digits; parsing a typed ID checks the
+//! type.
+//!
+//! **mblocks.** [`Pool::mblock_alloc`], [`Pool::mblock_write`] (append;
+//! [`Pool::mblock_write_aligned`] writes from an [`AlignedBuf`] with no
+//! copy), [`Pool::mblock_commit`] (content and commit record durable on
+//! return) or [`Pool::mblock_abort`], [`Pool::mblock_delete`] (durable on
+//! return) or [`Pool::mblock_delete_deferred`] (durable at the next flush of
+//! its metadata log, within about 100 ms or at [`Pool::sync`]). Reads, in
+//! three forms: [`Pool::mblock_read`], one read into a byte slice;
+//! [`Pool::mblock_read_batch`], many [`MblockRead`]s with a bounded number
+//! in flight; [`Pool::mblock_reader`], an [`MblockReader`] that keeps
+//! [`AlignedRead`]s in flight across calls, each going from the device
+//! straight into the caller's aligned buffer (what fio calls a queue depth).
+//!
+//! **mlogs and MDCs.** [`Pool::mlog_alloc`] with a capacity,
+//! [`Pool::mlog_commit`], then [`Pool::mlog_open`] gives an [`Mlog`]:
+//! `append(record, sync)`, `reader()`, `erase()`. MDCs likewise
+//! ([`Pool::mdc_alloc`], [`Pool::mdc_open`], [`Mdc`]), with compaction
+//! (`cstart`/`cend`); [`Pool::root_mdc`] is the pool's own.
+//!
+//! **Errors.** Every call returns [`Result`]; [`Error`] holds one family per
+//! kind of operation: [`PoolError`] (finding, creating, opening pools),
+//! [`ObjectError`] (an object: not found, wrong type, not committed, out of
+//! range, checksum mismatch, …), [`MetadataError`] (the pool's metadata),
+//! [`StorageError`] (devices and space), plus `InvalidArgument` and
+//! `Internal` (a bug in mpool: debug builds panic instead).
+//!
+//! ```
+//! # fn f(pool: &mpool::Pool, id: mpool::MblockId) -> mpool::Result<()> {
+//! use mpool::{Error, ObjectError};
+//! match pool.mblock_delete(id) {
+//!     Ok(()) | Err(Error::Object(ObjectError::NotFound(_))) => Ok(()), // gone either way
+//!     Err(e) => Err(e),
+//! }
+//! # }
+//! ```
+//!
+//! **Crash safety.** What a call reports as done survives a crash or power
+//! cut: committed mblocks, synced mlog and MDC records, deletes. What it did
+//! not report is either absent after a restart or, for an uncommitted
+//! mblock, gone with its space. IDs are never reused. `docs/format.md` in
+//! the repository has every on-media byte.
+//!
+//! # Features
+//!
+//! - `internals`: test tooling: the device layer (memory and
+//!   fault-injecting devices), the I/O engines, the on-media codecs, the
+//!   torture harnesses, and pools on devices the caller opened. For the
+//!   `mpool` command, benchmarks, fuzzing and tests; not a stable API.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 #![warn(missing_docs)]
 
@@ -49,8 +182,8 @@ pub use dev::DevError;
 pub use error::{Error, MetadataError, ObjectError, PoolError, Result, StorageError};
 pub use format::superblock::{MediaClass, SuperblockError};
 pub use io::AlignedBuf;
-pub use mdc::{Mdc, MdcError};
-pub use mlog::{Mlog, MlogError};
+pub use mdc::{Mdc, MdcError, MdcReader, MdcUsage};
+pub use mlog::{Lsn, Mlog, MlogError, MlogReader};
 pub use objid::{MblockId, MdcId, MlogId, ObjType, ObjectId};
 pub use pool::{parse_mode, ClassUsage, DeviceProps, PoolProps, PROPERTIES, SETTABLE};
 pub use pool::{AlignedRead, MblockRead, MblockReader, ObjectProps};
