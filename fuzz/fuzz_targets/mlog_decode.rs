@@ -90,58 +90,7 @@ fn build(u: &mut Unstructured) -> Result<Image> {
     let mut clean = true;
     let data = 2 * bs as usize;
     let mut img = vec![0u8; data + g.size() as usize];
-    let hdr = LogHeader {
-        log_id,
-        gen,
-        epoch: u.int_in_range(1..=3)?,
-        block_size: bs as u32,
-        nblocks,
-    };
-    // Header copy 0: usually the log's header.
-    match u.int_in_range(0..=15u8)? {
-        0 => clean = false, // never written
-        1 => {
-            clean = false;
-            let other = LogHeader {
-                gen: u.arbitrary()?,
-                ..hdr
-            };
-            other.encode(&mut img[..bs as usize]);
-        }
-        _ => hdr.encode(&mut img[..bs as usize]),
-    }
-    // Header copy 1.
-    let h1 = match u.int_in_range(0..=5u8)? {
-        0 => Some(LogHeader {
-            epoch: hdr.epoch - 1,
-            ..hdr
-        }),
-        1 => None,
-        // Newer, same generation, geometry that does not match the extent:
-        // `decode_image` takes it, `Mlog::open` refuses it; same records.
-        2 => Some(LogHeader {
-            epoch: hdr.epoch + 1,
-            nblocks: nblocks + 1,
-            ..hdr
-        }),
-        3 => {
-            clean = false;
-            Some(LogHeader {
-                gen: u.arbitrary()?,
-                epoch: u.arbitrary()?,
-                ..hdr
-            })
-        }
-        4 => Some(LogHeader {
-            log_id: log_id ^ 1,
-            epoch: hdr.epoch + 1,
-            ..hdr
-        }),
-        _ => Some(hdr),
-    };
-    if let Some(h1) = h1 {
-        h1.encode(&mut img[bs as usize..2 * bs as usize]);
-    }
+    let hdr_epoch: u32 = u.int_in_range(1..=3)?;
 
     // Records.
     let mut recs = Vec::new();
@@ -232,6 +181,68 @@ fn build(u: &mut Unstructured) -> Result<Image> {
         recs.push((h, payload));
         p = end;
     }
+    // The header copies, written last so that their epoch can cover the
+    // records'.
+    let hdr = LogHeader {
+        log_id,
+        gen,
+        // As the writer leaves it: no lower than any record's epoch (a
+        // header written before the records of its epoch). Sometimes lower,
+        // as when the newest copy rotted and the older one wins.
+        epoch: if u.ratio(1, 8)? {
+            hdr_epoch
+        } else {
+            hdr_epoch.max(epoch)
+        },
+        block_size: bs as u32,
+        nblocks,
+    };
+    // Header copy 0: usually the log's header.
+    match u.int_in_range(0..=15u8)? {
+        0 => clean = false, // never written
+        1 => {
+            clean = false;
+            let other = LogHeader {
+                gen: u.arbitrary()?,
+                ..hdr
+            };
+            other.encode(&mut img[..bs as usize]);
+        }
+        _ => hdr.encode(&mut img[..bs as usize]),
+    }
+    // Header copy 1.
+    let h1 = match u.int_in_range(0..=5u8)? {
+        0 => Some(LogHeader {
+            epoch: hdr.epoch - 1,
+            ..hdr
+        }),
+        1 => None,
+        // Newer, same generation, geometry that does not match the extent:
+        // `decode_image` takes it, `Mlog::open` refuses it; same records.
+        2 => Some(LogHeader {
+            epoch: hdr.epoch + 1,
+            nblocks: nblocks + 1,
+            ..hdr
+        }),
+        3 => {
+            clean = false;
+            Some(LogHeader {
+                gen: u.arbitrary()?,
+                epoch: u.arbitrary()?,
+                ..hdr
+            })
+        }
+        4 => Some(LogHeader {
+            log_id: log_id ^ 1,
+            epoch: hdr.epoch + 1,
+            ..hdr
+        }),
+        _ => Some(hdr),
+    };
+    if let Some(h1) = h1 {
+        h1.encode(&mut img[bs as usize..2 * bs as usize]);
+    }
+
     Ok(Image {
         img,
         g,
@@ -351,6 +362,54 @@ fn epoch_saturated(im: &Image) -> bool {
     hdrs.chain(recs).any(|e| e == u32::MAX)
 }
 
+/// Print the image before and after (to triage a failed check).
+fn dump(im: &Image, d: &dyn Device) {
+    let bs = im.g.bs as usize;
+    let hex = |b: &[u8]| {
+        for (i, c) in b.chunks(32).enumerate() {
+            if c.iter().any(|&x| x != 0) {
+                eprintln!("{:6}: {:02x?}", i * 32, c);
+            }
+        }
+    };
+    eprintln!("bs {bs} nblocks {} log_id {:#x}", im.g.nblocks, im.log_id);
+    for s in 0..2 {
+        eprintln!("header {s}: {:?}", LogHeader::decode(&im.img[s * bs..]));
+    }
+    for &(h, ref p) in &im.recs {
+        let r = RecordHeader::decode(&im.img[im.data() + h as usize..]);
+        eprintln!("record at {h} (payload {}): {r:?}", p.len());
+    }
+    eprintln!("image built:");
+    hex(&im.img);
+    let mut b = d.alloc_buf(im.img.len());
+    if d.read_at(0, &mut b).is_ok() {
+        eprintln!("device now:");
+        hex(&b);
+    }
+}
+
+/// Known finding: a record of the log's generation with an epoch above the
+/// header's (the newest header copy rotted, so the older copy won) that the
+/// open scan does not reach (it looks past the end only along the chain, in
+/// the stop block and from each later block's `first_rec`) leaves the new
+/// epoch no higher than that record's. After a synced append, the next scan
+/// may take the old record for proof of corruption (`Corrupt`, the log
+/// refuses appends) or chain it after the new records. Skipped unless strict.
+fn epoch_behind(im: &Image, id: u64, gen: u64) -> bool {
+    let bs = im.g.bs as usize;
+    let hdr_epoch = (0..2)
+        .filter_map(|s| LogHeader::decode(&im.img[s * bs..]).ok())
+        .filter(|h| h.log_id == id && h.gen == gen && h.nblocks == im.g.nblocks)
+        .map(|h| h.epoch)
+        .max()
+        .unwrap_or(0);
+    im.recs.iter().any(|&(h, _)| {
+        RecordHeader::decode(&im.img[im.data() + h as usize..])
+            .is_some_and(|r| r.gen == gen && r.epoch > hdr_epoch)
+    })
+}
+
 fn raw(data: &[u8]) {
     let _ = LogHeader::decode(data);
     let _ = BlockHeader::decode(data);
@@ -458,20 +517,21 @@ fn run(u: &mut Unstructured) -> Result<()> {
         return Ok(());
     }
     // A synced append reads back after a reopen.
-    if log.corruption().is_none() && !read_err && (strict() || !epoch_saturated(&im)) {
+    let known = epoch_saturated(&im) || epoch_behind(&im, id, log.gen());
+    if log.corruption().is_none() && !read_err && (strict() || !known) {
         let n = u.int_in_range(0..=3 * bs as usize)?.min(u.len());
         let rec = u.bytes(n)?.to_vec();
         if let Ok(lsn) = log.append(&rec, true) {
             assert_eq!(lsn.0, got.len() as u64);
             drop(log);
-            let log = Mlog::open(d, 0..len, id).expect("reopen after a synced append");
-            let again: Vec<Vec<u8>> = log
-                .reader()
-                .expect("reader")
-                .collect::<std::result::Result<_, _>>()
-                .expect("records after a synced append");
+            let log = Mlog::open(d.clone(), 0..len, id).expect("reopen after a synced append");
+            let again: std::result::Result<Vec<Vec<u8>>, _> =
+                log.reader().expect("reader").collect();
             got.push(rec);
-            assert_eq!(again, got, "a synced append did not read back");
+            if again.as_ref().ok() != Some(&got) {
+                dump(&im, d.as_ref());
+            }
+            assert_eq!(again.ok(), Some(got), "a synced append did not read back");
         }
     }
     Ok(())
