@@ -98,6 +98,15 @@ pub enum MlogError {
         /// Why.
         reason: String,
     },
+    /// A counter of the log ran out: its epoch (raised at every open and
+    /// every 2^32 flushes; erase the log to start again at 1) or its
+    /// generation (raised at every erase; the log cannot be erased again:
+    /// make a new one). Only damaged or hostile media get there.
+    #[error("the log's {counter} counter is exhausted")]
+    Exhausted {
+        /// `"epoch"` or `"generation"`.
+        counter: &'static str,
+    },
     /// An earlier write or flush of this log failed; reopen the log.
     #[error("log unusable after an earlier I/O failure ({reason}); reopen it")]
     Failed {
@@ -155,6 +164,10 @@ struct State {
     flushing: bool,
     failed: Option<String>,
     corrupt: Option<(u64, String)>,
+    /// No epoch is left above the last one used: appends are refused until
+    /// an erase starts the epochs again (a saturated epoch would let new
+    /// records break the sequencing rules and vanish at the next open).
+    epochs_exhausted: bool,
     /// First record of the last flush set the open scan found.
     open_tail: Option<u64>,
 }
@@ -268,15 +281,17 @@ impl Mlog {
         scan: Option<&ScanResult>,
     ) -> Mlog {
         let (end, next_seq, epoch, hdr_durable, corrupt) = match scan {
-            None => (0, 0, hdr.epoch, true, None),
+            None => (0, 0, Some(hdr.epoch), true, None),
             Some(s) => (
                 s.end,
                 s.last.map_or(0, |l| l.seq.saturating_add(1)),
-                hdr.epoch.max(s.max_epoch).saturating_add(1),
+                hdr.epoch.max(s.max_epoch).checked_add(1),
                 false,
                 s.corrupt.clone(),
             ),
         };
+        let epochs_exhausted = epoch.is_none();
+        let epoch = epoch.unwrap_or(u32::MAX);
         let st = State {
             gen: hdr.gen,
             epoch,
@@ -293,6 +308,7 @@ impl Mlog {
             flushing: false,
             failed: None,
             corrupt,
+            epochs_exhausted,
             open_tail: scan.and_then(|s| s.last.map(|l| l.batch_first())),
         };
         Mlog {
@@ -422,7 +438,11 @@ impl Mlog {
         while g.flushing {
             g = crate::lock::wait(&self.cv, g);
         }
-        let gen = g.gen.saturating_add(1).max(min_gen);
+        let Some(gen) = g.gen.checked_add(1).map(|n| n.max(min_gen)) else {
+            return Err(MlogError::Exhausted {
+                counter: "generation",
+            });
+        };
         let hdr = LogHeader {
             log_id: self.id,
             gen,
@@ -457,6 +477,7 @@ impl Mlog {
         g.written_end = 0;
         g.durable_seq = 0;
         g.corrupt = None;
+        g.epochs_exhausted = false;
         Ok(gen)
     }
 
@@ -655,9 +676,14 @@ impl Mlog {
         if g.batch_first.is_some() {
             g.batch_first = None;
             if g.fseq >= MAX_FSEQ {
-                g.epoch = g.epoch.saturating_add(1);
-                g.fseq = 1;
-                g.hdr_durable = false;
+                match g.epoch.checked_add(1) {
+                    Some(e) => {
+                        g.epoch = e;
+                        g.fseq = 1;
+                        g.hdr_durable = false;
+                    }
+                    None => g.epochs_exhausted = true,
+                }
             } else {
                 g.fseq += 1;
             }
@@ -724,6 +750,9 @@ fn usable(g: &State) -> Result<()> {
             offset: *offset,
             reason: reason.clone(),
         });
+    }
+    if g.epochs_exhausted {
+        return Err(MlogError::Exhausted { counter: "epoch" });
     }
     Ok(())
 }

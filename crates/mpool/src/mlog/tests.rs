@@ -414,3 +414,68 @@ fn create_over_an_old_log_with_the_same_id_starts_empty() {
     log.append(b"new", true).unwrap();
     assert_eq!(all(&log), vec![b"new".to_vec()]);
 }
+
+/// Write both header copies of the log at `ext` with these counters.
+fn plant_headers(dev: &Arc<FaultDevice>, ext: &std::ops::Range<u64>, id: u64, gen: u64, epoch: u32) {
+    let bs = 512u64;
+    let hdr = LogHeader {
+        log_id: id,
+        gen,
+        epoch,
+        block_size: bs as u32,
+        nblocks: (ext.end - ext.start) / bs - 2,
+    };
+    let reqs = (0..2)
+        .map(|i| {
+            let mut b = AlignedBuf::new(bs as usize, bs as usize);
+            hdr.encode(&mut b);
+            IoReq::write(ext.start + i * bs, b)
+        })
+        .collect();
+    for r in dev.submit(reqs) {
+        r.result.unwrap().unwrap();
+    }
+    dev.flush().unwrap();
+}
+
+#[test]
+fn an_exhausted_epoch_refuses_appends_until_an_erase() {
+    let f = fault(64 << 10, 512);
+    let ext = 0..(64 << 10);
+    drop(Mlog::create(as_dev(&f), ext.clone(), 5).unwrap());
+    plant_headers(&f, &ext, 5, 1, u32::MAX);
+    let log = Mlog::open(as_dev(&f), ext.clone(), 5).unwrap();
+    // No epoch is left above u32::MAX: an append would be lost at the next
+    // open, so it is refused.
+    let e = log.append(b"lost?", true).unwrap_err();
+    assert!(
+        matches!(e, MlogError::Exhausted { counter: "epoch" }),
+        "{e:?}"
+    );
+    // An erase starts the epochs again.
+    log.erase(0).unwrap();
+    log.append(b"kept", true).unwrap();
+    drop(log);
+    let log = Mlog::open(as_dev(&f), ext, 5).unwrap();
+    assert_eq!(all(&log), vec![b"kept".to_vec()]);
+}
+
+#[test]
+fn an_exhausted_generation_refuses_the_erase_and_keeps_the_records() {
+    let f = fault(64 << 10, 512);
+    let ext = 0..(64 << 10);
+    drop(Mlog::create(as_dev(&f), ext.clone(), 6).unwrap());
+    plant_headers(&f, &ext, 6, u64::MAX, 1);
+    let log = Mlog::open(as_dev(&f), ext.clone(), 6).unwrap();
+    log.append(b"one", true).unwrap();
+    // The generation cannot rise: an erase that kept it would leave the
+    // "erased" records valid.
+    let e = log.erase(0).unwrap_err();
+    assert!(
+        matches!(e, MlogError::Exhausted { counter: "generation" }),
+        "{e:?}"
+    );
+    drop(log);
+    let log = Mlog::open(as_dev(&f), ext, 6).unwrap();
+    assert_eq!(all(&log), vec![b"one".to_vec()]);
+}
