@@ -4,7 +4,7 @@
 
 use anyhow::{bail, Context, Result};
 use hdrhistogram::Histogram;
-use mpool::dev::{DevError, Device, DeviceInfo, FileDevice, OpenOptions};
+use mpool::dev::{DevError, DevQueue, Device, DeviceInfo, FileDevice, OpenOptions};
 use mpool::io::{AlignedBuf, EngineChoice, IoKind, IoReq};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -266,6 +266,12 @@ impl Device for Counting {
         c.reads.fetch_add(r.0, Ordering::Relaxed);
         c.read_bytes.fetch_add(r.1, Ordering::Relaxed);
         out
+    }
+
+    /// Queued reads go to the inner device's own queue (its io_uring fast
+    /// path), uncounted: the counts are of the batched data path.
+    fn queue(&self, depth: usize) -> Box<dyn DevQueue + '_> {
+        self.inner.queue(depth)
     }
 
     fn flush(&self) -> Result<(), DevError> {

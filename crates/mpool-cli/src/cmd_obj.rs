@@ -66,6 +66,7 @@ pub enum MblockCmd {
         class: MediaClass,
     },
     /// Write an mblock's content to standard output or a file.
+    #[command(after_help = crate::fmt::SIZES)]
     Read {
         /// Pool name or UUID.
         pool: String,
@@ -76,18 +77,10 @@ pub enum MblockCmd {
         #[arg(short, long)]
         output: Option<PathBuf>,
         /// Start at this byte.
-        ///
-        /// SIZE: 4096, 64KiB, 512M, 1G, 1GiB. KiB, MiB, GiB, TiB and the bare
-        /// K, M, G, T are powers of 1024; KB, MB, GB, TB are powers of 1000
-        /// (10MB is 10,000,000 bytes).
-        #[arg(long, default_value = "0", value_parser = size_arg_zero)]
+        #[arg(long, default_value = "0", value_name = "SIZE", value_parser = size_arg_zero)]
         offset: u64,
         /// Read at most this many bytes.
-        ///
-        /// SIZE: 4096, 64KiB, 512M, 1G, 1GiB. KiB, MiB, GiB, TiB and the bare
-        /// K, M, G, T are powers of 1024; KB, MB, GB, TB are powers of 1000
-        /// (10MB is 10,000,000 bytes).
-        #[arg(long, value_parser = size_arg)]
+        #[arg(long, value_name = "SIZE", value_parser = size_arg)]
         length: Option<u64>,
     },
     /// Delete committed mblocks.
@@ -249,15 +242,12 @@ pub enum MlogCmd {
         json: bool,
     },
     /// Create and commit a user mlog; prints its ID.
+    #[command(after_help = crate::fmt::SIZES)]
     Create {
         /// Pool name or UUID.
         pool: String,
         /// Capacity (rounded up to whole mblocks).
-        ///
-        /// SIZE: 4096, 64KiB, 512M, 1G, 1GiB. KiB, MiB, GiB, TiB and the bare
-        /// K, M, G, T are powers of 1024; KB, MB, GB, TB are powers of 1000
-        /// (10MB is 10,000,000 bytes).
-        #[arg(long, default_value = "1MiB", value_parser = size_arg)]
+        #[arg(long, default_value = "1MiB", value_name = "SIZE", value_parser = size_arg)]
         capacity: u64,
         /// Media class.
         #[arg(long, default_value = "capacity", value_parser = class_arg)]

@@ -18,35 +18,19 @@ pub struct CreateArgs {
     /// Capacity device: a block device or a file.
     device: PathBuf,
     /// Create DEVICE as a sparse file of this size.
-    ///
-    /// SIZE: 4096, 64KiB, 512M, 1G, 1GiB. KiB, MiB, GiB, TiB and the bare
-    /// K, M, G, T are powers of 1024; KB, MB, GB, TB are powers of 1000
-    /// (10MB is 10,000,000 bytes).
-    #[arg(long, allow_hyphen_values = true, value_parser = size_arg)]
+    #[arg(long, allow_hyphen_values = true, value_name = "SIZE", value_parser = size_arg)]
     size: Option<u64>,
     /// Staging device (optional fast media class).
     #[arg(long)]
     staging: Option<PathBuf>,
     /// Create the staging device as a sparse file of this size.
-    ///
-    /// SIZE: 4096, 64KiB, 512M, 1G, 1GiB. KiB, MiB, GiB, TiB and the bare
-    /// K, M, G, T are powers of 1024; KB, MB, GB, TB are powers of 1000
-    /// (10MB is 10,000,000 bytes).
-    #[arg(long, allow_hyphen_values = true, value_parser = size_arg, requires = "staging")]
+    #[arg(long, allow_hyphen_values = true, value_name = "SIZE", value_parser = size_arg, requires = "staging")]
     staging_size: Option<u64>,
     /// Mblock (zone) size of the capacity class, a power of two (default 32MiB).
-    ///
-    /// SIZE: 4096, 64KiB, 512M, 1G, 1GiB. KiB, MiB, GiB, TiB and the bare
-    /// K, M, G, T are powers of 1024; KB, MB, GB, TB are powers of 1000
-    /// (10MB is 10,000,000 bytes).
-    #[arg(long, allow_hyphen_values = true, value_parser = size_arg)]
+    #[arg(long, allow_hyphen_values = true, value_name = "SIZE", value_parser = size_arg)]
     mblock_size: Option<u64>,
     /// Mblock (zone) size of the staging class (default: as capacity).
-    ///
-    /// SIZE: 4096, 64KiB, 512M, 1G, 1GiB. KiB, MiB, GiB, TiB and the bare
-    /// K, M, G, T are powers of 1024; KB, MB, GB, TB are powers of 1000
-    /// (10MB is 10,000,000 bytes).
-    #[arg(long, allow_hyphen_values = true, value_parser = size_arg, requires = "staging")]
+    #[arg(long, allow_hyphen_values = true, value_name = "SIZE", value_parser = size_arg, requires = "staging")]
     staging_mblock_size: Option<u64>,
     /// Owner of the member devices (name or number; default: you).
     #[arg(long)]
@@ -399,18 +383,10 @@ pub struct AddArgs {
     #[arg(long, value_parser = |s: &str| s.parse::<MediaClass>())]
     class: MediaClass,
     /// Create DEVICE as a sparse file of this size.
-    ///
-    /// SIZE: 4096, 64KiB, 512M, 1G, 1GiB. KiB, MiB, GiB, TiB and the bare
-    /// K, M, G, T are powers of 1024; KB, MB, GB, TB are powers of 1000
-    /// (10MB is 10,000,000 bytes).
-    #[arg(long, allow_hyphen_values = true, value_parser = size_arg)]
+    #[arg(long, allow_hyphen_values = true, value_name = "SIZE", value_parser = size_arg)]
     size: Option<u64>,
     /// Mblock (zone) size of the new class (default: as the capacity class).
-    ///
-    /// SIZE: 4096, 64KiB, 512M, 1G, 1GiB. KiB, MiB, GiB, TiB and the bare
-    /// K, M, G, T are powers of 1024; KB, MB, GB, TB are powers of 1000
-    /// (10MB is 10,000,000 bytes).
-    #[arg(long, allow_hyphen_values = true, value_parser = size_arg)]
+    #[arg(long, allow_hyphen_values = true, value_name = "SIZE", value_parser = size_arg)]
     mblock_size: Option<u64>,
     /// Overwrite a filesystem, LVM or inactive-pool signature.
     #[arg(long)]

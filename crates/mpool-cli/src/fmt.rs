@@ -83,6 +83,11 @@ fn lookup(
     }
 }
 
+/// What a SIZE argument takes, shown after the help of the commands that
+/// have one.
+pub const SIZES: &str = "SIZE: 4096, 64KiB, 512M, 1G, 1GiB. KiB, MiB, GiB, TiB and the bare K, M, \
+G, T are powers of 1024; KB, MB, GB, TB are powers of 1000 (10MB is 10,000,000 bytes).";
+
 /// A size argument, parsed by [`mpool_cli::size::parse_size`].
 pub fn size_arg(s: &str) -> Result<u64, String> {
     mpool_cli::size::parse_size(s)

@@ -25,6 +25,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// Create a pool on a capacity device (and optionally a staging device), and activate it.
+    #[command(after_help = fmt::SIZES)]
     Create(cmd_pool::CreateArgs),
     /// Destroy a pool: erase its superblocks on every member device.
     Destroy {
@@ -71,6 +72,7 @@ enum Cmd {
         new: String,
     },
     /// Add a media class to a pool, on a new device.
+    #[command(after_help = fmt::SIZES)]
     Add(cmd_pool::AddArgs),
     /// Show pool properties.
     Get {
@@ -161,7 +163,9 @@ fn main() -> ExitCode {
 
 /// What the user can do about a typed library error, for the line after the
 /// message: the library's messages name no commands or options, the hints
-/// that do live here. Every error exits with status 1.
+/// that do live here. Every error of a command exits with status 1; an
+/// argument that does not parse (a malformed ID, or the ID of another kind
+/// of object) is refused by the argument parser with status 2.
 fn hint(e: &anyhow::Error) -> Option<String> {
     use mpool::{Error, MetadataError, PoolError};
     let err = e.chain().find_map(|c| c.downcast_ref::<Error>())?;

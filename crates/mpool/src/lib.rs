@@ -157,6 +157,20 @@ macro_rules! internals {
     )*};
 }
 
+/// A function that is public with the `internals` feature and visible to
+/// the crate only without it: constructors that take a raw device (a
+/// library user reaches logs through the pool, never through a device).
+macro_rules! internals_pub {
+    ($(#[$m:meta])* fn $($rest:tt)*) => {
+        #[cfg(feature = "internals")]
+        $(#[$m])*
+        pub fn $($rest)*
+        #[cfg(not(feature = "internals"))]
+        $(#[$m])*
+        pub(crate) fn $($rest)*
+    };
+}
+
 pub mod admin;
 mod catalog;
 mod check;
@@ -178,10 +192,10 @@ pub mod torture;
 
 pub use catalog::MdcStats;
 pub use check::{CheckProblem, CheckReport};
-pub use dev::DevError;
+pub use dev::{DevError, DeviceKind};
 pub use error::{Error, MetadataError, ObjectError, PoolError, Result, StorageError};
-pub use format::superblock::{MediaClass, SuperblockError};
-pub use io::AlignedBuf;
+pub use format::superblock::{MediaClass, Member, SuperblockError};
+pub use io::{AlignedBuf, EngineChoice};
 pub use mdc::{Mdc, MdcError, MdcReader, MdcUsage};
 pub use mlog::{Lsn, Mlog, MlogError, MlogReader};
 pub use objid::{MblockId, MdcId, MlogId, ObjType, ObjectId};

@@ -131,82 +131,86 @@ fn census(log: &Mlog) -> Census {
 }
 
 impl Mdc {
-    /// Create an MDC on two extents of `dev`: log A holds an empty state
-    /// (just a marker), log B is empty.
-    pub fn create(
-        dev: Arc<dyn Device>,
-        extent_a: Range<u64>,
-        extent_b: Range<u64>,
-        id: u64,
-    ) -> Result<Mdc> {
-        let ids = log_ids(id);
-        let b = Mlog::create(dev.clone(), extent_b, ids[1])?;
-        let a = Mlog::create(dev, extent_a, ids[0])?;
-        a.append(CEND_RECORD, true)?;
-        Ok(Mdc {
-            logs: [a, b],
-            st: Mutex::new(State {
-                cur: 0,
-                compacting: false,
-            }),
-        })
+    internals_pub! {
+        /// Create an MDC on two extents of `dev`: log A holds an empty state
+        /// (just a marker), log B is empty.
+        fn create(
+            dev: Arc<dyn Device>,
+            extent_a: Range<u64>,
+            extent_b: Range<u64>,
+            id: u64,
+        ) -> Result<Mdc> {
+            let ids = log_ids(id);
+            let b = Mlog::create(dev.clone(), extent_b, ids[1])?;
+            let a = Mlog::create(dev, extent_a, ids[0])?;
+            a.append(CEND_RECORD, true)?;
+            Ok(Mdc {
+                logs: [a, b],
+                st: Mutex::new(State {
+                    cur: 0,
+                    compacting: false,
+                }),
+            })
+        }
     }
 
-    /// Open an MDC: pick the active log, erase the other if it holds anything.
-    pub fn open(
-        dev: Arc<dyn Device>,
-        extent_a: Range<u64>,
-        extent_b: Range<u64>,
-        id: u64,
-    ) -> Result<Mdc> {
-        let ids = log_ids(id);
-        let a = Mlog::open(dev.clone(), extent_a, ids[0]);
-        let b = Mlog::open(dev, extent_b, ids[1]);
-        // A log without a valid header can only be the one being erased.
-        let (a, b) = match (a, b) {
-            (Ok(a), Ok(b)) => (a, b),
-            (Err(e), _) | (_, Err(e)) => return Err(e.into()),
-        };
-        let logs = [a, b];
-        let cs = [census(&logs[0]), census(&logs[1])];
-        let active = match (cs[0].has_cend, cs[1].has_cend) {
-            (true, true) => {
-                if logs[1].gen() > logs[0].gen() {
-                    1
-                } else {
-                    0
+    internals_pub! {
+        /// Open an MDC: pick the active log, erase the other if it holds anything.
+        fn open(
+            dev: Arc<dyn Device>,
+            extent_a: Range<u64>,
+            extent_b: Range<u64>,
+            id: u64,
+        ) -> Result<Mdc> {
+            let ids = log_ids(id);
+            let a = Mlog::open(dev.clone(), extent_a, ids[0]);
+            let b = Mlog::open(dev, extent_b, ids[1]);
+            // A log without a valid header can only be the one being erased.
+            let (a, b) = match (a, b) {
+                (Ok(a), Ok(b)) => (a, b),
+                (Err(e), _) | (_, Err(e)) => return Err(e.into()),
+            };
+            let logs = [a, b];
+            let cs = [census(&logs[0]), census(&logs[1])];
+            let active = match (cs[0].has_cend, cs[1].has_cend) {
+                (true, true) => {
+                    if logs[1].gen() > logs[0].gen() {
+                        1
+                    } else {
+                        0
+                    }
                 }
-            }
-            (true, false) => 0,
-            (false, true) => 1,
-            (false, false) => {
-                let [c0, c1] = cs;
-                if let Some(e) = c0.err.or(c1.err) {
-                    return Err(e.into());
+                (true, false) => 0,
+                (false, true) => 1,
+                (false, false) => {
+                    let [c0, c1] = cs;
+                    if let Some(e) = c0.err.or(c1.err) {
+                        return Err(e.into());
+                    }
+                    return Err(MdcError::NotAnMdc {
+                        reason: format!(
+                            "log A gen {} with {} records, log B gen {} with {} records",
+                            logs[0].gen(),
+                            c0.records,
+                            logs[1].gen(),
+                            c1.records
+                        ),
+                    });
                 }
-                return Err(MdcError::NotAnMdc {
-                    reason: format!(
-                        "log A gen {} with {} records, log B gen {} with {} records",
-                        logs[0].gen(),
-                        c0.records,
-                        logs[1].gen(),
-                        c1.records
-                    ),
-                });
+            };
+            let other = 1 - active;
+            if cs[other].records > 0 || cs[other].err.is_some() || logs[other].corruption().is_some() {
+                let g = logs[active].gen().saturating_add(1);
+                logs[other].erase(g)?;
             }
-        };
-        let other = 1 - active;
-        if cs[other].records > 0 || cs[other].err.is_some() || logs[other].corruption().is_some() {
-            let g = logs[active].gen().saturating_add(1);
-            logs[other].erase(g)?;
+            Ok(Mdc {
+                logs,
+                st: Mutex::new(State {
+                    cur: active,
+                    compacting: false,
+                }),
+            })
         }
-        Ok(Mdc {
-            logs,
-            st: Mutex::new(State {
-                cur: active,
-                compacting: false,
-            }),
-        })
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {

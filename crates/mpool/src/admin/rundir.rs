@@ -90,7 +90,7 @@ pub fn find_active(name_or_uuid: &str) -> Result<Option<ActiveEntry>> {
 }
 
 /// Record (or replace) an active pool.
-pub fn write_active(ent: &ActiveEntry) -> Result<()> {
+pub(crate) fn write_active(ent: &ActiveEntry) -> Result<()> {
     let dir = run_dir()?;
     let p = entry_path(&dir, &ent.name);
     let tmp = dir.join(format!(".{}.tmp{}", ent.name, std::process::id()));
@@ -101,7 +101,7 @@ pub fn write_active(ent: &ActiveEntry) -> Result<()> {
 }
 
 /// Forget an active pool (no error when absent).
-pub fn remove_active(name: &str) -> Result<()> {
+pub(crate) fn remove_active(name: &str) -> Result<()> {
     let p = entry_path(&run_dir()?, name);
     match std::fs::remove_file(&p) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::file(&p, e)),
@@ -110,7 +110,7 @@ pub fn remove_active(name: &str) -> Result<()> {
 }
 
 /// Record which process holds a pool open (best effort, for error messages).
-pub fn write_holder(uuid: &str) {
+pub(crate) fn write_holder(uuid: &str) {
     if let Ok(d) = run_dir() {
         let _ = std::fs::write(
             d.join(format!("{uuid}.pid")),
@@ -120,7 +120,7 @@ pub fn write_holder(uuid: &str) {
 }
 
 /// Which process holds a pool open, if recorded and still alive.
-pub fn read_holder(uuid: &str) -> Option<u32> {
+pub(crate) fn read_holder(uuid: &str) -> Option<u32> {
     let d = run_dir().ok()?;
     let pid: u32 = std::fs::read_to_string(d.join(format!("{uuid}.pid")))
         .ok()?
@@ -131,7 +131,7 @@ pub fn read_holder(uuid: &str) -> Option<u32> {
 }
 
 /// Forget the holder record if it is ours.
-pub fn clear_holder(uuid: &str) {
+pub(crate) fn clear_holder(uuid: &str) {
     if read_holder(uuid) == Some(std::process::id()) {
         if let Ok(d) = run_dir() {
             let _ = std::fs::remove_file(d.join(format!("{uuid}.pid")));

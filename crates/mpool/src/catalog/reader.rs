@@ -10,13 +10,12 @@
 //! into the caller's buffer, and [`Iterator::next`] hands it back when it
 //! completed.
 
-use super::Catalog;
-use crate::dev::{from_req_err, DevError, DevQueue};
-use crate::error::{Error, Result, StorageError};
+use super::{AlignedRead, Catalog};
+use crate::dev::{from_req_err, DevQueue};
+use crate::error::{invariant_broken, Error, Result, StorageError};
 use crate::format::superblock::MediaClass;
 use crate::io::{AlignedBuf, Arena, IoKind, IoReq};
 use crate::objid::MblockId;
-use crate::pool::AlignedRead;
 use std::collections::VecDeque;
 
 /// What the reader remembers of a read in flight.
@@ -27,6 +26,8 @@ struct Flight {
     class: MediaClass,
     /// The mblock's content length.
     len: u64,
+    /// Device offset of the read.
+    at: u64,
 }
 
 /// Reads of committed mblocks into the caller's aligned buffers, kept in
@@ -193,7 +194,14 @@ impl<'a> MblockReader<'a> {
         // (if a queue fails meanwhile, it is given up and its reads in
         // flight come back as errors, which frees their slots).
         while self.free.is_empty() {
-            if self.in_queues() == 0 {
+            // Only what the live queues hold can complete and free a slot.
+            let live: usize = self
+                .queues
+                .iter()
+                .filter_map(|(_, q)| q.as_ref())
+                .map(|q| q.in_flight())
+                .sum();
+            if live == 0 {
                 break;
             }
             let _ = self.reap(self.depth.div_ceil(4));
@@ -214,6 +222,7 @@ impl<'a> MblockReader<'a> {
                     offset: read.offset,
                     class,
                     len,
+                    at,
                 });
                 Ok(())
             }
@@ -282,10 +291,15 @@ impl<'a> MblockReader<'a> {
 
     /// Read `tag` completed as `req`: it waits in `ready`.
     fn complete(&mut self, tag: u64, mut req: IoReq) {
-        let Some(tag) = usize::try_from(tag).ok() else {
-            return;
-        };
-        let Some(f) = self.flights.get_mut(tag).and_then(Option::take) else {
+        let flight = usize::try_from(tag)
+            .ok()
+            .and_then(|t| Some((t, self.flights.get_mut(t)?.take()?)));
+        let Some((tag, f)) = flight else {
+            // A completion under a tag with no read in flight: a bug, told
+            // to the caller as one, never credited to a read.
+            self.ready.push_back(Err(invariant_broken(format!(
+                "a queued read completed under tag {tag}, which has no read in flight"
+            ))));
             return;
         };
         self.free.push(tag);
@@ -317,28 +331,35 @@ impl<'a> MblockReader<'a> {
 
     /// Queue `i` (of `class`) failed with `e`: give it up (dropping it
     /// waits for what it can). Its reads still in flight come back as
-    /// errors; later ones of that class are done when pushed.
+    /// errors, each naming its device and offset; later ones of that class
+    /// are done when pushed. A queue that failed on a completion it could
+    /// not match (an engine bug) is an internal error, not a device's.
     fn give_up(&mut self, i: usize, class: MediaClass, e: &std::io::Error) -> Error {
         if let Some((_, q)) = self.queues.get_mut(i) {
             *q = None;
         }
-        let lost = || {
-            StorageError::Dev(DevError::Io {
-                op: "read",
-                device: "I/O queue".into(),
-                offset: 0,
-                source: std::io::Error::new(e.kind(), e.to_string()),
-            })
-            .into()
+        let bug = e
+            .get_ref()
+            .is_some_and(|i| i.is::<crate::io::StrayCompletion>());
+        let dev = self.pmd.class_dev(class).ok().cloned();
+        let lost = |at: u64| -> Error {
+            if bug {
+                return Error::Internal(e.to_string());
+            }
+            let src = std::io::Error::new(e.kind(), e.to_string());
+            match &dev {
+                Some(d) => StorageError::Dev(from_req_err(d.info(), IoKind::Read, at, src)).into(),
+                None => Error::Internal(format!("a queue of a missing {class} class failed: {e}")),
+            }
         };
         for (tag, f) in self.flights.iter_mut().enumerate() {
-            if f.is_some_and(|f| f.class == class) {
+            if let Some(fl) = f.filter(|f| f.class == class) {
                 *f = None;
                 self.free.push(tag);
-                self.ready.push_back(Err(lost()));
+                self.ready.push_back(Err(lost(fl.at)));
             }
         }
-        lost()
+        lost(0)
     }
 }
 
@@ -352,18 +373,23 @@ impl Iterator for MblockReader<'_> {
     /// several reads (the queue is refilled meanwhile by the caller's
     /// pushes). A read that failed comes back as its error, buffer dropped.
     fn next(&mut self) -> Option<Result<AlignedRead>> {
-        if self.ready.is_empty() {
+        // Each wait completes a read or gives up a queue (one per media
+        // class at most), so a few rounds always settle it.
+        for _ in 0..self.queues.len() + 2 {
+            if let Some(done) = self.ready.pop_front() {
+                return Some(done);
+            }
             let in_flight = self.in_queues();
             if in_flight == 0 {
                 return None;
             }
-            if let Err(e) = self.reap((in_flight / 4).max(1)) {
-                // Every read in flight is now in `ready` as an error.
-                if self.ready.is_empty() {
-                    return Some(Err(e));
-                }
-            }
+            // A failed queue's reads in flight come back as their errors
+            // (in `ready`); the failure itself, which belongs to no read,
+            // is not an item (`submit` reports it).
+            let _ = self.reap((in_flight / 4).max(1));
         }
-        self.ready.pop_front()
+        Some(Err(invariant_broken(
+            "reads are recorded in flight that no queue holds",
+        )))
     }
 }

@@ -242,7 +242,9 @@ pub trait Device: Send + Sync + fmt::Debug {
     /// io_uring engine hands out an io_uring [`crate::io::Queue`] of its
     /// own; the default queue serves each request when it is pushed,
     /// through [`Device::submit`] (so a [`FaultDevice`] injects its faults
-    /// into queued requests too), and hands it back at the next reap.
+    /// into queued requests too), and hands it back at the next reap. A
+    /// device that wraps another forwards `queue` (and `submit_each`) to
+    /// keep the inner device's fast paths; otherwise it gets these defaults.
     fn queue(&self, depth: usize) -> Box<dyn DevQueue + '_> {
         Box::new(SubmitQueue::new(self, depth))
     }

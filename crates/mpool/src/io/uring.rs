@@ -146,6 +146,13 @@ fn stray(user_data: u64) -> io::Error {
         false,
         "io_uring completion with user data {user_data} matches no request in flight"
     );
+    stray_error(user_data)
+}
+
+/// The error of a stray completion, without the debug assertion: for the
+/// queue, which must finish its bookkeeping (and may be in its `Drop`)
+/// before it may panic.
+fn stray_error(user_data: u64) -> io::Error {
     io::Error::other(StrayCompletion { user_data })
 }
 
@@ -504,8 +511,25 @@ impl Queue {
 
     /// Hand queued entries to the kernel and wait until at least `min`
     /// requests have completed (fewer if fewer are in flight); completed
-    /// requests, their result set, go to `out` with their tags.
+    /// requests, their result set, go to `out` with their tags. A stray
+    /// completion (a bug) fails the call once every other completion taken
+    /// off the ring has been handled; debug builds then panic, with the
+    /// queue's books consistent, so its `Drop` can still wait for the
+    /// requests in flight.
     pub(super) fn reap(&mut self, min: usize, out: &mut Vec<(u64, IoReq)>) -> io::Result<()> {
+        let r = self.reap_quiet(min, out);
+        if let Err(e) = &r {
+            let stray = e
+                .get_ref()
+                .and_then(|i| i.downcast_ref::<StrayCompletion>())
+                .is_some();
+            debug_assert!(!stray, "{e}");
+        }
+        r
+    }
+
+    /// [`Queue::reap`] without the debug assertion (for `Drop`).
+    fn reap_quiet(&mut self, min: usize, out: &mut Vec<(u64, IoReq)>) -> io::Result<()> {
         let mut got = 0usize;
         loop {
             let want = if got >= min {
@@ -541,7 +565,7 @@ impl Queue {
                     .get_mut(slot)
                     .filter(|s| s.as_ref().is_some_and(|(_, p, _)| p.in_flight))
                 else {
-                    bug = Some(stray(slot as u64));
+                    bug = Some(stray_error(slot as u64));
                     continue;
                 };
                 p.in_flight = false;
@@ -573,8 +597,9 @@ impl Drop for Queue {
     /// leak their buffers rather than free memory the kernel may still
     /// write into.
     fn drop(&mut self) {
-        // `reap` returns Ok only once all of them completed.
-        if self.reap(self.in_flight(), &mut Vec::new()).is_err() && self.in_flight() > 0 {
+        // `reap_quiet` returns Ok only once all of them completed; it never
+        // panics, so the slots are never freed under the kernel's feet.
+        if self.reap_quiet(self.in_flight(), &mut Vec::new()).is_err() && self.in_flight() > 0 {
             for s in self.slots.iter_mut() {
                 if let Some((req, _, _)) = s.take() {
                     std::mem::forget(req.buf);

@@ -215,60 +215,64 @@ fn check_extent(dev: &dyn Device, extent: &Range<u64>) -> Result<Geom> {
 }
 
 impl Mlog {
-    /// Format a new, empty log in `extent` and open it.
-    ///
-    /// The first generation is random (below 2^48), so that records an
-    /// earlier log with the same id left in the extent are never taken for
-    /// this log's.
-    pub fn create(dev: Arc<dyn Device>, extent: Range<u64>, id: u64) -> Result<Mlog> {
-        let geom = check_extent(dev.as_ref(), &extent)?;
-        let hdr = LogHeader {
-            log_id: id,
-            gen: 1 + (rand::random::<u64>() >> 16),
-            epoch: 1,
-            block_size: geom.bs as u32,
-            nblocks: geom.nblocks,
-        };
-        let bs = geom.bs as usize;
-        let mut reqs = Vec::new();
-        for slot in 0..2u64 {
-            let mut b = dev.alloc_buf(bs);
-            hdr.encode(&mut b);
-            reqs.push(IoReq::write(extent.start + slot * geom.bs, b));
+    internals_pub! {
+        /// Format a new, empty log in `extent` and open it.
+        ///
+        /// The first generation is random (below 2^48), so that records an
+        /// earlier log with the same id left in the extent are never taken for
+        /// this log's.
+        fn create(dev: Arc<dyn Device>, extent: Range<u64>, id: u64) -> Result<Mlog> {
+            let geom = check_extent(dev.as_ref(), &extent)?;
+            let hdr = LogHeader {
+                log_id: id,
+                gen: 1 + (rand::random::<u64>() >> 16),
+                epoch: 1,
+                block_size: geom.bs as u32,
+                nblocks: geom.nblocks,
+            };
+            let bs = geom.bs as usize;
+            let mut reqs = Vec::new();
+            for slot in 0..2u64 {
+                let mut b = dev.alloc_buf(bs);
+                hdr.encode(&mut b);
+                reqs.push(IoReq::write(extent.start + slot * geom.bs, b));
+            }
+            submit_all(dev.as_ref(), reqs)?;
+            dev.flush()?;
+            Ok(Mlog::from_parts(dev, id, extent.start, geom, hdr, 0, None))
         }
-        submit_all(dev.as_ref(), reqs)?;
-        dev.flush()?;
-        Ok(Mlog::from_parts(dev, id, extent.start, geom, hdr, 0, None))
     }
 
-    /// Open an existing log: find the newest valid header, run the recovery
-    /// scan and position appends after the last valid record.
-    ///
-    /// A log whose scan found corruption opens anyway: readers return its
-    /// valid records and then [`MlogError::Corrupt`]; appends are refused
-    /// until the log is erased.
-    pub fn open(dev: Arc<dyn Device>, extent: Range<u64>, id: u64) -> Result<Mlog> {
-        let geom = check_extent(dev.as_ref(), &extent)?;
-        let (hdr, slot) = read_header(dev.as_ref(), extent.start, geom, id)?;
-        let base = extent.start + 2 * geom.bs;
-        let mut src = DevBlocks::new(dev.as_ref(), base, geom, geom.nblocks);
-        let res = scan::scan(&mut src, &geom, id, hdr.gen)?;
-        let mut log = Mlog::from_parts(dev, id, extent.start, geom, hdr, slot, Some(&res));
-        // The tail block's bytes before the end are rewritten by the next flush.
-        let st = log.st.get_mut().map_err(|_| MlogError::Failed {
-            reason: "lock poisoned".into(),
-        })?;
-        if st.end % geom.bs != 0 {
-            let tb = st.end / geom.bs;
-            let mut b = log.dev.alloc_buf(geom.bs as usize);
-            log.dev.read_at(base + tb * geom.bs, &mut b)?;
-            let keep = (st.end % geom.bs) as usize;
-            st.buf = b.to_vec();
-            if let Some(rest) = st.buf.get_mut(keep..) {
-                rest.fill(0);
+    internals_pub! {
+        /// Open an existing log: find the newest valid header, run the recovery
+        /// scan and position appends after the last valid record.
+        ///
+        /// A log whose scan found corruption opens anyway: readers return its
+        /// valid records and then [`MlogError::Corrupt`]; appends are refused
+        /// until the log is erased.
+        fn open(dev: Arc<dyn Device>, extent: Range<u64>, id: u64) -> Result<Mlog> {
+            let geom = check_extent(dev.as_ref(), &extent)?;
+            let (hdr, slot) = read_header(dev.as_ref(), extent.start, geom, id)?;
+            let base = extent.start + 2 * geom.bs;
+            let mut src = DevBlocks::new(dev.as_ref(), base, geom, geom.nblocks);
+            let res = scan::scan(&mut src, &geom, id, hdr.gen)?;
+            let mut log = Mlog::from_parts(dev, id, extent.start, geom, hdr, slot, Some(&res));
+            // The tail block's bytes before the end are rewritten by the next flush.
+            let st = log.st.get_mut().map_err(|_| MlogError::Failed {
+                reason: "lock poisoned".into(),
+            })?;
+            if st.end % geom.bs != 0 {
+                let tb = st.end / geom.bs;
+                let mut b = log.dev.alloc_buf(geom.bs as usize);
+                log.dev.read_at(base + tb * geom.bs, &mut b)?;
+                let keep = (st.end % geom.bs) as usize;
+                st.buf = b.to_vec();
+                if let Some(rest) = st.buf.get_mut(keep..) {
+                    rest.fill(0);
+                }
             }
+            Ok(log)
         }
-        Ok(log)
     }
 
     fn from_parts(

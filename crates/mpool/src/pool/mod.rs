@@ -359,25 +359,29 @@ impl Pool {
     /// Dropping the last clone does the same, best effort: errors are
     /// logged, not returned.
     pub fn close(self) -> Result<()> {
-        let inner = match Arc::try_unwrap(self.inner) {
-            Ok(inner) => inner,
-            Err(shared) => {
-                return match shared.pmd.as_ref() {
-                    Some(pmd) if !shared.read_only => pmd.sync(),
-                    _ => Ok(()),
-                };
-            }
+        // With other clones alive, sync first (they may go on using the
+        // pool); then exactly one of any clones closing at the same time
+        // gets the inner state (`Arc::into_inner`) and closes the pool. The
+        // only handle needs no sync of its own: closing the catalog syncs.
+        let synced = match self.inner.pmd.as_ref() {
+            Some(pmd) if !self.inner.read_only && Arc::strong_count(&self.inner) > 1 => pmd.sync(),
+            _ => Ok(()),
         };
-        let mut inner = inner;
-        let r = inner.pmd.take().map_or(Ok(()), Catalog::close);
+        let Some(mut inner) = Arc::into_inner(self.inner) else {
+            return synced;
+        };
+        let closed = inner.pmd.take().map_or(Ok(()), Catalog::close);
         // The run directory's holder entry is cleared once the metadata is closed.
         drop(inner);
-        r
+        synced.and(closed)
     }
 }
 
 impl Drop for PoolInner {
     fn drop(&mut self) {
+        // The metadata first (its drop seals the logs), then the holder
+        // entry: the pool is not shown free while it is still closing.
+        drop(self.pmd.take());
         if !self.read_only {
             rundir::clear_holder(&self.uuid.to_string());
         }
