@@ -19,5 +19,6 @@ mod refusals;
 mod rename;
 mod scan_activate;
 mod set_get;
+mod shrunk_member;
 mod signatures;
 mod torture;

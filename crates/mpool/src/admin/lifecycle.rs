@@ -138,7 +138,9 @@ pub fn deactivate(name_or_uuid: &str) -> Result<()> {
         Ok(_)
         | Err(Error::Storage(StorageError::Dev(DevError::NotFound { .. })))
         | Err(Error::Pool(PoolError::Incomplete { .. }))
-        | Err(Error::Pool(PoolError::Superblock { .. })) => {}
+        | Err(Error::Pool(PoolError::Superblock { .. }))
+        | Err(Error::Pool(PoolError::MemberShrunk { .. }))
+        | Err(Error::Pool(PoolError::DuplicateMember { .. })) => {}
         Err(e) => return Err(e),
     }
     rundir::remove_active(&a.name)

@@ -92,6 +92,34 @@ fn assemble(
             s.name, s.pool_uuid, first.name
         )));
     }
+    // Two devices with one member identity (pool UUID, device UUID): one is
+    // a copy of the other. Refused before anything is written to either.
+    for (i, a) in found.iter().enumerate() {
+        if let Some((j, b)) = found
+            .iter()
+            .enumerate()
+            .skip(i + 1)
+            .find(|(_, b)| b.3.dev_uuid == a.3.dev_uuid)
+        {
+            // Devices opened without a path may share a name: number them.
+            let (first, second) = if a.1 == b.1 {
+                (
+                    format!("{} (device {i})", a.1),
+                    format!("{} (device {j})", b.1),
+                )
+            } else {
+                (a.1.clone(), b.1.clone())
+            };
+            return Err(PoolError::DuplicateMember {
+                pool: a.3.name.clone(),
+                member: a.3.dev_uuid,
+                class: a.3.class,
+                first,
+                second,
+            }
+            .into());
+        }
+    }
     // The newest superblock of the pool speaks for it.
     let newest = found
         .iter()
@@ -110,6 +138,24 @@ fn assemble(
             missing,
         }
         .into());
+    }
+    // A member smaller than recorded (a truncated file, a shrunk LUN) would
+    // have zones in use past its end.
+    for (_, n, d, s, _) in &found {
+        let joined = newest
+            .members
+            .iter()
+            .find(|m| m.dev_uuid == s.dev_uuid)
+            .map_or(0, |m| m.size);
+        let recorded = s.dev_size.max(joined);
+        if d.size() < recorded {
+            return Err(PoolError::MemberShrunk {
+                device: n.clone(),
+                recorded,
+                actual: d.size(),
+            }
+            .into());
+        }
     }
     let mut members = Vec::new();
     for (p, _, d, s, mut damaged) in found {
@@ -187,6 +233,17 @@ impl Pool {
     pub fn open_paths(paths: &[PathBuf], opts: &OpenOptions) -> Result<Pool> {
         let engine = opts.engine()?;
         let read_only = opts.read_only || opts.inspect;
+        let mut canon: Vec<PathBuf> = Vec::new();
+        for p in paths {
+            let c = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
+            if canon.contains(&c) {
+                return Err(Error::InvalidArgument(format!(
+                    "{} is named twice",
+                    p.display()
+                )));
+            }
+            canon.push(c);
+        }
         let mut files = Vec::new();
         for p in paths {
             files.push((p.clone(), open_file_dev(p, None, read_only, engine)?));
