@@ -349,6 +349,29 @@ pub fn scan(paths: &[PathBuf], activate: bool, json: bool) -> Result<ExitCode> {
                     .join(",")
             );
         }
+        for p in &rep.pools {
+            for d in &p.duplicates {
+                println!(
+                    "pool '{}': member {} ({}) found on {} devices: {}; one is a copy of the other, the pool is neither activated nor opened",
+                    p.name,
+                    d.uuid,
+                    d.class,
+                    d.paths.len(),
+                    d.paths
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+        }
+        for d in &rep.damaged {
+            println!(
+                "damaged: {}: mpool superblock with no valid copy ({})",
+                d.path.display(),
+                d.why
+            );
+        }
         for (p, why) in &rep.unreadable {
             eprintln!("mpool: warning: cannot read {}: {why}", p.display());
         }

@@ -9,7 +9,9 @@ mod common;
 
 mod add_staging;
 mod create_list_destroy;
+mod damaged_superblocks;
 mod demo;
+mod duplicate_members;
 mod json;
 mod lock;
 mod mblock;
