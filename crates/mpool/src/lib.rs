@@ -177,7 +177,7 @@ internals! {
 pub mod torture;
 
 pub use catalog::MdcStats;
-pub use check::{CheckProblem, CheckReport};
+pub use check::{CheckProblem, CheckRepair, CheckReport};
 pub use dev::DevError;
 pub use error::{Error, MetadataError, ObjectError, PoolError, Result, StorageError};
 pub use format::superblock::{MediaClass, SuperblockError};

@@ -8,6 +8,7 @@
 mod common;
 
 mod add_staging;
+mod check_repairs;
 mod create_list_destroy;
 mod damaged_superblocks;
 mod demo;

@@ -6,6 +6,7 @@ use super::options::{OpenOptions, SB_ZONES};
 use super::{lock, MemberDev, Pool};
 use crate::admin::rundir;
 use crate::catalog::{Catalog, ClassDev, Layout};
+use crate::check::CheckRepair;
 use crate::dev::{Device, DeviceRef, FileDevice, OpenOptions as DevOpenOptions};
 use crate::error::{Error, PoolError, Result};
 use crate::format::superblock::{MediaClass, Superblock};
@@ -158,7 +159,7 @@ fn assemble(
         }
     }
     let mut members = Vec::new();
-    for (p, _, d, s, mut damaged) in found {
+    for (p, name, d, s, mut damaged) in found {
         if s.generation != newest.generation {
             damaged.push((
                 0,
@@ -169,6 +170,7 @@ fn assemble(
             ));
         }
         members.push(MemberDev {
+            name,
             path: p,
             dev: d,
             class: s.class,
@@ -285,6 +287,11 @@ impl Pool {
         )
     }
 
+    /// Repairs made since the pool was opened.
+    pub(crate) fn repairs(&self) -> Vec<CheckRepair> {
+        lock(&self.inner.repairs).clone()
+    }
+
     /// Rewrite superblocks of members that had a damaged or stale copy.
     fn repair_superblocks(&self) -> Result<()> {
         let sb = lock(&self.inner.sb).clone();
@@ -299,6 +306,16 @@ impl Pool {
                 ..sb.clone()
             };
             superblock::write(m.dev.as_ref(), &s)?;
+            let why = m
+                .damaged
+                .iter()
+                .map(|(i, w)| format!("copy {i}: {w}"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            lock(&self.inner.repairs).push(CheckRepair {
+                object: format!("superblock {}", m.name),
+                repair: format!("rewrote both superblock copies ({why})"),
+            });
             m.damaged.clear();
         }
         Ok(())

@@ -1,6 +1,8 @@
 //! A member is its pool UUID and device UUID: two devices carrying the same
 //! member (a byte-for-byte copy) are refused before anything is written, a
-//! member smaller than its superblock records is refused with both sizes.
+//! member smaller than its superblock records is refused with both sizes,
+//! and a superblock copy rewritten at a read-write open is reported by
+//! `check` as a repair.
 
 use mpool::dev::{Device, DeviceRef, MemDevice};
 use mpool::{Error, MediaClass, Pool, PoolError};
@@ -71,4 +73,24 @@ fn a_shrunk_member_is_refused_with_both_sizes() {
     img.resize((SIZE + 8 * ZONE) as usize, 0);
     let big = Arc::new(MemDevice::from_image(img, 4096));
     Pool::open_on(vec![big as DeviceRef], false).unwrap();
+}
+
+#[test]
+fn check_reports_a_superblock_copy_rewritten_at_open() {
+    let orig = formatted("mended");
+    let mut img = orig.image();
+    // Inside copy 1's checksummed range.
+    img[32768 + 100] ^= 0x40;
+    let dev = Arc::new(MemDevice::from_image(img, 4096));
+    let pool = Pool::open_on(vec![dev.clone() as DeviceRef], false).unwrap();
+    let rep = pool.check(&mut |_, _| {}).unwrap();
+    assert!(rep.problems.is_empty(), "{rep:?}");
+    assert_eq!(rep.repairs.len(), 1, "{rep:?}");
+    assert!(rep.repairs[0].object.starts_with("superblock"), "{rep:?}");
+    assert!(rep.repairs[0].repair.contains("copy 1"), "{rep:?}");
+    drop(pool);
+    // Repaired: the next open has nothing to repair.
+    let pool = Pool::open_on(vec![dev as DeviceRef], false).unwrap();
+    let rep = pool.check(&mut |_, _| {}).unwrap();
+    assert!(rep.repairs.is_empty() && rep.problems.is_empty(), "{rep:?}");
 }
