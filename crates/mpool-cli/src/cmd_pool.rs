@@ -318,12 +318,21 @@ pub fn scan(paths: &[PathBuf], activate: bool, json: bool) -> Result<ExitCode> {
                     } else {
                         "inactive"
                     };
-                    let total = p.devices.len() + p.missing.len();
+                    // Members, not devices: a copy of a member is no second member.
+                    let mut found: Vec<&str> = p.devices.iter().map(|d| d.uuid.as_str()).collect();
+                    found.sort_unstable();
+                    found.dedup();
+                    let total = found.len() + p.missing.len();
+                    let state = if p.duplicates.is_empty() {
+                        state.to_string()
+                    } else {
+                        format!("{state}, duplicate")
+                    };
                     vec![
                         p.name.clone(),
                         p.uuid.clone(),
-                        state.to_string(),
-                        format!("{}/{}", p.devices.len(), total),
+                        state,
+                        format!("{}/{}", found.len(), total),
                         p.devices
                             .iter()
                             .map(|d| format!("{}:{}", d.class, d.path.display()))

@@ -58,6 +58,16 @@ fn a_copied_member_is_reported_and_refused_by_scan_activate_and_destroy() {
         "{v}"
     );
     let o = sb.ok(&["scan", &copy]);
+    let row = o
+        .stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("twin"))
+        .unwrap_or_default();
+    assert!(
+        row.contains("duplicate") && row.contains("1/1"),
+        "{}",
+        o.all()
+    );
     let line = o
         .stdout
         .lines()
