@@ -433,10 +433,17 @@ pub fn check(pool: &str, json: bool) -> Result<ExitCode> {
             rep.log_records,
             rep.metadata_records
         );
+        for r in &rep.repairs {
+            println!("REPAIRED {}: {}", r.object, r.repair);
+        }
         for pr in &rep.problems {
             println!("PROBLEM {}: {}", pr.object, pr.problem);
         }
-        println!("{} problem(s)", rep.problems.len());
+        println!(
+            "{} problem(s), {} repair(s)",
+            rep.problems.len(),
+            rep.repairs.len()
+        );
     }
     Ok(if rep.problems.is_empty() {
         ExitCode::SUCCESS

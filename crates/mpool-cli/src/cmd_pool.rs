@@ -302,12 +302,21 @@ pub fn scan(paths: &[PathBuf], activate: bool, json: bool) -> Result<ExitCode> {
                     } else {
                         "inactive"
                     };
-                    let total = p.devices.len() + p.missing.len();
+                    // Members, not devices: a copy of a member is no second member.
+                    let mut found: Vec<&str> = p.devices.iter().map(|d| d.uuid.as_str()).collect();
+                    found.sort_unstable();
+                    found.dedup();
+                    let total = found.len() + p.missing.len();
+                    let state = if p.duplicates.is_empty() {
+                        state.to_string()
+                    } else {
+                        format!("{state}, duplicate")
+                    };
                     vec![
                         p.name.clone(),
                         p.uuid.clone(),
-                        state.to_string(),
-                        format!("{}/{}", p.devices.len(), total),
+                        state,
+                        format!("{}/{}", found.len(), total),
                         p.devices
                             .iter()
                             .map(|d| format!("{}:{}", d.class, d.path.display()))
@@ -331,6 +340,29 @@ pub fn scan(paths: &[PathBuf], activate: bool, json: bool) -> Result<ExitCode> {
                     .map(|m| m.class.to_string())
                     .collect::<Vec<_>>()
                     .join(",")
+            );
+        }
+        for p in &rep.pools {
+            for d in &p.duplicates {
+                println!(
+                    "pool '{}': member {} ({}) found on {} devices: {}; one is a copy of the other, the pool is neither activated nor opened",
+                    p.name,
+                    d.uuid,
+                    d.class,
+                    d.paths.len(),
+                    d.paths
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+        }
+        for d in &rep.damaged {
+            println!(
+                "damaged: {}: mpool superblock with no valid copy ({})",
+                d.path.display(),
+                d.why
             );
         }
         for (p, why) in &rep.unreadable {

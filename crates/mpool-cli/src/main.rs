@@ -179,6 +179,14 @@ fn hint(e: &anyhow::Error) -> Option<String> {
         Error::Pool(PoolError::Signature { .. }) => {
             Some("nothing is overwritten without --force; use --force to overwrite it".into())
         }
+        Error::Pool(PoolError::DuplicateMember { .. }) => Some(
+            "nothing was written to either device; remove the copy (or take it out of the device list) so that only one device carries the member, then retry"
+                .into(),
+        ),
+        Error::Pool(PoolError::MemberShrunk { .. }) => Some(
+            "restore the device to its recorded size (grow the file or LUN back); mpool cannot use a member that shrank"
+                .into(),
+        ),
         // The message names the sector size and the limit; no option changes it.
         Error::Pool(PoolError::SectorTooLarge { .. }) => None,
         Error::Metadata(MetadataError::IdsExhausted { .. }) => Some(

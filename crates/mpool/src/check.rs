@@ -17,6 +17,16 @@ pub struct CheckProblem {
     pub problem: String,
 }
 
+/// One repair made to the pool since it was opened (opening read-write
+/// rewrites a damaged or stale superblock copy), reported by [`Pool::check`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CheckRepair {
+    /// What was repaired (`superblock <device>`).
+    pub object: String,
+    /// What was wrong and what was done.
+    pub repair: String,
+}
+
 /// What [`Pool::check`] examined and found.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct CheckReport {
@@ -34,6 +44,8 @@ pub struct CheckReport {
     pub metadata_records: u64,
     /// Problems found.
     pub problems: Vec<CheckProblem>,
+    /// Repairs made since the pool was opened (before the check ran).
+    pub repairs: Vec<CheckRepair>,
 }
 
 /// Read a log through, counting its records; the first bad one is the error.
@@ -51,7 +63,10 @@ impl Pool {
     /// mblock content is read. Problems are collected, not returned as errors;
     /// an error means the check itself could not run.
     pub fn check(&self, progress: &mut dyn FnMut(u64, u64)) -> Result<CheckReport, Error> {
-        let mut rep = CheckReport::default();
+        let mut rep = CheckReport {
+            repairs: self.repairs(),
+            ..CheckReport::default()
+        };
         let health = self.health();
         if health != "ok" {
             rep.problems.push(CheckProblem {

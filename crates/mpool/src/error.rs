@@ -17,6 +17,7 @@ use crate::space_map::SpaceMapError;
 use crate::superblock::Signature;
 use std::io;
 use std::path::PathBuf;
+use uuid::Uuid;
 
 /// Result with the pool-level [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -133,6 +134,35 @@ pub enum PoolError {
         name: String,
         /// How many are missing.
         missing: usize,
+    },
+    /// Two devices carry the same member of a pool (same pool UUID and
+    /// device UUID): one is a byte-for-byte copy of the other (a backup
+    /// image, a cloned LUN). Refused before anything is written to either.
+    #[error("{first} and {second} both carry member {member} ({class}) of pool '{pool}': one is a copy of the other")]
+    DuplicateMember {
+        /// Pool name.
+        pool: String,
+        /// The member's device UUID.
+        member: Uuid,
+        /// The member's media class.
+        class: MediaClass,
+        /// One device.
+        first: String,
+        /// The other device.
+        second: String,
+    },
+    /// A member device is smaller than its superblock records (a truncated
+    /// file, a shrunk LUN): zones the pool may use lie past its end.
+    #[error(
+        "{device} is {actual} bytes, smaller than the {recorded} bytes recorded in its superblock"
+    )]
+    MemberShrunk {
+        /// Device path.
+        device: String,
+        /// Size recorded in the superblock.
+        recorded: u64,
+        /// Size now.
+        actual: u64,
     },
     /// Two pools answer to the name.
     #[error("{0}")]

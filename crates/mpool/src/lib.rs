@@ -191,7 +191,7 @@ internals! {
 pub mod torture;
 
 pub use catalog::MdcStats;
-pub use check::{CheckProblem, CheckReport};
+pub use check::{CheckProblem, CheckRepair, CheckReport};
 pub use dev::{DevError, DeviceKind};
 pub use error::{Error, MetadataError, ObjectError, PoolError, Result, StorageError};
 pub use format::superblock::{MediaClass, Member, SuperblockError};

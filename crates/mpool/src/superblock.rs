@@ -29,6 +29,17 @@ impl SuperblockRead {
             .all(|c| matches!(c, Err(SuperblockError::NoMagic)))
     }
 
+    /// True when some copy carries the mpool magic (valid or damaged); a
+    /// copy cut short by the end of the device does not count.
+    pub fn has_magic(&self) -> bool {
+        self.copies.iter().any(|c| {
+            !matches!(
+                c,
+                Err(SuperblockError::NoMagic) | Err(SuperblockError::Truncated(_))
+            )
+        })
+    }
+
     /// Copies that are not valid or older than the best, with why.
     pub fn damaged(&self) -> Vec<(usize, String)> {
         let best = self.best().map(|b| b.generation);

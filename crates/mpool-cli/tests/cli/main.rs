@@ -8,8 +8,11 @@
 mod common;
 
 mod add_staging;
+mod check_repairs;
 mod create_list_destroy;
+mod damaged_superblocks;
 mod demo;
+mod duplicate_members;
 mod json;
 mod lock;
 mod mblock;
@@ -19,5 +22,6 @@ mod refusals;
 mod rename;
 mod scan_activate;
 mod set_get;
+mod shrunk_member;
 mod signatures;
 mod torture;

@@ -25,6 +25,9 @@ fn locate(name_or_uuid: &str) -> Result<(Vec<PathBuf>, bool)> {
     match hits.as_slice() {
         [] => Err(PoolError::NotFound(name_or_uuid.to_string()).into()),
         [p] => {
+            if let Some(e) = p.duplicate_error() {
+                return Err(e);
+            }
             if !p.missing.is_empty() {
                 return Err(PoolError::Incomplete {
                     name: p.name.clone(),
@@ -49,7 +52,25 @@ fn locate(name_or_uuid: &str) -> Result<(Vec<PathBuf>, bool)> {
 /// Destroy a pool: wipe its superblocks on every member and forget it.
 /// Refused while another process has it open.
 pub fn destroy(name_or_uuid: &str) -> Result<()> {
-    let (paths, _) = locate(name_or_uuid)?;
+    let (paths, active) = locate(name_or_uuid)?;
+    if active {
+        // A copy of a member found elsewhere (a cloned LUN, a backup image
+        // in the device list) leaves it unclear which device is the pool:
+        // wipe neither.
+        let rep = scan::scan(&paths)?;
+        let canon: Vec<PathBuf> = paths
+            .iter()
+            .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()))
+            .collect();
+        if let Some(e) = rep
+            .pools
+            .iter()
+            .filter(|p| p.devices.iter().any(|d| canon.contains(&d.path)))
+            .find_map(scan::ScannedPool::duplicate_error)
+        {
+            return Err(e);
+        }
+    }
     let pool = Pool::open_paths(
         &paths,
         &OpenOptions {
@@ -138,7 +159,9 @@ pub fn deactivate(name_or_uuid: &str) -> Result<()> {
         Ok(_)
         | Err(Error::Storage(StorageError::Dev(DevError::NotFound { .. })))
         | Err(Error::Pool(PoolError::Incomplete { .. }))
-        | Err(Error::Pool(PoolError::Superblock { .. })) => {}
+        | Err(Error::Pool(PoolError::Superblock { .. }))
+        | Err(Error::Pool(PoolError::MemberShrunk { .. }))
+        | Err(Error::Pool(PoolError::DuplicateMember { .. })) => {}
         Err(e) => return Err(e),
     }
     rundir::remove_active(&a.name)

@@ -25,6 +25,28 @@ pub struct ScannedDevice {
     pub health: String,
 }
 
+/// One member of a pool found on more than one device: all but one are
+/// copies (a backup image, a cloned LUN). A pool with duplicates is neither
+/// activated nor opened.
+#[derive(Debug, Clone, Serialize)]
+pub struct DuplicateMember {
+    /// The member's device UUID.
+    pub uuid: String,
+    /// Its media class.
+    pub class: MediaClass,
+    /// Every device carrying it.
+    pub paths: Vec<PathBuf>,
+}
+
+/// A device with the mpool superblock magic but no valid superblock copy.
+#[derive(Debug, Clone, Serialize)]
+pub struct DamagedDevice {
+    /// Path.
+    pub path: PathBuf,
+    /// What is wrong with each copy.
+    pub why: String,
+}
+
 /// A pool found by scanning.
 #[derive(Debug, Clone, Serialize)]
 pub struct ScannedPool {
@@ -36,6 +58,8 @@ pub struct ScannedPool {
     pub devices: Vec<ScannedDevice>,
     /// Members listed in the superblock but not found.
     pub missing: Vec<Member>,
+    /// Members found on more than one device (copies).
+    pub duplicates: Vec<DuplicateMember>,
     /// Recorded in the run directory.
     pub active: bool,
 }
@@ -52,6 +76,27 @@ pub struct ScanReport {
     pub unreadable: Vec<(PathBuf, String)>,
     /// Block devices skipped because they could not be opened (busy, no permission).
     pub skipped_block_devices: usize,
+    /// Devices with the mpool magic whose superblock copies are all damaged.
+    pub damaged: Vec<DamagedDevice>,
+}
+
+impl ScannedPool {
+    /// The error that refuses this pool when one of its members is on
+    /// more than one device.
+    pub fn duplicate_error(&self) -> Option<crate::error::Error> {
+        let d = self.duplicates.first()?;
+        let path = |i: usize| d.paths.get(i).map(|p| p.display().to_string());
+        Some(
+            crate::error::PoolError::DuplicateMember {
+                pool: self.name.clone(),
+                member: d.uuid.parse().unwrap_or_default(),
+                class: d.class,
+                first: path(0).unwrap_or_default(),
+                second: path(1).unwrap_or_default(),
+            }
+            .into(),
+        )
+    }
 }
 
 /// Block devices listed in /sys/class/block with a non-zero size.
@@ -123,7 +168,21 @@ pub fn scan(extra: &[PathBuf]) -> Result<ScanReport> {
                 continue;
             }
         };
-        let Some(s) = r.best().cloned() else { continue };
+        let Some(s) = r.best().cloned() else {
+            if r.has_magic() {
+                rep.damaged.push(DamagedDevice {
+                    path: canon,
+                    why: r
+                        .copies
+                        .iter()
+                        .enumerate()
+                        .filter_map(|(i, c)| c.as_ref().err().map(|e| format!("copy {i}: {e}")))
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                });
+            }
+            continue;
+        };
         let damaged = r.damaged();
         let health = if damaged.is_empty() {
             "ok".to_string()
@@ -140,6 +199,7 @@ pub fn scan(extra: &[PathBuf]) -> Result<ScanReport> {
             uuid: key.clone(),
             devices: Vec::new(),
             missing: Vec::new(),
+            duplicates: Vec::new(),
             active: active.iter().any(|a| a.uuid == key),
         });
         entry.devices.push(ScannedDevice {
@@ -168,6 +228,19 @@ pub fn scan(extra: &[PathBuf]) -> Result<ScanReport> {
                 .retain(|d| n.members.iter().any(|m| m.dev_uuid.to_string() == d.uuid));
         }
         p.devices.sort_by_key(|d| d.class);
+        let mut dups: Vec<DuplicateMember> = Vec::new();
+        for d in &p.devices {
+            if let Some(x) = dups.iter_mut().find(|x| x.uuid == d.uuid) {
+                x.paths.push(d.path.clone());
+            } else if p.devices.iter().filter(|e| e.uuid == d.uuid).count() > 1 {
+                dups.push(DuplicateMember {
+                    uuid: d.uuid.clone(),
+                    class: d.class,
+                    paths: vec![d.path.clone()],
+                });
+            }
+        }
+        p.duplicates = dups;
     }
     rep.pools = pools.into_values().collect();
     rep.pools.sort_by(|a, b| a.name.cmp(&b.name));

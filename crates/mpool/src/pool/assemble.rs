@@ -6,6 +6,7 @@ use super::options::{OpenOptions, SB_ZONES};
 use super::{lock, MemberDev, Pool};
 use crate::admin::rundir;
 use crate::catalog::{Catalog, ClassDev, Layout};
+use crate::check::CheckRepair;
 use crate::dev::{Device, DeviceRef, FileDevice, OpenOptions as DevOpenOptions};
 use crate::error::{Error, PoolError, Result};
 use crate::format::superblock::{MediaClass, Superblock};
@@ -92,6 +93,34 @@ fn assemble(
             s.name, s.pool_uuid, first.name
         )));
     }
+    // Two devices with one member identity (pool UUID, device UUID): one is
+    // a copy of the other. Refused before anything is written to either.
+    for (i, a) in found.iter().enumerate() {
+        if let Some((j, b)) = found
+            .iter()
+            .enumerate()
+            .skip(i + 1)
+            .find(|(_, b)| b.3.dev_uuid == a.3.dev_uuid)
+        {
+            // Devices opened without a path may share a name: number them.
+            let (first, second) = if a.1 == b.1 {
+                (
+                    format!("{} (device {i})", a.1),
+                    format!("{} (device {j})", b.1),
+                )
+            } else {
+                (a.1.clone(), b.1.clone())
+            };
+            return Err(PoolError::DuplicateMember {
+                pool: a.3.name.clone(),
+                member: a.3.dev_uuid,
+                class: a.3.class,
+                first,
+                second,
+            }
+            .into());
+        }
+    }
     // The newest superblock of the pool speaks for it.
     let newest = found
         .iter()
@@ -111,8 +140,26 @@ fn assemble(
         }
         .into());
     }
+    // A member smaller than recorded (a truncated file, a shrunk LUN) would
+    // have zones in use past its end.
+    for (_, n, d, s, _) in &found {
+        let joined = newest
+            .members
+            .iter()
+            .find(|m| m.dev_uuid == s.dev_uuid)
+            .map_or(0, |m| m.size);
+        let recorded = s.dev_size.max(joined);
+        if d.size() < recorded {
+            return Err(PoolError::MemberShrunk {
+                device: n.clone(),
+                recorded,
+                actual: d.size(),
+            }
+            .into());
+        }
+    }
     let mut members = Vec::new();
-    for (p, _, d, s, mut damaged) in found {
+    for (p, name, d, s, mut damaged) in found {
         if s.generation != newest.generation {
             damaged.push((
                 0,
@@ -123,6 +170,7 @@ fn assemble(
             ));
         }
         members.push(MemberDev {
+            name,
             path: p,
             dev: d,
             class: s.class,
@@ -187,6 +235,17 @@ impl Pool {
     pub fn open_paths(paths: &[PathBuf], opts: &OpenOptions) -> Result<Pool> {
         let engine = opts.engine()?;
         let read_only = opts.read_only || opts.inspect;
+        let mut canon: Vec<PathBuf> = Vec::new();
+        for p in paths {
+            let c = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
+            if canon.contains(&c) {
+                return Err(Error::InvalidArgument(format!(
+                    "{} is named twice",
+                    p.display()
+                )));
+            }
+            canon.push(c);
+        }
         let mut files = Vec::new();
         for p in paths {
             files.push((p.clone(), open_file_dev(p, None, read_only, engine)?));
@@ -228,6 +287,11 @@ impl Pool {
         )
     }
 
+    /// Repairs made since the pool was opened.
+    pub(crate) fn repairs(&self) -> Vec<CheckRepair> {
+        lock(&self.inner.repairs).clone()
+    }
+
     /// Rewrite superblocks of members that had a damaged or stale copy.
     fn repair_superblocks(&self) -> Result<()> {
         let sb = lock(&self.inner.sb).clone();
@@ -242,6 +306,16 @@ impl Pool {
                 ..sb.clone()
             };
             superblock::write(m.dev.as_ref(), &s)?;
+            let why = m
+                .damaged
+                .iter()
+                .map(|(i, w)| format!("copy {i}: {w}"))
+                .collect::<Vec<_>>()
+                .join("; ");
+            lock(&self.inner.repairs).push(CheckRepair {
+                object: format!("superblock {}", m.name),
+                repair: format!("rewrote both superblock copies ({why})"),
+            });
             m.damaged.clear();
         }
         Ok(())

@@ -423,6 +423,7 @@ impl Pool {
             )?;
         }
         lock(&self.inner.members).push(MemberDev {
+            name: spec.path.display().to_string(),
             path: Some(spec.path.clone()),
             dev: d.clone() as DeviceRef,
             class,

@@ -28,6 +28,8 @@ use uuid::Uuid;
 /// One member device of an open pool.
 #[derive(Debug)]
 struct MemberDev {
+    /// Path, or the device's own name when opened without one (for messages).
+    name: String,
     path: Option<PathBuf>,
     dev: DeviceRef,
     class: MediaClass,
@@ -44,6 +46,8 @@ struct PoolInner {
     read_only: bool,
     sb: Mutex<Superblock>,
     members: Mutex<Vec<MemberDev>>,
+    /// Repairs made since the pool was opened (superblock copies rewritten).
+    repairs: Mutex<Vec<crate::check::CheckRepair>>,
 }
 
 /// An open pool. Cheap to clone; `Send + Sync`.
@@ -77,6 +81,7 @@ impl Pool {
                 read_only,
                 sb: Mutex::new(sb),
                 members: Mutex::new(members),
+                repairs: Mutex::new(Vec::new()),
             }),
         }
     }

@@ -7,4 +7,5 @@ mod close;
 mod compaction_fail;
 mod crash_sweep;
 mod format_golden_v1;
+mod member_identity;
 mod stress;
