@@ -85,8 +85,11 @@ fn lookup(
 
 /// What a SIZE argument takes, shown after the help of the commands that
 /// have one.
-pub const SIZES: &str = "SIZE: 4096, 64KiB, 512M, 1G, 1GiB. KiB, MiB, GiB, TiB and the bare K, M, \
-G, T are powers of 1024; KB, MB, GB, TB are powers of 1000 (10MB is 10,000,000 bytes).";
+pub const SIZES: &str = "SIZE: a number of bytes (4096, 4096B) or a number with a binary unit, \
+a power of 1024: K or KiB, M or MiB, G or GiB, T or TiB, P or PiB, E or EiB (64K, 512MiB, 1G, \
+1.5GiB; case-insensitive, a space before the unit allowed; a fraction only when it gives whole \
+bytes). KB, MB, GB, TB, PB and EB are refused as ambiguous: write 4GiB, or 4000000000 for \
+powers of 1000.";
 
 /// A size argument, parsed by [`mpool_cli::size::parse_size`].
 pub fn size_arg(s: &str) -> Result<u64, String> {

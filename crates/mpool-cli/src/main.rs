@@ -12,9 +12,9 @@ use std::process::ExitCode;
 
 /// Manage mpool object storage media pools.
 ///
-/// Devices are block devices or plain files. Sizes accept units: 4096,
-/// 64KiB, 64K, 512M, 1G, 1GiB, 2TiB (powers of 1024), or 10MB, 1GB
-/// (powers of 1000).
+/// Devices are block devices or plain files. Sizes are bytes or binary
+/// units, powers of 1024: 4096, 64KiB, 64K, 512M, 1G, 1GiB, 2TiB (KB, MB,
+/// GB… are refused as ambiguous).
 #[derive(Parser, Debug)]
 #[command(name = "mpool", version, about, long_about = None, propagate_version = true)]
 pub struct Cli {
