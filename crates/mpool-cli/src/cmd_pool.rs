@@ -55,7 +55,50 @@ pub struct CreateArgs {
     json: bool,
 }
 
+/// Refuse a `--size` (named `opt`) the library would fail on half way:
+/// given for a block device (whose size is its own), more than a file can
+/// hold, or not a whole number of 4 KiB blocks. Checked before anything is
+/// created. A size below the class's minimum is refused by the library,
+/// which removes any file it created.
+fn check_file_size(opt: &str, path: &std::path::Path, size: Option<u64>) -> Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    let Some(size) = size else {
+        return Ok(());
+    };
+    if let Ok(m) = std::fs::metadata(path) {
+        if m.file_type().is_block_device() {
+            bail!(
+                "{opt} creates a file; {} is a block device, whose size is the device's: omit {opt}",
+                path.display()
+            );
+        }
+    }
+    let max = i64::MAX as u64;
+    if size > max {
+        bail!(
+            "{opt} {size} is more than a file can hold (at most {max} bytes, {})",
+            human(max)
+        );
+    }
+    const BLOCK: u64 = 4096;
+    if size % BLOCK != 0 {
+        let down = size / BLOCK * BLOCK;
+        let up = down + BLOCK;
+        let alt = if down == 0 {
+            format!("{up}")
+        } else {
+            format!("{down} or {up}")
+        };
+        bail!("{opt} {size} is not a multiple of {BLOCK} bytes: give {alt}");
+    }
+    Ok(())
+}
+
 pub fn create(a: CreateArgs) -> Result<ExitCode> {
+    check_file_size("--size", &a.device, a.size)?;
+    if let Some(stg) = &a.staging {
+        check_file_size("--staging-size", stg, a.staging_size)?;
+    }
     let zone = a.mblock_size.unwrap_or(DEFAULT_ZONE_SIZE);
     let cap = DeviceSpec {
         path: a.device.clone(),
@@ -426,6 +469,7 @@ pub struct AddArgs {
 }
 
 pub fn add(a: AddArgs) -> Result<ExitCode> {
+    check_file_size("--size", &a.device, a.size)?;
     let p = Pool::open(&a.pool, &OpenOptions::default())?;
     let zone = match a.mblock_size {
         Some(z) => z,

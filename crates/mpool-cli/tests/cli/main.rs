@@ -24,4 +24,5 @@ mod scan_activate;
 mod set_get;
 mod shrunk_member;
 mod signatures;
+mod sizes;
 mod torture;

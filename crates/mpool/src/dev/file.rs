@@ -137,13 +137,27 @@ impl FileDevice {
     }
 }
 
+/// Create a sparse file of `size` bytes; a file that cannot be given its
+/// size (more than the filesystem holds) is removed, not left behind empty.
 fn create_sparse(path: &Path, size: u64) -> io::Result<()> {
     let f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(path)?;
-    f.set_len(size)?;
-    f.sync_all()
+    let r = i64::try_from(size)
+        .map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{size} bytes is more than a file can hold"),
+            )
+        })
+        .and_then(|_| f.set_len(size))
+        .and_then(|()| f.sync_all());
+    if r.is_err() {
+        drop(f);
+        let _ = std::fs::remove_file(path);
+    }
+    r
 }
 
 fn block_geometry(file: &File) -> io::Result<(u64, u32, u32)> {
@@ -355,5 +369,23 @@ impl DevQueue for UringQueue<'_> {
 
     fn register_arena(&mut self, arena: &Arc<Arena>) -> bool {
         self.q.register_arena(Arc::clone(arena)).is_ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::create_sparse;
+
+    #[test]
+    fn a_file_too_large_to_create_is_not_left_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        for size in [u64::MAX, i64::MAX as u64 + 1] {
+            let p = dir.path().join("big.img");
+            assert!(create_sparse(&p, size).is_err());
+            assert!(!p.exists(), "{size}: left {} behind", p.display());
+        }
+        let p = dir.path().join("ok.img");
+        create_sparse(&p, 1 << 20).unwrap();
+        assert_eq!(std::fs::metadata(&p).unwrap().len(), 1 << 20);
     }
 }
