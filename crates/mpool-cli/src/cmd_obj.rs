@@ -64,6 +64,10 @@ pub enum MblockCmd {
         /// Media class.
         #[arg(long, default_value = "capacity", value_parser = class_arg)]
         class: MediaClass,
+        /// Commit an empty mblock when the input is empty (it still takes a
+        /// whole zone of the pool's mblock size).
+        #[arg(long)]
+        allow_empty: bool,
     },
     /// Write an mblock's content to standard output or a file.
     #[command(after_help = crate::fmt::SIZES)]
@@ -92,6 +96,31 @@ pub enum MblockCmd {
         ids: Vec<MblockId>,
     },
 }
+
+/// One read of the input (retrying an interrupted one).
+fn read_some(input: &mut dyn Read, buf: &mut [u8]) -> Result<usize> {
+    loop {
+        match input.read(buf) {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(anyhow::Error::new(e).context("reading input")),
+        }
+    }
+}
+
+/// Input larger than an mblock: what the limit is and what to do.
+pub fn too_large(name: &str, len: u64, zone: u64) -> String {
+    format!(
+        "{name} is {} ({len} bytes), more than the pool's mblock size, {} ({zone} bytes), the most one mblock holds: nothing written; {}",
+        human(len),
+        human(zone),
+        SPLIT_HINT
+    )
+}
+
+/// What to do about data larger than the pool's mblock size.
+pub const SPLIT_HINT: &str =
+    "split the data into pieces of at most the mblock size, one mblock each, or create a pool with a larger --mblock-size";
 
 fn size_arg_zero(s: &str) -> Result<u64, String> {
     if s.trim() == "0" {
@@ -155,24 +184,52 @@ pub fn mblock(cmd: MblockCmd) -> Result<ExitCode> {
                 println!("{}", table(&PROPS_HEADER, vec![props_row(&props)]));
             }
         }
-        MblockCmd::Write { pool, file, class } => {
+        MblockCmd::Write {
+            pool,
+            file,
+            class,
+            allow_empty,
+        } => {
             let p = open(&pool, false)?;
+            let name = file
+                .as_ref()
+                .map_or_else(|| "standard input".to_string(), |f| f.display().to_string());
+            let mut input: Box<dyn Read> = match &file {
+                Some(f) => {
+                    Box::new(std::fs::File::open(f).with_context(|| format!("opening {name}"))?)
+                }
+                None => Box::new(std::io::stdin().lock()),
+            };
+            // The mblock size of the class, when the pool has the class (the
+            // allocation below refuses a missing class with its own message).
+            let zone = p
+                .props()
+                .classes
+                .iter()
+                .find(|c| c.class == class)
+                .map(|c| c.zone_size);
+            // Refuse what cannot fit before allocating anything: a regular
+            // file's size is known; standard input is found out as it is read.
+            if let (Some(f), Some(zone)) = (&file, zone) {
+                let meta = std::fs::metadata(f).with_context(|| format!("reading {name}"))?;
+                if meta.is_file() && meta.len() > zone {
+                    bail!("{}", too_large(&name, meta.len(), zone));
+                }
+            }
+            let mut buf = vec![0u8; 4 << 20];
+            let first = read_some(&mut input, &mut buf)?;
+            if first == 0 && !allow_empty {
+                bail!(
+                    "{name} is empty: nothing written (an mblock takes a whole zone of the pool's mblock size{}, even empty); give --allow-empty to commit an empty mblock",
+                    zone.map_or_else(String::new, |z| format!(", {}", human(z)))
+                );
+            }
             let id = p.mblock_alloc(class)?;
             let r = (|| -> Result<()> {
-                let mut input: Box<dyn Read> = match &file {
-                    Some(f) => Box::new(
-                        std::fs::File::open(f)
-                            .with_context(|| format!("opening {}", f.display()))?,
-                    ),
-                    None => Box::new(std::io::stdin().lock()),
-                };
-                let mut buf = vec![0u8; 4 << 20];
-                loop {
-                    let n = input.read(&mut buf).context("reading input")?;
-                    if n == 0 {
-                        break;
-                    }
+                let mut n = first;
+                while n > 0 {
                     p.mblock_write(id, &buf[..n])?;
+                    n = read_some(&mut input, &mut buf)?;
                 }
                 p.mblock_commit(id)?;
                 Ok(())

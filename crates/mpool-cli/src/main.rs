@@ -167,7 +167,7 @@ fn main() -> ExitCode {
 /// argument that does not parse (a malformed ID, or the ID of another kind
 /// of object) is refused by the argument parser with status 2.
 fn hint(e: &anyhow::Error) -> Option<String> {
-    use mpool::{Error, MetadataError, PoolError};
+    use mpool::{Error, MetadataError, ObjectError, PoolError};
     let err = e.chain().find_map(|c| c.downcast_ref::<Error>())?;
     match err {
         Error::Pool(PoolError::NotFound(_)) => {
@@ -189,6 +189,11 @@ fn hint(e: &anyhow::Error) -> Option<String> {
         ),
         // The message names the sector size and the limit; no option changes it.
         Error::Pool(PoolError::SectorTooLarge { .. }) => None,
+        Error::Object(ObjectError::MblockFull { cap, .. }) => Some(format!(
+            "the pool's mblock size, {} ({cap} bytes), is the most one mblock holds; {}",
+            fmt::human(*cap),
+            cmd_obj::SPLIT_HINT
+        )),
         Error::Metadata(MetadataError::IdsExhausted { .. }) => Some(
             "object IDs are never reused; this metadata container cannot create more objects"
                 .into(),

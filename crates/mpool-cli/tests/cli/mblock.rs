@@ -89,7 +89,10 @@ fn mblock_write_read_stat_list_delete() {
     sb.fail_with(&["mblock", "list", "nosuchpool"], &["nosuchpool"]);
     // A file larger than an mblock is refused, and nothing is left allocated.
     std::fs::write(sb.path("big.bin"), vec![1u8; (1 << 20) + 1]).unwrap();
-    sb.fail_with(&["mblock", "write", "mb", &sb.p("big.bin")], &["full"]);
+    sb.fail_with(
+        &["mblock", "write", "mb", &sb.p("big.bin")],
+        &["more than the pool's mblock size"],
+    );
     assert_eq!(
         sb.json(&["mblock", "list", "mb", "--json"])
             .as_array()
@@ -145,4 +148,90 @@ fn an_id_of_another_type_is_refused_by_type() {
         sb.json(&["mblock", "stat", "ty", &log, "--json"])["type"],
         "mlog"
     );
+}
+
+/// Input larger than the pool's mblock size (issue 15): a file is refused
+/// before anything is allocated, naming the limit and what to do; standard
+/// input, whose size is found out as it is read, fails with the same advice
+/// as a hint. Nothing is left allocated either way.
+#[test]
+fn input_larger_than_the_mblock_size_is_refused_with_the_limit() {
+    let sb = Sandbox::new();
+    sb.create_small("big", "cap.img");
+    std::fs::write(sb.path("big.bin"), vec![7u8; 5_000_000]).unwrap();
+    let o = sb.fail_with(
+        &["mblock", "write", "big", &sb.p("big.bin")],
+        &[
+            "is 4.8 MiB (5000000 bytes), more than the pool's mblock size, 1.0 MiB (1048576 bytes)",
+            "nothing written",
+            "split the data",
+            "--mblock-size",
+        ],
+    );
+    assert!(!o.stderr.contains("is full"), "{}", o.all());
+
+    let mut child = sb
+        .cmd()
+        .args(["mblock", "write", "big"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // The command stops reading when it fails: a closed pipe is fine.
+    let _ = stdin.write_all(&vec![7u8; (1 << 20) + 1]);
+    drop(stdin);
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(
+        err.contains("mpool: hint: the pool's mblock size, 1.0 MiB (1048576 bytes), is the most one mblock holds; split the data")
+            && err.contains("--mblock-size"),
+        "{err}"
+    );
+    assert_eq!(
+        sb.json(&["mblock", "list", "big", "--json"]),
+        serde_json::json!([])
+    );
+    assert!(sb.ok(&["check", "big"]).stdout.contains("0 problem(s)"));
+}
+
+/// Empty input (issue 15) is refused unless --allow-empty: an empty mblock
+/// still takes a whole zone.
+#[test]
+fn empty_input_is_refused_unless_allowed() {
+    let sb = Sandbox::new();
+    sb.create_small("em", "cap.img");
+    let before = sb.props("em")["used"].clone();
+    std::fs::write(sb.path("empty.bin"), b"").unwrap();
+    sb.fail_with(
+        &["mblock", "write", "em", &sb.p("empty.bin")],
+        &[
+            "is empty",
+            "a whole zone of the pool's mblock size, 1.0 MiB",
+            "--allow-empty",
+        ],
+    );
+    let o = common::output(
+        sb.cmd()
+            .args(["mblock", "write", "em"])
+            .stdin(Stdio::null()),
+    );
+    assert!(!o.status.success(), "{}", o.all());
+    assert!(o.stderr.contains("standard input is empty"), "{}", o.all());
+    assert_eq!(
+        sb.json(&["mblock", "list", "em", "--json"]),
+        serde_json::json!([])
+    );
+    assert_eq!(sb.props("em")["used"], before);
+
+    let o = common::output(
+        sb.cmd()
+            .args(["mblock", "write", "em", "--allow-empty"])
+            .stdin(Stdio::null()),
+    );
+    assert!(o.status.success(), "{}", o.all());
+    let id = o.stdout.trim().to_string();
+    assert_eq!(sb.json(&["mblock", "stat", "em", &id, "--json"])["len"], 0);
 }
