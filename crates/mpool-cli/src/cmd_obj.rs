@@ -312,6 +312,28 @@ pub enum MlogCmd {
     },
     /// Append records: each argument, or each line of standard input.
     Append(AppendArgs),
+    /// Delete a committed user mlog (refused while it is open).
+    Delete {
+        /// Pool name or UUID.
+        pool: String,
+        /// Mlog ID.
+        #[arg(value_parser = id_arg::<MlogId>)]
+        id: MlogId,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Erase every record of a user mlog; prints its new generation.
+    Erase {
+        /// Pool name or UUID.
+        pool: String,
+        /// Mlog ID.
+        #[arg(value_parser = id_arg::<MlogId>)]
+        id: MlogId,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print an mlog's (or MDC's) records.
     Dump {
         /// Pool name or UUID.
@@ -423,6 +445,30 @@ pub fn mlog(cmd: MlogCmd) -> Result<ExitCode> {
                 log.len(),
                 log.capacity()
             );
+        }
+        MlogCmd::Delete { pool, id, json } => {
+            let p = open(&pool, false)?;
+            p.mlog_delete(id)?;
+            if json {
+                print_json(&serde_json::json!({ "deleted": id }))?;
+            } else {
+                println!("deleted {id}");
+            }
+        }
+        MlogCmd::Erase { pool, id, json } => {
+            let p = open(&pool, false)?;
+            let log = p.mlog_open(id)?;
+            let removed = log.records();
+            let generation = log.erase(0)?;
+            if json {
+                print_json(&serde_json::json!({
+                    "id": id,
+                    "generation": generation,
+                    "records_erased": removed,
+                }))?;
+            } else {
+                println!("erased {id}: {removed} record(s) removed, generation {generation}");
+            }
         }
         MlogCmd::Dump {
             pool,

@@ -17,6 +17,7 @@ mod json;
 mod lock;
 mod mblock;
 mod mlog;
+mod mlog_delete_erase;
 mod permissions;
 mod refusals;
 mod rename;
