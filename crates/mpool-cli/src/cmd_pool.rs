@@ -134,7 +134,41 @@ pub fn create(a: CreateArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn destroy(name: &str) -> Result<ExitCode> {
+pub fn destroy(name: &str, yes: bool) -> Result<ExitCode> {
+    use std::io::{BufRead, IsTerminal, Write};
+    // What will be erased, from the active pool's properties (an inactive
+    // pool is found by the library's own search and described by name).
+    let what = match inspect(name) {
+        Ok(p) => {
+            let props = p.props();
+            drop(p);
+            let devs = props
+                .devices
+                .iter()
+                .map(|d| format!("{} {} ({})", d.class, d.path, human(d.size)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            format!(
+                "pool '{}' ({}): its superblocks on {devs} are erased, and every object in it is lost",
+                props.name, props.uuid
+            )
+        }
+        Err(_) => {
+            format!("pool '{name}': its superblocks on every member device are erased, and every object in it is lost")
+        }
+    };
+    let stdin = std::io::stdin();
+    if !yes && stdin.is_terminal() {
+        eprint!("mpool: destroy {what}.\nType 'yes' to destroy it: ");
+        std::io::stderr().flush()?;
+        let mut answer = String::new();
+        stdin.lock().read_line(&mut answer)?;
+        if answer.trim() != "yes" {
+            bail!("pool '{name}' not destroyed (answered '{}')", answer.trim());
+        }
+    } else {
+        eprintln!("mpool: destroying {what}");
+    }
     admin::destroy(name)?;
     println!("destroyed pool '{name}'");
     Ok(ExitCode::SUCCESS)

@@ -28,9 +28,15 @@ enum Cmd {
     #[command(after_help = fmt::SIZES)]
     Create(cmd_pool::CreateArgs),
     /// Destroy a pool: erase its superblocks on every member device.
+    ///
+    /// On a terminal it says what will be erased and asks for confirmation
+    /// (unless --yes); otherwise (scripts) it says what it erases and proceeds.
     Destroy {
         /// Pool name or UUID.
         pool: String,
+        /// Do not ask for confirmation.
+        #[arg(short, long)]
+        yes: bool,
     },
     /// List active pools with their space, label and health.
     List {
@@ -123,7 +129,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.cmd {
         Cmd::Create(a) => cmd_pool::create(a),
-        Cmd::Destroy { pool } => cmd_pool::destroy(&pool),
+        Cmd::Destroy { pool, yes } => cmd_pool::destroy(&pool, yes),
         Cmd::List {
             pools,
             json,

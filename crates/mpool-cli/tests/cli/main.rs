@@ -12,6 +12,7 @@ mod check_repairs;
 mod create_list_destroy;
 mod damaged_superblocks;
 mod demo;
+mod destroy_confirmation;
 mod duplicate_members;
 mod json;
 mod lock;
