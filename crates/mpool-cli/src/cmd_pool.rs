@@ -342,15 +342,69 @@ pub fn list(names: &[String], json: bool, verbose: bool) -> Result<ExitCode> {
     })
 }
 
-pub fn scan(paths: &[PathBuf], activate: bool, json: bool) -> Result<ExitCode> {
+/// What `scan --activate` activates.
+#[derive(Debug, Clone)]
+pub enum ScanActivate {
+    /// Nothing: only report.
+    None,
+    /// Every complete pool found.
+    All,
+    /// Only the pool of this name or UUID.
+    Pool(String),
+}
+
+pub fn scan(paths: &[PathBuf], activate: ScanActivate, json: bool) -> Result<ExitCode> {
     let rep = mscan::scan(paths)?;
     let mut activated = Vec::new();
     let mut failed = Vec::new();
-    if activate {
+    let chosen = |p: &mscan::ScannedPool| match &activate {
+        ScanActivate::None => false,
+        ScanActivate::All => true,
+        ScanActivate::Pool(n) => &p.name == n || p.uuid.eq_ignore_ascii_case(n),
+    };
+    if let ScanActivate::Pool(n) = &activate {
+        let matches = rep.pools.iter().filter(|p| chosen(p)).count();
+        if matches == 0 {
+            let mut msg = format!(
+                "scan found no pool '{n}' to activate ({} pool(s) found, {} devices and files examined)",
+                rep.pools.len(),
+                rep.examined
+            );
+            if std::path::Path::new(n).exists() {
+                msg.push_str(&format!(
+                    "; '{n}' is a file: to scan it, name it before --activate (`mpool scan {n} --activate`)"
+                ));
+            }
+            bail!(msg);
+        }
+        if matches > 1 && !rep.pools.iter().any(|p| p.uuid.eq_ignore_ascii_case(n)) {
+            bail!(
+                "{matches} pools are named '{n}' ({}); name one by UUID",
+                rep.pools
+                    .iter()
+                    .filter(|p| chosen(p))
+                    .map(|p| p.uuid.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+        if let Some(p) = rep
+            .pools
+            .iter()
+            .find(|p| chosen(p) && !p.missing.is_empty())
+        {
+            failed.push(format!(
+                "{}: incomplete, {} member device(s) not found",
+                p.name,
+                p.missing.len()
+            ));
+        }
+    }
+    if !matches!(activate, ScanActivate::None) {
         for p in rep
             .pools
             .iter()
-            .filter(|p| !p.active && p.missing.is_empty())
+            .filter(|p| chosen(p) && !p.active && p.missing.is_empty())
         {
             let paths: Vec<PathBuf> = p.devices.iter().map(|d| d.path.clone()).collect();
             match admin::activate_paths(&paths) {

@@ -53,9 +53,10 @@ enum Cmd {
     Scan {
         /// Extra files or devices to examine.
         paths: Vec<PathBuf>,
-        /// Activate every complete pool found.
-        #[arg(long)]
-        activate: bool,
+        /// Activate every complete pool found; with POOL (a name or UUID),
+        /// only that pool (the others found are listed, not activated).
+        #[arg(long, value_name = "POOL", num_args = 0..=1)]
+        activate: Option<Option<String>>,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -139,7 +140,20 @@ fn main() -> ExitCode {
             paths,
             activate,
             json,
-        } => cmd_pool::scan(&paths, activate, json),
+        } => {
+            // A pool name has no '/': a value with one is a path to scan.
+            let mut paths = paths;
+            let activate = match activate {
+                None => cmd_pool::ScanActivate::None,
+                Some(None) => cmd_pool::ScanActivate::All,
+                Some(Some(v)) if v.contains('/') => {
+                    paths.push(PathBuf::from(v));
+                    cmd_pool::ScanActivate::All
+                }
+                Some(Some(v)) => cmd_pool::ScanActivate::Pool(v),
+            };
+            cmd_pool::scan(&paths, activate, json)
+        }
         Cmd::Activate { pool } => cmd_pool::activate(&pool),
         Cmd::Deactivate { pool } => cmd_pool::deactivate(&pool),
         Cmd::Rename { old, new } => cmd_pool::rename(&old, &new),
