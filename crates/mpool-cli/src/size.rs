@@ -1,90 +1,64 @@
 //! Byte sizes as people type them, for the command line and the benchmarks
-//! (which use this crate's library for it): one parser. The mpool library
-//! itself takes sizes as numbers.
+//! (which use this crate's library for it): one parser, on the `parse-size`
+//! crate (exact integer arithmetic to the full 64 bits), with mpool's rules
+//! on top. The mpool library itself takes sizes as numbers.
 
-/// Binary units, by the letter they start with (powers of 1024).
-const UNITS: [(char, u32); 6] = [
-    ('K', 10),
-    ('M', 20),
-    ('G', 30),
-    ('T', 40),
-    ('P', 50),
-    ('E', 60),
-];
+use parse_size::Config;
 
 /// Parse a size: `4096`, `64KiB`, `64K`, `512M`, `1G`, `1.5GiB`.
 ///
 /// Accepted: plain bytes (`4096`, `4096B`) and binary units, powers of
 /// 1024: `K`/`KiB`, `M`/`MiB`, `G`/`GiB`, `T`/`TiB`, `P`/`PiB`, `E`/`EiB`
-/// (case-insensitive, a space before the unit allowed). A fraction is
-/// accepted when it gives whole bytes (`1.5GiB`, not `1.5` or `0.1K`).
+/// (case-insensitive, a space before the unit allowed). A fractional size
+/// is rounded to the nearest byte (`1.5GiB`); a fraction of a byte alone
+/// (`1.5`, `1.5B`) is refused.
 ///
 /// Refused: decimal-unit suffixes (`KB`, `MB`, `GB`, `TB`, `PB`, `EB`),
 /// which some tools read as powers of 1000 and others as powers of 1024:
-/// the message says what to write instead. Also refused: zero, and sizes
-/// that do not fit in 64 bits (never clamped).
+/// the message says what to write instead. Also refused: zero, negative
+/// sizes, and sizes that do not fit in 64 bits (never clamped).
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let bad = || format!("bad size '{s}' (examples: 4096, 64KiB, 512M, 1G, 1GiB)");
     let t = s.trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let unit = unit.trim_start();
-    let (int, frac) = num.split_once('.').unwrap_or((num, ""));
-    if int.is_empty() && frac.is_empty()
-        || !int.bytes().all(|b| b.is_ascii_digit())
-        || !frac.bytes().all(|b| b.is_ascii_digit())
-        || int.len() + frac.len() > 30
-    {
+    let at = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(at);
+    let num = num.trim_end();
+    let unit = unit.to_ascii_uppercase();
+    if let [letter @ (b'K' | b'M' | b'G' | b'T' | b'P' | b'E'), b'B'] = unit.as_bytes() {
+        return Err(ambiguous(t, num, char::from(*letter)));
+    }
+    if (unit.is_empty() || unit == "B") && num.contains('.') {
         return Err(bad());
     }
-    let u = unit.to_ascii_uppercase();
-    let mut chars = u.chars();
-    let shift = match chars.next() {
-        None => 0,
-        Some('B') if u.len() == 1 => 0,
-        Some(c) => {
-            let Some(&(_, shift)) = UNITS.iter().find(|(l, _)| *l == c) else {
-                return Err(bad());
-            };
-            match chars.as_str() {
-                "" | "I" | "IB" => shift,
-                "B" => return Err(ambiguous(s, int, frac, c, shift)),
-                _ => return Err(bad()),
+    let v = Config::new()
+        .with_binary()
+        .parse_size(t)
+        .map_err(|e| match e {
+            parse_size::Error::PosOverflow => {
+                format!("bad size '{s}': more than {} bytes (16 EiB)", u64::MAX)
             }
-        }
-    };
-    let too_big = || format!("bad size '{s}': more than {} bytes (16 EiB)", u64::MAX);
-    let v = exact(int, frac, 1u128 << shift)
-        .ok_or_else(|| format!("bad size '{s}': a size is a whole number of bytes ({s} is not)"))?;
+            _ => bad(),
+        })?;
     if v == 0 {
         return Err(bad());
     }
-    u64::try_from(v).map_err(|_| too_big())
+    Ok(v)
 }
 
-/// `int.frac * mult`, when it is a whole number (and fits in u128).
-fn exact(int: &str, frac: &str, mult: u128) -> Option<u128> {
-    let digits: u128 = format!("{int}{frac}").parse().ok()?;
-    let scale = 10u128.checked_pow(u32::try_from(frac.len()).ok()?)?;
-    let v = digits.checked_mul(mult)?;
-    (v % scale == 0).then(|| v / scale)
-}
-
-/// The message refusing a decimal-unit suffix such as `4GB`.
-fn ambiguous(s: &str, int: &str, frac: &str, letter: char, shift: u32) -> String {
-    let num = if frac.is_empty() {
-        int.to_string()
-    } else {
-        format!("{int}.{frac}")
-    };
+/// The message refusing a decimal-unit suffix such as `4GB`: the two
+/// sizes it may have meant, and how to write each.
+fn ambiguous(s: &str, num: &str, letter: char) -> String {
     let mut alts = Vec::new();
-    if let Some(b) = exact(int, frac, 1u128 << shift).filter(|&b| b <= u128::from(u64::MAX)) {
+    if let Ok(b) = Config::new()
+        .with_binary()
+        .parse_size(format!("{num}{letter}iB"))
+    {
         alts.push(format!("{num}{letter}iB ({b} bytes)"));
     }
-    let pow = 3 * (shift / 10);
-    if let Some(d) = exact(int, frac, 10u128.pow(pow)).filter(|&d| d <= u128::from(u64::MAX)) {
+    if let Ok(d) = Config::new()
+        .with_decimal()
+        .parse_size(format!("{num}{letter}B"))
+    {
         alts.push(d.to_string());
     }
     let alts = if alts.is_empty() {
@@ -93,9 +67,8 @@ fn ambiguous(s: &str, int: &str, frac: &str, letter: char, shift: u32) -> String
         alts.join(" or ")
     };
     format!(
-        "'{}' is ambiguous: write {alts} (K, M, G, T, P and E are powers of 1024; \
-         for powers of 1000 write the number of bytes)",
-        s.trim()
+        "'{s}' is ambiguous: write {alts} (K, M, G, T, P and E are powers of 1024; \
+         for powers of 1000 write the number of bytes)"
     )
 }
 
@@ -120,6 +93,8 @@ mod tests {
         assert_eq!(parse_size("15EiB").ok(), Some(15 << 60));
         assert_eq!(parse_size(" 1MiB ").ok(), Some(1 << 20));
         assert_eq!(parse_size("18446744073709551615").ok(), Some(u64::MAX));
+        // A fractional size rounds to the nearest byte.
+        assert_eq!(parse_size("0.1K").ok(), Some(102));
         for bad in [
             "",
             "x",
@@ -129,12 +104,12 @@ mod tests {
             "0K",
             "-1",
             "1.5",
-            "0.1K",
             ".",
             "1..2K",
             "12XB",
             "M",
             "1KIBB",
+            "1.5B",
             "99999999999T",
         ] {
             let e = parse_size(bad).err();
