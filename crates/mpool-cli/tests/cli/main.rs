@@ -10,6 +10,7 @@ mod common;
 mod add_staging;
 mod check_repairs;
 mod create_list_destroy;
+mod create_rollback;
 mod damaged_superblocks;
 mod demo;
 mod duplicate_members;

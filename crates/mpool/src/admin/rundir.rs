@@ -166,10 +166,11 @@ pub fn known_paths() -> Vec<PathBuf> {
         .collect()
 }
 
-/// Add paths to the list (absolute, deduplicated).
-pub fn remember_paths(paths: &[PathBuf]) -> Result<()> {
+/// Add paths to the list (absolute, deduplicated). Returns the paths it
+/// added (those not listed before), so a failed `create` can take them out.
+pub fn remember_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let cfg = config_path();
-    let mut known = known_paths();
+    let known = known_paths();
     let mut add = Vec::new();
     for p in paths {
         let abs = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
@@ -178,7 +179,7 @@ pub fn remember_paths(paths: &[PathBuf]) -> Result<()> {
         }
     }
     if add.is_empty() {
-        return Ok(());
+        return Ok(add);
     }
     if let Some(d) = cfg.parent() {
         std::fs::create_dir_all(d).map_err(|e| Error::file(d, e))?;
@@ -191,8 +192,7 @@ pub fn remember_paths(paths: &[PathBuf]) -> Result<()> {
     for p in &add {
         writeln!(f, "{}", p.display()).map_err(|e| Error::file(&cfg, e))?;
     }
-    known.extend(add);
-    Ok(())
+    Ok(add)
 }
 
 /// Remove paths from the list.
@@ -214,4 +214,17 @@ pub fn forget_paths(paths: &[PathBuf]) -> Result<()> {
         out.push('\n');
     }
     std::fs::write(&cfg, out).map_err(|e| Error::file(&cfg, e))
+}
+
+/// A device's owner and mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeOwner {
+    /// The device (canonical path).
+    pub path: PathBuf,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Permission bits.
+    pub mode: u32,
 }

@@ -7,7 +7,7 @@ use super::options::{
 };
 use super::{lock, now, MemberDev, Pool};
 use crate::admin::ownership::apply_ownership;
-use crate::admin::rundir::{self, ActiveEntry};
+use crate::admin::rundir::{self, ActiveEntry, NodeOwner};
 use crate::catalog::{Catalog, ClassDev, Layout};
 use crate::dev::{Device, DeviceKind, DeviceRef};
 use crate::error::{Error, PoolError, Result};
@@ -17,6 +17,7 @@ use crate::format::superblock::{
 };
 use crate::io::EngineChoice;
 use crate::superblock::{self, Signature};
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use uuid::Uuid;
@@ -45,6 +46,47 @@ struct Owner {
     uid: u32,
     gid: u32,
     mode: u32,
+}
+
+/// What a failed `create` takes back, in reverse order of doing it.
+#[derive(Default)]
+struct Undo {
+    /// Files it created.
+    created: Vec<PathBuf>,
+    /// Whether it began writing the pool (superblocks are wiped).
+    formatted: bool,
+    /// Lines it added to the device list.
+    listed: Vec<PathBuf>,
+    /// Devices whose owner and mode it changed, with what they were.
+    owners: Vec<(PathBuf, NodeOwner)>,
+    /// Whether it recorded the pool as active.
+    active: bool,
+}
+
+impl Undo {
+    /// Best effort: the error that made `create` fail is the one reported.
+    fn run(self, name: &str, paths: &[PathBuf], engine: EngineChoice) {
+        if self.active {
+            let _ = rundir::remove_active(name);
+        }
+        if self.formatted {
+            // Capacity (the commit point) first.
+            for p in paths {
+                if let Ok(d) = open_file_dev(p, None, false, engine) {
+                    let _ = superblock::wipe(d.as_ref());
+                }
+            }
+        }
+        for (p, b) in self.owners.iter().rev() {
+            let _ = apply_ownership(p, b.uid, b.gid, b.mode);
+        }
+        for p in &self.created {
+            let _ = std::fs::remove_file(p);
+        }
+        if !self.listed.is_empty() {
+            let _ = rundir::forget_paths(&self.listed);
+        }
+    }
 }
 
 /// Write a new pool onto open devices: pool metadata first, then the
@@ -166,6 +208,13 @@ impl Pool {
     /// Refuses, changing nothing on any device: a bad name, a name already
     /// active, a missing or too-small device, a device holding a pool,
     /// filesystem or LVM signature (unless `force`), the same device twice.
+    ///
+    /// All or nothing: when a step after the checks fails (writing the
+    /// pool, the device list, ownership, the run directory, the first
+    /// open), the superblocks written are wiped, owners and modes restored,
+    /// files it created removed and the device-list lines and run-directory
+    /// entry it added removed. (A `discard` or `force` signature wipe done
+    /// before the failure cannot be taken back.)
     pub fn create(name: &str, capacity: &DeviceSpec, opts: &CreateOptions) -> Result<Pool> {
         validate_name(name).map_err(PoolError::InvalidName)?;
         validate_label(&opts.label).map_err(Error::InvalidArgument)?;
@@ -238,19 +287,6 @@ impl Pool {
             return Err(e);
         }
         let pool_uuid = Uuid::new_v4();
-        for (d, _, _, _) in &devs {
-            lock_member(d, false, name, &pool_uuid)?;
-        }
-        if opts.discard {
-            for (d, _, _, _) in &devs {
-                d.discard(0, d.size() - d.size() % u64::from(d.sector()))?;
-            }
-        }
-        if opts.force {
-            for (d, _, _, _) in &devs {
-                superblock::wipe_signatures(d.as_ref())?;
-            }
-        }
         let owner = Owner {
             uid: opts
                 .uid
@@ -260,35 +296,70 @@ impl Pool {
                 .unwrap_or_else(|| rustix::process::getegid().as_raw()),
             mode: opts.mode.unwrap_or(0o660),
         };
-        let on: Vec<(DeviceRef, MediaClass, u64)> = devs
-            .iter()
-            .map(|(d, _, c, z)| (d.clone() as DeviceRef, *c, *z))
-            .collect();
-        format_pool(pool_uuid, name, &on, owner, &opts.label)?;
-        drop(on); // the handles (and the locks they hold) go before the reopen below
-        for (_, path, _, _) in &devs {
-            apply_ownership(path, owner.uid, owner.gid, owner.mode)?;
-        }
         let paths: Vec<PathBuf> = devs.iter().map(|(_, p, _, _)| p.clone()).collect();
-        let file_paths: Vec<PathBuf> = devs
-            .iter()
-            .filter(|(d, ..)| d.info().kind == DeviceKind::File)
-            .map(|(_, p, ..)| p.clone())
-            .collect();
-        rundir::remember_paths(&file_paths)?;
-        if opts.activate {
-            rundir::write_active(&ActiveEntry {
-                name: name.to_string(),
-                uuid: pool_uuid.to_string(),
-                devices: paths
-                    .iter()
-                    .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()))
-                    .collect(),
-                activated: now(),
-            })?;
-        }
+        let mut undo = Undo {
+            created,
+            ..Undo::default()
+        };
+        let res = (|| -> Result<()> {
+            for (d, _, _, _) in &devs {
+                lock_member(d, false, name, &pool_uuid)?;
+            }
+            // What the devices looked like before, to restore on failure.
+            let mut before = Vec::new();
+            for p in &paths {
+                let m = std::fs::metadata(p).map_err(|e| Error::file(p, e))?;
+                before.push(NodeOwner {
+                    path: crate::dev::canonical(p),
+                    uid: m.uid(),
+                    gid: m.gid(),
+                    mode: m.mode() & 0o7777,
+                });
+            }
+            if opts.discard {
+                for (d, _, _, _) in &devs {
+                    d.discard(0, d.size() - d.size() % u64::from(d.sector()))?;
+                }
+            }
+            if opts.force {
+                for (d, _, _, _) in &devs {
+                    superblock::wipe_signatures(d.as_ref())?;
+                }
+            }
+            let on: Vec<(DeviceRef, MediaClass, u64)> = devs
+                .iter()
+                .map(|(d, _, c, z)| (d.clone() as DeviceRef, *c, *z))
+                .collect();
+            undo.formatted = true;
+            format_pool(pool_uuid, name, &on, owner, &opts.label)?;
+            let file_paths: Vec<PathBuf> = devs
+                .iter()
+                .filter(|(d, ..)| d.info().kind == DeviceKind::File)
+                .map(|(_, p, ..)| p.clone())
+                .collect();
+            undo.listed = rundir::remember_paths(&file_paths)?;
+            for (p, b) in paths.iter().zip(&before) {
+                undo.owners.push((p.clone(), b.clone()));
+                apply_ownership(p, owner.uid, owner.gid, owner.mode)?;
+            }
+            if opts.activate {
+                undo.active = true;
+                rundir::write_active(&ActiveEntry {
+                    name: name.to_string(),
+                    uuid: pool_uuid.to_string(),
+                    devices: paths.iter().map(|p| crate::dev::canonical(p)).collect(),
+                    activated: now(),
+                })?;
+            }
+            Ok(())
+        })();
+        // The handles (and the locks they hold) go before the reopen below.
         drop(devs);
-        Pool::open_paths(&paths, &opts.open)
+        let res = res.and_then(|()| Pool::open_paths(&paths, &opts.open));
+        if res.is_err() {
+            undo.run(name, &paths, engine);
+        }
+        res
     }
 
     /// Create a pool on devices that are already open (memory, fault-injecting
