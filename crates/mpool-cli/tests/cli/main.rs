@@ -11,6 +11,7 @@ mod add_staging;
 mod check_repairs;
 mod create_list_destroy;
 mod create_rollback;
+mod create_same_name;
 mod damaged_superblocks;
 mod demo;
 mod duplicate_members;

@@ -111,6 +111,7 @@ pub fn activate_paths(paths: &[PathBuf]) -> Result<ActiveEntry> {
             inspect: true,
         },
     )?;
+    let _names = rundir::lock_names()?;
     if let Some(a) = rundir::find_active(&pool.uuid().to_string())? {
         return Ok(a);
     }
@@ -170,6 +171,8 @@ pub fn deactivate(name_or_uuid: &str) -> Result<()> {
 /// Rename an inactive pool.
 pub fn rename(old: &str, new: &str) -> Result<()> {
     validate_name(new).map_err(PoolError::InvalidName)?;
+    // Held until the superblocks carry the new name.
+    let _names = rundir::lock_names()?;
     if rundir::find_active(old)?.is_some() {
         return Err(PoolError::Active(old.to_string()).into());
     }

@@ -7,6 +7,9 @@
 //! `/sys/class/block`, so `create` and `add` remember them in a plain list
 //! (one path a line): `$MPOOL_CONFIG`, else `/etc/mpool/devices` for root,
 //! else `$XDG_CONFIG_HOME/mpool/devices` (or `~/.config/mpool/devices`).
+//!
+//! `create`, `activate` and `rename` check and claim a pool name under an
+//! exclusive lock on `.names.lock` in the run directory.
 
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -214,6 +217,24 @@ pub fn forget_paths(paths: &[PathBuf]) -> Result<()> {
         out.push('\n');
     }
     std::fs::write(&cfg, out).map_err(|e| Error::file(&cfg, e))
+}
+
+/// The lock that makes checking and claiming a pool name one step: held
+/// (exclusive) by `create`, `activate` and `rename` from their check that no
+/// active pool has the name until they recorded theirs. Released on drop.
+pub(crate) struct NameLock(#[allow(dead_code)] std::fs::File);
+
+/// Take the name lock (`.names.lock` in the run directory), waiting for it.
+pub(crate) fn lock_names() -> Result<NameLock> {
+    let p = run_dir()?.join(".names.lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&p)
+        .map_err(|e| Error::file(&p, e))?;
+    f.lock().map_err(|e| Error::file(&p, e))?;
+    Ok(NameLock(f))
 }
 
 /// A device's owner and mode.

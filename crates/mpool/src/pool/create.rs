@@ -214,11 +214,17 @@ impl Pool {
     /// open), the superblocks written are wiped, owners and modes restored,
     /// files it created removed and the device-list lines and run-directory
     /// entry it added removed. (A `discard` or `force` signature wipe done
-    /// before the failure cannot be taken back.)
+    /// before the failure cannot be taken back.) The name is checked and
+    /// claimed under the run directory's name lock, so of concurrent
+    /// creates (and activates, renames) of one name only one succeeds.
     pub fn create(name: &str, capacity: &DeviceSpec, opts: &CreateOptions) -> Result<Pool> {
         validate_name(name).map_err(PoolError::InvalidName)?;
         validate_label(&opts.label).map_err(Error::InvalidArgument)?;
         let engine = opts.open.engine()?;
+        // Held until the new pool is recorded as active (or refused), so
+        // that two creates, or a create and an activate, cannot both take
+        // the name.
+        let names = rundir::lock_names()?;
         if let Some(a) = rundir::find_active(name)? {
             return Err(PoolError::Exists {
                 name: name.into(),
@@ -359,6 +365,7 @@ impl Pool {
         if res.is_err() {
             undo.run(name, &paths, engine);
         }
+        drop(names);
         res
     }
 
