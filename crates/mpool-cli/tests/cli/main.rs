@@ -23,6 +23,7 @@ mod permissions;
 mod refusals;
 mod rename;
 mod scan_activate;
+mod set_atomic;
 mod set_get;
 mod shrunk_member;
 mod signatures;

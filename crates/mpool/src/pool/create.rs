@@ -33,6 +33,18 @@ fn check_zone_size(z: u64) -> Result<()> {
     Ok(())
 }
 
+/// Refuse `u32::MAX` as an owner: chown(2) reads it as "leave unchanged",
+/// so the superblock would record an owner the devices never got.
+pub(crate) fn check_id(what: &str, id: Option<u32>) -> Result<()> {
+    if id == Some(u32::MAX) {
+        return Err(Error::InvalidArgument(format!(
+            "{what} {} is not a valid owner (chown reads it as \"no change\")",
+            u32::MAX
+        )));
+    }
+    Ok(())
+}
+
 fn min_size(class: MediaClass, zone: u64) -> u64 {
     zone * match class {
         MediaClass::Capacity => MIN_CAPACITY_ZONES,
@@ -207,7 +219,8 @@ impl Pool {
     ///
     /// Refuses, changing nothing on any device: a bad name, a name already
     /// active, a missing or too-small device, a device holding a pool,
-    /// filesystem or LVM signature (unless `force`), the same device twice.
+    /// filesystem or LVM signature (unless `force`), the same device twice,
+    /// a uid or gid of `u32::MAX` (chown's "no change").
     ///
     /// All or nothing: when a step after the checks fails (writing the
     /// pool, the device list, ownership, the run directory, the first
@@ -253,6 +266,9 @@ impl Pool {
                     "mode {m:o} is not a permission mode"
                 )));
             }
+        }
+        for (what, id) in [("uid", opts.uid), ("gid", opts.gid)] {
+            check_id(what, id)?;
         }
         // Check everything before writing anything. Files we create are removed on refusal.
         let mut created: Vec<PathBuf> = Vec::new();
