@@ -360,6 +360,12 @@ impl Pool {
                 .map(|(_, p, ..)| p.clone())
                 .collect();
             undo.listed = rundir::remember_paths(&file_paths)?;
+            // A device node's owner and mode are restored by `destroy`.
+            for ((d, ..), b) in devs.iter().zip(&before) {
+                if d.info().kind != DeviceKind::File && rundir::remember_node(b)? {
+                    undo.listed.push(b.path.clone());
+                }
+            }
             for (p, b) in paths.iter().zip(&before) {
                 undo.owners.push((p.clone(), b.clone()));
                 apply_ownership(p, owner.uid, owner.gid, owner.mode)?;
