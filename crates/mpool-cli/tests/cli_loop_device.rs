@@ -1,6 +1,7 @@
 //! A pool on a real block device (a 128 MiB loop device): create, list,
 //! deactivate, scan (found through /sys/class/block, not the file list),
-//! activate, destroy. Needs root and a loop device; skipped otherwise.
+//! activate, destroy, which gives the node back its owner and mode. Needs
+//! root and a loop device; skipped otherwise.
 
 mod common;
 use common::*;
@@ -58,6 +59,11 @@ fn pool_on_a_loop_device() {
     let dev = lo.dev.clone();
     // A name no other test uses: scans see every block device on the machine.
     let name = format!("loop-test-{}", std::process::id());
+
+    // A node mode of the administrator's choosing, which `destroy` restores.
+    std::fs::set_permissions(&dev, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let node = std::fs::metadata(&dev).unwrap();
+    let node = (node.uid(), node.gid(), node.mode() & 0o7777);
 
     // Too small for 32 MiB mblocks: refused, device unchanged.
     let before = fingerprint(&dev);
@@ -139,6 +145,17 @@ fn pool_on_a_loop_device() {
 
     sb.ok(&["destroy", &renamed]);
     assert!(sb.active_names().is_empty());
+    let m = std::fs::metadata(&dev).unwrap();
+    assert_eq!(
+        (m.uid(), m.gid(), m.mode() & 0o7777),
+        node,
+        "destroy did not restore the owner and mode of {dev}"
+    );
+    assert!(
+        sb.known_paths().iter().all(|l| !l.contains(&dev)),
+        "{:?}",
+        sb.known_paths()
+    );
     let v = sb.json(&["scan", "--json"]);
     assert!(
         !v["report"]["pools"]

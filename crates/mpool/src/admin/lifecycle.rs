@@ -1,6 +1,7 @@
 //! Lifecycle verbs that act on whole pools, found by name or UUID whether
 //! active or not: destroy, activate, deactivate, rename.
 
+use super::ownership::apply_ownership;
 use super::rundir::{self, ActiveEntry};
 use super::scan;
 use crate::dev::{DevError, DeviceKind};
@@ -49,7 +50,8 @@ fn locate(name_or_uuid: &str) -> Result<(Vec<PathBuf>, bool)> {
     }
 }
 
-/// Destroy a pool: wipe its superblocks on every member and forget it.
+/// Destroy a pool: wipe its superblocks on every member, give device nodes
+/// back the owner and mode recorded when the pool was created, and forget it.
 /// Refused while another process has it open.
 pub fn destroy(name_or_uuid: &str) -> Result<()> {
     let (paths, active) = locate(name_or_uuid)?;
@@ -84,7 +86,14 @@ pub fn destroy(name_or_uuid: &str) -> Result<()> {
     for (_, dev) in pool.members().iter().rev() {
         superblock::wipe(dev.as_ref())?;
     }
+    drop(pool);
     rundir::remove_active(&name)?;
+    // Device nodes get back the owner and mode they had before `create`.
+    for p in &paths {
+        if let Some(n) = rundir::node_owner(p) {
+            apply_ownership(p, n.uid, n.gid, n.mode)?;
+        }
+    }
     rundir::forget_paths(&paths)?;
     Ok(())
 }
@@ -111,6 +120,7 @@ pub fn activate_paths(paths: &[PathBuf]) -> Result<ActiveEntry> {
             inspect: true,
         },
     )?;
+    let _names = rundir::lock_names()?;
     if let Some(a) = rundir::find_active(&pool.uuid().to_string())? {
         return Ok(a);
     }
@@ -170,6 +180,8 @@ pub fn deactivate(name_or_uuid: &str) -> Result<()> {
 /// Rename an inactive pool.
 pub fn rename(old: &str, new: &str) -> Result<()> {
     validate_name(new).map_err(PoolError::InvalidName)?;
+    // Held until the superblocks carry the new name.
+    let _names = rundir::lock_names()?;
     if rundir::find_active(old)?.is_some() {
         return Err(PoolError::Active(old.to_string()).into());
     }

@@ -7,6 +7,12 @@
 //! `/sys/class/block`, so `create` and `add` remember them in a plain list
 //! (one path a line): `$MPOOL_CONFIG`, else `/etc/mpool/devices` for root,
 //! else `$XDG_CONFIG_HOME/mpool/devices` (or `~/.config/mpool/devices`).
+//!
+//! `create`, `activate` and `rename` check and claim a pool name under an
+//! exclusive lock on `.names.lock` in the run directory. The device list
+//! also keeps, as comment lines `#node UID GID MODE PATH`, the owner and
+//! mode a device node had before `create` gave it to a pool; `destroy`
+//! gives them back.
 
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -166,10 +172,11 @@ pub fn known_paths() -> Vec<PathBuf> {
         .collect()
 }
 
-/// Add paths to the list (absolute, deduplicated).
-pub fn remember_paths(paths: &[PathBuf]) -> Result<()> {
+/// Add paths to the list (absolute, deduplicated). Returns the paths it
+/// added (those not listed before), so a failed `create` can take them out.
+pub fn remember_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let cfg = config_path();
-    let mut known = known_paths();
+    let known = known_paths();
     let mut add = Vec::new();
     for p in paths {
         let abs = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
@@ -178,7 +185,7 @@ pub fn remember_paths(paths: &[PathBuf]) -> Result<()> {
         }
     }
     if add.is_empty() {
-        return Ok(());
+        return Ok(add);
     }
     if let Some(d) = cfg.parent() {
         std::fs::create_dir_all(d).map_err(|e| Error::file(d, e))?;
@@ -191,8 +198,7 @@ pub fn remember_paths(paths: &[PathBuf]) -> Result<()> {
     for p in &add {
         writeln!(f, "{}", p.display()).map_err(|e| Error::file(&cfg, e))?;
     }
-    known.extend(add);
-    Ok(())
+    Ok(add)
 }
 
 /// Remove paths from the list.
@@ -207,11 +213,102 @@ pub fn forget_paths(paths: &[PathBuf]) -> Result<()> {
         .collect();
     let kept: Vec<&str> = text
         .lines()
-        .filter(|l| !drop.iter().any(|d| Path::new(l.trim()) == d.as_path()))
+        .filter(|l| {
+            !drop.iter().any(|d| {
+                Path::new(l.trim()) == d.as_path()
+                    || parse_node_line(l).is_some_and(|n| n.path == *d)
+            })
+        })
         .collect();
     let mut out = kept.join("\n");
     if !out.is_empty() {
         out.push('\n');
     }
     std::fs::write(&cfg, out).map_err(|e| Error::file(&cfg, e))
+}
+
+/// The lock that makes checking and claiming a pool name one step: held
+/// (exclusive) by `create`, `activate` and `rename` from their check that no
+/// active pool has the name until they recorded theirs. Released on drop.
+pub(crate) struct NameLock(#[allow(dead_code)] std::fs::File);
+
+/// Take the name lock (`.names.lock` in the run directory), waiting for it.
+pub(crate) fn lock_names() -> Result<NameLock> {
+    let p = run_dir()?.join(".names.lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&p)
+        .map_err(|e| Error::file(&p, e))?;
+    f.lock().map_err(|e| Error::file(&p, e))?;
+    Ok(NameLock(f))
+}
+
+/// A device node's owner and mode before `create` gave it to a pool, kept in
+/// the device list as a comment line (`#node UID GID MODE PATH`), which
+/// `destroy` restores.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeOwner {
+    /// The node (canonical path).
+    pub path: PathBuf,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Permission bits.
+    pub mode: u32,
+}
+
+const NODE_TAG: &str = "#node ";
+
+fn parse_node_line(l: &str) -> Option<NodeOwner> {
+    let rest = l.trim().strip_prefix(NODE_TAG)?;
+    let mut it = rest.splitn(4, ' ');
+    let uid = it.next()?.parse().ok()?;
+    let gid = it.next()?.parse().ok()?;
+    let mode = u32::from_str_radix(it.next()?, 8).ok()?;
+    let path = PathBuf::from(it.next()?);
+    Some(NodeOwner {
+        path,
+        uid,
+        gid,
+        mode,
+    })
+}
+
+/// The recorded original owner of a device node, if any.
+pub fn node_owner(path: &Path) -> Option<NodeOwner> {
+    let abs = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let text = std::fs::read_to_string(config_path()).ok()?;
+    text.lines()
+        .filter_map(parse_node_line)
+        .find(|n| n.path == abs)
+}
+
+/// Record a node's original owner, unless one is recorded already (the
+/// first record is the original). Returns whether it added one.
+pub(crate) fn remember_node(n: &NodeOwner) -> Result<bool> {
+    if node_owner(&n.path).is_some() {
+        return Ok(false);
+    }
+    let cfg = config_path();
+    if let Some(d) = cfg.parent() {
+        std::fs::create_dir_all(d).map_err(|e| Error::file(d, e))?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&cfg)
+        .map_err(|e| Error::file(&cfg, e))?;
+    writeln!(
+        f,
+        "{NODE_TAG}{} {} {:o} {}",
+        n.uid,
+        n.gid,
+        n.mode,
+        n.path.display()
+    )
+    .map_err(|e| Error::file(&cfg, e))?;
+    Ok(true)
 }

@@ -7,7 +7,7 @@ use super::options::{
 };
 use super::{lock, now, MemberDev, Pool};
 use crate::admin::ownership::apply_ownership;
-use crate::admin::rundir::{self, ActiveEntry};
+use crate::admin::rundir::{self, ActiveEntry, NodeOwner};
 use crate::catalog::{Catalog, ClassDev, Layout};
 use crate::dev::{Device, DeviceKind, DeviceRef};
 use crate::error::{Error, PoolError, Result};
@@ -17,6 +17,7 @@ use crate::format::superblock::{
 };
 use crate::io::EngineChoice;
 use crate::superblock::{self, Signature};
+use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::Arc;
 use uuid::Uuid;
@@ -27,6 +28,18 @@ fn check_zone_size(z: u64) -> Result<()> {
             "mblock size {z} must be a power of two from {} KiB to {} MiB",
             ZONE_MIN >> 10,
             ZONE_MAX >> 20
+        )));
+    }
+    Ok(())
+}
+
+/// Refuse `u32::MAX` as an owner: chown(2) reads it as "leave unchanged",
+/// so the superblock would record an owner the devices never got.
+pub(crate) fn check_id(what: &str, id: Option<u32>) -> Result<()> {
+    if id == Some(u32::MAX) {
+        return Err(Error::InvalidArgument(format!(
+            "{what} {} is not a valid owner (chown reads it as \"no change\")",
+            u32::MAX
         )));
     }
     Ok(())
@@ -45,6 +58,47 @@ struct Owner {
     uid: u32,
     gid: u32,
     mode: u32,
+}
+
+/// What a failed `create` takes back, in reverse order of doing it.
+#[derive(Default)]
+struct Undo {
+    /// Files it created.
+    created: Vec<PathBuf>,
+    /// Whether it began writing the pool (superblocks are wiped).
+    formatted: bool,
+    /// Lines it added to the device list.
+    listed: Vec<PathBuf>,
+    /// Devices whose owner and mode it changed, with what they were.
+    owners: Vec<(PathBuf, NodeOwner)>,
+    /// Whether it recorded the pool as active.
+    active: bool,
+}
+
+impl Undo {
+    /// Best effort: the error that made `create` fail is the one reported.
+    fn run(self, name: &str, paths: &[PathBuf], engine: EngineChoice) {
+        if self.active {
+            let _ = rundir::remove_active(name);
+        }
+        if self.formatted {
+            // Capacity (the commit point) first.
+            for p in paths {
+                if let Ok(d) = open_file_dev(p, None, false, engine) {
+                    let _ = superblock::wipe(d.as_ref());
+                }
+            }
+        }
+        for (p, b) in self.owners.iter().rev() {
+            let _ = apply_ownership(p, b.uid, b.gid, b.mode);
+        }
+        for p in &self.created {
+            let _ = std::fs::remove_file(p);
+        }
+        if !self.listed.is_empty() {
+            let _ = rundir::forget_paths(&self.listed);
+        }
+    }
 }
 
 /// Write a new pool onto open devices: pool metadata first, then the
@@ -165,11 +219,25 @@ impl Pool {
     ///
     /// Refuses, changing nothing on any device: a bad name, a name already
     /// active, a missing or too-small device, a device holding a pool,
-    /// filesystem or LVM signature (unless `force`), the same device twice.
+    /// filesystem or LVM signature (unless `force`), the same device twice,
+    /// a uid or gid of `u32::MAX` (chown's "no change").
+    ///
+    /// All or nothing: when a step after the checks fails (writing the
+    /// pool, the device list, ownership, the run directory, the first
+    /// open), the superblocks written are wiped, owners and modes restored,
+    /// files it created removed and the device-list lines and run-directory
+    /// entry it added removed. (A `discard` or `force` signature wipe done
+    /// before the failure cannot be taken back.) The name is checked and
+    /// claimed under the run directory's name lock, so of concurrent
+    /// creates (and activates, renames) of one name only one succeeds.
     pub fn create(name: &str, capacity: &DeviceSpec, opts: &CreateOptions) -> Result<Pool> {
         validate_name(name).map_err(PoolError::InvalidName)?;
         validate_label(&opts.label).map_err(Error::InvalidArgument)?;
         let engine = opts.open.engine()?;
+        // Held until the new pool is recorded as active (or refused), so
+        // that two creates, or a create and an activate, cannot both take
+        // the name.
+        let names = rundir::lock_names()?;
         if let Some(a) = rundir::find_active(name)? {
             return Err(PoolError::Exists {
                 name: name.into(),
@@ -198,6 +266,9 @@ impl Pool {
                     "mode {m:o} is not a permission mode"
                 )));
             }
+        }
+        for (what, id) in [("uid", opts.uid), ("gid", opts.gid)] {
+            check_id(what, id)?;
         }
         // Check everything before writing anything. Files we create are removed on refusal.
         let mut created: Vec<PathBuf> = Vec::new();
@@ -238,19 +309,6 @@ impl Pool {
             return Err(e);
         }
         let pool_uuid = Uuid::new_v4();
-        for (d, _, _, _) in &devs {
-            lock_member(d, false, name, &pool_uuid)?;
-        }
-        if opts.discard {
-            for (d, _, _, _) in &devs {
-                d.discard(0, d.size() - d.size() % u64::from(d.sector()))?;
-            }
-        }
-        if opts.force {
-            for (d, _, _, _) in &devs {
-                superblock::wipe_signatures(d.as_ref())?;
-            }
-        }
         let owner = Owner {
             uid: opts
                 .uid
@@ -260,35 +318,77 @@ impl Pool {
                 .unwrap_or_else(|| rustix::process::getegid().as_raw()),
             mode: opts.mode.unwrap_or(0o660),
         };
-        let on: Vec<(DeviceRef, MediaClass, u64)> = devs
-            .iter()
-            .map(|(d, _, c, z)| (d.clone() as DeviceRef, *c, *z))
-            .collect();
-        format_pool(pool_uuid, name, &on, owner, &opts.label)?;
-        drop(on); // the handles (and the locks they hold) go before the reopen below
-        for (_, path, _, _) in &devs {
-            apply_ownership(path, owner.uid, owner.gid, owner.mode)?;
-        }
         let paths: Vec<PathBuf> = devs.iter().map(|(_, p, _, _)| p.clone()).collect();
-        let file_paths: Vec<PathBuf> = devs
-            .iter()
-            .filter(|(d, ..)| d.info().kind == DeviceKind::File)
-            .map(|(_, p, ..)| p.clone())
-            .collect();
-        rundir::remember_paths(&file_paths)?;
-        if opts.activate {
-            rundir::write_active(&ActiveEntry {
-                name: name.to_string(),
-                uuid: pool_uuid.to_string(),
-                devices: paths
-                    .iter()
-                    .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()))
-                    .collect(),
-                activated: now(),
-            })?;
-        }
+        let mut undo = Undo {
+            created,
+            ..Undo::default()
+        };
+        let res = (|| -> Result<()> {
+            for (d, _, _, _) in &devs {
+                lock_member(d, false, name, &pool_uuid)?;
+            }
+            // What the devices looked like before, to restore on failure.
+            let mut before = Vec::new();
+            for p in &paths {
+                let m = std::fs::metadata(p).map_err(|e| Error::file(p, e))?;
+                before.push(NodeOwner {
+                    path: crate::dev::canonical(p),
+                    uid: m.uid(),
+                    gid: m.gid(),
+                    mode: m.mode() & 0o7777,
+                });
+            }
+            if opts.discard {
+                for (d, _, _, _) in &devs {
+                    d.discard(0, d.size() - d.size() % u64::from(d.sector()))?;
+                }
+            }
+            if opts.force {
+                for (d, _, _, _) in &devs {
+                    superblock::wipe_signatures(d.as_ref())?;
+                }
+            }
+            let on: Vec<(DeviceRef, MediaClass, u64)> = devs
+                .iter()
+                .map(|(d, _, c, z)| (d.clone() as DeviceRef, *c, *z))
+                .collect();
+            undo.formatted = true;
+            format_pool(pool_uuid, name, &on, owner, &opts.label)?;
+            let file_paths: Vec<PathBuf> = devs
+                .iter()
+                .filter(|(d, ..)| d.info().kind == DeviceKind::File)
+                .map(|(_, p, ..)| p.clone())
+                .collect();
+            undo.listed = rundir::remember_paths(&file_paths)?;
+            // A device node's owner and mode are restored by `destroy`.
+            for ((d, ..), b) in devs.iter().zip(&before) {
+                if d.info().kind != DeviceKind::File && rundir::remember_node(b)? {
+                    undo.listed.push(b.path.clone());
+                }
+            }
+            for (p, b) in paths.iter().zip(&before) {
+                undo.owners.push((p.clone(), b.clone()));
+                apply_ownership(p, owner.uid, owner.gid, owner.mode)?;
+            }
+            if opts.activate {
+                undo.active = true;
+                rundir::write_active(&ActiveEntry {
+                    name: name.to_string(),
+                    uuid: pool_uuid.to_string(),
+                    devices: paths.iter().map(|p| crate::dev::canonical(p)).collect(),
+                    activated: now(),
+                })?;
+            }
+            Ok(())
+        })();
+        // The handles (and the locks they hold) go before the reopen below.
         drop(devs);
-        Pool::open_paths(&paths, &opts.open)
+        let res = res.and_then(|()| Pool::open_paths(&paths, &opts.open));
+        if res.is_err() {
+            undo.run(name, &paths, engine);
+        }
+        drop(names);
+        res
     }
 
     /// Create a pool on devices that are already open (memory, fault-injecting

@@ -1,6 +1,7 @@
 //! What `mpool get`/`set` show and change: [`PoolProps`], [`DeviceProps`],
 //! [`ClassUsage`], properties by name, health, and the mode parser.
 
+use super::create::check_id;
 use super::options::SB_ZONES;
 use super::{lock, Pool};
 use crate::admin::ownership::apply_ownership;
@@ -9,6 +10,9 @@ use crate::dev::DeviceKind;
 use crate::error::{Error, PoolError, Result};
 use crate::format::superblock::{validate_label, MediaClass, Superblock};
 use serde::Serialize;
+use std::fs::Metadata;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
 
 /// Space of one media class.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -274,15 +278,25 @@ impl Pool {
     }
 
     /// Set properties (`uid`, `gid`, `mode`, `label`, `spare_capacity`,
-    /// `spare_staging`). All are checked before any is written; ownership
-    /// is applied to every member device.
+    /// `spare_staging`). All or nothing: all are checked before any is
+    /// applied (a uid or gid of `u32::MAX`, chown's "no change", is
+    /// refused); ownership is applied to every member device first, and
+    /// only then is the superblock written. If a chown or chmod, or the
+    /// superblock write, fails, the devices changed so far get their owner
+    /// and mode back and the superblock is not written.
     pub fn set(&self, props: &[(String, String)]) -> Result<()> {
         let mut sb = lock(&self.inner.sb).clone();
         for (k, v) in props {
             let bad = |why: &str| Error::InvalidArgument(format!("{k}={v}: {why}"));
             match k.as_str() {
-                "uid" => sb.uid = v.parse().map_err(|_| bad("not a numeric uid"))?,
-                "gid" => sb.gid = v.parse().map_err(|_| bad("not a numeric gid"))?,
+                "uid" => {
+                    sb.uid = v.parse().map_err(|_| bad("not a numeric uid"))?;
+                    check_id("uid", Some(sb.uid))?;
+                }
+                "gid" => {
+                    sb.gid = v.parse().map_err(|_| bad("not a numeric gid"))?;
+                    check_id("gid", Some(sb.gid))?;
+                }
                 "mode" => sb.mode = parse_mode(v)?,
                 "label" => {
                     validate_label(v).map_err(|e| bad(&e))?;
@@ -314,21 +328,40 @@ impl Pool {
             }
         }
         let (uid, gid, mode, spare) = (sb.uid, sb.gid, sb.mode, sb.spare_pct);
-        self.update_sb(move |s| {
-            *s = Superblock {
-                generation: s.generation,
-                members: s.members.clone(),
-                ..sb
-            };
+        if self.inner.read_only {
+            return Err(PoolError::ReadOnly(self.inner.name.clone()).into());
+        }
+        // The devices first: a refused chown or chmod leaves the superblock
+        // as it was, and the devices changed so far are put back.
+        let mut changed: Vec<(PathBuf, Metadata)> = Vec::new();
+        let applied = (|| -> Result<()> {
+            for p in self.device_paths() {
+                let m = std::fs::metadata(&p).map_err(|e| Error::file(&p, e))?;
+                changed.push((p.clone(), m));
+                apply_ownership(&p, uid, gid, mode)?;
+            }
             Ok(())
-        })?;
+        })();
+        let written = applied.and_then(|()| {
+            self.update_sb(move |s| {
+                *s = Superblock {
+                    generation: s.generation,
+                    members: s.members.clone(),
+                    ..sb
+                };
+                Ok(())
+            })
+        });
+        if let Err(e) = written {
+            for (p, m) in changed.iter().rev() {
+                let _ = apply_ownership(p, m.uid(), m.gid(), m.mode());
+            }
+            return Err(e);
+        }
         if let Some(p) = self.inner.pmd.as_ref() {
             for c in MediaClass::ALL {
                 p.set_spare(c, spare[c.index()]);
             }
-        }
-        for p in self.device_paths() {
-            apply_ownership(&p, uid, gid, mode)?;
         }
         Ok(())
     }
