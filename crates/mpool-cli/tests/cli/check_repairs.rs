@@ -4,16 +4,6 @@
 use crate::common;
 use common::*;
 
-fn flip(sb: &Sandbox, name: &str, offset: u64) {
-    use std::os::unix::fs::FileExt;
-    let mut b = [0u8; 1];
-    std::fs::File::open(sb.path(name))
-        .unwrap()
-        .read_exact_at(&mut b, offset)
-        .unwrap();
-    poke(sb.path(name), offset, &[b[0] ^ 0x40]);
-}
-
 #[test]
 fn check_reports_a_rewritten_superblock_copy() {
     let sb = Sandbox::new();

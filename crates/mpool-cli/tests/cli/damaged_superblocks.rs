@@ -5,16 +5,6 @@
 use crate::common;
 use common::*;
 
-fn flip(sb: &Sandbox, name: &str, offset: u64) {
-    use std::os::unix::fs::FileExt;
-    let mut b = [0u8; 1];
-    std::fs::File::open(sb.path(name))
-        .unwrap()
-        .read_exact_at(&mut b, offset)
-        .unwrap();
-    poke(sb.path(name), offset, &[b[0] ^ 0x40]);
-}
-
 #[test]
 fn scan_reports_a_device_with_both_superblock_copies_damaged() {
     let sb = Sandbox::new();

@@ -4,22 +4,6 @@
 
 use crate::common;
 use common::*;
-use std::process::Command;
-
-const NOBODY: u32 = 65534;
-
-fn as_nobody(sb: &Sandbox, setpriv: &std::path::Path, args: &[&str]) -> Out {
-    let mut c = Command::new(setpriv);
-    c.arg(format!("--reuid={NOBODY}"))
-        .arg(format!("--regid={NOBODY}"))
-        .arg("--clear-groups")
-        .arg(env!("CARGO_BIN_EXE_mpool"))
-        .args(args)
-        .env("MPOOL_RUNDIR", sb.rundir())
-        .env("MPOOL_CONFIG", sb.config())
-        .current_dir(sb.dir.path());
-    output(&mut c)
-}
 
 /// What `set` must not change when refused.
 fn recorded(sb: &Sandbox) -> Vec<serde_json::Value> {

@@ -271,3 +271,32 @@ pub fn which(prog: &str) -> Option<PathBuf> {
         .map(|d| d.join(prog))
         .find(|p| p.is_file())
 }
+
+/// The uid and gid `as_nobody` runs as.
+pub const NOBODY: u32 = 65534;
+
+/// Run `mpool ARGS` as user and group nobody (through `setpriv`), in the
+/// sandbox's run directory and device list.
+pub fn as_nobody(sb: &Sandbox, setpriv: &std::path::Path, args: &[&str]) -> Out {
+    let mut c = std::process::Command::new(setpriv);
+    c.arg(format!("--reuid={NOBODY}"))
+        .arg(format!("--regid={NOBODY}"))
+        .arg("--clear-groups")
+        .arg(env!("CARGO_BIN_EXE_mpool"))
+        .args(args)
+        .env("MPOOL_RUNDIR", sb.rundir())
+        .env("MPOOL_CONFIG", sb.config())
+        .current_dir(sb.dir.path());
+    output(&mut c)
+}
+
+/// Flip one bit (0x40) of the byte at `offset` of the sandbox file `name`.
+pub fn flip(sb: &Sandbox, name: &str, offset: u64) {
+    use std::os::unix::fs::FileExt;
+    let mut b = [0u8; 1];
+    std::fs::File::open(sb.path(name))
+        .unwrap()
+        .read_exact_at(&mut b, offset)
+        .unwrap();
+    poke(sb.path(name), offset, &[b[0] ^ 0x40]);
+}
