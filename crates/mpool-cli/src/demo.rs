@@ -1,4 +1,12 @@
-//! `mpool demo`: the main job on a file-backed pool in the current directory.
+//! `mpool demo`: the main job on a file-backed pool in a directory of its own.
+//!
+//! The demo keeps everything in that directory (`./mpool-demo` unless
+//! `--dir`): the pool's two image files, and its own run directory and
+//! device list (`DIR/run`, `DIR/devices`: `MPOOL_RUNDIR` and `MPOOL_CONFIG`
+//! are set for the demo whatever the environment says), so it needs no
+//! root and writes nothing in `/run`, `/etc` or the home directory, even as
+//! root. At the end it destroys the pool and removes what it made, unless
+//! `--keep`: then it prints how to look at the pool and how to remove it.
 
 use crate::fmt::human;
 use anyhow::{Context, Result};
@@ -10,12 +18,19 @@ use std::process::ExitCode;
 
 #[derive(Args, Debug)]
 pub struct DemoArgs {
-    /// Directory for the pool's files.
-    #[arg(long, default_value = ".")]
+    /// Directory for the pool's image files and the demo's own run directory
+    /// and device list (DIR/run, DIR/devices; MPOOL_RUNDIR and MPOOL_CONFIG
+    /// are ignored). Created if needed; removed at the end once empty.
+    #[arg(long, default_value = "mpool-demo")]
     dir: PathBuf,
     /// Pool name.
     #[arg(long, default_value = "demo")]
     name: String,
+    /// Keep the pool and its files for inspection instead of destroying the
+    /// pool and removing them at the end (the demo prints how to remove
+    /// them). A later run reopens the kept pool.
+    #[arg(long)]
+    keep: bool,
 }
 
 fn step(n: &mut u32, what: &str) {
@@ -79,15 +94,62 @@ fn open_or_create(name: &str, cap: &Path, stg: &Path) -> Result<(Pool, bool)> {
     Ok((p, true))
 }
 
+/// Where the demo keeps its files.
+struct Place {
+    dir: PathBuf,
+    rundir: PathBuf,
+    config: PathBuf,
+    cap: PathBuf,
+    stg: PathBuf,
+}
+
 pub fn run(a: DemoArgs) -> Result<ExitCode> {
     std::fs::create_dir_all(&a.dir).with_context(|| format!("creating {}", a.dir.display()))?;
     let dir = std::fs::canonicalize(&a.dir)?;
-    let cap = dir.join(format!("mpool-{}-capacity.img", a.name));
-    let stg = dir.join(format!("mpool-{}-staging.img", a.name));
+    let at = Place {
+        rundir: dir.join("run"),
+        config: dir.join("devices"),
+        cap: dir.join(format!("mpool-{}-capacity.img", a.name)),
+        stg: dir.join(format!("mpool-{}-staging.img", a.name)),
+        dir,
+    };
+    // The demo's own run directory and device list, set before any thread
+    // exists: every later lookup of the library reads these.
+    std::env::set_var("MPOOL_RUNDIR", &at.rundir);
+    std::env::set_var("MPOOL_CONFIG", &at.config);
+    println!(
+        "mpool demo in {} (its own run directory {} and device list {}; nothing is written elsewhere)",
+        at.dir.display(),
+        at.rundir.display(),
+        at.config.display()
+    );
+    let res = exercise(&a, &at);
+    // Failed with the pool made: say how to remove it (not for a pool of
+    // that name on other files, which the demo refused to touch).
+    let ours = |e: &rundir::ActiveEntry| {
+        e.devices
+            .iter()
+            .any(|d| std::fs::canonicalize(d).ok().as_ref() == Some(&at.cap))
+    };
+    if res.is_err() && matches!(rundir::find_active(&a.name), Ok(Some(e)) if ours(&e)) {
+        eprintln!(
+            "mpool: the pool '{}' and its files are left in {} for inspection; to remove them:",
+            a.name,
+            at.dir.display()
+        );
+        for line in removal(&a.name, &at) {
+            eprintln!("  {line}");
+        }
+    }
+    res
+}
+
+fn exercise(a: &DemoArgs, at: &Place) -> Result<ExitCode> {
+    let (cap, stg) = (&at.cap, &at.stg);
     let mut n = 0;
 
     step(&mut n, "open or create the pool");
-    let (p, created) = open_or_create(&a.name, &cap, &stg)?;
+    let (p, created) = open_or_create(&a.name, cap, stg)?;
     if created {
         println!(
             "created pool '{}' ({}) on two sparse files:",
@@ -121,7 +183,10 @@ pub fn run(a: DemoArgs) -> Result<ExitCode> {
         "set properties (label, spare space of the staging class)",
     );
     p.set(&[
-        ("label".into(), format!("mpool demo, run at {}", unix_now())),
+        (
+            "label".into(),
+            format!("mpool demo, run at {}", date(unix_now())),
+        ),
         ("spare_staging".into(), "10".into()),
     ])?;
     println!("  label = {}", p.get("label")?);
@@ -225,7 +290,7 @@ pub fn run(a: DemoArgs) -> Result<ExitCode> {
         "the root MDC: where a client keeps its own metadata",
     );
     let root = p.root_mdc()?;
-    root.append(format!("demo run at {}", unix_now()).as_bytes(), true)?;
+    root.append(format!("demo run at {}", date(unix_now())).as_bytes(), true)?;
     let runs: Vec<Vec<u8>> = root.reader()?.collect::<Result<_, _>>()?;
     let last = runs
         .last()
@@ -316,19 +381,92 @@ pub fn run(a: DemoArgs) -> Result<ExitCode> {
         rep.problems
     );
 
-    println!("\nThe pool '{}' stays active on:", p.name());
-    for d in p.device_paths() {
-        println!("  {}", d.display());
+    if a.keep {
+        println!("\nKept (--keep): the pool '{}' stays active on:", p.name());
+        for d in p.device_paths() {
+            println!("  {}", d.display());
+        }
+        let name = sh_quote(&a.name);
+        println!("To look at it, point mpool at the demo's run directory and device list:");
+        println!(
+            "  export MPOOL_RUNDIR={} MPOOL_CONFIG={}",
+            sh_quote(&at.rundir.display().to_string()),
+            sh_quote(&at.config.display().to_string())
+        );
+        println!("  mpool list -v;  mpool mblock list {name};  mpool mlog dump {name} {log_id};  mpool check {name}");
+        println!(
+            "To remove it, run the demo again without --keep (it reopens the pool, then removes it), or:"
+        );
+        for line in removal(&a.name, at) {
+            println!("  {line}");
+        }
+        return Ok(ExitCode::SUCCESS);
     }
-    println!(
-        "Try:  mpool list -v     mpool mblock list {0}     mpool mlog dump {0} {log_id}",
-        a.name
-    );
-    println!(
-        "      mpool get {0}     mpool check {0}           mpool destroy {0}",
-        a.name
-    );
+
+    step(&mut n, "destroy the pool and remove its files");
+    p.close()?;
+    admin::destroy(&a.name)?;
+    println!("  destroyed pool '{}': superblocks erased", a.name);
+    for f in [cap, stg] {
+        std::fs::remove_file(f).with_context(|| format!("removing {}", f.display()))?;
+        println!("  removed {}", f.display());
+    }
+    // The run directory and device list go too once no other demo pool
+    // (another --name kept with --keep) uses them.
+    if rundir::list_active()?.is_empty() && rundir::known_paths().is_empty() {
+        std::fs::remove_dir_all(&at.rundir)
+            .with_context(|| format!("removing {}", at.rundir.display()))?;
+        println!("  removed {}", at.rundir.display());
+        match std::fs::remove_file(&at.config) {
+            Ok(()) => println!("  removed {}", at.config.display()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("removing {}", at.config.display())),
+        }
+        let cwd = std::env::current_dir().and_then(std::fs::canonicalize).ok();
+        if cwd.as_deref() != Some(at.dir.as_path()) && std::fs::remove_dir(&at.dir).is_ok() {
+            println!("  removed {}", at.dir.display());
+        }
+    } else {
+        println!(
+            "  {} and {} stay: other demo pools kept with --keep use them",
+            at.rundir.display(),
+            at.config.display()
+        );
+    }
+    println!("\nDone; nothing is left behind. Run with --keep to keep the pool for inspection.");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Shell commands that remove a pool kept by the demo and its files.
+fn removal(name: &str, at: &Place) -> Vec<String> {
+    let q = |p: &Path| sh_quote(&p.display().to_string());
+    vec![
+        format!(
+            "MPOOL_RUNDIR={} MPOOL_CONFIG={} mpool destroy {} --yes",
+            q(&at.rundir),
+            q(&at.config),
+            sh_quote(name)
+        ),
+        format!("rm -f {} {}", q(&at.cap), q(&at.stg)),
+        format!(
+            "rm -r {} {} {}   # once no other demo pool is kept there",
+            q(&at.rundir),
+            q(&at.config),
+            q(&at.dir)
+        ),
+    ]
+}
+
+/// `s` as one shell word.
+fn sh_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-+:=,@%".contains(&b))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
 }
 
 fn print_space(p: &Pool) {
@@ -357,8 +495,49 @@ fn pattern(seed: u64, len: usize) -> Vec<u8> {
         .collect()
 }
 
+/// Seconds since the epoch as a UTC date: `YYYY-MM-DD HH:MM:SS UTC`.
+fn date(secs: u64) -> String {
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Days to a civil date (Howard Hinnant's algorithm), from 1970-01-01.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
 fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{date, sh_quote};
+
+    #[test]
+    fn dates() {
+        assert_eq!(date(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(date(951_782_400), "2000-02-29 00:00:00 UTC");
+        assert_eq!(date(1_795_975_327), "2026-11-29 18:02:07 UTC");
+        assert_eq!(date(4_107_542_399), "2100-02-28 23:59:59 UTC");
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(sh_quote("/tmp/mpool-demo/run"), "/tmp/mpool-demo/run");
+        assert_eq!(sh_quote("a b"), "'a b'");
+        assert_eq!(sh_quote("it's"), "'it'\\''s'");
+    }
 }

@@ -113,7 +113,7 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
-    /// Create a file-backed pool in the current directory and exercise it.
+    /// Create a file-backed pool in ./mpool-demo, exercise it, remove it (unless --keep).
     Demo(demo::DemoArgs),
     /// Developer tool: randomized crash sweeps against a model.
     #[command(subcommand)]
