@@ -32,3 +32,4 @@ mod shrunk_member;
 mod signatures;
 mod sizes;
 mod torture;
+mod trust;

@@ -90,7 +90,7 @@ pub fn destroy(name_or_uuid: &str) -> Result<()> {
     rundir::remove_active(&name)?;
     // Device nodes get back the owner and mode they had before `create`.
     for p in &paths {
-        if let Some(n) = rundir::node_owner(p) {
+        if let Some(n) = rundir::node_owner(p)? {
             apply_ownership(p, n.uid, n.gid, n.mode)?;
         }
     }
