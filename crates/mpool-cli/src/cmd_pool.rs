@@ -157,6 +157,13 @@ pub fn destroy(name: &str, yes: bool) -> Result<ExitCode> {
             format!("pool '{name}': its superblocks on every member device are erased, and every object in it is lost")
         }
     };
+    // Members that are gone (a deleted file, a removed disk): said before
+    // anything is erased.
+    if let Ok(plan) = admin::destroy_plan(name) {
+        if !plan.missing.is_empty() || !plan.gone.is_empty() {
+            eprintln!("mpool: warning: {}", missing_text(&plan));
+        }
+    }
     let stdin = std::io::stdin();
     if !yes && stdin.is_terminal() {
         eprint!("mpool: destroy {what}.\nType 'yes' to destroy it: ");
@@ -169,8 +176,92 @@ pub fn destroy(name: &str, yes: bool) -> Result<ExitCode> {
     } else {
         eprintln!("mpool: destroying {what}");
     }
-    admin::destroy(name)?;
-    println!("destroyed pool '{name}'");
+    let plan = admin::destroy(name)?;
+    if plan.missing.is_empty() {
+        println!("destroyed pool '{name}'");
+    } else {
+        println!(
+            "destroyed pool '{name}': erased {}; {} missing member(s) forgotten",
+            plan.erased
+                .iter()
+                .map(|(c, p)| format!("{c} {}", p.display()))
+                .collect::<Vec<_>>()
+                .join(", "),
+            plan.missing.len()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Which members of a pool to be destroyed are missing, and what is erased instead.
+fn missing_text(plan: &admin::DestroyPlan) -> String {
+    let mut s = format!(
+        "pool '{}' is missing {} member(s): {}",
+        plan.name,
+        plan.missing.len(),
+        plan.missing
+            .iter()
+            .map(|m| format!("{} {}", m.class, m.uuid))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    if !plan.gone.is_empty() {
+        s.push_str(&format!(
+            " (recorded at {}, which no longer exist{})",
+            plan.gone
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            if plan.gone.len() == 1 { "s" } else { "" }
+        ));
+    }
+    s.push_str(&format!(
+        "; only the superblocks on {} are erased, and the missing members are forgotten",
+        plan.erased
+            .iter()
+            .map(|(c, p)| format!("{c} {}", p.display()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    s
+}
+
+/// `mpool forget PATH...|POOL`.
+pub fn forget(targets: &[String], json: bool) -> Result<ExitCode> {
+    // A pool name has no '/': anything with one is a path.
+    let f = match targets {
+        [one] if !one.contains('/') => admin::forget_pool(one)?,
+        _ => {
+            if let Some(t) = targets.iter().find(|t| !t.contains('/')) {
+                bail!(
+                    "'{t}' has no '/': name paths as paths (./{t}), or forget one pool at a time, alone"
+                );
+            }
+            let paths: Vec<PathBuf> = targets.iter().map(PathBuf::from).collect();
+            admin::forget_paths(&paths)?
+        }
+    };
+    if json {
+        print_json(&f)?;
+    } else {
+        for p in &f.paths {
+            println!("forgot {}", p.display());
+        }
+        if let Some(n) = &f.deactivated {
+            println!("forgot pool '{n}' (its devices are gone)");
+        }
+        if f.paths.is_empty() && f.deactivated.is_none() {
+            println!("nothing to forget");
+        }
+    }
+    for p in &f.not_listed {
+        eprintln!(
+            "mpool: warning: {} is not in the device list ({})",
+            p.display(),
+            rundir::config_path().display()
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -498,6 +589,13 @@ pub fn scan(paths: &[PathBuf], activate: ScanActivate, json: bool) -> Result<Exi
         }
         for (p, why) in &rep.unreadable {
             eprintln!("mpool: warning: cannot read {}: {why}", p.display());
+            // A listed file that is gone: say how to stop the warning.
+            if !paths.contains(p) && std::fs::symlink_metadata(p).is_err() {
+                eprintln!(
+                    "mpool: hint: if {0} is gone for good, `mpool forget {0}` takes it out of the device list",
+                    p.display()
+                );
+            }
         }
         if rep.skipped_block_devices > 0 {
             eprintln!("note: {} block device(s) could not be opened (busy or no permission) and were skipped", rep.skipped_block_devices);

@@ -413,7 +413,7 @@ fn exercise(a: &DemoArgs, at: &Place) -> Result<ExitCode> {
     }
     // The run directory and device list go too once no other demo pool
     // (another --name kept with --keep) uses them.
-    if rundir::list_active()?.is_empty() && rundir::known_paths().is_empty() {
+    if rundir::list_active()?.is_empty() && rundir::known_paths()?.is_empty() {
         std::fs::remove_dir_all(&at.rundir)
             .with_context(|| format!("removing {}", at.rundir.display()))?;
         println!("  removed {}", at.rundir.display());

@@ -71,6 +71,20 @@ enum Cmd {
         /// Pool name or UUID.
         pool: String,
     },
+    /// Take paths, or a pool's paths, out of the device list (a deleted file, a removed device).
+    ///
+    /// A PATH (anything with a '/') leaves the list of known device files,
+    /// so scans stop looking at it. A POOL (name or UUID) has every path
+    /// recorded for it taken out, and its run-directory entry too when its
+    /// devices are gone; refused while the pool is open.
+    Forget {
+        /// Paths, or one pool name or UUID.
+        #[arg(required = true, value_name = "PATH...|POOL")]
+        targets: Vec<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Rename an inactive pool.
     Rename {
         /// Current name or UUID.
@@ -156,6 +170,7 @@ fn main() -> ExitCode {
         }
         Cmd::Activate { pool } => cmd_pool::activate(&pool),
         Cmd::Deactivate { pool } => cmd_pool::deactivate(&pool),
+        Cmd::Forget { targets, json } => cmd_pool::forget(&targets, json),
         Cmd::Rename { old, new } => cmd_pool::rename(&old, &new),
         Cmd::Add(a) => cmd_pool::add(a),
         Cmd::Get { pool, props, json } => cmd_pool::get(&pool, &props, json),
@@ -203,6 +218,9 @@ fn hint(e: &anyhow::Error) -> Option<String> {
             "nothing was written to either device; remove the copy (or take it out of the device list) so that only one device carries the member, then retry"
                 .into(),
         ),
+        Error::Pool(PoolError::Incomplete { name, .. }) => Some(format!(
+            "if the missing devices are gone for good, `mpool destroy {name}` erases what is left, or `mpool forget {name}` forgets the pool"
+        )),
         Error::Pool(PoolError::MemberShrunk { .. }) => Some(
             "restore the device to its recorded size (grow the file or LUN back); mpool cannot use a member that shrank"
                 .into(),

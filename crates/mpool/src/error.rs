@@ -184,6 +184,21 @@ pub enum PoolError {
     /// The pool was opened read-only.
     #[error("pool '{0}' is open read-only")]
     ReadOnly(String),
+    /// A run directory or device list that another user could have written
+    /// (owned by someone other than the caller or root, writable by group
+    /// or others, or a symbolic link): not used, since its entries would
+    /// name devices of that user's choosing.
+    #[error("{what} {} {problem}: {fix}", path.display())]
+    Untrusted {
+        /// What it is ("run directory", "device list", ...).
+        what: String,
+        /// Its path.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: String,
+        /// What to do about it.
+        fix: String,
+    },
     /// A file of mpool's own (run directory, configuration).
     #[error("{path}: {source}")]
     File {

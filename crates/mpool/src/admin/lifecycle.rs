@@ -4,12 +4,14 @@
 use super::ownership::apply_ownership;
 use super::rundir::{self, ActiveEntry};
 use super::scan;
-use crate::dev::{DevError, DeviceKind};
+use crate::dev::{DevError, DeviceKind, FileDevice, OpenOptions as DevOpenOptions};
 use crate::error::{Error, PoolError, Result, StorageError};
-use crate::format::superblock::validate_name;
+use crate::format::superblock::{validate_name, MediaClass};
 use crate::io::EngineChoice;
 use crate::pool::{now, OpenOptions, Pool};
 use crate::superblock;
+use serde::Serialize;
+use std::fs::TryLockError;
 use std::path::PathBuf;
 
 /// Find a pool by name or UUID: active pools first, then by scanning.
@@ -38,64 +40,277 @@ fn locate(name_or_uuid: &str) -> Result<(Vec<PathBuf>, bool)> {
             }
             Ok((p.devices.iter().map(|d| d.path.clone()).collect(), false))
         }
-        many => Err(PoolError::Ambiguous(format!(
-            "{} pools are named '{name_or_uuid}' ({}); name one by UUID",
-            many.len(),
-            many.iter()
-                .map(|p| p.uuid.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))
-        .into()),
+        many => Err(ambiguous(name_or_uuid, many)),
     }
 }
 
+/// A member a pool's newest superblock lists but no device was found for.
+#[derive(Debug, Clone, Serialize)]
+pub struct MissingMember {
+    /// Its media class.
+    pub class: MediaClass,
+    /// Its device UUID.
+    pub uuid: String,
+}
+
+/// What [`destroy`] erases (or erased): the members found, and those missing.
+#[derive(Debug, Clone, Serialize)]
+pub struct DestroyPlan {
+    /// Pool name.
+    pub name: String,
+    /// Pool UUID.
+    pub uuid: String,
+    /// Member devices found, with their class: their superblocks are erased.
+    pub erased: Vec<(MediaClass, PathBuf)>,
+    /// Members that no device was found for (nothing to erase there).
+    pub missing: Vec<MissingMember>,
+    /// Paths recorded for the pool (in its run-directory entry) that no
+    /// longer exist; forgotten with the others.
+    pub gone: Vec<PathBuf>,
+    /// The run-directory entry's name, when the pool is active.
+    #[serde(skip)]
+    active: Option<String>,
+}
+
+fn ambiguous(name_or_uuid: &str, many: &[&scan::ScannedPool]) -> Error {
+    PoolError::Ambiguous(format!(
+        "{} pools are named '{name_or_uuid}' ({}); name one by UUID",
+        many.len(),
+        many.iter()
+            .map(|p| p.uuid.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
+    .into()
+}
+
+/// What `destroy` would erase: for a complete pool, every member; for a
+/// pool some of whose members are gone (a deleted file, a removed disk),
+/// the members that are left, and which are missing.
+pub fn destroy_plan(name_or_uuid: &str) -> Result<DestroyPlan> {
+    let active = rundir::find_active(name_or_uuid)?;
+    let (gone, rep) = match &active {
+        Some(a) => {
+            let (here, gone): (Vec<PathBuf>, Vec<PathBuf>) = a
+                .devices
+                .iter()
+                .cloned()
+                .partition(|p| std::fs::symlink_metadata(p).is_ok());
+            (gone, scan::scan(&here)?)
+        }
+        None => (Vec::new(), scan::scan(&[])?),
+    };
+    let hits: Vec<&scan::ScannedPool> = rep
+        .pools
+        .iter()
+        .filter(|p| match &active {
+            Some(a) => p.uuid.eq_ignore_ascii_case(&a.uuid),
+            None => p.name == name_or_uuid || p.uuid.eq_ignore_ascii_case(name_or_uuid),
+        })
+        .collect();
+    let p = match hits.as_slice() {
+        [] => {
+            return Err(match &active {
+                // Recorded, but none of its devices is left to erase.
+                Some(a) => PoolError::Incomplete {
+                    name: a.name.clone(),
+                    missing: a.devices.len(),
+                }
+                .into(),
+                None => PoolError::NotFound(name_or_uuid.to_string()).into(),
+            });
+        }
+        [p] => *p,
+        many => return Err(ambiguous(name_or_uuid, many)),
+    };
+    // A copy of a member found elsewhere (a cloned LUN, a backup image in
+    // the device list) leaves it unclear which device is the pool: wipe
+    // neither.
+    if let Some(e) = p.duplicate_error() {
+        return Err(e);
+    }
+    let mut erased: Vec<(MediaClass, PathBuf)> = p
+        .devices
+        .iter()
+        .map(|d| (d.class, d.path.clone()))
+        .collect();
+    // Capacity last: until then the pool is still recognisable as incomplete.
+    erased.sort_by_key(|(c, _)| *c == MediaClass::Capacity);
+    Ok(DestroyPlan {
+        name: p.name.clone(),
+        uuid: p.uuid.clone(),
+        erased,
+        missing: p
+            .missing
+            .iter()
+            .map(|m| MissingMember {
+                class: m.class,
+                uuid: m.dev_uuid.to_string(),
+            })
+            .collect(),
+        gone,
+        active: active.map(|a| a.name),
+    })
+}
+
 /// Destroy a pool: wipe its superblocks on every member, give device nodes
-/// back the owner and mode recorded when the pool was created, and forget it.
-/// Refused while another process has it open.
-pub fn destroy(name_or_uuid: &str) -> Result<()> {
-    let (paths, active) = locate(name_or_uuid)?;
-    if active {
-        // A copy of a member found elsewhere (a cloned LUN, a backup image
-        // in the device list) leaves it unclear which device is the pool:
-        // wipe neither.
-        let rep = scan::scan(&paths)?;
-        let canon: Vec<PathBuf> = paths
-            .iter()
-            .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()))
-            .collect();
-        if let Some(e) = rep
-            .pools
-            .iter()
-            .filter(|p| p.devices.iter().any(|d| canon.contains(&d.path)))
-            .find_map(scan::ScannedPool::duplicate_error)
-        {
-            return Err(e);
+/// back the owner and mode recorded when the pool was created, and forget it
+/// (its run-directory entry and its paths in the device list). A pool some
+/// of whose members are gone is destroyed too: the members left are erased
+/// and the missing ones forgotten (the plan returned says which). Refused
+/// while another process has it open.
+pub fn destroy(name_or_uuid: &str) -> Result<DestroyPlan> {
+    let plan = destroy_plan(name_or_uuid)?;
+    let paths: Vec<PathBuf> = plan.erased.iter().map(|(_, p)| p.clone()).collect();
+    if plan.missing.is_empty() {
+        let pool = Pool::open_paths(
+            &paths,
+            &OpenOptions {
+                read_only: false,
+                engine: Some(EngineChoice::Sync),
+                inspect: false,
+            },
+        )?;
+        for (_, dev) in pool.members().iter().rev() {
+            superblock::wipe(dev.as_ref())?;
+        }
+    } else {
+        // The pool cannot be opened: lock and check what is left by hand.
+        let mut devs = Vec::new();
+        for p in &paths {
+            let d = FileDevice::open(
+                p,
+                &DevOpenOptions {
+                    read_only: false,
+                    create_size: None,
+                    engine: EngineChoice::Sync,
+                    direct: true,
+                },
+            )?;
+            match d.file().try_lock() {
+                Ok(()) => {}
+                Err(TryLockError::WouldBlock) => {
+                    return Err(PoolError::Busy {
+                        name: plan.name.clone(),
+                        pid: rundir::read_holder(&plan.uuid),
+                    }
+                    .into())
+                }
+                Err(TryLockError::Error(e)) => return Err(Error::file(p, e)),
+            }
+            // Still a member of this pool now that it is locked.
+            let r = superblock::read(&d)?;
+            if r.best()
+                .is_none_or(|s| s.pool_uuid.to_string() != plan.uuid)
+            {
+                return Err(Error::InvalidArgument(format!(
+                    "{} no longer holds a member of pool '{}'; nothing was erased",
+                    p.display(),
+                    plan.name
+                )));
+            }
+            devs.push(d);
+        }
+        for d in &devs {
+            superblock::wipe(d)?;
         }
     }
-    let pool = Pool::open_paths(
-        &paths,
-        &OpenOptions {
-            read_only: false,
-            engine: Some(EngineChoice::Sync),
-            inspect: false,
-        },
-    )?;
-    let name = pool.name().to_string();
-    // Capacity last: until then the pool is still recognisable as incomplete.
-    for (_, dev) in pool.members().iter().rev() {
-        superblock::wipe(dev.as_ref())?;
+    if let Some(n) = &plan.active {
+        rundir::remove_active(n)?;
     }
-    drop(pool);
-    rundir::remove_active(&name)?;
     // Device nodes get back the owner and mode they had before `create`.
     for p in &paths {
-        if let Some(n) = rundir::node_owner(p) {
+        if let Some(n) = rundir::node_owner(p)? {
             apply_ownership(p, n.uid, n.gid, n.mode)?;
         }
     }
-    rundir::forget_paths(&paths)?;
-    Ok(())
+    let mut all = paths;
+    all.extend(plan.gone.iter().cloned());
+    rundir::forget_paths(&all)?;
+    Ok(plan)
+}
+
+/// What [`forget`] took out of the device list and the run directory.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Forgotten {
+    /// Paths removed from the device list.
+    pub paths: Vec<PathBuf>,
+    /// Paths asked for that the list did not hold.
+    pub not_listed: Vec<PathBuf>,
+    /// The pool whose run-directory entry was removed, if any.
+    pub deactivated: Option<String>,
+}
+
+/// Take paths out of the device list, so scans stop looking at them (a
+/// file that was deleted, a device that went away).
+pub fn forget_paths(paths: &[PathBuf]) -> Result<Forgotten> {
+    let removed = rundir::forget_paths(paths)?;
+    let listed = |p: &PathBuf| {
+        let abs = std::fs::canonicalize(p)
+            .or_else(|_| std::path::absolute(p))
+            .unwrap_or_else(|_| p.clone());
+        removed.contains(&abs)
+    };
+    Ok(Forgotten {
+        not_listed: paths.iter().filter(|p| !listed(p)).cloned().collect(),
+        paths: removed,
+        deactivated: None,
+    })
+}
+
+/// Forget a pool by name or UUID: every path recorded for it (its
+/// run-directory entry lists them; an inactive pool's are the devices a
+/// scan finds it on) leaves the device list, and an active pool whose
+/// devices are gone leaves the run directory. Refused while the pool is
+/// open.
+pub fn forget_pool(name_or_uuid: &str) -> Result<Forgotten> {
+    if let Some(a) = rundir::find_active(name_or_uuid)? {
+        let pool = Pool::open_paths(
+            &a.devices,
+            &OpenOptions {
+                read_only: false,
+                engine: Some(EngineChoice::Sync),
+                inspect: false,
+            },
+        );
+        let devices_gone = match pool {
+            Ok(_) => false,
+            Err(Error::Pool(PoolError::Busy { .. })) => {
+                return Err(PoolError::Busy {
+                    name: a.name.clone(),
+                    pid: rundir::read_holder(&a.uuid),
+                }
+                .into())
+            }
+            Err(_) => a
+                .devices
+                .iter()
+                .any(|p| std::fs::symlink_metadata(p).is_err()),
+        };
+        let mut f = forget_paths(&a.devices)?;
+        f.not_listed.clear();
+        if devices_gone {
+            rundir::remove_active(&a.name)?;
+            f.deactivated = Some(a.name);
+        }
+        return Ok(f);
+    }
+    let rep = scan::scan(&[])?;
+    let hits: Vec<&scan::ScannedPool> = rep
+        .pools
+        .iter()
+        .filter(|p| p.name == name_or_uuid || p.uuid.eq_ignore_ascii_case(name_or_uuid))
+        .collect();
+    match hits.as_slice() {
+        [] => Err(PoolError::NotFound(name_or_uuid.to_string()).into()),
+        [p] => {
+            let paths: Vec<PathBuf> = p.devices.iter().map(|d| d.path.clone()).collect();
+            let mut f = forget_paths(&paths)?;
+            f.not_listed.clear();
+            Ok(f)
+        }
+        many => Err(ambiguous(name_or_uuid, many)),
+    }
 }
 
 /// Record a scanned, complete pool in the run directory.

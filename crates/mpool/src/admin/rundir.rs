@@ -13,8 +13,15 @@
 //! also keeps, as comment lines `#node UID GID MODE PATH`, the owner and
 //! mode a device node had before `create` gave it to a pool; `destroy`
 //! gives them back.
+//!
+//! Both are trusted only when nobody else could have written them: the run
+//! directory, the device list and the list's directory must be owned by the
+//! caller or root, writable by nobody else, and not symbolic links
+//! ([`PoolError::Untrusted`] otherwise, which says what to fix); entries and
+//! the list are opened with `O_NOFOLLOW` and replaced by renaming a new
+//! file over them, never written through a link.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, PoolError, Result};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -32,35 +39,157 @@ pub struct ActiveEntry {
     pub activated: u64,
 }
 
-fn writable_dir(p: &Path) -> bool {
-    if std::fs::create_dir_all(p).is_err() {
-        return false;
-    }
-    let probe = p.join(format!(".probe-{}", std::process::id()));
-    let ok = std::fs::write(&probe, b"").is_ok();
-    let _ = std::fs::remove_file(&probe);
-    ok
+/// Open a file in mpool's own directories without following a symbolic
+/// link in its last component (`O_NOFOLLOW`): a link planted there is an
+/// error (`ELOOP`), never a way to read or write another file.
+fn open_nofollow(p: &Path, opts: &mut std::fs::OpenOptions) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    opts.custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .mode(0o644)
+        .open(p)
 }
 
-/// The run directory, created if needed.
+fn read_nofollow(p: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut f = open_nofollow(p, std::fs::OpenOptions::new().read(true))?;
+    let mut s = String::new();
+    f.read_to_string(&mut s)?;
+    Ok(s)
+}
+
+/// Replace a file's content: a new file (never an existing one, so never
+/// through a link) renamed over it.
+fn replace_file(p: &Path, text: &str) -> Result<()> {
+    let dir = p.parent().unwrap_or(Path::new("."));
+    let base = p
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(".{base}.tmp{}.{seq}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = open_nofollow(
+        &tmp,
+        std::fs::OpenOptions::new().write(true).create_new(true),
+    )
+    .map_err(|e| Error::file(&tmp, e))?;
+    f.write_all(text.as_bytes())
+        .map_err(|e| Error::file(&tmp, e))?;
+    drop(f);
+    std::fs::rename(&tmp, p).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::file(p, e)
+    })
+}
+
+/// Whether a file or directory of mpool's own can be trusted: not a
+/// symbolic link, owned by the caller or by root, writable by nobody else.
+/// `what` names it in the error ("run directory", "device list"); `var` is
+/// the environment variable that chooses another one.
+fn check_trusted(p: &Path, what: &str, var: &str) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::symlink_metadata(p).map_err(|e| Error::file(p, e))?;
+    let me = rustix::process::geteuid().as_raw();
+    let kind = if what.ends_with("directory") {
+        "directory"
+    } else {
+        "file"
+    };
+    let own = if var == CONFIG_VAR {
+        "a file of your own"
+    } else {
+        "a directory of your own"
+    };
+    let problem = if m.file_type().is_symlink() {
+        Some((
+            "is a symbolic link".to_string(),
+            format!("replace it with the {kind} itself, or set {var} to {own}"),
+        ))
+    } else if m.uid() != me && m.uid() != 0 {
+        Some((
+            format!("is owned by uid {}, not you ({me})", m.uid()),
+            format!("remove it, or set {var} to {own}"),
+        ))
+    } else if m.mode() & 0o022 != 0 {
+        let text = format!(
+            "is writable by {} (mode {:04o})",
+            match m.mode() & 0o022 {
+                0o020 => "its group",
+                0o002 => "others",
+                _ => "its group and others",
+            },
+            m.mode() & 0o7777
+        );
+        Some((
+            text,
+            format!(
+                "take write access from group and others (chmod go-w {}), or set {var} to {own}",
+                p.display()
+            ),
+        ))
+    } else {
+        None
+    };
+    match problem {
+        None => Ok(()),
+        Some((problem, fix)) => Err(PoolError::Untrusted {
+            what: what.to_string(),
+            path: p.to_path_buf(),
+            problem,
+            fix,
+        }
+        .into()),
+    }
+}
+
+/// Create a directory of mpool's own (and missing parents): writable by its
+/// owner only, whatever the umask.
+fn create_own_dir(p: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(p)
+}
+
+const RUNDIR_VAR: &str = "MPOOL_RUNDIR";
+
+/// The run directory, created if needed. Refused unless it is a directory
+/// (not a symbolic link) owned by the caller or root and writable by nobody
+/// else: anyone who could write there could plant pool entries naming
+/// devices of their choosing.
 pub fn run_dir() -> Result<PathBuf> {
     if let Some(p) = std::env::var_os("MPOOL_RUNDIR") {
         let p = PathBuf::from(p);
-        std::fs::create_dir_all(&p).map_err(|e| Error::file(&p, e))?;
+        create_own_dir(&p, 0o755).map_err(|e| Error::file(&p, e))?;
+        check_trusted(&p, "run directory", RUNDIR_VAR)?;
         return Ok(p);
     }
-    let mut cands = vec![PathBuf::from("/run/mpool")];
+    let tmp = std::env::temp_dir().join(format!("mpool-{}", rustix::process::geteuid().as_raw()));
+    let mut cands = vec![(PathBuf::from("/run/mpool"), 0o755)];
     if let Some(x) = std::env::var_os("XDG_RUNTIME_DIR") {
-        cands.push(PathBuf::from(x).join("mpool"));
+        cands.push((PathBuf::from(x).join("mpool"), 0o700));
     }
-    cands.push(std::env::temp_dir().join(format!("mpool-{}", rustix::process::geteuid().as_raw())));
-    for c in &cands {
-        if writable_dir(c) {
+    cands.push((tmp.clone(), 0o700));
+    for (c, mode) in &cands {
+        let exists = std::fs::symlink_metadata(c).is_ok();
+        // The shared fallback in /tmp is checked even when not writable: a
+        // directory someone else made there is an attack to report, not a
+        // candidate to pass over silently.
+        if exists && *c != tmp && rustix::fs::access(c, rustix::fs::Access::WRITE_OK).is_err() {
+            continue;
+        }
+        if !exists && create_own_dir(c, *mode).is_err() {
+            continue;
+        }
+        check_trusted(c, "run directory", RUNDIR_VAR)?;
+        if rustix::fs::access(c, rustix::fs::Access::WRITE_OK).is_ok() {
             return Ok(c.clone());
         }
     }
     Err(Error::file(
-        cands.remove(0),
+        cands.remove(0).0,
         std::io::Error::other("no writable run directory (set MPOOL_RUNDIR)"),
     ))
 }
@@ -77,7 +206,8 @@ pub fn list_active() -> Result<Vec<ActiveEntry>> {
     for e in rd.flatten() {
         let p = e.path();
         if p.extension().is_some_and(|x| x == "pool") {
-            if let Ok(text) = std::fs::read_to_string(&p) {
+            // Not through a link: an entry is a file of the run directory's own.
+            if let Ok(text) = read_nofollow(&p) {
                 if let Ok(ent) = serde_json::from_str::<ActiveEntry>(&text) {
                     out.push(ent);
                 }
@@ -99,11 +229,9 @@ pub fn find_active(name_or_uuid: &str) -> Result<Option<ActiveEntry>> {
 pub(crate) fn write_active(ent: &ActiveEntry) -> Result<()> {
     let dir = run_dir()?;
     let p = entry_path(&dir, &ent.name);
-    let tmp = dir.join(format!(".{}.tmp{}", ent.name, std::process::id()));
     let text =
         serde_json::to_string_pretty(ent).map_err(|e| Error::file(&p, std::io::Error::other(e)))?;
-    std::fs::write(&tmp, text).map_err(|e| Error::file(&tmp, e))?;
-    std::fs::rename(&tmp, &p).map_err(|e| Error::file(&p, e))
+    replace_file(&p, &text)
 }
 
 /// Forget an active pool (no error when absent).
@@ -118,9 +246,9 @@ pub(crate) fn remove_active(name: &str) -> Result<()> {
 /// Record which process holds a pool open (best effort, for error messages).
 pub(crate) fn write_holder(uuid: &str) {
     if let Ok(d) = run_dir() {
-        let _ = std::fs::write(
-            d.join(format!("{uuid}.pid")),
-            std::process::id().to_string(),
+        let _ = replace_file(
+            &d.join(format!("{uuid}.pid")),
+            &std::process::id().to_string(),
         );
     }
 }
@@ -128,7 +256,7 @@ pub(crate) fn write_holder(uuid: &str) {
 /// Which process holds a pool open, if recorded and still alive.
 pub(crate) fn read_holder(uuid: &str) -> Option<u32> {
     let d = run_dir().ok()?;
-    let pid: u32 = std::fs::read_to_string(d.join(format!("{uuid}.pid")))
+    let pid: u32 = read_nofollow(&d.join(format!("{uuid}.pid")))
         .ok()?
         .trim()
         .parse()
@@ -160,23 +288,69 @@ pub fn config_path() -> PathBuf {
     base.join("mpool").join("devices")
 }
 
+const CONFIG_VAR: &str = "MPOOL_CONFIG";
+
+/// The device list, checked: it and its directory (where they exist) must
+/// be owned by the caller or root and writable by nobody else, and the list
+/// must not be a symbolic link: anyone who could write it could name devices
+/// for `scan` to activate.
+fn trusted_config() -> Result<PathBuf> {
+    let cfg = config_path();
+    if let Some(d) = cfg.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if std::fs::symlink_metadata(d).is_ok() {
+            check_trusted(d, "device list directory", CONFIG_VAR)?;
+        }
+    }
+    if std::fs::symlink_metadata(&cfg).is_ok() {
+        check_trusted(&cfg, "device list", CONFIG_VAR)?;
+    }
+    Ok(cfg)
+}
+
+/// The device list's text (empty when there is none).
+fn read_config() -> Result<(PathBuf, String)> {
+    let cfg = trusted_config()?;
+    match read_nofollow(&cfg) {
+        Ok(t) => Ok((cfg, t)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((cfg, String::new())),
+        Err(e) => Err(Error::file(&cfg, e)),
+    }
+}
+
+/// Open the device list to append to it, creating it (and its directory).
+fn append_config() -> Result<(PathBuf, std::fs::File)> {
+    let cfg = trusted_config()?;
+    if let Some(d) = cfg.parent().filter(|d| !d.as_os_str().is_empty()) {
+        create_own_dir(d, 0o755).map_err(|e| Error::file(d, e))?;
+    }
+    let f = open_nofollow(&cfg, std::fs::OpenOptions::new().create(true).append(true))
+        .map_err(|e| Error::file(&cfg, e))?;
+    Ok((cfg, f))
+}
+
 /// Device paths listed in the configuration file (comments with `#`).
-pub fn known_paths() -> Vec<PathBuf> {
-    let Ok(text) = std::fs::read_to_string(config_path()) else {
-        return Vec::new();
-    };
-    text.lines()
+pub fn known_paths() -> Result<Vec<PathBuf>> {
+    let (_, text) = read_config()?;
+    Ok(text
+        .lines()
         .map(|l| l.split('#').next().unwrap_or("").trim())
         .filter(|l| !l.is_empty())
         .map(PathBuf::from)
-        .collect()
+        .collect())
+}
+
+/// A path as the list records it: canonical, or (for a file that is gone)
+/// absolute.
+fn listed_form(p: &Path) -> PathBuf {
+    std::fs::canonicalize(p)
+        .or_else(|_| std::path::absolute(p))
+        .unwrap_or_else(|_| p.to_path_buf())
 }
 
 /// Add paths to the list (absolute, deduplicated). Returns the paths it
 /// added (those not listed before), so a failed `create` can take them out.
 pub fn remember_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    let cfg = config_path();
-    let known = known_paths();
+    let known = known_paths()?;
     let mut add = Vec::new();
     for p in paths {
         let abs = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
@@ -187,44 +361,44 @@ pub fn remember_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     if add.is_empty() {
         return Ok(add);
     }
-    if let Some(d) = cfg.parent() {
-        std::fs::create_dir_all(d).map_err(|e| Error::file(d, e))?;
-    }
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&cfg)
-        .map_err(|e| Error::file(&cfg, e))?;
+    let (cfg, mut f) = append_config()?;
     for p in &add {
         writeln!(f, "{}", p.display()).map_err(|e| Error::file(&cfg, e))?;
     }
     Ok(add)
 }
 
-/// Remove paths from the list.
-pub fn forget_paths(paths: &[PathBuf]) -> Result<()> {
-    let cfg = config_path();
-    let Ok(text) = std::fs::read_to_string(&cfg) else {
-        return Ok(());
-    };
-    let drop: Vec<PathBuf> = paths
-        .iter()
-        .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone()))
-        .collect();
+/// Remove paths (and the owner records of device nodes at them) from the
+/// list. Returns the paths that were listed, as listed.
+pub fn forget_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let (cfg, text) = read_config()?;
+    if text.is_empty() {
+        return Ok(Vec::new());
+    }
+    let drop: Vec<PathBuf> = paths.iter().map(|p| listed_form(p)).collect();
+    let mut forgotten = Vec::new();
     let kept: Vec<&str> = text
         .lines()
         .filter(|l| {
-            !drop.iter().any(|d| {
-                Path::new(l.trim()) == d.as_path()
-                    || parse_node_line(l).is_some_and(|n| n.path == *d)
-            })
+            let plain = Path::new(l.trim());
+            if drop.iter().any(|d| plain == d.as_path()) {
+                forgotten.push(plain.to_path_buf());
+                return false;
+            }
+            !drop
+                .iter()
+                .any(|d| parse_node_line(l).is_some_and(|n| n.path == *d))
         })
         .collect();
+    if kept.len() == text.lines().count() {
+        return Ok(forgotten);
+    }
     let mut out = kept.join("\n");
     if !out.is_empty() {
         out.push('\n');
     }
-    std::fs::write(&cfg, out).map_err(|e| Error::file(&cfg, e))
+    replace_file(&cfg, &out)?;
+    Ok(forgotten)
 }
 
 /// The lock that makes checking and claiming a pool name one step: held
@@ -235,12 +409,14 @@ pub(crate) struct NameLock(#[allow(dead_code)] std::fs::File);
 /// Take the name lock (`.names.lock` in the run directory), waiting for it.
 pub(crate) fn lock_names() -> Result<NameLock> {
     let p = run_dir()?.join(".names.lock");
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&p)
-        .map_err(|e| Error::file(&p, e))?;
+    let f = open_nofollow(
+        &p,
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true),
+    )
+    .map_err(|e| Error::file(&p, e))?;
     f.lock().map_err(|e| Error::file(&p, e))?;
     Ok(NameLock(f))
 }
@@ -278,29 +454,22 @@ fn parse_node_line(l: &str) -> Option<NodeOwner> {
 }
 
 /// The recorded original owner of a device node, if any.
-pub fn node_owner(path: &Path) -> Option<NodeOwner> {
+pub fn node_owner(path: &Path) -> Result<Option<NodeOwner>> {
     let abs = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    let text = std::fs::read_to_string(config_path()).ok()?;
-    text.lines()
+    let (_, text) = read_config()?;
+    Ok(text
+        .lines()
         .filter_map(parse_node_line)
-        .find(|n| n.path == abs)
+        .find(|n| n.path == abs))
 }
 
 /// Record a node's original owner, unless one is recorded already (the
 /// first record is the original). Returns whether it added one.
 pub(crate) fn remember_node(n: &NodeOwner) -> Result<bool> {
-    if node_owner(&n.path).is_some() {
+    if node_owner(&n.path)?.is_some() {
         return Ok(false);
     }
-    let cfg = config_path();
-    if let Some(d) = cfg.parent() {
-        std::fs::create_dir_all(d).map_err(|e| Error::file(d, e))?;
-    }
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&cfg)
-        .map_err(|e| Error::file(&cfg, e))?;
+    let (cfg, mut f) = append_config()?;
     writeln!(
         f,
         "{NODE_TAG}{} {} {:o} {}",

@@ -124,7 +124,7 @@ pub fn scan(extra: &[PathBuf]) -> Result<ScanReport> {
     let mut rep = ScanReport::default();
     let mut seen = std::collections::HashSet::new();
     let mut cands: Vec<(PathBuf, bool)> = Vec::new();
-    for p in extra.iter().cloned().chain(rundir::known_paths()) {
+    for p in extra.iter().cloned().chain(rundir::known_paths()?) {
         cands.push((p, true));
     }
     for p in block_devices() {
