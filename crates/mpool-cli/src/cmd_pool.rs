@@ -50,6 +50,11 @@ pub struct CreateArgs {
     /// Overwrite a filesystem, LVM or inactive-pool signature.
     #[arg(long)]
     force: bool,
+    /// Allocate the device files whole now, so that a filling filesystem
+    /// can never fail a write to the pool (without it, only the superblocks
+    /// and the pool metadata are allocated).
+    #[arg(long)]
+    preallocate: bool,
     /// Print the new pool's properties as JSON.
     #[arg(long)]
     json: bool,
@@ -119,6 +124,7 @@ pub fn create(a: CreateArgs) -> Result<ExitCode> {
         discard: a.discard,
         force: a.force,
         activate: true,
+        preallocate: a.preallocate,
         open: OpenOptions::default(),
     };
     let p = Pool::create(&a.name, &cap, &opts)?;
