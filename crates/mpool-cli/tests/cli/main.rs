@@ -22,6 +22,7 @@ mod mblock;
 mod mlog;
 mod mlog_delete_erase;
 mod permissions;
+mod read_only_commands;
 mod refusals;
 mod rename;
 mod scan_activate;
