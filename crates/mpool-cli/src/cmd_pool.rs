@@ -338,6 +338,24 @@ pub fn list(names: &[String], json: bool, verbose: bool) -> Result<ExitCode> {
             }
         }
     }
+    if !json {
+        for p in entries.iter().filter_map(|e| e.props.as_ref()) {
+            for d in &p.devices {
+                if let Some(short) = d.sparse_shortfall {
+                    eprintln!(
+                        "mpool: warning: pool '{}': {} is a sparse file ({} of {} allocated) and its filesystem has {} free, {} less than the {} class has free: writes may fail for want of space before the pool is full (free space on the filesystem, or create pools with --preallocate)",
+                        p.name,
+                        d.path,
+                        human(d.allocated.unwrap_or(0)),
+                        human(d.size),
+                        human(d.fs_free.unwrap_or(0)),
+                        human(short),
+                        d.class,
+                    );
+                }
+            }
+        }
+    }
     for m in &missing {
         eprintln!("mpool: error: no active pool '{m}'");
     }
