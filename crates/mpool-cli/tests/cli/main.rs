@@ -16,6 +16,7 @@ mod damaged_superblocks;
 mod demo;
 mod destroy_confirmation;
 mod duplicate_members;
+mod host_fs_full;
 mod json;
 mod lock;
 mod mblock;
