@@ -280,7 +280,7 @@ impl Catalog {
             .as_ref()
             .ok_or(PoolError::NoSuchClass(MediaClass::Capacity))?;
         let (a0, b0) = mdc0_extents(cap, layout)?;
-        let mdc0 = Mdc::open(Arc::clone(&cap.dev), a0, b0, MDC0_LOG_ID)?;
+        let mdc0 = Mdc::open(Arc::clone(&cap.dev), a0.clone(), b0.clone(), MDC0_LOG_ID)?;
         let mut locs = Vec::new();
         let mut root = None;
         for rec in mdc_records(&mdc0)? {
@@ -317,6 +317,19 @@ impl Catalog {
         let root = MdcId::try_from(root).map_err(|_| {
             MetadataError::Corrupt(format!("MDC0 names {root}, not an MDC, as the root MDC"))
         })?;
+        if !read_only {
+            // A pool created before create reserved its metadata (or a file
+            // copied sparse): allocate the logs now, where the filesystem
+            // still can, before the open or anything after it appends. Best
+            // effort: a full filesystem is no reason to refuse the open.
+            let mut ranges = vec![superblock_span(cap.dev.sector()), a0.clone(), b0.clone()];
+            for &(_, a, b, zones) in &locs {
+                ranges.extend([cap.extent(a, zones), cap.extent(b, zones)]);
+            }
+            if let Err(e) = cap.dev.reserve(&ranges) {
+                tracing::warn!("allocating the pool metadata: {e}");
+            }
+        }
         // Open and replay the shards (in parallel: each is an independent log).
         let replayed: Vec<Result<Shard>> = std::thread::scope(|s| {
             let hs: Vec<_> = locs

@@ -101,3 +101,54 @@ fn preallocate_allocates_the_files_whole() {
         );
     }
 }
+
+/// Copy `from` to `to` leaving every all-zero 4 KiB block a hole (as
+/// `cp --sparse=always` does): the pool file of a pool created before
+/// create allocated its metadata, or copied sparse.
+fn sparse_copy(from: &Path, to: &Path) {
+    use std::os::unix::fs::FileExt;
+    let data = std::fs::read(from).unwrap();
+    let f = std::fs::File::create(to).unwrap();
+    f.set_len(data.len() as u64).unwrap();
+    for (i, b) in data.chunks(4096).enumerate() {
+        if b.iter().any(|&x| x != 0) {
+            f.write_all_at(b, i as u64 * 4096).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_read_write_open_allocates_the_metadata_of_a_sparse_copy() {
+    let _env = crate::env_lock();
+    let d = tempfile::tempdir().unwrap();
+    std::env::set_var("MPOOL_RUNDIR", d.path().join("run"));
+    std::env::set_var("MPOOL_CONFIG", d.path().join("devices"));
+    let zone = 1u64 << 20;
+    let cap = DeviceSpec {
+        path: d.path().join("cap.img"),
+        create_size: Some(64 << 20),
+        zone_size: zone,
+    };
+    let pool = Pool::create("old", &cap, &CreateOptions::default()).unwrap();
+    let used = pool.usage()[0].used;
+    drop(pool);
+    let copy = d.path().join("copy.img");
+    sparse_copy(&cap.path, &copy);
+    std::fs::rename(&copy, &cap.path).unwrap();
+    assert!(allocated(&cap.path) < used, "the copy is not sparse");
+
+    // Read-only opens change nothing; a read-write open allocates.
+    let ro = mpool::OpenOptions {
+        read_only: true,
+        ..Default::default()
+    };
+    drop(Pool::open("old", &ro).unwrap());
+    assert!(allocated(&cap.path) < used);
+    drop(Pool::open("old", &mpool::OpenOptions::default()).unwrap());
+    let got = allocated(&cap.path);
+    // MDC0 and MDC1 (the root MDC is a user object, allocated as it is written).
+    assert!(
+        got >= used - 2 * zone && got < used + zone,
+        "{got} bytes allocated; the metadata takes {used}"
+    );
+}
