@@ -505,8 +505,12 @@ pub fn mlog(cmd: MlogCmd) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn check(pool: &str, json: bool) -> Result<ExitCode> {
-    let p = open(pool, false)?;
+/// `mpool check`: read-only (it writes nothing to the pool) unless
+/// `repair`, which opens it read-write: the open rewrites damaged or stale
+/// superblock copies and finishes what a crash left, and the report lists
+/// those repairs.
+pub fn check(pool: &str, json: bool, repair: bool) -> Result<ExitCode> {
+    let p = open(pool, !repair)?;
     let bar = if json {
         ProgressBar::hidden()
     } else {
@@ -547,6 +551,9 @@ pub fn check(pool: &str, json: bool) -> Result<ExitCode> {
             rep.problems.len(),
             rep.repairs.len()
         );
+        if !repair && rep.problems.iter().any(|p| p.object == "superblock") {
+            println!("damaged superblock copies are rewritten by `mpool check {pool} --repair`");
+        }
     }
     Ok(if rep.problems.is_empty() {
         ExitCode::SUCCESS

@@ -50,6 +50,11 @@ pub struct CreateArgs {
     /// Overwrite a filesystem, LVM or inactive-pool signature.
     #[arg(long)]
     force: bool,
+    /// Allocate the device files whole now, so that a filling filesystem
+    /// can never fail a write to the pool (without it, only the superblocks
+    /// and the pool metadata are allocated).
+    #[arg(long)]
+    preallocate: bool,
     /// Print the new pool's properties as JSON.
     #[arg(long)]
     json: bool,
@@ -119,6 +124,7 @@ pub fn create(a: CreateArgs) -> Result<ExitCode> {
         discard: a.discard,
         force: a.force,
         activate: true,
+        preallocate: a.preallocate,
         open: OpenOptions::default(),
     };
     let p = Pool::create(&a.name, &cap, &opts)?;
@@ -420,6 +426,24 @@ pub fn list(names: &[String], json: bool, verbose: bool) -> Result<ExitCode> {
                         rows
                     )
                 );
+            }
+        }
+    }
+    if !json {
+        for p in entries.iter().filter_map(|e| e.props.as_ref()) {
+            for d in &p.devices {
+                if let Some(short) = d.sparse_shortfall {
+                    eprintln!(
+                        "mpool: warning: pool '{}': {} is a sparse file ({} of {} allocated) and its filesystem has {} free, {} less than the {} class has free: writes may fail for want of space before the pool is full (free space on the filesystem, or create pools with --preallocate)",
+                        p.name,
+                        d.path,
+                        human(d.allocated.unwrap_or(0)),
+                        human(d.size),
+                        human(d.fs_free.unwrap_or(0)),
+                        human(short),
+                        d.class,
+                    );
+                }
             }
         }
     }

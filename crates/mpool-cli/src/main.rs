@@ -120,9 +120,14 @@ enum Cmd {
     #[command(subcommand)]
     Mlog(cmd_obj::MlogCmd),
     /// Verify every committed mblock against its recorded checksum, every log record, the superblocks.
+    /// Read-only: writes nothing to the pool unless --repair is given.
     Check {
         /// Pool name or UUID.
         pool: String,
+        /// Open the pool read-write, which rewrites damaged or stale superblock
+        /// copies and finishes what a crash left (each repair is listed).
+        #[arg(long)]
+        repair: bool,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -177,7 +182,7 @@ fn main() -> ExitCode {
         Cmd::Set { pool, assignments } => cmd_pool::set(&pool, &assignments),
         Cmd::Mblock(c) => cmd_obj::mblock(c),
         Cmd::Mlog(c) => cmd_obj::mlog(c),
-        Cmd::Check { pool, json } => cmd_obj::check(&pool, json),
+        Cmd::Check { pool, json, repair } => cmd_obj::check(&pool, json, repair),
         Cmd::Demo(a) => demo::run(a),
         Cmd::Torture(c) => torture::run(c),
     };

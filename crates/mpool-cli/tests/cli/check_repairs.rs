@@ -1,4 +1,6 @@
-//! `mpool check` reports the repairs its open made (a damaged superblock
+//! `mpool check` is read-only: it reports a damaged superblock copy as a
+//! problem and writes nothing. `mpool check --repair` opens the pool
+//! read-write and reports the repairs its open made (a damaged superblock
 //! copy rewritten), in text and JSON, rather than "0 problem(s)" alone.
 
 use crate::common;
@@ -11,7 +13,23 @@ fn check_reports_a_rewritten_superblock_copy() {
     let cap = sb.p("cap.img");
 
     flip(&sb, "cap.img", 32768 + 100);
-    let v = sb.json(&["check", "mend", "--json"]);
+    // Plain check: the damage is a problem, and nothing is written.
+    let before = fingerprint(sb.path("cap.img"));
+    let o = sb.run(&["check", "mend", "--json"]);
+    assert!(!o.status.success(), "{}", o.all());
+    let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+    assert_eq!(v["repairs"].as_array().unwrap().len(), 0, "{v}");
+    let problems = v["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 1, "{v}");
+    assert!(
+        problems[0]["problem"].as_str().unwrap().contains("copy 1"),
+        "{v}"
+    );
+    let o = sb.run(&["check", "mend"]);
+    assert!(o.stdout.contains("--repair"), "{}", o.all());
+    assert_unchanged(sb.path("cap.img"), &before, "check without --repair");
+
+    let v = sb.json(&["check", "mend", "--repair", "--json"]);
     let repairs = v["repairs"].as_array().unwrap();
     assert_eq!(repairs.len(), 1, "{v}");
     assert!(repairs[0]["object"].as_str().unwrap().contains(&cap), "{v}");
@@ -22,12 +40,14 @@ fn check_reports_a_rewritten_superblock_copy() {
     assert_eq!(v["problems"].as_array().unwrap().len(), 0, "{v}");
 
     // Repaired: nothing to do the next time.
-    let v = sb.json(&["check", "mend", "--json"]);
+    let v = sb.json(&["check", "mend", "--repair", "--json"]);
     assert_eq!(v["repairs"].as_array().unwrap().len(), 0, "{v}");
+    let v = sb.json(&["check", "mend", "--json"]);
+    assert_eq!(v["problems"].as_array().unwrap().len(), 0, "{v}");
 
     // Text.
     flip(&sb, "cap.img", 200);
-    let o = sb.ok(&["check", "mend"]);
+    let o = sb.ok(&["check", "mend", "--repair"]);
     let line = o
         .stdout
         .lines()

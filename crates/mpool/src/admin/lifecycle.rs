@@ -4,8 +4,8 @@
 use super::ownership::apply_ownership;
 use super::rundir::{self, ActiveEntry};
 use super::scan;
-use crate::dev::{DevError, DeviceKind, FileDevice, OpenOptions as DevOpenOptions};
-use crate::error::{Error, PoolError, Result, StorageError};
+use crate::dev::{DeviceKind, FileDevice, OpenOptions as DevOpenOptions};
+use crate::error::{Error, PoolError, Result};
 use crate::format::superblock::{validate_name, MediaClass};
 use crate::io::EngineChoice;
 use crate::pool::{now, OpenOptions, Pool};
@@ -367,28 +367,14 @@ pub fn activate_paths(paths: &[PathBuf]) -> Result<ActiveEntry> {
 }
 
 /// Remove an active pool from the run directory. Refused while it is open.
+/// Writes nothing to the pool's devices.
 pub fn deactivate(name_or_uuid: &str) -> Result<()> {
     let Some(a) = rundir::find_active(name_or_uuid)? else {
         return Err(PoolError::NotFound(name_or_uuid.to_string()).into());
     };
-    // Taking the write lock proves nobody has it open.
-    let pool = Pool::open_paths(
-        &a.devices,
-        &OpenOptions {
-            read_only: false,
-            engine: Some(EngineChoice::Sync),
-            inspect: false,
-        },
-    );
-    match pool {
-        Ok(_)
-        | Err(Error::Storage(StorageError::Dev(DevError::NotFound { .. })))
-        | Err(Error::Pool(PoolError::Incomplete { .. }))
-        | Err(Error::Pool(PoolError::Superblock { .. }))
-        | Err(Error::Pool(PoolError::MemberShrunk { .. }))
-        | Err(Error::Pool(PoolError::DuplicateMember { .. })) => {}
-        Err(e) => return Err(e),
-    }
+    // Taking the lock proves nobody has it open; nothing is read or
+    // written (a pool whose filesystem is full must still deactivate).
+    Pool::ensure_not_open(&a.devices, &a.name, &a.uuid)?;
     rundir::remove_active(&a.name)
 }
 

@@ -120,6 +120,13 @@ fn check_sectors(classes: &[Option<ClassDev>; 2]) -> Result<()> {
     Ok(())
 }
 
+/// The bytes of a device its superblock copies are written to (zone 0
+/// holds nothing else).
+pub(crate) fn superblock_span(sector: u32) -> std::ops::Range<u64> {
+    use crate::format::superblock::{SB_OFFSETS, SB_SIZE};
+    0..SB_OFFSETS[1] + (SB_SIZE as u64).max(u64::from(sector))
+}
+
 /// Sizing of MDC1..N for a new pool.
 pub(crate) fn mdc_plan(cap_zones: u64, zone_size: u64) -> (u8, u32) {
     // N grows with the pool up to 4; each log gets 1/256 of the capacity
@@ -162,21 +169,55 @@ pub(crate) struct Catalog {
 impl Catalog {
     /// Format the metadata of a new pool: MDC0, MDC1..N, the user root MDC.
     /// The superblocks are written after this returns: they are the commit point.
-    pub(crate) fn format(classes: [Option<ClassDev>; 2], layout: Layout) -> Result<()> {
+    ///
+    /// Before anything is written, every zone the metadata takes is given
+    /// backing storage ([`crate::dev::Device::reserve`]), so that appends to
+    /// the metadata of a sparse file never meet a hole the filesystem can no
+    /// longer fill; so is the superblock span of every device, and with
+    /// `preallocate` every device whole.
+    pub(crate) fn format(
+        classes: [Option<ClassDev>; 2],
+        layout: Layout,
+        preallocate: bool,
+    ) -> Result<()> {
         check_sectors(&classes)?;
         let cap = classes[0]
             .as_ref()
             .ok_or(PoolError::NoSuchClass(MediaClass::Capacity))?;
         let (a0, b0) = mdc0_extents(cap, layout)?;
-        let mdc0 = Mdc::create(Arc::clone(&cap.dev), a0, b0, MDC0_LOG_ID)?;
         let (n, zones) = mdc_plan(
             cap.map.total() + u64::from(layout.mdc0_zone + 2 * layout.mdc0_zones),
             cap.zone_size,
         );
-        let mut first: Option<Mdc> = None;
+        // Every zone first (the same zones, in the same order, as when each
+        // MDC was allocated as it was written), then the reservation.
+        let mut locs = Vec::new();
         for i in 1..=n {
             let a = cap.map.alloc(zones)?;
             let b = cap.map.alloc(zones)?;
+            locs.push((i, a, b));
+        }
+        let (ra, rb) = (cap.map.alloc(1)?, cap.map.alloc(1)?);
+        for (k, c) in classes.iter().enumerate() {
+            let Some(c) = c else { continue };
+            let mut ranges = Vec::new();
+            if preallocate {
+                ranges.push(0..c.dev.size());
+            } else {
+                ranges.push(superblock_span(c.dev.sector()));
+                if k == 0 {
+                    ranges.extend([a0.clone(), b0.clone()]);
+                    for &(_, a, b) in &locs {
+                        ranges.extend([cap.extent(a, zones), cap.extent(b, zones)]);
+                    }
+                    ranges.extend([cap.extent(ra, 1), cap.extent(rb, 1)]);
+                }
+            }
+            c.dev.reserve(&ranges)?;
+        }
+        let mdc0 = Mdc::create(Arc::clone(&cap.dev), a0, b0, MDC0_LOG_ID)?;
+        let mut first: Option<Mdc> = None;
+        for (i, a, b) in locs {
             let m = Mdc::create(
                 Arc::clone(&cap.dev),
                 cap.extent(a, zones),
@@ -203,7 +244,6 @@ impl Catalog {
         // The user root MDC: object 1 of MDC1, two single-zone logs.
         let first = first.ok_or_else(|| invariant_broken(format!("mdc_plan gave {n} MDCs")))?;
         let root = ObjectId::new(ObjType::Mdc, 1, 0);
-        let (ra, rb) = (cap.map.alloc(1)?, cap.map.alloc(1)?);
         Mdc::create(
             Arc::clone(&cap.dev),
             cap.extent(ra, 1),
@@ -240,7 +280,7 @@ impl Catalog {
             .as_ref()
             .ok_or(PoolError::NoSuchClass(MediaClass::Capacity))?;
         let (a0, b0) = mdc0_extents(cap, layout)?;
-        let mdc0 = Mdc::open(Arc::clone(&cap.dev), a0, b0, MDC0_LOG_ID)?;
+        let mdc0 = Mdc::open(Arc::clone(&cap.dev), a0.clone(), b0.clone(), MDC0_LOG_ID)?;
         let mut locs = Vec::new();
         let mut root = None;
         for rec in mdc_records(&mdc0)? {
@@ -277,6 +317,19 @@ impl Catalog {
         let root = MdcId::try_from(root).map_err(|_| {
             MetadataError::Corrupt(format!("MDC0 names {root}, not an MDC, as the root MDC"))
         })?;
+        if !read_only {
+            // A pool created before create reserved its metadata (or a file
+            // copied sparse): allocate the logs now, where the filesystem
+            // still can, before the open or anything after it appends. Best
+            // effort: a full filesystem is no reason to refuse the open.
+            let mut ranges = vec![superblock_span(cap.dev.sector()), a0.clone(), b0.clone()];
+            for &(_, a, b, zones) in &locs {
+                ranges.extend([cap.extent(a, zones), cap.extent(b, zones)]);
+            }
+            if let Err(e) = cap.dev.reserve(&ranges) {
+                tracing::warn!("allocating the pool metadata: {e}");
+            }
+        }
         // Open and replay the shards (in parallel: each is an independent log).
         let replayed: Vec<Result<Shard>> = std::thread::scope(|s| {
             let hs: Vec<_> = locs
@@ -561,7 +614,7 @@ mod tests {
             mdc0_zones: 1,
         };
         for r in [
-            Catalog::format([class(), None], layout).map(|_| ()),
+            Catalog::format([class(), None], layout, false).map(|_| ()),
             Catalog::open([class(), None], layout, false, true).map(|_| ()),
         ] {
             match r {
@@ -588,7 +641,7 @@ mod tests {
             mdc0_zone: 1,
             mdc0_zones: 1,
         };
-        Catalog::format([class(), None], layout).unwrap();
+        Catalog::format([class(), None], layout, false).unwrap();
         let pmd = Catalog::open([class(), None], layout, false, true).unwrap();
         let index = pmd.inner.shards[0].index;
         let rec = |len: u32| CatalogRecord::Mblock {

@@ -160,6 +160,13 @@ fn create_sparse(path: &Path, size: u64) -> io::Result<()> {
     r
 }
 
+/// Bytes free on the filesystem holding `file`, as this process may use
+/// them (`statvfs`: available blocks times the fragment size).
+pub fn fs_free(file: &File) -> io::Result<u64> {
+    let st = rustix::fs::fstatvfs(file)?;
+    Ok(st.f_bavail.saturating_mul(st.f_frsize))
+}
+
 fn block_geometry(file: &File) -> io::Result<(u64, u32, u32)> {
     let logical = rustix::fs::ioctl_blksszget(file)?;
     let physical = rustix::fs::ioctl_blkpbszget(file)?;
@@ -270,6 +277,41 @@ impl Device for FileDevice {
         self.gate
             .flush(|| self.engine.flush(fd))
             .map_err(|e| io_err(&self.info, "flush", 0, e))
+    }
+
+    fn reserve(&self, ranges: &[std::ops::Range<u64>]) -> Result<(), DevError> {
+        if self.info.kind != DeviceKind::File {
+            return Ok(());
+        }
+        if self.info.read_only {
+            return Err(DevError::ReadOnly {
+                device: self.info.name(),
+            });
+        }
+        let clamp = |r: &std::ops::Range<u64>| r.start.min(self.info.size)..r.end.min(self.info.size);
+        let needed: u64 = ranges.iter().map(|r| clamp(r).end - clamp(r).start).sum();
+        for r in ranges.iter().map(clamp).filter(|r| !r.is_empty()) {
+            match rustix::fs::fallocate(
+                &self.file,
+                rustix::fs::FallocateFlags::empty(),
+                r.start,
+                r.end - r.start,
+            ) {
+                Ok(()) => {}
+                // A filesystem that cannot allocate ahead: nothing to do.
+                Err(rustix::io::Errno::OPNOTSUPP) => return Ok(()),
+                Err(e @ (rustix::io::Errno::NOSPC | rustix::io::Errno::DQUOT)) => {
+                    return Err(DevError::NoSpaceToReserve {
+                        device: self.info.name(),
+                        needed,
+                        free: fs_free(&self.file).unwrap_or(0),
+                        source: e.into(),
+                    })
+                }
+                Err(e) => return Err(io_err(&self.info, "fallocate", r.start, e.into())),
+            }
+        }
+        Ok(())
     }
 
     fn discard(&self, offset: u64, len: u64) -> Result<(), DevError> {

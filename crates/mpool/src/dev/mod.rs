@@ -19,7 +19,7 @@ mod mem;
 
 #[cfg(any(test, feature = "internals"))]
 pub use fault::{CrashMode, FaultDevice, FaultStats};
-pub use file::{canonical, FileDevice, OpenOptions};
+pub use file::{canonical, fs_free, FileDevice, OpenOptions};
 pub use flush::FlushStats;
 #[cfg(any(test, feature = "internals"))]
 pub use mem::MemDevice;
@@ -184,6 +184,19 @@ pub enum DevError {
         /// The path.
         path: PathBuf,
     },
+    /// The filesystem under a file device cannot give it the storage asked for.
+    #[error("cannot reserve {needed} bytes of storage for {device}: its filesystem has {free} bytes free ({source})")]
+    NoSpaceToReserve {
+        /// Device name.
+        device: String,
+        /// Bytes asked for (the ranges to allocate, counted whole).
+        needed: u64,
+        /// Bytes free on the filesystem (`statvfs`: blocks available to this process).
+        free: u64,
+        /// The OS error (ENOSPC, EDQUOT).
+        #[source]
+        source: io::Error,
+    },
     /// The simulated machine has crashed (fault device): no I/O reaches it.
     #[error("device crashed (simulated) after operation {after_op}")]
     Crashed {
@@ -254,6 +267,16 @@ pub trait Device: Send + Sync + fmt::Debug {
 
     /// Tell the device the range holds no data (best effort; a no-op where unsupported).
     fn discard(&self, offset: u64, len: u64) -> Result<(), DevError>;
+
+    /// Give the byte ranges `ranges` backing storage now, so that later
+    /// writes there cannot fail for want of space: a regular file's holes
+    /// are allocated (`fallocate`, mode 0). A no-op on devices that are not
+    /// sparse (block devices, memory) and on filesystems that cannot
+    /// allocate ahead (EOPNOTSUPP).
+    fn reserve(&self, ranges: &[std::ops::Range<u64>]) -> Result<(), DevError> {
+        let _ = ranges;
+        Ok(())
+    }
 
     /// Size in bytes.
     fn size(&self) -> u64 {

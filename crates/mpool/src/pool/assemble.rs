@@ -276,6 +276,34 @@ impl Pool {
         Ok(pool)
     }
 
+    /// Fail with [`PoolError::Busy`] if a process holds the pool on `paths`
+    /// open read-write or read-only (its lock on a member). Reads and writes
+    /// nothing: each device is opened read-only, only to try the exclusive
+    /// lock, and closed again. A path that no longer exists is skipped.
+    pub(crate) fn ensure_not_open(paths: &[PathBuf], name: &str, uuid: &str) -> Result<()> {
+        for p in paths {
+            let d = match open_file_dev(p, None, true, EngineChoice::Sync) {
+                Ok(d) => d,
+                Err(Error::Storage(crate::error::StorageError::Dev(
+                    crate::dev::DevError::NotFound { .. },
+                ))) => continue,
+                Err(e) => return Err(e),
+            };
+            match d.file().try_lock() {
+                Ok(()) => {}
+                Err(TryLockError::WouldBlock) => {
+                    return Err(PoolError::Busy {
+                        name: name.to_string(),
+                        pid: rundir::read_holder(uuid),
+                    }
+                    .into())
+                }
+                Err(TryLockError::Error(e)) => return Err(Error::file(p, e)),
+            }
+        }
+        Ok(())
+    }
+
     /// Open a pool on devices that are already open (see [`Pool::format_on`]).
     /// With the `internals` feature only.
     #[cfg(feature = "internals")]

@@ -110,6 +110,7 @@ fn format_pool(
     devs: &[(DeviceRef, MediaClass, u64)],
     owner: Owner,
     label: &str,
+    preallocate: bool,
 ) -> Result<()> {
     let members: Vec<Member> = devs
         .iter()
@@ -152,6 +153,7 @@ fn format_pool(
             mdc0_zone: base.mdc0.zone,
             mdc0_zones: base.mdc0.zones,
         },
+        preallocate,
     )?;
     for ((d, class, zone), m) in devs.iter().zip(&members).rev() {
         let s = Superblock {
@@ -230,6 +232,13 @@ impl Pool {
     /// before the failure cannot be taken back.) The name is checked and
     /// claimed under the run directory's name lock, so of concurrent
     /// creates (and activates, renames) of one name only one succeeds.
+    ///
+    /// On a regular file the superblock span and every zone of the pool
+    /// metadata are allocated before anything is written (all of the file
+    /// with [`CreateOptions::preallocate`]): a filesystem that cannot hold
+    /// them fails the create with the bytes needed (changing nothing, as
+    /// any other failure), and later metadata
+    /// writes never need space the filesystem may no longer have.
     pub fn create(name: &str, capacity: &DeviceSpec, opts: &CreateOptions) -> Result<Pool> {
         validate_name(name).map_err(PoolError::InvalidName)?;
         validate_label(&opts.label).map_err(Error::InvalidArgument)?;
@@ -353,7 +362,7 @@ impl Pool {
                 .map(|(d, _, c, z)| (d.clone() as DeviceRef, *c, *z))
                 .collect();
             undo.formatted = true;
-            format_pool(pool_uuid, name, &on, owner, &opts.label)?;
+            format_pool(pool_uuid, name, &on, owner, &opts.label, opts.preallocate)?;
             let file_paths: Vec<PathBuf> = devs
                 .iter()
                 .filter(|(d, ..)| d.info().kind == DeviceKind::File)
@@ -436,6 +445,7 @@ impl Pool {
                 mode: 0o600,
             },
             label,
+            false,
         )?;
         Ok(uuid)
     }
@@ -493,6 +503,8 @@ impl Pool {
             zone_size: spec.zone_size,
             size: d.size(),
         };
+        // Its superblock copies are rewritten by every update: never into a hole.
+        d.reserve(&[crate::catalog::superblock_span(d.sector())])?;
         if force {
             superblock::wipe_signatures(d.as_ref())?;
         }

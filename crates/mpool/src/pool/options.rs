@@ -80,6 +80,12 @@ pub struct CreateOptions {
     pub force: bool,
     /// Record the pool in the run directory so it opens by name (default true).
     pub activate: bool,
+    /// Allocate every member file whole at create (`fallocate`), so that
+    /// no write to the pool can fail because the filesystem under a sparse
+    /// file filled up. Without it, only the superblocks and the pool
+    /// metadata are allocated (always: the pool stays manageable, mblock
+    /// writes fail cleanly). Block devices need nothing.
+    pub preallocate: bool,
     /// Open options for the returned pool.
     pub open: OpenOptions,
 }
@@ -95,6 +101,7 @@ impl Default for CreateOptions {
             discard: false,
             force: false,
             activate: true,
+            preallocate: false,
             open: OpenOptions::default(),
         }
     }

@@ -87,6 +87,21 @@ pub struct DeviceProps {
     pub engine: String,
     /// Device UUID.
     pub uuid: String,
+    /// A file device: bytes its filesystem has allocated to it
+    /// (`st_blocks`); less than `size` for a sparse file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allocated: Option<u64>,
+    /// A file device: bytes free on its filesystem (`statvfs`, as this
+    /// process may use them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fs_free: Option<u64>,
+    /// A sparse file device whose filesystem cannot hold the free space of
+    /// its media class: the bytes missing (the class' free bytes, at most
+    /// the file's unallocated bytes, less `fs_free`). Writes of objects
+    /// may fail for want of space before the pool is full (the pool
+    /// metadata is allocated at create and keeps working).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sparse_shortfall: Option<u64>,
 }
 
 /// Names of the settable properties.
@@ -130,6 +145,16 @@ pub fn parse_mode(s: &str) -> Result<u32> {
         return Err(bad("octal permission bits, at most 7777"));
     }
     Ok(m)
+}
+
+/// A file's allocated bytes and the bytes free on its filesystem (each
+/// none when it cannot be read).
+fn file_space(path: &std::path::Path) -> (Option<u64>, Option<u64>) {
+    let allocated = std::fs::metadata(path).ok().map(|m| m.blocks() * 512);
+    let free = rustix::fs::statvfs(path)
+        .ok()
+        .map(|st| st.f_bavail.saturating_mul(st.f_frsize));
+    (allocated, free)
 }
 
 impl Pool {
@@ -196,10 +221,24 @@ impl Pool {
     /// Every property.
     pub fn props(&self) -> PoolProps {
         let sb = lock(&self.inner.sb).clone();
+        let classes = self.usage();
         let devices = lock(&self.inner.members)
             .iter()
             .map(|m| {
                 let i = m.dev.info();
+                let (allocated, fs_free) = match (&m.path, i.kind) {
+                    (Some(p), DeviceKind::File) => file_space(p),
+                    _ => (None, None),
+                };
+                let class_free = classes
+                    .iter()
+                    .find(|c| c.class == m.class)
+                    .map_or(0, |c| c.free);
+                let sparse_shortfall = allocated.zip(fs_free).and_then(|(a, f)| {
+                    let unallocated = i.size.saturating_sub(a);
+                    let short = class_free.min(unallocated).saturating_sub(f);
+                    (short > 0).then_some(short)
+                });
                 DeviceProps {
                     path: m
                         .path
@@ -212,6 +251,9 @@ impl Pool {
                     direct: i.direct,
                     engine: i.engine.to_string(),
                     uuid: m.dev_uuid.to_string(),
+                    allocated,
+                    fs_free,
+                    sparse_shortfall,
                 }
             })
             .collect();
@@ -229,7 +271,7 @@ impl Pool {
             ctime: sb.ctime,
             health: self.health(),
             objects: self.inner.pmd.as_ref().map(Catalog::count),
-            classes: self.usage(),
+            classes,
             devices,
         }
     }

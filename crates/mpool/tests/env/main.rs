@@ -8,6 +8,7 @@
 mod io_engine_choice;
 mod mblock_lifecycle;
 mod pool_add_staging;
+mod pool_create_reserve;
 
 /// Serializes the tests of this binary that set or read the environment.
 pub fn env_lock() -> std::sync::MutexGuard<'static, ()> {
