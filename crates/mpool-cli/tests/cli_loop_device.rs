@@ -1,7 +1,8 @@
 //! A pool on a real block device (a 128 MiB loop device): create, list,
 //! deactivate, scan (found through /sys/class/block, not the file list),
-//! activate, destroy, which gives the node back its owner and mode. Needs
-//! root and a loop device; skipped otherwise.
+//! activate, destroy, which gives the node back its owner and mode. Scans
+//! look at this test's loop device only (`MPOOL_SCAN_DEVICES`). Needs root
+//! and a loop device; skipped otherwise.
 
 mod common;
 use common::*;
@@ -50,14 +51,16 @@ fn pool_on_a_loop_device() {
         eprintln!("SKIPPED: needs root and a loop device");
         return;
     }
-    let sb = Sandbox::new();
+    let mut sb = Sandbox::new();
     sparse(sb.path("backing.img"), 128 << 20);
     let Some(lo) = attach(&sb.path("backing.img")) else {
         eprintln!("SKIPPED: needs root and a loop device (losetup failed)");
         return;
     };
     let dev = lo.dev.clone();
-    // A name no other test uses: scans see every block device on the machine.
+    // Scans look at this loop device and at no other block device.
+    sb.scan_devices = dev.clone();
+    // A name no other test uses, should the host have a pool of that name.
     let name = format!("loop-test-{}", std::process::id());
 
     // A node mode of the administrator's choosing, which `destroy` restores.

@@ -1,6 +1,8 @@
 //! Shared helpers of the `mpool` CLI tests: a sandbox whose run directory and
 //! device list live in a temporary directory, so tests never touch
-//! /run/mpool or /etc and run in parallel.
+//! /run/mpool or /etc and run in parallel, and whose scans look at no block
+//! device of the host (`MPOOL_SCAN_DEVICES=none`), so pools of other users
+//! of the machine are neither seen nor activated.
 
 #![allow(dead_code)]
 
@@ -28,9 +30,12 @@ impl Out {
     }
 }
 
-/// A temporary directory with its own MPOOL_RUNDIR and MPOOL_CONFIG.
+/// A temporary directory with its own MPOOL_RUNDIR and MPOOL_CONFIG, and
+/// MPOOL_SCAN_DEVICES (`none` unless a test gives it its own devices).
 pub struct Sandbox {
     pub dir: tempfile::TempDir,
+    /// The value of MPOOL_SCAN_DEVICES: the block devices scans look at.
+    pub scan_devices: String,
 }
 
 impl Default for Sandbox {
@@ -46,6 +51,7 @@ impl Sandbox {
                 .prefix("mpool-cli-test")
                 .tempdir()
                 .expect("tempdir"),
+            scan_devices: "none".to_string(),
         }
     }
 
@@ -72,6 +78,7 @@ impl Sandbox {
         let mut c = Command::new(env!("CARGO_BIN_EXE_mpool"));
         c.env("MPOOL_RUNDIR", self.rundir())
             .env("MPOOL_CONFIG", self.config())
+            .env("MPOOL_SCAN_DEVICES", &self.scan_devices)
             .env_remove("MPOOL_IO_ENGINE")
             .current_dir(self.dir.path());
         c
@@ -286,6 +293,7 @@ pub fn as_nobody(sb: &Sandbox, setpriv: &std::path::Path, args: &[&str]) -> Out 
         .args(args)
         .env("MPOOL_RUNDIR", sb.rundir())
         .env("MPOOL_CONFIG", sb.config())
+        .env("MPOOL_SCAN_DEVICES", &sb.scan_devices)
         .current_dir(sb.dir.path());
     output(&mut c)
 }
