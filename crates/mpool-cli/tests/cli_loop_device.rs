@@ -7,43 +7,6 @@
 mod common;
 use common::*;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::process::Command;
-
-/// Detaches the loop device and restores its node's owner and mode.
-struct Loop {
-    dev: String,
-    uid: u32,
-    gid: u32,
-    mode: u32,
-}
-
-impl Drop for Loop {
-    fn drop(&mut self) {
-        let _ = std::os::unix::fs::chown(&self.dev, Some(self.uid), Some(self.gid));
-        let _ = std::fs::set_permissions(&self.dev, std::fs::Permissions::from_mode(self.mode));
-        let _ = Command::new("losetup").args(["-d", &self.dev]).status();
-    }
-}
-
-fn attach(backing: &std::path::Path) -> Option<Loop> {
-    let o = Command::new(which("losetup")?)
-        .args(["--find", "--show"])
-        .arg(backing)
-        .output()
-        .ok()?;
-    if !o.status.success() {
-        eprintln!("losetup: {}", String::from_utf8_lossy(&o.stderr));
-        return None;
-    }
-    let dev = String::from_utf8_lossy(&o.stdout).trim().to_string();
-    let m = std::fs::metadata(&dev).ok()?;
-    Some(Loop {
-        dev,
-        uid: m.uid(),
-        gid: m.gid(),
-        mode: m.mode() & 0o7777,
-    })
-}
 
 #[test]
 fn pool_on_a_loop_device() {

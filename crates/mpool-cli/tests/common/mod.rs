@@ -308,3 +308,45 @@ pub fn flip(sb: &Sandbox, name: &str, offset: u64) {
         .unwrap();
     poke(sb.path(name), offset, &[b[0] ^ 0x40]);
 }
+
+/// Detaches the loop device and restores its node's owner and mode.
+pub struct Loop {
+    pub dev: String,
+    uid: u32,
+    gid: u32,
+    mode: u32,
+}
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let _ = std::os::unix::fs::chown(&self.dev, Some(self.uid), Some(self.gid));
+        let _ = std::fs::set_permissions(
+            &self.dev,
+            <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(self.mode),
+        );
+        let _ = std::process::Command::new("losetup")
+            .args(["-d", &self.dev])
+            .status();
+    }
+}
+
+/// Attach `backing` to a free loop device (`losetup --find --show`).
+pub fn attach(backing: &std::path::Path) -> Option<Loop> {
+    let o = std::process::Command::new(which("losetup")?)
+        .args(["--find", "--show"])
+        .arg(backing)
+        .output()
+        .ok()?;
+    if !o.status.success() {
+        eprintln!("losetup: {}", String::from_utf8_lossy(&o.stderr));
+        return None;
+    }
+    let dev = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    let m = std::fs::metadata(&dev).ok()?;
+    Some(Loop {
+        dev,
+        uid: m.uid(),
+        gid: m.gid(),
+        mode: m.mode() & 0o7777,
+    })
+}
