@@ -3,9 +3,10 @@
 //! The demo keeps everything in that directory (`./mpool-demo` unless
 //! `--dir`): the pool's two image files, and its own run directory and
 //! device list (`DIR/run`, `DIR/devices`: `MPOOL_RUNDIR` and `MPOOL_CONFIG`
-//! are set for the demo whatever the environment says), so it needs no
-//! root and writes nothing in `/run`, `/etc` or the home directory, even as
-//! root. At the end it destroys the pool and removes what it made, unless
+//! are set for the demo whatever the environment says, and
+//! `MPOOL_SCAN_DEVICES=none`: its scans look at its own files, never at a
+//! block device), so it needs no root and writes nothing in `/run`, `/etc`
+//! or the home directory, even as root. At the end it destroys the pool and removes what it made, unless
 //! `--keep`: then it prints how to look at the pool and how to remove it.
 
 use crate::fmt::human;
@@ -117,6 +118,8 @@ pub fn run(a: DemoArgs) -> Result<ExitCode> {
     // exists: every later lookup of the library reads these.
     std::env::set_var("MPOOL_RUNDIR", &at.rundir);
     std::env::set_var("MPOOL_CONFIG", &at.config);
+    // Its pool is on files: its scans need no block device of the machine.
+    std::env::set_var(scan::SCAN_DEVICES_VAR, "none");
     println!(
         "mpool demo in {} (its own run directory {} and device list {}; nothing is written elsewhere)",
         at.dir.display(),

@@ -1,48 +1,12 @@
 //! A pool on a real block device (a 128 MiB loop device): create, list,
 //! deactivate, scan (found through /sys/class/block, not the file list),
-//! activate, destroy, which gives the node back its owner and mode. Needs
-//! root and a loop device; skipped otherwise.
+//! activate, destroy, which gives the node back its owner and mode. Scans
+//! look at this test's loop device only (`MPOOL_SCAN_DEVICES`). Needs root
+//! and a loop device; skipped otherwise.
 
 mod common;
 use common::*;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::process::Command;
-
-/// Detaches the loop device and restores its node's owner and mode.
-struct Loop {
-    dev: String,
-    uid: u32,
-    gid: u32,
-    mode: u32,
-}
-
-impl Drop for Loop {
-    fn drop(&mut self) {
-        let _ = std::os::unix::fs::chown(&self.dev, Some(self.uid), Some(self.gid));
-        let _ = std::fs::set_permissions(&self.dev, std::fs::Permissions::from_mode(self.mode));
-        let _ = Command::new("losetup").args(["-d", &self.dev]).status();
-    }
-}
-
-fn attach(backing: &std::path::Path) -> Option<Loop> {
-    let o = Command::new(which("losetup")?)
-        .args(["--find", "--show"])
-        .arg(backing)
-        .output()
-        .ok()?;
-    if !o.status.success() {
-        eprintln!("losetup: {}", String::from_utf8_lossy(&o.stderr));
-        return None;
-    }
-    let dev = String::from_utf8_lossy(&o.stdout).trim().to_string();
-    let m = std::fs::metadata(&dev).ok()?;
-    Some(Loop {
-        dev,
-        uid: m.uid(),
-        gid: m.gid(),
-        mode: m.mode() & 0o7777,
-    })
-}
 
 #[test]
 fn pool_on_a_loop_device() {
@@ -50,14 +14,16 @@ fn pool_on_a_loop_device() {
         eprintln!("SKIPPED: needs root and a loop device");
         return;
     }
-    let sb = Sandbox::new();
+    let mut sb = Sandbox::new();
     sparse(sb.path("backing.img"), 128 << 20);
     let Some(lo) = attach(&sb.path("backing.img")) else {
         eprintln!("SKIPPED: needs root and a loop device (losetup failed)");
         return;
     };
     let dev = lo.dev.clone();
-    // A name no other test uses: scans see every block device on the machine.
+    // Scans look at this loop device and at no other block device.
+    sb.scan_devices = dev.clone();
+    // A name no other test uses, should the host have a pool of that name.
     let name = format!("loop-test-{}", std::process::id());
 
     // A node mode of the administrator's choosing, which `destroy` restores.

@@ -30,6 +30,7 @@
 //! // device files; keep this program's to itself.
 //! std::env::set_var("MPOOL_RUNDIR", dir.join("run"));
 //! std::env::set_var("MPOOL_CONFIG", dir.join("devices"));
+//! std::env::set_var("MPOOL_SCAN_DEVICES", "none"); // no block device of the machine
 //!
 //! // A pool on a 64 MiB file, with 1 MiB mblocks.
 //! let spec = DeviceSpec {

@@ -36,6 +36,7 @@ fn on_a_terminal(sb: &Sandbox, args: &str, answer: &str) -> Option<Out> {
         .args(["-qec", &cmd, "/dev/null"])
         .env("MPOOL_RUNDIR", sb.rundir())
         .env("MPOOL_CONFIG", sb.config())
+        .env("MPOOL_SCAN_DEVICES", &sb.scan_devices)
         .env_remove("MPOOL_IO_ENGINE")
         .current_dir(sb.dir.path())
         .stdin(Stdio::piped())

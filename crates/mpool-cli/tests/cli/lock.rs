@@ -2,11 +2,12 @@
 //! CLI writers are refused with "is open by process <our pid>" and change
 //! nothing, while list/get (which inspect without locking) still work.
 //!
-//! One test in this file: it sets MPOOL_RUNDIR/MPOOL_CONFIG for the whole
-//! test process so the library resolves the sandbox's pool. It is the only
-//! test of the `cli` binary that uses the library's run directory in this
-//! process; every `mpool` child of every test gets both variables from
-//! `Sandbox::cmd` explicitly, so the tests running beside it are unaffected.
+//! One test in this file: it sets MPOOL_RUNDIR/MPOOL_CONFIG (and
+//! MPOOL_SCAN_DEVICES) for the whole test process so the library resolves
+//! the sandbox's pool. It is the only test of the `cli` binary that uses the
+//! library's run directory in this process; every `mpool` child of every
+//! test gets all three variables from `Sandbox::cmd` explicitly, so the
+//! tests running beside it are unaffected.
 
 use crate::common;
 use common::*;
@@ -17,6 +18,7 @@ fn second_writer_is_refused() {
     sb.create_with_staging("locked", "cap.img", "stg.img");
     std::env::set_var("MPOOL_RUNDIR", sb.rundir());
     std::env::set_var("MPOOL_CONFIG", sb.config());
+    std::env::set_var("MPOOL_SCAN_DEVICES", &sb.scan_devices);
 
     let pool = mpool::Pool::open("locked", &mpool::OpenOptions::default()).expect("open");
     assert_eq!(pool.name(), "locked");

@@ -1,6 +1,8 @@
 //! Shared helpers of the `mpool` CLI tests: a sandbox whose run directory and
 //! device list live in a temporary directory, so tests never touch
-//! /run/mpool or /etc and run in parallel.
+//! /run/mpool or /etc and run in parallel, and whose scans look at no block
+//! device of the host (`MPOOL_SCAN_DEVICES=none`), so pools of other users
+//! of the machine are neither seen nor activated.
 
 #![allow(dead_code)]
 
@@ -28,9 +30,12 @@ impl Out {
     }
 }
 
-/// A temporary directory with its own MPOOL_RUNDIR and MPOOL_CONFIG.
+/// A temporary directory with its own MPOOL_RUNDIR and MPOOL_CONFIG, and
+/// MPOOL_SCAN_DEVICES (`none` unless a test gives it its own devices).
 pub struct Sandbox {
     pub dir: tempfile::TempDir,
+    /// The value of MPOOL_SCAN_DEVICES: the block devices scans look at.
+    pub scan_devices: String,
 }
 
 impl Default for Sandbox {
@@ -46,6 +51,7 @@ impl Sandbox {
                 .prefix("mpool-cli-test")
                 .tempdir()
                 .expect("tempdir"),
+            scan_devices: "none".to_string(),
         }
     }
 
@@ -72,6 +78,7 @@ impl Sandbox {
         let mut c = Command::new(env!("CARGO_BIN_EXE_mpool"));
         c.env("MPOOL_RUNDIR", self.rundir())
             .env("MPOOL_CONFIG", self.config())
+            .env("MPOOL_SCAN_DEVICES", &self.scan_devices)
             .env_remove("MPOOL_IO_ENGINE")
             .current_dir(self.dir.path());
         c
@@ -286,6 +293,7 @@ pub fn as_nobody(sb: &Sandbox, setpriv: &std::path::Path, args: &[&str]) -> Out 
         .args(args)
         .env("MPOOL_RUNDIR", sb.rundir())
         .env("MPOOL_CONFIG", sb.config())
+        .env("MPOOL_SCAN_DEVICES", &sb.scan_devices)
         .current_dir(sb.dir.path());
     output(&mut c)
 }
@@ -299,4 +307,46 @@ pub fn flip(sb: &Sandbox, name: &str, offset: u64) {
         .read_exact_at(&mut b, offset)
         .unwrap();
     poke(sb.path(name), offset, &[b[0] ^ 0x40]);
+}
+
+/// Detaches the loop device and restores its node's owner and mode.
+pub struct Loop {
+    pub dev: String,
+    uid: u32,
+    gid: u32,
+    mode: u32,
+}
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let _ = std::os::unix::fs::chown(&self.dev, Some(self.uid), Some(self.gid));
+        let _ = std::fs::set_permissions(
+            &self.dev,
+            <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(self.mode),
+        );
+        let _ = std::process::Command::new("losetup")
+            .args(["-d", &self.dev])
+            .status();
+    }
+}
+
+/// Attach `backing` to a free loop device (`losetup --find --show`).
+pub fn attach(backing: &std::path::Path) -> Option<Loop> {
+    let o = std::process::Command::new(which("losetup")?)
+        .args(["--find", "--show"])
+        .arg(backing)
+        .output()
+        .ok()?;
+    if !o.status.success() {
+        eprintln!("losetup: {}", String::from_utf8_lossy(&o.stderr));
+        return None;
+    }
+    let dev = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    let m = std::fs::metadata(&dev).ok()?;
+    Some(Loop {
+        dev,
+        uid: m.uid(),
+        gid: m.gid(),
+        mode: m.mode() & 0o7777,
+    })
 }

@@ -1,4 +1,9 @@
 //! Finding pools: read superblocks from block devices and known files.
+//!
+//! The block devices are those of `/sys/class/block`, narrowed by
+//! `$MPOOL_SCAN_DEVICES` ([`ScanDevices`]): `none` for none, or
+//! `:`-separated devices and path prefixes. Tests and tools set it so they
+//! never see, let alone activate, pools of other users of the machine.
 
 use super::rundir;
 use crate::dev::{DevError, FileDevice, OpenOptions};
@@ -99,10 +104,100 @@ impl ScannedPool {
     }
 }
 
-/// Block devices listed in /sys/class/block with a non-zero size.
-pub fn block_devices() -> Vec<PathBuf> {
+/// The variable that restricts which block devices [`scan`] looks at.
+pub const SCAN_DEVICES_VAR: &str = "MPOOL_SCAN_DEVICES";
+
+/// Which block devices a scan looks at, from `$MPOOL_SCAN_DEVICES`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScanDevices {
+    /// Every block device (the variable unset or empty).
+    All,
+    /// No block device (`none`); paths named and the device list still are.
+    None,
+    /// Only these entries (`:`-separated absolute paths): an entry that is
+    /// a block device (or a link to one, as in `/dev/disk/by-id/`) names
+    /// that device only; any other entry is a prefix of device paths
+    /// (`/dev/loop` for every loop device).
+    Only(Vec<PathBuf>),
+}
+
+impl ScanDevices {
+    /// Parse a value of `$MPOOL_SCAN_DEVICES`: unset or empty for every
+    /// block device, `none` for none, else `:`-separated absolute paths
+    /// (empty entries ignored).
+    pub fn parse(value: Option<&std::ffi::OsStr>) -> Result<Self> {
+        use std::os::unix::ffi::OsStrExt;
+        let Some(v) = value.filter(|v| !v.as_bytes().iter().all(u8::is_ascii_whitespace)) else {
+            return Ok(Self::All);
+        };
+        if v.as_bytes().trim_ascii() == b"none" {
+            return Ok(Self::None);
+        }
+        let mut out = Vec::new();
+        for e in v.as_bytes().split(|b| *b == b':') {
+            if e.is_empty() {
+                continue;
+            }
+            let p = PathBuf::from(std::ffi::OsStr::from_bytes(e));
+            if !p.is_absolute() {
+                return Err(crate::error::Error::InvalidArgument(format!(
+                    "{SCAN_DEVICES_VAR}: '{}' is not an absolute path (give ':'-separated \
+                     device paths or prefixes such as /dev/loop, or 'none')",
+                    p.display()
+                )));
+            }
+            out.push(p);
+        }
+        Ok(if out.is_empty() {
+            Self::All
+        } else {
+            Self::Only(out)
+        })
+    }
+
+    /// From the environment.
+    pub fn from_env() -> Result<Self> {
+        Self::parse(std::env::var_os(SCAN_DEVICES_VAR).as_deref())
+    }
+
+    /// Whether the block device `dev` (a `/dev/NAME` path) is looked at.
+    /// `resolve` gives what an entry names when it is a block device (its
+    /// canonical path), `None` otherwise (then the entry is a prefix).
+    pub fn wants(&self, dev: &Path, resolve: impl Fn(&Path) -> Option<PathBuf>) -> bool {
+        use std::os::unix::ffi::OsStrExt;
+        match self {
+            Self::All => true,
+            Self::None => false,
+            Self::Only(entries) => entries.iter().any(|e| match resolve(e) {
+                Some(target) => target == dev || resolve(dev).is_some_and(|d| d == target),
+                None => dev
+                    .as_os_str()
+                    .as_bytes()
+                    .starts_with(e.as_os_str().as_bytes()),
+            }),
+        }
+    }
+}
+
+/// The canonical path of `p` if it is a block device.
+fn block_device_target(p: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::FileTypeExt;
+    let c = std::fs::canonicalize(p).ok()?;
+    std::fs::metadata(&c)
+        .ok()
+        .filter(|m| m.file_type().is_block_device())
+        .map(|_| c)
+}
+
+/// Block devices listed in /sys/class/block with a non-zero size, as far
+/// as `$MPOOL_SCAN_DEVICES` lets a scan look at them ([`ScanDevices`]).
+pub fn block_devices() -> Result<Vec<PathBuf>> {
+    let filter = ScanDevices::from_env()?;
+    if filter == ScanDevices::None {
+        return Ok(Vec::new());
+    }
     let Ok(rd) = std::fs::read_dir("/sys/class/block") else {
-        return Vec::new();
+        return Ok(Vec::new());
     };
     let mut out: Vec<PathBuf> = rd
         .flatten()
@@ -114,12 +209,14 @@ pub fn block_devices() -> Vec<PathBuf> {
         })
         .map(|e| Path::new("/dev").join(e.file_name()))
         .filter(|p| p.exists())
+        .filter(|p| filter.wants(p, block_device_target))
         .collect();
     out.sort();
-    out
+    Ok(out)
 }
 
-/// Scan block devices, `extra` paths and the configured device list.
+/// Scan block devices (those `$MPOOL_SCAN_DEVICES` allows), `extra` paths
+/// and the configured device list.
 pub fn scan(extra: &[PathBuf]) -> Result<ScanReport> {
     let mut rep = ScanReport::default();
     let mut seen = std::collections::HashSet::new();
@@ -127,7 +224,7 @@ pub fn scan(extra: &[PathBuf]) -> Result<ScanReport> {
     for p in extra.iter().cloned().chain(rundir::known_paths()?) {
         cands.push((p, true));
     }
-    for p in block_devices() {
+    for p in block_devices()? {
         cands.push((p, false));
     }
     let active = rundir::list_active()?;
@@ -245,4 +342,73 @@ pub fn scan(extra: &[PathBuf]) -> Result<ScanReport> {
     rep.pools = pools.into_values().collect();
     rep.pools.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(rep)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ScanDevices;
+    use std::ffi::OsStr;
+    use std::path::{Path, PathBuf};
+
+    fn parse(v: &str) -> ScanDevices {
+        ScanDevices::parse(Some(OsStr::new(v))).unwrap()
+    }
+
+    #[test]
+    fn scan_devices_parsing() {
+        assert_eq!(ScanDevices::parse(None).unwrap(), ScanDevices::All);
+        assert_eq!(parse(""), ScanDevices::All);
+        assert_eq!(parse("  "), ScanDevices::All);
+        assert_eq!(parse(":"), ScanDevices::All);
+        assert_eq!(parse("none"), ScanDevices::None);
+        assert_eq!(parse(" none\n"), ScanDevices::None);
+        assert_eq!(
+            parse("/dev/loop3"),
+            ScanDevices::Only(vec![PathBuf::from("/dev/loop3")])
+        );
+        assert_eq!(
+            parse("/dev/loop3::/dev/nvme0:"),
+            ScanDevices::Only(vec![
+                PathBuf::from("/dev/loop3"),
+                PathBuf::from("/dev/nvme0")
+            ])
+        );
+        // Relative entries (and misspelt keywords) are refused, naming the variable.
+        for bad in ["None", "loop0", "/dev/sda:sdb", "all"] {
+            let e = ScanDevices::parse(Some(OsStr::new(bad))).unwrap_err();
+            assert!(e.to_string().contains("MPOOL_SCAN_DEVICES"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn scan_devices_matching() {
+        // Pretend /dev/loop1 and /dev/disk/by-id/x (a link to /dev/sdb) are
+        // block devices; everything else is not.
+        let resolve = |p: &Path| -> Option<PathBuf> {
+            match p.to_str()? {
+                "/dev/loop1" | "/dev/loop10" | "/dev/sdb" => Some(p.to_path_buf()),
+                "/dev/disk/by-id/x" => Some(PathBuf::from("/dev/sdb")),
+                _ => None,
+            }
+        };
+        let wants = |f: &ScanDevices, d: &str| f.wants(Path::new(d), resolve);
+        assert!(wants(&ScanDevices::All, "/dev/sda"));
+        assert!(!wants(&ScanDevices::None, "/dev/loop1"));
+        // A device names itself only: /dev/loop1 is not a prefix of /dev/loop10.
+        let one = parse("/dev/loop1");
+        assert!(wants(&one, "/dev/loop1"));
+        assert!(!wants(&one, "/dev/loop10"));
+        assert!(!wants(&one, "/dev/sda"));
+        // A link names its target.
+        let link = parse("/dev/disk/by-id/x");
+        assert!(wants(&link, "/dev/sdb"));
+        assert!(!wants(&link, "/dev/sda"));
+        // Anything else is a prefix.
+        let loops = parse("/dev/loop:/dev/nvme0");
+        assert!(wants(&loops, "/dev/loop1"));
+        assert!(wants(&loops, "/dev/loop10"));
+        assert!(wants(&loops, "/dev/nvme0n1p2"));
+        assert!(!wants(&loops, "/dev/nvme1n1"));
+        assert!(!wants(&loops, "/dev/sda"));
+    }
 }
