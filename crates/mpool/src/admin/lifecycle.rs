@@ -230,7 +230,7 @@ pub fn destroy(name_or_uuid: &str) -> Result<DestroyPlan> {
     Ok(plan)
 }
 
-/// What [`forget`] took out of the device list and the run directory.
+/// What [`forget_paths`] or [`forget_pool`] took out of the device list and the run directory.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Forgotten {
     /// Paths removed from the device list.
