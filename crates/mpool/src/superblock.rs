@@ -5,6 +5,7 @@ use crate::dev::{DevError, Device};
 use crate::error::{Error, PoolError};
 use crate::format::superblock::{Superblock, SuperblockError, SB_OFFSETS, SB_SIZE, SECTOR_MAX};
 use std::fmt;
+use std::path::Path;
 
 /// What reading a device's two superblock copies found.
 #[derive(Debug, Clone)]
@@ -168,6 +169,15 @@ pub enum Signature {
     Swap,
     /// A partition table (MBR or GPT).
     PartitionTable,
+    /// A signature mpool's own probes do not know, recognised by libblkid
+    /// (LUKS, mdraid, ZFS, bcache, other filesystems and tables…).
+    Blkid {
+        /// libblkid's `TYPE` (`crypto_LUKS`, `linux_raid_member`,
+        /// `zfs_member`, `bcache`…) or `PTTYPE` (`dos`, `gpt`…).
+        kind: String,
+        /// True when `kind` is a partition table type.
+        partition_table: bool,
+    },
 }
 
 impl fmt::Display for Signature {
@@ -181,6 +191,14 @@ impl fmt::Display for Signature {
             Signature::Lvm => f.write_str("an LVM physical volume"),
             Signature::Swap => f.write_str("a swap area"),
             Signature::PartitionTable => f.write_str("a partition table"),
+            Signature::Blkid {
+                kind,
+                partition_table: false,
+            } => write!(f, "a {kind} signature (found by libblkid)"),
+            Signature::Blkid {
+                kind,
+                partition_table: true,
+            } => write!(f, "a {kind} partition table (found by libblkid)"),
         }
     }
 }
@@ -208,6 +226,31 @@ pub fn probe(dev: &dyn Device) -> Result<Option<Signature>, DevError> {
     let mut b = dev.alloc_buf(n);
     dev.read_at(0, &mut b)?;
     Ok(probe_bytes(&b[..n]))
+}
+
+/// [`probe`], then, when mpool's own probes find nothing, libblkid on
+/// `path` (the device `dev` was opened from): every signature util-linux
+/// recognises. libblkid's `mpool` type is not counted (mpool's own probe,
+/// which runs first, already tells a member of a pool). Without libblkid
+/// (not installed, or `MPOOL_NO_LIBBLKID` set) this is [`probe`] alone,
+/// after one warning; a device libblkid cannot read is warned about and
+/// judged by [`probe`] alone too.
+pub fn probe_with_blkid(dev: &dyn Device, path: &Path) -> Result<Option<Signature>, DevError> {
+    if let Some(sig) = probe(dev)? {
+        return Ok(Some(sig));
+    }
+    match crate::blkid::probe_path(path) {
+        Ok(Some(found)) if found.kind == "mpool" => Ok(None),
+        Ok(Some(found)) => Ok(Some(Signature::Blkid {
+            kind: found.kind,
+            partition_table: found.partition_table,
+        })),
+        Ok(None) | Err(crate::blkid::Unavailable::NotLoaded) => Ok(None),
+        Err(crate::blkid::Unavailable::Failed(why)) => {
+            tracing::warn!("{why}: only mpool's built-in signature probes were run");
+            Ok(None)
+        }
+    }
 }
 
 /// Zero the area `probe` examines (the first 128 KiB), so that no foreign

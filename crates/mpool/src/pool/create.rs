@@ -18,7 +18,7 @@ use crate::format::superblock::{
 use crate::io::EngineChoice;
 use crate::superblock::{self, Signature};
 use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -187,7 +187,7 @@ fn vet_device(
         }
         .into());
     }
-    if let Some(sig) = superblock::probe(dev)? {
+    if let Some(sig) = superblock::probe_with_blkid(dev, Path::new(path))? {
         if let Signature::Mpool { name, uuid } = &sig {
             if let Some(a) = rundir::find_active(&uuid.to_string())? {
                 return Err(PoolError::InOtherPool {
