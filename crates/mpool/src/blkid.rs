@@ -28,6 +28,9 @@ const SONAME: &str = "libblkid.so.1";
 // From <blkid/blkid.h>: superblock chain flags (stable ABI since 2.15).
 const BLKID_SUBLKS_TYPE: c_int = 1 << 5;
 const BLKID_SUBLKS_USAGE: c_int = 1 << 7;
+const BLKID_SUBLKS_MAGIC: c_int = 1 << 9;
+// Partition chain flags.
+const BLKID_PARTS_MAGIC: c_int = 1 << 3;
 
 /// `blkid_probe` is an opaque pointer.
 type RawProbe = *mut c_void;
@@ -38,6 +41,8 @@ struct Api {
     enable_superblocks: unsafe extern "C" fn(RawProbe, c_int) -> c_int,
     set_superblocks_flags: unsafe extern "C" fn(RawProbe, c_int) -> c_int,
     enable_partitions: unsafe extern "C" fn(RawProbe, c_int) -> c_int,
+    set_partitions_flags: unsafe extern "C" fn(RawProbe, c_int) -> c_int,
+    do_probe: unsafe extern "C" fn(RawProbe) -> c_int,
     do_safeprobe: unsafe extern "C" fn(RawProbe) -> c_int,
     lookup_value:
         unsafe extern "C" fn(RawProbe, *const c_char, *mut *const c_char, *mut usize) -> c_int,
@@ -92,6 +97,8 @@ fn load() -> Result<Api, String> {
         enable_superblocks: sym!("blkid_probe_enable_superblocks"),
         set_superblocks_flags: sym!("blkid_probe_set_superblocks_flags"),
         enable_partitions: sym!("blkid_probe_enable_partitions"),
+        set_partitions_flags: sym!("blkid_probe_set_partitions_flags"),
+        do_probe: sym!("blkid_do_probe"),
         do_safeprobe: sym!("blkid_do_safeprobe"),
         lookup_value: sym!("blkid_probe_lookup_value"),
         free_probe: sym!("blkid_free_probe"),
@@ -146,22 +153,69 @@ impl Drop for Probe<'_> {
 }
 
 impl Probe<'_> {
-    /// The value of `name` from the last probe, if it was found.
-    fn value(&self, name: &CStr) -> Option<String> {
+    /// Open a probe of `path` with the superblock and partition chains on,
+    /// each with `flags`.
+    fn new<'a>(
+        api: &'a Api,
+        path: &Path,
+        sb_flags: c_int,
+        pt_flags: c_int,
+    ) -> Result<Probe<'a>, Unavailable> {
+        let c = CString::new(path.as_os_str().as_bytes())
+            .map_err(|_| Unavailable::Failed("path holds a NUL byte".into()))?;
+        // SAFETY: `c` is a NUL-terminated path; libblkid opens it read-only
+        // and returns a new probe or null.
+        let raw = unsafe { (api.new_probe_from_filename)(c.as_ptr()) };
+        if raw.is_null() {
+            return Err(Unavailable::Failed(format!(
+                "libblkid could not open {}: {}",
+                path.display(),
+                std::io::Error::last_os_error()
+            )));
+        }
+        let p = Probe { api, raw };
+        // SAFETY: `p.raw` is a live probe for the four calls; the flags are
+        // the documented BLKID_SUBLKS_* and BLKID_PARTS_* bits.
+        let setup = unsafe {
+            [
+                (api.enable_superblocks)(p.raw, 1),
+                (api.set_superblocks_flags)(p.raw, sb_flags),
+                (api.enable_partitions)(p.raw, 1),
+                (api.set_partitions_flags)(p.raw, pt_flags),
+            ]
+        };
+        if setup.iter().any(|&rc| rc != 0) {
+            return Err(Unavailable::Failed(format!(
+                "libblkid could not set up a probe of {}",
+                path.display()
+            )));
+        }
+        Ok(p)
+    }
+
+    /// The raw bytes of value `name` from the last probe, if it was found
+    /// (a string's bytes include its NUL).
+    fn raw_value(&self, name: &CStr) -> Option<Vec<u8>> {
         let mut data: *const c_char = std::ptr::null();
         let mut len: usize = 0;
         // SAFETY: `raw` is a live probe; `name` is NUL-terminated; `data`
-        // and `len` are valid out-pointers. On success libblkid points
-        // `data` at a NUL-terminated string owned by the probe, which we
-        // copy before the probe is freed.
+        // and `len` are valid out-pointers.
         let rc = unsafe { (self.api.lookup_value)(self.raw, name.as_ptr(), &mut data, &mut len) };
         if rc != 0 || data.is_null() {
             return None;
         }
-        // SAFETY: checked non-null above; libblkid's values end in NUL and
-        // live as long as the probe, which outlives this borrow.
-        let s = unsafe { CStr::from_ptr(data) };
-        Some(s.to_string_lossy().into_owned())
+        // SAFETY: on success libblkid points `data` at `len` bytes owned by
+        // the probe, valid until the next probe call or the probe's free;
+        // they are copied here, while `self` is borrowed.
+        let b = unsafe { std::slice::from_raw_parts(data.cast::<u8>(), len) };
+        Some(b.to_vec())
+    }
+
+    /// The string value `name` from the last probe, if it was found.
+    fn value(&self, name: &CStr) -> Option<String> {
+        let b = self.raw_value(name)?;
+        let b = b.split(|&c| c == 0).next().unwrap_or(&[]);
+        Some(String::from_utf8_lossy(b).into_owned())
     }
 }
 
@@ -171,34 +225,7 @@ impl Probe<'_> {
 /// reported as such, since any of them makes the device not blank.
 pub fn probe_path(path: &Path) -> Result<Option<Found>, Unavailable> {
     let api = api().ok_or(Unavailable::NotLoaded)?;
-    let c = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| Unavailable::Failed("path holds a NUL byte".into()))?;
-    // SAFETY: `c` is a NUL-terminated path; libblkid opens it read-only and
-    // returns a new probe or null.
-    let raw = unsafe { (api.new_probe_from_filename)(c.as_ptr()) };
-    if raw.is_null() {
-        return Err(Unavailable::Failed(format!(
-            "libblkid could not open {}: {}",
-            path.display(),
-            std::io::Error::last_os_error()
-        )));
-    }
-    let p = Probe { api, raw };
-    // SAFETY: `p.raw` is a live probe for the three calls; the flags are
-    // the documented BLKID_SUBLKS_* bits.
-    let setup = unsafe {
-        [
-            (api.enable_superblocks)(p.raw, 1),
-            (api.set_superblocks_flags)(p.raw, BLKID_SUBLKS_TYPE | BLKID_SUBLKS_USAGE),
-            (api.enable_partitions)(p.raw, 1),
-        ]
-    };
-    if setup.iter().any(|&rc| rc != 0) {
-        return Err(Unavailable::Failed(format!(
-            "libblkid could not set up a probe of {}",
-            path.display()
-        )));
-    }
+    let p = Probe::new(api, path, BLKID_SUBLKS_TYPE | BLKID_SUBLKS_USAGE, 0)?;
     // SAFETY: `p.raw` is a live, set-up probe.
     let rc = unsafe { (api.do_safeprobe)(p.raw) };
     match rc {
@@ -230,6 +257,55 @@ pub fn probe_path(path: &Path) -> Result<Option<Found>, Unavailable> {
         }));
     }
     Ok(None)
+}
+
+/// Where a signature's magic bytes lie on a device.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Magic {
+    /// `TYPE` or `PTTYPE`.
+    pub kind: String,
+    /// Byte offset of the magic.
+    pub offset: u64,
+    /// Its length.
+    pub len: usize,
+}
+
+/// Every signature's magic on `path` (as `wipefs` lists them: each
+/// superblock and partition table libblkid finds, in turn), so that a forced
+/// `create` can erase them wherever they are (an mdraid 0.90/1.0 or ZFS
+/// label near the end of a device, outside the area mpool zeroes).
+pub fn magics(path: &Path) -> Result<Vec<Magic>, Unavailable> {
+    let api = api().ok_or(Unavailable::NotLoaded)?;
+    let p = Probe::new(
+        api,
+        path,
+        BLKID_SUBLKS_TYPE | BLKID_SUBLKS_MAGIC,
+        BLKID_PARTS_MAGIC,
+    )?;
+    let mut out = Vec::new();
+    // A bound on the walk, in case a library misbehaves.
+    for _ in 0..64 {
+        // SAFETY: `p.raw` is a live, set-up probe; each call moves to the
+        // next signature and replaces the values looked up below.
+        if unsafe { (api.do_probe)(p.raw) } != 0 {
+            break;
+        }
+        for (off_name, magic_name, type_name) in [
+            (c"SBMAGIC_OFFSET", c"SBMAGIC", c"TYPE"),
+            (c"PTMAGIC_OFFSET", c"PTMAGIC", c"PTTYPE"),
+        ] {
+            let offset = p.value(off_name).and_then(|s| s.trim().parse::<u64>().ok());
+            let len = p.raw_value(magic_name).map(|m| m.len());
+            if let (Some(offset), Some(len)) = (offset, len) {
+                out.push(Magic {
+                    kind: p.value(type_name).unwrap_or_default(),
+                    offset,
+                    len,
+                });
+            }
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

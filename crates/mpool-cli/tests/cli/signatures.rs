@@ -165,10 +165,13 @@ fn bcache_by_hand(path: &std::path::Path) {
     );
 }
 
-/// An mdraid 1.2 superblock (4 KiB in) of a two-disk RAID1, with its checksum.
-fn mdraid12_by_hand(path: &std::path::Path) {
+/// An mdraid 1.x superblock of a two-disk RAID1, with its checksum: 1.2
+/// (`at_end` false) 4 KiB in, 1.0 (`at_end` true) 8 to 12 KiB before the
+/// end of the device.
+fn mdraid1_by_hand(path: &std::path::Path, at_end: bool) {
     let size: u64 = 64 << 20;
     sparse(path, size);
+    let sector = if at_end { ((size >> 9) - 16) & !7 } else { 8 };
     let max_dev = 2u32;
     let mut sb = vec![0u8; 256 + 2 * max_dev as usize];
     let put32 =
@@ -182,9 +185,9 @@ fn mdraid12_by_hand(path: &std::path::Path) {
     put32(&mut sb, 72, 1); // level
     put64(&mut sb, 80, (size >> 9) - 2048); // size (sectors)
     put32(&mut sb, 92, 2); // raid_disks
-    put64(&mut sb, 128, 2048); // data_offset
+    put64(&mut sb, 128, if at_end { 0 } else { 2048 }); // data_offset
     put64(&mut sb, 136, (size >> 9) - 2048); // data_size
-    put64(&mut sb, 144, 8); // super_offset: 4 KiB, version 1.2
+    put64(&mut sb, 144, sector); // super_offset
     put32(&mut sb, 220, max_dev);
     // sb_csum (at 216, zero while summed): 32-bit words added in 64 bits,
     // folded.
@@ -194,7 +197,7 @@ fn mdraid12_by_hand(path: &std::path::Path) {
         .sum();
     let csum = ((sum & 0xffff_ffff) + (sum >> 32)) as u32;
     put32(&mut sb, 216, csum);
-    poke(path, 4096, &sb);
+    poke(path, sector << 9, &sb);
 }
 
 const LUKS: &str = "a crypto_LUKS signature (found by libblkid)";
@@ -242,7 +245,7 @@ fn luks_made_by_cryptsetup() {
 fn mdraid_superblock() {
     let sb = Sandbox::new();
     let path = sb.path("md.img");
-    mdraid12_by_hand(&path);
+    mdraid1_by_hand(&path, false);
     if !blkid_confirms(&path, "linux_raid_member", "mdraid_superblock") {
         return;
     }
@@ -252,6 +255,30 @@ fn mdraid_superblock() {
         "a linux_raid_member signature (found by libblkid)",
         &[],
     );
+}
+
+#[test]
+fn mdraid_superblock_at_the_end_is_wiped_by_a_forced_create() {
+    // Version 1.0 lives near the end of the device, far past the 128 KiB
+    // mpool zeroes: a forced create erases its magic through libblkid, so
+    // that after destroy a plain create finds the device blank.
+    let sb = Sandbox::new();
+    let path = sb.path("md10.img");
+    mdraid1_by_hand(&path, true);
+    if !blkid_confirms(
+        &path,
+        "linux_raid_member",
+        "mdraid_superblock_at_the_end_is_wiped_by_a_forced_create",
+    ) {
+        return;
+    }
+    refuse_then_force(
+        &sb,
+        "md10.img",
+        "a linux_raid_member signature (found by libblkid)",
+        &[],
+    );
+    assert_eq!(blkid_type(&path), None);
 }
 
 #[test]

@@ -344,8 +344,8 @@ impl Pool {
                 }
             }
             if opts.force {
-                for (d, _, _, _) in &devs {
-                    superblock::wipe_signatures(d.as_ref())?;
+                for (d, p, _, _) in &devs {
+                    superblock::wipe_signatures(d.as_ref(), p)?;
                 }
             }
             let on: Vec<(DeviceRef, MediaClass, u64)> = devs
@@ -494,7 +494,7 @@ impl Pool {
             size: d.size(),
         };
         if force {
-            superblock::wipe_signatures(d.as_ref())?;
+            superblock::wipe_signatures(d.as_ref(), &spec.path)?;
         }
         // The new device gets its superblock first; the others then list it.
         let mut news = sb0.clone();
