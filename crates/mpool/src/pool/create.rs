@@ -18,7 +18,7 @@ use crate::format::superblock::{
 use crate::io::EngineChoice;
 use crate::superblock::{self, Signature};
 use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -189,7 +189,7 @@ fn vet_device(
         }
         .into());
     }
-    if let Some(sig) = superblock::probe(dev)? {
+    if let Some(sig) = superblock::probe_with_blkid(dev, Path::new(path))? {
         if let Signature::Mpool { name, uuid } = &sig {
             if let Some(a) = rundir::find_active(&uuid.to_string())? {
                 return Err(PoolError::InOtherPool {
@@ -353,8 +353,8 @@ impl Pool {
                 }
             }
             if opts.force {
-                for (d, _, _, _) in &devs {
-                    superblock::wipe_signatures(d.as_ref())?;
+                for (d, p, _, _) in &devs {
+                    superblock::wipe_signatures(d.as_ref(), p)?;
                 }
             }
             let on: Vec<(DeviceRef, MediaClass, u64)> = devs
@@ -506,7 +506,7 @@ impl Pool {
         // Its superblock copies are rewritten by every update: never into a hole.
         d.reserve(&[crate::catalog::superblock_span(d.sector())])?;
         if force {
-            superblock::wipe_signatures(d.as_ref())?;
+            superblock::wipe_signatures(d.as_ref(), &spec.path)?;
         }
         // The new device gets its superblock first; the others then list it.
         let mut news = sb0.clone();
