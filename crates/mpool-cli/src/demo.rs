@@ -95,6 +95,44 @@ fn open_or_create(name: &str, cap: &Path, stg: &Path) -> Result<(Pool, bool)> {
     Ok((p, true))
 }
 
+/// The file that marks a run directory as the demo's own.
+const MARKER: &str = ".mpool-demo";
+
+/// Make sure `DIR/run` and `DIR/devices` are the demo's (made now, or by an
+/// earlier demo: the marker says so), never a directory or file of the
+/// user's that happens to have the name; then mark the run directory.
+fn claim(at: &Place) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    let marker = at.rundir.join(MARKER);
+    if !marker.exists() {
+        for p in [&at.rundir, &at.config] {
+            if p.symlink_metadata().is_ok() {
+                anyhow::bail!(
+                    "{} exists and was not made by the demo; give the demo a directory \
+                     of its own (--dir)",
+                    p.display()
+                );
+            }
+        }
+        std::fs::DirBuilder::new()
+            .mode(0o755)
+            .create(&at.rundir)
+            .with_context(|| format!("creating {}", at.rundir.display()))?;
+        std::fs::write(&marker, "the run directory of `mpool demo`\n")
+            .with_context(|| format!("writing {}", marker.display()))?;
+    }
+    Ok(())
+}
+
+/// Remove `f` if it exists; true when it did.
+fn remove_if_there(f: &Path) -> Result<bool> {
+    match std::fs::remove_file(f) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e).with_context(|| format!("removing {}", f.display())),
+    }
+}
+
 /// Where the demo keeps its files.
 struct Place {
     dir: PathBuf,
@@ -114,6 +152,7 @@ pub fn run(a: DemoArgs) -> Result<ExitCode> {
         stg: dir.join(format!("mpool-{}-staging.img", a.name)),
         dir,
     };
+    claim(&at)?;
     // The demo's own run directory and device list, set before any thread
     // exists: every later lookup of the library reads these.
     std::env::set_var("MPOOL_RUNDIR", &at.rundir);
@@ -417,13 +456,21 @@ fn exercise(a: &DemoArgs, at: &Place) -> Result<ExitCode> {
     // The run directory and device list go too once no other demo pool
     // (another --name kept with --keep) uses them.
     if rundir::list_active()?.is_empty() && rundir::known_paths()?.is_empty() {
-        std::fs::remove_dir_all(&at.rundir)
-            .with_context(|| format!("removing {}", at.rundir.display()))?;
-        println!("  removed {}", at.rundir.display());
-        match std::fs::remove_file(&at.config) {
-            Ok(()) => println!("  removed {}", at.config.display()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).with_context(|| format!("removing {}", at.config.display())),
+        // Only what the demo made: its marker and the lock files mpool
+        // keeps, then the directory if that leaves it empty (never a
+        // recursive removal: DIR is the user's).
+        for f in [at.rundir.join(MARKER), at.rundir.join(".names.lock")] {
+            remove_if_there(&f)?;
+        }
+        match std::fs::remove_dir(&at.rundir) {
+            Ok(()) => println!("  removed {}", at.rundir.display()),
+            Err(e) => println!("  left {} ({e})", at.rundir.display()),
+        }
+        let lock = at.config.with_extension("lock");
+        for f in [&at.config, &lock] {
+            if remove_if_there(f)? {
+                println!("  removed {}", f.display());
+            }
         }
         let cwd = std::env::current_dir().and_then(std::fs::canonicalize).ok();
         if cwd.as_deref() != Some(at.dir.as_path()) && std::fs::remove_dir(&at.dir).is_ok() {
@@ -452,9 +499,12 @@ fn removal(name: &str, at: &Place) -> Vec<String> {
         ),
         format!("rm -f {} {}", q(&at.cap), q(&at.stg)),
         format!(
-            "rm -r {} {} {}   # once no other demo pool is kept there",
-            q(&at.rundir),
+            "rm -f {} {} {} {} && rmdir {} {}   # once no other demo pool is kept there",
+            q(&at.rundir.join(MARKER)),
+            q(&at.rundir.join(".names.lock")),
             q(&at.config),
+            q(&at.config.with_extension("lock")),
+            q(&at.rundir),
             q(&at.dir)
         ),
     ]

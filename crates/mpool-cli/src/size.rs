@@ -9,7 +9,8 @@ use parse_size::Config;
 ///
 /// Accepted: plain bytes (`4096`, `4096B`) and binary units, powers of
 /// 1024: `K`/`KiB`, `M`/`MiB`, `G`/`GiB`, `T`/`TiB`, `P`/`PiB`, `E`/`EiB`
-/// (case-insensitive, a space before the unit allowed). A fractional size
+/// (case-insensitive, a space before the unit allowed; `_` may group
+/// digits; no exponents). A fractional size
 /// is rounded to the nearest byte (`1.5GiB`); a fraction of a byte alone
 /// (`1.5`, `1.5B`) is refused.
 ///
@@ -20,15 +21,33 @@ use parse_size::Config;
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let bad = || format!("bad size '{s}' (examples: 4096, 64KiB, 512M, 1G, 1GiB)");
     let t = s.trim();
-    let at = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
+    // The grammar is checked here, not left to parse-size, which also takes
+    // exponents (`1e3`) and spaces inside numbers: a number (digits, `_`
+    // between them, one optional fraction), optional spaces, a unit.
+    let at = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '_' || c == '.'))
+        .unwrap_or(t.len());
     let (num, unit) = t.split_at(at);
-    let num = num.trim_end();
-    let unit = unit.to_ascii_uppercase();
-    if let [letter @ (b'K' | b'M' | b'G' | b'T' | b'P' | b'E'), b'B'] = unit.as_bytes() {
-        return Err(ambiguous(t, num, char::from(*letter)));
-    }
-    if (unit.is_empty() || unit == "B") && num.contains('.') {
+    let (int, frac) = num.split_once('.').unwrap_or((num, ""));
+    let digits = |d: &str| d.bytes().all(|b| b.is_ascii_digit() || b == b'_');
+    if !int.starts_with(|c: char| c.is_ascii_digit())
+        || !digits(int)
+        || !digits(frac)
+        || (num.contains('.') && frac.is_empty())
+    {
         return Err(bad());
+    }
+    let unit = unit.trim_start().to_ascii_uppercase();
+    match unit.as_bytes() {
+        [] | [b'B'] if num.contains('.') => return Err(bad()),
+        [] | [b'B'] => {}
+        [letter @ (b'K' | b'M' | b'G' | b'T' | b'P' | b'E'), b'B'] => {
+            return Err(ambiguous(t, num, char::from(*letter)));
+        }
+        [b'K' | b'M' | b'G' | b'T' | b'P' | b'E']
+        | [b'K' | b'M' | b'G' | b'T' | b'P' | b'E', b'I']
+        | [b'K' | b'M' | b'G' | b'T' | b'P' | b'E', b'I', b'B'] => {}
+        _ => return Err(bad()),
     }
     let v = Config::new()
         .with_binary()
@@ -93,6 +112,8 @@ mod tests {
         assert_eq!(parse_size("15EiB").ok(), Some(15 << 60));
         assert_eq!(parse_size(" 1MiB ").ok(), Some(1 << 20));
         assert_eq!(parse_size("18446744073709551615").ok(), Some(u64::MAX));
+        assert_eq!(parse_size("1_048_576").ok(), Some(1 << 20));
+        assert_eq!(parse_size("1E").ok(), Some(1 << 60));
         // A fractional size rounds to the nearest byte.
         assert_eq!(parse_size("0.1K").ok(), Some(102));
         for bad in [
@@ -110,6 +131,15 @@ mod tests {
             "M",
             "1KIBB",
             "1.5B",
+            "1e3",
+            "1E3",
+            "15e-1",
+            "2.5e0B",
+            "4e0GB",
+            "1 0",
+            "1.",
+            "_1",
+            "1.5.2K",
             "99999999999T",
         ] {
             let e = parse_size(bad).err();

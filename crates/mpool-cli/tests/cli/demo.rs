@@ -226,3 +226,28 @@ fn demo_keep_and_reopen() {
     assert!(!sb.path("demo").exists(), "{:?}", tree(&sb.path("demo")));
     nothing_outside(&sb);
 }
+
+/// A `run` directory or `devices` file of the user's in the demo's
+/// directory is never used, let alone removed: the demo refuses.
+#[test]
+fn demo_refuses_a_run_directory_it_did_not_make() {
+    let sb = Sandbox::new();
+    let dir = sb.path("mine");
+    std::fs::create_dir_all(dir.join("run")).unwrap();
+    std::fs::write(dir.join("run/precious"), b"keep").unwrap();
+    let o = output(demo_cmd(&sb).args(["demo", "--dir", &sb.p("mine")]));
+    assert!(!o.status.success(), "{}", o.all());
+    assert!(o.stderr.contains("was not made by the demo"), "{}", o.all());
+    assert_eq!(std::fs::read(dir.join("run/precious")).unwrap(), b"keep");
+    std::fs::remove_dir_all(dir.join("run")).unwrap();
+    std::fs::write(dir.join("devices"), b"# mine\n").unwrap();
+    let o = output(demo_cmd(&sb).args(["demo", "--dir", &sb.p("mine")]));
+    assert!(!o.status.success(), "{}", o.all());
+    assert_eq!(std::fs::read(dir.join("devices")).unwrap(), b"# mine\n");
+    // In a directory of its own it runs and leaves the user's file alone.
+    std::fs::remove_file(dir.join("devices")).unwrap();
+    std::fs::write(dir.join("notes.txt"), b"mine").unwrap();
+    demo(&sb, &["--dir", &sb.p("mine")]);
+    assert_eq!(std::fs::read(dir.join("notes.txt")).unwrap(), b"mine");
+    assert!(!dir.join("run").exists());
+}

@@ -323,9 +323,12 @@ impl Pool {
     /// `spare_staging`). All or nothing: all are checked before any is
     /// applied (a uid or gid of `u32::MAX`, chown's "no change", is
     /// refused); ownership is applied to every member device first, and
-    /// only then is the superblock written. If a chown or chmod, or the
-    /// superblock write, fails, the devices changed so far get their owner
-    /// and mode back and the superblock is not written.
+    /// only then is the superblock written. If a chown or chmod fails, the
+    /// devices changed so far get their owner and mode back and no
+    /// superblock is written. If the superblock write fails, the owners and
+    /// modes are put back too; the superblock is written one member at a
+    /// time, so a member written before the failure may hold the new values
+    /// (a later `set` or open makes the members agree again).
     pub fn set(&self, props: &[(String, String)]) -> Result<()> {
         let mut sb = lock(&self.inner.sb).clone();
         for (k, v) in props {
