@@ -247,7 +247,10 @@ pub fn probe_with_blkid(dev: &dyn Device, path: &Path) -> Result<Option<Signatur
         })),
         Ok(None) | Err(crate::blkid::Unavailable::NotLoaded) => Ok(None),
         Err(crate::blkid::Unavailable::Failed(why)) => {
-            tracing::warn!("{why}: only mpool's built-in signature probes were run");
+            tracing::warn!(
+                "{}: {why}; only mpool's built-in signature probes were run on it",
+                path.display()
+            );
             Ok(None)
         }
     }
@@ -261,7 +264,11 @@ pub fn probe_with_blkid(dev: &dyn Device, path: &Path) -> Result<Option<Signatur
 /// mdraid 0.90/1.0 superblock or ZFS label near the end of the device).
 /// Only for a device joining a pool: nothing of the pool lives there yet
 /// but the superblocks written after.
-pub fn wipe_signatures(dev: &dyn Device, path: &Path) -> Result<(), DevError> {
+///
+/// After the rounds libblkid probes `path` once more: a signature it still
+/// finds (one it could not erase, or uncovered by the last round) is
+/// [`PoolError::Signature`], rather than a pool written over it.
+pub fn wipe_signatures(dev: &dyn Device, path: &Path) -> Result<(), Error> {
     let n = (PROBE_BYTES as u64).min(dev.size()) as usize;
     let n = n - n % dev.sector() as usize;
     if n == 0 {
@@ -276,7 +283,10 @@ pub fn wipe_signatures(dev: &dyn Device, path: &Path) -> Result<(), DevError> {
             Ok(m) => m,
             Err(crate::blkid::Unavailable::NotLoaded) => return Ok(()),
             Err(crate::blkid::Unavailable::Failed(why)) => {
-                tracing::warn!("{why}: only the first 128 KiB of {} were wiped", path.display());
+                tracing::warn!(
+                    "{}: {why}; only its first 128 KiB were wiped",
+                    path.display()
+                );
                 return Ok(());
             }
         };
@@ -289,7 +299,24 @@ pub fn wipe_signatures(dev: &dyn Device, path: &Path) -> Result<(), DevError> {
         }
         dev.flush()?;
     }
-    Ok(())
+    match crate::blkid::probe_path(path) {
+        Ok(None) | Err(crate::blkid::Unavailable::NotLoaded) => Ok(()),
+        Ok(Some(found)) => Err(PoolError::Signature {
+            device: path.display().to_string(),
+            sig: Signature::Blkid {
+                kind: found.kind,
+                partition_table: found.partition_table,
+            },
+        }
+        .into()),
+        Err(crate::blkid::Unavailable::Failed(why)) => {
+            tracing::warn!(
+                "{}: {why}; whether the forced wipe left a signature is not known",
+                path.display()
+            );
+            Ok(())
+        }
+    }
 }
 
 /// Zero `len` bytes at `offset` (read-modify-write of the sectors holding
