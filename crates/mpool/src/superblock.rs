@@ -509,4 +509,59 @@ mod tests {
         assert_eq!(probe_bytes(&b), Some(Signature::Swap));
         assert_eq!(probe_bytes(b"XFSB"), Some(Signature::Xfs));
     }
+
+    /// A file holding a LUKS1 header, at a non-UTF-8 path.
+    fn luks_at_non_utf8_path() -> (tempfile::TempDir, std::path::PathBuf) {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir
+            .path()
+            .join(std::ffi::OsStr::from_bytes(b"dev-\xff\xfe.img"));
+        let mut b = vec![0u8; 16 << 20];
+        b[..8].copy_from_slice(b"LUKS\xba\xbe\x00\x01");
+        b[168..204].copy_from_slice(b"12345678-1234-1234-1234-123456789abc");
+        std::fs::write(&p, &b).unwrap();
+        (dir, p)
+    }
+
+    #[test]
+    fn libblkid_probes_a_non_utf8_path_as_given() {
+        if !crate::blkid::available() {
+            eprintln!("SKIPPED: libblkid is not loadable here");
+            return;
+        }
+        let (_dir, p) = luks_at_non_utf8_path();
+        // `dev` is blank: only libblkid, on the path, can find the header.
+        let dev = MemDevice::new(8 << 20, 4096);
+        assert_eq!(
+            probe_with_blkid(&dev, &p).unwrap(),
+            Some(Signature::Blkid {
+                kind: "crypto_LUKS".into(),
+                partition_table: false
+            })
+        );
+    }
+
+    #[test]
+    fn a_signature_surviving_the_forced_wipe_is_an_error() {
+        if !crate::blkid::available() {
+            eprintln!("SKIPPED: libblkid is not loadable here");
+            return;
+        }
+        let (_dir, p) = luks_at_non_utf8_path();
+        // The wipe writes to `dev`, not to the file libblkid probes: the
+        // header survives every round.
+        let dev = MemDevice::new(8 << 20, 4096);
+        match wipe_signatures(&dev, &p) {
+            Err(Error::Pool(PoolError::Signature { sig, .. })) => assert_eq!(
+                sig,
+                Signature::Blkid {
+                    kind: "crypto_LUKS".into(),
+                    partition_table: false
+                }
+            ),
+            r => panic!("expected a surviving-signature error, got {r:?}"),
+        }
+    }
+
 }
