@@ -68,7 +68,8 @@ pub struct Found {
 pub enum Unavailable {
     /// The library is not loaded (missing, or disabled by [`NO_LIBBLKID_ENV`]).
     NotLoaded,
-    /// libblkid could not open or read the device.
+    /// libblkid could not open or read the device: why (the caller names
+    /// the device).
     Failed(String),
 }
 
@@ -162,14 +163,13 @@ impl Probe<'_> {
         pt_flags: c_int,
     ) -> Result<Probe<'a>, Unavailable> {
         let c = CString::new(path.as_os_str().as_bytes())
-            .map_err(|_| Unavailable::Failed("path holds a NUL byte".into()))?;
+            .map_err(|_| Unavailable::Failed("the path holds a NUL byte".into()))?;
         // SAFETY: `c` is a NUL-terminated path; libblkid opens it read-only
         // and returns a new probe or null.
         let raw = unsafe { (api.new_probe_from_filename)(c.as_ptr()) };
         if raw.is_null() {
             return Err(Unavailable::Failed(format!(
-                "libblkid could not open {}: {}",
-                path.display(),
+                "libblkid could not open it: {}",
                 std::io::Error::last_os_error()
             )));
         }
@@ -185,10 +185,9 @@ impl Probe<'_> {
             ]
         };
         if setup.iter().any(|&rc| rc != 0) {
-            return Err(Unavailable::Failed(format!(
-                "libblkid could not set up a probe of {}",
-                path.display()
-            )));
+            return Err(Unavailable::Failed(
+                "libblkid could not set up a probe of it".into(),
+            ));
         }
         Ok(p)
     }
@@ -239,8 +238,7 @@ pub fn probe_path(path: &Path) -> Result<Option<Found>, Unavailable> {
         }
         _ => {
             return Err(Unavailable::Failed(format!(
-                "libblkid could not probe {} (error {rc})",
-                path.display()
+                "libblkid could not probe it (error {rc})"
             )))
         }
     }

@@ -247,7 +247,10 @@ pub fn probe_with_blkid(dev: &dyn Device, path: &Path) -> Result<Option<Signatur
         })),
         Ok(None) | Err(crate::blkid::Unavailable::NotLoaded) => Ok(None),
         Err(crate::blkid::Unavailable::Failed(why)) => {
-            tracing::warn!("{why}: only mpool's built-in signature probes were run");
+            tracing::warn!(
+                "{}: {why}; only mpool's built-in signature probes were run on it",
+                path.display()
+            );
             Ok(None)
         }
     }
@@ -261,7 +264,11 @@ pub fn probe_with_blkid(dev: &dyn Device, path: &Path) -> Result<Option<Signatur
 /// mdraid 0.90/1.0 superblock or ZFS label near the end of the device).
 /// Only for a device joining a pool: nothing of the pool lives there yet
 /// but the superblocks written after.
-pub fn wipe_signatures(dev: &dyn Device, path: &Path) -> Result<(), DevError> {
+///
+/// After the rounds libblkid probes `path` once more: a signature it still
+/// finds (one it could not erase, or uncovered by the last round) is
+/// [`PoolError::Signature`], rather than a pool written over it.
+pub fn wipe_signatures(dev: &dyn Device, path: &Path) -> Result<(), Error> {
     let n = (PROBE_BYTES as u64).min(dev.size()) as usize;
     let n = n - n % dev.sector() as usize;
     if n == 0 {
@@ -276,7 +283,10 @@ pub fn wipe_signatures(dev: &dyn Device, path: &Path) -> Result<(), DevError> {
             Ok(m) => m,
             Err(crate::blkid::Unavailable::NotLoaded) => return Ok(()),
             Err(crate::blkid::Unavailable::Failed(why)) => {
-                tracing::warn!("{why}: only the first 128 KiB of {} were wiped", path.display());
+                tracing::warn!(
+                    "{}: {why}; only its first 128 KiB were wiped",
+                    path.display()
+                );
                 return Ok(());
             }
         };
@@ -289,7 +299,24 @@ pub fn wipe_signatures(dev: &dyn Device, path: &Path) -> Result<(), DevError> {
         }
         dev.flush()?;
     }
-    Ok(())
+    match crate::blkid::probe_path(path) {
+        Ok(None) | Err(crate::blkid::Unavailable::NotLoaded) => Ok(()),
+        Ok(Some(found)) => Err(PoolError::Signature {
+            device: path.display().to_string(),
+            sig: Signature::Blkid {
+                kind: found.kind,
+                partition_table: found.partition_table,
+            },
+        }
+        .into()),
+        Err(crate::blkid::Unavailable::Failed(why)) => {
+            tracing::warn!(
+                "{}: {why}; whether the forced wipe left a signature is not known",
+                path.display()
+            );
+            Ok(())
+        }
+    }
 }
 
 /// Zero `len` bytes at `offset` (read-modify-write of the sectors holding
@@ -482,4 +509,59 @@ mod tests {
         assert_eq!(probe_bytes(&b), Some(Signature::Swap));
         assert_eq!(probe_bytes(b"XFSB"), Some(Signature::Xfs));
     }
+
+    /// A file holding a LUKS1 header, at a non-UTF-8 path.
+    fn luks_at_non_utf8_path() -> (tempfile::TempDir, std::path::PathBuf) {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir
+            .path()
+            .join(std::ffi::OsStr::from_bytes(b"dev-\xff\xfe.img"));
+        let mut b = vec![0u8; 16 << 20];
+        b[..8].copy_from_slice(b"LUKS\xba\xbe\x00\x01");
+        b[168..204].copy_from_slice(b"12345678-1234-1234-1234-123456789abc");
+        std::fs::write(&p, &b).unwrap();
+        (dir, p)
+    }
+
+    #[test]
+    fn libblkid_probes_a_non_utf8_path_as_given() {
+        if !crate::blkid::available() {
+            eprintln!("SKIPPED: libblkid is not loadable here");
+            return;
+        }
+        let (_dir, p) = luks_at_non_utf8_path();
+        // `dev` is blank: only libblkid, on the path, can find the header.
+        let dev = MemDevice::new(8 << 20, 4096);
+        assert_eq!(
+            probe_with_blkid(&dev, &p).unwrap(),
+            Some(Signature::Blkid {
+                kind: "crypto_LUKS".into(),
+                partition_table: false
+            })
+        );
+    }
+
+    #[test]
+    fn a_signature_surviving_the_forced_wipe_is_an_error() {
+        if !crate::blkid::available() {
+            eprintln!("SKIPPED: libblkid is not loadable here");
+            return;
+        }
+        let (_dir, p) = luks_at_non_utf8_path();
+        // The wipe writes to `dev`, not to the file libblkid probes: the
+        // header survives every round.
+        let dev = MemDevice::new(8 << 20, 4096);
+        match wipe_signatures(&dev, &p) {
+            Err(Error::Pool(PoolError::Signature { sig, .. })) => assert_eq!(
+                sig,
+                Signature::Blkid {
+                    kind: "crypto_LUKS".into(),
+                    partition_table: false
+                }
+            ),
+            r => panic!("expected a surviving-signature error, got {r:?}"),
+        }
+    }
+
 }

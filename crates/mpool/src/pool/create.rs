@@ -77,16 +77,14 @@ struct Undo {
 
 impl Undo {
     /// Best effort: the error that made `create` fail is the one reported.
-    fn run(self, name: &str, paths: &[PathBuf], engine: EngineChoice) {
+    fn run(self, name: &str, pool_uuid: &Uuid, paths: &[PathBuf], engine: EngineChoice) {
         if self.active {
             let _ = rundir::remove_active(name);
         }
         if self.formatted {
             // Capacity (the commit point) first.
             for p in paths {
-                if let Ok(d) = open_file_dev(p, None, false, engine) {
-                    let _ = superblock::wipe(d.as_ref());
-                }
+                unformat(p, name, pool_uuid, engine);
             }
         }
         for (p, b) in self.owners.iter().rev() {
@@ -98,6 +96,71 @@ impl Undo {
         if !self.listed.is_empty() {
             let _ = rundir::forget_paths(&self.listed);
         }
+    }
+}
+
+/// What the rollback of a failed `create` does with a device's superblocks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Rollback {
+    /// The best copy is of the pool being created: wipe.
+    Wipe,
+    /// No mpool magic (the failure came before its superblocks): nothing to do.
+    Blank,
+    /// Anything else (another pool, damaged copies): leave it, with why.
+    Leave(String),
+}
+
+/// Decide from what `superblock::read` found whether the rollback of the
+/// create of pool `pool_uuid` may wipe a device's superblocks.
+fn rollback_decision(r: &superblock::SuperblockRead, pool_uuid: &Uuid) -> Rollback {
+    match r.best() {
+        Some(sb) if sb.pool_uuid == *pool_uuid => Rollback::Wipe,
+        Some(sb) => Rollback::Leave(format!(
+            "it now carries pool '{}' ({})",
+            sb.name, sb.pool_uuid
+        )),
+        None if r.is_blank() => Rollback::Blank,
+        None => Rollback::Leave("its superblocks are damaged".into()),
+    }
+}
+
+/// Take back the superblocks a failed create of pool `pool_uuid` wrote on
+/// `path`: under the device's exclusive lock (not waited for), and only when
+/// its best copy is still of that pool; otherwise it is left, with a warning.
+fn unformat(path: &Path, name: &str, pool_uuid: &Uuid, engine: EngineChoice) {
+    let d = match open_file_dev(path, None, false, engine) {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!("{}: not rolled back (cannot open it: {e})", path.display());
+            return;
+        }
+    };
+    if let Err(e) = lock_member(&d, false, name, pool_uuid) {
+        tracing::warn!("{}: not rolled back ({e})", path.display());
+        return;
+    }
+    let r = match superblock::read(d.as_ref()) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(
+                "{}: not rolled back (cannot read its superblocks: {e})",
+                path.display()
+            );
+            return;
+        }
+    };
+    match rollback_decision(&r, pool_uuid) {
+        Rollback::Wipe => {
+            if let Err(e) = superblock::wipe(d.as_ref()) {
+                tracing::warn!("{}: rollback wipe failed: {e}", path.display());
+            }
+        }
+        Rollback::Blank => {}
+        Rollback::Leave(why) => tracing::warn!(
+            "{}: superblocks of the failed create of pool '{name}' ({pool_uuid}) not \
+             wiped: {why}",
+            path.display()
+        ),
     }
 }
 
@@ -170,18 +233,21 @@ fn format_pool(
 }
 
 /// Check a device for `create`/`add`: size, signatures, other pools.
+/// `path` is what libblkid probes (as given, bytes and all); its display
+/// form names the device in errors.
 fn vet_device(
     dev: &dyn Device,
-    path: &str,
+    path: &Path,
     class: MediaClass,
     zone: u64,
     force: bool,
 ) -> Result<()> {
+    let shown = path.display().to_string();
     crate::superblock::check_sector(dev)?;
     let min = min_size(class, zone);
     if dev.size() < min {
         return Err(PoolError::TooSmall {
-            device: path.to_string(),
+            device: shown.clone(),
             size: dev.size(),
             min,
             class,
@@ -189,25 +255,25 @@ fn vet_device(
         }
         .into());
     }
-    if let Some(sig) = superblock::probe_with_blkid(dev, Path::new(path))? {
+    if let Some(sig) = superblock::probe_with_blkid(dev, path)? {
         if let Signature::Mpool { name, uuid } = &sig {
             if let Some(a) = rundir::find_active(&uuid.to_string())? {
                 return Err(PoolError::InOtherPool {
-                    device: format!("{path} (active)"),
+                    device: format!("{shown} (active)"),
                     pool: a.name,
                 }
                 .into());
             }
             if !force {
                 return Err(PoolError::InOtherPool {
-                    device: path.to_string(),
+                    device: shown.clone(),
                     pool: name.clone(),
                 }
                 .into());
             }
         } else if !force {
             return Err(PoolError::Signature {
-                device: path.to_string(),
+                device: shown.clone(),
                 sig,
             }
             .into());
@@ -282,6 +348,7 @@ impl Pool {
         // Check everything before writing anything. Files we create are removed on refusal.
         let mut created: Vec<PathBuf> = Vec::new();
         let mut devs = Vec::new();
+        let pool_uuid = Uuid::new_v4();
         let res = (|| -> Result<()> {
             for (s, class) in &specs {
                 let existed = s.path.exists();
@@ -299,13 +366,21 @@ impl Pool {
                 if !existed {
                     created.push(s.path.clone());
                 }
-                vet_device(
-                    d.as_ref(),
-                    &s.path.display().to_string(),
-                    *class,
-                    s.zone_size,
-                    opts.force,
-                )?;
+                // Locked first, then vetted while locked: no other create
+                // or open can write it between the checks and the format.
+                if let Err(e) = lock_member(&d, false, name, &pool_uuid) {
+                    // Held by an open pool: name that pool, not the new one
+                    // (a refusal either way; nothing is written).
+                    return Err(match superblock::probe(d.as_ref()) {
+                        Ok(Some(Signature::Mpool { name: other, .. })) => PoolError::InOtherPool {
+                            device: format!("{} (in use)", s.path.display()),
+                            pool: other,
+                        }
+                        .into(),
+                        _ => e,
+                    });
+                }
+                vet_device(d.as_ref(), &s.path, *class, s.zone_size, opts.force)?;
                 devs.push((Arc::clone(&d), s.path.clone(), *class, s.zone_size));
             }
             Ok(())
@@ -317,7 +392,6 @@ impl Pool {
             }
             return Err(e);
         }
-        let pool_uuid = Uuid::new_v4();
         let owner = Owner {
             uid: opts
                 .uid
@@ -333,9 +407,6 @@ impl Pool {
             ..Undo::default()
         };
         let res = (|| -> Result<()> {
-            for (d, _, _, _) in &devs {
-                lock_member(d, false, name, &pool_uuid)?;
-            }
             // What the devices looked like before, to restore on failure.
             let mut before = Vec::new();
             for p in &paths {
@@ -394,7 +465,7 @@ impl Pool {
         drop(devs);
         let res = res.and_then(|()| Pool::open_paths(&paths, &opts.open));
         if res.is_err() {
-            undo.run(name, &paths, engine);
+            undo.run(name, &pool_uuid, &paths, engine);
         }
         drop(names);
         res
@@ -474,12 +545,23 @@ impl Pool {
             EngineChoice::from_env().unwrap_or_default(),
         )?;
         let vet = (|| {
-            if let Some(Signature::Mpool { name, uuid }) = superblock::probe(d.as_ref())? {
-                if uuid == self.uuid() {
-                    return Err(Error::InvalidArgument(format!(
-                        "{path} is already a device of pool '{name}'"
-                    )));
-                }
+            let own = |sig: &Option<Signature>| match sig {
+                Some(Signature::Mpool { name, uuid }) if *uuid == self.uuid() => Some(
+                    Error::InvalidArgument(format!("{path} is already a device of pool '{name}'")),
+                ),
+                _ => None,
+            };
+            // Locked first, then vetted while locked. A member of this very
+            // pool is locked by it: say so rather than "busy" (a refusal
+            // either way; nothing is written).
+            if let Err(e) = lock_member(&d, false, self.name(), &self.uuid()) {
+                return Err(own(&superblock::probe(d.as_ref()).unwrap_or(None)).unwrap_or(e));
+            }
+            let sig = superblock::probe(d.as_ref())?;
+            if let Some(e) = own(&sig) {
+                return Err(e);
+            }
+            if let Some(Signature::Mpool { name, uuid }) = sig {
                 if rundir::find_active(&uuid.to_string())?.is_some() || !force {
                     return Err(PoolError::InOtherPool {
                         device: path.clone(),
@@ -488,8 +570,7 @@ impl Pool {
                     .into());
                 }
             }
-            vet_device(d.as_ref(), &path, class, spec.zone_size, force)?;
-            lock_member(&d, false, self.name(), &self.uuid())
+            vet_device(d.as_ref(), &spec.path, class, spec.zone_size, force)
         })();
         if let Err(e) = vet {
             if !existed {
@@ -557,5 +638,85 @@ impl Pool {
             rundir::write_active(&ent)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::superblock::SuperblockError;
+    use crate::superblock::SuperblockRead;
+
+    fn sb(pool_uuid: Uuid, generation: u64) -> Superblock {
+        Superblock {
+            version: crate::format::superblock::SB_VERSION,
+            generation,
+            pool_uuid,
+            dev_uuid: Uuid::new_v4(),
+            name: "other".into(),
+            class: MediaClass::Capacity,
+            sector: 512,
+            dev_size: 1 << 30,
+            zone_size: 1 << 20,
+            ctime: 0,
+            uid: 0,
+            gid: 0,
+            mode: 0o600,
+            spare_pct: [0, 0],
+            label: String::new(),
+            mdc0: Mdc0Loc {
+                zone: SB_ZONES as u32,
+                zones: MDC0_ZONES,
+            },
+            members: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn rollback_wipes_only_the_pool_being_created() {
+        let ours = Uuid::new_v4();
+        let theirs = Uuid::new_v4();
+        let read = |a, b| SuperblockRead { copies: [a, b] };
+        // Both copies, or one (a create cut short), of the new pool: wipe.
+        assert_eq!(
+            rollback_decision(&read(Ok(sb(ours, 1)), Ok(sb(ours, 1))), &ours),
+            Rollback::Wipe
+        );
+        assert_eq!(
+            rollback_decision(&read(Ok(sb(ours, 1)), Err(SuperblockError::NoMagic)), &ours),
+            Rollback::Wipe
+        );
+        // Another pool's (created on the device since): left.
+        assert!(matches!(
+            rollback_decision(&read(Ok(sb(theirs, 1)), Ok(sb(theirs, 1))), &ours),
+            Rollback::Leave(_)
+        ));
+        // The newest copy decides: another pool's newer copy is not wiped.
+        assert!(matches!(
+            rollback_decision(&read(Ok(sb(ours, 1)), Ok(sb(theirs, 5))), &ours),
+            Rollback::Leave(_)
+        ));
+        // Nothing written: nothing to do.
+        assert_eq!(
+            rollback_decision(
+                &read(Err(SuperblockError::NoMagic), Err(SuperblockError::NoMagic)),
+                &ours
+            ),
+            Rollback::Blank
+        );
+        // Damaged copies are not the new pool's for sure: left.
+        assert!(matches!(
+            rollback_decision(
+                &read(
+                    Err(SuperblockError::Field {
+                        field: "copy",
+                        why: "x".into()
+                    }),
+                    Err(SuperblockError::NoMagic)
+                ),
+                &ours
+            ),
+            Rollback::Leave(_)
+        ));
     }
 }
