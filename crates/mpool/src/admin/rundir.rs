@@ -13,7 +13,7 @@
 //! also keeps, as comment lines `#node UID GID MODE PATH`, the owner and
 //! mode a device node had before `create` gave it to a pool; `destroy`
 //! gives them back. Every change to the list (an append, or a rewrite that
-//! takes paths out) holds an exclusive lock on `<list>.lock` beside it.
+//! takes paths out) holds an exclusive lock on the list's directory.
 //!
 //! Both are trusted only when nobody else could have written them: the run
 //! directory, the device list and the list's directory must be owned by the
@@ -335,27 +335,28 @@ fn append_config() -> Result<(PathBuf, std::fs::File)> {
 /// lost by a rewrite that read the list before it. Released on drop.
 struct ConfigLock(#[allow(dead_code)] std::fs::File);
 
-/// Take the device list's lock (`<list>.lock` beside it, trusted like the
-/// list and opened without following a link), waiting for it; creates the
-/// list's directory if needed.
+/// Take the device list's lock, waiting for it: an exclusive `flock` on the
+/// list's directory (trusted like the list, created if needed, opened
+/// without following a link). The directory, not a lock file beside the
+/// list: nothing is left behind there, so whoever removes the list (the
+/// demo, a user) can remove the directory too.
 fn lock_config() -> Result<ConfigLock> {
+    use std::os::unix::fs::OpenOptionsExt;
     let cfg = trusted_config()?;
-    if let Some(d) = cfg.parent().filter(|d| !d.as_os_str().is_empty()) {
-        create_own_dir(d, 0o755).map_err(|e| Error::file(d, e))?;
-    }
-    let mut name = cfg.file_name().unwrap_or_default().to_os_string();
-    name.push(".lock");
-    let p = cfg.with_file_name(name);
-    let f = open_nofollow(
-        &p,
-        std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true),
-    )
-    .map_err(|e| Error::file(&p, e))?;
-    check_trusted(&p, "device list lock", CONFIG_VAR)?;
-    f.lock().map_err(|e| Error::file(&p, e))?;
+    let dir = match cfg.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(d) => {
+            create_own_dir(d, 0o755).map_err(|e| Error::file(d, e))?;
+            d.to_path_buf()
+        }
+        None => PathBuf::from("."),
+    };
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::DIRECTORY).bits() as i32)
+        .open(&dir)
+        .map_err(|e| Error::file(&dir, e))?;
+    check_trusted(&dir, "device list directory", CONFIG_VAR)?;
+    f.lock().map_err(|e| Error::file(&dir, e))?;
     Ok(ConfigLock(f))
 }
 

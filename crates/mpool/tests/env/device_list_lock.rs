@@ -47,6 +47,10 @@ fn concurrent_remember_and_forget_lose_no_path() {
         assert!(!known.contains(p), "{} was not forgotten", p.display());
     }
     assert_eq!(known.len(), 200, "{known:?}");
-    // The lock file lives beside the list.
-    assert!(d.path().join("cfg").join("devices.lock").exists());
+    // The lock leaves no file behind: the directory holds the list only.
+    let names: Vec<_> = std::fs::read_dir(d.path().join("cfg"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["devices"], "{names:?}");
 }
