@@ -120,3 +120,25 @@ fn destroy_of_an_inactive_pool_with_a_missing_member() {
     let v = sb.json(&["scan", &sb.p("cap.img"), "--json"]);
     assert!(v["report"]["pools"].as_array().unwrap().is_empty(), "{v}");
 }
+
+#[test]
+fn forget_of_an_open_pool_with_a_deleted_member_is_refused() {
+    let sb = Sandbox::new();
+    sb.create_with_staging("k", "cap.img", "stg.img");
+    // Another process holds the pool open (its lock held as an open pool
+    // holds it), and one member file is deleted meanwhile.
+    let held = std::fs::File::open(sb.path("cap.img")).unwrap();
+    held.lock().unwrap();
+    std::fs::remove_file(sb.path("stg.img")).unwrap();
+    let before = fingerprint(sb.path("cap.img"));
+    sb.fail_with(&["forget", "k"], &["pool 'k' is open"]);
+    assert_eq!(sb.active_names(), ["k"], "the open pool's entry must stay");
+    assert!(sb.known_paths().contains(&sb.p("cap.img")));
+    assert!(sb.known_paths().contains(&sb.p("stg.img")));
+    assert_unchanged(sb.path("cap.img"), &before, "refused forget");
+    drop(held);
+    // Once nobody holds it, the pool whose member is gone is forgotten.
+    let v = sb.json(&["forget", "k", "--json"]);
+    assert_eq!(v["deactivated"], "k", "{v}");
+    assert!(sb.active_names().is_empty());
+}

@@ -265,28 +265,14 @@ pub fn forget_paths(paths: &[PathBuf]) -> Result<Forgotten> {
 /// open.
 pub fn forget_pool(name_or_uuid: &str) -> Result<Forgotten> {
     if let Some(a) = rundir::find_active(name_or_uuid)? {
-        let pool = Pool::open_paths(
-            &a.devices,
-            &OpenOptions {
-                read_only: false,
-                engine: Some(EngineChoice::Sync),
-                inspect: false,
-            },
-        );
-        let devices_gone = match pool {
-            Ok(_) => false,
-            Err(Error::Pool(PoolError::Busy { .. })) => {
-                return Err(PoolError::Busy {
-                    name: a.name.clone(),
-                    pid: rundir::read_holder(&a.uuid),
-                }
-                .into())
-            }
-            Err(_) => a
-                .devices
-                .iter()
-                .any(|p| std::fs::symlink_metadata(p).is_err()),
-        };
+        // Only the locks say whether it is open: nothing is read or written
+        // (a pool on a full filesystem must still be forgettable), and a
+        // member that is gone does not hide that another process holds it.
+        Pool::ensure_not_open(&a.devices, &a.name, &a.uuid)?;
+        let devices_gone = a
+            .devices
+            .iter()
+            .any(|p| std::fs::symlink_metadata(p).is_err());
         let mut f = forget_paths(&a.devices)?;
         f.not_listed.clear();
         if devices_gone {

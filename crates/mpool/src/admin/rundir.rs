@@ -12,7 +12,8 @@
 //! exclusive lock on `.names.lock` in the run directory. The device list
 //! also keeps, as comment lines `#node UID GID MODE PATH`, the owner and
 //! mode a device node had before `create` gave it to a pool; `destroy`
-//! gives them back.
+//! gives them back. Every change to the list (an append, or a rewrite that
+//! takes paths out) holds an exclusive lock on the list's directory.
 //!
 //! Both are trusted only when nobody else could have written them: the run
 //! directory, the device list and the list's directory must be owned by the
@@ -328,6 +329,37 @@ fn append_config() -> Result<(PathBuf, std::fs::File)> {
     Ok((cfg, f))
 }
 
+/// The exclusive lock that serialises changes to the device list: held
+/// around every read-modify-write (`forget_paths`) and every append
+/// (`remember_paths`, `remember_node`), so a line appended meanwhile is not
+/// lost by a rewrite that read the list before it. Released on drop.
+struct ConfigLock(#[allow(dead_code)] std::fs::File);
+
+/// Take the device list's lock, waiting for it: an exclusive `flock` on the
+/// list's directory (trusted like the list, created if needed, opened
+/// without following a link). The directory, not a lock file beside the
+/// list: nothing is left behind there, so whoever removes the list (the
+/// demo, a user) can remove the directory too.
+fn lock_config() -> Result<ConfigLock> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let cfg = trusted_config()?;
+    let dir = match cfg.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(d) => {
+            create_own_dir(d, 0o755).map_err(|e| Error::file(d, e))?;
+            d.to_path_buf()
+        }
+        None => PathBuf::from("."),
+    };
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::DIRECTORY).bits() as i32)
+        .open(&dir)
+        .map_err(|e| Error::file(&dir, e))?;
+    check_trusted(&dir, "device list directory", CONFIG_VAR)?;
+    f.lock().map_err(|e| Error::file(&dir, e))?;
+    Ok(ConfigLock(f))
+}
+
 /// Device paths listed in the configuration file (comments with `#`).
 pub fn known_paths() -> Result<Vec<PathBuf>> {
     let (_, text) = read_config()?;
@@ -361,6 +393,13 @@ pub fn remember_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     if add.is_empty() {
         return Ok(add);
     }
+    // Check again under the lock: another process may have added some.
+    let _lock = lock_config()?;
+    let known = known_paths()?;
+    add.retain(|p| !known.contains(p));
+    if add.is_empty() {
+        return Ok(add);
+    }
     let (cfg, mut f) = append_config()?;
     for p in &add {
         writeln!(f, "{}", p.display()).map_err(|e| Error::file(&cfg, e))?;
@@ -371,11 +410,31 @@ pub fn remember_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
 /// Remove paths (and the owner records of device nodes at them) from the
 /// list. Returns the paths that were listed, as listed.
 pub fn forget_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    let (cfg, text) = read_config()?;
-    if text.is_empty() {
+    let drop: Vec<PathBuf> = paths.iter().map(|p| listed_form(p)).collect();
+    // Nothing to take out: no lock needed (nor a writable directory).
+    let (_, text) = read_config()?;
+    if drop_lines(&text, &drop).0.len() == text.lines().count() {
         return Ok(Vec::new());
     }
-    let drop: Vec<PathBuf> = paths.iter().map(|p| listed_form(p)).collect();
+    // Read, filter and replace under the lock, so a line appended meanwhile
+    // is kept.
+    let _lock = lock_config()?;
+    let (cfg, text) = read_config()?;
+    let (kept, forgotten) = drop_lines(&text, &drop);
+    if kept.len() == text.lines().count() {
+        return Ok(forgotten);
+    }
+    let mut out = kept.join("\n");
+    if !out.is_empty() {
+        out.push('\n');
+    }
+    replace_file(&cfg, &out)?;
+    Ok(forgotten)
+}
+
+/// The list's lines without the paths in `drop` (and their node records),
+/// and the paths taken out.
+fn drop_lines<'a>(text: &'a str, drop: &[PathBuf]) -> (Vec<&'a str>, Vec<PathBuf>) {
     let mut forgotten = Vec::new();
     let kept: Vec<&str> = text
         .lines()
@@ -390,15 +449,7 @@ pub fn forget_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
                 .any(|d| parse_node_line(l).is_some_and(|n| n.path == *d))
         })
         .collect();
-    if kept.len() == text.lines().count() {
-        return Ok(forgotten);
-    }
-    let mut out = kept.join("\n");
-    if !out.is_empty() {
-        out.push('\n');
-    }
-    replace_file(&cfg, &out)?;
-    Ok(forgotten)
+    (kept, forgotten)
 }
 
 /// The lock that makes checking and claiming a pool name one step: held
@@ -466,6 +517,11 @@ pub fn node_owner(path: &Path) -> Result<Option<NodeOwner>> {
 /// Record a node's original owner, unless one is recorded already (the
 /// first record is the original). Returns whether it added one.
 pub(crate) fn remember_node(n: &NodeOwner) -> Result<bool> {
+    if node_owner(&n.path)?.is_some() {
+        return Ok(false);
+    }
+    // Check again under the lock: the first record must stay the only one.
+    let _lock = lock_config()?;
     if node_owner(&n.path)?.is_some() {
         return Ok(false);
     }

@@ -2,7 +2,8 @@
 //!
 //! The block devices are those of `/sys/class/block`, narrowed by
 //! `$MPOOL_SCAN_DEVICES` ([`ScanDevices`]): `none` for none, or
-//! `:`-separated devices and path prefixes. Tests and tools set it so they
+//! `:`-separated devices (an entry ending in a digit names one path only)
+//! and path prefixes. Tests and tools set it so they
 //! never see, let alone activate, pools of other users of the machine.
 
 use super::rundir;
@@ -116,8 +117,10 @@ pub enum ScanDevices {
     None,
     /// Only these entries (`:`-separated absolute paths): an entry that is
     /// a block device (or a link to one, as in `/dev/disk/by-id/`) names
-    /// that device only; any other entry is a prefix of device paths
-    /// (`/dev/loop` for every loop device).
+    /// that device only; so does an entry ending in a digit, even while no
+    /// such device exists (`/dev/loop1`, detached, never means `/dev/loop10`);
+    /// any other entry is a prefix of device paths (`/dev/loop` for every
+    /// loop device, `/dev/nvme0n` for every namespace of `nvme0`).
     Only(Vec<PathBuf>),
 }
 
@@ -162,7 +165,8 @@ impl ScanDevices {
 
     /// Whether the block device `dev` (a `/dev/NAME` path) is looked at.
     /// `resolve` gives what an entry names when it is a block device (its
-    /// canonical path), `None` otherwise (then the entry is a prefix).
+    /// canonical path), `None` otherwise (then an entry ending in a digit
+    /// names that exact path, and any other entry is a prefix).
     pub fn wants(&self, dev: &Path, resolve: impl Fn(&Path) -> Option<PathBuf>) -> bool {
         use std::os::unix::ffi::OsStrExt;
         match self {
@@ -170,6 +174,15 @@ impl ScanDevices {
             Self::None => false,
             Self::Only(entries) => entries.iter().any(|e| match resolve(e) {
                 Some(target) => target == dev || resolve(dev).is_some_and(|d| d == target),
+                // A device's name, not a prefix, even while it is absent.
+                None if e
+                    .as_os_str()
+                    .as_bytes()
+                    .last()
+                    .is_some_and(u8::is_ascii_digit) =>
+                {
+                    dev == e.as_path()
+                }
                 None => dev
                     .as_os_str()
                     .as_bytes()
@@ -403,8 +416,16 @@ mod tests {
         let link = parse("/dev/disk/by-id/x");
         assert!(wants(&link, "/dev/sdb"));
         assert!(!wants(&link, "/dev/sda"));
+        // An entry ending in a digit names that path only, even while no
+        // such device exists (/dev/loop2 detached): never /dev/loop20.
+        let absent = parse("/dev/loop2:/dev/nvme0");
+        assert!(wants(&absent, "/dev/loop2"));
+        assert!(!wants(&absent, "/dev/loop20"));
+        assert!(!wants(&absent, "/dev/loop21"));
+        assert!(wants(&absent, "/dev/nvme0"));
+        assert!(!wants(&absent, "/dev/nvme0n1p2"));
         // Anything else is a prefix.
-        let loops = parse("/dev/loop:/dev/nvme0");
+        let loops = parse("/dev/loop:/dev/nvme0n");
         assert!(wants(&loops, "/dev/loop1"));
         assert!(wants(&loops, "/dev/loop10"));
         assert!(wants(&loops, "/dev/nvme0n1p2"));

@@ -5,6 +5,7 @@
 //! whose tests run in parallel threads of one process, and every test here
 //! that touches the environment holds [`env_lock`] while it runs.
 
+mod device_list_lock;
 mod io_engine_choice;
 mod mblock_lifecycle;
 mod pool_add_staging;
