@@ -466,11 +466,8 @@ fn exercise(a: &DemoArgs, at: &Place) -> Result<ExitCode> {
             Ok(()) => println!("  removed {}", at.rundir.display()),
             Err(e) => println!("  left {} ({e})", at.rundir.display()),
         }
-        let lock = at.config.with_extension("lock");
-        for f in [&at.config, &lock] {
-            if remove_if_there(f)? {
-                println!("  removed {}", f.display());
-            }
+        if remove_if_there(&at.config)? {
+            println!("  removed {}", at.config.display());
         }
         let cwd = std::env::current_dir().and_then(std::fs::canonicalize).ok();
         if cwd.as_deref() != Some(at.dir.as_path()) && std::fs::remove_dir(&at.dir).is_ok() {
@@ -499,11 +496,10 @@ fn removal(name: &str, at: &Place) -> Vec<String> {
         ),
         format!("rm -f {} {}", q(&at.cap), q(&at.stg)),
         format!(
-            "rm -f {} {} {} {} && rmdir {} {}   # once no other demo pool is kept there",
+            "rm -f {} {} {} && rmdir {} {}   # once no other demo pool is kept there",
             q(&at.rundir.join(MARKER)),
             q(&at.rundir.join(".names.lock")),
             q(&at.config),
-            q(&at.config.with_extension("lock")),
             q(&at.rundir),
             q(&at.dir)
         ),
