@@ -16,3 +16,23 @@ pub fn env_lock() -> std::sync::MutexGuard<'static, ()> {
     static ENV: std::sync::Mutex<()> = std::sync::Mutex::new(());
     ENV.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+/// A temporary directory holding this test's run directory (`run`) and
+/// device list (`devices`), both set in the environment (hold
+/// [`env_lock`] while it lives).
+pub fn scratch_env() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    std::env::set_var("MPOOL_RUNDIR", d.path().join("run"));
+    std::env::set_var("MPOOL_CONFIG", d.path().join("devices"));
+    d
+}
+
+/// A capacity device `cap.img` in `dir`, created at `size` bytes, with
+/// zones (mblocks) of `zone` bytes.
+pub fn cap_spec(dir: &std::path::Path, size: u64, zone: u64) -> mpool::DeviceSpec {
+    mpool::DeviceSpec {
+        path: dir.join("cap.img"),
+        create_size: Some(size),
+        zone_size: zone,
+    }
+}

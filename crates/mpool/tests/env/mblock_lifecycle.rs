@@ -5,14 +5,8 @@ use mpool::DeviceSpec;
 use mpool::{CreateOptions, Error, MediaClass, ObjectError, OpenOptions, Pool, PoolError};
 
 fn setup() -> (tempfile::TempDir, DeviceSpec) {
-    let d = tempfile::tempdir().unwrap();
-    std::env::set_var("MPOOL_RUNDIR", d.path().join("run"));
-    std::env::set_var("MPOOL_CONFIG", d.path().join("devices"));
-    let spec = DeviceSpec {
-        path: d.path().join("cap.img"),
-        create_size: Some(64 << 20),
-        zone_size: 1 << 20,
-    };
+    let d = crate::scratch_env();
+    let spec = crate::cap_spec(d.path(), 64 << 20, 1 << 20);
     (d, spec)
 }
 

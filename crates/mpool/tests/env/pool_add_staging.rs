@@ -8,14 +8,8 @@ use mpool::{CreateOptions, Error, MediaClass, OpenOptions, Pool, PoolError};
 #[test]
 fn staging_added_to_an_open_pool_is_usable_at_once() {
     let _env = crate::env_lock();
-    let d = tempfile::tempdir().unwrap();
-    std::env::set_var("MPOOL_RUNDIR", d.path().join("run"));
-    std::env::set_var("MPOOL_CONFIG", d.path().join("devices"));
-    let cap = DeviceSpec {
-        path: d.path().join("cap.img"),
-        create_size: Some(64 << 20),
-        zone_size: 1 << 20,
-    };
+    let d = crate::scratch_env();
+    let cap = crate::cap_spec(d.path(), 64 << 20, 1 << 20);
     let pool = Pool::create("st", &cap, &CreateOptions::default()).unwrap();
     assert!(matches!(
         pool.mblock_alloc(MediaClass::Staging),

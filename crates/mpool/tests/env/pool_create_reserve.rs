@@ -17,16 +17,10 @@ fn allocated(path: &Path) -> u64 {
 #[test]
 fn create_allocates_the_superblocks_and_every_metadata_zone() {
     let _env = crate::env_lock();
-    let d = tempfile::tempdir().unwrap();
-    std::env::set_var("MPOOL_RUNDIR", d.path().join("run"));
-    std::env::set_var("MPOOL_CONFIG", d.path().join("devices"));
+    let d = crate::scratch_env();
     let zone = 1u64 << 20;
     let (cap_size, stg_size) = (256u64 << 20, 16u64 << 20);
-    let cap = DeviceSpec {
-        path: d.path().join("cap.img"),
-        create_size: Some(cap_size),
-        zone_size: zone,
-    };
+    let cap = crate::cap_spec(d.path(), cap_size, zone);
     let opts = CreateOptions {
         staging: Some(DeviceSpec {
             path: d.path().join("stg.img"),
@@ -71,14 +65,8 @@ fn create_allocates_the_superblocks_and_every_metadata_zone() {
 #[test]
 fn preallocate_allocates_the_files_whole() {
     let _env = crate::env_lock();
-    let d = tempfile::tempdir().unwrap();
-    std::env::set_var("MPOOL_RUNDIR", d.path().join("run"));
-    std::env::set_var("MPOOL_CONFIG", d.path().join("devices"));
-    let cap = DeviceSpec {
-        path: d.path().join("cap.img"),
-        create_size: Some(64 << 20),
-        zone_size: 1 << 20,
-    };
+    let d = crate::scratch_env();
+    let cap = crate::cap_spec(d.path(), 64 << 20, 1 << 20);
     let stg = d.path().join("stg.img");
     let opts = CreateOptions {
         staging: Some(DeviceSpec {
@@ -120,15 +108,9 @@ fn sparse_copy(from: &Path, to: &Path) {
 #[test]
 fn a_read_write_open_allocates_the_metadata_of_a_sparse_copy() {
     let _env = crate::env_lock();
-    let d = tempfile::tempdir().unwrap();
-    std::env::set_var("MPOOL_RUNDIR", d.path().join("run"));
-    std::env::set_var("MPOOL_CONFIG", d.path().join("devices"));
+    let d = crate::scratch_env();
     let zone = 1u64 << 20;
-    let cap = DeviceSpec {
-        path: d.path().join("cap.img"),
-        create_size: Some(64 << 20),
-        zone_size: zone,
-    };
+    let cap = crate::cap_spec(d.path(), 64 << 20, zone);
     let pool = Pool::create("old", &cap, &CreateOptions::default()).unwrap();
     let used = pool.usage()[0].used;
     drop(pool);
