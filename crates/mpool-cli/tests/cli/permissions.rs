@@ -8,12 +8,8 @@ use std::process::Command;
 
 #[test]
 fn open_without_access_names_device_and_permission() {
-    if !is_root() {
-        eprintln!("SKIPPED: permission test needs root (to run the CLI as another user)");
-        return;
-    }
-    let Some(setpriv) = which("setpriv") else {
-        eprintln!("SKIPPED: permission test needs setpriv (util-linux)");
+    let Some(setpriv) = setpriv_for("permissions::open_without_access_names_device_and_permission")
+    else {
         return;
     };
     let bin = std::path::Path::new(env!("CARGO_BIN_EXE_mpool"));

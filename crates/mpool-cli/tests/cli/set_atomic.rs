@@ -16,12 +16,7 @@ fn recorded(sb: &Sandbox) -> Vec<serde_json::Value> {
 
 #[test]
 fn refused_chown_changes_nothing() {
-    if !is_root() {
-        eprintln!("SKIPPED: set_atomic::refused_chown_changes_nothing needs root (to run the CLI as another user)");
-        return;
-    }
-    let Some(setpriv) = which("setpriv") else {
-        eprintln!("SKIPPED: set_atomic::refused_chown_changes_nothing needs setpriv (util-linux)");
+    let Some(setpriv) = setpriv_for("set_atomic::refused_chown_changes_nothing") else {
         return;
     };
     let sb = Sandbox::new();

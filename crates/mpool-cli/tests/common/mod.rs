@@ -350,3 +350,18 @@ pub fn attach(backing: &std::path::Path) -> Option<Loop> {
         mode: m.mode() & 0o7777,
     })
 }
+
+/// `setpriv`, when this test can run the CLI as another user (as root,
+/// with util-linux's `setpriv`); otherwise None, after saying loudly that
+/// `test` is skipped and why.
+pub fn setpriv_for(test: &str) -> Option<PathBuf> {
+    if !is_root() {
+        eprintln!("SKIPPED: {test} needs root (to run the CLI as another user)");
+        return None;
+    }
+    let found = which("setpriv");
+    if found.is_none() {
+        eprintln!("SKIPPED: {test} needs setpriv (util-linux)");
+    }
+    found
+}
