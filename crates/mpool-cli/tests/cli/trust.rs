@@ -87,7 +87,37 @@ fn an_entry_replaced_by_a_symbolic_link_is_not_followed() {
 
 #[test]
 fn a_run_directory_owned_by_another_user_is_refused() {
-    let Some(setpriv) = setpriv_for("trust: the run-directory fallback test") else {
+    if !is_root() {
+        eprintln!("SKIPPED: ownership test needs root (to chown the run directory)");
+        return;
+    }
+    let sb = Sandbox::new();
+    std::fs::create_dir(sb.rundir()).unwrap();
+    std::os::unix::fs::chown(sb.rundir(), Some(NOBODY), Some(NOBODY)).unwrap();
+    sb.fail_with(
+        &["list"],
+        &[&format!(
+            "run directory {} is owned by uid {NOBODY}, not you (0): remove it",
+            sb.rundir().display()
+        )],
+    );
+    // A device list owned by another user is refused the same way.
+    std::os::unix::fs::chown(sb.rundir(), Some(0), Some(0)).unwrap();
+    std::fs::write(sb.config(), "").unwrap();
+    std::os::unix::fs::chown(sb.config(), Some(NOBODY), Some(NOBODY)).unwrap();
+    sb.fail_with(
+        &["scan"],
+        &["device list", &format!("owned by uid {NOBODY}")],
+    );
+}
+
+/// The attack of issue 15: another user creates the shared fallback
+/// `/tmp/mpool-UID` before its owner does. Run as uid 65534 with TMPDIR in
+/// the sandbox, against a `mpool-65534` that uid 1001 made.
+#[test]
+fn the_tmp_fallback_made_by_another_user_is_refused() {
+    let Some(setpriv) = setpriv_for("trust::the_tmp_fallback_made_by_another_user_is_refused")
+    else {
         return;
     };
     let sb = Sandbox::new();
