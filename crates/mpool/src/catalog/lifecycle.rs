@@ -145,7 +145,7 @@ impl Catalog {
         // too, and replay verifies the content of commits in a log's last
         // flush set (docs/format.md, "Transactions"). Elsewhere the content
         // is flushed first.
-        let shared = self.inner.shared_commits && *class == MediaClass::Capacity;
+        let shared = self.inner.features.shared_commit() && *class == MediaClass::Capacity;
         ws.finish(!shared).map_err(|e| data_err(id, e))?;
         // Writes past the zone were refused, and a zone is at most ZONE_MAX
         // (below 4 GiB): the length fits its record and its zone.

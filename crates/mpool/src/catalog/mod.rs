@@ -152,7 +152,7 @@ struct Inner {
     cursor: AtomicUsize,
     read_only: bool,
     /// Commit capacity-class mblocks with one flush (format version 2).
-    shared_commits: bool,
+    features: crate::format::Features,
     wake: (Mutex<bool>, Condvar),
     compactions: AtomicU64,
 }
@@ -267,13 +267,12 @@ impl Catalog {
     }
 
     /// Open the metadata: replay MDC0 and MDC1..N, rebuild the space map.
-    /// `shared_commits`: the pool's format (version 2) allows mblock
-    /// commits whose content shares its record's flush.
+    /// `features`: what the pool's format version allows.
     pub(crate) fn open(
         classes: [Option<ClassDev>; 2],
         layout: Layout,
         read_only: bool,
-        shared_commits: bool,
+        features: crate::format::Features,
     ) -> Result<Catalog> {
         check_sectors(&classes)?;
         let cap = classes[0]
@@ -340,7 +339,7 @@ impl Catalog {
                     let classes = &classes;
                     s.spawn(move || -> Result<Shard> {
                         let mdc = Mdc::open(dev, ea, eb, u64::from(index))?;
-                        let mut r = replay(index, &mdc, shared_commits)?;
+                        let mut r = replay(index, &mdc, features.shared_commit())?;
                         if let Some(bad) = r
                             .objs
                             .keys()
@@ -453,7 +452,7 @@ impl Catalog {
             root,
             cursor: AtomicUsize::new(0),
             read_only,
-            shared_commits,
+            features,
             wake: (Mutex::new(false), Condvar::new()),
             compactions: AtomicU64::new(0),
         });

@@ -3,3 +3,21 @@
 pub(crate) mod codec;
 pub mod record;
 pub mod superblock;
+
+/// What a pool's format version allows (see "Version history" in
+/// `docs/format.md`). A pool keeps its version until `mpool upgrade`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Features {
+    /// The pool's format version.
+    pub version: u16,
+}
+
+impl Features {
+    pub(crate) fn new(version: u16) -> Features {
+        Features { version }
+    }
+    /// Pool-metadata record type 7: an mblock commit sharing its record's flush.
+    pub(crate) fn shared_commit(self) -> bool {
+        self.version >= 2
+    }
+}

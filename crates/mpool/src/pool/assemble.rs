@@ -193,7 +193,12 @@ fn assemble(
         mdc0_zone: newest.mdc0.zone,
         mdc0_zones: newest.mdc0.zones,
     };
-    let pmd = match Catalog::open(classes, layout, read_only, newest.version >= 2) {
+    let pmd = match Catalog::open(
+        classes,
+        layout,
+        read_only,
+        crate::format::Features::new(newest.version),
+    ) {
         Ok(p) => Some(p),
         // Inspecting (no lock, possibly while a writer works): the metadata is
         // replayed read-only when it can be; otherwise the superblock speaks.
