@@ -33,7 +33,7 @@ fn json_outputs() {
     assert_eq!(v["name"], "js");
     assert_eq!(v["label"], "j");
     assert_eq!(v["generation"], 1);
-    assert_eq!(v["format_version"], 2, "new pools are format version 2");
+    assert_eq!(v["format_version"], 3, "new pools are format version 3");
     let uuid = v["uuid"].as_str().unwrap().to_string();
     assert_eq!(uuid.len(), 36);
     let devs = v["devices"].as_array().unwrap();

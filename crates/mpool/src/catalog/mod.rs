@@ -614,7 +614,13 @@ mod tests {
         };
         for r in [
             Catalog::format([class(), None], layout, false).map(|_| ()),
-            Catalog::open([class(), None], layout, false, true).map(|_| ()),
+            Catalog::open(
+                [class(), None],
+                layout,
+                false,
+                crate::format::Features::new(crate::format::superblock::SB_VERSION),
+            )
+            .map(|_| ()),
         ] {
             match r {
                 Err(e @ Error::Pool(PoolError::SectorTooLarge { .. })) => {
@@ -641,7 +647,13 @@ mod tests {
             mdc0_zones: 1,
         };
         Catalog::format([class(), None], layout, false).unwrap();
-        let pmd = Catalog::open([class(), None], layout, false, true).unwrap();
+        let pmd = Catalog::open(
+            [class(), None],
+            layout,
+            false,
+            crate::format::Features::new(crate::format::superblock::SB_VERSION),
+        )
+        .unwrap();
         let index = pmd.inner.shards[0].index;
         let rec = |len: u32| CatalogRecord::Mblock {
             id: ObjectId::new(ObjType::Mblock, index, 5000),
@@ -656,13 +668,24 @@ mod tests {
             .unwrap();
         drop(pmd);
         // A whole zone is fine.
-        let pmd = Catalog::open([class(), None], layout, false, true).unwrap();
+        let pmd = Catalog::open(
+            [class(), None],
+            layout,
+            false,
+            crate::format::Features::new(crate::format::superblock::SB_VERSION),
+        )
+        .unwrap();
         let s = &pmd.inner.shards[0];
         rlock(&s.mdc)
             .append(&rec(zone as u32 + 1).encode(), true)
             .unwrap();
         drop(pmd);
-        match Catalog::open([class(), None], layout, false, true) {
+        match Catalog::open(
+            [class(), None],
+            layout,
+            false,
+            crate::format::Features::new(crate::format::superblock::SB_VERSION),
+        ) {
             Err(Error::Metadata(MetadataError::Corrupt(why))) => {
                 assert!(why.contains("its zone holds"), "{why}")
             }

@@ -28,13 +28,13 @@ const _: () = assert!(SB_OFFSETS[1].is_multiple_of(SECTOR_MAX as u64));
 const _: () = assert!(SB_SIZE.is_multiple_of(SECTOR_MIN as usize));
 /// Magic at offset 0 of every copy.
 pub const SB_MAGIC: [u8; 8] = *b"MPOOLSB\0";
-/// The format version this code gives new pools (it reads 1 and 2).
+/// The format version this code gives new pools (it reads 1 to 3).
 ///
 /// Version 2 adds the pool-metadata record type 7 (an mblock commit whose
 /// content shares its record's flush). A pool keeps the version it was
 /// created with: superblock rewrites preserve it, and a version-1 pool is
 /// committed to the version-1 way, so older code keeps opening it.
-pub const SB_VERSION: u16 = 2;
+pub const SB_VERSION: u16 = 3;
 /// The oldest format version this code reads.
 pub const SB_VERSION_MIN: u16 = 1;
 /// Most member devices a pool can have.

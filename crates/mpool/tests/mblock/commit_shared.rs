@@ -307,7 +307,7 @@ fn a_one_flush_commit_record_in_a_format_1_pool_is_corruption() {
     let d: DeviceRef = dev.clone();
     let read = mpool::superblock::read(d.as_ref()).unwrap();
     let mut sb = read.copies[0].clone().unwrap();
-    assert_eq!(sb.version, 2);
+    assert_eq!(sb.version, mpool::format::superblock::SB_VERSION);
     sb.version = 1;
     mpool::superblock::write(d.as_ref(), &sb).unwrap();
     match Pool::open_on(vec![Arc::clone(&d)], true) {
