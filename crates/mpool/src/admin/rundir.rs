@@ -274,6 +274,26 @@ pub(crate) fn clear_holder(uuid: &str) {
     }
 }
 
+/// Write a file of the run directory (replaced atomically).
+pub(crate) fn write_entry_file(file: &str, text: &str) -> Result<()> {
+    replace_file(&run_dir()?.join(file), text)
+}
+
+/// Read a file of the run directory (never through a link).
+pub(crate) fn read_entry_file(file: &str) -> Result<String> {
+    let p = run_dir()?.join(file);
+    read_nofollow(&p).map_err(|e| Error::file(&p, e))
+}
+
+/// Remove a file of the run directory (no error when absent).
+pub(crate) fn remove_entry_file(file: &str) -> Result<()> {
+    let p = run_dir()?.join(file);
+    match std::fs::remove_file(&p) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::file(&p, e)),
+        _ => Ok(()),
+    }
+}
+
 /// The known-devices list file.
 pub fn config_path() -> PathBuf {
     if let Some(p) = std::env::var_os("MPOOL_CONFIG") {

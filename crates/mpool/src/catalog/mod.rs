@@ -502,6 +502,19 @@ impl Catalog {
             .sum()
     }
 
+    /// The type of every committed object.
+    pub(crate) fn types(&self) -> Vec<crate::objid::ObjType> {
+        let mut v = Vec::new();
+        for s in &self.inner.shards {
+            v.extend(
+                rlock(&s.objs)
+                    .keys()
+                    .filter_map(|&id| crate::objid::ObjectId::from_raw(id).map(|i| i.ty())),
+            );
+        }
+        v
+    }
+
     /// Make every deferred delete durable (and free its zones).
     pub(crate) fn sync(&self) -> Result<()> {
         self.inner.check_writable()?;

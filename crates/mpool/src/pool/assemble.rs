@@ -277,6 +277,7 @@ impl Pool {
         let pool = assemble(devs, read_only, !opts.inspect)?;
         if !read_only {
             rundir::write_holder(&pool.uuid().to_string());
+            *super::lock(&pool.inner.live) = Some(super::live::Publisher::start(&pool));
         }
         Ok(pool)
     }

@@ -5,10 +5,12 @@
 
 mod assemble;
 mod create;
+mod live;
 mod options;
 mod properties;
 
 pub use crate::catalog::{AlignedRead, MblockRead, MblockReader, ObjectProps};
+pub use live::{CheckRecord, LiveFigures, ObjectCounts};
 pub use options::{CreateOptions, DeviceSpec, OpenOptions, DEFAULT_ZONE_SIZE};
 pub use properties::{parse_mode, ClassUsage, DeviceProps, PoolProps, PROPERTIES, SETTABLE};
 
@@ -48,6 +50,8 @@ struct PoolInner {
     members: Mutex<Vec<MemberDev>>,
     /// Repairs made since the pool was opened (superblock copies rewritten).
     repairs: Mutex<Vec<crate::check::CheckRepair>>,
+    /// The thread publishing live figures (read-write pools opened by name).
+    live: Mutex<Option<live::Publisher>>,
 }
 
 /// An open pool. Cheap to clone; `Send + Sync`.
@@ -82,6 +86,7 @@ impl Pool {
                 sb: Mutex::new(sb),
                 members: Mutex::new(members),
                 repairs: Mutex::new(Vec::new()),
+                live: Mutex::new(None),
             }),
         }
     }
@@ -372,6 +377,17 @@ impl Pool {
             Some(pmd) if !self.inner.read_only && Arc::strong_count(&self.inner) > 1 => pmd.sync(),
             _ => Ok(()),
         };
+        // The last user handle stops the publisher first, so that it holds
+        // no reference when the pool is taken apart below.
+        {
+            let live = lock(&self.inner.live);
+            let publisher = live.as_ref().map_or(0, live::Publisher::holding);
+            if Arc::strong_count(&self.inner).saturating_sub(publisher) <= 1 {
+                if let Some(p) = live.as_ref() {
+                    p.stop();
+                }
+            }
+        }
         let Some(mut inner) = Arc::into_inner(self.inner) else {
             return synced;
         };
@@ -386,6 +402,9 @@ impl Drop for PoolInner {
     fn drop(&mut self) {
         // The metadata first (its drop seals the logs), then the holder
         // entry: the pool is not shown free while it is still closing.
+        if let Some(p) = lock(&self.live).take() {
+            p.stop();
+        }
         drop(self.pmd.take());
         if !self.read_only {
             rundir::clear_holder(&self.uuid.to_string());
