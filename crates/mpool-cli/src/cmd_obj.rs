@@ -37,12 +37,18 @@ fn open(pool: &str, read_only: bool) -> Result<Pool> {
 #[derive(Subcommand, Debug)]
 pub enum MblockCmd {
     /// List committed mblocks.
+    ///
+    /// While another process holds the pool open, the list is read from
+    /// the pool's durable metadata, and the holder's published counts are
+    /// shown with it.
     List {
         /// Pool name or UUID.
         pool: String,
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        out: crate::output::OutputArgs,
     },
     /// Show one object's properties.
     Stat {
@@ -145,6 +151,76 @@ fn props_row(p: &ObjectProps) -> Vec<String> {
     ]
 }
 
+/// Every field of `mblock list -o` and `mlog list -o`.
+const OBJ_FIELDS: [&str; 8] = [
+    "id",
+    "type",
+    "class",
+    "length",
+    "capacity",
+    "crc32c",
+    "committed",
+    "root",
+];
+const MBLOCK_DEFAULT: [&str; 6] = ["id", "type", "class", "length", "capacity", "crc32c"];
+const MLOG_DEFAULT: [&str; 5] = ["id", "type", "class", "capacity", "root"];
+
+fn obj_row(p: &ObjectProps, root: bool) -> Vec<crate::output::Val> {
+    use crate::output::Val;
+    vec![
+        p.id.to_string().into(),
+        p.ty.to_string().into(),
+        p.class.to_string().into(),
+        if p.ty == ObjType::Mblock {
+            Val::Num(p.len)
+        } else {
+            Val::Absent
+        },
+        Val::Bytes(p.capacity),
+        p.crc.map_or(Val::Absent, |c| format!("{c:08x}").into()),
+        if p.committed { "yes" } else { "no" }.into(),
+        if root { "yes" } else { "no" }.into(),
+    ]
+}
+
+/// Open a pool to list its objects: read-only, or, while another process
+/// holds it open, by reading its durable metadata without a lock (saying
+/// so, with the holder's published counts).
+fn open_for_listing(pool: &str) -> Result<Pool> {
+    match open(pool, true) {
+        Ok(p) => Ok(p),
+        Err(e) => {
+            let busy = e
+                .chain()
+                .find_map(|c| match c.downcast_ref::<mpool::Error>() {
+                    Some(mpool::Error::Pool(mpool::PoolError::Busy { pid, .. })) => Some(*pid),
+                    _ => None,
+                });
+            let Some(pid) = busy else { return Err(e) };
+            let p = Pool::open(
+                pool,
+                &OpenOptions {
+                    inspect: true,
+                    ..Default::default()
+                },
+            )
+            .with_context(|| format!("reading the metadata of pool '{pool}'"))?;
+            let holder =
+                pid.map_or_else(|| "another process".to_string(), |p| format!("process {p}"));
+            match Pool::published_figures(&p.uuid().to_string()) {
+                Some(f) => eprintln!(
+                    "mpool: pool '{pool}' is open by {holder}, which reports {} mblock(s), {} mlog(s), {} MDC(s) now; listed from its durable metadata",
+                    f.objects.mblocks, f.objects.mlogs, f.objects.mdcs
+                ),
+                None => eprintln!(
+                    "mpool: pool '{pool}' is open by {holder}; listed from its durable metadata"
+                ),
+            }
+            Ok(p)
+        }
+    }
+}
+
 const PROPS_HEADER: [&str; 7] = [
     "id",
     "type",
@@ -157,8 +233,11 @@ const PROPS_HEADER: [&str; 7] = [
 
 pub fn mblock(cmd: MblockCmd) -> Result<ExitCode> {
     match cmd {
-        MblockCmd::List { pool, json } => {
-            let p = open(&pool, true)?;
+        MblockCmd::List { pool, json, out } => {
+            if !json {
+                out.select(&OBJ_FIELDS, &MBLOCK_DEFAULT)?;
+            }
+            let p = open_for_listing(&pool)?;
             let objs: Vec<ObjectProps> = p
                 .objects()?
                 .into_iter()
@@ -169,10 +248,11 @@ pub fn mblock(cmd: MblockCmd) -> Result<ExitCode> {
             } else if objs.is_empty() {
                 println!("no mblocks in pool '{pool}'");
             } else {
-                println!(
-                    "{}",
-                    table(&PROPS_HEADER, objs.iter().map(props_row).collect())
-                );
+                out.print(&crate::output::Rows {
+                    all: &OBJ_FIELDS,
+                    default: &MBLOCK_DEFAULT,
+                    rows: objs.iter().map(|o| obj_row(o, false)).collect(),
+                })?;
             }
         }
         MblockCmd::Stat { pool, id, json } => {
@@ -291,12 +371,18 @@ pub fn mblock(cmd: MblockCmd) -> Result<ExitCode> {
 #[derive(Subcommand, Debug)]
 pub enum MlogCmd {
     /// List user mlogs and MDCs (the root MDC included).
+    ///
+    /// While another process holds the pool open, the list is read from
+    /// the pool's durable metadata, and the holder's published counts are
+    /// shown with it.
     List {
         /// Pool name or UUID.
         pool: String,
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        out: crate::output::OutputArgs,
     },
     /// Create and commit a user mlog; prints its ID.
     #[command(after_help = crate::fmt::SIZES)]
@@ -377,8 +463,11 @@ fn printable(b: &[u8]) -> String {
 
 pub fn mlog(cmd: MlogCmd) -> Result<ExitCode> {
     match cmd {
-        MlogCmd::List { pool, json } => {
-            let p = open(&pool, true)?;
+        MlogCmd::List { pool, json, out } => {
+            if !json {
+                out.select(&OBJ_FIELDS, &MLOG_DEFAULT)?;
+            }
+            let p = open_for_listing(&pool)?;
             let root = p.root_mdc_id()?;
             let objs: Vec<ObjectProps> = p
                 .objects()?
@@ -386,28 +475,27 @@ pub fn mlog(cmd: MlogCmd) -> Result<ExitCode> {
                 .filter(|o| o.ty != ObjType::Mblock)
                 .collect();
             if json {
-                print_json(&serde_json::json!({ "root_mdc": root, "logs": objs }))?;
-            } else {
-                let rows = objs
+                // The same records as `mblock list`, each with `root` added.
+                let v: Vec<serde_json::Value> = objs
                     .iter()
                     .map(|o| {
-                        let mut r = props_row(o);
-                        r[3] = if o.id == root.object_id() {
-                            "root MDC".into()
-                        } else {
-                            "-".into()
-                        };
-                        r.remove(5);
-                        r
+                        let mut v = serde_json::to_value(o)?;
+                        if let Some(m) = v.as_object_mut() {
+                            m.insert("root".into(), (o.id == root.object_id()).into());
+                        }
+                        Ok(v)
                     })
-                    .collect();
-                println!(
-                    "{}",
-                    table(
-                        &["id", "type", "class", "note", "capacity", "committed"],
-                        rows
-                    )
-                );
+                    .collect::<Result<_, serde_json::Error>>()?;
+                print_json(&v)?;
+            } else {
+                out.print(&crate::output::Rows {
+                    all: &OBJ_FIELDS,
+                    default: &MLOG_DEFAULT,
+                    rows: objs
+                        .iter()
+                        .map(|o| obj_row(o, o.id == root.object_id()))
+                        .collect(),
+                })?;
             }
         }
         MlogCmd::Create {
@@ -528,6 +616,7 @@ pub fn check(pool: &str, json: bool, repair: bool) -> Result<ExitCode> {
         bar.set_position(done);
     })?;
     bar.finish_and_clear();
+    p.record_check(&rep);
     if json {
         print_json(&rep)?;
     } else {

@@ -1,6 +1,7 @@
 //! Pool lifecycle verbs.
 
 use crate::fmt::{human, parse_gid, parse_uid, print_json, size_arg, table};
+use crate::output::{OutputArgs, Rows, Val};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use mpool::admin::{self, rundir, scan as mscan};
@@ -292,7 +293,32 @@ struct ListEntry {
     error: Option<String>,
 }
 
-pub fn list(names: &[String], json: bool, verbose: bool) -> Result<ExitCode> {
+/// Every field of `mpool list -o`.
+const LIST_FIELDS: [&str; 11] = [
+    "name",
+    "uuid",
+    "size",
+    "used",
+    "free",
+    "classes",
+    "objects",
+    "label",
+    "health",
+    "format_version",
+    "state",
+];
+const LIST_DEFAULT: [&str; 8] = [
+    "name", "size", "used", "free", "classes", "objects", "label", "health",
+];
+const LIST_VERBOSE: [&str; 10] = [
+    "name", "uuid", "size", "used", "free", "classes", "objects", "label", "health", "state",
+];
+
+pub fn list(names: &[String], json: bool, verbose: bool, out: &OutputArgs) -> Result<ExitCode> {
+    if !json {
+        // A bad -o is refused before any pool is opened.
+        out.select(&LIST_FIELDS, &LIST_DEFAULT)?;
+    }
     let active = rundir::list_active()?;
     let mut missing = Vec::new();
     let mut chosen = Vec::new();
@@ -335,57 +361,66 @@ pub fn list(names: &[String], json: bool, verbose: bool) -> Result<ExitCode> {
             .iter()
             .map(|e| match &e.props {
                 Some(p) => {
-                    let sum = |f: fn(&ClassUsage) -> u64| p.classes.iter().map(f).sum::<u64>();
-                    let mut row = vec![
-                        p.name.clone(),
-                        human(sum(|c| c.size)),
-                        human(sum(|c| c.used)),
-                        human(sum(|c| c.free)),
+                    // While a process holds the pool, its published figures
+                    // are current; the metadata read here may lag them.
+                    let live = Pool::published_figures(&p.uuid);
+                    let classes = live.as_ref().map_or(&p.classes, |f| &f.classes);
+                    let sum = |f: fn(&ClassUsage) -> u64| classes.iter().map(f).sum::<u64>();
+                    let objects = match (&live, p.objects) {
+                        (Some(f), _) => Val::Num(f.objects.total()),
+                        (None, Some(n)) => Val::Num(n),
+                        (None, None) => Val::Absent,
+                    };
+                    vec![
+                        p.name.clone().into(),
+                        p.uuid.clone().into(),
+                        Val::Bytes(sum(|c| c.size)),
+                        Val::Bytes(sum(|c| c.used)),
+                        Val::Bytes(sum(|c| c.free)),
                         p.classes
                             .iter()
                             .map(|c| c.class.to_string())
                             .collect::<Vec<_>>()
-                            .join(","),
-                        p.objects.map_or_else(|| "-".into(), |n| n.to_string()),
-                        if p.label.is_empty() {
-                            "-".into()
-                        } else {
-                            p.label.clone()
+                            .join(",")
+                            .into(),
+                        objects,
+                        p.label.clone().into(),
+                        live.as_ref()
+                            .map_or(&p.health, |f| &f.health)
+                            .clone()
+                            .into(),
+                        Val::Num(u64::from(p.format_version)),
+                        match Pool::holder(&p.uuid) {
+                            Some(pid) => format!("open by {pid}").into(),
+                            None => "active".into(),
                         },
-                        p.health.clone(),
-                    ];
-                    if verbose {
-                        row.insert(1, p.uuid.clone());
-                    }
-                    row
+                    ]
                 }
-                None => {
-                    let mut row = vec![
-                        e.name.clone(),
-                        "-".into(),
-                        "-".into(),
-                        "-".into(),
-                        "-".into(),
-                        "-".into(),
-                        "-".into(),
-                        format!("unavailable: {}", e.error.clone().unwrap_or_default()),
-                    ];
-                    if verbose {
-                        row.insert(1, e.uuid.clone());
-                    }
-                    row
-                }
+                None => vec![
+                    e.name.clone().into(),
+                    e.uuid.clone().into(),
+                    Val::Absent,
+                    Val::Absent,
+                    Val::Absent,
+                    Val::Absent,
+                    Val::Absent,
+                    Val::Absent,
+                    format!("unavailable: {}", e.error.clone().unwrap_or_default()).into(),
+                    Val::Absent,
+                    "unavailable".into(),
+                ],
             })
             .collect();
-        let mut header = vec![
-            "name", "size", "used", "free", "classes", "objects", "label", "health",
-        ];
-        if verbose {
-            header.insert(1, "uuid");
-        }
-        if !entries.is_empty() {
-            println!("{}", table(&header, rows));
-        }
+        let default: &[&str] = if verbose {
+            &LIST_VERBOSE
+        } else {
+            &LIST_DEFAULT
+        };
+        out.print(&Rows {
+            all: &LIST_FIELDS,
+            default,
+            rows,
+        })?;
         if verbose {
             for p in entries.iter().filter_map(|e| e.props.as_ref()) {
                 println!(

@@ -10,6 +10,7 @@
 //! `--keep`: then it prints how to look at the pool and how to remove it.
 
 use crate::fmt::human;
+use crate::output::{date, unix_now};
 use anyhow::{Context, Result};
 use clap::Args;
 use mpool::admin::{self, rundir, scan};
@@ -544,44 +545,9 @@ fn pattern(seed: u64, len: usize) -> Vec<u8> {
         .collect()
 }
 
-/// Seconds since the epoch as a UTC date: `YYYY-MM-DD HH:MM:SS UTC`.
-fn date(secs: u64) -> String {
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Days to a civil date (Howard Hinnant's algorithm), from 1970-01-01.
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{date, sh_quote};
-
-    #[test]
-    fn dates() {
-        assert_eq!(date(0), "1970-01-01 00:00:00 UTC");
-        assert_eq!(date(951_782_400), "2000-02-29 00:00:00 UTC");
-        assert_eq!(date(1_795_975_327), "2026-11-29 18:02:07 UTC");
-        assert_eq!(date(4_107_542_399), "2100-02-28 23:59:59 UTC");
-    }
+    use super::sh_quote;
 
     #[test]
     fn quoting() {

@@ -2,8 +2,10 @@
 
 mod cmd_obj;
 mod cmd_pool;
+mod cmd_status;
 mod demo;
 mod fmt;
+mod output;
 mod torture;
 
 use clap::{Parser, Subcommand};
@@ -48,6 +50,21 @@ enum Cmd {
         /// Also show member devices and more properties.
         #[arg(short, long)]
         verbose: bool,
+        #[command(flatten)]
+        out: output::OutputArgs,
+    },
+    /// Show active pools in detail: state, health and what to do about it,
+    /// member devices, objects, space, the last check.
+    ///
+    /// While a process holds a pool open, the objects and space shown are
+    /// the figures that process publishes (at most a few seconds old).
+    /// Exits 1 when a pool is not healthy.
+    Status {
+        /// Only these pools (names or UUIDs).
+        pools: Vec<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Find pools on block devices, known device files and the given paths.
     Scan {
@@ -154,7 +171,9 @@ fn main() -> ExitCode {
             pools,
             json,
             verbose,
-        } => cmd_pool::list(&pools, json, verbose),
+            out,
+        } => cmd_pool::list(&pools, json, verbose, &out),
+        Cmd::Status { pools, json } => cmd_status::status(&pools, json),
         Cmd::Scan {
             paths,
             activate,

@@ -56,6 +56,40 @@ fn second_writer_is_refused() {
     sb.ok(&["list", "-v"]);
     assert_eq!(sb.props("locked")["name"], "locked");
 
+    // Live figures: the holder publishes its counts; status, list and
+    // mblock list in other processes show them (within a few seconds).
+    let id = pool
+        .mblock_alloc(mpool::MediaClass::Capacity)
+        .expect("alloc");
+    pool.mblock_write(id, b"live figures").expect("write");
+    pool.mblock_commit(id).expect("commit");
+    let mut st = serde_json::Value::Null;
+    for _ in 0..100 {
+        st = sb.json(&["status", "locked", "--json"]);
+        if st[0]["objects"]["mblocks"] == 1 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(st[0]["state"], "open", "{st}");
+    assert_eq!(st[0]["holder_pid"], std::process::id(), "{st}");
+    assert_eq!(st[0]["figures_from"], "holder", "{st}");
+    assert_eq!(st[0]["objects"]["mblocks"], 1, "{st}");
+    let o = sb.ok(&["list", "locked", "-H", "-o", "name,objects,state"]);
+    assert_eq!(
+        o.stdout.trim(),
+        format!("locked\t2\topen by {}", std::process::id()),
+        "the mblock and the root MDC:\n{}",
+        o.all()
+    );
+    let o = sb.ok(&["mblock", "list", "locked", "-H", "-o", "id,length"]);
+    assert_eq!(o.stdout.trim(), format!("{id}\t12"), "{}", o.all());
+    assert!(
+        o.stderr.contains(&me) && o.stderr.contains("reports 1 mblock(s)"),
+        "{}",
+        o.all()
+    );
+
     // A second writer in this very process is refused too.
     match mpool::Pool::open("locked", &mpool::OpenOptions::default()) {
         Err(e) => assert!(e.to_string().contains("is open by"), "{e}"),

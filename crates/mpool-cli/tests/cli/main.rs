@@ -34,5 +34,6 @@ mod set_get;
 mod shrunk_member;
 mod signatures;
 mod sizes;
+mod status_output;
 mod torture;
 mod trust;

@@ -40,11 +40,12 @@ fn mlog_create_append_dump_list() {
     let j = sb.json(&["mlog", "dump", "ml", &id, "--json"]);
     assert_eq!(j[0], "6f6e65"); // "one"
     let list = sb.json(&["mlog", "list", "ml", "--json"]);
-    let logs = list["logs"].as_array().unwrap();
+    let logs = list.as_array().unwrap();
     assert_eq!(logs.len(), 2, "the user mlog and the root MDC: {list}");
+    assert!(logs.iter().any(|l| l["root"] == true && l["type"] == "mdc"));
     assert!(logs
         .iter()
-        .any(|l| l["id"] == list["root_mdc"] && l["type"] == "mdc"));
+        .any(|l| l["root"] == false && l["type"] == "mlog"));
     assert!(logs
         .iter()
         .any(|l| l["id"] == id.as_str() && l["type"] == "mlog"));

@@ -42,8 +42,7 @@ fn mlog_erase_then_delete() {
     assert_eq!(j["deleted"], id.as_str(), "{j}");
     let list = sb.json(&["mlog", "list", "md", "--json"]);
     assert!(
-        list["logs"]
-            .as_array()
+        list.as_array()
             .unwrap()
             .iter()
             .all(|l| l["id"] != id.as_str()),
@@ -69,7 +68,13 @@ fn mlog_erase_then_delete() {
         &["mlog", "erase", "md", &mb],
         &["is an mblock, not an mlog"],
     );
-    let root = sb.json(&["mlog", "list", "md", "--json"])["root_mdc"]
+    let list = sb.json(&["mlog", "list", "md", "--json"]);
+    let root = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["root"] == true)
+        .unwrap()["id"]
         .as_str()
         .unwrap()
         .to_string();
