@@ -73,6 +73,8 @@ struct Undo {
     owners: Vec<(PathBuf, NodeOwner)>,
     /// Whether it recorded the pool as active.
     active: bool,
+    /// `add`: the run-directory entry it extended (the new path is taken out again).
+    active_devices: Option<ActiveEntry>,
 }
 
 impl Undo {
@@ -80,6 +82,13 @@ impl Undo {
     fn run(self, name: &str, pool_uuid: &Uuid, paths: &[PathBuf], engine: EngineChoice) {
         if self.active {
             let _ = rundir::remove_active(name);
+        }
+        if let Some(mut ent) = self.active_devices {
+            if let Some(p) = paths.first() {
+                let p = crate::dev::canonical(p);
+                ent.devices.retain(|d| *d != p);
+                let _ = rundir::write_active(&ent);
+            }
         }
         if self.formatted {
             // Capacity (the commit point) first.
@@ -572,10 +581,18 @@ impl Pool {
             }
             vet_device(d.as_ref(), &spec.path, class, spec.zone_size, force)
         })();
+        let vet = vet.and_then(|()| crate::superblock::check_sector(d.as_ref()));
+        let mut undo = Undo {
+            created: if existed {
+                Vec::new()
+            } else {
+                vec![spec.path.clone()]
+            },
+            ..Undo::default()
+        };
         if let Err(e) = vet {
-            if !existed {
-                let _ = std::fs::remove_file(&spec.path);
-            }
+            drop(d);
+            undo.run(self.name(), &self.uuid(), &[], EngineChoice::Sync);
             return Err(e);
         }
         let m = Member {
@@ -584,27 +601,92 @@ impl Pool {
             zone_size: spec.zone_size,
             size: d.size(),
         };
-        // Its superblock copies are rewritten by every update: never into a hole.
-        d.reserve(&[crate::catalog::superblock_span(d.sector())])?;
-        if force {
-            superblock::wipe_signatures(d.as_ref(), &spec.path)?;
-        }
-        // The new device gets its superblock first; the others then list it.
-        let mut news = sb0.clone();
-        news.generation += 1;
-        news.members.push(m);
-        superblock::write(
-            d.as_ref(),
-            &Superblock {
-                dev_uuid: m.dev_uuid,
+        // All or nothing: every step that can fail comes before the pool's
+        // superblocks list the new member, and is undone if a later one
+        // fails; the in-memory pool changes only once nothing can fail.
+        let mut members_written = false;
+        let res = (|| -> Result<()> {
+            let md = std::fs::metadata(&spec.path).map_err(|e| Error::file(&spec.path, e))?;
+            let before = NodeOwner {
+                path: crate::dev::canonical(&spec.path),
+                uid: md.uid(),
+                gid: md.gid(),
+                mode: md.mode() & 0o7777,
+            };
+            if d.info().kind == DeviceKind::File {
+                undo.listed = rundir::remember_paths(std::slice::from_ref(&spec.path))?;
+            } else if rundir::remember_node(&before)? {
+                undo.listed.push(before.path.clone());
+            }
+            undo.owners.push((spec.path.clone(), before));
+            apply_ownership(&spec.path, sb0.uid, sb0.gid, sb0.mode)?;
+            // Its superblock copies are rewritten by every update: never into a hole.
+            d.reserve(&[crate::catalog::superblock_span(d.sector())])?;
+            if force {
+                superblock::wipe_signatures(d.as_ref(), &spec.path)?;
+            }
+            // The new device gets its superblock first; the others then list it.
+            undo.formatted = true;
+            let mut news = sb0.clone();
+            news.generation += 1;
+            news.members.push(m);
+            superblock::write(
+                d.as_ref(),
+                &Superblock {
+                    dev_uuid: m.dev_uuid,
+                    class,
+                    sector: d.sector(),
+                    dev_size: d.size(),
+                    zone_size: spec.zone_size,
+                    ..news
+                },
+            )?;
+            if let Some(mut ent) = rundir::find_active(&self.uuid().to_string())? {
+                ent.devices.push(crate::dev::canonical(&spec.path));
+                undo.active_devices = Some(ent.clone());
+                rundir::write_active(&ent)?;
+            }
+            lock(&self.inner.members).push(MemberDev {
+                name: spec.path.display().to_string(),
+                path: Some(spec.path.clone()),
+                dev: d.clone() as DeviceRef,
                 class,
-                sector: d.sector(),
-                dev_size: d.size(),
+                dev_uuid: m.dev_uuid,
                 zone_size: spec.zone_size,
-                ..news
-            },
-        )?;
+                damaged: Vec::new(),
+            });
+            members_written = true;
+            self.update_sb(|s| {
+                s.members.push(m);
+                Ok(())
+            })
+        })();
+        if let Err(e) = res {
+            if members_written {
+                // Some members may list the new one: list it nowhere again,
+                // at a generation above any the failed update wrote.
+                lock(&self.inner.members).retain(|x| x.dev_uuid != m.dev_uuid);
+                if let Err(e2) = self.update_sb(|s| {
+                    s.generation += 1;
+                    Ok(())
+                }) {
+                    tracing::warn!(
+                        "pool '{}': the superblocks of the failed add could not be rolled back: {e2}",
+                        self.name()
+                    );
+                }
+            }
+            drop(d);
+            undo.run(
+                self.name(),
+                &self.uuid(),
+                std::slice::from_ref(&spec.path),
+                EngineChoice::from_env().unwrap_or_default(),
+            );
+            return Err(e);
+        }
         if let Some(p) = self.inner.pmd.as_ref() {
+            // The sector size was checked above: this cannot fail on it.
             p.add_class(
                 class,
                 class_dev(
@@ -614,28 +696,6 @@ impl Pool {
                     sb0.spare_pct[class.index()],
                 ),
             )?;
-        }
-        lock(&self.inner.members).push(MemberDev {
-            name: spec.path.display().to_string(),
-            path: Some(spec.path.clone()),
-            dev: d.clone() as DeviceRef,
-            class,
-            dev_uuid: m.dev_uuid,
-            zone_size: spec.zone_size,
-            damaged: Vec::new(),
-        });
-        self.update_sb(|s| {
-            s.members.push(m);
-            Ok(())
-        })?;
-        apply_ownership(&spec.path, sb0.uid, sb0.gid, sb0.mode)?;
-        if d.info().kind == DeviceKind::File {
-            rundir::remember_paths(std::slice::from_ref(&spec.path))?;
-        }
-        if let Some(mut ent) = rundir::find_active(&self.uuid().to_string())? {
-            ent.devices
-                .push(std::fs::canonicalize(&spec.path).unwrap_or_else(|_| spec.path.clone()));
-            rundir::write_active(&ent)?;
         }
         Ok(())
     }

@@ -72,3 +72,52 @@ fn staging_added_to_an_open_pool_is_usable_at_once() {
         .used;
     assert_eq!(used, 3 * (256 << 10), "space map rebuilt per class");
 }
+
+/// `add` is all or nothing: when the pool's superblocks cannot list the
+/// new member (the capacity device fails the write), the new device file is
+/// gone, the device list does not name it, the pool keeps one class and
+/// keeps working, and a reopen finds it as it was.
+#[test]
+fn a_failed_add_leaves_nothing_behind() {
+    use mpool::dev::{CrashMode, DeviceRef, FaultDevice};
+    use std::sync::Arc;
+    let _env = crate::env_lock();
+    let d = crate::scratch_env();
+    const ZONE: u64 = 64 * 1024;
+    let cap = Arc::new(FaultDevice::new(72 * ZONE, 4096));
+    let c: DeviceRef = cap.clone();
+    Pool::format_on("addfail", &[(c.clone(), MediaClass::Capacity, ZONE)], "").unwrap();
+    let pool = Pool::open_on(vec![c], false).unwrap();
+    let before = pool.superblock();
+    let stg = DeviceSpec {
+        path: d.path().join("stg.img"),
+        create_size: Some(16 << 20),
+        zone_size: ZONE,
+    };
+    // The next operation on the capacity device (the first write of its
+    // superblock update) fails; the rollback's writes succeed.
+    cap.fail_op(cap.stats().ops + 1);
+    let e = pool.add(MediaClass::Staging, &stg, false).unwrap_err();
+    assert!(matches!(e, Error::Storage(_)), "the device error: {e:?}");
+    assert!(!stg.path.exists(), "the device file it created is removed");
+    let listed = std::fs::read_to_string(d.path().join("devices")).unwrap_or_default();
+    assert!(!listed.contains("stg.img"), "device list: {listed}");
+    assert_eq!(pool.classes(), [MediaClass::Capacity]);
+    let after = pool.superblock();
+    assert_eq!(after.members, before.members);
+    assert!(
+        after.generation > before.generation + 1,
+        "rolled back at a higher generation"
+    );
+    let id = pool.mblock_alloc(MediaClass::Capacity).unwrap();
+    pool.mblock_write(id, b"still works").unwrap();
+    pool.mblock_commit(id).unwrap();
+    drop(pool);
+    let c: DeviceRef = Arc::new(cap.reboot(CrashMode::DropAll));
+    let pool = Pool::open_on(vec![c], false).unwrap();
+    assert_eq!(pool.classes(), [MediaClass::Capacity]);
+    assert_eq!(pool.superblock().members, before.members);
+    // And the same add then succeeds.
+    pool.add(MediaClass::Staging, &stg, false).unwrap();
+    assert_eq!(pool.classes().len(), 2);
+}
