@@ -7,9 +7,11 @@
 //! unflushed writes lost or torn, reopens, and checks the result against a
 //! model of what the workload saw acknowledged.
 
+pub mod flips;
 pub mod mlog;
 pub mod pool;
 
+pub use self::flips::{run_flips, FlipReport, FlipTortureConfig};
 pub use self::mlog::{run_mlog, MlogTortureConfig};
 pub use self::pool::{run_pool, PoolTortureConfig};
 
