@@ -67,12 +67,24 @@ impl Pool {
             repairs: self.repairs(),
             ..CheckReport::default()
         };
-        let health = self.health();
-        if health != "ok" {
+        let sb = self.superblock_damage();
+        if !sb.is_empty() {
             rep.problems.push(CheckProblem {
                 object: "superblock".into(),
-                problem: health,
+                problem: format!("degraded ({})", sb.join("; ")),
             });
+        }
+        for d in self.damaged_mdcs() {
+            rep.problems.push(CheckProblem {
+                object: format!("MDC{}", d.mdc),
+                problem: format!("damaged: {}", d.reason),
+            });
+            for id in &d.objects {
+                rep.problems.push(CheckProblem {
+                    object: id.to_string(),
+                    problem: format!("unreadable: its metadata container MDC{} is damaged", d.mdc),
+                });
+            }
         }
         rep.metadata_records = self.metadata_stats()?.iter().map(|m| m.records).sum();
         let objs = self.objects()?;

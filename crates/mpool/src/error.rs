@@ -294,6 +294,16 @@ pub enum MetadataError {
         /// What failed.
         reason: String,
     },
+    /// An MDC could not be replayed at open (a corrupt record, an unreadable
+    /// log): the pool is open degraded. Its objects cannot be read, and the
+    /// pool takes no changes (the zones of the MDC's objects are unknown).
+    #[error("metadata container MDC{mdc} is damaged ({reason}); the pool is open degraded: objects of MDC{mdc} cannot be read and the pool takes no changes")]
+    Damaged {
+        /// Which MDC.
+        mdc: u8,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// An MDC has handed out every object ID it can name.
     #[error("MDC{mdc} has handed out every object ID")]
     IdsExhausted {

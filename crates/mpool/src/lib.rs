@@ -201,7 +201,9 @@ pub use io::{AlignedBuf, EngineChoice};
 pub use mdc::{Mdc, MdcError, MdcReader, MdcUsage};
 pub use mlog::{Lsn, Mlog, MlogError, MlogReader};
 pub use objid::{MblockId, MdcId, MlogId, ObjType, ObjectId};
-pub use pool::{parse_mode, ClassUsage, DeviceProps, PoolProps, PROPERTIES, SETTABLE};
+pub use pool::{
+    parse_mode, ClassUsage, DamagedMdcInfo, DeviceProps, PoolProps, PROPERTIES, SETTABLE,
+};
 pub use pool::{AlignedRead, MblockRead, MblockReader, ObjectProps};
 pub use pool::{CheckRecord, LiveFigures, ObjectCounts};
 pub use pool::{CreateOptions, DeviceSpec, OpenOptions, Pool, DEFAULT_ZONE_SIZE};

@@ -137,12 +137,35 @@ pub(crate) fn mdc_plan(cap_zones: u64, zone_size: u64) -> (u8, u32) {
     (n, zones)
 }
 
+/// An MDC that could not be replayed at open.
+#[derive(Debug, Clone)]
+pub(crate) struct DamagedMdc {
+    /// MDC number.
+    pub(crate) index: u8,
+    /// What failed.
+    pub(crate) reason: String,
+    /// Objects its readable records name (adds minus deletes up to the damage).
+    pub(crate) known: Vec<ObjectId>,
+    /// Its log zones: (log A, log B, zones per log).
+    pub(crate) loc: (u32, u32, u32),
+}
+
+/// Whether an error replaying an MDC means the MDC is damaged (the pool can
+/// open degraded), not that the pool cannot open at all.
+fn is_damage(e: &Error) -> bool {
+    matches!(e, Error::Metadata(_) | Error::Storage(_) | Error::Object(_))
+}
+
 #[derive(Debug)]
 struct Inner {
     classes: [OnceLock<ClassDev>; 2],
     /// Held open for the pool's lifetime (MDC0 changes only at create).
     _mdc0: Mdc,
+    /// The MDCs replayed (positions need not match their numbers when
+    /// some are damaged; see `Inner::shard`).
     shards: Vec<Shard>,
+    /// MDCs that could not be replayed.
+    damaged: Vec<DamagedMdc>,
     pending: Mutex<HashMap<u64, Arc<Mutex<Option<Pending>>>>>,
     /// One handle per user log for the pool's lifetime: a second instance of
     /// the same log would not see the first one's buffered appends.
@@ -266,6 +289,11 @@ impl Catalog {
         Ok(())
     }
 
+    /// MDCs that could not be replayed at open (the pool is degraded).
+    pub(crate) fn damaged(&self) -> &[DamagedMdc] {
+        &self.inner.damaged
+    }
+
     /// Open the metadata: replay MDC0 and MDC1..N, rebuild the space map.
     /// `features`: what the pool's format version allows.
     pub(crate) fn open(
@@ -330,81 +358,120 @@ impl Catalog {
             }
         }
         // Open and replay the shards (in parallel: each is an independent log).
-        let replayed: Vec<Result<Shard>> = std::thread::scope(|s| {
-            let hs: Vec<_> = locs
-                .iter()
-                .map(|&(index, a, b, zones)| {
-                    let dev = Arc::clone(&cap.dev);
-                    let (ea, eb) = (cap.extent(a, zones), cap.extent(b, zones));
-                    let classes = &classes;
-                    s.spawn(move || -> Result<Shard> {
-                        let mdc = Mdc::open(dev, ea, eb, u64::from(index))?;
-                        let mut r = replay(index, &mdc, features.shared_commit())?;
-                        if let Some(bad) = r
-                            .objs
-                            .keys()
-                            .find(|k| ObjectId::from_raw(**k).is_none_or(|id| id.mdc() != index))
-                        {
-                            return Err(MetadataError::Corrupt(format!(
-                                "MDC{index} holds object {bad:#x} of another MDC"
-                            ))
-                            .into());
-                        }
-                        let dropped = unfinished_commits(index, classes, &r.objs, &r.tail_commits);
-                        for id in &dropped {
-                            r.objs.remove(&id.raw());
-                        }
-                        let next = r.ckpt.max(r.max_uniq + 1);
-                        // The ID counter starts above every ID replayed.
-                        ensure_invariant!(
+        let replayed: Vec<Result<std::result::Result<Shard, DamagedMdc>>> =
+            std::thread::scope(|s| {
+                let hs: Vec<_> = locs
+                    .iter()
+                    .map(|&(index, a, b, zones)| {
+                        let dev = Arc::clone(&cap.dev);
+                        let (ea, eb) = (cap.extent(a, zones), cap.extent(b, zones));
+                        let classes = &classes;
+                        s.spawn(move || -> Result<std::result::Result<Shard, DamagedMdc>> {
+                            let (dev2, ea2, eb2) = (Arc::clone(&dev), ea.clone(), eb.clone());
+                            let res = (|| -> Result<Shard> {
+                                let mdc = Mdc::open(dev, ea, eb, u64::from(index))?;
+                                let mut r = replay(index, &mdc, features.shared_commit())?;
+                                if let Some(bad) = r.objs.keys().find(|k| {
+                                    ObjectId::from_raw(**k).is_none_or(|id| id.mdc() != index)
+                                }) {
+                                    return Err(MetadataError::Corrupt(format!(
+                                        "MDC{index} holds object {bad:#x} of another MDC"
+                                    ))
+                                    .into());
+                                }
+                                let dropped =
+                                    unfinished_commits(index, classes, &r.objs, &r.tail_commits);
+                                for id in &dropped {
+                                    r.objs.remove(&id.raw());
+                                }
+                                let next = r.ckpt.max(r.max_uniq + 1);
+                                // The ID counter starts above every ID replayed.
+                                ensure_invariant!(
                             r.objs
                                 .keys()
                                 .all(|k| ObjectId::from_raw(*k).is_some_and(|id| id.uniq() < next)),
                             "MDC{index}: the ID counter {next} is not above every ID replayed"
                         );
-                        if !read_only && !dropped.is_empty() {
-                            // Before anything else is appended, and all at
-                            // once: once a record of the dropped commits is
-                            // no longer in the last flush set it would count.
-                            // A compaction rewrites the live objects only
-                            // (as type 4) and is all-or-nothing.
-                            compact_mdc(&mdc, &r.objs, next).map_err(Error::from)?;
-                            r.records = r.objs.len() as u64 + 1;
-                        } else if !read_only && !r.tail_commits.is_empty() {
-                            // Seal now: the commits just verified may have
-                            // been read from a volatile cache; this flush
-                            // makes them durable before anyone reads them,
-                            // and the next open need not read them again.
-                            mdc.append(&CatalogRecord::UniqCkpt { next }.encode(), true)?;
-                            r.records += 1;
-                        }
-                        Ok(Shard {
-                            index,
-                            mdc: RwLock::new(mdc),
-                            records: AtomicU64::new(r.records),
-                            objs: RwLock::new(r.objs),
-                            // Skip to the checkpoint: IDs below it may have been handed out before the crash.
-                            uniq: Mutex::new(next),
-                            ckpt: AtomicU64::new(next),
-                            loc: (a, b, zones),
-                            awaiting: Mutex::new(Vec::new()),
-                            appends: AtomicU64::new(0),
-                            unsealed: AtomicBool::new(false),
-                            broken: Mutex::new(None),
+                                if !read_only && !dropped.is_empty() {
+                                    // Before anything else is appended, and all at
+                                    // once: once a record of the dropped commits is
+                                    // no longer in the last flush set it would count.
+                                    // A compaction rewrites the live objects only
+                                    // (as type 4) and is all-or-nothing.
+                                    compact_mdc(&mdc, &r.objs, next).map_err(Error::from)?;
+                                    r.records = r.objs.len() as u64 + 1;
+                                } else if !read_only && !r.tail_commits.is_empty() {
+                                    // Seal now: the commits just verified may have
+                                    // been read from a volatile cache; this flush
+                                    // makes them durable before anyone reads them,
+                                    // and the next open need not read them again.
+                                    mdc.append(&CatalogRecord::UniqCkpt { next }.encode(), true)?;
+                                    r.records += 1;
+                                }
+                                Ok(Shard {
+                                    index,
+                                    mdc: RwLock::new(mdc),
+                                    records: AtomicU64::new(r.records),
+                                    objs: RwLock::new(r.objs),
+                                    // Skip to the checkpoint: IDs below it may have been handed out before the crash.
+                                    uniq: Mutex::new(next),
+                                    ckpt: AtomicU64::new(next),
+                                    loc: (a, b, zones),
+                                    awaiting: Mutex::new(Vec::new()),
+                                    appends: AtomicU64::new(0),
+                                    unsealed: AtomicBool::new(false),
+                                    broken: Mutex::new(None),
+                                })
+                            })();
+                            match res {
+                                Ok(shard) => Ok(Ok(shard)),
+                                // The MDC cannot be replayed: the pool opens
+                                // degraded, with what it is known to hold.
+                                Err(e) if is_damage(&e) => {
+                                    let mdc = Mdc::open(dev2, ea2, eb2, u64::from(index)).ok();
+                                    Ok(Err(DamagedMdc {
+                                        index,
+                                        reason: e.to_string(),
+                                        known: replay::known_objects(index, mdc.as_ref()),
+                                        loc: (a, b, zones),
+                                    }))
+                                }
+                                Err(e) => Err(e),
+                            }
                         })
                     })
-                })
-                .collect();
-            hs.into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(invariant_broken("an MDC replay thread panicked")))
-                })
-                .collect()
-        });
+                    .collect();
+                hs.into_iter()
+                    .map(|h| {
+                        h.join().unwrap_or_else(|_| {
+                            Err(invariant_broken("an MDC replay thread panicked"))
+                        })
+                    })
+                    .collect()
+            });
         let mut shards = Vec::with_capacity(replayed.len());
+        let mut damaged = Vec::new();
         for s in replayed {
-            shards.push(s?);
+            match s? {
+                Ok(shard) => shards.push(shard),
+                Err(d) => {
+                    tracing::warn!(
+                        "MDC{} is damaged: {}; the pool opens degraded",
+                        d.index,
+                        d.reason
+                    );
+                    damaged.push(d);
+                }
+            }
+        }
+        // A damaged MDC's own logs stay claimed (its objects' zones are
+        // unknown: the pool then takes no changes, see `check_writable`).
+        for d in &damaged {
+            for z in [d.loc.0, d.loc.1] {
+                cap.map
+                    .claim(z, d.loc.2)
+                    .map_err(|e| MetadataError::Corrupt(format!("MDC{} log: {e}", d.index)))?;
+            }
         }
         // Rebuild the space map.
         for s in &shards {
@@ -446,6 +513,7 @@ impl Catalog {
             ],
             _mdc0: mdc0,
             shards,
+            damaged,
             pending: Mutex::new(HashMap::new()),
             open_logs: Mutex::new(HashMap::new()),
             open_mdcs: Mutex::new(HashMap::new()),

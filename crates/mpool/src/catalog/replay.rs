@@ -157,3 +157,29 @@ pub(super) fn decode(shard: u8, rec: &[u8]) -> Result<CatalogRecord> {
     CatalogRecord::decode(rec)
         .map_err(|e| MetadataError::Corrupt(format!("MDC{shard}: {e}")).into())
 }
+
+/// The objects a damaged MDC is known to hold: its records read up to the
+/// first that fails (adds minus deletes). Best effort, for the report of a
+/// degraded open; nothing here is trusted for anything else.
+pub(super) fn known_objects(index: u8, mdc: Option<&Mdc>) -> Vec<ObjectId> {
+    let mut live = std::collections::BTreeSet::new();
+    let Some(mdc) = mdc else {
+        return Vec::new();
+    };
+    let Ok(mut rd) = mdc.reader() else {
+        return Vec::new();
+    };
+    while let Some(Ok((_, rec))) = rd.next_record() {
+        match decode(index, &rec) {
+            Ok(CatalogRecord::Mblock { id, .. }) | Ok(CatalogRecord::Mlog { id, .. }) => {
+                live.insert(id.raw());
+            }
+            Ok(CatalogRecord::Delete { id }) => {
+                live.remove(&id.raw());
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    live.into_iter().filter_map(ObjectId::from_raw).collect()
+}

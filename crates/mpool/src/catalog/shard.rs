@@ -85,14 +85,37 @@ impl Inner {
     }
 
     pub(super) fn shard(&self, id: ObjectId) -> Result<&Shard> {
+        let i = id.mdc();
+        if let Some(s) = self
+            .shards
+            .get(usize::from(i).wrapping_sub(1))
+            .filter(|s| s.index == i)
+        {
+            return Ok(s);
+        }
+        if let Some(d) = self.damaged.iter().find(|d| d.index == i) {
+            return Err(MetadataError::Damaged {
+                mdc: i,
+                reason: d.reason.clone(),
+            }
+            .into());
+        }
         self.shards
-            .get(usize::from(id.mdc()).wrapping_sub(1))
+            .iter()
+            .find(|s| s.index == i)
             .ok_or(ObjectError::NotFound(id).into())
     }
 
     pub(super) fn check_writable(&self) -> Result<()> {
         if self.read_only {
             return Err(PoolError::ReadOnly("pool".into()).into());
+        }
+        if let Some(d) = self.damaged.first() {
+            return Err(MetadataError::Damaged {
+                mdc: d.index,
+                reason: d.reason.clone(),
+            }
+            .into());
         }
         Ok(())
     }

@@ -12,7 +12,9 @@ mod properties;
 pub use crate::catalog::{AlignedRead, MblockRead, MblockReader, ObjectProps};
 pub use live::{CheckRecord, LiveFigures, ObjectCounts};
 pub use options::{CreateOptions, DeviceSpec, OpenOptions, DEFAULT_ZONE_SIZE};
-pub use properties::{parse_mode, ClassUsage, DeviceProps, PoolProps, PROPERTIES, SETTABLE};
+pub use properties::{
+    parse_mode, ClassUsage, DamagedMdcInfo, DeviceProps, PoolProps, PROPERTIES, SETTABLE,
+};
 
 use crate::admin::rundir;
 use crate::catalog::Catalog;

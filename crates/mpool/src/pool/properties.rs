@@ -33,6 +33,17 @@ pub struct ClassUsage {
     pub free: u64,
 }
 
+/// A metadata container that could not be replayed (see [`Pool::damaged_mdcs`]).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct DamagedMdcInfo {
+    /// MDC number.
+    pub mdc: u8,
+    /// What is wrong with it.
+    pub reason: String,
+    /// Objects its readable records name; they cannot be read while it is damaged.
+    pub objects: Vec<crate::objid::ObjectId>,
+}
+
 /// Properties of a pool, as `mpool get` shows them.
 #[derive(Debug, Clone, Serialize)]
 pub struct PoolProps {
@@ -196,10 +207,10 @@ impl Pool {
             .collect()
     }
 
-    /// Health: `ok`, or what is wrong.
-    pub fn health(&self) -> String {
+    /// Damaged superblock copies, as `device superblock copy N: why`.
+    pub(crate) fn superblock_damage(&self) -> Vec<String> {
         let members = lock(&self.inner.members);
-        let bad: Vec<String> = members
+        members
             .iter()
             .flat_map(|m| {
                 let name = m
@@ -210,12 +221,53 @@ impl Pool {
                     .iter()
                     .map(move |(i, why)| format!("{name} superblock copy {i}: {why}"))
             })
-            .collect();
+            .collect()
+    }
+
+    /// Health: `ok`, or what is wrong.
+    pub fn health(&self) -> String {
+        let mut bad = self.superblock_damage();
+        for d in self.damaged_mdcs() {
+            bad.push(format!(
+                "MDC{} damaged: {}; {}",
+                d.mdc,
+                d.reason,
+                match d.objects.len() {
+                    0 => "its objects are unknown".to_string(),
+                    n => format!(
+                        "{n} known object(s) unreadable: {}",
+                        d.objects
+                            .iter()
+                            .take(8)
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                            + if n > 8 { " ..." } else { "" }
+                    ),
+                }
+            ));
+        }
         if bad.is_empty() {
             "ok".into()
         } else {
             format!("degraded ({})", bad.join("; "))
         }
+    }
+
+    /// Metadata containers that could not be replayed when the pool was
+    /// opened: the pool is open degraded (objects of the other MDCs are
+    /// readable; the pool takes no changes).
+    pub fn damaged_mdcs(&self) -> Vec<DamagedMdcInfo> {
+        self.inner.pmd.as_ref().map_or_else(Vec::new, |p| {
+            p.damaged()
+                .iter()
+                .map(|d| DamagedMdcInfo {
+                    mdc: d.index,
+                    reason: d.reason.clone(),
+                    objects: d.known.clone(),
+                })
+                .collect()
+        })
     }
 
     /// Every property.

@@ -297,7 +297,7 @@ fn a_commit_that_failed_writing_its_record_holds_its_zone_until_reopen() {
 fn a_one_flush_commit_record_in_a_format_1_pool_is_corruption() {
     // A format-2 pool with a one-flush commit, then its superblocks
     // rewritten as format 1: format 1 has no such records, so the open
-    // refuses the pool rather than guess what the record means.
+    // does not guess what the record means: its MDC is damaged.
     let dev = fresh_pool();
     let pool = open(&dev, false);
     let id = pool.mblock_alloc(MediaClass::Capacity).unwrap();
@@ -310,11 +310,19 @@ fn a_one_flush_commit_record_in_a_format_1_pool_is_corruption() {
     assert_eq!(sb.version, mpool::format::superblock::SB_VERSION);
     sb.version = 1;
     mpool::superblock::write(d.as_ref(), &sb).unwrap();
-    match Pool::open_on(vec![Arc::clone(&d)], true) {
-        Err(mpool::Error::Metadata(mpool::MetadataError::Corrupt(why))) => {
-            assert!(why.contains("type 7"), "{why}")
+    // The MDC holding it cannot be replayed: the pool opens degraded, and
+    // the object is unreadable with an error naming the MDC.
+    let pool = Pool::open_on(vec![Arc::clone(&d)], true).expect("opens degraded");
+    let damaged = pool.damaged_mdcs();
+    assert_eq!(damaged.len(), 1, "{damaged:?}");
+    assert_eq!(damaged[0].mdc, id.object_id().mdc());
+    assert!(damaged[0].reason.contains("type 7"), "{damaged:?}");
+    let mut buf = [0u8; 16];
+    match pool.mblock_read(id, 0, &mut buf) {
+        Err(mpool::Error::Metadata(mpool::MetadataError::Damaged { mdc, .. })) => {
+            assert_eq!(mdc, id.object_id().mdc())
         }
-        other => panic!("expected a corruption error, got {:?}", other.map(|_| ())),
+        other => panic!("expected the damaged-MDC error, got {other:?}"),
     }
 }
 

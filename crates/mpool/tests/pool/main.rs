@@ -6,6 +6,7 @@ mod alloc_compact_race;
 mod close;
 mod compaction_fail;
 mod crash_sweep;
+mod degraded_open;
 mod format_golden_v1;
 mod member_identity;
 mod stress;
