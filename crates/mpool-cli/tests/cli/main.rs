@@ -13,6 +13,7 @@ mod create_list_destroy;
 mod create_rollback;
 mod create_same_name;
 mod damaged_superblocks;
+mod degraded;
 mod demo;
 mod destroy_confirmation;
 mod duplicate_members;

@@ -505,6 +505,14 @@ impl Catalog {
                 }
             }
         }
+        // New objects go round the MDCs starting at the one holding the
+        // fewest, so that short-lived processes (each CLI command opens
+        // the pool anew) spread them too.
+        let first = shards
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, s)| rlock(&s.objs).len())
+            .map_or(0, |(i, _)| i);
         let [c0, c1] = classes;
         let inner = Arc::new(Inner {
             classes: [
@@ -518,7 +526,7 @@ impl Catalog {
             open_logs: Mutex::new(HashMap::new()),
             open_mdcs: Mutex::new(HashMap::new()),
             root,
-            cursor: AtomicUsize::new(0),
+            cursor: AtomicUsize::new(first),
             read_only,
             features,
             wake: (Mutex::new(false), Condvar::new()),
