@@ -618,7 +618,12 @@ pub fn check(pool: &str, json: bool, repair: bool) -> Result<ExitCode> {
     bar.finish_and_clear();
     p.record_check(&rep);
     if json {
-        print_json(&rep)?;
+        let mut v = serde_json::to_value(&rep)?;
+        if let Some(m) = v.as_object_mut() {
+            m.insert("pool".into(), p.name().into());
+            m.insert("uuid".into(), p.uuid().to_string().into());
+        }
+        print_json(&v)?;
     } else {
         println!(
             "checked pool '{pool}': {} mblock(s), {} of content, {} mlog(s), {} MDC(s), {} log record(s), {} metadata record(s)",

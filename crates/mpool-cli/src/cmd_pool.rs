@@ -293,6 +293,27 @@ struct ListEntry {
     error: Option<String>,
 }
 
+/// Keys of every `list --json` entry (null when the pool could not be read).
+const LIST_JSON_KEYS: [&str; 17] = [
+    "name",
+    "uuid",
+    "label",
+    "uid",
+    "gid",
+    "mode",
+    "spare_capacity",
+    "spare_staging",
+    "generation",
+    "format_version",
+    "ctime",
+    "health",
+    "objects",
+    "classes",
+    "devices",
+    "state",
+    "error",
+];
+
 /// Every field of `mpool list -o`.
 const LIST_FIELDS: [&str; 11] = [
     "name",
@@ -353,7 +374,32 @@ pub fn list(names: &[String], json: bool, verbose: bool, out: &OutputArgs) -> Re
         })
         .collect();
     if json {
-        print_json(&entries)?;
+        // One object per pool: the properties of `get --json`, plus `state`
+        // and `error` (null unless the pool could not be read, when the
+        // other properties are null).
+        let mut out = Vec::new();
+        for e in &entries {
+            let mut v = match &e.props {
+                Some(p) => serde_json::to_value(p)?,
+                None => serde_json::json!({}),
+            };
+            if let Some(m) = v.as_object_mut() {
+                for k in LIST_JSON_KEYS {
+                    m.entry(k.to_string()).or_insert(serde_json::Value::Null);
+                }
+                m.insert("name".into(), e.name.clone().into());
+                m.insert("uuid".into(), e.uuid.clone().into());
+                let state = match (&e.props, Pool::holder(&e.uuid)) {
+                    (None, _) => "unavailable".to_string(),
+                    (Some(_), Some(pid)) => format!("open by {pid}"),
+                    (Some(_), None) => "active".to_string(),
+                };
+                m.insert("state".into(), state.into());
+                m.insert("error".into(), e.error.clone().into());
+            }
+            out.push(v);
+        }
+        print_json(&out)?;
     } else if entries.is_empty() && missing.is_empty() {
         println!("no active pools (create one with `mpool create`, or find existing ones with `mpool scan --activate`)");
     } else {
@@ -743,25 +789,10 @@ pub fn add(a: AddArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Properties whose values are numbers in `get --json`.
-const NUMERIC_PROPS: &[&str] = &[
-    "uid",
-    "gid",
-    "spare_capacity",
-    "spare_staging",
-    "generation",
-    "format_version",
-    "ctime",
-    "size",
-    "used",
-    "free",
-    "mblocksize_capacity",
-    "mblocksize_staging",
-];
-
 pub fn get(name: &str, props: &[String], json: bool) -> Result<ExitCode> {
-    for p in props {
-        if !PROPERTIES.contains(&p.as_str()) {
+    let props: Vec<&str> = props.iter().map(|p| mpool::canonical_property(p)).collect();
+    for p in &props {
+        if !PROPERTIES.contains(p) {
             bail!("unknown property '{p}' (known: {})", PROPERTIES.join(", "));
         }
     }
@@ -769,27 +800,40 @@ pub fn get(name: &str, props: &[String], json: bool) -> Result<ExitCode> {
     let names: Vec<&str> = if props.is_empty() {
         PROPERTIES.to_vec()
     } else {
-        props.iter().map(String::as_str).collect()
+        props
     };
+    if json {
+        // The values of `list --json` (one schema per concept): numbers as
+        // numbers, devices as an array of device objects, absent as null.
+        let pp = p.props();
+        let whole = serde_json::to_value(&pp)?;
+        let class = |c: MediaClass| {
+            pp.classes
+                .iter()
+                .find(|u| u.class == c)
+                .map_or(serde_json::Value::Null, |u| u.zone_size.into())
+        };
+        let sum = |f: fn(&ClassUsage) -> u64| pp.classes.iter().map(f).sum::<u64>();
+        let mut m = serde_json::Map::new();
+        for n in &names {
+            let v = match *n {
+                "mblock_size_capacity" => class(MediaClass::Capacity),
+                "mblock_size_staging" => class(MediaClass::Staging),
+                "size" => sum(|c| c.size).into(),
+                "used" => sum(|c| c.used).into(),
+                "free" => sum(|c| c.free).into(),
+                other => whole.get(other).cloned().unwrap_or(serde_json::Value::Null),
+            };
+            m.insert(n.to_string(), v);
+        }
+        print_json(&m)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let mut pairs = Vec::new();
     for n in &names {
         pairs.push((n.to_string(), p.get(n)?));
     }
-    if json {
-        let m: serde_json::Map<String, serde_json::Value> = pairs
-            .into_iter()
-            .map(|(k, v)| {
-                // Only numeric properties become numbers: a label or name
-                // such as "12345" stays a string.
-                let val = match v.parse::<u64>() {
-                    Ok(n) if NUMERIC_PROPS.contains(&k.as_str()) => serde_json::Value::from(n),
-                    _ => serde_json::Value::String(v),
-                };
-                (k, val)
-            })
-            .collect();
-        print_json(&m)?;
-    } else {
+    {
         println!(
             "{}",
             table(

@@ -101,11 +101,7 @@ fn an_unrelated_pool_on_a_loop_device_is_left_alone() {
     let v = sb.json(&["list", "--json"]);
     assert_eq!(v.as_array().unwrap().len(), 1, "{v}");
     assert_eq!(v[0]["uuid"], mine.as_str(), "{v}");
-    assert_eq!(
-        v[0]["props"]["devices"][0]["path"],
-        sb.p("cap.img").as_str(),
-        "{v}"
-    );
+    assert_eq!(v[0]["devices"][0]["path"], sb.p("cap.img").as_str(), "{v}");
 
     // Activated by name: the sandbox's own, not ambiguous with the other.
     sb.ok(&["deactivate", "shared"]);
@@ -153,7 +149,7 @@ fn an_unrelated_pool_on_a_loop_device_is_left_alone() {
     );
     let v = other.owner.json(&["list", "--json"]);
     assert_eq!(v[0]["uuid"], uuid.as_str(), "{v}");
-    assert_eq!(v[0]["props"]["devices"][0]["path"], dev.as_str(), "{v}");
+    assert_eq!(v[0]["devices"][0]["path"], dev.as_str(), "{v}");
 
     // Cleanup by its owner (the guard does it too when a step above fails).
     other.owner.ok(&["destroy", "--yes", &uuid]);

@@ -52,7 +52,7 @@ fn pool_on_a_loop_device() {
     // Block devices are found by scanning, not remembered in the file list.
     assert!(!sb.known_paths().contains(&dev), "{:?}", sb.known_paths());
     let v = sb.json(&["list", "--json", "-v"]);
-    let p = &v[0]["props"];
+    let p = &v[0];
     assert_eq!(p["name"], name.as_str());
     assert_eq!(p["label"], "loopy");
     assert_eq!(p["devices"][0]["kind"], "block");

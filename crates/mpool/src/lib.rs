@@ -202,7 +202,8 @@ pub use mdc::{Mdc, MdcError, MdcReader, MdcUsage};
 pub use mlog::{Lsn, Mlog, MlogError, MlogReader};
 pub use objid::{MblockId, MdcId, MlogId, ObjType, ObjectId};
 pub use pool::{
-    parse_mode, ClassUsage, DamagedMdcInfo, DeviceProps, PoolProps, PROPERTIES, SETTABLE,
+    canonical_property, parse_mode, ClassUsage, DamagedMdcInfo, DeviceProps, PoolProps, PROPERTIES,
+    PROPERTY_ALIASES, SETTABLE,
 };
 pub use pool::{AlignedRead, MblockRead, MblockReader, ObjectProps};
 pub use pool::{CheckRecord, LiveFigures, ObjectCounts};

@@ -7,7 +7,10 @@ use common::*;
 fn add_staging_class() {
     let sb = Sandbox::new();
     sb.create_small("grow", "cap.img");
-    assert_eq!(sb.props("grow")["mblocksize_staging"], "-");
+    assert_eq!(
+        sb.props("grow")["mblock_size_staging"],
+        serde_json::Value::Null
+    );
     sb.ok(&["set", "grow", "mode=0640", "uid=55"]);
 
     let o = sb.ok(&[
@@ -23,17 +26,24 @@ fn add_staging_class() {
     ]);
     assert!(o.stdout.contains("added staging class"), "{}", o.all());
     let p = sb.props("grow");
-    assert_eq!(p["mblocksize_staging"], 256u64 << 10);
+    assert_eq!(p["mblock_size_staging"], 256u64 << 10);
     assert_eq!(p["size"], 80u64 << 20);
     assert_eq!(p["health"], "ok");
-    assert!(p["devices"].as_str().unwrap().contains("staging:"), "{p}");
+    assert!(
+        p["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["class"] == "staging" && d["path"] == sb.p("stg.img").as_str()),
+        "{p}"
+    );
     // The pool's ownership applies to the new device.
     use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata(sb.path("stg.img")).unwrap();
     assert_eq!((m.uid(), m.mode() & 0o7777), (55, 0o640));
     assert!(sb.known_paths().contains(&sb.p("stg.img")));
     let v = sb.json(&["list", "--json"]);
-    let classes = v[0]["props"]["classes"].as_array().unwrap();
+    let classes = v[0]["classes"].as_array().unwrap();
     assert_eq!(classes.len(), 2);
     assert_eq!(classes[1]["class"], "staging");
 
@@ -41,7 +51,7 @@ fn add_staging_class() {
     sb.ok(&["deactivate", "grow"]);
     let v = sb.json(&["scan", "--activate", "--json"]);
     assert_eq!(v["activated"], serde_json::json!(["grow"]), "{v}");
-    assert_eq!(sb.props("grow")["mblocksize_staging"], 256u64 << 10);
+    assert_eq!(sb.props("grow")["mblock_size_staging"], 256u64 << 10);
 
     // A second staging class: refused, the new file is not left behind.
     sb.fail_with(
@@ -186,7 +196,7 @@ fn add_refusals_change_nothing() {
     assert_unchanged(sb.path("cap.img"), &host, "refused adds");
     let p = sb.props("host");
     assert_eq!(p["generation"], gen);
-    assert_eq!(p["mblocksize_staging"], "-");
+    assert_eq!(p["mblock_size_staging"], serde_json::Value::Null);
     // --force takes the filesystem device.
     sb.ok(&[
         "add",
@@ -196,5 +206,5 @@ fn add_refusals_change_nothing() {
         "staging",
         "--force",
     ]);
-    assert_eq!(sb.props("host")["mblocksize_staging"], 1u64 << 20);
+    assert_eq!(sb.props("host")["mblock_size_staging"], 1u64 << 20);
 }

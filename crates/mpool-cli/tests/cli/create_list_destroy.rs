@@ -54,7 +54,7 @@ fn create_list_destroy() {
     let v = sb.json(&["list", "--json"]);
     let e = &v[0];
     assert_eq!(e["name"], "tank");
-    let p = &e["props"];
+    let p = &e;
     assert_eq!(p["label"], "my label");
     assert_eq!(p["health"], "ok");
     let classes = p["classes"].as_array().unwrap();
@@ -62,11 +62,11 @@ fn create_list_destroy() {
     let cap = &classes[0];
     assert_eq!(cap["class"], "capacity");
     assert_eq!(cap["size"], 64u64 << 20);
-    assert_eq!(cap["zone_size"], 1u64 << 20);
+    assert_eq!(cap["mblock_size"], 1u64 << 20);
     let stg = &classes[1];
     assert_eq!(stg["class"], "staging");
     assert_eq!(stg["size"], 16u64 << 20);
-    assert_eq!(stg["zone_size"], 64u64 << 10);
+    assert_eq!(stg["mblock_size"], 64u64 << 10);
     for c in classes {
         let (size, used, free) = (
             c["size"].as_u64().unwrap(),
@@ -121,8 +121,8 @@ fn create_on_existing_file_and_mblock_default() {
     // No --mblock-size: 32 MiB mblocks, 320 MiB is 10 of them (>= 8).
     sb.ok(&["create", "deflt", &sb.p("f.img")]);
     let p = sb.props("deflt");
-    assert_eq!(p["mblocksize_capacity"], 32u64 << 20);
-    assert_eq!(p["mblocksize_staging"], "-");
+    assert_eq!(p["mblock_size_capacity"], 32u64 << 20);
+    assert_eq!(p["mblock_size_staging"], serde_json::Value::Null);
     assert_eq!(p["size"], 320u64 << 20);
     // Defaults: mode 0660, owner is us.
     assert_eq!(p["mode"], "0660");

@@ -49,10 +49,7 @@ fn a_damaged_mdc_is_reported_and_the_rest_stays_readable() {
     }
 
     let v = sb.json(&["list", "--json"]);
-    let health = v[0]["props"]["health"]
-        .as_str()
-        .unwrap_or_default()
-        .to_string();
+    let health = v[0]["health"].as_str().unwrap_or_default().to_string();
     assert!(health.contains("MDC2 damaged"), "{v}");
     let o = sb.run(&["status", "dg"]);
     assert_eq!(o.status.code(), Some(1), "{}", o.all());

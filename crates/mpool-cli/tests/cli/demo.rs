@@ -153,7 +153,7 @@ fn demo_keep_and_reopen() {
     };
     let v = list(&sb);
     assert_eq!(v.as_array().unwrap().len(), 1, "{v}");
-    let p = &v[0]["props"];
+    let p = &v[0];
     assert_eq!(p["name"], "demo");
     assert_eq!(p["health"], "ok");
     let label = p["label"].as_str().unwrap();
@@ -173,7 +173,7 @@ fn demo_keep_and_reopen() {
     assert!(o.stdout.contains("reopened pool 'demo'"), "{}", o.all());
     let v = list(&sb);
     assert_eq!(v[0]["uuid"], uuid.as_str());
-    assert!(v[0]["props"]["generation"].as_u64().unwrap() >= 3);
+    assert!(v[0]["generation"].as_u64().unwrap() >= 3);
 
     // Another name in the same directory is another pool.
     demo(&sb, &["--dir", &dir, "--name", "demo2", "--keep"]);

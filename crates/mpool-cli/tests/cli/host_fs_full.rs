@@ -161,7 +161,7 @@ fn a_full_host_filesystem_leaves_the_pool_manageable() {
         o.all()
     );
     let v = sb.json(&["list", "--json"]);
-    let dev = &v[0]["props"]["devices"][0];
+    let dev = &v[0]["devices"][0];
     let short = dev["sparse_shortfall"].as_u64().unwrap_or(0);
     assert!(short >= 8 << 20, "shortfall {short}: {v}");
     assert!(dev["fs_free"].as_u64().unwrap() < 1 << 20, "{v}");

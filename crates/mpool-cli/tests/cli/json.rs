@@ -50,8 +50,9 @@ fn json_outputs() {
     let v = sb.json(&["list", "--json"]);
     let e = &v[0];
     assert_eq!(e["uuid"], uuid.as_str());
-    assert!(e.get("error").is_none());
-    let p = &e["props"];
+    assert!(e["error"].is_null(), "{e}");
+    assert_eq!(e["state"], "active", "{e}");
+    let p = &e;
     for k in [
         "uid",
         "gid",
@@ -65,7 +66,7 @@ fn json_outputs() {
     }
     assert!(p["mode"].is_string());
     for c in p["classes"].as_array().unwrap() {
-        for k in ["zone_size", "size", "zones", "used", "spare", "free"] {
+        for k in ["mblock_size", "size", "zones", "used", "spare", "free"] {
             assert!(c[k].is_u64(), "{k}: {c}");
         }
     }
@@ -90,13 +91,65 @@ fn json_outputs() {
     assert_eq!(sb.json(&["get", "js", "label", "--json"])["label"], "12345");
     let g = sb.json(&["get", "js", "label", "mode", "--json"]);
     assert_eq!(g.as_object().unwrap().len(), 2);
-    // So does a numeric pool name; "-" for an absent class stays a string.
+    // So does a numeric pool name; an absent class is null.
     sb.create_small("2024", "n.img");
-    let g = sb.json(&["get", "2024", "name", "mblocksize_staging", "uid", "--json"]);
+    let g = sb.json(&[
+        "get",
+        "2024",
+        "name",
+        "mblock_size_staging",
+        "uid",
+        "--json",
+    ]);
     assert_eq!(g["name"], "2024");
-    assert_eq!(g["mblocksize_staging"], "-");
+    assert_eq!(g["mblock_size_staging"], serde_json::Value::Null);
     assert!(g["uid"].is_u64());
     sb.ok(&["destroy", "2024"]);
+
+    // One schema per concept: devices and classes are the same arrays in
+    // list, get and status; mblock list and mlog list entries have the
+    // same keys (mlog list adds `root`); check names its pool.
+    let l = &sb.json(&["list", "js", "--json"])[0];
+    let g = sb.props("js");
+    assert_eq!(l["devices"], g["devices"]);
+    assert!(
+        g["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["path"].as_str().unwrap().starts_with('/')),
+        "absolute paths: {g}"
+    );
+    let st = &sb.json(&["status", "js", "--json"])[0];
+    assert_eq!(st["classes"], l["classes"]);
+    let f = sb.path("x.bin");
+    std::fs::write(&f, b"abc").unwrap();
+    sb.ok(&["mblock", "write", "js", f.to_str().unwrap()]);
+    let mb = sb.json(&["mblock", "list", "js", "--json"]);
+    let ml = sb.json(&["mlog", "list", "js", "--json"]);
+    let keys = |v: &serde_json::Value| {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    let mut mk = keys(&mb[0]);
+    mk.push("root".into());
+    mk.sort();
+    assert_eq!(mk, keys(&ml[0]));
+    let crc = mb[0]["crc32c"].as_str().unwrap();
+    assert!(
+        crc.len() == 8
+            && crc
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()),
+        "{crc}"
+    );
+    assert!(ml[0]["crc32c"].is_null());
+    let c = sb.json(&["check", "js", "--json"]);
+    assert_eq!(
+        (c["pool"].as_str(), c["uuid"].as_str()),
+        (Some("js"), Some(uuid.as_str()))
+    );
 
     // scan: devices with class, path, generation, health.
     sb.ok(&["deactivate", "js"]);

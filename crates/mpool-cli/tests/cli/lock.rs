@@ -52,7 +52,7 @@ fn second_writer_is_refused() {
 
     // Inspectors: fine.
     let v = sb.json(&["list", "--json"]);
-    assert_eq!(v[0]["props"]["health"], "ok");
+    assert_eq!(v[0]["health"], "ok");
     sb.ok(&["list", "-v"]);
     assert_eq!(sb.props("locked")["name"], "locked");
 

@@ -55,10 +55,10 @@ fn mblock_write_read_stat_list_delete() {
     assert_eq!(sb.ok(&["mblock", "read", "mb", &id2]).stdout, "from stdin");
 
     let st = sb.json(&["mblock", "stat", "mb", &id, "--json"]);
-    assert_eq!(st["len"], 300_000);
+    assert_eq!(st["length"], 300_000);
     assert_eq!(st["committed"], true);
     assert_eq!(st["type"], "mblock");
-    assert_eq!(st["crc"], crc(&data));
+    assert_eq!(st["crc32c"], format!("{:08x}", crc(&data)));
     let list = sb.json(&["mblock", "list", "mb", "--json"]);
     assert_eq!(list.as_array().unwrap().len(), 2);
     assert!(
@@ -233,5 +233,8 @@ fn empty_input_is_refused_unless_allowed() {
     );
     assert!(o.status.success(), "{}", o.all());
     let id = o.stdout.trim().to_string();
-    assert_eq!(sb.json(&["mblock", "stat", "em", &id, "--json"])["len"], 0);
+    assert_eq!(
+        sb.json(&["mblock", "stat", "em", &id, "--json"])["length"],
+        0
+    );
 }

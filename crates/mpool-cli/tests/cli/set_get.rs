@@ -28,8 +28,8 @@ fn get_and_set_properties() {
     assert_eq!(p.as_object().unwrap().len(), mpool::PROPERTIES.len());
     assert_eq!(p["name"], "props");
     assert_eq!(p["generation"], 1);
-    assert_eq!(p["mblocksize_capacity"], 1u64 << 20);
-    assert_eq!(p["mblocksize_staging"], 1u64 << 20);
+    assert_eq!(p["mblock_size_capacity"], 1u64 << 20);
+    assert_eq!(p["mblock_size_staging"], 1u64 << 20);
     assert_eq!(p["size"], 80u64 << 20);
     assert_eq!(p["mode"], "0660");
     assert_eq!(p["spare_capacity"], 0);

@@ -111,7 +111,7 @@ fn staging_device_signature() {
     let mut forced = args.to_vec();
     forced.push("--force");
     sb.ok(&forced);
-    assert_eq!(sb.props("sig")["mblocksize_staging"], 1u64 << 20);
+    assert_eq!(sb.props("sig")["mblock_size_staging"], 1u64 << 20);
 }
 
 // Signatures only libblkid recognises (issue 10): each crafted file is

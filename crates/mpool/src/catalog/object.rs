@@ -93,16 +93,26 @@ pub struct ObjectProps {
     /// Media class.
     pub class: MediaClass,
     /// Bytes written (mblock) or log capacity in bytes (mlog, MDC per log).
+    #[serde(rename = "length")]
     pub len: u64,
     /// Bytes the object can hold (mblock: its zone size).
     pub capacity: u64,
     /// Committed (durable and, for mblocks, immutable).
     pub committed: bool,
-    /// CRC-32C of the content (committed mblocks).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// CRC-32C of the content (committed mblocks); in JSON as
+    /// `crc32c`, 8 lowercase hex digits, as the tables show it (null for
+    /// logs).
+    #[serde(rename = "crc32c", serialize_with = "crc_hex")]
     pub crc: Option<u32>,
     /// First zone.
     pub zone: u32,
+}
+
+fn crc_hex<S: serde::Serializer>(crc: &Option<u32>, s: S) -> std::result::Result<S::Ok, S::Error> {
+    match crc {
+        Some(c) => s.serialize_str(&format!("{c:08x}")),
+        None => s.serialize_none(),
+    }
 }
 
 impl Catalog {

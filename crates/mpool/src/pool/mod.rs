@@ -13,7 +13,8 @@ pub use crate::catalog::{AlignedRead, MblockRead, MblockReader, ObjectProps};
 pub use live::{CheckRecord, LiveFigures, ObjectCounts};
 pub use options::{CreateOptions, DeviceSpec, OpenOptions, DEFAULT_ZONE_SIZE};
 pub use properties::{
-    parse_mode, ClassUsage, DamagedMdcInfo, DeviceProps, PoolProps, PROPERTIES, SETTABLE,
+    canonical_property, parse_mode, ClassUsage, DamagedMdcInfo, DeviceProps, PoolProps, PROPERTIES,
+    PROPERTY_ALIASES, SETTABLE,
 };
 
 use crate::admin::rundir;

@@ -19,7 +19,8 @@ use std::path::PathBuf;
 pub struct ClassUsage {
     /// The class.
     pub class: MediaClass,
-    /// Zone (mblock) size.
+    /// Zone (mblock) size (`mblock_size` in JSON, as everywhere).
+    #[serde(rename = "mblock_size", alias = "zone_size")]
     pub zone_size: u64,
     /// Device bytes.
     pub size: u64,
@@ -100,18 +101,15 @@ pub struct DeviceProps {
     pub uuid: String,
     /// A file device: bytes its filesystem has allocated to it
     /// (`st_blocks`); less than `size` for a sparse file.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub allocated: Option<u64>,
     /// A file device: bytes free on its filesystem (`statvfs`, as this
     /// process may use them).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub fs_free: Option<u64>,
     /// A sparse file device whose filesystem cannot hold the free space of
     /// its media class: the bytes missing (the class' free bytes, at most
     /// the file's unallocated bytes, less `fs_free`). Writes of objects
     /// may fail for want of space before the pool is full (the pool
     /// metadata is allocated at create and keeps working).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub sparse_shortfall: Option<u64>,
 }
 
@@ -141,10 +139,25 @@ pub const PROPERTIES: &[&str] = &[
     "size",
     "used",
     "free",
-    "mblocksize_capacity",
-    "mblocksize_staging",
+    "mblock_size_capacity",
+    "mblock_size_staging",
+    "objects",
     "devices",
 ];
+
+/// Older names of properties, still accepted by [`Pool::get`].
+pub const PROPERTY_ALIASES: &[(&str, &str)] = &[
+    ("mblocksize_capacity", "mblock_size_capacity"),
+    ("mblocksize_staging", "mblock_size_staging"),
+];
+
+/// A property's current name (older names are aliases).
+pub fn canonical_property(name: &str) -> &str {
+    PROPERTY_ALIASES
+        .iter()
+        .find(|(old, _)| *old == name)
+        .map_or(name, |(_, new)| new)
+}
 
 /// Parse a permission mode in octal: `0660`, `660` or `0o660`; refuses
 /// anything that is not octal or is above `7777`.
@@ -330,6 +343,7 @@ impl Pool {
 
     /// One property's value as text.
     pub fn get(&self, prop: &str) -> Result<String> {
+        let prop = canonical_property(prop);
         let p = self.props();
         let class = |c: MediaClass| p.classes.iter().find(|u| u.class == c).cloned();
         let sum = |f: fn(&ClassUsage) -> u64| p.classes.iter().map(f).sum::<u64>().to_string();
@@ -349,12 +363,13 @@ impl Pool {
             "size" => sum(|u| u.size),
             "used" => sum(|u| u.used),
             "free" => sum(|u| u.free),
-            "mblocksize_capacity" => {
+            "mblock_size_capacity" => {
                 class(MediaClass::Capacity).map_or_else(|| "-".into(), |u| u.zone_size.to_string())
             }
-            "mblocksize_staging" => {
+            "mblock_size_staging" => {
                 class(MediaClass::Staging).map_or_else(|| "-".into(), |u| u.zone_size.to_string())
             }
+            "objects" => p.objects.map_or_else(|| "-".into(), |n| n.to_string()),
             "devices" => p
                 .devices
                 .iter()
