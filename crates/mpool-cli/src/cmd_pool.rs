@@ -131,7 +131,7 @@ pub fn create(a: CreateArgs) -> Result<ExitCode> {
     let p = Pool::create(&a.name, &cap, &opts)?;
     let props = p.props();
     if a.json {
-        print_json(&props)?;
+        print_json(&pool_json(&props)?)?;
     } else {
         println!("created pool '{}' ({})", props.name, props.uuid);
         for d in &props.devices {
@@ -293,26 +293,31 @@ struct ListEntry {
     error: Option<String>,
 }
 
-/// Keys of every `list --json` entry (null when the pool could not be read).
-const LIST_JSON_KEYS: [&str; 17] = [
-    "name",
-    "uuid",
-    "label",
-    "uid",
-    "gid",
-    "mode",
-    "spare_capacity",
-    "spare_staging",
-    "generation",
-    "format_version",
-    "ctime",
-    "health",
-    "objects",
-    "classes",
-    "devices",
-    "state",
-    "error",
-];
+/// Keys of every `list --json` entry besides the properties (null when
+/// the pool could not be read, as every property is then).
+const LIST_JSON_KEYS: [&str; 3] = ["classes", "state", "error"];
+
+/// A pool as JSON, the one schema of `create`, `get` and `list`: every
+/// property of [`PROPERTIES`] (numbers as numbers, `devices` an array of
+/// device objects, absent values null) and `classes`, the space per class.
+fn pool_json(pp: &mpool::PoolProps) -> Result<serde_json::Value> {
+    let mut v = serde_json::to_value(pp)?;
+    let class = |c: MediaClass| {
+        pp.classes
+            .iter()
+            .find(|u| u.class == c)
+            .map_or(serde_json::Value::Null, |u| u.zone_size.into())
+    };
+    let sum = |f: fn(&ClassUsage) -> u64| pp.classes.iter().map(f).sum::<u64>();
+    if let Some(m) = v.as_object_mut() {
+        m.insert("size".into(), sum(|c| c.size).into());
+        m.insert("used".into(), sum(|c| c.used).into());
+        m.insert("free".into(), sum(|c| c.free).into());
+        m.insert("mblock_size_capacity".into(), class(MediaClass::Capacity));
+        m.insert("mblock_size_staging".into(), class(MediaClass::Staging));
+    }
+    Ok(v)
+}
 
 /// Every field of `mpool list -o`.
 const LIST_FIELDS: [&str; 11] = [
@@ -380,11 +385,11 @@ pub fn list(names: &[String], json: bool, verbose: bool, out: &OutputArgs) -> Re
         let mut out = Vec::new();
         for e in &entries {
             let mut v = match &e.props {
-                Some(p) => serde_json::to_value(p)?,
+                Some(p) => pool_json(p)?,
                 None => serde_json::json!({}),
             };
             if let Some(m) = v.as_object_mut() {
-                for k in LIST_JSON_KEYS {
+                for k in PROPERTIES.iter().chain(&LIST_JSON_KEYS) {
                     m.entry(k.to_string()).or_insert(serde_json::Value::Null);
                 }
                 m.insert("name".into(), e.name.clone().into());
@@ -805,26 +810,13 @@ pub fn get(name: &str, props: &[String], json: bool) -> Result<ExitCode> {
     if json {
         // The values of `list --json` (one schema per concept): numbers as
         // numbers, devices as an array of device objects, absent as null.
-        let pp = p.props();
-        let whole = serde_json::to_value(&pp)?;
-        let class = |c: MediaClass| {
-            pp.classes
-                .iter()
-                .find(|u| u.class == c)
-                .map_or(serde_json::Value::Null, |u| u.zone_size.into())
-        };
-        let sum = |f: fn(&ClassUsage) -> u64| pp.classes.iter().map(f).sum::<u64>();
+        let whole = pool_json(&p.props())?;
         let mut m = serde_json::Map::new();
         for n in &names {
-            let v = match *n {
-                "mblock_size_capacity" => class(MediaClass::Capacity),
-                "mblock_size_staging" => class(MediaClass::Staging),
-                "size" => sum(|c| c.size).into(),
-                "used" => sum(|c| c.used).into(),
-                "free" => sum(|c| c.free).into(),
-                other => whole.get(other).cloned().unwrap_or(serde_json::Value::Null),
-            };
-            m.insert(n.to_string(), v);
+            m.insert(
+                n.to_string(),
+                whole.get(*n).cloned().unwrap_or(serde_json::Value::Null),
+            );
         }
         print_json(&m)?;
         return Ok(ExitCode::SUCCESS);

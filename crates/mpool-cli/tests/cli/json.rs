@@ -36,6 +36,7 @@ fn json_outputs() {
     assert_eq!(v["format_version"], 3, "new pools are format version 3");
     let uuid = v["uuid"].as_str().unwrap().to_string();
     assert_eq!(uuid.len(), 36);
+    let created = v.clone();
     let devs = v["devices"].as_array().unwrap();
     assert_eq!(devs.len(), 2);
     for d in devs {
@@ -109,6 +110,7 @@ fn json_outputs() {
     // One schema per concept: devices and classes are the same arrays in
     // list, get and status; mblock list and mlog list entries have the
     // same keys (mlog list adds `root`); check names its pool.
+    let classes_key = "classes".to_string();
     let l = &sb.json(&["list", "js", "--json"])[0];
     let g = sb.props("js");
     assert_eq!(l["devices"], g["devices"]);
@@ -120,6 +122,24 @@ fn json_outputs() {
             .all(|d| d["path"].as_str().unwrap().starts_with('/')),
         "absolute paths: {g}"
     );
+    for k in g.as_object().unwrap().keys() {
+        assert_eq!(l[k], g[k], "{k}: list and get agree");
+    }
+    let mut lk: Vec<&String> = l.as_object().unwrap().keys().collect();
+    lk.retain(|k| !["state", "error", "classes"].contains(&k.as_str()));
+    lk.sort();
+    let mut gk: Vec<&String> = g.as_object().unwrap().keys().collect();
+    gk.sort();
+    assert_eq!(
+        lk, gk,
+        "list entries are get's properties plus state, error, classes"
+    );
+    let mut ck: Vec<&String> = created.as_object().unwrap().keys().collect();
+    ck.sort();
+    let mut gk2: Vec<&String> = g.as_object().unwrap().keys().collect();
+    gk2.push(&classes_key);
+    gk2.sort();
+    assert_eq!(ck, gk2, "create --json is get --json (with classes)");
     let st = &sb.json(&["status", "js", "--json"])[0];
     assert_eq!(st["classes"], l["classes"]);
     let f = sb.path("x.bin");
