@@ -8,6 +8,7 @@
 mod common;
 
 mod add_staging;
+mod blkid_members;
 mod check_repairs;
 mod create_list_destroy;
 mod create_rollback;
@@ -36,3 +37,4 @@ mod signatures;
 mod sizes;
 mod torture;
 mod trust;
+mod upgrade;

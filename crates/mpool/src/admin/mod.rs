@@ -3,7 +3,7 @@
 //! ([`scan`]), the lifecycle verbs on whole pools, found by name or UUID
 //! ([`destroy`], [`activate`], [`deactivate`], [`rename`], [`forget_pool`],
 //! [`forget_paths`]), converting a pool to the current format version
-//! ([`upgrade`]), and the owner and permissions of member devices.
+//! ([`upgrade()`]), and the owner and permissions of member devices.
 
 mod lifecycle;
 pub(crate) mod ownership;

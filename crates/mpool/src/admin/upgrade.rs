@@ -1,5 +1,5 @@
 //! `mpool upgrade`: convert a pool of an older format version (1 or 2) in
-//! place to the current one ([`SB_VERSION`]), crash-safely.
+//! place to the current one (format version 3), crash-safely.
 //!
 //! The steps, each one crash-safe on its own:
 //!

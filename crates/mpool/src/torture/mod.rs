@@ -9,9 +9,11 @@
 
 pub mod mlog;
 pub mod pool;
+pub mod upgrade;
 
 pub use self::mlog::{run_mlog, MlogTortureConfig};
 pub use self::pool::{run_pool, PoolTortureConfig};
+pub use self::upgrade::{run_upgrade, UpgradeTortureConfig};
 
 use std::fmt;
 

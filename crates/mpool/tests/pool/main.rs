@@ -7,5 +7,7 @@ mod close;
 mod compaction_fail;
 mod crash_sweep;
 mod format_golden_v1;
+mod format_golden_v2;
 mod member_identity;
 mod stress;
+mod upgrade_crash_sweep;
