@@ -275,12 +275,20 @@ pub fn run_upgrade(
                 // Fewer points left than operations: spread them evenly.
                 k * total / n
             };
-            let mode = match k % 3 {
+            // Points taken in turn get each reboot: unflushed writes all
+            // lost, all kept, a random half kept (half of those torn), or
+            // every one torn (each 512-byte piece landing or not).
+            let mode = match k % 4 {
                 0 => CrashMode::DropAll,
                 1 => CrashMode::KeepAll,
-                _ => CrashMode::Random {
+                2 => CrashMode::Random {
                     keep: 0.5,
                     tear: 0.5,
+                    seed: mix(iseed ^ k),
+                },
+                _ => CrashMode::Random {
+                    keep: 1.0,
+                    tear: 1.0,
                     seed: mix(iseed ^ k),
                 },
             };
