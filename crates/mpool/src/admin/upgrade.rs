@@ -226,9 +226,8 @@ fn run(
         return Ok(rep);
     }
     let n = rep.members.len();
-    let mut plan = Vec::new();
-    if !stale.is_empty() {
-        plan.push(format!(
+    let stale_step = (!stale.is_empty()).then(|| {
+        format!(
             "rewrite the superblocks of {} (left behind by an interrupted update, or damaged)",
             stale
                 .iter()
@@ -238,34 +237,43 @@ fn run(
                 ))
                 .collect::<Vec<_>>()
                 .join(", ")
-        ));
-    }
-    if flip {
-        plan.push(format!(
-            "rewrite the superblocks of {n} member(s) as format version {SB_VERSION} \
-             (generation {} -> {})",
-            sb.generation,
-            sb.generation + 1
-        ));
-    }
-    plan.push("rewrite the pool metadata (compact every metadata container)".to_string());
-    plan.push("mark the upgrade finished in every member's superblocks".to_string());
+        )
+    });
+    let flip_step = format!(
+        "rewrite the superblocks of {n} member(s) as format version {SB_VERSION} \
+         (generation {} -> {})",
+        sb.generation,
+        sb.generation + 1
+    );
+    let metadata_step = "rewrite the pool metadata (compact every metadata container)";
+    let mark_step = "mark the upgrade finished in every member's superblocks";
     if opts.dry_run {
-        rep.steps = plan;
+        rep.steps.extend(stale_step);
+        if flip {
+            rep.steps.push(flip_step);
+        }
+        if flip || sb.upgrade_pending {
+            rep.steps.push(metadata_step.to_string());
+            rep.steps.push(mark_step.to_string());
+        }
         return Ok(rep);
     }
+    let mut step = |rep: &mut UpgradeReport, s: String| {
+        progress(&s);
+        rep.steps.push(s);
+    };
 
-    // 2. Read-write (repairs stale members), then the superblocks.
+    // 2. Read-write (which rewrites stale or damaged superblock copies),
+    //    then the superblocks. What is done follows what this open found
+    //    (another process may have changed the pool since the look).
     let name = rep.name.clone();
     let not_clean = not_clean(&name);
     let mut pool = open(false).map_err(&not_clean)?;
-    if !stale.is_empty() {
-        rep.steps.push(plan.remove(0));
-        progress(rep.steps.last().map_or("", String::as_str));
+    if let Some(s) = stale_step {
+        step(&mut rep, s);
     }
     if pool.sb().version < SB_VERSION {
-        rep.steps.push(plan.remove(0));
-        progress(rep.steps.last().map_or("", String::as_str));
+        step(&mut rep, flip_step);
         pool.update_sb(|s| {
             s.version = SB_VERSION;
             s.upgrade_pending = true;
@@ -276,8 +284,7 @@ fn run(
     }
     // 3. The metadata, then the flag.
     if pool.sb().upgrade_pending {
-        rep.steps.push(plan.remove(0));
-        progress(rep.steps.last().map_or("", String::as_str));
+        step(&mut rep, metadata_step.to_string());
         rewrite_metadata(&pool)?;
         // Reopened read-write before the flag is cleared: the open erases
         // the logs the compactions left behind (an MDC open erases its
@@ -285,8 +292,7 @@ fn run(
         // cannot do), so the pool opens read-only afterwards.
         pool.close()?;
         pool = open(false).map_err(&not_clean)?;
-        rep.steps.push(plan.remove(0));
-        progress(rep.steps.last().map_or("", String::as_str));
+        step(&mut rep, mark_step.to_string());
         pool.update_sb(|s| {
             s.upgrade_pending = false;
             Ok(())
