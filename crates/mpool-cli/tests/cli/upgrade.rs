@@ -23,19 +23,24 @@ fn golden_v2(path: &std::path::Path) {
     }
 }
 
+/// `mpool mblock read POOL ID`: the content, as bytes.
+fn read_mblock(sb: &Sandbox, pool: &str, id: &str) -> Vec<u8> {
+    let o = sb
+        .cmd()
+        .args(["mblock", "read", pool, id])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "mblock read {pool} {id}: {o:?}");
+    o.stdout
+}
+
 fn contents(sb: &Sandbox) -> Vec<(String, Vec<u8>)> {
     let v = sb.json(&["mblock", "list", "golden-v2", "--json"]);
     let mut out = Vec::new();
     for m in v.as_array().unwrap() {
         let id = m["id"].as_str().unwrap().to_string();
-        let o = std::process::Command::new(env!("CARGO_BIN_EXE_mpool"))
-            .envs(sb.cmd().get_envs().filter_map(|(k, v)| Some((k, v?))))
-            .current_dir(sb.path(""))
-            .args(["mblock", "read", "golden-v2", &id])
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{o:?}");
-        out.push((id, o.stdout));
+        let content = read_mblock(sb, "golden-v2", &id);
+        out.push((id, content));
     }
     let logs = sb.json(&["mlog", "list", "golden-v2", "--json"]);
     for l in logs["logs"].as_array().unwrap() {
@@ -120,4 +125,133 @@ fn upgrade_refuses_unclean_metadata_and_writes_nothing() {
         &["cannot be upgraded", "mpool check"],
     );
     assert_unchanged(&path, &fp, "refused upgrade");
+}
+
+/// Open `path` (creating a sparse file of `size`) as a device of this process.
+fn file_dev(path: &std::path::Path, size: u64) -> mpool::dev::DeviceRef {
+    std::sync::Arc::new(
+        mpool::dev::FileDevice::open(
+            path,
+            &mpool::dev::OpenOptions {
+                read_only: false,
+                create_size: Some(size),
+                engine: mpool::io::EngineChoice::Sync,
+                direct: true,
+            },
+        )
+        .unwrap(),
+    )
+}
+
+/// A version-2 pool on `cap.img` (64 MiB) and `stg.img` (16 MiB), 1 MiB
+/// zones, made by the library in this process, holding one mblock of
+/// `data`; the devices are closed again when this returns.
+fn v2_pool_on_files(sb: &Sandbox, name: &str, data: &[u8]) -> (String, [mpool::dev::DeviceRef; 2]) {
+    use mpool::MediaClass;
+    let cap = file_dev(&sb.path("cap.img"), 64 << 20);
+    let stg = file_dev(&sb.path("stg.img"), 16 << 20);
+    mpool::Pool::format_on_version(
+        name,
+        &[
+            (cap.clone(), MediaClass::Capacity, 1 << 20),
+            (stg.clone(), MediaClass::Staging, 1 << 20),
+        ],
+        "",
+        2,
+    )
+    .unwrap();
+    let pool = mpool::Pool::open_on(vec![cap.clone(), stg.clone()], false).unwrap();
+    let id = pool.mblock_alloc(MediaClass::Staging).unwrap();
+    pool.mblock_write(id, data).unwrap();
+    pool.mblock_commit(id).unwrap();
+    pool.close().unwrap();
+    (id.to_string(), [cap, stg])
+}
+
+fn versions(sb: &Sandbox, name: &str) -> Vec<u64> {
+    let v = sb.json(&["scan", &sb.p("cap.img"), &sb.p("stg.img"), "--json"]);
+    let pool = v["report"]["pools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .unwrap_or_else(|| panic!("{name} not found: {v}"))
+        .clone();
+    assert_eq!(pool["devices"].as_array().unwrap().len(), 2, "{pool}");
+    let mut out = Vec::new();
+    for p in ["cap.img", "stg.img"] {
+        let r = mpool::superblock::read(file_dev(&sb.path(p), 0).as_ref()).unwrap();
+        out.push(u64::from(r.best().unwrap().version));
+    }
+    out
+}
+
+/// An upgrade interrupted between members (the staging device already
+/// version 3 with the upgrade flag, the capacity device still version 2):
+/// the pool assembles and opens as version 3, reads back, and the next
+/// `upgrade` finishes the job on every member.
+#[test]
+fn an_upgrade_interrupted_between_members_assembles_and_is_finished() {
+    let sb = Sandbox::new();
+    let data: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+    let (id, [cap, stg]) = v2_pool_on_files(&sb, "mixed", &data);
+    // What `upgrade` writes to the first member it updates (members are
+    // written staging first): version 3, the flag, the next generation.
+    let r = mpool::superblock::read(stg.as_ref()).unwrap();
+    let mut s = r.best().unwrap().clone();
+    s.version = 3;
+    s.upgrade_pending = true;
+    s.generation += 1;
+    mpool::superblock::write(stg.as_ref(), &s).unwrap();
+    drop((cap, stg));
+    assert_eq!(versions(&sb, "mixed"), [2, 3]);
+
+    sb.ok(&["scan", &sb.p("cap.img"), &sb.p("stg.img"), "--activate"]);
+    assert_eq!(sb.props("mixed")["format_version"], 3);
+    // Reads (read-only opens) work on the mixed pool.
+    assert_eq!(read_mblock(&sb, "mixed", &id), data);
+
+    let dry = sb.ok(&["upgrade", "mixed", "--dry-run"]);
+    assert!(dry.stdout.contains("cap.img (version 2"), "{}", dry.all());
+    assert!(
+        dry.stdout.contains("rewrite the pool metadata"),
+        "{}",
+        dry.all()
+    );
+    assert_eq!(versions(&sb, "mixed"), [2, 3], "the dry run wrote");
+    let v = sb.json(&["upgrade", "mixed", "--json"]);
+    assert_eq!(v["already_current"], false, "{v}");
+    assert_eq!(v["version_after"], 3, "{v}");
+    assert_eq!(versions(&sb, "mixed"), [3, 3]);
+    let v = sb.json(&["upgrade", "mixed", "--json"]);
+    assert_eq!(v["already_current"], true, "{v}");
+    assert_eq!(read_mblock(&sb, "mixed", &id), data);
+    let chk = sb.ok(&["check", "mixed"]);
+    assert!(chk.stdout.contains("0 problem(s)"), "{}", chk.all());
+}
+
+/// A version-2 pool whose metadata was compacted (the old logs still hold
+/// records until a read-write open erases them, so a read-only open of it
+/// cannot finish): `upgrade` looks at it read-write and converts it.
+#[test]
+fn upgrade_of_a_compacted_pool() {
+    let sb = Sandbox::new();
+    let data: Vec<u8> = (0..777u32).map(|i| (i * 7) as u8).collect();
+    let (id, devs) = v2_pool_on_files(&sb, "compacted", &data);
+    let pool = mpool::Pool::open_on(devs.to_vec(), false).unwrap();
+    pool.compact_metadata().unwrap();
+    pool.close().unwrap();
+    drop(devs);
+    sb.ok(&["scan", &sb.p("cap.img"), &sb.p("stg.img"), "--activate"]);
+    // (In this state `mpool check`, a read-only open, fails: the MDC open
+    // erases each compacted MDC's old log, which it cannot do read-only.)
+    let v = sb.json(&["upgrade", "compacted", "--json"]);
+    assert_eq!(
+        (v["version_before"].as_u64(), v["version_after"].as_u64()),
+        (Some(2), Some(3))
+    );
+    assert_eq!(versions(&sb, "compacted"), [3, 3]);
+    let chk = sb.ok(&["check", "compacted"]);
+    assert!(chk.stdout.contains("0 problem(s)"), "{}", chk.all());
+    assert_eq!(read_mblock(&sb, "compacted", &id), data);
 }
