@@ -10,7 +10,10 @@
 //! Contract checked: the decoder never panics; whatever decodes encodes back
 //! to the same 4096 bytes; a superblock built with every field in range
 //! decodes to itself. `superblock::read` (both copies on a device) and the
-//! foreign-signature probe are fed the same bytes.
+//! foreign-signature probe are fed the same bytes. Versions 1 and 2 use
+//! the version-1/2 layout; version 3 copies start with libblkid's `mpoolDev`
+//! descriptor (its own CRC-32C over bytes 0..62, recomputed with the
+//! copy's CRC) and carry the body at `V3_BODY`.
 #![no_main]
 
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
@@ -18,7 +21,7 @@ use libfuzzer_sys::fuzz_target;
 use mpool::dev::{Device, MemDevice};
 use mpool::format::superblock::{
     validate_name, Mdc0Loc, MediaClass, Member, Superblock, LABEL_MAX, MAX_MEMBERS, SB_OFFSETS,
-    SB_SIZE,
+    SB_SIZE, V3_BODY, V3_DESC_CRC, V3_DESC_LEN,
 };
 use uuid::Uuid;
 
@@ -57,6 +60,19 @@ const FIELDS: &[(usize, usize)] = &[
     (280, 8),  // member 2 dev_uuid (unused entries must be zero)
     (472, 8),  // reserved tail
     (4088, 4), // reserved tail, end
+];
+
+/// Version-3 descriptor fields (offsets from the start of the copy).
+const DESC_FIELDS: &[(usize, usize)] = &[
+    (0, 8),   // magic
+    (8, 8),   // name
+    (39, 1),  // name, last byte
+    (40, 8),  // pool_uuid (first half)
+    (56, 2),  // version
+    (58, 4),  // generation (low 32 bits)
+    (62, 4),  // descriptor CRC
+    (66, 8),  // reserved
+    (120, 8), // reserved, end
 ];
 
 const NAME_CHARS: &[u8] = b"abcXYZ019-_.";
@@ -100,11 +116,12 @@ fn superblock(u: &mut Unstructured) -> Result<(Superblock, bool)> {
     let version = match u.int_in_range(0..=7u8)? {
         0 => {
             let v: u16 = u.arbitrary()?;
-            valid &= (1..=2).contains(&v);
+            valid &= (1..=3).contains(&v);
             v
         }
-        1..=3 => 1,
-        _ => 2,
+        1..=2 => 1,
+        3..=4 => 2,
+        _ => 3,
     };
     let dev_uuid = Uuid::from_u128(u.arbitrary()?);
     let name = name(u)?;
@@ -163,11 +180,16 @@ fn superblock(u: &mut Unstructured) -> Result<(Superblock, bool)> {
             zones: u.arbitrary()?,
         },
         members,
+        upgrade_pending: version >= 3 && u.ratio(1, 4)?,
     };
     Ok((sb, valid))
 }
 
 fn fix_crc(b: &mut [u8; SB_SIZE]) {
+    if &b[..8] == b"mpoolDev" {
+        let crc = crc32c::crc32c(&b[..V3_DESC_CRC]);
+        b[V3_DESC_CRC..V3_DESC_LEN].copy_from_slice(&crc.to_le_bytes());
+    }
     let crc = crc32c::crc32c(&b[..OFF_CRC]);
     b[OFF_CRC..].copy_from_slice(&crc.to_le_bytes());
 }
@@ -175,10 +197,18 @@ fn fix_crc(b: &mut [u8; SB_SIZE]) {
 /// Overwrite bytes or whole fields of an encoded copy, then fix (usually),
 /// leave, or break its checksum. Returns whether anything was changed.
 fn mutate(u: &mut Unstructured, b: &mut [u8; SB_SIZE]) -> Result<bool> {
+    // Where the version-1/2 fields start: 0, or V3_BODY in a version-3 copy.
+    let base = if &b[..8] == b"mpoolDev" { V3_BODY } else { 0 };
     let n = u.int_in_range(0..=4u8)?;
     for _ in 0..n {
         if u.arbitrary()? {
-            let &(off, len) = u.choose(FIELDS)?;
+            let &(off, len) = if base > 0 && u.ratio(1, 3)? {
+                u.choose(DESC_FIELDS)?
+            } else {
+                let &(off, len) = u.choose(FIELDS)?;
+                // The body's reserved tail ends at the CRC in both layouts.
+                &(if off + base + len > OFF_CRC { off } else { off + base }, len)
+            };
             let v: u64 = match u.int_in_range(0..=3u8)? {
                 0 => 0,
                 1 => u.int_in_range(0..=16)?,
@@ -189,7 +219,7 @@ fn mutate(u: &mut Unstructured, b: &mut [u8; SB_SIZE]) -> Result<bool> {
         } else {
             // Mostly within the used part of the block.
             let off = if u.ratio(3, 4)? {
-                u.int_in_range(0..=479usize)?
+                u.int_in_range(0..=479usize + base)?
             } else {
                 u.int_in_range(0..=SB_SIZE - 1)?
             };

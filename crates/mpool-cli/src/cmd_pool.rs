@@ -862,3 +862,58 @@ pub fn set(name: &str, assignments: &[String]) -> Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// `mpool upgrade POOL [--dry-run] [--json]`.
+pub fn upgrade(name: &str, dry_run: bool, json: bool) -> Result<ExitCode> {
+    let mut progress = |step: &str| {
+        // Progress goes to stderr, so that --json keeps stdout parseable.
+        eprintln!("mpool: {step}");
+    };
+    let rep = admin::upgrade(name, &admin::UpgradeOptions { dry_run }, &mut progress)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rep)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if rep.already_current {
+        println!(
+            "pool '{}' is already format version {}; nothing to do",
+            rep.name, rep.version_after
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    if rep.dry_run {
+        println!(
+            "pool '{}' ({}) is format version {}; upgrade would:",
+            rep.name, rep.uuid, rep.version_before
+        );
+        for s in &rep.steps {
+            println!("  {s}");
+        }
+        for m in &rep.members {
+            println!(
+                "  member {:<9} {}  version {}, generation {}{}",
+                m.class.to_string(),
+                m.device,
+                m.version,
+                m.generation,
+                if m.damaged {
+                    ", damaged or stale copy"
+                } else {
+                    ""
+                }
+            );
+        }
+        println!("nothing was written (--dry-run)");
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "upgraded pool '{}' ({}) from format version {} to {} (superblock generation {} -> {})",
+        rep.name,
+        rep.uuid,
+        rep.version_before,
+        rep.version_after,
+        rep.generation_before,
+        rep.generation_after
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -109,6 +109,23 @@ enum Cmd {
         /// New name.
         new: String,
     },
+    /// Convert a pool of an older format version (1 or 2) in place to the current one (3).
+    ///
+    /// Crash-safe: interrupted at any point, the pool still opens (as the
+    /// old or the new version) and running `upgrade` again finishes the
+    /// job. Refused while the pool is open, or when its metadata does not
+    /// replay cleanly. A pool already at the current version is left as it
+    /// is (exit status 0). Progress is printed on standard error.
+    Upgrade {
+        /// Pool name or UUID.
+        pool: String,
+        /// Say what would change; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Add a media class to a pool, on a new device.
     #[command(after_help = fmt::SIZES)]
     Add(cmd_pool::AddArgs),
@@ -196,6 +213,11 @@ fn main() -> ExitCode {
         Cmd::Deactivate { pool } => cmd_pool::deactivate(&pool),
         Cmd::Forget { targets, json } => cmd_pool::forget(&targets, json),
         Cmd::Rename { old, new } => cmd_pool::rename(&old, &new),
+        Cmd::Upgrade {
+            pool,
+            dry_run,
+            json,
+        } => cmd_pool::upgrade(&pool, dry_run, json),
         Cmd::Add(a) => cmd_pool::add(a),
         Cmd::Get { pool, props, json } => cmd_pool::get(&pool, &props, json),
         Cmd::Set { pool, assignments } => cmd_pool::set(&pool, &assignments),
@@ -249,6 +271,9 @@ fn hint(e: &anyhow::Error) -> Option<String> {
             "restore the device to its recorded size (grow the file or LUN back); mpool cannot use a member that shrank"
                 .into(),
         ),
+        Error::Pool(PoolError::NotUpgradable { name, .. }) => Some(format!(
+            "nothing was written; `mpool check {name}` lists what is wrong"
+        )),
         // The message names the sector size and the limit; no option changes it.
         Error::Pool(PoolError::SectorTooLarge { .. }) => None,
         Error::Object(ObjectError::MblockFull { cap, .. }) => Some(format!(

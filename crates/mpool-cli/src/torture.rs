@@ -2,7 +2,8 @@
 
 use clap::{Args, Subcommand};
 use mpool::torture::{
-    run_mlog, run_pool, MlogTortureConfig, PoolTortureConfig, TortureReport, Violation,
+    run_mlog, run_pool, run_upgrade, MlogTortureConfig, PoolTortureConfig, TortureReport,
+    UpgradeTortureConfig, Violation,
 };
 use std::io::Write;
 use std::process::ExitCode;
@@ -28,6 +29,12 @@ pub enum TortureCmd {
     /// data returned, no silently changed object set. Last line:
     /// `rounds=N violations=V`.
     Flips(FlipsArgs),
+    /// Crash sweep of `mpool upgrade`: a version-2 pool with objects is
+    /// upgraded on fault-injecting devices, crashed after each I/O
+    /// operation in turn (dropping, keeping or tearing unflushed writes);
+    /// it must reopen as version 2 or 3 with exactly the same objects and
+    /// contents, and a second upgrade must complete.
+    Upgrade(UpgradeArgs),
 }
 
 /// Arguments of `mpool torture flips`.
@@ -45,6 +52,17 @@ pub struct FlipsArgs {
     /// Sector size of the simulated device (512 or 4096).
     #[arg(long, default_value_t = 4096)]
     pub sector: u32,
+}
+
+/// Arguments of `mpool torture upgrade`.
+#[derive(Debug, Args)]
+pub struct UpgradeArgs {
+    /// Seed of the pools and the crash choices (default: random, printed).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Number of crash points to replay.
+    #[arg(long = "crash-points", default_value_t = 300)]
+    pub crash_points: u64,
 }
 
 /// Arguments of `mpool torture pool`.
@@ -102,6 +120,7 @@ pub fn run(cmd: TortureCmd) -> anyhow::Result<ExitCode> {
         TortureCmd::Mlog(a) => run_mlog_cmd(a),
         TortureCmd::Pool(a) => run_pool_cmd(a),
         TortureCmd::Flips(a) => run_flips_cmd(a),
+        TortureCmd::Upgrade(a) => run_upgrade_cmd(a),
     }
 }
 
@@ -260,6 +279,27 @@ fn run_pool_cmd(a: PoolArgs) -> anyhow::Result<ExitCode> {
         Some(format!(
             "mpool torture pool --seed {seed} --threads {} --ops {}",
             a.threads, a.ops
+        ))
+    })
+}
+
+fn run_upgrade_cmd(a: UpgradeArgs) -> anyhow::Result<ExitCode> {
+    let seed = a.seed.unwrap_or_else(rand::random);
+    eprintln!(
+        "torture upgrade: seed {seed}, {} crash points",
+        a.crash_points
+    );
+    let cfg = UpgradeTortureConfig {
+        seed,
+        crash_points: a.crash_points,
+        ..Default::default()
+    };
+    let rep = run_upgrade(&cfg, &mut progress_printer());
+    // Single-threaded: the seed reproduces every instance and crash point.
+    report(&rep, |_| {
+        Some(format!(
+            "mpool torture upgrade --seed {seed} --crash-points {}",
+            a.crash_points
         ))
     })
 }

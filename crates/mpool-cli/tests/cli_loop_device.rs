@@ -133,3 +133,84 @@ fn pool_on_a_loop_device() {
     );
     drop(lo);
 }
+
+/// `blkid -p -o export DEV`: its KEY=value lines and exit status.
+fn blkid_export(dev: &str) -> (Vec<(String, String)>, Option<i32>) {
+    let out = std::process::Command::new(which("blkid").expect("blkid"))
+        .args(["-p", "-o", "export", dev])
+        .output()
+        .expect("run blkid");
+    let kv = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    (kv, out.status.code())
+}
+
+/// util-linux sees a pool member on a block device: `blkid -p` prints
+/// TYPE="mpool" with the pool name and UUID, `wipefs` lists it; after
+/// `destroy`, neither finds anything. `lsblk -f` is reported, not checked:
+/// it reads udev's database, which containers often lack.
+#[test]
+fn blkid_sees_a_member_on_a_loop_device_until_destroy() {
+    if !is_root() {
+        eprintln!("SKIPPED: blkid_sees_a_member_on_a_loop_device_until_destroy needs root and a loop device");
+        return;
+    }
+    if which("blkid").is_none() || which("wipefs").is_none() {
+        eprintln!(
+            "SKIPPED: blkid_sees_a_member_on_a_loop_device_until_destroy needs blkid and wipefs"
+        );
+        return;
+    }
+    let mut sb = Sandbox::new();
+    sparse(sb.path("backing.img"), 128 << 20);
+    let Some(lo) = attach(&sb.path("backing.img")) else {
+        eprintln!("SKIPPED: blkid_sees_a_member_on_a_loop_device_until_destroy (losetup failed)");
+        return;
+    };
+    let dev = lo.dev.clone();
+    sb.scan_devices = dev.clone();
+    let name = format!("blkid-loop-{}", std::process::id());
+    sb.ok(&["create", &name, &dev, "--mblock-size", "1MiB"]);
+    let uuid = sb.props(&name)["uuid"].as_str().unwrap().to_string();
+    let (kv, code) = blkid_export(&dev);
+    let get = |k: &str| kv.iter().find(|(x, _)| x == k).map(|(_, v)| v.clone());
+    assert_eq!(code, Some(0), "{kv:?}");
+    assert_eq!(get("TYPE").as_deref(), Some("mpool"), "{kv:?}");
+    assert_eq!(get("LABEL").as_deref(), Some(name.as_str()), "{kv:?}");
+    assert_eq!(get("UUID").as_deref(), Some(uuid.as_str()), "{kv:?}");
+    let w = std::process::Command::new(which("wipefs").unwrap())
+        .arg(&dev)
+        .output()
+        .unwrap();
+    let w = String::from_utf8_lossy(&w.stdout).into_owned();
+    assert!(
+        w.lines().any(|l| l.contains("mpool") && l.contains(&uuid)),
+        "wipefs {dev}:\n{w}"
+    );
+    if let Some(lsblk) = which("lsblk") {
+        let o = std::process::Command::new(lsblk)
+            .args(["-f", "-n", "-o", "FSTYPE,LABEL,UUID", &dev])
+            .output()
+            .unwrap();
+        let shown = String::from_utf8_lossy(&o.stdout).trim().to_string();
+        if shown.is_empty() {
+            eprintln!(
+                "note: lsblk -f shows nothing for {dev} (it reads udev's database, absent here); \
+                 not checked"
+            );
+        } else {
+            assert!(
+                shown.contains("mpool") && shown.contains(&uuid),
+                "lsblk -f: {shown}"
+            );
+        }
+    }
+    sb.ok(&["destroy", &name, "--yes"]);
+    let (kv, code) = blkid_export(&dev);
+    assert!(kv.is_empty(), "blkid -p after destroy: {kv:?}");
+    assert_eq!(code, Some(2));
+    drop(lo);
+}

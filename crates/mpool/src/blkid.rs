@@ -344,4 +344,61 @@ mod tests {
         let gone = Path::new("/nonexistent/mpool-blkid-test");
         assert!(matches!(probe_path(gone), Err(Unavailable::Failed(_))));
     }
+
+    /// A version-3 superblock copy is what libblkid calls `mpool`, with its
+    /// magic at offset 0 (where `wipefs` and a forced wipe find it); a
+    /// version-2 copy is nothing it knows.
+    #[test]
+    fn a_version_3_superblock_is_libblkids_mpool() {
+        if !available() {
+            eprintln!("SKIPPED: {SONAME} is not loadable here (or {NO_LIBBLKID_ENV} is set)");
+            return;
+        }
+        use crate::format::superblock::{Mdc0Loc, MediaClass, Member, Superblock, SB_VERSION};
+        let dev = uuid::Uuid::from_u128(0x42);
+        let sb = Superblock {
+            version: SB_VERSION,
+            generation: 3,
+            pool_uuid: uuid::Uuid::from_u128(0x41),
+            dev_uuid: dev,
+            name: "blkid-v3".into(),
+            class: MediaClass::Capacity,
+            sector: 4096,
+            dev_size: 16 << 20,
+            zone_size: 1 << 20,
+            ctime: 0,
+            uid: 0,
+            gid: 0,
+            mode: 0o600,
+            spare_pct: [0, 0],
+            label: String::new(),
+            mdc0: Mdc0Loc::default(),
+            members: vec![Member {
+                dev_uuid: dev,
+                class: MediaClass::Capacity,
+                zone_size: 1 << 20,
+                size: 16 << 20,
+            }],
+            upgrade_pending: false,
+        };
+        let v3 = file_with(&[(0, &sb.encode(0)), (32768, &sb.encode(1))]);
+        assert_eq!(
+            probe_path(v3.path()),
+            Ok(Some(Found {
+                kind: "mpool".into(),
+                partition_table: false
+            }))
+        );
+        assert_eq!(
+            magics(v3.path()),
+            Ok(vec![Magic {
+                kind: "mpool".into(),
+                offset: 0,
+                len: 8
+            }])
+        );
+        let v2 = Superblock { version: 2, ..sb };
+        let v2 = file_with(&[(0, &v2.encode(0)), (32768, &v2.encode(1))]);
+        assert_eq!(probe_path(v2.path()), Ok(None));
+    }
 }

@@ -199,6 +199,15 @@ pub enum PoolError {
         /// What to do about it.
         fix: String,
     },
+    /// `upgrade` refused the pool: its metadata does not replay cleanly,
+    /// or it is of a version this code cannot convert.
+    #[error("pool '{name}' cannot be upgraded: {why}")]
+    NotUpgradable {
+        /// Pool name.
+        name: String,
+        /// Why.
+        why: String,
+    },
     /// A file of mpool's own (run directory, configuration).
     #[error("{path}: {source}")]
     File {

@@ -230,8 +230,9 @@ pub fn probe(dev: &dyn Device) -> Result<Option<Signature>, DevError> {
 
 /// [`probe`], then, when mpool's own probes find nothing, libblkid on
 /// `path` (the device `dev` was opened from): every signature util-linux
-/// recognises. libblkid's `mpool` type is not counted (mpool's own probe,
-/// which runs first, already tells a member of a pool). Without libblkid
+/// recognises. libblkid's `mpool` type (the descriptor at the start of a
+/// version-3 copy) is [`Signature::MpoolDamaged`] here: mpool's own probe,
+/// which runs first, found no copy it could decode. Without libblkid
 /// (not installed, or `MPOOL_NO_LIBBLKID` set) this is [`probe`] alone,
 /// after one warning; a device libblkid cannot read is warned about and
 /// judged by [`probe`] alone too.
@@ -240,7 +241,7 @@ pub fn probe_with_blkid(dev: &dyn Device, path: &Path) -> Result<Option<Signatur
         return Ok(Some(sig));
     }
     match crate::blkid::probe_path(path) {
-        Ok(Some(found)) if found.kind == "mpool" => Ok(None),
+        Ok(Some(found)) if found.kind == "mpool" => Ok(Some(Signature::MpoolDamaged)),
         Ok(Some(found)) => Ok(Some(Signature::Blkid {
             kind: found.kind,
             partition_table: found.partition_table,
@@ -393,6 +394,7 @@ mod tests {
                 zone_size: 1 << 20,
                 size: 8 << 20,
             }],
+            upgrade_pending: false,
         }
     }
 
@@ -460,6 +462,30 @@ mod tests {
         assert_eq!(r.best().unwrap().generation, 6);
         wipe(&dev).unwrap();
         assert!(read(&dev).unwrap().is_blank());
+    }
+
+    #[test]
+    fn a_v3_copy_whose_descriptor_disagrees_is_a_damaged_member() {
+        let dev = MemDevice::new(8 << 20, 4096);
+        write(&dev, &sb(4)).unwrap();
+        assert!(matches!(probe(&dev).unwrap(), Some(Signature::Mpool { .. })));
+        // Rename the pool in both descriptors only (their CRCs fixed, and
+        // the copies' CRCs): each copy is damaged, the device is a member.
+        for off in SB_OFFSETS {
+            let mut b = dev.alloc_buf(4096);
+            dev.read_at(off, &mut b).unwrap();
+            b[8] = b'q';
+            let crc = crc32c::crc32c(&b[..62]);
+            b[62..66].copy_from_slice(&crc.to_le_bytes());
+            let crc = crc32c::crc32c(&b[..4092]);
+            b[4092..4096].copy_from_slice(&crc.to_le_bytes());
+            dev.write_at(off, &mut b).unwrap();
+        }
+        let r = read(&dev).unwrap();
+        assert!(r.best().is_none());
+        assert!(r.has_magic());
+        assert_eq!(r.damaged().len(), 2);
+        assert_eq!(probe(&dev).unwrap(), Some(Signature::MpoolDamaged));
     }
 
     #[test]

@@ -42,6 +42,8 @@ fn second_writer_is_refused() {
     );
     sb.fail_with(&["deactivate", "locked"], &[&me]);
     sb.fail_with(&["destroy", "locked"], &[&me]);
+    sb.fail_with(&["upgrade", "locked"], &[&me]);
+    sb.fail_with(&["upgrade", "locked", "--dry-run"], &[&me]);
     assert_unchanged(sb.path("cap.img"), &cap, "refused while open");
     assert_unchanged(sb.path("stg.img"), &stg, "refused while open");
     assert_eq!(

@@ -8,6 +8,7 @@
 mod common;
 
 mod add_staging;
+mod blkid_members;
 mod check_repairs;
 mod create_list_destroy;
 mod create_rollback;
@@ -38,3 +39,4 @@ mod sizes;
 mod status_output;
 mod torture;
 mod trust;
+mod upgrade;

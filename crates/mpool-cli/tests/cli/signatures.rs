@@ -297,6 +297,81 @@ fn bcache_superblock() {
     );
 }
 
+/// One XDR nvpair of a ZFS label: size, 0, name length (big-endian),
+/// the name padded to 4 bytes, then the value.
+fn zfs_nvpair(name: &str, value: &[u8]) -> Vec<u8> {
+    let mut body = name.as_bytes().to_vec();
+    body.resize(name.len().next_multiple_of(4), 0);
+    body.extend_from_slice(value);
+    let mut p = Vec::new();
+    p.extend_from_slice(&(12 + body.len() as u32).to_be_bytes());
+    p.extend_from_slice(&0u32.to_be_bytes());
+    p.extend_from_slice(&(name.len() as u32).to_be_bytes());
+    p.extend_from_slice(&body);
+    p
+}
+
+/// A ZFS vdev as util-linux's libblkid (superblocks/zfs.c) recognises it: in
+/// label 0, four uberblocks (1 KiB slots of the array at 128 KiB, each
+/// starting with the little-endian magic 0x00bab10c, then version and txg),
+/// and the label's nvlist at 16 KiB (XDR: 12 header bytes, then nvpairs
+/// `version`, `name`, `state`, `pool_guid`, `guid`, ended by a zero size),
+/// on a 64 MiB file (the probe's minimum size).
+fn zfs_by_hand(path: &std::path::Path) {
+    sparse(path, 64 << 20);
+    let u64v = |v: u64| {
+        let mut b = Vec::new();
+        b.extend_from_slice(&8u32.to_be_bytes()); // DATA_TYPE_UINT64
+        b.extend_from_slice(&1u32.to_be_bytes());
+        b.extend_from_slice(&v.to_be_bytes());
+        b
+    };
+    let mut name = Vec::new();
+    name.extend_from_slice(&9u32.to_be_bytes()); // DATA_TYPE_STRING
+    name.extend_from_slice(&1u32.to_be_bytes());
+    name.extend_from_slice(&4u32.to_be_bytes());
+    name.extend_from_slice(b"tank\0\0\0\0");
+    let mut nvl = vec![0u8; 12];
+    nvl.extend(zfs_nvpair("version", &u64v(5000)));
+    nvl.extend(zfs_nvpair("name", &name));
+    nvl.extend(zfs_nvpair("state", &u64v(0)));
+    nvl.extend(zfs_nvpair("pool_guid", &u64v(0x1234_5678_90ab_cdef)));
+    nvl.extend(zfs_nvpair("guid", &u64v(0x1111)));
+    nvl.extend_from_slice(&[0u8; 8]);
+    poke(path, 16 << 10, &nvl);
+    for k in 0..4u64 {
+        let mut ub = Vec::new();
+        ub.extend_from_slice(&0x00ba_b10cu64.to_le_bytes());
+        ub.extend_from_slice(&5000u64.to_le_bytes());
+        ub.extend_from_slice(&7u64.to_le_bytes());
+        poke(path, (128 << 10) + k * 1024, &ub);
+    }
+}
+
+#[test]
+fn zfs_member() {
+    let sb = Sandbox::new();
+    let path = sb.path("zfs.img");
+    zfs_by_hand(&path);
+    if !blkid_confirms(&path, "zfs_member", "zfs_member") {
+        return;
+    }
+    // `blkid -p` reads the label's nvlist too: the pool name is its LABEL.
+    let out = std::process::Command::new(which("blkid").unwrap())
+        .args(["-p", "-o", "value", "-s", "LABEL"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "tank");
+    refuse_then_force(
+        &sb,
+        "zfs.img",
+        "a zfs_member signature (found by libblkid)",
+        &[],
+    );
+    assert_eq!(blkid_type(&path), None, "the forced create left ZFS behind");
+}
+
 #[test]
 fn without_libblkid_the_built_in_probes_still_refuse() {
     // MPOOL_NO_LIBBLKID=1 makes mpool behave as on a machine without

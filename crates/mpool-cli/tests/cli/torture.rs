@@ -1,4 +1,4 @@
-//! `mpool torture {mlog,pool}`: the last line of stdout is exactly
+//! `mpool torture {mlog,pool,upgrade}`: the last line of stdout is exactly
 //! `crash_points=K violations=0` and the exit code 0; bad arguments refused.
 
 use crate::common;
@@ -26,6 +26,13 @@ fn torture_commands_report_on_their_last_line() {
             o.all()
         );
     }
+    let o = sb.ok(&["torture", "upgrade", "--seed", "5", "--crash-points", "80"]);
+    assert_eq!(
+        o.stdout.lines().last(),
+        Some("crash_points=80 violations=0"),
+        "{}",
+        o.all()
+    );
     sb.fail_with(&["torture", "pool", "--threads", "0"], &["--threads"]);
     sb.fail_with(&["torture", "mlog", "--threads", "99"], &["--threads"]);
 }

@@ -15,7 +15,7 @@ use std::fs::TryLockError;
 use std::path::PathBuf;
 
 /// Find a pool by name or UUID: active pools first, then by scanning.
-fn locate(name_or_uuid: &str) -> Result<(Vec<PathBuf>, bool)> {
+pub(super) fn locate(name_or_uuid: &str) -> Result<(Vec<PathBuf>, bool)> {
     if let Some(a) = rundir::find_active(name_or_uuid)? {
         return Ok((a.devices, true));
     }

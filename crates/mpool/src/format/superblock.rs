@@ -1,4 +1,12 @@
-//! Superblock encoding (format versions 1 and 2). See `docs/format.md`, "Superblock".
+//! Superblock encoding (format versions 1 to 3). See `docs/format.md`, "Superblock".
+//!
+//! Versions 1 and 2 put the superblock body at byte 0 of the copy.
+//! Version 3 starts every copy with a 66-byte *descriptor* in the layout of
+//! util-linux libblkid's `mpool` probe (magic `mpoolDev`, name, pool UUID,
+//! version, low 32 bits of the generation, CRC-32C of its first 62 bytes),
+//! so that `blkid`, `wipefs` and `lsblk` recognise a member, and moves the
+//! version-2 body to byte [`V3_BODY`]; the CRC at the end still covers the
+//! whole copy.
 
 use crate::format::codec::{Reader, Short, Writer};
 use std::fmt;
@@ -26,8 +34,28 @@ const _: () = assert!(SB_OFFSETS[0].is_multiple_of(SECTOR_MAX as u64));
 const _: () = assert!(SB_OFFSETS[1].is_multiple_of(SECTOR_MAX as u64));
 // A superblock is whole sectors of the smallest size.
 const _: () = assert!(SB_SIZE.is_multiple_of(SECTOR_MIN as usize));
-/// Magic at offset 0 of every copy.
+/// Magic at offset 0 of every version-1 and version-2 copy, and at the
+/// start of the body (offset [`V3_BODY`]) of a version-3 copy.
 pub const SB_MAGIC: [u8; 8] = *b"MPOOLSB\0";
+/// Magic at offset 0 of every version-3 copy: libblkid's `mpool` magic.
+pub const SB_MAGIC_V3: [u8; 8] = *b"mpoolDev";
+/// First format version with the libblkid descriptor at offset 0.
+pub const SB_VERSION_DESCRIPTOR: u16 = 3;
+/// Bytes of the version-3 descriptor that libblkid reads (its CRC included).
+pub const V3_DESC_LEN: usize = 66;
+/// Offset of the descriptor's CRC-32C (over bytes `0..V3_DESC_CRC`).
+pub const V3_DESC_CRC: usize = 62;
+/// Offset of the version-2 body inside a version-3 copy.
+pub const V3_BODY: usize = 128;
+const V3_DESC_NAME: usize = 8;
+const V3_DESC_UUID: usize = 40;
+const V3_DESC_VERSION: usize = 56;
+const V3_DESC_GEN: usize = 58;
+const _: () = assert!(V3_DESC_CRC + 4 == V3_DESC_LEN && V3_DESC_LEN <= V3_BODY);
+/// Flag bit (field `flags`, version 3 only): the superblocks were upgraded
+/// to version 3 but the pool metadata was not yet rewritten (an `mpool
+/// upgrade` that has not finished).
+pub const FLAG_UPGRADE_PENDING: u32 = 1;
 /// The format version this code gives new pools (it reads 1 to 3).
 ///
 /// Version 2 adds the pool-metadata record type 7 (an mblock commit whose
@@ -73,6 +101,9 @@ const _: () = assert!(OFF_NAME + NAME_MAX <= OFF_CLASS);
 const _: () = assert!(OFF_LABEL + LABEL_MAX <= OFF_MDC0);
 const _: () = assert!(OFF_MDC0 + 8 <= OFF_MEMBERS);
 const _: () = assert!(OFF_MEMBERS + MAX_MEMBERS * MEMBER_SIZE <= OFF_CRC);
+// The version-3 body's fields (everything before the v2 reserved tail) fit
+// ahead of the CRC.
+const _: () = assert!(V3_BODY + OFF_MEMBERS + MAX_MEMBERS * MEMBER_SIZE <= OFF_CRC);
 const _: () = assert!(SB_SIZE <= u16::MAX as usize);
 
 /// A media class: where objects are placed.
@@ -196,6 +227,10 @@ pub struct Superblock {
     pub mdc0: Mdc0Loc,
     /// Every member device of the pool.
     pub members: Vec<Member>,
+    /// Version 3 only: an `mpool upgrade` rewrote the superblocks but not
+    /// yet the pool metadata ([`FLAG_UPGRADE_PENDING`]); always false in
+    /// versions 1 and 2.
+    pub upgrade_pending: bool,
 }
 
 /// Why a superblock copy could not be decoded.
@@ -323,38 +358,61 @@ const _: () = assert!(ZONE_MIN.is_multiple_of(SECTOR_MAX as u64));
 const _: () = assert!(ZONE_MAX <= u32::MAX as u64);
 
 impl Superblock {
-    /// Encode copy `copy` (0 or 1) into exactly [`SB_SIZE`] bytes.
+    /// Encode copy `copy` (0 or 1) into exactly [`SB_SIZE`] bytes: in the
+    /// version-1/2 layout for versions 1 and 2, with the libblkid
+    /// descriptor first for version 3 and later.
     pub fn encode(&self, copy: u8) -> [u8; SB_SIZE] {
         let mut b = [0u8; SB_SIZE];
+        let v3 = self.version >= SB_VERSION_DESCRIPTOR;
+        let base = if v3 { V3_BODY } else { 0 };
         let fields = |b: &mut [u8]| -> Result<(), Short> {
-            let mut w = Writer::new(b);
-            w.bytes(&SB_MAGIC)?;
-            w.seek(OFF_VERSION).u16(self.version)?;
-            w.seek(OFF_LEN).u16(SB_SIZE as u16)?;
-            w.seek(OFF_FLAGS).u32(0)?;
-            w.seek(OFF_GEN).u64(self.generation)?;
-            w.seek(OFF_POOL_UUID).bytes(self.pool_uuid.as_bytes())?;
-            w.seek(OFF_DEV_UUID).bytes(self.dev_uuid.as_bytes())?;
             let name = self.name.as_bytes();
-            w.seek(OFF_NAME).bytes(&name[..name.len().min(NAME_MAX)])?;
-            w.seek(OFF_CLASS).u8(self.class.code())?;
-            w.seek(OFF_COPY).u8(copy)?;
-            w.seek(OFF_SECTOR).u32(self.sector)?;
-            w.seek(OFF_DEV_SIZE).u64(self.dev_size)?;
-            w.seek(OFF_ZONE).u64(self.zone_size)?;
-            w.seek(OFF_CTIME).u64(self.ctime)?;
-            w.seek(OFF_UID).u32(self.uid)?;
-            w.seek(OFF_GID).u32(self.gid)?;
-            w.seek(OFF_MODE).u32(self.mode)?;
-            w.seek(OFF_SPARE).bytes(&self.spare_pct)?;
-            w.seek(OFF_NMEMBERS)
+            let name = &name[..name.len().min(NAME_MAX)];
+            if v3 {
+                let mut w = Writer::new(b);
+                w.bytes(&SB_MAGIC_V3)?;
+                w.seek(V3_DESC_NAME).bytes(name)?;
+                w.seek(V3_DESC_UUID).bytes(self.pool_uuid.as_bytes())?;
+                w.seek(V3_DESC_VERSION).u16(self.version)?;
+                // The descriptor carries the low 32 bits of the generation.
+                w.seek(V3_DESC_GEN).u32(self.generation as u32)?;
+                let crc = crc32c::crc32c(b.get(..V3_DESC_CRC).unwrap_or_default());
+                Writer::at(b, V3_DESC_CRC).u32(crc)?;
+            }
+            let flags = if v3 && self.upgrade_pending {
+                FLAG_UPGRADE_PENDING
+            } else {
+                0
+            };
+            let mut w = Writer::new(b);
+            w.seek(base).bytes(&SB_MAGIC)?;
+            w.seek(base + OFF_VERSION).u16(self.version)?;
+            w.seek(base + OFF_LEN).u16(SB_SIZE as u16)?;
+            w.seek(base + OFF_FLAGS).u32(flags)?;
+            w.seek(base + OFF_GEN).u64(self.generation)?;
+            w.seek(base + OFF_POOL_UUID).bytes(self.pool_uuid.as_bytes())?;
+            w.seek(base + OFF_DEV_UUID).bytes(self.dev_uuid.as_bytes())?;
+            w.seek(base + OFF_NAME).bytes(name)?;
+            w.seek(base + OFF_CLASS).u8(self.class.code())?;
+            w.seek(base + OFF_COPY).u8(copy)?;
+            w.seek(base + OFF_SECTOR).u32(self.sector)?;
+            w.seek(base + OFF_DEV_SIZE).u64(self.dev_size)?;
+            w.seek(base + OFF_ZONE).u64(self.zone_size)?;
+            w.seek(base + OFF_CTIME).u64(self.ctime)?;
+            w.seek(base + OFF_UID).u32(self.uid)?;
+            w.seek(base + OFF_GID).u32(self.gid)?;
+            w.seek(base + OFF_MODE).u32(self.mode)?;
+            w.seek(base + OFF_SPARE).bytes(&self.spare_pct)?;
+            w.seek(base + OFF_NMEMBERS)
                 .u16(self.members.len().min(MAX_MEMBERS) as u16)?;
             let label = self.label.as_bytes();
-            w.seek(OFF_LABEL)
+            w.seek(base + OFF_LABEL)
                 .bytes(&label[..label.len().min(LABEL_MAX)])?;
-            w.seek(OFF_MDC0).u32(self.mdc0.zone)?.u32(self.mdc0.zones)?;
+            w.seek(base + OFF_MDC0)
+                .u32(self.mdc0.zone)?
+                .u32(self.mdc0.zones)?;
             for (i, m) in self.members.iter().take(MAX_MEMBERS).enumerate() {
-                let o = OFF_MEMBERS + i * MEMBER_SIZE;
+                let o = base + OFF_MEMBERS + i * MEMBER_SIZE;
                 w.seek(o).bytes(m.dev_uuid.as_bytes())?;
                 w.seek(o + 16).u8(m.class.code())?;
                 w.seek(o + 20).u32(m.zone_size.trailing_zeros())?;
@@ -371,22 +429,105 @@ impl Superblock {
     }
 
     /// Decode and validate one copy. Never panics, whatever the bytes.
+    ///
+    /// A copy starting with `MPOOLSB\0` is a version-1 or version-2 copy; one
+    /// starting with `mpoolDev` is a version-3 copy, whose descriptor must
+    /// carry a valid CRC and agree with its body (name, pool UUID, version,
+    /// low 32 bits of the generation).
     pub fn decode(b: &[u8]) -> Result<(Superblock, u8), SuperblockError> {
+        let magic = b.get(..8);
+        let v3 = magic == Some(&SB_MAGIC_V3[..]);
         if b.len() < SB_SIZE {
-            if b.get(..8) == Some(&SB_MAGIC[..]) || b.len() < 8 {
+            if magic == Some(&SB_MAGIC[..]) || v3 || b.len() < 8 {
                 return Err(SuperblockError::Truncated(b.len()));
             }
             return Err(SuperblockError::NoMagic);
         }
-        let at = |off: usize| Reader::at(b, off);
-        if at(0).array::<8>()? != SB_MAGIC {
+        if !v3 && magic != Some(&SB_MAGIC[..]) {
             return Err(SuperblockError::NoMagic);
         }
-        let stored = at(OFF_CRC).u32()?;
+        let stored = Reader::at(b, OFF_CRC).u32()?;
         let computed = crc32c::crc32c(&b[..OFF_CRC]);
         if stored != computed {
             return Err(SuperblockError::BadCrc { stored, computed });
         }
+        let field = |field: &'static str, why: String| SuperblockError::Field { field, why };
+        if !v3 {
+            let (sb, copy) = Self::decode_body(b, 0)?;
+            if sb.version >= SB_VERSION_DESCRIPTOR {
+                return Err(field(
+                    "version",
+                    format!(
+                        "version {} in the version-1/2 layout (version {SB_VERSION_DESCRIPTOR} \
+                         copies start with the mpoolDev descriptor)",
+                        sb.version
+                    ),
+                ));
+            }
+            return Ok((sb, copy));
+        }
+        // Version 3: the descriptor first, then the body it must agree with.
+        let dstored = Reader::at(b, V3_DESC_CRC).u32()?;
+        let dcomputed = crc32c::crc32c(&b[..V3_DESC_CRC]);
+        if dstored != dcomputed {
+            return Err(field(
+                "descriptor",
+                format!("checksum mismatch (stored {dstored:#010x}, computed {dcomputed:#010x})"),
+            ));
+        }
+        if b[V3_DESC_LEN..V3_BODY].iter().any(|&c| c != 0) {
+            return Err(field("reserved", "reserved bytes are not zero".into()));
+        }
+        if b.get(V3_BODY..V3_BODY + 8) != Some(&SB_MAGIC[..]) {
+            return Err(field(
+                "descriptor",
+                "the body after the descriptor has no MPOOLSB magic".into(),
+            ));
+        }
+        let (sb, copy) = Self::decode_body(b, V3_BODY)?;
+        let dversion = Reader::at(b, V3_DESC_VERSION).u16()?;
+        if sb.version < SB_VERSION_DESCRIPTOR || dversion != sb.version {
+            return Err(field(
+                "descriptor",
+                format!(
+                    "descriptor version {dversion}, body version {} (expected both {})",
+                    sb.version,
+                    SB_VERSION_DESCRIPTOR.max(sb.version)
+                ),
+            ));
+        }
+        let mut dname = [0u8; NAME_MAX + 1];
+        dname[..sb.name.len()].copy_from_slice(sb.name.as_bytes());
+        if b[V3_DESC_NAME..V3_DESC_NAME + NAME_MAX + 1] != dname {
+            return Err(field(
+                "descriptor",
+                "its name differs from the body's".into(),
+            ));
+        }
+        if Reader::at(b, V3_DESC_UUID).array::<16>()? != *sb.pool_uuid.as_bytes() {
+            return Err(field(
+                "descriptor",
+                "its pool UUID differs from the body's".into(),
+            ));
+        }
+        let dgen = Reader::at(b, V3_DESC_GEN).u32()?;
+        if dgen != sb.generation as u32 {
+            return Err(field(
+                "descriptor",
+                format!(
+                    "its generation {dgen} is not the low 32 bits of the body's {}",
+                    sb.generation
+                ),
+            ));
+        }
+        Ok((sb, copy))
+    }
+
+    /// Decode the version-1/2 body found at `base` (0, or [`V3_BODY`] in a
+    /// version-3 copy) of a copy whose CRC was checked; its reserved tail
+    /// runs up to the CRC at [`SB_SIZE`] - 4.
+    fn decode_body(b: &[u8], base: usize) -> Result<(Superblock, u8), SuperblockError> {
+        let at = |off: usize| Reader::at(b, base + off);
         let version = at(OFF_VERSION).u16()?;
         if !(SB_VERSION_MIN..=SB_VERSION).contains(&version) {
             return Err(SuperblockError::Version(version));
@@ -398,9 +539,12 @@ impl Superblock {
                 format!("{} (expected {SB_SIZE})", at(OFF_LEN).u16()?),
             ));
         }
-        // Reserved bytes are zero in version 1: anything else is not ours to guess at.
-        let reserved_zero =
-            |r: std::ops::Range<usize>| b.get(r).is_some_and(|x| x.iter().all(|&c| c == 0));
+        // Reserved bytes are zero: anything else is not ours to guess at.
+        let reserved_zero = |r: std::ops::Range<usize>| {
+            b.get(base + r.start..(base + r.end).min(OFF_CRC))
+                .is_some_and(|x| x.iter().all(|&c| c == 0))
+        };
+        let byte = |off: usize| b.get(base + off).copied().ok_or(SuperblockError::Truncated(b.len()));
         let nmembers_raw = usize::from(at(OFF_NMEMBERS).u16()?);
         if nmembers_raw == 0 || nmembers_raw > MAX_MEMBERS {
             return Err(field("members", format!("count {nmembers_raw}")));
@@ -413,7 +557,13 @@ impl Superblock {
                 reserved_zero(o..o + MEMBER_SIZE)
             }
         });
-        if at(OFF_FLAGS).u32()? != 0
+        let flags = at(OFF_FLAGS).u32()?;
+        let known_flags = if version >= SB_VERSION_DESCRIPTOR {
+            FLAG_UPGRADE_PENDING
+        } else {
+            0
+        };
+        if flags & !known_flags != 0
             || !reserved_zero(OFF_COPY + 1..OFF_SECTOR)
             || !reserved_zero(OFF_MDC0 + 8..OFF_MEMBERS)
             || !reserved_zero(OFF_MEMBERS + MAX_MEMBERS * MEMBER_SIZE..OFF_CRC)
@@ -421,15 +571,16 @@ impl Superblock {
         {
             return Err(field("reserved", "reserved bytes are not zero".into()));
         }
-        let copy = b[OFF_COPY];
+        let copy = byte(OFF_COPY)?;
         if copy > 1 {
             return Err(field("copy", format!("{copy}")));
         }
-        let class = MediaClass::from_code(b[OFF_CLASS])
-            .ok_or_else(|| field("class", format!("code {}", b[OFF_CLASS])))?;
-        let name = str_field(b, OFF_NAME, NAME_MAX, "name")?;
+        let class_code = byte(OFF_CLASS)?;
+        let class = MediaClass::from_code(class_code)
+            .ok_or_else(|| field("class", format!("code {class_code}")))?;
+        let name = str_field(b, base + OFF_NAME, NAME_MAX, "name")?;
         validate_name(&name).map_err(|e| field("name", e))?;
-        let label = str_field(b, OFF_LABEL, LABEL_MAX, "label")?;
+        let label = str_field(b, base + OFF_LABEL, LABEL_MAX, "label")?;
         let sector = at(OFF_SECTOR).u32()?;
         if !sector.is_power_of_two() || !(SECTOR_MIN..=SECTOR_MAX).contains(&sector) {
             return Err(field("sector", format!("{sector}")));
@@ -445,15 +596,12 @@ impl Superblock {
                 format!("{dev_size} is smaller than two zones"),
             ));
         }
-        let nmembers = usize::from(at(OFF_NMEMBERS).u16()?);
-        if nmembers == 0 || nmembers > MAX_MEMBERS {
-            return Err(field("members", format!("count {nmembers}")));
-        }
-        let mut members = Vec::with_capacity(nmembers);
-        for i in 0..nmembers {
+        let mut members = Vec::with_capacity(nmembers_raw);
+        for i in 0..nmembers_raw {
             let o = OFF_MEMBERS + i * MEMBER_SIZE;
-            let mclass = MediaClass::from_code(b[o + 16])
-                .ok_or_else(|| field("member class", format!("code {}", b[o + 16])))?;
+            let code = byte(o + 16)?;
+            let mclass = MediaClass::from_code(code)
+                .ok_or_else(|| field("member class", format!("code {code}")))?;
             let shift = at(o + 20).u32()?;
             if !(16..=30).contains(&shift) {
                 return Err(field("member zone size", format!("2^{shift}")));
@@ -494,6 +642,7 @@ impl Superblock {
                 zones: at(OFF_MDC0 + 4).u32()?,
             },
             members,
+            upgrade_pending: flags & FLAG_UPGRADE_PENDING != 0,
         };
         Ok((sb, copy))
     }
@@ -536,23 +685,149 @@ mod tests {
                     size: 1 << 26,
                 },
             ],
+            upgrade_pending: false,
         }
+    }
+
+    /// The sample in format version `v`, and where its body starts.
+    fn sample_v(v: u16) -> (Superblock, usize) {
+        let base = if v >= SB_VERSION_DESCRIPTOR { V3_BODY } else { 0 };
+        (
+            Superblock {
+                version: v,
+                ..sample()
+            },
+            base,
+        )
     }
 
     #[test]
     fn round_trip_both_copies() {
-        let sb = sample();
-        for copy in 0..2 {
-            let b = sb.encode(copy);
-            let (d, c) = Superblock::decode(&b).unwrap();
-            assert_eq!(d, sb);
-            assert_eq!(c, copy);
+        for v in SB_VERSION_MIN..=SB_VERSION {
+            for pending in [false, true] {
+                let sb = Superblock {
+                    upgrade_pending: pending && v >= SB_VERSION_DESCRIPTOR,
+                    ..sample_v(v).0
+                };
+                for copy in 0..2 {
+                    let b = sb.encode(copy);
+                    let (d, c) = Superblock::decode(&b).unwrap();
+                    assert_eq!(d, sb);
+                    assert_eq!(c, copy);
+                }
+            }
         }
     }
 
     #[test]
-    fn every_single_bit_flip_is_caught() {
+    fn v3_starts_with_the_libblkid_descriptor() {
+        let sb = Superblock {
+            generation: 0x1_2345_6789,
+            ..sample()
+        };
+        let b = sb.encode(1);
+        assert_eq!(&b[..8], b"mpoolDev");
+        let mut name = [0u8; 32];
+        name[..sb.name.len()].copy_from_slice(sb.name.as_bytes());
+        assert_eq!(&b[8..40], &name);
+        assert_eq!(&b[40..56], sb.pool_uuid.as_bytes());
+        assert_eq!(&b[56..58], &3u16.to_le_bytes());
+        assert_eq!(&b[58..62], &0x2345_6789u32.to_le_bytes());
+        assert_eq!(&b[62..66], &crc32c::crc32c(&b[..62]).to_le_bytes());
+        assert!(b[66..V3_BODY].iter().all(|&c| c == 0));
+        // The body is the version-2 layout, moved to V3_BODY.
+        assert_eq!(&b[V3_BODY..V3_BODY + 8], b"MPOOLSB\0");
+        let v2 = Superblock {
+            version: 2,
+            ..sb.clone()
+        }
+        .encode(1);
+        assert_eq!(&b[V3_BODY + OFF_LEN..V3_BODY + 472], &v2[OFF_LEN..472]);
+        assert_eq!(&b[OFF_CRC..], &crc32c::crc32c(&b[..OFF_CRC]).to_le_bytes());
+    }
+
+    /// Overwrite `bytes` at `off`, fix both CRCs, decode.
+    fn edited(
+        mut b: [u8; SB_SIZE],
+        off: usize,
+        bytes: &[u8],
+    ) -> Result<(Superblock, u8), SuperblockError> {
+        b[off..off + bytes.len()].copy_from_slice(bytes);
+        if b[..8] == SB_MAGIC_V3 {
+            let crc = crc32c::crc32c(&b[..V3_DESC_CRC]);
+            b[V3_DESC_CRC..V3_DESC_LEN].copy_from_slice(&crc.to_le_bytes());
+        }
+        recrc(&mut b);
+        Superblock::decode(&b)
+    }
+
+    #[test]
+    fn a_v3_descriptor_that_disagrees_with_its_body_is_damaged() {
         let b = sample().encode(0);
+        let cases: Vec<(usize, Vec<u8>)> = vec![
+            (V3_DESC_NAME, b"pool-2".to_vec()),
+            (V3_DESC_NAME + 20, vec![b'x']),
+            (V3_DESC_UUID, vec![0xaa]),
+            (V3_DESC_VERSION, 2u16.to_le_bytes().to_vec()),
+            (V3_DESC_VERSION, 4u16.to_le_bytes().to_vec()),
+            (V3_DESC_GEN, 8u32.to_le_bytes().to_vec()),
+            (V3_BODY, b"MPOOLSX".to_vec()),
+            (V3_BODY + OFF_VERSION, 2u16.to_le_bytes().to_vec()),
+        ];
+        for (off, bytes) in cases {
+            match edited(b, off, &bytes) {
+                Err(SuperblockError::Field { field, .. }) => {
+                    assert_eq!(field, "descriptor", "at {off}")
+                }
+                other => panic!("at {off}: {other:?}"),
+            }
+        }
+        // The descriptor's own CRC, stale with the copy's CRC fixed.
+        let mut c = b;
+        c[V3_DESC_NAME] ^= 1;
+        recrc(&mut c);
+        assert!(matches!(
+            Superblock::decode(&c),
+            Err(SuperblockError::Field {
+                field: "descriptor",
+                ..
+            })
+        ));
+        // Reserved bytes between the descriptor and the body.
+        assert!(matches!(
+            edited(b, V3_DESC_LEN + 3, &[1]),
+            Err(SuperblockError::Field {
+                field: "reserved",
+                ..
+            })
+        ));
+        // A v2-layout copy claiming version 3, and a truncated v3 copy.
+        let v2 = sample_v(2).0.encode(0);
+        assert!(matches!(
+            edited(v2, OFF_VERSION, &3u16.to_le_bytes()),
+            Err(SuperblockError::Field {
+                field: "version",
+                ..
+            })
+        ));
+        assert_eq!(
+            Superblock::decode(&b[..100]),
+            Err(SuperblockError::Truncated(100))
+        );
+        // The upgrade flag is refused before version 3.
+        assert!(matches!(
+            edited(v2, OFF_FLAGS, &FLAG_UPGRADE_PENDING.to_le_bytes()),
+            Err(SuperblockError::Field {
+                field: "reserved",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn every_single_bit_flip_is_caught() {
+        for v in [2, SB_VERSION] {
+        let b = sample_v(v).0.encode(0);
         // Flip each bit of the header and a sample of the rest: never accepted as a different superblock.
         for byte in (0..SB_SIZE).filter(|i| *i < 512 || i % 61 == 0) {
             for bit in 0..8 {
@@ -563,6 +838,7 @@ mod tests {
                     other => panic!("flip at {byte}:{bit} gave {other:?}"),
                 }
             }
+        }
         }
     }
 
@@ -592,10 +868,16 @@ mod tests {
     #[test]
     fn future_and_unknown_versions_refused_older_kept() {
         for v in [0u16, SB_VERSION + 1, u16::MAX] {
-            let mut b = sample().encode(0);
-            b[OFF_VERSION..OFF_VERSION + 2].copy_from_slice(&v.to_le_bytes());
-            recrc(&mut b);
-            assert_eq!(Superblock::decode(&b), Err(SuperblockError::Version(v)));
+            let b = sample_v(2).0.encode(0);
+            assert_eq!(
+                edited(b, OFF_VERSION, &v.to_le_bytes()),
+                Err(SuperblockError::Version(v))
+            );
+            let b = sample().encode(0);
+            assert_eq!(
+                edited(b, V3_BODY + OFF_VERSION, &v.to_le_bytes()),
+                Err(SuperblockError::Version(v))
+            );
         }
         // A version-1 superblock decodes as version 1 and is written back as such.
         let old = Superblock {
@@ -609,6 +891,13 @@ mod tests {
 
     #[test]
     fn invalid_fields_with_valid_crc_refused() {
+        for v in [1, 2, SB_VERSION] {
+            invalid_fields_refused(v);
+        }
+    }
+
+    fn invalid_fields_refused(v: u16) {
+        let (sb, base) = sample_v(v);
         let cases: Vec<(usize, Vec<u8>, &str)> = vec![
             (OFF_CLASS, vec![9], "class"),
             (OFF_COPY, vec![2], "copy"),
@@ -623,19 +912,19 @@ mod tests {
             (OFF_DEV_UUID, vec![0xee; 16], "members"),
             (OFF_LABEL, vec![0xff, 0xfe], "label"),
             (OFF_LEN, 512u16.to_le_bytes().to_vec(), "length"),
-            (OFF_FLAGS, vec![1], "reserved"),
+            (OFF_FLAGS, vec![if base == 0 { 1 } else { 4 }], "reserved"),
             (90, vec![1], "reserved"),
             (OFF_MEMBERS + 17, vec![1], "reserved"),
             (OFF_MEMBERS + 2 * MEMBER_SIZE, vec![1], "reserved"),
-            (OFF_CRC - 1, vec![1], "reserved"),
+            (OFF_CRC - 1 - base, vec![1], "reserved"),
+            (OFF_FLAGS, vec![2], "reserved"),
         ];
         for (off, bytes, field) in cases {
-            let mut b = sample().encode(0);
-            b[off..off + bytes.len()].copy_from_slice(&bytes);
-            recrc(&mut b);
-            match Superblock::decode(&b) {
-                Err(SuperblockError::Field { field: f, .. }) => assert_eq!(f, field, "at {off}"),
-                other => panic!("{field}: {other:?}"),
+            match edited(sb.encode(0), base + off, &bytes) {
+                // The name is also in the v3 descriptor, which then disagrees.
+                Err(SuperblockError::Field { field: f, .. })
+                    if f == field || (field == "name" && f == "descriptor" && base > 0) => {}
+                other => panic!("v{v} {field} at {off}: {other:?}"),
             }
         }
     }
@@ -649,13 +938,19 @@ mod tests {
             edits in proptest::collection::vec((0usize..SB_SIZE, proptest::num::u8::ANY), 0..8),
         ) {
             let _ = Superblock::decode(&noise);
-            let mut b = sample().encode(1);
-            for (o, v) in edits {
-                b[o] = v;
-            }
-            recrc(&mut b);
-            if let Ok((sb, copy)) = Superblock::decode(&b) {
-                proptest::prop_assert_eq!(&sb.encode(copy)[..], &b[..]);
+            for v in [2, SB_VERSION] {
+                let mut b = sample_v(v).0.encode(1);
+                for &(o, x) in &edits {
+                    b[o] = x;
+                }
+                if v == SB_VERSION {
+                    let crc = crc32c::crc32c(&b[..V3_DESC_CRC]);
+                    b[V3_DESC_CRC..V3_DESC_LEN].copy_from_slice(&crc.to_le_bytes());
+                }
+                recrc(&mut b);
+                if let Ok((sb, copy)) = Superblock::decode(&b) {
+                    proptest::prop_assert_eq!(&sb.encode(copy)[..], &b[..]);
+                }
             }
         }
     }

@@ -183,6 +183,7 @@ fn format_pool(
     owner: Owner,
     label: &str,
     preallocate: bool,
+    version: u16,
 ) -> Result<()> {
     let members: Vec<Member> = devs
         .iter()
@@ -194,7 +195,7 @@ fn format_pool(
         })
         .collect();
     let base = Superblock {
-        version: crate::format::superblock::SB_VERSION,
+        version,
         generation: 1,
         pool_uuid,
         dev_uuid: Uuid::nil(),
@@ -214,6 +215,7 @@ fn format_pool(
             zones: MDC0_ZONES,
         },
         members: members.clone(),
+        upgrade_pending: false,
     };
     let mut classes: [Option<ClassDev>; 2] = [None, None];
     for (d, class, zone) in devs {
@@ -442,7 +444,15 @@ impl Pool {
                 .map(|(d, _, c, z)| (d.clone() as DeviceRef, *c, *z))
                 .collect();
             undo.formatted = true;
-            format_pool(pool_uuid, name, &on, owner, &opts.label, opts.preallocate)?;
+            format_pool(
+                pool_uuid,
+                name,
+                &on,
+                owner,
+                &opts.label,
+                opts.preallocate,
+                crate::format::superblock::SB_VERSION,
+            )?;
             let file_paths: Vec<PathBuf> = devs
                 .iter()
                 .filter(|(d, ..)| d.info().kind == DeviceKind::File)
@@ -490,6 +500,25 @@ impl Pool {
         devs: &[(DeviceRef, MediaClass, u64)],
         label: &str,
     ) -> Result<Uuid> {
+        Self::format_on_version(name, devs, label, crate::format::superblock::SB_VERSION)
+    }
+
+    /// [`Pool::format_on`] in an older format `version` (1 or 2, for tests
+    /// of `upgrade` and of old pools; the current version is accepted too).
+    /// With the `internals` feature only.
+    #[cfg(feature = "internals")]
+    pub fn format_on_version(
+        name: &str,
+        devs: &[(DeviceRef, MediaClass, u64)],
+        label: &str,
+        version: u16,
+    ) -> Result<Uuid> {
+        use crate::format::superblock::{SB_VERSION, SB_VERSION_MIN};
+        if !(SB_VERSION_MIN..=SB_VERSION).contains(&version) {
+            return Err(Error::InvalidArgument(format!(
+                "format version {version} (this mpool writes {SB_VERSION_MIN} to {SB_VERSION})"
+            )));
+        }
         validate_name(name).map_err(PoolError::InvalidName)?;
         validate_label(label).map_err(Error::InvalidArgument)?;
         if devs.first().map(|d| d.1) != Some(MediaClass::Capacity)
@@ -526,6 +555,7 @@ impl Pool {
             },
             label,
             false,
+            version,
         )?;
         Ok(uuid)
     }
@@ -729,6 +759,7 @@ mod tests {
                 zones: MDC0_ZONES,
             },
             members: Vec::new(),
+            upgrade_pending: false,
         }
     }
 

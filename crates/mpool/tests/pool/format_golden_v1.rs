@@ -18,7 +18,7 @@ fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i.wrapping_mul(31) + len) as u8).collect()
 }
 
-fn image() -> Vec<u8> {
+pub(super) fn image() -> Vec<u8> {
     let f = include_bytes!("../golden/pool-v1.img");
     assert_eq!(&f[..8], b"MPGOLD1\0");
     let size = u64::from_le_bytes(f[8..16].try_into().unwrap()) as usize;
@@ -34,7 +34,7 @@ fn image() -> Vec<u8> {
     img
 }
 
-fn check_contents(pool: &Pool) {
+pub(super) fn check_contents(pool: &Pool) {
     let objs = pool.objects().unwrap();
     let mut lens: Vec<u64> = objs
         .iter()

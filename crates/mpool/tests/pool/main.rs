@@ -8,5 +8,7 @@ mod compaction_fail;
 mod crash_sweep;
 mod degraded_open;
 mod format_golden_v1;
+mod format_golden_v2;
 mod member_identity;
 mod stress;
+mod upgrade_crash_sweep;
