@@ -327,11 +327,12 @@ impl Catalog {
         };
         // Format the log(s) now so that an open after commit finds them.
         let made: Result<()> = match ty {
-            ObjType::Mdc => Mdc::create(
+            ObjType::Mdc => Mdc::create_with(
                 Arc::clone(&c.dev),
                 c.extent(zone, zones),
                 c.extent(zone_b, zones),
                 id.raw(),
+                self.inner.features.mirrored_metadata(),
             )
             .and_then(|m| m.sync())
             .map_err(Error::from),
@@ -436,6 +437,10 @@ impl Catalog {
             c.extent(zone_b, zones),
             id.raw(),
         )?);
+        // A version-3 pool's user MDCs become mirrored at their next compaction.
+        if self.inner.features.mirrored_metadata() {
+            m.set_mirror(true);
+        }
         open.insert(id.raw(), Arc::clone(&m));
         Ok(m)
     }

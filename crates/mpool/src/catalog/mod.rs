@@ -140,8 +140,9 @@ pub(crate) fn mdc_plan(cap_zones: u64, zone_size: u64) -> (u8, u32) {
 #[derive(Debug)]
 struct Inner {
     classes: [OnceLock<ClassDev>; 2],
-    /// Held open for the pool's lifetime (MDC0 changes only at create).
-    _mdc0: Mdc,
+    /// Held open for the pool's lifetime (MDC0 changes only at create, and
+    /// when [`Catalog::mirror_metadata`] compacts it).
+    mdc0: Mutex<Mdc0>,
     shards: Vec<Shard>,
     pending: Mutex<HashMap<u64, Arc<Mutex<Option<Pending>>>>>,
     /// One handle per user log for the pool's lifetime: a second instance of
@@ -155,6 +156,13 @@ struct Inner {
     features: crate::format::Features,
     wake: (Mutex<bool>, Condvar),
     compactions: AtomicU64,
+}
+
+/// MDC0 and the records it holds (rewritten as they are by a compaction).
+#[derive(Debug)]
+struct Mdc0 {
+    mdc: Mdc,
+    records: Vec<Vec<u8>>,
 }
 
 /// The pool metadata and object operations of an open pool.
@@ -180,6 +188,19 @@ impl Catalog {
         layout: Layout,
         preallocate: bool,
     ) -> Result<()> {
+        let features = crate::format::Features::new(crate::format::superblock::SB_VERSION);
+        Catalog::format_with(classes, layout, preallocate, features)
+    }
+
+    /// [`Catalog::format`] for a pool of the format version `features`
+    /// names (a version-3 pool's metadata logs are mirrored).
+    pub(crate) fn format_with(
+        classes: [Option<ClassDev>; 2],
+        layout: Layout,
+        preallocate: bool,
+        features: crate::format::Features,
+    ) -> Result<()> {
+        let mirrored = features.mirrored_metadata();
         check_sectors(&classes)?;
         let cap = classes[0]
             .as_ref()
@@ -215,14 +236,15 @@ impl Catalog {
             }
             c.dev.reserve(&ranges)?;
         }
-        let mdc0 = Mdc::create(Arc::clone(&cap.dev), a0, b0, MDC0_LOG_ID)?;
+        let mdc0 = Mdc::create_with(Arc::clone(&cap.dev), a0, b0, MDC0_LOG_ID, mirrored)?;
         let mut first: Option<Mdc> = None;
         for (i, a, b) in locs {
-            let m = Mdc::create(
+            let m = Mdc::create_with(
                 Arc::clone(&cap.dev),
                 cap.extent(a, zones),
                 cap.extent(b, zones),
                 u64::from(i),
+                mirrored,
             )?;
             m.append(&CatalogRecord::UniqCkpt { next: 1 }.encode(), false)?;
             mdc0.append(
@@ -244,11 +266,12 @@ impl Catalog {
         // The user root MDC: object 1 of MDC1, two single-zone logs.
         let first = first.ok_or_else(|| invariant_broken(format!("mdc_plan gave {n} MDCs")))?;
         let root = ObjectId::new(ObjType::Mdc, 1, 0);
-        Mdc::create(
+        Mdc::create_with(
             Arc::clone(&cap.dev),
             cap.extent(ra, 1),
             cap.extent(rb, 1),
             root.raw(),
+            mirrored,
         )?
         .sync()?;
         first.append(
@@ -280,10 +303,12 @@ impl Catalog {
             .ok_or(PoolError::NoSuchClass(MediaClass::Capacity))?;
         let (a0, b0) = mdc0_extents(cap, layout)?;
         let mdc0 = Mdc::open(Arc::clone(&cap.dev), a0.clone(), b0.clone(), MDC0_LOG_ID)?;
+        mdc0.set_mirror(features.mirrored_metadata());
+        let mdc0_records = mdc_records(&mdc0)?;
         let mut locs = Vec::new();
         let mut root = None;
-        for rec in mdc_records(&mdc0)? {
-            match decode(0, &rec)? {
+        for rec in &mdc0_records {
+            match decode(0, rec)? {
                 CatalogRecord::MdcLoc {
                     index,
                     zone_a,
@@ -339,6 +364,8 @@ impl Catalog {
                     let classes = &classes;
                     s.spawn(move || -> Result<Shard> {
                         let mdc = Mdc::open(dev, ea, eb, u64::from(index))?;
+                        // Compactions make a version-3 pool's logs mirrored.
+                        mdc.set_mirror(features.mirrored_metadata());
                         let mut r = replay(index, &mdc, features.shared_commit())?;
                         if let Some(bad) = r
                             .objs
@@ -444,7 +471,10 @@ impl Catalog {
                 c0.map_or_else(OnceLock::new, OnceLock::from),
                 c1.map_or_else(OnceLock::new, OnceLock::from),
             ],
-            _mdc0: mdc0,
+            mdc0: Mutex::new(Mdc0 {
+                mdc: mdc0,
+                records: mdc0_records,
+            }),
             shards,
             pending: Mutex::new(HashMap::new()),
             open_logs: Mutex::new(HashMap::new()),
@@ -518,6 +548,49 @@ impl Catalog {
         }
         Ok(())
     }
+
+    /// Make every pool-metadata log mirrored (docs/format.md, "Mirrored
+    /// logs"): compact MDC0 and each of MDC1..N whose active log is not
+    /// mirrored. Each is an MDC compaction, so a crash at any point leaves
+    /// each MDC in its old or its new state. Only a version-3 pool may
+    /// hold mirrored logs (older code refuses them): a pool of an older
+    /// version is refused, so an upgrade writes the version first and
+    /// calls this on the pool reopened. User MDCs become mirrored at their
+    /// next compaction. Returns how many MDCs were compacted.
+    pub(crate) fn mirror_metadata(&self) -> Result<u32> {
+        self.inner.check_writable()?;
+        if !self.inner.features.mirrored_metadata() {
+            return Err(Error::InvalidArgument(format!(
+                "mirrored metadata needs format version 3; the pool is version {}",
+                self.inner.features.version
+            )));
+        }
+        let mut done = 0;
+        {
+            let m0 = lock(&self.inner.mdc0);
+            if !m0.mdc.is_mirrored() {
+                compact_mdc0(&m0)?;
+                done += 1;
+            }
+        }
+        for s in &self.inner.shards {
+            if !rlock(&s.mdc).is_mirrored() {
+                self.inner.compact(s)?;
+                done += 1;
+            }
+        }
+        Ok(done)
+    }
+
+    /// Whether MDC0 and every one of MDC1..N has a mirrored active log.
+    pub(crate) fn metadata_mirrored(&self) -> bool {
+        lock(&self.inner.mdc0).mdc.is_mirrored()
+            && self
+                .inner
+                .shards
+                .iter()
+                .all(|s| rlock(&s.mdc).is_mirrored())
+    }
 }
 
 impl Catalog {
@@ -574,6 +647,28 @@ impl Drop for Catalog {
             tracing::error!("the background thread of the pool metadata panicked");
         }
     }
+}
+
+/// Rewrite MDC0 as the records it holds (an MDC compaction: a crash leaves
+/// the old log or the new one, whole). MDC0 takes no other appends, so
+/// nothing races with it.
+fn compact_mdc0(m0: &Mdc0) -> Result<()> {
+    m0.mdc.cstart()?;
+    let body = (|| -> Result<()> {
+        for r in &m0.records {
+            m0.mdc.append(r, false)?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = body {
+        // Before the end marker: the old log is still the one that opens.
+        if m0.mdc.cabort().is_err() {
+            tracing::warn!("MDC0: abandoning a failed compaction: {e}");
+        }
+        return Err(e);
+    }
+    m0.mdc.cend()?;
+    Ok(())
 }
 
 /// Space-map errors that reach the pool's caller: no space, and claims

@@ -340,6 +340,22 @@ impl Pool {
         self.pmd()?.compact_all()
     }
 
+    /// Make every pool-metadata log mirrored (each record written twice,
+    /// so that rot in one copy of a durable record never loses it: see
+    /// "Mirrored logs" in `docs/format.md`): MDC0 and each of MDC1..N whose
+    /// active log is not mirrored yet is compacted, crash-safely. Needs a
+    /// version-3 pool (`mpool upgrade` writes the version, reopens, then
+    /// calls this); user MDCs become mirrored at their next compaction.
+    /// Returns how many MDCs were compacted (0 when all were mirrored).
+    pub fn mirror_metadata(&self) -> Result<u32> {
+        self.pmd()?.mirror_metadata()
+    }
+
+    /// Whether every pool-metadata log (MDC0, MDC1..N) is mirrored.
+    pub fn metadata_mirrored(&self) -> Result<bool> {
+        Ok(self.pmd()?.metadata_mirrored())
+    }
+
     /// State of each pool-metadata MDC.
     pub fn metadata_stats(&self) -> Result<Vec<crate::catalog::MdcStats>> {
         Ok(self.pmd()?.mdc_stats())
