@@ -331,6 +331,14 @@ impl Mdc {
         Ok(())
     }
 
+    internals_pub! {
+        /// [`Mlog::last_flush_set`] of the active log: the device bytes its
+        /// last flush set wrote. For tests that damage it.
+        fn last_flush_set(&self) -> Result<Option<Range<u64>>> {
+            Ok(self.cur().last_flush_set()?)
+        }
+    }
+
     /// A reader over the client records of the log appends go to.
     pub fn reader(&self) -> Result<MdcReader<'_>> {
         let l = self.cur();

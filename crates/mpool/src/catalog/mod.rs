@@ -582,6 +582,22 @@ impl Catalog {
         Ok(done)
     }
 
+    /// The device bytes (on the capacity device) of the last flush set of
+    /// MDC0's and each of MDC1..N's active log, named "MDC0", "MDC1"...
+    /// For tests that damage them.
+    pub(crate) fn metadata_last_flush_sets(&self) -> Result<Vec<(String, std::ops::Range<u64>)>> {
+        let mut out = Vec::new();
+        if let Some(r) = lock(&self.inner.mdc0).mdc.last_flush_set()? {
+            out.push(("MDC0".to_string(), r));
+        }
+        for s in &self.inner.shards {
+            if let Some(r) = rlock(&s.mdc).last_flush_set()? {
+                out.push((format!("MDC{}", s.index), r));
+            }
+        }
+        Ok(out)
+    }
+
     /// Whether MDC0 and every one of MDC1..N has a mirrored active log.
     pub(crate) fn metadata_mirrored(&self) -> bool {
         lock(&self.inner.mdc0).mdc.is_mirrored()

@@ -351,6 +351,14 @@ impl Pool {
         self.pmd()?.mirror_metadata()
     }
 
+    /// The device bytes (on the capacity device) of the last flush set of
+    /// each pool-metadata MDC's active log, named "MDC0", "MDC1"... For
+    /// tests that damage them. With the `internals` feature only.
+    #[cfg(feature = "internals")]
+    pub fn metadata_last_flush_sets(&self) -> Result<Vec<(String, std::ops::Range<u64>)>> {
+        self.pmd()?.metadata_last_flush_sets()
+    }
+
     /// Whether every pool-metadata log (MDC0, MDC1..N) is mirrored.
     pub fn metadata_mirrored(&self) -> Result<bool> {
         Ok(self.pmd()?.metadata_mirrored())

@@ -8,4 +8,5 @@ mod compaction_fail;
 mod crash_sweep;
 mod format_golden_v1;
 mod member_identity;
+mod metadata_rot;
 mod stress;
