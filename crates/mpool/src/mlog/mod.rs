@@ -396,7 +396,7 @@ impl Mlog {
     }
 
     /// The largest record an empty log can hold (in a mirrored log, two
-    /// copies of it, and at most [`MIRRORED_MAX_RECORD`]).
+    /// copies of it, and at most 1 MiB).
     pub fn max_record(&self) -> u64 {
         let mirrored = self.lock().mirrored;
         self.max_for(mirrored)
