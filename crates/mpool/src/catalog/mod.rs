@@ -302,9 +302,10 @@ impl Catalog {
             .as_ref()
             .ok_or(PoolError::NoSuchClass(MediaClass::Capacity))?;
         let (a0, b0) = mdc0_extents(cap, layout)?;
-        let mdc0 = Mdc::open(Arc::clone(&cap.dev), a0.clone(), b0.clone(), MDC0_LOG_ID)?;
+        let mdc0 = Mdc::open(Arc::clone(&cap.dev), a0.clone(), b0.clone(), MDC0_LOG_ID)
+            .map_err(|e| name_mdc(0, e.into()))?;
         mdc0.set_mirror(features.mirrored_metadata());
-        let mdc0_records = mdc_records(&mdc0)?;
+        let mdc0_records = mdc_records(&mdc0).map_err(|e| name_mdc(0, e))?;
         let mut locs = Vec::new();
         let mut root = None;
         for rec in &mdc0_records {
@@ -430,8 +431,8 @@ impl Catalog {
                 .collect()
         });
         let mut shards = Vec::with_capacity(replayed.len());
-        for s in replayed {
-            shards.push(s?);
+        for (s, &(index, ..)) in replayed.into_iter().zip(&locs) {
+            shards.push(s.map_err(|e| name_mdc(index, e))?);
         }
         // Rebuild the space map.
         for s in &shards {
@@ -662,6 +663,23 @@ impl Drop for Catalog {
         if self.shutdown().0 {
             tracing::error!("the background thread of the pool metadata panicked");
         }
+    }
+}
+
+/// A corrupt record found while opening MDCi, as an error that names the
+/// MDC and the record (its offset in the active log's data area).
+fn name_mdc(index: u8, e: Error) -> Error {
+    use crate::mdc::MdcError;
+    use crate::mlog::MlogError;
+    match e {
+        Error::Metadata(
+            MetadataError::Mlog(MlogError::Corrupt { offset, reason })
+            | MetadataError::Mdc(MdcError::Mlog(MlogError::Corrupt { offset, reason })),
+        ) => MetadataError::Corrupt(format!(
+            "MDC{index}: the record at offset {offset} of its log is corrupt: {reason}"
+        ))
+        .into(),
+        other => other,
     }
 }
 

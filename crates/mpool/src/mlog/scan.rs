@@ -486,6 +486,50 @@ impl Chain {
     }
 }
 
+/// Look for a valid record of the generation (seq at least `min_seq`) at
+/// every byte of the block of `from` after `from`, with a cheap filter
+/// before the checksum; from the first one found, walk on.
+#[allow(clippy::too_many_arguments)]
+fn rest_of_block(
+    src: &mut dyn Blocks,
+    g: &Geom,
+    log_id: u64,
+    gen: u64,
+    from: u64,
+    min_seq: u64,
+    seen: &mut dyn FnMut(&RecordHeader),
+) -> Result<(), MlogError> {
+    let bs = g.bs;
+    let block = from / bs;
+    let mut q = from.saturating_add(1);
+    while q / bs == block && q.saturating_add(REC_HDR_LEN) <= g.size() {
+        let r = q % bs;
+        if r < BLK_HDR_LEN || bs - r < REC_HDR_LEN {
+            q += 1;
+            continue;
+        }
+        let plausible = {
+            let Some(blk) = src.block(block)? else {
+                break;
+            };
+            blk.get(r as usize..(r + REC_HDR_LEN) as usize)
+                .and_then(RecordHeader::decode)
+                .is_some_and(|h| h.gen == gen && h.seq >= min_seq)
+        };
+        if plausible {
+            if let Parsed::Good { hdr, end, .. } =
+                parse_at_mode(src, g, log_id, gen, q, false, false, false)?
+            {
+                seen(&hdr);
+                walk(src, g, log_id, gen, end, false, seen)?;
+                break;
+            }
+        }
+        q += 1;
+    }
+    Ok(())
+}
+
 /// The recovery scan: follow the chain of records from the start while each
 /// verifies and follows its predecessor (in a mirrored log, using the
 /// second copy of a record whose first copy fails); then look past the stop
@@ -531,32 +575,7 @@ pub(crate) fn scan(src: &mut dyn Blocks, v: &LogView) -> Result<ScanResult, Mlog
     //    length is unknown), with a cheap filter before the checksum.
     let stop_block = bad_at / bs;
     let min_seq = last.map_or(0, |l| l.seq.saturating_add(1));
-    let mut q = bad_at.saturating_add(1);
-    while q / bs == stop_block && q.saturating_add(REC_HDR_LEN) <= g.size() {
-        let r = q % bs;
-        if r < BLK_HDR_LEN || bs - r < REC_HDR_LEN {
-            q += 1;
-            continue;
-        }
-        let plausible = {
-            let Some(blk) = src.block(stop_block)? else {
-                break;
-            };
-            blk.get(r as usize..(r + REC_HDR_LEN) as usize)
-                .and_then(RecordHeader::decode)
-                .is_some_and(|h| h.gen == gen && h.seq >= min_seq)
-        };
-        if plausible {
-            if let Parsed::Good { hdr, end, .. } =
-                parse_at_mode(src, g, log_id, gen, q, false, false, false)?
-            {
-                seen(&hdr);
-                walk(src, g, log_id, gen, end, false, &mut seen)?;
-                break;
-            }
-        }
-        q += 1;
-    }
+    rest_of_block(src, g, log_id, gen, bad_at, min_seq, &mut seen)?;
     // 3. From every later block whose header names a first record, until
     //    RESYNC_GAP bytes of blocks in a row belong to no record of this
     //    generation (past the furthest write of the generation, only a flush
@@ -598,6 +617,12 @@ pub(crate) fn scan(src: &mut dyn Blocks, v: &LogView) -> Result<ScanResult, Mlog
             true,
             &mut seen,
         )?;
+        // The walk stopped at a record that fails (or the end): the rest of
+        // that block too, as for the stop block (a damaged record must not
+        // hide the records after it in its block).
+        if let Some(h) = g.hdr_pos(q) {
+            rest_of_block(src, g, log_id, gen, h, min_seq, &mut seen)?;
+        }
         let next = g.hdr_pos(q).map_or(g.nblocks, |h| h / bs + 1);
         b = next.max(b + 1);
     }

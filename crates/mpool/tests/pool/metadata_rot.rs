@@ -149,11 +149,12 @@ fn every_byte_of_every_metadata_log_tail_flipped_keeps_the_exact_state() {
                 ),
                 Err(e) => {
                     // Allowed only as a typed metadata error that names
-                    // the MDC or the record.
+                    // the MDC and the record.
                     let s = e.to_string();
                     assert!(
                         matches!(e, Error::Metadata(_))
-                            && (s.contains("MDC") || s.contains("offset")),
+                            && s.contains("MDC")
+                            && s.contains("offset"),
                         "{name}: flip at {off}: {e:?}"
                     );
                     errors += 1;
@@ -290,4 +291,45 @@ fn mirror_metadata_refuses_an_older_pool() {
         Err(Error::InvalidArgument(_))
     ));
     assert!(!p.metadata_mirrored().unwrap());
+}
+
+/// Both copies of a durable record damaged (a double fault) before a later
+/// flush set: the open fails with a typed error that names the MDC and the
+/// record, never with an object set silently changed.
+#[test]
+fn both_copies_of_an_earlier_record_damaged_fail_the_open_by_name() {
+    let b = build();
+    let id = b.deleted;
+    let name = format!("MDC{}", id.object_id().mdc());
+    let (_, range) = tails(&b).into_iter().find(|(n, _)| *n == name).unwrap();
+    // The MDC's active log is one zone: from its start to its last flush
+    // set, the id appears in the commit record's two copies, then in the
+    // Delete's two.
+    let start = range.start / ZONE * ZONE;
+    let img = b.dev.durable_image();
+    let bytes = id.object_id().raw().to_le_bytes();
+    let at: Vec<u64> = (start as usize..range.end as usize - 8)
+        .filter(|&o| img[o..o + 8] == bytes)
+        .map(|o| o as u64)
+        .collect();
+    assert_eq!(at.len(), 4, "commit and Delete, two copies each: {at:?}");
+    b.dev.flip_bit(at[0] + 1, 0);
+    b.dev.flip_bit(at[1] + 1, 0);
+    match open_ro(&b) {
+        Err(Error::Metadata(mpool::MetadataError::Corrupt(why))) => {
+            assert!(
+                why.contains(&format!("{name}:")) && why.contains("offset"),
+                "{why}"
+            );
+        }
+        Ok(p) => panic!(
+            "a double fault before a later flush set opened: {:?} {at:?} {range:?}",
+            state(&p)
+        ),
+        Err(e) => panic!("expected a corruption error naming {name}, got {e:?}"),
+    }
+    // One copy repaired: the exact state again.
+    b.dev.flip_bit(at[1] + 1, 0);
+    let p = open_ro(&b).unwrap();
+    assert!(p.objects().unwrap().iter().all(|o| o.id != id.object_id()));
 }
