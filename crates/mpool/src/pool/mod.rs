@@ -276,6 +276,16 @@ impl Pool {
             .map(MlogId::new_unchecked)
     }
 
+    /// Allocate a user mlog that writes every record twice (see "Mirrored
+    /// logs" in `docs/format.md`): a record whose flush completed survives
+    /// rot in one copy, for twice the log space and no extra flush. Needs a
+    /// version-3 pool; records are at most 1 MiB.
+    pub fn mlog_alloc_mirrored(&self, class: MediaClass, capacity: u64) -> Result<MlogId> {
+        self.pmd()?
+            .mlog_alloc_mirrored(class, capacity)
+            .map(MlogId::new_unchecked)
+    }
+
     /// Commit a user mlog: it survives crashes from now on.
     pub fn mlog_commit(&self, id: MlogId) -> Result<ObjectProps> {
         self.pmd()?.log_commit(id.object_id())

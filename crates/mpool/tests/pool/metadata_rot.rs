@@ -333,3 +333,53 @@ fn both_copies_of_an_earlier_record_damaged_fail_the_open_by_name() {
     let p = open_ro(&b).unwrap();
     assert!(p.objects().unwrap().iter().all(|o| o.id != id.object_id()));
 }
+
+/// A user mlog asked to be mirrored keeps every record through one flipped
+/// byte in its last flush set; a plain one is refused nothing, and an older
+/// pool refuses mirrored mlogs.
+#[test]
+fn a_mirrored_user_mlog_survives_rot_in_its_last_flush_set() {
+    let dev = Arc::new(FaultDevice::new(ZONES * ZONE, 512));
+    let d: DeviceRef = dev.clone();
+    Pool::format_on("mlogrot", &[(d.clone(), MediaClass::Capacity, ZONE)], "").unwrap();
+    let p = Pool::open_on(vec![d.clone()], false).unwrap();
+    let id = p.mlog_alloc_mirrored(MediaClass::Capacity, ZONE).unwrap();
+    p.mlog_commit(id).unwrap();
+    let log = p.mlog_open(id).unwrap();
+    assert!(log.is_mirrored());
+    let recs: Vec<Vec<u8>> = (0..6u8)
+        .map(|i| vec![i; 30 + usize::from(i) * 50])
+        .collect();
+    for r in &recs {
+        log.append(r, true).unwrap();
+    }
+    let tail = log.last_flush_set().unwrap().unwrap();
+    drop(log);
+    p.close().unwrap();
+    for off in tail {
+        dev.flip_bit(off, (off % 8) as u8);
+        let p = Pool::open_on(vec![d.clone()], true).unwrap();
+        let got: Vec<Vec<u8>> = p
+            .mlog_open(id)
+            .unwrap()
+            .reader()
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(got, recs, "flip at {off}");
+        drop(p);
+        dev.flip_bit(off, (off % 8) as u8);
+    }
+    // Older pools refuse mirrored mlogs.
+    let old = golden_as_v3();
+    let od: DeviceRef = old.clone();
+    let read = mpool::superblock::read(od.as_ref()).unwrap();
+    let mut sb = read.copies[0].clone().unwrap();
+    sb.version = 2;
+    mpool::superblock::write(od.as_ref(), &sb).unwrap();
+    let p = Pool::open_on(vec![od], false).unwrap();
+    assert!(matches!(
+        p.mlog_alloc_mirrored(MediaClass::Capacity, ZONE),
+        Err(Error::InvalidArgument(_))
+    ));
+}
