@@ -8,6 +8,9 @@
 //! writer sets it) and record checksums. Records follow the sequencing rule
 //! (same flush set, next flush set, or a new epoch) unless a field is
 //! perturbed; some are left out (a lost write, so the bit-rot rule runs).
+//! One image in three is a mirrored log (docs/format.md, "Mirrored logs"):
+//! every record laid out twice, back to back, the header flagged; there a
+//! lost write may also take one copy only, which must change nothing.
 //! Then a few bytes are overwritten (in a record header, a block header, a
 //! log header or anywhere) and, per a flag each, the log header, block
 //! header and record checksums are recomputed over the mutated bytes, so
@@ -30,7 +33,7 @@ use mpool::mlog::format::{
     payload_pieces, record_crc, BlockHeader, Geom, LogHeader, RecordHeader, BLK_HDR_LEN,
     LOG_HDR_LEN, REC_HDR_LEN,
 };
-use mpool::mlog::{decode_image, Mlog};
+use mpool::mlog::{decode_image, Mlog, MIRRORED_MAX_RECORD};
 use std::sync::{Arc, OnceLock};
 
 /// A built log image.
@@ -40,6 +43,9 @@ struct Image {
     log_id: u64,
     /// Header positions (data area) of the records laid out, with payloads.
     recs: Vec<(u64, Vec<u8>)>,
+    /// Header positions of every copy laid out (both copies of each record
+    /// in a mirrored log).
+    copies: Vec<u64>,
     /// Built without any fault: must decode to exactly `recs`.
     clean: bool,
 }
@@ -76,6 +82,12 @@ fn build(u: &mut Unstructured) -> Result<Image> {
         u.int_in_range(1..=3)?
     };
     let g = Geom { bs, nblocks };
+    let mirrored = u.ratio(1, 3)?;
+    let max_len = if mirrored {
+        g.max_record_mirrored().min(MIRRORED_MAX_RECORD)
+    } else {
+        g.max_record()
+    };
     let log_id: u64 = match u.int_in_range(0..=3u8)? {
         0 => 0x4d44_4330,
         1 => !0x4d44_4330,
@@ -94,6 +106,7 @@ fn build(u: &mut Unstructured) -> Result<Image> {
 
     // Records.
     let mut recs = Vec::new();
+    let mut copies = Vec::new();
     let mut p = 0u64;
     let (mut seq, mut epoch, mut fseq, mut bdelta) = (0u64, u.int_in_range(1..=3u32)?, 1u32, 0u32);
     let n = u.int_in_range(0..=24u8)?;
@@ -116,10 +129,17 @@ fn build(u: &mut Unstructured) -> Result<Image> {
         let len: u64 = match u.int_in_range(0..=7u8)? {
             0..=5 => u.int_in_range(0..=40)?,
             6 => u.int_in_range(0..=2 * bs)?,
-            _ => u.int_in_range(0..=g.max_record())?,
+            _ => u.int_in_range(0..=max_len)?,
         };
         let Some(h) = g.hdr_pos(p) else { break };
-        let Some(end) = g.rec_end(h, len) else { break };
+        let Some(end1) = g.rec_end(h, len) else { break };
+        let (h2, end) = if mirrored {
+            let Some(h2) = g.hdr_pos(end1) else { break };
+            let Some(e) = g.rec_end(h2, len) else { break };
+            (Some(h2), e)
+        } else {
+            (None, end1)
+        };
         if end > g.size() {
             break;
         }
@@ -143,40 +163,50 @@ fn build(u: &mut Unstructured) -> Result<Image> {
         let omit = u.ratio(1, 24)?;
         let omit_blocks = omit && u.arbitrary()?;
         clean &= !omit;
-        let b0 = h / bs;
-        let last_block = (end - 1) / bs;
-        let put_bh = |img: &mut [u8], b: u64, first_rec: u32| {
-            if !omit_blocks {
-                let bh = BlockHeader {
-                    log_id,
-                    gen,
-                    block_no: b as u32,
-                    first_rec,
-                };
-                bh.encode(&mut img[data + (b * bs) as usize..]);
-            }
+        // Mirrored: one copy lost (its bytes never written) changes nothing.
+        let omit_copy: Option<usize> = match h2 {
+            Some(_) if !omit && u.ratio(1, 6)? => Some(u.int_in_range(0..=1)?),
+            _ => None,
         };
-        if h % bs == BLK_HDR_LEN {
-            put_bh(&mut img, b0, BLK_HDR_LEN as u32);
-        }
-        let mut from = 0;
-        for (b, o, k) in payload_pieces(&g, h, len) {
-            if b != b0 && o == BLK_HDR_LEN as usize {
-                let first = if b == last_block {
-                    g.first_rec_after(end)
-                } else {
-                    0
-                };
-                put_bh(&mut img, b, first);
+        for (k, at) in std::iter::once(h).chain(h2).enumerate() {
+            let Some(c_end) = g.rec_end(at, len) else { break };
+            let skip = omit || omit_copy == Some(k);
+            let b0 = at / bs;
+            let last_block = (c_end - 1) / bs;
+            let put_bh = |img: &mut [u8], b: u64, first_rec: u32| {
+                if !omit_blocks {
+                    let bh = BlockHeader {
+                        log_id,
+                        gen,
+                        block_no: b as u32,
+                        first_rec,
+                    };
+                    bh.encode(&mut img[data + (b * bs) as usize..]);
+                }
+            };
+            if at % bs == BLK_HDR_LEN {
+                put_bh(&mut img, b0, BLK_HDR_LEN as u32);
             }
-            if !omit {
-                let at = data + (b * bs) as usize + o;
-                img[at..at + k].copy_from_slice(&payload[from..from + k]);
+            let mut from = 0;
+            for (b, o, n) in payload_pieces(&g, at, len) {
+                if b != b0 && o == BLK_HDR_LEN as usize {
+                    let first = if b == last_block {
+                        g.first_rec_after(c_end)
+                    } else {
+                        0
+                    };
+                    put_bh(&mut img, b, first);
+                }
+                if !skip {
+                    let s = data + (b * bs) as usize + o;
+                    img[s..s + n].copy_from_slice(&payload[from..from + n]);
+                }
+                from += n;
             }
-            from += k;
-        }
-        if !omit {
-            rh.encode(&mut img[data + h as usize..]);
+            if !skip {
+                rh.encode(&mut img[data + at as usize..]);
+            }
+            copies.push(at);
         }
         recs.push((h, payload));
         p = end;
@@ -196,6 +226,7 @@ fn build(u: &mut Unstructured) -> Result<Image> {
         },
         block_size: bs as u32,
         nblocks,
+        mirrored,
     };
     // Header copy 0: usually the log's header.
     match u.int_in_range(0..=15u8)? {
@@ -248,6 +279,7 @@ fn build(u: &mut Unstructured) -> Result<Image> {
         g,
         log_id,
         recs,
+        copies,
         clean,
     })
 }
@@ -278,7 +310,7 @@ fn fix_block_headers(im: &mut Image) {
 
 fn fix_record_crcs(im: &mut Image) {
     let (bs, data) = (im.g.bs, im.data());
-    for &(h, _) in &im.recs {
+    for &h in &im.copies {
         let at = data + h as usize;
         let Some(rh) = RecordHeader::decode(&im.img[at..]) else {
             continue;
@@ -302,8 +334,8 @@ fn mutate(u: &mut Unstructured, im: &mut Image) -> Result<()> {
     for _ in 0..n {
         im.clean = false;
         let at = match u.int_in_range(0..=4u8)? {
-            0 | 1 if !im.recs.is_empty() => {
-                let (h, _) = im.recs[u.choose_index(im.recs.len())?];
+            0 | 1 if !im.copies.is_empty() => {
+                let h = im.copies[u.choose_index(im.copies.len())?];
                 data + h as usize + u.int_in_range(0..=REC_HDR_LEN as usize - 1)?
             }
             2 => data + u.choose_index(im.g.nblocks as usize)? * bs + u.int_in_range(0..=31)?,
@@ -391,7 +423,7 @@ fn epoch_behind(im: &Image, id: u64, gen: u64) -> bool {
         .map(|h| h.epoch)
         .max()
         .unwrap_or(0);
-    im.recs.iter().any(|&(h, _)| {
+    im.copies.iter().any(|&h| {
         RecordHeader::decode(&im.img[im.data() + h as usize..])
             .is_some_and(|r| r.gen == gen && r.epoch > hdr_epoch)
     })
@@ -487,7 +519,7 @@ fn run(u: &mut Unstructured) -> Result<()> {
             // (built under a header of a lower generation, or with a
             // perturbed `gen`) are the log's records now: an erase to a
             // `min_gen` only promises that older generations are gone.
-            let stale = im.recs.iter().any(|&(h, _)| {
+            let stale = im.copies.iter().any(|&h| {
                 RecordHeader::decode(&im.img[im.data() + h as usize..])
                     .is_some_and(|r| r.gen == gen)
             });

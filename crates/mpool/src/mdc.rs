@@ -68,6 +68,8 @@ struct State {
     cur: usize,
     /// Compaction started and not ended.
     compacting: bool,
+    /// Compactions erase the other log mirrored (docs/format.md, "Mirrored logs").
+    mirror: bool,
 }
 
 /// A metadata container. `Send + Sync`; the client serializes compaction
@@ -140,27 +142,61 @@ impl Mdc {
             extent_b: Range<u64>,
             id: u64,
         ) -> Result<Mdc> {
+            Mdc::create_with(dev, extent_a, extent_b, id, false)
+        }
+    }
+
+    internals_pub! {
+        /// [`Mdc::create`], with both logs mirrored or not (and compactions
+        /// keep the choice).
+        fn create_with(
+            dev: Arc<dyn Device>,
+            extent_a: Range<u64>,
+            extent_b: Range<u64>,
+            id: u64,
+            mirrored: bool,
+        ) -> Result<Mdc> {
             let ids = log_ids(id);
-            let b = Mlog::create(dev.clone(), extent_b, ids[1])?;
-            let a = Mlog::create(dev, extent_a, ids[0])?;
+            let b = Mlog::create_with(dev.clone(), extent_b, ids[1], mirrored)?;
+            let a = Mlog::create_with(dev, extent_a, ids[0], mirrored)?;
             a.append(CEND_RECORD, true)?;
             Ok(Mdc {
                 logs: [a, b],
                 st: Mutex::new(State {
                     cur: 0,
                     compacting: false,
+                    mirror: mirrored,
                 }),
             })
         }
     }
 
     internals_pub! {
-        /// Open an MDC: pick the active log, erase the other if it holds anything.
+        /// Open an MDC: pick the active log, erase the other if it holds
+        /// anything (not on a read-only device: see [`Mdc::open_with`]).
         fn open(
             dev: Arc<dyn Device>,
             extent_a: Range<u64>,
             extent_b: Range<u64>,
             id: u64,
+        ) -> Result<Mdc> {
+            let read_only = dev.info().read_only;
+            Mdc::open_with(dev, extent_a, extent_b, id, read_only)
+        }
+    }
+
+    internals_pub! {
+        /// Open an MDC; `read_only`: write nothing. The inactive log is then
+        /// left as it is (a compaction's old log, or an unfinished
+        /// compaction's new one): the open rule never reads it, and the
+        /// next read-write open erases it. A read-only open must not write,
+        /// and its device may refuse writes.
+        fn open_with(
+            dev: Arc<dyn Device>,
+            extent_a: Range<u64>,
+            extent_b: Range<u64>,
+            id: u64,
+            read_only: bool,
         ) -> Result<Mdc> {
             let ids = log_ids(id);
             let a = Mlog::open(dev.clone(), extent_a, ids[0]);
@@ -199,15 +235,21 @@ impl Mdc {
                 }
             };
             let other = 1 - active;
-            if cs[other].records > 0 || cs[other].err.is_some() || logs[other].corruption().is_some() {
+            if !read_only
+                && (cs[other].records > 0
+                    || cs[other].err.is_some()
+                    || logs[other].corruption().is_some())
+            {
                 let g = logs[active].gen().saturating_add(1);
                 logs[other].erase(g)?;
             }
+            let mirror = logs[active].is_mirrored();
             Ok(Mdc {
                 logs,
                 st: Mutex::new(State {
                     cur: active,
                     compacting: false,
+                    mirror,
                 }),
             })
         }
@@ -255,9 +297,22 @@ impl Mdc {
         (g.cur, g.compacting)
     }
 
+    /// Whether the active log writes every record twice.
+    pub fn is_mirrored(&self) -> bool {
+        self.cur().is_mirrored()
+    }
+
+    /// Whether compactions from now on make the new log mirrored. An MDC
+    /// opened with a mirrored active log keeps mirroring; a plain one
+    /// becomes mirrored at its next compaction once this is set.
+    pub fn set_mirror(&self, mirror: bool) {
+        self.lock().mirror = mirror;
+    }
+
     /// Start a compaction: erase the other log with a generation above the
-    /// active one's; appends go to it from now on. The client then appends
-    /// its compacted state and calls [`Mdc::cend`].
+    /// active one's (mirrored or not, see [`Mdc::set_mirror`]); appends go
+    /// to it from now on. The client then appends its compacted state and
+    /// calls [`Mdc::cend`].
     pub fn cstart(&self) -> Result<()> {
         let mut g = self.lock();
         if g.compacting {
@@ -266,7 +321,7 @@ impl Mdc {
         let cur = &self.logs[g.cur];
         cur.sync()?;
         let other = 1 - g.cur;
-        self.logs[other].erase(cur.gen().saturating_add(1))?;
+        self.logs[other].erase_with(cur.gen().saturating_add(1), g.mirror)?;
         g.cur = other;
         g.compacting = true;
         Ok(())
@@ -297,6 +352,14 @@ impl Mdc {
         g.cur = 1 - g.cur;
         g.compacting = false;
         Ok(())
+    }
+
+    internals_pub! {
+        /// [`Mlog::last_flush_set`] of the active log: the device bytes its
+        /// last flush set wrote. For tests that damage it.
+        fn last_flush_set(&self) -> Result<Option<Range<u64>>> {
+            Ok(self.cur().last_flush_set()?)
+        }
     }
 
     /// A reader over the client records of the log appends go to.
@@ -435,6 +498,40 @@ mod tests {
         assert_eq!(read(&m), vec![b"compacted".to_vec(), b"later".to_vec()]);
         assert_eq!(m.active(), (1, false));
         assert!(m.usage().len > 0);
+    }
+
+    #[test]
+    fn a_plain_mdc_becomes_mirrored_at_its_next_compaction() {
+        let f = Arc::new(FaultDevice::new(1 << 20, 512));
+        let d: Arc<dyn Device> = f.clone();
+        let (a, b) = (0..(256 << 10), (256 << 10)..(512 << 10));
+        let m = Mdc::create(d.clone(), a.clone(), b.clone(), 13).unwrap();
+        m.append(b"one", true).unwrap();
+        assert!(!m.is_mirrored());
+        drop(m);
+        let m = Mdc::open(d.clone(), a.clone(), b.clone(), 13).unwrap();
+        m.set_mirror(true);
+        m.cstart().unwrap();
+        m.append(b"one", false).unwrap();
+        m.cend().unwrap();
+        assert!(m.is_mirrored());
+        m.append(b"two", true).unwrap();
+        drop(m);
+        // It stays mirrored across opens and compactions.
+        let m = Mdc::open(d.clone(), a.clone(), b.clone(), 13).unwrap();
+        assert!(m.is_mirrored());
+        assert_eq!(read(&m), vec![b"one".to_vec(), b"two".to_vec()]);
+        m.cstart().unwrap();
+        m.append(b"three", false).unwrap();
+        m.cend().unwrap();
+        assert!(m.is_mirrored());
+        drop(m);
+        let m = Mdc::create_with(d.clone(), a.clone(), b.clone(), 14, true).unwrap();
+        assert!(m.is_mirrored());
+        drop(m);
+        let m = Mdc::open(d, a, b, 14).unwrap();
+        assert!(m.is_mirrored());
+        assert!(read(&m).is_empty());
     }
 
     #[test]

@@ -78,15 +78,18 @@ pub struct UpgradeOptions {
 }
 
 /// Rewrite the pool metadata of a pool whose superblocks were just made
-/// version 3 (`pool` is open read-write, as version 3). This is the step
-/// that converts the metadata to the current format: today it compacts
-/// every metadata container ([`Pool::compact_metadata`]), which writes
-/// every live object's record again in a fresh log. It must be idempotent:
-/// a crash during it leaves `upgrade_pending` set and the next `upgrade`
-/// calls it again on whatever the crash left (a complete old or new
-/// state of each container, as compaction guarantees).
-pub fn rewrite_metadata(pool: &Pool) -> Result<()> {
-    pool.compact_metadata()
+/// version 3 (`pool` is open read-write, as version 3): the metadata logs
+/// become mirrored ([`Pool::mirror_metadata`] compacts MDC0 and every
+/// MDC1..N whose active log is not mirrored yet; see "Mirrored logs" in
+/// `docs/format.md`). Older mblock records keep their whole-content CRC
+/// and are verified through it; new commits get per-block checksums. It
+/// is idempotent: a crash during it leaves `upgrade_pending` set and the
+/// next `upgrade` calls it again on whatever the crash left (a complete
+/// old or new state of each container, as compaction guarantees), and
+/// containers already mirrored are left alone. Returns how many
+/// containers it rewrote.
+pub fn rewrite_metadata(pool: &Pool) -> Result<u32> {
+    pool.mirror_metadata()
 }
 
 /// Upgrade the pool named (by name or UUID; active or found by scanning)
@@ -288,8 +291,7 @@ fn run(
         rewrite_metadata(&pool)?;
         // Reopened read-write before the flag is cleared: the open erases
         // the logs the compactions left behind (an MDC open erases its
-        // inactive log when it holds records, which a read-only open
-        // cannot do), so the pool opens read-only afterwards.
+        // inactive log when it holds records; a read-only open leaves it).
         pool.close()?;
         pool = open(false).map_err(&not_clean)?;
         step(&mut rep, mark_step.to_string());

@@ -290,6 +290,29 @@ impl Catalog {
         class: MediaClass,
         capacity: u64,
     ) -> Result<ObjectId> {
+        self.log_alloc_with(ty, class, capacity, false)
+    }
+
+    /// Allocate a user mlog whose records are mirrored (a version-3 pool only).
+    pub(crate) fn mlog_alloc_mirrored(&self, class: MediaClass, capacity: u64) -> Result<ObjectId> {
+        if !self.inner.features.mirrored_metadata() {
+            return Err(Error::InvalidArgument(format!(
+                "mirrored mlogs need format version 3; the pool is version {}",
+                self.inner.features.version
+            )));
+        }
+        self.log_alloc_with(ObjType::Mlog, class, capacity, true)
+    }
+
+    /// [`Catalog::log_alloc`]; `mirror_mlog`: a user mlog is mirrored (a
+    /// user MDC is mirrored in a version-3 pool).
+    fn log_alloc_with(
+        &self,
+        ty: ObjType,
+        class: MediaClass,
+        capacity: u64,
+        mirror_mlog: bool,
+    ) -> Result<ObjectId> {
         self.inner.check_writable()?;
         let c = self.inner.class(class)?;
         let zones = u32::try_from(capacity.max(1).div_ceil(c.zone_size))
@@ -327,17 +350,23 @@ impl Catalog {
         };
         // Format the log(s) now so that an open after commit finds them.
         let made: Result<()> = match ty {
-            ObjType::Mdc => Mdc::create(
+            ObjType::Mdc => Mdc::create_with(
                 Arc::clone(&c.dev),
                 c.extent(zone, zones),
                 c.extent(zone_b, zones),
                 id.raw(),
+                self.inner.features.mirrored_metadata(),
             )
             .and_then(|m| m.sync())
             .map_err(Error::from),
-            _ => Mlog::create(Arc::clone(&c.dev), c.extent(zone, zones), id.raw())
-                .and_then(|m| m.sync())
-                .map_err(Error::from),
+            _ => Mlog::create_with(
+                Arc::clone(&c.dev),
+                c.extent(zone, zones),
+                id.raw(),
+                mirror_mlog,
+            )
+            .and_then(|m| m.sync())
+            .map_err(Error::from),
         };
         if let Err(e) = made {
             release()?;
@@ -430,12 +459,17 @@ impl Catalog {
             },
         };
         let c = self.inner.class(class)?;
-        let m = Arc::new(Mdc::open(
+        let m = Arc::new(Mdc::open_with(
             Arc::clone(&c.dev),
             c.extent(zone, zones),
             c.extent(zone_b, zones),
             id.raw(),
+            self.inner.read_only,
         )?);
+        // A version-3 pool's user MDCs become mirrored at their next compaction.
+        if self.inner.features.mirrored_metadata() {
+            m.set_mirror(true);
+        }
         open.insert(id.raw(), Arc::clone(&m));
         Ok(m)
     }

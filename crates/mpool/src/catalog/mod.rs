@@ -159,8 +159,9 @@ fn is_damage(e: &Error) -> bool {
 #[derive(Debug)]
 struct Inner {
     classes: [OnceLock<ClassDev>; 2],
-    /// Held open for the pool's lifetime (MDC0 changes only at create).
-    _mdc0: Mdc,
+    /// Held open for the pool's lifetime (MDC0 changes only at create, and
+    /// when [`Catalog::mirror_metadata`] compacts it).
+    mdc0: Mutex<Mdc0>,
     /// The MDCs replayed (positions need not match their numbers when
     /// some are damaged; see `Inner::shard`).
     shards: Vec<Shard>,
@@ -178,6 +179,13 @@ struct Inner {
     features: crate::format::Features,
     wake: (Mutex<bool>, Condvar),
     compactions: AtomicU64,
+}
+
+/// MDC0 and the records it holds (rewritten as they are by a compaction).
+#[derive(Debug)]
+struct Mdc0 {
+    mdc: Mdc,
+    records: Vec<Vec<u8>>,
 }
 
 /// The pool metadata and object operations of an open pool.
@@ -203,6 +211,19 @@ impl Catalog {
         layout: Layout,
         preallocate: bool,
     ) -> Result<()> {
+        let features = crate::format::Features::new(crate::format::superblock::SB_VERSION);
+        Catalog::format_with(classes, layout, preallocate, features)
+    }
+
+    /// [`Catalog::format`] for a pool of the format version `features`
+    /// names (a version-3 pool's metadata logs are mirrored).
+    pub(crate) fn format_with(
+        classes: [Option<ClassDev>; 2],
+        layout: Layout,
+        preallocate: bool,
+        features: crate::format::Features,
+    ) -> Result<()> {
+        let mirrored = features.mirrored_metadata();
         check_sectors(&classes)?;
         let cap = classes[0]
             .as_ref()
@@ -238,14 +259,15 @@ impl Catalog {
             }
             c.dev.reserve(&ranges)?;
         }
-        let mdc0 = Mdc::create(Arc::clone(&cap.dev), a0, b0, MDC0_LOG_ID)?;
+        let mdc0 = Mdc::create_with(Arc::clone(&cap.dev), a0, b0, MDC0_LOG_ID, mirrored)?;
         let mut first: Option<Mdc> = None;
         for (i, a, b) in locs {
-            let m = Mdc::create(
+            let m = Mdc::create_with(
                 Arc::clone(&cap.dev),
                 cap.extent(a, zones),
                 cap.extent(b, zones),
                 u64::from(i),
+                mirrored,
             )?;
             m.append(&CatalogRecord::UniqCkpt { next: 1 }.encode(), false)?;
             mdc0.append(
@@ -267,11 +289,12 @@ impl Catalog {
         // The user root MDC: object 1 of MDC1, two single-zone logs.
         let first = first.ok_or_else(|| invariant_broken(format!("mdc_plan gave {n} MDCs")))?;
         let root = ObjectId::new(ObjType::Mdc, 1, 0);
-        Mdc::create(
+        Mdc::create_with(
             Arc::clone(&cap.dev),
             cap.extent(ra, 1),
             cap.extent(rb, 1),
             root.raw(),
+            mirrored,
         )?
         .sync()?;
         first.append(
@@ -307,11 +330,20 @@ impl Catalog {
             .as_ref()
             .ok_or(PoolError::NoSuchClass(MediaClass::Capacity))?;
         let (a0, b0) = mdc0_extents(cap, layout)?;
-        let mdc0 = Mdc::open(Arc::clone(&cap.dev), a0.clone(), b0.clone(), MDC0_LOG_ID)?;
+        let mdc0 = Mdc::open_with(
+            Arc::clone(&cap.dev),
+            a0.clone(),
+            b0.clone(),
+            MDC0_LOG_ID,
+            read_only,
+        )
+        .map_err(|e| name_mdc(0, e.into()))?;
+        mdc0.set_mirror(features.mirrored_metadata());
+        let mdc0_records = mdc_records(&mdc0).map_err(|e| name_mdc(0, e))?;
         let mut locs = Vec::new();
         let mut root = None;
-        for rec in mdc_records(&mdc0)? {
-            match decode(0, &rec)? {
+        for rec in &mdc0_records {
+            match decode(0, rec)? {
                 CatalogRecord::MdcLoc {
                     index,
                     zone_a,
@@ -369,7 +401,9 @@ impl Catalog {
                         s.spawn(move || -> Result<std::result::Result<Shard, DamagedMdc>> {
                             let (dev2, ea2, eb2) = (Arc::clone(&dev), ea.clone(), eb.clone());
                             let res = (|| -> Result<Shard> {
-                                let mdc = Mdc::open(dev, ea, eb, u64::from(index))?;
+                                let mdc = Mdc::open_with(dev, ea, eb, u64::from(index), read_only)?;
+                                // Compactions make a version-3 pool's logs mirrored.
+                                mdc.set_mirror(features.mirrored_metadata());
                                 let mut r = replay(index, &mdc, features.shared_commit())?;
                                 if let Some(bad) = r.objs.keys().find(|k| {
                                     ObjectId::from_raw(**k).is_none_or(|id| id.mdc() != index)
@@ -428,10 +462,12 @@ impl Catalog {
                                 // The MDC cannot be replayed: the pool opens
                                 // degraded, with what it is known to hold.
                                 Err(e) if is_damage(&e) => {
-                                    let mdc = Mdc::open(dev2, ea2, eb2, u64::from(index)).ok();
+                                    // Read only: nothing is written to a damaged MDC.
+                                    let mdc =
+                                        Mdc::open_with(dev2, ea2, eb2, u64::from(index), true).ok();
                                     Ok(Err(DamagedMdc {
                                         index,
-                                        reason: e.to_string(),
+                                        reason: name_mdc(index, e).to_string(),
                                         known: replay::known_objects(index, mdc.as_ref()),
                                         loc: (a, b, zones),
                                     }))
@@ -519,7 +555,10 @@ impl Catalog {
                 c0.map_or_else(OnceLock::new, OnceLock::from),
                 c1.map_or_else(OnceLock::new, OnceLock::from),
             ],
-            _mdc0: mdc0,
+            mdc0: Mutex::new(Mdc0 {
+                mdc: mdc0,
+                records: mdc0_records,
+            }),
             shards,
             damaged,
             pending: Mutex::new(HashMap::new()),
@@ -607,6 +646,66 @@ impl Catalog {
         }
         Ok(())
     }
+
+    /// Make every pool-metadata log mirrored (docs/format.md, "Mirrored
+    /// logs"): compact MDC0 and each of MDC1..N whose active log is not
+    /// mirrored. Each is an MDC compaction, so a crash at any point leaves
+    /// each MDC in its old or its new state. Only a version-3 pool may
+    /// hold mirrored logs (older code refuses them): a pool of an older
+    /// version is refused, so an upgrade writes the version first and
+    /// calls this on the pool reopened. User MDCs become mirrored at their
+    /// next compaction. Returns how many MDCs were compacted.
+    pub(crate) fn mirror_metadata(&self) -> Result<u32> {
+        self.inner.check_writable()?;
+        if !self.inner.features.mirrored_metadata() {
+            return Err(Error::InvalidArgument(format!(
+                "mirrored metadata needs format version 3; the pool is version {}",
+                self.inner.features.version
+            )));
+        }
+        let mut done = 0;
+        {
+            let m0 = lock(&self.inner.mdc0);
+            if !m0.mdc.is_mirrored() {
+                compact_mdc0(&m0)?;
+                done += 1;
+            }
+        }
+        for s in &self.inner.shards {
+            if !rlock(&s.mdc).is_mirrored() {
+                self.inner.compact(s)?;
+                done += 1;
+            }
+        }
+        Ok(done)
+    }
+
+    /// The device bytes (on the capacity device) of the last flush set of
+    /// MDC0's and each of MDC1..N's active log, named "MDC0", "MDC1"...
+    /// For tests that damage them.
+    #[cfg(feature = "internals")]
+    pub(crate) fn metadata_last_flush_sets(&self) -> Result<Vec<(String, std::ops::Range<u64>)>> {
+        let mut out = Vec::new();
+        if let Some(r) = lock(&self.inner.mdc0).mdc.last_flush_set()? {
+            out.push(("MDC0".to_string(), r));
+        }
+        for s in &self.inner.shards {
+            if let Some(r) = rlock(&s.mdc).last_flush_set()? {
+                out.push((format!("MDC{}", s.index), r));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether MDC0 and every one of MDC1..N has a mirrored active log.
+    pub(crate) fn metadata_mirrored(&self) -> bool {
+        lock(&self.inner.mdc0).mdc.is_mirrored()
+            && self
+                .inner
+                .shards
+                .iter()
+                .all(|s| rlock(&s.mdc).is_mirrored())
+    }
 }
 
 impl Catalog {
@@ -663,6 +762,45 @@ impl Drop for Catalog {
             tracing::error!("the background thread of the pool metadata panicked");
         }
     }
+}
+
+/// A corrupt record found while opening MDCi, as an error that names the
+/// MDC and the record (its offset in the active log's data area).
+fn name_mdc(index: u8, e: Error) -> Error {
+    use crate::mdc::MdcError;
+    use crate::mlog::MlogError;
+    match e {
+        Error::Metadata(
+            MetadataError::Mlog(MlogError::Corrupt { offset, reason })
+            | MetadataError::Mdc(MdcError::Mlog(MlogError::Corrupt { offset, reason })),
+        ) => MetadataError::Corrupt(format!(
+            "MDC{index}: the record at offset {offset} of its log is corrupt: {reason}"
+        ))
+        .into(),
+        other => other,
+    }
+}
+
+/// Rewrite MDC0 as the records it holds (an MDC compaction: a crash leaves
+/// the old log or the new one, whole). MDC0 takes no other appends, so
+/// nothing races with it.
+fn compact_mdc0(m0: &Mdc0) -> Result<()> {
+    m0.mdc.cstart()?;
+    let body = (|| -> Result<()> {
+        for r in &m0.records {
+            m0.mdc.append(r, false)?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = body {
+        // Before the end marker: the old log is still the one that opens.
+        if m0.mdc.cabort().is_err() {
+            tracing::warn!("MDC0: abandoning a failed compaction: {e}");
+        }
+        return Err(e);
+    }
+    m0.mdc.cend()?;
+    Ok(())
 }
 
 /// Space-map errors that reach the pool's caller: no space, and claims

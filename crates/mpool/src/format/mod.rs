@@ -20,4 +20,9 @@ impl Features {
     pub(crate) fn shared_commit(self) -> bool {
         self.version >= 2
     }
+    /// Mirrored metadata logs: MDC0, MDC1..N and user MDCs write every
+    /// record twice (docs/format.md, "Mirrored logs").
+    pub(crate) fn mirrored_metadata(self) -> bool {
+        self.version >= 3
+    }
 }

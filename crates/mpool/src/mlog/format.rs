@@ -10,8 +10,17 @@ use crate::format::codec::{Reader, Short, Writer};
 pub const LOG_HDR_LEN: usize = 64;
 /// Magic of a log header block: `MPLOGHD1`.
 pub const LOG_HDR_MAGIC: u64 = u64::from_le_bytes(*b"MPLOGHD1");
-/// Format version of the log header and framing.
+/// Format version of the log header and framing of a plain log.
 pub const LOG_VERSION: u32 = 1;
+/// Format version of the header of a log with flags (a mirrored log): older
+/// code, which reads version 1 only, refuses such a log instead of taking
+/// its second copies for records out of sequence.
+pub const LOG_VERSION_FLAGS: u32 = 2;
+/// Header flag: every record is written twice, back to back (docs/format.md,
+/// "Mirrored logs").
+pub const FLAG_MIRRORED: u32 = 1;
+/// Every flag this code knows.
+const KNOWN_FLAGS: u32 = FLAG_MIRRORED;
 /// Size of the header at the start of every log data block.
 pub const BLK_HDR_LEN: u64 = 32;
 /// Magic of a log data block header: `MLB1`.
@@ -39,6 +48,8 @@ pub struct LogHeader {
     pub block_size: u32,
     /// Number of data blocks after the two header blocks.
     pub nblocks: u64,
+    /// Every record is written twice, back to back ([`FLAG_MIRRORED`]).
+    pub mirrored: bool,
 }
 
 /// Why a header block was rejected.
@@ -52,6 +63,8 @@ pub enum HeaderFault {
     Version(u32),
     /// Checksum mismatch (torn write or bit rot).
     Checksum,
+    /// Flags this code does not know, or reserved bytes that are not zero.
+    Flags(u32),
 }
 
 impl From<Short> for HeaderFault {
@@ -73,17 +86,24 @@ impl LogHeader {
             return;
         };
         h.fill(0);
+        let flags = if self.mirrored { FLAG_MIRRORED } else { 0 };
+        let version = if flags == 0 {
+            LOG_VERSION
+        } else {
+            LOG_VERSION_FLAGS
+        };
         // `h` is exactly one header long: every field fits.
         let written = (|| -> Result<(), Short> {
             Writer::new(h)
                 .u64(LOG_HDR_MAGIC)?
-                .u32(LOG_VERSION)?
+                .u32(version)?
                 .u32(0)? // checksum, below
                 .u64(self.log_id)?
                 .u64(self.gen)?
                 .u32(self.epoch)?
                 .u32(self.block_size)?
-                .u64(self.nblocks)?;
+                .u64(self.nblocks)?
+                .u32(flags)?;
             let crc = crc32c::crc32c(h);
             Writer::at(h, 12).u32(crc)?;
             Ok(())
@@ -99,7 +119,7 @@ impl LogHeader {
             return Err(HeaderFault::Magic);
         }
         let version = r.u32()?;
-        if version != LOG_VERSION {
+        if version != LOG_VERSION && version != LOG_VERSION_FLAGS {
             return Err(HeaderFault::Version(version));
         }
         let stored = r.u32()?;
@@ -109,12 +129,27 @@ impl LogHeader {
         if crc32c::crc32c(&tmp) != stored {
             return Err(HeaderFault::Checksum);
         }
+        let (log_id, gen, epoch, block_size, nblocks) =
+            (r.u64()?, r.u64()?, r.u32()?, r.u32()?, r.u64()?);
+        let flags = r.u32()?;
+        // Version 1 has no flags; version 2 has at least one, all known;
+        // the rest of the header is zero in both.
+        let flags_ok = if version == LOG_VERSION {
+            flags == 0
+        } else {
+            flags != 0 && flags & !KNOWN_FLAGS == 0
+        };
+        let rest_zero = h.get(52..).is_some_and(|z| z.iter().all(|&b| b == 0));
+        if !flags_ok || !rest_zero {
+            return Err(HeaderFault::Flags(flags));
+        }
         Ok(LogHeader {
-            log_id: r.u64()?,
-            gen: r.u64()?,
-            epoch: r.u32()?,
-            block_size: r.u32()?,
-            nblocks: r.u64()?,
+            log_id,
+            gen,
+            epoch,
+            block_size,
+            nblocks,
+            mirrored: flags & FLAG_MIRRORED != 0,
         })
     }
 }
@@ -328,6 +363,41 @@ impl Geom {
         let first = self.bs - h - REC_HDR_LEN;
         first + self.nblocks.saturating_sub(1) * (self.bs - BLK_HDR_LEN)
     }
+
+    /// Where the copy of a record goes in a mirrored log when its primary's
+    /// header is at `h` and its payload is `len` bytes: right after the
+    /// primary, as the next record would go. None on overflow.
+    pub fn copy_pos(&self, h: u64, len: u64) -> Option<u64> {
+        self.hdr_pos(self.rec_end(h, len)?)
+    }
+
+    /// The end of both copies of a record whose primary's header is at `h`.
+    pub fn mirrored_end(&self, h: u64, len: u64) -> Option<u64> {
+        self.rec_end(self.copy_pos(h, len)?, len)
+    }
+
+    /// The largest payload of which two copies fit in an empty log.
+    pub fn max_record_mirrored(&self) -> u64 {
+        let fits = |len: u64| {
+            self.hdr_pos(0)
+                .and_then(|h| self.mirrored_end(h, len))
+                .is_some_and(|e| e <= self.size())
+        };
+        if !fits(0) {
+            return 0;
+        }
+        // The end grows with the length: the largest length that fits.
+        let (mut lo, mut hi) = (0u64, self.max_record());
+        while lo < hi {
+            let mid = lo + (hi - lo).div_ceil(2);
+            if fits(mid) {
+                lo = mid;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        lo
+    }
 }
 
 /// Where a record's payload lies: `(block, offset in block, length)` pieces.
@@ -365,10 +435,38 @@ mod tests {
             epoch: 9,
             block_size: 4096,
             nblocks: 100,
+            mirrored: false,
         };
         let mut b = vec![0u8; 512];
         h.encode(&mut b);
         assert_eq!(LogHeader::decode(&b), Ok(h));
+        assert_eq!(u32::from_le_bytes(b[8..12].try_into().unwrap()), LOG_VERSION);
+        let m = LogHeader { mirrored: true, ..h };
+        let mut mb = vec![0u8; 512];
+        m.encode(&mut mb);
+        assert_eq!(LogHeader::decode(&mb), Ok(m));
+        // A mirrored log's header is version 2: older code refuses it.
+        assert_eq!(u32::from_le_bytes(mb[8..12].try_into().unwrap()), LOG_VERSION_FLAGS);
+        // Unknown flags, flags in a version-1 header, non-zero reserved
+        // bytes (each with a valid checksum) are refused.
+        let resealed = |mut x: Vec<u8>| {
+            x[12..16].fill(0);
+            let c = crc32c::crc32c(&x[..LOG_HDR_LEN]);
+            x[12..16].copy_from_slice(&c.to_le_bytes());
+            LogHeader::decode(&x)
+        };
+        let mut x = mb.clone();
+        x[48] = 3;
+        assert_eq!(resealed(x), Err(HeaderFault::Flags(3)));
+        let mut x = b.clone();
+        x[48] = 1;
+        assert_eq!(resealed(x), Err(HeaderFault::Flags(1)));
+        let mut x = mb.clone();
+        x[60] = 1;
+        assert_eq!(resealed(x), Err(HeaderFault::Flags(1)));
+        let mut x = mb.clone();
+        x[48] = 0;
+        assert_eq!(resealed(x), Err(HeaderFault::Flags(0)));
         b[30] ^= 1;
         assert_eq!(LogHeader::decode(&b), Err(HeaderFault::Checksum));
         assert_eq!(LogHeader::decode(&[0u8; 10]), Err(HeaderFault::Short));
@@ -409,6 +507,12 @@ mod tests {
         let pieces: Vec<_> = payload_pieces(&g, 32, fill + 481).collect();
         assert_eq!(pieces, vec![(0, 68, 444), (1, 32, 480), (2, 32, 1)]);
         assert_eq!(g.max_record(), 444 + 9 * 480);
+        // Two copies of the largest mirrored record fit, one byte more does not.
+        let m = g.max_record_mirrored();
+        assert!(g.mirrored_end(32, m).unwrap() <= g.size());
+        assert!(g.mirrored_end(32, m + 1).unwrap() > g.size());
+        assert_eq!(g.copy_pos(32, fill), Some(512 + 32));
+        assert_eq!(g.copy_pos(32, 10), Some(32 + 36 + 10));
     }
 
     proptest! {

@@ -40,14 +40,14 @@
 pub mod format;
 mod scan;
 
-pub use scan::ScanResult;
+pub use scan::{ScanResult, MIRRORED_MAX_RECORD};
 
 use crate::dev::{DevError, Device};
 use crate::io::{AlignedBuf, IoReq};
 use format::{
     payload_pieces, BlockHeader, Geom, LogHeader, RecordHeader, BLK_HDR_LEN, REC_HDR_LEN,
 };
-use scan::{follows, parse_at, Blocks, DevBlocks, Parsed, SliceBlocks};
+use scan::{Chain, DevBlocks, LogView, SliceBlocks, Step};
 use std::ops::Range;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
@@ -141,6 +141,8 @@ const _: () = assert!(MAX_REQ_BYTES.is_multiple_of(crate::format::superblock::SE
 #[derive(Debug)]
 struct State {
     gen: u64,
+    /// Every record is written twice (the header flag of this generation).
+    mirrored: bool,
     /// Epoch of records appended now.
     epoch: u32,
     /// Whether a header with (gen, epoch) is durable.
@@ -222,6 +224,21 @@ impl Mlog {
         /// earlier log with the same id left in the extent are never taken for
         /// this log's.
         fn create(dev: Arc<dyn Device>, extent: Range<u64>, id: u64) -> Result<Mlog> {
+            Mlog::create_with(dev, extent, id, false)
+        }
+    }
+
+    internals_pub! {
+        /// [`Mlog::create`], mirrored or not: a mirrored log writes every
+        /// record twice, back to back, in the same flush set, so that one
+        /// damaged copy of a durable record never loses it
+        /// (docs/format.md, "Mirrored logs").
+        fn create_with(
+            dev: Arc<dyn Device>,
+            extent: Range<u64>,
+            id: u64,
+            mirrored: bool,
+        ) -> Result<Mlog> {
             let geom = check_extent(dev.as_ref(), &extent)?;
             let hdr = LogHeader {
                 log_id: id,
@@ -229,6 +246,7 @@ impl Mlog {
                 epoch: 1,
                 block_size: geom.bs as u32,
                 nblocks: geom.nblocks,
+                mirrored,
             };
             let bs = geom.bs as usize;
             let mut reqs = Vec::new();
@@ -255,7 +273,19 @@ impl Mlog {
             let (hdr, slot) = read_header(dev.as_ref(), extent.start, geom, id)?;
             let base = extent.start + 2 * geom.bs;
             let mut src = DevBlocks::new(dev.as_ref(), base, geom, geom.nblocks);
-            let res = scan::scan(&mut src, &geom, id, hdr.gen)?;
+            let view = LogView {
+                g: geom,
+                log_id: id,
+                gen: hdr.gen,
+                mirrored: hdr.mirrored,
+            };
+            let res = scan::scan(&mut src, &view)?;
+            if res.repaired > 0 {
+                tracing::warn!(
+                    "mlog {id:#x}: {} records read from their second copy (the first is damaged)",
+                    res.repaired
+                );
+            }
             let mut log = Mlog::from_parts(dev, id, extent.start, geom, hdr, slot, Some(&res));
             // The tail block's bytes before the end are rewritten by the next flush.
             let st = log.st.get_mut().map_err(|_| MlogError::Failed {
@@ -298,6 +328,7 @@ impl Mlog {
         let epoch = epoch.unwrap_or(u32::MAX);
         let st = State {
             gen: hdr.gen,
+            mirrored: hdr.mirrored,
             epoch,
             hdr_durable,
             newest_slot: slot,
@@ -364,9 +395,27 @@ impl Mlog {
         self.geom.size()
     }
 
-    /// The largest record an empty log can hold.
+    /// The largest record an empty log can hold (in a mirrored log, two
+    /// copies of it, and at most 1 MiB).
     pub fn max_record(&self) -> u64 {
-        self.geom.max_record()
+        let mirrored = self.lock().mirrored;
+        self.max_for(mirrored)
+    }
+
+    fn max_for(&self, mirrored: bool) -> u64 {
+        let m = if mirrored {
+            self.geom
+                .max_record_mirrored()
+                .min(MIRRORED_MAX_RECORD)
+        } else {
+            self.geom.max_record()
+        };
+        m.min(u64::from(u32::MAX))
+    }
+
+    /// Whether every record is written twice (docs/format.md, "Mirrored logs").
+    pub fn is_mirrored(&self) -> bool {
+        self.lock().mirrored
     }
 
     /// The first record of the flush set that was the log's last when it
@@ -392,11 +441,11 @@ impl Mlog {
     /// Append one record made of the concatenation of `parts`.
     pub fn append_v(&self, parts: &[&[u8]], sync: bool) -> Result<Lsn> {
         let len: u64 = parts.iter().map(|p| p.len() as u64).sum();
-        let max = self.geom.max_record().min(u64::from(u32::MAX));
+        let mut g = self.lock();
+        let max = self.max_for(g.mirrored);
         if len > max {
             return Err(MlogError::RecordTooLarge { len, max });
         }
-        let mut g = self.lock();
         usable(&g)?;
         let seq = self.encode(&mut g, parts, len)?;
         if sync || g.end.saturating_sub(g.written_end) >= ASYNC_FLUSH_BYTES {
@@ -429,6 +478,13 @@ impl Mlog {
     /// least `min_gen` (and at least by one). Pending appends are flushed
     /// first. Durable when it returns.
     pub fn erase(&self, min_gen: u64) -> Result<u64> {
+        let mirrored = self.lock().mirrored;
+        self.erase_with(min_gen, mirrored)
+    }
+
+    /// [`Mlog::erase`], and the new generation is mirrored or not (the
+    /// header flag is per generation).
+    pub fn erase_with(&self, min_gen: u64, mirrored: bool) -> Result<u64> {
         let mut g = self.lock();
         if let Some(f) = &g.failed {
             return Err(MlogError::Failed { reason: f.clone() });
@@ -453,6 +509,7 @@ impl Mlog {
             epoch: 1,
             block_size: self.geom.bs as u32,
             nblocks: self.geom.nblocks,
+            mirrored,
         };
         // Both copies, one at a time, each followed by a flush.
         let first = 1 - g.newest_slot;
@@ -468,6 +525,7 @@ impl Mlog {
             return Err(e);
         }
         g.gen = gen;
+        g.mirrored = mirrored;
         g.epoch = 1;
         g.hdr_durable = true;
         g.newest_slot = 1 - first;
@@ -494,15 +552,53 @@ impl Mlog {
         let limit = end.div_ceil(self.geom.bs);
         Ok(MlogReader {
             src: DevBlocks::new(self.dev.as_ref(), self.base(), self.geom, limit),
-            geom: self.geom,
-            id: self.id,
-            gen: g.gen,
+            view: LogView {
+                g: self.geom,
+                log_id: self.id,
+                gen: g.gen,
+                mirrored: g.mirrored,
+            },
             end,
-            pos: 0,
-            prev: None,
+            chain: Chain::new(end),
             corrupt: g.corrupt.clone(),
             done: false,
         })
+    }
+
+    internals_pub! {
+        /// The device bytes the last flush set of the log wrote: every data
+        /// block from the one where the flush set began (the end of the
+        /// records before it) to the one holding the end, block headers
+        /// included. None for an empty log. Flushes pending appends first.
+        /// For tests that damage a log's last flush set.
+        fn last_flush_set(&self) -> Result<Option<Range<u64>>> {
+            let mut rd = self.reader()?;
+            let mut starts = Vec::new();
+            loop {
+                match rd.chain.next(&mut rd.src, &rd.view, false)? {
+                    Step::Rec { hdr, at, .. } => starts.push((hdr.seq, at)),
+                    Step::End => break,
+                    Step::Stop { at, why } => {
+                        return Err(MlogError::Corrupt {
+                            offset: at,
+                            reason: why.to_string(),
+                        })
+                    }
+                }
+            }
+            let Some(last) = rd.chain.last else {
+                return Ok(None);
+            };
+            let first = last.batch_first();
+            let Some(&(_, from)) = starts.iter().find(|(s, _)| *s == first) else {
+                return Ok(None);
+            };
+            let bs = self.geom.bs;
+            let base = self.base();
+            Ok(Some(
+                base + (from / bs) * bs..base + rd.end.div_ceil(bs) * bs,
+            ))
+        }
     }
 
     /// A reader positioned after the first `skip` records.
@@ -520,17 +616,24 @@ impl Mlog {
         Ok(())
     }
 
-    /// Frame a record into the buffer; returns its seq.
+    /// Frame a record into the buffer (twice in a mirrored log); returns its seq.
     fn encode(&self, st: &mut State, parts: &[&[u8]], len: u64) -> Result<u64> {
         let g = self.geom;
         let bs = g.bs;
         let free = g.size().saturating_sub(st.end);
+        let copies = if st.mirrored { 2 } else { 1 };
         let full = || MlogError::LogFull {
-            need: len + REC_HDR_LEN,
+            need: copies * (len + REC_HDR_LEN),
             free,
         };
         let h = g.hdr_pos(st.end).ok_or_else(full)?;
-        let end = g.rec_end(h, len).ok_or_else(full)?;
+        let end1 = g.rec_end(h, len).ok_or_else(full)?;
+        let (copy, end) = if st.mirrored {
+            let h2 = g.hdr_pos(end1).ok_or_else(full)?;
+            (Some(h2), g.rec_end(h2, len).ok_or_else(full)?)
+        } else {
+            (None, end1)
+        };
         if end > g.size() {
             return Err(full());
         }
@@ -557,6 +660,28 @@ impl Mlog {
         if st.buf.len() < need {
             st.buf.resize(need, 0);
         }
+        self.frame(st, &hdr, st.end, h, parts);
+        if let Some(h2) = copy {
+            // The second copy, byte for byte the same record, right after.
+            self.frame(st, &hdr, end1, h2, parts);
+        }
+        st.next_seq += 1;
+        st.end = end;
+        if st.batch_first.is_none() {
+            st.batch_first = Some(seq);
+        }
+        Ok(seq)
+    }
+
+    /// Write one copy of a record, header at `h`, into the buffer (which
+    /// holds it already); `prev_end` is where the records before it end.
+    fn frame(&self, st: &mut State, hdr: &RecordHeader, prev_end: u64, h: u64, parts: &[&[u8]]) {
+        let g = self.geom;
+        let bs = g.bs;
+        let len = u64::from(hdr.len);
+        let Some(end) = g.rec_end(h, len) else {
+            return;
+        };
         let hb = h / bs;
         let blk_hdr = |st: &mut State, b: u64, first_rec: u32| {
             let bh = BlockHeader {
@@ -570,7 +695,7 @@ impl Mlog {
                 bh.encode(s);
             }
         };
-        if st.end <= hb * bs {
+        if prev_end <= hb * bs {
             blk_hdr(st, hb, BLK_HDR_LEN as u32);
         }
         let o = (h - st.buf_block * bs) as usize;
@@ -597,12 +722,6 @@ impl Mlog {
                 cur.copy_to(dst);
             }
         }
-        st.next_seq += 1;
-        st.end = end;
-        if st.batch_first.is_none() {
-            st.batch_first = Some(seq);
-        }
-        Ok(seq)
     }
 
     /// Wait until record `seq` is durable, becoming the flusher when nobody is.
@@ -671,6 +790,7 @@ impl Mlog {
                     epoch: g.epoch,
                     block_size: bs as u32,
                     nblocks: self.geom.nblocks,
+                    mirrored: g.mirrored,
                 },
             )
         });
@@ -833,12 +953,9 @@ fn read_header(dev: &dyn Device, start: u64, geom: Geom, id: u64) -> Result<(Log
 /// the iteration, as does a device error.
 pub struct MlogReader<'a> {
     src: DevBlocks<'a>,
-    geom: Geom,
-    id: u64,
-    gen: u64,
+    view: LogView,
     end: u64,
-    pos: u64,
-    prev: Option<RecordHeader>,
+    chain: Chain,
     corrupt: Option<(u64, String)>,
     done: bool,
 }
@@ -846,8 +963,7 @@ pub struct MlogReader<'a> {
 impl MlogReader<'_> {
     /// Back to the first record.
     pub fn rewind(&mut self) {
-        self.pos = 0;
-        self.prev = None;
+        self.chain = Chain::new(self.end);
         self.done = false;
     }
 
@@ -868,45 +984,39 @@ impl MlogReader<'_> {
         self.step(true)
     }
 
+    /// Each record once: in a mirrored log its second copy is skipped, or
+    /// used when the first does not verify; every record is verified again.
     fn step(&mut self, want: bool) -> Option<Result<(Lsn, Vec<u8>)>> {
         if self.done {
             return None;
         }
-        if self.pos >= self.end {
+        if self.chain.pos >= self.end {
             self.done = true;
             return self
                 .corrupt
                 .take()
                 .map(|(offset, reason)| Err(MlogError::Corrupt { offset, reason }));
         }
-        let bs = self.geom.bs;
-        let bad = |pos: u64, reason: &str| MlogError::Corrupt {
-            offset: pos,
-            reason: reason.to_string(),
-        };
-        let Some(h) = self.geom.hdr_pos(self.pos) else {
-            self.done = true;
-            return Some(Err(bad(self.pos, "position overflow")));
-        };
-        let fresh = self.pos <= (h / bs) * bs;
-        let r = parse_at(&mut self.src, &self.geom, self.id, self.gen, h, fresh, want);
-        match r {
+        match self.chain.next(&mut self.src, &self.view, want) {
             Err(e) => {
                 self.done = true;
                 Some(Err(e))
             }
-            Ok(Parsed::Good { hdr, end, payload }) => {
-                if !follows(self.prev.as_ref(), &hdr) || end > self.end {
-                    self.done = true;
-                    return Some(Err(bad(h, "record out of sequence")));
-                }
-                self.prev = Some(hdr);
-                self.pos = end;
+            Ok(Step::Rec { hdr, payload, .. }) => {
                 Some(Ok((Lsn(hdr.seq), payload.unwrap_or_default())))
             }
-            Ok(Parsed::Bad(reason)) => {
+            Ok(Step::Stop { at, why }) => {
                 self.done = true;
-                Some(Err(bad(h, reason)))
+                Some(Err(MlogError::Corrupt {
+                    offset: at,
+                    reason: why.to_string(),
+                }))
+            }
+            Ok(Step::End) => {
+                self.done = true;
+                self.corrupt
+                    .take()
+                    .map(|(offset, reason)| Err(MlogError::Corrupt { offset, reason }))
             }
         }
     }
@@ -943,41 +1053,37 @@ pub fn decode_image(image: &[u8], sector: u32, id: u64) -> Result<(ScanResult, V
         nblocks: (data.len() as u64 / bs).min(hdr.nblocks),
     };
     let mut src = SliceBlocks { data, bs };
-    let res = scan::scan(&mut src, &geom, id, hdr.gen)?;
+    let view = LogView {
+        g: geom,
+        log_id: id,
+        gen: hdr.gen,
+        mirrored: hdr.mirrored,
+    };
+    let res = scan::scan(&mut src, &view)?;
     let mut out = Vec::new();
-    let mut pos = 0;
-    let mut prev = None;
-    while pos < res.end {
-        let Some(h) = geom.hdr_pos(pos) else { break };
-        let fresh = pos <= (h / bs) * bs;
-        match parse_at(
-            &mut src as &mut dyn Blocks,
-            &geom,
-            id,
-            hdr.gen,
-            h,
-            fresh,
-            true,
-        )? {
-            Parsed::Good {
-                hdr: rh,
-                end,
-                payload,
-            } if follows(prev.as_ref(), &rh) => {
-                out.push(payload.unwrap_or_default());
-                prev = Some(rh);
-                pos = end;
-            }
-            _ => {
+    let mut chain = Chain::new(res.end);
+    while chain.pos < res.end {
+        match chain.next(&mut src, &view, true)? {
+            Step::Rec { payload, .. } => out.push(payload.unwrap_or_default()),
+            Step::End => break,
+            Step::Stop { at, .. } => {
                 return Err(MlogError::Corrupt {
-                    offset: pos,
+                    offset: at,
                     reason: "record changed between scan and read".into(),
                 })
             }
         }
     }
+    if out.len() as u64 != res.records {
+        return Err(MlogError::Corrupt {
+            offset: chain.pos,
+            reason: "the read saw another number of records than the scan".into(),
+        });
+    }
     Ok((res, out))
 }
 
+#[cfg(test)]
+mod mirror_tests;
 #[cfg(test)]
 mod tests;

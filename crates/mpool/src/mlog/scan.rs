@@ -30,6 +30,33 @@ impl Blocks for SliceBlocks<'_> {
     }
 }
 
+/// Follow records from position `q` (a record boundary) while they decode,
+/// calling `seen` for each; returns where the walk stopped.
+fn walk(
+    src: &mut dyn Blocks,
+    g: &Geom,
+    log_id: u64,
+    gen: u64,
+    mut q: u64,
+    strict: bool,
+    seen: &mut dyn FnMut(&RecordHeader),
+) -> Result<u64, MlogError> {
+    while let Some(h) = g.hdr_pos(q) {
+        if h.saturating_add(REC_HDR_LEN) > g.size() {
+            break;
+        }
+        let fresh = q <= (h / g.bs) * g.bs;
+        match parse_at_mode(src, g, log_id, gen, h, fresh, false, strict)? {
+            Parsed::Good { hdr, end, .. } => {
+                seen(&hdr);
+                q = end;
+            }
+            Parsed::Bad(_) => break,
+        }
+    }
+    Ok(q)
+}
+
 /// The recovery scan stops looking for valid records past the end after
 /// this many bytes of blocks that hold none of the generation.
 pub(crate) const RESYNC_GAP: u64 = 4 << 20;
@@ -254,78 +281,280 @@ pub struct ScanResult {
     /// Set when the chain stopped at a record that must once have been
     /// durable: `(offset, reason)`.
     pub corrupt: Option<(u64, String)>,
+    /// Records of a mirrored log read from their second copy because the
+    /// first did not verify.
+    pub repaired: u64,
 }
 
-/// Follow records from position `q` (a record boundary) while they decode,
-/// calling `seen` for each; returns where the walk stopped.
-fn walk(
+/// The largest record a mirrored log takes: it bounds the search for the
+/// copy of a record whose first copy fails (docs/format.md, "Mirrored logs").
+pub const MIRRORED_MAX_RECORD: u64 = 1 << 20;
+
+/// What the chain walk knows about a log.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LogView {
+    pub(crate) g: Geom,
+    pub(crate) log_id: u64,
+    pub(crate) gen: u64,
+    pub(crate) mirrored: bool,
+}
+
+/// One step of the chain walk.
+#[derive(Debug)]
+pub(crate) enum Step {
+    /// The next record (each record once, whichever copy verified).
+    Rec {
+        hdr: RecordHeader,
+        payload: Option<Vec<u8>>,
+        /// Where the copy that was used starts.
+        at: u64,
+        /// Read from the second copy: the first did not verify.
+        repaired: bool,
+    },
+    /// The chain ends: nothing valid continues it at `at`.
+    Stop { at: u64, why: &'static str },
+    /// The chain reached its limit (the end of the log, or of a reader's range).
+    End,
+}
+
+/// A walk along the chain of records from the start of a log, applying the
+/// recovery rule (plain and mirrored): the scan, readers and the image
+/// decoder all walk this way, so they see the same records.
+#[derive(Debug, Clone)]
+pub(crate) struct Chain {
+    /// End of the last accepted copy: where the next one is looked for.
+    pub(crate) pos: u64,
+    /// The last record accepted.
+    pub(crate) last: Option<RecordHeader>,
+    /// The second copy of `last` was accepted too (always true in a plain log).
+    copy_seen: bool,
+    /// Records must end at or before this position.
+    limit: u64,
+}
+
+impl Chain {
+    pub(crate) fn new(limit: u64) -> Chain {
+        Chain {
+            pos: 0,
+            last: None,
+            copy_seen: true,
+            limit,
+        }
+    }
+
+    /// The next record of the chain, or where it stops.
+    pub(crate) fn next(
+        &mut self,
+        src: &mut dyn Blocks,
+        v: &LogView,
+        want: bool,
+    ) -> Result<Step, MlogError> {
+        let g = &v.g;
+        loop {
+            if self.pos >= self.limit {
+                return Ok(Step::End);
+            }
+            let x = match g.hdr_pos(self.pos) {
+                Some(h) if h.saturating_add(REC_HDR_LEN) <= self.limit => h,
+                _ => {
+                    return Ok(Step::Stop {
+                        at: g.hdr_pos(self.pos).unwrap_or(self.pos),
+                        why: "log full",
+                    })
+                }
+            };
+            let fresh = self.pos <= (x / g.bs) * g.bs;
+            let why = match parse_at(src, g, v.log_id, v.gen, x, fresh, want)? {
+                Parsed::Good { hdr, end, payload } if end <= self.limit => {
+                    if v.mirrored && !self.copy_seen && self.last == Some(hdr) {
+                        // The second copy of the record just accepted.
+                        self.copy_seen = true;
+                        self.pos = end;
+                        continue;
+                    }
+                    if follows(self.last.as_ref(), &hdr) {
+                        self.last = Some(hdr);
+                        self.copy_seen = !v.mirrored;
+                        self.pos = end;
+                        return Ok(Step::Rec {
+                            hdr,
+                            payload,
+                            at: x,
+                            repaired: false,
+                        });
+                    }
+                    "record out of sequence"
+                }
+                Parsed::Good { .. } => "record runs past the end of the log",
+                Parsed::Bad(r) => r,
+            };
+            if v.mirrored {
+                if let Some((hdr, payload, at, end, copy)) = self.search(src, v, x, want)? {
+                    self.last = Some(hdr);
+                    self.copy_seen = copy;
+                    self.pos = end;
+                    return Ok(Step::Rec {
+                        hdr,
+                        payload,
+                        at,
+                        repaired: copy,
+                    });
+                }
+            }
+            return Ok(Step::Stop { at: x, why });
+        }
+    }
+
+    /// Mirrored log, nothing valid continues the chain at `x`: look for the
+    /// legal continuation elsewhere. Candidates (each a record that verifies
+    /// on its own bytes, of the generation, following `last` by the chain
+    /// rules, and no longer than [`MIRRORED_MAX_RECORD`]):
+    ///
+    /// - when the second copy of `last` was expected at `x`: the next
+    ///   record's first copy right after where that copy ends (`x2`);
+    /// - the second copy of a record whose first copy starts at `x` (or at
+    ///   `x2`): exactly where a copy of its length goes after it.
+    ///
+    /// Every byte position from `x` up to the furthest place such a copy can
+    /// be is tried, in order; the first candidate wins. The positions tried
+    /// depend on `x` and `last` only, never on block headers, so a later
+    /// open tries exactly what the open that ended the log at `x` tried
+    /// (docs/format.md, "Mirrored logs"). Returns `(header, payload,
+    /// position, end, whether it is a second copy)`.
+    #[allow(clippy::type_complexity)]
+    fn search(
+        &self,
+        src: &mut dyn Blocks,
+        v: &LogView,
+        x: u64,
+        want: bool,
+    ) -> Result<Option<(RecordHeader, Option<Vec<u8>>, u64, u64, bool)>, MlogError> {
+        let g = &v.g;
+        let bs = g.bs;
+        let x2 = match (&self.last, self.copy_seen) {
+            (Some(p), false) => g.copy_pos(x, u64::from(p.len)),
+            _ => None,
+        };
+        let anchors = [Some(x), x2];
+        let furthest = anchors
+            .iter()
+            .flatten()
+            .filter_map(|&a| g.copy_pos(a, MIRRORED_MAX_RECORD))
+            .max()
+            .unwrap_or(x)
+            .min(self.limit.saturating_sub(REC_HDR_LEN));
+        let gen_le = v.gen.to_le_bytes();
+        let mut b = x / bs;
+        while b.saturating_mul(bs) <= furthest {
+            let mut cands = Vec::new();
+            {
+                let Some(blk) = src.block(b)? else { break };
+                let lo = if b == x / bs { x % bs + 1 } else { 0 }.max(BLK_HDR_LEN);
+                let mut r = lo;
+                while r + REC_HDR_LEN <= bs && b * bs + r <= furthest {
+                    let at = r as usize;
+                    // Cheap filter first: the generation field.
+                    if blk.get(at + 8..at + 16) == Some(&gen_le[..]) {
+                        if let Some(h) = blk.get(at..).and_then(RecordHeader::decode) {
+                            let y = b * bs + r;
+                            let len = u64::from(h.len);
+                            let placed = Some(y) == x2
+                                || anchors.iter().flatten().any(|&a| g.copy_pos(a, len) == Some(y));
+                            if placed
+                                && len <= MIRRORED_MAX_RECORD
+                                && follows(self.last.as_ref(), &h)
+                            {
+                                cands.push(y);
+                            }
+                        }
+                    }
+                    r += 1;
+                }
+            }
+            for y in cands {
+                if let Parsed::Good { hdr, end, payload } =
+                    parse_at_mode(src, g, v.log_id, v.gen, y, false, want, false)?
+                {
+                    if end <= self.limit && follows(self.last.as_ref(), &hdr) {
+                        return Ok(Some((hdr, payload, y, end, Some(y) != x2)));
+                    }
+                }
+            }
+            b += 1;
+        }
+        Ok(None)
+    }
+}
+
+/// Look for a valid record of the generation (seq at least `min_seq`) at
+/// every byte of the block of `from` after `from`, with a cheap filter
+/// before the checksum; from the first one found, walk on.
+#[allow(clippy::too_many_arguments)]
+fn rest_of_block(
     src: &mut dyn Blocks,
     g: &Geom,
     log_id: u64,
     gen: u64,
-    mut q: u64,
-    strict: bool,
+    from: u64,
+    min_seq: u64,
     seen: &mut dyn FnMut(&RecordHeader),
-) -> Result<u64, MlogError> {
-    while let Some(h) = g.hdr_pos(q) {
-        if h.saturating_add(REC_HDR_LEN) > g.size() {
-            break;
+) -> Result<(), MlogError> {
+    let bs = g.bs;
+    let block = from / bs;
+    let mut q = from.saturating_add(1);
+    while q / bs == block && q.saturating_add(REC_HDR_LEN) <= g.size() {
+        let r = q % bs;
+        if r < BLK_HDR_LEN || bs - r < REC_HDR_LEN {
+            q += 1;
+            continue;
         }
-        let fresh = q <= (h / g.bs) * g.bs;
-        match parse_at_mode(src, g, log_id, gen, h, fresh, false, strict)? {
-            Parsed::Good { hdr, end, .. } => {
+        let plausible = {
+            let Some(blk) = src.block(block)? else {
+                break;
+            };
+            blk.get(r as usize..(r + REC_HDR_LEN) as usize)
+                .and_then(RecordHeader::decode)
+                .is_some_and(|h| h.gen == gen && h.seq >= min_seq)
+        };
+        if plausible {
+            if let Parsed::Good { hdr, end, .. } =
+                parse_at_mode(src, g, log_id, gen, q, false, false, false)?
+            {
                 seen(&hdr);
-                q = end;
+                walk(src, g, log_id, gen, end, false, seen)?;
+                break;
             }
-            Parsed::Bad(_) => break,
         }
+        q += 1;
     }
-    Ok(q)
+    Ok(())
 }
 
 /// The recovery scan: follow the chain of records from the start while each
-/// verifies and follows its predecessor; then look past the stop for valid
-/// records that prove the stop is corruption rather than a crash.
-pub(crate) fn scan(
-    src: &mut dyn Blocks,
-    g: &Geom,
-    log_id: u64,
-    gen: u64,
-) -> Result<ScanResult, MlogError> {
+/// verifies and follows its predecessor (in a mirrored log, using the
+/// second copy of a record whose first copy fails); then look past the stop
+/// for valid records that prove the stop is corruption rather than a crash.
+pub(crate) fn scan(src: &mut dyn Blocks, v: &LogView) -> Result<ScanResult, MlogError> {
+    let (g, log_id, gen) = (&v.g, v.log_id, v.gen);
     let bs = g.bs;
-    let mut p = 0u64;
-    let mut last: Option<RecordHeader> = None;
+    let mut chain = Chain::new(g.size());
     let mut records = 0u64;
+    let mut repaired_n = 0u64;
     let mut max_epoch = 0u32;
-    let why;
-    loop {
-        let h = match g.hdr_pos(p) {
-            Some(h) if h.saturating_add(REC_HDR_LEN) <= g.size() => h,
-            _ => {
-                why = "log full";
-                break;
-            }
-        };
-        let fresh = p <= (h / bs) * bs;
-        match parse_at(src, g, log_id, gen, h, fresh, false)? {
-            Parsed::Good { hdr, end, .. } if follows(last.as_ref(), &hdr) => {
+    let (bad_at, why) = loop {
+        match chain.next(src, v, false)? {
+            Step::Rec { hdr, repaired, .. } => {
                 max_epoch = max_epoch.max(hdr.epoch);
-                last = Some(hdr);
                 records += 1;
-                p = end;
+                repaired_n += u64::from(repaired);
             }
-            Parsed::Good { .. } => {
-                why = "record out of sequence";
-                break;
-            }
-            Parsed::Bad(r) => {
-                why = r;
-                break;
-            }
+            Step::Stop { at, why } => break (at, why),
+            Step::End => break (g.hdr_pos(chain.pos).unwrap_or(chain.pos), "log full"),
         }
-    }
+    };
+    let p = chain.pos;
+    let last = chain.last;
     // Look past the stop for valid records of this generation.
-    let bad_at = g.hdr_pos(p).unwrap_or(p);
     let mut corrupt = None;
     let mut seen = |hdr: &RecordHeader| {
         max_epoch = max_epoch.max(hdr.epoch);
@@ -346,32 +575,7 @@ pub(crate) fn scan(
     //    length is unknown), with a cheap filter before the checksum.
     let stop_block = bad_at / bs;
     let min_seq = last.map_or(0, |l| l.seq.saturating_add(1));
-    let mut q = bad_at.saturating_add(1);
-    while q / bs == stop_block && q.saturating_add(REC_HDR_LEN) <= g.size() {
-        let r = q % bs;
-        if r < BLK_HDR_LEN || bs - r < REC_HDR_LEN {
-            q += 1;
-            continue;
-        }
-        let plausible = {
-            let Some(blk) = src.block(stop_block)? else {
-                break;
-            };
-            blk.get(r as usize..(r + REC_HDR_LEN) as usize)
-                .and_then(RecordHeader::decode)
-                .is_some_and(|h| h.gen == gen && h.seq >= min_seq)
-        };
-        if plausible {
-            if let Parsed::Good { hdr, end, .. } =
-                parse_at_mode(src, g, log_id, gen, q, false, false, false)?
-            {
-                seen(&hdr);
-                walk(src, g, log_id, gen, end, false, &mut seen)?;
-                break;
-            }
-        }
-        q += 1;
-    }
+    rest_of_block(src, g, log_id, gen, bad_at, min_seq, &mut seen)?;
     // 3. From every later block whose header names a first record, until
     //    RESYNC_GAP bytes of blocks in a row belong to no record of this
     //    generation (past the furthest write of the generation, only a flush
@@ -413,6 +617,12 @@ pub(crate) fn scan(
             true,
             &mut seen,
         )?;
+        // The walk stopped at a record that fails (or the end): the rest of
+        // that block too, as for the stop block (a damaged record must not
+        // hide the records after it in its block).
+        if let Some(h) = g.hdr_pos(q) {
+            rest_of_block(src, g, log_id, gen, h, min_seq, &mut seen)?;
+        }
         let next = g.hdr_pos(q).map_or(g.nblocks, |h| h / bs + 1);
         b = next.max(b + 1);
     }
@@ -422,5 +632,6 @@ pub(crate) fn scan(
         records,
         max_epoch,
         corrupt,
+        repaired: repaired_n,
     })
 }

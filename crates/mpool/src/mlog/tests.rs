@@ -381,7 +381,7 @@ mod hostile {
             let mut img = bytes.clone();
             img.resize(img.len().div_ceil(s).max(3) * s, 0);
             let len = img.len() as u64;
-            let hdr = LogHeader { log_id: 0, gen: 1, epoch: 1, block_size: sector, nblocks: len / u64::from(sector) - 2 };
+            let hdr = LogHeader { log_id: 0, gen: 1, epoch: 1, block_size: sector, nblocks: len / u64::from(sector) - 2, mirrored: false };
             let mut h = vec![0u8; s];
             hdr.encode(&mut h);
             img[..s].copy_from_slice(&h);
@@ -424,6 +424,7 @@ fn plant_headers(dev: &Arc<FaultDevice>, ext: &std::ops::Range<u64>, id: u64, ge
         epoch,
         block_size: bs as u32,
         nblocks: (ext.end - ext.start) / bs - 2,
+        mirrored: false,
     };
     let reqs = (0..2)
         .map(|i| {

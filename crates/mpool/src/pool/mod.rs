@@ -284,6 +284,16 @@ impl Pool {
             .map(MlogId::new_unchecked)
     }
 
+    /// Allocate a user mlog that writes every record twice (see "Mirrored
+    /// logs" in `docs/format.md`): a record whose flush completed survives
+    /// rot in one copy, for twice the log space and no extra flush. Needs a
+    /// version-3 pool; records are at most 1 MiB.
+    pub fn mlog_alloc_mirrored(&self, class: MediaClass, capacity: u64) -> Result<MlogId> {
+        self.pmd()?
+            .mlog_alloc_mirrored(class, capacity)
+            .map(MlogId::new_unchecked)
+    }
+
     /// Commit a user mlog: it survives crashes from now on.
     pub fn mlog_commit(&self, id: MlogId) -> Result<ObjectProps> {
         self.pmd()?.log_commit(id.object_id())
@@ -346,6 +356,30 @@ impl Pool {
     /// Compact every pool-metadata MDC now (normally done in the background).
     pub fn compact_metadata(&self) -> Result<()> {
         self.pmd()?.compact_all()
+    }
+
+    /// Make every pool-metadata log mirrored (each record written twice,
+    /// so that rot in one copy of a durable record never loses it: see
+    /// "Mirrored logs" in `docs/format.md`): MDC0 and each of MDC1..N whose
+    /// active log is not mirrored yet is compacted, crash-safely. Needs a
+    /// version-3 pool (`mpool upgrade` writes the version, reopens, then
+    /// calls this); user MDCs become mirrored at their next compaction.
+    /// Returns how many MDCs were compacted (0 when all were mirrored).
+    pub fn mirror_metadata(&self) -> Result<u32> {
+        self.pmd()?.mirror_metadata()
+    }
+
+    /// The device bytes (on the capacity device) of the last flush set of
+    /// each pool-metadata MDC's active log, named "MDC0", "MDC1"... For
+    /// tests that damage them. With the `internals` feature only.
+    #[cfg(feature = "internals")]
+    pub fn metadata_last_flush_sets(&self) -> Result<Vec<(String, std::ops::Range<u64>)>> {
+        self.pmd()?.metadata_last_flush_sets()
+    }
+
+    /// Whether every pool-metadata log (MDC0, MDC1..N) is mirrored.
+    pub fn metadata_mirrored(&self) -> Result<bool> {
+        Ok(self.pmd()?.metadata_mirrored())
     }
 
     /// State of each pool-metadata MDC.

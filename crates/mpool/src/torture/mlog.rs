@@ -48,6 +48,10 @@ pub struct MlogTortureConfig {
     pub mdc_steps: usize,
     /// Sector sizes to exercise, alternating between instances.
     pub sectors: Vec<u32>,
+    /// Whether the log and the MDC are mirrored (docs/format.md, "Mirrored
+    /// logs"): each instance takes one of these, chosen by its seed (so a
+    /// replay reproduces it; see [`instance_mirrored`]).
+    pub mirrored: Vec<bool>,
     /// Replay one crash point only: `(instance seed, sector, crash point)`,
     /// as a [`Violation`] names them. `crash_points` is ignored then.
     pub replay: Option<(u64, u32, u64)>,
@@ -63,8 +67,17 @@ impl Default for MlogTortureConfig {
             records_per_round: 8,
             mdc_steps: 30,
             sectors: vec![512, 4096],
+            mirrored: vec![false, true],
             replay: None,
         }
+    }
+}
+
+/// Whether the instance of seed `seed` runs on mirrored logs.
+pub fn instance_mirrored(cfg: &MlogTortureConfig, seed: u64) -> bool {
+    match cfg.mirrored.len() {
+        0 => false,
+        n => cfg.mirrored[(mix(seed ^ 0x6d69_7272) % n as u64) as usize],
     }
 }
 
@@ -149,6 +162,7 @@ struct Instance<'a> {
     cfg: &'a MlogTortureConfig,
     seed: u64,
     sector: u32,
+    mirrored: bool,
 }
 
 impl Instance<'_> {
@@ -156,8 +170,8 @@ impl Instance<'_> {
     fn setup(&self) -> Option<Arc<FaultDevice>> {
         let f = Arc::new(FaultDevice::new(DEV_SIZE, self.sector));
         let d: Arc<dyn Device> = f.clone();
-        Mlog::create(d.clone(), LOG_EXT, LOG_ID).ok()?;
-        Mdc::create(d, MDC_A, MDC_B, MDC_ID).ok()?;
+        Mlog::create_with(d.clone(), LOG_EXT, LOG_ID, self.mirrored).ok()?;
+        Mdc::create_with(d, MDC_A, MDC_B, MDC_ID, self.mirrored).ok()?;
         Some(f)
     }
 
@@ -420,10 +434,19 @@ fn read_mdc(mdc: &Mdc) -> Result<Vec<Vec<u8>>, String> {
 
 /// Reopen after the crash, check against the model, then append after
 /// recovery and check that too.
-fn verify(g: FaultDevice, lm: &LogModel, mm: &MdcModel, threads: usize) -> Result<(), String> {
+fn verify(
+    g: FaultDevice,
+    lm: &LogModel,
+    mm: &MdcModel,
+    threads: usize,
+    mirrored: bool,
+) -> Result<(), String> {
     let g = Arc::new(g);
     let d: Arc<dyn Device> = g.clone();
     let log = Mlog::open(d.clone(), LOG_EXT, LOG_ID).map_err(|e| format!("mlog open: {e}"))?;
+    if log.is_mirrored() != mirrored {
+        return Err(format!("the log opens with mirrored {}", log.is_mirrored()));
+    }
     if let Some((off, why)) = log.corruption() {
         return Err(format!("mlog open reports corruption at {off}: {why}"));
     }
@@ -545,6 +568,7 @@ pub fn run_mlog(cfg: &MlogTortureConfig, progress: &mut dyn FnMut(u64, u64)) -> 
             cfg: &cfg,
             seed,
             sector,
+            mirrored: instance_mirrored(&cfg, seed),
         };
         let viol = |point: Option<u64>, mode: String, what: String| Violation {
             seed,
@@ -563,7 +587,13 @@ pub fn run_mlog(cfg: &MlogTortureConfig, progress: &mut dyn FnMut(u64, u64)) -> 
         let (lm, mm) = inst.workload(&f);
         let ops = f.stats().ops - base;
         rep.instances.push((seed, sector, ops));
-        if let Err(e) = verify(f.reboot(CrashMode::DropAll), &lm, &mm, cfg.threads) {
+        if let Err(e) = verify(
+            f.reboot(CrashMode::DropAll),
+            &lm,
+            &mm,
+            cfg.threads,
+            inst.mirrored,
+        ) {
             rep.add(viol(None, "drop-all".into(), e));
         }
         // Crash points of this instance.
@@ -585,7 +615,7 @@ pub fn run_mlog(cfg: &MlogTortureConfig, progress: &mut dyn FnMut(u64, u64)) -> 
             };
             f.crash_after(f.stats().ops + p);
             let (lm, mm) = inst.workload(&f);
-            if let Err(e) = verify(f.reboot(mode), &lm, &mm, cfg.threads) {
+            if let Err(e) = verify(f.reboot(mode), &lm, &mm, cfg.threads, inst.mirrored) {
                 rep.add(viol(Some(p), mode_name(&mode), e));
             }
             done += 1;
@@ -598,7 +628,12 @@ pub fn run_mlog(cfg: &MlogTortureConfig, progress: &mut dyn FnMut(u64, u64)) -> 
 
 /// Replay crash point `p` of the instance `(seed, sector)`.
 fn replay_one(cfg: &MlogTortureConfig, seed: u64, sector: u32, p: u64, rep: &mut TortureReport) {
-    let inst = Instance { cfg, seed, sector };
+    let inst = Instance {
+        cfg,
+        seed,
+        sector,
+        mirrored: instance_mirrored(cfg, seed),
+    };
     let mode = crash_mode(seed, p);
     let viol = |what: String| Violation {
         seed,
@@ -614,7 +649,7 @@ fn replay_one(cfg: &MlogTortureConfig, seed: u64, sector: u32, p: u64, rep: &mut
     };
     f.crash_after(f.stats().ops + p);
     let (lm, mm) = inst.workload(&f);
-    if let Err(e) = verify(f.reboot(mode), &lm, &mm, cfg.threads) {
+    if let Err(e) = verify(f.reboot(mode), &lm, &mm, cfg.threads, inst.mirrored) {
         rep.add(viol(e));
     }
     rep.crash_points = 1;
@@ -634,7 +669,20 @@ mod tests {
             records_per_round: 5,
             mdc_steps: 20,
             sectors: vec![512, 4096],
+            mirrored: vec![false, true],
             replay: None,
+        };
+        let rep = run_mlog(&cfg, &mut |_, _| {});
+        for v in &rep.details {
+            eprintln!("{v}");
+        }
+        assert_eq!(rep.crash_points, 60);
+        assert_eq!(rep.violations, 0);
+        // Mirrored logs only.
+        let cfg = MlogTortureConfig {
+            seed: 8,
+            mirrored: vec![true],
+            ..cfg
         };
         let rep = run_mlog(&cfg, &mut |_, _| {});
         for v in &rep.details {

@@ -108,3 +108,34 @@ fn mblock_lifecycle_and_reopen() {
     let next = pool.mblock_alloc(MediaClass::Capacity).unwrap();
     assert!(![id, gone, uncommitted, full].contains(&next));
 }
+
+/// A read-only open writes nothing, even where a read-write open would
+/// clean up: after a metadata compaction the previous logs still hold
+/// records, and opening the pool read-only (on a read-only device) must
+/// neither erase them nor fail.
+#[test]
+fn a_compacted_pool_opens_read_only() {
+    let _env = crate::env_lock();
+    let d = crate::scratch_env();
+    let cap = crate::cap_spec(d.path(), 64 << 20, 1 << 20);
+    let pool = mpool::Pool::create("rocompact", &cap, &mpool::CreateOptions::default()).unwrap();
+    let id = pool.mblock_alloc(mpool::MediaClass::Capacity).unwrap();
+    pool.mblock_write(id, b"kept across a compaction").unwrap();
+    pool.mblock_commit(id).unwrap();
+    pool.compact_metadata().unwrap();
+    pool.close().unwrap();
+    let before = std::fs::read(&cap.path).unwrap();
+    let ro = mpool::OpenOptions {
+        read_only: true,
+        ..Default::default()
+    };
+    let pool = mpool::Pool::open("rocompact", &ro).expect("read-only open after a compaction");
+    let mut buf = vec![0u8; 24];
+    pool.mblock_read(id, 0, &mut buf).unwrap();
+    assert_eq!(&buf, b"kept across a compaction");
+    drop(pool);
+    assert!(
+        std::fs::read(&cap.path).unwrap() == before,
+        "a read-only open wrote to the device"
+    );
+}

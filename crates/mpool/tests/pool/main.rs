@@ -10,5 +10,6 @@ mod degraded_open;
 mod format_golden_v1;
 mod format_golden_v2;
 mod member_identity;
+mod metadata_rot;
 mod stress;
 mod upgrade_crash_sweep;
