@@ -163,6 +163,12 @@ fn run_flips_cmd(a: FlipsArgs) -> anyhow::Result<ExitCode> {
         rep.rounds, rep.open_refused, rep.reads_ok, rep.read_errors, rep.mlog_tails_dropped
     )?;
     if rep.violations > 0 {
+        let kinds: Vec<String> = rep
+            .by_kind
+            .iter()
+            .map(|(k, n)| format!("{k}: {n}"))
+            .collect();
+        writeln!(out, "violations by kind: {}", kinds.join(", "))?;
         writeln!(
             out,
             "  reproduce: mpool torture flips --seed {seed} --rounds {} --max-flips {} --sector {}",

@@ -71,6 +71,8 @@ pub struct FlipReport {
     pub mlog_tails_dropped: u64,
     /// Violations (all counted; `details` keeps the first 100).
     pub violations: u64,
+    /// Violations by kind: `wrong data`, `object set`, `log records`, `panic`, `build`.
+    pub by_kind: std::collections::BTreeMap<&'static str, u64>,
     /// What each violation was, with its round and the flipped offsets.
     pub details: Vec<String>,
 }
@@ -78,6 +80,18 @@ pub struct FlipReport {
 impl FlipReport {
     fn violation(&mut self, round: u64, flips: &[(u64, u8)], what: String) {
         self.violations += 1;
+        let kind = if what.contains("wrong data") {
+            "wrong data"
+        } else if what.starts_with("object set") {
+            "object set"
+        } else if what.contains("records that were not appended") {
+            "log records"
+        } else if what.starts_with("panic") {
+            "panic"
+        } else {
+            "build"
+        };
+        *self.by_kind.entry(kind).or_default() += 1;
         if self.details.len() < 100 {
             let at: Vec<String> = flips
                 .iter()
