@@ -266,6 +266,19 @@ pub enum ObjectError {
         /// Computed now.
         computed: u32,
     },
+    /// Bytes of a committed mblock do not match their checksums (read
+    /// twice): the data is not returned. `offset..offset + len` are the
+    /// content bytes of the checksum blocks that failed (a legacy mblock,
+    /// which has one checksum for its whole content: all of it).
+    #[error("mblock {id}: bytes {offset}..{} do not match their checksums", offset + len)]
+    Checksum {
+        /// The mblock.
+        id: ObjectId,
+        /// First damaged byte of its content.
+        offset: u64,
+        /// Damaged bytes.
+        len: u64,
+    },
     /// The object is open (an mlog or MDC handle is alive).
     #[error("object {0} is open; close it first")]
     Busy(ObjectId),

@@ -19,6 +19,7 @@
 
 mod background;
 mod compaction;
+mod csum;
 mod lifecycle;
 pub(crate) mod mblock;
 mod object;
@@ -28,6 +29,8 @@ mod replay;
 mod shard;
 
 pub use reader::MblockReader;
+
+pub use csum::{Damage, DEFAULT_CSUM_CACHE_BYTES, DEFAULT_CSUM_SHIFT};
 
 pub use object::ObjectProps;
 pub use read::{AlignedRead, MblockRead};
@@ -155,6 +158,8 @@ struct Inner {
     features: crate::format::Features,
     wake: (Mutex<bool>, Condvar),
     compactions: AtomicU64,
+    /// Checksum tables of mblocks read, mismatches found.
+    csums: csum::Csums,
 }
 
 /// The pool metadata and object operations of an open pool.
@@ -339,7 +344,7 @@ impl Catalog {
                     let classes = &classes;
                     s.spawn(move || -> Result<Shard> {
                         let mdc = Mdc::open(dev, ea, eb, u64::from(index))?;
-                        let mut r = replay(index, &mdc, features.shared_commit())?;
+                        let mut r = replay(index, &mdc, features)?;
                         if let Some(bad) = r
                             .objs
                             .keys()
@@ -431,6 +436,20 @@ impl Catalog {
                     ))
                     .into());
                 }
+                let footprint = crate::format::record::CsumLayout {
+                    len: u64::from(o.a),
+                    shift: o.shift,
+                    sector: u64::from(c.dev.sector()),
+                }
+                .footprint();
+                if id.ty() == ObjType::Mblock && o.shift > 0 && footprint > c.zone_size {
+                    return Err(MetadataError::Corrupt(format!(
+                        "mblock {id} is {} bytes long; with its checksum table it takes \
+                         {footprint} bytes, and its zone holds {}",
+                        o.a, c.zone_size
+                    ))
+                    .into());
+                }
                 for (z, n) in o.zones(id.ty()) {
                     c.map
                         .claim(z, n)
@@ -455,6 +474,7 @@ impl Catalog {
             features,
             wake: (Mutex::new(false), Condvar::new()),
             compactions: AtomicU64::new(0),
+            csums: csum::Csums::new(),
         });
         let compactor = if read_only {
             None

@@ -20,4 +20,9 @@ impl Features {
     pub(crate) fn shared_commit(self) -> bool {
         self.version >= 2
     }
+    /// Pool-metadata record type 8: every mblock commit stores a table of
+    /// per-block CRC-32C checksums after its content.
+    pub(crate) fn block_csums(self) -> bool {
+        self.version >= 3
+    }
 }

@@ -73,6 +73,16 @@ impl Pool {
         read_only: bool,
         pmd: Option<Catalog>,
     ) -> Pool {
+        if let Some(pmd) = &pmd {
+            // Every checksum mismatch goes to the run directory, where the
+            // pool's health (in this process or any other) finds it.
+            let uuid = sb.pool_uuid.to_string();
+            pmd.set_damage_sink(Box::new(move |d| {
+                if let Err(e) = rundir::record_damage(&uuid, d) {
+                    tracing::warn!("recording a checksum mismatch: {e}");
+                }
+            }));
+        }
         Pool {
             inner: Arc::new(PoolInner {
                 pmd,
@@ -155,6 +165,82 @@ impl Pool {
         self.pmd()?.mblock_alloc(class).map(MblockId::new_unchecked)
     }
 
+    /// Allocate an mblock in `class` whose commit stores a checksum per
+    /// `block` bytes of content (a power of two, 4 KiB to 64 KiB), instead
+    /// of the pool's current size ([`Pool::set_csum_block`]). Format
+    /// version 3 only ([`Error::InvalidArgument`] otherwise).
+    pub fn mblock_alloc_csum(&self, class: MediaClass, block: u32) -> Result<MblockId> {
+        self.pmd()?
+            .mblock_alloc_csum(class, block)
+            .map(MblockId::new_unchecked)
+    }
+
+    /// The checksum block size of mblocks allocated from now on by
+    /// [`Pool::mblock_alloc`] in this handle (and its clones): a power of
+    /// two, 4 KiB to 64 KiB; the default is 4 KiB
+    /// ([`crate::DEFAULT_CSUM_SHIFT`]). Each mblock's record keeps its own
+    /// size, so pools mix them freely.
+    pub fn set_csum_block(&self, bytes: u32) -> Result<()> {
+        self.pmd()?.set_csum_block(bytes)
+    }
+
+    /// The checksum block size [`Pool::mblock_alloc`] gives new mblocks;
+    /// `None` in a pool of format version 1 or 2 (no block checksums).
+    pub fn csum_block(&self) -> Result<Option<u32>> {
+        Ok(self.pmd()?.csum_block())
+    }
+
+    /// Bound the memory of cached checksum tables (one per mblock read
+    /// recently, about 1/1024 of its content in 4 KiB blocks) to `bytes`;
+    /// the least recently used go first. The default is
+    /// [`crate::DEFAULT_CSUM_CACHE_BYTES`]. A table not cached is read
+    /// again (format version 3) or, for a legacy mblock, derived again by
+    /// reading the whole mblock.
+    pub fn set_csum_cache_bytes(&self, bytes: u64) -> Result<()> {
+        self.pmd()?.set_csum_cache_bytes(bytes);
+        Ok(())
+    }
+
+    /// Bytes of checksum tables cached now.
+    pub fn csum_cache_bytes(&self) -> Result<u64> {
+        Ok(self.pmd()?.csum_cache_bytes())
+    }
+
+    /// The most content a new mblock of `class` holds: its zone size, less
+    /// the room the checksum table of a full mblock takes (format version
+    /// 3, at the current checksum block size).
+    pub fn mblock_capacity(&self, class: MediaClass) -> Result<u64> {
+        let members = lock(&self.inner.members);
+        let m = members
+            .iter()
+            .find(|m| m.class == class)
+            .ok_or(crate::error::PoolError::NoSuchClass(class))?;
+        Ok(match self.pmd()?.csum_block() {
+            Some(b) => crate::format::record::CsumLayout::capacity(
+                m.zone_size,
+                u64::from(m.dev.sector()),
+                b.trailing_zeros() as u8,
+            ),
+            None => m.zone_size,
+        })
+    }
+
+    /// Every checksum mismatch recorded for this pool: found by this
+    /// process, or recorded in the run directory by any process since
+    /// (`check` replaces the record with what it finds). What the health
+    /// counts.
+    pub fn checksum_damage(&self) -> Vec<crate::Damage> {
+        let mut all = rundir::read_damage(&self.inner.uuid.to_string());
+        if let Some(pmd) = &self.inner.pmd {
+            for d in pmd.damage_found() {
+                if !all.contains(&d) {
+                    all.push(d);
+                }
+            }
+        }
+        all
+    }
+
     /// Append `data` to an uncommitted mblock (any length; large writes go
     /// to the device as many requests in flight).
     pub fn mblock_write(&self, id: MblockId, data: &[u8]) -> Result<()> {
@@ -186,8 +272,24 @@ impl Pool {
 
     /// Delete a committed mblock: durable when this returns (a crash can
     /// never bring it back), and only then is its zone free for reuse.
+    /// Checksum mismatches recorded for it are forgotten.
     pub fn mblock_delete(&self, id: MblockId) -> Result<()> {
-        self.pmd()?.delete(id.object_id(), true)
+        self.pmd()?.delete(id.object_id(), true)?;
+        self.forget_damage(id.object_id());
+        Ok(())
+    }
+
+    /// Drop a deleted mblock's ranges from the damage record.
+    fn forget_damage(&self, id: ObjectId) {
+        let uuid = self.inner.uuid.to_string();
+        if rundir::read_damage(&uuid).iter().any(|d| d.id == id) {
+            if let Err(e) = rundir::rewrite_damage(&uuid, |d| d.id != id, &[]) {
+                tracing::warn!("forgetting the checksum mismatches of {id}: {e}");
+            }
+        }
+        if let Some(pmd) = &self.inner.pmd {
+            pmd.forget_damage(id);
+        }
     }
 
     /// Delete a committed mblock without waiting for the delete to be
@@ -201,7 +303,9 @@ impl Pool {
     /// serves many deletes. [`Pool::sync`] makes every deferred delete
     /// durable.
     pub fn mblock_delete_deferred(&self, id: MblockId) -> Result<()> {
-        self.pmd()?.delete(id.object_id(), false)
+        self.pmd()?.delete(id.object_id(), false)?;
+        self.forget_damage(id.object_id());
+        Ok(())
     }
 
     /// Make every deferred delete durable ([`Pool::mblock_delete_deferred`]);
@@ -211,6 +315,13 @@ impl Pool {
     }
 
     /// Read `buf.len()` bytes at `offset` of a committed mblock.
+    ///
+    /// Every read path verifies the bytes against the mblock's checksums
+    /// before it returns them: a mismatch (after a second read) is
+    /// [`crate::ObjectError::Checksum`] naming the damaged bytes, is counted
+    /// in the pool's health, and no data comes back. The first read of an
+    /// mblock loads its checksum table (a legacy mblock, of a format-1 or
+    /// -2 pool, is read whole once to check its whole-content CRC).
     ///
     /// The pool has three ways to read: this one, for one read into a byte
     /// slice; [`Pool::mblock_read_batch`], for many reads into byte slices
@@ -264,9 +375,30 @@ impl Pool {
         Ok(self.pmd()?.count())
     }
 
-    /// Verify a committed mblock's content against the CRC recorded at commit.
+    /// Verify a committed mblock's whole content against its checksums
+    /// (every block of a format-3 mblock; the whole-content CRC recorded
+    /// at commit of a legacy one): the first damaged range is
+    /// [`crate::ObjectError::Checksum`].
     pub fn mblock_verify(&self, id: MblockId) -> Result<()> {
         self.pmd()?.verify(id.object_id())
+    }
+
+    /// Every damaged range of a committed mblock, reading all of it (a
+    /// damaged checksum table included; see [`crate::Damage`]). Each is
+    /// recorded for the pool's health.
+    pub fn mblock_scrub(&self, id: MblockId) -> Result<Vec<crate::Damage>> {
+        self.pmd()?.scrub_id(id.object_id())
+    }
+
+    /// Replace the pool's record of checksum mismatches with `found`: what
+    /// a scrub of every mblock ([`Pool::check`]) found.
+    pub(crate) fn reset_damage(&self, found: &[crate::Damage]) {
+        if let Some(pmd) = &self.inner.pmd {
+            pmd.reset_damage(found);
+        }
+        if let Err(e) = rundir::rewrite_damage(&self.inner.uuid.to_string(), |_| false, found) {
+            tracing::warn!("recording the checksum mismatches check found: {e}");
+        }
     }
 
     /// Allocate a user mlog of at least `capacity` bytes (whole zones) in `class`.

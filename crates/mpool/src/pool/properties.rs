@@ -196,10 +196,27 @@ impl Pool {
             .collect()
     }
 
-    /// Health: `ok`, or what is wrong.
+    /// Health: `ok`, or `degraded (...)` saying what is wrong: damaged
+    /// superblock copies, and the checksum mismatches found in mblock
+    /// content by any process ([`Pool::checksum_damage`]), as `N checksum
+    /// error(s)`.
     pub fn health(&self) -> String {
+        let mut bad = self.superblock_damage();
+        let n = self.checksum_damage().len();
+        if n > 0 {
+            bad.push(format!("{n} checksum error(s)"));
+        }
+        if bad.is_empty() {
+            "ok".into()
+        } else {
+            format!("degraded ({})", bad.join("; "))
+        }
+    }
+
+    /// What is wrong with the superblock copies of the members.
+    pub(crate) fn superblock_damage(&self) -> Vec<String> {
         let members = lock(&self.inner.members);
-        let bad: Vec<String> = members
+        members
             .iter()
             .flat_map(|m| {
                 let name = m
@@ -210,12 +227,7 @@ impl Pool {
                     .iter()
                     .map(move |(i, why)| format!("{name} superblock copy {i}: {why}"))
             })
-            .collect();
-        if bad.is_empty() {
-            "ok".into()
-        } else {
-            format!("degraded ({})", bad.join("; "))
-        }
+            .collect()
     }
 
     /// Every property.
