@@ -256,16 +256,6 @@ pub enum ObjectError {
         /// Its content length.
         size: u64,
     },
-    /// Content does not match the checksum stored at commit.
-    #[error("mblock {id}: content checksum {computed:#010x} does not match {stored:#010x} recorded at commit")]
-    ChecksumMismatch {
-        /// The mblock.
-        id: ObjectId,
-        /// Recorded at commit.
-        stored: u32,
-        /// Computed now.
-        computed: u32,
-    },
     /// Bytes of a committed mblock do not match their checksums (read
     /// twice): the data is not returned. `offset..offset + len` are the
     /// content bytes of the checksum blocks that failed (a legacy mblock,

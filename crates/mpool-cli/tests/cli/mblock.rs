@@ -91,7 +91,7 @@ fn mblock_write_read_stat_list_delete() {
     std::fs::write(sb.path("big.bin"), vec![1u8; (1 << 20) + 1]).unwrap();
     sb.fail_with(
         &["mblock", "write", "mb", &sb.p("big.bin")],
-        &["more than the pool's mblock size"],
+        &["more than one mblock holds"],
     );
     assert_eq!(
         sb.json(&["mblock", "list", "mb", "--json"])
@@ -162,7 +162,8 @@ fn input_larger_than_the_mblock_size_is_refused_with_the_limit() {
     let o = sb.fail_with(
         &["mblock", "write", "big", &sb.p("big.bin")],
         &[
-            "is 4.8 MiB (5000000 bytes), more than the pool's mblock size, 1.0 MiB (1048576 bytes)",
+            "is 4.8 MiB (5000000 bytes), more than one mblock holds, ",
+            "(1044480 bytes: the pool's mblock size, 1.0 MiB (1048576 bytes), less the mblock's checksum table)",
             "nothing written",
             "split the data",
             "--mblock-size",
@@ -186,7 +187,8 @@ fn input_larger_than_the_mblock_size_is_refused_with_the_limit() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success(), "{err}");
     assert!(
-        err.contains("mpool: hint: the pool's mblock size, 1.0 MiB (1048576 bytes), is the most one mblock holds; split the data")
+        err.contains("mpool: hint: ")
+            && err.contains("(1044480 bytes) is the most one mblock holds (the pool's mblock size, less the mblock's checksum table in a format-3 pool); split the data")
             && err.contains("--mblock-size"),
         "{err}"
     );

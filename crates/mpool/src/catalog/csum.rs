@@ -83,9 +83,12 @@ struct Entry {
 }
 
 /// Checksum tables by object, bounded in bytes, least recently used out.
-/// Lookups take a shared lock and stamp the entry; inserting evicts the
-/// least recently stamped down to 7/8 of the bound (so a full cache sorts
-/// its entries once per many inserts, not every time).
+/// Lookups take a shared lock and stamp the entry with the current epoch
+/// (a plain load of the shared counter, and a store only when the stamp
+/// changes: no cache line written by every read); each insert starts a new
+/// epoch, and one over the bound evicts the least recently stamped down to
+/// 7/8 of the bound (so a full cache sorts its entries once per many
+/// inserts, not every time).
 pub(crate) struct TableCache {
     map: RwLock<HashMap<u64, Entry>>,
     tick: AtomicU64,
@@ -117,8 +120,10 @@ impl TableCache {
     pub(crate) fn get(&self, id: u64) -> Option<Arc<Table>> {
         let m = rlock(&self.map);
         let e = m.get(&id)?;
-        e.used
-            .store(self.tick.fetch_add(1, Ordering::Relaxed), Ordering::Relaxed);
+        let now = self.tick.load(Ordering::Relaxed);
+        if e.used.load(Ordering::Relaxed) != now {
+            e.used.store(now, Ordering::Relaxed);
+        }
         Some(Arc::clone(&e.table))
     }
 
@@ -129,7 +134,7 @@ impl TableCache {
             return; // larger than the whole cache: used once, not kept
         }
         let mut m = wlock(&self.map);
-        let used = AtomicU64::new(self.tick.fetch_add(1, Ordering::Relaxed));
+        let used = AtomicU64::new(self.tick.fetch_add(1, Ordering::Relaxed) + 1);
         if let Some(old) = m.insert(id, Entry { table, used }) {
             self.bytes
                 .fetch_sub(old.table.mem_bytes(), Ordering::Relaxed);
@@ -353,14 +358,29 @@ impl Catalog {
         let (dev, base, len) = (c.dev.as_ref(), c.off(o.zone), u64::from(o.a));
         let mut out = Vec::new();
         if o.shift == 0 {
-            let crc = mblock::content_crc(dev, base, len)?;
-            if crc != o.b {
-                out.push(Damage {
-                    id,
-                    offset: 0,
-                    len,
-                    table: false,
-                });
+            // A legacy mblock: per block against the table derived when its
+            // whole CRC last matched, if it is cached; else by its CRC.
+            match self.inner.csums.cache.get(id.raw()) {
+                Some(t) => {
+                    for r in mblock::bad_blocks(dev, base, len, &t)? {
+                        out.push(Damage {
+                            id,
+                            offset: r.offset,
+                            len: r.len,
+                            table: false,
+                        });
+                    }
+                }
+                None => {
+                    if mblock::content_crc(dev, base, len)? != o.b {
+                        out.push(Damage {
+                            id,
+                            offset: 0,
+                            len,
+                            table: false,
+                        });
+                    }
+                }
             }
         } else {
             // From the media, not from the cache: a scrub reads it all.

@@ -30,6 +30,7 @@ mod shard;
 
 pub use reader::MblockReader;
 
+pub(crate) use csum::csum_shift_of;
 pub use csum::{Damage, DEFAULT_CSUM_CACHE_BYTES, DEFAULT_CSUM_SHIFT};
 
 pub use object::ObjectProps;

@@ -48,6 +48,9 @@ struct PoolInner {
     members: Mutex<Vec<MemberDev>>,
     /// Repairs made since the pool was opened (superblock copies rewritten).
     repairs: Mutex<Vec<crate::check::CheckRepair>>,
+    /// Checksum mismatches are recorded in the run directory (a pool
+    /// opened by path).
+    persist: bool,
 }
 
 /// An open pool. Cheap to clone; `Send + Sync`.
@@ -73,9 +76,12 @@ impl Pool {
         read_only: bool,
         pmd: Option<Catalog>,
     ) -> Pool {
-        if let Some(pmd) = &pmd {
-            // Every checksum mismatch goes to the run directory, where the
-            // pool's health (in this process or any other) finds it.
+        // A pool opened by path (the pools of the run directory): every
+        // checksum mismatch goes to the run directory, where the pool's
+        // health, in this process or any other, finds it. A pool on
+        // devices the caller opened (`open_on`) keeps them in memory.
+        let persist = members.iter().any(|m| m.path.is_some());
+        if let (Some(pmd), true) = (&pmd, persist) {
             let uuid = sb.pool_uuid.to_string();
             pmd.set_damage_sink(Box::new(move |d| {
                 if let Err(e) = rundir::record_damage(&uuid, d) {
@@ -92,6 +98,7 @@ impl Pool {
                 sb: Mutex::new(sb),
                 members: Mutex::new(members),
                 repairs: Mutex::new(Vec::new()),
+                persist,
             }),
         }
     }
@@ -208,21 +215,35 @@ impl Pool {
 
     /// The most content a new mblock of `class` holds: its zone size, less
     /// the room the checksum table of a full mblock takes (format version
-    /// 3, at the current checksum block size).
+    /// 3, at the current checksum block size). [`ObjectProps::capacity`]
+    /// tells it for each mblock.
     pub fn mblock_capacity(&self, class: MediaClass) -> Result<u64> {
-        let members = lock(&self.inner.members);
-        let m = members
+        match self.pmd()?.csum_block() {
+            Some(b) => self.mblock_capacity_with(class, b),
+            None => self.zone_of(class),
+        }
+    }
+
+    /// What an mblock of `class` with checksum blocks of `block` bytes
+    /// ([`Pool::mblock_alloc_csum`]) holds at most.
+    pub fn mblock_capacity_with(&self, class: MediaClass, block: u32) -> Result<u64> {
+        let shift = crate::catalog::csum_shift_of(block)?;
+        let zone = self.zone_of(class)?;
+        let sector = lock(&self.inner.members)
             .iter()
             .find(|m| m.class == class)
-            .ok_or(crate::error::PoolError::NoSuchClass(class))?;
-        Ok(match self.pmd()?.csum_block() {
-            Some(b) => crate::format::record::CsumLayout::capacity(
-                m.zone_size,
-                u64::from(m.dev.sector()),
-                b.trailing_zeros() as u8,
-            ),
-            None => m.zone_size,
-        })
+            .map_or(4096, |m| u64::from(m.dev.sector()));
+        Ok(crate::format::record::CsumLayout::capacity(
+            zone, sector, shift,
+        ))
+    }
+
+    fn zone_of(&self, class: MediaClass) -> Result<u64> {
+        lock(&self.inner.members)
+            .iter()
+            .find(|m| m.class == class)
+            .map(|m| m.zone_size)
+            .ok_or_else(|| crate::error::PoolError::NoSuchClass(class).into())
     }
 
     /// Every checksum mismatch recorded for this pool: found by this
@@ -230,7 +251,11 @@ impl Pool {
     /// (`check` replaces the record with what it finds). What the health
     /// counts.
     pub fn checksum_damage(&self) -> Vec<crate::Damage> {
-        let mut all = rundir::read_damage(&self.inner.uuid.to_string());
+        let mut all = if self.inner.persist {
+            rundir::read_damage(&self.inner.uuid.to_string())
+        } else {
+            Vec::new()
+        };
         if let Some(pmd) = &self.inner.pmd {
             for d in pmd.damage_found() {
                 if !all.contains(&d) {
@@ -282,7 +307,7 @@ impl Pool {
     /// Drop a deleted mblock's ranges from the damage record.
     fn forget_damage(&self, id: ObjectId) {
         let uuid = self.inner.uuid.to_string();
-        if rundir::read_damage(&uuid).iter().any(|d| d.id == id) {
+        if self.inner.persist && rundir::read_damage(&uuid).iter().any(|d| d.id == id) {
             if let Err(e) = rundir::rewrite_damage(&uuid, |d| d.id != id, &[]) {
                 tracing::warn!("forgetting the checksum mismatches of {id}: {e}");
             }
@@ -395,6 +420,9 @@ impl Pool {
     pub(crate) fn reset_damage(&self, found: &[crate::Damage]) {
         if let Some(pmd) = &self.inner.pmd {
             pmd.reset_damage(found);
+        }
+        if !self.inner.persist {
+            return;
         }
         if let Err(e) = rundir::rewrite_damage(&self.inner.uuid.to_string(), |_| false, found) {
             tracing::warn!("recording the checksum mismatches check found: {e}");
