@@ -547,20 +547,31 @@ fn damage_path(uuid: &str) -> Result<PathBuf> {
     Ok(run_dir()?.join(format!("{uuid}.damage")))
 }
 
-/// Open (creating) and lock the damage file of pool `uuid`.
-fn damage_file(uuid: &str) -> Result<(PathBuf, std::fs::File)> {
+/// Open and lock the damage file of pool `uuid` (creating it with
+/// `create`; `None` when it does not exist and `create` is false). A file
+/// that was removed while this waited for its lock (its record emptied)
+/// is opened again.
+fn damage_file(uuid: &str, create: bool) -> Result<Option<(PathBuf, std::fs::File)>> {
+    use std::os::unix::fs::MetadataExt;
     let p = damage_path(uuid)?;
-    let f = open_nofollow(
-        &p,
-        std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true),
-    )
-    .map_err(|e| Error::file(&p, e))?;
-    f.lock().map_err(|e| Error::file(&p, e))?;
-    Ok((p, f))
+    loop {
+        let f = match open_nofollow(
+            &p,
+            std::fs::OpenOptions::new()
+                .create(create)
+                .truncate(false)
+                .read(true)
+                .write(true),
+        ) {
+            Ok(f) => f,
+            Err(e) if !create && e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::file(&p, e)),
+        };
+        f.lock().map_err(|e| Error::file(&p, e))?;
+        if f.metadata().map_err(|e| Error::file(&p, e))?.nlink() > 0 {
+            return Ok(Some((p, f)));
+        }
+    }
 }
 
 fn damage_line(d: &crate::Damage) -> String {
@@ -599,7 +610,9 @@ fn parse_damage(text: &str) -> Vec<crate::Damage> {
 /// Add a checksum mismatch to pool `uuid`'s record (once).
 pub(crate) fn record_damage(uuid: &str, d: &crate::Damage) -> Result<()> {
     use std::io::{Read, Seek};
-    let (p, mut f) = damage_file(uuid)?;
+    let Some((p, mut f)) = damage_file(uuid, true)? else {
+        return Ok(());
+    };
     let mut text = String::new();
     f.read_to_string(&mut text)
         .map_err(|e| Error::file(&p, e))?;
@@ -622,15 +635,16 @@ pub(crate) fn read_damage(uuid: &str) -> Vec<crate::Damage> {
 
 /// Replace pool `uuid`'s record with the entries `keep` leaves of it, and
 /// `add`: what a full scrub found, or the record less a deleted mblock's
-/// ranges. An empty record stays as an empty file (removing it could lose
-/// a line another process is waiting to append).
+/// ranges. An empty record is removed.
 pub(crate) fn rewrite_damage(
     uuid: &str,
     keep: impl Fn(&crate::Damage) -> bool,
     add: &[crate::Damage],
 ) -> Result<()> {
     use std::io::{Read, Seek};
-    let (p, mut f) = damage_file(uuid)?;
+    let Some((p, mut f)) = damage_file(uuid, !add.is_empty())? else {
+        return Ok(()); // no record, and nothing to add
+    };
     let mut text = String::new();
     f.read_to_string(&mut text)
         .map_err(|e| Error::file(&p, e))?;
@@ -639,6 +653,11 @@ pub(crate) fn rewrite_damage(
         if !all.contains(d) {
             all.push(*d);
         }
+    }
+    if all.is_empty() {
+        // Under the lock: whoever waits for it finds the file unlinked
+        // and opens (creates) it again.
+        return std::fs::remove_file(&p).map_err(|e| Error::file(&p, e));
     }
     let out: String = all.iter().map(damage_line).collect();
     f.set_len(0)

@@ -284,8 +284,10 @@ impl Pool {
         self.pmd()?.mblock_write_buf(id.object_id(), buf)
     }
 
-    /// Commit: the data is flushed, then the commit record (with the content
-    /// CRC) is made durable. Returns when the mblock is durable and immutable.
+    /// Commit: the data (and, format version 3, the table of its block
+    /// checksums after it) is flushed, then the commit record (with the
+    /// table's CRC, or the content CRC before version 3) is made durable.
+    /// Returns when the mblock is durable and immutable.
     pub fn mblock_commit(&self, id: MblockId) -> Result<ObjectProps> {
         self.pmd()?.mblock_commit(id.object_id())
     }

@@ -386,3 +386,81 @@ fn a_deleted_mblock_leaves_the_health() {
     pool.mblock_delete(id).unwrap();
     assert_eq!(pool.health(), "ok");
 }
+
+/// A memory device whose next `flips` reads covering byte `at` return that
+/// byte flipped (the media stays intact): a transient fault on the way.
+#[derive(Debug)]
+struct Flaky {
+    inner: mpool::dev::MemDevice,
+    at: std::sync::atomic::AtomicU64,
+    flips: std::sync::atomic::AtomicU32,
+}
+
+impl mpool::dev::Device for Flaky {
+    fn info(&self) -> &mpool::dev::DeviceInfo {
+        self.inner.info()
+    }
+    fn submit(&self, reqs: Vec<mpool::io::IoReq>) -> Vec<mpool::io::IoReq> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let mut out = self.inner.submit(reqs);
+        let at = self.at.load(SeqCst);
+        for r in &mut out {
+            let inside = r.offset <= at && at < r.offset + r.buf.len() as u64;
+            if r.kind == mpool::io::IoKind::Read
+                && inside
+                && matches!(r.result, Some(Ok(())))
+                && self
+                    .flips
+                    .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
+                    .is_ok()
+            {
+                r.buf[(at - r.offset) as usize] ^= 0x10;
+            }
+        }
+        out
+    }
+    fn flush(&self) -> Result<(), mpool::DevError> {
+        self.inner.flush()
+    }
+    fn discard(&self, offset: u64, len: u64) -> Result<(), mpool::DevError> {
+        self.inner.discard(offset, len)
+    }
+}
+
+#[test]
+fn a_mismatch_read_once_is_read_again_and_not_counted() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let flaky = Arc::new(Flaky {
+        inner: mpool::dev::MemDevice::new(24 * ZONE, SECTOR),
+        at: u64::MAX.into(),
+        flips: 0.into(),
+    });
+    let d: DeviceRef = flaky.clone();
+    Pool::format_on("flaky", &[(Arc::clone(&d), MediaClass::Capacity, ZONE)], "").unwrap();
+    let pool = Pool::open_on(vec![d], false).unwrap();
+    let data = pattern(LEN, 11);
+    let id = commit(&pool, &data);
+    read(&pool, id, 0, 1).unwrap(); // the table is loaded
+    flaky.at.store(base(&pool, id) + 500, SeqCst);
+    // One bad read, every path: the second read is clean.
+    for path in 0..3 {
+        flaky.flips.store(1, SeqCst);
+        let got = match path {
+            0 => read(&pool, id, 0, 4096).unwrap(),
+            1 => reader_read(&pool, id, 0, 4096).unwrap(),
+            _ => reader_read(&pool, id, 256, 512).unwrap(),
+        };
+        let off = if path == 2 { 256 } else { 0 };
+        assert_eq!(got, &data[off..off + got.len()], "path {path}");
+        assert_eq!(
+            flaky.flips.load(SeqCst),
+            0,
+            "path {path}: the fault was met"
+        );
+    }
+    assert_eq!(pool.health(), "ok", "a transient mismatch is not counted");
+    // Two bad reads in a row: reported.
+    flaky.flips.store(2, SeqCst);
+    expect_checksum(read(&pool, id, 0, 4096), id, 0, BLOCK);
+    assert_eq!(pool.health(), "degraded (1 checksum error(s))");
+}
