@@ -3,19 +3,24 @@
 //! A record carries no checksum of its own (the mlog frames it), but its
 //! decoder only gets past the type byte and the exact-length check with the
 //! right type/length pair, and past the field checks with a valid object ID
-//! (type 1..=3, MDC != 0) and media class. So the fuzzer's bytes choose a
-//! type (mostly 1..=7), the fields (IDs and classes mostly valid) and the
-//! length (mostly exact, sometimes one byte short or long), then a few byte
-//! overwrites; sometimes the raw bytes are decoded as they are.
+//! (type 1..=3, MDC != 0) and media class, and (type 8) a checksum block
+//! shift of 12..=16 and known flags. So the fuzzer's bytes choose a type
+//! (mostly 1..=8), the fields (IDs, classes, shifts and flags mostly
+//! valid; a type-8 record's table CRC is the valid CRC-32C of a checksum
+//! table built for its length and shift) and the length (mostly exact,
+//! sometimes one byte short or long), then a few byte overwrites;
+//! sometimes the raw bytes are decoded as they are.
 //!
 //! Contract checked: the decoder never panics; whatever decodes encodes back
 //! to exactly the same bytes; a record built from valid fields decodes to
-//! itself.
+//! itself; the checksum-table layout of any type-8 record that decodes is
+//! consistent (whole sectors after the content, one entry per block) and
+//! never overflows.
 #![no_main]
 
 use libfuzzer_sys::arbitrary::{Result, Unstructured};
 use libfuzzer_sys::fuzz_target;
-use mpool::format::record::{CatalogRecord, RECORD_MAX_LEN};
+use mpool::format::record::{CatalogRecord, CsumLayout, RECORD_MAX_LEN};
 use mpool::{MediaClass, ObjType, ObjectId};
 
 /// Exact encoded length of each record type (docs/format.md, "Records").
@@ -24,6 +29,7 @@ fn exact_len(t: u8) -> usize {
         1 => 14,
         2 | 3 | 6 => 9,
         4 | 5 | 7 => 22,
+        8 => 24,
         _ => 1,
     }
 }
@@ -31,7 +37,47 @@ fn exact_len(t: u8) -> usize {
 fn check(b: &[u8]) {
     if let Ok(r) = CatalogRecord::decode(b) {
         assert_eq!(r.encode(), b, "{r:?} re-encodes differently");
+        if let CatalogRecord::MblockCsum {
+            len, csum_shift, ..
+        } = r
+        {
+            layout(u64::from(len), csum_shift);
+        }
     }
+}
+
+/// The table layout of a type-8 record on sectors of 512 and 4096 bytes.
+fn layout(len: u64, shift: u8) {
+    assert!((12..=16).contains(&shift));
+    for sector in [512u64, 4096] {
+        let l = CsumLayout { len, shift, sector };
+        assert_eq!(l.table_bytes(), 4 * l.blocks());
+        assert!(l.blocks() << shift >= len && l.blocks().saturating_sub(1) << shift < len.max(1));
+        assert!(l.table_offset() >= len && l.table_offset() % sector == 0);
+        assert!(l.table_span() >= l.table_bytes() && l.table_span() % sector == 0);
+        assert_eq!(l.footprint(), l.table_offset() + l.table_span());
+    }
+}
+
+/// The CRC-32C of a checksum table for content of `len` bytes in blocks
+/// of `1 << shift`: its entries from the fuzzer's bytes (at most 64 of
+/// them drawn; the rest zero), as a commit computes it over the entries.
+fn table_crc(u: &mut Unstructured, len: u32, shift: u8) -> Result<u32> {
+    let blocks = u64::from(len).div_ceil(1 << shift);
+    let mut crc = 0;
+    for i in 0..blocks {
+        let e: u32 = if i < 64 { u.arbitrary()? } else { 0 };
+        crc = crc32c::crc32c_append(crc, &e.to_le_bytes());
+    }
+    Ok(crc)
+}
+
+fn shift(u: &mut Unstructured) -> Result<u8> {
+    Ok(if u.ratio(1, 16)? {
+        u.arbitrary()?
+    } else {
+        u.int_in_range(12..=16)?
+    })
 }
 
 fn class_byte(u: &mut Unstructured) -> Result<u8> {
@@ -77,6 +123,32 @@ fn bytes(u: &mut Unstructured, t: u8) -> Result<Vec<u8>> {
                 b.extend_from_slice(&u.arbitrary::<u32>()?.to_le_bytes());
             }
         }
+        8 => {
+            b.push(class_byte(u)?);
+            b.extend_from_slice(&id_raw(u)?.to_le_bytes());
+            b.extend_from_slice(&u.arbitrary::<u32>()?.to_le_bytes());
+            // Lengths up to 1 GiB (a zone's most), mostly.
+            let len: u32 = if u.ratio(1, 16)? {
+                u.arbitrary()?
+            } else {
+                u.int_in_range(0..=1 << 30)?
+            };
+            b.extend_from_slice(&len.to_le_bytes());
+            let s = shift(u)?;
+            b.push(s);
+            let flags: u8 = if u.ratio(1, 16)? {
+                u.arbitrary()?
+            } else {
+                u.int_in_range(0..=1)?
+            };
+            b.push(flags);
+            let crc = if (12..=16).contains(&s) {
+                table_crc(u, len, s)?
+            } else {
+                u.arbitrary()?
+            };
+            b.extend_from_slice(&crc.to_le_bytes());
+        }
         _ => {}
     }
     Ok(b)
@@ -91,7 +163,7 @@ fn record(u: &mut Unstructured) -> Result<CatalogRecord> {
     } else {
         MediaClass::Capacity
     };
-    Ok(match u.int_in_range(0..=6u8)? {
+    Ok(match u.int_in_range(0..=7u8)? {
         0 => CatalogRecord::MdcLoc {
             index: u.int_in_range(1..=255)?,
             zone_a: u.arbitrary()?,
@@ -117,6 +189,19 @@ fn record(u: &mut Unstructured) -> Result<CatalogRecord> {
             zone_b: u.arbitrary()?,
             zones: u.arbitrary()?,
         },
+        5 => {
+            let len = u.int_in_range(0..=1u32 << 30)?;
+            let csum_shift = u.int_in_range(12..=16)?;
+            CatalogRecord::MblockCsum {
+                id,
+                class,
+                zone: u.arbitrary()?,
+                len,
+                csum_shift,
+                shared_flush: u.arbitrary()?,
+                table_crc: table_crc(u, len, csum_shift)?,
+            }
+        }
         _ => CatalogRecord::Delete { id },
     })
 }
@@ -141,7 +226,7 @@ fn run(u: &mut Unstructured) -> Result<()> {
             let t = if u.ratio(1, 16)? {
                 u.arbitrary()?
             } else {
-                u.int_in_range(1..=7)?
+                u.int_in_range(1..=8)?
             };
             let mut b = bytes(u, t)?;
             debug_assert_eq!(b.len(), exact_len(t));

@@ -59,6 +59,10 @@ pub struct MblockArgs {
     /// Measure mpool only.
     #[arg(long)]
     pub no_fio: bool,
+    /// Checksum block size of the mblocks written (format version 3: a
+    /// power of two, 4K to 64K; default: the pool's default).
+    #[arg(long, value_parser = mpool_cli::size::parse_size)]
+    pub csum_block: Option<u64>,
 }
 
 /// One side's figures.
@@ -113,7 +117,8 @@ struct SeqState {
     live: VecDeque<MblockId>,
     max_live: usize,
     h: hdrhistogram::Histogram<u64>,
-    writes: u64,
+    /// Content bytes written.
+    bytes: u64,
     busy: Duration,
 }
 
@@ -124,12 +129,17 @@ fn seqwrite(pool: &Pool, args: &MblockArgs, runtime: Duration, st: &mut SeqState
     // Written from an aligned buffer, as fio writes from its own: straight
     // to the device, no copy.
     let mut buf = Some(AlignedBuf::from_slice(&data, 4096));
-    let per = (args.mblock_size / args.write_size).max(1);
+    // A whole mblock holds its zone less its checksum table: the last
+    // write of each is shortened to fit (a separate aligned buffer).
+    let cap = pool.mblock_capacity(MediaClass::Capacity)?;
+    let per = cap.div_ceil(args.write_size).max(1);
+    let last_len = cap - (per - 1) * args.write_size;
+    let mut last = Some(AlignedBuf::from_slice(&data[..last_len as usize], 4096));
     let SeqState {
         live,
         max_live,
         h,
-        writes,
+        bytes,
         busy,
     } = st;
     let max_live = *max_live;
@@ -142,13 +152,13 @@ fn seqwrite(pool: &Pool, args: &MblockArgs, runtime: Duration, st: &mut SeqState
         }
         let t0 = Instant::now();
         let id = pool.mblock_alloc(MediaClass::Capacity)?;
-        for _ in 0..per {
+        for k in 0..per {
             let t = Instant::now();
-            let b = buf.take().context("write buffer lost")?;
-            buf = Some(pool.mblock_write_aligned(id, b)?);
+            let slot = if k + 1 == per { &mut last } else { &mut buf };
+            let b = slot.take().context("write buffer lost")?;
+            *bytes += b.len() as u64;
+            *slot = Some(pool.mblock_write_aligned(id, b)?);
             h.record((t.elapsed().as_nanos() as u64).max(1))?;
-            // Counted in 1 MiB writes, the unit of the fio job beside it.
-            *writes += args.write_size.div_ceil(1 << 20);
         }
         pool.mblock_commit(id)?;
         *busy += t0.elapsed();
@@ -484,6 +494,11 @@ pub fn run(args: &MblockArgs) -> Result<Table> {
         .context("creating the pool")?;
         drop(pool);
         let pool = Pool::open(&name, &OpenOptions::default()).context("opening the pool")?;
+        if let Some(b) = args.csum_block {
+            let b = u32::try_from(b).context("--csum-block")?;
+            pool.set_csum_block(b).context("--csum-block")?;
+        }
+        let cap = pool.mblock_capacity(MediaClass::Capacity)?;
         let free = pool
             .usage()
             .iter()
@@ -493,7 +508,7 @@ pub fn run(args: &MblockArgs) -> Result<Table> {
             live: VecDeque::new(),
             max_live: (free / zone).saturating_sub(1).max(1) as usize,
             h: histogram(),
-            writes: 0,
+            bytes: 0,
             busy: Duration::ZERO,
         };
         let rounds = args.rounds.max(1);
@@ -524,9 +539,10 @@ pub fn run(args: &MblockArgs) -> Result<Table> {
             }
         }
         let secs = st.busy.as_secs_f64();
+        // Counted in 1 MiB writes, the unit of the fio job beside it.
         let m = Fig {
-            iops: st.writes as f64 / secs,
-            bw: (st.writes << 20) as f64 / secs,
+            iops: st.bytes as f64 / (1 << 20) as f64 / secs,
+            bw: st.bytes as f64 / secs,
             p50: st.h.value_at_quantile(0.5) as f64,
             p99: st.h.value_at_quantile(0.99) as f64,
             cpu: cpu / wall.max(1e-9),
@@ -563,8 +579,16 @@ pub fn run(args: &MblockArgs) -> Result<Table> {
             };
         let rd = |engine: FioEngine, qd: u32, jobs: u32| rd_fixed(engine, qd, jobs, false);
         eprintln!("randread qd1: mpool, fio ...");
-        let m1 = randread(&pool, &ids, zone, 1, rt)?;
+        let m1 = randread(&pool, &ids, cap, 1, rt)?;
         let f1 = rd(FioEngine::IoUring, 1, 1)?;
+        let s1 = rd(FioEngine::Psync, 1, 1)?;
+        push(
+            &mut t,
+            "randread 4k qd1 (1 thread)",
+            "fio psync qd1",
+            m1,
+            s1,
+        );
         push(
             &mut t,
             "randread 4k qd1 (1 thread)",
@@ -573,7 +597,7 @@ pub fn run(args: &MblockArgs) -> Result<Table> {
             f1,
         );
         eprintln!("randread qd{}: mpool, fio ...", args.qd);
-        let m32 = randread(&pool, &ids, zone, args.qd, rt)?;
+        let m32 = randread(&pool, &ids, cap, args.qd, rt)?;
         let p32 = rd(FioEngine::Psync, 1, args.qd as u32)?;
         // The queue-depth target: the two queued forms and fio alternate,
         // `rounds` times, so that drift of the device between runs falls
@@ -585,12 +609,10 @@ pub fn run(args: &MblockArgs) -> Result<Table> {
                 "randread qd{} queued round {r}/{rounds}: mpool reader (registered, own buffers), mpool aligned, mpool copied, fio, fio fixedbufs ...",
                 args.qd
             );
-            mr.push(randread_stream(&pool, &ids, zone, args.qd, true, rt)?);
-            ms.push(randread_stream(&pool, &ids, zone, args.qd, false, rt)?);
-            ma.push(randread_queued(&pool, &ids, zone, args.qd, 1024, true, rt)?);
-            mq.push(randread_queued(
-                &pool, &ids, zone, args.qd, 1024, false, rt,
-            )?);
+            mr.push(randread_stream(&pool, &ids, cap, args.qd, true, rt)?);
+            ms.push(randread_stream(&pool, &ids, cap, args.qd, false, rt)?);
+            ma.push(randread_queued(&pool, &ids, cap, args.qd, 1024, true, rt)?);
+            mq.push(randread_queued(&pool, &ids, cap, args.qd, 1024, false, rt)?);
             if let Some(f) = rd(FioEngine::IoUring, args.qd as u32, 1)? {
                 fq.push(f);
             }
@@ -645,7 +667,7 @@ pub fn run(args: &MblockArgs) -> Result<Table> {
         }
         for bt in [1usize, 4] {
             eprintln!("randread qd{} batched, {bt} thread(s): mpool ...", args.qd);
-            let mb = randread_batch(&pool, &ids, zone, args.qd, bt, rt)?;
+            let mb = randread_batch(&pool, &ids, cap, args.qd, bt, rt)?;
             let case = format!(
                 "randread 4k qd{} ({bt} thread(s) x batches of {} via mblock_read_batch)",
                 args.qd,
@@ -674,6 +696,17 @@ pub fn run(args: &MblockArgs) -> Result<Table> {
             m32,
             p32,
         );
+        t.context.push((
+            "checksums".into(),
+            match pool.csum_block()? {
+                Some(b) => format!(
+                    "per-block CRC-32C, {} KiB blocks (mblock capacity {} bytes)",
+                    b >> 10,
+                    cap
+                ),
+                None => "whole-content CRC (format version before 3)".into(),
+            },
+        ));
         t.context.push((
             "mblocks read".into(),
             format!("{} committed mblocks of {} MiB", ids.len(), zone >> 20),

@@ -74,6 +74,10 @@ pub enum MblockCmd {
         /// whole zone of the pool's mblock size).
         #[arg(long)]
         allow_empty: bool,
+        /// Checksum block size of the mblock (format version 3: a power of
+        /// two, 4K to 64K; default 4K). Reads verify whole blocks of it.
+        #[arg(long, value_name = "SIZE", value_parser = csum_block_arg)]
+        csum_block: Option<u32>,
     },
     /// Write an mblock's content to standard output or a file.
     #[command(after_help = crate::fmt::SIZES)]
@@ -114,11 +118,22 @@ fn read_some(input: &mut dyn Read, buf: &mut [u8]) -> Result<usize> {
     }
 }
 
-/// Input larger than an mblock: what the limit is and what to do.
-pub fn too_large(name: &str, len: u64, zone: u64) -> String {
+/// Input larger than an mblock: what the limit is and what to do. `cap`
+/// is what one mblock holds: the pool's mblock size `zone`, less the room
+/// of its checksum table (format version 3).
+pub fn too_large(name: &str, len: u64, cap: u64, zone: u64) -> String {
+    if cap == zone {
+        return format!(
+            "{name} is {} ({len} bytes), more than the pool's mblock size, {} ({zone} bytes), the most one mblock holds: nothing written; {}",
+            human(len),
+            human(zone),
+            SPLIT_HINT
+        );
+    }
     format!(
-        "{name} is {} ({len} bytes), more than the pool's mblock size, {} ({zone} bytes), the most one mblock holds: nothing written; {}",
+        "{name} is {} ({len} bytes), more than one mblock holds, {} ({cap} bytes: the pool's mblock size, {} ({zone} bytes), less the mblock's checksum table): nothing written; {}",
         human(len),
+        human(cap),
         human(zone),
         SPLIT_HINT
     )
@@ -127,6 +142,11 @@ pub fn too_large(name: &str, len: u64, zone: u64) -> String {
 /// What to do about data larger than the pool's mblock size.
 pub const SPLIT_HINT: &str =
     "split the data into pieces of at most the mblock size, one mblock each, or create a pool with a larger --mblock-size";
+
+fn csum_block_arg(s: &str) -> Result<u32, String> {
+    let n = size_arg(s)?;
+    u32::try_from(n).map_err(|_| format!("{s}: at most 64K"))
+}
 
 fn size_arg_zero(s: &str) -> Result<u64, String> {
     if s.trim() == "0" {
@@ -269,6 +289,7 @@ pub fn mblock(cmd: MblockCmd) -> Result<ExitCode> {
             file,
             class,
             allow_empty,
+            csum_block,
         } => {
             let p = open(&pool, false)?;
             let name = file
@@ -292,8 +313,12 @@ pub fn mblock(cmd: MblockCmd) -> Result<ExitCode> {
             // file's size is known; standard input is found out as it is read.
             if let (Some(f), Some(zone)) = (&file, zone) {
                 let meta = std::fs::metadata(f).with_context(|| format!("reading {name}"))?;
-                if meta.is_file() && meta.len() > zone {
-                    bail!("{}", too_large(&name, meta.len(), zone));
+                let cap = match csum_block {
+                    Some(b) => p.mblock_capacity_with(class, b)?,
+                    None => p.mblock_capacity(class)?,
+                };
+                if meta.is_file() && meta.len() > cap {
+                    bail!("{}", too_large(&name, meta.len(), cap, zone));
                 }
             }
             let mut buf = vec![0u8; 4 << 20];
@@ -304,7 +329,10 @@ pub fn mblock(cmd: MblockCmd) -> Result<ExitCode> {
                     zone.map_or_else(String::new, |z| format!(", {}", human(z)))
                 );
             }
-            let id = p.mblock_alloc(class)?;
+            let id = match csum_block {
+                Some(b) => p.mblock_alloc_csum(class, b)?,
+                None => p.mblock_alloc(class)?,
+            };
             let r = (|| -> Result<()> {
                 let mut n = first;
                 while n > 0 {

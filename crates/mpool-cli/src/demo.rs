@@ -262,7 +262,12 @@ fn exercise(a: &DemoArgs, at: &Place) -> Result<ExitCode> {
             "unaligned read of {id} differs"
         );
         let crc = props.crc.unwrap_or(0);
-        println!("  {id}  {:<9} {:>8} bytes, crc32c {crc:08x}: committed; read back whole and at offset {}: identical", class.to_string(), props.len, len / 2);
+        let what = if props.csum_block.is_some() {
+            "block checksums' crc32c"
+        } else {
+            "crc32c"
+        };
+        println!("  {id}  {:<9} {:>8} bytes, {what} {crc:08x}: committed; read back whole and at offset {} (verified): identical", class.to_string(), props.len, len / 2);
         kept.push((id, data));
     }
     let scratch = p.mblock_alloc(MediaClass::Capacity)?;

@@ -277,10 +277,14 @@ fn hint(e: &anyhow::Error) -> Option<String> {
         // The message names the sector size and the limit; no option changes it.
         Error::Pool(PoolError::SectorTooLarge { .. }) => None,
         Error::Object(ObjectError::MblockFull { cap, .. }) => Some(format!(
-            "the pool's mblock size, {} ({cap} bytes), is the most one mblock holds; {}",
+            "{} ({cap} bytes) is the most one mblock holds (the pool's mblock size, less the mblock's checksum table in a format-3 pool); {}",
             fmt::human(*cap),
             cmd_obj::SPLIT_HINT
         )),
+        Error::Object(ObjectError::Checksum { .. }) => Some(
+            "no data was returned for the damaged bytes; `mpool check` lists every damaged range of the pool"
+                .into(),
+        ),
         Error::Metadata(MetadataError::IdsExhausted { .. }) => Some(
             "object IDs are never reused; this metadata container cannot create more objects"
                 .into(),

@@ -1,6 +1,9 @@
-//! `check`: verify every committed mblock against the CRC recorded at its
-//! commit, every user mlog and MDC record against its own checksum, and the
-//! superblock copies. The pool metadata itself is verified by opening the
+//! `check`: verify every committed mblock against its checksums (every
+//! block of a format-3 mblock, and its checksum table; the CRC recorded at
+//! commit of a legacy one), reporting each damaged range, every user mlog
+//! and MDC record against its own checksum, and the superblock copies.
+//! What it finds replaces the pool's record of checksum mismatches (the
+//! health). The pool metadata itself is verified by opening the
 //! pool: every MDC record is decoded and checked at replay.
 
 use crate::error::Error;
@@ -44,6 +47,8 @@ pub struct CheckReport {
     pub metadata_records: u64,
     /// Problems found.
     pub problems: Vec<CheckProblem>,
+    /// Damaged ranges of mblocks (each also among `problems`).
+    pub damaged: Vec<crate::Damage>,
     /// Repairs made since the pool was opened (before the check ran).
     pub repairs: Vec<CheckRepair>,
 }
@@ -86,6 +91,7 @@ impl Pool {
                 });
             }
         }
+        let mut damage = Vec::new();
         rep.metadata_records = self.metadata_stats()?.iter().map(|m| m.records).sum();
         let objs = self.objects()?;
         let total: u64 = objs
@@ -99,8 +105,30 @@ impl Pool {
             match o.ty {
                 ObjType::Mblock => {
                     rep.mblocks += 1;
-                    match MblockId::try_from(o.id).and_then(|id| self.mblock_verify(id)) {
-                        Ok(()) => {}
+                    match MblockId::try_from(o.id).and_then(|id| self.mblock_scrub(id)) {
+                        Ok(found) => {
+                            for d in found {
+                                rep.problems.push(CheckProblem {
+                                    object: o.id.to_string(),
+                                    problem: if d.table {
+                                        format!(
+                                            "checksum table damaged (zone bytes {}..{}); the \
+                                             content matches its record",
+                                            d.offset,
+                                            d.offset + d.len
+                                        )
+                                    } else {
+                                        format!(
+                                            "bytes {}..{} do not match their checksums",
+                                            d.offset,
+                                            d.offset + d.len
+                                        )
+                                    },
+                                });
+                                rep.damaged.push(d);
+                                damage.push(d);
+                            }
+                        }
                         Err(e) => rep.problems.push(CheckProblem {
                             object: o.id.to_string(),
                             problem: e.to_string(),
@@ -132,6 +160,9 @@ impl Pool {
                 }
             }
         }
+        // Every mblock was read: what was found replaces the record of
+        // mismatches (ranges that read clean now, and deleted mblocks, leave it).
+        self.reset_damage(&damage);
         Ok(rep)
     }
 }

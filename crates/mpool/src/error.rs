@@ -265,15 +265,18 @@ pub enum ObjectError {
         /// Its content length.
         size: u64,
     },
-    /// Content does not match the checksum stored at commit.
-    #[error("mblock {id}: content checksum {computed:#010x} does not match {stored:#010x} recorded at commit")]
-    ChecksumMismatch {
+    /// Bytes of a committed mblock do not match their checksums (read
+    /// twice): the data is not returned. `offset..offset + len` are the
+    /// content bytes of the checksum blocks that failed (a legacy mblock,
+    /// which has one checksum for its whole content: all of it).
+    #[error("mblock {id}: bytes {offset}..{} do not match their checksums", offset + len)]
+    Checksum {
         /// The mblock.
         id: ObjectId,
-        /// Recorded at commit.
-        stored: u32,
-        /// Computed now.
-        computed: u32,
+        /// First damaged byte of its content.
+        offset: u64,
+        /// Damaged bytes.
+        len: u64,
     },
     /// The object is open (an mlog or MDC handle is alive).
     #[error("object {0} is open; close it first")]

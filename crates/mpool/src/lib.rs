@@ -192,7 +192,7 @@ internals! {
 #[cfg(feature = "internals")]
 pub mod torture;
 
-pub use catalog::MdcStats;
+pub use catalog::{Damage, MdcStats, DEFAULT_CSUM_CACHE_BYTES, DEFAULT_CSUM_SHIFT};
 pub use check::{CheckProblem, CheckRepair, CheckReport};
 pub use dev::{DevError, DeviceKind};
 pub use error::{Error, MetadataError, ObjectError, PoolError, Result, StorageError};

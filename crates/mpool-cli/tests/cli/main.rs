@@ -10,6 +10,7 @@ mod common;
 mod add_staging;
 mod blkid_members;
 mod check_repairs;
+mod checksums;
 mod create_list_destroy;
 mod create_rollback;
 mod create_same_name;

@@ -58,7 +58,14 @@ fn mblock_write_read_stat_list_delete() {
     assert_eq!(st["length"], 300_000);
     assert_eq!(st["committed"], true);
     assert_eq!(st["type"], "mblock");
-    assert_eq!(st["crc32c"], format!("{:08x}", crc(&data)));
+    // A format-3 mblock's record holds the CRC of its table of 4 KiB
+    // block CRCs (docs/format.md, "Mblock content").
+    assert_eq!(st["csum_block"], 4096);
+    let table: Vec<u8> = data
+        .chunks(4096)
+        .flat_map(|b| (crc(b) as u32).to_le_bytes())
+        .collect();
+    assert_eq!(st["crc32c"], format!("{:08x}", crc(&table)));
     let list = sb.json(&["mblock", "list", "mb", "--json"]);
     assert_eq!(list.as_array().unwrap().len(), 2);
     assert!(
@@ -91,7 +98,7 @@ fn mblock_write_read_stat_list_delete() {
     std::fs::write(sb.path("big.bin"), vec![1u8; (1 << 20) + 1]).unwrap();
     sb.fail_with(
         &["mblock", "write", "mb", &sb.p("big.bin")],
-        &["more than the pool's mblock size"],
+        &["more than one mblock holds"],
     );
     assert_eq!(
         sb.json(&["mblock", "list", "mb", "--json"])
@@ -162,7 +169,8 @@ fn input_larger_than_the_mblock_size_is_refused_with_the_limit() {
     let o = sb.fail_with(
         &["mblock", "write", "big", &sb.p("big.bin")],
         &[
-            "is 4.8 MiB (5000000 bytes), more than the pool's mblock size, 1.0 MiB (1048576 bytes)",
+            "is 4.8 MiB (5000000 bytes), more than one mblock holds, ",
+            "(1044480 bytes: the pool's mblock size, 1.0 MiB (1048576 bytes), less the mblock's checksum table)",
             "nothing written",
             "split the data",
             "--mblock-size",
@@ -186,7 +194,8 @@ fn input_larger_than_the_mblock_size_is_refused_with_the_limit() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success(), "{err}");
     assert!(
-        err.contains("mpool: hint: the pool's mblock size, 1.0 MiB (1048576 bytes), is the most one mblock holds; split the data")
+        err.contains("mpool: hint: ")
+            && err.contains("(1044480 bytes) is the most one mblock holds (the pool's mblock size, less the mblock's checksum table in a format-3 pool); split the data")
             && err.contains("--mblock-size"),
         "{err}"
     );

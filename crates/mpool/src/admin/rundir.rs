@@ -557,3 +557,131 @@ pub(crate) fn remember_node(n: &NodeOwner) -> Result<bool> {
     .map_err(|e| Error::file(&cfg, e))?;
     Ok(true)
 }
+
+/// The file in the run directory that keeps the checksum mismatches found
+/// in a pool's mblocks, by any process (`<uuid>.damage`): one line per
+/// damaged range, `ID OFFSET LEN content|table`. Every change holds an
+/// exclusive lock on the file; it is rewritten in place (never replaced),
+/// so that a lock holder always has the file others append to.
+fn damage_path(uuid: &str) -> Result<PathBuf> {
+    Ok(run_dir()?.join(format!("{uuid}.damage")))
+}
+
+/// Open and lock the damage file of pool `uuid` (creating it with
+/// `create`; `None` when it does not exist and `create` is false). A file
+/// that was removed while this waited for its lock (its record emptied)
+/// is opened again.
+fn damage_file(uuid: &str, create: bool) -> Result<Option<(PathBuf, std::fs::File)>> {
+    use std::os::unix::fs::MetadataExt;
+    let p = damage_path(uuid)?;
+    loop {
+        let f = match open_nofollow(
+            &p,
+            std::fs::OpenOptions::new()
+                .create(create)
+                .truncate(false)
+                .read(true)
+                .write(true),
+        ) {
+            Ok(f) => f,
+            Err(e) if !create && e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::file(&p, e)),
+        };
+        f.lock().map_err(|e| Error::file(&p, e))?;
+        if f.metadata().map_err(|e| Error::file(&p, e))?.nlink() > 0 {
+            return Ok(Some((p, f)));
+        }
+    }
+}
+
+fn damage_line(d: &crate::Damage) -> String {
+    format!(
+        "{} {} {} {}\n",
+        d.id,
+        d.offset,
+        d.len,
+        if d.table { "table" } else { "content" }
+    )
+}
+
+fn parse_damage(text: &str) -> Vec<crate::Damage> {
+    let mut out: Vec<crate::Damage> = Vec::new();
+    for l in text.lines() {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let [id, off, len, what] = f.as_slice() else {
+            continue;
+        };
+        let (Ok(id), Ok(offset), Ok(len)) = (id.parse(), off.parse(), len.parse()) else {
+            continue;
+        };
+        let d = crate::Damage {
+            id,
+            offset,
+            len,
+            table: *what == "table",
+        };
+        if !out.contains(&d) {
+            out.push(d);
+        }
+    }
+    out
+}
+
+/// Add a checksum mismatch to pool `uuid`'s record (once).
+pub(crate) fn record_damage(uuid: &str, d: &crate::Damage) -> Result<()> {
+    use std::io::{Read, Seek};
+    let Some((p, mut f)) = damage_file(uuid, true)? else {
+        return Ok(());
+    };
+    let mut text = String::new();
+    f.read_to_string(&mut text)
+        .map_err(|e| Error::file(&p, e))?;
+    if parse_damage(&text).contains(d) {
+        return Ok(());
+    }
+    f.seek(std::io::SeekFrom::End(0))
+        .and_then(|_| f.write_all(damage_line(d).as_bytes()))
+        .map_err(|e| Error::file(&p, e))
+}
+
+/// The checksum mismatches recorded for pool `uuid` (none when nothing
+/// was recorded or the run directory cannot be read).
+pub(crate) fn read_damage(uuid: &str) -> Vec<crate::Damage> {
+    damage_path(uuid)
+        .ok()
+        .and_then(|p| read_nofollow(&p).ok())
+        .map_or_else(Vec::new, |t| parse_damage(&t))
+}
+
+/// Replace pool `uuid`'s record with the entries `keep` leaves of it, and
+/// `add`: what a full scrub found, or the record less a deleted mblock's
+/// ranges. An empty record is removed.
+pub(crate) fn rewrite_damage(
+    uuid: &str,
+    keep: impl Fn(&crate::Damage) -> bool,
+    add: &[crate::Damage],
+) -> Result<()> {
+    use std::io::{Read, Seek};
+    let Some((p, mut f)) = damage_file(uuid, !add.is_empty())? else {
+        return Ok(()); // no record, and nothing to add
+    };
+    let mut text = String::new();
+    f.read_to_string(&mut text)
+        .map_err(|e| Error::file(&p, e))?;
+    let mut all: Vec<crate::Damage> = parse_damage(&text).into_iter().filter(keep).collect();
+    for d in add {
+        if !all.contains(d) {
+            all.push(*d);
+        }
+    }
+    if all.is_empty() {
+        // Under the lock: whoever waits for it finds the file unlinked
+        // and opens (creates) it again.
+        return std::fs::remove_file(&p).map_err(|e| Error::file(&p, e));
+    }
+    let out: String = all.iter().map(damage_line).collect();
+    f.set_len(0)
+        .and_then(|()| f.seek(std::io::SeekFrom::Start(0)))
+        .and_then(|_| f.write_all(out.as_bytes()))
+        .map_err(|e| Error::file(&p, e))
+}

@@ -129,6 +129,7 @@ mod tests {
                     a: 4096,
                     b: 0,
                     class: MediaClass::Capacity,
+                    shift: 0,
                 };
                 (id.raw(), o)
             })

@@ -74,8 +74,28 @@ impl Catalog {
         Ok(())
     }
 
-    /// Allocate an mblock in `class`.
+    /// Allocate an mblock in `class`; in a format-3 pool with checksum
+    /// blocks of the catalog's current size ([`Catalog::csum_block`]).
     pub(crate) fn mblock_alloc(&self, class: MediaClass) -> Result<ObjectId> {
+        let shift = self.csum_block().map(|b| b.trailing_zeros() as u8);
+        self.mblock_alloc_shift(class, shift)
+    }
+
+    /// Allocate an mblock in `class` whose commit stores checksums in
+    /// blocks of `block` bytes (a power of two, 4 KiB..64 KiB); refused in
+    /// a pool of a format version before 3.
+    pub(crate) fn mblock_alloc_csum(&self, class: MediaClass, block: u32) -> Result<ObjectId> {
+        let shift = super::csum::csum_shift_of(block)?;
+        if !self.inner.features.block_csums() {
+            return Err(Error::InvalidArgument(format!(
+                "per-block checksums need format version 3; this pool is version {}",
+                self.inner.features.version
+            )));
+        }
+        self.mblock_alloc_shift(class, Some(shift))
+    }
+
+    fn mblock_alloc_shift(&self, class: MediaClass, shift: Option<u8>) -> Result<ObjectId> {
         self.inner.check_writable()?;
         let c = self.inner.class(class)?;
         let zone = c.map.alloc(1)?;
@@ -87,7 +107,7 @@ impl Catalog {
                 return Err(e);
             }
         };
-        let ws = WriteState::new(Arc::clone(&c.dev), c.off(zone), c.zone_size);
+        let ws = WriteState::new(Arc::clone(&c.dev), c.off(zone), c.zone_size, shift);
         lock(&self.inner.pending).insert(
             id.raw(),
             Arc::new(Mutex::new(Some(Pending::Mblock { class, zone, ws }))),
@@ -146,27 +166,32 @@ impl Catalog {
         // flush set (docs/format.md, "Transactions"). Elsewhere the content
         // is flushed first.
         let shared = self.inner.features.shared_commit() && *class == MediaClass::Capacity;
-        ws.finish(!shared).map_err(|e| data_err(id, e))?;
-        // Writes past the zone were refused, and a zone is at most ZONE_MAX
-        // (below 4 GiB): the length fits its record and its zone.
+        let table_crc = ws.finish(!shared).map_err(|e| data_err(id, e))?;
+        // Writes past the capacity were refused, the capacity leaves room
+        // for the checksum table in the zone, and a zone is at most
+        // ZONE_MAX (below 4 GiB): the length fits its record and its zone.
         ensure_invariant!(
-            ws.written <= ws.cap && ws.cap == self.inner.class(*class)?.zone_size,
+            ws.written <= ws.cap && ws.zone == self.inner.class(*class)?.zone_size,
             "mblock {id}: {} bytes written into a {}-byte zone",
             ws.written,
-            ws.cap
+            ws.zone
         );
         let len = u32::try_from(ws.written).map_err(|_| {
             invariant_broken(format!("mblock {id}: length {} exceeds 4 GiB", ws.written))
         })?;
+        let shift = ws.csums.as_ref().map_or(0, |c| c.shift);
         let obj = Obj {
             zone: *zone,
             a: len,
-            b: ws.crc,
+            b: if shift > 0 { table_crc } else { ws.crc },
             class: *class,
+            shift,
         };
         let mut rec = obj.record(id);
-        if let CatalogRecord::Mblock { shared_flush, .. } = &mut rec {
-            *shared_flush = shared;
+        match &mut rec {
+            CatalogRecord::Mblock { shared_flush, .. }
+            | CatalogRecord::MblockCsum { shared_flush, .. } => *shared_flush = shared,
+            _ => {}
         }
         let s = self.inner.shard(id)?;
         if let Err(e) = self.inner.log(s, rec, true, |m| {
@@ -274,6 +299,7 @@ impl Catalog {
         let Some(o) = removed else {
             return Err(ObjectError::NotFound(id).into());
         };
+        self.inner.csums.cache.remove(id.raw());
         if durable {
             let c = self.inner.class(o.class())?;
             for (z, n) in o.zones(id.ty()) {
@@ -409,6 +435,7 @@ impl Catalog {
             a: *zones,
             b: *zone_b,
             class: *class,
+            shift: 0,
         };
         self.inner
             .log(self.inner.shard(id)?, obj.record(id), true, |m| {

@@ -4,9 +4,16 @@
 //! requests of at most [`IO_CHUNK`] bytes submitted as one batch (so a large
 //! write keeps many I/Os in flight); a partial last sector waits in memory
 //! until more data arrives or the mblock is committed, when it is written
-//! zero-padded. The CRC-32C of the content is kept as it grows.
+//! zero-padded. The CRC-32C of the content is kept as it grows; in a
+//! format-3 pool, a CRC-32C per checksum block instead, and the commit
+//! writes their table after the content (`docs/format.md`, "Mblock
+//! content"), in the same request as the partial last sector.
+//!
+//! Reads verify what they return: [`read_many`] given a [`Table`] reads
+//! whole checksum blocks and checks each before copying any byte of it out.
 
 use crate::dev::{from_req_err, DevError, Device, DeviceRef};
+use crate::format::record::CsumLayout;
 use crate::io::{AlignedBuf, IoReq};
 
 /// Largest single request of the mblock data path.
@@ -18,22 +25,78 @@ pub(crate) struct WriteState {
     pub dev: DeviceRef,
     /// Byte offset of the mblock's zone.
     pub base: u64,
-    /// Zone size: the most the mblock can hold.
+    /// The most content the mblock can hold: its zone, less the room its
+    /// checksum table takes.
     pub cap: u64,
+    /// Zone size.
+    pub zone: u64,
     /// Bytes accepted so far.
     pub written: u64,
     /// Bytes already on the device (a multiple of the sector size).
     pub on_dev: u64,
     /// Accepted bytes not yet on the device (less than a sector after each write).
     pub tail: Vec<u8>,
-    /// CRC-32C of the accepted bytes.
+    /// CRC-32C of the accepted bytes (legacy commits: no block checksums).
     pub crc: u32,
+    /// Per-block checksums of the accepted bytes (format version 3).
+    pub csums: Option<BlockCsums>,
     /// A write failed: the device content is not what was accepted.
     pub failed: bool,
     /// A commit failed after its record was handed to the metadata log:
     /// the record may be durable, so the zone stays claimed until reopen
     /// (when replay says whether the commit happened) even if aborted.
     pub hold_zone: bool,
+}
+
+/// The per-block CRC-32C of an mblock being written.
+#[derive(Debug)]
+pub(crate) struct BlockCsums {
+    /// log2 of the block size.
+    pub shift: u8,
+    /// CRCs of the complete blocks.
+    pub done: Vec<u32>,
+    /// CRC of the bytes of the block being filled, and how many there are.
+    cur: u32,
+    cur_len: u64,
+}
+
+impl BlockCsums {
+    pub fn new(shift: u8) -> Self {
+        BlockCsums {
+            shift,
+            done: Vec::new(),
+            cur: 0,
+            cur_len: 0,
+        }
+    }
+
+    fn add(&mut self, mut data: &[u8]) {
+        let block = 1u64 << self.shift;
+        while !data.is_empty() {
+            let n = ((block - self.cur_len) as usize).min(data.len());
+            let (now, rest) = data.split_at(n);
+            self.cur = crc32c::crc32c_append(self.cur, now);
+            self.cur_len += n as u64;
+            if self.cur_len == block {
+                self.done.push(self.cur);
+                self.cur = 0;
+                self.cur_len = 0;
+            }
+            data = rest;
+        }
+    }
+
+    /// The table's bytes: every block's CRC, the last partial one included.
+    pub fn table(&self) -> Vec<u8> {
+        let mut t = Vec::with_capacity(4 * (self.done.len() + 1));
+        for c in &self.done {
+            t.extend_from_slice(&c.to_le_bytes());
+        }
+        if self.cur_len > 0 {
+            t.extend_from_slice(&self.cur.to_le_bytes());
+        }
+        t
+    }
 }
 
 /// Errors of the data path (wrapped by the pool error).
@@ -96,17 +159,34 @@ fn check_results(dev: &dyn Device, done: &mut [IoReq]) -> Result<(), DevError> {
 }
 
 impl WriteState {
-    pub fn new(dev: DeviceRef, base: u64, cap: u64) -> Self {
+    /// A new mblock in the zone at `base` of `zone` bytes: with
+    /// `csum_shift`, one whose commit writes a checksum table in blocks of
+    /// `1 << csum_shift` bytes after the content (which then holds less
+    /// than the zone: [`CsumLayout::capacity`]).
+    pub fn new(dev: DeviceRef, base: u64, zone: u64, csum_shift: Option<u8>) -> Self {
+        let cap = match csum_shift {
+            Some(shift) => CsumLayout::capacity(zone, u64::from(dev.sector()), shift),
+            None => zone,
+        };
         WriteState {
             dev,
             base,
             cap,
+            zone,
             written: 0,
             on_dev: 0,
             tail: Vec::new(),
             crc: 0,
+            csums: csum_shift.map(BlockCsums::new),
             failed: false,
             hold_zone: false,
+        }
+    }
+
+    fn sum(&mut self, data: &[u8]) {
+        match &mut self.csums {
+            Some(c) => c.add(data),
+            None => self.crc = crc32c::crc32c_append(self.crc, data),
         }
     }
 
@@ -128,7 +208,7 @@ impl WriteState {
             return Err(DataError::Failed);
         }
         let want = self.room(data.len())?;
-        self.crc = crc32c::crc32c_append(self.crc, data);
+        self.sum(data);
         let sector = self.dev.sector() as usize;
         let mut src: &[u8] = data;
         let mut reqs = Vec::new();
@@ -183,7 +263,7 @@ impl WriteState {
             return Err(DataError::Failed);
         }
         let want = self.room(buf.len())?;
-        self.crc = crc32c::crc32c_append(self.crc, &buf);
+        self.sum(&buf);
         let n = buf.len() as u64;
         // Nothing pending: the content on the device ends where it ends.
         let req = IoReq::write(self.base + self.on_dev, buf);
@@ -201,39 +281,180 @@ impl WriteState {
         }
     }
 
-    /// Write the partial last sector (zero-padded); with `flush`, then flush
-    /// the device. The partial sector stays pending in memory: if the
-    /// commit that called this fails and the mblock is written further, the
-    /// next append rewrites that sector with the new bytes after the old.
-    pub fn finish(&mut self, flush: bool) -> Result<(), DataError> {
+    /// Write the partial last sector (zero-padded) and, with block
+    /// checksums, the checksum table after it (in the same request when
+    /// there is a partial sector); with `flush`, then flush the device.
+    /// Returns the CRC-32C of the table's checksum bytes (0 without one).
+    /// The partial sector stays pending in memory: if the commit that
+    /// called this fails and the mblock is written further, the next
+    /// append rewrites that sector with the new bytes after the old (and
+    /// the next commit writes the table again, after the new end).
+    pub fn finish(&mut self, flush: bool) -> Result<u32, DataError> {
         if self.failed {
             return Err(DataError::Failed);
         }
-        if !self.tail.is_empty() {
-            let sector = self.dev.sector() as usize;
-            let buf = AlignedBuf::from_slice(&self.tail, sector);
+        let sector = self.dev.sector() as usize;
+        let table = self.csums.as_ref().map(BlockCsums::table);
+        let table_crc = table.as_deref().map_or(0, crc32c::crc32c);
+        let tail_span = self.tail.len().div_ceil(sector) * sector;
+        let table_span = table
+            .as_ref()
+            .map_or(0, |t| t.len().div_ceil(sector) * sector);
+        if tail_span + table_span > 0 {
+            // The capacity left room for the table: a footprint past the
+            // zone would be a bug, and would write over the next zone.
+            let end = self.on_dev + (tail_span + table_span) as u64;
+            if end > self.zone {
+                return Err(DataError::Full {
+                    want: end,
+                    cap: self.zone,
+                });
+            }
+            let mut buf = AlignedBuf::new(tail_span + table_span, sector);
+            buf[..self.tail.len()].copy_from_slice(&self.tail);
+            if let Some(t) = &table {
+                buf[tail_span..tail_span + t.len()].copy_from_slice(t);
+            }
             let req = IoReq::write(self.base + self.on_dev, buf);
             submit_all(self.dev.as_ref(), vec![req], usize::MAX)?;
         }
         if flush {
             self.dev.flush()?;
         }
-        Ok(())
+        Ok(table_crc)
+    }
+}
+
+/// The checksums a read of one mblock verifies against: one CRC-32C per
+/// block of `1 << shift` content bytes, the last block ending at the
+/// content's end. Loaded from the mblock's zone (format version 3) or
+/// derived from a legacy mblock's content once its whole CRC matched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Table {
+    pub shift: u8,
+    pub crcs: Vec<u32>,
+    /// Blocks known damaged whatever they read as (sorted): the table on
+    /// the media failed its CRC and disagreed with their content there.
+    pub bad: Vec<u64>,
+}
+
+/// A checksum mismatch: content bytes `offset..offset + len` of the
+/// mblock (whole checksum blocks) do not match their checksums.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BadRange {
+    pub offset: u64,
+    pub len: u64,
+}
+
+impl Table {
+    /// Block size.
+    pub fn block(&self) -> u64 {
+        1u64 << self.shift
+    }
+
+    /// Bytes this table takes in memory (what the cache counts).
+    pub fn mem_bytes(&self) -> u64 {
+        (4 * self.crcs.len() + 8 * self.bad.len() + std::mem::size_of::<Table>()) as u64
+    }
+
+    /// The table bytes on the media (little-endian entries).
+    pub fn from_bytes(shift: u8, bytes: &[u8]) -> Table {
+        Table {
+            shift,
+            crcs: bytes
+                .chunks_exact(4)
+                .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+            bad: Vec::new(),
+        }
+    }
+
+    /// CRC-32C of the table's entries as the media stores them.
+    pub fn crc(&self) -> u32 {
+        let mut crc = 0;
+        for c in &self.crcs {
+            crc = crc32c::crc32c_append(crc, &c.to_le_bytes());
+        }
+        crc
+    }
+
+    /// The whole checksum blocks around content bytes `offset..end` of an
+    /// mblock of `len` bytes: `start..stop`, `stop` at most `len`.
+    pub fn around(&self, offset: u64, end: u64, len: u64) -> (u64, u64) {
+        let b = self.block();
+        let start = offset / b * b;
+        let stop = end.div_ceil(b).saturating_mul(b).min(len);
+        (start, stop.max(start))
+    }
+
+    /// Verify the blocks of `data`, content bytes from `pos` (a block
+    /// boundary) of an mblock of `len` bytes: every block that starts in
+    /// `data` must end in it (or at `len`). The first run of bad blocks is
+    /// the error.
+    pub fn check(&self, pos: u64, data: &[u8], len: u64) -> Result<(), BadRange> {
+        let b = self.block();
+        let have = pos + data.len() as u64;
+        let mut bad: Option<BadRange> = None;
+        let mut start = pos;
+        while start < have.min(len) {
+            let end = (start + b).min(len);
+            let i = start >> self.shift;
+            let ok = end <= have
+                && self.bad.binary_search(&i).is_err()
+                && usize::try_from(i)
+                    .ok()
+                    .and_then(|i| self.crcs.get(i))
+                    .is_some_and(|&c| {
+                        data.get((start - pos) as usize..(end - pos) as usize)
+                            .is_some_and(|d| crc32c::crc32c(d) == c)
+                    });
+            match (&mut bad, ok) {
+                (None, false) => {
+                    bad = Some(BadRange {
+                        offset: start,
+                        len: end - start,
+                    })
+                }
+                (Some(r), false) if r.offset + r.len == start => r.len = end - r.offset,
+                (Some(_), _) => break,
+                (None, true) => {}
+            }
+            start = end;
+        }
+        bad.map_or(Ok(()), Err)
+    }
+}
+
+/// Why a verified read failed.
+#[derive(Debug)]
+pub(crate) enum ReadError {
+    /// The device failed.
+    Dev(DevError),
+    /// Span `span`'s bytes failed their checksums (after a second read).
+    Bad { span: usize, range: BadRange },
+}
+
+impl From<DevError> for ReadError {
+    fn from(e: DevError) -> Self {
+        ReadError::Dev(e)
     }
 }
 
 /// One read of [`read_many`]: `buf.len()` bytes at `offset` of the mblock
-/// whose zone starts at byte `base` and whose content is `len` bytes long.
+/// whose zone starts at byte `base` and whose content is `len` bytes long,
+/// verified against `table` when there is one.
 pub(crate) struct Span<'a> {
     pub base: u64,
     pub len: u64,
     pub offset: u64,
     pub buf: &'a mut [u8],
+    pub table: Option<&'a Table>,
 }
 
 /// Read `buf.len()` bytes at `offset` of an mblock whose zone starts at
-/// `base` and whose content is `len` bytes long. Any offset and length
-/// inside the content; the aligned I/O around it is done here.
+/// `base` and whose content is `len` bytes long (no verification: the
+/// caller checks the bytes, as the whole-content CRC does). Any offset
+/// and length inside the content; the aligned I/O around it is done here.
 pub(crate) fn read(
     dev: &dyn Device,
     base: u64,
@@ -241,35 +462,93 @@ pub(crate) fn read(
     offset: u64,
     buf: &mut [u8],
 ) -> Result<(), DevError> {
-    read_many(
+    match read_many(
         dev,
         &mut [Span {
             base,
             len,
             offset,
             buf,
+            table: None,
         }],
         usize::MAX,
-    )
+    ) {
+        Ok(()) => Ok(()),
+        Err(ReadError::Dev(e)) => Err(e),
+        // Nothing is verified without a table.
+        Err(ReadError::Bad { .. }) => Ok(()),
+    }
 }
 
 /// Several reads (of one device) as one batch of aligned requests: with
 /// io_uring they are all in flight at once. The caller checked each span
-/// lies inside its mblock's content.
+/// lies inside its mblock's content. A span with a table is read in whole
+/// checksum blocks, each verified before any of its bytes is copied out;
+/// the spans that failed are read once more (a transient fault on the way
+/// should not count), and a second failure is the error.
 pub(crate) fn read_many(
     dev: &dyn Device,
     spans: &mut [Span<'_>],
     depth: usize,
-) -> Result<(), DevError> {
+) -> Result<(), ReadError> {
+    let bad = read_many_once(dev, spans, depth)?;
+    if bad.iter().all(Option::is_none) {
+        return Ok(());
+    }
+    let mut again: Vec<(usize, Span<'_>)> = Vec::new();
+    for (i, sp) in spans.iter_mut().enumerate() {
+        if bad[i].is_some() {
+            again.push((
+                i,
+                Span {
+                    base: sp.base,
+                    len: sp.len,
+                    offset: sp.offset,
+                    buf: &mut *sp.buf,
+                    table: sp.table,
+                },
+            ));
+        }
+    }
+    let (idx, mut retry): (Vec<usize>, Vec<Span<'_>>) = again.into_iter().unzip();
+    let still = read_many_once(dev, &mut retry, depth)?;
+    for (k, r) in still.into_iter().enumerate() {
+        if let (Some(range), Some(&span)) = (r, idx.get(k)) {
+            return Err(ReadError::Bad { span, range });
+        }
+    }
+    Ok(())
+}
+
+/// One pass of [`read_many`]: the device errors are the error; the
+/// checksum failures come back per span.
+fn read_many_once(
+    dev: &dyn Device,
+    spans: &mut [Span<'_>],
+    depth: usize,
+) -> Result<Vec<Option<BadRange>>, DevError> {
     let sector = u64::from(dev.sector());
     let mut reqs = Vec::new();
     let mut owner = Vec::new();
+    let mut bad: Vec<Option<BadRange>> = vec![None; spans.len()];
     for (i, sp) in spans.iter().enumerate() {
         if sp.buf.is_empty() {
             continue;
         }
-        let start = sp.offset / sector * sector;
-        let end = (sp.offset + sp.buf.len() as u64).div_ceil(sector) * sector;
+        let want_end = sp.offset + sp.buf.len() as u64;
+        // With a table: whole checksum blocks, starting at a multiple of
+        // both the block and the sector, so that every request (at most
+        // IO_CHUNK, a multiple of the block) holds whole blocks.
+        let (from, to) = match sp.table {
+            Some(t) => {
+                let (a, b) = t.around(sp.offset, want_end, sp.len);
+                let unit = t.block().max(sector);
+                (a / unit * unit, b)
+            }
+            None => (sp.offset, want_end),
+        };
+        let start = from / sector * sector;
+        let end = to.div_ceil(sector) * sector;
         let end = end
             .min(sp.len.div_ceil(sector) * sector)
             .max(start + sector);
@@ -285,18 +564,38 @@ pub(crate) fn read_many(
         }
     }
     if reqs.is_empty() {
-        return Ok(());
+        return Ok(bad);
     }
-    // Each read's bytes are copied out as it completes, while later ones
-    // are still in flight; a failed read fails the whole call below.
+    // Each read's bytes are verified and copied out as it completes, while
+    // later ones are still in flight; a failed read fails the whole call below.
     let mut out = dev.submit_each(reqs, depth, &mut |k, r| {
         if !matches!(r.result, Some(Ok(()))) {
             return;
         }
-        let Some(sp) = owner.get(k).and_then(|&i| spans.get_mut(i)) else {
+        let Some(i) = owner.get(k).copied() else {
+            return;
+        };
+        let Some(sp) = spans.get_mut(i) else {
             return;
         };
         let rel = r.offset - sp.base; // byte position of this request in the mblock
+        if let Some(t) = sp.table {
+            // The blocks this request holds that the span touches.
+            let want_end = sp.offset + sp.buf.len() as u64;
+            let (a, b) = t.around(sp.offset, want_end, sp.len);
+            let lo = a.max(rel.div_ceil(t.block()) * t.block());
+            let hi = b.min(rel + r.buf.len() as u64);
+            if lo < hi {
+                let data = &r.buf[(lo - rel) as usize..(hi - rel) as usize];
+                if let Err(e) = t.check(lo, data, sp.len) {
+                    let slot = &mut bad[i];
+                    if slot.is_none_or(|s| e.offset < s.offset) {
+                        *slot = Some(e);
+                    }
+                    return;
+                }
+            }
+        }
         let lo = sp.offset.max(rel);
         let hi = (sp.offset + sp.buf.len() as u64).min(rel + r.buf.len() as u64);
         if lo >= hi {
@@ -306,7 +605,8 @@ pub(crate) fn read_many(
         let at = (lo - sp.offset) as usize;
         sp.buf[at..at + src.len()].copy_from_slice(src);
     });
-    check_results(dev, &mut out)
+    check_results(dev, &mut out)?;
+    Ok(bad)
 }
 
 /// Read each buffer whole at its device offset, straight into it (offsets
@@ -349,16 +649,91 @@ pub(crate) fn zero_past_content(buf: &mut [u8], offset: u64, len: u64) {
 
 /// CRC-32C of an mblock's whole content, read back from the device.
 pub(crate) fn content_crc(dev: &dyn Device, base: u64, len: u64) -> Result<u32, DevError> {
+    Ok(scan_content(dev, base, len, None)?.0)
+}
+
+/// Read an mblock's whole content in chunks: its whole CRC-32C and, with
+/// `shift`, its per-block checksums.
+pub(crate) fn scan_content(
+    dev: &dyn Device,
+    base: u64,
+    len: u64,
+    shift: Option<u8>,
+) -> Result<(u32, Option<Table>), DevError> {
     let mut crc = 0;
+    let mut table = shift.map(|s| Table {
+        shift: s,
+        crcs: Vec::with_capacity(len.div_ceil(1 << s) as usize),
+        bad: Vec::new(),
+    });
     let mut pos = 0u64;
+    // IO_CHUNK is a multiple of every checksum block: chunks hold whole blocks.
     let mut chunk = vec![0u8; IO_CHUNK.min(len as usize).max(1)];
     while pos < len {
         let n = ((len - pos) as usize).min(IO_CHUNK);
         read(dev, base, len, pos, &mut chunk[..n])?;
         crc = crc32c::crc32c_append(crc, &chunk[..n]);
+        if let Some(t) = &mut table {
+            t.crcs
+                .extend(chunk[..n].chunks(1usize << t.shift).map(crc32c::crc32c));
+        }
         pos += n as u64;
     }
-    Ok(crc)
+    Ok((crc, table))
+}
+
+/// The checksum table of a format-3 mblock as its zone holds it (not yet
+/// checked against its record's CRC).
+pub(crate) fn read_table(
+    dev: &dyn Device,
+    base: u64,
+    len: u64,
+    shift: u8,
+) -> Result<Table, DevError> {
+    let l = CsumLayout {
+        len,
+        shift,
+        sector: u64::from(dev.sector()),
+    };
+    let n = l.table_bytes() as usize;
+    if n == 0 {
+        return Ok(Table::from_bytes(shift, &[]));
+    }
+    let buf = AlignedBuf::scratch(l.table_span() as usize, dev.sector() as usize);
+    let mut out = read_into(dev, vec![(base + l.table_offset(), buf)], usize::MAX)?;
+    let buf = out.pop().unwrap_or_default();
+    Ok(Table::from_bytes(shift, buf.get(..n).unwrap_or_default()))
+}
+
+/// Every run of content blocks of an mblock that does not match `table`,
+/// reading the whole content.
+pub(crate) fn bad_blocks(
+    dev: &dyn Device,
+    base: u64,
+    len: u64,
+    table: &Table,
+) -> Result<Vec<BadRange>, DevError> {
+    let (_, got) = scan_content(dev, base, len, Some(table.shift))?;
+    let got = got.map(|t| t.crcs).unwrap_or_default();
+    let b = table.block();
+    let mut out: Vec<BadRange> = Vec::new();
+    for (i, c) in got.iter().enumerate() {
+        let i = i as u64;
+        let good = table.crcs.get(i as usize) == Some(c) && table.bad.binary_search(&i).is_err();
+        if good {
+            continue;
+        }
+        let start = i * b;
+        let end = (start + b).min(len);
+        match out.last_mut() {
+            Some(r) if r.offset + r.len == start => r.len = end - r.offset,
+            _ => out.push(BadRange {
+                offset: start,
+                len: end - start,
+            }),
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -372,7 +747,7 @@ mod tests {
         for sector in [512u32, 4096] {
             let dev: DeviceRef = Arc::new(MemDevice::new(8 << 20, sector));
             let base = 1 << 20;
-            let mut w = WriteState::new(Arc::clone(&dev), base, 4 << 20);
+            let mut w = WriteState::new(Arc::clone(&dev), base, 4 << 20, None);
             let mut all = Vec::new();
             let mut x = 7u32;
             for size in [

@@ -19,6 +19,7 @@
 
 mod background;
 mod compaction;
+mod csum;
 mod lifecycle;
 pub(crate) mod mblock;
 mod object;
@@ -28,6 +29,9 @@ mod replay;
 mod shard;
 
 pub use reader::MblockReader;
+
+pub(crate) use csum::csum_shift_of;
+pub use csum::{Damage, DEFAULT_CSUM_CACHE_BYTES, DEFAULT_CSUM_SHIFT};
 
 pub use object::ObjectProps;
 pub use read::{AlignedRead, MblockRead};
@@ -179,6 +183,8 @@ struct Inner {
     features: crate::format::Features,
     wake: (Mutex<bool>, Condvar),
     compactions: AtomicU64,
+    /// Checksum tables of mblocks read, mismatches found.
+    csums: csum::Csums,
 }
 
 /// MDC0 and the records it holds (rewritten as they are by a compaction).
@@ -404,7 +410,7 @@ impl Catalog {
                                 let mdc = Mdc::open_with(dev, ea, eb, u64::from(index), read_only)?;
                                 // Compactions make a version-3 pool's logs mirrored.
                                 mdc.set_mirror(features.mirrored_metadata());
-                                let mut r = replay(index, &mdc, features.shared_commit())?;
+                                let mut r = replay(index, &mdc, features)?;
                                 if let Some(bad) = r.objs.keys().find(|k| {
                                     ObjectId::from_raw(**k).is_none_or(|id| id.mdc() != index)
                                 }) {
@@ -534,6 +540,20 @@ impl Catalog {
                     ))
                     .into());
                 }
+                let footprint = crate::format::record::CsumLayout {
+                    len: u64::from(o.a),
+                    shift: o.shift,
+                    sector: u64::from(c.dev.sector()),
+                }
+                .footprint();
+                if id.ty() == ObjType::Mblock && o.shift > 0 && footprint > c.zone_size {
+                    return Err(MetadataError::Corrupt(format!(
+                        "mblock {id} is {} bytes long; with its checksum table it takes \
+                         {footprint} bytes, and its zone holds {}",
+                        o.a, c.zone_size
+                    ))
+                    .into());
+                }
                 for (z, n) in o.zones(id.ty()) {
                     c.map
                         .claim(z, n)
@@ -570,6 +590,7 @@ impl Catalog {
             features,
             wake: (Mutex::new(false), Condvar::new()),
             compactions: AtomicU64::new(0),
+            csums: csum::Csums::new(),
         });
         let compactor = if read_only {
             None

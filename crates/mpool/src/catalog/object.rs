@@ -4,7 +4,7 @@
 use super::mblock::WriteState;
 use super::{lock, rlock, Catalog};
 use crate::error::{invariant_broken, ObjectError, Result};
-use crate::format::record::CatalogRecord;
+use crate::format::record::{CatalogRecord, CsumLayout};
 use crate::format::superblock::MediaClass;
 use crate::objid::{ObjType, ObjectId};
 use serde::Serialize;
@@ -15,8 +15,12 @@ pub(super) struct Obj {
     pub(super) zone: u32,
     /// Mblock: content length. Mlog/MDC: zones per log.
     pub(super) a: u32,
-    /// Mblock: content CRC. MDC: zone of log B. Mlog: 0.
+    /// Mblock: content CRC (legacy), or the CRC of its checksum table
+    /// (`shift` > 0). MDC: zone of log B. Mlog: 0.
     pub(super) b: u32,
+    /// Mblock with a checksum table (record type 8): log2 of its checksum
+    /// block size. 0 for every other object and for legacy mblocks.
+    pub(super) shift: u8,
     /// Its media class (a [`MediaClass`], not a code: an unknown class
     /// code is rejected when a record is decoded and cannot get here).
     pub(super) class: MediaClass,
@@ -40,6 +44,15 @@ impl Obj {
 
     pub(super) fn record(&self, id: ObjectId) -> CatalogRecord {
         match id.ty() {
+            ObjType::Mblock if self.shift > 0 => CatalogRecord::MblockCsum {
+                id,
+                class: self.class(),
+                zone: self.zone,
+                len: self.a,
+                csum_shift: self.shift,
+                shared_flush: false,
+                table_crc: self.b,
+            },
             ObjType::Mblock => CatalogRecord::Mblock {
                 id,
                 class: self.class(),
@@ -95,15 +108,20 @@ pub struct ObjectProps {
     /// Bytes written (mblock) or log capacity in bytes (mlog, MDC per log).
     #[serde(rename = "length")]
     pub len: u64,
-    /// Bytes the object can hold (mblock: its zone size).
+    /// Bytes the object can hold (mblock: its zone size, less the room
+    /// its checksum table takes in a format-3 pool).
     pub capacity: u64,
     /// Committed (durable and, for mblocks, immutable).
     pub committed: bool,
-    /// CRC-32C of the content (committed mblocks); in JSON as
+    /// Committed mblocks: CRC-32C of the content (legacy mblocks), or of
+    /// its table of block checksums (`csum_block` is set); in JSON as
     /// `crc32c`, 8 lowercase hex digits, as the tables show it (null for
     /// logs).
     #[serde(rename = "crc32c", serialize_with = "crc_hex")]
     pub crc: Option<u32>,
+    /// Mblocks with per-block checksums (format version 3): the checksum
+    /// block size in bytes.
+    pub csum_block: Option<u32>,
     /// First zone.
     pub zone: u32,
 }
@@ -134,6 +152,7 @@ impl Catalog {
                 capacity: ws.cap,
                 committed: false,
                 crc: None,
+                csum_block: ws.csums.as_ref().map(|c| 1u32 << c.shift),
                 zone: *zone,
             }),
             Some(Pending::Log {
@@ -148,6 +167,7 @@ impl Catalog {
                     capacity: u64::from(*zones) * zs,
                     committed: false,
                     crc: None,
+                    csum_block: None,
                     zone: *zone,
                 })
             }
@@ -156,16 +176,22 @@ impl Catalog {
     }
 
     pub(super) fn obj_props(&self, id: ObjectId, o: &Obj) -> Result<ObjectProps> {
-        let zs = self.inner.class(o.class())?.zone_size;
+        let c = self.inner.class(o.class())?;
+        let zs = c.zone_size;
         Ok(match id.ty() {
             ObjType::Mblock => ObjectProps {
                 id,
                 ty: ObjType::Mblock,
                 class: o.class(),
                 len: u64::from(o.a),
-                capacity: zs,
+                capacity: if o.shift > 0 {
+                    CsumLayout::capacity(zs, u64::from(c.dev.sector()), o.shift)
+                } else {
+                    zs
+                },
                 committed: true,
                 crc: Some(o.b),
+                csum_block: (o.shift > 0).then(|| 1u32 << o.shift),
                 zone: o.zone,
             },
             ty => ObjectProps {
@@ -176,6 +202,7 @@ impl Catalog {
                 capacity: u64::from(o.a) * zs,
                 committed: true,
                 crc: None,
+                csum_block: None,
                 zone: o.zone,
             },
         })

@@ -10,6 +10,8 @@
 //! into the caller's buffer, and [`Iterator::next`] hands it back when it
 //! completed.
 
+use super::mblock::Table;
+use super::read::Target;
 use super::{AlignedRead, Catalog};
 use crate::dev::{from_req_err, DevQueue};
 use crate::error::{invariant_broken, Error, Result, StorageError};
@@ -17,6 +19,7 @@ use crate::format::superblock::MediaClass;
 use crate::io::{AlignedBuf, Arena, IoKind, IoReq};
 use crate::objid::MblockId;
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 /// What the reader remembers of a read in flight.
 #[derive(Debug, Clone, Copy)]
@@ -24,8 +27,8 @@ struct Flight {
     id: MblockId,
     offset: u64,
     class: MediaClass,
-    /// The mblock's content length.
-    len: u64,
+    /// Where the mblock is (its content length, its record).
+    target: Target,
     /// Device offset of the read.
     at: u64,
 }
@@ -41,7 +44,13 @@ struct Flight {
 /// stays in flight until it completes; other devices serve it through
 /// their own read path (with a fault device's faults). Any other read is
 /// done when it is pushed, through a bounce buffer and a copy, and waits,
-/// complete, for [`Iterator::next`].
+/// complete, for [`Iterator::next`]. So is a read that does not cover
+/// whole checksum blocks of its mblock (it needs the rest of them to be
+/// verified).
+///
+/// Every read is verified against its mblock's checksums before it comes
+/// back; a mismatch is read again once, and a second mismatch comes back
+/// as [`crate::ObjectError::Checksum`] naming the damaged bytes.
 ///
 /// A buffer may run past the end of the content up to the next multiple
 /// of its alignment (so a whole mblock reads into one buffer), and those
@@ -63,6 +72,8 @@ pub struct MblockReader<'a> {
     depth: usize,
     /// Reads in flight, by tag.
     flights: Vec<Option<Flight>>,
+    /// The checksum table of each read in flight, by tag.
+    tables: Vec<Option<Arc<Table>>>,
     free: Vec<usize>,
     /// Completed reads not yet taken.
     ready: VecDeque<Result<AlignedRead>>,
@@ -89,6 +100,7 @@ impl<'a> MblockReader<'a> {
             queues: Vec::with_capacity(2),
             depth,
             flights: vec![None; depth],
+            tables: vec![None; depth],
             free: (0..depth).rev().collect(),
             ready: VecDeque::new(),
             reaped: Vec::new(),
@@ -182,11 +194,20 @@ impl<'a> MblockReader<'a> {
     /// dropped). With `depth` reads in flight this first waits for some
     /// to complete. Device errors come back through
     /// [`Iterator::next`], each with its read.
+    ///
+    /// Every read is verified against its mblock's checksums before it
+    /// comes back (the first read of an mblock loads its checksum table,
+    /// here). A read that does not cover whole checksum blocks is done when
+    /// pushed, through a bounce buffer holding them.
     pub fn push(&mut self, read: AlignedRead) -> Result<()> {
-        let (class, base, len) = self.pmd.aligned_target(&read)?;
+        let target = self.pmd.aligned_target(&read)?;
+        let table = self.pmd.table(read.id.object_id(), &target.obj)?;
+        let class = target.class;
         let dev = self.pmd.class_dev(class)?;
-        let at = base + read.offset;
-        if !super::mblock::direct_read_ok(dev.as_ref(), at, &read.buf) {
+        let at = target.base + read.offset;
+        if !super::mblock::direct_read_ok(dev.as_ref(), at, &read.buf)
+            || !super::read::whole_blocks(&table, read.offset, read.buf.len(), target.len)
+        {
             self.read_now(read);
             return Ok(());
         }
@@ -221,9 +242,10 @@ impl<'a> MblockReader<'a> {
                     id: read.id,
                     offset: read.offset,
                     class,
-                    len,
+                    target,
                     at,
                 });
+                self.tables[tag] = Some(table);
                 Ok(())
             }
             Err(req) => {
@@ -303,14 +325,28 @@ impl<'a> MblockReader<'a> {
             return;
         };
         self.free.push(tag);
+        let table = self.tables.get_mut(tag).and_then(Option::take);
         let done = match req.take_result() {
             Ok(()) => {
-                let mut buf = req.buf;
-                super::mblock::zero_past_content(&mut buf, f.offset, f.len);
-                Ok(AlignedRead {
+                let mut read = AlignedRead {
                     id: f.id,
                     offset: f.offset,
-                    buf,
+                    buf: req.buf,
+                };
+                let verified = match (&table, self.pmd.class_dev(f.class)) {
+                    (Some(t), Ok(dev)) => {
+                        self.pmd
+                            .verify_in_place(dev.as_ref(), &f.target, t, &mut read)
+                    }
+                    (None, _) => Err(invariant_broken(format!(
+                        "a queued read of {} completed with no checksum table",
+                        f.id
+                    ))),
+                    (_, Err(e)) => Err(e),
+                };
+                verified.map(|()| {
+                    super::mblock::zero_past_content(&mut read.buf, f.offset, f.target.len);
+                    read
                 })
             }
             Err(e) => self
@@ -355,6 +391,9 @@ impl<'a> MblockReader<'a> {
         for (tag, f) in self.flights.iter_mut().enumerate() {
             if let Some(fl) = f.filter(|f| f.class == class) {
                 *f = None;
+                if let Some(t) = self.tables.get_mut(tag) {
+                    *t = None;
+                }
                 self.free.push(tag);
                 self.ready.push_back(Err(lost(fl.at)));
             }

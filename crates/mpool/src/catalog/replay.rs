@@ -4,8 +4,10 @@
 use super::mblock;
 use super::object::Obj;
 use super::ClassDev;
+use crate::dev::DevError;
 use crate::error::{MetadataError, Result};
-use crate::format::record::CatalogRecord;
+use crate::format::record::{CatalogRecord, CsumLayout};
+use crate::format::Features;
 use crate::mdc::Mdc;
 use crate::mlog::Lsn;
 use crate::objid::ObjectId;
@@ -31,8 +33,10 @@ pub(super) struct Replayed {
 }
 
 /// Replay an MDC's records in order, streaming (no copy of the whole log).
-/// `shared_commits`: the pool's format allows type-7 records.
-pub(super) fn replay(index: u8, mdc: &Mdc, shared_commits: bool) -> Result<Replayed> {
+/// `features`: which record types the pool's format allows (type 7 from
+/// version 2, type 8 from version 3).
+pub(super) fn replay(index: u8, mdc: &Mdc, features: Features) -> Result<Replayed> {
+    let shared_commits = features.shared_commit();
     let tail = mdc.open_tail().unwrap_or(Lsn(u64::MAX));
     let mut r = Replayed {
         objs: HashMap::new(),
@@ -72,6 +76,38 @@ pub(super) fn replay(index: u8, mdc: &Mdc, shared_commits: bool) -> Result<Repla
                         a: len,
                         b: crc,
                         class,
+                        shift: 0,
+                    },
+                );
+            }
+            CatalogRecord::MblockCsum {
+                id,
+                class,
+                zone,
+                len,
+                csum_shift,
+                shared_flush,
+                table_crc,
+            } => {
+                if !features.block_csums() {
+                    return Err(MetadataError::Corrupt(format!(
+                        "MDC{index}: a block-checksum commit record (type 8) in a format-{} pool",
+                        features.version
+                    ))
+                    .into());
+                }
+                r.max_uniq = r.max_uniq.max(id.uniq());
+                if shared_flush && lsn >= tail {
+                    r.tail_commits.push(id);
+                }
+                r.objs.insert(
+                    id.raw(),
+                    Obj {
+                        zone,
+                        a: len,
+                        b: table_crc,
+                        class,
+                        shift: csum_shift,
                     },
                 );
             }
@@ -90,6 +126,7 @@ pub(super) fn replay(index: u8, mdc: &Mdc, shared_commits: bool) -> Result<Repla
                         a: zones,
                         b: zone_b,
                         class,
+                        shift: 0,
                     },
                 );
             }
@@ -130,15 +167,53 @@ pub(super) fn unfinished_commits(
         {
             continue; // not a zone of this device: the open fails on it below
         }
+        let (dev, base, len) = (c.dev.as_ref(), c.off(o.zone), u64::from(o.a));
+        if o.shift > 0
+            && (CsumLayout {
+                len,
+                shift: o.shift,
+                sector: u64::from(dev.sector()),
+            })
+            .footprint()
+                > c.zone_size
+        {
+            continue; // content and table overflow the zone: the open fails on it below
+        }
+        // What the content holds: a whole-content CRC (legacy), or
+        // whether the table matches its record and the content its table.
+        let landed = || -> std::result::Result<std::result::Result<(), String>, DevError> {
+            if o.shift == 0 {
+                let crc = mblock::content_crc(dev, base, len)?;
+                return Ok(if crc == o.b {
+                    Ok(())
+                } else {
+                    Err(format!("CRC {crc:#010x}, recorded {:#010x}", o.b))
+                });
+            }
+            let t = mblock::read_table(dev, base, len, o.shift)?;
+            if t.crc() != o.b {
+                return Ok(Err(format!(
+                    "checksum table CRC {:#010x}, recorded {:#010x}",
+                    t.crc(),
+                    o.b
+                )));
+            }
+            Ok(match mblock::bad_blocks(dev, base, len, &t)?.first() {
+                None => Ok(()),
+                Some(r) => Err(format!(
+                    "bytes {}..{} do not match the table",
+                    r.offset,
+                    r.offset + r.len
+                )),
+            })
+        };
         // A read error may pass: three tries before giving up on the check.
-        let read = || mblock::content_crc(c.dev.as_ref(), c.off(o.zone), u64::from(o.a));
-        match read().or_else(|_| read()).or_else(|_| read()) {
-            Ok(crc) if crc == o.b => {}
-            Ok(crc) => {
+        match landed().or_else(|_| landed()).or_else(|_| landed()) {
+            Ok(Ok(())) => {}
+            Ok(Err(why)) => {
                 tracing::warn!(
                     "MDC{index}: mblock {id} was being committed at a crash and its content \
-                     did not land (CRC {crc:#010x}, recorded {:#010x}): the commit is dropped",
-                    o.b
+                     did not land ({why}): the commit is dropped"
                 );
                 bad.push(*id);
             }
@@ -171,7 +246,9 @@ pub(super) fn known_objects(index: u8, mdc: Option<&Mdc>) -> Vec<ObjectId> {
     };
     while let Some(Ok((_, rec))) = rd.next_record() {
         match decode(index, &rec) {
-            Ok(CatalogRecord::Mblock { id, .. }) | Ok(CatalogRecord::Mlog { id, .. }) => {
+            Ok(CatalogRecord::Mblock { id, .. })
+            | Ok(CatalogRecord::MblockCsum { id, .. })
+            | Ok(CatalogRecord::Mlog { id, .. }) => {
                 live.insert(id.raw());
             }
             Ok(CatalogRecord::Delete { id }) => {

@@ -25,4 +25,9 @@ impl Features {
     pub(crate) fn mirrored_metadata(self) -> bool {
         self.version >= 3
     }
+    /// Pool-metadata record type 8: every mblock commit stores a table of
+    /// per-block CRC-32C checksums after its content.
+    pub(crate) fn block_csums(self) -> bool {
+        self.version >= 3
+    }
 }

@@ -55,6 +55,9 @@ struct PoolInner {
     repairs: Mutex<Vec<crate::check::CheckRepair>>,
     /// The thread publishing live figures (read-write pools opened by name).
     live: Mutex<Option<live::Publisher>>,
+    /// Checksum mismatches are recorded in the run directory (a pool
+    /// opened by path).
+    persist: bool,
 }
 
 /// An open pool. Cheap to clone; `Send + Sync`.
@@ -80,6 +83,19 @@ impl Pool {
         read_only: bool,
         pmd: Option<Catalog>,
     ) -> Pool {
+        // A pool opened by path (the pools of the run directory): every
+        // checksum mismatch goes to the run directory, where the pool's
+        // health, in this process or any other, finds it. A pool on
+        // devices the caller opened (`open_on`) keeps them in memory.
+        let persist = members.iter().any(|m| m.path.is_some());
+        if let (Some(pmd), true) = (&pmd, persist) {
+            let uuid = sb.pool_uuid.to_string();
+            pmd.set_damage_sink(Box::new(move |d| {
+                if let Err(e) = rundir::record_damage(&uuid, d) {
+                    tracing::warn!("recording a checksum mismatch: {e}");
+                }
+            }));
+        }
         Pool {
             inner: Arc::new(PoolInner {
                 pmd,
@@ -90,6 +106,7 @@ impl Pool {
                 members: Mutex::new(members),
                 repairs: Mutex::new(Vec::new()),
                 live: Mutex::new(None),
+                persist,
             }),
         }
     }
@@ -163,6 +180,100 @@ impl Pool {
         self.pmd()?.mblock_alloc(class).map(MblockId::new_unchecked)
     }
 
+    /// Allocate an mblock in `class` whose commit stores a checksum per
+    /// `block` bytes of content (a power of two, 4 KiB to 64 KiB), instead
+    /// of the pool's current size ([`Pool::set_csum_block`]). Format
+    /// version 3 only ([`Error::InvalidArgument`] otherwise).
+    pub fn mblock_alloc_csum(&self, class: MediaClass, block: u32) -> Result<MblockId> {
+        self.pmd()?
+            .mblock_alloc_csum(class, block)
+            .map(MblockId::new_unchecked)
+    }
+
+    /// The checksum block size of mblocks allocated from now on by
+    /// [`Pool::mblock_alloc`] in this handle (and its clones): a power of
+    /// two, 4 KiB to 64 KiB; the default is 4 KiB
+    /// ([`crate::DEFAULT_CSUM_SHIFT`]). Each mblock's record keeps its own
+    /// size, so pools mix them freely.
+    pub fn set_csum_block(&self, bytes: u32) -> Result<()> {
+        self.pmd()?.set_csum_block(bytes)
+    }
+
+    /// The checksum block size [`Pool::mblock_alloc`] gives new mblocks;
+    /// `None` in a pool of format version 1 or 2 (no block checksums).
+    pub fn csum_block(&self) -> Result<Option<u32>> {
+        Ok(self.pmd()?.csum_block())
+    }
+
+    /// Bound the memory of cached checksum tables (one per mblock read
+    /// recently, about 1/1024 of its content in 4 KiB blocks) to `bytes`;
+    /// the least recently used go first. The default is
+    /// [`crate::DEFAULT_CSUM_CACHE_BYTES`]. A table not cached is read
+    /// again (format version 3) or, for a legacy mblock, derived again by
+    /// reading the whole mblock.
+    pub fn set_csum_cache_bytes(&self, bytes: u64) -> Result<()> {
+        self.pmd()?.set_csum_cache_bytes(bytes);
+        Ok(())
+    }
+
+    /// Bytes of checksum tables cached now.
+    pub fn csum_cache_bytes(&self) -> Result<u64> {
+        Ok(self.pmd()?.csum_cache_bytes())
+    }
+
+    /// The most content a new mblock of `class` holds: its zone size, less
+    /// the room the checksum table of a full mblock takes (format version
+    /// 3, at the current checksum block size). [`ObjectProps::capacity`]
+    /// tells it for each mblock.
+    pub fn mblock_capacity(&self, class: MediaClass) -> Result<u64> {
+        match self.pmd()?.csum_block() {
+            Some(b) => self.mblock_capacity_with(class, b),
+            None => self.zone_of(class),
+        }
+    }
+
+    /// What an mblock of `class` with checksum blocks of `block` bytes
+    /// ([`Pool::mblock_alloc_csum`]) holds at most.
+    pub fn mblock_capacity_with(&self, class: MediaClass, block: u32) -> Result<u64> {
+        let shift = crate::catalog::csum_shift_of(block)?;
+        let zone = self.zone_of(class)?;
+        let sector = lock(&self.inner.members)
+            .iter()
+            .find(|m| m.class == class)
+            .map_or(4096, |m| u64::from(m.dev.sector()));
+        Ok(crate::format::record::CsumLayout::capacity(
+            zone, sector, shift,
+        ))
+    }
+
+    fn zone_of(&self, class: MediaClass) -> Result<u64> {
+        lock(&self.inner.members)
+            .iter()
+            .find(|m| m.class == class)
+            .map(|m| m.zone_size)
+            .ok_or_else(|| crate::error::PoolError::NoSuchClass(class).into())
+    }
+
+    /// Every checksum mismatch recorded for this pool: found by this
+    /// process, or recorded in the run directory by any process since
+    /// (`check` replaces the record with what it finds). What the health
+    /// counts.
+    pub fn checksum_damage(&self) -> Vec<crate::Damage> {
+        let mut all = if self.inner.persist {
+            rundir::read_damage(&self.inner.uuid.to_string())
+        } else {
+            Vec::new()
+        };
+        if let Some(pmd) = &self.inner.pmd {
+            for d in pmd.damage_found() {
+                if !all.contains(&d) {
+                    all.push(d);
+                }
+            }
+        }
+        all
+    }
+
     /// Append `data` to an uncommitted mblock (any length; large writes go
     /// to the device as many requests in flight).
     pub fn mblock_write(&self, id: MblockId, data: &[u8]) -> Result<()> {
@@ -181,8 +292,10 @@ impl Pool {
         self.pmd()?.mblock_write_buf(id.object_id(), buf)
     }
 
-    /// Commit: the data is flushed, then the commit record (with the content
-    /// CRC) is made durable. Returns when the mblock is durable and immutable.
+    /// Commit: the data (and, format version 3, the table of its block
+    /// checksums after it) is flushed, then the commit record (with the
+    /// table's CRC, or the content CRC before version 3) is made durable.
+    /// Returns when the mblock is durable and immutable.
     pub fn mblock_commit(&self, id: MblockId) -> Result<ObjectProps> {
         self.pmd()?.mblock_commit(id.object_id())
     }
@@ -194,8 +307,24 @@ impl Pool {
 
     /// Delete a committed mblock: durable when this returns (a crash can
     /// never bring it back), and only then is its zone free for reuse.
+    /// Checksum mismatches recorded for it are forgotten.
     pub fn mblock_delete(&self, id: MblockId) -> Result<()> {
-        self.pmd()?.delete(id.object_id(), true)
+        self.pmd()?.delete(id.object_id(), true)?;
+        self.forget_damage(id.object_id());
+        Ok(())
+    }
+
+    /// Drop a deleted mblock's ranges from the damage record.
+    fn forget_damage(&self, id: ObjectId) {
+        let uuid = self.inner.uuid.to_string();
+        if self.inner.persist && rundir::read_damage(&uuid).iter().any(|d| d.id == id) {
+            if let Err(e) = rundir::rewrite_damage(&uuid, |d| d.id != id, &[]) {
+                tracing::warn!("forgetting the checksum mismatches of {id}: {e}");
+            }
+        }
+        if let Some(pmd) = &self.inner.pmd {
+            pmd.forget_damage(id);
+        }
     }
 
     /// Delete a committed mblock without waiting for the delete to be
@@ -209,7 +338,9 @@ impl Pool {
     /// serves many deletes. [`Pool::sync`] makes every deferred delete
     /// durable.
     pub fn mblock_delete_deferred(&self, id: MblockId) -> Result<()> {
-        self.pmd()?.delete(id.object_id(), false)
+        self.pmd()?.delete(id.object_id(), false)?;
+        self.forget_damage(id.object_id());
+        Ok(())
     }
 
     /// Make every deferred delete durable ([`Pool::mblock_delete_deferred`]);
@@ -219,6 +350,13 @@ impl Pool {
     }
 
     /// Read `buf.len()` bytes at `offset` of a committed mblock.
+    ///
+    /// Every read path verifies the bytes against the mblock's checksums
+    /// before it returns them: a mismatch (after a second read) is
+    /// [`crate::ObjectError::Checksum`] naming the damaged bytes, is counted
+    /// in the pool's health, and no data comes back. The first read of an
+    /// mblock loads its checksum table (a legacy mblock, of a format-1 or
+    /// -2 pool, is read whole once to check its whole-content CRC).
     ///
     /// The pool has three ways to read: this one, for one read into a byte
     /// slice; [`Pool::mblock_read_batch`], for many reads into byte slices
@@ -272,9 +410,33 @@ impl Pool {
         Ok(self.pmd()?.count())
     }
 
-    /// Verify a committed mblock's content against the CRC recorded at commit.
+    /// Verify a committed mblock's whole content against its checksums
+    /// (every block of a format-3 mblock; the whole-content CRC recorded
+    /// at commit of a legacy one): the first damaged range is
+    /// [`crate::ObjectError::Checksum`].
     pub fn mblock_verify(&self, id: MblockId) -> Result<()> {
         self.pmd()?.verify(id.object_id())
+    }
+
+    /// Every damaged range of a committed mblock, reading all of it (a
+    /// damaged checksum table included; see [`crate::Damage`]). Each is
+    /// recorded for the pool's health.
+    pub fn mblock_scrub(&self, id: MblockId) -> Result<Vec<crate::Damage>> {
+        self.pmd()?.scrub_id(id.object_id())
+    }
+
+    /// Replace the pool's record of checksum mismatches with `found`: what
+    /// a scrub of every mblock ([`Pool::check`]) found.
+    pub(crate) fn reset_damage(&self, found: &[crate::Damage]) {
+        if let Some(pmd) = &self.inner.pmd {
+            pmd.reset_damage(found);
+        }
+        if !self.inner.persist {
+            return;
+        }
+        if let Err(e) = rundir::rewrite_damage(&self.inner.uuid.to_string(), |_| false, found) {
+            tracing::warn!("recording the checksum mismatches check found: {e}");
+        }
     }
 
     /// Allocate a user mlog of at least `capacity` bytes (whole zones) in `class`.

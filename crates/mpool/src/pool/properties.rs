@@ -237,9 +237,16 @@ impl Pool {
             .collect()
     }
 
-    /// Health: `ok`, or what is wrong.
+    /// Health: `ok`, or `degraded (...)` saying what is wrong: damaged
+    /// superblock copies, the checksum mismatches found in mblock content
+    /// by any process ([`Pool::checksum_damage`]), as `N checksum
+    /// error(s)`, and metadata containers that could not be replayed.
     pub fn health(&self) -> String {
         let mut bad = self.superblock_damage();
+        let n = self.checksum_damage().len();
+        if n > 0 {
+            bad.push(format!("{n} checksum error(s)"));
+        }
         for d in self.damaged_mdcs() {
             bad.push(format!(
                 "MDC{} damaged: {}; {}",

@@ -113,10 +113,14 @@ fn worker(pool: &Pool, seed: u64, t: usize, ops: usize, mlog: Option<MlogId>, se
                 return;
             };
             lock().handed.push(id.object_id());
+            // The most an mblock holds: its zone, less its checksum table.
+            let cap = pool
+                .mblock_capacity(MediaClass::Capacity)
+                .map_or(ZONE as usize, |c| c as usize);
             let len = match rng.random_range(0..4) {
                 0 => rng.random_range(1..600),
-                1 => rng.random_range(1..ZONE as usize),
-                2 => ZONE as usize,
+                1 => rng.random_range(1..cap),
+                2 => cap,
                 _ => rng.random_range(4000..20_000),
             };
             let data = content(seed, id.object_id(), len);
@@ -412,7 +416,19 @@ fn check(inst: &Instance, dev: FaultDevice, seen: &Seen, clean: bool) -> Vec<Str
             continue;
         }
         let want = content(inst.seed, o.id, expected_len);
-        if o.crc != Some(crc32c::crc32c(&want)) {
+        // The record's CRC: of the content, or (format version 3) of its
+        // table of block checksums.
+        let recorded = match o.csum_block {
+            Some(b) => {
+                let table: Vec<u8> = want
+                    .chunks(b as usize)
+                    .flat_map(|c| crc32c::crc32c(c).to_le_bytes())
+                    .collect();
+                crc32c::crc32c(&table)
+            }
+            None => crc32c::crc32c(&want),
+        };
+        if o.crc != Some(recorded) {
             bad.push(format!(
                 "mblock {}: recorded CRC differs from the committed content's",
                 o.id

@@ -146,9 +146,7 @@ fn rot_after_a_clean_close_is_reported_not_dropped() {
     assert!(pool.object_props(id).is_ok(), "acknowledged commit dropped");
     assert!(matches!(
         pool.mblock_verify(id),
-        Err(mpool::Error::Object(
-            mpool::ObjectError::ChecksumMismatch { .. }
-        ))
+        Err(mpool::Error::Object(mpool::ObjectError::Checksum { .. }))
     ));
 }
 
@@ -272,7 +270,9 @@ fn a_commit_that_failed_writing_its_record_holds_its_zone_until_reopen() {
     let id = pool.mblock_alloc(MediaClass::Capacity).unwrap();
     pool.mblock_write(id, &pattern(4096, 8)).unwrap();
     let used = pool.usage()[0].used;
-    dev.crash_after(dev.stats().ops); // the record's write fails
+    // The content's last write (its checksum table) lands, the record's
+    // write fails.
+    dev.crash_after(dev.stats().ops + 1);
     assert!(pool.mblock_commit(id).is_err());
     pool.mblock_abort(id).unwrap();
     assert_eq!(
@@ -295,34 +295,37 @@ fn a_commit_that_failed_writing_its_record_holds_its_zone_until_reopen() {
 
 #[test]
 fn a_one_flush_commit_record_in_a_format_1_pool_is_corruption() {
-    // A format-2 pool with a one-flush commit, then its superblocks
-    // rewritten as format 1: format 1 has no such records, so the open
-    // does not guess what the record means: its MDC is damaged.
-    let dev = fresh_pool();
-    let pool = open(&dev, false);
-    let id = pool.mblock_alloc(MediaClass::Capacity).unwrap();
-    pool.mblock_write(id, &pattern(2000, 3)).unwrap();
-    pool.mblock_commit(id).unwrap();
-    drop(pool);
-    let d: DeviceRef = dev.clone();
-    let read = mpool::superblock::read(d.as_ref()).unwrap();
-    let mut sb = read.copies[0].clone().unwrap();
-    assert_eq!(sb.version, mpool::format::superblock::SB_VERSION);
-    sb.version = 1;
-    mpool::superblock::write(d.as_ref(), &sb).unwrap();
-    // The MDC holding it cannot be replayed: the pool opens degraded, and
-    // the object is unreadable with an error naming the MDC.
-    let pool = Pool::open_on(vec![Arc::clone(&d)], true).expect("opens degraded");
-    let damaged = pool.damaged_mdcs();
-    assert_eq!(damaged.len(), 1, "{damaged:?}");
-    assert_eq!(damaged[0].mdc, id.object_id().mdc());
-    assert!(damaged[0].reason.contains("type 7"), "{damaged:?}");
-    let mut buf = [0u8; 16];
-    match pool.mblock_read(id, 0, &mut buf) {
-        Err(mpool::Error::Metadata(mpool::MetadataError::Damaged { mdc, .. })) => {
-            assert_eq!(mdc, id.object_id().mdc())
+    // A format-3 pool with a one-flush block-checksum commit (type 8),
+    // then its superblocks rewritten as format 1 and as format 2: neither
+    // has such records, so the open does not guess what the record means:
+    // its MDC is damaged, and the object unreadable with an error naming it.
+    for version in [1u16, 2] {
+        let dev = fresh_pool();
+        let pool = open(&dev, false);
+        let id = pool.mblock_alloc(MediaClass::Capacity).unwrap();
+        pool.mblock_write(id, &pattern(2000, 3)).unwrap();
+        pool.mblock_commit(id).unwrap();
+        drop(pool);
+        let d: DeviceRef = dev.clone();
+        let read = mpool::superblock::read(d.as_ref()).unwrap();
+        let mut sb = read.copies[0].clone().unwrap();
+        assert_eq!(sb.version, mpool::format::superblock::SB_VERSION);
+        sb.version = version;
+        mpool::superblock::write(d.as_ref(), &sb).unwrap();
+        let pool = Pool::open_on(vec![Arc::clone(&d)], true).expect("opens degraded");
+        let damaged = pool.damaged_mdcs();
+        assert_eq!(damaged.len(), 1, "{damaged:?}");
+        assert_eq!(damaged[0].mdc, id.object_id().mdc());
+        let why = &damaged[0].reason;
+        assert!(why.contains("type 8"), "{why}");
+        assert!(why.contains(&format!("format-{version}")), "{why}");
+        let mut buf = [0u8; 16];
+        match pool.mblock_read(id, 0, &mut buf) {
+            Err(mpool::Error::Metadata(mpool::MetadataError::Damaged { mdc, .. })) => {
+                assert_eq!(mdc, id.object_id().mdc())
+            }
+            other => panic!("expected the damaged-MDC error, got {other:?}"),
         }
-        other => panic!("expected the damaged-MDC error, got {other:?}"),
     }
 }
 

@@ -54,7 +54,7 @@ fn eio_on_mblock_write_and_read() {
     fault.flip_bit(z * ZONE + 17, 3);
     assert!(matches!(
         pool.mblock_verify(ok),
-        Err(Error::Object(ObjectError::ChecksumMismatch { .. }))
+        Err(Error::Object(ObjectError::Checksum { .. }))
     ));
     let rep = pool.check(&mut |_, _| {}).unwrap();
     assert_eq!(rep.problems.len(), 1, "{:?}", rep.problems);

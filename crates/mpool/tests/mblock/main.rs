@@ -3,6 +3,7 @@
 
 mod pool_common;
 
+mod checksums;
 mod commit_shared;
 mod delete_deferred;
 mod eio;

@@ -184,7 +184,9 @@ fn dropping_a_busy_reader_waits_for_its_reads() {
     }
     let dir = tempfile::tempdir().unwrap();
     let (_file, pool) = file_pool(dir.path());
-    let data = pattern(ZONE as usize, 9);
+    // As much as an mblock holds (its zone, less its checksum table).
+    let cap = pool.mblock_capacity(MediaClass::Capacity).unwrap();
+    let data = pattern(cap as usize, 9);
     let id = commit(&pool, MediaClass::Capacity, &data);
     for _ in 0..20 {
         let mut rd = pool.mblock_reader(32).unwrap();
@@ -378,7 +380,9 @@ fn fault_device_faults_reach_queued_reads() {
         })
         .unwrap()
     };
-    // Healthy: every read served by the device itself.
+    // Healthy: every read served by the device itself (after the first
+    // read of the mblock, which loads its checksum table).
+    pool.mblock_read(id, 0, &mut [0u8; 1]).unwrap();
     let before = dev.stats().reads;
     for k in 0..6 {
         push(&mut rd, k);

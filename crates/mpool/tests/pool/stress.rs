@@ -99,7 +99,9 @@ fn eight_threads_mixing_everything() {
                                     Err(Error::Storage(StorageError::NoSpace(_))) => continue,
                                     Err(e) => panic!("alloc: {e}"),
                                 };
-                                let len = rng.random_range(1..=ZONE as usize);
+                                // Up to what an mblock holds (its zone, less its checksum table).
+                                let cap = pool.mblock_capacity(MediaClass::Capacity).unwrap();
+                                let len = rng.random_range(1..=cap as usize);
                                 let data = content(id, len);
                                 let cut = rng.random_range(0..=len);
                                 pool.mblock_write(id, &data[..cut]).unwrap();

@@ -1,0 +1,468 @@
+//! Per-block checksums on the read path: the bounded cache of checksum
+//! tables, loading a table on the first read of an mblock (from its zone,
+//! or derived from a legacy mblock's verified content), and the record of
+//! checksum mismatches the pool's health counts.
+//!
+//! A format-3 mblock's table is read from its zone and checked against
+//! the table CRC in its record. A table that fails its CRC (rot in the
+//! table itself) is not trusted: the whole content is read and its block
+//! checksums recomputed; when their CRC matches the record, the content is
+//! intact and the recomputed table serves the reads (the damaged table is
+//! recorded, reads succeed); when not, each block whose stored and
+//! recomputed checksums disagree is marked bad. A legacy mblock (record
+//! types 4 and 7: a whole-content CRC only) is read whole on its first
+//! read; when its CRC matches, the block checksums computed on the way are
+//! kept as its table. One that does not match gets no table: every read of
+//! it fails with the whole content as the damaged range.
+
+use super::mblock::{self, BadRange, Table};
+use super::object::Obj;
+use super::{Catalog, ClassDev};
+use crate::error::{ObjectError, Result};
+use crate::format::record::CsumLayout;
+use crate::lock::{lock, read as rlock, write as wlock};
+use crate::objid::ObjectId;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+/// Default bound of the checksum-table cache: 64 MiB, the tables of
+/// 64 GiB of content in 4 KiB blocks.
+pub const DEFAULT_CSUM_CACHE_BYTES: u64 = 64 << 20;
+
+/// Default checksum block of new mblocks: 4 KiB (log2 12), the size that
+/// measured best (BENCHMARKS.md, "Per-block checksums").
+pub const DEFAULT_CSUM_SHIFT: u8 = 12;
+
+/// A checksum mismatch found in an mblock: content bytes
+/// `offset..offset + len`, or (`table`) its checksum table, bytes
+/// `offset..offset + len` of its zone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct Damage {
+    /// The mblock.
+    pub id: ObjectId,
+    /// First byte.
+    pub offset: u64,
+    /// Bytes.
+    pub len: u64,
+    /// The checksum table is damaged (its content verified against the
+    /// record nonetheless); `offset` and `len` are zone bytes.
+    pub table: bool,
+}
+
+impl std::fmt::Display for Damage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.table {
+            write!(
+                f,
+                "mblock {}: checksum table damaged (zone bytes {}..{}); content verified against its record",
+                self.id,
+                self.offset,
+                self.offset + self.len
+            )
+        } else {
+            write!(
+                f,
+                "mblock {}: bytes {}..{} do not match their checksums",
+                self.id,
+                self.offset,
+                self.offset + self.len
+            )
+        }
+    }
+}
+
+/// Where checksum mismatches go as they are found (the pool persists
+/// them for its health).
+pub(crate) type DamageSink = Box<dyn Fn(&Damage) + Send + Sync>;
+
+struct Entry {
+    table: Arc<Table>,
+    used: AtomicU64,
+}
+
+/// Checksum tables by object, bounded in bytes, least recently used out.
+/// Lookups take a shared lock and stamp the entry with the current epoch
+/// (a plain load of the shared counter, and a store only when the stamp
+/// changes: no cache line written by every read); each insert starts a new
+/// epoch, and one over the bound evicts the least recently stamped down to
+/// 7/8 of the bound (so a full cache sorts its entries once per many
+/// inserts, not every time).
+pub(crate) struct TableCache {
+    map: RwLock<HashMap<u64, Entry>>,
+    tick: AtomicU64,
+    bytes: AtomicU64,
+    cap: AtomicU64,
+}
+
+impl std::fmt::Debug for TableCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TableCache")
+            .field("bytes", &self.bytes.load(Ordering::Relaxed))
+            .field("cap", &self.cap.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl Default for TableCache {
+    fn default() -> Self {
+        TableCache {
+            map: RwLock::new(HashMap::new()),
+            tick: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            cap: AtomicU64::new(DEFAULT_CSUM_CACHE_BYTES),
+        }
+    }
+}
+
+impl TableCache {
+    pub(crate) fn get(&self, id: u64) -> Option<Arc<Table>> {
+        let m = rlock(&self.map);
+        let e = m.get(&id)?;
+        let now = self.tick.load(Ordering::Relaxed);
+        if e.used.load(Ordering::Relaxed) != now {
+            e.used.store(now, Ordering::Relaxed);
+        }
+        Some(Arc::clone(&e.table))
+    }
+
+    pub(crate) fn insert(&self, id: u64, table: Arc<Table>) {
+        let cap = self.cap.load(Ordering::Relaxed);
+        let n = table.mem_bytes();
+        if n > cap {
+            return; // larger than the whole cache: used once, not kept
+        }
+        let mut m = wlock(&self.map);
+        let used = AtomicU64::new(self.tick.fetch_add(1, Ordering::Relaxed) + 1);
+        if let Some(old) = m.insert(id, Entry { table, used }) {
+            self.bytes
+                .fetch_sub(old.table.mem_bytes(), Ordering::Relaxed);
+        }
+        let total = self.bytes.fetch_add(n, Ordering::Relaxed) + n;
+        if total > cap {
+            Self::evict(&mut m, &self.bytes, cap - cap / 8, id);
+        }
+    }
+
+    fn evict(m: &mut HashMap<u64, Entry>, bytes: &AtomicU64, to: u64, keep: u64) {
+        let mut by_age: Vec<(u64, u64)> = m
+            .iter()
+            .filter(|(k, _)| **k != keep)
+            .map(|(k, e)| (e.used.load(Ordering::Relaxed), *k))
+            .collect();
+        by_age.sort_unstable();
+        for (_, k) in by_age {
+            if bytes.load(Ordering::Relaxed) <= to {
+                break;
+            }
+            if let Some(e) = m.remove(&k) {
+                bytes.fetch_sub(e.table.mem_bytes(), Ordering::Relaxed);
+            }
+        }
+    }
+
+    pub(crate) fn remove(&self, id: u64) {
+        if let Some(e) = wlock(&self.map).remove(&id) {
+            self.bytes.fetch_sub(e.table.mem_bytes(), Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn set_cap(&self, cap: u64) {
+        self.cap.store(cap, Ordering::Relaxed);
+        let mut m = wlock(&self.map);
+        if self.bytes.load(Ordering::Relaxed) > cap {
+            Self::evict(&mut m, &self.bytes, cap, u64::MAX);
+        }
+    }
+
+    /// Bytes of tables held.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+}
+
+/// The checksum-related state of an open catalog.
+#[derive(Default)]
+pub(crate) struct Csums {
+    pub(crate) cache: TableCache,
+    /// Checksum block of new mblocks (log2), format-3 pools.
+    pub(crate) shift: std::sync::atomic::AtomicU8,
+    /// Mismatches found since open (each once).
+    found: Mutex<Vec<Damage>>,
+    sink: std::sync::OnceLock<DamageSink>,
+}
+
+impl std::fmt::Debug for Csums {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Csums")
+            .field("cache", &self.cache)
+            .field("shift", &self.shift)
+            .finish()
+    }
+}
+
+impl Csums {
+    pub(crate) fn new() -> Self {
+        let c = Csums::default();
+        c.shift.store(DEFAULT_CSUM_SHIFT, Ordering::Relaxed);
+        c
+    }
+}
+
+impl Catalog {
+    /// Record a mismatch (once per range) and hand it to the sink.
+    pub(crate) fn note_damage(&self, d: Damage) {
+        let c = &self.inner.csums;
+        {
+            let mut f = lock(&c.found);
+            if f.contains(&d) {
+                return;
+            }
+            f.push(d);
+        }
+        tracing::warn!("{d}");
+        if let Some(s) = c.sink.get() {
+            s(&d);
+        }
+    }
+
+    /// Mismatches found by this process since the pool was opened.
+    pub(crate) fn damage_found(&self) -> Vec<Damage> {
+        lock(&self.inner.csums.found).clone()
+    }
+
+    /// Forget the mismatches found in `id` (deleted).
+    pub(crate) fn forget_damage(&self, id: ObjectId) {
+        lock(&self.inner.csums.found).retain(|d| d.id != id);
+    }
+
+    /// Replace the mismatches found with `found` (a full scrub's).
+    pub(crate) fn reset_damage(&self, found: &[Damage]) {
+        *lock(&self.inner.csums.found) = found.to_vec();
+    }
+
+    /// Where mismatches go as they are found (once).
+    pub(crate) fn set_damage_sink(&self, sink: DamageSink) {
+        let _ = self.inner.csums.sink.set(sink);
+    }
+
+    /// Bound the checksum-table cache to `bytes`.
+    pub(crate) fn set_csum_cache_bytes(&self, bytes: u64) {
+        self.inner.csums.cache.set_cap(bytes);
+    }
+
+    /// Bytes of checksum tables cached.
+    pub(crate) fn csum_cache_bytes(&self) -> u64 {
+        self.inner.csums.cache.bytes()
+    }
+
+    /// The checksum block size of mblocks allocated from now on (format
+    /// version 3): a power of two, 4 KiB to 64 KiB.
+    pub(crate) fn set_csum_block(&self, bytes: u32) -> Result<()> {
+        let shift = csum_shift_of(bytes)?;
+        self.inner.csums.shift.store(shift, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The checksum block size new mblocks get; `None` without block
+    /// checksums (format versions 1 and 2).
+    pub(crate) fn csum_block(&self) -> Option<u32> {
+        self.inner
+            .features
+            .block_csums()
+            .then(|| 1u32 << self.inner.csums.shift.load(Ordering::Relaxed))
+    }
+
+    /// The checksum error for content bytes `r` of `id`, recorded.
+    pub(crate) fn csum_error(&self, id: ObjectId, r: BadRange) -> crate::error::Error {
+        self.note_damage(Damage {
+            id,
+            offset: r.offset,
+            len: r.len,
+            table: false,
+        });
+        ObjectError::Checksum {
+            id,
+            offset: r.offset,
+            len: r.len,
+        }
+        .into()
+    }
+
+    /// The table that reads of committed mblock `id` (record `o`) verify
+    /// against: cached, or loaded now (see the module's documentation).
+    pub(super) fn table(&self, id: ObjectId, o: &Obj) -> Result<Arc<Table>> {
+        let cache = &self.inner.csums.cache;
+        if let Some(t) = cache.get(id.raw()) {
+            return Ok(t);
+        }
+        let c = self.inner.class(o.class())?;
+        let t = Arc::new(self.load_table(id, o, c)?);
+        cache.insert(id.raw(), Arc::clone(&t));
+        Ok(t)
+    }
+
+    fn load_table(&self, id: ObjectId, o: &Obj, c: &ClassDev) -> Result<Table> {
+        let (dev, base, len) = (c.dev.as_ref(), c.off(o.zone), u64::from(o.a));
+        if o.shift == 0 {
+            // Legacy: the whole content once, twice if it does not match.
+            let shift = DEFAULT_CSUM_SHIFT;
+            let scan = || mblock::scan_content(dev, base, len, Some(shift));
+            let mut got = scan()?;
+            if got.0 != o.b {
+                got = scan()?;
+            }
+            return match got {
+                (crc, Some(t)) if crc == o.b => Ok(t),
+                _ => Err(self.csum_error(id, BadRange { offset: 0, len })),
+            };
+        }
+        let mut t = mblock::read_table(dev, base, len, o.shift)?;
+        if t.crc() == o.b {
+            return Ok(t);
+        }
+        t = mblock::read_table(dev, base, len, o.shift)?;
+        if t.crc() == o.b {
+            return Ok(t);
+        }
+        // The table is damaged: recompute it from the content.
+        let layout = CsumLayout {
+            len,
+            shift: o.shift,
+            sector: u64::from(dev.sector()),
+        };
+        self.note_damage(Damage {
+            id,
+            offset: layout.table_offset(),
+            len: layout.table_span(),
+            table: true,
+        });
+        let (_, derived) = mblock::scan_content(dev, base, len, Some(o.shift))?;
+        let mut derived = derived.unwrap_or_else(|| Table::from_bytes(o.shift, &[]));
+        if derived.crc() == o.b {
+            return Ok(derived);
+        }
+        // Content damaged too: a block is good where the stored and the
+        // recomputed checksums agree.
+        derived.bad = (0..derived.crcs.len() as u64)
+            .filter(|&i| t.crcs.get(i as usize) != derived.crcs.get(i as usize))
+            .collect();
+        Ok(derived)
+    }
+
+    /// Every damaged range of committed mblock `id` (record `o`), reading
+    /// all of it: what `check` reports. Mismatches are recorded.
+    pub(super) fn scrub(&self, id: ObjectId, o: &Obj) -> Result<Vec<Damage>> {
+        let c = self.inner.class(o.class())?;
+        let (dev, base, len) = (c.dev.as_ref(), c.off(o.zone), u64::from(o.a));
+        let mut out = Vec::new();
+        if o.shift == 0 {
+            // A legacy mblock: per block against the table derived when its
+            // whole CRC last matched, if it is cached; else by its CRC.
+            match self.inner.csums.cache.get(id.raw()) {
+                Some(t) => {
+                    for r in mblock::bad_blocks(dev, base, len, &t)? {
+                        out.push(Damage {
+                            id,
+                            offset: r.offset,
+                            len: r.len,
+                            table: false,
+                        });
+                    }
+                }
+                None => {
+                    if mblock::content_crc(dev, base, len)? != o.b {
+                        out.push(Damage {
+                            id,
+                            offset: 0,
+                            len,
+                            table: false,
+                        });
+                    }
+                }
+            }
+        } else {
+            // From the media, not from the cache: a scrub reads it all.
+            let layout = CsumLayout {
+                len,
+                shift: o.shift,
+                sector: u64::from(dev.sector()),
+            };
+            if mblock::read_table(dev, base, len, o.shift)?.crc() != o.b {
+                out.push(Damage {
+                    id,
+                    offset: layout.table_offset(),
+                    len: layout.table_span(),
+                    table: true,
+                });
+            }
+            self.inner.csums.cache.remove(id.raw());
+            let t = self.load_table(id, o, c)?;
+            for r in mblock::bad_blocks(dev, base, len, &t)? {
+                out.push(Damage {
+                    id,
+                    offset: r.offset,
+                    len: r.len,
+                    table: false,
+                });
+            }
+        }
+        for d in &out {
+            self.note_damage(*d);
+        }
+        Ok(out)
+    }
+}
+
+/// log2 of a checksum block size, refusing sizes that are not a power of
+/// two from 4 KiB to 64 KiB.
+pub(crate) fn csum_shift_of(bytes: u32) -> Result<u8> {
+    use crate::format::record::{CSUM_SHIFT_MAX, CSUM_SHIFT_MIN};
+    let shift = bytes.trailing_zeros() as u8;
+    if !bytes.is_power_of_two() || !(CSUM_SHIFT_MIN..=CSUM_SHIFT_MAX).contains(&shift) {
+        return Err(crate::error::Error::InvalidArgument(format!(
+            "checksum block size {bytes}: a power of two from {} to {} bytes",
+            1u32 << CSUM_SHIFT_MIN,
+            1u32 << CSUM_SHIFT_MAX
+        )));
+    }
+    Ok(shift)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(n: usize) -> Arc<Table> {
+        Arc::new(Table {
+            shift: 12,
+            crcs: vec![0; n],
+            bad: Vec::new(),
+        })
+    }
+
+    #[test]
+    fn the_cache_stays_under_its_bound_and_drops_the_least_recently_used() {
+        let c = TableCache::default();
+        let one = t(1000).mem_bytes();
+        c.set_cap(one * 4);
+        for id in 0..4 {
+            c.insert(id, t(1000));
+        }
+        assert!(c.get(0).is_some()); // 0 is now the most recent
+        c.insert(4, t(1000));
+        assert!(c.bytes() <= one * 4);
+        assert!(c.get(0).is_some() && c.get(4).is_some());
+        assert!(c.get(1).is_none(), "the least recently used goes first");
+        c.remove(4);
+        c.set_cap(one);
+        assert!(c.bytes() <= one);
+        c.insert(9, t(100_000)); // larger than the whole cache
+        assert!(c.get(9).is_none());
+        assert!(csum_shift_of(4096).is_ok() && csum_shift_of(65536).is_ok());
+        for bad in [0, 2048, 5000, 131_072] {
+            assert!(csum_shift_of(bad).is_err());
+        }
+    }
+}
