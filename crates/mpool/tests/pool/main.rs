@@ -3,6 +3,7 @@
 //! binary.
 
 mod alloc_compact_race;
+mod byte_flips;
 mod close;
 mod compaction_fail;
 mod crash_sweep;
