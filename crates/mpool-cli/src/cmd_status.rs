@@ -57,6 +57,10 @@ pub struct PoolStatus {
     pub devices: Vec<DeviceStatus>,
     /// The last `mpool check` run from this run directory.
     pub last_check: Option<CheckRecord>,
+    /// Errors met by readers and writers of the pool since it was
+    /// activated, in any process: device read and write errors, checksum
+    /// mismatches.
+    pub errors: rundir::ErrorCounts,
 }
 
 fn inspect(uuid: &str) -> mpool::Result<Pool> {
@@ -88,6 +92,7 @@ pub fn pool_status(ent: &rundir::ActiveEntry) -> PoolStatus {
         classes: Vec::new(),
         devices: Vec::new(),
         last_check: Pool::last_check(&ent.uuid),
+        errors: rundir::error_counts(&ent.uuid),
     };
     match inspect(&ent.uuid) {
         Ok(p) => {
@@ -299,6 +304,10 @@ fn print_status(s: &PoolStatus) {
             human(c.zone_size)
         );
     }
+    println!(
+        "errors: {} read, {} write, {} checksum (since activation)",
+        s.errors.read, s.errors.write, s.errors.checksum
+    );
     match &s.last_check {
         Some(c) => {
             println!(

@@ -141,3 +141,44 @@ fn list_takes_scripted_mode_fields_and_exact_numbers() {
     let o = sb.ok(&["mlog", "list", "lo", "-H", "-o", "type,root"]);
     assert_eq!(o.stdout.trim(), "mdc\tyes", "{}", o.all());
 }
+
+#[test]
+fn status_counts_the_errors_readers_met_since_activation() {
+    let sb = Sandbox::new();
+    sb.create_small("er", "cap.img");
+    let f = sb.path("d.bin");
+    std::fs::write(&f, vec![3u8; 9000]).unwrap();
+    let id = sb
+        .ok(&["mblock", "write", "er", f.to_str().unwrap()])
+        .stdout
+        .trim()
+        .to_string();
+    let v = sb.json(&["status", "er", "--json"]);
+    assert_eq!(v[0]["errors"]["checksum"], 0, "{v}");
+    let zone = sb.json(&["mblock", "stat", "er", &id, "--json"])["zone"]
+        .as_u64()
+        .unwrap();
+    flip(&sb, "cap.img", zone * (1 << 20) + 500);
+    // Unhealthy from here on: status exits 1, and still prints its JSON.
+    let status = || -> serde_json::Value {
+        let o = sb.run(&["status", "er", "--json"]);
+        assert_eq!(o.status.code(), Some(1), "{}", o.all());
+        serde_json::from_str(&o.stdout).unwrap()
+    };
+    sb.fail_with(&["mblock", "read", "er", &id], &["checksum"]);
+    sb.fail_with(&["mblock", "read", "er", &id], &["checksum"]);
+    let v = status();
+    assert_eq!(v[0]["errors"]["checksum"], 2, "{v}");
+    assert_eq!(v[0]["errors"]["read"], 0, "{v}");
+    let o = sb.run(&["status", "er"]);
+    assert!(
+        o.stdout.contains("2 checksum (since activation)"),
+        "{}",
+        o.all()
+    );
+    // A new activation starts the counts again.
+    sb.ok(&["deactivate", "er"]);
+    sb.ok(&["activate", "er"]);
+    let v = status();
+    assert_eq!(v[0]["errors"]["checksum"], 0, "{v}");
+}

@@ -361,7 +361,11 @@ pub fn deactivate(name_or_uuid: &str) -> Result<()> {
     // Taking the lock proves nobody has it open; nothing is read or
     // written (a pool whose filesystem is full must still deactivate).
     Pool::ensure_not_open(&a.devices, &a.name, &a.uuid)?;
-    rundir::remove_active(&a.name)
+    rundir::remove_active(&a.name)?;
+    // The error counts are per activation (removing a run-directory file
+    // writes nothing to the pool).
+    rundir::clear_errors(&a.uuid);
+    Ok(())
 }
 
 /// Rename an inactive pool.

@@ -685,3 +685,96 @@ pub(crate) fn rewrite_damage(
         .and_then(|_| f.write_all(out.as_bytes()))
         .map_err(|e| Error::file(&p, e))
 }
+
+/// Errors a pool's readers and writers met since it was activated, by any
+/// process (`<uuid>.errors` in the run directory, JSON; `mpool status`
+/// shows them). Device read and write errors, and checksum mismatches
+/// (every one, where `<uuid>.damage` keeps each damaged range once).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorCounts {
+    /// When counting began: the pool's activation (seconds since the epoch).
+    pub since: u64,
+    /// Device errors while reading object data.
+    pub read: u64,
+    /// Device errors while writing or committing object data.
+    pub write: u64,
+    /// Reads refused for a checksum mismatch.
+    pub checksum: u64,
+}
+
+/// Which count an error goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ErrorKind {
+    Read,
+    Write,
+    Checksum,
+}
+
+/// Count one error of pool `uuid` (best effort: a run directory that
+/// cannot be written costs the count, never the caller's result). The
+/// counts restart when the pool was activated after they began.
+pub(crate) fn count_error(uuid: &str, kind: ErrorKind) {
+    let Ok(dir) = run_dir() else { return };
+    let p = dir.join(format!("{uuid}.errors"));
+    let lock_path = dir.join(format!("{uuid}.errors.lock"));
+    let Ok(lock) = open_nofollow(
+        &lock_path,
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true),
+    ) else {
+        return;
+    };
+    if lock.lock().is_err() {
+        return;
+    }
+    let activated = find_active(uuid).ok().flatten().map_or(0, |e| e.activated);
+    let mut c: ErrorCounts = read_nofollow(&p)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    if c.since < activated {
+        c = ErrorCounts {
+            since: activated,
+            ..ErrorCounts::default()
+        };
+    }
+    match kind {
+        ErrorKind::Read => c.read += 1,
+        ErrorKind::Write => c.write += 1,
+        ErrorKind::Checksum => c.checksum += 1,
+    }
+    if let Ok(text) = serde_json::to_string(&c) {
+        let _ = replace_file(&p, &text);
+    }
+}
+
+/// The error counts of pool `uuid` since its activation (zero when none
+/// were recorded, or they predate the activation).
+pub fn error_counts(uuid: &str) -> ErrorCounts {
+    let Ok(dir) = run_dir() else {
+        return ErrorCounts::default();
+    };
+    let activated = find_active(uuid).ok().flatten().map_or(0, |e| e.activated);
+    let c: ErrorCounts = read_nofollow(&dir.join(format!("{uuid}.errors")))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    if c.since < activated {
+        ErrorCounts {
+            since: activated,
+            ..ErrorCounts::default()
+        }
+    } else {
+        c
+    }
+}
+
+/// Forget the error counts of pool `uuid` (deactivation: they count per
+/// activation). Best effort.
+pub(crate) fn clear_errors(uuid: &str) {
+    if let Ok(dir) = run_dir() {
+        let _ = std::fs::remove_file(dir.join(format!("{uuid}.errors")));
+    }
+}

@@ -277,7 +277,8 @@ impl Pool {
     /// Append `data` to an uncommitted mblock (any length; large writes go
     /// to the device as many requests in flight).
     pub fn mblock_write(&self, id: MblockId, data: &[u8]) -> Result<()> {
-        self.pmd()?.mblock_write(id.object_id(), data)
+        let r = self.pmd()?.mblock_write(id.object_id(), data);
+        self.count(r, rundir::ErrorKind::Write)
     }
 
     /// Append all of `buf` to an uncommitted mblock, as
@@ -289,7 +290,8 @@ impl Pool {
     /// [`AlignedBuf::len`], a multiple of its alignment; for a shorter last
     /// piece use `mblock_write`. On an error the buffer is dropped.
     pub fn mblock_write_aligned(&self, id: MblockId, buf: AlignedBuf) -> Result<AlignedBuf> {
-        self.pmd()?.mblock_write_buf(id.object_id(), buf)
+        let r = self.pmd()?.mblock_write_buf(id.object_id(), buf);
+        self.count(r, rundir::ErrorKind::Write)
     }
 
     /// Commit: the data (and, format version 3, the table of its block
@@ -297,7 +299,8 @@ impl Pool {
     /// table's CRC, or the content CRC before version 3) is made durable.
     /// Returns when the mblock is durable and immutable.
     pub fn mblock_commit(&self, id: MblockId) -> Result<ObjectProps> {
-        self.pmd()?.mblock_commit(id.object_id())
+        let r = self.pmd()?.mblock_commit(id.object_id());
+        self.count(r, rundir::ErrorKind::Write)
     }
 
     /// Discard an uncommitted mblock.
@@ -364,7 +367,27 @@ impl Pool {
     /// reads into the caller's aligned buffers (zero copy) kept in flight
     /// across calls.
     pub fn mblock_read(&self, id: MblockId, offset: u64, buf: &mut [u8]) -> Result<()> {
-        self.pmd()?.mblock_read(id.object_id(), offset, buf)
+        let r = self.pmd()?.mblock_read(id.object_id(), offset, buf);
+        self.count(r, rundir::ErrorKind::Read)
+    }
+
+    /// Count an error a data path met in the run directory (pools opened
+    /// by path; see [`rundir::error_counts`]): a checksum mismatch, or a
+    /// device error counted as `kind`.
+    fn count<T>(&self, r: Result<T>, kind: rundir::ErrorKind) -> Result<T> {
+        if let Err(e) = &r {
+            let k = match e {
+                Error::Object(crate::error::ObjectError::Checksum { .. }) => {
+                    Some(rundir::ErrorKind::Checksum)
+                }
+                Error::Storage(crate::error::StorageError::Dev(_)) => Some(kind),
+                _ => None,
+            };
+            if let (Some(k), true) = (k, self.inner.persist) {
+                rundir::count_error(&self.inner.uuid.to_string(), k);
+            }
+        }
+        r
     }
 
     /// Several reads of committed mblocks into byte slices, with at most
@@ -382,7 +405,8 @@ impl Pool {
                 "a batch of mblock reads needs a depth of at least 1".into(),
             ));
         }
-        self.pmd()?.mblock_read_batch(reads, depth)
+        let r = self.pmd()?.mblock_read_batch(reads, depth);
+        self.count(r, rundir::ErrorKind::Read)
     }
 
     /// A reader that keeps up to `depth` (1 to 256) reads of committed
