@@ -158,6 +158,19 @@ fn check_results(dev: &dyn Device, done: &mut [IoReq]) -> Result<(), DevError> {
     Ok(())
 }
 
+/// Writes of at least this many bytes from an aligned buffer are
+/// checksummed while the device writes them (see `WriteState::append_buf`).
+const OVERLAP_MIN: usize = 1 << 20;
+
+/// Add `data` to an mblock's checksums: its block checksums (format 3), or
+/// its whole-content CRC-32C.
+fn sum_into(csums: &mut Option<BlockCsums>, crc: &mut u32, data: &[u8]) {
+    match csums {
+        Some(c) => c.add(data),
+        None => *crc = crc32c::crc32c_append(*crc, data),
+    }
+}
+
 impl WriteState {
     /// A new mblock in the zone at `base` of `zone` bytes: with
     /// `csum_shift`, one whose commit writes a checksum table in blocks of
@@ -184,10 +197,7 @@ impl WriteState {
     }
 
     fn sum(&mut self, data: &[u8]) {
-        match &mut self.csums {
-            Some(c) => c.add(data),
-            None => self.crc = crc32c::crc32c_append(self.crc, data),
-        }
+        sum_into(&mut self.csums, &mut self.crc, data);
     }
 
     /// The mblock's length after appending `n` more bytes, if they fit.
@@ -263,15 +273,33 @@ impl WriteState {
             return Err(DataError::Failed);
         }
         let want = self.room(buf.len())?;
-        self.sum(&buf);
         let n = buf.len() as u64;
         // Nothing pending: the content on the device ends where it ends.
-        let req = IoReq::write(self.base + self.on_dev, buf);
-        match submit_all(self.dev.as_ref(), vec![req], usize::MAX) {
-            Ok(mut done) => {
+        let off = self.base + self.on_dev;
+        let res = if buf.len() >= OVERLAP_MIN && buf.len().is_multiple_of(sector) {
+            // A large write: the device writes from the buffer on one
+            // thread while this one checksums it (both only read it), so
+            // the checksum costs no time of its own.
+            let (dev, csums, crc) = (&self.dev, &mut self.csums, &mut self.crc);
+            let data: &[u8] = &buf;
+            std::thread::scope(|s| {
+                let w = s.spawn(move || dev.write_slice(off, data));
+                sum_into(csums, crc, data);
+                // A panic there (a bug) goes on here.
+                w.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+            })
+            .map(|()| buf)
+        } else {
+            self.sum(&buf);
+            let req = IoReq::write(off, buf);
+            submit_all(self.dev.as_ref(), vec![req], usize::MAX)
+                .map(|mut done| done.pop().map(|r| r.buf).unwrap_or_default())
+        };
+        match res {
+            Ok(buf) => {
                 self.on_dev += n;
                 self.written = want;
-                Ok(done.pop().map(|r| r.buf).unwrap_or_default())
+                Ok(buf)
             }
             Err(e) => {
                 // Some of the data may be missing on the device: only abort is left.

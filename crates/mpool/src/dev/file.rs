@@ -211,6 +211,23 @@ impl Device for FileDevice {
         &self.info
     }
 
+    fn write_slice(&self, offset: u64, data: &[u8]) -> Result<(), DevError> {
+        check_req(&self.info, offset, data.len())?;
+        if self.info.read_only {
+            return Err(DevError::ReadOnly {
+                device: self.info.name(),
+            });
+        }
+        // O_DIRECT needs the memory aligned as the device's buffers are.
+        if !(data.as_ptr() as usize).is_multiple_of(DEFAULT_ALIGN) {
+            let mut buf = self.alloc_buf(data.len());
+            buf.copy_from_slice(data);
+            return self.write_at(offset, &mut buf);
+        }
+        std::os::unix::fs::FileExt::write_all_at(&self.file, data, offset)
+            .map_err(|e| io_err(&self.info, "write", offset, e))
+    }
+
     fn submit(&self, reqs: Vec<IoReq>) -> Vec<IoReq> {
         self.submit_depth(reqs, usize::MAX)
     }

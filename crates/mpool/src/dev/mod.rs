@@ -304,6 +304,18 @@ pub trait Device: Send + Sync + fmt::Debug {
         let req = IoReq::write(offset, std::mem::take(buf));
         one(self, req, buf)
     }
+
+    /// Write all of `data` at `offset` from the caller's memory, blocking,
+    /// through a shared borrow (so that another thread may read `data`
+    /// meanwhile, e.g. to checksum it). Not durable until
+    /// [`Device::flush`]. This default copies `data` into a buffer of the
+    /// device's; a file device writes straight from `data` when it is
+    /// aligned as its buffers are.
+    fn write_slice(&self, offset: u64, data: &[u8]) -> Result<(), DevError> {
+        let mut buf = self.alloc_buf(data.len());
+        buf.copy_from_slice(data);
+        self.write_at(offset, &mut buf)
+    }
 }
 
 /// Requests kept in flight across calls on one device (made by
