@@ -92,6 +92,10 @@ impl Pool {
             }
         }
         let mut damage = Vec::new();
+        let read_only = self.is_read_only();
+        for (log, slot, why) in self.metadata_header_damage()? {
+            header_finding(&mut rep, &log, slot, &why, !read_only);
+        }
         rep.metadata_records = self.metadata_stats()?.iter().map(|m| m.records).sum();
         let objs = self.objects()?;
         let total: u64 = objs
@@ -139,17 +143,42 @@ impl Pool {
                     progress(done, total);
                 }
                 ObjType::Mlog | ObjType::Mdc => {
+                    let mut found: Result<Option<(u8, String)>, Error> = Ok(None);
                     let records = if o.ty == ObjType::Mlog {
                         rep.mlogs += 1;
                         MlogId::try_from(o.id)
                             .and_then(|id| self.mlog_open(id))
-                            .and_then(|log| count(log.reader()?))
+                            .and_then(|log| {
+                                found = if read_only {
+                                    Ok(log.header_damage())
+                                } else {
+                                    log.repair_header().map_err(Into::into)
+                                };
+                                count(log.reader()?)
+                            })
                     } else {
                         rep.mdcs += 1;
                         MdcId::try_from(o.id)
                             .and_then(|id| self.mdc_open(id))
-                            .and_then(|mdc| count(mdc.reader()?))
+                            .and_then(|mdc| {
+                                found = if read_only {
+                                    Ok(mdc.header_damage())
+                                } else {
+                                    mdc.repair_header().map_err(Into::into)
+                                };
+                                count(mdc.reader()?)
+                            })
                     };
+                    match found {
+                        Ok(Some((slot, why))) => {
+                            header_finding(&mut rep, &o.id.to_string(), slot, &why, !read_only)
+                        }
+                        Ok(None) => {}
+                        Err(e) => rep.problems.push(CheckProblem {
+                            object: o.id.to_string(),
+                            problem: format!("rewriting a damaged header copy failed: {e}"),
+                        }),
+                    }
                     match records {
                         Ok(n) => rep.log_records += n,
                         Err(e) => rep.problems.push(CheckProblem {
@@ -164,5 +193,25 @@ impl Pool {
         // mismatches (ranges that read clean now, and deleted mblocks, leave it).
         self.reset_damage(&damage);
         Ok(rep)
+    }
+}
+
+/// A damaged log header copy: a repair when it was rewritten (read-write
+/// check), else a problem that says how to repair it.
+fn header_finding(rep: &mut CheckReport, object: &str, slot: u8, why: &str, repaired: bool) {
+    if repaired {
+        rep.repairs.push(CheckRepair {
+            object: object.to_string(),
+            repair: format!(
+                "log header copy {slot} was damaged ({why}); rewritten from the other copy"
+            ),
+        });
+    } else {
+        rep.problems.push(CheckProblem {
+            object: object.to_string(),
+            problem: format!(
+                "log header copy {slot} is damaged ({why}); the log works on the other copy, and a repair (`mpool check --repair`) rewrites it"
+            ),
+        });
     }
 }

@@ -259,6 +259,17 @@ impl Mdc {
         crate::lock::lock(&self.st)
     }
 
+    /// A damaged header copy of the active log (see [`Mlog::header_damage`]).
+    pub fn header_damage(&self) -> Option<(u8, String)> {
+        self.cur().header_damage()
+    }
+
+    /// Rewrite a damaged header copy of the active log (see
+    /// [`Mlog::repair_header`]).
+    pub fn repair_header(&self) -> Result<Option<(u8, String)>> {
+        Ok(self.cur().repair_header()?)
+    }
+
     fn cur(&self) -> &Mlog {
         let i = self.lock().cur;
         &self.logs[i]

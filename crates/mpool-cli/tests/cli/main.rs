@@ -23,6 +23,7 @@ mod forget;
 mod host_fs_full;
 mod json;
 mod lock;
+mod log_headers;
 mod mblock;
 mod mlog;
 mod mlog_delete_erase;

@@ -718,6 +718,30 @@ impl Catalog {
         Ok(out)
     }
 
+    /// Damaged header copies of the pool-metadata logs (MDC0's and each of
+    /// MDC1..N's active log): (name, slot, what is wrong); with `repair`
+    /// (a read-write pool), each is rewritten from the good copy first,
+    /// and what was rewritten is returned.
+    pub(crate) fn metadata_header_damage(&self, repair: bool) -> Result<Vec<(String, u8, String)>> {
+        let mut out = Vec::new();
+        let mut one = |name: String, mdc: &Mdc| -> Result<()> {
+            let found = if repair {
+                mdc.repair_header()?
+            } else {
+                mdc.header_damage()
+            };
+            if let Some((slot, why)) = found {
+                out.push((name, slot, why));
+            }
+            Ok(())
+        };
+        one("MDC0".into(), &lock(&self.inner.mdc0).mdc)?;
+        for s in &self.inner.shards {
+            one(format!("MDC{}", s.index), &rlock(&s.mdc))?;
+        }
+        Ok(out)
+    }
+
     /// Whether MDC0 and every one of MDC1..N has a mirrored active log.
     pub(crate) fn metadata_mirrored(&self) -> bool {
         lock(&self.inner.mdc0).mdc.is_mirrored()

@@ -149,6 +149,11 @@ struct State {
     hdr_durable: bool,
     /// Slot (0 or 1) of the newest valid header.
     newest_slot: u8,
+    /// The header in `newest_slot`.
+    newest_hdr: LogHeader,
+    /// The other slot, when its copy was found damaged at open and has not
+    /// been written since: (slot, what is wrong).
+    damaged_slot: Option<(u8, String)>,
     next_seq: u64,
     /// Flush set that appends join now.
     fseq: u32,
@@ -270,7 +275,7 @@ impl Mlog {
         /// until the log is erased.
         fn open(dev: Arc<dyn Device>, extent: Range<u64>, id: u64) -> Result<Mlog> {
             let geom = check_extent(dev.as_ref(), &extent)?;
-            let (hdr, slot) = read_header(dev.as_ref(), extent.start, geom, id)?;
+            let (hdr, slot, other) = read_header(dev.as_ref(), extent.start, geom, id)?;
             let base = extent.start + 2 * geom.bs;
             let mut src = DevBlocks::new(dev.as_ref(), base, geom, geom.nblocks);
             let view = LogView {
@@ -287,6 +292,12 @@ impl Mlog {
                 );
             }
             let mut log = Mlog::from_parts(dev, id, extent.start, geom, hdr, slot, Some(&res));
+            if let Some(why) = other {
+                tracing::warn!("mlog {id:#x}: header {why}");
+                if let Ok(st) = log.st.get_mut() {
+                    st.damaged_slot = Some((1 - slot, why));
+                }
+            }
             // The tail block's bytes before the end are rewritten by the next flush.
             let st = log.st.get_mut().map_err(|_| MlogError::Failed {
                 reason: "lock poisoned".into(),
@@ -332,6 +343,8 @@ impl Mlog {
             epoch,
             hdr_durable,
             newest_slot: slot,
+            newest_hdr: hdr,
+            damaged_slot: None,
             next_seq,
             fseq: 1,
             batch_first: None,
@@ -529,6 +542,8 @@ impl Mlog {
         g.epoch = 1;
         g.hdr_durable = true;
         g.newest_slot = 1 - first;
+        g.newest_hdr = hdr;
+        g.damaged_slot = None;
         g.next_seq = 0;
         g.open_tail = None;
         g.fseq = 1;
@@ -606,6 +621,33 @@ impl Mlog {
         let mut r = self.reader()?;
         r.seek(skip)?;
         Ok(r)
+    }
+
+    /// The header copy found damaged at open and not rewritten since:
+    /// (slot, what is wrong). The log works on its other copy; the next
+    /// header update (the first flush of an epoch, an erase) or
+    /// [`Mlog::repair_header`] rewrites it.
+    pub fn header_damage(&self) -> Option<(u8, String)> {
+        self.lock().damaged_slot.clone()
+    }
+
+    /// Rewrite a damaged header copy with the newest one (then flush), so
+    /// that the log has two good copies again. Returns what was repaired;
+    /// `None` when there was nothing to repair, or a flush is writing
+    /// headers right now (the copy is then rewritten by it, or later).
+    pub fn repair_header(&self) -> Result<Option<(u8, String)>> {
+        let mut g = self.lock();
+        let Some((slot, why)) = g.damaged_slot.clone() else {
+            return Ok(None);
+        };
+        if g.flushing || slot == g.newest_slot {
+            return Ok(None);
+        }
+        let hdr = g.newest_hdr;
+        self.write_header(slot, &hdr)?;
+        self.dev.flush()?;
+        g.damaged_slot = None;
+        Ok(Some((slot, why)))
     }
 
     fn write_header(&self, slot: u8, hdr: &LogHeader) -> Result<()> {
@@ -839,6 +881,10 @@ impl Mlog {
             Ok(()) => {
                 if let Some((slot, h)) = hdr {
                     g.newest_slot = slot;
+                    g.newest_hdr = h;
+                    if g.damaged_slot.as_ref().is_some_and(|d| d.0 == slot) {
+                        g.damaged_slot = None;
+                    }
                     if (h.gen, h.epoch) == (g.gen, g.epoch) {
                         g.hdr_durable = true;
                     }
@@ -919,7 +965,14 @@ fn submit_all(dev: &dyn Device, reqs: Vec<IoReq>) -> Result<()> {
 }
 
 /// Read both header blocks and pick the newest valid one for `id`.
-fn read_header(dev: &dyn Device, start: u64, geom: Geom, id: u64) -> Result<(LogHeader, u8)> {
+/// The newest valid header copy and its slot, and what is wrong with the
+/// other copy when it is damaged (not merely older).
+fn read_header(
+    dev: &dyn Device,
+    start: u64,
+    geom: Geom,
+    id: u64,
+) -> Result<(LogHeader, u8, Option<String>)> {
     let mut best: Option<(LogHeader, u8)> = None;
     let mut why = Vec::new();
     for slot in 0..2u8 {
@@ -943,9 +996,12 @@ fn read_header(dev: &dyn Device, start: u64, geom: Geom, id: u64) -> Result<(Log
             Err(f) => why.push(format!("copy {slot}: {f:?}")),
         }
     }
-    best.ok_or_else(|| MlogError::NoHeader {
-        reason: why.join("; "),
-    })
+    match best {
+        Some((h, slot)) => Ok((h, slot, why.pop())),
+        None => Err(MlogError::NoHeader {
+            reason: why.join("; "),
+        }),
+    }
 }
 
 /// An iterator over a log's records, from the start. Yields owned records;

@@ -544,6 +544,18 @@ impl Pool {
         self.pmd()?.compact_all()
     }
 
+    /// Whether the pool was opened read-only.
+    pub fn is_read_only(&self) -> bool {
+        self.inner.read_only
+    }
+
+    /// Damaged header copies of the pool-metadata logs, as (log, slot,
+    /// what is wrong); a read-write pool rewrites each from its good copy
+    /// first and returns what it rewrote (`check` lists them as repairs).
+    pub(crate) fn metadata_header_damage(&self) -> Result<Vec<(String, u8, String)>> {
+        self.pmd()?.metadata_header_damage(!self.inner.read_only)
+    }
+
     /// Make every pool-metadata log mirrored (each record written twice,
     /// so that rot in one copy of a durable record never loses it: see
     /// "Mirrored logs" in `docs/format.md`): MDC0 and each of MDC1..N whose
