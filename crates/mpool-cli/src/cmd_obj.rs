@@ -241,15 +241,8 @@ fn open_for_listing(pool: &str) -> Result<Pool> {
     }
 }
 
-const PROPS_HEADER: [&str; 7] = [
-    "id",
-    "type",
-    "class",
-    "length",
-    "capacity",
-    "crc32c",
-    "committed",
-];
+/// `mblock stat`'s columns: the object fields but `root`.
+const PROPS_HEADER: &[&str] = OBJ_FIELDS.split_at(7).0;
 
 pub fn mblock(cmd: MblockCmd) -> Result<ExitCode> {
     match cmd {
@@ -281,7 +274,7 @@ pub fn mblock(cmd: MblockCmd) -> Result<ExitCode> {
             if json {
                 print_json(&props)?;
             } else {
-                println!("{}", table(&PROPS_HEADER, vec![props_row(&props)]));
+                println!("{}", table(PROPS_HEADER, vec![props_row(&props)]));
             }
         }
         MblockCmd::Write {

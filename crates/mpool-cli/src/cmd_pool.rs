@@ -293,6 +293,27 @@ struct ListEntry {
     error: Option<String>,
 }
 
+/// The active pools named (by name or UUID; every one for no names), and
+/// the names that match none.
+pub fn choose_active(names: &[String]) -> Result<(Vec<rundir::ActiveEntry>, Vec<String>)> {
+    let active = rundir::list_active()?;
+    if names.is_empty() {
+        return Ok((active, Vec::new()));
+    }
+    let mut chosen = Vec::new();
+    let mut missing = Vec::new();
+    for n in names {
+        match active
+            .iter()
+            .find(|a| &a.name == n || a.uuid.eq_ignore_ascii_case(n))
+        {
+            Some(a) => chosen.push(a.clone()),
+            None => missing.push(n.clone()),
+        }
+    }
+    Ok((chosen, missing))
+}
+
 /// Keys of every `list --json` entry besides the properties (null when
 /// the pool could not be read, as every property is then).
 const LIST_JSON_KEYS: [&str; 3] = ["classes", "state", "error"];
@@ -345,22 +366,7 @@ pub fn list(names: &[String], json: bool, verbose: bool, out: &OutputArgs) -> Re
         // A bad -o is refused before any pool is opened.
         out.select(&LIST_FIELDS, &LIST_DEFAULT)?;
     }
-    let active = rundir::list_active()?;
-    let mut missing = Vec::new();
-    let mut chosen = Vec::new();
-    if names.is_empty() {
-        chosen = active.clone();
-    } else {
-        for n in names {
-            match active
-                .iter()
-                .find(|a| &a.name == n || a.uuid.eq_ignore_ascii_case(n))
-            {
-                Some(a) => chosen.push(a.clone()),
-                None => missing.push(n.clone()),
-            }
-        }
-    }
+    let (chosen, missing) = choose_active(names)?;
     let entries: Vec<ListEntry> = chosen
         .iter()
         .map(|a| match inspect(&a.uuid) {

@@ -224,22 +224,7 @@ pub fn pool_status(ent: &rundir::ActiveEntry) -> PoolStatus {
 
 /// `mpool status [POOL...] [--json]`.
 pub fn status(names: &[String], json: bool) -> Result<ExitCode> {
-    let active = rundir::list_active()?;
-    let mut missing = Vec::new();
-    let mut chosen = Vec::new();
-    if names.is_empty() {
-        chosen = active.clone();
-    } else {
-        for n in names {
-            match active
-                .iter()
-                .find(|a| &a.name == n || a.uuid.eq_ignore_ascii_case(n))
-            {
-                Some(a) => chosen.push(a.clone()),
-                None => missing.push(n.clone()),
-            }
-        }
-    }
+    let (chosen, missing) = crate::cmd_pool::choose_active(names)?;
     let all: Vec<PoolStatus> = chosen.iter().map(pool_status).collect();
     if json {
         print_json(&all)?;
