@@ -4,7 +4,7 @@
 //! once a second, so that `mpool list`, `status`, `mblock list` and
 //! `mlog list` in other processes show current figures instead of only "is
 //! open by process N". The file goes when the pool closes; a file whose
-//! process is gone or that is older than [`STALE_AFTER`] is ignored.
+//! process is gone or that is older than `STALE_AFTER` (10 s) is ignored.
 
 use super::{lock, ClassUsage, Pool, PoolInner};
 use crate::admin::rundir;
@@ -90,7 +90,7 @@ impl Pool {
     }
 
     /// The figures published by the process holding the pool `uuid` open,
-    /// if that process is alive and published within [`STALE_AFTER`].
+    /// if that process is alive and published within `STALE_AFTER` (10 s).
     pub fn published_figures(uuid: &str) -> Option<LiveFigures> {
         let pid = rundir::read_holder(uuid)?;
         let text = rundir::read_entry_file(&file_name(uuid)).ok()?;
@@ -114,7 +114,7 @@ pub(super) struct Publisher {
 }
 
 impl Publisher {
-    /// Publish now, then every [`PUBLISH_EVERY`] until stopped or the pool
+    /// Publish now, then every `PUBLISH_EVERY` (1 s) until stopped or the pool
     /// is gone. Publishing is best effort: a run directory that cannot be
     /// written costs the figures, never the pool.
     pub(super) fn start(pool: &Pool) -> Publisher {
