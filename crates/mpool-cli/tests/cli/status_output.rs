@@ -181,4 +181,13 @@ fn status_counts_the_errors_readers_met_since_activation() {
     sb.ok(&["activate", "er"]);
     let v = status();
     assert_eq!(v[0]["errors"]["checksum"], 0, "{v}");
+    // Destroyed: none of its records stay in the run directory.
+    let uuid = v[0]["uuid"].as_str().unwrap().to_string();
+    sb.ok(&["destroy", "er", "--yes"]);
+    let left: Vec<String> = std::fs::read_dir(sb.rundir())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(&uuid))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
 }

@@ -227,6 +227,8 @@ pub fn destroy(name_or_uuid: &str) -> Result<DestroyPlan> {
     let mut all = paths;
     all.extend(plan.gone.iter().cloned());
     rundir::forget_paths(&all)?;
+    // The pool is gone: so are its records in the run directory.
+    rundir::remove_pool_files(&plan.uuid);
     Ok(plan)
 }
 

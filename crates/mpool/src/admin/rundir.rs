@@ -778,3 +778,14 @@ pub(crate) fn clear_errors(uuid: &str) {
         let _ = std::fs::remove_file(dir.join(format!("{uuid}.errors")));
     }
 }
+
+/// Remove every record a pool left in the run directory (its checksum
+/// damage, error counts, last check, live figures), once the pool is
+/// destroyed. Best effort.
+pub(crate) fn remove_pool_files(uuid: &str) {
+    if let Ok(dir) = run_dir() {
+        for ext in ["damage", "errors", "errors.lock", "check", "live"] {
+            let _ = std::fs::remove_file(dir.join(format!("{uuid}.{ext}")));
+        }
+    }
+}
