@@ -32,6 +32,19 @@ pub(super) struct Replayed {
     pub(super) tail_commits: Vec<ObjectId>,
 }
 
+impl Replayed {
+    /// An mblock commit record (type 4, 7 or 8): the object added (or
+    /// replaced); `tail_commit`: a shared-flush commit in the log's last
+    /// flush set, to verify before it counts.
+    fn add_mblock(&mut self, id: ObjectId, o: Obj, tail_commit: bool) {
+        self.max_uniq = self.max_uniq.max(id.uniq());
+        if tail_commit {
+            self.tail_commits.push(id);
+        }
+        self.objs.insert(id.raw(), o);
+    }
+}
+
 /// Replay an MDC's records in order, streaming (no copy of the whole log).
 /// `features`: which record types the pool's format allows (type 7 from
 /// version 2, type 8 from version 3).
@@ -65,12 +78,8 @@ pub(super) fn replay(index: u8, mdc: &Mdc, features: Features) -> Result<Replaye
                     ))
                     .into());
                 }
-                r.max_uniq = r.max_uniq.max(id.uniq());
-                if shared_flush && lsn >= tail {
-                    r.tail_commits.push(id);
-                }
-                r.objs.insert(
-                    id.raw(),
+                r.add_mblock(
+                    id,
                     Obj {
                         zone,
                         a: len,
@@ -78,6 +87,7 @@ pub(super) fn replay(index: u8, mdc: &Mdc, features: Features) -> Result<Replaye
                         class,
                         shift: 0,
                     },
+                    shared_flush && lsn >= tail,
                 );
             }
             CatalogRecord::MblockCsum {
@@ -96,12 +106,8 @@ pub(super) fn replay(index: u8, mdc: &Mdc, features: Features) -> Result<Replaye
                     ))
                     .into());
                 }
-                r.max_uniq = r.max_uniq.max(id.uniq());
-                if shared_flush && lsn >= tail {
-                    r.tail_commits.push(id);
-                }
-                r.objs.insert(
-                    id.raw(),
+                r.add_mblock(
+                    id,
                     Obj {
                         zone,
                         a: len,
@@ -109,6 +115,7 @@ pub(super) fn replay(index: u8, mdc: &Mdc, features: Features) -> Result<Replaye
                         class,
                         shift: csum_shift,
                     },
+                    shared_flush && lsn >= tail,
                 );
             }
             CatalogRecord::Mlog {
