@@ -134,20 +134,6 @@ fn pool_on_a_loop_device() {
     drop(lo);
 }
 
-/// `blkid -p -o export DEV`: its KEY=value lines and exit status.
-fn blkid_export(dev: &str) -> (Vec<(String, String)>, Option<i32>) {
-    let out = std::process::Command::new(which("blkid").expect("blkid"))
-        .args(["-p", "-o", "export", dev])
-        .output()
-        .expect("run blkid");
-    let kv = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    (kv, out.status.code())
-}
-
 /// util-linux sees a pool member on a block device: `blkid -p` prints
 /// TYPE="mpool" with the pool name and UUID, `wipefs` lists it; after
 /// `destroy`, neither finds anything. `lsblk -f` is reported, not checked:
@@ -175,7 +161,7 @@ fn blkid_sees_a_member_on_a_loop_device_until_destroy() {
     let name = format!("blkid-loop-{}", std::process::id());
     sb.ok(&["create", &name, &dev, "--mblock-size", "1MiB"]);
     let uuid = sb.props(&name)["uuid"].as_str().unwrap().to_string();
-    let (kv, code) = blkid_export(&dev);
+    let (kv, code) = blkid_export(std::path::Path::new(&dev));
     let get = |k: &str| kv.iter().find(|(x, _)| x == k).map(|(_, v)| v.clone());
     assert_eq!(code, Some(0), "{kv:?}");
     assert_eq!(get("TYPE").as_deref(), Some("mpool"), "{kv:?}");
@@ -209,7 +195,7 @@ fn blkid_sees_a_member_on_a_loop_device_until_destroy() {
         }
     }
     sb.ok(&["destroy", &name, "--yes"]);
-    let (kv, code) = blkid_export(&dev);
+    let (kv, code) = blkid_export(std::path::Path::new(&dev));
     assert!(kv.is_empty(), "blkid -p after destroy: {kv:?}");
     assert_eq!(code, Some(2));
     drop(lo);

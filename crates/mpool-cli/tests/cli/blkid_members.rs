@@ -6,24 +6,6 @@
 use crate::common;
 use common::*;
 
-/// `blkid -p -o export PATH`: its KEY=value lines, and its exit status.
-pub fn blkid_export(path: &std::path::Path) -> (Vec<(String, String)>, Option<i32>) {
-    let Some(blkid) = which("blkid") else {
-        return (Vec::new(), None);
-    };
-    let out = std::process::Command::new(blkid)
-        .args(["-p", "-o", "export"])
-        .arg(path)
-        .output()
-        .expect("run blkid");
-    let kv = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-    (kv, out.status.code())
-}
-
 pub fn get<'a>(kv: &'a [(String, String)], key: &str) -> Option<&'a str> {
     kv.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }

@@ -153,6 +153,20 @@ pub fn destroy_plan(name_or_uuid: &str) -> Result<DestroyPlan> {
     })
 }
 
+/// Open the pool on `paths` for an administrative verb (destroy, rename,
+/// upgrade): locked like any open, with the synchronous engine (a verb
+/// does a few small I/Os, not worth a ring).
+pub(super) fn open_admin(paths: &[PathBuf], read_only: bool) -> Result<Pool> {
+    Pool::open_paths(
+        paths,
+        &OpenOptions {
+            read_only,
+            engine: Some(EngineChoice::Sync),
+            inspect: false,
+        },
+    )
+}
+
 /// Destroy a pool: wipe its superblocks on every member, give device nodes
 /// back the owner and mode recorded when the pool was created, and forget it
 /// (its run-directory entry and its paths in the device list). A pool some
@@ -163,14 +177,7 @@ pub fn destroy(name_or_uuid: &str) -> Result<DestroyPlan> {
     let plan = destroy_plan(name_or_uuid)?;
     let paths: Vec<PathBuf> = plan.erased.iter().map(|(_, p)| p.clone()).collect();
     if plan.missing.is_empty() {
-        let pool = Pool::open_paths(
-            &paths,
-            &OpenOptions {
-                read_only: false,
-                engine: Some(EngineChoice::Sync),
-                inspect: false,
-            },
-        )?;
+        let pool = open_admin(&paths, false)?;
         for (_, dev) in pool.members().iter().rev() {
             superblock::wipe(dev.as_ref())?;
         }
@@ -394,14 +401,7 @@ pub fn rename(old: &str, new: &str) -> Result<()> {
         .into());
     }
     let (paths, _) = locate(old)?;
-    let pool = Pool::open_paths(
-        &paths,
-        &OpenOptions {
-            read_only: false,
-            engine: Some(EngineChoice::Sync),
-            inspect: false,
-        },
-    )?;
+    let pool = open_admin(&paths, false)?;
     pool.update_sb(|s| {
         s.name = new.to_string();
         Ok(())

@@ -25,8 +25,7 @@
 
 use crate::error::{Error, PoolError, Result};
 use crate::format::superblock::{MediaClass, SB_VERSION};
-use crate::io::EngineChoice;
-use crate::pool::{OpenOptions, Pool};
+use crate::pool::Pool;
 use crate::superblock;
 use serde::Serialize;
 
@@ -102,16 +101,7 @@ pub fn upgrade(
     progress: &mut dyn FnMut(&str),
 ) -> Result<UpgradeReport> {
     let (paths, _active) = super::lifecycle::locate(name_or_uuid)?;
-    let mut open = |read_only: bool| {
-        Pool::open_paths(
-            &paths,
-            &OpenOptions {
-                read_only,
-                engine: Some(EngineChoice::Sync),
-                inspect: false,
-            },
-        )
-    };
+    let mut open = |read_only: bool| super::lifecycle::open_admin(&paths, read_only);
     run(name_or_uuid, &mut open, opts, progress)
 }
 
