@@ -18,6 +18,12 @@
 //!   1 and 4 threads, and 32 threads of `mblock_read`. fio:
 //!   `--rw=randread --bs=4k --ioengine=io_uring --iodepth=1|32` over the
 //!   pool's zones, and, for 32 threads, `--ioengine=psync --numjobs=32`.
+//! - threads: `mblock_read` at queue depth 1 from 1, 2, 4, 8, 16 and 32
+//!   threads, each beside fio `--ioengine=psync --numjobs=N` (threads,
+//!   IOPS, bandwidth, mean latency: the shape of the ZUFS seed's table).
+//!
+//! `--cases` picks the cases (the writes always run: they make the mblocks
+//! the reads read).
 
 use crate::common::{self, histogram};
 use crate::fio::{self, FioEngine, FioJob, Limit};
@@ -63,6 +69,31 @@ pub struct MblockArgs {
     /// power of two, 4K to 64K; default: the pool's default).
     #[arg(long, value_parser = mpool_cli::size::parse_size)]
     pub csum_block: Option<u64>,
+    /// Which cases to run, comma-separated: `seqwrite`, `qd1`, `qd32`
+    /// (every queue-depth-32 form), `threads` (queue depth 1 per thread
+    /// from 1 to 32 threads, against fio psync with as many jobs). The
+    /// sequential writes always run (they write the mblocks the reads
+    /// read); without `seqwrite` they are not compared with fio.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "seqwrite,qd1,qd32,threads"
+    )]
+    pub cases: Vec<Case>,
+}
+
+/// A case of the mblock workload (`--cases`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Case {
+    /// Sequential whole-mblock writes against fio.
+    Seqwrite,
+    /// 4 KiB random reads at queue depth 1 from one thread.
+    Qd1,
+    /// 4 KiB random reads at queue depth 32, every form of the API.
+    Qd32,
+    /// 4 KiB random reads at queue depth 1 from 1, 2, 4, 8, 16 and 32
+    /// threads, against fio psync with as many jobs.
+    Threads,
 }
 
 /// One side's figures.
@@ -72,6 +103,8 @@ struct Fig {
     bw: f64,
     p50: f64,
     p99: f64,
+    /// Mean latency (ns); 0 where not measured.
+    mean: f64,
     /// CPUs busy on average while it ran (user + system time / wall time);
     /// 0 where not measured.
     cpu: f64,
@@ -90,12 +123,13 @@ impl Fig {
             bw: avg(|f| f.bw),
             p50: avg(|f| f.p50),
             p99: avg(|f| f.p99),
+            mean: avg(|f| f.mean),
             cpu: avg(|f| f.cpu),
         })
     }
 
     fn json(&self) -> serde_json::Value {
-        json!({ "iops": self.iops, "bw_bytes": self.bw, "p50_ns": self.p50, "p99_ns": self.p99, "cpus": self.cpu })
+        json!({ "iops": self.iops, "bw_bytes": self.bw, "p50_ns": self.p50, "p99_ns": self.p99, "mean_ns": self.mean, "cpus": self.cpu })
     }
 }
 
@@ -108,6 +142,7 @@ fn fio_fig(bin: &Path, job: &FioJob, write: bool) -> Result<Fig> {
         bw: d.bw_bytes,
         p50: d.p50_ns,
         p99: d.p99_ns,
+        mean: d.clat_mean_ns,
         cpu: r.cpus,
     })
 }
@@ -371,8 +406,81 @@ fn read_load(
         bw: (n * 4096) as f64 / secs,
         p50: h.value_at_quantile(0.5) as f64,
         p99: h.value_at_quantile(0.99) as f64,
+        mean: h.mean(),
         cpu,
     })
+}
+
+/// A row of the table (and its JSON and note): `m` against `f`, whose
+/// ratio is held against `target`.
+fn push_row(t: &mut Table, case: &str, refname: &str, m: Fig, f: Option<Fig>, target: f64) {
+    let ratio = f.filter(|f| f.iops > 0.0).map(|f| m.iops / f.iops);
+    let o = |v: Option<f64>, g: fn(f64) -> String| v.map_or("-".into(), g);
+    let mib = |v: f64| format!("{:.0}", v / (1 << 20) as f64);
+    let cpus = |v: f64| {
+        if v > 0.0 {
+            format!("{v:.2}")
+        } else {
+            "-".into()
+        }
+    };
+    t.rows.push(vec![
+        case.into(),
+        refname.into(),
+        fmt_rate(m.iops),
+        o(f.map(|f| f.iops), fmt_rate),
+        fmt_ratio(ratio),
+        mib(m.bw),
+        o(f.map(|f| f.bw), mib),
+        fmt_us(m.p50),
+        fmt_us(m.p99),
+        o(f.map(|f| f.p50), fmt_us),
+        o(f.map(|f| f.p99), fmt_us),
+        cpus(m.cpu),
+        o(f.map(|f| f.cpu), cpus),
+    ]);
+    t.json_rows.push(json!({
+        "case": case, "reference": refname, "mpool": m.json(),
+        "fio": f.map(|f| f.json()), "ratio": ratio,
+    }));
+    if let Some(r) = ratio {
+        t.notes.push(format!(
+            "{case} vs {refname}: {r:.2} (target >= {target}: {})",
+            if r >= target { "met" } else { "MISSED" }
+        ));
+    }
+}
+
+/// Thread counts of the queue-depth-1 scaling table (the seed's shape).
+const THREAD_COUNTS: [usize; 6] = [1, 2, 4, 8, 16, 32];
+
+/// 4 KiB random reads at queue depth 1 per thread, from 1 to 32 threads,
+/// each count beside fio psync with as many jobs (`fio` runs one job of
+/// it; `None` without fio): threads, IOPS, bandwidth, mean latency.
+fn threads_table(
+    t: &mut Table,
+    pool: &Pool,
+    ids: &[MblockId],
+    cap: u64,
+    rt: Duration,
+    fio: &dyn Fn(FioEngine, u32, u32) -> Result<Option<Fig>>,
+) -> Result<()> {
+    let mut rows = Vec::new();
+    for n in THREAD_COUNTS {
+        eprintln!("randread qd1 x {n} thread(s): mpool, fio psync numjobs={n} ...");
+        let m = randread(pool, ids, cap, n, rt)?;
+        let f = fio(FioEngine::Psync, 1, n as u32)?;
+        rows.push((n, m, f));
+    }
+    for (n, m, f) in rows {
+        let case = format!(
+            "randread 4k qd1, {n} thread(s) of mblock_read (mean latency {:.1} us; fio {})",
+            m.mean / 1e3,
+            f.map_or("-".into(), |f| format!("{:.1} us", f.mean / 1e3))
+        );
+        push_row(t, &case, &format!("fio psync numjobs={n}"), m, f, 0.8);
+    }
+    Ok(())
 }
 
 /// Run the mblock workload.
@@ -408,6 +516,7 @@ pub fn run(args: &MblockArgs) -> Result<Table> {
     }
     let runtime = args.runtime.max(1);
     let rt = Duration::from_secs(runtime);
+    let has = |c: Case| args.cases.contains(&c);
     let mut t = Table {
         title: "mpool-bench mblock: Pool mblock writes and 4 KiB reads vs fio, same pool file"
             .into(),
@@ -442,41 +551,7 @@ pub fn run(args: &MblockArgs) -> Result<Table> {
     t.context
         .push(("runtime".into(), format!("{runtime} s per case and side")));
     let push = |t: &mut Table, case: &str, refname: &str, m: Fig, f: Option<Fig>| {
-        let ratio = f.filter(|f| f.iops > 0.0).map(|f| m.iops / f.iops);
-        let o = |v: Option<f64>, g: fn(f64) -> String| v.map_or("-".into(), g);
-        let mib = |v: f64| format!("{:.0}", v / (1 << 20) as f64);
-        let cpus = |v: f64| {
-            if v > 0.0 {
-                format!("{v:.2}")
-            } else {
-                "-".into()
-            }
-        };
-        t.rows.push(vec![
-            case.into(),
-            refname.into(),
-            fmt_rate(m.iops),
-            o(f.map(|f| f.iops), fmt_rate),
-            fmt_ratio(ratio),
-            mib(m.bw),
-            o(f.map(|f| f.bw), mib),
-            fmt_us(m.p50),
-            fmt_us(m.p99),
-            o(f.map(|f| f.p50), fmt_us),
-            o(f.map(|f| f.p99), fmt_us),
-            cpus(m.cpu),
-            o(f.map(|f| f.cpu), cpus),
-        ]);
-        t.json_rows.push(json!({
-            "case": case, "reference": refname, "mpool": m.json(),
-            "fio": f.map(|f| f.json()), "ratio": ratio,
-        }));
-        if let Some(r) = ratio {
-            t.notes.push(format!(
-                "{case} vs {refname}: {r:.2} (target >= 0.95: {})",
-                if r >= 0.95 { "met" } else { "MISSED" }
-            ));
-        }
+        push_row(t, case, refname, m, f, 0.95)
     };
     let res = (|| -> Result<()> {
         let pool = Pool::create(
@@ -521,7 +596,7 @@ pub fn run(args: &MblockArgs) -> Result<Table> {
             seqwrite(&pool, args, Duration::from_secs_f64(slice), &mut st)?;
             cpu += common::cpu_seconds() - c0;
             wall += w0.elapsed().as_secs_f64();
-            if let Some(bin) = &fio_bin {
+            if let (Some(bin), true) = (&fio_bin, has(Case::Seqwrite)) {
                 // 1 MiB writes with as many in flight as one mpool call has
                 // (a whole mblock: 32), one fdatasync per mblock like commit.
                 let depth = (args.write_size >> 20).clamp(1, 32) as u32;
@@ -545,16 +620,19 @@ pub fn run(args: &MblockArgs) -> Result<Table> {
             bw: st.bytes as f64 / secs,
             p50: st.h.value_at_quantile(0.5) as f64,
             p99: st.h.value_at_quantile(0.99) as f64,
+            mean: st.h.mean(),
             cpu: cpu / wall.max(1e-9),
         };
         let fio_seq = Fig::mean(&fs);
-        push(
+        if has(Case::Seqwrite) {
+            push(
             &mut t,
             &format!("seqwrite: {} MiB per mblock_write_aligned, commit per {} MiB (1 MiB units, latency per call)", args.write_size >> 20, zone >> 20),
             &format!("fio io_uring bs=1m qd{} fdatasync={}", (args.write_size >> 20).clamp(1, 32), (zone >> 20).max(1)),
             m,
             fio_seq,
         );
+        }
         let live = st.live;
         let ids: Vec<MblockId> = live.iter().copied().collect();
         if ids.is_empty() {
@@ -578,124 +656,131 @@ pub fn run(args: &MblockArgs) -> Result<Table> {
                 Ok(Some(fio_fig(bin, &j, false)?))
             };
         let rd = |engine: FioEngine, qd: u32, jobs: u32| rd_fixed(engine, qd, jobs, false);
-        eprintln!("randread qd1: mpool, fio ...");
-        let m1 = randread(&pool, &ids, cap, 1, rt)?;
-        let f1 = rd(FioEngine::IoUring, 1, 1)?;
-        let s1 = rd(FioEngine::Psync, 1, 1)?;
-        push(
-            &mut t,
-            "randread 4k qd1 (1 thread)",
-            "fio psync qd1",
-            m1,
-            s1,
-        );
-        push(
-            &mut t,
-            "randread 4k qd1 (1 thread)",
-            "fio io_uring qd1",
-            m1,
-            f1,
-        );
-        eprintln!("randread qd{}: mpool, fio ...", args.qd);
-        let m32 = randread(&pool, &ids, cap, args.qd, rt)?;
-        let p32 = rd(FioEngine::Psync, 1, args.qd as u32)?;
-        // The queue-depth target: the two queued forms and fio alternate,
-        // `rounds` times, so that drift of the device between runs falls
-        // on all three alike.
-        let (mut ms, mut ma, mut mq, mut fq) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let (mut mr, mut fr) = (Vec::new(), Vec::new());
-        for r in 1..=rounds {
-            eprintln!(
+        if has(Case::Qd1) {
+            eprintln!("randread qd1: mpool, fio ...");
+            let m1 = randread(&pool, &ids, cap, 1, rt)?;
+            let f1 = rd(FioEngine::IoUring, 1, 1)?;
+            let s1 = rd(FioEngine::Psync, 1, 1)?;
+            push(
+                &mut t,
+                "randread 4k qd1 (1 thread)",
+                "fio psync qd1",
+                m1,
+                s1,
+            );
+            push(
+                &mut t,
+                "randread 4k qd1 (1 thread)",
+                "fio io_uring qd1",
+                m1,
+                f1,
+            );
+        }
+        if has(Case::Qd32) {
+            eprintln!("randread qd{}: mpool, fio ...", args.qd);
+            let m32 = randread(&pool, &ids, cap, args.qd, rt)?;
+            let p32 = rd(FioEngine::Psync, 1, args.qd as u32)?;
+            // The queue-depth target: the two queued forms and fio alternate,
+            // `rounds` times, so that drift of the device between runs falls
+            // on all three alike.
+            let (mut ms, mut ma, mut mq, mut fq) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            let (mut mr, mut fr) = (Vec::new(), Vec::new());
+            for r in 1..=rounds {
+                eprintln!(
                 "randread qd{} queued round {r}/{rounds}: mpool reader (registered, own buffers), mpool aligned, mpool copied, fio, fio fixedbufs ...",
                 args.qd
             );
-            mr.push(randread_stream(&pool, &ids, cap, args.qd, true, rt)?);
-            ms.push(randread_stream(&pool, &ids, cap, args.qd, false, rt)?);
-            ma.push(randread_queued(&pool, &ids, cap, args.qd, 1024, true, rt)?);
-            mq.push(randread_queued(&pool, &ids, cap, args.qd, 1024, false, rt)?);
-            if let Some(f) = rd(FioEngine::IoUring, args.qd as u32, 1)? {
-                fq.push(f);
+                mr.push(randread_stream(&pool, &ids, cap, args.qd, true, rt)?);
+                ms.push(randread_stream(&pool, &ids, cap, args.qd, false, rt)?);
+                ma.push(randread_queued(&pool, &ids, cap, args.qd, 1024, true, rt)?);
+                mq.push(randread_queued(&pool, &ids, cap, args.qd, 1024, false, rt)?);
+                if let Some(f) = rd(FioEngine::IoUring, args.qd as u32, 1)? {
+                    fq.push(f);
+                }
+                if let Some(f) = rd_fixed(FioEngine::IoUring, args.qd as u32, 1, true)? {
+                    fr.push(f);
+                }
             }
-            if let Some(f) = rd_fixed(FioEngine::IoUring, args.qd as u32, 1, true)? {
-                fr.push(f);
-            }
-        }
-        let f32 = Fig::mean(&fq);
-        let mr = Fig::mean(&mr).context("no registered reader round")?;
-        let how = format!(
+            let f32 = Fig::mean(&fq);
+            let mr = Fig::mean(&mr).context("no registered reader round")?;
+            let how = format!(
             "randread 4k qd{0} (1 thread, MblockReader of depth {0} kept full, registered buffers)",
             args.qd
         );
-        push(
-            &mut t,
-            &how,
-            &format!("fio io_uring qd{}", args.qd),
-            mr,
-            f32,
-        );
-        push(
-            &mut t,
-            &how,
-            &format!("fio io_uring qd{} fixedbufs", args.qd),
-            mr,
-            Fig::mean(&fr),
-        );
-        for (how, figs) in [
-            (
-                format!(
-                    "MblockReader of depth {} kept full, own aligned buffers",
-                    args.qd
-                ),
-                &ms,
-            ),
-            (
-                "lists of 1024 into aligned buffers via MblockReader".to_string(),
-                &ma,
-            ),
-            (
-                "lists of 1024 into byte slices via mblock_read_batch".to_string(),
-                &mq,
-            ),
-        ] {
             push(
                 &mut t,
-                &format!("randread 4k qd{} (1 thread, {how})", args.qd),
+                &how,
                 &format!("fio io_uring qd{}", args.qd),
-                Fig::mean(figs).context("no queued read round")?,
+                mr,
                 f32,
             );
-        }
-        for bt in [1usize, 4] {
-            eprintln!("randread qd{} batched, {bt} thread(s): mpool ...", args.qd);
-            let mb = randread_batch(&pool, &ids, cap, args.qd, bt, rt)?;
-            let case = format!(
-                "randread 4k qd{} ({bt} thread(s) x batches of {} via mblock_read_batch)",
-                args.qd,
-                args.qd / bt
+            push(
+                &mut t,
+                &how,
+                &format!("fio io_uring qd{} fixedbufs", args.qd),
+                mr,
+                Fig::mean(&fr),
             );
+            for (how, figs) in [
+                (
+                    format!(
+                        "MblockReader of depth {} kept full, own aligned buffers",
+                        args.qd
+                    ),
+                    &ms,
+                ),
+                (
+                    "lists of 1024 into aligned buffers via MblockReader".to_string(),
+                    &ma,
+                ),
+                (
+                    "lists of 1024 into byte slices via mblock_read_batch".to_string(),
+                    &mq,
+                ),
+            ] {
+                push(
+                    &mut t,
+                    &format!("randread 4k qd{} (1 thread, {how})", args.qd),
+                    &format!("fio io_uring qd{}", args.qd),
+                    Fig::mean(figs).context("no queued read round")?,
+                    f32,
+                );
+            }
+            for bt in [1usize, 4] {
+                eprintln!("randread qd{} batched, {bt} thread(s): mpool ...", args.qd);
+                let mb = randread_batch(&pool, &ids, cap, args.qd, bt, rt)?;
+                let case = format!(
+                    "randread 4k qd{} ({bt} thread(s) x batches of {} via mblock_read_batch)",
+                    args.qd,
+                    args.qd / bt
+                );
+                push(
+                    &mut t,
+                    &case,
+                    &format!("fio io_uring qd{}", args.qd),
+                    mb,
+                    f32,
+                );
+            }
+            let case = format!("randread 4k qd{0} ({0} threads)", args.qd);
             push(
                 &mut t,
                 &case,
                 &format!("fio io_uring qd{}", args.qd),
-                mb,
+                m32,
                 f32,
             );
+            push(
+                &mut t,
+                &case,
+                &format!("fio psync numjobs={}", args.qd),
+                m32,
+                p32,
+            );
         }
-        let case = format!("randread 4k qd{0} ({0} threads)", args.qd);
-        push(
-            &mut t,
-            &case,
-            &format!("fio io_uring qd{}", args.qd),
-            m32,
-            f32,
-        );
-        push(
-            &mut t,
-            &case,
-            &format!("fio psync numjobs={}", args.qd),
-            m32,
-            p32,
-        );
+        if has(Case::Threads) {
+            threads_table(&mut t, &pool, &ids, cap, rt, &rd)?;
+        }
         t.context.push((
             "checksums".into(),
             match pool.csum_block()? {

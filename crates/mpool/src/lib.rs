@@ -176,6 +176,7 @@ pub mod admin;
 mod blkid;
 mod catalog;
 mod check;
+mod crc;
 mod error;
 mod lock;
 mod objid;

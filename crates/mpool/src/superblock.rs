@@ -475,9 +475,9 @@ mod tests {
             let mut b = dev.alloc_buf(4096);
             dev.read_at(off, &mut b).unwrap();
             b[8] = b'q';
-            let crc = crc32c::crc32c(&b[..62]);
+            let crc = crate::crc::crc32c(&b[..62]);
             b[62..66].copy_from_slice(&crc.to_le_bytes());
-            let crc = crc32c::crc32c(&b[..4092]);
+            let crc = crate::crc::crc32c(&b[..4092]);
             b[4092..4096].copy_from_slice(&crc.to_le_bytes());
             dev.write_at(off, &mut b).unwrap();
         }

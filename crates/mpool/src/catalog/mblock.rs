@@ -73,9 +73,17 @@ impl BlockCsums {
     fn add(&mut self, mut data: &[u8]) {
         let block = 1u64 << self.shift;
         while !data.is_empty() {
+            if self.cur_len == 0 && data.len() as u64 >= block {
+                // Whole blocks at a block boundary: one CRC each.
+                let (whole, rest) = data.split_at(data.len() / block as usize * block as usize);
+                self.done
+                    .extend(whole.chunks_exact(block as usize).map(crate::crc::crc32c));
+                data = rest;
+                continue;
+            }
             let n = ((block - self.cur_len) as usize).min(data.len());
             let (now, rest) = data.split_at(n);
-            self.cur = crc32c::crc32c_append(self.cur, now);
+            self.cur = crate::crc::crc32c_append(self.cur, now);
             self.cur_len += n as u64;
             if self.cur_len == block {
                 self.done.push(self.cur);
@@ -167,7 +175,7 @@ const OVERLAP_MIN: usize = 1 << 20;
 fn sum_into(csums: &mut Option<BlockCsums>, crc: &mut u32, data: &[u8]) {
     match csums {
         Some(c) => c.add(data),
-        None => *crc = crc32c::crc32c_append(*crc, data),
+        None => *crc = crate::crc::crc32c_append(*crc, data),
     }
 }
 
@@ -323,7 +331,7 @@ impl WriteState {
         }
         let sector = self.dev.sector() as usize;
         let table = self.csums.as_ref().map(BlockCsums::table);
-        let table_crc = table.as_deref().map_or(0, crc32c::crc32c);
+        let table_crc = table.as_deref().map_or(0, crate::crc::crc32c);
         let tail_span = self.tail.len().div_ceil(sector) * sector;
         let table_span = table
             .as_ref()
@@ -401,7 +409,7 @@ impl Table {
     pub fn crc(&self) -> u32 {
         let mut crc = 0;
         for c in &self.crcs {
-            crc = crc32c::crc32c_append(crc, &c.to_le_bytes());
+            crc = crate::crc::crc32c_append(crc, &c.to_le_bytes());
         }
         crc
     }
@@ -419,6 +427,27 @@ impl Table {
     /// boundary) of an mblock of `len` bytes: every block that starts in
     /// `data` must end in it (or at `len`). The first run of bad blocks is
     /// the error.
+    /// Start loading into the CPU's cache the checksum of the block that
+    /// holds content byte `pos` (a hint: a read in flight verifies against
+    /// it when it completes, and the table of a large mblock read at
+    /// random is rarely cached by then otherwise).
+    #[inline]
+    pub fn prefetch(&self, pos: u64) {
+        let i = usize::try_from(pos >> self.shift).unwrap_or(usize::MAX);
+        if let Some(c) = self.crcs.get(i) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+                // SAFETY: SSE is part of every x86_64 target, and a prefetch
+                // only hints the cache: it reads nothing architecturally and
+                // cannot fault, whatever the address (here a valid one).
+                unsafe { _mm_prefetch::<_MM_HINT_T0>((c as *const u32).cast::<i8>()) };
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            let _ = c;
+        }
+    }
+
     pub fn check(&self, pos: u64, data: &[u8], len: u64) -> Result<(), BadRange> {
         let b = self.block();
         let have = pos + data.len() as u64;
@@ -434,7 +463,7 @@ impl Table {
                     .and_then(|i| self.crcs.get(i))
                     .is_some_and(|&c| {
                         data.get((start - pos) as usize..(end - pos) as usize)
-                            .is_some_and(|d| crc32c::crc32c(d) == c)
+                            .is_some_and(|d| crate::crc::crc32c(d) == c)
                     });
             match (&mut bad, ok) {
                 (None, false) => {
@@ -700,10 +729,10 @@ pub(crate) fn scan_content(
     while pos < len {
         let n = ((len - pos) as usize).min(IO_CHUNK);
         read(dev, base, len, pos, &mut chunk[..n])?;
-        crc = crc32c::crc32c_append(crc, &chunk[..n]);
+        crc = crate::crc::crc32c_append(crc, &chunk[..n]);
         if let Some(t) = &mut table {
             t.crcs
-                .extend(chunk[..n].chunks(1usize << t.shift).map(crc32c::crc32c));
+                .extend(chunk[..n].chunks(1usize << t.shift).map(crate::crc::crc32c));
         }
         pos += n as u64;
     }
@@ -803,7 +832,7 @@ mod tests {
                 assert!(w.tail.len() < sector as usize);
             }
             w.finish(true).unwrap();
-            assert_eq!(w.crc, crc32c::crc32c(&all));
+            assert_eq!(w.crc, crate::crc::crc32c(&all));
             let len = all.len() as u64;
             assert_eq!(content_crc(dev.as_ref(), base, len).unwrap(), w.crc);
             for (off, n) in [

@@ -81,6 +81,22 @@ pub struct MblockReader<'a> {
     /// The buffers of [`MblockReader::register_buffers`] (registered with
     /// the ring when it allowed, plain memory otherwise).
     bufs: Option<std::sync::Arc<Arena>>,
+    /// The checksum tables this reader used last, by object ID, in
+    /// `MEMO` slots (direct-mapped): a read of an mblock read recently
+    /// takes its table from here, without the pool's table cache (its
+    /// lock and its hash). A table never changes once loaded, and object
+    /// IDs are never used again, so an entry stays right; it only costs
+    /// its memory until the reader is dropped or the slot reused.
+    memo: Vec<Option<(u64, Arc<Table>)>>,
+}
+
+/// Slots of [`MblockReader`]'s table memo (a power of two).
+const MEMO: usize = 64;
+
+/// The memo slot of object `raw`.
+fn memo_slot(raw: u64) -> usize {
+    // Fibonacci hashing: the top bits of the product, MEMO = 2^6.
+    (raw.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - MEMO.trailing_zeros())) as usize
 }
 
 impl std::fmt::Debug for MblockReader<'_> {
@@ -105,6 +121,7 @@ impl<'a> MblockReader<'a> {
             ready: VecDeque::new(),
             reaped: Vec::new(),
             bufs: None,
+            memo: vec![None; MEMO],
         };
         // The capacity device's queue now (its ring set up before the
         // first read); another class's when it is first read.
@@ -201,10 +218,11 @@ impl<'a> MblockReader<'a> {
     /// pushed, through a bounce buffer holding them.
     pub fn push(&mut self, read: AlignedRead) -> Result<()> {
         let target = self.pmd.aligned_target(&read)?;
-        let table = self.pmd.table(read.id.object_id(), &target.obj)?;
+        let table = self.table(read.id.object_id(), &target.obj)?;
         let class = target.class;
         let dev = self.pmd.class_dev(class)?;
         let at = target.base + read.offset;
+        let read_offset = read.offset;
         if !super::mblock::direct_read_ok(dev.as_ref(), at, &read.buf)
             || !super::read::whole_blocks(&table, read.offset, read.buf.len(), target.len)
         {
@@ -245,6 +263,7 @@ impl<'a> MblockReader<'a> {
                     target,
                     at,
                 });
+                table.prefetch(read_offset);
                 self.tables[tag] = Some(table);
                 Ok(())
             }
@@ -258,6 +277,23 @@ impl<'a> MblockReader<'a> {
                 Ok(())
             }
         }
+    }
+
+    /// The checksum table of committed mblock `id` (record `o`): from the
+    /// memo, else from the pool (and then kept in the memo).
+    fn table(&mut self, id: crate::objid::ObjectId, o: &super::object::Obj) -> Result<Arc<Table>> {
+        let raw = id.raw();
+        let slot = memo_slot(raw);
+        if let Some(Some((k, t))) = self.memo.get(slot) {
+            if *k == raw {
+                return Ok(Arc::clone(t));
+            }
+        }
+        let t = self.pmd.table(id, o)?;
+        if let Some(m) = self.memo.get_mut(slot) {
+            *m = Some((raw, Arc::clone(&t)));
+        }
+        Ok(t)
     }
 
     /// Reads in the device queues (pushed, not yet reaped).

@@ -376,7 +376,7 @@ impl Superblock {
                 w.seek(V3_DESC_VERSION).u16(self.version)?;
                 // The descriptor carries the low 32 bits of the generation.
                 w.seek(V3_DESC_GEN).u32(self.generation as u32)?;
-                let crc = crc32c::crc32c(b.get(..V3_DESC_CRC).unwrap_or_default());
+                let crc = crate::crc::crc32c(b.get(..V3_DESC_CRC).unwrap_or_default());
                 Writer::at(b, V3_DESC_CRC).u32(crc)?;
             }
             let flags = if v3 && self.upgrade_pending {
@@ -418,7 +418,7 @@ impl Superblock {
                 w.seek(o + 20).u32(m.zone_size.trailing_zeros())?;
                 w.seek(o + 24).u64(m.size)?;
             }
-            let crc = crc32c::crc32c(b.get(..OFF_CRC).unwrap_or_default());
+            let crc = crate::crc::crc32c(b.get(..OFF_CRC).unwrap_or_default());
             Writer::at(b, OFF_CRC).u32(crc)?;
             Ok(())
         };
@@ -447,7 +447,7 @@ impl Superblock {
             return Err(SuperblockError::NoMagic);
         }
         let stored = Reader::at(b, OFF_CRC).u32()?;
-        let computed = crc32c::crc32c(&b[..OFF_CRC]);
+        let computed = crate::crc::crc32c(&b[..OFF_CRC]);
         if stored != computed {
             return Err(SuperblockError::BadCrc { stored, computed });
         }
@@ -468,7 +468,7 @@ impl Superblock {
         }
         // Version 3: the descriptor first, then the body it must agree with.
         let dstored = Reader::at(b, V3_DESC_CRC).u32()?;
-        let dcomputed = crc32c::crc32c(&b[..V3_DESC_CRC]);
+        let dcomputed = crate::crc::crc32c(&b[..V3_DESC_CRC]);
         if dstored != dcomputed {
             return Err(field(
                 "descriptor",
@@ -733,7 +733,7 @@ mod tests {
         assert_eq!(&b[40..56], sb.pool_uuid.as_bytes());
         assert_eq!(&b[56..58], &3u16.to_le_bytes());
         assert_eq!(&b[58..62], &0x2345_6789u32.to_le_bytes());
-        assert_eq!(&b[62..66], &crc32c::crc32c(&b[..62]).to_le_bytes());
+        assert_eq!(&b[62..66], &crate::crc::crc32c(&b[..62]).to_le_bytes());
         assert!(b[66..V3_BODY].iter().all(|&c| c == 0));
         // The body is the version-2 layout, moved to V3_BODY.
         assert_eq!(&b[V3_BODY..V3_BODY + 8], b"MPOOLSB\0");
@@ -743,7 +743,7 @@ mod tests {
         }
         .encode(1);
         assert_eq!(&b[V3_BODY + OFF_LEN..V3_BODY + 472], &v2[OFF_LEN..472]);
-        assert_eq!(&b[OFF_CRC..], &crc32c::crc32c(&b[..OFF_CRC]).to_le_bytes());
+        assert_eq!(&b[OFF_CRC..], &crate::crc::crc32c(&b[..OFF_CRC]).to_le_bytes());
     }
 
     /// Overwrite `bytes` at `off`, fix both CRCs, decode.
@@ -754,7 +754,7 @@ mod tests {
     ) -> Result<(Superblock, u8), SuperblockError> {
         b[off..off + bytes.len()].copy_from_slice(bytes);
         if b[..8] == SB_MAGIC_V3 {
-            let crc = crc32c::crc32c(&b[..V3_DESC_CRC]);
+            let crc = crate::crc::crc32c(&b[..V3_DESC_CRC]);
             b[V3_DESC_CRC..V3_DESC_LEN].copy_from_slice(&crc.to_le_bytes());
         }
         recrc(&mut b);
@@ -861,7 +861,7 @@ mod tests {
     }
 
     fn recrc(b: &mut [u8; SB_SIZE]) {
-        let crc = crc32c::crc32c(&b[..OFF_CRC]);
+        let crc = crate::crc::crc32c(&b[..OFF_CRC]);
         b[OFF_CRC..].copy_from_slice(&crc.to_le_bytes());
     }
 
@@ -944,7 +944,7 @@ mod tests {
                     b[o] = x;
                 }
                 if v == SB_VERSION {
-                    let crc = crc32c::crc32c(&b[..V3_DESC_CRC]);
+                    let crc = crate::crc::crc32c(&b[..V3_DESC_CRC]);
                     b[V3_DESC_CRC..V3_DESC_LEN].copy_from_slice(&crc.to_le_bytes());
                 }
                 recrc(&mut b);

@@ -422,11 +422,11 @@ fn check(inst: &Instance, dev: FaultDevice, seen: &Seen, clean: bool) -> Vec<Str
             Some(b) => {
                 let table: Vec<u8> = want
                     .chunks(b as usize)
-                    .flat_map(|c| crc32c::crc32c(c).to_le_bytes())
+                    .flat_map(|c| crate::crc::crc32c(c).to_le_bytes())
                     .collect();
-                crc32c::crc32c(&table)
+                crate::crc::crc32c(&table)
             }
-            None => crc32c::crc32c(&want),
+            None => crate::crc::crc32c(&want),
         };
         if o.crc != Some(recorded) {
             bad.push(format!(
