@@ -598,6 +598,8 @@ fn read_many_once(
         // IO_CHUNK, a multiple of the block) holds whole blocks.
         let (from, to) = match sp.table {
             Some(t) => {
+                // Its checksum loads into the cache while the device reads.
+                t.prefetch(sp.offset);
                 let (a, b) = t.around(sp.offset, want_end, sp.len);
                 let unit = t.block().max(sector);
                 (a / unit * unit, b)
