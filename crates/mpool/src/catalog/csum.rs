@@ -90,6 +90,9 @@ struct Entry {
 /// 7/8 of the bound (so a full cache sorts its entries once per many
 /// inserts, not every time).
 pub(crate) struct TableCache {
+    /// This cache's number, unique in the process: what the threads' table
+    /// memos ([`Catalog::with_table`]) tell pools apart by.
+    gen: u64,
     map: RwLock<HashMap<u64, Entry>>,
     tick: AtomicU64,
     bytes: AtomicU64,
@@ -107,7 +110,9 @@ impl std::fmt::Debug for TableCache {
 
 impl Default for TableCache {
     fn default() -> Self {
+        static GEN: AtomicU64 = AtomicU64::new(1);
         TableCache {
+            gen: GEN.fetch_add(1, Ordering::Relaxed),
             map: RwLock::new(HashMap::new()),
             tick: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
@@ -180,6 +185,25 @@ impl TableCache {
     pub(crate) fn bytes(&self) -> u64 {
         self.bytes.load(Ordering::Relaxed)
     }
+}
+
+/// Slots of each thread's table memo ([`Catalog::with_table`]; a power
+/// of two).
+const THREAD_MEMO: usize = 16;
+
+/// A memo entry: cache number, object ID, its table.
+type MemoEntry = Option<(u64, u64, Arc<Table>)>;
+
+thread_local! {
+    static THREAD_TABLES: std::cell::RefCell<Vec<MemoEntry>> =
+        std::cell::RefCell::new(vec![None; THREAD_MEMO]);
+}
+
+/// The memo slot of object `raw` of cache `gen`.
+fn memo_slot(gen: u64, raw: u64) -> usize {
+    // Fibonacci hashing: the top bits of the product.
+    ((raw ^ gen.rotate_left(32)).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        >> (64 - THREAD_MEMO.trailing_zeros())) as usize
 }
 
 /// The checksum-related state of an open catalog.
@@ -301,6 +325,51 @@ impl Catalog {
         let t = Arc::new(self.load_table(id, o, c)?);
         cache.insert(id.raw(), Arc::clone(&t));
         Ok(t)
+    }
+
+    /// Run `f` on the table of committed mblock `id` (record `o`), taken
+    /// from this thread's memo of the last tables it used when it is
+    /// there: a read then touches no lock, hash or reference count that
+    /// other threads write (threads reading at once would otherwise trade
+    /// those cache lines on every read). On a miss the table comes from
+    /// [`Catalog::table`] and goes into the memo. A table never changes
+    /// once loaded and object IDs are never used again, so a memo entry
+    /// stays right; the memo holds at most `THREAD_MEMO` tables per
+    /// thread beyond the cache's bound, until their slots are reused.
+    pub(super) fn with_table<R>(
+        &self,
+        id: ObjectId,
+        o: &Obj,
+        f: impl FnOnce(&Table) -> R,
+    ) -> Result<R> {
+        let (gen, raw) = (self.inner.csums.cache.gen, id.raw());
+        let slot = memo_slot(gen, raw);
+        let mut f = Some(f);
+        let hit = THREAD_TABLES.with(|m| {
+            let m = m.try_borrow().ok()?;
+            match m.get(slot) {
+                Some(Some((g, k, t))) if *g == gen && *k == raw => f.take().map(|f| f(t)),
+                _ => None,
+            }
+        });
+        if let Some(r) = hit {
+            return Ok(r);
+        }
+        let t = self.table(id, o)?;
+        THREAD_TABLES.with(|m| {
+            // Busy only if `f` of an outer call reads again: then no memo.
+            if let Ok(mut m) = m.try_borrow_mut() {
+                if let Some(e) = m.get_mut(slot) {
+                    *e = Some((gen, raw, Arc::clone(&t)));
+                }
+            }
+        });
+        match f.take() {
+            Some(f) => Ok(f(&t)),
+            None => Err(crate::error::invariant_broken(
+                "a table memo ran its reader and still missed",
+            )),
+        }
     }
 
     fn load_table(&self, id: ObjectId, o: &Obj, c: &ClassDev) -> Result<Table> {

@@ -53,16 +53,18 @@ impl Catalog {
         if buf.is_empty() {
             return Ok(());
         }
-        let table = self.table(id, &t.obj)?;
         let dev = self.class_dev(t.class)?.as_ref();
-        let mut spans = [mblock::Span {
-            base: t.base,
-            len: t.len,
-            offset,
-            buf,
-            table: Some(&table),
-        }];
-        mblock::read_many(dev, &mut spans, usize::MAX).map_err(|e| self.read_err(id, e))
+        self.with_table(id, &t.obj, |table| {
+            let mut spans = [mblock::Span {
+                base: t.base,
+                len: t.len,
+                offset,
+                buf,
+                table: Some(table),
+            }];
+            mblock::read_many(dev, &mut spans, usize::MAX)
+        })?
+        .map_err(|e| self.read_err(id, e))
     }
 
     /// A failed verified read of `id` as the pool's error (a mismatch is
