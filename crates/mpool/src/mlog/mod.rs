@@ -154,6 +154,9 @@ struct State {
     gen: u64,
     /// Every record is written twice (the header flag of this generation).
     mirrored: bool,
+    /// Records may start at the next block (the header flag of this
+    /// generation; plain logs made by this code).
+    padded: bool,
     /// Epoch of records appended now.
     epoch: u32,
     /// Whether a header with (gen, epoch) is durable.
@@ -285,6 +288,7 @@ impl Mlog {
                 block_size: geom.bs as u32,
                 nblocks: geom.nblocks,
                 mirrored,
+                padded: !mirrored,
             };
             let bs = geom.bs as usize;
             let mut reqs = Vec::new();
@@ -316,6 +320,7 @@ impl Mlog {
                 log_id: id,
                 gen: hdr.gen,
                 mirrored: hdr.mirrored,
+                padded: hdr.padded,
             };
             let res = scan::scan(&mut src, &view)?;
             if res.repaired > 0 {
@@ -373,6 +378,7 @@ impl Mlog {
         let st = State {
             gen: hdr.gen,
             mirrored: hdr.mirrored,
+            padded: hdr.padded && !hdr.mirrored,
             epoch,
             hdr_durable,
             newest_slot: slot,
@@ -579,6 +585,9 @@ impl Mlog {
             block_size: self.geom.bs as u32,
             nblocks: self.geom.nblocks,
             mirrored,
+            // A log made padded stays padded; one made by older code
+            // stays readable by it.
+            padded: !mirrored && g.padded,
         };
         // Both copies, one at a time, each followed by a flush.
         let first = 1 - g.newest_slot;
@@ -595,6 +604,7 @@ impl Mlog {
         }
         g.gen = gen;
         g.mirrored = mirrored;
+        g.padded = hdr.padded;
         g.epoch = 1;
         g.hdr_durable = true;
         g.newest_slot = 1 - first;
@@ -628,6 +638,7 @@ impl Mlog {
                 log_id: self.id,
                 gen: g.gen,
                 mirrored: g.mirrored,
+                padded: g.padded,
             },
             end,
             chain: Chain::new(end),
@@ -724,7 +735,7 @@ impl Mlog {
             need: copies * (len + REC_HDR_LEN),
             free,
         };
-        let h = g.hdr_pos(st.end).ok_or_else(full)?;
+        let h = g.next_hdr(st.end, len, st.padded).ok_or_else(full)?;
         let end1 = g.rec_end(h, len).ok_or_else(full)?;
         let (copy, end) = if st.mirrored {
             let h2 = g.hdr_pos(end1).ok_or_else(full)?;
@@ -754,6 +765,17 @@ impl Mlog {
             crc = crc32c::crc32c_append(crc, p);
         }
         hdr.crc = crc;
+        if h / bs > st.end / bs
+            && st.end == st.written_end
+            && st.buf_block == st.end / bs
+            && st.buf.len() >= bs as usize
+        {
+            // The record starts in a later block than the one where the
+            // log ends, and that block holds nothing unwritten: the next
+            // flush need not write it again.
+            st.buf.drain(..bs as usize);
+            st.buf_block += 1;
+        }
         let need = ((end.div_ceil(bs) - st.buf_block) * bs) as usize;
         if st.buf.len() < need {
             st.buf.resize(need, 0);
@@ -967,6 +989,7 @@ impl Mlog {
                     block_size: bs as u32,
                     nblocks: self.geom.nblocks,
                     mirrored: g.mirrored,
+                    padded: g.padded,
                 },
             )
         });
@@ -1023,7 +1046,7 @@ impl Mlog {
                 }
                 g.written_end = snap_end;
                 g.durable_seq = g.durable_seq.max(snap_seq);
-                let nb = snap_end / bs;
+                let nb = (snap_end / bs).max(g.buf_block);
                 let drop_bytes = ((nb - g.buf_block) * bs) as usize;
                 let n = drop_bytes.min(g.buf.len());
                 g.buf.drain(..n);
@@ -1254,6 +1277,7 @@ pub fn decode_image(image: &[u8], sector: u32, id: u64) -> Result<(ScanResult, V
         log_id: id,
         gen: hdr.gen,
         mirrored: hdr.mirrored,
+        padded: hdr.padded,
     };
     let res = scan::scan(&mut src, &view)?;
     let mut out = Vec::new();
