@@ -106,10 +106,7 @@ impl FlushGate {
                 let budget = Duration::from_nanos(2 * g.sync_ns);
                 let seen = g.done;
                 drop(g);
-                let t = Instant::now();
-                while self.done.load(Ordering::Acquire) == seen && t.elapsed() < budget {
-                    std::hint::spin_loop();
-                }
+                super::spin_until(budget, || self.done.load(Ordering::Acquire) != seen);
                 self.spinners.fetch_sub(1, Ordering::AcqRel);
                 g = self.lock();
                 if g.done != seen || !g.running {

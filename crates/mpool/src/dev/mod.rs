@@ -512,3 +512,20 @@ pub(crate) fn spin_slot(spinners: &std::sync::atomic::AtomicU32) -> bool {
         false
     }
 }
+
+/// Spin until `done` holds or `budget` has passed (the clock is read every
+/// 64 checks: reading it is dearer than a check).
+pub(crate) fn spin_until(budget: std::time::Duration, mut done: impl FnMut() -> bool) {
+    let t = std::time::Instant::now();
+    loop {
+        for _ in 0..64 {
+            if done() {
+                return;
+            }
+            std::hint::spin_loop();
+        }
+        if t.elapsed() >= budget {
+            return;
+        }
+    }
+}

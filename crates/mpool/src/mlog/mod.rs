@@ -886,10 +886,7 @@ impl Mlog {
                         yields = 1;
                         let budget = Duration::from_nanos(g.flush_ns / 2);
                         drop(g);
-                        let t = Instant::now();
-                        while coming() && t.elapsed() < budget {
-                            std::hint::spin_loop();
-                        }
+                        crate::dev::spin_until(budget, || !coming());
                         g = self.lock();
                         continue;
                     }
@@ -926,10 +923,9 @@ impl Mlog {
                 let budget = Duration::from_nanos(2 * g.flush_ns);
                 let seen = self.flushes_done.load(Ordering::Acquire);
                 drop(g);
-                let t = Instant::now();
-                while self.flushes_done.load(Ordering::Acquire) == seen && t.elapsed() < budget {
-                    std::hint::spin_loop();
-                }
+                crate::dev::spin_until(budget, || {
+                    self.flushes_done.load(Ordering::Acquire) != seen
+                });
                 self.spinners.fetch_sub(1, Ordering::AcqRel);
                 g = self.lock();
                 if self.flushes_done.load(Ordering::Acquire) != seen || !g.flushing {
