@@ -326,14 +326,7 @@ pub fn run(args: &ChurnArgs) -> Result<Table> {
                         figs[i].secs += f.secs;
                     }
                     if let Some(bin) = &fio_bin {
-                        floors.push(floor(
-                            bin,
-                            &fio_path,
-                            fio_size,
-                            wr,
-                            n,
-                            slice_len.as_secs(),
-                        )?);
+                        floors.push(floor(bin, &fio_path, fio_size, wr, n, slice_len.as_secs())?);
                     }
                 }
                 let rate = |s: Side| {

@@ -340,7 +340,7 @@ impl Geom {
     pub fn pad_pos(&self, p: u64, len: u64) -> Option<u64> {
         let bs = self.bs;
         let h = self.hdr_pos(p)?;
-        if p % bs == 0 || h / bs != p / bs {
+        if p.is_multiple_of(bs) || h / bs != p / bs {
             return None;
         }
         let fresh = (p / bs + 1).checked_mul(bs)?.checked_add(BLK_HDR_LEN)?;

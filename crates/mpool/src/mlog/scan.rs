@@ -82,7 +82,7 @@ fn walk(
 /// block's header (None when `p` is on a block boundary, where nothing is
 /// padded).
 fn next_block_start(g: &Geom, p: u64) -> Option<u64> {
-    if p % g.bs == 0 {
+    if p.is_multiple_of(g.bs) {
         return None;
     }
     (p / g.bs + 1)
