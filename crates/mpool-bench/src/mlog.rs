@@ -97,6 +97,7 @@ impl FioSide {
             p50: v.iter().map(|f| f.p50).sum::<f64>() / k,
             p99: v.iter().map(|f| f.p99).sum::<f64>() / k,
             p999: v.iter().map(|f| f.p999).sum::<f64>() / k,
+            cpu_us: v.iter().map(|f| f.cpu_us).sum::<f64>() / k,
         })
     }
 }
@@ -149,6 +150,8 @@ struct FioSide {
     p50: f64,
     p99: f64,
     p999: f64,
+    /// CPU time per write (with its sync), us: fio's usr+sys over its jobs.
+    cpu_us: f64,
 }
 
 fn fio_case(
@@ -179,6 +182,8 @@ fn fio_case(
         p50: w.p50_ns + s50,
         p99: w.p99_ns + s99,
         p999: w.p999_ns + s999,
+        // fio's CPU share is per job in a grouped report.
+        cpu_us: r.cpus * threads as f64 / w.iops.max(1.0) * 1e6,
     })
 }
 
@@ -212,7 +217,7 @@ pub fn run(args: &MlogArgs) -> Result<Table> {
         header: [
             "threads", "mpool IOPS", "fio fdsync IOPS", "mpool/fdsync", "fio O_SYNC IOPS", "mpool/osync",
             "mpool p50 us", "mpool p99 us", "mpool p99.9 us", "fdsync p50 us", "fdsync p99 us", "fdsync p99.9 us", "osync p50 us", "osync p99 us", "osync p99.9 us",
-            "CPUs used", "writes/app", "KiB/app", "flushes/app", "flush ms/s", "write ms/s",
+            "CPUs used", "CPU us/app", "fdsync CPU us/op", "osync CPU us/op", "writes/app", "KiB/app", "flushes/app", "flush ms/s", "write ms/s",
         ]
         .map(String::from)
         .to_vec(),
@@ -289,6 +294,9 @@ pub fn run(args: &MlogArgs) -> Result<Table> {
                 o(os.map(|f| f.p99), fmt_us),
                 o(os.map(|f| f.p999), fmt_us),
                 format!("{:.2}", m.cpu / m.secs),
+                format!("{:.2}", m.cpu * 1e6 / m.appends.max(1) as f64),
+                o(fd.map(|f| f.cpu_us), |x| format!("{x:.2}")),
+                o(os.map(|f| f.cpu_us), |x| format!("{x:.2}")),
                 format!("{:.2}", per(m.dev.writes)),
                 format!("{:.1}", per(m.dev.write_bytes) / 1024.0),
                 format!("{:.2}", per(m.dev.flushes)),
@@ -297,9 +305,10 @@ pub fn run(args: &MlogArgs) -> Result<Table> {
             ]);
             t.json_rows.push(json!({
                 "threads": n,
-                "mpool": { "iops": iops, "appends": m.appends, "p50_ns": m.p50, "p99_ns": m.p99, "p999_ns": m.p999, "cpus_used": m.cpu / m.secs },
-                "fio_fdatasync": fd.map(|f| json!({ "iops": f.iops, "p50_ns": f.p50, "p99_ns": f.p99, "p999_ns": f.p999 })),
-                "fio_osync": os.map(|f| json!({ "iops": f.iops, "p50_ns": f.p50, "p99_ns": f.p99, "p999_ns": f.p999 })),
+                "mpool": { "iops": iops, "appends": m.appends, "p50_ns": m.p50, "p99_ns": m.p99, "p999_ns": m.p999, "cpus_used": m.cpu / m.secs,
+                    "cpu_ns_per_append": m.cpu * 1e9 / m.appends.max(1) as f64 },
+                "fio_fdatasync": fd.map(|f| json!({ "iops": f.iops, "p50_ns": f.p50, "p99_ns": f.p99, "p999_ns": f.p999, "cpu_ns_per_op": f.cpu_us * 1e3 })),
+                "fio_osync": os.map(|f| json!({ "iops": f.iops, "p50_ns": f.p50, "p99_ns": f.p99, "p999_ns": f.p999, "cpu_ns_per_op": f.cpu_us * 1e3 })),
                 "ratio_fdatasync": r_fd,
                 "ratio_osync": r_os,
                 "per_append": {
@@ -348,7 +357,7 @@ pub fn run(args: &MlogArgs) -> Result<Table> {
                 ),
             );
         }
-        t.notes.push("CPUs used: mpool's process CPU time over wall time (below the thread count when other processes hold the CPUs); writes/app, KiB/app, flushes/app: device operations per append (counting device); flush/write ms/s: time inside fdatasync / write submits per second of run, summed over threads".into());
+        t.notes.push("CPUs used: mpool's process CPU time over wall time (below the thread count when other processes hold the CPUs); CPU us/app, CPU us/op: CPU time per append or write (fio: its usr+sys), which other processes on the CPUs disturb less than rates; writes/app, KiB/app, flushes/app: device operations per append (counting device); flush/write ms/s: time inside fdatasync / write submits per second of run, summed over threads".into());
         Ok(())
     })();
     if !args.keep_file {
