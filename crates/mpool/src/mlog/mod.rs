@@ -13,7 +13,17 @@
 //! many threads share flushes (group commit): one thread at a time is the
 //! flusher; it writes everything appended so far and flushes; the others wait
 //! until their own record is durable, and the next flusher takes everything
-//! that accumulated meanwhile.
+//! that accumulated meanwhile. How they wait follows the flush cost the log
+//! measures: on a slow device a would-be flusher lets runnable appenders
+//! join its flush set and waiters sleep; on memory-speed media nobody waits
+//! for followers that are not on their way, and waiters spin while a CPU is
+//! left for the flusher.
+//!
+//! A plain log created by this code is *padded*: a record that would touch
+//! one block more where the log ends than from the next block's start
+//! begins there, so that a record of R bytes costs at most R rounded up to
+//! the block size plus one block of device writes (`docs/format.md`,
+//! "Padded logs").
 //!
 //! # Crash safety in brief
 //!
