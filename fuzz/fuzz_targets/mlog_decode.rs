@@ -83,6 +83,8 @@ fn build(u: &mut Unstructured) -> Result<Image> {
     };
     let g = Geom { bs, nblocks };
     let mirrored = u.ratio(1, 3)?;
+    // Plain logs are padded or not (records then may start at the next block).
+    let padded = !mirrored && u.arbitrary()?;
     let max_len = if mirrored {
         g.max_record_mirrored().min(MIRRORED_MAX_RECORD)
     } else {
@@ -131,7 +133,7 @@ fn build(u: &mut Unstructured) -> Result<Image> {
             6 => u.int_in_range(0..=2 * bs)?,
             _ => u.int_in_range(0..=max_len)?,
         };
-        let Some(h) = g.hdr_pos(p) else { break };
+        let Some(h) = g.next_hdr(p, len, padded) else { break };
         let Some(end1) = g.rec_end(h, len) else { break };
         let (h2, end) = if mirrored {
             let Some(h2) = g.hdr_pos(end1) else { break };
@@ -227,6 +229,7 @@ fn build(u: &mut Unstructured) -> Result<Image> {
         block_size: bs as u32,
         nblocks,
         mirrored,
+        padded,
     };
     // Header copy 0: usually the log's header.
     match u.int_in_range(0..=15u8)? {

@@ -293,9 +293,16 @@ pub fn run(args: &ChurnArgs) -> Result<Table> {
             },
         )
         .context("creating the pool")?;
+        // An mblock holds its zone less its checksum table (format 3): each
+        // side writes what an mblock holds, in whole 4 KiB pages.
+        let wr = pool.mblock_capacity(MediaClass::Capacity)? / 4096 * 4096;
         drop(pool);
-        let data: Vec<u8> = (0..obj).map(|i| (i % 253) as u8).collect();
-        let mut buf = AlignedBuf::new(obj as usize, 4096);
+        t.context.push((
+            "object bytes".into(),
+            format!("{wr} (the mblock's capacity in whole 4 KiB pages), both sides"),
+        ));
+        let data: Vec<u8> = (0..wr).map(|i| (i % 253) as u8).collect();
+        let mut buf = AlignedBuf::new(wr as usize, 4096);
         buf.copy_from_slice(&data);
         let seq = AtomicU64::new(0);
         let mut verdicts = Vec::new();
@@ -319,14 +326,7 @@ pub fn run(args: &ChurnArgs) -> Result<Table> {
                         figs[i].secs += f.secs;
                     }
                     if let Some(bin) = &fio_bin {
-                        floors.push(floor(
-                            bin,
-                            &fio_path,
-                            fio_size,
-                            obj,
-                            n,
-                            slice_len.as_secs(),
-                        )?);
+                        floors.push(floor(bin, &fio_path, fio_size, wr, n, slice_len.as_secs())?);
                     }
                 }
                 let rate = |s: Side| {

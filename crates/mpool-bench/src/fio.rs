@@ -185,7 +185,7 @@ impl FioJob {
             format!("--offset={}", self.offset),
             "--group_reporting=1".into(),
             "--lat_percentiles=1".into(),
-            "--percentile_list=50:99".into(),
+            "--percentile_list=50:99:99.9".into(),
             "--norandommap=1".into(),
             "--randrepeat=0".into(),
             "--fallocate=none".into(),
@@ -228,6 +228,8 @@ pub struct DirStats {
     pub p50_ns: f64,
     /// 99th percentile latency (ns), like `p50_ns`.
     pub p99_ns: f64,
+    /// 99.9th percentile latency (ns), like `p50_ns` (0 when fio has none).
+    pub p999_ns: f64,
 }
 
 /// What a fio job measured.
@@ -239,6 +241,8 @@ pub struct FioResult {
     pub write: DirStats,
     /// fdatasync latency (median, 99th percentile, ns), when fio synced.
     pub sync_lat: Option<(f64, f64)>,
+    /// fdatasync latency, 99.9th percentile (ns), when fio synced and reported it.
+    pub sync_p999: Option<f64>,
     /// CPUs fio kept busy (its `usr_cpu + sys_cpu`, percent of one CPU, / 100;
     /// per job for grouped multi-job runs).
     pub cpus: f64,
@@ -302,6 +306,10 @@ pub fn parse(text: &str) -> Result<FioResult> {
             .get("sync")
             .and_then(|s| s.get("lat_ns"))
             .and_then(|l| Some((percentile(l, "50")?, percentile(l, "99")?))),
+        sync_p999: job
+            .get("sync")
+            .and_then(|s| s.get("lat_ns"))
+            .and_then(|l| percentile(l, "99.9")),
         cpus: (num(job, &["usr_cpu"]).unwrap_or(0.0) + num(job, &["sys_cpu"]).unwrap_or(0.0))
             / 100.0,
         command: String::new(),
@@ -352,6 +360,7 @@ fn dir_stats(job: &Value, dir: &str) -> Result<DirStats> {
         lat_mean_ns: num(&lat, &["mean"]).unwrap_or(0.0),
         p50_ns: pct("50")?,
         p99_ns: pct("99")?,
+        p999_ns: pick("99.9").unwrap_or(0.0),
     })
 }
 

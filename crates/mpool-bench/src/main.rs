@@ -9,6 +9,7 @@ mod common;
 mod dev;
 mod fio;
 mod mblock;
+mod meta;
 mod mlog;
 mod report;
 mod scale;
@@ -40,6 +41,8 @@ enum Cmd {
     Mblock(mblock::MblockArgs),
     /// Object churn (alloc, write, commit, delete) against files with fsync.
     Churn(churn::ChurnArgs),
+    /// Object metadata at memory speed: alloc, write, commit, delete from N threads.
+    Meta(meta::MetaArgs),
     /// Pool::open time and memory per object with N committed mblocks.
     Scale(scale::ScaleArgs),
     /// (internal) Open a pool in a fresh process and report time and memory.
@@ -75,6 +78,10 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Churn(a) => {
             let r = churn::run(a)?;
+            (r.text(), r.json())
+        }
+        Cmd::Meta(a) => {
+            let r = meta::run(a)?;
             (r.text(), r.json())
         }
         Cmd::Mblock(a) => {

@@ -59,6 +59,9 @@ struct Measured {
     secs: f64,
     p50: f64,
     p99: f64,
+    p999: f64,
+    /// CPU time of the process meanwhile (every thread), s.
+    cpu: f64,
     dev: Snap,
 }
 
@@ -75,6 +78,8 @@ impl Measured {
             secs: v.iter().map(|m| m.secs).sum(),
             p50: v.iter().map(|m| m.p50).sum::<f64>() / k,
             p99: v.iter().map(|m| m.p99).sum::<f64>() / k,
+            p999: v.iter().map(|m| m.p999).sum::<f64>() / k,
+            cpu: v.iter().map(|m| m.cpu).sum(),
             dev,
         }
     }
@@ -91,6 +96,8 @@ impl FioSide {
             iops: v.iter().map(|f| f.iops).sum::<f64>() / k,
             p50: v.iter().map(|f| f.p50).sum::<f64>() / k,
             p99: v.iter().map(|f| f.p99).sum::<f64>() / k,
+            p999: v.iter().map(|f| f.p999).sum::<f64>() / k,
+            cpu_us: v.iter().map(|f| f.cpu_us).sum::<f64>() / k,
         })
     }
 }
@@ -104,6 +111,7 @@ fn mpool_case(
 ) -> Result<Measured> {
     let before = c.c.snap();
     let start = Instant::now();
+    let cpu0 = common::cpu_seconds();
     let (appends, hist) = common::in_threads(threads, "append", |t| {
         let mut h = common::histogram();
         let data: Vec<u8> = (0..rec).map(|i| (i as u8) ^ (t as u8)).collect();
@@ -129,16 +137,21 @@ fn mpool_case(
         secs,
         p50: hist.value_at_quantile(0.5) as f64,
         p99: hist.value_at_quantile(0.99) as f64,
+        p999: hist.value_at_quantile(0.999) as f64,
+        cpu: common::cpu_seconds() - cpu0,
         dev,
     })
 }
 
-/// fio's figures: IOPS, p50 and p99 per write including its sync (ns).
+/// fio's figures: IOPS, p50, p99 and p99.9 per write including its sync (ns).
 #[derive(Debug, Clone, Copy)]
 struct FioSide {
     iops: f64,
     p50: f64,
     p99: f64,
+    p999: f64,
+    /// CPU time per write (with its sync), us: fio's usr+sys over its jobs.
+    cpu_us: f64,
 }
 
 fn fio_case(
@@ -159,10 +172,18 @@ fn fio_case(
     } else {
         (0.0, 0.0)
     };
+    let s999 = if fdatasync {
+        r.sync_p999.unwrap_or(0.0)
+    } else {
+        0.0
+    };
     Ok(FioSide {
         iops: w.iops,
         p50: w.p50_ns + s50,
         p99: w.p99_ns + s99,
+        p999: w.p999_ns + s999,
+        // fio's CPU share is per job in a grouped report.
+        cpu_us: r.cpus * threads as f64 / w.iops.max(1.0) * 1e6,
     })
 }
 
@@ -195,8 +216,8 @@ pub fn run(args: &MlogArgs) -> Result<Table> {
         context: common::context(&path, fio_bin.as_deref()),
         header: [
             "threads", "mpool IOPS", "fio fdsync IOPS", "mpool/fdsync", "fio O_SYNC IOPS", "mpool/osync",
-            "mpool p50 us", "mpool p99 us", "fdsync p50 us", "fdsync p99 us", "osync p50 us", "osync p99 us",
-            "writes/app", "KiB/app", "flushes/app", "flush ms/s", "write ms/s",
+            "mpool p50 us", "mpool p99 us", "mpool p99.9 us", "fdsync p50 us", "fdsync p99 us", "fdsync p99.9 us", "osync p50 us", "osync p99 us", "osync p99.9 us",
+            "CPUs used", "CPU us/app", "fdsync CPU us/op", "osync CPU us/op", "writes/app", "KiB/app", "flushes/app", "flush ms/s", "write ms/s",
         ]
         .map(String::from)
         .to_vec(),
@@ -265,10 +286,17 @@ pub fn run(args: &MlogArgs) -> Result<Table> {
                 fmt_ratio(r_os),
                 fmt_us(m.p50),
                 fmt_us(m.p99),
+                fmt_us(m.p999),
                 o(fd.map(|f| f.p50), fmt_us),
                 o(fd.map(|f| f.p99), fmt_us),
+                o(fd.map(|f| f.p999), fmt_us),
                 o(os.map(|f| f.p50), fmt_us),
                 o(os.map(|f| f.p99), fmt_us),
+                o(os.map(|f| f.p999), fmt_us),
+                format!("{:.2}", m.cpu / m.secs),
+                format!("{:.2}", m.cpu * 1e6 / m.appends.max(1) as f64),
+                o(fd.map(|f| f.cpu_us), |x| format!("{x:.2}")),
+                o(os.map(|f| f.cpu_us), |x| format!("{x:.2}")),
                 format!("{:.2}", per(m.dev.writes)),
                 format!("{:.1}", per(m.dev.write_bytes) / 1024.0),
                 format!("{:.2}", per(m.dev.flushes)),
@@ -277,9 +305,10 @@ pub fn run(args: &MlogArgs) -> Result<Table> {
             ]);
             t.json_rows.push(json!({
                 "threads": n,
-                "mpool": { "iops": iops, "appends": m.appends, "p50_ns": m.p50, "p99_ns": m.p99 },
-                "fio_fdatasync": fd.map(|f| json!({ "iops": f.iops, "p50_ns": f.p50, "p99_ns": f.p99 })),
-                "fio_osync": os.map(|f| json!({ "iops": f.iops, "p50_ns": f.p50, "p99_ns": f.p99 })),
+                "mpool": { "iops": iops, "appends": m.appends, "p50_ns": m.p50, "p99_ns": m.p99, "p999_ns": m.p999, "cpus_used": m.cpu / m.secs,
+                    "cpu_ns_per_append": m.cpu * 1e9 / m.appends.max(1) as f64 },
+                "fio_fdatasync": fd.map(|f| json!({ "iops": f.iops, "p50_ns": f.p50, "p99_ns": f.p99, "p999_ns": f.p999, "cpu_ns_per_op": f.cpu_us * 1e3 })),
+                "fio_osync": os.map(|f| json!({ "iops": f.iops, "p50_ns": f.p50, "p99_ns": f.p99, "p999_ns": f.p999, "cpu_ns_per_op": f.cpu_us * 1e3 })),
                 "ratio_fdatasync": r_fd,
                 "ratio_osync": r_os,
                 "per_append": {
@@ -292,14 +321,21 @@ pub fn run(args: &MlogArgs) -> Result<Table> {
                 },
             }));
             if let (Some(f), Some(o)) = (fd, os) {
-                let best = f.iops.max(o.iops);
+                let best = if f.iops >= o.iops { f } else { o };
                 if n > 1 {
+                    let met = |b: bool| if b { "met" } else { "MISSED" };
                     t.notes.push(format!(
-                        "{n} threads: mpool {} vs fio per-write sync best {} ({:.2}x): group commit {}",
+                        "{n} threads: mpool {} vs fio's better per-write sync {} ({:.2}x, target >= 1.0: {}); p99 {} vs {} (target <= 2x: {}); p99.9 {} (fio {}; target < 50 us: {})",
                         fmt_rate(iops),
-                        fmt_rate(best),
-                        iops / best,
-                        if iops > best { "wins" } else { "does NOT win" }
+                        fmt_rate(best.iops),
+                        iops / best.iops,
+                        met(iops >= best.iops),
+                        fmt_us(m.p99),
+                        fmt_us(best.p99),
+                        met(m.p99 <= 2.0 * best.p99),
+                        fmt_us(m.p999),
+                        fmt_us(best.p999),
+                        met(m.p999 < 50_000.0),
                     ));
                 }
             }
@@ -309,9 +345,9 @@ pub fn run(args: &MlogArgs) -> Result<Table> {
             t.notes.insert(
                 0,
                 format!(
-                    "1 thread: mpool/fio(fdatasync) = {r:.2} (target >= 0.90: {}); per append the mlog did {:.2} device writes of {:.1} KiB in all and {:.2} flushes; \
+                    "1 thread: mpool/fio(fdatasync) = {r:.2} (target >= 0.80: {}); per append the mlog did {:.2} device writes of {:.1} KiB in all and {:.2} flushes; \
                      flush {:.0} us + write {:.0} us of the {:.0} us mean append",
-                    if r >= 0.9 { "met" } else { "MISSED" },
+                    if r >= 0.8 { "met" } else { "MISSED" },
                     m.dev.writes as f64 / m.appends as f64,
                     m.dev.write_bytes as f64 / m.appends as f64 / 1024.0,
                     m.dev.flushes as f64 / m.appends as f64,
@@ -321,7 +357,7 @@ pub fn run(args: &MlogArgs) -> Result<Table> {
                 ),
             );
         }
-        t.notes.push("writes/app, KiB/app, flushes/app: device operations per append (counting device); flush/write ms/s: time inside fdatasync / write submits per second of run, summed over threads".into());
+        t.notes.push("CPUs used: mpool's process CPU time over wall time (below the thread count when other processes hold the CPUs); CPU us/app, CPU us/op: CPU time per append or write (fio: its usr+sys), which other processes on the CPUs disturb less than rates; writes/app, KiB/app, flushes/app: device operations per append (counting device); flush/write ms/s: time inside fdatasync / write submits per second of run, summed over threads".into());
         Ok(())
     })();
     if !args.keep_file {

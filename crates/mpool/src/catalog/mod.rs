@@ -23,6 +23,7 @@ mod csum;
 mod lifecycle;
 pub(crate) mod mblock;
 mod object;
+mod owner;
 mod read;
 mod reader;
 mod replay;
@@ -461,6 +462,7 @@ impl Catalog {
                                     appends: AtomicU64::new(0),
                                     unsealed: AtomicBool::new(false),
                                     broken: Mutex::new(None),
+                                    owner: None,
                                 })
                             })();
                             match res {
@@ -558,6 +560,17 @@ impl Catalog {
                     c.map
                         .claim(z, n)
                         .map_err(|e| MetadataError::Corrupt(format!("object {id}: {e}")))?;
+                }
+            }
+        }
+        if !read_only && owner::Locking::from_env() == owner::Locking::Owner {
+            for s in &mut shards {
+                match owner::Owner::spawn(s.index) {
+                    Ok(o) => s.owner = Some(o),
+                    Err(e) => tracing::warn!(
+                        "MDC{}: no owner thread ({e}); appends stay on the callers' threads",
+                        s.index
+                    ),
                 }
             }
         }

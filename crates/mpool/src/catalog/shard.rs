@@ -57,6 +57,9 @@ pub(super) struct Shard {
     /// Set when a compaction failed with its outcome unknown: the MDC takes
     /// no more records until the pool is reopened.
     pub(super) broken: Mutex<Option<String>>,
+    /// The owner thread that makes this MDC's appends, when the pool was
+    /// opened with `MPOOL_META_LOCKING=owner` (see `owner.rs`).
+    pub(super) owner: Option<super::owner::Owner>,
 }
 
 impl Shard {
@@ -192,8 +195,12 @@ impl Inner {
         for attempt in 0..2 {
             {
                 let mdc = rlock(&s.mdc);
-                match mdc.append(&bytes, sync) {
-                    Ok(_) => {
+                let appended = match &s.owner {
+                    Some(o) => o.append(&mdc, &bytes, sync),
+                    None => mdc.append(&bytes, sync).map(|_| ()),
+                };
+                match appended {
+                    Ok(()) => {
                         s.records.fetch_add(1, Ordering::Relaxed);
                         s.appends.fetch_add(1, Ordering::Relaxed);
                         if let Some(f) = then.take() {

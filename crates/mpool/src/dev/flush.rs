@@ -17,7 +17,14 @@
 //! (the pool must be reopened, which replays what is really on the media).
 
 use std::io;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// A caller waiting for a running sync spins (instead of sleeping) when
+/// syncs take less than this on average: memory-speed media, where a sleep
+/// and a wake-up cost more than the sync.
+const SPIN_MAX_NS: u64 = 20_000;
 
 /// Counters of the flush gate of a device (concurrent flushes that share one `fdatasync`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -28,16 +35,35 @@ pub struct FlushStats {
     pub syncs: u64,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct State {
     /// Syncs begun so far (the number of the newest).
     begun: u64,
     /// The number of the newest sync that completed.
     done: u64,
     running: bool,
+    /// Callers asleep waiting for a sync (nobody to wake: no wake-up call,
+    /// which on memory-speed media costs as much as the sync).
+    sleepers: u32,
+    /// Moving average of a sync's duration (ns); starts as a disk's.
+    sync_ns: u64,
     /// The error of the sync that failed; every flush after it fails too.
     failed: Option<(Option<i32>, io::ErrorKind, String)>,
     stats: FlushStats,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        Self {
+            begun: 0,
+            done: 0,
+            running: false,
+            sleepers: 0,
+            sync_ns: 1_000_000,
+            failed: None,
+            stats: FlushStats::default(),
+        }
+    }
 }
 
 /// Lets concurrent flushes of one device share syncs.
@@ -45,6 +71,11 @@ struct State {
 pub(crate) struct FlushGate {
     st: Mutex<State>,
     cv: Condvar,
+    /// `State::done`, readable without the lock by spinning waiters.
+    done: AtomicU64,
+    /// Callers spinning now: with more spinners than spare CPUs, spinning
+    /// would take the CPU from the sync they wait for.
+    spinners: AtomicU32,
 }
 
 impl FlushGate {
@@ -69,8 +100,23 @@ impl FlushGate {
             if g.done >= need {
                 return Ok(());
             }
+            if g.running && g.sync_ns <= SPIN_MAX_NS && crate::dev::spin_slot(&self.spinners) {
+                // A fast device: wait for the running sync by spinning for
+                // up to twice its expected duration.
+                let budget = Duration::from_nanos(2 * g.sync_ns);
+                let seen = g.done;
+                drop(g);
+                super::spin_until(budget, || self.done.load(Ordering::Acquire) != seen);
+                self.spinners.fetch_sub(1, Ordering::AcqRel);
+                g = self.lock();
+                if g.done != seen || !g.running {
+                    continue;
+                }
+            }
             if g.running {
+                g.sleepers += 1;
                 g = crate::lock::wait(&self.cv, g);
+                g.sleepers -= 1;
                 continue;
             }
             g.running = true;
@@ -78,16 +124,22 @@ impl FlushGate {
             g.stats.syncs += 1;
             let n = g.begun;
             drop(g);
+            let t = Instant::now();
             // A sync that panics counts as failed, so waiters never hang.
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(&sync))
                 .unwrap_or_else(|_| Err(io::Error::other("flush panicked")));
+            let ns = t.elapsed().as_nanos() as u64;
             g = self.lock();
             g.running = false;
             g.done = n;
+            g.sync_ns = g.sync_ns - g.sync_ns / 8 + ns / 8;
+            self.done.store(n, Ordering::Release);
             if let Err(e) = &r {
                 g.failed = Some((e.raw_os_error(), e.kind(), e.to_string()));
             }
-            self.cv.notify_all();
+            if g.sleepers > 0 {
+                self.cv.notify_all();
+            }
         }
     }
 

@@ -19,8 +19,15 @@ pub const LOG_VERSION_FLAGS: u32 = 2;
 /// Header flag: every record is written twice, back to back (docs/format.md,
 /// "Mirrored logs").
 pub const FLAG_MIRRORED: u32 = 1;
+/// Header flag: a record that would touch more blocks where the log ends
+/// than it touches from the start of the next block starts there instead
+/// (the rest of the block is padding; docs/format.md, "Padded logs"), so
+/// that a record of R bytes costs at most R rounded up to the block size
+/// plus one block of device writes. Plain logs only: a mirrored log
+/// ignores it.
+pub const FLAG_PADDED: u32 = 2;
 /// Every flag this code knows.
-const KNOWN_FLAGS: u32 = FLAG_MIRRORED;
+const KNOWN_FLAGS: u32 = FLAG_MIRRORED | FLAG_PADDED;
 /// Size of the header at the start of every log data block.
 pub const BLK_HDR_LEN: u64 = 32;
 /// Magic of a log data block header: `MLB1`.
@@ -50,6 +57,8 @@ pub struct LogHeader {
     pub nblocks: u64,
     /// Every record is written twice, back to back ([`FLAG_MIRRORED`]).
     pub mirrored: bool,
+    /// Records may start at the next block ([`FLAG_PADDED`]).
+    pub padded: bool,
 }
 
 /// Why a header block was rejected.
@@ -86,7 +95,8 @@ impl LogHeader {
             return;
         };
         h.fill(0);
-        let flags = if self.mirrored { FLAG_MIRRORED } else { 0 };
+        let flags = if self.mirrored { FLAG_MIRRORED } else { 0 }
+            | if self.padded { FLAG_PADDED } else { 0 };
         let version = if flags == 0 {
             LOG_VERSION
         } else {
@@ -150,6 +160,7 @@ impl LogHeader {
             block_size,
             nblocks,
             mirrored: flags & FLAG_MIRRORED != 0,
+            padded: flags & FLAG_PADDED != 0,
         })
     }
 }
@@ -320,6 +331,33 @@ impl Geom {
         }
     }
 
+    /// In a padded log ([`FLAG_PADDED`]) that ends at `p`: where the header
+    /// of a record of `len` bytes goes when it starts at the next block
+    /// (past its block header) instead of at [`Geom::hdr_pos`]: when it
+    /// would touch more blocks from `p`'s block than from the next one.
+    /// None when it goes at `hdr_pos(p)` (always when `p` is on a block
+    /// boundary or too close to the block's end for a record header).
+    pub fn pad_pos(&self, p: u64, len: u64) -> Option<u64> {
+        let bs = self.bs;
+        let h = self.hdr_pos(p)?;
+        if p.is_multiple_of(bs) || h / bs != p / bs {
+            return None;
+        }
+        let fresh = (p / bs + 1).checked_mul(bs)?.checked_add(BLK_HDR_LEN)?;
+        let touched = (self.rec_end(h, len)? - 1) / bs - p / bs + 1;
+        let touched_fresh = (self.rec_end(fresh, len)? - 1) / bs - fresh / bs + 1;
+        (touched > touched_fresh).then_some(fresh)
+    }
+
+    /// Where the header of the next record of `len` bytes goes when the
+    /// log ends at `p`: [`Geom::pad_pos`] in a padded log, else [`Geom::hdr_pos`].
+    pub fn next_hdr(&self, p: u64, len: u64, padded: bool) -> Option<u64> {
+        match padded.then(|| self.pad_pos(p, len)).flatten() {
+            Some(h) => Some(h),
+            None => self.hdr_pos(p),
+        }
+    }
+
     /// The end of a record whose header is at `h` and whose payload is `len`
     /// bytes (payload skips block headers). None on overflow.
     pub fn rec_end(&self, h: u64, len: u64) -> Option<u64> {
@@ -436,6 +474,7 @@ mod tests {
             block_size: 4096,
             nblocks: 100,
             mirrored: false,
+            padded: false,
         };
         let mut b = vec![0u8; 512];
         h.encode(&mut b);
@@ -456,8 +495,15 @@ mod tests {
             LogHeader::decode(&x)
         };
         let mut x = mb.clone();
-        x[48] = 3;
-        assert_eq!(resealed(x), Err(HeaderFault::Flags(3)));
+        x[48] = 5;
+        assert_eq!(resealed(x), Err(HeaderFault::Flags(5)));
+        // A padded log's header is version 2 with flag 2.
+        let pd = LogHeader { padded: true, ..h };
+        let mut pb = vec![0u8; 512];
+        pd.encode(&mut pb);
+        assert_eq!(LogHeader::decode(&pb), Ok(pd));
+        assert_eq!(u32::from_le_bytes(pb[8..12].try_into().unwrap()), LOG_VERSION_FLAGS);
+        assert_eq!(u32::from_le_bytes(pb[48..52].try_into().unwrap()), FLAG_PADDED);
         let mut x = b.clone();
         x[48] = 1;
         assert_eq!(resealed(x), Err(HeaderFault::Flags(1)));
@@ -515,7 +561,42 @@ mod tests {
         assert_eq!(g.copy_pos(32, 10), Some(32 + 36 + 10));
     }
 
+    #[test]
+    fn padding_bounds_a_records_blocks() {
+        let g = Geom {
+            bs: 4096,
+            nblocks: 100,
+        };
+        // A 4 KiB record where the log ends 4030 bytes into a block would
+        // touch three blocks; from the next block it touches two.
+        assert_eq!(g.pad_pos(4030, 4096), Some(4096 + 32));
+        assert_eq!(g.pad_pos(4028, 4096), None);
+        // Never on a block boundary, nor where hdr_pos moves on anyway.
+        assert_eq!(g.pad_pos(4096, 4096), None);
+        assert_eq!(g.pad_pos(4096 - 10, 4096), None);
+        // Small records stay where they are.
+        assert_eq!(g.pad_pos(100, 10), None);
+        assert_eq!(g.next_hdr(4030, 4096, false), Some(4030));
+        assert_eq!(g.next_hdr(4030, 4096, true), Some(4096 + 32));
+    }
+
     proptest! {
+        /// The bound of docs/format.md, "Padded logs": a record written
+        /// after `p` touches at most round_up(len, bs) / bs + 1 blocks
+        /// (for records of up to (bs - 68) / 32 blocks, where block headers
+        /// alone stay within one block).
+        #[test]
+        fn padded_records_touch_at_most_one_block_more(bs in prop_oneof![Just(512u64), Just(4096u64)],
+                                                        p in 0u64..100_000, len in 0u64..20_000) {
+            let g = Geom { bs, nblocks: 1000 };
+            prop_assume!(len.div_ceil(bs) <= (bs - 68) / 32);
+            let h = g.next_hdr(p, len, true).unwrap();
+            let end = g.rec_end(h, len).unwrap();
+            let first = if h / bs == p / bs { p / bs } else { h / bs };
+            let touched = (end - 1) / bs - first + 1;
+            prop_assert!(touched <= len.div_ceil(bs) + 1, "p {} len {} touched {}", p, len, touched);
+        }
+
         #[test]
         fn record_header_round_trip(len in any::<u32>(), gen in any::<u64>(), seq in any::<u64>(),
                                      epoch in any::<u32>(), fseq in any::<u32>(), bdelta in any::<u32>(),

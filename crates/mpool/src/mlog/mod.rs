@@ -13,7 +13,17 @@
 //! many threads share flushes (group commit): one thread at a time is the
 //! flusher; it writes everything appended so far and flushes; the others wait
 //! until their own record is durable, and the next flusher takes everything
-//! that accumulated meanwhile.
+//! that accumulated meanwhile. How they wait follows the flush cost the log
+//! measures: on a slow device a would-be flusher lets runnable appenders
+//! join its flush set and waiters sleep; on memory-speed media nobody waits
+//! for followers that are not on their way, and waiters spin while a CPU is
+//! left for the flusher.
+//!
+//! A plain log created by this code is *padded*: a record that would touch
+//! one block more where the log ends than from the next block's start
+//! begins there, so that a record of R bytes costs at most R rounded up to
+//! the block size plus one block of device writes (`docs/format.md`,
+//! "Padded logs").
 //!
 //! # Crash safety in brief
 //!
@@ -49,7 +59,9 @@ use format::{
 };
 use scan::{Chain, DevBlocks, LogView, SliceBlocks, Step};
 use std::ops::Range;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 /// Errors of the mlog engine.
 #[derive(Debug, thiserror::Error)]
@@ -133,6 +145,15 @@ const MAX_FSEQ: u32 = u32::MAX - 1;
 const MAX_FSEQ: u32 = 5;
 /// Most times a would-be flusher yields to let other appenders join its flush set.
 const GATHER_YIELDS: u32 = 4;
+/// A waiter spins (instead of sleeping) while the flush it waits for is
+/// expected to end within this many nanoseconds: memory-speed media, where
+/// a sleep and wake-up would cost more than the flush.
+const SPIN_MAX_NS: u64 = 20_000;
+/// Initial estimate of a flush (write and device flush), until one is measured:
+/// long enough that the first flushes gather followers as on a disk.
+const FLUSH_NS_INIT: u64 = 100_000;
+/// Initial estimate of a gathering yield.
+const GATHER_NS_INIT: u64 = 2_000;
 /// Largest single write request of a flush.
 const MAX_REQ_BYTES: usize = 64 * 1024;
 // Requests split at this size stay whole sectors of every accepted size.
@@ -143,6 +164,9 @@ struct State {
     gen: u64,
     /// Every record is written twice (the header flag of this generation).
     mirrored: bool,
+    /// Records may start at the next block (the header flag of this
+    /// generation; plain logs made by this code).
+    padded: bool,
     /// Epoch of records appended now.
     epoch: u32,
     /// Whether a header with (gen, epoch) is durable.
@@ -169,6 +193,15 @@ struct State {
     /// Records with seq below this are durable.
     durable_seq: u64,
     flushing: bool,
+    /// Threads asleep on the condition variable (nobody to wake: no wake-up call).
+    sleepers: u32,
+    /// Records in the last flush set written: more than one means other
+    /// appenders are around to join a flush set (group commit pays).
+    last_set_records: u64,
+    /// Moving average of the cost of one flush (write and device flush), ns.
+    flush_ns: u64,
+    /// Moving average of the cost of one gathering yield, ns.
+    gather_ns: u64,
     failed: Option<String>,
     corrupt: Option<(u64, String)>,
     /// No epoch is left above the last one used: appends are refused until
@@ -195,6 +228,19 @@ pub struct Mlog {
     geom: Geom,
     st: Mutex<State>,
     cv: Condvar,
+    /// Flushes completed (raised under the lock): spinning waiters watch it
+    /// without taking the lock.
+    flushes_done: AtomicU64,
+    /// Appenders between entering an append and framing their record: a
+    /// flusher on fast media waits a little for them to join its flush set.
+    arriving: AtomicU32,
+    /// Appenders the last flush released that have not appended again:
+    /// likely to come back at once (a loop of sync appends).
+    expected: AtomicU32,
+    /// Waiters spinning now (see `dev::spin_slot`).
+    spinners: AtomicU32,
+    /// The largest record of a plain and of a mirrored generation.
+    max_rec: (u64, u64),
 }
 
 fn check_extent(dev: &dyn Device, extent: &Range<u64>) -> Result<Geom> {
@@ -252,6 +298,7 @@ impl Mlog {
                 block_size: geom.bs as u32,
                 nblocks: geom.nblocks,
                 mirrored,
+                padded: !mirrored,
             };
             let bs = geom.bs as usize;
             let mut reqs = Vec::new();
@@ -283,6 +330,7 @@ impl Mlog {
                 log_id: id,
                 gen: hdr.gen,
                 mirrored: hdr.mirrored,
+                padded: hdr.padded,
             };
             let res = scan::scan(&mut src, &view)?;
             if res.repaired > 0 {
@@ -340,6 +388,7 @@ impl Mlog {
         let st = State {
             gen: hdr.gen,
             mirrored: hdr.mirrored,
+            padded: hdr.padded && !hdr.mirrored,
             epoch,
             hdr_durable,
             newest_slot: slot,
@@ -354,6 +403,10 @@ impl Mlog {
             written_end: end,
             durable_seq: next_seq,
             flushing: false,
+            sleepers: 0,
+            last_set_records: 0,
+            flush_ns: FLUSH_NS_INIT,
+            gather_ns: GATHER_NS_INIT,
             failed: None,
             corrupt,
             epochs_exhausted,
@@ -366,6 +419,16 @@ impl Mlog {
             geom,
             st: Mutex::new(st),
             cv: Condvar::new(),
+            flushes_done: AtomicU64::new(0),
+            arriving: AtomicU32::new(0),
+            expected: AtomicU32::new(0),
+            spinners: AtomicU32::new(0),
+            max_rec: (
+                geom.max_record().min(u64::from(u32::MAX)),
+                geom.max_record_mirrored()
+                    .min(MIRRORED_MAX_RECORD)
+                    .min(u64::from(u32::MAX)),
+            ),
         }
     }
 
@@ -416,14 +479,11 @@ impl Mlog {
     }
 
     fn max_for(&self, mirrored: bool) -> u64 {
-        let m = if mirrored {
-            self.geom
-                .max_record_mirrored()
-                .min(MIRRORED_MAX_RECORD)
+        if mirrored {
+            self.max_rec.1
         } else {
-            self.geom.max_record()
-        };
-        m.min(u64::from(u32::MAX))
+            self.max_rec.0
+        }
     }
 
     /// Whether every record is written twice (docs/format.md, "Mirrored logs").
@@ -454,13 +514,25 @@ impl Mlog {
     /// Append one record made of the concatenation of `parts`.
     pub fn append_v(&self, parts: &[&[u8]], sync: bool) -> Result<Lsn> {
         let len: u64 = parts.iter().map(|p| p.len() as u64).sum();
-        let mut g = self.lock();
-        let max = self.max_for(g.mirrored);
-        if len > max {
-            return Err(MlogError::RecordTooLarge { len, max });
+        if sync {
+            self.arriving.fetch_add(1, Ordering::AcqRel);
         }
-        usable(&g)?;
-        let seq = self.encode(&mut g, parts, len)?;
+        let mut g = self.lock();
+        let framed = (|| {
+            let max = self.max_for(g.mirrored);
+            if len > max {
+                return Err(MlogError::RecordTooLarge { len, max });
+            }
+            usable(&g)?;
+            self.encode(&mut g, parts, len)
+        })();
+        if sync {
+            self.arriving.fetch_sub(1, Ordering::AcqRel);
+        }
+        let seq = framed?;
+        let _ = self
+            .expected
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
         if sync || g.end.saturating_sub(g.written_end) >= ASYNC_FLUSH_BYTES {
             let (_g, r) = self.wait_durable(g, seq);
             r?;
@@ -509,7 +581,7 @@ impl Mlog {
             r?;
         }
         while g.flushing {
-            g = crate::lock::wait(&self.cv, g);
+            g = self.sleep(g);
         }
         let Some(gen) = g.gen.checked_add(1).map(|n| n.max(min_gen)) else {
             return Err(MlogError::Exhausted {
@@ -523,6 +595,9 @@ impl Mlog {
             block_size: self.geom.bs as u32,
             nblocks: self.geom.nblocks,
             mirrored,
+            // A log made padded stays padded; one made by older code
+            // stays readable by it.
+            padded: !mirrored && g.padded,
         };
         // Both copies, one at a time, each followed by a flush.
         let first = 1 - g.newest_slot;
@@ -539,6 +614,7 @@ impl Mlog {
         }
         g.gen = gen;
         g.mirrored = mirrored;
+        g.padded = hdr.padded;
         g.epoch = 1;
         g.hdr_durable = true;
         g.newest_slot = 1 - first;
@@ -572,6 +648,7 @@ impl Mlog {
                 log_id: self.id,
                 gen: g.gen,
                 mirrored: g.mirrored,
+                padded: g.padded,
             },
             end,
             chain: Chain::new(end),
@@ -668,7 +745,7 @@ impl Mlog {
             need: copies * (len + REC_HDR_LEN),
             free,
         };
-        let h = g.hdr_pos(st.end).ok_or_else(full)?;
+        let h = g.next_hdr(st.end, len, st.padded).ok_or_else(full)?;
         let end1 = g.rec_end(h, len).ok_or_else(full)?;
         let (copy, end) = if st.mirrored {
             let h2 = g.hdr_pos(end1).ok_or_else(full)?;
@@ -698,6 +775,17 @@ impl Mlog {
             crc = crc32c::crc32c_append(crc, p);
         }
         hdr.crc = crc;
+        if h / bs > st.end / bs
+            && st.end == st.written_end
+            && st.buf_block == st.end / bs
+            && st.buf.len() >= bs as usize
+        {
+            // The record starts in a later block than the one where the
+            // log ends, and that block holds nothing unwritten: the next
+            // flush need not write it again.
+            st.buf.drain(..bs as usize);
+            st.buf_block += 1;
+        }
         let need = ((end.div_ceil(bs) - st.buf_block) * bs) as usize;
         if st.buf.len() < need {
             st.buf.resize(need, 0);
@@ -767,6 +855,14 @@ impl Mlog {
     }
 
     /// Wait until record `seq` is durable, becoming the flusher when nobody is.
+    ///
+    /// Group commit adapts to the device's flush cost (both measured as
+    /// moving averages): a would-be flusher lets other appenders join its
+    /// flush set only when there are others (the last flush set held more
+    /// than one record) and a flush costs more than the wait for them; a
+    /// thread waiting for someone else's flush spins when that flush is
+    /// expected to end sooner than a sleep and wake-up would take, and
+    /// sleeps otherwise.
     fn wait_durable<'a>(
         &'a self,
         mut g: MutexGuard<'a, State>,
@@ -786,14 +882,41 @@ impl Mlog {
                 // Group commit: before closing the flush set, let threads that
                 // are runnable (often the ones just woken by the previous
                 // flush) append and join it. Yield again only while each
-                // yield brought in new records, at most GATHER_YIELDS times;
-                // a lone appender pays one yield, about a microsecond.
-                if yields < GATHER_YIELDS && g.end != seen_end {
+                // yield brought in new records, at most GATHER_YIELDS times,
+                // and only while that wait is cheaper than a flush.
+                if g.flush_ns <= SPIN_MAX_NS {
+                    // Fast media: wait only for appenders on their way (in
+                    // an append, or released by the last flush and not back
+                    // yet), for at most half a flush.
+                    let coming = || {
+                        self.arriving.load(Ordering::Acquire) > 0
+                            || self.expected.load(Ordering::Acquire) > 0
+                    };
+                    if yields == 0 && coming() {
+                        yields = 1;
+                        let budget = Duration::from_nanos(g.flush_ns / 2);
+                        drop(g);
+                        crate::dev::spin_until(budget, || !coming());
+                        g = self.lock();
+                        continue;
+                    }
+                    let (g2, r) = self.flush_once(g);
+                    g = g2;
+                    if let Err(e) = r {
+                        return (g, Err(e));
+                    }
+                    continue;
+                }
+                let gather = g.last_set_records > 1 && g.flush_ns > g.gather_ns;
+                if gather && yields < GATHER_YIELDS && g.end != seen_end {
                     yields += 1;
                     seen_end = g.end;
                     drop(g);
+                    let t = Instant::now();
                     std::thread::yield_now();
+                    let ns = t.elapsed().as_nanos() as u64;
                     g = self.lock();
+                    g.gather_ns = ewma(g.gather_ns, ns);
                     continue;
                 }
                 let (g2, r) = self.flush_once(g);
@@ -803,8 +926,32 @@ impl Mlog {
                 }
                 continue;
             }
-            g = crate::lock::wait(&self.cv, g);
+            if g.flush_ns <= SPIN_MAX_NS && crate::dev::spin_slot(&self.spinners) {
+                // Spin for up to twice a flush's expected cost, watching the
+                // completion count without the lock (while a CPU is left
+                // for the flusher).
+                let budget = Duration::from_nanos(2 * g.flush_ns);
+                let seen = self.flushes_done.load(Ordering::Acquire);
+                drop(g);
+                crate::dev::spin_until(budget, || {
+                    self.flushes_done.load(Ordering::Acquire) != seen
+                });
+                self.spinners.fetch_sub(1, Ordering::AcqRel);
+                g = self.lock();
+                if self.flushes_done.load(Ordering::Acquire) != seen || !g.flushing {
+                    continue;
+                }
+            }
+            g = self.sleep(g);
         }
+    }
+
+    /// Sleep until a flush ends.
+    fn sleep<'a>(&'a self, mut g: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        g.sleepers += 1;
+        let mut g = crate::lock::wait(&self.cv, g);
+        g.sleepers -= 1;
+        g
     }
 
     /// Write everything appended so far as one flush set, then flush.
@@ -822,7 +969,22 @@ impl Mlog {
         let bs = self.geom.bs;
         let first_block = g.buf_block;
         let nbytes = ((snap_end.div_ceil(bs) - first_block) * bs) as usize;
-        let data: Vec<u8> = g.buf.get(..nbytes).unwrap_or(&[]).to_vec();
+        // One copy, into the buffers the device writes from.
+        let base = self.base() + first_block * bs;
+        let reqs: Vec<IoReq> = g
+            .buf
+            .get(..nbytes)
+            .unwrap_or(&[])
+            .chunks(MAX_REQ_BYTES)
+            .enumerate()
+            .map(|(i, c)| {
+                IoReq::write(
+                    base + (i * MAX_REQ_BYTES) as u64,
+                    AlignedBuf::from_slice(c, bs as usize),
+                )
+            })
+            .collect();
+        let set_records = g.batch_first.map_or(0, |f| snap_seq - f);
         let hdr = (!g.hdr_durable).then(|| {
             (
                 1 - g.newest_slot,
@@ -833,6 +995,7 @@ impl Mlog {
                     block_size: bs as u32,
                     nblocks: self.geom.nblocks,
                     mirrored: g.mirrored,
+                    padded: g.padded,
                 },
             )
         });
@@ -855,28 +1018,26 @@ impl Mlog {
             }
         }
         drop(g);
+        let t = Instant::now();
         let r = (|| -> Result<()> {
             if let Some((slot, h)) = &hdr {
                 self.write_header(*slot, h)?;
                 self.dev.flush()?;
             }
-            let base = self.base() + first_block * bs;
-            let reqs = data
-                .chunks(MAX_REQ_BYTES)
-                .enumerate()
-                .map(|(i, c)| {
-                    IoReq::write(
-                        base + (i * MAX_REQ_BYTES) as u64,
-                        AlignedBuf::from_slice(c, bs as usize),
-                    )
-                })
-                .collect();
             submit_all(self.dev.as_ref(), reqs)?;
             self.dev.flush()?;
             Ok(())
         })();
+        let ns = t.elapsed().as_nanos() as u64;
         let mut g = self.lock();
         g.flushing = false;
+        g.flush_ns = ewma(g.flush_ns, ns);
+        g.last_set_records = set_records;
+        // The appenders of the set, released now.
+        self.expected.store(
+            u32::try_from(set_records).unwrap_or(u32::MAX),
+            Ordering::Release,
+        );
         match &r {
             Ok(()) => {
                 if let Some((slot, h)) = hdr {
@@ -891,7 +1052,7 @@ impl Mlog {
                 }
                 g.written_end = snap_end;
                 g.durable_seq = g.durable_seq.max(snap_seq);
-                let nb = snap_end / bs;
+                let nb = (snap_end / bs).max(g.buf_block);
                 let drop_bytes = ((nb - g.buf_block) * bs) as usize;
                 let n = drop_bytes.min(g.buf.len());
                 g.buf.drain(..n);
@@ -899,7 +1060,10 @@ impl Mlog {
             }
             Err(e) => g.failed = Some(e.to_string()),
         }
-        self.cv.notify_all();
+        self.flushes_done.fetch_add(1, Ordering::Release);
+        if g.sleepers > 0 {
+            self.cv.notify_all();
+        }
         (g, r)
     }
 }
@@ -909,6 +1073,11 @@ impl Drop for Mlog {
         // Best effort: a clean close makes async appends durable.
         let _ = self.flush();
     }
+}
+
+/// Moving average with weight 1/8 for the new sample.
+fn ewma(avg: u64, sample: u64) -> u64 {
+    avg - avg / 8 + sample / 8
 }
 
 fn usable(g: &State) -> Result<()> {
@@ -1114,6 +1283,7 @@ pub fn decode_image(image: &[u8], sector: u32, id: u64) -> Result<(ScanResult, V
         log_id: id,
         gen: hdr.gen,
         mirrored: hdr.mirrored,
+        padded: hdr.padded,
     };
     let res = scan::scan(&mut src, &view)?;
     let mut out = Vec::new();

@@ -31,7 +31,10 @@ impl Blocks for SliceBlocks<'_> {
 }
 
 /// Follow records from position `q` (a record boundary) while they decode,
-/// calling `seen` for each; returns where the walk stopped.
+/// calling `seen` for each; returns where the walk stopped. With `padded`
+/// (a padded plain log), a record that is not at `hdr_pos(q)` is looked
+/// for where the padding rule puts it.
+#[allow(clippy::too_many_arguments)]
 fn walk(
     src: &mut dyn Blocks,
     g: &Geom,
@@ -39,6 +42,7 @@ fn walk(
     gen: u64,
     mut q: u64,
     strict: bool,
+    padded: bool,
     seen: &mut dyn FnMut(&RecordHeader),
 ) -> Result<u64, MlogError> {
     while let Some(h) = g.hdr_pos(q) {
@@ -51,10 +55,39 @@ fn walk(
                 seen(&hdr);
                 q = end;
             }
-            Parsed::Bad(_) => break,
+            Parsed::Bad(_) => {
+                let Some(at) = padded
+                    .then(|| next_block_start(g, q))
+                    .flatten()
+                    .filter(|at| at.saturating_add(REC_HDR_LEN) <= g.size())
+                else {
+                    break;
+                };
+                match parse_at_mode(src, g, log_id, gen, at, true, false, strict)? {
+                    Parsed::Good { hdr, end, .. }
+                        if g.pad_pos(q, u64::from(hdr.len)) == Some(at) =>
+                    {
+                        seen(&hdr);
+                        q = end;
+                    }
+                    _ => break,
+                }
+            }
         }
     }
     Ok(q)
+}
+
+/// Where a padded record goes after a log that ends at `p`: past the next
+/// block's header (None when `p` is on a block boundary, where nothing is
+/// padded).
+fn next_block_start(g: &Geom, p: u64) -> Option<u64> {
+    if p.is_multiple_of(g.bs) {
+        return None;
+    }
+    (p / g.bs + 1)
+        .checked_mul(g.bs)
+        .and_then(|b| b.checked_add(BLK_HDR_LEN))
 }
 
 /// The recovery scan stops looking for valid records past the end after
@@ -297,6 +330,9 @@ pub(crate) struct LogView {
     pub(crate) log_id: u64,
     pub(crate) gen: u64,
     pub(crate) mirrored: bool,
+    /// Records may start at the next block (`FLAG_PADDED`; ignored in a
+    /// mirrored log).
+    pub(crate) padded: bool,
 }
 
 /// One step of the chain walk.
@@ -388,6 +424,18 @@ impl Chain {
                 Parsed::Good { .. } => "record runs past the end of the log",
                 Parsed::Bad(r) => r,
             };
+            if v.padded && !v.mirrored {
+                if let Some((hdr, payload, at, end)) = self.padded(src, v, want)? {
+                    self.last = Some(hdr);
+                    self.pos = end;
+                    return Ok(Step::Rec {
+                        hdr,
+                        payload,
+                        at,
+                        repaired: false,
+                    });
+                }
+            }
             if v.mirrored {
                 if let Some((hdr, payload, at, end, copy)) = self.search(src, v, x, want)? {
                     self.last = Some(hdr);
@@ -402,6 +450,37 @@ impl Chain {
                 }
             }
             return Ok(Step::Stop { at: x, why });
+        }
+    }
+
+    /// Padded log, nothing valid continues the chain where it ends: the
+    /// next record at the start of the next block, accepted only if it
+    /// verifies (block header included), follows the last record, and its
+    /// length is one the writer pads there ([`Geom::pad_pos`]).
+    #[allow(clippy::type_complexity)]
+    fn padded(
+        &self,
+        src: &mut dyn Blocks,
+        v: &LogView,
+        want: bool,
+    ) -> Result<Option<(RecordHeader, Option<Vec<u8>>, u64, u64)>, MlogError> {
+        let g = &v.g;
+        let p = self.pos;
+        let Some(fresh) = next_block_start(g, p) else {
+            return Ok(None);
+        };
+        if fresh.saturating_add(REC_HDR_LEN) > self.limit {
+            return Ok(None);
+        }
+        match parse_at(src, g, v.log_id, v.gen, fresh, true, want)? {
+            Parsed::Good { hdr, end, payload }
+                if end <= self.limit
+                    && follows(self.last.as_ref(), &hdr)
+                    && g.pad_pos(p, u64::from(hdr.len)) == Some(fresh) =>
+            {
+                Ok(Some((hdr, payload, fresh, end)))
+            }
+            _ => Ok(None),
         }
     }
 
@@ -497,6 +576,7 @@ fn rest_of_block(
     gen: u64,
     from: u64,
     min_seq: u64,
+    padded: bool,
     seen: &mut dyn FnMut(&RecordHeader),
 ) -> Result<(), MlogError> {
     let bs = g.bs;
@@ -521,7 +601,7 @@ fn rest_of_block(
                 parse_at_mode(src, g, log_id, gen, q, false, false, false)?
             {
                 seen(&hdr);
-                walk(src, g, log_id, gen, end, false, seen)?;
+                walk(src, g, log_id, gen, end, false, padded, seen)?;
                 break;
             }
         }
@@ -570,12 +650,13 @@ pub(crate) fn scan(src: &mut dyn Blocks, v: &LogView) -> Result<ScanResult, Mlog
     };
     // 1. Along the chain itself, ignoring block headers (a bad block header
     //    must not hide the records after it).
-    walk(src, g, log_id, gen, p, false, &mut seen)?;
+    let padded = v.padded && !v.mirrored;
+    walk(src, g, log_id, gen, p, false, padded, &mut seen)?;
     // 2. At every byte of the rest of the stop block (the failed record's
     //    length is unknown), with a cheap filter before the checksum.
     let stop_block = bad_at / bs;
     let min_seq = last.map_or(0, |l| l.seq.saturating_add(1));
-    rest_of_block(src, g, log_id, gen, bad_at, min_seq, &mut seen)?;
+    rest_of_block(src, g, log_id, gen, bad_at, min_seq, padded, &mut seen)?;
     // 3. From every later block whose header names a first record, until
     //    RESYNC_GAP bytes of blocks in a row belong to no record of this
     //    generation (past the furthest write of the generation, only a flush
@@ -615,13 +696,14 @@ pub(crate) fn scan(src: &mut dyn Blocks, v: &LogView) -> Result<ScanResult, Mlog
             gen,
             b * bs + u64::from(first),
             true,
+            padded,
             &mut seen,
         )?;
         // The walk stopped at a record that fails (or the end): the rest of
         // that block too, as for the stop block (a damaged record must not
         // hide the records after it in its block).
         if let Some(h) = g.hdr_pos(q) {
-            rest_of_block(src, g, log_id, gen, h, min_seq, &mut seen)?;
+            rest_of_block(src, g, log_id, gen, h, min_seq, padded, &mut seen)?;
         }
         let next = g.hdr_pos(q).map_or(g.nblocks, |h| h / bs + 1);
         b = next.max(b + 1);

@@ -381,7 +381,7 @@ mod hostile {
             let mut img = bytes.clone();
             img.resize(img.len().div_ceil(s).max(3) * s, 0);
             let len = img.len() as u64;
-            let hdr = LogHeader { log_id: 0, gen: 1, epoch: 1, block_size: sector, nblocks: len / u64::from(sector) - 2, mirrored: false };
+            let hdr = LogHeader { log_id: 0, gen: 1, epoch: 1, block_size: sector, nblocks: len / u64::from(sector) - 2, mirrored: false, padded: bytes.len() % 2 == 0 };
             let mut h = vec![0u8; s];
             hdr.encode(&mut h);
             img[..s].copy_from_slice(&h);
@@ -425,6 +425,7 @@ fn plant_headers(dev: &Arc<FaultDevice>, ext: &std::ops::Range<u64>, id: u64, ge
         block_size: bs as u32,
         nblocks: (ext.end - ext.start) / bs - 2,
         mirrored: false,
+        padded: true,
     };
     let reqs = (0..2)
         .map(|i| {
@@ -479,4 +480,119 @@ fn an_exhausted_generation_refuses_the_erase_and_keeps_the_records() {
     drop(log);
     let log = Mlog::open(as_dev(&f), ext, 6).unwrap();
     assert_eq!(all(&log), vec![b"one".to_vec()]);
+}
+
+/// Counts the bytes written through it past `from` (a log's data area:
+/// header blocks are rewritten at each new epoch, which unit tests reach
+/// every few flushes).
+#[derive(Debug)]
+struct CountWrites {
+    inner: Arc<FaultDevice>,
+    from: u64,
+    bytes: std::sync::atomic::AtomicU64,
+}
+
+impl Device for CountWrites {
+    fn info(&self) -> &crate::dev::DeviceInfo {
+        self.inner.info()
+    }
+    fn submit(&self, reqs: Vec<IoReq>) -> Vec<IoReq> {
+        let n: u64 = reqs
+            .iter()
+            .filter(|r| r.kind == crate::io::IoKind::Write && r.offset >= self.from)
+            .map(|r| r.buf.len() as u64)
+            .sum();
+        self.bytes
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        self.inner.submit(reqs)
+    }
+    fn flush(&self) -> Result<(), DevError> {
+        self.inner.flush()
+    }
+    fn discard(&self, offset: u64, len: u64) -> Result<(), DevError> {
+        self.inner.discard(offset, len)
+    }
+}
+
+#[test]
+fn a_padded_log_writes_at_most_one_block_more_than_each_record() {
+    use std::sync::atomic::Ordering;
+    for sector in [512u32, 4096] {
+        let bs = u64::from(sector);
+        let f = fault(4 << 20, sector);
+        let c = Arc::new(CountWrites {
+            inner: f.clone(),
+            from: 2 * bs,
+            bytes: Default::default(),
+        });
+        let ext = 0..(4 << 20);
+        let log = Mlog::create(c.clone(), ext.clone(), 12).unwrap();
+        assert!(log.lock().padded);
+        // Records of one block exactly (the case that spilled into a third
+        // block unpadded), and sizes around block multiples.
+        let mut sizes = vec![bs as usize; 40];
+        sizes.extend((1..60).map(|i| (i * 97) % (3 * bs as usize) + 1));
+        let recs: Vec<_> = sizes.iter().enumerate().map(|(i, &n)| rec(i, n)).collect();
+        for r in &recs {
+            let before = c.bytes.load(Ordering::Relaxed);
+            log.append(r, true).unwrap();
+            let wrote = c.bytes.load(Ordering::Relaxed) - before;
+            let bound = (r.len() as u64).div_ceil(bs) * bs + bs;
+            assert!(
+                wrote <= bound.max(bs),
+                "sector {sector}: a {}-byte record wrote {wrote} bytes (bound {bound})",
+                r.len()
+            );
+        }
+        assert_eq!(all(&log), recs);
+        drop(log);
+        let log = Mlog::open(Arc::new(f.reboot(CrashMode::DropAll)), ext, 12).unwrap();
+        assert_eq!(all(&log), recs);
+        assert!(log.corruption().is_none());
+    }
+}
+
+#[test]
+fn a_log_of_older_code_stays_unpadded_and_readable_by_it() {
+    let f = fault(256 << 10, 512);
+    let ext = 0..(256 << 10);
+    drop(Mlog::create(as_dev(&f), ext.clone(), 13).unwrap());
+    // Headers as code without padding writes them (version 1, no flags).
+    let bs = 512u64;
+    let old = LogHeader {
+        log_id: 13,
+        gen: 7,
+        epoch: 1,
+        block_size: bs as u32,
+        nblocks: (ext.end - ext.start) / bs - 2,
+        mirrored: false,
+        padded: false,
+    };
+    for slot in 0..2u64 {
+        let mut b = AlignedBuf::new(bs as usize, bs as usize);
+        old.encode(&mut b);
+        f.write_at(ext.start + slot * bs, &mut b).unwrap();
+    }
+    f.flush().unwrap();
+    let version = |f: &FaultDevice, slot: u64| {
+        let img = f.live_image();
+        let o = (ext.start + slot * bs) as usize + 8;
+        u32::from_le_bytes(img[o..o + 4].try_into().unwrap())
+    };
+    let log = Mlog::open(as_dev(&f), ext.clone(), 13).unwrap();
+    assert!(!log.lock().padded);
+    let recs: Vec<_> = (0..20).map(|i| rec(i, 300)).collect();
+    for r in &recs {
+        log.append(r, true).unwrap();
+    }
+    log.erase(0).unwrap();
+    for r in &recs {
+        log.append(r, true).unwrap();
+    }
+    drop(log);
+    // Every header copy is still version 1: older code opens the log.
+    assert_eq!((version(&f, 0), version(&f, 1)), (format::LOG_VERSION, format::LOG_VERSION));
+    let log = Mlog::open(as_dev(&f), ext, 13).unwrap();
+    assert!(!log.lock().padded);
+    assert_eq!(all(&log), recs);
 }

@@ -8,6 +8,7 @@
 mod device_list_lock;
 mod io_engine_choice;
 mod mblock_lifecycle;
+mod meta_owner_threads;
 mod pool_add_staging;
 mod pool_create_reserve;
 

@@ -1,0 +1,285 @@
+//! `mpool-bench meta`: object metadata at memory speed. Each operation is
+//! one mblock's life: `mblock_alloc`, one 4 KiB `mblock_write_aligned`,
+//! `mblock_commit`, `mblock_delete` (durable), from 1, 2, 4 and 8 threads
+//! on one pool in a preallocated file (on tmpfs, `--dir /dev/shm`, the
+//! device costs about a microsecond and the metadata path is the whole
+//! cost). The device's own floor is measured in the same rounds: fio
+//! writing 4 KiB with `--fdatasync=1` (psync, one job per thread), which is
+//! what a commit needs at least.
+//!
+//! Each round runs every metadata concurrency variant the library offers
+//! (`MPOOL_META_LOCKING`, read once per pool open: the variants are
+//! opened as separate pools on the same file, one after another), so that
+//! all see the same background load.
+
+use crate::common::{self, histogram};
+use crate::fio::{self, FioJob};
+use crate::report::{fmt_rate, fmt_us, Table};
+use anyhow::{bail, Context, Result};
+use mpool::io::AlignedBuf;
+use mpool::{CreateOptions, DeviceSpec, MediaClass, OpenOptions, Pool};
+use serde_json::json;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Options of the metadata workload.
+#[derive(Debug, Clone, clap::Args)]
+pub struct MetaArgs {
+    /// Directory for the pool file (use a tmpfs such as /dev/shm).
+    #[arg(long, default_value = "/dev/shm")]
+    pub dir: PathBuf,
+    /// Size of the pool file (preallocated).
+    #[arg(long, default_value = "512M", value_parser = mpool_cli::size::parse_size)]
+    pub size: u64,
+    /// Bytes written to each mblock.
+    #[arg(long, default_value = "4K", value_parser = mpool_cli::size::parse_size)]
+    pub write: u64,
+    /// Seconds per thread count and variant, split over --rounds slices.
+    #[arg(long, default_value_t = 4)]
+    pub runtime: u64,
+    /// Alternations of the variants (and fio).
+    #[arg(long, default_value_t = 2)]
+    pub rounds: u32,
+    /// Thread counts, comma separated.
+    #[arg(long, default_value = "1,2,4,8", value_delimiter = ',')]
+    pub threads: Vec<usize>,
+    /// Metadata concurrency variants to compare (values of
+    /// MPOOL_META_LOCKING), comma separated.
+    #[arg(long, default_value = "shared,owner", value_delimiter = ',')]
+    pub variants: Vec<String>,
+    /// Skip the device floor (fio).
+    #[arg(long)]
+    pub no_fio: bool,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Fig {
+    ops: u64,
+    secs: f64,
+    /// CPU time the process used meanwhile (every thread).
+    cpu: f64,
+}
+
+fn op(pool: &Pool, buf: AlignedBuf) -> Result<AlignedBuf> {
+    let id = pool.mblock_alloc(MediaClass::Capacity)?;
+    let buf = pool.mblock_write_aligned(id, buf)?;
+    pool.mblock_commit(id)?;
+    pool.mblock_delete(id)?;
+    Ok(buf)
+}
+
+fn slice(
+    pool: &Pool,
+    buf: &AlignedBuf,
+    threads: usize,
+    rt: Duration,
+    h: &mut hdrhistogram::Histogram<u64>,
+) -> Result<Fig> {
+    let start = Instant::now();
+    let cpu0 = common::cpu_seconds();
+    let (ops, hh) = common::in_threads(threads, "meta", |_| {
+        let mut h = histogram();
+        let mut mine = buf.clone();
+        let mut n = 0;
+        while start.elapsed() < rt {
+            let t = Instant::now();
+            mine = op(pool, mine)?;
+            h.record((t.elapsed().as_nanos() as u64).max(1))?;
+            n += 1;
+        }
+        Ok((n, h))
+    })?;
+    let secs = start.elapsed().as_secs_f64();
+    let cpu = common::cpu_seconds() - cpu0;
+    h.add(&hh)?;
+    Ok(Fig { ops, secs, cpu })
+}
+
+/// Run the metadata workload.
+pub fn run(args: &MetaArgs) -> Result<Table> {
+    let fio_bin = if args.no_fio {
+        None
+    } else {
+        Some(fio::find_fio()?)
+    };
+    let dir = common::scratch_env(&args.dir)?;
+    if args.threads.is_empty() || args.threads.iter().any(|&t| t == 0 || t > 64) {
+        bail!("--threads takes counts from 1 to 64");
+    }
+    if args.variants.is_empty() {
+        bail!("--variants needs at least one");
+    }
+    let wr = args.write;
+    if wr == 0 || !wr.is_multiple_of(4096) || wr > 64 << 10 {
+        bail!("--write must be a multiple of 4K of at most 64K (one zone)");
+    }
+    let zone = 64u64 << 10;
+    let size = args.size / zone * zone;
+    if size < 64 << 20 {
+        bail!("--size must be at least 64M");
+    }
+    let path = dir.join("mpool-bench-meta.dat");
+    let fio_path = dir.join("mpool-bench-meta-fio.dat");
+    let name = common::pool_name("meta");
+    common::forget_pool(&name, &path);
+    common::prefill(&path, size)?;
+    let fio_size = 64u64 << 20;
+    if fio_bin.is_some() {
+        common::prefill(&fio_path, fio_size)?;
+    }
+    let rounds = args.rounds.max(1);
+    let slice_len =
+        Duration::from_secs_f64((args.runtime.max(1) as f64 / f64::from(rounds)).max(0.5));
+    let mut t = Table {
+        title: format!(
+            "mpool-bench meta: mblock alloc + write {} KiB + commit + delete, by metadata concurrency variant",
+            wr >> 10
+        ),
+        context: common::context(&path, fio_bin.as_deref()),
+        header: [
+            "threads", "variant", "ops/s", "vs 1 thread", "p50 us", "p99 us", "p99.9 us", "CPUs used",
+            "us CPU/op", "ops",
+        ]
+        .map(String::from)
+        .to_vec(),
+        ..Table::default()
+    };
+    t.context.push((
+        "pool".into(),
+        format!(
+            "{} MiB file, preallocated; zone (mblock) size 64 KiB; engine auto",
+            size >> 20
+        ),
+    ));
+    t.context.push((
+        "runtime".into(),
+        format!(
+            "{} s per variant and thread count, in {rounds} alternating rounds",
+            args.runtime.max(1)
+        ),
+    ));
+    let res = (|| -> Result<()> {
+        let pool = Pool::create(
+            &name,
+            &DeviceSpec {
+                path: path.clone(),
+                create_size: Some(size),
+                zone_size: zone,
+            },
+            &CreateOptions {
+                force: true,
+                ..CreateOptions::default()
+            },
+        )
+        .context("creating the pool")?;
+        drop(pool);
+        let mut buf = AlignedBuf::new(wr as usize, 4096);
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = (i % 251) as u8;
+        }
+        let nv = args.variants.len();
+        let mut one = vec![None::<f64>; nv];
+        let mut two = vec![None::<f64>; nv];
+        let mut eight = vec![None::<f64>; nv];
+        for &n in &args.threads {
+            let mut hs: Vec<_> = (0..nv).map(|_| histogram()).collect();
+            let mut figs = vec![Fig::default(); nv];
+            let mut floors = Vec::new();
+            for r in 1..=rounds {
+                for (i, v) in args.variants.iter().enumerate() {
+                    eprintln!("meta, {n} thread(s), round {r}/{rounds}, variant {v} ...");
+                    // Read by the pool's open.
+                    std::env::set_var("MPOOL_META_LOCKING", v);
+                    let pool = Pool::open(&name, &OpenOptions::default())?;
+                    std::env::remove_var("MPOOL_META_LOCKING");
+                    let f = slice(&pool, &buf, n, slice_len, &mut hs[i])?;
+                    figs[i].ops += f.ops;
+                    figs[i].secs += f.secs;
+                    figs[i].cpu += f.cpu;
+                }
+                if let Some(bin) = &fio_bin {
+                    let job = FioJob::durable_writes(
+                        &fio_path,
+                        fio_size,
+                        wr,
+                        n,
+                        true,
+                        slice_len.as_secs().max(1),
+                    )?;
+                    floors.push(fio::run_moving(bin, &job, true)?.1.iops);
+                }
+            }
+            for (i, v) in args.variants.iter().enumerate() {
+                let rate = figs[i].ops as f64 / figs[i].secs.max(1e-9);
+                match n {
+                    1 => one[i] = Some(rate),
+                    2 => two[i] = Some(rate),
+                    8 => eight[i] = Some(rate),
+                    _ => {}
+                }
+                let scale = one[i].map(|o| rate / o);
+                let h = &hs[i];
+                let q = |x: f64| h.value_at_quantile(x) as f64;
+                t.rows.push(vec![
+                    n.to_string(),
+                    v.clone(),
+                    fmt_rate(rate),
+                    scale.map_or("-".into(), |x| format!("{x:.2}x")),
+                    fmt_us(q(0.5)),
+                    fmt_us(q(0.99)),
+                    fmt_us(q(0.999)),
+                    format!("{:.2}", figs[i].cpu / figs[i].secs.max(1e-9)),
+                    format!("{:.1}", figs[i].cpu * 1e6 / figs[i].ops.max(1) as f64),
+                    figs[i].ops.to_string(),
+                ]);
+                t.json_rows.push(json!({"threads": n, "variant": v, "ops_per_s": rate,
+                    "vs_one_thread": scale, "p50_ns": q(0.5), "p99_ns": q(0.99), "p999_ns": q(0.999),
+                    "cpus_used": figs[i].cpu / figs[i].secs.max(1e-9),
+                    "cpu_ns_per_op": figs[i].cpu * 1e9 / figs[i].ops.max(1) as f64,
+                    "ops": figs[i].ops}));
+            }
+            if !floors.is_empty() {
+                let fl = floors.iter().sum::<f64>() / floors.len() as f64;
+                t.rows.push(vec![
+                    n.to_string(),
+                    "device floor: fio 4K write+fdatasync".into(),
+                    fmt_rate(fl),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                ]);
+                t.json_rows
+                    .push(json!({"threads": n, "variant": "device_floor_fio", "ops_per_s": fl}));
+            }
+        }
+        for (i, v) in args.variants.iter().enumerate() {
+            let met = |b: bool| if b { "met" } else { "MISSED" };
+            if let (Some(o), Some(w)) = (one[i], two[i]) {
+                t.notes.push(format!(
+                    "{v}: 2 threads / 1 thread = {:.2} (target >= 1.6: {})",
+                    w / o,
+                    met(w >= 1.6 * o)
+                ));
+            }
+            if let (Some(w), Some(e)) = (two[i], eight[i]) {
+                t.notes.push(format!(
+                    "{v}: 8 threads / 2 threads = {:.2} (target >= 1.0: {})",
+                    e / w,
+                    met(e >= w)
+                ));
+            }
+        }
+        t.notes.push(
+            "CPUs used: process CPU time over wall time in the slices (below the thread count when other processes hold the CPUs); us CPU/op: process CPU time per operation".into(),
+        );
+        Ok(())
+    })();
+    common::forget_pool(&name, &path);
+    let _ = std::fs::remove_file(&fio_path);
+    res?;
+    Ok(t)
+}
