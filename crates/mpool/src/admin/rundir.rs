@@ -563,7 +563,7 @@ pub(crate) fn remember_node(n: &NodeOwner) -> Result<bool> {
 /// damaged range, `ID OFFSET LEN content|table`. Every change holds an
 /// exclusive lock on the file; it is rewritten in place (never replaced),
 /// so that a lock holder always has the file others append to.
-fn damage_path(uuid: &str) -> Result<PathBuf> {
+pub(crate) fn damage_path(uuid: &str) -> Result<PathBuf> {
     Ok(run_dir()?.join(format!("{uuid}.damage")))
 }
 

@@ -114,7 +114,7 @@ impl LogHeader {
                 .u32(self.block_size)?
                 .u64(self.nblocks)?
                 .u32(flags)?;
-            let crc = crc32c::crc32c(h);
+            let crc = crate::crc::crc32c(h);
             Writer::at(h, 12).u32(crc)?;
             Ok(())
         })();
@@ -136,7 +136,7 @@ impl LogHeader {
         let mut tmp = [0u8; LOG_HDR_LEN];
         tmp.copy_from_slice(h);
         Writer::at(&mut tmp, 12).u32(0)?;
-        if crc32c::crc32c(&tmp) != stored {
+        if crate::crc::crc32c(&tmp) != stored {
             return Err(HeaderFault::Checksum);
         }
         let (log_id, gen, epoch, block_size, nblocks) =
@@ -196,7 +196,7 @@ impl BlockHeader {
                 .u64(self.gen)?
                 .u32(self.block_no)?
                 .u32(self.first_rec)?;
-            let crc = crc32c::crc32c(h);
+            let crc = crate::crc::crc32c(h);
             Writer::at(h, 4).u32(crc)?;
             Ok(())
         })();
@@ -214,7 +214,7 @@ impl BlockHeader {
         let mut tmp = [0u8; BLK_HDR_LEN as usize];
         tmp.copy_from_slice(h);
         Writer::at(&mut tmp, 4).u32(0).ok()?;
-        if crc32c::crc32c(&tmp) != stored {
+        if crate::crc::crc32c(&tmp) != stored {
             return None;
         }
         Some(BlockHeader {
@@ -287,18 +287,18 @@ impl RecordHeader {
     }
 
     /// The checksum state after the header (continue it over the payload
-    /// with `crc32c::crc32c_append`).
+    /// with `crate::crc::crc32c_append`).
     pub fn crc_start(&self, log_id: u64) -> u32 {
         let mut h = [0u8; REC_HDR_LEN as usize];
         self.encode(&mut h);
-        let c = crc32c::crc32c(&log_id.to_le_bytes());
-        crc32c::crc32c_append(c, &h[4..])
+        let c = crate::crc::crc32c(&log_id.to_le_bytes());
+        crate::crc::crc32c_append(c, &h[4..])
     }
 }
 
 /// The checksum of a record: over the log id, header bytes 4..36 and the payload.
 pub fn record_crc(log_id: u64, hdr: &RecordHeader, payload: &[u8]) -> u32 {
-    crc32c::crc32c_append(hdr.crc_start(log_id), payload)
+    crate::crc::crc32c_append(hdr.crc_start(log_id), payload)
 }
 
 /// Geometry of a log's data area: `nblocks` blocks of `bs` bytes. Positions
@@ -490,7 +490,7 @@ mod tests {
         // bytes (each with a valid checksum) are refused.
         let resealed = |mut x: Vec<u8>| {
             x[12..16].fill(0);
-            let c = crc32c::crc32c(&x[..LOG_HDR_LEN]);
+            let c = crate::crc::crc32c(&x[..LOG_HDR_LEN]);
             x[12..16].copy_from_slice(&c.to_le_bytes());
             LogHeader::decode(&x)
         };

@@ -772,7 +772,7 @@ impl Mlog {
         };
         let mut crc = hdr.crc_start(self.id);
         for p in parts {
-            crc = crc32c::crc32c_append(crc, p);
+            crc = crate::crc::crc32c_append(crc, p);
         }
         hdr.crc = crc;
         if h / bs > st.end / bs

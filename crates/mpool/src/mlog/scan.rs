@@ -252,7 +252,7 @@ pub(crate) fn parse_at_mode(
         let Some(piece) = o.checked_add(n).and_then(|e| blk.get(o..e)) else {
             return Ok(Parsed::Bad("record piece outside its block"));
         };
-        crc = crc32c::crc32c_append(crc, piece);
+        crc = crate::crc::crc32c_append(crc, piece);
         if let Some(p) = payload.as_mut() {
             p.extend_from_slice(piece);
         }

@@ -58,6 +58,9 @@ struct PoolInner {
     /// Checksum mismatches are recorded in the run directory (a pool
     /// opened by path).
     persist: bool,
+    /// Where this pool's record of checksum mismatches lives (the run
+    /// directory, resolved once: a delete only looks whether it exists).
+    damage_file: std::sync::OnceLock<Option<std::path::PathBuf>>,
 }
 
 /// An open pool. Cheap to clone; `Send + Sync`.
@@ -107,6 +110,7 @@ impl Pool {
                 repairs: Mutex::new(Vec::new()),
                 live: Mutex::new(None),
                 persist,
+                damage_file: std::sync::OnceLock::new(),
             }),
         }
     }
@@ -320,7 +324,16 @@ impl Pool {
     /// Drop a deleted mblock's ranges from the damage record.
     fn forget_damage(&self, id: ObjectId) {
         let uuid = self.inner.uuid.to_string();
-        if self.inner.persist && rundir::read_damage(&uuid).iter().any(|d| d.id == id) {
+        // Most pools have no record: one stat, not the run directory's
+        // checks and an open on every delete.
+        let recorded = self.inner.persist
+            && self
+                .inner
+                .damage_file
+                .get_or_init(|| rundir::damage_path(&uuid).ok())
+                .as_deref()
+                .is_some_and(|p| std::fs::symlink_metadata(p).is_ok());
+        if recorded && rundir::read_damage(&uuid).iter().any(|d| d.id == id) {
             if let Err(e) = rundir::rewrite_damage(&uuid, |d| d.id != id, &[]) {
                 tracing::warn!("forgetting the checksum mismatches of {id}: {e}");
             }
