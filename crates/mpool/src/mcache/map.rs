@@ -1,0 +1,366 @@
+//! One map: its reserved address range, the objects laid out in it, and
+//! per object the resident pages, last access, pins and advice.
+
+use super::cache::Cache;
+use super::uffd::FaultMode;
+use super::Advice;
+use crate::catalog::{MapTarget, ZoneHolds};
+use crate::error::{Error, Result};
+use crate::lock::lock;
+use crate::pool::Pool;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Mutex, RwLock};
+
+/// The page size the cache fills and evicts by.
+pub(crate) const PAGE: usize = 4096;
+
+/// Resident (and poisoned) pages of one object.
+#[derive(Debug, Default)]
+pub(super) struct Pages {
+    res: Vec<u64>,
+    /// Pages poisoned after a failed checksum (resident as far as the
+    /// kernel is concerned: an access raises SIGBUS).
+    bad: Vec<u64>,
+}
+
+fn bit(v: &[u64], p: usize) -> bool {
+    v.get(p / 64).is_some_and(|w| w & (1 << (p % 64)) != 0)
+}
+fn set(v: &mut [u64], p: usize, on: bool) {
+    if let Some(w) = v.get_mut(p / 64) {
+        if on {
+            *w |= 1 << (p % 64);
+        } else {
+            *w &= !(1 << (p % 64));
+        }
+    }
+}
+
+/// One mapped object.
+#[derive(Debug)]
+pub(super) struct Obj {
+    pub target: MapTarget,
+    /// Byte offset of its slot in the map's range.
+    pub off: usize,
+    pub pages: usize,
+    pub state: Mutex<Pages>,
+    pub resident: AtomicU32,
+    /// The coarse clock at the last access.
+    pub last: AtomicU64,
+    /// Slices in use (guards): never evicted while above zero.
+    pub pins: AtomicU32,
+    /// Loaded for a slice valid as long as the map (user-mode faults
+    /// only): never evicted.
+    pub kept: AtomicBool,
+}
+
+/// The state of a map, shared with the fault handlers and the reaper.
+#[derive(Debug)]
+pub(crate) struct MapInner {
+    pub base: usize,
+    pub size: usize,
+    pub objs: Vec<Obj>,
+    pub advice: AtomicU8,
+    pub resident: AtomicU64,
+    /// False once the map is being dropped: no page is filled after.
+    live: RwLock<bool>,
+    pool: Pool,
+    _holds: ZoneHolds,
+}
+
+/// An mmap'ed range, unmapped on drop (for a map that failed halfway).
+struct Region(usize, usize);
+impl Drop for Region {
+    fn drop(&mut self) {
+        if self.1 > 0 {
+            // SAFETY: the range was mapped by `reserve` and nothing refers
+            // to it any more.
+            unsafe { libc::munmap(self.0 as *mut libc::c_void, self.1) };
+        }
+    }
+}
+
+fn reserve(size: usize) -> std::io::Result<Region> {
+    // SAFETY: a new private anonymous mapping at an address the kernel
+    // picks; no existing memory is affected.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            size,
+            libc::PROT_READ,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(Region(p as usize, size))
+}
+
+impl MapInner {
+    pub(super) fn new(
+        c: &Cache,
+        pool: Pool,
+        targets: Vec<MapTarget>,
+        holds: ZoneHolds,
+        advice: Advice,
+    ) -> Result<MapInner> {
+        let mut objs = Vec::with_capacity(targets.len());
+        let mut off = 0usize;
+        for t in targets {
+            let pages = (t.len() as usize).div_ceil(PAGE);
+            let words = pages.div_ceil(64);
+            objs.push(Obj {
+                target: t,
+                off,
+                pages,
+                state: Mutex::new(Pages {
+                    res: vec![0; words],
+                    bad: Vec::new(),
+                }),
+                resident: AtomicU32::new(0),
+                last: AtomicU64::new(c.tick()),
+                pins: AtomicU32::new(0),
+                kept: AtomicBool::new(false),
+            });
+            off += pages * PAGE;
+        }
+        // One page at least, so that an empty map still has an address.
+        let size = off.max(PAGE);
+        let budget = c.address_budget.load(Ordering::Relaxed);
+        let before = c.stats.reserved.fetch_add(size as u64, Ordering::Relaxed);
+        if before + size as u64 > budget {
+            c.stats.reserved.fetch_sub(size as u64, Ordering::Relaxed);
+            return Err(Error::InvalidArgument(format!(
+                "an mcache map of {size} bytes would exceed the address-space budget \
+                 ({before} of {budget} bytes reserved)"
+            )));
+        }
+        let region = reserve(size)
+            .and_then(|r| c.uffd.register(r.0, r.1).map(|()| r))
+            .map_err(|e| {
+                c.stats.reserved.fetch_sub(size as u64, Ordering::Relaxed);
+                super::cache::os_err("mmap", e)
+            })?;
+        let base = region.0;
+        std::mem::forget(region);
+        c.stats
+            .objects
+            .fetch_add(objs.len() as u64, Ordering::Relaxed);
+        c.stats.maps.fetch_add(1, Ordering::Relaxed);
+        Ok(MapInner {
+            base,
+            size,
+            objs,
+            advice: AtomicU8::new(advice as u8),
+            resident: AtomicU64::new(0),
+            live: RwLock::new(true),
+            pool,
+            _holds: holds,
+        })
+    }
+
+    pub(super) fn advice(&self) -> Advice {
+        Advice::from_u8(self.advice.load(Ordering::Relaxed))
+    }
+
+    /// The bytes of object `i`.
+    pub(super) fn bytes(&self, i: usize) -> &[u8] {
+        let o = &self.objs[i];
+        let len = o.target.len() as usize;
+        if len == 0 {
+            return &[];
+        }
+        // SAFETY: the slot lies inside the range mapped for this map's
+        // lifetime (which the borrow of `self` bounds), read-only; its
+        // pages read as the object's verified bytes: filled by the fault
+        // handler on first access, or loaded before this is handed out
+        // (user-mode faults); a page that failed its checksum raises SIGBUS
+        // instead of being read.
+        unsafe { std::slice::from_raw_parts((self.base + o.off) as *const u8, len) }
+    }
+
+    /// Object index of an address inside the map.
+    fn index_of(&self, addr: usize) -> Option<usize> {
+        let off = addr.checked_sub(self.base)?;
+        let i = self.objs.partition_point(|o| o.off <= off).checked_sub(1)?;
+        (off < self.objs[i].off + self.objs[i].pages * PAGE).then_some(i)
+    }
+
+    /// Serve a missing-page fault at `addr` (a fault-handler thread).
+    pub(super) fn fault(&self, c: &Cache, addr: usize) {
+        let page_addr = addr & !(PAGE - 1);
+        let Some(i) = self.index_of(addr) else {
+            if let Err(e) = c.uffd.poison(page_addr, PAGE) {
+                tracing::error!("mcache: fault at {addr:#x} between objects: {e}");
+            }
+            return;
+        };
+        let o = &self.objs[i];
+        let p = (addr - self.base - o.off) / PAGE;
+        let win = match self.advice() {
+            Advice::WillNeed => o.pages,
+            a => a.window_pages(),
+        };
+        let first = p / win * win;
+        let last = (first + win).min(o.pages);
+        o.last.store(c.tick(), Ordering::Relaxed);
+        let filled = match self.fill(c, i, first..last) {
+            Ok(f) => Ok(f),
+            Err(_) if last - first > 1 => self.fill(c, i, p..p + 1),
+            Err(e) => Err(e),
+        };
+        match filled {
+            Ok(f) if f.contains(&p) => {}
+            Ok(_) => {
+                // Present already (another thread's fault filled it).
+                if let Err(e) = c.uffd.wake(page_addr, PAGE) {
+                    tracing::error!("mcache: waking at {addr:#x}: {e}");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "mcache: {} page {p}: {e}; the page is poisoned",
+                    o.target.id()
+                );
+                let mut st = lock(&o.state);
+                if !bit(&st.res, p) {
+                    if st.bad.is_empty() {
+                        st.bad = vec![0; st.res.len()];
+                    }
+                    set(&mut st.res, p, true);
+                    set(&mut st.bad, p, true);
+                    c.stats.poisoned.fetch_add(1, Ordering::Relaxed);
+                    if let Err(e) = c.uffd.poison(page_addr, PAGE) {
+                        tracing::error!("mcache: poisoning {addr:#x}: {e}");
+                    }
+                } else if let Err(e) = c.uffd.wake(page_addr, PAGE) {
+                    tracing::error!("mcache: waking at {addr:#x}: {e}");
+                }
+            }
+        }
+    }
+
+    /// Load the missing pages of `pages` of object `i`, verified, and
+    /// install them; the pages installed. A poisoned page in the range is
+    /// read again and, when it now verifies, replaces the poison. Nothing
+    /// is installed from a read that failed.
+    pub(super) fn fill(
+        &self,
+        c: &Cache,
+        i: usize,
+        pages: std::ops::Range<usize>,
+    ) -> Result<std::ops::Range<usize>> {
+        let live = crate::lock::read(&self.live);
+        if !*live {
+            return Ok(0..0);
+        }
+        let o = &self.objs[i];
+        let mut st = lock(&o.state);
+        let missing = |st: &Pages, p: usize| !bit(&st.res, p) || bit(&st.bad, p);
+        let Some(a) = pages.clone().find(|&p| missing(&st, p)) else {
+            return Ok(0..0);
+        };
+        let b = pages
+            .clone()
+            .rev()
+            .find(|&p| missing(&st, p))
+            .map_or(a, |b| b)
+            + 1;
+        let len = o.target.len() as usize;
+        let from = a * PAGE;
+        let to = (b * PAGE).min(len);
+        let mut buf = vec![0u8; (b - a) * PAGE];
+        self.pool
+            .mcache_read(&o.target, from as u64, &mut buf[..to - from])?;
+        c.stats.faults.fetch_add(1, Ordering::Relaxed);
+        let mut added = 0u32;
+        for p in a..b {
+            if !missing(&st, p) {
+                continue;
+            }
+            let dst = self.base + o.off + p * PAGE;
+            if bit(&st.bad, p) {
+                // SAFETY: one page of this map's range; a poisoned page
+                // holds nothing anyone can read.
+                unsafe { libc::madvise(dst as *mut libc::c_void, PAGE, libc::MADV_DONTNEED) };
+                set(&mut st.bad, p, false);
+                set(&mut st.res, p, false);
+            }
+            let src = &buf[(p - a) * PAGE..(p - a + 1) * PAGE];
+            match c.uffd.copy(dst, src) {
+                Ok(()) => {}
+                Err((e, _)) if e.raw_os_error() == Some(libc::EEXIST) => {}
+                Err((e, _)) => {
+                    tracing::error!("mcache: installing a page at {dst:#x}: {e}");
+                    continue;
+                }
+            }
+            set(&mut st.res, p, true);
+            added += 1;
+        }
+        o.resident.fetch_add(added, Ordering::Relaxed);
+        let bytes = u64::from(added) * PAGE as u64;
+        self.resident.fetch_add(bytes, Ordering::Relaxed);
+        c.stats.resident.fetch_add(bytes, Ordering::Relaxed);
+        c.stats.fault_bytes.fetch_add(bytes, Ordering::Relaxed);
+        Ok(a..b)
+    }
+
+    /// Drop object `i`'s resident pages unless it is in use (`force`:
+    /// even then, for a caller that knows better; never a kept object in
+    /// user-mode fault handling). The bytes freed.
+    pub(super) fn evict(&self, c: &Cache, i: usize, force: bool) -> u64 {
+        let live = crate::lock::read(&self.live);
+        if !*live {
+            return 0;
+        }
+        let o = &self.objs[i];
+        if o.kept.load(Ordering::Relaxed) {
+            return 0;
+        }
+        let in_use = o.pins.load(Ordering::Acquire) > 0;
+        if in_use && (!force || c.uffd.mode == FaultMode::UserOnly) {
+            return 0;
+        }
+        let mut st = lock(&o.state);
+        let n = o.resident.swap(0, Ordering::Relaxed);
+        if n == 0 && st.bad.is_empty() {
+            return 0;
+        }
+        // SAFETY: the object's slot inside this map's range; its pages are
+        // refilled with the same bytes on the next access.
+        unsafe {
+            libc::madvise(
+                (self.base + o.off) as *mut libc::c_void,
+                o.pages * PAGE,
+                libc::MADV_DONTNEED,
+            )
+        };
+        st.res.iter_mut().for_each(|w| *w = 0);
+        st.bad = Vec::new();
+        let bytes = u64::from(n) * PAGE as u64;
+        self.resident.fetch_sub(bytes, Ordering::Relaxed);
+        c.stats.resident.fetch_sub(bytes, Ordering::Relaxed);
+        c.stats.evictions.fetch_add(1, Ordering::Relaxed);
+        c.stats.evicted_bytes.fetch_add(bytes, Ordering::Relaxed);
+        bytes
+    }
+
+    /// Stop filling pages and give the range back (the map's drop).
+    pub(super) fn close(&self, c: &Cache) {
+        *crate::lock::write(&self.live) = false;
+        let bytes = self.resident.swap(0, Ordering::Relaxed);
+        c.stats.resident.fetch_sub(bytes, Ordering::Relaxed);
+        c.stats
+            .objects
+            .fetch_sub(self.objs.len() as u64, Ordering::Relaxed);
+        c.stats.maps.fetch_sub(1, Ordering::Relaxed);
+        drop(Region(self.base, self.size));
+        c.stats
+            .reserved
+            .fetch_sub(self.size as u64, Ordering::Relaxed);
+    }
+}
