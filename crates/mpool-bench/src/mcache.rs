@@ -721,7 +721,7 @@ fn primitives(
     obj_len: usize,
 ) -> Result<Vec<(String, f64, f64, String)>> {
     let mut rows = Vec::new();
-    let n = a.per_map.min(ids.len());
+    let n = a.per_map.min(ids.len() / 2);
     let pages = obj_len / PAGE;
     // Resident reads: one collection loaded whole.
     let map = pool.mcache_map(&ids[..n], Advice::Cold)?;
@@ -793,7 +793,9 @@ fn primitives(
                 FileMap::open(&p)
             })
             .collect::<Result<_>>()?;
+        let guards = pool.mcache_map(&ids[n..2 * n], Advice::Cold)?;
         let touches = 2000u64;
+        let mut hg = histogram();
         let mut hm = histogram();
         let mut hf = histogram();
         let mut r = Rng(11);
@@ -810,9 +812,20 @@ fn primitives(
             // SAFETY: as above.
             std::hint::black_box(unsafe { std::ptr::read_volatile(&fb[off]) });
             hf.record(t.elapsed().as_nanos() as u64)?;
+            let t = Instant::now();
+            std::hint::black_box(guards.range(i, off as u64..off as u64 + 100)?[0]);
+            hg.record(t.elapsed().as_nanos() as u64)?;
         }
         rows.push((
-            "miss, 4 KiB page, median: mcache fault vs file mmap major fault (us)".into(),
+            "miss, 4 KiB page, median: mcache guard (load in the caller) vs file mmap major fault (us)"
+                .into(),
+            hg.value_at_quantile(0.5) as f64,
+            hf.value_at_quantile(0.5) as f64,
+            "us".into(),
+        ));
+        rows.push((
+            "miss, 4 KiB page, median: mcache fault (fault handler) vs file mmap major fault (us)"
+                .into(),
             hm.value_at_quantile(0.5) as f64,
             hf.value_at_quantile(0.5) as f64,
             "us".into(),

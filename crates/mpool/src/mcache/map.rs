@@ -14,12 +14,11 @@ use std::sync::{Mutex, RwLock};
 /// The page size the cache fills and evicts by.
 pub(crate) const PAGE: usize = 4096;
 
-/// Resident (and poisoned) pages of one object.
+/// Poisoned pages of one object (a page poisoned after a failed checksum
+/// is resident as far as the kernel is concerned: an access raises
+/// SIGBUS); held while pages are filled or evicted.
 #[derive(Debug, Default)]
 pub(super) struct Pages {
-    res: Vec<u64>,
-    /// Pages poisoned after a failed checksum (resident as far as the
-    /// kernel is concerned: an access raises SIGBUS).
     bad: Vec<u64>,
 }
 
@@ -36,6 +35,21 @@ fn set(v: &mut [u64], p: usize, on: bool) {
     }
 }
 
+/// Resident pages, read without a lock, changed under the object's lock.
+fn res_bit(v: &[AtomicU64], p: usize) -> bool {
+    v.get(p / 64)
+        .is_some_and(|w| w.load(Ordering::Acquire) & (1 << (p % 64)) != 0)
+}
+fn res_set(v: &[AtomicU64], p: usize, on: bool) {
+    if let Some(w) = v.get(p / 64) {
+        if on {
+            w.fetch_or(1 << (p % 64), Ordering::Release);
+        } else {
+            w.fetch_and(!(1 << (p % 64)), Ordering::Release);
+        }
+    }
+}
+
 /// One mapped object.
 #[derive(Debug)]
 pub(super) struct Obj {
@@ -43,6 +57,10 @@ pub(super) struct Obj {
     /// Byte offset of its slot in the map's range.
     pub off: usize,
     pub pages: usize,
+    /// Resident pages (poisoned ones included).
+    pub res: Box<[AtomicU64]>,
+    /// Some page is poisoned.
+    pub poisoned: AtomicBool,
     pub state: Mutex<Pages>,
     pub resident: AtomicU32,
     /// The coarse clock at the last access.
@@ -116,10 +134,9 @@ impl MapInner {
                 target: t,
                 off,
                 pages,
-                state: Mutex::new(Pages {
-                    res: vec![0; words],
-                    bad: Vec::new(),
-                }),
+                res: (0..words).map(|_| AtomicU64::new(0)).collect(),
+                poisoned: AtomicBool::new(false),
+                state: Mutex::new(Pages::default()),
                 resident: AtomicU32::new(0),
                 last: AtomicU64::new(c.tick()),
                 pins: AtomicU32::new(0),
@@ -189,6 +206,24 @@ impl MapInner {
         (off < self.objs[i].off + self.objs[i].pages * PAGE).then_some(i)
     }
 
+    /// Whether pages `pages` of object `i` are all resident and none is
+    /// poisoned (no lock: a guard's fast path).
+    pub(super) fn all_resident(&self, i: usize, pages: std::ops::Range<usize>) -> bool {
+        let o = &self.objs[i];
+        !o.poisoned.load(Ordering::Acquire) && pages.into_iter().all(|p| res_bit(&o.res, p))
+    }
+
+    /// The pages a miss on `pages` of object `i` loads: the advice's
+    /// window around them.
+    pub(super) fn window(&self, i: usize, pages: std::ops::Range<usize>) -> std::ops::Range<usize> {
+        let o = &self.objs[i];
+        let win = match self.advice() {
+            Advice::WillNeed => o.pages.max(1),
+            a => a.window_pages(),
+        };
+        (pages.start / win * win)..pages.end.div_ceil(win).saturating_mul(win).min(o.pages)
+    }
+
     /// Serve a missing-page fault at `addr` (a fault-handler thread).
     pub(super) fn fault(&self, c: &Cache, addr: usize) {
         let page_addr = addr & !(PAGE - 1);
@@ -200,12 +235,8 @@ impl MapInner {
         };
         let o = &self.objs[i];
         let p = (addr - self.base - o.off) / PAGE;
-        let win = match self.advice() {
-            Advice::WillNeed => o.pages,
-            a => a.window_pages(),
-        };
-        let first = p / win * win;
-        let last = (first + win).min(o.pages);
+        let w = self.window(i, p..p + 1);
+        let (first, last) = (w.start, w.end);
         o.last.store(c.tick(), Ordering::Relaxed);
         let filled = match self.fill(c, i, first..last) {
             Ok(f) => Ok(f),
@@ -226,12 +257,13 @@ impl MapInner {
                     o.target.id()
                 );
                 let mut st = lock(&o.state);
-                if !bit(&st.res, p) {
+                if !res_bit(&o.res, p) {
                     if st.bad.is_empty() {
-                        st.bad = vec![0; st.res.len()];
+                        st.bad = vec![0; o.res.len()];
                     }
-                    set(&mut st.res, p, true);
+                    res_set(&o.res, p, true);
                     set(&mut st.bad, p, true);
+                    o.poisoned.store(true, Ordering::Release);
                     c.stats.poisoned.fetch_add(1, Ordering::Relaxed);
                     if let Err(e) = c.uffd.poison(page_addr, PAGE) {
                         tracing::error!("mcache: poisoning {addr:#x}: {e}");
@@ -259,7 +291,7 @@ impl MapInner {
         }
         let o = &self.objs[i];
         let mut st = lock(&o.state);
-        let missing = |st: &Pages, p: usize| !bit(&st.res, p) || bit(&st.bad, p);
+        let missing = |st: &Pages, p: usize| !res_bit(&o.res, p) || bit(&st.bad, p);
         let Some(a) = pages.clone().find(|&p| missing(&st, p)) else {
             return Ok(0..0);
         };
@@ -287,7 +319,7 @@ impl MapInner {
                 // holds nothing anyone can read.
                 unsafe { libc::madvise(dst as *mut libc::c_void, PAGE, libc::MADV_DONTNEED) };
                 set(&mut st.bad, p, false);
-                set(&mut st.res, p, false);
+                res_set(&o.res, p, false);
             }
             let src = &buf[(p - a) * PAGE..(p - a + 1) * PAGE];
             match c.uffd.copy(dst, src) {
@@ -298,8 +330,11 @@ impl MapInner {
                     continue;
                 }
             }
-            set(&mut st.res, p, true);
+            res_set(&o.res, p, true);
             added += 1;
+        }
+        if st.bad.iter().all(|&w| w == 0) {
+            o.poisoned.store(false, Ordering::Release);
         }
         o.resident.fetch_add(added, Ordering::Relaxed);
         let bytes = u64::from(added) * PAGE as u64;
@@ -310,43 +345,68 @@ impl MapInner {
     }
 
     /// Drop object `i`'s resident pages unless it is in use (`force`:
-    /// even then, for a caller that knows better; never a kept object in
-    /// user-mode fault handling). The bytes freed.
+    /// even then, for a caller that knows better; never a kept object, nor
+    /// one in use with user-mode fault handling). The bytes freed.
     pub(super) fn evict(&self, c: &Cache, i: usize, force: bool) -> u64 {
+        self.evict_many(c, &mut [i], force)
+    }
+
+    /// Evict objects `idx` (reordered) as [`MapInner::evict`] does, with
+    /// one `madvise` per run of neighbouring objects (fewer TLB
+    /// shootdowns). The bytes freed.
+    pub(super) fn evict_many(&self, c: &Cache, idx: &mut [usize], force: bool) -> u64 {
         let live = crate::lock::read(&self.live);
         if !*live {
             return 0;
         }
-        let o = &self.objs[i];
-        if o.kept.load(Ordering::Relaxed) {
-            return 0;
-        }
-        let in_use = o.pins.load(Ordering::Acquire) > 0;
-        if in_use && (!force || c.uffd.mode == FaultMode::UserOnly) {
-            return 0;
-        }
-        let mut st = lock(&o.state);
-        let n = o.resident.swap(0, Ordering::Relaxed);
-        if n == 0 && st.bad.is_empty() {
-            return 0;
-        }
-        // SAFETY: the object's slot inside this map's range; its pages are
-        // refilled with the same bytes on the next access.
-        unsafe {
-            libc::madvise(
-                (self.base + o.off) as *mut libc::c_void,
-                o.pages * PAGE,
-                libc::MADV_DONTNEED,
-            )
+        idx.sort_unstable();
+        let evictable = |o: &Obj| {
+            let in_use = o.pins.load(Ordering::Acquire) > 0;
+            !o.kept.load(Ordering::Relaxed)
+                && !(in_use && (!force || c.uffd.mode == FaultMode::UserOnly))
         };
-        st.res.iter_mut().for_each(|w| *w = 0);
-        st.bad = Vec::new();
-        let bytes = u64::from(n) * PAGE as u64;
-        self.resident.fetch_sub(bytes, Ordering::Relaxed);
-        c.stats.resident.fetch_sub(bytes, Ordering::Relaxed);
-        c.stats.evictions.fetch_add(1, Ordering::Relaxed);
-        c.stats.evicted_bytes.fetch_add(bytes, Ordering::Relaxed);
-        bytes
+        let mut freed = 0;
+        let mut k = 0;
+        while k < idx.len() {
+            // A run of neighbours, each locked while its pages go.
+            let mut run = Vec::new();
+            let mut next = idx[k];
+            while k < idx.len() && idx[k] == next {
+                let o = &self.objs[idx[k]];
+                k += 1;
+                next += 1;
+                if !evictable(o) {
+                    break;
+                }
+                let st = lock(&o.state);
+                if o.resident.load(Ordering::Relaxed) == 0 && st.bad.is_empty() {
+                    break;
+                }
+                run.push((o, st));
+            }
+            let (Some(first), Some(last)) = (run.first().map(|r| r.0), run.last().map(|r| r.0))
+            else {
+                continue;
+            };
+            let from = self.base + first.off;
+            let to = self.base + last.off + last.pages * PAGE;
+            // SAFETY: whole slots of objects inside this map's range; their
+            // pages are refilled with the same bytes on the next access.
+            unsafe { libc::madvise(from as *mut libc::c_void, to - from, libc::MADV_DONTNEED) };
+            for (o, mut st) in run {
+                let n = o.resident.swap(0, Ordering::Relaxed);
+                o.res.iter().for_each(|w| w.store(0, Ordering::Release));
+                st.bad = Vec::new();
+                o.poisoned.store(false, Ordering::Release);
+                let bytes = u64::from(n) * PAGE as u64;
+                self.resident.fetch_sub(bytes, Ordering::Relaxed);
+                c.stats.resident.fetch_sub(bytes, Ordering::Relaxed);
+                c.stats.evictions.fetch_add(1, Ordering::Relaxed);
+                c.stats.evicted_bytes.fetch_add(bytes, Ordering::Relaxed);
+                freed += bytes;
+            }
+        }
+        freed
     }
 
     /// Stop filling pages and give the range back (the map's drop).

@@ -27,6 +27,8 @@
 //! first: it reads and verifies it and returns
 //! [`crate::ObjectError::Checksum`] (or the device error); a range that
 //! loaded without error is resident and cannot fault until it is evicted.
+//! The guards ([`McacheMap::get`], [`McacheMap::range`]) do that for
+//! their own bytes.
 //! A poisoned page is read again by the next `load` of it, and by the
 //! next fault after an eviction.
 //!
@@ -38,11 +40,13 @@
 //! access to `/dev/userfaultfd` (a udev rule or ACL for the service's
 //! group). Any other user gets `UFFD_USER_MODE_ONLY`, where such a fault
 //! fails with `EFAULT`. [`fault_mode`] tells which one the process has.
-//! The API is sound in both: in user mode, every slice the map hands out
-//! is loaded (and verified) before it is returned and kept resident while
-//! it can be used: [`McacheMap::get`] and [`McacheMap::range`] pin the
-//! object until the guard drops, [`McacheMap::slice`] for the map's
-//! lifetime. In full mode those calls load nothing; pages come on access.
+//! The API is sound in both. [`McacheMap::get`] and [`McacheMap::range`]
+//! load (and verify) what is not resident before they return, in the
+//! calling thread, and pin the object until the guard drops: in either
+//! mode their bytes never fault (and a damaged block is their error, not
+//! a SIGBUS). [`McacheMap::slice`] is lazy in full mode (pages come on
+//! access, through the fault handler); in user mode it loads the whole
+//! object and keeps it resident for the map's lifetime.
 //!
 //! # The reaper
 //!
@@ -51,8 +55,9 @@
 //! `memory.current`, v1 `memory.limit_in_bytes` /
 //! `memory.usage_in_bytes`), or without a limit the machine's
 //! `MemTotal` and `MemAvailable`, and the explicit budget
-//! ([`set_budget`]). Above 7/8 of a cgroup limit it frees down to 3/4;
-//! over the budget, down to 15/16 of it. It evicts whole objects, by time
+//! ([`set_budget`]). Above 15/16 of a cgroup limit it frees down to
+//! 29/32 (without a cgroup: above 7/8 of the machine, down to 7/8); over
+//! the budget, down to 15/16 of it. It evicts whole objects, by time
 //! since the last access divided by the advice's TTL scale (hot 4, warm
 //! and will-need 2, cold 1: a hot object idle for 4 s ranks with a cold
 //! one idle for 1 s), and never an object in use (a live
@@ -313,16 +318,19 @@ impl McacheMap {
     }
 
     /// The bytes of object `i` behind a guard that stamps the access and
-    /// keeps the object in use (the reaper leaves it) until it drops.
-    /// With user-mode faults only, the object is loaded (and verified)
-    /// first.
+    /// keeps the object in use (the reaper leaves it) until it drops. What
+    /// is not resident is loaded and verified first, in the calling thread:
+    /// a damaged block is an error here ([`crate::ObjectError::Checksum`]),
+    /// never a SIGBUS later, and the bytes work in system calls in either
+    /// fault mode.
     pub fn get(&self, i: usize) -> Result<MappedRef<'_>> {
         let len = self.object_len(i).unwrap_or(0);
         self.range(i, 0..len)
     }
 
-    /// Bytes `range` of object `i` behind a guard, like [`McacheMap::get`];
-    /// with user-mode faults only, just that range is loaded first.
+    /// Bytes `range` of object `i` behind a guard, like [`McacheMap::get`]:
+    /// the range's pages (and, on a miss, the advice's window around them)
+    /// are loaded first when they are not resident.
     pub fn range(&self, i: usize, range: Range<u64>) -> Result<MappedRef<'_>> {
         self.check(i)?;
         let c = cache::cache()?;
@@ -344,8 +352,17 @@ impl McacheMap {
             index: i,
             bytes: &self.inner.bytes(i)[range.start as usize..range.end as usize],
         };
-        if c.uffd.mode == FaultMode::UserOnly && !o.kept.load(Ordering::Acquire) {
-            self.load(i, range)?;
+        if !range.is_empty() {
+            let pages = range.start as usize / PAGE..(range.end as usize).div_ceil(PAGE);
+            if !self.inner.all_resident(i, pages.clone()) {
+                // Loaded here, in the caller's thread (no fault, no hand-off
+                // to a fault handler), with the advice's window; a damaged
+                // block elsewhere in the window does not fail the call.
+                let window = self.inner.window(i, pages.clone());
+                if self.inner.fill(c, i, window).is_err() {
+                    self.inner.fill(c, i, pages)?;
+                }
+            }
         }
         Ok(guard)
     }

@@ -3,7 +3,7 @@
 //! objects, the coldest first.
 
 use super::cache::Cache;
-use super::map::MapInner;
+use super::map::{MapInner, PAGE};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -85,19 +85,18 @@ pub(super) fn pressure() -> Option<Pressure> {
     })
 }
 
-/// Bytes to free now: above 7/8 of the limit, down to 3/4 of it (a
-/// cgroup), or to 7/8 of the machine; over the explicit budget, down to
-/// 15/16 of it.
+/// Bytes to free now: above 15/16 of a cgroup's limit, down to 29/32 of
+/// it; above 7/8 of the machine, down to 7/8; over the explicit budget,
+/// down to 15/16 of it.
 pub(super) fn to_free(p: Option<Pressure>, resident: u64, budget: u64) -> u64 {
     let mut need = 0;
     if let Some(p) = p {
-        let high = p.limit - p.limit / 8;
+        let (high, low) = if p.cgroup {
+            (p.limit - p.limit / 16, p.limit - 3 * (p.limit / 32))
+        } else {
+            (p.limit - p.limit / 8, p.limit - p.limit / 8)
+        };
         if p.used > high {
-            let low = if p.cgroup {
-                p.limit - p.limit / 4
-            } else {
-                high
-            };
             need = p.used - low;
         }
     }
@@ -153,12 +152,21 @@ pub(super) fn reap(c: &Cache, need: u64) -> u64 {
         }
     }
     cand.sort_unstable_by_key(|c| std::cmp::Reverse(c.0));
-    let mut freed = 0;
+    // The coldest objects that free enough, then evicted map by map.
+    let mut chosen: Vec<Vec<usize>> = vec![Vec::new(); maps.len()];
+    let mut planned = 0;
     for (_, m, i) in cand {
-        if freed >= need {
+        if planned >= need {
             break;
         }
-        freed += maps[m].evict(c, i, false);
+        planned += u64::from(maps[m].objs[i].resident.load(Ordering::Relaxed)) * PAGE as u64;
+        chosen[m].push(i);
+    }
+    let mut freed = 0;
+    for (map, mut idx) in maps.iter().zip(chosen) {
+        if !idx.is_empty() {
+            freed += map.evict_many(c, &mut idx, false);
+        }
     }
     freed
 }
@@ -174,15 +182,17 @@ mod tests {
         assert_eq!(to_free(None, 1600, 1600), 0);
         assert_eq!(to_free(None, 1700, 1600), 200);
         let p = Pressure {
-            limit: 800,
-            used: 750,
+            limit: 3200,
+            used: 3100,
             cgroup: true,
         };
-        assert_eq!(to_free(Some(p), 500, 0), 150);
+        // Over 3000 (15/16): down to 2900 (29/32).
+        assert_eq!(to_free(Some(p), 500, 0), 200);
         assert_eq!(to_free(Some(p), 100, 0), 100);
         let q = Pressure { cgroup: false, ..p };
-        assert_eq!(to_free(Some(q), 500, 0), 50);
-        let low = Pressure { used: 600, ..p };
+        // Over 2800 (7/8): down to it.
+        assert_eq!(to_free(Some(q), 500, 0), 300);
+        let low = Pressure { used: 2950, ..p };
         assert_eq!(to_free(Some(low), 500, 0), 0);
     }
 }
