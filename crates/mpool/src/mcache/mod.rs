@@ -55,9 +55,9 @@
 //! `memory.current`, v1 `memory.limit_in_bytes` /
 //! `memory.usage_in_bytes`), or without a limit the machine's
 //! `MemTotal` and `MemAvailable`, and the explicit budget
-//! ([`set_budget`]). Above 15/16 of a cgroup limit it frees down to
-//! 29/32 (without a cgroup: above 7/8 of the machine, down to 7/8); over
-//! the budget, down to 15/16 of it. It evicts whole objects, by time
+//! ([`set_budget`]). Above 7/8 of a cgroup limit it frees down to 13/16
+//! (without a cgroup: above 7/8 of the machine, down to 7/8); over the
+//! budget, down to 15/16 of it. It evicts whole objects, by time
 //! since the last access divided by the advice's TTL scale (hot 4, warm
 //! and will-need 2, cold 1: a hot object idle for 4 s ranks with a cold
 //! one idle for 1 s), and never an object in use (a live
