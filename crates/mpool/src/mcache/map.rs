@@ -63,7 +63,7 @@ pub(super) struct Obj {
     pub poisoned: AtomicBool,
     pub state: Mutex<Pages>,
     pub resident: AtomicU32,
-    /// The coarse clock at the last access.
+    /// The access clock at the last access.
     pub last: AtomicU64,
     /// Slices in use (guards): never evicted while above zero.
     pub pins: AtomicU32,
@@ -308,6 +308,7 @@ impl MapInner {
         self.pool
             .mcache_read(&o.target, from as u64, &mut buf[..to - from])?;
         c.stats.faults.fetch_add(1, Ordering::Relaxed);
+        c.clock.fetch_add(1, Ordering::Relaxed);
         let mut added = 0u32;
         for p in a..b {
             if !missing(&st, p) {

@@ -59,9 +59,13 @@
 //! (without a cgroup: above 7/8 of the machine, down to 7/8); over the
 //! budget, down to 15/16 of it. It evicts whole objects, by time
 //! since the last access divided by the advice's TTL scale (hot 4, warm
-//! and will-need 2, cold 1: a hot object idle for 4 s ranks with a cold
-//! one idle for 1 s), and never an object in use (a live
-//! [`MappedRef`]). [`set_reaper`] turns it off; [`stats`] counts its work.
+//! and will-need 2, cold 1: a hot object idle four times as long as a
+//! cold one ranks with it), and never an object in use (a live
+//! [`MappedRef`]). Time here is the access clock, which advances by one
+//! at every fill (a miss) and every reaper tick: recency is ordered
+//! finely under misses (a 20 ms clock left most candidates tied) and
+//! still moves when nothing misses. [`set_reaper`] turns it off;
+//! [`stats`] counts its work.
 //! Accesses are stamped by the fault handler and by every [`McacheMap::get`],
 //! [`McacheMap::range`] and [`McacheMap::touch`]; plain reads of an
 //! already resident slice are invisible to it (no page-table access bits
@@ -211,7 +215,7 @@ pub fn set_address_budget(bytes: u64) -> Result<()> {
 /// reaper would; the bytes freed.
 pub fn reap(bytes: u64) -> Result<u64> {
     let c = cache::cache()?;
-    c.clock.store(c.now_ms(), Ordering::Relaxed);
+    c.clock.fetch_add(1, Ordering::Relaxed);
     Ok(reaper::reap(c, bytes))
 }
 

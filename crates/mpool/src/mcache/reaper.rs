@@ -1,4 +1,4 @@
-//! The reaper: one thread per process that advances the cache's clock and,
+//! The reaper: one thread per process that advances the access clock and,
 //! under memory pressure or over the explicit budget, evicts whole
 //! objects, the coldest first.
 
@@ -86,10 +86,9 @@ pub(super) fn pressure() -> Option<Pressure> {
 }
 
 /// Bytes to free now: above 7/8 of a cgroup's limit, down to 13/16 of it
-/// (closer to the limit, the kernel's own reclaim stalls the faulting
-/// threads: measured, p99.99 read latency rose from under 1 ms to 4 ms
-/// with 15/16); above 7/8 of the machine, down to 7/8; over the explicit
-/// budget, down to 15/16 of it.
+/// (the kernel cannot free the cache's anonymous pages without swap: at
+/// the limit it stalls, then kills); above 7/8 of the machine, down to
+/// 7/8; over the explicit budget, down to 15/16 of it.
 pub(super) fn to_free(p: Option<Pressure>, resident: u64, budget: u64) -> u64 {
     let mut need = 0;
     if let Some(p) = p {
@@ -112,7 +111,7 @@ pub(super) fn to_free(p: Option<Pressure>, resident: u64, budget: u64) -> u64 {
 pub(super) fn run(c: &'static Cache) {
     loop {
         std::thread::sleep(TICK);
-        c.clock.store(c.now_ms(), Ordering::Relaxed);
+        c.clock.fetch_add(1, Ordering::Relaxed);
         if !c.reaper_on.load(Ordering::Relaxed) {
             continue;
         }
