@@ -32,14 +32,24 @@ fn a_flipped_byte_is_a_checksum_error_never_data() {
     }
     // A guard over the damaged block: the same error, from the guard.
     match map.range(0, 9000..9100) {
-        Err(Error::Object(ObjectError::Checksum { offset: 8192, len: 4096, .. })) => {}
+        Err(Error::Object(ObjectError::Checksum {
+            offset: 8192,
+            len: 4096,
+            ..
+        })) => {}
         other => panic!("guard over the damaged block: {:?}", other.map(|g| g.len())),
     }
     // A guard of a hot map whose 64 KiB window holds the damaged block
     // still gets its own bytes.
     let hot_guard = pool.mcache_map(&[id], Advice::Hot).unwrap();
-    assert_eq!(&*hot_guard.range(0, 100..4000).unwrap(), &pattern(30, LEN)[100..4000]);
-    assert_eq!(&*hot_guard.range(0, 12288..20000).unwrap(), &pattern(30, LEN)[12288..20000]);
+    assert_eq!(
+        &*hot_guard.range(0, 100..4000).unwrap(),
+        &pattern(30, LEN)[100..4000]
+    );
+    assert_eq!(
+        &*hot_guard.range(0, 12288..20000).unwrap(),
+        &pattern(30, LEN)[12288..20000]
+    );
     // Everything else loads and reads as written.
     map.load(0, 0..8192).unwrap();
     map.load(0, 12288..LEN as u64).unwrap();
