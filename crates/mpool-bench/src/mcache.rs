@@ -729,14 +729,15 @@ fn primitives(
         .iter()
         .map(|&s| FileMap::open(&file_path(&a.dir, s)))
         .collect::<Result<_>>()?;
-    for i in 0..n {
+    for (i, f) in files.iter().enumerate() {
         map.load(i, 0..obj_len as u64)?;
-        let _ = files[i]
-            .bytes()
-            .iter()
-            .step_by(PAGE)
-            .map(|&b| b as u64)
-            .sum::<u64>();
+        std::hint::black_box(
+            f.bytes()
+                .iter()
+                .step_by(PAGE)
+                .map(|&b| b as u64)
+                .sum::<u64>(),
+        );
     }
     let mut r = Rng(7);
     let mut pick = move || {

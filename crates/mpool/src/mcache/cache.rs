@@ -99,6 +99,11 @@ pub(super) fn cache() -> Result<&'static Cache> {
     }
 }
 
+/// The process' cache if it was started.
+pub(super) fn started() -> Option<&'static Cache> {
+    CACHE.get().and_then(|c| c.as_ref().ok())
+}
+
 /// Start the fault handlers and the reaper, once.
 fn start_threads(c: &'static Cache) {
     static STARTED: OnceLock<()> = OnceLock::new();

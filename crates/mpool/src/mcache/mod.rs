@@ -162,7 +162,7 @@ pub struct McacheStats {
 
 /// The counters of the process' cache (zeros before the first map).
 pub fn stats() -> McacheStats {
-    let Ok(c) = cache::cache() else {
+    let Some(c) = cache::started() else {
         return McacheStats::default();
     };
     let s = &c.stats;

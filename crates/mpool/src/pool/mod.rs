@@ -645,6 +645,8 @@ impl Pool {
     /// over the address-space budget ([`Error::InvalidArgument`]). The
     /// zones of the mapped mblocks stay allocated until the map drops,
     /// even when they are deleted meanwhile (the map still reads them).
+    /// The map holds a clone of this handle: the pool stays open while a
+    /// map lives ([`Pool::close`] of the other handles syncs and returns).
     pub fn mcache_map(
         &self,
         ids: &[MblockId],
