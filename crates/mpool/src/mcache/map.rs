@@ -179,6 +179,11 @@ impl MapInner {
         })
     }
 
+    /// The UUID of the pool the map reads.
+    pub(super) fn pool_uuid(&self) -> uuid::Uuid {
+        self.pool.uuid()
+    }
+
     pub(super) fn advice(&self) -> Advice {
         Advice::from_u8(self.advice.load(Ordering::Relaxed))
     }

@@ -160,6 +160,31 @@ pub struct McacheStats {
     pub reaper_ns: u64,
 }
 
+/// The mcache maps of one pool in this process (what `mpool status` shows
+/// of a pool whose holder has maps).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct McachePoolFigures {
+    /// Live maps of the pool.
+    pub maps: u64,
+    /// Objects in them.
+    pub objects: u64,
+    /// Bytes of them resident.
+    pub resident_bytes: u64,
+}
+
+/// The maps of pool `uuid` in this process, if it has any.
+pub(crate) fn pool_figures(uuid: uuid::Uuid) -> Option<McachePoolFigures> {
+    let c = cache::started()?;
+    let maps = crate::lock::read(&c.maps);
+    let mut f = McachePoolFigures::default();
+    for m in maps.values().filter(|m| m.pool_uuid() == uuid) {
+        f.maps += 1;
+        f.objects += m.objs.len() as u64;
+        f.resident_bytes += m.resident.load(Ordering::Relaxed);
+    }
+    (f.maps > 0).then_some(f)
+}
+
 /// The counters of the process' cache (zeros before the first map).
 pub fn stats() -> McacheStats {
     let Some(c) = cache::started() else {

@@ -7,6 +7,7 @@ mod common;
 mod deleted_while_mapped;
 mod errors;
 mod kernel_access;
+mod live_figures;
 mod poisoned;
 mod reaper;
 mod scale;
