@@ -92,6 +92,9 @@ pub struct McacheArgs {
     /// Skip the experiment (primitives only).
     #[arg(long)]
     pub no_experiment: bool,
+    /// The sides to run, in order, each round.
+    #[arg(long, value_delimiter = ',', default_value = "mcache,noreaper,files")]
+    pub sides: Vec<String>,
 }
 
 /// Arguments of the hidden child subcommand (one side, one run).
@@ -383,6 +386,11 @@ pub fn side(a: &SideArgs) -> Result<Value> {
                 }));
         }
     }
+    let usage_at_start = a
+        .cgroup
+        .as_ref()
+        .and_then(|d| std::fs::read_to_string(d.join("memory.usage_in_bytes")).ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
     let pages = a.obj_len / PAGE;
     let zipf = Zipf::new((a.objects * pages) as u64, 0.99);
     // 0 warm-up, 1 measuring, 2 stop.
@@ -498,6 +506,8 @@ pub fn side(a: &SideArgs) -> Result<Value> {
         "major_faults": maj,
         "compacted_objects": compacted.load(Ordering::Relaxed),
         "cgroup_peak_bytes": peak,
+        "cgroup_usage_at_start": usage_at_start,
+        "resident_bytes_at_end": s1.resident_bytes,
     }))
 }
 
@@ -883,6 +893,22 @@ pub fn run(a: &McacheArgs) -> Result<Table> {
     let name = common::pool_name("mcache");
     let zones = a.objects as u64 + 3 * a.per_map as u64 + 256;
     let pool_file = dir.join(format!("{name}.img"));
+    // Whatever way the run ends, the pool, its file and the object files go.
+    let _cleanup = Cleanup {
+        name: name.clone(),
+        pool_file: pool_file.clone(),
+        dir: dir.clone(),
+    };
+    let need = zones * a.mblock_size + a.objects as u64 * a.mblock_size;
+    let free = rustix::fs::statvfs(&dir).map(|s| s.f_bavail * s.f_frsize)?;
+    if free < need + need / 4 {
+        bail!(
+            "{} has {} MiB free; the pool file and the object files need {} MiB (and a margin)",
+            dir.display(),
+            free >> 20,
+            need >> 20
+        );
+    }
     common::prefill(&pool_file, zones * a.mblock_size)?;
     let spec = DeviceSpec {
         path: pool_file.clone(),
@@ -957,16 +983,20 @@ pub fn run(a: &McacheArgs) -> Result<Table> {
     }
     pool.close()?;
     if a.no_experiment {
-        common::forget_pool(&name, &pool_file);
-        cleanup_files(&dir);
         return Ok(t);
     }
     // The experiment: sides alternating, each in a fresh child.
     let sides = ["mcache", "noreaper", "files"];
+    if let Some(s) = a.sides.iter().find(|s| !sides.contains(&s.as_str())) {
+        bail!("unknown side {s} (mcache, noreaper, files)");
+    }
     let mut best = [0f64; 3];
     let mut results = Vec::new();
     for round in 0..a.rounds {
         for (k, side) in sides.iter().enumerate() {
+            if !a.sides.iter().any(|s| s == side) {
+                continue;
+            }
             eprintln!("round {} side {side} ...", round + 1);
             let v = run_side(a, side, &name, obj_len, u64::from(round) * 10 + k as u64)?;
             eprintln!("  {v}");
@@ -1002,8 +1032,6 @@ pub fn run(a: &McacheArgs) -> Result<Table> {
         }
     }
     t.json_rows.push(json!({"experiment": results}));
-    common::forget_pool(&name, &pool_file);
-    cleanup_files(&dir);
     let ratio = |x: f64, y: f64| {
         if y > 0.0 {
             format!("{:.2}", x / y)
@@ -1025,6 +1053,20 @@ pub fn run(a: &McacheArgs) -> Result<Table> {
         ratio(best[0], best[1])
     ));
     Ok(t)
+}
+
+/// Removes the run's pool, pool file and object files when dropped.
+struct Cleanup {
+    name: String,
+    pool_file: PathBuf,
+    dir: PathBuf,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        common::forget_pool(&self.name, &self.pool_file);
+        cleanup_files(&self.dir);
+    }
 }
 
 fn cleanup_files(dir: &Path) {
