@@ -143,12 +143,12 @@ fn handler(c: &'static Cache) {
             }
             let addr = m.address() as usize;
             match c.find(addr) {
-                Some(map) => map.fault(c, addr),
+                Some(map) => map.fault(c, addr, m.thread()),
                 None => {
                     // No live map there: nothing can serve it (a slice used
                     // after its map was dropped). SIGBUS, not a hang.
                     let page = addr & !(super::map::PAGE - 1);
-                    if let Err(e) = c.uffd.poison(page, super::map::PAGE) {
+                    if let Err(e) = c.uffd.poison_or_kill(page, super::map::PAGE, m.thread()) {
                         tracing::error!("mcache: fault at {addr:#x} outside any map: {e}");
                     }
                 }

@@ -114,7 +114,14 @@ fn reserve(size: usize) -> std::io::Result<Region> {
     if p == libc::MAP_FAILED {
         return Err(std::io::Error::last_os_error());
     }
-    Ok(Region(p as usize, size))
+    let region = Region(p as usize, size);
+    // A forked child gets no fault handling for the range: with the range
+    // not copied at all, its access is a SIGSEGV instead of zeros.
+    // SAFETY: advice on the range just mapped.
+    if unsafe { libc::madvise(p, size, libc::MADV_DONTFORK) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(region)
 }
 
 impl MapInner {
@@ -229,11 +236,12 @@ impl MapInner {
         (pages.start / win * win)..pages.end.div_ceil(win).saturating_mul(win).min(o.pages)
     }
 
-    /// Serve a missing-page fault at `addr` (a fault-handler thread).
-    pub(super) fn fault(&self, c: &Cache, addr: usize) {
+    /// Serve a missing-page fault at `addr` of thread `tid` (a
+    /// fault-handler thread).
+    pub(super) fn fault(&self, c: &Cache, addr: usize, tid: u32) {
         let page_addr = addr & !(PAGE - 1);
         let Some(i) = self.index_of(addr) else {
-            if let Err(e) = c.uffd.poison(page_addr, PAGE) {
+            if let Err(e) = c.uffd.poison_or_kill(page_addr, PAGE, tid) {
                 tracing::error!("mcache: fault at {addr:#x} between objects: {e}");
             }
             return;
@@ -270,7 +278,7 @@ impl MapInner {
                     set(&mut st.bad, p, true);
                     o.poisoned.store(true, Ordering::Release);
                     c.stats.poisoned.fetch_add(1, Ordering::Relaxed);
-                    if let Err(e) = c.uffd.poison(page_addr, PAGE) {
+                    if let Err(e) = c.uffd.poison_or_kill(page_addr, PAGE, tid) {
                         tracing::error!("mcache: poisoning {addr:#x}: {e}");
                     }
                 } else if let Err(e) = c.uffd.wake(page_addr, PAGE) {

@@ -23,6 +23,8 @@ pub enum FaultMode {
 const UFFD_API: u64 = 0xAA;
 const UFFD_USER_MODE_ONLY: libc::c_int = 1;
 const UFFDIO_REGISTER_MODE_MISSING: u64 = 1;
+/// Fault messages name the faulting thread.
+const UFFD_FEATURE_THREAD_ID: u64 = 1 << 8;
 pub(super) const UFFD_EVENT_PAGEFAULT: u8 = 0x12;
 
 const fn ioc(dir: u64, nr: u64, size: u64) -> u64 {
@@ -78,6 +80,12 @@ impl Msg {
     pub(super) const ZERO: Msg = Msg([0; 32]);
     pub(super) fn event(&self) -> u8 {
         self.0[0]
+    }
+    /// The faulting thread of a page fault (`UFFD_FEATURE_THREAD_ID`).
+    pub(super) fn thread(&self) -> u32 {
+        let mut b = [0u8; 4];
+        b.copy_from_slice(&self.0[24..28]);
+        u32::from_ne_bytes(b)
     }
     /// The faulting address of a page fault.
     pub(super) fn address(&self) -> u64 {
@@ -150,7 +158,7 @@ impl Uffd {
         };
         let mut api = Api {
             api: UFFD_API,
-            features: 0,
+            features: UFFD_FEATURE_THREAD_ID,
             ioctls: 0,
         };
         ioctl(fd.as_raw_fd(), UFFDIO_API, &mut api)?;
@@ -208,6 +216,29 @@ impl Uffd {
             updated: 0,
         };
         ioctl(self.fd.as_raw_fd(), UFFDIO_POISON, &mut p).map(|_| ())
+    }
+
+    /// Poison `start..start+len`; where the kernel cannot (before Linux
+    /// 6.6), send SIGBUS to the faulting thread `tid` instead, so that it
+    /// never goes on with bytes that failed their checksum (nor waits
+    /// forever).
+    pub(super) fn poison_or_kill(&self, start: usize, len: usize, tid: u32) -> io::Result<()> {
+        let Err(e) = self.poison(start, len) else {
+            return Ok(());
+        };
+        // SAFETY: tgkill(2) of a thread of this process; no memory passed.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_tgkill,
+                libc::getpid(),
+                tid as libc::pid_t,
+                libc::SIGBUS,
+            )
+        };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Err(e)
     }
 
     /// Block until messages arrive; how many were read into `msgs`.

@@ -6,6 +6,7 @@
 mod common;
 mod deleted_while_mapped;
 mod errors;
+mod fork;
 mod kernel_access;
 mod live_figures;
 mod poisoned;
