@@ -222,7 +222,12 @@ impl MapInner {
     /// poisoned (no lock: a guard's fast path).
     pub(super) fn all_resident(&self, i: usize, pages: std::ops::Range<usize>) -> bool {
         let o = &self.objs[i];
-        !o.poisoned.load(Ordering::Acquire) && pages.into_iter().all(|p| res_bit(&o.res, p))
+        !o.poisoned.load(Ordering::SeqCst)
+            && pages.into_iter().all(|p| {
+                o.res
+                    .get(p / 64)
+                    .is_some_and(|w| w.load(Ordering::SeqCst) & (1 << (p % 64)) != 0)
+            })
     }
 
     /// The pages a miss on `pages` of object `i` loads: the advice's
@@ -374,11 +379,7 @@ impl MapInner {
             return 0;
         }
         idx.sort_unstable();
-        let evictable = |o: &Obj| {
-            let in_use = o.pins.load(Ordering::Acquire) > 0;
-            !o.kept.load(Ordering::Relaxed)
-                && !(in_use && (!force || c.uffd.mode == FaultMode::UserOnly))
-        };
+        let may_evict_in_use = force && c.uffd.mode == FaultMode::Full;
         let mut freed = 0;
         let mut k = 0;
         while k < idx.len() {
@@ -389,11 +390,24 @@ impl MapInner {
                 let o = &self.objs[idx[k]];
                 k += 1;
                 next += 1;
-                if !evictable(o) {
+                if o.kept.load(Ordering::Relaxed) {
                     break;
                 }
                 let st = lock(&o.state);
                 if o.resident.load(Ordering::Relaxed) == 0 && st.bad.is_empty() {
+                    break;
+                }
+                // Announce the eviction (clear the resident bits), then look
+                // for users: a guard pins first, then checks the bits (both
+                // sequentially consistent), so either it sees them cleared
+                // and loads again under this lock, or this sees its pin.
+                let snap: Vec<u64> = o.res.iter().map(|w| w.swap(0, Ordering::SeqCst)).collect();
+                if (o.pins.load(Ordering::SeqCst) > 0 && !may_evict_in_use)
+                    || o.kept.load(Ordering::SeqCst)
+                {
+                    for (w, v) in o.res.iter().zip(snap) {
+                        w.fetch_or(v, Ordering::SeqCst);
+                    }
                     break;
                 }
                 run.push((o, st));

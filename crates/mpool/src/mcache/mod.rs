@@ -340,12 +340,12 @@ impl McacheMap {
         let c = cache::cache()?;
         let o = &self.inner.objs[i];
         if c.uffd.mode == FaultMode::UserOnly && !o.kept.load(Ordering::Acquire) {
-            o.pins.fetch_add(1, Ordering::AcqRel);
+            o.pins.fetch_add(1, Ordering::SeqCst);
             let r = self.inner.fill(c, i, 0..o.pages);
             if r.is_ok() {
-                o.kept.store(true, Ordering::Release);
+                o.kept.store(true, Ordering::SeqCst);
             }
-            o.pins.fetch_sub(1, Ordering::AcqRel);
+            o.pins.fetch_sub(1, Ordering::SeqCst);
             r?;
         }
         Ok(self.inner.bytes(i))
@@ -379,7 +379,8 @@ impl McacheMap {
             }
             .into());
         }
-        o.pins.fetch_add(1, Ordering::AcqRel);
+        // Pinned before residency is checked (see `MapInner::evict_many`).
+        o.pins.fetch_add(1, Ordering::SeqCst);
         o.last.store(c.tick(), Ordering::Relaxed);
         let guard = MappedRef {
             map: &self.inner,

@@ -78,6 +78,33 @@ fn exercise() -> mcache::FaultMode {
         }
     });
     assert!(map.resident_bytes() > 0);
+
+    // Guards under constant eviction: another thread evicts everything it
+    // may, over and over, while guards are taken and written with
+    // write(2). A guard's bytes stay resident while it lives (with
+    // user-mode faults a page evicted under it would be EFAULT here).
+    let devnull = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/null")
+        .unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let want = [pattern(40, LEN), pattern(41, LEN)];
+    std::thread::scope(|sc| {
+        sc.spawn(|| {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                mcache::reap(u64::MAX).unwrap();
+            }
+        });
+        for k in 0..3000usize {
+            let i = k % 2;
+            let off = (k * 4099) % (LEN - 5000);
+            let g = map.range(i, off as u64..off as u64 + 5000).unwrap();
+            write_all_raw(devnull.as_raw_fd(), &g);
+            assert_eq!(&g[..], &want[i][off..off + 5000]);
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    assert!(mcache::stats().evictions > 0);
     mode
 }
 
