@@ -5,6 +5,7 @@
 
 mod common;
 mod deleted_while_mapped;
+mod direct_reads;
 mod errors;
 mod fork;
 mod kernel_access;
