@@ -46,10 +46,11 @@ fn deleted_while_mapped_stays_readable_and_its_zone_held() {
     }
     // Still readable, pages faulted in after the delete included.
     assert_eq!(m1.slice(0).unwrap(), &pattern(10, LEN)[..]);
-    assert_eq!(m1.slice(1).unwrap(), &pattern(11, LEN)[..]);
+    assert_eq!(&*m1.get(1).unwrap(), &pattern(11, LEN)[..]);
     assert_eq!(&*m2.get(0).unwrap(), &pattern(10, LEN)[..]);
     // After an eviction too (read again from the held zone).
     assert!(m1.evict(1) > 0);
+    assert_eq!(m1.object_resident_bytes(1), 0);
     assert_eq!(m1.slice(1).unwrap(), &pattern(11, LEN)[..]);
 
     drop(m1); // b's last holder: its zone is free
