@@ -10,7 +10,9 @@
 //! (and, by the map's [`Advice`], its neighbours) from the device with
 //! O_DIRECT through the pool's verified read path, checks every byte
 //! against the mblock's per-block checksums, and installs it
-//! (`UFFDIO_COPY`). Eviction is `MADV_DONTNEED` of a whole object's
+//! (`UFFDIO_COPY`); a guard ([`McacheMap::get`], [`McacheMap::range`])
+//! does the same in the calling thread before it returns, so its bytes
+//! never fault. Eviction is `MADV_DONTNEED` of a whole object's
 //! range. So mapping a map costs three system calls (`mmap`,
 //! `madvise(MADV_DONTFORK)`, `UFFDIO_REGISTER`) and dropping it one
 //! (`munmap`) whatever its object count, 100,000 objects over 1,000 maps
