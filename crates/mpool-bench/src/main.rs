@@ -10,6 +10,7 @@ mod dev;
 mod fio;
 mod mblock;
 mod meta;
+mod mcache;
 mod mlog;
 mod report;
 mod scale;
@@ -45,6 +46,11 @@ enum Cmd {
     Meta(meta::MetaArgs),
     /// Pool::open time and memory per object with N committed mblocks.
     Scale(scale::ScaleArgs),
+    /// mcache maps and the reaper against mmap'ed files under a memory cap.
+    Mcache(mcache::McacheArgs),
+    /// (internal) One side of the mcache experiment in a fresh process.
+    #[command(hide = true)]
+    McacheSide(mcache::SideArgs),
     /// (internal) Open a pool in a fresh process and report time and memory.
     #[command(hide = true)]
     ScaleOpen(scale::OpenChildArgs),
@@ -83,6 +89,14 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::Meta(a) => {
             let r = meta::run(a)?;
             (r.text(), r.json())
+        }
+        Cmd::Mcache(a) => {
+            let r = mcache::run(a)?;
+            (r.text(), r.json())
+        }
+        Cmd::McacheSide(a) => {
+            let v = mcache::side(a)?;
+            (format!("{v}\n"), v)
         }
         Cmd::Mblock(a) => {
             let r = mblock::run(a)?;

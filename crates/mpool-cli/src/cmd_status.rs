@@ -53,6 +53,9 @@ pub struct PoolStatus {
     pub figures_updated_ms: Option<u64>,
     /// Space per media class.
     pub classes: Vec<ClassUsage>,
+    /// The holder's mcache maps of the pool (maps, objects, resident
+    /// bytes), from its live figures; null when it has none.
+    pub mcache: Option<mpool::mcache::McachePoolFigures>,
     /// Member devices.
     pub devices: Vec<DeviceStatus>,
     /// The last `mpool check` run from this run directory.
@@ -90,6 +93,7 @@ pub fn pool_status(ent: &rundir::ActiveEntry) -> PoolStatus {
         figures_from: None,
         figures_updated_ms: None,
         classes: Vec::new(),
+        mcache: None,
         devices: Vec::new(),
         last_check: Pool::last_check(&ent.uuid),
         errors: rundir::error_counts(&ent.uuid),
@@ -128,6 +132,7 @@ pub fn pool_status(ent: &rundir::ActiveEntry) -> PoolStatus {
                     st.figures_from = Some("holder".into());
                     st.figures_updated_ms = Some(f.updated_ms);
                     st.health = f.health.clone();
+                    st.mcache = f.mcache;
                 }
                 None => {
                     st.objects = props.objects.map(|_| p.object_counts());
@@ -276,6 +281,14 @@ fn print_status(s: &PoolStatus) {
         println!(
             "objects: {} mblock(s), {} mlog(s), {} MDC(s){when}",
             o.mblocks, o.mlogs, o.mdcs
+        );
+    }
+    if let Some(m) = &s.mcache {
+        println!(
+            "mcache: {} object(s) mapped in {} map(s), {} resident",
+            m.objects,
+            m.maps,
+            human(m.resident_bytes)
         );
     }
     for c in &s.classes {

@@ -303,7 +303,10 @@ impl Catalog {
         if durable {
             let c = self.inner.class(o.class())?;
             for (z, n) in o.zones(id.ty()) {
-                c.map.release(z, n)?;
+                // Held by an mcache map: released when the last hold goes.
+                if !self.inner.defer_held(o.class(), z, n) {
+                    c.map.release(z, n)?;
+                }
             }
         }
         Ok(())

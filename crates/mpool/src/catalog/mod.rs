@@ -20,6 +20,7 @@
 mod background;
 mod compaction;
 mod csum;
+mod holds;
 mod lifecycle;
 pub(crate) mod mblock;
 mod object;
@@ -30,6 +31,8 @@ mod replay;
 mod shard;
 
 pub use reader::MblockReader;
+
+pub(crate) use holds::{MapTarget, ZoneHolds};
 
 pub(crate) use csum::csum_shift_of;
 pub use csum::{Damage, DEFAULT_CSUM_CACHE_BYTES, DEFAULT_CSUM_SHIFT};

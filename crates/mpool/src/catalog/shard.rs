@@ -129,6 +129,10 @@ impl Inner {
     pub(super) fn release(&self, zones: Vec<(MediaClass, u32, u32)>) -> Result<()> {
         let mut first = Ok(());
         for (class, z, n) in zones {
+            // Held by an mcache map: released when the last hold goes.
+            if self.defer_held(class, z, n) {
+                continue;
+            }
             let r = match self.classes[class.index()].get() {
                 Some(c) => c.map.release(z, n),
                 None => Err(invariant_broken(format!(

@@ -32,6 +32,9 @@ pub struct LiveFigures {
     pub objects: ObjectCounts,
     /// Usage per class.
     pub classes: Vec<ClassUsage>,
+    /// The holder's mcache maps of the pool, when it has any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mcache: Option<crate::mcache::McachePoolFigures>,
 }
 
 /// Committed objects of each kind.
@@ -86,6 +89,7 @@ impl Pool {
             health: self.health(),
             objects: self.object_counts(),
             classes: self.usage(),
+            mcache: crate::mcache::pool_figures(self.uuid()),
         }
     }
 

@@ -646,6 +646,43 @@ impl Pool {
     }
 }
 
+/// mcache maps (see [`crate::mcache`]).
+impl Pool {
+    /// Map the committed mblocks `ids` (of any media class) into memory
+    /// with one call: one reserved address range, each object's bytes a
+    /// slice of it, read from the devices and verified on first access.
+    /// A map of no IDs is allowed. An ID that is not an mblock
+    /// ([`crate::ObjectError::WrongType`]), not committed
+    /// ([`crate::ObjectError::NotCommitted`]) or gone
+    /// ([`crate::ObjectError::NotFound`]) fails the call, as does a map
+    /// over the address-space budget ([`Error::InvalidArgument`]). The
+    /// zones of the mapped mblocks stay allocated until the map drops,
+    /// even when they are deleted meanwhile (the map still reads them).
+    /// The map holds a clone of this handle: the pool stays open while a
+    /// map lives ([`Pool::close`] of the other handles syncs and returns).
+    pub fn mcache_map(
+        &self,
+        ids: &[MblockId],
+        advice: crate::mcache::Advice,
+    ) -> Result<crate::mcache::McacheMap> {
+        let ids: Vec<ObjectId> = ids.iter().map(|id| id.object_id()).collect();
+        let (targets, holds) = self.pmd()?.mcache_pin(&ids)?;
+        crate::mcache::McacheMap::new(self.clone(), targets, holds, advice)
+    }
+
+    /// A verified read of a mapped mblock (the fault handler's), counted
+    /// like any read.
+    pub(crate) fn mcache_read(
+        &self,
+        t: &crate::catalog::MapTarget,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> Result<()> {
+        let r = self.pmd()?.mcache_read(t, offset, buf);
+        self.count(r, rundir::ErrorKind::Read)
+    }
+}
+
 impl Drop for PoolInner {
     fn drop(&mut self) {
         // The metadata first (its drop seals the logs), then the holder

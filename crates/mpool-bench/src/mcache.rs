@@ -1,0 +1,1082 @@
+//! `mpool-bench mcache`: an LSM engine's read path under a memory limit,
+//! over mcache maps and over one mmap'ed file per object, and the costs of
+//! the primitives underneath.
+//!
+//! Data: `--objects` committed mblocks (as large as a `--mblock-size`
+//! zone holds, in whole pages: 1 MiB zones give objects of 1 MiB less a
+//! page), and as many files of the same bytes, on the same filesystem.
+//! Objects are grouped into collections of `--per-map` (one mcache map, or
+//! 100 mmap'ed files, each). Per side, a fresh child process (optionally
+//! in a cgroup v1 memory cgroup capped at `--cap-pct` of the data, created
+//! and removed by the bench as root) runs `--threads` foreground threads
+//! reading 100-1000 bytes inside 4 KiB pages picked by a Zipfian
+//! distribution (theta 0.99) over (object age, page): the hot set is the
+//! newest objects; and one compaction thread that, at `--compact-mibps`,
+//! reads the oldest collection sequentially, writes its objects again as
+//! new ones (published as a new collection: the hot set moves on) and
+//! deletes the inputs. Sides:
+//!
+//! 1. `mcache`: mcache maps (advice cold: 4 KiB per miss), reaper on;
+//!    compaction with `mblock_read` (O_DIRECT) and `mblock_write` + commit.
+//! 2. `noreaper`: the same with the reaper off.
+//! 3. `files`: one file per object, `mmap` + `MADV_RANDOM`; compaction
+//!    with buffered `read` / `write` + `fdatasync`; kernel reclaim only.
+//!
+//! Each side runs `--warmup` then `--runtime` seconds, sides alternating,
+//! `--rounds` times. The last line: `mcache/files=R reaper_on/off=Q` (the
+//! best-of-rounds throughput of side 1 over side 3's, and over side 2's).
+//!
+//! Primitives (in this process, no cap): a resident read through a guard
+//! and through a plain slice (ns) against a resident read of an mmap'ed
+//! file; a miss (one 4 KiB page, us) against a major fault of an mmap'ed
+//! file (`MADV_RANDOM`, its pages dropped with `POSIX_FADV_DONTNEED`) and
+//! against fio's 4 KiB QD1 random read (psync, O_DIRECT) on the pool file;
+//! map + drop of 100 objects against open + mmap + munmap + close of 100
+//! files.
+
+use crate::common::{self, histogram, Rng};
+use crate::fio::{self, FioEngine, FioJob, Limit};
+use crate::report::{fmt_rate, fmt_us, Table};
+use anyhow::{anyhow, bail, Context, Result};
+use hdrhistogram::Histogram;
+use mpool::{mcache, Advice, CreateOptions, DeviceSpec, MblockId, MediaClass, OpenOptions, Pool};
+use serde_json::{json, Value};
+use std::collections::VecDeque;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+const PAGE: usize = 4096;
+
+/// Options of the mcache workload.
+#[derive(Debug, Clone, clap::Args)]
+pub struct McacheArgs {
+    /// Directory for the pool file and the object files (removed after).
+    #[arg(long, default_value = ".")]
+    pub dir: PathBuf,
+    /// Objects.
+    #[arg(long, default_value_t = 4096)]
+    pub objects: usize,
+    /// Mblock (zone) size; objects fill it in whole pages.
+    #[arg(long, default_value = "1M", value_parser = mpool_cli::size::parse_size)]
+    pub mblock_size: u64,
+    /// Objects per map (and per collection of files).
+    #[arg(long, default_value_t = 100)]
+    pub per_map: usize,
+    /// Foreground reader threads.
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    /// Seconds of warm-up per side.
+    #[arg(long, default_value_t = 15)]
+    pub warmup: u64,
+    /// Seconds measured per side.
+    #[arg(long, default_value_t = 20)]
+    pub runtime: u64,
+    /// Rounds (each runs every side once).
+    #[arg(long, default_value_t = 2)]
+    pub rounds: u32,
+    /// Memory cap of the side's cgroup, in percent of the data.
+    #[arg(long, default_value_t = 12.5)]
+    pub cap_pct: f64,
+    /// Run the sides without a cgroup cap.
+    #[arg(long)]
+    pub no_cap: bool,
+    /// Compaction rate (MiB/s read and written).
+    #[arg(long, default_value_t = 16)]
+    pub compact_mibps: u64,
+    /// Skip the primitive costs.
+    #[arg(long)]
+    pub no_primitives: bool,
+    /// Skip the experiment (primitives only).
+    #[arg(long)]
+    pub no_experiment: bool,
+    /// The sides to run, in order, each round.
+    #[arg(long, value_delimiter = ',', default_value = "mcache,noreaper,files")]
+    pub sides: Vec<String>,
+}
+
+/// Arguments of the hidden child subcommand (one side, one run).
+#[derive(Debug, Clone, clap::Args)]
+pub struct SideArgs {
+    #[arg(long)]
+    pub side: String,
+    #[arg(long)]
+    pub dir: PathBuf,
+    #[arg(long)]
+    pub pool: String,
+    #[arg(long)]
+    pub objects: usize,
+    #[arg(long)]
+    pub obj_len: usize,
+    #[arg(long)]
+    pub per_map: usize,
+    #[arg(long)]
+    pub threads: usize,
+    #[arg(long)]
+    pub warmup: u64,
+    #[arg(long)]
+    pub runtime: u64,
+    #[arg(long)]
+    pub compact_mibps: u64,
+    #[arg(long)]
+    pub cgroup: Option<PathBuf>,
+    #[arg(long)]
+    pub seed: u64,
+}
+
+/// Object `seq`'s bytes (any object: a checksum of a read proves nothing,
+/// the bytes are verified by the pool; the files side reads the same).
+fn content(seq: u64, len: usize) -> Vec<u8> {
+    let mut r = Rng(seq.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let mut v = Vec::with_capacity(len + 8);
+    while v.len() < len {
+        v.extend_from_slice(&r.next().to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}
+
+fn file_path(dir: &Path, seq: u64) -> PathBuf {
+    dir.join(format!("obj-{seq:08}"))
+}
+
+/// The state a side leaves for the next run of the same kind: the live
+/// objects, oldest first, and the next sequence number.
+fn ids_path(dir: &Path) -> PathBuf {
+    dir.join("mcache-ids.txt")
+}
+fn files_path(dir: &Path) -> PathBuf {
+    dir.join("mcache-files.txt")
+}
+
+fn save_list(path: &Path, items: &[String]) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, items.join("\n"))?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+fn load_list(path: &Path) -> Result<Vec<String>> {
+    Ok(std::fs::read_to_string(path)?
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect())
+}
+
+/// YCSB's Zipfian generator over `0..n` (0 the most popular).
+struct Zipf {
+    n: f64,
+    theta: f64,
+    alpha: f64,
+    zetan: f64,
+    eta: f64,
+}
+
+impl Zipf {
+    fn new(n: u64, theta: f64) -> Zipf {
+        let zeta = |k: u64| (1..=k).map(|i| 1.0 / (i as f64).powf(theta)).sum::<f64>();
+        let zetan = zeta(n);
+        let zeta2 = zeta(2);
+        Zipf {
+            n: n as f64,
+            theta,
+            alpha: 1.0 / (1.0 - theta),
+            zetan,
+            eta: (1.0 - (2.0 / n as f64).powf(1.0 - theta)) / (1.0 - zeta2 / zetan),
+        }
+    }
+    fn next(&self, r: &mut Rng) -> u64 {
+        let u = (r.next() >> 11) as f64 / (1u64 << 53) as f64;
+        let uz = u * self.zetan;
+        if uz < 1.0 {
+            return 0;
+        }
+        if uz < 1.0 + 0.5f64.powf(self.theta) {
+            return 1;
+        }
+        ((self.n * (self.eta * u - self.eta + 1.0).powf(self.alpha)) as u64).min(self.n as u64 - 1)
+    }
+}
+
+/// An mmap'ed file (MADV_RANDOM), unmapped on drop.
+struct FileMap {
+    ptr: usize,
+    len: usize,
+}
+
+impl FileMap {
+    fn open(path: &Path) -> Result<FileMap> {
+        let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let len = f.metadata()?.len() as usize;
+        // SAFETY: a new shared read-only mapping of an open file; the file
+        // is never written while mapped (objects are immutable).
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                f.as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            bail!(
+                "mmap {}: {}",
+                path.display(),
+                std::io::Error::last_os_error()
+            );
+        }
+        // SAFETY: the range just mapped.
+        unsafe { libc::madvise(p, len, libc::MADV_RANDOM) };
+        Ok(FileMap {
+            ptr: p as usize,
+            len,
+        })
+    }
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: mapped read-only for the lifetime of self.
+        unsafe { std::slice::from_raw_parts(self.ptr as *const u8, self.len) }
+    }
+}
+
+impl Drop for FileMap {
+    fn drop(&mut self) {
+        // SAFETY: the mapping made in `open`, no longer borrowed.
+        unsafe { libc::munmap(self.ptr as *mut libc::c_void, self.len) };
+    }
+}
+
+/// Drop a file's cached pages.
+fn fadvise_dontneed(path: &Path) {
+    if let Ok(f) = std::fs::File::open(path) {
+        // SAFETY: advice on an open descriptor; no memory is passed.
+        unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    }
+}
+
+/// One collection: a map of mblocks or mapped files.
+enum Coll {
+    Map {
+        map: mcache::McacheMap,
+        ids: Vec<MblockId>,
+    },
+    Files {
+        maps: Vec<FileMap>,
+        seqs: Vec<u64>,
+    },
+}
+
+impl Coll {
+    fn len(&self) -> usize {
+        match self {
+            Coll::Map { ids, .. } => ids.len(),
+            Coll::Files { seqs, .. } => seqs.len(),
+        }
+    }
+    /// Sum `len` bytes at `off` of object `i` (what a reader does).
+    fn read(&self, i: usize, off: usize, len: usize) -> Result<u64> {
+        match self {
+            Coll::Map { map, .. } => {
+                let g = map.range(i, off as u64..(off + len) as u64)?;
+                Ok(g.iter().map(|&b| u64::from(b)).sum())
+            }
+            Coll::Files { maps, .. } => Ok(maps[i].bytes()[off..off + len]
+                .iter()
+                .map(|&b| u64::from(b))
+                .sum()),
+        }
+    }
+}
+
+/// The live collections, oldest first.
+type Catalog = RwLock<VecDeque<Arc<Coll>>>;
+
+fn cgroup_join(dir: &Path) -> Result<()> {
+    std::fs::write(dir.join("cgroup.procs"), std::process::id().to_string())
+        .with_context(|| format!("joining {}", dir.display()))
+}
+
+fn rusage_majflt() -> u64 {
+    // SAFETY: getrusage fills the struct it is given.
+    let mut r: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: as above; RUSAGE_SELF of this process.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut r) };
+    r.ru_majflt as u64
+}
+
+/// The child: one side, one run. Prints one JSON line.
+pub fn side(a: &SideArgs) -> Result<Value> {
+    if let Some(cg) = &a.cgroup {
+        cgroup_join(cg)?;
+    }
+    let mcache_side = a.side != "files";
+    let pool = if mcache_side {
+        let p = Pool::open(&a.pool, &OpenOptions::default())?;
+        mcache::set_reaper(a.side == "mcache")?;
+        Some(p)
+    } else {
+        None
+    };
+    let next_seq = AtomicU64::new(0);
+    // Reconcile the list with the pool (or the directory) and build the
+    // collections.
+    let cat: Catalog = RwLock::new(VecDeque::new());
+    if let Some(pool) = &pool {
+        let listed: Vec<MblockId> = load_list(&ids_path(&a.dir))?
+            .iter()
+            .map(|s| s.parse().map_err(|e| anyhow!("{s}: {e}")))
+            .collect::<Result<_>>()?;
+        let live: std::collections::HashSet<u64> = pool
+            .objects()?
+            .iter()
+            .filter(|o| o.id.ty() == mpool::ObjType::Mblock)
+            .map(|o| o.id.raw())
+            .collect();
+        let mut ids: Vec<MblockId> = listed
+            .into_iter()
+            .filter(|id| live.contains(&id.object_id().raw()))
+            .collect();
+        // Orphans of a run that was killed: deleted.
+        let known: std::collections::HashSet<u64> =
+            ids.iter().map(|id| id.object_id().raw()).collect();
+        for raw in live.difference(&known) {
+            if let Some(id) =
+                mpool::ObjectId::from_raw(*raw).and_then(|o| MblockId::try_from(o).ok())
+            {
+                pool.mblock_delete(id)?;
+            }
+        }
+        while ids.len() < a.objects {
+            let id = pool.mblock_alloc(MediaClass::Capacity)?;
+            pool.mblock_write(id, &content(ids.len() as u64, a.obj_len))?;
+            pool.mblock_commit(id)?;
+            ids.push(id);
+        }
+        for c in ids.chunks(a.per_map) {
+            let map = pool.mcache_map(c, Advice::Cold)?;
+            cat.write()
+                .map_err(|_| anyhow!("poisoned"))?
+                .push_back(Arc::new(Coll::Map {
+                    map,
+                    ids: c.to_vec(),
+                }));
+        }
+    } else {
+        let seqs: Vec<u64> = load_list(&files_path(&a.dir))?
+            .iter()
+            .map(|s| s.parse())
+            .collect::<std::result::Result<_, _>>()?;
+        next_seq.store(seqs.iter().max().map_or(0, |m| m + 1), Ordering::Relaxed);
+        for c in seqs.chunks(a.per_map) {
+            let mut maps = Vec::new();
+            for &s in c {
+                let p = file_path(&a.dir, s);
+                fadvise_dontneed(&p);
+                maps.push(FileMap::open(&p)?);
+            }
+            cat.write()
+                .map_err(|_| anyhow!("poisoned"))?
+                .push_back(Arc::new(Coll::Files {
+                    maps,
+                    seqs: c.to_vec(),
+                }));
+        }
+    }
+    let usage_at_start = a
+        .cgroup
+        .as_ref()
+        .and_then(|d| std::fs::read_to_string(d.join("memory.usage_in_bytes")).ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let pages = a.obj_len / PAGE;
+    let zipf = Zipf::new((a.objects * pages) as u64, 0.99);
+    // 0 warm-up, 1 measuring, 2 stop.
+    let phase = AtomicU8::new(0);
+    let compacted = AtomicU64::new(0);
+    let start_stats = std::sync::Mutex::new((mcache::stats(), 0u64));
+
+    let (reads, hist, comp) =
+        std::thread::scope(|s| -> Result<(u64, Histogram<u64>, Result<()>)> {
+            let comp = s.spawn(|| compact(a, pool.as_ref(), &cat, &phase, &compacted, &next_seq));
+            let readers: Vec<_> = (0..a.threads)
+                .map(|t| {
+                    let (cat, phase, zipf) = (&cat, &phase, &zipf);
+                    s.spawn(move || -> Result<(u64, Histogram<u64>)> {
+                        let mut r = Rng(a.seed.wrapping_mul(31).wrapping_add(t as u64 + 1) | 1);
+                        let mut h = histogram();
+                        let mut n = 0u64;
+                        let mut sink = 0u64;
+                        loop {
+                            let ph = phase.load(Ordering::Relaxed);
+                            if ph == 2 {
+                                break;
+                            }
+                            let t0 = Instant::now();
+                            let rank = zipf.next(&mut r) as usize;
+                            let age = rank / pages;
+                            let page = (rank.wrapping_mul(0x9E37_79B1) >> 7) % pages;
+                            let len = 100 + (r.next() % 901) as usize;
+                            let off = page * PAGE + (r.next() as usize % (PAGE - len));
+                            let coll = {
+                                let c = cat.read().map_err(|_| anyhow!("poisoned"))?;
+                                let total: usize = c.len() * a.per_map;
+                                let age = age.min(total.saturating_sub(1));
+                                // Newest first: collection from the back.
+                                let ci = c.len() - 1 - age / a.per_map;
+                                Arc::clone(&c[ci])
+                            };
+                            let i = (age % a.per_map).min(coll.len() - 1);
+                            sink = sink.wrapping_add(coll.read(coll.len() - 1 - i, off, len)?);
+                            if ph == 1 {
+                                h.record(t0.elapsed().as_nanos() as u64)?;
+                                n += 1;
+                            }
+                        }
+                        std::hint::black_box(sink);
+                        Ok((n, h))
+                    })
+                })
+                .collect();
+            std::thread::sleep(Duration::from_secs(a.warmup));
+            *start_stats.lock().map_err(|_| anyhow!("poisoned"))? =
+                (mcache::stats(), rusage_majflt());
+            compacted.store(0, Ordering::Relaxed);
+            phase.store(1, Ordering::Relaxed);
+            std::thread::sleep(Duration::from_secs(a.runtime));
+            phase.store(2, Ordering::Relaxed);
+            let mut total = 0;
+            let mut hist = histogram();
+            for h in readers {
+                let (n, hh) = h.join().map_err(|_| anyhow!("reader panicked"))??;
+                total += n;
+                hist.add(&hh)?;
+            }
+            let comp = comp.join().map_err(|_| anyhow!("compaction panicked"))?;
+            Ok((total, hist, comp))
+        })?;
+    comp?;
+    let (s0, maj0) = *start_stats.lock().map_err(|_| anyhow!("poisoned"))?;
+    let s1 = mcache::stats();
+    let maj = rusage_majflt() - maj0;
+    let misses = if mcache_side {
+        s1.fills - s0.fills
+    } else {
+        maj
+    };
+    // Leave the state for the next run.
+    let cat = cat.into_inner().map_err(|_| anyhow!("poisoned"))?;
+    let mut ids = Vec::new();
+    let mut seqs = Vec::new();
+    for c in &cat {
+        match &**c {
+            Coll::Map { ids: i, .. } => ids.extend(i.iter().map(|id| id.to_string())),
+            Coll::Files { seqs: s, .. } => seqs.extend(s.iter().map(|s| s.to_string())),
+        }
+    }
+    if mcache_side {
+        save_list(&ids_path(&a.dir), &ids)?;
+    } else {
+        save_list(&files_path(&a.dir), &seqs)?;
+    }
+    let peak = a
+        .cgroup
+        .as_ref()
+        .and_then(|d| std::fs::read_to_string(d.join("memory.max_usage_in_bytes")).ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let secs = a.runtime as f64;
+    drop(cat);
+    if let Some(p) = pool {
+        p.close()?;
+    }
+    Ok(json!({
+        "side": a.side,
+        "reads": reads,
+        "reads_per_s": reads as f64 / secs,
+        "p50_ns": hist.value_at_quantile(0.5),
+        "p99_ns": hist.value_at_quantile(0.99),
+        "p999_ns": hist.value_at_quantile(0.999),
+        "p9999_ns": hist.value_at_quantile(0.9999),
+        "misses_per_read": misses as f64 / reads.max(1) as f64,
+        "evictions": s1.evictions - s0.evictions,
+        "evicted_bytes": s1.evicted_bytes - s0.evicted_bytes,
+        "reaper_ms": (s1.reaper_ns - s0.reaper_ns) as f64 / 1e6,
+        "major_faults": maj,
+        "compacted_objects": compacted.load(Ordering::Relaxed),
+        "cgroup_peak_bytes": peak,
+        "cgroup_usage_at_start": usage_at_start,
+        "resident_bytes_at_end": s1.resident_bytes,
+    }))
+}
+
+/// The compaction thread: the oldest collection, read sequentially at the
+/// set rate, written again as new objects (a new collection, the newest),
+/// then its inputs deleted.
+fn compact(
+    a: &SideArgs,
+    pool: Option<&Pool>,
+    cat: &Catalog,
+    phase: &AtomicU8,
+    done: &AtomicU64,
+    next_seq: &AtomicU64,
+) -> Result<()> {
+    let rate = (a.compact_mibps << 20) as f64;
+    let t0 = Instant::now();
+    let mut bytes = 0f64;
+    let mut buf = vec![0u8; a.obj_len];
+    while phase.load(Ordering::Relaxed) != 2 {
+        let oldest = {
+            let c = cat.read().map_err(|_| anyhow!("poisoned"))?;
+            Arc::clone(c.front().ok_or_else(|| anyhow!("no collections"))?)
+        };
+        let mut new_ids = Vec::new();
+        let mut new_seqs = Vec::new();
+        for i in 0..oldest.len() {
+            if phase.load(Ordering::Relaxed) == 2 {
+                break;
+            }
+            match (&*oldest, pool) {
+                (Coll::Map { ids, .. }, Some(pool)) => {
+                    pool.mblock_read(ids[i], 0, &mut buf)?;
+                    let id = pool.mblock_alloc(MediaClass::Capacity)?;
+                    pool.mblock_write(id, &buf)?;
+                    pool.mblock_commit(id)?;
+                    new_ids.push(id);
+                }
+                (Coll::Files { seqs, .. }, _) => {
+                    use std::io::{Read, Write};
+                    let mut f = std::fs::File::open(file_path(&a.dir, seqs[i]))?;
+                    f.read_exact(&mut buf)?;
+                    let s = next_seq.fetch_add(1, Ordering::Relaxed);
+                    let mut out = std::fs::File::create(file_path(&a.dir, s))?;
+                    out.write_all(&buf)?;
+                    out.sync_data()?;
+                    new_seqs.push(s);
+                }
+                _ => bail!("a map without its pool"),
+            }
+            done.fetch_add(1, Ordering::Relaxed);
+            bytes += 2.0 * a.obj_len as f64;
+            let due = Duration::from_secs_f64(bytes / rate);
+            if let Some(wait) = due.checked_sub(t0.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
+        if new_ids.len() + new_seqs.len() < oldest.len() {
+            // Stopped halfway: the outputs go, the inputs stay.
+            if let Some(pool) = pool {
+                for id in new_ids {
+                    pool.mblock_delete(id)?;
+                }
+            }
+            for s in new_seqs {
+                let _ = std::fs::remove_file(file_path(&a.dir, s));
+            }
+            break;
+        }
+        let fresh = match pool {
+            Some(pool) => Coll::Map {
+                map: pool.mcache_map(&new_ids, Advice::Cold)?,
+                ids: new_ids,
+            },
+            None => Coll::Files {
+                maps: new_seqs
+                    .iter()
+                    .map(|&s| FileMap::open(&file_path(&a.dir, s)))
+                    .collect::<Result<_>>()?,
+                seqs: new_seqs,
+            },
+        };
+        {
+            let mut c = cat.write().map_err(|_| anyhow!("poisoned"))?;
+            c.push_back(Arc::new(fresh));
+            c.pop_front();
+        }
+        // The inputs: deleted (a map still reading them holds their zones).
+        match (&*oldest, pool) {
+            (Coll::Map { ids, .. }, Some(pool)) => {
+                for &id in ids {
+                    pool.mblock_delete(id)?;
+                }
+            }
+            (Coll::Files { seqs, .. }, _) => {
+                for &s in seqs {
+                    std::fs::remove_file(file_path(&a.dir, s))?;
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Run one side in a child process; its JSON, or why it failed.
+fn run_side(a: &McacheArgs, side: &str, pool: &str, obj_len: usize, seed: u64) -> Result<Value> {
+    let cg = if a.no_cap {
+        None
+    } else {
+        let cap = ((a.objects * obj_len) as f64 * a.cap_pct / 100.0) as u64;
+        Some(Cgroup::create(cap)?)
+    };
+    let exe = std::env::current_exe()?;
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(["mcache-side", "--side", side, "--pool", pool]);
+    cmd.arg("--dir").arg(&a.dir);
+    for (k, v) in [
+        ("--objects", a.objects.to_string()),
+        ("--obj-len", obj_len.to_string()),
+        ("--per-map", a.per_map.to_string()),
+        ("--threads", a.threads.to_string()),
+        ("--warmup", a.warmup.to_string()),
+        ("--runtime", a.runtime.to_string()),
+        ("--compact-mibps", a.compact_mibps.to_string()),
+        ("--seed", seed.to_string()),
+    ] {
+        cmd.args([k, &v]);
+    }
+    if let Some(cg) = &cg {
+        cmd.arg("--cgroup").arg(&cg.0);
+    }
+    let out = cmd.output()?;
+    let oom = cg.as_ref().map_or(0, Cgroup::oom_kills);
+    drop(cg);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        use std::os::unix::process::ExitStatusExt;
+        return Ok(json!({
+            "side": side,
+            "failed": format!("{:?}{}", out.status, if oom > 0 { " (OOM-killed in its cgroup)" } else { "" }),
+            "signal": out.status.signal(),
+            "stderr": String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or(""),
+        }));
+    }
+    let line = stdout.lines().last().unwrap_or("");
+    serde_json::from_str(line).with_context(|| format!("side {side} printed {line:?}"))
+}
+
+/// A cgroup v1 memory cgroup, removed on drop.
+struct Cgroup(PathBuf);
+
+impl Cgroup {
+    fn create(limit: u64) -> Result<Cgroup> {
+        let root = Path::new("/sys/fs/cgroup/memory");
+        if !root.join("memory.limit_in_bytes").exists() {
+            bail!(
+                "no cgroup v1 memory controller at {} (use --no-cap)",
+                root.display()
+            );
+        }
+        // Under this process' own memory cgroup where it has one.
+        let own = std::fs::read_to_string("/proc/self/cgroup")?
+            .lines()
+            .find_map(|l| {
+                let mut f = l.splitn(3, ':');
+                let (_, c, p) = (f.next()?, f.next()?, f.next()?);
+                c.split(',').any(|c| c == "memory").then(|| p.to_string())
+            })
+            .unwrap_or_default();
+        let dir = root
+            .join(own.trim_start_matches('/'))
+            .join(format!("mpool-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("creating cgroup {} (root only)", dir.display()))?;
+        std::fs::write(dir.join("memory.limit_in_bytes"), limit.to_string())?;
+        Ok(Cgroup(dir))
+    }
+    fn oom_kills(&self) -> u64 {
+        std::fs::read_to_string(self.0.join("memory.oom_control"))
+            .ok()
+            .and_then(|t| {
+                t.lines()
+                    .find_map(|l| l.strip_prefix("oom_kill "))
+                    .and_then(|v| v.trim().parse().ok())
+            })
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        // Empty once the child exited; the kernel may take a moment.
+        for _ in 0..50 {
+            if std::fs::remove_dir(&self.0).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        eprintln!("could not remove cgroup {}", self.0.display());
+    }
+}
+
+/// Nanoseconds per iteration of `f` over `n` iterations.
+fn per_op(n: u64, mut f: impl FnMut(u64) -> Result<u64>) -> Result<f64> {
+    let t = Instant::now();
+    let mut sink = 0u64;
+    for i in 0..n {
+        sink = sink.wrapping_add(f(i)?);
+    }
+    std::hint::black_box(sink);
+    Ok(t.elapsed().as_nanos() as f64 / n as f64)
+}
+
+/// The primitive costs (rows of the table).
+fn primitives(
+    a: &McacheArgs,
+    pool: &Pool,
+    pool_file: &Path,
+    ids: &[MblockId],
+    seqs: &[u64],
+    obj_len: usize,
+) -> Result<Vec<(String, f64, f64, String)>> {
+    let mut rows = Vec::new();
+    let n = a.per_map.min(ids.len() / 2);
+    let pages = obj_len / PAGE;
+    // Resident reads: one collection loaded whole.
+    let map = pool.mcache_map(&ids[..n], Advice::Cold)?;
+    let files: Vec<FileMap> = seqs[..n]
+        .iter()
+        .map(|&s| FileMap::open(&file_path(&a.dir, s)))
+        .collect::<Result<_>>()?;
+    for (i, f) in files.iter().enumerate() {
+        map.load(i, 0..obj_len as u64)?;
+        std::hint::black_box(
+            f.bytes()
+                .iter()
+                .step_by(PAGE)
+                .map(|&b| b as u64)
+                .sum::<u64>(),
+        );
+    }
+    let mut r = Rng(7);
+    let mut pick = move || {
+        let v = r.next();
+        ((v % n as u64) as usize, ((v >> 20) as usize % pages) * PAGE)
+    };
+    for _ in 0..3 {
+        let guard = per_op(2_000_000, |_| {
+            let (i, off) = pick();
+            Ok(map
+                .range(i, off as u64..off as u64 + 100)?
+                .iter()
+                .map(|&b| u64::from(b))
+                .sum())
+        })?;
+        let slice = per_op(2_000_000, |_| {
+            let (i, off) = pick();
+            Ok(map.slice(i)?[off..off + 100]
+                .iter()
+                .map(|&b| u64::from(b))
+                .sum())
+        })?;
+        let file = per_op(2_000_000, |_| {
+            let (i, off) = pick();
+            Ok(files[i].bytes()[off..off + 100]
+                .iter()
+                .map(|&b| u64::from(b))
+                .sum())
+        })?;
+        rows.push((
+            "resident read 100 B: map.range guard vs file mmap (ns)".into(),
+            guard,
+            file,
+            "ns".into(),
+        ));
+        rows.push((
+            "resident read 100 B: map.slice vs file mmap (ns)".into(),
+            slice,
+            file,
+            "ns".into(),
+        ));
+    }
+    drop(map);
+    drop(files);
+    // Misses: one page of an evicted object vs a major fault of a file
+    // whose pages were dropped.
+    for _ in 0..3 {
+        let map = pool.mcache_map(&ids[..n], Advice::Cold)?;
+        let files: Vec<FileMap> = seqs[..n]
+            .iter()
+            .map(|&s| {
+                let p = file_path(&a.dir, s);
+                fadvise_dontneed(&p);
+                FileMap::open(&p)
+            })
+            .collect::<Result<_>>()?;
+        let guards = pool.mcache_map(&ids[n..2 * n], Advice::Cold)?;
+        let touches = 2000u64;
+        let mut hg = histogram();
+        let mut hm = histogram();
+        let mut hf = histogram();
+        let mut r = Rng(11);
+        for k in 0..touches {
+            let i = (k as usize) % n;
+            let off = ((r.next() as usize) % pages) * PAGE;
+            let s = map.slice(i)?;
+            let t = Instant::now();
+            // SAFETY: a byte of the slice; volatile keeps the touch.
+            std::hint::black_box(unsafe { std::ptr::read_volatile(&s[off]) });
+            hm.record(t.elapsed().as_nanos() as u64)?;
+            let fb = files[i].bytes();
+            let t = Instant::now();
+            // SAFETY: as above.
+            std::hint::black_box(unsafe { std::ptr::read_volatile(&fb[off]) });
+            hf.record(t.elapsed().as_nanos() as u64)?;
+            let t = Instant::now();
+            std::hint::black_box(guards.range(i, off as u64..off as u64 + 100)?[0]);
+            hg.record(t.elapsed().as_nanos() as u64)?;
+        }
+        rows.push((
+            "miss, 4 KiB page, median: mcache guard (load in the caller) vs file mmap major fault (us)"
+                .into(),
+            hg.value_at_quantile(0.5) as f64,
+            hf.value_at_quantile(0.5) as f64,
+            "us".into(),
+        ));
+        rows.push((
+            "miss, 4 KiB page, median: mcache fault (fault handler) vs file mmap major fault (us)"
+                .into(),
+            hm.value_at_quantile(0.5) as f64,
+            hf.value_at_quantile(0.5) as f64,
+            "us".into(),
+        ));
+    }
+    if let Ok(fio_bin) = fio::find_fio() {
+        let job = FioJob::new(
+            pool_file,
+            "randread",
+            4096,
+            1,
+            FioEngine::Psync,
+            std::fs::metadata(pool_file)?.len(),
+            Limit::Seconds(5),
+        );
+        let (_, d) = fio::run_moving(&fio_bin, &job, false)?;
+        rows.push((
+            "fio 4 KiB QD1 randread (psync, O_DIRECT) on the pool file, median (us)".into(),
+            d.p50_ns,
+            d.p50_ns,
+            "us".into(),
+        ));
+    }
+    // Map + drop of 100 objects vs open + mmap + munmap + close of 100 files.
+    for _ in 0..3 {
+        let m = per_op(2000, |_| {
+            let map = pool.mcache_map(&ids[..n], Advice::Cold)?;
+            Ok(map.len() as u64)
+        })?;
+        let f = per_op(200, |_| {
+            let v: Vec<FileMap> = seqs[..n]
+                .iter()
+                .map(|&s| FileMap::open(&file_path(&a.dir, s)))
+                .collect::<Result<_>>()?;
+            Ok(v.len() as u64)
+        })?;
+        rows.push((
+            format!("map + drop of {n} objects vs {n} files mmap + munmap (us)"),
+            m,
+            f,
+            "us".into(),
+        ));
+    }
+    Ok(rows)
+}
+
+/// The whole benchmark.
+pub fn run(a: &McacheArgs) -> Result<Table> {
+    let dir = common::scratch_env(&a.dir)?;
+    let a = &McacheArgs {
+        dir: dir.clone(),
+        ..a.clone()
+    };
+    let name = common::pool_name("mcache");
+    let zones = a.objects as u64 + 3 * a.per_map as u64 + 256;
+    let pool_file = dir.join(format!("{name}.img"));
+    // Whatever way the run ends, the pool, its file and the object files go.
+    let _cleanup = Cleanup {
+        name: name.clone(),
+        pool_file: pool_file.clone(),
+        dir: dir.clone(),
+    };
+    let need = zones * a.mblock_size + a.objects as u64 * a.mblock_size;
+    let free = rustix::fs::statvfs(&dir).map(|s| s.f_bavail * s.f_frsize)?;
+    if free < need + need / 4 {
+        bail!(
+            "{} has {} MiB free; the pool file and the object files need {} MiB (and a margin)",
+            dir.display(),
+            free >> 20,
+            need >> 20
+        );
+    }
+    common::prefill(&pool_file, zones * a.mblock_size)?;
+    let spec = DeviceSpec {
+        path: pool_file.clone(),
+        create_size: None,
+        zone_size: a.mblock_size,
+    };
+    let pool = Pool::create(&name, &spec, &CreateOptions::default())?;
+    let obj_len = (pool.mblock_capacity(MediaClass::Capacity)? as usize) / PAGE * PAGE;
+    eprintln!(
+        "writing {} objects of {obj_len} bytes, as mblocks and as files ...",
+        a.objects
+    );
+    let mut ids = Vec::new();
+    let mut seqs = Vec::new();
+    for s in 0..a.objects as u64 {
+        let data = content(s, obj_len);
+        let id = pool.mblock_alloc(MediaClass::Capacity)?;
+        pool.mblock_write(id, &data)?;
+        pool.mblock_commit(id)?;
+        ids.push(id);
+        let p = file_path(&dir, s);
+        std::fs::write(&p, &data)?;
+        std::fs::File::open(&p)?.sync_data()?;
+        fadvise_dontneed(&p);
+        seqs.push(s);
+    }
+    save_list(
+        &ids_path(&dir),
+        &ids.iter().map(|i| i.to_string()).collect::<Vec<_>>(),
+    )?;
+    save_list(
+        &files_path(&dir),
+        &seqs.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+    )?;
+
+    let mut t = Table {
+        title: format!(
+            "mcache: {} objects of {} KiB in maps of {}, {} readers, compaction {} MiB/s",
+            a.objects,
+            obj_len >> 10,
+            a.per_map,
+            a.threads,
+            a.compact_mibps
+        ),
+        context: common::context(&pool_file, fio::find_fio().ok().as_deref()),
+        header: ["case", "mpool", "reference", "unit", "mpool/ref"]
+            .map(String::from)
+            .to_vec(),
+        ..Table::default()
+    };
+    t.context
+        .push(("fault mode".into(), format!("{:?}", mcache::fault_mode()?)));
+    if !a.no_primitives {
+        for (case, m, r, unit) in primitives(a, &pool, &pool_file, &ids, &seqs, obj_len)? {
+            let f = |v: f64| {
+                if unit == "us" {
+                    fmt_us(v)
+                } else {
+                    format!("{v:.0}")
+                }
+            };
+            t.rows.push(vec![
+                case.clone(),
+                f(m),
+                f(r),
+                unit.clone(),
+                format!("{:.2}", m / r),
+            ]);
+            t.json_rows
+                .push(json!({"case": case, "mpool": m, "reference": r, "unit": unit}));
+        }
+    }
+    pool.close()?;
+    if a.no_experiment {
+        return Ok(t);
+    }
+    // The experiment: sides alternating, each in a fresh child.
+    let sides = ["mcache", "noreaper", "files"];
+    if let Some(s) = a.sides.iter().find(|s| !sides.contains(&s.as_str())) {
+        bail!("unknown side {s} (mcache, noreaper, files)");
+    }
+    let mut best = [0f64; 3];
+    let mut results = Vec::new();
+    for round in 0..a.rounds {
+        for (k, side) in sides.iter().enumerate() {
+            if !a.sides.iter().any(|s| s == side) {
+                continue;
+            }
+            eprintln!("round {} side {side} ...", round + 1);
+            let v = run_side(a, side, &name, obj_len, u64::from(round) * 10 + k as u64)?;
+            eprintln!("  {v}");
+            if let Some(r) = v["reads_per_s"].as_f64() {
+                best[k] = best[k].max(r);
+                t.rows.push(vec![
+                    format!("round {} {side}", round + 1),
+                    fmt_rate(r),
+                    format!(
+                        "p50 {} p99 {} p99.9 {} p99.99 {}",
+                        fmt_us(v["p50_ns"].as_f64().unwrap_or(0.0)),
+                        fmt_us(v["p99_ns"].as_f64().unwrap_or(0.0)),
+                        fmt_us(v["p999_ns"].as_f64().unwrap_or(0.0)),
+                        fmt_us(v["p9999_ns"].as_f64().unwrap_or(0.0)),
+                    ),
+                    format!(
+                        "misses/read {:.4} evictions {}",
+                        v["misses_per_read"].as_f64().unwrap_or(0.0),
+                        v["evictions"]
+                    ),
+                    "-".into(),
+                ]);
+            } else {
+                t.rows.push(vec![
+                    format!("round {} {side}", round + 1),
+                    "failed".into(),
+                    v["failed"].as_str().unwrap_or("").into(),
+                    v["stderr"].as_str().unwrap_or("").into(),
+                    "-".into(),
+                ]);
+            }
+            results.push(v);
+        }
+    }
+    t.json_rows.push(json!({"experiment": results}));
+    let ratio = |x: f64, y: f64| {
+        if y > 0.0 {
+            format!("{:.2}", x / y)
+        } else {
+            "inf".into()
+        }
+    };
+    t.notes.push(format!(
+        "cap: {}",
+        if a.no_cap {
+            "none".to_string()
+        } else {
+            format!("{}% of the data in a cgroup v1 memory cgroup", a.cap_pct)
+        }
+    ));
+    t.notes.push(format!(
+        "mcache/files={} reaper_on/off={}",
+        ratio(best[0], best[2]),
+        ratio(best[0], best[1])
+    ));
+    Ok(t)
+}
+
+/// Removes the run's pool, pool file and object files when dropped.
+struct Cleanup {
+    name: String,
+    pool_file: PathBuf,
+    dir: PathBuf,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        common::forget_pool(&self.name, &self.pool_file);
+        cleanup_files(&self.dir);
+    }
+}
+
+fn cleanup_files(dir: &Path) {
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_name().to_string_lossy().starts_with("obj-") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_file(ids_path(dir));
+    let _ = std::fs::remove_file(files_path(dir));
+}

@@ -1,0 +1,454 @@
+//! One map: its reserved address range, the objects laid out in it, and
+//! per object the resident pages, last access, pins and advice.
+
+use super::cache::Cache;
+use super::uffd::FaultMode;
+use super::Advice;
+use crate::catalog::{MapTarget, ZoneHolds};
+use crate::error::{Error, Result};
+use crate::lock::lock;
+use crate::pool::Pool;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Mutex, RwLock};
+
+/// The page size the cache fills and evicts by.
+pub(crate) const PAGE: usize = 4096;
+
+/// Poisoned pages of one object (a page poisoned after a failed checksum
+/// is resident as far as the kernel is concerned: an access raises
+/// SIGBUS); held while pages are filled or evicted.
+#[derive(Debug, Default)]
+pub(super) struct Pages {
+    bad: Vec<u64>,
+}
+
+fn bit(v: &[u64], p: usize) -> bool {
+    v.get(p / 64).is_some_and(|w| w & (1 << (p % 64)) != 0)
+}
+fn set(v: &mut [u64], p: usize, on: bool) {
+    if let Some(w) = v.get_mut(p / 64) {
+        if on {
+            *w |= 1 << (p % 64);
+        } else {
+            *w &= !(1 << (p % 64));
+        }
+    }
+}
+
+/// Resident pages, read without a lock, changed under the object's lock.
+fn res_bit(v: &[AtomicU64], p: usize) -> bool {
+    v.get(p / 64)
+        .is_some_and(|w| w.load(Ordering::Acquire) & (1 << (p % 64)) != 0)
+}
+fn res_set(v: &[AtomicU64], p: usize, on: bool) {
+    if let Some(w) = v.get(p / 64) {
+        if on {
+            w.fetch_or(1 << (p % 64), Ordering::Release);
+        } else {
+            w.fetch_and(!(1 << (p % 64)), Ordering::Release);
+        }
+    }
+}
+
+/// One mapped object.
+#[derive(Debug)]
+pub(super) struct Obj {
+    pub target: MapTarget,
+    /// Byte offset of its slot in the map's range.
+    pub off: usize,
+    pub pages: usize,
+    /// Resident pages (poisoned ones included).
+    pub res: Box<[AtomicU64]>,
+    /// Some page is poisoned.
+    pub poisoned: AtomicBool,
+    pub state: Mutex<Pages>,
+    pub resident: AtomicU32,
+    /// The access clock at the last access.
+    pub last: AtomicU64,
+    /// Slices in use (guards): never evicted while above zero.
+    pub pins: AtomicU32,
+    /// Loaded for a slice valid as long as the map (user-mode faults
+    /// only): never evicted.
+    pub kept: AtomicBool,
+}
+
+/// The state of a map, shared with the fault handlers and the reaper.
+#[derive(Debug)]
+pub(crate) struct MapInner {
+    pub base: usize,
+    pub size: usize,
+    pub objs: Vec<Obj>,
+    pub advice: AtomicU8,
+    pub resident: AtomicU64,
+    /// False once the map is being dropped: no page is filled after.
+    live: RwLock<bool>,
+    pool: Pool,
+    _holds: ZoneHolds,
+}
+
+/// An mmap'ed range, unmapped on drop (for a map that failed halfway).
+struct Region(usize, usize);
+impl Drop for Region {
+    fn drop(&mut self) {
+        if self.1 > 0 {
+            // SAFETY: the range was mapped by `reserve` and nothing refers
+            // to it any more.
+            unsafe { libc::munmap(self.0 as *mut libc::c_void, self.1) };
+        }
+    }
+}
+
+fn reserve(size: usize) -> std::io::Result<Region> {
+    // SAFETY: a new private anonymous mapping at an address the kernel
+    // picks; no existing memory is affected.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            size,
+            libc::PROT_READ,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(std::io::Error::last_os_error());
+    }
+    let region = Region(p as usize, size);
+    // A forked child gets no fault handling for the range: with the range
+    // not copied at all, its access is a SIGSEGV instead of zeros.
+    // SAFETY: advice on the range just mapped.
+    if unsafe { libc::madvise(p, size, libc::MADV_DONTFORK) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(region)
+}
+
+impl MapInner {
+    pub(super) fn new(
+        c: &Cache,
+        pool: Pool,
+        targets: Vec<MapTarget>,
+        holds: ZoneHolds,
+        advice: Advice,
+    ) -> Result<MapInner> {
+        let mut objs = Vec::with_capacity(targets.len());
+        let mut off = 0usize;
+        for t in targets {
+            let pages = (t.len() as usize).div_ceil(PAGE);
+            let words = pages.div_ceil(64);
+            objs.push(Obj {
+                target: t,
+                off,
+                pages,
+                res: (0..words).map(|_| AtomicU64::new(0)).collect(),
+                poisoned: AtomicBool::new(false),
+                state: Mutex::new(Pages::default()),
+                resident: AtomicU32::new(0),
+                last: AtomicU64::new(c.tick()),
+                pins: AtomicU32::new(0),
+                kept: AtomicBool::new(false),
+            });
+            off += pages * PAGE;
+        }
+        // One page at least, so that an empty map still has an address.
+        let size = off.max(PAGE);
+        let budget = c.address_budget.load(Ordering::Relaxed);
+        let before = c.stats.reserved.fetch_add(size as u64, Ordering::Relaxed);
+        if before + size as u64 > budget {
+            c.stats.reserved.fetch_sub(size as u64, Ordering::Relaxed);
+            return Err(Error::InvalidArgument(format!(
+                "an mcache map of {size} bytes would exceed the address-space budget \
+                 ({before} of {budget} bytes reserved)"
+            )));
+        }
+        let region = reserve(size)
+            .and_then(|r| c.uffd.register(r.0, r.1).map(|()| r))
+            .map_err(|e| {
+                c.stats.reserved.fetch_sub(size as u64, Ordering::Relaxed);
+                super::cache::os_err("mmap", e)
+            })?;
+        let base = region.0;
+        std::mem::forget(region);
+        c.stats
+            .objects
+            .fetch_add(objs.len() as u64, Ordering::Relaxed);
+        c.stats.maps.fetch_add(1, Ordering::Relaxed);
+        Ok(MapInner {
+            base,
+            size,
+            objs,
+            advice: AtomicU8::new(advice as u8),
+            resident: AtomicU64::new(0),
+            live: RwLock::new(true),
+            pool,
+            _holds: holds,
+        })
+    }
+
+    /// The UUID of the pool the map reads.
+    pub(super) fn pool_uuid(&self) -> uuid::Uuid {
+        self.pool.uuid()
+    }
+
+    pub(super) fn advice(&self) -> Advice {
+        Advice::from_u8(self.advice.load(Ordering::Relaxed))
+    }
+
+    /// The bytes of object `i`.
+    pub(super) fn bytes(&self, i: usize) -> &[u8] {
+        let o = &self.objs[i];
+        let len = o.target.len() as usize;
+        if len == 0 {
+            return &[];
+        }
+        // SAFETY: the slot lies inside the range mapped for this map's
+        // lifetime (which the borrow of `self` bounds), read-only; its
+        // pages read as the object's verified bytes: filled by the fault
+        // handler on first access, or loaded before this is handed out
+        // (user-mode faults); a page that failed its checksum raises SIGBUS
+        // instead of being read.
+        unsafe { std::slice::from_raw_parts((self.base + o.off) as *const u8, len) }
+    }
+
+    /// Object index of an address inside the map.
+    fn index_of(&self, addr: usize) -> Option<usize> {
+        let off = addr.checked_sub(self.base)?;
+        let i = self.objs.partition_point(|o| o.off <= off).checked_sub(1)?;
+        (off < self.objs[i].off + self.objs[i].pages * PAGE).then_some(i)
+    }
+
+    /// Whether pages `pages` of object `i` are all resident and none is
+    /// poisoned (no lock: a guard's fast path).
+    pub(super) fn all_resident(&self, i: usize, pages: std::ops::Range<usize>) -> bool {
+        let o = &self.objs[i];
+        !o.poisoned.load(Ordering::SeqCst)
+            && pages.into_iter().all(|p| {
+                o.res
+                    .get(p / 64)
+                    .is_some_and(|w| w.load(Ordering::SeqCst) & (1 << (p % 64)) != 0)
+            })
+    }
+
+    /// The pages a miss on `pages` of object `i` loads: the advice's
+    /// window around them.
+    pub(super) fn window(&self, i: usize, pages: std::ops::Range<usize>) -> std::ops::Range<usize> {
+        let o = &self.objs[i];
+        let win = match self.advice() {
+            Advice::WillNeed => o.pages.max(1),
+            a => a.window_pages(),
+        };
+        (pages.start / win * win)..pages.end.div_ceil(win).saturating_mul(win).min(o.pages)
+    }
+
+    /// Serve a missing-page fault at `addr` of thread `tid` (a
+    /// fault-handler thread).
+    pub(super) fn fault(&self, c: &Cache, addr: usize, tid: u32) {
+        let page_addr = addr & !(PAGE - 1);
+        let Some(i) = self.index_of(addr) else {
+            if let Err(e) = c.uffd.poison_or_kill(page_addr, PAGE, tid) {
+                tracing::error!("mcache: fault at {addr:#x} between objects: {e}");
+            }
+            return;
+        };
+        let o = &self.objs[i];
+        let p = (addr - self.base - o.off) / PAGE;
+        let w = self.window(i, p..p + 1);
+        let (first, last) = (w.start, w.end);
+        o.last.store(c.tick(), Ordering::Relaxed);
+        let filled = match self.fill(c, i, first..last) {
+            Ok(f) => Ok(f),
+            Err(_) if last - first > 1 => self.fill(c, i, p..p + 1),
+            Err(e) => Err(e),
+        };
+        match filled {
+            Ok(f) if f.contains(&p) => {}
+            Ok(_) => {
+                // Present already (another thread's fault filled it).
+                if let Err(e) = c.uffd.wake(page_addr, PAGE) {
+                    tracing::error!("mcache: waking at {addr:#x}: {e}");
+                }
+            }
+            Err(e) => {
+                tracing::warn!(
+                    "mcache: {} page {p}: {e}; the page is poisoned",
+                    o.target.id()
+                );
+                let mut st = lock(&o.state);
+                if !res_bit(&o.res, p) {
+                    if st.bad.is_empty() {
+                        st.bad = vec![0; o.res.len()];
+                    }
+                    res_set(&o.res, p, true);
+                    set(&mut st.bad, p, true);
+                    o.poisoned.store(true, Ordering::Release);
+                    c.stats.poisoned.fetch_add(1, Ordering::Relaxed);
+                    if let Err(e) = c.uffd.poison_or_kill(page_addr, PAGE, tid) {
+                        tracing::error!("mcache: poisoning {addr:#x}: {e}");
+                    }
+                } else if let Err(e) = c.uffd.wake(page_addr, PAGE) {
+                    tracing::error!("mcache: waking at {addr:#x}: {e}");
+                }
+            }
+        }
+    }
+
+    /// Load the missing pages of `pages` of object `i`, verified, and
+    /// install them; the pages installed. A poisoned page in the range is
+    /// read again and, when it now verifies, replaces the poison. Nothing
+    /// is installed from a read that failed.
+    pub(super) fn fill(
+        &self,
+        c: &Cache,
+        i: usize,
+        pages: std::ops::Range<usize>,
+    ) -> Result<std::ops::Range<usize>> {
+        let live = crate::lock::read(&self.live);
+        if !*live {
+            return Ok(0..0);
+        }
+        let o = &self.objs[i];
+        let mut st = lock(&o.state);
+        let missing = |st: &Pages, p: usize| !res_bit(&o.res, p) || bit(&st.bad, p);
+        let Some(a) = pages.clone().find(|&p| missing(&st, p)) else {
+            return Ok(0..0);
+        };
+        let b = pages
+            .clone()
+            .rev()
+            .find(|&p| missing(&st, p))
+            .map_or(a, |b| b)
+            + 1;
+        let len = o.target.len() as usize;
+        let from = a * PAGE;
+        let to = (b * PAGE).min(len);
+        let mut buf = vec![0u8; (b - a) * PAGE];
+        self.pool
+            .mcache_read(&o.target, from as u64, &mut buf[..to - from])?;
+        c.stats.faults.fetch_add(1, Ordering::Relaxed);
+        c.clock.fetch_add(1, Ordering::Relaxed);
+        let mut added = 0u32;
+        for p in a..b {
+            if !missing(&st, p) {
+                continue;
+            }
+            let dst = self.base + o.off + p * PAGE;
+            if bit(&st.bad, p) {
+                // SAFETY: one page of this map's range; a poisoned page
+                // holds nothing anyone can read.
+                unsafe { libc::madvise(dst as *mut libc::c_void, PAGE, libc::MADV_DONTNEED) };
+                set(&mut st.bad, p, false);
+                res_set(&o.res, p, false);
+            }
+            let src = &buf[(p - a) * PAGE..(p - a + 1) * PAGE];
+            match c.uffd.copy(dst, src) {
+                Ok(()) => {}
+                Err((e, _)) if e.raw_os_error() == Some(libc::EEXIST) => {}
+                Err((e, _)) => {
+                    tracing::error!("mcache: installing a page at {dst:#x}: {e}");
+                    continue;
+                }
+            }
+            res_set(&o.res, p, true);
+            added += 1;
+        }
+        if st.bad.iter().all(|&w| w == 0) {
+            o.poisoned.store(false, Ordering::Release);
+        }
+        o.resident.fetch_add(added, Ordering::Relaxed);
+        let bytes = u64::from(added) * PAGE as u64;
+        self.resident.fetch_add(bytes, Ordering::Relaxed);
+        c.stats.resident.fetch_add(bytes, Ordering::Relaxed);
+        c.stats.fault_bytes.fetch_add(bytes, Ordering::Relaxed);
+        Ok(a..b)
+    }
+
+    /// Drop object `i`'s resident pages unless it is in use (`force`:
+    /// even then, for a caller that knows better; never a kept object, nor
+    /// one in use with user-mode fault handling). The bytes freed.
+    pub(super) fn evict(&self, c: &Cache, i: usize, force: bool) -> u64 {
+        self.evict_many(c, &mut [i], force)
+    }
+
+    /// Evict objects `idx` (reordered) as [`MapInner::evict`] does, with
+    /// one `madvise` per run of neighbouring objects (fewer TLB
+    /// shootdowns). The bytes freed.
+    pub(super) fn evict_many(&self, c: &Cache, idx: &mut [usize], force: bool) -> u64 {
+        let live = crate::lock::read(&self.live);
+        if !*live {
+            return 0;
+        }
+        idx.sort_unstable();
+        let may_evict_in_use = force && c.uffd.mode == FaultMode::Full;
+        let mut freed = 0;
+        let mut k = 0;
+        while k < idx.len() {
+            // A run of neighbours, each locked while its pages go.
+            let mut run = Vec::new();
+            let mut next = idx[k];
+            while k < idx.len() && idx[k] == next {
+                let o = &self.objs[idx[k]];
+                k += 1;
+                next += 1;
+                if o.kept.load(Ordering::Relaxed) {
+                    break;
+                }
+                let st = lock(&o.state);
+                if o.resident.load(Ordering::Relaxed) == 0 && st.bad.is_empty() {
+                    break;
+                }
+                // Announce the eviction (clear the resident bits), then look
+                // for users: a guard pins first, then checks the bits (both
+                // sequentially consistent), so either it sees them cleared
+                // and loads again under this lock, or this sees its pin.
+                let snap: Vec<u64> = o.res.iter().map(|w| w.swap(0, Ordering::SeqCst)).collect();
+                if (o.pins.load(Ordering::SeqCst) > 0 && !may_evict_in_use)
+                    || o.kept.load(Ordering::SeqCst)
+                {
+                    for (w, v) in o.res.iter().zip(snap) {
+                        w.fetch_or(v, Ordering::SeqCst);
+                    }
+                    break;
+                }
+                run.push((o, st));
+            }
+            let (Some(first), Some(last)) = (run.first().map(|r| r.0), run.last().map(|r| r.0))
+            else {
+                continue;
+            };
+            let from = self.base + first.off;
+            let to = self.base + last.off + last.pages * PAGE;
+            // SAFETY: whole slots of objects inside this map's range; their
+            // pages are refilled with the same bytes on the next access.
+            unsafe { libc::madvise(from as *mut libc::c_void, to - from, libc::MADV_DONTNEED) };
+            for (o, mut st) in run {
+                let n = o.resident.swap(0, Ordering::Relaxed);
+                o.res.iter().for_each(|w| w.store(0, Ordering::Release));
+                st.bad = Vec::new();
+                o.poisoned.store(false, Ordering::Release);
+                let bytes = u64::from(n) * PAGE as u64;
+                self.resident.fetch_sub(bytes, Ordering::Relaxed);
+                c.stats.resident.fetch_sub(bytes, Ordering::Relaxed);
+                c.stats.evictions.fetch_add(1, Ordering::Relaxed);
+                c.stats.evicted_bytes.fetch_add(bytes, Ordering::Relaxed);
+                freed += bytes;
+            }
+        }
+        freed
+    }
+
+    /// Stop filling pages and give the range back (the map's drop).
+    pub(super) fn close(&self, c: &Cache) {
+        *crate::lock::write(&self.live) = false;
+        let bytes = self.resident.swap(0, Ordering::Relaxed);
+        c.stats.resident.fetch_sub(bytes, Ordering::Relaxed);
+        c.stats
+            .objects
+            .fetch_sub(self.objs.len() as u64, Ordering::Relaxed);
+        c.stats.maps.fetch_sub(1, Ordering::Relaxed);
+        drop(Region(self.base, self.size));
+        c.stats
+            .reserved
+            .fetch_sub(self.size as u64, Ordering::Relaxed);
+    }
+}

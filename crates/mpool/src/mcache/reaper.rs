@@ -1,0 +1,199 @@
+//! The reaper: one thread per process that advances the access clock and,
+//! under memory pressure or over the explicit budget, evicts whole
+//! objects, the coldest first.
+
+use super::cache::Cache;
+use super::map::{MapInner, PAGE};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How often the reaper looks.
+pub(super) const TICK: Duration = Duration::from_millis(20);
+
+/// Memory the process may use and uses now: its cgroup's limit and
+/// usage (v2, then v1), or the machine's total and total minus
+/// `MemAvailable`.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Pressure {
+    pub limit: u64,
+    pub used: u64,
+    /// From a cgroup (else from /proc/meminfo).
+    pub cgroup: bool,
+}
+
+fn read_u64(path: &str) -> Option<u64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// The cgroup memory limit and usage of this process, if it has a limit.
+fn cgroup() -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    for line in text.lines() {
+        let mut f = line.splitn(3, ':');
+        let (_, ctrl, path) = (f.next()?, f.next()?, f.next()?);
+        if ctrl.is_empty() {
+            for root in ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"] {
+                let max = std::fs::read_to_string(format!("{root}{path}/memory.max"));
+                if let Ok(max) = max {
+                    let Ok(limit) = max.trim().parse::<u64>() else {
+                        continue; // "max"
+                    };
+                    let used = read_u64(&format!("{root}{path}/memory.current"))?;
+                    return Some((limit, used));
+                }
+            }
+        } else if ctrl.split(',').any(|c| c == "memory") {
+            let dir = format!("/sys/fs/cgroup/memory{path}");
+            let limit = read_u64(&format!("{dir}/memory.limit_in_bytes"))?;
+            // No limit reads as a page-rounded i64::MAX.
+            if limit >= 1 << 62 {
+                continue;
+            }
+            let used = read_u64(&format!("{dir}/memory.usage_in_bytes"))?;
+            return Some((limit, used));
+        }
+    }
+    None
+}
+
+fn meminfo() -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|k| k * 1024)
+    };
+    let total = field("MemTotal:")?;
+    let avail = field("MemAvailable:")?;
+    Some((total, total.saturating_sub(avail)))
+}
+
+pub(super) fn pressure() -> Option<Pressure> {
+    if let Some((limit, used)) = cgroup() {
+        return Some(Pressure {
+            limit,
+            used,
+            cgroup: true,
+        });
+    }
+    meminfo().map(|(limit, used)| Pressure {
+        limit,
+        used,
+        cgroup: false,
+    })
+}
+
+/// Bytes to free now: above 7/8 of a cgroup's limit, down to 13/16 of it
+/// (the kernel cannot free the cache's anonymous pages without swap: at
+/// the limit it stalls, then kills); above 7/8 of the machine, down to
+/// 7/8; over the explicit budget, down to 15/16 of it.
+pub(super) fn to_free(p: Option<Pressure>, resident: u64, budget: u64) -> u64 {
+    let mut need = 0;
+    if let Some(p) = p {
+        let (high, low) = if p.cgroup {
+            (p.limit - p.limit / 8, p.limit - 3 * (p.limit / 16))
+        } else {
+            (p.limit - p.limit / 8, p.limit - p.limit / 8)
+        };
+        if p.used > high {
+            need = p.used - low;
+        }
+    }
+    if budget > 0 && resident > budget {
+        need = need.max(resident - (budget - budget / 16));
+    }
+    need.min(resident)
+}
+
+/// The reaper thread.
+pub(super) fn run(c: &'static Cache) {
+    loop {
+        std::thread::sleep(TICK);
+        c.clock.fetch_add(1, Ordering::Relaxed);
+        if !c.reaper_on.load(Ordering::Relaxed) {
+            continue;
+        }
+        let resident = c.stats.resident.load(Ordering::Relaxed);
+        if resident == 0 {
+            continue;
+        }
+        let need = to_free(pressure(), resident, c.budget.load(Ordering::Relaxed));
+        if need > 0 {
+            let t = Instant::now();
+            reap(c, need);
+            c.stats.reaper_runs.fetch_add(1, Ordering::Relaxed);
+            c.stats
+                .reaper_ns
+                .fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Evict whole objects, coldest first, until `need` bytes are freed: the
+/// score is the time since the last access divided by the advice's TTL
+/// scale (a hot object stays four times as long as a cold one). Objects
+/// in use are skipped.
+pub(super) fn reap(c: &Cache, need: u64) -> u64 {
+    let now = c.tick();
+    let maps: Vec<Arc<MapInner>> = crate::lock::read(&c.maps).values().cloned().collect();
+    let mut cand: Vec<(u64, usize, usize)> = Vec::new();
+    for (m, map) in maps.iter().enumerate() {
+        let scale = map.advice().ttl_scale();
+        for (i, o) in map.objs.iter().enumerate() {
+            if o.resident.load(Ordering::Relaxed) == 0
+                || o.pins.load(Ordering::Relaxed) > 0
+                || o.kept.load(Ordering::Relaxed)
+            {
+                continue;
+            }
+            let idle = now.saturating_sub(o.last.load(Ordering::Relaxed));
+            cand.push(((idle + 1) * 1024 / scale, m, i));
+        }
+    }
+    cand.sort_unstable_by_key(|c| std::cmp::Reverse(c.0));
+    // The coldest objects that free enough, then evicted map by map.
+    let mut chosen: Vec<Vec<usize>> = vec![Vec::new(); maps.len()];
+    let mut planned = 0;
+    for (_, m, i) in cand {
+        if planned >= need {
+            break;
+        }
+        planned += u64::from(maps[m].objs[i].resident.load(Ordering::Relaxed)) * PAGE as u64;
+        chosen[m].push(i);
+    }
+    let mut freed = 0;
+    for (map, mut idx) in maps.iter().zip(chosen) {
+        if !idx.is_empty() {
+            freed += map.evict_many(c, &mut idx, false);
+        }
+    }
+    freed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budget_and_pressure() {
+        assert_eq!(to_free(None, 100, 0), 0);
+        assert_eq!(to_free(None, 100, 200), 0);
+        assert_eq!(to_free(None, 1600, 1600), 0);
+        assert_eq!(to_free(None, 1700, 1600), 200);
+        let p = Pressure {
+            limit: 3200,
+            used: 3100,
+            cgroup: true,
+        };
+        // Over 2800 (7/8): down to 2600 (13/16).
+        assert_eq!(to_free(Some(p), 600, 0), 500);
+        assert_eq!(to_free(Some(p), 100, 0), 100);
+        let q = Pressure { cgroup: false, ..p };
+        // Over 2800 (7/8): down to it.
+        assert_eq!(to_free(Some(q), 500, 0), 300);
+        let low = Pressure { used: 2750, ..p };
+        assert_eq!(to_free(Some(low), 500, 0), 0);
+    }
+}
