@@ -182,6 +182,7 @@ pub mod mcache;
 mod objid;
 mod pool;
 mod space_map;
+pub mod stream;
 internals! {
     dev;
     format;
@@ -211,4 +212,7 @@ pub use pool::{AlignedRead, MblockRead, MblockReader, ObjectProps};
 pub use pool::{CheckRecord, LiveFigures, ObjectCounts};
 pub use pool::{CreateOptions, DeviceSpec, OpenOptions, Pool, DEFAULT_ZONE_SIZE};
 pub use space_map::SpaceMapError;
+pub use stream::{
+    Durability, Follower, Stream, StreamError, StreamIter, StreamOptions, StreamStat, TrimReport,
+};
 pub use superblock::Signature;
