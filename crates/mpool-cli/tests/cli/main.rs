@@ -39,6 +39,7 @@ mod shrunk_member;
 mod signatures;
 mod sizes;
 mod status_output;
+mod stream;
 mod torture;
 mod trust;
 mod upgrade;
