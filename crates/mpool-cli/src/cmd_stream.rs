@@ -341,7 +341,8 @@ pub fn stream(cmd: StreamCmd) -> Result<ExitCode> {
             // Durable before a word is printed.
             s.sync()
                 .with_context(|| format!("syncing stream '{name}'"))?;
-            drop(s);
+            s.close()
+                .with_context(|| format!("closing stream '{name}'"))?;
             p.close()?;
             if json {
                 print_json(&serde_json::json!({ "stream": name, "offsets": offsets }))?;
@@ -389,7 +390,16 @@ pub fn stream(cmd: StreamCmd) -> Result<ExitCode> {
             let mut left = count.unwrap_or(u64::MAX);
             while left > 0 {
                 {
-                    let p = open_reading(&pool)?;
+                    // Without the pool's lock: appenders in other
+                    // processes go on while this one polls.
+                    let p = Pool::open(
+                        &pool,
+                        &OpenOptions {
+                            inspect: true,
+                            ..Default::default()
+                        },
+                    )
+                    .with_context(|| format!("reading pool '{pool}'"))?;
                     let s = p.stream_open(&name)?;
                     let from = *next.get_or_insert_with(|| s.next_offset());
                     let mut out = std::io::stdout().lock();
@@ -449,7 +459,7 @@ pub fn stream(cmd: StreamCmd) -> Result<ExitCode> {
             if let Some(a) = max_age {
                 add(s.trim_older_than(Duration::from_secs(a))?);
             }
-            drop(s);
+            s.close()?;
             p.close()?;
             if json {
                 print_json(&rep)?;

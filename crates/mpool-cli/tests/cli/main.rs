@@ -40,6 +40,7 @@ mod signatures;
 mod sizes;
 mod status_output;
 mod stream;
+mod stream_torture;
 mod torture;
 mod trust;
 mod upgrade;

@@ -396,6 +396,11 @@ impl Catalog {
         Ok(())
     }
 
+    /// The catalog MDC.
+    pub fn mdc_id(&self) -> Option<MdcId> {
+        self.mdc.as_ref().map(|m| m.0)
+    }
+
     /// A new stream number.
     pub fn next_no(&self) -> u64 {
         lock(&self.st).next_no

@@ -233,6 +233,8 @@ pub struct StreamInner {
     loaded: Mutex<VecDeque<Arc<Seg>>>,
     /// The background thread.
     bg: std::sync::OnceLock<std::thread::Thread>,
+    /// Its handle, for [`Stream::close`].
+    join: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// One seal at a time (the background thread, [`Stream::wait_sealed`]).
     seal_lock: Mutex<()>,
 }
@@ -311,6 +313,7 @@ impl Pool {
                 .spawn(move || background(w))
                 .map_err(|e| Error::Internal(format!("starting a stream thread: {e}")))?;
             let _ = inner.bg.set(h.thread().clone());
+            *lock(&inner.join) = Some(h);
         }
         Ok(Stream { inner })
     }
@@ -337,6 +340,26 @@ impl Pool {
             cat.drop_object(id);
         }
         Ok(())
+    }
+
+    /// The stream catalog's MDC, once the pool has one (the first
+    /// [`Pool::stream_create`] makes it).
+    pub fn stream_catalog(&self) -> Result<Option<crate::MdcId>> {
+        Ok(Catalog::get(self, false)?.mdc_id())
+    }
+
+    /// Every object the catalog lists for stream `name` (sealed segments,
+    /// tails, spare tail, segments being written), without opening it.
+    pub fn stream_objects(&self, name: &str) -> Result<Vec<ObjectId>> {
+        let cat = Catalog::get(self, false)?;
+        let m = cat
+            .meta(name)
+            .ok_or_else(|| StreamError::NotFound(name.to_string()))?;
+        let mut v: Vec<u64> = m.sealed.iter().map(|s| s.mblock).collect();
+        v.extend(m.tails.iter().map(|t| t.0));
+        v.extend(m.spare);
+        v.extend(m.pending.iter().map(|p| p.0));
+        Ok(v.into_iter().filter_map(ObjectId::from_raw).collect())
     }
 
     /// The names of the pool's streams, sorted.
@@ -506,6 +529,7 @@ impl StreamInner {
             sealed: RwLock::new(sealed),
             loaded: Mutex::new(VecDeque::new()),
             bg: std::sync::OnceLock::new(),
+            join: Mutex::new(None),
             seal_lock: Mutex::new(()),
         });
         if !pool.is_read_only() {
@@ -1124,6 +1148,32 @@ impl Stream {
         &self.inner.name
     }
 
+    /// Make every record durable, stop the stream's background thread
+    /// (waiting for a seal in progress), seal the tails already rolled
+    /// (not the active one) and drop this handle. Other
+    /// handles of the stream keep working, without background work
+    /// (group flushes then happen at their [`Stream::sync`] calls).
+    /// Dropping the last handle without `close` flushes too, but lets a
+    /// background step in progress finish on its own.
+    pub fn close(self) -> Result<()> {
+        let r = self.inner.sync();
+        lock(&self.inner.st).stop = true;
+        self.inner.wake();
+        let h = lock(&self.inner.join).take();
+        if let Some(h) = h {
+            if h.thread().id() != std::thread::current().id() && h.join().is_err() {
+                return Err(Error::Internal(
+                    "a stream's background thread panicked".into(),
+                ));
+            }
+        }
+        r?;
+        if !self.inner.pool.is_read_only() {
+            while self.inner.seal_one()? {}
+        }
+        Ok(())
+    }
+
     /// Append one record, durable on return; its offset.
     pub fn append(&self, record: &[u8]) -> Result<u64> {
         Ok(self.inner.append_batch(&[record], Durability::Sync)?.start)
@@ -1215,6 +1265,21 @@ impl Stream {
             max_age_ms: i.max_age.map_or(0, |d| d.as_millis() as u64),
             created_ms: i.created_ms,
         }
+    }
+
+    /// Every object the stream holds: its sealed segments (mblocks), its
+    /// tails and its spare tail (mlogs).
+    pub fn objects(&self) -> Vec<ObjectId> {
+        let i = &self.inner;
+        let mut v: Vec<u64> = crate::lock::read(&i.sealed)
+            .iter()
+            .map(|s| s.meta.mblock)
+            .collect();
+        let g = lock(&i.st);
+        v.extend(g.mem.iter().map(|m| m.mlog));
+        v.extend(g.spare);
+        v.extend(g.deletes.iter().copied());
+        v.into_iter().filter_map(ObjectId::from_raw).collect()
     }
 
     /// Seal the tail now (a new tail takes the appends; the background

@@ -4,6 +4,7 @@
 mod basics;
 mod common;
 mod corrupt;
+mod crash_sweep;
 mod follow;
 mod recovery;
 mod seal;
