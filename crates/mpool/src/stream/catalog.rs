@@ -263,10 +263,8 @@ impl Catalog {
                         }
                     }
                 }
-                None if !create => {
-                    if Arc::ptr_eq(&c.pool.root_mdc()?, &pool.root_mdc()?) {
-                        return Ok(c);
-                    }
+                None if !create && Arc::ptr_eq(&c.pool.root_mdc()?, &pool.root_mdc()?) => {
+                    return Ok(c);
                 }
                 None => {}
             }

@@ -344,9 +344,13 @@ pub fn encode_batch(first: u64, recs: &[&[u8]]) -> Vec<u8> {
     v
 }
 
+/// A decoded tail batch: first offset, the frames' bytes, each record's
+/// payload range in them.
+pub type Batch<'a> = (u64, &'a [u8], Vec<std::ops::Range<usize>>);
+
 /// Decode a tail batch record: (first offset, frames, payload ranges of
 /// the frames within the frames' bytes).
-pub fn decode_batch(b: &[u8]) -> Result<(u64, &[u8], Vec<std::ops::Range<usize>>), String> {
+pub fn decode_batch(b: &[u8]) -> Result<Batch<'_>, String> {
     if b.len() < BATCH_HDR {
         return Err(format!("tail batch record of {} bytes", b.len()));
     }

@@ -63,7 +63,7 @@ impl Default for StreamTortureConfig {
 /// depend on it.
 fn record(seed: u64, tag: u64) -> Vec<u8> {
     let h = mix(seed ^ tag);
-    let len = if h % 16 == 0 {
+    let len = if h.is_multiple_of(16) {
         2000 + (h >> 8) % 5000
     } else {
         1 + (h >> 8) % 300
@@ -377,7 +377,7 @@ pub fn run_stream(cfg: &StreamTortureConfig, progress: &mut dyn FnMut(u64, u64))
     let mut w = 0u64;
     while done < cfg.crash_points {
         let iseed = mix(cfg.seed ^ w.wrapping_mul(0x1000_0001));
-        let sector = if w % 2 == 0 { 4096 } else { 512 };
+        let sector = if w.is_multiple_of(2) { 4096 } else { 512 };
         w += 1;
         let viol = |what: String, point: Option<u64>, mode: String| Violation {
             seed: iseed,
