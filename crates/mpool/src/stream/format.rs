@@ -302,6 +302,11 @@ impl CatRecord {
     }
 }
 
+/// The CRC-32C (Castagnoli) a record frame carries.
+pub fn record_crc(rec: &[u8]) -> u32 {
+    crc32c::crc32c(rec)
+}
+
 /// Append the frame of `rec` (length, CRC-32C, bytes) to `out`.
 pub fn put_frame(out: &mut Vec<u8>, rec: &[u8]) {
     out.extend_from_slice(&(rec.len() as u32).to_le_bytes());
@@ -330,6 +335,22 @@ pub fn frame_at(data: &[u8], pos: usize) -> Result<std::ops::Range<usize>, Strin
         return Err(format!("record checksum mismatch at byte {pos}"));
     }
     Ok(start..end)
+}
+
+/// The position after the frame at `pos` (its length checked against the
+/// bytes, not its CRC).
+pub fn skip_frame(data: &[u8], pos: usize) -> Result<usize, String> {
+    if pos + FRAME_HDR > data.len() {
+        return Err(format!(
+            "frame header at byte {pos} past the end ({})",
+            data.len()
+        ));
+    }
+    let len = u32_at(data, pos) as usize;
+    (pos + FRAME_HDR)
+        .checked_add(len)
+        .filter(|&e| e <= data.len())
+        .ok_or_else(|| format!("record of {len} bytes at byte {pos} runs past the end"))
 }
 
 /// A tail batch record: first offset, count, then the frames.

@@ -8,4 +8,5 @@ mod crash_sweep;
 mod follow;
 mod recovery;
 mod seal;
+mod space;
 mod trim;
