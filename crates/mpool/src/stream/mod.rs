@@ -75,6 +75,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Segments a stream keeps in memory when it cannot map them.
 pub const FALLBACK_SEGMENTS: usize = 16;
+/// Tails rolled and not yet sealed before a roll waits for a seal.
+pub const MAX_ROLLED: usize = 3;
 /// Default group flush interval.
 pub const DEFAULT_GROUP_FLUSH: Duration = Duration::from_millis(2);
 
@@ -195,6 +197,8 @@ struct Tail {
     failed: Option<String>,
     /// Logs to delete (busy when last tried).
     deletes: Vec<u64>,
+    /// The last seal failed: appends do not wait for seals.
+    seal_failed: bool,
     stop: bool,
 }
 
@@ -523,6 +527,7 @@ impl StreamInner {
                 spare,
                 failed: None,
                 deletes: Vec::new(),
+                seal_failed: false,
                 stop: false,
             }),
             cv: Condvar::new(),
@@ -609,6 +614,25 @@ impl StreamInner {
         Ok(())
     }
 
+    /// `roll` with back-pressure: while the background
+    /// thread is `MAX_ROLLED` tails behind, wait for a seal (the tail's
+    /// class would fill otherwise).
+    fn roll_waiting<'a>(
+        &'a self,
+        mut g: std::sync::MutexGuard<'a, Tail>,
+    ) -> Result<std::sync::MutexGuard<'a, Tail>> {
+        while g.mem.len() > MAX_ROLLED && g.failed.is_none() && !g.stop && !g.seal_failed {
+            self.wake();
+            g = self
+                .cv
+                .wait_timeout(g, Duration::from_millis(10))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+        self.roll(&mut g)?;
+        Ok(g)
+    }
+
     /// Wake the background thread.
     fn wake(&self) {
         if let Some(t) = self.bg.get() {
@@ -647,7 +671,7 @@ impl StreamInner {
                 .is_some_and(|m| !m.pos.is_empty() && m.data.len() as u64 + bytes > self.seg_limit)
         };
         if full(&g) || g.active.is_none() {
-            self.roll(&mut g)?;
+            g = self.roll_waiting(g)?;
         }
         let first = g.next;
         let rec = format::encode_batch(first, recs);
@@ -660,7 +684,7 @@ impl StreamInner {
                 Ok(_) => break log,
                 Err(MlogError::LogFull { .. }) if tries == 0 => {
                     tries += 1;
-                    self.roll(&mut g)?;
+                    g = self.roll_waiting(g)?;
                 }
                 Err(e) => {
                     g.failed = Some(e.to_string());
@@ -673,10 +697,13 @@ impl StreamInner {
             return Err(Error::Internal("stream without a tail".into()));
         };
         let data = Arc::make_mut(&mut m.data);
+        // The frames as the batch holds them (their CRCs computed once).
+        let mut at = data.len();
         for r in recs {
-            m.pos.push(data.len() as u32);
-            format::put_frame(data, r);
+            m.pos.push(at as u32);
+            at += FRAME_HDR + r.len();
         }
+        data.extend_from_slice(&rec[format::BATCH_HDR..]);
         if m.started.is_none() {
             m.started = Some(Instant::now());
         }
@@ -872,6 +899,7 @@ impl StreamInner {
             if g.mem.front().is_some_and(|m| m.mlog == mlog) {
                 g.mem.pop_front();
             }
+            self.cv.notify_all();
             return Ok(true);
         }
         let mut index: Vec<IndexEntry> = Vec::new();
@@ -946,6 +974,7 @@ impl StreamInner {
             g.mem.pop_front();
         }
         g.deletes.push(mlog);
+        self.cv.notify_all();
         Ok(true)
     }
 
@@ -998,10 +1027,16 @@ fn read_footer(
     }
     // One read of the segment's last bytes holds the whole footer of a
     // segment of up to 32 MiB (8 bytes of index per 4 KiB of records).
-    let guess = len.min(68 << 10);
+    // (When that read fails, records in front of the footer may be
+    // damaged: the trailer alone, then the footer alone.)
+    let mut guess = len.min(68 << 10);
     let mut last = vec![0u8; guess as usize];
-    pool.mblock_read(id, len - guess, &mut last)
-        .map_err(|e| format!("segment {id}: {e}"))?;
+    if pool.mblock_read(id, len - guess, &mut last).is_err() {
+        guess = TRAILER_LEN as u64;
+        last = vec![0u8; TRAILER_LEN];
+        pool.mblock_read(id, len - guess, &mut last)
+            .map_err(|e| format!("segment {id}: {e}"))?;
+    }
     let t = format::decode_trailer(&last[last.len() - TRAILER_LEN..])
         .map_err(|e| format!("segment {id}: {e}"))?;
     let flen = u64::from(t.entries) * 8 + TRAILER_LEN as u64;
@@ -1080,10 +1115,15 @@ fn background(w: Weak<StreamInner>) {
         }
         loop {
             match s.seal_one() {
-                Ok(true) => continue,
+                Ok(true) => {
+                    lock(&s.st).seal_failed = false;
+                    continue;
+                }
                 Ok(false) => break,
                 Err(e) => {
                     tracing::warn!("stream {}: sealing: {e}", s.name);
+                    lock(&s.st).seal_failed = true;
+                    s.cv.notify_all();
                     errs = true;
                     break;
                 }

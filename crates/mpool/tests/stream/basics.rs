@@ -107,6 +107,30 @@ fn records_of_one_mib_and_too_large_batches() {
 }
 
 #[test]
+fn records_of_more_than_one_mib_with_larger_zones() {
+    use mpool::dev::{DeviceRef, MemDevice};
+    let zone = 4u64 << 20;
+    let d: DeviceRef = std::sync::Arc::new(MemDevice::new(24 * zone, 4096));
+    mpool::Pool::format_on("big", &[(d.clone(), MediaClass::Capacity, zone)], "").unwrap();
+    let pool = mpool::Pool::open_on(vec![d], false).unwrap();
+    pool.stream_create("big", &StreamOptions::default())
+        .unwrap();
+    let s = pool.stream_open("big").unwrap();
+    let big: Vec<u8> = (0..(1 << 20) + 4096).map(|i| (i % 251) as u8).collect();
+    for i in 0..6 {
+        assert_eq!(s.append(&big).unwrap(), 2 * i);
+        assert_eq!(s.append(b"x").unwrap(), 2 * i + 1);
+    }
+    s.roll().unwrap();
+    s.wait_sealed().unwrap();
+    assert!(!s.stat().segments.is_empty());
+    for i in 0..6 {
+        assert_eq!(s.read(2 * i).unwrap(), big);
+        assert_eq!(s.read(2 * i + 1).unwrap(), b"x");
+    }
+}
+
+#[test]
 fn producers_on_many_threads_share_flushes_and_offsets_stay_dense() {
     let pool = mem_pool(64, false);
     pool.stream_create("mt", &small(128 << 10)).unwrap();
