@@ -55,3 +55,36 @@ fn a_flipped_byte_in_a_sealed_segment_is_a_typed_error() {
         "{e}"
     );
 }
+
+#[test]
+fn a_flipped_byte_in_the_tail_is_a_typed_error_at_open() {
+    let (dev, pool) = fault_pool(64);
+    pool.stream_create("t", &small(256 << 10)).unwrap();
+    let s = pool.stream_open("t").unwrap();
+    let marker = b"TAIL-MARKER-RECORD-0123456789".to_vec();
+    for i in 0..50u64 {
+        let r = if i == 20 {
+            marker.clone()
+        } else {
+            record(i, 40)
+        };
+        // Sync appends: each in a flush of its own, so later records prove
+        // the damaged one was durable (the mlog's bit-rot rule).
+        s.append(&r).unwrap();
+    }
+    drop(s);
+    pool.close().unwrap();
+    let img = dev.live_image();
+    let p = img
+        .windows(marker.len())
+        .position(|w| w == marker)
+        .expect("the marker is on the device");
+    dev.flip_bit((p + 5) as u64, 2);
+    let pool = reopen(&dev);
+    match pool.stream_open("t") {
+        Err(Error::Stream(StreamError::Corrupt { stream, offset, .. })) => {
+            assert_eq!((stream.as_str(), offset), ("t", 20));
+        }
+        other => panic!("expected a corrupt record error, got {other:?}"),
+    }
+}
