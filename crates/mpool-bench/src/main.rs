@@ -14,6 +14,7 @@ mod mcache;
 mod mlog;
 mod report;
 mod scale;
+mod stream;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -48,6 +49,8 @@ enum Cmd {
     Scale(scale::ScaleArgs),
     /// mcache maps and the reaper against mmap'ed files under a memory cap.
     Mcache(mcache::McacheArgs),
+    /// Event streams against Kafka-style segment files (and fio on tmpfs).
+    Stream(stream::StreamArgs),
     /// (internal) One side of the mcache experiment in a fresh process.
     #[command(hide = true)]
     McacheSide(mcache::SideArgs),
@@ -92,6 +95,10 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Mcache(a) => {
             let r = mcache::run(a)?;
+            (r.text(), r.json())
+        }
+        Cmd::Stream(a) => {
+            let r = stream::run(a)?;
             (r.text(), r.json())
         }
         Cmd::McacheSide(a) => {

@@ -3,6 +3,7 @@
 mod cmd_obj;
 mod cmd_pool;
 mod cmd_status;
+mod cmd_stream;
 mod demo;
 mod fmt;
 mod output;
@@ -153,6 +154,9 @@ enum Cmd {
     /// User mlogs (and MDCs): record logs.
     #[command(subcommand)]
     Mlog(cmd_obj::MlogCmd),
+    /// Event streams: append-only record logs with offsets, sealed segments, retention.
+    #[command(subcommand)]
+    Stream(cmd_stream::StreamCmd),
     /// Verify every committed mblock against its recorded checksum, every log record, the superblocks.
     /// Read-only: writes nothing to the pool unless --repair is given.
     Check {
@@ -223,6 +227,7 @@ fn main() -> ExitCode {
         Cmd::Set { pool, assignments } => cmd_pool::set(&pool, &assignments),
         Cmd::Mblock(c) => cmd_obj::mblock(c),
         Cmd::Mlog(c) => cmd_obj::mlog(c),
+        Cmd::Stream(c) => cmd_stream::stream(c),
         Cmd::Check { pool, json, repair } => cmd_obj::check(&pool, json, repair),
         Cmd::Demo(a) => demo::run(a),
         Cmd::Torture(c) => torture::run(c),

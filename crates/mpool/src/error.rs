@@ -38,6 +38,9 @@ pub enum Error {
     /// A device, or the space on it.
     #[error(transparent)]
     Storage(#[from] StorageError),
+    /// An event stream (see [`crate::Stream`]).
+    #[error(transparent)]
+    Stream(#[from] crate::stream::StreamError),
     /// A bad argument (size, property value, option combination).
     #[error("{0}")]
     InvalidArgument(String),

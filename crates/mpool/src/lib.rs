@@ -108,6 +108,16 @@
 //! ([`Pool::mdc_alloc`], [`Pool::mdc_open`], [`Mdc`]), with compaction
 //! (`cstart`/`cend`); [`Pool::root_mdc`] is the pool's own.
 //!
+//! **Event streams.** [`Pool::stream_create`], [`Pool::stream_open`] gives a
+//! [`Stream`]: `append` (durable on return; threads share flushes),
+//! `append_with(.., Durability::Group)`, `append_batch`, dense 64-bit
+//! offsets from 0; `read(offset)`, `iter(from)`, `follow(from)` (waits for
+//! new records); the tail is an mlog (on the staging class when there is
+//! one), full tails are sealed in the background into committed mblocks
+//! read through mcache maps; `trim_before`, `trim_to_size`,
+//! `trim_older_than`; [`Pool::stream_delete`], [`Pool::streams`]. See
+//! [`stream`].
+//!
 //! **Errors.** Every call returns [`Result`]; [`Error`] holds one family per
 //! kind of operation: [`PoolError`] (finding, creating, opening pools),
 //! [`ObjectError`] (an object: not found, wrong type, not committed, out of
@@ -183,6 +193,7 @@ pub mod mcache;
 mod objid;
 mod pool;
 mod space_map;
+pub mod stream;
 internals! {
     dev;
     format;
@@ -212,4 +223,7 @@ pub use pool::{AlignedRead, MblockRead, MblockReader, ObjectProps};
 pub use pool::{CheckRecord, LiveFigures, ObjectCounts};
 pub use pool::{CreateOptions, DeviceSpec, OpenOptions, Pool, DEFAULT_ZONE_SIZE};
 pub use space_map::SpaceMapError;
+pub use stream::{
+    Durability, Follower, Stream, StreamError, StreamIter, StreamOptions, StreamStat, TrimReport,
+};
 pub use superblock::Signature;

@@ -39,6 +39,8 @@ mod shrunk_member;
 mod signatures;
 mod sizes;
 mod status_output;
+mod stream;
+mod stream_torture;
 mod torture;
 mod trust;
 mod upgrade;

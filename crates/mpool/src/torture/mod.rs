@@ -10,11 +10,13 @@
 pub mod flips;
 pub mod mlog;
 pub mod pool;
+pub mod stream;
 pub mod upgrade;
 
 pub use self::flips::{run_flips, FlipReport, FlipTortureConfig};
 pub use self::mlog::{run_mlog, MlogTortureConfig};
 pub use self::pool::{run_pool, PoolTortureConfig};
+pub use self::stream::{run_stream, StreamTortureConfig};
 pub use self::upgrade::{run_upgrade, UpgradeTortureConfig};
 
 use std::fmt;
