@@ -1,0 +1,6 @@
+//! The object-store backend's tests: one binary, one behaviour per module.
+
+mod common;
+mod conformance;
+mod crash_sweep;
+mod semantics;
