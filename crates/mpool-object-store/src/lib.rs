@@ -44,6 +44,8 @@ mod catalog;
 mod data;
 mod multipart;
 pub mod record;
+#[cfg(feature = "internals")]
+pub mod torture;
 
 pub use catalog::{e_tag, store_names, Entry, StoreError};
 
@@ -351,6 +353,44 @@ impl MpoolStore {
             Ok(e) => Ok(e.e_tag()),
             Err(r) => Err(refusal(path, r)),
         }
+    }
+
+    /// Blocking multipart upload: each part written into mblocks of its
+    /// own, then, with `complete`, made the object at `path` by one
+    /// catalog record (as [`MultipartUpload::complete`] does), or else
+    /// aborted (as [`MultipartUpload::abort`]). Returns the e_tag when
+    /// completed.
+    pub fn multipart_blocking(
+        &self,
+        path: &str,
+        parts: &[&[u8]],
+        complete: bool,
+    ) -> object_store::Result<Option<String>> {
+        let mut all = Vec::new();
+        let mut size = 0;
+        for p in parts {
+            let mut w = data::Writer::new(self.pool(), self.class)?;
+            if let Err(e) = w.write(p) {
+                data::abort_all(self.pool(), &all);
+                return Err(e.into());
+            }
+            let (ext, n) = w.finish();
+            all.extend(ext);
+            size += n;
+        }
+        if !complete {
+            data::abort_all(self.pool(), &all);
+            return Ok(None);
+        }
+        match self.cat.put(path, all, size, Vec::new(), Mode::Overwrite)? {
+            Ok(e) => Ok(Some(e.e_tag())),
+            Err(r) => Err(refusal(path, r)),
+        }
+    }
+
+    /// The e_tag and size of the object at `path`.
+    pub fn head_blocking(&self, path: &str) -> Option<(String, u64)> {
+        self.cat.get(path).map(|e| (e.e_tag(), e.size))
     }
 
     /// Blocking read of a whole object.
