@@ -80,7 +80,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
     name: String,
-    catalog_bytes: u64,
+    catalog_bytes: Option<u64>,
     class: MediaClass,
 }
 
@@ -88,7 +88,7 @@ impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
             name: "default".into(),
-            catalog_bytes: 16 << 20,
+            catalog_bytes: None,
             class: MediaClass::Capacity,
         }
     }
@@ -103,11 +103,13 @@ impl StoreOptions {
     }
 
     /// Bytes of each of the catalog MDC's two logs, when the store is
-    /// created (rounded up to whole mblock zones; default 16 MiB). A
-    /// catalog record takes about 60 bytes plus the path, the attributes
-    /// and 16 bytes per mblock.
+    /// created (rounded up to whole mblock zones; default 16 MiB, or
+    /// 1/32 of the media class on a smaller pool). A catalog record takes
+    /// about 45 bytes plus the path, the attributes and 16 bytes per
+    /// mblock; the log compacts when half full, so 16 MiB holds the
+    /// records of about 100,000 objects with short paths.
     pub fn catalog_bytes(mut self, bytes: u64) -> Self {
-        self.catalog_bytes = bytes;
+        self.catalog_bytes = Some(bytes);
         self
     }
 
@@ -271,11 +273,19 @@ impl MpoolStore {
     /// records whose mblocks never all committed are dropped, mblocks no
     /// object holds are freed.
     pub fn open(pool: Pool, opts: &StoreOptions) -> Result<MpoolStore, StoreError> {
+        let catalog_bytes = opts.catalog_bytes.unwrap_or_else(|| {
+            let class = pool
+                .usage()
+                .into_iter()
+                .find(|u| u.class == opts.class)
+                .map_or(0, |u| u.size);
+            (16u64 << 20).min(class / 32).max(1)
+        });
         let cat = Catalog::open(
             pool,
             &CatalogOptions {
                 name: opts.name.clone(),
-                catalog_bytes: opts.catalog_bytes,
+                catalog_bytes,
                 class: opts.class,
             },
         )?;

@@ -23,7 +23,11 @@ fn sweep(seed: u64, threads: usize, points: u64) {
     );
     assert_eq!(rep.crash_points, points);
     // The sweep did work: crashes cut operations off, objects were left.
-    assert!(rep.cut_ops > points / 4, "{} of {points} crash points cut an operation", rep.cut_ops);
+    assert!(
+        rep.cut_ops > points / 4,
+        "{} of {points} crash points cut an operation",
+        rep.cut_ops
+    );
     assert!(rep.objects_at_end > 0);
     assert_eq!(rep.violations, 0, "{} violations", rep.violations);
 }
