@@ -125,6 +125,9 @@ struct Registry {
 pub struct Entry {
     /// Its mblocks.
     pub blocks: Arc<Blocks>,
+    /// The content of a small object kept in its catalog record (and in
+    /// memory) instead of mblocks.
+    pub inline: Option<bytes::Bytes>,
     /// Size in bytes.
     pub size: u64,
     /// Unique across the store; the e_tag is made from it.
@@ -148,6 +151,7 @@ impl Entry {
             size: self.size,
             path: path.to_string(),
             extents: self.blocks.extents.clone(),
+            inline: self.inline.as_ref().map(|b| b.to_vec()),
             attrs: self.attrs.clone(),
         }
     }
@@ -248,6 +252,7 @@ fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
 #[derive(Debug, Clone)]
 struct Replayed {
     extents: Vec<Extent>,
+    inline: Option<bytes::Bytes>,
     size: u64,
     version: u64,
     mtime_ns: i64,
@@ -380,6 +385,7 @@ impl Catalog {
                     next_version = next_version.max(p.version.saturating_add(1));
                     let e = Replayed {
                         extents: p.extents,
+                        inline: p.inline.map(bytes::Bytes::from),
                         size: p.size,
                         version: p.version,
                         mtime_ns: p.mtime_ns,
@@ -465,6 +471,7 @@ impl Catalog {
                 path,
                 Entry {
                     blocks,
+                    inline: e.inline,
                     size: e.size,
                     version: e.version,
                     mtime_ns: e.mtime_ns,
@@ -646,13 +653,14 @@ impl Catalog {
         }
     }
 
-    /// Make `extents` (uncommitted mblocks holding `size` bytes) the object
-    /// at `path`, if `mode` allows. Durable on return. On any failure or
-    /// refusal the mblocks are aborted.
+    /// Make `extents` (uncommitted mblocks holding `size` bytes), or the
+    /// `inline` content, the object at `path`, if `mode` allows. Durable
+    /// on return. On any failure or refusal the mblocks are aborted.
     pub fn put(
         &self,
         path: &str,
         extents: Vec<Extent>,
+        inline: Option<bytes::Bytes>,
         size: u64,
         attrs: Vec<Attr>,
         mode: Mode,
@@ -682,6 +690,7 @@ impl Catalog {
             size,
             path: path.to_string(),
             extents: extents.clone(),
+            inline: inline.as_ref().map(|b| b.to_vec()),
             attrs,
         };
         if let Err(e) = self.append(&Record::Put(rec.clone())) {
@@ -710,6 +719,7 @@ impl Catalog {
         }
         let entry = Entry {
             blocks: Blocks::new(extents, &self.reg),
+            inline,
             size,
             version,
             mtime_ns: rec.mtime_ns,

@@ -66,6 +66,10 @@ use record::Attr;
 use std::ops::Range;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+/// Objects up to this size are kept in the catalog by default
+/// ([`StoreOptions::inline_max`]).
+pub const DEFAULT_INLINE_MAX: u64 = 4096;
+
 /// Bytes a streamed `get` reads per step.
 const GET_CHUNK: u64 = 8 << 20;
 
@@ -80,6 +84,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
     name: String,
+    inline_max: u64,
     catalog_bytes: Option<u64>,
     class: MediaClass,
 }
@@ -88,6 +93,7 @@ impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
             name: "default".into(),
+            inline_max: DEFAULT_INLINE_MAX,
             catalog_bytes: None,
             class: MediaClass::Capacity,
         }
@@ -113,6 +119,16 @@ impl StoreOptions {
         self
     }
 
+    /// Objects of at most this many bytes are kept in their catalog record
+    /// (and in memory) instead of mblocks of their own: one log append
+    /// makes such a put durable, and it takes no zone of the pool (an
+    /// mblock takes a whole zone however small). Default
+    /// [`DEFAULT_INLINE_MAX`]; 0 puts every non-empty object in mblocks.
+    pub fn inline_max(mut self, bytes: u64) -> Self {
+        self.inline_max = bytes;
+        self
+    }
+
     /// The media class of object content and of the catalog (default
     /// capacity).
     pub fn class(mut self, class: MediaClass) -> Self {
@@ -126,6 +142,7 @@ impl StoreOptions {
 pub struct MpoolStore {
     cat: Arc<Catalog>,
     class: MediaClass,
+    inline_max: u64,
     name: String,
     uploads: Arc<Mutex<multipart::Uploads>>,
 }
@@ -166,8 +183,10 @@ pub struct ObjectInfo {
     pub e_tag: String,
     /// Modification time, nanoseconds since the Unix epoch.
     pub mtime_ns: i64,
-    /// The mblocks holding it, in order.
+    /// The mblocks holding it, in order (none when inline).
     pub mblocks: Vec<mpool::MblockId>,
+    /// Its content is kept in its catalog record.
+    pub inline: bool,
 }
 
 fn generic(e: impl std::error::Error + Send + Sync + 'static) -> object_store::Error {
@@ -292,6 +311,7 @@ impl MpoolStore {
         Ok(MpoolStore {
             cat: Arc::new(cat),
             class: opts.class,
+            inline_max: opts.inline_max,
             name: opts.name.clone(),
             uploads: Arc::default(),
         })
@@ -338,6 +358,7 @@ impl MpoolStore {
                 size: e.size,
                 mtime_ns: e.mtime_ns,
                 mblocks: e.blocks.extents.iter().map(|x| x.id).collect(),
+                inline: e.inline.is_some(),
                 path,
             })
             .collect()
@@ -351,15 +372,24 @@ impl MpoolStore {
         data: &[u8],
         mode: PutMode,
     ) -> object_store::Result<String> {
-        let mut w = data::Writer::new(self.pool(), self.class)?;
-        w.write(data)?;
-        let (ext, size) = w.finish();
+        let (ext, inline, size) = if data.len() as u64 <= self.inline_max {
+            (
+                Vec::new(),
+                Some(Bytes::copy_from_slice(data)),
+                data.len() as u64,
+            )
+        } else {
+            let mut w = data::Writer::new(self.pool(), self.class)?;
+            w.write(data)?;
+            let (ext, size) = w.finish();
+            (ext, None, size)
+        };
         let mode = match mode {
             PutMode::Overwrite => Mode::Overwrite,
             PutMode::Create => Mode::Create,
             PutMode::Update(v) => Mode::Update(v.e_tag),
         };
-        match self.cat.put(path, ext, size, Vec::new(), mode)? {
+        match self.cat.put(path, ext, inline, size, Vec::new(), mode)? {
             Ok(e) => Ok(e.e_tag()),
             Err(r) => Err(refusal(path, r)),
         }
@@ -392,7 +422,10 @@ impl MpoolStore {
             data::abort_all(self.pool(), &all);
             return Ok(None);
         }
-        match self.cat.put(path, all, size, Vec::new(), Mode::Overwrite)? {
+        match self
+            .cat
+            .put(path, all, None, size, Vec::new(), Mode::Overwrite)?
+        {
             Ok(e) => Ok(Some(e.e_tag())),
             Err(r) => Err(refusal(path, r)),
         }
@@ -406,6 +439,9 @@ impl MpoolStore {
     /// Blocking read of a whole object.
     pub fn get_blocking(&self, path: &str) -> object_store::Result<Vec<u8>> {
         let e = self.cat.get(path).ok_or_else(|| not_found(path))?;
+        if let Some(b) = &e.inline {
+            return Ok(b.to_vec());
+        }
         let mut v = data::read_ranges(self.pool(), &e.blocks.extents, &[0..e.size])?;
         Ok(v.pop().unwrap_or_default())
     }
@@ -455,13 +491,14 @@ impl MpoolStore {
         &self,
         path: &Path,
         ext: Vec<record::Extent>,
+        inline: Option<Bytes>,
         size: u64,
         attrs: Vec<Attr>,
         mode: Mode,
     ) -> object_store::Result<PutResult> {
         let cat = self.cat.clone();
         let p = path.to_string();
-        blocking(move || match cat.put(&p, ext, size, attrs, mode)? {
+        blocking(move || match cat.put(&p, ext, inline, size, attrs, mode)? {
             Ok(e) => Ok(PutResult {
                 e_tag: Some(e.e_tag()),
                 version: None,
@@ -492,8 +529,25 @@ impl ObjectStore for MpoolStore {
         if let (Mode::Create, Some(_)) = (&mode, self.cat.get(location.as_ref())) {
             return Err(refusal(location.as_ref(), Refusal::Exists));
         }
+        if payload.content_length() as u64 <= self.inline_max {
+            let mut v = Vec::with_capacity(payload.content_length());
+            for b in payload.iter() {
+                v.extend_from_slice(b);
+            }
+            let size = v.len() as u64;
+            return self
+                .install(
+                    location,
+                    Vec::new(),
+                    Some(Bytes::from(v)),
+                    size,
+                    attrs,
+                    mode,
+                )
+                .await;
+        }
         let (ext, size) = self.write_payload(payload).await?;
-        self.install(location, ext, size, attrs, mode).await
+        self.install(location, ext, None, size, attrs, mode).await
     }
 
     async fn put_multipart_opts(
@@ -525,6 +579,18 @@ impl ObjectStore for MpoolStore {
             None => 0..e.size,
         };
         let attributes = from_attrs(&e.attrs);
+        if let Some(b) = &e.inline {
+            let end = if options.head { range.start } else { range.end };
+            let data = b.slice(range.start as usize..end as usize);
+            let s = stream::once(async move { Ok(data) });
+            return Ok(GetResult {
+                payload: GetResultPayload::Stream(s.boxed()),
+                meta,
+                range,
+                attributes,
+                extensions: Default::default(),
+            });
+        }
         let pool = self.pool().clone();
         let blocks = e.blocks.clone();
         let end = if options.head { range.start } else { range.end };
@@ -563,6 +629,12 @@ impl ObjectStore for MpoolStore {
                     .as_range(e.size)
                     .map_err(|err| msg(format!("{err}")))?,
             );
+        }
+        if let Some(b) = &e.inline {
+            return Ok(checked
+                .iter()
+                .map(|r| b.slice(r.start as usize..r.end as usize))
+                .collect());
         }
         let pool = self.pool().clone();
         blocking(move || {

@@ -91,7 +91,9 @@ async fn finish(
     };
     let ext: Vec<Extent> = parts.into_iter().flatten().flatten().collect();
     let size = ext.iter().map(|e| e.len).sum();
-    store.install(path, ext, size, attrs, Mode::Overwrite).await
+    store
+        .install(path, ext, None, size, attrs, Mode::Overwrite)
+        .await
 }
 
 fn close(state: &Shared) {

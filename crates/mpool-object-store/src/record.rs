@@ -20,6 +20,8 @@ pub const KIND_RENAME: u8 = 4;
 pub const KIND_STATE: u8 = 5;
 /// mblocks no object refers to whose delete may not be durable yet.
 pub const KIND_PENDING: u8 = 6;
+/// A small object whose content is in the record itself.
+pub const KIND_PUT_INLINE: u8 = 7;
 
 /// Attribute kinds (object_store's `Attribute`).
 pub const ATTR_CONTENT_DISPOSITION: u8 = 1;
@@ -67,8 +69,10 @@ pub struct PutRec {
     pub size: u64,
     /// The object's path.
     pub path: String,
-    /// The mblocks, in order.
+    /// The mblocks, in order (none for an inline object).
     pub extents: Vec<Extent>,
+    /// The content of a small object kept in the record itself.
+    pub inline: Option<Vec<u8>>,
     /// User attributes.
     pub attrs: Vec<Attr>,
 }
@@ -136,8 +140,21 @@ impl W {
         self.u32(u32::try_from(n).unwrap_or(u32::MAX));
     }
     fn str(&mut self, s: &str) {
-        self.len(s.len());
-        self.0.extend_from_slice(s.as_bytes());
+        self.bytes(s.as_bytes());
+    }
+    fn bytes(&mut self, b: &[u8]) {
+        self.len(b.len());
+        self.0.extend_from_slice(b);
+    }
+    fn attrs(&mut self, attrs: &[Attr]) {
+        self.len(attrs.len());
+        for a in attrs {
+            self.u8(a.kind);
+            if a.kind == ATTR_METADATA {
+                self.str(&a.key);
+            }
+            self.str(&a.value);
+        }
     }
 }
 
@@ -187,6 +204,24 @@ impl<'a> R<'a> {
         let b = self.take(n)?;
         String::from_utf8(b.to_vec()).map_err(|_| DecodeError("a string is not UTF-8".into()))
     }
+    fn attrs(&mut self) -> Result<Vec<Attr>, DecodeError> {
+        let n = self.count(5)?;
+        let mut attrs = Vec::with_capacity(n);
+        for _ in 0..n {
+            let kind = self.u8()?;
+            if !(ATTR_CONTENT_DISPOSITION..=ATTR_METADATA).contains(&kind) {
+                return Err(DecodeError(format!("unknown attribute kind {kind}")));
+            }
+            let key = if kind == ATTR_METADATA {
+                self.str()?
+            } else {
+                String::new()
+            };
+            let value = self.str()?;
+            attrs.push(Attr { kind, key, value });
+        }
+        Ok(attrs)
+    }
     fn id(&mut self) -> Result<MblockId, DecodeError> {
         let v = self.u64()?;
         mpool::ObjectId::from_raw(v)
@@ -215,6 +250,17 @@ impl Record {
     pub fn encode(&self) -> Vec<u8> {
         let mut w = W(Vec::with_capacity(64));
         match self {
+            Record::Put(PutRec {
+                inline: Some(data), ..
+            }) => {
+                let Record::Put(p) = self else { return w.0 };
+                w.u8(KIND_PUT_INLINE);
+                w.u64(p.version);
+                w.i64(p.mtime_ns);
+                w.str(&p.path);
+                w.bytes(data);
+                w.attrs(&p.attrs);
+            }
             Record::Put(p) => {
                 w.u8(KIND_PUT);
                 w.u64(p.version);
@@ -226,14 +272,7 @@ impl Record {
                     w.u64(id_u64(e.id));
                     w.u64(e.len);
                 }
-                w.len(p.attrs.len());
-                for a in &p.attrs {
-                    w.u8(a.kind);
-                    if a.kind == ATTR_METADATA {
-                        w.str(&a.key);
-                    }
-                    w.str(&a.value);
-                }
+                w.attrs(&p.attrs);
             }
             Record::Delete { path } => {
                 w.u8(KIND_DELETE);
@@ -292,27 +331,31 @@ impl Record {
                         "size {size} is not the sum of the extents ({total})"
                     )));
                 }
-                let n = r.count(5)?;
-                let mut attrs = Vec::with_capacity(n);
-                for _ in 0..n {
-                    let kind = r.u8()?;
-                    if !(ATTR_CONTENT_DISPOSITION..=ATTR_METADATA).contains(&kind) {
-                        return Err(DecodeError(format!("unknown attribute kind {kind}")));
-                    }
-                    let key = if kind == ATTR_METADATA {
-                        r.str()?
-                    } else {
-                        String::new()
-                    };
-                    let value = r.str()?;
-                    attrs.push(Attr { kind, key, value });
-                }
+                let attrs = r.attrs()?;
                 Record::Put(PutRec {
                     version,
                     mtime_ns,
                     size,
                     path,
                     extents,
+                    inline: None,
+                    attrs,
+                })
+            }
+            KIND_PUT_INLINE => {
+                let version = r.u64()?;
+                let mtime_ns = r.i64()?;
+                let path = r.str()?;
+                let n = r.u32()? as usize;
+                let data = r.take(n)?.to_vec();
+                let attrs = r.attrs()?;
+                Record::Put(PutRec {
+                    version,
+                    mtime_ns,
+                    size: data.len() as u64,
+                    path,
+                    extents: Vec::new(),
+                    inline: Some(data),
                     attrs,
                 })
             }
@@ -375,6 +418,7 @@ mod tests {
                 size: 10,
                 path: "a/b".into(),
                 extents: vec![Extent { id, len: 10 }],
+                inline: None,
                 attrs: vec![
                     Attr {
                         kind: ATTR_CONTENT_TYPE,
@@ -387,6 +431,15 @@ mod tests {
                         value: "v".into(),
                     },
                 ],
+            }),
+            Record::Put(PutRec {
+                version: 8,
+                mtime_ns: 5,
+                size: 3,
+                path: "small".into(),
+                extents: Vec::new(),
+                inline: Some(b"abc".to_vec()),
+                attrs: Vec::new(),
             }),
             Record::Delete { path: "x".into() },
             Record::Copy {

@@ -160,8 +160,13 @@ fn worker(
         let b = path(next() % PATHS);
         let obj = Obj {
             seed: mix(seed ^ ((t as u64) << 32) ^ i as u64),
-            // 0 to ~2.5 mblocks: objects span mblocks.
-            size: (next() % (150 * 1024)) as usize,
+            // Small (kept inline in the catalog) or 0 to ~2.5 mblocks
+            // (objects span mblocks).
+            size: if next() % 4 == 0 {
+                (next() % 5000) as usize
+            } else {
+                (next() % (150 * 1024)) as usize
+            },
         };
         let cur_a = model.get(&a).copied().flatten();
         let cur_b = model.get(&b).copied().flatten();

@@ -16,9 +16,24 @@ use object_store::ObjectStore;
 
 #[test]
 fn object_store_conformance() {
+    conformance(mpool_object_store::DEFAULT_INLINE_MAX);
+    // Every object in mblocks, the small ones too.
+    conformance(0);
+}
+
+fn conformance(inline_max: u64) {
     let dir = common::scratch();
     let img = common::format(dir.path(), 512 << 20, 1 << 20);
-    let store = common::open_store(&img);
+    let open = || {
+        mpool_object_store::MpoolStore::open(
+            common::open_pool(&img, false),
+            &mpool_object_store::StoreOptions::default()
+                .catalog_bytes(4 << 20)
+                .inline_max(inline_max),
+        )
+        .unwrap()
+    };
+    let store = open();
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {
         put_get_delete_list(&store).await;
@@ -54,7 +69,7 @@ fn object_store_conformance() {
     drop(boxed);
     drop(store);
     // Everything the suite left is there after a reopen, and nothing leaked.
-    let store = common::open_store(&img);
+    let store = open();
     let after = store.stats().unwrap();
     assert_eq!((before.objects, before.bytes), (after.objects, after.bytes));
     assert_eq!(after.dropped_at_open, 0);
