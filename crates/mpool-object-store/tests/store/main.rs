@@ -4,3 +4,4 @@ mod common;
 mod conformance;
 mod crash_sweep;
 mod semantics;
+mod slatedb_on_mpool;
