@@ -284,13 +284,14 @@ fn worker(
                     model.insert(p, new);
                 }
             }
-            (Err(e), true)
-                if matches!(
-                    e,
+            (
+                Err(
                     object_store::Error::AlreadyExists { .. }
-                        | object_store::Error::Precondition { .. }
-                        | object_store::Error::NotFound { .. }
-                ) => {}
+                    | object_store::Error::Precondition { .. }
+                    | object_store::Error::NotFound { .. },
+                ),
+                true,
+            ) => {}
             (Ok(()), true) => {
                 crate::lock(seen).bad.push(format!(
                     "op {i} of thread {t} on {a}/{b} succeeded where the model expects a refusal"
@@ -494,7 +495,7 @@ pub fn run_objstore(
     let mut w = 0u64;
     while done < cfg.crash_points {
         let iseed = mix(cfg.seed ^ w.wrapping_mul(0x1000_0001));
-        let sector = if w % 2 == 0 { 4096 } else { 512 };
+        let sector = if w.is_multiple_of(2) { 4096 } else { 512 };
         w += 1;
         let image = match make_instance(sector) {
             Ok(i) => i,

@@ -11,7 +11,9 @@
 //!   `bank_child`), which is killed with SIGKILL at a random moment; the
 //!   database is reopened on the same pool and checked: the total balance
 //!   is conserved and every transfer the child acknowledged is there.
-//!   `mpool-bench objstore bank --rounds N` runs many more rounds.
+//!   `MPOOL_BANK_ROUNDS=N` (and `MPOOL_BANK_SEED`) run many more rounds:
+//!   `MPOOL_BANK_ROUNDS=200 cargo test --release -p mpool-object-store
+//!   --test store slatedb_bank -- --nocapture`.
 
 use crate::common;
 use mpool_object_store::{MpoolStore, StoreOptions};
@@ -253,7 +255,10 @@ fn bank_check(img: &FsPath, acks: &FsPath) -> (usize, usize) {
             );
         }
         let mut found = 0;
-        let mut it = db.scan("xfer/".to_string().."xfer0".to_string()).await.unwrap();
+        let mut it = db
+            .scan("xfer/".to_string().."xfer0".to_string())
+            .await
+            .unwrap();
         while let Some(_kv) = it.next().await.unwrap() {
             found += 1;
         }
@@ -263,7 +268,7 @@ fn bank_check(img: &FsPath, acks: &FsPath) -> (usize, usize) {
 }
 
 /// Run `rounds` kill rounds of the bank workload on the pool at `img`.
-pub fn bank_rounds(img: &FsPath, acks: &FsPath, rounds: u64, seed: u64) {
+fn bank_rounds(img: &FsPath, acks: &FsPath, rounds: u64, seed: u64) {
     let exe = std::env::current_exe().unwrap();
     let mut x = seed | 1;
     for round in 0..rounds {
@@ -289,8 +294,8 @@ pub fn bank_rounds(img: &FsPath, acks: &FsPath, rounds: u64, seed: u64) {
             panic!("the bank child ended by itself: {status}");
         }
         // SAFETY: kill(2) on the pid of a child we spawned and have not
-        // reaped yet (so the pid is still ours).
-        let r = unsafe { libc_kill(child.id() as i32, 9) };
+        // reaped yet (so the pid is still ours); no memory is involved.
+        let r = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGKILL) };
         assert_eq!(r, 0, "kill failed");
         let _ = child.wait();
         let (acked, found) = bank_check(img, acks);
@@ -302,17 +307,21 @@ pub fn bank_rounds(img: &FsPath, acks: &FsPath, rounds: u64, seed: u64) {
     }
 }
 
-extern "C" {
-    #[link_name = "kill"]
-    fn libc_kill(pid: i32, sig: i32) -> i32;
-}
-
 #[test]
 fn slatedb_bank_survives_sigkill() {
     let dir = common::scratch();
     let img = common::format(dir.path(), 1 << 30, 1 << 20);
     let acks = dir.path().join("acks");
-    bank_rounds(&img, &acks, 4, 0x5eed);
+    // MPOOL_BANK_ROUNDS=N runs more rounds (by hand: each takes about 2 s).
+    let rounds = std::env::var("MPOOL_BANK_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(4);
+    let seed = std::env::var("MPOOL_BANK_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0x5eed);
+    bank_rounds(&img, &acks, rounds, seed);
     let (acked, _) = bank_check(&img, &acks);
-    assert!(acked > 0, "no transfer was acknowledged in 4 rounds");
+    assert!(acked > 0, "no transfer was acknowledged in {rounds} rounds");
 }
