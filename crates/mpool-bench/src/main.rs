@@ -10,6 +10,7 @@ mod dev;
 mod fio;
 mod mblock;
 mod mlog;
+mod objstore;
 mod report;
 mod scale;
 
@@ -40,6 +41,8 @@ enum Cmd {
     Mblock(mblock::MblockArgs),
     /// Object churn (alloc, write, commit, delete) against files with fsync.
     Churn(churn::ChurnArgs),
+    /// The object_store backend against LocalFileSystem (with fsync): put/get, list, slatedb.
+    Objstore(objstore::ObjstoreArgs),
     /// Pool::open time and memory per object with N committed mblocks.
     Scale(scale::ScaleArgs),
     /// (internal) Open a pool in a fresh process and report time and memory.
@@ -72,6 +75,10 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::ScaleOpen(a) => {
             let v = scale::open_child(a)?;
             (v.to_string(), v)
+        }
+        Cmd::Objstore(a) => {
+            let r = objstore::run(a)?;
+            (r.text(), r.json())
         }
         Cmd::Churn(a) => {
             let r = churn::run(a)?;

@@ -9,6 +9,9 @@ use std::ops::Range;
 /// Reads in flight at once for one call (what fio calls the queue depth).
 pub const READ_DEPTH: usize = 32;
 
+/// Large reads are cut into pieces of this size, kept in flight together.
+pub const READ_PIECE: u64 = 256 << 10;
+
 /// Content being written into uncommitted mblocks of `class`, each filled
 /// to the class's mblock capacity before the next is allocated.
 #[derive(Debug)]
@@ -95,16 +98,21 @@ pub fn read_ranges(pool: &Pool, extents: &[Extent], ranges: &[Range<u64>]) -> Re
             if hi <= r.start || lo >= r.end {
                 continue;
             }
-            let from = r.start.max(lo);
+            let mut from = r.start.max(lo);
             let to = r.end.min(hi);
-            let n = usize::try_from(to - from).unwrap_or(0);
-            let (buf, tail) = rest.split_at_mut(n);
-            rest = tail;
-            reads.push(MblockRead {
-                id: e.id,
-                offset: from - lo,
-                buf,
-            });
+            while from < to {
+                // Pieces end on READ_PIECE boundaries of the mblock.
+                let end = to.min((from - lo) / READ_PIECE * READ_PIECE + READ_PIECE + lo);
+                let n = usize::try_from(end - from).unwrap_or(0);
+                let (buf, tail) = std::mem::take(&mut rest).split_at_mut(n);
+                rest = tail;
+                reads.push(MblockRead {
+                    id: e.id,
+                    offset: from - lo,
+                    buf,
+                });
+                from = end;
+            }
         }
     }
     if !reads.is_empty() {
