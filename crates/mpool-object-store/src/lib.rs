@@ -599,7 +599,8 @@ impl ObjectStore for MpoolStore {
         let blocks = e.blocks.clone();
         let end = if options.head { range.start } else { range.end };
         let starts: Vec<u64> = (range.start..end).step_by(GET_CHUNK as usize).collect();
-        let s = stream::iter(starts).then(move |pos| {
+        // The next step is read while the caller consumes this one.
+        let s = stream::iter(starts).map(move |pos| {
             let pool = pool.clone();
             let blocks = blocks.clone();
             let to = end.min(pos + GET_CHUNK);
@@ -608,7 +609,8 @@ impl ObjectStore for MpoolStore {
                     data::read_ranges(&pool, &blocks.extents, std::slice::from_ref(&(pos..to)))?;
                 Ok(Bytes::from(v.pop().unwrap_or_default()))
             })
-        });
+        })
+        .buffered(2);
         Ok(GetResult {
             payload: GetResultPayload::Stream(s.boxed()),
             meta,
