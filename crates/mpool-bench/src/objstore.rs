@@ -68,6 +68,9 @@ pub struct ObjstoreArgs {
     /// Keys of the slatedb load (0: skip).
     #[arg(long, default_value_t = 1_000_000)]
     pub slatedb_keys: u64,
+    /// Skip the put/get phases.
+    #[arg(long)]
+    pub no_put_get: bool,
     /// Rounds (alternating sides); the best of them is reported.
     #[arg(long, default_value_t = 2)]
     pub rounds: usize,
@@ -246,7 +249,8 @@ pub fn run(a: &ObjstoreArgs) -> Result<Table> {
         json_rows
             .push(json!({"what": what, "unit": unit, "mpool": m, "filesystem": f, "ratio": ratio}));
     };
-    for &size in &a.objects {
+    let sizes: &[u64] = if a.no_put_get { &[] } else { &a.objects };
+    for &size in sizes {
         for &tasks in &a.tasks {
             let count = (a.bytes / size).clamp(tasks as u64, a.max_count.max(tasks as u64));
             let mut best = [[0f64; 2]; 2]; // [side][put, get] ops/s

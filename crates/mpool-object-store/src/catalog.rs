@@ -561,6 +561,49 @@ impl Catalog {
             .collect()
     }
 
+    /// One level under `prefix` (a path, `""` for the root), as
+    /// object_store's `list_with_delimiter` gives it: the objects directly
+    /// under it, and the common prefixes (paths one segment longer that
+    /// have objects under them), both in path order. Skips over each
+    /// common prefix's objects instead of visiting them.
+    pub fn list_level(&self, prefix: &str) -> (Vec<(String, Entry)>, Vec<String>) {
+        use std::ops::Bound;
+        let base = if prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{prefix}/")
+        };
+        let map = read(&self.map);
+        let mut objects = Vec::new();
+        let mut common = Vec::new();
+        let mut cursor = Bound::Included(base.clone());
+        loop {
+            let next = map
+                .range::<String, _>((cursor.clone(), Bound::Unbounded))
+                .next();
+            let Some((k, e)) = next else { break };
+            let Some(rest) = k.strip_prefix(base.as_str()) else {
+                break;
+            };
+            match rest.find('/') {
+                Some(i) => {
+                    let cp = format!("{base}{}", &rest[..i]);
+                    // Every key starting with `cp/` sorts before `cp0`
+                    // ('0' follows '/').
+                    cursor = Bound::Included(format!("{cp}0"));
+                    common.push(cp);
+                }
+                None => {
+                    if !rest.is_empty() {
+                        objects.push((k.clone(), e.clone()));
+                    }
+                    cursor = Bound::Excluded(k.clone());
+                }
+            }
+        }
+        (objects, common)
+    }
+
     /// Number of objects and their total size.
     pub fn totals(&self) -> (u64, u64) {
         let map = read(&self.map);

@@ -600,17 +600,21 @@ impl ObjectStore for MpoolStore {
         let end = if options.head { range.start } else { range.end };
         let starts: Vec<u64> = (range.start..end).step_by(GET_CHUNK as usize).collect();
         // The next step is read while the caller consumes this one.
-        let s = stream::iter(starts).map(move |pos| {
-            let pool = pool.clone();
-            let blocks = blocks.clone();
-            let to = end.min(pos + GET_CHUNK);
-            blocking(move || {
-                let mut v =
-                    data::read_ranges(&pool, &blocks.extents, std::slice::from_ref(&(pos..to)))?;
-                Ok(Bytes::from(v.pop().unwrap_or_default()))
+        let s = stream::iter(starts)
+            .map(move |pos| {
+                let pool = pool.clone();
+                let blocks = blocks.clone();
+                let to = end.min(pos + GET_CHUNK);
+                blocking(move || {
+                    let mut v = data::read_ranges(
+                        &pool,
+                        &blocks.extents,
+                        std::slice::from_ref(&(pos..to)),
+                    )?;
+                    Ok(Bytes::from(v.pop().unwrap_or_default()))
+                })
             })
-        })
-        .buffered(2);
+            .buffered(2);
         Ok(GetResult {
             payload: GetResultPayload::Stream(s.boxed()),
             meta,
@@ -684,23 +688,13 @@ impl ObjectStore for MpoolStore {
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
         let root = Path::default();
         let prefix = prefix.unwrap_or(&root);
-        let mut common = std::collections::BTreeSet::new();
-        let mut objects = Vec::new();
-        for (k, e) in self.cat.range(prefix.as_ref(), None) {
-            let key = Path::parse(k.as_str()).unwrap_or_else(|_| Path::from(k.as_str()));
-            let Some(mut parts) = key.prefix_match(prefix) else {
-                continue;
-            };
-            let Some(first) = parts.next() else { continue };
-            if parts.next().is_some() {
-                common.insert(prefix.clone().join(first));
-            } else {
-                objects.push(meta(&k, &e));
-            }
-        }
+        let (objects, common) = self.cat.list_level(prefix.as_ref());
         Ok(ListResult {
-            objects,
-            common_prefixes: common.into_iter().collect(),
+            objects: objects.iter().map(|(k, e)| meta(k, e)).collect(),
+            common_prefixes: common
+                .iter()
+                .map(|c| Path::parse(c).unwrap_or_else(|_| Path::from(c.as_str())))
+                .collect(),
             extensions: Default::default(),
         })
     }

@@ -232,3 +232,65 @@ fn the_catalog_compacts_and_reopens() {
     }
     common::assert_no_leak(&store);
 }
+
+#[test]
+fn listings_match_the_in_memory_store() {
+    let dir = common::scratch();
+    let img = common::format(dir.path(), 64 << 20, 1 << 20);
+    let store = common::open_store(&img);
+    let mem = object_store::memory::InMemory::new();
+    let paths = [
+        "a", "a/b", "a/b-x", "a/b/c", "a/b/c/d", "a/b0", "a/b0/z", "a/c", "ab/x", "b/x/y/z",
+        "b/x0", "a/b/ce", "c",
+    ];
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        for p in paths {
+            store.put(&Path::from(p), "x".into()).await.unwrap();
+            mem.put(&Path::from(p), "x".into()).await.unwrap();
+        }
+        for prefix in [
+            None,
+            Some("a"),
+            Some("a/b"),
+            Some("b"),
+            Some("b/x"),
+            Some("ab"),
+            Some("zz"),
+        ] {
+            let prefix = prefix.map(Path::from);
+            let ours = store.list_with_delimiter(prefix.as_ref()).await.unwrap();
+            let theirs = mem.list_with_delimiter(prefix.as_ref()).await.unwrap();
+            let names = |r: &object_store::ListResult| {
+                (
+                    r.objects
+                        .iter()
+                        .map(|o| o.location.to_string())
+                        .collect::<Vec<_>>(),
+                    r.common_prefixes
+                        .iter()
+                        .map(|p| p.to_string())
+                        .collect::<Vec<_>>(),
+                )
+            };
+            assert_eq!(names(&ours), names(&theirs), "prefix {prefix:?}");
+            let l = |s: futures_util::stream::BoxStream<
+                'static,
+                object_store::Result<object_store::ObjectMeta>,
+            >| async move {
+                s.map(|m| m.unwrap().location.to_string())
+                    .collect::<Vec<_>>()
+                    .await
+            };
+            assert_eq!(
+                l(store.list(prefix.as_ref())).await,
+                l(mem.list(prefix.as_ref())).await
+            );
+            let off = Path::from("a/b");
+            assert_eq!(
+                l(store.list_with_offset(prefix.as_ref(), &off)).await,
+                l(mem.list_with_offset(prefix.as_ref(), &off)).await
+            );
+        }
+    });
+}
