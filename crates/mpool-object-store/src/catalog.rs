@@ -51,7 +51,14 @@ pub enum StoreError {
     /// No store of this name in the pool (read-only open).
     #[error("no object store named '{0}' in this pool")]
     NoStore(String),
+    /// The store is open already in this process (share the `MpoolStore`:
+    /// it is cheap to clone); two catalogs over one log would diverge.
+    #[error("object store '{0}' of this pool is open already in this process")]
+    Busy(String),
 }
+
+/// The stores open in this process, by pool UUID and name.
+static OPEN: Mutex<Vec<(uuid::Uuid, String)>> = Mutex::new(Vec::new());
 
 /// Result of the catalog.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -160,6 +167,7 @@ impl Entry {
 impl Drop for Catalog {
     fn drop(&mut self) {
         self.reg.closing.store(true, Ordering::SeqCst);
+        crate::lock(&OPEN).retain(|c| *c != self.claim);
     }
 }
 
@@ -225,6 +233,8 @@ pub struct Catalog {
     compactions: AtomicU64,
     /// What the last open repaired: put records dropped, mblocks freed.
     pub repaired: (u64, u64),
+    /// This catalog's entry in `OPEN`.
+    claim: (uuid::Uuid, String),
 }
 
 fn now_ns() -> i64 {
@@ -293,6 +303,28 @@ impl Catalog {
     /// Open the catalog of store `opts.name`, creating it on a read-write
     /// pool that has none.
     pub fn open(pool: Pool, opts: &CatalogOptions) -> Result<Catalog> {
+        let claim = (pool.uuid(), opts.name.clone());
+        {
+            let mut open = crate::lock(&OPEN);
+            if open.contains(&claim) {
+                return Err(StoreError::Busy(opts.name.clone()));
+            }
+            open.push(claim.clone());
+        }
+        match Catalog::open_claimed(pool, opts, claim.clone()) {
+            Ok(c) => Ok(c),
+            Err(e) => {
+                crate::lock(&OPEN).retain(|c| *c != claim);
+                Err(e)
+            }
+        }
+    }
+
+    fn open_claimed(
+        pool: Pool,
+        opts: &CatalogOptions,
+        claim: (uuid::Uuid, String),
+    ) -> Result<Catalog> {
         let read_only = pool.is_read_only();
         let reg = Arc::new(Registry {
             pool: pool.clone(),
@@ -341,6 +373,7 @@ impl Catalog {
             compacted_len: AtomicU64::new(0),
             compactions: AtomicU64::new(0),
             repaired: (0, 0),
+            claim,
         };
         cat.replay()?;
         Ok(cat)

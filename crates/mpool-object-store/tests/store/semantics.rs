@@ -294,3 +294,21 @@ fn listings_match_the_in_memory_store() {
         }
     });
 }
+
+#[test]
+fn a_store_opens_once_per_process() {
+    let dir = common::scratch();
+    let img = common::format(dir.path(), 64 << 20, 1 << 20);
+    let pool = common::open_pool(&img, false);
+    let opts = mpool_object_store::StoreOptions::default();
+    let a = mpool_object_store::MpoolStore::open(pool.clone(), &opts).unwrap();
+    match mpool_object_store::MpoolStore::open(pool.clone(), &opts) {
+        Err(mpool_object_store::StoreError::Busy(name)) => assert_eq!(name, "default"),
+        other => panic!("a second open of one store: {other:?}"),
+    }
+    // Another name is another store; the first again once closed.
+    let b =
+        mpool_object_store::MpoolStore::open(pool.clone(), &opts.clone().name("other")).unwrap();
+    drop((a, b));
+    mpool_object_store::MpoolStore::open(pool, &opts).unwrap();
+}
