@@ -51,6 +51,12 @@ pub enum StoreError {
     /// No store of this name in the pool (read-only open).
     #[error("no object store named '{0}' in this pool")]
     NoStore(String),
+    /// The catalog's log is full even after compaction: its live state
+    /// needs a larger catalog (`StoreOptions::catalog_bytes` at creation).
+    #[error(
+        "the catalog is full: its live state needs a larger catalog (catalog_bytes at creation)"
+    )]
+    CatalogFull,
     /// The store is open already in this process (share the `MpoolStore`:
     /// it is cheap to clone); two catalogs over one log would diverge.
     #[error("object store '{0}' of this pool is open already in this process")]
@@ -550,13 +556,31 @@ impl Catalog {
     /// Append a record, durable on return. A failure leaves the log's
     /// state unknown (the record may be on the media): the catalog takes
     /// no more updates until reopened.
+    ///
+    /// A full log is refused before anything is written
+    /// ([`StoreError::CatalogFull`]): the catalog stays usable.
     fn append(&self, rec: &Record) -> Result<()> {
-        let r = self.mdc()?.append(&rec.encode(), true);
+        match self.mdc()?.append(&rec.encode(), true) {
+            Ok(_) => Ok(()),
+            Err(mpool::MdcError::Mlog(mpool::MlogError::LogFull { .. })) => {
+                Err(StoreError::CatalogFull)
+            }
+            Err(e) => {
+                self.broken.store(true, Ordering::SeqCst);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// [`Catalog::append`] of a record the catalog cannot do without (the
+    /// undo of a put whose record is durable): any failure, a full log
+    /// included, leaves the catalog refusing updates until reopened.
+    fn append_or_break(&self, rec: &Record) -> Result<()> {
+        let r = self.append(rec);
         if r.is_err() {
             self.broken.store(true, Ordering::SeqCst);
         }
-        r?;
-        Ok(())
+        r
     }
 
     fn lock_stripe(&self, path: &str) -> MutexGuard<'_, ()> {
@@ -789,7 +813,7 @@ impl Catalog {
                 for done in &extents[..i] {
                     let _ = self.pool.mblock_delete(done.id);
                 }
-                self.append(&undo)?;
+                self.append_or_break(&undo)?;
                 return Err(e.into());
             }
         }
