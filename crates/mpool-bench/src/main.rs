@@ -9,9 +9,10 @@ mod common;
 mod dev;
 mod fio;
 mod mblock;
-mod meta;
 mod mcache;
+mod meta;
 mod mlog;
+mod objstore;
 mod report;
 mod scale;
 mod stream;
@@ -45,6 +46,8 @@ enum Cmd {
     Churn(churn::ChurnArgs),
     /// Object metadata at memory speed: alloc, write, commit, delete from N threads.
     Meta(meta::MetaArgs),
+    /// The object_store backend against LocalFileSystem (with fsync): put/get, list, slatedb.
+    Objstore(objstore::ObjstoreArgs),
     /// Pool::open time and memory per object with N committed mblocks.
     Scale(scale::ScaleArgs),
     /// mcache maps and the reaper against mmap'ed files under a memory cap.
@@ -84,6 +87,10 @@ fn run(cli: Cli) -> Result<()> {
         Cmd::ScaleOpen(a) => {
             let v = scale::open_child(a)?;
             (v.to_string(), v)
+        }
+        Cmd::Objstore(a) => {
+            let r = objstore::run(a)?;
+            (r.text(), r.json())
         }
         Cmd::Churn(a) => {
             let r = churn::run(a)?;

@@ -1,6 +1,7 @@
 //! `mpool`: the management command of mpool pools (LVM-like verbs).
 
 mod cmd_obj;
+mod cmd_object;
 mod cmd_pool;
 mod cmd_status;
 mod cmd_stream;
@@ -151,6 +152,9 @@ enum Cmd {
     /// Mblocks: write-once objects.
     #[command(subcommand)]
     Mblock(cmd_obj::MblockCmd),
+    /// Named objects of an object store (the `object_store` backend): put, get, ls, rm.
+    #[command(subcommand)]
+    Object(cmd_object::ObjectCmd),
     /// User mlogs (and MDCs): record logs.
     #[command(subcommand)]
     Mlog(cmd_obj::MlogCmd),
@@ -228,6 +232,7 @@ fn main() -> ExitCode {
         Cmd::Mblock(c) => cmd_obj::mblock(c),
         Cmd::Mlog(c) => cmd_obj::mlog(c),
         Cmd::Stream(c) => cmd_stream::stream(c),
+        Cmd::Object(c) => cmd_object::run(c),
         Cmd::Check { pool, json, repair } => cmd_obj::check(&pool, json, repair),
         Cmd::Demo(a) => demo::run(a),
         Cmd::Torture(c) => torture::run(c),

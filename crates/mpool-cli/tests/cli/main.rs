@@ -27,6 +27,7 @@ mod log_headers;
 mod mblock;
 mod mlog;
 mod mlog_delete_erase;
+mod object;
 mod permissions;
 mod read_only_commands;
 mod refusals;

@@ -304,13 +304,13 @@ impl CatRecord {
 
 /// The CRC-32C (Castagnoli) a record frame carries.
 pub fn record_crc(rec: &[u8]) -> u32 {
-    crc32c::crc32c(rec)
+    crate::crc::crc32c(rec)
 }
 
 /// Append the frame of `rec` (length, CRC-32C, bytes) to `out`.
 pub fn put_frame(out: &mut Vec<u8>, rec: &[u8]) {
     out.extend_from_slice(&(rec.len() as u32).to_le_bytes());
-    out.extend_from_slice(&crc32c::crc32c(rec).to_le_bytes());
+    out.extend_from_slice(&crate::crc::crc32c(rec).to_le_bytes());
     out.extend_from_slice(rec);
 }
 
@@ -331,7 +331,7 @@ pub fn frame_at(data: &[u8], pos: usize) -> Result<std::ops::Range<usize>, Strin
             "record of {len} bytes at byte {pos} runs past the end"
         ));
     };
-    if crc32c::crc32c(&data[start..end]) != crc {
+    if crate::crc::crc32c(&data[start..end]) != crc {
         return Err(format!("record checksum mismatch at byte {pos}"));
     }
     Ok(start..end)
@@ -429,7 +429,7 @@ pub fn encode_footer(t: &Trailer, index: &[IndexEntry]) -> Vec<u8> {
     for x in [t.no, t.base, t.count, t.data_len, t.sealed_ms] {
         v.extend_from_slice(&x.to_le_bytes());
     }
-    let crc = crc32c::crc32c(&v);
+    let crc = crate::crc::crc32c(&v);
     v.extend_from_slice(&crc.to_le_bytes());
     v.extend_from_slice(&[0u8; 4]);
     debug_assert_eq!(v.len() - ix, TRAILER_LEN);
@@ -465,7 +465,7 @@ pub fn check_footer(footer: &[u8]) -> Result<Vec<IndexEntry>, String> {
         return Err("segment footer too short".into());
     }
     let crc_at = footer.len() - 8;
-    if crc32c::crc32c(&footer[..crc_at]) != u32_at(footer, crc_at) {
+    if crate::crc::crc32c(&footer[..crc_at]) != u32_at(footer, crc_at) {
         return Err("segment footer checksum mismatch".into());
     }
     let n = (footer.len() - TRAILER_LEN) / 8;

@@ -1,0 +1,894 @@
+//! The named-object catalog: path → object (mblocks, size, version,
+//! modification time, attributes), kept in an MDC of its own. Every call
+//! here blocks on the device; the async store runs them on tokio's
+//! blocking pool.
+//!
+//! Crash safety (docs/architecture.md, "mpool-object-store"):
+//! - a put writes its content into new, uncommitted mblocks, appends and
+//!   syncs its PUT record, then commits the mblocks; only then is it
+//!   visible and acknowledged. A crash before every mblock is committed
+//!   leaves a PUT record whose mblocks are missing: replay drops it and
+//!   restores what the path held before. Such a record can only be the
+//!   last one naming its path (each path's mutations are serialized and a
+//!   later one is appended only after the put finished), so a PUT that a
+//!   later record names is proven.
+//! - copy, rename and delete are one record each, synced before return.
+//! - mblocks are shared (copy, rename) and freed when the last object
+//!   and the last reader holding them go (a deferred delete). Replay
+//!   deletes every mblock a record names that no object holds; a
+//!   compaction first makes the deferred deletes durable and writes a
+//!   PENDING record for those still held by readers.
+
+use crate::record::{Attr, Extent, PutRec, Record};
+use mpool::{Error as PoolError, Mdc, MdcId, ObjectError, Pool};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+/// Errors of the catalog and the store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// An error of the pool (devices, objects, metadata).
+    #[error(transparent)]
+    Pool(#[from] PoolError),
+    /// An error of the catalog's MDC.
+    #[error("catalog log: {0}")]
+    Mdc(#[from] mpool::MdcError),
+    /// A catalog record does not decode, or names what does not exist.
+    #[error("corrupt catalog: {0}")]
+    Corrupt(String),
+    /// The pool was opened read-only.
+    #[error("the store's pool is open read-only")]
+    ReadOnly,
+    /// A catalog update failed in a way that leaves the log's state
+    /// unknown; reopen the store (its replay restores a consistent state).
+    #[error("an earlier catalog update failed; reopen the store")]
+    Broken,
+    /// An attribute object_store knows and this store does not.
+    #[error("attribute {0} is not supported")]
+    Attribute(String),
+    /// No store of this name in the pool (read-only open).
+    #[error("no object store named '{0}' in this pool")]
+    NoStore(String),
+    /// The catalog's log is full even after compaction: its live state
+    /// needs a larger catalog (`StoreOptions::catalog_bytes` at creation).
+    #[error(
+        "the catalog is full: its live state needs a larger catalog (catalog_bytes at creation)"
+    )]
+    CatalogFull,
+    /// The store is open already in this process (share the `MpoolStore`:
+    /// it is cheap to clone); two catalogs over one log would diverge.
+    #[error("object store '{0}' of this pool is open already in this process")]
+    Busy(String),
+}
+
+/// The stores open in this process, by pool UUID and name.
+static OPEN: Mutex<Vec<(uuid::Uuid, String)>> = Mutex::new(Vec::new());
+
+/// Result of the catalog.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The mblocks of one object, shared by every path that names it (copy,
+/// rename) and by readers; freed when the last holder goes.
+#[derive(Debug)]
+pub struct Blocks {
+    /// The extents, in order.
+    pub extents: Vec<Extent>,
+    reg: Arc<Registry>,
+}
+
+impl Blocks {
+    fn new(extents: Vec<Extent>, reg: &Arc<Registry>) -> Arc<Blocks> {
+        if let Some(first) = extents.first() {
+            crate::lock(&reg.inner)
+                .live
+                .insert(first.id, extents.iter().map(|e| e.id).collect());
+        }
+        Arc::new(Blocks {
+            extents,
+            reg: reg.clone(),
+        })
+    }
+}
+
+impl Drop for Blocks {
+    fn drop(&mut self) {
+        let Some(first) = self.extents.first() else {
+            return;
+        };
+        // Under the registry's lock, so that a compaction sees these
+        // mblocks either held or with their deletes issued.
+        let mut g = crate::lock(&self.reg.inner);
+        g.live.remove(&first.id);
+        // A catalog going away (the store dropped) frees nothing: its
+        // objects stay. Only a mutation's release frees.
+        if self.reg.read_only || self.reg.closing.load(Ordering::SeqCst) {
+            return;
+        }
+        for e in &self.extents {
+            match self.reg.pool.mblock_delete_deferred(e.id) {
+                Ok(()) | Err(PoolError::Object(ObjectError::NotFound(_))) => {}
+                Err(err) => tracing::warn!("freeing mblock {} of an object: {err}", e.id),
+            }
+            g.freed.push(e.id);
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct RegInner {
+    /// Every `Blocks` alive, by its first mblock.
+    live: HashMap<mpool::MblockId, Vec<mpool::MblockId>>,
+    /// mblocks whose deferred delete was issued since the last compaction.
+    freed: Vec<mpool::MblockId>,
+}
+
+#[derive(Debug)]
+struct Registry {
+    pool: Pool,
+    read_only: bool,
+    /// The catalog is being dropped.
+    closing: AtomicBool,
+    inner: Mutex<RegInner>,
+}
+
+/// One object of the catalog.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// Its mblocks.
+    pub blocks: Arc<Blocks>,
+    /// The content of a small object kept in its catalog record (and in
+    /// memory) instead of mblocks.
+    pub inline: Option<bytes::Bytes>,
+    /// Size in bytes.
+    pub size: u64,
+    /// Unique across the store; the e_tag is made from it.
+    pub version: u64,
+    /// Nanoseconds since the Unix epoch.
+    pub mtime_ns: i64,
+    /// User attributes.
+    pub attrs: Vec<Attr>,
+}
+
+impl Entry {
+    /// The object's e_tag.
+    pub fn e_tag(&self) -> String {
+        e_tag(self.version)
+    }
+
+    fn put_rec(&self, path: &str) -> PutRec {
+        PutRec {
+            version: self.version,
+            mtime_ns: self.mtime_ns,
+            size: self.size,
+            path: path.to_string(),
+            extents: self.blocks.extents.clone(),
+            inline: self.inline.as_ref().map(|b| b.to_vec()),
+            attrs: self.attrs.clone(),
+        }
+    }
+}
+
+impl Drop for Catalog {
+    fn drop(&mut self) {
+        self.reg.closing.store(true, Ordering::SeqCst);
+        crate::lock(&OPEN).retain(|c| *c != self.claim);
+    }
+}
+
+/// The e_tag of a version.
+pub fn e_tag(version: u64) -> String {
+    format!("\"{version:x}\"")
+}
+
+/// What a put requires of the object now at its path.
+#[derive(Debug, Clone)]
+pub enum Mode {
+    /// Anything.
+    Overwrite,
+    /// No object.
+    Create,
+    /// An object with this e_tag.
+    Update(Option<String>),
+}
+
+/// Why a conditional operation was refused.
+#[derive(Debug)]
+pub enum Refusal {
+    /// The path holds an object (`Create`).
+    Exists,
+    /// The path holds no object, or another version (`Update`).
+    Precondition(String),
+    /// The source of a copy or rename does not exist.
+    NotFound,
+}
+
+/// The outcome of a mutation.
+pub type Outcome<T> = Result<std::result::Result<T, Refusal>>;
+
+const STRIPES: usize = 256;
+
+/// Options of [`Catalog::open`].
+#[derive(Debug, Clone)]
+pub struct CatalogOptions {
+    /// The store's name (several stores may share a pool).
+    pub name: String,
+    /// Bytes of each of the catalog MDC's two logs (whole zones).
+    pub catalog_bytes: u64,
+    /// The media class of the catalog and of object content.
+    pub class: mpool::MediaClass,
+}
+
+/// The catalog of one store.
+#[derive(Debug)]
+pub struct Catalog {
+    pool: Pool,
+    mdc: Option<Arc<Mdc>>,
+    mdc_id: Option<MdcId>,
+    reg: Arc<Registry>,
+    map: RwLock<BTreeMap<String, Entry>>,
+    next_version: AtomicU64,
+    /// Shared by mutations, exclusive for a compaction.
+    ops: RwLock<()>,
+    stripes: Vec<Mutex<()>>,
+    broken: AtomicBool,
+    read_only: bool,
+    /// Log bytes in use right after the last compaction.
+    compacted_len: AtomicU64,
+    compactions: AtomicU64,
+    /// What the last open repaired: put records dropped, mblocks freed.
+    pub repaired: (u64, u64),
+    /// This catalog's entry in `OPEN`.
+    claim: (uuid::Uuid, String),
+}
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+fn stripe_of(path: &str) -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    path.hash(&mut h);
+    (h.finish() % STRIPES as u64) as usize
+}
+
+fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// An object as replay rebuilds it, before its mblocks are shared.
+#[derive(Debug, Clone)]
+struct Replayed {
+    extents: Vec<Extent>,
+    inline: Option<bytes::Bytes>,
+    size: u64,
+    version: u64,
+    mtime_ns: i64,
+    attrs: Vec<Attr>,
+}
+
+/// The catalog MDC of store `name`, from the pointer records of the root
+/// MDC (the last one naming it wins).
+pub fn find_catalog(pool: &Pool, name: &str) -> Result<Option<MdcId>> {
+    let root = pool.root_mdc()?;
+    let mut found = None;
+    for rec in root.reader()? {
+        let rec = rec?;
+        if let Some((n, id)) = crate::record::decode_pointer(&rec) {
+            if n == name {
+                found = mpool::ObjectId::from_raw(id).and_then(|o| MdcId::try_from(o).ok());
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Every store named in the root MDC.
+pub fn store_names(pool: &Pool) -> Result<Vec<String>> {
+    let root = pool.root_mdc()?;
+    let mut names = Vec::new();
+    for rec in root.reader()? {
+        if let Some((n, _)) = crate::record::decode_pointer(&rec?) {
+            if !names.contains(&n) {
+                names.push(n);
+            }
+        }
+    }
+    Ok(names)
+}
+
+impl Catalog {
+    /// Open the catalog of store `opts.name`, creating it on a read-write
+    /// pool that has none.
+    pub fn open(pool: Pool, opts: &CatalogOptions) -> Result<Catalog> {
+        let claim = (pool.uuid(), opts.name.clone());
+        {
+            let mut open = crate::lock(&OPEN);
+            if open.contains(&claim) {
+                return Err(StoreError::Busy(opts.name.clone()));
+            }
+            open.push(claim.clone());
+        }
+        match Catalog::open_claimed(pool, opts, claim.clone()) {
+            Ok(c) => Ok(c),
+            Err(e) => {
+                crate::lock(&OPEN).retain(|c| *c != claim);
+                Err(e)
+            }
+        }
+    }
+
+    fn open_claimed(
+        pool: Pool,
+        opts: &CatalogOptions,
+        claim: (uuid::Uuid, String),
+    ) -> Result<Catalog> {
+        let read_only = pool.is_read_only();
+        let reg = Arc::new(Registry {
+            pool: pool.clone(),
+            read_only,
+            closing: AtomicBool::new(false),
+            inner: Mutex::new(RegInner::default()),
+        });
+        let existing = match find_catalog(&pool, &opts.name)? {
+            Some(id) => match pool.mdc_open(id) {
+                Ok(m) => Some((id, m)),
+                // The pointer was written before the MDC's commit, which a
+                // crash cut off: make a new one.
+                Err(PoolError::Object(ObjectError::NotFound(_))) => None,
+                Err(e) => return Err(e.into()),
+            },
+            None => None,
+        };
+        let (id, mdc) = match existing {
+            Some(x) => x,
+            None if read_only => return Err(StoreError::NoStore(opts.name.clone())),
+            None => {
+                let id = pool.mdc_alloc(opts.class, opts.catalog_bytes)?;
+                // The pointer first: a crash before the commit leaves a
+                // pointer to nothing (replaced at the next open), never an
+                // MDC nobody names.
+                let rec = crate::record::encode_pointer(&opts.name, id.object_id().raw());
+                if let Err(e) = pool.root_mdc()?.append(&rec, true) {
+                    let _ = pool.mdc_abort(id);
+                    return Err(e.into());
+                }
+                pool.mdc_commit(id)?;
+                (id, pool.mdc_open(id)?)
+            }
+        };
+        let mut cat = Catalog {
+            pool,
+            mdc: Some(mdc),
+            mdc_id: Some(id),
+            reg,
+            map: RwLock::new(BTreeMap::new()),
+            next_version: AtomicU64::new(1),
+            ops: RwLock::new(()),
+            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+            broken: AtomicBool::new(false),
+            read_only,
+            compacted_len: AtomicU64::new(0),
+            compactions: AtomicU64::new(0),
+            repaired: (0, 0),
+            claim,
+        };
+        cat.replay()?;
+        Ok(cat)
+    }
+
+    /// The catalog MDC's ID.
+    pub fn mdc_id(&self) -> Option<MdcId> {
+        self.mdc_id
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    fn mdc(&self) -> Result<&Arc<Mdc>> {
+        self.mdc.as_ref().ok_or(StoreError::Broken)
+    }
+
+    fn committed(&self, id: mpool::MblockId) -> Result<bool> {
+        match self.pool.object_props(id) {
+            Ok(p) => Ok(p.committed),
+            Err(PoolError::Object(ObjectError::NotFound(_))) => Ok(false),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn replay(&mut self) -> Result<()> {
+        let mdc = self.mdc()?.clone();
+        let mut map: BTreeMap<String, Replayed> = BTreeMap::new();
+        // Paths whose last record is a PUT not yet proven: what they held
+        // before it.
+        let mut tentative: HashMap<String, Option<Replayed>> = HashMap::new();
+        let mut mentioned: HashSet<mpool::MblockId> = HashSet::new();
+        let mut next_version = 1u64;
+        for (i, rec) in mdc.reader()?.enumerate() {
+            let rec = Record::decode(&rec?)
+                .map_err(|e| StoreError::Corrupt(format!("record {i}: {e}")))?;
+            match rec {
+                Record::Put(p) => {
+                    mentioned.extend(p.extents.iter().map(|e| e.id));
+                    next_version = next_version.max(p.version.saturating_add(1));
+                    let e = Replayed {
+                        extents: p.extents,
+                        inline: p.inline.map(bytes::Bytes::from),
+                        size: p.size,
+                        version: p.version,
+                        mtime_ns: p.mtime_ns,
+                        attrs: p.attrs,
+                    };
+                    let prev = map.insert(p.path.clone(), e);
+                    tentative.insert(p.path, prev);
+                }
+                Record::Delete { path } => {
+                    tentative.remove(&path);
+                    map.remove(&path);
+                }
+                Record::Copy {
+                    rename,
+                    version,
+                    mtime_ns,
+                    from,
+                    to,
+                } => {
+                    tentative.remove(&from);
+                    tentative.remove(&to);
+                    next_version = next_version.max(version.saturating_add(1));
+                    let mut e = map.get(&from).cloned().ok_or_else(|| {
+                        StoreError::Corrupt(format!(
+                            "record {i}: copies '{from}', which holds no object"
+                        ))
+                    })?;
+                    e.version = version;
+                    e.mtime_ns = mtime_ns;
+                    if rename {
+                        map.remove(&from);
+                    }
+                    map.insert(to, e);
+                }
+                Record::State { next_version: v } => next_version = next_version.max(v),
+                Record::Pending { ids } => mentioned.extend(ids),
+            }
+        }
+        // An unproven PUT whose mblocks are not all committed never
+        // finished: the path holds what it held before.
+        let mut dropped = 0u64;
+        for (path, prev) in tentative {
+            let Some(e) = map.get(&path) else { continue };
+            let mut whole = true;
+            for x in &e.extents {
+                if !self.committed(x.id)? {
+                    whole = false;
+                    break;
+                }
+            }
+            if !whole {
+                dropped += 1;
+                match prev {
+                    Some(p) => map.insert(path, p),
+                    None => map.remove(&path),
+                };
+            }
+        }
+        // Share one `Blocks` among the objects naming the same mblocks.
+        let mut shared: HashMap<mpool::MblockId, Arc<Blocks>> = HashMap::new();
+        let mut live: HashSet<mpool::MblockId> = HashSet::new();
+        let mut out = BTreeMap::new();
+        for (path, e) in map {
+            live.extend(e.extents.iter().map(|x| x.id));
+            let blocks = match e.extents.first() {
+                Some(first) => match shared.get(&first.id) {
+                    Some(b) if b.extents == e.extents => b.clone(),
+                    Some(_) => {
+                        return Err(StoreError::Corrupt(format!(
+                            "'{path}' shares mblock {} with another object but not its extents",
+                            first.id
+                        )))
+                    }
+                    None => {
+                        let b = Blocks::new(e.extents.clone(), &self.reg);
+                        shared.insert(first.id, b.clone());
+                        b
+                    }
+                },
+                None => Blocks::new(Vec::new(), &self.reg),
+            };
+            out.insert(
+                path,
+                Entry {
+                    blocks,
+                    inline: e.inline,
+                    size: e.size,
+                    version: e.version,
+                    mtime_ns: e.mtime_ns,
+                    attrs: e.attrs,
+                },
+            );
+        }
+        *write(&self.map) = out;
+        self.next_version.store(next_version, Ordering::SeqCst);
+        let mut freed = 0u64;
+        if !self.read_only {
+            for id in mentioned.difference(&live) {
+                match self.pool.mblock_delete(*id) {
+                    Ok(()) => freed += 1,
+                    Err(PoolError::Object(ObjectError::NotFound(_))) => {}
+                    // Uncommitted after an open cannot be; leave it.
+                    Err(PoolError::Object(ObjectError::NotCommitted(_))) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            self.repaired = (dropped, freed);
+            // Write the clean state: dropped records must not be proven
+            // by later ones, and freed mblocks need no mention any more.
+            if dropped > 0 || freed > 0 || !mentioned.is_subset(&live) {
+                self.compact()?;
+            }
+        }
+        self.compacted_len
+            .store(self.mdc()?.usage().len, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn writable(&self) -> Result<()> {
+        if self.read_only {
+            return Err(StoreError::ReadOnly);
+        }
+        if self.broken.load(Ordering::SeqCst) {
+            return Err(StoreError::Broken);
+        }
+        Ok(())
+    }
+
+    /// Append a record, durable on return. A failure leaves the log's
+    /// state unknown (the record may be on the media): the catalog takes
+    /// no more updates until reopened.
+    ///
+    /// A full log is refused before anything is written
+    /// ([`StoreError::CatalogFull`]): the catalog stays usable.
+    fn append(&self, rec: &Record) -> Result<()> {
+        match self.mdc()?.append(&rec.encode(), true) {
+            Ok(_) => Ok(()),
+            Err(mpool::MdcError::Mlog(mpool::MlogError::LogFull { .. })) => {
+                Err(StoreError::CatalogFull)
+            }
+            Err(e) => {
+                self.broken.store(true, Ordering::SeqCst);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// [`Catalog::append`] of a record the catalog cannot do without (the
+    /// undo of a put whose record is durable): any failure, a full log
+    /// included, leaves the catalog refusing updates until reopened.
+    fn append_or_break(&self, rec: &Record) -> Result<()> {
+        let r = self.append(rec);
+        if r.is_err() {
+            self.broken.store(true, Ordering::SeqCst);
+        }
+        r
+    }
+
+    fn lock_stripe(&self, path: &str) -> MutexGuard<'_, ()> {
+        crate::lock(&self.stripes[stripe_of(path)])
+    }
+
+    fn lock_two(&self, a: &str, b: &str) -> (MutexGuard<'_, ()>, Option<MutexGuard<'_, ()>>) {
+        let (x, y) = (stripe_of(a), stripe_of(b));
+        if x == y {
+            (crate::lock(&self.stripes[x]), None)
+        } else {
+            let (lo, hi) = (x.min(y), x.max(y));
+            let g1 = crate::lock(&self.stripes[lo]);
+            let g2 = crate::lock(&self.stripes[hi]);
+            (g1, Some(g2))
+        }
+    }
+
+    /// The object at `path`.
+    pub fn get(&self, path: &str) -> Option<Entry> {
+        read(&self.map).get(path).cloned()
+    }
+
+    /// Objects whose path starts with `prefix` (a string prefix), in
+    /// path order, after `offset` when given.
+    pub fn range(&self, prefix: &str, offset: Option<&str>) -> Vec<(String, Entry)> {
+        let map = read(&self.map);
+        let start = match offset {
+            Some(o) if o >= prefix => std::ops::Bound::Excluded(o.to_string()),
+            _ => std::ops::Bound::Included(prefix.to_string()),
+        };
+        map.range((start, std::ops::Bound::Unbounded))
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// One level under `prefix` (a path, `""` for the root), as
+    /// object_store's `list_with_delimiter` gives it: the objects directly
+    /// under it, and the common prefixes (paths one segment longer that
+    /// have objects under them), both in path order. Skips over each
+    /// common prefix's objects instead of visiting them.
+    pub fn list_level(&self, prefix: &str) -> (Vec<(String, Entry)>, Vec<String>) {
+        use std::ops::Bound;
+        let base = if prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{prefix}/")
+        };
+        let map = read(&self.map);
+        let mut objects = Vec::new();
+        let mut common = Vec::new();
+        let mut cursor = Bound::Included(base.clone());
+        loop {
+            let next = map
+                .range::<String, _>((cursor.clone(), Bound::Unbounded))
+                .next();
+            let Some((k, e)) = next else { break };
+            let Some(rest) = k.strip_prefix(base.as_str()) else {
+                break;
+            };
+            match rest.find('/') {
+                Some(i) => {
+                    let cp = format!("{base}{}", &rest[..i]);
+                    // Every key starting with `cp/` sorts before `cp0`
+                    // ('0' follows '/').
+                    cursor = Bound::Included(format!("{cp}0"));
+                    common.push(cp);
+                }
+                None => {
+                    if !rest.is_empty() {
+                        objects.push((k.clone(), e.clone()));
+                    }
+                    cursor = Bound::Excluded(k.clone());
+                }
+            }
+        }
+        (objects, common)
+    }
+
+    /// Number of objects and their total size.
+    pub fn totals(&self) -> (u64, u64) {
+        let map = read(&self.map);
+        (map.len() as u64, map.values().map(|e| e.size).sum())
+    }
+
+    /// Compact when the log has grown to half its capacity and to twice
+    /// what the last compaction left.
+    fn maybe_compact(&self) -> Result<()> {
+        let u = self.mdc()?.usage();
+        if u.len > u.capacity / 2 && u.len > 2 * self.compacted_len.load(Ordering::SeqCst) {
+            self.compact()?;
+        }
+        Ok(())
+    }
+
+    /// Compactions done since open (the open's own included).
+    pub fn compactions(&self) -> u64 {
+        self.compactions.load(Ordering::SeqCst)
+    }
+
+    /// Rewrite the catalog as its live state, in the MDC's other log.
+    pub fn compact(&self) -> Result<()> {
+        self.writable()?;
+        let _x = write(&self.ops);
+        let mdc = self.mdc()?;
+        // Deletes issued so far become durable: no record need name them.
+        std::mem::take(&mut crate::lock(&self.reg.inner).freed);
+        self.pool.sync()?;
+        let map = read(&self.map);
+        let pending: Vec<mpool::MblockId> = {
+            let held: HashSet<mpool::MblockId> = map
+                .values()
+                .flat_map(|e| e.blocks.extents.iter().map(|x| x.id))
+                .collect();
+            let g = crate::lock(&self.reg.inner);
+            g.live
+                .values()
+                .flatten()
+                .filter(|id| !held.contains(id))
+                .chain(g.freed.iter())
+                .copied()
+                .collect()
+        };
+        mdc.cstart()?;
+        let body = || -> Result<()> {
+            let next_version = self.next_version.load(Ordering::SeqCst);
+            mdc.append(&Record::State { next_version }.encode(), false)?;
+            for (path, e) in map.iter() {
+                mdc.append(&Record::Put(e.put_rec(path)).encode(), false)?;
+            }
+            if !pending.is_empty() {
+                mdc.append(&Record::Pending { ids: pending }.encode(), false)?;
+            }
+            Ok(())
+        };
+        if let Err(e) = body() {
+            if mdc.cabort().is_err() {
+                self.broken.store(true, Ordering::SeqCst);
+            }
+            return Err(e);
+        }
+        if let Err(e) = mdc.cend() {
+            self.broken.store(true, Ordering::SeqCst);
+            return Err(e.into());
+        }
+        self.compacted_len.store(mdc.usage().len, Ordering::SeqCst);
+        self.compactions.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn check_mode(&self, path: &str, mode: &Mode) -> std::result::Result<Option<Entry>, Refusal> {
+        let cur = self.get(path);
+        match (mode, &cur) {
+            (Mode::Overwrite, _) | (Mode::Create, None) => Ok(cur),
+            (Mode::Create, Some(_)) => Err(Refusal::Exists),
+            (Mode::Update(_), None) => Err(Refusal::Precondition(format!(
+                "no object at {path} to update"
+            ))),
+            (Mode::Update(want), Some(e)) => match want {
+                Some(w) if *w == e.e_tag() => Ok(cur),
+                Some(w) => Err(Refusal::Precondition(format!(
+                    "{} does not match {w}",
+                    e.e_tag()
+                ))),
+                None => Err(Refusal::Precondition(
+                    "an update needs the e_tag of the object it replaces".into(),
+                )),
+            },
+        }
+    }
+
+    /// Make `extents` (uncommitted mblocks holding `size` bytes), or the
+    /// `inline` content, the object at `path`, if `mode` allows. Durable
+    /// on return. On any failure or refusal the mblocks are aborted.
+    pub fn put(
+        &self,
+        path: &str,
+        extents: Vec<Extent>,
+        inline: Option<bytes::Bytes>,
+        size: u64,
+        attrs: Vec<Attr>,
+        mode: Mode,
+    ) -> Outcome<Entry> {
+        let abort = |from: usize| {
+            for e in &extents[from..] {
+                let _ = self.pool.mblock_abort(e.id);
+            }
+        };
+        if let Err(e) = self.writable().and_then(|()| self.maybe_compact()) {
+            abort(0);
+            return Err(e);
+        }
+        let _s = read(&self.ops);
+        let _p = self.lock_stripe(path);
+        let prev = match self.check_mode(path, &mode) {
+            Ok(p) => p,
+            Err(r) => {
+                abort(0);
+                return Ok(Err(r));
+            }
+        };
+        let version = self.next_version.fetch_add(1, Ordering::SeqCst);
+        let rec = PutRec {
+            version,
+            mtime_ns: now_ns(),
+            size,
+            path: path.to_string(),
+            extents: extents.clone(),
+            inline: inline.as_ref().map(|b| b.to_vec()),
+            attrs,
+        };
+        if let Err(e) = self.append(&Record::Put(rec.clone())) {
+            abort(0);
+            return Err(e);
+        }
+        for (i, x) in extents.iter().enumerate() {
+            if let Err(e) = self.pool.mblock_commit(x.id) {
+                // The record is durable and names mblocks that will never
+                // all exist: say what the path holds before anything else
+                // names it.
+                let undo = match &prev {
+                    Some(p) => Record::Put(p.put_rec(path)),
+                    None => Record::Delete {
+                        path: path.to_string(),
+                    },
+                };
+                let _ = self.pool.mblock_abort(x.id);
+                abort(i + 1);
+                for done in &extents[..i] {
+                    let _ = self.pool.mblock_delete(done.id);
+                }
+                self.append_or_break(&undo)?;
+                return Err(e.into());
+            }
+        }
+        let entry = Entry {
+            blocks: Blocks::new(extents, &self.reg),
+            inline,
+            size,
+            version,
+            mtime_ns: rec.mtime_ns,
+            attrs: rec.attrs,
+        };
+        let old = write(&self.map).insert(path.to_string(), entry.clone());
+        drop(old);
+        Ok(Ok(entry))
+    }
+
+    /// Remove the object at `path` (nothing if there is none). Durable on
+    /// return. Returns whether there was one.
+    pub fn delete(&self, path: &str) -> Result<bool> {
+        self.writable()?;
+        self.maybe_compact()?;
+        let _s = read(&self.ops);
+        let _p = self.lock_stripe(path);
+        if self.get(path).is_none() {
+            return Ok(false);
+        }
+        self.append(&Record::Delete {
+            path: path.to_string(),
+        })?;
+        let old = write(&self.map).remove(path);
+        drop(old);
+        Ok(true)
+    }
+
+    /// Copy (or rename) `from` to `to`, sharing its mblocks; with
+    /// `create`, refused when `to` exists. Durable on return.
+    pub fn copy(&self, from: &str, to: &str, rename: bool, create: bool) -> Outcome<()> {
+        self.writable()?;
+        self.maybe_compact()?;
+        let _s = read(&self.ops);
+        let _g = self.lock_two(from, to);
+        let Some(src) = self.get(from) else {
+            return Ok(Err(Refusal::NotFound));
+        };
+        if create && self.get(to).is_some() {
+            return Ok(Err(Refusal::Exists));
+        }
+        if from == to {
+            // The object stays where it is (a rename onto itself).
+            return Ok(Ok(()));
+        }
+        let version = self.next_version.fetch_add(1, Ordering::SeqCst);
+        let mtime_ns = now_ns();
+        self.append(&Record::Copy {
+            rename,
+            version,
+            mtime_ns,
+            from: from.to_string(),
+            to: to.to_string(),
+        })?;
+        let mut map = write(&self.map);
+        let e = Entry {
+            version,
+            mtime_ns,
+            ..src
+        };
+        let old = map.insert(to.to_string(), e);
+        let gone = if rename { map.remove(from) } else { None };
+        drop(map);
+        drop((old, gone));
+        Ok(Ok(()))
+    }
+
+    /// Space use of the catalog log: (bytes used, capacity, records).
+    pub fn log_usage(&self) -> Result<mpool::MdcUsage> {
+        Ok(self.mdc()?.usage())
+    }
+}

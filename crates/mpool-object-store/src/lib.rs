@@ -1,0 +1,790 @@
+//! mpool as an [`object_store`] backend.
+//!
+//! [`MpoolStore`] implements [`ObjectStore`] (and [`MultipartStore`]) over
+//! an open [`mpool::Pool`]: an object is a list of mblocks (as many as its
+//! size needs), named by a path in a catalog that lives in an MDC of the
+//! pool, found from the pool's root MDC by the store's name. Every update
+//! (put, multipart completion, copy, rename, delete) is atomic and durable
+//! before its call returns; copies and renames share mblocks, which are
+//! freed when the last object (and the last reader) holding them goes.
+//! The catalog compacts itself.
+//!
+//! Device I/O never runs on the async runtime's worker threads: each call
+//! moves its blocking work to tokio's blocking pool (`spawn_blocking`), so
+//! the store needs a tokio runtime, as object_store's own stores do.
+//!
+//! ```
+//! # use mpool::{CreateOptions, DeviceSpec, Pool};
+//! # use mpool_object_store::{MpoolStore, StoreOptions};
+//! # use object_store::{path::Path, ObjectStoreExt};
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = tempfile::tempdir()?;
+//! # std::env::set_var("MPOOL_RUNDIR", dir.path().join("run"));
+//! # std::env::set_var("MPOOL_CONFIG", dir.path().join("devices"));
+//! # std::env::set_var("MPOOL_SCAN_DEVICES", "none");
+//! # let spec = DeviceSpec { path: dir.path().join("p.img"), create_size: Some(64 << 20), zone_size: 1 << 20 };
+//! let pool = Pool::create("objects", &spec, &CreateOptions::default())?;
+//! let store = MpoolStore::open(pool, &StoreOptions::default().catalog_bytes(1 << 20))?;
+//! let rt = tokio::runtime::Runtime::new()?;
+//! rt.block_on(async {
+//!     store.put(&Path::from("a/b"), "hello".into()).await?;
+//!     let got = store.get(&Path::from("a/b")).await?.bytes().await?;
+//!     assert_eq!(&got[..], b"hello");
+//!     Ok::<_, object_store::Error>(())
+//! })?;
+//! # drop(store);
+//! # mpool::admin::destroy("objects")?;
+//! # Ok(())
+//! # }
+//! ```
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+#![warn(missing_docs)]
+
+mod catalog;
+mod data;
+mod multipart;
+pub mod record;
+#[cfg(feature = "internals")]
+pub mod torture;
+
+pub use catalog::{e_tag, store_names, Entry, StoreError};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use catalog::{Catalog, CatalogOptions, Mode, Refusal};
+use chrono::{DateTime, Utc};
+use futures_util::stream::{self, BoxStream, StreamExt};
+use mpool::{MediaClass, Pool};
+use object_store::multipart::{MultipartStore, PartId};
+use object_store::path::Path;
+use object_store::{
+    Attribute, AttributeValue, Attributes, CopyMode, CopyOptions, GetOptions, GetRange, GetResult,
+    GetResultPayload, ListResult, MultipartId, MultipartUpload, ObjectMeta, ObjectStore, PutMode,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, RenameTargetMode,
+};
+use record::Attr;
+use std::ops::Range;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// Objects up to this size are kept in the catalog by default
+/// ([`StoreOptions::inline_max`]).
+pub const DEFAULT_INLINE_MAX: u64 = 4096;
+
+/// Bytes a streamed `get` reads per step.
+const GET_CHUNK: u64 = 8 << 20;
+
+/// The store's name in object_store errors.
+const STORE: &str = "mpool";
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Options of [`MpoolStore::open`].
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    name: String,
+    inline_max: u64,
+    catalog_bytes: Option<u64>,
+    class: MediaClass,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            name: "default".into(),
+            inline_max: DEFAULT_INLINE_MAX,
+            catalog_bytes: None,
+            class: MediaClass::Capacity,
+        }
+    }
+}
+
+impl StoreOptions {
+    /// The store's name: several stores can share a pool (default
+    /// `default`).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Bytes of each of the catalog MDC's two logs, when the store is
+    /// created (rounded up to whole mblock zones; default 16 MiB, or
+    /// 1/32 of the media class on a smaller pool). A catalog record takes
+    /// about 45 bytes plus the path, the attributes and 16 bytes per
+    /// mblock; the log compacts when half full, so 16 MiB holds the
+    /// records of about 100,000 objects with short paths.
+    pub fn catalog_bytes(mut self, bytes: u64) -> Self {
+        self.catalog_bytes = Some(bytes);
+        self
+    }
+
+    /// Objects of at most this many bytes are kept in their catalog record
+    /// (and in memory) instead of mblocks of their own: one log append
+    /// makes such a put durable, and it takes no zone of the pool (an
+    /// mblock takes a whole zone however small). Default
+    /// [`DEFAULT_INLINE_MAX`]; 0 puts every non-empty object in mblocks.
+    pub fn inline_max(mut self, bytes: u64) -> Self {
+        self.inline_max = bytes;
+        self
+    }
+
+    /// The media class of object content and of the catalog (default
+    /// capacity).
+    pub fn class(mut self, class: MediaClass) -> Self {
+        self.class = class;
+        self
+    }
+}
+
+/// An [`ObjectStore`] over an mpool [`Pool`]. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct MpoolStore {
+    cat: Arc<Catalog>,
+    class: MediaClass,
+    inline_max: u64,
+    name: String,
+    uploads: Arc<Mutex<multipart::Uploads>>,
+}
+
+impl std::fmt::Display for MpoolStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MpoolStore({}:{})", self.cat.pool().name(), self.name)
+    }
+}
+
+/// Figures of a store ([`MpoolStore::stats`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Objects.
+    pub objects: u64,
+    /// Their total size.
+    pub bytes: u64,
+    /// Catalog log bytes in use.
+    pub log_bytes: u64,
+    /// Catalog log capacity.
+    pub log_capacity: u64,
+    /// Compactions since open (an open that repaired compacts once).
+    pub compactions: u64,
+    /// PUT records the open found unfinished (a crash) and dropped.
+    pub dropped_at_open: u64,
+    /// mblocks the open freed (held by no object after a crash).
+    pub freed_at_open: u64,
+}
+
+/// One object of a listing, as [`MpoolStore::objects`] gives it.
+#[derive(Debug, Clone)]
+pub struct ObjectInfo {
+    /// Path.
+    pub path: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// e_tag.
+    pub e_tag: String,
+    /// Modification time, nanoseconds since the Unix epoch.
+    pub mtime_ns: i64,
+    /// The mblocks holding it, in order (none when inline).
+    pub mblocks: Vec<mpool::MblockId>,
+    /// Its content is kept in its catalog record.
+    pub inline: bool,
+}
+
+fn generic(e: impl std::error::Error + Send + Sync + 'static) -> object_store::Error {
+    object_store::Error::Generic {
+        store: STORE,
+        source: Box::new(e),
+    }
+}
+
+fn msg(s: String) -> object_store::Error {
+    generic(std::io::Error::other(s))
+}
+
+impl From<StoreError> for object_store::Error {
+    fn from(e: StoreError) -> Self {
+        generic(e)
+    }
+}
+
+fn refusal(path: &str, r: Refusal) -> object_store::Error {
+    match r {
+        Refusal::Exists => object_store::Error::AlreadyExists {
+            path: path.to_string(),
+            source: "an object exists at this path".into(),
+        },
+        Refusal::Precondition(s) => object_store::Error::Precondition {
+            path: path.to_string(),
+            source: s.into(),
+        },
+        Refusal::NotFound => not_found(path),
+    }
+}
+
+fn not_found(path: &str) -> object_store::Error {
+    object_store::Error::NotFound {
+        path: path.to_string(),
+        source: "no object at this path".into(),
+    }
+}
+
+/// Run blocking work on tokio's blocking pool.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> object_store::Result<T> + Send + 'static,
+) -> object_store::Result<T> {
+    tokio::task::spawn_blocking(f).await.map_err(generic)?
+}
+
+fn to_attrs(a: &Attributes) -> object_store::Result<Vec<Attr>> {
+    let mut out = Vec::new();
+    for (k, v) in a {
+        let (kind, key) = match k {
+            Attribute::ContentDisposition => (record::ATTR_CONTENT_DISPOSITION, String::new()),
+            Attribute::ContentEncoding => (record::ATTR_CONTENT_ENCODING, String::new()),
+            Attribute::ContentLanguage => (record::ATTR_CONTENT_LANGUAGE, String::new()),
+            Attribute::ContentType => (record::ATTR_CONTENT_TYPE, String::new()),
+            Attribute::CacheControl => (record::ATTR_CACHE_CONTROL, String::new()),
+            Attribute::StorageClass => (record::ATTR_STORAGE_CLASS, String::new()),
+            Attribute::Metadata(m) => (record::ATTR_METADATA, m.to_string()),
+            other => return Err(StoreError::Attribute(format!("{other:?}")).into()),
+        };
+        out.push(Attr {
+            kind,
+            key,
+            value: v.as_ref().to_string(),
+        });
+    }
+    Ok(out)
+}
+
+fn from_attrs(a: &[Attr]) -> Attributes {
+    let mut out = Attributes::new();
+    for x in a {
+        let k = match x.kind {
+            record::ATTR_CONTENT_DISPOSITION => Attribute::ContentDisposition,
+            record::ATTR_CONTENT_ENCODING => Attribute::ContentEncoding,
+            record::ATTR_CONTENT_LANGUAGE => Attribute::ContentLanguage,
+            record::ATTR_CONTENT_TYPE => Attribute::ContentType,
+            record::ATTR_CACHE_CONTROL => Attribute::CacheControl,
+            record::ATTR_STORAGE_CLASS => Attribute::StorageClass,
+            _ => Attribute::Metadata(x.key.clone().into()),
+        };
+        out.insert(k, AttributeValue::from(x.value.clone()));
+    }
+    out
+}
+
+fn meta(path: &str, e: &Entry) -> ObjectMeta {
+    ObjectMeta {
+        // Paths are stored as object_store printed them: valid.
+        location: Path::parse(path).unwrap_or_else(|_| Path::from(path)),
+        last_modified: DateTime::<Utc>::from_timestamp_nanos(e.mtime_ns),
+        size: e.size,
+        e_tag: Some(e.e_tag()),
+        version: None,
+    }
+}
+
+impl MpoolStore {
+    /// Open the store `opts.name` of `pool`, creating its catalog on a
+    /// read-write pool that has none. Blocking: it replays the catalog
+    /// (call it before entering the runtime, or from `spawn_blocking`). On
+    /// a read-write pool the replay also repairs what a crash left: put
+    /// records whose mblocks never all committed are dropped, mblocks no
+    /// object holds are freed.
+    pub fn open(pool: Pool, opts: &StoreOptions) -> Result<MpoolStore, StoreError> {
+        let catalog_bytes = opts.catalog_bytes.unwrap_or_else(|| {
+            let class = pool
+                .usage()
+                .into_iter()
+                .find(|u| u.class == opts.class)
+                .map_or(0, |u| u.size);
+            (16u64 << 20).min(class / 32).max(1)
+        });
+        let cat = Catalog::open(
+            pool,
+            &CatalogOptions {
+                name: opts.name.clone(),
+                catalog_bytes,
+                class: opts.class,
+            },
+        )?;
+        Ok(MpoolStore {
+            cat: Arc::new(cat),
+            class: opts.class,
+            inline_max: opts.inline_max,
+            name: opts.name.clone(),
+            uploads: Arc::default(),
+        })
+    }
+
+    /// The pool.
+    pub fn pool(&self) -> &Pool {
+        self.cat.pool()
+    }
+
+    /// The catalog MDC.
+    pub fn catalog_mdc(&self) -> Option<mpool::MdcId> {
+        self.cat.mdc_id()
+    }
+
+    /// Compact the catalog now (it also compacts by itself).
+    pub fn compact(&self) -> Result<(), StoreError> {
+        self.cat.compact()
+    }
+
+    /// Figures of the store.
+    pub fn stats(&self) -> Result<StoreStats, StoreError> {
+        let (objects, bytes) = self.cat.totals();
+        let u = self.cat.log_usage()?;
+        Ok(StoreStats {
+            objects,
+            bytes,
+            log_bytes: u.len,
+            log_capacity: u.capacity,
+            compactions: self.cat.compactions(),
+            dropped_at_open: self.cat.repaired.0,
+            freed_at_open: self.cat.repaired.1,
+        })
+    }
+
+    /// Every object whose path starts with `prefix` (a string prefix), in
+    /// path order, with its mblocks (for operators: `mpool object ls`).
+    pub fn objects(&self, prefix: &str) -> Vec<ObjectInfo> {
+        self.cat
+            .range(prefix, None)
+            .into_iter()
+            .map(|(path, e)| ObjectInfo {
+                e_tag: e.e_tag(),
+                size: e.size,
+                mtime_ns: e.mtime_ns,
+                mblocks: e.blocks.extents.iter().map(|x| x.id).collect(),
+                inline: e.inline.is_some(),
+                path,
+            })
+            .collect()
+    }
+
+    /// Blocking put of `data` at `path` (any mode), for callers outside
+    /// an async runtime (the CLI, the torture harness). Returns the e_tag.
+    pub fn put_blocking(
+        &self,
+        path: &str,
+        data: &[u8],
+        mode: PutMode,
+    ) -> object_store::Result<String> {
+        let (ext, inline, size) = if data.len() as u64 <= self.inline_max {
+            (
+                Vec::new(),
+                Some(Bytes::copy_from_slice(data)),
+                data.len() as u64,
+            )
+        } else {
+            let mut w = data::Writer::new(self.pool(), self.class)?;
+            w.write(data)?;
+            let (ext, size) = w.finish();
+            (ext, None, size)
+        };
+        let mode = match mode {
+            PutMode::Overwrite => Mode::Overwrite,
+            PutMode::Create => Mode::Create,
+            PutMode::Update(v) => Mode::Update(v.e_tag),
+        };
+        match self.cat.put(path, ext, inline, size, Vec::new(), mode)? {
+            Ok(e) => Ok(e.e_tag()),
+            Err(r) => Err(refusal(path, r)),
+        }
+    }
+
+    /// Blocking multipart upload: each part written into mblocks of its
+    /// own, then, with `complete`, made the object at `path` by one
+    /// catalog record (as [`MultipartUpload::complete`] does), or else
+    /// aborted (as [`MultipartUpload::abort`]). Returns the e_tag when
+    /// completed.
+    pub fn multipart_blocking(
+        &self,
+        path: &str,
+        parts: &[&[u8]],
+        complete: bool,
+    ) -> object_store::Result<Option<String>> {
+        let mut all = Vec::new();
+        let mut size = 0;
+        for p in parts {
+            let mut w = data::Writer::new(self.pool(), self.class)?;
+            if let Err(e) = w.write(p) {
+                data::abort_all(self.pool(), &all);
+                return Err(e.into());
+            }
+            let (ext, n) = w.finish();
+            all.extend(ext);
+            size += n;
+        }
+        if !complete {
+            data::abort_all(self.pool(), &all);
+            return Ok(None);
+        }
+        match self
+            .cat
+            .put(path, all, None, size, Vec::new(), Mode::Overwrite)?
+        {
+            Ok(e) => Ok(Some(e.e_tag())),
+            Err(r) => Err(refusal(path, r)),
+        }
+    }
+
+    /// The e_tag and size of the object at `path`.
+    pub fn head_blocking(&self, path: &str) -> Option<(String, u64)> {
+        self.cat.get(path).map(|e| (e.e_tag(), e.size))
+    }
+
+    /// Blocking read of a whole object.
+    pub fn get_blocking(&self, path: &str) -> object_store::Result<Vec<u8>> {
+        let e = self.cat.get(path).ok_or_else(|| not_found(path))?;
+        if let Some(b) = &e.inline {
+            return Ok(b.to_vec());
+        }
+        let mut v = data::read_ranges(
+            self.pool(),
+            &e.blocks.extents,
+            std::slice::from_ref(&(0..e.size)),
+        )?;
+        Ok(v.pop().unwrap_or_default())
+    }
+
+    /// Blocking delete; whether there was an object.
+    pub fn delete_blocking(&self, path: &str) -> object_store::Result<bool> {
+        Ok(self.cat.delete(path)?)
+    }
+
+    /// Blocking copy or rename (`create`: refused when `to` exists).
+    pub fn copy_blocking(
+        &self,
+        from: &str,
+        to: &str,
+        rename: bool,
+        create: bool,
+    ) -> object_store::Result<()> {
+        self.cat.copy(from, to, rename, create)?.map_err(|r| {
+            refusal(
+                if matches!(r, Refusal::NotFound) {
+                    from
+                } else {
+                    to
+                },
+                r,
+            )
+        })
+    }
+
+    async fn write_payload(
+        &self,
+        payload: PutPayload,
+    ) -> object_store::Result<(Vec<record::Extent>, u64)> {
+        let pool = self.pool().clone();
+        let class = self.class;
+        blocking(move || {
+            let mut w = data::Writer::new(&pool, class)?;
+            for b in payload.iter() {
+                w.write(b)?;
+            }
+            Ok(w.finish())
+        })
+        .await
+    }
+
+    async fn install(
+        &self,
+        path: &Path,
+        ext: Vec<record::Extent>,
+        inline: Option<Bytes>,
+        size: u64,
+        attrs: Vec<Attr>,
+        mode: Mode,
+    ) -> object_store::Result<PutResult> {
+        let cat = self.cat.clone();
+        let p = path.to_string();
+        blocking(move || match cat.put(&p, ext, inline, size, attrs, mode)? {
+            Ok(e) => Ok(PutResult {
+                e_tag: Some(e.e_tag()),
+                version: None,
+                extensions: Default::default(),
+            }),
+            Err(r) => Err(refusal(&p, r)),
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl ObjectStore for MpoolStore {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
+        let attrs = to_attrs(&opts.attributes)?;
+        let mode = match opts.mode {
+            PutMode::Overwrite => Mode::Overwrite,
+            PutMode::Create => Mode::Create,
+            PutMode::Update(v) => Mode::Update(v.e_tag),
+        };
+        // Fail a conditional put before writing its content when it
+        // already cannot succeed (the catalog checks again, atomically).
+        if let (Mode::Create, Some(_)) = (&mode, self.cat.get(location.as_ref())) {
+            return Err(refusal(location.as_ref(), Refusal::Exists));
+        }
+        if payload.content_length() as u64 <= self.inline_max {
+            let mut v = Vec::with_capacity(payload.content_length());
+            for b in payload.iter() {
+                v.extend_from_slice(b);
+            }
+            let size = v.len() as u64;
+            return self
+                .install(
+                    location,
+                    Vec::new(),
+                    Some(Bytes::from(v)),
+                    size,
+                    attrs,
+                    mode,
+                )
+                .await;
+        }
+        let (ext, size) = self.write_payload(payload).await?;
+        self.install(location, ext, None, size, attrs, mode).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        let attrs = to_attrs(&opts.attributes)?;
+        Ok(Box::new(multipart::Upload::new(
+            self.clone(),
+            location.clone(),
+            attrs,
+        )))
+    }
+
+    async fn get_opts(
+        &self,
+        location: &Path,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
+        let e = self
+            .cat
+            .get(location.as_ref())
+            .ok_or_else(|| not_found(location.as_ref()))?;
+        let meta = meta(location.as_ref(), &e);
+        options.check_preconditions(&meta)?;
+        let range = match &options.range {
+            Some(r) => r.as_range(e.size).map_err(|err| msg(format!("{err}")))?,
+            None => 0..e.size,
+        };
+        let attributes = from_attrs(&e.attrs);
+        if let Some(b) = &e.inline {
+            let end = if options.head { range.start } else { range.end };
+            let data = b.slice(range.start as usize..end as usize);
+            let s = stream::once(async move { Ok(data) });
+            return Ok(GetResult {
+                payload: GetResultPayload::Stream(s.boxed()),
+                meta,
+                range,
+                attributes,
+                extensions: Default::default(),
+            });
+        }
+        let pool = self.pool().clone();
+        let blocks = e.blocks.clone();
+        let end = if options.head { range.start } else { range.end };
+        let starts: Vec<u64> = (range.start..end).step_by(GET_CHUNK as usize).collect();
+        // The next step is read while the caller consumes this one.
+        let s = stream::iter(starts)
+            .map(move |pos| {
+                let pool = pool.clone();
+                let blocks = blocks.clone();
+                let to = end.min(pos + GET_CHUNK);
+                blocking(move || {
+                    let mut v = data::read_ranges(
+                        &pool,
+                        &blocks.extents,
+                        std::slice::from_ref(&(pos..to)),
+                    )?;
+                    Ok(Bytes::from(v.pop().unwrap_or_default()))
+                })
+            })
+            .buffered(2);
+        Ok(GetResult {
+            payload: GetResultPayload::Stream(s.boxed()),
+            meta,
+            range,
+            attributes,
+            extensions: Default::default(),
+        })
+    }
+
+    async fn get_ranges(
+        &self,
+        location: &Path,
+        ranges: &[Range<u64>],
+    ) -> object_store::Result<Vec<Bytes>> {
+        let e = self
+            .cat
+            .get(location.as_ref())
+            .ok_or_else(|| not_found(location.as_ref()))?;
+        let mut checked = Vec::with_capacity(ranges.len());
+        for r in ranges {
+            checked.push(
+                GetRange::Bounded(r.clone())
+                    .as_range(e.size)
+                    .map_err(|err| msg(format!("{err}")))?,
+            );
+        }
+        if let Some(b) = &e.inline {
+            return Ok(checked
+                .iter()
+                .map(|r| b.slice(r.start as usize..r.end as usize))
+                .collect());
+        }
+        let pool = self.pool().clone();
+        blocking(move || {
+            let v = data::read_ranges(&pool, &e.blocks.extents, &checked)?;
+            Ok(v.into_iter().map(Bytes::from).collect())
+        })
+        .await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<Path>>,
+    ) -> BoxStream<'static, object_store::Result<Path>> {
+        let cat = self.cat.clone();
+        locations
+            .then(move |location| {
+                let cat = cat.clone();
+                async move {
+                    let location = location?;
+                    let p = location.to_string();
+                    blocking(move || Ok(cat.delete(&p)?)).await?;
+                    Ok(location)
+                }
+            })
+            .boxed()
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        self.list_after(prefix, None)
+    }
+
+    fn list_with_offset(
+        &self,
+        prefix: Option<&Path>,
+        offset: &Path,
+    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        self.list_after(prefix, Some(offset))
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
+        let root = Path::default();
+        let prefix = prefix.unwrap_or(&root);
+        let (objects, common) = self.cat.list_level(prefix.as_ref());
+        Ok(ListResult {
+            objects: objects.iter().map(|(k, e)| meta(k, e)).collect(),
+            common_prefixes: common
+                .iter()
+                .map(|c| Path::parse(c).unwrap_or_else(|_| Path::from(c.as_str())))
+                .collect(),
+            extensions: Default::default(),
+        })
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: CopyOptions,
+    ) -> object_store::Result<()> {
+        let create = matches!(options.mode, CopyMode::Create);
+        let s = self.clone();
+        let (f, t) = (from.to_string(), to.to_string());
+        blocking(move || s.copy_blocking(&f, &t, false, create)).await
+    }
+
+    async fn rename_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: RenameOptions,
+    ) -> object_store::Result<()> {
+        let create = matches!(options.target_mode, RenameTargetMode::Create);
+        let s = self.clone();
+        let (f, t) = (from.to_string(), to.to_string());
+        blocking(move || s.copy_blocking(&f, &t, true, create)).await
+    }
+}
+
+impl MpoolStore {
+    fn list_after(
+        &self,
+        prefix: Option<&Path>,
+        offset: Option<&Path>,
+    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        let root = Path::default();
+        let prefix = prefix.unwrap_or(&root);
+        let items: Vec<_> = self
+            .cat
+            .range(prefix.as_ref(), offset.map(|o| o.as_ref()))
+            .into_iter()
+            .filter(|(k, _)| {
+                Path::parse(k.as_str())
+                    .unwrap_or_else(|_| Path::from(k.as_str()))
+                    .prefix_match(prefix)
+                    .map(|mut x| x.next().is_some())
+                    .unwrap_or(false)
+            })
+            .map(|(k, e)| Ok(meta(&k, &e)))
+            .collect();
+        stream::iter(items).boxed()
+    }
+}
+
+#[async_trait]
+impl MultipartStore for MpoolStore {
+    async fn create_multipart(&self, path: &Path) -> object_store::Result<MultipartId> {
+        self.create_multipart_opts(path, PutMultipartOptions::default())
+            .await
+    }
+
+    async fn create_multipart_opts(
+        &self,
+        path: &Path,
+        opts: PutMultipartOptions,
+    ) -> object_store::Result<MultipartId> {
+        let attrs = to_attrs(&opts.attributes)?;
+        Ok(multipart::create(self, path, attrs))
+    }
+
+    async fn put_part(
+        &self,
+        path: &Path,
+        id: &MultipartId,
+        part_idx: usize,
+        data: PutPayload,
+    ) -> object_store::Result<PartId> {
+        multipart::put_part(self, path, id, part_idx, data).await
+    }
+
+    async fn complete_multipart(
+        &self,
+        path: &Path,
+        id: &MultipartId,
+        _parts: Vec<PartId>,
+    ) -> object_store::Result<PutResult> {
+        multipart::complete(self, path, id).await
+    }
+
+    async fn abort_multipart(&self, path: &Path, id: &MultipartId) -> object_store::Result<()> {
+        multipart::abort(self, path, id).await
+    }
+}

@@ -1,0 +1,7 @@
+//! The object-store backend's tests: one binary, one behaviour per module.
+
+mod common;
+mod conformance;
+mod crash_sweep;
+mod semantics;
+mod slatedb_on_mpool;
