@@ -4,7 +4,7 @@
 
 use crate::common;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::ObjectStoreExt;
 
 #[test]
 fn an_object_store_and_streams_share_a_pool() {
