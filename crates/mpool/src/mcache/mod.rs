@@ -364,12 +364,10 @@ impl McacheMap {
         self.range(i, 0..len)
     }
 
-    /// Bytes `range` of object `i` behind a guard, like [`McacheMap::get`]:
-    /// the range's pages (and, on a miss, the advice's window around them)
-    /// are loaded first when they are not resident.
-    pub fn range(&self, i: usize, range: Range<u64>) -> Result<MappedRef<'_>> {
+    /// Object `i` exists and `range` lies inside it (else
+    /// [`ObjectError::ReadOutOfRange`]).
+    fn check_range(&self, i: usize, range: &Range<u64>) -> Result<()> {
         self.check(i)?;
-        let c = cache::cache()?;
         let o = &self.inner.objs[i];
         let len = o.target.len();
         if range.start > range.end || range.end > len {
@@ -381,6 +379,16 @@ impl McacheMap {
             }
             .into());
         }
+        Ok(())
+    }
+
+    /// Bytes `range` of object `i` behind a guard, like [`McacheMap::get`]:
+    /// the range's pages (and, on a miss, the advice's window around them)
+    /// are loaded first when they are not resident.
+    pub fn range(&self, i: usize, range: Range<u64>) -> Result<MappedRef<'_>> {
+        self.check_range(i, &range)?;
+        let c = cache::cache()?;
+        let o = &self.inner.objs[i];
         // Pinned before residency is checked (see `MapInner::evict_many`).
         o.pins.fetch_add(1, Ordering::SeqCst);
         o.last.store(c.tick(), Ordering::Relaxed);
@@ -409,19 +417,9 @@ impl McacheMap {
     /// SIGBUS on access. Resident pages are not read again; a poisoned
     /// one is.
     pub fn load(&self, i: usize, range: Range<u64>) -> Result<()> {
-        self.check(i)?;
+        self.check_range(i, &range)?;
         let c = cache::cache()?;
         let o = &self.inner.objs[i];
-        let len = o.target.len();
-        if range.start > range.end || range.end > len {
-            return Err(ObjectError::ReadOutOfRange {
-                id: o.target.id(),
-                offset: range.start,
-                len: range.end.saturating_sub(range.start),
-                size: len,
-            }
-            .into());
-        }
         if range.is_empty() {
             return Ok(());
         }
