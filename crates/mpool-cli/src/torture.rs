@@ -276,6 +276,18 @@ fn progress_printer() -> impl FnMut(u64, u64) {
 
 /// Print every violation with how to reproduce it, then the closing line
 /// `crash_points=K violations=V`; exit code 1 when V > 0.
+/// The last line of every sweep, `crash_points=K violations=V`, and the
+/// exit status it means (1 with any violation).
+fn last_line(out: &mut impl Write, crash_points: u64, violations: u64) -> anyhow::Result<ExitCode> {
+    writeln!(out, "crash_points={crash_points} violations={violations}")?;
+    out.flush()?;
+    Ok(if violations > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
 fn report(
     rep: &TortureReport,
     reproduce: impl Fn(&Violation) -> Option<String>,
@@ -294,17 +306,7 @@ fn report(
             rep.violations - rep.details.len() as u64
         )?;
     }
-    writeln!(
-        out,
-        "crash_points={} violations={}",
-        rep.crash_points, rep.violations
-    )?;
-    out.flush()?;
-    Ok(if rep.violations > 0 {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    last_line(&mut out, rep.crash_points, rep.violations)
 }
 
 fn run_pool_cmd(a: PoolArgs) -> anyhow::Result<ExitCode> {
@@ -415,15 +417,5 @@ fn run_objstore_cmd(a: ObjstoreArgs) -> anyhow::Result<ExitCode> {
             a.crash_points, a.threads, a.ops
         )?;
     }
-    writeln!(
-        out,
-        "crash_points={} violations={}",
-        rep.crash_points, rep.violations
-    )?;
-    out.flush()?;
-    Ok(if rep.violations > 0 {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    last_line(&mut out, rep.crash_points, rep.violations)
 }
