@@ -497,6 +497,60 @@ impl From<DevError> for ReadError {
     }
 }
 
+/// A verified read of whole checksum blocks inside the content of the
+/// mblock whose zone starts at `base` (content `len` bytes), at most
+/// [`IO_CHUNK`]: one request straight into `buf` (the device reads into it
+/// without a bounce buffer when `buf` is aligned as its buffers are),
+/// verified where it landed. The common 4 KiB read at queue depth 1 then
+/// builds no request list and copies nothing.
+///
+/// Returns [`Whole::Other`] with nothing read when the read is not of
+/// that shape, and [`Whole::Mismatch`] with `buf` zeroed when a block
+/// failed its checksum: the caller then reads once more
+/// ([`read_again`]) and reports. A device error also leaves `buf` zeroed:
+/// no unverified byte stays in it.
+pub(crate) fn read_whole_blocks(
+    dev: &dyn Device,
+    base: u64,
+    len: u64,
+    offset: u64,
+    buf: &mut [u8],
+    table: &Table,
+) -> Result<Whole, ReadError> {
+    let n = buf.len() as u64;
+    let unit = table.block().max(u64::from(dev.sector()));
+    let whole = n > 0
+        && n <= IO_CHUNK as u64
+        && offset.is_multiple_of(unit)
+        && n.is_multiple_of(unit)
+        && offset.checked_add(n).is_some_and(|end| end <= len);
+    if !whole {
+        return Ok(Whole::Other);
+    }
+    // Its checksum loads into the cache while the device reads.
+    table.prefetch(offset);
+    if let Err(e) = dev.read_slice(base + offset, buf) {
+        buf.fill(0);
+        return Err(ReadError::Dev(e));
+    }
+    if table.check(offset, buf, len).is_ok() {
+        return Ok(Whole::Done);
+    }
+    buf.fill(0);
+    Ok(Whole::Mismatch)
+}
+
+/// What [`read_whole_blocks`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Whole {
+    /// Read and verified.
+    Done,
+    /// Not a read of whole blocks: nothing done.
+    Other,
+    /// Read, and a block failed its checksum (the buffer is zeroed).
+    Mismatch,
+}
+
 /// One read of [`read_many`]: `buf.len()` bytes at `offset` of the mblock
 /// whose zone starts at byte `base` and whose content is `len` bytes long,
 /// verified against `table` when there is one.
@@ -568,9 +622,25 @@ pub(crate) fn read_many(
         }
     }
     let (idx, mut retry): (Vec<usize>, Vec<Span<'_>>) = again.into_iter().unzip();
-    let still = read_many_once(dev, &mut retry, depth)?;
-    for (k, r) in still.into_iter().enumerate() {
-        if let (Some(range), Some(&span)) = (r, idx.get(k)) {
+    read_again(dev, &mut retry, depth).map_err(|e| match e {
+        ReadError::Bad { span, range } => ReadError::Bad {
+            span: idx.get(span).copied().unwrap_or(span),
+            range,
+        },
+        e => e,
+    })
+}
+
+/// The second read of spans whose first read failed its checksums: one
+/// pass, and a block that fails again is the error.
+pub(crate) fn read_again(
+    dev: &dyn Device,
+    spans: &mut [Span<'_>],
+    depth: usize,
+) -> Result<(), ReadError> {
+    let still = read_many_once(dev, spans, depth)?;
+    for (span, r) in still.into_iter().enumerate() {
+        if let Some(range) = r {
             return Err(ReadError::Bad { span, range });
         }
     }

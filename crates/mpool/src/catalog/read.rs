@@ -55,6 +55,10 @@ impl Catalog {
         }
         let dev = self.class_dev(t.class)?.as_ref();
         self.with_table(id, &t.obj, |table| {
+            let first = mblock::read_whole_blocks(dev, t.base, t.len, offset, buf, table)?;
+            if first == mblock::Whole::Done {
+                return Ok(());
+            }
             let mut spans = [mblock::Span {
                 base: t.base,
                 len: t.len,
@@ -62,6 +66,10 @@ impl Catalog {
                 buf,
                 table: Some(table),
             }];
+            if first == mblock::Whole::Mismatch {
+                // That was the first of the two reads a block gets.
+                return mblock::read_again(dev, &mut spans, usize::MAX);
+            }
             mblock::read_many(dev, &mut spans, usize::MAX)
         })?
         .map_err(|e| self.read_err(id, e))

@@ -316,6 +316,36 @@ pub trait Device: Send + Sync + fmt::Debug {
         buf.copy_from_slice(data);
         self.write_at(offset, &mut buf)
     }
+
+    /// Read `buf.len()` bytes at `offset` into the caller's memory,
+    /// blocking (offset and length aligned as for every request). This
+    /// default reads into a buffer of the device's and copies; a file
+    /// device reads straight into `buf` when it is aligned as its buffers
+    /// are.
+    fn read_slice(&self, offset: u64, buf: &mut [u8]) -> Result<(), DevError> {
+        read_bounced(self, offset, buf)
+    }
+}
+
+/// [`Device::read_slice`] through a buffer of the device's.
+pub(crate) fn read_bounced<D: Device + ?Sized>(
+    dev: &D,
+    offset: u64,
+    buf: &mut [u8],
+) -> Result<(), DevError> {
+    let mut b = AlignedBuf::scratch(buf.len(), dev.sector() as usize);
+    dev.read_at(offset, &mut b)?;
+    let n = buf.len();
+    let src = b.get(..n).ok_or_else(|| {
+        io_err(
+            dev.info(),
+            "read",
+            offset,
+            io::Error::other("the device returned a short buffer"),
+        )
+    })?;
+    buf.copy_from_slice(src);
+    Ok(())
 }
 
 /// Requests kept in flight across calls on one device (made by

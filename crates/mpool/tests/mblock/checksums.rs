@@ -498,3 +498,27 @@ fn pools_with_the_same_mblock_ids_verify_against_their_own_tables() {
     c.mblock_read(ic, 8192, &mut buf).unwrap();
     assert_eq!(&buf[..], &dc[8192..8192 + 4096]);
 }
+
+/// A read of whole checksum blocks lands in the caller's buffer and is
+/// verified there: when a block fails, the call fails and the buffer holds
+/// zeros, not the damaged bytes nor the blocks around them.
+#[test]
+fn a_failed_whole_block_read_leaves_no_byte_in_the_buffer() {
+    let (dev, pool) = pool_of_version(mpool::format::superblock::SB_VERSION);
+    let data = pattern(LEN, 12);
+    let id = commit(&pool, &data);
+    flip(&dev, &pool, id, 3 * BLOCK + 7);
+    let mut buf = AlignedBuf::new(4 * BLOCK as usize, 4096);
+    buf.fill(0xAA);
+    expect_checksum(
+        pool.mblock_read(id, 2 * BLOCK, &mut buf),
+        id,
+        3 * BLOCK,
+        BLOCK,
+    );
+    assert!(buf.iter().all(|&b| b == 0), "bytes left in the buffer");
+    // The blocks before the damaged one still read, whole.
+    let mut ok = AlignedBuf::new(BLOCK as usize, 4096);
+    pool.mblock_read(id, 2 * BLOCK, &mut ok).unwrap();
+    assert_eq!(&ok[..], &data[2 * BLOCK as usize..3 * BLOCK as usize]);
+}
