@@ -46,6 +46,10 @@ pub(crate) struct WriteState {
     /// the record may be durable, so the zone stays claimed until reopen
     /// (when replay says whether the commit happened) even if aborted.
     pub hold_zone: bool,
+    /// The checksum table is on the device for content of this many bytes
+    /// (written while the write that filled the mblock was in flight), so
+    /// the commit need not write it.
+    table_on_dev: Option<u64>,
 }
 
 /// The per-block CRC-32C of an mblock being written.
@@ -166,6 +170,31 @@ fn check_results(dev: &dyn Device, done: &mut [IoReq]) -> Result<(), DevError> {
     Ok(())
 }
 
+/// The write of a checksum table at byte `at` of a zone of `zone` bytes,
+/// after `lead` bytes (the partial last sector, copied in by the caller),
+/// zero-padded to whole sectors. The capacity left room for the table: a
+/// footprint past the zone would be a bug, and would write over the next
+/// zone, so it is refused.
+fn table_buf(
+    table: &[u8],
+    lead: usize,
+    sector: usize,
+    at: u64,
+    zone: u64,
+) -> Result<AlignedBuf, DataError> {
+    let span = lead + table.len().div_ceil(sector) * sector;
+    let end = at + span as u64;
+    if end > zone {
+        return Err(DataError::Full {
+            want: end,
+            cap: zone,
+        });
+    }
+    let mut buf = AlignedBuf::new(span, sector);
+    buf[lead..lead + table.len()].copy_from_slice(table);
+    Ok(buf)
+}
+
 /// Writes of at least this many bytes from an aligned buffer are
 /// checksummed while the device writes them (see `WriteState::append_buf`).
 const OVERLAP_MIN: usize = 1 << 20;
@@ -201,6 +230,7 @@ impl WriteState {
             csums: csum_shift.map(BlockCsums::new),
             failed: false,
             hold_zone: false,
+            table_on_dev: None,
         }
     }
 
@@ -290,18 +320,38 @@ impl WriteState {
             // the checksum costs no time of its own.
             let (dev, csums, crc) = (&self.dev, &mut self.csums, &mut self.crc);
             let data: &[u8] = &buf;
+            // When this write fills the mblock its checksum table is final:
+            // it is written here, after the content it follows, while the
+            // device still writes the content, instead of at commit.
+            let table_at = (want == self.cap).then_some(self.on_dev + n);
+            let (base, zone) = (self.base, self.zone);
+            let mut table_done = None;
             std::thread::scope(|s| {
                 let w = s.spawn(move || dev.write_slice(off, data));
                 sum_into(csums, crc, data);
+                let early = match (table_at, csums.as_ref()) {
+                    (Some(at), Some(c)) => {
+                        let t = table_buf(&c.table(), 0, sector, at, zone)?;
+                        submit_all(dev.as_ref(), vec![IoReq::write(base + at, t)], usize::MAX)
+                            .map(|_| table_done = Some(at))
+                            .map_err(DataError::from)
+                    }
+                    _ => Ok(()),
+                };
                 // A panic there (a bug) goes on here.
-                w.join().unwrap_or_else(|p| std::panic::resume_unwind(p))
+                let wrote = w.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+                wrote.map_err(DataError::from).and(early)
             })
-            .map(|()| buf)
+            .map(|()| {
+                self.table_on_dev = table_done;
+                buf
+            })
         } else {
             self.sum(&buf);
             let req = IoReq::write(off, buf);
             submit_all(self.dev.as_ref(), vec![req], usize::MAX)
                 .map(|mut done| done.pop().map(|r| r.buf).unwrap_or_default())
+                .map_err(DataError::from)
         };
         match res {
             Ok(buf) => {
@@ -312,7 +362,7 @@ impl WriteState {
             Err(e) => {
                 // Some of the data may be missing on the device: only abort is left.
                 self.failed = true;
-                Err(e.into())
+                Err(e)
             }
         }
     }
@@ -336,21 +386,18 @@ impl WriteState {
         let table_span = table
             .as_ref()
             .map_or(0, |t| t.len().div_ceil(sector) * sector);
-        if tail_span + table_span > 0 {
-            // The capacity left room for the table: a footprint past the
-            // zone would be a bug, and would write over the next zone.
-            let end = self.on_dev + (tail_span + table_span) as u64;
-            if end > self.zone {
-                return Err(DataError::Full {
-                    want: end,
-                    cap: self.zone,
-                });
-            }
-            let mut buf = AlignedBuf::new(tail_span + table_span, sector);
+        // Written already, while the write that filled the mblock was in
+        // flight (nothing can have been appended since: it is full).
+        let written = self.tail.is_empty() && self.table_on_dev == Some(self.on_dev);
+        if tail_span + table_span > 0 && !written {
+            let mut buf = table_buf(
+                table.as_deref().unwrap_or_default(),
+                tail_span,
+                sector,
+                self.on_dev,
+                self.zone,
+            )?;
             buf[..self.tail.len()].copy_from_slice(&self.tail);
-            if let Some(t) = &table {
-                buf[tail_span..tail_span + t.len()].copy_from_slice(t);
-            }
             let req = IoReq::write(self.base + self.on_dev, buf);
             submit_all(self.dev.as_ref(), vec![req], usize::MAX)?;
         }
