@@ -203,7 +203,7 @@ fn a_write_that_fills_the_mblock_writes_its_table_with_the_content() {
     let cap = crate::cap_spec(d.path(), 64 << 20, zone);
     let pool = mpool::Pool::create("filled", &cap, &mpool::CreateOptions::default()).unwrap();
     let full = pool.mblock_capacity(mpool::MediaClass::Capacity).unwrap() as usize;
-    assert!(full >= 1 << 20 && full % 4096 == 0, "capacity {full}");
+    assert!(full >= 1 << 20 && full.is_multiple_of(4096), "capacity {full}");
     let id = pool.mblock_alloc(mpool::MediaClass::Capacity).unwrap();
     let mut buf = mpool::AlignedBuf::new(full, 4096);
     for (i, b) in buf.iter_mut().enumerate() {
