@@ -170,15 +170,7 @@ fn a_large_aligned_write_is_checksummed_while_it_is_written() {
     pool.close().unwrap();
     // Flip a byte in the second MiB, then reopen: its block is refused.
     let at = u64::from(props.zone) * (4 << 20) + (1 << 20) + 12345;
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&cap.path)
-        .unwrap();
-    let mut b = [0u8; 1];
-    std::os::unix::fs::FileExt::read_exact_at(&f, &mut b, at).unwrap();
-    std::os::unix::fs::FileExt::write_all_at(&f, &[b[0] ^ 1], at).unwrap();
-    drop(f);
+    flip_byte(&cap.path, at, 1);
     let pool = mpool::Pool::open("overlap", &mpool::OpenOptions::default()).unwrap();
     let mut one = vec![0u8; 4096];
     match pool.mblock_read(id, (1 << 20) + 12288, &mut one) {
@@ -225,15 +217,7 @@ fn a_write_that_fills_the_mblock_writes_its_table_with_the_content() {
     pool.close().unwrap();
     // The last content byte sits in the last checksum block.
     let at = u64::from(props.zone) * zone + full as u64 - 1;
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&cap.path)
-        .unwrap();
-    let mut b = [0u8; 1];
-    std::os::unix::fs::FileExt::read_exact_at(&f, &mut b, at).unwrap();
-    std::os::unix::fs::FileExt::write_all_at(&f, &[b[0] ^ 0x40], at).unwrap();
-    drop(f);
+    flip_byte(&cap.path, at, 0x40);
     let pool = mpool::Pool::open("filled", &mpool::OpenOptions::default()).unwrap();
     let mut last = vec![0u8; 4096];
     match pool.mblock_read(id, full as u64 - 4096, &mut last) {
@@ -242,4 +226,16 @@ fn a_write_that_fills_the_mblock_writes_its_table_with_the_content() {
         }
         other => panic!("expected a checksum error, got {other:?}"),
     }
+}
+
+/// XOR byte `at` of the file at `path` with `mask`, behind the pool's back.
+fn flip_byte(path: &std::path::Path, at: u64, mask: u8) {
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let mut b = [0u8; 1];
+    std::os::unix::fs::FileExt::read_exact_at(&f, &mut b, at).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, &[b[0] ^ mask], at).unwrap();
 }
