@@ -76,6 +76,9 @@ pub struct ObjstoreArgs {
     pub rounds: usize,
 }
 
+/// `list_with_delimiter` calls timed together in each round.
+const DELIM_CALLS: u32 = 50;
+
 fn open_pool(path: &Path) -> Result<Pool> {
     let dev: DeviceRef = Arc::new(FileDevice::open(path, &DevOpenOptions::default())?);
     Ok(Pool::open_on(vec![dev], false)?)
@@ -336,10 +339,14 @@ pub fn run(a: &ObjstoreArgs) -> Result<Table> {
                 })?;
                 anyhow::ensure!(got == n, "{} listed {got} of {n}", s.name);
                 best[i] = best[i].max(n as f64 / t.elapsed().as_secs_f64());
+                // Several calls: one lasts about a millisecond.
                 let t = Instant::now();
-                let d = rt.block_on(s.store.list_with_delimiter(Some(&OsPath::from("list"))))?;
-                anyhow::ensure!(d.common_prefixes.len() == 100.min(n as usize));
-                best_d[i] = best_d[i].max(1.0 / t.elapsed().as_secs_f64());
+                for _ in 0..DELIM_CALLS {
+                    let d =
+                        rt.block_on(s.store.list_with_delimiter(Some(&OsPath::from("list"))))?;
+                    anyhow::ensure!(d.common_prefixes.len() == 100.min(n as usize));
+                }
+                best_d[i] = best_d[i].max(DELIM_CALLS as f64 / t.elapsed().as_secs_f64());
             }
             rt.block_on(delete_all(&store, "list"))?;
         }

@@ -239,6 +239,8 @@ pub struct Catalog {
     compacted_len: AtomicU64,
     compactions: AtomicU64,
     grown: AtomicU64,
+    /// Catalog MDCs grown out of whose delete has yet to succeed.
+    stale: Mutex<Vec<MdcId>>,
     /// What the last open repaired: put records dropped, mblocks freed.
     pub repaired: (u64, u64),
     /// This catalog's entry in `OPEN`.
@@ -418,6 +420,7 @@ impl Catalog {
             compacted_len: AtomicU64::new(0),
             compactions: AtomicU64::new(0),
             grown: AtomicU64::new(0),
+            stale: Mutex::new(Vec::new()),
             repaired: (0, 0),
             claim,
         };
@@ -503,6 +506,8 @@ impl Catalog {
                 Record::Pending { ids } => mentioned.extend(ids),
             }
         }
+        // Not held while compacting below: a growth deletes this MDC.
+        drop(mdc);
         // An unproven PUT whose mblocks are not all committed never
         // finished: the path holds what it held before.
         let mut dropped = 0u64;
@@ -777,6 +782,8 @@ impl Catalog {
                 Ok(()) => {
                     self.compacted_len.store(mdc.usage().len, Ordering::SeqCst);
                     self.compactions.fetch_add(1, Ordering::SeqCst);
+                    drop(mdc);
+                    self.delete_stale();
                     return Ok(());
                 }
                 // The estimate was short: grow instead.
@@ -858,16 +865,27 @@ impl Catalog {
             let mut cur = write(&self.cur);
             std::mem::replace(&mut *cur, (id, new.clone()))
         };
-        let old_id = old.0;
-        drop(old);
-        if let Err(e) = self.pool.mdc_delete(old_id) {
-            // The next open deletes it.
-            tracing::warn!("deleting the catalog MDC {old_id} the catalog grew out of: {e}");
-        }
+        drop(old.1);
+        crate::lock(&self.stale).push(old.0);
+        self.delete_stale();
         self.compacted_len.store(new.usage().len, Ordering::SeqCst);
         self.compactions.fetch_add(1, Ordering::SeqCst);
         self.grown.fetch_add(1, Ordering::SeqCst);
         Ok(())
+    }
+
+    /// Delete the catalog MDCs the catalog grew out of. One still held
+    /// (a caller looking at its usage) is tried again at the next
+    /// growth or compaction; a crash first leaves it to the next open.
+    fn delete_stale(&self) {
+        let mut stale = crate::lock(&self.stale);
+        stale.retain(|id| match self.pool.mdc_delete(*id) {
+            Ok(()) | Err(PoolError::Object(ObjectError::NotFound(_))) => false,
+            Err(e) => {
+                tracing::debug!("deleting the catalog MDC {id} the catalog grew out of: {e}");
+                true
+            }
+        });
     }
 
     /// Times the catalog moved to a larger MDC since open.

@@ -71,7 +71,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 pub const DEFAULT_INLINE_MAX: u64 = 4096;
 
 /// Bytes a streamed `get` reads per step.
-const GET_CHUNK: u64 = 8 << 20;
+const GET_CHUNK: u64 = 32 << 20;
 
 /// The store's name in object_store errors.
 const STORE: &str = "mpool";

@@ -458,13 +458,18 @@ fn check(dev: FaultDevice, seen: &Seen) -> Vec<String> {
                 .flatten()
                 .map(mpool::ObjectId::from)
                 .collect();
-            let m = objs
+            let m: Vec<String> = objs
                 .iter()
                 .filter(|o| o.ty == mpool::ObjType::Mdc && !keep.contains(&o.id))
-                .count();
-            if m > 0 {
+                .map(|o| o.id.to_string())
+                .collect();
+            if !m.is_empty() {
                 bad.push(format!(
-                    "{m} MDCs leaked: committed, neither root nor catalog"
+                    "{} MDCs leaked (committed, neither root {:?} nor catalog {:?}): {}",
+                    m.len(),
+                    pool.root_mdc_id().ok(),
+                    store.catalog_mdc(),
+                    m.join(", ")
                 ));
             }
         }
