@@ -130,6 +130,9 @@ pub fn read_pieces(
     let align = read_align(pool);
     let mut pieces = Vec::new();
     for (ri, r) in ranges.iter().enumerate() {
+        if r.start >= r.end {
+            continue; // no bytes: no read
+        }
         let mut base = 0u64;
         for e in extents {
             let (lo, hi) = (base, base + e.len);
