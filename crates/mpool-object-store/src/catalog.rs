@@ -51,11 +51,10 @@ pub enum StoreError {
     /// No store of this name in the pool (read-only open).
     #[error("no object store named '{0}' in this pool")]
     NoStore(String),
-    /// The catalog's log is full even after compaction: its live state
-    /// needs a larger catalog (`StoreOptions::catalog_bytes` at creation).
-    #[error(
-        "the catalog is full: its live state needs a larger catalog (catalog_bytes at creation)"
-    )]
+    /// The catalog's log stayed full through compactions (which grow it
+    /// into a larger MDC when its live state needs the room): others kept
+    /// filling it. Growth that fails for lack of space is the pool's error.
+    #[error("the catalog's log stayed full through several compactions; try again")]
     CatalogFull,
     /// The store is open already in this process (share the `MpoolStore`:
     /// it is cheap to clone); two catalogs over one log would diverge.
@@ -224,8 +223,10 @@ pub struct CatalogOptions {
 #[derive(Debug)]
 pub struct Catalog {
     pool: Pool,
-    mdc: Option<Arc<Mdc>>,
-    mdc_id: Option<MdcId>,
+    /// The catalog MDC now (replaced when the catalog grows).
+    cur: RwLock<(MdcId, Arc<Mdc>)>,
+    /// The media class of the catalog MDC.
+    class: mpool::MediaClass,
     reg: Arc<Registry>,
     map: RwLock<BTreeMap<String, Entry>>,
     next_version: AtomicU64,
@@ -237,6 +238,9 @@ pub struct Catalog {
     /// Log bytes in use right after the last compaction.
     compacted_len: AtomicU64,
     compactions: AtomicU64,
+    grown: AtomicU64,
+    /// Catalog MDCs grown out of whose delete has yet to succeed.
+    stale: Mutex<Vec<MdcId>>,
     /// What the last open repaired: put records dropped, mblocks freed.
     pub repaired: (u64, u64),
     /// This catalog's entry in `OPEN`.
@@ -275,20 +279,44 @@ struct Replayed {
     attrs: Vec<Attr>,
 }
 
-/// The catalog MDC of store `name`, from the pointer records of the root
-/// MDC (the last one naming it wins).
-pub fn find_catalog(pool: &Pool, name: &str) -> Result<Option<MdcId>> {
+/// The catalog MDCs store `name` was pointed at, in the order of the
+/// pointer records of the root MDC. The store's catalog is the last of
+/// them that exists: a later one that does not was cut off by a crash
+/// before its commit (at creation, or while the catalog grew).
+pub fn catalog_pointers(pool: &Pool, name: &str) -> Result<Vec<MdcId>> {
     let root = pool.root_mdc()?;
-    let mut found = None;
+    let mut found = Vec::new();
     for rec in root.reader()? {
         let rec = rec?;
         if let Some((n, id)) = crate::record::decode_pointer(&rec) {
             if n == name {
-                found = mpool::ObjectId::from_raw(id).and_then(|o| MdcId::try_from(o).ok());
+                if let Some(m) = mpool::ObjectId::from_raw(id).and_then(|o| MdcId::try_from(o).ok())
+                {
+                    found.push(m);
+                }
             }
         }
     }
     Ok(found)
+}
+
+/// Times a mutation that found the log full (others filled it after its
+/// check) compacts and tries again before it reports
+/// [`StoreError::CatalogFull`].
+const FULL_RETRIES: u32 = 3;
+
+/// About the bytes of a catalog record naming `path`, `extents` mblocks,
+/// `extra` more bytes (inline content, a second path) and `attrs`.
+fn record_need(path: &str, extents: usize, extra: usize, attrs: &[Attr]) -> u64 {
+    let a: usize = attrs.iter().map(|a| 16 + a.key.len() + a.value.len()).sum();
+    (64 + path.len() + 16 * extents + extra + a) as u64
+}
+
+/// Bytes of catalog log that records of `payload` bytes (`n` of them)
+/// take at most: each record is written twice (mirrored logs) with its
+/// frame, and a margin for block padding.
+fn log_cost(payload: u64, n: u64) -> u64 {
+    2 * (payload + 32 * n) + 4096
 }
 
 /// Every store named in the root MDC.
@@ -338,16 +366,29 @@ impl Catalog {
             closing: AtomicBool::new(false),
             inner: Mutex::new(RegInner::default()),
         });
-        let existing = match find_catalog(&pool, &opts.name)? {
-            Some(id) => match pool.mdc_open(id) {
-                Ok(m) => Some((id, m)),
-                // The pointer was written before the MDC's commit, which a
-                // crash cut off: make a new one.
-                Err(PoolError::Object(ObjectError::NotFound(_))) => None,
+        // The last pointer whose MDC exists: a later one was written
+        // before its MDC's commit, which a crash cut off.
+        let pointers = catalog_pointers(&pool, &opts.name)?;
+        let mut existing = None;
+        for (i, id) in pointers.iter().enumerate().rev() {
+            match pool.mdc_open(*id) {
+                Ok(m) => {
+                    existing = Some((*id, m));
+                    // Catalogs it replaced whose delete a crash cut off.
+                    if !read_only {
+                        for old in pointers[..i].iter().filter(|o| *o != id) {
+                            match pool.mdc_delete(*old) {
+                                Ok(()) | Err(PoolError::Object(ObjectError::NotFound(_))) => {}
+                                Err(e) => return Err(e.into()),
+                            }
+                        }
+                    }
+                    break;
+                }
+                Err(PoolError::Object(ObjectError::NotFound(_))) => {}
                 Err(e) => return Err(e.into()),
-            },
-            None => None,
-        };
+            }
+        }
         let (id, mdc) = match existing {
             Some(x) => x,
             None if read_only => return Err(StoreError::NoStore(opts.name.clone())),
@@ -367,8 +408,8 @@ impl Catalog {
         };
         let mut cat = Catalog {
             pool,
-            mdc: Some(mdc),
-            mdc_id: Some(id),
+            cur: RwLock::new((id, mdc)),
+            class: opts.class,
             reg,
             map: RwLock::new(BTreeMap::new()),
             next_version: AtomicU64::new(1),
@@ -378,6 +419,8 @@ impl Catalog {
             read_only,
             compacted_len: AtomicU64::new(0),
             compactions: AtomicU64::new(0),
+            grown: AtomicU64::new(0),
+            stale: Mutex::new(Vec::new()),
             repaired: (0, 0),
             claim,
         };
@@ -387,7 +430,7 @@ impl Catalog {
 
     /// The catalog MDC's ID.
     pub fn mdc_id(&self) -> Option<MdcId> {
-        self.mdc_id
+        Some(read(&self.cur).0)
     }
 
     /// The pool.
@@ -395,8 +438,8 @@ impl Catalog {
         &self.pool
     }
 
-    fn mdc(&self) -> Result<&Arc<Mdc>> {
-        self.mdc.as_ref().ok_or(StoreError::Broken)
+    fn mdc(&self) -> Result<Arc<Mdc>> {
+        Ok(read(&self.cur).1.clone())
     }
 
     fn committed(&self, id: mpool::MblockId) -> Result<bool> {
@@ -408,7 +451,7 @@ impl Catalog {
     }
 
     fn replay(&mut self) -> Result<()> {
-        let mdc = self.mdc()?.clone();
+        let mdc = self.mdc()?;
         let mut map: BTreeMap<String, Replayed> = BTreeMap::new();
         // Paths whose last record is a PUT not yet proven: what they held
         // before it.
@@ -463,6 +506,8 @@ impl Catalog {
                 Record::Pending { ids } => mentioned.extend(ids),
             }
         }
+        // Not held while compacting below: a growth deletes this MDC.
+        drop(mdc);
         // An unproven PUT whose mblocks are not all committed never
         // finished: the path holds what it held before.
         let mut dropped = 0u64;
@@ -668,11 +713,15 @@ impl Catalog {
     }
 
     /// Compact when the log has grown to half its capacity and to twice
-    /// what the last compaction left.
-    fn maybe_compact(&self) -> Result<()> {
+    /// what the last compaction left, or when a record of about `need`
+    /// bytes would not fit (the compaction grows the catalog when its live
+    /// state needs more room).
+    fn maybe_compact(&self, need: u64) -> Result<()> {
         let u = self.mdc()?.usage();
-        if u.len > u.capacity / 2 && u.len > 2 * self.compacted_len.load(Ordering::SeqCst) {
-            self.compact()?;
+        let full = u.len + log_cost(need, 1) > u.capacity;
+        if full || (u.len > u.capacity / 2 && u.len > 2 * self.compacted_len.load(Ordering::SeqCst))
+        {
+            self.compact_for(need)?;
         }
         Ok(())
     }
@@ -682,54 +731,166 @@ impl Catalog {
         self.compactions.load(Ordering::SeqCst)
     }
 
-    /// Rewrite the catalog as its live state, in the MDC's other log.
+    /// Rewrite the catalog as its live state, in the MDC's other log, or
+    /// in a larger MDC when the live state needs more than half of it.
     pub fn compact(&self) -> Result<()> {
+        self.compact_for(0)
+    }
+
+    /// [`Catalog::compact`], leaving room for a record of `need` bytes.
+    fn compact_for(&self, need: u64) -> Result<()> {
         self.writable()?;
         let _x = write(&self.ops);
         let mdc = self.mdc()?;
         // Deletes issued so far become durable: no record need name them.
         std::mem::take(&mut crate::lock(&self.reg.inner).freed);
         self.pool.sync()?;
-        let map = read(&self.map);
-        let pending: Vec<mpool::MblockId> = {
-            let held: HashSet<mpool::MblockId> = map
-                .values()
-                .flat_map(|e| e.blocks.extents.iter().map(|x| x.id))
-                .collect();
-            let g = crate::lock(&self.reg.inner);
-            g.live
-                .values()
-                .flatten()
-                .filter(|id| !held.contains(id))
-                .chain(g.freed.iter())
-                .copied()
-                .collect()
-        };
-        mdc.cstart()?;
-        let body = || -> Result<()> {
+        let recs = {
+            let map = read(&self.map);
+            let pending: Vec<mpool::MblockId> = {
+                let held: HashSet<mpool::MblockId> = map
+                    .values()
+                    .flat_map(|e| e.blocks.extents.iter().map(|x| x.id))
+                    .collect();
+                let g = crate::lock(&self.reg.inner);
+                g.live
+                    .values()
+                    .flatten()
+                    .filter(|id| !held.contains(id))
+                    .chain(g.freed.iter())
+                    .copied()
+                    .collect()
+            };
             let next_version = self.next_version.load(Ordering::SeqCst);
-            mdc.append(&Record::State { next_version }.encode(), false)?;
+            let mut recs = Vec::with_capacity(map.len() + 2);
+            recs.push(Record::State { next_version }.encode());
             for (path, e) in map.iter() {
-                mdc.append(&Record::Put(e.put_rec(path)).encode(), false)?;
+                recs.push(Record::Put(e.put_rec(path)).encode());
             }
             if !pending.is_empty() {
-                mdc.append(&Record::Pending { ids: pending }.encode(), false)?;
+                recs.push(Record::Pending { ids: pending }.encode());
+            }
+            recs
+        };
+        let live = log_cost(
+            recs.iter().map(|r| r.len() as u64).sum::<u64>(),
+            recs.len() as u64,
+        ) + log_cost(need, 1);
+        let cap = mdc.usage().capacity;
+        if live <= cap / 2 {
+            match self.rewrite(&mdc, &recs) {
+                Ok(()) => {
+                    self.compacted_len.store(mdc.usage().len, Ordering::SeqCst);
+                    self.compactions.fetch_add(1, Ordering::SeqCst);
+                    drop(mdc);
+                    self.delete_stale();
+                    return Ok(());
+                }
+                // The estimate was short: grow instead.
+                Err(StoreError::CatalogFull) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        drop(mdc);
+        self.grow(&recs, (4 * live).max(2 * cap))
+    }
+
+    /// Write `recs` (the live state) as the MDC's other log.
+    fn rewrite(&self, mdc: &Mdc, recs: &[Vec<u8>]) -> Result<()> {
+        mdc.cstart()?;
+        let body = || -> std::result::Result<(), mpool::MdcError> {
+            for r in recs {
+                mdc.append(r, false)?;
             }
             Ok(())
         };
         if let Err(e) = body() {
             if mdc.cabort().is_err() {
                 self.broken.store(true, Ordering::SeqCst);
+                return Err(e.into());
             }
-            return Err(e);
+            return Err(match e {
+                mpool::MdcError::Mlog(mpool::MlogError::LogFull { .. }) => StoreError::CatalogFull,
+                e => e.into(),
+            });
         }
         if let Err(e) = mdc.cend() {
             self.broken.store(true, Ordering::SeqCst);
             return Err(e.into());
         }
-        self.compacted_len.store(mdc.usage().len, Ordering::SeqCst);
-        self.compactions.fetch_add(1, Ordering::SeqCst);
         Ok(())
+    }
+
+    /// Move the catalog to a new MDC of `capacity` bytes per log holding
+    /// `recs` (the live state); the caller holds `ops` exclusively. The new
+    /// MDC is written and synced uncommitted, a pointer record naming it is
+    /// appended to the root MDC and synced, then it is committed: a crash
+    /// before the commit leaves the new MDC to vanish at the next open,
+    /// which then takes the catalog from the previous pointer, intact; a
+    /// crash after it leaves the old MDC for the next open to delete.
+    fn grow(&self, recs: &[Vec<u8>], capacity: u64) -> Result<()> {
+        let name = self.claim.1.clone();
+        let id = self.pool.mdc_alloc(self.class, capacity)?;
+        let write_new = || -> Result<Arc<Mdc>> {
+            let m = self.pool.mdc_open(id)?;
+            let n = recs.len();
+            for (i, r) in recs.iter().enumerate() {
+                m.append(r, i + 1 == n)?;
+            }
+            if n == 0 {
+                m.sync()?;
+            }
+            let ptr = crate::record::encode_pointer(&name, id.object_id().raw());
+            self.pool.root_mdc()?.append(&ptr, true)?;
+            Ok(m)
+        };
+        let new = match write_new() {
+            Ok(m) => m,
+            Err(e) => {
+                // Nothing names it durably but a pointer whose MDC will
+                // vanish: the catalog stays where it is.
+                if let Err(a) = self.pool.mdc_abort(id) {
+                    tracing::warn!("aborting the catalog MDC {id} that could not be written: {a}");
+                }
+                return Err(e);
+            }
+        };
+        if let Err(e) = self.pool.mdc_commit(id) {
+            // The commit may be durable: the next open decides which
+            // catalog holds the state; no update until then.
+            self.broken.store(true, Ordering::SeqCst);
+            return Err(e.into());
+        }
+        let old = {
+            let mut cur = write(&self.cur);
+            std::mem::replace(&mut *cur, (id, new.clone()))
+        };
+        drop(old.1);
+        crate::lock(&self.stale).push(old.0);
+        self.delete_stale();
+        self.compacted_len.store(new.usage().len, Ordering::SeqCst);
+        self.compactions.fetch_add(1, Ordering::SeqCst);
+        self.grown.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Delete the catalog MDCs the catalog grew out of. One still held
+    /// (a caller looking at its usage) is tried again at the next
+    /// growth or compaction; a crash first leaves it to the next open.
+    fn delete_stale(&self) {
+        let mut stale = crate::lock(&self.stale);
+        stale.retain(|id| match self.pool.mdc_delete(*id) {
+            Ok(()) | Err(PoolError::Object(ObjectError::NotFound(_))) => false,
+            Err(e) => {
+                tracing::debug!("deleting the catalog MDC {id} the catalog grew out of: {e}");
+                true
+            }
+        });
+    }
+
+    /// Times the catalog moved to a larger MDC since open.
+    pub fn growths(&self) -> u64 {
+        self.grown.load(Ordering::SeqCst)
     }
 
     fn check_mode(&self, path: &str, mode: &Mode) -> std::result::Result<Option<Entry>, Refusal> {
@@ -770,33 +931,48 @@ impl Catalog {
                 let _ = self.pool.mblock_abort(e.id);
             }
         };
-        if let Err(e) = self.writable().and_then(|()| self.maybe_compact()) {
-            abort(0);
-            return Err(e);
-        }
-        let _s = read(&self.ops);
-        let _p = self.lock_stripe(path);
-        let prev = match self.check_mode(path, &mode) {
-            Ok(p) => p,
-            Err(r) => {
+        let need = record_need(
+            path,
+            extents.len(),
+            inline.as_ref().map_or(0, |b| b.len()),
+            &attrs,
+        );
+        let mut tries = 0;
+        let (_s, _p, prev, version, rec) = loop {
+            if let Err(e) = self.writable().and_then(|()| self.maybe_compact(need)) {
                 abort(0);
-                return Ok(Err(r));
+                return Err(e);
+            }
+            let s = read(&self.ops);
+            let p = self.lock_stripe(path);
+            let prev = match self.check_mode(path, &mode) {
+                Ok(p) => p,
+                Err(r) => {
+                    abort(0);
+                    return Ok(Err(r));
+                }
+            };
+            let version = self.next_version.fetch_add(1, Ordering::SeqCst);
+            let rec = PutRec {
+                version,
+                mtime_ns: now_ns(),
+                size,
+                path: path.to_string(),
+                extents: extents.clone(),
+                inline: inline.as_ref().map(|b| b.to_vec()),
+                attrs: attrs.clone(),
+            };
+            match self.append(&Record::Put(rec.clone())) {
+                Ok(()) => break (s, p, prev, version, rec),
+                // Others filled the log since the check: compact (or grow)
+                // and try again.
+                Err(StoreError::CatalogFull) if tries < FULL_RETRIES => tries += 1,
+                Err(e) => {
+                    abort(0);
+                    return Err(e);
+                }
             }
         };
-        let version = self.next_version.fetch_add(1, Ordering::SeqCst);
-        let rec = PutRec {
-            version,
-            mtime_ns: now_ns(),
-            size,
-            path: path.to_string(),
-            extents: extents.clone(),
-            inline: inline.as_ref().map(|b| b.to_vec()),
-            attrs,
-        };
-        if let Err(e) = self.append(&Record::Put(rec.clone())) {
-            abort(0);
-            return Err(e);
-        }
         for (i, x) in extents.iter().enumerate() {
             if let Err(e) = self.pool.mblock_commit(x.id) {
                 // The record is durable and names mblocks that will never
@@ -833,16 +1009,24 @@ impl Catalog {
     /// Remove the object at `path` (nothing if there is none). Durable on
     /// return. Returns whether there was one.
     pub fn delete(&self, path: &str) -> Result<bool> {
-        self.writable()?;
-        self.maybe_compact()?;
-        let _s = read(&self.ops);
-        let _p = self.lock_stripe(path);
-        if self.get(path).is_none() {
-            return Ok(false);
-        }
-        self.append(&Record::Delete {
-            path: path.to_string(),
-        })?;
+        let need = record_need(path, 0, 0, &[]);
+        let mut tries = 0;
+        let (_s, _p) = loop {
+            self.writable()?;
+            self.maybe_compact(need)?;
+            let s = read(&self.ops);
+            let p = self.lock_stripe(path);
+            if self.get(path).is_none() {
+                return Ok(false);
+            }
+            match self.append(&Record::Delete {
+                path: path.to_string(),
+            }) {
+                Ok(()) => break (s, p),
+                Err(StoreError::CatalogFull) if tries < FULL_RETRIES => tries += 1,
+                Err(e) => return Err(e),
+            }
+        };
         let old = write(&self.map).remove(path);
         drop(old);
         Ok(true)
@@ -851,29 +1035,37 @@ impl Catalog {
     /// Copy (or rename) `from` to `to`, sharing its mblocks; with
     /// `create`, refused when `to` exists. Durable on return.
     pub fn copy(&self, from: &str, to: &str, rename: bool, create: bool) -> Outcome<()> {
-        self.writable()?;
-        self.maybe_compact()?;
-        let _s = read(&self.ops);
-        let _g = self.lock_two(from, to);
-        let Some(src) = self.get(from) else {
-            return Ok(Err(Refusal::NotFound));
+        let need = record_need(from, 0, to.len(), &[]);
+        let mut tries = 0;
+        let (_s, _g, src, version, mtime_ns) = loop {
+            self.writable()?;
+            self.maybe_compact(need)?;
+            let s = read(&self.ops);
+            let g = self.lock_two(from, to);
+            let Some(src) = self.get(from) else {
+                return Ok(Err(Refusal::NotFound));
+            };
+            if create && self.get(to).is_some() {
+                return Ok(Err(Refusal::Exists));
+            }
+            if from == to {
+                // The object stays where it is (a rename onto itself).
+                return Ok(Ok(()));
+            }
+            let version = self.next_version.fetch_add(1, Ordering::SeqCst);
+            let mtime_ns = now_ns();
+            match self.append(&Record::Copy {
+                rename,
+                version,
+                mtime_ns,
+                from: from.to_string(),
+                to: to.to_string(),
+            }) {
+                Ok(()) => break (s, g, src, version, mtime_ns),
+                Err(StoreError::CatalogFull) if tries < FULL_RETRIES => tries += 1,
+                Err(e) => return Err(e),
+            }
         };
-        if create && self.get(to).is_some() {
-            return Ok(Err(Refusal::Exists));
-        }
-        if from == to {
-            // The object stays where it is (a rename onto itself).
-            return Ok(Ok(()));
-        }
-        let version = self.next_version.fetch_add(1, Ordering::SeqCst);
-        let mtime_ns = now_ns();
-        self.append(&Record::Copy {
-            rename,
-            version,
-            mtime_ns,
-            from: from.to_string(),
-            to: to.to_string(),
-        })?;
         let mut map = write(&self.map);
         let e = Entry {
             version,

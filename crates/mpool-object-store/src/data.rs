@@ -3,14 +3,13 @@
 
 use crate::catalog::Result;
 use crate::record::Extent;
-use mpool::{MblockRead, MediaClass, Pool};
+use bytes::{Bytes, BytesMut};
+use mpool::{AlignedBuf, AlignedRead, MblockId, MediaClass, Pool};
+use std::collections::HashMap;
 use std::ops::Range;
 
 /// Reads in flight at once for one call (what fio calls the queue depth).
 pub const READ_DEPTH: usize = 32;
-
-/// Large reads are cut into pieces of this size, kept in flight together.
-pub const READ_PIECE: u64 = 256 << 10;
 
 /// Content being written into uncommitted mblocks of `class`, each filled
 /// to the class's mblock capacity before the next is allocated.
@@ -81,16 +80,59 @@ pub fn abort_all(pool: &Pool, extents: &[Extent]) {
     }
 }
 
+/// An error of this module's own bookkeeping (a bug, not the media's).
+fn internal(what: String) -> crate::catalog::StoreError {
+    crate::catalog::StoreError::Pool(mpool::Error::Internal(what))
+}
+
+/// Alignment of the reads of object content: offsets and lengths are
+/// rounded out to this (a multiple of the sector and of the checksum
+/// block), so that each read goes from the device straight into its
+/// buffer and is verified there.
+fn read_align(pool: &Pool) -> u64 {
+    u64::from(pool.csum_block().ok().flatten().unwrap_or(0)).max(ALIGN as u64)
+}
+
+/// The buffers' alignment (the largest sector size mpool supports).
+const ALIGN: usize = 4096;
+
+/// An aligned read buffer handed out as [`Bytes`] without a copy.
+struct Owned(AlignedBuf);
+
+impl AsRef<[u8]> for Owned {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// One device read of a range: bytes `skip..skip + take` of the buffer
+/// read at `offset` of mblock `id` are range `range`'s next bytes.
+struct Piece {
+    range: usize,
+    id: MblockId,
+    offset: u64,
+    len: usize,
+    skip: usize,
+    take: usize,
+}
+
 /// Read `ranges` of an object made of `extents` (each range inside the
-/// object), with up to [`READ_DEPTH`] device reads in flight.
-pub fn read_ranges(pool: &Pool, extents: &[Extent], ranges: &[Range<u64>]) -> Result<Vec<Vec<u8>>> {
-    let mut outs: Vec<Vec<u8>> = ranges
-        .iter()
-        .map(|r| vec![0u8; usize::try_from(r.end - r.start).unwrap_or(0)])
-        .collect();
-    let mut reads: Vec<MblockRead<'_>> = Vec::new();
-    for (r, out) in ranges.iter().zip(outs.iter_mut()) {
-        let mut rest: &mut [u8] = out.as_mut_slice();
+/// object): one device read per range and mblock (rounded out to whole
+/// checksum blocks), up to [`READ_DEPTH`] in flight, each straight into
+/// an aligned buffer that is handed out as [`Bytes`] without a copy. A
+/// range's bytes come back as the pieces of the mblocks it spans, in
+/// order ([`read_ranges`] joins them).
+pub fn read_pieces(
+    pool: &Pool,
+    extents: &[Extent],
+    ranges: &[Range<u64>],
+) -> Result<Vec<Vec<Bytes>>> {
+    let align = read_align(pool);
+    let mut pieces = Vec::new();
+    for (ri, r) in ranges.iter().enumerate() {
+        if r.start >= r.end {
+            continue; // no bytes: no read
+        }
         let mut base = 0u64;
         for e in extents {
             let (lo, hi) = (base, base + e.len);
@@ -98,27 +140,87 @@ pub fn read_ranges(pool: &Pool, extents: &[Extent], ranges: &[Range<u64>]) -> Re
             if hi <= r.start || lo >= r.end {
                 continue;
             }
-            let mut from = r.start.max(lo);
-            let to = r.end.min(hi);
-            while from < to {
-                // Pieces end on READ_PIECE boundaries of the mblock.
-                let end = to.min((from - lo) / READ_PIECE * READ_PIECE + READ_PIECE + lo);
-                let n = usize::try_from(end - from).unwrap_or(0);
-                let (buf, tail) = std::mem::take(&mut rest).split_at_mut(n);
-                rest = tail;
-                reads.push(MblockRead {
-                    id: e.id,
-                    offset: from - lo,
-                    buf,
-                });
-                from = end;
-            }
+            // In the mblock: wanted from..to, read at..end.
+            let from = r.start.max(lo) - lo;
+            let to = r.end.min(hi) - lo;
+            let at = from / align * align;
+            let end = to.div_ceil(align) * align;
+            // Never more than the next multiple of the buffer's alignment
+            // past the content.
+            let end = end.min(e.len.div_ceil(ALIGN as u64) * ALIGN as u64);
+            pieces.push(Piece {
+                range: ri,
+                id: e.id,
+                offset: at,
+                len: usize::try_from(end - at).unwrap_or(0),
+                skip: usize::try_from(from - at).unwrap_or(0),
+                take: usize::try_from(to - from).unwrap_or(0),
+            });
         }
     }
-    if !reads.is_empty() {
-        let depth = reads.len().min(READ_DEPTH);
-        pool.mblock_read_batch(&mut reads, depth)?;
+    let mut outs: Vec<Vec<Bytes>> = ranges.iter().map(|_| Vec::new()).collect();
+    if pieces.is_empty() {
+        return Ok(outs);
     }
-    drop(reads);
+    // Completed reads come back in completion order: found again by what
+    // was read (equal reads read equal bytes).
+    let mut waiting: HashMap<(u64, u64, usize), Vec<usize>> = HashMap::new();
+    for (i, p) in pieces.iter().enumerate() {
+        waiting
+            .entry((p.id.object_id().raw(), p.offset, p.len))
+            .or_default()
+            .push(i);
+    }
+    let mut done: Vec<Option<Bytes>> = pieces.iter().map(|_| None).collect();
+    {
+        let mut rd = pool.mblock_reader(pieces.len().min(READ_DEPTH))?;
+        for p in &pieces {
+            rd.push(AlignedRead {
+                id: p.id,
+                offset: p.offset,
+                buf: AlignedBuf::scratch(p.len, ALIGN),
+            })?;
+        }
+        for r in rd.by_ref() {
+            let r = r?;
+            let key = (r.id.object_id().raw(), r.offset, r.buf.len());
+            let Some(i) = waiting.get_mut(&key).and_then(Vec::pop) else {
+                return Err(internal(format!(
+                    "a read of {} at {} came back that was not asked for",
+                    r.id, r.offset
+                )));
+            };
+            let p = &pieces[i];
+            done[i] = Some(Bytes::from_owner(Owned(r.buf)).slice(p.skip..p.skip + p.take));
+        }
+    }
+    for (p, d) in pieces.iter().zip(done) {
+        let Some(b) = d else {
+            return Err(internal(format!(
+                "a read of {} at {} never came back",
+                p.id, p.offset
+            )));
+        };
+        outs[p.range].push(b);
+    }
     Ok(outs)
+}
+
+/// Read `ranges` of an object made of `extents`, each range as one
+/// [`Bytes`]: without a copy where it lies in one mblock, joined where it
+/// spans several.
+pub fn read_ranges(pool: &Pool, extents: &[Extent], ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
+    Ok(read_pieces(pool, extents, ranges)?
+        .into_iter()
+        .map(|mut v| {
+            if v.len() == 1 {
+                return v.pop().unwrap_or_default();
+            }
+            let mut out = BytesMut::with_capacity(v.iter().map(Bytes::len).sum());
+            for b in v {
+                out.extend_from_slice(&b);
+            }
+            out.freeze()
+        })
+        .collect())
 }

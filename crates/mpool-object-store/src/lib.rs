@@ -53,7 +53,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use catalog::{Catalog, CatalogOptions, Mode, Refusal};
 use chrono::{DateTime, Utc};
-use futures_util::stream::{self, BoxStream, StreamExt};
+use futures_util::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use mpool::{MediaClass, Pool};
 use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path;
@@ -71,7 +71,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 pub const DEFAULT_INLINE_MAX: u64 = 4096;
 
 /// Bytes a streamed `get` reads per step.
-const GET_CHUNK: u64 = 8 << 20;
+const GET_CHUNK: u64 = 32 << 20;
 
 /// The store's name in object_store errors.
 const STORE: &str = "mpool";
@@ -113,7 +113,10 @@ impl StoreOptions {
     /// 1/32 of the media class on a smaller pool). A catalog record takes
     /// about 45 bytes plus the path, the attributes and 16 bytes per
     /// mblock; the log compacts when half full, so 16 MiB holds the
-    /// records of about 100,000 objects with short paths.
+    /// records of about 100,000 objects with short paths. This is only the
+    /// first size: when the live state needs more than half of the log,
+    /// the catalog moves to a new MDC of at least twice the size (one
+    /// compaction), as often as the pool has room.
     pub fn catalog_bytes(mut self, bytes: u64) -> Self {
         self.catalog_bytes = Some(bytes);
         self
@@ -166,6 +169,8 @@ pub struct StoreStats {
     pub log_capacity: u64,
     /// Compactions since open (an open that repaired compacts once).
     pub compactions: u64,
+    /// Compactions since open that moved the catalog to a larger MDC.
+    pub growths: u64,
     /// PUT records the open found unfinished (a crash) and dropped.
     pub dropped_at_open: u64,
     /// mblocks the open freed (held by no object after a crash).
@@ -342,6 +347,7 @@ impl MpoolStore {
             log_bytes: u.len,
             log_capacity: u.capacity,
             compactions: self.cat.compactions(),
+            growths: self.cat.growths(),
             dropped_at_open: self.cat.repaired.0,
             freed_at_open: self.cat.repaired.1,
         })
@@ -447,7 +453,7 @@ impl MpoolStore {
             &e.blocks.extents,
             std::slice::from_ref(&(0..e.size)),
         )?;
-        Ok(v.pop().unwrap_or_default())
+        Ok(v.pop().map(Vec::from).unwrap_or_default())
     }
 
     /// Blocking delete; whether there was an object.
@@ -606,15 +612,18 @@ impl ObjectStore for MpoolStore {
                 let blocks = blocks.clone();
                 let to = end.min(pos + GET_CHUNK);
                 blocking(move || {
-                    let mut v = data::read_ranges(
+                    // The pieces of each mblock, handed out without a copy.
+                    let mut v = data::read_pieces(
                         &pool,
                         &blocks.extents,
                         std::slice::from_ref(&(pos..to)),
                     )?;
-                    Ok(Bytes::from(v.pop().unwrap_or_default()))
+                    let pieces = v.pop().unwrap_or_default();
+                    Ok(stream::iter(pieces.into_iter().map(Ok)))
                 })
             })
-            .buffered(2);
+            .buffered(2)
+            .try_flatten();
         Ok(GetResult {
             payload: GetResultPayload::Stream(s.boxed()),
             meta,
@@ -648,11 +657,7 @@ impl ObjectStore for MpoolStore {
                 .collect());
         }
         let pool = self.pool().clone();
-        blocking(move || {
-            let v = data::read_ranges(&pool, &e.blocks.extents, &checked)?;
-            Ok(v.into_iter().map(Bytes::from).collect())
-        })
-        .await
+        blocking(move || Ok(data::read_ranges(&pool, &e.blocks.extents, &checked)?)).await
     }
 
     fn delete_stream(

@@ -119,10 +119,11 @@ struct Seen {
     bad: Vec<String>,
 }
 
-/// A catalog of 4 zones a log: the live state of 8 threads' paths (small
-/// objects inline, up to 5000 bytes each) fits in half of one.
+/// A catalog of one zone a log: the live state of the threads' paths
+/// (small objects inline, up to 5000 bytes each) outgrows half of it, so
+/// the sweeps cut the catalog's growth into a larger MDC too.
 fn store_opts() -> StoreOptions {
-    StoreOptions::default().catalog_bytes(4 * ZONE)
+    StoreOptions::default().catalog_bytes(ZONE)
 }
 
 fn make_instance(sector: u32) -> Result<Vec<u8>, String> {
@@ -449,6 +450,27 @@ fn check(dev: FaultDevice, seen: &Seen) -> Vec<String> {
                 .count();
             if n > 0 {
                 bad.push(format!("{n} mblocks leaked: committed, held by no object"));
+            }
+            // Nor an MDC: the root MDC and the store's catalog only (the
+            // catalogs it grew out of are deleted).
+            let keep: Vec<mpool::ObjectId> = [pool.root_mdc_id().ok(), store.catalog_mdc()]
+                .into_iter()
+                .flatten()
+                .map(mpool::ObjectId::from)
+                .collect();
+            let m: Vec<String> = objs
+                .iter()
+                .filter(|o| o.ty == mpool::ObjType::Mdc && !keep.contains(&o.id))
+                .map(|o| o.id.to_string())
+                .collect();
+            if !m.is_empty() {
+                bad.push(format!(
+                    "{} MDCs leaked (committed, neither root {:?} nor catalog {:?}): {}",
+                    m.len(),
+                    pool.root_mdc_id().ok(),
+                    store.catalog_mdc(),
+                    m.join(", ")
+                ));
             }
         }
         Err(e) => bad.push(format!("listing objects failed: {e}")),

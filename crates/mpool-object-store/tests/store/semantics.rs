@@ -312,3 +312,82 @@ fn a_store_opens_once_per_process() {
     drop((a, b));
     mpool_object_store::MpoolStore::open(pool, &opts).unwrap();
 }
+
+/// MDC objects in the pool (the root MDC and every catalog).
+fn mdcs_in_pool(store: &mpool_object_store::MpoolStore) -> usize {
+    store
+        .pool()
+        .objects()
+        .unwrap()
+        .iter()
+        .filter(|o| o.ty == mpool::ObjType::Mdc)
+        .count()
+}
+
+#[test]
+fn the_catalog_grows_past_its_first_size_and_reopens() {
+    let dir = common::scratch();
+    let img = common::format(dir.path(), 128 << 20, 1 << 20);
+    let opts = mpool_object_store::StoreOptions::default().catalog_bytes(1 << 20);
+    let open = || mpool_object_store::MpoolStore::open(common::open_pool(&img, false), &opts);
+    let store = open().unwrap();
+    let first = store.catalog_mdc().unwrap();
+    let first_cap = store.stats().unwrap().log_capacity;
+    let mdcs = mdcs_in_pool(&store);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut want = std::collections::BTreeMap::new();
+    rt.block_on(async {
+        // A live state of about 3 MiB of records (inline objects of 1000
+        // to 2000 bytes), with overwrites and deletes on the way, against
+        // a first log of 1 MiB.
+        for i in 0..3000u64 {
+            let p = format!("grow/{:05}", i % 2000);
+            if i % 7 == 3 {
+                store.delete(&Path::from(p.as_str())).await.unwrap();
+                want.remove(&p);
+                continue;
+            }
+            let v = pattern(i, 1000 + (i % 1000) as usize);
+            store
+                .put(&Path::from(p.as_str()), v.clone().into())
+                .await
+                .unwrap();
+            want.insert(p, v);
+        }
+        // Some objects in mblocks too.
+        for i in 0..20u64 {
+            let p = format!("big/{i}");
+            let v = pattern(i, 300_000);
+            store
+                .put(&Path::from(p.as_str()), v.clone().into())
+                .await
+                .unwrap();
+            want.insert(p, v);
+        }
+    });
+    let st = store.stats().unwrap();
+    assert!(st.growths >= 1, "{st:?}");
+    assert!(st.log_capacity >= 2 * first_cap, "{st:?}");
+    assert!(st.log_bytes <= st.log_capacity, "{st:?}");
+    assert_ne!(store.catalog_mdc().unwrap(), first);
+    // The catalogs it grew out of are gone: as many MDCs as before.
+    assert_eq!(mdcs_in_pool(&store), mdcs);
+    let now = store.catalog_mdc().unwrap();
+    drop(store);
+    let store = open().unwrap();
+    assert_eq!(store.catalog_mdc().unwrap(), now);
+    assert_eq!(store.stats().unwrap().objects, want.len() as u64);
+    for (p, v) in &want {
+        assert_eq!(&store.get_blocking(p).unwrap(), v, "{p}");
+    }
+    // It keeps taking updates after the reopen, and compacts in place.
+    rt.block_on(async {
+        for i in 0..500u64 {
+            let p = format!("grow/{:05}", i);
+            store.delete(&Path::from(p.as_str())).await.unwrap();
+        }
+    });
+    store.compact().unwrap();
+    assert_eq!(mdcs_in_pool(&store), mdcs);
+    common::assert_no_leak(&store);
+}

@@ -212,6 +212,12 @@ impl Catalog {
         if shared {
             s.unsealed.store(true, Ordering::Relaxed);
         }
+        // The checksum table reads verify against is known now: cached, so
+        // the first read of a new mblock does not read it back first.
+        if let Some(c) = ws.csums.as_ref() {
+            let t = mblock::Table::from_bytes(c.shift, &c.table());
+            self.inner.csums.cache.insert(id.raw(), Arc::new(t));
+        }
         *g = None;
         drop(g);
         lock(&self.inner.pending).remove(&id.raw());
