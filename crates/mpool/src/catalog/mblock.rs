@@ -545,10 +545,10 @@ impl From<DevError> for ReadError {
 }
 
 /// A verified read of whole checksum blocks inside the content of the
-/// mblock whose zone starts at `base` (content `len` bytes), at most
-/// [`IO_CHUNK`]: one request straight into `buf` (the device reads into it
-/// without a bounce buffer when `buf` is aligned as its buffers are),
-/// verified where it landed. The common 4 KiB read at queue depth 1 then
+/// mblock whose zone starts at `base` (content `len` bytes): one request
+/// straight into `buf` (the device reads into it without a bounce buffer
+/// when `buf` is aligned as its buffers are; other memory reads at most
+/// [`IO_CHUNK`] this way), verified where it landed. The common 4 KiB read at queue depth 1 then
 /// builds no request list and copies nothing.
 ///
 /// Returns [`Whole::Other`] with nothing read when the read is not of
@@ -566,8 +566,13 @@ pub(crate) fn read_whole_blocks(
 ) -> Result<Whole, ReadError> {
     let n = buf.len() as u64;
     let unit = table.block().max(u64::from(dev.sector()));
+    // Memory aligned as a device's buffers are is read into in one request
+    // of any size (a file device's one `pread`, which the kernel splits
+    // and keeps in flight at once); other memory goes through a bounce
+    // buffer, kept to a chunk.
+    let straight = (buf.as_ptr() as usize).is_multiple_of(crate::io::DEFAULT_ALIGN);
     let whole = n > 0
-        && n <= IO_CHUNK as u64
+        && (straight || n <= IO_CHUNK as u64)
         && offset.is_multiple_of(unit)
         && n.is_multiple_of(unit)
         && offset.checked_add(n).is_some_and(|end| end <= len);

@@ -195,7 +195,10 @@ fn a_write_that_fills_the_mblock_writes_its_table_with_the_content() {
     let cap = crate::cap_spec(d.path(), 64 << 20, zone);
     let pool = mpool::Pool::create("filled", &cap, &mpool::CreateOptions::default()).unwrap();
     let full = pool.mblock_capacity(mpool::MediaClass::Capacity).unwrap() as usize;
-    assert!(full >= 1 << 20 && full.is_multiple_of(4096), "capacity {full}");
+    assert!(
+        full >= 1 << 20 && full.is_multiple_of(4096),
+        "capacity {full}"
+    );
     let id = pool.mblock_alloc(mpool::MediaClass::Capacity).unwrap();
     let mut buf = mpool::AlignedBuf::new(full, 4096);
     for (i, b) in buf.iter_mut().enumerate() {
@@ -226,6 +229,27 @@ fn a_write_that_fills_the_mblock_writes_its_table_with_the_content() {
         }
         other => panic!("expected a checksum error, got {other:?}"),
     }
+    // The whole mblock in one aligned read (one request of 4 MiB): refused
+    // at the same block, and no unverified byte is left in the buffer (the
+    // blocks that verified may be there).
+    let mut all = mpool::AlignedBuf::new(full, 4096);
+    match pool.mblock_read(id, 0, &mut all[..]) {
+        Err(mpool::Error::Object(mpool::ObjectError::Checksum { offset, .. })) => {
+            assert_eq!(offset, full as u64 - 4096)
+        }
+        other => panic!("expected a checksum error, got {other:?}"),
+    }
+    assert!(
+        all[full - 4096..].iter().all(|&b| b == 0),
+        "damaged bytes left in the buffer"
+    );
+    assert!(
+        all[..full - 4096]
+            .iter()
+            .zip(&want)
+            .all(|(&g, &w)| g == 0 || g == w),
+        "bytes in the buffer that are not the content"
+    );
 }
 
 /// XOR byte `at` of the file at `path` with `mask`, behind the pool's back.
