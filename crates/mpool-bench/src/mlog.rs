@@ -62,8 +62,9 @@ pub struct MlogArgs {
 #[derive(Debug)]
 struct Sampled {
     inner: Arc<dyn Device>,
-    /// submits, writes, write_bytes, flushes, write_ns, flush_ns, calls.
-    c: [AtomicU64; 7],
+    /// submits, writes, write_bytes, flushes, write_ns, flush_ns, write
+    /// calls, flush calls.
+    c: [AtomicU64; 8],
 }
 
 /// One write or flush call in this many is timed.
@@ -94,9 +95,13 @@ impl Sampled {
         self.c[i].fetch_add(n, Ordering::Relaxed);
     }
 
-    /// Run `f`, timing it when its turn comes, into counter `ns`.
+    /// Run `f`, timing it when its turn comes (one call of its kind in
+    /// [`SAMPLE`]), into counter `ns` (4: writes, 5: flushes).
     fn timed<T>(&self, ns: usize, f: impl FnOnce() -> T) -> T {
-        if self.c[6].fetch_add(1, Ordering::Relaxed) % SAMPLE != 0 {
+        if !self.c[ns + 2]
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(SAMPLE)
+        {
             return f();
         }
         let t = Instant::now();
