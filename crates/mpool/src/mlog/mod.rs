@@ -48,12 +48,14 @@
 #![cfg_attr(not(feature = "internals"), allow(dead_code, unused_imports))]
 
 pub mod format;
+mod image;
 mod scan;
 
 pub use scan::{ScanResult, MIRRORED_MAX_RECORD};
 
 use crate::dev::{DevError, Device};
 use crate::io::{AlignedBuf, IoReq};
+use image::Image;
 use format::{
     payload_pieces, BlockHeader, Geom, LogHeader, RecordHeader, BLK_HDR_LEN, REC_HDR_LEN,
 };
@@ -154,6 +156,8 @@ const SPIN_MAX_NS: u64 = 20_000;
 const FLUSH_NS_INIT: u64 = 100_000;
 /// Initial estimate of a gathering yield.
 const GATHER_NS_INIT: u64 = 2_000;
+/// One flush in this many is timed for the flush cost estimate.
+const FLUSH_SAMPLE: u64 = 4;
 /// Largest single write request of a flush.
 const MAX_REQ_BYTES: usize = 64 * 1024;
 // Requests split at this size stay whole sectors of every accepted size.
@@ -186,15 +190,23 @@ struct State {
     /// End of the appended records (position in the data area).
     end: u64,
     /// Image of blocks `buf_block..` up to the block holding `end`.
-    buf: Vec<u8>,
+    buf: Image,
     buf_block: u64,
+    /// The image a flush wrote from, kept for the next flush set's appends
+    /// (its memory reused, never reallocated per flush).
+    spare: Option<Image>,
     /// Records before this position are written and flushed.
     written_end: u64,
     /// Records with seq below this are durable.
     durable_seq: u64,
     flushing: bool,
-    /// Threads asleep on the condition variable (nobody to wake: no wake-up call).
-    sleepers: u32,
+    /// Flushes begun (the number of the one in progress, if any).
+    flush_no: u64,
+    /// Records with seq below this are in the flush in progress.
+    inflight_seq: u64,
+    /// Threads asleep on each condition variable (nobody to wake: no
+    /// wake-up call).
+    sleepers: [u32; 2],
     /// Records in the last flush set written: more than one means other
     /// appenders are around to join a flush set (group commit pays).
     last_set_records: u64,
@@ -227,16 +239,13 @@ pub struct Mlog {
     start: u64,
     geom: Geom,
     st: Mutex<State>,
-    cv: Condvar,
+    /// Waiters for flush number k sleep on `cv[k % 2]`: the end of a
+    /// flush wakes the threads whose records it made durable, not those
+    /// whose records wait for the next one.
+    cv: [Condvar; 2],
     /// Flushes completed (raised under the lock): spinning waiters watch it
     /// without taking the lock.
     flushes_done: AtomicU64,
-    /// Appenders between entering an append and framing their record: a
-    /// flusher on fast media waits a little for them to join its flush set.
-    arriving: AtomicU32,
-    /// Appenders the last flush released that have not appended again:
-    /// likely to come back at once (a loop of sync appends).
-    expected: AtomicU32,
     /// Waiters spinning now (see `dev::spin_slot`).
     spinners: AtomicU32,
     /// The largest record of a plain and of a mirrored generation.
@@ -355,10 +364,9 @@ impl Mlog {
                 let mut b = log.dev.alloc_buf(geom.bs as usize);
                 log.dev.read_at(base + tb * geom.bs, &mut b)?;
                 let keep = (st.end % geom.bs) as usize;
-                st.buf = b.to_vec();
-                if let Some(rest) = st.buf.get_mut(keep..) {
-                    rest.fill(0);
-                }
+                st.buf.clear();
+                st.buf.extend(b.get(..keep).unwrap_or(&[]));
+                st.buf.grow(geom.bs as usize);
             }
             Ok(log)
         }
@@ -398,12 +406,15 @@ impl Mlog {
             fseq: 1,
             batch_first: None,
             end,
-            buf: Vec::new(),
+            buf: Image::new(geom.bs as usize),
             buf_block: end / geom.bs,
+            spare: None,
             written_end: end,
             durable_seq: next_seq,
             flushing: false,
-            sleepers: 0,
+            flush_no: 0,
+            inflight_seq: 0,
+            sleepers: [0; 2],
             last_set_records: 0,
             flush_ns: FLUSH_NS_INIT,
             gather_ns: GATHER_NS_INIT,
@@ -418,10 +429,8 @@ impl Mlog {
             start,
             geom,
             st: Mutex::new(st),
-            cv: Condvar::new(),
+            cv: [Condvar::new(), Condvar::new()],
             flushes_done: AtomicU64::new(0),
-            arriving: AtomicU32::new(0),
-            expected: AtomicU32::new(0),
             spinners: AtomicU32::new(0),
             max_rec: (
                 geom.max_record().min(u64::from(u32::MAX)),
@@ -514,9 +523,6 @@ impl Mlog {
     /// Append one record made of the concatenation of `parts`.
     pub fn append_v(&self, parts: &[&[u8]], sync: bool) -> Result<Lsn> {
         let len: u64 = parts.iter().map(|p| p.len() as u64).sum();
-        if sync {
-            self.arriving.fetch_add(1, Ordering::AcqRel);
-        }
         let mut g = self.lock();
         let framed = (|| {
             let max = self.max_for(g.mirrored);
@@ -526,13 +532,7 @@ impl Mlog {
             usable(&g)?;
             self.encode(&mut g, parts, len)
         })();
-        if sync {
-            self.arriving.fetch_sub(1, Ordering::AcqRel);
-        }
         let seq = framed?;
-        let _ = self
-            .expected
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
         if sync || g.end.saturating_sub(g.written_end) >= ASYNC_FLUSH_BYTES {
             let (_g, r) = self.wait_durable(g, seq);
             r?;
@@ -783,13 +783,11 @@ impl Mlog {
             // The record starts in a later block than the one where the
             // log ends, and that block holds nothing unwritten: the next
             // flush need not write it again.
-            st.buf.drain(..bs as usize);
+            st.buf.drop_front(bs as usize);
             st.buf_block += 1;
         }
         let need = ((end.div_ceil(bs) - st.buf_block) * bs) as usize;
-        if st.buf.len() < need {
-            st.buf.resize(need, 0);
-        }
+        st.buf.grow(need);
         self.frame(st, &hdr, st.end, h, parts);
         if let Some(h2) = copy {
             // The second copy, byte for byte the same record, right after.
@@ -821,7 +819,7 @@ impl Mlog {
                 first_rec,
             };
             let o = ((b - st.buf_block) * bs) as usize;
-            if let Some(s) = st.buf.get_mut(o..) {
+            if let Some(s) = st.buf.bytes_mut().get_mut(o..) {
                 bh.encode(s);
             }
         };
@@ -829,7 +827,7 @@ impl Mlog {
             blk_hdr(st, hb, BLK_HDR_LEN as u32);
         }
         let o = (h - st.buf_block * bs) as usize;
-        if let Some(s) = st.buf.get_mut(o..o + REC_HDR_LEN as usize) {
+        if let Some(s) = st.buf.bytes_mut().get_mut(o..o + REC_HDR_LEN as usize) {
             hdr.encode(s);
         }
         let last_block = (end - 1) / bs;
@@ -848,7 +846,7 @@ impl Mlog {
                 blk_hdr(st, b, first);
             }
             let o = ((b - st.buf_block) * bs) as usize + off;
-            if let Some(dst) = st.buf.get_mut(o..o + n) {
+            if let Some(dst) = st.buf.bytes_mut().get_mut(o..o + n) {
                 cur.copy_to(dst);
             }
         }
@@ -885,21 +883,11 @@ impl Mlog {
                 // yield brought in new records, at most GATHER_YIELDS times,
                 // and only while that wait is cheaper than a flush.
                 if g.flush_ns <= SPIN_MAX_NS {
-                    // Fast media: wait only for appenders on their way (in
-                    // an append, or released by the last flush and not back
-                    // yet), for at most half a flush.
-                    let coming = || {
-                        self.arriving.load(Ordering::Acquire) > 0
-                            || self.expected.load(Ordering::Acquire) > 0
-                    };
-                    if yields == 0 && coming() {
-                        yields = 1;
-                        let budget = Duration::from_nanos(g.flush_ns / 2);
-                        drop(g);
-                        crate::dev::spin_until(budget, || !coming());
-                        g = self.lock();
-                        continue;
-                    }
+                    // Fast media: a flush costs less than any wait for
+                    // followers, so the appender that finds no flush in
+                    // progress writes and flushes at once, itself;
+                    // followers join only a flush set that is open while
+                    // a flush is in progress.
                     let (g2, r) = self.flush_once(g);
                     g = g2;
                     if let Err(e) = r {
@@ -942,16 +930,29 @@ impl Mlog {
                     continue;
                 }
             }
-            g = self.sleep(g);
+            g = self.sleep_for(g, Some(seq));
         }
     }
 
-    /// Sleep until a flush ends.
-    fn sleep<'a>(&'a self, mut g: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
-        g.sleepers += 1;
-        let mut g = crate::lock::wait(&self.cv, g);
-        g.sleepers -= 1;
+    /// Sleep until a flush ends: the one in progress when it holds `seq`
+    /// (or when `seq` is `None`), else the next one (which ends the sleep
+    /// of one waiter at once when nobody else starts it).
+    fn sleep_for<'a>(
+        &'a self,
+        mut g: MutexGuard<'a, State>,
+        seq: Option<u64>,
+    ) -> MutexGuard<'a, State> {
+        let next = g.flushing && seq.is_some_and(|s| s >= g.inflight_seq);
+        let k = ((g.flush_no + u64::from(next)) % 2) as usize;
+        g.sleepers[k] += 1;
+        let mut g = crate::lock::wait(&self.cv[k], g);
+        g.sleepers[k] -= 1;
         g
+    }
+
+    /// Sleep until the flush in progress ends.
+    fn sleep<'a>(&'a self, g: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        self.sleep_for(g, None)
     }
 
     /// Write everything appended so far as one flush set, then flush.
@@ -966,24 +967,28 @@ impl Mlog {
             return (g, Ok(()));
         }
         g.flushing = true;
+        g.flush_no += 1;
+        g.inflight_seq = snap_seq;
         let bs = self.geom.bs;
         let first_block = g.buf_block;
         let nbytes = ((snap_end.div_ceil(bs) - first_block) * bs) as usize;
-        // One copy, into the buffers the device writes from.
         let base = self.base() + first_block * bs;
-        let reqs: Vec<IoReq> = g
-            .buf
-            .get(..nbytes)
-            .unwrap_or(&[])
-            .chunks(MAX_REQ_BYTES)
-            .enumerate()
-            .map(|(i, c)| {
-                IoReq::write(
-                    base + (i * MAX_REQ_BYTES) as u64,
-                    AlignedBuf::from_slice(c, bs as usize),
-                )
-            })
-            .collect();
+        // The flush writes straight from the image; appends meanwhile go
+        // to the spare one, which starts with a copy of the partly filled
+        // tail block (the next flush writes it again, the same bytes in
+        // front of the new records).
+        let spare = g
+            .spare
+            .take()
+            .unwrap_or_else(|| Image::new(bs as usize));
+        let out = std::mem::replace(&mut g.buf, spare);
+        let tail = snap_end / bs;
+        g.buf_block = tail;
+        if !snap_end.is_multiple_of(bs) {
+            let o = ((tail - first_block) * bs) as usize;
+            g.buf
+                .extend(out.bytes().get(o..o + bs as usize).unwrap_or(&[]));
+        }
         let set_records = g.batch_first.map_or(0, |f| snap_seq - f);
         let hdr = (!g.hdr_durable).then(|| {
             (
@@ -1018,26 +1023,48 @@ impl Mlog {
             }
         }
         drop(g);
-        let t = Instant::now();
+        // Timing every flush would cost two clock reads per append on a
+        // single thread: the first flushes and then one in FLUSH_SAMPLE.
+        let done = self.flushes_done.load(Ordering::Relaxed);
+        let t = (done < 2 * FLUSH_SAMPLE || done.is_multiple_of(FLUSH_SAMPLE)).then(Instant::now);
         let r = (|| -> Result<()> {
             if let Some((slot, h)) = &hdr {
                 self.write_header(*slot, h)?;
                 self.dev.flush()?;
             }
-            submit_all(self.dev.as_ref(), reqs)?;
+            let data = out.bytes().get(..nbytes).unwrap_or(&[]);
+            if data.len() <= MAX_REQ_BYTES {
+                self.dev.write_slice(base, data)?;
+            } else {
+                // Large (async) flush sets: requests the device may run in
+                // parallel.
+                let reqs = data
+                    .chunks(MAX_REQ_BYTES)
+                    .enumerate()
+                    .map(|(i, c)| {
+                        IoReq::write(
+                            base + (i * MAX_REQ_BYTES) as u64,
+                            AlignedBuf::from_slice(c, bs as usize),
+                        )
+                    })
+                    .collect();
+                submit_all(self.dev.as_ref(), reqs)?;
+            }
             self.dev.flush()?;
             Ok(())
         })();
-        let ns = t.elapsed().as_nanos() as u64;
+        let ns = t.map(|t| t.elapsed().as_nanos() as u64);
         let mut g = self.lock();
         g.flushing = false;
-        g.flush_ns = ewma(g.flush_ns, ns);
+        if g.spare.is_none() {
+            let mut out = out;
+            out.clear();
+            g.spare = Some(out);
+        }
+        if let Some(ns) = ns {
+            g.flush_ns = ewma(g.flush_ns, ns);
+        }
         g.last_set_records = set_records;
-        // The appenders of the set, released now.
-        self.expected.store(
-            u32::try_from(set_records).unwrap_or(u32::MAX),
-            Ordering::Release,
-        );
         match &r {
             Ok(()) => {
                 if let Some((slot, h)) = hdr {
@@ -1052,17 +1079,22 @@ impl Mlog {
                 }
                 g.written_end = snap_end;
                 g.durable_seq = g.durable_seq.max(snap_seq);
-                let nb = (snap_end / bs).max(g.buf_block);
-                let drop_bytes = ((nb - g.buf_block) * bs) as usize;
-                let n = drop_bytes.min(g.buf.len());
-                g.buf.drain(..n);
-                g.buf_block = nb;
             }
             Err(e) => g.failed = Some(e.to_string()),
         }
         self.flushes_done.fetch_add(1, Ordering::Release);
-        if g.sleepers > 0 {
-            self.cv.notify_all();
+        let k = (g.flush_no % 2) as usize;
+        if g.sleepers[k] > 0 {
+            self.cv[k].notify_all();
+        }
+        // Records appended during this flush whose appenders sleep: one of
+        // them starts the next flush (unless an appender that is running
+        // does first).
+        if g.failed.is_some() {
+            // Every waiter returns the error.
+            self.cv[1 - k].notify_all();
+        } else if g.end > g.written_end && g.sleepers[1 - k] > 0 {
+            self.cv[1 - k].notify_one();
         }
         (g, r)
     }
