@@ -353,10 +353,21 @@ impl Pool {
     /// Delete a stream and every segment of it (refused while it is open).
     pub fn stream_delete(&self, name: &str) -> Result<()> {
         let cat = Catalog::get(self, false)?;
-        let open = lock(&cat.open);
-        if open.get(name).and_then(Weak::upgrade).is_some() {
-            return Err(StreamError::Busy(name.to_string()).into());
-        }
+        // The background thread of a stream whose last handle was just
+        // dropped may hold it for the rest of a step: wait a little.
+        let mut tries = 0;
+        let open = loop {
+            let open = lock(&cat.open);
+            if open.get(name).and_then(Weak::upgrade).is_none() {
+                break open;
+            }
+            if tries == 100 {
+                return Err(StreamError::Busy(name.to_string()).into());
+            }
+            drop(open);
+            tries += 1;
+            std::thread::sleep(Duration::from_millis(10));
+        };
         let meta = cat
             .meta(name)
             .ok_or_else(|| StreamError::NotFound(name.to_string()))?;
@@ -631,7 +642,7 @@ impl StreamInner {
     /// ready, waits for the background thread to make one; without a
     /// background thread (or when it failed to), makes one here.
     fn roll<'a>(&'a self, mut g: MutexGuard<'a, Tail>) -> Result<MutexGuard<'a, Tail>> {
-        let mut waited = false;
+        let mut waited = 0u32;
         while g.spare_log.is_none() || g.spare.is_none() {
             if let Some(f) = &g.failed {
                 return Err(StreamError::Failed {
@@ -641,7 +652,9 @@ impl StreamInner {
                 .into());
             }
             let bg = self.bg.get().is_some() && !g.stop;
-            if !bg || (waited && g.spare_failed) {
+            // A background thread that failed, or is slow (a second):
+            // the spare is made here.
+            if !bg || (waited > 0 && g.spare_failed) || waited >= 100 {
                 // Promoted tails are listed before a new spare (a spare
                 // record replaces the catalog's spare).
                 if let Ok(_one) = self.tail_log_lock.try_lock() {
@@ -673,7 +686,7 @@ impl StreamInner {
                 .wait_timeout(g, Duration::from_millis(10))
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
-            waited = true;
+            waited += 1;
         }
         // The tail before the last one is durable before it is forgotten
         // (its flush ended long ago, normally: a no-op).
@@ -1337,6 +1350,8 @@ fn background(w: Weak<StreamInner>) {
         // or new spare record).
         if let Err(e) = s.log_tails() {
             tracing::warn!("stream {}: listing a tail: {e}", s.name);
+            lock(&s.st).spare_failed = true;
+            s.cv.notify_all();
             errs = true;
         }
         if let Some(age) = s.max_age {
@@ -1413,8 +1428,11 @@ fn background(w: Weak<StreamInner>) {
             let cap = s.seg_limit as usize;
             let mut b: Vec<u8> = Vec::new();
             if b.try_reserve_exact(cap).is_ok() {
-                b.resize(cap.min(PREFAULT_MAX), 0);
-                b.clear();
+                let n = cap.min(PREFAULT_MAX);
+                // One byte per page: the write faults the page in.
+                for page in b.spare_capacity_mut()[..n].chunks_mut(4096) {
+                    page[0] = std::mem::MaybeUninit::new(0);
+                }
                 let mut g = lock(&s.st);
                 if g.spare_buf.is_none() {
                     g.spare_buf = Some(b);
