@@ -70,13 +70,17 @@ use catalog::{is_not_found, Catalog, Meta};
 use format::{CatRecord, IndexEntry, Trailer, FRAME_HDR, INDEX_EVERY, TRAILER_LEN};
 use std::collections::VecDeque;
 use std::ops::Range;
-use std::sync::{Arc, Condvar, Mutex, RwLock, Weak};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, Weak};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Segments a stream keeps in memory when it cannot map them.
 pub const FALLBACK_SEGMENTS: usize = 16;
 /// Tails rolled and not yet sealed before a roll waits for a seal.
 pub const MAX_ROLLED: usize = 3;
+/// Bytes of a new tail's memory whose pages are touched ahead of its
+/// appends.
+const PREFAULT_MAX: usize = 64 << 20;
 /// Default group flush interval.
 pub const DEFAULT_GROUP_FLUSH: Duration = Duration::from_millis(2);
 
@@ -177,6 +181,9 @@ struct MemSeg {
     /// Frame position of each record.
     pos: Vec<u32>,
     started: Option<Instant>,
+    /// The catalog lists this tail (a spare promoted by a roll is listed
+    /// as a tail by the background thread afterwards).
+    logged: bool,
 }
 
 impl MemSeg {
@@ -188,17 +195,28 @@ impl MemSeg {
 #[derive(Debug)]
 struct Tail {
     active: Option<Arc<Mlog>>,
+    /// The tail before the active one, until its records are durable: a
+    /// sync append flushes it before its own log (offsets become durable
+    /// in order).
+    prev: Option<Arc<Mlog>>,
     next: u64,
-    durable: u64,
     first: u64,
     /// The last is the active tail; earlier ones await their seal.
     mem: VecDeque<MemSeg>,
     spare: Option<u64>,
+    /// The spare tail, open and ready: a roll only switches to it.
+    spare_log: Option<Arc<Mlog>>,
+    /// Memory for the next tail's records, its pages already touched (a
+    /// sealed tail's, reused, or one the background thread made).
+    spare_buf: Option<Vec<u8>>,
     failed: Option<String>,
     /// Logs to delete (busy when last tried).
     deletes: Vec<u64>,
     /// The last seal failed: appends do not wait for seals.
     seal_failed: bool,
+    /// The background thread failed to make a spare tail: a roll makes
+    /// one itself (and reports why it cannot).
+    spare_failed: bool,
     stop: bool,
 }
 
@@ -232,6 +250,16 @@ pub struct StreamInner {
     created_ms: u64,
     st: Mutex<Tail>,
     cv: Condvar,
+    /// Offsets below this are durable (raised without the tail lock).
+    durable: AtomicU64,
+    /// Threads waiting on `cv` for `durable` to rise (a raise notifies
+    /// only when there are some).
+    waiters: AtomicUsize,
+    /// One thread at a time logs promoted tails in the catalog.
+    tail_log_lock: Mutex<()>,
+    /// Where the open found the tail corrupt: (offset, reason). Records
+    /// before it are readable; it and later ones are the error.
+    corrupt_at: Option<(u64, String)>,
     sealed: RwLock<Vec<Arc<Seg>>>,
     /// Segments read into memory (fallback), oldest first.
     loaded: Mutex<VecDeque<Arc<Seg>>>,
@@ -325,10 +353,21 @@ impl Pool {
     /// Delete a stream and every segment of it (refused while it is open).
     pub fn stream_delete(&self, name: &str) -> Result<()> {
         let cat = Catalog::get(self, false)?;
-        let open = lock(&cat.open);
-        if open.get(name).and_then(Weak::upgrade).is_some() {
-            return Err(StreamError::Busy(name.to_string()).into());
-        }
+        // The background thread of a stream whose last handle was just
+        // dropped may hold it for the rest of a step: wait a little.
+        let mut tries = 0;
+        let open = loop {
+            let open = lock(&cat.open);
+            if open.get(name).and_then(Weak::upgrade).is_none() {
+                break open;
+            }
+            if tries == 100 {
+                return Err(StreamError::Busy(name.to_string()).into());
+            }
+            drop(open);
+            tries += 1;
+            std::thread::sleep(Duration::from_millis(10));
+        };
         let meta = cat
             .meta(name)
             .ok_or_else(|| StreamError::NotFound(name.to_string()))?;
@@ -422,9 +461,6 @@ impl StreamInner {
         meta: Meta,
         opts: &StreamOptions,
     ) -> Result<Arc<Self>> {
-        let name = meta.name.clone();
-        let corrupt =
-            |offset, reason: String| -> Error { format::corrupt(&name, offset, reason).into() };
         // Sealed segments: their footers only.
         let mut sealed = Vec::with_capacity(meta.sealed.len());
         for s in &meta.sealed {
@@ -443,69 +479,92 @@ impl StreamInner {
                 data: Mutex::new(None),
             }));
         }
-        // Tails: scanned.
+        // Tails: scanned. A corrupt record ends the scan: the records
+        // before it stay readable, reading it (or past it) is the error,
+        // appends are refused (the offsets after it were durable once).
         let mut mem = VecDeque::new();
         let mut next = sealed
             .last()
             .map_or(meta.first, |s: &Arc<Seg>| s.meta.base + s.meta.count);
         let mut active = None;
+        let mut corrupt_at: Option<(u64, String)> = None;
         let ntails = meta.tails.len();
         for (i, &(raw, base)) in meta.tails.iter().enumerate() {
             if base != next && !(mem.is_empty() && sealed.is_empty() && base >= next) {
-                return Err(corrupt(
+                corrupt_at = Some((
                     next,
                     format!("tail {raw:#x} starts at offset {base}, expected {next}"),
                 ));
+                break;
             }
             next = base;
             let id = mlog_id(raw)?;
-            let mut seg = MemSeg {
-                mlog: raw,
-                base,
-                data: Arc::new(Vec::new()),
-                pos: Vec::new(),
-                started: None,
-            };
             let log = match pool.mlog_open(id) {
                 Ok(l) => Some(l),
                 // Logged and never committed: a tail without records.
                 Err(e) if is_not_found(&e) => None,
                 Err(e) => return Err(e),
             };
+            let mut seg = MemSeg {
+                mlog: raw,
+                base,
+                data: Arc::new(Vec::new()),
+                pos: Vec::new(),
+                started: None,
+                logged: true,
+            };
             if let Some(log) = &log {
-                let data = Arc::make_mut(&mut seg.data);
-                let mut rd = log.reader()?;
-                while let Some(r) = rd.next_record() {
-                    let (_, rec) = r.map_err(|e| match e {
-                        MlogError::Corrupt { reason, .. } => corrupt(next, reason),
-                        e => e.into(),
-                    })?;
-                    let (first, frames, ranges) =
-                        format::decode_batch(&rec).map_err(|e| corrupt(next, e))?;
-                    if first != next {
-                        return Err(corrupt(
-                            next,
-                            format!("tail batch at offset {first}, expected {next}"),
-                        ));
-                    }
-                    let at = data.len();
-                    data.extend_from_slice(frames);
-                    for r in &ranges {
-                        seg.pos.push((at + r.start - FRAME_HDR) as u32);
-                    }
-                    next += ranges.len() as u64;
+                if let Some((at, why)) = scan_tail(log, &mut seg, &mut next)? {
+                    corrupt_at = Some((at, why));
+                    mem.push_back(seg);
+                    break;
                 }
-            }
-            if !seg.pos.is_empty() {
-                seg.started = Some(Instant::now());
             }
             if i + 1 == ntails && log.is_some() {
                 active = log;
             }
             mem.push_back(seg);
         }
+        // The spare: a roll switches appends to it before the catalog lists
+        // it as a tail. Records in it that continue the last tail make it
+        // the active tail; others were never acknowledged (the tail before
+        // them was not durable): erased.
+        let mut spare = meta.spare;
+        let mut promoted = None;
+        let mut spare_log = None;
+        if let (Some(raw), None) = (spare, &corrupt_at) {
+            match pool.mlog_open(mlog_id(raw)?) {
+                Ok(log) => {
+                    let mut seg = MemSeg {
+                        mlog: raw,
+                        base: next,
+                        data: Arc::new(Vec::new()),
+                        pos: Vec::new(),
+                        started: None,
+                        logged: false,
+                    };
+                    let mut end = next;
+                    let ok = scan_tail(&log, &mut seg, &mut end)?.is_none();
+                    if ok && !seg.pos.is_empty() {
+                        next = end;
+                        spare = None;
+                        promoted = Some((raw, seg.base));
+                        mem.push_back(seg);
+                        active = Some(log);
+                    } else if pool.is_read_only() {
+                    } else if seg.pos.is_empty() && ok {
+                        spare_log = Some(log);
+                    } else {
+                        log.erase(0).map_err(Error::from)?;
+                        spare_log = Some(log);
+                    }
+                }
+                // Logged and never committed: gone.
+                Err(e) if is_not_found(&e) => spare = None,
+                Err(e) => return Err(e),
+            }
+        }
         let tail_class = tail_class(pool);
-        let spare = meta.spare;
         let seg_limit = meta.seg_bytes.min(segment_limit(pool)?);
         let inner = Arc::new(StreamInner {
             pool: pool.clone(),
@@ -520,36 +579,47 @@ impl StreamInner {
             created_ms: meta.created_ms,
             st: Mutex::new(Tail {
                 active: active.clone(),
+                prev: None,
                 next,
-                durable: next,
                 first: meta.first,
                 mem,
                 spare,
-                failed: None,
+                spare_log,
+                spare_buf: None,
+                failed: corrupt_at
+                    .as_ref()
+                    .map(|(at, why)| format!("the tail is corrupt at offset {at}: {why}")),
                 deletes: Vec::new(),
                 seal_failed: false,
+                spare_failed: false,
                 stop: false,
             }),
             cv: Condvar::new(),
+            durable: AtomicU64::new(next),
+            waiters: AtomicUsize::new(0),
+            tail_log_lock: Mutex::new(()),
+            corrupt_at,
             sealed: RwLock::new(sealed),
             loaded: Mutex::new(VecDeque::new()),
             bg: std::sync::OnceLock::new(),
             join: Mutex::new(None),
             seal_lock: Mutex::new(()),
         });
-        if !pool.is_read_only() {
-            let mut g = lock(&inner.st);
-            // A spare that was logged but never committed is gone.
-            if let Some(s) = g.spare {
-                if let Err(e) = pool.mlog_open(mlog_id(s)?) {
-                    if !is_not_found(&e) {
-                        return Err(e);
-                    }
-                    g.spare = None;
+        if !pool.is_read_only() && inner.corrupt_at.is_none() {
+            // The promoted spare is a tail from now on.
+            if let Some((raw, base)) = promoted {
+                inner.cat.log(CatRecord::Tail {
+                    no: inner.no,
+                    mlog: raw,
+                    base,
+                })?;
+                if let Some(m) = lock(&inner.st).mem.back_mut() {
+                    m.logged = true;
                 }
             }
+            let mut g = lock(&inner.st);
             if active.is_none() {
-                inner.roll(&mut g)?;
+                g = inner.roll(g)?;
             }
             let max = g.active.as_ref().map_or(0, |l| l.max_record());
             drop(g);
@@ -564,63 +634,131 @@ impl StreamInner {
         Ok(inner)
     }
 
-    /// Move appends to a new tail (under the tail lock).
-    fn roll(&self, g: &mut Tail) -> Result<()> {
-        if let Some(old) = g.active.take() {
-            if let Err(e) = old.flush() {
-                g.active = Some(old);
+    /// Move appends to a new tail (under the tail lock): the spare tail the
+    /// background thread made and opened ahead of time, so that a roll on
+    /// an appender's thread costs no device I/O and no catalog write (the
+    /// background thread lists the new tail in the catalog afterwards; an
+    /// open finds a spare holding records as the tail). Without a spare
+    /// ready, waits for the background thread to make one; without a
+    /// background thread (or when it failed to), makes one here.
+    fn roll<'a>(&'a self, mut g: MutexGuard<'a, Tail>) -> Result<MutexGuard<'a, Tail>> {
+        let mut waited = 0u32;
+        while g.spare_log.is_none() || g.spare.is_none() {
+            if let Some(f) = &g.failed {
+                return Err(StreamError::Failed {
+                    stream: self.name.clone(),
+                    reason: f.clone(),
+                }
+                .into());
+            }
+            let bg = self.bg.get().is_some() && !g.stop;
+            // A background thread that failed, or is slow (a second):
+            // the spare is made here.
+            if !bg || (waited > 0 && g.spare_failed) || waited >= 100 {
+                // Promoted tails are listed before a new spare (a spare
+                // record replaces the catalog's spare).
+                if let Ok(_one) = self.tail_log_lock.try_lock() {
+                    let todo: Vec<(u64, u64)> = g
+                        .mem
+                        .iter()
+                        .filter(|m| !m.logged)
+                        .map(|m| (m.mlog, m.base))
+                        .collect();
+                    for (raw, base) in todo {
+                        self.cat.log(CatRecord::Tail {
+                            no: self.no,
+                            mlog: raw,
+                            base,
+                        })?;
+                        if let Some(m) = g.mem.iter_mut().find(|m| m.mlog == raw) {
+                            m.logged = true;
+                        }
+                    }
+                    let (raw, log) = self.make_spare()?;
+                    g.spare = Some(raw);
+                    g.spare_log = Some(log);
+                    break;
+                }
+            }
+            self.wake();
+            g = self
+                .cv
+                .wait_timeout(g, Duration::from_millis(10))
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+            waited += 1;
+        }
+        // The tail before the last one is durable before it is forgotten
+        // (its flush ended long ago, normally: a no-op).
+        if let Some(p) = g.prev.take() {
+            if let Err(e) = p.flush() {
+                g.prev = Some(p);
                 return Err(e.into());
             }
-            g.durable = g.durable.max(g.next);
         }
-        let no = self.no;
-        let raw = match g.spare.take() {
-            Some(raw) => {
-                self.cat.log(CatRecord::Tail {
-                    no,
-                    mlog: raw,
-                    base: g.next,
-                })?;
-                raw
-            }
-            None => {
-                let id = self
-                    .pool
-                    .mlog_alloc(self.tail_class, tail_capacity(&self.pool, self.seg_limit)?)?;
-                let raw = id.object_id().raw();
-                if let Err(e) = self.cat.log(CatRecord::Tail {
-                    no,
-                    mlog: raw,
-                    base: g.next,
-                }) {
-                    let _ = self.pool.mlog_abort(id);
-                    return Err(e);
-                }
-                self.pool.mlog_commit(id)?;
-                raw
-            }
+        let (Some(raw), Some(log)) = (g.spare.take(), g.spare_log.take()) else {
+            return Err(Error::Internal("stream roll without a spare tail".into()));
         };
-        let log = self.pool.mlog_open(mlog_id(raw)?)?;
-        g.active = Some(log);
+        g.prev = g.active.replace(log);
+        let data = Arc::new(g.spare_buf.take().unwrap_or_default());
+        let base = g.next;
         g.mem.push_back(MemSeg {
             mlog: raw,
-            base: g.next,
-            data: Arc::new(Vec::new()),
+            base,
+            data,
             pos: Vec::new(),
             started: None,
+            logged: false,
         });
         self.cv.notify_all();
         self.wake();
+        Ok(g)
+    }
+
+    /// Make a spare tail: allocated, listed in the catalog, committed, open.
+    fn make_spare(&self) -> Result<(u64, Arc<Mlog>)> {
+        let id = self
+            .pool
+            .mlog_alloc(self.tail_class, tail_capacity(&self.pool, self.seg_limit)?)?;
+        let raw = id.object_id().raw();
+        if let Err(e) = self.cat.log(CatRecord::Spare {
+            no: self.no,
+            mlog: raw,
+        }) {
+            let _ = self.pool.mlog_abort(id);
+            return Err(e);
+        }
+        self.pool.mlog_commit(id)?;
+        let log = self.pool.mlog_open(mlog_id(raw)?)?;
+        Ok((raw, log))
+    }
+
+    /// List in the catalog the tails a roll promoted (in order).
+    fn log_tails(&self) -> Result<()> {
+        let _one = lock(&self.tail_log_lock);
+        let todo: Vec<(u64, u64)> = lock(&self.st)
+            .mem
+            .iter()
+            .filter(|m| !m.logged)
+            .map(|m| (m.mlog, m.base))
+            .collect();
+        for (raw, base) in todo {
+            self.cat.log(CatRecord::Tail {
+                no: self.no,
+                mlog: raw,
+                base,
+            })?;
+            if let Some(m) = lock(&self.st).mem.iter_mut().find(|m| m.mlog == raw) {
+                m.logged = true;
+            }
+        }
         Ok(())
     }
 
     /// `roll` with back-pressure: while the background
     /// thread is `MAX_ROLLED` tails behind, wait for a seal (the tail's
     /// class would fill otherwise).
-    fn roll_waiting<'a>(
-        &'a self,
-        mut g: std::sync::MutexGuard<'a, Tail>,
-    ) -> Result<std::sync::MutexGuard<'a, Tail>> {
+    fn roll_waiting<'a>(&'a self, mut g: MutexGuard<'a, Tail>) -> Result<MutexGuard<'a, Tail>> {
         while g.mem.len() > MAX_ROLLED && g.failed.is_none() && !g.stop && !g.seal_failed {
             self.wake();
             g = self
@@ -629,8 +767,7 @@ impl StreamInner {
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
         }
-        self.roll(&mut g)?;
-        Ok(g)
+        self.roll(g)
     }
 
     /// Wake the background thread.
@@ -654,6 +791,16 @@ impl StreamInner {
             let g = lock(&self.st);
             return Ok(g.next..g.next);
         }
+        // The frame headers (length, CRC-32C), computed before the lock;
+        // the batch goes to the log in pieces, without a copy of its own.
+        let n = recs.len();
+        let frame_hdr = |r: &[u8]| -> [u8; FRAME_HDR] {
+            let mut h = [0u8; FRAME_HDR];
+            h[..4].copy_from_slice(&(r.len() as u32).to_le_bytes());
+            h[4..].copy_from_slice(&format::record_crc(r).to_le_bytes());
+            h
+        };
+        let hdrs: Vec<[u8; FRAME_HDR]> = recs.iter().map(|r| frame_hdr(r)).collect();
         let mut g = lock(&self.st);
         if let Some(f) = &g.failed {
             return Err(StreamError::Failed {
@@ -674,13 +821,23 @@ impl StreamInner {
             g = self.roll_waiting(g)?;
         }
         let first = g.next;
-        let rec = format::encode_batch(first, recs);
+        let mut head = [0u8; format::BATCH_HDR + FRAME_HDR];
+        head[..8].copy_from_slice(&first.to_le_bytes());
+        head[8..12].copy_from_slice(&(n as u32).to_le_bytes());
+        head[12..].copy_from_slice(&hdrs[0]);
+        let mut parts: Vec<&[u8]> = Vec::with_capacity(2 * n);
+        parts.push(&head);
+        parts.push(recs[0]);
+        for (h, r) in hdrs.iter().zip(recs).skip(1) {
+            parts.push(h);
+            parts.push(r);
+        }
         let mut tries = 0;
         let log = loop {
             let Some(log) = g.active.clone() else {
                 return Err(Error::Internal("stream without a tail".into()));
             };
-            match log.append(&rec, false) {
+            match log.append_v(&parts, false) {
                 Ok(_) => break log,
                 Err(MlogError::LogFull { .. }) if tries == 0 => {
                     tries += 1;
@@ -692,47 +849,67 @@ impl StreamInner {
                 }
             }
         };
-        let n = recs.len() as u64;
         let Some(m) = g.mem.back_mut() else {
             return Err(Error::Internal("stream without a tail".into()));
         };
+        // The frames, in memory (for reads and the seal).
         let data = Arc::make_mut(&mut m.data);
-        // The frames as the batch holds them (their CRCs computed once).
-        let mut at = data.len();
-        for r in recs {
-            m.pos.push(at as u32);
-            at += FRAME_HDR + r.len();
+        data.reserve(bytes as usize);
+        for (h, r) in hdrs.iter().zip(recs) {
+            m.pos.push(data.len() as u32);
+            data.extend_from_slice(h);
+            data.extend_from_slice(r);
         }
-        data.extend_from_slice(&rec[format::BATCH_HDR..]);
         if m.started.is_none() {
             m.started = Some(Instant::now());
         }
-        g.next = first + n;
+        let end = first + n as u64;
+        g.next = end;
+        let prev = if d == Durability::Sync {
+            g.prev.clone()
+        } else {
+            None
+        };
         drop(g);
         if d == Durability::Sync {
-            if let Err(e) = log.flush() {
+            // The tail before this one first: offsets become durable in
+            // order.
+            let r = match prev {
+                Some(p) => p.flush().and_then(|()| log.flush()),
+                None => log.flush(),
+            };
+            if let Err(e) = r {
                 lock(&self.st).failed = Some(e.to_string());
                 return Err(e.into());
             }
-            self.mark_durable(first + n);
+            self.mark_durable(end);
         }
-        Ok(first..first + n)
+        Ok(first..end)
     }
 
     fn mark_durable(&self, end: u64) {
-        let mut g = lock(&self.st);
-        if end > g.durable {
-            g.durable = end;
+        let old = self.durable.fetch_max(end, Ordering::SeqCst);
+        // Followers wait on the condition variable: notified only when
+        // there are some (a notify is a system call).
+        if end > old && self.waiters.load(Ordering::SeqCst) > 0 {
+            let _g = lock(&self.st);
             self.cv.notify_all();
         }
     }
 
+    fn durable(&self) -> u64 {
+        self.durable.load(Ordering::SeqCst)
+    }
+
     /// Make every record appended so far durable.
     fn sync(&self) -> Result<()> {
-        let (log, end) = {
+        let (prev, log, end) = {
             let g = lock(&self.st);
-            (g.active.clone(), g.next)
+            (g.prev.clone(), g.active.clone(), g.next)
         };
+        if let Some(p) = prev {
+            p.flush()?;
+        }
         if let Some(log) = log {
             log.flush()?;
         }
@@ -751,11 +928,21 @@ impl StreamInner {
                 }
                 .into());
             }
-            if offset >= g.durable {
+            let durable = self.durable();
+            if offset >= durable {
+                if let Some((at, why)) = &self.corrupt_at {
+                    if offset == *at {
+                        return Err(self.corrupt(offset, why.clone()));
+                    }
+                    return Err(self.corrupt(
+                        offset,
+                        format!("after the corrupt tail record at offset {at}: {why}"),
+                    ));
+                }
                 return Err(StreamError::Beyond {
                     stream: self.name.clone(),
                     offset,
-                    end: g.durable,
+                    end: durable,
                 }
                 .into());
             }
@@ -872,11 +1059,23 @@ impl StreamInner {
     /// Seal the oldest rolled tail; `Ok(false)`: nothing to seal.
     fn seal_one(&self) -> Result<bool> {
         let _one = lock(&self.seal_lock);
-        let (mlog, base, data, pos) = {
+        // The tail to seal is listed in the catalog, and its records are
+        // durable (the roll left its flush to the appenders).
+        let (logged, prev) = {
             let g = lock(&self.st);
             if g.mem.len() < 2 {
                 return Ok(false);
             }
+            (g.mem.front().is_some_and(|m| m.logged), g.prev.clone())
+        };
+        if !logged {
+            self.log_tails()?;
+        }
+        if let Some(p) = prev {
+            p.flush()?;
+        }
+        let (mlog, base, data, pos) = {
+            let g = lock(&self.st);
             let Some(m) = g.mem.front() else {
                 return Ok(false);
             };
@@ -969,9 +1168,18 @@ impl StreamInner {
             data: Mutex::new(None),
         });
         crate::lock::write(&self.sealed).push(seg);
+        drop(data);
         let mut g = lock(&self.st);
         if g.mem.front().is_some_and(|m| m.mlog == mlog) {
-            g.mem.pop_front();
+            if let Some(m) = g.mem.pop_front() {
+                // Its memory (pages touched) holds the next tail's records.
+                if g.spare_buf.is_none() {
+                    if let Ok(mut b) = Arc::try_unwrap(m.data) {
+                        b.clear();
+                        g.spare_buf = Some(b);
+                    }
+                }
+            }
         }
         g.deletes.push(mlog);
         self.cv.notify_all();
@@ -1012,6 +1220,45 @@ impl StreamInner {
         }
         Ok(rep)
     }
+}
+
+/// Scan a tail's records into `seg` (from `*next`, raised past each
+/// batch). `Ok(Some((offset, reason)))`: the first record that is corrupt
+/// or out of sequence (those before it are in `seg`); `Err`: the log
+/// could not be read.
+fn scan_tail(log: &Mlog, seg: &mut MemSeg, next: &mut u64) -> Result<Option<(u64, String)>> {
+    let data = Arc::make_mut(&mut seg.data);
+    let r = (|| -> Result<Option<(u64, String)>> {
+        let mut rd = log.reader()?;
+        while let Some(r) = rd.next_record() {
+            let rec = match r {
+                Ok((_, rec)) => rec,
+                Err(MlogError::Corrupt { reason, .. }) => return Ok(Some((*next, reason))),
+                Err(e) => return Err(e.into()),
+            };
+            let (first, frames, ranges) = match format::decode_batch(&rec) {
+                Ok(b) => b,
+                Err(e) => return Ok(Some((*next, e))),
+            };
+            if first != *next {
+                return Ok(Some((
+                    *next,
+                    format!("tail batch at offset {first}, expected {next}"),
+                )));
+            }
+            let at = data.len();
+            data.extend_from_slice(frames);
+            for r in &ranges {
+                seg.pos.push((at + r.start - FRAME_HDR) as u32);
+            }
+            *next += ranges.len() as u64;
+        }
+        Ok(None)
+    })();
+    if !seg.pos.is_empty() {
+        seg.started = Some(Instant::now());
+    }
+    r
 }
 
 /// Read and check a segment's footer: (index, bytes of records).
@@ -1081,7 +1328,7 @@ fn background(w: Weak<StreamInner>) {
             if g.stop {
                 return;
             }
-            let idle = g.mem.len() < 2 && g.durable >= g.next;
+            let idle = g.mem.len() < 2 && s.durable() >= g.next;
             let every = s.group_every;
             if idle {
                 every.max(Duration::from_millis(20))
@@ -1099,15 +1346,24 @@ fn background(w: Weak<StreamInner>) {
             lock(&s.st).failed.get_or_insert(e.to_string());
         }
         let mut errs = false;
+        // Tails a roll promoted go into the catalog first (before any seal
+        // or new spare record).
+        if let Err(e) = s.log_tails() {
+            tracing::warn!("stream {}: listing a tail: {e}", s.name);
+            lock(&s.st).spare_failed = true;
+            s.cv.notify_all();
+            errs = true;
+        }
         if let Some(age) = s.max_age {
-            let mut g = lock(&s.st);
+            let g = lock(&s.st);
             let old = g
                 .mem
                 .back()
                 .and_then(|m| m.started)
                 .is_some_and(|t| t.elapsed() >= age);
-            if old && g.failed.is_none() {
-                if let Err(e) = s.roll(&mut g) {
+            // Only onto a spare made ready (this thread makes it below).
+            if old && g.failed.is_none() && g.spare_log.is_some() {
+                if let Err(e) = s.roll(g) {
                     tracing::warn!("stream {}: rolling the tail: {e}", s.name);
                     errs = true;
                 }
@@ -1129,10 +1385,15 @@ fn background(w: Weak<StreamInner>) {
                 }
             }
         }
-        let (need_spare, deletes) = {
+        let (need_spare, need_buf, deletes) = {
             let mut g = lock(&s.st);
+            let unlogged = g.mem.iter().any(|m| !m.logged);
             (
-                g.spare.is_none() && g.failed.is_none(),
+                g.spare.is_none() && g.failed.is_none() && !unlogged,
+                g.spare_buf.is_none()
+                    && g.mem
+                        .back()
+                        .is_some_and(|m| m.data.len() as u64 >= s.seg_limit / 8),
                 std::mem::take(&mut g.deletes),
             )
         };
@@ -1145,26 +1406,36 @@ fn background(w: Weak<StreamInner>) {
             }
         }
         if need_spare {
-            let r = (|| -> Result<u64> {
-                let id = s
-                    .pool
-                    .mlog_alloc(s.tail_class, tail_capacity(&s.pool, s.seg_limit)?)?;
-                let raw = id.object_id().raw();
-                if let Err(e) = s.cat.log(CatRecord::Spare {
-                    no: s.no,
-                    mlog: raw,
-                }) {
-                    let _ = s.pool.mlog_abort(id);
-                    return Err(e);
+            match s.make_spare() {
+                Ok((raw, log)) => {
+                    let mut g = lock(&s.st);
+                    g.spare = Some(raw);
+                    g.spare_log = Some(log);
+                    g.spare_failed = false;
+                    s.cv.notify_all();
                 }
-                s.pool.mlog_commit(id)?;
-                Ok(raw)
-            })();
-            match r {
-                Ok(raw) => lock(&s.st).spare = Some(raw),
                 Err(e) => {
                     tracing::warn!("stream {}: spare tail: {e}", s.name);
+                    lock(&s.st).spare_failed = true;
+                    s.cv.notify_all();
                     errs = true;
+                }
+            }
+        }
+        if need_buf {
+            // Memory for the next tail, its pages touched here rather
+            // than by the appends (a page fault per 4 KiB appended).
+            let cap = s.seg_limit as usize;
+            let mut b: Vec<u8> = Vec::new();
+            if b.try_reserve_exact(cap).is_ok() {
+                let n = cap.min(PREFAULT_MAX);
+                // One byte per page: the write faults the page in.
+                for page in b.spare_capacity_mut()[..n].chunks_mut(4096) {
+                    page[0] = std::mem::MaybeUninit::new(0);
+                }
+                let mut g = lock(&s.st);
+                if g.spare_buf.is_none() {
+                    g.spare_buf = Some(b);
                 }
             }
         }
@@ -1183,7 +1454,7 @@ impl Drop for StreamInner {
         if let Some(t) = self.bg.get() {
             t.unpark();
         }
-        if let Some(l) = &g.active {
+        for l in g.prev.iter().chain(&g.active) {
             if let Err(e) = l.flush() {
                 tracing::warn!("stream {}: final flush: {e}", self.name);
             }
@@ -1246,7 +1517,7 @@ impl Stream {
 
     /// Wait until the record at `offset` is durable (flushing if needed).
     pub fn wait_durable(&self, offset: u64) -> Result<()> {
-        if lock(&self.inner.st).durable > offset {
+        if self.inner.durable() > offset {
             return Ok(());
         }
         self.inner.sync()
@@ -1269,7 +1540,7 @@ impl Stream {
 
     /// Offsets below this are durable and readable.
     pub fn durable(&self) -> u64 {
-        lock(&self.inner.st).durable
+        self.inner.durable()
     }
 
     /// Records from `from` up to the durable end as of each step:
@@ -1304,7 +1575,7 @@ impl Stream {
             name: i.name.clone(),
             first: g.first,
             next: g.next,
-            durable: g.durable,
+            durable: i.durable(),
             sealed_bytes: segments.iter().map(|s| s.bytes).sum(),
             segments,
             tail_records: g.mem.iter().map(|m| m.pos.len() as u64).sum(),
@@ -1334,11 +1605,11 @@ impl Stream {
     /// Seal the tail now (a new tail takes the appends; the background
     /// thread writes the segment). [`Stream::wait_sealed`] waits for it.
     pub fn roll(&self) -> Result<()> {
-        let mut g = lock(&self.inner.st);
+        let g = lock(&self.inner.st);
         if g.mem.back().is_some_and(|m| m.pos.is_empty()) {
             return Ok(());
         }
-        self.inner.roll(&mut g)
+        self.inner.roll(g).map(drop)
     }
 
     /// Seal every rolled tail on this thread (what the background thread
@@ -1385,8 +1656,15 @@ impl StreamIter {
 impl Iterator for StreamIter {
     type Item = Result<(u64, Vec<u8>)>;
     fn next(&mut self) -> Option<Self::Item> {
-        if self.done || self.next >= self.s.durable() {
+        if self.done {
             return None;
+        }
+        if self.next >= self.s.durable() {
+            // A tail found corrupt at open: its record is the error.
+            match &self.s.inner.corrupt_at {
+                Some((at, _)) if *at == self.next => {}
+                _ => return None,
+            }
         }
         let off = self.next;
         match self.s.read(off) {
@@ -1419,14 +1697,20 @@ impl Follower {
     /// `Ok(None)` when none came in time.
     pub fn next_timeout(&mut self, timeout: Option<Duration>) -> Result<Option<(u64, Vec<u8>)>> {
         let deadline = timeout.map(|t| Instant::now() + t);
-        {
-            let i = &self.s.inner;
+        let i = &self.s.inner;
+        if i.durable() <= self.next && i.corrupt_at.is_none() {
+            // Woken by the append that makes the record durable (see
+            // `mark_durable`: it notifies when `waiters` is not zero).
             let mut g = lock(&i.st);
-            while g.durable <= self.next {
+            i.waiters.fetch_add(1, Ordering::SeqCst);
+            let r = loop {
+                if i.durable() > self.next {
+                    break true;
+                }
                 let wait = match deadline {
                     Some(d) => match d.checked_duration_since(Instant::now()) {
                         Some(w) if !w.is_zero() => w,
-                        _ => return Ok(None),
+                        _ => break false,
                     },
                     None => Duration::from_millis(100),
                 };
@@ -1434,6 +1718,11 @@ impl Follower {
                     i.cv.wait_timeout(g, wait)
                         .unwrap_or_else(|p| p.into_inner())
                         .0;
+            };
+            i.waiters.fetch_sub(1, Ordering::SeqCst);
+            drop(g);
+            if !r {
+                return Ok(None);
             }
         }
         let off = self.next;

@@ -57,7 +57,7 @@ fn a_flipped_byte_in_a_sealed_segment_is_a_typed_error() {
 }
 
 #[test]
-fn a_flipped_byte_in_the_tail_is_a_typed_error_at_open() {
+fn a_flipped_byte_in_the_tail_opens_with_a_typed_error_at_its_offset() {
     let (dev, pool) = fault_pool(64);
     pool.stream_create("t", &small(256 << 10)).unwrap();
     let s = pool.stream_open("t").unwrap();
@@ -81,10 +81,30 @@ fn a_flipped_byte_in_the_tail_is_a_typed_error_at_open() {
         .expect("the marker is on the device");
     dev.flip_bit((p + 5) as u64, 2);
     let pool = reopen(&dev);
-    match pool.stream_open("t") {
-        Err(Error::Stream(StreamError::Corrupt { stream, offset, .. })) => {
-            assert_eq!((stream.as_str(), offset), ("t", 20));
-        }
-        other => panic!("expected a corrupt record error, got {other:?}"),
+    // The open succeeds: the records before the damaged one are readable,
+    // the damaged one (and any later) is a typed error naming its offset,
+    // appends are refused (offsets after it were durable once).
+    let s = pool.stream_open("t").unwrap();
+    for i in 0..20u64 {
+        assert_eq!(s.read(i).unwrap(), record(i, 40), "record {i}");
     }
+    for off in [20u64, 21, 49] {
+        match s.read(off) {
+            Err(Error::Stream(StreamError::Corrupt { stream, offset, .. })) => {
+                assert_eq!((stream.as_str(), offset), ("t", off));
+            }
+            other => panic!("expected a corrupt record error at {off}, got {other:?}"),
+        }
+    }
+    let got: Vec<_> = s.iter(0).collect();
+    assert_eq!(got.len(), 21, "20 records, then the error");
+    assert!(got[..20].iter().all(|r| r.is_ok()));
+    assert!(matches!(
+        &got[20],
+        Err(Error::Stream(StreamError::Corrupt { offset: 20, .. }))
+    ));
+    assert!(matches!(
+        s.append(b"more"),
+        Err(Error::Stream(StreamError::Failed { .. }))
+    ));
 }
