@@ -22,6 +22,7 @@ pub(super) struct Counters {
     pub poisoned: AtomicU64,
     pub evictions: AtomicU64,
     pub evicted_bytes: AtomicU64,
+    pub page_evictions: AtomicU64,
     pub reaper_runs: AtomicU64,
     pub reaper_ns: AtomicU64,
     pub resident: AtomicU64,

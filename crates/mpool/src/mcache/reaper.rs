@@ -1,9 +1,10 @@
 //! The reaper: one thread per process that advances the access clock and,
-//! under memory pressure or over the explicit budget, evicts whole
-//! objects, the coldest first.
+//! under memory pressure or over the explicit budget, evicts the pages not
+//! referenced since it last looked (second chance), the coldest objects
+//! first, and those whole when none of their pages was referenced.
 
 use super::cache::Cache;
-use super::map::{MapInner, PAGE};
+use super::map::MapInner;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -85,15 +86,16 @@ pub(super) fn pressure() -> Option<Pressure> {
     })
 }
 
-/// Bytes to free now: above 7/8 of a cgroup's limit, down to 13/16 of it
+/// Bytes to free now: above 95 % of a cgroup's limit, down to 93 % of it
 /// (the kernel cannot free the cache's anonymous pages without swap: at
-/// the limit it stalls, then kills); above 7/8 of the machine, down to
-/// 7/8; over the explicit budget, down to 15/16 of it.
+/// the limit it stalls, then kills; the 5 % left covers the process'
+/// other memory and the fills of one tick); above 7/8 of the machine,
+/// down to 7/8; over the explicit budget, down to 15/16 of it.
 pub(super) fn to_free(p: Option<Pressure>, resident: u64, budget: u64) -> u64 {
     let mut need = 0;
     if let Some(p) = p {
         let (high, low) = if p.cgroup {
-            (p.limit - p.limit / 8, p.limit - 3 * (p.limit / 16))
+            (p.limit / 100 * 95, p.limit / 100 * 93)
         } else {
             (p.limit - p.limit / 8, p.limit - p.limit / 8)
         };
@@ -131,10 +133,14 @@ pub(super) fn run(c: &'static Cache) {
     }
 }
 
-/// Evict whole objects, coldest first, until `need` bytes are freed: the
-/// score is the time since the last access divided by the advice's TTL
-/// scale (a hot object stays four times as long as a cold one). Objects
-/// in use are skipped.
+/// Free `need` bytes by second chance, objects in order of coldness: the
+/// score is the time since the object's last access divided by the
+/// advice's TTL scale (a hot object is reached four times later than a
+/// cold one idle as long). Each object reached gives up its resident pages
+/// not referenced since the reaper last reached it (the whole object when
+/// none was: cold objects go whole, first) and has its referenced bits
+/// cleared; a second pass over the same order takes what the first
+/// cleared. Objects in use (a live guard) or kept are skipped.
 pub(super) fn reap(c: &Cache, need: u64) -> u64 {
     let now = c.tick();
     let maps: Vec<Arc<MapInner>> = crate::lock::read(&c.maps).values().cloned().collect();
@@ -153,20 +159,13 @@ pub(super) fn reap(c: &Cache, need: u64) -> u64 {
         }
     }
     cand.sort_unstable_by_key(|c| std::cmp::Reverse(c.0));
-    // The coldest objects that free enough, then evicted map by map.
-    let mut chosen: Vec<Vec<usize>> = vec![Vec::new(); maps.len()];
-    let mut planned = 0;
-    for (_, m, i) in cand {
-        if planned >= need {
-            break;
-        }
-        planned += u64::from(maps[m].objs[i].resident.load(Ordering::Relaxed)) * PAGE as u64;
-        chosen[m].push(i);
-    }
     let mut freed = 0;
-    for (map, mut idx) in maps.iter().zip(chosen) {
-        if !idx.is_empty() {
-            freed += map.evict_many(c, &mut idx, false);
+    for _pass in 0..2 {
+        for &(_, m, i) in &cand {
+            if freed >= need {
+                return freed;
+            }
+            freed += maps[m].second_chance(c, i);
         }
     }
     freed
@@ -187,13 +186,15 @@ mod tests {
             used: 3100,
             cgroup: true,
         };
-        // Over 2800 (7/8): down to 2600 (13/16).
-        assert_eq!(to_free(Some(p), 600, 0), 500);
+        // Over 3040 (95 %): down to 2976 (93 %).
+        assert_eq!(to_free(Some(p), 600, 0), 124);
         assert_eq!(to_free(Some(p), 100, 0), 100);
         let q = Pressure { cgroup: false, ..p };
         // Over 2800 (7/8): down to it.
         assert_eq!(to_free(Some(q), 500, 0), 300);
-        let low = Pressure { used: 2750, ..p };
+        let low = Pressure { used: 3000, ..p };
         assert_eq!(to_free(Some(low), 500, 0), 0);
+        let q = Pressure { used: 2750, ..q };
+        assert_eq!(to_free(Some(q), 500, 0), 0);
     }
 }
