@@ -1272,7 +1272,9 @@ fn workload(a: &McacheArgs, rate: f64, mut f: impl FnMut(Ev)) {
         while (n as f64) >= (steps_done + 1) as f64 * reads_per_step {
             steps_done += 1;
             let oldest = colls.front().map_or(0, |c| c.len());
-            let src = colls.front().map_or(0, |c| c[step_in_coll.min(c.len() - 1)]);
+            let src = colls
+                .front()
+                .map_or(0, |c| c[step_in_coll.min(c.len() - 1)]);
             f(Ev::Compact(src, next_obj));
             new_coll.push(next_obj);
             next_obj += 1;
@@ -1336,10 +1338,7 @@ fn floor(a: &McacheArgs) -> Result<Table> {
         let mut rows: Vec<(String, usize, Sim)> = Vec::new();
         // Page LRU (what the page-granular reaper approximates), at the
         // whole cap and at the 93 % the reaper keeps.
-        for (name, size) in [
-            ("page LRU", cap),
-            ("page LRU at 93 %", cap / 100 * 93),
-        ] {
+        for (name, size) in [("page LRU", cap), ("page LRU at 93 %", cap / 100 * 93)] {
             let mut lru = Lru::new();
             let mut s = Sim::default();
             let mut n = 0u64;
