@@ -292,9 +292,9 @@ impl MapInner {
             Err(e) => Err(e),
         };
         match filled {
-            Ok(f) if f.contains(&p) => {}
             Ok(_) => {
-                // Present already (another thread's fault filled it).
+                // Installed (which woke the thread), or present already
+                // (another thread filled it): woken either way.
                 if let Err(e) = c.uffd.wake(page_addr, PAGE) {
                     tracing::error!("mcache: waking at {addr:#x}: {e}");
                 }
@@ -338,23 +338,31 @@ impl MapInner {
             return Ok(0..0);
         }
         let o = &self.objs[i];
-        let mut st = lock(&o.state);
         let missing = |st: &Pages, p: usize| !res_bit(&o.res, p) || bit(&st.bad, p);
-        let Some(a) = pages.clone().find(|&p| missing(&st, p)) else {
-            return Ok(0..0);
+        let (a, b) = {
+            let st = lock(&o.state);
+            let Some(a) = pages.clone().find(|&p| missing(&st, p)) else {
+                return Ok(0..0);
+            };
+            let b = pages
+                .clone()
+                .rev()
+                .find(|&p| missing(&st, p))
+                .map_or(a, |b| b)
+                + 1;
+            (a, b)
         };
-        let b = pages
-            .clone()
-            .rev()
-            .find(|&p| missing(&st, p))
-            .map_or(a, |b| b)
-            + 1;
         let len = o.target.len() as usize;
         let from = a * PAGE;
         let to = (b * PAGE).min(len);
         let mut buf = vec![0u8; (b - a) * PAGE];
+        // Read without the object's lock (misses of two threads in one
+        // object overlap, as the kernel's faults on one file do); the bytes
+        // are immutable, and what another thread installed meanwhile is
+        // skipped below.
         self.pool
             .mcache_read(&o.target, from as u64, &mut buf[..to - from])?;
+        let mut st = lock(&o.state);
         c.stats.faults.fetch_add(1, Ordering::Relaxed);
         c.clock.fetch_add(1, Ordering::Relaxed);
         let mut added = 0u32;
