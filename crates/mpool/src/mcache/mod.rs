@@ -58,7 +58,7 @@
 //! `memory.current`, v1 `memory.limit_in_bytes` /
 //! `memory.usage_in_bytes`), or without a limit the machine's
 //! `MemTotal` and `MemAvailable`, and the explicit budget
-//! ([`set_budget`]). Above 95 % of a cgroup limit it frees down to 93 %
+//! ([`set_budget`]). Above 90 % of a cgroup limit it frees down to 87 %
 //! (without a cgroup: above 7/8 of the machine, down to 7/8); over the
 //! budget, down to 15/16 of it. Recency is kept per page: every access
 //! the cache sees sets the page's referenced bit (one atomic load, and an
