@@ -74,6 +74,9 @@ pub(super) struct Obj {
     /// Loaded for a slice valid as long as the map (user-mode faults
     /// only): never evicted.
     pub kept: AtomicBool,
+    /// Visits of the reaper's hand (a hot object's pages get a second
+    /// chance only every fourth, a warm one's every second).
+    pub visits: AtomicU32,
 }
 
 /// The state of a map, shared with the fault handlers and the reaper.
@@ -153,6 +156,7 @@ impl MapInner {
                 last: AtomicU64::new(c.tick()),
                 pins: AtomicU32::new(0),
                 kept: AtomicBool::new(false),
+                visits: AtomicU32::new(0),
             });
             off += pages * PAGE;
         }

@@ -60,26 +60,30 @@
 //! `MemTotal` and `MemAvailable`, and the explicit budget
 //! ([`set_budget`]). Above 90 % of a cgroup limit it frees down to 87 %
 //! (without a cgroup: above 7/8 of the machine, down to 7/8); over the
-//! budget, down to 15/16 of it. Recency is kept per page: every access
+//! budget, down to 15/16 of it. Recency is kept per page: every use
 //! the cache sees sets the page's referenced bit (one atomic load, and an
-//! atomic OR the first time). The reaper visits objects coldest first, by
-//! time since the object's last access divided by the advice's TTL scale
-//! (hot 4, warm and will-need 2, cold 1: a hot object idle four times as
-//! long as a cold one ranks with it), and gives each a second chance: the
-//! resident pages not referenced since its last visit are evicted
-//! (`MADV_DONTNEED`, one call per span of them), the whole object when
-//! none was referenced, and the bits are cleared; a second pass over the
-//! same order takes what the first cleared. So cold objects go whole and
-//! first, and an object in use keeps the pages it uses while losing the
-//! ones it does not. An object in use (a live [`MappedRef`]) is never
+//! atomic OR the first time). The reaper first evicts whole objects none of
+//! whose pages was used since it last passed them (or ever: loaded ahead,
+//! never read), coldest first by time since the object's last access
+//! divided by the advice's TTL scale (hot 4, warm and will-need 2, cold 1:
+//! a hot object idle four times as long as a cold one ranks with it). If
+//! that is not enough, a CLOCK hand that keeps its place between passes
+//! goes over the objects in address order and gives each page a second
+//! chance: an object's resident pages not referenced since the hand's last
+//! visit are evicted (`MADV_DONTNEED`, one call per span of them) and its
+//! bits are cleared (a hot object's only every fourth visit, a warm one's
+//! every second). So cold objects go whole and first, and a warm object
+//! loses only the pages it stopped using. An object in use (a live
+//! [`MappedRef`]) is never
 //! touched. Time here is the access clock, which advances by one
 //! at every fill (a miss) and every reaper tick: recency is ordered
 //! finely under misses (a 20 ms clock left most candidates tied) and
 //! still moves when nothing misses. [`set_reaper`] turns it off;
 //! [`stats`] counts its work.
 //! Accesses are stamped (object and pages) by the fault handler and by
-//! every [`McacheMap::get`], [`McacheMap::range`], [`McacheMap::load`],
-//! [`McacheMap::touch`] and [`McacheMap::touch_range`]; plain reads of an
+//! every [`McacheMap::get`], [`McacheMap::range`], [`McacheMap::touch`]
+//! and [`McacheMap::touch_range`] ([`McacheMap::load`] stamps the object
+//! only: pages loaded ahead count as used once they are read); plain reads of an
 //! already resident slice are invisible to it (no page-table access bits
 //! are read), so a caller that reads through [`McacheMap::slice`] should
 //! `touch_range` what it uses.
@@ -257,8 +261,8 @@ pub fn set_address_budget(bytes: u64) -> Result<()> {
 }
 
 /// Evict, now, at least `bytes` (when there is that much not in use) as
-/// the reaper would: unreferenced pages of the coldest objects first; the
-/// bytes freed.
+/// the reaper would: unused objects whole, coldest first, then the pages
+/// the CLOCK hand finds unreferenced; the bytes freed.
 pub fn reap(bytes: u64) -> Result<u64> {
     let c = cache::cache()?;
     c.clock.fetch_add(1, Ordering::Relaxed);
@@ -440,7 +444,6 @@ impl McacheMap {
         }
         o.last.store(c.tick(), Ordering::Relaxed);
         let pages = range.start as usize / PAGE..(range.end as usize).div_ceil(PAGE);
-        self.inner.mark(i, pages.clone());
         self.inner.fill(c, i, pages).map(|_| ())
     }
 

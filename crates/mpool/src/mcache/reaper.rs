@@ -4,7 +4,7 @@
 //! first, and those whole when none of their pages was referenced.
 
 use super::cache::Cache;
-use super::map::MapInner;
+use super::map::{MapInner, PAGE};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -134,24 +134,30 @@ pub(super) fn run(c: &'static Cache) {
     }
 }
 
-/// Free `need` bytes by second chance, objects in order of coldness: the
-/// score is the time since the object's last access divided by the
-/// advice's TTL scale (a hot object is reached four times later than a
-/// cold one idle as long). Each object reached gives up its resident pages
-/// not referenced since the reaper last reached it (the whole object when
-/// none was: cold objects go whole, first) and has its referenced bits
-/// cleared; a second pass over the same order takes what the first
-/// cleared. Objects in use (a live guard) or kept are skipped.
+/// Free `need` bytes. First whole objects none of whose pages was
+/// referenced since the hand last passed (or ever: loaded, not used),
+/// coldest first: the score is the time since the object's last access
+/// divided by the advice's TTL scale (a hot object stays four times as
+/// long as a cold one). Then a CLOCK hand that keeps its place between
+/// calls goes over the objects in address order and gives each page a
+/// second chance: an object's resident pages not referenced since the
+/// hand's last visit go, and its referenced bits are cleared (a hot
+/// object's only every fourth visit, a warm one's every second), for at
+/// most two turns per TTL scale. Objects in use (a live guard) or kept
+/// are skipped.
 pub(super) fn reap(c: &Cache, need: u64) -> u64 {
     let now = c.tick();
     let maps: Vec<Arc<MapInner>> = crate::lock::read(&c.maps).values().cloned().collect();
     let mut cand: Vec<(u64, usize, usize)> = Vec::new();
+    let mut objects = 0usize;
     for (m, map) in maps.iter().enumerate() {
         let scale = map.advice().ttl_scale();
+        objects += map.objs.len();
         for (i, o) in map.objs.iter().enumerate() {
             if o.resident.load(Ordering::Relaxed) == 0
                 || o.pins.load(Ordering::Relaxed) > 0
                 || o.kept.load(Ordering::Relaxed)
+                || o.refd.iter().any(|w| w.load(Ordering::Relaxed) != 0)
             {
                 continue;
             }
@@ -160,15 +166,55 @@ pub(super) fn reap(c: &Cache, need: u64) -> u64 {
         }
     }
     cand.sort_unstable_by_key(|c| std::cmp::Reverse(c.0));
+    let mut chosen: Vec<Vec<usize>> = vec![Vec::new(); maps.len()];
+    let mut planned = 0;
+    for (_, m, i) in cand {
+        if planned >= need {
+            break;
+        }
+        planned += u64::from(maps[m].objs[i].resident.load(Ordering::Relaxed)) * PAGE as u64;
+        chosen[m].push(i);
+    }
     let mut freed = 0;
-    for _pass in 0..2 {
-        for &(_, m, i) in &cand {
-            if freed >= need {
-                return freed;
-            }
-            freed += maps[m].second_chance(c, i);
+    for (map, mut idx) in maps.iter().zip(chosen) {
+        if !idx.is_empty() {
+            freed += map.evict_many(c, &mut idx, false);
         }
     }
+    if freed >= need || maps.is_empty() {
+        return freed;
+    }
+    // The hand, from where it stopped (the first map at or after it).
+    let mut hand = crate::lock::lock(&c.hand);
+    let mut m = maps.partition_point(|x| x.base < hand.0);
+    let mut i = if maps.get(m).is_some_and(|x| x.base == hand.0) {
+        hand.1
+    } else {
+        0
+    };
+    let mut steps = 0;
+    while freed < need && steps < 8 * objects {
+        if m >= maps.len() {
+            m = 0;
+            i = 0;
+        }
+        let map = &maps[m];
+        if i >= map.objs.len() {
+            m += 1;
+            i = 0;
+            continue;
+        }
+        steps += 1;
+        let o = &map.objs[i];
+        let scale = map.advice().ttl_scale() as u32;
+        if o.resident.load(Ordering::Relaxed) > 0
+            && (scale <= 1 || o.visits.fetch_add(1, Ordering::Relaxed) % scale == 0)
+        {
+            freed += map.second_chance(c, i);
+        }
+        i += 1;
+    }
+    *hand = (maps.get(m).map_or(0, |x| x.base), i);
     freed
 }
 
