@@ -208,7 +208,10 @@ pub(super) fn reap(c: &Cache, need: u64) -> u64 {
         let o = &map.objs[i];
         let scale = map.advice().ttl_scale() as u32;
         if o.resident.load(Ordering::Relaxed) > 0
-            && (scale <= 1 || o.visits.fetch_add(1, Ordering::Relaxed) % scale == 0)
+            && (scale <= 1
+                || o.visits
+                    .fetch_add(1, Ordering::Relaxed)
+                    .is_multiple_of(scale))
         {
             freed += map.second_chance(c, i);
         }
