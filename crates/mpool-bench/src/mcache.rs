@@ -95,6 +95,30 @@ pub struct McacheArgs {
     /// The sides to run, in order, each round.
     #[arg(long, value_delimiter = ',', default_value = "mcache,noreaper,files")]
     pub sides: Vec<String>,
+    /// Instead of the benchmark: the floor analysis. Regenerate the
+    /// foreground's page-access trace (same generator, seeds, collections
+    /// and compaction schedule, at each of `--floor-rates`) and simulate
+    /// ideal caches of the cap's size offline; prints misses per read and
+    /// the reads/s they allow at the given costs.
+    #[arg(long)]
+    pub floor: bool,
+    /// Foreground reads per second the floor simulation assumes (the
+    /// compaction moves the hot set on every 12.5 s whatever the rate, so
+    /// the rate sets the reads per move).
+    #[arg(long, value_delimiter = ',', default_value = "600000,1000000,1600000")]
+    pub floor_rates: Vec<f64>,
+    /// Pages of an object in the floor simulation (255: 1 MiB zones).
+    #[arg(long, default_value_t = 255)]
+    pub floor_obj_pages: usize,
+    /// A resident read's cost (ns) for the floor's reads/s.
+    #[arg(long, default_value_t = 250.0)]
+    pub floor_res_ns: f64,
+    /// A miss's cost (us) for the floor's reads/s.
+    #[arg(long, default_value_t = 45.0)]
+    pub floor_miss_us: f64,
+    /// Also simulate Belady's OPT (memory: 12 bytes per read simulated).
+    #[arg(long)]
+    pub floor_opt: bool,
 }
 
 /// Arguments of the hidden child subcommand (one side, one run).
@@ -208,6 +232,17 @@ struct FileMap {
 }
 
 impl FileMap {
+    /// Pages of the file in the page cache (mincore(2)).
+    fn resident_pages(&self) -> u64 {
+        let mut v = vec![0u8; self.len.div_ceil(PAGE)];
+        // SAFETY: the range is this mapping; `v` has one byte per page.
+        let r = unsafe { libc::mincore(self.ptr as *mut libc::c_void, self.len, v.as_mut_ptr()) };
+        if r != 0 {
+            return 0;
+        }
+        v.iter().filter(|&&b| b & 1 != 0).count() as u64
+    }
+
     fn open(path: &Path) -> Result<FileMap> {
         let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
         let len = f.metadata()?.len() as usize;
@@ -386,6 +421,18 @@ pub fn side(a: &SideArgs) -> Result<Value> {
                 }));
         }
     }
+    let files_resident = |cat: &Catalog| -> u64 {
+        cat.read().map_or(0, |c| {
+            c.iter()
+                .map(|c| match &**c {
+                    Coll::Files { maps, .. } => maps.iter().map(FileMap::resident_pages).sum(),
+                    Coll::Map { .. } => 0,
+                })
+                .sum::<u64>()
+                * PAGE as u64
+        })
+    };
+    let files_resident_at_start = files_resident(&cat);
     let usage_at_start = a
         .cgroup
         .as_ref()
@@ -466,6 +513,7 @@ pub fn side(a: &SideArgs) -> Result<Value> {
     } else {
         maj
     };
+    let files_resident_at_end = files_resident(&cat);
     // Leave the state for the next run.
     let cat = cat.into_inner().map_err(|_| anyhow!("poisoned"))?;
     let mut ids = Vec::new();
@@ -501,7 +549,10 @@ pub fn side(a: &SideArgs) -> Result<Value> {
         "p9999_ns": hist.value_at_quantile(0.9999),
         "misses_per_read": misses as f64 / reads.max(1) as f64,
         "evictions": s1.evictions - s0.evictions,
+        "page_evictions": s1.page_evictions - s0.page_evictions,
         "evicted_bytes": s1.evicted_bytes - s0.evicted_bytes,
+        "files_resident_at_start": files_resident_at_start,
+        "files_resident_at_end": files_resident_at_end,
         "reaper_ms": (s1.reaper_ns - s0.reaper_ns) as f64 / 1e6,
         "major_faults": maj,
         "compacted_objects": compacted.load(Ordering::Relaxed),
@@ -885,6 +936,9 @@ fn primitives(
 
 /// The whole benchmark.
 pub fn run(a: &McacheArgs) -> Result<Table> {
+    if a.floor {
+        return floor(a);
+    }
     let dir = common::scratch_env(&a.dir)?;
     let a = &McacheArgs {
         dir: dir.clone(),
@@ -1013,9 +1067,11 @@ pub fn run(a: &McacheArgs) -> Result<Table> {
                         fmt_us(v["p9999_ns"].as_f64().unwrap_or(0.0)),
                     ),
                     format!(
-                        "misses/read {:.4} evictions {}",
+                        "misses/read {:.4} evictions {} pages {} reaper {:.0} ms",
                         v["misses_per_read"].as_f64().unwrap_or(0.0),
-                        v["evictions"]
+                        v["evictions"],
+                        v["page_evictions"],
+                        v["reaper_ms"].as_f64().unwrap_or(0.0),
                     ),
                     "-".into(),
                 ]);
@@ -1079,4 +1135,379 @@ fn cleanup_files(dir: &Path) {
     }
     let _ = std::fs::remove_file(ids_path(dir));
     let _ = std::fs::remove_file(files_path(dir));
+}
+
+/// An LRU list of keys (slab-linked, O(1) per operation).
+struct Lru {
+    map: std::collections::HashMap<u64, u32>,
+    key: Vec<u64>,
+    prev: Vec<u32>,
+    next: Vec<u32>,
+    free: Vec<u32>,
+    /// Most recent, least recent.
+    head: u32,
+    tail: u32,
+}
+
+const NIL: u32 = u32::MAX;
+
+impl Lru {
+    fn new() -> Lru {
+        Lru {
+            map: std::collections::HashMap::new(),
+            key: Vec::new(),
+            prev: Vec::new(),
+            next: Vec::new(),
+            free: Vec::new(),
+            head: NIL,
+            tail: NIL,
+        }
+    }
+    fn len(&self) -> usize {
+        self.map.len()
+    }
+    fn unlink(&mut self, n: u32) {
+        let (p, x) = (self.prev[n as usize], self.next[n as usize]);
+        if p == NIL {
+            self.head = x;
+        } else {
+            self.next[p as usize] = x;
+        }
+        if x == NIL {
+            self.tail = p;
+        } else {
+            self.prev[x as usize] = p;
+        }
+    }
+    fn push_front(&mut self, n: u32) {
+        self.prev[n as usize] = NIL;
+        self.next[n as usize] = self.head;
+        if self.head != NIL {
+            self.prev[self.head as usize] = n;
+        }
+        self.head = n;
+        if self.tail == NIL {
+            self.tail = n;
+        }
+    }
+    /// Touch `k` (made most recent); whether it was present.
+    fn touch(&mut self, k: u64) -> bool {
+        if let Some(&n) = self.map.get(&k) {
+            self.unlink(n);
+            self.push_front(n);
+            return true;
+        }
+        let n = match self.free.pop() {
+            Some(n) => {
+                self.key[n as usize] = k;
+                n
+            }
+            None => {
+                self.key.push(k);
+                self.prev.push(NIL);
+                self.next.push(NIL);
+                (self.key.len() - 1) as u32
+            }
+        };
+        self.map.insert(k, n);
+        self.push_front(n);
+        false
+    }
+    fn remove(&mut self, k: u64) -> bool {
+        match self.map.remove(&k) {
+            Some(n) => {
+                self.unlink(n);
+                self.free.push(n);
+                true
+            }
+            None => false,
+        }
+    }
+    fn pop_lru(&mut self) -> Option<u64> {
+        let k = *self.key.get(self.tail as usize)?;
+        self.remove(k);
+        Some(k)
+    }
+}
+
+/// One event of the regenerated workload.
+#[derive(Clone, Copy)]
+enum Ev {
+    /// A foreground read of (object, page).
+    Read(u32, u32),
+    /// Compaction reads object `.0` (the files side's buffered read)
+    /// and writes object `.1` (the files side's buffered write).
+    Compact(u32, u32),
+    /// A collection of objects `.0..` (`.1` of them) was deleted.
+    Delete(u32, u32),
+}
+
+/// The foreground's accesses and the compaction's steps in time order, as
+/// `side` generates them at `rate` reads/s: the same Zipfian generator,
+/// seeds (round 1, side 1), rank-to-page hash, collections, and a
+/// compaction step (one object read and written) every `2 * obj / rate`
+/// seconds; a new collection published (the hot set moves) every `per_map`
+/// steps.
+fn workload(a: &McacheArgs, rate: f64, mut f: impl FnMut(Ev)) {
+    let pages = a.floor_obj_pages;
+    let obj_bytes = (pages * PAGE) as f64;
+    let zipf = Zipf::new((a.objects * pages) as u64, 0.99);
+    let mut colls: VecDeque<Vec<u32>> = (0..a.objects as u32)
+        .collect::<Vec<_>>()
+        .chunks(a.per_map)
+        .map(<[u32]>::to_vec)
+        .collect();
+    let mut next_obj = a.objects as u32;
+    let step_s = 2.0 * obj_bytes / (a.compact_mibps << 20) as f64;
+    let reads_per_step = rate * step_s;
+    let total = (rate * (a.warmup + a.runtime) as f64) as u64;
+    let seed = 0u64; // round 1, side `mcache`
+    let mut rngs: Vec<Rng> = (0..a.threads.max(1))
+        .map(|t| Rng(seed.wrapping_mul(31).wrapping_add(t as u64 + 1) | 1))
+        .collect();
+    let mut steps_done = 0u64;
+    let mut new_coll: Vec<u32> = Vec::new();
+    let mut step_in_coll = 0usize;
+    for n in 0..total {
+        while (n as f64) >= (steps_done + 1) as f64 * reads_per_step {
+            steps_done += 1;
+            let oldest = colls.front().map_or(0, |c| c.len());
+            let src = colls
+                .front()
+                .map_or(0, |c| c[step_in_coll.min(c.len() - 1)]);
+            f(Ev::Compact(src, next_obj));
+            new_coll.push(next_obj);
+            next_obj += 1;
+            step_in_coll += 1;
+            if step_in_coll >= oldest {
+                if let Some(old) = colls.pop_front() {
+                    f(Ev::Delete(old[0], old.len() as u32));
+                }
+                colls.push_back(std::mem::take(&mut new_coll));
+                step_in_coll = 0;
+            }
+        }
+        let nr = rngs.len() as u64;
+        let r = &mut rngs[(n % nr) as usize];
+        let rank = zipf.next(r) as usize;
+        let age = rank / pages;
+        let page = (rank.wrapping_mul(0x9E37_79B1) >> 7) % pages;
+        // The same draws as a reader makes (length, offset).
+        r.next();
+        r.next();
+        let total_objs = colls.len() * a.per_map;
+        let age = age.min(total_objs.saturating_sub(1));
+        let ci = colls.len() - 1 - age / a.per_map;
+        let c = &colls[ci];
+        let i = (age % a.per_map).min(c.len() - 1);
+        f(Ev::Read(c[c.len() - 1 - i], page as u32));
+    }
+}
+
+/// Misses per measured read of one simulated policy.
+#[derive(Default)]
+struct Sim {
+    reads: u64,
+    misses: u64,
+}
+
+/// The floor analysis (`--floor`): the best misses per read a cache of the
+/// cap's size can achieve on this workload, and the reads/s they allow.
+fn floor(a: &McacheArgs) -> Result<Table> {
+    let pages = a.floor_obj_pages;
+    let cap_bytes = (a.objects * pages * PAGE) as f64 * a.cap_pct / 100.0;
+    let cap = (cap_bytes / PAGE as f64) as usize;
+    let key = |o: u32, p: u32| (u64::from(o) << 8) | u64::from(p);
+    let mut t = Table {
+        title: format!(
+            "mcache floor: {} objects of {pages} pages, cache of {cap} pages ({:.0} MB, {}% of the data), \
+             {} s warm-up + {} s measured",
+            a.objects,
+            cap_bytes / 1e6,
+            a.cap_pct,
+            a.warmup,
+            a.runtime
+        ),
+        header: ["rate assumed", "policy", "cache pages", "misses/read", "best reads/s"]
+            .map(String::from)
+            .to_vec(),
+        ..Table::default()
+    };
+    for &rate in &a.floor_rates {
+        let warm = (rate * a.warmup as f64) as u64;
+        let mut rows: Vec<(String, usize, Sim)> = Vec::new();
+        // Page LRU (what the page-granular reaper approximates), at the
+        // whole cap and at the 93 % the reaper keeps.
+        for (name, size) in [("page LRU", cap), ("page LRU at 93 %", cap / 100 * 93)] {
+            let mut lru = Lru::new();
+            let mut s = Sim::default();
+            let mut n = 0u64;
+            workload(a, rate, |e| match e {
+                Ev::Read(o, p) => {
+                    let hit = lru.touch(key(o, p));
+                    if n >= warm {
+                        s.reads += 1;
+                        s.misses += u64::from(!hit);
+                    }
+                    n += 1;
+                    while lru.len() > size {
+                        lru.pop_lru();
+                    }
+                }
+                Ev::Delete(first, cnt) => {
+                    for o in first..first + cnt {
+                        for p in 0..pages as u32 {
+                            lru.remove(key(o, p));
+                        }
+                    }
+                }
+                Ev::Compact(..) => {}
+            });
+            rows.push((name.into(), size, s));
+        }
+        // Object LRU with pages loaded on demand (the reaper before: whole
+        // objects by last access).
+        {
+            let mut lru = Lru::new();
+            let mut res: std::collections::HashMap<u32, Vec<u64>> = Default::default();
+            let mut total = 0usize;
+            let mut s = Sim::default();
+            let mut n = 0u64;
+            let size = cap / 100 * 93;
+            workload(a, rate, |e| match e {
+                Ev::Read(o, p) => {
+                    lru.touch(u64::from(o));
+                    let bits = res.entry(o).or_insert_with(|| vec![0; pages.div_ceil(64)]);
+                    let hit = bits[p as usize / 64] & (1 << (p % 64)) != 0;
+                    if !hit {
+                        bits[p as usize / 64] |= 1 << (p % 64);
+                        total += 1;
+                    }
+                    if n >= warm {
+                        s.reads += 1;
+                        s.misses += u64::from(!hit);
+                    }
+                    n += 1;
+                    while total > size {
+                        let Some(v) = lru.pop_lru() else { break };
+                        if let Some(b) = res.remove(&(v as u32)) {
+                            total -= b.iter().map(|w| w.count_ones() as usize).sum::<usize>();
+                        }
+                    }
+                }
+                Ev::Delete(first, cnt) => {
+                    for o in first..first + cnt {
+                        lru.remove(u64::from(o));
+                        if let Some(b) = res.remove(&o) {
+                            total -= b.iter().map(|w| w.count_ones() as usize).sum::<usize>();
+                        }
+                    }
+                }
+                Ev::Compact(..) => {}
+            });
+            rows.push(("object LRU at 93 % (the old reaper)".into(), size, s));
+        }
+        // The files side's model: page LRU of the whole cap, compaction's
+        // buffered reads and writes going through it (the written objects
+        // are cached before they are published).
+        {
+            let mut lru = Lru::new();
+            let mut s = Sim::default();
+            let mut n = 0u64;
+            workload(a, rate, |e| {
+                match e {
+                    Ev::Read(o, p) => {
+                        let hit = lru.touch(key(o, p));
+                        if n >= warm {
+                            s.reads += 1;
+                            s.misses += u64::from(!hit);
+                        }
+                        n += 1;
+                    }
+                    Ev::Compact(src, dst) => {
+                        for p in 0..pages as u32 {
+                            lru.touch(key(src, p));
+                            lru.touch(key(dst, p));
+                        }
+                    }
+                    Ev::Delete(first, cnt) => {
+                        for o in first..first + cnt {
+                            for p in 0..pages as u32 {
+                                lru.remove(key(o, p));
+                            }
+                        }
+                    }
+                }
+                while lru.len() > cap {
+                    lru.pop_lru();
+                }
+            });
+            rows.push(("files model: page LRU + buffered compaction".into(), cap, s));
+        }
+        if a.floor_opt {
+            rows.push(("page OPT (Belady)".into(), cap, opt(a, rate, cap, warm)));
+        }
+        for (name, size, s) in rows {
+            let m = s.misses as f64 / s.reads.max(1) as f64;
+            let best = a.threads as f64 / (a.floor_res_ns * 1e-9 + m * a.floor_miss_us * 1e-6);
+            t.rows.push(vec![
+                fmt_rate(rate),
+                name.clone(),
+                size.to_string(),
+                format!("{m:.4}"),
+                fmt_rate(best),
+            ]);
+            t.json_rows.push(json!({"rate": rate, "policy": name, "cache_pages": size,
+                "reads": s.reads, "misses": s.misses, "misses_per_read": m, "best_reads_per_s": best}));
+        }
+    }
+    t.notes.push(format!(
+        "best reads/s = {} threads / ({} ns resident + misses/read x {} us per miss)",
+        a.threads, a.floor_res_ns, a.floor_miss_us
+    ));
+    Ok(t)
+}
+
+/// Belady's OPT over the regenerated trace (reads only; the cache must
+/// take every page read, the page used furthest in the future goes).
+fn opt(a: &McacheArgs, rate: f64, cap: usize, warm: u64) -> Sim {
+    let mut trace: Vec<u64> = Vec::new();
+    workload(a, rate, |e| {
+        if let Ev::Read(o, p) = e {
+            trace.push((u64::from(o) << 8) | u64::from(p));
+        }
+    });
+    let mut next = vec![u32::MAX; trace.len()];
+    let mut seen: std::collections::HashMap<u64, u32> = Default::default();
+    for i in (0..trace.len()).rev() {
+        if let Some(j) = seen.insert(trace[i], i as u32) {
+            next[i] = j;
+        }
+    }
+    drop(seen);
+    let mut res: std::collections::HashMap<u64, u32> = Default::default();
+    let mut order: std::collections::BTreeSet<(u32, u64)> = Default::default();
+    let mut s = Sim::default();
+    for (i, &k) in trace.iter().enumerate() {
+        let hit = match res.insert(k, next[i]) {
+            Some(old) => {
+                order.remove(&(old, k));
+                true
+            }
+            None => {
+                if res.len() > cap {
+                    if let Some((_, v)) = order.pop_last() {
+                        res.remove(&v);
+                    }
+                }
+                false
+            }
+        };
+        order.insert((next[i], k));
+        if i as u64 >= warm {
+            s.reads += 1;
+            s.misses += u64::from(!hit);
+        }
+    }
+    s
 }

@@ -59,6 +59,10 @@ pub(super) struct Obj {
     pub pages: usize,
     /// Resident pages (poisoned ones included).
     pub res: Box<[AtomicU64]>,
+    /// Referenced pages: set by every access the cache sees (guards,
+    /// loads, faults, touches), cleared by the reaper's second-chance
+    /// sweep; a resident page found unreferenced is evicted.
+    pub refd: Box<[AtomicU64]>,
     /// Some page is poisoned.
     pub poisoned: AtomicBool,
     pub state: Mutex<Pages>,
@@ -70,6 +74,9 @@ pub(super) struct Obj {
     /// Loaded for a slice valid as long as the map (user-mode faults
     /// only): never evicted.
     pub kept: AtomicBool,
+    /// Visits of the reaper's hand (a hot object's pages get a second
+    /// chance only every fourth, a warm one's every second).
+    pub visits: AtomicU32,
 }
 
 /// The state of a map, shared with the fault handlers and the reaper.
@@ -142,12 +149,14 @@ impl MapInner {
                 off,
                 pages,
                 res: (0..words).map(|_| AtomicU64::new(0)).collect(),
+                refd: (0..words).map(|_| AtomicU64::new(0)).collect(),
                 poisoned: AtomicBool::new(false),
                 state: Mutex::new(Pages::default()),
                 resident: AtomicU32::new(0),
                 last: AtomicU64::new(c.tick()),
                 pins: AtomicU32::new(0),
                 kept: AtomicBool::new(false),
+                visits: AtomicU32::new(0),
             });
             off += pages * PAGE;
         }
@@ -230,6 +239,30 @@ impl MapInner {
             })
     }
 
+    /// Mark pages `pages` of object `i` referenced (one load per word,
+    /// an atomic OR only when a bit is not set yet).
+    pub(super) fn mark(&self, i: usize, pages: std::ops::Range<usize>) {
+        let o = &self.objs[i];
+        let end = pages.end.min(o.pages);
+        let mut p = pages.start;
+        while p < end {
+            let w = p / 64;
+            let hi = end.min((w + 1) * 64);
+            let n = hi - p;
+            let mask = if n == 64 {
+                u64::MAX
+            } else {
+                ((1u64 << n) - 1) << (p % 64)
+            };
+            if let Some(word) = o.refd.get(w) {
+                if word.load(Ordering::Relaxed) & mask != mask {
+                    word.fetch_or(mask, Ordering::Relaxed);
+                }
+            }
+            p = hi;
+        }
+    }
+
     /// The pages a miss on `pages` of object `i` loads: the advice's
     /// window around them.
     pub(super) fn window(&self, i: usize, pages: std::ops::Range<usize>) -> std::ops::Range<usize> {
@@ -256,15 +289,16 @@ impl MapInner {
         let w = self.window(i, p..p + 1);
         let (first, last) = (w.start, w.end);
         o.last.store(c.tick(), Ordering::Relaxed);
+        self.mark(i, p..p + 1);
         let filled = match self.fill(c, i, first..last) {
             Ok(f) => Ok(f),
             Err(_) if last - first > 1 => self.fill(c, i, p..p + 1),
             Err(e) => Err(e),
         };
         match filled {
-            Ok(f) if f.contains(&p) => {}
             Ok(_) => {
-                // Present already (another thread's fault filled it).
+                // Installed (which woke the thread), or present already
+                // (another thread filled it): woken either way.
                 if let Err(e) = c.uffd.wake(page_addr, PAGE) {
                     tracing::error!("mcache: waking at {addr:#x}: {e}");
                 }
@@ -308,23 +342,31 @@ impl MapInner {
             return Ok(0..0);
         }
         let o = &self.objs[i];
-        let mut st = lock(&o.state);
         let missing = |st: &Pages, p: usize| !res_bit(&o.res, p) || bit(&st.bad, p);
-        let Some(a) = pages.clone().find(|&p| missing(&st, p)) else {
-            return Ok(0..0);
+        let (a, b) = {
+            let st = lock(&o.state);
+            let Some(a) = pages.clone().find(|&p| missing(&st, p)) else {
+                return Ok(0..0);
+            };
+            let b = pages
+                .clone()
+                .rev()
+                .find(|&p| missing(&st, p))
+                .map_or(a, |b| b)
+                + 1;
+            (a, b)
         };
-        let b = pages
-            .clone()
-            .rev()
-            .find(|&p| missing(&st, p))
-            .map_or(a, |b| b)
-            + 1;
         let len = o.target.len() as usize;
         let from = a * PAGE;
         let to = (b * PAGE).min(len);
         let mut buf = vec![0u8; (b - a) * PAGE];
+        // Read without the object's lock (misses of two threads in one
+        // object overlap, as the kernel's faults on one file do); the bytes
+        // are immutable, and what another thread installed meanwhile is
+        // skipped below.
         self.pool
             .mcache_read(&o.target, from as u64, &mut buf[..to - from])?;
+        let mut st = lock(&o.state);
         c.stats.faults.fetch_add(1, Ordering::Relaxed);
         c.clock.fetch_add(1, Ordering::Relaxed);
         let mut added = 0u32;
@@ -424,6 +466,7 @@ impl MapInner {
             for (o, mut st) in run {
                 let n = o.resident.swap(0, Ordering::Relaxed);
                 o.res.iter().for_each(|w| w.store(0, Ordering::Release));
+                o.refd.iter().for_each(|w| w.store(0, Ordering::Relaxed));
                 st.bad = Vec::new();
                 o.poisoned.store(false, Ordering::Release);
                 let bytes = u64::from(n) * PAGE as u64;
@@ -435,6 +478,111 @@ impl MapInner {
             }
         }
         freed
+    }
+
+    /// One second-chance step of the reaper over object `i`: its resident
+    /// pages not referenced since the last step are evicted (all of them,
+    /// as one object eviction, when none was referenced), and the
+    /// referenced bits are cleared, so a page stays only if it is used
+    /// again before the next step. An object in use (a live guard), kept,
+    /// or with a poisoned page and referenced pages is left alone. The
+    /// bytes freed.
+    pub(super) fn second_chance(&self, c: &Cache, i: usize) -> u64 {
+        let o = &self.objs[i];
+        if o.resident.load(Ordering::Relaxed) == 0
+            || o.pins.load(Ordering::Relaxed) > 0
+            || o.kept.load(Ordering::Relaxed)
+        {
+            return 0;
+        }
+        // Referenced bits, cleared now: what is used from here on counts
+        // for the next step.
+        let refd: Vec<u64> = o
+            .refd
+            .iter()
+            .map(|w| w.swap(0, Ordering::Relaxed))
+            .collect();
+        if o.res
+            .iter()
+            .zip(&refd)
+            .all(|(r, f)| r.load(Ordering::Relaxed) & !f == 0)
+        {
+            return 0; // every resident page was used
+        }
+        if refd.iter().all(|&w| w == 0) || o.poisoned.load(Ordering::Relaxed) {
+            if refd.iter().any(|&w| w != 0) {
+                return 0;
+            }
+            return self.evict_many(c, &mut [i], false);
+        }
+        let live = crate::lock::read(&self.live);
+        if !*live {
+            return 0;
+        }
+        let st = lock(&o.state);
+        if !st.bad.is_empty() {
+            return 0;
+        }
+        // Announce (clear the victims' resident bits), then look for users,
+        // as `evict_many` does: a guard pins before it checks residency.
+        let victims: Vec<u64> = o
+            .res
+            .iter()
+            .zip(&refd)
+            .map(|(r, f)| {
+                let v = r.load(Ordering::SeqCst) & !f;
+                r.fetch_and(!v, Ordering::SeqCst);
+                v
+            })
+            .collect();
+        if o.pins.load(Ordering::SeqCst) > 0 || o.kept.load(Ordering::SeqCst) {
+            for (w, v) in o.res.iter().zip(&victims) {
+                w.fetch_or(*v, Ordering::SeqCst);
+            }
+            return 0;
+        }
+        // One `madvise` per span of pages that holds no page kept (a span
+        // may cover pages that are not resident: harmless).
+        let keep = |p: usize| res_bit(&o.res, p);
+        let victim = |p: usize| {
+            victims
+                .get(p / 64)
+                .is_some_and(|w| w & (1 << (p % 64)) != 0)
+        };
+        let mut p = 0;
+        while p < o.pages {
+            if !victim(p) {
+                p += 1;
+                continue;
+            }
+            let from = p;
+            let mut to = p + 1;
+            let mut last_victim = p;
+            while to < o.pages && !keep(to) {
+                if victim(to) {
+                    last_victim = to;
+                }
+                to += 1;
+            }
+            let a = self.base + o.off + from * PAGE;
+            let len = (last_victim + 1 - from) * PAGE;
+            // SAFETY: pages of this object's slot in this map's range, none
+            // of them in use (no pin) or kept; they are refilled with the
+            // same bytes on the next access.
+            unsafe { libc::madvise(a as *mut libc::c_void, len, libc::MADV_DONTNEED) };
+            p = to;
+        }
+        drop(st);
+        let n: u32 = victims.iter().map(|w| w.count_ones()).sum();
+        o.resident.fetch_sub(n, Ordering::Relaxed);
+        let bytes = u64::from(n) * PAGE as u64;
+        self.resident.fetch_sub(bytes, Ordering::Relaxed);
+        c.stats.resident.fetch_sub(bytes, Ordering::Relaxed);
+        c.stats
+            .page_evictions
+            .fetch_add(u64::from(n), Ordering::Relaxed);
+        c.stats.evicted_bytes.fetch_add(bytes, Ordering::Relaxed);
+        bytes
     }
 
     /// Stop filling pages and give the range back (the map's drop).

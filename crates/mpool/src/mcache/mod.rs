@@ -13,7 +13,7 @@
 //! (`UFFDIO_COPY`); a guard ([`McacheMap::get`], [`McacheMap::range`])
 //! does the same in the calling thread before it returns, so its bytes
 //! never fault. Eviction is `MADV_DONTNEED` of a whole object's
-//! range. So mapping a map costs three system calls (`mmap`,
+//! range, or of the pages of an object that were not used lately. So mapping a map costs three system calls (`mmap`,
 //! `madvise(MADV_DONTFORK)`, `UFFDIO_REGISTER`) and dropping it one
 //! (`munmap`) whatever its object count, 100,000 objects over 1,000 maps
 //! are at most 1,000 VMAs, and the page cache is never involved: direct reads
@@ -58,22 +58,35 @@
 //! `memory.current`, v1 `memory.limit_in_bytes` /
 //! `memory.usage_in_bytes`), or without a limit the machine's
 //! `MemTotal` and `MemAvailable`, and the explicit budget
-//! ([`set_budget`]). Above 7/8 of a cgroup limit it frees down to 13/16
+//! ([`set_budget`]). Above 90 % of a cgroup limit it frees down to 87 %
 //! (without a cgroup: above 7/8 of the machine, down to 7/8); over the
-//! budget, down to 15/16 of it. It evicts whole objects, by time
-//! since the last access divided by the advice's TTL scale (hot 4, warm
-//! and will-need 2, cold 1: a hot object idle four times as long as a
-//! cold one ranks with it), and never an object in use (a live
-//! [`MappedRef`]). Time here is the access clock, which advances by one
+//! budget, down to 15/16 of it. Recency is kept per page: every use
+//! the cache sees sets the page's referenced bit (one atomic load, and an
+//! atomic OR the first time). The reaper first evicts whole objects none of
+//! whose pages was used since it last passed them (or ever: loaded ahead,
+//! never read), coldest first by time since the object's last access
+//! divided by the advice's TTL scale (hot 4, warm and will-need 2, cold 1:
+//! a hot object idle four times as long as a cold one ranks with it). If
+//! that is not enough, a CLOCK hand that keeps its place between passes
+//! goes over the objects in address order and gives each page a second
+//! chance: an object's resident pages not referenced since the hand's last
+//! visit are evicted (`MADV_DONTNEED`, one call per span of them) and its
+//! bits are cleared (a hot object's only every fourth visit, a warm one's
+//! every second). So cold objects go whole and first, and a warm object
+//! loses only the pages it stopped using. An object in use (a live
+//! [`MappedRef`]) is never
+//! touched. Time here is the access clock, which advances by one
 //! at every fill (a miss) and every reaper tick: recency is ordered
 //! finely under misses (a 20 ms clock left most candidates tied) and
 //! still moves when nothing misses. [`set_reaper`] turns it off;
 //! [`stats`] counts its work.
-//! Accesses are stamped by the fault handler and by every [`McacheMap::get`],
-//! [`McacheMap::range`] and [`McacheMap::touch`]; plain reads of an
+//! Accesses are stamped (object and pages) by the fault handler and by
+//! every [`McacheMap::get`], [`McacheMap::range`], [`McacheMap::touch`]
+//! and [`McacheMap::touch_range`] ([`McacheMap::load`] stamps the object
+//! only: pages loaded ahead count as used once they are read); plain reads of an
 //! already resident slice are invisible to it (no page-table access bits
 //! are read), so a caller that reads through [`McacheMap::slice`] should
-//! `touch` what it uses.
+//! `touch_range` what it uses.
 //!
 //! A forked child does not inherit the fault handling, so it does not
 //! inherit the maps either (`MADV_DONTFORK`): touching one in the child is
@@ -157,9 +170,12 @@ pub struct McacheStats {
     pub fill_bytes: u64,
     /// Pages poisoned after a failed checksum.
     pub poisoned_pages: u64,
-    /// Objects evicted (by the reaper or [`McacheMap::evict`]).
+    /// Objects evicted whole (by the reaper or [`McacheMap::evict`]).
     pub evictions: u64,
-    /// Bytes evicted.
+    /// Pages evicted from objects that kept others (the reaper's
+    /// page-granular second chance).
+    pub page_evictions: u64,
+    /// Bytes evicted (whole objects and pages).
     pub evicted_bytes: u64,
     /// Reaper passes that evicted.
     pub reaper_runs: u64,
@@ -208,6 +224,7 @@ pub fn stats() -> McacheStats {
         fill_bytes: l(&s.fault_bytes),
         poisoned_pages: l(&s.poisoned),
         evictions: l(&s.evictions),
+        page_evictions: l(&s.page_evictions),
         evicted_bytes: l(&s.evicted_bytes),
         reaper_runs: l(&s.reaper_runs),
         reaper_ns: l(&s.reaper_ns),
@@ -243,8 +260,9 @@ pub fn set_address_budget(bytes: u64) -> Result<()> {
     Ok(())
 }
 
-/// Evict, now, up to `bytes` of the coldest objects not in use, as the
-/// reaper would; the bytes freed.
+/// Evict, now, at least `bytes` (when there is that much not in use) as
+/// the reaper would: unused objects whole, coldest first, then the pages
+/// the CLOCK hand finds unreferenced; the bytes freed.
 pub fn reap(bytes: u64) -> Result<u64> {
     let c = cache::cache()?;
     c.clock.fetch_add(1, Ordering::Relaxed);
@@ -399,6 +417,7 @@ impl McacheMap {
         };
         if !range.is_empty() {
             let pages = range.start as usize / PAGE..(range.end as usize).div_ceil(PAGE);
+            self.inner.mark(i, pages.clone());
             if !self.inner.all_resident(i, pages.clone()) {
                 // Loaded here, in the caller's thread (no fault, no hand-off
                 // to a fault handler), with the advice's window; a damaged
@@ -428,10 +447,23 @@ impl McacheMap {
         self.inner.fill(c, i, pages).map(|_| ())
     }
 
-    /// Stamp object `i` as used now.
+    /// Stamp object `i` as used now, all of its pages referenced.
     pub fn touch(&self, i: usize) {
         if let (Some(o), Ok(c)) = (self.inner.objs.get(i), cache::cache()) {
             o.last.store(c.tick(), Ordering::Relaxed);
+            self.inner.mark(i, 0..o.pages);
+        }
+    }
+
+    /// Stamp bytes `range` of object `i` as used now (their pages
+    /// referenced; out-of-range bytes are ignored): for a caller that
+    /// reads through [`McacheMap::slice`], so that the reaper keeps the
+    /// pages it uses and evicts the others of the object first.
+    pub fn touch_range(&self, i: usize, range: Range<u64>) {
+        if let (Some(o), Ok(c)) = (self.inner.objs.get(i), cache::cache()) {
+            o.last.store(c.tick(), Ordering::Relaxed);
+            let pages = range.start as usize / PAGE..(range.end as usize).div_ceil(PAGE);
+            self.inner.mark(i, pages);
         }
     }
 

@@ -1,7 +1,8 @@
 //! The reaper keeps the resident bytes under an explicit budget by
-//! evicting whole objects, the coldest first (with TTLs scaled by
-//! advice), never one in use; its work shows in the statistics; it can
-//! be turned off.
+//! second chance, coldest objects first (with TTLs scaled by advice):
+//! whole objects when none of their pages was used, else the pages not
+//! used since its last step; never an object in use; its work shows in
+//! the statistics; it can be turned off.
 
 use super::common::{commit, mem_pool, pattern, serial};
 use mpool::{mcache, Advice};
@@ -91,5 +92,121 @@ fn coldest_objects_go_first_and_advice_scales_ttl() {
     assert_eq!(cold.object_resident_bytes(1), 0);
     assert_eq!(hot.object_resident_bytes(0), LEN as u64);
     assert_eq!(hot.resident_bytes(), 2 * LEN as u64);
+    mcache::set_reaper(true).unwrap();
+}
+
+const PAGE: u64 = 4096;
+
+/// Map `a` (the object under test) after `b` (a colder one) and clear
+/// `a`'s referenced bits: both loaded, then one reaper step evicts `b`
+/// whole after the first pass cleared the bits of both.
+fn loaded_with_bits_cleared(map: &mpool::McacheMap, a: usize, b: usize) {
+    map.load(b, 0..LEN as u64).unwrap();
+    map.load(a, 0..LEN as u64).unwrap();
+    assert_eq!(mcache::reap(LEN as u64).unwrap(), LEN as u64);
+    assert_eq!(
+        map.object_resident_bytes(b),
+        0,
+        "the colder object goes first"
+    );
+    assert_eq!(map.object_resident_bytes(a), LEN as u64);
+}
+
+#[test]
+fn touched_pages_survive_while_untouched_pages_of_the_object_go() {
+    let _s = serial();
+    mcache::set_reaper(false).unwrap();
+    let pool = mem_pool(64, 1 << 20);
+    let ids: Vec<_> = (0..2)
+        .map(|i| commit(&pool, &pattern(90 + i, LEN)))
+        .collect();
+    let map = pool.mcache_map(&ids, Advice::Cold).unwrap();
+    loaded_with_bits_cleared(&map, 0, 1);
+    let before = mcache::stats();
+    // Pages 0..8 and 40 used again (through guards), the other 55 not.
+    let used: Vec<u64> = (0..8).chain([40]).collect();
+    for &p in &used {
+        let g = map.range(0, p * PAGE + 10..p * PAGE + 110).unwrap();
+        assert_eq!(&*g, &pattern(90, LEN)[(p * PAGE) as usize + 10..][..100]);
+    }
+    let freed = mcache::reap(PAGE).unwrap();
+    assert_eq!(freed, LEN as u64 - used.len() as u64 * PAGE);
+    assert_eq!(map.object_resident_bytes(0), used.len() as u64 * PAGE);
+    let after = mcache::stats();
+    assert_eq!(after.page_evictions - before.page_evictions, 55);
+    assert_eq!(after.evictions, before.evictions, "no object went whole");
+    // The used pages are still there without a fill; the others come back.
+    for &p in &used {
+        drop(map.range(0, p * PAGE..p * PAGE + 1).unwrap());
+    }
+    assert_eq!(mcache::stats().fills, after.fills);
+    assert_eq!(map.get(0).unwrap().as_ref(), &pattern(90, LEN)[..]);
+    assert!(mcache::stats().fills > after.fills);
+    // All of it used since the last step: the first pass clears the bits,
+    // the second finds none set and takes the object whole.
+    assert_eq!(mcache::reap(PAGE).unwrap(), LEN as u64);
+    assert_eq!(map.object_resident_bytes(0), 0);
+    assert_eq!(mcache::stats().evictions, after.evictions + 1);
+    mcache::set_reaper(true).unwrap();
+}
+
+#[test]
+fn the_reaper_keeps_the_used_pages_under_a_budget() {
+    let _s = serial();
+    mcache::set_reaper(false).unwrap();
+    let pool = mem_pool(64, 1 << 20);
+    let ids: Vec<_> = (0..2)
+        .map(|i| commit(&pool, &pattern(110 + i, LEN)))
+        .collect();
+    let map = pool.mcache_map(&ids, Advice::Hot).unwrap();
+    loaded_with_bits_cleared(&map, 0, 1);
+    let before = mcache::stats();
+    // Half the object's size as the budget, pages 0..8 read all along.
+    let budget = LEN as u64 / 2;
+    mcache::set_budget(Some(budget)).unwrap();
+    let touch = || {
+        for p in 0..8 {
+            drop(map.range(0, p * PAGE..p * PAGE + 100).unwrap());
+        }
+    };
+    touch();
+    mcache::set_reaper(true).unwrap();
+    assert!(eventually(|| {
+        touch();
+        mcache::stats().resident_bytes <= budget
+    }));
+    mcache::set_budget(None).unwrap();
+    touch();
+    // The used pages stayed (or, at worst, came back); the rest went.
+    assert_eq!(map.object_resident_bytes(0), 8 * PAGE);
+    let after = mcache::stats();
+    assert!(after.page_evictions - before.page_evictions >= 56);
+    assert_eq!(after.fills, before.fills, "a used page was evicted");
+    assert!(after.reaper_runs > before.reaper_runs);
+}
+
+#[test]
+fn pinned_objects_keep_every_page() {
+    let _s = serial();
+    mcache::set_reaper(false).unwrap();
+    let pool = mem_pool(64, 1 << 20);
+    let ids: Vec<_> = (0..3)
+        .map(|i| commit(&pool, &pattern(130 + i, LEN)))
+        .collect();
+    let map = pool.mcache_map(&ids, Advice::Cold).unwrap();
+    loaded_with_bits_cleared(&map, 0, 1);
+    map.load(2, 0..LEN as u64).unwrap();
+    // A guard over one page of object 0: none of its pages is referenced
+    // since the last step, yet none may go while the guard lives.
+    let g = map.range(0, 5 * PAGE..5 * PAGE + 64).unwrap();
+    let freed = mcache::reap(u64::MAX).unwrap();
+    assert_eq!(freed, LEN as u64, "only the unpinned object 2 goes");
+    assert_eq!(map.object_resident_bytes(0), LEN as u64);
+    assert_eq!(map.object_resident_bytes(2), 0);
+    assert_eq!(&*g, &pattern(130, LEN)[5 * PAGE as usize..][..64]);
+    drop(g);
+    // Unpinned: two steps (the guard referenced page 5) and it is gone.
+    mcache::reap(u64::MAX).unwrap();
+    assert_eq!(map.object_resident_bytes(0), 0);
     mcache::set_reaper(true).unwrap();
 }
