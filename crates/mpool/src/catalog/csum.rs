@@ -92,7 +92,7 @@ struct Entry {
 pub(crate) struct TableCache {
     /// This cache's number, unique in the process: what the threads' table
     /// memos ([`Catalog::with_table`]) tell pools apart by.
-    gen: u64,
+    pub(super) gen: u64,
     map: RwLock<HashMap<u64, Entry>>,
     tick: AtomicU64,
     bytes: AtomicU64,
@@ -189,7 +189,7 @@ impl TableCache {
 
 /// Slots of each thread's table memo ([`Catalog::with_table`]; a power
 /// of two).
-const THREAD_MEMO: usize = 16;
+const THREAD_MEMO: usize = 64;
 
 /// A memo entry: cache number, object ID, its table.
 type MemoEntry = Option<(u64, u64, Arc<Table>)>;
@@ -197,6 +197,42 @@ type MemoEntry = Option<(u64, u64, Arc<Table>)>;
 thread_local! {
     static THREAD_TABLES: std::cell::RefCell<Vec<MemoEntry>> =
         std::cell::RefCell::new(vec![None; THREAD_MEMO]);
+}
+
+/// A thread's memo of committed records: (cache generation, object, the
+/// MDC's change count when looked up, the record).
+type ObjMemoEntry = Option<(u64, u64, u64, Obj)>;
+
+thread_local! {
+    static THREAD_OBJS: std::cell::RefCell<Vec<ObjMemoEntry>> =
+        std::cell::RefCell::new(vec![None; THREAD_MEMO]);
+}
+
+/// The memoized record of object `key.1` of the catalog whose cache
+/// generation is `key.0`, if it was looked up when its MDC's change count
+/// was `gen` (the count now).
+pub(super) fn memo_obj(key: (u64, u64), gen: u64) -> Option<Obj> {
+    THREAD_OBJS
+        .try_with(|m| {
+            let m = m.try_borrow().ok()?;
+            match m.get(memo_slot(key.0, key.1))? {
+                Some((c, k, g, o)) if (*c, *k, *g) == (key.0, key.1, gen) => Some(*o),
+                _ => None,
+            }
+        })
+        .ok()
+        .flatten()
+}
+
+/// Remember record `o` of object `key.1`, looked up at change count `gen`.
+pub(super) fn memo_obj_put(key: (u64, u64), gen: u64, o: Obj) {
+    let _ = THREAD_OBJS.try_with(|m| {
+        if let Ok(mut m) = m.try_borrow_mut() {
+            if let Some(e) = m.get_mut(memo_slot(key.0, key.1)) {
+                *e = Some((key.0, key.1, gen, o));
+            }
+        }
+    });
 }
 
 /// The memo slot of object `raw` of cache `gen`.

@@ -63,8 +63,24 @@ impl Catalog {
         }
     }
 
+    /// The record of committed object `id`, if it is committed. Each
+    /// thread keeps the records it looked up last, good while their MDC's
+    /// records have not changed since (`Shard::objs_gen`), so that reads
+    /// from several threads take no shared lock.
     pub(super) fn committed(&self, id: ObjectId) -> Result<Option<Obj>> {
-        Ok(rlock(&self.inner.shard(id)?.objs).get(&id.raw()).copied())
+        let s = self.inner.shard(id)?;
+        let gen = s.objs_gen.load(Ordering::Acquire);
+        let key = (self.inner.csums.cache.gen, id.raw());
+        if let Some(o) = super::csum::memo_obj(key, gen) {
+            return Ok(Some(o));
+        }
+        let o = rlock(&s.objs).get(&id.raw()).copied();
+        if let Some(o) = o {
+            // Stamped with the count read before the lookup: a change in
+            // between makes the entry stale at once.
+            super::csum::memo_obj_put(key, gen, o);
+        }
+        Ok(o)
     }
 
     pub(super) fn expect_type(id: ObjectId, ty: ObjType) -> Result<()> {

@@ -457,6 +457,7 @@ impl Catalog {
                                     mdc: RwLock::new(mdc),
                                     records: AtomicU64::new(r.records),
                                     objs: RwLock::new(r.objs),
+                                    objs_gen: AtomicU64::new(0),
                                     // Skip to the checkpoint: IDs below it may have been handed out before the crash.
                                     uniq: Mutex::new(next),
                                     ckpt: AtomicU64::new(next),

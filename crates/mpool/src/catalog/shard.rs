@@ -36,6 +36,9 @@ pub(super) struct Shard {
     pub(super) index: u8,
     pub(super) mdc: RwLock<Mdc>,
     pub(super) objs: RwLock<HashMap<u64, Obj>>,
+    /// Changes of `objs` so far: a thread's memo of committed records
+    /// ([`super::Catalog::committed`]) is good while this has not moved.
+    pub(super) objs_gen: AtomicU64,
     /// The next uniquifier to hand out.
     pub(super) uniq: Mutex<u64>,
     /// The durable checkpoint: every uniquifier handed out is below it. An
@@ -208,7 +211,11 @@ impl Inner {
                         s.records.fetch_add(1, Ordering::Relaxed);
                         s.appends.fetch_add(1, Ordering::Relaxed);
                         if let Some(f) = then.take() {
-                            f(&mut wlock(&s.objs));
+                            let mut objs = wlock(&s.objs);
+                            f(&mut objs);
+                            // Under the lock: a reader that filled its memo
+                            // before this change sees the count move.
+                            s.objs_gen.fetch_add(1, Ordering::Release);
                         }
                         drop(mdc);
                         // A failure is a bug (the append itself is done).

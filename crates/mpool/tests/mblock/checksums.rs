@@ -522,3 +522,46 @@ fn a_failed_whole_block_read_leaves_no_byte_in_the_buffer() {
     pool.mblock_read(id, 2 * BLOCK, &mut ok).unwrap();
     assert_eq!(&ok[..], &data[2 * BLOCK as usize..3 * BLOCK as usize]);
 }
+
+/// A thread remembers the records of the mblocks it read (no shared lock
+/// per read); a delete, by this thread or another, is seen at once: the
+/// next read of the deleted mblock fails, in every thread that read it.
+#[test]
+fn a_deleted_mblock_is_not_read_from_a_threads_memo() {
+    let (_dev, pool) = pool_of_version(mpool::format::superblock::SB_VERSION);
+    let pool = Arc::new(pool);
+    let (a, b) = (
+        commit(&pool, &pattern(LEN, 21)),
+        commit(&pool, &pattern(LEN, 22)),
+    );
+    // Both read (and remembered) here and in another thread.
+    read(&pool, a, 0, 4096).unwrap();
+    read(&pool, b, 0, 4096).unwrap();
+    let other = {
+        let pool = Arc::clone(&pool);
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let h = std::thread::spawn(move || {
+            read(&pool, a, 0, 4096).unwrap();
+            read(&pool, b, 0, 4096).unwrap();
+            done_tx.send(()).unwrap();
+            go_rx.recv().unwrap();
+            // `a` was deleted by the main thread meanwhile.
+            assert!(matches!(
+                read(&pool, a, 0, 4096),
+                Err(Error::Object(ObjectError::NotFound(_)))
+            ));
+            assert_eq!(read(&pool, b, 0, 4096).unwrap(), pattern(LEN, 22)[..4096]);
+        });
+        done_rx.recv().unwrap();
+        (h, go_tx)
+    };
+    pool.mblock_delete(a).unwrap();
+    assert!(matches!(
+        read(&pool, a, 0, 4096),
+        Err(Error::Object(ObjectError::NotFound(_)))
+    ));
+    other.1.send(()).unwrap();
+    other.0.join().unwrap();
+    assert_eq!(read(&pool, b, 0, 4096).unwrap(), pattern(LEN, 22)[..4096]);
+}
