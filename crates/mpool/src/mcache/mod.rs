@@ -409,7 +409,12 @@ impl McacheMap {
         let o = &self.inner.objs[i];
         // Pinned before residency is checked (see `MapInner::evict_many`).
         o.pins.fetch_add(1, Ordering::SeqCst);
-        o.last.store(c.tick(), Ordering::Relaxed);
+        // Stamped only when the clock moved: a hot object's line is then
+        // mostly read, not written, by the threads that share it.
+        let now = c.tick();
+        if o.last.load(Ordering::Relaxed) != now {
+            o.last.store(now, Ordering::Relaxed);
+        }
         let guard = MappedRef {
             map: &self.inner,
             index: i,
