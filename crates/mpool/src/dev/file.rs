@@ -11,7 +11,8 @@ use std::io;
 use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 /// How to open a [`FileDevice`].
 #[derive(Debug, Clone)]
@@ -46,6 +47,24 @@ pub struct FileDevice {
     engine: Engine,
     /// Concurrent flushes share `fdatasync` calls.
     gate: FlushGate,
+    /// Read-only opens of the same file for [`Device::read_slice`], one per
+    /// slot of threads: a file that all of a process's threads read
+    /// through bounces its reference count (taken by the kernel on every
+    /// call of a multi-threaded process) between the CPUs; each slot's own
+    /// open keeps it on one. Opened on first use through `/proc/self/fd`
+    /// (`None` where that fails: the main file serves), closed with the
+    /// device.
+    readers: Box<[OnceLock<Option<File>>]>,
+}
+
+/// Read slots per device besides the main file.
+const READ_SLOTS: usize = 8;
+
+/// Threads are numbered as they first read; the number picks their slot.
+static NEXT_READER: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    static READER: usize = NEXT_READER.fetch_add(1, Ordering::Relaxed);
 }
 
 /// BLKDISCARD = _IO(0x12, 119) on the common Linux architectures.
@@ -122,7 +141,30 @@ impl FileDevice {
             info,
             engine,
             gate: FlushGate::default(),
+            readers: (0..READ_SLOTS).map(|_| OnceLock::new()).collect(),
         })
+    }
+
+    /// The open file this thread reads through (see `readers`).
+    fn reader(&self) -> &File {
+        let slot = READER.try_with(|n| *n).unwrap_or(0) % (READ_SLOTS + 1);
+        let Some(cell) = slot.checked_sub(1).and_then(|i| self.readers.get(i)) else {
+            return &self.file;
+        };
+        cell.get_or_init(|| {
+            let mut o = std::fs::OpenOptions::new();
+            o.read(true).custom_flags(
+                libc::O_CLOEXEC
+                    | if self.info.direct {
+                        libc::O_DIRECT
+                    } else {
+                        0
+                    },
+            );
+            o.open(format!("/proc/self/fd/{}", self.file.as_raw_fd())).ok()
+        })
+        .as_ref()
+        .unwrap_or(&self.file)
     }
 
     /// The open file (for locking and ownership changes).
@@ -234,7 +276,7 @@ impl Device for FileDevice {
         if !(buf.as_ptr() as usize).is_multiple_of(DEFAULT_ALIGN) {
             return super::read_bounced(self, offset, buf);
         }
-        std::os::unix::fs::FileExt::read_exact_at(&self.file, buf, offset)
+        std::os::unix::fs::FileExt::read_exact_at(self.reader(), buf, offset)
             .map_err(|e| io_err(&self.info, "read", offset, e))
     }
 
@@ -469,6 +511,31 @@ mod tests {
         assert_eq!(unaligned, &data[..]);
         assert!(dev.read_slice(8192 + 1, &mut aligned).is_err());
         assert!(dev.read_slice(1 << 20, &mut aligned).is_err());
+    }
+
+    /// Threads read through opens of their own (one per slot): every slot
+    /// reads the device's bytes, also once the file's name is gone.
+    #[test]
+    fn read_slice_from_many_threads_reads_the_same_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.img");
+        let opts = OpenOptions {
+            create_size: Some(1 << 20),
+            ..OpenOptions::default()
+        };
+        let dev = FileDevice::open(&path, &opts).unwrap();
+        let data: Vec<u8> = (0..4096).map(|i| (i * 13 % 251) as u8).collect();
+        dev.write_slice(4096, &data).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        std::thread::scope(|s| {
+            for _ in 0..2 * (super::READ_SLOTS + 1) {
+                s.spawn(|| {
+                    let mut b = AlignedBuf::new(4096, 4096);
+                    dev.read_slice(4096, &mut b).unwrap();
+                    assert_eq!(&b[..], &data[..]);
+                });
+            }
+        });
     }
 
     #[test]
