@@ -409,8 +409,8 @@ impl McacheMap {
         let o = &self.inner.objs[i];
         // Pinned before residency is checked (see `MapInner::evict_many`).
         o.pins.fetch_add(1, Ordering::SeqCst);
-        // Stamped only when the clock moved: a hot object's line is then
-        // mostly read, not written, by the threads that share it.
+        // Stamped only when the clock moved (one store saved per guard;
+        // the pin count's update above still writes the object's line).
         let now = c.tick();
         if o.last.load(Ordering::Relaxed) != now {
             o.last.store(now, Ordering::Relaxed);
