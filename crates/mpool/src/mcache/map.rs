@@ -87,10 +87,13 @@ pub(crate) struct MapInner {
     pub objs: Vec<Obj>,
     pub advice: AtomicU8,
     pub resident: AtomicU64,
-    /// False once the map is being dropped: no page is filled after.
-    live: RwLock<bool>,
+    /// The holds on the zones the map reads, while the map is live; taken
+    /// (and so released) when the map is dropped, under the write lock, so
+    /// no page is filled after and no fill is still reading a zone that a
+    /// released hold lets the pool reuse. A reaper pass that still has the
+    /// map's `Arc` does not keep the zones held.
+    live: RwLock<Option<ZoneHolds>>,
     pool: Pool,
-    _holds: ZoneHolds,
 }
 
 /// An mmap'ed range, unmapped on drop (for a map that failed halfway).
@@ -189,9 +192,8 @@ impl MapInner {
             objs,
             advice: AtomicU8::new(advice as u8),
             resident: AtomicU64::new(0),
-            live: RwLock::new(true),
+            live: RwLock::new(Some(holds)),
             pool,
-            _holds: holds,
         })
     }
 
@@ -338,7 +340,7 @@ impl MapInner {
         pages: std::ops::Range<usize>,
     ) -> Result<std::ops::Range<usize>> {
         let live = crate::lock::read(&self.live);
-        if !*live {
+        if live.is_none() {
             return Ok(0..0);
         }
         let o = &self.objs[i];
@@ -417,7 +419,7 @@ impl MapInner {
     /// shootdowns). The bytes freed.
     pub(super) fn evict_many(&self, c: &Cache, idx: &mut [usize], force: bool) -> u64 {
         let live = crate::lock::read(&self.live);
-        if !*live {
+        if live.is_none() {
             return 0;
         }
         idx.sort_unstable();
@@ -516,7 +518,7 @@ impl MapInner {
             return self.evict_many(c, &mut [i], false);
         }
         let live = crate::lock::read(&self.live);
-        if !*live {
+        if live.is_none() {
             return 0;
         }
         let st = lock(&o.state);
@@ -587,7 +589,8 @@ impl MapInner {
 
     /// Stop filling pages and give the range back (the map's drop).
     pub(super) fn close(&self, c: &Cache) {
-        *crate::lock::write(&self.live) = false;
+        let holds = crate::lock::write(&self.live).take();
+        drop(holds);
         let bytes = self.resident.swap(0, Ordering::Relaxed);
         c.stats.resident.fetch_sub(bytes, Ordering::Relaxed);
         c.stats

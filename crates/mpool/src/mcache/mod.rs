@@ -512,3 +512,39 @@ impl Drop for McacheMap {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dev::{DeviceRef, MemDevice};
+    use crate::MediaClass;
+
+    /// The reaper works on clones of a map's `Arc`: a map dropped while a
+    /// reaper pass still has its clone releases its zone holds at once.
+    #[test]
+    fn a_dropped_map_releases_its_holds_while_the_reaper_still_has_it() {
+        let zone = 64 << 10;
+        let d: DeviceRef = Arc::new(MemDevice::new(32 * zone, 4096));
+        crate::Pool::format_on("holds", &[(Arc::clone(&d), MediaClass::Capacity, zone)], "")
+            .unwrap();
+        let pool = crate::Pool::open_on(vec![d], false).unwrap();
+        let free = |p: &crate::Pool| p.usage()[0].free / p.usage()[0].zone_size;
+        let id = pool.mblock_alloc(MediaClass::Capacity).unwrap();
+        pool.mblock_write(id, &[7u8; 10_000]).unwrap();
+        pool.mblock_commit(id).unwrap();
+        let map = pool.mcache_map(&[id], Advice::Warm).unwrap();
+        assert_eq!(map.slice(0).unwrap(), &[7u8; 10_000][..]);
+        let before = free(&pool);
+        pool.mblock_delete(id).unwrap();
+        assert_eq!(free(&pool), before, "the held zone was released");
+
+        let reaper_clone = Arc::clone(&map.inner);
+        drop(map);
+        assert_eq!(free(&pool), before + 1, "the zone stayed held");
+        // What the reaper does with its clone after the drop is a no-op.
+        let c = cache::cache().unwrap();
+        assert_eq!(reaper_clone.evict_many(c, &mut [0], true), 0);
+        drop(reaper_clone);
+        assert_eq!(free(&pool), before + 1);
+    }
+}
