@@ -87,13 +87,14 @@ pub(crate) struct MapInner {
     pub objs: Vec<Obj>,
     pub advice: AtomicU8,
     pub resident: AtomicU64,
-    /// The holds on the zones the map reads, while the map is live; taken
-    /// (and so released) when the map is dropped, under the write lock, so
-    /// no page is filled after and no fill is still reading a zone that a
-    /// released hold lets the pool reuse. A reaper pass that still has the
-    /// map's `Arc` does not keep the zones held.
-    live: RwLock<Option<ZoneHolds>>,
-    pool: Pool,
+    /// The pool and the holds on the zones the map reads, while the map is
+    /// live; taken (and so released) when the map is dropped, under the
+    /// write lock, so no page is filled after and no fill is still reading
+    /// a zone that a released hold lets the pool reuse. A reaper pass that
+    /// still has the map's `Arc` keeps neither the zones held nor the pool
+    /// open.
+    live: RwLock<Option<(Pool, ZoneHolds)>>,
+    pool_uuid: uuid::Uuid,
 }
 
 /// An mmap'ed range, unmapped on drop (for a map that failed halfway).
@@ -192,14 +193,14 @@ impl MapInner {
             objs,
             advice: AtomicU8::new(advice as u8),
             resident: AtomicU64::new(0),
-            live: RwLock::new(Some(holds)),
-            pool,
+            pool_uuid: pool.uuid(),
+            live: RwLock::new(Some((pool, holds))),
         })
     }
 
     /// The UUID of the pool the map reads.
     pub(super) fn pool_uuid(&self) -> uuid::Uuid {
-        self.pool.uuid()
+        self.pool_uuid
     }
 
     pub(super) fn advice(&self) -> Advice {
@@ -340,9 +341,9 @@ impl MapInner {
         pages: std::ops::Range<usize>,
     ) -> Result<std::ops::Range<usize>> {
         let live = crate::lock::read(&self.live);
-        if live.is_none() {
+        let Some((pool, _)) = &*live else {
             return Ok(0..0);
-        }
+        };
         let o = &self.objs[i];
         let missing = |st: &Pages, p: usize| !res_bit(&o.res, p) || bit(&st.bad, p);
         let (a, b) = {
@@ -366,8 +367,7 @@ impl MapInner {
         // object overlap, as the kernel's faults on one file do); the bytes
         // are immutable, and what another thread installed meanwhile is
         // skipped below.
-        self.pool
-            .mcache_read(&o.target, from as u64, &mut buf[..to - from])?;
+        pool.mcache_read(&o.target, from as u64, &mut buf[..to - from])?;
         let mut st = lock(&o.state);
         c.stats.faults.fetch_add(1, Ordering::Relaxed);
         c.clock.fetch_add(1, Ordering::Relaxed);
@@ -589,8 +589,8 @@ impl MapInner {
 
     /// Stop filling pages and give the range back (the map's drop).
     pub(super) fn close(&self, c: &Cache) {
-        let holds = crate::lock::write(&self.live).take();
-        drop(holds);
+        let live = crate::lock::write(&self.live).take();
+        drop(live);
         let bytes = self.resident.swap(0, Ordering::Relaxed);
         c.stats.resident.fetch_sub(bytes, Ordering::Relaxed);
         c.stats
