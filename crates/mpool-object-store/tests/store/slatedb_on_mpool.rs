@@ -194,9 +194,13 @@ async fn bank_child_run(img: &FsPath, acks: &FsPath, round: u64) {
                     Ok(None) => {}
                     Err(_) => continue, // a conflict: nothing happened
                 }
+                // One write(2) per line (`writeln!` makes two: the id, then
+                // the newline, and a kill between them glued this id to the
+                // next round's first one).
                 use std::io::Write;
+                let line = format!("{id}\n");
                 let mut f = ack.lock().unwrap();
-                writeln!(f, "{id}").unwrap();
+                f.write_all(line.as_bytes()).unwrap();
                 f.sync_data().unwrap();
             }
         }));
@@ -267,6 +271,20 @@ fn bank_check(img: &FsPath, acks: &FsPath) -> (usize, usize) {
     })
 }
 
+/// A line of the ack file the kill cut short was never a complete
+/// acknowledgement record: cut it off, so that the next round's lines
+/// start on a line of their own.
+fn drop_torn_ack(acks: &FsPath) {
+    let Ok(bytes) = std::fs::read(acks) else {
+        return;
+    };
+    if bytes.last().is_some_and(|&b| b != b'\n') {
+        let keep = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let f = std::fs::OpenOptions::new().write(true).open(acks).unwrap();
+        f.set_len(keep as u64).unwrap();
+    }
+}
+
 /// Run `rounds` kill rounds of the bank workload on the pool at `img`.
 fn bank_rounds(img: &FsPath, acks: &FsPath, rounds: u64, seed: u64) {
     let exe = std::env::current_exe().unwrap();
@@ -298,6 +316,7 @@ fn bank_rounds(img: &FsPath, acks: &FsPath, rounds: u64, seed: u64) {
         let r = unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGKILL) };
         assert_eq!(r, 0, "kill failed");
         let _ = child.wait();
+        drop_torn_ack(acks);
         let (acked, found) = bank_check(img, acks);
         assert!(
             found >= acked,
