@@ -145,8 +145,6 @@ const MAX_FSEQ: u32 = u32::MAX - 1;
 /// Small in unit tests, so that they cross epochs often.
 #[cfg(test)]
 const MAX_FSEQ: u32 = 5;
-/// Most times a would-be flusher yields to let other appenders join its flush set.
-const GATHER_YIELDS: u32 = 4;
 /// A waiter spins (instead of sleeping) while the flush it waits for is
 /// expected to end within this many nanoseconds: memory-speed media, where
 /// a sleep and wake-up would cost more than the flush.
@@ -154,8 +152,6 @@ const SPIN_MAX_NS: u64 = 20_000;
 /// Initial estimate of a flush (write and device flush), until one is measured:
 /// long enough that the first flushes gather followers as on a disk.
 const FLUSH_NS_INIT: u64 = 100_000;
-/// Initial estimate of a gathering yield.
-const GATHER_NS_INIT: u64 = 2_000;
 /// One flush in this many is timed for the flush cost estimate.
 const FLUSH_SAMPLE: u64 = 4;
 /// Largest single write request of a flush.
@@ -212,8 +208,15 @@ struct State {
     last_set_records: u64,
     /// Moving average of the cost of one flush (write and device flush), ns.
     flush_ns: u64,
-    /// Moving average of the cost of one gathering yield, ns.
-    gather_ns: u64,
+    /// Sync appenders waiting for their records to be durable now.
+    inside: u32,
+    /// How many sync appenders there are, as far as seen: the most
+    /// `inside` reached since the last gathering that timed out.
+    peak_inside: u32,
+    /// A would-be flusher waits for followers (on `Mlog::joined`) until
+    /// the open flush set holds `gather_want` records.
+    gathering: bool,
+    gather_want: u64,
     failed: Option<String>,
     corrupt: Option<(u64, String)>,
     /// No epoch is left above the last one used: appends are refused until
@@ -248,6 +251,9 @@ pub struct Mlog {
     flushes_done: AtomicU64,
     /// Waiters spinning now (see `dev::spin_slot`).
     spinners: AtomicU32,
+    /// A would-be flusher gathering followers waits here; the append that
+    /// brings the flush set to the size it waits for wakes it.
+    joined: Condvar,
     /// The largest record of a plain and of a mirrored generation.
     max_rec: (u64, u64),
 }
@@ -417,7 +423,10 @@ impl Mlog {
             sleepers: [0; 2],
             last_set_records: 0,
             flush_ns: FLUSH_NS_INIT,
-            gather_ns: GATHER_NS_INIT,
+            inside: 0,
+            peak_inside: 0,
+            gathering: false,
+            gather_want: 0,
             failed: None,
             corrupt,
             epochs_exhausted,
@@ -432,6 +441,7 @@ impl Mlog {
             cv: [Condvar::new(), Condvar::new()],
             flushes_done: AtomicU64::new(0),
             spinners: AtomicU32::new(0),
+            joined: Condvar::new(),
             max_rec: (
                 geom.max_record().min(u64::from(u32::MAX)),
                 geom.max_record_mirrored()
@@ -533,6 +543,9 @@ impl Mlog {
             self.encode(&mut g, parts, len)
         })();
         let seq = framed?;
+        if g.gathering && g.batch_first.is_some_and(|f| g.next_seq - f >= g.gather_want) {
+            self.joined.notify_one();
+        }
         if sync || g.end.saturating_sub(g.written_end) >= ASYNC_FLUSH_BYTES {
             let (_g, r) = self.wait_durable(g, seq);
             r?;
@@ -866,8 +879,19 @@ impl Mlog {
         mut g: MutexGuard<'a, State>,
         seq: u64,
     ) -> (MutexGuard<'a, State>, Result<()>) {
-        let mut yields = 0u32;
-        let mut seen_end = u64::MAX;
+        g.inside += 1;
+        g.peak_inside = g.peak_inside.max(g.inside);
+        let (mut g, r) = self.wait_durable_in(g, seq);
+        g.inside -= 1;
+        (g, r)
+    }
+
+    fn wait_durable_in<'a>(
+        &'a self,
+        mut g: MutexGuard<'a, State>,
+        seq: u64,
+    ) -> (MutexGuard<'a, State>, Result<()>) {
+        let mut gathered = false;
         loop {
             if g.durable_seq > seq {
                 return (g, Ok(()));
@@ -877,11 +901,6 @@ impl Mlog {
                 return (g, Err(e));
             }
             if !g.flushing {
-                // Group commit: before closing the flush set, let threads that
-                // are runnable (often the ones just woken by the previous
-                // flush) append and join it. Yield again only while each
-                // yield brought in new records, at most GATHER_YIELDS times,
-                // and only while that wait is cheaper than a flush.
                 if g.flush_ns <= SPIN_MAX_NS {
                     // Fast media: a flush costs less than any wait for
                     // followers, so the appender that finds no flush in
@@ -895,16 +914,20 @@ impl Mlog {
                     }
                     continue;
                 }
-                let gather = g.last_set_records > 1 && g.flush_ns > g.gather_ns;
-                if gather && yields < GATHER_YIELDS && g.end != seen_end {
-                    yields += 1;
-                    seen_end = g.end;
-                    drop(g);
-                    let t = Instant::now();
-                    std::thread::yield_now();
-                    let ns = t.elapsed().as_nanos() as u64;
-                    g = self.lock();
-                    g.gather_ns = ewma(g.gather_ns, ns);
+                // Group commit on slow media: before closing the flush set,
+                // wait for the other sync appenders seen lately (often the
+                // ones the last flush just woke) to join it, for at most
+                // one flush's cost. Without the wait, appenders split into
+                // two halves that take turns, each flush set holding half
+                // of them: one flush per half instead of one for all.
+                if g.gathering {
+                    // Another appender gathers this set: its flush is next.
+                    g = self.sleep_next(g);
+                    continue;
+                }
+                if !gathered && g.last_set_records > 1 {
+                    gathered = true;
+                    g = self.gather(g);
                     continue;
                 }
                 let (g2, r) = self.flush_once(g);
@@ -932,6 +955,46 @@ impl Mlog {
             }
             g = self.sleep_for(g, Some(seq));
         }
+    }
+
+    /// Wait (the flush set open, no flush in progress) until the open set
+    /// holds as many records as there are sync appenders (`peak_inside`),
+    /// for at most one flush's cost; a flush started meanwhile by another
+    /// thread ends the wait. A wait that times out lowers the estimate to
+    /// the appenders that came, so that a producer that went away costs
+    /// one timed-out wait, not one per flush.
+    fn gather<'a>(&'a self, mut g: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        let open = |g: &State| g.batch_first.map_or(0, |f| g.next_seq - f);
+        let want = u64::from(g.peak_inside);
+        if open(&g) >= want {
+            return g;
+        }
+        let deadline = Instant::now() + Duration::from_nanos(g.flush_ns);
+        g.gathering = true;
+        g.gather_want = want;
+        loop {
+            if open(&g) >= want || g.flushing || g.failed.is_some() {
+                break;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                let came = u32::try_from(open(&g)).unwrap_or(u32::MAX);
+                g.peak_inside = g.inside.max(came).max(1);
+                break;
+            }
+            g = crate::lock::wait_timeout(&self.joined, g, deadline - now).0;
+        }
+        g.gathering = false;
+        g
+    }
+
+    /// Sleep until the next flush (none is in progress) ends.
+    fn sleep_next<'a>(&'a self, mut g: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        let k = ((g.flush_no + 1) % 2) as usize;
+        g.sleepers[k] += 1;
+        let mut g = crate::lock::wait(&self.cv[k], g);
+        g.sleepers[k] -= 1;
+        g
     }
 
     /// Sleep until a flush ends: the one in progress when it holds `seq`
@@ -968,6 +1031,10 @@ impl Mlog {
         }
         g.flushing = true;
         g.flush_no += 1;
+        if g.gathering {
+            // Its wait is over: the set it gathered for is closing.
+            self.joined.notify_one();
+        }
         g.inflight_seq = snap_seq;
         let bs = self.geom.bs;
         let first_block = g.buf_block;

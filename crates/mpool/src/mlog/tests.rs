@@ -271,6 +271,41 @@ fn group_commit_eight_threads() {
     assert_eq!(next, [per; 8]);
 }
 
+/// On a slow device the appender that would flush waits for the others
+/// seen lately to join its flush set (one flush for all of them, not one
+/// per half taking turns); once they are gone, one timed-out wait lowers
+/// its estimate and a lone appender flushes at once again.
+#[test]
+fn group_commit_gathers_every_appender_then_lets_a_lone_one_go() {
+    let f = fault(8 << 20, 4096);
+    let ext = 0..(8 << 20);
+    let slow: Arc<dyn Device> = Arc::new(SlowFlush(f.clone()));
+    let log = Arc::new(Mlog::create(slow, ext.clone(), 9).unwrap());
+    let (threads, per) = (8usize, 30usize);
+    std::thread::scope(|s| {
+        for t in 0..threads {
+            let log = log.clone();
+            s.spawn(move || {
+                for i in 0..per {
+                    log.append(&rec(t * 1000 + i, 64), true).unwrap();
+                }
+            });
+        }
+    });
+    // How many records a flush set gathers is timing (the benchmark shows
+    // it: `mpool-bench mlog` on the disk); here only that sets are shared.
+    let appends = (threads * per) as u64;
+    assert!(f.stats().flushes * 2 < appends);
+    for i in 0..10 {
+        log.append(&rec(9000 + i, 64), true).unwrap();
+    }
+    assert_eq!(log.lock().peak_inside, 1, "the estimate did not come down");
+    assert_eq!(log.lock().last_set_records, 1);
+    drop(log);
+    let log = Mlog::open(Arc::new(f.reboot(CrashMode::DropAll)), ext, 9).unwrap();
+    assert_eq!(all(&log).len(), threads * per + 10);
+}
+
 #[test]
 fn stale_records_of_lost_flush_never_return() {
     // Epoch 1: A synced; B and C written in one flush set; a crash loses B
