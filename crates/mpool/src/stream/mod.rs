@@ -81,6 +81,14 @@ pub const MAX_ROLLED: usize = 3;
 /// Bytes of a new tail's memory whose pages are touched ahead of its
 /// appends.
 const PREFAULT_MAX: usize = 64 << 20;
+/// A seal copies a segment into its mblock in writes of this size.
+const SEAL_CHUNK: usize = 1 << 20;
+/// A seal of at least this many bytes is paced: its writes are spread over
+/// half the time the segment took to fill (at most `SEAL_PACE_MAX`), so
+/// that the device sees a steady stream beside the tail's flushes instead
+/// of a burst that every flush in its wake waits behind.
+const SEAL_PACE_MIN: usize = 4 << 20;
+const SEAL_PACE_MAX: Duration = Duration::from_millis(500);
 /// Default group flush interval.
 pub const DEFAULT_GROUP_FLUSH: Duration = Duration::from_millis(2);
 
@@ -1074,12 +1082,21 @@ impl StreamInner {
         if let Some(p) = prev {
             p.flush()?;
         }
-        let (mlog, base, data, pos) = {
+        let (mlog, base, data, pos, pace) = {
             let g = lock(&self.st);
             let Some(m) = g.mem.front() else {
                 return Ok(false);
             };
-            (m.mlog, m.base, Arc::clone(&m.data), m.pos.clone())
+            // Spread the copy over half the time the segment took to fill
+            // (at most SEAL_PACE_MAX), unless another segment waits.
+            let pace = if m.data.len() >= SEAL_PACE_MIN && g.mem.len() <= 2 {
+                m.started
+                    .map_or(Duration::ZERO, |t| t.elapsed() / 2)
+                    .min(SEAL_PACE_MAX)
+            } else {
+                Duration::ZERO
+            };
+            (m.mlog, m.base, Arc::clone(&m.data), m.pos.clone(), pace)
         };
         let no = self.no;
         if pos.is_empty() {
@@ -1131,7 +1148,14 @@ impl StreamInner {
                 mblock: raw,
                 mlog,
             })?;
-            self.pool.mblock_write(id, &data)?;
+            let chunks = data.len().div_ceil(SEAL_CHUNK).max(1);
+            let nap = pace / chunks as u32;
+            for (i, c) in data.chunks(SEAL_CHUNK).enumerate() {
+                if i > 0 && !nap.is_zero() {
+                    std::thread::sleep(nap);
+                }
+                self.pool.mblock_write(id, c)?;
+            }
             if pad > 0 {
                 self.pool.mblock_write(id, &vec![0u8; pad as usize])?;
             }
