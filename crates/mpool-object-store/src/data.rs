@@ -22,6 +22,9 @@ pub const DIRECT_DEPTH: usize = 8;
 /// bytes on (below, the thread start costs more than the overlap gains).
 const PARALLEL_MIN: u64 = 1 << 20;
 
+/// The smallest piece a large read is cut into.
+const SPLIT_MIN: u64 = 256 << 10;
+
 /// Content being written into uncommitted mblocks of `class`, each filled
 /// to the class's mblock capacity before the next is allocated.
 #[derive(Debug)]
@@ -201,12 +204,42 @@ fn read_span(
 /// `len`) into the slice.
 type Span<'a> = (MblockId, u64, u64, &'a mut [u8]);
 
-/// Do `spans` ([`read_span`] each): on this thread when there is one or
-/// they are small, else on up to [`DIRECT_DEPTH`] threads at once.
+/// Do `spans` ([`read_span`] each): on this thread when they are small,
+/// else on up to [`DIRECT_DEPTH`] threads at once, a large span cut into
+/// pieces of at least [`SPLIT_MIN`] so that even one mblock's read keeps
+/// several requests in flight (and is verified in parallel).
 fn run_spans(pool: &Pool, spans: Vec<Span<'_>>, align: u64) -> Result<()> {
     let total: u64 = spans.iter().map(|s| s.3.len() as u64).sum();
+    if total < PARALLEL_MIN {
+        for (id, len, offset, buf) in spans {
+            read_span(pool, id, len, offset, buf, align)?;
+        }
+        return Ok(());
+    }
+    // Pieces of about total / DIRECT_DEPTH, in whole blocks.
+    let piece = (total / DIRECT_DEPTH as u64)
+        .max(SPLIT_MIN)
+        .div_ceil(align)
+        .saturating_mul(align);
+    let piece = usize::try_from(piece).unwrap_or(usize::MAX);
+    let mut cut: Vec<Span<'_>> = Vec::new();
+    for (id, len, offset, buf) in spans {
+        // Only a span that starts on a block boundary is cut (the pieces
+        // must too, to be read straight into the buffer).
+        if !offset.is_multiple_of(align) || buf.len() <= piece {
+            cut.push((id, len, offset, buf));
+            continue;
+        }
+        let mut at = offset;
+        for b in buf.chunks_mut(piece) {
+            let n = b.len() as u64;
+            cut.push((id, len, at, b));
+            at += n;
+        }
+    }
+    let spans = cut;
     let workers = spans.len().min(DIRECT_DEPTH);
-    if workers <= 1 || total < PARALLEL_MIN {
+    if workers <= 1 {
         for (id, len, offset, buf) in spans {
             read_span(pool, id, len, offset, buf, align)?;
         }
@@ -448,14 +481,8 @@ fn read_runs(pool: &Pool, runs: &[Run]) -> Result<Vec<(Bytes, usize)>> {
     let align = read_align(pool);
     if let [r] = runs {
         let (mut buf, off) = aligned_vec(r.bytes);
-        read_span(
-            pool,
-            r.id,
-            r.len,
-            r.offset,
-            &mut buf[off..off + r.bytes],
-            align,
-        )?;
+        let span = (r.id, r.len, r.offset, &mut buf[off..off + r.bytes]);
+        run_spans(pool, vec![span], align)?;
         let size = buf.capacity();
         return Ok(vec![(Bytes::from(buf).slice(off..off + r.bytes), size)]);
     }
