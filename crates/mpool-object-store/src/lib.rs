@@ -13,6 +13,15 @@
 //! moves its blocking work to tokio's blocking pool (`spawn_blocking`), so
 //! the store needs a tokio runtime, as object_store's own stores do.
 //!
+//! Reads are O_DIRECT, so the store keeps what it read recently in a
+//! content cache of its own ([`StoreOptions::cache_bytes`], 256 MiB by
+//! default), as the kernel's page cache does for a file system's readers:
+//! a read of up to [`StoreOptions::cache_max_read`] (4 MiB) whose bytes
+//! are cached is served from memory, without a device read or a blocking
+//! call. Longer reads go from the device straight into one buffer, several
+//! mblocks at once. The cache is keyed by mblock, and mblocks never change,
+//! so an overwritten or deleted object is never served from it.
+//!
 //! ```
 //! # use mpool::{CreateOptions, DeviceSpec, Pool};
 //! # use mpool_object_store::{MpoolStore, StoreOptions};
@@ -678,8 +687,8 @@ impl ObjectStore for MpoolStore {
             // else read when the stream is first polled. Either way the
             // stream holds the object's mblocks until it is done, as a
             // read from the device does.
-            let want = [range.start..end];
-            let plan = data::plan(&self.cache, &e.blocks.extents, &want);
+            let want = range.start..end;
+            let plan = data::plan(&self.cache, &e.blocks.extents, std::slice::from_ref(&want));
             let ready = if plan.complete() {
                 Some(plan.assemble()?.pop().unwrap_or_default())
             } else {

@@ -239,7 +239,9 @@ fn a_deleted_object_is_not_found_and_its_chunks_go() {
         store.delete(&p).await.unwrap();
         assert!(is_not_found(store.get(&p).await));
         assert!(is_not_found(store.get_range(&p, 0..10).await));
-        assert!(is_not_found(store.get_ranges(&p, &[0..10]).await));
+        assert!(is_not_found(
+            store.get_ranges(&p, std::slice::from_ref(&(0..10))).await
+        ));
         assert!(is_not_found(store.head(&p).await));
         assert_eq!(store.cache_stats().chunks, 0, "{:?}", store.cache_stats());
         // A new object at the path is read from the device.
