@@ -124,12 +124,52 @@ impl AsRef<[u8]> for Owned {
 /// `calloc`, so a large one is fresh pages from the kernel with no pass
 /// over them (an [`AlignedBuf`] of that size is zeroed by a `memset`
 /// first), and it becomes [`Bytes`] without a copy.
+///
+/// A buffer of [`HUGE_MIN`] bytes or more is advised to be backed by
+/// huge pages (`MADV_HUGEPAGE`) before it is first touched: the reads
+/// into it fault in 2 MiB pages (512 times fewer faults), and each read
+/// request can carry up to the device's largest transfer in few segments
+/// (a request of 4 KiB pages holds at most one segment per page), as the
+/// page cache's large folios do for a file system's readahead.
 fn aligned_vec(n: usize) -> (Vec<u8>, usize) {
     let v = vec![0u8; n + ALIGN];
+    if n >= HUGE_MIN {
+        advise_huge(&v);
+    }
     // Always below ALIGN for bytes; if it were not, the reads into the
     // buffer would go through bounce buffers (still correct).
     let off = v.as_ptr().align_offset(ALIGN).min(ALIGN);
     (v, off)
+}
+
+/// Buffers from this size on are advised to be backed by huge pages.
+const HUGE_MIN: usize = 4 << 20;
+
+/// The huge page size advised for.
+const HUGE: usize = 2 << 20;
+
+/// `MADV_HUGEPAGE` on the whole huge pages inside `v`'s bytes (best
+/// effort: without transparent huge pages it does nothing).
+fn advise_huge(v: &[u8]) {
+    let start = v.as_ptr() as usize;
+    let lo = start.div_ceil(HUGE) * HUGE;
+    let hi = (start + v.len()) / HUGE * HUGE;
+    if hi <= lo {
+        return;
+    }
+    // SAFETY: lo..hi lies inside `v`'s allocation, which the caller owns
+    // and keeps alive across the call; MADV_HUGEPAGE changes no byte of it
+    // and no mapping's protection, only how the kernel backs its pages.
+    let r = unsafe {
+        rustix::mm::madvise(
+            lo as *mut std::ffi::c_void,
+            hi - lo,
+            rustix::mm::Advice::LinuxHugepage,
+        )
+    };
+    if let Err(e) = r {
+        tracing::debug!("MADV_HUGEPAGE on a read buffer: {e}");
+    }
 }
 
 /// One mblock's part of a range: bytes `from..to` of mblock `id`, whose

@@ -101,7 +101,9 @@ fn reads_through_around_and_without_the_cache_agree() {
     let dir = common::scratch();
     let img = common::format(dir.path(), 256 << 20, 1 << 20);
     let (whole, odd) = (Path::from("whole"), Path::from("odd"));
-    let data = pattern(5, 3_500_000);
+    // Five 1 MiB mblocks; a whole read is over 4 MiB (a buffer advised
+    // to be backed by huge pages).
+    let data = pattern(5, 4_500_000);
     // A multipart object whose parts end inside checksum blocks: its
     // mblocks' lengths are not multiples of 4 KiB, so a read across them
     // cannot go straight into one aligned buffer everywhere.
@@ -137,7 +139,7 @@ fn reads_through_around_and_without_the_cache_agree() {
         cap + 1,
         2 * cap - 7,
         3_000_000,
-        3_499_999,
+        4_499_999,
     ];
     let odd_edges = [
         0, 5, 999_999, 1_000_003, 1_000_004, 1_500_000, 1_777_780, 1_777_781, 3_877_780, 3_881_000,
