@@ -7,16 +7,22 @@
 //! `with_fsync(true)` (object_store 0.14.2: `File::sync_all` on the file,
 //! then an fsync of its directory), so both sides' puts survive a power
 //! cut when they return. Its gets go through the page cache; before each
-//! get phase its files' pages are dropped (`POSIX_FADV_DONTNEED`), so both
-//! sides read from the device (mpool reads are O_DIRECT).
+//! get phase its files' pages are dropped (`POSIX_FADV_DONTNEED`), and
+//! mpool's content cache (`StoreOptions::cache_bytes`, on by default:
+//! mpool reads O_DIRECT, and keeps what it read recently in a cache of
+//! its own) is emptied, so both sides read from the device.
 //!
 //! Phases, each side in turn (mpool, then the filesystem, then again, the
 //! best of the rounds kept):
 //! - put and get of 4 KiB, 64 KiB, 1 MiB and 64 MiB objects from 1 and 8
-//!   tasks (objects deleted after each phase, not timed);
+//!   tasks, then the same gets again with the caches as the first left
+//!   them (hot: the filesystem's page cache, mpool's content cache for
+//!   reads up to 4 MiB); objects deleted after each phase, not timed;
 //! - `list` of 100,000 paths (and one `list_with_delimiter`);
 //! - a slatedb load: N 100-byte puts (then a flush), then N/50 random gets
-//!   (slatedb without its optional block cache: each get reads the store).
+//!   (slatedb without its optional block cache: each get reads the store),
+//!   then N/50 more after the filesystem's page cache and mpool's content
+//!   cache are dropped.
 //!
 //! The pool lives on a preallocated file in `--dir`; the filesystem side
 //! in a directory next to it.
@@ -74,6 +80,10 @@ pub struct ObjstoreArgs {
     /// Rounds (alternating sides); the best of them is reported.
     #[arg(long, default_value_t = 2)]
     pub rounds: usize,
+    /// Budget of mpool's content cache (`StoreOptions::cache_bytes`; 0
+    /// turns it off).
+    #[arg(long, default_value = "256M", value_parser = mpool_cli::size::parse_size)]
+    pub cache_bytes: u64,
 }
 
 /// `list_with_delimiter` calls timed together in each round.
@@ -84,10 +94,13 @@ fn open_pool(path: &Path) -> Result<Pool> {
     Ok(Pool::open_on(vec![dev], false)?)
 }
 
-fn mpool_store(path: &Path, name: &str) -> Result<MpoolStore> {
+fn mpool_store(path: &Path, name: &str, cache_bytes: u64) -> Result<MpoolStore> {
     Ok(MpoolStore::open(
         open_pool(path)?,
-        &StoreOptions::default().name(name).catalog_bytes(64 << 20),
+        &StoreOptions::default()
+            .name(name)
+            .catalog_bytes(64 << 20)
+            .cache_bytes(cache_bytes),
     )?)
 }
 
@@ -201,6 +214,20 @@ struct Side {
     name: &'static str,
     store: Arc<dyn ObjectStore>,
     fs_dir: Option<PathBuf>,
+    mpool: Option<MpoolStore>,
+}
+
+impl Side {
+    /// Drop what the side keeps in memory of its objects' content: the
+    /// filesystem's page cache of its files, mpool's content cache.
+    fn drop_caches(&self) {
+        if let Some(d) = &self.fs_dir {
+            drop_cache(d);
+        }
+        if let Some(m) = &self.mpool {
+            m.clear_cache();
+        }
+    }
 }
 
 /// Run the benchmark.
@@ -220,7 +247,8 @@ pub fn run(a: &ObjstoreArgs) -> Result<Table> {
     let _ = std::fs::remove_dir_all(&fs_dir);
     std::fs::create_dir_all(&fs_dir)?;
     let rt = tokio::runtime::Runtime::new()?;
-    let mp: Arc<dyn ObjectStore> = Arc::new(mpool_store(&img, "bench")?);
+    let mps = mpool_store(&img, "bench", a.cache_bytes)?;
+    let mp: Arc<dyn ObjectStore> = Arc::new(mps.clone());
     let fs: Arc<dyn ObjectStore> = Arc::new(
         LocalFileSystem::new_with_prefix(&fs_dir)
             .context("LocalFileSystem")?
@@ -231,11 +259,13 @@ pub fn run(a: &ObjstoreArgs) -> Result<Table> {
             name: "mpool",
             store: mp,
             fs_dir: None,
+            mpool: Some(mps),
         },
         Side {
             name: "LocalFileSystem+fsync",
             store: fs,
             fs_dir: Some(fs_dir.clone()),
+            mpool: None,
         },
     ];
     let mut rows = Vec::new();
@@ -256,23 +286,26 @@ pub fn run(a: &ObjstoreArgs) -> Result<Table> {
     for &size in sizes {
         for &tasks in &a.tasks {
             let count = (a.bytes / size).clamp(tasks as u64, a.max_count.max(tasks as u64));
-            let mut best = [[0f64; 2]; 2]; // [side][put, get] ops/s
+            let mut best = [[0f64; 3]; 2]; // [side][put, get, get again] ops/s
             for r in 0..a.rounds {
                 for (i, s) in sides.iter().enumerate() {
                     let prefix = format!("p{size}-{tasks}-{r}");
                     let put = rt.block_on(put_phase(&s.store, &prefix, size, count, tasks))?;
-                    if let Some(d) = &s.fs_dir {
-                        drop_cache(d);
-                    }
+                    s.drop_caches();
                     let get = rt.block_on(get_phase(&s.store, &prefix, size, count, tasks))?;
+                    // The same objects again, as the first pass left the
+                    // caches (the page cache, mpool's content cache).
+                    let hot = rt.block_on(get_phase(&s.store, &prefix, size, count, tasks))?;
                     rt.block_on(delete_all(&s.store, &prefix))?;
                     best[i][0] = best[i][0].max(count as f64 / put);
                     best[i][1] = best[i][1].max(count as f64 / get);
+                    best[i][2] = best[i][2].max(count as f64 / hot);
                     eprintln!(
-                        "  {} {size} B x {count}, {tasks} task(s), round {r}: put {:.0}/s, get {:.0}/s",
+                        "  {} {size} B x {count}, {tasks} task(s), round {r}: put {:.0}/s, get {:.0}/s, again {:.0}/s",
                         s.name,
                         count as f64 / put,
-                        count as f64 / get
+                        count as f64 / get,
+                        count as f64 / hot
                     );
                 }
             }
@@ -289,6 +322,13 @@ pub fn run(a: &ObjstoreArgs) -> Result<Table> {
                 "obj/s",
                 best[0][1],
                 best[1][1],
+                &mut rows,
+            );
+            row(
+                format!("get {label} again (hot), {tasks} task(s)"),
+                "obj/s",
+                best[0][2],
+                best[1][2],
                 &mut rows,
             );
         }
@@ -370,15 +410,17 @@ pub fn run(a: &ObjstoreArgs) -> Result<Table> {
         let mut get = [0f64; 2];
         let mut cold = [0f64; 2];
         for (i, s) in sides.iter().enumerate() {
-            let (p, g, c) = rt.block_on(slatedb_load(
-                s.store.clone(),
-                a.slatedb_keys,
-                s.fs_dir.clone(),
-            ))?;
+            let (p, g, c) = rt.block_on(slatedb_load(s.store.clone(), a.slatedb_keys, s))?;
             eprintln!(
                 "  slatedb on {}: {p:.0} puts/s, {g:.0} gets/s, {c:.0} gets/s after the cache drop",
                 s.name
             );
+            if let Some(m) = &s.mpool {
+                eprintln!(
+                    "  mpool content cache after the slatedb load: {:?}",
+                    m.cache_stats()
+                );
+            }
             put[i] = p;
             get[i] = g;
             cold[i] = c;
@@ -392,7 +434,7 @@ pub fn run(a: &ObjstoreArgs) -> Result<Table> {
         );
         row(
             format!(
-                "slatedb: {} random gets (files in page cache)",
+                "slatedb: {} random gets (caches warm)",
                 (a.slatedb_keys / 50).max(1)
             ),
             "gets/s",
@@ -402,7 +444,7 @@ pub fn run(a: &ObjstoreArgs) -> Result<Table> {
         );
         row(
             format!(
-                "slatedb: {} random gets (page cache dropped)",
+                "slatedb: {} random gets (caches dropped)",
                 (a.slatedb_keys / 50).max(1)
             ),
             "gets/s",
@@ -418,6 +460,18 @@ pub fn run(a: &ObjstoreArgs) -> Result<Table> {
         "objects of at most {} bytes are kept inline in mpool's catalog (one log append per put)",
         mpool_object_store::DEFAULT_INLINE_MAX
     ));
+    notes.push(if a.cache_bytes > 0 {
+        format!(
+            "mpool's content cache: {} budget, reads up to {} through it in {} chunks, filled by reads \
+             only; emptied where the filesystem's page cache is dropped (before each get phase, \
+             before the second slatedb pass)",
+            mpool_cli_size(a.cache_bytes),
+            mpool_cli_size(mpool_object_store::DEFAULT_CACHE_MAX_READ),
+            mpool_cli_size(mpool_object_store::CACHE_CHUNK),
+        )
+    } else {
+        "mpool's content cache: off (--cache-bytes 0)".into()
+    });
     Ok(Table {
         title: "object_store: mpool vs LocalFileSystem (fsync on), same filesystem, one run".into(),
         context: common::context(&img, None),
@@ -442,14 +496,11 @@ fn mpool_cli_size(b: u64) -> String {
 }
 
 /// slatedb on `store`: `n` 100-byte puts (the last awaited durable, then
-/// a memtable flush), then `n / 50` random gets, then (after the page
-/// cache of `fs_dir`, the filesystem side's files, is dropped) `n / 50`
-/// other random gets. Returns (puts/s, gets/s, gets/s after the drop).
-async fn slatedb_load(
-    store: Arc<dyn ObjectStore>,
-    n: u64,
-    fs_dir: Option<PathBuf>,
-) -> Result<(f64, f64, f64)> {
+/// a memtable flush), then `n / 50` random gets, then (after `side`'s
+/// caches are dropped: the page cache of the filesystem side's files,
+/// mpool's content cache) `n / 50` other random gets. Returns (puts/s,
+/// gets/s, gets/s after the drop).
+async fn slatedb_load(store: Arc<dyn ObjectStore>, n: u64, side: &Side) -> Result<(f64, f64, f64)> {
     use slatedb::config::{FlushOptions, FlushType};
     let db = slatedb::Db::builder("slatedb-bench", store).build().await?;
     let value = vec![7u8; 100];
@@ -476,9 +527,7 @@ async fn slatedb_load(
     let mut rates = [0f64; 2];
     for (pass, seed) in [0x5eedu64, 0xc01d].into_iter().enumerate() {
         if pass == 1 {
-            if let Some(d) = &fs_dir {
-                drop_cache(d);
-            }
+            side.drop_caches();
         }
         let mut x = seed;
         let t = Instant::now();

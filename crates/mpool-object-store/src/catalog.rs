@@ -100,6 +100,13 @@ impl Drop for Blocks {
         // mblocks either held or with their deletes issued.
         let mut g = crate::lock(&self.reg.inner);
         g.live.remove(&first.id);
+        // Their cached content goes (it could never be served again: a
+        // path that named them names other mblocks now, or nothing).
+        if let Some(c) = &self.reg.cache {
+            for e in &self.extents {
+                c.forget(e.id.object_id().raw(), e.len);
+            }
+        }
         // A catalog going away (the store dropped) frees nothing: its
         // objects stay. Only a mutation's release frees.
         if self.reg.read_only || self.reg.closing.load(Ordering::SeqCst) {
@@ -130,6 +137,8 @@ struct Registry {
     /// The catalog is being dropped.
     closing: AtomicBool,
     inner: Mutex<RegInner>,
+    /// The store's content cache, told of the objects that go.
+    cache: Option<Arc<crate::cache::ContentCache>>,
 }
 
 /// One object of the catalog.
@@ -217,6 +226,9 @@ pub struct CatalogOptions {
     pub catalog_bytes: u64,
     /// The media class of the catalog and of object content.
     pub class: mpool::MediaClass,
+    /// The store's content cache (the catalog drops the chunks of the
+    /// mblocks it frees).
+    pub cache: Option<Arc<crate::cache::ContentCache>>,
 }
 
 /// The catalog of one store.
@@ -365,6 +377,7 @@ impl Catalog {
             read_only,
             closing: AtomicBool::new(false),
             inner: Mutex::new(RegInner::default()),
+            cache: opts.cache.clone(),
         });
         // The last pointer whose MDC exists: a later one was written
         // before its MDC's commit, which a crash cut off.

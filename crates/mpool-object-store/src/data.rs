@@ -1,15 +1,29 @@
 //! Object content: writing it into new mblocks, reading ranges across
 //! them. Blocking; the store calls these on tokio's blocking pool.
 
+use crate::cache::{Chunk, ContentCache, Key};
 use crate::catalog::Result;
 use crate::record::Extent;
 use bytes::{Bytes, BytesMut};
 use mpool::{AlignedBuf, AlignedRead, MblockId, MediaClass, Pool};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 
-/// Reads in flight at once for one call (what fio calls the queue depth).
+/// Reads in flight at once for one call through the pool's
+/// [`mpool::MblockReader`] (what fio calls the queue depth).
 pub const READ_DEPTH: usize = 32;
+
+/// mblocks read at once by one read that bypasses the cache (each one
+/// read of up to an mblock: the device has `DIRECT_DEPTH` large requests
+/// in flight, as a file system's readahead keeps several windows).
+pub const DIRECT_DEPTH: usize = 8;
+
+/// A read that bypasses the cache spreads over threads from this many
+/// bytes on (below, the thread start costs more than the overlap gains).
+const PARALLEL_MIN: u64 = 1 << 20;
+
+/// The smallest piece a large read is cut into.
+const SPLIT_MIN: u64 = 256 << 10;
 
 /// Content being written into uncommitted mblocks of `class`, each filled
 /// to the class's mblock capacity before the next is allocated.
@@ -89,7 +103,7 @@ fn internal(what: String) -> crate::catalog::StoreError {
 /// rounded out to this (a multiple of the sector and of the checksum
 /// block), so that each read goes from the device straight into its
 /// buffer and is verified there.
-fn read_align(pool: &Pool) -> u64 {
+pub fn read_align(pool: &Pool) -> u64 {
     u64::from(pool.csum_block().ok().flatten().unwrap_or(0)).max(ALIGN as u64)
 }
 
@@ -105,122 +119,480 @@ impl AsRef<[u8]> for Owned {
     }
 }
 
-/// One device read of a range: bytes `skip..skip + take` of the buffer
-/// read at `offset` of mblock `id` are range `range`'s next bytes.
-struct Piece {
-    range: usize,
-    id: MblockId,
-    offset: u64,
-    len: usize,
-    skip: usize,
-    take: usize,
+/// A zeroed buffer of `n` bytes that starts at a multiple of [`ALIGN`]:
+/// bytes `off..off + n` of the vector returned with `off`. Zeroed by
+/// `calloc`, so a large one is fresh pages from the kernel with no pass
+/// over them (an [`AlignedBuf`] of that size is zeroed by a `memset`
+/// first), and it becomes [`Bytes`] without a copy.
+///
+/// A buffer of [`HUGE_MIN`] bytes or more is advised to be backed by
+/// huge pages (`MADV_HUGEPAGE`) before it is first touched: the reads
+/// into it fault in 2 MiB pages (512 times fewer faults), and each read
+/// request can carry up to the device's largest transfer in few segments
+/// (a request of 4 KiB pages holds at most one segment per page), as the
+/// page cache's large folios do for a file system's readahead.
+fn aligned_vec(n: usize) -> (Vec<u8>, usize) {
+    let v = vec![0u8; n + ALIGN];
+    if n >= HUGE_MIN {
+        advise_huge(&v);
+    }
+    // Always below ALIGN for bytes; if it were not, the reads into the
+    // buffer would go through bounce buffers (still correct).
+    let off = v.as_ptr().align_offset(ALIGN).min(ALIGN);
+    (v, off)
 }
 
-/// Read `ranges` of an object made of `extents` (each range inside the
-/// object): one device read per range and mblock (rounded out to whole
-/// checksum blocks), up to [`READ_DEPTH`] in flight, each straight into
-/// an aligned buffer that is handed out as [`Bytes`] without a copy. A
-/// range's bytes come back as the pieces of the mblocks it spans, in
-/// order ([`read_ranges`] joins them).
-pub fn read_pieces(
-    pool: &Pool,
-    extents: &[Extent],
-    ranges: &[Range<u64>],
-) -> Result<Vec<Vec<Bytes>>> {
-    let align = read_align(pool);
-    let mut pieces = Vec::new();
-    for (ri, r) in ranges.iter().enumerate() {
-        if r.start >= r.end {
-            continue; // no bytes: no read
+/// Buffers from this size on are advised to be backed by huge pages.
+const HUGE_MIN: usize = 4 << 20;
+
+/// The huge page size advised for.
+const HUGE: usize = 2 << 20;
+
+/// `MADV_HUGEPAGE` on the whole huge pages inside `v`'s bytes (best
+/// effort: without transparent huge pages it does nothing).
+fn advise_huge(v: &[u8]) {
+    let start = v.as_ptr() as usize;
+    let lo = start.div_ceil(HUGE) * HUGE;
+    let hi = (start + v.len()) / HUGE * HUGE;
+    if hi <= lo {
+        return;
+    }
+    // SAFETY: lo..hi lies inside `v`'s allocation, which the caller owns
+    // and keeps alive across the call; MADV_HUGEPAGE changes no byte of it
+    // and no mapping's protection, only how the kernel backs its pages.
+    let r = unsafe {
+        rustix::mm::madvise(
+            lo as *mut std::ffi::c_void,
+            hi - lo,
+            rustix::mm::Advice::LinuxHugepage,
+        )
+    };
+    if let Err(e) = r {
+        tracing::debug!("MADV_HUGEPAGE on a read buffer: {e}");
+    }
+}
+
+/// One mblock's part of a range: bytes `from..to` of mblock `id`, whose
+/// content is `len` bytes long.
+#[derive(Debug, Clone, Copy)]
+struct Part {
+    id: MblockId,
+    len: u64,
+    from: u64,
+    to: u64,
+}
+
+/// The parts of range `r` of an object made of `extents`, in order.
+fn parts(extents: &[Extent], r: &Range<u64>) -> Vec<Part> {
+    let mut out = Vec::new();
+    if r.start >= r.end {
+        return out;
+    }
+    let mut base = 0u64;
+    for e in extents {
+        let (lo, hi) = (base, base + e.len);
+        base = hi;
+        if hi <= r.start || lo >= r.end {
+            continue;
         }
-        let mut base = 0u64;
-        for e in extents {
-            let (lo, hi) = (base, base + e.len);
-            base = hi;
-            if hi <= r.start || lo >= r.end {
-                continue;
+        out.push(Part {
+            id: e.id,
+            len: e.len,
+            from: r.start.max(lo) - lo,
+            to: r.end.min(hi) - lo,
+        });
+    }
+    out
+}
+
+/// Read bytes `offset..offset + buf.len()` of mblock `id` (content `len`
+/// bytes) into `buf`; bytes past the content come back zero. The whole
+/// checksum blocks at the front go from the device straight into `buf`
+/// when it is aligned (one request, verified where it landed); a last
+/// partial block, or a buffer that is not aligned, goes through the
+/// pool's bounce buffers.
+fn read_span(
+    pool: &Pool,
+    id: MblockId,
+    len: u64,
+    offset: u64,
+    buf: &mut [u8],
+    align: u64,
+) -> Result<()> {
+    let inside = usize::try_from(len.saturating_sub(offset))
+        .unwrap_or(usize::MAX)
+        .min(buf.len());
+    let straight = offset.is_multiple_of(align)
+        && (buf.as_ptr() as usize).is_multiple_of(ALIGN)
+        && inside as u64 >= align;
+    let direct = if straight {
+        inside / align as usize * align as usize
+    } else {
+        0
+    };
+    if direct > 0 {
+        pool.mblock_read(id, offset, &mut buf[..direct])?;
+    }
+    if inside > direct {
+        pool.mblock_read(id, offset + direct as u64, &mut buf[direct..inside])?;
+    }
+    buf[inside..].fill(0);
+    Ok(())
+}
+
+/// One read of [`run_spans`]: bytes at `offset` of mblock `id` (content
+/// `len`) into the slice.
+type Span<'a> = (MblockId, u64, u64, &'a mut [u8]);
+
+/// Do `spans` ([`read_span`] each): on this thread when they are small,
+/// else on up to [`DIRECT_DEPTH`] threads at once, a large span cut into
+/// pieces of at least [`SPLIT_MIN`] so that even one mblock's read keeps
+/// several requests in flight (and is verified in parallel).
+fn run_spans(pool: &Pool, spans: Vec<Span<'_>>, align: u64) -> Result<()> {
+    let total: u64 = spans.iter().map(|s| s.3.len() as u64).sum();
+    if total < PARALLEL_MIN {
+        for (id, len, offset, buf) in spans {
+            read_span(pool, id, len, offset, buf, align)?;
+        }
+        return Ok(());
+    }
+    // Pieces of about total / DIRECT_DEPTH, in whole blocks.
+    let piece = (total / DIRECT_DEPTH as u64)
+        .max(SPLIT_MIN)
+        .div_ceil(align)
+        .saturating_mul(align);
+    let piece = usize::try_from(piece).unwrap_or(usize::MAX);
+    let mut cut: Vec<Span<'_>> = Vec::new();
+    for (id, len, offset, buf) in spans {
+        // Only a span that starts on a block boundary is cut (the pieces
+        // must too, to be read straight into the buffer).
+        if !offset.is_multiple_of(align) || buf.len() <= piece {
+            cut.push((id, len, offset, buf));
+            continue;
+        }
+        let mut at = offset;
+        for b in buf.chunks_mut(piece) {
+            let n = b.len() as u64;
+            cut.push((id, len, at, b));
+            at += n;
+        }
+    }
+    let spans = cut;
+    let workers = spans.len().min(DIRECT_DEPTH);
+    if workers <= 1 {
+        for (id, len, offset, buf) in spans {
+            read_span(pool, id, len, offset, buf, align)?;
+        }
+        return Ok(());
+    }
+    let mut shares: Vec<Vec<Span<'_>>> = (0..workers).map(|_| Vec::new()).collect();
+    for (i, s) in spans.into_iter().enumerate() {
+        shares[i % workers].push(s);
+    }
+    let work = |share: Vec<Span<'_>>| -> Result<()> {
+        for (id, len, offset, buf) in share {
+            read_span(pool, id, len, offset, buf, align)?;
+        }
+        Ok(())
+    };
+    std::thread::scope(|sc| {
+        let mut shares = shares.into_iter();
+        let mine = shares.next().unwrap_or_default();
+        let others: Vec<_> = shares.map(|sh| sc.spawn(move || work(sh))).collect();
+        let mut res = work(mine);
+        for h in others {
+            let r = h
+                .join()
+                .unwrap_or_else(|_| Err(internal("a read thread panicked".into())));
+            if res.is_ok() {
+                res = r;
             }
-            // In the mblock: wanted from..to, read at..end.
-            let from = r.start.max(lo) - lo;
-            let to = r.end.min(hi) - lo;
-            let at = from / align * align;
-            let end = to.div_ceil(align) * align;
-            // Never more than the next multiple of the buffer's alignment
-            // past the content.
-            let end = end.min(e.len.div_ceil(ALIGN as u64) * ALIGN as u64);
-            pieces.push(Piece {
-                range: ri,
-                id: e.id,
-                offset: at,
-                len: usize::try_from(end - at).unwrap_or(0),
-                skip: usize::try_from(from - at).unwrap_or(0),
-                take: usize::try_from(to - from).unwrap_or(0),
+        }
+        res
+    })
+}
+
+/// Read range `r` of an object made of `extents` (inside the object)
+/// into one buffer, handed out without a copy: each mblock's part is read
+/// straight into its place in the buffer, several mblocks at once
+/// ([`DIRECT_DEPTH`]). Bypasses the cache.
+pub fn read_direct(pool: &Pool, extents: &[Extent], r: &Range<u64>) -> Result<Bytes> {
+    let ps = parts(extents, r);
+    let Some(first) = ps.first() else {
+        return Ok(Bytes::new());
+    };
+    let align = read_align(pool);
+    // The first part starts at its block's start: the bytes before the
+    // range are read into the buffer's front and not handed out.
+    let skip = usize::try_from(first.from % align).unwrap_or(0);
+    let total = usize::try_from(r.end - r.start)
+        .map_err(|_| internal(format!("a read of {} bytes", r.end - r.start)))?;
+    let (mut buf, off) = aligned_vec(skip + total);
+    {
+        let mut spans = Vec::with_capacity(ps.len());
+        let mut rest: &mut [u8] = &mut buf[off..off + skip + total];
+        for (k, p) in ps.iter().enumerate() {
+            let at = if k == 0 { p.from - skip as u64 } else { p.from };
+            let n = usize::try_from(p.to - at).unwrap_or(0);
+            if n > rest.len() {
+                return Err(internal(format!(
+                    "mblock {}: {n} bytes to read, {} left in the buffer",
+                    p.id,
+                    rest.len()
+                )));
+            }
+            let (head, tail) = std::mem::take(&mut rest).split_at_mut(n);
+            spans.push((p.id, p.len, at, head));
+            rest = tail;
+        }
+        run_spans(pool, spans, align)?;
+    }
+    Ok(Bytes::from(buf).slice(off + skip..off + skip + total))
+}
+
+/// Where the bytes of some ranges are: the chunks found in the cache and
+/// those still to read ([`plan`]).
+#[derive(Debug)]
+pub struct Plan {
+    chunk: u64,
+    parts: Vec<Vec<Part>>,
+    found: HashMap<Key, Chunk>,
+    /// Chunks to read: key → (mblock, its content length).
+    missing: BTreeMap<Key, (MblockId, u64)>,
+}
+
+/// Look `ranges` of an object made of `extents` up in `cache` (every range
+/// no longer than the cache's largest read).
+pub fn plan(cache: &ContentCache, extents: &[Extent], ranges: &[Range<u64>]) -> Plan {
+    let chunk = cache.chunk();
+    let parts: Vec<Vec<Part>> = ranges.iter().map(|r| self::parts(extents, r)).collect();
+    let mut keys: Vec<(Key, MblockId, u64)> = Vec::new();
+    for p in parts.iter().flatten() {
+        for c in p.from / chunk..p.to.div_ceil(chunk) {
+            keys.push(((p.id.object_id().raw(), c), p.id, p.len));
+        }
+    }
+    keys.sort_unstable_by_key(|k| k.0);
+    keys.dedup_by_key(|k| k.0);
+    let looked = cache.lookup(&keys.iter().map(|k| k.0).collect::<Vec<_>>());
+    let mut found = HashMap::new();
+    let mut missing = BTreeMap::new();
+    for ((key, id, len), got) in keys.into_iter().zip(looked) {
+        match got {
+            Some(c) => {
+                found.insert(key, c);
+            }
+            None => {
+                missing.insert(key, (id, len));
+            }
+        }
+    }
+    Plan {
+        chunk,
+        parts,
+        found,
+        missing,
+    }
+}
+
+/// A read of consecutive missing chunks of one mblock.
+struct Run {
+    id: MblockId,
+    len: u64,
+    first: u64,
+    last: u64,
+    offset: u64,
+    bytes: usize,
+}
+
+impl Plan {
+    /// Whether every chunk was found (the ranges need no device read).
+    pub fn complete(&self) -> bool {
+        self.missing.is_empty()
+    }
+
+    /// Read the missing chunks (one read per run of consecutive chunks of
+    /// an mblock, several in flight), cache them, and hand out each range:
+    /// without a copy where its bytes lie in one buffer, else joined.
+    pub fn finish(mut self, pool: &Pool, cache: &ContentCache) -> Result<Vec<Bytes>> {
+        let chunk = self.chunk;
+        let mut runs: Vec<Run> = Vec::new();
+        for (&(raw, c), &(id, len)) in &self.missing {
+            if let Some(r) = runs.last_mut() {
+                if r.id.object_id().raw() == raw && r.last + 1 == c {
+                    r.last = c;
+                    continue;
+                }
+            }
+            runs.push(Run {
+                id,
+                len,
+                first: c,
+                last: c,
+                offset: c * chunk,
+                bytes: 0,
             });
         }
-    }
-    let mut outs: Vec<Vec<Bytes>> = ranges.iter().map(|_| Vec::new()).collect();
-    if pieces.is_empty() {
-        return Ok(outs);
-    }
-    // Completed reads come back in completion order: found again by what
-    // was read (equal reads read equal bytes).
-    let mut waiting: HashMap<(u64, u64, usize), Vec<usize>> = HashMap::new();
-    for (i, p) in pieces.iter().enumerate() {
-        waiting
-            .entry((p.id.object_id().raw(), p.offset, p.len))
-            .or_default()
-            .push(i);
-    }
-    let mut done: Vec<Option<Bytes>> = pieces.iter().map(|_| None).collect();
-    {
-        let mut rd = pool.mblock_reader(pieces.len().min(READ_DEPTH))?;
-        for p in &pieces {
-            rd.push(AlignedRead {
-                id: p.id,
-                offset: p.offset,
-                buf: AlignedBuf::scratch(p.len, ALIGN),
-            })?;
+        for r in &mut runs {
+            // Up to the chunk's end, or the content's rounded up to the
+            // buffer's alignment (those bytes come back zero).
+            let end = ((r.last + 1) * chunk).min(r.len.div_ceil(ALIGN as u64) * ALIGN as u64);
+            r.bytes = usize::try_from(end.saturating_sub(r.offset)).unwrap_or(0);
         }
-        for r in rd.by_ref() {
-            let r = r?;
-            let key = (r.id.object_id().raw(), r.offset, r.buf.len());
-            let Some(i) = waiting.get_mut(&key).and_then(Vec::pop) else {
-                return Err(internal(format!(
-                    "a read of {} at {} came back that was not asked for",
-                    r.id, r.offset
-                )));
+        let bufs = read_runs(pool, &runs)?;
+        for (r, (run, size)) in runs.iter().zip(bufs) {
+            let alloc = cache.new_alloc();
+            let mut chunks = Vec::with_capacity((r.last - r.first + 1) as usize);
+            for c in r.first..=r.last {
+                let key = (r.id.object_id().raw(), c);
+                let off = usize::try_from(c * chunk - r.offset).unwrap_or(0);
+                let len = usize::try_from(chunk.min(r.len.saturating_sub(c * chunk)))
+                    .unwrap_or(0)
+                    .min(run.len().saturating_sub(off));
+                chunks.push((key, off, len));
+                self.found.insert(
+                    key,
+                    Chunk {
+                        run: run.clone(),
+                        off,
+                        len,
+                        alloc,
+                    },
+                );
+            }
+            cache.insert(&run, size, alloc, &chunks);
+        }
+        self.missing.clear();
+        self.assemble()
+    }
+
+    /// Each range from the chunks found (all of them are).
+    pub fn assemble(&self) -> Result<Vec<Bytes>> {
+        let chunk = self.chunk;
+        let mut out = Vec::with_capacity(self.parts.len());
+        for ps in &self.parts {
+            // The range's bytes as pieces of cached chunks, in order.
+            let mut segs: Vec<(&Chunk, usize, usize)> = Vec::new();
+            for p in ps {
+                for c in p.from / chunk..p.to.div_ceil(chunk) {
+                    let key = (p.id.object_id().raw(), c);
+                    let Some(ch) = self.found.get(&key) else {
+                        return Err(internal(format!("chunk {c} of {} was not read", p.id)));
+                    };
+                    let lo = p.from.max(c * chunk) - c * chunk;
+                    let hi = p.to.min((c + 1) * chunk) - c * chunk;
+                    let (lo, hi) = (lo as usize, hi as usize);
+                    if hi > ch.len {
+                        return Err(internal(format!(
+                            "chunk {c} of {} holds {} bytes, {hi} wanted",
+                            p.id, ch.len
+                        )));
+                    }
+                    segs.push((ch, ch.off + lo, ch.off + hi));
+                }
+            }
+            let Some(first) = segs.first() else {
+                out.push(Bytes::new());
+                continue;
             };
-            let p = &pieces[i];
-            done[i] = Some(Bytes::from_owner(Owned(r.buf)).slice(p.skip..p.skip + p.take));
+            // One buffer, contiguous: a slice of it.
+            let one = segs
+                .windows(2)
+                .all(|w| w[0].0.alloc == w[1].0.alloc && w[0].2 == w[1].1);
+            if one {
+                let last = segs.last().map_or(first.2, |s| s.2);
+                out.push(first.0.run.slice(first.1..last));
+                continue;
+            }
+            let mut b = BytesMut::with_capacity(segs.iter().map(|s| s.2 - s.1).sum());
+            for (ch, lo, hi) in segs {
+                b.extend_from_slice(&ch.run[lo..hi]);
+            }
+            out.push(b.freeze());
         }
+        Ok(out)
     }
-    for (p, d) in pieces.iter().zip(done) {
-        let Some(b) = d else {
-            return Err(internal(format!(
-                "a read of {} at {} never came back",
-                p.id, p.offset
-            )));
-        };
-        outs[p.range].push(b);
-    }
-    Ok(outs)
 }
 
-/// Read `ranges` of an object made of `extents`, each range as one
-/// [`Bytes`]: without a copy where it lies in one mblock, joined where it
-/// spans several.
-pub fn read_ranges(pool: &Pool, extents: &[Extent], ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
-    Ok(read_pieces(pool, extents, ranges)?
-        .into_iter()
-        .map(|mut v| {
-            if v.len() == 1 {
-                return v.pop().unwrap_or_default();
-            }
-            let mut out = BytesMut::with_capacity(v.iter().map(Bytes::len).sum());
-            for b in v {
-                out.extend_from_slice(&b);
-            }
-            out.freeze()
+/// Read `runs`, each into a buffer of its own (in the order given): one
+/// on this thread, several through the pool's reader, up to
+/// [`READ_DEPTH`] in flight. Each comes with the bytes its buffer takes.
+fn read_runs(pool: &Pool, runs: &[Run]) -> Result<Vec<(Bytes, usize)>> {
+    let align = read_align(pool);
+    if let [r] = runs {
+        let (mut buf, off) = aligned_vec(r.bytes);
+        let span = (r.id, r.len, r.offset, &mut buf[off..off + r.bytes]);
+        run_spans(pool, vec![span], align)?;
+        let size = buf.capacity();
+        return Ok(vec![(Bytes::from(buf).slice(off..off + r.bytes), size)]);
+    }
+    let mut done: Vec<Option<AlignedBuf>> = runs.iter().map(|_| None).collect();
+    if runs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let index: HashMap<(u64, u64), usize> = runs
+        .iter()
+        .enumerate()
+        .map(|(i, r)| ((r.id.object_id().raw(), r.offset), i))
+        .collect();
+    {
+        let mut rd = pool.mblock_reader(runs.len().min(READ_DEPTH))?;
+        for r in runs {
+            rd.push(AlignedRead {
+                id: r.id,
+                offset: r.offset,
+                buf: AlignedBuf::scratch(r.bytes, ALIGN),
+            })?;
+        }
+        for got in rd.by_ref() {
+            let got = got?;
+            let Some(&i) = index.get(&(got.id.object_id().raw(), got.offset)) else {
+                return Err(internal(format!(
+                    "a read of {} at {} came back that was not asked for",
+                    got.id, got.offset
+                )));
+            };
+            done[i] = Some(got.buf);
+        }
+    }
+    runs.iter()
+        .zip(done)
+        .map(|(r, d)| {
+            d.map(|b| {
+                let size = b.len();
+                (Bytes::from_owner(Owned(b)), size)
+            })
+            .ok_or_else(|| {
+                internal(format!(
+                    "a read of {} at {} never came back",
+                    r.id, r.offset
+                ))
+            })
         })
-        .collect())
+        .collect()
+}
+
+/// Read `ranges` of an object made of `extents` (each inside the
+/// object), each as one [`Bytes`]: through `cache` when it takes reads
+/// that long, else straight from the device ([`read_direct`]).
+pub fn read_ranges(
+    pool: &Pool,
+    cache: &ContentCache,
+    extents: &[Extent],
+    ranges: &[Range<u64>],
+) -> Result<Vec<Bytes>> {
+    let (small, large): (Vec<usize>, Vec<usize>) = (0..ranges.len())
+        .partition(|&i| cache.serves(ranges[i].end.saturating_sub(ranges[i].start)));
+    let mut out: Vec<Bytes> = vec![Bytes::new(); ranges.len()];
+    if !small.is_empty() {
+        let want: Vec<Range<u64>> = small.iter().map(|&i| ranges[i].clone()).collect();
+        let got = plan(cache, extents, &want).finish(pool, cache)?;
+        for (i, b) in small.into_iter().zip(got) {
+            out[i] = b;
+        }
+    }
+    for i in large {
+        out[i] = read_direct(pool, extents, &ranges[i])?;
+    }
+    Ok(out)
 }

@@ -13,6 +13,15 @@
 //! moves its blocking work to tokio's blocking pool (`spawn_blocking`), so
 //! the store needs a tokio runtime, as object_store's own stores do.
 //!
+//! Reads are O_DIRECT, so the store keeps what it read recently in a
+//! content cache of its own ([`StoreOptions::cache_bytes`], 256 MiB by
+//! default), as the kernel's page cache does for a file system's readers:
+//! a read of up to [`StoreOptions::cache_max_read`] (4 MiB) whose bytes
+//! are cached is served from memory, without a device read or a blocking
+//! call. Longer reads go from the device straight into one buffer, several
+//! mblocks at once. The cache is keyed by mblock, and mblocks never change,
+//! so an overwritten or deleted object is never served from it.
+//!
 //! ```
 //! # use mpool::{CreateOptions, DeviceSpec, Pool};
 //! # use mpool_object_store::{MpoolStore, StoreOptions};
@@ -40,6 +49,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 #![warn(missing_docs)]
 
+mod cache;
 mod catalog;
 mod data;
 mod multipart;
@@ -47,13 +57,14 @@ pub mod record;
 #[cfg(feature = "internals")]
 pub mod torture;
 
+pub use cache::CacheStats;
 pub use catalog::{e_tag, store_names, Entry, StoreError};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use catalog::{Catalog, CatalogOptions, Mode, Refusal};
 use chrono::{DateTime, Utc};
-use futures_util::stream::{self, BoxStream, StreamExt, TryStreamExt};
+use futures_util::stream::{self, BoxStream, StreamExt};
 use mpool::{MediaClass, Pool};
 use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path;
@@ -70,8 +81,21 @@ use std::sync::{Arc, Mutex, MutexGuard};
 /// ([`StoreOptions::inline_max`]).
 pub const DEFAULT_INLINE_MAX: u64 = 4096;
 
-/// Bytes a streamed `get` reads per step.
-const GET_CHUNK: u64 = 32 << 20;
+/// Bytes a `get` that bypasses the cache reads per step: an object up to
+/// this size comes back as one buffer, a larger one streams in steps of
+/// this size (the next read while the caller takes this one).
+pub const GET_STEP: u64 = 64 << 20;
+
+/// The content cache's default budget ([`StoreOptions::cache_bytes`]).
+pub const DEFAULT_CACHE_BYTES: u64 = 256 << 20;
+
+/// Reads up to this long go through the content cache by default
+/// ([`StoreOptions::cache_max_read`]).
+pub const DEFAULT_CACHE_MAX_READ: u64 = 4 << 20;
+
+/// The content cache's chunk: what a miss reads at least (rounded up to
+/// the pool's checksum block when that is larger).
+pub const CACHE_CHUNK: u64 = 64 << 10;
 
 /// The store's name in object_store errors.
 const STORE: &str = "mpool";
@@ -87,6 +111,8 @@ pub struct StoreOptions {
     inline_max: u64,
     catalog_bytes: Option<u64>,
     class: MediaClass,
+    cache_bytes: u64,
+    cache_max_read: u64,
 }
 
 impl Default for StoreOptions {
@@ -96,6 +122,8 @@ impl Default for StoreOptions {
             inline_max: DEFAULT_INLINE_MAX,
             catalog_bytes: None,
             class: MediaClass::Capacity,
+            cache_bytes: DEFAULT_CACHE_BYTES,
+            cache_max_read: DEFAULT_CACHE_MAX_READ,
         }
     }
 }
@@ -138,12 +166,43 @@ impl StoreOptions {
         self.class = class;
         self
     }
+
+    /// Memory budget of the store's cache of content read recently
+    /// (default [`DEFAULT_CACHE_BYTES`], 256 MiB; 0 turns it off).
+    ///
+    /// mpool reads O_DIRECT: without this cache every get is a device
+    /// read, where a file system's readers get what was read recently
+    /// from the kernel's page cache. The cache keeps [`CACHE_CHUNK`]
+    /// chunks of mblocks, read in on a miss and kept by CLOCK (second
+    /// chance) within the budget, which counts the whole read buffers
+    /// the cached chunks keep alive. It fills on reads only (a put does
+    /// not fill it). It can never serve stale bytes: chunks are keyed by
+    /// mblock, a committed mblock never changes and its ID is never used
+    /// again, and an overwrite or delete changes what the catalog names
+    /// before any later get looks here (the chunks of freed mblocks are
+    /// dropped). Each store has its own cache; [`MpoolStore::cache_stats`]
+    /// tells how it does.
+    pub fn cache_bytes(mut self, bytes: u64) -> Self {
+        self.cache_bytes = bytes;
+        self
+    }
+
+    /// Reads (a get's range, or one range of `get_ranges`) longer than
+    /// this bypass the content cache (default [`DEFAULT_CACHE_MAX_READ`],
+    /// 4 MiB): they are read straight into one buffer, several mblocks at
+    /// once, and not cached, so that one large read does not push out
+    /// what smaller reads keep using. `u64::MAX` caches every read.
+    pub fn cache_max_read(mut self, bytes: u64) -> Self {
+        self.cache_max_read = bytes;
+        self
+    }
 }
 
 /// An [`ObjectStore`] over an mpool [`Pool`]. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct MpoolStore {
     cat: Arc<Catalog>,
+    cache: Arc<cache::ContentCache>,
     class: MediaClass,
     inline_max: u64,
     name: String,
@@ -305,16 +364,24 @@ impl MpoolStore {
                 .map_or(0, |u| u.size);
             (16u64 << 20).min(class / 32).max(1)
         });
+        let chunk = CACHE_CHUNK.max(data::read_align(&pool));
+        let cache = Arc::new(cache::ContentCache::new(
+            opts.cache_bytes,
+            opts.cache_max_read,
+            chunk,
+        ));
         let cat = Catalog::open(
             pool,
             &CatalogOptions {
                 name: opts.name.clone(),
                 catalog_bytes,
                 class: opts.class,
+                cache: Some(cache.clone()),
             },
         )?;
         Ok(MpoolStore {
             cat: Arc::new(cat),
+            cache,
             class: opts.class,
             inline_max: opts.inline_max,
             name: opts.name.clone(),
@@ -330,6 +397,18 @@ impl MpoolStore {
     /// The catalog MDC.
     pub fn catalog_mdc(&self) -> Option<mpool::MdcId> {
         self.cat.mdc_id()
+    }
+
+    /// Figures of the store's content cache ([`StoreOptions::cache_bytes`]).
+    pub fn cache_stats(&self) -> CacheStats {
+        self.cache.stats()
+    }
+
+    /// Empty the store's content cache (its memory is freed once the
+    /// buffers handed out are dropped too): the next reads come from the
+    /// device, as a file system's after `POSIX_FADV_DONTNEED`.
+    pub fn clear_cache(&self) {
+        self.cache.clear()
     }
 
     /// Compact the catalog now (it also compacts by itself).
@@ -450,6 +529,7 @@ impl MpoolStore {
         }
         let mut v = data::read_ranges(
             self.pool(),
+            &self.cache,
             &e.blocks.extents,
             std::slice::from_ref(&(0..e.size)),
         )?;
@@ -601,29 +681,54 @@ impl ObjectStore for MpoolStore {
                 extensions: Default::default(),
             });
         }
+        let end = if options.head { range.start } else { range.end };
+        if range.start < end && self.cache.serves(end - range.start) {
+            // Through the cache: from memory when every chunk is there,
+            // else read when the stream is first polled. Either way the
+            // stream holds the object's mblocks until it is done, as a
+            // read from the device does.
+            let want = range.start..end;
+            let plan = data::plan(&self.cache, &e.blocks.extents, std::slice::from_ref(&want));
+            let ready = if plan.complete() {
+                Some(plan.assemble()?.pop().unwrap_or_default())
+            } else {
+                None
+            };
+            let (pool, cache) = (self.pool().clone(), self.cache.clone());
+            let held = e.blocks.clone();
+            let s = stream::once(async move {
+                if let Some(b) = ready {
+                    drop(held);
+                    return Ok(b);
+                }
+                blocking(move || {
+                    let r = plan.finish(&pool, &cache);
+                    drop(held);
+                    Ok(r?.pop().unwrap_or_default())
+                })
+                .await
+            });
+            return Ok(GetResult {
+                payload: GetResultPayload::Stream(s.boxed()),
+                meta,
+                range,
+                attributes,
+                extensions: Default::default(),
+            });
+        }
         let pool = self.pool().clone();
         let blocks = e.blocks.clone();
-        let end = if options.head { range.start } else { range.end };
-        let starts: Vec<u64> = (range.start..end).step_by(GET_CHUNK as usize).collect();
-        // The next step is read while the caller consumes this one.
+        let starts: Vec<u64> = (range.start..end).step_by(GET_STEP as usize).collect();
+        // Each step one buffer; the next step is read while the caller
+        // takes this one.
         let s = stream::iter(starts)
             .map(move |pos| {
                 let pool = pool.clone();
                 let blocks = blocks.clone();
-                let to = end.min(pos + GET_CHUNK);
-                blocking(move || {
-                    // The pieces of each mblock, handed out without a copy.
-                    let mut v = data::read_pieces(
-                        &pool,
-                        &blocks.extents,
-                        std::slice::from_ref(&(pos..to)),
-                    )?;
-                    let pieces = v.pop().unwrap_or_default();
-                    Ok(stream::iter(pieces.into_iter().map(Ok)))
-                })
+                let to = end.min(pos + GET_STEP);
+                blocking(move || Ok(data::read_direct(&pool, &blocks.extents, &(pos..to))?))
             })
-            .buffered(2)
-            .try_flatten();
+            .buffered(2);
         Ok(GetResult {
             payload: GetResultPayload::Stream(s.boxed()),
             meta,
@@ -656,8 +761,32 @@ impl ObjectStore for MpoolStore {
                 .map(|r| b.slice(r.start as usize..r.end as usize))
                 .collect());
         }
-        let pool = self.pool().clone();
-        blocking(move || Ok(data::read_ranges(&pool, &e.blocks.extents, &checked)?)).await
+        if checked
+            .iter()
+            .all(|r| self.cache.serves(r.end.saturating_sub(r.start)))
+        {
+            let plan = data::plan(&self.cache, &e.blocks.extents, &checked);
+            if plan.complete() {
+                return Ok(plan.assemble()?);
+            }
+            let (pool, cache) = (self.pool().clone(), self.cache.clone());
+            return blocking(move || {
+                let r = plan.finish(&pool, &cache);
+                drop(e);
+                Ok(r?)
+            })
+            .await;
+        }
+        let (pool, cache) = (self.pool().clone(), self.cache.clone());
+        blocking(move || {
+            Ok(data::read_ranges(
+                &pool,
+                &cache,
+                &e.blocks.extents,
+                &checked,
+            )?)
+        })
+        .await
     }
 
     fn delete_stream(

@@ -1,5 +1,6 @@
 //! The object-store backend's tests: one binary, one behaviour per module.
 
+mod cache;
 mod coexist;
 mod common;
 mod conformance;
