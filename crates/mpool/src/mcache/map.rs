@@ -83,6 +83,7 @@ pub(super) struct Obj {
 impl Obj {
     /// The object's identity in the pin slots: its address, which stays
     /// put while its map lives (and so while a guard on it does).
+    #[inline]
     pub(super) fn key(&self) -> usize {
         self as *const Obj as usize
     }
@@ -90,6 +91,7 @@ impl Obj {
     /// Stamp an access at clock `now`: a store only when the clock moved
     /// since the last stamp, so that guards on a hot object mostly leave
     /// its line shared between the readers' caches.
+    #[inline]
     pub(super) fn stamp(&self, now: u64) {
         if self.last.load(Ordering::Relaxed) != now {
             self.last.store(now, Ordering::Relaxed);
@@ -107,6 +109,8 @@ impl Obj {
 /// The state of a map, shared with the fault handlers and the reaper.
 #[derive(Debug)]
 pub(crate) struct MapInner {
+    /// The process' cache (kept here: a guard needs no lookup).
+    pub cache: &'static Cache,
     pub base: usize,
     pub size: usize,
     pub objs: Vec<Obj>,
@@ -162,7 +166,7 @@ fn reserve(size: usize) -> std::io::Result<Region> {
 
 impl MapInner {
     pub(super) fn new(
-        c: &Cache,
+        c: &'static Cache,
         pool: Pool,
         targets: Vec<MapTarget>,
         holds: ZoneHolds,
@@ -213,6 +217,7 @@ impl MapInner {
             .fetch_add(objs.len() as u64, Ordering::Relaxed);
         c.stats.maps.fetch_add(1, Ordering::Relaxed);
         Ok(MapInner {
+            cache: c,
             base,
             size,
             objs,

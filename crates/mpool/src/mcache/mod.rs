@@ -301,9 +301,7 @@ impl std::ops::Deref for MappedRef<'_> {
 impl Drop for MappedRef<'_> {
     fn drop(&mut self) {
         let o = &self.map.objs[self.index];
-        if let Some(c) = cache::started() {
-            o.stamp(c.tick());
-        }
+        o.stamp(self.map.cache.tick());
         match &self.pin {
             Some(p) => p.release(),
             None => {
@@ -414,7 +412,7 @@ impl McacheMap {
     /// are loaded first when they are not resident.
     pub fn range(&self, i: usize, range: Range<u64>) -> Result<MappedRef<'_>> {
         self.check_range(i, &range)?;
-        let c = cache::cache()?;
+        let c = self.inner.cache;
         let o = &self.inner.objs[i];
         // Pinned before residency is checked (see the ordering argument
         // in `pins`): in this thread's own slot, so that two threads

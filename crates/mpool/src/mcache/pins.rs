@@ -107,6 +107,7 @@ pub(super) struct Pin(&'static AtomicUsize);
 
 impl Pin {
     /// Release it (the guard's drop; any thread).
+    #[inline]
     pub(super) fn release(&self) {
         self.0.store(0, Ordering::Release);
     }
@@ -116,6 +117,7 @@ impl Pin {
 /// block: step (1) of the module's ordering argument. None when the
 /// thread has no block or no free slot (the caller pins through the
 /// shared count instead).
+#[inline]
 pub(super) fn pin(key: usize) -> Option<Pin> {
     MINE.try_with(|m| {
         let b = match m.0.get() {
