@@ -841,6 +841,52 @@ fn primitives(
             "ns".into(),
         ));
     }
+    // The same, from `threads` threads at once over the same 8 objects
+    // (as the experiment's Zipfian readers share its hottest objects):
+    // what a guard's writes to a line the threads share would cost.
+    let hot = n.min(8);
+    for _ in 0..3 {
+        let shared = |guard: bool| -> Result<f64> {
+            let per: Vec<f64> = std::thread::scope(|s| {
+                let hs: Vec<_> = (0..a.threads.max(1))
+                    .map(|t| {
+                        let (map, files) = (&map, &files);
+                        s.spawn(move || {
+                            let mut r = Rng(101 + t as u64);
+                            per_op(1_000_000, |_| {
+                                let v = r.next();
+                                let (i, off) = (
+                                    (v % hot as u64) as usize,
+                                    ((v >> 20) as usize % pages) * PAGE,
+                                );
+                                let b: &[u8] = if guard {
+                                    &map.range(i, off as u64..off as u64 + 100)?
+                                } else {
+                                    &files[i].bytes()[off..off + 100]
+                                };
+                                Ok(b.iter().map(|&b| u64::from(b)).sum())
+                            })
+                        })
+                    })
+                    .collect();
+                hs.into_iter()
+                    .map(|h| h.join().map_err(|_| anyhow!("reader panicked"))?)
+                    .collect::<Result<Vec<f64>>>()
+            })?;
+            Ok(per.iter().sum::<f64>() / per.len() as f64)
+        };
+        let g = shared(true)?;
+        let f = shared(false)?;
+        rows.push((
+            format!(
+                "resident read 100 B, {} threads on the same {hot} objects: guard vs file mmap (ns per read)",
+                a.threads.max(1)
+            ),
+            g,
+            f,
+            "ns".into(),
+        ));
+    }
     drop(map);
     drop(files);
     // Misses: one page of an evicted object vs a major fault of a file

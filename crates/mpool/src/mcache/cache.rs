@@ -53,6 +53,7 @@ pub(super) struct Cache {
 
 impl Cache {
     /// The access clock now.
+    #[inline]
     pub fn tick(&self) -> u64 {
         self.clock.load(Ordering::Relaxed)
     }

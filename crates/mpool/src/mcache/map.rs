@@ -69,7 +69,8 @@ pub(super) struct Obj {
     pub resident: AtomicU32,
     /// The access clock at the last access.
     pub last: AtomicU64,
-    /// Slices in use (guards): never evicted while above zero.
+    /// Guards that could not pin in their thread's slot (see `pins`), and
+    /// user-mode `slice` loads: never evicted while above zero.
     pub pins: AtomicU32,
     /// Loaded for a slice valid as long as the map (user-mode faults
     /// only): never evicted.
@@ -79,9 +80,37 @@ pub(super) struct Obj {
     pub visits: AtomicU32,
 }
 
+impl Obj {
+    /// The object's identity in the pin slots: its address, which stays
+    /// put while its map lives (and so while a guard on it does).
+    #[inline]
+    pub(super) fn key(&self) -> usize {
+        self as *const Obj as usize
+    }
+
+    /// Stamp an access at clock `now`: a store only when the clock moved
+    /// since the last stamp, so that guards on a hot object mostly leave
+    /// its line shared between the readers' caches.
+    #[inline]
+    pub(super) fn stamp(&self, now: u64) {
+        if self.last.load(Ordering::Relaxed) != now {
+            self.last.store(now, Ordering::Relaxed);
+        }
+    }
+
+    /// In use: a guard pins it, in a thread's slot or through the shared
+    /// count. Call it after clearing the resident bits of what is to be
+    /// evicted (step (b) of the ordering argument in `pins`).
+    pub(super) fn pinned(&self) -> bool {
+        self.pins.load(Ordering::SeqCst) > 0 || super::pins::pinned(self.key())
+    }
+}
+
 /// The state of a map, shared with the fault handlers and the reaper.
 #[derive(Debug)]
 pub(crate) struct MapInner {
+    /// The process' cache (kept here: a guard needs no lookup).
+    pub cache: &'static Cache,
     pub base: usize,
     pub size: usize,
     pub objs: Vec<Obj>,
@@ -137,7 +166,7 @@ fn reserve(size: usize) -> std::io::Result<Region> {
 
 impl MapInner {
     pub(super) fn new(
-        c: &Cache,
+        c: &'static Cache,
         pool: Pool,
         targets: Vec<MapTarget>,
         holds: ZoneHolds,
@@ -188,6 +217,7 @@ impl MapInner {
             .fetch_add(objs.len() as u64, Ordering::Relaxed);
         c.stats.maps.fetch_add(1, Ordering::Relaxed);
         Ok(MapInner {
+            cache: c,
             base,
             size,
             objs,
@@ -291,7 +321,7 @@ impl MapInner {
         let p = (addr - self.base - o.off) / PAGE;
         let w = self.window(i, p..p + 1);
         let (first, last) = (w.start, w.end);
-        o.last.store(c.tick(), Ordering::Relaxed);
+        o.stamp(c.tick());
         self.mark(i, p..p + 1);
         let filled = match self.fill(c, i, first..last) {
             Ok(f) => Ok(f),
@@ -444,11 +474,10 @@ impl MapInner {
                 // Announce the eviction (clear the resident bits), then look
                 // for users: a guard pins first, then checks the bits (both
                 // sequentially consistent), so either it sees them cleared
-                // and loads again under this lock, or this sees its pin.
+                // and loads again under this lock, or this sees its pin (in
+                // a thread's slot or the shared count: see `pins`).
                 let snap: Vec<u64> = o.res.iter().map(|w| w.swap(0, Ordering::SeqCst)).collect();
-                if (o.pins.load(Ordering::SeqCst) > 0 && !may_evict_in_use)
-                    || o.kept.load(Ordering::SeqCst)
-                {
+                if (!may_evict_in_use && o.pinned()) || o.kept.load(Ordering::SeqCst) {
                     for (w, v) in o.res.iter().zip(snap) {
                         w.fetch_or(v, Ordering::SeqCst);
                     }
@@ -489,10 +518,14 @@ impl MapInner {
     /// again before the next step. An object in use (a live guard), kept,
     /// or with a poisoned page and referenced pages is left alone. The
     /// bytes freed.
-    pub(super) fn second_chance(&self, c: &Cache, i: usize) -> u64 {
+    ///
+    /// `busy` is a sorted snapshot of the pinned objects' keys (a cheap
+    /// pre-filter: the pins are checked again after the announcement).
+    pub(super) fn second_chance(&self, c: &Cache, i: usize, busy: &[usize]) -> u64 {
         let o = &self.objs[i];
         if o.resident.load(Ordering::Relaxed) == 0
             || o.pins.load(Ordering::Relaxed) > 0
+            || busy.binary_search(&o.key()).is_ok()
             || o.kept.load(Ordering::Relaxed)
         {
             return 0;
@@ -537,7 +570,7 @@ impl MapInner {
                 v
             })
             .collect();
-        if o.pins.load(Ordering::SeqCst) > 0 || o.kept.load(Ordering::SeqCst) {
+        if o.pinned() || o.kept.load(Ordering::SeqCst) {
             for (w, v) in o.res.iter().zip(&victims) {
                 w.fetch_or(*v, Ordering::SeqCst);
             }

@@ -97,6 +97,7 @@
 
 mod cache;
 mod map;
+mod pins;
 mod reaper;
 mod uffd;
 
@@ -285,6 +286,9 @@ pub struct MappedRef<'a> {
     map: &'a MapInner,
     index: usize,
     bytes: &'a [u8],
+    /// The pin in the taking thread's slot (None: the object's shared
+    /// count).
+    pin: Option<pins::Pin>,
 }
 
 impl std::ops::Deref for MappedRef<'_> {
@@ -297,10 +301,13 @@ impl std::ops::Deref for MappedRef<'_> {
 impl Drop for MappedRef<'_> {
     fn drop(&mut self) {
         let o = &self.map.objs[self.index];
-        if let Ok(c) = cache::cache() {
-            o.last.store(c.tick(), Ordering::Relaxed);
+        o.stamp(self.map.cache.tick());
+        match &self.pin {
+            Some(p) => p.release(),
+            None => {
+                o.pins.fetch_sub(1, Ordering::Release);
+            }
         }
-        o.pins.fetch_sub(1, Ordering::Release);
     }
 }
 
@@ -405,20 +412,24 @@ impl McacheMap {
     /// are loaded first when they are not resident.
     pub fn range(&self, i: usize, range: Range<u64>) -> Result<MappedRef<'_>> {
         self.check_range(i, &range)?;
-        let c = cache::cache()?;
+        let c = self.inner.cache;
         let o = &self.inner.objs[i];
-        // Pinned before residency is checked (see `MapInner::evict_many`).
-        o.pins.fetch_add(1, Ordering::SeqCst);
-        // Stamped only when the clock moved (one store saved per guard;
-        // the pin count's update above still writes the object's line).
-        let now = c.tick();
-        if o.last.load(Ordering::Relaxed) != now {
-            o.last.store(now, Ordering::Relaxed);
+        // Pinned before residency is checked (see the ordering argument
+        // in `pins`): in this thread's own slot, so that two threads
+        // reading one object write no line in common; through the shared
+        // count only when the thread's slots are all in use.
+        let pin = pins::pin(o.key());
+        if pin.is_none() {
+            o.pins.fetch_add(1, Ordering::SeqCst);
         }
+        // Stamped only when the clock moved (it moves on fills and reaper
+        // ticks): most guards write nothing to the object's line.
+        o.stamp(c.tick());
         let guard = MappedRef {
             map: &self.inner,
             index: i,
             bytes: &self.inner.bytes(i)[range.start as usize..range.end as usize],
+            pin,
         };
         if !range.is_empty() {
             let pages = range.start as usize / PAGE..(range.end as usize).div_ceil(PAGE);
@@ -447,7 +458,7 @@ impl McacheMap {
         if range.is_empty() {
             return Ok(());
         }
-        o.last.store(c.tick(), Ordering::Relaxed);
+        o.stamp(c.tick());
         let pages = range.start as usize / PAGE..(range.end as usize).div_ceil(PAGE);
         self.inner.fill(c, i, pages).map(|_| ())
     }
@@ -455,7 +466,7 @@ impl McacheMap {
     /// Stamp object `i` as used now, all of its pages referenced.
     pub fn touch(&self, i: usize) {
         if let (Some(o), Ok(c)) = (self.inner.objs.get(i), cache::cache()) {
-            o.last.store(c.tick(), Ordering::Relaxed);
+            o.stamp(c.tick());
             self.inner.mark(i, 0..o.pages);
         }
     }
@@ -466,7 +477,7 @@ impl McacheMap {
     /// pages it uses and evicts the others of the object first.
     pub fn touch_range(&self, i: usize, range: Range<u64>) {
         if let (Some(o), Ok(c)) = (self.inner.objs.get(i), cache::cache()) {
-            o.last.store(c.tick(), Ordering::Relaxed);
+            o.stamp(c.tick());
             let pages = range.start as usize / PAGE..(range.end as usize).div_ceil(PAGE);
             self.inner.mark(i, pages);
         }
@@ -546,5 +557,73 @@ mod tests {
         assert_eq!(reaper_clone.evict_many(c, &mut [0], true), 0);
         drop(reaper_clone);
         assert_eq!(free(&pool), before + 1);
+    }
+
+    /// The check an eviction makes after announcing itself (what decides,
+    /// whatever the reaper's pre-filter saw) finds a guard's pin in its
+    /// thread's slot, in another thread's slot, and in the shared count
+    /// when the thread's slots are all taken; and a released pin no longer
+    /// holds the object.
+    #[test]
+    fn evictions_recheck_the_slot_pins() {
+        let zone = 1 << 20;
+        let d: DeviceRef = Arc::new(MemDevice::new(16 * zone, 4096));
+        crate::Pool::format_on("pins", &[(Arc::clone(&d), MediaClass::Capacity, zone)], "")
+            .unwrap();
+        let pool = crate::Pool::open_on(vec![d], false).unwrap();
+        let len = 64usize << 10;
+        let ids: Vec<_> = (0..3u8)
+            .map(|k| {
+                let id = pool.mblock_alloc(MediaClass::Capacity).unwrap();
+                pool.mblock_write(id, &vec![k + 1; len]).unwrap();
+                pool.mblock_commit(id).unwrap();
+                id
+            })
+            .collect();
+        let map = pool.mcache_map(&ids, Advice::Cold).unwrap();
+        let c = cache::cache().unwrap();
+        let all = len as u64;
+        for i in 0..3 {
+            map.load(i, 0..all).unwrap();
+        }
+        let resident = |i: usize| map.object_resident_bytes(i);
+
+        // This thread's slot; the pre-filter given nothing (`busy` empty).
+        let g = map.range(0, 0..100).unwrap();
+        assert!(g.pin.is_some(), "pinned in the thread's slot");
+        assert_eq!(map.inner.evict_many(c, &mut [0], false), 0);
+        assert_eq!(map.inner.second_chance(c, 0, &[]), 0);
+        assert_eq!(resident(0), all, "a pinned object lost pages");
+        assert_eq!(&g[..], &[1u8; 100][..]);
+
+        // A guard taken in another thread (which has ended since), then
+        // dropped here.
+        let g1 = std::thread::scope(|s| s.spawn(|| map.range(1, 0..100)).join())
+            .unwrap()
+            .unwrap();
+        assert!(g1.pin.is_some());
+        assert_eq!(map.inner.evict_many(c, &mut [1], false), 0);
+        assert_eq!(resident(1), all);
+        drop(g1);
+        assert_eq!(map.inner.evict_many(c, &mut [1], false), all);
+        assert_eq!(resident(1), 0);
+
+        // More guards than slots: the last ones pin the shared count.
+        let mut gs: Vec<MappedRef<'_>> = Vec::new();
+        while gs.last().is_none_or(|g| g.pin.is_some()) {
+            gs.push(map.range(2, 0..10).unwrap());
+        }
+        assert_eq!(gs.len(), pins::SLOTS, "one slot is g's");
+        let shared = gs.pop().unwrap();
+        drop(gs);
+        assert_eq!(map.inner.evict_many(c, &mut [2], false), 0);
+        assert_eq!(map.inner.second_chance(c, 2, &[]), 0);
+        assert_eq!(resident(2), all);
+        drop(shared);
+        assert_eq!(map.inner.evict_many(c, &mut [2], false), all);
+
+        drop(g);
+        assert_eq!(map.inner.evict_many(c, &mut [0], false), all);
+        assert_eq!(map.get(0).unwrap()[..], vec![1u8; len][..]);
     }
 }

@@ -148,6 +148,9 @@ pub(super) fn run(c: &'static Cache) {
 pub(super) fn reap(c: &Cache, need: u64) -> u64 {
     let now = c.tick();
     let maps: Vec<Arc<MapInner>> = crate::lock::read(&c.maps).values().cloned().collect();
+    // Objects pinned in threads' slots now (a pre-filter; eviction checks
+    // the pins again after announcing itself).
+    let busy = super::pins::snapshot();
     let mut cand: Vec<(u64, usize, usize)> = Vec::new();
     let mut objects = 0usize;
     for (m, map) in maps.iter().enumerate() {
@@ -156,6 +159,7 @@ pub(super) fn reap(c: &Cache, need: u64) -> u64 {
         for (i, o) in map.objs.iter().enumerate() {
             if o.resident.load(Ordering::Relaxed) == 0
                 || o.pins.load(Ordering::Relaxed) > 0
+                || busy.binary_search(&o.key()).is_ok()
                 || o.kept.load(Ordering::Relaxed)
                 || o.refd.iter().any(|w| w.load(Ordering::Relaxed) != 0)
             {
@@ -213,7 +217,7 @@ pub(super) fn reap(c: &Cache, need: u64) -> u64 {
                     .fetch_add(1, Ordering::Relaxed)
                     .is_multiple_of(scale))
         {
-            freed += map.second_chance(c, i);
+            freed += map.second_chance(c, i, &busy);
         }
         i += 1;
     }

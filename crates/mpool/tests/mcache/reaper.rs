@@ -210,3 +210,61 @@ fn pinned_objects_keep_every_page() {
     assert_eq!(map.object_resident_bytes(0), 0);
     mcache::set_reaper(true).unwrap();
 }
+
+/// Guards pin their objects in their own thread's slot (two threads
+/// reading one object write no line in common); the reaper sees those
+/// pins whichever thread holds the guard, where it was taken, and when a
+/// thread holds more guards than it has slots.
+#[test]
+fn pins_of_other_threads_and_beyond_the_slots_keep_their_objects() {
+    let _s = serial();
+    mcache::set_reaper(false).unwrap();
+    let pool = mem_pool(64, 1 << 20);
+    let n = 12;
+    let ids: Vec<_> = (0..n)
+        .map(|i| commit(&pool, &pattern(150 + i, LEN)))
+        .collect();
+    let map = pool.mcache_map(&ids, Advice::Cold).unwrap();
+    for i in 0..n as usize {
+        map.load(i, 0..LEN as u64).unwrap();
+    }
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
+    std::thread::scope(|s| {
+        // Owned here, so that a failed assertion below releases the holder.
+        let tx = tx;
+        // Object 0: a guard that another thread holds while the reaper runs.
+        let map = &map;
+        let holder = s.spawn(move || {
+            let g = map.range(0, 7 * PAGE..7 * PAGE + 32).unwrap();
+            ready_tx.send(()).unwrap();
+            rx.recv().unwrap();
+            assert_eq!(&*g, &pattern(150, LEN)[7 * PAGE as usize..][..32]);
+        });
+        ready_rx.recv().unwrap();
+        // Objects 1..11: one guard each in this thread, more than its slots.
+        let guards: Vec<_> = (1..n as usize - 1)
+            .map(|i| map.range(i, 0..16).unwrap())
+            .collect();
+        // Object 11: a guard taken in another thread, held here.
+        let sent = s
+            .spawn(|| map.range(n as usize - 1, 0..16).unwrap())
+            .join()
+            .unwrap();
+        // Twice: the first pass clears the referenced bits.
+        assert_eq!(mcache::reap(u64::MAX).unwrap(), 0);
+        assert_eq!(mcache::reap(u64::MAX).unwrap(), 0);
+        for i in 0..n as usize {
+            assert_eq!(map.object_resident_bytes(i), LEN as u64, "object {i} went");
+        }
+        tx.send(()).unwrap();
+        holder.join().unwrap();
+        drop(guards);
+        drop(sent);
+    });
+    // All released: everything goes in two passes.
+    mcache::reap(u64::MAX).unwrap();
+    mcache::reap(u64::MAX).unwrap();
+    assert_eq!(map.resident_bytes(), 0);
+    mcache::set_reaper(true).unwrap();
+}
