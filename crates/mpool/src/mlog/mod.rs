@@ -154,6 +154,13 @@ const SPIN_MAX_NS: u64 = 20_000;
 const FLUSH_NS_INIT: u64 = 100_000;
 /// One flush in this many is timed for the flush cost estimate.
 const FLUSH_SAMPLE: u64 = 4;
+/// A flush set up to this size is written with one `Device::write_slice`
+/// (one `pwrite` on a file, which the kernel splits as the device needs),
+/// straight from the image; a larger one (async appends piling up) goes
+/// as requests of `MAX_REQ_BYTES` that the device may run in parallel.
+/// 16 KiB records from 8 producers make flush sets of 130 KiB: one write
+/// instead of three copied requests (BENCHMARKS.md, "Session 8").
+const SLICE_MAX: usize = 4 << 20;
 /// Largest single write request of a flush.
 const MAX_REQ_BYTES: usize = 64 * 1024;
 // Requests split at this size stay whole sectors of every accepted size.
@@ -1100,7 +1107,7 @@ impl Mlog {
                 self.dev.flush()?;
             }
             let data = out.bytes().get(..nbytes).unwrap_or(&[]);
-            if data.len() <= MAX_REQ_BYTES {
+            if data.len() <= SLICE_MAX {
                 self.dev.write_slice(base, data)?;
             } else {
                 // Large (async) flush sets: requests the device may run in

@@ -306,6 +306,25 @@ fn group_commit_gathers_every_appender_then_lets_a_lone_one_go() {
     assert_eq!(all(&log).len(), threads * per + 10);
 }
 
+/// A flush set larger than one `write_slice` goes as several requests;
+/// it reads back whole, before and after a reopen, and survives a crash
+/// once synced.
+#[test]
+fn a_flush_set_over_the_slice_limit_goes_as_requests() {
+    let f = fault(16 << 20, 4096);
+    let ext = 0..(16 << 20);
+    let log = Mlog::create(as_dev(&f), ext.clone(), 10).unwrap();
+    let big = rec(1, SLICE_MAX + 3 * MAX_REQ_BYTES + 100);
+    log.append(&rec(0, 10), false).unwrap();
+    let writes = f.stats().writes;
+    log.append(&big, true).unwrap();
+    assert!(f.stats().writes - writes > 1, "one request for the whole set");
+    assert_eq!(all(&log), vec![rec(0, 10), big.clone()]);
+    drop(log);
+    let log = Mlog::open(Arc::new(f.reboot(CrashMode::DropAll)), ext, 10).unwrap();
+    assert_eq!(all(&log), vec![rec(0, 10), big]);
+}
+
 #[test]
 fn stale_records_of_lost_flush_never_return() {
     // Epoch 1: A synced; B and C written in one flush set; a crash loses B

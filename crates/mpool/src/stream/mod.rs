@@ -84,10 +84,13 @@ const PREFAULT_MAX: usize = 64 << 20;
 /// A seal copies a segment into its mblock in writes of this size.
 const SEAL_CHUNK: usize = 1 << 20;
 /// A seal of at least this many bytes is paced: its writes are spread over
-/// half the time the segment took to fill (at most `SEAL_PACE_MAX`), so
-/// that the device sees a steady stream beside the tail's flushes instead
-/// of a burst that every flush in its wake waits behind.
+/// `1 / SEAL_PACE_DIV` of the time the segment took to fill (at most
+/// `SEAL_PACE_MAX`), so that the device sees a steady stream beside the
+/// tail's flushes instead of a burst that every flush in its wake waits
+/// behind. An eighth, by measurement (BENCHMARKS.md, "Session 8"): half
+/// made every flush slower, none left the burst.
 const SEAL_PACE_MIN: usize = 4 << 20;
+const SEAL_PACE_DIV: u32 = 8;
 const SEAL_PACE_MAX: Duration = Duration::from_millis(500);
 /// Default group flush interval.
 pub const DEFAULT_GROUP_FLUSH: Duration = Duration::from_millis(2);
@@ -1087,11 +1090,11 @@ impl StreamInner {
             let Some(m) = g.mem.front() else {
                 return Ok(false);
             };
-            // Spread the copy over half the time the segment took to fill
-            // (at most SEAL_PACE_MAX), unless another segment waits.
+            // Spread the copy over an eighth of the time the segment took
+            // to fill (at most SEAL_PACE_MAX), unless another segment waits.
             let pace = if m.data.len() >= SEAL_PACE_MIN && g.mem.len() <= 2 {
                 m.started
-                    .map_or(Duration::ZERO, |t| t.elapsed() / 2)
+                    .map_or(Duration::ZERO, |t| t.elapsed() / SEAL_PACE_DIV)
                     .min(SEAL_PACE_MAX)
             } else {
                 Duration::ZERO
