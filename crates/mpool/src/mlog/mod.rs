@@ -996,8 +996,18 @@ impl Mlog {
     }
 
     /// Sleep until the next flush (none is in progress) ends.
-    fn sleep_next<'a>(&'a self, mut g: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
-        let k = ((g.flush_no + 1) % 2) as usize;
+    fn sleep_next<'a>(&'a self, g: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        let no = g.flush_no + 1;
+        self.sleep_until_flush(g, no)
+    }
+
+    /// Sleep on the condition variable of flush number `no` until it ends.
+    fn sleep_until_flush<'a>(
+        &'a self,
+        mut g: MutexGuard<'a, State>,
+        no: u64,
+    ) -> MutexGuard<'a, State> {
+        let k = (no % 2) as usize;
         g.sleepers[k] += 1;
         let mut g = crate::lock::wait(&self.cv[k], g);
         g.sleepers[k] -= 1;
@@ -1009,15 +1019,12 @@ impl Mlog {
     /// of one waiter at once when nobody else starts it).
     fn sleep_for<'a>(
         &'a self,
-        mut g: MutexGuard<'a, State>,
+        g: MutexGuard<'a, State>,
         seq: Option<u64>,
     ) -> MutexGuard<'a, State> {
         let next = g.flushing && seq.is_some_and(|s| s >= g.inflight_seq);
-        let k = ((g.flush_no + u64::from(next)) % 2) as usize;
-        g.sleepers[k] += 1;
-        let mut g = crate::lock::wait(&self.cv[k], g);
-        g.sleepers[k] -= 1;
-        g
+        let no = g.flush_no + u64::from(next);
+        self.sleep_until_flush(g, no)
     }
 
     /// Sleep until the flush in progress ends.
