@@ -55,3 +55,51 @@ fn an_old_tail_is_sealed_by_age() {
     assert_eq!(s.read(0).unwrap(), b"one");
     assert_eq!(s.append(b"two").unwrap(), 1);
 }
+
+/// A segment of several MiB is copied in 1 MiB writes, paced: every
+/// record reads back from the sealed segment, before and after a crash.
+#[test]
+fn a_segment_of_many_mib_is_sealed_in_paced_pieces() {
+    use mpool::dev::{CrashMode, DeviceRef, FaultDevice};
+    use mpool::{MediaClass, Pool};
+    use std::sync::Arc;
+    let zone = 8u64 << 20;
+    let dev = Arc::new(FaultDevice::new(12 * zone, 4096));
+    let d: DeviceRef = dev.clone();
+    Pool::format_on("big", &[(Arc::clone(&d), MediaClass::Capacity, zone)], "").unwrap();
+    let pool = Pool::open_on(vec![d], false).unwrap();
+    pool.stream_create("s", &StreamOptions::default()).unwrap();
+    let s = pool.stream_open("s").unwrap();
+    // 6.5 MiB of records of 1 B..16 KiB: seven and a half pieces, paced.
+    let (mut n, mut bytes) = (0u64, 0usize);
+    while bytes < (13 << 19) {
+        let r = record(n, 16 << 10);
+        bytes += r.len();
+        s.append_with(&r, Durability::Group).unwrap();
+        n += 1;
+    }
+    s.sync().unwrap();
+    s.roll().unwrap();
+    s.wait_sealed().unwrap();
+    let st = s.stat();
+    assert_eq!(st.segments.len(), 1, "{st:?}");
+    assert_eq!(st.segments[0].count, n);
+    for i in 0..n {
+        assert_eq!(s.read(i).unwrap(), record(i, 16 << 10), "offset {i}");
+    }
+    drop(s);
+    dev.crash_now();
+    let image = dev.reboot(CrashMode::DropAll);
+    drop(pool);
+    let d: DeviceRef = Arc::new(image);
+    let pool = Pool::open_on(vec![d], false).unwrap();
+    let s = pool.stream_open("s").unwrap();
+    assert_eq!(s.stat().segments.len(), 1);
+    for i in 0..n {
+        assert_eq!(
+            s.read(i).unwrap(),
+            record(i, 16 << 10),
+            "offset {i} after the crash"
+        );
+    }
+}
