@@ -16,15 +16,21 @@ fn pattern(seed: u64, len: usize) -> Vec<u8> {
         .collect()
 }
 
-fn mblocks_in_pool(store: &mpool_object_store::MpoolStore) -> usize {
-    store.pool().sync().unwrap();
+/// Objects of type `ty` in the pool.
+fn objects_in_pool(store: &mpool_object_store::MpoolStore, ty: mpool::ObjType) -> usize {
     store
         .pool()
         .objects()
         .unwrap()
         .iter()
-        .filter(|o| o.ty == mpool::ObjType::Mblock)
+        .filter(|o| o.ty == ty)
         .count()
+}
+
+/// Mblocks in the pool, once every deferred delete is durable.
+fn mblocks_in_pool(store: &mpool_object_store::MpoolStore) -> usize {
+    store.pool().sync().unwrap();
+    objects_in_pool(store, mpool::ObjType::Mblock)
 }
 
 #[test]
@@ -315,13 +321,7 @@ fn a_store_opens_once_per_process() {
 
 /// MDC objects in the pool (the root MDC and every catalog).
 fn mdcs_in_pool(store: &mpool_object_store::MpoolStore) -> usize {
-    store
-        .pool()
-        .objects()
-        .unwrap()
-        .iter()
-        .filter(|o| o.ty == mpool::ObjType::Mdc)
-        .count()
+    objects_in_pool(store, mpool::ObjType::Mdc)
 }
 
 #[test]

@@ -449,6 +449,21 @@ fn tail_capacity(pool: &Pool, seg: u64) -> Result<u64> {
         .max(4096))
 }
 
+/// The in-memory tails not yet listed in the catalog: (mlog, base), in order.
+fn unlogged(mem: &VecDeque<MemSeg>) -> Vec<(u64, u64)> {
+    mem.iter()
+        .filter(|m| !m.logged)
+        .map(|m| (m.mlog, m.base))
+        .collect()
+}
+
+/// Mark the tail on mlog `raw` as listed in the catalog.
+fn mark_logged(mem: &mut VecDeque<MemSeg>, raw: u64) {
+    if let Some(m) = mem.iter_mut().find(|m| m.mlog == raw) {
+        m.logged = true;
+    }
+}
+
 fn mlog_id(raw: u64) -> Result<MlogId> {
     ObjectId::from_raw(raw)
         .and_then(|o| MlogId::try_from(o).ok())
@@ -669,22 +684,8 @@ impl StreamInner {
                 // Promoted tails are listed before a new spare (a spare
                 // record replaces the catalog's spare).
                 if let Ok(_one) = self.tail_log_lock.try_lock() {
-                    let todo: Vec<(u64, u64)> = g
-                        .mem
-                        .iter()
-                        .filter(|m| !m.logged)
-                        .map(|m| (m.mlog, m.base))
-                        .collect();
-                    for (raw, base) in todo {
-                        self.cat.log(CatRecord::Tail {
-                            no: self.no,
-                            mlog: raw,
-                            base,
-                        })?;
-                        if let Some(m) = g.mem.iter_mut().find(|m| m.mlog == raw) {
-                            m.logged = true;
-                        }
-                    }
+                    let todo = unlogged(&g.mem);
+                    self.log_tail_list(todo, |raw| mark_logged(&mut g.mem, raw))?;
                     let (raw, log) = self.make_spare()?;
                     g.spare = Some(raw);
                     g.spare_log = Some(log);
@@ -744,25 +745,26 @@ impl StreamInner {
         Ok((raw, log))
     }
 
-    /// List in the catalog the tails a roll promoted (in order).
-    fn log_tails(&self) -> Result<()> {
-        let _one = lock(&self.tail_log_lock);
-        let todo: Vec<(u64, u64)> = lock(&self.st)
-            .mem
-            .iter()
-            .filter(|m| !m.logged)
-            .map(|m| (m.mlog, m.base))
-            .collect();
+    /// Log a `T` record for each of `todo` (mlog, base), in order, and
+    /// `mark` each listed once its record is durable; the caller holds
+    /// `tail_log_lock`.
+    fn log_tail_list(&self, todo: Vec<(u64, u64)>, mut mark: impl FnMut(u64)) -> Result<()> {
         for (raw, base) in todo {
             self.cat.log(CatRecord::Tail {
                 no: self.no,
                 mlog: raw,
                 base,
             })?;
-            if let Some(m) = lock(&self.st).mem.iter_mut().find(|m| m.mlog == raw) {
-                m.logged = true;
-            }
+            mark(raw);
         }
+        Ok(())
+    }
+
+    /// List in the catalog the tails a roll promoted (in order).
+    fn log_tails(&self) -> Result<()> {
+        let _one = lock(&self.tail_log_lock);
+        let todo = unlogged(&lock(&self.st).mem);
+        self.log_tail_list(todo, |raw| mark_logged(&mut lock(&self.st).mem, raw))?;
         Ok(())
     }
 
