@@ -145,6 +145,25 @@ impl Files {
     }
 }
 
+/// A pool named `name` on a new file `path` of `size` bytes with zones
+/// (and segments) of `zone` bytes, written over if it exists.
+fn file_pool(name: &str, path: &Path, size: u64, zone: u64, preallocate: bool) -> Result<Pool> {
+    Pool::create(
+        name,
+        &DeviceSpec {
+            path: path.to_path_buf(),
+            create_size: Some(size),
+            zone_size: zone,
+        },
+        &CreateOptions {
+            force: true,
+            preallocate,
+            ..CreateOptions::default()
+        },
+    )
+    .with_context(|| format!("creating the pool on {}", path.display()))
+}
+
 fn cell<F: Fn(usize, &[u8]) -> Result<()> + Sync>(
     producers: usize,
     rec: usize,
@@ -194,20 +213,7 @@ pub fn run(a: &StreamArgs) -> Result<Table> {
         ),
     ));
     let res = (|| -> Result<()> {
-        let pool = Pool::create(
-            &name,
-            &DeviceSpec {
-                path: path.clone(),
-                create_size: Some(a.size),
-                zone_size: a.segment,
-            },
-            &CreateOptions {
-                force: true,
-                preallocate: true,
-                ..CreateOptions::default()
-            },
-        )
-        .context("creating the pool")?;
+        let pool = file_pool(&name, &path, a.size, a.segment, true)?;
         let mut sn = 0;
         let run_appends = a.tests.iter().any(|t| t == "append");
         for &rec in a.records.iter().filter(|_| run_appends) {
@@ -507,18 +513,7 @@ fn open_run(a: &StreamArgs, dir: &Path, t: &mut Table) -> Result<()> {
     let seg = 1u64 << 20;
     let res = (|| -> Result<()> {
         let size = (a.open_segments * 2 + 256) * seg;
-        let pool = Pool::create(
-            &name,
-            &DeviceSpec {
-                path: path.clone(),
-                create_size: Some(size),
-                zone_size: seg,
-            },
-            &CreateOptions {
-                force: true,
-                ..CreateOptions::default()
-            },
-        )?;
+        let pool = file_pool(&name, &path, size, seg, false)?;
         pool.stream_create("many", &StreamOptions::default())?;
         let s = pool.stream_open("many")?;
         let data = vec![7u8; 4096];
@@ -528,6 +523,7 @@ fn open_run(a: &StreamArgs, dir: &Path, t: &mut Table) -> Result<()> {
             s.wait_sealed()?;
         }
         s.sync()?;
+        s.wait_sealed()?;
         let st = s.stat();
         s.close()?;
         pool.close()?;
@@ -538,9 +534,11 @@ fn open_run(a: &StreamArgs, dir: &Path, t: &mut Table) -> Result<()> {
             let s = pool.stream_open("many")?;
             let e = t0.elapsed().as_secs_f64();
             best = best.min(e);
+            let after = s.stat().segments.len();
             anyhow::ensure!(
-                s.stat().segments.len() == st.segments.len(),
-                "segments after reopen"
+                after == st.segments.len(),
+                "{after} segments after reopen, {} before",
+                st.segments.len()
             );
             s.close()?;
             pool.close()?;
@@ -579,18 +577,7 @@ fn open_big(a: &StreamArgs, bytes: u64, dir: &Path, t: &mut Table) -> Result<()>
     let res = (|| -> Result<()> {
         let segs = bytes.div_ceil(seg);
         let size = (segs + 16) * seg + bytes / 16 + (256 << 20);
-        let pool = Pool::create(
-            &name,
-            &DeviceSpec {
-                path: path.clone(),
-                create_size: Some(size),
-                zone_size: seg,
-            },
-            &CreateOptions {
-                force: true,
-                ..CreateOptions::default()
-            },
-        )?;
+        let pool = file_pool(&name, &path, size, seg, false)?;
         pool.stream_create("big", &StreamOptions::default())?;
         let s = pool.stream_open("big")?;
         let data = vec![7u8; 4096];
@@ -602,6 +589,9 @@ fn open_big(a: &StreamArgs, bytes: u64, dir: &Path, t: &mut Table) -> Result<()>
             }
         }
         s.sync()?;
+        // Every rolled tail sealed before the count (close seals what is
+        // left, and the reopened stream would count those too).
+        s.wait_sealed()?;
         let st = s.stat();
         let build = t0.elapsed().as_secs_f64();
         s.close()?;
@@ -620,9 +610,11 @@ fn open_big(a: &StreamArgs, bytes: u64, dir: &Path, t: &mut Table) -> Result<()>
             }
             cold = cold.min(e);
             warm = warm.min(stream_only);
+            let after = s.stat().segments.len();
             anyhow::ensure!(
-                s.stat().segments.len() == st.segments.len(),
-                "segments after reopen"
+                after == st.segments.len(),
+                "{after} segments after reopen, {} before",
+                st.segments.len()
             );
             drop(s);
             // The same stream again on the open pool (its state dropped).
