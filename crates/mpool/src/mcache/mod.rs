@@ -101,6 +101,7 @@ mod pins;
 mod reaper;
 mod uffd;
 
+pub use reaper::{pressure as memory_pressure, Pressure as MemoryPressure};
 pub use uffd::FaultMode;
 
 use crate::error::{ObjectError, Result};

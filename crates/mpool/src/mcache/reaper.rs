@@ -15,9 +15,14 @@ pub(super) const TICK: Duration = Duration::from_millis(20);
 /// Memory the process may use and uses now: its cgroup's limit and
 /// usage (v2, then v1), or the machine's total and total minus
 /// `MemAvailable`.
+/// Read with [`memory_pressure`](crate::mcache::memory_pressure): other
+/// caches of the process (the object store's) size themselves by it as
+/// the reaper does.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Pressure {
+pub struct Pressure {
+    /// Bytes the process may use: the cgroup's limit, else `MemTotal`.
     pub limit: u64,
+    /// Bytes in use: the cgroup's usage, else `MemTotal - MemAvailable`.
     pub used: u64,
     /// From a cgroup (else from /proc/meminfo).
     pub cgroup: bool,
@@ -71,7 +76,9 @@ fn meminfo() -> Option<(u64, u64)> {
     Some((total, total.saturating_sub(avail)))
 }
 
-pub(super) fn pressure() -> Option<Pressure> {
+/// The memory this process may use and uses now (`None` when neither the
+/// cgroup files nor /proc/meminfo can be read).
+pub fn pressure() -> Option<Pressure> {
     if let Some((limit, used)) = cgroup() {
         return Some(Pressure {
             limit,
