@@ -10,14 +10,16 @@
 //! get phase its files' pages are dropped (`POSIX_FADV_DONTNEED`), and
 //! mpool's content cache (`StoreOptions::cache_bytes`, on by default:
 //! mpool reads O_DIRECT, and keeps what it read recently in a cache of
-//! its own) is emptied, so both sides read from the device.
+//! its own) is emptied, so both sides read from the device. (The cache's
+//! spare large read buffers, memory without content, stay: see
+//! BENCHMARKS.md, issue #13's fourth pass.)
 //!
 //! Phases, each side in turn (mpool, then the filesystem, then again, the
 //! best of the rounds kept):
 //! - put and get of 4 KiB, 64 KiB, 1 MiB and 64 MiB objects from 1 and 8
 //!   tasks, then the same gets again with the caches as the first left
-//!   them (hot: the filesystem's page cache, mpool's content cache for
-//!   reads up to 4 MiB); objects deleted after each phase, not timed;
+//!   them (hot: the filesystem's page cache, mpool's content cache);
+//!   objects deleted after each phase, not timed;
 //! - `list` of 100,000 paths (and one `list_with_delimiter`);
 //! - a slatedb load: N 100-byte puts (then a flush), then N/50 random gets
 //!   (slatedb without its optional block cache: each get reads the store),

@@ -14,13 +14,17 @@
 //! the store needs a tokio runtime, as object_store's own stores do.
 //!
 //! Reads are O_DIRECT, so the store keeps what it read recently in a
-//! content cache of its own ([`StoreOptions::cache_bytes`], 256 MiB by
-//! default), as the kernel's page cache does for a file system's readers:
-//! a read of up to [`StoreOptions::cache_max_read`] (4 MiB) whose bytes
-//! are cached is served from memory, without a device read or a blocking
-//! call. Longer reads go from the device straight into one buffer, several
-//! mblocks at once. The cache is keyed by mblock, and mblocks never change,
-//! so an overwritten or deleted object is never served from it.
+//! content cache of its own, as the kernel's page cache does for a file
+//! system's readers: a read whose bytes are cached is served from memory,
+//! without a device read or a blocking call. Its cap is
+//! [`StoreOptions::cache_bytes`], by default a quarter of the memory the
+//! process may use, and it shrinks as the rest of the memory in use grows
+//! (it grows back as memory is freed). Reads of up to
+//! [`StoreOptions::cache_max_read`] (4 MiB) go through it in chunks;
+//! longer reads go from the device straight into one buffer, several
+//! mblocks at once, which the cache keeps. The cache is keyed by mblock,
+//! and mblocks never change, so an overwritten or deleted object is never
+//! served from it.
 //!
 //! ```
 //! # use mpool::{CreateOptions, DeviceSpec, Pool};
