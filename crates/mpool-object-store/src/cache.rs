@@ -189,8 +189,9 @@ pub struct ContentCache {
     miss_bytes: AtomicU64,
     large_hits: AtomicU64,
     large_inserts: AtomicU64,
-    /// Large read buffers given back, kept for the next large reads.
-    spares: Mutex<Vec<Vec<u8>>>,
+    /// Read buffers of 1 MiB or more given back, by size, kept for the
+    /// next reads.
+    spares: Mutex<HashMap<usize, Vec<Vec<u8>>>>,
     spare_bytes: AtomicU64,
     spare_reuses: AtomicU64,
     me: Weak<ContentCache>,
@@ -244,10 +245,10 @@ pub struct CacheStats {
     pub large_hits: u64,
     /// Large reads' buffers cached.
     pub large_inserts: u64,
-    /// Bytes of spare large read buffers kept for reuse (counted in the
+    /// Bytes of spare read buffers (1 MiB or more) kept for reuse (counted in the
     /// budget with `bytes`).
     pub spare_bytes: u64,
-    /// Large read buffers taken from the spares.
+    /// Read buffers taken from the spares.
     pub spare_reuses: u64,
 }
 
@@ -311,7 +312,7 @@ impl ContentCache {
     ) -> Arc<ContentCache> {
         let c = Arc::new_cyclic(|me| ContentCache {
             me: me.clone(),
-            spares: Mutex::new(Vec::new()),
+            spares: Mutex::new(HashMap::new()),
             spare_bytes: AtomicU64::new(0),
             spare_reuses: AtomicU64::new(0),
             size,
@@ -539,13 +540,12 @@ impl ContentCache {
         }
     }
 
-    /// A spare large read buffer of exactly `cap` bytes, if one was given
+    /// A spare read buffer of exactly `cap` bytes, if one was given
     /// back ([`ContentCache::give_back`]): memory already faulted in, that
     /// a read fills again without a page fault or a zeroing pass.
     pub fn take_spare(&self, cap: usize) -> Option<Vec<u8>> {
         let mut g = crate::lock(&self.spares);
-        let i = g.iter().position(|v| v.capacity() == cap)?;
-        let v = g.swap_remove(i);
+        let v = g.get_mut(&cap)?.pop()?;
         self.spare_bytes
             .fetch_sub(v.capacity() as u64, Ordering::Relaxed);
         self.spare_reuses.fetch_add(1, Ordering::Relaxed);
@@ -576,20 +576,23 @@ impl ContentCache {
             return;
         }
         self.spare_bytes.fetch_add(size, Ordering::Relaxed);
-        g.push(v);
+        g.entry(v.capacity()).or_default().push(v);
     }
 
     /// Free spares until `bytes` are freed (or none is left).
     fn drop_spares(&self, mut bytes: u64) {
         let mut g = crate::lock(&self.spares);
-        while bytes > 0 {
-            let Some(v) = g.pop() else {
-                break;
-            };
-            let n = v.capacity() as u64;
-            self.spare_bytes.fetch_sub(n, Ordering::Relaxed);
-            bytes = bytes.saturating_sub(n);
+        for list in g.values_mut() {
+            while bytes > 0 {
+                let Some(v) = list.pop() else {
+                    break;
+                };
+                let n = v.capacity() as u64;
+                self.spare_bytes.fetch_sub(n, Ordering::Relaxed);
+                bytes = bytes.saturating_sub(n);
+            }
         }
+        g.retain(|_, l| !l.is_empty());
     }
 
     /// Drop every chunk.
@@ -624,7 +627,7 @@ impl ContentCache {
     }
 }
 
-/// A large read buffer handed out as [`Bytes`]: given back to its cache's
+/// A read buffer (1 MiB or more) handed out as [`Bytes`]: given back to its cache's
 /// spares when dropped.
 struct Spare {
     v: Vec<u8>,

@@ -130,19 +130,22 @@ impl AsRef<[u8]> for Owned {
 /// into it fault in 2 MiB pages (512 times fewer faults), and each read
 /// request can carry up to the device's largest transfer in few segments
 /// (a request of 4 KiB pages holds at most one segment per page), as the
-/// page cache's large folios do for a file system's readahead. Its size
-/// is rounded up to whole huge pages, and it is taken from `cache`'s
-/// spares when one of that size was given back (memory faulted in
-/// already, not zeroed again: the caller writes every byte it hands
-/// out).
+/// page cache's large folios do for a file system's readahead. From
+/// [`SPARE_MIN`] on, its size is rounded up (to whole huge pages from
+/// [`HUGE_MIN`] on), and it is taken from `cache`'s spares when one of
+/// that size was given back (memory faulted in already, not zeroed
+/// again: the caller writes every byte it hands out).
 fn aligned_vec(n: usize, cache: Option<&ContentCache>) -> (Vec<u8>, usize) {
-    let v = if n >= HUGE_MIN {
-        let cap = (n + ALIGN).div_ceil(HUGE) * HUGE;
+    let v = if n >= SPARE_MIN {
+        let step = if n >= HUGE_MIN { HUGE } else { SPARE_STEP };
+        let cap = (n + ALIGN).div_ceil(step) * step;
         match cache.and_then(|c| c.take_spare(cap)) {
             Some(v) => v,
             None => {
                 let v = vec![0u8; cap];
-                advise_huge(&v);
+                if n >= HUGE_MIN {
+                    advise_huge(&v);
+                }
                 v
             }
         }
@@ -160,10 +163,18 @@ fn aligned_vec(n: usize, cache: Option<&ContentCache>) -> (Vec<u8>, usize) {
 /// buffer.
 fn hand_out(v: Vec<u8>, range: Range<usize>, cache: Option<&ContentCache>) -> Bytes {
     match cache {
-        Some(c) if v.capacity() >= HUGE_MIN => c.spare_owner(v, range),
+        Some(c) if v.capacity() >= SPARE_MIN => c.spare_owner(v, range),
         _ => Bytes::from(v).slice(range),
     }
 }
+
+/// Buffers from this size on are kept as spares when their last
+/// reference goes, and sized in steps of [`SPARE_STEP`] (of [`HUGE`] from
+/// [`HUGE_MIN`] on) so that the next reads find one of their size.
+const SPARE_MIN: usize = 1 << 20;
+
+/// The size step of spare buffers below [`HUGE_MIN`].
+const SPARE_STEP: usize = 64 << 10;
 
 /// Buffers from this size on are advised to be backed by huge pages.
 const HUGE_MIN: usize = 4 << 20;
