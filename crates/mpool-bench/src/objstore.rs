@@ -10,14 +10,16 @@
 //! get phase its files' pages are dropped (`POSIX_FADV_DONTNEED`), and
 //! mpool's content cache (`StoreOptions::cache_bytes`, on by default:
 //! mpool reads O_DIRECT, and keeps what it read recently in a cache of
-//! its own) is emptied, so both sides read from the device.
+//! its own) is emptied, so both sides read from the device. (The cache's
+//! spare large read buffers, memory without content, stay: see
+//! BENCHMARKS.md, issue #13's fourth pass.)
 //!
 //! Phases, each side in turn (mpool, then the filesystem, then again, the
 //! best of the rounds kept):
 //! - put and get of 4 KiB, 64 KiB, 1 MiB and 64 MiB objects from 1 and 8
 //!   tasks, then the same gets again with the caches as the first left
-//!   them (hot: the filesystem's page cache, mpool's content cache for
-//!   reads up to 4 MiB); objects deleted after each phase, not timed;
+//!   them (hot: the filesystem's page cache, mpool's content cache);
+//!   objects deleted after each phase, not timed;
 //! - `list` of 100,000 paths (and one `list_with_delimiter`);
 //! - a slatedb load: N 100-byte puts (then a flush), then N/50 random gets
 //!   (slatedb without its optional block cache: each get reads the store),
@@ -80,10 +82,176 @@ pub struct ObjstoreArgs {
     /// Rounds (alternating sides); the best of them is reported.
     #[arg(long, default_value_t = 2)]
     pub rounds: usize,
-    /// Budget of mpool's content cache (`StoreOptions::cache_bytes`; 0
-    /// turns it off).
-    #[arg(long, default_value = "256M", value_parser = mpool_cli::size::parse_size)]
-    pub cache_bytes: u64,
+    /// Cap of mpool's content cache (`StoreOptions::cache_bytes`; 0
+    /// turns it off). Default: the store's own, a quarter of the memory
+    /// the process may use, shrinking under memory pressure.
+    #[arg(long, value_parser = mpool_cli::size::parse_size)]
+    pub cache_bytes: Option<u64>,
+    /// Do not cache the buffers of reads over 4 MiB
+    /// (`StoreOptions::cache_large_reads(false)`): the third pass's
+    /// behaviour, for an A/B.
+    #[arg(long)]
+    pub no_cache_large: bool,
+    /// Print, for each get pass, each task's time and the kernel's
+    /// memory counters that moved (`/proc/vmstat`: direct reclaim,
+    /// compaction, huge-page faults) to stderr.
+    #[arg(long)]
+    pub trace: bool,
+}
+
+/// The `/proc/vmstat` counters `--trace` prints: the memory work a read
+/// into fresh memory can wait on.
+const VMSTAT: &[&str] = &[
+    "allocstall_normal",
+    "allocstall_movable",
+    "pgscan_direct",
+    "pgsteal_direct",
+    "pgscan_kswapd",
+    "compact_stall",
+    "compact_fail",
+    "compact_success",
+    "thp_fault_alloc",
+    "thp_fault_fallback",
+    "pgfault",
+    "pgmajfault",
+];
+
+fn vmstat() -> Vec<u64> {
+    let text = std::fs::read_to_string("/proc/vmstat").unwrap_or_default();
+    VMSTAT
+        .iter()
+        .map(|name| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0)
+        })
+        .collect()
+}
+
+/// The fields of a block device's `stat` file `--trace` prints (index,
+/// name); sectors are 512 bytes.
+const DISKSTAT: &[(usize, &str)] = &[
+    (0, "reads"),
+    (2, "read_sectors"),
+    (3, "read_ms"),
+    (4, "writes"),
+    (6, "write_sectors"),
+    (11, "discards"),
+    (13, "discard_sectors"),
+    (14, "discard_ms"),
+    (15, "flushes"),
+];
+
+/// The `stat` file of the block device under `dir` (its whole disk when
+/// it is a partition), if there is one.
+fn diskstat_path(dir: &Path) -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let dev = std::fs::metadata(dir).ok()?.dev();
+    let (maj, min) = (rustix::fs::major(dev), rustix::fs::minor(dev));
+    let p = PathBuf::from(format!("/sys/dev/block/{maj}:{min}/stat"));
+    p.exists().then_some(p)
+}
+
+/// The memory, disk and CPU counters `--trace` compares.
+struct Counters {
+    vm: Vec<u64>,
+    disk: Vec<u64>,
+    cpu: Vec<u64>,
+}
+
+/// The CPU figures `--trace` prints: this process' user and system time
+/// and context switches (`getrusage`), the whole machine's busy and idle
+/// time (`/proc/stat`, all CPUs; busy includes this process), and the
+/// KiB of free memory reported to the hypervisor (in a VM with free page
+/// reporting).
+const CPU: &[&str] = &[
+    "self_user_ms",
+    "self_sys_ms",
+    "self_vcsw",
+    "self_ivcsw",
+    "machine_busy_ms",
+    "machine_idle_ms",
+    "machine_iowait_ms",
+    "reported_kib",
+];
+
+fn cpu() -> Vec<u64> {
+    // SAFETY: getrusage only writes the struct it is given, which lives
+    // on this stack frame.
+    let ru = unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
+        ru
+    };
+    let ms = |t: libc::timeval| t.tv_sec as u64 * 1000 + t.tv_usec as u64 / 1000;
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let f: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal; 100 ticks a second.
+    let g = |i: usize| f.get(i).copied().unwrap_or(0) * 10;
+    // Free memory the guest kernel handed back to its hypervisor (free
+    // page reporting, a virtio-balloon feature): touching it again makes
+    // the host fault it back in.
+    let reported = std::fs::read_to_string("/sys/module/page_reporting/parameters/reported_kib")
+        .ok()
+        .and_then(|t| t.trim().parse().ok())
+        .unwrap_or(0);
+    vec![
+        ms(ru.ru_utime),
+        ms(ru.ru_stime),
+        ru.ru_nvcsw as u64,
+        ru.ru_nivcsw as u64,
+        g(0) + g(1) + g(2) + g(5) + g(6) + g(7),
+        g(3),
+        g(4),
+        reported,
+    ]
+}
+
+fn counters(disk: Option<&Path>) -> Counters {
+    let fields: Vec<u64> = disk
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .map(|t| {
+            t.split_whitespace()
+                .filter_map(|f| f.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    Counters {
+        cpu: cpu(),
+        vm: vmstat(),
+        disk: DISKSTAT
+            .iter()
+            .map(|&(i, _)| fields.get(i).copied().unwrap_or(0))
+            .collect(),
+    }
+}
+
+/// The counters that moved from `before` to now.
+fn counters_delta(before: &Counters, disk: Option<&Path>) -> String {
+    let now = counters(disk);
+    let names = VMSTAT
+        .iter()
+        .copied()
+        .chain(DISKSTAT.iter().map(|d| d.1))
+        .chain(CPU.iter().copied());
+    now.vm
+        .iter()
+        .chain(&now.disk)
+        .chain(&now.cpu)
+        .zip(before.vm.iter().chain(&before.disk).chain(&before.cpu))
+        .zip(names)
+        .filter(|((a, b), _)| a != b)
+        .map(|((a, b), n)| format!("{n} +{}", a.saturating_sub(*b)))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// `list_with_delimiter` calls timed together in each round.
@@ -94,14 +262,15 @@ fn open_pool(path: &Path) -> Result<Pool> {
     Ok(Pool::open_on(vec![dev], false)?)
 }
 
-fn mpool_store(path: &Path, name: &str, cache_bytes: u64) -> Result<MpoolStore> {
-    Ok(MpoolStore::open(
-        open_pool(path)?,
-        &StoreOptions::default()
-            .name(name)
-            .catalog_bytes(64 << 20)
-            .cache_bytes(cache_bytes),
-    )?)
+fn mpool_store(path: &Path, name: &str, a: &ObjstoreArgs) -> Result<MpoolStore> {
+    let mut o = StoreOptions::default()
+        .name(name)
+        .catalog_bytes(64 << 20)
+        .cache_large_reads(!a.no_cache_large);
+    if let Some(n) = a.cache_bytes {
+        o = o.cache_bytes(n);
+    }
+    Ok(MpoolStore::open(open_pool(path)?, &o)?)
 }
 
 fn payload(size: u64, seed: u64) -> bytes::Bytes {
@@ -171,14 +340,18 @@ async fn get_phase(
     size: u64,
     count: u64,
     tasks: usize,
+    trace: Option<(&str, Option<&Path>)>,
 ) -> Result<f64> {
+    let before = trace.map(|(_, disk)| counters(disk));
     let t = Instant::now();
     let mut hs = Vec::new();
     for k in 0..tasks as u64 {
         let (s, prefix) = (store.clone(), prefix.to_string());
         hs.push(tokio::spawn(async move {
             let mut i = k;
+            let mut gets = Vec::new();
             while i < count {
+                let g = Instant::now();
                 let b = s
                     .get(&OsPath::from(format!("{prefix}/{i:08}")))
                     .await?
@@ -187,15 +360,34 @@ async fn get_phase(
                 if b.len() as u64 != size {
                     return Err(anyhow::anyhow!("short read: {} of {size}", b.len()));
                 }
+                gets.push(g.elapsed().as_secs_f64() * 1e3);
                 i += tasks as u64;
             }
-            Ok(())
+            Ok(gets)
         }));
     }
+    let mut per_task = Vec::new();
     for h in hs {
-        h.await??;
+        per_task.push(h.await??);
     }
-    Ok(t.elapsed().as_secs_f64())
+    let took = t.elapsed().as_secs_f64();
+    if let (Some((what, disk)), Some(before)) = (trace, before) {
+        let tasks: Vec<String> = per_task
+            .iter()
+            .map(|g| {
+                let sum: f64 = g.iter().sum();
+                let max = g.iter().copied().fold(0f64, f64::max);
+                format!("{sum:.0} ms ({} gets, slowest {max:.1} ms)", g.len())
+            })
+            .collect();
+        eprintln!(
+            "    trace {what}: {:.1} ms; tasks: {}; counters: {}",
+            took * 1e3,
+            tasks.join(", "),
+            counters_delta(&before, disk)
+        );
+    }
+    Ok(took)
 }
 
 async fn delete_all(store: &Arc<dyn ObjectStore>, prefix: &str) -> Result<()> {
@@ -247,7 +439,8 @@ pub fn run(a: &ObjstoreArgs) -> Result<Table> {
     let _ = std::fs::remove_dir_all(&fs_dir);
     std::fs::create_dir_all(&fs_dir)?;
     let rt = tokio::runtime::Runtime::new()?;
-    let mps = mpool_store(&img, "bench", a.cache_bytes)?;
+    let mps = mpool_store(&img, "bench", a)?;
+    eprintln!("  mpool content cache at open: {:?}", mps.cache_stats());
     let mp: Arc<dyn ObjectStore> = Arc::new(mps.clone());
     let fs: Arc<dyn ObjectStore> = Arc::new(
         LocalFileSystem::new_with_prefix(&fs_dir)
@@ -268,6 +461,7 @@ pub fn run(a: &ObjstoreArgs) -> Result<Table> {
             mpool: None,
         },
     ];
+    let disk = if a.trace { diskstat_path(&dir) } else { None };
     let mut rows = Vec::new();
     let mut json_rows = Vec::new();
     let mut notes = Vec::new();
@@ -290,13 +484,49 @@ pub fn run(a: &ObjstoreArgs) -> Result<Table> {
             for r in 0..a.rounds {
                 for (i, s) in sides.iter().enumerate() {
                     let prefix = format!("p{size}-{tasks}-{r}");
+                    let before = a.trace.then(|| counters(disk.as_deref()));
                     let put = rt.block_on(put_phase(&s.store, &prefix, size, count, tasks))?;
+                    if let Some(b) = &before {
+                        eprintln!(
+                            "    trace {} {size} B, {tasks} task(s), put: {:.1} ms; counters: {}",
+                            s.name,
+                            put * 1e3,
+                            counters_delta(b, disk.as_deref())
+                        );
+                    }
                     s.drop_caches();
-                    let get = rt.block_on(get_phase(&s.store, &prefix, size, count, tasks))?;
+                    let trace = |pass: &str| {
+                        a.trace
+                            .then(|| format!("{} {size} B, {tasks} task(s), {pass}", s.name))
+                    };
+                    let get = rt.block_on(get_phase(
+                        &s.store,
+                        &prefix,
+                        size,
+                        count,
+                        tasks,
+                        trace("cold").as_deref().map(|t| (t, disk.as_deref())),
+                    ))?;
                     // The same objects again, as the first pass left the
                     // caches (the page cache, mpool's content cache).
-                    let hot = rt.block_on(get_phase(&s.store, &prefix, size, count, tasks))?;
+                    let hot = rt.block_on(get_phase(
+                        &s.store,
+                        &prefix,
+                        size,
+                        count,
+                        tasks,
+                        trace("hot").as_deref().map(|t| (t, disk.as_deref())),
+                    ))?;
+                    let before = a.trace.then(|| (counters(disk.as_deref()), Instant::now()));
                     rt.block_on(delete_all(&s.store, &prefix))?;
+                    if let Some((b, t)) = &before {
+                        eprintln!(
+                            "    trace {} {size} B, {tasks} task(s), delete: {:.1} ms; counters: {}",
+                            s.name,
+                            t.elapsed().as_secs_f64() * 1e3,
+                            counters_delta(b, disk.as_deref())
+                        );
+                    }
                     best[i][0] = best[i][0].max(count as f64 / put);
                     best[i][1] = best[i][1].max(count as f64 / get);
                     best[i][2] = best[i][2].max(count as f64 / hot);
@@ -460,14 +690,22 @@ pub fn run(a: &ObjstoreArgs) -> Result<Table> {
         "objects of at most {} bytes are kept inline in mpool's catalog (one log append per put)",
         mpool_object_store::DEFAULT_INLINE_MAX
     ));
-    notes.push(if a.cache_bytes > 0 {
+    notes.push(if a.cache_bytes != Some(0) {
         format!(
-            "mpool's content cache: {} budget, reads up to {} through it in {} chunks, filled by reads \
-             only; emptied where the filesystem's page cache is dropped (before each get phase, \
-             before the second slatedb pass)",
-            mpool_cli_size(a.cache_bytes),
+            "mpool's content cache: {} cap, reads up to {} through it in {} chunks, larger reads {}, \
+             filled by reads only; emptied where the filesystem's page cache is dropped (before \
+             each get phase, before the second slatedb pass)",
+            a.cache_bytes.map_or_else(
+                || format!("auto (1/{} of the memory limit)", mpool_object_store::AUTO_SHARE),
+                mpool_cli_size
+            ),
             mpool_cli_size(mpool_object_store::DEFAULT_CACHE_MAX_READ),
             mpool_cli_size(mpool_object_store::CACHE_CHUNK),
+            if a.no_cache_large {
+                "not cached"
+            } else {
+                "cached whole"
+            },
         )
     } else {
         "mpool's content cache: off (--cache-bytes 0)".into()

@@ -119,28 +119,62 @@ impl AsRef<[u8]> for Owned {
     }
 }
 
-/// A zeroed buffer of `n` bytes that starts at a multiple of [`ALIGN`]:
-/// bytes `off..off + n` of the vector returned with `off`. Zeroed by
-/// `calloc`, so a large one is fresh pages from the kernel with no pass
-/// over them (an [`AlignedBuf`] of that size is zeroed by a `memset`
-/// first), and it becomes [`Bytes`] without a copy.
+/// A buffer of `n` bytes that starts at a multiple of [`ALIGN`]: bytes
+/// `off..off + n` of the vector returned with `off`. Zeroed by `calloc`,
+/// so a large one is fresh pages from the kernel with no pass over them
+/// (an [`AlignedBuf`] of that size is zeroed by a `memset` first), and it
+/// becomes [`Bytes`] without a copy.
 ///
 /// A buffer of [`HUGE_MIN`] bytes or more is advised to be backed by
 /// huge pages (`MADV_HUGEPAGE`) before it is first touched: the reads
 /// into it fault in 2 MiB pages (512 times fewer faults), and each read
 /// request can carry up to the device's largest transfer in few segments
 /// (a request of 4 KiB pages holds at most one segment per page), as the
-/// page cache's large folios do for a file system's readahead.
-fn aligned_vec(n: usize) -> (Vec<u8>, usize) {
-    let v = vec![0u8; n + ALIGN];
-    if n >= HUGE_MIN {
-        advise_huge(&v);
-    }
+/// page cache's large folios do for a file system's readahead. From
+/// [`SPARE_MIN`] on, its size is rounded up (to whole huge pages from
+/// [`HUGE_MIN`] on), and it is taken from `cache`'s spares when one of
+/// that size was given back (memory faulted in already, not zeroed
+/// again: the caller writes every byte it hands out).
+fn aligned_vec(n: usize, cache: Option<&ContentCache>) -> (Vec<u8>, usize) {
+    let v = if n >= SPARE_MIN {
+        let step = if n >= HUGE_MIN { HUGE } else { SPARE_STEP };
+        let cap = (n + ALIGN).div_ceil(step) * step;
+        match cache.and_then(|c| c.take_spare(cap)) {
+            Some(v) => v,
+            None => {
+                let v = vec![0u8; cap];
+                if n >= HUGE_MIN {
+                    advise_huge(&v);
+                }
+                v
+            }
+        }
+    } else {
+        vec![0u8; n + ALIGN]
+    };
     // Always below ALIGN for bytes; if it were not, the reads into the
     // buffer would go through bounce buffers (still correct).
     let off = v.as_ptr().align_offset(ALIGN).min(ALIGN);
     (v, off)
 }
+
+/// `v`'s bytes `range` as [`Bytes`], without a copy: given back to
+/// `cache`'s spares when the last reference goes, if it is a large
+/// buffer.
+fn hand_out(v: Vec<u8>, range: Range<usize>, cache: Option<&ContentCache>) -> Bytes {
+    match cache {
+        Some(c) if v.capacity() >= SPARE_MIN => c.spare_owner(v, range),
+        _ => Bytes::from(v).slice(range),
+    }
+}
+
+/// Buffers from this size on are kept as spares when their last
+/// reference goes, and sized in steps of [`SPARE_STEP`] (of [`HUGE`] from
+/// [`HUGE_MIN`] on) so that the next reads find one of their size.
+const SPARE_MIN: usize = 1 << 20;
+
+/// The size step of spare buffers below [`HUGE_MIN`].
+const SPARE_STEP: usize = 64 << 10;
 
 /// Buffers from this size on are advised to be backed by huge pages.
 const HUGE_MIN: usize = 4 << 20;
@@ -315,11 +349,17 @@ fn run_spans(pool: &Pool, spans: Vec<Span<'_>>, align: u64) -> Result<()> {
 /// Read range `r` of an object made of `extents` (inside the object)
 /// into one buffer, handed out without a copy: each mblock's part is read
 /// straight into its place in the buffer, several mblocks at once
-/// ([`DIRECT_DEPTH`]). Bypasses the cache.
-pub fn read_direct(pool: &Pool, extents: &[Extent], r: &Range<u64>) -> Result<Bytes> {
+/// ([`DIRECT_DEPTH`]). Bypasses the cache. Returns the bytes and the
+/// bytes their buffer takes.
+fn read_direct(
+    pool: &Pool,
+    cache: &ContentCache,
+    extents: &[Extent],
+    r: &Range<u64>,
+) -> Result<(Bytes, usize)> {
     let ps = parts(extents, r);
     let Some(first) = ps.first() else {
-        return Ok(Bytes::new());
+        return Ok((Bytes::new(), 0));
     };
     let align = read_align(pool);
     // The first part starts at its block's start: the bytes before the
@@ -327,7 +367,7 @@ pub fn read_direct(pool: &Pool, extents: &[Extent], r: &Range<u64>) -> Result<By
     let skip = usize::try_from(first.from % align).unwrap_or(0);
     let total = usize::try_from(r.end - r.start)
         .map_err(|_| internal(format!("a read of {} bytes", r.end - r.start)))?;
-    let (mut buf, off) = aligned_vec(skip + total);
+    let (mut buf, off) = aligned_vec(skip + total, Some(cache));
     {
         let mut spans = Vec::with_capacity(ps.len());
         let mut rest: &mut [u8] = &mut buf[off..off + skip + total];
@@ -347,7 +387,94 @@ pub fn read_direct(pool: &Pool, extents: &[Extent], r: &Range<u64>) -> Result<By
         }
         run_spans(pool, spans, align)?;
     }
-    Ok(Bytes::from(buf).slice(off + skip..off + skip + total))
+    let size = buf.capacity();
+    Ok((
+        hand_out(buf, off + skip..off + skip + total, Some(cache)),
+        size,
+    ))
+}
+
+/// A large read (longer than the cache's chunked reads) whose every chunk
+/// is cached: its plan (the chunks looked up, their buffers marked used).
+/// `None` when one is missing, found by looking at the first and the last
+/// chunk first, so that a read that misses costs two lookups.
+pub fn cached_large(cache: &ContentCache, extents: &[Extent], r: &Range<u64>) -> Option<Plan> {
+    if !cache.takes_large() || r.start >= r.end {
+        return None;
+    }
+    let ps = parts(extents, r);
+    let chunk = cache.chunk();
+    let (first, last) = (ps.first()?, ps.last()?);
+    let ends = [
+        (first.id.object_id().raw(), first.from / chunk),
+        (last.id.object_id().raw(), (last.to - 1) / chunk),
+    ];
+    if !cache.has_all(&ends) {
+        return None;
+    }
+    let plan = plan(cache, extents, std::slice::from_ref(r));
+    if !plan.complete() {
+        return None;
+    }
+    cache.count_large_hit();
+    Some(plan)
+}
+
+/// Read range `r` (a large read) straight into one buffer
+/// ([`read_direct`]) and cache the whole chunks inside it, as a large
+/// read's buffer (the first to go if nobody reads it again).
+pub fn read_large(
+    pool: &Pool,
+    cache: &ContentCache,
+    extents: &[Extent],
+    r: &Range<u64>,
+) -> Result<Bytes> {
+    let (bytes, size) = read_direct(pool, cache, extents, r)?;
+    if !cache.takes_large() {
+        return Ok(bytes);
+    }
+    let chunk = cache.chunk();
+    let mut chunks = Vec::new();
+    let mut pos = 0u64;
+    for p in parts(extents, r) {
+        let mut c = p.from.div_ceil(chunk);
+        while c * chunk < p.to {
+            let end = ((c + 1) * chunk).min(p.len);
+            if end > p.to {
+                break;
+            }
+            let off = usize::try_from(pos + c * chunk - p.from).unwrap_or(usize::MAX);
+            let len = usize::try_from(end - c * chunk).unwrap_or(0);
+            if off.saturating_add(len) > bytes.len() {
+                return Err(internal(format!(
+                    "chunk {c} of {} lies outside the read's {} bytes",
+                    p.id,
+                    bytes.len()
+                )));
+            }
+            chunks.push(((p.id.object_id().raw(), c), off, len));
+            c += 1;
+        }
+        pos += p.to - p.from;
+    }
+    if !chunks.is_empty() {
+        cache.insert(&bytes, size, cache.new_alloc(), &chunks, true);
+    }
+    Ok(bytes)
+}
+
+/// A large read: from the cache when it holds every chunk, else read
+/// whole and cached ([`read_large`]).
+pub fn get_large(
+    pool: &Pool,
+    cache: &ContentCache,
+    extents: &[Extent],
+    r: &Range<u64>,
+) -> Result<Bytes> {
+    if let Some(plan) = cached_large(cache, extents, r) {
+        return Ok(plan.assemble()?.pop().unwrap_or_default());
+    }
+    read_large(pool, cache, extents, r)
 }
 
 /// Where the bytes of some ranges are: the chunks found in the cache and
@@ -411,6 +538,31 @@ impl Plan {
         self.missing.is_empty()
     }
 
+    /// Whether [`Plan::assemble`] hands every range out as a slice of one
+    /// buffer (else it copies: a join).
+    pub fn without_copy(&self) -> bool {
+        let chunk = self.chunk;
+        self.parts.iter().all(|ps| {
+            let mut prev: Option<(u64, usize)> = None;
+            for p in ps {
+                for c in p.from / chunk..p.to.div_ceil(chunk) {
+                    let Some(ch) = self.found.get(&(p.id.object_id().raw(), c)) else {
+                        return false;
+                    };
+                    let lo = ch.off + (p.from.max(c * chunk) - c * chunk) as usize;
+                    let hi = ch.off + (p.to.min((c + 1) * chunk) - c * chunk) as usize;
+                    if let Some((alloc, end)) = prev {
+                        if alloc != ch.alloc || end != lo {
+                            return false;
+                        }
+                    }
+                    prev = Some((ch.alloc, hi));
+                }
+            }
+            true
+        })
+    }
+
     /// Read the missing chunks (one read per run of consecutive chunks of
     /// an mblock, several in flight), cache them, and hand out each range:
     /// without a copy where its bytes lie in one buffer, else joined.
@@ -439,7 +591,7 @@ impl Plan {
             let end = ((r.last + 1) * chunk).min(r.len.div_ceil(ALIGN as u64) * ALIGN as u64);
             r.bytes = usize::try_from(end.saturating_sub(r.offset)).unwrap_or(0);
         }
-        let bufs = read_runs(pool, &runs)?;
+        let bufs = read_runs(pool, cache, &runs)?;
         for (r, (run, size)) in runs.iter().zip(bufs) {
             let alloc = cache.new_alloc();
             let mut chunks = Vec::with_capacity((r.last - r.first + 1) as usize);
@@ -460,7 +612,7 @@ impl Plan {
                     },
                 );
             }
-            cache.insert(&run, size, alloc, &chunks);
+            cache.insert(&run, size, alloc, &chunks, false);
         }
         self.missing.clear();
         self.assemble()
@@ -517,14 +669,14 @@ impl Plan {
 /// Read `runs`, each into a buffer of its own (in the order given): one
 /// on this thread, several through the pool's reader, up to
 /// [`READ_DEPTH`] in flight. Each comes with the bytes its buffer takes.
-fn read_runs(pool: &Pool, runs: &[Run]) -> Result<Vec<(Bytes, usize)>> {
+fn read_runs(pool: &Pool, cache: &ContentCache, runs: &[Run]) -> Result<Vec<(Bytes, usize)>> {
     let align = read_align(pool);
     if let [r] = runs {
-        let (mut buf, off) = aligned_vec(r.bytes);
+        let (mut buf, off) = aligned_vec(r.bytes, Some(cache));
         let span = (r.id, r.len, r.offset, &mut buf[off..off + r.bytes]);
         run_spans(pool, vec![span], align)?;
         let size = buf.capacity();
-        return Ok(vec![(Bytes::from(buf).slice(off..off + r.bytes), size)]);
+        return Ok(vec![(hand_out(buf, off..off + r.bytes, Some(cache)), size)]);
     }
     let mut done: Vec<Option<AlignedBuf>> = runs.iter().map(|_| None).collect();
     if runs.is_empty() {
@@ -573,8 +725,10 @@ fn read_runs(pool: &Pool, runs: &[Run]) -> Result<Vec<(Bytes, usize)>> {
 }
 
 /// Read `ranges` of an object made of `extents` (each inside the
-/// object), each as one [`Bytes`]: through `cache` when it takes reads
-/// that long, else straight from the device ([`read_direct`]).
+/// object), each as one [`Bytes`]: through `cache` in chunks when it
+/// takes reads that long, else whole ([`get_large`]: from the cache when
+/// every chunk is there, else straight from the device into one buffer,
+/// cached).
 pub fn read_ranges(
     pool: &Pool,
     cache: &ContentCache,
@@ -592,7 +746,7 @@ pub fn read_ranges(
         }
     }
     for i in large {
-        out[i] = read_direct(pool, extents, &ranges[i])?;
+        out[i] = get_large(pool, cache, extents, &ranges[i])?;
     }
     Ok(out)
 }

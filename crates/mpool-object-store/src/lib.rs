@@ -14,13 +14,17 @@
 //! the store needs a tokio runtime, as object_store's own stores do.
 //!
 //! Reads are O_DIRECT, so the store keeps what it read recently in a
-//! content cache of its own ([`StoreOptions::cache_bytes`], 256 MiB by
-//! default), as the kernel's page cache does for a file system's readers:
-//! a read of up to [`StoreOptions::cache_max_read`] (4 MiB) whose bytes
-//! are cached is served from memory, without a device read or a blocking
-//! call. Longer reads go from the device straight into one buffer, several
-//! mblocks at once. The cache is keyed by mblock, and mblocks never change,
-//! so an overwritten or deleted object is never served from it.
+//! content cache of its own, as the kernel's page cache does for a file
+//! system's readers: a read whose bytes are cached is served from memory,
+//! without a device read or a blocking call. Its cap is
+//! [`StoreOptions::cache_bytes`], by default a quarter of the memory the
+//! process may use, and it shrinks as the rest of the memory in use grows
+//! (it grows back as memory is freed). Reads of up to
+//! [`StoreOptions::cache_max_read`] (4 MiB) go through it in chunks;
+//! longer reads go from the device straight into one buffer, several
+//! mblocks at once, which the cache keeps. The cache is keyed by mblock,
+//! and mblocks never change, so an overwritten or deleted object is never
+//! served from it.
 //!
 //! ```
 //! # use mpool::{CreateOptions, DeviceSpec, Pool};
@@ -57,7 +61,7 @@ pub mod record;
 #[cfg(feature = "internals")]
 pub mod torture;
 
-pub use cache::CacheStats;
+pub use cache::{CacheStats, AUTO_SHARE, CHECK_EVERY, FALLBACK_CAP};
 pub use catalog::{e_tag, store_names, Entry, StoreError};
 
 use async_trait::async_trait;
@@ -86,9 +90,6 @@ pub const DEFAULT_INLINE_MAX: u64 = 4096;
 /// this size (the next read while the caller takes this one).
 pub const GET_STEP: u64 = 64 << 20;
 
-/// The content cache's default budget ([`StoreOptions::cache_bytes`]).
-pub const DEFAULT_CACHE_BYTES: u64 = 256 << 20;
-
 /// Reads up to this long go through the content cache by default
 /// ([`StoreOptions::cache_max_read`]).
 pub const DEFAULT_CACHE_MAX_READ: u64 = 4 << 20;
@@ -111,8 +112,20 @@ pub struct StoreOptions {
     inline_max: u64,
     catalog_bytes: Option<u64>,
     class: MediaClass,
-    cache_bytes: u64,
+    cache_bytes: Option<u64>,
     cache_max_read: u64,
+    cache_large: bool,
+    memory: Option<MemoryFn>,
+}
+
+/// A memory source of [`StoreOptions::memory_source`].
+#[derive(Clone)]
+struct MemoryFn(cache::MemorySource);
+
+impl std::fmt::Debug for MemoryFn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MemoryFn")
+    }
 }
 
 impl Default for StoreOptions {
@@ -122,8 +135,10 @@ impl Default for StoreOptions {
             inline_max: DEFAULT_INLINE_MAX,
             catalog_bytes: None,
             class: MediaClass::Capacity,
-            cache_bytes: DEFAULT_CACHE_BYTES,
+            cache_bytes: None,
             cache_max_read: DEFAULT_CACHE_MAX_READ,
+            cache_large: true,
+            memory: None,
         }
     }
 }
@@ -167,33 +182,74 @@ impl StoreOptions {
         self
     }
 
-    /// Memory budget of the store's cache of content read recently
-    /// (default [`DEFAULT_CACHE_BYTES`], 256 MiB; 0 turns it off).
+    /// The most memory the store's cache of content read recently may
+    /// hold (bytes; 0 turns it off). Without it, the cap is a quarter
+    /// ([`AUTO_SHARE`]) of the memory the process may use (its cgroup's
+    /// limit, else the machine's memory; [`FALLBACK_CAP`], 256 MiB, when
+    /// neither can be read), read again at every memory check.
     ///
     /// mpool reads O_DIRECT: without this cache every get is a device
     /// read, where a file system's readers get what was read recently
     /// from the kernel's page cache. The cache keeps [`CACHE_CHUNK`]
-    /// chunks of mblocks, read in on a miss and kept by CLOCK (second
-    /// chance) within the budget, which counts the whole read buffers
-    /// the cached chunks keep alive. It fills on reads only (a put does
+    /// chunks of mblocks in the buffers the reads landed in, kept by
+    /// CLOCK (second chance) over whole buffers within the budget, which
+    /// counts those buffers' bytes. It fills on reads only (a put does
     /// not fill it). It can never serve stale bytes: chunks are keyed by
     /// mblock, a committed mblock never changes and its ID is never used
     /// again, and an overwrite or delete changes what the catalog names
     /// before any later get looks here (the chunks of freed mblocks are
     /// dropped). Each store has its own cache; [`MpoolStore::cache_stats`]
     /// tells how it does.
+    ///
+    /// **Memory pressure.** The budget is the cap only while the memory
+    /// in use stays below a watermark (87 % of a cgroup's limit, 7/8 of
+    /// the machine: those of `mpool::mcache`'s reaper): as the rest of the
+    /// memory in use grows, the budget shrinks by as much and the cache
+    /// evicts down to it, to nothing if need be; it grows back, up to the
+    /// cap, as memory is freed. The memory is checked at most every
+    /// [`CHECK_EVERY`] (20 ms) when a read misses, and every 50 ms by a
+    /// background thread shared by the process' stores, never when a read
+    /// is served from the cache.
     pub fn cache_bytes(mut self, bytes: u64) -> Self {
-        self.cache_bytes = bytes;
+        self.cache_bytes = Some(bytes);
         self
     }
 
-    /// Reads (a get's range, or one range of `get_ranges`) longer than
-    /// this bypass the content cache (default [`DEFAULT_CACHE_MAX_READ`],
-    /// 4 MiB): they are read straight into one buffer, several mblocks at
-    /// once, and not cached, so that one large read does not push out
-    /// what smaller reads keep using. `u64::MAX` caches every read.
+    /// Reads (a get's range, or one range of `get_ranges`) up to this
+    /// long go through the content cache in chunks (default
+    /// [`DEFAULT_CACHE_MAX_READ`], 4 MiB): the chunks missing are read in
+    /// runs and cached. A longer read is served whole from the cache when
+    /// every chunk of it is there; else it is read straight into one
+    /// buffer, several mblocks at once, and that buffer is cached (see
+    /// [`StoreOptions::cache_large_reads`]). `u64::MAX` reads everything
+    /// in chunks.
     pub fn cache_max_read(mut self, bytes: u64) -> Self {
         self.cache_max_read = bytes;
+        self
+    }
+
+    /// Whether the buffers of reads longer than
+    /// [`StoreOptions::cache_max_read`] are cached (default on). Such a
+    /// buffer is cached only when it takes at most a quarter of the
+    /// budget, and comes in as not used yet: it is the first to go unless
+    /// it is read again, so that a scan of large objects does not push out
+    /// what smaller reads keep using.
+    pub fn cache_large_reads(mut self, on: bool) -> Self {
+        self.cache_large = on;
+        self
+    }
+
+    /// Where the content cache reads the memory the process may use and
+    /// uses (default [`mpool::mcache::memory_pressure`]: the cgroup's
+    /// limit and usage, else the machine's `MemTotal` and `MemTotal -
+    /// MemAvailable`). For an application that sizes its caches by a
+    /// view of its own, and for tests that simulate pressure; `None`
+    /// means unknown (no pressure; the fallback cap).
+    pub fn memory_source(
+        mut self,
+        f: impl Fn() -> Option<mpool::mcache::MemoryPressure> + Send + Sync + 'static,
+    ) -> Self {
+        self.memory = Some(MemoryFn(Arc::new(f)));
         self
     }
 }
@@ -365,11 +421,20 @@ impl MpoolStore {
             (16u64 << 20).min(class / 32).max(1)
         });
         let chunk = CACHE_CHUNK.max(data::read_align(&pool));
-        let cache = Arc::new(cache::ContentCache::new(
-            opts.cache_bytes,
+        let source: cache::MemorySource = match &opts.memory {
+            Some(f) => f.0.clone(),
+            None => Arc::new(mpool::mcache::memory_pressure),
+        };
+        let cache = cache::ContentCache::new(
+            match opts.cache_bytes {
+                Some(n) => cache::Size::Cap(n),
+                None => cache::Size::Auto,
+            },
             opts.cache_max_read,
+            opts.cache_large,
             chunk,
-        ));
+            source,
+        );
         let cat = Catalog::open(
             pool,
             &CatalogOptions {
@@ -401,6 +466,14 @@ impl MpoolStore {
 
     /// Figures of the store's content cache ([`StoreOptions::cache_bytes`]).
     pub fn cache_stats(&self) -> CacheStats {
+        self.cache.stats()
+    }
+
+    /// Check the memory now (as the cache does by itself at most every
+    /// [`CHECK_EVERY`]): set the content cache's budget from the memory
+    /// left, evict down to it, and return its figures.
+    pub fn check_memory(&self) -> CacheStats {
+        self.cache.check_memory();
         self.cache.stats()
     }
 
@@ -717,16 +790,28 @@ impl ObjectStore for MpoolStore {
             });
         }
         let pool = self.pool().clone();
+        let cache = self.cache.clone();
         let blocks = e.blocks.clone();
         let starts: Vec<u64> = (range.start..end).step_by(GET_STEP as usize).collect();
-        // Each step one buffer; the next step is read while the caller
-        // takes this one.
+        // Each step one buffer: from the cache when it holds all of it
+        // (on this thread unless the chunks must be joined), else read
+        // straight into one buffer, which the cache keeps. The next step
+        // is read while the caller takes this one.
         let s = stream::iter(starts)
             .map(move |pos| {
-                let pool = pool.clone();
-                let blocks = blocks.clone();
-                let to = end.min(pos + GET_STEP);
-                blocking(move || Ok(data::read_direct(&pool, &blocks.extents, &(pos..to))?))
+                let (pool, cache, blocks) = (pool.clone(), cache.clone(), blocks.clone());
+                let r = pos..end.min(pos + GET_STEP);
+                async move {
+                    if let Some(plan) = data::cached_large(&cache, &blocks.extents, &r) {
+                        if plan.without_copy() {
+                            return Ok(plan.assemble()?.pop().unwrap_or_default());
+                        }
+                        return blocking(move || Ok(plan.assemble()?.pop().unwrap_or_default()))
+                            .await;
+                    }
+                    blocking(move || Ok(data::read_large(&pool, &cache, &blocks.extents, &r)?))
+                        .await
+                }
             })
             .buffered(2);
         Ok(GetResult {

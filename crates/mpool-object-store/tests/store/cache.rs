@@ -4,10 +4,13 @@
 //! path no longer holds; it stays within its budget.
 
 use crate::common;
+use mpool::mcache::MemoryPressure;
 use mpool_object_store::{MpoolStore, StoreOptions};
 use object_store::path::Path;
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutPayload};
 use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 fn pattern(seed: u64, len: usize) -> Vec<u8> {
     (0..len as u64)
@@ -15,7 +18,26 @@ fn pattern(seed: u64, len: usize) -> Vec<u8> {
         .collect()
 }
 
+/// A memory source of a machine with `limit` bytes, `used` of them in
+/// use (a simulated pressure).
+fn machine(limit: u64, used: Arc<AtomicU64>) -> impl Fn() -> Option<MemoryPressure> + Send + Sync {
+    move || {
+        Some(MemoryPressure {
+            limit,
+            used: used.load(Ordering::Relaxed),
+            cgroup: false,
+        })
+    }
+}
+
+/// Open the store with `opts` on a simulated machine with memory to
+/// spare (the tests' caches must not shrink with the test machine's
+/// load), unless `opts` has a memory source of its own.
 fn open(img: &std::path::Path, opts: StoreOptions) -> MpoolStore {
+    open_with(img, opts.memory_source(machine(64 << 30, Arc::default())))
+}
+
+fn open_with(img: &std::path::Path, opts: StoreOptions) -> MpoolStore {
     MpoolStore::open(common::open_pool(img, false), &opts.catalog_bytes(4 << 20))
         .expect("open store")
 }
@@ -24,9 +46,9 @@ fn is_not_found<T: std::fmt::Debug>(r: object_store::Result<T>) -> bool {
     matches!(r, Err(object_store::Error::NotFound { .. }))
 }
 
-/// The three ways a read can go: through the cache (every read), around
-/// it (every read straight into one buffer), and the default (small
-/// reads through it, large ones around).
+/// The ways a read can go: through the cache in chunks (every read),
+/// without a cache (every read straight into one buffer), small reads in
+/// chunks and large ones whole (cached whole, or not).
 fn configs() -> Vec<(&'static str, StoreOptions)> {
     vec![
         (
@@ -37,6 +59,12 @@ fn configs() -> Vec<(&'static str, StoreOptions)> {
         (
             "default, 256 KiB reads cached",
             StoreOptions::default().cache_max_read(256 << 10),
+        ),
+        (
+            "256 KiB reads cached, larger reads not",
+            StoreOptions::default()
+                .cache_max_read(256 << 10)
+                .cache_large_reads(false),
         ),
     ]
 }
@@ -332,4 +360,199 @@ fn the_cache_stays_within_its_budget() {
         assert_eq!(store.cache_stats().chunks, 0);
         assert_eq!(store.cache_stats().bytes, 0);
     });
+}
+
+/// An object of `len` bytes read whole twice: the second read is served
+/// from the cache as the buffer the first one read (a large read), and
+/// returns the same bytes.
+async fn read_twice(store: &MpoolStore, p: &Path, data: &[u8]) {
+    let before = store.cache_stats();
+    let got = store.get(p).await.unwrap().bytes().await.unwrap();
+    assert!(got[..] == data[..], "{p}: first read");
+    drop(got);
+    let mid = store.cache_stats();
+    let got = store.get(p).await.unwrap().bytes().await.unwrap();
+    assert!(got[..] == data[..], "{p}: second read");
+    let after = store.cache_stats();
+    assert_eq!(
+        after.large_hits,
+        mid.large_hits + 1,
+        "{before:?}\n{mid:?}\n{after:?}"
+    );
+    assert_eq!(
+        after.misses, mid.misses,
+        "no device read: {mid:?}\n{after:?}"
+    );
+}
+
+#[test]
+fn large_reads_are_served_from_the_cache_and_never_stale() {
+    let dir = common::scratch();
+    let img = common::format(dir.path(), 256 << 20, 1 << 20);
+    // Reads over 4 MiB (the default) are large: read whole, cached whole.
+    let store = open(&img, StoreOptions::default());
+    let (p, c, d) = (Path::from("big"), Path::from("copy"), Path::from("moved"));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let old = pattern(11, 6_000_000); // six 1 MiB mblocks and some
+        let new = pattern(12, 6_000_000);
+        store.put(&p, old.clone().into()).await.unwrap();
+        read_twice(&store, &p, &old).await;
+        assert_eq!(store.cache_stats().large_inserts, 1);
+        // A large range inside it, and a large range with a small one.
+        let hits = store.cache_stats().large_hits;
+        let got = store.get_range(&p, 100..5_000_000).await.unwrap();
+        assert!(got[..] == old[100..5_000_000]);
+        let got = store
+            .get_ranges(&p, &[0..4_500_000, 10..20, 5_999_000..6_000_000])
+            .await
+            .unwrap();
+        assert!(got[0][..] == old[..4_500_000]);
+        assert_eq!(got[1], &old[10..20]);
+        assert_eq!(got[2], &old[5_999_000..]);
+        assert_eq!(store.cache_stats().large_hits, hits + 2);
+        // Overwritten: the new bytes, read from the device, then cached.
+        let chunks = store.cache_stats().chunks;
+        store.put(&p, new.clone().into()).await.unwrap();
+        let hits = store.cache_stats().large_hits;
+        let got = store.get(&p).await.unwrap().bytes().await.unwrap();
+        assert!(got[..] == new[..], "the overwrite's bytes");
+        assert_eq!(store.cache_stats().large_hits, hits, "not from the cache");
+        drop(got);
+        read_twice(&store, &p, &new).await;
+        // The old object's chunks went with its mblocks.
+        assert!(
+            store.cache_stats().chunks <= chunks,
+            "{:?}",
+            store.cache_stats()
+        );
+        // A copy and a rename share the mblocks: served from the cache.
+        store.copy(&p, &c).await.unwrap();
+        store.rename(&c, &d).await.unwrap();
+        assert!(is_not_found(store.get(&c).await));
+        let hits = store.cache_stats().large_hits;
+        let got = store.get(&d).await.unwrap().bytes().await.unwrap();
+        assert!(got[..] == new[..]);
+        assert_eq!(store.cache_stats().large_hits, hits + 1);
+        drop(got);
+        // Deleted: not found, though its bytes were cached; the copy stays.
+        store.delete(&p).await.unwrap();
+        assert!(is_not_found(store.get(&p).await));
+        assert!(is_not_found(store.get_range(&p, 0..5_000_000).await));
+        let got = store.get(&d).await.unwrap().bytes().await.unwrap();
+        assert!(got[..] == new[..]);
+        drop(got);
+        // Emptied, the cache gives the large buffers nobody holds back as
+        // spares: the next large read reuses one, of another object, and
+        // returns its own bytes in it.
+        store.put(&p, old.clone().into()).await.unwrap();
+        store.clear_cache();
+        let reuses = store.cache_stats().spare_reuses;
+        let got = store.get(&p).await.unwrap().bytes().await.unwrap();
+        assert!(
+            got[..] == old[..],
+            "a spare buffer holds the new read's bytes"
+        );
+        assert_eq!(
+            store.cache_stats().spare_reuses,
+            reuses + 1,
+            "{:?}",
+            store.cache_stats()
+        );
+    });
+    common::assert_no_leak(&store);
+}
+
+#[test]
+fn the_budget_shrinks_under_memory_pressure_and_grows_back() {
+    let dir = common::scratch();
+    let img = common::format(dir.path(), 256 << 20, 1 << 20);
+    let used = Arc::new(AtomicU64::new(0));
+    let (limit, cap) = (1u64 << 30, 16u64 << 20);
+    let store = open_with(
+        &img,
+        StoreOptions::default()
+            .cache_bytes(cap)
+            .memory_source(machine(limit, used.clone())),
+    );
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let objs: Vec<(Path, Vec<u8>)> = (0..8)
+        .map(|i| (Path::from(format!("o{i}")), pattern(20 + i, 1_500_000)))
+        .collect();
+    let read_all = |store: &MpoolStore| {
+        rt.block_on(async {
+            for (p, d) in &objs {
+                let got = store.get(p).await.unwrap().bytes().await.unwrap();
+                assert!(got[..] == d[..], "{p}");
+            }
+        })
+    };
+    rt.block_on(async {
+        for (p, d) in &objs {
+            store.put(p, d.clone().into()).await.unwrap();
+        }
+    });
+    read_all(&store);
+    let s = store.check_memory();
+    assert_eq!((s.cap, s.budget), (cap, cap), "{s:?}");
+    assert!(s.bytes > 8 << 20, "12 MB read, all cached: {s:?}");
+    // The rest of the machine grows to 4 MiB short of the watermark (7/8
+    // of the machine); the cache's own bytes count as used too.
+    let mark = limit - limit / 8;
+    used.store(mark - (4 << 20) + s.bytes, Ordering::Relaxed);
+    let s = store.check_memory();
+    assert!(s.budget <= 4 << 20, "{s:?}");
+    assert!(s.bytes <= 4 << 20, "{s:?}");
+    assert!(s.pressure_evictions > 0, "{s:?}");
+    // Every byte is still there, read from the device again.
+    read_all(&store);
+    assert!(store.cache_stats().bytes <= 4 << 20);
+    // All the memory in use: the cache keeps nothing.
+    used.store(limit, Ordering::Relaxed);
+    let s = store.check_memory();
+    assert_eq!((s.budget, s.bytes), (0, 0), "{s:?}");
+    read_all(&store);
+    let s = store.cache_stats();
+    assert_eq!((s.bytes, s.chunks), (0, 0), "{s:?}");
+    // The pressure goes: the budget is the cap again, and reads fill it.
+    used.store(0, Ordering::Relaxed);
+    assert_eq!(store.check_memory().budget, cap);
+    read_all(&store);
+    read_all(&store);
+    let s = store.cache_stats();
+    assert!(s.bytes > 8 << 20 && s.bytes <= cap, "{s:?}");
+}
+
+#[test]
+fn without_a_size_the_cache_takes_a_share_of_the_memory_limit() {
+    let dir = common::scratch();
+    let img = common::format(dir.path(), 64 << 20, 1 << 20);
+    let used = Arc::new(AtomicU64::new(0));
+    let store = open_with(
+        &img,
+        StoreOptions::default().memory_source(machine(8 << 30, used.clone())),
+    );
+    let s = store.check_memory();
+    let share = (8u64 << 30) / mpool_object_store::AUTO_SHARE;
+    assert_eq!((s.cap, s.budget), (share, share), "{s:?}");
+    // Nearly all of the machine in use: the budget is what is left below
+    // the watermark.
+    used.store((7u64 << 30) - (100 << 20), Ordering::Relaxed);
+    assert_eq!(store.check_memory().budget, 100 << 20);
+    // An explicit size is the cap, however much memory there is.
+    drop(store);
+    let store = open_with(
+        &img,
+        StoreOptions::default()
+            .cache_bytes(32 << 20)
+            .memory_source(machine(1 << 40, Arc::default())),
+    );
+    assert_eq!(store.check_memory().budget, 32 << 20);
+    // Without a source that knows, the fallback.
+    drop(store);
+    let store = open_with(&img, StoreOptions::default().memory_source(|| None));
+    assert_eq!(
+        store.check_memory().budget,
+        mpool_object_store::FALLBACK_CAP
+    );
 }
