@@ -622,7 +622,7 @@ pub fn side(a: &SideArgs) -> Result<Value> {
                                 n += 1;
                             }
                             all += 1;
-                            if all % 256 == 0 {
+                            if all.is_multiple_of(256) {
                                 progress[t].0.store(all, Ordering::Relaxed);
                             }
                         }
