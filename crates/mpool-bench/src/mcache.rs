@@ -119,6 +119,86 @@ pub struct McacheArgs {
     /// Also simulate Belady's OPT (memory: 12 bytes per read simulated).
     #[arg(long)]
     pub floor_opt: bool,
+    /// Print each side's per-second trace (reads, misses, evictions, TLB
+    /// shootdowns, CPU of its threads, the machine's CPU and steal).
+    #[arg(long)]
+    pub trace: bool,
+    /// The mcache sides' advice for the newest collection (the hot set;
+    /// the older ones are cold): hot, warm, cold or will-need.
+    #[arg(long, default_value = "cold", value_parser = parse_advice)]
+    pub newest_advice: Advice,
+    /// How many of the newest collections get `--newest-advice`.
+    #[arg(long, default_value_t = 1)]
+    pub newest_colls: usize,
+    /// How a Zipfian rank picks the page inside its object. `hash` (the
+    /// default, every figure before 2026-11-30 06:00): a multiplicative
+    /// hash of the rank, which reaches only ~23 of an object's 255 pages
+    /// and a disjoint set of them each time the object ages by one
+    /// collection (every hot-set move reloads the whole working set).
+    /// `stable`: the rank's place inside its object through a fixed
+    /// permutation, so every page is read and an object keeps its hot
+    /// pages as it ages.
+    #[arg(long, default_value = "hash", value_parser = ["hash", "stable"])]
+    pub page_map: String,
+    /// How a reader finds a collection. `snapshot` (the default since
+    /// 2026-11-30 06:10): each reader keeps its own copy of the list of
+    /// collections and takes it again only when compaction published a
+    /// new one (one load of a counter per read, no shared write). `lock`
+    /// (every figure before): the list's `RwLock` read-locked and the
+    /// collection's `Arc` cloned per read: four atomic read-modify-writes
+    /// on two lines both readers write.
+    #[arg(long, default_value = "snapshot", value_parser = ["snapshot", "lock"])]
+    pub catalog: String,
+}
+
+/// The multiplier of `--page-map stable` (coprime with `pages`: a
+/// permutation of the pages), 0 for `hash`.
+fn page_mult(pages: usize, stable: bool) -> usize {
+    if !stable {
+        return 0;
+    }
+    let mut m = pages * 5 / 8 + 1;
+    while gcd(m, pages.max(1)) != 1 {
+        m += 1;
+    }
+    m
+}
+
+/// The page of rank `rank` inside its object (see `--page-map`; `mult`
+/// from [`page_mult`]).
+fn page_of(rank: usize, pages: usize, mult: usize) -> usize {
+    if mult > 0 {
+        (rank % pages) * mult % pages
+    } else {
+        (rank.wrapping_mul(0x9E37_79B1) >> 7) % pages
+    }
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+fn parse_advice(s: &str) -> std::result::Result<Advice, String> {
+    match s {
+        "hot" => Ok(Advice::Hot),
+        "warm" => Ok(Advice::Warm),
+        "cold" => Ok(Advice::Cold),
+        "will-need" => Ok(Advice::WillNeed),
+        _ => Err(format!("{s}: hot, warm, cold or will-need")),
+    }
+}
+
+fn advice_name(a: Advice) -> &'static str {
+    match a {
+        Advice::Hot => "hot",
+        Advice::Warm => "warm",
+        Advice::Cold => "cold",
+        Advice::WillNeed => "will-need",
+    }
 }
 
 /// Arguments of the hidden child subcommand (one side, one run).
@@ -148,6 +228,16 @@ pub struct SideArgs {
     pub cgroup: Option<PathBuf>,
     #[arg(long)]
     pub seed: u64,
+    #[arg(long)]
+    pub trace: bool,
+    #[arg(long, value_parser = parse_advice)]
+    pub newest_advice: Advice,
+    #[arg(long)]
+    pub newest_colls: usize,
+    #[arg(long)]
+    pub page_map: String,
+    #[arg(long)]
+    pub catalog: String,
 }
 
 /// Object `seq`'s bytes (any object: a checksum of a read proves nothing,
@@ -391,8 +481,14 @@ pub fn side(a: &SideArgs) -> Result<Value> {
             pool.mblock_commit(id)?;
             ids.push(id);
         }
-        for c in ids.chunks(a.per_map) {
-            let map = pool.mcache_map(c, Advice::Cold)?;
+        let colls = ids.len().div_ceil(a.per_map);
+        for (k, c) in ids.chunks(a.per_map).enumerate() {
+            let advice = if k + a.newest_colls >= colls {
+                a.newest_advice
+            } else {
+                Advice::Cold
+            };
+            let map = pool.mcache_map(c, advice)?;
             cat.write()
                 .map_err(|_| anyhow!("poisoned"))?
                 .push_back(Arc::new(Coll::Map {
@@ -440,21 +536,48 @@ pub fn side(a: &SideArgs) -> Result<Value> {
         .and_then(|v| v.trim().parse::<u64>().ok());
     let pages = a.obj_len / PAGE;
     let zipf = Zipf::new((a.objects * pages) as u64, 0.99);
+    let mult = page_mult(pages, a.page_map == "stable");
     // 0 warm-up, 1 measuring, 2 stop.
     let phase = AtomicU8::new(0);
     let compacted = AtomicU64::new(0);
     let start_stats = std::sync::Mutex::new((mcache::stats(), 0u64));
+    // CPUs used while measured: the readers, this process, the others.
+    let cpu_use = std::sync::Mutex::new([0f64; 3]);
+
+    // Bumped at every change of the list (the readers' snapshots).
+    let gen = AtomicU64::new(0);
+    // Reads so far per reader (warm-up included), for the trace.
+    let progress: Vec<Padded> = (0..a.threads).map(|_| Padded::default()).collect();
+    let mut trace: Vec<Value> = Vec::new();
 
     let (reads, hist, comp) =
         std::thread::scope(|s| -> Result<(u64, Histogram<u64>, Result<()>)> {
-            let comp = s.spawn(|| compact(a, pool.as_ref(), &cat, &phase, &compacted, &next_seq));
+            let comp = std::thread::Builder::new()
+                .name("mc-compact".into())
+                .spawn_scoped(s, || {
+                    compact(a, pool.as_ref(), &cat, &gen, &phase, &compacted, &next_seq)
+                })?;
             let readers: Vec<_> = (0..a.threads)
                 .map(|t| {
-                    let (cat, phase, zipf) = (&cat, &phase, &zipf);
-                    s.spawn(move || -> Result<(u64, Histogram<u64>)> {
+                    let (cat, gen, phase, zipf, progress) = (&cat, &gen, &phase, &zipf, &progress);
+                    let b = std::thread::Builder::new().name(format!("mc-reader-{t}"));
+                    b.spawn_scoped(s, move || -> Result<(u64, Histogram<u64>)> {
                         let mut r = Rng(a.seed.wrapping_mul(31).wrapping_add(t as u64 + 1) | 1);
                         let mut h = histogram();
                         let mut n = 0u64;
+                        let mut all = 0u64;
+                        // This reader's copy of the list (`--catalog snapshot`).
+                        let snapshot = a.catalog == "snapshot";
+                        let mut seen = gen.load(Ordering::Acquire);
+                        let mut snap: Vec<Arc<Coll>> = Vec::new();
+                        if snapshot {
+                            snap = cat
+                                .read()
+                                .map_err(|_| anyhow!("poisoned"))?
+                                .iter()
+                                .cloned()
+                                .collect();
+                        }
                         let mut sink = 0u64;
                         loop {
                             let ph = phase.load(Ordering::Relaxed);
@@ -464,16 +587,33 @@ pub fn side(a: &SideArgs) -> Result<Value> {
                             let t0 = Instant::now();
                             let rank = zipf.next(&mut r) as usize;
                             let age = rank / pages;
-                            let page = (rank.wrapping_mul(0x9E37_79B1) >> 7) % pages;
+                            let page = page_of(rank, pages, mult);
                             let len = 100 + (r.next() % 901) as usize;
                             let off = page * PAGE + (r.next() as usize % (PAGE - len));
-                            let coll = {
-                                let c = cat.read().map_err(|_| anyhow!("poisoned"))?;
-                                let total: usize = c.len() * a.per_map;
-                                let age = age.min(total.saturating_sub(1));
-                                // Newest first: collection from the back.
-                                let ci = c.len() - 1 - age / a.per_map;
-                                Arc::clone(&c[ci])
+                            // Newest first: the collection from the back.
+                            let pick = |len: usize| {
+                                let age = age.min((len * a.per_map).saturating_sub(1));
+                                len - 1 - age / a.per_map
+                            };
+                            let held;
+                            let coll: &Coll = if snapshot {
+                                let g = gen.load(Ordering::Acquire);
+                                if g != seen {
+                                    snap = cat
+                                        .read()
+                                        .map_err(|_| anyhow!("poisoned"))?
+                                        .iter()
+                                        .cloned()
+                                        .collect();
+                                    seen = g;
+                                }
+                                &snap[pick(snap.len())]
+                            } else {
+                                held = {
+                                    let c = cat.read().map_err(|_| anyhow!("poisoned"))?;
+                                    Arc::clone(&c[pick(c.len())])
+                                };
+                                &held
                             };
                             let i = (age % a.per_map).min(coll.len() - 1);
                             sink = sink.wrapping_add(coll.read(coll.len() - 1 - i, off, len)?);
@@ -481,19 +621,41 @@ pub fn side(a: &SideArgs) -> Result<Value> {
                                 h.record(t0.elapsed().as_nanos() as u64)?;
                                 n += 1;
                             }
+                            all += 1;
+                            if all.is_multiple_of(256) {
+                                progress[t].0.store(all, Ordering::Relaxed);
+                            }
                         }
                         std::hint::black_box(sink);
                         Ok((n, h))
                     })
                 })
-                .collect();
-            std::thread::sleep(Duration::from_secs(a.warmup));
+                .collect::<std::io::Result<Vec<_>>>()?;
+            let t_start = Instant::now();
+            let mut prev = Sample::take(&progress);
+            let mut wait = |secs: u64, trace: &mut Vec<Value>| {
+                if !a.trace {
+                    std::thread::sleep(Duration::from_secs(secs));
+                    return;
+                }
+                for _ in 0..secs {
+                    std::thread::sleep(Duration::from_secs(1));
+                    let now = Sample::take(&progress);
+                    trace.push(now.delta(&prev, t_start.elapsed().as_secs_f64()));
+                    prev = now;
+                }
+            };
+            wait(a.warmup, &mut trace);
             *start_stats.lock().map_err(|_| anyhow!("poisoned"))? =
                 (mcache::stats(), rusage_majflt());
+            let cpu0 = Sample::take(&progress);
             compacted.store(0, Ordering::Relaxed);
             phase.store(1, Ordering::Relaxed);
-            std::thread::sleep(Duration::from_secs(a.runtime));
+            wait(a.runtime, &mut trace);
+            // Before the stop: the readers' threads are gone after it.
+            let cpu1 = Sample::take(&progress);
             phase.store(2, Ordering::Relaxed);
+            *cpu_use.lock().map_err(|_| anyhow!("poisoned"))? = cpu1.cpus(&cpu0);
             let mut total = 0;
             let mut hist = histogram();
             for h in readers {
@@ -559,7 +721,166 @@ pub fn side(a: &SideArgs) -> Result<Value> {
         "cgroup_peak_bytes": peak,
         "cgroup_usage_at_start": usage_at_start,
         "resident_bytes_at_end": s1.resident_bytes,
+        "readers_cpus": cpu_use.lock().map_or(0.0, |c| c[0]),
+        "process_cpus": cpu_use.lock().map_or(0.0, |c| c[1]),
+        "other_cpus": cpu_use.lock().map_or(0.0, |c| c[2]),
+        "trace": trace,
     }))
+}
+
+/// A counter on a line of its own.
+#[derive(Default)]
+#[repr(align(128))]
+struct Padded(AtomicU64);
+
+/// What the trace samples each second (all counters since some start).
+struct Sample {
+    reads: u64,
+    stats: mcache::McacheStats,
+    majflt: u64,
+    /// TLB shootdown, function call and reschedule interrupts (all CPUs).
+    tlb: u64,
+    cal: u64,
+    res: u64,
+    /// The machine's CPU time (jiffies): user+nice, system+irq+softirq,
+    /// idle+iowait, steal.
+    cpu: [u64; 4],
+    /// This process' threads' CPU time (jiffies) by kind: readers,
+    /// compaction, fault handlers, reaper, others.
+    threads: [u64; 5],
+    /// Their involuntary context switches (all threads).
+    nvcsw: u64,
+}
+
+impl Sample {
+    fn take(progress: &[Padded]) -> Sample {
+        let irq = std::fs::read_to_string("/proc/interrupts").unwrap_or_default();
+        let irq_sum = |name: &str| -> u64 {
+            irq.lines()
+                .find(|l| l.trim_start().starts_with(name))
+                .map_or(0, |l| {
+                    l.split_whitespace()
+                        .skip(1)
+                        .map_while(|w| w.parse::<u64>().ok())
+                        .sum()
+                })
+        };
+        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        let f: Vec<u64> = stat
+            .lines()
+            .next()
+            .unwrap_or("")
+            .split_whitespace()
+            .skip(1)
+            .map(|w| w.parse().unwrap_or(0))
+            .collect();
+        let g = |i: usize| f.get(i).copied().unwrap_or(0);
+        let cpu = [g(0) + g(1), g(2) + g(5) + g(6), g(3) + g(4), g(7)];
+        let mut threads = [0u64; 5];
+        let mut nvcsw = 0;
+        if let Ok(rd) = std::fs::read_dir("/proc/self/task") {
+            for e in rd.flatten() {
+                let Ok(st) = std::fs::read_to_string(e.path().join("stat")) else {
+                    continue;
+                };
+                // comm is in parentheses; utime, stime are fields 14, 15.
+                let (Some(a), Some(b)) = (st.find('('), st.rfind(')')) else {
+                    continue;
+                };
+                let comm = &st[a + 1..b];
+                let rest: Vec<&str> = st[b + 2..].split_whitespace().collect();
+                let t = rest
+                    .get(11)
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or(0)
+                    + rest
+                        .get(12)
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .unwrap_or(0);
+                let k = if comm.starts_with("mc-reader") {
+                    0
+                } else if comm.starts_with("mc-compact") {
+                    1
+                } else if comm.starts_with("mpool-mcache") {
+                    2
+                } else if comm.starts_with("mpool-reaper") {
+                    3
+                } else {
+                    4
+                };
+                threads[k] += t;
+                if let Ok(s) = std::fs::read_to_string(e.path().join("status")) {
+                    nvcsw += s
+                        .lines()
+                        .find_map(|l| l.strip_prefix("nonvoluntary_ctxt_switches:"))
+                        .and_then(|v| v.trim().parse::<u64>().ok())
+                        .unwrap_or(0);
+                }
+            }
+        }
+        Sample {
+            reads: progress.iter().map(|p| p.0.load(Ordering::Relaxed)).sum(),
+            stats: mcache::stats(),
+            majflt: rusage_majflt(),
+            tlb: irq_sum("TLB:"),
+            cal: irq_sum("CAL:"),
+            res: irq_sum("RES:"),
+            cpu,
+            threads,
+            nvcsw,
+        }
+    }
+
+    /// CPUs used on average since `p`: by the readers, by this process,
+    /// by everything else on the machine.
+    fn cpus(&self, p: &Sample) -> [f64; 3] {
+        // SAFETY: sysconf reads a constant.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+        let d = |a: u64, b: u64| a.saturating_sub(b) as f64;
+        let idle = d(self.cpu[2], p.cpu[2]);
+        let all = (0..4).map(|k| d(self.cpu[k], p.cpu[k])).sum::<f64>();
+        let secs = all / hz / std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64);
+        let secs = secs.max(1e-9);
+        let mine = (0..5)
+            .map(|k| d(self.threads[k], p.threads[k]))
+            .sum::<f64>();
+        let busy = all - idle - d(self.cpu[3], p.cpu[3]);
+        [
+            d(self.threads[0], p.threads[0]) / hz / secs,
+            mine / hz / secs,
+            (busy - mine).max(0.0) / hz / secs,
+        ]
+    }
+
+    /// The second since `p`, as JSON.
+    fn delta(&self, p: &Sample, t: f64) -> Value {
+        let d = |a: u64, b: u64| a.saturating_sub(b);
+        let (s, q) = (&self.stats, &p.stats);
+        json!({
+            "t": (t * 10.0).round() / 10.0,
+            "reads": d(self.reads, p.reads),
+            "fills": d(s.fills, q.fills),
+            "majflt": d(self.majflt, p.majflt),
+            "evictions": d(s.evictions, q.evictions),
+            "page_evictions": d(s.page_evictions, q.page_evictions),
+            "reaper_runs": d(s.reaper_runs, q.reaper_runs),
+            "reaper_ms": d(s.reaper_ns, q.reaper_ns) as f64 / 1e6,
+            "resident_mb": s.resident_bytes >> 20,
+            "tlb": d(self.tlb, p.tlb),
+            "cal": d(self.cal, p.cal),
+            "res": d(self.res, p.res),
+            "cpu_user": d(self.cpu[0], p.cpu[0]),
+            "cpu_sys": d(self.cpu[1], p.cpu[1]),
+            "cpu_idle": d(self.cpu[2], p.cpu[2]),
+            "cpu_steal": d(self.cpu[3], p.cpu[3]),
+            "t_readers": d(self.threads[0], p.threads[0]),
+            "t_compact": d(self.threads[1], p.threads[1]),
+            "t_handlers": d(self.threads[2], p.threads[2]),
+            "t_reaper": d(self.threads[3], p.threads[3]),
+            "t_other": d(self.threads[4], p.threads[4]),
+            "nvcsw": d(self.nvcsw, p.nvcsw),
+        })
+    }
 }
 
 /// The compaction thread: the oldest collection, read sequentially at the
@@ -569,6 +890,7 @@ fn compact(
     a: &SideArgs,
     pool: Option<&Pool>,
     cat: &Catalog,
+    gen: &AtomicU64,
     phase: &AtomicU8,
     done: &AtomicU64,
     next_seq: &AtomicU64,
@@ -629,7 +951,7 @@ fn compact(
         }
         let fresh = match pool {
             Some(pool) => Coll::Map {
-                map: pool.mcache_map(&new_ids, Advice::Cold)?,
+                map: pool.mcache_map(&new_ids, a.newest_advice)?,
                 ids: new_ids,
             },
             None => Coll::Files {
@@ -643,8 +965,18 @@ fn compact(
         {
             let mut c = cat.write().map_err(|_| anyhow!("poisoned"))?;
             c.push_back(Arc::new(fresh));
+            // The collection that leaves the newest ones goes cold.
+            if let Some(Coll::Map { map, .. }) = c
+                .len()
+                .checked_sub(a.newest_colls + 1)
+                .and_then(|k| c.get(k))
+                .map(|c| &**c)
+            {
+                map.set_advice(Advice::Cold);
+            }
             c.pop_front();
         }
+        gen.fetch_add(1, Ordering::Release);
         // The inputs: deleted (a map still reading them holds their zones).
         match (&*oldest, pool) {
             (Coll::Map { ids, .. }, Some(pool)) => {
@@ -690,6 +1022,13 @@ fn run_side(a: &McacheArgs, side: &str, pool: &str, obj_len: usize, seed: u64) -
     if let Some(cg) = &cg {
         cmd.arg("--cgroup").arg(&cg.0);
     }
+    if a.trace {
+        cmd.arg("--trace");
+    }
+    cmd.args(["--newest-advice", advice_name(a.newest_advice)]);
+    cmd.args(["--newest-colls", &a.newest_colls.to_string()]);
+    cmd.args(["--page-map", &a.page_map]);
+    cmd.args(["--catalog", &a.catalog]);
     let out = cmd.output()?;
     let oom = cg.as_ref().map_or(0, Cgroup::oom_kills);
     drop(cg);
@@ -1098,8 +1437,18 @@ pub fn run(a: &McacheArgs) -> Result<Table> {
                 continue;
             }
             eprintln!("round {} side {side} ...", round + 1);
-            let v = run_side(a, side, &name, obj_len, u64::from(round) * 10 + k as u64)?;
-            eprintln!("  {v}");
+            let mut v = run_side(a, side, &name, obj_len, u64::from(round) * 10 + k as u64)?;
+            if let Some(Value::Array(tr)) = v.as_object_mut().and_then(|o| o.remove("trace")) {
+                print_trace(&tr);
+                v["trace"] = Value::Array(tr);
+                let mut w = v.clone();
+                if let Some(o) = w.as_object_mut() {
+                    o.remove("trace");
+                }
+                eprintln!("  {w}");
+            } else {
+                eprintln!("  {v}");
+            }
             if let Some(r) = v["reads_per_s"].as_f64() {
                 best[k] = best[k].max(r);
                 t.rows.push(vec![
@@ -1113,11 +1462,13 @@ pub fn run(a: &McacheArgs) -> Result<Table> {
                         fmt_us(v["p9999_ns"].as_f64().unwrap_or(0.0)),
                     ),
                     format!(
-                        "misses/read {:.4} evictions {} pages {} reaper {:.0} ms",
+                        "misses/read {:.4} evictions {} pages {} reaper {:.0} ms; CPUs: readers {:.2} others {:.2}",
                         v["misses_per_read"].as_f64().unwrap_or(0.0),
                         v["evictions"],
                         v["page_evictions"],
                         v["reaper_ms"].as_f64().unwrap_or(0.0),
+                        v["readers_cpus"].as_f64().unwrap_or(0.0),
+                        v["other_cpus"].as_f64().unwrap_or(0.0),
                     ),
                     "-".into(),
                 ]);
@@ -1150,11 +1501,48 @@ pub fn run(a: &McacheArgs) -> Result<Table> {
         }
     ));
     t.notes.push(format!(
+        "mcache sides: the {} newest collections' advice {}, the others cold",
+        a.newest_colls,
+        advice_name(a.newest_advice)
+    ));
+    t.notes.push(format!(
         "mcache/files={} reaper_on/off={}",
         ratio(best[0], best[2]),
         ratio(best[0], best[1])
     ));
     Ok(t)
+}
+
+/// A side's per-second trace, as a table on stderr.
+fn print_trace(tr: &[Value]) {
+    let cols = [
+        "t",
+        "reads",
+        "fills",
+        "majflt",
+        "evictions",
+        "page_evictions",
+        "reaper_ms",
+        "resident_mb",
+        "tlb",
+        "cal",
+        "res",
+        "cpu_user",
+        "cpu_sys",
+        "cpu_idle",
+        "cpu_steal",
+        "t_readers",
+        "t_compact",
+        "t_handlers",
+        "t_reaper",
+        "t_other",
+        "nvcsw",
+    ];
+    eprintln!("  trace: {}", cols.join(" "));
+    for r in tr {
+        let line: Vec<String> = cols.iter().map(|c| r[*c].to_string()).collect();
+        eprintln!("  trace: {}", line.join(" "));
+    }
 }
 
 /// Removes the run's pool, pool file and object files when dropped.
@@ -1298,6 +1686,7 @@ fn workload(a: &McacheArgs, rate: f64, mut f: impl FnMut(Ev)) {
     let pages = a.floor_obj_pages;
     let obj_bytes = (pages * PAGE) as f64;
     let zipf = Zipf::new((a.objects * pages) as u64, 0.99);
+    let mult = page_mult(pages, a.page_map == "stable");
     let mut colls: VecDeque<Vec<u32>> = (0..a.objects as u32)
         .collect::<Vec<_>>()
         .chunks(a.per_map)
@@ -1337,7 +1726,7 @@ fn workload(a: &McacheArgs, rate: f64, mut f: impl FnMut(Ev)) {
         let r = &mut rngs[(n % nr) as usize];
         let rank = zipf.next(r) as usize;
         let age = rank / pages;
-        let page = (rank.wrapping_mul(0x9E37_79B1) >> 7) % pages;
+        let page = page_of(rank, pages, mult);
         // The same draws as a reader makes (length, offset).
         r.next();
         r.next();

@@ -35,12 +35,41 @@ fn set(v: &mut [u64], p: usize, on: bool) {
     }
 }
 
+/// The resident word and the referenced word of the same 64 pages, side
+/// by side in one 16-byte aligned pair: a guard's residency check and its
+/// mark read one cache line, not two.
+#[derive(Debug, Default)]
+#[repr(C, align(16))]
+pub(super) struct Pair([AtomicU64; 2]);
+
+/// One of the two bitmaps of an object (the resident pages or the
+/// referenced ones), a view over its pairs.
+#[derive(Clone, Copy)]
+pub(super) struct Bits<'a>(&'a [Pair], usize);
+
+impl<'a> Bits<'a> {
+    /// Word `w` (pages `64 * w ..`).
+    #[inline]
+    pub(super) fn get(&self, w: usize) -> Option<&'a AtomicU64> {
+        self.0.get(w).map(|p| &p.0[self.1])
+    }
+    /// The words in order.
+    pub(super) fn iter(&self) -> impl Iterator<Item = &'a AtomicU64> + 'a {
+        let k = self.1;
+        self.0.iter().map(move |p| &p.0[k])
+    }
+    /// Words.
+    pub(super) fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
 /// Resident pages, read without a lock, changed under the object's lock.
-fn res_bit(v: &[AtomicU64], p: usize) -> bool {
+fn res_bit(v: Bits<'_>, p: usize) -> bool {
     v.get(p / 64)
         .is_some_and(|w| w.load(Ordering::Acquire) & (1 << (p % 64)) != 0)
 }
-fn res_set(v: &[AtomicU64], p: usize, on: bool) {
+fn res_set(v: Bits<'_>, p: usize, on: bool) {
     if let Some(w) = v.get(p / 64) {
         if on {
             w.fetch_or(1 << (p % 64), Ordering::Release);
@@ -50,37 +79,54 @@ fn res_set(v: &[AtomicU64], p: usize, on: bool) {
     }
 }
 
-/// One mapped object.
+/// One mapped object. The fields a guard reads (length, place, the
+/// pairs' address, last access, the poisoned flag) come first, in the
+/// object's first cache line; the rest is for fills and the reaper.
 #[derive(Debug)]
+#[repr(C, align(64))]
 pub(super) struct Obj {
-    pub target: MapTarget,
+    /// Content length (the target's, kept here: read by every guard).
+    pub len: usize,
     /// Byte offset of its slot in the map's range.
     pub off: usize,
     pub pages: usize,
-    /// Resident pages (poisoned ones included).
-    pub res: Box<[AtomicU64]>,
-    /// Referenced pages: set by every access the cache sees (guards,
-    /// loads, faults, touches), cleared by the reaper's second-chance
-    /// sweep; a resident page found unreferenced is evicted.
-    pub refd: Box<[AtomicU64]>,
-    /// Some page is poisoned.
-    pub poisoned: AtomicBool,
-    pub state: Mutex<Pages>,
-    pub resident: AtomicU32,
+    /// Per 64 pages: the resident word (poisoned pages included) and the
+    /// referenced word (set by every access the cache sees: guards,
+    /// faults, touches; cleared by the reaper's second-chance sweep; a
+    /// resident page found unreferenced is evicted). See [`Obj::res`]
+    /// and [`Obj::refd`].
+    pub words: Box<[Pair]>,
     /// The access clock at the last access.
     pub last: AtomicU64,
     /// Guards that could not pin in their thread's slot (see `pins`), and
     /// user-mode `slice` loads: never evicted while above zero.
     pub pins: AtomicU32,
+    pub resident: AtomicU32,
+    /// Some page is poisoned.
+    pub poisoned: AtomicBool,
     /// Loaded for a slice valid as long as the map (user-mode faults
     /// only): never evicted.
     pub kept: AtomicBool,
     /// Visits of the reaper's hand (a hot object's pages get a second
     /// chance only every fourth, a warm one's every second).
     pub visits: AtomicU32,
+    pub target: MapTarget,
+    pub state: Mutex<Pages>,
 }
 
 impl Obj {
+    /// The resident pages (poisoned ones included).
+    #[inline]
+    pub(super) fn res(&self) -> Bits<'_> {
+        Bits(&self.words, 0)
+    }
+
+    /// The referenced pages.
+    #[inline]
+    pub(super) fn refd(&self) -> Bits<'_> {
+        Bits(&self.words, 1)
+    }
+
     /// The object's identity in the pin slots: its address, which stays
     /// put while its map lives (and so while a guard on it does).
     #[inline]
@@ -178,11 +224,11 @@ impl MapInner {
             let pages = (t.len() as usize).div_ceil(PAGE);
             let words = pages.div_ceil(64);
             objs.push(Obj {
+                len: t.len() as usize,
                 target: t,
                 off,
                 pages,
-                res: (0..words).map(|_| AtomicU64::new(0)).collect(),
-                refd: (0..words).map(|_| AtomicU64::new(0)).collect(),
+                words: (0..words).map(|_| Pair::default()).collect(),
                 poisoned: AtomicBool::new(false),
                 state: Mutex::new(Pages::default()),
                 resident: AtomicU32::new(0),
@@ -240,7 +286,7 @@ impl MapInner {
     /// The bytes of object `i`.
     pub(super) fn bytes(&self, i: usize) -> &[u8] {
         let o = &self.objs[i];
-        let len = o.target.len() as usize;
+        let len = o.len;
         if len == 0 {
             return &[];
         }
@@ -266,7 +312,7 @@ impl MapInner {
         let o = &self.objs[i];
         !o.poisoned.load(Ordering::SeqCst)
             && pages.into_iter().all(|p| {
-                o.res
+                o.res()
                     .get(p / 64)
                     .is_some_and(|w| w.load(Ordering::SeqCst) & (1 << (p % 64)) != 0)
             })
@@ -287,7 +333,7 @@ impl MapInner {
             } else {
                 ((1u64 << n) - 1) << (p % 64)
             };
-            if let Some(word) = o.refd.get(w) {
+            if let Some(word) = o.refd().get(w) {
                 if word.load(Ordering::Relaxed) & mask != mask {
                     word.fetch_or(mask, Ordering::Relaxed);
                 }
@@ -342,11 +388,11 @@ impl MapInner {
                     o.target.id()
                 );
                 let mut st = lock(&o.state);
-                if !res_bit(&o.res, p) {
+                if !res_bit(o.res(), p) {
                     if st.bad.is_empty() {
-                        st.bad = vec![0; o.res.len()];
+                        st.bad = vec![0; o.res().len()];
                     }
-                    res_set(&o.res, p, true);
+                    res_set(o.res(), p, true);
                     set(&mut st.bad, p, true);
                     o.poisoned.store(true, Ordering::Release);
                     c.stats.poisoned.fetch_add(1, Ordering::Relaxed);
@@ -375,7 +421,7 @@ impl MapInner {
             return Ok(0..0);
         };
         let o = &self.objs[i];
-        let missing = |st: &Pages, p: usize| !res_bit(&o.res, p) || bit(&st.bad, p);
+        let missing = |st: &Pages, p: usize| !res_bit(o.res(), p) || bit(&st.bad, p);
         let (a, b) = {
             let st = lock(&o.state);
             let Some(a) = pages.clone().find(|&p| missing(&st, p)) else {
@@ -412,7 +458,7 @@ impl MapInner {
                 // holds nothing anyone can read.
                 unsafe { libc::madvise(dst as *mut libc::c_void, PAGE, libc::MADV_DONTNEED) };
                 set(&mut st.bad, p, false);
-                res_set(&o.res, p, false);
+                res_set(o.res(), p, false);
             }
             let src = &buf[(p - a) * PAGE..(p - a + 1) * PAGE];
             match c.uffd.copy(dst, src) {
@@ -423,7 +469,7 @@ impl MapInner {
                     continue;
                 }
             }
-            res_set(&o.res, p, true);
+            res_set(o.res(), p, true);
             added += 1;
         }
         if st.bad.iter().all(|&w| w == 0) {
@@ -476,9 +522,13 @@ impl MapInner {
                 // sequentially consistent), so either it sees them cleared
                 // and loads again under this lock, or this sees its pin (in
                 // a thread's slot or the shared count: see `pins`).
-                let snap: Vec<u64> = o.res.iter().map(|w| w.swap(0, Ordering::SeqCst)).collect();
+                let snap: Vec<u64> = o
+                    .res()
+                    .iter()
+                    .map(|w| w.swap(0, Ordering::SeqCst))
+                    .collect();
                 if (!may_evict_in_use && o.pinned()) || o.kept.load(Ordering::SeqCst) {
-                    for (w, v) in o.res.iter().zip(snap) {
+                    for (w, v) in o.res().iter().zip(snap) {
                         w.fetch_or(v, Ordering::SeqCst);
                     }
                     break;
@@ -496,8 +546,8 @@ impl MapInner {
             unsafe { libc::madvise(from as *mut libc::c_void, to - from, libc::MADV_DONTNEED) };
             for (o, mut st) in run {
                 let n = o.resident.swap(0, Ordering::Relaxed);
-                o.res.iter().for_each(|w| w.store(0, Ordering::Release));
-                o.refd.iter().for_each(|w| w.store(0, Ordering::Relaxed));
+                o.res().iter().for_each(|w| w.store(0, Ordering::Release));
+                o.refd().iter().for_each(|w| w.store(0, Ordering::Relaxed));
                 st.bad = Vec::new();
                 o.poisoned.store(false, Ordering::Release);
                 let bytes = u64::from(n) * PAGE as u64;
@@ -533,11 +583,11 @@ impl MapInner {
         // Referenced bits, cleared now: what is used from here on counts
         // for the next step.
         let refd: Vec<u64> = o
-            .refd
+            .refd()
             .iter()
             .map(|w| w.swap(0, Ordering::Relaxed))
             .collect();
-        if o.res
+        if o.res()
             .iter()
             .zip(&refd)
             .all(|(r, f)| r.load(Ordering::Relaxed) & !f == 0)
@@ -561,7 +611,7 @@ impl MapInner {
         // Announce (clear the victims' resident bits), then look for users,
         // as `evict_many` does: a guard pins before it checks residency.
         let victims: Vec<u64> = o
-            .res
+            .res()
             .iter()
             .zip(&refd)
             .map(|(r, f)| {
@@ -571,14 +621,14 @@ impl MapInner {
             })
             .collect();
         if o.pinned() || o.kept.load(Ordering::SeqCst) {
-            for (w, v) in o.res.iter().zip(&victims) {
+            for (w, v) in o.res().iter().zip(&victims) {
                 w.fetch_or(*v, Ordering::SeqCst);
             }
             return 0;
         }
         // One `madvise` per span of pages that holds no page kept (a span
         // may cover pages that are not resident: harmless).
-        let keep = |p: usize| res_bit(&o.res, p);
+        let keep = |p: usize| res_bit(o.res(), p);
         let victim = |p: usize| {
             victims
                 .get(p / 64)
@@ -634,5 +684,53 @@ impl MapInner {
         c.stats
             .reserved
             .fetch_sub(self.size as u64, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::mem::{align_of, offset_of, size_of};
+
+    /// What a guard reads of its object lies in the object's first cache
+    /// line, and a page's resident and referenced words share a line: a
+    /// guard on a resident page reads two lines of the cache's own (plus
+    /// its thread's pin slot), where it read four (measured in
+    /// BENCHMARKS.md, "What makes side 1 swing").
+    #[test]
+    fn a_guard_reads_one_line_of_its_object_and_one_of_its_bits() {
+        assert_eq!(align_of::<Obj>(), 64);
+        for end in [
+            offset_of!(Obj, len) + size_of::<usize>(),
+            offset_of!(Obj, off) + size_of::<usize>(),
+            offset_of!(Obj, pages) + size_of::<usize>(),
+            offset_of!(Obj, words) + size_of::<Box<[Pair]>>(),
+            offset_of!(Obj, last) + size_of::<AtomicU64>(),
+            offset_of!(Obj, poisoned) + 1,
+        ] {
+            assert!(end <= 64, "a guard's field ends at byte {end}");
+        }
+        assert_eq!((size_of::<Pair>(), align_of::<Pair>()), (16, 16));
+        let words: Box<[Pair]> = (0..4).map(|_| Pair::default()).collect();
+        let (res, refd) = (Bits(&words, 0), Bits(&words, 1));
+        for w in 0..4 {
+            let (a, b) = (res.get(w).unwrap(), refd.get(w).unwrap());
+            let (a, b) = (a as *const _ as usize, b as *const _ as usize);
+            assert_eq!(b, a + 8);
+            assert_eq!(a / 64, b / 64, "word {w}: two lines");
+        }
+        // The two views are distinct bitmaps.
+        res_set(res, 70, true);
+        assert!(res_bit(res, 70));
+        assert!(!res_bit(refd, 70));
+        assert_eq!(
+            refd.iter().map(|w| w.load(Ordering::Relaxed)).sum::<u64>(),
+            0
+        );
+        assert_eq!(
+            res.iter().map(|w| w.load(Ordering::Relaxed)).sum::<u64>(),
+            1 << 6
+        );
+        assert_eq!((res.len(), refd.len()), (4, 4));
     }
 }

@@ -354,7 +354,7 @@ impl McacheMap {
 
     /// Content length of object `i`.
     pub fn object_len(&self, i: usize) -> Option<u64> {
-        Some(self.inner.objs.get(i)?.target.len())
+        Some(self.inner.objs.get(i)?.len as u64)
     }
 
     /// The bytes of object `i`, valid while the map lives. With full
@@ -395,7 +395,7 @@ impl McacheMap {
     fn check_range(&self, i: usize, range: &Range<u64>) -> Result<()> {
         self.check(i)?;
         let o = &self.inner.objs[i];
-        let len = o.target.len();
+        let len = o.len as u64;
         if range.start > range.end || range.end > len {
             return Err(ObjectError::ReadOutOfRange {
                 id: o.target.id(),

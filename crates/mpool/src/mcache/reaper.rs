@@ -168,7 +168,7 @@ pub(super) fn reap(c: &Cache, need: u64) -> u64 {
                 || o.pins.load(Ordering::Relaxed) > 0
                 || busy.binary_search(&o.key()).is_ok()
                 || o.kept.load(Ordering::Relaxed)
-                || o.refd.iter().any(|w| w.load(Ordering::Relaxed) != 0)
+                || o.refd().iter().any(|w| w.load(Ordering::Relaxed) != 0)
             {
                 continue;
             }
