@@ -130,15 +130,16 @@ pub struct McacheArgs {
     /// How many of the newest collections get `--newest-advice`.
     #[arg(long, default_value_t = 1)]
     pub newest_colls: usize,
-    /// How a Zipfian rank picks the page inside its object. `hash` (the
-    /// default, every figure before 2026-11-30 06:00): a multiplicative
-    /// hash of the rank, which reaches only ~23 of an object's 255 pages
-    /// and a disjoint set of them each time the object ages by one
-    /// collection (every hot-set move reloads the whole working set).
-    /// `stable`: the rank's place inside its object through a fixed
-    /// permutation, so every page is read and an object keeps its hot
-    /// pages as it ages.
-    #[arg(long, default_value = "hash", value_parser = ["hash", "stable"])]
+    /// How a Zipfian rank picks the page inside its object. `stable` (the
+    /// default since 2026-11-30, session 9): the rank's place inside its
+    /// object through a fixed permutation, so every page is read and an
+    /// object keeps its hot pages as it ages: the workload. `hash`
+    /// (the default of every figure before): a multiplicative hash of the
+    /// rank, which reaches only ~23 of an object's 255 pages and a
+    /// disjoint set of them each time the object ages by one collection
+    /// (every hot-set move reloads the whole working set); kept to compare
+    /// with the earlier figures.
+    #[arg(long, default_value = "stable", value_parser = ["hash", "stable"])]
     pub page_map: String,
     /// How a reader finds a collection. `snapshot` (the default since
     /// 2026-11-30 06:10): each reader keeps its own copy of the list of
