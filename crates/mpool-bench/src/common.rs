@@ -309,3 +309,18 @@ impl Rng {
         self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 }
+
+/// The machine's CPU time counters: the fields of /proc/stat's first
+/// line in their order (user nice system idle iowait irq softirq steal
+/// ..., in ticks); a field that does not parse reads 0, so each keeps
+/// its place; empty when the file cannot be read.
+pub fn proc_stat_cpu() -> Vec<u64> {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    stat.lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .map(|w| w.parse().unwrap_or(0))
+        .collect()
+}

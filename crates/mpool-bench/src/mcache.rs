@@ -571,13 +571,16 @@ pub fn side(a: &SideArgs) -> Result<Value> {
                         let snapshot = a.catalog == "snapshot";
                         let mut seen = gen.load(Ordering::Acquire);
                         let mut snap: Vec<Arc<Coll>> = Vec::new();
-                        if snapshot {
-                            snap = cat
+                        let copy = || -> Result<Vec<Arc<Coll>>> {
+                            Ok(cat
                                 .read()
                                 .map_err(|_| anyhow!("poisoned"))?
                                 .iter()
                                 .cloned()
-                                .collect();
+                                .collect())
+                        };
+                        if snapshot {
+                            snap = copy()?;
                         }
                         let mut sink = 0u64;
                         loop {
@@ -600,12 +603,7 @@ pub fn side(a: &SideArgs) -> Result<Value> {
                             let coll: &Coll = if snapshot {
                                 let g = gen.load(Ordering::Acquire);
                                 if g != seen {
-                                    snap = cat
-                                        .read()
-                                        .map_err(|_| anyhow!("poisoned"))?
-                                        .iter()
-                                        .cloned()
-                                        .collect();
+                                    snap = copy()?;
                                     seen = g;
                                 }
                                 &snap[pick(snap.len())]
@@ -766,15 +764,7 @@ impl Sample {
                         .sum()
                 })
         };
-        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-        let f: Vec<u64> = stat
-            .lines()
-            .next()
-            .unwrap_or("")
-            .split_whitespace()
-            .skip(1)
-            .map(|w| w.parse().unwrap_or(0))
-            .collect();
+        let f = crate::common::proc_stat_cpu();
         let g = |i: usize| f.get(i).copied().unwrap_or(0);
         let cpu = [g(0) + g(1), g(2) + g(5) + g(6), g(3) + g(4), g(7)];
         let mut threads = [0u64; 5];

@@ -185,15 +185,7 @@ fn cpu() -> Vec<u64> {
         ru
     };
     let ms = |t: libc::timeval| t.tv_sec as u64 * 1000 + t.tv_usec as u64 / 1000;
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let f: Vec<u64> = stat
-        .lines()
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|x| x.parse().ok())
-        .collect();
+    let f = crate::common::proc_stat_cpu();
     // user nice system idle iowait irq softirq steal; 100 ticks a second.
     let g = |i: usize| f.get(i).copied().unwrap_or(0) * 10;
     // Free memory the guest kernel handed back to its hypervisor (free
