@@ -969,10 +969,14 @@ fn compact(
         }
         gen.fetch_add(1, Ordering::Release);
         // The inputs: deleted (a map still reading them holds their zones).
+        // As the files' are unlinked without a sync, their deletes are not
+        // flushed one by one: they ride on the next commit's flush (a
+        // hundred back-to-back flushes held the readers' misses behind
+        // them).
         match (&*oldest, pool) {
             (Coll::Map { ids, .. }, Some(pool)) => {
                 for &id in ids {
-                    pool.mblock_delete(id)?;
+                    pool.mblock_delete_deferred(id)?;
                 }
             }
             (Coll::Files { seqs, .. }, _) => {
