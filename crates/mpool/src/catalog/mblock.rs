@@ -321,7 +321,7 @@ impl WriteState {
             // thread: a thread just spawned is queued behind its parent
             // on the parent's CPU, and a write handed to it started about
             // as late as the checksum ended (measured: 1.5 ms into a
-            // 32 MiB write, 8-12 % of its bandwidth; BENCHMARKS.md).
+            // 32 MiB write, 10-12 % of its bandwidth; BENCHMARKS.md).
             let (dev, csums, crc) = (&self.dev, &mut self.csums, &mut self.crc);
             let data: &[u8] = &buf;
             // When this write fills the mblock its checksum table is final:

@@ -269,8 +269,8 @@ impl<'a> MblockReader<'a> {
                 // To the device now, as fio does at its default batch of
                 // one: a read pushed while the caller takes completed ones
                 // from `ready` would otherwise wait for the next reap, and
-                // the queue would run that much below its depth (0.92-0.96
-                // of fio at depth 32 on the disk, against 0.99-1.02;
+                // the queue would run that much below its depth (0.93-0.95
+                // of fio at depth 32 on the disk, against 0.96-1.04;
                 // BENCHMARKS.md). Its failure comes back with its reads.
                 let _ = self.reap(0);
                 Ok(())
