@@ -64,6 +64,20 @@ pub fn vmas() -> usize {
         .count()
 }
 
+/// Read-only private anonymous mappings of this process: what an mcache
+/// map reserves (thread stacks, heaps and files are other kinds, and come
+/// and go with threads and allocations that have nothing to do with maps).
+pub fn map_vmas() -> usize {
+    std::fs::read_to_string("/proc/self/maps")
+        .unwrap()
+        .lines()
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.get(1) == Some(&"r--p") && f.get(4) == Some(&"0") && f.len() == 5
+        })
+        .count()
+}
+
 /// Whether this process is root.
 pub fn is_root() -> bool {
     // SAFETY: geteuid(2) cannot fail and touches no memory.

@@ -2,7 +2,7 @@
 //! map over the address-space budget; a failed map call leaves nothing
 //! mapped and no zone held.
 
-use super::common::{commit, mem_pool, pattern, serial, vmas};
+use super::common::{commit, map_vmas, mem_pool, pattern, serial};
 use mpool::{mcache, Advice, Error, MblockId, MediaClass, ObjType, ObjectError, ObjectId};
 
 #[test]
@@ -14,7 +14,7 @@ fn mapping_other_than_committed_mblocks_fails_typed() {
     pool.mblock_write(pending, b"not yet").unwrap();
     let deleted = commit(&pool, &pattern(2, 100));
     pool.mblock_delete(deleted).unwrap();
-    let before = (mcache::stats().maps, vmas());
+    let before = (mcache::stats().maps, map_vmas());
 
     match pool.mcache_map(&[good, pending], Advice::Warm) {
         Err(Error::Object(ObjectError::NotCommitted(id))) => assert_eq!(id, pending.object_id()),
@@ -31,7 +31,7 @@ fn mapping_other_than_committed_mblocks_fails_typed() {
     assert!(MblockId::try_from(raw).is_err());
     assert!(raw.to_string().parse::<MblockId>().is_err());
     assert_eq!(
-        (mcache::stats().maps, vmas()),
+        (mcache::stats().maps, map_vmas()),
         before,
         "a failed map left something"
     );
