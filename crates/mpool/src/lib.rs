@@ -212,7 +212,7 @@ pub use error::{Error, MetadataError, ObjectError, PoolError, Result, StorageErr
 pub use format::superblock::{MediaClass, Member, SuperblockError};
 pub use io::{AlignedBuf, EngineChoice};
 pub use mcache::{Advice, MappedRef, McacheMap, McacheStats};
-pub use mdc::{Mdc, MdcError, MdcReader, MdcUsage};
+pub use mdc::{Mdc, MdcError, MdcReader, MdcUsage, WrittenRecord};
 pub use mlog::{Lsn, Mlog, MlogError, MlogReader};
 pub use objid::{MblockId, MdcId, MlogId, ObjType, ObjectId};
 pub use pool::{

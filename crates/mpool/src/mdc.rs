@@ -72,6 +72,16 @@ struct State {
     mirror: bool,
 }
 
+/// A record appended by [`Mdc::append_written`]: written, not yet known
+/// durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WrittenRecord {
+    /// Which of the two logs it went to.
+    log: usize,
+    /// Its place in that log.
+    lsn: Lsn,
+}
+
 /// A metadata container. `Send + Sync`; the client serializes compaction
 /// (`cstart` .. `cend`) with its own appends.
 #[derive(Debug)]
@@ -278,6 +288,27 @@ impl Mdc {
     /// Append a client record (durable on return with `sync`).
     pub fn append(&self, rec: &[u8], sync: bool) -> Result<Lsn> {
         Ok(self.cur().append_v(&[&[TAG_DATA], rec], sync)?)
+    }
+
+    /// Append a client record and write it now without flushing the device
+    /// (see [`Mlog::append_written`]): `None`, nothing appended, when the
+    /// active log is busy. The record becomes durable with the next flush
+    /// of its device: report one that began after this returned with
+    /// [`Mdc::note_flushed`], or make it durable with [`Mdc::sync`] or any
+    /// later sync append.
+    pub fn append_written(&self, rec: &[u8]) -> Result<Option<WrittenRecord>> {
+        let log = self.lock().cur;
+        Ok(self.logs[log]
+            .append_written(&[&[TAG_DATA], rec])?
+            .map(|lsn| WrittenRecord { log, lsn }))
+    }
+
+    /// Report a device flush that began after [`Mdc::append_written`]
+    /// returned `w`: the record (and those written with it) is durable.
+    pub fn note_flushed(&self, w: WrittenRecord) {
+        if let Some(l) = self.logs.get(w.log) {
+            l.note_flushed(w.lsn);
+        }
     }
 
     /// Make every appended record durable.

@@ -198,10 +198,18 @@ struct State {
     /// The image a flush wrote from, kept for the next flush set's appends
     /// (its memory reused, never reallocated per flush).
     spare: Option<Image>,
-    /// Records before this position are written and flushed.
+    /// Records before this position are written (and flushed, unless
+    /// `unflushed` says otherwise).
     written_end: u64,
     /// Records with seq below this are durable.
     durable_seq: u64,
+    /// A flush set written without a device flush
+    /// ([`Mlog::append_written`]): the seqs `first..end` of its records.
+    /// It becomes durable with the next device flush: the next flush set
+    /// flushes the device before it is written (a set is written only
+    /// after the one before it is durable), or the caller reports a device
+    /// flush that began after the write ([`Mlog::note_flushed`]).
+    unflushed: Option<(u64, u64)>,
     flushing: bool,
     /// Flushes begun (the number of the one in progress, if any).
     flush_no: u64,
@@ -424,6 +432,7 @@ impl Mlog {
             spare: None,
             written_end: end,
             durable_seq: next_seq,
+            unflushed: None,
             flushing: false,
             flush_no: 0,
             inflight_seq: 0,
@@ -649,6 +658,7 @@ impl Mlog {
         g.buf_block = 0;
         g.written_end = 0;
         g.durable_seq = 0;
+        g.unflushed = None;
         g.corrupt = None;
         g.epochs_exhausted = false;
         Ok(gen)
@@ -914,7 +924,7 @@ impl Mlog {
                     // progress writes and flushes at once, itself;
                     // followers join only a flush set that is open while
                     // a flush is in progress.
-                    let (g2, r) = self.flush_once(g);
+                    let (g2, r) = self.flush_once(g, true);
                     g = g2;
                     if let Err(e) = r {
                         return (g, Err(e));
@@ -937,7 +947,7 @@ impl Mlog {
                     g = self.gather(g);
                     continue;
                 }
-                let (g2, r) = self.flush_once(g);
+                let (g2, r) = self.flush_once(g, true);
                 g = g2;
                 if let Err(e) = r {
                     return (g, Err(e));
@@ -1032,14 +1042,21 @@ impl Mlog {
         self.sleep_for(g, None)
     }
 
-    /// Write everything appended so far as one flush set, then flush.
+    /// Write everything appended so far as one flush set, then flush the
+    /// device (without `dev_flush`, leave the set `unflushed`). A set
+    /// written unflushed before is made durable first.
     fn flush_once<'a>(
         &'a self,
         mut g: MutexGuard<'a, State>,
+        dev_flush: bool,
     ) -> (MutexGuard<'a, State>, Result<()>) {
         let snap_end = g.end;
         let snap_seq = g.next_seq;
+        let pre_flush = g.unflushed.map(|(_, end)| end);
         if snap_end == g.written_end {
+            if pre_flush.is_some() {
+                return self.flush_unflushed(g);
+            }
             g.durable_seq = g.durable_seq.max(snap_seq);
             return (g, Ok(()));
         }
@@ -1109,6 +1126,11 @@ impl Mlog {
         let done = self.flushes_done.load(Ordering::Relaxed);
         let t = (done < 2 * FLUSH_SAMPLE || done.is_multiple_of(FLUSH_SAMPLE)).then(Instant::now);
         let r = (|| -> Result<()> {
+            if pre_flush.is_some() {
+                // The set written unflushed is durable before this one is
+                // written.
+                self.dev.flush()?;
+            }
             if let Some((slot, h)) = &hdr {
                 self.write_header(*slot, h)?;
                 self.dev.flush()?;
@@ -1131,7 +1153,9 @@ impl Mlog {
                     .collect();
                 submit_all(self.dev.as_ref(), reqs)?;
             }
-            self.dev.flush()?;
+            if dev_flush {
+                self.dev.flush()?;
+            }
             Ok(())
         })();
         let ns = t.map(|t| t.elapsed().as_nanos() as u64);
@@ -1142,7 +1166,7 @@ impl Mlog {
             out.clear();
             g.spare = Some(out);
         }
-        if let Some(ns) = ns {
+        if let (Some(ns), true) = (ns, dev_flush) {
             g.flush_ns = ewma(g.flush_ns, ns);
         }
         g.last_set_records = set_records;
@@ -1159,7 +1183,15 @@ impl Mlog {
                     }
                 }
                 g.written_end = snap_end;
-                g.durable_seq = g.durable_seq.max(snap_seq);
+                if let Some(end) = pre_flush {
+                    g.durable_seq = g.durable_seq.max(end);
+                }
+                if dev_flush {
+                    g.durable_seq = g.durable_seq.max(snap_seq);
+                    g.unflushed = None;
+                } else {
+                    g.unflushed = Some((g.durable_seq, snap_seq));
+                }
             }
             Err(e) => g.failed = Some(e.to_string()),
         }
@@ -1178,6 +1210,94 @@ impl Mlog {
             self.cv[1 - k].notify_one();
         }
         (g, r)
+    }
+}
+
+impl Mlog {
+    /// Flush the device to make the set written unflushed durable (nothing
+    /// new to write).
+    fn flush_unflushed<'a>(
+        &'a self,
+        mut g: MutexGuard<'a, State>,
+    ) -> (MutexGuard<'a, State>, Result<()>) {
+        let Some((_, end)) = g.unflushed else {
+            return (g, Ok(()));
+        };
+        g.flushing = true;
+        g.flush_no += 1;
+        g.inflight_seq = end;
+        drop(g);
+        let r = (|| -> Result<()> {
+            self.dev.flush()?;
+            Ok(())
+        })();
+        let mut g = self.lock();
+        g.flushing = false;
+        match &r {
+            Ok(()) => {
+                g.durable_seq = g.durable_seq.max(end);
+                if g.unflushed.is_some_and(|(_, e)| e <= end) {
+                    g.unflushed = None;
+                }
+            }
+            Err(e) => g.failed = Some(e.to_string()),
+        }
+        self.flushes_done.fetch_add(1, Ordering::Release);
+        let k = (g.flush_no % 2) as usize;
+        if g.sleepers[k] > 0 {
+            self.cv[k].notify_all();
+        }
+        if g.failed.is_some() || (g.end > g.written_end && g.sleepers[1 - k] > 0) {
+            self.cv[1 - k].notify_all();
+        }
+        (g, r)
+    }
+
+    /// Append one record and write it to the device now, as a flush set of
+    /// its own (with the records appended before it), but without flushing
+    /// the device: on return the record is on its way to the media, not
+    /// durable. It becomes durable with the next device flush: report one
+    /// that began after this returned with [`Mlog::note_flushed`] (e.g. the
+    /// flush of another log on the same device), or it is made durable by
+    /// the next sync append, [`Mlog::flush`], or any later flush set (the
+    /// log flushes the device before writing the next set).
+    ///
+    /// Returns `None`, having appended nothing, when the log is not idle: a
+    /// flush in progress, sync appenders waiting, a set written unflushed
+    /// already, or a header to write first. Append the usual way then.
+    ///
+    /// This lets a record share a device flush that the caller makes
+    /// anyway (one flush instead of two); what is durable after a crash
+    /// before that flush is then any subset of the writes made since the
+    /// last one, which the caller's recovery must allow for.
+    pub fn append_written(&self, parts: &[&[u8]]) -> Result<Option<Lsn>> {
+        let len: u64 = parts.iter().map(|p| p.len() as u64).sum();
+        let mut g = self.lock();
+        if g.flushing || g.gathering || g.inside > 0 || g.unflushed.is_some() || !g.hdr_durable {
+            return Ok(None);
+        }
+        let max = self.max_for(g.mirrored);
+        if len > max {
+            return Err(MlogError::RecordTooLarge { len, max });
+        }
+        usable(&g)?;
+        let seq = self.encode(&mut g, parts, len)?;
+        let (_g, r) = self.flush_once(g, false);
+        r?;
+        Ok(Some(Lsn(seq)))
+    }
+
+    /// Report a device flush that began after [`Mlog::append_written`]
+    /// returned `lsn`: its flush set is durable. Nothing happens when the
+    /// set was made durable since, by the log itself.
+    pub fn note_flushed(&self, lsn: Lsn) {
+        let mut g = self.lock();
+        if let Some((first, end)) = g.unflushed {
+            if (first..end).contains(&lsn.0) {
+                g.durable_seq = g.durable_seq.max(end);
+                g.unflushed = None;
+            }
+        }
     }
 }
 
