@@ -1,10 +1,13 @@
 //! The mblock data path: appending writes, content checksum, aligned reads.
 //!
-//! Writes are append-only. Whole sectors go to the device at once, split into
-//! requests of at most [`IO_CHUNK`] bytes submitted as one batch (so a large
-//! write keeps many I/Os in flight); a partial last sector waits in memory
-//! until more data arrives or the mblock is committed, when it is written
-//! zero-padded. The CRC-32C of the content is kept as it grows; in a
+//! Writes are append-only. The first [`HOLD_MAX`] bytes of an mblock wait
+//! in memory (a small mblock goes to the device in one request with its
+//! checksum table at commit, instead of one request for its content and
+//! one for the table); past that, whole sectors go to the device at once,
+//! split into requests of at most [`IO_CHUNK`] bytes submitted as one batch
+//! (so a large write keeps many I/Os in flight), and a partial last sector
+//! waits in memory until more data arrives or the mblock is committed, when
+//! it is written zero-padded. The CRC-32C of the content is kept as it grows; in a
 //! format-3 pool, a CRC-32C per checksum block instead, and the commit
 //! writes their table after the content (`docs/format.md`, "Mblock
 //! content"), in the same request as the partial last sector.
@@ -18,6 +21,12 @@ use crate::io::{AlignedBuf, IoReq};
 
 /// Largest single request of the mblock data path.
 pub const IO_CHUNK: usize = 1 << 20;
+
+/// An mblock's content up to this many bytes waits in memory until its
+/// commit, which writes it with the checksum table in one request (one
+/// device round trip fewer per small object; what the commit's flush
+/// covers is the same).
+pub const HOLD_MAX: usize = 256 << 10;
 
 /// An mblock being written (not yet committed).
 #[derive(Debug)]
@@ -34,7 +43,8 @@ pub(crate) struct WriteState {
     pub written: u64,
     /// Bytes already on the device (a multiple of the sector size).
     pub on_dev: u64,
-    /// Accepted bytes not yet on the device (less than a sector after each write).
+    /// Accepted bytes not yet on the device: less than a sector after each
+    /// write, or the whole content while it is at most [`HOLD_MAX`] bytes.
     pub tail: Vec<u8>,
     /// CRC-32C of the accepted bytes (legacy commits: no block checksums).
     pub crc: u32,
@@ -257,6 +267,12 @@ impl WriteState {
         }
         let want = self.room(data.len())?;
         self.sum(data);
+        if self.on_dev == 0 && self.tail.len() + data.len() <= HOLD_MAX {
+            // Small so far: the commit writes it with the table.
+            self.tail.extend_from_slice(data);
+            self.written = want;
+            return Ok(());
+        }
         let sector = self.dev.sector() as usize;
         let mut src: &[u8] = data;
         let mut reqs = Vec::new();
@@ -406,7 +422,11 @@ impl WriteState {
             )?;
             buf[..self.tail.len()].copy_from_slice(&self.tail);
             let req = IoReq::write(self.base + self.on_dev, buf);
-            submit_all(self.dev.as_ref(), vec![req], usize::MAX)?;
+            if let Err(e) = submit_all(self.dev.as_ref(), vec![req], usize::MAX) {
+                // What reached the device is unknown: only abort is left.
+                self.failed = true;
+                return Err(e.into());
+            }
         }
         if flush {
             self.dev.flush()?;
@@ -960,7 +980,11 @@ mod tests {
                     .collect();
                 w.append(&data).unwrap();
                 all.extend_from_slice(&data);
-                assert!(w.tail.len() < sector as usize);
+                // Held whole while small, then at most a partial sector.
+                assert!(
+                    (w.on_dev == 0 && w.tail.len() <= HOLD_MAX) || w.tail.len() < sector as usize
+                );
+                assert_eq!(w.on_dev + w.tail.len() as u64, all.len() as u64);
             }
             w.finish(true).unwrap();
             assert_eq!(w.crc, crate::crc::crc32c(&all));
