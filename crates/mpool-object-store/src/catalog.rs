@@ -12,6 +12,11 @@
 //!   last one naming its path (each path's mutations are serialized and a
 //!   later one is appended only after the put finished), so a PUT that a
 //!   later record names is proven.
+//!   A put into one reserved mblock (see `Reserve`) writes its PUT
+//!   record without a flush and lets the commit's flush make it durable:
+//!   one flush per put. A crash may then keep the commit without the
+//!   record; the PENDING record that reserved the mblock makes the next
+//!   open delete it.
 //! - copy, rename and delete are one record each, synced before return.
 //! - mblocks are shared (copy, rename) and freed when the last object
 //!   and the last reader holding them go (a deferred delete). Replay
@@ -180,8 +185,20 @@ impl Entry {
 
 impl Drop for Catalog {
     fn drop(&mut self) {
+        self.release_reserve();
         self.reg.closing.store(true, Ordering::SeqCst);
         crate::lock(&OPEN).retain(|c| *c != self.claim);
+    }
+}
+
+/// The record that restores what `path` held before a put whose record
+/// names mblocks that will never all exist.
+fn undo_of(prev: &Option<Entry>, path: &str) -> Record {
+    match prev {
+        Some(p) => Record::Put(p.put_rec(path)),
+        None => Record::Delete {
+            path: path.to_string(),
+        },
     }
 }
 
@@ -257,7 +274,30 @@ pub struct Catalog {
     pub repaired: (u64, u64),
     /// This catalog's entry in `OPEN`.
     claim: (uuid::Uuid, String),
+    /// mblocks allocated ahead for one-flush puts.
+    reserve: Mutex<Reserve>,
 }
+
+/// mblocks allocated ahead of the puts that will use them, each named by
+/// a durable PENDING record before it is handed out: a put into one of
+/// them lets its PUT record share the flush of the mblock's commit (one
+/// flush per put instead of two), because a crash that leaves the commit
+/// durable without the PUT leaves the mblock named by that PENDING record,
+/// which the next open deletes (docs/architecture.md, "mpool-object-store").
+#[derive(Debug, Default)]
+struct Reserve {
+    /// Uncommitted mblocks whose PENDING record is durable: ready to use.
+    ready: Vec<mpool::MblockId>,
+    /// Every reserved mblock not yet named by a PUT or aborted (ready,
+    /// handed out, or named by a PENDING record not yet durable): a
+    /// compaction writes a PENDING record naming them.
+    held: HashSet<mpool::MblockId>,
+}
+
+/// mblocks the reserve is refilled to, when it is below [`RESERVE_LOW`].
+const RESERVE_TARGET: usize = 4;
+/// See [`RESERVE_TARGET`].
+const RESERVE_LOW: usize = 2;
 
 fn now_ns() -> i64 {
     std::time::SystemTime::now()
@@ -436,6 +476,7 @@ impl Catalog {
             stale: Mutex::new(Vec::new()),
             repaired: (0, 0),
             claim,
+            reserve: Mutex::new(Reserve::default()),
         };
         cat.replay()?;
         Ok(cat)
@@ -592,7 +633,10 @@ impl Catalog {
             self.repaired = (dropped, freed);
             // Write the clean state: dropped records must not be proven
             // by later ones, and freed mblocks need no mention any more.
-            if dropped > 0 || freed > 0 || !mentioned.is_subset(&live) {
+            // (mblocks named but gone already, such as the reserve of a
+            // closed store, need no compaction: their mentions are dropped
+            // by the next one.)
+            if dropped > 0 || freed > 0 {
                 self.compact()?;
             }
         }
@@ -766,11 +810,13 @@ impl Catalog {
                     .flat_map(|e| e.blocks.extents.iter().map(|x| x.id))
                     .collect();
                 let g = crate::lock(&self.reg.inner);
+                let r = crate::lock(&self.reserve);
                 g.live
                     .values()
                     .flatten()
                     .filter(|id| !held.contains(id))
                     .chain(g.freed.iter())
+                    .chain(r.held.iter())
                     .copied()
                     .collect()
             };
@@ -930,6 +976,12 @@ impl Catalog {
     /// Make `extents` (uncommitted mblocks holding `size` bytes), or the
     /// `inline` content, the object at `path`, if `mode` allows. Durable
     /// on return. On any failure or refusal the mblocks are aborted.
+    ///
+    /// When every extent is a reserved mblock ([`Catalog::take_reserved`])
+    /// and the catalog lives in the capacity class (whose device every
+    /// mblock commit flushes, as the pool's metadata is there), the PUT
+    /// record is written without a flush of its own and is made durable by
+    /// the commit's flush: one device flush per put instead of two.
     pub fn put(
         &self,
         path: &str,
@@ -939,9 +991,54 @@ impl Catalog {
         attrs: Vec<Attr>,
         mode: Mode,
     ) -> Outcome<Entry> {
-        let abort = |from: usize| {
-            for e in &extents[from..] {
-                let _ = self.pool.mblock_abort(e.id);
+        // The reserve refilled along the way: ready once this put's record
+        // is durable (the PENDING record naming them precedes it).
+        let mut fresh: Vec<mpool::MblockId> = Vec::new();
+        let out = self.put_in(path, &extents, inline, size, attrs, mode, &mut fresh);
+        let ok = matches!(out, Ok(Ok(_)));
+        {
+            let mut r = crate::lock(&self.reserve);
+            // Named by the PUT now, or aborted.
+            for x in &extents {
+                r.held.remove(&x.id);
+            }
+            if ok {
+                r.ready.extend(fresh.iter().copied());
+            } else {
+                for id in &fresh {
+                    r.held.remove(id);
+                }
+            }
+        }
+        if !ok {
+            for id in fresh {
+                let _ = self.pool.mblock_abort(id);
+            }
+        }
+        out
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn put_in(
+        &self,
+        path: &str,
+        extents: &[Extent],
+        inline: Option<bytes::Bytes>,
+        size: u64,
+        attrs: Vec<Attr>,
+        mode: Mode,
+        fresh: &mut Vec<mpool::MblockId>,
+    ) -> Outcome<Entry> {
+        // Committed already (the one-flush way, whose record did not make
+        // it): deleted rather than aborted on the way out.
+        let mut committed = false;
+        let discard = |committed: bool| {
+            for e in extents {
+                let _ = if committed {
+                    self.pool.mblock_delete(e.id)
+                } else {
+                    self.pool.mblock_abort(e.id)
+                };
             }
         };
         let need = record_need(
@@ -950,10 +1047,19 @@ impl Catalog {
             inline.as_ref().map_or(0, |b| b.len()),
             &attrs,
         );
+        // One flush for the put: the PUT record is written without a flush
+        // of its own, then the commit's flush (of the capacity device,
+        // where the catalog is) makes both durable. Safe only for a reserved mblock: a crash can leave its
+        // commit durable without the record, and then the PENDING record
+        // that reserved it gets it deleted at the next open.
+        let ride = self.class == mpool::MediaClass::Capacity && extents.len() == 1 && {
+            let r = crate::lock(&self.reserve);
+            extents.iter().all(|x| r.held.contains(&x.id))
+        };
         let mut tries = 0;
         let (_s, _p, prev, version, rec) = loop {
             if let Err(e) = self.writable().and_then(|()| self.maybe_compact(need)) {
-                abort(0);
+                discard(committed);
                 return Err(e);
             }
             let s = read(&self.ops);
@@ -961,53 +1067,98 @@ impl Catalog {
             let prev = match self.check_mode(path, &mode) {
                 Ok(p) => p,
                 Err(r) => {
-                    abort(0);
+                    discard(committed);
                     return Ok(Err(r));
                 }
             };
+            if fresh.is_empty() && !extents.is_empty() {
+                *fresh = self.refill_reserve();
+            }
             let version = self.next_version.fetch_add(1, Ordering::SeqCst);
             let rec = PutRec {
                 version,
                 mtime_ns: now_ns(),
                 size,
                 path: path.to_string(),
-                extents: extents.clone(),
+                extents: extents.to_vec(),
                 inline: inline.as_ref().map(|b| b.to_vec()),
                 attrs: attrs.clone(),
             };
+            if ride && !committed {
+                let mdc = match self.mdc() {
+                    Ok(m) => m,
+                    Err(e) => {
+                        discard(false);
+                        return Err(e);
+                    }
+                };
+                // Written first (a write to the device, no flush), then
+                // the commit writes the content it held back and its
+                // record, and flushes. (Writing the record on a second
+                // thread beside the content measured slower: the thread's
+                // start costs more than the overlap saves.)
+                let written = self.append_written(&mdc, &Record::Put(rec.clone()));
+                let c = self.pool.mblock_commit(extents[0].id);
+                if let Err(e) = c {
+                    let _ = self.pool.mblock_abort(extents[0].id);
+                    if matches!(written, Ok(Some(_))) {
+                        // The record is on the media, naming an mblock
+                        // that will never exist: say what the path holds.
+                        self.append_or_break(&undo_of(&prev, path))?;
+                    }
+                    return Err(e.into());
+                }
+                committed = true;
+                match written {
+                    Ok(Some(w)) => {
+                        // The commit's flush began after the record was
+                        // written: it is durable.
+                        mdc.note_flushed(w);
+                        break (s, p, prev, version, rec);
+                    }
+                    // The log was busy: the record goes the usual way.
+                    Ok(None) => {}
+                    Err(StoreError::CatalogFull) if tries < FULL_RETRIES => {
+                        tries += 1;
+                        continue;
+                    }
+                    Err(e) => {
+                        discard(true);
+                        return Err(e);
+                    }
+                }
+            }
             match self.append(&Record::Put(rec.clone())) {
                 Ok(()) => break (s, p, prev, version, rec),
                 // Others filled the log since the check: compact (or grow)
                 // and try again.
                 Err(StoreError::CatalogFull) if tries < FULL_RETRIES => tries += 1,
                 Err(e) => {
-                    abort(0);
+                    discard(committed);
                     return Err(e);
                 }
             }
         };
-        for (i, x) in extents.iter().enumerate() {
-            if let Err(e) = self.pool.mblock_commit(x.id) {
-                // The record is durable and names mblocks that will never
-                // all exist: say what the path holds before anything else
-                // names it.
-                let undo = match &prev {
-                    Some(p) => Record::Put(p.put_rec(path)),
-                    None => Record::Delete {
-                        path: path.to_string(),
-                    },
-                };
-                let _ = self.pool.mblock_abort(x.id);
-                abort(i + 1);
-                for done in &extents[..i] {
-                    let _ = self.pool.mblock_delete(done.id);
+        if !committed {
+            for (i, x) in extents.iter().enumerate() {
+                if let Err(e) = self.pool.mblock_commit(x.id) {
+                    // The record is durable and names mblocks that will
+                    // never all exist: say what the path holds before
+                    // anything else names it.
+                    let _ = self.pool.mblock_abort(x.id);
+                    for later in &extents[i + 1..] {
+                        let _ = self.pool.mblock_abort(later.id);
+                    }
+                    for done in &extents[..i] {
+                        let _ = self.pool.mblock_delete(done.id);
+                    }
+                    self.append_or_break(&undo_of(&prev, path))?;
+                    return Err(e.into());
                 }
-                self.append_or_break(&undo)?;
-                return Err(e.into());
             }
         }
         let entry = Entry {
-            blocks: Blocks::new(extents, &self.reg),
+            blocks: Blocks::new(extents.to_vec(), &self.reg),
             inline,
             size,
             version,
@@ -1017,6 +1168,94 @@ impl Catalog {
         let old = write(&self.map).insert(path.to_string(), entry.clone());
         drop(old);
         Ok(Ok(entry))
+    }
+
+    /// An mblock of the reserve, if one is ready (see [`Reserve`]): the
+    /// caller writes an object of at most one mblock into it and hands it
+    /// to [`Catalog::put`], or gives it back with [`Catalog::unreserve`]
+    /// after aborting it.
+    pub fn take_reserved(&self) -> Option<mpool::MblockId> {
+        if self.class != mpool::MediaClass::Capacity || self.read_only {
+            return None;
+        }
+        crate::lock(&self.reserve).ready.pop()
+    }
+
+    /// Forget a reserved mblock the caller aborted.
+    pub fn unreserve(&self, id: mpool::MblockId) {
+        crate::lock(&self.reserve).held.remove(&id);
+    }
+
+    /// Abort the reserve's ready mblocks (their zones go back to the pool):
+    /// at close, and when the class runs out of space.
+    pub fn release_reserve(&self) {
+        let ids = {
+            let mut r = crate::lock(&self.reserve);
+            let ids = std::mem::take(&mut r.ready);
+            for id in &ids {
+                r.held.remove(id);
+            }
+            ids
+        };
+        for id in ids {
+            let _ = self.pool.mblock_abort(id);
+        }
+    }
+
+    /// Allocate mblocks for the reserve when it runs low, named by a
+    /// PENDING record appended without a sync (it rides on the caller's
+    /// next flush). Returns them (not ready until that flush); none when
+    /// the reserve is full enough, the class is short of space, or the
+    /// log has no room.
+    fn refill_reserve(&self) -> Vec<mpool::MblockId> {
+        if self.class != mpool::MediaClass::Capacity {
+            return Vec::new();
+        }
+        let want = {
+            let r = crate::lock(&self.reserve);
+            if r.ready.len() >= RESERVE_LOW {
+                return Vec::new();
+            }
+            RESERVE_TARGET - r.ready.len()
+        };
+        let mut ids = Vec::with_capacity(want);
+        for _ in 0..want {
+            match self.pool.mblock_alloc(self.class) {
+                Ok(id) => ids.push(id),
+                Err(_) => break,
+            }
+        }
+        if ids.is_empty() {
+            return ids;
+        }
+        let rec = Record::Pending { ids: ids.clone() }.encode();
+        let appended = self
+            .mdc()
+            .map_err(|_| ())
+            .and_then(|m| m.append(&rec, false).map_err(|_| ()));
+        if appended.is_err() {
+            for id in ids {
+                let _ = self.pool.mblock_abort(id);
+            }
+            return Vec::new();
+        }
+        crate::lock(&self.reserve).held.extend(ids.iter().copied());
+        ids
+    }
+
+    /// Append a record written without a flush of its own
+    /// ([`Mdc::append_written`]); `None` when the log is busy.
+    fn append_written(&self, mdc: &Mdc, rec: &Record) -> Result<Option<mpool::WrittenRecord>> {
+        match mdc.append_written(&rec.encode()) {
+            Ok(w) => Ok(w),
+            Err(mpool::MdcError::Mlog(mpool::MlogError::LogFull { .. })) => {
+                Err(StoreError::CatalogFull)
+            }
+            Err(e) => {
+                self.broken.store(true, Ordering::SeqCst);
+                Err(e.into())
+            }
+        }
     }
 
     /// Remove the object at `path` (nothing if there is none). Durable on

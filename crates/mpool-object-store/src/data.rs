@@ -39,11 +39,17 @@ pub struct Writer {
 impl Writer {
     /// A writer of a new object.
     pub fn new(pool: &Pool, class: MediaClass) -> Result<Writer> {
+        Writer::with_first(pool, class, None)
+    }
+
+    /// A writer of a new object whose first mblock is `first` (allocated
+    /// already, uncommitted, empty) when given.
+    pub fn with_first(pool: &Pool, class: MediaClass, first: Option<MblockId>) -> Result<Writer> {
         Ok(Writer {
             cap: pool.mblock_capacity(class)?,
             pool: pool.clone(),
             class,
-            extents: Vec::new(),
+            extents: first.map(|id| Extent { id, len: 0 }).into_iter().collect(),
             size: 0,
         })
     }

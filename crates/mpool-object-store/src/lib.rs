@@ -537,9 +537,10 @@ impl MpoolStore {
                 data.len() as u64,
             )
         } else {
-            let mut w = data::Writer::new(self.pool(), self.class)?;
-            w.write(data)?;
-            let (ext, size) = w.finish();
+            let len = data.len() as u64;
+            let (ext, size) = write_object(self.pool(), &self.cat, self.class, len, || {
+                std::iter::once(data)
+            })?;
             (ext, None, size)
         };
         let mode = match mode {
@@ -640,12 +641,12 @@ impl MpoolStore {
     ) -> object_store::Result<(Vec<record::Extent>, u64)> {
         let pool = self.pool().clone();
         let class = self.class;
+        let cat = self.cat.clone();
+        let len = payload.content_length() as u64;
         blocking(move || {
-            let mut w = data::Writer::new(&pool, class)?;
-            for b in payload.iter() {
-                w.write(b)?;
-            }
-            Ok(w.finish())
+            Ok(write_object(&pool, &cat, class, len, || {
+                payload.iter().map(|b| b.as_ref())
+            })?)
         })
         .await
     }
@@ -670,6 +671,47 @@ impl MpoolStore {
             Err(r) => Err(refusal(&p, r)),
         })
         .await
+    }
+}
+
+/// Write an object of `len` bytes (the pieces `parts` gives) into new,
+/// uncommitted mblocks of `class`. An object that fits one mblock goes
+/// into one of the catalog's reserved mblocks when one is ready, which
+/// lets its put take one flush (see [`catalog::Catalog::put`]). When the
+/// class runs out of space, the reserve is given back and the write tried
+/// once more.
+fn write_object<'a, I: Iterator<Item = &'a [u8]>>(
+    pool: &Pool,
+    cat: &Catalog,
+    class: MediaClass,
+    len: u64,
+    parts: impl Fn() -> I,
+) -> catalog::Result<(Vec<record::Extent>, u64)> {
+    let attempt = |first: Option<mpool::MblockId>| -> catalog::Result<(Vec<record::Extent>, u64)> {
+        let r = (|| {
+            let mut w = data::Writer::with_first(pool, class, first)?;
+            for b in parts() {
+                w.write(b)?;
+            }
+            Ok(w.finish())
+        })();
+        if r.is_err() {
+            if let Some(id) = first {
+                // The writer aborted it (or never took it).
+                let _ = pool.mblock_abort(id);
+                cat.unreserve(id);
+            }
+        }
+        r
+    };
+    let fits = len > 0 && len <= pool.mblock_capacity(class)?;
+    let first = if fits { cat.take_reserved() } else { None };
+    match attempt(first) {
+        Err(StoreError::Pool(mpool::Error::Storage(mpool::StorageError::NoSpace(_)))) => {
+            cat.release_reserve();
+            attempt(None)
+        }
+        r => r,
     }
 }
 
@@ -709,8 +751,27 @@ impl ObjectStore for MpoolStore {
                 )
                 .await;
         }
-        let (ext, size) = self.write_payload(payload).await?;
-        self.install(location, ext, None, size, attrs, mode).await
+        // Content and catalog in one blocking call: one hand-off between
+        // the runtime and the blocking pool per put, not two.
+        let pool = self.pool().clone();
+        let cat = self.cat.clone();
+        let class = self.class;
+        let p = location.to_string();
+        let len = payload.content_length() as u64;
+        blocking(move || {
+            let (ext, size) = write_object(&pool, &cat, class, len, || {
+                payload.iter().map(|b| b.as_ref())
+            })?;
+            match cat.put(&p, ext, None, size, attrs, mode)? {
+                Ok(e) => Ok(PutResult {
+                    e_tag: Some(e.e_tag()),
+                    version: None,
+                    extensions: Default::default(),
+                }),
+                Err(r) => Err(refusal(&p, r)),
+            }
+        })
+        .await
     }
 
     async fn put_multipart_opts(

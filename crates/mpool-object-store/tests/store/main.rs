@@ -5,5 +5,6 @@ mod coexist;
 mod common;
 mod conformance;
 mod crash_sweep;
+mod one_flush;
 mod semantics;
 mod slatedb_on_mpool;
