@@ -662,15 +662,22 @@ impl MpoolStore {
     ) -> object_store::Result<PutResult> {
         let cat = self.cat.clone();
         let p = path.to_string();
-        blocking(move || match cat.put(&p, ext, inline, size, attrs, mode)? {
-            Ok(e) => Ok(PutResult {
-                e_tag: Some(e.e_tag()),
-                version: None,
-                extensions: Default::default(),
-            }),
-            Err(r) => Err(refusal(&p, r)),
-        })
-        .await
+        blocking(move || put_result(&p, cat.put(&p, ext, inline, size, attrs, mode)?)).await
+    }
+}
+
+/// What a put returns, from the catalog's outcome.
+fn put_result(
+    path: &str,
+    outcome: std::result::Result<catalog::Entry, Refusal>,
+) -> object_store::Result<PutResult> {
+    match outcome {
+        Ok(e) => Ok(PutResult {
+            e_tag: Some(e.e_tag()),
+            version: None,
+            extensions: Default::default(),
+        }),
+        Err(r) => Err(refusal(path, r)),
     }
 }
 
@@ -762,14 +769,7 @@ impl ObjectStore for MpoolStore {
             let (ext, size) = write_object(&pool, &cat, class, len, || {
                 payload.iter().map(|b| b.as_ref())
             })?;
-            match cat.put(&p, ext, None, size, attrs, mode)? {
-                Ok(e) => Ok(PutResult {
-                    e_tag: Some(e.e_tag()),
-                    version: None,
-                    extensions: Default::default(),
-                }),
-                Err(r) => Err(refusal(&p, r)),
-            }
+            put_result(&p, cat.put(&p, ext, None, size, attrs, mode)?)
         })
         .await
     }
