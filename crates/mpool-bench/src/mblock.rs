@@ -347,6 +347,27 @@ fn read_load(
             }
             return Ok((n, h));
         }
+        if let Mode::Single = mode {
+            // Into page-aligned buffers, as fio reads into its own: the
+            // pool reads straight into them. One clock read per call: the
+            // end of one call is the start of the next (at queue depth 1
+            // the latencies then add up to the run's time), and the same
+            // reading ends the run.
+            let mut t0 = Instant::now();
+            loop {
+                for b in abufs.iter_mut() {
+                    let id = ids[(rng.next() % ids.len() as u64) as usize];
+                    pool.mblock_read(id, (rng.next() % blocks) * 4096, b)?;
+                }
+                let t1 = Instant::now();
+                h.record((t1.duration_since(t0).as_nanos() as u64).max(1))?;
+                n += abufs.len() as u64;
+                if t1.duration_since(start) >= runtime {
+                    return Ok((n, h));
+                }
+                t0 = t1;
+            }
+        }
         let mut list_reader = match mode {
             Mode::Aligned(qd) => Some(pool.mblock_reader(qd)?),
             _ => None,
@@ -369,18 +390,6 @@ fn read_load(
                 }
                 h.record((t0.elapsed().as_nanos() as u64).max(1))?;
                 n += count as u64;
-                continue;
-            }
-            if let Mode::Single = mode {
-                // Into page-aligned buffers, as fio reads into its own: the
-                // pool reads straight into them.
-                let t0 = Instant::now();
-                for b in abufs.iter_mut() {
-                    let id = ids[(rng.next() % ids.len() as u64) as usize];
-                    pool.mblock_read(id, (rng.next() % blocks) * 4096, b)?;
-                }
-                h.record((t0.elapsed().as_nanos() as u64).max(1))?;
-                n += abufs.len() as u64;
                 continue;
             }
             let mut reads: Vec<mpool::MblockRead<'_>> = bufs
