@@ -569,6 +569,44 @@ mod tests {
         });
     }
 
+    /// A thread's reads go through an open of its slot that skips the
+    /// access-time update (the test's process owns the file), not through
+    /// the main file.
+    #[test]
+    fn reads_go_through_opens_without_access_time_updates() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = OpenOptions {
+            create_size: Some(1 << 20),
+            ..OpenOptions::default()
+        };
+        let dev = FileDevice::open(dir.path().join("d.img"), &opts).unwrap();
+        let mut b = AlignedBuf::new(4096, 4096);
+        dev.read_slice(0, &mut b).unwrap();
+        let r = dev.reader();
+        assert!(!std::ptr::eq(r, dev.file()));
+        let fl = rustix::fs::fcntl_getfl(r).unwrap();
+        assert!(fl.contains(rustix::fs::OFlags::NOATIME), "{fl:?}");
+        assert!(!rustix::fs::fcntl_getfl(dev.file())
+            .unwrap()
+            .contains(rustix::fs::OFlags::NOATIME));
+    }
+
+    /// `pread_exact` fills the whole buffer or fails: past the end of the
+    /// file it is an error, not a short read.
+    #[test]
+    fn pread_exact_fills_the_buffer_or_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        let data: Vec<u8> = (0..6000).map(|i| (i % 241) as u8).collect();
+        std::fs::write(&p, &data).unwrap();
+        let f = std::fs::File::open(&p).unwrap();
+        let mut b = vec![0u8; 4000];
+        super::pread_exact(&f, &mut b, 1000).unwrap();
+        assert_eq!(&b[..], &data[1000..5000]);
+        let e = super::pread_exact(&f, &mut b, 3000).unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof);
+    }
+
     #[test]
     fn a_file_too_large_to_create_is_not_left_behind() {
         let dir = tempfile::tempdir().unwrap();
