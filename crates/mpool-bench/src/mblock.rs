@@ -347,6 +347,27 @@ fn read_load(
             }
             return Ok((n, h));
         }
+        if let Mode::Single = mode {
+            // Into page-aligned buffers, as fio reads into its own: the
+            // pool reads straight into them. One clock read per call: the
+            // end of one call is the start of the next (at queue depth 1
+            // the latencies then add up to the run's time), and the same
+            // reading ends the run.
+            let mut t0 = Instant::now();
+            loop {
+                for b in abufs.iter_mut() {
+                    let id = ids[(rng.next() % ids.len() as u64) as usize];
+                    pool.mblock_read(id, (rng.next() % blocks) * 4096, b)?;
+                }
+                let t1 = Instant::now();
+                h.record((t1.duration_since(t0).as_nanos() as u64).max(1))?;
+                n += abufs.len() as u64;
+                if t1.duration_since(start) >= runtime {
+                    return Ok((n, h));
+                }
+                t0 = t1;
+            }
+        }
         let mut list_reader = match mode {
             Mode::Aligned(qd) => Some(pool.mblock_reader(qd)?),
             _ => None,
@@ -369,18 +390,6 @@ fn read_load(
                 }
                 h.record((t0.elapsed().as_nanos() as u64).max(1))?;
                 n += count as u64;
-                continue;
-            }
-            if let Mode::Single = mode {
-                // Into page-aligned buffers, as fio reads into its own: the
-                // pool reads straight into them.
-                let t0 = Instant::now();
-                for b in abufs.iter_mut() {
-                    let id = ids[(rng.next() % ids.len() as u64) as usize];
-                    pool.mblock_read(id, (rng.next() % blocks) * 4096, b)?;
-                }
-                h.record((t0.elapsed().as_nanos() as u64).max(1))?;
-                n += abufs.len() as u64;
                 continue;
             }
             let mut reads: Vec<mpool::MblockRead<'_>> = bufs
@@ -487,8 +496,35 @@ fn threads_table(
             f.map_or("-".into(), |f| format!("{:.1} us", f.mean / 1e3))
         );
         push_row(t, &case, &format!("fio psync numjobs={n}"), m, f, 0.8);
+        if let Some(f) = f.filter(|f| f.iops > 0.0 && m.iops > 0.0) {
+            t.notes.push(cpu_per_read_note(n, &m, &f));
+        }
     }
     Ok(())
+}
+
+/// What one read cost in CPU time on each side of a row of the threads
+/// table (mpool: the process's CPU time; fio: its jobs' `usr_cpu +
+/// sys_cpu`, which it reports per job), and which side the scheduler gave
+/// more CPUs. fio starts each job in a session of its own, so where
+/// autogroup scheduling is on (the Linux default) its N jobs get N shares
+/// of the CPUs against other processes' load, while mpool's N threads,
+/// one process, get one: on a machine busy with other work, the IOPS
+/// ratio of N > 1 threads then measures that, and the CPU per read is
+/// the figure to compare.
+fn cpu_per_read_note(n: usize, m: &Fig, f: &Fig) -> String {
+    let (m_cpus, f_cpus) = (m.cpu, f.cpu * n as f64);
+    let (m_ns, f_ns) = (m_cpus / m.iops * 1e9, f_cpus / f.iops * 1e9);
+    let mut s = format!(
+        "{n} thread(s): CPU per read mpool {m_ns:.0} ns, fio {f_ns:.0} ns (fio/mpool {:.2}); CPUs used mpool {m_cpus:.2}, fio {f_cpus:.2}",
+        f_ns / m_ns.max(1e-9)
+    );
+    if n > 1 && m_cpus < 0.9 * f_cpus {
+        s.push_str(
+            " -- mpool's threads got fewer CPUs than fio's jobs (a busy machine: fio's jobs each run in a session, and so a scheduler autogroup, of their own)",
+        );
+    }
+    s
 }
 
 /// Run the mblock workload.

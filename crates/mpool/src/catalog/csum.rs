@@ -187,9 +187,17 @@ impl TableCache {
     }
 }
 
-/// Slots of each thread's table memo ([`Catalog::with_table`]; a power
-/// of two).
+/// Entries of each thread's table memo ([`Catalog::with_table`]) and of
+/// its record memo: sets of [`MEMO_WAYS`] entries (a power of two of
+/// them).
 const THREAD_MEMO: usize = 64;
+
+/// Entries per set of a memo: an object may sit in any entry of its set,
+/// so a few objects whose hashes meet do not push each other out on every
+/// read, as they did in a memo of one entry per hash (about one read in
+/// six missed both memos with 24 mblocks read at random). A miss puts
+/// the object first in its set and drops the set's last.
+const MEMO_WAYS: usize = 4;
 
 /// A memo entry: cache number, object ID, its table.
 type MemoEntry = Option<(u64, u64, Arc<Table>)>;
@@ -215,10 +223,10 @@ pub(super) fn memo_obj(key: (u64, u64), gen: u64) -> Option<Obj> {
     THREAD_OBJS
         .try_with(|m| {
             let m = m.try_borrow().ok()?;
-            match m.get(memo_slot(key.0, key.1))? {
+            m.get(memo_set(key.0, key.1))?.iter().find_map(|e| match e {
                 Some((c, k, g, o)) if (*c, *k, *g) == (key.0, key.1, gen) => Some(*o),
                 _ => None,
-            }
+            })
         })
         .ok()
         .flatten()
@@ -228,18 +236,38 @@ pub(super) fn memo_obj(key: (u64, u64), gen: u64) -> Option<Obj> {
 pub(super) fn memo_obj_put(key: (u64, u64), gen: u64, o: Obj) {
     let _ = THREAD_OBJS.try_with(|m| {
         if let Ok(mut m) = m.try_borrow_mut() {
-            if let Some(e) = m.get_mut(memo_slot(key.0, key.1)) {
-                *e = Some((key.0, key.1, gen, o));
+            if let Some(set) = m.get_mut(memo_set(key.0, key.1)) {
+                memo_insert(
+                    set,
+                    |e| e.is_some_and(|e| (e.0, e.1) == key),
+                    (key.0, key.1, gen, o),
+                );
             }
         }
     });
 }
 
-/// The memo slot of object `raw` of cache `gen`.
-fn memo_slot(gen: u64, raw: u64) -> usize {
+/// The entries of the memo set of object `raw` of cache `gen`.
+fn memo_set(gen: u64, raw: u64) -> std::ops::Range<usize> {
     // Fibonacci hashing: the top bits of the product.
-    ((raw ^ gen.rotate_left(32)).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        >> (64 - THREAD_MEMO.trailing_zeros())) as usize
+    let set = ((raw ^ gen.rotate_left(32)).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        >> (64 - (THREAD_MEMO / MEMO_WAYS).trailing_zeros())) as usize;
+    set * MEMO_WAYS..(set + 1) * MEMO_WAYS
+}
+
+/// Put `v` first in memo set `set`: in place of the entry `same` picks
+/// (the same object, stale), or else in place of the last one.
+fn memo_insert<T>(set: &mut [Option<T>], same: impl Fn(&Option<T>) -> bool, v: T) {
+    let end = set
+        .iter()
+        .position(same)
+        .unwrap_or(set.len().saturating_sub(1));
+    if let Some(head) = set.get_mut(..=end) {
+        head.rotate_right(1);
+        if let Some(first) = head.first_mut() {
+            *first = Some(v);
+        }
+    }
 }
 
 /// The checksum-related state of an open catalog.
@@ -379,14 +407,15 @@ impl Catalog {
         f: impl FnOnce(&Table) -> R,
     ) -> Result<R> {
         let (gen, raw) = (self.inner.csums.cache.gen, id.raw());
-        let slot = memo_slot(gen, raw);
+        let set = memo_set(gen, raw);
         let mut f = Some(f);
         let hit = THREAD_TABLES.with(|m| {
             let m = m.try_borrow().ok()?;
-            match m.get(slot) {
-                Some(Some((g, k, t))) if *g == gen && *k == raw => f.take().map(|f| f(t)),
+            let t = m.get(set.clone())?.iter().find_map(|e| match e {
+                Some((g, k, t)) if *g == gen && *k == raw => Some(t),
                 _ => None,
-            }
+            })?;
+            f.take().map(|f| f(t))
         });
         if let Some(r) = hit {
             return Ok(r);
@@ -395,8 +424,8 @@ impl Catalog {
         THREAD_TABLES.with(|m| {
             // Busy only if `f` of an outer call reads again: then no memo.
             if let Ok(mut m) = m.try_borrow_mut() {
-                if let Some(e) = m.get_mut(slot) {
-                    *e = Some((gen, raw, Arc::clone(&t)));
+                if let Some(s) = m.get_mut(set) {
+                    memo_insert(s, |_| false, (gen, raw, Arc::clone(&t)));
                 }
             }
         });
@@ -545,6 +574,57 @@ mod tests {
             crcs: vec![0; n],
             bad: Vec::new(),
         })
+    }
+
+    /// Objects whose hashes fall in one memo set all stay memoized up to
+    /// the set's size (a memo of one entry per hash lost one of any two);
+    /// one more drops the oldest, a newer record of an object replaces its
+    /// own stale entry, and a stale record is never returned.
+    #[test]
+    fn objects_of_one_memo_set_stay_memoized_together() {
+        std::thread::spawn(|| {
+            let gen = 7u64;
+            let set = memo_set(gen, 0);
+            let same: Vec<u64> = (1..100_000u64)
+                .filter(|&raw| memo_set(gen, raw) == set)
+                .take(MEMO_WAYS + 1)
+                .collect();
+            assert_eq!(same.len(), MEMO_WAYS + 1);
+            let obj = |zone: u32| Obj {
+                zone,
+                a: 4096,
+                b: 0,
+                shift: 12,
+                class: crate::format::superblock::MediaClass::Capacity,
+            };
+            for (i, &raw) in same.iter().take(MEMO_WAYS).enumerate() {
+                memo_obj_put((gen, raw), 1, obj(i as u32));
+            }
+            for (i, &raw) in same.iter().take(MEMO_WAYS).enumerate() {
+                assert_eq!(memo_obj((gen, raw), 1).map(|o| o.zone), Some(i as u32));
+                assert!(memo_obj((gen, raw), 2).is_none(), "a stale record");
+            }
+            // A newer record of the newest replaces its entry, in place of
+            // taking another.
+            memo_obj_put((gen, same[MEMO_WAYS - 1]), 2, obj(99));
+            assert_eq!(
+                memo_obj((gen, same[MEMO_WAYS - 1]), 2).map(|o| o.zone),
+                Some(99)
+            );
+            assert!(memo_obj((gen, same[0]), 1).is_some());
+            // One more object than the set holds: the oldest goes.
+            memo_obj_put((gen, same[MEMO_WAYS]), 1, obj(50));
+            assert_eq!(
+                memo_obj((gen, same[MEMO_WAYS]), 1).map(|o| o.zone),
+                Some(50)
+            );
+            assert!(memo_obj((gen, same[0]), 1).is_none());
+            for &raw in &same[1..MEMO_WAYS - 1] {
+                assert!(memo_obj((gen, raw), 1).is_some());
+            }
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]

@@ -109,10 +109,11 @@ impl Catalog {
             "mblock {id}: {len} bytes recorded in a {}-byte zone",
             c.zone_size
         );
-        let limit = len
-            .div_ceil(slack.max(1))
-            .saturating_mul(slack.max(1))
-            .min(c.zone_size);
+        let limit = if slack <= 1 {
+            len
+        } else {
+            len.div_ceil(slack).saturating_mul(slack).min(c.zone_size)
+        };
         if offset.checked_add(n as u64).is_none_or(|end| end > limit) {
             return Err(ObjectError::ReadOutOfRange {
                 id,
