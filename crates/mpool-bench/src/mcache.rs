@@ -152,15 +152,16 @@ pub struct McacheArgs {
     pub catalog: String,
     /// The mcache sides load each new collection whole before they
     /// publish it (`McacheMap::touch_range` then `load` of every object,
-    /// in the compaction thread: "will need" done ahead, as the files
-    /// side's buffered writes leave the new files in the page cache):
-    /// `on` or `off`.
-    #[arg(long, default_value = "off", value_parser = ["on", "off"])]
+    /// in `--compact-chunk` pieces, in the compaction thread: "will need"
+    /// done ahead, as the files side's buffered writes leave the new files
+    /// in the page cache): `on` (the default since session 10) or `off`
+    /// (every figure before).
+    #[arg(long, default_value = "on", value_parser = ["on", "off"])]
     pub preload_newest: String,
     /// The compaction's reads and writes, in pieces of this many bytes
-    /// (both sides; 0: a whole object per call).
-    #[arg(long, default_value = "0", value_parser = mpool_cli::size::parse_size)]
-    pub compact_chunk: u64,
+    /// (both sides; by default a whole object per call).
+    #[arg(long, value_parser = mpool_cli::size::parse_size)]
+    pub compact_chunk: Option<u64>,
     /// The compaction thread's I/O priority (both sides): `none` (the
     /// default: the process'), `be7` (best effort, lowest level) or `idle`.
     #[arg(long, default_value = "none", value_parser = ["none", "be7", "idle"])]
@@ -257,7 +258,7 @@ pub struct SideArgs {
     #[arg(long)]
     pub preload_newest: String,
     #[arg(long)]
-    pub compact_chunk: u64,
+    pub compact_chunk: Option<u64>,
     #[arg(long)]
     pub compact_ioprio: String,
 }
@@ -911,10 +912,9 @@ fn compact(
     let t0 = Instant::now();
     let mut bytes = 0f64;
     let mut buf = vec![0u8; a.obj_len];
-    let chunk = match a.compact_chunk {
-        0 => a.obj_len,
-        c => (c as usize).min(a.obj_len),
-    };
+    let chunk = a
+        .compact_chunk
+        .map_or(a.obj_len, |c| (c as usize).clamp(1, a.obj_len));
     // ioprio_set(2): IOPRIO_WHO_PROCESS of this thread; class << 13 | level.
     let prio = match a.compact_ioprio.as_str() {
         "be7" => Some((2 << 13) | 7),
@@ -996,7 +996,12 @@ fn compact(
                     for i in 0..map.len() {
                         let len = map.object_len(i).unwrap_or(0);
                         map.touch_range(i, 0..len);
-                        map.load(i, 0..len)?;
+                        let mut at = 0;
+                        while at < len {
+                            let end = (at + chunk as u64).min(len);
+                            map.load(i, at..end)?;
+                            at = end;
+                        }
                     }
                 }
                 Coll::Map { map, ids: new_ids }
@@ -1080,7 +1085,9 @@ fn run_side(a: &McacheArgs, side: &str, pool: &str, obj_len: usize, seed: u64) -
     cmd.args(["--newest-colls", &a.newest_colls.to_string()]);
     cmd.args(["--page-map", &a.page_map]);
     cmd.args(["--preload-newest", &a.preload_newest]);
-    cmd.args(["--compact-chunk", &a.compact_chunk.to_string()]);
+    if let Some(c) = a.compact_chunk {
+        cmd.args(["--compact-chunk", &c.to_string()]);
+    }
     cmd.args(["--compact-ioprio", &a.compact_ioprio]);
     cmd.args(["--catalog", &a.catalog]);
     let out = cmd.output()?;

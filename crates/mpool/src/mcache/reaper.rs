@@ -129,6 +129,7 @@ const HEAT_UNIT: u32 = 16;
 
 /// The reaper thread.
 pub(super) fn run(c: &'static Cache) {
+    short_slice();
     let mut ticks = 0u64;
     loop {
         std::thread::sleep(TICK);
@@ -273,6 +274,48 @@ fn reap_maps(c: &Cache, maps: &[Arc<MapInner>], need: u64) -> u64 {
         freed += maps[m].evict_many(c, &mut [i], false);
     }
     freed
+}
+
+/// Ask the scheduler for a short time slice (100 us) for this thread,
+/// at its usual weight: a long reaper pass then runs in short turns, so
+/// that a reader woken meanwhile (its read completed) runs after at most
+/// one of them instead of waiting out a default slice (0.75-3 ms): the
+/// reads' p99.99 (BENCHMARKS.md, mcache, session 10). Linux 6.12 and
+/// later (EEVDF custom slices); elsewhere it changes nothing.
+fn short_slice() {
+    #[repr(C)]
+    struct SchedAttr {
+        size: u32,
+        policy: u32,
+        flags: u64,
+        nice: i32,
+        priority: u32,
+        runtime: u64,
+        deadline: u64,
+        period: u64,
+    }
+    // SAFETY: getpriority(2) reads this thread's nice value.
+    let nice = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+    let attr = SchedAttr {
+        size: std::mem::size_of::<SchedAttr>() as u32,
+        policy: libc::SCHED_OTHER as u32,
+        flags: 0,
+        nice,
+        priority: 0,
+        runtime: 100_000,
+        deadline: 0,
+        period: 0,
+    };
+    // SAFETY: sched_setattr(2) of the calling thread (pid 0) with a
+    // complete `struct sched_attr` of the size it says; the kernel only
+    // reads it.
+    let r = unsafe { libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const SchedAttr, 0) };
+    if r != 0 {
+        tracing::debug!(
+            "mcache: a short slice for the reaper: {}",
+            std::io::Error::last_os_error()
+        );
+    }
 }
 
 #[cfg(test)]
