@@ -17,12 +17,15 @@
 //! deletes the inputs. Sides:
 //!
 //! 1. `mcache`: mcache maps (advice cold: 4 KiB per miss), reaper on;
-//!    compaction with `mblock_read` (O_DIRECT) and `mblock_write` + commit.
+//!    compaction with `mblock_read` (O_DIRECT) and `mblock_write` + commit,
+//!    each new collection loaded ahead before it is published
+//!    (`--preload-newest`).
 //! 2. `noreaper`: the same with the reaper off.
 //! 3. `files`: one file per object, `mmap` + `MADV_RANDOM`; compaction
 //!    with buffered `read` / `write` + `fdatasync`; kernel reclaim only.
 //!
-//! Each side runs `--warmup` then `--runtime` seconds, sides alternating,
+//! Both sides' compaction reads and writes in `--compact-chunk` pieces
+//! (128 KiB). Each side runs `--warmup` then `--runtime` seconds, sides alternating,
 //! `--rounds` times. The last line: `mcache/files=R reaper_on/off=Q` (the
 //! best-of-rounds throughput of side 1 over side 3's, and over side 2's).
 //!
@@ -159,8 +162,11 @@ pub struct McacheArgs {
     #[arg(long, default_value = "on", value_parser = ["on", "off"])]
     pub preload_newest: String,
     /// The compaction's reads and writes, in pieces of this many bytes
-    /// (both sides; by default a whole object per call).
-    #[arg(long, value_parser = mpool_cli::size::parse_size)]
+    /// (both sides; an object's size or more: a whole object per call,
+    /// as every figure before session 10). 128 KiB pieces keep a reader's
+    /// 4 KiB miss from queueing behind a whole object's read or write on
+    /// the device (the reads' p99.99; BENCHMARKS.md, mcache, session 10).
+    #[arg(long, default_value = "128K", value_parser = mpool_cli::size::parse_size)]
     pub compact_chunk: Option<u64>,
     /// The compaction thread's I/O priority (both sides): `none` (the
     /// default: the process'), `be7` (best effort, lowest level) or `idle`.

@@ -79,8 +79,11 @@
 //! by object: under a skewed load an object's pages are used at about
 //! the object's rate, which the reaper measures from hundreds of pages,
 //! where one page is read too rarely for its own recency to tell warm
-//! from cold (BENCHMARKS.md, mcache, session 10: 0.22 misses per read
-//! with page recency, 0.17-0.18 with the heat). An object in use (a live
+//! from cold (BENCHMARKS.md, mcache, session 10: 0.218 misses per read
+//! with page recency, 0.176 with the heat, 0.164 with new maps loaded
+//! ahead). The reaper thread runs with a short time slice (100 us, Linux
+//! 6.12+), so that a long pass holds a woken reader for at most one
+//! short turn. An object in use (a live
 //! [`MappedRef`]) is never
 //! touched. Time here is the access clock, which advances by one
 //! at every fill (a miss) and every reaper tick: recency is ordered
