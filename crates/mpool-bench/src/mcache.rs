@@ -17,12 +17,15 @@
 //! deletes the inputs. Sides:
 //!
 //! 1. `mcache`: mcache maps (advice cold: 4 KiB per miss), reaper on;
-//!    compaction with `mblock_read` (O_DIRECT) and `mblock_write` + commit.
+//!    compaction with `mblock_read` (O_DIRECT) and `mblock_write` + commit,
+//!    each new collection loaded ahead before it is published
+//!    (`--preload-newest`).
 //! 2. `noreaper`: the same with the reaper off.
 //! 3. `files`: one file per object, `mmap` + `MADV_RANDOM`; compaction
 //!    with buffered `read` / `write` + `fdatasync`; kernel reclaim only.
 //!
-//! Each side runs `--warmup` then `--runtime` seconds, sides alternating,
+//! Both sides' compaction reads and writes in `--compact-chunk` pieces
+//! (128 KiB). Each side runs `--warmup` then `--runtime` seconds, sides alternating,
 //! `--rounds` times. The last line: `mcache/files=R reaper_on/off=Q` (the
 //! best-of-rounds throughput of side 1 over side 3's, and over side 2's).
 //!
@@ -150,6 +153,25 @@ pub struct McacheArgs {
     /// on two lines both readers write.
     #[arg(long, default_value = "snapshot", value_parser = ["snapshot", "lock"])]
     pub catalog: String,
+    /// The mcache sides load each new collection whole before they
+    /// publish it (`McacheMap::touch_range` then `load` of every object,
+    /// in `--compact-chunk` pieces, in the compaction thread: "will need"
+    /// done ahead, as the files side's buffered writes leave the new files
+    /// in the page cache): `on` (the default since session 10) or `off`
+    /// (every figure before).
+    #[arg(long, default_value = "on", value_parser = ["on", "off"])]
+    pub preload_newest: String,
+    /// The compaction's reads and writes, in pieces of this many bytes
+    /// (both sides; an object's size or more: a whole object per call,
+    /// as every figure before session 10). 128 KiB pieces keep a reader's
+    /// 4 KiB miss from queueing behind a whole object's read or write on
+    /// the device (the reads' p99.99; BENCHMARKS.md, mcache, session 10).
+    #[arg(long, default_value = "128K", value_parser = mpool_cli::size::parse_size)]
+    pub compact_chunk: Option<u64>,
+    /// The compaction thread's I/O priority (both sides): `none` (the
+    /// default: the process'), `be7` (best effort, lowest level) or `idle`.
+    #[arg(long, default_value = "none", value_parser = ["none", "be7", "idle"])]
+    pub compact_ioprio: String,
 }
 
 /// The multiplier of `--page-map stable` (coprime with `pages`: a
@@ -239,6 +261,12 @@ pub struct SideArgs {
     pub page_map: String,
     #[arg(long)]
     pub catalog: String,
+    #[arg(long)]
+    pub preload_newest: String,
+    #[arg(long)]
+    pub compact_chunk: Option<u64>,
+    #[arg(long)]
+    pub compact_ioprio: String,
 }
 
 /// Object `seq`'s bytes (any object: a checksum of a read proves nothing,
@@ -890,6 +918,23 @@ fn compact(
     let t0 = Instant::now();
     let mut bytes = 0f64;
     let mut buf = vec![0u8; a.obj_len];
+    let chunk = a
+        .compact_chunk
+        .map_or(a.obj_len, |c| (c as usize).clamp(1, a.obj_len));
+    // ioprio_set(2): IOPRIO_WHO_PROCESS of this thread; class << 13 | level.
+    let prio = match a.compact_ioprio.as_str() {
+        "be7" => Some((2 << 13) | 7),
+        "idle" => Some(3 << 13),
+        _ => None,
+    };
+    if let Some(prio) = prio {
+        // SAFETY: a system call on this thread's own I/O priority; no
+        // memory is passed.
+        let r = unsafe { libc::syscall(libc::SYS_ioprio_set, 1, 0, prio) };
+        if r != 0 {
+            bail!("ioprio_set: {}", std::io::Error::last_os_error());
+        }
+    }
     while phase.load(Ordering::Relaxed) != 2 {
         let oldest = {
             let c = cat.read().map_err(|_| anyhow!("poisoned"))?;
@@ -903,19 +948,27 @@ fn compact(
             }
             match (&*oldest, pool) {
                 (Coll::Map { ids, .. }, Some(pool)) => {
-                    pool.mblock_read(ids[i], 0, &mut buf)?;
+                    for (k, piece) in buf.chunks_mut(chunk).enumerate() {
+                        pool.mblock_read(ids[i], (k * chunk) as u64, piece)?;
+                    }
                     let id = pool.mblock_alloc(MediaClass::Capacity)?;
-                    pool.mblock_write(id, &buf)?;
+                    for piece in buf.chunks(chunk) {
+                        pool.mblock_write(id, piece)?;
+                    }
                     pool.mblock_commit(id)?;
                     new_ids.push(id);
                 }
                 (Coll::Files { seqs, .. }, _) => {
                     use std::io::{Read, Write};
                     let mut f = std::fs::File::open(file_path(&a.dir, seqs[i]))?;
-                    f.read_exact(&mut buf)?;
+                    for piece in buf.chunks_mut(chunk) {
+                        f.read_exact(piece)?;
+                    }
                     let s = next_seq.fetch_add(1, Ordering::Relaxed);
                     let mut out = std::fs::File::create(file_path(&a.dir, s))?;
-                    out.write_all(&buf)?;
+                    for piece in buf.chunks(chunk) {
+                        out.write_all(piece)?;
+                    }
                     out.sync_data()?;
                     new_seqs.push(s);
                 }
@@ -941,10 +994,24 @@ fn compact(
             break;
         }
         let fresh = match pool {
-            Some(pool) => Coll::Map {
-                map: pool.mcache_map(&new_ids, a.newest_advice)?,
-                ids: new_ids,
-            },
+            Some(pool) => {
+                let map = pool.mcache_map(&new_ids, a.newest_advice)?;
+                if a.preload_newest == "on" {
+                    // Counted as used first, so that the reaper keeps the
+                    // pages until their use is measured.
+                    for i in 0..map.len() {
+                        let len = map.object_len(i).unwrap_or(0);
+                        map.touch_range(i, 0..len);
+                        let mut at = 0;
+                        while at < len {
+                            let end = (at + chunk as u64).min(len);
+                            map.load(i, at..end)?;
+                            at = end;
+                        }
+                    }
+                }
+                Coll::Map { map, ids: new_ids }
+            }
             None => Coll::Files {
                 maps: new_seqs
                     .iter()
@@ -1023,6 +1090,11 @@ fn run_side(a: &McacheArgs, side: &str, pool: &str, obj_len: usize, seed: u64) -
     cmd.args(["--newest-advice", advice_name(a.newest_advice)]);
     cmd.args(["--newest-colls", &a.newest_colls.to_string()]);
     cmd.args(["--page-map", &a.page_map]);
+    cmd.args(["--preload-newest", &a.preload_newest]);
+    if let Some(c) = a.compact_chunk {
+        cmd.args(["--compact-chunk", &c.to_string()]);
+    }
+    cmd.args(["--compact-ioprio", &a.compact_ioprio]);
     cmd.args(["--catalog", &a.catalog]);
     let out = cmd.output()?;
     let oom = cg.as_ref().map_or(0, Cgroup::oom_kills);
@@ -1496,9 +1568,10 @@ pub fn run(a: &McacheArgs) -> Result<Table> {
         }
     ));
     t.notes.push(format!(
-        "mcache sides: the {} newest collections' advice {}, the others cold",
+        "mcache sides: the {} newest collections' advice {}, the others cold; new collections preloaded: {}",
         a.newest_colls,
-        advice_name(a.newest_advice)
+        advice_name(a.newest_advice),
+        a.preload_newest
     ));
     t.notes.push(format!(
         "mcache/files={} reaper_on/off={}",
@@ -1836,6 +1909,113 @@ fn floor(a: &McacheArgs) -> Result<Table> {
                 Ev::Compact(..) => {}
             });
             rows.push(("object LRU at 93 % (the old reaper)".into(), size, s));
+        }
+        // The reaper since session 10: object heat (pages referenced per
+        // 200 ms window, decayed by an eighth per window), evicting from
+        // 90 % down to 87 % of the cap the objects with the least heat
+        // per page first: their pages not referenced in the current
+        // window (whole objects when none was). Second row: the same with
+        // each new collection loaded whole when it is published
+        // (`--preload-newest`).
+        for preload in [false, true] {
+            let (high, low) = (cap / 100 * 90, cap / 100 * 87);
+            let mut written: Vec<u32> = Vec::new();
+            let window = ((rate * 0.2) as u64).max(1);
+            let words = pages.div_ceil(64);
+            #[derive(Clone, Default)]
+            struct O {
+                res: Vec<u64>,
+                refd: Vec<u64>,
+                heat: u64,
+                n: usize,
+            }
+            let mut objs: std::collections::HashMap<u32, O> = Default::default();
+            let mut total = 0usize;
+            let mut s = Sim::default();
+            let mut n = 0u64;
+            workload(a, rate, |e| match e {
+                Ev::Read(o, p) => {
+                    let ob = objs.entry(o).or_insert_with(|| O {
+                        res: vec![0; words],
+                        refd: vec![0; words],
+                        ..O::default()
+                    });
+                    let (w, b) = (p as usize / 64, 1u64 << (p % 64));
+                    let hit = ob.res[w] & b != 0;
+                    ob.refd[w] |= b;
+                    if !hit {
+                        ob.res[w] |= b;
+                        ob.n += 1;
+                        total += 1;
+                    }
+                    if n >= warm {
+                        s.reads += 1;
+                        s.misses += u64::from(!hit);
+                    }
+                    n += 1;
+                    if total > high {
+                        let mut cand: Vec<(u64, u32)> = objs
+                            .iter()
+                            .filter(|(_, x)| x.n > 0)
+                            .map(|(&k, x)| {
+                                let refs: u32 = x.refd.iter().map(|w| w.count_ones()).sum();
+                                ((x.heat + u64::from(refs) * 16) * 1024 / pages as u64, k)
+                            })
+                            .collect();
+                        cand.sort_unstable();
+                        for (_, k) in cand {
+                            if total <= low {
+                                break;
+                            }
+                            if let Some(x) = objs.get_mut(&k) {
+                                let mut freed = 0;
+                                for (r, f) in x.res.iter_mut().zip(&x.refd) {
+                                    freed += (*r & !f).count_ones() as usize;
+                                    *r &= f;
+                                }
+                                x.n -= freed;
+                                total -= freed;
+                            }
+                        }
+                    }
+                    if n.is_multiple_of(window) {
+                        for x in objs.values_mut() {
+                            let refs: u32 = x.refd.iter().map(|w| w.count_ones()).sum();
+                            x.refd.iter_mut().for_each(|w| *w = 0);
+                            x.heat = x.heat - x.heat / 8 + u64::from(refs) * 16;
+                        }
+                    }
+                }
+                Ev::Delete(first, cnt) => {
+                    for o in first..first + cnt {
+                        if let Some(x) = objs.remove(&o) {
+                            total -= x.n;
+                        }
+                    }
+                    if preload {
+                        for o in written.drain(..) {
+                            let x = objs.entry(o).or_insert_with(|| O {
+                                res: vec![0; words],
+                                refd: vec![0; words],
+                                ..O::default()
+                            });
+                            for p in 0..pages {
+                                x.res[p / 64] |= 1 << (p % 64);
+                                x.refd[p / 64] |= 1 << (p % 64);
+                            }
+                            total += pages - x.n;
+                            x.n = pages;
+                        }
+                    }
+                }
+                Ev::Compact(_, dst) => written.push(dst),
+            });
+            let name = if preload {
+                "object heat, newest collection preloaded"
+            } else {
+                "object heat, 90 -> 87 % (the reaper, session 10)"
+            };
+            rows.push((name.into(), high, s));
         }
         // The files side's model: page LRU of the whole cap, compaction's
         // buffered reads and writes going through it (the written objects

@@ -47,8 +47,6 @@ pub(super) struct Cache {
     pub budget: AtomicU64,
     pub reaper_on: AtomicBool,
     pub address_budget: AtomicU64,
-    /// The reaper's CLOCK hand: (start address of a map, object index).
-    pub hand: std::sync::Mutex<(usize, usize)>,
 }
 
 impl Cache {
@@ -89,7 +87,6 @@ pub(super) fn cache() -> Result<&'static Cache> {
             maps: RwLock::new(BTreeMap::new()),
             stats: Counters::default(),
             clock: AtomicU64::new(0),
-            hand: std::sync::Mutex::new((0, 0)),
             budget: AtomicU64::new(0),
             reaper_on: AtomicBool::new(true),
             address_budget: AtomicU64::new(DEFAULT_ADDRESS_BUDGET),

@@ -107,9 +107,10 @@ pub(super) struct Obj {
     /// Loaded for a slice valid as long as the map (user-mode faults
     /// only): never evicted.
     pub kept: AtomicBool,
-    /// Visits of the reaper's hand (a hot object's pages get a second
-    /// chance only every fourth, a warm one's every second).
-    pub visits: AtomicU32,
+    /// The object's heat: the pages of it referenced per harvest window
+    /// of the reaper (200 ms), decayed (see `reaper::harvest`); the
+    /// reaper's estimate of how often the object is used.
+    pub heat: AtomicU32,
     pub target: MapTarget,
     pub state: Mutex<Pages>,
 }
@@ -235,7 +236,7 @@ impl MapInner {
                 last: AtomicU64::new(c.tick()),
                 pins: AtomicU32::new(0),
                 kept: AtomicBool::new(false),
-                visits: AtomicU32::new(0),
+                heat: AtomicU32::new(0),
             });
             off += pages * PAGE;
         }
@@ -561,17 +562,15 @@ impl MapInner {
         freed
     }
 
-    /// One second-chance step of the reaper over object `i`: its resident
-    /// pages not referenced since the last step are evicted (all of them,
-    /// as one object eviction, when none was referenced), and the
-    /// referenced bits are cleared, so a page stays only if it is used
-    /// again before the next step. An object in use (a live guard), kept,
-    /// or with a poisoned page and referenced pages is left alone. The
-    /// bytes freed.
+    /// Evict object `i`'s resident pages not referenced since the
+    /// reaper's last harvest (all of them, as one object eviction, when
+    /// none was), leaving the referenced bits as they are. An object in
+    /// use (a live guard), kept, or with a poisoned page and referenced
+    /// pages is left alone. The bytes freed.
     ///
     /// `busy` is a sorted snapshot of the pinned objects' keys (a cheap
     /// pre-filter: the pins are checked again after the announcement).
-    pub(super) fn second_chance(&self, c: &Cache, i: usize, busy: &[usize]) -> u64 {
+    pub(super) fn evict_unreferenced(&self, c: &Cache, i: usize, busy: &[usize]) -> u64 {
         let o = &self.objs[i];
         if o.resident.load(Ordering::Relaxed) == 0
             || o.pins.load(Ordering::Relaxed) > 0
@@ -580,13 +579,7 @@ impl MapInner {
         {
             return 0;
         }
-        // Referenced bits, cleared now: what is used from here on counts
-        // for the next step.
-        let refd: Vec<u64> = o
-            .refd()
-            .iter()
-            .map(|w| w.swap(0, Ordering::Relaxed))
-            .collect();
+        let refd: Vec<u64> = o.refd().iter().map(|w| w.load(Ordering::Relaxed)).collect();
         if o.res()
             .iter()
             .zip(&refd)

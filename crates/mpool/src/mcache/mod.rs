@@ -60,20 +60,30 @@
 //! `MemTotal` and `MemAvailable`, and the explicit budget
 //! ([`set_budget`]). Above 90 % of a cgroup limit it frees down to 87 %
 //! (without a cgroup: above 7/8 of the machine, down to 7/8); over the
-//! budget, down to 15/16 of it. Recency is kept per page: every use
-//! the cache sees sets the page's referenced bit (one atomic load, and an
-//! atomic OR the first time). The reaper first evicts whole objects none of
-//! whose pages was used since it last passed them (or ever: loaded ahead,
-//! never read), coldest first by time since the object's last access
-//! divided by the advice's TTL scale (hot 4, warm and will-need 2, cold 1:
-//! a hot object idle four times as long as a cold one ranks with it). If
-//! that is not enough, a CLOCK hand that keeps its place between passes
-//! goes over the objects in address order and gives each page a second
-//! chance: an object's resident pages not referenced since the hand's last
-//! visit are evicted (`MADV_DONTNEED`, one call per span of them) and its
-//! bits are cleared (a hot object's only every fourth visit, a warm one's
-//! every second). So cold objects go whole and first, and a warm object
-//! loses only the pages it stopped using. An object in use (a live
+//! budget, down to 15/16 of it. Use is kept per page and per object:
+//! every use the cache sees (guards, faults, touches; misses included)
+//! sets the page's referenced bit (one atomic load, and an atomic OR the
+//! first time), and every 200 ms the reaper *harvests* them: each
+//! object's referenced pages are counted into its *heat* (which loses an
+//! eighth of itself per harvest) and cleared. The heat per page of the
+//! object, scaled by advice (hot 4, warm and will-need 2, cold 1), is the
+//! order of eviction, least used first; among equals (never read:
+//! loaded ahead) the longest idle first (time since the object's last
+//! access over the same scale). In that order the reaper evicts each
+//! object's pages not referenced since the last harvest
+//! (`MADV_DONTNEED`, one call per span of them; the whole object when
+//! none was, neighbours in one call), and if that was not enough, whole
+//! objects. So the pages of the objects used least go first, a page read
+//! once in a cold object does not stay for a whole turn of a clock, and
+//! an object in the middle of its use keeps the pages it is using. Why
+//! by object: under a skewed load an object's pages are used at about
+//! the object's rate, which the reaper measures from hundreds of pages,
+//! where one page is read too rarely for its own recency to tell warm
+//! from cold (BENCHMARKS.md, mcache, session 10: 0.218 misses per read
+//! with page recency, 0.176 with the heat, 0.164 with new maps loaded
+//! ahead). The reaper thread runs with a short time slice (100 us, Linux
+//! 6.12+), so that a long pass holds a woken reader for at most one
+//! short turn. An object in use (a live
 //! [`MappedRef`]) is never
 //! touched. Time here is the access clock, which advances by one
 //! at every fill (a miss) and every reaper tick: recency is ordered
@@ -263,8 +273,9 @@ pub fn set_address_budget(bytes: u64) -> Result<()> {
 }
 
 /// Evict, now, at least `bytes` (when there is that much not in use) as
-/// the reaper would: unused objects whole, coldest first, then the pages
-/// the CLOCK hand finds unreferenced; the bytes freed.
+/// the reaper would: the least used objects first (by heat per page,
+/// then idle time), their pages not referenced since the last harvest,
+/// then whole objects; the bytes freed.
 pub fn reap(bytes: u64) -> Result<u64> {
     let c = cache::cache()?;
     c.clock.fetch_add(1, Ordering::Relaxed);
@@ -593,7 +604,7 @@ mod tests {
         let g = map.range(0, 0..100).unwrap();
         assert!(g.pin.is_some(), "pinned in the thread's slot");
         assert_eq!(map.inner.evict_many(c, &mut [0], false), 0);
-        assert_eq!(map.inner.second_chance(c, 0, &[]), 0);
+        assert_eq!(map.inner.evict_unreferenced(c, 0, &[]), 0);
         assert_eq!(resident(0), all, "a pinned object lost pages");
         assert_eq!(&g[..], &[1u8; 100][..]);
 
@@ -618,7 +629,7 @@ mod tests {
         let shared = gs.pop().unwrap();
         drop(gs);
         assert_eq!(map.inner.evict_many(c, &mut [2], false), 0);
-        assert_eq!(map.inner.second_chance(c, 2, &[]), 0);
+        assert_eq!(map.inner.evict_unreferenced(c, 2, &[]), 0);
         assert_eq!(resident(2), all);
         drop(shared);
         assert_eq!(map.inner.evict_many(c, &mut [2], false), all);

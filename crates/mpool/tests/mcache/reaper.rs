@@ -1,8 +1,11 @@
-//! The reaper keeps the resident bytes under an explicit budget by
-//! second chance, coldest objects first (with TTLs scaled by advice):
-//! whole objects when none of their pages was used, else the pages not
-//! used since its last step; never an object in use; its work shows in
-//! the statistics; it can be turned off.
+//! The reaper keeps the resident bytes under an explicit budget, the
+//! objects used least first (by heat per page, then idle time, both
+//! scaled by advice; the heat is harvested by the reaper thread, off in
+//! most of these tests, so they order by idle time): whole objects when
+//! none of their pages was used since the last harvest, else the pages
+//! not used; never an object in use; its work shows in the statistics;
+//! it can be turned off. (The ordering by heat is tested in the lib's
+//! `mcache::reaper::tests`, which drive the harvests by hand.)
 
 use super::common::{commit, mem_pool, pattern, serial};
 use mpool::{mcache, Advice};
@@ -142,8 +145,8 @@ fn touched_pages_survive_while_untouched_pages_of_the_object_go() {
     assert_eq!(mcache::stats().fills, after.fills);
     assert_eq!(map.get(0).unwrap().as_ref(), &pattern(90, LEN)[..]);
     assert!(mcache::stats().fills > after.fills);
-    // All of it used since the last step: the first pass clears the bits,
-    // the second finds none set and takes the object whole.
+    // All of it used since the last harvest: no unreferenced page to
+    // take, so the pass takes the object whole.
     assert_eq!(mcache::reap(PAGE).unwrap(), LEN as u64);
     assert_eq!(map.object_resident_bytes(0), 0);
     assert_eq!(mcache::stats().evictions, after.evictions + 1);
@@ -205,7 +208,8 @@ fn pinned_objects_keep_every_page() {
     assert_eq!(map.object_resident_bytes(2), 0);
     assert_eq!(&*g, &pattern(130, LEN)[5 * PAGE as usize..][..64]);
     drop(g);
-    // Unpinned: two steps (the guard referenced page 5) and it is gone.
+    // Unpinned: its unreferenced pages, then (page 5 was referenced) the
+    // object whole, and it is gone.
     mcache::reap(u64::MAX).unwrap();
     assert_eq!(map.object_resident_bytes(0), 0);
     mcache::set_reaper(true).unwrap();
@@ -251,7 +255,7 @@ fn pins_of_other_threads_and_beyond_the_slots_keep_their_objects() {
             .spawn(|| map.range(n as usize - 1, 0..16).unwrap())
             .join()
             .unwrap();
-        // Twice: the first pass clears the referenced bits.
+        // Twice: nothing goes whatever the bits.
         assert_eq!(mcache::reap(u64::MAX).unwrap(), 0);
         assert_eq!(mcache::reap(u64::MAX).unwrap(), 0);
         for i in 0..n as usize {
@@ -262,7 +266,7 @@ fn pins_of_other_threads_and_beyond_the_slots_keep_their_objects() {
         drop(guards);
         drop(sent);
     });
-    // All released: everything goes in two passes.
+    // All released: everything goes.
     mcache::reap(u64::MAX).unwrap();
     mcache::reap(u64::MAX).unwrap();
     assert_eq!(map.resident_bytes(), 0);
