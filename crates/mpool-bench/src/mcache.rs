@@ -25,7 +25,7 @@
 //!    with buffered `read` / `write` + `fdatasync`; kernel reclaim only.
 //!
 //! Both sides' compaction reads and writes in `--compact-chunk` pieces
-//! (128 KiB). Each side runs `--warmup` then `--runtime` seconds, sides alternating,
+//! (64 KiB). Each side runs `--warmup` then `--runtime` seconds, sides alternating,
 //! `--rounds` times. The last line: `mcache/files=R reaper_on/off=Q` (the
 //! best-of-rounds throughput of side 1 over side 3's, and over side 2's).
 //!
@@ -163,10 +163,11 @@ pub struct McacheArgs {
     pub preload_newest: String,
     /// The compaction's reads and writes, in pieces of this many bytes
     /// (both sides; an object's size or more: a whole object per call,
-    /// as every figure before session 10). 128 KiB pieces keep a reader's
+    /// as every figure before session 10). 64 KiB pieces keep a reader's
     /// 4 KiB miss from queueing behind a whole object's read or write on
-    /// the device (the reads' p99.99; BENCHMARKS.md, mcache, session 10).
-    #[arg(long, default_value = "128K", value_parser = mpool_cli::size::parse_size)]
+    /// the device (the reads' p99.99; BENCHMARKS.md, mcache, session 10:
+    /// 64 KiB, 128 KiB and 1 MiB measured).
+    #[arg(long, default_value = "64K", value_parser = mpool_cli::size::parse_size)]
     pub compact_chunk: Option<u64>,
     /// The compaction thread's I/O priority (both sides): `none` (the
     /// default: the process'), `be7` (best effort, lowest level) or `idle`.

@@ -7,6 +7,7 @@ mod checksums;
 mod commit_shared;
 mod delete_deferred;
 mod eio;
+mod held_writes;
 mod read_aligned;
 mod read_batch;
 mod reader;
