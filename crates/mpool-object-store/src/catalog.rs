@@ -662,8 +662,16 @@ impl Catalog {
     /// A full log is refused before anything is written
     /// ([`StoreError::CatalogFull`]): the catalog stays usable.
     fn append(&self, rec: &Record) -> Result<()> {
-        match self.mdc()?.append(&rec.encode(), true) {
-            Ok(_) => Ok(()),
+        self.logged(self.mdc()?.append(&rec.encode(), true))
+            .map(|_| ())
+    }
+
+    /// The outcome of an append to the catalog's log, as the catalog's: a
+    /// full log is [`StoreError::CatalogFull`] (nothing was written); any
+    /// other failure leaves the catalog refusing updates until reopened.
+    fn logged<T>(&self, r: std::result::Result<T, mpool::MdcError>) -> Result<T> {
+        match r {
+            Ok(v) => Ok(v),
             Err(mpool::MdcError::Mlog(mpool::MlogError::LogFull { .. })) => {
                 Err(StoreError::CatalogFull)
             }
@@ -1049,9 +1057,10 @@ impl Catalog {
         );
         // One flush for the put: the PUT record is written without a flush
         // of its own, then the commit's flush (of the capacity device,
-        // where the catalog is) makes both durable. Safe only for a reserved mblock: a crash can leave its
-        // commit durable without the record, and then the PENDING record
-        // that reserved it gets it deleted at the next open.
+        // where the catalog is) makes both durable. Safe only for a
+        // reserved mblock: a crash can leave its commit durable without
+        // the record, and then the PENDING record that reserved it gets it
+        // deleted at the next open.
         let ride = self.class == mpool::MediaClass::Capacity && extents.len() == 1 && {
             let r = crate::lock(&self.reserve);
             extents.iter().all(|x| r.held.contains(&x.id))
@@ -1095,8 +1104,9 @@ impl Catalog {
                 // Written first (a write to the device, no flush), then
                 // the commit writes the content it held back and its
                 // record, and flushes. (Writing the record on a second
-                // thread beside the content measured slower: the thread's
-                // start costs more than the overlap saves.)
+                // thread beside the content write measured no faster, a
+                // thread spawned per put or a persistent one: BENCHMARKS.md,
+                // "one flush per put".)
                 let written = self.append_written(&mdc, &Record::Put(rec.clone()));
                 let c = self.pool.mblock_commit(extents[0].id);
                 if let Err(e) = c {
@@ -1246,16 +1256,7 @@ impl Catalog {
     /// Append a record written without a flush of its own
     /// ([`Mdc::append_written`]); `None` when the log is busy.
     fn append_written(&self, mdc: &Mdc, rec: &Record) -> Result<Option<mpool::WrittenRecord>> {
-        match mdc.append_written(&rec.encode()) {
-            Ok(w) => Ok(w),
-            Err(mpool::MdcError::Mlog(mpool::MlogError::LogFull { .. })) => {
-                Err(StoreError::CatalogFull)
-            }
-            Err(e) => {
-                self.broken.store(true, Ordering::SeqCst);
-                Err(e.into())
-            }
-        }
+        self.logged(mdc.append_written(&rec.encode()))
     }
 
     /// Remove the object at `path` (nothing if there is none). Durable on

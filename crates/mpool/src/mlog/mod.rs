@@ -1195,6 +1195,13 @@ impl Mlog {
             }
             Err(e) => g.failed = Some(e.to_string()),
         }
+        self.flush_ended(&g);
+        (g, r)
+    }
+
+    /// A flush ended (under the lock): count it and wake the threads whose
+    /// records it made durable, and one owner of the next flush set.
+    fn flush_ended(&self, g: &State) {
         self.flushes_done.fetch_add(1, Ordering::Release);
         let k = (g.flush_no % 2) as usize;
         if g.sleepers[k] > 0 {
@@ -1209,7 +1216,6 @@ impl Mlog {
         } else if g.end > g.written_end && g.sleepers[1 - k] > 0 {
             self.cv[1 - k].notify_one();
         }
-        (g, r)
     }
 }
 
@@ -1242,14 +1248,7 @@ impl Mlog {
             }
             Err(e) => g.failed = Some(e.to_string()),
         }
-        self.flushes_done.fetch_add(1, Ordering::Release);
-        let k = (g.flush_no % 2) as usize;
-        if g.sleepers[k] > 0 {
-            self.cv[k].notify_all();
-        }
-        if g.failed.is_some() || (g.end > g.written_end && g.sleepers[1 - k] > 0) {
-            self.cv[1 - k].notify_all();
-        }
+        self.flush_ended(&g);
         (g, r)
     }
 
