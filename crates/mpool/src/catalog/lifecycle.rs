@@ -167,6 +167,30 @@ impl Catalog {
 
     /// Commit an mblock: data flushed, then the commit record made durable.
     pub(crate) fn mblock_commit(&self, id: ObjectId) -> Result<ObjectProps> {
+        self.mblock_commit_beside(id, &mut || {})
+    }
+
+    /// As [`Self::mblock_commit`], running `side` once: while the last
+    /// content write is in flight when there is one (see
+    /// `Device::submit_beside`), and always before the commit record is
+    /// written and the device flushed.
+    pub(crate) fn mblock_commit_beside(
+        &self,
+        id: ObjectId,
+        side: &mut dyn FnMut(),
+    ) -> Result<ObjectProps> {
+        let ran = std::cell::Cell::new(false);
+        let r = self.mblock_commit_in(id, &mut || {
+            ran.set(true);
+            side();
+        });
+        if !ran.get() {
+            side();
+        }
+        r
+    }
+
+    fn mblock_commit_in(&self, id: ObjectId, side: &mut dyn FnMut()) -> Result<ObjectProps> {
         Self::expect_type(id, ObjType::Mblock)?;
         self.inner.check_writable()?;
         let Some(p) = self.pending(id) else {
@@ -182,7 +206,9 @@ impl Catalog {
         // flush set (docs/format.md, "Transactions"). Elsewhere the content
         // is flushed first.
         let shared = self.inner.features.shared_commit() && *class == MediaClass::Capacity;
-        let table_crc = ws.finish(!shared).map_err(|e| data_err(id, e))?;
+        let table_crc = ws
+            .finish_beside(!shared, side)
+            .map_err(|e| data_err(id, e))?;
         // Writes past the capacity were refused, the capacity leaves room
         // for the checksum table in the zone, and a zone is at most
         // ZONE_MAX (below 4 GiB): the length fits its record and its zone.

@@ -398,7 +398,27 @@ impl WriteState {
     /// called this fails and the mblock is written further, the next
     /// append rewrites that sector with the new bytes after the old (and
     /// the next commit writes the table again, after the new end).
+    #[cfg(test)]
     pub fn finish(&mut self, flush: bool) -> Result<u32, DataError> {
+        self.finish_beside(flush, &mut || {})
+    }
+
+    /// As [`Self::finish`], running `side` once while the last write is in
+    /// flight (see [`Device::submit_beside`]), or before returning when
+    /// there is nothing to write or the mblock failed.
+    pub fn finish_beside(&mut self, flush: bool, side: &mut dyn FnMut()) -> Result<u32, DataError> {
+        let ran = std::cell::Cell::new(false);
+        let r = self.finish_in(flush, &mut || {
+            ran.set(true);
+            side();
+        });
+        if !ran.get() {
+            side();
+        }
+        r
+    }
+
+    fn finish_in(&mut self, flush: bool, side: &mut dyn FnMut()) -> Result<u32, DataError> {
         if self.failed {
             return Err(DataError::Failed);
         }
@@ -422,7 +442,8 @@ impl WriteState {
             )?;
             buf[..self.tail.len()].copy_from_slice(&self.tail);
             let req = IoReq::write(self.base + self.on_dev, buf);
-            if let Err(e) = submit_all(self.dev.as_ref(), vec![req], usize::MAX) {
+            let mut out = self.dev.submit_beside(vec![req], side);
+            if let Err(e) = check_results(self.dev.as_ref(), &mut out) {
                 // What reached the device is unknown: only abort is left.
                 self.failed = true;
                 return Err(e.into());

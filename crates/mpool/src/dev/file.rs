@@ -319,6 +319,16 @@ impl Device for FileDevice {
         self.submit_each(reqs, depth, &mut |_, _| {})
     }
 
+    fn submit_beside(&self, mut reqs: Vec<IoReq>, side: &mut dyn FnMut()) -> Vec<IoReq> {
+        if !split_invalid(&self.info, &mut reqs) {
+            // Some were refused: the plain way keeps their order and errors.
+            let out = self.submit(reqs);
+            side();
+            return out;
+        }
+        self.engine.submit_beside(self.file.as_fd(), reqs, side)
+    }
+
     fn submit_each(
         &self,
         mut reqs: Vec<IoReq>,

@@ -249,6 +249,18 @@ pub trait Device: Send + Sync + fmt::Debug {
         out
     }
 
+    /// As [`Device::submit`], running `side` once while the requests are in
+    /// flight, so that a caller's own device work (a log record written
+    /// elsewhere on the device) overlaps them: one round trip for both
+    /// instead of two. A file or block device with the io_uring engine
+    /// submits the requests, runs `side`, then waits for them; the default
+    /// runs `side` after the batch. `side` runs exactly once either way.
+    fn submit_beside(&self, reqs: Vec<IoReq>, side: &mut dyn FnMut()) -> Vec<IoReq> {
+        let out = self.submit(reqs);
+        side();
+        out
+    }
+
     /// A queue of at most `depth` requests (1 to 256) kept in flight
     /// across calls on this device: pushed one at a time, reaped as they
     /// complete (see [`DevQueue`]). A file or block device with the

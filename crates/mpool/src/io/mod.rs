@@ -205,9 +205,29 @@ impl Engine {
                     .first()
                     .is_some_and(|r| r.buf.len() <= AUTO_SYNC_MAX_BYTES));
         if use_uring {
-            uring::submit(fd, &mut reqs, depth, done);
+            uring::submit(fd, &mut reqs, depth, done, None);
         } else {
             sync::submit(fd, &mut reqs, done);
+        }
+        reqs
+    }
+
+    /// Perform every request against `fd`, and run `side` once while they
+    /// are in flight: with io_uring, right after they are submitted (so the
+    /// device works on them while `side` writes elsewhere, one round trip
+    /// instead of two); with the sync engine, after them. `side` runs
+    /// exactly once, whatever the requests' results.
+    pub fn submit_beside(
+        &self,
+        fd: BorrowedFd<'_>,
+        mut reqs: Vec<IoReq>,
+        side: &mut dyn FnMut(),
+    ) -> Vec<IoReq> {
+        if self.uring {
+            uring::submit(fd, &mut reqs, usize::MAX, &mut |_, _| {}, Some(side));
+        } else {
+            sync::submit(fd, &mut reqs, &mut |_, _| {});
+            side();
         }
         reqs
     }

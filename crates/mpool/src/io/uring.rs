@@ -91,8 +91,12 @@ pub(super) fn submit(
     reqs: &mut [IoReq],
     depth: usize,
     done: &mut dyn FnMut(usize, &IoReq),
+    side: Option<&mut dyn FnMut()>,
 ) {
     if reqs.is_empty() {
+        if let Some(side) = side {
+            side();
+        }
         return;
     }
     // The ring is taken out of the thread's slot for the batch and put back
@@ -106,10 +110,22 @@ pub(super) fn submit(
         Some(r) => r,
         None => match new_ring(RING_ENTRIES) {
             Ok(r) => r,
-            Err(e) => return fail_all(reqs, &e, done),
+            Err(e) => {
+                fail_all(reqs, &e, done);
+                if let Some(side) = side {
+                    side();
+                }
+                return;
+            }
         },
     };
-    match run(&mut ring, fd, reqs, depth.max(1), done) {
+    let mut side = side;
+    let r = run(&mut ring, fd, reqs, depth.max(1), done, &mut side);
+    // A batch that failed before its first submission has not run `side`.
+    if let Some(side) = side {
+        side();
+    }
+    match r {
         Ok(()) => RING.with(|cell| {
             let mut slot = cell.borrow_mut();
             // A nested batch may have left a ring meanwhile: keep one.
@@ -275,6 +291,7 @@ fn run(
     reqs: &mut [IoReq],
     depth: usize,
     done: &mut dyn FnMut(usize, &IoReq),
+    side: &mut Option<&mut dyn FnMut()>,
 ) -> io::Result<()> {
     // Requests still to be pushed (indices), in order.
     let mut queue: std::collections::VecDeque<usize> = (0..reqs.len())
@@ -320,6 +337,21 @@ fn run(
                 queue.pop_front();
                 b.inflight += 1;
             }
+        }
+        // Work of the caller's that runs while the first requests are in
+        // flight (once they are submitted): see `Engine::submit_beside`.
+        if let Some(side) = side.take() {
+            match b.ring.submit() {
+                Ok(_) => {}
+                Err(e)
+                    if e.raw_os_error() == Some(libc::EINTR)
+                        || e.raw_os_error() == Some(libc::EBUSY) => {}
+                Err(e) => {
+                    side();
+                    return Err(e);
+                }
+            }
+            side();
         }
         // With nothing left to push, wait for every request in flight in one
         // system call. Otherwise wake when a quarter of them has completed
@@ -638,7 +670,7 @@ mod tests {
         ];
         let mut calls = 0;
         let r = catch_unwind(AssertUnwindSafe(|| {
-            run(&mut ring, f.as_fd(), &mut reqs, 1, &mut |_, _| calls += 1)
+            run(&mut ring, f.as_fd(), &mut reqs, 1, &mut |_, _| calls += 1, &mut None)
         }));
         match r {
             Err(_) => {

@@ -307,6 +307,29 @@ impl Pool {
         self.count(r, rundir::ErrorKind::Write)
     }
 
+    /// As [`Pool::mblock_commit`], running `side` once before the commit
+    /// record is written: while the mblock's last content write is in
+    /// flight, where the device can overlap them (a file or block device
+    /// with io_uring). A caller writes its own record there, to the same
+    /// device, so that the commit's flush makes that record durable too,
+    /// one round trip sooner than writing it first. `side` runs exactly
+    /// once, also when the commit fails (before or after it).
+    pub fn mblock_commit_beside(
+        &self,
+        id: MblockId,
+        side: &mut dyn FnMut(),
+    ) -> Result<ObjectProps> {
+        let pmd = match self.pmd() {
+            Ok(p) => p,
+            Err(e) => {
+                side();
+                return Err(e);
+            }
+        };
+        let r = pmd.mblock_commit_beside(id.object_id(), side);
+        self.count(r, rundir::ErrorKind::Write)
+    }
+
     /// Discard an uncommitted mblock.
     pub fn mblock_abort(&self, id: MblockId) -> Result<()> {
         self.pmd()?.abort(id.object_id())

@@ -5,6 +5,7 @@
 mod io_common;
 
 mod batch;
+mod beside;
 mod depth;
 mod discard;
 mod each;

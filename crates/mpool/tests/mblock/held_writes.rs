@@ -3,7 +3,7 @@
 //! the device as they come. Either way the committed content reads back
 //! whole, and an aborted mblock wrote nothing.
 
-use mpool::dev::{DeviceRef, FaultDevice};
+use mpool::dev::{CrashMode, Device, DeviceRef, FaultDevice};
 use mpool::{MediaClass, Pool};
 use std::sync::Arc;
 
@@ -67,4 +67,79 @@ fn a_small_mblock_is_one_write_at_its_commit() {
     let mut back = vec![0u8; data.len()];
     pool.mblock_read(big, 0, &mut back).unwrap();
     assert_eq!(back, data);
+}
+
+/// `Pool::mblock_commit_beside` runs the caller's side work exactly once,
+/// before the commit's flush: a write the side made to the device is
+/// durable when the commit returns (a crash that drops every unflushed
+/// write keeps it). On a commit that fails, before or after its content
+/// write, the side still runs once.
+#[test]
+fn a_commit_runs_its_side_work_once_before_its_flush() {
+    let fault = Arc::new(FaultDevice::new(64 * ZONE, 4096));
+    let dev: DeviceRef = fault.clone();
+    Pool::format_on(
+        "beside",
+        &[(Arc::clone(&dev), MediaClass::Capacity, ZONE)],
+        "",
+    )
+    .unwrap();
+    let pool = Pool::open_on(vec![Arc::clone(&dev)], false).unwrap();
+
+    // The side writes a marker into the last zone, which no object uses.
+    let marker_at = 63 * ZONE;
+    let marker = bytes(9, 4096);
+    let id = pool.mblock_alloc(MediaClass::Capacity).unwrap();
+    let data = bytes(4, 64 << 10);
+    pool.mblock_write(id, &data).unwrap();
+    let mut sides = 0;
+    pool.mblock_commit_beside(id, &mut || {
+        sides += 1;
+        fault.write_slice(marker_at, &marker).unwrap();
+    })
+    .unwrap();
+    assert_eq!(sides, 1);
+    let image = fault.crash_image(CrashMode::DropAll);
+    assert!(
+        image[marker_at as usize..][..4096] == marker[..],
+        "the side's write is durable once the commit returned"
+    );
+    drop(pool);
+    let pool = Pool::open_on(
+        vec![Arc::new(fault.reboot(CrashMode::DropAll)) as DeviceRef],
+        false,
+    )
+    .unwrap();
+    let mut back = vec![0u8; data.len()];
+    pool.mblock_read(id, 0, &mut back).unwrap();
+    assert_eq!(back, data);
+
+    // Not an uncommitted mblock any more: the commit fails, the side ran.
+    let mut sides = 0;
+    assert!(pool.mblock_commit_beside(id, &mut || sides += 1).is_err());
+    assert_eq!(sides, 1, "side ran once beside a refused commit");
+}
+
+/// A content write that fails: the commit fails, its side ran once, and
+/// only abort is left for the mblock.
+#[test]
+fn a_failed_content_write_still_runs_the_side_once() {
+    let fault = Arc::new(FaultDevice::new(64 * ZONE, 4096));
+    let dev: DeviceRef = fault.clone();
+    Pool::format_on(
+        "beside-eio",
+        &[(Arc::clone(&dev), MediaClass::Capacity, ZONE)],
+        "",
+    )
+    .unwrap();
+    let pool = Pool::open_on(vec![Arc::clone(&dev)], false).unwrap();
+    let id = pool.mblock_alloc(MediaClass::Capacity).unwrap();
+    pool.mblock_write(id, &bytes(5, 10_000)).unwrap();
+    let zone = u64::from(pool.object_props(id).unwrap().zone);
+    fault.fail_writes(zone * ZONE..(zone + 1) * ZONE);
+    let mut sides = 0;
+    assert!(pool.mblock_commit_beside(id, &mut || sides += 1).is_err());
+    assert_eq!(sides, 1);
+    fault.clear_failures();
+    pool.mblock_abort(id).unwrap();
 }
