@@ -326,6 +326,7 @@ pub fn run(args: &MlogArgs) -> Result<Table> {
             "threads", "mpool IOPS", "fio fdsync IOPS", "mpool/fdsync", "fio O_SYNC IOPS", "mpool/osync",
             "mpool p50 us", "mpool p99 us", "mpool p99.9 us", "fdsync p50 us", "fdsync p99 us", "fdsync p99.9 us", "osync p50 us", "osync p99 us", "osync p99.9 us",
             "CPUs used", "CPU us/app", "fdsync CPU us/op", "osync CPU us/op", "writes/app", "KiB/app", "flushes/app", "flush ms/s", "write ms/s",
+            "floor IOPS", "mpool/floor",
         ]
         .map(String::from)
         .to_vec(),
@@ -350,18 +351,31 @@ pub fn run(args: &MlogArgs) -> Result<Table> {
                 ..OpenOptions::default()
             },
         )?);
+        // The bytes a record may cost on the device (issue #12: the record
+        // rounded up to the sector, plus one sector): fio writing that many
+        // per synced write is the floor of a log that writes them.
+        let sector = u64::from(file.sector());
+        let allowed = args.record.div_ceil(sector) * sector + sector;
+        t.context.push((
+            "floor".into(),
+            format!(
+                "fio --fdatasync=1 --bs={allowed} (the record rounded up to the {sector}-byte sector plus one sector: \
+                 the device bytes a record may cost), same numjobs, in the same rounds"
+            ),
+        ));
         let counting = Arc::new(Sampled::new(file));
         let dev: Arc<dyn Device> = counting.clone();
         let log = Arc::new(Mlog::create(dev, 0..size, 0x6d6c_6f67)?);
         let mut one_thread = None;
+        let mut floors = Vec::new();
         let rounds = args.rounds.max(1);
         let slice = (runtime as f64 / f64::from(rounds)).max(1.0);
         for &n in &args.threads {
             let mut ms = Vec::new();
-            let (mut fds, mut oss) = (Vec::new(), Vec::new());
+            let (mut fds, mut oss, mut fls) = (Vec::new(), Vec::new(), Vec::new());
             for round in 1..=rounds {
                 log.erase(0)?;
-                eprintln!("mlog {n} thread(s), round {round}/{rounds}: mpool, fio --fdatasync=1, fio --sync=1 ...");
+                eprintln!("mlog {n} thread(s), round {round}/{rounds}: mpool, fio --fdatasync=1, fio --sync=1, fio floor ...");
                 ms.push(mpool_case(
                     &log,
                     &counting,
@@ -373,14 +387,20 @@ pub fn run(args: &MlogArgs) -> Result<Table> {
                     let secs = slice.round() as u64;
                     fds.push(fio_case(bin, &path, size, args.record, n, true, secs)?);
                     oss.push(fio_case(bin, &path, size, args.record, n, false, secs)?);
+                    fls.push(fio_case(bin, &path, size, allowed, n, true, secs)?);
                 }
             }
             let m = Measured::merge(&ms);
-            let (fd, os) = (FioSide::mean(&fds), FioSide::mean(&oss));
+            let (fd, os, fl) = (
+                FioSide::mean(&fds),
+                FioSide::mean(&oss),
+                FioSide::mean(&fls),
+            );
             let iops = m.appends as f64 / m.secs;
             let per = |x: u64| x as f64 / m.appends.max(1) as f64;
             let r_fd = fd.map(|f| iops / f.iops);
             let r_os = os.map(|f| iops / f.iops);
+            let r_fl = fl.map(|f| iops / f.iops);
             if n == 1 {
                 one_thread = Some((iops, m, fd));
             }
@@ -410,6 +430,8 @@ pub fn run(args: &MlogArgs) -> Result<Table> {
                 format!("{:.2}", per(m.dev.flushes)),
                 format!("{:.0}", m.dev.flush_ns as f64 / 1e6 / m.secs),
                 format!("{:.0}", m.dev.write_ns as f64 / 1e6 / m.secs),
+                o(fl.map(|f| f.iops), fmt_rate),
+                fmt_ratio(r_fl),
             ]);
             t.json_rows.push(json!({
                 "threads": n,
@@ -419,6 +441,8 @@ pub fn run(args: &MlogArgs) -> Result<Table> {
                 "fio_osync": os.map(|f| json!({ "iops": f.iops, "p50_ns": f.p50, "p99_ns": f.p99, "p999_ns": f.p999, "cpu_ns_per_op": f.cpu_us * 1e3 })),
                 "ratio_fdatasync": r_fd,
                 "ratio_osync": r_os,
+                "fio_floor": fl.map(|f| json!({ "bs": allowed, "iops": f.iops, "p50_ns": f.p50, "p99_ns": f.p99, "p999_ns": f.p999, "cpu_ns_per_op": f.cpu_us * 1e3 })),
+                "ratio_floor": r_fl,
                 "per_append": {
                     "device_writes": per(m.dev.writes),
                     "submits": per(m.dev.submits),
@@ -428,6 +452,15 @@ pub fn run(args: &MlogArgs) -> Result<Table> {
                     "write_ns": per(m.dev.write_ns),
                 },
             }));
+            if let (Some(f), Some(fl)) = (fd, fl) {
+                floors.push(format!(
+                    "{n}: {} ({:.2}x fio's {} B writes; mpool {:.2}x of it)",
+                    fmt_rate(fl.iops),
+                    fl.iops / f.iops,
+                    args.record,
+                    iops / fl.iops
+                ));
+            }
             if let (Some(f), Some(o)) = (fd, os) {
                 let best = if f.iops >= o.iops { f } else { o };
                 if n > 1 {
@@ -464,6 +497,13 @@ pub fn run(args: &MlogArgs) -> Result<Table> {
                     m.secs * 1e6 / m.appends as f64,
                 ),
             );
+        }
+        if !floors.is_empty() {
+            t.notes.push(format!(
+                "floor (fio --fdatasync=1 writing {allowed} B per write, the bytes a {} B record may cost), by threads: {}",
+                args.record,
+                floors.join("; ")
+            ));
         }
         t.notes.push("CPUs used: mpool's process CPU time over wall time (below the thread count when other processes hold the CPUs); CPU us/app, CPU us/op: CPU time per append or write (fio: its usr+sys), which other processes on the CPUs disturb less than rates; writes/app, KiB/app, flushes/app: device operations per append (counting device); flush/write ms/s: time inside fdatasync / writes per second of run, summed over threads (one call in 16 timed, scaled up)".into());
         Ok(())
