@@ -167,7 +167,7 @@ impl Catalog {
 
     /// Commit an mblock: data flushed, then the commit record made durable.
     pub(crate) fn mblock_commit(&self, id: ObjectId) -> Result<ObjectProps> {
-        self.mblock_commit_beside(id, &mut || {})
+        self.mblock_commit_in(id, None)
     }
 
     /// As [`Self::mblock_commit`], running `side` once: while the last
@@ -180,17 +180,24 @@ impl Catalog {
         side: &mut dyn FnMut(),
     ) -> Result<ObjectProps> {
         let ran = std::cell::Cell::new(false);
-        let r = self.mblock_commit_in(id, &mut || {
-            ran.set(true);
-            side();
-        });
+        let r = self.mblock_commit_in(
+            id,
+            Some(&mut || {
+                ran.set(true);
+                side();
+            }),
+        );
         if !ran.get() {
             side();
         }
         r
     }
 
-    fn mblock_commit_in(&self, id: ObjectId, side: &mut dyn FnMut()) -> Result<ObjectProps> {
+    fn mblock_commit_in(
+        &self,
+        id: ObjectId,
+        side: Option<&mut dyn FnMut()>,
+    ) -> Result<ObjectProps> {
         Self::expect_type(id, ObjType::Mblock)?;
         self.inner.check_writable()?;
         let Some(p) = self.pending(id) else {
@@ -206,9 +213,11 @@ impl Catalog {
         // flush set (docs/format.md, "Transactions"). Elsewhere the content
         // is flushed first.
         let shared = self.inner.features.shared_commit() && *class == MediaClass::Capacity;
-        let table_crc = ws
-            .finish_beside(!shared, side)
-            .map_err(|e| data_err(id, e))?;
+        let finished = match side {
+            Some(side) => ws.finish_beside(!shared, side),
+            None => ws.finish(!shared),
+        };
+        let table_crc = finished.map_err(|e| data_err(id, e))?;
         // Writes past the capacity were refused, the capacity leaves room
         // for the checksum table in the zone, and a zone is at most
         // ZONE_MAX (below 4 GiB): the length fits its record and its zone.

@@ -398,9 +398,8 @@ impl WriteState {
     /// called this fails and the mblock is written further, the next
     /// append rewrites that sector with the new bytes after the old (and
     /// the next commit writes the table again, after the new end).
-    #[cfg(test)]
     pub fn finish(&mut self, flush: bool) -> Result<u32, DataError> {
-        self.finish_beside(flush, &mut || {})
+        self.finish_in(flush, None)
     }
 
     /// As [`Self::finish`], running `side` once while the last write is in
@@ -408,17 +407,20 @@ impl WriteState {
     /// there is nothing to write or the mblock failed.
     pub fn finish_beside(&mut self, flush: bool, side: &mut dyn FnMut()) -> Result<u32, DataError> {
         let ran = std::cell::Cell::new(false);
-        let r = self.finish_in(flush, &mut || {
-            ran.set(true);
-            side();
-        });
+        let r = self.finish_in(
+            flush,
+            Some(&mut || {
+                ran.set(true);
+                side();
+            }),
+        );
         if !ran.get() {
             side();
         }
         r
     }
 
-    fn finish_in(&mut self, flush: bool, side: &mut dyn FnMut()) -> Result<u32, DataError> {
+    fn finish_in(&mut self, flush: bool, side: Option<&mut dyn FnMut()>) -> Result<u32, DataError> {
         if self.failed {
             return Err(DataError::Failed);
         }
@@ -442,7 +444,10 @@ impl WriteState {
             )?;
             buf[..self.tail.len()].copy_from_slice(&self.tail);
             let req = IoReq::write(self.base + self.on_dev, buf);
-            let mut out = self.dev.submit_beside(vec![req], side);
+            let mut out = match side {
+                Some(side) => self.dev.submit_beside(vec![req], side),
+                None => self.dev.submit_depth(vec![req], usize::MAX),
+            };
             if let Err(e) = check_results(self.dev.as_ref(), &mut out) {
                 // What reached the device is unknown: only abort is left.
                 self.failed = true;

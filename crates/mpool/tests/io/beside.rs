@@ -94,4 +94,17 @@ fn side_runs_once_and_every_request_lands() {
     }
     let fault = FaultDevice::new(4 << 20, 4096);
     check_device(&fault, "fault");
+    // A file in memory (tmpfs) writes first and runs the side after.
+    match tempfile::Builder::new()
+        .prefix("mpool-io-beside-")
+        .tempdir_in("/dev/shm")
+    {
+        Ok(shm) => {
+            for engine in engines() {
+                let (_p, dev) = open_new(shm.path(), &format!("beside-{engine}"), 4 << 20, engine);
+                check_device(&dev, &format!("tmpfs/{engine}"));
+            }
+        }
+        Err(e) => eprintln!("SKIPPED: no /dev/shm here ({e}); the in-memory file was not tested"),
+    }
 }
