@@ -229,6 +229,18 @@ struct State {
     /// How many sync appenders there are, as far as seen: the most
     /// `inside` reached since the last gathering that timed out.
     peak_inside: u32,
+    /// Follower waits on fast media that ended with nobody coming, in a
+    /// row, and the chances to wait still to let go after the last of them
+    /// (`2^misses`, at most 64): where followers keep not coming in time
+    /// (a slowed CPU), the waits stop costing.
+    follow_misses: u32,
+    follow_skip: u32,
+    /// The follower wait's length when set (tests), else half a flush.
+    #[cfg(test)]
+    follow_wait_ns: Option<u64>,
+    /// The flush cost estimate, when set (tests), whatever is measured.
+    #[cfg(test)]
+    fixed_flush_ns: Option<u64>,
     /// A would-be flusher waits for followers (on `Mlog::joined`) until
     /// the open flush set holds `gather_want` records.
     gathering: bool,
@@ -446,6 +458,12 @@ impl Mlog {
             inside: 0,
             peak_inside: 0,
             gathering: false,
+            follow_misses: 0,
+            follow_skip: 0,
+            #[cfg(test)]
+            follow_wait_ns: None,
+            #[cfg(test)]
+            fixed_flush_ns: None,
             gather_want: 0,
             failed: None,
             corrupt,
@@ -937,11 +955,14 @@ impl Mlog {
                     if !gathered
                         && g.peak_inside > 1
                         && g.batch_first.is_some_and(|f| g.next_seq - f < 2)
-                        && crate::dev::spin_slot(&self.spinners)
                     {
                         gathered = true;
-                        g = self.await_follower(g);
-                        continue;
+                        if g.follow_skip > 0 {
+                            g.follow_skip -= 1;
+                        } else if crate::dev::spin_slot(&self.spinners) {
+                            g = self.await_follower(g);
+                            continue;
+                        }
                     }
                     let (g2, r) = self.flush_once(g, true);
                     g = g2;
@@ -1028,9 +1049,13 @@ impl Mlog {
     /// another record is appended or a flush starts or ends; one that does
     /// not come lowers the count of sync appenders seen (`peak_inside`) to
     /// those inside now, so that a lone appender pays one wait, not one per
-    /// flush.
+    /// flush, and lets the next `2^misses` chances to wait go by (misses in
+    /// a row, at most 64).
     fn await_follower<'a>(&'a self, g: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+        #[cfg(not(test))]
         let budget = Duration::from_nanos(g.flush_ns / 2);
+        #[cfg(test)]
+        let budget = Duration::from_nanos(g.follow_wait_ns.unwrap_or(g.flush_ns / 2));
         let flushes = self.flushes_done.load(Ordering::Acquire);
         let appended = self.appended.load(Ordering::Acquire);
         drop(g);
@@ -1042,6 +1067,10 @@ impl Mlog {
         let mut g = self.lock();
         if self.appended.load(Ordering::Acquire) == appended && !g.flushing {
             g.peak_inside = g.inside.max(1);
+            g.follow_skip = 1 << g.follow_misses.min(6);
+            g.follow_misses = g.follow_misses.saturating_add(1);
+        } else {
+            g.follow_misses = 0;
         }
         g
     }
@@ -1209,6 +1238,10 @@ impl Mlog {
         }
         if let (Some(ns), true) = (ns, dev_flush) {
             g.flush_ns = ewma(g.flush_ns, ns);
+            #[cfg(test)]
+            if let Some(f) = g.fixed_flush_ns {
+                g.flush_ns = f;
+            }
         }
         g.last_set_records = set_records;
         match &r {
