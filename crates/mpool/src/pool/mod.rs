@@ -61,7 +61,20 @@ struct PoolInner {
     /// Where this pool's record of checksum mismatches lives (the run
     /// directory, resolved once: a delete only looks whether it exists).
     damage_file: std::sync::OnceLock<Option<std::path::PathBuf>>,
+    /// Whether that record existed when last looked at (set at once when
+    /// this process records a mismatch), and when that was (ns since
+    /// `opened`, 0: never): deletes look again at most every
+    /// `DAMAGE_RECHECK`, not each time (a `stat` of a missing file costs
+    /// more than the rest of a delete on memory-speed media).
+    damage_exists: Arc<std::sync::atomic::AtomicBool>,
+    damage_checked_ns: std::sync::atomic::AtomicU64,
+    opened: std::time::Instant,
 }
+
+/// How long a delete trusts the last look at the pool's record of checksum
+/// mismatches. A record another process adds meanwhile for an mblock that
+/// this one deletes stays behind, naming an ID that is never reused.
+const DAMAGE_RECHECK: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// An open pool. Cheap to clone; `Send + Sync`.
 #[derive(Debug, Clone)]
@@ -91,9 +104,12 @@ impl Pool {
         // health, in this process or any other, finds it. A pool on
         // devices the caller opened (`open_on`) keeps them in memory.
         let persist = members.iter().any(|m| m.path.is_some());
+        let damage_exists = Arc::new(std::sync::atomic::AtomicBool::new(false));
         if let (Some(pmd), true) = (&pmd, persist) {
             let uuid = sb.pool_uuid.to_string();
+            let exists = Arc::clone(&damage_exists);
             pmd.set_damage_sink(Box::new(move |d| {
+                exists.store(true, std::sync::atomic::Ordering::Release);
                 if let Err(e) = rundir::record_damage(&uuid, d) {
                     tracing::warn!("recording a checksum mismatch: {e}");
                 }
@@ -111,6 +127,9 @@ impl Pool {
                 live: Mutex::new(None),
                 persist,
                 damage_file: std::sync::OnceLock::new(),
+                damage_exists,
+                damage_checked_ns: std::sync::atomic::AtomicU64::new(0),
+                opened: std::time::Instant::now(),
             }),
         }
     }
@@ -347,15 +366,7 @@ impl Pool {
     /// Drop a deleted mblock's ranges from the damage record.
     fn forget_damage(&self, id: ObjectId) {
         let uuid = self.inner.uuid.to_string();
-        // Most pools have no record: one stat, not the run directory's
-        // checks and an open on every delete.
-        let recorded = self.inner.persist
-            && self
-                .inner
-                .damage_file
-                .get_or_init(|| rundir::damage_path(&uuid).ok())
-                .as_deref()
-                .is_some_and(|p| std::fs::symlink_metadata(p).is_ok());
+        let recorded = self.inner.persist && self.damage_recorded(&uuid);
         if recorded && rundir::read_damage(&uuid).iter().any(|d| d.id == id) {
             if let Err(e) = rundir::rewrite_damage(&uuid, |d| d.id != id, &[]) {
                 tracing::warn!("forgetting the checksum mismatches of {id}: {e}");
@@ -364,6 +375,30 @@ impl Pool {
         if let Some(pmd) = &self.inner.pmd {
             pmd.forget_damage(id);
         }
+    }
+
+    /// Whether the pool's record of checksum mismatches exists. Most pools
+    /// have none: one `stat` per `DAMAGE_RECHECK`, not the run directory's
+    /// checks and an open on every delete.
+    fn damage_recorded(&self, uuid: &str) -> bool {
+        use std::sync::atomic::Ordering;
+        let i = &self.inner;
+        let now = u64::try_from(i.opened.elapsed().as_nanos())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let last = i.damage_checked_ns.load(Ordering::Acquire);
+        let fresh = last != 0 && now.saturating_sub(last) < DAMAGE_RECHECK.as_nanos() as u64;
+        if fresh {
+            return i.damage_exists.load(Ordering::Acquire);
+        }
+        let exists = i
+            .damage_file
+            .get_or_init(|| rundir::damage_path(uuid).ok())
+            .as_deref()
+            .is_some_and(|p| std::fs::symlink_metadata(p).is_ok());
+        i.damage_exists.store(exists, Ordering::Release);
+        i.damage_checked_ns.store(now, Ordering::Release);
+        exists
     }
 
     /// Delete a committed mblock without waiting for the delete to be
