@@ -179,18 +179,7 @@ impl Catalog {
         id: ObjectId,
         side: &mut dyn FnMut(),
     ) -> Result<ObjectProps> {
-        let ran = std::cell::Cell::new(false);
-        let r = self.mblock_commit_in(
-            id,
-            Some(&mut || {
-                ran.set(true);
-                side();
-            }),
-        );
-        if !ran.get() {
-            side();
-        }
-        r
+        crate::dev::side_once(side, |s| self.mblock_commit_in(id, Some(s)))
     }
 
     fn mblock_commit_in(

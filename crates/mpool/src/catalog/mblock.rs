@@ -406,18 +406,7 @@ impl WriteState {
     /// flight (see [`Device::submit_beside`]), or before returning when
     /// there is nothing to write or the mblock failed.
     pub fn finish_beside(&mut self, flush: bool, side: &mut dyn FnMut()) -> Result<u32, DataError> {
-        let ran = std::cell::Cell::new(false);
-        let r = self.finish_in(
-            flush,
-            Some(&mut || {
-                ran.set(true);
-                side();
-            }),
-        );
-        if !ran.get() {
-            side();
-        }
-        r
+        crate::dev::side_once(side, |s| self.finish_in(flush, Some(s)))
     }
 
     fn finish_in(&mut self, flush: bool, side: Option<&mut dyn FnMut()>) -> Result<u32, DataError> {

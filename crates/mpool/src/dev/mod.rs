@@ -518,6 +518,25 @@ pub(crate) fn wrap(e: DevError) -> io::Error {
     io::Error::other(e)
 }
 
+/// Call `f` with a side (work to run beside a device request, see
+/// [`Device::submit_beside`]) and run `side` after `f` unless `f` ran it:
+/// whichever path `f` takes, `side` runs, once when `f` runs it at most
+/// once.
+pub(crate) fn side_once<R>(
+    side: &mut dyn FnMut(),
+    f: impl FnOnce(&mut dyn FnMut()) -> R,
+) -> R {
+    let ran = std::cell::Cell::new(false);
+    let r = f(&mut || {
+        ran.set(true);
+        side();
+    });
+    if !ran.get() {
+        side();
+    }
+    r
+}
+
 /// Validate each request of a batch; invalid ones get their error, valid
 /// ones are returned for the engine.
 pub(crate) fn split_invalid(info: &DeviceInfo, reqs: &mut [IoReq]) -> bool {

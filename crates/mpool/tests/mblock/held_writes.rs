@@ -15,17 +15,18 @@ fn bytes(seed: u8, n: usize) -> Vec<u8> {
         .collect()
 }
 
-#[test]
-fn a_small_mblock_is_one_write_at_its_commit() {
+/// A pool of one capacity device of 64 zones, on a fault device.
+fn fault_pool(name: &str) -> (Arc<FaultDevice>, Pool) {
     let fault = Arc::new(FaultDevice::new(64 * ZONE, 4096));
     let dev: DeviceRef = fault.clone();
-    Pool::format_on(
-        "held",
-        &[(Arc::clone(&dev), MediaClass::Capacity, ZONE)],
-        "",
-    )
-    .unwrap();
-    let pool = Pool::open_on(vec![Arc::clone(&dev)], false).unwrap();
+    Pool::format_on(name, &[(Arc::clone(&dev), MediaClass::Capacity, ZONE)], "").unwrap();
+    let pool = Pool::open_on(vec![dev], false).unwrap();
+    (fault, pool)
+}
+
+#[test]
+fn a_small_mblock_is_one_write_at_its_commit() {
+    let (fault, pool) = fault_pool("held");
 
     // 64 KiB in three pieces: nothing reaches the device before the commit.
     let id = pool.mblock_alloc(MediaClass::Capacity).unwrap();
@@ -76,15 +77,7 @@ fn a_small_mblock_is_one_write_at_its_commit() {
 /// write, the side still runs once.
 #[test]
 fn a_commit_runs_its_side_work_once_before_its_flush() {
-    let fault = Arc::new(FaultDevice::new(64 * ZONE, 4096));
-    let dev: DeviceRef = fault.clone();
-    Pool::format_on(
-        "beside",
-        &[(Arc::clone(&dev), MediaClass::Capacity, ZONE)],
-        "",
-    )
-    .unwrap();
-    let pool = Pool::open_on(vec![Arc::clone(&dev)], false).unwrap();
+    let (fault, pool) = fault_pool("beside");
 
     // The side writes a marker into the last zone, which no object uses.
     let marker_at = 63 * ZONE;
@@ -124,15 +117,7 @@ fn a_commit_runs_its_side_work_once_before_its_flush() {
 /// only abort is left for the mblock.
 #[test]
 fn a_failed_content_write_still_runs_the_side_once() {
-    let fault = Arc::new(FaultDevice::new(64 * ZONE, 4096));
-    let dev: DeviceRef = fault.clone();
-    Pool::format_on(
-        "beside-eio",
-        &[(Arc::clone(&dev), MediaClass::Capacity, ZONE)],
-        "",
-    )
-    .unwrap();
-    let pool = Pool::open_on(vec![Arc::clone(&dev)], false).unwrap();
+    let (fault, pool) = fault_pool("beside-eio");
     let id = pool.mblock_alloc(MediaClass::Capacity).unwrap();
     pool.mblock_write(id, &bytes(5, 10_000)).unwrap();
     let zone = u64::from(pool.object_props(id).unwrap().zone);
