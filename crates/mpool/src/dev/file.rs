@@ -338,7 +338,8 @@ impl Device for FileDevice {
 
     fn submit_beside(&self, mut reqs: Vec<IoReq>, side: &mut dyn FnMut()) -> Vec<IoReq> {
         if self.in_memory || !split_invalid(&self.info, &mut reqs) {
-            // Some were refused: the plain way keeps their order and errors.
+            // A file in memory (see `in_memory`), or some requests were
+            // refused: the plain way, which keeps their order and errors.
             let out = self.submit(reqs);
             side();
             return out;
