@@ -65,8 +65,10 @@ struct PoolInner {
     /// this process records a mismatch), and when that was (ns since
     /// `opened`, 0: never): deletes look again at most every
     /// `DAMAGE_RECHECK`, not each time (a `stat` of a missing file costs
-    /// more than the rest of a delete on memory-speed media).
-    damage_exists: Arc<std::sync::atomic::AtomicBool>,
+    /// more than the rest of a delete on memory-speed media). A look and
+    /// this process's marks take the lock, so that a look which began
+    /// before a record cannot clear the mark the record set.
+    damage_exists: Arc<(Mutex<()>, std::sync::atomic::AtomicBool)>,
     damage_checked_ns: std::sync::atomic::AtomicU64,
     opened: std::time::Instant,
 }
@@ -104,15 +106,18 @@ impl Pool {
         // health, in this process or any other, finds it. A pool on
         // devices the caller opened (`open_on`) keeps them in memory.
         let persist = members.iter().any(|m| m.path.is_some());
-        let damage_exists = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let damage_exists = Arc::new((Mutex::new(()), std::sync::atomic::AtomicBool::new(false)));
         if let (Some(pmd), true) = (&pmd, persist) {
             let uuid = sb.pool_uuid.to_string();
             let exists = Arc::clone(&damage_exists);
             pmd.set_damage_sink(Box::new(move |d| {
-                exists.store(true, std::sync::atomic::Ordering::Release);
                 if let Err(e) = rundir::record_damage(&uuid, d) {
                     tracing::warn!("recording a checksum mismatch: {e}");
                 }
+                // After the record: a look that missed the file is ordered
+                // before this mark by the lock.
+                let _g = lock(&exists.0);
+                exists.1.store(true, std::sync::atomic::Ordering::Release);
             }));
         }
         Pool {
@@ -388,15 +393,17 @@ impl Pool {
             .max(1);
         let last = i.damage_checked_ns.load(Ordering::Acquire);
         let fresh = last != 0 && now.saturating_sub(last) < DAMAGE_RECHECK.as_nanos() as u64;
+        let (lk, mark) = &*i.damage_exists;
         if fresh {
-            return i.damage_exists.load(Ordering::Acquire);
+            return mark.load(Ordering::Acquire);
         }
+        let _g = lock(lk);
         let exists = i
             .damage_file
             .get_or_init(|| rundir::damage_path(uuid).ok())
             .as_deref()
             .is_some_and(|p| std::fs::symlink_metadata(p).is_ok());
-        i.damage_exists.store(exists, Ordering::Release);
+        mark.store(exists, Ordering::Release);
         i.damage_checked_ns.store(now, Ordering::Release);
         exists
     }

@@ -263,3 +263,41 @@ fn flip_byte(path: &std::path::Path, at: u64, mask: u8) {
     std::os::unix::fs::FileExt::read_exact_at(&f, &mut b, at).unwrap();
     std::os::unix::fs::FileExt::write_all_at(&f, &[b[0] ^ mask], at).unwrap();
 }
+
+/// A checksum mismatch this process records is forgotten by its own
+/// delete of that mblock at once, even right after another delete found
+/// no record (deletes look at the record at most every 100 ms; the
+/// process's own records mark it).
+#[test]
+fn a_mismatch_recorded_here_is_forgotten_by_a_delete_right_after() {
+    let _env = crate::env_lock();
+    let d = crate::scratch_env();
+    let zone = 1u64 << 20;
+    let cap = crate::cap_spec(d.path(), 64 << 20, zone);
+    let pool = mpool::Pool::create("forget", &cap, &mpool::CreateOptions::default()).unwrap();
+    let mut ids = Vec::new();
+    for seed in 0..2u8 {
+        let id = pool.mblock_alloc(MediaClass::Capacity).unwrap();
+        pool.mblock_write(id, &data(64 << 10, seed)).unwrap();
+        ids.push((id, pool.mblock_commit(id).unwrap().zone));
+    }
+    pool.close().unwrap();
+    let (bad, bad_zone) = ids[0];
+    flip_byte(&cap.path, u64::from(bad_zone) * zone + 100, 1);
+    let pool = Pool::open("forget", &OpenOptions::default()).unwrap();
+    // A delete that finds no record of mismatches (and remembers that).
+    pool.mblock_delete(ids[1].0).unwrap();
+    assert_eq!(pool.health(), "ok");
+    let mut buf = vec![0u8; 4096];
+    assert!(matches!(
+        pool.mblock_read(bad, 0, &mut buf),
+        Err(Error::Object(ObjectError::Checksum { .. }))
+    ));
+    assert_eq!(pool.health(), "degraded (1 checksum error(s))");
+    pool.mblock_delete(bad).unwrap();
+    assert_eq!(
+        pool.health(),
+        "ok",
+        "the deleted mblock's mismatch is forgotten"
+    );
+}
