@@ -548,17 +548,22 @@ mod tests {
     use crate::dev::Device;
     use crate::io::AlignedBuf;
 
+    /// A new 1 MiB file device at `path`.
+    fn new_dev(path: &std::path::Path) -> FileDevice {
+        let opts = OpenOptions {
+            create_size: Some(1 << 20),
+            ..OpenOptions::default()
+        };
+        FileDevice::open(path, &opts).unwrap()
+    }
+
     /// `read_slice` reads the same bytes into aligned memory (straight
     /// from the file) as into unaligned memory (through a buffer of the
     /// device's), and refuses a misaligned or out-of-range request.
     #[test]
     fn read_slice_reads_into_aligned_and_unaligned_memory() {
         let dir = tempfile::tempdir().unwrap();
-        let opts = OpenOptions {
-            create_size: Some(1 << 20),
-            ..OpenOptions::default()
-        };
-        let dev = FileDevice::open(dir.path().join("d.img"), &opts).unwrap();
+        let dev = new_dev(&dir.path().join("d.img"));
         let data: Vec<u8> = (0..3 * 4096).map(|i| (i * 7 % 253) as u8).collect();
         dev.write_slice(8192, &data).unwrap();
         let mut aligned = AlignedBuf::new(data.len(), 4096);
@@ -578,11 +583,7 @@ mod tests {
     fn read_slice_from_many_threads_reads_the_same_file() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("d.img");
-        let opts = OpenOptions {
-            create_size: Some(1 << 20),
-            ..OpenOptions::default()
-        };
-        let dev = FileDevice::open(&path, &opts).unwrap();
+        let dev = new_dev(&path);
         let data: Vec<u8> = (0..4096).map(|i| (i * 13 % 251) as u8).collect();
         dev.write_slice(4096, &data).unwrap();
         std::fs::remove_file(&path).unwrap();
@@ -603,11 +604,7 @@ mod tests {
     #[test]
     fn reads_go_through_opens_without_access_time_updates() {
         let dir = tempfile::tempdir().unwrap();
-        let opts = OpenOptions {
-            create_size: Some(1 << 20),
-            ..OpenOptions::default()
-        };
-        let dev = FileDevice::open(dir.path().join("d.img"), &opts).unwrap();
+        let dev = new_dev(&dir.path().join("d.img"));
         let mut b = AlignedBuf::new(4096, 4096);
         dev.read_slice(0, &mut b).unwrap();
         let r = dev.reader();

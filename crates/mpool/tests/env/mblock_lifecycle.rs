@@ -271,10 +271,9 @@ fn flip_byte(path: &std::path::Path, at: u64, mask: u8) {
 #[test]
 fn a_mismatch_recorded_here_is_forgotten_by_a_delete_right_after() {
     let _env = crate::env_lock();
-    let d = crate::scratch_env();
-    let zone = 1u64 << 20;
-    let cap = crate::cap_spec(d.path(), 64 << 20, zone);
-    let pool = mpool::Pool::create("forget", &cap, &mpool::CreateOptions::default()).unwrap();
+    let (_d, cap) = setup();
+    let zone = cap.zone_size;
+    let pool = Pool::create("forget", &cap, &CreateOptions::default()).unwrap();
     let mut ids = Vec::new();
     for seed in 0..2u8 {
         let id = pool.mblock_alloc(MediaClass::Capacity).unwrap();
