@@ -279,8 +279,9 @@ pub struct Mlog {
     flushes_done: AtomicU64,
     /// Waiters spinning now (see `dev::spin_slot`).
     spinners: AtomicU32,
-    /// Records appended (raised under the lock): an appender that waits
-    /// for a follower on fast media watches it without the lock.
+    /// The next record's sequence number, mirrored (stored under the lock
+    /// at each append): an appender that waits for a follower on fast
+    /// media watches it without the lock.
     appended: AtomicU64,
     /// A would-be flusher gathering followers waits here; the append that
     /// brings the flush set to the size it waits for wakes it.
@@ -582,7 +583,7 @@ impl Mlog {
             self.encode(&mut g, parts, len)
         })();
         let seq = framed?;
-        self.appended.fetch_add(1, Ordering::Release);
+        self.appended.store(g.next_seq, Ordering::Release);
         if g.gathering && g.batch_first.is_some_and(|f| g.next_seq - f >= g.gather_want) {
             self.joined.notify_one();
         }
