@@ -19,7 +19,10 @@
 //! - put and get of 4 KiB, 64 KiB, 1 MiB and 64 MiB objects from 1 and 8
 //!   tasks, then the same gets again with the caches as the first left
 //!   them (hot: the filesystem's page cache, mpool's content cache);
-//!   objects deleted after each phase, not timed;
+//!   mpool's objects deleted after each phase, not timed, the
+//!   filesystem's at the end of the run (on a file system mounted with
+//!   online discard, deleted files make the next fsyncs wait for their
+//!   discards);
 //! - `list` of 100,000 paths (and one `list_with_delimiter`);
 //! - a slatedb load: N 100-byte puts (then a flush), then N/50 random gets
 //!   (slatedb without its optional block cache: each get reads the store),
@@ -510,7 +513,13 @@ pub fn run(a: &ObjstoreArgs) -> Result<Table> {
                         trace("hot").as_deref().map(|t| (t, disk.as_deref())),
                     ))?;
                     let before = a.trace.then(|| (counters(disk.as_deref()), Instant::now()));
-                    rt.block_on(delete_all(&s.store, &prefix))?;
+                    // The filesystem side's files stay until the end of
+                    // the run: deleted, they would make its next fsyncs
+                    // wait for their discards (a file system mounted with
+                    // online discard; BENCHMARKS.md, session 12).
+                    if s.mpool.is_some() {
+                        rt.block_on(delete_all(&s.store, &prefix))?;
+                    }
                     if let Some((b, t)) = &before {
                         eprintln!(
                             "    trace {} {size} B, {tasks} task(s), delete: {:.1} ms; counters: {}",
@@ -610,7 +619,9 @@ pub fn run(a: &ObjstoreArgs) -> Result<Table> {
                 }
                 best_d[i] = best_d[i].max(DELIM_CALLS as f64 / t.elapsed().as_secs_f64());
             }
-            rt.block_on(delete_all(&store, "list"))?;
+            if s.mpool.is_some() {
+                rt.block_on(delete_all(&store, "list"))?;
+            }
         }
         row(
             format!("list {} paths", a.list_paths),

@@ -1101,17 +1101,15 @@ impl Catalog {
                         return Err(e);
                     }
                 };
-                // Written while the commit's content write is in flight
-                // (a write to the device, no flush: one round trip for
-                // both where the device overlaps them), then the commit
-                // writes its record and flushes. (A second thread writing
-                // the record measured no faster: its wake-up cost what the
-                // overlap saved; BENCHMARKS.md, "one flush per put".)
-                let put = Record::Put(rec.clone());
-                let mut written = Ok(None);
-                let c = self.pool.mblock_commit_beside(extents[0].id, &mut || {
-                    written = self.append_written(&mdc, &put);
-                });
+                // Written with the commit's content write and its commit
+                // record, in one batch to the device, then one flush for
+                // the three (where the device takes batches; else beside
+                // the content write). (A second thread writing the record
+                // measured no faster: its wake-up cost what the overlap
+                // saved; BENCHMARKS.md, "one flush per put".)
+                let put = Record::Put(rec.clone()).encode();
+                let (c, written) = self.pool.mblock_commit_with(extents[0].id, &mdc, &put);
+                let written = self.logged(written);
                 if let Err(e) = c {
                     let _ = self.pool.mblock_abort(extents[0].id);
                     if matches!(written, Ok(Some(_))) {
@@ -1254,12 +1252,6 @@ impl Catalog {
         }
         crate::lock(&self.reserve).held.extend(ids.iter().copied());
         ids
-    }
-
-    /// Append a record written without a flush of its own
-    /// ([`Mdc::append_written`]); `None` when the log is busy.
-    fn append_written(&self, mdc: &Mdc, rec: &Record) -> Result<Option<mpool::WrittenRecord>> {
-        self.logged(mdc.append_written(&rec.encode()))
     }
 
     /// Remove the object at `path` (nothing if there is none). Durable on

@@ -20,7 +20,8 @@
 #![cfg_attr(not(feature = "internals"), allow(dead_code, unused_imports))]
 
 use crate::dev::Device;
-use crate::mlog::{Lsn, Mlog, MlogError, MlogReader};
+use crate::io::IoReq;
+use crate::mlog::{Lsn, Mlog, MlogError, MlogReader, StagedWrite};
 use std::ops::Range;
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -80,6 +81,31 @@ pub struct WrittenRecord {
     log: usize,
     /// Its place in that log.
     lsn: Lsn,
+}
+
+/// A record appended by [`Mdc::stage_written`], to be written by the
+/// caller: [`StagedRecord::requests`], then [`StagedRecord::done`].
+#[derive(Debug)]
+#[must_use = "the log writes nothing until `done` reports the write"]
+pub struct StagedRecord<'a> {
+    log: usize,
+    w: StagedWrite<'a>,
+}
+
+impl StagedRecord<'_> {
+    /// The writes that put the record on the device.
+    pub fn requests(&self) -> Vec<IoReq> {
+        self.w.requests()
+    }
+
+    /// Report those writes as completed ([`StagedWrite::done`]): the
+    /// record is written, durable after a device flush that begins after
+    /// this returns ([`Mdc::note_flushed`]).
+    pub fn done(self, completed: &mut [IoReq]) -> Result<WrittenRecord> {
+        let log = self.log;
+        let lsn = self.w.done(completed)?;
+        Ok(WrittenRecord { log, lsn })
+    }
 }
 
 /// A metadata container. `Send + Sync`; the client serializes compaction
@@ -301,6 +327,16 @@ impl Mdc {
         Ok(self.logs[log]
             .append_written(&[&[TAG_DATA], rec])?
             .map(|lsn| WrittenRecord { log, lsn }))
+    }
+
+    /// As [`Mdc::append_written`], but the caller writes the record, in a
+    /// batch of its own (see [`StagedWrite`]): `None`, nothing appended,
+    /// when the active log is busy.
+    pub fn stage_written(&self, rec: &[u8]) -> Result<Option<StagedRecord<'_>>> {
+        let log = self.lock().cur;
+        Ok(self.logs[log]
+            .stage_written(&[&[TAG_DATA], rec])?
+            .map(|w| StagedRecord { log, w }))
     }
 
     /// Report a device flush that began after [`Mdc::append_written`]

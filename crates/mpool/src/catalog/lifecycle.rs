@@ -10,12 +10,26 @@ use crate::error::{
 use crate::format::record::CatalogRecord;
 use crate::format::superblock::MediaClass;
 use crate::io::AlignedBuf;
-use crate::mdc::Mdc;
+use crate::mdc::{Mdc, WrittenRecord};
 use crate::mlog::Mlog;
 use crate::objid::{MdcId, ObjType, ObjectId};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
+
+/// What a commit does beside its own writes.
+enum With<'a> {
+    Nothing,
+    /// Side work run while its last write is in flight.
+    Side(&'a mut dyn FnMut()),
+    /// A caller's record for `mdc`, made durable by the commit's flush;
+    /// what became of it is stored in `written`.
+    Record {
+        mdc: &'a Mdc,
+        rec: &'a [u8],
+        written: &'a mut crate::mdc::Result<Option<WrittenRecord>>,
+    },
+}
 
 pub(super) fn data_err(id: ObjectId, e: mblock::DataError) -> Error {
     match e {
@@ -167,7 +181,7 @@ impl Catalog {
 
     /// Commit an mblock: data flushed, then the commit record made durable.
     pub(crate) fn mblock_commit(&self, id: ObjectId) -> Result<ObjectProps> {
-        self.mblock_commit_in(id, None)
+        self.mblock_commit_in(id, With::Nothing)
     }
 
     /// As [`Self::mblock_commit`], running `side` once: while the last
@@ -179,14 +193,40 @@ impl Catalog {
         id: ObjectId,
         side: &mut dyn FnMut(),
     ) -> Result<ObjectProps> {
-        crate::dev::side_once(side, |s| self.mblock_commit_in(id, Some(s)))
+        crate::dev::side_once(side, |s| self.mblock_commit_in(id, With::Side(s)))
     }
 
-    fn mblock_commit_in(
+    /// As [`Self::mblock_commit`], appending `rec` to `mdc` (on the
+    /// capacity device) to be made durable by the commit's flush: where
+    /// the device takes batches, the mblock's last write, its commit
+    /// record and `rec` go to the device in one batch, then one flush;
+    /// else `rec` is written beside the last write. The second result
+    /// says what became of `rec`: `Some` written (durable when the commit
+    /// succeeded; when it failed, on the media or not), `None` not
+    /// appended (its MDC was busy: append it the usual way), or the
+    /// append's error.
+    pub(crate) fn mblock_commit_with(
         &self,
         id: ObjectId,
-        side: Option<&mut dyn FnMut()>,
-    ) -> Result<ObjectProps> {
+        mdc: &Mdc,
+        rec: &[u8],
+    ) -> (
+        Result<ObjectProps>,
+        crate::mdc::Result<Option<WrittenRecord>>,
+    ) {
+        let mut written = Ok(None);
+        let r = self.mblock_commit_in(
+            id,
+            With::Record {
+                mdc,
+                rec,
+                written: &mut written,
+            },
+        );
+        (r, written)
+    }
+
+    fn mblock_commit_in(&self, id: ObjectId, with: With<'_>) -> Result<ObjectProps> {
         Self::expect_type(id, ObjType::Mblock)?;
         self.inner.check_writable()?;
         let Some(p) = self.pending(id) else {
@@ -196,47 +236,71 @@ impl Catalog {
         let Some(Pending::Mblock { class, zone, ws }) = g.as_mut() else {
             return Err(self.gone(id)?);
         };
+        let class = *class;
+        let zone = *zone;
         // The pool metadata lives on the capacity device: there, the flush
         // that makes the commit record durable makes the content durable
         // too, and replay verifies the content of commits in a log's last
         // flush set (docs/format.md, "Transactions"). Elsewhere the content
         // is flushed first.
-        let shared = self.inner.features.shared_commit() && *class == MediaClass::Capacity;
-        let finished = match side {
-            Some(side) => ws.finish_beside(!shared, side),
-            None => ws.finish(!shared),
-        };
-        let table_crc = finished.map_err(|e| data_err(id, e))?;
-        // Writes past the capacity were refused, the capacity leaves room
-        // for the checksum table in the zone, and a zone is at most
-        // ZONE_MAX (below 4 GiB): the length fits its record and its zone.
-        ensure_invariant!(
-            ws.written <= ws.cap && ws.zone == self.inner.class(*class)?.zone_size,
-            "mblock {id}: {} bytes written into a {}-byte zone",
-            ws.written,
-            ws.zone
-        );
-        let len = u32::try_from(ws.written).map_err(|_| {
-            invariant_broken(format!("mblock {id}: length {} exceeds 4 GiB", ws.written))
-        })?;
-        let shift = ws.csums.as_ref().map_or(0, |c| c.shift);
-        let obj = Obj {
-            zone: *zone,
-            a: len,
-            b: if shift > 0 { table_crc } else { ws.crc },
-            class: *class,
-            shift,
-        };
-        let mut rec = obj.record(id);
-        match &mut rec {
-            CatalogRecord::Mblock { shared_flush, .. }
-            | CatalogRecord::MblockCsum { shared_flush, .. } => *shared_flush = shared,
-            _ => {}
-        }
+        let shared = self.inner.features.shared_commit() && class == MediaClass::Capacity;
         let s = self.inner.shard(id)?;
-        if let Err(e) = self.inner.log(s, rec, true, |m| {
-            m.insert(id.raw(), obj);
-        }) {
+        let insert = |obj: Obj| {
+            move |m: &mut HashMap<u64, Obj>| {
+                m.insert(id.raw(), obj);
+            }
+        };
+        let logged = match with {
+            With::Record { mdc, rec, written } if shared => {
+                let (req, table_crc) = ws.finish_request().map_err(|e| data_err(id, e))?;
+                let (obj, record) = self.commit_record(id, class, zone, ws, table_crc, shared)?;
+                let batched = if ws.dev.prefers_batches() {
+                    let commit = super::shard::BatchCommit {
+                        id,
+                        rec: record,
+                        req,
+                    };
+                    self.inner.commit_batched(
+                        s,
+                        commit,
+                        ws,
+                        Some((mdc, rec, &mut *written)),
+                        insert(obj),
+                    )
+                } else {
+                    Err(req)
+                };
+                match batched {
+                    Ok(r) => r,
+                    // Not taken: the record is written beside the last
+                    // write, then the commit record is appended.
+                    Err(req) => {
+                        let mut side = || *written = mdc.append_written(rec);
+                        match req {
+                            Some(req) => {
+                                let mut out = ws.dev.submit_beside(vec![req], &mut side);
+                                ws.finish_done(&mut out).map_err(|e| data_err(id, e))?;
+                            }
+                            None => side(),
+                        }
+                        self.inner.log(s, record, true, insert(obj))
+                    }
+                }
+            }
+            with => {
+                let finished = match with {
+                    With::Nothing => ws.finish(!shared),
+                    With::Side(side) => ws.finish_beside(!shared, side),
+                    With::Record { mdc, rec, written } => {
+                        ws.finish_beside(!shared, &mut || *written = mdc.append_written(rec))
+                    }
+                };
+                let table_crc = finished.map_err(|e| data_err(id, e))?;
+                let (obj, record) = self.commit_record(id, class, zone, ws, table_crc, shared)?;
+                self.inner.log(s, record, true, insert(obj))
+            }
+        };
+        if let Err(e) = logged {
             if !matches!(
                 e,
                 Error::Metadata(MetadataError::Full { .. })
@@ -262,6 +326,46 @@ impl Catalog {
         drop(g);
         lock(&self.inner.pending).remove(&id.raw());
         self.props(id)
+    }
+
+    /// The commit record of mblock `id` as written so far (`table_crc`,
+    /// its checksum table's CRC), and the object it makes.
+    fn commit_record(
+        &self,
+        id: ObjectId,
+        class: MediaClass,
+        zone: u32,
+        ws: &WriteState,
+        table_crc: u32,
+        shared: bool,
+    ) -> Result<(Obj, CatalogRecord)> {
+        // Writes past the capacity were refused, the capacity leaves room
+        // for the checksum table in the zone, and a zone is at most
+        // ZONE_MAX (below 4 GiB): the length fits its record and its zone.
+        ensure_invariant!(
+            ws.written <= ws.cap && ws.zone == self.inner.class(class)?.zone_size,
+            "mblock {id}: {} bytes written into a {}-byte zone",
+            ws.written,
+            ws.zone
+        );
+        let len = u32::try_from(ws.written).map_err(|_| {
+            invariant_broken(format!("mblock {id}: length {} exceeds 4 GiB", ws.written))
+        })?;
+        let shift = ws.csums.as_ref().map_or(0, |c| c.shift);
+        let obj = Obj {
+            zone,
+            a: len,
+            b: if shift > 0 { table_crc } else { ws.crc },
+            class,
+            shift,
+        };
+        let mut rec = obj.record(id);
+        match &mut rec {
+            CatalogRecord::Mblock { shared_flush, .. }
+            | CatalogRecord::MblockCsum { shared_flush, .. } => *shared_flush = shared,
+            _ => {}
+        }
+        Ok((obj, rec))
     }
 
     /// Discard an uncommitted object (mblock, mlog or MDC).

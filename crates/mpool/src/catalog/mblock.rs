@@ -410,6 +410,25 @@ impl WriteState {
     }
 
     fn finish_in(&mut self, flush: bool, side: Option<&mut dyn FnMut()>) -> Result<u32, DataError> {
+        let (req, table_crc) = self.finish_request()?;
+        if let Some(req) = req {
+            let mut out = match side {
+                Some(side) => self.dev.submit_beside(vec![req], side),
+                None => self.dev.submit_depth(vec![req], usize::MAX),
+            };
+            self.finish_done(&mut out)?;
+        }
+        if flush {
+            self.dev.flush()?;
+        }
+        Ok(table_crc)
+    }
+
+    /// The commit's last write, for the caller to submit (`None` when
+    /// there is nothing left to write), and the CRC-32C of the checksum
+    /// table (0 without one); report its outcome with
+    /// [`Self::finish_done`]. See [`Self::finish`].
+    pub fn finish_request(&mut self) -> Result<(Option<IoReq>, u32), DataError> {
         if self.failed {
             return Err(DataError::Failed);
         }
@@ -423,30 +442,41 @@ impl WriteState {
         // Written already, while the write that filled the mblock was in
         // flight (nothing can have been appended since: it is full).
         let written = self.tail.is_empty() && self.table_on_dev == Some(self.on_dev);
-        if tail_span + table_span > 0 && !written {
-            let mut buf = table_buf(
-                table.as_deref().unwrap_or_default(),
-                tail_span,
-                sector,
-                self.on_dev,
-                self.zone,
-            )?;
-            buf[..self.tail.len()].copy_from_slice(&self.tail);
-            let req = IoReq::write(self.base + self.on_dev, buf);
-            let mut out = match side {
-                Some(side) => self.dev.submit_beside(vec![req], side),
-                None => self.dev.submit_depth(vec![req], usize::MAX),
-            };
-            if let Err(e) = check_results(self.dev.as_ref(), &mut out) {
-                // What reached the device is unknown: only abort is left.
-                self.failed = true;
-                return Err(e.into());
-            }
+        if tail_span + table_span == 0 || written {
+            return Ok((None, table_crc));
         }
-        if flush {
-            self.dev.flush()?;
+        let mut buf = table_buf(
+            table.as_deref().unwrap_or_default(),
+            tail_span,
+            sector,
+            self.on_dev,
+            self.zone,
+        )?;
+        buf[..self.tail.len()].copy_from_slice(&self.tail);
+        Ok((Some(IoReq::write(self.base + self.on_dev, buf)), table_crc))
+    }
+
+    /// The write of [`Self::finish_request`] completed as `done` says
+    /// (the one request): a failure leaves only abort.
+    pub fn finish_done(&mut self, done: &mut [IoReq]) -> Result<(), DataError> {
+        let r = if done.len() == 1 {
+            check_results(self.dev.as_ref(), done)
+        } else {
+            let e =
+                std::io::Error::other(format!("{} results for an mblock's last write", done.len()));
+            Err(crate::dev::io_err(
+                self.dev.info(),
+                "write",
+                self.base + self.on_dev,
+                e,
+            ))
+        };
+        if let Err(e) = r {
+            // What reached the device is unknown: only abort is left.
+            self.failed = true;
+            return Err(e.into());
         }
-        Ok(table_crc)
+        Ok(())
     }
 }
 

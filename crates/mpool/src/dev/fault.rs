@@ -58,6 +58,9 @@ pub struct FaultStats {
     pub writes: u64,
     /// Flushes completed.
     pub flushes: u64,
+    /// Batches of requests submitted (a `submit` call, whatever it held;
+    /// a single read or write is one).
+    pub batches: u64,
     /// Writes not yet flushed.
     pub pending: usize,
 }
@@ -297,6 +300,7 @@ impl Device for FaultDevice {
     fn submit(&self, mut reqs: Vec<IoReq>) -> Vec<IoReq> {
         split_invalid(&self.info, &mut reqs);
         let mut st = self.lock();
+        st.stats.batches += 1;
         for r in reqs.iter_mut().filter(|r| r.result.is_none()) {
             let n = match st.begin() {
                 Ok(n) => n,

@@ -336,6 +336,10 @@ impl Device for FileDevice {
         self.submit_each(reqs, depth, &mut |_, _| {})
     }
 
+    fn prefers_batches(&self) -> bool {
+        !self.in_memory
+    }
+
     fn submit_beside(&self, mut reqs: Vec<IoReq>, side: &mut dyn FnMut()) -> Vec<IoReq> {
         if self.in_memory || !split_invalid(&self.info, &mut reqs) {
             // A file in memory (see `in_memory`), or some requests were

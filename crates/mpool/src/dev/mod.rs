@@ -261,6 +261,15 @@ pub trait Device: Send + Sync + fmt::Debug {
         out
     }
 
+    /// Whether one batch of writes costs no more than writing them one
+    /// after the other, so that a caller with independent writes (an
+    /// mblock's last write and log records, before one flush) submits
+    /// them together. True by default; false for a file in memory, where
+    /// io_uring hands writes to a kernel worker (see `FileDevice`).
+    fn prefers_batches(&self) -> bool {
+        true
+    }
+
     /// A queue of at most `depth` requests (1 to 256) kept in flight
     /// across calls on this device: pushed one at a time, reaped as they
     /// complete (see [`DevQueue`]). A file or block device with the

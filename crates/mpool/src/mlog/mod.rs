@@ -255,6 +255,103 @@ struct State {
     open_tail: Option<u64>,
 }
 
+/// A flush set closed for writing ([`Mlog::close_set`]): what its write
+/// needs, and what [`Mlog::end_set`] records when it ends.
+#[derive(Debug)]
+struct SetWrite {
+    /// End of its records, and the seq after its last.
+    snap_end: u64,
+    snap_seq: u64,
+    /// The end seq of a set written unflushed, flushed before this one.
+    pre_flush: Option<u64>,
+    /// A header to write (and flush) before the set: (slot, header).
+    hdr: Option<(u8, LogHeader)>,
+    /// The image it is written from: bytes `..nbytes`, at device byte `base`.
+    out: Image,
+    base: u64,
+    nbytes: usize,
+    /// Records in the set.
+    set_records: u64,
+}
+
+impl SetWrite {
+    fn data(&self) -> &[u8] {
+        self.out.bytes().get(..self.nbytes).unwrap_or(&[])
+    }
+}
+
+/// One record appended by [`Mlog::stage_written`], its flush set closed
+/// and not yet written: the caller writes it in a batch of its own
+/// ([`StagedWrite::requests`]) and reports the outcome with
+/// [`StagedWrite::done`]. The log takes appends meanwhile but writes
+/// nothing (it is busy flushing this set). Dropped without `done`, the set
+/// is taken as failed and so is the log (its bytes may or may not have
+/// reached the device).
+#[derive(Debug)]
+#[must_use = "the log writes nothing until `done` reports the write"]
+pub struct StagedWrite<'a> {
+    log: &'a Mlog,
+    set: Option<SetWrite>,
+    lsn: Lsn,
+}
+
+impl StagedWrite<'_> {
+    /// The record's place in the log.
+    pub fn lsn(&self) -> Lsn {
+        self.lsn
+    }
+
+    /// The writes that put the set on the device (copies of its bytes).
+    pub fn requests(&self) -> Vec<IoReq> {
+        self.set
+            .as_ref()
+            .map(|s| self.log.set_requests(s))
+            .unwrap_or_default()
+    }
+
+    /// Report the requests of [`StagedWrite::requests`] as the device
+    /// completed them. With every one done, the record is written, not
+    /// durable: it is durable after a device flush that begins after this
+    /// returns ([`Mlog::note_flushed`]). A failed or missing request fails
+    /// the log.
+    pub fn done(mut self, completed: &mut [IoReq]) -> Result<Lsn> {
+        let Some(set) = self.set.take() else {
+            // `done` takes the write by value: it cannot be reported twice.
+            return Ok(self.lsn);
+        };
+        let info = self.log.dev.info();
+        let mut r = Ok(());
+        let want: usize = set.data().chunks(MAX_REQ_BYTES).count();
+        if completed.len() != want {
+            let e = std::io::Error::other(format!(
+                "{} of the {want} writes of a staged log write were reported",
+                completed.len()
+            ));
+            r = Err(crate::dev::io_err(info, "write", set.base, e).into());
+        }
+        for q in completed.iter_mut() {
+            let (kind, off) = (q.kind, q.offset);
+            if let Err(e) = q.take_result() {
+                if r.is_ok() {
+                    r = Err(crate::dev::from_req_err(info, kind, off, e).into());
+                }
+            }
+        }
+        let (_g, r) = self.log.end_set(set, r, None, false);
+        r.map(|()| self.lsn)
+    }
+}
+
+impl Drop for StagedWrite<'_> {
+    fn drop(&mut self) {
+        if let Some(set) = self.set.take() {
+            let e = std::io::Error::other("a staged log write was dropped before its outcome was known");
+            let e = crate::dev::io_err(self.log.dev.info(), "write", set.base, e);
+            let _ = self.log.end_set(set, Err(e.into()), None, false);
+        }
+    }
+}
+
 /// A record log on a device extent. `Send + Sync`: share it (e.g. in an
 /// `Arc`) between threads; sync appends from several threads share flushes.
 ///
@@ -1118,19 +1215,57 @@ impl Mlog {
     /// written unflushed before is made durable first.
     fn flush_once<'a>(
         &'a self,
-        mut g: MutexGuard<'a, State>,
+        g: MutexGuard<'a, State>,
         dev_flush: bool,
     ) -> (MutexGuard<'a, State>, Result<()>) {
-        let snap_end = g.end;
-        let snap_seq = g.next_seq;
         let pre_flush = g.unflushed.map(|(_, end)| end);
-        if snap_end == g.written_end {
+        if g.end == g.written_end {
             if pre_flush.is_some() {
                 return self.flush_unflushed(g);
             }
-            g.durable_seq = g.durable_seq.max(snap_seq);
+            let mut g = g;
+            g.durable_seq = g.durable_seq.max(g.next_seq);
             return (g, Ok(()));
         }
+        let set = self.close_set(g);
+        // Timing every flush would cost two clock reads per append on a
+        // single thread: the first flushes and then one in FLUSH_SAMPLE.
+        let done = self.flushes_done.load(Ordering::Relaxed);
+        let t = (done < 2 * FLUSH_SAMPLE || done.is_multiple_of(FLUSH_SAMPLE)).then(Instant::now);
+        let r = (|| -> Result<()> {
+            if set.pre_flush.is_some() {
+                // The set written unflushed is durable before this one is
+                // written.
+                self.dev.flush()?;
+            }
+            if let Some((slot, h)) = &set.hdr {
+                self.write_header(*slot, h)?;
+                self.dev.flush()?;
+            }
+            let data = set.data();
+            if data.len() <= SLICE_MAX {
+                self.dev.write_slice(set.base, data)?;
+            } else {
+                // Large (async) flush sets: requests the device may run in
+                // parallel.
+                submit_all(self.dev.as_ref(), self.set_requests(&set))?;
+            }
+            if dev_flush {
+                self.dev.flush()?;
+            }
+            Ok(())
+        })();
+        let ns = t.map(|t| t.elapsed().as_nanos() as u64);
+        self.end_set(set, r, ns, dev_flush)
+    }
+
+    /// Close the open flush set for writing (under the lock, which it
+    /// releases): the log is `flushing` until [`Mlog::end_set`] reports
+    /// the write's outcome; appends meanwhile go to the next set.
+    fn close_set(&self, mut g: MutexGuard<'_, State>) -> SetWrite {
+        let snap_end = g.end;
+        let snap_seq = g.next_seq;
+        let pre_flush = g.unflushed.map(|(_, end)| end);
         g.flushing = true;
         g.flush_no += 1;
         if g.gathering {
@@ -1191,45 +1326,53 @@ impl Mlog {
                 g.fseq += 1;
             }
         }
-        drop(g);
-        // Timing every flush would cost two clock reads per append on a
-        // single thread: the first flushes and then one in FLUSH_SAMPLE.
-        let done = self.flushes_done.load(Ordering::Relaxed);
-        let t = (done < 2 * FLUSH_SAMPLE || done.is_multiple_of(FLUSH_SAMPLE)).then(Instant::now);
-        let r = (|| -> Result<()> {
-            if pre_flush.is_some() {
-                // The set written unflushed is durable before this one is
-                // written.
-                self.dev.flush()?;
-            }
-            if let Some((slot, h)) = &hdr {
-                self.write_header(*slot, h)?;
-                self.dev.flush()?;
-            }
-            let data = out.bytes().get(..nbytes).unwrap_or(&[]);
-            if data.len() <= SLICE_MAX {
-                self.dev.write_slice(base, data)?;
-            } else {
-                // Large (async) flush sets: requests the device may run in
-                // parallel.
-                let reqs = data
-                    .chunks(MAX_REQ_BYTES)
-                    .enumerate()
-                    .map(|(i, c)| {
-                        IoReq::write(
-                            base + (i * MAX_REQ_BYTES) as u64,
-                            AlignedBuf::from_slice(c, bs as usize),
-                        )
-                    })
-                    .collect();
-                submit_all(self.dev.as_ref(), reqs)?;
-            }
-            if dev_flush {
-                self.dev.flush()?;
-            }
-            Ok(())
-        })();
-        let ns = t.map(|t| t.elapsed().as_nanos() as u64);
+        SetWrite {
+            snap_end,
+            snap_seq,
+            pre_flush,
+            hdr,
+            out,
+            base,
+            nbytes,
+            set_records,
+        }
+    }
+
+    /// The write of a closed set's bytes, as requests of at most
+    /// [`MAX_REQ_BYTES`] the device may run in parallel.
+    fn set_requests(&self, set: &SetWrite) -> Vec<IoReq> {
+        let bs = self.geom.bs as usize;
+        set.data()
+            .chunks(MAX_REQ_BYTES)
+            .enumerate()
+            .map(|(i, c)| {
+                IoReq::write(
+                    set.base + (i * MAX_REQ_BYTES) as u64,
+                    AlignedBuf::from_slice(c, bs),
+                )
+            })
+            .collect()
+    }
+
+    /// The write of a closed set ended with `r` (a device flush after it
+    /// with `dev_flush`; `ns`, its cost when timed): the log takes appends
+    /// to flush again, and the threads the set made durable are woken.
+    fn end_set(
+        &self,
+        set: SetWrite,
+        r: Result<()>,
+        ns: Option<u64>,
+        dev_flush: bool,
+    ) -> (MutexGuard<'_, State>, Result<()>) {
+        let SetWrite {
+            snap_end,
+            snap_seq,
+            pre_flush,
+            hdr,
+            out,
+            set_records,
+            ..
+        } = set;
         let mut g = self.lock();
         g.flushing = false;
         if g.spare.is_none() {
@@ -1359,6 +1502,31 @@ impl Mlog {
         let (_g, r) = self.flush_once(g, false);
         r?;
         Ok(Some(Lsn(seq)))
+    }
+
+    /// As [`Mlog::append_written`], but the caller writes the record's
+    /// flush set, in a batch with writes of its own (e.g. to other logs on
+    /// the same device, then one device flush for all): see
+    /// [`StagedWrite`]. `None`, nothing appended, when the log is not idle.
+    pub fn stage_written(&self, parts: &[&[u8]]) -> Result<Option<StagedWrite<'_>>> {
+        let len: u64 = parts.iter().map(|p| p.len() as u64).sum();
+        let mut g = self.lock();
+        if g.flushing || g.gathering || g.inside > 0 || g.unflushed.is_some() || !g.hdr_durable {
+            return Ok(None);
+        }
+        let max = self.max_for(g.mirrored);
+        if len > max {
+            return Err(MlogError::RecordTooLarge { len, max });
+        }
+        usable(&g)?;
+        let seq = self.encode(&mut g, parts, len)?;
+        // Idle and the header durable: nothing to flush or write first.
+        let set = self.close_set(g);
+        Ok(Some(StagedWrite {
+            log: self,
+            set: Some(set),
+            lsn: Lsn(seq),
+        }))
     }
 
     /// Report a device flush that began after [`Mlog::append_written`]

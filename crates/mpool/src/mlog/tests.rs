@@ -675,6 +675,76 @@ fn a_written_record_is_durable_only_after_a_device_flush() {
     std::mem::forget(log);
 }
 
+/// A staged record: the log writes nothing itself (the caller writes the
+/// requests it hands out), takes appends meanwhile without writing them,
+/// and after `done` and a reported flush the record is durable; a sync
+/// append waiting behind it then goes on.
+#[test]
+fn a_staged_record_is_written_by_the_caller() {
+    let ext = 0..(256 << 10);
+    let f = fault(256 << 10, 512);
+    let log = Mlog::create(as_dev(&f), ext.clone(), 24).unwrap();
+    log.append(b"durable", true).unwrap();
+    let st = log.stage_written(&[b"sta", b"ged"]).unwrap().unwrap();
+    assert_eq!(st.lsn(), Lsn(1));
+    let writes = f.stats().writes;
+    // Busy: no second staged or written record, and an async append
+    // waits in memory.
+    assert!(log.stage_written(&[b"no"]).unwrap().is_none());
+    assert_eq!(log.append_written(&[b"no"]).unwrap(), None);
+    log.append(b"later", false).unwrap();
+    assert_eq!(f.stats().writes, writes, "the log wrote nothing itself");
+    let mut reqs = st.requests();
+    assert_eq!(reqs.len(), 1);
+    let mut reqs = f.submit(std::mem::take(&mut reqs));
+    assert_eq!(st.done(&mut reqs).unwrap(), Lsn(1));
+    let kept = Mlog::open(Arc::new(f.reboot(CrashMode::KeepAll)), ext.clone(), 24).unwrap();
+    assert_eq!(all(&kept), vec![b"durable".to_vec(), b"staged".to_vec()]);
+    let lost = Mlog::open(Arc::new(f.reboot(CrashMode::DropAll)), ext.clone(), 24).unwrap();
+    assert_eq!(all(&lost), vec![b"durable".to_vec()]);
+    f.flush().unwrap();
+    log.note_flushed(Lsn(1));
+    let after = Mlog::open(Arc::new(f.reboot(CrashMode::DropAll)), ext.clone(), 24).unwrap();
+    assert_eq!(all(&after), vec![b"durable".to_vec(), b"staged".to_vec()]);
+    // The next sync append writes the async one with it.
+    log.append(b"sync", true).unwrap();
+    let after = Mlog::open(Arc::new(f.reboot(CrashMode::DropAll)), ext, 24).unwrap();
+    assert_eq!(
+        all(&after),
+        vec![
+            b"durable".to_vec(),
+            b"staged".to_vec(),
+            b"later".to_vec(),
+            b"sync".to_vec()
+        ]
+    );
+    std::mem::forget(log);
+}
+
+/// A staged write whose request failed, or that was dropped unreported,
+/// fails the log: its bytes may or may not be on the device.
+#[test]
+fn a_staged_write_that_failed_or_was_dropped_fails_the_log() {
+    let ext = 0..(256 << 10);
+    for drop_it in [false, true] {
+        let f = fault(256 << 10, 512);
+        let log = Mlog::create(as_dev(&f), ext.clone(), 25).unwrap();
+        log.append(b"durable", true).unwrap();
+        let st = log.stage_written(&[b"staged"]).unwrap().unwrap();
+        if drop_it {
+            drop(st);
+        } else {
+            let mut reqs = st.requests();
+            for r in &mut reqs {
+                r.result = Some(Err(std::io::Error::other("refused")));
+            }
+            assert!(st.done(&mut reqs).is_err());
+        }
+        assert!(log.append(b"more", true).is_err(), "drop {drop_it}");
+        std::mem::forget(log);
+    }
+}
+
 #[test]
 fn the_set_after_a_written_one_is_written_only_once_that_one_is_durable() {
     // A crash at every operation of the next sync append, unflushed writes

@@ -23,7 +23,7 @@ use crate::dev::DeviceRef;
 use crate::error::{Error, Result};
 use crate::format::superblock::{MediaClass, Superblock};
 use crate::io::AlignedBuf;
-use crate::mdc::Mdc;
+use crate::mdc::{Mdc, MdcError, WrittenRecord};
 use crate::mlog::Mlog;
 use crate::objid::{MblockId, MdcId, MlogId, ObjType, ObjectId};
 use std::path::PathBuf;
@@ -352,6 +352,38 @@ impl Pool {
         };
         let r = pmd.mblock_commit_beside(id.object_id(), side);
         self.count(r, rundir::ErrorKind::Write)
+    }
+
+    /// As [`Pool::mblock_commit`], appending the record `rec` to `mdc`
+    /// too, made durable by the commit's own flush: `mdc` must be on the
+    /// capacity device, where the pool's metadata is, and so must the
+    /// mblock (else the commit flushes its content first and the record
+    /// is written beside the content write). Where the device takes
+    /// batches, the mblock's last write, its commit record and `rec` go
+    /// to the device together, then one flush: one round trip for the
+    /// three writes. After a crash before that flush any of the three may
+    /// be on the media without the others; a commit without its content
+    /// is dropped when the pool opens.
+    ///
+    /// The second result says what became of `rec`: `Ok(Some(w))` it was
+    /// written (durable when the commit succeeded; when the commit failed,
+    /// it may be on the media), `Ok(None)` it was not appended (the MDC
+    /// was busy: append it the usual way), or the append's error.
+    pub fn mblock_commit_with(
+        &self,
+        id: MblockId,
+        mdc: &Mdc,
+        rec: &[u8],
+    ) -> (
+        Result<ObjectProps>,
+        std::result::Result<Option<WrittenRecord>, MdcError>,
+    ) {
+        let pmd = match self.pmd() {
+            Ok(p) => p,
+            Err(e) => return (Err(e), Ok(None)),
+        };
+        let (r, written) = pmd.mblock_commit_with(id.object_id(), mdc, rec);
+        (self.count(r, rundir::ErrorKind::Write), written)
     }
 
     /// Discard an uncommitted mblock.

@@ -5,6 +5,7 @@ mod pool_common;
 
 mod checksums;
 mod commit_shared;
+mod commit_with;
 mod delete_deferred;
 mod eio;
 mod held_writes;

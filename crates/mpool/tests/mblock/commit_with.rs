@@ -1,0 +1,180 @@
+//! `Pool::mblock_commit_with`: an mblock's last write, its commit record
+//! and a caller's record in another MDC go to the device in one batch and
+//! are made durable by one flush. Each outcome is checked against a crash
+//! that drops or keeps every unflushed write.
+
+use mpool::dev::{CrashMode, Device, DeviceRef, FaultDevice};
+use mpool::{Error, MdcId, MediaClass, Pool};
+use std::sync::Arc;
+
+const ZONE: u64 = 1 << 20;
+
+fn bytes(seed: u8, n: usize) -> Vec<u8> {
+    (0..n)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+/// A pool of one capacity device of 64 zones on a fault device, with a
+/// user MDC committed on it and opened, holding one record ("opened": a
+/// log writes its header with its first flush after an open, and takes
+/// no records from another batch before that).
+fn pool_with_mdc(name: &str) -> (Arc<FaultDevice>, Pool, MdcId) {
+    let fault = Arc::new(FaultDevice::new(64 * ZONE, 4096));
+    let dev: DeviceRef = fault.clone();
+    Pool::format_on(name, &[(Arc::clone(&dev), MediaClass::Capacity, ZONE)], "").unwrap();
+    let pool = Pool::open_on(vec![dev], false).unwrap();
+    let m = pool.mdc_alloc(MediaClass::Capacity, ZONE).unwrap();
+    pool.mdc_commit(m).unwrap();
+    pool.mdc_open(m).unwrap().append(b"opened", true).unwrap();
+    (fault, pool, m)
+}
+
+fn reboot(fault: &FaultDevice, mode: CrashMode) -> (Arc<FaultDevice>, Pool) {
+    let f = Arc::new(fault.reboot(mode));
+    let dev: DeviceRef = f.clone();
+    let pool = Pool::open_on(vec![dev], false).unwrap();
+    (f, pool)
+}
+
+fn records(pool: &Pool, m: MdcId) -> Vec<Vec<u8>> {
+    let mdc = pool.mdc_open(m).unwrap();
+    let out = mdc.reader().unwrap().map(|r| r.unwrap()).collect();
+    out
+}
+
+/// The three writes, then one flush: both records and the content are
+/// durable when the commit returns (a crash dropping every unflushed write
+/// keeps them), with one device flush for all of them.
+#[test]
+fn content_commit_and_record_are_durable_with_one_flush() {
+    let (fault, pool, m) = pool_with_mdc("with");
+    let mdc = pool.mdc_open(m).unwrap();
+    let id = pool.mblock_alloc(MediaClass::Capacity).unwrap();
+    let data = bytes(1, 64 << 10);
+    pool.mblock_write(id, &data).unwrap();
+    let before = fault.stats();
+    let (c, w) = pool.mblock_commit_with(id, &mdc, b"the caller's record");
+    c.unwrap();
+    assert!(
+        w.unwrap().is_some(),
+        "the record was written with the commit"
+    );
+    let after = fault.stats();
+    assert_eq!(after.flushes - before.flushes, 1, "one flush for the three");
+    assert_eq!(after.writes - before.writes, 3, "content, commit, record");
+    assert_eq!(after.batches - before.batches, 1, "the three in one batch");
+    assert_eq!(after.pending, 0);
+    drop(mdc);
+    drop(pool);
+
+    let (_f, pool) = reboot(&fault, CrashMode::DropAll);
+    let mut back = vec![0u8; data.len()];
+    pool.mblock_read(id, 0, &mut back).unwrap();
+    assert_eq!(back, data);
+    assert_eq!(
+        records(&pool, m),
+        vec![b"opened".to_vec(), b"the caller's record".to_vec()]
+    );
+}
+
+/// A busy MDC (a staged write of its own outstanding): the commit goes on
+/// without the record, which is left to the caller (`Ok(None)`), and the
+/// MDC's own write completes afterwards.
+#[test]
+fn a_busy_mdc_leaves_the_record_to_the_caller() {
+    let (fault, pool, m) = pool_with_mdc("with-busy");
+    let mdc = pool.mdc_open(m).unwrap();
+    let staged = mdc.stage_written(b"first").unwrap().unwrap();
+    let id = pool.mblock_alloc(MediaClass::Capacity).unwrap();
+    pool.mblock_write(id, &bytes(2, 10_000)).unwrap();
+    let (c, w) = pool.mblock_commit_with(id, &mdc, b"second");
+    c.unwrap();
+    assert!(
+        matches!(w, Ok(None)),
+        "nothing appended to a busy MDC: {w:?}"
+    );
+    let mut reqs = staged.requests();
+    for r in &mut reqs {
+        let n = r.buf.len();
+        fault.write_slice(r.offset, &r.buf[..n]).unwrap();
+        r.result = Some(Ok(()));
+    }
+    let written = staged.done(&mut reqs).unwrap();
+    mdc.sync().unwrap();
+    mdc.note_flushed(written);
+    mdc.append(b"second", true).unwrap();
+    drop(mdc);
+    drop(pool);
+    let (_f, pool) = reboot(&fault, CrashMode::DropAll);
+    assert_eq!(
+        records(&pool, m),
+        vec![b"opened".to_vec(), b"first".to_vec(), b"second".to_vec()]
+    );
+    let mut back = vec![0u8; 10_000];
+    pool.mblock_read(id, 0, &mut back).unwrap();
+    assert_eq!(back, bytes(2, 10_000));
+}
+
+/// The content write fails after the commit record was written beside it:
+/// the commit fails, the record says it may be on the media, and the
+/// mblock never exists, whether the unflushed writes are kept or lost in
+/// a crash, or the pool goes on and is closed cleanly.
+#[test]
+fn a_failed_content_write_leaves_no_mblock() {
+    for mode in [None, Some(CrashMode::KeepAll), Some(CrashMode::DropAll)] {
+        let (fault, pool, m) = pool_with_mdc("with-eio");
+        let mdc = pool.mdc_open(m).unwrap();
+        let keep = pool.mblock_alloc(MediaClass::Capacity).unwrap();
+        pool.mblock_write(keep, &bytes(3, 5000)).unwrap();
+        pool.mblock_commit(keep).unwrap();
+        let id = pool.mblock_alloc(MediaClass::Capacity).unwrap();
+        pool.mblock_write(id, &bytes(4, 20_000)).unwrap();
+        let zone = u64::from(pool.object_props(id).unwrap().zone);
+        fault.fail_writes(zone * ZONE..(zone + 1) * ZONE);
+        let (c, w) = pool.mblock_commit_with(id, &mdc, b"names the mblock");
+        assert!(c.is_err(), "{mode:?}: the commit failed");
+        assert!(w.is_ok(), "{mode:?}: the record's own write went through");
+        fault.clear_failures();
+        assert!(
+            !pool.object_props(id).unwrap().committed,
+            "{mode:?}: the mblock is committed"
+        );
+        pool.mblock_abort(id).unwrap();
+        assert!(matches!(
+            pool.object_props(id),
+            Err(Error::Object(mpool::ObjectError::NotFound(_)))
+        ));
+        // Later commits in the same metadata log.
+        let after = pool.mblock_alloc(MediaClass::Capacity).unwrap();
+        pool.mblock_write(after, &bytes(5, 3000)).unwrap();
+        pool.mblock_commit(after).unwrap();
+        drop(mdc);
+        let (_f, pool) = match mode {
+            Some(mode) => {
+                let f = fault.clone();
+                std::mem::forget(pool);
+                reboot(&f, mode)
+            }
+            None => {
+                drop(pool);
+                reboot(&fault, CrashMode::DropAll)
+            }
+        };
+        assert!(
+            pool.object_props(id).is_err(),
+            "{mode:?}: the failed mblock came back"
+        );
+        for (k, n, seed) in [(keep, 5000, 3), (after, 3000, 5)] {
+            let mut back = vec![0u8; n];
+            pool.mblock_read(k, 0, &mut back).unwrap();
+            assert_eq!(back, bytes(seed, n), "{mode:?}");
+        }
+        let report = pool.check(&mut |_, _| {}).unwrap();
+        assert!(
+            report.problems.is_empty(),
+            "{mode:?}: {:?}",
+            report.problems
+        );
+    }
+}
