@@ -18,9 +18,14 @@ pub const READ_DEPTH: usize = 32;
 /// in flight, as a file system's readahead keeps several windows).
 pub const DIRECT_DEPTH: usize = 8;
 
-/// A read that bypasses the cache spreads over threads from this many
-/// bytes on (below, the thread start costs more than the overlap gains).
-const PARALLEL_MIN: u64 = 1 << 20;
+/// A read spreads over threads from this many bytes on. Below, one
+/// request on the calling thread is faster: a cold 1 MiB get split into
+/// four 256 KiB reads on four threads made 933-1081 gets/s from one task
+/// where one 1 MiB read made 1063-1256, and 4 MiB gets from 8 tasks
+/// 403-414/s against 453-524 (BENCHMARKS.md, session 12); the device
+/// does not finish a 1 MiB request sooner in pieces, and the threads'
+/// start and the pieces' joins cost time of their own.
+const PARALLEL_MIN: u64 = 8 << 20;
 
 /// The smallest piece a large read is cut into.
 const SPLIT_MIN: u64 = 256 << 10;

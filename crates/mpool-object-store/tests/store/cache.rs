@@ -129,9 +129,10 @@ fn reads_through_around_and_without_the_cache_agree() {
     let dir = common::scratch();
     let img = common::format(dir.path(), 256 << 20, 1 << 20);
     let (whole, odd) = (Path::from("whole"), Path::from("odd"));
-    // Five 1 MiB mblocks; a whole read is over 4 MiB (a buffer advised
-    // to be backed by huge pages).
-    let data = pattern(5, 4_500_000);
+    // Ten 1 MiB mblocks; a whole read is over 4 MiB (a buffer advised
+    // to be backed by huge pages) and over 8 MiB (read on several
+    // threads, in pieces).
+    let data = pattern(5, 9_500_000);
     // A multipart object whose parts end inside checksum blocks: its
     // mblocks' lengths are not multiples of 4 KiB, so a read across them
     // cannot go straight into one aligned buffer everywhere.
