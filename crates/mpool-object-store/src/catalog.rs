@@ -295,9 +295,9 @@ struct Reserve {
 }
 
 /// mblocks the reserve is refilled to, when it is below [`RESERVE_LOW`].
-const RESERVE_TARGET: usize = 4;
+const RESERVE_TARGET: usize = 16;
 /// See [`RESERVE_TARGET`].
-const RESERVE_LOW: usize = 2;
+const RESERVE_LOW: usize = 8;
 
 fn now_ns() -> i64 {
     std::time::SystemTime::now()

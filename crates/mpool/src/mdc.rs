@@ -333,9 +333,18 @@ impl Mdc {
     /// batch of its own (see [`StagedWrite`]): `None`, nothing appended,
     /// when the active log is busy.
     pub fn stage_written(&self, rec: &[u8]) -> Result<Option<StagedRecord<'_>>> {
+        self.stage_written_many(&[rec])
+    }
+
+    /// As [`Mdc::stage_written`] with several records, in order, in one
+    /// flush set; none is appended when one is refused
+    /// ([`Mlog::stage_written_many`]).
+    pub fn stage_written_many(&self, recs: &[&[u8]]) -> Result<Option<StagedRecord<'_>>> {
         let log = self.lock().cur;
+        let parts: Vec<[&[u8]; 2]> = recs.iter().map(|r| [&[TAG_DATA][..], r]).collect();
+        let records: Vec<&[&[u8]]> = parts.iter().map(|p| &p[..]).collect();
         Ok(self.logs[log]
-            .stage_written(&[&[TAG_DATA], rec])?
+            .stage_written_many(&records)?
             .map(|w| StagedRecord { log, w }))
     }
 

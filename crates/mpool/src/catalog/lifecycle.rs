@@ -1,8 +1,10 @@
 //! Object lifecycle: allocate, write, commit, abort, delete, and opening
 //! user logs.
 
+use super::batch::{BatchCommit, Batched};
 use super::mblock::{self, WriteState};
 use super::object::{Obj, ObjectProps, Pending};
+use super::shard::Shard;
 use super::{lock, rlock, Catalog};
 use crate::error::{
     ensure_invariant, invariant_broken, Error, MetadataError, ObjectError, Result, StorageError,
@@ -196,16 +198,11 @@ impl Catalog {
         crate::dev::side_once(side, |s| self.mblock_commit_in(id, With::Side(s)))
     }
 
-    /// As [`Self::mblock_commit`], appending `rec` to `mdc` (on the
-    /// capacity device) to be made durable by the commit's flush: where
-    /// the device takes batches, the mblock's last write, its commit
-    /// record and `rec` go to the device in one batch, then one flush;
-    /// else `rec` is written beside the last write. The second result
-    /// says what became of `rec`: `Some` written (durable when the commit
-    /// succeeded; when it failed, on the media or not), `None` not
-    /// appended (its MDC was busy: append it the usual way), or the
-    /// append's error.
-    pub(crate) fn mblock_commit_with(
+    /// [`Self::mblock_commit_with`] for one commit, on the calling
+    /// thread: in a batch of its own where the device takes batches and
+    /// the logs are idle, else with `rec` written beside the mblock's last
+    /// write and the commit record appended after.
+    pub(super) fn mblock_commit_with_alone(
         &self,
         id: ObjectId,
         mdc: &Mdc,
@@ -255,18 +252,23 @@ impl Catalog {
                 let (req, table_crc) = ws.finish_request().map_err(|e| data_err(id, e))?;
                 let (obj, record) = self.commit_record(id, class, zone, ws, table_crc, shared)?;
                 let batched = if ws.dev.prefers_batches() {
-                    let commit = super::shard::BatchCommit {
+                    let job = BatchCommit {
                         id,
+                        shard: s,
                         rec: record,
+                        obj,
                         req,
+                        ws: &mut *ws,
+                        extra: Some((mdc, rec)),
                     };
-                    self.inner.commit_batched(
-                        s,
-                        commit,
-                        ws,
-                        Some((mdc, rec, &mut *written)),
-                        insert(obj),
-                    )
+                    match self.inner.commit_batched(vec![job]).pop() {
+                        Some(Batched::Done(r, w)) => {
+                            *written = w;
+                            Ok(r)
+                        }
+                        Some(Batched::Busy(req)) => Err(req),
+                        None => Err(None),
+                    }
                 } else {
                     Err(req)
                 };
@@ -313,24 +315,39 @@ impl Catalog {
             }
             return Err(e);
         }
-        if shared {
-            s.unsealed.store(true, Ordering::Relaxed);
-        }
-        // The checksum table reads verify against is known now: cached, so
-        // the first read of a new mblock does not read it back first.
-        if let Some(c) = ws.csums.as_ref() {
-            let t = mblock::Table::from_bytes(c.shift, &c.table());
-            self.inner.csums.cache.insert(id.raw(), Arc::new(t));
-        }
-        *g = None;
+        self.commit_done(id, s, shared, &mut g);
         drop(g);
         lock(&self.inner.pending).remove(&id.raw());
         self.props(id)
     }
 
+    /// An mblock's commit is durable and in its shard's table: cache its
+    /// checksum table and end its pending state (the caller then drops
+    /// it from the pending map).
+    pub(super) fn commit_done(
+        &self,
+        id: ObjectId,
+        s: &Shard,
+        shared: bool,
+        pending: &mut Option<Pending>,
+    ) {
+        if shared {
+            s.unsealed.store(true, Ordering::Relaxed);
+        }
+        // The checksum table reads verify against is known now: cached, so
+        // the first read of a new mblock does not read it back first.
+        if let Some(Pending::Mblock { ws, .. }) = pending.as_ref() {
+            if let Some(c) = ws.csums.as_ref() {
+                let t = mblock::Table::from_bytes(c.shift, &c.table());
+                self.inner.csums.cache.insert(id.raw(), Arc::new(t));
+            }
+        }
+        *pending = None;
+    }
+
     /// The commit record of mblock `id` as written so far (`table_crc`,
     /// its checksum table's CRC), and the object it makes.
-    fn commit_record(
+    pub(super) fn commit_record(
         &self,
         id: ObjectId,
         class: MediaClass,

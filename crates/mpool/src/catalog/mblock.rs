@@ -60,6 +60,10 @@ pub(crate) struct WriteState {
     /// (written while the write that filled the mblock was in flight), so
     /// the commit need not write it.
     table_on_dev: Option<u64>,
+    /// The commit's last write ([`WriteState::finish_request`]) is on the
+    /// device for content of this many bytes: a commit of that content
+    /// need not write it again.
+    finished_at: Option<u64>,
 }
 
 /// The per-block CRC-32C of an mblock being written.
@@ -241,6 +245,7 @@ impl WriteState {
             failed: false,
             hold_zone: false,
             table_on_dev: None,
+            finished_at: None,
         }
     }
 
@@ -441,7 +446,8 @@ impl WriteState {
             .map_or(0, |t| t.len().div_ceil(sector) * sector);
         // Written already, while the write that filled the mblock was in
         // flight (nothing can have been appended since: it is full).
-        let written = self.tail.is_empty() && self.table_on_dev == Some(self.on_dev);
+        let written = (self.tail.is_empty() && self.table_on_dev == Some(self.on_dev))
+            || self.finished_at == Some(self.written);
         if tail_span + table_span == 0 || written {
             return Ok((None, table_crc));
         }
@@ -476,6 +482,7 @@ impl WriteState {
             self.failed = true;
             return Err(e.into());
         }
+        self.finished_at = Some(self.written);
         Ok(())
     }
 }

@@ -18,8 +18,10 @@
 //! - `mblock`: the mblock data path; `reader`: the queued reader.
 
 mod background;
+mod batch;
 mod compaction;
 mod csum;
+mod group;
 mod holds;
 mod lifecycle;
 pub(crate) mod mblock;
@@ -176,6 +178,9 @@ struct Inner {
     /// MDCs that could not be replayed.
     damaged: Vec<DamagedMdc>,
     pending: Mutex<HashMap<u64, Arc<Mutex<Option<Pending>>>>>,
+    /// Commits with a caller's record waiting to go to the device in one
+    /// batch (`group.rs`).
+    group: Mutex<group::Queue>,
     /// One handle per user log for the pool's lifetime: a second instance of
     /// the same log would not see the first one's buffered appends.
     open_logs: Mutex<HashMap<u64, Arc<Mlog>>>,
@@ -599,6 +604,7 @@ impl Catalog {
             shards,
             damaged,
             pending: Mutex::new(HashMap::new()),
+            group: Mutex::new(group::Queue::default()),
             open_logs: Mutex::new(HashMap::new()),
             open_mdcs: Mutex::new(HashMap::new()),
             root,

@@ -8,8 +8,7 @@ use crate::error::{
 };
 use crate::format::record::CatalogRecord;
 use crate::format::superblock::MediaClass;
-use crate::io::IoReq;
-use crate::mdc::{Mdc, MdcError, WrittenRecord};
+use crate::mdc::{Mdc, MdcError};
 use crate::mlog::MlogError;
 use crate::objid::{ObjType, ObjectId, UNIQ_MAX};
 use serde::Serialize;
@@ -78,15 +77,6 @@ impl Shard {
             None => Ok(()),
         }
     }
-}
-
-/// The mblock commit of [`Inner::commit_batched`]: the mblock, its commit
-/// record, and its last write (if any).
-#[derive(Debug)]
-pub(super) struct BatchCommit {
-    pub(super) id: ObjectId,
-    pub(super) rec: CatalogRecord,
-    pub(super) req: Option<IoReq>,
 }
 
 /// The zones of a shard's deferred deletes appended so far.
@@ -244,127 +234,6 @@ impl Inner {
             self.compact(s).map_err(give_back)?;
         }
         Err(give_back(MetadataError::Full { mdc: s.index }.into()))
-    }
-
-    /// A shared-flush mblock commit in one device batch: the mblock's last
-    /// write `req` (if any), the commit record `rec` staged in the shard's
-    /// log, and `extra`'s record staged in the caller's MDC (on the same
-    /// device) all submitted together, then one device flush makes them
-    /// all durable, and `then` updates the object table. A crash before
-    /// the flush leaves any subset of the writes; replay verifies the
-    /// content of commits in a log's last flush set (docs/format.md,
-    /// "Transactions"), so a commit whose content is missing is dropped.
-    ///
-    /// `Err(req)`, nothing appended or written, when the shard's log is
-    /// busy, needs a compaction, or the shard has an owner thread: commit
-    /// the usual way. `extra`'s outcome is stored in its third field: the
-    /// record written (durable when this returns `Ok(Ok(()))`), not
-    /// appended (its MDC was busy), or the append's error.
-    #[allow(clippy::type_complexity)]
-    pub(super) fn commit_batched(
-        &self,
-        s: &Shard,
-        commit: BatchCommit,
-        ws: &mut super::mblock::WriteState,
-        extra: Option<(&Mdc, &[u8], &mut crate::mdc::Result<Option<WrittenRecord>>)>,
-        then: impl FnOnce(&mut HashMap<u64, Obj>),
-    ) -> std::result::Result<Result<()>, Option<IoReq>> {
-        let BatchCommit { id, rec, req } = commit;
-        if s.owner.is_some() || s.check_broken().is_err() {
-            return Err(req);
-        }
-        let bytes = rec.encode();
-        debug_assert_eq!(CatalogRecord::decode(&bytes).ok(), Some(rec));
-        let mdc = rlock(&s.mdc);
-        let commit = match mdc.stage_written(&bytes) {
-            Ok(Some(c)) => c,
-            // Busy, or full (the usual way compacts): nothing appended.
-            Ok(None) | Err(_) => return Err(req),
-        };
-        // Taken after the commit was appended: these deletes' records are
-        // in its flush set or an earlier one, durable with its flush.
-        let done = take_awaiting(s);
-        let mut other = None;
-        if let Some((m, r, out)) = extra {
-            match m.stage_written(r) {
-                Ok(Some(w)) => other = Some((m, w, out)),
-                Ok(None) => *out = Ok(None),
-                Err(e) => *out = Err(e),
-            }
-        }
-        let mut batch: Vec<IoReq> = req.into_iter().collect();
-        let n_content = batch.len();
-        batch.extend(commit.requests());
-        let n_commit = batch.len() - n_content;
-        if let Some((_, w, _)) = &other {
-            batch.extend(w.requests());
-        }
-        let mut out = ws.dev.submit_depth(batch, usize::MAX);
-        let got = out.len();
-        let (content_done, rest) = out.split_at_mut(n_content.min(got));
-        let (commit_done, other_done) = rest.split_at_mut(n_commit.min(rest.len()));
-        let content = if n_content > 0 {
-            ws.finish_done(content_done)
-        } else {
-            Ok(())
-        };
-        let committed = commit.done(commit_done);
-        let other = other.map(|(m, w, out)| {
-            let r = w.done(other_done);
-            let ok = r.as_ref().ok().copied();
-            *out = r.map(Some);
-            (m, ok)
-        });
-        let r = match (content, &committed) {
-            (Ok(()), Ok(_)) => ws.dev.flush().map_err(Error::from),
-            (Err(e), _) => Err(super::lifecycle::data_err(id, e)),
-            (Ok(()), Err(_)) => Ok(()),
-        };
-        let r = match (committed, r) {
-            (Ok(c), Ok(())) => {
-                // Every write was done before the flush began.
-                mdc.note_flushed(c);
-                if let Some((m, Some(w))) = other {
-                    m.note_flushed(w);
-                }
-                s.records.fetch_add(1, Ordering::Relaxed);
-                s.appends.fetch_add(1, Ordering::Relaxed);
-                let mut objs = wlock(&s.objs);
-                then(&mut objs);
-                s.objs_gen.fetch_add(1, Ordering::Release);
-                drop(objs);
-                drop(mdc);
-                let released = self.release(done);
-                if self.wants_compaction(s) {
-                    let (m, cv) = &self.wake;
-                    drop(lock(m));
-                    cv.notify_all();
-                }
-                return Ok(released);
-            }
-            // The commit record failed: its log failed with it (it takes
-            // no more records until a reopen).
-            (Err(e), _) => Err(e.into()),
-            // The commit record is written but the content or the flush
-            // failed: the record must not become durable in front of later
-            // flush sets (replay would then take the commit unverified).
-            // A delete record after it ends the object; if that fails too,
-            // the MDC takes no more records until a reopen, whose replay
-            // finds the commit in the last flush set and verifies it.
-            (Ok(_), Err(e)) => {
-                s.records.fetch_add(1, Ordering::Relaxed);
-                drop(mdc);
-                if let Err(d) = self.log(s, CatalogRecord::Delete { id }, true, |_| {}) {
-                    *lock(&s.broken) = Some(format!(
-                        "the commit of {id} was written, its content or flush failed ({e}), \
-                         and its delete record could not be appended ({d})"
-                    ));
-                }
-                Err(e)
-            }
-        };
-        lock(&s.awaiting).extend(done.iter().copied());
-        Ok(r)
     }
 
     /// A new ID in the next shard; a checkpoint is made durable first when needed.

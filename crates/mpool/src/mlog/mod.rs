@@ -888,16 +888,18 @@ impl Mlog {
     }
 
     /// Frame a record into the buffer (twice in a mirrored log); returns its seq.
-    fn encode(&self, st: &mut State, parts: &[&[u8]], len: u64) -> Result<u64> {
+    /// Where a record of `len` bytes appended at `at` goes: its header,
+    /// the end of its first copy, its second copy's header (mirrored) and
+    /// where it ends; `LogFull` when it does not fit.
+    fn place(&self, st: &State, at: u64, len: u64) -> Result<(u64, u64, Option<u64>, u64)> {
         let g = self.geom;
-        let bs = g.bs;
-        let free = g.size().saturating_sub(st.end);
+        let free = g.size().saturating_sub(at);
         let copies = if st.mirrored { 2 } else { 1 };
         let full = || MlogError::LogFull {
             need: copies * (len + REC_HDR_LEN),
             free,
         };
-        let h = g.next_hdr(st.end, len, st.padded).ok_or_else(full)?;
+        let h = g.next_hdr(at, len, st.padded).ok_or_else(full)?;
         let end1 = g.rec_end(h, len).ok_or_else(full)?;
         let (copy, end) = if st.mirrored {
             let h2 = g.hdr_pos(end1).ok_or_else(full)?;
@@ -908,6 +910,17 @@ impl Mlog {
         if end > g.size() {
             return Err(full());
         }
+        Ok((h, end1, copy, end))
+    }
+
+    fn encode(&self, st: &mut State, parts: &[&[u8]], len: u64) -> Result<u64> {
+        let g = self.geom;
+        let bs = g.bs;
+        let (h, end1, copy, end) = self.place(st, st.end, len)?;
+        let full = || MlogError::LogFull {
+            need: len + REC_HDR_LEN,
+            free: g.size().saturating_sub(st.end),
+        };
         let seq = st.next_seq;
         let bdelta = match st.batch_first {
             Some(f) => u32::try_from(seq - f).map_err(|_| full())?,
@@ -1509,23 +1522,49 @@ impl Mlog {
     /// the same device, then one device flush for all): see
     /// [`StagedWrite`]. `None`, nothing appended, when the log is not idle.
     pub fn stage_written(&self, parts: &[&[u8]]) -> Result<Option<StagedWrite<'_>>> {
-        let len: u64 = parts.iter().map(|p| p.len() as u64).sum();
+        self.stage_written_many(&[parts])
+    }
+
+    /// As [`Mlog::stage_written`] with several records (each given as
+    /// its parts), all in one flush set, in order; none is appended when
+    /// one is refused (too large, or the log has no room for them all).
+    /// The [`StagedWrite`]'s LSN is the first record's.
+    pub fn stage_written_many(&self, records: &[&[&[u8]]]) -> Result<Option<StagedWrite<'_>>> {
+        let lens: Vec<u64> = records
+            .iter()
+            .map(|parts| parts.iter().map(|p| p.len() as u64).sum())
+            .collect();
         let mut g = self.lock();
         if g.flushing || g.gathering || g.inside > 0 || g.unflushed.is_some() || !g.hdr_durable {
             return Ok(None);
         }
+        if records.is_empty() {
+            return Ok(None);
+        }
         let max = self.max_for(g.mirrored);
-        if len > max {
+        if let Some(&len) = lens.iter().find(|&&l| l > max) {
             return Err(MlogError::RecordTooLarge { len, max });
         }
         usable(&g)?;
-        let seq = self.encode(&mut g, parts, len)?;
+        // All of them fit, or none is appended.
+        let mut at = g.end;
+        for &len in &lens {
+            at = self.place(&g, at, len)?.3;
+        }
+        let mut first = None;
+        for (parts, &len) in records.iter().zip(&lens) {
+            let seq = self.encode(&mut g, parts, len)?;
+            first.get_or_insert(seq);
+        }
+        let Some(first) = first else {
+            return Ok(None);
+        };
         // Idle and the header durable: nothing to flush or write first.
         let set = self.close_set(g);
         Ok(Some(StagedWrite {
             log: self,
             set: Some(set),
-            lsn: Lsn(seq),
+            lsn: Lsn(first),
         }))
     }
 

@@ -361,7 +361,8 @@ impl Pool {
     /// is written beside the content write). Where the device takes
     /// batches, the mblock's last write, its commit record and `rec` go
     /// to the device together, then one flush: one round trip for the
-    /// three writes. After a crash before that flush any of the three may
+    /// three writes. Commits made this way from several threads at once
+    /// share one batch and one flush (group commit). After a crash before that flush any of the three may
     /// be on the media without the others; a commit without its content
     /// is dropped when the pool opens.
     ///
@@ -372,7 +373,7 @@ impl Pool {
     pub fn mblock_commit_with(
         &self,
         id: MblockId,
-        mdc: &Mdc,
+        mdc: &Arc<Mdc>,
         rec: &[u8],
     ) -> (
         Result<ObjectProps>,
@@ -384,6 +385,13 @@ impl Pool {
         };
         let (r, written) = pmd.mblock_commit_with(id.object_id(), mdc, rec);
         (self.count(r, rundir::ErrorKind::Write), written)
+    }
+
+    /// Commits of [`Pool::mblock_commit_with`] waiting for the next batch
+    /// (tests of the group commit). With the `internals` feature only.
+    #[cfg(feature = "internals")]
+    pub fn commits_waiting(&self) -> usize {
+        self.pmd().map_or(0, Catalog::commits_waiting)
     }
 
     /// Discard an uncommitted mblock.

@@ -178,3 +178,134 @@ fn a_failed_content_write_leaves_no_mblock() {
         );
     }
 }
+
+/// A device whose flushes wait at a gate the test opens.
+#[derive(Debug)]
+struct Gated {
+    inner: Arc<FaultDevice>,
+    gate: std::sync::Mutex<(bool, usize)>,
+    cv: std::sync::Condvar,
+}
+
+impl Gated {
+    fn set_open(&self, open: bool) {
+        self.gate.lock().unwrap().0 = open;
+        self.cv.notify_all();
+    }
+
+    /// Flushes waiting at the closed gate.
+    fn waiting(&self) -> usize {
+        self.gate.lock().unwrap().1
+    }
+}
+
+impl Device for Gated {
+    fn info(&self) -> &mpool::dev::DeviceInfo {
+        self.inner.info()
+    }
+    fn submit(&self, reqs: Vec<mpool::io::IoReq>) -> Vec<mpool::io::IoReq> {
+        self.inner.submit(reqs)
+    }
+    fn flush(&self) -> Result<(), mpool::DevError> {
+        let mut g = self.gate.lock().unwrap();
+        g.1 += 1;
+        while !g.0 {
+            g = self.cv.wait(g).unwrap();
+        }
+        g.1 -= 1;
+        drop(g);
+        self.inner.flush()
+    }
+    fn discard(&self, offset: u64, len: u64) -> Result<(), mpool::DevError> {
+        self.inner.discard(offset, len)
+    }
+}
+
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    for _ in 0..20_000 {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    panic!("gave up waiting for {what}");
+}
+
+/// Commits that arrive while a batch is in flight wait, write their
+/// content meanwhile, and then go together: one batch and one flush for
+/// the three of them, after the first commit's own.
+#[test]
+fn commits_that_arrive_together_share_one_batch_and_one_flush() {
+    let fault = Arc::new(FaultDevice::new(64 * ZONE, 4096));
+    let d: DeviceRef = fault.clone();
+    Pool::format_on("group", &[(d, MediaClass::Capacity, ZONE)], "").unwrap();
+    let gated = Arc::new(Gated {
+        inner: Arc::clone(&fault),
+        gate: std::sync::Mutex::new((true, 0)),
+        cv: std::sync::Condvar::new(),
+    });
+    let dev: DeviceRef = gated.clone();
+    let pool = Arc::new(Pool::open_on(vec![dev], false).unwrap());
+    let m = pool.mdc_alloc(MediaClass::Capacity, ZONE).unwrap();
+    pool.mdc_commit(m).unwrap();
+    let mdc = pool.mdc_open(m).unwrap();
+    mdc.append(b"opened", true).unwrap();
+    let ids: Vec<_> = (0..4u8)
+        .map(|k| {
+            let id = pool.mblock_alloc(MediaClass::Capacity).unwrap();
+            pool.mblock_write(id, &bytes(10 + k, 64 << 10)).unwrap();
+            id
+        })
+        .collect();
+    let before = fault.stats();
+    gated.set_open(false);
+    let commit = |k: usize| {
+        let (pool, mdc, id) = (Arc::clone(&pool), Arc::clone(&mdc), ids[k]);
+        std::thread::spawn(move || {
+            let (c, w) = pool.mblock_commit_with(id, &mdc, format!("record {k}").as_bytes());
+            c.unwrap();
+            assert!(
+                w.unwrap().is_some(),
+                "record {k} was written with its commit"
+            );
+        })
+    };
+    // The first commit's batch is written; its flush waits at the gate.
+    let first = commit(0);
+    wait_for("the first flush", || gated.waiting() == 1);
+    let others: Vec<_> = (1..4).map(commit).collect();
+    wait_for("three commits waiting", || pool.commits_waiting() == 3);
+    let mid = fault.stats();
+    assert_eq!(
+        mid.batches - before.batches,
+        4,
+        "one batch, three contents written ahead"
+    );
+    gated.set_open(true);
+    first.join().unwrap();
+    for t in others {
+        t.join().unwrap();
+    }
+    let after = fault.stats();
+    assert_eq!(after.flushes - before.flushes, 2, "a flush per batch");
+    assert_eq!(
+        after.batches - mid.batches,
+        1,
+        "the three commits' records in one batch"
+    );
+    drop(mdc);
+    let pool = Arc::into_inner(pool).unwrap();
+    drop(pool);
+    let (_f, pool) = reboot(&fault, CrashMode::DropAll);
+    for (k, id) in ids.iter().enumerate() {
+        let mut back = vec![0u8; 64 << 10];
+        pool.mblock_read(*id, 0, &mut back).unwrap();
+        assert_eq!(back, bytes(10 + k as u8, 64 << 10));
+    }
+    let mut got = records(&pool, m);
+    got.sort();
+    let mut want: Vec<Vec<u8>> = (0..4).map(|k| format!("record {k}").into_bytes()).collect();
+    want.push(b"opened".to_vec());
+    want.sort();
+    assert_eq!(got, want);
+}

@@ -1,0 +1,258 @@
+//! Group commit across mblock commits that carry a caller's record
+//! ([`Catalog::mblock_commit_with`]): a commit that arrives while another
+//! thread runs a batch waits, and the commits that gathered meanwhile go
+//! together as the next batch ([`Inner::commit_batched`]): their content
+//! writes, their commit records (one flush set per shard), their callers'
+//! records (one flush set per MDC), one flush. As a log's group commit
+//! shares a flush between appenders, this shares one between whole
+//! commits: with 8 callers, an object store's put costs a share of one
+//! batch and one flush instead of a commit's flush and then the flush of
+//! its record in a log that another commit's batch kept busy.
+//!
+//! One thread leads at a time: it runs a batch of everything queued, then
+//! hands the lead to the first commit that arrived meanwhile, and only
+//! then returns. A commit that cannot go in a batch (not a shared-flush
+//! commit on a device that takes batches, its shard's log busy, a second
+//! commit of the same mblock) goes alone, on its own thread, the way of
+//! [`Catalog::mblock_commit_with_alone`]. A commit that finds a batch
+//! running writes its content while it waits, so that the next batch holds
+//! only the records.
+
+use super::batch::{BatchCommit, Batched};
+use super::lifecycle::data_err;
+use super::object::{ObjectProps, Pending};
+use super::{lock, Catalog};
+use crate::error::Result;
+use crate::format::superblock::MediaClass;
+use crate::mdc::{Mdc, MdcError, WrittenRecord};
+use crate::objid::{ObjType, ObjectId};
+use std::sync::{Arc, Condvar, Mutex};
+
+/// A commit's outcome and its caller's record's (see
+/// [`Catalog::mblock_commit_with`]).
+pub(super) type Outcome = (
+    Result<ObjectProps>,
+    std::result::Result<Option<WrittenRecord>, MdcError>,
+);
+
+/// The commits waiting for the next batch, and whether a thread leads.
+#[derive(Default)]
+pub(super) struct Queue {
+    jobs: Vec<Job>,
+    leading: bool,
+}
+
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue")
+            .field("jobs", &self.jobs.len())
+            .field("leading", &self.leading)
+            .finish()
+    }
+}
+
+struct Job {
+    id: ObjectId,
+    mdc: Arc<Mdc>,
+    rec: Vec<u8>,
+    slot: Arc<Slot>,
+}
+
+/// Where a waiting commit learns what to do next.
+#[derive(Default)]
+struct Slot {
+    st: Mutex<State>,
+    cv: Condvar,
+}
+
+#[derive(Default)]
+enum State {
+    #[default]
+    Waiting,
+    /// Run the next batch.
+    Lead,
+    /// Not in a batch: commit alone.
+    Alone,
+    Done(Outcome),
+}
+
+impl Slot {
+    fn set(&self, s: State) {
+        *lock(&self.st) = s;
+        self.cv.notify_one();
+    }
+
+    fn wait(&self) -> State {
+        let mut g = lock(&self.st);
+        loop {
+            match std::mem::take(&mut *g) {
+                State::Waiting => g = self.cv.wait(g).unwrap_or_else(|p| p.into_inner()),
+                s => return s,
+            }
+        }
+    }
+}
+
+impl Catalog {
+    /// As [`Self::mblock_commit`], with `rec` appended to `mdc` (on the
+    /// capacity device) and made durable by the commit's flush; commits
+    /// that arrive together share one device batch and one flush (see
+    /// the module docs). The second result says what became of `rec`:
+    /// `Some` written (durable when the commit succeeded; when it failed,
+    /// on the media or not), `None` not appended (its MDC was busy: append
+    /// it the usual way), or the append's error.
+    pub(crate) fn mblock_commit_with(&self, id: ObjectId, mdc: &Arc<Mdc>, rec: &[u8]) -> Outcome {
+        if lock(&self.inner.group).leading {
+            // A batch is running: this commit waits for the next one, and
+            // writes its content meanwhile, so that the next batch holds
+            // only records.
+            self.write_ahead(id);
+        }
+        let slot = Arc::new(Slot::default());
+        let lead = {
+            let mut q = lock(&self.inner.group);
+            q.jobs.push(Job {
+                id,
+                mdc: Arc::clone(mdc),
+                rec: rec.to_vec(),
+                slot: Arc::clone(&slot),
+            });
+            !std::mem::replace(&mut q.leading, true)
+        };
+        let mut mine = if lead { State::Lead } else { slot.wait() };
+        if let State::Lead = mine {
+            let jobs = std::mem::take(&mut lock(&self.inner.group).jobs);
+            self.run_group(jobs);
+            {
+                let mut q = lock(&self.inner.group);
+                match q.jobs.first() {
+                    Some(next) => next.slot.set(State::Lead),
+                    None => q.leading = false,
+                }
+            }
+            // This commit was in the batch: its outcome is in its slot.
+            mine = slot.wait();
+        }
+        match mine {
+            State::Done(o) => o,
+            _ => self.mblock_commit_with_alone(id, mdc, rec),
+        }
+    }
+
+    /// Commits waiting for the next batch.
+    #[cfg(feature = "internals")]
+    pub(crate) fn commits_waiting(&self) -> usize {
+        lock(&self.inner.group).jobs.len()
+    }
+
+    /// Write the last content of mblock `id` now, on this thread (see
+    /// [`WriteState::finish_request`]); its commit then need not. Nothing
+    /// happens for an mblock that is not pending in the capacity class; a
+    /// failed write fails the mblock, and its commit reports that.
+    fn write_ahead(&self, id: ObjectId) {
+        let Some(p) = self.pending(id) else {
+            return;
+        };
+        let mut g = lock(&p);
+        let Some(Pending::Mblock { class, ws, .. }) = g.as_mut() else {
+            return;
+        };
+        if *class != MediaClass::Capacity || !self.inner.features.shared_commit() {
+            return;
+        }
+        if let Ok((Some(req), _)) = ws.finish_request() {
+            let mut out = ws.dev.submit_depth(vec![req], usize::MAX);
+            let _ = ws.finish_done(&mut out);
+        }
+    }
+
+    /// Run one batch of `jobs` and give every job its outcome (or send it
+    /// alone).
+    fn run_group(&self, jobs: Vec<Job>) {
+        let mut states: Vec<Option<State>> = jobs.iter().map(|_| None).collect();
+        let writable = self.inner.check_writable().is_ok();
+        let mut entries = Vec::new();
+        for (i, j) in jobs.iter().enumerate() {
+            // A second commit of one mblock goes alone (and fails there).
+            let dup = jobs[..i].iter().any(|x| x.id == j.id);
+            let p = (writable && !dup && j.id.ty() == ObjType::Mblock)
+                .then(|| self.pending(j.id))
+                .flatten();
+            match p {
+                Some(p) => entries.push((i, p)),
+                None => states[i] = Some(State::Alone),
+            }
+        }
+        let mut guards: Vec<_> = entries.iter().map(|(i, p)| (*i, lock(p))).collect();
+        let shared = self.inner.features.shared_commit();
+        let mut batch = Vec::new();
+        let mut in_batch = Vec::new();
+        for (i, g) in guards.iter_mut() {
+            let j = &jobs[*i];
+            let Some(Pending::Mblock { class, zone, ws }) = g.as_mut() else {
+                states[*i] = Some(State::Alone);
+                continue;
+            };
+            let s = match self.inner.shard(j.id) {
+                Ok(s) if shared && *class == MediaClass::Capacity && ws.dev.prefers_batches() => s,
+                _ => {
+                    states[*i] = Some(State::Alone);
+                    continue;
+                }
+            };
+            let made = ws
+                .finish_request()
+                .map_err(|e| data_err(j.id, e))
+                .and_then(|(req, crc)| {
+                    let (obj, rec) = self.commit_record(j.id, *class, *zone, ws, crc, true)?;
+                    Ok((req, obj, rec))
+                });
+            match made {
+                Ok((req, obj, rec)) => {
+                    batch.push(BatchCommit {
+                        id: j.id,
+                        shard: s,
+                        rec,
+                        obj,
+                        req,
+                        ws,
+                        extra: Some((&*j.mdc, &j.rec[..])),
+                    });
+                    in_batch.push(*i);
+                }
+                Err(e) => states[*i] = Some(State::Done((Err(e), Ok(None)))),
+            }
+        }
+        let results = if batch.is_empty() {
+            Vec::new()
+        } else {
+            self.inner.commit_batched(batch)
+        };
+        let mut committed = Vec::new();
+        for (r, &i) in results.into_iter().zip(&in_batch) {
+            match r {
+                Batched::Busy(_) => states[i] = Some(State::Alone),
+                Batched::Done(Err(e), w) => states[i] = Some(State::Done((Err(e), w))),
+                Batched::Done(Ok(()), w) => {
+                    let id = jobs[i].id;
+                    if let (Some((_, g)), Ok(s)) = (
+                        guards.iter_mut().find(|(x, _)| *x == i),
+                        self.inner.shard(id),
+                    ) {
+                        self.commit_done(id, s, true, g);
+                    }
+                    committed.push((i, w));
+                }
+            }
+        }
+        drop(guards);
+        for (i, w) in committed {
+            let id = jobs[i].id;
+            lock(&self.inner.pending).remove(&id.raw());
+            states[i] = Some(State::Done((self.props(id), w)));
+        }
+        for (j, s) in jobs.iter().zip(states) {
+            j.slot.set(s.unwrap_or(State::Alone));
+        }
+    }
+}
