@@ -3,6 +3,7 @@
 
 use crate::cache::{Chunk, ContentCache, Key};
 use crate::catalog::Result;
+use crate::huge;
 use crate::record::Extent;
 use bytes::{Bytes, BytesMut};
 use mpool::{AlignedBuf, AlignedRead, MblockId, MediaClass, Pool};
@@ -26,6 +27,10 @@ pub const DIRECT_DEPTH: usize = 8;
 /// does not finish a 1 MiB request sooner in pieces, and the threads'
 /// start and the pieces' joins cost time of their own.
 const PARALLEL_MIN: u64 = 8 << 20;
+
+/// The smallest read that goes through a buffer backed by a huge page
+/// (see `huge`): 64 KiB reads from 8 jobs ran 1.84x faster from one.
+const BOUNCE_MIN: usize = 64 << 10;
 
 /// The smallest piece a large read is cut into.
 const SPLIT_MIN: u64 = 256 << 10;
@@ -253,9 +258,11 @@ fn parts(extents: &[Extent], r: &Range<u64>) -> Vec<Part> {
 /// Read bytes `offset..offset + buf.len()` of mblock `id` (content `len`
 /// bytes) into `buf`; bytes past the content come back zero. The whole
 /// checksum blocks at the front go from the device straight into `buf`
-/// when it is aligned (one request, verified where it landed); a last
-/// partial block, or a buffer that is not aligned, goes through the
-/// pool's bounce buffers.
+/// when it is aligned (one request, verified where it landed), or with
+/// `bounce` (`buf` is not backed by huge pages) through a buffer backed
+/// by a huge page when they are from [`BOUNCE_MIN`] to [`huge::SIZE`]
+/// bytes; a last partial block, or a buffer that is not aligned, goes
+/// through the pool's bounce buffers.
 fn read_span(
     pool: &Pool,
     id: MblockId,
@@ -263,6 +270,7 @@ fn read_span(
     offset: u64,
     buf: &mut [u8],
     align: u64,
+    bounce: bool,
 ) -> Result<()> {
     let inside = usize::try_from(len.saturating_sub(offset))
         .unwrap_or(usize::MAX)
@@ -275,7 +283,21 @@ fn read_span(
     } else {
         0
     };
-    if direct > 0 {
+    let mut done = false;
+    if bounce && (BOUNCE_MIN..=huge::SIZE).contains(&direct) {
+        // Into a huge page and copied out (see `huge`).
+        let head = &mut buf[..direct];
+        let r = huge::with_buffer(|h| {
+            let h = &mut h[..direct];
+            pool.mblock_read(id, offset, h)
+                .map(|()| head.copy_from_slice(h))
+        });
+        if let Some(r) = r {
+            r?;
+            done = true;
+        }
+    }
+    if direct > 0 && !done {
         pool.mblock_read(id, offset, &mut buf[..direct])?;
     }
     if inside > direct {
@@ -292,12 +314,13 @@ type Span<'a> = (MblockId, u64, u64, &'a mut [u8]);
 /// Do `spans` ([`read_span`] each): on this thread when they are small,
 /// else on up to [`DIRECT_DEPTH`] threads at once, a large span cut into
 /// pieces of at least [`SPLIT_MIN`] so that even one mblock's read keeps
-/// several requests in flight (and is verified in parallel).
-fn run_spans(pool: &Pool, spans: Vec<Span<'_>>, align: u64) -> Result<()> {
+/// several requests in flight (and is verified in parallel); `bounce`: the
+/// spans' memory is not backed by huge pages (see [`read_span`]).
+fn run_spans(pool: &Pool, spans: Vec<Span<'_>>, align: u64, bounce: bool) -> Result<()> {
     let total: u64 = spans.iter().map(|s| s.3.len() as u64).sum();
     if total < PARALLEL_MIN {
         for (id, len, offset, buf) in spans {
-            read_span(pool, id, len, offset, buf, align)?;
+            read_span(pool, id, len, offset, buf, align, bounce)?;
         }
         return Ok(());
     }
@@ -326,7 +349,7 @@ fn run_spans(pool: &Pool, spans: Vec<Span<'_>>, align: u64) -> Result<()> {
     let workers = spans.len().min(DIRECT_DEPTH);
     if workers <= 1 {
         for (id, len, offset, buf) in spans {
-            read_span(pool, id, len, offset, buf, align)?;
+            read_span(pool, id, len, offset, buf, align, bounce)?;
         }
         return Ok(());
     }
@@ -336,7 +359,7 @@ fn run_spans(pool: &Pool, spans: Vec<Span<'_>>, align: u64) -> Result<()> {
     }
     let work = |share: Vec<Span<'_>>| -> Result<()> {
         for (id, len, offset, buf) in share {
-            read_span(pool, id, len, offset, buf, align)?;
+            read_span(pool, id, len, offset, buf, align, bounce)?;
         }
         Ok(())
     };
@@ -396,7 +419,8 @@ fn read_direct(
             spans.push((p.id, p.len, at, head));
             rest = tail;
         }
-        run_spans(pool, spans, align)?;
+        // A buffer of HUGE_MIN or more is backed by huge pages already.
+        run_spans(pool, spans, align, skip + total < HUGE_MIN)?;
     }
     let size = buf.capacity();
     Ok((
@@ -685,7 +709,7 @@ fn read_runs(pool: &Pool, cache: &ContentCache, runs: &[Run]) -> Result<Vec<(Byt
     if let [r] = runs {
         let (mut buf, off) = aligned_vec(r.bytes, Some(cache));
         let span = (r.id, r.len, r.offset, &mut buf[off..off + r.bytes]);
-        run_spans(pool, vec![span], align)?;
+        run_spans(pool, vec![span], align, r.bytes < HUGE_MIN)?;
         let size = buf.capacity();
         return Ok(vec![(hand_out(buf, off..off + r.bytes, Some(cache)), size)]);
     }

@@ -56,6 +56,7 @@
 mod cache;
 mod catalog;
 mod data;
+mod huge;
 mod multipart;
 pub mod record;
 #[cfg(feature = "internals")]
