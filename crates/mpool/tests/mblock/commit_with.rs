@@ -309,3 +309,80 @@ fn commits_that_arrive_together_share_one_batch_and_one_flush() {
     want.sort();
     assert_eq!(got, want);
 }
+
+/// In a group, a commit whose content write failed fails alone: the
+/// others in its batch are durable, and it never exists, before or after
+/// a crash.
+#[test]
+fn a_failed_commit_in_a_group_fails_alone() {
+    let fault = Arc::new(FaultDevice::new(64 * ZONE, 4096));
+    let d: DeviceRef = fault.clone();
+    Pool::format_on("group-eio", &[(d, MediaClass::Capacity, ZONE)], "").unwrap();
+    let gated = Arc::new(Gated {
+        inner: Arc::clone(&fault),
+        gate: std::sync::Mutex::new((true, 0)),
+        cv: std::sync::Condvar::new(),
+    });
+    let dev: DeviceRef = gated.clone();
+    let pool = Arc::new(Pool::open_on(vec![dev], false).unwrap());
+    let m = pool.mdc_alloc(MediaClass::Capacity, ZONE).unwrap();
+    pool.mdc_commit(m).unwrap();
+    let mdc = pool.mdc_open(m).unwrap();
+    mdc.append(b"opened", true).unwrap();
+    let ids: Vec<_> = (0..4u8)
+        .map(|k| {
+            let id = pool.mblock_alloc(MediaClass::Capacity).unwrap();
+            pool.mblock_write(id, &bytes(20 + k, 48 << 10)).unwrap();
+            id
+        })
+        .collect();
+    // The third commit's content cannot be written.
+    let bad = u64::from(pool.object_props(ids[2]).unwrap().zone);
+    fault.fail_writes(bad * ZONE..(bad + 1) * ZONE);
+    gated.set_open(false);
+    let commit = |k: usize| {
+        let (pool, mdc, id) = (Arc::clone(&pool), Arc::clone(&mdc), ids[k]);
+        std::thread::spawn(move || {
+            let (c, w) = pool.mblock_commit_with(id, &mdc, format!("record {k}").as_bytes());
+            (c.is_ok(), matches!(w, Ok(Some(_))))
+        })
+    };
+    let first = commit(0);
+    wait_for("the first flush", || gated.waiting() == 1);
+    let others: Vec<_> = (1..4).map(commit).collect();
+    wait_for("three commits waiting", || pool.commits_waiting() == 3);
+    gated.set_open(true);
+    assert_eq!(first.join().unwrap(), (true, true));
+    let got: Vec<_> = others.into_iter().map(|t| t.join().unwrap()).collect();
+    assert_eq!(got[0], (true, true));
+    assert!(!got[1].0, "the commit whose content failed");
+    assert_eq!(got[2], (true, true));
+    fault.clear_failures();
+    pool.mblock_abort(ids[2]).unwrap();
+    drop(mdc);
+    let pool = Arc::into_inner(pool).unwrap();
+    drop(pool);
+    for mode in [CrashMode::DropAll, CrashMode::KeepAll] {
+        let (_f, pool) = reboot(&fault, mode);
+        for k in [0usize, 1, 3] {
+            let mut back = vec![0u8; 48 << 10];
+            pool.mblock_read(ids[k], 0, &mut back).unwrap();
+            assert_eq!(back, bytes(20 + k as u8, 48 << 10), "{mode:?}");
+        }
+        assert!(pool.object_props(ids[2]).is_err(), "{mode:?}");
+        let got = records(&pool, m);
+        for k in [0usize, 1, 3] {
+            assert!(
+                got.contains(&format!("record {k}").into_bytes()),
+                "{mode:?}"
+            );
+        }
+        assert!(!got.contains(&b"record 2".to_vec()), "{mode:?}");
+        let report = pool.check(&mut |_, _| {}).unwrap();
+        assert!(
+            report.problems.is_empty(),
+            "{mode:?}: {:?}",
+            report.problems
+        );
+    }
+}
