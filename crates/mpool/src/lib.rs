@@ -212,8 +212,8 @@ pub use error::{Error, MetadataError, ObjectError, PoolError, Result, StorageErr
 pub use format::superblock::{MediaClass, Member, SuperblockError};
 pub use io::{AlignedBuf, EngineChoice};
 pub use mcache::{Advice, MappedRef, McacheMap, McacheStats};
-pub use mdc::{Mdc, MdcError, MdcReader, MdcUsage, WrittenRecord};
-pub use mlog::{Lsn, Mlog, MlogError, MlogReader};
+pub use mdc::{Mdc, MdcError, MdcReader, MdcUsage, StagedRecord, WrittenRecord};
+pub use mlog::{Lsn, Mlog, MlogError, MlogReader, StagedWrite};
 pub use objid::{MblockId, MdcId, MlogId, ObjType, ObjectId};
 pub use pool::{
     canonical_property, parse_mode, ClassUsage, DamagedMdcInfo, DeviceProps, PoolProps, PROPERTIES,
