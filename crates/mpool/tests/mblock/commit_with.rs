@@ -231,14 +231,22 @@ fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     panic!("gave up waiting for {what}");
 }
 
-/// Commits that arrive while a batch is in flight wait, write their
-/// content meanwhile, and then go together: one batch and one flush for
-/// the three of them, after the first commit's own.
-#[test]
-fn commits_that_arrive_together_share_one_batch_and_one_flush() {
+/// A pool on a fault device behind a flush gate, with a user MDC holding
+/// "opened" and four mblocks of `len` bytes (`bytes(seed + k, len)`)
+/// written, not committed.
+struct GroupSetup {
+    fault: Arc<FaultDevice>,
+    gated: Arc<Gated>,
+    pool: Arc<Pool>,
+    m: MdcId,
+    mdc: Arc<mpool::Mdc>,
+    ids: Vec<mpool::MblockId>,
+}
+
+fn group_setup(name: &str, seed: u8, len: usize) -> GroupSetup {
     let fault = Arc::new(FaultDevice::new(64 * ZONE, 4096));
     let d: DeviceRef = fault.clone();
-    Pool::format_on("group", &[(d, MediaClass::Capacity, ZONE)], "").unwrap();
+    Pool::format_on(name, &[(d, MediaClass::Capacity, ZONE)], "").unwrap();
     let gated = Arc::new(Gated {
         inner: Arc::clone(&fault),
         gate: std::sync::Mutex::new((true, 0)),
@@ -250,52 +258,89 @@ fn commits_that_arrive_together_share_one_batch_and_one_flush() {
     pool.mdc_commit(m).unwrap();
     let mdc = pool.mdc_open(m).unwrap();
     mdc.append(b"opened", true).unwrap();
-    let ids: Vec<_> = (0..4u8)
+    let ids = (0..4u8)
         .map(|k| {
             let id = pool.mblock_alloc(MediaClass::Capacity).unwrap();
-            pool.mblock_write(id, &bytes(10 + k, 64 << 10)).unwrap();
+            pool.mblock_write(id, &bytes(seed + k, len)).unwrap();
             id
         })
         .collect();
-    let before = fault.stats();
-    gated.set_open(false);
-    let commit = |k: usize| {
-        let (pool, mdc, id) = (Arc::clone(&pool), Arc::clone(&mdc), ids[k]);
+    GroupSetup {
+        fault,
+        gated,
+        pool,
+        m,
+        mdc,
+        ids,
+    }
+}
+
+impl GroupSetup {
+    /// Commit mblock `k` with the record "record k" on a thread of its
+    /// own: (commit succeeded, record written).
+    fn commit(&self, k: usize) -> std::thread::JoinHandle<(bool, bool)> {
+        let (pool, mdc, id) = (Arc::clone(&self.pool), Arc::clone(&self.mdc), self.ids[k]);
         std::thread::spawn(move || {
             let (c, w) = pool.mblock_commit_with(id, &mdc, format!("record {k}").as_bytes());
-            c.unwrap();
-            assert!(
-                w.unwrap().is_some(),
-                "record {k} was written with its commit"
-            );
+            (c.is_ok(), matches!(w, Ok(Some(_))))
         })
-    };
-    // The first commit's batch is written; its flush waits at the gate.
-    let first = commit(0);
-    wait_for("the first flush", || gated.waiting() == 1);
-    let others: Vec<_> = (1..4).map(commit).collect();
-    wait_for("three commits waiting", || pool.commits_waiting() == 3);
-    let mid = fault.stats();
+    }
+
+    /// Commit 0, hold its flush at the gate, and queue 1..4 behind it;
+    /// then open the gate. The four outcomes, in order.
+    fn run(&self, between: impl FnOnce()) -> Vec<(bool, bool)> {
+        self.gated.set_open(false);
+        let first = self.commit(0);
+        wait_for("the first flush", || self.gated.waiting() == 1);
+        let others: Vec<_> = (1..4).map(|k| self.commit(k)).collect();
+        wait_for("three commits waiting", || self.pool.commits_waiting() == 3);
+        between();
+        self.gated.set_open(true);
+        std::iter::once(first)
+            .chain(others)
+            .map(|t| t.join().unwrap())
+            .collect()
+    }
+
+    /// Close the pool (every handle dropped); the fault device stays.
+    fn close(self) -> (Arc<FaultDevice>, MdcId, Vec<mpool::MblockId>) {
+        let GroupSetup {
+            fault,
+            pool,
+            mdc,
+            m,
+            ids,
+            ..
+        } = self;
+        drop(mdc);
+        drop(Arc::into_inner(pool).unwrap());
+        (fault, m, ids)
+    }
+}
+
+/// Commits that arrive while a batch is in flight wait, write their
+/// content meanwhile, and then go together: one batch and one flush for
+/// the three of them, after the first commit's own.
+#[test]
+fn commits_that_arrive_together_share_one_batch_and_one_flush() {
+    let g = group_setup("group", 10, 64 << 10);
+    let before = g.fault.stats();
+    let mut mid = before;
+    let got = g.run(|| mid = g.fault.stats());
+    assert_eq!(got, vec![(true, true); 4], "every commit and record");
     assert_eq!(
         mid.batches - before.batches,
         4,
         "one batch, three contents written ahead"
     );
-    gated.set_open(true);
-    first.join().unwrap();
-    for t in others {
-        t.join().unwrap();
-    }
-    let after = fault.stats();
+    let after = g.fault.stats();
     assert_eq!(after.flushes - before.flushes, 2, "a flush per batch");
     assert_eq!(
         after.batches - mid.batches,
         1,
         "the three commits' records in one batch"
     );
-    drop(mdc);
-    let pool = Arc::into_inner(pool).unwrap();
-    drop(pool);
+    let (fault, m, ids) = g.close();
     let (_f, pool) = reboot(&fault, CrashMode::DropAll);
     for (k, id) in ids.iter().enumerate() {
         let mut back = vec![0u8; 64 << 10];
@@ -315,53 +360,18 @@ fn commits_that_arrive_together_share_one_batch_and_one_flush() {
 /// a crash.
 #[test]
 fn a_failed_commit_in_a_group_fails_alone() {
-    let fault = Arc::new(FaultDevice::new(64 * ZONE, 4096));
-    let d: DeviceRef = fault.clone();
-    Pool::format_on("group-eio", &[(d, MediaClass::Capacity, ZONE)], "").unwrap();
-    let gated = Arc::new(Gated {
-        inner: Arc::clone(&fault),
-        gate: std::sync::Mutex::new((true, 0)),
-        cv: std::sync::Condvar::new(),
-    });
-    let dev: DeviceRef = gated.clone();
-    let pool = Arc::new(Pool::open_on(vec![dev], false).unwrap());
-    let m = pool.mdc_alloc(MediaClass::Capacity, ZONE).unwrap();
-    pool.mdc_commit(m).unwrap();
-    let mdc = pool.mdc_open(m).unwrap();
-    mdc.append(b"opened", true).unwrap();
-    let ids: Vec<_> = (0..4u8)
-        .map(|k| {
-            let id = pool.mblock_alloc(MediaClass::Capacity).unwrap();
-            pool.mblock_write(id, &bytes(20 + k, 48 << 10)).unwrap();
-            id
-        })
-        .collect();
+    let g = group_setup("group-eio", 20, 48 << 10);
     // The third commit's content cannot be written.
-    let bad = u64::from(pool.object_props(ids[2]).unwrap().zone);
-    fault.fail_writes(bad * ZONE..(bad + 1) * ZONE);
-    gated.set_open(false);
-    let commit = |k: usize| {
-        let (pool, mdc, id) = (Arc::clone(&pool), Arc::clone(&mdc), ids[k]);
-        std::thread::spawn(move || {
-            let (c, w) = pool.mblock_commit_with(id, &mdc, format!("record {k}").as_bytes());
-            (c.is_ok(), matches!(w, Ok(Some(_))))
-        })
-    };
-    let first = commit(0);
-    wait_for("the first flush", || gated.waiting() == 1);
-    let others: Vec<_> = (1..4).map(commit).collect();
-    wait_for("three commits waiting", || pool.commits_waiting() == 3);
-    gated.set_open(true);
-    assert_eq!(first.join().unwrap(), (true, true));
-    let got: Vec<_> = others.into_iter().map(|t| t.join().unwrap()).collect();
+    let bad = u64::from(g.pool.object_props(g.ids[2]).unwrap().zone);
+    g.fault.fail_writes(bad * ZONE..(bad + 1) * ZONE);
+    let got = g.run(|| {});
     assert_eq!(got[0], (true, true));
-    assert!(!got[1].0, "the commit whose content failed");
-    assert_eq!(got[2], (true, true));
-    fault.clear_failures();
-    pool.mblock_abort(ids[2]).unwrap();
-    drop(mdc);
-    let pool = Arc::into_inner(pool).unwrap();
-    drop(pool);
+    assert_eq!(got[1], (true, true));
+    assert!(!got[2].0, "the commit whose content failed");
+    assert_eq!(got[3], (true, true));
+    g.fault.clear_failures();
+    g.pool.mblock_abort(g.ids[2]).unwrap();
+    let (fault, m, ids) = g.close();
     for mode in [CrashMode::DropAll, CrashMode::KeepAll] {
         let (_f, pool) = reboot(&fault, mode);
         for k in [0usize, 1, 3] {
