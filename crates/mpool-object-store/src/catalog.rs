@@ -1121,12 +1121,9 @@ impl Catalog {
                 }
                 committed = true;
                 match written {
-                    Ok(Some(w)) => {
-                        // The commit's flush began after the record was
-                        // written: it is durable.
-                        mdc.note_flushed(w);
-                        break (s, p, prev, version, rec);
-                    }
+                    // Durable with the commit (the pool reported its flush
+                    // to the catalog's MDC).
+                    Ok(Some(_)) => break (s, p, prev, version, rec),
                     // The log was busy: the record goes the usual way.
                     Ok(None) => {}
                     Err(StoreError::CatalogFull) if tries < FULL_RETRIES => {

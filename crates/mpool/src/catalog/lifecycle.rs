@@ -220,6 +220,10 @@ impl Catalog {
                 written: &mut written,
             },
         );
+        if let (Ok(_), Ok(Some(w))) = (&r, &written) {
+            // Written before the commit's flush began: durable.
+            mdc.note_flushed(*w);
+        }
         (r, written)
     }
 

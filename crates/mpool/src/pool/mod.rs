@@ -367,9 +367,10 @@ impl Pool {
     /// is dropped when the pool opens.
     ///
     /// The second result says what became of `rec`: `Ok(Some(w))` it was
-    /// written (durable when the commit succeeded; when the commit failed,
-    /// it may be on the media), `Ok(None)` it was not appended (the MDC
-    /// was busy: append it the usual way), or the append's error.
+    /// written (durable when the commit succeeded: the commit's flush is
+    /// reported to `mdc`; when the commit failed, it may be on the media),
+    /// `Ok(None)` it was not appended (the MDC was busy: append it the
+    /// usual way), or the append's error.
     pub fn mblock_commit_with(
         &self,
         id: MblockId,

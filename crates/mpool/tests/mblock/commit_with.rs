@@ -65,6 +65,10 @@ fn content_commit_and_record_are_durable_with_one_flush() {
     assert_eq!(after.writes - before.writes, 3, "content, commit, record");
     assert_eq!(after.batches - before.batches, 1, "the three in one batch");
     assert_eq!(after.pending, 0);
+    // The commit's flush was reported to the MDC: its next sync append
+    // flushes once, not first the set written with the commit.
+    mdc.append(b"after", true).unwrap();
+    assert_eq!(fault.stats().flushes - after.flushes, 1);
     drop(mdc);
     drop(pool);
 
@@ -74,7 +78,11 @@ fn content_commit_and_record_are_durable_with_one_flush() {
     assert_eq!(back, data);
     assert_eq!(
         records(&pool, m),
-        vec![b"opened".to_vec(), b"the caller's record".to_vec()]
+        vec![
+            b"opened".to_vec(),
+            b"the caller's record".to_vec(),
+            b"after".to_vec()
+        ]
     );
 }
 
