@@ -76,6 +76,20 @@ enum State {
     Done(Outcome),
 }
 
+/// The lead passes to the first commit that arrived during a batch (or
+/// nobody leads), also when the batch panicked.
+struct HandOver<'a>(&'a Mutex<Queue>);
+
+impl Drop for HandOver<'_> {
+    fn drop(&mut self) {
+        let mut q = lock(self.0);
+        match q.jobs.first() {
+            Some(next) => next.slot.set(State::Lead),
+            None => q.leading = false,
+        }
+    }
+}
+
 impl Slot {
     fn set(&self, s: State) {
         *lock(&self.st) = s;
@@ -121,15 +135,10 @@ impl Catalog {
         };
         let mut mine = if lead { State::Lead } else { slot.wait() };
         if let State::Lead = mine {
+            let handover = HandOver(&self.inner.group);
             let jobs = std::mem::take(&mut lock(&self.inner.group).jobs);
             self.run_group(jobs);
-            {
-                let mut q = lock(&self.inner.group);
-                match q.jobs.first() {
-                    Some(next) => next.slot.set(State::Lead),
-                    None => q.leading = false,
-                }
-            }
+            drop(handover);
             // This commit was in the batch: its outcome is in its slot.
             mine = slot.wait();
         }
@@ -169,6 +178,19 @@ impl Catalog {
     /// Run one batch of `jobs` and give every job its outcome (or send it
     /// alone).
     fn run_group(&self, jobs: Vec<Job>) {
+        // A panic here (a bug) sends the jobs alone rather than leave
+        // their threads waiting.
+        struct Unwind<'a>(&'a [Job]);
+        impl Drop for Unwind<'_> {
+            fn drop(&mut self) {
+                if std::thread::panicking() {
+                    for j in self.0 {
+                        j.slot.set(State::Alone);
+                    }
+                }
+            }
+        }
+        let _unwind = Unwind(&jobs);
         let mut states: Vec<Option<State>> = jobs.iter().map(|_| None).collect();
         let writable = self.inner.check_writable().is_ok();
         let mut entries = Vec::new();
