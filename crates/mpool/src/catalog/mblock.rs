@@ -56,13 +56,11 @@ pub(crate) struct WriteState {
     /// the record may be durable, so the zone stays claimed until reopen
     /// (when replay says whether the commit happened) even if aborted.
     pub hold_zone: bool,
-    /// The checksum table is on the device for content of this many bytes
-    /// (written while the write that filled the mblock was in flight), so
-    /// the commit need not write it.
-    table_on_dev: Option<u64>,
     /// The commit's last write ([`WriteState::finish_request`]) is on the
     /// device for content of this many bytes: a commit of that content
-    /// need not write it again.
+    /// need not write it again. Set by that write, or by a write that
+    /// filled the mblock and wrote the checksum table while it was in
+    /// flight.
     finished_at: Option<u64>,
 }
 
@@ -244,7 +242,6 @@ impl WriteState {
             csums: csum_shift.map(BlockCsums::new),
             failed: false,
             hold_zone: false,
-            table_on_dev: None,
             finished_at: None,
         }
     }
@@ -371,7 +368,7 @@ impl WriteState {
                 wrote.map_err(DataError::from).and(early)
             })
             .map(|()| {
-                self.table_on_dev = table_done;
+                self.finished_at = table_done;
                 buf
             })
         } else {
@@ -444,10 +441,10 @@ impl WriteState {
         let table_span = table
             .as_ref()
             .map_or(0, |t| t.len().div_ceil(sector) * sector);
-        // Written already, while the write that filled the mblock was in
-        // flight (nothing can have been appended since: it is full).
-        let written = (self.tail.is_empty() && self.table_on_dev == Some(self.on_dev))
-            || self.finished_at == Some(self.written);
+        // Written already: by an earlier try of this commit, ahead of it,
+        // or while the write that filled the mblock was in flight (nothing
+        // can have been appended since: it is full).
+        let written = self.finished_at == Some(self.written);
         if tail_span + table_span == 0 || written {
             return Ok((None, table_crc));
         }
