@@ -1501,20 +1501,11 @@ impl Mlog {
     /// before that flush is then any subset of the writes made since the
     /// last one, which the caller's recovery must allow for.
     pub fn append_written(&self, parts: &[&[u8]]) -> Result<Option<Lsn>> {
-        let len: u64 = parts.iter().map(|p| p.len() as u64).sum();
-        let mut g = self.lock();
-        if g.flushing || g.gathering || g.inside > 0 || g.unflushed.is_some() || !g.hdr_durable {
+        let Some(staged) = self.stage_written(parts)? else {
             return Ok(None);
-        }
-        let max = self.max_for(g.mirrored);
-        if len > max {
-            return Err(MlogError::RecordTooLarge { len, max });
-        }
-        usable(&g)?;
-        let seq = self.encode(&mut g, parts, len)?;
-        let (_g, r) = self.flush_once(g, false);
-        r?;
-        Ok(Some(Lsn(seq)))
+        };
+        let mut out = self.dev.submit(staged.requests());
+        staged.done(&mut out).map(Some)
     }
 
     /// As [`Mlog::append_written`], but the caller writes the record's
