@@ -47,9 +47,9 @@ pub(super) struct BatchCommit<'a> {
 pub(super) enum Batched {
     /// Not attempted: its shard's log was busy (a flush in progress, a
     /// set written unflushed, appenders waiting), full, broken, or run by
-    /// an owner thread. Nothing was appended or written; its request
-    /// comes back. Commit it the usual way.
-    Busy(Option<IoReq>),
+    /// an owner thread. Nothing was appended or written. Commit it the
+    /// usual way.
+    Busy,
     /// Attempted: the commit's outcome (durable and in the object table
     /// when `Ok`), and its extra record's: written (durable when the
     /// commit is `Ok`, maybe on the media when not), not appended (its MDC
@@ -118,7 +118,7 @@ impl Inner {
             });
             if staged.is_none() {
                 for &i in idx {
-                    out[i] = Some(Batched::Busy(jobs[i].req.take()));
+                    out[i] = Some(Batched::Busy);
                 }
             }
             sets.push(staged);
@@ -349,7 +349,7 @@ impl Inner {
             cv.notify_all();
         }
         out.into_iter()
-            .map(|o| o.unwrap_or(Batched::Busy(None)))
+            .map(|o| o.unwrap_or(Batched::Busy))
             .collect()
     }
 }

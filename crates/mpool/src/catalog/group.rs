@@ -253,7 +253,7 @@ impl Catalog {
         let mut committed = Vec::new();
         for (r, &i) in results.into_iter().zip(&in_batch) {
             match r {
-                Batched::Busy(_) => states[i] = Some(State::Alone),
+                Batched::Busy => states[i] = Some(State::Alone),
                 Batched::Done(Err(e), w) => states[i] = Some(State::Done((Err(e), w))),
                 Batched::Done(Ok(()), w) => {
                     let id = jobs[i].id;

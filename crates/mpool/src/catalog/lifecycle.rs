@@ -1,7 +1,6 @@
 //! Object lifecycle: allocate, write, commit, abort, delete, and opening
 //! user logs.
 
-use super::batch::{BatchCommit, Batched};
 use super::mblock::{self, WriteState};
 use super::object::{Obj, ObjectProps, Pending};
 use super::shard::Shard;
@@ -198,10 +197,9 @@ impl Catalog {
         crate::dev::side_once(side, |s| self.mblock_commit_in(id, With::Side(s)))
     }
 
-    /// [`Self::mblock_commit_with`] for one commit, on the calling
-    /// thread: in a batch of its own where the device takes batches and
-    /// the logs are idle, else with `rec` written beside the mblock's last
-    /// write and the commit record appended after.
+    /// [`Self::mblock_commit_with`] for a commit that could not go in a
+    /// batch, on the calling thread: `rec` is written beside the mblock's
+    /// last write, then the commit record is appended.
     pub(super) fn mblock_commit_with_alone(
         &self,
         id: ObjectId,
@@ -246,66 +244,18 @@ impl Catalog {
         // is flushed first.
         let shared = self.inner.features.shared_commit() && class == MediaClass::Capacity;
         let s = self.inner.shard(id)?;
-        let insert = |obj: Obj| {
-            move |m: &mut HashMap<u64, Obj>| {
-                m.insert(id.raw(), obj);
+        let finished = match with {
+            With::Nothing => ws.finish(!shared),
+            With::Side(side) => ws.finish_beside(!shared, side),
+            With::Record { mdc, rec, written } => {
+                ws.finish_beside(!shared, &mut || *written = mdc.append_written(rec))
             }
         };
-        let logged = match with {
-            With::Record { mdc, rec, written } if shared => {
-                let (req, table_crc) = ws.finish_request().map_err(|e| data_err(id, e))?;
-                let (obj, record) = self.commit_record(id, class, zone, ws, table_crc, shared)?;
-                let batched = if ws.dev.prefers_batches() {
-                    let job = BatchCommit {
-                        id,
-                        shard: s,
-                        rec: record,
-                        obj,
-                        req,
-                        ws: &mut *ws,
-                        extra: Some((mdc, rec)),
-                    };
-                    match self.inner.commit_batched(vec![job]).pop() {
-                        Some(Batched::Done(r, w)) => {
-                            *written = w;
-                            Ok(r)
-                        }
-                        Some(Batched::Busy(req)) => Err(req),
-                        None => Err(None),
-                    }
-                } else {
-                    Err(req)
-                };
-                match batched {
-                    Ok(r) => r,
-                    // Not taken: the record is written beside the last
-                    // write, then the commit record is appended.
-                    Err(req) => {
-                        let mut side = || *written = mdc.append_written(rec);
-                        match req {
-                            Some(req) => {
-                                let mut out = ws.dev.submit_beside(vec![req], &mut side);
-                                ws.finish_done(&mut out).map_err(|e| data_err(id, e))?;
-                            }
-                            None => side(),
-                        }
-                        self.inner.log(s, record, true, insert(obj))
-                    }
-                }
-            }
-            with => {
-                let finished = match with {
-                    With::Nothing => ws.finish(!shared),
-                    With::Side(side) => ws.finish_beside(!shared, side),
-                    With::Record { mdc, rec, written } => {
-                        ws.finish_beside(!shared, &mut || *written = mdc.append_written(rec))
-                    }
-                };
-                let table_crc = finished.map_err(|e| data_err(id, e))?;
-                let (obj, record) = self.commit_record(id, class, zone, ws, table_crc, shared)?;
-                self.inner.log(s, record, true, insert(obj))
-            }
-        };
+        let table_crc = finished.map_err(|e| data_err(id, e))?;
+        let (obj, record) = self.commit_record(id, class, zone, ws, table_crc, shared)?;
+        let logged = self.inner.log(s, record, true, |m| {
+            m.insert(id.raw(), obj);
+        });
         if let Err(e) = logged {
             if !matches!(
                 e,
