@@ -72,7 +72,7 @@ pub struct ChurnArgs {
 
 /// The device floor: fio writing one object at a time with fdatasync after
 /// each, `threads` jobs on their own regions of `file`. Object writes per second.
-fn floor(
+pub(crate) fn floor(
     bin: &Path,
     file: &Path,
     file_size: u64,

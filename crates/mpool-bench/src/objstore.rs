@@ -29,8 +29,15 @@
 //!   then N/50 more after the filesystem's page cache and mpool's content
 //!   cache are dropped.
 //!
+//! Each put phase also measures the device's floor in the same rounds:
+//! fio writing each object once, O_DIRECT, with an fdatasync after it, one
+//! job per task (`--no-fio` skips it). A put that writes an object and its
+//! metadata and makes both durable cannot beat that per task; the table
+//! shows how far above the filesystem the floor lies and how close mpool
+//! comes to it.
+//!
 //! The pool lives on a preallocated file in `--dir`; the filesystem side
-//! in a directory next to it.
+//! in a directory next to it, the floor's file beside them.
 
 use crate::common;
 use crate::report::{fmt_rate, fmt_ratio, Table};
@@ -95,6 +102,13 @@ pub struct ObjstoreArgs {
     /// behaviour, for an A/B.
     #[arg(long)]
     pub no_cache_large: bool,
+    /// Skip the device floor of the put phases (fio writing each object
+    /// with an fdatasync after it, O_DIRECT, one job per task).
+    #[arg(long)]
+    pub no_fio: bool,
+    /// Seconds of each floor measurement.
+    #[arg(long, default_value_t = 2)]
+    pub fio_secs: u64,
     /// Print, for each get pass, each task's time and the kernel's
     /// memory counters that moved (`/proc/vmstat`: direct reclaim,
     /// compaction, huge-page faults) to stderr.
@@ -417,11 +431,29 @@ impl Side {
     }
 }
 
+/// Size of the floor's file: room for each task's region of the largest
+/// object.
+fn floor_file_size(a: &ObjstoreArgs) -> u64 {
+    let largest = a.objects.iter().copied().max().unwrap_or(0);
+    let tasks = a.tasks.iter().copied().max().unwrap_or(1).max(1) as u64;
+    (largest * tasks * 2).clamp(256 << 20, 2 << 30)
+}
+
 /// Run the benchmark.
 pub fn run(a: &ObjstoreArgs) -> Result<Table> {
+    let fio_bin = if a.no_fio || a.no_put_get {
+        None
+    } else {
+        Some(crate::fio::find_fio().context("the put phases' device floor (or --no-fio)")?)
+    };
     let dir = common::scratch_env(&a.dir)?;
     let img = dir.join("objstore-bench.img");
     common::prefill(&img, a.size)?;
+    let floor_img = dir.join("objstore-bench-floor.img");
+    let floor_size = floor_file_size(a);
+    if fio_bin.is_some() {
+        common::prefill(&floor_img, floor_size)?;
+    }
     {
         let dev: DeviceRef = Arc::new(FileDevice::open(&img, &DevOpenOptions::default())?);
         Pool::format_on(
@@ -460,23 +492,48 @@ pub fn run(a: &ObjstoreArgs) -> Result<Table> {
     let mut rows = Vec::new();
     let mut json_rows = Vec::new();
     let mut notes = Vec::new();
-    let mut row = |what: String, unit: &str, m: f64, f: f64, rows: &mut Vec<Vec<String>>| {
+    // `floor`: the device floor of a put phase (fio), where measured.
+    let mut row = |what: String,
+                   unit: &str,
+                   m: f64,
+                   f: f64,
+                   floor: Option<f64>,
+                   rows: &mut Vec<Vec<String>>| {
         let ratio = if f > 0.0 { Some(m / f) } else { None };
+        let floor = floor.filter(|x| *x > 0.0);
+        let floor_fs = floor.filter(|_| f > 0.0).map(|x| x / f);
+        let of_floor = floor.map(|x| m / x);
         rows.push(vec![
             what.clone(),
             format!("{} {unit}", fmt_rate(m)),
             format!("{} {unit}", fmt_rate(f)),
             fmt_ratio(ratio),
+            floor.map_or("-".into(), |x| format!("{} {unit}", fmt_rate(x))),
+            fmt_ratio(floor_fs),
+            fmt_ratio(of_floor),
         ]);
-        json_rows
-            .push(json!({"what": what, "unit": unit, "mpool": m, "filesystem": f, "ratio": ratio}));
+        json_rows.push(json!({
+            "what": what, "unit": unit, "mpool": m, "filesystem": f, "ratio": ratio,
+            "floor": floor, "floor_over_filesystem": floor_fs, "mpool_over_floor": of_floor,
+        }));
     };
     let sizes: &[u64] = if a.no_put_get { &[] } else { &a.objects };
     for &size in sizes {
         for &tasks in &a.tasks {
             let count = (a.bytes / size).clamp(tasks as u64, a.max_count.max(tasks as u64));
             let mut best = [[0f64; 3]; 2]; // [side][put, get, get again] ops/s
+            let mut best_floor: Option<f64> = None;
             for r in 0..a.rounds {
+                // The device floor, in the same rounds: fio writing each
+                // object once and syncing it, one job per task.
+                if let Some(bin) = &fio_bin {
+                    let f =
+                        crate::churn::floor(bin, &floor_img, floor_size, size, tasks, a.fio_secs)?;
+                    eprintln!(
+                        "  fio floor {size} B, {tasks} job(s), round {r}: {f:.0} durable writes/s"
+                    );
+                    best_floor = Some(best_floor.map_or(f, |b: f64| b.max(f)));
+                }
                 for (i, s) in sides.iter().enumerate() {
                     let prefix = format!("p{size}-{tasks}-{r}");
                     let before = a.trace.then(|| counters(disk.as_deref()));
@@ -546,6 +603,7 @@ pub fn run(a: &ObjstoreArgs) -> Result<Table> {
                 "obj/s",
                 best[0][0],
                 best[1][0],
+                best_floor,
                 &mut rows,
             );
             row(
@@ -553,6 +611,7 @@ pub fn run(a: &ObjstoreArgs) -> Result<Table> {
                 "obj/s",
                 best[0][1],
                 best[1][1],
+                None,
                 &mut rows,
             );
             row(
@@ -560,6 +619,7 @@ pub fn run(a: &ObjstoreArgs) -> Result<Table> {
                 "obj/s",
                 best[0][2],
                 best[1][2],
+                None,
                 &mut rows,
             );
         }
@@ -628,6 +688,7 @@ pub fn run(a: &ObjstoreArgs) -> Result<Table> {
             "paths/s",
             best[0],
             best[1],
+            None,
             &mut rows,
         );
         row(
@@ -635,6 +696,7 @@ pub fn run(a: &ObjstoreArgs) -> Result<Table> {
             "calls/s",
             best_d[0],
             best_d[1],
+            None,
             &mut rows,
         );
     }
@@ -663,6 +725,7 @@ pub fn run(a: &ObjstoreArgs) -> Result<Table> {
             "puts/s",
             put[0],
             put[1],
+            None,
             &mut rows,
         );
         row(
@@ -673,6 +736,7 @@ pub fn run(a: &ObjstoreArgs) -> Result<Table> {
             "gets/s",
             get[0],
             get[1],
+            None,
             &mut rows,
         );
         row(
@@ -683,12 +747,25 @@ pub fn run(a: &ObjstoreArgs) -> Result<Table> {
             "gets/s",
             cold[0],
             cold[1],
+            None,
             &mut rows,
         );
     }
     drop(sides);
     let _ = std::fs::remove_dir_all(&fs_dir);
+    let _ = std::fs::remove_file(&floor_img);
     notes.push("ratio = mpool / LocalFileSystem (with fsync); higher is better for mpool".into());
+    if fio_bin.is_some() {
+        notes.push(format!(
+            "fio floor = the device's durable writes of one object each: fio psync, O_DIRECT, \
+             an fdatasync after each write, one job per task on its own region of a {} file in \
+             the same directory, in the same rounds (best kept): what a store that writes an \
+             object and syncs it, with nothing else to write, reaches per task on this device \
+             (group commit can share syncs across tasks); floor/fs = how far above the \
+             filesystem that floor lies, mpool/floor = how close mpool comes to it",
+            mpool_cli_size(floor_size)
+        ));
+    }
     notes.push(format!(
         "objects of at most {} bytes are kept inline in mpool's catalog (one log append per put)",
         mpool_object_store::DEFAULT_INLINE_MAX
@@ -721,6 +798,9 @@ pub fn run(a: &ObjstoreArgs) -> Result<Table> {
             "mpool".into(),
             "LocalFileSystem+fsync".into(),
             "ratio".into(),
+            "fio floor".into(),
+            "floor/fs".into(),
+            "mpool/floor".into(),
         ],
         rows,
         json_rows,
