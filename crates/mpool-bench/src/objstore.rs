@@ -40,7 +40,10 @@
 //! layer, then a flush, with none of mpool's code around them.
 //!
 //! The pool lives on a preallocated file in `--dir`; the filesystem side
-//! in a directory next to it, the floor's file beside them.
+//! in a directory next to it, the floor's file beside them. The pool's
+//! file and the floor's stay for the next run (which reuses them): deleted
+//! on a file system mounted with online discard, they would slow the
+//! next run's filesystem side.
 
 use crate::common;
 use crate::report::{fmt_rate, fmt_ratio, Table};
@@ -824,7 +827,6 @@ pub fn run(a: &ObjstoreArgs) -> Result<Table> {
     }
     drop(sides);
     let _ = std::fs::remove_dir_all(&fs_dir);
-    let _ = std::fs::remove_file(&floor_img);
     notes.push("ratio = mpool / LocalFileSystem (with fsync); higher is better for mpool".into());
     if fio_bin.is_some() {
         notes.push(format!(
