@@ -484,11 +484,12 @@ fn writes_floor(path: &Path, size: u64, secs: u64) -> Result<f64> {
 }
 
 /// Size of the floor's file: room for each task's region of the largest
-/// object.
+/// object, at least 1 GiB (one size for the usual runs, so that the next
+/// run reuses the file rather than delete and write it again).
 fn floor_file_size(a: &ObjstoreArgs) -> u64 {
     let largest = a.objects.iter().copied().max().unwrap_or(0);
     let tasks = a.tasks.iter().copied().max().unwrap_or(1).max(1) as u64;
-    (largest * tasks * 2).clamp(256 << 20, 2 << 30)
+    largest.saturating_mul(tasks).saturating_mul(2).max(1 << 30)
 }
 
 /// Run the benchmark.
