@@ -11,9 +11,10 @@
 //!
 //! One thread leads at a time: it runs a batch of everything queued, then
 //! hands the lead to the first commit that arrived meanwhile, then gives
-//! the batch's commits their outcomes, and only then returns. A commit that cannot go in a batch (not a shared-flush
-//! commit on a device that takes batches, its shard's log busy, a second
-//! commit of the same mblock) goes alone, on its own thread, the way of
+//! the batch's commits their outcomes, and only then returns. A commit
+//! that cannot go in a batch (not a shared-flush commit on a device that
+//! takes batches, its shard's log busy, a second commit of the same
+//! mblock) goes alone, on its own thread, the way of
 //! [`Catalog::mblock_commit_with_alone`]. A commit that finds a batch
 //! running writes its content while it waits, so that the next batch holds
 //! only the records.
