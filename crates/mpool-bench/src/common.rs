@@ -126,6 +126,7 @@ pub fn context(path: &Path, fio_bin: Option<&Path>) -> Vec<(String, String)> {
     }
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     c.push(("cpus".into(), cpus.to_string()));
+    c.push(("machine".into(), crate::machine::describe()));
     if let Some(f) = fio_bin {
         if let Ok(o) = std::process::Command::new(f).arg("--version").output() {
             c.push((

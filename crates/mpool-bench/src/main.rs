@@ -8,6 +8,7 @@ mod churn;
 mod common;
 mod dev;
 mod fio;
+mod machine;
 mod mblock;
 mod mcache;
 mod meta;
