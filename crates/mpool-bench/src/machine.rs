@@ -4,9 +4,10 @@
 //!
 //! mpool's coordination between threads (group commit, the flush gate,
 //! spinning waiters) costs what these cost, and they differ between
-//! machines of the same kind: a cache line's round trip between the two
-//! vCPUs measured 75-109 ns on one machine and 440 ns on another
-//! (BENCHMARKS.md, "Session 14"), and a machine whose idle vCPUs halt at
+//! machines of the same kind and over time on one machine: a cache line's
+//! round trip between the two vCPUs measured 75-109 ns on one machine, and
+//! 440 ns on another that showed 33-97 ns half an hour later (BENCHMARKS.md,
+//! "Session 14"); and a machine whose idle vCPUs halt at
 //! once (no halt polling) pays a trip through the host for every wake-up.
 //! With the probes in the output, figures from two machines can be told
 //! apart.
@@ -69,7 +70,7 @@ pub fn cache_line_round_trip() -> Option<Trips> {
     let (a, b) = two_cpus()?;
     let v = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
-    let (v2, stop2, stop3_src) = (Arc::clone(&v), Arc::clone(&stop), Arc::clone(&stop));
+    let (v2, stop2, stop3) = (Arc::clone(&v), Arc::clone(&stop), Arc::clone(&stop));
     let other = std::thread::spawn(move || {
         if !pin(b) {
             stop2.store(true, Ordering::Release);
@@ -117,7 +118,6 @@ pub fn cache_line_round_trip() -> Option<Trips> {
         })
     };
     // Both sides on threads of their own: the caller's CPUs stay as they are.
-    let stop3 = Arc::clone(&stop3_src);
     let out = std::thread::spawn(move || {
         let r = run();
         // Ends the other side's wait when this side gave up.
