@@ -120,6 +120,41 @@ pub struct ObjstoreArgs {
     /// compaction, huge-page faults) to stderr.
     #[arg(long)]
     pub trace: bool,
+    /// Before the run, wait until five minutes have passed since this
+    /// bench last deleted its LocalFileSystem files in --dir: ext4
+    /// without a journal does not reuse a deleted file's inode for five
+    /// minutes, and the filesystem side's creates are slower meanwhile
+    /// (without this flag such a run is marked in its notes).
+    #[arg(long)]
+    pub wait_quiet: bool,
+}
+
+/// Seconds after a deletion during which ext4 without a journal skips the
+/// deleted inodes when it allocates one (`recently_deleted` in
+/// `fs/ext4/ialloc.c`), which slows LocalFileSystem's creates.
+const QUIET_SECS: u64 = 300;
+
+/// The file in --dir whose modification time says when this bench last
+/// deleted its filesystem side's files there.
+const DELETED_MARK: &str = "objstore-bench.deleted";
+
+/// Record that the filesystem side's files in `dir` were deleted now.
+fn mark_deleted(dir: &Path) {
+    let _ = std::fs::write(
+        dir.join(DELETED_MARK),
+        "mpool-bench objstore deleted its LocalFileSystem files here at this file's modification time\n",
+    );
+}
+
+/// Seconds since this bench last deleted its filesystem side's files in
+/// `dir`, when that is less than [`QUIET_SECS`] ago.
+fn since_deletions(dir: &Path) -> Option<u64> {
+    let at = std::fs::metadata(dir.join(DELETED_MARK))
+        .and_then(|m| m.modified())
+        .ok()?;
+    // A time in the future (a clock set back) counts as now.
+    let secs = at.elapsed().map_or(0, |d| d.as_secs());
+    (secs < QUIET_SECS).then_some(secs)
 }
 
 /// The `/proc/vmstat` counters `--trace` prints: the memory work a read
@@ -516,7 +551,29 @@ pub fn run(a: &ObjstoreArgs) -> Result<Table> {
         )?;
     }
     let fs_dir = dir.join("objstore-bench-fs");
-    let _ = std::fs::remove_dir_all(&fs_dir);
+    // Left by a run that did not finish.
+    if std::fs::remove_dir_all(&fs_dir).is_ok() {
+        mark_deleted(&dir);
+    }
+    let mut too_soon = since_deletions(&dir);
+    if let Some(secs) = too_soon {
+        let left = QUIET_SECS - secs;
+        if a.wait_quiet {
+            eprintln!(
+                "waiting {left} s: this bench deleted its LocalFileSystem files in {} {secs} s ago \
+                 (ext4 without a journal skips deleted inodes for {QUIET_SECS} s, slowing the filesystem side)",
+                dir.display()
+            );
+            std::thread::sleep(std::time::Duration::from_secs(left));
+            too_soon = None;
+        } else {
+            eprintln!(
+                "warning: this bench deleted its LocalFileSystem files in {} {secs} s ago; on ext4 \
+                 without a journal the filesystem side is slower for {left} s more (--wait-quiet waits)",
+                dir.display()
+            );
+        }
+    }
     std::fs::create_dir_all(&fs_dir)?;
     let rt = tokio::runtime::Runtime::new()?;
     let mps = mpool_store(&img, "bench", a)?;
@@ -828,7 +885,16 @@ pub fn run(a: &ObjstoreArgs) -> Result<Table> {
     }
     drop(sides);
     let _ = std::fs::remove_dir_all(&fs_dir);
+    mark_deleted(&dir);
     notes.push("ratio = mpool / LocalFileSystem (with fsync); higher is better for mpool".into());
+    if let Some(secs) = too_soon {
+        notes.push(format!(
+            "this run began {secs} s after this bench last deleted its LocalFileSystem files in the \
+             same directory: on ext4 without a journal, deleted inodes are skipped for {QUIET_SECS} s \
+             and the filesystem side's puts are slower then, which flatters mpool's ratios \
+             (--wait-quiet waits; BENCHMARKS.md, session 13)"
+        ));
+    }
     if fio_bin.is_some() {
         notes.push(format!(
             "fio floor = the device's durable writes of one object each: fio psync, O_DIRECT, \
@@ -944,4 +1010,38 @@ async fn slatedb_load(store: Arc<dyn ObjectStore>, n: u64, side: &Side) -> Resul
     }
     db.close().await?;
     Ok((puts, rates[0], rates[1]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, SystemTime};
+
+    #[test]
+    fn a_run_knows_how_long_ago_the_last_one_deleted_its_files() {
+        let dir = std::env::temp_dir().join(format!(
+            "mpool-bench-quiet-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        // Never deleted here: nothing to wait for.
+        assert_eq!(since_deletions(&dir), None);
+        mark_deleted(&dir);
+        assert!(since_deletions(&dir).is_some_and(|s| s < 5));
+        // Deleted long enough ago.
+        let f = std::fs::File::options()
+            .write(true)
+            .open(dir.join(DELETED_MARK))
+            .unwrap();
+        f.set_modified(SystemTime::now() - Duration::from_secs(QUIET_SECS + 100))
+            .unwrap();
+        assert_eq!(since_deletions(&dir), None);
+        // Deleted 200 s ago: 200 s of the quiet time gone.
+        f.set_modified(SystemTime::now() - Duration::from_secs(200))
+            .unwrap();
+        assert!(since_deletions(&dir).is_some_and(|s| (200..205).contains(&s)));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }
