@@ -115,6 +115,12 @@ where
     Ok((total, hist))
 }
 
+/// Lock `m`, taking the data of a thread that panicked while it held the
+/// lock as it is (a benchmark reports what it measured rather than stop).
+pub fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// Facts that explain the numbers: file, filesystem, kernel, CPUs, fio.
 pub fn context(path: &Path, fio_bin: Option<&Path>) -> Vec<(String, String)> {
     let mut c = vec![("file".to_string(), path.display().to_string())];

@@ -16,6 +16,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::common::lock;
+
 /// Round trips of the cache-line probe.
 const LINE_TRIPS: u64 = 20_000;
 /// Round trips of the wake-up probe.
@@ -129,10 +131,6 @@ pub fn cache_line_round_trip() -> Option<Trips> {
     .flatten();
     let pinned = other.join().unwrap_or(false);
     out.filter(|_| pinned)
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// A wake-up's round trip: two threads take turns, each sleeping on a

@@ -127,7 +127,7 @@ impl Files {
         frame.extend_from_slice(&mpool::stream::format::record_crc(rec).to_le_bytes());
         frame.extend_from_slice(rec);
         let (file, off) = {
-            let mut g = self.st.lock().unwrap_or_else(|p| p.into_inner());
+            let mut g = crate::common::lock(&self.st);
             if g.len + frame.len() as u64 > self.seg && g.len > 0 {
                 g.file.sync_data()?;
                 g.n += 1;
@@ -289,7 +289,7 @@ pub fn run(a: &StreamArgs) -> Result<Table> {
         s.roll()?;
         s.wait_sealed()?;
         {
-            let mut g = files.st.lock().unwrap_or_else(|p| p.into_inner());
+            let mut g = crate::common::lock(&files.st);
             let mut frame = Vec::new();
             for _ in 0..w {
                 frame.clear();
@@ -309,7 +309,7 @@ pub fn run(a: &StreamArgs) -> Result<Table> {
             g.file.sync_data()?;
         }
         let read_files = || -> Result<u64> {
-            let g = files.st.lock().unwrap_or_else(|p| p.into_inner());
+            let g = crate::common::lock(&files.st);
             let mut open: Vec<File> = Vec::new();
             for k in 0..=g.n {
                 open.push(File::open(Files::path(&files_dir, k))?);
