@@ -148,12 +148,14 @@ impl Catalog {
 
     /// Append to an uncommitted mblock.
     pub(crate) fn mblock_write(&self, id: ObjectId, data: &[u8]) -> Result<()> {
+        let _ahead = self.ahead_guard();
         self.with_writer(id, |ws| ws.append(data))
     }
 
     /// Append an owned aligned buffer to an uncommitted mblock, with no
     /// copy where it can; the buffer comes back.
     pub(crate) fn mblock_write_buf(&self, id: ObjectId, buf: AlignedBuf) -> Result<AlignedBuf> {
+        let _ahead = self.ahead_guard();
         self.with_writer(id, |ws| ws.append_buf(buf))
     }
 

@@ -181,6 +181,9 @@ struct Inner {
     /// Commits with a caller's record waiting to go to the device in one
     /// batch (`group.rs`).
     group: Mutex<group::Queue>,
+    /// Where a new leader waits for the content writes begun before it
+    /// took the lead (`group.rs`).
+    group_cv: Condvar,
     /// One handle per user log for the pool's lifetime: a second instance of
     /// the same log would not see the first one's buffered appends.
     open_logs: Mutex<HashMap<u64, Arc<Mlog>>>,
@@ -605,6 +608,7 @@ impl Catalog {
             damaged,
             pending: Mutex::new(HashMap::new()),
             group: Mutex::new(group::Queue::default()),
+            group_cv: Condvar::new(),
             open_logs: Mutex::new(HashMap::new()),
             open_mdcs: Mutex::new(HashMap::new()),
             root,

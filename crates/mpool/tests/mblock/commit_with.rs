@@ -187,12 +187,16 @@ fn a_failed_content_write_leaves_no_mblock() {
     }
 }
 
-/// A device whose flushes wait at a gate the test opens.
+/// A device whose flushes wait at a gate the test opens, and whose writes
+/// into a held range of bytes wait until the test lets them go.
 #[derive(Debug)]
 struct Gated {
     inner: Arc<FaultDevice>,
     gate: std::sync::Mutex<(bool, usize)>,
     cv: std::sync::Condvar,
+    /// The held range, and the writes waiting on it.
+    held: std::sync::Mutex<(Option<std::ops::Range<u64>>, usize)>,
+    held_cv: std::sync::Condvar,
 }
 
 impl Gated {
@@ -205,6 +209,17 @@ impl Gated {
     fn waiting(&self) -> usize {
         self.gate.lock().unwrap().1
     }
+
+    /// Hold writes into `range` (`None`: let them all go).
+    fn hold_writes(&self, range: Option<std::ops::Range<u64>>) {
+        self.held.lock().unwrap().0 = range;
+        self.held_cv.notify_all();
+    }
+
+    /// Writes waiting in the held range.
+    fn writes_held(&self) -> usize {
+        self.held.lock().unwrap().1
+    }
 }
 
 impl Device for Gated {
@@ -212,6 +227,24 @@ impl Device for Gated {
         self.inner.info()
     }
     fn submit(&self, reqs: Vec<mpool::io::IoReq>) -> Vec<mpool::io::IoReq> {
+        let hits = |h: &Option<std::ops::Range<u64>>| {
+            h.as_ref().is_some_and(|r| {
+                reqs.iter().any(|q| {
+                    q.kind == mpool::io::IoKind::Write
+                        && q.offset < r.end
+                        && q.offset + q.buf.len() as u64 > r.start
+                })
+            })
+        };
+        let mut h = self.held.lock().unwrap();
+        if hits(&h.0) {
+            h.1 += 1;
+            while hits(&h.0) {
+                h = self.held_cv.wait(h).unwrap();
+            }
+            h.1 -= 1;
+        }
+        drop(h);
         self.inner.submit(reqs)
     }
     fn flush(&self) -> Result<(), mpool::DevError> {
@@ -259,6 +292,8 @@ fn group_setup(name: &str, seed: u8, len: usize) -> GroupSetup {
         inner: Arc::clone(&fault),
         gate: std::sync::Mutex::new((true, 0)),
         cv: std::sync::Condvar::new(),
+        held: std::sync::Mutex::new((None, 0)),
+        held_cv: std::sync::Condvar::new(),
     });
     let dev: DeviceRef = gated.clone();
     let pool = Arc::new(Pool::open_on(vec![dev], false).unwrap());
@@ -361,6 +396,51 @@ fn commits_that_arrive_together_share_one_batch_and_one_flush() {
     want.push(b"opened".to_vec());
     want.sort();
     assert_eq!(got, want);
+}
+
+/// A new leader waits for the content writes begun before it took the
+/// lead, but only for a while: a content write that does not end holds
+/// nobody else's commit back, and its own commit goes once it ends.
+#[test]
+fn a_content_write_that_does_not_end_holds_no_batch_back() {
+    let g = group_setup("group-held", 30, 64 << 10);
+    let zone = u64::from(g.pool.object_props(g.ids[3]).unwrap().zone);
+    g.gated.set_open(false);
+    let first = g.commit(0);
+    wait_for("the first flush", || g.gated.waiting() == 1);
+    // Commit 3 arrives while the first batch runs and starts its content
+    // write, which stays in the device.
+    g.gated.hold_writes(Some(zone * ZONE..(zone + 1) * ZONE));
+    let held = g.commit(3);
+    wait_for("the held content write", || g.gated.writes_held() == 1);
+    let others: Vec<_> = (1..3).map(|k| g.commit(k)).collect();
+    wait_for("two commits waiting", || g.pool.commits_waiting() == 2);
+    // The first batch ends; the next leader finds commit 3's write begun
+    // before it and not ended.
+    g.gated.set_open(true);
+    assert_eq!(first.join().unwrap(), (true, true));
+    wait_for("the commits behind the held write", || {
+        others.iter().all(|t| t.is_finished())
+    });
+    for t in others {
+        assert_eq!(
+            t.join().unwrap(),
+            (true, true),
+            "a commit behind the held write"
+        );
+    }
+    assert_eq!(g.gated.writes_held(), 1, "commit 3's write is still held");
+    assert!(!held.is_finished());
+    g.gated.hold_writes(None);
+    assert_eq!(held.join().unwrap(), (true, true));
+    let (fault, m, ids) = g.close();
+    let (_f, pool) = reboot(&fault, CrashMode::DropAll);
+    for (k, id) in ids.iter().enumerate() {
+        let mut back = vec![0u8; 64 << 10];
+        pool.mblock_read(*id, 0, &mut back).unwrap();
+        assert_eq!(back, bytes(30 + k as u8, 64 << 10));
+    }
+    assert_eq!(records(&pool, m).len(), 5, "\"opened\" and four records");
 }
 
 /// In a group, a commit whose content write failed fails alone: the
