@@ -9,9 +9,12 @@
 //! freed when the last object (and the last reader) holding them goes.
 //! The catalog compacts itself.
 //!
-//! Device I/O never runs on the async runtime's worker threads: each call
-//! moves its blocking work to tokio's blocking pool (`spawn_blocking`), so
-//! the store needs a tokio runtime, as object_store's own stores do.
+//! Device I/O never holds up the async runtime: each call's blocking work
+//! goes to tokio's blocking pool (`spawn_blocking`), or, with
+//! [`StoreOptions::run_in_place`] and when it is short, runs in place
+//! through `tokio::task::block_in_place`, which first hands the worker's
+//! other tasks to another thread. The store needs a tokio runtime, as
+//! object_store's own stores do.
 //!
 //! Reads are O_DIRECT, so the store keeps what it read recently in a
 //! content cache of its own, as the kernel's page cache does for a file
@@ -56,6 +59,7 @@
 mod cache;
 mod catalog;
 mod data;
+mod dispatch;
 mod huge;
 mod multipart;
 pub mod record;
@@ -64,6 +68,7 @@ pub mod torture;
 
 pub use cache::{CacheStats, AUTO_SHARE, CHECK_EVERY, FALLBACK_CAP};
 pub use catalog::{e_tag, store_names, Entry, StoreError};
+pub use dispatch::{stats as dispatch_stats, DispatchStats, IN_PLACE_MAX};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -117,6 +122,7 @@ pub struct StoreOptions {
     cache_max_read: u64,
     cache_large: bool,
     memory: Option<MemoryFn>,
+    in_place: bool,
 }
 
 /// A memory source of [`StoreOptions::memory_source`].
@@ -140,6 +146,7 @@ impl Default for StoreOptions {
             cache_max_read: DEFAULT_CACHE_MAX_READ,
             cache_large: true,
             memory: None,
+            in_place: false,
         }
     }
 }
@@ -229,6 +236,24 @@ impl StoreOptions {
         self
     }
 
+    /// Whether a call's short blocking work (a put or read of at most
+    /// [`IN_PLACE_MAX`] bytes, a catalog update) runs on the runtime
+    /// worker thread that polls the call, through
+    /// `tokio::task::block_in_place`, on a multi-threaded runtime
+    /// (default off: on tokio's blocking pool, `spawn_blocking`, as
+    /// object_store's `LocalFileSystem` does). In place saves the two
+    /// thread wake-ups of a hand-off to the pool (a 64 KiB put from one
+    /// task: 10-30 % more per second on a virtual machine; BENCHMARKS.md,
+    /// session 15), and the runtime's other tasks go on meanwhile on
+    /// another thread; but futures that one task polls together (`join!`,
+    /// `join_all`, `buffered`) then run one after another. For
+    /// applications whose tasks make one call at a time.
+    /// [`dispatch_stats`] counts where calls ran.
+    pub fn run_in_place(mut self, on: bool) -> Self {
+        self.in_place = on;
+        self
+    }
+
     /// Whether the buffers of reads longer than
     /// [`StoreOptions::cache_max_read`] are cached (default on). Such a
     /// buffer is cached only when it takes at most a quarter of the
@@ -264,6 +289,7 @@ pub struct MpoolStore {
     inline_max: u64,
     name: String,
     uploads: Arc<Mutex<multipart::Uploads>>,
+    in_place: bool,
 }
 
 impl std::fmt::Display for MpoolStore {
@@ -346,13 +372,6 @@ fn not_found(path: &str) -> object_store::Error {
         path: path.to_string(),
         source: "no object at this path".into(),
     }
-}
-
-/// Run blocking work on tokio's blocking pool.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> object_store::Result<T> + Send + 'static,
-) -> object_store::Result<T> {
-    tokio::task::spawn_blocking(f).await.map_err(generic)?
 }
 
 fn to_attrs(a: &Attributes) -> object_store::Result<Vec<Attr>> {
@@ -452,7 +471,20 @@ impl MpoolStore {
             inline_max: opts.inline_max,
             name: opts.name.clone(),
             uploads: Arc::default(),
+            in_place: opts.in_place,
         })
+    }
+
+    /// A handle of this store (the same catalog, cache and objects) whose
+    /// calls run their short blocking work in place or not (see
+    /// [`StoreOptions::run_in_place`]): an application can use one handle
+    /// in tasks that make one call at a time and another where a task
+    /// joins calls.
+    pub fn in_place(&self, on: bool) -> MpoolStore {
+        MpoolStore {
+            in_place: on,
+            ..self.clone()
+        }
     }
 
     /// The pool.
@@ -636,6 +668,12 @@ impl MpoolStore {
         })
     }
 
+    /// Whether blocking work on `bytes` bytes may run in place (see
+    /// [`StoreOptions::run_in_place`]).
+    fn short(&self, bytes: u64) -> bool {
+        self.in_place && bytes <= IN_PLACE_MAX
+    }
+
     async fn write_payload(
         &self,
         payload: PutPayload,
@@ -644,7 +682,8 @@ impl MpoolStore {
         let class = self.class;
         let cat = self.cat.clone();
         let len = payload.content_length() as u64;
-        blocking(move || {
+        let in_place = self.short(len);
+        dispatch::run(in_place, move || {
             Ok(write_object(&pool, &cat, class, len, || {
                 payload.iter().map(|b| b.as_ref())
             })?)
@@ -663,7 +702,13 @@ impl MpoolStore {
     ) -> object_store::Result<PutResult> {
         let cat = self.cat.clone();
         let p = path.to_string();
-        blocking(move || put_result(&p, cat.put(&p, ext, inline, size, attrs, mode)?)).await
+        // A multipart completion commits each of its mblocks: short only
+        // for one.
+        let in_place = self.in_place && ext.len() <= 1;
+        dispatch::run(in_place, move || {
+            put_result(&p, cat.put(&p, ext, inline, size, attrs, mode)?)
+        })
+        .await
     }
 }
 
@@ -766,7 +811,7 @@ impl ObjectStore for MpoolStore {
         let class = self.class;
         let p = location.to_string();
         let len = payload.content_length() as u64;
-        blocking(move || {
+        dispatch::run(self.short(len), move || {
             let (ext, size) = write_object(&pool, &cat, class, len, || {
                 payload.iter().map(|b| b.as_ref())
             })?;
@@ -831,12 +876,13 @@ impl ObjectStore for MpoolStore {
             };
             let (pool, cache) = (self.pool().clone(), self.cache.clone());
             let held = e.blocks.clone();
+            let in_place = self.short(end - range.start);
             let s = stream::once(async move {
                 if let Some(b) = ready {
                     drop(held);
                     return Ok(b);
                 }
-                blocking(move || {
+                dispatch::run(in_place, move || {
                     let r = plan.finish(&pool, &cache);
                     drop(held);
                     Ok(r?.pop().unwrap_or_default())
@@ -868,11 +914,15 @@ impl ObjectStore for MpoolStore {
                         if plan.without_copy() {
                             return Ok(plan.assemble()?.pop().unwrap_or_default());
                         }
-                        return blocking(move || Ok(plan.assemble()?.pop().unwrap_or_default()))
-                            .await;
+                        return dispatch::run(false, move || {
+                            Ok(plan.assemble()?.pop().unwrap_or_default())
+                        })
+                        .await;
                     }
-                    blocking(move || Ok(data::read_large(&pool, &cache, &blocks.extents, &r)?))
-                        .await
+                    dispatch::run(false, move || {
+                        Ok(data::read_large(&pool, &cache, &blocks.extents, &r)?)
+                    })
+                    .await
                 }
             })
             .buffered(2);
@@ -908,6 +958,7 @@ impl ObjectStore for MpoolStore {
                 .map(|r| b.slice(r.start as usize..r.end as usize))
                 .collect());
         }
+        let in_place = self.short(checked.iter().map(|r| r.end - r.start).sum());
         if checked
             .iter()
             .all(|r| self.cache.serves(r.end.saturating_sub(r.start)))
@@ -917,7 +968,7 @@ impl ObjectStore for MpoolStore {
                 return Ok(plan.assemble()?);
             }
             let (pool, cache) = (self.pool().clone(), self.cache.clone());
-            return blocking(move || {
+            return dispatch::run(in_place, move || {
                 let r = plan.finish(&pool, &cache);
                 drop(e);
                 Ok(r?)
@@ -925,7 +976,7 @@ impl ObjectStore for MpoolStore {
             .await;
         }
         let (pool, cache) = (self.pool().clone(), self.cache.clone());
-        blocking(move || {
+        dispatch::run(in_place, move || {
             Ok(data::read_ranges(
                 &pool,
                 &cache,
@@ -941,13 +992,14 @@ impl ObjectStore for MpoolStore {
         locations: BoxStream<'static, object_store::Result<Path>>,
     ) -> BoxStream<'static, object_store::Result<Path>> {
         let cat = self.cat.clone();
+        let in_place = self.in_place;
         locations
             .then(move |location| {
                 let cat = cat.clone();
                 async move {
                     let location = location?;
                     let p = location.to_string();
-                    blocking(move || Ok(cat.delete(&p)?)).await?;
+                    dispatch::run(in_place, move || Ok(cat.delete(&p)?)).await?;
                     Ok(location)
                 }
             })
@@ -989,7 +1041,10 @@ impl ObjectStore for MpoolStore {
         let create = matches!(options.mode, CopyMode::Create);
         let s = self.clone();
         let (f, t) = (from.to_string(), to.to_string());
-        blocking(move || s.copy_blocking(&f, &t, false, create)).await
+        dispatch::run(self.in_place, move || {
+            s.copy_blocking(&f, &t, false, create)
+        })
+        .await
     }
 
     async fn rename_opts(
@@ -1001,7 +1056,7 @@ impl ObjectStore for MpoolStore {
         let create = matches!(options.target_mode, RenameTargetMode::Create);
         let s = self.clone();
         let (f, t) = (from.to_string(), to.to_string());
-        blocking(move || s.copy_blocking(&f, &t, true, create)).await
+        dispatch::run(self.in_place, move || s.copy_blocking(&f, &t, true, create)).await
     }
 }
 

@@ -6,7 +6,7 @@
 use crate::catalog::Mode;
 use crate::data::abort_all;
 use crate::record::{Attr, Extent};
-use crate::{blocking, lock, msg, MpoolStore};
+use crate::{dispatch, lock, msg, MpoolStore};
 use async_trait::async_trait;
 use object_store::multipart::PartId;
 use object_store::path::Path;
@@ -144,7 +144,7 @@ impl MultipartUpload for Upload {
 
     async fn abort(&mut self) -> object_store::Result<()> {
         let state = self.state.clone();
-        blocking(move || {
+        dispatch::run(self.store.in_place, move || {
             close(&state);
             Ok(())
         })
@@ -206,7 +206,7 @@ pub(crate) async fn abort(
 ) -> object_store::Result<()> {
     let (state, _) = find(store, path, id)?;
     lock(&store.uploads).by_id.remove(id);
-    blocking(move || {
+    dispatch::run(store.in_place, move || {
         close(&state);
         Ok(())
     })

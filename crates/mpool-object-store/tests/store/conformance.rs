@@ -57,7 +57,39 @@ fn conformance(inline_max: u64) {
             .unwrap_err();
         assert!(matches!(err, object_store::Error::NotFound { .. }), "{err}");
     });
-    // The same through a trait object, as the in-memory tests do.
+    // The same with short blocking work in place
+    // (`StoreOptions::run_in_place`), in a task on a worker thread, where
+    // `block_in_place` does run.
+    let in_place = store.in_place(true);
+    let ran = mpool_object_store::dispatch_stats().in_place;
+    rt.block_on(async move {
+        tokio::spawn(async move {
+            let s = &in_place;
+            put_get_delete_list(s).await;
+            list_with_offset_exclusivity(s).await;
+            get_opts(s).await;
+            list_uses_directories_correctly(s).await;
+            list_with_delimiter(s).await;
+            rename_and_copy(s).await;
+            copy_if_not_exists(s).await;
+            copy_rename_nonexistent_object(s).await;
+            stream_get(s).await;
+            put_opts(s, true).await;
+            multipart(s, s).await;
+            multipart_with_opts(s, s).await;
+            put_get_attributes(s).await;
+            multipart_put_part_out_of_order(s, s).await;
+            multipart_race_condition(s, true).await;
+            multipart_out_of_order(s).await;
+        })
+        .await
+        .expect("the suite in place");
+    });
+    assert!(
+        mpool_object_store::dispatch_stats().in_place > ran,
+        "calls ran in place"
+    );
+    // And through a trait object, as the in-memory tests do.
     let boxed: Box<dyn ObjectStore> = Box::new(store.clone());
     rt.block_on(async {
         put_get_delete_list(&boxed).await;
