@@ -108,6 +108,13 @@ pub struct ObjstoreArgs {
     /// behaviour, for an A/B.
     #[arg(long)]
     pub no_cache_large: bool,
+    /// Put/get phases: send every call's blocking work to tokio's
+    /// blocking pool (the store's default), as before session 15, for an
+    /// A/B. Without it they run it in place (`StoreOptions::run_in_place`:
+    /// each of their tasks makes one call at a time); the slatedb load
+    /// always uses the default.
+    #[arg(long)]
+    pub pooled: bool,
     /// Skip the device floor of the put phases (fio writing each object
     /// with an fdatasync after it, O_DIRECT, one job per task).
     #[arg(long)]
@@ -316,7 +323,8 @@ fn mpool_store(path: &Path, name: &str, a: &ObjstoreArgs) -> Result<MpoolStore> 
     let mut o = StoreOptions::default()
         .name(name)
         .catalog_bytes(64 << 20)
-        .cache_large_reads(!a.no_cache_large);
+        .cache_large_reads(!a.no_cache_large)
+        .run_in_place(!a.pooled);
     if let Some(n) = a.cache_bytes {
         o = o.cache_bytes(n);
     }
@@ -837,7 +845,12 @@ pub fn run(a: &ObjstoreArgs) -> Result<Table> {
         let mut get = [0f64; 2];
         let mut cold = [0f64; 2];
         for (i, s) in sides.iter().enumerate() {
-            let (p, g, c) = rt.block_on(slatedb_load(s.store.clone(), a.slatedb_keys, s))?;
+            // slatedb may join calls in one task: the store's default.
+            let store = match &s.mpool {
+                Some(m) => Arc::new(m.in_place(false)) as Arc<dyn ObjectStore>,
+                None => s.store.clone(),
+            };
+            let (p, g, c) = rt.block_on(slatedb_load(store, a.slatedb_keys, s))?;
             eprintln!(
                 "  slatedb on {}: {p:.0} puts/s, {g:.0} gets/s, {c:.0} gets/s after the cache drop",
                 s.name
@@ -913,6 +926,19 @@ pub fn run(a: &ObjstoreArgs) -> Result<Table> {
     notes.push(format!(
         "objects of at most {} bytes are kept inline in mpool's catalog (one log append per put)",
         mpool_object_store::DEFAULT_INLINE_MAX
+    ));
+    let d = mpool_object_store::dispatch_stats();
+    notes.push(format!(
+        "mpool's calls: {} ran their blocking work in place on the polling worker thread, {} on \
+         tokio's blocking pool ({})",
+        d.in_place,
+        d.pooled,
+        if a.pooled {
+            "--pooled: every call to the pool"
+        } else {
+            "put/get phases in place (StoreOptions::run_in_place), work of at most 1 MiB; the \
+             slatedb load on the pool, the store's default"
+        }
     ));
     notes.push(if a.cache_bytes != Some(0) {
         format!(
