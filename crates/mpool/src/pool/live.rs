@@ -10,7 +10,8 @@ use super::{lock, ClassUsage, Pool, PoolInner};
 use crate::admin::rundir;
 use crate::objid::ObjType;
 use serde::{Deserialize, Serialize};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::Duration;
 
@@ -66,6 +67,24 @@ fn file_name(uuid: &str) -> String {
 }
 
 impl Pool {
+    /// Make the publishing thread keep its reference to the pool `d`
+    /// longer after each publishing, and say whether it holds one now: a
+    /// test's way to drop the last user handle while it does.
+    #[cfg(feature = "internals")]
+    pub fn publisher_linger(&self, d: Duration) {
+        if let Some(p) = lock(&self.inner.live).as_ref() {
+            p.linger(d);
+        }
+    }
+
+    /// Whether the publishing thread holds a reference to the pool now.
+    #[cfg(feature = "internals")]
+    pub fn publisher_holding(&self) -> bool {
+        lock(&self.inner.live)
+            .as_ref()
+            .is_some_and(|p| p.holding() > 0)
+    }
+
     /// Committed objects of each kind (zero when the metadata was not read).
     pub fn object_counts(&self) -> ObjectCounts {
         let mut c = ObjectCounts::default();
@@ -105,14 +124,29 @@ impl Pool {
     }
 }
 
+thread_local! {
+    /// Set on a publishing thread: a pool handle it drops stops nothing.
+    static PUBLISHING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether this thread is a pool's publishing thread.
+pub(super) fn on_publisher_thread() -> bool {
+    PUBLISHING.with(Cell::get)
+}
+
 /// The publishing thread of a read-write pool; stopped and joined by
-/// [`Publisher::stop`] (close and drop call it), so it never holds the
-/// pool while it closes.
+/// [`Publisher::stop`] (close and the drop of the last user handle call
+/// it), so it never holds the pool while it closes.
 #[derive(Debug)]
 pub(super) struct Publisher {
     stop: Arc<(Mutex<bool>, Condvar)>,
     /// Set while the thread holds a strong reference to the pool.
     holding: Arc<AtomicBool>,
+    /// Microseconds the thread keeps the pool after publishing (0; tests
+    /// widen the moment it holds it; set only with the `internals`
+    /// feature).
+    #[cfg_attr(not(feature = "internals"), allow(dead_code))]
+    linger_us: Arc<AtomicU64>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     uuid: String,
 }
@@ -127,35 +161,47 @@ impl Publisher {
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let weak: Weak<PoolInner> = Arc::downgrade(&pool.inner);
         let holding = Arc::new(AtomicBool::new(false));
+        let linger_us = Arc::new(AtomicU64::new(0));
         let (s, u, h) = (Arc::clone(&stop), uuid.clone(), Arc::clone(&holding));
+        let linger = Arc::clone(&linger_us);
         let thread = std::thread::Builder::new()
             .name("mpool-live".into())
-            .spawn(move || loop {
-                {
-                    let (m, cv) = &*s;
-                    let g = lock(m);
-                    if *g {
-                        return;
+            .spawn(move || {
+                PUBLISHING.with(|p| p.set(true));
+                loop {
+                    {
+                        let (m, cv) = &*s;
+                        let g = lock(m);
+                        if *g {
+                            return;
+                        }
+                        let (g, _) = crate::lock::wait_timeout(cv, g, PUBLISH_EVERY);
+                        if *g {
+                            return;
+                        }
                     }
-                    let (g, _) = crate::lock::wait_timeout(cv, g, PUBLISH_EVERY);
-                    if *g {
+                    // `holding` is set before the reference exists and cleared
+                    // after it is gone, so `Pool::close` never counts it as a user.
+                    h.store(true, Ordering::SeqCst);
+                    let Some(inner) = weak.upgrade() else {
+                        h.store(false, Ordering::SeqCst);
                         return;
+                    };
+                    let pool = Pool { inner };
+                    publish(&pool, &u);
+                    let us = linger.load(Ordering::Relaxed);
+                    if us > 0 {
+                        std::thread::sleep(Duration::from_micros(us));
                     }
-                }
-                // `holding` is set before the reference exists and cleared
-                // after it is gone, so `Pool::close` never counts it as a user.
-                h.store(true, Ordering::SeqCst);
-                let Some(inner) = weak.upgrade() else {
+                    drop(pool);
                     h.store(false, Ordering::SeqCst);
-                    return;
-                };
-                publish(&Pool { inner }, &u);
-                h.store(false, Ordering::SeqCst);
+                }
             })
             .ok();
         Publisher {
             stop,
             holding,
+            linger_us,
             thread: Mutex::new(thread),
             uuid,
         }
@@ -164,6 +210,15 @@ impl Publisher {
     /// Strong references to the pool held by the publishing thread (0 or 1).
     pub(super) fn holding(&self) -> usize {
         usize::from(self.holding.load(Ordering::SeqCst))
+    }
+
+    /// Keep the pool `d` longer after each publishing (tests).
+    #[cfg(feature = "internals")]
+    pub(super) fn linger(&self, d: Duration) {
+        self.linger_us.store(
+            u64::try_from(d.as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
     }
 
     /// Stop publishing and remove the figures. Called from the pool's own

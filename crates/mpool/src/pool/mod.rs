@@ -731,24 +731,43 @@ impl Pool {
             Some(pmd) if !self.inner.read_only && Arc::strong_count(&self.inner) > 1 => pmd.sync(),
             _ => Ok(()),
         };
-        // The last user handle stops the publisher first, so that it holds
-        // no reference when the pool is taken apart below.
-        {
-            let live = lock(&self.inner.live);
-            let publisher = live.as_ref().map_or(0, live::Publisher::holding);
-            if Arc::strong_count(&self.inner).saturating_sub(publisher) <= 1 {
-                if let Some(p) = live.as_ref() {
-                    p.stop();
-                }
-            }
-        }
-        let Some(mut inner) = Arc::into_inner(self.inner) else {
+        // Before the handle goes: the clone taken below would make the
+        // drop's own check see two users.
+        self.stop_publisher_if_last();
+        let inner = Arc::clone(&self.inner);
+        drop(self);
+        let Some(mut inner) = Arc::into_inner(inner) else {
             return synced;
         };
         let closed = inner.pmd.take().map_or(Ok(()), Catalog::close);
         // The run directory's holder entry is cleared once the metadata is closed.
         drop(inner);
         synced.and(closed)
+    }
+
+    /// The last user handle (the publishing thread's reference aside)
+    /// stops the publisher first, so that the publisher holds no
+    /// reference when the pool is taken apart, and the pool is closed
+    /// when the handle's close or drop returns (a reopen right after
+    /// finds it free).
+    fn stop_publisher_if_last(&self) {
+        // A user handle and the publisher's make two.
+        if Arc::strong_count(&self.inner) > 2 || live::on_publisher_thread() {
+            return;
+        }
+        let live = lock(&self.inner.live);
+        let publisher = live.as_ref().map_or(0, live::Publisher::holding);
+        if Arc::strong_count(&self.inner).saturating_sub(publisher) <= 1 {
+            if let Some(p) = live.as_ref() {
+                p.stop();
+            }
+        }
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.stop_publisher_if_last();
     }
 }
 

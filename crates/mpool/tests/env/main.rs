@@ -6,6 +6,7 @@
 //! that touches the environment holds [`env_lock`] while it runs.
 
 mod device_list_lock;
+mod drop_reopen;
 mod io_engine_choice;
 mod mblock_lifecycle;
 mod meta_owner_threads;
