@@ -72,7 +72,8 @@ pub struct DeviceInfo {
     pub direct: bool,
     /// Whether the device supports discard.
     pub discard: bool,
-    /// Name of the I/O engine batches go through.
+    /// Name of the I/O engine batches go through (`"mmap"`: copies to and
+    /// from a mapping of a file in memory, see `FileDevice::is_mapped`).
     pub engine: &'static str,
     /// Opened read-only.
     pub read_only: bool,

@@ -9,4 +9,5 @@ mod fault_crash;
 mod fault_inject;
 mod fault_random;
 mod flush_shared;
+mod mapped;
 mod mem;

@@ -1,5 +1,5 @@
 //! Tests that read or set the process environment (`MPOOL_IO_ENGINE`,
-//! `MPOOL_RUNDIR`, `MPOOL_CONFIG`): `Pool::create`/`open`/`add` and
+//! `MPOOL_RUNDIR`, `MPOOL_CONFIG`, `MPOOL_NO_MAP`): `Pool::create`/`open`/`add` and
 //! `EngineChoice::from_env` take their settings from there, and there is no
 //! other way to give them. They are kept out of the other test binaries,
 //! whose tests run in parallel threads of one process, and every test here
@@ -10,6 +10,7 @@ mod drop_reopen;
 mod io_engine_choice;
 mod mblock_lifecycle;
 mod meta_owner_threads;
+mod no_map;
 mod pool_add_staging;
 mod pool_create_reserve;
 
