@@ -1,7 +1,8 @@
 //! A fully allocated file on a file system in memory is mapped
 //! (`FileDevice::is_mapped`, engine `"mmap"`): its reads and writes are
 //! copies through the mapping, coherent with the file, with the checks and
-//! errors of the system calls; discards keep its blocks; a read-only open
+//! errors of the system calls; discards keep its blocks; its flushes make
+//! no `fdatasync` (an unmapped file's do); a read-only open
 //! refuses writes; a sparse file is not mapped; a pool on a mapped file
 //! keeps its objects across a close and a reopen. Skipped, loudly, where
 //! `/dev/shm` is not a tmpfs.
@@ -139,7 +140,10 @@ fn a_fully_allocated_file_in_memory_is_mapped_and_coherent() {
     assert!(r[..] == w[..], "a discard changed a mapped file");
     let m = std::fs::metadata(&path).unwrap();
     assert!(m.blocks() * 512 >= size, "a discard punched a hole");
+    // tmpfs has nothing to write back: a mapped file's flush makes no
+    // fdatasync call.
     dev.flush().unwrap();
+    assert_eq!(dev.flush_stats().syncs, 0, "a mapped file's flush synced");
     drop(dev);
 
     // Read-only: mapped, the same bytes, writes refused.
@@ -185,6 +189,12 @@ fn a_sparse_file_in_memory_is_not_mapped() {
     let mut r = dev.alloc_buf(4096);
     dev.read_at(8192, &mut r).unwrap();
     assert!(r[..] == w[..]);
+    dev.flush().unwrap();
+    assert_eq!(
+        dev.flush_stats().syncs,
+        1,
+        "an unmapped file's flush did not sync"
+    );
 }
 
 #[test]
