@@ -304,6 +304,12 @@ impl FileDevice {
         } else {
             (meta.len(), DEFAULT_ALIGN as u32, DEFAULT_ALIGN as u32)
         };
+        let in_memory = !block && on_memory_fs(&file);
+        let map = if in_memory {
+            Mapping::new(&file, size, !opts.read_only)
+        } else {
+            None
+        };
         let info = DeviceInfo {
             path: Some(path.to_path_buf()),
             kind: if block {
@@ -316,19 +322,9 @@ impl FileDevice {
             physical_sector: physical.max(logical).max(512),
             direct,
             discard: true,
-            engine: engine.name(),
+            engine: if map.is_some() { "mmap" } else { engine.name() },
             read_only: opts.read_only,
         };
-        let in_memory = !block && on_memory_fs(&file);
-        let map = if in_memory {
-            Mapping::new(&file, info.size, !info.read_only)
-        } else {
-            None
-        };
-        let mut info = info;
-        if map.is_some() {
-            info.engine = "mmap";
-        }
         Ok(Self {
             file,
             info,
