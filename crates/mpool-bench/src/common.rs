@@ -281,6 +281,23 @@ impl Device for Counting {
         self.inner.queue(depth)
     }
 
+    fn write_bytes(&self, offset: u64, data: &[u8]) -> Option<Result<(), DevError>> {
+        let t = Instant::now();
+        let r = self.inner.write_bytes(offset, data)?;
+        let c = &self.c;
+        c.write_ns
+            .fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        c.submits.fetch_add(1, Ordering::Relaxed);
+        c.writes.fetch_add(1, Ordering::Relaxed);
+        c.write_bytes
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
+        Some(r)
+    }
+
+    fn will_write(&self, offset: u64, len: u64) {
+        self.inner.will_write(offset, len)
+    }
+
     fn flush(&self) -> Result<(), DevError> {
         let t = Instant::now();
         let r = self.inner.flush();

@@ -149,6 +149,21 @@ impl Device for Sampled {
         self.inner.queue(depth)
     }
 
+    fn write_bytes(&self, offset: u64, data: &[u8]) -> Option<Result<(), DevError>> {
+        let Some(r) = self.timed(4, || self.inner.write_bytes(offset, data)) else {
+            // Not byte-addressable: nothing written, the call not counted
+            // (the sector write that follows is).
+            self.c[6].fetch_sub(1, Ordering::Relaxed);
+            return None;
+        };
+        self.count_write(1, data.len() as u64);
+        Some(r)
+    }
+
+    fn will_write(&self, offset: u64, len: u64) {
+        self.inner.will_write(offset, len)
+    }
+
     fn flush(&self) -> Result<(), DevError> {
         self.add(3, 1);
         self.timed(5, || self.inner.flush())

@@ -87,8 +87,8 @@ struct Mapping {
     len: usize,
     writable: bool,
     /// One bit per [`POPULATE_CHUNK`] of the mapping: set once its page
-    /// table entries were made in one call (`MADV_POPULATE_WRITE`, or
-    /// `_READ` on a read-only mapping) before the first copy that touches
+    /// table entries were made in one call (`MADV_POPULATE_READ`) before
+    /// the first copy that touches
     /// it, instead of one page fault per page (on tmpfs a fault costs
     /// about 1 us, a page populated with its chunk about a quarter of
     /// that). Populating the whole file at open would cost 70 ms per GiB
@@ -159,20 +159,43 @@ impl Mapping {
                 return;
             };
             let bit = 1u64 << (c % 64);
-            if word.load(Ordering::Relaxed) & bit != 0 {
+            // Claimed before it is made: a thread that finds the bit set
+            // while another one populates the chunk copies at once, its
+            // copies faulting in what is not made yet (the entries are
+            // only ever a speed-up).
+            if word.load(Ordering::Relaxed) & bit != 0
+                || word.fetch_or(bit, Ordering::Relaxed) & bit != 0
+            {
                 continue;
             }
             let start = c * POPULATE_CHUNK;
             let len = POPULATE_CHUNK.min(self.len - start);
-            let advice = if self.writable {
-                libc::MADV_POPULATE_WRITE
-            } else {
-                libc::MADV_POPULATE_READ
-            };
+            // `_READ` on a writable mapping too: on tmpfs a shared mapping
+            // needs no write notification, so read faults install writable
+            // entries, and they map the pages around the faulting one in
+            // one go. Populating 1 GiB this way and then writing all of it
+            // takes 180 ms here, against 340 ms with `MADV_POPULATE_WRITE`
+            // (one fault per page) and 80 ms for the copies alone.
             // SAFETY: `start..start + len` lies inside the mapping (`c`
             // is one of its chunks); populating changes no byte of it.
-            unsafe { libc::madvise(self.addr.as_ptr().add(start).cast(), len, advice) };
-            word.fetch_or(bit, Ordering::Relaxed);
+            unsafe {
+                libc::madvise(
+                    self.addr.as_ptr().add(start).cast(),
+                    len,
+                    libc::MADV_POPULATE_READ,
+                )
+            };
+        }
+    }
+
+    /// Populate the chunks of `offset..offset + len` that are inside the
+    /// mapping (see `populate`), ahead of copies there.
+    fn prepare(&self, offset: u64, len: u64) {
+        let (Ok(off), Ok(n)) = (usize::try_from(offset), usize::try_from(len)) else {
+            return;
+        };
+        if off < self.len {
+            self.populate(off, n.min(self.len - off));
         }
     }
 
@@ -198,8 +221,12 @@ impl Mapping {
     }
 
     /// Copy `data` into the mapping at `offset` (a read-only mapping is
-    /// never written: the device refuses writes before they get here).
+    /// never written: the device refuses writes before they get here, and
+    /// this refuses them again rather than fault).
     fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+        if !self.writable {
+            return Err(io::Error::from_raw_os_error(libc::EBADF));
+        }
         let dst = self.at(offset, data.len()).ok_or_else(past_end)?;
         // SAFETY: `dst` points to `data.len()` bytes inside the mapping
         // (`at`), writable (the device is read-write), not overlapping
@@ -600,6 +627,25 @@ impl Device for FileDevice {
             }
         }
         Box::new(SubmitQueue::new(self, depth))
+    }
+
+    fn write_bytes(&self, offset: u64, data: &[u8]) -> Option<Result<(), DevError>> {
+        let m = self.map.as_ref()?;
+        if self.info.read_only {
+            return Some(Err(DevError::ReadOnly {
+                device: self.info.name(),
+            }));
+        }
+        Some(
+            m.write(offset, data)
+                .map_err(|e| io_err(&self.info, "write", offset, e)),
+        )
+    }
+
+    fn will_write(&self, offset: u64, len: u64) {
+        if let Some(m) = &self.map {
+            m.prepare(offset, len);
+        }
     }
 
     fn flush(&self) -> Result<(), DevError> {

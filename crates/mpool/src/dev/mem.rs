@@ -54,6 +54,30 @@ impl Device for MemDevice {
         reqs
     }
 
+    fn write_bytes(&self, offset: u64, data: &[u8]) -> Option<Result<(), DevError>> {
+        Some((|| {
+            if self.info.read_only {
+                return Err(DevError::ReadOnly {
+                    device: self.info.name(),
+                });
+            }
+            let mut image = crate::lock::write(&self.data);
+            let dst = usize::try_from(offset)
+                .ok()
+                .and_then(|o| Some(o..o.checked_add(data.len())?))
+                .and_then(|r| image.get_mut(r))
+                .ok_or_else(|| {
+                    let e = std::io::Error::new(
+                        std::io::ErrorKind::InvalidInput,
+                        "past the end of the device",
+                    );
+                    super::io_err(&self.info, "write", offset, e)
+                })?;
+            dst.copy_from_slice(data);
+            Ok(())
+        })())
+    }
+
     fn flush(&self) -> Result<(), DevError> {
         Ok(())
     }

@@ -284,6 +284,16 @@ pub trait Device: Send + Sync + fmt::Debug {
         Box::new(SubmitQueue::new(self, depth))
     }
 
+    /// A hint: writes to `offset..offset + len` are coming soon. A device
+    /// that can do part of their work ahead does it now, on the caller's
+    /// thread (a file mapped in memory makes the page table entries of
+    /// the range, which a write would otherwise make under whatever lock
+    /// its caller holds). Never fails; a no-op by default. A device that
+    /// wraps another forwards it.
+    fn will_write(&self, offset: u64, len: u64) {
+        let _ = (offset, len);
+    }
+
     /// Make every completed write durable.
     fn flush(&self) -> Result<(), DevError>;
 
@@ -337,6 +347,18 @@ pub trait Device: Send + Sync + fmt::Debug {
         let mut buf = self.alloc_buf(data.len());
         buf.copy_from_slice(data);
         self.write_at(offset, &mut buf)
+    }
+
+    /// Write `data` at `offset`, neither of them aligned to sectors, where
+    /// the device is byte-addressable (memory, or a file mapped in it):
+    /// `None` elsewhere, nothing written, and the caller writes whole
+    /// sectors. A writer that would rewrite a partly written sector with
+    /// the same bytes in front of new ones writes the new ones only.
+    /// Not durable until [`Device::flush`]. A device that wraps another
+    /// forwards it.
+    fn write_bytes(&self, offset: u64, data: &[u8]) -> Option<Result<(), DevError>> {
+        let _ = (offset, data);
+        None
     }
 
     /// Read `buf.len()` bytes at `offset` into the caller's memory,

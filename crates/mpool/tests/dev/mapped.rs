@@ -4,7 +4,8 @@
 //! errors of the system calls; discards keep its blocks; its flushes make
 //! no `fdatasync` (an unmapped file's do); a read-only open
 //! refuses writes; a sparse file is not mapped; a pool on a mapped file
-//! keeps its objects across a close and a reopen. Skipped, loudly, where
+//! keeps its objects across a close and a reopen; a mapped file takes
+//! writes of any bytes at any offset. Skipped, loudly, where
 //! `/dev/shm` is not a tmpfs.
 
 use mpool::dev::{DevError, Device, DeviceRef, FileDevice, OpenOptions};
@@ -164,6 +165,56 @@ fn a_fully_allocated_file_in_memory_is_mapped_and_coherent() {
     assert!(std::fs::read(&path).unwrap()[..4096]
         .iter()
         .all(|&b| b == 0));
+}
+
+/// A mapped file takes writes of any bytes at any offset
+/// (`Device::write_bytes`), inside its size and not when opened
+/// read-only; announcing writes (`Device::will_write`) changes no byte.
+#[test]
+fn a_mapped_file_takes_writes_of_any_bytes() {
+    let Some(dir) = shm_scratch("a_mapped_file_takes_writes_of_any_bytes") else {
+        return;
+    };
+    let size = 1u64 << 20;
+    let path = allocated(dir.path(), "bytes.img", size);
+    let dev = open(&path, false);
+    assert!(dev.is_mapped());
+    dev.will_write(0, size);
+    dev.will_write(size - 10, 1 << 30);
+    assert!(std::fs::read(&path).unwrap().iter().all(|&b| b == 0));
+    let data: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8 + 1).collect();
+    dev.write_bytes(4097, &data).expect("mapped").unwrap();
+    dev.write_bytes(size - 3, &data[..3])
+        .expect("mapped")
+        .unwrap();
+    assert!(matches!(
+        dev.write_bytes(size - 2, &data[..3]),
+        Some(Err(DevError::Io { .. }))
+    ));
+    let file = std::fs::read(&path).unwrap();
+    assert!(file[4097..4097 + 5000] == data[..]);
+    assert!(file[..4097].iter().all(|&b| b == 0));
+    assert!(file[4097 + 5000..size as usize - 3].iter().all(|&b| b == 0));
+    assert!(file[size as usize - 3..] == data[..3]);
+    let ro = open(&path, true);
+    assert!(matches!(
+        ro.write_bytes(0, &data[..1]),
+        Some(Err(DevError::ReadOnly { .. }))
+    ));
+    // A file on a disk or a sparse one is not byte-addressable: the caller
+    // writes sectors.
+    let sparse = dir.path().join("sparse.img");
+    let s = FileDevice::open(
+        &sparse,
+        &OpenOptions {
+            create_size: Some(1 << 20),
+            ..OpenOptions::default()
+        },
+    )
+    .unwrap();
+    assert!(s.write_bytes(0, &data[..1]).is_none());
+    drop(s);
+    assert!(std::fs::read(&sparse).unwrap().iter().all(|&b| b == 0));
 }
 
 #[test]
