@@ -15,6 +15,43 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Lock a mutex that is held only briefly: while it is taken, try again
+/// for up to `budget` (on a CPU left by the others spinning, counted in
+/// `spinners`, see `dev::spin_slot`) before sleeping on it. A sleeping
+/// waiter costs a wake-up, which on a virtual machine takes longer than
+/// many such holds.
+pub(crate) fn lock_spin<'a, T>(
+    m: &'a Mutex<T>,
+    spinners: &std::sync::atomic::AtomicU32,
+    budget: Duration,
+) -> MutexGuard<'a, T> {
+    use std::sync::TryLockError;
+    match m.try_lock() {
+        Ok(g) => return g,
+        Err(TryLockError::Poisoned(p)) => return p.into_inner(),
+        Err(TryLockError::WouldBlock) => {}
+    }
+    if crate::dev::spin_slot(spinners) {
+        let mut got = None;
+        crate::dev::spin_until(budget, || match m.try_lock() {
+            Ok(g) => {
+                got = Some(g);
+                true
+            }
+            Err(TryLockError::Poisoned(p)) => {
+                got = Some(p.into_inner());
+                true
+            }
+            Err(TryLockError::WouldBlock) => false,
+        });
+        spinners.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        if let Some(g) = got {
+            return g;
+        }
+    }
+    lock(m)
+}
+
 /// Take a read lock.
 pub(crate) fn read<T>(m: &RwLock<T>) -> RwLockReadGuard<'_, T> {
     m.read().unwrap_or_else(|p| p.into_inner())

@@ -150,6 +150,15 @@ const MAX_FSEQ: u32 = 5;
 /// expected to end within this many nanoseconds: memory-speed media, where
 /// a sleep and wake-up would cost more than the flush.
 const SPIN_MAX_NS: u64 = 20_000;
+/// A flush expected to cost at most this many nanoseconds is made while
+/// holding the log's lock ([`Mlog::flush_inline`]).
+const INLINE_MAX_NS: u64 = 2_000;
+/// How long an appender spins for the lock when flushes are made under
+/// it, before it sleeps on it (a few flushes' worth).
+const LOCK_SPIN_NS: u64 = 8_000;
+/// How far past the log's end an appender announces writes
+/// ([`Device::will_write`]).
+const WILL_WRITE_AHEAD: u64 = 512 << 10;
 /// Initial estimate of a flush (write and device flush), until one is measured:
 /// long enough that the first flushes gather followers as on a disk.
 const FLUSH_NS_INIT: u64 = 100_000;
@@ -270,6 +279,10 @@ struct SetWrite {
     out: Image,
     base: u64,
     nbytes: usize,
+    /// Bytes at the front of the image that are on the device already
+    /// (records of earlier sets in the partly filled block the set starts
+    /// in): a byte-addressable device is written from here on.
+    written: usize,
     /// Records in the set.
     set_records: u64,
 }
@@ -385,6 +398,12 @@ pub struct Mlog {
     joined: Condvar,
     /// The largest record of a plain and of a mirrored generation.
     max_rec: (u64, u64),
+    /// Flushes are made under the lock (the flush cost is at most
+    /// [`INLINE_MAX_NS`]): appenders spin briefly for the lock.
+    inline: std::sync::atomic::AtomicBool,
+    /// The end of the appended records (`State::end`), mirrored at each
+    /// append for [`Device::will_write`] before the lock.
+    end_hint: AtomicU64,
 }
 
 fn check_extent(dev: &dyn Device, extent: &Range<u64>) -> Result<Geom> {
@@ -568,6 +587,7 @@ impl Mlog {
             epochs_exhausted,
             open_tail: scan.and_then(|s| s.last.map(|l| l.batch_first())),
         };
+        let end = st.end;
         Mlog {
             dev,
             id,
@@ -579,6 +599,8 @@ impl Mlog {
             appended: AtomicU64::new(0),
             spinners: AtomicU32::new(0),
             joined: Condvar::new(),
+            inline: std::sync::atomic::AtomicBool::new(false),
+            end_hint: AtomicU64::new(end),
             max_rec: (
                 geom.max_record().min(u64::from(u32::MAX)),
                 geom.max_record_mirrored()
@@ -670,7 +692,22 @@ impl Mlog {
     /// Append one record made of the concatenation of `parts`.
     pub fn append_v(&self, parts: &[&[u8]], sync: bool) -> Result<Lsn> {
         let len: u64 = parts.iter().map(|p| p.len() as u64).sum();
-        let mut g = self.lock();
+        // Whatever the device can do ahead for the writes at the log's end
+        // it does here, before the lock (the end read without it: a hint).
+        let at = self.end_hint.load(Ordering::Relaxed);
+        let ahead = (self.geom.size().saturating_sub(at)).min(WILL_WRITE_AHEAD);
+        if ahead > 0 {
+            self.dev.will_write(self.base() + at, ahead);
+        }
+        let mut g = if self.inline.load(Ordering::Relaxed) {
+            crate::lock::lock_spin(
+                &self.st,
+                &self.spinners,
+                Duration::from_nanos(LOCK_SPIN_NS),
+            )
+        } else {
+            self.lock()
+        };
         let framed = (|| {
             let max = self.max_for(g.mirrored);
             if len > max {
@@ -681,6 +718,7 @@ impl Mlog {
         })();
         let seq = framed?;
         self.appended.store(g.next_seq, Ordering::Release);
+        self.end_hint.store(g.end, Ordering::Relaxed);
         if g.gathering && g.batch_first.is_some_and(|f| g.next_seq - f >= g.gather_want) {
             self.joined.notify_one();
         }
@@ -776,6 +814,7 @@ impl Mlog {
         g.fseq = 1;
         g.batch_first = None;
         g.end = 0;
+        self.end_hint.store(0, Ordering::Relaxed);
         g.buf.clear();
         g.buf_block = 0;
         g.written_end = 0;
@@ -1064,6 +1103,7 @@ impl Mlog {
                     // then flushes both, one write of three pages instead
                     // of two of two (4 KiB records on memory).
                     if !gathered
+                        && g.flush_ns > INLINE_MAX_NS
                         && g.peak_inside > 1
                         && g.batch_first.is_some_and(|f| g.next_seq - f < 2)
                     {
@@ -1240,42 +1280,81 @@ impl Mlog {
             g.durable_seq = g.durable_seq.max(g.next_seq);
             return (g, Ok(()));
         }
+        if g.flush_ns <= INLINE_MAX_NS && dev_flush {
+            let mut g = g;
+            let r = self.flush_inline(&mut g);
+            return (g, r);
+        }
         let set = self.close_set(g);
-        // Timing every flush would cost two clock reads per append on a
-        // single thread: the first flushes and then one in FLUSH_SAMPLE.
-        let done = self.flushes_done.load(Ordering::Relaxed);
-        let t = (done < 2 * FLUSH_SAMPLE || done.is_multiple_of(FLUSH_SAMPLE)).then(Instant::now);
-        let r = (|| -> Result<()> {
-            if set.pre_flush.is_some() {
-                // The set written unflushed is durable before this one is
-                // written.
-                self.dev.flush()?;
-            }
-            if let Some((slot, h)) = &set.hdr {
-                self.write_header(*slot, h)?;
-                self.dev.flush()?;
-            }
-            let data = set.data();
-            if data.len() <= SLICE_MAX {
-                self.dev.write_slice(set.base, data)?;
-            } else {
-                // Large (async) flush sets: requests the device may run in
-                // parallel.
-                submit_all(self.dev.as_ref(), self.set_requests(&set))?;
-            }
-            if dev_flush {
-                self.dev.flush()?;
-            }
-            Ok(())
-        })();
+        let t = self.flush_timer();
+        let r = self.write_set(&set, dev_flush);
         let ns = t.map(|t| t.elapsed().as_nanos() as u64);
         self.end_set(set, r, ns, dev_flush)
+    }
+
+    /// Timing every flush would cost two clock reads per append on a
+    /// single thread: the first flushes are timed and then one in
+    /// [`FLUSH_SAMPLE`].
+    fn flush_timer(&self) -> Option<Instant> {
+        let done = self.flushes_done.load(Ordering::Relaxed);
+        (done < 2 * FLUSH_SAMPLE || done.is_multiple_of(FLUSH_SAMPLE)).then(Instant::now)
+    }
+
+    /// Write a closed set (the header before it, when it has one), then
+    /// flush the device (with `dev_flush`).
+    fn write_set(&self, set: &SetWrite, dev_flush: bool) -> Result<()> {
+        if set.pre_flush.is_some() {
+            // The set written unflushed is durable before this one is
+            // written.
+            self.dev.flush()?;
+        }
+        if let Some((slot, h)) = &set.hdr {
+            self.write_header(*slot, h)?;
+            self.dev.flush()?;
+        }
+        let data = set.data();
+        if data.len() <= SLICE_MAX {
+            // The same bytes in front of the new ones need no rewrite
+            // where the device takes writes of any bytes.
+            let new = data.get(set.written..).unwrap_or(&[]);
+            match self.dev.write_bytes(set.base + set.written as u64, new) {
+                Some(r) => r?,
+                None => self.dev.write_slice(set.base, data)?,
+            }
+        } else {
+            // Large (async) flush sets: requests the device may run in
+            // parallel.
+            submit_all(self.dev.as_ref(), self.set_requests(set))?;
+        }
+        if dev_flush {
+            self.dev.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Write and flush the open set without letting go of the lock: on
+    /// media where that costs about what handing the lock to another
+    /// thread and back would (a file mapped in memory), appenders take
+    /// turns on the lock, each writing its own record, instead of waiting
+    /// for each other's flushes.
+    fn flush_inline(&self, g: &mut State) -> Result<()> {
+        let set = self.close_set_in(g);
+        let t = self.flush_timer();
+        let r = self.write_set(&set, true);
+        let ns = t.map(|t| t.elapsed().as_nanos() as u64);
+        self.end_set_in(g, set, &r, ns, true);
+        r
     }
 
     /// Close the open flush set for writing (under the lock, which it
     /// releases): the log is `flushing` until [`Mlog::end_set`] reports
     /// the write's outcome; appends meanwhile go to the next set.
     fn close_set(&self, mut g: MutexGuard<'_, State>) -> SetWrite {
+        self.close_set_in(&mut g)
+    }
+
+    /// [`Mlog::close_set`] on the state, the lock held.
+    fn close_set_in(&self, g: &mut State) -> SetWrite {
         let snap_end = g.end;
         let snap_seq = g.next_seq;
         let pre_flush = g.unflushed.map(|(_, end)| end);
@@ -1289,6 +1368,7 @@ impl Mlog {
         let bs = self.geom.bs;
         let first_block = g.buf_block;
         let nbytes = ((snap_end.div_ceil(bs) - first_block) * bs) as usize;
+        let written = g.written_end.saturating_sub(first_block * bs).min(nbytes as u64) as usize;
         let base = self.base() + first_block * bs;
         // The flush writes straight from the image; appends meanwhile go
         // to the spare one, which starts with a copy of the partly filled
@@ -1347,6 +1427,7 @@ impl Mlog {
             out,
             base,
             nbytes,
+            written,
             set_records,
         }
     }
@@ -1377,6 +1458,20 @@ impl Mlog {
         ns: Option<u64>,
         dev_flush: bool,
     ) -> (MutexGuard<'_, State>, Result<()>) {
+        let mut g = self.lock();
+        self.end_set_in(&mut g, set, &r, ns, dev_flush);
+        (g, r)
+    }
+
+    /// [`Mlog::end_set`] on the state, the lock held.
+    fn end_set_in(
+        &self,
+        g: &mut State,
+        set: SetWrite,
+        r: &Result<()>,
+        ns: Option<u64>,
+        dev_flush: bool,
+    ) {
         let SetWrite {
             snap_end,
             snap_seq,
@@ -1386,7 +1481,6 @@ impl Mlog {
             set_records,
             ..
         } = set;
-        let mut g = self.lock();
         g.flushing = false;
         if g.spare.is_none() {
             let mut out = out;
@@ -1399,6 +1493,8 @@ impl Mlog {
             if let Some(f) = g.fixed_flush_ns {
                 g.flush_ns = f;
             }
+            self.inline
+                .store(g.flush_ns <= INLINE_MAX_NS, Ordering::Relaxed);
         }
         g.last_set_records = set_records;
         match &r {
@@ -1426,8 +1522,7 @@ impl Mlog {
             }
             Err(e) => g.failed = Some(e.to_string()),
         }
-        self.flush_ended(&g);
-        (g, r)
+        self.flush_ended(g);
     }
 
     /// A flush ended (under the lock): count it and wake the threads whose
