@@ -20,6 +20,15 @@
 //! while other sync appenders are around, and waiters spin while a CPU is
 //! left for the flusher.
 //!
+//! On a device that takes writes of any bytes (memory, a file mapped in
+//! it: [`Device::write_bytes`]) none of that applies: each append frames
+//! its record straight onto the device under the log's lock, as a flush set
+//! of its own, and returns durable. The device's bytes are the records'
+//! and block headers' only; padding and the rest of the last block keep
+//! what they held, which the recovery rules never take for records (only
+//! the current epoch's records follow the last one, and this epoch wrote
+//! nothing past the end).
+//!
 //! A plain log created by this code is *padded*: a record that would touch
 //! one block more where the log ends than from the next block's start
 //! begins there, so that a record of R bytes costs at most R rounded up to
@@ -279,10 +288,6 @@ struct SetWrite {
     out: Image,
     base: u64,
     nbytes: usize,
-    /// Bytes at the front of the image that are on the device already
-    /// (records of earlier sets in the partly filled block the set starts
-    /// in): a byte-addressable device is written from here on.
-    written: usize,
     /// Records in the set.
     set_records: u64,
 }
@@ -398,6 +403,11 @@ pub struct Mlog {
     joined: Condvar,
     /// The largest record of a plain and of a mirrored generation.
     max_rec: (u64, u64),
+    /// The device takes writes of any bytes ([`Device::write_bytes`]:
+    /// memory, a file mapped in it): each append is framed straight onto
+    /// it under the lock, a flush set of its own, with no image in
+    /// between (`Mlog::append_direct`).
+    direct: bool,
     /// Flushes are made under the lock (the flush cost is at most
     /// [`INLINE_MAX_NS`]): appenders spin briefly for the lock.
     inline: std::sync::atomic::AtomicBool,
@@ -588,7 +598,10 @@ impl Mlog {
             open_tail: scan.and_then(|s| s.last.map(|l| l.batch_first())),
         };
         let end = st.end;
+        // A write of no bytes tells whether the device takes any bytes.
+        let direct = dev.write_bytes(0, &[]).is_some();
         Mlog {
+            direct,
             dev,
             id,
             start,
@@ -699,7 +712,7 @@ impl Mlog {
         if ahead > 0 {
             self.dev.will_write(self.base() + at, ahead);
         }
-        let mut g = if self.inline.load(Ordering::Relaxed) {
+        let mut g = if self.direct || self.inline.load(Ordering::Relaxed) {
             crate::lock::lock_spin(
                 &self.st,
                 &self.spinners,
@@ -714,11 +727,19 @@ impl Mlog {
                 return Err(MlogError::RecordTooLarge { len, max });
             }
             usable(&g)?;
-            self.encode(&mut g, parts, len)
+            if self.direct {
+                self.append_direct(&mut g, parts, len)
+            } else {
+                self.encode(&mut g, parts, len)
+            }
         })();
         let seq = framed?;
         self.appended.store(g.next_seq, Ordering::Release);
         self.end_hint.store(g.end, Ordering::Relaxed);
+        if self.direct {
+            // Durable already.
+            return Ok(Lsn(seq));
+        }
         if g.gathering && g.batch_first.is_some_and(|f| g.next_seq - f >= g.gather_want) {
             self.joined.notify_one();
         }
@@ -1008,32 +1029,57 @@ impl Mlog {
     /// Write one copy of a record, header at `h`, into the buffer (which
     /// holds it already); `prev_end` is where the records before it end.
     fn frame(&self, st: &mut State, hdr: &RecordHeader, prev_end: u64, h: u64, parts: &[&[u8]]) {
+        let from = st.buf_block * self.geom.bs;
+        let gen = st.gen;
+        let buf = &mut st.buf;
+        // Copies into memory: nothing fails.
+        let _ = self.frame_with(gen, hdr, prev_end, h, parts, &mut |pos, bytes| {
+            let o = (pos - from) as usize;
+            if let Some(d) = buf.bytes_mut().get_mut(o..o + bytes.len()) {
+                d.copy_from_slice(bytes);
+            }
+            Ok(())
+        });
+    }
+
+    /// The bytes of one copy of a record of generation `gen`, header at
+    /// `h` (`prev_end`: where the records before it end), handed to `put`
+    /// as (position in the data area, bytes) in order: the block headers
+    /// the record starts, its header, its payload piece by piece (the
+    /// caller's slices, not copied). The first error `put` returns ends it.
+    fn frame_with(
+        &self,
+        gen: u64,
+        hdr: &RecordHeader,
+        prev_end: u64,
+        h: u64,
+        parts: &[&[u8]],
+        put: &mut dyn FnMut(u64, &[u8]) -> Result<()>,
+    ) -> Result<()> {
         let g = self.geom;
         let bs = g.bs;
         let len = u64::from(hdr.len);
         let Some(end) = g.rec_end(h, len) else {
-            return;
+            return Ok(());
         };
         let hb = h / bs;
-        let blk_hdr = |st: &mut State, b: u64, first_rec: u32| {
+        let blk_hdr = |b: u64, first_rec: u32, put: &mut dyn FnMut(u64, &[u8]) -> Result<()>| {
             let bh = BlockHeader {
                 log_id: self.id,
-                gen: st.gen,
+                gen,
                 block_no: b as u32,
                 first_rec,
             };
-            let o = ((b - st.buf_block) * bs) as usize;
-            if let Some(s) = st.buf.bytes_mut().get_mut(o..) {
-                bh.encode(s);
-            }
+            let mut out = [0u8; BLK_HDR_LEN as usize];
+            bh.encode(&mut out);
+            put(b * bs, &out)
         };
         if prev_end <= hb * bs {
-            blk_hdr(st, hb, BLK_HDR_LEN as u32);
+            blk_hdr(hb, BLK_HDR_LEN as u32, put)?;
         }
-        let o = (h - st.buf_block * bs) as usize;
-        if let Some(s) = st.buf.bytes_mut().get_mut(o..o + REC_HDR_LEN as usize) {
-            hdr.encode(s);
-        }
+        let mut out = [0u8; REC_HDR_LEN as usize];
+        hdr.encode(&mut out);
+        put(h, &out)?;
         let last_block = (end - 1) / bs;
         let mut cur = Cursor {
             parts,
@@ -1047,13 +1093,16 @@ impl Mlog {
                 } else {
                     0
                 };
-                blk_hdr(st, b, first);
+                blk_hdr(b, first, put)?;
             }
-            let o = ((b - st.buf_block) * bs) as usize + off;
-            if let Some(dst) = st.buf.bytes_mut().get_mut(o..o + n) {
-                cur.copy_to(dst);
-            }
+            let mut at = b * bs + off as u64;
+            cur.take(n, &mut |piece| {
+                let r = put(at, piece);
+                at += piece.len() as u64;
+                r
+            })?;
         }
+        Ok(())
     }
 
     /// Wait until record `seq` is durable, becoming the flusher when nobody is.
@@ -1314,13 +1363,7 @@ impl Mlog {
         }
         let data = set.data();
         if data.len() <= SLICE_MAX {
-            // The same bytes in front of the new ones need no rewrite
-            // where the device takes writes of any bytes.
-            let new = data.get(set.written..).unwrap_or(&[]);
-            match self.dev.write_bytes(set.base + set.written as u64, new) {
-                Some(r) => r?,
-                None => self.dev.write_slice(set.base, data)?,
-            }
+            self.dev.write_slice(set.base, data)?;
         } else {
             // Large (async) flush sets: requests the device may run in
             // parallel.
@@ -1368,7 +1411,6 @@ impl Mlog {
         let bs = self.geom.bs;
         let first_block = g.buf_block;
         let nbytes = ((snap_end.div_ceil(bs) - first_block) * bs) as usize;
-        let written = g.written_end.saturating_sub(first_block * bs).min(nbytes as u64) as usize;
         let base = self.base() + first_block * bs;
         // The flush writes straight from the image; appends meanwhile go
         // to the spare one, which starts with a copy of the partly filled
@@ -1387,37 +1429,10 @@ impl Mlog {
                 .extend(out.bytes().get(o..o + bs as usize).unwrap_or(&[]));
         }
         let set_records = g.batch_first.map_or(0, |f| snap_seq - f);
-        let hdr = (!g.hdr_durable).then(|| {
-            (
-                1 - g.newest_slot,
-                LogHeader {
-                    log_id: self.id,
-                    gen: g.gen,
-                    epoch: g.epoch,
-                    block_size: bs as u32,
-                    nblocks: self.geom.nblocks,
-                    mirrored: g.mirrored,
-                    padded: g.padded,
-                },
-            )
-        });
-        // Close the flush set: later appends join the next one. Before the
-        // flush set number runs out, move to a new epoch instead (its header
-        // is written by the next flush, before its records).
+        let hdr = (!g.hdr_durable).then(|| self.next_header(g));
         if g.batch_first.is_some() {
             g.batch_first = None;
-            if g.fseq >= MAX_FSEQ {
-                match g.epoch.checked_add(1) {
-                    Some(e) => {
-                        g.epoch = e;
-                        g.fseq = 1;
-                        g.hdr_durable = false;
-                    }
-                    None => g.epochs_exhausted = true,
-                }
-            } else {
-                g.fseq += 1;
-            }
+            next_set(g);
         }
         SetWrite {
             snap_end,
@@ -1427,9 +1442,89 @@ impl Mlog {
             out,
             base,
             nbytes,
-            written,
             set_records,
         }
+    }
+
+    /// The header a flush writes before the records of a new epoch or
+    /// generation: (slot, header).
+    fn next_header(&self, g: &State) -> (u8, LogHeader) {
+        (
+            1 - g.newest_slot,
+            LogHeader {
+                log_id: self.id,
+                gen: g.gen,
+                epoch: g.epoch,
+                block_size: self.geom.bs as u32,
+                nblocks: self.geom.nblocks,
+                mirrored: g.mirrored,
+                padded: g.padded,
+            },
+        )
+    }
+
+    /// Append a record straight to a byte-addressable device (see
+    /// `Mlog::direct`), under the lock: a flush set of its own, durable
+    /// when this returns. A failed write fails the log.
+    fn append_direct(&self, g: &mut State, parts: &[&[u8]], len: u64) -> Result<u64> {
+        let (h, end1, copy, end) = self.place(g, g.end, len)?;
+        let r = (|| -> Result<u64> {
+            if !g.hdr_durable {
+                let (slot, hdr) = self.next_header(g);
+                self.write_header(slot, &hdr)?;
+                self.dev.flush()?;
+                header_written(g, slot, hdr);
+            }
+            let seq = g.next_seq;
+            let mut hdr = RecordHeader {
+                crc: 0,
+                len: len as u32,
+                gen: g.gen,
+                seq,
+                epoch: g.epoch,
+                fseq: g.fseq,
+                bdelta: 0,
+            };
+            let mut crc = hdr.crc_start(self.id);
+            for p in parts {
+                crc = crate::crc::crc32c_append(crc, p);
+            }
+            hdr.crc = crc;
+            let base = self.base();
+            let dev = self.dev.as_ref();
+            let mut put = |pos: u64, bytes: &[u8]| -> Result<()> {
+                match dev.write_bytes(base + pos, bytes) {
+                    Some(r) => Ok(r?),
+                    None => Err(MlogError::Failed {
+                        reason: "the device stopped taking writes of any bytes".into(),
+                    }),
+                }
+            };
+            self.frame_with(g.gen, &hdr, g.end, h, parts, &mut put)?;
+            if let Some(h2) = copy {
+                // The second copy, byte for byte the same record, right after.
+                self.frame_with(g.gen, &hdr, end1, h2, parts, &mut put)?;
+            }
+            self.dev.flush()?;
+            Ok(seq)
+        })();
+        let seq = match r {
+            Ok(seq) => seq,
+            Err(e) => {
+                g.failed = Some(e.to_string());
+                return Err(e);
+            }
+        };
+        g.next_seq = seq + 1;
+        g.end = end;
+        g.written_end = end;
+        g.durable_seq = g.next_seq;
+        g.buf.clear();
+        g.buf_block = end / self.geom.bs;
+        g.last_set_records = 1;
+        next_set(g);
+        self.flushes_done.fetch_add(1, Ordering::Release);
+        Ok(seq)
     }
 
     /// The write of a closed set's bytes, as requests of at most
@@ -1500,14 +1595,7 @@ impl Mlog {
         match &r {
             Ok(()) => {
                 if let Some((slot, h)) = hdr {
-                    g.newest_slot = slot;
-                    g.newest_hdr = h;
-                    if g.damaged_slot.as_ref().is_some_and(|d| d.0 == slot) {
-                        g.damaged_slot = None;
-                    }
-                    if (h.gen, h.epoch) == (g.gen, g.epoch) {
-                        g.hdr_durable = true;
-                    }
+                    header_written(g, slot, h);
                 }
                 g.written_end = snap_end;
                 if let Some(end) = pre_flush {
@@ -1589,7 +1677,9 @@ impl Mlog {
     ///
     /// Returns `None`, having appended nothing, when the log is not idle: a
     /// flush in progress, sync appenders waiting, a set written unflushed
-    /// already, or a header to write first. Append the usual way then.
+    /// already, or a header to write first; and always on a device that
+    /// takes writes of any bytes, where an append is durable when it
+    /// returns. Append the usual way then.
     ///
     /// This lets a record share a device flush that the caller makes
     /// anyway (one flush instead of two); what is durable after a crash
@@ -1621,7 +1711,15 @@ impl Mlog {
             .map(|parts| parts.iter().map(|p| p.len() as u64).sum())
             .collect();
         let mut g = self.lock();
-        if g.flushing || g.gathering || g.inside > 0 || g.unflushed.is_some() || !g.hdr_durable {
+        if self.direct
+            || g.flushing
+            || g.gathering
+            || g.inside > 0
+            || g.unflushed.is_some()
+            || !g.hdr_durable
+        {
+            // (A log written directly appends the usual way: each record
+            // is durable when it returns.)
             return Ok(None);
         }
         if records.is_empty() {
@@ -1675,6 +1773,36 @@ impl Drop for Mlog {
     }
 }
 
+/// A flush set closed: later appends join the next one. Before the flush
+/// set number runs out, move to a new epoch instead (its header is written
+/// by the next flush, before its records).
+fn next_set(g: &mut State) {
+    if g.fseq >= MAX_FSEQ {
+        match g.epoch.checked_add(1) {
+            Some(e) => {
+                g.epoch = e;
+                g.fseq = 1;
+                g.hdr_durable = false;
+            }
+            None => g.epochs_exhausted = true,
+        }
+    } else {
+        g.fseq += 1;
+    }
+}
+
+/// Header `h` was written (and flushed) to `slot`.
+fn header_written(g: &mut State, slot: u8, h: LogHeader) {
+    g.newest_slot = slot;
+    g.newest_hdr = h;
+    if g.damaged_slot.as_ref().is_some_and(|d| d.0 == slot) {
+        g.damaged_slot = None;
+    }
+    if (h.gen, h.epoch) == (g.gen, g.epoch) {
+        g.hdr_durable = true;
+    }
+}
+
 /// Moving average with weight 1/8 for the new sample.
 fn ewma(avg: u64, sample: u64) -> u64 {
     avg - avg / 8 + sample / 8
@@ -1703,10 +1831,11 @@ struct Cursor<'a> {
 }
 
 impl Cursor<'_> {
-    fn copy_to(&mut self, mut dst: &mut [u8]) {
-        while !dst.is_empty() {
+    /// Hand the next `n` bytes to `f`, as slices of the parts.
+    fn take(&mut self, mut n: usize, f: &mut dyn FnMut(&[u8]) -> Result<()>) -> Result<()> {
+        while n > 0 {
             let Some(p) = self.parts.get(self.i) else {
-                return;
+                return Ok(());
             };
             let src = p.get(self.off..).unwrap_or(&[]);
             if src.is_empty() {
@@ -1714,12 +1843,12 @@ impl Cursor<'_> {
                 self.off = 0;
                 continue;
             }
-            let n = src.len().min(dst.len());
-            let (d, rest) = dst.split_at_mut(n);
-            d.copy_from_slice(&src[..n]);
-            dst = rest;
-            self.off += n;
+            let k = src.len().min(n);
+            f(&src[..k])?;
+            self.off += k;
+            n -= k;
         }
+        Ok(())
     }
 }
 

@@ -921,12 +921,12 @@ fn memory_speed_flushes_are_made_under_the_lock() {
     std::mem::forget(log);
 }
 
-/// A byte-addressable device (memory) is written from the first byte not
-/// on it yet, the rest of the device holding what whole-sector writes
-/// would have left: the same appends to a memory device and to one that
-/// takes only sectors leave the same image, and read back the same.
+/// On a byte-addressable device (memory) records are framed straight onto
+/// the device, with no image in between: the same appends to a memory
+/// device and to one that takes only sectors leave the same bytes, and
+/// read back the same.
 #[test]
-fn byte_writes_leave_the_image_sector_writes_leave() {
+fn a_log_framed_onto_the_device_leaves_the_image_sector_writes_leave() {
     let size = 4u64 << 20;
     let mem = Arc::new(MemDevice::new(size, 4096));
     let f = fault(size, 4096);
@@ -938,13 +938,14 @@ fn byte_writes_leave_the_image_sector_writes_leave() {
         Mlog::open(mem.clone(), 0..size, 25).unwrap(),
         Mlog::open(as_dev(&f), 0..size, 25).unwrap(),
     ];
+    assert!(logs[0].direct && !logs[1].direct);
     for log in &logs {
         for i in 0..300usize {
             // Records of every size from a few bytes to more than a block,
-            // sync and async, so that sets start mid-block and span blocks.
-            log.append(&rec(i, (i * 37) % 9000 + 1), i % 3 != 0).unwrap();
+            // each a flush set of its own on both, starting mid-block and
+            // spanning blocks.
+            log.append(&rec(i, (i * 37) % 9000 + 1), true).unwrap();
         }
-        log.flush().unwrap();
     }
     let (a, b) = (mem.image(), f.live_image());
     let diff = a.iter().zip(&b).position(|(x, y)| x != y);
@@ -953,6 +954,63 @@ fn byte_writes_leave_the_image_sector_writes_leave() {
     assert_eq!(all(&back), all(&logs[1]));
     drop(back);
     for log in logs {
+        std::mem::forget(log);
+    }
+}
+
+/// A log framed straight onto memory, plain and mirrored, from several
+/// threads: every record durable when its append returns and read back
+/// after a reopen; a full log refuses appends and an erase empties it.
+#[test]
+fn a_log_framed_onto_memory_keeps_every_record() {
+    for mirrored in [false, true] {
+        let size = 2u64 << 20;
+        let mem = Arc::new(MemDevice::new(size, 512));
+        let log = Arc::new(Mlog::create_with(mem.clone(), 0..size, 26, mirrored).unwrap());
+        assert!(log.direct);
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let log = log.clone();
+                std::thread::spawn(move || {
+                    (0..150)
+                        .map(|i| {
+                            let k = t * 1000 + i;
+                            (log.append(&rec(k, (k * 53) % 1500 + 1), i % 2 == 0).unwrap(), k)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let done: Vec<(Lsn, usize)> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
+        // Every append returned durable: nothing is left to flush.
+        {
+            let g = log.lock();
+            assert_eq!((g.durable_seq, g.written_end), (g.next_seq, g.end));
+        }
+        let image = mem.image();
+        let copy = Arc::new(MemDevice::new(size, 512));
+        copy.write_slice(0, &image).unwrap();
+        let back = Mlog::open(copy, 0..size, 26).unwrap();
+        let recs = all(&back);
+        assert_eq!(recs.len(), 600);
+        for (lsn, k) in &done {
+            assert_eq!(recs[lsn.0 as usize], rec(*k, (k * 53) % 1500 + 1));
+        }
+        // Fill it, then erase it.
+        let mut n = 0;
+        let full = loop {
+            match log.append(&[7u8; 1000], true) {
+                Ok(_) => n += 1,
+                Err(e) => break e,
+            }
+        };
+        assert!(matches!(full, MlogError::LogFull { .. }), "{full}");
+        assert!(n > 0);
+        log.erase(0).unwrap();
+        assert!(all(&log).is_empty());
+        log.append(b"after", true).unwrap();
+        let back = Mlog::open(mem.clone(), 0..size, 26).unwrap();
+        assert_eq!(all(&back), vec![b"after".to_vec()]);
         std::mem::forget(log);
     }
 }
