@@ -986,20 +986,7 @@ impl Mlog {
             Some(f) => u32::try_from(seq - f).map_err(|_| full())?,
             None => 0,
         };
-        let mut hdr = RecordHeader {
-            crc: 0,
-            len: len as u32,
-            gen: st.gen,
-            seq,
-            epoch: st.epoch,
-            fseq: st.fseq,
-            bdelta,
-        };
-        let mut crc = hdr.crc_start(self.id);
-        for p in parts {
-            crc = crate::crc::crc32c_append(crc, p);
-        }
-        hdr.crc = crc;
+        let hdr = self.record_header(st, len, bdelta, parts);
         if h / bs > st.end / bs
             && st.end == st.written_end
             && st.buf_block == st.end / bs
@@ -1024,6 +1011,26 @@ impl Mlog {
             st.batch_first = Some(seq);
         }
         Ok(seq)
+    }
+
+    /// The header of the next record (seq `next_seq`, the open flush set)
+    /// of `len` bytes made of `parts`, its checksum computed.
+    fn record_header(&self, st: &State, len: u64, bdelta: u32, parts: &[&[u8]]) -> RecordHeader {
+        let mut hdr = RecordHeader {
+            crc: 0,
+            len: len as u32,
+            gen: st.gen,
+            seq: st.next_seq,
+            epoch: st.epoch,
+            fseq: st.fseq,
+            bdelta,
+        };
+        let mut crc = hdr.crc_start(self.id);
+        for p in parts {
+            crc = crate::crc::crc32c_append(crc, p);
+        }
+        hdr.crc = crc;
+        hdr
     }
 
     /// Write one copy of a record, header at `h`, into the buffer (which
@@ -1476,20 +1483,7 @@ impl Mlog {
                 header_written(g, slot, hdr);
             }
             let seq = g.next_seq;
-            let mut hdr = RecordHeader {
-                crc: 0,
-                len: len as u32,
-                gen: g.gen,
-                seq,
-                epoch: g.epoch,
-                fseq: g.fseq,
-                bdelta: 0,
-            };
-            let mut crc = hdr.crc_start(self.id);
-            for p in parts {
-                crc = crate::crc::crc32c_append(crc, p);
-            }
-            hdr.crc = crc;
+            let hdr = self.record_header(g, len, 0, parts);
             let base = self.base();
             let dev = self.dev.as_ref();
             let mut put = |pos: u64, bytes: &[u8]| -> Result<()> {
