@@ -26,23 +26,19 @@ pub(crate) fn lock_spin<'a, T>(
     budget: Duration,
 ) -> MutexGuard<'a, T> {
     use std::sync::TryLockError;
-    match m.try_lock() {
-        Ok(g) => return g,
-        Err(TryLockError::Poisoned(p)) => return p.into_inner(),
-        Err(TryLockError::WouldBlock) => {}
+    let try_take = || match m.try_lock() {
+        Ok(g) => Some(g),
+        Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+        Err(TryLockError::WouldBlock) => None,
+    };
+    if let Some(g) = try_take() {
+        return g;
     }
     if crate::dev::spin_slot(spinners) {
         let mut got = None;
-        crate::dev::spin_until(budget, || match m.try_lock() {
-            Ok(g) => {
-                got = Some(g);
-                true
-            }
-            Err(TryLockError::Poisoned(p)) => {
-                got = Some(p.into_inner());
-                true
-            }
-            Err(TryLockError::WouldBlock) => false,
+        crate::dev::spin_until(budget, || {
+            got = try_take();
+            got.is_some()
         });
         spinners.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
         if let Some(g) = got {
@@ -75,4 +71,37 @@ pub(crate) fn wait_timeout<'a, T>(
 ) -> (MutexGuard<'a, T>, bool) {
     let (g, t) = cv.wait_timeout(g, dur).unwrap_or_else(|p| p.into_inner());
     (g, t.timed_out())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+
+    /// A lock taken spinning is the lock: the waiter gets it once the
+    /// holder lets go, whether the hold ends within the spin budget or
+    /// long after it (the waiter then sleeps on it), and every spinning
+    /// slot is given back.
+    #[test]
+    fn lock_spin_waits_for_the_holder_short_or_long() {
+        let spinners = Arc::new(AtomicU32::new(0));
+        for hold in [Duration::from_micros(1), Duration::from_millis(50)] {
+            let m = Arc::new(Mutex::new(0u32));
+            let g = lock(&m);
+            let waiter = {
+                let (m, spinners) = (m.clone(), spinners.clone());
+                std::thread::spawn(move || {
+                    let mut g = lock_spin(&m, &spinners, Duration::from_micros(20));
+                    *g += 1;
+                    *g
+                })
+            };
+            std::thread::sleep(hold);
+            drop(g);
+            assert_eq!(waiter.join().unwrap(), 1);
+            assert_eq!(*lock(&m), 1);
+            assert_eq!(spinners.load(Ordering::Acquire), 0);
+        }
+    }
 }
