@@ -705,12 +705,16 @@ impl Mlog {
     /// Append one record made of the concatenation of `parts`.
     pub fn append_v(&self, parts: &[&[u8]], sync: bool) -> Result<Lsn> {
         let len: u64 = parts.iter().map(|p| p.len() as u64).sum();
-        // Whatever the device can do ahead for the writes at the log's end
-        // it does here, before the lock (the end read without it: a hint).
-        let at = self.end_hint.load(Ordering::Relaxed);
-        let ahead = (self.geom.size().saturating_sub(at)).min(WILL_WRITE_AHEAD);
-        if ahead > 0 {
-            self.dev.will_write(self.base() + at, ahead);
+        if self.direct {
+            // Whatever the device can do ahead for the writes at the log's
+            // end (a mapped file's page tables) it does here, before the
+            // lock under which the record is written (the end read without
+            // it: a hint).
+            let at = self.end_hint.load(Ordering::Relaxed);
+            let ahead = (self.geom.size().saturating_sub(at)).min(WILL_WRITE_AHEAD);
+            if ahead > 0 {
+                self.dev.will_write(self.base() + at, ahead);
+            }
         }
         let mut g = if self.direct || self.inline.load(Ordering::Relaxed) {
             crate::lock::lock_spin(
