@@ -54,6 +54,18 @@ fn open(path: &Path, read_only: bool) -> FileDevice {
     .expect("open")
 }
 
+/// A sparse file of 1 MiB made by the device's own create.
+fn sparse(path: &Path) -> FileDevice {
+    FileDevice::open(
+        path,
+        &OpenOptions {
+            create_size: Some(1 << 20),
+            ..OpenOptions::default()
+        },
+    )
+    .expect("create a sparse file")
+}
+
 fn pattern(len: usize, seed: u8) -> AlignedBuf {
     let mut b = AlignedBuf::new(len, 4096);
     for (i, x) in b.iter_mut().enumerate() {
@@ -203,18 +215,11 @@ fn a_mapped_file_takes_writes_of_any_bytes() {
     ));
     // A file on a disk or a sparse one is not byte-addressable: the caller
     // writes sectors.
-    let sparse = dir.path().join("sparse.img");
-    let s = FileDevice::open(
-        &sparse,
-        &OpenOptions {
-            create_size: Some(1 << 20),
-            ..OpenOptions::default()
-        },
-    )
-    .unwrap();
+    let sparse_path = dir.path().join("sparse.img");
+    let s = sparse(&sparse_path);
     assert!(s.write_bytes(0, &data[..1]).is_none());
     drop(s);
-    assert!(std::fs::read(&sparse).unwrap().iter().all(|&b| b == 0));
+    assert!(std::fs::read(&sparse_path).unwrap().iter().all(|&b| b == 0));
 }
 
 #[test]
@@ -223,14 +228,7 @@ fn a_sparse_file_in_memory_is_not_mapped() {
         return;
     };
     let path = dir.path().join("sparse.img");
-    let dev = FileDevice::open(
-        &path,
-        &OpenOptions {
-            create_size: Some(1 << 20),
-            ..OpenOptions::default()
-        },
-    )
-    .unwrap();
+    let dev = sparse(&path);
     // Writing through a mapping into a hole could need memory the tmpfs
     // does not have (SIGBUS): such a file goes through system calls.
     assert!(!dev.is_mapped(), "a sparse file was mapped");
