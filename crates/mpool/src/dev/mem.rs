@@ -89,3 +89,28 @@ impl Device for MemDevice {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Memory takes writes of any bytes at any offset inside it; one that
+    /// runs past the end is refused whole, nothing written.
+    #[test]
+    fn takes_writes_of_any_bytes_and_refuses_past_the_end() {
+        let d = MemDevice::new(8192, 4096);
+        d.write_bytes(4093, b"abcdef").expect("byte-addressable").unwrap();
+        let img = d.image();
+        assert_eq!(&img[4093..4099], b"abcdef");
+        assert!(img[..4093].iter().chain(&img[4099..]).all(|&b| b == 0));
+        assert!(matches!(
+            d.write_bytes(8190, b"xyz"),
+            Some(Err(DevError::Io { .. }))
+        ));
+        assert!(matches!(
+            d.write_bytes(u64::MAX, b"x"),
+            Some(Err(DevError::Io { .. }))
+        ));
+        assert_eq!(d.image(), img, "a refused write changed bytes");
+    }
+}
