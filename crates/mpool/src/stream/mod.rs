@@ -685,6 +685,14 @@ impl StreamInner {
                 // record replaces the catalog's spare).
                 if let Ok(_one) = self.tail_log_lock.try_lock() {
                     let todo = unlogged(&g.mem);
+                    // The records below a listed tail are durable first:
+                    // those not yet are in the tail before the active one
+                    // (the active tail is the last one listed).
+                    if !todo.is_empty() {
+                        if let Some(p) = &g.prev {
+                            p.flush()?;
+                        }
+                    }
                     self.log_tail_list(todo, |raw| mark_logged(&mut g.mem, raw))?;
                     let (raw, log) = self.make_spare()?;
                     g.spare = Some(raw);
@@ -760,10 +768,17 @@ impl StreamInner {
         Ok(())
     }
 
-    /// List in the catalog the tails a roll promoted (in order).
+    /// List in the catalog the tails a roll promoted (in order), once the
+    /// records below them are durable: an open takes a listed tail to
+    /// start where the records before it end, and records lost in a crash
+    /// below a listed tail would leave a gap it reports as corruption.
     fn log_tails(&self) -> Result<()> {
         let _one = lock(&self.tail_log_lock);
         let todo = unlogged(&lock(&self.st).mem);
+        let below = todo.iter().map(|&(_, base)| base).max().unwrap_or(0);
+        if self.durable() < below {
+            self.sync()?;
+        }
         self.log_tail_list(todo, |raw| mark_logged(&mut lock(&self.st).mem, raw))?;
         Ok(())
     }
