@@ -587,18 +587,22 @@ pub(crate) fn split_invalid(info: &DeviceInfo, reqs: &mut [IoReq]) -> bool {
     all_ok
 }
 
+/// The CPUs this process may run on (read once).
+pub(crate) fn cpus() -> u32 {
+    use std::sync::OnceLock;
+    static CPUS: OnceLock<u32> = OnceLock::new();
+    *CPUS.get_or_init(|| {
+        std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX))
+    })
+}
+
 /// Take one of the spinning slots `spinners` counts: true when a CPU is
 /// left for the thread being waited for (at most one spinner fewer than
 /// CPUs); the caller releases the slot (`fetch_sub`) when it stops
 /// spinning. False (nothing taken): sleep instead.
 pub(crate) fn spin_slot(spinners: &std::sync::atomic::AtomicU32) -> bool {
     use std::sync::atomic::Ordering;
-    use std::sync::OnceLock;
-    static CPUS: OnceLock<u32> = OnceLock::new();
-    let cpus = *CPUS.get_or_init(|| {
-        std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(u32::MAX))
-    });
-    if spinners.fetch_add(1, Ordering::AcqRel) + 1 < cpus {
+    if spinners.fetch_add(1, Ordering::AcqRel) + 1 < cpus() {
         true
     } else {
         spinners.fetch_sub(1, Ordering::AcqRel);
