@@ -70,6 +70,7 @@ use format::{
     payload_pieces, BlockHeader, Geom, LogHeader, RecordHeader, BLK_HDR_LEN, REC_HDR_LEN,
 };
 use scan::{Chain, DevBlocks, LogView, SliceBlocks, Step};
+use std::collections::VecDeque;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -271,6 +272,24 @@ struct State {
     epochs_exhausted: bool,
     /// First record of the last flush set the open scan found.
     open_tail: Option<u64>,
+    /// A log written straight onto its device: the records placed and
+    /// being written without the lock, oldest first (seq, end, written).
+    /// Records join the open flush set while any is in flight; the set
+    /// closes when the last of them is written.
+    pending: VecDeque<(u64, u64, bool)>,
+}
+
+/// A record placed in a log written straight onto its device, to be
+/// written without the lock ([`Mlog::write_direct`]).
+struct Placed {
+    seq: u64,
+    /// Its header, the checksum not yet computed.
+    hdr: RecordHeader,
+    /// Where the records before it end.
+    prev_end: u64,
+    h: u64,
+    end1: u64,
+    copy: Option<u64>,
 }
 
 /// A flush set closed for writing ([`Mlog::close_set`]): what its write
@@ -404,9 +423,9 @@ pub struct Mlog {
     /// The largest record of a plain and of a mirrored generation.
     max_rec: (u64, u64),
     /// The device takes writes of any bytes ([`Device::write_bytes`]:
-    /// memory, a file mapped in it): each append is framed straight onto
-    /// it under the lock, a flush set of its own, with no image in
-    /// between (`Mlog::append_direct`).
+    /// memory, a file mapped in it): each append places its record under
+    /// the lock and frames it straight onto the device, with no image in
+    /// between (`Mlog::place_direct`, `Mlog::write_placed`).
     direct: bool,
     /// Flushes are made under the lock (the flush cost is at most
     /// [`INLINE_MAX_NS`]): appenders spin briefly for the lock.
@@ -414,6 +433,30 @@ pub struct Mlog {
     /// The end of the appended records (`State::end`), mirrored at each
     /// append for [`Device::will_write`] before the lock.
     end_hint: AtomicU64,
+    /// `State::durable_seq` of a log written straight onto its device,
+    /// mirrored: appenders waiting for the records before theirs watch it
+    /// without the lock.
+    durable_hint: AtomicU64,
+    /// Appenders in a log written straight onto its device now.
+    inside: AtomicU32,
+}
+
+/// One appender counted in `Mlog::inside` while it lives: (the count with
+/// it, the counter).
+struct Inside<'a>(u32, Option<&'a AtomicU32>);
+
+impl<'a> Inside<'a> {
+    fn enter(c: Option<&'a AtomicU32>) -> Self {
+        Inside(c.map_or(0, |c| c.fetch_add(1, Ordering::AcqRel) + 1), c)
+    }
+}
+
+impl Drop for Inside<'_> {
+    fn drop(&mut self) {
+        if let Some(c) = self.1 {
+            c.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
 }
 
 fn check_extent(dev: &dyn Device, extent: &Range<u64>) -> Result<Geom> {
@@ -557,6 +600,7 @@ impl Mlog {
         };
         let epochs_exhausted = epoch.is_none();
         let epoch = epoch.unwrap_or(u32::MAX);
+        let next_seq_hint = next_seq;
         let st = State {
             gen: hdr.gen,
             mirrored: hdr.mirrored,
@@ -596,6 +640,7 @@ impl Mlog {
             corrupt,
             epochs_exhausted,
             open_tail: scan.and_then(|s| s.last.map(|l| l.batch_first())),
+            pending: VecDeque::new(),
         };
         let end = st.end;
         // A write of no bytes tells whether the device takes any bytes.
@@ -614,6 +659,8 @@ impl Mlog {
             joined: Condvar::new(),
             inline: std::sync::atomic::AtomicBool::new(false),
             end_hint: AtomicU64::new(end),
+            durable_hint: AtomicU64::new(next_seq_hint),
+            inside: AtomicU32::new(0),
             max_rec: (
                 geom.max_record().min(u64::from(u32::MAX)),
                 geom.max_record_mirrored()
@@ -705,6 +752,7 @@ impl Mlog {
     /// Append one record made of the concatenation of `parts`.
     pub fn append_v(&self, parts: &[&[u8]], sync: bool) -> Result<Lsn> {
         let len: u64 = parts.iter().map(|p| p.len() as u64).sum();
+        let inside = Inside::enter(self.direct.then_some(&self.inside));
         if self.direct {
             // Whatever the device can do ahead for the writes at the log's
             // end (a mapped file's page tables) it does here, before the
@@ -725,25 +773,39 @@ impl Mlog {
         } else {
             self.lock()
         };
-        let framed = (|| {
-            let max = self.max_for(g.mirrored);
-            if len > max {
-                return Err(MlogError::RecordTooLarge { len, max });
-            }
-            usable(&g)?;
-            if self.direct {
-                self.append_direct(&mut g, parts, len)
+        let max = self.max_for(g.mirrored);
+        if len > max {
+            return Err(MlogError::RecordTooLarge { len, max });
+        }
+        usable(&g)?;
+        if self.direct {
+            let mut placed = self.place_direct(&mut g, len)?;
+            let seq = placed.seq;
+            self.appended.store(g.next_seq, Ordering::Release);
+            self.end_hint.store(g.end, Ordering::Relaxed);
+            if inside.0 > crate::dev::cpus() * 2 {
+                // More appenders than CPUs can run: one preempted between
+                // placing its record and writing it would hold back every
+                // record placed after it, so the record is written under
+                // the lock (the lock's holder is the only one at risk).
+                let r = self.write_placed(&mut placed, parts);
+                self.complete_direct(&mut g, seq, r)?;
             } else {
-                self.encode(&mut g, parts, len)
+                drop(g);
+                let r = self.write_placed(&mut placed, parts);
+                g = crate::lock::lock_spin(
+                    &self.st,
+                    &self.spinners,
+                    Duration::from_nanos(LOCK_SPIN_NS),
+                );
+                self.complete_direct(&mut g, seq, r)?;
             }
-        })();
-        let seq = framed?;
+            let (_g, r) = self.wait_direct(g, seq);
+            return r.map(|()| Lsn(seq));
+        }
+        let seq = self.encode(&mut g, parts, len)?;
         self.appended.store(g.next_seq, Ordering::Release);
         self.end_hint.store(g.end, Ordering::Relaxed);
-        if self.direct {
-            // Durable already.
-            return Ok(Lsn(seq));
-        }
         if g.gathering && g.batch_first.is_some_and(|f| g.next_seq - f >= g.gather_want) {
             self.joined.notify_one();
         }
@@ -844,6 +906,8 @@ impl Mlog {
         g.buf_block = 0;
         g.written_end = 0;
         g.durable_seq = 0;
+        self.durable_hint.store(0, Ordering::Release);
+        g.pending.clear();
         g.unflushed = None;
         g.corrupt = None;
         g.epochs_exhausted = false;
@@ -1020,21 +1084,18 @@ impl Mlog {
     /// The header of the next record (seq `next_seq`, the open flush set)
     /// of `len` bytes made of `parts`, its checksum computed.
     fn record_header(&self, st: &State, len: u64, bdelta: u32, parts: &[&[u8]]) -> RecordHeader {
-        let mut hdr = RecordHeader {
-            crc: 0,
-            len: len as u32,
-            gen: st.gen,
-            seq: st.next_seq,
-            epoch: st.epoch,
-            fseq: st.fseq,
-            bdelta,
-        };
+        let mut hdr = record_fields(st, len, bdelta);
+        self.checksum(&mut hdr, parts);
+        hdr
+    }
+
+    /// Compute `hdr`'s checksum over its fields and `parts`.
+    fn checksum(&self, hdr: &mut RecordHeader, parts: &[&[u8]]) {
         let mut crc = hdr.crc_start(self.id);
         for p in parts {
             crc = crate::crc::crc32c_append(crc, p);
         }
         hdr.crc = crc;
-        hdr
     }
 
     /// Write one copy of a record, header at `h`, into the buffer (which
@@ -1142,6 +1203,9 @@ impl Mlog {
         mut g: MutexGuard<'a, State>,
         seq: u64,
     ) -> (MutexGuard<'a, State>, Result<()>) {
+        if self.direct {
+            return self.wait_direct(g, seq);
+        }
         let mut gathered = false;
         loop {
             if g.durable_seq > seq {
@@ -1474,55 +1538,151 @@ impl Mlog {
         )
     }
 
-    /// Append a record straight to a byte-addressable device (see
-    /// `Mlog::direct`), under the lock: a flush set of its own, durable
-    /// when this returns. A failed write fails the log.
-    fn append_direct(&self, g: &mut State, parts: &[&[u8]], len: u64) -> Result<u64> {
+    /// Place a record in a log written straight onto its device (see
+    /// `Mlog::direct`), under the lock: its position, sequence number and
+    /// flush set. A new flush set begins when no record is being written
+    /// (a new epoch's header is written first); otherwise the record joins
+    /// the open one, so that a record written completely after one torn by
+    /// a crash is never in a later set than it (which would prove the torn
+    /// one durable: corruption to an open).
+    fn place_direct(&self, g: &mut State, len: u64) -> Result<Placed> {
         let (h, end1, copy, end) = self.place(g, g.end, len)?;
-        let r = (|| -> Result<u64> {
-            if !g.hdr_durable {
-                let (slot, hdr) = self.next_header(g);
-                self.write_header(slot, &hdr)?;
-                self.dev.flush()?;
-                header_written(g, slot, hdr);
+        let seq = g.next_seq;
+        let bdelta = match g.batch_first {
+            Some(f) if !g.pending.is_empty() => {
+                u32::try_from(seq - f).map_err(|_| MlogError::LogFull {
+                    need: len + REC_HDR_LEN,
+                    free: self.geom.size().saturating_sub(g.end),
+                })?
             }
-            let seq = g.next_seq;
-            let hdr = self.record_header(g, len, 0, parts);
-            let base = self.base();
-            let dev = self.dev.as_ref();
-            let mut put = |pos: u64, bytes: &[u8]| -> Result<()> {
-                match dev.write_bytes(base + pos, bytes) {
-                    Some(r) => Ok(r?),
-                    None => Err(MlogError::Failed {
-                        reason: "the device stopped taking writes of any bytes".into(),
-                    }),
+            _ => {
+                if !g.hdr_durable {
+                    let (slot, hdr) = self.next_header(g);
+                    let r = self.write_header(slot, &hdr).and_then(|()| Ok(self.dev.flush()?));
+                    if let Err(e) = r {
+                        g.failed = Some(e.to_string());
+                        return Err(e);
+                    }
+                    header_written(g, slot, hdr);
                 }
-            };
-            self.frame_with(g.gen, &hdr, g.end, h, parts, &mut put)?;
-            if let Some(h2) = copy {
-                // The second copy, byte for byte the same record, right after.
-                self.frame_with(g.gen, &hdr, end1, h2, parts, &mut put)?;
+                g.batch_first = Some(seq);
+                0
             }
-            self.dev.flush()?;
-            Ok(seq)
-        })();
-        let seq = match r {
-            Ok(seq) => seq,
-            Err(e) => {
-                g.failed = Some(e.to_string());
-                return Err(e);
-            }
+        };
+        let hdr = record_fields(g, len, bdelta);
+        let placed = Placed {
+            seq,
+            hdr,
+            prev_end: g.end,
+            h,
+            end1,
+            copy,
         };
         g.next_seq = seq + 1;
         g.end = end;
-        g.written_end = end;
-        g.durable_seq = g.next_seq;
         g.buf.clear();
         g.buf_block = end / self.geom.bs;
-        g.last_set_records = 1;
-        next_set(g);
-        self.flushes_done.fetch_add(1, Ordering::Release);
-        Ok(seq)
+        g.pending.push_back((seq, end, false));
+        Ok(placed)
+    }
+
+    /// Write a placed record: its block headers, header and payload
+    /// (copied once from the caller's slices), and its second copy in a
+    /// mirrored log; then flush the device (no system call on a mapped
+    /// file).
+    fn write_placed(&self, p: &mut Placed, parts: &[&[u8]]) -> Result<()> {
+        self.checksum(&mut p.hdr, parts);
+        let base = self.base();
+        let dev = self.dev.as_ref();
+        let mut put = |pos: u64, bytes: &[u8]| -> Result<()> {
+            match dev.write_bytes(base + pos, bytes) {
+                Some(r) => Ok(r?),
+                None => Err(MlogError::Failed {
+                    reason: "the device stopped taking writes of any bytes".into(),
+                }),
+            }
+        };
+        self.frame_with(p.hdr.gen, &p.hdr, p.prev_end, p.h, parts, &mut put)?;
+        if let Some(h2) = p.copy {
+            // The second copy, byte for byte the same record, right after.
+            self.frame_with(p.hdr.gen, &p.hdr, p.end1, h2, parts, &mut put)?;
+        }
+        Ok(self.dev.flush()?)
+    }
+
+    /// The write of placed record `seq` ended with `r` (under the lock):
+    /// the records written up to the first still being written become
+    /// durable, and the flush set closes when none is left. A failed write
+    /// fails the log.
+    fn complete_direct(&self, g: &mut State, seq: u64, r: Result<()>) -> Result<()> {
+        if let Err(e) = r {
+            g.failed.get_or_insert_with(|| e.to_string());
+            self.wake_direct(g);
+            return Err(e);
+        }
+        let front = g.pending.front().map_or(seq, |f| f.0);
+        if let Some(p) = g.pending.get_mut((seq - front) as usize) {
+            p.2 = true;
+        }
+        let mut advanced = false;
+        while let Some(&(s, end, true)) = g.pending.front() {
+            g.pending.pop_front();
+            g.written_end = end;
+            g.durable_seq = s + 1;
+            advanced = true;
+        }
+        if advanced {
+            self.durable_hint.store(g.durable_seq, Ordering::Release);
+            if g.pending.is_empty() {
+                // The flush set is whole: the next record begins another.
+                g.last_set_records = g.next_seq - g.batch_first.unwrap_or(g.next_seq);
+                g.batch_first = None;
+                next_set(g);
+                self.flushes_done.fetch_add(1, Ordering::Release);
+            }
+            self.wake_direct(g);
+        }
+        Ok(())
+    }
+
+    /// Wake the threads waiting in [`Mlog::wait_direct`], if any.
+    fn wake_direct(&self, g: &State) {
+        if g.sleepers[0] > 0 {
+            self.cv[0].notify_all();
+        }
+    }
+
+    /// Wait until record `seq` of a log written straight onto its device is
+    /// durable (every record up to it written): spin for a while watching
+    /// `durable_hint` without the lock (on a CPU left free), then sleep.
+    fn wait_direct<'a>(
+        &'a self,
+        mut g: MutexGuard<'a, State>,
+        seq: u64,
+    ) -> (MutexGuard<'a, State>, Result<()>) {
+        let mut spun = false;
+        loop {
+            if g.durable_seq > seq {
+                return (g, Ok(()));
+            }
+            if let Some(f) = &g.failed {
+                let e = MlogError::Failed { reason: f.clone() };
+                return (g, Err(e));
+            }
+            if !spun && crate::dev::spin_slot(&self.spinners) {
+                spun = true;
+                drop(g);
+                crate::dev::spin_until(Duration::from_nanos(SPIN_MAX_NS), || {
+                    self.durable_hint.load(Ordering::Acquire) > seq
+                });
+                self.spinners.fetch_sub(1, Ordering::AcqRel);
+                g = self.lock();
+                continue;
+            }
+            g.sleepers[0] += 1;
+            g = crate::lock::wait(&self.cv[0], g);
+            g.sleepers[0] -= 1;
+        }
     }
 
     /// The write of a closed set's bytes, as requests of at most
@@ -1768,6 +1928,20 @@ impl Drop for Mlog {
     fn drop(&mut self) {
         // Best effort: a clean close makes async appends durable.
         let _ = self.flush();
+    }
+}
+
+/// The header of the next record (seq `next_seq`, the open flush set) of
+/// `len` bytes, its checksum still 0.
+fn record_fields(st: &State, len: u64, bdelta: u32) -> RecordHeader {
+    RecordHeader {
+        crc: 0,
+        len: len as u32,
+        gen: st.gen,
+        seq: st.next_seq,
+        epoch: st.epoch,
+        fseq: st.fseq,
+        bdelta,
     }
 }
 
