@@ -1621,7 +1621,8 @@ impl Mlog {
             return Err(e);
         }
         let front = g.pending.front().map_or(seq, |f| f.0);
-        if let Some(p) = g.pending.get_mut((seq - front) as usize) {
+        let at = seq.checked_sub(front).and_then(|i| usize::try_from(i).ok());
+        if let Some(p) = at.and_then(|i| g.pending.get_mut(i)) {
             p.2 = true;
         }
         let mut advanced = false;
