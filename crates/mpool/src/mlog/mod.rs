@@ -1208,12 +1208,8 @@ impl Mlog {
         }
         let mut gathered = false;
         loop {
-            if g.durable_seq > seq {
-                return (g, Ok(()));
-            }
-            if let Some(f) = &g.failed {
-                let e = MlogError::Failed { reason: f.clone() };
-                return (g, Err(e));
+            if let Some(r) = settled(&g, seq) {
+                return (g, r);
             }
             if !g.flushing {
                 if g.flush_ns <= SPIN_MAX_NS {
@@ -1663,12 +1659,8 @@ impl Mlog {
     ) -> (MutexGuard<'a, State>, Result<()>) {
         let mut spun = false;
         loop {
-            if g.durable_seq > seq {
-                return (g, Ok(()));
-            }
-            if let Some(f) = &g.failed {
-                let e = MlogError::Failed { reason: f.clone() };
-                return (g, Err(e));
+            if let Some(r) = settled(&g, seq) {
+                return (g, r);
             }
             if !spun && crate::dev::spin_slot(&self.spinners) {
                 spun = true;
@@ -1979,6 +1971,17 @@ fn header_written(g: &mut State, slot: u8, h: LogHeader) {
 /// Moving average with weight 1/8 for the new sample.
 fn ewma(avg: u64, sample: u64) -> u64 {
     avg - avg / 8 + sample / 8
+}
+
+/// Whether a wait for record `seq` to be durable is over: Ok once it is,
+/// the log's failure once it failed.
+fn settled(g: &State, seq: u64) -> Option<Result<()>> {
+    if g.durable_seq > seq {
+        return Some(Ok(()));
+    }
+    g.failed
+        .as_ref()
+        .map(|f| Err(MlogError::Failed { reason: f.clone() }))
 }
 
 fn usable(g: &State) -> Result<()> {
