@@ -4,4 +4,5 @@ mod bitflip;
 mod crash_sweep;
 mod eio;
 mod file_device;
+mod mapped_kill;
 mod mdc_compaction_crash;
