@@ -12,7 +12,7 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 /// How to open a [`FileDevice`].
 #[derive(Debug, Clone)]
@@ -69,7 +69,7 @@ pub struct FileDevice {
     /// `pwrite` to one file takes (two threads writing a tmpfs pool spent
     /// a tenth of their CPU spinning on it). Flushes make no system call:
     /// those file systems have nothing to write back.
-    map: Option<Mapping>,
+    map: Option<Arc<Mapping>>,
 }
 
 /// A file on a file system in memory, mapped shared and whole.
@@ -94,6 +94,13 @@ struct Mapping {
     /// that). Populating the whole file at open would cost 70 ms per GiB
     /// of file at every open, more the first time.
     populated: Box<[AtomicU64]>,
+    /// Chunks announced by [`Device::will_write`] go to a thread of the
+    /// mapping's own, started at the first announcement, which populates
+    /// them while the writer goes on: an appender that made them itself
+    /// took 40-90 us once every 64 appends of 4 KiB, and a fresh log's p99
+    /// showed it. The thread holds the mapping weakly and ends when the
+    /// sender (dropped with the mapping) goes.
+    ahead: Mutex<Option<std::sync::mpsc::Sender<usize>>>,
 }
 
 /// The unit of [`Mapping::populated`].
@@ -143,6 +150,7 @@ impl Mapping {
             len: n,
             writable,
             populated: (0..chunks.div_ceil(64)).map(|_| AtomicU64::new(0)).collect(),
+            ahead: Mutex::new(None),
         })
     }
 
@@ -151,51 +159,93 @@ impl Mapping {
     /// kernel without `MADV_POPULATE_*` (before 5.14) refuses it: the
     /// copies then fault page by page.
     fn populate(&self, off: usize, n: usize) {
-        if n == 0 {
-            return;
-        }
-        for c in off / POPULATE_CHUNK..=(off + n - 1) / POPULATE_CHUNK {
-            let Some(word) = self.populated.get(c / 64) else {
-                return;
-            };
-            let bit = 1u64 << (c % 64);
-            // Claimed before it is made: a thread that finds the bit set
-            // while another one populates the chunk copies at once, its
-            // copies faulting in what is not made yet (the entries are
-            // only ever a speed-up).
-            if word.load(Ordering::Relaxed) & bit != 0
-                || word.fetch_or(bit, Ordering::Relaxed) & bit != 0
-            {
-                continue;
-            }
-            let start = c * POPULATE_CHUNK;
-            let len = POPULATE_CHUNK.min(self.len - start);
-            // `_READ` on a writable mapping too: on tmpfs a shared mapping
-            // needs no write notification, so read faults install writable
-            // entries, and they map the pages around the faulting one in
-            // one go. Populating 1 GiB this way and then writing all of it
-            // takes 180 ms here, against 340 ms with `MADV_POPULATE_WRITE`
-            // (one fault per page) and 80 ms for the copies alone.
-            // SAFETY: `start..start + len` lies inside the mapping (`c`
-            // is one of its chunks); populating changes no byte of it.
-            unsafe {
-                libc::madvise(
-                    self.addr.as_ptr().add(start).cast(),
-                    len,
-                    libc::MADV_POPULATE_READ,
-                )
-            };
+        for c in self.claim(off, n) {
+            self.populate_chunk(c);
         }
     }
 
-    /// Populate the chunks of `offset..offset + len` that are inside the
-    /// mapping (see `populate`), ahead of copies there.
-    fn prepare(&self, offset: u64, len: u64) {
+    /// Claim the chunks of `off..off + n` not claimed yet (the range is
+    /// inside the mapping). A chunk is claimed before it is made: a thread
+    /// that finds it claimed while another one populates it copies at
+    /// once, its copies faulting in what is not made yet (the entries are
+    /// only ever a speed-up).
+    fn claim(&self, off: usize, n: usize) -> Vec<usize> {
+        let mut mine = Vec::new();
+        if n == 0 {
+            return mine;
+        }
+        for c in off / POPULATE_CHUNK..=(off + n - 1) / POPULATE_CHUNK {
+            let Some(word) = self.populated.get(c / 64) else {
+                break;
+            };
+            let bit = 1u64 << (c % 64);
+            if word.load(Ordering::Relaxed) & bit == 0
+                && word.fetch_or(bit, Ordering::Relaxed) & bit == 0
+            {
+                mine.push(c);
+            }
+        }
+        mine
+    }
+
+    /// Make the page table entries of chunk `c` of the mapping.
+    fn populate_chunk(&self, c: usize) {
+        let start = c * POPULATE_CHUNK;
+        if start >= self.len {
+            return;
+        }
+        let len = POPULATE_CHUNK.min(self.len - start);
+        // `_READ` on a writable mapping too: on tmpfs a shared mapping
+        // needs no write notification, so read faults install writable
+        // entries, and they map the pages around the faulting one in
+        // one go. Populating 1 GiB this way and then writing all of it
+        // takes 180 ms here, against 340 ms with `MADV_POPULATE_WRITE`
+        // (one fault per page) and 80 ms for the copies alone.
+        // SAFETY: `start..start + len` lies inside the mapping (checked
+        // above); populating changes no byte of it.
+        unsafe {
+            libc::madvise(
+                self.addr.as_ptr().add(start).cast(),
+                len,
+                libc::MADV_POPULATE_READ,
+            )
+        };
+    }
+
+    /// Have the mapping's thread populate the chunks of `offset..offset +
+    /// len` inside the mapping that nobody claimed yet (ahead of copies
+    /// there); populate them here when that thread cannot be started.
+    fn prepare(self: &Arc<Self>, offset: u64, len: u64) {
         let (Ok(off), Ok(n)) = (usize::try_from(offset), usize::try_from(len)) else {
             return;
         };
-        if off < self.len {
-            self.populate(off, n.min(self.len - off));
+        if off >= self.len {
+            return;
+        }
+        let todo = self.claim(off, n.min(self.len - off));
+        if todo.is_empty() {
+            return;
+        }
+        let mut tx = crate::lock::lock(&self.ahead);
+        if tx.is_none() {
+            let (t, rx) = std::sync::mpsc::channel::<usize>();
+            let weak = Arc::downgrade(self);
+            let spawned = std::thread::Builder::new()
+                .name("mpool-populate".into())
+                .spawn(move || {
+                    while let Ok(c) = rx.recv() {
+                        let Some(m) = weak.upgrade() else { return };
+                        m.populate_chunk(c);
+                    }
+                });
+            if spawned.is_ok() {
+                *tx = Some(t);
+            }
+        }
+        for c in todo {
+            if tx.as_ref().is_none_or(|t| t.send(c).is_err()) {
+                self.populate_chunk(c);
+            }
         }
     }
 
@@ -248,7 +298,8 @@ impl Mapping {
 impl Drop for Mapping {
     fn drop(&mut self) {
         // SAFETY: the mapping made in `new`, unmapped once; no copy runs
-        // (the device owning it is being dropped).
+        // (the device owning it is dropped, and the populating thread,
+        // which may hold the last reference for a moment, is done with it).
         unsafe { libc::munmap(self.addr.as_ptr().cast(), self.len) };
     }
 }
@@ -333,7 +384,7 @@ impl FileDevice {
         };
         let in_memory = !block && on_memory_fs(&file);
         let map = if in_memory {
-            Mapping::new(&file, size, !opts.read_only)
+            Mapping::new(&file, size, !opts.read_only).map(Arc::new)
         } else {
             None
         };
@@ -899,5 +950,53 @@ mod tests {
         let p = dir.path().join("ok.img");
         create_sparse(&p, 1 << 20).unwrap();
         assert_eq!(std::fs::metadata(&p).unwrap().len(), 1 << 20);
+    }
+
+    /// On a mapped tmpfs file, chunks announced by `will_write` are claimed
+    /// at once and handed to the mapping's own thread, which holds the
+    /// mapping only weakly: writes through them land, and once the device
+    /// is dropped the mapping goes (the thread does not keep it).
+    #[test]
+    fn announced_chunks_are_populated_by_the_mappings_thread() {
+        let shm = std::path::Path::new("/dev/shm");
+        if !rustix::fs::statfs(shm).is_ok_and(|s| s.f_type == 0x0102_1994) {
+            eprintln!("SKIPPED announced_chunks_are_populated_by_the_mappings_thread: /dev/shm is not a tmpfs");
+            return;
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("mpool-populate-")
+            .tempdir_in(shm)
+            .unwrap();
+        let path = dir.path().join("m.img");
+        let size = 4 * super::POPULATE_CHUNK as u64;
+        {
+            let f = std::fs::File::create(&path).unwrap();
+            rustix::fs::fallocate(&f, rustix::fs::FallocateFlags::empty(), 0, size).unwrap();
+        }
+        let dev = FileDevice::open(&path, &OpenOptions::default()).unwrap();
+        let Some(map) = dev.map.clone() else {
+            panic!("a fully allocated tmpfs file is mapped");
+        };
+        let claimed = |c: usize| map.populated[c / 64].load(std::sync::atomic::Ordering::Relaxed) & (1 << (c % 64)) != 0;
+        assert!(!claimed(1) && !claimed(2));
+        // Two chunks from the middle of the first one's end.
+        let at = super::POPULATE_CHUNK as u64 * 2 - 4096;
+        dev.will_write(at, super::POPULATE_CHUNK as u64);
+        assert!(claimed(1) && claimed(2) && !claimed(3));
+        assert!(crate::lock::lock(&map.ahead).is_some(), "the thread started");
+        let data: Vec<u8> = (0..8192).map(|i| (i % 251) as u8).collect();
+        dev.write_bytes(at, &data).unwrap().unwrap();
+        let mut back = vec![0u8; data.len()];
+        dev.read_slice(at, &mut back).unwrap();
+        assert_eq!(back, data);
+        // The device's references go; the thread's weak one does not count.
+        let weak = std::sync::Arc::downgrade(&map);
+        drop(map);
+        drop(dev);
+        let t0 = std::time::Instant::now();
+        while weak.upgrade().is_some() {
+            assert!(t0.elapsed().as_secs() < 10, "the mapping outlived its device");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
     }
 }
