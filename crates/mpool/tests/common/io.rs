@@ -1,5 +1,5 @@
-//! Helpers shared by the device-layer integration tests (the `io` and `dev`
-//! test binaries).
+//! Helpers shared by the device-layer integration tests (the `io`, `dev`,
+//! `mlog` and `env` test binaries).
 #![allow(dead_code)]
 
 use mpool::dev::{DevError, Device, FileDevice, OpenOptions};
@@ -94,4 +94,32 @@ pub fn read_back(dev: &dyn Device, off: u64, len: usize) -> AlignedBuf {
     let mut b = dev.alloc_buf(len);
     dev.read_at(off, &mut b).expect("read back");
     b
+}
+
+/// A directory of this test's own on `/dev/shm`, or `None` (said) where
+/// that is not a tmpfs.
+pub fn shm_scratch(test: &str) -> Option<tempfile::TempDir> {
+    let shm = Path::new("/dev/shm");
+    // The statfs magic of a tmpfs.
+    let is_tmpfs = rustix::fs::statfs(shm).is_ok_and(|s| s.f_type == 0x0102_1994);
+    if !is_tmpfs {
+        eprintln!(
+            "SKIPPED {test}: /dev/shm is not a tmpfs here; the mapped file device was not tested"
+        );
+        return None;
+    }
+    Some(
+        tempfile::Builder::new()
+            .prefix("mpool-mapped-")
+            .tempdir_in(shm)
+            .expect("scratch dir on /dev/shm"),
+    )
+}
+
+/// A file of `size` bytes with every block allocated.
+pub fn allocated(dir: &Path, name: &str, size: u64) -> PathBuf {
+    let path = dir.join(name);
+    let f = std::fs::File::create(&path).expect("create");
+    rustix::fs::fallocate(&f, rustix::fs::FallocateFlags::empty(), 0, size).expect("fallocate");
+    path
 }

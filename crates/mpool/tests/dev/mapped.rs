@@ -8,40 +8,13 @@
 //! writes of any bytes at any offset. Skipped, loudly, where
 //! `/dev/shm` is not a tmpfs.
 
+use crate::io_common::{allocated, shm_scratch};
 use mpool::dev::{DevError, Device, DeviceRef, FileDevice, OpenOptions};
 use mpool::io::{AlignedBuf, IoReq};
 use mpool::{MediaClass, Pool};
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-
-/// A directory of this test's own on `/dev/shm`, or `None` (said) where
-/// that is not a tmpfs.
-fn shm_scratch(test: &str) -> Option<tempfile::TempDir> {
-    let shm = Path::new("/dev/shm");
-    // The statfs magic of a tmpfs.
-    let is_tmpfs = rustix::fs::statfs(shm).is_ok_and(|s| s.f_type == 0x0102_1994);
-    if !is_tmpfs {
-        eprintln!(
-            "SKIPPED {test}: /dev/shm is not a tmpfs here; the mapped file device was not tested"
-        );
-        return None;
-    }
-    Some(
-        tempfile::Builder::new()
-            .prefix("mpool-mapped-")
-            .tempdir_in(shm)
-            .expect("scratch dir on /dev/shm"),
-    )
-}
-
-/// A file of `size` bytes with every block allocated.
-fn allocated(dir: &Path, name: &str, size: u64) -> PathBuf {
-    let path = dir.join(name);
-    let f = std::fs::File::create(&path).expect("create");
-    rustix::fs::fallocate(&f, rustix::fs::FallocateFlags::empty(), 0, size).expect("fallocate");
-    path
-}
 
 fn open(path: &Path, read_only: bool) -> FileDevice {
     FileDevice::open(

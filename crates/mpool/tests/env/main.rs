@@ -7,6 +7,8 @@
 
 mod device_list_lock;
 mod drop_reopen;
+#[path = "../common/io.rs"]
+mod io_common;
 mod io_engine_choice;
 mod mblock_lifecycle;
 mod meta_owner_threads;

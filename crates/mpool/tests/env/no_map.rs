@@ -3,24 +3,16 @@
 //! calls); without it the same file is mapped. Skipped, loudly, where
 //! `/dev/shm` is not a tmpfs.
 
+use crate::io_common::{allocated, shm_scratch};
 use mpool::dev::{Device, FileDevice, OpenOptions};
 
 #[test]
 fn mpool_no_map_turns_the_mapping_off() {
-    let shm = std::path::Path::new("/dev/shm");
-    if !rustix::fs::statfs(shm).is_ok_and(|s| s.f_type == 0x0102_1994) {
-        eprintln!("SKIPPED mpool_no_map_turns_the_mapping_off: /dev/shm is not a tmpfs here");
+    let Some(dir) = shm_scratch("mpool_no_map_turns_the_mapping_off") else {
         return;
-    }
+    };
     let _env = crate::env_lock();
-    let dir = tempfile::Builder::new()
-        .prefix("mpool-nomap-")
-        .tempdir_in(shm)
-        .unwrap();
-    let path = dir.path().join("dev.img");
-    let f = std::fs::File::create(&path).unwrap();
-    rustix::fs::fallocate(&f, rustix::fs::FallocateFlags::empty(), 0, 1 << 20).unwrap();
-    drop(f);
+    let path = allocated(dir.path(), "dev.img", 1 << 20);
     let open = || FileDevice::open(&path, &OpenOptions::default()).unwrap();
     std::env::set_var("MPOOL_NO_MAP", "1");
     let off = open();

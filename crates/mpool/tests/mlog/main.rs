@@ -4,5 +4,7 @@ mod bitflip;
 mod crash_sweep;
 mod eio;
 mod file_device;
+#[path = "../common/io.rs"]
+mod io_common;
 mod mapped_kill;
 mod mdc_compaction_crash;

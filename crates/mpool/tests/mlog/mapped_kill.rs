@@ -9,6 +9,7 @@
 //!
 //! `MPOOL_MAPPED_KILL_ROUNDS=N` runs more rounds (by hand).
 
+use crate::io_common::{allocated, shm_scratch};
 use mpool::dev::{Device, FileDevice, OpenOptions};
 use mpool::mlog::Mlog;
 use std::io::Write;
@@ -86,22 +87,11 @@ fn mapped_kill_child() {
 
 #[test]
 fn a_log_on_a_mapped_file_survives_sigkill() {
-    let shm = Path::new("/dev/shm");
-    let is_tmpfs = rustix::fs::statfs(shm).is_ok_and(|s| s.f_type == 0x0102_1994);
-    if !is_tmpfs {
-        eprintln!("SKIPPED a_log_on_a_mapped_file_survives_sigkill: /dev/shm is not a tmpfs here");
+    let Some(dir) = shm_scratch("a_log_on_a_mapped_file_survives_sigkill") else {
         return;
-    }
-    let dir = tempfile::Builder::new()
-        .prefix("mpool-mapped-kill-")
-        .tempdir_in(shm)
-        .expect("scratch dir on /dev/shm");
-    let file = dir.path().join("log.img");
+    };
+    let file = allocated(dir.path(), "log.img", SIZE);
     let acks = dir.path().join("acks");
-    {
-        let f = std::fs::File::create(&file).expect("create");
-        rustix::fs::fallocate(&f, rustix::fs::FallocateFlags::empty(), 0, SIZE).expect("fallocate");
-    }
     drop(Mlog::create(open_dev(&file), 0..SIZE, LOG_ID).expect("create the log"));
     let rounds: u64 = std::env::var("MPOOL_MAPPED_KILL_ROUNDS")
         .ok()
