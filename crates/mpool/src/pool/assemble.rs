@@ -34,13 +34,45 @@ pub(super) fn open_file_dev(
     Ok(Arc::new(FileDevice::open(path, &o)?))
 }
 
+/// Try `lock` until it succeeds, fails otherwise than by contention, or
+/// the contention has a live holder recorded in the run directory (or a
+/// second has passed): a process that exited a moment ago may still hold
+/// the lock, because the kernel lets go of the files of its io_uring
+/// rings after the exit, asynchronously (a command run right after
+/// another then found the pool busy).
+fn try_lock_settled(
+    uuid: &str,
+    lock: impl FnMut() -> std::result::Result<(), TryLockError>,
+) -> std::result::Result<(), TryLockError> {
+    retry_unheld(lock, || rundir::read_holder(uuid).is_some())
+}
+
+/// [`try_lock_settled`] with the question "is a live holder recorded?"
+/// asked of `held`.
+fn retry_unheld(
+    mut lock: impl FnMut() -> std::result::Result<(), TryLockError>,
+    held: impl Fn() -> bool,
+) -> std::result::Result<(), TryLockError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    loop {
+        match lock() {
+            Err(TryLockError::WouldBlock) if !held() && std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            r => return r,
+        }
+    }
+}
+
 /// Take the pool lock on a member device: exclusive for writers, shared for readers.
 pub(super) fn lock_member(f: &FileDevice, read_only: bool, name: &str, uuid: &Uuid) -> Result<()> {
-    let r = if read_only {
-        f.file().try_lock_shared()
-    } else {
-        f.file().try_lock()
-    };
+    let r = try_lock_settled(&uuid.to_string(), || {
+        if read_only {
+            f.file().try_lock_shared()
+        } else {
+            f.file().try_lock()
+        }
+    });
     match r {
         Ok(()) => Ok(()),
         Err(TryLockError::WouldBlock) => Err(PoolError::Busy {
@@ -295,7 +327,7 @@ impl Pool {
                 ))) => continue,
                 Err(e) => return Err(e),
             };
-            match d.file().try_lock() {
+            match try_lock_settled(uuid, || d.file().try_lock()) {
                 Ok(()) => {}
                 Err(TryLockError::WouldBlock) => {
                     return Err(PoolError::Busy {
@@ -378,5 +410,43 @@ impl Pool {
         }
         *cur = next;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod lock_tests {
+    use super::retry_unheld;
+    use std::fs::TryLockError;
+
+    /// Contention without a live holder on record is waited out (an exited
+    /// process's files let go late); with one, it is reported at once; a
+    /// lock that never comes is reported after the second.
+    #[test]
+    fn contention_without_a_live_holder_is_waited_out() {
+        let mut left = 3;
+        let r = retry_unheld(
+            || {
+                if left == 0 {
+                    return Ok(());
+                }
+                left -= 1;
+                Err(TryLockError::WouldBlock)
+            },
+            || false,
+        );
+        assert!(r.is_ok() && left == 0);
+        let mut tries = 0;
+        let r = retry_unheld(
+            || {
+                tries += 1;
+                Err(TryLockError::WouldBlock)
+            },
+            || true,
+        );
+        assert!(matches!(r, Err(TryLockError::WouldBlock)) && tries == 1);
+        let t0 = std::time::Instant::now();
+        let r = retry_unheld(|| Err(TryLockError::WouldBlock), || false);
+        assert!(matches!(r, Err(TryLockError::WouldBlock)));
+        assert!(t0.elapsed() >= std::time::Duration::from_secs(1));
     }
 }
