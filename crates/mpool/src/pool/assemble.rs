@@ -36,10 +36,10 @@ pub(super) fn open_file_dev(
 
 /// Try `lock` until it succeeds, fails otherwise than by contention, or
 /// the contention has a live holder recorded in the run directory (or a
-/// second has passed): a process that exited a moment ago may still hold
-/// the lock, because the kernel lets go of the files of its io_uring
-/// rings after the exit, asynchronously (a command run right after
-/// another then found the pool busy).
+/// second has passed): a lock with no live holder is taken to be one
+/// whose holder exited a moment ago and whose files the kernel has not let
+/// go yet (CI once saw a command run right after another, failed, one
+/// find the pool busy; the cause was not established).
 fn try_lock_settled(
     uuid: &str,
     lock: impl FnMut() -> std::result::Result<(), TryLockError>,
