@@ -487,6 +487,11 @@ impl Side {
 /// each, in two logs far from the content), submitted as one batch
 /// through mpool's device layer, then one flush; one put at a time, on
 /// `path` (the floor's file), for `secs` seconds. Puts per second.
+///
+/// The content goes as mpool writes it: with its table in one buffer up
+/// to `HOLD_MAX` (256 KiB), else in chunks of 1 MiB and the table in a
+/// write of its own; from huge-page write buffers where mpool takes them
+/// (`mpool::io::write_buf`), else from the heap.
 fn writes_floor(path: &Path, size: u64, secs: u64) -> Result<f64> {
     use mpool::io::{AlignedBuf, IoReq};
     let dev = FileDevice::open(path, &DevOpenOptions::default())?;
@@ -499,17 +504,34 @@ fn writes_floor(path: &Path, size: u64, secs: u64) -> Result<f64> {
         "{} is too small for {size}-byte objects",
         path.display()
     );
+    const HOLD_MAX: u64 = 256 << 10;
+    const CHUNK: u64 = 1 << 20;
+    let buf = |len: u64| {
+        mpool::io::write_buf(len as usize, 4096)
+            .unwrap_or_else(|| AlignedBuf::new(len as usize, 4096))
+    };
+    // The content's writes: (offset in the zone, length).
+    let pieces: Vec<(u64, u64)> = if content - 4096 <= HOLD_MAX {
+        vec![(0, content)]
+    } else {
+        let data = content - 4096;
+        let mut v: Vec<(u64, u64)> = (0..data.div_ceil(CHUNK))
+            .map(|i| (i * CHUNK, (data - i * CHUNK).min(CHUNK)))
+            .collect();
+        v.push((data, 4096));
+        v
+    };
     // The buffers are reused, as mpool reuses its write buffers.
-    let mut bufs = vec![
-        AlignedBuf::new(content as usize, 4096),
-        AlignedBuf::new(4096, 4096),
-        AlignedBuf::new(4096, 4096),
-    ];
+    let mut bufs: Vec<AlignedBuf> = pieces.iter().map(|&(_, l)| buf(l)).collect();
+    bufs.push(AlignedBuf::new(4096, 4096));
+    bufs.push(AlignedBuf::new(4096, 4096));
     let t = Instant::now();
     let mut n = 0u64;
     while t.elapsed().as_secs_f64() < secs as f64 {
         let rec = (n % 1024) * 4096;
-        let at = [(16 << 20) + (n % zones) * content, rec, (8 << 20) + rec];
+        let zone = (16 << 20) + (n % zones) * content;
+        let mut at: Vec<u64> = pieces.iter().map(|&(o, _)| zone + o).collect();
+        at.extend([rec, (8 << 20) + rec]);
         let reqs = at
             .iter()
             .zip(bufs.drain(..))

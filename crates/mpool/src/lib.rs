@@ -210,7 +210,7 @@ pub use check::{CheckProblem, CheckRepair, CheckReport};
 pub use dev::{DevError, DeviceKind};
 pub use error::{Error, MetadataError, ObjectError, PoolError, Result, StorageError};
 pub use format::superblock::{MediaClass, Member, SuperblockError};
-pub use io::{AlignedBuf, EngineChoice};
+pub use io::{thp_available, AlignedBuf, EngineChoice, HugeRegion, HUGE_PAGE};
 pub use mcache::{Advice, MappedRef, McacheMap, McacheStats};
 pub use mdc::{Mdc, MdcError, MdcReader, MdcUsage, StagedRecord, WrittenRecord};
 pub use mlog::{Lsn, Mlog, MlogError, MlogReader, StagedWrite};

@@ -142,6 +142,10 @@ static SPARES: std::sync::Mutex<Vec<AlignedBuf>> = std::sync::Mutex::new(Vec::ne
 /// A buffer of `n` bytes aligned to `sector`: a reused chunk buffer when `n`
 /// is a whole chunk (its old bytes are all overwritten by the caller), else new.
 fn take_buf(n: usize, sector: usize) -> AlignedBuf {
+    if let Some(b) = crate::io::huge::write_buf(n, sector) {
+        // One segment per request on a virtual disk (see `io::huge`).
+        return b;
+    }
     if n == IO_CHUNK && sector <= crate::io::DEFAULT_ALIGN {
         if let Some(b) = SPARES.lock().ok().and_then(|mut v| v.pop()) {
             return b;
@@ -157,6 +161,7 @@ fn give_bufs(done: Vec<IoReq>) {
         for r in done {
             if r.buf.len() == IO_CHUNK
                 && r.buf.align() == crate::io::DEFAULT_ALIGN
+                && r.buf.arena().is_none()
                 && v.len() < SPARE_BUFS
             {
                 v.push(r.buf);
@@ -202,7 +207,18 @@ fn table_buf(
             cap: zone,
         });
     }
-    let mut buf = AlignedBuf::new(span, sector);
+    let buf = match crate::io::huge::write_buf(span, sector) {
+        Some(mut b) => {
+            // A reused slot holds old bytes: zero what the caller and the
+            // table do not write (the caller writes at least all but the
+            // last sector of `lead`).
+            let keep = lead.saturating_sub(sector);
+            b[keep..].fill(0);
+            b
+        }
+        None => AlignedBuf::new(span, sector),
+    };
+    let mut buf = buf;
     buf[lead..lead + table.len()].copy_from_slice(table);
     Ok(buf)
 }
@@ -998,6 +1014,49 @@ mod tests {
     use super::*;
     use crate::dev::MemDevice;
     use std::sync::Arc;
+
+    /// The commit's last write (the held content, its partial sector's
+    /// padding, the checksum table, the table's padding) comes from a
+    /// reused huge-page buffer holding another write's bytes: every byte
+    /// on the device is the content, the table, or zero.
+    #[test]
+    fn a_reused_write_buffer_leaves_no_old_bytes_in_the_padding() {
+        if !crate::io::thp_available() {
+            eprintln!("SKIPPED: transparent huge pages are off: writes use the heap");
+            return;
+        }
+        // Poison every slot this test can take (other tests may hold some).
+        let mut taken = Vec::new();
+        while let Some(mut b) = crate::io::huge::write_buf(crate::io::huge::SLOT, 4096) {
+            b.fill(0xa5);
+            taken.push(b);
+        }
+        drop(taken);
+        for sector in [512u32, 4096] {
+            let dev: DeviceRef = Arc::new(MemDevice::new(8 << 20, sector));
+            let base = 1 << 20;
+            let mut w = WriteState::new(Arc::clone(&dev), base, 1 << 20, Some(12));
+            let data: Vec<u8> = (0..70_001u32).map(|i| (i % 251) as u8 + 1).collect();
+            w.append(&data).unwrap();
+            w.finish(true).unwrap();
+            let table = w.csums.as_ref().unwrap().table();
+            let s = sector as usize;
+            let table_at = data.len().next_multiple_of(s);
+            let end = table_at + table.len().next_multiple_of(s);
+            let mut got = vec![0u8; end];
+            dev.read_slice(base, &mut got).unwrap();
+            assert_eq!(&got[..data.len()], &data[..], "sector {sector}");
+            assert!(
+                got[data.len()..table_at].iter().all(|&b| b == 0),
+                "sector {sector}: old bytes after the content"
+            );
+            assert_eq!(&got[table_at..table_at + table.len()], &table[..]);
+            assert!(
+                got[table_at + table.len()..].iter().all(|&b| b == 0),
+                "sector {sector}: old bytes after the table"
+            );
+        }
+    }
 
     #[test]
     fn appends_of_any_size_read_back_at_any_offset() {

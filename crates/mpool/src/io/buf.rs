@@ -164,6 +164,9 @@ pub struct Arena {
     align: usize,
     /// Indexes of the slots not handed out.
     free: Mutex<Vec<usize>>,
+    /// The memory when it is a huge-page mapping (unmapped with the
+    /// arena); `None` for memory from the global allocator.
+    region: Option<super::huge::HugeRegion>,
 }
 
 // SAFETY: the arena owns its allocation; slots are handed out to one
@@ -194,6 +197,30 @@ impl Arena {
             count,
             align,
             free: Mutex::new((0..count).rev().collect()),
+            region: None,
+        }))
+    }
+
+    /// As [`Arena::new`], in memory backed by huge pages
+    /// ([`super::huge::HugeRegion`]): a slot that fits inside one huge
+    /// page never crosses one (the region starts on a huge page, and the
+    /// slots are cut from its start).
+    pub(crate) fn huge(count: usize, len: usize, align: usize) -> Option<Arc<Self>> {
+        if count == 0 || len == 0 {
+            return None;
+        }
+        let align = align.max(MIN_ALIGN).checked_next_power_of_two()?;
+        let slot = len.checked_next_multiple_of(align)?;
+        let total = slot.checked_mul(count)?;
+        let region = super::huge::HugeRegion::new(total)?;
+        let base = NonNull::new(region.as_ptr())?;
+        Some(Arc::new(Self {
+            base,
+            slot,
+            count,
+            align,
+            free: Mutex::new((0..count).rev().collect()),
+            region: Some(region),
         }))
     }
 
@@ -208,6 +235,19 @@ impl Arena {
             align: self.align,
             arena: Some(Arc::clone(self)),
         })
+    }
+
+    /// A free slot as a buffer of `len` bytes rounded up to the alignment
+    /// (at most a slot), if any is left. Its bytes are unspecified: zero
+    /// in a slot never used, else those of its last use.
+    pub(crate) fn take_len(self: &Arc<Self>, len: usize) -> Option<AlignedBuf> {
+        let len = len.checked_next_multiple_of(self.align)?;
+        if len == 0 || len > self.slot {
+            return None;
+        }
+        let mut b = self.take()?;
+        b.len = len;
+        Some(b)
     }
 
     /// Address and length of the whole allocation.
@@ -232,6 +272,10 @@ impl Arena {
 
 impl Drop for Arena {
     fn drop(&mut self) {
+        if self.region.is_some() {
+            // The region unmaps itself.
+            return;
+        }
         // SAFETY: allocated in `new` from the global allocator with this
         // size and alignment, and no buffer refers to it any more (each
         // holds an Arc of the arena).

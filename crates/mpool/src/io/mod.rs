@@ -10,10 +10,12 @@
 #![cfg_attr(not(feature = "internals"), allow(dead_code, unused_imports))]
 
 mod buf;
+pub(crate) mod huge;
 mod sync;
 mod uring;
 
 pub use buf::{round_up, AlignedBuf, Arena, DEFAULT_ALIGN, MIN_ALIGN};
+pub use huge::{thp_available, write_buf, HugeRegion, HUGE_PAGE};
 pub use uring::StrayCompletion;
 
 use std::fmt;
