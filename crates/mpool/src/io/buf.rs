@@ -237,16 +237,23 @@ impl Arena {
         })
     }
 
-    /// A free slot as a buffer of `len` bytes rounded up to the alignment
-    /// (at most a slot), if any is left. Its bytes are unspecified: zero
-    /// in a slot never used, else those of its last use.
-    pub(crate) fn take_len(self: &Arc<Self>, len: usize) -> Option<AlignedBuf> {
-        let len = len.checked_next_multiple_of(self.align)?;
+    /// A free slot as a buffer of `len` bytes rounded up to `align` (at
+    /// most the arena's alignment: the slot starts on that) and at most a
+    /// slot, if any is left. Its length is exactly that: the caller's
+    /// request size. Its bytes are unspecified: zero in a slot never used,
+    /// else those of its last use.
+    pub(crate) fn take_len(self: &Arc<Self>, len: usize, align: usize) -> Option<AlignedBuf> {
+        let align = align.max(MIN_ALIGN).checked_next_power_of_two()?;
+        if align > self.align {
+            return None;
+        }
+        let len = len.checked_next_multiple_of(align)?;
         if len == 0 || len > self.slot {
             return None;
         }
         let mut b = self.take()?;
         b.len = len;
+        b.align = align;
         Some(b)
     }
 

@@ -32,6 +32,11 @@ pub(crate) const SLOT: usize = 1 << 20;
 /// cannot use.
 pub(crate) const WRITE_MIN: usize = 32 << 10;
 
+/// The alignment of every write buffer's start (the largest sector size
+/// mpool supports); a buffer's length is rounded to the alignment asked,
+/// which may be smaller.
+const WRITE_ALIGN: usize = super::DEFAULT_ALIGN;
+
 /// The most regions of write buffers (each [`HUGE_PAGE`] bytes, two slots):
 /// 64 MiB of memory, the bound of the heap chunks kept for reuse (a
 /// 64 MiB write has all its chunks in flight at once).
@@ -166,27 +171,28 @@ impl std::fmt::Debug for HugeRegion {
 /// The regions of write buffers made so far, each an arena of two slots.
 static WRITE_ARENAS: Mutex<Vec<Arc<Arena>>> = Mutex::new(Vec::new());
 
-/// A write buffer of `len` bytes (rounded up to `align`) inside one huge
-/// page, when `len` is from [`WRITE_MIN`] to [`SLOT`], the kernel gives
-/// huge pages, and a slot is free or a region can still be made. Its
+/// A write buffer of `len` bytes rounded up to `align` (exactly that
+/// long: a write sends the whole buffer) inside one huge page, when `len`
+/// is from [`WRITE_MIN`] to [`SLOT`], `align` is at most 4096, the kernel
+/// gives huge pages, and a slot is free or a region can still be made. Its
 /// bytes are unspecified (zero when the slot is fresh, else those of its
 /// last use): the caller writes every byte it sends. The slot goes back
 /// to the set when the buffer is dropped.
 pub fn write_buf(len: usize, align: usize) -> Option<AlignedBuf> {
-    if !(WRITE_MIN..=SLOT).contains(&len) || !thp_available() {
+    if !(WRITE_MIN..=SLOT).contains(&len) || align > WRITE_ALIGN || !thp_available() {
         return None;
     }
     let mut arenas = WRITE_ARENAS.lock().unwrap_or_else(|p| p.into_inner());
     for a in arenas.iter() {
-        if let Some(b) = a.take_len(len) {
+        if let Some(b) = a.take_len(len, align) {
             return Some(b);
         }
     }
     if arenas.len() >= MAX_REGIONS {
         return None;
     }
-    let a = Arena::huge(HUGE_PAGE / SLOT, SLOT, align)?;
-    let b = a.take_len(len);
+    let a = Arena::huge(HUGE_PAGE / SLOT, SLOT, WRITE_ALIGN)?;
+    let b = a.take_len(len, align);
     arenas.push(a);
     b
 }
@@ -220,10 +226,21 @@ mod tests {
             eprintln!("SKIPPED: transparent huge pages are off on this machine");
             return;
         }
+        assert!(write_buf(64 << 10, 8192).is_none(), "aligned past a slot's start");
         let mut held = Vec::new();
-        for len in [WRITE_MIN, 68 << 10, SLOT - 100, SLOT] {
-            let mut b = write_buf(len, 4096).expect("a free slot");
-            assert_eq!(b.len(), len.next_multiple_of(4096));
+        for (len, align) in [
+            (WRITE_MIN, 4096),
+            (68 << 10, 4096),
+            (SLOT - 100, 4096),
+            (SLOT, 4096),
+            // A 512-byte sector's request: exactly its length, not
+            // rounded to the slot's alignment (a write sends it whole).
+            ((300 << 10) + 512, 512),
+            ((300 << 10) + 1, 512),
+        ] {
+            let mut b = write_buf(len, align).expect("a free slot");
+            assert_eq!(b.len(), len.next_multiple_of(align), "{len} at {align}");
+            assert_eq!(b.align(), align);
             let start = b.as_ptr() as usize;
             assert_eq!(start % 4096, 0);
             assert_eq!(
