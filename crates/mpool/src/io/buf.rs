@@ -181,24 +181,12 @@ impl Arena {
     /// `count` slots of `len` bytes (rounded up to `align`), zeroed;
     /// `None` for no slots, empty slots, sizes that overflow, or no memory.
     pub(crate) fn new(count: usize, len: usize, align: usize) -> Option<Arc<Self>> {
-        if count == 0 || len == 0 {
-            return None;
-        }
-        let align = align.max(MIN_ALIGN).checked_next_power_of_two()?;
-        let slot = len.checked_next_multiple_of(align)?;
-        let total = slot.checked_mul(count)?;
+        let (slot, total, align) = Self::shape(count, len, align)?;
         let layout = Layout::from_size_align(total, align).ok()?;
-        // SAFETY: the layout has a non-zero size (count, len > 0, and the
-        // rounding above cannot wrap to zero: it is checked).
+        // SAFETY: the layout has a non-zero size (`shape` refuses no
+        // slots, empty slots and overflow).
         let base = NonNull::new(unsafe { alloc::alloc_zeroed(layout) })?;
-        Some(Arc::new(Self {
-            base,
-            slot,
-            count,
-            align,
-            free: Mutex::new((0..count).rev().collect()),
-            region: None,
-        }))
+        Some(Self::cut(base, slot, count, align, None))
     }
 
     /// As [`Arena::new`], in memory backed by huge pages
@@ -206,22 +194,41 @@ impl Arena {
     /// page never crosses one (the region starts on a huge page, and the
     /// slots are cut from its start).
     pub(crate) fn huge(count: usize, len: usize, align: usize) -> Option<Arc<Self>> {
+        let (slot, total, align) = Self::shape(count, len, align)?;
+        let region = super::huge::HugeRegion::new(total)?;
+        let base = NonNull::new(region.as_ptr())?;
+        Some(Self::cut(base, slot, count, align, Some(region)))
+    }
+
+    /// (slot, total bytes, alignment) of `count` slots of `len` bytes
+    /// rounded up to `align` (at least [`MIN_ALIGN`], a power of two);
+    /// `None` for no slots, empty slots or sizes that overflow.
+    fn shape(count: usize, len: usize, align: usize) -> Option<(usize, usize, usize)> {
         if count == 0 || len == 0 {
             return None;
         }
         let align = align.max(MIN_ALIGN).checked_next_power_of_two()?;
         let slot = len.checked_next_multiple_of(align)?;
-        let total = slot.checked_mul(count)?;
-        let region = super::huge::HugeRegion::new(total)?;
-        let base = NonNull::new(region.as_ptr())?;
-        Some(Arc::new(Self {
+        Some((slot, slot.checked_mul(count)?, align))
+    }
+
+    /// The arena of `count` slots of `slot` bytes from `base`, every slot
+    /// free.
+    fn cut(
+        base: NonNull<u8>,
+        slot: usize,
+        count: usize,
+        align: usize,
+        region: Option<super::huge::HugeRegion>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
             base,
             slot,
             count,
             align,
             free: Mutex::new((0..count).rev().collect()),
-            region: Some(region),
-        }))
+            region,
+        })
     }
 
     /// A free slot as a buffer, if any is left.
