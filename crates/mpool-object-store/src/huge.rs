@@ -8,7 +8,8 @@
 //! random reads went from 1.30 to 3.46 GB/s and 64 KiB reads from 8 jobs
 //! from 1.13 to 2.08 GB/s (BENCHMARKS.md, session 12; writes did not
 //! change on that machine, and did on session 19's, where mpool's own
-//! write buffers came to huge pages too: `mpool::HugeRegion`). So a get reads up to 2 MiB into one of these buffers and copies
+//! write buffers came to huge pages too: `mpool::HugeRegion`). So a get
+//! reads up to 2 MiB into one of these buffers and copies
 //! it out (a 1 MiB copy costs about 50 us, the read it saves about 500).
 //!
 //! At most [`MAX_BUFFERS`] buffers exist (2 MiB each, made on first use,

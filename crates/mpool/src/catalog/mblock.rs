@@ -207,7 +207,7 @@ fn table_buf(
             cap: zone,
         });
     }
-    let buf = match crate::io::huge::write_buf(span, sector) {
+    let mut buf = match crate::io::huge::write_buf(span, sector) {
         Some(mut b) => {
             // A reused slot holds old bytes: zero what the caller and the
             // table do not write (the caller writes at least all but the
@@ -218,7 +218,6 @@ fn table_buf(
         }
         None => AlignedBuf::new(span, sector),
     };
-    let mut buf = buf;
     buf[lead..lead + table.len()].copy_from_slice(table);
     Ok(buf)
 }
@@ -1043,8 +1042,9 @@ mod tests {
             let s = sector as usize;
             let table_at = data.len().next_multiple_of(s);
             let end = table_at + table.len().next_multiple_of(s);
-            // And 8 KiB past the end: a write longer than asked (a buffer
-            // rounded to a larger alignment) would put old bytes there.
+            // And 8 KiB past the end: none of the old bytes lands beyond
+            // the table either (that a buffer is exactly as long as asked
+            // is `io::huge`'s test).
             let mut got = vec![0u8; end + 8192];
             dev.read_slice(base, &mut got).unwrap();
             assert_eq!(&got[..data.len()], &data[..], "sector {sector}");
