@@ -182,7 +182,7 @@ pub fn write_buf(len: usize, align: usize) -> Option<AlignedBuf> {
     if !(WRITE_MIN..=SLOT).contains(&len) || align > WRITE_ALIGN || !thp_available() {
         return None;
     }
-    let mut arenas = WRITE_ARENAS.lock().unwrap_or_else(|p| p.into_inner());
+    let mut arenas = crate::lock::lock(&WRITE_ARENAS);
     for a in arenas.iter() {
         if let Some(b) = a.take_len(len, align) {
             return Some(b);
