@@ -202,10 +202,15 @@ const DISKSTAT: &[(usize, &str)] = &[
     (3, "read_ms"),
     (4, "writes"),
     (6, "write_sectors"),
+    (7, "write_ms"),
+    // Time with at least one request in flight: near the phase's time, the
+    // device was never idle.
+    (9, "busy_ms"),
     (11, "discards"),
     (13, "discard_sectors"),
     (14, "discard_ms"),
     (15, "flushes"),
+    (16, "flush_ms"),
 ];
 
 /// The `stat` file of the block device under `dir` (its whole disk when
