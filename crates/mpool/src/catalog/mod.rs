@@ -182,7 +182,7 @@ struct Inner {
     /// batch (`group.rs`).
     group: Mutex<group::Queue>,
     /// Where a new leader waits for the content writes begun before it
-    /// took the lead (`group.rs`).
+    /// took the lead, and for the commits on their way (`group.rs`).
     group_cv: Condvar,
     /// One handle per user log for the pool's lifetime: a second instance of
     /// the same log would not see the first one's buffered appends.

@@ -443,6 +443,62 @@ fn a_content_write_that_does_not_end_holds_no_batch_back() {
     assert_eq!(records(&pool, m).len(), 5, "\"opened\" and four records");
 }
 
+/// A new leader holds its batch until every caller that was committing
+/// at once has a commit queued, so the caller of the batch before, back
+/// with its next commit a moment after that batch ends (a millisecond
+/// here), joins this one: two flushes for five commits where taking only
+/// those queued makes three (the fifth alone).
+#[test]
+fn a_leader_waits_for_the_callers_of_the_batch_before() {
+    let g = group_setup("group-gather", 40, 64 << 10);
+    let fifth = g.pool.mblock_alloc(MediaClass::Capacity).unwrap();
+    g.pool.mblock_write(fifth, &bytes(44, 64 << 10)).unwrap();
+    let before = g.fault.stats();
+    g.gated.set_open(false);
+    // The first caller commits mblock 0, then, a millisecond after, the
+    // fifth.
+    let first = {
+        let (pool, mdc, ids) = (Arc::clone(&g.pool), Arc::clone(&g.mdc), g.ids.clone());
+        std::thread::spawn(move || {
+            let mut out = Vec::new();
+            for (id, k) in [(ids[0], 0), (fifth, 4)] {
+                if k > 0 {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+                let (c, w) = pool.mblock_commit_with(id, &mdc, format!("record {k}").as_bytes());
+                out.push((c.is_ok(), matches!(w, Ok(Some(_)))));
+            }
+            out
+        })
+    };
+    wait_for("the first flush", || g.gated.waiting() == 1);
+    let others: Vec<_> = (1..4).map(|k| g.commit(k)).collect();
+    wait_for("three commits waiting", || g.pool.commits_waiting() == 3);
+    // The first batch takes a while in the device: the next leader may
+    // wait up to that long (at most 10 ms) for the first caller.
+    std::thread::sleep(std::time::Duration::from_millis(30));
+    g.gated.set_open(true);
+    assert_eq!(first.join().unwrap(), vec![(true, true); 2]);
+    for t in others {
+        assert_eq!(t.join().unwrap(), (true, true));
+    }
+    let after = g.fault.stats();
+    assert_eq!(
+        after.flushes - before.flushes,
+        2,
+        "the first commit's batch, then one for the other four"
+    );
+    let (fault, m, mut ids) = g.close();
+    ids.push(fifth);
+    let (_f, pool) = reboot(&fault, CrashMode::DropAll);
+    for (k, id) in ids.iter().enumerate() {
+        let mut back = vec![0u8; 64 << 10];
+        pool.mblock_read(*id, 0, &mut back).unwrap();
+        assert_eq!(back, bytes(40 + k as u8, 64 << 10));
+    }
+    assert_eq!(records(&pool, m).len(), 6, "\"opened\" and five records");
+}
+
 /// In a group, a commit whose content write failed fails alone: the
 /// others in its batch are durable, and it never exists, before or after
 /// a crash.
