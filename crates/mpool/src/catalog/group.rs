@@ -65,11 +65,13 @@ pub(super) const GATHER_MAX: Duration = Duration::from_millis(10);
 struct Inside<'a>(&'a Catalog);
 
 impl<'a> Inside<'a> {
-    fn enter(c: &'a Catalog) -> Self {
+    /// Count the caller in and, while a batch runs, the content write it
+    /// makes ahead of its commit ([`Catalog::ahead_guard`]): one lock.
+    fn enter(c: &'a Catalog) -> (Self, Option<Ended<'a>>) {
         let mut q = lock(&c.inner.group);
         q.inside += 1;
         q.peak = q.peak.max(q.inside);
-        Inside(c)
+        (Inside(c), c.ahead_in(&mut q))
     }
 }
 
@@ -172,7 +174,7 @@ impl Drop for HandOver<'_> {
             q.batch_ns = if q.batch_ns == 0 {
                 ns
             } else {
-                q.batch_ns - q.batch_ns / 8 + ns / 8
+                crate::dev::ewma(q.batch_ns, ns)
             };
         }
         match q.jobs.first() {
@@ -208,8 +210,8 @@ impl Catalog {
     /// on the media or not), `None` not appended (its MDC was busy: append
     /// it the usual way), or the append's error.
     pub(crate) fn mblock_commit_with(&self, id: ObjectId, mdc: &Arc<Mdc>, rec: &[u8]) -> Outcome {
-        let _inside = Inside::enter(self);
-        if let Some(_ended) = self.ahead_guard() {
+        let (_inside, ahead) = Inside::enter(self);
+        if let Some(_ended) = ahead {
             // A batch is running: this commit waits for the next one, and
             // writes its content meanwhile, so that the next batch holds
             // only records.
@@ -305,7 +307,11 @@ impl Catalog {
     /// (a content write; a commit's write ahead of its batch) until the
     /// guard drops (also on a panic, so that no leader waits for it).
     pub(super) fn ahead_guard(&self) -> Option<Ended<'_>> {
-        let mut q = lock(&self.inner.group);
+        self.ahead_in(&mut lock(&self.inner.group))
+    }
+
+    /// [`Self::ahead_guard`] on the queue, its lock held.
+    fn ahead_in(&self, q: &mut Queue) -> Option<Ended<'_>> {
         if !q.leading {
             return None;
         }

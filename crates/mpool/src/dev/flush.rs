@@ -132,7 +132,7 @@ impl FlushGate {
             g = self.lock();
             g.running = false;
             g.done = n;
-            g.sync_ns = g.sync_ns - g.sync_ns / 8 + ns / 8;
+            g.sync_ns = super::ewma(g.sync_ns, ns);
             self.done.store(n, Ordering::Release);
             if let Err(e) = &r {
                 g.failed = Some((e.raw_os_error(), e.kind(), e.to_string()));

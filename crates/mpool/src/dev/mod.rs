@@ -610,6 +610,12 @@ pub(crate) fn spin_slot(spinners: &std::sync::atomic::AtomicU32) -> bool {
     }
 }
 
+/// Moving average with weight 1/8 for the new sample (of a device's
+/// flush or batch time).
+pub(crate) fn ewma(avg: u64, sample: u64) -> u64 {
+    avg - avg / 8 + sample / 8
+}
+
 /// Spin until `done` holds or `budget` has passed (the clock is read every
 /// 64 checks: reading it is dearer than a check).
 pub(crate) fn spin_until(budget: std::time::Duration, mut done: impl FnMut() -> bool) {

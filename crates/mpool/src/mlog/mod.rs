@@ -1734,7 +1734,7 @@ impl Mlog {
             g.spare = Some(out);
         }
         if let (Some(ns), true) = (ns, dev_flush) {
-            g.flush_ns = ewma(g.flush_ns, ns);
+            g.flush_ns = crate::dev::ewma(g.flush_ns, ns);
             #[cfg(test)]
             if let Some(f) = g.fixed_flush_ns {
                 g.flush_ns = f;
@@ -1966,11 +1966,6 @@ fn header_written(g: &mut State, slot: u8, h: LogHeader) {
     if (h.gen, h.epoch) == (g.gen, g.epoch) {
         g.hdr_durable = true;
     }
-}
-
-/// Moving average with weight 1/8 for the new sample.
-fn ewma(avg: u64, sample: u64) -> u64 {
-    avg - avg / 8 + sample / 8
 }
 
 /// Whether a wait for record `seq` to be durable is over: Ok once it is,
