@@ -37,6 +37,15 @@ fn reboot(fault: &FaultDevice, mode: CrashMode) -> (Arc<FaultDevice>, Pool) {
     (f, pool)
 }
 
+/// Mblock `k` of `ids` reads back as `bytes(seed + k, len)`, for each k.
+fn assert_contents(pool: &Pool, ids: &[mpool::MblockId], seed: u8, len: usize) {
+    for (k, id) in ids.iter().enumerate() {
+        let mut back = vec![0u8; len];
+        pool.mblock_read(*id, 0, &mut back).unwrap();
+        assert_eq!(back, bytes(seed + k as u8, len), "mblock {k}");
+    }
+}
+
 fn records(pool: &Pool, m: MdcId) -> Vec<Vec<u8>> {
     let mdc = pool.mdc_open(m).unwrap();
     let out = mdc.reader().unwrap().map(|r| r.unwrap()).collect();
@@ -385,11 +394,7 @@ fn commits_that_arrive_together_share_one_batch_and_one_flush() {
     );
     let (fault, m, ids) = g.close();
     let (_f, pool) = reboot(&fault, CrashMode::DropAll);
-    for (k, id) in ids.iter().enumerate() {
-        let mut back = vec![0u8; 64 << 10];
-        pool.mblock_read(*id, 0, &mut back).unwrap();
-        assert_eq!(back, bytes(10 + k as u8, 64 << 10));
-    }
+    assert_contents(&pool, &ids, 10, 64 << 10);
     let mut got = records(&pool, m);
     got.sort();
     let mut want: Vec<Vec<u8>> = (0..4).map(|k| format!("record {k}").into_bytes()).collect();
@@ -435,11 +440,7 @@ fn a_content_write_that_does_not_end_holds_no_batch_back() {
     assert_eq!(held.join().unwrap(), (true, true));
     let (fault, m, ids) = g.close();
     let (_f, pool) = reboot(&fault, CrashMode::DropAll);
-    for (k, id) in ids.iter().enumerate() {
-        let mut back = vec![0u8; 64 << 10];
-        pool.mblock_read(*id, 0, &mut back).unwrap();
-        assert_eq!(back, bytes(30 + k as u8, 64 << 10));
-    }
+    assert_contents(&pool, &ids, 30, 64 << 10);
     assert_eq!(records(&pool, m).len(), 5, "\"opened\" and four records");
 }
 
@@ -491,11 +492,7 @@ fn a_leader_waits_for_the_callers_of_the_batch_before() {
     let (fault, m, mut ids) = g.close();
     ids.push(fifth);
     let (_f, pool) = reboot(&fault, CrashMode::DropAll);
-    for (k, id) in ids.iter().enumerate() {
-        let mut back = vec![0u8; 64 << 10];
-        pool.mblock_read(*id, 0, &mut back).unwrap();
-        assert_eq!(back, bytes(40 + k as u8, 64 << 10));
-    }
+    assert_contents(&pool, &ids, 40, 64 << 10);
     assert_eq!(records(&pool, m).len(), 6, "\"opened\" and five records");
 }
 
