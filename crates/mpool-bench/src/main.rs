@@ -6,6 +6,7 @@
 
 mod churn;
 mod common;
+mod crc;
 mod dev;
 mod fio;
 mod machine;
@@ -51,6 +52,8 @@ enum Cmd {
     Objstore(objstore::ObjstoreArgs),
     /// Pool::open time and memory per object with N committed mblocks.
     Scale(scale::ScaleArgs),
+    /// CRC-32C: mpool's checksum against the crc-fast and crc32c crates.
+    Crc(crc::CrcArgs),
     /// mcache maps and the reaper against mmap'ed files under a memory cap.
     Mcache(mcache::McacheArgs),
     /// Event streams against Kafka-style segment files (and fio on tmpfs).
@@ -83,6 +86,10 @@ fn run(cli: Cli) -> Result<()> {
         }
         Cmd::Scale(a) => {
             let r = scale::run(a)?;
+            (r.text(), r.json())
+        }
+        Cmd::Crc(a) => {
+            let r = crc::run(a)?;
             (r.text(), r.json())
         }
         Cmd::ScaleOpen(a) => {

@@ -186,7 +186,6 @@ pub mod admin;
 mod blkid;
 mod catalog;
 mod check;
-mod crc;
 mod error;
 mod lock;
 pub mod mcache;
@@ -195,6 +194,7 @@ mod pool;
 mod space_map;
 pub mod stream;
 internals! {
+    crc;
     dev;
     format;
     io;
