@@ -167,6 +167,13 @@ impl Inner {
                 }
             }
         }
+        // A busy job's content write goes back unsent: its commit tries
+        // again, and writes the content then.
+        for j in jobs.iter_mut() {
+            if let Some(r) = j.req.take() {
+                j.ws.unsent(r);
+            }
+        }
         let place = |reqs: Vec<IoReq>, batch: &mut Vec<IoReq>| -> Range<usize> {
             let at = batch.len();
             batch.extend(reqs);

@@ -398,8 +398,16 @@ impl Catalog {
                 .finish_request()
                 .map_err(|e| data_err(j.id, e))
                 .and_then(|(req, crc)| {
-                    let (obj, rec) = self.commit_record(j.id, *class, *zone, ws, crc, true)?;
-                    Ok((req, obj, rec))
+                    match self.commit_record(j.id, *class, *zone, ws, crc, true) {
+                        Ok((obj, rec)) => Ok((req, obj, rec)),
+                        Err(e) => {
+                            // Not sent: the content goes back where it waits.
+                            if let Some(r) = req {
+                                ws.unsent(r);
+                            }
+                            Err(e)
+                        }
+                    }
                 });
             match made {
                 Ok((req, obj, rec)) => {

@@ -28,6 +28,102 @@ pub const IO_CHUNK: usize = 1 << 20;
 /// covers is the same).
 pub const HOLD_MAX: usize = 256 << 10;
 
+/// Content accepted but not yet on the device, in a buffer aligned for
+/// direct I/O. Sized, when the content comes in one piece, for the
+/// commit's last write (the content zero-padded to a sector, then the
+/// checksum table), which is then sent from this buffer instead of a copy
+/// ([`WriteState::finish_request`] lends it out; the completion gives it
+/// back).
+#[derive(Debug, Default)]
+pub(crate) struct Held {
+    /// The buffer (`None` before the first byte, or while lent out).
+    buf: Option<AlignedBuf>,
+    /// Bytes held, at the buffer's start.
+    len: usize,
+    /// The buffer is out in a write request and has not come back, so
+    /// the bytes are not here: a bug if it happens, and the mblock can
+    /// then only be aborted (nothing is ever written from a missing
+    /// buffer).
+    lent: bool,
+}
+
+impl Held {
+    /// Bytes held.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The bytes held (`Failed` while the buffer is lent out).
+    fn bytes(&self) -> Result<&[u8], DataError> {
+        if self.lent {
+            return Err(DataError::Failed);
+        }
+        Ok(match &self.buf {
+            Some(b) => &b[..self.len],
+            None => &[],
+        })
+    }
+
+    /// Append `data`. The buffer is made `want` bytes long when it must
+    /// grow and holds nothing yet (the caller's guess at the commit's last
+    /// write), else at least twice its length (a mblock written in many
+    /// pieces copies each byte a bounded number of times, as a `Vec`).
+    fn push(&mut self, data: &[u8], want: usize, sector: usize) -> Result<(), DataError> {
+        if self.lent {
+            return Err(DataError::Failed);
+        }
+        let need = self.len + data.len();
+        let cap = self.buf.as_ref().map_or(0, |b| b.len());
+        if need > cap {
+            let size = if self.len == 0 {
+                want.max(need)
+            } else {
+                need.max(2 * cap)
+            };
+            let mut b = held_buf(size, sector);
+            if let Some(old) = &self.buf {
+                b[..self.len].copy_from_slice(&old[..self.len]);
+            }
+            self.buf = Some(b);
+        }
+        if let Some(b) = &mut self.buf {
+            b[self.len..need].copy_from_slice(data);
+        }
+        self.len = need;
+        Ok(())
+    }
+
+    /// The buffer for a write of exactly `span` bytes, when it is that
+    /// long; give it back with [`Held::restore`].
+    fn lend(&mut self, span: usize) -> Option<AlignedBuf> {
+        if self.lent || self.buf.as_ref().map(|b| b.len()) != Some(span) {
+            return None;
+        }
+        self.lent = true;
+        self.buf.take()
+    }
+
+    /// The lent buffer back (its first bytes are still the content).
+    pub fn restore(&mut self, buf: AlignedBuf) {
+        if self.lent {
+            self.buf = Some(buf);
+            self.lent = false;
+        }
+    }
+}
+
+/// A buffer of `n` bytes aligned to `sector` for held content: one slot of
+/// a huge page where it fits (see `io::huge`), else memory of its own.
+/// Its bytes are unspecified: what is sent from it is written first.
+fn held_buf(n: usize, sector: usize) -> AlignedBuf {
+    crate::io::huge::write_buf(n, sector).unwrap_or_else(|| AlignedBuf::scratch(n, sector))
+}
+
 /// An mblock being written (not yet committed).
 #[derive(Debug)]
 pub(crate) struct WriteState {
@@ -45,7 +141,7 @@ pub(crate) struct WriteState {
     pub on_dev: u64,
     /// Accepted bytes not yet on the device: less than a sector after each
     /// write, or the whole content while it is at most [`HOLD_MAX`] bytes.
-    pub tail: Vec<u8>,
+    pub tail: Held,
     /// CRC-32C of the accepted bytes (legacy commits: no block checksums).
     pub crc: u32,
     /// Per-block checksums of the accepted bytes (format version 3).
@@ -252,7 +348,7 @@ impl WriteState {
             zone,
             written: 0,
             on_dev: 0,
-            tail: Vec::new(),
+            tail: Held::default(),
             crc: 0,
             csums: csum_shift.map(BlockCsums::new),
             failed: false,
@@ -285,8 +381,12 @@ impl WriteState {
         let want = self.room(data.len())?;
         self.sum(data);
         if self.on_dev == 0 && self.tail.len() + data.len() <= HOLD_MAX {
-            // Small so far: the commit writes it with the table.
-            self.tail.extend_from_slice(data);
+            // Small so far: the commit writes it with the table, from the
+            // buffer it waits in when that has the commit's size.
+            let sector = self.dev.sector() as usize;
+            let n = self.tail.len() + data.len();
+            let span = n.div_ceil(sector) * sector + self.table_span(want, sector);
+            self.tail.push(data, span, sector)?;
             self.written = want;
             return Ok(());
         }
@@ -295,25 +395,31 @@ impl WriteState {
         let mut reqs = Vec::new();
         let mut off = self.base + self.on_dev;
         // First complete the pending partial sector, then whole chunks straight from `data`.
-        let mut pending = std::mem::take(&mut self.tail);
+        // (Refused while the held bytes are lent out, before taking them.)
+        self.tail.bytes()?;
+        let held = std::mem::take(&mut self.tail);
+        let mut pending: &[u8] = held.bytes()?;
+        let mut rest = Held::default();
         loop {
             let avail = pending.len() + src.len();
             let whole = (avail / sector) * sector;
             if whole == 0 {
-                pending.extend_from_slice(src);
+                rest.push(pending, sector, sector)?;
+                rest.push(src, sector, sector)?;
                 break;
             }
             let n = whole.min(IO_CHUNK);
             let mut buf = take_buf(n, sector);
             let from_pending = pending.len().min(n);
             buf[..from_pending].copy_from_slice(&pending[..from_pending]);
-            pending.drain(..from_pending);
+            pending = &pending[from_pending..];
             let from_src = n - from_pending;
             buf[from_pending..n].copy_from_slice(&src[..from_src]);
             src = &src[from_src..];
             reqs.push(IoReq::write(off, buf));
             off += n as u64;
         }
+        drop(held);
         let bytes: u64 = reqs.iter().map(|r| r.buf.len() as u64).sum();
         if !reqs.is_empty() {
             match submit_all(self.dev.as_ref(), reqs, usize::MAX) {
@@ -327,8 +433,17 @@ impl WriteState {
         }
         self.on_dev += bytes;
         self.written = want;
-        self.tail = pending;
+        self.tail = rest;
         Ok(())
+    }
+
+    /// Bytes of the checksum table's sectors for content of `len` bytes
+    /// (0 without block checksums).
+    fn table_span(&self, len: u64, sector: usize) -> usize {
+        self.csums.as_ref().map_or(0, |c| {
+            let blocks = len.div_ceil(1u64 << c.shift) as usize;
+            (4 * blocks).div_ceil(sector) * sector
+        })
     }
 
     /// Append all of `buf`: straight from it, in one request, when nothing
@@ -463,20 +578,46 @@ impl WriteState {
         if tail_span + table_span == 0 || written {
             return Ok((None, table_crc));
         }
-        let mut buf = table_buf(
-            table.as_deref().unwrap_or_default(),
-            tail_span,
-            sector,
-            self.on_dev,
-            self.zone,
-        )?;
-        buf[..self.tail.len()].copy_from_slice(&self.tail);
+        let table = table.as_deref().unwrap_or_default();
+        // Sent from the buffer the content waits in when it has the
+        // write's size (the content came in one piece), else copied.
+        let span = tail_span + table_span;
+        let end = self.on_dev + span as u64;
+        if end > self.zone {
+            return Err(DataError::Full {
+                want: end,
+                cap: self.zone,
+            });
+        }
+        let held = self.tail.len();
+        if let Some(mut buf) = self.tail.lend(span) {
+            // The padding and the table's last sector: their bytes are
+            // unspecified in a reused buffer.
+            buf[held..tail_span].fill(0);
+            buf[tail_span..tail_span + table.len()].copy_from_slice(table);
+            buf[tail_span + table.len()..].fill(0);
+            return Ok((Some(IoReq::write(self.base + self.on_dev, buf)), table_crc));
+        }
+        let mut buf = table_buf(table, tail_span, sector, self.on_dev, self.zone)?;
+        buf[..held].copy_from_slice(self.tail.bytes()?);
         Ok((Some(IoReq::write(self.base + self.on_dev, buf)), table_crc))
+    }
+
+    /// A request of [`Self::finish_request`] that was not sent: its
+    /// buffer may hold the content, which goes back where it waits.
+    pub fn unsent(&mut self, req: IoReq) {
+        self.tail.restore(req.buf);
     }
 
     /// The write of [`Self::finish_request`] completed as `done` says
     /// (the one request): a failure leaves only abort.
     pub fn finish_done(&mut self, done: &mut [IoReq]) -> Result<(), DataError> {
+        if let [r] = done {
+            // The content's buffer back, if it was sent from it (a failed
+            // commit may be followed by more appends, which rewrite the
+            // partial last sector from it).
+            self.tail.restore(std::mem::take(&mut r.buf));
+        }
         let r = if done.len() == 1 {
             check_results(self.dev.as_ref(), done)
         } else {
@@ -1057,6 +1198,60 @@ mod tests {
                 got[table_at + table.len()..].iter().all(|&b| b == 0),
                 "sector {sector}: old bytes after the table, or written past it"
             );
+        }
+    }
+
+    /// Content that came in one piece is sent from the buffer it waits
+    /// in. A request that was not sent gives it back, and so does one
+    /// that completed: a commit that failed after its write may be
+    /// followed by more content, written after it. A buffer that never
+    /// came back (a bug) refuses everything rather than write bytes it
+    /// no longer has.
+    #[test]
+    fn held_content_sent_from_its_buffer_comes_back() {
+        for sector in [512u32, 4096] {
+            let dev: DeviceRef = Arc::new(MemDevice::new(8 << 20, sector));
+            let base = 1 << 20;
+            let mut w = WriteState::new(Arc::clone(&dev), base, 1 << 20, Some(12));
+            let one: Vec<u8> = (0..10_000u32).map(|i| (i % 253) as u8 + 1).collect();
+            w.append(&one).unwrap();
+            let (req, _) = w.finish_request().unwrap();
+            let req = req.unwrap();
+            let first = req.buf.to_vec();
+            assert_eq!(&first[..one.len()], &one[..]);
+            // Sent in place: no copy was left behind.
+            assert!(w.tail.lent, "sector {sector}: sent from the held buffer");
+            w.unsent(req);
+            let (req, _) = w.finish_request().unwrap();
+            let req = req.unwrap();
+            assert_eq!(
+                req.buf.to_vec(),
+                first,
+                "sector {sector}: the same write again"
+            );
+            let mut out = dev.submit_depth(vec![req], usize::MAX);
+            w.finish_done(&mut out).unwrap();
+            assert!(!w.tail.lent);
+            let two: Vec<u8> = (0..5_000u32).map(|i| (i % 241) as u8 + 7).collect();
+            w.append(&two).unwrap();
+            w.finish(true).unwrap();
+            let all = [&one[..], &two[..]].concat();
+            let mut got = vec![0u8; all.len()];
+            dev.read_slice(base, &mut got).unwrap();
+            assert_eq!(got, all, "sector {sector}");
+            let table = w.csums.as_ref().unwrap().table();
+            let want: Vec<u8> = all
+                .chunks(4096)
+                .flat_map(|b| crate::crc::crc32c(b).to_le_bytes())
+                .collect();
+            assert_eq!(table, want);
+
+            let mut w = WriteState::new(Arc::clone(&dev), base + (2 << 20), 1 << 20, Some(12));
+            w.append(&one).unwrap();
+            let (req, _) = w.finish_request().unwrap();
+            drop(req);
+            assert!(matches!(w.append(&two), Err(DataError::Failed)));
+            assert!(matches!(w.finish_request(), Err(DataError::Failed)));
         }
     }
 
