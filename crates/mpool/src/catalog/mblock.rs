@@ -383,10 +383,18 @@ impl WriteState {
         if self.on_dev == 0 && self.tail.len() + data.len() <= HOLD_MAX {
             // Small so far: the commit writes it with the table, from the
             // buffer it waits in when that has the commit's size.
-            let sector = self.dev.sector() as usize;
-            let n = self.tail.len() + data.len();
-            let span = n.div_ceil(sector) * sector + self.table_span(want, sector);
-            self.tail.push(data, span, sector)?;
+            let sector = u64::from(self.dev.sector());
+            let span = match &self.csums {
+                Some(c) => CsumLayout {
+                    len: want,
+                    shift: c.shift,
+                    sector,
+                }
+                .footprint(),
+                None => want.div_ceil(sector) * sector,
+            };
+            let span = usize::try_from(span).unwrap_or(usize::MAX);
+            self.tail.push(data, span, sector as usize)?;
             self.written = want;
             return Ok(());
         }
@@ -435,15 +443,6 @@ impl WriteState {
         self.written = want;
         self.tail = rest;
         Ok(())
-    }
-
-    /// Bytes of the checksum table's sectors for content of `len` bytes
-    /// (0 without block checksums).
-    fn table_span(&self, len: u64, sector: usize) -> usize {
-        self.csums.as_ref().map_or(0, |c| {
-            let blocks = len.div_ceil(1u64 << c.shift) as usize;
-            (4 * blocks).div_ceil(sector) * sector
-        })
     }
 
     /// Append all of `buf`: straight from it, in one request, when nothing
