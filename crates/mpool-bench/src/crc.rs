@@ -2,12 +2,14 @@
 //! mpool's own (the implementation it chose on this CPU) against the
 //! `crc-fast` and `crc32c` crates, one buffer size at a time, in one run.
 //!
-//! Each size is checksummed over a 16 MiB buffer (so the data comes
-//! from the caches as it would after a copy or a read, not from one
-//! line), the three implementations taking turns for `--rounds` rounds;
-//! the best round of each is kept. All three must agree on every value:
-//! the run fails if they do not.
+//! Each size is checksummed buffer after buffer over a span of about
+//! 1 MiB (at least one buffer; so the data comes from the caches as it
+//! would after a copy or a read, not from one line), the three
+//! implementations taking turns for `--rounds` rounds; the best round of
+//! each is kept. All three must agree on every value: the run fails if
+//! they do not.
 
+use crate::common::Rng;
 use anyhow::{bail, Result};
 use serde_json::{json, Value};
 use std::time::Instant;
@@ -53,24 +55,17 @@ fn one(which: usize, d: &[u8]) -> u32 {
 /// Run the benchmark.
 pub fn run(a: &CrcArgs) -> Result<CrcReport> {
     const SPAN: usize = 16 << 20;
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    let data: Vec<u8> = (0..SPAN)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let data: Vec<u8> = (0..SPAN).map(|_| rng.next() as u8).collect();
     let mut rows = Vec::new();
     for &size in &a.sizes {
         let n = usize::try_from(size)?;
         if n == 0 || n > SPAN {
             bail!("--sizes: {size} is outside 1..={SPAN}");
         }
-        // Buffers in a span of a few of them (at least 1 MiB): data in the
-        // caches, as after a copy or a read.
-        let per = ((1usize << 20) / n).max(4);
+        // Buffers in a span of about 1 MiB (at least one buffer, and
+        // within the data): in the caches, as after a copy or a read.
+        let per = ((1usize << 20) / n).clamp(1, SPAN / n);
         let iters = usize::try_from(a.bytes)?.div_ceil(n).max(1);
         // Every implementation gives the same value for each buffer.
         for i in 0..per.min(64) {
