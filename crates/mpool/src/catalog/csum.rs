@@ -82,6 +82,11 @@ struct Entry {
     used: AtomicU64,
 }
 
+type TableMap = HashMap<u64, Entry, std::hash::BuildHasherDefault<super::idmap::IdHasher>>;
+
+/// Stripes of the table cache.
+const TABLE_STRIPES: usize = 16;
+
 /// Checksum tables by object, bounded in bytes, least recently used out.
 /// Lookups take a shared lock and stamp the entry with the current epoch
 /// (a plain load of the shared counter, and a store only when the stamp
@@ -93,7 +98,9 @@ pub(crate) struct TableCache {
     /// This cache's number, unique in the process: what the threads' table
     /// memos ([`Catalog::with_table`]) tell pools apart by.
     pub(super) gen: u64,
-    map: RwLock<HashMap<u64, Entry>>,
+    /// The entries in stripes by MDC (as `idmap`), so that threads
+    /// committing and deleting in different MDCs take different locks.
+    maps: [RwLock<TableMap>; TABLE_STRIPES],
     tick: AtomicU64,
     bytes: AtomicU64,
     cap: AtomicU64,
@@ -113,7 +120,7 @@ impl Default for TableCache {
         static GEN: AtomicU64 = AtomicU64::new(1);
         TableCache {
             gen: GEN.fetch_add(1, Ordering::Relaxed),
-            map: RwLock::new(HashMap::new()),
+            maps: std::array::from_fn(|_| RwLock::new(TableMap::default())),
             tick: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             cap: AtomicU64::new(DEFAULT_CSUM_CACHE_BYTES),
@@ -122,8 +129,13 @@ impl Default for TableCache {
 }
 
 impl TableCache {
+    fn stripe(&self, id: u64) -> &RwLock<TableMap> {
+        // Bits 4..12 of an ID are its MDC.
+        &self.maps[((id >> 4) & 0xff) as usize % TABLE_STRIPES]
+    }
+
     pub(crate) fn get(&self, id: u64) -> Option<Arc<Table>> {
-        let m = rlock(&self.map);
+        let m = rlock(self.stripe(id));
         let e = m.get(&id)?;
         let now = self.tick.load(Ordering::Relaxed);
         if e.used.load(Ordering::Relaxed) != now {
@@ -138,46 +150,53 @@ impl TableCache {
         if n > cap {
             return; // larger than the whole cache: used once, not kept
         }
-        let mut m = wlock(&self.map);
-        let used = AtomicU64::new(self.tick.fetch_add(1, Ordering::Relaxed) + 1);
-        if let Some(old) = m.insert(id, Entry { table, used }) {
-            self.bytes
-                .fetch_sub(old.table.mem_bytes(), Ordering::Relaxed);
-        }
-        let total = self.bytes.fetch_add(n, Ordering::Relaxed) + n;
+        let total = {
+            let mut m = wlock(self.stripe(id));
+            let used = AtomicU64::new(self.tick.fetch_add(1, Ordering::Relaxed) + 1);
+            if let Some(old) = m.insert(id, Entry { table, used }) {
+                self.bytes
+                    .fetch_sub(old.table.mem_bytes(), Ordering::Relaxed);
+            }
+            self.bytes.fetch_add(n, Ordering::Relaxed) + n
+        };
         if total > cap {
-            Self::evict(&mut m, &self.bytes, cap - cap / 8, id);
+            self.evict(cap - cap / 8, id);
         }
     }
 
-    fn evict(m: &mut HashMap<u64, Entry>, bytes: &AtomicU64, to: u64, keep: u64) {
-        let mut by_age: Vec<(u64, u64)> = m
-            .iter()
-            .filter(|(k, _)| **k != keep)
-            .map(|(k, e)| (e.used.load(Ordering::Relaxed), *k))
-            .collect();
+    /// Remove the least recently stamped entries, `keep` excepted, until
+    /// the cache holds at most `to` bytes. One stripe's lock at a time.
+    fn evict(&self, to: u64, keep: u64) {
+        let mut by_age: Vec<(u64, u64)> = Vec::new();
+        for m in &self.maps {
+            by_age.extend(
+                rlock(m)
+                    .iter()
+                    .filter(|(k, _)| **k != keep)
+                    .map(|(k, e)| (e.used.load(Ordering::Relaxed), *k)),
+            );
+        }
         by_age.sort_unstable();
         for (_, k) in by_age {
-            if bytes.load(Ordering::Relaxed) <= to {
+            if self.bytes.load(Ordering::Relaxed) <= to {
                 break;
             }
-            if let Some(e) = m.remove(&k) {
-                bytes.fetch_sub(e.table.mem_bytes(), Ordering::Relaxed);
+            if let Some(e) = wlock(self.stripe(k)).remove(&k) {
+                self.bytes.fetch_sub(e.table.mem_bytes(), Ordering::Relaxed);
             }
         }
     }
 
     pub(crate) fn remove(&self, id: u64) {
-        if let Some(e) = wlock(&self.map).remove(&id) {
+        if let Some(e) = wlock(self.stripe(id)).remove(&id) {
             self.bytes.fetch_sub(e.table.mem_bytes(), Ordering::Relaxed);
         }
     }
 
     pub(crate) fn set_cap(&self, cap: u64) {
         self.cap.store(cap, Ordering::Relaxed);
-        let mut m = wlock(&self.map);
         if self.bytes.load(Ordering::Relaxed) > cap {
-            Self::evict(&mut m, &self.bytes, cap, u64::MAX);
+            self.evict(cap, u64::MAX);
         }
     }
 

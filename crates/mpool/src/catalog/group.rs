@@ -453,7 +453,7 @@ impl Catalog {
         drop(guards);
         for (i, w) in committed {
             let id = jobs[i].id;
-            lock(&self.inner.pending).remove(&id.raw());
+            self.inner.pending.remove(id.raw());
             states[i] = Some(State::Done((self.props(id), w)));
         }
         // The next batch's leader first, then this batch's commits: waking

@@ -19,6 +19,7 @@ use crate::error::{ObjectError, Result};
 use crate::format::superblock::MediaClass;
 use crate::objid::{ObjType, ObjectId};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// (catalog address, class index, zone).
@@ -36,6 +37,14 @@ fn registry() -> &'static Mutex<HashMap<Key, Entry>> {
     R.get_or_init(Default::default)
 }
 
+/// Entries in the registry, stored under its lock at every change: a
+/// release with none to look for skips the process-wide lock (every
+/// delete's zone passes `defer_held`). A hold is registered before its
+/// table's read lock is dropped, and a delete takes that table's write
+/// lock before it releases the zone, so the release sees the count the
+/// hold left.
+static ENTRIES: AtomicUsize = AtomicUsize::new(0);
+
 fn key(inner: &Inner, class: MediaClass, zone: u32) -> Key {
     (inner as *const Inner as usize, class.index(), zone)
 }
@@ -45,6 +54,9 @@ impl Inner {
     /// them, keep them allocated until the last hold is dropped (true);
     /// otherwise the caller releases them now (false).
     pub(super) fn defer_held(&self, class: MediaClass, z: u32, n: u32) -> bool {
+        if ENTRIES.load(Ordering::Acquire) == 0 {
+            return false;
+        }
         let mut r = lock(registry());
         match r.get_mut(&key(self, class, z)) {
             Some(e) if e.holds > 0 => {
@@ -102,6 +114,7 @@ impl Drop for ZoneHolds {
                     }
                 }
             }
+            ENTRIES.store(r.len(), Ordering::Release);
         }
         if !free.is_empty() {
             if let Err(e) = self.inner.release(free) {
@@ -144,6 +157,7 @@ impl Catalog {
             r.entry(key(&self.inner, o.class(), o.zone))
                 .or_default()
                 .holds += 1;
+            ENTRIES.store(r.len(), Ordering::Release);
             drop(r);
             holds.zones.push((o.class(), o.zone));
             out.push(MapTarget {

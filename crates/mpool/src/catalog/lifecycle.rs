@@ -57,7 +57,7 @@ pub(super) fn release_handle<T>(cache: &Mutex<HashMap<u64, Arc<T>>>, id: ObjectI
 /// Allocation and lifecycle of objects.
 impl Catalog {
     pub(super) fn pending(&self, id: ObjectId) -> Option<Arc<Mutex<Option<Pending>>>> {
-        lock(&self.inner.pending).get(&id.raw()).cloned()
+        self.inner.pending.get(id.raw())
     }
 
     /// Why an object is not pending: committed meanwhile, or no such object.
@@ -139,7 +139,7 @@ impl Catalog {
             }
         };
         let ws = WriteState::new(Arc::clone(&c.dev), c.off(zone), c.zone_size, shift);
-        lock(&self.inner.pending).insert(
+        self.inner.pending.insert(
             id.raw(),
             Arc::new(Mutex::new(Some(Pending::Mblock { class, zone, ws }))),
         );
@@ -273,7 +273,7 @@ impl Catalog {
         }
         self.commit_done(id, s, shared, &mut g);
         drop(g);
-        lock(&self.inner.pending).remove(&id.raw());
+        self.inner.pending.remove(id.raw());
         self.props(id)
     }
 
@@ -358,7 +358,7 @@ impl Catalog {
         let Some(pend) = g.take() else {
             return Err(ObjectError::NotFound(id).into());
         };
-        lock(&self.inner.pending).remove(&id.raw());
+        self.inner.pending.remove(id.raw());
         drop(g);
         match pend {
             Pending::Mblock { ws, .. } if ws.hold_zone => {}
@@ -524,7 +524,7 @@ impl Catalog {
             release()?;
             return Err(e);
         }
-        lock(&self.inner.pending).insert(
+        self.inner.pending.insert(
             id.raw(),
             Arc::new(Mutex::new(Some(Pending::Log {
                 class,
@@ -569,7 +569,7 @@ impl Catalog {
             })?;
         *g = None;
         drop(g);
-        lock(&self.inner.pending).remove(&id.raw());
+        self.inner.pending.remove(id.raw());
         self.props(id)
     }
 

@@ -23,6 +23,7 @@ mod compaction;
 mod csum;
 mod group;
 mod holds;
+mod idmap;
 mod lifecycle;
 pub(crate) mod mblock;
 mod object;
@@ -177,7 +178,8 @@ struct Inner {
     shards: Vec<Shard>,
     /// MDCs that could not be replayed.
     damaged: Vec<DamagedMdc>,
-    pending: Mutex<HashMap<u64, Arc<Mutex<Option<Pending>>>>>,
+    /// Objects allocated and not committed yet, by ID.
+    pending: idmap::IdMap<Arc<Mutex<Option<Pending>>>>,
     /// Commits with a caller's record waiting to go to the device in one
     /// batch (`group.rs`).
     group: Mutex<group::Queue>,
@@ -586,9 +588,9 @@ impl Catalog {
                 }
             }
         }
-        // New objects go round the MDCs starting at the one holding the
-        // fewest, so that short-lived processes (each CLI command opens
-        // the pool anew) spread them too.
+        // New objects go round the MDCs (in runs, see `Inner::new_id`)
+        // starting at the one holding the fewest, so that short-lived
+        // processes (each CLI command opens the pool anew) spread them too.
         let first = shards
             .iter()
             .enumerate()
@@ -606,7 +608,7 @@ impl Catalog {
             }),
             shards,
             damaged,
-            pending: Mutex::new(HashMap::new()),
+            pending: idmap::IdMap::new(),
             group: Mutex::new(group::Queue::default()),
             group_cv: Condvar::new(),
             open_logs: Mutex::new(HashMap::new()),
@@ -927,6 +929,50 @@ mod tests {
                 }
                 other => panic!("expected SectorTooLarge, got {other:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn a_thread_takes_ids_from_one_mdc_in_runs_and_the_runs_go_round() {
+        let zone = 64 * 1024u64;
+        let zones = 400u32;
+        let dev: DeviceRef = Arc::new(MemDevice::new(u64::from(zones) * zone, 512));
+        let class = || {
+            Some(ClassDev {
+                dev: Arc::clone(&dev),
+                zone_size: zone,
+                map: ClassMap::new(MediaClass::Capacity, 1, zones, 0),
+            })
+        };
+        let layout = Layout {
+            mdc0_zone: 1,
+            mdc0_zones: 1,
+        };
+        Catalog::format([class(), None], layout, false).unwrap();
+        let pmd = Catalog::open(
+            [class(), None],
+            layout,
+            false,
+            crate::format::Features::new(crate::format::superblock::SB_VERSION),
+        )
+        .unwrap();
+        let n = pmd.inner.shards.len();
+        assert_eq!(n, 4, "a pool of {zones} zones has four MDCs");
+        let run = shard::SHARD_RUN as usize;
+        let ids: Vec<ObjectId> = (0..n * run)
+            .map(|_| pmd.mblock_alloc(MediaClass::Capacity).unwrap())
+            .collect();
+        // Runs of SHARD_RUN IDs in one MDC each (the first run may have
+        // begun before: this thread's run is per pool, and starts here).
+        let mdcs: Vec<u8> = ids.chunks(run).map(|c| c[0].mdc()).collect();
+        for (c, m) in ids.chunks(run).zip(&mdcs) {
+            assert!(c.iter().all(|id| id.mdc() == *m), "one MDC per run");
+        }
+        // The runs visit every MDC.
+        let distinct: std::collections::HashSet<u8> = mdcs.iter().copied().collect();
+        assert_eq!(distinct.len(), n, "runs in {mdcs:?}");
+        for id in ids {
+            pmd.abort(id).unwrap();
         }
     }
 

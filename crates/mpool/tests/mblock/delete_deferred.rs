@@ -83,7 +83,7 @@ fn deferred_delete_is_gone_at_once_and_frees_its_zone_when_durable() {
 #[test]
 fn a_later_durable_operation_in_the_same_log_carries_it() {
     let (dev, pool) = setup();
-    // IDs go round-robin over the pool's MDCs; find two in one MDC.
+    // Two in one MDC (a thread takes its IDs in runs from one MDC).
     let ids: Vec<MblockId> = (0..8).map(|i| commit(&pool, 5000, i)).collect();
     let a = ids[0];
     let b = *ids[1..]

@@ -26,9 +26,23 @@ fn a_damaged_mdc_opens_the_pool_degraded() {
     Pool::format_on("degraded", &[(d.clone(), MediaClass::Capacity, ZONE)], "").unwrap();
     let pool = Pool::open_on(vec![d], false).unwrap();
     let mut by_mdc: BTreeMap<u8, Vec<(MblockId, Vec<u8>)>> = BTreeMap::new();
-    for i in 0..12u8 {
-        let data = vec![i; 1000 + usize::from(i)];
-        let id = commit(&pool, &data);
+    // Two threads: a thread takes its IDs in runs from one MDC, and the
+    // second thread's run is in the other.
+    let made: Vec<(MblockId, Vec<u8>)> = std::thread::scope(|s| {
+        let pool = &pool;
+        let one = |from: u8| {
+            (from..from + 6)
+                .map(|i| {
+                    let data = vec![i; 1000 + usize::from(i)];
+                    (commit(pool, &data), data)
+                })
+                .collect::<Vec<_>>()
+        };
+        let first = one(0);
+        let second = s.spawn(move || one(6)).join().unwrap();
+        first.into_iter().chain(second).collect()
+    });
+    for (id, data) in made {
         by_mdc
             .entry(id.object_id().mdc())
             .or_default()
