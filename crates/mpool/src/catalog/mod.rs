@@ -897,31 +897,41 @@ mod tests {
     use super::*;
     use crate::dev::MemDevice;
 
-    #[test]
-    fn a_device_with_too_large_sectors_is_refused_by_name() {
-        use crate::format::superblock::SECTOR_MAX;
-        let zone = 1u64 << 20;
-        let dev: DeviceRef = Arc::new(MemDevice::new(16 * zone, SECTOR_MAX * 2));
-        let class = || {
+    const LAYOUT: Layout = Layout {
+        mdc0_zone: 1,
+        mdc0_zones: 1,
+    };
+
+    /// A capacity class of `zones` zones of `zone` bytes on one memory
+    /// device with `sector`-byte sectors: each call a fresh space map, as
+    /// each open of a pool makes.
+    fn mem_class(zone: u64, zones: u32, sector: u32) -> impl Fn() -> Option<ClassDev> {
+        let dev: DeviceRef = Arc::new(MemDevice::new(u64::from(zones) * zone, sector));
+        move || {
             Some(ClassDev {
                 dev: Arc::clone(&dev),
                 zone_size: zone,
-                map: ClassMap::new(MediaClass::Capacity, 1, 16, 0),
+                map: ClassMap::new(MediaClass::Capacity, 1, zones, 0),
             })
-        };
-        let layout = Layout {
-            mdc0_zone: 1,
-            mdc0_zones: 1,
-        };
+        }
+    }
+
+    fn open_mem(class: &dyn Fn() -> Option<ClassDev>) -> Result<Catalog> {
+        Catalog::open(
+            [class(), None],
+            LAYOUT,
+            false,
+            crate::format::Features::new(crate::format::superblock::SB_VERSION),
+        )
+    }
+
+    #[test]
+    fn a_device_with_too_large_sectors_is_refused_by_name() {
+        use crate::format::superblock::SECTOR_MAX;
+        let class = mem_class(1 << 20, 16, SECTOR_MAX * 2);
         for r in [
-            Catalog::format([class(), None], layout, false).map(|_| ()),
-            Catalog::open(
-                [class(), None],
-                layout,
-                false,
-                crate::format::Features::new(crate::format::superblock::SB_VERSION),
-            )
-            .map(|_| ()),
+            Catalog::format([class(), None], LAYOUT, false).map(|_| ()),
+            open_mem(&class).map(|_| ()),
         ] {
             match r {
                 Err(e @ Error::Pool(PoolError::SectorTooLarge { .. })) => {
@@ -934,28 +944,10 @@ mod tests {
 
     #[test]
     fn a_thread_takes_ids_from_one_mdc_in_runs_and_the_runs_go_round() {
-        let zone = 64 * 1024u64;
         let zones = 400u32;
-        let dev: DeviceRef = Arc::new(MemDevice::new(u64::from(zones) * zone, 512));
-        let class = || {
-            Some(ClassDev {
-                dev: Arc::clone(&dev),
-                zone_size: zone,
-                map: ClassMap::new(MediaClass::Capacity, 1, zones, 0),
-            })
-        };
-        let layout = Layout {
-            mdc0_zone: 1,
-            mdc0_zones: 1,
-        };
-        Catalog::format([class(), None], layout, false).unwrap();
-        let pmd = Catalog::open(
-            [class(), None],
-            layout,
-            false,
-            crate::format::Features::new(crate::format::superblock::SB_VERSION),
-        )
-        .unwrap();
+        let class = mem_class(64 * 1024, zones, 512);
+        Catalog::format([class(), None], LAYOUT, false).unwrap();
+        let pmd = open_mem(&class).unwrap();
         let n = pmd.inner.shards.len();
         assert_eq!(n, 4, "a pool of {zones} zones has four MDCs");
         let run = shard::SHARD_RUN as usize;
@@ -979,26 +971,9 @@ mod tests {
     #[test]
     fn an_mblock_longer_than_its_zone_fails_the_open() {
         let zone = 64 * 1024u64;
-        let dev: DeviceRef = Arc::new(MemDevice::new(72 * zone, 512));
-        let class = || {
-            Some(ClassDev {
-                dev: Arc::clone(&dev),
-                zone_size: zone,
-                map: ClassMap::new(MediaClass::Capacity, 1, 72, 0),
-            })
-        };
-        let layout = Layout {
-            mdc0_zone: 1,
-            mdc0_zones: 1,
-        };
-        Catalog::format([class(), None], layout, false).unwrap();
-        let pmd = Catalog::open(
-            [class(), None],
-            layout,
-            false,
-            crate::format::Features::new(crate::format::superblock::SB_VERSION),
-        )
-        .unwrap();
+        let class = mem_class(zone, 72, 512);
+        Catalog::format([class(), None], LAYOUT, false).unwrap();
+        let pmd = open_mem(&class).unwrap();
         let index = pmd.inner.shards[0].index;
         let rec = |len: u32| CatalogRecord::Mblock {
             id: ObjectId::new(ObjType::Mblock, index, 5000),
@@ -1013,24 +988,13 @@ mod tests {
             .unwrap();
         drop(pmd);
         // A whole zone is fine.
-        let pmd = Catalog::open(
-            [class(), None],
-            layout,
-            false,
-            crate::format::Features::new(crate::format::superblock::SB_VERSION),
-        )
-        .unwrap();
+        let pmd = open_mem(&class).unwrap();
         let s = &pmd.inner.shards[0];
         rlock(&s.mdc)
             .append(&rec(zone as u32 + 1).encode(), true)
             .unwrap();
         drop(pmd);
-        match Catalog::open(
-            [class(), None],
-            layout,
-            false,
-            crate::format::Features::new(crate::format::superblock::SB_VERSION),
-        ) {
+        match open_mem(&class) {
             Err(Error::Metadata(MetadataError::Corrupt(why))) => {
                 assert!(why.contains("its zone holds"), "{why}")
             }
