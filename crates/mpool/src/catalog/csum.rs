@@ -647,6 +647,31 @@ mod tests {
     }
 
     #[test]
+    fn the_bound_and_the_order_hold_across_stripes() {
+        let c = TableCache::default();
+        let one = t(1000).mem_bytes();
+        c.set_cap(one * 4);
+        // IDs of five MDCs: five stripes.
+        let id = |mdc: u64| 7 << 12 | mdc << 4 | 1;
+        for m in 1..=4 {
+            c.insert(id(m), t(1000));
+        }
+        assert!(c.get(id(1)).is_some()); // the most recent now
+        c.insert(id(5), t(1000));
+        assert!(c.bytes() <= one * 4);
+        assert!(c.get(id(1)).is_some() && c.get(id(5)).is_some());
+        assert!(
+            c.get(id(2)).is_none(),
+            "the least recently used goes first, whatever its stripe"
+        );
+        c.set_cap(one);
+        assert!(c.bytes() <= one, "a smaller bound empties every stripe");
+        c.remove(id(5));
+        c.remove(id(1));
+        assert_eq!(c.bytes(), 0);
+    }
+
+    #[test]
     fn the_cache_stays_under_its_bound_and_drops_the_least_recently_used() {
         let c = TableCache::default();
         let one = t(1000).mem_bytes();
