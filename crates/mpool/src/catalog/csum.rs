@@ -23,7 +23,6 @@ use crate::format::record::CsumLayout;
 use crate::lock::{lock, read as rlock, write as wlock};
 use crate::objid::ObjectId;
 use serde::Serialize;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
@@ -82,10 +81,7 @@ struct Entry {
     used: AtomicU64,
 }
 
-type TableMap = HashMap<u64, Entry, std::hash::BuildHasherDefault<super::idmap::IdHasher>>;
-
-/// Stripes of the table cache.
-const TABLE_STRIPES: usize = 16;
+type TableMap = super::idmap::IdHashMap<Entry>;
 
 /// Checksum tables by object, bounded in bytes, least recently used out.
 /// Lookups take a shared lock and stamp the entry with the current epoch
@@ -100,7 +96,7 @@ pub(crate) struct TableCache {
     pub(super) gen: u64,
     /// The entries in stripes by MDC (as `idmap`), so that threads
     /// committing and deleting in different MDCs take different locks.
-    maps: [RwLock<TableMap>; TABLE_STRIPES],
+    maps: [RwLock<TableMap>; super::idmap::STRIPES],
     tick: AtomicU64,
     bytes: AtomicU64,
     cap: AtomicU64,
@@ -130,8 +126,7 @@ impl Default for TableCache {
 
 impl TableCache {
     fn stripe(&self, id: u64) -> &RwLock<TableMap> {
-        // Bits 4..12 of an ID are its MDC.
-        &self.maps[((id >> 4) & 0xff) as usize % TABLE_STRIPES]
+        &self.maps[super::idmap::stripe_of(id)]
     }
 
     pub(crate) fn get(&self, id: u64) -> Option<Arc<Table>> {

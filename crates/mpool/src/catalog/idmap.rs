@@ -43,12 +43,21 @@ impl Hasher for IdHasher {
     }
 }
 
-/// Stripes of an [`IdMap`]: MDC numbers modulo this pick one.
-const STRIPES: usize = 16;
+/// A hash map keyed by object ID, hashed by [`IdHasher`].
+pub(crate) type IdHashMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
+
+/// Stripes of the structures split by MDC ([`IdMap`], the checksum-table
+/// cache): MDC numbers modulo this pick one.
+pub(crate) const STRIPES: usize = 16;
+
+/// The stripe of object `id`: its MDC (bits 4..12) modulo [`STRIPES`].
+pub(crate) fn stripe_of(id: u64) -> usize {
+    ((id >> 4) & 0xff) as usize % STRIPES
+}
 
 /// A map from object ID to `V` in [`STRIPES`] locked stripes.
 pub(crate) struct IdMap<V> {
-    stripes: [Mutex<HashMap<u64, V, BuildHasherDefault<IdHasher>>>; STRIPES],
+    stripes: [Mutex<IdHashMap<V>>; STRIPES],
 }
 
 impl<V> std::fmt::Debug for IdMap<V> {
@@ -65,9 +74,8 @@ impl<V: Clone> IdMap<V> {
         }
     }
 
-    fn stripe(&self, id: u64) -> &Mutex<HashMap<u64, V, BuildHasherDefault<IdHasher>>> {
-        // Bits 4..12 of an ID are its MDC.
-        &self.stripes[((id >> 4) & 0xff) as usize % STRIPES]
+    fn stripe(&self, id: u64) -> &Mutex<IdHashMap<V>> {
+        &self.stripes[stripe_of(id)]
     }
 
     /// The value of `id`, if any.
