@@ -206,6 +206,13 @@ internals! {
 pub mod torture;
 
 pub use catalog::{Damage, MdcStats, DEFAULT_CSUM_CACHE_BYTES, DEFAULT_CSUM_SHIFT};
+/// The most bytes of a caller's a sealed commit carries
+/// ([`Pool::mblock_commit_sealed`]).
+pub const SEAL_CLIENT_MAX: usize = catalog::seal::CLIENT_MAX;
+/// The longest content a sealed commit takes: an mblock's content up to
+/// this many bytes waits in memory until its commit
+/// ([`Pool::mblock_commit_sealed`]).
+pub const MBLOCK_HOLD_MAX: usize = catalog::mblock::HOLD_MAX;
 pub use check::{CheckProblem, CheckRepair, CheckReport};
 pub use dev::{DevError, DeviceKind};
 pub use error::{Error, MetadataError, ObjectError, PoolError, Result, StorageError};

@@ -271,6 +271,8 @@ impl Inner {
                         match content_err[i].take() {
                             None => {
                                 objs.insert(jobs[i].id.raw(), jobs[i].obj);
+                                // A reserved mblock committed the usual way.
+                                lock(&s.reserved).remove(&jobs[i].id.raw());
                                 out[i] = Some(Batched::Done(Ok(()), Ok(None)));
                             }
                             Some(e) => {

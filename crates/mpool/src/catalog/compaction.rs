@@ -1,6 +1,7 @@
 //! MDC compaction: rewriting a log as its live records, all or nothing.
 
 use super::object::Obj;
+use super::seal::Reservation;
 use super::shard::{take_awaiting, Shard};
 use super::{lock, rlock, wlock, Inner};
 use crate::error::{invariant_broken, Error, Result};
@@ -34,10 +35,14 @@ impl From<CompactError> for Error {
 }
 
 /// Rewrite an MDC as the checkpoint and one record per object of `objs`
-/// (an MDC compaction: a crash leaves exactly the old or the new state).
+/// and per reserved mblock of `reserved` (a reserve record, also for one
+/// sealed and not adopted, whose commit record is its seal: see
+/// `seal.rs`), an MDC compaction: a crash leaves exactly the old or the
+/// new state.
 pub(super) fn compact_mdc(
     mdc: &Mdc,
     objs: &HashMap<u64, Obj>,
+    reserved: &HashMap<u64, Reservation>,
     ckpt: u64,
 ) -> std::result::Result<(), CompactError> {
     mdc.cstart()
@@ -45,9 +50,24 @@ pub(super) fn compact_mdc(
     let body = (|| -> Result<()> {
         mdc.append(&CatalogRecord::UniqCkpt { next: ckpt }.encode(), false)?;
         for (raw, o) in objs {
+            if reserved.contains_key(raw) {
+                continue;
+            }
             let id = ObjectId::from_raw(*raw)
                 .ok_or_else(|| invariant_broken(format!("object table key {raw:#x}")))?;
             mdc.append(&o.record(id).encode(), false)?;
+        }
+        for (raw, r) in reserved {
+            let id = ObjectId::from_raw(*raw)
+                .ok_or_else(|| invariant_broken(format!("reserve table key {raw:#x}")))?;
+            let rec = CatalogRecord::MblockReserve {
+                id,
+                class: r.class,
+                zone: r.zone,
+                owner: r.owner,
+                nonce: r.nonce,
+            };
+            mdc.append(&rec.encode(), false)?;
         }
         Ok(())
     })();
@@ -77,12 +97,13 @@ impl Inner {
     pub(super) fn compact(&self, s: &Shard) -> Result<()> {
         let mdc = wlock(&s.mdc);
         let objs = rlock(&s.objs);
+        let reserved = lock(&s.reserved);
         let ckpt = s.ckpt.load(Ordering::Acquire);
         s.check_broken()?;
         // Every deferred delete so far is in the old log and absent from
         // `objs`: once the new log is durable, its zones are free.
         let done = take_awaiting(s);
-        if let Err(e) = compact_mdc(&mdc, &objs, ckpt) {
+        if let Err(e) = compact_mdc(&mdc, &objs, &reserved, ckpt) {
             lock(&s.awaiting).extend(done);
             if let CompactError::InDoubt(e) = &e {
                 *lock(&s.broken) = Some(format!("compaction ended in doubt: {e}"));
@@ -91,9 +112,11 @@ impl Inner {
         }
         // The new log holds no shared-flush records.
         s.unsealed.store(false, Ordering::Relaxed);
-        s.records.store(objs.len() as u64 + 1, Ordering::Relaxed);
+        s.records
+            .store((objs.len() + reserved.len()) as u64 + 1, Ordering::Relaxed);
         s.appends.fetch_add(1, Ordering::Relaxed);
         self.compactions.fetch_add(1, Ordering::Relaxed);
+        drop(reserved);
         drop(objs);
         drop(mdc);
         self.release(done)
@@ -156,7 +179,7 @@ mod tests {
         };
         let (f, mdc) = setup();
         let ops = f.stats().ops;
-        assert!(compact_mdc(&mdc, &objs, 1000).is_ok());
+        assert!(compact_mdc(&mdc, &objs, &HashMap::new(), 1000).is_ok());
         let total = f.stats().ops - ops;
         let new_len = read(&mdc).len();
         assert_eq!(new_len, objs.len() + 1);
@@ -165,7 +188,7 @@ mod tests {
             let (f, mdc) = setup();
             let active = mdc.active();
             f.fail_op(f.stats().ops + p);
-            let res = compact_mdc(&mdc, &objs, 1000);
+            let res = compact_mdc(&mdc, &objs, &HashMap::new(), 1000);
             f.clear_failures();
             match res {
                 Ok(()) => {}

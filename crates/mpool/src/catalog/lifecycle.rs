@@ -257,6 +257,8 @@ impl Catalog {
         let (obj, record) = self.commit_record(id, class, zone, ws, table_crc, shared)?;
         let logged = self.inner.log(s, record, true, |m| {
             m.insert(id.raw(), obj);
+            // A reserved mblock committed the usual way.
+            lock(&s.reserved).remove(&id.raw());
         });
         if let Err(e) = logged {
             if !matches!(
@@ -360,6 +362,10 @@ impl Catalog {
         };
         self.inner.pending.remove(id.raw());
         drop(g);
+        if id.ty() == ObjType::Mblock && self.is_reserved(id) {
+            // Its reserve record is durable: a delete record frees it.
+            return self.drop_reserved(id);
+        }
         match pend {
             Pending::Mblock { ws, .. } if ws.hold_zone => {}
             Pending::Mblock { class, zone, .. } => self.inner.class(class)?.map.release(zone, 1)?,
@@ -409,9 +415,12 @@ impl Catalog {
         if !rlock(&s.objs).contains_key(&id.raw()) {
             return Err(ObjectError::NotFound(id).into());
         }
+        // A sealed mblock not adopted yet: not while it is being adopted.
+        let _one = (id.ty() == ObjType::Mblock && self.is_reserved(id)).then(|| lock(&s.adopting));
         self.inner
             .log(s, CatalogRecord::Delete { id }, durable, |m| {
                 removed = m.remove(&id.raw());
+                lock(&s.reserved).remove(&id.raw());
                 if let (Some(o), false) = (removed, durable) {
                     // Under the append's exclusion of compaction: a compaction
                     // either sees these zones here or the delete in its old log.

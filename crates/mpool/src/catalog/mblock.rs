@@ -602,6 +602,56 @@ impl WriteState {
         Ok((Some(IoReq::write(self.base + self.on_dev, buf)), table_crc))
     }
 
+    /// A sealed commit's one write (see `seal.rs`): the content, held
+    /// whole (nothing of it on the device yet), zero-padded to a sector,
+    /// its checksum table, and the seal `seal(len, shift, table_crc)`
+    /// returns (whole sectors); also the table's CRC. Report its outcome
+    /// with [`Self::finish_done`]. `None` when the mblock cannot be
+    /// committed so: part of its content is on the device already, it
+    /// has no checksum table (format 1 or 2), or the seal would not fit
+    /// its zone.
+    pub fn sealed_request(
+        &mut self,
+        seal: impl FnOnce(u32, u8, u32) -> Vec<u8>,
+    ) -> Result<Option<(IoReq, u32)>, DataError> {
+        if self.failed || self.tail.lent {
+            return Err(DataError::Failed);
+        }
+        let Some(csums) = self.csums.as_ref() else {
+            return Ok(None);
+        };
+        if self.on_dev != 0 || self.finished_at.is_some() {
+            return Ok(None);
+        }
+        let Ok(len) = u32::try_from(self.written) else {
+            return Ok(None);
+        };
+        let sector = self.dev.sector() as usize;
+        let shift = csums.shift;
+        let table = csums.table();
+        let table_crc = crate::crc::crc32c(&table);
+        let seal = seal(len, shift, table_crc);
+        let tail_span = self.tail.len().div_ceil(sector) * sector;
+        let table_span = table.len().div_ceil(sector) * sector;
+        let span = tail_span + table_span + seal.len().div_ceil(sector) * sector;
+        if span as u64 > self.zone {
+            return Ok(None);
+        }
+        let mut buf = match crate::io::huge::write_buf(span, sector) {
+            Some(b) => b,
+            None => AlignedBuf::new(span, sector),
+        };
+        let held = self.tail.len();
+        buf[..held].copy_from_slice(self.tail.bytes()?);
+        buf[held..tail_span].fill(0);
+        buf[tail_span..tail_span + table.len()].copy_from_slice(&table);
+        buf[tail_span + table.len()..tail_span + table_span].fill(0);
+        let at = tail_span + table_span;
+        buf[at..at + seal.len()].copy_from_slice(&seal);
+        buf[at + seal.len()..].fill(0);
+        Ok(Some((IoReq::write(self.base, buf), table_crc)))
+    }
+
     /// A request of [`Self::finish_request`] that was not sent: its
     /// buffer may hold the content, which goes back where it waits.
     pub fn unsent(&mut self, req: IoReq) {

@@ -31,6 +31,8 @@ mod owner;
 mod read;
 mod reader;
 mod replay;
+mod reserve;
+pub(crate) mod seal;
 mod shard;
 
 pub use reader::MblockReader;
@@ -425,9 +427,11 @@ impl Catalog {
                                 // Compactions make a version-3 pool's logs mirrored.
                                 mdc.set_mirror(features.mirrored_metadata());
                                 let mut r = replay(index, &mdc, features)?;
-                                if let Some(bad) = r.objs.keys().find(|k| {
-                                    ObjectId::from_raw(**k).is_none_or(|id| id.mdc() != index)
-                                }) {
+                                if let Some(bad) =
+                                    r.objs.keys().chain(r.reserved.keys()).find(|k| {
+                                        ObjectId::from_raw(**k).is_none_or(|id| id.mdc() != index)
+                                    })
+                                {
                                     return Err(MetadataError::Corrupt(format!(
                                         "MDC{index} holds object {bad:#x} of another MDC"
                                     ))
@@ -452,8 +456,9 @@ impl Catalog {
                                     // no longer in the last flush set it would count.
                                     // A compaction rewrites the live objects only
                                     // (as type 4) and is all-or-nothing.
-                                    compact_mdc(&mdc, &r.objs, next).map_err(Error::from)?;
-                                    r.records = r.objs.len() as u64 + 1;
+                                    compact_mdc(&mdc, &r.objs, &r.reserved, next)
+                                        .map_err(Error::from)?;
+                                    r.records = (r.objs.len() + r.reserved.len()) as u64 + 1;
                                 } else if !read_only && !r.tail_commits.is_empty() {
                                     // Seal now: the commits just verified may have
                                     // been read from a volatile cache; this flush
@@ -467,6 +472,8 @@ impl Catalog {
                                     mdc: RwLock::new(mdc),
                                     records: AtomicU64::new(r.records),
                                     objs: RwLock::new(r.objs),
+                                    reserved: Mutex::new(r.reserved),
+                                    adopting: Mutex::new(()),
                                     objs_gen: AtomicU64::new(0),
                                     // Skip to the checkpoint: IDs below it may have been handed out before the crash.
                                     uniq: Mutex::new(next),
@@ -575,6 +582,20 @@ impl Catalog {
                         .claim(z, n)
                         .map_err(|e| MetadataError::Corrupt(format!("object {id}: {e}")))?;
                 }
+            }
+            // Reserved mblocks hold their zones across a crash.
+            for (raw, r) in lock(&s.reserved).iter() {
+                let id = ObjectId::from_raw(*raw)
+                    .ok_or_else(|| invariant_broken(format!("reserve table key {raw:#x}")))?;
+                let c = classes[r.class.index()].as_ref().ok_or_else(|| {
+                    MetadataError::Corrupt(format!(
+                        "reserved mblock {id} is in the {} class, which the pool lacks",
+                        r.class
+                    ))
+                })?;
+                c.map
+                    .claim(r.zone, 1)
+                    .map_err(|e| MetadataError::Corrupt(format!("reserved mblock {id}: {e}")))?;
             }
         }
         if !read_only && owner::Locking::from_env() == owner::Locking::Owner {

@@ -3,6 +3,7 @@
 
 use super::mblock;
 use super::object::Obj;
+use super::seal::{Reservation, State};
 use super::ClassDev;
 use crate::dev::DevError;
 use crate::error::{MetadataError, Result};
@@ -30,6 +31,8 @@ pub(super) struct Replayed {
     pub(super) max_uniq: u64,
     /// Shared-flush mblock commits in the log's last flush set.
     pub(super) tail_commits: Vec<ObjectId>,
+    /// Reserved mblocks (type 9) not committed or deleted since.
+    pub(super) reserved: HashMap<u64, Reservation>,
 }
 
 impl Replayed {
@@ -41,6 +44,7 @@ impl Replayed {
         if tail_commit {
             self.tail_commits.push(id);
         }
+        self.reserved.remove(&id.raw());
         self.objs.insert(id.raw(), o);
     }
 }
@@ -57,6 +61,7 @@ pub(super) fn replay(index: u8, mdc: &Mdc, features: Features) -> Result<Replaye
         ckpt: 0,
         max_uniq: 0,
         tail_commits: Vec::new(),
+        reserved: HashMap::new(),
     };
     let mut rd = mdc.reader()?;
     while let Some(rec) = rd.next_record() {
@@ -139,6 +144,39 @@ pub(super) fn replay(index: u8, mdc: &Mdc, features: Features) -> Result<Replaye
             }
             CatalogRecord::Delete { id } => {
                 r.objs.remove(&id.raw());
+                r.reserved.remove(&id.raw());
+            }
+            CatalogRecord::MblockReserve {
+                id,
+                class,
+                zone,
+                owner,
+                nonce,
+            } => {
+                if !features.block_csums() {
+                    return Err(MetadataError::Corrupt(format!(
+                        "MDC{index}: an mblock reserve record (type 9) in a format-{} pool",
+                        features.version
+                    ))
+                    .into());
+                }
+                if r.objs.contains_key(&id.raw()) {
+                    return Err(MetadataError::Corrupt(format!(
+                        "MDC{index}: a reserve record of mblock {id}, which is committed"
+                    ))
+                    .into());
+                }
+                r.max_uniq = r.max_uniq.max(id.uniq());
+                r.reserved.insert(
+                    id.raw(),
+                    Reservation {
+                        class,
+                        zone,
+                        owner,
+                        nonce,
+                        state: State::Unknown,
+                    },
+                );
             }
             other => {
                 return Err(MetadataError::Corrupt(format!(
@@ -255,6 +293,7 @@ pub(super) fn known_objects(index: u8, mdc: Option<&Mdc>) -> Vec<ObjectId> {
         match decode(index, &rec) {
             Ok(CatalogRecord::Mblock { id, .. })
             | Ok(CatalogRecord::MblockCsum { id, .. })
+            | Ok(CatalogRecord::MblockReserve { id, .. })
             | Ok(CatalogRecord::Mlog { id, .. }) => {
                 live.insert(id.raw());
             }

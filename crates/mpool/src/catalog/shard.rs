@@ -36,6 +36,12 @@ pub(super) struct Shard {
     pub(super) index: u8,
     pub(super) mdc: RwLock<Mdc>,
     pub(super) objs: RwLock<HashMap<u64, Obj>>,
+    /// Reserved mblocks (see `seal.rs`): their reserve records are
+    /// durable. Lock order: `objs` before this.
+    pub(super) reserved: Mutex<HashMap<u64, super::seal::Reservation>>,
+    /// Held by an adoption's append and by a delete of a reserved mblock
+    /// (`reserve.rs`): a commit record never follows its delete record.
+    pub(super) adopting: Mutex<()>,
     /// Changes of `objs` so far: a thread's memo of committed records
     /// ([`super::Catalog::committed`]) is good while this has not moved.
     pub(super) objs_gen: AtomicU64,

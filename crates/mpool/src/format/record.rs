@@ -86,11 +86,28 @@ pub enum CatalogRecord {
         /// ID.
         id: ObjectId,
     },
+    /// MDC1..N: an uncommitted mblock whose zone is held across a crash
+    /// for `owner` (type 9, format version 3): it may become committed by
+    /// one write of its content, checksum table and a *seal* naming
+    /// `nonce` (see "Sealed commits" in `docs/format.md`), found by the
+    /// owner after a crash.
+    MblockReserve {
+        /// ID.
+        id: ObjectId,
+        /// Media class.
+        class: MediaClass,
+        /// Its zone.
+        zone: u32,
+        /// Who reserved it (an opaque tag of the pool's client).
+        owner: u64,
+        /// A random number only the pool's metadata and the seal hold.
+        nonce: u64,
+    },
 }
 
-/// The longest encoded record (a type-8 mblock record: type, class, ID,
-/// zone, length, shift, flags, table CRC).
-pub const RECORD_MAX_LEN: usize = 1 + 1 + 8 + 4 + 4 + 1 + 1 + 4;
+/// The longest encoded record (a type-9 reserve record: type, class, ID,
+/// zone, owner, nonce).
+pub const RECORD_MAX_LEN: usize = 1 + 1 + 8 + 4 + 8 + 8;
 // A record, with its MDC tag byte and the mlog's block and record headers,
 // fits one block of the smallest sector size.
 const _: () = assert!(
@@ -106,6 +123,7 @@ const T_MLOG: u8 = 5;
 const T_DELETE: u8 = 6;
 const T_MBLOCK_SHARED: u8 = 7;
 const T_MBLOCK_CSUM: u8 = 8;
+const T_MBLOCK_RESERVE: u8 = 9;
 /// Type-8 flags bit 0: the content shared its record's flush.
 const F_SHARED: u8 = 1;
 
@@ -270,6 +288,20 @@ impl CatalogRecord {
             CatalogRecord::Delete { id } => {
                 w.u8(T_DELETE)?.u64(id.raw())?;
             }
+            CatalogRecord::MblockReserve {
+                id,
+                class,
+                zone,
+                owner,
+                nonce,
+            } => {
+                w.u8(T_MBLOCK_RESERVE)?
+                    .u8(class.code())?
+                    .u64(id.raw())?
+                    .u32(zone)?
+                    .u64(owner)?
+                    .u64(nonce)?;
+            }
         }
         Ok(())
     }
@@ -369,6 +401,21 @@ impl CatalogRecord {
                 exact(9)?;
                 Ok(CatalogRecord::Delete { id: id(r)? })
             }
+            Some(T_MBLOCK_RESERVE) => {
+                exact(30)?;
+                let class = class(r)?;
+                let id = id(r)?;
+                if id.ty() != crate::objid::ObjType::Mblock {
+                    return Err(err("a reserve record of an object that is not an mblock"));
+                }
+                Ok(CatalogRecord::MblockReserve {
+                    class,
+                    id,
+                    zone: u32(r)?,
+                    owner: r.u64().map_err(short)?,
+                    nonce: r.u64().map_err(short)?,
+                })
+            }
             _ => Err(err("unknown type")),
         }
     }
@@ -435,6 +482,13 @@ mod tests {
                 shared_flush: false,
                 table_crc: 0,
             },
+            CatalogRecord::MblockReserve {
+                id,
+                class: MediaClass::Capacity,
+                zone: 14,
+                owner: 0x0123_4567_89ab_cdef,
+                nonce: u64::MAX - 1,
+            },
         ];
         for r in recs {
             let b = r.encode();
@@ -457,6 +511,12 @@ mod tests {
             bad[at] = v;
             assert!(CatalogRecord::decode(&bad).is_err(), "byte {at} = {v}");
         }
+        assert_eq!(recs[9].encode()[0], 9);
+        assert_eq!(recs[9].encode().len(), RECORD_MAX_LEN);
+        // A reserve record names an mblock, nothing else.
+        let mut bad = recs[9].encode();
+        bad[2..10].copy_from_slice(&ObjectId::new(ObjType::Mlog, 3, 99).raw().to_le_bytes());
+        assert!(CatalogRecord::decode(&bad).is_err());
         assert_eq!(recs[4].encode()[0], 7);
         let mut bad = recs[3].encode();
         bad[1] = 7;

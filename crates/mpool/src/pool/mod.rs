@@ -388,6 +388,69 @@ impl Pool {
         (self.count(r, rundir::ErrorKind::Write), written)
     }
 
+    /// Allocate `n` mblocks in `class` reserved for `owner` (any tag that
+    /// tells the pool's clients apart): their reserve records are durable
+    /// on return. A reserved mblock is written and aborted as any other,
+    /// and may be committed by [`Pool::mblock_commit_sealed`]: one write
+    /// and one flush, no metadata record. A crash keeps a reserved
+    /// mblock's zone until its owner asks what it holds
+    /// ([`Pool::mblock_reserved`], [`Pool::mblock_recover`]). Format
+    /// version 3 only. See docs/format.md, "Sealed commits".
+    pub fn mblock_reserve(&self, class: MediaClass, owner: u64, n: usize) -> Result<Vec<MblockId>> {
+        let ids = self.pmd()?.mblock_reserve(class, owner, n);
+        let ids = self.count(ids, rundir::ErrorKind::Write)?;
+        Ok(ids.into_iter().map(MblockId::new_unchecked).collect())
+    }
+
+    /// Commit reserved mblock `id` by one write of its content, its
+    /// checksum table and a *seal* carrying `client` (at most
+    /// [`crate::SEAL_CLIENT_MAX`] bytes), then one flush: durable and readable on
+    /// return. Its content must be at most [`crate::MBLOCK_HOLD_MAX`] bytes (held
+    /// in memory until the commit). After a crash, until the mblock is
+    /// adopted ([`Pool::mblock_adopt`]), its owner gets `client` back from
+    /// [`Pool::mblock_recover`]; a commit whose write did not land whole
+    /// is not found (the mblock is then deleted).
+    pub fn mblock_commit_sealed(&self, id: MblockId, client: &[u8]) -> Result<ObjectProps> {
+        let r = self.pmd()?.mblock_commit_sealed(id.object_id(), client);
+        self.count(r, rundir::ErrorKind::Write)
+    }
+
+    /// Give sealed mblocks their commit records (appended without a flush
+    /// of their own; durable with their MDCs' next flush, within about
+    /// 200 ms when idle): after that their seals no longer count. Call
+    /// once what the seals carried is durable elsewhere. mblocks not
+    /// sealed (deleted, adopted already) are skipped.
+    pub fn mblock_adopt(&self, ids: &[MblockId]) -> Result<()> {
+        let ids: Vec<ObjectId> = ids.iter().map(|i| i.object_id()).collect();
+        let r = self.pmd()?.mblock_adopt(&ids);
+        self.count(r, rundir::ErrorKind::Write)
+    }
+
+    /// The mblocks reserved for `owner` that the open found (a crash came
+    /// before they were committed by a seal and adopted, or aborted) and
+    /// nobody asked about yet: ask [`Pool::mblock_recover`].
+    pub fn mblock_reserved(&self, owner: u64) -> Vec<MblockId> {
+        self.pmd().map_or_else(
+            |_| Vec::new(),
+            |p| {
+                p.mblock_reserved(owner)
+                    .into_iter()
+                    .map(MblockId::new_unchecked)
+                    .collect()
+            },
+        )
+    }
+
+    /// What a reserved mblock of [`Pool::mblock_reserved`] holds:
+    /// `Some(client)` when a sealed commit of it was whole on the media
+    /// (it is committed and readable now, and sealed until adopted);
+    /// `None` when not (it is deleted, its zone free once that is durable;
+    /// a read-only pool leaves it).
+    pub fn mblock_recover(&self, id: MblockId) -> Result<Option<Vec<u8>>> {
+        let r = self.pmd()?.mblock_recover(id.object_id());
+        self.count(r, rundir::ErrorKind::Read)
+    }
+
     /// Commits of [`Pool::mblock_commit_with`] waiting for the next batch
     /// (tests of the group commit). With the `internals` feature only.
     #[cfg(feature = "internals")]

@@ -12,4 +12,5 @@ mod held_writes;
 mod read_aligned;
 mod read_batch;
 mod reader;
+mod sealed;
 mod write_aligned;
