@@ -4,8 +4,8 @@
 //! decoder only gets past the type byte and the exact-length check with the
 //! right type/length pair, and past the field checks with a valid object ID
 //! (type 1..=3, MDC != 0) and media class, and (type 8) a checksum block
-//! shift of 12..=16 and known flags. So the fuzzer's bytes choose a type
-//! (mostly 1..=8), the fields (IDs, classes, shifts and flags mostly
+//! shift of 12..=16 and known flags, and (type 9) an mblock ID. So the
+//! fuzzer's bytes choose a type (mostly 1..=9), the fields (IDs, classes, shifts and flags mostly
 //! valid; a type-8 record's table CRC is the valid CRC-32C of a checksum
 //! table built for its length and shift) and the length (mostly exact,
 //! sometimes one byte short or long), then a few byte overwrites;
@@ -30,6 +30,7 @@ fn exact_len(t: u8) -> usize {
         2 | 3 | 6 => 9,
         4 | 5 | 7 => 22,
         8 => 24,
+        9 => 30,
         _ => 1,
     }
 }
@@ -149,6 +150,13 @@ fn bytes(u: &mut Unstructured, t: u8) -> Result<Vec<u8>> {
             };
             b.extend_from_slice(&crc.to_le_bytes());
         }
+        9 => {
+            b.push(class_byte(u)?);
+            b.extend_from_slice(&id_raw(u)?.to_le_bytes());
+            b.extend_from_slice(&u.arbitrary::<u32>()?.to_le_bytes());
+            b.extend_from_slice(&u.arbitrary::<u64>()?.to_le_bytes());
+            b.extend_from_slice(&u.arbitrary::<u64>()?.to_le_bytes());
+        }
         _ => {}
     }
     Ok(b)
@@ -202,6 +210,13 @@ fn record(u: &mut Unstructured) -> Result<CatalogRecord> {
                 table_crc: table_crc(u, len, csum_shift)?,
             }
         }
+        6 => CatalogRecord::MblockReserve {
+            id: ObjectId::new(ObjType::Mblock, id.mdc(), id.uniq()),
+            class,
+            zone: u.arbitrary()?,
+            owner: u.arbitrary()?,
+            nonce: u.arbitrary()?,
+        },
         _ => CatalogRecord::Delete { id },
     })
 }
@@ -226,7 +241,7 @@ fn run(u: &mut Unstructured) -> Result<()> {
             let t = if u.ratio(1, 16)? {
                 u.arbitrary()?
             } else {
-                u.int_in_range(1..=8)?
+                u.int_in_range(1..=9)?
             };
             let mut b = bytes(u, t)?;
             debug_assert_eq!(b.len(), exact_len(t));

@@ -486,12 +486,14 @@ impl Side {
 }
 
 /// The device time of the writes a put of a one-mblock object makes, by
-/// mpool's format, without any of mpool's code around them: the content
-/// with its checksum table after it (`size` rounded up to 4 KiB, plus
-/// 4 KiB), the pool's commit record and the catalog's PUT record (4 KiB
-/// each, in two logs far from the content), submitted as one batch
-/// through mpool's device layer, then one flush; one put at a time, on
-/// `path` (the floor's file), for `secs` seconds. Puts per second.
+/// mpool's format, without any of mpool's code around them; one put at a
+/// time, on `path` (the floor's file), for `secs` seconds, through
+/// mpool's device layer, each put's writes as one batch, then one flush.
+/// Puts per second. Up to `MBLOCK_HOLD_MAX` (a sealed commit): one write
+/// of the content, its checksum table and the seal (`size` rounded up to
+/// 4 KiB, plus 8 KiB). Larger: the content with its table, the pool's
+/// commit record and the catalog's PUT record (4 KiB each, in two logs
+/// far from the content).
 ///
 /// The content goes as mpool writes it: with its table in one buffer up
 /// to `HOLD_MAX` (256 KiB), else in chunks of 1 MiB and the table in a
@@ -526,17 +528,31 @@ fn writes_floor(path: &Path, size: u64, secs: u64) -> Result<f64> {
         v.push((data, 4096));
         v
     };
+    // A put of at most MBLOCK_HOLD_MAX bytes is a sealed commit: one
+    // write of the content, its table and the seal (a sector each here),
+    // no record. A larger one writes the content, then its commit record
+    // and its PUT record in one batch.
+    let sealed = size <= mpool::MBLOCK_HOLD_MAX as u64;
+    let pieces = if sealed {
+        vec![(0, content + 4096)]
+    } else {
+        pieces
+    };
     // The buffers are reused, as mpool reuses its write buffers.
     let mut bufs: Vec<AlignedBuf> = pieces.iter().map(|&(_, l)| buf(l)).collect();
-    bufs.push(AlignedBuf::new(4096, 4096));
-    bufs.push(AlignedBuf::new(4096, 4096));
+    if !sealed {
+        bufs.push(AlignedBuf::new(4096, 4096));
+        bufs.push(AlignedBuf::new(4096, 4096));
+    }
     let t = Instant::now();
     let mut n = 0u64;
     while t.elapsed().as_secs_f64() < secs as f64 {
         let rec = (n % 1024) * 4096;
         let zone = (16 << 20) + (n % zones) * content;
         let mut at: Vec<u64> = pieces.iter().map(|&(o, _)| zone + o).collect();
-        at.extend([rec, (8 << 20) + rec]);
+        if !sealed {
+            at.extend([rec, (8 << 20) + rec]);
+        }
         let reqs = at
             .iter()
             .zip(bufs.drain(..))
@@ -944,9 +960,10 @@ pub fn run(a: &ObjstoreArgs) -> Result<Table> {
              (group commit can share syncs across tasks); floor/fs = how far above the \
              filesystem that floor lies, mpool/floor = how close mpool comes to it; \
              \"a put's own writes\": the same columns against the device time of the writes a \
-             put of a one-mblock object makes by mpool's format (the content and its checksum \
-             table, the commit record, the PUT record: one batch through mpool's device layer, \
-             then one flush, one put at a time, on the floor's file)",
+             put of a one-mblock object makes by mpool's format (up to 256 KiB, a sealed commit: \
+             one write of the content, its checksum table and the seal; larger, the content and \
+             its table, the commit record, the PUT record in one batch; through mpool's device \
+             layer, then one flush, one put at a time, on the floor's file)",
             mpool_cli_size(floor_size)
         ));
     }

@@ -12,11 +12,15 @@
 //!   last one naming its path (each path's mutations are serialized and a
 //!   later one is appended only after the put finished), so a PUT that a
 //!   later record names is proven.
-//!   A put into one reserved mblock (see `Reserve`) writes its PUT
-//!   record without a flush and lets the commit's flush make it durable:
-//!   one flush per put. A crash may then keep the commit without the
-//!   record; the PENDING record that reserved the mblock makes the next
-//!   open delete it.
+//!   A put of at most [`mpool::MBLOCK_HOLD_MAX`] bytes into one reserved
+//!   mblock (see `Reserve`) is one write and one flush instead: the pool
+//!   commits the mblock by a *seal* that carries the PUT record
+//!   ([`Pool::mblock_commit_sealed`]). The record waits in `behind` and is
+//!   appended before any other record (or written by a compaction), then
+//!   the mblock is adopted ([`Pool::mblock_adopt`]). After a crash, the
+//!   open asks the pool for the store's sealed mblocks and applies the
+//!   PUTs their seals carry that the log lacks: each is the last record of
+//!   its path, since any later record of the path was appended after it.
 //! - copy, rename and delete are one record each, synced before return.
 //! - mblocks are shared (copy, rename) and freed when the last object
 //!   and the last reader holding them go (a deferred delete). Replay
@@ -185,6 +189,12 @@ impl Entry {
 
 impl Drop for Catalog {
     fn drop(&mut self) {
+        // Best effort: what stays behind is found again at the next open.
+        if !self.read_only && !self.broken.load(Ordering::SeqCst) {
+            if let Err(e) = self.flush_behind() {
+                tracing::warn!("appending the records of sealed puts at close: {e}");
+            }
+        }
         self.release_reserve();
         self.reg.closing.store(true, Ordering::SeqCst);
         crate::lock(&OPEN).retain(|c| *c != self.claim);
@@ -274,28 +284,54 @@ pub struct Catalog {
     pub repaired: (u64, u64),
     /// This catalog's entry in `OPEN`.
     claim: (uuid::Uuid, String),
-    /// mblocks allocated ahead for one-flush puts.
+    /// mblocks reserved ahead for one-write puts.
     reserve: Mutex<Reserve>,
+    /// A thread is reserving more.
+    refilling: AtomicBool,
+    /// The store's tag for its reserved mblocks ([`owner_tag`]).
+    owner: u64,
+    /// PUT records of sealed puts not yet in the log, in order (see the
+    /// module docs); appended before any other record.
+    behind: Mutex<Vec<Behind>>,
 }
 
-/// mblocks allocated ahead of the puts that will use them, each named by
-/// a durable PENDING record before it is handed out: a put into one of
-/// them lets its PUT record share the flush of the mblock's commit (one
-/// flush per put instead of two), because a crash that leaves the commit
-/// durable without the PUT leaves the mblock named by that PENDING record,
-/// which the next open deletes (docs/architecture.md, "mpool-object-store").
+/// The PUT record of a sealed put, and its mblock.
+#[derive(Debug)]
+struct Behind {
+    rec: Vec<u8>,
+    id: mpool::MblockId,
+}
+
+/// Sealed puts' records are appended once this many wait.
+const BEHIND_MAX: usize = 32;
+
+/// The tag of store `name`'s reserved mblocks in the pool (FNV-1a, 64
+/// bits, of a prefix and the name): stable across opens, and different
+/// for stores of different names.
+pub fn owner_tag(name: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in b"mpool-object-store\0".iter().chain(name.as_bytes()) {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// mblocks reserved in the pool for this store ahead of the puts that
+/// will use them ([`Pool::mblock_reserve`]): a put into one of them is
+/// committed by one write and one flush (a sealed commit, see the module
+/// docs; docs/architecture.md, "mpool-object-store").
 #[derive(Debug, Default)]
 struct Reserve {
-    /// Uncommitted mblocks whose PENDING record is durable: ready to use.
+    /// Reserved, uncommitted mblocks: ready to use.
     ready: Vec<mpool::MblockId>,
-    /// Every reserved mblock not yet named by a PUT or aborted (ready,
-    /// handed out, or named by a PENDING record not yet durable): a
-    /// compaction writes a PENDING record naming them.
+    /// Every reserved mblock not yet named by a PUT or aborted (ready or
+    /// handed out).
     held: HashSet<mpool::MblockId>,
 }
 
 /// mblocks the reserve is refilled to, when it is below [`RESERVE_LOW`].
-const RESERVE_TARGET: usize = 16;
+const RESERVE_TARGET: usize = 32;
 /// See [`RESERVE_TARGET`].
 const RESERVE_LOW: usize = 8;
 
@@ -475,8 +511,11 @@ impl Catalog {
             grown: AtomicU64::new(0),
             stale: Mutex::new(Vec::new()),
             repaired: (0, 0),
+            owner: owner_tag(&claim.1),
             claim,
             reserve: Mutex::new(Reserve::default()),
+            refilling: AtomicBool::new(false),
+            behind: Mutex::new(Vec::new()),
         };
         cat.replay()?;
         Ok(cat)
@@ -505,6 +544,28 @@ impl Catalog {
     }
 
     fn replay(&mut self) -> Result<()> {
+        // Sealed puts: what the store's reserved mblocks hold (the pool
+        // deletes those never sealed, or whose seal did not land whole).
+        let mut sealed: Vec<(mpool::MblockId, PutRec)> = Vec::new();
+        for id in self.pool.mblock_reserved(self.owner) {
+            if let Some(bytes) = self.pool.mblock_recover(id)? {
+                match Record::decode(&bytes) {
+                    Ok(Record::Put(p)) if p.extents.len() == 1 && p.extents[0].id == id => {
+                        sealed.push((id, p))
+                    }
+                    Ok(_) => {
+                        return Err(StoreError::Corrupt(format!(
+                            "the seal of mblock {id} holds no PUT record of it"
+                        )))
+                    }
+                    Err(e) => {
+                        return Err(StoreError::Corrupt(format!("the seal of mblock {id}: {e}")))
+                    }
+                }
+            }
+        }
+        sealed.sort_by_key(|(_, p)| p.version);
+        let mut logged_versions: HashSet<u64> = HashSet::new();
         let mdc = self.mdc()?;
         let mut map: BTreeMap<String, Replayed> = BTreeMap::new();
         // Paths whose last record is a PUT not yet proven: what they held
@@ -519,6 +580,7 @@ impl Catalog {
                 Record::Put(p) => {
                     mentioned.extend(p.extents.iter().map(|e| e.id));
                     next_version = next_version.max(p.version.saturating_add(1));
+                    logged_versions.insert(p.version);
                     let e = Replayed {
                         extents: p.extents,
                         inline: p.inline.map(bytes::Bytes::from),
@@ -562,6 +624,30 @@ impl Catalog {
         }
         // Not held while compacting below: a growth deletes this MDC.
         drop(mdc);
+        // The sealed puts the log lacks, in order: each is the last
+        // record of its path (a later one would have been appended after
+        // it), and proven (its mblock is committed).
+        let mut applied = 0u64;
+        for (id, p) in &sealed {
+            mentioned.insert(*id);
+            if logged_versions.contains(&p.version) {
+                continue;
+            }
+            applied += 1;
+            next_version = next_version.max(p.version.saturating_add(1));
+            tentative.remove(&p.path);
+            map.insert(
+                p.path.clone(),
+                Replayed {
+                    extents: p.extents.clone(),
+                    inline: None,
+                    size: p.size,
+                    version: p.version,
+                    mtime_ns: p.mtime_ns,
+                    attrs: p.attrs.clone(),
+                },
+            );
+        }
         // An unproven PUT whose mblocks are not all committed never
         // finished: the path holds what it held before.
         let mut dropped = 0u64;
@@ -636,9 +722,12 @@ impl Catalog {
             // (mblocks named but gone already, such as the reserve of a
             // closed store, need no compaction: their mentions are dropped
             // by the next one.)
-            if dropped > 0 || freed > 0 {
+            if dropped > 0 || freed > 0 || applied > 0 {
                 self.compact()?;
             }
+            // Every sealed put is in the log now (or its mblock deleted).
+            let ids: Vec<mpool::MblockId> = sealed.iter().map(|(id, _)| *id).collect();
+            self.pool.mblock_adopt(&ids)?;
         }
         self.compacted_len
             .store(self.mdc()?.usage().len, Ordering::SeqCst);
@@ -662,8 +751,9 @@ impl Catalog {
     /// A full log is refused before anything is written
     /// ([`StoreError::CatalogFull`]): the catalog stays usable.
     fn append(&self, rec: &Record) -> Result<()> {
-        self.logged(self.mdc()?.append(&rec.encode(), true))
-            .map(|_| ())
+        // The records of sealed puts first: a record of a path must
+        // follow the sealed put of that path it comes after.
+        self.append_after_behind(Some(rec))
     }
 
     /// The outcome of an append to the catalog's log, as the catalog's: a
@@ -807,6 +897,21 @@ impl Catalog {
         self.writable()?;
         let _x = write(&self.ops);
         let mdc = self.mdc()?;
+        // The sealed puts' records: the live state written below holds
+        // them; their mblocks are adopted once it is durable.
+        let behind = std::mem::take(&mut *crate::lock(&self.behind));
+        let r = self.compact_locked(mdc, need);
+        match r {
+            Ok(()) => self.adopt(&behind),
+            Err(_) => crate::lock(&self.behind)
+                .splice(0..0, behind)
+                .for_each(drop),
+        }
+        r
+    }
+
+    /// [`Catalog::compact_for`], `ops` held exclusively.
+    fn compact_locked(&self, mdc: Arc<Mdc>, need: u64) -> Result<()> {
         // Deletes issued so far become durable: no record need name them.
         std::mem::take(&mut crate::lock(&self.reg.inner).freed);
         self.pool.sync()?;
@@ -818,13 +923,11 @@ impl Catalog {
                     .flat_map(|e| e.blocks.extents.iter().map(|x| x.id))
                     .collect();
                 let g = crate::lock(&self.reg.inner);
-                let r = crate::lock(&self.reserve);
                 g.live
                     .values()
                     .flatten()
                     .filter(|id| !held.contains(id))
                     .chain(g.freed.iter())
-                    .chain(r.held.iter())
                     .copied()
                     .collect()
             };
@@ -985,11 +1088,10 @@ impl Catalog {
     /// `inline` content, the object at `path`, if `mode` allows. Durable
     /// on return. On any failure or refusal the mblocks are aborted.
     ///
-    /// When every extent is a reserved mblock ([`Catalog::take_reserved`])
-    /// and the catalog lives in the capacity class (whose device every
-    /// mblock commit flushes, as the pool's metadata is there), the PUT
-    /// record is written without a flush of its own and is made durable by
-    /// the commit's flush: one device flush per put instead of two.
+    /// An object of one reserved mblock ([`Catalog::take_reserved`]) of at
+    /// most [`mpool::MBLOCK_HOLD_MAX`] bytes is committed by a seal that
+    /// carries its PUT record: one write and one flush (see the module
+    /// docs).
     pub fn put(
         &self,
         path: &str,
@@ -999,28 +1101,19 @@ impl Catalog {
         attrs: Vec<Attr>,
         mode: Mode,
     ) -> Outcome<Entry> {
-        // The reserve refilled along the way: ready once this put's record
-        // is durable (the PENDING record naming them precedes it).
-        let mut fresh: Vec<mpool::MblockId> = Vec::new();
-        let out = self.put_in(path, &extents, inline, size, attrs, mode, &mut fresh);
-        let ok = matches!(out, Ok(Ok(_)));
+        let out = self.put_in(path, &extents, inline, size, attrs, mode);
         {
-            let mut r = crate::lock(&self.reserve);
             // Named by the PUT now, or aborted.
+            let mut r = crate::lock(&self.reserve);
             for x in &extents {
                 r.held.remove(&x.id);
             }
-            if ok {
-                r.ready.extend(fresh.iter().copied());
-            } else {
-                for id in &fresh {
-                    r.held.remove(id);
-                }
-            }
         }
-        if !ok {
-            for id in fresh {
-                let _ = self.pool.mblock_abort(id);
+        if matches!(out, Ok(Ok(_))) && crate::lock(&self.behind).len() >= BEHIND_MAX {
+            // The put is done; a failure here leaves the records behind
+            // (the seals keep them) and the catalog refusing updates.
+            if let Err(e) = self.flush_behind() {
+                tracing::warn!("appending the records of sealed puts: {e}");
             }
         }
         out
@@ -1035,7 +1128,6 @@ impl Catalog {
         size: u64,
         attrs: Vec<Attr>,
         mode: Mode,
-        fresh: &mut Vec<mpool::MblockId>,
     ) -> Outcome<Entry> {
         // Committed already (the one-flush way, whose record did not make
         // it): deleted rather than aborted on the way out.
@@ -1055,16 +1147,15 @@ impl Catalog {
             inline.as_ref().map_or(0, |b| b.len()),
             &attrs,
         );
-        // One flush for the put: the PUT record is written without a flush
-        // of its own, then the commit's flush (of the capacity device,
-        // where the catalog is) makes both durable. Safe only for a
-        // reserved mblock: a crash can leave its commit durable without
-        // the record, and then the PENDING record that reserved it gets it
-        // deleted at the next open.
-        let ride = self.class == mpool::MediaClass::Capacity && extents.len() == 1 && {
-            let r = crate::lock(&self.reserve);
-            extents.iter().all(|x| r.held.contains(&x.id))
-        };
+        // One write and one flush for the put: a sealed commit of its
+        // reserved mblock, the seal carrying the PUT record.
+        let ride = extents.len() == 1
+            && size <= mpool::MBLOCK_HOLD_MAX as u64
+            && need <= mpool::SEAL_CLIENT_MAX as u64
+            && {
+                let r = crate::lock(&self.reserve);
+                extents.iter().all(|x| r.held.contains(&x.id))
+            };
         let mut tries = 0;
         let (_s, _p, prev, version, rec) = loop {
             if let Err(e) = self.writable().and_then(|()| self.maybe_compact(need)) {
@@ -1080,9 +1171,6 @@ impl Catalog {
                     return Ok(Err(r));
                 }
             };
-            if fresh.is_empty() && !extents.is_empty() {
-                *fresh = self.refill_reserve();
-            }
             let version = self.next_version.fetch_add(1, Ordering::SeqCst);
             let rec = PutRec {
                 version,
@@ -1094,45 +1182,22 @@ impl Catalog {
                 attrs: attrs.clone(),
             };
             if ride && !committed {
-                let mdc = match self.mdc() {
-                    Ok(m) => m,
+                let put = Record::Put(rec.clone()).encode();
+                match self.pool.mblock_commit_sealed(extents[0].id, &put) {
+                    Ok(_) => {
+                        crate::lock(&self.behind).push(Behind {
+                            rec: put,
+                            id: extents[0].id,
+                        });
+                        committed = true;
+                        break (s, p, prev, version, rec);
+                    }
+                    // Refused with nothing written (the content and the
+                    // seal do not fit the zone): the usual way.
+                    Err(PoolError::InvalidArgument(_)) => {}
                     Err(e) => {
                         discard(false);
-                        return Err(e);
-                    }
-                };
-                // Written with the commit's content write and its commit
-                // record, in one batch to the device, then one flush for
-                // the three (where the device takes batches; else beside
-                // the content write). (A second thread writing the record
-                // measured no faster: its wake-up cost what the overlap
-                // saved; BENCHMARKS.md, "one flush per put".)
-                let put = Record::Put(rec.clone()).encode();
-                let (c, written) = self.pool.mblock_commit_with(extents[0].id, &mdc, &put);
-                let written = self.logged(written);
-                if let Err(e) = c {
-                    let _ = self.pool.mblock_abort(extents[0].id);
-                    if matches!(written, Ok(Some(_))) {
-                        // The record is on the media, naming an mblock
-                        // that will never exist: say what the path holds.
-                        self.append_or_break(&undo_of(&prev, path))?;
-                    }
-                    return Err(e.into());
-                }
-                committed = true;
-                match written {
-                    // Durable with the commit (the pool reported its flush
-                    // to the catalog's MDC).
-                    Ok(Some(_)) => break (s, p, prev, version, rec),
-                    // The log was busy: the record goes the usual way.
-                    Ok(None) => {}
-                    Err(StoreError::CatalogFull) if tries < FULL_RETRIES => {
-                        tries += 1;
-                        continue;
-                    }
-                    Err(e) => {
-                        discard(true);
-                        return Err(e);
+                        return Err(e.into());
                     }
                 }
             }
@@ -1183,8 +1248,11 @@ impl Catalog {
     /// to [`Catalog::put`], or gives it back with [`Catalog::unreserve`]
     /// after aborting it.
     pub fn take_reserved(&self) -> Option<mpool::MblockId> {
-        if self.class != mpool::MediaClass::Capacity || self.read_only {
+        if self.read_only {
             return None;
+        }
+        if crate::lock(&self.reserve).ready.len() < RESERVE_LOW {
+            self.refill_reserve();
         }
         crate::lock(&self.reserve).ready.pop()
     }
@@ -1210,45 +1278,83 @@ impl Catalog {
         }
     }
 
-    /// Allocate mblocks for the reserve when it runs low, named by a
-    /// PENDING record appended without a sync (it rides on the caller's
-    /// next flush). Returns them (not ready until that flush); none when
-    /// the reserve is full enough, the class is short of space, or the
-    /// log has no room.
-    fn refill_reserve(&self) -> Vec<mpool::MblockId> {
-        if self.class != mpool::MediaClass::Capacity {
-            return Vec::new();
+    /// Reserve mblocks in the pool up to [`RESERVE_TARGET`] (their reserve
+    /// records durable when this returns); one thread at a time, the
+    /// others go on with what is ready. Nothing when the class is short of
+    /// space: puts then go the usual way.
+    fn refill_reserve(&self) {
+        if self.refilling.swap(true, Ordering::SeqCst) {
+            return;
         }
-        let want = {
-            let r = crate::lock(&self.reserve);
-            if r.ready.len() >= RESERVE_LOW {
-                return Vec::new();
+        let want = RESERVE_TARGET.saturating_sub(crate::lock(&self.reserve).ready.len());
+        if want > 0 {
+            match self.pool.mblock_reserve(self.class, self.owner, want) {
+                Ok(ids) => {
+                    let mut r = crate::lock(&self.reserve);
+                    r.held.extend(ids.iter().copied());
+                    r.ready.extend(ids);
+                }
+                Err(e) => tracing::debug!("reserving mblocks for one-write puts: {e}"),
             }
-            RESERVE_TARGET - r.ready.len()
+        }
+        self.refilling.store(false, Ordering::SeqCst);
+    }
+
+    /// Append the records of sealed puts waiting in `behind` (durable on
+    /// return), then adopt their mblocks.
+    fn flush_behind(&self) -> Result<()> {
+        let _s = read(&self.ops);
+        self.writable()?;
+        self.append_after_behind(None)
+    }
+
+    /// Append the sealed puts' records waiting in `behind`, then `rec`
+    /// if any, in that order in the log, durable on return; then adopt
+    /// the sealed puts' mblocks (their records are in the log now). The
+    /// caller holds `ops` shared. On a full log every record waiting goes
+    /// back to wait ([`StoreError::CatalogFull`]).
+    fn append_after_behind(&self, rec: Option<&Record>) -> Result<()> {
+        let mdc = self.mdc()?;
+        let drained = {
+            let mut q = crate::lock(&self.behind);
+            if q.is_empty() && rec.is_none() {
+                return Ok(());
+            }
+            let drained = std::mem::take(&mut *q);
+            let mut appended = Ok(());
+            for b in &drained {
+                appended = mdc.append(&b.rec, false).map(|_| ());
+                if appended.is_err() {
+                    break;
+                }
+            }
+            if let (Ok(()), Some(r)) = (&appended, rec) {
+                appended = mdc.append(&r.encode(), false).map(|_| ());
+            }
+            if let Err(e) = self.logged(appended) {
+                // Appended again before anything else: a repeated PUT
+                // precedes every later record of its path, as the first.
+                q.splice(0..0, drained);
+                return Err(e);
+            }
+            drained
         };
-        let mut ids = Vec::with_capacity(want);
-        for _ in 0..want {
-            match self.pool.mblock_alloc(self.class) {
-                Ok(id) => ids.push(id),
-                Err(_) => break,
-            }
+        self.logged(mdc.sync())?;
+        self.adopt(&drained);
+        Ok(())
+    }
+
+    /// Adopt the mblocks of sealed puts whose records are durable in the
+    /// log (best effort: one not adopted is found again at the next
+    /// open, and its record is in the log).
+    fn adopt(&self, done: &[Behind]) {
+        if done.is_empty() {
+            return;
         }
-        if ids.is_empty() {
-            return ids;
+        let ids: Vec<mpool::MblockId> = done.iter().map(|b| b.id).collect();
+        if let Err(e) = self.pool.mblock_adopt(&ids) {
+            tracing::warn!("adopting the mblocks of sealed puts: {e}");
         }
-        let rec = Record::Pending { ids: ids.clone() }.encode();
-        let appended = self
-            .mdc()
-            .map_err(|_| ())
-            .and_then(|m| m.append(&rec, false).map_err(|_| ()));
-        if appended.is_err() {
-            for id in ids {
-                let _ = self.pool.mblock_abort(id);
-            }
-            return Vec::new();
-        }
-        crate::lock(&self.reserve).held.extend(ids.iter().copied());
-        ids
     }
 
     /// Remove the object at `path` (nothing if there is none). Durable on
@@ -1327,5 +1433,19 @@ impl Catalog {
     /// Space use of the catalog log: (bytes used, capacity, records).
     pub fn log_usage(&self) -> Result<mpool::MdcUsage> {
         Ok(self.mdc()?.usage())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::owner_tag;
+
+    /// The owner tag is on the media (the pool's reserve records): the
+    /// same name gives the same tag in every release (docs/format.md,
+    /// "Order of a put").
+    #[test]
+    fn the_owner_tag_of_a_name_never_changes() {
+        assert_eq!(owner_tag("default"), 0xbcbf_cc04_fafa_e35b);
+        assert_ne!(owner_tag("default"), owner_tag("other"));
     }
 }

@@ -1,6 +1,8 @@
-//! A put of an object that fits one mblock takes one device flush once the
-//! store's reserve of mblocks is filled (its PUT record shares the flush of
-//! the mblock's commit), and what it wrote survives a crash right after.
+//! A put of an object of at most `MBLOCK_HOLD_MAX` bytes takes one device
+//! write and one flush once the store's reserve of mblocks is filled (a
+//! sealed commit: the mblock's seal carries its PUT record), and what it
+//! wrote survives a crash right after, whether its record reached the
+//! catalog's log or not.
 
 use mpool::dev::{CrashMode, DeviceRef, FaultDevice};
 use mpool::{MediaClass, Pool};
@@ -24,13 +26,17 @@ fn a_put_into_a_reserved_mblock_takes_one_flush() {
     let pool = Pool::open_on(vec![d.clone()], false).unwrap();
     let opts = StoreOptions::default().catalog_bytes(ZONE);
     let store = MpoolStore::open(pool.clone(), &opts).unwrap();
-    // The first put fills the reserve (two flushes: record, then commit).
+    // The catalog log's first flush after the open writes its header; the
+    // first put of an mblock fills the reserve.
+    store
+        .put_blocking("tiny", &content(0, 10), PutMode::Overwrite)
+        .unwrap();
     store
         .put_blocking("warm", &content(1, 64 << 10), PutMode::Overwrite)
         .unwrap();
     let mut per_put = Vec::new();
     for i in 0..3u8 {
-        let before = fault.stats().flushes;
+        let before = fault.stats();
         store
             .put_blocking(
                 &format!("p{i}"),
@@ -38,11 +44,17 @@ fn a_put_into_a_reserved_mblock_takes_one_flush() {
                 PutMode::Overwrite,
             )
             .unwrap();
-        per_put.push(fault.stats().flushes - before);
+        let after = fault.stats();
+        per_put.push((after.writes - before.writes, after.flushes - before.flushes));
     }
-    assert_eq!(per_put, vec![1, 1, 1], "device flushes per put");
-    // A small object still takes one (inline in its record), a large one
-    // spanning mblocks the two-flush way.
+    assert_eq!(
+        per_put,
+        vec![(1, 1); 3],
+        "device writes and flushes per put"
+    );
+    // A small object still takes one flush (inline in its record, after
+    // the records of the sealed puts), a large one spanning mblocks the
+    // two-flush way.
     let before = fault.stats().flushes;
     store
         .put_blocking("small", &content(3, 100), PutMode::Overwrite)
@@ -52,7 +64,8 @@ fn a_put_into_a_reserved_mblock_takes_one_flush() {
     store.put_blocking("big", &big, PutMode::Overwrite).unwrap();
 
     // Crash now, every unflushed write lost: every acknowledged put is there.
-    let rebooted: DeviceRef = Arc::new(fault.reboot(CrashMode::DropAll));
+    let f2 = Arc::new(fault.reboot(CrashMode::DropAll));
+    let rebooted: DeviceRef = f2.clone();
     // (The old handles close on the old device, after the crash image was
     // taken.)
     drop(store);
@@ -68,6 +81,29 @@ fn a_put_into_a_reserved_mblock_takes_one_flush() {
     assert_eq!(store.get_blocking("warm").unwrap(), content(1, 64 << 10));
     assert_eq!(store.get_blocking("small").unwrap(), content(3, 100));
     assert_eq!(store.get_blocking("big").unwrap(), big);
+    // Sealed puts whose records never reached the log: found by their
+    // seals after a crash.
+    for i in 0..3u8 {
+        store
+            .put_blocking(&format!("q{i}"), &content(20 + i, 5000), PutMode::Overwrite)
+            .unwrap();
+    }
+    store
+        .put_blocking("q0", &content(30, 6000), PutMode::Overwrite)
+        .unwrap();
+    let rebooted: DeviceRef = Arc::new(f2.reboot(CrashMode::DropAll));
+    drop(store);
+    drop(pool);
+    let pool = Pool::open_on(vec![rebooted], false).unwrap();
+    let store = MpoolStore::open(pool.clone(), &opts).unwrap();
+    assert_eq!(store.get_blocking("q0").unwrap(), content(30, 6000));
+    for i in 1..3u8 {
+        assert_eq!(
+            store.get_blocking(&format!("q{i}")).unwrap(),
+            content(20 + i, 5000)
+        );
+    }
+    assert_eq!(store.get_blocking("p1").unwrap(), content(11, 64 << 10));
     // The reserve the crash cut off left no committed mblock behind.
     pool.sync().unwrap();
     let held: usize = store.objects("").iter().map(|o| o.mblocks.len()).sum();
@@ -78,4 +114,49 @@ fn a_put_into_a_reserved_mblock_takes_one_flush() {
         .filter(|p| p.ty == mpool::ObjType::Mblock)
         .count();
     assert_eq!(held, committed);
+}
+
+/// A record appended after a sealed put of its path follows that put in
+/// the log, even before the sealed put's own record would have been
+/// appended: after a crash, a deleted path stays deleted, a renamed one
+/// is at its new path only, and an overwrite by a sealed put wins.
+#[test]
+fn records_after_sealed_puts_keep_their_order_across_a_crash() {
+    let fault = Arc::new(FaultDevice::new(256 * ZONE, 4096));
+    let d: DeviceRef = fault.clone();
+    Pool::format_on("sealorder", &[(d.clone(), MediaClass::Capacity, ZONE)], "").unwrap();
+    let pool = Pool::open_on(vec![d.clone()], false).unwrap();
+    let opts = StoreOptions::default().catalog_bytes(ZONE);
+    let store = MpoolStore::open(pool.clone(), &opts).unwrap();
+    let put = |p: &str, seed: u8| {
+        store
+            .put_blocking(p, &content(seed, 20_000), PutMode::Overwrite)
+            .unwrap();
+    };
+    put("a", 1);
+    put("b", 2);
+    put("c", 3);
+    store.delete_blocking("a").unwrap();
+    store.copy_blocking("b", "b2", true, false).unwrap();
+    put("c", 4);
+    put("d", 5);
+    let f2: DeviceRef = Arc::new(fault.reboot(CrashMode::DropAll));
+    drop(store);
+    drop(pool);
+    let pool = Pool::open_on(vec![f2], false).unwrap();
+    let store = MpoolStore::open(pool.clone(), &opts).unwrap();
+    assert!(store.get_blocking("a").is_err(), "deleted");
+    assert!(store.get_blocking("b").is_err(), "renamed");
+    assert_eq!(store.get_blocking("b2").unwrap(), content(2, 20_000));
+    assert_eq!(store.get_blocking("c").unwrap(), content(4, 20_000));
+    assert_eq!(store.get_blocking("d").unwrap(), content(5, 20_000));
+    pool.sync().unwrap();
+    let held: usize = store.objects("").iter().map(|o| o.mblocks.len()).sum();
+    let committed = pool
+        .objects()
+        .unwrap()
+        .into_iter()
+        .filter(|p| p.ty == mpool::ObjType::Mblock)
+        .count();
+    assert_eq!(held, committed, "no mblock leaked");
 }

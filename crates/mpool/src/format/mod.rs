@@ -2,6 +2,7 @@
 
 pub(crate) mod codec;
 pub mod record;
+pub mod seal;
 pub mod superblock;
 
 /// What a pool's format version allows (see "Version history" in
