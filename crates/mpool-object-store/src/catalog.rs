@@ -12,10 +12,10 @@
 //!   last one naming its path (each path's mutations are serialized and a
 //!   later one is appended only after the put finished), so a PUT that a
 //!   later record names is proven.
-//!   A put of at most [`mpool::MBLOCK_HOLD_MAX`] bytes into one reserved
-//!   mblock (see `Reserve`) is one write and one flush instead: the pool
-//!   commits the mblock by a *seal* that carries the PUT record
-//!   ([`Pool::mblock_commit_sealed`]). The record waits in `behind` and is
+//!   A put into one reserved mblock (see `Reserve`) is one flush and no
+//!   metadata write instead (one write in all up to
+//!   [`mpool::MBLOCK_HOLD_MAX`] bytes): the pool commits the mblock by a
+//!   *seal* that carries the PUT record ([`Pool::mblock_commit_sealed`]). The record waits in `behind` and is
 //!   appended before any other record (or written by a compaction), then
 //!   the mblock is adopted ([`Pool::mblock_adopt`]). After a crash, the
 //!   open asks the pool for the store's sealed mblocks and applies the
@@ -1088,10 +1088,10 @@ impl Catalog {
     /// `inline` content, the object at `path`, if `mode` allows. Durable
     /// on return. On any failure or refusal the mblocks are aborted.
     ///
-    /// An object of one reserved mblock ([`Catalog::take_reserved`]) of at
-    /// most [`mpool::MBLOCK_HOLD_MAX`] bytes is committed by a seal that
-    /// carries its PUT record: one write and one flush (see the module
-    /// docs).
+    /// An object of one reserved mblock ([`Catalog::take_reserved`]) is
+    /// committed by a seal that carries its PUT record: one flush and no
+    /// metadata write; one write in all for at most
+    /// [`mpool::MBLOCK_HOLD_MAX`] bytes (see the module docs).
     pub fn put(
         &self,
         path: &str,
@@ -1147,15 +1147,12 @@ impl Catalog {
             inline.as_ref().map_or(0, |b| b.len()),
             &attrs,
         );
-        // One write and one flush for the put: a sealed commit of its
-        // reserved mblock, the seal carrying the PUT record.
-        let ride = extents.len() == 1
-            && size <= mpool::MBLOCK_HOLD_MAX as u64
-            && need <= mpool::SEAL_CLIENT_MAX as u64
-            && {
-                let r = crate::lock(&self.reserve);
-                extents.iter().all(|x| r.held.contains(&x.id))
-            };
+        // One flush and no metadata write for the put: a sealed commit of
+        // its reserved mblock, the seal carrying the PUT record.
+        let ride = extents.len() == 1 && need <= mpool::SEAL_CLIENT_MAX as u64 && {
+            let r = crate::lock(&self.reserve);
+            extents.iter().all(|x| r.held.contains(&x.id))
+        };
         let mut tries = 0;
         let (_s, _p, prev, version, rec) = loop {
             if let Err(e) = self.writable().and_then(|()| self.maybe_compact(need)) {

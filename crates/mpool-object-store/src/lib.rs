@@ -728,10 +728,10 @@ fn put_result(
 }
 
 /// Write an object of `len` bytes (the pieces `parts` gives) into new,
-/// uncommitted mblocks of `class`. An object of at most
-/// [`mpool::MBLOCK_HOLD_MAX`] bytes goes into one of the catalog's
-/// reserved mblocks when one is ready, which lets its put take one write
-/// and one flush (see [`catalog::Catalog::put`]). When the
+/// uncommitted mblocks of `class`. An object that fits one mblock goes
+/// into one of the catalog's reserved mblocks when one is ready, which
+/// lets its put take one flush and no metadata write (see
+/// [`catalog::Catalog::put`]). When the
 /// class runs out of space, the reserve is given back and the write tried
 /// once more.
 fn write_object<'a, I: Iterator<Item = &'a [u8]>>(
@@ -758,11 +758,7 @@ fn write_object<'a, I: Iterator<Item = &'a [u8]>>(
         }
         r
     };
-    let fits = len > 0
-        && len
-            <= pool
-                .mblock_capacity(class)?
-                .min(mpool::MBLOCK_HOLD_MAX as u64);
+    let fits = len > 0 && len <= pool.mblock_capacity(class)?;
     let first = if fits { cat.take_reserved() } else { None };
     match attempt(first) {
         Err(StoreError::Pool(mpool::Error::Storage(mpool::StorageError::NoSpace(_)))) => {

@@ -602,27 +602,29 @@ impl WriteState {
         Ok((Some(IoReq::write(self.base + self.on_dev, buf)), table_crc))
     }
 
-    /// A sealed commit's one write (see `seal.rs`): the content, held
-    /// whole (nothing of it on the device yet), zero-padded to a sector,
-    /// its checksum table, and the seal `seal(len, shift, table_crc)`
-    /// returns (whole sectors); also the table's CRC. Report its outcome
-    /// with [`Self::finish_done`]. `None` when the mblock cannot be
-    /// committed so: part of its content is on the device already, it
-    /// has no checksum table (format 1 or 2), or the seal would not fit
-    /// its zone.
+    /// A sealed commit's writes (see `seal.rs`) and the CRC of the
+    /// checksum table; `seal(len, shift, table_crc)` gives the seal (whole
+    /// sectors). Content held whole (nothing on the device yet) goes in
+    /// one write with its table and the seal after it, when they fit the
+    /// zone: the first request, a sealed write (`true`). Otherwise the
+    /// commit's last write ([`Self::finish_request`], if anything is left
+    /// to write) and the seal in the zone's seal slot (`seal_slot`), its
+    /// last request (`false`). Report the content write's outcome with
+    /// [`Self::finish_done`]. `None` when the mblock cannot be committed
+    /// so: it has no checksum table (format 1 or 2), or content, table
+    /// and seal do not fit its zone.
+    #[allow(clippy::type_complexity)]
     pub fn sealed_request(
         &mut self,
+        seal_slot: u64,
         seal: impl FnOnce(u32, u8, u32) -> Vec<u8>,
-    ) -> Result<Option<(IoReq, u32)>, DataError> {
+    ) -> Result<Option<(Vec<IoReq>, u32, bool)>, DataError> {
         if self.failed || self.tail.lent {
             return Err(DataError::Failed);
         }
         let Some(csums) = self.csums.as_ref() else {
             return Ok(None);
         };
-        if self.on_dev != 0 || self.finished_at.is_some() {
-            return Ok(None);
-        }
         let Ok(len) = u32::try_from(self.written) else {
             return Ok(None);
         };
@@ -631,25 +633,43 @@ impl WriteState {
         let table = csums.table();
         let table_crc = crate::crc::crc32c(&table);
         let seal = seal(len, shift, table_crc);
+        let seal_span = seal.len().div_ceil(sector) * sector;
         let tail_span = self.tail.len().div_ceil(sector) * sector;
         let table_span = table.len().div_ceil(sector) * sector;
-        let span = tail_span + table_span + seal.len().div_ceil(sector) * sector;
-        if span as u64 > self.zone {
+        let whole = self.on_dev == 0 && self.finished_at.is_none();
+        if whole && (tail_span + table_span + seal_span) as u64 <= self.zone {
+            let span = tail_span + table_span + seal_span;
+            let mut buf = match crate::io::huge::write_buf(span, sector) {
+                Some(b) => b,
+                None => AlignedBuf::new(span, sector),
+            };
+            let held = self.tail.len();
+            buf[..held].copy_from_slice(self.tail.bytes()?);
+            buf[held..tail_span].fill(0);
+            buf[tail_span..tail_span + table.len()].copy_from_slice(&table);
+            buf[tail_span + table.len()..tail_span + table_span].fill(0);
+            let at = tail_span + table_span;
+            buf[at..at + seal.len()].copy_from_slice(&seal);
+            buf[at + seal.len()..].fill(0);
+            return Ok(Some((vec![IoReq::write(self.base, buf)], table_crc, true)));
+        }
+        let footprint = CsumLayout {
+            len: self.written,
+            shift,
+            sector: sector as u64,
+        }
+        .footprint();
+        if footprint > seal_slot || seal_slot + seal_span as u64 > self.zone {
             return Ok(None);
         }
-        let mut buf = match crate::io::huge::write_buf(span, sector) {
-            Some(b) => b,
-            None => AlignedBuf::new(span, sector),
-        };
-        let held = self.tail.len();
-        buf[..held].copy_from_slice(self.tail.bytes()?);
-        buf[held..tail_span].fill(0);
-        buf[tail_span..tail_span + table.len()].copy_from_slice(&table);
-        buf[tail_span + table.len()..tail_span + table_span].fill(0);
-        let at = tail_span + table_span;
-        buf[at..at + seal.len()].copy_from_slice(&seal);
-        buf[at + seal.len()..].fill(0);
-        Ok(Some((IoReq::write(self.base, buf), table_crc)))
+        let (last, crc) = self.finish_request()?;
+        debug_assert_eq!(crc, table_crc);
+        let mut sbuf = AlignedBuf::new(seal_span, sector);
+        sbuf[..seal.len()].copy_from_slice(&seal);
+        sbuf[seal.len()..].fill(0);
+        let mut reqs: Vec<IoReq> = last.into_iter().collect();
+        reqs.push(IoReq::write(self.base + seal_slot, sbuf));
+        Ok(Some((reqs, table_crc, false)))
     }
 
     /// A request of [`Self::finish_request`] that was not sent: its

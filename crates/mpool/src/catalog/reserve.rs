@@ -122,8 +122,9 @@ impl Catalog {
         };
         let (class, zone) = (*class, *zone);
         let sector = ws.dev.sector() as usize;
+        let slot = seal::slot(sector as u64, ws.zone);
         let made = ws
-            .sealed_request(|len, shift, table_crc| {
+            .sealed_request(slot, |len, shift, table_crc| {
                 let s = Seal {
                     len,
                     shift,
@@ -133,17 +134,29 @@ impl Catalog {
                 seal::encode(id, nonce, &s, sector)
             })
             .map_err(|e| data_err(id, e))?;
-        let Some((req, table_crc)) = made else {
+        let Some((reqs, table_crc, whole)) = made else {
             return Err(Error::InvalidArgument(format!(
-                "mblock {id} cannot be committed by a seal: its content is not held whole \
-                 ({} bytes written, at most {} held) or the seal does not fit its zone",
-                ws.written,
-                super::mblock::HOLD_MAX
+                "mblock {id} cannot be committed by a seal: its content ({} bytes), \
+                 checksum table and seal do not fit its zone",
+                ws.written
             )));
         };
         let dev = ws.dev.clone();
-        let mut done = dev.submit_depth(vec![req], usize::MAX);
-        let written = ws.finish_done(&mut done).map_err(|e| data_err(id, e));
+        // The content's last write (if any) first, the seal in its slot
+        // last (when apart); one batch.
+        let mut done = dev.submit_depth(reqs, usize::MAX);
+        let seal_done = if whole { None } else { done.pop() };
+        let mut written = if done.is_empty() {
+            Ok(())
+        } else {
+            ws.finish_done(&mut done).map_err(|e| data_err(id, e))
+        };
+        if let (Ok(()), Some(mut r)) = (&written, seal_done) {
+            let (kind, off) = (r.kind, r.offset);
+            written = r
+                .take_result()
+                .map_err(|e| crate::dev::from_req_err(dev.info(), kind, off, e).into());
+        }
         let flushed = written.and_then(|()| dev.flush().map_err(Error::from));
         if let Err(e) = flushed {
             // The seal may be on the media: the zone is not reused before

@@ -51,12 +51,20 @@ pub(crate) fn window(sector: u64, zone: u64) -> u64 {
     (HOLD_MAX as u64 + table + seal).min(zone)
 }
 
+/// Where a seal lies in a zone of `zone` bytes when content and table do
+/// not leave room for it in one write with them: its last whole sectors
+/// that hold any seal.
+pub(crate) fn slot(sector: u64, zone: u64) -> u64 {
+    zone.saturating_sub(((HEADER + CLIENT_MAX) as u64).div_ceil(sector) * sector)
+}
+
 /// Look for the seal of reserved mblock `id` (nonce `nonce`) in its zone
-/// at byte `base` of `dev` (`zone` bytes): read the window that can hold
-/// it, find a seal of this mblock at the footprint of the content it
-/// describes, and check the table against the seal and the content
-/// against the table. `Ok(None)`: no whole sealed commit (none was made,
-/// or the crash came before its write was whole on the media).
+/// at byte `base` of `dev` (`zone` bytes): in the window at the zone's
+/// start that holds the seal of content held whole, right after the
+/// content's table, else in the seal slot at the zone's end ([`slot`]);
+/// then check the table against the seal and the content against the
+/// table. `Ok(None)`: no whole sealed commit (none was made, or the crash
+/// came before its writes were whole on the media).
 pub(crate) fn find(
     dev: &dyn Device,
     base: u64,
@@ -72,6 +80,7 @@ pub(crate) fn find(
     let buf = AlignedBuf::scratch(win as usize, sector as usize);
     let mut out = mblock::read_into(dev, vec![(base, buf)], usize::MAX)?;
     let buf = out.pop().unwrap_or_default();
+    let slot_at = slot(sector, zone);
     let mut at = 0usize;
     while at < buf.len() {
         if let Some(seal) = buf.get(at..).and_then(|b| decode(b, id, nonce)) {
@@ -80,8 +89,12 @@ pub(crate) fn find(
                 shift: seal.shift,
                 sector,
             };
-            // A seal lies right after what it describes; the nonce keeps
-            // any other from matching (content cannot know it).
+            // A seal lies right after what it describes, or in the slot;
+            // the nonce keeps any other from matching (content cannot
+            // know it).
+            if at as u64 == slot_at && l.footprint() <= slot_at {
+                return verify_on_device(dev, base, seal);
+            }
             if l.footprint() != at as u64 {
                 return Ok(None);
             }
@@ -104,5 +117,37 @@ pub(crate) fn find(
         }
         at += sector as usize;
     }
-    Ok(None)
+    // The seal slot: content too long for the window.
+    let at = slot_at;
+    if at < win {
+        return Ok(None);
+    }
+    let sbuf = AlignedBuf::scratch((zone - at) as usize, sector as usize);
+    let mut out = mblock::read_into(dev, vec![(base + at, sbuf)], usize::MAX)?;
+    let sbuf = out.pop().unwrap_or_default();
+    let Some(seal) = decode(&sbuf, id, nonce) else {
+        return Ok(None);
+    };
+    let l = CsumLayout {
+        len: u64::from(seal.len),
+        shift: seal.shift,
+        sector,
+    };
+    if l.footprint() > at {
+        return Ok(None);
+    }
+    verify_on_device(dev, base, seal)
+}
+
+/// `seal` when the table in the zone at `base` matches it and the content
+/// its table (both read from the device).
+fn verify_on_device(dev: &dyn Device, base: u64, seal: Seal) -> Result<Option<Seal>, DevError> {
+    let len = u64::from(seal.len);
+    let t = mblock::read_table(dev, base, len, seal.shift)?;
+    if t.crc() != seal.table_crc {
+        return Ok(None);
+    }
+    Ok(mblock::bad_blocks(dev, base, len, &t)?
+        .is_empty()
+        .then_some(seal))
 }

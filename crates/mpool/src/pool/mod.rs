@@ -402,14 +402,19 @@ impl Pool {
         Ok(ids.into_iter().map(MblockId::new_unchecked).collect())
     }
 
-    /// Commit reserved mblock `id` by one write of its content, its
-    /// checksum table and a *seal* carrying `client` (at most
-    /// [`crate::SEAL_CLIENT_MAX`] bytes), then one flush: durable and readable on
-    /// return. Its content must be at most [`crate::MBLOCK_HOLD_MAX`] bytes (held
-    /// in memory until the commit). After a crash, until the mblock is
+    /// Commit reserved mblock `id` by a *seal* carrying `client` (at most
+    /// [`crate::SEAL_CLIENT_MAX`] bytes) and one flush, with no metadata
+    /// record: durable and readable on return. Content of at most
+    /// [`crate::MBLOCK_HOLD_MAX`] bytes (held in memory until the commit)
+    /// goes in one write with its checksum table and the seal after them;
+    /// longer content's last write and the seal, in the zone's last
+    /// sectors, go in one batch. After a crash, until the mblock is
     /// adopted ([`Pool::mblock_adopt`]), its owner gets `client` back from
-    /// [`Pool::mblock_recover`]; a commit whose write did not land whole
-    /// is not found (the mblock is then deleted).
+    /// [`Pool::mblock_recover`]; a commit whose writes did not land whole
+    /// is not found (the mblock is then deleted). Refused
+    /// (`InvalidArgument`, nothing written) when content, table and seal
+    /// do not fit the zone (content within about 20 KiB of the mblock's
+    /// capacity).
     pub fn mblock_commit_sealed(&self, id: MblockId, client: &[u8]) -> Result<ObjectProps> {
         let r = self.pmd()?.mblock_commit_sealed(id.object_id(), client);
         self.count(r, rundir::ErrorKind::Write)

@@ -189,9 +189,56 @@ fn deletes_aborts_and_compactions_keep_the_reservations_right() {
     assert_eq!(pool.mblock_recover(ids[1]).unwrap(), Some(vec![1]));
 }
 
+/// Content longer than what waits in memory: its last write and the seal
+/// in the zone's last sectors go in one batch, then one flush; after a
+/// crash at any device operation of the commit the owner finds all of it
+/// or nothing.
+#[test]
+fn a_long_content_is_sealed_in_the_zone_s_last_sectors() {
+    let data = bytes(5, mpool::MBLOCK_HOLD_MAX + 100_000);
+    let (fault, p) = pool("sealed-long");
+    let id = p.mblock_reserve(MediaClass::Capacity, OWNER, 1).unwrap()[0];
+    p.mblock_write(id, &data).unwrap();
+    let before = fault.stats();
+    p.mblock_commit_sealed(id, b"long").unwrap();
+    let after = fault.stats();
+    assert_eq!(
+        after.writes - before.writes,
+        2,
+        "the last write and the seal"
+    );
+    assert_eq!(after.flushes - before.flushes, 1);
+    drop(p);
+    let (_f, back) = reboot(&fault, CrashMode::DropAll);
+    assert_eq!(back.mblock_recover(id).unwrap(), Some(b"long".to_vec()));
+    assert_eq!(read(&back, id, data.len()), data);
+
+    for n in 0..4u64 {
+        for mode in [CrashMode::DropAll, CrashMode::KeepAll] {
+            let (fault, pool) = pool("sealed-long-crash");
+            let id = pool.mblock_reserve(MediaClass::Capacity, OWNER, 1).unwrap()[0];
+            pool.mblock_write(id, &data).unwrap();
+            fault.crash_after(n);
+            let r = pool.mblock_commit_sealed(id, b"long");
+            drop(pool);
+            let (_f, pool) = reboot(&fault, mode);
+            match pool.mblock_recover(id).unwrap() {
+                Some(c) => {
+                    assert_eq!(c, b"long");
+                    assert_eq!(read(&pool, id, data.len()), data, "op {n} {mode:?}");
+                }
+                None => {
+                    assert!(r.is_err(), "op {n} {mode:?}: acknowledged, then lost");
+                    assert!(gone(&pool, id));
+                }
+            }
+        }
+    }
+}
+
 /// What cannot be sealed is refused with nothing written: an mblock not
-/// reserved, content past what is held in memory, caller bytes past the
-/// limit.
+/// reserved, content that leaves no room for the seal, caller bytes past
+/// the limit.
 #[test]
 fn what_cannot_be_sealed_is_refused() {
     let (_fault, pool) = pool("sealed-refused");
@@ -203,12 +250,14 @@ fn what_cannot_be_sealed_is_refused() {
     ));
     pool.mblock_commit(plain).unwrap();
     let ids = pool.mblock_reserve(MediaClass::Capacity, OWNER, 2).unwrap();
-    pool.mblock_write(ids[0], &bytes(0, mpool::MBLOCK_HOLD_MAX + 4096))
-        .unwrap();
+    let cap = pool.mblock_capacity(MediaClass::Capacity).unwrap() as usize;
+    pool.mblock_write(ids[0], &bytes(0, cap)).unwrap();
+    let before = _fault.stats().writes;
     assert!(matches!(
         pool.mblock_commit_sealed(ids[0], b""),
         Err(Error::InvalidArgument(_))
     ));
+    assert_eq!(_fault.stats().writes, before, "nothing written");
     // Still committed the usual way.
     pool.mblock_commit(ids[0]).unwrap();
     assert!(matches!(
