@@ -303,7 +303,7 @@ struct Behind {
 }
 
 /// Sealed puts' records are appended once this many wait.
-const BEHIND_MAX: usize = 32;
+const BEHIND_MAX: usize = 64;
 
 /// The tag of store `name`'s reserved mblocks in the pool (FNV-1a, 64
 /// bits, of a prefix and the name): stable across opens, and different
@@ -331,7 +331,7 @@ struct Reserve {
 }
 
 /// mblocks the reserve is refilled to, when it is below [`RESERVE_LOW`].
-const RESERVE_TARGET: usize = 32;
+const RESERVE_TARGET: usize = 64;
 /// See [`RESERVE_TARGET`].
 const RESERVE_LOW: usize = 8;
 
@@ -1259,8 +1259,9 @@ impl Catalog {
         crate::lock(&self.reserve).held.remove(&id);
     }
 
-    /// Abort the reserve's ready mblocks (their zones go back to the pool):
-    /// at close, and when the class runs out of space.
+    /// Abort the reserve's ready mblocks (their zones go back to the pool,
+    /// free when this returns): at close, and when the class runs out of
+    /// space.
     pub fn release_reserve(&self) {
         let ids = {
             let mut r = crate::lock(&self.reserve);
@@ -1270,8 +1271,16 @@ impl Catalog {
             }
             ids
         };
+        let any = !ids.is_empty();
         for id in ids {
             let _ = self.pool.mblock_abort(id);
+        }
+        if any && !self.read_only {
+            // The aborts' delete records durable: their zones are free
+            // for the put that ran out of space to try again.
+            if let Err(e) = self.pool.sync() {
+                tracing::debug!("freeing the reserve's zones: {e}");
+            }
         }
     }
 

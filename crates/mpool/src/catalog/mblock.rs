@@ -158,6 +158,11 @@ pub(crate) struct WriteState {
     /// filled the mblock and wrote the checksum table while it was in
     /// flight.
     finished_at: Option<u64>,
+    /// Bytes a sealed commit writes after the checksum table (a reserved
+    /// mblock: one sector for its seal), counted in the size of the
+    /// buffer held content waits in, so that the commit's one write goes
+    /// from that buffer.
+    pub seal_room: u64,
 }
 
 /// The per-block CRC-32C of an mblock being written.
@@ -354,6 +359,7 @@ impl WriteState {
             failed: false,
             hold_zone: false,
             finished_at: None,
+            seal_room: 0,
         }
     }
 
@@ -392,7 +398,7 @@ impl WriteState {
                 }
                 .footprint(),
                 None => want.div_ceil(sector) * sector,
-            };
+            } + self.seal_room;
             let span = usize::try_from(span).unwrap_or(usize::MAX);
             self.tail.push(data, span, sector as usize)?;
             self.written = want;
@@ -639,12 +645,20 @@ impl WriteState {
         let whole = self.on_dev == 0 && self.finished_at.is_none();
         if whole && (tail_span + table_span + seal_span) as u64 <= self.zone {
             let span = tail_span + table_span + seal_span;
-            let mut buf = match crate::io::huge::write_buf(span, sector) {
-                Some(b) => b,
-                None => AlignedBuf::new(span, sector),
-            };
             let held = self.tail.len();
-            buf[..held].copy_from_slice(self.tail.bytes()?);
+            // From the buffer the content waits in when it has the
+            // write's size (see `seal_room`), else a copy.
+            let mut buf = match self.tail.lend(span) {
+                Some(b) => b,
+                None => {
+                    let mut b = match crate::io::huge::write_buf(span, sector) {
+                        Some(b) => b,
+                        None => AlignedBuf::new(span, sector),
+                    };
+                    b[..held].copy_from_slice(self.tail.bytes()?);
+                    b
+                }
+            };
             buf[held..tail_span].fill(0);
             buf[tail_span..tail_span + table.len()].copy_from_slice(&table);
             buf[tail_span + table.len()..tail_span + table_span].fill(0);

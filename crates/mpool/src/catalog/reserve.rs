@@ -36,8 +36,13 @@ impl Catalog {
             for _ in 0..n {
                 let id = self.mblock_alloc(class)?;
                 ids.push(id);
-                let zone = match self.pending(id).as_deref().map(lock).as_deref() {
-                    Some(Some(Pending::Mblock { zone, .. })) => *zone,
+                let zone = match self.pending(id).as_deref().map(lock).as_deref_mut() {
+                    Some(Some(Pending::Mblock { zone, ws, .. })) => {
+                        // Room for a seal of one sector in the buffer the
+                        // content waits in.
+                        ws.seal_room = u64::from(ws.dev.sector());
+                        *zone
+                    }
                     _ => return Err(ObjectError::NotFound(id).into()),
                 };
                 let nonce = rand::random::<u64>();
