@@ -101,8 +101,14 @@ fn run(u: &mut Unstructured) -> Result<()> {
         b[40..44].copy_from_slice(&crc.to_le_bytes());
     }
     match u.int_in_range(0..=7u8)? {
-        0 => b.truncate(u.int_in_range(0..=b.len())?),
-        1 => b.extend_from_slice(u.bytes(u.int_in_range(0..=64usize)?)?),
+        0 => {
+            let keep = u.int_in_range(0..=b.len())?;
+            b.truncate(keep)
+        }
+        1 => {
+            let more = u.int_in_range(0..=64usize)?;
+            b.extend_from_slice(u.bytes(more)?)
+        }
         _ => {}
     }
     check(&b, id, nonce);
