@@ -12,6 +12,32 @@ use std::sync::Arc;
 
 const ZONE: u64 = 256 << 10;
 
+/// A pool of one capacity device of 256 zones on a fault device, and
+/// a store on it with a catalog of one zone a log.
+fn store_on(name: &str) -> (Arc<FaultDevice>, Pool, MpoolStore, StoreOptions) {
+    let fault = Arc::new(FaultDevice::new(256 * ZONE, 4096));
+    let d: DeviceRef = fault.clone();
+    Pool::format_on(name, &[(d.clone(), MediaClass::Capacity, ZONE)], "").unwrap();
+    let pool = Pool::open_on(vec![d], false).unwrap();
+    let opts = StoreOptions::default().catalog_bytes(ZONE);
+    let store = MpoolStore::open(pool.clone(), &opts).unwrap();
+    (fault, pool, store, opts)
+}
+
+/// Every committed mblock of the pool is held by an object of the store
+/// (after the pool's deferred deletes are durable).
+fn assert_no_leak(pool: &Pool, store: &MpoolStore) {
+    pool.sync().unwrap();
+    let held: usize = store.objects("").iter().map(|o| o.mblocks.len()).sum();
+    let committed = pool
+        .objects()
+        .unwrap()
+        .into_iter()
+        .filter(|p| p.ty == mpool::ObjType::Mblock)
+        .count();
+    assert_eq!(held, committed, "no mblock leaked");
+}
+
 fn content(seed: u8, n: usize) -> Vec<u8> {
     (0..n)
         .map(|i| (i as u8).wrapping_mul(7).wrapping_add(seed))
@@ -20,12 +46,7 @@ fn content(seed: u8, n: usize) -> Vec<u8> {
 
 #[test]
 fn a_put_into_a_reserved_mblock_takes_one_flush() {
-    let fault = Arc::new(FaultDevice::new(256 * ZONE, 4096));
-    let d: DeviceRef = fault.clone();
-    Pool::format_on("oneflush", &[(d.clone(), MediaClass::Capacity, ZONE)], "").unwrap();
-    let pool = Pool::open_on(vec![d.clone()], false).unwrap();
-    let opts = StoreOptions::default().catalog_bytes(ZONE);
-    let store = MpoolStore::open(pool.clone(), &opts).unwrap();
+    let (fault, pool, store, opts) = store_on("oneflush");
     // The catalog log's first flush after the open writes its header; the
     // first put of an mblock fills the reserve.
     store
@@ -105,15 +126,7 @@ fn a_put_into_a_reserved_mblock_takes_one_flush() {
     }
     assert_eq!(store.get_blocking("p1").unwrap(), content(11, 64 << 10));
     // The reserve the crash cut off left no committed mblock behind.
-    pool.sync().unwrap();
-    let held: usize = store.objects("").iter().map(|o| o.mblocks.len()).sum();
-    let committed = pool
-        .objects()
-        .unwrap()
-        .into_iter()
-        .filter(|p| p.ty == mpool::ObjType::Mblock)
-        .count();
-    assert_eq!(held, committed);
+    assert_no_leak(&pool, &store);
 }
 
 /// A record appended after a sealed put of its path follows that put in
@@ -122,12 +135,7 @@ fn a_put_into_a_reserved_mblock_takes_one_flush() {
 /// is at its new path only, and an overwrite by a sealed put wins.
 #[test]
 fn records_after_sealed_puts_keep_their_order_across_a_crash() {
-    let fault = Arc::new(FaultDevice::new(256 * ZONE, 4096));
-    let d: DeviceRef = fault.clone();
-    Pool::format_on("sealorder", &[(d.clone(), MediaClass::Capacity, ZONE)], "").unwrap();
-    let pool = Pool::open_on(vec![d.clone()], false).unwrap();
-    let opts = StoreOptions::default().catalog_bytes(ZONE);
-    let store = MpoolStore::open(pool.clone(), &opts).unwrap();
+    let (fault, pool, store, opts) = store_on("sealorder");
     let put = |p: &str, seed: u8| {
         store
             .put_blocking(p, &content(seed, 20_000), PutMode::Overwrite)
@@ -150,13 +158,5 @@ fn records_after_sealed_puts_keep_their_order_across_a_crash() {
     assert_eq!(store.get_blocking("b2").unwrap(), content(2, 20_000));
     assert_eq!(store.get_blocking("c").unwrap(), content(4, 20_000));
     assert_eq!(store.get_blocking("d").unwrap(), content(5, 20_000));
-    pool.sync().unwrap();
-    let held: usize = store.objects("").iter().map(|o| o.mblocks.len()).sum();
-    let committed = pool
-        .objects()
-        .unwrap()
-        .into_iter()
-        .filter(|p| p.ty == mpool::ObjType::Mblock)
-        .count();
-    assert_eq!(held, committed, "no mblock leaked");
+    assert_no_leak(&pool, &store);
 }
