@@ -272,7 +272,9 @@ impl Inner {
                             None => {
                                 objs.insert(jobs[i].id.raw(), jobs[i].obj);
                                 // A reserved mblock committed the usual way.
-                                lock(&s.reserved).remove(&jobs[i].id.raw());
+                                if s.any_reserved.load(Ordering::Relaxed) {
+                                    lock(&s.reserved).remove(&jobs[i].id.raw());
+                                }
                                 out[i] = Some(Batched::Done(Ok(()), Ok(None)));
                             }
                             Some(e) => {

@@ -258,7 +258,9 @@ impl Catalog {
         let logged = self.inner.log(s, record, true, |m| {
             m.insert(id.raw(), obj);
             // A reserved mblock committed the usual way.
-            lock(&s.reserved).remove(&id.raw());
+            if s.any_reserved.load(Ordering::Relaxed) {
+                lock(&s.reserved).remove(&id.raw());
+            }
         });
         if let Err(e) = logged {
             if !matches!(
@@ -420,7 +422,9 @@ impl Catalog {
         self.inner
             .log(s, CatalogRecord::Delete { id }, durable, |m| {
                 removed = m.remove(&id.raw());
-                lock(&s.reserved).remove(&id.raw());
+                if s.any_reserved.load(Ordering::Relaxed) {
+                    lock(&s.reserved).remove(&id.raw());
+                }
                 if let (Some(o), false) = (removed, durable) {
                     // Under the append's exclusion of compaction: a compaction
                     // either sees these zones here or the delete in its old log.

@@ -472,6 +472,7 @@ impl Catalog {
                                     mdc: RwLock::new(mdc),
                                     records: AtomicU64::new(r.records),
                                     objs: RwLock::new(r.objs),
+                                    any_reserved: AtomicBool::new(!r.reserved.is_empty()),
                                     reserved: Mutex::new(r.reserved),
                                     adopting: Mutex::new(()),
                                     objs_gen: AtomicU64::new(0),

@@ -55,6 +55,7 @@ impl Catalog {
                     nonce,
                 };
                 self.inner.log(s, rec, false, |_objs| {
+                    s.any_reserved.store(true, Ordering::Relaxed);
                     lock(&s.reserved).insert(
                         id.raw(),
                         Reservation {
@@ -297,8 +298,8 @@ impl Catalog {
 
     /// Whether mblock `id` is reserved (in any state).
     pub(super) fn is_reserved(&self, id: ObjectId) -> bool {
-        self.inner
-            .shard(id)
-            .is_ok_and(|s| lock(&s.reserved).contains_key(&id.raw()))
+        self.inner.shard(id).is_ok_and(|s| {
+            s.any_reserved.load(Ordering::Relaxed) && lock(&s.reserved).contains_key(&id.raw())
+        })
     }
 }

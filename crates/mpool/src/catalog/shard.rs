@@ -39,6 +39,10 @@ pub(super) struct Shard {
     /// Reserved mblocks (see `seal.rs`): their reserve records are
     /// durable. Lock order: `objs` before this.
     pub(super) reserved: Mutex<HashMap<u64, super::seal::Reservation>>,
+    /// `reserved` has held an entry since the open (set under the `objs`
+    /// write lock before the first insert): commits and deletes of a
+    /// pool that never reserved skip its lock.
+    pub(super) any_reserved: AtomicBool,
     /// Held by an adoption's append and by a delete of a reserved mblock
     /// (`reserve.rs`): a commit record never follows its delete record.
     pub(super) adopting: Mutex<()>,
