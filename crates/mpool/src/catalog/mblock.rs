@@ -290,17 +290,20 @@ fn check_results(dev: &dyn Device, done: &mut [IoReq]) -> Result<(), DevError> {
 
 /// The write of a checksum table at byte `at` of a zone of `zone` bytes,
 /// after `lead` bytes (the partial last sector, copied in by the caller),
+/// zero-padded to whole sectors, then `after` (a sealed commit's seal),
 /// zero-padded to whole sectors. The capacity left room for the table: a
 /// footprint past the zone would be a bug, and would write over the next
 /// zone, so it is refused.
 fn table_buf(
     table: &[u8],
+    after: &[u8],
     lead: usize,
     sector: usize,
     at: u64,
     zone: u64,
 ) -> Result<AlignedBuf, DataError> {
-    let span = lead + table.len().div_ceil(sector) * sector;
+    let table_span = table.len().div_ceil(sector) * sector;
+    let span = lead + table_span + after.len().div_ceil(sector) * sector;
     let end = at + span as u64;
     if end > zone {
         return Err(DataError::Full {
@@ -320,6 +323,7 @@ fn table_buf(
         None => AlignedBuf::new(span, sector),
     };
     buf[lead..lead + table.len()].copy_from_slice(table);
+    buf[lead + table_span..lead + table_span + after.len()].copy_from_slice(after);
     Ok(buf)
 }
 
@@ -489,7 +493,7 @@ impl WriteState {
                     sum_into(csums, crc, data);
                     match (table_at, csums.as_ref()) {
                         (Some(at), Some(c)) => {
-                            let t = table_buf(&c.table(), 0, sector, at, zone)?;
+                            let t = table_buf(&c.table(), &[], 0, sector, at, zone)?;
                             submit_all(dev.as_ref(), vec![IoReq::write(base + at, t)], usize::MAX)
                                 .map(|_| *done = Some(at))
                                 .map_err(DataError::from)
@@ -569,24 +573,35 @@ impl WriteState {
         if self.failed {
             return Err(DataError::Failed);
         }
-        let sector = self.dev.sector() as usize;
         let table = self.csums.as_ref().map(BlockCsums::table);
         let table_crc = table.as_deref().map_or(0, crate::crc::crc32c);
+        Ok((self.last_write(table.as_deref(), &[])?, table_crc))
+    }
+
+    /// The commit's last write: the held bytes zero-padded to a sector,
+    /// the checksum `table` (if any) zero-padded to a sector, then `after`
+    /// (a sealed commit's seal) zero-padded to a sector; `None` when there
+    /// is nothing to write.
+    fn last_write(
+        &mut self,
+        table: Option<&[u8]>,
+        after: &[u8],
+    ) -> Result<Option<IoReq>, DataError> {
+        let sector = self.dev.sector() as usize;
         let tail_span = self.tail.len().div_ceil(sector) * sector;
-        let table_span = table
-            .as_ref()
-            .map_or(0, |t| t.len().div_ceil(sector) * sector);
+        let table_span = table.map_or(0, |t| t.len().div_ceil(sector) * sector);
+        let after_span = after.len().div_ceil(sector) * sector;
         // Written already: by an earlier try of this commit, ahead of it,
         // or while the write that filled the mblock was in flight (nothing
         // can have been appended since: it is full).
         let written = self.finished_at == Some(self.written);
-        if tail_span + table_span == 0 || written {
-            return Ok((None, table_crc));
+        if tail_span + table_span + after_span == 0 || written {
+            return Ok(None);
         }
-        let table = table.as_deref().unwrap_or_default();
+        let table = table.unwrap_or_default();
         // Sent from the buffer the content waits in when it has the
         // write's size (the content came in one piece), else copied.
-        let span = tail_span + table_span;
+        let span = tail_span + table_span + after_span;
         let end = self.on_dev + span as u64;
         if end > self.zone {
             return Err(DataError::Full {
@@ -596,16 +611,18 @@ impl WriteState {
         }
         let held = self.tail.len();
         if let Some(mut buf) = self.tail.lend(span) {
-            // The padding and the table's last sector: their bytes are
-            // unspecified in a reused buffer.
+            // The padding, the table's last sector and the seal's: their
+            // bytes are unspecified in a reused buffer.
             buf[held..tail_span].fill(0);
             buf[tail_span..tail_span + table.len()].copy_from_slice(table);
             buf[tail_span + table.len()..].fill(0);
-            return Ok((Some(IoReq::write(self.base + self.on_dev, buf)), table_crc));
+            let at = tail_span + table_span;
+            buf[at..at + after.len()].copy_from_slice(after);
+            return Ok(Some(IoReq::write(self.base + self.on_dev, buf)));
         }
-        let mut buf = table_buf(table, tail_span, sector, self.on_dev, self.zone)?;
+        let mut buf = table_buf(table, after, tail_span, sector, self.on_dev, self.zone)?;
         buf[..held].copy_from_slice(self.tail.bytes()?);
-        Ok((Some(IoReq::write(self.base + self.on_dev, buf)), table_crc))
+        Ok(Some(IoReq::write(self.base + self.on_dev, buf)))
     }
 
     /// A sealed commit's writes (see `seal.rs`) and the CRC of the
@@ -644,28 +661,10 @@ impl WriteState {
         let table_span = table.len().div_ceil(sector) * sector;
         let whole = self.on_dev == 0 && self.finished_at.is_none();
         if whole && (tail_span + table_span + seal_span) as u64 <= self.zone {
-            let span = tail_span + table_span + seal_span;
-            let held = self.tail.len();
-            // From the buffer the content waits in when it has the
-            // write's size (see `seal_room`), else a copy.
-            let mut buf = match self.tail.lend(span) {
-                Some(b) => b,
-                None => {
-                    let mut b = match crate::io::huge::write_buf(span, sector) {
-                        Some(b) => b,
-                        None => AlignedBuf::new(span, sector),
-                    };
-                    b[..held].copy_from_slice(self.tail.bytes()?);
-                    b
-                }
-            };
-            buf[held..tail_span].fill(0);
-            buf[tail_span..tail_span + table.len()].copy_from_slice(&table);
-            buf[tail_span + table.len()..tail_span + table_span].fill(0);
-            let at = tail_span + table_span;
-            buf[at..at + seal.len()].copy_from_slice(&seal);
-            buf[at + seal.len()..].fill(0);
-            return Ok(Some((vec![IoReq::write(self.base, buf)], table_crc, true)));
+            // From the buffer the content waits in when it has the write's
+            // size (see `seal_room`), else a copy.
+            let req = self.last_write(Some(&table), &seal)?;
+            return Ok(Some((req.into_iter().collect(), table_crc, true)));
         }
         let footprint = CsumLayout {
             len: self.written,
@@ -676,8 +675,7 @@ impl WriteState {
         if footprint > seal_slot || seal_slot + seal_span as u64 > self.zone {
             return Ok(None);
         }
-        let (last, crc) = self.finish_request()?;
-        debug_assert_eq!(crc, table_crc);
+        let last = self.last_write(Some(&table), &[])?;
         let mut sbuf = AlignedBuf::new(seal_span, sector);
         sbuf[..seal.len()].copy_from_slice(&seal);
         sbuf[seal.len()..].fill(0);

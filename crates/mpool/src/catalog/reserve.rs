@@ -90,16 +90,18 @@ impl Catalog {
         Ok(ids)
     }
 
-    /// Commit reserved mblock `id` by one write of its content (held
-    /// whole: at most [`super::mblock::HOLD_MAX`] bytes), its checksum
-    /// table and a seal carrying `client` (at most [`seal::CLIENT_MAX`]
-    /// bytes), then one flush of its device. No metadata record is
-    /// written: the mblock is committed and readable on return, and its
-    /// seal is what makes it so after a crash until its owner adopts it
-    /// ([`Self::mblock_adopt`]). Refused (`InvalidArgument`, nothing
-    /// written) for an mblock that is not reserved and open, whose
-    /// content is not held whole, or a `client` too long; a device error
-    /// leaves it to abort, its outcome known at the next open.
+    /// Commit reserved mblock `id` by a seal carrying `client` (at most
+    /// [`seal::CLIENT_MAX`] bytes), then one flush of its device: content
+    /// held whole (at most [`super::mblock::HOLD_MAX`] bytes) goes in one
+    /// write with its checksum table and the seal; longer content's last
+    /// write and the seal, in the zone's seal slot, in one batch. No
+    /// metadata record is written: the mblock is committed and readable on
+    /// return, and its seal is what makes it so after a crash until its
+    /// owner adopts it ([`Self::mblock_adopt`]). Refused
+    /// (`InvalidArgument`, nothing written) for an mblock that is not
+    /// reserved and open, whose content, table and seal do not fit its
+    /// zone, or a `client` too long; a device error leaves it to abort,
+    /// its outcome known at the next open.
     pub(crate) fn mblock_commit_sealed(&self, id: ObjectId, client: &[u8]) -> Result<ObjectProps> {
         Self::expect_type(id, ObjType::Mblock)?;
         self.inner.check_writable()?;
@@ -172,14 +174,7 @@ impl Catalog {
             return Err(e);
         }
         let (obj, _) = self.commit_record(id, class, zone, ws, table_crc, false)?;
-        {
-            let mut objs = super::wlock(&s.objs);
-            objs.insert(id.raw(), obj);
-            if let Some(r) = lock(&s.reserved).get_mut(&id.raw()) {
-                r.state = State::Sealed;
-            }
-            s.objs_gen.fetch_add(1, Ordering::Release);
-        }
+        install_sealed(s, id, obj);
         self.commit_done(id, s, false, &mut g);
         drop(g);
         self.inner.pending.remove(id.raw());
@@ -264,12 +259,7 @@ impl Catalog {
                     class: r.class,
                     shift: seal.shift,
                 };
-                let mut objs = super::wlock(&s.objs);
-                objs.insert(id.raw(), obj);
-                if let Some(e) = lock(&s.reserved).get_mut(&id.raw()) {
-                    e.state = State::Sealed;
-                }
-                s.objs_gen.fetch_add(1, Ordering::Release);
+                install_sealed(s, id, obj);
                 Ok(Some(seal.client))
             }
             None => {
@@ -302,4 +292,16 @@ impl Catalog {
             s.any_reserved.load(Ordering::Relaxed) && lock(&s.reserved).contains_key(&id.raw())
         })
     }
+}
+
+/// Sealed mblock `id` is committed: in its MDC's table (readable), its
+/// reservation marked sealed (its durable form until adopted), under the
+/// table's lock, then the table's generation moved for readers' memos.
+fn install_sealed(s: &super::shard::Shard, id: ObjectId, obj: super::object::Obj) {
+    let mut objs = super::wlock(&s.objs);
+    objs.insert(id.raw(), obj);
+    if let Some(r) = lock(&s.reserved).get_mut(&id.raw()) {
+        r.state = State::Sealed;
+    }
+    s.objs_gen.fetch_add(1, Ordering::Release);
 }

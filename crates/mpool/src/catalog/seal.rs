@@ -10,7 +10,6 @@
 //! reserve record. Layout and rules: `docs/format.md`, "Sealed commits".
 
 use super::mblock::{self, Table, HOLD_MAX};
-use crate::crc::crc32c;
 use crate::dev::{DevError, Device};
 use crate::format::record::CsumLayout;
 pub(crate) use crate::format::seal::{decode, encode, Seal, CLIENT_MAX, HEADER};
@@ -105,14 +104,7 @@ pub(crate) fn find(
                 return Ok(None);
             };
             let t = Table::from_bytes(seal.shift, table);
-            if t.crc() != seal.table_crc {
-                return Ok(None);
-            }
-            let whole = content
-                .chunks(1usize << seal.shift)
-                .zip(&t.crcs)
-                .all(|(c, want)| crc32c(c) == *want)
-                && t.crcs.len() == content.len().div_ceil(1usize << seal.shift);
+            let whole = t.crc() == seal.table_crc && t.check(0, content, l.len).is_ok();
             return Ok(whole.then_some(seal));
         }
         at += sector as usize;
