@@ -169,6 +169,39 @@ impl FioJob {
         Ok(job)
     }
 
+    /// Group-committed durable writes: one io_uring job keeping `depth`
+    /// writes of `bs` in flight over `size` bytes of `path`, and after
+    /// every `depth` of them an fdatasync (fio lets the writes in flight
+    /// complete first). What `depth` callers that each write an object
+    /// and wait for it to be durable reach at best when one flush serves
+    /// all of them: the reference for group commit, where one psync job
+    /// per caller flushes once per write.
+    pub fn group_commit_writes(
+        path: &Path,
+        size: u64,
+        bs: u64,
+        depth: usize,
+        secs: u64,
+    ) -> Result<Self> {
+        let depth = depth.max(1);
+        let region = size / bs * bs;
+        if region < bs {
+            bail!("{} is too small for {bs}-byte writes", path.display());
+        }
+        let mut job = FioJob::new(
+            path,
+            "write",
+            bs,
+            depth as u32,
+            FioEngine::IoUring,
+            region,
+            Limit::Seconds(secs.max(1)),
+        );
+        job.name = format!("group-commit-writes-{depth}");
+        job.fdatasync = depth as u32;
+        Ok(job)
+    }
+
     /// The command-line arguments for this job.
     pub fn args(&self) -> Vec<String> {
         let mut a = vec![

@@ -31,8 +31,11 @@
 //!
 //! Each put phase also measures the device's floor in the same rounds:
 //! fio writing each object once, O_DIRECT, with an fdatasync after it, one
-//! job per task (`--no-fio` skips it). A put that writes an object and its
-//! metadata and makes both durable cannot beat that per task; the table
+//! job per task (`--no-fio` skips it), and with several tasks also one fio
+//! io_uring job keeping that many writes in flight with one fdatasync per
+//! that many (one flush shared by all tasks, group commit at its best);
+//! the better of the two is the floor. A put that writes an object and
+//! its metadata and makes both durable cannot beat it; the table
 //! shows how far above the filesystem the floor lies and how close mpool
 //! comes to it. For one task and an object in one mblock, a second floor:
 //! the writes such a put makes by mpool's format (content and checksum
@@ -695,6 +698,18 @@ pub fn run(a: &ObjstoreArgs) -> Result<Table> {
                         "  fio floor {size} B, {tasks} job(s), round {r}: {f:.0} durable writes/s"
                     );
                     best_floor = Some(best_floor.map_or(f, |b: f64| b.max(f)));
+                    // Several tasks: also the floor of one flush shared by
+                    // all their writes; the better of the two counts.
+                    if tasks > 1 {
+                        let g = crate::churn::group_floor(
+                            bin, &floor_img, floor_size, size, tasks, a.fio_secs,
+                        )?;
+                        eprintln!(
+                            "  fio group-commit floor {size} B, {tasks} in flight, round {r}: \
+                             {g:.0} durable writes/s"
+                        );
+                        best_floor = best_floor.map(|b| b.max(g));
+                    }
                     // One put at a time, of an object in one mblock.
                     if tasks == 1
                         && size > mpool_object_store::DEFAULT_INLINE_MAX
@@ -939,6 +954,10 @@ pub fn run(a: &ObjstoreArgs) -> Result<Table> {
             &mut rows,
         );
     }
+    let put_counts = sides
+        .iter()
+        .find_map(|s| s.mpool.as_ref())
+        .map(|m| m.stats());
     drop(sides);
     let _ = std::fs::remove_dir_all(&fs_dir);
     mark_deleted(&dir);
@@ -956,8 +975,11 @@ pub fn run(a: &ObjstoreArgs) -> Result<Table> {
             "fio floor = the device's durable writes of one object each: fio psync, O_DIRECT, \
              an fdatasync after each write, one job per task on its own region of a {} file in \
              the same directory, in the same rounds (best kept): what a store that writes an \
-             object and syncs it, with nothing else to write, reaches per task on this device \
-             (group commit can share syncs across tasks); floor/fs = how far above the \
+             object and syncs it, with nothing else to write, reaches per task on this device; \
+             with several tasks the better of that and the group-commit floor (one fio io_uring \
+             job keeping as many object writes in flight as there are tasks, one fdatasync per \
+             that many writes: one flush shared by every task's write, which is what group \
+             commit can reach at best); floor/fs = how far above the \
              filesystem that floor lies, mpool/floor = how close mpool comes to it; \
              \"a put's own writes\": the same columns against the device time of the writes a \
              put of a one-mblock object makes by mpool's format (up to 256 KiB, a sealed commit: \
@@ -971,6 +993,14 @@ pub fn run(a: &ObjstoreArgs) -> Result<Table> {
         "objects of at most {} bytes are kept inline in mpool's catalog (one log append per put)",
         mpool_object_store::DEFAULT_INLINE_MAX
     ));
+    if let Some(Ok(st)) = put_counts {
+        notes.push(format!(
+            "mpool's puts of content in mblocks: {} sealed (one write and one flush), {} the usual \
+             way (a synced PUT record, then the commits: objects of several mblocks, or no \
+             reserved mblock ready)",
+            st.sealed_puts, st.unsealed_puts
+        ));
+    }
     let d = mpool_object_store::dispatch_stats();
     notes.push(format!(
         "mpool's calls: {} ran their blocking work in place on the polling worker thread, {} on \

@@ -317,6 +317,14 @@ pub struct StoreStats {
     pub dropped_at_open: u64,
     /// mblocks the open freed (held by no object after a crash).
     pub freed_at_open: u64,
+    /// Puts since open committed by one write and one flush (a sealed
+    /// commit into a reserved mblock: objects of one mblock).
+    pub sealed_puts: u64,
+    /// Puts of content in mblocks since open committed the usual way (a
+    /// synced PUT record, then the mblocks' commits): objects of several
+    /// mblocks, or when no reserved mblock was ready (the class short of
+    /// space) or the content left no room for the seal.
+    pub unsealed_puts: u64,
 }
 
 /// One object of a listing, as [`MpoolStore::objects`] gives it.
@@ -535,6 +543,16 @@ impl MpoolStore {
             growths: self.cat.growths(),
             dropped_at_open: self.cat.repaired.0,
             freed_at_open: self.cat.repaired.1,
+            sealed_puts: self
+                .cat
+                .puts
+                .sealed
+                .load(std::sync::atomic::Ordering::Relaxed),
+            unsealed_puts: self
+                .cat
+                .puts
+                .unsealed
+                .load(std::sync::atomic::Ordering::Relaxed),
         })
     }
 
