@@ -764,7 +764,13 @@ impl Mlog {
                 self.dev.will_write(self.base() + at, ahead);
             }
         }
-        let mut g = if self.direct || self.inline.load(Ordering::Relaxed) {
+        // More appenders than twice the CPUs: the lock's holder is often
+        // a thread that was preempted holding it, and a spinner takes the
+        // CPU it needs; such appenders sleep on the lock at once (at eight
+        // threads on two CPUs, a quarter of all CPU time went to spinning
+        // on it: BENCHMARKS.md, session 24).
+        let crowded = inside.0 > crate::dev::cpus() * 2;
+        let mut g = if (self.direct || self.inline.load(Ordering::Relaxed)) && !crowded {
             crate::lock::lock_spin(
                 &self.st,
                 &self.spinners,
@@ -783,7 +789,7 @@ impl Mlog {
             let seq = placed.seq;
             self.appended.store(g.next_seq, Ordering::Release);
             self.end_hint.store(g.end, Ordering::Relaxed);
-            if inside.0 > crate::dev::cpus() * 2 {
+            if crowded {
                 // More appenders than CPUs can run: one preempted between
                 // placing its record and writing it would hold back every
                 // record placed after it, so the record is written under

@@ -1142,3 +1142,45 @@ fn a_record_written_late_holds_back_the_ones_after_it() {
         assert_eq!(all(&back), want);
     }
 }
+
+/// More appenders than twice the CPUs on a byte-addressable device: each
+/// sleeps on the log's lock instead of spinning and writes its record
+/// under it (`crowded` in `append_v`); every sync append is durable when
+/// it returns, at the place its LSN names, and the records of one thread
+/// keep their order.
+#[test]
+fn crowded_appenders_on_memory_write_under_the_lock_in_order() {
+    let size = 16u64 << 20;
+    let mem = Arc::new(MemDevice::new(size, 4096));
+    let dev: Arc<dyn Device> = mem.clone();
+    let log = Arc::new(Mlog::create(dev.clone(), 0..size, 26).unwrap());
+    assert!(log.direct);
+    let n = crate::dev::cpus() as usize * 2 + 6;
+    let done: Vec<(Lsn, usize)> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..n)
+            .map(|t| {
+                let log = &log;
+                s.spawn(move || {
+                    let mut last = None;
+                    (0..150)
+                        .map(|i| {
+                            let lsn = log.append(&rec(t * 1000 + i, 64 + i), true).unwrap();
+                            assert!(last.is_none_or(|l: Lsn| l.0 < lsn.0), "one thread's order");
+                            last = Some(lsn);
+                            (lsn, t * 1000 + i)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        hs.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(log.inside.load(std::sync::atomic::Ordering::Acquire), 0);
+    drop(log);
+    let back = Mlog::open(dev, 0..size, 26).unwrap();
+    let recs = all(&back);
+    assert_eq!(recs.len(), n * 150);
+    for (lsn, i) in done {
+        assert_eq!(recs[lsn.0 as usize], rec(i, 64 + i % 1000));
+    }
+}
