@@ -84,21 +84,6 @@ pub(crate) fn floor(
     Ok(fio::run_moving(bin, &job, true)?.1.iops)
 }
 
-/// The group-commit floor: one fio io_uring job keeping `threads` object
-/// writes in flight on `file`, with one fdatasync per `threads` writes
-/// (`FioJob::group_commit_writes`). Object writes per second.
-pub(crate) fn group_floor(
-    bin: &Path,
-    file: &Path,
-    file_size: u64,
-    obj: u64,
-    threads: usize,
-    secs: u64,
-) -> Result<f64> {
-    let job = FioJob::group_commit_writes(file, file_size, obj, threads, secs)?;
-    Ok(fio::run_moving(bin, &job, true)?.1.iops)
-}
-
 /// One of the four sides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Side {

@@ -701,9 +701,10 @@ pub fn run(a: &ObjstoreArgs) -> Result<Table> {
                     // Several tasks: also the floor of one flush shared by
                     // all their writes; the better of the two counts.
                     if tasks > 1 {
-                        let g = crate::churn::group_floor(
-                            bin, &floor_img, floor_size, size, tasks, a.fio_secs,
+                        let job = crate::fio::FioJob::group_commit_writes(
+                            &floor_img, floor_size, size, tasks, a.fio_secs,
                         )?;
+                        let g = crate::fio::run_moving(bin, &job, true)?.1.iops;
                         eprintln!(
                             "  fio group-commit floor {size} B, {tasks} in flight, round {r}: \
                              {g:.0} durable writes/s"
