@@ -890,13 +890,18 @@ impl Catalog {
     /// bytes would not fit (the compaction grows the catalog when its live
     /// state needs more room).
     fn maybe_compact(&self, need: u64) -> Result<()> {
-        let u = self.mdc()?.usage();
-        let full = u.len + log_cost(need, 1) > u.capacity;
-        if full || (u.len > u.capacity / 2 && u.len > 2 * self.compacted_len.load(Ordering::SeqCst))
-        {
-            self.compact_for(need)?;
+        if self.needs_compaction(need)? {
+            self.compact_if(need, true)?;
         }
         Ok(())
+    }
+
+    /// Whether [`Catalog::maybe_compact`] would compact now.
+    fn needs_compaction(&self, need: u64) -> Result<bool> {
+        let u = self.mdc()?.usage();
+        let full = u.len + log_cost(need, 1) > u.capacity;
+        Ok(full
+            || (u.len > u.capacity / 2 && u.len > 2 * self.compacted_len.load(Ordering::SeqCst)))
     }
 
     /// Compactions done since open (the open's own included).
@@ -912,8 +917,20 @@ impl Catalog {
 
     /// [`Catalog::compact`], leaving room for a record of `need` bytes.
     fn compact_for(&self, need: u64) -> Result<()> {
+        self.compact_if(need, false)
+    }
+
+    /// [`Catalog::compact_for`]; with `recheck`, only if the log still
+    /// needs it once this thread holds the catalog alone: the callers
+    /// that found the log full together wait for one compaction, which
+    /// makes room for all of them, instead of each compacting in turn
+    /// (eight tasks did eight compactions, a 0.4 s stall: session 24).
+    fn compact_if(&self, need: u64, recheck: bool) -> Result<()> {
         self.writable()?;
         let _x = write(&self.ops);
+        if recheck && !self.needs_compaction(need)? {
+            return Ok(());
+        }
         let mdc = self.mdc()?;
         // The sealed puts' records: the live state written below holds
         // them; their mblocks are adopted once it is durable.

@@ -207,6 +207,51 @@ fn renames_and_copies_share_mblocks_until_the_last_holder_goes() {
     common::assert_no_leak(&store);
 }
 
+/// Puts that find the catalog's log due for compaction together make one
+/// compaction, not one each: the others wait for it and find room after
+/// it (before, eight tasks made eight compactions in a row).
+#[test]
+fn concurrent_puts_that_find_the_log_due_share_one_compaction() {
+    let dir = common::scratch();
+    let img = common::format(dir.path(), 128 << 20, 1 << 20);
+    let store = common::open_store(&img);
+    // Overwrites of one path until the log passes half its capacity: the
+    // put that crossed it checked before it appended, so the log is due
+    // and nothing compacted it yet.
+    let start = store.stats().unwrap().compactions;
+    let v = vec![7u8; 2000];
+    let mut i = 0u64;
+    loop {
+        let st = store.stats().unwrap();
+        assert_eq!(st.compactions, start, "compacted while filling");
+        if st.log_bytes > st.log_capacity / 2 {
+            break;
+        }
+        store.put_blocking("fill", &v, PutMode::Overwrite).unwrap();
+        i += 1;
+        assert!(i < 100_000, "the log never filled");
+    }
+    let go = std::sync::Barrier::new(8);
+    std::thread::scope(|s| {
+        for t in 0..8 {
+            let (store, go, v) = (&store, &go, &v);
+            s.spawn(move || {
+                go.wait();
+                store
+                    .put_blocking(&format!("t{t}"), v, PutMode::Overwrite)
+                    .unwrap();
+            });
+        }
+    });
+    let st = store.stats().unwrap();
+    assert_eq!(st.compactions - start, 1, "{st:?}");
+    assert_eq!(st.objects, 9);
+    for t in 0..8 {
+        assert_eq!(store.get_blocking(&format!("t{t}")).unwrap(), v);
+    }
+    common::assert_no_leak(&store);
+}
+
 #[test]
 fn the_catalog_compacts_and_reopens() {
     let dir = common::scratch();
