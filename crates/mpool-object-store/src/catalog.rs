@@ -912,16 +912,13 @@ impl Catalog {
     /// Rewrite the catalog as its live state, in the MDC's other log, or
     /// in a larger MDC when the live state needs more than half of it.
     pub fn compact(&self) -> Result<()> {
-        self.compact_for(0)
+        self.compact_if(0, false)
     }
 
-    /// [`Catalog::compact`], leaving room for a record of `need` bytes.
-    fn compact_for(&self, need: u64) -> Result<()> {
-        self.compact_if(need, false)
-    }
-
-    /// [`Catalog::compact_for`]; with `recheck`, only if the log still
-    /// needs it once this thread holds the catalog alone: the callers
+    /// [`Catalog::compact`], leaving room for a record of `need` bytes;
+    /// with `recheck`, only if the log still needs it (see
+    /// [`Catalog::maybe_compact`]) once this thread holds the catalog
+    /// alone: the callers
     /// that found the log full together wait for one compaction, which
     /// makes room for all of them, instead of each compacting in turn
     /// (eight tasks did eight compactions, a 0.4 s stall: session 24).
@@ -945,7 +942,7 @@ impl Catalog {
         r
     }
 
-    /// [`Catalog::compact_for`], `ops` held exclusively.
+    /// [`Catalog::compact_if`], `ops` held exclusively.
     fn compact_locked(&self, mdc: Arc<Mdc>, need: u64) -> Result<()> {
         // Deletes issued so far become durable: no record need name them.
         std::mem::take(&mut crate::lock(&self.reg.inner).freed);
