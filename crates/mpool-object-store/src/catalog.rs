@@ -289,7 +289,7 @@ pub struct Catalog {
     /// Signalled when a refill of `reserve` ends.
     refilled: Condvar,
     /// Puts of content in mblocks since open, by how they committed.
-    pub puts: PutCounts,
+    puts: PutCounts,
     /// The store's tag for its reserved mblocks ([`owner_tag`]).
     owner: u64,
     /// PUT records of sealed puts not yet in the log, in order (see the
@@ -336,11 +336,11 @@ struct Reserve {
 
 /// Puts of content in mblocks, by how they committed.
 #[derive(Debug, Default)]
-pub struct PutCounts {
+struct PutCounts {
     /// By a seal (one write, one flush).
-    pub sealed: AtomicU64,
+    sealed: AtomicU64,
     /// The usual way (a synced PUT record, then the commits).
-    pub unsealed: AtomicU64,
+    unsealed: AtomicU64,
 }
 
 /// mblocks the reserve is refilled to, when it is below [`RESERVE_LOW`].
@@ -904,6 +904,14 @@ impl Catalog {
             || (u.len > u.capacity / 2 && u.len > 2 * self.compacted_len.load(Ordering::SeqCst)))
     }
 
+    /// Puts of content in mblocks since open: (sealed, the usual way).
+    pub fn put_counts(&self) -> (u64, u64) {
+        (
+            self.puts.sealed.load(Ordering::Relaxed),
+            self.puts.unsealed.load(Ordering::Relaxed),
+        )
+    }
+
     /// Compactions done since open (the open's own included).
     pub fn compactions(&self) -> u64 {
         self.compactions.load(Ordering::SeqCst)
@@ -1242,10 +1250,10 @@ impl Catalog {
                 }
             }
         };
-        if !committed && !extents.is_empty() {
-            self.puts.unsealed.fetch_add(1, Ordering::Relaxed);
-        }
         if !committed {
+            if !extents.is_empty() {
+                self.puts.unsealed.fetch_add(1, Ordering::Relaxed);
+            }
             for (i, x) in extents.iter().enumerate() {
                 if let Err(e) = self.pool.mblock_commit(x.id) {
                     // The record is durable and names mblocks that will
@@ -1276,10 +1284,12 @@ impl Catalog {
         Ok(Ok(entry))
     }
 
-    /// An mblock of the reserve, if one is ready (see [`Reserve`]): the
-    /// caller writes an object of at most one mblock into it and hands it
-    /// to [`Catalog::put`], or gives it back with [`Catalog::unreserve`]
-    /// after aborting it.
+    /// An mblock of the reserve (see [`Reserve`]), refilling it when half
+    /// is used and waiting for another thread's refill when none is ready;
+    /// `None` when the class is short of space. The caller writes an
+    /// object of at most one mblock into it and hands it to
+    /// [`Catalog::put`], or gives it back with [`Catalog::unreserve`] after
+    /// aborting it.
     pub fn take_reserved(&self) -> Option<mpool::MblockId> {
         if self.read_only {
             return None;

@@ -534,6 +534,7 @@ impl MpoolStore {
     pub fn stats(&self) -> Result<StoreStats, StoreError> {
         let (objects, bytes) = self.cat.totals();
         let u = self.cat.log_usage()?;
+        let (sealed_puts, unsealed_puts) = self.cat.put_counts();
         Ok(StoreStats {
             objects,
             bytes,
@@ -543,16 +544,8 @@ impl MpoolStore {
             growths: self.cat.growths(),
             dropped_at_open: self.cat.repaired.0,
             freed_at_open: self.cat.repaired.1,
-            sealed_puts: self
-                .cat
-                .puts
-                .sealed
-                .load(std::sync::atomic::Ordering::Relaxed),
-            unsealed_puts: self
-                .cat
-                .puts
-                .unsealed
-                .load(std::sync::atomic::Ordering::Relaxed),
+            sealed_puts,
+            unsealed_puts,
         })
     }
 
