@@ -10,6 +10,28 @@
 use std::sync::{Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
+/// A value alone on its cache lines: two of them, since the adjacent-line
+/// prefetcher fetches lines in pairs. Threads that write it then do not
+/// slow down threads using what would otherwise share its line (a lock
+/// stripe next to another, a counter next to read-mostly fields).
+#[repr(align(128))]
+#[derive(Debug, Default)]
+pub(crate) struct Padded<T>(pub(crate) T);
+
+impl<T> std::ops::Deref for Padded<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> std::ops::DerefMut for Padded<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        &mut self.0
+    }
+}
+
 /// Lock a mutex.
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -78,6 +100,39 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicU32, Ordering};
     use std::sync::Arc;
+
+    /// Padded values share no line, nor a pair of lines, with their
+    /// neighbours: stripes of locks in an array, a counter beside other
+    /// fields.
+    #[test]
+    fn padded_values_keep_two_lines_to_themselves() {
+        let a: [Padded<AtomicU32>; 3] = Default::default();
+        let at = |i: usize| std::ptr::from_ref(&a[i]) as usize;
+        assert_eq!(at(0) % 128, 0);
+        assert!(at(1) - at(0) >= 128 && at(2) - at(1) >= 128);
+        struct Beside {
+            _x: u8,
+            hot: Padded<AtomicU32>,
+            _y: u8,
+        }
+        let b = Beside {
+            _x: 0,
+            hot: Padded::default(),
+            _y: 0,
+        };
+        let hot = std::ptr::from_ref(&*b.hot) as usize;
+        for other in [
+            std::ptr::from_ref(&b._x) as usize,
+            std::ptr::from_ref(&b._y) as usize,
+        ] {
+            assert!(
+                other / 128 != hot / 128,
+                "a field shares the counter's lines"
+            );
+        }
+        a[1].store(7, Ordering::Relaxed);
+        assert_eq!(a[1].load(Ordering::Relaxed), 7);
+    }
 
     /// A lock taken spinning is the lock: the waiter gets it once the
     /// holder lets go, whether the hold ends within the spin budget or

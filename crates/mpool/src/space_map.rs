@@ -141,9 +141,14 @@ pub struct ClassMap {
     class: MediaClass,
     first: u32,
     end: u32,
-    regions: Vec<Mutex<Region>>,
+    /// Each region on lines of its own: threads allocating in their home
+    /// regions share no line.
+    regions: Vec<Padded<Mutex<Region>>>,
     spare_zones: AtomicU64,
-    free: AtomicU64,
+    /// Written by every allocation and release, on lines of its own: the
+    /// fields above, read by every one of them, stay in the readers'
+    /// caches.
+    free: Padded<AtomicU64>,
 }
 
 /// The calling thread's home number: threads are numbered in the order of
@@ -157,7 +162,7 @@ fn home() -> usize {
     HOME.with(|h| *h)
 }
 
-use crate::lock::lock;
+use crate::lock::{lock, Padded};
 
 impl ClassMap {
     /// Zones `first..end` are allocatable; `spare_pct` of them are held back.
@@ -166,13 +171,13 @@ impl ClassMap {
         let mut base = first;
         while base < end {
             let len = (end - base).min(REGION_ZONES);
-            regions.push(Mutex::new(Region {
+            regions.push(Padded(Mutex::new(Region {
                 base,
                 len,
                 used: vec![0; len.div_ceil(64) as usize],
                 free: len,
                 hint: 0,
-            }));
+            })));
             base += len;
         }
         let total = u64::from(end.saturating_sub(first));
@@ -182,7 +187,7 @@ impl ClassMap {
             end,
             regions,
             spare_zones: AtomicU64::new(total * u64::from(spare_pct) / 100),
-            free: AtomicU64::new(total),
+            free: Padded(AtomicU64::new(total)),
         }
     }
 
@@ -270,6 +275,7 @@ impl ClassMap {
         }
         self.regions
             .get(((zone - self.first) / REGION_ZONES) as usize)
+            .map(|r| &r.0)
             .ok_or(SpaceMapError::BadZone {
                 class: self.class,
                 zone,

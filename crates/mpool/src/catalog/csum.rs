@@ -20,7 +20,7 @@ use super::object::Obj;
 use super::{Catalog, ClassDev};
 use crate::error::{ObjectError, Result};
 use crate::format::record::CsumLayout;
-use crate::lock::{lock, read as rlock, write as wlock};
+use crate::lock::{lock, read as rlock, write as wlock, Padded};
 use crate::objid::ObjectId;
 use serde::Serialize;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -95,17 +95,27 @@ pub(crate) struct TableCache {
     /// memos ([`Catalog::with_table`]) tell pools apart by.
     pub(super) gen: u64,
     /// The entries in stripes by MDC (as `idmap`), so that threads
-    /// committing and deleting in different MDCs take different locks.
-    maps: [RwLock<TableMap>; super::idmap::STRIPES],
+    /// committing and deleting in different MDCs take different locks
+    /// (each stripe on lines of its own).
+    maps: [Padded<RwLock<TableMap>>; super::idmap::STRIPES],
+    /// The counters every insert and remove writes, on lines of their
+    /// own: the bound and the fields around the cache (the checksum
+    /// block size every allocation reads) stay in the readers' caches.
+    counts: Padded<Counts>,
+    cap: AtomicU64,
+}
+
+/// The epoch and the bytes held of a [`TableCache`].
+#[derive(Debug, Default)]
+struct Counts {
     tick: AtomicU64,
     bytes: AtomicU64,
-    cap: AtomicU64,
 }
 
 impl std::fmt::Debug for TableCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TableCache")
-            .field("bytes", &self.bytes.load(Ordering::Relaxed))
+            .field("bytes", &self.counts.bytes.load(Ordering::Relaxed))
             .field("cap", &self.cap.load(Ordering::Relaxed))
             .finish()
     }
@@ -116,9 +126,8 @@ impl Default for TableCache {
         static GEN: AtomicU64 = AtomicU64::new(1);
         TableCache {
             gen: GEN.fetch_add(1, Ordering::Relaxed),
-            maps: std::array::from_fn(|_| RwLock::new(TableMap::default())),
-            tick: AtomicU64::new(0),
-            bytes: AtomicU64::new(0),
+            maps: std::array::from_fn(|_| Padded(RwLock::new(TableMap::default()))),
+            counts: Padded::default(),
             cap: AtomicU64::new(DEFAULT_CSUM_CACHE_BYTES),
         }
     }
@@ -132,7 +141,7 @@ impl TableCache {
     pub(crate) fn get(&self, id: u64) -> Option<Arc<Table>> {
         let m = rlock(self.stripe(id));
         let e = m.get(&id)?;
-        let now = self.tick.load(Ordering::Relaxed);
+        let now = self.counts.tick.load(Ordering::Relaxed);
         if e.used.load(Ordering::Relaxed) != now {
             e.used.store(now, Ordering::Relaxed);
         }
@@ -147,12 +156,13 @@ impl TableCache {
         }
         let total = {
             let mut m = wlock(self.stripe(id));
-            let used = AtomicU64::new(self.tick.fetch_add(1, Ordering::Relaxed) + 1);
+            let used = AtomicU64::new(self.counts.tick.fetch_add(1, Ordering::Relaxed) + 1);
             if let Some(old) = m.insert(id, Entry { table, used }) {
-                self.bytes
+                self.counts
+                    .bytes
                     .fetch_sub(old.table.mem_bytes(), Ordering::Relaxed);
             }
-            self.bytes.fetch_add(n, Ordering::Relaxed) + n
+            self.counts.bytes.fetch_add(n, Ordering::Relaxed) + n
         };
         if total > cap {
             self.evict(cap - cap / 8, id);
@@ -173,31 +183,35 @@ impl TableCache {
         }
         by_age.sort_unstable();
         for (_, k) in by_age {
-            if self.bytes.load(Ordering::Relaxed) <= to {
+            if self.counts.bytes.load(Ordering::Relaxed) <= to {
                 break;
             }
             if let Some(e) = wlock(self.stripe(k)).remove(&k) {
-                self.bytes.fetch_sub(e.table.mem_bytes(), Ordering::Relaxed);
+                self.counts
+                    .bytes
+                    .fetch_sub(e.table.mem_bytes(), Ordering::Relaxed);
             }
         }
     }
 
     pub(crate) fn remove(&self, id: u64) {
         if let Some(e) = wlock(self.stripe(id)).remove(&id) {
-            self.bytes.fetch_sub(e.table.mem_bytes(), Ordering::Relaxed);
+            self.counts
+                .bytes
+                .fetch_sub(e.table.mem_bytes(), Ordering::Relaxed);
         }
     }
 
     pub(crate) fn set_cap(&self, cap: u64) {
         self.cap.store(cap, Ordering::Relaxed);
-        if self.bytes.load(Ordering::Relaxed) > cap {
+        if self.counts.bytes.load(Ordering::Relaxed) > cap {
             self.evict(cap, u64::MAX);
         }
     }
 
     /// Bytes of tables held.
     pub(crate) fn bytes(&self) -> u64 {
-        self.bytes.load(Ordering::Relaxed)
+        self.counts.bytes.load(Ordering::Relaxed)
     }
 }
 
@@ -292,6 +306,10 @@ pub(crate) struct Csums {
     pub(crate) shift: std::sync::atomic::AtomicU8,
     /// Mismatches found since open (each once).
     found: Mutex<Vec<Damage>>,
+    /// How many `found` holds (stored under its lock): a delete, which
+    /// forgets its object's mismatches, takes the lock only when there
+    /// are some, not on every delete of every thread.
+    found_len: std::sync::atomic::AtomicUsize,
     sink: std::sync::OnceLock<DamageSink>,
 }
 
@@ -322,6 +340,7 @@ impl Catalog {
                 return;
             }
             f.push(d);
+            c.found_len.store(f.len(), Ordering::Release);
         }
         tracing::warn!("{d}");
         if let Some(s) = c.sink.get() {
@@ -336,12 +355,21 @@ impl Catalog {
 
     /// Forget the mismatches found in `id` (deleted).
     pub(crate) fn forget_damage(&self, id: ObjectId) {
-        lock(&self.inner.csums.found).retain(|d| d.id != id);
+        let c = &self.inner.csums;
+        if c.found_len.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let mut f = lock(&c.found);
+        f.retain(|d| d.id != id);
+        c.found_len.store(f.len(), Ordering::Release);
     }
 
     /// Replace the mismatches found with `found` (a full scrub's).
     pub(crate) fn reset_damage(&self, found: &[Damage]) {
-        *lock(&self.inner.csums.found) = found.to_vec();
+        let c = &self.inner.csums;
+        let mut f = lock(&c.found);
+        *f = found.to_vec();
+        c.found_len.store(f.len(), Ordering::Release);
     }
 
     /// Where mismatches go as they are found (once).

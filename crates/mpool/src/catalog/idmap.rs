@@ -8,7 +8,7 @@
 //! one multiplication instead of SipHash, which cost more than the lookup
 //! around it (BENCHMARKS.md, session 22).
 
-use crate::lock::lock;
+use crate::lock::{lock, Padded};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Mutex;
@@ -55,9 +55,10 @@ pub(crate) fn stripe_of(id: u64) -> usize {
     ((id >> 4) & 0xff) as usize % STRIPES
 }
 
-/// A map from object ID to `V` in [`STRIPES`] locked stripes.
+/// A map from object ID to `V` in [`STRIPES`] locked stripes, each on
+/// lines of its own (threads in neighbouring stripes share no line).
 pub(crate) struct IdMap<V> {
-    stripes: [Mutex<IdHashMap<V>>; STRIPES],
+    stripes: [Padded<Mutex<IdHashMap<V>>>; STRIPES],
 }
 
 impl<V> std::fmt::Debug for IdMap<V> {
@@ -70,7 +71,7 @@ impl<V> std::fmt::Debug for IdMap<V> {
 impl<V: Clone> IdMap<V> {
     pub(crate) fn new() -> Self {
         IdMap {
-            stripes: std::array::from_fn(|_| Mutex::new(HashMap::default())),
+            stripes: std::array::from_fn(|_| Padded(Mutex::new(HashMap::default()))),
         }
     }
 
