@@ -21,9 +21,12 @@
 //! left for the flusher.
 //!
 //! On a device that takes writes of any bytes (memory, a file mapped in
-//! it: [`Device::write_bytes`]) none of that applies: each append frames
-//! its record straight onto the device under the log's lock, as a flush set
-//! of its own, and returns durable. The device's bytes are the records'
+//! it: [`Device::write_bytes`]) none of that applies: each append places
+//! its record under the log's lock, frames it straight onto the device
+//! without the lock, marks it written in a ring of marks (moving the
+//! durable counter over every record marked), and returns once every
+//! record before it is written too. Records placed while others are
+//! being written join their flush set. The device's bytes are the records'
 //! and block headers' only; padding and the rest of the last block keep
 //! what they held, which the recovery rules never take for records (only
 //! the current epoch's records follow the last one, and this epoch wrote
@@ -64,6 +67,7 @@ mod scan;
 pub use scan::{ScanResult, MIRRORED_MAX_RECORD};
 
 use crate::dev::{DevError, Device};
+use crate::lock::Padded;
 use crate::io::{AlignedBuf, IoReq};
 use image::Image;
 use format::{
@@ -273,10 +277,11 @@ struct State {
     /// First record of the last flush set the open scan found.
     open_tail: Option<u64>,
     /// A log written straight onto its device: the records placed and
-    /// being written without the lock, oldest first (seq, end, written).
-    /// Records join the open flush set while any is in flight; the set
-    /// closes when the last of them is written.
-    pending: VecDeque<(u64, u64, bool)>,
+    /// not yet known durable here, oldest first (seq, end). Records join
+    /// the open flush set while any is in flight; the set closes when the
+    /// last of them is written (seen by `Mlog::catch_up`: their writers
+    /// mark them in `Mlog::written`, without the lock).
+    pending: VecDeque<(u64, u64)>,
 }
 
 /// A record placed in a log written straight onto its device, to be
@@ -436,10 +441,31 @@ pub struct Mlog {
     /// `State::durable_seq` of a log written straight onto its device,
     /// mirrored: appenders waiting for the records before theirs watch it
     /// without the lock.
-    durable_hint: AtomicU64,
+    /// On lines of its own: waiters spin reading it while appenders write
+    /// the counters around it.
+    durable_hint: Padded<AtomicU64>,
     /// Appenders in a log written straight onto its device now.
     inside: AtomicU32,
+    /// A log written straight onto its device: slot `seq % RING` holds
+    /// `seq + 1` once record `seq` is written. The writer of a record
+    /// marks it here and moves `durable_hint` over every record marked
+    /// from there on, without the log's lock: an append takes the lock
+    /// once, to place its record (each slot on lines of its own: the
+    /// writers of neighbouring records share no line). Empty otherwise.
+    written: Box<[Padded<AtomicU64>]>,
+    /// Threads asleep in [`Mlog::wait_direct`]: a writer that moved
+    /// `durable_hint` takes the lock to wake them only when there are.
+    sleeping: AtomicU32,
 }
+
+/// Slots of [`Mlog::written`]: records placed and not yet durable at
+/// once. Each belongs to an appender waiting for it, so more only when
+/// more threads append at once; the placing appender then waits.
+#[cfg(not(test))]
+const RING: u64 = 64;
+/// Few in unit tests, so that appenders fill them.
+#[cfg(test)]
+const RING: u64 = 4;
 
 /// One appender counted in `Mlog::inside` while it lives: (the count with
 /// it, the counter).
@@ -659,8 +685,14 @@ impl Mlog {
             joined: Condvar::new(),
             inline: std::sync::atomic::AtomicBool::new(false),
             end_hint: AtomicU64::new(end),
-            durable_hint: AtomicU64::new(next_seq_hint),
+            durable_hint: Padded(AtomicU64::new(next_seq_hint)),
             inside: AtomicU32::new(0),
+            written: if direct {
+                (0..RING).map(|_| Padded(AtomicU64::new(0))).collect()
+            } else {
+                Box::new([])
+            },
+            sleeping: AtomicU32::new(0),
             max_rec: (
                 geom.max_record().min(u64::from(u32::MAX)),
                 geom.max_record_mirrored()
@@ -671,7 +703,9 @@ impl Mlog {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        crate::lock::lock(&self.st)
+        let mut g = crate::lock::lock(&self.st);
+        self.catch_up(&mut g);
+        g
     }
 
     fn base(&self) -> u64 {
@@ -779,34 +813,41 @@ impl Mlog {
         } else {
             self.lock()
         };
+        self.catch_up(&mut g);
         let max = self.max_for(g.mirrored);
         if len > max {
             return Err(MlogError::RecordTooLarge { len, max });
         }
         usable(&g)?;
         if self.direct {
+            while g.next_seq - g.durable_seq >= RING {
+                // Every slot holds a record in flight (more appenders
+                // than slots): theirs are written without the lock.
+                drop(g);
+                std::thread::yield_now();
+                g = self.lock();
+                usable(&g)?;
+            }
             let mut placed = self.place_direct(&mut g, len)?;
             let seq = placed.seq;
-            self.appended.store(g.next_seq, Ordering::Release);
             self.end_hint.store(g.end, Ordering::Relaxed);
-            if crowded {
-                // More appenders than CPUs can run: one preempted between
-                // placing its record and writing it would hold back every
-                // record placed after it, so the record is written under
-                // the lock (the lock's holder is the only one at risk).
+            // More appenders than CPUs can run: one preempted between
+            // placing its record and writing it would hold back every
+            // record placed after it, so the record is written under the
+            // lock (the lock's holder is the only one at risk).
+            let r = if crowded {
                 let r = self.write_placed(&mut placed, parts);
-                self.complete_direct(&mut g, seq, r)?;
+                drop(g);
+                r
             } else {
                 drop(g);
-                let r = self.write_placed(&mut placed, parts);
-                g = crate::lock::lock_spin(
-                    &self.st,
-                    &self.spinners,
-                    Duration::from_nanos(LOCK_SPIN_NS),
-                );
-                self.complete_direct(&mut g, seq, r)?;
+                self.write_placed(&mut placed, parts)
+            };
+            self.complete_direct(seq, r)?;
+            if self.durable_hint.load(Ordering::Acquire) > seq {
+                return Ok(Lsn(seq));
             }
-            let (_g, r) = self.wait_direct(g, seq);
+            let (_g, r) = self.wait_direct(self.lock(), seq);
             return r.map(|()| Lsn(seq));
         }
         let seq = self.encode(&mut g, parts, len)?;
@@ -912,6 +953,12 @@ impl Mlog {
         g.buf_block = 0;
         g.written_end = 0;
         g.durable_seq = 0;
+        // Nothing is in flight (every record was waited for above): the
+        // marks of the old sequence numbers go before the numbers start
+        // again, or a stale one would pass for a new record written.
+        for w in self.written.iter() {
+            w.store(0, Ordering::Relaxed);
+        }
         self.durable_hint.store(0, Ordering::Release);
         g.pending.clear();
         g.unflushed = None;
@@ -1584,7 +1631,7 @@ impl Mlog {
         g.end = end;
         g.buf.clear();
         g.buf_block = end / self.geom.bs;
-        g.pending.push_back((seq, end, false));
+        g.pending.push_back((seq, end));
         Ok(placed)
     }
 
@@ -1612,47 +1659,77 @@ impl Mlog {
         Ok(self.dev.flush()?)
     }
 
-    /// The write of placed record `seq` ended with `r` (under the lock):
-    /// the records written up to the first still being written become
-    /// durable, and the flush set closes when none is left. A failed write
-    /// fails the log.
-    fn complete_direct(&self, g: &mut State, seq: u64, r: Result<()>) -> Result<()> {
+    /// The write of placed record `seq` ended with `r` (called without
+    /// the lock). Written: marked in `written`, and `durable_hint` moves
+    /// over every record marked from where it stands (by whichever writer
+    /// finds the next one marked: the one whose record was the last
+    /// missing, or one that marked its own after that). Failed: the log
+    /// fails.
+    fn complete_direct(&self, seq: u64, r: Result<()>) -> Result<()> {
         if let Err(e) = r {
-            g.failed.get_or_insert_with(|| e.to_string());
-            self.wake_direct(g);
+            self.lock().failed.get_or_insert_with(|| e.to_string());
+            self.cv[0].notify_all();
             return Err(e);
         }
-        let front = g.pending.front().map_or(seq, |f| f.0);
-        let at = seq.checked_sub(front).and_then(|i| usize::try_from(i).ok());
-        if let Some(p) = at.and_then(|i| g.pending.get_mut(i)) {
-            p.2 = true;
-        }
-        let mut advanced = false;
-        while let Some(&(s, end, true)) = g.pending.front() {
-            g.pending.pop_front();
-            g.written_end = end;
-            g.durable_seq = s + 1;
-            advanced = true;
-        }
-        if advanced {
-            self.durable_hint.store(g.durable_seq, Ordering::Release);
-            if g.pending.is_empty() {
-                // The flush set is whole: the next record begins another.
-                g.last_set_records = g.next_seq - g.batch_first.unwrap_or(g.next_seq);
-                g.batch_first = None;
-                next_set(g);
-                self.flushes_done.fetch_add(1, Ordering::Release);
+        let slot = |n: u64| &self.written[(n % RING) as usize];
+        // Sequentially consistent, the mark and the moves: a writer that
+        // marks its record after another one looked at its slot sees
+        // that one's move, and moves on from there itself.
+        slot(seq).store(seq + 1, Ordering::SeqCst);
+        let mut moved = false;
+        loop {
+            let d = self.durable_hint.load(Ordering::SeqCst);
+            if slot(d).load(Ordering::SeqCst) != d + 1 {
+                break;
             }
-            self.wake_direct(g);
+            moved |= self
+                .durable_hint
+                .compare_exchange(d, d + 1, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok();
+        }
+        if moved && self.sleeping.load(Ordering::SeqCst) > 0 {
+            // A sleeper counts itself and looks at `durable_hint` under
+            // the lock before it sleeps: once the lock is had, it either
+            // saw the move or sleeps on the condition variable.
+            drop(self.lock());
+            self.cv[0].notify_all();
         }
         Ok(())
     }
 
-    /// Wake the threads waiting in [`Mlog::wait_direct`], if any.
-    fn wake_direct(&self, g: &State) {
-        if g.sleepers[0] > 0 {
-            self.cv[0].notify_all();
+    /// Take in what the writers of a log written straight onto its device
+    /// did without the lock: the records before `durable_hint` are
+    /// durable, and once none is left in flight the flush set is whole
+    /// (the next record begins another).
+    fn catch_up(&self, g: &mut State) {
+        if !self.direct {
+            return;
         }
+        let d = self.durable_hint.load(Ordering::Acquire);
+        if g.durable_seq >= d {
+            return;
+        }
+        while let Some(&(s, end)) = g.pending.front() {
+            if s >= d {
+                break;
+            }
+            g.pending.pop_front();
+            g.written_end = end;
+        }
+        g.durable_seq = d;
+        if g.pending.is_empty() {
+            g.last_set_records = g.next_seq - g.batch_first.unwrap_or(g.next_seq);
+            g.batch_first = None;
+            next_set(g);
+            self.flushes_done.fetch_add(1, Ordering::Release);
+        }
+    }
+
+    /// Whether record `seq` of a log written straight onto its device is
+    /// marked written (tests).
+    #[cfg(test)]
+    fn is_written(&self, seq: u64) -> bool {
+        self.written[(seq % RING) as usize].load(Ordering::SeqCst) == seq + 1
     }
 
     /// Wait until record `seq` of a log written straight onto its device is
@@ -1665,6 +1742,7 @@ impl Mlog {
     ) -> (MutexGuard<'a, State>, Result<()>) {
         let mut spun = false;
         loop {
+            self.catch_up(&mut g);
             if let Some(r) = settled(&g, seq) {
                 return (g, r);
             }
@@ -1678,9 +1756,14 @@ impl Mlog {
                 g = self.lock();
                 continue;
             }
-            g.sleepers[0] += 1;
+            // Counted before the last look (see `complete_direct`).
+            self.sleeping.fetch_add(1, Ordering::SeqCst);
+            if self.durable_hint.load(Ordering::SeqCst) > seq || g.failed.is_some() {
+                self.sleeping.fetch_sub(1, Ordering::SeqCst);
+                continue;
+            }
             g = crate::lock::wait(&self.cv[0], g);
-            g.sleepers[0] -= 1;
+            self.sleeping.fetch_sub(1, Ordering::SeqCst);
         }
     }
 
