@@ -835,15 +835,17 @@ impl Mlog {
             // placing its record and writing it would hold back every
             // record placed after it, so the record is written under the
             // lock (the lock's holder is the only one at risk).
-            let r = if crowded {
+            // It is marked written under the lock too: an appender
+            // preempted between the two would hold back everyone after it.
+            if crowded {
                 let r = self.write_placed(&mut placed, parts);
+                self.complete_direct(Some(&mut g), seq, r)?;
                 drop(g);
-                r
             } else {
                 drop(g);
-                self.write_placed(&mut placed, parts)
-            };
-            self.complete_direct(seq, r)?;
+                let r = self.write_placed(&mut placed, parts);
+                self.complete_direct(None, seq, r)?;
+            }
             if self.durable_hint.load(Ordering::Acquire) > seq {
                 return Ok(Lsn(seq));
             }
@@ -1659,15 +1661,18 @@ impl Mlog {
         Ok(self.dev.flush()?)
     }
 
-    /// The write of placed record `seq` ended with `r` (called without
-    /// the lock). Written: marked in `written`, and `durable_hint` moves
-    /// over every record marked from where it stands (by whichever writer
-    /// finds the next one marked: the one whose record was the last
-    /// missing, or one that marked its own after that). Failed: the log
-    /// fails.
-    fn complete_direct(&self, seq: u64, r: Result<()>) -> Result<()> {
+    /// The write of placed record `seq` ended with `r` (`held`: the
+    /// log's state when the caller holds the lock). Written: marked in
+    /// `written`, and `durable_hint` moves over every record marked from
+    /// where it stands (by whichever writer finds the next one marked:
+    /// the one whose record was the last missing, or one that marked its
+    /// own after that). Failed: the log fails.
+    fn complete_direct(&self, held: Option<&mut State>, seq: u64, r: Result<()>) -> Result<()> {
         if let Err(e) = r {
-            self.lock().failed.get_or_insert_with(|| e.to_string());
+            match held {
+                Some(g) => g.failed.get_or_insert_with(|| e.to_string()),
+                None => self.lock().failed.get_or_insert_with(|| e.to_string()),
+            };
             self.cv[0].notify_all();
             return Err(e);
         }
@@ -1689,9 +1694,12 @@ impl Mlog {
         }
         if moved && self.sleeping.load(Ordering::SeqCst) > 0 {
             // A sleeper counts itself and looks at `durable_hint` under
-            // the lock before it sleeps: once the lock is had, it either
-            // saw the move or sleeps on the condition variable.
-            drop(self.lock());
+            // the lock before it sleeps: once the lock is had (here or by
+            // the caller), it either saw the move or sleeps on the
+            // condition variable.
+            if held.is_none() {
+                drop(self.lock());
+            }
             self.cv[0].notify_all();
         }
         Ok(())
