@@ -1143,6 +1143,47 @@ fn a_record_written_late_holds_back_the_ones_after_it() {
     }
 }
 
+/// `n` threads append `each` sync records to `log` at once, record `k`
+/// being `rec(k, 64 + k % 1000)` for `k = base + thread * 1000 + i`:
+/// every append is durable when it returns and the records of one thread
+/// keep their order. Returns each record's LSN and `k`.
+fn append_from_threads(log: &Mlog, n: usize, each: usize, base: usize) -> Vec<(Lsn, usize)> {
+    use std::sync::atomic::Ordering;
+    std::thread::scope(|s| {
+        let hs: Vec<_> = (0..n)
+            .map(|t| {
+                s.spawn(move || {
+                    let mut last = None;
+                    (0..each)
+                        .map(|i| {
+                            let k = base + t * 1000 + i;
+                            let lsn = log.append(&rec(k, 64 + i), true).unwrap();
+                            let durable = log.durable_hint.load(Ordering::Acquire);
+                            assert!(durable > lsn.0, "{lsn:?} returned, durable {durable}");
+                            assert!(last.is_none_or(|l: Lsn| l.0 < lsn.0), "one thread's order");
+                            last = Some(lsn);
+                            (lsn, k)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        hs.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    })
+}
+
+/// The log on `dev` reopened holds exactly the records `done` names, each
+/// at its LSN (as [`append_from_threads`] made them), and no corruption.
+fn reopened_holds(dev: &Arc<dyn Device>, size: u64, id: u64, done: &[(Lsn, usize)]) {
+    let back = Mlog::open(dev.clone(), 0..size, id).unwrap();
+    assert!(back.corruption().is_none(), "{:?}", back.corruption());
+    let recs = all(&back);
+    assert_eq!(recs.len(), done.len());
+    for &(lsn, k) in done {
+        assert_eq!(recs[lsn.0 as usize], rec(k, 64 + k % 1000));
+    }
+}
+
 /// More appenders than twice the CPUs on a byte-addressable device: each
 /// sleeps on the log's lock instead of spinning and writes its record
 /// under it (`crowded` in `append_v`); every sync append is durable when
@@ -1151,38 +1192,13 @@ fn a_record_written_late_holds_back_the_ones_after_it() {
 #[test]
 fn crowded_appenders_on_memory_write_under_the_lock_in_order() {
     let size = 16u64 << 20;
-    let mem = Arc::new(MemDevice::new(size, 4096));
-    let dev: Arc<dyn Device> = mem.clone();
-    let log = Arc::new(Mlog::create(dev.clone(), 0..size, 26).unwrap());
+    let dev: Arc<dyn Device> = Arc::new(MemDevice::new(size, 4096));
+    let log = Mlog::create(dev.clone(), 0..size, 26).unwrap();
     assert!(log.direct);
-    let n = crate::dev::cpus() as usize * 2 + 6;
-    let done: Vec<(Lsn, usize)> = std::thread::scope(|s| {
-        let hs: Vec<_> = (0..n)
-            .map(|t| {
-                let log = &log;
-                s.spawn(move || {
-                    let mut last = None;
-                    (0..150)
-                        .map(|i| {
-                            let lsn = log.append(&rec(t * 1000 + i, 64 + i), true).unwrap();
-                            assert!(last.is_none_or(|l: Lsn| l.0 < lsn.0), "one thread's order");
-                            last = Some(lsn);
-                            (lsn, t * 1000 + i)
-                        })
-                        .collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        hs.into_iter().flat_map(|h| h.join().unwrap()).collect()
-    });
+    let done = append_from_threads(&log, crate::dev::cpus() as usize * 2 + 6, 150, 0);
     assert_eq!(log.inside.load(std::sync::atomic::Ordering::Acquire), 0);
     drop(log);
-    let back = Mlog::open(dev, 0..size, 26).unwrap();
-    let recs = all(&back);
-    assert_eq!(recs.len(), n * 150);
-    for (lsn, i) in done {
-        assert_eq!(recs[lsn.0 as usize], rec(i, 64 + i % 1000));
-    }
+    reopened_holds(&dev, size, 26, &done);
 }
 
 /// Appenders on a byte-addressable device, as many as twice the CPUs (so
@@ -1193,56 +1209,27 @@ fn crowded_appenders_on_memory_write_under_the_lock_in_order() {
 /// leaves no mark of the old records that a new one could pass for.
 #[test]
 fn appenders_on_memory_mark_their_records_and_each_is_durable_on_return() {
-    use std::sync::atomic::Ordering;
     let size = 16u64 << 20;
-    let mem = Arc::new(MemDevice::new(size, 4096));
-    let dev: Arc<dyn Device> = mem.clone();
-    let log = Arc::new(Mlog::create(dev.clone(), 0..size, 28).unwrap());
+    let dev: Arc<dyn Device> = Arc::new(MemDevice::new(size, 4096));
+    let log = Mlog::create(dev.clone(), 0..size, 28).unwrap();
     assert!(log.direct);
     let n = (crate::dev::cpus() as usize * 2).max(RING as usize + 1);
-    let run = |log: &Arc<Mlog>, base: usize| -> Vec<(Lsn, usize)> {
-        std::thread::scope(|s| {
-            let hs: Vec<_> = (0..n)
-                .map(|t| {
-                    s.spawn(move || {
-                        (0..200)
-                            .map(|i| {
-                                let k = base + t * 1000 + i;
-                                let lsn = log.append(&rec(k, 64 + i), true).unwrap();
-                                let durable = log.durable_hint.load(Ordering::Acquire);
-                                assert!(durable > lsn.0, "{lsn:?} returned, durable {durable}");
-                                (lsn, k)
-                            })
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            hs.into_iter().flat_map(|h| h.join().unwrap()).collect()
-        })
-    };
-    let check = |log: &Arc<Mlog>, done: &[(Lsn, usize)]| {
+    let settled = |log: &Mlog, records: usize| {
         let g = log.lock();
         assert!(g.pending.is_empty() && g.durable_seq == g.next_seq);
-        assert_eq!(g.next_seq, done.len() as u64);
-        drop(g);
-        let back = Mlog::open(dev.clone(), 0..size, 28).unwrap();
-        assert!(back.corruption().is_none(), "{:?}", back.corruption());
-        let recs = all(&back);
-        assert_eq!(recs.len(), done.len());
-        for &(lsn, k) in done {
-            assert_eq!(recs[lsn.0 as usize], rec(k, 64 + k % 1000));
-        }
+        assert_eq!(g.next_seq, records as u64);
     };
-    let first = run(&log, 0);
-    check(&log, &first);
+    let first = append_from_threads(&log, n, 200, 0);
+    settled(&log, first.len());
+    reopened_holds(&dev, size, 28, &first);
     log.erase(0).unwrap();
-    // Fewer records than before: every new sequence number was used by
-    // the old generation, and its slot held that record's mark.
+    // The sequence numbers start again at 0: the old generation's last
+    // records left their marks in the slots the new ones use.
     assert_eq!(log.append(&rec(7, 64 + 7), true).unwrap(), Lsn(0));
     let mut second = vec![(Lsn(0), 7)];
-    second.extend(run(&log, 500_000));
-    second.sort();
-    check(&log, &second);
+    second.extend(append_from_threads(&log, n, 200, 500_000));
+    settled(&log, second.len());
+    reopened_holds(&dev, size, 28, &second);
 }
 
 /// An erase clears the marks of written records (`Mlog::written`) before
