@@ -375,7 +375,7 @@ pub fn run(args: &MlogArgs) -> Result<Table> {
             "threads", "mpool IOPS", "fio fdsync IOPS", "mpool/fdsync", "fio O_SYNC IOPS", "mpool/osync",
             "mpool p50 us", "mpool p99 us", "mpool p99.9 us", "fdsync p50 us", "fdsync p99 us", "fdsync p99.9 us", "osync p50 us", "osync p99 us", "osync p99.9 us",
             "CPUs used", "CPU us/app", "fdsync CPU us/op", "osync CPU us/op", "writes/app", "KiB/app", "flushes/app", "flush ms/s", "write ms/s",
-            "floor IOPS", "mpool/floor",
+            "floor IOPS", "mpool/floor", "line ns",
         ]
         .map(String::from)
         .to_vec(),
@@ -422,8 +422,14 @@ pub fn run(args: &MlogArgs) -> Result<Table> {
         for &n in &args.threads {
             let mut ms = Vec::new();
             let (mut fds, mut oss, mut fls) = (Vec::new(), Vec::new(), Vec::new());
+            let mut lines = Vec::new();
             for round in 1..=rounds {
                 log.erase(0)?;
+                // Where the host placed the two CPUs for this slice: a
+                // line's round trip between them (see `machine`).
+                if let Some(t) = crate::machine::cache_line_round_trip() {
+                    lines.push(t.ns);
+                }
                 eprintln!("mlog {n} thread(s), round {round}/{rounds}: mpool, fio --fdatasync=1, fio --sync=1, fio floor ...");
                 ms.push(mpool_case(
                     &log,
@@ -481,6 +487,7 @@ pub fn run(args: &MlogArgs) -> Result<Table> {
                 format!("{:.0}", m.dev.write_ns as f64 / 1e6 / m.secs),
                 o(fl.map(|f| f.iops), fmt_rate),
                 fmt_ratio(r_fl),
+                line_range(&lines),
             ]);
             t.json_rows.push(json!({
                 "threads": n,
@@ -492,6 +499,7 @@ pub fn run(args: &MlogArgs) -> Result<Table> {
                 "ratio_osync": r_os,
                 "fio_floor": fl.map(|f| json!({ "bs": allowed, "iops": f.iops, "p50_ns": f.p50, "p99_ns": f.p99, "p999_ns": f.p999, "cpu_ns_per_op": f.cpu_us * 1e3 })),
                 "ratio_floor": r_fl,
+                "line_round_trip_ns": lines,
                 "per_append": {
                     "device_writes": per(m.dev.writes),
                     "submits": per(m.dev.submits),
@@ -554,6 +562,7 @@ pub fn run(args: &MlogArgs) -> Result<Table> {
                 floors.join("; ")
             ));
         }
+        t.notes.push("line ns: a cache line's round trip between two CPUs, measured before each mpool slice (lowest-highest over the slices): a host that places the virtual CPUs far apart makes every line the appenders share dearer, which fio's independent jobs do not notice (BENCHMARKS.md, session 25)".into());
         t.notes.push("CPUs used: mpool's process CPU time over wall time (below the thread count when other processes hold the CPUs); CPU us/app, CPU us/op: CPU time per append or write (fio: its usr+sys), which other processes on the CPUs disturb less than rates; writes/app, KiB/app, flushes/app: device operations per append (counting device); flush/write ms/s: time inside fdatasync / writes per second of run, summed over threads (one call in 16 timed, scaled up)".into());
         Ok(())
     })();
@@ -562,4 +571,17 @@ pub fn run(args: &MlogArgs) -> Result<Table> {
     }
     res?;
     Ok(t)
+}
+
+/// The lowest and highest of the slices' line round trips, in ns.
+fn line_range(ns: &[f64]) -> String {
+    let lo = ns.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = ns.iter().copied().fold(0.0, f64::max);
+    if ns.is_empty() {
+        "-".into()
+    } else if hi - lo < 1.0 {
+        format!("{lo:.0}")
+    } else {
+        format!("{lo:.0}-{hi:.0}")
+    }
 }
