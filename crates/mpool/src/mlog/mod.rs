@@ -805,15 +805,16 @@ impl Mlog {
         // on it: BENCHMARKS.md, session 24).
         let crowded = inside.0 > crate::dev::cpus() * 2;
         let mut g = if (self.direct || self.inline.load(Ordering::Relaxed)) && !crowded {
-            crate::lock::lock_spin(
+            let mut g = crate::lock::lock_spin(
                 &self.st,
                 &self.spinners,
                 Duration::from_nanos(LOCK_SPIN_NS),
-            )
+            );
+            self.catch_up(&mut g);
+            g
         } else {
             self.lock()
         };
-        self.catch_up(&mut g);
         let max = self.max_for(g.mirrored);
         if len > max {
             return Err(MlogError::RecordTooLarge { len, max });
