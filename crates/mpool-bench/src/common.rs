@@ -298,6 +298,10 @@ impl Device for Counting {
         self.inner.will_write(offset, len)
     }
 
+    fn prepare_writes(&self, offset: u64, len: u64) {
+        self.inner.prepare_writes(offset, len)
+    }
+
     fn flush(&self) -> Result<(), DevError> {
         let t = Instant::now();
         let r = self.inner.flush();

@@ -198,6 +198,10 @@ impl Device for Sampled {
         self.inner.will_write(offset, len)
     }
 
+    fn prepare_writes(&self, offset: u64, len: u64) {
+        self.inner.prepare_writes(offset, len)
+    }
+
     fn flush(&self) -> Result<(), DevError> {
         self.add(3, 1);
         self.timed(5, || self.inner.flush())

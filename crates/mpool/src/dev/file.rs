@@ -280,7 +280,11 @@ impl Mapping {
         let dst = self.at(offset, data.len()).ok_or_else(past_end)?;
         // SAFETY: `dst` points to `data.len()` bytes inside the mapping
         // (`at`), writable (the device is read-write), not overlapping
-        // `data`.
+        // `data`. Another copy may write the same range at once: an mlog
+        // appender and a waiter writing its record for it (`Mlog::help`)
+        // copy the same bytes, as two `pwrite`s of one record to a file
+        // would; the mapping is shared memory, which other processes may
+        // write too, never read or written through references.
         unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), dst, data.len()) };
         Ok(())
     }
@@ -696,6 +700,17 @@ impl Device for FileDevice {
     fn will_write(&self, offset: u64, len: u64) {
         if let Some(m) = &self.map {
             m.prepare(offset, len);
+        }
+    }
+
+    fn prepare_writes(&self, offset: u64, len: u64) {
+        if let Some(m) = self.map.as_ref().filter(|m| m.writable) {
+            let (Ok(off), Ok(n)) = (usize::try_from(offset), usize::try_from(len)) else {
+                return;
+            };
+            if off < m.len {
+                m.populate(off, n.min(m.len - off));
+            }
         }
     }
 

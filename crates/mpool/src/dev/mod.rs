@@ -285,12 +285,21 @@ pub trait Device: Send + Sync + fmt::Debug {
     }
 
     /// A hint: writes to `offset..offset + len` are coming soon. A device
-    /// that can do part of their work ahead does it now, on the caller's
-    /// thread (a file mapped in memory makes the page table entries of
-    /// the range, which a write would otherwise make under whatever lock
-    /// its caller holds). Never fails; a no-op by default. A device that
-    /// wraps another forwards it.
+    /// that can do part of their work ahead starts it now, without holding
+    /// up the caller (a file mapped in memory has a thread of its own make
+    /// the page table entries of the range, which a write would otherwise
+    /// make itself, faulting). Never fails; a no-op by default. A device
+    /// that wraps another forwards it.
     fn will_write(&self, offset: u64, len: u64) {
+        let _ = (offset, len);
+    }
+
+    /// Writes to `offset..offset + len` will come over a long time (a log's
+    /// extent): what the device can do ahead for all of them it does now,
+    /// on the caller's thread (a file mapped in memory makes the page
+    /// table entries of the range: about 70 ms a GiB on tmpfs). Never
+    /// fails; a no-op by default. A device that wraps another forwards it.
+    fn prepare_writes(&self, offset: u64, len: u64) {
         let _ = (offset, len);
     }
 

@@ -76,7 +76,7 @@ use format::{
 use scan::{Chain, DevBlocks, LogView, SliceBlocks, Step};
 use std::collections::VecDeque;
 use std::ops::Range;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -170,9 +170,22 @@ const INLINE_MAX_NS: u64 = 2_000;
 /// How long an appender spins for the lock when flushes are made under
 /// it, before it sleeps on it (a few flushes' worth).
 const LOCK_SPIN_NS: u64 = 8_000;
-/// How far past the log's end an appender announces writes
-/// ([`Device::will_write`]).
-const WILL_WRITE_AHEAD: u64 = 512 << 10;
+/// How long the record every waiter waits for may stay unwritten, on a
+/// log written straight onto its device, before a waiter writes it for
+/// its appender (preempted, most likely: an append's own write of a
+/// 4 KiB record takes under a microsecond on memory).
+const HELP_AFTER_NS: u64 = 5_000;
+/// Rounds of [`SPIN_MAX_NS`] a waiter on such a log spins (and helps)
+/// without seeing a record become durable before it sleeps instead.
+const SPIN_ROUNDS: u32 = 4;
+/// How far past the log's end appenders keep writes announced
+/// ([`Device::will_write`]): on a mapped file, its thread making the page
+/// table entries must stay ahead of appenders that write gigabytes a
+/// second while it gets a small share of the CPUs (at 512 KiB, eight
+/// appenders on two CPUs caught up with it, faulting: BENCHMARKS.md,
+/// session 26). Each append announces only what lies past the last
+/// announcement.
+const WILL_WRITE_AHEAD: u64 = 32 << 20;
 /// Initial estimate of a flush (write and device flush), until one is measured:
 /// long enough that the first flushes gather followers as on a disk.
 const FLUSH_NS_INIT: u64 = 100_000;
@@ -280,12 +293,13 @@ struct State {
     /// not yet known durable here, oldest first (seq, end). Records join
     /// the open flush set while any is in flight; the set closes when the
     /// last of them is written (seen by `Mlog::catch_up`: their writers
-    /// mark them in `Mlog::written`, without the lock).
+    /// mark them in `Mlog::ring`, without the lock).
     pending: VecDeque<(u64, u64)>,
 }
 
 /// A record placed in a log written straight onto its device, to be
-/// written without the lock ([`Mlog::write_direct`]).
+/// written without the lock ([`Mlog::write_placed`]).
+#[derive(Clone, Copy)]
 struct Placed {
     seq: u64,
     /// Its header, the checksum not yet computed.
@@ -438,27 +452,110 @@ pub struct Mlog {
     /// The end of the appended records (`State::end`), mirrored at each
     /// append for [`Device::will_write`] before the lock.
     end_hint: AtomicU64,
+    /// How far [`Device::will_write`] was told of the writes to come
+    /// (from the data area's start), on a log written straight onto its
+    /// device: each append announces only what lies past it.
+    announced: AtomicU64,
     /// `State::durable_seq` of a log written straight onto its device,
     /// mirrored: appenders waiting for the records before theirs watch it
     /// without the lock.
     /// On lines of its own: waiters spin reading it while appenders write
     /// the counters around it.
     durable_hint: Padded<AtomicU64>,
-    /// Appenders in a log written straight onto its device now.
-    inside: AtomicU32,
-    /// A log written straight onto its device: slot `seq % RING` holds
-    /// `seq + 1` once record `seq` is written. The writer of a record
-    /// marks it here and moves `durable_hint` over every record marked
-    /// from there on, without the log's lock: an append takes the lock
-    /// once, to place its record (each slot on lines of its own: the
+    /// A log written straight onto its device: slot `seq % RING` tracks
+    /// record `seq` while it is in flight ([`Slot`]). The writer of a
+    /// record marks it there and moves `durable_hint` over every record
+    /// marked from there on, without the log's lock: an append takes the
+    /// lock once, to place its record (each slot on lines of its own: the
     /// writers of neighbouring records share no line). Empty otherwise.
-    written: Box<[Padded<AtomicU64>]>,
+    ring: Box<[Padded<Slot>]>,
+    /// The generation (`State::gen`) of a log written straight onto its
+    /// device, mirrored: a helper writes a record only of the current one
+    /// (see [`Mlog::help`]).
+    gen_hint: AtomicU64,
     /// Threads asleep in [`Mlog::wait_direct`]: a writer that moved
     /// `durable_hint` takes the lock to wake them only when there are.
     sleeping: AtomicU32,
 }
 
-/// Slots of [`Mlog::written`]: records placed and not yet durable at
+/// One record in flight in a log written straight onto its device (slot
+/// `seq % RING` of [`Mlog::ring`]).
+///
+/// Its appender writes it without the lock; one preempted before it is
+/// done would hold back every record placed after it (a record is durable
+/// only with all before it), for a scheduler's turn: milliseconds, with
+/// more appenders than CPUs. So the record's placement and payload stay
+/// published in `job` until its appender is done, and a waiter that sees
+/// the record stay unwritten for [`HELP_AFTER_NS`] writes it itself
+/// ([`Mlog::help`]): the same bytes at the same place, whoever is first.
+/// The counters keep what the two need alive: the appender's slices until
+/// no helper reads them, and the ring's marks until no writer of an old
+/// generation can set one ([`Mlog::erase_with`]).
+#[derive(Debug, Default)]
+struct Slot {
+    /// `seq + 1` once record `seq` is written.
+    written: AtomicU64,
+    /// The record's [`Job`] while its appender may still need a helper
+    /// (null otherwise).
+    job: AtomicPtr<()>,
+    /// Appenders writing and marking a record of this slot (counted under
+    /// the lock, when the record is placed).
+    owners: AtomicU32,
+    /// Helpers reading a `job` of this slot, writing and marking its record
+    /// (counted before they look at `job`).
+    helpers: AtomicU32,
+}
+
+/// What a helper needs to write a placed record for its appender: the
+/// placement, and the payload (the appender's own slices).
+#[derive(Clone, Copy)]
+struct Job<'a> {
+    placed: Placed,
+    parts: &'a [&'a [u8]],
+}
+
+/// An appender's record published in its [`Slot`] (counted in `owners`,
+/// its [`Job`] in `job`). Dropped (also when the append fails or
+/// unwinds): the appender no longer writes (`owners`), the job is taken
+/// back, and the drop returns only once no helper reads it: the slices it
+/// points to are the caller's.
+struct Published<'a> {
+    slot: &'a Slot,
+    job: *mut (),
+}
+
+impl Drop for Published<'_> {
+    fn drop(&mut self) {
+        self.slot.owners.fetch_sub(1, Ordering::SeqCst);
+        // A later record of the slot may have replaced the job already.
+        let _ = self.slot.job.compare_exchange(
+            self.job,
+            std::ptr::null_mut(),
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        );
+        // A helper counts itself before it reads `job` (both sequentially
+        // consistent): one that read this job is seen here.
+        wait_for_zero(&self.slot.helpers);
+    }
+}
+
+/// Wait (spinning, then yielding the CPU) until `c` is 0: a thread
+/// between two steps that take well under a microsecond, unless it was
+/// preempted.
+fn wait_for_zero(c: &AtomicU32) {
+    let mut n = 0u32;
+    while c.load(Ordering::SeqCst) != 0 {
+        n = n.saturating_add(1);
+        if n < 256 {
+            std::hint::spin_loop();
+        } else {
+            std::thread::yield_now();
+        }
+    }
+}
+
+/// Slots of [`Mlog::ring`]: records placed and not yet durable at
 /// once. Each belongs to an appender waiting for it, so more only when
 /// more threads append at once; the placing appender then waits.
 #[cfg(not(test))]
@@ -466,24 +563,6 @@ const RING: u64 = 64;
 /// Few in unit tests, so that appenders fill them.
 #[cfg(test)]
 const RING: u64 = 4;
-
-/// One appender counted in `Mlog::inside` while it lives: (the count with
-/// it, the counter).
-struct Inside<'a>(u32, Option<&'a AtomicU32>);
-
-impl<'a> Inside<'a> {
-    fn enter(c: Option<&'a AtomicU32>) -> Self {
-        Inside(c.map_or(0, |c| c.fetch_add(1, Ordering::AcqRel) + 1), c)
-    }
-}
-
-impl Drop for Inside<'_> {
-    fn drop(&mut self) {
-        if let Some(c) = self.1 {
-            c.fetch_sub(1, Ordering::AcqRel);
-        }
-    }
-}
 
 fn check_extent(dev: &dyn Device, extent: &Range<u64>) -> Result<Geom> {
     let bs = u64::from(dev.sector());
@@ -671,6 +750,15 @@ impl Mlog {
         let end = st.end;
         // A write of no bytes tells whether the device takes any bytes.
         let direct = dev.write_bytes(0, &[]).is_some();
+        if direct {
+            // Appenders write straight onto the device, the whole extent
+            // over the log's life: what the device can make for those
+            // writes it makes now, not under their feet (a mapped file's
+            // page tables: appenders that fault them in, or that catch up
+            // with the thread making them, wait, and a record everyone
+            // waits for waits with them: BENCHMARKS.md, session 26).
+            dev.prepare_writes(start + 2 * geom.bs, geom.size());
+        }
         Mlog {
             direct,
             dev,
@@ -685,13 +773,14 @@ impl Mlog {
             joined: Condvar::new(),
             inline: std::sync::atomic::AtomicBool::new(false),
             end_hint: AtomicU64::new(end),
+            announced: AtomicU64::new(0),
             durable_hint: Padded(AtomicU64::new(next_seq_hint)),
-            inside: AtomicU32::new(0),
-            written: if direct {
-                (0..RING).map(|_| Padded(AtomicU64::new(0))).collect()
+            ring: if direct {
+                (0..RING).map(|_| Padded(Slot::default())).collect()
             } else {
                 Box::new([])
             },
+            gen_hint: AtomicU64::new(hdr.gen),
             sleeping: AtomicU32::new(0),
             max_rec: (
                 geom.max_record().min(u64::from(u32::MAX)),
@@ -786,25 +875,18 @@ impl Mlog {
     /// Append one record made of the concatenation of `parts`.
     pub fn append_v(&self, parts: &[&[u8]], sync: bool) -> Result<Lsn> {
         let len: u64 = parts.iter().map(|p| p.len() as u64).sum();
-        let inside = Inside::enter(self.direct.then_some(&self.inside));
         if self.direct {
             // Whatever the device can do ahead for the writes at the log's
-            // end (a mapped file's page tables) it does here, before the
-            // lock under which the record is written (the end read without
-            // it: a hint).
+            // end (a mapped file's page tables) it starts here, before the
+            // lock (the end read without it: a hint).
             let at = self.end_hint.load(Ordering::Relaxed);
-            let ahead = (self.geom.size().saturating_sub(at)).min(WILL_WRITE_AHEAD);
-            if ahead > 0 {
-                self.dev.will_write(self.base() + at, ahead);
+            let to = self.geom.size().min(at.saturating_add(WILL_WRITE_AHEAD));
+            let from = self.announced.load(Ordering::Relaxed).max(at);
+            if to > from && self.announced.fetch_max(to, Ordering::Relaxed) < to {
+                self.dev.will_write(self.base() + from, to - from);
             }
         }
-        // More appenders than twice the CPUs: the lock's holder is often
-        // a thread that was preempted holding it, and a spinner takes the
-        // CPU it needs; such appenders sleep on the lock at once (at eight
-        // threads on two CPUs, a quarter of all CPU time went to spinning
-        // on it: BENCHMARKS.md, session 24).
-        let crowded = inside.0 > crate::dev::cpus() * 2;
-        let mut g = if (self.direct || self.inline.load(Ordering::Relaxed)) && !crowded {
+        let mut g = if self.direct || self.inline.load(Ordering::Relaxed) {
             let mut g = crate::lock::lock_spin(
                 &self.st,
                 &self.spinners,
@@ -824,28 +906,32 @@ impl Mlog {
             while g.next_seq - g.durable_seq >= RING {
                 // Every slot holds a record in flight (more appenders
                 // than slots): theirs are written without the lock.
+                let oldest = g.next_seq - RING;
                 drop(g);
-                std::thread::yield_now();
+                self.spin_helping(oldest, Duration::from_nanos(SPIN_MAX_NS));
                 g = self.lock();
                 usable(&g)?;
             }
-            let mut placed = self.place_direct(&mut g, len)?;
+            let placed = self.place_direct(&mut g, len)?;
             let seq = placed.seq;
             self.end_hint.store(g.end, Ordering::Relaxed);
-            // More appenders than CPUs can run: one preempted between
-            // placing its record and writing it would hold back every
-            // record placed after it, so the record is written under the
-            // lock (the lock's holder is the only one at risk).
-            // It is marked written under the lock too: an appender
-            // preempted between the two would hold back everyone after it.
-            if crowded {
-                let r = self.write_placed(&mut placed, parts);
-                self.complete_direct(Some(&mut g), seq, r)?;
-                drop(g);
-            } else {
-                drop(g);
-                let r = self.write_placed(&mut placed, parts);
-                self.complete_direct(None, seq, r)?;
+            let job = Job { placed, parts };
+            let slot = self.slot(seq);
+            // Counted under the lock: an erase (which holds it) sees every
+            // record placed before it (see `erase_with`).
+            slot.owners.fetch_add(1, Ordering::SeqCst);
+            let published = Published {
+                slot,
+                job: std::ptr::from_ref(&job).cast_mut().cast(),
+            };
+            slot.job.store(published.job, Ordering::SeqCst);
+            drop(g);
+            let mut p = placed;
+            let r = self.write_placed(&mut p, parts).map(|()| self.mark_written(seq));
+            drop(published);
+            let moved = self.written_or_failed(r)?;
+            if moved {
+                self.wake_direct();
             }
             if self.durable_hint.load(Ordering::Acquire) > seq {
                 return Ok(Lsn(seq));
@@ -952,15 +1038,25 @@ impl Mlog {
         g.batch_first = None;
         g.end = 0;
         self.end_hint.store(0, Ordering::Relaxed);
+        self.announced.store(0, Ordering::Relaxed);
         g.buf.clear();
         g.buf_block = 0;
         g.written_end = 0;
         g.durable_seq = 0;
         // Nothing is in flight (every record was waited for above): the
         // marks of the old sequence numbers go before the numbers start
-        // again, or a stale one would pass for a new record written.
-        for w in self.written.iter() {
-            w.store(0, Ordering::Relaxed);
+        // again, or a stale one would pass for a new record written. A
+        // record's appender and a helper may both still be writing it
+        // (the other one marked it): a helper that has not yet looked at
+        // the generation sees the new one and leaves, and the others are
+        // waited for (none needs the lock to finish).
+        self.gen_hint.store(gen, Ordering::SeqCst);
+        for s in self.ring.iter() {
+            wait_for_zero(&s.owners);
+            wait_for_zero(&s.helpers);
+        }
+        for s in self.ring.iter() {
+            s.written.store(0, Ordering::Relaxed);
         }
         self.durable_hint.store(0, Ordering::Release);
         g.pending.clear();
@@ -1662,30 +1758,25 @@ impl Mlog {
         Ok(self.dev.flush()?)
     }
 
-    /// The write of placed record `seq` ended with `r` (`held`: the
-    /// log's state when the caller holds the lock). Written: marked in
-    /// `written`, and `durable_hint` moves over every record marked from
-    /// where it stands (by whichever writer finds the next one marked:
-    /// the one whose record was the last missing, or one that marked its
-    /// own after that). Failed: the log fails.
-    fn complete_direct(&self, held: Option<&mut State>, seq: u64, r: Result<()>) -> Result<()> {
-        if let Err(e) = r {
-            match held {
-                Some(g) => g.failed.get_or_insert_with(|| e.to_string()),
-                None => self.lock().failed.get_or_insert_with(|| e.to_string()),
-            };
-            self.cv[0].notify_all();
-            return Err(e);
-        }
-        let slot = |n: u64| &self.written[(n % RING) as usize];
+    /// Record `seq` of a log written straight onto its device is written:
+    /// mark it in its slot, and move `durable_hint` over every record
+    /// marked from where it stands (whichever writer finds the next one
+    /// marked moves it: the one whose record was the last missing, or one
+    /// that marked its own after that). True when it moved. Called while
+    /// counted in the slot (`owners` or `helpers`), so that no mark of an
+    /// erased generation is left behind.
+    fn mark_written(&self, seq: u64) -> bool {
         // Sequentially consistent, the mark and the moves: a writer that
         // marks its record after another one looked at its slot sees
-        // that one's move, and moves on from there itself.
-        slot(seq).store(seq + 1, Ordering::SeqCst);
+        // that one's move, and moves on from there itself. The largest
+        // mark stays: a helper late with the mark of a record its
+        // appender marked long ago must not take back the mark of the
+        // slot's next record.
+        self.slot(seq).written.fetch_max(seq + 1, Ordering::SeqCst);
         let mut moved = false;
         loop {
             let d = self.durable_hint.load(Ordering::SeqCst);
-            if slot(d).load(Ordering::SeqCst) != d + 1 {
+            if self.slot(d).written.load(Ordering::SeqCst) != d + 1 {
                 break;
             }
             moved |= self
@@ -1693,17 +1784,109 @@ impl Mlog {
                 .compare_exchange(d, d + 1, Ordering::SeqCst, Ordering::SeqCst)
                 .is_ok();
         }
-        if moved && self.sleeping.load(Ordering::SeqCst) > 0 {
-            // A sleeper counts itself and looks at `durable_hint` under
-            // the lock before it sleeps: once the lock is had (here or by
-            // the caller), it either saw the move or sleeps on the
-            // condition variable.
-            if held.is_none() {
-                drop(self.lock());
-            }
+        moved
+    }
+
+    /// The outcome of a record's write and mark: a failed write fails the
+    /// log (its waiters woken to see it).
+    fn written_or_failed(&self, r: Result<bool>) -> Result<bool> {
+        if let Err(e) = &r {
+            self.lock().failed.get_or_insert_with(|| e.to_string());
             self.cv[0].notify_all();
         }
-        Ok(())
+        r
+    }
+
+    /// `durable_hint` moved: wake the threads asleep in
+    /// [`Mlog::wait_direct`], if any.
+    fn wake_direct(&self) {
+        if self.sleeping.load(Ordering::SeqCst) > 0 {
+            // A sleeper counts itself and looks at `durable_hint` under
+            // the lock before it sleeps: once the lock is had here, it
+            // either saw the move or sleeps on the condition variable.
+            drop(self.lock());
+            self.cv[0].notify_all();
+        }
+    }
+
+    /// The slot of record `seq` in [`Mlog::ring`].
+    fn slot(&self, seq: u64) -> &Slot {
+        &self.ring[(seq % RING) as usize]
+    }
+
+    /// Write record `seq` for its appender, if it is placed, not yet
+    /// durable, and its appender is still inside (its job published):
+    /// every waiter waits for it, and its appender, most likely, was
+    /// preempted. The appender may be writing it too: both copy the same
+    /// bytes to the same place.
+    fn help(&self, seq: u64) {
+        let slot = self.slot(seq);
+        slot.helpers.fetch_add(1, Ordering::SeqCst);
+        let p = slot.job.load(Ordering::SeqCst).cast::<Job<'_>>();
+        let mut out = None;
+        if !p.is_null() {
+            // SAFETY: a job is published by its appender, which keeps it
+            // (on its stack, with the slices it points to) until it has
+            // taken it back and seen `helpers` at 0 (`Published::drop`);
+            // this thread was counted there before it loaded the pointer,
+            // both sequentially consistent, so that drop waits for it.
+            // The job is copied out, and its slices read, before the
+            // count goes down.
+            let job = unsafe { *p };
+            // A job of another record of the slot, of an erased generation
+            // (the count above orders this against `erase_with`, which
+            // sets `gen_hint` and then waits for the count), or of a
+            // record that is durable already: nothing to do.
+            if job.placed.seq == seq
+                && job.placed.hdr.gen == self.gen_hint.load(Ordering::SeqCst)
+                && self.durable_hint.load(Ordering::SeqCst) <= seq
+                && slot.written.load(Ordering::SeqCst) != seq + 1
+            {
+                let mut placed = job.placed;
+                out = Some(
+                    self.write_placed(&mut placed, job.parts)
+                        .map(|()| self.mark_written(seq)),
+                );
+            }
+        }
+        slot.helpers.fetch_sub(1, Ordering::SeqCst);
+        if let Some(r) = out {
+            if let Ok(true) = self.written_or_failed(r) {
+                self.wake_direct();
+            }
+        }
+    }
+
+    /// Wait for record `seq` of a log written straight onto its device to
+    /// be durable, without the lock, for at most `budget`: spin watching
+    /// `durable_hint`, and write the record it stands at when that stays
+    /// unwritten for [`HELP_AFTER_NS`] ([`Mlog::help`]). True when
+    /// `durable_hint` moved meanwhile.
+    fn spin_helping(&self, seq: u64, budget: Duration) -> bool {
+        let start = std::time::Instant::now();
+        let first = self.durable_hint.load(Ordering::Acquire);
+        let mut seen = first;
+        let mut since = start;
+        loop {
+            for _ in 0..64 {
+                if self.durable_hint.load(Ordering::Acquire) > seq {
+                    return true;
+                }
+                std::hint::spin_loop();
+            }
+            let now = std::time::Instant::now();
+            let d = self.durable_hint.load(Ordering::Acquire);
+            if d != seen {
+                seen = d;
+                since = now;
+            } else if now.duration_since(since) >= Duration::from_nanos(HELP_AFTER_NS) {
+                self.help(d);
+                since = now;
+            }
+            if now.duration_since(start) >= budget {
+                return seen != first;
+            }
+        }
     }
 
     /// Take in what the writers of a log written straight onto its device
@@ -1738,34 +1921,34 @@ impl Mlog {
     /// marked written (tests).
     #[cfg(test)]
     fn is_written(&self, seq: u64) -> bool {
-        self.written[(seq % RING) as usize].load(Ordering::SeqCst) == seq + 1
+        self.slot(seq).written.load(Ordering::SeqCst) == seq + 1
     }
 
     /// Wait until record `seq` of a log written straight onto its device is
-    /// durable (every record up to it written): spin for a while watching
-    /// `durable_hint` without the lock (on a CPU left free), then sleep.
+    /// durable (every record up to it written): spin (and help,
+    /// [`Mlog::spin_helping`]) without the lock while records keep
+    /// becoming durable, then sleep.
     fn wait_direct<'a>(
         &'a self,
         mut g: MutexGuard<'a, State>,
         seq: u64,
     ) -> (MutexGuard<'a, State>, Result<()>) {
-        let mut spun = false;
+        let mut rounds = 0;
         loop {
             self.catch_up(&mut g);
             if let Some(r) = settled(&g, seq) {
                 return (g, r);
             }
-            if !spun && crate::dev::spin_slot(&self.spinners) {
-                spun = true;
+            if rounds < SPIN_ROUNDS {
+                rounds += 1;
                 drop(g);
-                crate::dev::spin_until(Duration::from_nanos(SPIN_MAX_NS), || {
-                    self.durable_hint.load(Ordering::Acquire) > seq
-                });
-                self.spinners.fetch_sub(1, Ordering::AcqRel);
+                if self.spin_helping(seq, Duration::from_nanos(SPIN_MAX_NS)) {
+                    rounds = 0;
+                }
                 g = self.lock();
                 continue;
             }
-            // Counted before the last look (see `complete_direct`).
+            // Counted before the last look (see `wake_direct`).
             self.sleeping.fetch_add(1, Ordering::SeqCst);
             if self.durable_hint.load(Ordering::SeqCst) > seq || g.failed.is_some() {
                 self.sleeping.fetch_sub(1, Ordering::SeqCst);

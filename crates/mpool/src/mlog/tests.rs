@@ -1015,17 +1015,28 @@ fn a_log_framed_onto_memory_keeps_every_record() {
     }
 }
 
-/// Memory whose writes of any bytes stop, before writing, at the first
-/// piece made only of `0xab` bytes, until released.
+/// Memory whose writes of any bytes stop, before writing, at every piece
+/// made only of `0xab` bytes (with `first_only`, at the first such piece
+/// only: later ones pass), until released.
 #[derive(Debug)]
 struct GateDevice {
     mem: Arc<MemDevice>,
     /// (a write waits at the gate, the gate is open)
     gate: Mutex<(bool, bool)>,
     cv: Condvar,
+    first_only: bool,
 }
 
 impl GateDevice {
+    fn new(mem: Arc<MemDevice>, first_only: bool) -> Arc<GateDevice> {
+        Arc::new(GateDevice {
+            mem,
+            gate: Mutex::new((false, false)),
+            cv: Condvar::new(),
+            first_only,
+        })
+    }
+
     fn wait_arrival(&self) {
         let mut g = crate::lock::lock(&self.gate);
         while !g.0 {
@@ -1049,6 +1060,10 @@ impl Device for GateDevice {
     fn write_bytes(&self, offset: u64, data: &[u8]) -> Option<Result<(), DevError>> {
         if data.len() >= 16 && data.iter().all(|&b| b == 0xab) {
             let mut g = crate::lock::lock(&self.gate);
+            if self.first_only && g.0 {
+                drop(g);
+                return self.mem.write_bytes(offset, data);
+            }
             g.0 = true;
             self.cv.notify_all();
             while !g.1 {
@@ -1076,11 +1091,7 @@ fn a_record_written_late_holds_back_the_ones_after_it() {
     for mirrored in [false, true] {
         let size = 1u64 << 20;
         let mem = Arc::new(MemDevice::new(size, 512));
-        let gate = Arc::new(GateDevice {
-            mem: mem.clone(),
-            gate: Mutex::new((false, false)),
-            cv: Condvar::new(),
-        });
+        let gate = GateDevice::new(mem.clone(), false);
         let log = Arc::new(Mlog::create_with(gate.clone(), 0..size, 27, mirrored).unwrap());
         assert!(log.direct);
         let mut want: Vec<Vec<u8>> = (0..5).map(|i| rec(i, 200 + i * 90)).collect();
@@ -1184,19 +1195,24 @@ fn reopened_holds(dev: &Arc<dyn Device>, size: u64, id: u64, done: &[(Lsn, usize
     }
 }
 
-/// More appenders than twice the CPUs on a byte-addressable device: each
-/// sleeps on the log's lock instead of spinning and writes its record
-/// under it (`crowded` in `append_v`); every sync append is durable when
-/// it returns, at the place its LSN names, and the records of one thread
-/// keep their order.
+/// More appenders than twice the CPUs on a byte-addressable device (so
+/// that some are preempted with their records placed and others write
+/// those for them, `Mlog::help`): every sync append is durable when it
+/// returns, at the place its LSN names, the records of one thread keep
+/// their order, and no record is left published in the ring.
 #[test]
-fn crowded_appenders_on_memory_write_under_the_lock_in_order() {
+fn many_more_appenders_than_cpus_on_memory_each_durable_on_return_in_order() {
     let size = 16u64 << 20;
     let dev: Arc<dyn Device> = Arc::new(MemDevice::new(size, 4096));
     let log = Mlog::create(dev.clone(), 0..size, 26).unwrap();
     assert!(log.direct);
     let done = append_from_threads(&log, crate::dev::cpus() as usize * 2 + 6, 150, 0);
-    assert_eq!(log.inside.load(std::sync::atomic::Ordering::Acquire), 0);
+    use std::sync::atomic::Ordering;
+    for slot in log.ring.iter() {
+        assert!(slot.job.load(Ordering::SeqCst).is_null());
+        assert_eq!(slot.owners.load(Ordering::SeqCst), 0);
+        assert_eq!(slot.helpers.load(Ordering::SeqCst), 0);
+    }
     drop(log);
     reopened_holds(&dev, size, 26, &done);
 }
@@ -1232,7 +1248,7 @@ fn appenders_on_memory_mark_their_records_and_each_is_durable_on_return() {
     reopened_holds(&dev, size, 28, &second);
 }
 
-/// An erase clears the marks of written records (`Mlog::written`) before
+/// An erase clears the marks of written records (`Mlog::ring`) before
 /// the sequence numbers start again: with a new record 0 held back, a
 /// record 1 written after it is not acknowledged, though the old
 /// generation's record 0 left its mark in the slot the new one uses.
@@ -1241,11 +1257,7 @@ fn an_erase_leaves_no_mark_a_new_record_could_pass_for() {
     use std::sync::atomic::Ordering;
     let size = 1u64 << 20;
     let mem = Arc::new(MemDevice::new(size, 512));
-    let gate = Arc::new(GateDevice {
-        mem: mem.clone(),
-        gate: Mutex::new((false, false)),
-        cv: Condvar::new(),
-    });
+    let gate = GateDevice::new(mem.clone(), false);
     let log = Arc::new(Mlog::create(gate.clone(), 0..size, 29).unwrap());
     assert!(log.direct);
     for i in 0..3 {
@@ -1273,4 +1285,232 @@ fn an_erase_leaves_no_mark_a_new_record_could_pass_for() {
     assert_eq!(held.join().unwrap(), Lsn(0));
     assert_eq!(after.join().unwrap(), Lsn(1));
     assert_eq!(all(&log), vec![vec![0xabu8; 700], rec(9, 100)]);
+}
+
+/// An appender stopped between placing its record and writing it (here:
+/// held at the gate; in life: preempted) holds back nobody: an appender
+/// waiting for it writes the record in its place (`Mlog::help`), and its
+/// own append returns durable while the first one is still held. Released,
+/// the first one writes the same bytes again and returns. Both records
+/// read back, and a reopen finds them.
+#[test]
+fn a_waiter_writes_the_record_of_an_appender_that_stopped() {
+    for mirrored in [false, true] {
+        let size = 1u64 << 20;
+        let mem = Arc::new(MemDevice::new(size, 512));
+        let gate = GateDevice::new(mem.clone(), true);
+        let log = Arc::new(Mlog::create_with(gate.clone(), 0..size, 31, mirrored).unwrap());
+        assert!(log.direct);
+        assert_eq!(log.append(&rec(1, 300), true).unwrap(), Lsn(0));
+        let held = {
+            let log = log.clone();
+            std::thread::spawn(move || log.append(&[0xabu8; 700], true).unwrap())
+        };
+        gate.wait_arrival();
+        let after = {
+            let log = log.clone();
+            std::thread::spawn(move || log.append(&rec(2, 400), true).unwrap())
+        };
+        let t0 = Instant::now();
+        while !after.is_finished() {
+            assert!(
+                t0.elapsed() < Duration::from_secs(60),
+                "the record after a stopped appender's was never acknowledged"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert_eq!(after.join().unwrap(), Lsn(2));
+        assert!(!held.is_finished());
+        let want = vec![rec(1, 300), vec![0xabu8; 700], rec(2, 400)];
+        // An image now (a crash while the first appender is still held)
+        // holds all three: the helper's copy of the held record is whole.
+        let image = Arc::new(MemDevice::from_image(mem.image(), 512));
+        let crashed = Mlog::open(image, 0..size, 31).unwrap();
+        assert!(crashed.corruption().is_none(), "{:?}", crashed.corruption());
+        assert_eq!(all(&crashed), want);
+        gate.open();
+        assert_eq!(held.join().unwrap(), Lsn(1));
+        assert_eq!(all(&log), want);
+        for slot in log.ring.iter() {
+            use std::sync::atomic::Ordering;
+            assert!(slot.job.load(Ordering::SeqCst).is_null());
+            assert_eq!(slot.owners.load(Ordering::SeqCst), 0);
+            assert_eq!(slot.helpers.load(Ordering::SeqCst), 0);
+        }
+        drop(log);
+        let back = Mlog::open(mem.clone(), 0..size, 31).unwrap();
+        assert_eq!(all(&back), want);
+    }
+}
+
+/// An erase waits for an appender still writing a record that a helper
+/// wrote (and that is durable): its late copy of the old record must land
+/// before new records take its place, or it would overwrite them. Here the
+/// erase is called while the appender is held, and a record appended after
+/// the erase, at the place of the held one, reads back whole.
+#[test]
+fn an_erase_waits_for_an_appender_still_writing_a_helped_record() {
+    let size = 1u64 << 20;
+    let mem = Arc::new(MemDevice::new(size, 512));
+    let gate = GateDevice::new(mem.clone(), true);
+    let log = Arc::new(Mlog::create(gate.clone(), 0..size, 32).unwrap());
+    assert!(log.direct);
+    // Record 0 of the generation: the first record after the erase sits
+    // at the same place.
+    let held = {
+        let log = log.clone();
+        std::thread::spawn(move || log.append(&[0xabu8; 700], true).unwrap())
+    };
+    gate.wait_arrival();
+    // Waits for record 0, writes it in the held appender's place.
+    assert_eq!(log.append(&rec(3, 100), true).unwrap(), Lsn(1));
+    let eraser = {
+        let log = log.clone();
+        std::thread::spawn(move || {
+            log.erase(0).unwrap();
+            log.append(&rec(4, 700), true).unwrap()
+        })
+    };
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(
+        !eraser.is_finished(),
+        "the erase went on while an appender was still writing an old record"
+    );
+    gate.open();
+    assert_eq!(held.join().unwrap(), Lsn(0));
+    assert_eq!(eraser.join().unwrap(), Lsn(0));
+    assert_eq!(all(&log), vec![rec(4, 700)]);
+    drop(log);
+    let back = Mlog::open(mem.clone(), 0..size, 32).unwrap();
+    assert!(back.corruption().is_none(), "{:?}", back.corruption());
+    assert_eq!(all(&back), vec![rec(4, 700)]);
+}
+
+/// Memory whose writes of any bytes stop, before writing, at every piece
+/// made only of `0xab` bytes: arrival `k` (counted from 0) waits until
+/// `release(k)`.
+#[derive(Debug)]
+struct TurnstileDevice {
+    mem: Arc<MemDevice>,
+    /// (arrivals so far, the arrivals released)
+    st: Mutex<(usize, Vec<usize>)>,
+    cv: Condvar,
+}
+
+impl TurnstileDevice {
+    fn wait_arrivals(&self, n: usize) {
+        let t0 = Instant::now();
+        let mut g = crate::lock::lock(&self.st);
+        while g.0 < n {
+            assert!(t0.elapsed() < Duration::from_secs(60), "arrival {n} never came");
+            g = crate::lock::wait_timeout(&self.cv, g, Duration::from_millis(10)).0;
+        }
+        assert_eq!(g.0, n, "more writes arrived than expected");
+    }
+
+    fn release(&self, k: usize) {
+        crate::lock::lock(&self.st).1.push(k);
+        self.cv.notify_all();
+    }
+}
+
+impl Device for TurnstileDevice {
+    fn info(&self) -> &crate::dev::DeviceInfo {
+        self.mem.info()
+    }
+    fn submit(&self, reqs: Vec<IoReq>) -> Vec<IoReq> {
+        self.mem.submit(reqs)
+    }
+    fn write_bytes(&self, offset: u64, data: &[u8]) -> Option<Result<(), DevError>> {
+        if data.len() >= 16 && data.iter().all(|&b| b == 0xab) {
+            let mut g = crate::lock::lock(&self.st);
+            let k = g.0;
+            g.0 += 1;
+            self.cv.notify_all();
+            while !g.1.contains(&k) {
+                g = crate::lock::wait(&self.cv, g);
+            }
+        }
+        self.mem.write_bytes(offset, data)
+    }
+    fn flush(&self) -> Result<(), DevError> {
+        self.mem.flush()
+    }
+    fn discard(&self, offset: u64, len: u64) -> Result<(), DevError> {
+        self.mem.discard(offset, len)
+    }
+}
+
+/// A helper late with its mark (it wrote record 0 for an appender that
+/// then marked it itself) must not take back the mark of the record that
+/// uses the slot next (record `RING`): its mark is the larger one and
+/// stays. With the late mark stored as it was, the durable counter stops
+/// at that record for good and its appender never returns.
+#[test]
+fn a_late_helper_leaves_the_mark_of_the_slots_next_record() {
+    assert_eq!(RING, 4, "the steps below fill a ring of 4 slots");
+    let size = 1u64 << 20;
+    let mem = Arc::new(MemDevice::new(size, 4096));
+    let gate = Arc::new(TurnstileDevice {
+        mem: mem.clone(),
+        st: Mutex::new((0, Vec::new())),
+        cv: Condvar::new(),
+    });
+    let log = Arc::new(Mlog::create(gate.clone(), 0..size, 33).unwrap());
+    assert!(log.direct);
+    let held = |n: usize| vec![0xabu8; n];
+    let spawn = |r: Vec<u8>| {
+        let log = log.clone();
+        std::thread::spawn(move || log.append(&r, true).unwrap())
+    };
+    // Arrival 0: record 0's appender. Arrival 1: record 1's appender,
+    // helping record 0 (the ring has 4 slots in unit tests).
+    let a0 = spawn(held(100));
+    gate.wait_arrivals(1);
+    let a1 = spawn(rec(1, 100));
+    gate.wait_arrivals(2);
+    // Record 0 written and marked by its appender (which then waits for
+    // the helper reading its job); the helper still holds its copy and
+    // its mark.
+    gate.release(0);
+    let t0 = Instant::now();
+    while log.durable_hint.load(std::sync::atomic::Ordering::SeqCst) < 2 {
+        assert!(t0.elapsed() < Duration::from_secs(60), "record 0 never marked");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // Arrival 2: record 2's appender. Arrival 3: record 3's appender,
+    // helping record 2. Record 4 (slot 0 again) is written and marked;
+    // its appender then waits for the helper still counted in the slot.
+    let a2 = spawn(held(120));
+    gate.wait_arrivals(3);
+    let a3 = spawn(rec(3, 100));
+    gate.wait_arrivals(4);
+    let a4 = spawn(rec(4, 100));
+    let t0 = Instant::now();
+    while !log.is_written(4) {
+        assert!(t0.elapsed() < Duration::from_secs(60), "record 4 never marked");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // The late helper marks record 0 now, then record 2 is written.
+    gate.release(1);
+    assert_eq!(a1.join().unwrap(), Lsn(1));
+    assert_eq!(a0.join().unwrap(), Lsn(0));
+    assert!(log.is_written(4), "the late mark of record 0 took back record 4's");
+    // Record 4's appender may help record 2 too (arrival 4).
+    for k in 2..5 {
+        gate.release(k);
+    }
+    let t0 = Instant::now();
+    while !(a2.is_finished() && a3.is_finished() && a4.is_finished()) {
+        assert!(t0.elapsed() < Duration::from_secs(60), "an appender never returned");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(
+        [a2.join().unwrap(), a3.join().unwrap(), a4.join().unwrap()],
+        [Lsn(2), Lsn(3), Lsn(4)]
+    );
+    assert_eq!(
+        all(&log),
+        vec![held(100), rec(1, 100), held(120), rec(3, 100), rec(4, 100)]
+    );
 }
