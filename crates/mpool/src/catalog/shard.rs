@@ -16,6 +16,14 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
 
+/// Appends to a full MDC log: each compacts it and tries again. More than
+/// one: with more threads than CPUs, the other appenders can fill the
+/// compacted log again while the compacting thread waits for a CPU before
+/// its own retry (a 2-CPU machine under 8 threads of metadata operations,
+/// BENCHMARKS.md, session 26); a compacted state too large for the log
+/// fails the compaction itself.
+const FULL_ATTEMPTS: usize = 4;
+
 /// State of one pool-metadata MDC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct MdcStats {
@@ -198,7 +206,8 @@ impl Inner {
 
     /// Append a record to a shard's MDC (durably with `sync`) and apply
     /// `then` to the object table while still excluding compaction.
-    /// Compacts and retries once when the log is full. A sync append also
+    /// Compacts and retries when the log is full, up to
+    /// [`FULL_ATTEMPTS`] times. A sync append also
     /// makes every deferred delete appended before it durable, and frees
     /// their zones.
     pub(super) fn log(
@@ -219,7 +228,7 @@ impl Inner {
             lock(&s.awaiting).extend(done.iter().copied());
             e
         };
-        for attempt in 0..2 {
+        for attempt in 0..FULL_ATTEMPTS {
             {
                 let mdc = rlock(&s.mdc);
                 let appended = match &s.owner {
@@ -247,11 +256,14 @@ impl Inner {
                         }
                         return released;
                     }
-                    Err(MdcError::Mlog(MlogError::LogFull { .. })) if attempt == 0 => {}
+                    // Nothing was written: compact and try again.
+                    Err(MdcError::Mlog(MlogError::LogFull { .. })) => {}
                     Err(e) => return Err(give_back(e.into())),
                 }
             }
-            self.compact(s).map_err(give_back)?;
+            if attempt + 1 < FULL_ATTEMPTS {
+                self.compact(s).map_err(give_back)?;
+            }
         }
         Err(give_back(MetadataError::Full { mdc: s.index }.into()))
     }
