@@ -842,10 +842,7 @@ fn sync_appenders_on_fast_media_share_flush_sets() {
         g.follow_wait_ns = Some(10_000_000_000);
     }
     let before = sets(&log);
-    let first = {
-        let log = log.clone();
-        std::thread::spawn(move || log.append(&rec(1, 4096), true).unwrap())
-    };
+    let first = append_in_thread(&log, rec(1, 4096));
     while log.spinners.load(Ordering::Acquire) == 0 && !first.is_finished() {
         std::thread::yield_now();
     }
@@ -1015,37 +1012,76 @@ fn a_log_framed_onto_memory_keeps_every_record() {
     }
 }
 
-/// Memory whose writes of any bytes stop, before writing, at every piece
-/// made only of `0xab` bytes (with `first_only`, at the first such piece
-/// only: later ones pass), until released.
+/// Append `r` (sync) on a thread of its own.
+fn append_in_thread(log: &Arc<Mlog>, r: Vec<u8>) -> std::thread::JoinHandle<Lsn> {
+    let log = log.clone();
+    std::thread::spawn(move || log.append(&r, true).unwrap())
+}
+
+/// Wait (polling) until `done` holds; fail after a minute, saying `what`
+/// never happened.
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let t0 = Instant::now();
+    while !done() {
+        assert!(t0.elapsed() < Duration::from_secs(60), "{what}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Which writes of `0xab` pieces a [`GateDevice`] holds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Hold {
+    /// Every one, until the gate opens.
+    Every,
+    /// The first one, until the gate opens; later ones pass.
+    First,
+    /// Arrival `k` (counted from 0) until `release(k)`.
+    Numbered,
+}
+
+/// Memory whose writes of any bytes stop, before writing, at pieces made
+/// only of `0xab` bytes, as `hold` says.
 #[derive(Debug)]
 struct GateDevice {
     mem: Arc<MemDevice>,
-    /// (a write waits at the gate, the gate is open)
-    gate: Mutex<(bool, bool)>,
+    hold: Hold,
+    /// (arrivals so far, the gate is open, the arrivals released)
+    gate: Mutex<(usize, bool, Vec<usize>)>,
     cv: Condvar,
-    first_only: bool,
 }
 
 impl GateDevice {
-    fn new(mem: Arc<MemDevice>, first_only: bool) -> Arc<GateDevice> {
+    fn new(mem: Arc<MemDevice>, hold: Hold) -> Arc<GateDevice> {
         Arc::new(GateDevice {
             mem,
-            gate: Mutex::new((false, false)),
+            hold,
+            gate: Mutex::new((0, false, Vec::new())),
             cv: Condvar::new(),
-            first_only,
         })
     }
 
     fn wait_arrival(&self) {
+        self.wait_arrivals(1);
+    }
+
+    /// Wait until `n` writes arrived at the gate (and no more).
+    fn wait_arrivals(&self, n: usize) {
+        let t0 = Instant::now();
         let mut g = crate::lock::lock(&self.gate);
-        while !g.0 {
-            g = crate::lock::wait(&self.cv, g);
+        while g.0 < n {
+            assert!(t0.elapsed() < Duration::from_secs(60), "arrival {n} never came");
+            g = crate::lock::wait_timeout(&self.cv, g, Duration::from_millis(10)).0;
         }
+        assert!(self.hold != Hold::Numbered || g.0 == n, "more writes arrived than expected");
     }
 
     fn open(&self) {
         crate::lock::lock(&self.gate).1 = true;
+        self.cv.notify_all();
+    }
+
+    fn release(&self, k: usize) {
+        crate::lock::lock(&self.gate).2.push(k);
         self.cv.notify_all();
     }
 }
@@ -1060,13 +1096,15 @@ impl Device for GateDevice {
     fn write_bytes(&self, offset: u64, data: &[u8]) -> Option<Result<(), DevError>> {
         if data.len() >= 16 && data.iter().all(|&b| b == 0xab) {
             let mut g = crate::lock::lock(&self.gate);
-            if self.first_only && g.0 {
-                drop(g);
-                return self.mem.write_bytes(offset, data);
-            }
-            g.0 = true;
+            let k = g.0;
+            g.0 += 1;
             self.cv.notify_all();
-            while !g.1 {
+            let held = |g: &(usize, bool, Vec<usize>)| match self.hold {
+                Hold::Every => !g.1,
+                Hold::First => k == 0 && !g.1,
+                Hold::Numbered => !g.2.contains(&k),
+            };
+            while held(&g) {
                 g = crate::lock::wait(&self.cv, g);
             }
         }
@@ -1091,7 +1129,7 @@ fn a_record_written_late_holds_back_the_ones_after_it() {
     for mirrored in [false, true] {
         let size = 1u64 << 20;
         let mem = Arc::new(MemDevice::new(size, 512));
-        let gate = GateDevice::new(mem.clone(), false);
+        let gate = GateDevice::new(mem.clone(), Hold::Every);
         let log = Arc::new(Mlog::create_with(gate.clone(), 0..size, 27, mirrored).unwrap());
         assert!(log.direct);
         let mut want: Vec<Vec<u8>> = (0..5).map(|i| rec(i, 200 + i * 90)).collect();
@@ -1257,27 +1295,17 @@ fn an_erase_leaves_no_mark_a_new_record_could_pass_for() {
     use std::sync::atomic::Ordering;
     let size = 1u64 << 20;
     let mem = Arc::new(MemDevice::new(size, 512));
-    let gate = GateDevice::new(mem.clone(), false);
+    let gate = GateDevice::new(mem.clone(), Hold::Every);
     let log = Arc::new(Mlog::create(gate.clone(), 0..size, 29).unwrap());
     assert!(log.direct);
     for i in 0..3 {
         assert_eq!(log.append(&rec(i, 100), true).unwrap(), Lsn(i as u64));
     }
     log.erase(0).unwrap();
-    let held = {
-        let log = log.clone();
-        std::thread::spawn(move || log.append(&[0xabu8; 700], true).unwrap())
-    };
+    let held = append_in_thread(&log, vec![0xabu8; 700]);
     gate.wait_arrival();
-    let after = {
-        let log = log.clone();
-        std::thread::spawn(move || log.append(&rec(9, 100), true).unwrap())
-    };
-    let t0 = Instant::now();
-    while !log.is_written(1) {
-        assert!(t0.elapsed() < Duration::from_secs(60), "record 1 never written");
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    let after = append_in_thread(&log, rec(9, 100));
+    wait_until("record 1 never written", || log.is_written(1));
     std::thread::sleep(Duration::from_millis(20));
     assert_eq!(log.durable_hint.load(Ordering::SeqCst), 0);
     assert!(!after.is_finished(), "record 1 acknowledged before record 0 was written");
@@ -1298,27 +1326,16 @@ fn a_waiter_writes_the_record_of_an_appender_that_stopped() {
     for mirrored in [false, true] {
         let size = 1u64 << 20;
         let mem = Arc::new(MemDevice::new(size, 512));
-        let gate = GateDevice::new(mem.clone(), true);
+        let gate = GateDevice::new(mem.clone(), Hold::First);
         let log = Arc::new(Mlog::create_with(gate.clone(), 0..size, 31, mirrored).unwrap());
         assert!(log.direct);
         assert_eq!(log.append(&rec(1, 300), true).unwrap(), Lsn(0));
-        let held = {
-            let log = log.clone();
-            std::thread::spawn(move || log.append(&[0xabu8; 700], true).unwrap())
-        };
+        let held = append_in_thread(&log, vec![0xabu8; 700]);
         gate.wait_arrival();
-        let after = {
-            let log = log.clone();
-            std::thread::spawn(move || log.append(&rec(2, 400), true).unwrap())
-        };
-        let t0 = Instant::now();
-        while !after.is_finished() {
-            assert!(
-                t0.elapsed() < Duration::from_secs(60),
-                "the record after a stopped appender's was never acknowledged"
-            );
-            std::thread::sleep(Duration::from_millis(1));
-        }
+        let after = append_in_thread(&log, rec(2, 400));
+        wait_until("the append after the stopped one never returned", || {
+            after.is_finished()
+        });
         assert_eq!(after.join().unwrap(), Lsn(2));
         assert!(!held.is_finished());
         let want = vec![rec(1, 300), vec![0xabu8; 700], rec(2, 400)];
@@ -1352,15 +1369,12 @@ fn a_waiter_writes_the_record_of_an_appender_that_stopped() {
 fn an_erase_waits_for_an_appender_still_writing_a_helped_record() {
     let size = 1u64 << 20;
     let mem = Arc::new(MemDevice::new(size, 512));
-    let gate = GateDevice::new(mem.clone(), true);
+    let gate = GateDevice::new(mem.clone(), Hold::First);
     let log = Arc::new(Mlog::create(gate.clone(), 0..size, 32).unwrap());
     assert!(log.direct);
     // Record 0 of the generation: the first record after the erase sits
     // at the same place.
-    let held = {
-        let log = log.clone();
-        std::thread::spawn(move || log.append(&[0xabu8; 700], true).unwrap())
-    };
+    let held = append_in_thread(&log, vec![0xabu8; 700]);
     gate.wait_arrival();
     // Waits for record 0, writes it in the held appender's place.
     assert_eq!(log.append(&rec(3, 100), true).unwrap(), Lsn(1));
@@ -1386,61 +1400,6 @@ fn an_erase_waits_for_an_appender_still_writing_a_helped_record() {
     assert_eq!(all(&back), vec![rec(4, 700)]);
 }
 
-/// Memory whose writes of any bytes stop, before writing, at every piece
-/// made only of `0xab` bytes: arrival `k` (counted from 0) waits until
-/// `release(k)`.
-#[derive(Debug)]
-struct TurnstileDevice {
-    mem: Arc<MemDevice>,
-    /// (arrivals so far, the arrivals released)
-    st: Mutex<(usize, Vec<usize>)>,
-    cv: Condvar,
-}
-
-impl TurnstileDevice {
-    fn wait_arrivals(&self, n: usize) {
-        let t0 = Instant::now();
-        let mut g = crate::lock::lock(&self.st);
-        while g.0 < n {
-            assert!(t0.elapsed() < Duration::from_secs(60), "arrival {n} never came");
-            g = crate::lock::wait_timeout(&self.cv, g, Duration::from_millis(10)).0;
-        }
-        assert_eq!(g.0, n, "more writes arrived than expected");
-    }
-
-    fn release(&self, k: usize) {
-        crate::lock::lock(&self.st).1.push(k);
-        self.cv.notify_all();
-    }
-}
-
-impl Device for TurnstileDevice {
-    fn info(&self) -> &crate::dev::DeviceInfo {
-        self.mem.info()
-    }
-    fn submit(&self, reqs: Vec<IoReq>) -> Vec<IoReq> {
-        self.mem.submit(reqs)
-    }
-    fn write_bytes(&self, offset: u64, data: &[u8]) -> Option<Result<(), DevError>> {
-        if data.len() >= 16 && data.iter().all(|&b| b == 0xab) {
-            let mut g = crate::lock::lock(&self.st);
-            let k = g.0;
-            g.0 += 1;
-            self.cv.notify_all();
-            while !g.1.contains(&k) {
-                g = crate::lock::wait(&self.cv, g);
-            }
-        }
-        self.mem.write_bytes(offset, data)
-    }
-    fn flush(&self) -> Result<(), DevError> {
-        self.mem.flush()
-    }
-    fn discard(&self, offset: u64, len: u64) -> Result<(), DevError> {
-        self.mem.discard(offset, len)
-    }
-}
-
 /// A helper late with its mark (it wrote record 0 for an appender that
 /// then marked it itself) must not take back the mark of the record that
 /// uses the slot next (record `RING`): its mark is the larger one and
@@ -1451,18 +1410,11 @@ fn a_late_helper_leaves_the_mark_of_the_slots_next_record() {
     assert_eq!(RING, 4, "the steps below fill a ring of 4 slots");
     let size = 1u64 << 20;
     let mem = Arc::new(MemDevice::new(size, 4096));
-    let gate = Arc::new(TurnstileDevice {
-        mem: mem.clone(),
-        st: Mutex::new((0, Vec::new())),
-        cv: Condvar::new(),
-    });
+    let gate = GateDevice::new(mem.clone(), Hold::Numbered);
     let log = Arc::new(Mlog::create(gate.clone(), 0..size, 33).unwrap());
     assert!(log.direct);
     let held = |n: usize| vec![0xabu8; n];
-    let spawn = |r: Vec<u8>| {
-        let log = log.clone();
-        std::thread::spawn(move || log.append(&r, true).unwrap())
-    };
+    let spawn = |r: Vec<u8>| append_in_thread(&log, r);
     // Arrival 0: record 0's appender. Arrival 1: record 1's appender,
     // helping record 0 (the ring has 4 slots in unit tests).
     let a0 = spawn(held(100));
@@ -1473,11 +1425,9 @@ fn a_late_helper_leaves_the_mark_of_the_slots_next_record() {
     // the helper reading its job); the helper still holds its copy and
     // its mark.
     gate.release(0);
-    let t0 = Instant::now();
-    while log.durable_hint.load(std::sync::atomic::Ordering::SeqCst) < 2 {
-        assert!(t0.elapsed() < Duration::from_secs(60), "record 0 never marked");
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    wait_until("record 0 never marked", || {
+        log.durable_hint.load(std::sync::atomic::Ordering::SeqCst) >= 2
+    });
     // Arrival 2: record 2's appender. Arrival 3: record 3's appender,
     // helping record 2. Record 4 (slot 0 again) is written and marked;
     // its appender then waits for the helper still counted in the slot.
@@ -1486,11 +1436,7 @@ fn a_late_helper_leaves_the_mark_of_the_slots_next_record() {
     let a3 = spawn(rec(3, 100));
     gate.wait_arrivals(4);
     let a4 = spawn(rec(4, 100));
-    let t0 = Instant::now();
-    while !log.is_written(4) {
-        assert!(t0.elapsed() < Duration::from_secs(60), "record 4 never marked");
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    wait_until("record 4 never marked", || log.is_written(4));
     // The late helper marks record 0 now, then record 2 is written.
     gate.release(1);
     assert_eq!(a1.join().unwrap(), Lsn(1));
@@ -1500,11 +1446,9 @@ fn a_late_helper_leaves_the_mark_of_the_slots_next_record() {
     for k in 2..5 {
         gate.release(k);
     }
-    let t0 = Instant::now();
-    while !(a2.is_finished() && a3.is_finished() && a4.is_finished()) {
-        assert!(t0.elapsed() < Duration::from_secs(60), "an appender never returned");
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    wait_until("an appender never returned", || {
+        [&a2, &a3, &a4].iter().all(|a| a.is_finished())
+    });
     assert_eq!(
         [a2.join().unwrap(), a3.join().unwrap(), a4.join().unwrap()],
         [Lsn(2), Lsn(3), Lsn(4)]
