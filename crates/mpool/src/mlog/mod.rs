@@ -186,6 +186,9 @@ const SPIN_ROUNDS: u32 = 4;
 /// session 26). Each append announces only what lies past the last
 /// announcement.
 const WILL_WRITE_AHEAD: u64 = 32 << 20;
+/// The least an append announces past the last announcement (see
+/// [`WILL_WRITE_AHEAD`]).
+const ANNOUNCE_STEP: u64 = 1 << 20;
 /// Initial estimate of a flush (write and device flush), until one is measured:
 /// long enough that the first flushes gather followers as on a disk.
 const FLUSH_NS_INIT: u64 = 100_000;
@@ -882,7 +885,11 @@ impl Mlog {
             let at = self.end_hint.load(Ordering::Relaxed);
             let to = self.geom.size().min(at.saturating_add(WILL_WRITE_AHEAD));
             let from = self.announced.load(Ordering::Relaxed).max(at);
-            if to > from && self.announced.fetch_max(to, Ordering::Relaxed) < to {
+            // In steps of a MiB (or the rest of the extent): the
+            // announcement is a write of a line the other appenders read.
+            if (to >= from + ANNOUNCE_STEP || (to == self.geom.size() && to > from))
+                && self.announced.fetch_max(to, Ordering::Relaxed) < to
+            {
                 self.dev.will_write(self.base() + from, to - from);
             }
         }
