@@ -154,6 +154,15 @@ impl Mapping {
         })
     }
 
+    /// The part of `offset..offset + len` inside the mapping, as (offset,
+    /// length); `None` when none of it is.
+    fn inside(&self, offset: u64, len: u64) -> Option<(usize, usize)> {
+        let (Ok(off), Ok(n)) = (usize::try_from(offset), usize::try_from(len)) else {
+            return None;
+        };
+        (off < self.len).then(|| (off, n.min(self.len - off)))
+    }
+
     /// Make the page table entries of every chunk of `off..off + n` not
     /// made yet (see `populated`); the range is inside the mapping. A
     /// kernel without `MADV_POPULATE_*` (before 5.14) refuses it: the
@@ -216,13 +225,10 @@ impl Mapping {
     /// len` inside the mapping that nobody claimed yet (ahead of copies
     /// there); populate them here when that thread cannot be started.
     fn prepare(self: &Arc<Self>, offset: u64, len: u64) {
-        let (Ok(off), Ok(n)) = (usize::try_from(offset), usize::try_from(len)) else {
+        let Some((off, n)) = self.inside(offset, len) else {
             return;
         };
-        if off >= self.len {
-            return;
-        }
-        let todo = self.claim(off, n.min(self.len - off));
+        let todo = self.claim(off, n);
         if todo.is_empty() {
             return;
         }
@@ -705,11 +711,8 @@ impl Device for FileDevice {
 
     fn prepare_writes(&self, offset: u64, len: u64) {
         if let Some(m) = self.map.as_ref().filter(|m| m.writable) {
-            let (Ok(off), Ok(n)) = (usize::try_from(offset), usize::try_from(len)) else {
-                return;
-            };
-            if off < m.len {
-                m.populate(off, n.min(m.len - off));
+            if let Some((off, n)) = m.inside(offset, len) {
+                m.populate(off, n);
             }
         }
     }

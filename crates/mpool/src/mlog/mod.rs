@@ -936,10 +936,7 @@ impl Mlog {
             let mut p = placed;
             let r = self.write_placed(&mut p, parts).map(|()| self.mark_written(seq));
             drop(published);
-            let moved = self.written_or_failed(r)?;
-            if moved {
-                self.wake_direct();
-            }
+            self.written_or_failed(r)?;
             if self.durable_hint.load(Ordering::Acquire) > seq {
                 return Ok(Lsn(seq));
             }
@@ -1794,14 +1791,23 @@ impl Mlog {
         moved
     }
 
-    /// The outcome of a record's write and mark: a failed write fails the
-    /// log (its waiters woken to see it).
-    fn written_or_failed(&self, r: Result<bool>) -> Result<bool> {
-        if let Err(e) = &r {
-            self.lock().failed.get_or_insert_with(|| e.to_string());
-            self.cv[0].notify_all();
+    /// The outcome of a record's write and mark (`Ok(true)`: the mark
+    /// moved `durable_hint`): a move wakes the sleepers; a failed write
+    /// fails the log (its waiters woken to see it).
+    fn written_or_failed(&self, r: Result<bool>) -> Result<()> {
+        match r {
+            Ok(moved) => {
+                if moved {
+                    self.wake_direct();
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.lock().failed.get_or_insert_with(|| e.to_string());
+                self.cv[0].notify_all();
+                Err(e)
+            }
         }
-        r
     }
 
     /// `durable_hint` moved: wake the threads asleep in
@@ -1858,9 +1864,8 @@ impl Mlog {
         }
         slot.helpers.fetch_sub(1, Ordering::SeqCst);
         if let Some(r) = out {
-            if let Ok(true) = self.written_or_failed(r) {
-                self.wake_direct();
-            }
+            // A failure is the log's now; the helper's own append sees it.
+            let _ = self.written_or_failed(r);
         }
     }
 
