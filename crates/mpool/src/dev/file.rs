@@ -970,6 +970,47 @@ mod tests {
         assert_eq!(std::fs::metadata(&p).unwrap().len(), 1 << 20);
     }
 
+    /// A log opened on a mapped tmpfs file makes its whole extent's page
+    /// table entries at once (`Device::prepare_writes`), before any append:
+    /// every chunk of the extent is claimed, none outside it.
+    #[test]
+    fn a_mapped_logs_extent_is_populated_when_it_is_made() {
+        let shm = std::path::Path::new("/dev/shm");
+        if !std::fs::File::open(shm).is_ok_and(|d| super::on_memory_fs(&d)) {
+            eprintln!("SKIPPED a_mapped_logs_extent_is_populated_when_it_is_made: /dev/shm is not a tmpfs");
+            return;
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("mpool-prepare-")
+            .tempdir_in(shm)
+            .unwrap();
+        let path = dir.path().join("m.img");
+        let chunk = super::POPULATE_CHUNK as u64;
+        {
+            let f = std::fs::File::create(&path).unwrap();
+            rustix::fs::fallocate(&f, rustix::fs::FallocateFlags::empty(), 0, 8 * chunk).unwrap();
+        }
+        let dev = std::sync::Arc::new(FileDevice::open(&path, &OpenOptions::default()).unwrap());
+        let Some(map) = dev.map.clone() else {
+            panic!("a fully allocated tmpfs file is mapped");
+        };
+        let claimed = |c: usize| {
+            map.populated[c / 64].load(std::sync::atomic::Ordering::Relaxed) & (1 << (c % 64)) != 0
+        };
+        let log = crate::mlog::Mlog::create(dev.clone(), 2 * chunk..6 * chunk, 7).unwrap();
+        for c in 2..6 {
+            assert!(claimed(c), "chunk {c} of the extent");
+        }
+        for c in [0, 1, 6, 7] {
+            assert!(!claimed(c), "chunk {c} outside the extent");
+        }
+        log.append(b"one", true).unwrap();
+        drop(log);
+        let back = crate::mlog::Mlog::open(dev.clone(), 2 * chunk..6 * chunk, 7).unwrap();
+        let mut r = back.reader().unwrap();
+        assert_eq!(r.next().unwrap().unwrap(), b"one");
+    }
+
     /// On a mapped tmpfs file, chunks announced by `will_write` are claimed
     /// at once and handed to the mapping's own thread, which holds the
     /// mapping only weakly: writes through them land, and once the device
