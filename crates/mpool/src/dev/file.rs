@@ -467,6 +467,22 @@ impl FileDevice {
     }
 }
 
+/// A device gives back the lock on its file (the pool lock, `flock`) when
+/// it goes, not when the kernel lets go of the open file: io_uring keeps
+/// references to a file it read or wrote until its ring is torn down,
+/// which happens in a kernel worker after the ring is closed, even after
+/// the process exited, and a mapping keeps one until it is unmapped (by
+/// the populating thread, when it holds the mapping last). The next
+/// command on the pool, started as soon as this one ended, found it busy
+/// (once in CI: for more than the second `lock_member` waits).
+impl Drop for FileDevice {
+    fn drop(&mut self) {
+        // Unlocking a file that holds no lock does nothing; an error
+        // leaves the lock to the close, as before.
+        let _ = self.file.unlock();
+    }
+}
+
 /// Fill `buf` from `file` at `offset`, as `FileExt::read_exact_at` does,
 /// but by `pread` system calls made directly (rustix): the C library's
 /// `pread` is a thread cancellation point and switches the thread's
@@ -880,6 +896,24 @@ mod tests {
             ..OpenOptions::default()
         };
         FileDevice::open(path, &opts).unwrap()
+    }
+
+    /// A dropped device's lock is free at once, although its open file
+    /// lives on in another reference (as io_uring or a mapping keep one).
+    #[test]
+    fn a_dropped_device_gives_back_its_lock_while_its_file_lives_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.img");
+        let dev = new_dev(&path);
+        dev.file().try_lock().unwrap();
+        let lingering = dev.file().try_clone().unwrap();
+        let other = std::fs::File::open(&path).unwrap();
+        assert!(other.try_lock().is_err(), "the device holds the lock");
+        drop(dev);
+        other
+            .try_lock()
+            .expect("the lock is free once the device is dropped");
+        drop(lingering);
     }
 
     /// `read_slice` reads the same bytes into aligned memory (straight

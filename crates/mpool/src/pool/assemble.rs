@@ -38,8 +38,9 @@ pub(super) fn open_file_dev(
 /// the contention has a live holder recorded in the run directory (or a
 /// second has passed): a lock with no live holder is taken to be one
 /// whose holder exited a moment ago and whose files the kernel has not let
-/// go yet (CI once saw a command run right after another, failed, one
-/// find the pool busy; the cause was not established).
+/// go yet. A holder that ends normally unlocks as its devices are dropped
+/// (`FileDevice`'s `Drop`); one that was killed leaves that to the kernel,
+/// which lets go of files used by io_uring only after the exit.
 fn try_lock_settled(
     uuid: &str,
     lock: impl FnMut() -> std::result::Result<(), TryLockError>,
