@@ -23,7 +23,7 @@ use crate::format::record::CsumLayout;
 use crate::lock::{lock, read as rlock, write as wlock, Padded};
 use crate::objid::ObjectId;
 use serde::Serialize;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 /// Default bound of the checksum-table cache: 64 MiB, the tables of
@@ -86,10 +86,20 @@ type TableMap = super::idmap::IdHashMap<Entry>;
 /// Checksum tables by object, bounded in bytes, least recently used out.
 /// Lookups take a shared lock and stamp the entry with the current epoch
 /// (a plain load of the shared counter, and a store only when the stamp
-/// changes: no cache line written by every read); each insert starts a new
-/// epoch, and one over the bound evicts the least recently stamped down to
-/// 7/8 of the bound (so a full cache sorts its entries once per many
-/// inserts, not every time).
+/// changes: no cache line written by every read); each insert into a cache
+/// at least half full starts a new epoch (in one less full, entries
+/// inserted meanwhile share one and go in ID order among themselves), and
+/// one over the bound evicts the least recently stamped down to 7/8 of the
+/// bound (so a full cache sorts its entries once per many inserts, not
+/// every time).
+///
+/// The bytes held are counted per stripe and carried to the shared count
+/// only once a stripe's change since it last did passes 1/128 of the
+/// bound: two threads that commit and delete in stripes of their own
+/// then write no common line but the epoch's. The shared count an insert
+/// checks against the bound is short by at most that much per stripe,
+/// so the cache can go over its bound by up to an eighth of it before an
+/// eviction; [`TableCache::bytes`] adds every stripe's share and is exact.
 pub(crate) struct TableCache {
     /// This cache's number, unique in the process: what the threads' table
     /// memos ([`Catalog::with_table`]) tell pools apart by.
@@ -97,25 +107,36 @@ pub(crate) struct TableCache {
     /// The entries in stripes by MDC (as `idmap`), so that threads
     /// committing and deleting in different MDCs take different locks
     /// (each stripe on lines of its own).
-    maps: [Padded<RwLock<TableMap>>; super::idmap::STRIPES],
-    /// The counters every insert and remove writes, on lines of their
-    /// own: the bound and the fields around the cache (the checksum
-    /// block size every allocation reads) stay in the readers' caches.
+    maps: [Padded<Stripe>; super::idmap::STRIPES],
+    /// The counters inserts write, on lines of their own: the bound and
+    /// the fields around the cache (the checksum block size every
+    /// allocation reads) stay in the readers' caches.
     counts: Padded<Counts>,
     cap: AtomicU64,
 }
 
-/// The epoch and the bytes held of a [`TableCache`].
+/// One stripe of a [`TableCache`].
+#[derive(Default)]
+struct Stripe {
+    map: RwLock<TableMap>,
+    /// Bytes this stripe's inserts added, less those its removals took,
+    /// not yet carried to [`Counts::bytes`]; written under `map`'s
+    /// write lock.
+    unsettled: AtomicI64,
+}
+
+/// The epoch and the bytes held of a [`TableCache`] (less what the
+/// stripes have not carried over: [`Stripe::unsettled`]).
 #[derive(Debug, Default)]
 struct Counts {
     tick: AtomicU64,
-    bytes: AtomicU64,
+    bytes: AtomicI64,
 }
 
 impl std::fmt::Debug for TableCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TableCache")
-            .field("bytes", &self.counts.bytes.load(Ordering::Relaxed))
+            .field("bytes", &self.bytes())
             .field("cap", &self.cap.load(Ordering::Relaxed))
             .finish()
     }
@@ -126,7 +147,7 @@ impl Default for TableCache {
         static GEN: AtomicU64 = AtomicU64::new(1);
         TableCache {
             gen: GEN.fetch_add(1, Ordering::Relaxed),
-            maps: std::array::from_fn(|_| Padded(RwLock::new(TableMap::default()))),
+            maps: std::array::from_fn(|_| Padded(Stripe::default())),
             counts: Padded::default(),
             cap: AtomicU64::new(DEFAULT_CSUM_CACHE_BYTES),
         }
@@ -134,12 +155,31 @@ impl Default for TableCache {
 }
 
 impl TableCache {
-    fn stripe(&self, id: u64) -> &RwLock<TableMap> {
+    fn stripe(&self, id: u64) -> &Stripe {
         &self.maps[super::idmap::stripe_of(id)]
     }
 
+    /// Count `change` bytes in stripe `s` (its write lock held) and
+    /// carry the stripe's unsettled bytes to the shared count once they
+    /// pass 1/128 of the bound. Returns the shared count with this
+    /// stripe's share added: short of the total by the other stripes'
+    /// unsettled bytes at most.
+    fn account(&self, s: &Stripe, change: i64) -> u64 {
+        let cap = self.cap.load(Ordering::Relaxed);
+        let step = i64::try_from(cap / (8 * super::idmap::STRIPES as u64)).unwrap_or(i64::MAX);
+        let d = s.unsettled.load(Ordering::Relaxed) + change;
+        let shared = if d.abs() > step {
+            s.unsettled.store(0, Ordering::Relaxed);
+            self.counts.bytes.fetch_add(d, Ordering::Relaxed) + d
+        } else {
+            s.unsettled.store(d, Ordering::Relaxed);
+            self.counts.bytes.load(Ordering::Relaxed) + d
+        };
+        u64::try_from(shared).unwrap_or(0)
+    }
+
     pub(crate) fn get(&self, id: u64) -> Option<Arc<Table>> {
-        let m = rlock(self.stripe(id));
+        let m = rlock(&self.stripe(id).map);
         let e = m.get(&id)?;
         let now = self.counts.tick.load(Ordering::Relaxed);
         if e.used.load(Ordering::Relaxed) != now {
@@ -155,14 +195,21 @@ impl TableCache {
             return; // larger than the whole cache: used once, not kept
         }
         let total = {
-            let mut m = wlock(self.stripe(id));
-            let used = AtomicU64::new(self.counts.tick.fetch_add(1, Ordering::Relaxed) + 1);
-            if let Some(old) = m.insert(id, Entry { table, used }) {
-                self.counts
-                    .bytes
-                    .fetch_sub(old.table.mem_bytes(), Ordering::Relaxed);
-            }
-            self.counts.bytes.fetch_add(n, Ordering::Relaxed) + n
+            let s = self.stripe(id);
+            let mut m = wlock(&s.map);
+            // A new epoch only once the cache is half full: until then no
+            // eviction is near, and the inserts (of tables that commits
+            // make and deletes drop again at once, in a cache that stays
+            // near empty) write no line in common.
+            let half = self.counts.bytes.load(Ordering::Relaxed) >= bytes_i64(cap / 2);
+            let used = AtomicU64::new(if half {
+                self.counts.tick.fetch_add(1, Ordering::Relaxed) + 1
+            } else {
+                self.counts.tick.load(Ordering::Relaxed)
+            });
+            let old = m.insert(id, Entry { table, used });
+            let change = bytes_i64(n) - old.map_or(0, |o| bytes_i64(o.table.mem_bytes()));
+            self.account(s, change)
         };
         if total > cap {
             self.evict(cap - cap / 8, id);
@@ -173,46 +220,60 @@ impl TableCache {
     /// the cache holds at most `to` bytes. One stripe's lock at a time.
     fn evict(&self, to: u64, keep: u64) {
         let mut by_age: Vec<(u64, u64)> = Vec::new();
-        for m in &self.maps {
+        for s in &self.maps {
             by_age.extend(
-                rlock(m)
+                rlock(&s.map)
                     .iter()
                     .filter(|(k, _)| **k != keep)
                     .map(|(k, e)| (e.used.load(Ordering::Relaxed), *k)),
             );
         }
         by_age.sort_unstable();
+        let mut held = self.bytes();
         for (_, k) in by_age {
-            if self.counts.bytes.load(Ordering::Relaxed) <= to {
+            if held <= to {
                 break;
             }
-            if let Some(e) = wlock(self.stripe(k)).remove(&k) {
-                self.counts
-                    .bytes
-                    .fetch_sub(e.table.mem_bytes(), Ordering::Relaxed);
+            let s = self.stripe(k);
+            let mut m = wlock(&s.map);
+            if let Some(e) = m.remove(&k) {
+                let n = e.table.mem_bytes();
+                self.account(s, -bytes_i64(n));
+                held = held.saturating_sub(n);
             }
         }
     }
 
     pub(crate) fn remove(&self, id: u64) {
-        if let Some(e) = wlock(self.stripe(id)).remove(&id) {
-            self.counts
-                .bytes
-                .fetch_sub(e.table.mem_bytes(), Ordering::Relaxed);
+        let s = self.stripe(id);
+        let mut m = wlock(&s.map);
+        if let Some(e) = m.remove(&id) {
+            self.account(s, -bytes_i64(e.table.mem_bytes()));
         }
     }
 
     pub(crate) fn set_cap(&self, cap: u64) {
         self.cap.store(cap, Ordering::Relaxed);
-        if self.counts.bytes.load(Ordering::Relaxed) > cap {
+        if self.bytes() > cap {
             self.evict(cap, u64::MAX);
         }
     }
 
-    /// Bytes of tables held.
+    /// Bytes of tables held: the shared count and every stripe's
+    /// unsettled share.
     pub(crate) fn bytes(&self) -> u64 {
-        self.counts.bytes.load(Ordering::Relaxed)
+        let unsettled: i64 = self
+            .maps
+            .iter()
+            .map(|s| s.unsettled.load(Ordering::Relaxed))
+            .sum();
+        u64::try_from(self.counts.bytes.load(Ordering::Relaxed) + unsettled).unwrap_or(0)
     }
+}
+
+/// A table's bytes as a signed count (a table is far below `i64::MAX`).
+fn bytes_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// Entries of each thread's table memo ([`Catalog::with_table`]) and of
