@@ -479,11 +479,14 @@ impl Pool {
 
     /// Drop a deleted mblock's ranges from the damage record.
     fn forget_damage(&self, id: ObjectId) {
-        let uuid = self.inner.uuid.to_string();
-        let recorded = self.inner.persist && self.damage_recorded(&uuid);
-        if recorded && rundir::read_damage(&uuid).iter().any(|d| d.id == id) {
-            if let Err(e) = rundir::rewrite_damage(&uuid, |d| d.id != id, &[]) {
-                tracing::warn!("forgetting the checksum mismatches of {id}: {e}");
+        // The UUID as text only where there is a record to read (not on
+        // every delete: formatting it cost more than the check).
+        if self.inner.persist && self.damage_recorded() {
+            let uuid = self.inner.uuid.to_string();
+            if rundir::read_damage(&uuid).iter().any(|d| d.id == id) {
+                if let Err(e) = rundir::rewrite_damage(&uuid, |d| d.id != id, &[]) {
+                    tracing::warn!("forgetting the checksum mismatches of {id}: {e}");
+                }
             }
         }
         if let Some(pmd) = &self.inner.pmd {
@@ -494,7 +497,7 @@ impl Pool {
     /// Whether the pool's record of checksum mismatches exists. Most pools
     /// have none: one `stat` per `DAMAGE_RECHECK`, not the run directory's
     /// checks and an open on every delete.
-    fn damage_recorded(&self, uuid: &str) -> bool {
+    fn damage_recorded(&self) -> bool {
         use std::sync::atomic::Ordering;
         let i = &self.inner;
         let now = u64::try_from(i.opened.elapsed().as_nanos())
@@ -509,7 +512,7 @@ impl Pool {
         let _g = lock(lk);
         let exists = i
             .damage_file
-            .get_or_init(|| rundir::damage_path(uuid).ok())
+            .get_or_init(|| rundir::damage_path(&self.inner.uuid.to_string()).ok())
             .as_deref()
             .is_some_and(|p| std::fs::symlink_metadata(p).is_ok());
         mark.store(exists, Ordering::Release);
