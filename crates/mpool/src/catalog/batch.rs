@@ -77,8 +77,13 @@ impl Inner {
     pub(super) fn commit_batched(&self, mut jobs: Vec<BatchCommit<'_>>) -> Vec<Batched> {
         let n = jobs.len();
         let mut out: Vec<Option<Batched>> = (0..n).map(|_| None).collect();
-        let Some(dev) = jobs.first().map(|j| j.ws.dev.clone()) else {
+        if jobs.is_empty() {
             return Vec::new();
+        }
+        // Not attempted without a capacity device (never so in an open
+        // pool): each commit then goes the usual way, and fails there.
+        let Ok(dev) = self.class(MediaClass::Capacity).map(|c| c.dev.as_ref()) else {
+            return jobs.iter().map(|_| Batched::Busy).collect();
         };
         // The shards, in index order (their read locks are taken in that
         // order), each with its jobs.
@@ -201,7 +206,7 @@ impl Inner {
         let mut content_err: Vec<Option<Error>> = (0..n).map(|_| None).collect();
         for (i, j) in jobs.iter_mut().enumerate() {
             if let Some(k) = content_at[i] {
-                if let Err(e) = j.ws.finish_done(slice(&mut done, k..k + 1)) {
+                if let Err(e) = j.ws.finish_done(dev, slice(&mut done, k..k + 1)) {
                     content_err[i] = Some(super::lifecycle::data_err(j.id, e));
                 }
             }

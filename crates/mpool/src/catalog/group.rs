@@ -43,6 +43,7 @@ use crate::error::Result;
 use crate::format::superblock::MediaClass;
 use crate::mdc::{Mdc, MdcError, WrittenRecord};
 use crate::objid::{ObjType, ObjectId};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -165,7 +166,7 @@ enum State {
 /// The lead passes to the first commit that arrived during a batch (or
 /// nobody leads), also when the batch panicked; the batch's device time,
 /// when it ran one, goes into the queue's average.
-struct HandOver<'a>(&'a Mutex<Queue>, Option<u64>);
+struct HandOver<'a>(&'a Mutex<Queue>, Option<u64>, &'a AtomicBool);
 
 impl Drop for HandOver<'_> {
     fn drop(&mut self) {
@@ -179,7 +180,10 @@ impl Drop for HandOver<'_> {
         }
         match q.jobs.first() {
             Some(next) => next.slot.set(State::Lead),
-            None => q.leading = false,
+            None => {
+                q.leading = false;
+                self.2.store(false, Ordering::Relaxed);
+            }
         }
     }
 }
@@ -229,11 +233,12 @@ impl Catalog {
             if q.gather_want > 0 && q.jobs.len() >= q.gather_want {
                 self.inner.group_cv.notify_all();
             }
+            self.inner.group_leading.store(true, Ordering::Relaxed);
             !std::mem::replace(&mut q.leading, true)
         };
         let mut mine = if lead { State::Lead } else { slot.wait() };
         if let State::Lead = mine {
-            let handover = HandOver(&self.inner.group, None);
+            let handover = HandOver(&self.inner.group, None, &self.inner.group_leading);
             let jobs = std::mem::take(&mut self.gather(self.await_ahead()).jobs);
             self.run_group(jobs, handover);
             // This commit was in the batch: its outcome is in its slot.
@@ -306,7 +311,15 @@ impl Catalog {
     /// While a batch runs, count the caller's write as ahead of a commit
     /// (a content write; a commit's write ahead of its batch) until the
     /// guard drops (also on a panic, so that no leader waits for it).
+    ///
+    /// Without a batch running the answer is `None` without the lock
+    /// (every mblock write asks). A batch that starts right after the
+    /// flag was read does not count this write: its leader only waits
+    /// for it less, never for it wrongly.
     pub(super) fn ahead_guard(&self) -> Option<Ended<'_>> {
+        if !self.inner.group_leading.load(Ordering::Relaxed) {
+            return None;
+        }
         self.ahead_in(&mut lock(&self.inner.group))
     }
 
@@ -340,9 +353,12 @@ impl Catalog {
         if *class != MediaClass::Capacity || !self.inner.features.shared_commit() {
             return;
         }
+        let Ok(c) = self.inner.class(*class) else {
+            return;
+        };
         if let Ok((Some(req), _)) = ws.finish_request() {
-            let mut out = ws.dev.submit_depth(vec![req], usize::MAX);
-            let _ = ws.finish_done(&mut out);
+            let mut out = c.dev.submit_depth(vec![req], usize::MAX);
+            let _ = ws.finish_done(c.dev.as_ref(), &mut out);
         }
     }
 
@@ -388,7 +404,16 @@ impl Catalog {
                 continue;
             };
             let s = match self.inner.shard(j.id) {
-                Ok(s) if shared && *class == MediaClass::Capacity && ws.dev.prefers_batches() => s,
+                Ok(s)
+                    if shared
+                        && *class == MediaClass::Capacity
+                        && self
+                            .inner
+                            .class(*class)
+                            .is_ok_and(|c| c.dev.prefers_batches()) =>
+                {
+                    s
+                }
                 _ => {
                     states[*i] = Some(State::Alone);
                     continue;

@@ -138,7 +138,7 @@ impl Catalog {
                 return Err(e);
             }
         };
-        let ws = WriteState::new(Arc::clone(&c.dev), c.off(zone), c.zone_size, shift);
+        let ws = WriteState::new(c.dev.sector(), c.off(zone), c.zone_size, shift);
         self.inner.pending.insert(
             id.raw(),
             Arc::new(Mutex::new(Some(Pending::Mblock { class, zone, ws }))),
@@ -149,21 +149,25 @@ impl Catalog {
     /// Append to an uncommitted mblock.
     pub(crate) fn mblock_write(&self, id: ObjectId, data: &[u8]) -> Result<()> {
         let _ahead = self.ahead_guard();
-        self.with_writer(id, |ws| ws.append(data))
+        self.with_writer(id, |ws, dev| ws.append(dev, data))
     }
 
     /// Append an owned aligned buffer to an uncommitted mblock, with no
     /// copy where it can; the buffer comes back.
     pub(crate) fn mblock_write_buf(&self, id: ObjectId, buf: AlignedBuf) -> Result<AlignedBuf> {
         let _ahead = self.ahead_guard();
-        self.with_writer(id, |ws| ws.append_buf(buf))
+        self.with_writer(id, |ws, dev| ws.append_buf(dev, buf))
     }
 
-    /// Run `f` on the write state of uncommitted mblock `id`.
+    /// Run `f` on the write state of uncommitted mblock `id` and the
+    /// device of its class.
     pub(super) fn with_writer<T>(
         &self,
         id: ObjectId,
-        f: impl FnOnce(&mut WriteState) -> std::result::Result<T, mblock::DataError>,
+        f: impl FnOnce(
+            &mut WriteState,
+            &dyn crate::dev::Device,
+        ) -> std::result::Result<T, mblock::DataError>,
     ) -> Result<T> {
         Self::expect_type(id, ObjType::Mblock)?;
         let Some(p) = self.pending(id) else {
@@ -171,7 +175,10 @@ impl Catalog {
         };
         let mut g = lock(&p);
         match g.as_mut() {
-            Some(Pending::Mblock { ws, .. }) => f(ws).map_err(|e| data_err(id, e)),
+            Some(Pending::Mblock { class, ws, .. }) => {
+                let dev = self.inner.class(*class)?.dev.as_ref();
+                f(ws, dev).map_err(|e| data_err(id, e))
+            }
             Some(Pending::Log { .. }) => Err(ObjectError::WrongType {
                 id,
                 expected: ObjType::Mblock,
@@ -246,11 +253,12 @@ impl Catalog {
         // is flushed first.
         let shared = self.inner.features.shared_commit() && class == MediaClass::Capacity;
         let s = self.inner.shard(id)?;
+        let dev = self.inner.class(class)?.dev.as_ref();
         let finished = match with {
-            With::Nothing => ws.finish(!shared),
-            With::Side(side) => ws.finish_beside(!shared, side),
+            With::Nothing => ws.finish(dev, !shared),
+            With::Side(side) => ws.finish_beside(dev, !shared, side),
             With::Record { mdc, rec, written } => {
-                ws.finish_beside(!shared, &mut || *written = mdc.append_written(rec))
+                ws.finish_beside(dev, !shared, &mut || *written = mdc.append_written(rec))
             }
         };
         let table_crc = finished.map_err(|e| data_err(id, e))?;

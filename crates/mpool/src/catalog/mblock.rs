@@ -15,7 +15,7 @@
 //! Reads verify what they return: [`read_many`] given a [`Table`] reads
 //! whole checksum blocks and checks each before copying any byte of it out.
 
-use crate::dev::{from_req_err, DevError, Device, DeviceRef};
+use crate::dev::{from_req_err, DevError, Device};
 use crate::format::record::CsumLayout;
 use crate::io::{AlignedBuf, IoReq};
 
@@ -126,8 +126,15 @@ fn held_buf(n: usize, sector: usize) -> AlignedBuf {
 
 /// An mblock being written (not yet committed).
 #[derive(Debug)]
+///
+/// It holds no handle of the device: the calls that write take the
+/// device of the mblock's class (`dev`). Each new mblock took a reference
+/// to it, and each commit gave it back: two updates of one count, from
+/// every thread, at about 150 ns an mblock with two threads on two CPUs
+/// (BENCHMARKS.md, session 27).
 pub(crate) struct WriteState {
-    pub dev: DeviceRef,
+    /// The device's sector size.
+    pub sector: u32,
     /// Byte offset of the mblock's zone.
     pub base: u64,
     /// The most content the mblock can hold: its zone, less the room its
@@ -345,13 +352,13 @@ impl WriteState {
     /// `csum_shift`, one whose commit writes a checksum table in blocks of
     /// `1 << csum_shift` bytes after the content (which then holds less
     /// than the zone: [`CsumLayout::capacity`]).
-    pub fn new(dev: DeviceRef, base: u64, zone: u64, csum_shift: Option<u8>) -> Self {
+    pub fn new(sector: u32, base: u64, zone: u64, csum_shift: Option<u8>) -> Self {
         let cap = match csum_shift {
-            Some(shift) => CsumLayout::capacity(zone, u64::from(dev.sector()), shift),
+            Some(shift) => CsumLayout::capacity(zone, u64::from(sector), shift),
             None => zone,
         };
         WriteState {
-            dev,
+            sector,
             base,
             cap,
             zone,
@@ -383,8 +390,8 @@ impl WriteState {
         Ok(want)
     }
 
-    /// Append `data`: whole sectors go to the device now.
-    pub fn append(&mut self, data: &[u8]) -> Result<(), DataError> {
+    /// Append `data`: whole sectors go to `dev` now.
+    pub fn append(&mut self, dev: &dyn Device, data: &[u8]) -> Result<(), DataError> {
         if self.failed {
             return Err(DataError::Failed);
         }
@@ -393,7 +400,7 @@ impl WriteState {
         if self.on_dev == 0 && self.tail.len() + data.len() <= HOLD_MAX {
             // Small so far: the commit writes it with the table, from the
             // buffer it waits in when that has the commit's size.
-            let sector = u64::from(self.dev.sector());
+            let sector = u64::from(self.sector);
             let span = match &self.csums {
                 Some(c) => CsumLayout {
                     len: want,
@@ -408,7 +415,7 @@ impl WriteState {
             self.written = want;
             return Ok(());
         }
-        let sector = self.dev.sector() as usize;
+        let sector = self.sector as usize;
         let mut src: &[u8] = data;
         let mut reqs = Vec::new();
         let mut off = self.base + self.on_dev;
@@ -440,7 +447,7 @@ impl WriteState {
         drop(held);
         let bytes: u64 = reqs.iter().map(|r| r.buf.len() as u64).sum();
         if !reqs.is_empty() {
-            match submit_all(self.dev.as_ref(), reqs, usize::MAX) {
+            match submit_all(dev, reqs, usize::MAX) {
                 Ok(done) => give_bufs(done),
                 Err(e) => {
                     // Some of the data may be missing on the device: only abort is left.
@@ -458,10 +465,14 @@ impl WriteState {
     /// Append all of `buf`: straight from it, in one request, when nothing
     /// is pending and it is aligned for the device (no copy); else as
     /// [`WriteState::append`]. The buffer comes back for reuse.
-    pub fn append_buf(&mut self, buf: AlignedBuf) -> Result<AlignedBuf, DataError> {
-        let sector = self.dev.sector() as usize;
+    pub fn append_buf(
+        &mut self,
+        dev: &dyn Device,
+        buf: AlignedBuf,
+    ) -> Result<AlignedBuf, DataError> {
+        let sector = self.sector as usize;
         if !self.tail.is_empty() || buf.align() < sector || buf.is_empty() {
-            self.append(&buf)?;
+            self.append(dev, &buf)?;
             return Ok(buf);
         }
         if self.failed {
@@ -479,7 +490,7 @@ impl WriteState {
             // on the parent's CPU, and a write handed to it started about
             // as late as the checksum ended (measured: 1.5 ms into a
             // 32 MiB write, 10-12 % of its bandwidth; BENCHMARKS.md).
-            let (dev, csums, crc) = (&self.dev, &mut self.csums, &mut self.crc);
+            let (csums, crc) = (&mut self.csums, &mut self.crc);
             let data: &[u8] = &buf;
             // When this write fills the mblock its checksum table is final:
             // it is written here, after the content it follows, while the
@@ -494,7 +505,7 @@ impl WriteState {
                     match (table_at, csums.as_ref()) {
                         (Some(at), Some(c)) => {
                             let t = table_buf(&c.table(), &[], 0, sector, at, zone)?;
-                            submit_all(dev.as_ref(), vec![IoReq::write(base + at, t)], usize::MAX)
+                            submit_all(dev, vec![IoReq::write(base + at, t)], usize::MAX)
                                 .map(|_| *done = Some(at))
                                 .map_err(DataError::from)
                         }
@@ -513,7 +524,7 @@ impl WriteState {
         } else {
             self.sum(&buf);
             let req = IoReq::write(off, buf);
-            submit_all(self.dev.as_ref(), vec![req], usize::MAX)
+            submit_all(dev, vec![req], usize::MAX)
                 .map(|mut done| done.pop().map(|r| r.buf).unwrap_or_default())
                 .map_err(DataError::from)
         };
@@ -539,28 +550,38 @@ impl WriteState {
     /// called this fails and the mblock is written further, the next
     /// append rewrites that sector with the new bytes after the old (and
     /// the next commit writes the table again, after the new end).
-    pub fn finish(&mut self, flush: bool) -> Result<u32, DataError> {
-        self.finish_in(flush, None)
+    pub fn finish(&mut self, dev: &dyn Device, flush: bool) -> Result<u32, DataError> {
+        self.finish_in(dev, flush, None)
     }
 
     /// As [`Self::finish`], running `side` once while the last write is in
     /// flight (see [`Device::submit_beside`]), or before returning when
     /// there is nothing to write or the mblock failed.
-    pub fn finish_beside(&mut self, flush: bool, side: &mut dyn FnMut()) -> Result<u32, DataError> {
-        crate::dev::side_once(side, |s| self.finish_in(flush, Some(s)))
+    pub fn finish_beside(
+        &mut self,
+        dev: &dyn Device,
+        flush: bool,
+        side: &mut dyn FnMut(),
+    ) -> Result<u32, DataError> {
+        crate::dev::side_once(side, |s| self.finish_in(dev, flush, Some(s)))
     }
 
-    fn finish_in(&mut self, flush: bool, side: Option<&mut dyn FnMut()>) -> Result<u32, DataError> {
+    fn finish_in(
+        &mut self,
+        dev: &dyn Device,
+        flush: bool,
+        side: Option<&mut dyn FnMut()>,
+    ) -> Result<u32, DataError> {
         let (req, table_crc) = self.finish_request()?;
         if let Some(req) = req {
             let mut out = match side {
-                Some(side) => self.dev.submit_beside(vec![req], side),
-                None => self.dev.submit_depth(vec![req], usize::MAX),
+                Some(side) => dev.submit_beside(vec![req], side),
+                None => dev.submit_depth(vec![req], usize::MAX),
             };
-            self.finish_done(&mut out)?;
+            self.finish_done(dev, &mut out)?;
         }
         if flush {
-            self.dev.flush()?;
+            dev.flush()?;
         }
         Ok(table_crc)
     }
@@ -587,7 +608,7 @@ impl WriteState {
         table: Option<&[u8]>,
         after: &[u8],
     ) -> Result<Option<IoReq>, DataError> {
-        let sector = self.dev.sector() as usize;
+        let sector = self.sector as usize;
         let tail_span = self.tail.len().div_ceil(sector) * sector;
         let table_span = table.map_or(0, |t| t.len().div_ceil(sector) * sector);
         let after_span = after.len().div_ceil(sector) * sector;
@@ -651,7 +672,7 @@ impl WriteState {
         let Ok(len) = u32::try_from(self.written) else {
             return Ok(None);
         };
-        let sector = self.dev.sector() as usize;
+        let sector = self.sector as usize;
         let shift = csums.shift;
         let table = csums.table();
         let table_crc = crate::crc::crc32c(&table);
@@ -692,7 +713,7 @@ impl WriteState {
 
     /// The write of [`Self::finish_request`] completed as `done` says
     /// (the one request): a failure leaves only abort.
-    pub fn finish_done(&mut self, done: &mut [IoReq]) -> Result<(), DataError> {
+    pub fn finish_done(&mut self, dev: &dyn Device, done: &mut [IoReq]) -> Result<(), DataError> {
         if let [r] = done {
             // The content's buffer back, if it was sent from it (a failed
             // commit may be followed by more appends, which rewrite the
@@ -700,12 +721,12 @@ impl WriteState {
             self.tail.restore(std::mem::take(&mut r.buf));
         }
         let r = if done.len() == 1 {
-            check_results(self.dev.as_ref(), done)
+            check_results(dev, done)
         } else {
             let e =
                 std::io::Error::other(format!("{} results for an mblock's last write", done.len()));
             Err(crate::dev::io_err(
-                self.dev.info(),
+                dev.info(),
                 "write",
                 self.base + self.on_dev,
                 e,
@@ -1254,12 +1275,12 @@ mod tests {
         }
         drop(taken);
         for sector in [512u32, 4096] {
-            let dev: DeviceRef = Arc::new(MemDevice::new(8 << 20, sector));
+            let dev: crate::dev::DeviceRef = Arc::new(MemDevice::new(8 << 20, sector));
             let base = 1 << 20;
-            let mut w = WriteState::new(Arc::clone(&dev), base, 1 << 20, Some(12));
+            let mut w = WriteState::new(dev.sector(), base, 1 << 20, Some(12));
             let data: Vec<u8> = (0..70_001u32).map(|i| (i % 251) as u8 + 1).collect();
-            w.append(&data).unwrap();
-            w.finish(true).unwrap();
+            w.append(dev.as_ref(), &data).unwrap();
+            w.finish(dev.as_ref(), true).unwrap();
             let table = w.csums.as_ref().unwrap().table();
             let s = sector as usize;
             let table_at = data.len().next_multiple_of(s);
@@ -1291,11 +1312,11 @@ mod tests {
     #[test]
     fn held_content_sent_from_its_buffer_comes_back() {
         for sector in [512u32, 4096] {
-            let dev: DeviceRef = Arc::new(MemDevice::new(8 << 20, sector));
+            let dev: crate::dev::DeviceRef = Arc::new(MemDevice::new(8 << 20, sector));
             let base = 1 << 20;
-            let mut w = WriteState::new(Arc::clone(&dev), base, 1 << 20, Some(12));
+            let mut w = WriteState::new(dev.sector(), base, 1 << 20, Some(12));
             let one: Vec<u8> = (0..10_000u32).map(|i| (i % 253) as u8 + 1).collect();
-            w.append(&one).unwrap();
+            w.append(dev.as_ref(), &one).unwrap();
             let (req, _) = w.finish_request().unwrap();
             let req = req.unwrap();
             let first = req.buf.to_vec();
@@ -1311,11 +1332,11 @@ mod tests {
                 "sector {sector}: the same write again"
             );
             let mut out = dev.submit_depth(vec![req], usize::MAX);
-            w.finish_done(&mut out).unwrap();
+            w.finish_done(dev.as_ref(), &mut out).unwrap();
             assert!(!w.tail.lent);
             let two: Vec<u8> = (0..5_000u32).map(|i| (i % 241) as u8 + 7).collect();
-            w.append(&two).unwrap();
-            w.finish(true).unwrap();
+            w.append(dev.as_ref(), &two).unwrap();
+            w.finish(dev.as_ref(), true).unwrap();
             let all = [&one[..], &two[..]].concat();
             let mut got = vec![0u8; all.len()];
             dev.read_slice(base, &mut got).unwrap();
@@ -1327,11 +1348,14 @@ mod tests {
                 .collect();
             assert_eq!(table, want);
 
-            let mut w = WriteState::new(Arc::clone(&dev), base + (2 << 20), 1 << 20, Some(12));
-            w.append(&one).unwrap();
+            let mut w = WriteState::new(dev.sector(), base + (2 << 20), 1 << 20, Some(12));
+            w.append(dev.as_ref(), &one).unwrap();
             let (req, _) = w.finish_request().unwrap();
             drop(req);
-            assert!(matches!(w.append(&two), Err(DataError::Failed)));
+            assert!(matches!(
+                w.append(dev.as_ref(), &two),
+                Err(DataError::Failed)
+            ));
             assert!(matches!(w.finish_request(), Err(DataError::Failed)));
         }
     }
@@ -1339,9 +1363,9 @@ mod tests {
     #[test]
     fn appends_of_any_size_read_back_at_any_offset() {
         for sector in [512u32, 4096] {
-            let dev: DeviceRef = Arc::new(MemDevice::new(8 << 20, sector));
+            let dev: crate::dev::DeviceRef = Arc::new(MemDevice::new(8 << 20, sector));
             let base = 1 << 20;
-            let mut w = WriteState::new(Arc::clone(&dev), base, 4 << 20, None);
+            let mut w = WriteState::new(dev.sector(), base, 4 << 20, None);
             let mut all = Vec::new();
             let mut x = 7u32;
             for size in [
@@ -1364,7 +1388,7 @@ mod tests {
                         (x >> 16) as u8
                     })
                     .collect();
-                w.append(&data).unwrap();
+                w.append(dev.as_ref(), &data).unwrap();
                 all.extend_from_slice(&data);
                 // Held whole while small, then at most a partial sector.
                 assert!(
@@ -1372,7 +1396,7 @@ mod tests {
                 );
                 assert_eq!(w.on_dev + w.tail.len() as u64, all.len() as u64);
             }
-            w.finish(true).unwrap();
+            w.finish(dev.as_ref(), true).unwrap();
             assert_eq!(w.crc, crate::crc::crc32c(&all));
             let len = all.len() as u64;
             assert_eq!(content_crc(dev.as_ref(), base, len).unwrap(), w.crc);
@@ -1394,7 +1418,7 @@ mod tests {
                 );
             }
             assert!(matches!(
-                w.append(&vec![0u8; 4 << 20]),
+                w.append(dev.as_ref(), &vec![0u8; 4 << 20]),
                 Err(DataError::Full { .. })
             ));
         }

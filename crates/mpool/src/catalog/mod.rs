@@ -188,6 +188,10 @@ struct Inner {
     /// Where a new leader waits for the content writes begun before it
     /// took the lead, and for the commits on their way (`group.rs`).
     group_cv: Condvar,
+    /// Whether a thread leads a batch (`group::Queue::leading`, kept
+    /// with it under `group`'s lock): read without the lock by every
+    /// mblock write, which needs the lock only while a batch runs.
+    group_leading: crate::lock::Padded<std::sync::atomic::AtomicBool>,
     /// One handle per user log for the pool's lifetime: a second instance of
     /// the same log would not see the first one's buffered appends.
     open_logs: Mutex<HashMap<u64, Arc<Mlog>>>,
@@ -633,6 +637,7 @@ impl Catalog {
             pending: idmap::IdMap::new(),
             group: Mutex::new(group::Queue::default()),
             group_cv: Condvar::new(),
+            group_leading: crate::lock::Padded::default(),
             open_logs: Mutex::new(HashMap::new()),
             open_mdcs: Mutex::new(HashMap::new()),
             root,

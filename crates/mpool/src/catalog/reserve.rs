@@ -40,7 +40,7 @@ impl Catalog {
                     Some(Some(Pending::Mblock { zone, ws, .. })) => {
                         // Room for a seal of one sector in the buffer the
                         // content waits in.
-                        ws.seal_room = u64::from(ws.dev.sector());
+                        ws.seal_room = u64::from(ws.sector);
                         *zone
                     }
                     _ => return Err(ObjectError::NotFound(id).into()),
@@ -129,7 +129,7 @@ impl Catalog {
             return Err(self.gone(id)?);
         };
         let (class, zone) = (*class, *zone);
-        let sector = ws.dev.sector() as usize;
+        let sector = ws.sector as usize;
         let slot = seal::slot(sector as u64, ws.zone);
         let made = ws
             .sealed_request(slot, |len, shift, table_crc| {
@@ -149,7 +149,7 @@ impl Catalog {
                 ws.written
             )));
         };
-        let dev = ws.dev.clone();
+        let dev = self.inner.class(class)?.dev.as_ref();
         // The content's last write (if any) first, the seal in its slot
         // last (when apart); one batch.
         let mut done = dev.submit_depth(reqs, usize::MAX);
@@ -157,7 +157,7 @@ impl Catalog {
         let mut written = if done.is_empty() {
             Ok(())
         } else {
-            ws.finish_done(&mut done).map_err(|e| data_err(id, e))
+            ws.finish_done(dev, &mut done).map_err(|e| data_err(id, e))
         };
         if let (Ok(()), Some(mut r)) = (&written, seal_done) {
             let (kind, off) = (r.kind, r.offset);
