@@ -20,8 +20,16 @@ use crate::format::superblock::MediaClass;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-/// Zones per region.
+/// Zones per region, at most: a class has at least [`MIN_REGIONS`]
+/// regions where each can still hold 64 zones.
 const REGION_ZONES: u32 = 4096;
+
+/// Regions a class is split into at least (while each holds 64 zones or
+/// more): with fewer regions than threads allocating, threads share a
+/// home region and its lock. A pool of 512 MiB in 64 KiB zones had two
+/// regions of 4096 zones, so eight threads took turns four to a lock,
+/// and one preempted while holding it put the others to sleep.
+const MIN_REGIONS: u32 = 64;
 
 /// Zones a region's allocations take off the class' count at a time, and
 /// half the most a region keeps from its releases: with a thread
@@ -154,6 +162,8 @@ pub struct ClassMap {
     class: MediaClass,
     first: u32,
     end: u32,
+    /// Zones per region (the last one may hold fewer).
+    region_zones: u32,
     /// Each region on lines of its own: threads allocating in their home
     /// regions share no line.
     regions: Vec<Padded<Mutex<Region>>>,
@@ -184,8 +194,9 @@ impl ClassMap {
     pub fn new(class: MediaClass, first: u32, end: u32, spare_pct: u8) -> Self {
         let mut regions = Vec::new();
         let mut base = first;
+        let region_zones = (end.saturating_sub(first) / MIN_REGIONS).clamp(64, REGION_ZONES);
         while base < end {
-            let len = (end - base).min(REGION_ZONES);
+            let len = (end - base).min(region_zones);
             regions.push(Padded(Mutex::new(Region {
                 base,
                 len,
@@ -201,6 +212,7 @@ impl ClassMap {
             class,
             first,
             end,
+            region_zones,
             regions,
             spare_zones: AtomicU64::new(total * u64::from(spare_pct) / 100),
             free: Padded(AtomicU64::new(total)),
@@ -342,7 +354,7 @@ impl ClassMap {
             });
         }
         self.regions
-            .get(((zone - self.first) / REGION_ZONES) as usize)
+            .get(((zone - self.first) / self.region_zones) as usize)
             .map(|r| &r.0)
             .ok_or(SpaceMapError::BadZone {
                 class: self.class,
@@ -543,7 +555,7 @@ mod tests {
     #[test]
     fn a_thread_allocates_in_one_region_while_it_has_room() {
         let m = ClassMap::new(MediaClass::Capacity, 1, 1 + 3 * REGION_ZONES, 0);
-        let region = |z: u32| (z - 1) / REGION_ZONES;
+        let region = |z: u32| (z - 1) / m.region_zones;
         let first = m.alloc(1).unwrap();
         for _ in 0..100 {
             assert_eq!(region(m.alloc(1).unwrap()), region(first));
