@@ -1968,6 +1968,11 @@ impl Mlog {
             }
             g = crate::lock::wait(&self.cv[0], g);
             self.sleeping.fetch_sub(1, Ordering::SeqCst);
+            // Woken because a record was marked: one more round of
+            // spinning and helping before sleeping again, so that a
+            // record whose appender was preempted right after is written
+            // by a waiter instead of waiting for that appender's turn.
+            rounds = SPIN_ROUNDS - 1;
         }
     }
 
