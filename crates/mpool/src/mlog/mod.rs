@@ -452,8 +452,12 @@ pub struct Mlog {
     /// Flushes are made under the lock (the flush cost is at most
     /// [`INLINE_MAX_NS`]): appenders spin briefly for the lock.
     inline: std::sync::atomic::AtomicBool,
-    /// The end of the appended records (`State::end`), mirrored at each
-    /// append for [`Device::will_write`] before the lock.
+    /// The end of the appended records (`State::end`) for
+    /// [`Device::will_write`] before the lock: on a log written straight
+    /// onto its device, mirrored only when an append crosses into another
+    /// [`ANNOUNCE_STEP`] (the announcement goes [`WILL_WRITE_AHEAD`] past
+    /// it, so a hint up to a step behind costs nothing), so that appenders
+    /// do not write one more line in common at every append.
     end_hint: AtomicU64,
     /// How far [`Device::will_write`] was told of the writes to come
     /// (from the data area's start), on a log written straight onto its
@@ -921,7 +925,9 @@ impl Mlog {
             }
             let placed = self.place_direct(&mut g, len)?;
             let seq = placed.seq;
-            self.end_hint.store(g.end, Ordering::Relaxed);
+            if placed.prev_end / ANNOUNCE_STEP != g.end / ANNOUNCE_STEP {
+                self.end_hint.store(g.end, Ordering::Relaxed);
+            }
             let job = Job { placed, parts };
             let slot = self.slot(seq);
             // Counted under the lock: an erase (which holds it) sees every
