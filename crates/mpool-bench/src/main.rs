@@ -17,6 +17,7 @@ mod mlog;
 mod objstore;
 mod report;
 mod scale;
+mod shared_floor;
 mod stream;
 
 use anyhow::Result;

@@ -379,7 +379,7 @@ pub fn run(args: &MlogArgs) -> Result<Table> {
             "threads", "mpool IOPS", "fio fdsync IOPS", "mpool/fdsync", "fio O_SYNC IOPS", "mpool/osync",
             "mpool p50 us", "mpool p99 us", "mpool p99.9 us", "fdsync p50 us", "fdsync p99 us", "fdsync p99.9 us", "osync p50 us", "osync p99 us", "osync p99.9 us",
             "CPUs used", "CPU us/app", "fdsync CPU us/op", "osync CPU us/op", "writes/app", "KiB/app", "flushes/app", "flush ms/s", "write ms/s",
-            "floor IOPS", "mpool/floor", "line ns",
+            "floor IOPS", "mpool/floor", "shared floor IOPS", "mpool/shared", "shared CPU us/app", "line ns",
         ]
         .map(String::from)
         .to_vec(),
@@ -416,7 +416,16 @@ pub fn run(args: &MlogArgs) -> Result<Table> {
                  the device bytes a record may cost), same numjobs, in the same rounds"
             ),
         ));
-        let counting = Arc::new(Sampled::new(file));
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        t.context.push((
+            "shared floor".into(),
+            format!(
+                "the least a log shared by N threads costs on this file (N <= {cpus} CPUs): an atomic add on a shared tail, \
+                 the record's CRC-32C, its header and bytes copied through the device, a mark, and a wait until every earlier \
+                 record is marked (a shared durable count); in the same rounds, see shared_floor.rs"
+            ),
+        ));
+        let counting = Arc::new(Sampled::new(Arc::clone(&file)));
         let dev: Arc<dyn Device> = counting.clone();
         let log = Arc::new(Mlog::create(dev, 0..size, 0x6d6c_6f67)?);
         let mut one_thread = None;
@@ -426,6 +435,7 @@ pub fn run(args: &MlogArgs) -> Result<Table> {
         for &n in &args.threads {
             let mut ms = Vec::new();
             let (mut fds, mut oss, mut fls) = (Vec::new(), Vec::new(), Vec::new());
+            let mut shared = Vec::new();
             let mut lines = Vec::new();
             for round in 1..=rounds {
                 log.erase(0)?;
@@ -442,6 +452,15 @@ pub fn run(args: &MlogArgs) -> Result<Table> {
                     args.record as usize,
                     Duration::from_secs_f64(slice),
                 )?);
+                if n <= cpus {
+                    shared.push(crate::shared_floor::run(
+                        file.as_ref(),
+                        size,
+                        n,
+                        args.record as usize,
+                        Duration::from_secs_f64(slice),
+                    )?);
+                }
                 if let Some(bin) = &fio_bin {
                     let secs = slice.round() as u64;
                     fds.push(fio_case(bin, &path, size, args.record, n, true, secs)?);
@@ -460,6 +479,18 @@ pub fn run(args: &MlogArgs) -> Result<Table> {
             let r_fd = fd.map(|f| iops / f.iops);
             let r_os = os.map(|f| iops / f.iops);
             let r_fl = fl.map(|f| iops / f.iops);
+            let sh = (!shared.is_empty()).then(|| {
+                let appends: u64 = shared.iter().map(|f| f.appends).sum();
+                let secs: f64 = shared.iter().map(|f| f.secs).sum();
+                let cpu: f64 = shared.iter().map(|f| f.cpu).sum();
+                let k = shared.len() as f64;
+                (
+                    appends as f64 / secs,
+                    cpu * 1e6 / appends.max(1) as f64,
+                    shared.iter().map(|f| f.p50).sum::<f64>() / k,
+                    shared.iter().map(|f| f.p99).sum::<f64>() / k,
+                )
+            });
             if n == 1 {
                 one_thread = Some((iops, m, fd));
             }
@@ -491,6 +522,9 @@ pub fn run(args: &MlogArgs) -> Result<Table> {
                 format!("{:.0}", m.dev.write_ns as f64 / 1e6 / m.secs),
                 o(fl.map(|f| f.iops), fmt_rate),
                 fmt_ratio(r_fl),
+                o(sh.map(|s| s.0), fmt_rate),
+                fmt_ratio(sh.map(|s| iops / s.0)),
+                o(sh.map(|s| s.1), |x| format!("{x:.2}")),
                 line_range(&lines),
             ]);
             t.json_rows.push(json!({
@@ -503,6 +537,8 @@ pub fn run(args: &MlogArgs) -> Result<Table> {
                 "ratio_osync": r_os,
                 "fio_floor": fl.map(|f| json!({ "bs": allowed, "iops": f.iops, "p50_ns": f.p50, "p99_ns": f.p99, "p999_ns": f.p999, "cpu_ns_per_op": f.cpu_us * 1e3 })),
                 "ratio_floor": r_fl,
+                "shared_floor": sh.map(|s| json!({ "iops": s.0, "cpu_ns_per_append": s.1 * 1e3, "p50_ns": s.2, "p99_ns": s.3 })),
+                "ratio_shared_floor": sh.map(|s| iops / s.0),
                 "line_round_trip_ns": lines,
                 "per_append": {
                     "device_writes": per(m.dev.writes),

@@ -1,0 +1,131 @@
+//! The least a log that N threads share costs on a byte-addressable
+//! device, measured on the same device as the mlog: the floor that fio's
+//! independent jobs are not, because they share nothing.
+//!
+//! Each append takes the next sequence number with one atomic add on a
+//! shared tail, computes the record's CRC-32C, copies an 16-byte header
+//! and the record to their place in the file (through the device, as the
+//! mlog writes: `Device::write_bytes`), marks its slot in a ring of marks,
+//! and waits until every earlier record is marked, moving the shared
+//! durable count over each marked record it finds. That is what any
+//! ordered log with durable-on-return appends must do between threads: a
+//! tail they all move and a count they all read, at least two lines that
+//! travel between the CPUs at every append. It has no lock, no framing,
+//! no flush sets, no recovery rules and no help for a preempted appender,
+//! so it is measured only for as many threads as CPUs (with more, an
+//! appender preempted after taking its number stalls everyone behind it
+//! for a scheduler's turn).
+
+use crate::common;
+use anyhow::{bail, Result};
+use mpool::dev::Device;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Records in flight at most (slots of the ring of marks).
+const RING: u64 = 64;
+
+/// A counter on lines of its own.
+#[repr(align(128))]
+#[derive(Default)]
+struct Line(AtomicU64);
+
+/// What one run of the floor measured.
+#[derive(Debug, Clone, Copy)]
+pub struct Floor {
+    pub appends: u64,
+    pub secs: f64,
+    pub p50: f64,
+    pub p99: f64,
+    /// Process CPU time meanwhile, s.
+    pub cpu: f64,
+}
+
+/// Append `rec`-byte records from `threads` threads for `runtime` into
+/// `dev` at `0..size`.
+pub fn run(
+    dev: &dyn Device,
+    size: u64,
+    threads: usize,
+    rec: usize,
+    runtime: Duration,
+) -> Result<Floor> {
+    let span = (rec as u64 + 16).div_ceil(64) * 64;
+    let places = size / span;
+    if places < 2 * RING {
+        bail!("the file is too small for the shared-log floor");
+    }
+    let tail = Line::default();
+    let durable = Line::default();
+    let marks: Vec<Line> = (0..RING).map(|_| Line::default()).collect();
+    // Set by a thread that fails: the others stop waiting for its record.
+    let failed = AtomicBool::new(false);
+    let gave_up = || -> Result<()> {
+        if failed.load(Ordering::Relaxed) {
+            bail!("another thread of the shared-log floor failed");
+        }
+        Ok(())
+    };
+    let start = Instant::now();
+    let cpu0 = common::cpu_seconds();
+    let (appends, hist) = common::in_threads(threads, "floor", |t| {
+        let mut h = common::histogram();
+        let data: Vec<u8> = (0..rec).map(|i| (i as u8) ^ (t as u8) ^ 0x5a).collect();
+        let mut n = 0u64;
+        while !(n.is_multiple_of(16) && start.elapsed() >= runtime) {
+            let t0 = Instant::now();
+            let seq = tail.0.fetch_add(1, Ordering::AcqRel);
+            // A slot of the ring is free once the record RING before is
+            // durable.
+            while seq >= durable.0.load(Ordering::Acquire) + RING {
+                gave_up()?;
+                std::hint::spin_loop();
+            }
+            let crc = mpool::crc::crc32c(&data);
+            let mut hdr = [0u8; 16];
+            hdr[..8].copy_from_slice(&seq.to_le_bytes());
+            hdr[8..12].copy_from_slice(&crc.to_le_bytes());
+            hdr[12..].copy_from_slice(&(rec as u32).to_le_bytes());
+            let at = (seq % places) * span;
+            for (off, bytes) in [(at, &hdr[..]), (at + 16, &data[..])] {
+                let r = match dev.write_bytes(off, bytes) {
+                    Some(r) => r.map_err(anyhow::Error::from),
+                    None => Err(anyhow::anyhow!(
+                        "the device takes no writes of any bytes: no shared-log floor"
+                    )),
+                };
+                if r.is_err() {
+                    failed.store(true, Ordering::Relaxed);
+                }
+                r?;
+            }
+            let slot = &marks[(seq % RING) as usize];
+            slot.0.store(seq + 1, Ordering::Release);
+            loop {
+                let d = durable.0.load(Ordering::Acquire);
+                if d > seq {
+                    break;
+                }
+                if marks[(d % RING) as usize].0.load(Ordering::Acquire) == d + 1 {
+                    let _ =
+                        durable
+                            .0
+                            .compare_exchange(d, d + 1, Ordering::AcqRel, Ordering::Relaxed);
+                } else {
+                    gave_up()?;
+                    std::hint::spin_loop();
+                }
+            }
+            h.record((t0.elapsed().as_nanos() as u64).max(1))?;
+            n += 1;
+        }
+        Ok((n, h))
+    })?;
+    Ok(Floor {
+        appends,
+        secs: start.elapsed().as_secs_f64(),
+        p50: hist.value_at_quantile(0.5) as f64,
+        p99: hist.value_at_quantile(0.99) as f64,
+        cpu: common::cpu_seconds() - cpu0,
+    })
+}
