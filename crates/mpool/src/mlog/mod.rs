@@ -206,18 +206,51 @@ const MAX_REQ_BYTES: usize = 64 * 1024;
 // Requests split at this size stay whole sectors of every accepted size.
 const _: () = assert!(MAX_REQ_BYTES.is_multiple_of(crate::format::superblock::SECTOR_MAX as usize));
 
+/// The log's state under its lock. `repr(C)`, the fields every append
+/// of a log written straight onto its device reads or writes first: they
+/// follow the lock's word on as few cache lines as hold them, and with
+/// two appenders each of those lines moves between the CPUs at every
+/// append (with the compiler's order they were spread over the struct).
 #[derive(Debug)]
+#[repr(C)]
 struct State {
+    next_seq: u64,
+    /// End of the appended records (position in the data area).
+    end: u64,
+    /// Records with seq below this are durable.
+    durable_seq: u64,
+    /// Records before this position are written (and flushed, unless
+    /// `unflushed` says otherwise).
+    written_end: u64,
+    buf_block: u64,
+    /// Seq of the first record of the open flush set.
+    batch_first: Option<u64>,
     gen: u64,
+    /// Epoch of records appended now.
+    epoch: u32,
+    /// Flush set that appends join now.
+    fseq: u32,
+    /// A log written straight onto its device: the records placed and
+    /// not yet known durable here, oldest first (seq, end). Records join
+    /// the open flush set while any is in flight; the set closes when the
+    /// last of them is written (seen by `Mlog::catch_up`: their writers
+    /// mark them in `Mlog::ring`, without the lock).
+    pending: VecDeque<(u64, u64)>,
+    /// Image of blocks `buf_block..` up to the block holding `end`.
+    buf: Image,
+    failed: Option<String>,
+    corrupt: Option<(u64, String)>,
     /// Every record is written twice (the header flag of this generation).
     mirrored: bool,
     /// Records may start at the next block (the header flag of this
     /// generation; plain logs made by this code).
     padded: bool,
-    /// Epoch of records appended now.
-    epoch: u32,
     /// Whether a header with (gen, epoch) is durable.
     hdr_durable: bool,
+    /// No epoch is left above the last one used: appends are refused until
+    /// an erase starts the epochs again (a saturated epoch would let new
+    /// records break the sequencing rules and vanish at the next open).
+    epochs_exhausted: bool,
     /// Slot (0 or 1) of the newest valid header.
     newest_slot: u8,
     /// The header in `newest_slot`.
@@ -225,24 +258,9 @@ struct State {
     /// The other slot, when its copy was found damaged at open and has not
     /// been written since: (slot, what is wrong).
     damaged_slot: Option<(u8, String)>,
-    next_seq: u64,
-    /// Flush set that appends join now.
-    fseq: u32,
-    /// Seq of the first record of the open flush set.
-    batch_first: Option<u64>,
-    /// End of the appended records (position in the data area).
-    end: u64,
-    /// Image of blocks `buf_block..` up to the block holding `end`.
-    buf: Image,
-    buf_block: u64,
     /// The image a flush wrote from, kept for the next flush set's appends
     /// (its memory reused, never reallocated per flush).
     spare: Option<Image>,
-    /// Records before this position are written (and flushed, unless
-    /// `unflushed` says otherwise).
-    written_end: u64,
-    /// Records with seq below this are durable.
-    durable_seq: u64,
     /// A flush set written without a device flush
     /// ([`Mlog::append_written`]): the seqs `first..end` of its records.
     /// It becomes durable with the next device flush: the next flush set
@@ -284,20 +302,8 @@ struct State {
     /// the open flush set holds `gather_want` records.
     gathering: bool,
     gather_want: u64,
-    failed: Option<String>,
-    corrupt: Option<(u64, String)>,
-    /// No epoch is left above the last one used: appends are refused until
-    /// an erase starts the epochs again (a saturated epoch would let new
-    /// records break the sequencing rules and vanish at the next open).
-    epochs_exhausted: bool,
     /// First record of the last flush set the open scan found.
     open_tail: Option<u64>,
-    /// A log written straight onto its device: the records placed and
-    /// not yet known durable here, oldest first (seq, end). Records join
-    /// the open flush set while any is in flight; the set closes when the
-    /// last of them is written (seen by `Mlog::catch_up`: their writers
-    /// mark them in `Mlog::ring`, without the lock).
-    pending: VecDeque<(u64, u64)>,
 }
 
 /// A record placed in a log written straight onto its device, to be
