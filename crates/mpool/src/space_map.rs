@@ -39,6 +39,28 @@ const MIN_REGIONS: u32 = 64;
 /// the count's cache line than one, BENCHMARKS.md session 27).
 const CREDIT: u64 = 32;
 
+/// A region's bitmap in whole cache-line pairs of its own: with small
+/// regions (a 512 MiB pool's hold 128 zones, a bitmap of 16 bytes) the
+/// bitmaps of neighbouring regions, each in its own small allocation,
+/// shared lines, and threads allocating in their own home regions wrote
+/// each other's lines at every allocation and release.
+#[derive(Debug)]
+struct Bits(Box<[Padded<[u64; 16]>]>);
+
+impl Bits {
+    fn new(words: usize) -> Bits {
+        Bits((0..words.div_ceil(16)).map(|_| Padded([0; 16])).collect())
+    }
+
+    fn get(&self, i: usize) -> Option<&u64> {
+        self.0.get(i / 16).map(|c| &c.0[i % 16])
+    }
+
+    fn get_mut(&mut self, i: usize) -> Option<&mut u64> {
+        self.0.get_mut(i / 16).map(|c| &mut c.0[i % 16])
+    }
+}
+
 #[derive(Debug)]
 struct Region {
     /// First zone of the region.
@@ -46,7 +68,7 @@ struct Region {
     /// Zones in the region.
     len: u32,
     /// One bit per zone, set when in use.
-    used: Vec<u64>,
+    used: Bits,
     /// Zones free in the region.
     free: u32,
     /// Where the next search starts (zone offset within the region).
@@ -200,7 +222,7 @@ impl ClassMap {
             regions.push(Padded(Mutex::new(Region {
                 base,
                 len,
-                used: vec![0; len.div_ceil(64) as usize],
+                used: Bits::new(len.div_ceil(64) as usize),
                 free: len,
                 hint: 0,
                 credit: 0,
