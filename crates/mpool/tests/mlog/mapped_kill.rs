@@ -11,7 +11,7 @@
 
 use crate::io_common::{allocated, shm_scratch};
 use mpool::dev::{Device, FileDevice, OpenOptions};
-use mpool::mlog::Mlog;
+use mpool::mlog::{Mlog, MlogError};
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
@@ -164,12 +164,21 @@ fn a_log_on_a_mapped_file_survives_sigkill() {
             format!("{whole}\n")
         };
         std::fs::write(&acks, kept).expect("keep the whole acks");
-        // Appends go on; half full: start again from an empty log.
-        log.append(&record(u64::MAX - round), true)
-            .expect("append after the kill");
-        if log.len() > SIZE / 2 {
+        // Appends go on, unless the child filled the log (four threads
+        // fill 64 MiB from half full within the 60 ms before a kill);
+        // half full or full: start again from an empty log.
+        let full = match log.append(&record(u64::MAX - round), true) {
+            Ok(_) => false,
+            Err(MlogError::LogFull { .. }) => true,
+            Err(e) => panic!("round {round}: append after the kill: {e}"),
+        };
+        if full || log.len() > SIZE / 2 {
             log.erase(0).expect("erase");
             std::fs::write(&acks, "").expect("clear acks");
+            if full {
+                log.append(&record(u64::MAX - round), true)
+                    .expect("append after the erase");
+            }
         }
         drop(log);
     }
