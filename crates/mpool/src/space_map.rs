@@ -241,10 +241,23 @@ impl ClassMap {
         }
     }
 
-    /// Change the spare percentage.
+    /// Change the spare percentage. The regions' credits, reserved under
+    /// the spare before, go back to the class' count, so that allocations
+    /// from now on keep the new one.
     pub fn set_spare_pct(&self, pct: u8) {
         self.spare_zones
             .store(self.total() * u64::from(pct) / 100, Ordering::Relaxed);
+        self.reclaim_credits();
+    }
+
+    /// Give every region's credit back to the class' count.
+    fn reclaim_credits(&self) {
+        for r in &self.regions {
+            let c = std::mem::take(&mut lock(r).credit);
+            if c > 0 {
+                self.free.fetch_add(c, Ordering::AcqRel);
+            }
+        }
     }
 
     /// Allocatable zones in all.
@@ -355,12 +368,7 @@ impl ClassMap {
                 }
             }
             if attempt == 0 {
-                for r in &self.regions {
-                    let c = std::mem::take(&mut lock(r).credit);
-                    if c > 0 {
-                        self.free.fetch_add(c, Ordering::AcqRel);
-                    }
-                }
+                self.reclaim_credits();
             }
         }
         Err(self.no_space(u32::try_from(want).unwrap_or(u32::MAX)))
@@ -494,6 +502,21 @@ mod tests {
         ));
         m.set_spare_pct(0);
         assert!(m.alloc(10).is_err() || m.free() == 0);
+    }
+
+    /// A spare raised after allocations began is kept: credits reserved
+    /// under the old one are not spent past the new one (here the new
+    /// spare is more than the class' count left beside the credit).
+    #[test]
+    fn a_raised_spare_holds_against_credits_taken_before() {
+        let m = ClassMap::new(MediaClass::Capacity, 1, 1001, 0);
+        let mut n = u64::from(m.alloc(1).is_ok());
+        m.set_spare_pct(97);
+        while m.alloc(1).is_ok() {
+            n += 1;
+        }
+        assert_eq!(n, m.total() - m.spare());
+        assert_eq!(m.free(), m.spare());
     }
 
     #[test]
