@@ -889,6 +889,28 @@ mod tests {
     use crate::dev::Device;
     use crate::io::AlignedBuf;
 
+    /// A fully allocated file of `len` bytes in a new directory on
+    /// /dev/shm (a device opened on it is mapped), with the directory that
+    /// removes it; `None`, said loudly, where /dev/shm is not a tmpfs.
+    fn allocated_on_shm(
+        test: &str,
+        len: u64,
+    ) -> Option<(tempfile::TempDir, std::path::PathBuf)> {
+        let shm = std::path::Path::new("/dev/shm");
+        if !std::fs::File::open(shm).is_ok_and(|d| super::on_memory_fs(&d)) {
+            eprintln!("SKIPPED {test}: /dev/shm is not a tmpfs");
+            return None;
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("mpool-dev-file-")
+            .tempdir_in(shm)
+            .unwrap();
+        let path = dir.path().join("m.img");
+        let f = std::fs::File::create(&path).unwrap();
+        rustix::fs::fallocate(&f, rustix::fs::FallocateFlags::empty(), 0, len).unwrap();
+        Some((dir, path))
+    }
+
     /// A new 1 MiB file device at `path`.
     fn new_dev(path: &std::path::Path) -> FileDevice {
         let opts = OpenOptions {
@@ -1009,21 +1031,12 @@ mod tests {
     /// every chunk of the extent is claimed, none outside it.
     #[test]
     fn a_mapped_logs_extent_is_populated_when_it_is_made() {
-        let shm = std::path::Path::new("/dev/shm");
-        if !std::fs::File::open(shm).is_ok_and(|d| super::on_memory_fs(&d)) {
-            eprintln!("SKIPPED a_mapped_logs_extent_is_populated_when_it_is_made: /dev/shm is not a tmpfs");
-            return;
-        }
-        let dir = tempfile::Builder::new()
-            .prefix("mpool-prepare-")
-            .tempdir_in(shm)
-            .unwrap();
-        let path = dir.path().join("m.img");
         let chunk = super::POPULATE_CHUNK as u64;
-        {
-            let f = std::fs::File::create(&path).unwrap();
-            rustix::fs::fallocate(&f, rustix::fs::FallocateFlags::empty(), 0, 8 * chunk).unwrap();
-        }
+        let Some((_dir, path)) =
+            allocated_on_shm("a_mapped_logs_extent_is_populated_when_it_is_made", 8 * chunk)
+        else {
+            return;
+        };
         let dev = std::sync::Arc::new(FileDevice::open(&path, &OpenOptions::default()).unwrap());
         let Some(map) = dev.map.clone() else {
             panic!("a fully allocated tmpfs file is mapped");
@@ -1051,21 +1064,12 @@ mod tests {
     /// is dropped the mapping goes (the thread does not keep it).
     #[test]
     fn announced_chunks_are_populated_by_the_mappings_thread() {
-        let shm = std::path::Path::new("/dev/shm");
-        if !std::fs::File::open(shm).is_ok_and(|d| super::on_memory_fs(&d)) {
-            eprintln!("SKIPPED announced_chunks_are_populated_by_the_mappings_thread: /dev/shm is not a tmpfs");
-            return;
-        }
-        let dir = tempfile::Builder::new()
-            .prefix("mpool-populate-")
-            .tempdir_in(shm)
-            .unwrap();
-        let path = dir.path().join("m.img");
         let size = 4 * super::POPULATE_CHUNK as u64;
-        {
-            let f = std::fs::File::create(&path).unwrap();
-            rustix::fs::fallocate(&f, rustix::fs::FallocateFlags::empty(), 0, size).unwrap();
-        }
+        let Some((_dir, path)) =
+            allocated_on_shm("announced_chunks_are_populated_by_the_mappings_thread", size)
+        else {
+            return;
+        };
         let dev = FileDevice::open(&path, &OpenOptions::default()).unwrap();
         let Some(map) = dev.map.clone() else {
             panic!("a fully allocated tmpfs file is mapped");
