@@ -1050,6 +1050,25 @@ struct GateDevice {
     cv: Condvar,
 }
 
+/// The size of [`gated_log`]'s memory and log.
+const GATED_SIZE: u64 = 1 << 20;
+
+/// A log written straight onto memory of [`GATED_SIZE`] bytes in
+/// `sector`-byte sectors, through a [`GateDevice`] that holds writes as
+/// `hold` says: the memory, the gate and the log.
+fn gated_log(
+    hold: Hold,
+    sector: u32,
+    id: u64,
+    mirrored: bool,
+) -> (Arc<MemDevice>, Arc<GateDevice>, Arc<Mlog>) {
+    let mem = Arc::new(MemDevice::new(GATED_SIZE, sector));
+    let gate = GateDevice::new(mem.clone(), hold);
+    let log = Arc::new(Mlog::create_with(gate.clone(), 0..GATED_SIZE, id, mirrored).unwrap());
+    assert!(log.direct);
+    (mem, gate, log)
+}
+
 impl GateDevice {
     fn new(mem: Arc<MemDevice>, hold: Hold) -> Arc<GateDevice> {
         Arc::new(GateDevice {
@@ -1127,11 +1146,8 @@ impl Device for GateDevice {
 #[test]
 fn a_record_written_late_holds_back_the_ones_after_it() {
     for mirrored in [false, true] {
-        let size = 1u64 << 20;
-        let mem = Arc::new(MemDevice::new(size, 512));
-        let gate = GateDevice::new(mem.clone(), Hold::Every);
-        let log = Arc::new(Mlog::create_with(gate.clone(), 0..size, 27, mirrored).unwrap());
-        assert!(log.direct);
+        let size = GATED_SIZE;
+        let (mem, gate, log) = gated_log(Hold::Every, 512, 27, mirrored);
         let mut want: Vec<Vec<u8>> = (0..5).map(|i| rec(i, 200 + i * 90)).collect();
         for (i, r) in want.iter().enumerate() {
             assert_eq!(log.append(r, true).unwrap(), Lsn(i as u64));
@@ -1293,11 +1309,7 @@ fn appenders_on_memory_mark_their_records_and_each_is_durable_on_return() {
 #[test]
 fn an_erase_leaves_no_mark_a_new_record_could_pass_for() {
     use std::sync::atomic::Ordering;
-    let size = 1u64 << 20;
-    let mem = Arc::new(MemDevice::new(size, 512));
-    let gate = GateDevice::new(mem.clone(), Hold::Every);
-    let log = Arc::new(Mlog::create(gate.clone(), 0..size, 29).unwrap());
-    assert!(log.direct);
+    let (_, gate, log) = gated_log(Hold::Every, 512, 29, false);
     for i in 0..3 {
         assert_eq!(log.append(&rec(i, 100), true).unwrap(), Lsn(i as u64));
     }
@@ -1324,11 +1336,8 @@ fn an_erase_leaves_no_mark_a_new_record_could_pass_for() {
 #[test]
 fn a_waiter_writes_the_record_of_an_appender_that_stopped() {
     for mirrored in [false, true] {
-        let size = 1u64 << 20;
-        let mem = Arc::new(MemDevice::new(size, 512));
-        let gate = GateDevice::new(mem.clone(), Hold::First);
-        let log = Arc::new(Mlog::create_with(gate.clone(), 0..size, 31, mirrored).unwrap());
-        assert!(log.direct);
+        let size = GATED_SIZE;
+        let (mem, gate, log) = gated_log(Hold::First, 512, 31, mirrored);
         assert_eq!(log.append(&rec(1, 300), true).unwrap(), Lsn(0));
         let held = append_in_thread(&log, vec![0xabu8; 700]);
         gate.wait_arrival();
@@ -1367,11 +1376,8 @@ fn a_waiter_writes_the_record_of_an_appender_that_stopped() {
 /// the erase, at the place of the held one, reads back whole.
 #[test]
 fn an_erase_waits_for_an_appender_still_writing_a_helped_record() {
-    let size = 1u64 << 20;
-    let mem = Arc::new(MemDevice::new(size, 512));
-    let gate = GateDevice::new(mem.clone(), Hold::First);
-    let log = Arc::new(Mlog::create(gate.clone(), 0..size, 32).unwrap());
-    assert!(log.direct);
+    let size = GATED_SIZE;
+    let (mem, gate, log) = gated_log(Hold::First, 512, 32, false);
     // Record 0 of the generation: the first record after the erase sits
     // at the same place.
     let held = append_in_thread(&log, vec![0xabu8; 700]);
@@ -1408,11 +1414,7 @@ fn an_erase_waits_for_an_appender_still_writing_a_helped_record() {
 #[test]
 fn a_late_helper_leaves_the_mark_of_the_slots_next_record() {
     assert_eq!(RING, 4, "the steps below fill a ring of 4 slots");
-    let size = 1u64 << 20;
-    let mem = Arc::new(MemDevice::new(size, 4096));
-    let gate = GateDevice::new(mem.clone(), Hold::Numbered);
-    let log = Arc::new(Mlog::create(gate.clone(), 0..size, 33).unwrap());
-    assert!(log.direct);
+    let (_, gate, log) = gated_log(Hold::Numbered, 4096, 33, false);
     let held = |n: usize| vec![0xabu8; n];
     let spawn = |r: Vec<u8>| append_in_thread(&log, r);
     // Arrival 0: record 0's appender. Arrival 1: record 1's appender,
