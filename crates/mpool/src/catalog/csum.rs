@@ -254,6 +254,13 @@ impl TableCache {
 
     pub(crate) fn set_cap(&self, cap: u64) {
         self.cap.store(cap, Ordering::Relaxed);
+        // Shares kept under the old bound's step: carried now, so that the
+        // shared count an insert checks is short by the new step at most.
+        for st in &self.maps {
+            let _m = wlock(&st.map);
+            let d = st.unsettled.swap(0, Ordering::Relaxed);
+            self.counts.bytes.fetch_add(d, Ordering::Relaxed);
+        }
         if self.bytes() > cap {
             self.evict(cap, u64::MAX);
         }
@@ -728,6 +735,45 @@ mod tests {
         })
         .join()
         .unwrap();
+    }
+
+    /// Below 1/128 of the bound a stripe keeps its bytes to itself (the
+    /// shared count does not move), `bytes()` still counts them exactly,
+    /// and an insert starts no new epoch until the cache is half full.
+    #[test]
+    fn stripes_keep_small_changes_and_epochs_wait_for_half_full() {
+        let c = TableCache::default();
+        let one = t(100).mem_bytes();
+        c.set_cap(one * 128 * 16 * 4);
+        let id = |mdc: u64, u: u64| u << 12 | mdc << 4 | 1;
+        for m in 0..4 {
+            c.insert(id(m, 1), t(100));
+        }
+        assert_eq!(
+            c.counts.bytes.load(Ordering::Relaxed),
+            0,
+            "nothing carried yet"
+        );
+        assert_eq!(c.bytes(), 4 * one);
+        assert_eq!(
+            c.counts.tick.load(Ordering::Relaxed),
+            0,
+            "no epoch below half"
+        );
+        c.remove(id(2, 1));
+        assert_eq!(c.bytes(), 3 * one);
+        // A new bound carries every stripe's share; over half of it, each
+        // insert starts an epoch.
+        c.set_cap(one * 4);
+        assert_eq!(
+            c.counts.bytes.load(Ordering::Relaxed),
+            3 * i64::try_from(one).unwrap()
+        );
+        let before = c.counts.tick.load(Ordering::Relaxed);
+        c.insert(id(5, 1), t(100));
+        c.insert(id(5, 2), t(100));
+        assert_eq!(c.counts.tick.load(Ordering::Relaxed), before + 2);
+        assert!(c.bytes() <= one * 4);
     }
 
     #[test]
