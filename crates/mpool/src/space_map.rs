@@ -519,6 +519,25 @@ mod tests {
         assert_eq!(m.free(), m.spare());
     }
 
+    /// A small class is split into 64 regions (each of 64 zones or
+    /// more), a large one into regions of 4096 zones; every region's
+    /// bitmap starts on a line of its own.
+    #[test]
+    fn small_classes_have_many_regions_large_ones_regions_of_4096_zones() {
+        let small = ClassMap::new(MediaClass::Capacity, 1, 1 + 8192, 0);
+        assert_eq!(small.regions.len(), 64);
+        assert_eq!(small.region_zones, 128);
+        let tiny = ClassMap::new(MediaClass::Capacity, 1, 1 + 100, 0);
+        assert_eq!((tiny.regions.len(), tiny.region_zones), (2, 64));
+        let large = ClassMap::new(MediaClass::Capacity, 1, 1 + 1_000_000, 0);
+        assert_eq!(large.region_zones, REGION_ZONES);
+        for r in &small.regions {
+            let g = lock(r);
+            let at = g.used.0.as_ptr() as usize;
+            assert_eq!(at % 128, 0, "a bitmap on lines of its own");
+        }
+    }
+
     #[test]
     fn contiguous_runs_claim_release() {
         let m = ClassMap::new(MediaClass::Staging, 1, 20, 0);
