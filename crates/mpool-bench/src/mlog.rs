@@ -540,6 +540,14 @@ pub fn run(args: &MlogArgs) -> Result<Table> {
                 "shared_floor": sh.map(|s| json!({ "iops": s.0, "cpu_ns_per_append": s.1 * 1e3, "p50_ns": s.2, "p99_ns": s.3 })),
                 "ratio_shared_floor": sh.map(|s| iops / s.0),
                 "line_round_trip_ns": lines,
+                // Each slice on its own: the host may move the CPUs
+                // between slices, and the rates follow the line's cost.
+                "slices": ms.iter().enumerate().map(|(i, m)| json!({
+                    "line_round_trip_ns": lines.get(i),
+                    "mpool_iops": m.appends as f64 / m.secs,
+                    "mpool_cpu_ns_per_append": m.cpu * 1e9 / m.appends.max(1) as f64,
+                    "shared_floor_iops": shared.get(i).map(|f| f.appends as f64 / f.secs),
+                })).collect::<Vec<_>>(),
                 "per_append": {
                     "device_writes": per(m.dev.writes),
                     "submits": per(m.dev.submits),
