@@ -57,17 +57,41 @@ pub(crate) fn lock_spin<'a, T>(
         return g;
     }
     if crate::dev::spin_slot(spinners) {
-        let mut got = None;
-        crate::dev::spin_until(budget, || {
-            got = try_take();
-            got.is_some()
-        });
+        let got = spin_backing_off(budget, try_take);
         spinners.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
         if let Some(g) = got {
             return g;
         }
     }
     lock(m)
+}
+
+/// Most pauses between two tries of [`spin_backing_off`].
+const BACKOFF_MAX: u32 = 64;
+
+/// Try `take` until it gives something or `budget` has passed, pausing
+/// between tries for twice as many rounds as before (up to
+/// [`BACKOFF_MAX`]). A try of a held lock takes its cache line from the
+/// holder, who then waits for it back at its next write to what shares
+/// that line (a log's state follows its lock's word): tried at every
+/// pause, a brief hold becomes a long one, the dearer the further apart
+/// the host placed the CPUs.
+fn spin_backing_off<G>(budget: Duration, mut take: impl FnMut() -> Option<G>) -> Option<G> {
+    let t = std::time::Instant::now();
+    let mut pauses = 1u32;
+    loop {
+        if let Some(g) = take() {
+            return Some(g);
+        }
+        for _ in 0..pauses {
+            std::hint::spin_loop();
+        }
+        if pauses < BACKOFF_MAX {
+            pauses *= 2;
+        } else if t.elapsed() >= budget {
+            return None;
+        }
+    }
 }
 
 /// Take a read lock.
