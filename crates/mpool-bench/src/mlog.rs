@@ -417,14 +417,25 @@ pub fn run(args: &MlogArgs) -> Result<Table> {
             ),
         ));
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        t.context.push((
-            "shared floor".into(),
-            format!(
-                "the least a log shared by N threads costs on this file (N <= {cpus} CPUs): an atomic add on a shared tail, \
-                 the record's CRC-32C, its header and bytes copied through the device, a mark, and a wait until every earlier \
-                 record is marked (a shared durable count); in the same rounds, see shared_floor.rs"
-            ),
-        ));
+        // The floor frames records straight onto the device: a file in
+        // memory (mapped) takes writes of any bytes, one on a disk does not
+        // (its logs write whole sectors, and the floor does not apply).
+        let bytes_writable = file.write_bytes(0, &[]).is_some();
+        if bytes_writable {
+            t.context.push((
+                "shared floor".into(),
+                format!(
+                    "the least a log shared by N threads costs on this file (N <= {cpus} CPUs): an atomic add on a shared tail, \
+                     the record's CRC-32C, its header and bytes copied through the device, a mark, and a wait until every earlier \
+                     record is marked (a shared durable count); in the same rounds, see shared_floor.rs"
+                ),
+            ));
+        } else {
+            t.context.push((
+                "shared floor".into(),
+                "none: the device takes no writes of any bytes (not a file in memory), and a log on it writes whole sectors".into(),
+            ));
+        }
         let counting = Arc::new(Sampled::new(Arc::clone(&file)));
         let dev: Arc<dyn Device> = counting.clone();
         let log = Arc::new(Mlog::create(dev, 0..size, 0x6d6c_6f67)?);
@@ -452,7 +463,7 @@ pub fn run(args: &MlogArgs) -> Result<Table> {
                     args.record as usize,
                     Duration::from_secs_f64(slice),
                 )?);
-                if n <= cpus {
+                if n <= cpus && bytes_writable {
                     shared.push(crate::shared_floor::run(
                         file.as_ref(),
                         size,
