@@ -74,6 +74,7 @@ use format::{
     payload_pieces, BlockHeader, Geom, LogHeader, RecordHeader, BLK_HDR_LEN, REC_HDR_LEN,
 };
 use scan::{Chain, DevBlocks, LogView, SliceBlocks, Step};
+use std::collections::VecDeque;
 use std::ops::Range;
 use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -219,9 +220,7 @@ struct State {
     /// Records with seq below this are durable.
     durable_seq: u64,
     /// Records before this position are written (and flushed, unless
-    /// `unflushed` says otherwise). A log written straight onto its
-    /// device moves it to `end` when no record is left in flight
-    /// (`Mlog::catch_up`): in between it may stay behind.
+    /// `unflushed` says otherwise).
     written_end: u64,
     buf_block: u64,
     /// Seq of the first record of the open flush set.
@@ -231,6 +230,12 @@ struct State {
     epoch: u32,
     /// Flush set that appends join now.
     fseq: u32,
+    /// A log written straight onto its device: the records placed and
+    /// not yet known durable here, oldest first (seq, end). Records join
+    /// the open flush set while any is in flight; the set closes when the
+    /// last of them is written (seen by `Mlog::catch_up`: their writers
+    /// mark them in `Mlog::ring`, without the lock).
+    pending: VecDeque<(u64, u64)>,
     /// Image of blocks `buf_block..` up to the block holding `end`.
     buf: Image,
     failed: Option<String>,
@@ -484,22 +489,6 @@ pub struct Mlog {
     /// Threads asleep in [`Mlog::wait_direct`]: a writer that moved
     /// `durable_hint` takes the lock to wake them only when there are.
     sleeping: AtomicU32,
-    /// Called with a record's seq once it is placed on a log written
-    /// straight onto its device, before its appender counts itself in its
-    /// slot (tests: an appender stopped there).
-    #[cfg(test)]
-    after_place: std::sync::OnceLock<PlacedHook>,
-}
-
-/// See `Mlog::after_place`.
-#[cfg(test)]
-pub(crate) struct PlacedHook(pub(crate) Box<dyn Fn(u64) + Send + Sync>);
-
-#[cfg(test)]
-impl std::fmt::Debug for PlacedHook {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("PlacedHook")
-    }
 }
 
 /// One record in flight in a log written straight onto its device (slot
@@ -522,8 +511,8 @@ struct Slot {
     /// The record's [`Job`] while its appender may still need a helper
     /// (null otherwise).
     job: AtomicPtr<()>,
-    /// Appenders writing and marking a record of this slot (counted
-    /// right after the record is placed, before its job is published).
+    /// Appenders writing and marking a record of this slot (counted under
+    /// the lock, when the record is placed).
     owners: AtomicU32,
     /// Helpers reading a `job` of this slot, writing and marking its record
     /// (counted before they look at `job`).
@@ -769,6 +758,7 @@ impl Mlog {
             corrupt,
             epochs_exhausted,
             open_tail: scan.and_then(|s| s.last.map(|l| l.batch_first())),
+            pending: VecDeque::new(),
         };
         let end = st.end;
         // A write of no bytes tells whether the device takes any bytes.
@@ -805,8 +795,6 @@ impl Mlog {
             },
             gen_hint: AtomicU64::new(hdr.gen),
             sleeping: AtomicU32::new(0),
-            #[cfg(test)]
-            after_place: std::sync::OnceLock::new(),
             max_rec: (
                 geom.max_record().min(u64::from(u32::MAX)),
                 geom.max_record_mirrored()
@@ -916,18 +904,12 @@ impl Mlog {
             }
         }
         let mut g = if self.direct || self.inline.load(Ordering::Relaxed) {
-            // The records durable, read before the lock: the line the
-            // writers move it on comes over while the lock is free, not
-            // while this thread holds it (and the next appender waits).
-            let d = self.durable_hint.load(Ordering::Acquire);
             let mut g = crate::lock::lock_spin(
                 &self.st,
                 &self.spinners,
                 Duration::from_nanos(LOCK_SPIN_NS),
             );
-            if self.direct {
-                self.catch_up_to(&mut g, d);
-            }
+            self.catch_up(&mut g);
             g
         } else {
             self.lock()
@@ -952,33 +934,26 @@ impl Mlog {
             if placed.prev_end / ANNOUNCE_STEP != g.end / ANNOUNCE_STEP {
                 self.end_hint.store(g.end, Ordering::Relaxed);
             }
-            // The slot is this record's alone until it is durable (the
-            // ring is never fuller than its slots, above), and the log's
-            // lock is not needed to count in it: its line moves between
-            // the appenders at every append, and not while one of them
-            // holds the lock. An erase waits for every record placed to
-            // be durable before it waits for the slots' counts, and this
-            // record becomes durable only once written and marked, by
-            // this appender (counted here first) or by a helper, which
-            // finds the job only once it is published (after the count).
-            drop(g);
-            #[cfg(test)]
-            if let Some(hook) = self.after_place.get() {
-                (hook.0)(seq);
-            }
             let job = Job { placed, parts };
             let slot = self.slot(seq);
+            // Counted under the lock: an erase (which holds it) sees every
+            // record placed before it (see `erase_with`).
             slot.owners.fetch_add(1, Ordering::SeqCst);
             let published = Published {
                 slot,
                 job: std::ptr::from_ref(&job).cast_mut().cast(),
             };
             slot.job.store(published.job, Ordering::SeqCst);
+            drop(g);
             let mut p = placed;
             let r = self.write_placed(&mut p, parts).map(|()| self.mark_written(seq));
             drop(published);
             self.written_or_failed(r)?;
-            return self.wait_direct_unlocked(seq).map(|()| Lsn(seq));
+            if self.durable_hint.load(Ordering::Acquire) > seq {
+                return Ok(Lsn(seq));
+            }
+            let (_g, r) = self.wait_direct(self.lock(), seq);
+            return r.map(|()| Lsn(seq));
         }
         let seq = self.encode(&mut g, parts, len)?;
         self.appended.store(g.next_seq, Ordering::Release);
@@ -1100,6 +1075,7 @@ impl Mlog {
             s.written.store(0, Ordering::Relaxed);
         }
         self.durable_hint.store(0, Ordering::Release);
+        g.pending.clear();
         g.unflushed = None;
         g.corrupt = None;
         g.epochs_exhausted = false;
@@ -1737,10 +1713,7 @@ impl Mlog {
         let (h, end1, copy, end) = self.place(g, g.end, len)?;
         let seq = g.next_seq;
         let bdelta = match g.batch_first {
-            // Records placed and not yet known durable here (their
-            // writers mark them in `Mlog::ring`, without the lock, and
-            // `Mlog::catch_up` takes the marks in): the open set goes on.
-            Some(f) if g.durable_seq < g.next_seq => {
+            Some(f) if !g.pending.is_empty() => {
                 u32::try_from(seq - f).map_err(|_| MlogError::LogFull {
                     need: len + REC_HDR_LEN,
                     free: self.geom.size().saturating_sub(g.end),
@@ -1771,13 +1744,9 @@ impl Mlog {
         };
         g.next_seq = seq + 1;
         g.end = end;
-        // (No image is built here: the one read at open goes once, and
-        // an empty one is left unwritten, its line shared between the
-        // appenders that read the fields beside it.)
-        if g.buf.len() > 0 {
-            g.buf.clear();
-        }
+        g.buf.clear();
         g.buf_block = end / self.geom.bs;
+        g.pending.push_back((seq, end));
         Ok(placed)
     }
 
@@ -1949,31 +1918,26 @@ impl Mlog {
     /// durable, and once none is left in flight the flush set is whole
     /// (the next record begins another).
     fn catch_up(&self, g: &mut State) {
-        if self.direct {
-            self.catch_up_to(g, self.durable_hint.load(Ordering::Acquire));
+        if !self.direct {
+            return;
         }
-    }
-
-    /// [`Mlog::catch_up`] with `durable_hint` as read before (it only
-    /// grows until an erase, which holds the lock: an older value is a
-    /// lower bound, and the flush set stays open a little longer, which
-    /// is always allowed).
-    fn catch_up_to(&self, g: &mut State, d: u64) {
+        let d = self.durable_hint.load(Ordering::Acquire);
         if g.durable_seq >= d {
             return;
         }
+        while let Some(&(s, end)) = g.pending.front() {
+            if s >= d {
+                break;
+            }
+            g.pending.pop_front();
+            g.written_end = end;
+        }
         g.durable_seq = d;
-        // The records' ends are not kept (a queue of them was one more
-        // line moving between appenders at every append): the written
-        // end moves when every record placed is written, which is when
-        // readers and erases look at it (after waiting for that).
-        if d >= g.next_seq {
-            g.written_end = g.end;
+        if g.pending.is_empty() {
             g.last_set_records = g.next_seq - g.batch_first.unwrap_or(g.next_seq);
             g.batch_first = None;
             next_set(g);
-            // (`flushes_done` counts flushes for the waiters of a log
-            // written in flush sets; nobody here reads it.)
+            self.flushes_done.fetch_add(1, Ordering::Release);
         }
     }
 
@@ -1982,27 +1946,6 @@ impl Mlog {
     #[cfg(test)]
     fn is_written(&self, seq: u64) -> bool {
         self.slot(seq).written.load(Ordering::SeqCst) == seq + 1
-    }
-
-    /// [`Mlog::wait_direct`] for an appender that just wrote record `seq`,
-    /// without the lock: the spinning (and helping) first, and the lock
-    /// only for what comes after (a failure to see, a sleep). Taken
-    /// again to wait, the lock would take its lines from an appender
-    /// placing the next record at every append whose record waits for an
-    /// earlier one (most of them, with as many appenders as CPUs).
-    fn wait_direct_unlocked(&self, seq: u64) -> Result<()> {
-        let mut rounds = 0;
-        while rounds < SPIN_ROUNDS {
-            if self.durable_hint.load(Ordering::Acquire) > seq {
-                return Ok(());
-            }
-            rounds = if self.spin_helping(seq, Duration::from_nanos(SPIN_MAX_NS)) {
-                0
-            } else {
-                rounds + 1
-            };
-        }
-        self.wait_direct(self.lock(), seq).1
     }
 
     /// Wait until record `seq` of a log written straight onto its device is
