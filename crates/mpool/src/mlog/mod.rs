@@ -74,7 +74,6 @@ use format::{
     payload_pieces, BlockHeader, Geom, LogHeader, RecordHeader, BLK_HDR_LEN, REC_HDR_LEN,
 };
 use scan::{Chain, DevBlocks, LogView, SliceBlocks, Step};
-use std::collections::VecDeque;
 use std::ops::Range;
 use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -222,22 +221,20 @@ struct State {
     /// Records before this position are written (and flushed, unless
     /// `unflushed` says otherwise).
     written_end: u64,
-    buf_block: u64,
     /// Seq of the first record of the open flush set.
     batch_first: Option<u64>,
-    gen: u64,
     /// Epoch of records appended now.
     epoch: u32,
     /// Flush set that appends join now.
     fseq: u32,
-    /// A log written straight onto its device: the records placed and
-    /// not yet known durable here, oldest first (seq, end). Records join
-    /// the open flush set while any is in flight; the set closes when the
-    /// last of them is written (seen by `Mlog::catch_up`: their writers
-    /// mark them in `Mlog::ring`, without the lock).
-    pending: VecDeque<(u64, u64)>,
-    /// Image of blocks `buf_block..` up to the block holding `end`.
+    // (The lock's word and the fields above fill the lock's first line;
+    // those below are read-mostly on a log written straight onto its
+    // device, whose appends write only that line: see `Mlog::st`.)
+    gen: u64,
+    /// Image of blocks `buf_block..` up to the block holding `end` (a log
+    /// written straight onto its device has none).
     buf: Image,
+    buf_block: u64,
     failed: Option<String>,
     corrupt: Option<(u64, String)>,
     /// Every record is written twice (the header flag of this generation).
@@ -431,7 +428,13 @@ pub struct Mlog {
     /// Device offset of the extent (header block 0).
     start: u64,
     geom: Geom,
-    st: Mutex<State>,
+    /// The log's state behind its lock, on lines of its own: on a log
+    /// written straight onto its device, an append writes only the
+    /// lock's first line (the lock's word and the placing fields that
+    /// follow it, `State` being `repr(C)`), which moves between the
+    /// appenders' CPUs at every append; a second line written each time
+    /// was a second move (BENCHMARKS.md, session 29).
+    st: Padded<Mutex<State>>,
     /// Waiters for flush number k sleep on `cv[k % 2]`: the end of a
     /// flush wakes the threads whose records it made durable, not those
     /// whose records wait for the next one.
@@ -508,6 +511,9 @@ pub struct Mlog {
 struct Slot {
     /// `seq + 1` once record `seq` is written.
     written: AtomicU64,
+    /// Where record `seq` ends (set under the log's lock when it is
+    /// placed, read under it by [`Mlog::catch_up`]).
+    end: AtomicU64,
     /// The record's [`Job`] while its appender may still need a helper
     /// (null otherwise).
     job: AtomicPtr<()>,
@@ -758,7 +764,6 @@ impl Mlog {
             corrupt,
             epochs_exhausted,
             open_tail: scan.and_then(|s| s.last.map(|l| l.batch_first())),
-            pending: VecDeque::new(),
         };
         let end = st.end;
         // A write of no bytes tells whether the device takes any bytes.
@@ -778,7 +783,7 @@ impl Mlog {
             id,
             start,
             geom,
-            st: Mutex::new(st),
+            st: Padded(Mutex::new(st)),
             cv: [Condvar::new(), Condvar::new()],
             flushes_done: AtomicU64::new(0),
             appended: AtomicU64::new(0),
@@ -805,7 +810,7 @@ impl Mlog {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        let mut g = crate::lock::lock(&self.st);
+        let mut g = crate::lock::lock(&self.st.0);
         self.catch_up(&mut g);
         g
     }
@@ -905,7 +910,7 @@ impl Mlog {
         }
         let mut g = if self.direct || self.inline.load(Ordering::Relaxed) {
             let mut g = crate::lock::lock_spin(
-                &self.st,
+                &self.st.0,
                 &self.spinners,
                 Duration::from_nanos(LOCK_SPIN_NS),
             );
@@ -1075,7 +1080,6 @@ impl Mlog {
             s.written.store(0, Ordering::Relaxed);
         }
         self.durable_hint.store(0, Ordering::Release);
-        g.pending.clear();
         g.unflushed = None;
         g.corrupt = None;
         g.epochs_exhausted = false;
@@ -1713,7 +1717,8 @@ impl Mlog {
         let (h, end1, copy, end) = self.place(g, g.end, len)?;
         let seq = g.next_seq;
         let bdelta = match g.batch_first {
-            Some(f) if !g.pending.is_empty() => {
+            // Records in flight (`durable_seq` is caught up under the lock).
+            Some(f) if g.durable_seq < g.next_seq => {
                 u32::try_from(seq - f).map_err(|_| MlogError::LogFull {
                     need: len + REC_HDR_LEN,
                     free: self.geom.size().saturating_sub(g.end),
@@ -1744,9 +1749,8 @@ impl Mlog {
         };
         g.next_seq = seq + 1;
         g.end = end;
-        g.buf.clear();
-        g.buf_block = end / self.geom.bs;
-        g.pending.push_back((seq, end));
+        // Read by `catch_up` under the lock, once the record is durable.
+        self.slot(seq).end.store(end, Ordering::Relaxed);
         Ok(placed)
     }
 
@@ -1925,19 +1929,17 @@ impl Mlog {
         if g.durable_seq >= d {
             return;
         }
-        while let Some(&(s, end)) = g.pending.front() {
-            if s >= d {
-                break;
-            }
-            g.pending.pop_front();
-            g.written_end = end;
-        }
+        // Record `d - 1`'s slot still holds its end: the slot is taken
+        // again only by record `d - 1 + RING`, placed once `durable_seq`
+        // (moved here, under the lock) has passed `d - 1`.
+        g.written_end = self.slot(d - 1).end.load(Ordering::Relaxed);
         g.durable_seq = d;
-        if g.pending.is_empty() {
+        if d == g.next_seq {
+            // Nothing in flight: the flush set is whole. (Nobody watches
+            // `flushes_done` on such a log: it has no flusher.)
             g.last_set_records = g.next_seq - g.batch_first.unwrap_or(g.next_seq);
             g.batch_first = None;
             next_set(g);
-            self.flushes_done.fetch_add(1, Ordering::Release);
         }
     }
 

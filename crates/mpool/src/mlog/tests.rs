@@ -1172,7 +1172,9 @@ fn a_record_written_late_holds_back_the_ones_after_it() {
         loop {
             {
                 let g = log.lock();
-                if g.pending.len() == 4 && g.pending.iter().skip(1).all(|p| log.is_written(p.0)) {
+                if g.next_seq - g.durable_seq == 4
+                    && (g.durable_seq + 1..g.next_seq).all(|s| log.is_written(s))
+                {
                     break;
                 }
             }
@@ -1286,7 +1288,7 @@ fn appenders_on_memory_mark_their_records_and_each_is_durable_on_return() {
     let n = (crate::dev::cpus() as usize * 2).max(RING as usize + 1);
     let settled = |log: &Mlog, records: usize| {
         let g = log.lock();
-        assert!(g.pending.is_empty() && g.durable_seq == g.next_seq);
+        assert_eq!(g.durable_seq, g.next_seq);
         assert_eq!(g.next_seq, records as u64);
     };
     let first = append_from_threads(&log, n, 200, 0);
@@ -1528,4 +1530,32 @@ fn images_taken_while_appenders_run_hold_every_acknowledged_record() {
             }
         }
     }
+}
+
+/// What a direct append writes under the lock (the lock's word and the
+/// placing fields) lies on the lock's first cache line, and the lock
+/// starts one: with two appenders that line moves between their CPUs at
+/// every append, and any second line written would move too.
+#[test]
+fn the_placing_fields_share_the_locks_first_line() {
+    let d: Arc<dyn Device> = Arc::new(MemDevice::new(1 << 20, 4096));
+    let log = Mlog::create(d, 0..(1 << 20), 5).unwrap();
+    assert!(log.direct);
+    log.append(b"x", true).unwrap();
+    let base = std::ptr::from_ref(&*log.st) as usize;
+    assert_eq!(base % 64, 0, "the lock starts a line");
+    let g = log.lock();
+    let within = |p: usize, size: usize| p - base + size <= 64;
+    let addr = |r: &u64| std::ptr::from_ref(r) as usize;
+    for (name, p) in [
+        ("next_seq", addr(&g.next_seq)),
+        ("end", addr(&g.end)),
+        ("durable_seq", addr(&g.durable_seq)),
+        ("written_end", addr(&g.written_end)),
+    ] {
+        assert!(within(p, 8), "{name} is past the lock's first line");
+    }
+    assert!(within(std::ptr::from_ref(&g.batch_first) as usize, 16));
+    assert!(within(std::ptr::from_ref(&g.epoch) as usize, 4));
+    assert!(within(std::ptr::from_ref(&g.fseq) as usize, 4));
 }
