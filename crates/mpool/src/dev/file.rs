@@ -962,10 +962,10 @@ mod tests {
         FileDevice::open(path, &opts).unwrap()
     }
 
-    /// A copy into mapped memory writes exactly its bytes, whatever the
-    /// destination's alignment and the length (below and above the
-    /// string-move length, with and without a head before the first whole
-    /// line and a tail after the last), and nothing around them.
+    /// A copy into mapped memory writes exactly its bytes, and nothing
+    /// around them, whatever the destination's alignment within a cache
+    /// line and the length: below and above the string-move length, and
+    /// starting or ending in the middle of a line.
     #[test]
     fn a_copy_out_writes_its_bytes_and_nothing_around_them() {
         let n_max = 5 * super::STRING_MIN + 200;
