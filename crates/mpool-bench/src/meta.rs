@@ -7,7 +7,8 @@
 //! writing 4 KiB with `--fdatasync=1` (psync, one job per thread), which is
 //! what a commit needs at least.
 //!
-//! Each round runs every metadata concurrency variant the library offers
+//! Each round runs every thread count and, for each, every metadata
+//! concurrency variant the library offers
 //! (`MPOOL_META_LOCKING`, read once per pool open: the variants are
 //! opened as separate pools on the same file, one after another), so that
 //! all see the same background load.
@@ -37,7 +38,8 @@ pub struct MetaArgs {
     /// Seconds per thread count and variant, split over --rounds slices.
     #[arg(long, default_value_t = 4)]
     pub runtime: u64,
-    /// Alternations of the variants (and fio).
+    /// Rounds: each runs every thread count, variant and fio once, so
+    /// that ratios between thread counts compare neighbouring slices.
     #[arg(long, default_value_t = 2)]
     pub rounds: u32,
     /// Thread counts, comma separated.
@@ -178,24 +180,29 @@ pub fn run(args: &MetaArgs) -> Result<Table> {
             *b = (i % 251) as u8;
         }
         let nv = args.variants.len();
-        let mut one = vec![None::<f64>; nv];
-        let mut two = vec![None::<f64>; nv];
-        let mut eight = vec![None::<f64>; nv];
-        for &n in &args.threads {
-            let mut hs: Vec<_> = (0..nv).map(|_| histogram()).collect();
-            let mut figs = vec![Fig::default(); nv];
-            let mut floors = Vec::new();
-            for r in 1..=rounds {
+        let nt = args.threads.len();
+        // Every round runs every thread count, variant and fio once, so
+        // that the ratios between thread counts (the targets) compare
+        // slices run close together, under the same background load.
+        let mut hs: Vec<Vec<_>> = (0..nt)
+            .map(|_| (0..nv).map(|_| histogram()).collect())
+            .collect();
+        let mut figs = vec![vec![Fig::default(); nv]; nt];
+        // Per round: each thread count's rate, by variant and for fio.
+        let mut per_round: Vec<Vec<Vec<f64>>> = vec![vec![Vec::new(); nv + 1]; nt];
+        for r in 1..=rounds {
+            for (ti, &n) in args.threads.iter().enumerate() {
                 for (i, v) in args.variants.iter().enumerate() {
-                    eprintln!("meta, {n} thread(s), round {r}/{rounds}, variant {v} ...");
+                    eprintln!("meta, round {r}/{rounds}, {n} thread(s), variant {v} ...");
                     // Read by the pool's open.
                     std::env::set_var("MPOOL_META_LOCKING", v);
                     let pool = Pool::open(&name, &OpenOptions::default())?;
                     std::env::remove_var("MPOOL_META_LOCKING");
-                    let f = slice(&pool, &buf, n, slice_len, &mut hs[i])?;
-                    figs[i].ops += f.ops;
-                    figs[i].secs += f.secs;
-                    figs[i].cpu += f.cpu;
+                    let f = slice(&pool, &buf, n, slice_len, &mut hs[ti][i])?;
+                    figs[ti][i].ops += f.ops;
+                    figs[ti][i].secs += f.secs;
+                    figs[ti][i].cpu += f.cpu;
+                    per_round[ti][i].push(f.ops as f64 / f.secs.max(1e-9));
                 }
                 if let Some(bin) = &fio_bin {
                     let job = FioJob::durable_writes(
@@ -206,19 +213,20 @@ pub fn run(args: &MetaArgs) -> Result<Table> {
                         true,
                         slice_len.as_secs().max(1),
                     )?;
-                    floors.push(fio::run_moving(bin, &job, true)?.1.iops);
+                    per_round[ti][nv].push(fio::run_moving(bin, &job, true)?.1.iops);
                 }
             }
+        }
+        let at = |n: usize| args.threads.iter().position(|&t| t == n);
+        for (ti, &n) in args.threads.iter().enumerate() {
             for (i, v) in args.variants.iter().enumerate() {
-                let rate = figs[i].ops as f64 / figs[i].secs.max(1e-9);
-                match n {
-                    1 => one[i] = Some(rate),
-                    2 => two[i] = Some(rate),
-                    8 => eight[i] = Some(rate),
-                    _ => {}
-                }
-                let scale = one[i].map(|o| rate / o);
-                let h = &hs[i];
+                let fig = figs[ti][i];
+                let rate = fig.ops as f64 / fig.secs.max(1e-9);
+                let scale = at(1).map(|o| {
+                    let one = figs[o][i];
+                    rate / (one.ops as f64 / one.secs.max(1e-9)).max(1e-9)
+                });
+                let h = &hs[ti][i];
                 let q = |x: f64| h.value_at_quantile(x) as f64;
                 t.rows.push(vec![
                     n.to_string(),
@@ -228,16 +236,17 @@ pub fn run(args: &MetaArgs) -> Result<Table> {
                     fmt_us(q(0.5)),
                     fmt_us(q(0.99)),
                     fmt_us(q(0.999)),
-                    format!("{:.2}", figs[i].cpu / figs[i].secs.max(1e-9)),
-                    format!("{:.1}", figs[i].cpu * 1e6 / figs[i].ops.max(1) as f64),
-                    figs[i].ops.to_string(),
+                    format!("{:.2}", fig.cpu / fig.secs.max(1e-9)),
+                    format!("{:.1}", fig.cpu * 1e6 / fig.ops.max(1) as f64),
+                    fig.ops.to_string(),
                 ]);
                 t.json_rows.push(json!({"threads": n, "variant": v, "ops_per_s": rate,
                     "vs_one_thread": scale, "p50_ns": q(0.5), "p99_ns": q(0.99), "p999_ns": q(0.999),
-                    "cpus_used": figs[i].cpu / figs[i].secs.max(1e-9),
-                    "cpu_ns_per_op": figs[i].cpu * 1e9 / figs[i].ops.max(1) as f64,
-                    "ops": figs[i].ops}));
+                    "cpus_used": fig.cpu / fig.secs.max(1e-9),
+                    "cpu_ns_per_op": fig.cpu * 1e9 / fig.ops.max(1) as f64,
+                    "ops": fig.ops, "per_round_ops_per_s": per_round[ti][i]}));
             }
+            let floors = &per_round[ti][nv];
             if !floors.is_empty() {
                 let fl = floors.iter().sum::<f64>() / floors.len() as f64;
                 t.rows.push(vec![
@@ -253,7 +262,63 @@ pub fn run(args: &MetaArgs) -> Result<Table> {
                     "-".into(),
                 ]);
                 t.json_rows
-                    .push(json!({"threads": n, "variant": "device_floor_fio", "ops_per_s": fl}));
+                    .push(json!({"threads": n, "variant": "device_floor_fio",
+                    "ops_per_s": fl, "per_round_ops_per_s": floors}));
+            }
+        }
+        // The targets, from the totals and round by round (the median of
+        // the rounds' ratios tells a steady result from one lucky slice).
+        let rate_of = |ti: usize, i: usize| {
+            let f = figs[ti][i];
+            f.ops as f64 / f.secs.max(1e-9)
+        };
+        let ratios = |hi: usize, lo: usize, i: usize| -> Vec<f64> {
+            per_round[hi][i]
+                .iter()
+                .zip(&per_round[lo][i])
+                .map(|(h, l)| h / l.max(1e-9))
+                .collect()
+        };
+        let fmt_ratios = |r: &[f64]| {
+            r.iter()
+                .map(|x| format!("{x:.2}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let mut one = vec![None::<f64>; nv];
+        let mut two = vec![None::<f64>; nv];
+        let mut eight = vec![None::<f64>; nv];
+        for i in 0..nv {
+            one[i] = at(1).map(|o| rate_of(o, i));
+            two[i] = at(2).map(|w| rate_of(w, i));
+            eight[i] = at(8).map(|e| rate_of(e, i));
+        }
+        for (lo, hi) in [(1, 2), (2, 8)] {
+            let (Some(l), Some(h)) = (at(lo), at(hi)) else {
+                continue;
+            };
+            for (i, v) in args.variants.iter().enumerate() {
+                let r = ratios(h, l, i);
+                t.notes.push(format!(
+                    "{v}: {hi} threads / {lo} round by round: {} (median {:.2})",
+                    fmt_ratios(&r),
+                    median(&r)
+                ));
+                t.json_rows
+                    .push(json!({"variant": v, "ratio": format!("{hi}/{lo}"),
+                    "per_round": r, "median": median(&r)}));
+            }
+            if fio_bin.is_some() {
+                let r = ratios(h, l, nv);
+                t.notes.push(format!(
+                    "fio 4K write+fdatasync: {hi} jobs / {lo} round by round: {} (median {:.2})",
+                    fmt_ratios(&r),
+                    median(&r)
+                ));
+                t.json_rows.push(
+                    json!({"variant": "device_floor_fio", "ratio": format!("{hi}/{lo}"),
+                    "per_round": r, "median": median(&r)}),
+                );
             }
         }
         for (i, v) in args.variants.iter().enumerate() {
@@ -282,4 +347,29 @@ pub fn run(args: &MetaArgs) -> Result<Table> {
     let _ = std::fs::remove_file(&fio_path);
     res?;
     Ok(t)
+}
+
+/// The median of some figures (the mean of the middle two of an even
+/// count); 0 for none.
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median;
+
+    #[test]
+    fn median_takes_the_middle_figure_or_the_mean_of_the_middle_two() {
+        assert_eq!(median(&[]), 0.0);
+        assert_eq!(median(&[3.0]), 3.0);
+        assert_eq!(median(&[5.0, 1.0, 3.0]), 3.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+    }
 }
