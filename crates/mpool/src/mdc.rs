@@ -24,6 +24,7 @@ use crate::io::IoReq;
 use crate::mlog::{Lsn, Mlog, MlogError, MlogReader, StagedWrite};
 use std::ops::Range;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Tag of a client record.
 pub const TAG_DATA: u8 = 0x44;
@@ -114,6 +115,11 @@ impl StagedRecord<'_> {
 pub struct Mdc {
     logs: [Mlog; 2],
     st: Mutex<State>,
+    /// `State::cur`, mirrored (stored under the lock whenever it changes):
+    /// every append reads it, and taking the lock to read it was two
+    /// writes of a line the MDC's appenders share. A reader got no more
+    /// from the lock: it let go before appending either way.
+    cur_at: AtomicUsize,
 }
 
 /// Space use of the log appends go to.
@@ -198,6 +204,7 @@ impl Mdc {
             a.append(CEND_RECORD, true)?;
             Ok(Mdc {
                 logs: [a, b],
+                cur_at: AtomicUsize::new(0),
                 st: Mutex::new(State {
                     cur: 0,
                     compacting: false,
@@ -282,6 +289,7 @@ impl Mdc {
             let mirror = logs[active].is_mirrored();
             Ok(Mdc {
                 logs,
+                cur_at: AtomicUsize::new(active),
                 st: Mutex::new(State {
                     cur: active,
                     compacting: false,
@@ -307,8 +315,7 @@ impl Mdc {
     }
 
     fn cur(&self) -> &Mlog {
-        let i = self.lock().cur;
-        &self.logs[i]
+        &self.logs[self.cur_at.load(Ordering::Acquire) & 1]
     }
 
     /// Append a client record (durable on return with `sync`).
@@ -410,6 +417,7 @@ impl Mdc {
         let other = 1 - g.cur;
         self.logs[other].erase_with(cur.gen().saturating_add(1), g.mirror)?;
         g.cur = other;
+        self.cur_at.store(other, Ordering::Release);
         g.compacting = true;
         Ok(())
     }
@@ -437,6 +445,7 @@ impl Mdc {
             return Err(MdcError::Protocol("cabort without cstart"));
         }
         g.cur = 1 - g.cur;
+        self.cur_at.store(g.cur, Ordering::Release);
         g.compacting = false;
         Ok(())
     }

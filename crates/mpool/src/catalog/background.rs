@@ -11,6 +11,22 @@ use std::time::Duration;
 /// with shared-flush commits in its last flush set is sealed.
 pub(super) const TICK: Duration = Duration::from_millis(100);
 
+impl Inner {
+    /// Wake the background thread to compact what wants it. Once until it
+    /// wakes: every append to an MDC past its compaction threshold asks,
+    /// and a condition variable's notification is a system call each time
+    /// (with more threads than CPUs the background thread waits for a CPU,
+    /// and the appends went on notifying meanwhile, BENCHMARKS.md, session
+    /// 31).
+    pub(super) fn ask_compaction(&self) {
+        if !self.compact_asked.swap(true, Ordering::AcqRel) {
+            let (m, cv) = &self.wake;
+            drop(lock(m));
+            cv.notify_all();
+        }
+    }
+}
+
 pub(super) fn spawn_compactor(w: Weak<Inner>) -> std::thread::JoinHandle<()> {
     std::thread::Builder::new()
         .name("mpool-compactor".into())
@@ -21,14 +37,21 @@ pub(super) fn spawn_compactor(w: Weak<Inner>) -> std::thread::JoinHandle<()> {
                 let Some(inner) = w.upgrade() else { return };
                 {
                     let (m, cv) = &inner.wake;
-                    let g = lock(m);
+                    let mut g = lock(m);
                     if *g {
                         return;
                     }
-                    let (g, _) = crate::lock::wait_timeout(cv, g, TICK);
-                    if *g {
-                        return;
+                    // Asked while the last round ran: no wait (the asker's
+                    // notification found nobody waiting).
+                    if !inner.compact_asked.load(Ordering::Acquire) {
+                        g = crate::lock::wait_timeout(cv, g, TICK).0;
+                        if *g {
+                            return;
+                        }
                     }
+                    // Cleared under the lock, before this round looks: a
+                    // later ask sets it again and is seen by the next.
+                    inner.compact_asked.store(false, Ordering::Release);
                 }
                 seen.resize(inner.shards.len(), u64::MAX);
                 for (s, last) in inner.shards.iter().zip(seen.iter_mut()) {

@@ -326,7 +326,7 @@ impl Inner {
             jobs[i].ws.failed = true;
             jobs[i].ws.hold_zone = true;
             if let Err(d) = self.log(s, CatalogRecord::Delete { id }, true, |_| {}) {
-                *lock(&s.broken) = Some(format!(
+                let _ = s.broken.set(format!(
                     "the commit of {id} was written, its content or flush failed, \
                      and its delete record could not be appended ({d})"
                 ));
@@ -360,9 +360,7 @@ impl Inner {
             .filter(|s| self.wants_compaction(s))
             .collect();
         if !compact.is_empty() {
-            let (m, cv) = &self.wake;
-            drop(lock(m));
-            cv.notify_all();
+            self.ask_compaction();
         }
         out.into_iter()
             .map(|o| o.unwrap_or(Batched::Busy))

@@ -106,7 +106,7 @@ impl Inner {
         if let Err(e) = compact_mdc(&mdc, &objs, &reserved, ckpt) {
             lock(&s.awaiting).extend(done);
             if let CompactError::InDoubt(e) = &e {
-                *lock(&s.broken) = Some(format!("compaction ended in doubt: {e}"));
+                let _ = s.broken.set(format!("compaction ended in doubt: {e}"));
             }
             return Err(e.into());
         }

@@ -201,7 +201,11 @@ struct Inner {
     read_only: bool,
     /// Commit capacity-class mblocks with one flush (format version 2).
     features: crate::format::Features,
+    /// The background thread's wake-up: the flag is set to stop it.
     wake: (Mutex<bool>, Condvar),
+    /// A compaction was asked for since the background thread last looked
+    /// (see [`Inner::ask_compaction`]).
+    compact_asked: crate::lock::Padded<AtomicBool>,
     compactions: AtomicU64,
     /// Checksum tables of mblocks read, mismatches found.
     csums: csum::Csums,
@@ -487,7 +491,7 @@ impl Catalog {
                                     awaiting: Mutex::new(Vec::new()),
                                     appends: AtomicU64::new(0),
                                     unsealed: AtomicBool::new(false),
-                                    broken: Mutex::new(None),
+                                    broken: std::sync::OnceLock::new(),
                                     owner: None,
                                 })
                             })();
@@ -645,6 +649,7 @@ impl Catalog {
             read_only,
             features,
             wake: (Mutex::new(false), Condvar::new()),
+            compact_asked: crate::lock::Padded::default(),
             compactions: AtomicU64::new(0),
             csums: csum::Csums::new(),
         });

@@ -75,9 +75,12 @@ pub(super) struct Shard {
     pub(super) appends: AtomicU64,
     /// A shared-flush commit record may be in the last flush set.
     pub(super) unsealed: AtomicBool,
-    /// Set when a compaction failed with its outcome unknown: the MDC takes
-    /// no more records until the pool is reopened.
-    pub(super) broken: Mutex<Option<String>>,
+    /// Set when a compaction failed with its outcome unknown (or a failed
+    /// commit's delete record could not be appended): the MDC takes no more
+    /// records until the pool is reopened. The first reason stays. Read at
+    /// every append: a load, where a mutex was two writes of a line the
+    /// MDC's appenders share.
+    pub(super) broken: std::sync::OnceLock<String>,
     /// The owner thread that makes this MDC's appends, when the pool was
     /// opened with `MPOOL_META_LOCKING=owner` (see `owner.rs`).
     pub(super) owner: Option<super::owner::Owner>,
@@ -96,7 +99,7 @@ thread_local! {
 impl Shard {
     /// Refuse work on an MDC whose compaction ended in doubt.
     pub(super) fn check_broken(&self) -> Result<()> {
-        match lock(&self.broken).as_ref() {
+        match self.broken.get() {
             Some(why) => Err(MetadataError::Failed {
                 mdc: self.index,
                 reason: why.clone(),
@@ -249,10 +252,8 @@ impl Inner {
                         drop(mdc);
                         // A failure is a bug (the append itself is done).
                         let released = self.release(done);
-                        if self.wants_compaction(s) {
-                            let (m, cv) = &self.wake;
-                            drop(lock(m));
-                            cv.notify_all();
+                        if !self.compact_asked.load(Ordering::Relaxed) && self.wants_compaction(s) {
+                            self.ask_compaction();
                         }
                         return released;
                     }
