@@ -19,7 +19,7 @@ use mpool::io::{AlignedBuf, IoKind, IoReq};
 use mpool::mlog::{Mlog, MlogError};
 use serde_json::json;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -275,6 +275,8 @@ struct Measured {
     /// CPU time of the process meanwhile (every thread), s.
     cpu: f64,
     dev: Snap,
+    /// Slices that ended early because the log filled.
+    full: u32,
 }
 
 impl Measured {
@@ -293,6 +295,7 @@ impl Measured {
             p999: v.iter().map(|m| m.p999).sum::<f64>() / k,
             cpu: v.iter().map(|m| m.cpu).sum(),
             dev,
+            full: v.iter().map(|m| m.full).sum(),
         }
     }
 }
@@ -324,6 +327,9 @@ fn mpool_case(
     let before = c.snap();
     let start = Instant::now();
     let cpu0 = common::cpu_seconds();
+    // Set by the first appender that finds the log full: the slice ends
+    // there for every thread, and is measured over the time it ran.
+    let full = AtomicBool::new(false);
     let (appends, hist) = common::in_threads(threads, "append", |t| {
         let mut h = common::histogram();
         let data: Vec<u8> = (0..rec).map(|i| (i as u8) ^ (t as u8)).collect();
@@ -333,10 +339,18 @@ fn mpool_case(
             let t0 = Instant::now();
             match log.append(&data, true) {
                 Ok(_) => {}
-                Err(e @ MlogError::LogFull { .. }) => {
-                    bail!("{e}: use a larger --size or a shorter --runtime")
+                Err(MlogError::LogFull { .. }) => {
+                    full.store(true, Ordering::Relaxed);
+                    break;
                 }
                 Err(e) => return Err(e).context("mlog append"),
+            }
+            if full.load(Ordering::Relaxed) {
+                // Appended, but after another thread found the log full:
+                // counted, and the slice ends here too.
+                h.record((t0.elapsed().as_nanos() as u64).max(1))?;
+                n += 1;
+                break;
             }
             h.record((t0.elapsed().as_nanos() as u64).max(1))?;
             n += 1;
@@ -353,6 +367,7 @@ fn mpool_case(
         p999: hist.value_at_quantile(0.999) as f64,
         cpu: common::cpu_seconds() - cpu0,
         dev,
+        full: u32::from(full.load(Ordering::Relaxed)),
     })
 }
 
@@ -538,6 +553,15 @@ pub fn run(args: &MlogArgs) -> Result<Table> {
                 FioSide::mean(&fls),
             );
             let iops = m.appends as f64 / m.secs;
+            if m.full > 0 {
+                t.notes.push(format!(
+                    "{n} thread(s): the {} MiB log filled in {} of {rounds} slice(s), which ended there: {:.2} s measured of {:.2} s asked (a larger --size gives whole slices)",
+                    size >> 20,
+                    m.full,
+                    m.secs,
+                    slice * f64::from(rounds)
+                ));
+            }
             let per = |x: u64| x as f64 / m.appends.max(1) as f64;
             let r_fd = fd.map(|f| iops / f.iops);
             let r_os = os.map(|f| iops / f.iops);
@@ -592,7 +616,7 @@ pub fn run(args: &MlogArgs) -> Result<Table> {
             ]);
             t.json_rows.push(json!({
                 "threads": n,
-                "mpool": { "iops": iops, "appends": m.appends, "p50_ns": m.p50, "p99_ns": m.p99, "p999_ns": m.p999, "cpus_used": m.cpu / m.secs,
+                "mpool": { "iops": iops, "appends": m.appends, "secs": m.secs, "slices_ended_full": m.full, "p50_ns": m.p50, "p99_ns": m.p99, "p999_ns": m.p999, "cpus_used": m.cpu / m.secs,
                     "cpu_ns_per_append": m.cpu * 1e9 / m.appends.max(1) as f64 },
                 "fio_fdatasync": fd.map(|f| json!({ "iops": f.iops, "p50_ns": f.p50, "p99_ns": f.p99, "p999_ns": f.p999, "cpu_ns_per_op": f.cpu_us * 1e3 })),
                 "fio_osync": os.map(|f| json!({ "iops": f.iops, "p50_ns": f.p50, "p99_ns": f.p99, "p999_ns": f.p999, "cpu_ns_per_op": f.cpu_us * 1e3 })),
