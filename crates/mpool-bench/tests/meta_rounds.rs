@@ -2,28 +2,26 @@
 //! its ratios between thread counts come round by round with their
 //! median, from the rates it reports per round.
 
-use std::process::Command;
+mod common;
 
 #[test]
 fn the_meta_bench_gives_each_round_of_each_thread_count_and_the_ratios_of_its_rounds() {
-    let base = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
-    let dir = tempfile::tempdir_in(base).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_mpool-bench"))
-        .args([
-            "meta",
-            "--no-fio",
-            "--variants",
-            "shared",
-            "--threads",
-            "1,2",
-        ])
-        .args(["--runtime", "1", "--rounds", "3", "--size", "64M", "--json"])
-        .arg("--dir")
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
+    let dir = common::scratch();
+    let args = [
+        "meta",
+        "--no-fio",
+        "--variants",
+        "shared",
+        "--threads",
+        "1,2",
+        "--runtime",
+        "1",
+        "--rounds",
+        "3",
+        "--size",
+        "64M",
+    ];
+    let (v, stderr) = common::run_json(&args, dir.path());
     // The rounds alternate: round 1 runs both thread counts before round 2.
     let order: Vec<&str> = stderr
         .lines()
@@ -33,7 +31,6 @@ fn the_meta_bench_gives_each_round_of_each_thread_count_and_the_ratios_of_its_ro
     assert!(order[0].contains("round 1/3, 1 thread"), "{order:?}");
     assert!(order[1].contains("round 1/3, 2 thread"), "{order:?}");
     assert!(order[2].contains("round 2/3, 1 thread"), "{order:?}");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let rows: Vec<&serde_json::Value> = v["rows"].as_array().unwrap().iter().collect();
     let find = |f: &dyn Fn(&serde_json::Value) -> bool| {
         rows.iter()

@@ -1,31 +1,27 @@
 //! A log that fills before its slice ends ends that slice: the bench
 //! measures the time it ran and says so, instead of failing the run.
 
-use std::process::Command;
+mod common;
 
 #[test]
 fn the_mlog_bench_ends_a_slice_at_a_full_log_and_says_so() {
-    let base = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
-    let dir = tempfile::tempdir_in(base).unwrap();
+    let dir = common::scratch();
     // 128 records of 512 KiB fill the 64 MiB log long before 30 s.
-    let out = Command::new(env!("CARGO_BIN_EXE_mpool-bench"))
-        .args(["mlog", "--no-fio", "--threads", "1", "--rounds", "1"])
-        .args([
-            "--runtime",
-            "30",
-            "--size",
-            "64M",
-            "--record",
-            "512K",
-            "--json",
-        ])
-        .arg("--dir")
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let args = [
+        "mlog",
+        "--no-fio",
+        "--threads",
+        "1",
+        "--rounds",
+        "1",
+        "--runtime",
+        "30",
+        "--size",
+        "64M",
+        "--record",
+        "512K",
+    ];
+    let (v, _) = common::run_json(&args, dir.path());
     let row = v["rows"]
         .as_array()
         .unwrap()

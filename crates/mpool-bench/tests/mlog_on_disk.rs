@@ -2,30 +2,24 @@
 //! are written in whole sectors), where the shared-log floor does not
 //! apply: the run completes and says so, instead of failing.
 
-use std::process::Command;
+mod common;
 
 #[test]
 fn the_mlog_bench_runs_on_a_file_a_disk_holds() {
-    let base = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
-    let dir = tempfile::tempdir_in(base).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_mpool-bench"))
-        .args([
-            "mlog",
-            "--no-fio",
-            "--threads",
-            "1,2",
-            "--runtime",
-            "1",
-            "--rounds",
-            "1",
-        ])
-        .args(["--size", "64M", "--json", "--dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let dir = common::scratch();
+    let args = [
+        "mlog",
+        "--no-fio",
+        "--threads",
+        "1,2",
+        "--runtime",
+        "1",
+        "--rounds",
+        "1",
+        "--size",
+        "64M",
+    ];
+    let (v, _) = common::run_json(&args, dir.path());
     let text = v.to_string();
     let on_tmpfs = text.contains("tmpfs");
     for n in [1, 2] {
