@@ -66,8 +66,6 @@ pub type Result<T, E = MdcError> = std::result::Result<T, E>;
 
 #[derive(Debug)]
 struct State {
-    /// Index of the log appends go to.
-    cur: usize,
     /// Compaction started and not ended.
     compacting: bool,
     /// Compactions erase the other log mirrored (docs/format.md, "Mirrored logs").
@@ -115,10 +113,10 @@ impl StagedRecord<'_> {
 pub struct Mdc {
     logs: [Mlog; 2],
     st: Mutex<State>,
-    /// `State::cur`, mirrored (stored under the lock whenever it changes):
-    /// every append reads it, and taking the lock to read it was two
-    /// writes of a line the MDC's appenders share. A reader got no more
-    /// from the lock: it let go before appending either way.
+    /// Index of the log appends go to: changed only under `st`'s lock, read
+    /// without it. Every append reads it, and taking the lock to read it
+    /// was two writes of a line the MDC's appenders share; a reader got no
+    /// more from the lock, as it let go before appending either way.
     cur_at: AtomicUsize,
 }
 
@@ -206,7 +204,6 @@ impl Mdc {
                 logs: [a, b],
                 cur_at: AtomicUsize::new(0),
                 st: Mutex::new(State {
-                    cur: 0,
                     compacting: false,
                     mirror: mirrored,
                 }),
@@ -291,7 +288,6 @@ impl Mdc {
                 logs,
                 cur_at: AtomicUsize::new(active),
                 st: Mutex::new(State {
-                    cur: active,
                     compacting: false,
                     mirror,
                 }),
@@ -314,8 +310,12 @@ impl Mdc {
         Ok(self.cur().repair_header()?)
     }
 
+    fn cur_index(&self) -> usize {
+        self.cur_at.load(Ordering::Acquire) & 1
+    }
+
     fn cur(&self) -> &Mlog {
-        &self.logs[self.cur_at.load(Ordering::Acquire) & 1]
+        &self.logs[self.cur_index()]
     }
 
     /// Append a client record (durable on return with `sync`).
@@ -330,7 +330,7 @@ impl Mdc {
     /// [`Mdc::note_flushed`], or make it durable with [`Mdc::sync`] or any
     /// later sync append.
     pub fn append_written(&self, rec: &[u8]) -> Result<Option<WrittenRecord>> {
-        let log = self.lock().cur;
+        let log = self.cur_index();
         Ok(self.logs[log]
             .append_written(&[&[TAG_DATA], rec])?
             .map(|lsn| WrittenRecord { log, lsn }))
@@ -347,7 +347,7 @@ impl Mdc {
     /// flush set; none is appended when one is refused
     /// ([`Mlog::stage_written_many`]).
     pub fn stage_written_many(&self, recs: &[&[u8]]) -> Result<Option<StagedRecord<'_>>> {
-        let log = self.lock().cur;
+        let log = self.cur_index();
         let parts: Vec<[&[u8]; 2]> = recs.iter().map(|r| [&[TAG_DATA][..], r]).collect();
         let records: Vec<&[&[u8]]> = parts.iter().map(|p| &p[..]).collect();
         Ok(self.logs[log]
@@ -388,7 +388,7 @@ impl Mdc {
     /// Which log (0 = A, 1 = B) appends go to, and whether a compaction is open.
     pub fn active(&self) -> (usize, bool) {
         let g = self.lock();
-        (g.cur, g.compacting)
+        (self.cur_index(), g.compacting)
     }
 
     /// Whether the active log writes every record twice.
@@ -412,11 +412,11 @@ impl Mdc {
         if g.compacting {
             return Err(MdcError::Protocol("cstart during a compaction"));
         }
-        let cur = &self.logs[g.cur];
+        let at = self.cur_index();
+        let cur = &self.logs[at];
         cur.sync()?;
-        let other = 1 - g.cur;
+        let other = 1 - at;
         self.logs[other].erase_with(cur.gen().saturating_add(1), g.mirror)?;
-        g.cur = other;
         self.cur_at.store(other, Ordering::Release);
         g.compacting = true;
         Ok(())
@@ -429,7 +429,7 @@ impl Mdc {
         if !g.compacting {
             return Err(MdcError::Protocol("cend without cstart"));
         }
-        self.logs[g.cur].append(CEND_RECORD, true)?;
+        self.logs[self.cur_index()].append(CEND_RECORD, true)?;
         g.compacting = false;
         Ok(())
     }
@@ -444,8 +444,7 @@ impl Mdc {
         if !g.compacting {
             return Err(MdcError::Protocol("cabort without cstart"));
         }
-        g.cur = 1 - g.cur;
-        self.cur_at.store(g.cur, Ordering::Release);
+        self.cur_at.store(1 - self.cur_index(), Ordering::Release);
         g.compacting = false;
         Ok(())
     }
