@@ -24,7 +24,6 @@ use crate::io::IoReq;
 use crate::mlog::{Lsn, Mlog, MlogError, MlogReader, StagedWrite};
 use std::ops::Range;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Tag of a client record.
 pub const TAG_DATA: u8 = 0x44;
@@ -66,6 +65,8 @@ pub type Result<T, E = MdcError> = std::result::Result<T, E>;
 
 #[derive(Debug)]
 struct State {
+    /// Index of the log appends go to.
+    cur: usize,
     /// Compaction started and not ended.
     compacting: bool,
     /// Compactions erase the other log mirrored (docs/format.md, "Mirrored logs").
@@ -113,11 +114,6 @@ impl StagedRecord<'_> {
 pub struct Mdc {
     logs: [Mlog; 2],
     st: Mutex<State>,
-    /// Index of the log appends go to: changed only under `st`'s lock, read
-    /// without it. Every append reads it, and taking the lock to read it
-    /// was two writes of a line the MDC's appenders share; a reader got no
-    /// more from the lock, as it let go before appending either way.
-    cur_at: AtomicUsize,
 }
 
 /// Space use of the log appends go to.
@@ -202,8 +198,8 @@ impl Mdc {
             a.append(CEND_RECORD, true)?;
             Ok(Mdc {
                 logs: [a, b],
-                cur_at: AtomicUsize::new(0),
                 st: Mutex::new(State {
+                    cur: 0,
                     compacting: false,
                     mirror: mirrored,
                 }),
@@ -286,8 +282,8 @@ impl Mdc {
             let mirror = logs[active].is_mirrored();
             Ok(Mdc {
                 logs,
-                cur_at: AtomicUsize::new(active),
                 st: Mutex::new(State {
+                    cur: active,
                     compacting: false,
                     mirror,
                 }),
@@ -310,12 +306,9 @@ impl Mdc {
         Ok(self.cur().repair_header()?)
     }
 
-    fn cur_index(&self) -> usize {
-        self.cur_at.load(Ordering::Acquire) & 1
-    }
-
     fn cur(&self) -> &Mlog {
-        &self.logs[self.cur_index()]
+        let i = self.lock().cur;
+        &self.logs[i]
     }
 
     /// Append a client record (durable on return with `sync`).
@@ -330,7 +323,7 @@ impl Mdc {
     /// [`Mdc::note_flushed`], or make it durable with [`Mdc::sync`] or any
     /// later sync append.
     pub fn append_written(&self, rec: &[u8]) -> Result<Option<WrittenRecord>> {
-        let log = self.cur_index();
+        let log = self.lock().cur;
         Ok(self.logs[log]
             .append_written(&[&[TAG_DATA], rec])?
             .map(|lsn| WrittenRecord { log, lsn }))
@@ -347,7 +340,7 @@ impl Mdc {
     /// flush set; none is appended when one is refused
     /// ([`Mlog::stage_written_many`]).
     pub fn stage_written_many(&self, recs: &[&[u8]]) -> Result<Option<StagedRecord<'_>>> {
-        let log = self.cur_index();
+        let log = self.lock().cur;
         let parts: Vec<[&[u8]; 2]> = recs.iter().map(|r| [&[TAG_DATA][..], r]).collect();
         let records: Vec<&[&[u8]]> = parts.iter().map(|p| &p[..]).collect();
         Ok(self.logs[log]
@@ -388,7 +381,7 @@ impl Mdc {
     /// Which log (0 = A, 1 = B) appends go to, and whether a compaction is open.
     pub fn active(&self) -> (usize, bool) {
         let g = self.lock();
-        (self.cur_index(), g.compacting)
+        (g.cur, g.compacting)
     }
 
     /// Whether the active log writes every record twice.
@@ -412,12 +405,11 @@ impl Mdc {
         if g.compacting {
             return Err(MdcError::Protocol("cstart during a compaction"));
         }
-        let at = self.cur_index();
-        let cur = &self.logs[at];
+        let cur = &self.logs[g.cur];
         cur.sync()?;
-        let other = 1 - at;
+        let other = 1 - g.cur;
         self.logs[other].erase_with(cur.gen().saturating_add(1), g.mirror)?;
-        self.cur_at.store(other, Ordering::Release);
+        g.cur = other;
         g.compacting = true;
         Ok(())
     }
@@ -429,7 +421,7 @@ impl Mdc {
         if !g.compacting {
             return Err(MdcError::Protocol("cend without cstart"));
         }
-        self.logs[self.cur_index()].append(CEND_RECORD, true)?;
+        self.logs[g.cur].append(CEND_RECORD, true)?;
         g.compacting = false;
         Ok(())
     }
@@ -444,7 +436,7 @@ impl Mdc {
         if !g.compacting {
             return Err(MdcError::Protocol("cabort without cstart"));
         }
-        self.cur_at.store(1 - self.cur_index(), Ordering::Release);
+        g.cur = 1 - g.cur;
         g.compacting = false;
         Ok(())
     }
