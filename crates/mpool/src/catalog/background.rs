@@ -18,11 +18,20 @@ impl Inner {
     /// (with more threads than CPUs the background thread waits for a CPU,
     /// and the appends went on notifying meanwhile, BENCHMARKS.md, session
     /// 31).
-    pub(super) fn ask_compaction(&self) {
+    fn ask_compaction(&self) {
         if !self.compact_asked.swap(true, Ordering::AcqRel) {
             let (m, cv) = &self.wake;
             drop(lock(m));
             cv.notify_all();
+        }
+    }
+
+    /// Ask for a compaction when MDC `s` wants one; nothing to look at
+    /// while one is asked already (the background thread's round looks at
+    /// every MDC).
+    pub(super) fn compact_if_due(&self, s: &super::shard::Shard) {
+        if !self.compact_asked.load(Ordering::Relaxed) && self.wants_compaction(s) {
+            self.ask_compaction();
         }
     }
 }

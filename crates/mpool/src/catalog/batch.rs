@@ -354,13 +354,8 @@ impl Inner {
                 *slot = x;
             }
         }
-        let compact: Vec<&Shard> = shards
-            .iter()
-            .map(|(s, _)| *s)
-            .filter(|s| self.wants_compaction(s))
-            .collect();
-        if !compact.is_empty() {
-            self.ask_compaction();
+        for (s, _) in &shards {
+            self.compact_if_due(s);
         }
         out.into_iter()
             .map(|o| o.unwrap_or(Batched::Busy))

@@ -252,9 +252,7 @@ impl Inner {
                         drop(mdc);
                         // A failure is a bug (the append itself is done).
                         let released = self.release(done);
-                        if !self.compact_asked.load(Ordering::Relaxed) && self.wants_compaction(s) {
-                            self.ask_compaction();
-                        }
+                        self.compact_if_due(s);
                         return released;
                     }
                     // Nothing was written: compact and try again.
