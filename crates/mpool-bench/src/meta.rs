@@ -62,6 +62,13 @@ struct Fig {
     cpu: f64,
 }
 
+impl Fig {
+    /// Operations per second.
+    fn rate(&self) -> f64 {
+        self.ops as f64 / self.secs.max(1e-9)
+    }
+}
+
 fn op(pool: &Pool, buf: AlignedBuf) -> Result<AlignedBuf> {
     let id = pool.mblock_alloc(MediaClass::Capacity)?;
     let buf = pool.mblock_write_aligned(id, buf)?;
@@ -221,11 +228,8 @@ pub fn run(args: &MetaArgs) -> Result<Table> {
         for (ti, &n) in args.threads.iter().enumerate() {
             for (i, v) in args.variants.iter().enumerate() {
                 let fig = figs[ti][i];
-                let rate = fig.ops as f64 / fig.secs.max(1e-9);
-                let scale = at(1).map(|o| {
-                    let one = figs[o][i];
-                    rate / (one.ops as f64 / one.secs.max(1e-9)).max(1e-9)
-                });
+                let rate = fig.rate();
+                let scale = at(1).map(|o| rate / figs[o][i].rate().max(1e-9));
                 let h = &hs[ti][i];
                 let q = |x: f64| h.value_at_quantile(x) as f64;
                 t.rows.push(vec![
@@ -268,10 +272,6 @@ pub fn run(args: &MetaArgs) -> Result<Table> {
         }
         // The targets, from the totals and round by round (the median of
         // the rounds' ratios tells a steady result from one lucky slice).
-        let rate_of = |ti: usize, i: usize| {
-            let f = figs[ti][i];
-            f.ops as f64 / f.secs.max(1e-9)
-        };
         let ratios = |hi: usize, lo: usize, i: usize| -> Vec<f64> {
             per_round[hi][i]
                 .iter()
@@ -285,14 +285,6 @@ pub fn run(args: &MetaArgs) -> Result<Table> {
                 .collect::<Vec<_>>()
                 .join(" ")
         };
-        let mut one = vec![None::<f64>; nv];
-        let mut two = vec![None::<f64>; nv];
-        let mut eight = vec![None::<f64>; nv];
-        for i in 0..nv {
-            one[i] = at(1).map(|o| rate_of(o, i));
-            two[i] = at(2).map(|w| rate_of(w, i));
-            eight[i] = at(8).map(|e| rate_of(e, i));
-        }
         for (lo, hi) in [(1, 2), (2, 8)] {
             let (Some(l), Some(h)) = (at(lo), at(hi)) else {
                 continue;
@@ -323,14 +315,16 @@ pub fn run(args: &MetaArgs) -> Result<Table> {
         }
         for (i, v) in args.variants.iter().enumerate() {
             let met = |b: bool| if b { "met" } else { "MISSED" };
-            if let (Some(o), Some(w)) = (one[i], two[i]) {
+            let rate = |n: usize| at(n).map(|ti| figs[ti][i].rate());
+            let (one, two, eight) = (rate(1), rate(2), rate(8));
+            if let (Some(o), Some(w)) = (one, two) {
                 t.notes.push(format!(
                     "{v}: 2 threads / 1 thread = {:.2} (target >= 1.6: {})",
                     w / o,
                     met(w >= 1.6 * o)
                 ));
             }
-            if let (Some(w), Some(e)) = (two[i], eight[i]) {
+            if let (Some(w), Some(e)) = (two, eight) {
                 t.notes.push(format!(
                     "{v}: 8 threads / 2 threads = {:.2} (target >= 1.0: {})",
                     e / w,

@@ -345,15 +345,13 @@ fn mpool_case(
                 }
                 Err(e) => return Err(e).context("mlog append"),
             }
-            if full.load(Ordering::Relaxed) {
-                // Appended, but after another thread found the log full:
-                // counted, and the slice ends here too.
-                h.record((t0.elapsed().as_nanos() as u64).max(1))?;
-                n += 1;
-                break;
-            }
             h.record((t0.elapsed().as_nanos() as u64).max(1))?;
             n += 1;
+            // Another thread found the log full: this append counts, and
+            // the slice ends here too.
+            if full.load(Ordering::Relaxed) {
+                break;
+            }
         }
         Ok((n, h))
     })?;
