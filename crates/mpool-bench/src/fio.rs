@@ -94,6 +94,10 @@ pub struct FioJob {
     pub offset_increment: u64,
     /// io_uring with registered buffers (`--fixedbufs=1`).
     pub fixedbufs: bool,
+    /// Each job on a file of its own, `<filename>.<job number>` (fio's
+    /// `$jobnum`, from 0; see [`FioJob::job_files`]), `size` bytes of it
+    /// from `offset`: jobs that share no file, hence no inode lock.
+    pub own_files: bool,
 }
 
 impl FioJob {
@@ -123,7 +127,39 @@ impl FioJob {
             offset: 0,
             offset_increment: 0,
             fixedbufs: false,
+            own_files: false,
         }
+    }
+
+    /// The same job with each job on a file of its own
+    /// ([`FioJob::own_files`]), writing `per_job` bytes of it: what the
+    /// jobs cost when they share nothing but the machine.
+    pub fn apart(mut self, per_job: u64) -> Result<Self> {
+        if per_job < self.bs {
+            bail!(
+                "{per_job} bytes per job are fewer than one {}-byte block",
+                self.bs
+            );
+        }
+        self.size = per_job / self.bs * self.bs;
+        self.offset_increment = 0;
+        self.own_files = true;
+        self.name = format!("{}-apart", self.name);
+        Ok(self)
+    }
+
+    /// The files the job reads or writes: its file, or one per job.
+    pub fn job_files(&self) -> Vec<PathBuf> {
+        if !self.own_files {
+            return vec![self.filename.clone()];
+        }
+        (0..self.numjobs)
+            .map(|j| {
+                let mut name = self.filename.clone().into_os_string();
+                name.push(format!(".{j}"));
+                PathBuf::from(name)
+            })
+            .collect()
     }
 
     /// Durable sequential writes: `threads` psync jobs, each writing `bs`
@@ -204,9 +240,28 @@ impl FioJob {
 
     /// The command-line arguments for this job.
     pub fn args(&self) -> Vec<String> {
-        let mut a = vec![
-            format!("--name={}", self.name),
-            format!("--filename={}", self.filename.display()),
+        let mut a = vec![format!("--name={}", self.name)];
+        match (
+            self.own_files,
+            self.filename.parent(),
+            self.filename.file_name(),
+        ) {
+            (true, Some(dir), Some(stem)) => {
+                // `$jobnum` is fio's, not a shell's: no shell runs fio.
+                let dir = if dir.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    dir
+                };
+                a.push(format!("--directory={}", dir.display()));
+                a.push(format!(
+                    "--filename_format={}.$jobnum",
+                    stem.to_string_lossy()
+                ));
+            }
+            _ => a.push(format!("--filename={}", self.filename.display())),
+        }
+        a.extend([
             format!("--rw={}", self.rw),
             format!("--bs={}", self.bs),
             format!("--iodepth={}", self.iodepth),
@@ -223,7 +278,7 @@ impl FioJob {
             "--randrepeat=0".into(),
             "--fallocate=none".into(),
             "--output-format=json".into(),
-        ];
+        ]);
         if self.offset_increment > 0 {
             a.push(format!("--offset_increment={}", self.offset_increment));
         }
@@ -500,5 +555,42 @@ mod tests {
         }
         j.limit = Limit::Bytes(1 << 20);
         assert!(j.args().join(" ").contains("--io_size=1048576"));
+    }
+
+    #[test]
+    fn jobs_apart_each_write_a_file_of_their_own() {
+        let shared =
+            FioJob::durable_writes(Path::new("/tmp/d/f.dat"), 8 << 20, 4096, 4, true, 1).unwrap();
+        assert_eq!(shared.job_files(), vec![PathBuf::from("/tmp/d/f.dat")]);
+        assert!(shared
+            .args()
+            .join(" ")
+            .contains("--offset_increment=2097152"));
+        let j = shared.apart(1 << 20).unwrap();
+        let a = j.args();
+        for want in [
+            "--directory=/tmp/d",
+            "--filename_format=f.dat.$jobnum",
+            "--numjobs=4",
+            "--size=1048576",
+            "--fdatasync=1",
+        ] {
+            assert!(a.iter().any(|x| x == want), "{want} missing in {a:?}");
+        }
+        assert!(
+            !a.iter()
+                .any(|x| x.starts_with("--filename=") || x.starts_with("--offset_increment")),
+            "a shared file or offsets left in {a:?}"
+        );
+        let files: Vec<_> = (0..4)
+            .map(|i| PathBuf::from(format!("/tmp/d/f.dat.{i}")))
+            .collect();
+        assert_eq!(j.job_files(), files);
+        assert!(
+            FioJob::durable_writes(Path::new("/tmp/f"), 1 << 20, 4096, 1, true, 1)
+                .unwrap()
+                .apart(512)
+                .is_err()
+        );
     }
 }

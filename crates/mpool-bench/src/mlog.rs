@@ -127,6 +127,11 @@ fn slot_index() -> Option<usize> {
 /// One write or flush call in this many is timed.
 const SAMPLE: u64 = 16;
 
+/// Largest file of a fio job apart (each job on a file of its own): the
+/// jobs wrap around in it, and the N files sit beside the log's in memory
+/// on tmpfs.
+const APART_MAX: u64 = 256 << 20;
+
 impl Sampled {
     fn new(inner: Arc<dyn Device>) -> Sampled {
         Sampled {
@@ -380,17 +385,9 @@ struct FioSide {
     cpu_us: f64,
 }
 
-fn fio_case(
-    bin: &Path,
-    path: &Path,
-    size: u64,
-    bs: u64,
-    threads: usize,
-    fdatasync: bool,
-    runtime: u64,
-) -> Result<FioSide> {
-    let job = FioJob::durable_writes(path, size, bs, threads, fdatasync, runtime)?;
-    let (r, w) = fio::run_moving(bin, &job, true)?;
+fn fio_case(bin: &Path, job: &FioJob) -> Result<FioSide> {
+    let (fdatasync, threads) = (job.fdatasync > 0, job.numjobs);
+    let (r, w) = fio::run_moving(bin, job, true)?;
     // With --fdatasync=1 fio's write latency excludes the fdatasync that
     // follows: add the medians (and the 99th percentiles) of both.
     let (s50, s99) = if fdatasync {
@@ -444,7 +441,8 @@ pub fn run(args: &MlogArgs) -> Result<Table> {
             "threads", "mpool IOPS", "fio fdsync IOPS", "mpool/fdsync", "fio O_SYNC IOPS", "mpool/osync",
             "mpool p50 us", "mpool p99 us", "mpool p99.9 us", "fdsync p50 us", "fdsync p99 us", "fdsync p99.9 us", "osync p50 us", "osync p99 us", "osync p99.9 us",
             "CPUs used", "CPU us/app", "fdsync CPU us/op", "osync CPU us/op", "writes/app", "KiB/app", "flushes/app", "flush ms/s", "write ms/s",
-            "floor IOPS", "mpool/floor", "shared floor IOPS", "mpool/shared", "shared CPU us/app", "line ns",
+            "floor IOPS", "mpool/floor", "shared floor IOPS", "mpool/shared", "shared CPU us/app",
+            "apart IOPS", "apart p99 us", "apart p99.9 us", "line ns",
         ]
         .map(String::from)
         .to_vec(),
@@ -458,9 +456,11 @@ pub fn run(args: &MlogArgs) -> Result<Table> {
         "method".into(),
         "mpool: Mlog::create on the whole file (FileDevice, O_DIRECT, engine auto), N threads append(rec, sync=true); \
          fio: --rw=write --ioengine=psync --direct=1 (--fdatasync=1 | --sync=1) --numjobs=N, job i on its own 1/N of the file; \
-         fdsync latency = write + fdatasync percentiles added"
+         fdsync latency = write + fdatasync percentiles added; \
+         apart (N > 1): fio --fdatasync=1 with each job on a file of its own, sharing nothing but the machine"
             .into(),
     ));
+    let mut apart_files = Vec::new();
     let res = (|| -> Result<()> {
         let file: Arc<dyn Device> = Arc::new(FileDevice::open(
             &path,
@@ -501,6 +501,18 @@ pub fn run(args: &MlogArgs) -> Result<Table> {
                 "none: the device takes no writes of any bytes (not a file in memory), and a log on it writes whole sectors".into(),
             ));
         }
+        // The jobs apart write files of their own, prefilled like the log's
+        // (tmpfs allocates a page at its first write).
+        let most = args.threads.iter().copied().max().unwrap_or(1);
+        let apart_size = (size / most as u64).min(APART_MAX) / (1 << 20) * (1 << 20);
+        let apart_path = dir.join("mpool-bench-mlog-apart.dat");
+        if fio_bin.is_some() && most > 1 {
+            let job = FioJob::durable_writes(&apart_path, size, args.record, most, true, 1)?;
+            for f in job.apart(apart_size)?.job_files() {
+                apart_files.push(f.clone());
+                common::prefill(&f, apart_size)?;
+            }
+        }
         let counting = Arc::new(Sampled::new(Arc::clone(&file)));
         let dev: Arc<dyn Device> = counting.clone();
         let log = Arc::new(Mlog::create(dev, 0..size, 0x6d6c_6f67)?);
@@ -511,6 +523,7 @@ pub fn run(args: &MlogArgs) -> Result<Table> {
         for &n in &args.threads {
             let mut ms = Vec::new();
             let (mut fds, mut oss, mut fls) = (Vec::new(), Vec::new(), Vec::new());
+            let mut aps = Vec::new();
             let mut shared = Vec::new();
             let mut lines = Vec::new();
             for round in 1..=rounds {
@@ -520,7 +533,8 @@ pub fn run(args: &MlogArgs) -> Result<Table> {
                 if let Some(t) = crate::machine::cache_line_round_trip() {
                     lines.push(t.ns);
                 }
-                eprintln!("mlog {n} thread(s), round {round}/{rounds}: mpool, fio --fdatasync=1, fio --sync=1, fio floor ...");
+                eprintln!("mlog {n} thread(s), round {round}/{rounds}: mpool, fio --fdatasync=1, fio --sync=1, fio floor{} ...",
+                    if n > 1 { ", fio apart" } else { "" });
                 ms.push(mpool_case(
                     &log,
                     &counting,
@@ -539,16 +553,24 @@ pub fn run(args: &MlogArgs) -> Result<Table> {
                 }
                 if let Some(bin) = &fio_bin {
                     let secs = slice.round() as u64;
-                    fds.push(fio_case(bin, &path, size, args.record, n, true, secs)?);
-                    oss.push(fio_case(bin, &path, size, args.record, n, false, secs)?);
-                    fls.push(fio_case(bin, &path, size, allowed, n, true, secs)?);
+                    let job = |p: &Path, bs: u64, fdatasync: bool| {
+                        FioJob::durable_writes(p, size, bs, n, fdatasync, secs)
+                    };
+                    fds.push(fio_case(bin, &job(&path, args.record, true)?)?);
+                    oss.push(fio_case(bin, &job(&path, args.record, false)?)?);
+                    fls.push(fio_case(bin, &job(&path, allowed, true)?)?);
+                    if n > 1 {
+                        let apart = job(&apart_path, args.record, true)?.apart(apart_size)?;
+                        aps.push(fio_case(bin, &apart)?);
+                    }
                 }
             }
             let m = Measured::merge(&ms);
-            let (fd, os, fl) = (
+            let (fd, os, fl, ap) = (
                 FioSide::mean(&fds),
                 FioSide::mean(&oss),
                 FioSide::mean(&fls),
+                FioSide::mean(&aps),
             );
             let iops = m.appends as f64 / m.secs;
             if m.full > 0 {
@@ -610,6 +632,9 @@ pub fn run(args: &MlogArgs) -> Result<Table> {
                 o(sh.map(|s| s.0), fmt_rate),
                 fmt_ratio(sh.map(|s| iops / s.0)),
                 o(sh.map(|s| s.1), |x| format!("{x:.2}")),
+                o(ap.map(|f| f.iops), fmt_rate),
+                o(ap.map(|f| f.p99), fmt_us),
+                o(ap.map(|f| f.p999), fmt_us),
                 line_range(&lines),
             ]);
             t.json_rows.push(json!({
@@ -624,6 +649,7 @@ pub fn run(args: &MlogArgs) -> Result<Table> {
                 "ratio_floor": r_fl,
                 "shared_floor": sh.map(|s| json!({ "iops": s.0, "cpu_ns_per_append": s.1 * 1e3, "p50_ns": s.2, "p99_ns": s.3 })),
                 "ratio_shared_floor": sh.map(|s| iops / s.0),
+                "fio_apart": ap.map(|f| json!({ "per_job_bytes": apart_size, "iops": f.iops, "p50_ns": f.p50, "p99_ns": f.p99, "p999_ns": f.p999, "cpu_ns_per_op": f.cpu_us * 1e3 })),
                 "line_round_trip_ns": lines,
                 // Each slice on its own: the host may move the CPUs
                 // between slices, and the rates follow the line's cost.
@@ -656,7 +682,7 @@ pub fn run(args: &MlogArgs) -> Result<Table> {
                 if n > 1 {
                     let met = |b: bool| if b { "met" } else { "MISSED" };
                     t.notes.push(format!(
-                        "{n} threads: mpool {} vs fio's better per-write sync {} ({:.2}x, target >= 1.0: {}); p99 {} vs {} (target <= 2x: {}); p99.9 {} (fio {}; target < 50 us: {})",
+                        "{n} threads: mpool {} vs fio's better per-write sync {} ({:.2}x, target >= 1.0: {}); p99 {} vs {} (target <= 2x: {}); p99.9 {} (fio {}, fio with a file per job {}; target < 50 us: {})",
                         fmt_rate(iops),
                         fmt_rate(best.iops),
                         iops / best.iops,
@@ -666,6 +692,7 @@ pub fn run(args: &MlogArgs) -> Result<Table> {
                         met(m.p99 <= 2.0 * best.p99),
                         fmt_us(m.p999),
                         fmt_us(best.p999),
+                        ap.map_or("-".into(), |a| fmt_us(a.p999)),
                         met(m.p999 < 50_000.0),
                     ));
                 }
@@ -701,6 +728,9 @@ pub fn run(args: &MlogArgs) -> Result<Table> {
     })();
     if !args.keep_file {
         let _ = std::fs::remove_file(&path);
+        for f in &apart_files {
+            let _ = std::fs::remove_file(f);
+        }
     }
     res?;
     Ok(t)
