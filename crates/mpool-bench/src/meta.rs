@@ -153,11 +153,12 @@ pub fn run(args: &MetaArgs) -> Result<Table> {
     let fio_size = 64u64 << 20;
     // The jobs apart each write as much as one of the most jobs sharing
     // the file does.
-    let apart_size = fio_size / args.threads.iter().copied().max().unwrap_or(1) as u64;
+    let most = args.threads.iter().copied().max().unwrap_or(1);
+    let apart_size = fio_size / most as u64;
     let apart_job = |n: usize, secs: u64| {
         FioJob::durable_writes(&fio_path, fio_size, wr, n, true, secs)?.apart(apart_size)
     };
-    let apart_files = apart_job(args.threads.iter().copied().max().unwrap_or(1), 1)?.job_files();
+    let apart_files = apart_job(most, 1)?.job_files();
     if fio_bin.is_some() {
         common::prefill(&fio_path, fio_size)?;
         for f in &apart_files {

@@ -526,6 +526,7 @@ pub fn run(args: &MlogArgs) -> Result<Table> {
             let mut aps = Vec::new();
             let mut shared = Vec::new();
             let mut lines = Vec::new();
+            let mut steals = Vec::new();
             for round in 1..=rounds {
                 log.erase(0)?;
                 // Where the host placed the two CPUs for this slice: a
@@ -535,13 +536,22 @@ pub fn run(args: &MlogArgs) -> Result<Table> {
                 }
                 eprintln!("mlog {n} thread(s), round {round}/{rounds}: mpool, fio --fdatasync=1, fio --sync=1, fio floor{} ...",
                     if n > 1 { ", fio apart" } else { "" });
-                ms.push(mpool_case(
+                let steal0 = steal_ticks();
+                let m = mpool_case(
                     &log,
                     &counting,
                     n,
                     args.record as usize,
                     Duration::from_secs_f64(slice),
-                )?);
+                )?;
+                // The share of the CPUs' time the host gave others (steal,
+                // 100 ticks a second) while mpool ran.
+                if let (Some(a), Some(b)) = (steal0, steal_ticks()) {
+                    steals.push(
+                        b.saturating_sub(a) as f64 / 100.0 / (m.secs * cpus as f64).max(1e-9),
+                    );
+                }
+                ms.push(m);
                 if n <= cpus && bytes_writable {
                     shared.push(crate::shared_floor::run(
                         file.as_ref(),
@@ -655,9 +665,13 @@ pub fn run(args: &MlogArgs) -> Result<Table> {
                 // between slices, and the rates follow the line's cost.
                 "slices": ms.iter().enumerate().map(|(i, m)| json!({
                     "line_round_trip_ns": lines.get(i),
+                    "steal_share": steals.get(i),
                     "mpool_iops": m.appends as f64 / m.secs,
                     "mpool_cpu_ns_per_append": m.cpu * 1e9 / m.appends.max(1) as f64,
                     "shared_floor_iops": shared.get(i).map(|f| f.appends as f64 / f.secs),
+                    "mpool_p99_ns": m.p99,
+                    "mpool_p999_ns": m.p999,
+                    "fio_apart_p999_ns": aps.get(i).map(|f| f.p999),
                 })).collect::<Vec<_>>(),
                 "per_append": {
                     "device_writes": per(m.dev.writes),
@@ -734,6 +748,11 @@ pub fn run(args: &MlogArgs) -> Result<Table> {
     }
     res?;
     Ok(t)
+}
+
+/// The machine's steal time so far (/proc/stat), in ticks.
+fn steal_ticks() -> Option<u64> {
+    common::proc_stat_cpu().get(7).copied()
 }
 
 /// The lowest and highest of the slices' line round trips, in ns.
