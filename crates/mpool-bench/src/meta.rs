@@ -319,33 +319,35 @@ pub fn run(args: &MetaArgs) -> Result<Table> {
                 .collect::<Vec<_>>()
                 .join(" ")
         };
+        // Each variant's column, then each floor's: (column, name in the
+        // notes, name in --json, what runs: threads or fio jobs).
+        let mut columns: Vec<(usize, &str, &str, &str)> = args
+            .variants
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (i, v.as_str(), v.as_str(), "threads"))
+            .collect();
+        if fio_bin.is_some() {
+            columns.extend(
+                FLOORS
+                    .iter()
+                    .map(|&(k, label, key)| (nv + k, label, key, "jobs")),
+            );
+        }
         for (lo, hi) in [(1, 2), (2, 8)] {
             let (Some(l), Some(h)) = (at(lo), at(hi)) else {
                 continue;
             };
-            for (i, v) in args.variants.iter().enumerate() {
+            for &(i, name, key, what) in &columns {
                 let r = ratios(h, l, i);
                 t.notes.push(format!(
-                    "{v}: {hi} threads / {lo} round by round: {} (median {:.2})",
+                    "{name}: {hi} {what} / {lo} round by round: {} (median {:.2})",
                     fmt_ratios(&r),
                     median(&r)
                 ));
                 t.json_rows
-                    .push(json!({"variant": v, "ratio": format!("{hi}/{lo}"),
+                    .push(json!({"variant": key, "ratio": format!("{hi}/{lo}"),
                     "per_round": r, "median": median(&r)}));
-            }
-            if fio_bin.is_some() {
-                for (k, label, key) in FLOORS {
-                    let r = ratios(h, l, nv + k);
-                    t.notes.push(format!(
-                        "{label}: {hi} jobs / {lo} round by round: {} (median {:.2})",
-                        fmt_ratios(&r),
-                        median(&r)
-                    ));
-                    t.json_rows
-                        .push(json!({"variant": key, "ratio": format!("{hi}/{lo}"),
-                        "per_round": r, "median": median(&r)}));
-                }
             }
         }
         for (i, v) in args.variants.iter().enumerate() {
