@@ -300,8 +300,10 @@ pub enum MetadataError {
         /// Which MDC.
         mdc: u8,
     },
-    /// A compaction of an MDC failed where its outcome on the media is
-    /// unknown; the MDC takes no more records until the pool is reopened.
+    /// An MDC takes no more records until the pool is reopened: a
+    /// compaction of it failed where its outcome on the media is unknown,
+    /// or its log failed (an I/O error writing or flushing it, in this
+    /// call or an earlier one of any thread).
     #[error("metadata container MDC{mdc} failed ({reason}); reopen the pool")]
     Failed {
         /// Which MDC.

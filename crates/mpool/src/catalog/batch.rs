@@ -304,7 +304,7 @@ impl Inner {
                 }
                 // The log failed with its write: it takes no more records.
                 (Err(e), _) => {
-                    let mut first = Some(Error::from(e));
+                    let mut first = Some(s.log_error(e));
                     for &i in idx {
                         // The record may be on the media: the zone stays
                         // out of use until a reopen says what it holds.

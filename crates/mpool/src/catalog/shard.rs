@@ -108,6 +108,24 @@ impl Shard {
             None => Ok(()),
         }
     }
+
+    /// An error of this MDC's log, as the catalog reports it. A log that
+    /// failed (an I/O error writing or flushing it, met by this call or
+    /// an earlier one in any thread: a commit's flush, the background
+    /// thread's sync) takes no more records until the pool is reopened,
+    /// as an MDC whose compaction ended in doubt does: the same error,
+    /// [`MetadataError::Failed`], with the log's reason. Any other error is
+    /// the log's own.
+    pub(super) fn log_error(&self, e: MdcError) -> Error {
+        match e {
+            MdcError::Mlog(MlogError::Failed { reason }) => MetadataError::Failed {
+                mdc: self.index,
+                reason: format!("its log failed: {reason}"),
+            }
+            .into(),
+            e => e.into(),
+        }
+    }
 }
 
 /// The zones of a shard's deferred deletes appended so far.
@@ -202,7 +220,7 @@ impl Inner {
             Ok(()) => self.release(done),
             Err(e) => {
                 lock(&s.awaiting).extend(done);
-                Err(e.into())
+                Err(s.log_error(e))
             }
         }
     }
@@ -257,7 +275,7 @@ impl Inner {
                     }
                     // Nothing was written: compact and try again.
                     Err(MdcError::Mlog(MlogError::LogFull { .. })) => {}
-                    Err(e) => return Err(give_back(e.into())),
+                    Err(e) => return Err(give_back(s.log_error(e))),
                 }
             }
             if attempt + 1 < FULL_ATTEMPTS {

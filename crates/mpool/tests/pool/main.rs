@@ -5,6 +5,7 @@
 mod alloc_compact_race;
 mod byte_flips;
 mod close;
+mod commit_fail;
 mod compaction_fail;
 mod crash_sweep;
 mod degraded_open;
