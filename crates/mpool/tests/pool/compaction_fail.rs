@@ -72,7 +72,9 @@ fn a_compaction_failing_anywhere_loses_nothing() {
         }
         // The pool goes on: a commit lands in an MDC that still takes
         // records, or is refused as MetadataFailed by one whose end marker
-        // is in doubt.
+        // is in doubt or whose log failed (the failed operation may be a
+        // flush of the active log, the compaction's or, depending on
+        // timing, the background thread's).
         let id = pool.mblock_alloc(MediaClass::Capacity);
         let mut failed_mdc = false;
         match id {
