@@ -18,13 +18,18 @@ fn commit(pool: &Pool, data: &[u8]) -> Result<MblockId, Error> {
     pool.mblock_commit(id).map(|_| id)
 }
 
-#[test]
-fn after_a_failed_commit_an_mdc_takes_records_or_says_it_failed() {
-    // How many device operations a commit takes.
+/// A new pool on a device that fails operations on demand.
+fn fresh() -> (Arc<FaultDevice>, Pool) {
     let dev = Arc::new(FaultDevice::new(64 * ZONE, 4096));
     let d: DeviceRef = dev.clone();
     Pool::format_on("commitfail", &[(d.clone(), MediaClass::Capacity, ZONE)], "").unwrap();
-    let pool = Pool::open_on(vec![d], false).unwrap();
+    (dev, Pool::open_on(vec![d], false).unwrap())
+}
+
+#[test]
+fn after_a_failed_commit_an_mdc_takes_records_or_says_it_failed() {
+    // How many device operations a commit takes.
+    let (dev, pool) = fresh();
     commit(&pool, b"warm").unwrap();
     let before = dev.stats().ops;
     commit(&pool, b"count").unwrap();
@@ -34,10 +39,7 @@ fn after_a_failed_commit_an_mdc_takes_records_or_says_it_failed() {
 
     let mut refused = 0;
     for p in 1..=per_commit {
-        let dev = Arc::new(FaultDevice::new(64 * ZONE, 4096));
-        let d: DeviceRef = dev.clone();
-        Pool::format_on("commitfail", &[(d.clone(), MediaClass::Capacity, ZONE)], "").unwrap();
-        let pool = Pool::open_on(vec![d], false).unwrap();
+        let (dev, pool) = fresh();
         let mut live = BTreeMap::new();
         for i in 0..3u8 {
             let data = vec![i; 200];
