@@ -257,6 +257,11 @@ pub fn run(args: &MetaArgs) -> Result<Table> {
             }
         }
         let at = |n: usize| args.threads.iter().position(|&t| t == n);
+        // Floor `k`'s mean rate over the rounds at thread count `ti`.
+        let floor_rate = |ti: usize, k: usize| {
+            let r = &per_round[ti][nv + k];
+            r.iter().sum::<f64>() / r.len().max(1) as f64
+        };
         for (ti, &n) in args.threads.iter().enumerate() {
             for (i, v) in args.variants.iter().enumerate() {
                 let fig = figs[ti][i];
@@ -287,7 +292,7 @@ pub fn run(args: &MetaArgs) -> Result<Table> {
                 if floors.is_empty() {
                     continue;
                 }
-                let fl = floors.iter().sum::<f64>() / floors.len() as f64;
+                let fl = floor_rate(ti, k);
                 t.rows.push(vec![
                     n.to_string(),
                     label.into(),
@@ -365,13 +370,10 @@ pub fn run(args: &MetaArgs) -> Result<Table> {
                 // What the machine itself gives 8 threads over 2, in the
                 // same rounds: jobs that share nothing.
                 let apart = match (at(2), at(8)) {
-                    (Some(l), Some(h)) if fio_bin.is_some() => {
-                        let sum = |ti: usize| per_round[ti][nv + 1].iter().sum::<f64>();
-                        format!(
-                            "; fio with a file per job, 8 jobs / 2 in the same rounds: {:.2}",
-                            sum(h) / sum(l).max(1e-9)
-                        )
-                    }
+                    (Some(l), Some(h)) if fio_bin.is_some() => format!(
+                        "; fio with a file per job, 8 jobs / 2 in the same rounds: {:.2}",
+                        floor_rate(h, 1) / floor_rate(l, 1).max(1e-9)
+                    ),
                     _ => String::new(),
                 };
                 t.notes.push(format!(
