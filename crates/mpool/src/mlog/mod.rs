@@ -22,11 +22,14 @@
 //!
 //! On a device that takes writes of any bytes (memory, a file mapped in
 //! it: [`Device::write_bytes`]) none of that applies: each append places
-//! its record under the log's lock, frames it straight onto the device
-//! without the lock, marks it written in a ring of marks (moving the
-//! durable counter over every record marked), and returns once every
-//! record before it is written too. Records placed while others are
-//! being written join their flush set. The device's bytes are the records'
+//! its record with a compare and swap of a 16-byte word that says where
+//! the next record goes (`head.rs`; under the log's lock where the word
+//! cannot say: the first record after an open or erase, a new epoch, a
+//! full ring), frames it straight onto the device without the lock,
+//! marks it written in a ring of marks (moving the durable counter over
+//! every record marked), and returns once every record before it is
+//! written too. Records placed while others are being written join their
+//! flush set. The device's bytes are the records'
 //! and block headers' only; padding and the rest of the last block keep
 //! what they held, which the recovery rules never take for records (only
 //! the current epoch's records follow the last one, and this epoch wrote
@@ -61,6 +64,7 @@
 #![cfg_attr(not(feature = "internals"), allow(dead_code, unused_imports))]
 
 pub mod format;
+mod head;
 mod image;
 mod scan;
 
@@ -301,6 +305,11 @@ struct State {
     gather_want: u64,
     /// First record of the last flush set the open scan found.
     open_tail: Option<u64>,
+    /// [`Mlog::head`] is open: records are placed with it, and the
+    /// placing fields above (`next_seq`, `end`, `batch_first`, `fseq`)
+    /// are stale until [`Mlog::freeze`] closes it. Only the lock's holder
+    /// opens or closes it.
+    head_open: bool,
 }
 
 /// A record placed in a log written straight onto its device, to be
@@ -315,6 +324,8 @@ struct Placed {
     h: u64,
     end1: u64,
     copy: Option<u64>,
+    /// Where it ends.
+    end: u64,
 }
 
 /// A flush set closed for writing ([`Mlog::close_set`]): what its write
@@ -492,6 +503,22 @@ pub struct Mlog {
     /// Threads asleep in [`Mlog::wait_direct`]: a writer that moved
     /// `durable_hint` takes the lock to wake them only when there are.
     sleeping: AtomicU32,
+    /// A log written straight onto its device places its records with a
+    /// compare and swap of this word while it is open
+    /// ([`Mlog::place_free`]); closed, under the lock (`State` then says
+    /// where the next record goes). See [`head`].
+    head: Padded<head::Head>,
+    /// `head` is used: a log written straight onto its device, on a
+    /// machine with a 16-byte compare and swap.
+    lockfree: bool,
+    /// What a record placed with `head` takes from the generation and
+    /// epoch, which change only while `head` is closed: the epoch (low 32
+    /// bits), mirrored (bit 32), padded (bit 33). Stored before `head`
+    /// opens.
+    layout: AtomicU64,
+    /// Records placed with `head` (tests: that the path runs).
+    #[cfg(test)]
+    placed_free: AtomicU64,
 }
 
 /// One record in flight in a log written straight onto its device (slot
@@ -511,8 +538,10 @@ pub struct Mlog {
 struct Slot {
     /// `seq + 1` once record `seq` is written.
     written: AtomicU64,
-    /// Where record `seq` ends (set under the log's lock when it is
-    /// placed, read under it by [`Mlog::catch_up`]).
+    /// Where record `seq` ends, tagged with the low 16 bits of `seq`
+    /// ([`slot_end`]): set when it is placed, read by [`Mlog::catch_up`],
+    /// which takes it only for the record it wants (a record placed with
+    /// [`Mlog::head`] may take the slot over meanwhile).
     end: AtomicU64,
     /// The record's [`Job`] while its appender may still need a helper
     /// (null otherwise).
@@ -764,6 +793,7 @@ impl Mlog {
             corrupt,
             epochs_exhausted,
             open_tail: scan.and_then(|s| s.last.map(|l| l.batch_first())),
+            head_open: false,
         };
         let end = st.end;
         // A write of no bytes tells whether the device takes any bytes.
@@ -800,6 +830,11 @@ impl Mlog {
             },
             gen_hint: AtomicU64::new(hdr.gen),
             sleeping: AtomicU32::new(0),
+            head: Padded(head::Head::new(head::CLOSED_WORD)),
+            lockfree: direct && head::Head::lock_free() && geom.size() < head::END_LIMIT,
+            layout: AtomicU64::new(0),
+            #[cfg(test)]
+            placed_free: AtomicU64::new(0),
             max_rec: (
                 geom.max_record().min(u64::from(u32::MAX)),
                 geom.max_record_mirrored()
@@ -812,6 +847,15 @@ impl Mlog {
     fn lock(&self) -> MutexGuard<'_, State> {
         let mut g = crate::lock::lock(&self.st.0);
         self.catch_up(&mut g);
+        g
+    }
+
+    /// The lock, [`Mlog::head`] closed: `State` says where the next record
+    /// goes (tests).
+    #[cfg(test)]
+    fn frozen(&self) -> MutexGuard<'_, State> {
+        let mut g = self.lock();
+        self.freeze(&mut g);
         g
     }
 
@@ -832,17 +876,47 @@ impl Mlog {
     /// Bytes of the data area in use (records, framing, padding), including
     /// appends not yet flushed.
     pub fn len(&self) -> u64 {
-        self.lock().end
+        let g = self.lock();
+        if g.head_open {
+            if let Some(o) = head::Open::unpack(self.head.load()) {
+                return o.end;
+            }
+        }
+        g.end
     }
 
     /// True when the log holds no record.
     pub fn is_empty(&self) -> bool {
-        self.lock().next_seq == 0
+        self.records() == 0
     }
 
     /// Number of records in the log (including appends not yet flushed).
     pub fn records(&self) -> u64 {
-        self.lock().next_seq
+        self.next_seq_now(&self.lock())
+    }
+
+    /// The next record's sequence number, the lock held: `State`'s, or
+    /// [`Mlog::head`]'s while that is open.
+    fn next_seq_now(&self, g: &State) -> u64 {
+        if !g.head_open {
+            return g.next_seq;
+        }
+        loop {
+            // The word's next record lies between the durable counter
+            // before it and RING past the counter after it: within 2^16
+            // of the first, unless that many records became durable
+            // between the two looks (then look again).
+            let d1 = self.durable_hint.load(Ordering::SeqCst);
+            let w = self.head.load();
+            let d2 = self.durable_hint.load(Ordering::SeqCst);
+            let Some(o) = head::Open::unpack(w) else {
+                // Only the lock's holder closes it.
+                return g.next_seq;
+            };
+            if d2 - d1 < (1 << 16) - RING {
+                return o.seq(d1);
+            }
+        }
     }
 
     /// Bytes of the data area (the most [`Mlog::len`] can reach).
@@ -907,49 +981,27 @@ impl Mlog {
             {
                 self.dev.will_write(self.base() + from, to - from);
             }
-        }
-        let mut g = if self.direct || self.inline.load(Ordering::Relaxed) {
-            let mut g = crate::lock::lock_spin(
-                &self.st.0,
-                &self.spinners,
-                Duration::from_nanos(LOCK_SPIN_NS),
-            );
-            self.catch_up(&mut g);
-            g
-        } else {
-            self.lock()
-        };
-        let max = self.max_for(g.mirrored);
-        if len > max {
-            return Err(MlogError::RecordTooLarge { len, max });
-        }
-        usable(&g)?;
-        if self.direct {
-            while g.next_seq - g.durable_seq >= RING {
-                // Every slot holds a record in flight (more appenders
-                // than slots): theirs are written without the lock.
-                let oldest = g.next_seq - RING;
-                drop(g);
-                self.spin_helping(oldest, Duration::from_nanos(SPIN_MAX_NS));
-                g = self.lock();
-                usable(&g)?;
-            }
-            let placed = self.place_direct(&mut g, len)?;
+            let free = if self.lockfree {
+                self.place_free(len)
+            } else {
+                None
+            };
+            let placed = match free {
+                Some(r) => r?,
+                None => self.place_locked(len)?,
+            };
             let seq = placed.seq;
-            if placed.prev_end / ANNOUNCE_STEP != g.end / ANNOUNCE_STEP {
-                self.end_hint.store(g.end, Ordering::Relaxed);
+            if placed.prev_end / ANNOUNCE_STEP != placed.end / ANNOUNCE_STEP {
+                self.end_hint.store(placed.end, Ordering::Relaxed);
             }
             let job = Job { placed, parts };
             let slot = self.slot(seq);
-            // Counted under the lock: an erase (which holds it) sees every
-            // record placed before it (see `erase_with`).
-            slot.owners.fetch_add(1, Ordering::SeqCst);
+            // (Counted in `owners` by the placement.)
             let published = Published {
                 slot,
                 job: std::ptr::from_ref(&job).cast_mut().cast(),
             };
             slot.job.store(published.job, Ordering::SeqCst);
-            drop(g);
             let mut p = placed;
             let r = self.write_placed(&mut p, parts).map(|()| self.mark_written(seq));
             drop(published);
@@ -960,6 +1012,20 @@ impl Mlog {
             let (_g, r) = self.wait_direct(self.lock(), seq);
             return r.map(|()| Lsn(seq));
         }
+        let mut g = if self.inline.load(Ordering::Relaxed) {
+            crate::lock::lock_spin(
+                &self.st.0,
+                &self.spinners,
+                Duration::from_nanos(LOCK_SPIN_NS),
+            )
+        } else {
+            self.lock()
+        };
+        let max = self.max_for(g.mirrored);
+        if len > max {
+            return Err(MlogError::RecordTooLarge { len, max });
+        }
+        usable(&g)?;
         let seq = self.encode(&mut g, parts, len)?;
         self.appended.store(g.next_seq, Ordering::Release);
         self.end_hint.store(g.end, Ordering::Relaxed);
@@ -979,11 +1045,11 @@ impl Mlog {
         if let Some(f) = &g.failed {
             return Err(MlogError::Failed { reason: f.clone() });
         }
-        if g.next_seq == 0 || g.durable_seq >= g.next_seq {
+        let next = self.next_seq_now(&g);
+        if next == 0 || g.durable_seq >= next {
             return Ok(());
         }
-        let seq = g.next_seq - 1;
-        let (_g, r) = self.wait_durable(g, seq);
+        let (_g, r) = self.wait_durable(g, next - 1);
         r
     }
 
@@ -1004,6 +1070,7 @@ impl Mlog {
     /// header flag is per generation).
     pub fn erase_with(&self, min_gen: u64, mirrored: bool) -> Result<u64> {
         let mut g = self.lock();
+        self.freeze(&mut g);
         if let Some(f) = &g.failed {
             return Err(MlogError::Failed { reason: f.clone() });
         }
@@ -1012,6 +1079,9 @@ impl Mlog {
             let (g2, r) = self.wait_durable(g, seq);
             g = g2;
             r?;
+            // Appends placed while it waited (without the lock) may
+            // have opened the head again.
+            self.freeze(&mut g);
         }
         while g.flushing {
             g = self.sleep(g);
@@ -1192,16 +1262,27 @@ impl Mlog {
     /// the end of its first copy, its second copy's header (mirrored) and
     /// where it ends; `LogFull` when it does not fit.
     fn place(&self, st: &State, at: u64, len: u64) -> Result<(u64, u64, Option<u64>, u64)> {
+        self.place_at(st.mirrored, st.padded, at, len)
+    }
+
+    /// [`Mlog::place`] in a generation mirrored or not, padded or not.
+    fn place_at(
+        &self,
+        mirrored: bool,
+        padded: bool,
+        at: u64,
+        len: u64,
+    ) -> Result<(u64, u64, Option<u64>, u64)> {
         let g = self.geom;
         let free = g.size().saturating_sub(at);
-        let copies = if st.mirrored { 2 } else { 1 };
+        let copies = if mirrored { 2 } else { 1 };
         let full = || MlogError::LogFull {
             need: copies * (len + REC_HDR_LEN),
             free,
         };
-        let h = g.next_hdr(at, len, st.padded).ok_or_else(full)?;
+        let h = g.next_hdr(at, len, padded).ok_or_else(full)?;
         let end1 = g.rec_end(h, len).ok_or_else(full)?;
-        let (copy, end) = if st.mirrored {
+        let (copy, end) = if mirrored {
             let h2 = g.hdr_pos(end1).ok_or_else(full)?;
             (Some(h2), g.rec_end(h2, len).ok_or_else(full)?)
         } else {
@@ -1746,11 +1827,12 @@ impl Mlog {
             h,
             end1,
             copy,
+            end,
         };
         g.next_seq = seq + 1;
         g.end = end;
         // Read by `catch_up` under the lock, once the record is durable.
-        self.slot(seq).end.store(end, Ordering::Relaxed);
+        self.slot(seq).end.store(self.slot_end_word(seq, end), Ordering::SeqCst);
         Ok(placed)
     }
 
@@ -1819,7 +1901,11 @@ impl Mlog {
                 Ok(())
             }
             Err(e) => {
-                self.lock().failed.get_or_insert_with(|| e.to_string());
+                let mut g = self.lock();
+                // Appends now go to the lock, and see the failure there.
+                self.freeze(&mut g);
+                g.failed.get_or_insert_with(|| e.to_string());
+                drop(g);
                 self.cv[0].notify_all();
                 Err(e)
             }
@@ -1920,27 +2006,257 @@ impl Mlog {
     /// Take in what the writers of a log written straight onto its device
     /// did without the lock: the records before `durable_hint` are
     /// durable, and once none is left in flight the flush set is whole
-    /// (the next record begins another).
+    /// (the next record begins another; while [`Mlog::head`] is open its
+    /// placers decide that themselves).
     fn catch_up(&self, g: &mut State) {
         if !self.direct {
             return;
         }
-        let d = self.durable_hint.load(Ordering::Acquire);
-        if g.durable_seq >= d {
-            return;
+        let mut d = self.durable_hint.load(Ordering::SeqCst);
+        while g.durable_seq < d {
+            // Record `d - 1`'s slot holds its end until record
+            // `d - 1 + RING` takes it: under the lock (not now), or
+            // without it once `durable_hint` has passed `d` (see
+            // `Mlog::place_free`): a slot that holds
+            // another record's end (its tag), or a counter that moved by
+            // RING or more since (a slot taken again by a record of the
+            // same tag) means look again, at the counter's new value.
+            let w = self.slot(d - 1).end.load(Ordering::SeqCst);
+            let d2 = self.durable_hint.load(Ordering::SeqCst);
+            match self.slot_end(d - 1, w) {
+                Some(end) if d2 - d < RING => {
+                    g.written_end = end;
+                    g.durable_seq = d;
+                }
+                _ => d = d2,
+            }
         }
-        // Record `d - 1`'s slot still holds its end: the slot is taken
-        // again only by record `d - 1 + RING`, placed once `durable_seq`
-        // (moved here, under the lock) has passed `d - 1`.
-        g.written_end = self.slot(d - 1).end.load(Ordering::Relaxed);
-        g.durable_seq = d;
-        if d == g.next_seq {
+        if !g.head_open && d == g.next_seq && g.batch_first.is_some() {
             // Nothing in flight: the flush set is whole. (Nobody watches
             // `flushes_done` on such a log: it has no flusher.)
             g.last_set_records = g.next_seq - g.batch_first.unwrap_or(g.next_seq);
             g.batch_first = None;
             next_set(g);
         }
+    }
+
+    /// What slot `end` holds for record `seq` ending at `end`: the end,
+    /// tagged with `seq`'s low 16 bits above bit 48 where records are
+    /// placed without the lock (see `Slot::end`).
+    fn slot_end_word(&self, seq: u64, end: u64) -> u64 {
+        if self.lockfree {
+            (u64::from(seq as u16) << 48) | end
+        } else {
+            end
+        }
+    }
+
+    /// Record `seq`'s end from its slot's word `w`; `None` when the word
+    /// is another record's.
+    fn slot_end(&self, seq: u64, w: u64) -> Option<u64> {
+        if !self.lockfree {
+            return Some(w);
+        }
+        ((w >> 48) as u16 == seq as u16).then_some(w & (head::END_LIMIT - 1))
+    }
+
+    /// Place a record under the log's lock (see [`Mlog::place_direct`]),
+    /// [`Mlog::head`] closed first (`State` then says where records go),
+    /// and open it again after, where the next record may be placed
+    /// without the lock ([`Mlog::thaw`]). Counts the record's appender in
+    /// its slot.
+    fn place_locked(&self, len: u64) -> Result<Placed> {
+        let mut g =
+            crate::lock::lock_spin(&self.st.0, &self.spinners, Duration::from_nanos(LOCK_SPIN_NS));
+        self.catch_up(&mut g);
+        loop {
+            self.freeze(&mut g);
+            let max = self.max_for(g.mirrored);
+            if len > max {
+                return Err(MlogError::RecordTooLarge { len, max });
+            }
+            usable(&g)?;
+            if g.next_seq - g.durable_seq >= RING {
+                // Every slot holds a record in flight (more appenders
+                // than slots): theirs are written without the lock.
+                let oldest = g.durable_seq;
+                drop(g);
+                self.spin_helping(oldest, Duration::from_nanos(SPIN_MAX_NS));
+                g = self.lock();
+                continue;
+            }
+            let placed = self.place_direct(&mut g, len)?;
+            // Counted under the lock: an erase (which holds it) sees every
+            // record placed before it (see `erase_with`).
+            self.slot(placed.seq).owners.fetch_add(1, Ordering::SeqCst);
+            self.thaw(&mut g);
+            return Ok(placed);
+        }
+    }
+
+    /// Place a record with a compare and swap of [`Mlog::head`], without
+    /// the lock: `None` when the head is closed, or the record needs what
+    /// only the lock's holder does (a new epoch and its header, a flush
+    /// set distance past 16 bits, a full log). Counts the record's
+    /// appender in its slot.
+    ///
+    /// The rules are those of [`Mlog::place_direct`]: a record begins a
+    /// new flush set only when no record is in flight, which the swap
+    /// decides with the placement (a record placed since the look at the
+    /// durable counter changed the word, and the swap fails), and joins
+    /// the last one otherwise (one whose records have all become durable
+    /// since may be joined: a record torn by a crash ends the log there
+    /// and takes nothing before it along).
+    fn place_free(&self, len: u64) -> Option<Result<Placed>> {
+        let mut cur = self.head.load();
+        loop {
+            let o = head::Open::unpack(cur)?;
+            let d = self.durable_hint.load(Ordering::SeqCst);
+            // Exact when the swap below succeeds (the word was current:
+            // its next record is at most RING - 1 past the counter).
+            let seq = o.seq(d);
+            if seq - d >= RING - 1 {
+                // Every slot holds a record in flight but one: the last
+                // one goes to the lock, whose holders `catch_up` excludes.
+                // Placed here, record `d - 1 + RING` could take the slot
+                // of record `d - 1` while `catch_up` reads its end with
+                // the counter still at `d`.
+                return None;
+            }
+            // The generation and layout change only while the head is
+            // closed, and stored before it opens: read after the word, they
+            // are its own or newer (and then the word changed).
+            let gen = self.gen_hint.load(Ordering::SeqCst);
+            let layout = self.layout.load(Ordering::SeqCst);
+            if gen as u16 & 0x3fff != o.gen_low {
+                cur = self.head.load();
+                continue;
+            }
+            let (epoch, mirrored, padded) = (layout as u32, layout & (1 << 32) != 0, layout & (1 << 33) != 0);
+            let max = self.max_for(mirrored);
+            if len > max {
+                return Some(Err(MlogError::RecordTooLarge { len, max }));
+            }
+            let (fseq, bdelta) = if d == seq {
+                if o.fseq >= MAX_FSEQ {
+                    return None;
+                }
+                (o.fseq + 1, 0)
+            } else {
+                if o.bdelta_next == u16::MAX {
+                    return None;
+                }
+                (o.fseq, o.bdelta_next)
+            };
+            let (h, end1, copy, end) = self.place_at(mirrored, padded, o.end, len).ok()?;
+            if end >= head::END_LIMIT {
+                return None;
+            }
+            let next = head::Open {
+                end,
+                gen_low: o.gen_low,
+                seq_low: o.seq_low.wrapping_add(1),
+                bdelta_next: bdelta + 1,
+                fseq,
+            }
+            .pack();
+            let slot = self.slot(seq);
+            // Counted before the swap: an erase closes the head before it
+            // waits for the counts, and sees every record placed before.
+            slot.owners.fetch_add(1, Ordering::SeqCst);
+            let was = self.head.swap_if(cur, next);
+            if was != cur {
+                slot.owners.fetch_sub(1, Ordering::SeqCst);
+                cur = was;
+                continue;
+            }
+            slot.end.store(self.slot_end_word(seq, end), Ordering::SeqCst);
+            #[cfg(test)]
+            self.placed_free.fetch_add(1, Ordering::Relaxed);
+            let hdr = RecordHeader {
+                crc: 0,
+                len: len as u32,
+                gen,
+                seq,
+                epoch,
+                fseq,
+                bdelta: u32::from(bdelta),
+            };
+            return Some(Ok(Placed {
+                seq,
+                hdr,
+                prev_end: o.end,
+                h,
+                end1,
+                copy,
+                end,
+            }));
+        }
+    }
+
+    /// Close [`Mlog::head`] (the lock held) and take into `State` where
+    /// the next record goes: from here records are placed under the lock.
+    fn freeze(&self, g: &mut State) {
+        if !g.head_open {
+            return;
+        }
+        let mut cur = self.head.load();
+        loop {
+            let was = self.head.swap_if(cur, head::closed(cur));
+            if was == cur {
+                break;
+            }
+            cur = was;
+        }
+        g.head_open = false;
+        let Some(o) = head::Open::unpack(cur) else {
+            // Only the lock's holder closes it.
+            return;
+        };
+        // Closed, the word's next record is at most RING - 1 past the
+        // counter read now.
+        let d = self.durable_hint.load(Ordering::SeqCst);
+        let seq = o.seq(d);
+        g.next_seq = seq;
+        g.end = o.end;
+        g.fseq = o.fseq;
+        g.batch_first = Some(seq - u64::from(o.bdelta_next));
+        self.catch_up(g);
+    }
+
+    /// Open [`Mlog::head`] (the lock held, after a record was placed under
+    /// it), unless what comes next needs the lock: a failed, damaged or
+    /// exhausted log, a header to write first, a flush set already too
+    /// long for the word, an end past it.
+    fn thaw(&self, g: &mut State) {
+        if !self.lockfree || g.head_open {
+            return;
+        }
+        let Some(first) = g.batch_first else {
+            return;
+        };
+        let Ok(bdelta_next) = u16::try_from(g.next_seq - first) else {
+            return;
+        };
+        if usable(g).is_err() || !g.hdr_durable || g.end >= head::END_LIMIT {
+            return;
+        }
+        let layout = u64::from(g.epoch)
+            | (u64::from(g.mirrored) << 32)
+            | (u64::from(g.padded) << 33);
+        self.layout.store(layout, Ordering::SeqCst);
+        let w = head::Open {
+            end: g.end,
+            gen_low: g.gen as u16 & 0x3fff,
+            seq_low: g.next_seq as u16,
+            bdelta_next,
+            fseq: g.fseq,
+        }
+        .pack();
+        // Closed: nobody else changes it.
+        let cur = self.head.load();
+        let _ = self.head.swap_if(cur, w);
+        g.head_open = true;
     }
 
     /// Whether record `seq` of a log written straight onto its device is

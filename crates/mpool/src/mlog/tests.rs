@@ -981,7 +981,7 @@ fn a_log_framed_onto_memory_keeps_every_record() {
         let done: Vec<(Lsn, usize)> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
         // Every append returned durable: nothing is left to flush.
         {
-            let g = log.lock();
+            let g = log.frozen();
             assert_eq!((g.durable_seq, g.written_end), (g.next_seq, g.end));
         }
         let image = mem.image();
@@ -1171,7 +1171,7 @@ fn a_record_written_late_holds_back_the_ones_after_it() {
         let t0 = Instant::now();
         loop {
             {
-                let g = log.lock();
+                let g = log.frozen();
                 if g.next_seq - g.durable_seq == 4
                     && (g.durable_seq + 1..g.next_seq).all(|s| log.is_written(s))
                 {
@@ -1287,12 +1287,18 @@ fn appenders_on_memory_mark_their_records_and_each_is_durable_on_return() {
     assert!(log.direct);
     let n = (crate::dev::cpus() as usize * 2).max(RING as usize + 1);
     let settled = |log: &Mlog, records: usize| {
-        let g = log.lock();
+        let g = log.frozen();
         assert_eq!(g.durable_seq, g.next_seq);
         assert_eq!(g.next_seq, records as u64);
     };
     let first = append_from_threads(&log, n, 200, 0);
     settled(&log, first.len());
+    if head::Head::lock_free() {
+        // Most records are placed without the lock (the first of each
+        // run, and those past a full ring, take it).
+        let free = log.placed_free.load(Ordering::Relaxed);
+        assert!(free * 2 > first.len() as u64, "{free} of {} placed with the head", first.len());
+    }
     reopened_holds(&dev, size, 28, &first);
     log.erase(0).unwrap();
     // The sequence numbers start again at 0: the old generation's last
@@ -1558,4 +1564,54 @@ fn the_placing_fields_share_the_locks_first_line() {
     assert!(within(std::ptr::from_ref(&g.batch_first) as usize, 16));
     assert!(within(std::ptr::from_ref(&g.epoch) as usize, 4));
     assert!(within(std::ptr::from_ref(&g.fseq) as usize, 4));
+}
+
+/// Records placed without the lock (`Mlog::place_free`), one appender:
+/// each record is a flush set of its own, and every few sets (5 in unit
+/// tests) a new epoch begins, whose header only the lock's holder writes:
+/// the head closes and opens again around it. The log's length and record
+/// count read while the head is open are the placed ones; an erase closes
+/// it and the next generation's records are placed without the lock
+/// again. Every record reads back, also after a reopen.
+#[test]
+fn records_placed_without_the_lock_cross_epochs_and_erases() {
+    if !head::Head::lock_free() {
+        eprintln!("SKIPPED: this CPU has no 16-byte compare and swap");
+        return;
+    }
+    for mirrored in [false, true] {
+        let size = 1u64 << 20;
+        let mem = Arc::new(MemDevice::new(size, 512));
+        let log = Mlog::create_with(mem.clone(), 0..size, 36, mirrored).unwrap();
+        assert!(log.lockfree);
+        let mut want = Vec::new();
+        for gen in 0..3 {
+            let before = log.placed_free.load(Ordering::Relaxed);
+            for i in 0..23 {
+                let r = rec(gen * 100 + i, 50 + i * 41);
+                assert_eq!(log.append(&r, true).unwrap(), Lsn(i as u64));
+                want.push(r);
+                if i % 4 == 3 {
+                    // (The look under the closed head sends the next
+                    // record to the lock.)
+                    let (records, len) = (log.records(), log.len());
+                    let g = log.frozen();
+                    assert_eq!((records, len), (g.next_seq, g.end), "gen {gen} record {i}");
+                }
+            }
+            // The first record of a generation, and of each epoch, takes
+            // the lock.
+            assert!(log.placed_free.load(Ordering::Relaxed) > before, "gen {gen}: none placed without the lock");
+            assert_eq!(all(&log), want);
+            let back = Mlog::open(Arc::new(MemDevice::from_image(mem.image(), 512)), 0..size, 36).unwrap();
+            assert!(back.corruption().is_none(), "{:?}", back.corruption());
+            assert_eq!(all(&back), want);
+            // More epochs than the records of one generation: headers were
+            // written while records were placed without the lock.
+            assert!(back.lock().epoch > 3, "epoch {}", back.lock().epoch);
+            log.erase(0).unwrap();
+            want.clear();
+            assert_eq!((log.records(), log.len()), (0, 0));
+        }
+    }
 }
