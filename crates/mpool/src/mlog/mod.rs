@@ -1006,6 +1006,20 @@ impl Mlog {
             let r = self.write_placed(&mut p, parts).map(|()| self.mark_written(seq));
             drop(published);
             self.written_or_failed(r)?;
+            // Wait without the lock while records keep becoming durable
+            // (a record's durability is its mark and every earlier one:
+            // a failed write marks nothing, and its waiters go on to the
+            // lock, where the failure is).
+            for _ in 0..SPIN_ROUNDS {
+                if self.durable_hint.load(Ordering::Acquire) > seq {
+                    return Ok(Lsn(seq));
+                }
+                if !self.spin_helping(seq, Duration::from_nanos(SPIN_MAX_NS))
+                    && self.durable_hint.load(Ordering::Acquire) <= seq
+                {
+                    break;
+                }
+            }
             if self.durable_hint.load(Ordering::Acquire) > seq {
                 return Ok(Lsn(seq));
             }
