@@ -876,9 +876,15 @@ impl Mlog {
     /// Bytes of the data area in use (records, framing, padding), including
     /// appends not yet flushed.
     pub fn len(&self) -> u64 {
+        // Open, the head says (without the lock); closed, the state under
+        // the lock does, unless the head opened meanwhile.
+        if let Some(o) = self.open_head() {
+            return o.end;
+        }
         let g = self.lock();
         if g.head_open {
-            if let Some(o) = head::Open::unpack(self.head.load()) {
+            // Only the lock's holder closes it.
+            if let Some(o) = self.open_head() {
                 return o.end;
             }
         }
@@ -892,14 +898,25 @@ impl Mlog {
 
     /// Number of records in the log (including appends not yet flushed).
     pub fn records(&self) -> u64 {
+        if let Some(n) = self.open_next_seq() {
+            return n;
+        }
         self.next_seq_now(&self.lock())
     }
 
-    /// The next record's sequence number, the lock held: `State`'s, or
-    /// [`Mlog::head`]'s while that is open.
-    fn next_seq_now(&self, g: &State) -> u64 {
-        if !g.head_open {
-            return g.next_seq;
+    /// [`Mlog::head`]'s fields, when it is open.
+    fn open_head(&self) -> Option<head::Open> {
+        if !self.lockfree {
+            return None;
+        }
+        head::Open::unpack(self.head.load())
+    }
+
+    /// The next record's sequence number, from [`Mlog::head`] when it is
+    /// open.
+    fn open_next_seq(&self) -> Option<u64> {
+        if !self.lockfree {
+            return None;
         }
         loop {
             // The word's next record lies between the durable counter
@@ -909,14 +926,23 @@ impl Mlog {
             let d1 = self.durable_hint.load(Ordering::SeqCst);
             let w = self.head.load();
             let d2 = self.durable_hint.load(Ordering::SeqCst);
-            let Some(o) = head::Open::unpack(w) else {
-                // Only the lock's holder closes it.
-                return g.next_seq;
-            };
+            let o = head::Open::unpack(w)?;
             if d2 - d1 < (1 << 16) - RING {
-                return o.seq(d1);
+                return Some(o.seq(d1));
             }
         }
+    }
+
+    /// The next record's sequence number, the lock held: `State`'s, or
+    /// [`Mlog::head`]'s while that is open.
+    fn next_seq_now(&self, g: &State) -> u64 {
+        if g.head_open {
+            // Only the lock's holder closes it.
+            if let Some(n) = self.open_next_seq() {
+                return n;
+            }
+        }
+        g.next_seq
     }
 
     /// Bytes of the data area (the most [`Mlog::len`] can reach).
