@@ -74,6 +74,11 @@ impl Open {
     }
 }
 
+/// The low bits of generation `gen` that an open word holds.
+pub(super) fn gen_low(gen: u64) -> u16 {
+    (gen & GEN_MASK) as u16
+}
+
 /// The word closed (its fields kept, for whoever reads it to close it).
 pub(super) fn closed(w: u128) -> u128 {
     w | u128::from(CLOSED)

@@ -2168,7 +2168,7 @@ impl Mlog {
             // are its own or newer (and then the word changed).
             let gen = self.gen_hint.load(Ordering::SeqCst);
             let layout = self.layout.load(Ordering::SeqCst);
-            if gen as u16 & 0x3fff != o.gen_low {
+            if head::gen_low(gen) != o.gen_low {
                 cur = self.head.load();
                 continue;
             }
@@ -2287,7 +2287,7 @@ impl Mlog {
         self.layout.store(layout, Ordering::SeqCst);
         let w = head::Open {
             end: g.end,
-            gen_low: g.gen as u16 & 0x3fff,
+            gen_low: head::gen_low(g.gen),
             seq_low: g.next_seq as u16,
             bdelta_next,
             fseq: g.fseq,
